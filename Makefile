@@ -1,0 +1,44 @@
+# dpupose: the verbs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DPUPOSE := $(BIN)/dpupose
+
+.PHONY: help setup lint format test test-all demo clean
+
+help: ## list the verbs
+	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
+	@echo
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[host,dev]'
+	touch $@
+
+setup: $(STAMP) ## create .venv and install the package with host and dev extras (pinned)
+
+lint: $(STAMP) ## ruff lint and format check (fails on any finding)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## rewrite the code in ruff's format
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
+	$(BIN)/pytest -q
+
+test-all: $(STAMP) ## run the tests including the slow ones' full sizes
+	$(BIN)/pytest -q -m 'not vivado and not vitis_ai and not board'
+
+demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
+	$(BIN)/python -m dpupose.demo --out build/demo
+
+clean: ## remove build outputs (keeps .venv and runs/)
+	rm -rf build .pytest_cache .ruff_cache

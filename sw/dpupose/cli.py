@@ -1,0 +1,66 @@
+"""The `dpupose` command: one subcommand per use of the project.
+
+Subcommands live in `dpupose.commands.<name>`; each module defines `register(subparsers)` and keeps
+heavy imports (torch, onnx, matplotlib) inside the functions it runs, so that `dpupose run` on the
+board never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from dpupose import __version__
+from dpupose.errors import DpuposeError
+
+# Order is the order shown by `dpupose --help`.
+COMMAND_MODULES: tuple[str, ...] = (
+    "data",
+    "train",
+    "eval",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dpupose",
+        description="MobileNetV2 pose estimation split between the Xilinx DPU and the Cortex-A53 CPU.",
+    )
+    parser.add_argument("--version", action="version", version=f"dpupose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"dpupose.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        # A group without its subcommand (e.g. `dpupose dpu`) prints that group's help.
+        (getattr(args, "group_parser", None) or parser).print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except DpuposeError as exc:
+        print(f"dpupose: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dpupose: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

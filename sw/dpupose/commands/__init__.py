@@ -1,0 +1,1 @@
+"""Subcommands of `dpupose`. Modules here import only the standard library at top level."""

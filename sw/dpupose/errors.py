@@ -1,0 +1,46 @@
+"""Exception types. Every error a user can cause derives from DpuposeError; the CLI prints its
+message on one line and exits non-zero, so each message must say what went wrong and what to do."""
+
+
+class DpuposeError(Exception):
+    """Base class of errors reported to the user without a traceback."""
+
+
+class UsageError(DpuposeError):
+    """A command-line value is wrong or missing."""
+
+
+class ConfigError(DpuposeError):
+    """A DPU or board configuration is unknown, malformed or illegal."""
+
+
+class DataError(DpuposeError):
+    """A data set, annotation record or image is missing or malformed."""
+
+
+class CheckpointError(DpuposeError):
+    """A checkpoint is truncated, foreign or does not match the model."""
+
+
+class ModelFileError(DpuposeError):
+    """An ONNX / xmodel / plan file is missing, corrupt or of the wrong kind."""
+
+
+class QuantizationError(DpuposeError):
+    """Calibration or quantization cannot produce a valid INT8 model."""
+
+
+class FingerprintMismatch(DpuposeError):
+    """A plan, xmodel or overlay was made for another DPU configuration."""
+
+
+class ToolNotFoundError(DpuposeError):
+    """An external tool (Vivado, v++, docker, mtools...) is not installed or not on PATH."""
+
+
+class ArtifactError(DpuposeError):
+    """A tool ran but an expected output file is missing or wrong."""
+
+
+class DeviceError(DpuposeError):
+    """A target device (SD card, camera, board) is unsafe, missing or unusable."""

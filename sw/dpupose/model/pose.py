@@ -1,0 +1,98 @@
+"""The pose network, built as the two parts the split runtime runs on different devices.
+
+`dpu_part`: image (N, 3, S, S) -> heatmap logits (N, 16, S/4, S/4); convs, depthwise convs, BN, ReLU(6),
+add and pixel shuffle only, so the DPU can run all of it.
+`cpu_part`: logits -> (coords (N, 16, 2) in (-1, 1), heatmaps (N, 16, S/4, S/4)); flat softmax + DSNT,
+kept in float on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import Tensor, nn
+
+from dpupose.model.dsnt import dsnt, flat_softmax
+from dpupose.model.mobilenetv2 import MobileNetV2Features
+
+NUM_JOINTS = 16
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in every checkpoint."""
+
+    input_size: int = 224  # square input, pixels; a multiple of 32
+    width_mult: float = 1.0  # MobileNetV2 width multiplier
+    num_joints: int = NUM_JOINTS
+    decoder_channels: int = 256  # channels after the 1x1 reduction conv
+    duc_blocks: int = 3  # each doubles the resolution: stride 32 -> 4
+
+    def __post_init__(self) -> None:
+        if self.input_size % 32 != 0 or self.input_size < 32:
+            raise ValueError(f"input_size must be a positive multiple of 32, got {self.input_size}")
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 32 * 2**self.duc_blocks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DUC(nn.Sequential):
+    """Dense upsampling convolution: 3x3 conv to 4*cout channels, BN, ReLU, PixelShuffle(2)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout * 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout * 4),
+            nn.ReLU(inplace=True),
+            nn.PixelShuffle(2),
+        )
+
+
+class DpuPart(nn.Module):
+    """Image -> heatmap logits. Input is ImageNet-normalized float (see dpupose.data.transforms)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.backbone = MobileNetV2Features(cfg.width_mult)
+        c = cfg.decoder_channels
+        self.reduce = nn.Sequential(
+            nn.Conv2d(self.backbone.out_channels, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        )
+        blocks = []
+        for _ in range(cfg.duc_blocks):
+            blocks.append(DUC(c, c // 2))
+            c //= 2
+        self.decoder = nn.Sequential(*blocks)
+        self.head = nn.Conv2d(c, cfg.num_joints, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.decoder(self.reduce(self.backbone(x))))
+
+
+class CpuPart(nn.Module):
+    """Heatmap logits -> (normalized coords, heatmaps)."""
+
+    def forward(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        heatmaps = flat_softmax(logits)
+        return dsnt(heatmaps), heatmaps
+
+
+class PoseNet(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg or ModelConfig()
+        self.dpu_part = DpuPart(self.config)
+        self.cpu_part = CpuPart()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cpu_part(self.dpu_part(x))
+
+
+def build_model(cfg: ModelConfig | None = None) -> PoseNet:
+    return PoseNet(cfg)

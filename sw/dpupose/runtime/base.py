@@ -1,0 +1,69 @@
+"""The one interface for anything that executes a subgraph (DPU via VART, DPU emulator, ONNX Runtime).
+
+Tensor conventions, shared by every runner:
+- DPU runners (VART, emulator) exchange int8 arrays in NHWC layout, as VART does; a tensor's real value
+  is int8 * 2**(-fix_point).
+- CPU runners (ONNX Runtime) exchange the ONNX graph's own tensors (float32, NCHW for images).
+The split executor converts between the two at subgraph boundaries using the plan's layouts and fix points.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # batch first; NHWC for DPU tensors
+    dtype: str  # numpy dtype name: "int8" for DPU tensors, "float32" for CPU tensors
+    fix_point: int | None = None  # DPU tensors only: real = int8 * 2**-fix_point
+    layout: str = "NCHW"  # "NHWC" for DPU tensors
+
+    def scale(self) -> float:
+        """The real value of one int8 step (2**-fix_point)."""
+        if self.fix_point is None:
+            raise ValueError(f"tensor {self.name!r} has no fix_point")
+        return 2.0 ** (-self.fix_point)
+
+
+class Runner(ABC):
+    """Executes one subgraph. Use as a context manager or call close()."""
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorInfo]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorInfo]: ...
+
+    @abstractmethod
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run on one batch: input name -> array, returns output name -> array."""
+
+    def close(self) -> None:  # noqa: B027 - optional for runners that hold nothing
+        """Release what the runner holds (DPU runner, session)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def quantize_to_int8(x: np.ndarray, fix_point: int) -> np.ndarray:
+    """float -> int8 at a DPU input boundary.
+
+    The DPU's input quantization rounds half up (floor(x * 2**fp + 0.5)) and saturates to [-128, 127].
+    """
+    scaled = np.floor(np.asarray(x, dtype=np.float64) * (2.0**fix_point) + 0.5)
+    return np.clip(scaled, -128, 127).astype(np.int8)
+
+
+def dequantize_int8(q: np.ndarray, fix_point: int) -> np.ndarray:
+    """int8 -> float32: q * 2**-fix_point (exact in float32)."""
+    return q.astype(np.float32) * np.float32(2.0 ** (-fix_point))
