@@ -54,6 +54,14 @@ def _check_out(out: Path) -> None:
         )
 
 
+def _public_modes(folder: Path) -> None:
+    """mkdtemp/mkstemp create owner-only files; give the result the modes a plain write would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [folder, *folder.rglob("*")]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
 @contextmanager
 def staged_dir(out: Path) -> Iterator[Path]:
     """A temporary folder that becomes `out` when the block succeeds and disappears when it fails."""
@@ -62,6 +70,7 @@ def staged_dir(out: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
+        _public_modes(tmp)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -140,6 +149,20 @@ def quantize(cfg: QuantizeConfig) -> dict:
             "seed": cfg.seed,
         },
     }
+    graph = fix = None
+    if cfg.engine == "native":  # calibrate before writing anything: most bad input shows up here
+        torch.manual_seed(cfg.seed)
+        graph = build_qgraph(model.dpu_part, (3, size, size))
+        fix, _ = calibrate(graph, images)
+        if cfg.qat_epochs:
+            from dpupose.quant.qat import qat_finetune
+
+            graph, fix, losses = qat_finetune(graph, fix, images, cfg.qat_epochs, seed=cfg.seed)
+            doc["qat"] = {
+                "epochs": cfg.qat_epochs,
+                "steps": len(losses),
+                "final_loss": losses[-1] if losses else None,
+            }
     with staged_dir(cfg.out) as tmp:
         export_fp32(model, size, tmp)
         if cfg.engine == "vai_q":
@@ -149,18 +172,6 @@ def quantize(cfg: QuantizeConfig) -> dict:
         else:
             from dpupose.quant.summary import summarize
 
-            torch.manual_seed(cfg.seed)
-            graph = build_qgraph(model.dpu_part, (3, size, size))
-            fix, _ = calibrate(graph, images)
-            if cfg.qat_epochs:
-                from dpupose.quant.qat import qat_finetune
-
-                graph, fix, losses = qat_finetune(graph, fix, images, cfg.qat_epochs, seed=cfg.seed)
-                doc["qat"] = {
-                    "epochs": cfg.qat_epochs,
-                    "steps": len(losses),
-                    "final_loss": losses[-1] if losses else None,
-                }
             qdq = qdq_model(graph, fix)
             onnx.save(qdq, tmp / "dpu_part_qdq.onnx")
             onnx.save(append_cpu_part(qdq, onnx.load(tmp / "cpu_part_fp32.onnx")), tmp / "model_qdq.onnx")

@@ -65,7 +65,7 @@ def qat_finetune(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         log.info("QAT epoch %d: mean loss %.5f", epoch + 1, float(np.mean(losses[-len(images) :] or [0.0])))
     new_graph = student.to_graph()
     new_fix, notes = apply_constraints(new_graph, student.learned_fix_points())

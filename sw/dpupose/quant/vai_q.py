@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,12 @@ SCRIPT = "scripts/vitis_ai_quantize.sh"
 
 
 def vai_q_available() -> bool:
-    return importlib.util.find_spec("pytorch_nndct") is not None
+    if "pytorch_nndct" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("pytorch_nndct") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _torch_quantizer():
