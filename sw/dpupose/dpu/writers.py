@@ -58,8 +58,8 @@ def dpu_conf_vh(cfg: DpuConfig) -> str:
     alu = "DEFAULT" if cfg.alu_parallel is AluParallel.DEFAULT else str(cfg.alu_parallel.value)
     lines = [
         _header("//", cfg).rstrip("\n"),
-        f"// fingerprint {fingerprint_hex(cfg)}; {cfg.cores} core(s) at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz"
-        " are set in prj_config, not here.",
+        f"// fingerprint {fingerprint_hex(cfg)}; cores ({cfg.cores}) and clocks "
+        f"({cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz) are set in prj_config, not here.",
         "",
         "// Conv array size (changes the compile target)",
         f"`define {cfg.arch.value}",
@@ -130,7 +130,10 @@ def prj_config(cfg: DpuConfig, board: Board) -> str:
         clock.append(f"id={id1}:{SOFTMAX_KERNEL}_1.aclk")
         connectivity += [f"sp={SOFTMAX_KERNEL}_1.M_AXI:{board.softmax_port}", f"nk={SOFTMAX_KERNEL}:1"]
     text = _header("#", cfg, f" for {board.name}")
-    text += f"# {cfg.arch.value} x{cfg.cores} at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz, fingerprint {fingerprint_hex(cfg)}\n"
+    text += (
+        f"# {cfg.arch.value} x{cfg.cores} at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz, "
+        f"fingerprint {fingerprint_hex(cfg)}\n"
+    )
     text += "\n[clock]\n" + "\n".join(clock) + "\n"
     text += "\n[connectivity]\n" + "\n".join(connectivity) + "\n"
     text += "\n[advanced]\nmisc=:solution_name=link\n"
