@@ -327,9 +327,20 @@ def load_config(name_or_path: str | Path) -> DpuConfig:
 
 
 def config_from_arch(
-    arch: str | Arch, clock_mhz: int, cores: int = 1, board: str = "ultra96v2", **options: Any
+    arch: str | Arch,
+    clock_mhz: int,
+    cores: int = 1,
+    board: str = "ultra96v2",
+    use_uram: bool = False,
+    **options: Any,
 ) -> DpuConfig:
-    """An ad-hoc configuration: the given ARCH/clock/cores with DPU-PYNQ defaults for the rest."""
+    """An ad-hoc configuration: the given ARCH/clock/cores with DPU-PYNQ defaults for the rest.
+
+    use_uram moves the weight and bias banks to UltraRAM (as the Vitis AI TRD does on URAM devices).
+    """
     arch = arch if isinstance(arch, Arch) else Arch.parse(arch)
     name = f"{arch.value.lower()}-{clock_mhz}mhz" + (f"-x{cores}" if cores > 1 else "")
+    if use_uram:
+        options = {"uram_wgt_banks": arch.ocp + 1, "uram_bias_banks": 1, **options}
+        name += "-uram"
     return DpuConfig(name=name, arch=arch, clock_mhz=clock_mhz, cores=cores, board=board, **options)
