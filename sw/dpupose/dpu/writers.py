@@ -144,7 +144,7 @@ def prj_config(cfg: DpuConfig, board: Board) -> str:
 def arch_json(cfg: DpuConfig) -> str:
     """arch.json for vai_c_xir: the fingerprint (plus a first key saying what generated the file)."""
     generated = f"{GENERATOR} from DPU configuration {cfg.name}; do not edit"
-    return json.dumps({"generated_by": generated, "fingerprint": fingerprint_hex(cfg)}, indent=0) + "\n"
+    return json.dumps({"generated_by": generated, "fingerprint": fingerprint_hex(cfg)}) + "\n"
 
 
 def write_dpu_conf_vh(cfg: DpuConfig, path: str | Path) -> bool:
