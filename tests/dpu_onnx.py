@@ -27,14 +27,22 @@ def conv(cin: int, cout: int, hw: int, k: int, stride: int = 1, groups: int = 1,
     out = (hw + 2 * (k // 2) - k) // stride + 1
     nodes = [
         helper.make_node(
-            "Conv", ["x", "w", "b"], ["c" if relu6 else "y"], name="conv",
-            kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups,
-        )  # fmt: skip
+            "Conv",
+            ["x", "w", "b"],
+            ["c" if relu6 else "y"],
+            name="conv",
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[k // 2] * 4,
+            group=groups,
+        )
     ]
     inits = [w, b]
     if relu6:
-        inits += [numpy_helper.from_array(np.array(0, np.float32), "lo"),
-                  numpy_helper.from_array(np.array(6, np.float32), "hi")]  # fmt: skip
+        inits += [
+            numpy_helper.from_array(np.array(0, np.float32), "lo"),
+            numpy_helper.from_array(np.array(6, np.float32), "hi"),
+        ]
         nodes.append(helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6"))
     return _model(nodes, [_vi("x", (1, cin, hw, hw))], [_vi("y", (1, cout, out, out))], inits)
 

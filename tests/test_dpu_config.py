@@ -30,7 +30,7 @@ def write(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
 
 def test_shipped_configs_load_and_include_the_required_ones():
     names = list_configs()
-    assert REQUIRED_U96_CONFIGS <= set(names)
+    assert set(names) >= REQUIRED_U96_CONFIGS
     for name in names:
         cfg = load_config(name)
         assert cfg.name == name
@@ -65,11 +65,14 @@ def test_load_by_path(tmp_path):
     [
         ('arch = "B1600"\nclock_mhz = 200\nram_usag = "low"\n', "unknown key.*ram_usag"),
         ('arch = "B9999"\nclock_mhz = 200\n', "unknown DPU ARCH 'B9999'"),
-        ('clock_mhz = 200\n', "'arch' and 'clock_mhz' are required"),
+        ("clock_mhz = 200\n", "'arch' and 'clock_mhz' are required"),
         ('arch = "B1600"\nclock_mhz = 200\ndsp_usage = "medium"\n', "dsp_usage = 'medium' is not one of"),
         ('arch = "B1600"\nclock_mhz = "fast"\n', "clock_mhz must be of type int"),
         ('arch = "B1600"\nclock_mhz = 200\nsoftmax = 1\n', "softmax must be of type bool"),
-        ('arch = "B1152"\nclock_mhz = 200\nalu_parallel = 8\n', "alu_parallel = 8 exceeds the pixel parallelism 4"),
+        (
+            'arch = "B1152"\nclock_mhz = 200\nalu_parallel = 8\n',
+            "alu_parallel = 8 exceeds the pixel parallelism 4",
+        ),
         ('arch = "B1600"\nclock_mhz = 200\ncores = 5\n', "1 to 4 cores"),
         ('arch = "B1600"\nclock_mhz = 900\n', "outside 25..400 MHz"),
         ('arch = "B1600"\nclock_mhz = 200\ndevice_family = "zynq7000"\n', "not supported"),
@@ -116,7 +119,7 @@ def test_board_record_rejects_unknown_keys(tmp_path, monkeypatch):
     text = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text()
     (hw / "boards" / "b" / "board.toml").write_text("colour = 'blue'\n" + text)
     monkeypatch.setenv(HW_DIR_ENV, str(hw))
-    with pytest.raises(ConfigError, match="unknown key.*colour"):
+    with pytest.raises(ConfigError, match=r"unknown key.*colour"):
         load_board("b")
 
 

@@ -39,9 +39,14 @@ def test_vitis_ai_named_targets_are_the_same_dpus_with_save_argmax():
 def test_decode_known_value():
     f = decode(DPU_PYNQ_U96)
     assert f == Fields(
-        arch=Arch.B1600, alu_parallel=4, bank_groups=2, channel_augmentation=True,
-        conv_leaky=True, alu_leaky=False, save_argmax=False,
-    )  # fmt: skip
+        arch=Arch.B1600,
+        alu_parallel=4,
+        bank_groups=2,
+        channel_augmentation=True,
+        conv_leaky=True,
+        alu_leaky=False,
+        save_argmax=False,
+    )
     assert (f.load_parallel, f.conv_write_parallel, f.alu_write_parallel, f.isa, f.family) == (2, 1, 1, 1, 1)
 
 
@@ -55,19 +60,31 @@ def test_options_that_do_not_change_the_target_do_not_change_the_fingerprint():
 @pytest.mark.parametrize("arch", list(Arch))
 def test_encode_decode_round_trip_over_the_option_grid(arch):
     seen = set()
-    alus = [AluParallel.DEFAULT] + [a for a in AluParallel if a is not AluParallel.DEFAULT and a.value <= arch.pp]
+    alus = [AluParallel.DEFAULT] + [
+        a for a in AluParallel if a is not AluParallel.DEFAULT and a.value <= arch.pp
+    ]
     for ram, aug, alu, conv_act, alu_act, argmax in itertools.product(
         RamUsage, (False, True), alus, Activations, Activations, (False, True)
     ):
-        c = cfg(arch.value, ram_usage=ram, channel_augmentation=aug, alu_parallel=alu,
-                conv_activations=conv_act, alu_activations=alu_act, save_argmax=argmax)  # fmt: skip
+        c = cfg(
+            arch.value,
+            ram_usage=ram,
+            channel_augmentation=aug,
+            alu_parallel=alu,
+            conv_activations=conv_act,
+            alu_activations=alu_act,
+            save_argmax=argmax,
+        )
         word = fingerprint(c)
         f = decode(word)
         assert encode(f) == word
         assert (f.arch, f.alu_parallel, f.bank_groups) == (arch, c.alu_pp, ram.bank_groups)
         assert (f.channel_augmentation, f.conv_leaky, f.alu_leaky, f.save_argmax) == (
-            aug, conv_act.leaky, alu_act.leaky, argmax,
-        )  # fmt: skip
+            aug,
+            conv_act.leaky,
+            alu_act.leaky,
+            argmax,
+        )
         seen.add(word)
     # DEFAULT equals PP/2 explicitly, so it collides with that explicit value and nothing else.
     assert len(seen) == 2 * 2 * (len(alus) - 1) * 2 * 2 * 2

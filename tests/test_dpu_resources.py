@@ -34,6 +34,8 @@ def test_per_core_table_row(arch):
     r = core_resources(cfg(arch, dsp_usage=DspUsage.LOW))
     assert r.lut == round(lut_low * (1 + LUT_FF_MARGIN)) and r.ff == round(ff_low * (1 + LUT_FF_MARGIN))
     assert r.uram == 0
+    r = core_resources(cfg(arch, dsp_usage=DspUsage.HIGH))
+    assert r.lut == round(lut_high * (1 + LUT_FF_MARGIN)) and r.ff == round(ff_high * (1 + LUT_FF_MARGIN))
 
 
 def test_uram_banks_move_bram_to_uram():

@@ -169,7 +169,7 @@ class Estimate:
             "arch": self.arch,
             "clock_mhz": self.clock_mhz,
             "cores": self.cores,
-            "latency_ms": round(self.latency_ms, 4),
+            "latency_ms": round(self.latency_ms, 6),
             "fps": round(self.fps, 2),
             "throughput_fps": round(self.throughput_fps, 2),
             "gops": round(self.gops, 4),
