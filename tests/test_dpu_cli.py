@@ -177,3 +177,17 @@ def test_zoo_export_bad_input_size(capsys, tmp_path):
         capsys, "zoo", "export", "resnet50", "--out", str(tmp_path / "r.onnx"), "--input-size", "50"
     )
     assert rc == 2 and "multiple of 32" in err and not list(tmp_path.iterdir())
+
+
+def test_estimate_unknown_op_is_refused_unless_allowed(capsys, tmp_path):
+    import onnx
+    from dpu_onnx import custom_op
+
+    path = tmp_path / "custom.onnx"
+    onnx.save(custom_op(16, 8), str(path))
+    rc, out, err = run(capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq")
+    assert rc == 2 and out == "" and "FancyNorm" in err
+    rc, out, err = run(
+        capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq", "--allow-unknown"
+    )
+    assert rc == 0 and "predicted" in out and "warning" in err and "FancyNorm" in err

@@ -238,7 +238,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"no shipped configuration is meant for {board.name}; use --sweep")
     if args.plot:
         name = args.model.rsplit("/", 1)[-1]
-        plot(rows, args.plot, f"{name} on the {board.title}: FPS {PREDICTED_NOTE}", board.resources.dsp)
+        title = f"{name} on the {board.title} ({board.device})\nFPS {PREDICTED_NOTE}"
+        plot(rows, args.plot, title, board.resources.dsp)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:

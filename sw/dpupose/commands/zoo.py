@@ -1,6 +1,8 @@
 """`dpupose zoo`: reference networks (standard architectures, random weights) as ONNX files.
 
-Used to calibrate and validate the DPU performance model. torch is imported only when exporting.
+Used to calibrate and validate the DPU performance model; ``pose_dpu`` is this project's pose network's
+DPU part with random weights (for estimates before a trained model exists). torch is imported only when
+exporting.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-NETWORKS = ("mobilenet_v2", "mobilenet_v1", "resnet50")
+NETWORKS = ("mobilenet_v2", "mobilenet_v1", "resnet50", "pose_dpu")
 
 
 def register(subparsers: Any) -> None:

@@ -126,7 +126,7 @@ def compare(
     sweep: bool = False,
     constants: PerfConstants | None = None,
 ) -> list[CompareRow]:
-    """One row per configuration; resources include the board's platform overhead."""
+    """One row per configuration (shipped first, then by DSP); resources include the platform overhead."""
     b = board if isinstance(board, Board) else load_board(board)
     proto = load_model(model)
     consts = constants or load_constants()
@@ -142,7 +142,8 @@ def compare(
         if key not in graphs:
             graphs[key] = extract_layers(proto, cfg)
         rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default))
-    return rows
+    # Shipped configurations first, each group by DSP use (the cost axis of the plot).
+    return sorted(rows, key=lambda r: (not r.shipped, r.dsp, r.config))
 
 
 def format_table(rows: list[CompareRow]) -> str:
@@ -233,17 +234,28 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
             r.config + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
         )
         weight = "bold" if r.default else "normal"
+        offset = (6, 4) if r.fits else (6, -12)  # keeps neighbouring labels apart
         ax.annotate(
-            text, (r.dsp, r.fps), textcoords="offset points", xytext=(6, 4), fontsize=8, fontweight=weight
+            text, (r.dsp, r.fps), textcoords="offset points", xytext=offset, fontsize=8, fontweight=weight
         )
+    xs = [r.dsp for r in rows] + ([dsp_available] if dsp_available else [])
+    ys = [r.fps for r in rows]
+    ax.set_xlim(0, max(xs) * 1.3)  # room for the labels on the right
+    ax.set_ylim(0, max(ys) * 1.12)
     if dsp_available:
         ax.axvline(dsp_available, color="tab:red", linestyle="--", linewidth=1)
-        ax.text(dsp_available, ax.get_ylim()[1], " DSP available", color="tab:red", va="top", fontsize=8)
+        ax.text(
+            dsp_available,
+            max(ys) * 0.03,
+            f" {dsp_available:g} DSP on the device",
+            color="tab:red",
+            fontsize=8,
+        )
     ax.set_xlabel("DSP48 slices used (DPU + platform)")
     ax.set_ylabel("predicted FPS (single thread, DPU only)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)

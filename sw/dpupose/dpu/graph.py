@@ -198,8 +198,10 @@ class _Walker:
                 self.mark(node, True)
         else:
             self.result.unknown.append((name, op))
-            out = _shape4(self.shape(node.output[0]))
             ins = tuple(_shape4(self.shape(i)) for i in dyn)
+            # Shape inference knows nothing of a custom op: assume it keeps its first input's shape.
+            known = node.output[0] in self.shapes
+            out = _shape4(self.shape(node.output[0])) if known else ins[0]
             self.result.layers.append(Layer(name, op, "unknown", ins, out, kernel=(3, 3)))
             self.mark(node, True)
 

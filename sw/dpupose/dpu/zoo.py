@@ -9,6 +9,8 @@ through `dpupose.model.export.export_onnx` (BatchNorm folded into the convolutio
 - ``mobilenet_v1``: Howard et al. 2017, width 1.0 (~0.57 GMAC at 224x224).
 - ``resnet50``: He et al. 2016, v1.5 layout (stride on the 3x3 conv of each bottleneck, as in
   torchvision and the Vitis AI ``pt_resnet50`` model; ~4.1 GMAC at 224x224).
+- ``pose_dpu``: this project's pose network, its DPU part (`dpupose.model.build_model().dpu_part`), for
+  performance estimates before a trained model exists (the performance does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -99,13 +101,19 @@ def resnet50() -> nn.Module:
 
 
 NETWORKS = {"mobilenet_v2": mobilenet_v2, "mobilenet_v1": mobilenet_v1, "resnet50": resnet50}
+POSE_DPU = "pose_dpu"  # the project's pose model, DPU part (image -> heatmap logits), random weights
 
 
-def build(name: str) -> nn.Module:
+def build(name: str, input_size: int = 224) -> nn.Module:
     """The named network with random (seeded) weights, in eval mode."""
-    if name not in NETWORKS:
-        raise UsageError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+    if name not in (*NETWORKS, POSE_DPU):
+        raise UsageError(f"unknown network {name!r}; choose one of {', '.join((*NETWORKS, POSE_DPU))}")
     torch.manual_seed(0)
+    if name == POSE_DPU:
+        from dpupose.model import build_model
+        from dpupose.model.pose import ModelConfig
+
+        return build_model(ModelConfig(input_size=input_size)).dpu_part.eval()
     return NETWORKS[name]().eval()
 
 
@@ -113,6 +121,6 @@ def export(name: str, path: str | Path, input_size: int = 224) -> Path:
     """Export the named network for a (1, 3, input_size, input_size) input to ONNX at `path`."""
     if input_size < 32 or input_size % 32:
         raise UsageError(f"--input-size must be a positive multiple of 32, got {input_size}")
-    model = build(name)
+    model = build(name, input_size)
     example = torch.zeros(1, 3, input_size, input_size)
     return export_onnx(model, example, path, input_names=["image"], output_names=["logits"])
