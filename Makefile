@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo compare clean
+.PHONY: help setup lint format test test-all demo compare hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -52,6 +52,19 @@ compare: $(STAMP) $(MODEL) ## compare DPU configurations for the pose model (pre
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
 	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
+
+# Hardware build (docs/hardware.md): DPU=<configuration> [BOARD=<board>] DPU_TRD=<DPUCZDX8G.tar.gz or folder>
+# BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
+# [HW_FLAGS="--from link --to report --force"]. BOARD is passed only when given on the command line.
+DPU ?= u96v2-b1600-pynq
+HW_ARGS = --config $(DPU) $(if $(filter command line,$(origin BOARD)),--board $(BOARD)) \
+	$(if $(DPU_TRD),--trd "$(DPU_TRD)") $(if $(BOARD_REPO),--board-repo "$(BOARD_REPO)") $(if $(I_KNOW),--i-know)
+
+hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vitis 2022.1; see docs/hardware.md)
+	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)
+
+hw-check: $(STAMP) ## check a hardware build without running any tool: config, fit, clocks, Tcl, tools, inputs
+	$(DPUPOSE) hw check $(HW_ARGS)
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf build .pytest_cache .ruff_cache

@@ -76,7 +76,8 @@ def _request(args: argparse.Namespace) -> Any:
     return BuildRequest(args.config, args.board, args.trd, args.board_repo, args.i_know, args.out)
 
 
-def _print_findings(findings: list[Any], stream: Any = sys.stdout) -> None:
+def _print_findings(findings: list[Any], stream: Any = None) -> None:
+    stream = stream or sys.stdout
     width = max((len(f.topic) for f in findings), default=0)
     for f in findings:
         print(f"  {f.level:5s} {f.topic:{width}s}  {f.message}", file=stream)
@@ -132,11 +133,15 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_commands(args: argparse.Namespace) -> int:
     from dpupose.dpu.config import load_config
     from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
+    from dpupose.hwbuild.inputs import inspect_trd
     from dpupose.hwbuild.layout import BuildPaths
 
     cfg = load_config(args.config)
     paths = BuildPaths.for_config(cfg.name, args.out)
-    trd = Path(args.trd or "$DPU_TRD (extracted)")
+    trd = Path("$DPU_TRD")
+    if args.trd:
+        info = inspect_trd(args.trd)
+        trd = paths.trd_dir if info.archive else (info.path / info.prefix).resolve()
     repo = Path(args.board_repo or "$BOARD_REPO")
     for step, argv in (
         ("platform", platform_argv(paths, repo)),

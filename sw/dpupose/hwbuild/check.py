@@ -219,9 +219,10 @@ def preflight(req: BuildRequest, steps: set[str]) -> Preflight:
     """All findings for building `req` through `steps` (step names of dpupose.hwbuild.flow.STEPS)."""
     p = Preflight()
     _config(p, req)
-    trd_names = _trd(p, req, steps)
     if p.cfg is not None:
         _fit_and_clocks(p, req)
+    trd_names = _trd(p, req, steps)
+    if p.cfg is not None:
         _files_and_tcl(p, steps, trd_names)
     _tools_and_inputs(p, req, steps)
     if steps & (VIVADO_STEPS | {"link"}):

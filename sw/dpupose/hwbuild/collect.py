@@ -115,8 +115,7 @@ def _usage(paths: BuildPaths, cfg: DpuConfig, board: Board) -> dict[str, Any]:
     util = parse_utilization(find_report(paths.link_dir, "utilization").read_text())
     estimate = check_fit(cfg, board).total
     return {
-        key: {"used": u.used, "available": u.available, "estimated": getattr(estimate, key)}
-        for key, u in util.items()
+        key: {"used": u.used, "available": u.available, "estimated": getattr(estimate, key)} for key, u in util.items()
     }
 
 

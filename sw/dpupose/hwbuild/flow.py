@@ -11,6 +11,8 @@ A tool step writes a stamp (stamps/<step>.json) with hashes of everything it rea
 tool's version) and of what it wrote; while those still match, the step is skipped. So a failed link
 re-runs only the link, and editing the DPU options re-runs kernel and link but not the platform. The
 published files are removed as soon as any tool step has to run, and come back only from `report`.
+`generate` runs before any selection (it is cheap and rewrites only changed files), so a later step never
+reads files generated from an older version of the configuration.
 
 API:
     STEPS, step_names()
@@ -295,7 +297,10 @@ def run_build(
 ) -> list[StepRun]:
     """Run the selected steps in order, skipping tool steps whose stamp still matches (unless `force`)."""
     runs = []
-    for step in select(start, stop):
+    selected = select(start, stop)
+    if selected[0].name != "generate":
+        _generate(ctx)  # cheap and rewrites only what changed: later steps always see current files
+    for step in selected:
         missing = [(f, maker) for f, maker in step.requires(ctx) if not f.is_file()]
         if missing:
             f, maker = missing[0]

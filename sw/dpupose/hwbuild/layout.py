@@ -1,13 +1,13 @@
 """Where the hardware build puts things: ``build/hw/<config>/`` and the fixed Tcl scripts in ``hw/tcl/``.
 
-    build/hw/<config>/
-      gen/        params.tcl, platform.xdc, dpu_conf.vh, prj_config, arch.json   (step generate)
-      platform/   Vivado project and platform.xsa                              (step platform)
-      kernel/     packaging project and dpu.xo                                 (step kernel)
-      link/       v++ temporary folder and the linked dpu.xclbin               (step link)
-      trd/        the DPU TRD parts unpacked from DPU_TRD when it is an archive
-      logs/       one log per tool run       stamps/  one stamp per tool step
-      dpu.bit dpu.hwh dpu.xclbin arch.json build_info.json                     (steps collect, report)
+build/hw/<config>/
+  gen/        params.tcl, platform.xdc, dpu_conf.vh, prj_config, arch.json   (step generate)
+  platform/   Vivado project and platform.xsa                              (step platform)
+  kernel/     packaging project and dpu.xo                                 (step kernel)
+  link/       v++ temporary folder and the linked dpu.xclbin               (step link)
+  trd/        the DPU TRD parts unpacked from DPU_TRD when it is an archive
+  logs/       one log per tool run       stamps/  one stamp per tool step
+  dpu.bit dpu.hwh dpu.xclbin arch.json build_info.json                     (steps collect, report)
 """
 
 from __future__ import annotations

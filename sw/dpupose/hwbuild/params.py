@@ -108,9 +108,7 @@ def params_tcl(cfg: DpuConfig, board: Board, pfm: PlatformRecord) -> str:
     """The parameter file hw/tcl/platform.tcl and hw/tcl/kernel.tcl source (Tcl `set` lines only)."""
     _validate_board(board)
     id_1x, id_2x = dpu_clock_ids(cfg, board)
-    ports = [
-        [tag, PS_SLAVE_PORTS[tag][0], PS_SLAVE_PORTS[tag][1], DPU_AXI_WIDTH] for tag in slave_ports(cfg, board)
-    ]
+    ports = [[tag, PS_SLAVE_PORTS[tag][0], PS_SLAVE_PORTS[tag][1], DPU_AXI_WIDTH] for tag in slave_ports(cfg, board)]
     rows: list[tuple[str, str, str]] = [
         ("config", tcl_word(cfg.name), "DPU configuration this platform is built for"),
         ("board", tcl_word(board.name), board.title),

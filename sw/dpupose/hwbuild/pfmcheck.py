@@ -58,6 +58,10 @@ def _count(cell: Cell, key: str, default: int) -> int:
         return -1
 
 
+PROC_SYS_RESET_PINS = {
+    "slowest_sync_clk", "ext_reset_in", "aux_reset_in", "mb_debug_sys_rst", "dcm_locked", "mb_reset",
+    "bus_struct_reset", "peripheral_reset", "interconnect_aresetn", "peripheral_aresetn",
+}  # fmt: skip
 # IP -> (pins, interface pins) that exist given the cell's properties. Pins a script uses on an IP not
 # listed here fail the check: add the IP here (with its real pin names) when the platform starts using it.
 KNOWN_PINS: dict[str, Callable[[Cell], tuple[set[str], set[str]]]] = {
@@ -67,13 +71,7 @@ KNOWN_PINS: dict[str, Callable[[Cell], tuple[set[str], set[str]]]] = {
         | {f"clk_out{n}" for n in range(1, min(_count(c, "CONFIG.NUM_OUT_CLKS", 1), CLK_WIZ_MAX_OUTPUTS) + 1)},
         set(),
     ),
-    "proc_sys_reset": lambda c: (
-        {
-            "slowest_sync_clk", "ext_reset_in", "aux_reset_in", "mb_debug_sys_rst", "dcm_locked",
-            "mb_reset", "bus_struct_reset", "peripheral_reset", "interconnect_aresetn", "peripheral_aresetn",
-        },
-        set(),
-    ),  # fmt: skip
+    "proc_sys_reset": lambda c: (PROC_SYS_RESET_PINS, set()),
     "axi_intc": lambda c: ({"s_axi_aclk", "s_axi_aresetn", "intr", "irq"}, {"s_axi"}),
     "smartconnect": lambda c: (
         {"aclk", "aresetn"},
@@ -87,6 +85,14 @@ DRIVEN_INPUTS = {
     "clk_in1", "resetn", "slowest_sync_clk", "ext_reset_in", "dcm_locked", "s_axi_aclk",
     "s_axi_aresetn", "aclk", "aresetn", "maxihpm0_lpd_aclk", "maxihpm0_fpd_aclk", "maxihpm1_fpd_aclk",
 }  # fmt: skip
+# Inputs every cell of an IP must have driven (Vivado's validate_bd_design would refuse the design).
+REQUIRED_INPUTS: dict[str, Callable[[Cell], set[str]]] = {
+    "zynq_ultra_ps_e": lambda c: _ps_pins(c) & {"maxihpm0_lpd_aclk", "maxihpm0_fpd_aclk", "maxihpm1_fpd_aclk"},
+    "clk_wiz": lambda c: {"clk_in1"},
+    "proc_sys_reset": lambda c: {"slowest_sync_clk", "ext_reset_in", "dcm_locked"},
+    "axi_intc": lambda c: {"s_axi_aclk", "s_axi_aresetn"},
+    "smartconnect": lambda c: {"aclk", "aresetn"},
+}
 DRIVERS = {"pl_clk0", "pl_resetn0", "locked", "dout", "irq", "interconnect_aresetn", "peripheral_aresetn"}
 
 
@@ -142,6 +148,11 @@ def _pin_problems(d: Design) -> list[str]:
             problems.append(f"{endpoint}: {cell.ip} has no such pin with this configuration")
         elif pin in DRIVEN_INPUTS and not any(_is_driver(e) for e in d.net(endpoint)):
             problems.append(f"{endpoint} is used but not driven by a clock, reset or lock output")
+    for cell in d.cells.values():
+        for pin in sorted(REQUIRED_INPUTS.get(cell.ip, lambda c: set())(cell)):
+            endpoint = f"{cell.path}/{pin}"
+            if endpoint not in d.endpoints():
+                problems.append(f"{endpoint} is not connected")
     for a, b in d.intf_nets:
         for end in (a, b):
             cell_path, _, pin = end.rpartition("/")
@@ -305,7 +316,11 @@ def _check_outputs(d: Design, pfm: PlatformRecord, problems: list[str]) -> None:
             continue
         drivers = [e for e in d.net(port) if e.endswith("/dout") and e.rpartition("/")[0] in d.cells]
         consts = [d.cells[e.rpartition("/")[0]] for e in drivers]
-        if len(consts) != 1 or consts[0].ip != "xlconstant" or consts[0].props.get("CONFIG.CONST_VAL") != str(out.value):
+        if (
+            len(consts) != 1
+            or consts[0].ip != "xlconstant"
+            or consts[0].props.get("CONFIG.CONST_VAL") != str(out.value)
+        ):
             problems.append(f"port {out.port} is not driven by one xlconstant of value {out.value}")
         want = {"PACKAGE_PIN": out.pin, "IOSTANDARD": out.iostandard}
         got = {k: pins.get(out.port, {}).get(k) for k in want}
@@ -371,4 +386,3 @@ def summary(d: Design) -> str:
     cells = ", ".join(f"{n}x {ip}" if n > 1 else ip for ip, n in sorted(ips.items()))
     nets = {frozenset(d.net(e)) for e in d.endpoints()}
     return f"{len(d.calls)} Vivado calls; cells: {cells}; {len(nets)} nets, {len(d.intf_nets)} AXI connections"
-

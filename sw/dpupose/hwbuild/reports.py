@@ -120,7 +120,7 @@ def _section(text: str, title: str) -> list[str]:
         if line.strip() == f"| {title}":
             body = []
             for following in lines[i + 3 :]:
-                if following.startswith("| ") or following.startswith("-" * 20) and body:
+                if following.startswith("| ") or (following.startswith("-" * 20) and body):
                     break
                 body.append(following)
             return body

@@ -77,6 +77,8 @@ def run_tool(
         try:
             subprocess.run(list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, check=True)
         except subprocess.CalledProcessError as exc:
+            for path in expect:
+                path.unlink(missing_ok=True)  # a half-written output must not look finished
             raise ToolFailed(
                 f"{argv[0]} failed with exit status {exc.returncode}; the end of {log_file}:\n{_tail(log_file)}"
             ) from None

@@ -45,7 +45,9 @@ class StandinRun:
     def check_ran(self, script: Path) -> None:
         if self.error is not None:
             where = (self.errorinfo or "").strip().splitlines()
-            raise ArtifactError(f"{script.name} failed under the Vivado stand-in: {self.error} ({' / '.join(where[-3:])})")
+            raise ArtifactError(
+                f"{script.name} failed under the Vivado stand-in: {self.error} ({' / '.join(where[-3:])})"
+            )
 
 
 def tcl_engine() -> str:

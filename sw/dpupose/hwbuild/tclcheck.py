@@ -36,13 +36,18 @@ class TclCheck:
 
 
 def check_platform_tcl(
-    cfg: DpuConfig, board: Board, pfm: PlatformRecord, workdir: Path, engine: str = "auto"
+    cfg: DpuConfig,
+    board: Board,
+    pfm: PlatformRecord,
+    workdir: Path,
+    engine: str = "auto",
+    script: Path | None = None,
 ) -> TclCheck:
-    """Run platform.tcl under the stand-in with parameter files generated into `workdir`."""
+    """Run platform.tcl (or `script`) under the stand-in with parameter files generated into `workdir`."""
     params, xsa = workdir / "params.tcl", workdir / "platform.xsa"
     write_params_tcl(cfg, board, pfm, params)
     write_platform_xdc(cfg, board, pfm, workdir / "platform.xdc")
-    script = tcl_dir() / "platform.tcl"
+    script = script or tcl_dir() / "platform.tcl"
     run = run_standin(script, [str(params), BOARD_REPO_PLACEHOLDER, str(xsa)], engine=engine)
     if run.error is not None:
         return TclCheck(script.name, [f"the script stopped: {run.error}"], "")
@@ -70,7 +75,9 @@ def check_kernel(calls: Sequence[Call], board: Board, trd: Path, dpu_conf: Path,
     if dpu_conf.resolve() not in [p.resolve() for p in sources]:
         problems.append(f"add_files does not add the generated {dpu_conf}")
     rel = [p.relative_to(trd).as_posix() for p in sources if p.is_relative_to(trd)]
-    rel += [Path(p).relative_to(trd).as_posix() for fs, p in d.files if fs == "constrs_1" and Path(p).is_relative_to(trd)]
+    rel += [
+        Path(p).relative_to(trd).as_posix() for fs, p in d.files if fs == "constrs_1" and Path(p).is_relative_to(trd)
+    ]
     for pattern in TRD_REQUIRED:
         if pattern.endswith("kernel.xml"):
             continue
@@ -118,6 +125,7 @@ def check_kernel_tcl(
     workdir: Path,
     trd_names: Sequence[str] | None = None,
     engine: str = "auto",
+    script: Path | None = None,
 ) -> TclCheck:
     """Run kernel.tcl under the stand-in against a TRD tree holding `trd_names` (empty files)."""
     trd = workdir / "trd"
@@ -127,7 +135,7 @@ def check_kernel_tcl(
     params, dpu_conf, xo = workdir / "params.tcl", workdir / "dpu_conf.vh", workdir / "dpu.xo"
     write_params_tcl(cfg, board, pfm, params)
     write_dpu_conf_vh(cfg, dpu_conf)
-    script = tcl_dir() / "kernel.tcl"
+    script = script or tcl_dir() / "kernel.tcl"
     run = run_standin(script, [str(params), str(trd), str(dpu_conf), str(xo)], engine=engine)
     if run.error is not None:
         return TclCheck(script.name, [f"the script stopped: {run.error}"], "")
