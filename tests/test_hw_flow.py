@@ -204,3 +204,37 @@ def test_board_files_of_another_version_are_refused(capsys, env):
 def test_configuration_for_another_board_is_refused(capsys, env):
     err = refused(capsys, env, "--board", "zcu104")
     assert "is for board ultra96v2, not zcu104" in err
+
+
+def test_status_and_commands(capsys, env, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    build(capsys, env)
+    monkeypatch.delenv("FAKE_FAIL")
+    common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    assert cli.main(["hw", "status", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "platform  up to date",
+        "kernel    up to date",
+        "link      not built",
+        "published: nothing",
+    ]
+    (env["out"] / "gen" / "params.tcl").write_text("# edited\n")
+    assert cli.main(["hw", "status", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["platform  stale", "kernel    stale"]
+    assert cli.main(["hw", "commands", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0::2] == ["# platform", "# kernel", "# link"]
+    assert lines[1].startswith("vivado -mode batch") and lines[5].startswith("v++ -l -t hw")
+    assert f"-tclargs {env['out'] / 'gen' / 'params.tcl'} {env['repo']}" in lines[1]
+    assert f"{env['out'] / 'trd'} {env['out'] / 'gen' / 'dpu_conf.vh'}" in lines[3]
+    assert steps_run(env) == ["platform", "kernel", "link"]  # status and commands ran no tool
+
+
+def test_report_alone_needs_no_tools_and_records_the_versions_that_built_the_files(capsys, env, monkeypatch):
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("PATH", "/nonexistent")
+    rc, out, err = build(capsys, env, "--from", "collect")
+    assert rc == 0, err
+    info = json.loads((env["out"] / "build_info.json").read_text())
+    assert info["tools"] == {"v++": "v++ v2022.1 (64-bit)", "vivado": "Vivado v2022.1 (64-bit)"}

@@ -75,6 +75,8 @@ if {[file exists $bd_script]} {
     set_property type tclSource [ipx::add_file bd/bd.tcl $bd_group]
 }
 set_property core_revision 0 $core
+# No customisation GUI: the configuration is fixed by dpu_conf.vh.
+ipgui::remove_page -component $core [ipgui::get_pagespec -name "Page 0" -component $core]
 set_property sdx_kernel true $core
 set_property sdx_kernel_type rtl $core
 foreach group {xilinx_anylanguagesynthesis xilinx_anylanguagebehavioralsimulation} {
@@ -85,6 +87,7 @@ foreach clock {aclk ap_clk_2} {
     set freq [ipx::get_bus_parameters FREQ_HZ -of_objects [ipx::get_bus_interfaces $clock -of_objects $core]]
     set_property value_resolve_type user $freq
 }
+ipx::create_xgui_files $core
 foreach busif {M_AXI_GP0 M_AXI_HP0 M_AXI_HP2 S_AXI_CONTROL} {
     ipx::associate_bus_interfaces -busif $busif -clock aclk $core
 }
@@ -93,11 +96,10 @@ ipx::infer_bus_interface ap_rst_n_2 xilinx.com:signal:reset_rtl:1.0 $core
 set_property xpm_libraries {XPM_CDC XPM_MEMORY XPM_FIFO} $core
 set_property supported_families {} $core
 set_property auto_family_support_level level_2 $core
-ipx::create_xgui_files $core
 ipx::update_checksums $core
 ipx::save_core $core
 close_project -delete
 
-package_xo -force -xo_path $xo_file -kernel_name $dpupose(kernel_name) -ip_directory $packaged \
+package_xo -xo_path $xo_file -kernel_name $dpupose(kernel_name) -ip_directory $packaged \
     -kernel_xml $kernel_xml
 puts "dpupose: wrote $xo_file"

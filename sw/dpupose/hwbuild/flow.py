@@ -122,9 +122,16 @@ def _board_repo(ctx: BuildContext) -> Path:
     return Path(ctx.request.board_repo).expanduser().resolve()
 
 
+def _fresh(folder: Path) -> None:
+    """Start a tool step in an empty scratch folder (a half-built project from a failed run is dropped)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
 def _platform(ctx: BuildContext) -> None:
     p = ctx.paths
     argv = platform_argv(p, _board_repo(ctx))
+    _fresh(p.platform_dir)
     run_tool(argv, cwd=p.platform_dir, log_file=p.logs / "platform.log", expect=[p.xsa])
 
 
@@ -145,6 +152,7 @@ def _platform_inputs(ctx: BuildContext) -> dict[str, str]:
 def _kernel(ctx: BuildContext) -> None:
     p = ctx.paths
     argv = kernel_argv(p, ctx.trd_root())
+    _fresh(p.kernel_dir)
     run_tool(argv, cwd=p.kernel_dir, log_file=p.logs / "kernel.log", expect=[p.xo])
 
 
@@ -163,9 +171,8 @@ def _kernel_inputs(ctx: BuildContext) -> dict[str, str]:
 
 def _link(ctx: BuildContext) -> None:
     p = ctx.paths
-    if p.link_dir.exists():
-        shutil.rmtree(p.link_dir)  # stale reports or bitstreams must not be collected
     argv = link_argv(p, ctx.trd_root(), postlink=ctx.trd is not None and ctx.trd.has_postlink)
+    _fresh(p.link_dir)  # stale reports or bitstreams must not be collected
     run_tool(argv, cwd=p.root, log_file=p.logs / "link.log", expect=[p.linked_xclbin])
 
 
@@ -187,9 +194,21 @@ def _collect(ctx: BuildContext) -> None:
     collect_mod.collect(ctx.paths, ctx.cfg)
 
 
+def _stamped_tools(ctx: BuildContext) -> dict[str, str]:
+    """The tool versions that built the current outputs (from the stamps), else the ones checked now."""
+    tools = {name: info.banner for name, info in ctx.tools.items()}
+    for step, tool in (("platform", "vivado"), ("kernel", "vivado"), ("link", "v++")):
+        try:
+            banner = json.loads((ctx.paths.stamps / f"{step}.json").read_text())["inputs"][tool]
+        except (OSError, ValueError, KeyError):
+            continue
+        tools[tool if step != "kernel" or banner == tools.get("vivado") else "vivado (kernel)"] = banner
+    return dict(sorted(tools.items()))
+
+
 def _report(ctx: BuildContext) -> None:
     facts: dict[str, Any] = {
-        "tools": {name: info.banner for name, info in sorted(ctx.tools.items())},
+        "tools": _stamped_tools(ctx),
         "trd": {"path": str(ctx.trd.path), "ip_version": ctx.trd.ip_version} if ctx.trd else None,
         "board_files": (
             {"version": ctx.board_files.version, "board_xml": str(ctx.board_files.board_xml)}

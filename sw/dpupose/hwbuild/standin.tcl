@@ -10,6 +10,7 @@
 # or, from Python's tkinter.Tcl(): source this file, then ::standin::run <script> <args> <result.json>.
 
 namespace eval ::ipx {}
+namespace eval ::ipgui {}
 namespace eval ::standin {
     variable calls {}
     variable output ""
@@ -61,6 +62,7 @@ foreach cmd {
     update_compile_order write_hw_platform close_project package_xo
     ipx::package_project ipx::unload_core ipx::edit_ip_in_project ipx::associate_bus_interfaces
     ipx::infer_bus_interface ipx::create_xgui_files ipx::update_checksums ipx::save_core
+    ipgui::remove_page
 } {
     proc ::$cmd {args} [format {::standin::record %s $args; return ""} [list $cmd]]
 }
@@ -203,6 +205,10 @@ proc ::ipx::get_files {args} {
 proc ::ipx::get_bus_interfaces {args} {
     ::standin::record ipx::get_bus_interfaces $args
     return busif:[lindex $args 0]
+}
+proc ::ipgui::get_pagespec {args} {
+    ::standin::record ipgui::get_pagespec $args
+    return pagespec:[::standin::option $args -name]
 }
 proc ::ipx::get_bus_parameters {args} {
     ::standin::record ipx::get_bus_parameters $args
