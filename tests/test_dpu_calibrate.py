@@ -54,7 +54,5 @@ def test_constants_are_physical(cal):
 
 def test_reference_networks_have_the_published_operation_counts(cal):
     gops = {(r["model"], r["source"]): r["model_gops"] for r in cal.report}
-    assert gops[("mobilenet_v2", "Vitis AI 3.0 model zoo (tf_mobilenetv2_1.0)")] == pytest.approx(
-        0.602, rel=0.02
-    )
+    assert gops[("mobilenet_v2", "Vitis AI 3.0 model zoo (tf_mobilenetv2_1.0)")] == pytest.approx(0.602, rel=0.02)
     assert gops[("resnet50", "Vitis AI 3.0 model zoo (pt_resnet50)")] == pytest.approx(8.2, rel=0.02)

@@ -13,11 +13,6 @@ from dpupose.model.export import export_onnx
 from dpupose.model.pose import ModelConfig
 
 
-@pytest.fixture(autouse=True)
-def only_dpu_commands(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("dpu", "zoo"))
-
-
 def run(capsys, *argv):
     rc = cli.main(list(argv))
     out, err = capsys.readouterr()
@@ -45,9 +40,7 @@ def test_group_without_subcommand_prints_its_help(capsys):
 def test_estimate_text_and_json(capsys, pose_onnx):
     rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--config", "u96v2-b1600-pynq", "--per-layer")
     assert rc == 0 and "predicted" in out and "DepthToSpace" in out
-    rc, out, _ = run(
-        capsys, "dpu", "estimate", str(pose_onnx), "--arch", "B1600", "--freq-mhz", "200", "--json"
-    )
+    rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--arch", "B1600", "--freq-mhz", "200", "--json")
     d = json.loads(out)
     assert (
         rc == 0
@@ -114,9 +107,7 @@ def test_compare_json_and_plot(capsys, pose_onnx, tmp_path):
     for r in rows.values():
         assert {"config", "fits", "dsp", "bram", "lut", "fps", "fingerprint", "predicted"} <= set(r)
         assert r["fingerprint"].startswith("0x1010000")
-    assert (
-        rows["u96v2-b1600-pynq"]["default"] and rows["u96v2-b1600-pynq"]["fingerprint"] == "0x101000016010404"
-    )
+    assert rows["u96v2-b1600-pynq"]["default"] and rows["u96v2-b1600-pynq"]["fingerprint"] == "0x101000016010404"
     assert not rows["u96v2-b2304-dsphigh"]["fits"] and rows["u96v2-b2304-dsphigh"]["limiting"] == "DSP"
     assert rows["u96v2-b2304-avnet"]["fps"] > rows["u96v2-b1152"]["fps"] > rows["u96v2-b512"]["fps"]
     rc, out, _ = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--sweep")
@@ -173,9 +164,7 @@ def test_zoo_export_builds_the_standard_architectures(capsys, tmp_path, network,
 
 
 def test_zoo_export_bad_input_size(capsys, tmp_path):
-    rc, _, err = run(
-        capsys, "zoo", "export", "resnet50", "--out", str(tmp_path / "r.onnx"), "--input-size", "50"
-    )
+    rc, _, err = run(capsys, "zoo", "export", "resnet50", "--out", str(tmp_path / "r.onnx"), "--input-size", "50")
     assert rc == 2 and "multiple of 32" in err and not list(tmp_path.iterdir())
 
 
@@ -187,7 +176,5 @@ def test_estimate_unknown_op_is_refused_unless_allowed(capsys, tmp_path):
     onnx.save(custom_op(16, 8), str(path))
     rc, out, err = run(capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq")
     assert rc == 2 and out == "" and "FancyNorm" in err
-    rc, out, err = run(
-        capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq", "--allow-unknown"
-    )
+    rc, out, err = run(capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq", "--allow-unknown")
     assert rc == 0 and "predicted" in out and "warning" in err and "FancyNorm" in err

@@ -60,9 +60,7 @@ def test_options_that_do_not_change_the_target_do_not_change_the_fingerprint():
 @pytest.mark.parametrize("arch", list(Arch))
 def test_encode_decode_round_trip_over_the_option_grid(arch):
     seen = set()
-    alus = [AluParallel.DEFAULT] + [
-        a for a in AluParallel if a is not AluParallel.DEFAULT and a.value <= arch.pp
-    ]
+    alus = [AluParallel.DEFAULT] + [a for a in AluParallel if a is not AluParallel.DEFAULT and a.value <= arch.pp]
     for ram, aug, alu, conv_act, alu_act, argmax in itertools.product(
         RamUsage, (False, True), alus, Activations, Activations, (False, True)
     ):

@@ -40,9 +40,7 @@ def test_conv_cycles_pad_channels_and_pixels():
 
 def test_channel_augmentation_packs_the_first_layer():
     with_aug = one_layer(conv(3, 32, 224, 3, stride=2))
-    without = one_layer(
-        conv(3, 32, 224, 3, stride=2), config_from_arch("B1600", 200, channel_augmentation=False)
-    )
+    without = one_layer(conv(3, 32, 224, 3, stride=2), config_from_arch("B1600", 200, channel_augmentation=False))
     assert with_aug.compute_ms == pytest.approx(112 * 14 * 4 * 3 * 1 / F * 1e3)  # KH * ceil(KW*IC/ICP)
     assert without.compute_ms == pytest.approx(112 * 14 * 4 * 9 / F * 1e3)
 
@@ -52,9 +50,7 @@ def test_depthwise_runs_on_the_alu_engine():
     assert layer.kind == "dwconv"
     assert layer.compute_ms == pytest.approx(56 * 14 * 10 * 9 / F * 1e3)  # ALU PP = PP/2 = 4
     alu8 = config_from_arch("B1600", 200, alu_parallel=AluParallel.P8)
-    assert one_layer(conv(96, 96, 56, 3, groups=96), alu8).compute_ms == pytest.approx(
-        56 * 7 * 10 * 9 / F * 1e3
-    )
+    assert one_layer(conv(96, 96, 56, 3, groups=96), alu8).compute_ms == pytest.approx(56 * 7 * 10 * 9 / F * 1e3)
 
 
 def test_grouped_conv_is_costed_per_group():

@@ -39,12 +39,8 @@ def register(subparsers: Any) -> None:
     _config_args(s)
     s.add_argument("--per-layer", action="store_true", help="show every layer's compute/memory/overhead time")
     s.add_argument("--json", action="store_true", help="print JSON (latency_ms, fps, ...)")
-    s.add_argument(
-        "--allow-unknown", action="store_true", help="estimate ops the model does not know conservatively"
-    )
-    s.add_argument(
-        "--ignore-fit", action="store_true", help="estimate even if the configuration does not fit"
-    )
+    s.add_argument("--allow-unknown", action="store_true", help="estimate ops the model does not know conservatively")
+    s.add_argument("--ignore-fit", action="store_true", help="estimate even if the configuration does not fit")
     s.set_defaults(func=cmd_estimate)
 
     s = sub.add_parser("compare", help="compare configurations on a board for one model (table, JSON, plot)")
@@ -56,9 +52,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("calibrate", help="fit the performance model to the published figures, report errors")
-    s.add_argument(
-        "--write", action="store_true", help="write the fitted constants to hw/dpu/perf/constants.toml"
-    )
+    s.add_argument("--write", action="store_true", help="write the fitted constants to hw/dpu/perf/constants.toml")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_calibrate)
 
@@ -72,9 +66,7 @@ def register(subparsers: Any) -> None:
 def _config_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--config", metavar="NAME|PATH", help="shipped configuration name or .toml path")
     s.add_argument("--arch", help="ad-hoc configuration: ARCH (B512 ... B4096), DPU-PYNQ defaults otherwise")
-    s.add_argument(
-        "--freq-mhz", type=int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)"
-    )
+    s.add_argument("--freq-mhz", type=int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)")
     s.add_argument("--cores", type=int, default=None, help="with --arch: number of DPU cores (default 1)")
     s.add_argument("--board", help="board record (default: the configuration's board, else ultra96v2)")
 
@@ -243,10 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
-        print(
-            f"{board.title} ({board.device}), model {args.model}; "
-            f"FPS {PREDICTED_NOTE}, single thread, DPU only."
-        )
+        print(f"{board.title} ({board.device}), model {args.model}; FPS {PREDICTED_NOTE}, single thread, DPU only.")
         print(f"Resources include {board.platform_overhead.lut:,.0f} LUT reserved for the platform.")
         print(format_table(rows))
     if args.plot:

@@ -230,14 +230,10 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
             )
     for r in shipped:
         risks = [x.split(":")[0] for x in r.risks if not x.startswith("tight")]
-        text = (
-            r.config + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
-        )
+        text = r.config + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
         weight = "bold" if r.default else "normal"
         offset = (6, 4) if r.fits else (6, -12)  # keeps neighbouring labels apart
-        ax.annotate(
-            text, (r.dsp, r.fps), textcoords="offset points", xytext=offset, fontsize=8, fontweight=weight
-        )
+        ax.annotate(text, (r.dsp, r.fps), textcoords="offset points", xytext=offset, fontsize=8, fontweight=weight)
     xs = [r.dsp for r in rows] + ([dsp_available] if dsp_available else [])
     ys = [r.fps for r in rows]
     ax.set_xlim(0, max(xs) * 1.3)  # room for the labels on the right

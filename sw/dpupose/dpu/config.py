@@ -69,9 +69,7 @@ class Arch(Enum):
         try:
             return cls(key)
         except ValueError:
-            raise ConfigError(
-                f"unknown DPU ARCH {text!r}; choose one of {', '.join(a.value for a in cls)}"
-            ) from None
+            raise ConfigError(f"unknown DPU ARCH {text!r}; choose one of {', '.join(a.value for a in cls)}") from None
 
 
 # ARCH -> (PP, ICP = OCP), PG338 / Vitis AI target factory.
@@ -314,8 +312,7 @@ def config_path(name_or_path: str | Path) -> Path:
     path = configs_dir() / f"{text}.toml"
     if not path.is_file():
         raise ConfigError(
-            f"unknown DPU configuration {text!r}; shipped: {', '.join(list_configs())} "
-            f"(or give a path to a .toml file)"
+            f"unknown DPU configuration {text!r}; shipped: {', '.join(list_configs())} (or give a path to a .toml file)"
         )
     return path
 

@@ -89,9 +89,7 @@ def load_model(model: Any) -> Any:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types for garbage input
-        raise ModelFileError(
-            f"{path}: not an ONNX model ({type(exc).__name__}); give an .onnx file"
-        ) from None
+        raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__}); give an .onnx file") from None
     if not proto.graph.node:
         raise ModelFileError(f"{path}: not an ONNX model (no graph nodes); give an .onnx file")
     return proto

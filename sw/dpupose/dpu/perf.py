@@ -236,9 +236,7 @@ def estimate_graph(graph: DpuGraph, cfg: DpuConfig, board: Board, constants: Per
         if layer.kind in ("conv", "gconv") and layer.inputs:
             cin = layer.inputs[0][1] // max(1, layer.groups)
             if kh * kw * math.ceil(cin / cfg.icp) > WEIGHT_BANK_DEPTH:
-                warnings.append(
-                    f"{layer.name}: kernel x input channels exceed the weight bank; compiler splits it"
-                )
+                warnings.append(f"{layer.name}: kernel x input channels exceed the weight bank; compiler splits it")
     return Estimate(
         config=cfg.name,
         board=board.name,

@@ -76,9 +76,7 @@ class FitReport:
     dpu: Resources  # the DPU alone
     total: Resources  # DPU + platform overhead
     available: Resources  # what the device has
-    utilization: dict[
-        str, float
-    ]  # total / available, per resource (0 when the device has none and none is used)
+    utilization: dict[str, float]  # total / available, per resource (0 when the device has none and none is used)
     fits: bool
     limiting: str  # the resource with the highest utilization (or the reason it does not fit)
     reasons: list[str] = field(default_factory=list)  # why it does not fit

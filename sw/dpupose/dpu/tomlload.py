@@ -29,6 +29,4 @@ def reject_unknown(data: dict[str, Any], allowed: Iterable[str], where: str) -> 
     allowed = set(allowed)
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(sorted(allowed))}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(sorted(allowed))}")
