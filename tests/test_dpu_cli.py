@@ -13,11 +13,6 @@ from dpupose.model.export import export_onnx
 from dpupose.model.pose import ModelConfig
 
 
-@pytest.fixture(autouse=True)
-def only_dpu_commands(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("dpu", "zoo"))
-
-
 def run(capsys, *argv):
     rc = cli.main(list(argv))
     out, err = capsys.readouterr()
