@@ -116,7 +116,7 @@ def test_cpu_backend_matches_the_unsplit_model(split: Path) -> None:
 
 def test_int8_dpu_path_matches_the_float_qdq_path(split: Path) -> None:
     """DPU runners on int8 NHWC (DPU -> CPU -> DPU -> CPU) agree with ONNX Runtime on the QDQ files: the
-    only difference is rounding ties at DPU inputs (half up here, half to even in ONNX Runtime)."""
+    only difference can be rounding ties at DPU inputs (half up here, ONNX Runtime's own rule there)."""
     plan = load_plan(split)
     cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
     doubles: list[Runner] = []

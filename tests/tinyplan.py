@@ -289,16 +289,17 @@ def write_constant_plan(folder: Path, peaks: list[tuple[int, int]], height: floa
 
 
 class QdqInt8Runner(Runner):
-    """A DPU runner stand-in: int8 NHWC in/out on a QDQ file (fix points from its boundary Q/DQ scales)."""
+    """A DPU runner stand-in: int8 NHWC in/out on a QDQ file (fix points from its boundary Q/DQ scales,
+    plus `fp_shift`, like an xmodel compiled with other fix points)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, fp_shift: int = 0) -> None:
         import onnxruntime as ort
 
         model = onnx.load(str(path))
         inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
 
         def fp_of(scale_name: str) -> int:
-            return int(round(-np.log2(float(inits[scale_name]))))
+            return int(round(-np.log2(float(inits[scale_name])))) + fp_shift
 
         def info(vi: onnx.ValueInfoProto, fp: int) -> TensorInfo:
             n, c, h, w = (d.dim_value for d in vi.type.tensor_type.shape.dim)

@@ -210,7 +210,9 @@ class Runner:
             scale = 2.0 ** -t.get_attr("fix_point")
             x = b.astype(np.float32) * np.float32(scale) if b.dtype == np.int8 else b
             feeds[t.onnx_name] = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
-        results = self._session.run([t.onnx_name for t in self.subgraph.outputs], feeds)
+        names = [t.onnx_name for t in self.subgraph.outputs]
+        batch = [self._session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(len(inputs[0]))]
+        results = [np.concatenate([b[k] for b in batch]) for k in range(len(names))]
         for b, t, y in zip(outputs, self.subgraph.outputs, results):
             y = y.transpose(0, 2, 3, 1) if y.ndim == 4 else y
             if b.dtype == np.int8:

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="emulate backend: ONNX Runtime's QDQ path (faster, may differ from the DPU by a few LSBs)",
     )
     p.add_argument("--min-confidence", type=float, default=0.0, help="do not draw joints below this confidence")
+    p.add_argument(
+        "--camera-retries", type=int, default=5, metavar="N", help="reconnect attempts when a camera stops (default 5)"
+    )
+    p.add_argument("--camera-retry-delay", type=float, default=1.0, metavar="S", help="seconds between attempts")
     p.set_defaults(func=run)
 
 
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         annotate=args.annotate,
         exact=not args.fast_emulator,
         min_confidence=args.min_confidence,
+        camera_retries=args.camera_retries,
+        camera_retry_delay_s=args.camera_retry_delay,
     )
 
     def progress(line: str) -> None:

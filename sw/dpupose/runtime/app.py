@@ -51,6 +51,8 @@ class RunOptions:
     exact: bool = True  # emulator: bit-accurate integer path (False: ONNX Runtime fast path)
     min_confidence: float = 0.0
     report_every_s: float = 1.0
+    camera_retries: int = 5  # reconnect attempts after a camera stops delivering frames
+    camera_retry_delay_s: float = 1.0
 
 
 @dataclass
@@ -119,7 +121,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
             log.info("%s", guard)
         executor = SplitExecutor(plan, factory.create_all())
         stack.callback(executor.close)
-        source = open_source(opts.source)
+        source = open_source(
+            opts.source, reconnect_attempts=opts.camera_retries, reconnect_delay_s=opts.camera_retry_delay_s
+        )
         stack.callback(source.close)
         if opts.drop_late and not source.live:
             log.warning("--drop-late with a file source drops every frame the pipeline cannot take at once")

@@ -154,7 +154,7 @@ class CameraSource(FrameSource):
         open_capture: CaptureFactory | None = None,
         reconnect_attempts: int = 5,
         reconnect_delay_s: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__()
         self.index = index
@@ -162,7 +162,7 @@ class CameraSource(FrameSource):
         self._open_capture = open_capture or cv2.VideoCapture
         self.reconnect_attempts = reconnect_attempts
         self.reconnect_delay_s = reconnect_delay_s
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self._closed = False
         self.reconnects = 0
         self.cap = self._open_capture(index)
