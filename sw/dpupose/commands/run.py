@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads per CPU subgraph")
-    p.add_argument("--overlay", metavar="DIR", help="overlay folder with dpu.bit, dpu.hwh, dpu.xclbin, arch.json")
+    p.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json",
+    )
     p.add_argument("--dpu-jobs", type=int, default=2, metavar="N", help="DPU jobs in flight when pipelined")
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (q or Esc stops)")
     p.add_argument(

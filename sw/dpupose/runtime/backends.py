@@ -17,12 +17,16 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dpupose.errors import ModelFileError, ToolNotFoundError, UsageError
-from dpupose.runtime.base import Runner
+from dpupose.runtime.base import Runner, TensorInfo
 from dpupose.runtime.guard import GuardReport, check_fingerprints
 from dpupose.runtime.onnx_runner import OnnxRunner
-from dpupose.split.plan import Plan, Subgraph
+from dpupose.split.plan import BoundaryTensor, Plan, Subgraph
+
+if TYPE_CHECKING:
+    from dpupose.runtime.vart_runner import Xmodel
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ class RunnerFactory:
         self.backend = backend
         self.threads = threads
         self.overlay = Path(overlay) if overlay is not None else None
-        self._xmodels: dict[str, object] = {}
+        self._xmodels: dict[str, Xmodel] = {}
         self._dpu_runner = dpu_runner
         if backend == "vart":
             self.guard = self._prepare_board()
@@ -127,7 +131,7 @@ class RunnerFactory:
         vart_runner.load_overlay(self.overlay)
         return report
 
-    def _xmodel(self, sg: Subgraph):  # -> vart_runner.Xmodel
+    def _xmodel(self, sg: Subgraph) -> Xmodel:
         from dpupose.runtime.vart_runner import Xmodel
 
         assert sg.xmodel is not None
@@ -143,9 +147,8 @@ class RunnerFactory:
         if self.backend == "vart":
             from dpupose.runtime.vart_runner import VartRunner
 
-            runner_inputs = [_plan_info(t) for t in sg.inputs]
-            runner_outputs = [_plan_info(t) for t in sg.outputs]
-            return VartRunner(self._xmodel(sg), sg.xmodel_subgraph, runner_inputs, runner_outputs)
+            infos = [plan_tensor_info(t) for t in sg.inputs], [plan_tensor_info(t) for t in sg.outputs]
+            return VartRunner(self._xmodel(sg), sg.xmodel_subgraph, *infos)
         assert self._dpu_runner is not None
         return self._dpu_runner(path)
 
@@ -161,7 +164,6 @@ class RunnerFactory:
         return runners
 
 
-def _plan_info(t):  # BoundaryTensor -> TensorInfo
-    from dpupose.runtime.base import TensorInfo
-
+def plan_tensor_info(t: BoundaryTensor) -> TensorInfo:
+    """A plan's boundary tensor as the runners describe tensors."""
     return TensorInfo(t.name, t.shape, t.dtype, t.fix_point, t.layout)

@@ -201,8 +201,15 @@ class SplitExecutor:
         )
 
     def infer(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
-        """The plan's final outputs for one frame (for benchmarks and equivalence checks)."""
-        _, env = self.start(image_bgr)
+        """The plan's final outputs for one BGR frame (letterboxed and normalized here)."""
+        return self.infer_tensor(preprocess(image_bgr, self.size).tensor)
+
+    def infer_tensor(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """The plan's final outputs for an already normalized (1, 3, S, S) float32 tensor (benchmarks on
+        prepared crops, equivalence checks)."""
+        if tuple(tensor.shape) != tuple(self.plan.input.shape):
+            raise ValueError(f"input tensor is {tensor.shape}, the plan takes {self.plan.input.shape}")
+        env: Env = {self.image_info.name: (np.asarray(tensor, np.float32), self.image_info)}
         for i in range(len(self.plan.subgraphs)):
             self.run_subgraph(i, env)
         return self.outputs(env)

@@ -83,12 +83,12 @@ def load_overlay(overlay: str | Path) -> Any:
     key = str(bit.resolve())
     if key not in _overlay:
         pynq_dpu, _, _ = import_board_modules()
+        check_vart_conf(bit.stem + ".xclbin")
         log.info("loading DPU overlay %s", bit)
         try:
             _overlay[key] = pynq_dpu.DpuOverlay(str(bit))
         except Exception as exc:  # pynq raises plain exceptions for unreadable bitstreams, missing .hwh...
             raise DeviceError(f"cannot load overlay {bit}: {exc}") from None
-        check_vart_conf(bit.stem + ".xclbin")
     return _overlay[key]
 
 
