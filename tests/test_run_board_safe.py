@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import tinyplan
-from test_runtime_vart import make_overlay
+from tinyplan import make_overlay
 
 WRAPPER = r"""
 import importlib.abc, json, os, sys

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import tinyplan
-from test_runtime_io import FakeCapture, corrupt_frame, write_video
+from media import FakeCapture, corrupt_frame, write_video
 
 from dpupose.cli import main
 from dpupose.runtime import app, sources

@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import ClassVar
 
 import cv2
 import numpy as np
 import pytest
+from media import FakeCapture, corrupt_frame, grey, write_video
 
 from dpupose.errors import DataError, DeviceError, UsageError
 from dpupose.runtime import sources
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, VideoSink, annotate
 from dpupose.runtime.sources import CameraSource, ImageFolderSource, VideoFileSource, open_source
-
-
-def grey(value: int, h: int = 48, w: int = 64) -> np.ndarray:
-    return np.full((h, w, 3), value, np.uint8)
 
 
 def test_image_folder_sorted_skipping_non_images_and_corrupt_files(tmp_path: Path, caplog) -> None:
@@ -47,24 +43,6 @@ def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
         open_source("camera:front")
 
 
-def write_video(path: Path, n: int) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    assert writer.isOpened()
-    for i in range(n):
-        writer.write(grey(10 + 20 * i))
-    writer.release()
-    return path
-
-
-def corrupt_frame(path: Path, k: int) -> None:
-    """Overwrite the JPEG data of frame k of an MJPG AVI (keeps the container intact)."""
-    data = bytearray(path.read_bytes())
-    soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
-    start, end = soi[k], soi[k + 1]
-    data[start : end - 16] = bytes(end - 16 - start)
-    path.write_bytes(bytes(data))
-
-
 def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog) -> None:
     path = write_video(tmp_path / "clip.avi", 8)
     corrupt_frame(path, 3)
@@ -75,42 +53,6 @@ def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog)
     src.close()
     assert got == [(i, i) for i in (0, 1, 2, 4, 5, 6, 7)]  # frame numbers stay those of the file
     assert src.skipped == 1 and "frame(s) 3 could not be decoded; skipped" in caplog.text
-
-
-class FakeCapture:
-    """cv2.VideoCapture stand-in following a script: each open takes the next list of read results
-    (an int: a frame of that grey value; None: a failed read); an open with None fails."""
-
-    opens: ClassVar[list[int]] = []
-
-    def __init__(self, script: list[int | None] | None) -> None:
-        self.script = list(script) if script is not None else None
-        self.released = False
-
-    @classmethod
-    def factory(cls, scripts: list[list[int | None] | None]):
-        scripts = list(scripts)
-
-        def open_capture(index: int) -> FakeCapture:
-            cls.opens.append(index)
-            return cls(scripts.pop(0) if scripts else None)
-
-        return open_capture
-
-    def isOpened(self) -> bool:
-        return self.script is not None
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        if not self.script:
-            return False, None
-        v = self.script.pop(0)
-        return (False, None) if v is None else (True, grey(v))
-
-    def get(self, prop: int) -> float:
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        self.released = True
 
 
 def test_camera_reconnects_after_an_unplug_then_gives_up_with_a_message() -> None:

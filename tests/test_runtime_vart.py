@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import onnx
 import pytest
 import tinyplan
 from onnx import TensorProto, helper, numpy_helper
+from tinyplan import make_overlay
 
 from dpupose.errors import DeviceError, FingerprintMismatch, ModelFileError, ToolNotFoundError, UsageError
 from dpupose.runtime import backends, vart_runner
@@ -41,15 +41,6 @@ def board(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     yield fakeboard
     for name in BOARD_MODULES:
         sys.modules.pop(name, None)
-
-
-def make_overlay(folder: Path, fingerprint: int | None = PLAN_FP) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("dpu.bit", "dpu.hwh", "dpu.xclbin"):
-        (folder / name).write_bytes(b"\0")
-    if fingerprint is not None:
-        (folder / "arch.json").write_text(json.dumps({"fingerprint": f"0x{fingerprint:x}"}))
-    return folder
 
 
 def frames(n: int) -> list[Frame]:

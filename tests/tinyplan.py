@@ -13,6 +13,7 @@ QDQ file, computed by ONNX Runtime (dequantize -> run -> quantize half up).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -331,3 +332,13 @@ class QdqInt8Runner(Runner):
         return {
             o.name: quantize_to_int8(y, o.fix_point).transpose(0, 2, 3, 1).copy() for o, y in zip(self._outputs, ys)
         }
+
+
+def make_overlay(folder: Path, fingerprint: int | None = int(FINGERPRINT, 0)) -> Path:
+    """An overlay folder as `make hw` leaves it (placeholder bitstream files, arch.json unless None)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("dpu.bit", "dpu.hwh", "dpu.xclbin"):
+        (folder / name).write_bytes(b"\0")
+    if fingerprint is not None:
+        (folder / "arch.json").write_text(json.dumps({"fingerprint": f"0x{fingerprint:x}"}))
+    return folder
