@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo run clean
+.PHONY: help setup lint format test test-all demo compare run clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -39,6 +39,19 @@ test-all: $(STAMP) ## run the tests including the slow ones' full sizes
 
 demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
 	$(BIN)/python -m dpupose.demo --out build/demo
+
+# The model `make compare` predicts FPS for: override with MODEL=path/to/dpu_part.onnx. By default the pose
+# network's DPU part is exported with random weights (the performance does not depend on the weights).
+MODEL ?= build/compare/pose_dpu.onnx
+BOARD ?= ultra96v2
+
+build/compare/pose_dpu.onnx: $(STAMP)
+	$(DPUPOSE) zoo export pose_dpu --out $@
+
+compare: $(STAMP) $(MODEL) ## compare DPU configurations for the pose model (predicted FPS, fit) -> build/compare/
+	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png
+	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
+	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
 
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
