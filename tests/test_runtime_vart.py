@@ -24,7 +24,7 @@ from dpupose.split.plan import load_plan
 
 BOARD_MODULES = ("fakeboard", "vart", "xir", "pynq_dpu")
 PLAN_FP = int(tinyplan.FINGERPRINT, 0)
-OTHER_FP = 0x101000056010407  # B4096 with save-argmax: another configuration
+OTHER_FP = 0x101000016010405  # u96v2-b2304-avnet (and -dsphigh: DSP use does not change it)
 
 
 @pytest.fixture()
@@ -194,6 +194,7 @@ def test_overlay_mismatch_names_both_and_the_fix_before_programming(board, tmp_p
     assert f"0x{PLAN_FP:x}" in msg and f"0x{OTHER_FP:x}" in msg
     assert str(tmp_path / "plan" / "plan.json") in msg and str(overlay / "arch.json") in msg
     assert "make hw DPU=u96v2-b1600-pynq" in msg and "re-split" in msg
+    assert "(B2304, 2 bank groups" in msg and "configuration u96v2-b2304-avnet or u96v2-b2304-dsphigh" in msg
     assert "DpuOverlay" not in [c[0] for c in board.CALLS]
 
 

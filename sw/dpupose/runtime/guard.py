@@ -69,10 +69,40 @@ class GuardReport:
         return text
 
 
+def matching_configs(value: int) -> list[str]:
+    """Shipped DPU configurations with this fingerprint (empty where the configurations or their TOML
+    reader are not installed, e.g. on the board)."""
+    try:
+        from dpupose.dpu.config import list_configs, load_config
+        from dpupose.dpu.fingerprint import fingerprint
+
+        return [name for name in list_configs() if fingerprint(load_config(name)) == value]
+    except Exception:  # best effort: only makes the message more precise
+        return []
+
+
+def describe(value: int) -> str:
+    """ "B1600, 2 bank groups, ALU parallel 4, ..." or "" when the word cannot be decoded here."""
+    try:
+        from dpupose.dpu.fingerprint import decode
+
+        f = decode(value)
+        parts = [f.arch.name, f"{f.bank_groups} bank groups", f"ALU parallel {f.alu_parallel}"]
+        parts += [
+            n for n, on in (("channel augmentation", f.channel_augmentation), ("conv LeakyReLU", f.conv_leaky)) if on
+        ]
+        return ", ".join(parts)
+    except Exception:  # best effort, as above
+        return ""
+
+
 def _mismatch(plan: Plan, plan_src: str, other: int, other_src: str, what: str) -> FingerprintMismatch:
+    names = matching_configs(other)
+    detail = "; ".join(x for x in (describe(other), "configuration " + " or ".join(names) if names else "") if x)
+    theirs = names[0] if len(names) == 1 else "<its configuration>"
     fix = (
         f"Fix: rebuild the overlay for the plan's DPU configuration with `make hw DPU={plan.dpu_config}`, "
-        f"or re-split the model for the overlay's configuration (`dpupose split ... --config <its config>`) and "
+        f"or re-split the model for the overlay's configuration (`dpupose split ... --config {theirs}`) and "
         f"recompile the xmodel with that overlay's arch.json"
         if what == "overlay"
         else "Fix: recompile the xmodel from this plan's subgraphs with the arch.json of configuration "
@@ -80,7 +110,9 @@ def _mismatch(plan: Plan, plan_src: str, other: int, other_src: str, what: str) 
     )
     return FingerprintMismatch(
         f"DPU fingerprint mismatch: the split plan ({plan_src}) was made for {hexfp(plan.fingerprint_int())} "
-        f"(DPU configuration {plan.dpu_config}) but the {what} ({other_src}) is for {hexfp(other)}. {fix}."
+        f"(DPU configuration {plan.dpu_config}) but the {what} ({other_src}) is for {hexfp(other)}"
+        + (f" ({detail})" if detail else "")
+        + f". {fix}."
     )
 
 
