@@ -113,6 +113,7 @@ BROKEN_PLATFORMS = [
     ("connect_bd_net [get_bd_pins $ctrl_clock] [get_bd_pins axi_intc_0/s_axi_aclk]\n", "", "s_axi_aclk"),
     ("validate_bd_design\n", "", "validate_bd_design is never called"),
     ("CONFIG.USE_LOCKED true", "CONFIG.USE_LOCKED false", "CONFIG.USE_LOCKED = 'false', expected 'true'"),
+    ("CONFIG.PSU__USE__FABRIC__RST 1", "CONFIG.PSU__USE__FABRIC__RST 0", "/ps/pl_resetn0: zynq_ultra_ps_e has no"),
 ]
 
 

@@ -38,6 +38,7 @@ create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e ps
 apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config {apply_board_preset "1"} [get_bd_cells ps]
 set ps_config [list \
     CONFIG.PSU__FPGA_PL0_ENABLE 1 \
+    CONFIG.PSU__USE__FABRIC__RST 1 \
     CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ $dpupose(pl_clk0_mhz) \
     CONFIG.PSU__USE__IRQ0 1 \
     CONFIG.PSU__USE__M_AXI_GP0 0 \

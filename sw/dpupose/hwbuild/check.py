@@ -90,8 +90,8 @@ def _config(p: Preflight, req: BuildRequest) -> None:
         p.add("error", "config", str(exc))
         return
     p.cfg, p.board, p.pfm = cfg, board, pfm
-    p.add("ok", "config", f"{cfg.name}: {cfg.arch.value} x{cfg.cores} at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz, "
-          f"fingerprint {fingerprint_hex(cfg)}, board {board.title}")  # fmt: skip
+    what = f"{cfg.arch.value} x{cfg.cores} at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz"
+    p.add("ok", "config", f"{cfg.name}: {what}, fingerprint {fingerprint_hex(cfg)}, board {board.title}")
     if cfg.save_argmax:
         p.add("error", "config", "save_argmax needs DPUCZDX8G IP v4.1 (Vitis AI 3.0); the 2.5 TRD cannot build it")
     if cfg.softmax:
@@ -124,8 +124,8 @@ def _fit_and_clocks(p: Preflight, req: BuildRequest) -> None:
         if req.i_know:
             p.add("warn", "clocks", why + "; accepted with --i-know")
         else:
-            p.add("error", "clocks", why + "; choose a configuration at or below that clock, or pass --i-know "
-                  "(I_KNOW=1 with make) to build it anyway")  # fmt: skip
+            todo = "choose a configuration at or below that clock, or pass --i-know (I_KNOW=1 with make)"
+            p.add("error", "clocks", f"{why}; {todo} to build it anyway")
     elif cfg.clock_mhz not in board.safe_dpu_clocks_mhz:
         p.add("warn", "clocks", f"{clocks} is not a DPU clock known to work on the {board.title}")
     else:

@@ -37,7 +37,9 @@ def _ps_pins(cell: Cell) -> set[str]:
     p = cell.props
     pins = set()
     if p.get("CONFIG.PSU__FPGA_PL0_ENABLE") == "1":
-        pins |= {"pl_clk0", "pl_resetn0"}
+        pins.add("pl_clk0")
+    if p.get("CONFIG.PSU__USE__FABRIC__RST") == "1":
+        pins.add("pl_resetn0")
     if p.get("CONFIG.PSU__USE__IRQ0") == "1":
         pins.add("pl_ps_irq0")
     for n, name in ((0, "maxihpm0_fpd_aclk"), (1, "maxihpm1_fpd_aclk"), (2, "maxihpm0_lpd_aclk")):
