@@ -44,3 +44,7 @@ class ArtifactError(DpuposeError):
 
 class DeviceError(DpuposeError):
     """A target device (SD card, camera, board) is unsafe, missing or unusable."""
+
+
+class ImageError(DpuposeError):
+    """An SD card image is missing, truncated, corrupt, of an unsupported kind or has no room left."""
