@@ -144,6 +144,11 @@ def parents_of(paths: list[PurePosixPath]) -> list[PurePosixPath]:
     return sorted(found, key=lambda p: (len(p.parts), str(p)))
 
 
+def dirs_to_list(paths: list[PurePosixPath]) -> list[PurePosixPath]:
+    """The directories whose `ls -p` tells whether every path and every ancestor exists."""
+    return [PurePosixPath("/"), *parents_of(paths)]
+
+
 def write_commands(
     files: list[FileOp],
     links: list[LinkOp],
@@ -152,7 +157,7 @@ def write_commands(
 ) -> list[str]:
     """The debugfs batch that creates missing directories, replaces existing files and links.
 
-    existing: `list_dirs` of every parent directory; dir_owner: uid/gid for directories created here
+    existing: `list_dirs(dirs_to_list(paths))`; dir_owner: uid/gid for directories created here
     (default root).
     """
 

@@ -137,7 +137,7 @@ def _previous_files(ext: extfs.DebugFs) -> set[PurePosixPath]:
 
 def _check_space(parts: PynqLayout, ext: extfs.DebugFs, fat: FatFs, files: list, tmp: Path) -> None:
     targets = [dest for _, dest in files]
-    existing = ext.list_dirs(extfs.parents_of(targets))
+    existing = ext.list_dirs(extfs.dirs_to_list(targets))
     new_dirs = [d for d in extfs.parents_of(targets) if d.name not in existing.get(str(d.parent), {})]
     fs = parts.root_fs
     need = extfs.blocks_needed([src.stat().st_size for src, _ in files], fs.block_size, len(new_dirs))
@@ -182,7 +182,7 @@ def _prepare(target: Path, files: list[tuple[Path, PurePosixPath]], tmp: Path) -
     new_paths = {op.path for op in ops} | {ln.path for ln in links}
     stale = sorted(_previous_files(ext) - new_paths)
     targets = [*new_paths, *stale]
-    existing = ext.list_dirs(extfs.parents_of(targets))
+    existing = ext.list_dirs(extfs.dirs_to_list(targets))
     owners = {d: (uid, gid) for d in extfs.parents_of(targets) if d.is_relative_to(layout.BOARD_ROOT)}
     removals = [f"rm {extfs.quote(p)}" for p in stale if p.name in existing.get(str(p.parent), {})]
     return _Plan(ext, fat, removals + extfs.write_commands(ops, links, existing, owners))
