@@ -12,7 +12,7 @@ from dpupose.board.bmap import parse_bmap
 from dpupose.board.flash import flash, stream_copy
 from dpupose.board.images import open_image
 from dpupose.board.verify import CHUNK, compare_with_image, verify_bmap, verify_digests
-from dpupose.errors import DeviceError, ImageError, UsageError
+from dpupose.errors import DeviceError, ImageError, ToolNotFoundError, UsageError
 
 needs_bmaptool = pytest.mark.skipif(
     shutil.which("bmaptool") is None, reason="needs bmaptool (apt-get install bmap-tools)"
@@ -196,3 +196,10 @@ def test_device_declined_or_mounted_or_too_small_is_not_written(image, fake_devi
     with pytest.raises(DeviceError, match="larger than"):
         flash(image, card, use_bmaptool=False)
     assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+
+def test_a_given_block_map_needs_bmaptool(image, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolNotFoundError, match=r"bmaptool.*bmap-tools"):
+        flash(image, tmp_path / "card.img", bmap=tmp_path / "x.bmap")
+    assert not (tmp_path / "card.img").exists()

@@ -250,3 +250,12 @@ def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
         zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\nRequires-Dist: torch>=2\n")
     with pytest.raises(ArtifactError, match="requires torch without an extra"):
         check_wheel(bad)
+
+
+def test_debugfs_that_cannot_open_the_file_system_is_an_error(image):
+    from dpupose.board.extfs import DebugFs
+    from dpupose.board.partitions import Partition
+
+    wrong = Partition(2, 0x83, False, offset=ROOT_START + 4096, size=1024 * 1024)
+    with pytest.raises(ImageError, match="debugfs cannot open"):
+        DebugFs(image, wrong).list_dirs([layout.BOARD_ROOT])

@@ -87,10 +87,15 @@ class DebugFs:
             f.write("\n".join(commands) + "\n")
             cmdfile = Path(f.name)
         try:
-            proc = run_tool(self.argv(cmdfile, write))
+            proc = run_tool(self.argv(cmdfile, write), check=False)
         finally:
             os.unlink(cmdfile)
         errors = [ln for ln in proc.stderr.splitlines() if ln.strip() and not BANNER.match(ln)]
+        if proc.returncode != 0 or any("while trying to open" in e or "not open" in e for e in errors):
+            raise ImageError(
+                f"debugfs cannot open the root file system ({errors[0] if errors else proc.returncode}): "
+                "the image is damaged, or e2fsprogs is older than the file system's features"
+            )
         return proc.stdout, errors
 
     def list_dirs(self, dirs: list[PurePosixPath]) -> dict[str, dict[str, Entry]]:

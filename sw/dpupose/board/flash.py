@@ -30,13 +30,16 @@ from dpupose.board import bmap as bmaplib
 from dpupose.board import devices
 from dpupose.board.images import ImageInfo, ImageKind, image_stream, open_image, read_chunk
 from dpupose.board.progress import Progress
-from dpupose.board.tools import have_tool, run_tool
+from dpupose.board.tools import have_tool, require_tool, run_tool
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, UsageError
 
 log = logging.getLogger(__name__)
 
 BLKRRPART = 0x125F  # ioctl: re-read the partition table
+# On a device, flush every 128 MiB: the progress bar then shows the card's speed rather than the page
+# cache's, and dirty memory stays bounded.
+SYNC_EVERY = 32 * CHUNK
 ZEROS = bytes(CHUNK)
 
 # confirm(description) -> True to go ahead; the CLI prints the description and asks.
@@ -89,6 +92,8 @@ def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | 
             if not zero:
                 _pwrite_all(fd, data, pos)
             pos += n
+            if not sparse and pos % SYNC_EVERY == 0:
+                os.fdatasync(fd)
             if progress:
                 progress.update(n)
     if pos != info.size:
@@ -116,9 +121,9 @@ def _bmap_for(info: ImageInfo, given: Path | None, workdir: Path, use_bmaptool: 
     """The block map to use with bmaptool, or None for the streaming copy."""
     if use_bmaptool is False:
         return None
-    if not have_tool("bmaptool"):
-        if use_bmaptool:
-            run_tool(["bmaptool", "--version"])  # raises ToolNotFoundError with the install hint
+    if given is not None or use_bmaptool:
+        require_tool("bmaptool")  # asked for explicitly: say how to install it
+    elif not have_tool("bmaptool"):
         return None
     if given is not None:
         return given
