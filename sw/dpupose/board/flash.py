@@ -32,7 +32,7 @@ from dpupose.board.images import ImageInfo, ImageKind, image_stream, open_image,
 from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
-from dpupose.errors import DeviceError, UsageError
+from dpupose.errors import DeviceError, ImageError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | 
             if progress:
                 progress.update(n)
     if pos != info.size:
-        raise DeviceError(
+        raise ImageError(
             f"{info.path} gave {pos} bytes instead of the {info.size} its header promises: the image is "
             "truncated or corrupt, and the target holds an incomplete copy; download the image again"
         )
