@@ -1,0 +1,53 @@
+"""`dpupose eval`: accuracy of a checkpoint on a validation split."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint (Euclidean, JSD, PCKh@0.5)",
+        description="Evaluate a checkpoint on the validation split: Euclidean error (normalized and in input "
+        "pixels), JS divergence to a Gaussian at the true joint, PCKh@0.5 and a per-joint table.",
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, choices=["synthetic", "mpii"])
+    p.add_argument("--data-root", help="MPII root, or a generated synthetic root")
+    p.add_argument("--num-samples", type=int, help="evaluate the first N records only")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from dpupose.data.sources import load_data
+    from dpupose.errors import UsageError
+    from dpupose.eval.evaluate import evaluate, torch_predictor
+    from dpupose.eval.metrics import format_table
+    from dpupose.model.checkpoint import load_checkpoint
+
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UsageError("--num-samples must be at least 1")
+    model, _ = load_checkpoint(args.checkpoint)
+    split = load_data(args.data, "valid", args.data_root)
+    records = split.records[: args.num_samples] if args.num_samples else split.records
+    size = model.config.input_size
+    summary = evaluate(torch_predictor(model), records, split.image_dir, size, args.batch_size)
+    summary.update(
+        {
+            "checkpoint": str(args.checkpoint),
+            "data": args.data,
+            "engine": "fp32",
+            "head_size_source": split.head_size_note(),
+        }
+    )
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.checkpoint} on {args.data} validation ({split.head_size_note()} head sizes)")
+        print(format_table(summary))
+    return 0

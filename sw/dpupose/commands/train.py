@@ -1,0 +1,55 @@
+"""`dpupose train`: train the pose model on synthetic figures or MPII."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the pose model",
+        description="Train MobileNetV2 + DUC + DSNT. Runs unchanged under torchrun --nproc_per_node=N (DDP, gloo).",
+    )
+    p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="data set")
+    p.add_argument(
+        "--data-root",
+        help="MPII root (images/, annot/*.json and/or the official .mat); "
+        "for synthetic, an existing generated root to use instead of the cache under build/data/",
+    )
+    p.add_argument("--out", required=True, help="run folder (checkpoints, history.jsonl)")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--schedule",
+        choices=["step", "cosine"],
+        default="step",
+        help="step: x0.5 every --lr-step epochs (MobilePose); cosine: down to 1%% at the last epoch",
+    )
+    p.add_argument("--lr-step", type=int, default=80)
+    p.add_argument("--input-size", type=int, default=224, help="square input, a multiple of 32")
+    p.add_argument("--width", type=float, default=1.0, dest="width_mult", help="MobileNetV2 width multiplier")
+    p.add_argument("--num-train", type=int, help="synthetic: training images (default 20000)")
+    p.add_argument("--num-valid", type=int, help="synthetic: validation images (default 1000, fixed set)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="data loader processes")
+    p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--init", help="start from this checkpoint's weights (e.g. trained at a smaller input size)")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save mid-epoch this often")
+    p.add_argument("--max-steps-per-epoch", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpupose.errors import UsageError
+    from dpupose.train import TrainConfig, train
+
+    if args.input_size % 32 or args.input_size < 32:
+        raise UsageError(f"--input-size must be a positive multiple of 32, got {args.input_size}")
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    out = train(cfg, resume=args.resume)
+    print(f"run saved in {out} (best.pt: lowest validation loss, last.pt: latest)")
+    return 0

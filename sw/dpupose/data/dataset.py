@@ -1,0 +1,68 @@
+"""A torch Dataset of person crops from records (host only).
+
+Augmentation is a pure function of (seed, epoch, index), so a run resumed after a kill sees exactly the
+samples an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dpupose.data.records import PoseRecord
+from dpupose.data.transforms import Augment, crop_person, normalize, to_normalized
+from dpupose.errors import DataError
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        if not path.exists():
+            raise DataError(f"image {path} is missing; check --data-root (images/ must hold every annotated image)")
+        raise DataError(f"image {path} cannot be decoded; replace or remove it")
+    return img[..., ::-1]
+
+
+class PoseDataset(Dataset):
+    def __init__(
+        self,
+        records: list[PoseRecord],
+        image_dir: str | Path,
+        input_size: int,
+        augment: Augment | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not records:
+            raise DataError("the data set is empty")
+        self.records = records
+        self.image_dir = Path(image_dir)
+        self.input_size = input_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rec = self.records[index]
+        image = read_rgb(self.image_dir / rec.image)
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment else None
+        crop, pts, vis, px_scale = crop_person(
+            image, rec.center, rec.scale, rec.joints, rec.visible, self.input_size, rng, self.augment
+        )
+        head = rec.head_size * px_scale if rec.head_size else -1.0
+        return {
+            "image": torch.from_numpy(normalize(crop)),
+            "target": torch.from_numpy(to_normalized(pts, self.input_size).astype(np.float32)),
+            "visible": torch.from_numpy(vis.astype(np.float32)),
+            "head_size": torch.tensor(head, dtype=torch.float32),  # crop pixels, -1 if unknown
+            "index": torch.tensor(index),
+        }

@@ -1,0 +1,186 @@
+"""MPII Human Pose data roots: `images/`, `annot/train.json` + `annot/valid.json` (common converters) and/or
+the official `mpii_human_pose_v1_u12_1.mat` at the root.
+
+With JSON files, records come from them and, when the .mat is present too, each record's head box is taken
+from the matching .mat person (same image, nearest `objpos`). With the .mat alone, its `img_train` flags give
+the split; the official release has no joints for test images, so validation is then a fixed hold-out of
+every tenth training image (sorted by name), and the loader says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dpupose.data.joints import NUM_JOINTS
+from dpupose.data.records import PoseRecord, head_size_from_box, load_json_records
+from dpupose.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MAT_NAME = "mpii_human_pose_v1_u12_1.mat"
+SPLIT_FILES = {"train": "train.json", "valid": "valid.json"}
+HOLDOUT_EVERY = 10
+
+
+@dataclass
+class MatPerson:
+    image: str
+    train: bool
+    objpos: np.ndarray | None
+    scale: float | None
+    head_box: tuple[float, float, float, float] | None
+    joints: np.ndarray  # (16, 2), -1 where not annotated
+    visible: np.ndarray  # (16,) bool
+
+
+def _items(x: object) -> list:
+    """MATLAB struct arrays load as arrays, single structs as objects, empties as empty arrays."""
+    if x is None:
+        return []
+    if isinstance(x, np.ndarray):
+        return list(x.ravel())
+    return [x]
+
+
+def _scalar(x: object) -> float | None:
+    try:
+        arr = np.asarray(x, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    return float(arr[0]) if arr.size == 1 else None
+
+
+def read_mat(path: str | Path) -> list[MatPerson]:
+    """Every annotated person of the official MPII .mat (RELEASE struct)."""
+    try:
+        from scipy.io import loadmat
+    except ImportError as exc:  # pragma: no cover - scipy is a host dependency
+        raise DataError("reading the MPII .mat needs scipy: pip install scipy") from exc
+    try:
+        mat = loadmat(str(path), struct_as_record=False, squeeze_me=True)
+    except Exception as exc:  # scipy raises several types for damaged files
+        raise DataError(f"{path} is not a readable MATLAB file ({exc})") from None
+    if "RELEASE" not in mat:
+        raise DataError(f"{path} has no RELEASE struct: is it mpii_human_pose_v1_u12_1.mat?")
+    release = mat["RELEASE"]
+    annolist = _items(release.annolist)
+    flags = np.asarray(release.img_train).ravel()
+    people: list[MatPerson] = []
+    for i, anno in enumerate(annolist):
+        name = str(anno.image.name)
+        for rect in _items(getattr(anno, "annorect", None)):
+            fields = set(getattr(rect, "_fieldnames", []))
+            box = None
+            if {"x1", "y1", "x2", "y2"} <= fields:
+                vals = [_scalar(getattr(rect, k)) for k in ("x1", "y1", "x2", "y2")]
+                if all(v is not None for v in vals):
+                    box = tuple(vals)  # type: ignore[assignment]
+            objpos = None
+            if "objpos" in fields and hasattr(rect.objpos, "x"):
+                objpos = np.array([_scalar(rect.objpos.x), _scalar(rect.objpos.y)], np.float32)
+            joints = np.full((NUM_JOINTS, 2), -1.0, np.float32)
+            visible = np.zeros(NUM_JOINTS, bool)
+            if "annopoints" in fields and hasattr(rect.annopoints, "point"):
+                for pt in _items(rect.annopoints.point):
+                    jid = int(_scalar(pt.id))
+                    if 0 <= jid < NUM_JOINTS:
+                        joints[jid] = (_scalar(pt.x), _scalar(pt.y))
+                        visible[jid] = True
+            people.append(
+                MatPerson(
+                    image=name,
+                    train=bool(flags[i]) if i < flags.size else False,
+                    objpos=objpos,
+                    scale=_scalar(rect.scale) if "scale" in fields else None,
+                    head_box=box,
+                    joints=joints,
+                    visible=visible,
+                )
+            )
+    return people
+
+
+def _records_from_mat(people: list[MatPerson], split: str) -> list[PoseRecord]:
+    usable = [p for p in people if p.visible.any() and p.objpos is not None and p.scale]
+    train = [p for p in usable if p.train]
+    test = [p for p in usable if not p.train]
+    if split == "valid" and test:
+        chosen = test
+    else:
+        names = sorted({p.image for p in train})
+        held = set(names[::HOLDOUT_EVERY])
+        if split == "valid":
+            log.info(
+                "the .mat has no joints for test images: validating on every %dth training image",
+                HOLDOUT_EVERY,
+            )
+            chosen = [p for p in train if p.image in held]
+        else:
+            chosen = [p for p in train if p.image not in held] if not test else train
+    out = []
+    for p in chosen:
+        rec = PoseRecord(p.image, p.objpos.copy(), float(p.scale), p.joints.copy(), p.visible.copy())
+        if p.head_box is not None:
+            rec.head_size = head_size_from_box(p.head_box)
+            rec.head_size_source = "mat"
+        out.append(rec)
+    return out
+
+
+def _attach_mat_head_boxes(records: list[PoseRecord], people: list[MatPerson]) -> int:
+    by_image: dict[str, list[MatPerson]] = {}
+    for p in people:
+        if p.head_box is not None and p.objpos is not None:
+            by_image.setdefault(p.image, []).append(p)
+    matched = 0
+    for rec in records:
+        if rec.head_size_source == "head_box":
+            continue
+        cands = by_image.get(rec.image)
+        if not cands:
+            continue
+        best = min(cands, key=lambda p: float(np.linalg.norm(p.objpos - rec.center)))
+        rec.head_size = head_size_from_box(best.head_box)
+        rec.head_size_source = "mat"
+        matched += 1
+    return matched
+
+
+def load_split(root: str | Path, split: str) -> list[PoseRecord]:
+    """Records of one split ('train' or 'valid') of an MPII-layout data root."""
+    root = Path(root)
+    if split not in SPLIT_FILES:
+        raise DataError(f"unknown split {split!r}; use 'train' or 'valid'")
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist")
+    json_path = root / "annot" / SPLIT_FILES[split]
+    mat_path = root / MAT_NAME
+    people = read_mat(mat_path) if mat_path.is_file() else None
+    if json_path.is_file():
+        records = load_json_records(json_path)
+        if people is not None:
+            _attach_mat_head_boxes(records, people)
+    elif people is not None:
+        records = _records_from_mat(people, split)
+    else:
+        raise DataError(
+            f"{root} has neither annot/{SPLIT_FILES[split]} nor {MAT_NAME}; "
+            "lay it out as images/ + annot/train.json + annot/valid.json, or put the official .mat at its root"
+        )
+    if not records:
+        raise DataError(f"{root}: the {split} split holds no person records")
+    for rec in records:
+        rec.resolve_head_size()
+    return records
+
+
+def describe_head_sizes(records: list[PoseRecord]) -> str:
+    """'head sizes from: head_box 2958' etc., for the output to say where PCKh's reference came from."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.head_size_source] = counts.get(r.head_size_source, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

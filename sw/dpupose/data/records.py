@@ -1,0 +1,108 @@
+"""Person records in the common MPII JSON layout (HRNet / mmpose converters), with validation.
+
+One record per person: `image`, `center` [x, y], `scale` (person height / 200 px), `joints` 16 x [x, y],
+`joints_vis` 16 x 0/1, and optionally `head_box` [x1, y1, x2, y2]. Board-safe: numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dpupose.data.joints import HEAD_JOINTS, NUM_JOINTS
+from dpupose.errors import DataError
+
+# MPII's head size: 0.6 x the head box diagonal. Without a box, a square box whose side is the
+# upper-neck -> head-top segment is assumed: 0.6 * sqrt(2) * segment.
+HEAD_BOX_FACTOR = 0.6
+SEGMENT_FACTOR = 0.6 * math.sqrt(2.0)
+
+
+@dataclass
+class PoseRecord:
+    image: str
+    center: np.ndarray  # (2,) pixels
+    scale: float  # person height / 200 px
+    joints: np.ndarray  # (16, 2) pixels
+    visible: np.ndarray  # (16,) bool: annotated
+    head_size: float | None = None  # pixels (0.6 x head box diagonal)
+    head_size_source: str = "none"  # "head_box", "mat", "segment" or "none"
+
+    def resolve_head_size(self) -> None:
+        """Fill head_size from the upper-neck -> head-top segment if no box gave it."""
+        if self.head_size is not None:
+            return
+        a, b = HEAD_JOINTS
+        if self.visible[a] and self.visible[b]:
+            seg = float(np.linalg.norm(self.joints[a] - self.joints[b]))
+            if seg > 0:
+                self.head_size = SEGMENT_FACTOR * seg
+                self.head_size_source = "segment"
+
+
+def head_size_from_box(box: list[float] | np.ndarray) -> float:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return HEAD_BOX_FACTOR * math.hypot(x2 - x1, y2 - y1)
+
+
+def _number_list(value: object, length: int, what: str) -> list[float]:
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError(f"'{what}' must be a list of {length} numbers")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"'{what}' must hold finite numbers, got {v!r}")
+        out.append(float(v))
+    return out
+
+
+def parse_record(raw: object) -> PoseRecord:
+    """One JSON record -> PoseRecord; ValueError says which field is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("a record must be a JSON object")
+    for key in ("image", "center", "scale", "joints"):
+        if key not in raw:
+            raise ValueError(f"missing field '{key}'")
+    if not isinstance(raw["image"], str) or not raw["image"]:
+        raise ValueError("'image' must be a file name")
+    center = _number_list(raw["center"], 2, "center")
+    scale = raw["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+        raise ValueError(f"'scale' must be a positive number, got {scale!r}")
+    joints = raw["joints"]
+    if not isinstance(joints, list) or len(joints) != NUM_JOINTS:
+        raise ValueError(f"'joints' must be a list of {NUM_JOINTS} [x, y] pairs")
+    pts = np.array([_number_list(p, 2, "joints[i]") for p in joints], dtype=np.float32)
+    vis_raw = raw.get("joints_vis", [1] * NUM_JOINTS)
+    vis = np.array(_number_list(vis_raw, NUM_JOINTS, "joints_vis"), dtype=np.float32) > 0
+    # Converters mark unannotated joints with negative coordinates.
+    vis &= (pts[:, 0] >= 0) & (pts[:, 1] >= 0)
+    rec = PoseRecord(raw["image"], np.array(center, np.float32), float(scale), pts, vis)
+    if raw.get("head_box") is not None:
+        box = _number_list(raw["head_box"], 4, "head_box")
+        rec.head_size = head_size_from_box(box)
+        rec.head_size_source = "head_box"
+    return rec
+
+
+def load_json_records(path: str | Path) -> list[PoseRecord]:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"annotation file {path} not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); re-create it with your MPII converter") from None
+    if not isinstance(raw, list):
+        raise DataError(f"{path} must hold a JSON list of person records")
+    records = []
+    for i, item in enumerate(raw):
+        try:
+            records.append(parse_record(item))
+        except ValueError as exc:
+            raise DataError(f"{path}: record {i}: {exc}") from None
+    return records

@@ -1,0 +1,70 @@
+"""Where a command's records come from: `--data synthetic` (generated and cached under build/data/) or
+`--data mpii --data-root DIR`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dpupose.data.mpii import describe_head_sizes, load_split
+from dpupose.data.records import PoseRecord
+from dpupose.errors import UsageError
+
+DATA_KINDS = ("synthetic", "mpii")
+SYNTH_CACHE = Path("build") / "data"
+DEFAULT_SYNTH_TRAIN = 20000
+DEFAULT_SYNTH_VALID = 1000
+DEFAULT_SYNTH_SEED = 0
+
+
+@dataclass
+class Split:
+    records: list[PoseRecord]
+    image_dir: Path
+    root: Path
+
+    def head_size_note(self) -> str:
+        return describe_head_sizes(self.records)
+
+
+def synthetic_root(split: str, count: int, seed: int = DEFAULT_SYNTH_SEED, cache: Path | None = None) -> Path:
+    """A cached synthetic data root holding `count` records of `split` (generated on first use)."""
+    from dpupose.data.synthetic import SynthSpec, ensure
+    from dpupose.progress import Progress
+
+    spec = SynthSpec(
+        seed=seed,
+        num_train=count if split == "train" else 0,
+        num_valid=count if split == "valid" else 0,
+    )
+    root = (cache or SYNTH_CACHE) / f"synthetic-{split}-s{seed}-n{count}-v{spec.version}"
+    bar: Progress | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, f"generating synthetic {split}", "img")
+        bar.update(done - bar.count)
+
+    ensure(root, spec, progress)
+    if bar is not None:
+        bar.close()
+    return root
+
+
+def load_data(kind: str, split: str, data_root: str | Path | None, count: int | None = None, seed: int = 0) -> Split:
+    """Records and image folder of one split. `count` limits synthetic generation (default 20000 / 1000)."""
+    if kind not in DATA_KINDS:
+        raise UsageError(f"unknown data set {kind!r}; use one of: {', '.join(DATA_KINDS)}")
+    if kind == "synthetic":
+        if data_root is not None:
+            root = Path(data_root)
+        else:
+            n = count or (DEFAULT_SYNTH_TRAIN if split == "train" else DEFAULT_SYNTH_VALID)
+            root = synthetic_root(split, n, seed)
+    else:
+        if data_root is None:
+            raise UsageError("--data mpii needs --data-root DIR (images/ and annot/*.json or the official .mat)")
+        root = Path(data_root)
+    records = load_split(root, split)
+    return Split(records=records, image_dir=root / "images", root=root)

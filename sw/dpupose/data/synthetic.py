@@ -1,0 +1,189 @@
+"""Synthetic pose data: one articulated figure per scene, written as a data root in the MPII JSON layout
+(`images/`, `annot/train.json`, `annot/valid.json`) so training and evaluation use the MPII code path.
+
+Every image is a pure function of (seed, split, index): the validation set is fixed and disjoint from the
+training set (different split ids in the random stream), so every number on it is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dpupose.data.figure import random_figure
+from dpupose.data.joints import NUM_JOINTS, J
+from dpupose.data.render import (
+    background,
+    capsule_mask,
+    draw_figure,
+    fill_new_texture,
+    random_colour,
+    skin_colour,
+)
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1
+SPLIT_IDS = {"train": 1, "valid": 2, "sample": 3}
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What a synthetic data root holds; a root is reused only when its spec matches exactly."""
+
+    seed: int = 0
+    num_train: int = 20000
+    num_valid: int = 1000
+    image_size: int = 256
+    version: int = GENERATOR_VERSION
+
+    def counts(self) -> dict[str, int]:
+        return {"train": self.num_train, "valid": self.num_valid}
+
+
+def _project(joints3d: np.ndarray, px_per_unit: float, centre: np.ndarray, roll: float) -> np.ndarray:
+    xy = np.stack([joints3d[:, 0], -joints3d[:, 1]], axis=1) * px_per_unit
+    c, s = np.cos(roll), np.sin(roll)
+    xy = xy @ np.array([[c, -s], [s, c]]).T
+    mid = 0.5 * (xy.min(axis=0) + xy.max(axis=0))
+    return xy - mid + centre
+
+
+def render_scene(seed: int, split: str, index: int, size: int = 256) -> tuple[np.ndarray, dict]:
+    """One scene: RGB uint8 image (size, size, 3) and its annotation record (without the image name)."""
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
+    img = background(rng, size)
+
+    # Sometimes a second, partial person behind the main one (as in crowded MPII scenes).
+    if rng.random() < 0.2:
+        other = random_figure(rng)
+        px = size * rng.uniform(0.4, 0.8)
+        opts = _project(other.joints, px, rng.uniform(-0.1, 1.1, 2) * size, rng.uniform(-0.4, 0.4))
+        draw_figure(img, other, opts, px, rng)
+
+    fig = random_figure(rng)
+    # Scale the body so its joint extent fills 45-80% of the frame.
+    probe = _project(fig.joints, 1.0, np.zeros(2), 0.0)
+    extent = max(np.ptp(probe[:, 0]), np.ptp(probe[:, 1]), 0.3)
+    px_per_unit = size * rng.uniform(0.45, 0.8) / extent
+    roll = rng.normal(0, 0.25) if rng.random() < 0.9 else rng.uniform(-np.pi / 2, np.pi / 2)
+    centre = size * (0.5 + rng.uniform(-0.12, 0.12, 2))
+    pts = _project(fig.joints, px_per_unit, centre, roll)
+    draw_figure(img, fig, pts, px_per_unit, rng)
+
+    # Distractor limbs and occluders in front of the figure.
+    mask = np.zeros((size, size), np.uint8)
+    for _ in range(rng.integers(0, 3)):
+        mask[:] = 0
+        a = rng.uniform(0, size, 2)
+        b = a + rng.normal(0, size * 0.15, 2)
+        r = px_per_unit * rng.uniform(0.015, 0.04)
+        capsule_mask(mask, a, b, r, r * 0.8)
+        tex = np.empty((size, size, 3), np.float32)
+        tex[:] = skin_colour(rng) if rng.random() < 0.5 else random_colour(rng)
+        img[mask > 0] = tex[mask > 0]
+    if rng.random() < 0.35:
+        mask[:] = 0
+        target = pts[rng.integers(NUM_JOINTS)]
+        w, h = rng.uniform(0.06, 0.22, 2) * size
+        box = cv2.boxPoints(((float(target[0]), float(target[1])), (float(w), float(h)), float(rng.uniform(0, 90))))
+        cv2.fillConvexPoly(mask, box.astype(np.int32), 255)
+        fill_new_texture(img, mask, rng)
+
+    # Lighting, blur and sensor noise.
+    img = img * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30)
+    if rng.random() < 0.6:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.5))
+    img = img + rng.normal(0, rng.uniform(0, 8), img.shape)
+    image = np.clip(img, 0, 255).astype(np.uint8)
+
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < size) & (pts[:, 1] >= 0) & (pts[:, 1] < size)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    head_len = float(np.linalg.norm(pts[J["head_top"]] - pts[J["upper_neck"]]))
+    head_mid = 0.5 * (pts[J["head_top"]] + pts[J["upper_neck"]])
+    record = {
+        "center": [round(float(v), 2) for v in 0.5 * (lo + hi)],
+        "scale": round(float(max(hi - lo)) * 1.15 / 200.0, 4),
+        "joints": [[round(float(x), 2), round(float(y), 2)] for x, y in pts],
+        "joints_vis": [int(v) for v in inside],
+        # A square head box of the head segment's length: head size = 0.6 * its diagonal, as in MPII.
+        "head_box": [round(float(v), 2) for v in (*(head_mid - head_len / 2), *(head_mid + head_len / 2))],
+    }
+    return image, record
+
+
+def _render_chunk(args: tuple[int, str, int, int, int, str]) -> list[dict]:
+    seed, split, start, stop, size, image_dir = args
+    cv2.setNumThreads(1)
+    records = []
+    for i in range(start, stop):
+        image, rec = render_scene(seed, split, i, size)
+        name = f"{split}_{i:06d}.jpg"
+        quality = 70 + (i * 7919 + seed) % 26  # varied, deterministic JPEG quality
+        cv2.imwrite(os.path.join(image_dir, name), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        records.append({"image": name, **rec})
+    return records
+
+
+def generate(
+    root: str | Path,
+    spec: SynthSpec,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a synthetic data root at `root` (atomically: a temp dir renamed at the end)."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+    try:
+        (tmp / "images").mkdir()
+        (tmp / "annot").mkdir()
+        workers = workers or min(2, os.cpu_count() or 1)
+        total = sum(spec.counts().values())
+        done = 0
+        with ProcessPoolExecutor(workers) as pool:
+            for split, n in spec.counts().items():
+                chunks = [
+                    (spec.seed, split, s, min(s + 200, n), spec.image_size, str(tmp / "images"))
+                    for s in range(0, n, 200)
+                ]
+                records: list[dict] = []
+                for recs in pool.map(_render_chunk, chunks):
+                    records += recs
+                    done += len(recs)
+                    if progress:
+                        progress(done, total)
+                (tmp / "annot" / f"{split}.json").write_text(json.dumps(records))
+        (tmp / "synthetic.json").write_text(json.dumps(asdict(spec), indent=2))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def ensure(root: str | Path, spec: SynthSpec, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Return a data root holding `spec`, generating it when missing or different."""
+    root = Path(root)
+    meta = root / "synthetic.json"
+    if meta.is_file():
+        try:
+            if json.loads(meta.read_text()) == asdict(spec):
+                return root
+        except (OSError, ValueError):
+            pass
+        log.info("synthetic data at %s was made with other settings; regenerating", root)
+    log.info("generating synthetic data (%d train, %d valid) in %s", spec.num_train, spec.num_valid, root)
+    return generate(root, spec, progress=progress)

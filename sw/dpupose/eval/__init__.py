@@ -1,0 +1,1 @@
+"""Metrics (numpy, board-safe), evaluation loops and benchmark tables."""

@@ -1,0 +1,67 @@
+"""Evaluation of any predictor on a data split (host side: builds the crops with the data package).
+
+A predictor maps a float32 batch (N, 3, S, S), ImageNet-normalized, to (coords (N, 16, 2) normalized,
+heatmaps (N, 16, S/4, S/4)). Engines (FP32 torch, INT8 emulated DPU, ONNX Runtime) plug in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dpupose.data.records import PoseRecord
+from dpupose.data.transforms import crop_person, normalize, to_normalized
+from dpupose.eval.metrics import MetricAccumulator
+from dpupose.progress import Progress
+
+Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def iter_batches(records: list[PoseRecord], image_dir, input_size: int, batch_size: int):
+    """(images (N,3,S,S) float32, targets (N,16,2), visible (N,16), head sizes (N,) crop px) per batch."""
+    from dpupose.data.dataset import read_rgb
+
+    for start in range(0, len(records), batch_size):
+        imgs, tgts, viss, heads = [], [], [], []
+        for rec in records[start : start + batch_size]:
+            image = read_rgb(image_dir / rec.image)
+            crop, pts, vis, px_scale = crop_person(image, rec.center, rec.scale, rec.joints, rec.visible, input_size)
+            imgs.append(normalize(crop))
+            tgts.append(to_normalized(pts, input_size))
+            viss.append(vis)
+            heads.append(rec.head_size * px_scale if rec.head_size else -1.0)
+        yield np.stack(imgs), np.stack(tgts), np.stack(viss), np.array(heads, np.float64)
+
+
+def evaluate(
+    predict: Predictor,
+    records: list[PoseRecord],
+    image_dir,
+    input_size: int,
+    batch_size: int = 16,
+    desc: str = "eval",
+) -> dict:
+    acc = MetricAccumulator(input_size)
+    with Progress(len(records), desc, "img") as bar:
+        for images, targets, visible, heads in iter_batches(records, image_dir, input_size, batch_size):
+            coords, heatmaps = predict(images)
+            acc.add(coords, heatmaps, targets, visible, heads)
+            bar.update(len(images))
+    return acc.summary()
+
+
+def torch_predictor(model, threads: int | None = None) -> Predictor:
+    """FP32 predictor from a PoseNet."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = model.eval()
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            coords, heatmaps = model(torch.from_numpy(images))
+        return coords.numpy(), heatmaps.numpy()
+
+    return predict

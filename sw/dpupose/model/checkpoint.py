@@ -1,0 +1,77 @@
+"""Checkpoints: atomic save, defensive load (host only).
+
+A checkpoint is a torch.save dict: `format` ("dpupose-checkpoint"), `model` (PoseNet state_dict),
+`model_config` (ModelConfig fields), `epoch`, and for training runs `optimizer`, `scheduler`, `history`,
+`best_val_loss`, `args`. The shipped model holds the first three plus its metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dpupose.errors import CheckpointError
+from dpupose.model.pose import ModelConfig, PoseNet
+
+FORMAT = "dpupose-checkpoint"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write `state` to `path` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw dict, or CheckpointError saying why it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle of another program, random bytes...
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be truncated or from another "
+            "program: use a checkpoint written by `dpupose train`"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise CheckpointError(f"{path} is not a dpupose checkpoint (no '{FORMAT}' marker)")
+    return state
+
+
+def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseNet:
+    try:
+        cfg = ModelConfig(**state.get("model_config", {}))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{origin}: bad model_config ({exc})") from None
+    model = PoseNet(cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{origin} does not match the model ({detail})") from None
+    return model
+
+
+def load_checkpoint(path: str | Path) -> tuple[PoseNet, dict[str, Any]]:
+    """(model in eval mode, the checkpoint dict)."""
+    state = read_checkpoint(path)
+    model = model_from_state(state, str(path)).eval()
+    return model, state

@@ -1,0 +1,56 @@
+"""A small progress bar on stderr (board-safe, no dependencies). When stderr is not a terminal it writes a
+plain line every 30 seconds and a final one, so logs stay readable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, total: int, desc: str = "", unit: str = "it", stream: TextIO | None = None) -> None:
+        self.total = max(total, 0)
+        self.desc = desc
+        self.unit = unit
+        self.stream = stream or sys.stderr
+        self.count = 0
+        self.start = time.monotonic()
+        self._last = self.start
+        self.postfix = ""
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+
+    def update(self, n: int = 1, postfix: str | None = None) -> None:
+        self.count += n
+        if postfix is not None:
+            self.postfix = postfix
+        now = time.monotonic()
+        if self.tty and (now - self._last > 0.2 or self.count >= self.total):
+            self._last = now
+            self.stream.write("\r" + self._line(now))
+            self.stream.flush()
+        elif not self.tty and now - self._last > 30.0 and self.count < self.total:
+            self._last = now
+            self.stream.write(self._line(now) + "\n")
+            self.stream.flush()
+
+    def _line(self, now: float) -> str:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.count / elapsed
+        frac = self.count / self.total if self.total else 1.0
+        bar = "#" * int(frac * 24)
+        eta = (self.total - self.count) / rate if rate > 0 else 0.0
+        return (
+            f"{self.desc} [{bar:<24}] {self.count}/{self.total} {rate:.1f} {self.unit}/s eta {eta:.0f}s {self.postfix}"
+        )
+
+    def close(self) -> None:
+        line = self._line(time.monotonic())
+        self.stream.write(("\r" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

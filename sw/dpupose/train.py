@@ -1,0 +1,286 @@
+"""Training loop (host only): single process, or several under `torchrun` (DDP, gloo on CPU).
+
+Every sample's augmentation and every epoch's order are pure functions of (seed, epoch, index), and the
+checkpoint holds model, optimizer, scheduler and position in the epoch, so `--resume` after a kill continues
+to exactly the state an uninterrupted run reaches. Checkpoints are written atomically: `last.pt` at the end
+of each epoch and every `checkpoint_minutes` inside one, `best.pt` whenever validation loss improves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from dpupose.data.dataset import PoseDataset
+from dpupose.data.sources import Split, load_data
+from dpupose.data.transforms import Augment
+from dpupose.errors import CheckpointError, UsageError
+from dpupose.eval.metrics import MetricAccumulator
+from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
+from dpupose.model.losses import pose_loss
+from dpupose.model.pose import ModelConfig, PoseNet
+from dpupose.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str = "synthetic"
+    data_root: str | None = None
+    out: str = "runs/default"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    schedule: str = "step"  # "step": x lr_gamma every lr_step epochs; "cosine": to 1% over all epochs
+    lr_step: int = 80
+    lr_gamma: float = 0.5
+    js_weight: float = 1.0
+    input_size: int = 224
+    width_mult: float = 1.0
+    num_train: int | None = None  # synthetic only: training images to generate
+    num_valid: int | None = None  # synthetic only: validation images (fixed set)
+    seed: int = 0
+    workers: int = 1
+    threads: int | None = None
+    init: str | None = None  # weights to start from (e.g. a run at a smaller input size)
+    checkpoint_minutes: float = 10.0
+    max_steps_per_epoch: int | None = None  # for smoke tests
+
+
+class EpochSampler(Sampler[int]):
+    """This rank's share of a seeded per-epoch permutation, starting `skip` samples in."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        per_rank = math.ceil(self.n / self.world)
+        perm += perm[: per_rank * self.world - self.n]  # pad so every rank gets the same count
+        return perm[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world) - self.skip
+
+
+def _lr_lambda(cfg: TrainConfig):
+    if cfg.schedule == "cosine":
+        return lambda e: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / max(cfg.epochs, 1)))
+    return lambda e: cfg.lr_gamma ** (e // max(cfg.lr_step, 1))
+
+
+def _setup_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _to_device_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+def validate(model: PoseNet, loader: DataLoader, cfg: TrainConfig) -> dict:
+    model.eval()
+    acc = MetricAccumulator(cfg.input_size)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = _to_device_batch(batch)
+            coords, heatmaps = model(batch["image"])
+            loss = pose_loss(coords, heatmaps, batch["target"], batch["visible"], cfg.js_weight)
+            total += float(loss) * len(coords)
+            count += len(coords)
+            acc.add(
+                coords.numpy(),
+                heatmaps.numpy(),
+                batch["target"].numpy(),
+                batch["visible"].numpy(),
+                batch["head_size"].numpy(),
+            )
+    model.train()
+    summary = acc.summary()
+    return {
+        "val_loss": total / max(count, 1),
+        **{k: summary[k] for k in ("euclidean", "euclidean_px", "jsd", "pckh@0.5")},
+    }
+
+
+def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
+    saved = state.get("args", {})
+    for key in ("data", "input_size", "width_mult", "batch_size", "seed", "num_train", "epochs", "schedule"):
+        if key in saved and saved[key] != getattr(cfg, key) and key != "epochs":
+            raise UsageError(
+                f"--resume: {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}; "
+                "use the same settings (or start a new --out)"
+            )
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) training; returns the run folder."""
+    if cfg.data not in ("synthetic", "mpii"):
+        raise UsageError(f"unknown data set {cfg.data!r}; use synthetic or mpii")
+    if cfg.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    rank, world = _setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    last = out / "last.pt"
+    if not resume and last.exists():
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if resume and not last.exists():
+        raise UsageError(f"--resume: {last} not found; start the run without --resume")
+
+    # Data: rank 0 generates/caches synthetic data first; the others wait and then read it.
+    if rank == 0:
+        train_split = load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed)
+        val_split = load_data(cfg.data, "valid", cfg.data_root, cfg.num_valid, cfg.seed)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        train_split = load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed)
+        val_split = load_data(cfg.data, "valid", cfg.data_root, cfg.num_valid, cfg.seed)
+    train_set = PoseDataset(train_split.records, train_split.image_dir, cfg.input_size, Augment(), cfg.seed)
+    val_set = PoseDataset(val_split.records, val_split.image_dir, cfg.input_size, None, cfg.seed)
+    sampler = EpochSampler(len(train_set), cfg.seed, rank, world)
+
+    torch.manual_seed(cfg.seed)
+    model = PoseNet(ModelConfig(input_size=cfg.input_size, width_mult=cfg.width_mult))
+    if cfg.init and not resume:
+        init_state = read_checkpoint(cfg.init)
+        init_model = model_from_state(init_state, cfg.init)
+        if init_model.config.width_mult != cfg.width_mult:
+            raise CheckpointError(f"--init {cfg.init} has width {init_model.config.width_mult}, not {cfg.width_mult}")
+        model.load_state_dict(init_model.state_dict())
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    history: list[dict] = []
+    best = float("inf")
+    start_epoch, start_step = 0, 0
+    if resume:
+        state = read_checkpoint(last)
+        _check_resumable(state, cfg, last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state.get("history", [])
+        best = state.get("best_val_loss", float("inf"))
+        start_epoch, start_step = state["epoch"], state.get("step_in_epoch", 0)
+        if rank == 0:
+            log.info("resuming %s at epoch %d, step %d", out, start_epoch + 1, start_step)
+    net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    def snapshot(epoch: int, step: int) -> dict:
+        return {
+            "model": model.state_dict(),
+            "model_config": model.config.to_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": step,
+            "history": history,
+            "best_val_loss": best,
+            "args": asdict(cfg),
+        }
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        skip = start_step * cfg.batch_size if epoch == start_epoch else 0
+        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch, skip)
+        loader = DataLoader(
+            train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True
+        )
+        steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+        step = epoch_start = start_step if epoch == start_epoch else 0
+        bar = Progress(epoch_start + steps, f"epoch {epoch + 1}/{cfg.epochs}", "batch") if rank == 0 else None
+        if bar:
+            bar.count = epoch_start
+        running = []
+        last_save = time.monotonic()
+        for batch in loader:
+            if step - epoch_start >= steps:
+                break
+            batch = _to_device_batch(batch)
+            coords, heatmaps = net(batch["image"])
+            loss = pose_loss(coords, heatmaps, batch["target"], batch["visible"], cfg.js_weight)
+            if not torch.isfinite(loss):
+                raise UsageError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower --lr and resume")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            running.append(loss.item())
+            if bar:
+                bar.update(1, f"loss {np.mean(running[-50:]):.4f}")
+            if rank == 0 and time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+                save_checkpoint(snapshot(epoch, step), last)
+                last_save = time.monotonic()
+        if bar:
+            bar.close()
+        scheduler.step()
+        if world > 1:
+            dist.barrier()
+        if rank == 0:
+            metrics = validate(model, val_loader, cfg)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(running)) if running else None,
+                "lr": optimizer.param_groups[0]["lr"],
+                **metrics,
+            }
+            history.append(row)
+            improved = metrics["val_loss"] < best
+            best = min(best, metrics["val_loss"])
+            save_checkpoint(snapshot(epoch + 1, 0), last)
+            if improved:
+                save_checkpoint(snapshot(epoch + 1, 0), out / "best.pt")
+            with open(out / "history.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            log.info(
+                "epoch %d: train %.4f  val %.4f  euclidean %.4f (%.2f px)  PCKh@0.5 %s%s",
+                epoch + 1,
+                row["train_loss"] or float("nan"),
+                metrics["val_loss"],
+                metrics["euclidean"],
+                metrics["euclidean_px"],
+                f"{metrics['pckh@0.5']:.3f}" if metrics["pckh@0.5"] is not None else "-",
+                "  (best)" if improved else "",
+            )
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return out
+
+
+def describe_split(split: Split) -> str:
+    return f"{len(split.records)} records from {split.root} (head sizes from: {split.head_size_note()})"

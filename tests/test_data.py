@@ -1,0 +1,227 @@
+"""Annotation formats, crops, flips and the synthetic generator."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from conftest import mat_struct, mat_struct_array, write_mpii_json
+from scipy.io import savemat
+
+from dpupose.data.joints import FLIP_PAIRS, NUM_JOINTS, flip_permutation
+from dpupose.data.mpii import MAT_NAME, load_split, read_mat
+from dpupose.data.records import SEGMENT_FACTOR, load_json_records
+from dpupose.data.synthetic import render_scene
+from dpupose.data.transforms import (
+    Augment,
+    crop_matrix,
+    crop_person,
+    from_normalized,
+    letterbox,
+    to_normalized,
+)
+from dpupose.errors import DataError
+
+
+def person(image="a.jpg", head_box=None, **kw):
+    rec = {
+        "image": image,
+        "center": [100.0, 120.0],
+        "scale": 1.2,
+        "joints": [[50.0 + 5 * j, 60.0 + 4 * j] for j in range(NUM_JOINTS)],
+        "joints_vis": [1] * NUM_JOINTS,
+    }
+    if head_box is not None:
+        rec["head_box"] = head_box
+    rec.update(kw)
+    return rec
+
+
+def test_json_records_head_size_from_box_and_segment(tmp_path):
+    recs = [person(head_box=[0, 0, 30, 40]), person()]
+    write_mpii_json(tmp_path, recs)
+    out = load_split(tmp_path, "valid")
+    assert out[0].head_size_source == "head_box"
+    assert out[0].head_size == pytest.approx(0.6 * 50.0)
+    # No box: from the upper-neck (8) -> head-top (9) segment: (5, 4) apart.
+    assert out[1].head_size_source == "segment"
+    assert out[1].head_size == pytest.approx(SEGMENT_FACTOR * math.hypot(5, 4))
+
+
+def test_negative_joints_are_not_annotated(tmp_path):
+    rec = person()
+    rec["joints"][3] = [-1, -1]
+    write_mpii_json(tmp_path, [rec])
+    (r,) = load_split(tmp_path, "valid")
+    assert not r.visible[3] and r.visible.sum() == NUM_JOINTS - 1
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"scale": -1}, "record 1: 'scale' must be a positive number"),
+        ({"joints": [[0, 0]] * 3}, "record 1: 'joints' must be a list of 16"),
+        ({"center": [1, "x"]}, "record 1: 'center' must hold finite numbers"),
+        ({"image": ""}, "record 1: 'image' must be a file name"),
+    ],
+)
+def test_malformed_record_names_the_record(tmp_path, patch, message):
+    write_mpii_json(tmp_path, [person(), person(**patch)])
+    with pytest.raises(DataError, match=message):
+        load_split(tmp_path, "valid")
+
+
+def test_missing_field_and_bad_json(tmp_path):
+    bad = person()
+    del bad["center"]
+    path = write_mpii_json(tmp_path, [bad])
+    with pytest.raises(DataError, match="record 0: missing field 'center'"):
+        load_json_records(path)
+    path.write_text("[{")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_json_records(path)
+
+
+def test_empty_and_missing_roots(tmp_path):
+    write_mpii_json(tmp_path, [])
+    with pytest.raises(DataError, match="holds no person records"):
+        load_split(tmp_path, "valid")
+    with pytest.raises(DataError, match="neither annot/train.json nor"):
+        load_split(tmp_path, "train")
+    with pytest.raises(DataError, match="does not exist"):
+        load_split(tmp_path / "nope", "train")
+
+
+def _write_mat(root, people_per_image, train_flags):
+    annolist = []
+    for name, people in people_per_image:
+        rects = []
+        for p in people:
+            points = mat_struct_array(
+                [{"id": j, "x": float(x), "y": float(y), "is_visible": 1} for j, (x, y) in p["joints"].items()]
+            )
+            rects.append(
+                {
+                    "x1": p["box"][0],
+                    "y1": p["box"][1],
+                    "x2": p["box"][2],
+                    "y2": p["box"][3],
+                    "scale": p["scale"],
+                    "objpos": mat_struct(x=p["objpos"][0], y=p["objpos"][1]),
+                    "annopoints": mat_struct(point=points),
+                }
+            )
+        annolist.append({"image": mat_struct(name=name), "annorect": mat_struct_array(rects)})
+    release = mat_struct(annolist=mat_struct_array(annolist), img_train=np.array([train_flags], dtype=np.uint8))
+    savemat(root / MAT_NAME, {"RELEASE": release})
+
+
+def test_official_mat_is_read_and_split_by_img_train(tmp_path):
+    p1 = {"box": [10, 10, 40, 50], "scale": 2.0, "objpos": [100, 150], "joints": {0: (90, 200), 9: (100, 40)}}
+    p2 = {"box": [200, 10, 224, 42], "scale": 1.5, "objpos": [210, 150], "joints": {8: (210, 60), 9: (212, 30)}}
+    p3 = {"box": [0, 0, 3, 4], "scale": 1.0, "objpos": [5, 5], "joints": {1: (5, 6)}}
+    _write_mat(tmp_path, [("img1.jpg", [p1, p2]), ("img2.jpg", [p3])], [1, 0])
+    people = read_mat(tmp_path / MAT_NAME)
+    assert [p.image for p in people] == ["img1.jpg", "img1.jpg", "img2.jpg"]
+    assert people[0].visible.sum() == 2 and tuple(people[0].joints[9]) == (100, 40)
+    train = load_split(tmp_path, "train")
+    valid = load_split(tmp_path, "valid")
+    assert len(train) == 2 and len(valid) == 1
+    assert valid[0].image == "img2.jpg"
+    assert train[1].head_size == pytest.approx(0.6 * math.hypot(24, 32))
+    assert train[1].head_size_source == "mat"
+
+
+def test_json_records_take_head_boxes_from_the_mat(tmp_path):
+    p1 = {"box": [10, 10, 40, 50], "scale": 2.0, "objpos": [100, 150], "joints": {0: (90, 200)}}
+    p2 = {"box": [0, 0, 6, 8], "scale": 2.0, "objpos": [300, 150], "joints": {0: (290, 200)}}
+    _write_mat(tmp_path, [("img1.jpg", [p1, p2])], [1])
+    write_mpii_json(tmp_path, [person(image="img1.jpg", center=[295, 149])])
+    (rec,) = load_split(tmp_path, "valid")
+    assert rec.head_size_source == "mat"
+    assert rec.head_size == pytest.approx(0.6 * 10.0)
+
+
+def test_not_a_mat_file(tmp_path):
+    (tmp_path / MAT_NAME).write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not a readable MATLAB file"):
+        load_split(tmp_path, "train")
+
+
+def test_normalized_coordinates_round_trip_and_pixel_centres():
+    assert to_normalized(np.array([[0.0, 223.0]]), 224) == pytest.approx(np.array([[-1 + 1 / 224, 1 - 1 / 224]]))
+    xy = np.random.default_rng(0).uniform(0, 223, (16, 2))
+    assert from_normalized(to_normalized(xy, 224), 224) == pytest.approx(xy, abs=1e-4)
+
+
+def test_crop_matrix_maps_centre_to_crop_centre_and_scales():
+    m = crop_matrix(np.array([300.0, 200.0]), 400.0, 224, rotation_deg=90.0)
+    centre = m[:, :2] @ [300, 200] + m[:, 2]
+    assert centre == pytest.approx([111.5, 111.5])
+    right = m[:, :2] @ [400, 200] + m[:, 2]  # 100 px right of centre, rotated 90 degrees counter-clockwise
+    assert right == pytest.approx([111.5, 111.5 - 56.0])
+
+
+def test_crop_keeps_joints_on_the_painted_pixels():
+    img = np.zeros((300, 400, 3), np.uint8)
+    joints = np.array([[120.0 + 10 * j, 80.0 + 7 * j] for j in range(NUM_JOINTS)], np.float32)
+    for x, y in joints:
+        cv2.circle(img, (int(x), int(y)), 3, (255, 255, 255), -1)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        crop, pts, vis, _ = crop_person(
+            img, np.array([200.0, 150.0]), 1.2, joints, np.ones(16, bool), 128, rng, Augment()
+        )
+        for (x, y), v in zip(pts, vis):
+            if v and 2 <= x < 126 and 2 <= y < 126:
+                assert crop[int(round(y)), int(round(x))].max() > 100
+
+
+def test_flip_swaps_left_and_right_and_mirrors():
+    perm = flip_permutation()
+    for a, b in FLIP_PAIRS:
+        assert perm[a] == b and perm[b] == a
+    assert perm[6] == 6 and perm[9] == 9
+    img = np.zeros((200, 200, 3), np.uint8)
+    joints = np.array([[50.0 + j, 100.0] for j in range(NUM_JOINTS)], np.float32)
+    aug = Augment(scale=0, rotation_deg=0, shift=0, flip=True, colour=0)
+    rng = np.random.default_rng(0)
+    plain, p0, _, _ = crop_person(img, np.array([100.0, 100.0]), 0.8, joints, np.ones(16, bool), 200)
+    for _ in range(8):  # until the coin lands on flip
+        crop, p1, _, _ = crop_person(img, np.array([100.0, 100.0]), 0.8, joints, np.ones(16, bool), 200, rng, aug)
+        if not np.allclose(p1, p0):
+            break
+    # Flipped joint i sits where original joint perm[i] was, mirrored.
+    assert p1[:, 0] == pytest.approx(199 - p0[perm, 0], abs=1e-3)
+    assert p1[:, 1] == pytest.approx(p0[perm, 1], abs=1e-3)
+
+
+def test_letterbox_maps_frame_corners():
+    frame = np.zeros((120, 200, 3), np.uint8)
+    out, m = letterbox(frame, 100)
+    assert out.shape == (100, 100, 3)
+    # The frame's outer pixel edges land on the crop's edges (x = -0.5 is the left edge of pixel 0).
+    assert (m[:, :2] @ [-0.5, -0.5] + m[:, 2]) == pytest.approx([-0.5, 19.5])
+    assert (m[:, :2] @ [199.5, 119.5] + m[:, 2]) == pytest.approx([99.5, 79.5])
+
+
+def test_synthetic_scenes_are_deterministic_and_splits_disjoint():
+    a_img, a_rec = render_scene(5, "valid", 3, 96)
+    b_img, b_rec = render_scene(5, "valid", 3, 96)
+    assert np.array_equal(a_img, b_img) and a_rec == b_rec
+    c_img, _ = render_scene(5, "train", 3, 96)
+    assert not np.array_equal(a_img, c_img)
+
+
+def test_synthetic_root_uses_the_mpii_path(synth_root):
+    train = load_split(synth_root, "train")
+    valid = load_split(synth_root, "valid")
+    assert len(train) == 24 and len(valid) == 12
+    for rec in valid:
+        assert rec.head_size_source == "head_box" and rec.head_size > 0
+        assert (synth_root / "images" / rec.image).is_file()
+        # The head box is the square on the head segment: head size = 0.6 * sqrt(2) * segment.
+        seg = np.linalg.norm(rec.joints[9] - rec.joints[8])
+        assert rec.head_size == pytest.approx(SEGMENT_FACTOR * seg, rel=0.02)

@@ -1,0 +1,124 @@
+"""Training: resume after a kill reaches the uninterrupted state; DDP under torchrun; checkpoint errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import dpupose.train as train_mod
+from dpupose.errors import CheckpointError, UsageError
+from dpupose.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dpupose.train import TrainConfig, train
+
+
+def tiny(root, out, **kw) -> TrainConfig:
+    base = dict(
+        data="synthetic", data_root=str(root), out=str(out), epochs=2, batch_size=4, input_size=64,
+        width_mult=0.25, workers=0, threads=1, schedule="step", lr_step=1,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path, monkeypatch):
+    train(tiny(synth_root, tmp_path / "a"))
+    straight = read_checkpoint(tmp_path / "a" / "last.pt")
+
+    calls = {"n": 0}
+    real_loss = train_mod.pose_loss
+
+    def dying_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6 + 3 + 2:  # 6 steps of epoch 1, 3 validation batches, then 2 steps into epoch 2
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "pose_loss", dying_loss)
+    cfg = tiny(synth_root, tmp_path / "b", checkpoint_minutes=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    interrupted = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert (interrupted["epoch"], interrupted["step_in_epoch"]) == (1, 1)
+    monkeypatch.setattr(train_mod, "pose_loss", real_loss)
+    train(cfg, resume=True)
+    resumed = read_checkpoint(tmp_path / "b" / "last.pt")
+
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert [h["val_loss"] for h in resumed["history"]] == [h["val_loss"] for h in straight["history"]]
+    assert (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_refuses_to_overwrite_or_resume_nothing(synth_root, tmp_path):
+    cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
+    with pytest.raises(UsageError, match="not found; start the run without --resume"):
+        train(cfg, resume=True)
+    train(cfg)
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(cfg)
+    with pytest.raises(UsageError, match="trained with input_size=64"):
+        train(tiny(synth_root, tmp_path / "r", epochs=1, input_size=96), resume=True)
+
+
+def test_checkpoint_errors(tmp_path):
+    good = tmp_path / "good.pt"
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), "epoch": 0}, good)
+    model, state = load_checkpoint(good)
+    assert state["epoch"] == 0 and not model.training
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a dpupose checkpoint"):
+        load_checkpoint(foreign)
+    mismatched = tmp_path / "mismatched.pt"
+    sd = net.state_dict()
+    sd["dpu_part.head.weight"] = torch.zeros(3, 3, 1, 1)
+    save_checkpoint({"model": sd, "model_config": net.config.to_dict()}, mismatched)
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        load_checkpoint(mismatched)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    r = subprocess.run(
+        [sys.executable, "-m", "dpupose", "eval", "--checkpoint", str(bad), "--data", "synthetic"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("dpupose: error:") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "dpupose", "train", "--data", "imagenet", "--out", "x", "--epochs", "1"],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 2 and "invalid choice: 'imagenet'" in r.stderr
+
+
+def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dpupose",
+        "train", "--data", "synthetic", "--data-root", str(synth_root), "--out", str(out), "--epochs", "1",
+        "--input-size", "64", "--width", "0.25", "--batch-size", "4", "--workers", "0", "--threads", "1",
+        "--max-steps-per-epoch", "2",
+    ]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = read_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["args"]["max_steps_per_epoch"] == 2
