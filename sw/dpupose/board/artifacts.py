@@ -74,8 +74,7 @@ def compare_fingerprints(overlay_fp: str | None, plan_fp: str | None, *, overlay
     """A one-line verdict; FingerprintMismatch if both are known and differ."""
     if overlay_fp is None and plan_fp is None:
         return (
-            "fingerprint not checked: the overlay has no arch.json fingerprint "
-            "and the model no split plan fingerprint"
+            "fingerprint not checked: the overlay has no arch.json fingerprint and the model no split plan fingerprint"
         )
     if overlay_fp is None:
         return f"fingerprint not checked: the overlay ({overlay}) has no arch.json with a fingerprint"

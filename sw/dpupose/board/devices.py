@@ -106,10 +106,7 @@ def inspect_device(lsblk_json: str | dict[str, Any], device: str) -> DeviceInfo:
     name = str(node.get("name") or wanted)
     transport = str(node.get("tran") or "")
     removable = (
-        _flag(node.get("rm"))
-        or _flag(node.get("hotplug"))
-        or transport in ("usb", "mmc")
-        or name.startswith("mmcblk")
+        _flag(node.get("rm")) or _flag(node.get("hotplug")) or transport in ("usb", "mmc") or name.startswith("mmcblk")
     )
     children = tuple(
         PartitionInfo(
@@ -152,20 +149,14 @@ def refusals(info: DeviceInfo, root_devno: str | None = None) -> list[Refusal]:
     found: list[Refusal] = []
     if info.type == "part":
         whole = f"/dev/{info.parent}" if info.parent else "the whole card"
-        found.append(
-            Refusal("not-disk", f"{info.path} is a partition: write to {whole} instead", overridable=False)
-        )
+        found.append(Refusal("not-disk", f"{info.path} is a partition: write to {whole} instead", overridable=False))
     elif info.type not in ("disk", "loop"):
         found.append(
-            Refusal(
-                "not-disk", f"{info.path} is a {info.type or 'device'} device, not a disk", overridable=False
-            )
+            Refusal("not-disk", f"{info.path} is a {info.type or 'device'} device, not a disk", overridable=False)
         )
     if info.read_only:
         found.append(
-            Refusal(
-                "read-only", f"{info.path} is read-only (check the card's lock switch)", overridable=False
-            )
+            Refusal("read-only", f"{info.path} is read-only (check the card's lock switch)", overridable=False)
         )
     if info.holds_root(root_devno):
         found.append(Refusal("system", f"{info.path} is the system disk: it holds /", overridable=True))
@@ -224,9 +215,7 @@ def human_bytes(n: float) -> str:
 def describe(info: DeviceInfo, root_devno: str | None = None) -> str:
     """What the confirmation prompt shows: size, model, transport, partitions and the warnings."""
     kind = ", ".join(x for x in (info.transport, "removable" if info.removable else "fixed") if x)
-    lines = [
-        f"{info.path}: {human_bytes(info.size)} ({info.size} bytes), {info.model or 'unknown model'}, {kind}"
-    ]
+    lines = [f"{info.path}: {human_bytes(info.size)} ({info.size} bytes), {info.model or 'unknown model'}, {kind}"]
     for c in info.children:
         mounted = f", mounted at {', '.join(c.mountpoints)}" if c.mountpoints else ""
         label = f" '{c.label}'" if c.label else ""

@@ -64,9 +64,7 @@ def parse_ls(stdout: str) -> dict[str, dict[str, Entry]]:
             name = fields[5]
             if name in (".", ".."):
                 continue
-            current[name] = Entry(
-                name, int(fields[2], 8), int(fields[3]), int(fields[4]), int(fields[6] or 0)
-            )
+            current[name] = Entry(name, int(fields[2], 8), int(fields[3]), int(fields[4]), int(fields[6] or 0))
     return out
 
 

@@ -62,9 +62,7 @@ def open_image(path: str | Path) -> ImageInfo:
         member, size = _zip_member(path)
         return ImageInfo(path, ImageKind.ZIP, size, member)
     if name.endswith(".xz"):
-        raise ImageError(
-            f"{path} is named .xz but is not an xz file: the download is corrupt, fetch it again"
-        )
+        raise ImageError(f"{path} is named .xz but is not an xz file: the download is corrupt, fetch it again")
     if head.startswith(GZIP_MAGIC) or name.endswith(".gz"):
         raise ImageError(f"{path} is gzip-compressed; use the .img.xz or .zip image, or gunzip it first")
     size = path.stat().st_size
@@ -153,9 +151,7 @@ def _zip_member(path: Path) -> tuple[str, int]:
             with zf.open(chosen[0]):  # checks the local header and the compression method
                 pass
     except zipfile.BadZipFile as exc:
-        raise ImageError(
-            f"{path} is not a readable zip ({exc}): the download is truncated or corrupt"
-        ) from None
+        raise ImageError(f"{path} is not a readable zip ({exc}): the download is truncated or corrupt") from None
     except NotImplementedError as exc:
         raise ImageError(f"{path}: {exc}; unzip it with another tool and use the .img") from None
     return chosen[0].filename, chosen[0].file_size

@@ -83,13 +83,9 @@ def parse_manifest(text: str | bytes, where: str) -> Manifest:
         data = json.loads(text)
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
-        entries = tuple(
-            ManifestEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in data["files"]
-        )
+        entries = tuple(ManifestEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in data["files"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ArtifactError(
-            f"the manifest in {where} is not readable ({exc}): stage the image again"
-        ) from None
+        raise ArtifactError(f"the manifest in {where} is not readable ({exc}): stage the image again") from None
     return Manifest(
         entries,
         data.get("overlay_fingerprint"),

@@ -79,9 +79,7 @@ def stage(
             try:
                 _write(info.path, plan, tmp)
             except ImageError as exc:
-                raise ImageError(
-                    f"{exc}; {info.path} is now partly staged: stage it again, or restore it"
-                ) from None
+                raise ImageError(f"{exc}; {info.path} is now partly staged: stage it again, or restore it") from None
             return StageReport(info.path, manifest, payload.verdict)
         dest = Path(out) if out is not None else default_output(info.path)
         if dest.exists() and os.path.samefile(dest, info.path):
@@ -99,9 +97,7 @@ def stage(
         return StageReport(dest, manifest, payload.verdict)
 
 
-def _files_with_manifest(
-    payload: artifacts.Payload, tmp: Path
-) -> tuple[list[tuple[Path, PurePosixPath]], Manifest]:
+def _files_with_manifest(payload: artifacts.Payload, tmp: Path) -> tuple[list[tuple[Path, PurePosixPath]], Manifest]:
     gen = tmp / "generated"
     gen.mkdir()
     (gen / "firstboot.sh").write_text(firstboot.firstboot_script(payload.wheel.name))
@@ -150,9 +146,7 @@ def _check_space(parts: PynqLayout, ext: extfs.DebugFs, fat: FatFs, files: list,
         )
     boot_need = sum((tmp / "generated" / n).stat().st_size for n in ("manifest.json", "README.txt")) + 65536
     if fat.free_bytes() < boot_need:
-        raise ImageError(
-            f"the boot partition of the image is full: {boot_need} bytes needed for the manifest"
-        )
+        raise ImageError(f"the boot partition of the image is full: {boot_need} bytes needed for the manifest")
 
 
 @dataclass(frozen=True)
@@ -218,9 +212,7 @@ def list_staged(image: str | Path) -> Listing | None:
     """Read the manifest from a raw image and check every staged file; None if nothing is staged."""
     info = open_image(image)
     if info.kind is not ImageKind.RAW:
-        raise UsageError(
-            f"{info.path} is {info.kind.value}-compressed: list a raw .img (e.g. the staged copy)"
-        )
+        raise UsageError(f"{info.path} is {info.kind.value}-compressed: list a raw .img (e.g. the staged copy)")
     parts = find_pynq_partitions(info.path)
     ext = extfs.DebugFs(info.path, parts.root)
     raw = ext.read(layout.MANIFEST)

@@ -101,7 +101,5 @@ def run_tool(
 class CommandRunner:
     """Runs command lines; deploy takes one so tests can pass a recording fake."""
 
-    def run(
-        self, argv: Sequence[str], *, capture: bool = False, check: bool = True
-    ) -> subprocess.CompletedProcess:
+    def run(self, argv: Sequence[str], *, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
         return run_tool(argv, capture=capture, check=check)

@@ -47,9 +47,7 @@ def build_wheel(outdir: Path, root: Path | None = None) -> Path:
     """Build the dpupose wheel into outdir and check its requirements; returns the wheel's path."""
     root = root or project_root()
     if root is None:
-        raise UsageError(
-            "cannot build the dpupose wheel: this installation has no source tree; pass --wheel FILE"
-        )
+        raise UsageError("cannot build the dpupose wheel: this installation has no source tree; pass --wheel FILE")
     isolation = importlib.util.find_spec("setuptools") is None
     try:
         run_tool(wheel_argv(root, outdir, isolation=isolation))

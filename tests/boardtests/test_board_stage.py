@@ -7,8 +7,8 @@ import subprocess
 import zipfile
 
 import pytest
-from conftest import FAT_START, ROOT_START, debugfs_cat, needs_image_tools, sha256
 
+from boardtests.helpers import FAT_START, ROOT_START, debugfs_cat, needs_image_tools, sha256
 from dpupose.board import layout
 from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
@@ -44,9 +44,7 @@ def ls_p(image, path):
 
 
 def test_mbr_and_superblocks_match_sfdisk_and_dumpe2fs(image):
-    table = json.loads(
-        subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True).stdout
-    )
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True).stdout)
     parts = read_mbr(image)
     assert [(p.offset // 512, p.size // 512) for p in parts] == [
         (e["start"], e["size"]) for e in table["partitiontable"]["partitions"]
@@ -104,10 +102,7 @@ def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
     listed = {f["path"]: f["sha256"] for f in json.loads(boot)["files"]}
     for src, dest in staged_files(overlay, model, wheel).items():
         assert listed[dest] == sha256(src)
-    assert (
-        json.loads(boot)["overlay_fingerprint"]
-        == json.loads((overlay / "arch.json").read_text())["fingerprint"]
-    )
+    assert json.loads(boot)["overlay_fingerprint"] == json.loads((overlay / "arch.json").read_text())["fingerprint"]
 
     # The file system is consistent after debugfs's writes.
     fsck = subprocess.run(["e2fsck", "-fn", f"{out}?offset={ROOT_START}"], capture_output=True, text=True)
@@ -210,9 +205,7 @@ def test_full_root_partition(image, overlay, model, wheel, tmp_path, in_place):
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
-def test_full_partition_found_by_debugfs_removes_the_copy(
-    image, overlay, model, wheel, tmp_path, monkeypatch
-):
+def test_full_partition_found_by_debugfs_removes_the_copy(image, overlay, model, wheel, tmp_path, monkeypatch):
     # Skip the free-space estimate: debugfs itself runs out of blocks half way.
     monkeypatch.setattr(stagemod, "_check_space", lambda *a: None)
     (model / "weights.bin").write_bytes(os.urandom(30 * 1024 * 1024))

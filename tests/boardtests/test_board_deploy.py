@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import FINGERPRINT
 
+from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
 from dpupose.board.deploy import Remote, deploy, install_argv, rsync_argv, scp_argvs
 from dpupose.board.tools import CommandRunner, ToolFailed
@@ -63,8 +63,7 @@ def tools_present(monkeypatch):
 def test_command_lines_are_exact():
     remote = Remote("pynq")
     assert shlex.join(install_argv(remote, WHEEL)) == (
-        f"{SSH} -t xilinx@pynq "
-        f"'sudo bash /home/xilinx/dpupose/board_setup.sh /home/xilinx/dpupose/wheels/{WHEEL}'"
+        f"{SSH} -t xilinx@pynq 'sudo bash /home/xilinx/dpupose/board_setup.sh /home/xilinx/dpupose/wheels/{WHEEL}'"
     )
     root = Path("/tmp/x/dpupose")
     assert rsync_argv(Remote("192.168.3.1", "me"), root) == [
@@ -118,9 +117,7 @@ def test_the_laid_out_folder_holds_what_sha256sum_checks(overlay, model, wheel, 
                 seen["names"] = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
             return super().run(argv, capture=capture, check=check)
 
-    deploy(
-        "pynq", overlay, model, wheel=wheel, runner=Copying(files=board_files()), echo=print, use_rsync=True
-    )
+    deploy("pynq", overlay, model, wheel=wheel, runner=Copying(files=board_files()), echo=print, use_rsync=True)
     assert seen["sums"].returncode == 0, seen["sums"].stdout
     assert seen["names"] == sorted(
         [
@@ -134,9 +131,7 @@ def test_the_laid_out_folder_holds_what_sha256sum_checks(overlay, model, wheel, 
 
 def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatch):
     monkeypatch.setattr(deploymod, "have_tool", lambda name: name == "rsync")
-    assert (
-        cli(["deploy", "--host", "pynq", "--overlay", str(overlay), "--model", str(model), "--dry-run"]) == 0
-    )
+    assert cli(["deploy", "--host", "pynq", "--overlay", str(overlay), "--model", str(model), "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
     assert out[1] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"

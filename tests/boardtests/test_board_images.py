@@ -11,15 +11,11 @@ import pytest
 from dpupose.board.images import ImageKind, image_stream, open_image, read_chunk
 from dpupose.errors import ImageError
 
-needs_xz = pytest.mark.skipif(
-    shutil.which("xz") is None, reason="needs the xz command for an independent listing"
-)
+needs_xz = pytest.mark.skipif(shutil.which("xz") is None, reason="needs the xz command for an independent listing")
 
 
 def xz_listed_size(path) -> int:
-    out = subprocess.run(
-        ["xz", "--robot", "--list", str(path)], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(["xz", "--robot", "--list", str(path)], capture_output=True, text=True, check=True).stdout
     totals = next(line for line in out.splitlines() if line.startswith("totals"))
     return int(totals.split("\t")[4])
 
@@ -45,9 +41,7 @@ def raw(tmp_path):
 def test_xz_size_from_index_matches_xz_list(raw, tmp_path):
     # Several blocks (block size 64 KiB) in one stream.
     xz = tmp_path / "x.img.xz"
-    subprocess.run(
-        ["xz", "-k", "-T1", "--block-size=65536", "-c", str(raw)], stdout=xz.open("wb"), check=True
-    )
+    subprocess.run(["xz", "-k", "-T1", "--block-size=65536", "-c", str(raw)], stdout=xz.open("wb"), check=True)
     info = open_image(xz)
     assert info.kind is ImageKind.XZ
     assert info.size == xz_listed_size(xz) == raw.stat().st_size

@@ -5,8 +5,8 @@ import shutil
 import zipfile
 
 import pytest
-from conftest import IMAGE_SIZE, needs_image_tools, sha256
 
+from boardtests.helpers import IMAGE_SIZE, needs_image_tools, sha256
 from dpupose.board import flash as flashmod
 from dpupose.board.bmap import parse_bmap
 from dpupose.board.flash import flash, stream_copy
