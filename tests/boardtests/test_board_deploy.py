@@ -19,11 +19,11 @@ SSH_ARGV = [
     "-o",
     "ControlMaster=auto",
     "-o",
-    "ControlPath=~/.ssh/dpupose-%C",
+    "ControlPath=%d/.ssh/dpupose-%C",
     "-o",
     "ControlPersist=120",
 ]
-SSH = shlex.join(SSH_ARGV)  # ssh expands the ~ of ControlPath itself
+SSH = shlex.join(SSH_ARGV)
 WHEEL = "dpupose-0.1.0-py3-none-any.whl"
 
 

@@ -39,7 +39,7 @@ TOP_LEVEL = ("overlay", "model", "wheels", "board_setup.sh", "manifest.json", "S
 class Remote:
     host: str
     user: str = layout.BOARD_USER
-    control_path: str = "~/.ssh/dpupose-%C"  # %C: hash of user, host and port
+    control_path: str = "%d/.ssh/dpupose-%C"  # ssh tokens: %d home directory, %C hash of user/host/port
 
     @property
     def login(self) -> str:
