@@ -11,10 +11,11 @@
 set -euo pipefail
 
 PYNQ_DPU_VERSION=2.5.1
-PYNQ_VENV_PROFILE=/etc/profile.d/pynq_venv.sh
-XRT_PROFILE=/etc/profile.d/xrt_setup.sh
+# The locations below are PYNQ 3.0's; the environment may override them (the tests do).
+PYNQ_VENV_PROFILE=${PYNQ_VENV_PROFILE:-/etc/profile.d/pynq_venv.sh}
+XRT_PROFILE=${XRT_PROFILE:-/etc/profile.d/xrt_setup.sh}
+STAMP_DIR=${DPUPOSE_STAMP_DIR:-/var/lib/dpupose}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STAMP_DIR=/var/lib/dpupose
 
 die() { echo "board_setup.sh: $*" >&2; exit 2; }
 
@@ -41,7 +42,7 @@ import socket
 socket.create_connection(("pypi.org", 443), timeout=10).close()
 EOF
 
-installed=$(pip3 show pynq-dpu 2>/dev/null | sed -n 's/^Version: //p')
+installed=$(pip3 show pynq-dpu 2>/dev/null | sed -n 's/^Version: //p' || true)  # not installed: empty
 if [ "$installed" = "$PYNQ_DPU_VERSION" ]; then
   echo "pynq-dpu $PYNQ_DPU_VERSION already installed"
 else

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import zipfile
 
 import pytest
@@ -125,7 +126,7 @@ def test_bmaptool_path_writes_mapped_blocks_and_verifies_them(image, tmp_path):
     assert report.written < IMAGE_SIZE // 4  # only the mapped blocks
     assert sha256(out) == sha256(image)  # holes in a fresh file read as zeros, like the image's
     bmap = tmp_path / "pynq.bmap"
-    os.system(f"bmaptool create -o {bmap} {image} 2>/dev/null")
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(image)], check=True, capture_output=True)
     bm = parse_bmap(bmap)
     assert bm.image_size == IMAGE_SIZE and bm.checksum_type == "sha256"
     offset, length, _ = bm.byte_ranges()[1]
@@ -139,7 +140,7 @@ def test_bmap_for_another_image_is_refused(image, tmp_path):
     other = tmp_path / "other.img"
     other.write_bytes(b"x" * 8192)
     bmap = tmp_path / "other.bmap"
-    os.system(f"bmaptool create -o {bmap} {other} 2>/dev/null")
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(other)], check=True, capture_output=True)
     with pytest.raises(UsageError, match="block map"):
         flash(image, tmp_path / "card.img", bmap=bmap)
 
@@ -203,3 +204,19 @@ def test_a_given_block_map_needs_bmaptool(image, tmp_path, monkeypatch):
     with pytest.raises(ToolNotFoundError, match=r"bmaptool.*bmap-tools"):
         flash(image, tmp_path / "card.img", bmap=tmp_path / "x.bmap")
     assert not (tmp_path / "card.img").exists()
+
+
+@needs_bmaptool
+def test_block_map_beside_a_compressed_image_is_used(image, base_xz, tmp_path):
+    from dpupose.board.bmap import find_bmap
+
+    xz = tmp_path / "pynq.img.xz"
+    xz.write_bytes(base_xz)
+    assert find_bmap(xz) is None
+    subprocess.run(
+        ["bmaptool", "create", "-o", str(tmp_path / "pynq.img.bmap"), str(image)], check=True, capture_output=True
+    )
+    assert find_bmap(xz) == tmp_path / "pynq.img.bmap"
+    report = flash(xz, tmp_path / "card.img")
+    assert report.method == "bmaptool"
+    assert sha256(tmp_path / "card.img") == sha256(image)
