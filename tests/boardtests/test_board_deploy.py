@@ -11,8 +11,8 @@ import pytest
 from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
 from dpupose.board.deploy import Remote, deploy, install_argv, rsync_argv, scp_argvs
-from dpupose.board.tools import CommandRunner, ToolFailed
-from dpupose.errors import FingerprintMismatch, ToolNotFoundError
+from dpupose.board.tools import CommandRunner
+from dpupose.errors import FingerprintMismatch, ToolFailed, ToolNotFoundError
 
 SSH_ARGV = [
     "ssh",

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from dpupose.board.partitions import Partition
-from dpupose.board.tools import ToolFailed, run_tool
-from dpupose.errors import ImageError
+from dpupose.board.tools import run_tool
+from dpupose.errors import ImageError, ToolFailed
 
 ENV = {"MTOOLS_SKIP_CHECK": "1"}
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from dpupose.errors import DpuposeError, ToolNotFoundError
+from dpupose.errors import ToolFailed, ToolNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,6 @@ def require_tool(name: str) -> str:
 
 def have_tool(name: str) -> bool:
     return shutil.which(name) is not None
-
-
-class ToolFailed(DpuposeError):
-    """A tool exited non-zero; the message carries its stderr."""
-
-    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
-        self.argv = list(argv)
-        self.returncode = returncode
-        self.stderr = stderr
-        detail = stderr.strip().splitlines()
-        tail = "; ".join(detail[-3:]) if detail else "no message"
-        super().__init__(f"'{shlex.join(self.argv)}' failed (exit {returncode}): {tail}")
 
 
 def run_tool(

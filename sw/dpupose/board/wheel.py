@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 
 import dpupose
-from dpupose.board.tools import ToolFailed, run_tool
-from dpupose.errors import ArtifactError, UsageError
+from dpupose.board.tools import run_tool
+from dpupose.errors import ArtifactError, ToolFailed, UsageError
 
 BOARD_REQUIREMENTS = {"numpy", "onnxruntime"}
 
