@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "train",
     "eval",
+    "dpu",
+    "zoo",
     "sdcard",
     "deploy",
 )

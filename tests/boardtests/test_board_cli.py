@@ -87,11 +87,11 @@ def test_make_verbs_call_the_cli():
         argv = ["make", "-s", "-n", "-o", ".venv/.installed", *args]
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
 
-    lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img", "OVERLAY=hw", "MODEL=m")
+    lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img", "OVERLAY=hw", "MODEL_DIR=m")
     assert '.venv/bin/dpupose sdcard stage "p.img.xz" --overlay "hw" --model "m" --out build/sdcard/staged.img' in lines
     assert '.venv/bin/dpupose sdcard flash "build/sdcard/staged.img" --device "/tmp/card.img"' in lines
     lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img")
     assert not any("sdcard stage" in line for line in lines)
     assert '.venv/bin/dpupose sdcard flash "p.img.xz" --device "/tmp/card.img"' in lines
-    lines = dry("deploy", "BOARD_HOST=192.168.3.1", "OVERLAY=hw", "MODEL=m")
+    lines = dry("deploy", "BOARD_HOST=192.168.3.1", "OVERLAY=hw", "MODEL_DIR=m")
     assert lines[-1] == '.venv/bin/dpupose deploy --host "192.168.3.1" --user "xilinx" --overlay "hw" --model "m"'
