@@ -1,8 +1,8 @@
 """This package as a wheel for the board, and the board setup script that installs it.
 
 The wheel is built from the repository root with `pip wheel --no-deps` (using the installed setuptools
-when there is one, so no network is needed). Its base requirements must be the board's: numpy and
-onnxruntime; torch and the other host tools may only appear behind an extra.
+when there is one, so no network is needed). Its base requirements are what the board installs (numpy,
+onnxruntime, ...); torch and the other host tools may only appear behind the `host` extra.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import dpupose
 from dpupose.board.tools import run_tool
 from dpupose.errors import ArtifactError, ToolFailed, UsageError
 
-BOARD_REQUIREMENTS = {"numpy", "onnxruntime"}
+HOST_ONLY = ("torch", "torchvision")  # never on the board (PYNQ 3.0.1, aarch64, Python 3.10)
 
 
 def project_root() -> Path | None:
@@ -71,22 +71,29 @@ def wheel_requirements(wheel: Path) -> list[str]:
     return meta.get_all("Requires-Dist") or []
 
 
+def _name(req: str) -> str:
+    return re.split(r"[\s<>=!~\[(;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
 def check_wheel(wheel: Path) -> None:
-    """ArtifactError unless the wheel is dpupose's and needs nothing beyond numpy and onnxruntime
-    without an extra (the board has no torch)."""
+    """ArtifactError unless the wheel is dpupose's and its base requirements (what a plain install pulls
+    in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
+    or `dev` extras."""
     if not wheel.name.startswith("dpupose-") or not wheel.name.endswith(".whl"):
         raise ArtifactError(f"{wheel.name} is not a dpupose wheel (dpupose-VERSION-py3-none-any.whl)")
-    base = []
+    base: set[str] = set()
+    host_only = set(HOST_ONLY)
     for req in wheel_requirements(wheel):
-        name, _, marker = req.partition(";")
-        if "extra ==" in marker.replace("extra==", "extra =="):
-            continue
-        base.append(re.split(r"[\s<>=!~\[(]", name.strip(), maxsplit=1)[0].lower())
-    extra = sorted(set(base) - BOARD_REQUIREMENTS)
-    if extra:
+        marker = req.partition(";")[2].replace("extra==", "extra ==")
+        if re.search(r"extra == .(host|dev).", marker):
+            host_only.add(_name(req))
+        elif "extra ==" not in marker:
+            base.add(_name(req))
+    wrong = sorted(base & host_only)
+    if wrong:
         raise ArtifactError(
-            f"{wheel.name} requires {', '.join(extra)} without an extra; the board has only "
-            f"{', '.join(sorted(BOARD_REQUIREMENTS))}: move them to the host extra in pyproject.toml"
+            f"{wheel.name} requires {', '.join(wrong)} without an extra, but the board runs without them: "
+            "move them to the host extra in pyproject.toml"
         )
 
 
