@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo compare sdcard deploy clean
+.PHONY: help setup lint format test test-all demo compare run sdcard deploy clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -52,6 +52,12 @@ compare: $(STAMP) $(MODEL) ## compare DPU configurations for the pose model (pre
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
 	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
+
+RUN_BACKEND ?= emulate
+RUN_OUT ?= build/run
+run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart]
+	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>"; exit 2; }
+	$(DPUPOSE) run --plan $(PLAN) --source $(SOURCE) --backend $(RUN_BACKEND) --out $(RUN_OUT) --pipeline
 
 # SD card and board (use 2). IMAGE: a PYNQ image (.img, .img.xz, .zip); DEVICE: the card (/dev/sdX) or an
 # image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (compiled model folder): when given,

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "dpu",
     "zoo",
+    "run",
     "sdcard",
     "deploy",
 )

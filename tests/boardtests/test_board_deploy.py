@@ -98,7 +98,10 @@ def test_deploy_runs_the_steps_in_order(overlay, model, wheel, tools_present):
     assert report.deployed == f"on the board: fingerprint {FINGERPRINT} matches (overlay and split plan)"
     assert lines[0] == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
     assert lines[-1].startswith("run it on the board: ssh -t xilinx@pynq ")
-    assert "dpupose run --overlay /home/xilinx/dpupose/overlay/dpu.bit" in lines[-1]
+    assert (
+        "dpupose run --backend vart --plan /home/xilinx/dpupose/model --overlay /home/xilinx/dpupose/overlay"
+        in lines[-1]
+    )
 
 
 def test_the_laid_out_folder_holds_what_sha256sum_checks(overlay, model, wheel, tools_present, monkeypatch):
@@ -174,3 +177,19 @@ def test_missing_tool_is_named_before_anything_runs(overlay, model, wheel, monke
     with pytest.raises(ToolNotFoundError, match=r"'rsync' is not installed.*apt-get install rsync"):
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
     assert runner.calls == []
+
+
+def test_printed_run_command_is_accepted_by_dpupose_run():
+    import argparse
+
+    from dpupose.board import layout
+    from dpupose.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.register(parser.add_subparsers())
+    outer = shlex.split(layout.run_command())
+    assert outer[:3] == ["sudo", "bash", "-c"]
+    inner = shlex.split(outer[3])
+    assert inner[:2] == ["source", layout.PYNQ_VENV_PROFILE]
+    args = parser.parse_args(inner[inner.index("dpupose") + 1 :])
+    assert (args.backend, args.plan, args.overlay) == ("vart", str(layout.MODEL_DIR), str(layout.OVERLAY_DIR))

@@ -46,7 +46,7 @@ PYNQ_VENV_PROFILE = "/etc/profile.d/pynq_venv.sh"  # PYNQ 3.0: activates /usr/lo
 def run_command() -> str:
     """The command that runs the deployed model on the board (as root: the DPU needs it)."""
     inner = (
-        f"source {PYNQ_VENV_PROFILE} && dpupose run "
-        f"--overlay {OVERLAY_DIR / 'dpu.bit'} --model {MODEL_DIR} --source camera"
+        f"source {PYNQ_VENV_PROFILE} && dpupose run --backend vart --plan {MODEL_DIR} --overlay {OVERLAY_DIR} "
+        f"--source camera:0 --out {BOARD_ROOT / 'run'} --pipeline --drop-late"
     )
     return f"sudo bash -c {shlex.quote(inner)}"

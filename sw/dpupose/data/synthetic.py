@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -151,7 +152,8 @@ def generate(
         workers = workers or min(2, os.cpu_count() or 1)
         total = sum(spec.counts().values())
         done = 0
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: a child forked after the parent used OpenCV's thread pool can wait forever.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for split, n in spec.counts().items():
                 chunks = [
                     (spec.seed, split, s, min(s + 200, n), spec.image_size, str(tmp / "images"))
