@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo compare run hw hw-check clean
+.PHONY: help setup lint format test test-all demo compare run sdcard deploy hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -58,6 +58,34 @@ RUN_OUT ?= build/run
 run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart]
 	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>"; exit 2; }
 	$(DPUPOSE) run --plan $(PLAN) --source $(SOURCE) --backend $(RUN_BACKEND) --out $(RUN_OUT) --pipeline
+
+# SD card and board (use 2). IMAGE: a PYNQ image (.img, .img.xz, .zip); DEVICE: the card (/dev/sdX) or an
+# image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (compiled model folder): when given,
+# they are staged onto a copy of IMAGE (build/sdcard/staged.img) and that copy is written.
+IMAGE ?=
+DEVICE ?=
+OVERLAY ?=
+MODEL_DIR ?=
+BOARD_HOST ?= pynq
+BOARD_USER ?= xilinx
+STAGED := build/sdcard/staged.img
+# Writing a block device needs root; image files and staging do not.
+FLASH_SUDO = $(if $(filter /dev/%,$(DEVICE)),$(if $(filter 0,$(shell id -u)),,sudo))
+
+sdcard: $(STAMP) ## flash a PYNQ image: make sdcard IMAGE=x.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]
+	@test -n "$(IMAGE)" || { echo "usage: make sdcard IMAGE=pynq.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]" >&2; exit 2; }
+	@test -n "$(DEVICE)$(OVERLAY)" || { echo "make sdcard: give DEVICE=/dev/sdX, or OVERLAY= MODEL_DIR= to stage" >&2; exit 2; }
+	@test -z "$(OVERLAY)$(MODEL_DIR)" || { test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)"; } || { echo "make sdcard: give both OVERLAY= and MODEL_DIR=" >&2; exit 2; }
+ifneq ($(OVERLAY)$(MODEL_DIR),)
+	$(DPUPOSE) sdcard stage "$(IMAGE)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)" --out $(STAGED)
+endif
+ifneq ($(DEVICE),)
+	$(FLASH_SUDO) $(DPUPOSE) sdcard flash "$(if $(OVERLAY)$(MODEL_DIR),$(STAGED),$(IMAGE))" --device "$(DEVICE)"
+endif
+
+deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir
+	@test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)" || { echo "usage: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir" >&2; exit 2; }
+	$(DPUPOSE) deploy --host "$(BOARD_HOST)" --user "$(BOARD_USER)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)"
 
 # Hardware build (docs/hardware.md): DPU=<configuration> [BOARD=<board>] DPU_TRD=<DPUCZDX8G.tar.gz or folder>
 # BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
