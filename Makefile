@@ -34,9 +34,6 @@ format: $(STAMP) ## rewrite the code in ruff's format
 test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 	$(BIN)/pytest -q
 
-test-all: $(STAMP) ## run the tests including the slow ones' full sizes
-	$(BIN)/pytest -q -m 'not vivado and not vitis_ai and not board'
-
 demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
 	$(BIN)/python -m dpupose.demo --out build/demo
 
