@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -110,13 +111,17 @@ def test_cli_errors_are_one_line(tmp_path):
 
 def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
     out = tmp_path / "ddp"
+    with socket.socket() as s:  # a free port of our own, so concurrent runs cannot meet at a default one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dpupose",
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id=test{port}", "-m", "dpupose",
         "train", "--data", "synthetic", "--data-root", str(synth_root), "--out", str(out), "--epochs", "1",
         "--input-size", "64", "--width", "0.25", "--batch-size", "4", "--workers", "0", "--threads", "1",
         "--max-steps-per-epoch", "2",
     ]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     state = read_checkpoint(out / "last.pt")
     assert state["epoch"] == 1 and len(state["history"]) == 1

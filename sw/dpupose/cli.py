@@ -23,6 +23,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "quantize",
     "deploy_check",
+    "dpu",
+    "zoo",
+    "run",
+    "sdcard",
+    "deploy",
+    "hw",
 )
 
 

@@ -1,0 +1,106 @@
+"""`dpupose run`: split inference on frames from a folder, a video or a camera (board and PC).
+
+Board-safe: this command and everything it imports work without torch and without the onnx package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run split inference on images, a video or a camera",
+        description="Run a split plan (from `dpupose split`) on frames: pre-processing, the DPU subgraph(s) "
+        "(VART on the board, the bit-accurate emulator on a PC) and the CPU subgraph(s) (ONNX Runtime), "
+        "optionally pipelined across frames. Writes keypoints as JSON lines and annotated frames.",
+    )
+    p.add_argument("--plan", "--model", dest="plan", required=True, metavar="DIR", help="split plan folder")
+    p.add_argument(
+        "--backend",
+        choices=["vart", "emulate", "cpu"],
+        help="vart: the board's DPU; emulate: bit-accurate DPU emulator; cpu: ONNX Runtime for every subgraph "
+        "(default: $DPUPOSE_BACKEND, else vart where pynq_dpu is installed, else emulate)",
+    )
+    p.add_argument("--source", required=True, metavar="SRC", help="image folder, image, video file, or camera:N")
+    p.add_argument("--out", metavar="DIR", help="write keypoints.jsonl, annotated frames/video and run.json here")
+    p.add_argument("--pipeline", action="store_true", help="overlap pre-processing, DPU, CPU and post-processing")
+    p.add_argument(
+        "--drop-late",
+        action="store_true",
+        help="live camera: drop frames the pipeline cannot take in time (counted); implies --pipeline",
+    )
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads per CPU subgraph")
+    p.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json",
+    )
+    p.add_argument("--dpu-jobs", type=int, default=2, metavar="N", help="DPU jobs in flight when pipelined")
+    p.add_argument("--show", action="store_true", help="show annotated frames in a window (q or Esc stops)")
+    p.add_argument(
+        "--annotate",
+        choices=["auto", "frames", "video", "none"],
+        default="auto",
+        help="annotated output under --out: frames/ (auto for image folders), annotated.mp4 (auto for "
+        "videos and cameras), or none",
+    )
+    p.add_argument(
+        "--fast-emulator",
+        action="store_true",
+        help="emulate backend: ONNX Runtime's QDQ path (faster, may differ from the DPU by a few LSBs)",
+    )
+    p.add_argument("--min-confidence", type=float, default=0.0, help="do not draw joints below this confidence")
+    p.add_argument(
+        "--camera-retries", type=int, default=5, metavar="N", help="reconnect attempts when a camera stops (default 5)"
+    )
+    p.add_argument("--camera-retry-delay", type=float, default=1.0, metavar="S", help="seconds between attempts")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dpupose.runtime.app import RunOptions
+    from dpupose.runtime.app import run as run_plan
+
+    opts = RunOptions(
+        plan=Path(args.plan),
+        source=args.source,
+        backend=args.backend,
+        out=Path(args.out) if args.out else None,
+        pipeline=args.pipeline,
+        drop_late=args.drop_late,
+        max_frames=args.max_frames,
+        threads=args.threads,
+        overlay=Path(args.overlay) if args.overlay else None,
+        dpu_jobs=args.dpu_jobs,
+        show=args.show,
+        annotate=args.annotate,
+        exact=not args.fast_emulator,
+        min_confidence=args.min_confidence,
+        camera_retries=args.camera_retries,
+        camera_retry_delay_s=args.camera_retry_delay,
+    )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    summary = run_plan(opts, progress)
+    s = summary.stats
+    print(f"backend {summary.backend}: {s.frames} frames in {s.wall_seconds:.2f} s, {s.fps:.2f} FPS", end="")
+    print(f" ({'pipelined' if s.pipelined else 'sequential'}; stage bound {s.bound_fps:.2f} FPS)")
+    for st in s.stages.values():
+        if st.seconds:
+            print(f"  {st.name:<16} {st.mean * 1e3:8.2f} ms/frame  x{st.workers}")
+    if s.dropped or summary.skipped:
+        print(f"  dropped (late) {s.dropped}, skipped (unreadable) {summary.skipped}")
+    for path in summary.outputs:
+        print(f"  wrote {path}")
+    if summary.interrupted:
+        print("dpupose: interrupted; outputs so far are kept", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,32 @@
+"""`dpupose zoo`: reference networks (standard architectures, random weights) as ONNX files.
+
+Used to calibrate and validate the DPU performance model; ``pose_dpu`` is this project's pose network's
+DPU part with random weights (for estimates before a trained model exists). torch is imported only when
+exporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+NETWORKS = ("mobilenet_v2", "mobilenet_v1", "resnet50", "pose_dpu")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("zoo", help="reference networks (random weights) for the performance model")
+    p.set_defaults(group_parser=p)
+    sub = p.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
+    s = sub.add_parser("export", help="export a reference network to ONNX (FP32, BatchNorm folded)")
+    s.add_argument("network", choices=NETWORKS)
+    s.add_argument("--out", required=True, metavar="X.onnx", help="output ONNX file")
+    s.add_argument("--input-size", type=int, default=224, help="square input size in pixels (default 224)")
+    s.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dpupose.dpu import zoo
+
+    path = zoo.export(args.network, args.out, args.input_size)
+    print(f"{path}: {args.network}, input 1x3x{args.input_size}x{args.input_size}, random weights")
+    return 0

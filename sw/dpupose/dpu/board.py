@@ -1,0 +1,132 @@
+"""Board records: one TOML file per board, ``hw/boards/<name>/board.toml``, loaded into a frozen `Board`.
+
+A record holds what the DPU tooling needs to know about a board: the device and its programmable-logic
+resources, what the platform itself takes, DDR bandwidth, clocks (the platform's clock table, the DPU
+clocks known to be safe, the DSP48 maximum frequency of the speed grade), the AXI ports each DPU core
+connects to, the implementation strategy and the board's default DPU configuration.
+
+API:
+    load_board(name) -> Board        ``ultra96v2``, ``zcu104``, ``zcu102``, ``kv260``
+    list_boards() -> list[str]
+    default_config_name(board) -> str   the project's default DPU configuration for that board
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from dpupose.dpu.paths import boards_dir
+from dpupose.dpu.tomlload import read_toml, reject_unknown
+from dpupose.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Programmable-logic resources (BRAM in 36 Kb blocks; halves are BRAM18)."""
+
+    lut: float = 0
+    ff: float = 0
+    bram36: float = 0
+    uram: float = 0
+    dsp: float = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(*(getattr(self, f) + getattr(other, f) for f in RESOURCE_NAMES))
+
+    def scaled(self, factor: float) -> Resources:
+        return Resources(*(getattr(self, f) * factor for f in RESOURCE_NAMES))
+
+    def as_dict(self) -> dict[str, float]:
+        return {f: getattr(self, f) for f in RESOURCE_NAMES}
+
+
+RESOURCE_NAMES: tuple[str, ...] = ("lut", "ff", "bram36", "uram", "dsp")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str  # folder name under hw/boards/
+    title: str  # e.g. "Avnet Ultra96-V2"
+    device: str  # e.g. "ZU3EG"
+    part: str  # Vivado part string
+    board_part: str  # Vivado board part (pinned version)
+    speed_grade: str  # "-1", "-2", ...
+    resources: Resources  # what the device has
+    platform_overhead: Resources  # what the platform design takes before any DPU (reserved)
+    ddr: str  # memory description
+    ddr_bandwidth_gbps: float  # peak DDR bandwidth in GB/s (1e9 bytes/s), shared by CPU and DPU
+    cpu: str
+    platform_clocks_mhz: tuple[int, ...]  # platform clock table; prj_config clock id = index
+    safe_dpu_clocks_mhz: tuple[int, ...]  # 1x DPU clocks known to work on this board
+    max_safe_dpu_clock_mhz: int  # above this the board is at risk (power, reset, thermals)
+    dsp_fmax_mhz: int  # DSP48E2 maximum frequency of the speed grade (limits the 2x clock)
+    dpu_ports: tuple[tuple[str, str, str], ...]  # per core: platform ports of M_AXI_GP0, _HP0, _HP2
+    impl_strategy: str  # Vivado implementation strategy for the v++ link
+    default_dpu_config: str | None = None  # the project's default configuration for this board
+    softmax_port: str | None = None  # platform port for the softmax kernel's M_AXI, if it can have one
+    notes: str = ""
+
+    @property
+    def max_cores_by_ports(self) -> int:
+        return len(self.dpu_ports)
+
+    def clock_id(self, mhz: int) -> int | None:
+        """The platform clock id that runs at `mhz`, or None."""
+        for i, f in enumerate(self.platform_clocks_mhz):
+            if f == mhz:
+                return i
+        return None
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(Board)} - {"name"}
+
+
+def _resources(data: Any, where: str) -> Resources:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of {', '.join(RESOURCE_NAMES)}")
+    reject_unknown(data, RESOURCE_NAMES, where)
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where}.{key}: expected a non-negative number, got {value!r}")
+    return Resources(**data)
+
+
+def board_from_dict(data: dict[str, Any], name: str, where: str) -> Board:
+    reject_unknown(data, _TOP_KEYS, where)
+    required = {f.name for f in dataclasses.fields(Board) if f.default is dataclasses.MISSING} - {"name"}
+    missing = sorted(required - set(data))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    kwargs = dict(data)
+    kwargs["resources"] = _resources(data["resources"], f"{where}: resources")
+    kwargs["platform_overhead"] = _resources(data["platform_overhead"], f"{where}: platform_overhead")
+    kwargs["platform_clocks_mhz"] = tuple(int(x) for x in data["platform_clocks_mhz"])
+    kwargs["safe_dpu_clocks_mhz"] = tuple(int(x) for x in data["safe_dpu_clocks_mhz"])
+    ports = data["dpu_ports"]
+    if not ports or any(len(p) != 3 for p in ports):
+        raise ConfigError(f"{where}: dpu_ports must list [GP0, HP0, HP2] platform ports per core")
+    kwargs["dpu_ports"] = tuple(tuple(str(x) for x in p) for p in ports)
+    kwargs["ddr_bandwidth_gbps"] = float(data["ddr_bandwidth_gbps"])
+    return Board(name=name, **kwargs)
+
+
+def list_boards() -> list[str]:
+    return sorted(p.parent.name for p in boards_dir().glob("*/board.toml"))
+
+
+def load_board(name: str) -> Board:
+    """Load hw/boards/<name>/board.toml. Names are case-insensitive (``Ultra96V2`` works)."""
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    path = boards_dir() / key / "board.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown board {name!r}; known boards: {', '.join(list_boards())}")
+    return board_from_dict(read_toml(path), key, str(path))
+
+
+def default_config_name(board: str | Board = "ultra96v2") -> str:
+    b = board if isinstance(board, Board) else load_board(board)
+    if not b.default_dpu_config:
+        raise ConfigError(f"board {b.name} names no default DPU configuration (default_dpu_config)")
+    return b.default_dpu_config

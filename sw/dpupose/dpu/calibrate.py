@@ -1,0 +1,191 @@
+"""Fit the performance model's free constants to published figures, and report the error on every row.
+
+Data: ``hw/dpu/perf/calibration.csv`` (Vitis AI model-zoo single- and multi-thread FPS of MobileNetV2 and
+ResNet-50 on ZCU102/ZCU104 B4096 DPUs), and nothing else. The reference networks are exported from
+`dpupose.dpu.zoo` (random weights, 224x224) into a temporary folder: only their layer shapes matter.
+
+Model of a published figure (the zoo measures end to end, including CPU pre-processing):
+    single thread:  fps = 1000 / (DPU latency on one core + host_ms)
+    multi thread:   fps = DPU throughput with all cores busy (host work runs on the other CPU cores)
+
+Fitted: layer_overhead_cycles, ddr_efficiency, host_ms (three constants for 16 figures), by least squares
+on log(predicted / published), with bounds that keep each constant physical.
+
+API: read_rows(path=None) -> list[Row]; calibrate(rows=None) -> Calibration; write_constants(c, path=None)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dpupose.dpu.board import Board, load_board
+from dpupose.dpu.config import DpuConfig, config_from_arch
+from dpupose.dpu.graph import DpuGraph, extract_layers
+from dpupose.dpu.paths import hw_dir
+from dpupose.dpu.perf import PerfConstants, _latency_s, constants_path
+from dpupose.dpu.writers import write_if_changed
+from dpupose.errors import DataError
+
+INPUT_SIZE = 224
+# (lower, upper) bounds: overhead cycles per layer, DDR efficiency, host ms per frame.
+BOUNDS = ((0.0, 20000.0), (0.2, 1.0), (0.0, 5.0))
+START = (1000.0, 0.7, 0.5)
+COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "fps_single_thread",
+           "fps_multi_thread", "source")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    input_size: int
+    gops: float
+    board: str
+    cores: int
+    arch: str
+    clock_mhz: int
+    fps_single: float
+    fps_multi: float
+    source: str
+
+
+@dataclass
+class Calibration:
+    constants: PerfConstants
+    report: list[dict[str, Any]]  # one entry per CSV row: published, predicted, error in %
+    rms_log_error: float  # over all fitted figures
+
+    @property
+    def max_abs_error_pct(self) -> float:
+        return max(max(abs(r["single_err_pct"]), abs(r["multi_err_pct"])) for r in self.report)
+
+
+def calibration_csv() -> Path:
+    return hw_dir() / "dpu" / "perf" / "calibration.csv"
+
+
+def read_rows(path: str | Path | None = None) -> list[Row]:
+    p = Path(path) if path else calibration_csv()
+    try:
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise DataError(f"{p}: expected columns {', '.join(COLUMNS)}")
+            rows = []
+            for rec in reader:
+                w, h = (int(x) for x in rec["input"].split("x"))
+                if w != h:
+                    raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
+                rows.append(
+                    Row(
+                        rec["model"],
+                        w,
+                        float(rec["gops"]),
+                        rec["board"].lower(),
+                        int(rec["cores"]),
+                        rec["arch"],
+                        int(rec["clock_mhz"]),
+                        float(rec["fps_single_thread"]),
+                        float(rec["fps_multi_thread"]),
+                        rec["source"],
+                    )
+                )
+    except FileNotFoundError:
+        raise DataError(f"{p}: calibration data missing") from None
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{p}: malformed row ({exc})") from None
+    return rows
+
+
+def row_config(row: Row) -> DpuConfig:
+    """The zoo boards' DPU: the Vitis AI TRD defaults (RAM low, channel augmentation, ALU default)."""
+    return config_from_arch(row.arch, row.clock_mhz, cores=row.cores, board=row.board)
+
+
+def network_graphs(rows: list[Row], folder: Path) -> dict[tuple[str, int], DpuGraph]:
+    from dpupose.dpu import zoo
+
+    graphs: dict[tuple[str, int], DpuGraph] = {}
+    for row in rows:
+        key = (row.model, row.input_size)
+        if key not in graphs:
+            path = zoo.export(row.model, folder / f"{row.model}_{row.input_size}.onnx", row.input_size)
+            graphs[key] = extract_layers(path, row_config(row))
+    return graphs
+
+
+def _predict(row: Row, graph: DpuGraph, board: Board, c: PerfConstants) -> tuple[float, float]:
+    cfg = row_config(row)
+    single, _ = _latency_s(graph.layers, cfg, board, c, active=1)
+    busy, _ = _latency_s(graph.layers, cfg, board, c, active=cfg.cores)
+    return 1.0 / (single + c.host_ms / 1e3), cfg.cores / busy
+
+
+def _residuals(params: Any, cases: list[tuple[Row, DpuGraph, Board]]) -> list[float]:
+    c = PerfConstants(float(params[0]), float(params[1]), float(params[2]))
+    out: list[float] = []
+    for row, graph, board in cases:
+        single, multi = _predict(row, graph, board, c)
+        out += [math.log(single / row.fps_single), math.log(multi / row.fps_multi)]
+    return out
+
+
+def calibrate(rows: list[Row] | None = None) -> Calibration:
+    """Fit the constants on `rows` (default: the shipped CSV) and report the error on every row."""
+    from scipy.optimize import least_squares
+
+    rows = rows if rows is not None else read_rows()
+    with tempfile.TemporaryDirectory(prefix="dpupose-calib-") as tmp:
+        graphs = network_graphs(rows, Path(tmp))
+    cases = [(r, graphs[(r.model, r.input_size)], load_board(r.board)) for r in rows]
+    lower, upper = zip(*BOUNDS)
+    # Scale the parameters so the solver's steps are comparable across them.
+    fit = least_squares(_residuals, START, bounds=(lower, upper), args=(cases,), x_scale=(1000.0, 0.1, 0.5))
+    c = PerfConstants(
+        layer_overhead_cycles=round(float(fit.x[0]), 1),
+        ddr_efficiency=round(float(fit.x[1]), 4),
+        host_ms=round(float(fit.x[2]), 4),
+    )
+    report = []
+    for row, graph, board in cases:
+        single, multi = _predict(row, graph, board, c)
+        report.append(
+            {
+                "model": row.model,
+                "board": row.board,
+                "arch": row.arch,
+                "cores": row.cores,
+                "clock_mhz": row.clock_mhz,
+                "source": row.source,
+                "published_gops": row.gops,
+                "model_gops": round(2 * graph.macs / 1e9, 3),
+                "single_published": row.fps_single,
+                "single_predicted": round(single, 1),
+                "single_err_pct": round(100 * (single / row.fps_single - 1), 1),
+                "multi_published": row.fps_multi,
+                "multi_predicted": round(multi, 1),
+                "multi_err_pct": round(100 * (multi / row.fps_multi - 1), 1),
+            }
+        )
+    res = _residuals((c.layer_overhead_cycles, c.ddr_efficiency, c.host_ms), cases)
+    rms = math.sqrt(sum(r * r for r in res) / len(res))
+    return Calibration(constants=c, report=report, rms_log_error=rms)
+
+
+def constants_toml(c: PerfConstants, cal: Calibration | None = None) -> str:
+    text = "# Generated by `dpupose dpu calibrate --write` (dpupose.dpu.calibrate); do not edit.\n"
+    text += "# Fitted on calibration.csv (published Vitis AI model-zoo figures) only.\n"
+    if cal is not None:
+        text += f"# rms log error {cal.rms_log_error:.4f}, worst row error {cal.max_abs_error_pct:.1f}%\n"
+    text += f"layer_overhead_cycles = {c.layer_overhead_cycles}  # 1x clock cycles per DPU layer\n"
+    text += f"ddr_efficiency = {c.ddr_efficiency}  # fraction of the board's peak DDR bandwidth\n"
+    text += f"host_ms = {c.host_ms}  # CPU time per frame in the published end-to-end figures\n"
+    return text
+
+
+def write_constants(cal: Calibration, path: str | Path | None = None) -> bool:
+    return write_if_changed(Path(path) if path else constants_path(), constants_toml(cal.constants, cal))

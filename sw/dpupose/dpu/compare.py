@@ -1,0 +1,267 @@
+"""Compare DPU configurations on a board for one model: fit, resources, fingerprint, predicted FPS.
+
+Rows cover every shipped configuration meant for the board and, with sweep=True, the legal grid (every
+ARCH x DSP usage x RAM usage x 1-2 cores x the board's safe clocks, other options at DPU-PYNQ defaults).
+FPS figures are predicted by `dpupose.dpu.perf` (single thread, DPU only), never measured.
+
+API: compare(model, board, configs=None, sweep=False) -> list[CompareRow]
+     format_table(rows) -> str;  plot(rows, path, title) -> Path  (matplotlib, Agg backend)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpupose.dpu.board import Board, load_board
+from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, list_configs, load_config
+from dpupose.dpu.fingerprint import fingerprint_hex
+from dpupose.dpu.graph import DpuGraph, extract_layers, load_model
+from dpupose.dpu.perf import PerfConstants, estimate_graph, load_constants
+from dpupose.dpu.resources import check_fit
+
+SWEEP_CORES = (1, 2)
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    config: str
+    shipped: bool  # a file in hw/dpu/configs (False: a sweep point)
+    default: bool  # the board's default configuration
+    arch: str
+    dsp_usage: str
+    ram_usage: str
+    cores: int
+    clock_mhz: int
+    fits: bool
+    limiting: str
+    dsp: float
+    bram: float
+    lut: float
+    ff: float
+    uram: float
+    utilization_pct: dict[str, float]
+    peak_gops: float
+    fps: float  # predicted, single thread, DPU only
+    latency_ms: float  # predicted
+    throughput_fps: float  # predicted, all cores
+    fingerprint: str
+    reasons: list[str] = field(default_factory=list)
+    risks: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["predicted"] = True  # fps, latency_ms and throughput_fps come from the performance model
+        return d
+
+
+def sweep_configs(board: Board) -> list[DpuConfig]:
+    """The legal grid for `board` (configurations that do not fit are included and marked)."""
+    out = []
+    for arch, dsp, ram, cores, clock in itertools.product(
+        Arch, DspUsage, RamUsage, SWEEP_CORES, board.safe_dpu_clocks_mhz
+    ):
+        name = f"{arch.value.lower()}-dsp{dsp.value}-ram{ram.value}-x{cores}-{clock}mhz"
+        uram = {"uram_wgt_banks": arch.ocp + 1, "uram_bias_banks": 1} if board.resources.uram > 0 else {}
+        out.append(
+            DpuConfig(
+                name=name,
+                arch=arch,
+                clock_mhz=clock,
+                board=board.name,
+                dsp_usage=dsp,
+                ram_usage=ram,
+                cores=cores,
+                **uram,
+            )
+        )
+    return out
+
+
+def shipped_configs(board: Board) -> list[DpuConfig]:
+    return [c for c in (load_config(n) for n in list_configs()) if c.board == board.name]
+
+
+def _row(
+    cfg: DpuConfig, board: Board, graph: DpuGraph, consts: PerfConstants, shipped: bool, default: str
+) -> CompareRow:
+    fit = check_fit(cfg, board)
+    est = estimate_graph(graph, cfg, board, consts)
+    total = fit.total
+    return CompareRow(
+        config=cfg.name,
+        shipped=shipped,
+        default=cfg.name == default,
+        arch=cfg.arch.value,
+        dsp_usage=cfg.dsp_usage.value,
+        ram_usage=cfg.ram_usage.value,
+        cores=cfg.cores,
+        clock_mhz=cfg.clock_mhz,
+        fits=fit.fits,
+        limiting=fit.limiting,
+        dsp=total.dsp,
+        bram=total.bram36,
+        lut=total.lut,
+        ff=total.ff,
+        uram=total.uram,
+        utilization_pct={k: round(100 * v, 1) for k, v in fit.utilization.items()},
+        peak_gops=round(cfg.peak_gops, 1),
+        fps=round(est.fps, 1),
+        latency_ms=round(est.latency_ms, 3),
+        throughput_fps=round(est.throughput_fps, 1),
+        fingerprint=fingerprint_hex(cfg),
+        reasons=fit.reasons,
+        risks=fit.risks,
+    )
+
+
+def compare(
+    model: Any,
+    board: Board | str = "ultra96v2",
+    configs: list[DpuConfig] | None = None,
+    sweep: bool = False,
+    constants: PerfConstants | None = None,
+) -> list[CompareRow]:
+    """One row per configuration (shipped first, then by DSP); resources include the platform overhead."""
+    b = board if isinstance(board, Board) else load_board(board)
+    proto = load_model(model)
+    consts = constants or load_constants()
+    default = b.default_dpu_config or ""
+    shipped = configs if configs is not None else shipped_configs(b)
+    candidates = [(c, True) for c in shipped]
+    if sweep:
+        candidates += [(c, False) for c in sweep_configs(b)]
+    graphs: dict[bool, DpuGraph] = {}
+    rows = []
+    for cfg, is_shipped in candidates:
+        key = cfg.depth_to_space_on_dpu
+        if key not in graphs:
+            graphs[key] = extract_layers(proto, cfg)
+        rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default))
+    # Shipped configurations first, each group by DSP use (the cost axis of the plot).
+    return sorted(rows, key=lambda r: (not r.shipped, r.dsp, r.config))
+
+
+def format_table(rows: list[CompareRow]) -> str:
+    head = (
+        "config",
+        "arch",
+        "DSP",
+        "BRAM36",
+        "LUT",
+        "fits",
+        "limiting",
+        "peak GOPS",
+        "pred. FPS",
+        "fingerprint",
+        "risks",
+    )
+    lines = [head]
+    for r in rows:
+        risks = "; ".join(x.split(":")[0] for x in r.risks) or "-"
+        name = r.config + (" (default)" if r.default else "")
+        lines.append(
+            (
+                name,
+                f"{r.arch}{'' if r.cores == 1 else f'x{r.cores}'}",
+                f"{r.dsp:g}",
+                f"{r.bram:g}",
+                f"{r.lut:,.0f}",
+                "yes" if r.fits else "NO",
+                r.limiting,
+                f"{r.peak_gops:g}",
+                f"{r.fps:.1f}",
+                r.fingerprint,
+                risks,
+            )
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    out = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: float | None = None) -> Path:
+    """Predicted FPS against DSP use; fitting configurations filled, others crossed; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    sweep = [r for r in rows if not r.shipped]
+    if sweep:
+        for fits, marker, label in (
+            (True, "o", "grid point, fits"),
+            (False, "x", "grid point, does not fit"),
+        ):
+            pts = [r for r in sweep if r.fits == fits]
+            if pts:
+                ax.scatter(
+                    [r.dsp for r in pts],
+                    [r.fps for r in pts],
+                    marker=marker,
+                    s=18,
+                    color="0.75",
+                    label=label,
+                    zorder=1,
+                )
+    shipped = [r for r in rows if r.shipped]
+    for fits, marker, color, label in (
+        (True, "o", "tab:green", "fits"),
+        (False, "X", "tab:red", "does not fit"),
+    ):
+        pts = [r for r in shipped if r.fits == fits]
+        if pts:
+            ax.scatter(
+                [r.dsp for r in pts],
+                [r.fps for r in pts],
+                marker=marker,
+                s=80,
+                color=color,
+                edgecolor="black",
+                label=f"shipped config, {label}",
+                zorder=3,
+            )
+    for r in shipped:
+        risks = [x.split(":")[0] for x in r.risks if not x.startswith("tight")]
+        text = r.config + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
+        weight = "bold" if r.default else "normal"
+        offset = (6, 4) if r.fits else (6, -12)  # keeps neighbouring labels apart
+        ax.annotate(text, (r.dsp, r.fps), textcoords="offset points", xytext=offset, fontsize=8, fontweight=weight)
+    xs = [r.dsp for r in rows] + ([dsp_available] if dsp_available else [])
+    ys = [r.fps for r in rows]
+    ax.set_xlim(0, max(xs) * 1.3)  # room for the labels on the right
+    ax.set_ylim(0, max(ys) * 1.12)
+    if dsp_available:
+        ax.axvline(dsp_available, color="tab:red", linestyle="--", linewidth=1)
+        ax.text(
+            dsp_available,
+            max(ys) * 0.03,
+            f" {dsp_available:g} DSP on the device",
+            color="tab:red",
+            fontsize=8,
+        )
+    ax.set_xlabel("DSP48 slices used (DPU + platform)")
+    ax.set_ylabel("predicted FPS (single thread, DPU only)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

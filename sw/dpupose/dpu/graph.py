@@ -1,0 +1,264 @@
+"""ONNX graph -> the list of layers the DPU would run, for the performance model (host only, onnx).
+
+Accepts FP32 graphs and QDQ graphs (QuantizeLinear/DequantizeLinear are skipped: the graph is read as its
+float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is taken as 1.
+
+Each node is classified:
+- a DPU layer with a cost: Conv (groups = 1, depthwise, grouped), ConvTranspose, Gemm/MatMul with a constant
+  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul/HardSigmoid/HardSwish
+  (element-wise on the ALU), DepthToSpace (pixel shuffle, data movement), Resize/Upsample, Pad;
+- fused, no cost: Relu, Clip (ReLU6), LeakyRelu, BatchNormalization (folded), Identity, Dropout, Q/DQ, Concat;
+- layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer is
+  a fully connected layer; otherwise a CPU op;
+- "not a DPU op" (a standard ONNX op the DPU does not run: Softmax, ReduceSum, Sigmoid, ...): excluded,
+  and so is everything downstream of it, so an estimate covers the DPU part of a whole model;
+- unknown (an op ONNX itself does not define, e.g. a custom domain): an error by default, or a
+  conservative estimate when asked for, listed in the estimate's warnings.
+
+API: load_model(path_or_proto) -> onnx.ModelProto; extract_layers(model, cfg, unknown="error") -> DpuGraph
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpupose.dpu.config import DpuConfig
+from dpupose.errors import ModelFileError
+
+COSTED_OPS = {
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+    "GlobalMaxPool", "Add", "Mul", "HardSigmoid", "HardSwish", "DepthToSpace", "Resize", "Upsample", "Pad",
+}  # fmt: skip
+FUSED_OPS = {
+    "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Identity", "Dropout",
+    "QuantizeLinear", "DequantizeLinear", "Concat",
+}  # fmt: skip
+LAYOUT_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
+FC_OPS = {"Gemm", "MatMul"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One DPU layer. Shapes are NCHW (a 2-D tensor (N, C) is read as (N, C, 1, 1))."""
+
+    name: str
+    op: str  # ONNX op type
+    kind: str  # conv, dwconv, gconv, deconv, fc, pool, gap, eltwise, move, unknown
+    inputs: tuple[tuple[int, int, int, int], ...]  # non-constant inputs
+    output: tuple[int, int, int, int]
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    groups: int = 1
+    weight_bytes: int = 0  # INT8 weights + bias read from DDR
+
+    @property
+    def macs(self) -> int:
+        n, c, h, w = self.output
+        kh, kw = self.kernel
+        if self.kind in ("conv", "gconv", "fc", "deconv"):
+            cin = self.inputs[0][1]
+            return n * h * w * c * kh * kw * cin // self.groups
+        if self.kind == "dwconv":
+            return n * h * w * c * kh * kw
+        return 0
+
+
+@dataclass
+class DpuGraph:
+    layers: list[Layer] = field(default_factory=list)
+    excluded: list[tuple[str, str, str]] = field(default_factory=list)  # (node, op, reason)
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (node, op) estimated conservatively
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+
+def load_model(model: Any) -> Any:
+    """An onnx.ModelProto from a path or a ModelProto; ModelFileError if it is not ONNX."""
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises several unrelated types for garbage input
+        raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__}); give an .onnx file") from None
+    if not proto.graph.node:
+        raise ModelFileError(f"{path}: not an ONNX model (no graph nodes); give an .onnx file")
+    return proto
+
+
+def _shape4(dims: list[int] | tuple[int, ...]) -> tuple[int, int, int, int]:
+    d = [max(1, int(x)) for x in dims]
+    if len(d) == 4:
+        return (d[0], d[1], d[2], d[3])
+    if len(d) == 2:
+        return (d[0], d[1], 1, 1)
+    if len(d) == 3:
+        return (d[0], d[1], d[2], 1)
+    if len(d) == 1:
+        return (1, d[0], 1, 1)
+    return (1, math.prod(d) if d else 1, 1, 1)
+
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+class _Walker:
+    def __init__(self, model: Any, cfg: DpuConfig, unknown: str) -> None:
+        import onnx
+
+        self.onnx = onnx
+        self.cfg = cfg
+        self.unknown_policy = unknown
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception as exc:
+            raise ModelFileError(f"ONNX shape inference failed: {exc}") from None
+        g = model.graph
+        self.graph = g
+        self.shapes: dict[str, list[int]] = {}
+        for vi in [*g.input, *g.value_info, *g.output]:
+            t = vi.type.tensor_type
+            if t.HasField("shape"):
+                self.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
+        self.const: set[str] = set()
+        for init in g.initializer:
+            self.shapes[init.name] = list(init.dims)
+            self.const.add(init.name)
+        self.consumers: dict[str, list[Any]] = {}
+        for node in g.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        graph_inputs = {i.name for i in g.input} - self.const
+        self.on_dpu: dict[str, bool] = dict.fromkeys(graph_inputs, True)
+        self.result = DpuGraph()
+
+    def shape(self, name: str) -> list[int]:
+        if name not in self.shapes:
+            raise ModelFileError(f"ONNX shape inference gave no shape for tensor {name!r}")
+        return self.shapes[name]
+
+    def walk(self) -> DpuGraph:
+        for node in self.graph.node:
+            self.visit(node)
+        if self.result.unknown and self.unknown_policy == "error":
+            ops = sorted({f"{op} (node {name})" for name, op in self.result.unknown})
+            raise ModelFileError(
+                f"the performance model does not know op(s): {', '.join(ops)}; "
+                "re-run with --allow-unknown to estimate them conservatively"
+            )
+        return self.result
+
+    def visit(self, node: Any) -> None:
+        op = node.op_type
+        dyn = [i for i in node.input if i and i not in self.const]
+        if op == "Constant" or not dyn:
+            self.const.update(node.output)
+            return
+        name = node.name or f"{op}_{len(self.result.layers)}"
+        capable = op in FUSED_OPS or op in LAYOUT_OPS or op in COSTED_OPS
+        if not capable and self.known(node):
+            self.exclude(node, name, "not a DPU op")
+            return
+        if not all(self.on_dpu.get(i, False) for i in dyn):
+            self.exclude(node, name, "after a CPU op" if capable else "unknown op, after a CPU op")
+            return
+        if op in FUSED_OPS:
+            self.mark(node, True)
+        elif op in LAYOUT_OPS:
+            consumers = [c for o in node.output for c in self.consumers.get(o, [])]
+            if consumers and all(c.op_type in FC_OPS for c in consumers):
+                self.mark(node, True)
+            else:
+                self.exclude(node, name, "not a DPU op (reshape of a tensor that does not feed a DPU layer)")
+        elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
+            self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
+        elif op in COSTED_OPS:
+            layer = self.layer(node, name, dyn)
+            if layer is None:
+                self.exclude(node, name, "not a DPU op (no constant weight)")
+            else:
+                self.result.layers.append(layer)
+                self.mark(node, True)
+        else:
+            self.result.unknown.append((name, op))
+            ins = tuple(_shape4(self.shape(i)) for i in dyn)
+            # Shape inference knows nothing of a custom op: assume it keeps its first input's shape.
+            known = node.output[0] in self.shapes
+            out = _shape4(self.shape(node.output[0])) if known else ins[0]
+            self.result.layers.append(Layer(name, op, "unknown", ins, out, kernel=(3, 3)))
+            self.mark(node, True)
+
+    def known(self, node: Any) -> bool:
+        domain = node.domain or ""
+        if domain not in ("", "ai.onnx"):
+            return False
+        return bool(self.onnx.defs.has(node.op_type))
+
+    def mark(self, node: Any, dpu: bool) -> None:
+        for o in node.output:
+            self.on_dpu[o] = dpu
+
+    def exclude(self, node: Any, name: str, reason: str) -> None:
+        self.result.excluded.append((name, node.op_type, reason))
+        self.mark(node, False)
+
+    def layer(self, node: Any, name: str, dyn: list[str]) -> Layer | None:
+        op = node.op_type
+        out = _shape4(self.shape(node.output[0]))
+        ins = tuple(_shape4(self.shape(i)) for i in dyn)
+        if op in ("Conv", "ConvTranspose"):
+            w = self.shape(node.input[1])
+            if node.input[1] in dyn:
+                return None
+            groups = int(_attr(node, "group", 1))
+            kernel = (int(w[2]), int(w[3])) if len(w) == 4 else (int(w[2]), 1)
+            strides = [*_attr(node, "strides", [1, 1]), 1]
+            cin = ins[0][1]
+            kind = "deconv" if op == "ConvTranspose" else "conv"
+            if op == "Conv" and groups > 1:
+                kind = "dwconv" if groups == cin and out[1] % cin == 0 else "gconv"
+            wbytes = math.prod(w) + out[1]  # INT8 weights + bias
+            return Layer(name, op, kind, ins, out, kernel, (strides[0], strides[1]), groups, wbytes)
+        if op in FC_OPS:
+            if len(node.input) < 2 or node.input[1] in dyn:
+                return None
+            w = self.shape(node.input[1])
+            cin = math.prod(ins[0][1:])
+            fc_in = ((ins[0][0], cin, 1, 1),)
+            return Layer(name, op, "fc", fc_in, (out[0], math.prod(out[1:]), 1, 1), weight_bytes=math.prod(w))
+        if op in ("MaxPool", "AveragePool"):
+            k = [*_attr(node, "kernel_shape", [1, 1]), 1]
+            s = [*_attr(node, "strides", [1, 1]), 1]
+            return Layer(name, op, "pool", ins, out, (k[0], k[1]), (s[0], s[1]))
+        if op in ("GlobalAveragePool", "GlobalMaxPool"):
+            return Layer(name, op, "gap", ins, out, (ins[0][2], ins[0][3]), (ins[0][2], ins[0][3]))
+        if op in ("Add", "Mul", "HardSigmoid", "HardSwish"):
+            return Layer(name, op, "eltwise", ins, out)
+        # DepthToSpace, Resize, Upsample, Pad: data movement through the load/save engines.
+        return Layer(name, op, "move", ins, out)
+
+
+def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error") -> DpuGraph:
+    """The DPU layers of `model` (path or ModelProto) under `cfg`'s rules.
+
+    unknown: "error" raises ModelFileError naming ops ONNX does not define; "conservative" costs them
+    as a heavy ALU pass plus their DDR traffic and lists them in DpuGraph.unknown.
+    """
+    if unknown not in ("error", "conservative"):
+        raise ValueError(f"unknown must be 'error' or 'conservative', got {unknown!r}")
+    return _Walker(load_model(model), cfg, unknown).walk()

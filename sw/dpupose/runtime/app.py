@@ -1,0 +1,207 @@
+"""One `dpupose run`: plan -> guard -> runners -> frames -> results -> outputs (board-safe).
+
+Outputs under --out DIR: `keypoints.jsonl` (one line per frame, flushed as it goes), annotated frames
+(`frames/` for an image folder, `annotated.mp4` for a video or camera) and `run.json` (stage timings and
+throughput, written at the end). However the run ends (all frames, --max-frames, Ctrl-C, a camera that
+disappears, an error), what was produced so far is finalized.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpupose.errors import DpuposeError, UsageError
+from dpupose.runtime.backends import RunnerFactory, resolve_backend
+from dpupose.runtime.executor import SplitExecutor
+from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.pipeline import Pipeline, RunStats
+from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, Sink, VideoSink, annotate
+from dpupose.runtime.sources import FrameSource, ImageFolderSource, open_source
+from dpupose.split.plan import load_plan
+
+log = logging.getLogger(__name__)
+
+ANNOTATE = ("auto", "frames", "video", "none")
+
+
+@dataclass
+class RunOptions:
+    plan: Path
+    source: str
+    backend: str | None = None  # None: $DPUPOSE_BACKEND, then what is installed
+    out: Path | None = None
+    pipeline: bool = False
+    drop_late: bool = False
+    max_frames: int | None = None
+    threads: int | None = None  # ONNX Runtime intra-op threads
+    overlay: Path | None = None
+    dpu_jobs: int = 2  # DPU jobs in flight when pipelined
+    show: bool = False
+    annotate: str = "auto"
+    exact: bool = True  # emulator: bit-accurate integer path (False: ONNX Runtime fast path)
+    min_confidence: float = 0.0
+    report_every_s: float = 1.0
+    camera_retries: int = 5  # reconnect attempts after a camera stops delivering frames
+    camera_retry_delay_s: float = 1.0
+
+
+@dataclass
+class RunSummary:
+    backend: str
+    stats: RunStats
+    outputs: list[Path] = field(default_factory=list)
+    skipped: int = 0
+    interrupted: bool = False
+    guard: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "interrupted": self.interrupted,
+            "skipped_inputs": self.skipped,
+            "fingerprint_check": self.guard,
+            "outputs": [str(p) for p in self.outputs],
+            **self.stats.to_dict(),
+        }
+
+
+def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
+    if opts.annotate not in ANNOTATE:
+        raise UsageError(f"--annotate must be one of {', '.join(ANNOTATE)}")
+    sinks: list[Sink] = []
+    if opts.out is not None:
+        sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
+        mode = opts.annotate
+        if mode == "auto":
+            mode = "frames" if isinstance(source, ImageFolderSource) else "video"
+        if mode == "frames":
+            sinks.append(FolderSink(opts.out / "frames", by_frame_number=not isinstance(source, ImageFolderSource)))
+        elif mode == "video":
+            sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps))
+    elif opts.annotate in ("frames", "video"):
+        raise UsageError(f"--annotate {opts.annotate} needs --out DIR")
+    if opts.show:
+        sinks.append(DisplaySink())
+    return sinks
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunSummary:
+    """Run a plan over a source. Raises after finalizing outputs if the source or a runner fails."""
+    if opts.max_frames is not None and opts.max_frames < 1:
+        raise UsageError("--max-frames must be at least 1")
+    if opts.threads is not None and opts.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if opts.dpu_jobs < 1:
+        raise UsageError("--dpu-jobs must be at least 1")
+    plan = load_plan(opts.plan)
+    backend = resolve_backend(opts.backend)
+    pipelined = opts.pipeline or opts.drop_late
+    with ExitStack() as stack:
+        factory = RunnerFactory(plan, backend, opts.threads, opts.overlay, opts.exact)
+        guard = factory.guard.summary() if factory.guard is not None else None
+        if guard:
+            log.info("%s", guard)
+        executor = SplitExecutor(plan, factory.create_all())
+        stack.callback(executor.close)
+        source = open_source(
+            opts.source, reconnect_attempts=opts.camera_retries, reconnect_delay_s=opts.camera_retry_delay_s
+        )
+        stack.callback(source.close)
+        if opts.drop_late and not source.live:
+            log.warning("--drop-late with a file source drops every frame the pipeline cannot take at once")
+        frames = itertools.islice(iter(source), opts.max_frames)
+        if pipelined:
+            pipe = Pipeline(executor, factory.create, opts.dpu_jobs, drop_late=opts.drop_late)
+            stack.callback(pipe.close)
+            stats = pipe.new_stats()
+            results: Iterator[FrameResult] = pipe.run(frames)
+        else:
+            pipe = None
+            stats = RunStats.for_stages(executor.stage_names)
+            results = (executor.process(f) for f in frames)
+        if opts.out is not None:
+            opts.out.mkdir(parents=True, exist_ok=True)
+        sinks = _sinks(opts, source)
+        summary = RunSummary(backend, stats, guard=guard)
+        try:
+            _consume(opts, stack.enter_context(closing(results)), sinks, stats, progress)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except DpuposeError as exc:
+            _finish(summary, sinks, source, pipe, opts)
+            raise type(exc)(f"{exc}; {_kept(summary)}") from None
+        except BaseException:
+            _finish(summary, sinks, source, pipe, opts)
+            raise
+        _finish(summary, sinks, source, pipe, opts)
+        return summary
+
+
+def _consume(
+    opts: RunOptions,
+    results: Iterator[FrameResult],
+    sinks: list[Sink],
+    stats: RunStats,
+    progress: Callable[[str], None] | None,
+) -> None:
+    wants_image = any(s.wants_image for s in sinks)
+    meter = FpsMeter()
+    start = time.perf_counter()
+    last_report = start
+    try:
+        for result in results:
+            fps = meter.tick()
+            stats.add(result)
+            image = annotate(result, fps, opts.min_confidence) if wants_image else None
+            for sink in sinks:
+                sink.write(result, image)
+            result.image = None
+            now = time.perf_counter()
+            if progress is not None and now - last_report >= opts.report_every_s:
+                progress(f"frame {result.index}: {fps:.1f} FPS")
+                last_report = now
+            if any(s.quit_requested for s in sinks):
+                break
+    finally:
+        stats.wall_seconds = time.perf_counter() - start
+
+
+def _finish(summary: RunSummary, sinks: list[Sink], source: FrameSource, pipe: Pipeline | None, opts: RunOptions):
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # one broken sink must not lose the others' output
+            log.error("could not finalize %s: %s", type(sink).__name__, exc)
+        for attr in ("path", "folder"):
+            if hasattr(sink, attr):
+                summary.outputs.append(getattr(sink, attr))
+    summary.skipped = source.skipped
+    if pipe is not None:
+        summary.stats.dropped = pipe.dropped
+    if opts.out is not None:
+        path = opts.out / "run.json"
+        _write_json(path, summary.to_dict())
+        summary.outputs.append(path)
+
+
+def _kept(summary: RunSummary) -> str:
+    where = ", ".join(str(p) for p in summary.outputs) if summary.outputs else "nothing was written (no --out)"
+    return f"{summary.stats.frames} frames were processed before that; outputs: {where}"

@@ -1,0 +1,235 @@
+"""The split executor: one frame through pre-processing, the plan's subgraphs in order, and post-processing.
+
+Boundary conversions follow the runners' own tensor descriptions (so the same plan runs with VART, the
+emulator or ONNX Runtime for everything):
+- float -> int8 entering a DPU runner: NCHW -> NHWC, then round(x * 2**fix_point) half up, saturated to
+  [-128, 127] (dpupose.runtime.base.quantize_to_int8, the DPU's input rounding);
+- int8 -> float leaving it: int8 * 2**-fix_point, NHWC -> NCHW;
+- int8 -> int8 between DPU runners: passed as it is when the fix points agree, requantized (the same
+  rounding, exact) when they differ.
+
+Post-processing: the DSNT coordinates (normalized in the S x S letterboxed input) -> input pixels
+(dpupose.data.transforms.from_normalized) -> frame pixels (inverse letterbox affine). Confidence of a
+joint: the probability mass of its heatmap in the 3 x 3 heatmap pixels around the heatmap's maximum
+(heatmaps are flat-softmax outputs that sum to 1): near 1 for a sharp peak, about 9 / (H * W) for a flat
+map.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dpupose.data.transforms import from_normalized, letterbox, normalize
+from dpupose.errors import ModelFileError
+from dpupose.runtime.base import Runner, TensorInfo, dequantize_int8, quantize_to_int8
+from dpupose.runtime.frames import Frame, FrameResult
+from dpupose.split.plan import RESPLIT, BoundaryTensor, Plan
+
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
+CONFIDENCE_WINDOW = 1  # heatmap pixels each side of the mode: a 3 x 3 window
+
+Env = dict[str, tuple[np.ndarray, TensorInfo]]  # tensor name -> (array, how the array is stored)
+
+
+def relayout(x: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """NCHW <-> NHWC for 4-D tensors; other ranks and equal layouts pass unchanged."""
+    if src == dst or x.ndim != 4 or src not in IMAGE_LAYOUTS or dst not in IMAGE_LAYOUTS:
+        return x
+    return np.ascontiguousarray(x.transpose([src.index(c) for c in dst]))
+
+
+def requantize_int8(q: np.ndarray, fp_src: int, fp_dst: int) -> np.ndarray:
+    """int8 at 2**-fp_src -> int8 at 2**-fp_dst with round half up and saturation (exact)."""
+    if fp_src == fp_dst:
+        return q
+    return quantize_to_int8(q.astype(np.float64) * 2.0 ** (-fp_src), fp_dst)
+
+
+def convert(x: np.ndarray, src: TensorInfo, dst: TensorInfo) -> np.ndarray:
+    """A boundary tensor stored as `src` describes -> as `dst` describes."""
+    if src.dtype == "int8" and dst.dtype == "int8":
+        return relayout(requantize_int8(x, src.fix_point, dst.fix_point), src.layout, dst.layout)  # type: ignore[arg-type]
+    if src.dtype == "int8":
+        return relayout(dequantize_int8(x, src.fix_point), src.layout, dst.layout).astype(dst.dtype, copy=False)  # type: ignore[arg-type]
+    if dst.dtype == "int8":
+        return quantize_to_int8(relayout(x, src.layout, dst.layout), dst.fix_point)  # type: ignore[arg-type]
+    return relayout(x, src.layout, dst.layout).astype(dst.dtype, copy=False)
+
+
+def as_float_nchw(x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    target = TensorInfo(info.name, info.shape, "float32", None, "NCHW" if x.ndim == 4 else info.layout)
+    return convert(x, info, target)
+
+
+@dataclass
+class Prepared:
+    tensor: np.ndarray  # (1, 3, S, S) float32, ImageNet-normalized RGB
+    affine: np.ndarray  # 2 x 3, frame pixels -> input pixels (letterbox)
+
+
+def preprocess(image_bgr: np.ndarray, size: int) -> Prepared:
+    """Letterbox a BGR frame into S x S, convert to RGB and normalize (float32 NCHW, batch 1)."""
+    if image_bgr.ndim == 2:
+        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
+    elif image_bgr.shape[2] == 4:
+        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2BGR)
+    boxed, affine = letterbox(image_bgr, size)
+    rgb = cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB)
+    return Prepared(normalize(rgb)[None], affine)
+
+
+def to_frame_pixels(coords: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """Normalized coords (J, 2) in the S x S input -> frame pixels through the inverse letterbox affine."""
+    crop = from_normalized(coords, size).astype(np.float64)
+    inv = cv2.invertAffineTransform(affine)
+    return (crop @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+
+
+def heatmap_confidence(heatmaps: np.ndarray, window: int = CONFIDENCE_WINDOW) -> np.ndarray:
+    """(J, H, W) heatmaps -> (J,) mass within `window` pixels of each map's maximum (maps normalized first)."""
+    j, h, w = heatmaps.shape
+    flat = heatmaps.reshape(j, h * w).astype(np.float64)
+    total = flat.sum(axis=1)
+    mode = flat.argmax(axis=1)
+    conf = np.empty(j, np.float32)
+    for k in range(j):
+        y, x = divmod(int(mode[k]), w)
+        patch = heatmaps[k, max(0, y - window) : y + window + 1, max(0, x - window) : x + window + 1]
+        conf[k] = float(patch.sum()) / total[k] if total[k] > 0 else 0.0
+    return conf
+
+
+def _nchw_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    if len(shape) == 4 and layout in IMAGE_LAYOUTS:
+        return tuple(shape[layout.index(c)] for c in "NCHW")
+    return tuple(shape)
+
+
+def _check_interface(sg_name: str, file: str, side: str, plan_t: tuple[BoundaryTensor, ...], runner_t: list) -> None:
+    have = {t.name: t for t in runner_t}
+    want = {t.name for t in plan_t}
+    if side == "input" and set(have) - want:
+        extra = sorted(set(have) - want)
+        raise ModelFileError(f"subgraph {sg_name!r} ({file}) takes inputs {extra} the plan does not feed; {RESPLIT}")
+    for t in plan_t:
+        if t.name not in have:
+            raise ModelFileError(
+                f"subgraph {sg_name!r} ({file}) has no {side} {t.name!r} (it has {sorted(have)}); the plan and the "
+                f"subgraph file come from different splits or model versions; {RESPLIT}"
+            )
+        r = have[t.name]
+        mine, theirs = _nchw_shape(t.shape, t.layout)[1:], _nchw_shape(r.shape, r.layout)[1:]
+        if mine != theirs:
+            raise ModelFileError(
+                f"subgraph {sg_name!r} ({file}): {side} {t.name!r} is {list(r.shape)} ({r.layout}) in the runner but "
+                f"{list(t.shape)} ({t.layout}) in the plan (wrong input size or another model version); {RESPLIT}"
+            )
+
+
+class SplitExecutor:
+    """Runs a plan on one frame at a time with one Runner per subgraph (keyed by subgraph name)."""
+
+    def __init__(self, plan: Plan, runners: Mapping[str, Runner]) -> None:
+        self.plan = plan
+        self.size = plan.input_size
+        self.runners = dict(runners)
+        for sg in plan.subgraphs:
+            if sg.name not in self.runners:
+                raise ValueError(f"no runner for subgraph {sg.name!r}")
+            runner = self.runners[sg.name]
+            _check_interface(sg.name, sg.file, "input", sg.inputs, runner.inputs)
+            _check_interface(sg.name, sg.file, "output", sg.outputs, runner.outputs)
+        self.image_info = TensorInfo(plan.input.name, plan.input.shape, "float32", None, "NCHW")
+        # Tensors that can be dropped after each subgraph (no later consumer, not a final output).
+        finals = {plan.outputs.coords, plan.outputs.heatmaps}
+        last_use: dict[str, int] = {}
+        for i, sg in enumerate(plan.subgraphs):
+            for t in sg.inputs:
+                last_use[t.name] = i
+        self._drop_after = [
+            [n for n, last in last_use.items() if last == i and n not in finals] for i in range(len(plan.subgraphs))
+        ]
+
+    @property
+    def stage_names(self) -> list[str]:
+        return ["preprocess", *(sg.name for sg in self.plan.subgraphs), "postprocess"]
+
+    def start(self, image_bgr: np.ndarray) -> tuple[Prepared, Env]:
+        prepared = preprocess(image_bgr, self.size)
+        return prepared, {self.image_info.name: (prepared.tensor, self.image_info)}
+
+    def run_subgraph(self, index: int, env: Env, runner: Runner | None = None) -> None:
+        """Subgraph `index` on the tensors in env (converted to its runner's form); adds its outputs."""
+        runner = runner or self.runners[self.plan.subgraphs[index].name]
+        feeds = {}
+        for info in runner.inputs:
+            x, stored = env[info.name]
+            feeds[info.name] = convert(x, stored, info)
+        results = runner.run(feeds)
+        for info in runner.outputs:
+            env[info.name] = (results[info.name], info)
+        for name in self._drop_after[index]:
+            env.pop(name, None)
+
+    def outputs(self, env: Env) -> dict[str, np.ndarray]:
+        """The final tensors as float: {"coords": (1, 16, 2), "heatmaps": (1, 16, H, W) or absent}."""
+        out = {"coords": as_float_nchw(*env[self.plan.outputs.coords])}
+        if self.plan.outputs.heatmaps is not None:
+            out["heatmaps"] = as_float_nchw(*env[self.plan.outputs.heatmaps])
+        return out
+
+    def finish(self, frame: Frame, prepared: Prepared, env: Env) -> FrameResult:
+        out = self.outputs(env)
+        coords = out["coords"].reshape(-1, 2)
+        if "heatmaps" in out:
+            hm = out["heatmaps"]
+            confidence = heatmap_confidence(hm.reshape(hm.shape[-3:]) if hm.ndim == 4 else hm)
+        else:
+            confidence = np.full(len(coords), np.nan, np.float32)
+        return FrameResult(
+            index=frame.index,
+            source=frame.source,
+            keypoints=to_frame_pixels(coords, prepared.affine, self.size),
+            confidence=confidence,
+            coords=coords.astype(np.float32),
+            image=frame.image,
+        )
+
+    def infer(self, image_bgr: np.ndarray) -> dict[str, np.ndarray]:
+        """The plan's final outputs for one BGR frame (letterboxed and normalized here)."""
+        return self.infer_tensor(preprocess(image_bgr, self.size).tensor)
+
+    def infer_tensor(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """The plan's final outputs for an already normalized (1, 3, S, S) float32 tensor (benchmarks on
+        prepared crops, equivalence checks)."""
+        if tuple(tensor.shape) != tuple(self.plan.input.shape):
+            raise ValueError(f"input tensor is {tensor.shape}, the plan takes {self.plan.input.shape}")
+        env: Env = {self.image_info.name: (np.asarray(tensor, np.float32), self.image_info)}
+        for i in range(len(self.plan.subgraphs)):
+            self.run_subgraph(i, env)
+        return self.outputs(env)
+
+    def process(self, frame: Frame) -> FrameResult:
+        """One frame, sequentially, with the time of every stage in result.timings."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        prepared, env = self.start(frame.image)
+        timings["preprocess"] = time.perf_counter() - t0
+        for i, sg in enumerate(self.plan.subgraphs):
+            t0 = time.perf_counter()
+            self.run_subgraph(i, env)
+            timings[sg.name] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = self.finish(frame, prepared, env)
+        timings["postprocess"] = time.perf_counter() - t0
+        result.timings = timings
+        return result
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            runner.close()

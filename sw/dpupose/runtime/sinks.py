@@ -1,0 +1,202 @@
+"""Where results go: JSON lines, annotated frames (folder or video file), a window; live FPS (board-safe).
+
+Everything a run has written survives its end, however it ends (Ctrl-C, a camera unplugged, an error):
+JSON lines are flushed after every frame, annotated images are written atomically one by one, and the
+video is finalized by close() and only then renamed from `NAME.part` to its final name.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import cv2
+import numpy as np
+
+from dpupose.errors import DeviceError
+from dpupose.runtime.draw import draw_label, draw_skeleton
+from dpupose.runtime.frames import FrameResult
+
+log = logging.getLogger(__name__)
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class Sink:
+    """Receives each result (and its annotated frame, when one was drawn)."""
+
+    wants_image = False  # needs the annotated frame
+    quit_requested = False  # a window's user asked to stop
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and finalize."""
+
+
+class JsonLinesSink(Sink):
+    """One JSON object per frame: frame, source, keypoints (frame pixels), confidence, timings_ms."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.count = 0
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
+        assert self._f is not None
+        self._f.write(json.dumps(result.to_json()) + "\n")
+        self._f.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+class FolderSink(Sink):
+    """Annotated frames as JPEG files: the source image's name, or the frame number for videos/cameras."""
+
+    wants_image = True
+
+    def __init__(self, folder: str | Path, by_frame_number: bool) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.by_frame_number = by_frame_number
+        self.count = 0
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
+        if annotated is None:
+            return
+        stem = f"{result.index:06d}" if self.by_frame_number else Path(result.source).stem
+        path = self.folder / f"{stem}.jpg"
+        tmp = self.folder / f".{stem}.part.jpg"
+        if not cv2.imwrite(str(tmp), annotated):
+            raise DeviceError(f"cannot write {path} (disk full or not writable?)")
+        os.replace(tmp, path)
+        self.count += 1
+
+
+class VideoSink(Sink):
+    """Annotated frames into a video file (mp4v for .mp4, MJPG for .avi/.mkv), sized by the first frame."""
+
+    wants_image = True
+
+    def __init__(self, path: str | Path, fps: float | None = None) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in VIDEO_CODECS:
+            raise ValueError(f"video output must end in one of {', '.join(VIDEO_CODECS)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.part = self.path.with_name(self.path.stem + ".part" + self.path.suffix)
+        self.fps = fps if fps and fps > 0 else 15.0
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.count = 0
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
+        if annotated is None:
+            return
+        h, w = annotated.shape[:2]
+        if self._writer is None:
+            self._writer = self._open(w, h)
+            self._size = (w, h)
+        if (w, h) != self._size:
+            annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(annotated)
+        self.count += 1
+
+    def _open(self, w: int, h: int) -> cv2.VideoWriter:
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+        writer = cv2.VideoWriter(str(self.part), fourcc, self.fps, (w, h))
+        if writer.isOpened():
+            return writer
+        if self.path.suffix.lower() != ".avi":  # MJPG in AVI is built into every OpenCV
+            log.warning("OpenCV cannot write %s here; writing %s instead", self.path.name, self.path.stem + ".avi")
+            self.part.unlink(missing_ok=True)
+            self.path = self.path.with_suffix(".avi")
+            self.part = self.path.with_name(self.path.stem + ".part.avi")
+            writer = cv2.VideoWriter(str(self.part), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h))
+            if writer.isOpened():
+                return writer
+        raise DeviceError(f"OpenCV cannot write the video {self.path} (disk full or not writable?)")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            os.replace(self.part, self.path)
+
+
+def display_available() -> bool:
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class DisplaySink(Sink):
+    """Shows annotated frames in a window; q or Esc asks the run to stop."""
+
+    wants_image = True
+
+    def __init__(self, title: str = "dpupose") -> None:
+        self.title = title
+        self.enabled = display_available()
+        if not self.enabled:
+            log.warning("--show: no display (DISPLAY is not set); frames are not shown")
+            return
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            log.warning("--show: this OpenCV build cannot open windows (%s); frames are not shown", exc)
+            self.enabled = False
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
+        if not self.enabled or annotated is None:
+            return
+        cv2.imshow(self.title, annotated)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.quit_requested = True
+
+    def close(self) -> None:
+        if self.enabled:
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(self.title)
+
+
+class FpsMeter:
+    """Frames per second over the last `window` frames."""
+
+    def __init__(self, window: int = 30, clock=time.perf_counter) -> None:
+        self._times: collections.deque[float] = collections.deque(maxlen=window)
+        self._clock = clock
+
+    def tick(self) -> float:
+        self._times.append(self._clock())
+        return self.fps
+
+    @property
+    def fps(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def annotate(result: FrameResult, fps: float | None = None, min_confidence: float = 0.0) -> np.ndarray:
+    """A copy of the frame with the skeleton and, if given, the FPS drawn on it."""
+    assert result.image is not None
+    frame = result.image.copy()
+    confidence = None if np.isnan(result.confidence).any() else result.confidence
+    draw_skeleton(frame, result.keypoints, confidence, min_confidence)
+    if fps is not None:
+        draw_label(frame, f"{fps:.1f} FPS")
+    return frame

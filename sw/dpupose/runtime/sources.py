@@ -1,0 +1,220 @@
+"""Frame sources: a folder of images (or one image), a video file, or a camera (board-safe: OpenCV).
+
+`open_source(spec)`: "camera" or "camera:N" -> CameraSource(N); a folder or image file ->
+ImageFolderSource; any other file -> VideoFileSource.
+
+Bad input never stops a run that can go on: a non-image file in a folder, an image that does not decode
+and a video frame that does not decode are skipped with a warning (and counted in `skipped`). A camera
+that stops delivering frames (unplugged) is reopened a few times; if it does not come back the source
+raises DeviceError after the frames read so far, which the caller has already handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from dpupose.errors import DataError, DeviceError, UsageError
+from dpupose.runtime.frames import Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
+CaptureFactory = Callable[..., Any]  # cv2.VideoCapture or a stand-in with the same methods
+
+
+class FrameSource:
+    """Iterate for Frames; close() releases the device or file. A context manager."""
+
+    name = "source"
+    live = False  # a camera: frames keep coming whether or not they are taken
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file or device."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ImageFolderSource(FrameSource):
+    """Images of a folder in sorted name order (or a single image file)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.is_file())
+        elif self.path.is_file():
+            self.files = [self.path]
+        else:
+            raise UsageError(f"image source {self.path} does not exist")
+        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in self.files):
+            raise DataError(
+                f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); pass a folder of images, "
+                "a video file or camera:N"
+            )
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        for p in self.files:
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                log.warning("skipping %s: not an image", p)
+                self.skipped += 1
+                continue
+            image = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("skipping %s: cannot decode the image (corrupt or truncated?)", p)
+                self.skipped += 1
+                continue
+            yield Frame(index, image, p.name)
+            index += 1
+
+
+class VideoFileSource(FrameSource):
+    """Frames of a video file; a frame that does not decode is skipped with a warning."""
+
+    def __init__(self, path: str | Path, open_capture: CaptureFactory | None = None, max_bad_run: int = 25) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        if not self.path.is_file():
+            raise UsageError(f"video source {self.path} does not exist")
+        self.cap = (open_capture or cv2.VideoCapture)(str(self.path))
+        if not self.cap.isOpened():
+            raise DataError(f"cannot open video {self.path}: not a video OpenCV can decode")
+        self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # 0: unknown
+        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 else None
+        self.max_bad_run = max_bad_run
+
+    def __iter__(self) -> Iterator[Frame]:
+        pos, bad = 0, []  # bad: positions of undecodable frames not reported yet
+        while self.count <= 0 or pos < self.count:
+            ok, image = self.cap.read()
+            if ok and image is not None:
+                if bad:
+                    log.warning("%s: frame(s) %s could not be decoded; skipped", self.path.name, _ranges(bad))
+                    self.skipped += len(bad)
+                    bad = []
+                yield Frame(pos, image, self.path.name)
+            elif self.count <= 0:
+                return  # length unknown: a failed read is the end of the stream
+            else:
+                bad.append(pos)
+                if len(bad) >= self.max_bad_run:
+                    break
+            pos += 1
+        if bad:
+            self.skipped += len(bad)
+            if len(bad) >= self.max_bad_run:
+                log.warning(
+                    "%s: %d frames in a row from frame %d could not be decoded; stopping (the file announces %d)",
+                    self.path.name,
+                    len(bad),
+                    bad[0],
+                    self.count,
+                )
+            else:
+                log.warning(
+                    "%s: the last frame(s) %s of %d could not be decoded", self.path.name, _ranges(bad), self.count
+                )
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def _ranges(positions: list[int]) -> str:
+    return f"{positions[0]}" if len(positions) == 1 else f"{positions[0]}-{positions[-1]}"
+
+
+class CameraSource(FrameSource):
+    """A camera through cv2.VideoCapture(N); reopened after read failures, DeviceError if it stays away."""
+
+    live = True
+
+    def __init__(
+        self,
+        index: int = 0,
+        open_capture: CaptureFactory | None = None,
+        reconnect_attempts: int = 5,
+        reconnect_delay_s: float = 1.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.index = index
+        self.name = f"camera:{index}"
+        self._open_capture = open_capture or cv2.VideoCapture
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_delay_s = reconnect_delay_s
+        self._sleep = sleep or time.sleep
+        self._closed = False
+        self.reconnects = 0
+        self.cap = self._open_capture(index)
+        if not self.cap.isOpened():
+            raise DeviceError(
+                f"cannot open camera {index}: check that it is plugged in (ls /dev/video*) and not in use by "
+                "another program, or pick another with camera:N"
+            )
+        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 else None
+
+    def __iter__(self) -> Iterator[Frame]:
+        count, failures = 0, 0
+        while not self._closed:
+            ok, image = self.cap.read()
+            if ok and image is not None:
+                failures = 0
+                yield Frame(count, image, self.name)
+                count += 1
+                continue
+            if self._closed:
+                return
+            failures += 1
+            if failures > self.reconnect_attempts:
+                raise DeviceError(
+                    f"camera {self.index} stopped delivering frames (unplugged?) and did not come back after "
+                    f"{self.reconnect_attempts} reconnect attempts {self.reconnect_delay_s:g} s apart; "
+                    f"{count} frames were read"
+                )
+            log.warning(
+                "camera %d: no frame (unplugged?); reconnecting (%d/%d)", self.index, failures, self.reconnect_attempts
+            )
+            self._sleep(self.reconnect_delay_s)
+            self.cap.release()
+            self.cap = self._open_capture(self.index)
+            self.reconnects += 1
+
+    def close(self) -> None:
+        self._closed = True
+        self.cap.release()
+
+
+def open_source(spec: str, **camera_options: Any) -> FrameSource:
+    """ "camera" / "camera:N", an image folder or file, or a video file."""
+    if spec == "camera" or spec.startswith("camera:"):
+        text = spec.partition(":")[2] or "0"
+        if not text.isdigit():
+            raise UsageError(f"camera source {spec!r}: use camera:N with N the camera number (0 for the first)")
+        return CameraSource(int(text), **camera_options)
+    path = Path(spec)
+    if path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageFolderSource(path)
+    if not path.exists():
+        raise UsageError(f"source {spec} does not exist: pass an image folder, an image, a video file or camera:N")
+    return VideoFileSource(path)

@@ -1,0 +1,271 @@
+"""`VartRunner`: one DPU subgraph of a compiled .xmodel on the board's DPU through VART.
+
+Board only (PYNQ 3.0.1 + pynq-dpu 2.5.1). `pynq_dpu`, `vart` and `xir` are imported inside functions;
+`pynq_dpu` first, because importing it puts VART's Python modules on the path.
+
+- The overlay (`dpu.bit` with `dpu.hwh` and `dpu.xclbin` beside it) is loaded once per process with
+  `pynq_dpu.DpuOverlay(bitfile)`, which programs the PL and copies the xclbin to /usr/lib for VART.
+- `pynq_dpu`'s own `load_model` accepts an xmodel with exactly one DPU subgraph. A split model can have
+  several, so runners are made here from the xmodel directly: `xir.Graph.deserialize(path)`, root
+  subgraph -> child subgraphs whose "device" attribute is "DPU", `vart.Runner.create_runner(sg, "run")`.
+- Tensors are exchanged as int8 NHWC numpy arrays (VART's own layout); the scale is the tensor's
+  "fix_point" attribute (real = int8 * 2**-fix_point). Passing int8 keeps VART from converting on the CPU.
+- `execute_async(inputs, outputs)` returns a (job id, status) pair; every job is waited with `wait(job)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpupose.errors import DataError, DeviceError, ModelFileError, ToolNotFoundError
+from dpupose.runtime.base import Runner, TensorInfo
+
+log = logging.getLogger(__name__)
+
+BOARD_HINT = "the vart backend runs on the board with pynq-dpu installed; on a PC use --backend emulate"
+VART_CONF = Path("/etc/vart.conf")
+XCLBIN_DIR = Path("/usr/lib")  # where pynq_dpu 2.5.1 copies dpu.xclbin
+
+_overlay: dict[str, Any] = {}  # bitfile path -> DpuOverlay: a process programs the PL once
+
+
+def import_board_modules() -> tuple[Any, Any, Any]:
+    """(pynq_dpu, vart, xir), or ToolNotFoundError saying where the vart backend runs."""
+    try:
+        import pynq_dpu  # puts VART's Python modules (vart, xir) on sys.path
+        import vart
+        import xir
+    except ImportError as exc:
+        raise ToolNotFoundError(f"{BOARD_HINT} (import failed: {exc})") from None
+    return pynq_dpu, vart, xir
+
+
+def overlay_bitfile(overlay: str | Path) -> Path:
+    """The dpu.bit of an overlay folder (or the .bit file itself), checking its sibling files."""
+    path = Path(overlay)
+    bit = path / "dpu.bit" if path.is_dir() else path
+    if bit.suffix != ".bit" or not bit.is_file():
+        raise ModelFileError(
+            f"no overlay bitstream at {bit}: pass --overlay with the folder holding dpu.bit, dpu.hwh and "
+            "dpu.xclbin (built with `make hw DPU=<config>`)"
+        )
+    missing = [s for s in (".hwh", ".xclbin") if not bit.with_suffix(s).is_file()]
+    if missing:
+        raise ModelFileError(
+            f"overlay {bit} needs {', '.join(bit.stem + s for s in missing)} beside it "
+            "(pynq needs the .hwh; pynq_dpu copies the .xclbin for VART)"
+        )
+    return bit
+
+
+def check_vart_conf(xclbin_name: str, conf: Path = VART_CONF) -> None:
+    """VART loads the firmware /etc/vart.conf names; it must be the xclbin pynq_dpu copied for this overlay."""
+    if not conf.is_file():
+        return  # VART's default is /usr/lib/dpu.xclbin
+    text = conf.read_text(errors="replace")
+    expected = str(XCLBIN_DIR / xclbin_name)
+    if expected not in text:
+        raise DeviceError(
+            f"{conf} points VART at another firmware ({text.strip()!r}), not {expected} that the overlay "
+            f"installs; running would use a mismatched xclbin. Fix: echo 'firmware: {expected}' | "
+            f"sudo tee {conf}"
+        )
+
+
+def load_overlay(overlay: str | Path) -> Any:
+    """Program the DPU overlay once per process; later calls return the same DpuOverlay."""
+    bit = overlay_bitfile(overlay)
+    key = str(bit.resolve())
+    if key not in _overlay:
+        pynq_dpu, _, _ = import_board_modules()
+        check_vart_conf(bit.stem + ".xclbin")
+        log.info("loading DPU overlay %s", bit)
+        try:
+            _overlay[key] = pynq_dpu.DpuOverlay(str(bit))
+        except Exception as exc:  # pynq raises plain exceptions for unreadable bitstreams, missing .hwh...
+            raise DeviceError(f"cannot load overlay {bit}: {exc}") from None
+    return _overlay[key]
+
+
+def dpu_subgraphs(graph: Any) -> list[Any]:
+    """The root subgraph's children whose "device" is DPU, in topological order."""
+    root = graph.get_root_subgraph()
+    if root is None or root.is_leaf:
+        return []
+    return [
+        sg
+        for sg in root.toposort_child_subgraph()
+        if sg.has_attr("device") and str(sg.get_attr("device")).upper() == "DPU"
+    ]
+
+
+class Xmodel:
+    """A deserialized .xmodel (kept alive while runners use its subgraphs)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelFileError(f"xmodel {self.path} is missing: compile the DPU subgraphs with Vitis AI first")
+        _, _, xir = import_board_modules()
+        try:
+            self.graph = xir.Graph.deserialize(str(self.path))
+        except Exception as exc:  # xir raises RuntimeError-like errors for foreign files
+            raise ModelFileError(f"cannot read xmodel {self.path}: {exc}") from None
+        self.subgraphs = dpu_subgraphs(self.graph)
+        if not self.subgraphs:
+            raise ModelFileError(f"xmodel {self.path} has no DPU subgraph: was it compiled with vai_c_xir?")
+
+    def names(self) -> list[str]:
+        return [sg.get_name() for sg in self.subgraphs]
+
+    def subgraph(self, name: str | None) -> Any:
+        """The DPU subgraph called `name`; with None, the only one (an error if there are several)."""
+        if name is None:
+            if len(self.subgraphs) > 1:
+                raise ModelFileError(
+                    f"xmodel {self.path} has {len(self.subgraphs)} DPU subgraphs ({', '.join(self.names())}): "
+                    "the plan must name one with xmodel_subgraph"
+                )
+            return self.subgraphs[0]
+        for sg in self.subgraphs:
+            if sg.get_name() == name:
+                return sg
+        raise ModelFileError(
+            f"xmodel {self.path} has no DPU subgraph {name!r} (it has {', '.join(self.names())}): "
+            "re-split or recompile so that plan and xmodel match"
+        )
+
+    def fingerprints(self) -> dict[str, int | None]:
+        """DPU subgraph name -> its "dpu_fingerprint" attribute (None for xmodels that lack it)."""
+        return {
+            sg.get_name(): int(sg.get_attr("dpu_fingerprint")) if sg.has_attr("dpu_fingerprint") else None
+            for sg in self.subgraphs
+        }
+
+
+def _tensor_info(tensor: Any, name: str, where: str) -> TensorInfo:
+    if str(tensor.dtype).lower() != "xint8":
+        raise ModelFileError(f"{where}: tensor {tensor.name!r} is {tensor.dtype}, expected xint8")
+    if not tensor.has_attr("fix_point"):
+        raise ModelFileError(f"{where}: tensor {tensor.name!r} has no fix_point attribute")
+    return TensorInfo(name, tuple(int(d) for d in tensor.dims), "int8", int(tensor.get_attr("fix_point")), "NHWC")
+
+
+def bind_names(vart_tensors: Sequence[Any], wanted: Sequence[TensorInfo] | None, where: str) -> list[str]:
+    """The plan's names for VART's tensors: by equal name, else by unique per-sample shape, else by order."""
+    vnames = [t.name for t in vart_tensors]
+    if not wanted:
+        return vnames
+    if len(wanted) != len(vart_tensors):
+        raise ModelFileError(
+            f"{where}: the xmodel has {len(vart_tensors)} tensors ({', '.join(vnames)}) where the plan has "
+            f"{len(wanted)} ({', '.join(w.name for w in wanted)}); recompile the xmodel from this split"
+        )
+    if set(vnames) == {w.name for w in wanted}:
+        return vnames
+    shapes = [tuple(int(d) for d in t.dims)[1:] for t in vart_tensors]
+    want_shapes = [tuple(w.shape[1:]) for w in wanted]
+    if len(set(shapes)) == len(shapes) and sorted(shapes) == sorted(want_shapes):
+        return [wanted[want_shapes.index(s)].name for s in shapes]
+    for s, w in zip(shapes, want_shapes):
+        if s != w:
+            raise ModelFileError(f"{where}: xmodel tensor shapes {shapes} do not match the plan's {want_shapes}")
+    return [w.name for w in wanted]
+
+
+class VartRunner(Runner):
+    """A VART runner on one DPU subgraph (int8 NHWC in and out, fix points from the xmodel)."""
+
+    def __init__(
+        self,
+        xmodel: Xmodel,
+        subgraph_name: str | None = None,
+        inputs: Sequence[TensorInfo] | None = None,
+        outputs: Sequence[TensorInfo] | None = None,
+    ) -> None:
+        _, vart, _ = import_board_modules()
+        self.xmodel = xmodel  # keeps the xir graph alive
+        self.subgraph = xmodel.subgraph(subgraph_name)
+        self.name = self.subgraph.get_name()
+        where = f"{xmodel.path.name}:{self.name}"
+        try:
+            self._runner = vart.Runner.create_runner(self.subgraph, "run")
+        except Exception as exc:  # VART reports a missing DPU / xclbin mismatch as RuntimeError
+            raise DeviceError(f"cannot create a VART runner for {where}: {exc}") from None
+        vin, vout = self._runner.get_input_tensors(), self._runner.get_output_tensors()
+        self._in_tensors, self._out_tensors = list(vin), list(vout)
+        in_names = bind_names(vin, inputs, where)
+        out_names = bind_names(vout, outputs, where)
+        self._inputs = [_tensor_info(t, n, where) for t, n in zip(vin, in_names)]
+        self._outputs = [_tensor_info(t, n, where) for t, n in zip(vout, out_names)]
+        for mine, theirs in ((self._inputs, inputs), (self._outputs, outputs)):
+            for info in mine:
+                plan_fp = next((t.fix_point for t in theirs or () if t.name == info.name), info.fix_point)
+                if plan_fp != info.fix_point:
+                    log.warning(
+                        "%s: tensor %s has fix_point %s in the xmodel but %s in the plan; using the xmodel's",
+                        where,
+                        info.name,
+                        info.fix_point,
+                        plan_fp,
+                    )
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    def _input_buffers(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        buffers, batch = [], None
+        for info in self._inputs:
+            if info.name not in feeds:
+                raise DataError(f"{self.name}: missing input {info.name!r}")
+            x = feeds[info.name]
+            if not isinstance(x, np.ndarray) or x.dtype != np.int8:
+                raise DataError(f"{self.name}: input {info.name!r} must be int8 (quantize by its fix_point)")
+            if x.ndim != len(info.shape) or x.shape[1:] != info.shape[1:]:
+                raise DataError(f"{self.name}: input {info.name!r} is {x.shape}, expected (N, {info.shape[1:]}) NHWC")
+            if batch is not None and x.shape[0] != batch:
+                raise DataError(f"{self.name}: inputs have different batch sizes")
+            batch = x.shape[0]
+            if batch > info.shape[0]:
+                raise DataError(f"{self.name}: batch {batch} is larger than the DPU runner's {info.shape[0]}")
+            if batch < info.shape[0]:  # VART takes whole tensors: pad to the runner's batch
+                pad = np.zeros(info.shape, np.int8)
+                pad[:batch] = x
+                x = pad
+            buffers.append(np.ascontiguousarray(x))
+        return buffers, batch or 1
+
+    def submit(self, feeds: dict[str, np.ndarray]) -> tuple[Any, list[np.ndarray], int]:
+        """Start one DPU job; pass what it returns to collect()."""
+        buffers, batch = self._input_buffers(feeds)
+        outs = [np.empty(info.shape, dtype=np.int8, order="C") for info in self._outputs]
+        job = self._runner.execute_async(buffers, outs)
+        status = job[1] if isinstance(job, tuple) and len(job) > 1 else 0
+        if status != 0:
+            self._runner.wait(job)
+            raise DeviceError(f"{self.name}: VART execute_async failed with status {status}")
+        return job, outs, batch
+
+    def collect(self, pending: tuple[Any, list[np.ndarray], int]) -> dict[str, np.ndarray]:
+        """Wait for a job from submit() and return its int8 NHWC outputs."""
+        job, outs, batch = pending
+        status = self._runner.wait(job)
+        if status not in (0, None):
+            raise DeviceError(f"{self.name}: VART wait returned status {status}")
+        return {info.name: y[:batch] for info, y in zip(self._outputs, outs)}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.collect(self.submit(feeds))
+
+    def close(self) -> None:
+        self._runner = None

@@ -1,0 +1,366 @@
+"""The split plan (`plan.json`, version 1): which subgraph runs where, in which order, with which tensors.
+
+A plan folder holds `plan.json` and the files it names (paths relative to the folder, so the folder can
+be copied to a board as it is):
+
+    {
+      "version": 1,
+      "generated_by": "...",                      optional: what wrote the plan
+      "fingerprint": "0x101000016010404",         DPU configuration the plan was made for (arch.json)
+      "dpu_config": "u96v2-b1600-pynq",
+      "model": {"name": ..., "input_size": 224, "sha256": <sha256 of the source ONNX>},
+      "input": {"name": "image", "shape": [1, 3, 224, 224], "layout": "NCHW", "dtype": "float32",
+                "preprocessing": "imagenet"},
+      "outputs": {"coords": "coords", "heatmaps": "heatmaps"},   final tensors; heatmaps may be null
+      "subgraphs": [                               in execution order
+        {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx",
+         "xmodel": "model.xmodel", "xmodel_subgraph": "subgraph_...",   optional, DPU only (board)
+         "sha256": "...",                          optional: checked against `file` when loading
+         "reason": "...",                          optional, CPU only: why it is not on the DPU
+         "inputs": [TENSOR, ...], "outputs": [TENSOR, ...]}
+      ],
+      "metadata": {...}                            optional, free-form (e.g. predicted timings)
+    }
+    TENSOR = {"name": ..., "shape": [1, 56, 56, 24], "layout": "NHWC", "dtype": "int8", "fix_point": 5}
+
+DPU-side tensors are int8 NHWC with a fix point (real value = int8 * 2**-fix_point), as VART exchanges
+them; CPU-side tensors are float32 NCHW. A DPU subgraph's `file` is a QDQ ONNX whose inputs are float
+tensors consumed by QuantizeLinear and whose outputs come out of DequantizeLinear (the emulator and the
+`cpu` backend run it; the board runs `xmodel`).
+
+Board-safe: standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from dpupose.errors import ModelFileError
+from dpupose.split.plan_schema import (
+    DEVICES,
+    DTYPES,
+    PLAN_FILE,
+    PLAN_VERSION,
+    PREPROCESSING,
+    RESPLIT,
+    BoundaryTensor,
+    InputSpec,
+    ModelInfo,
+    OutputNames,
+    Plan,
+    Subgraph,
+    file_sha256,
+    parse_fingerprint,
+)
+
+__all__ = [
+    "PLAN_FILE",
+    "PLAN_VERSION",
+    "RESPLIT",
+    "BoundaryTensor",
+    "InputSpec",
+    "ModelInfo",
+    "OutputNames",
+    "Plan",
+    "Subgraph",
+    "check_dataflow",
+    "check_files",
+    "file_sha256",
+    "load_plan",
+    "parse_fingerprint",
+    "plan_from_dict",
+    "save_plan",
+]
+
+
+class _Reader:
+    """Strict field access on one JSON object; every error names the object and the field."""
+
+    def __init__(self, obj: object, where: str, source: str) -> None:
+        if not isinstance(obj, dict):
+            raise ModelFileError(f"{source}: {where} must be a JSON object; {RESPLIT}")
+        self.obj = obj
+        self.where = where
+        self.source = source
+
+    def fail(self, key: str, what: str) -> ModelFileError:
+        return ModelFileError(f"{self.source}: {self.where}.{key} {what}; {RESPLIT}")
+
+    def check_keys(self, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+        missing = [k for k in required if k not in self.obj]
+        if missing:
+            raise ModelFileError(f"{self.source}: {self.where} lacks field(s) {', '.join(missing)}; {RESPLIT}")
+        unknown = sorted(set(self.obj) - set(required) - set(optional))
+        if unknown:
+            raise ModelFileError(
+                f"{self.source}: unknown field(s) {', '.join(unknown)} in {self.where}: the plan was written by "
+                f"another dpupose version; {RESPLIT}"
+            )
+
+    def text(self, key: str, nullable: bool = False) -> str | None:
+        v = self.obj.get(key)
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, "must be a non-empty string" + (" or null" if nullable else ""))
+        return v
+
+    def integer(self, key: str, nullable: bool = False) -> int | None:
+        v = self.obj.get(key)
+        if v is None and nullable:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(key, "must be an integer" + (" or null" if nullable else ""))
+        return v
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        v = self.obj.get(key)
+        if (
+            not isinstance(v, list)
+            or not v
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)
+        ):
+            raise self.fail(key, "must be a list of positive integers (static shape, batch first)")
+        return tuple(v)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        v = self.obj.get(key)
+        if v not in choices:
+            raise self.fail(key, f"is {v!r}; expected one of {', '.join(choices)}")
+        return v  # type: ignore[return-value]
+
+
+def _tensor(obj: object, where: str, source: str) -> BoundaryTensor:
+    r = _Reader(obj, where, source)
+    r.check_keys(("name", "shape", "layout", "dtype", "fix_point"))
+    shape = r.shape("shape")
+    layout = r.text("layout")
+    assert layout is not None
+    if len(layout) != len(shape) or len(set(layout)) != len(layout) or not layout.isalpha():
+        raise r.fail("layout", f"{layout!r} does not name the {len(shape)} axes of shape {list(shape)}")
+    dtype = r.choice("dtype", DTYPES)
+    fix_point = r.integer("fix_point", nullable=True)
+    if dtype == "int8" and fix_point is None:
+        raise r.fail("fix_point", "must be an integer for an int8 tensor (real = int8 * 2**-fix_point)")
+    name = r.text("name")
+    assert name is not None
+    return BoundaryTensor(name, shape, layout, dtype, fix_point)
+
+
+def _subgraph(obj: object, index: int, source: str) -> Subgraph:
+    where = f"subgraphs[{index}]"
+    r = _Reader(obj, where, source)
+    r.check_keys(("name", "device", "file", "inputs", "outputs"), ("xmodel", "xmodel_subgraph", "reason", "sha256"))
+    name = r.text("name")
+    device = r.choice("device", DEVICES)
+    file = r.text("file")
+    tensors: dict[str, tuple[BoundaryTensor, ...]] = {}
+    for key in ("inputs", "outputs"):
+        items = r.obj[key]
+        if not isinstance(items, list) or not items:
+            raise r.fail(key, "must be a non-empty list of tensors")
+        tensors[key] = tuple(_tensor(t, f"{where}.{key}[{i}]", source) for i, t in enumerate(items))
+    xmodel = r.text("xmodel", nullable=True)
+    xmodel_subgraph = r.text("xmodel_subgraph", nullable=True)
+    if device == "cpu" and (xmodel or xmodel_subgraph):
+        raise r.fail("xmodel", "is only for DPU subgraphs")
+    for t in (*tensors["inputs"], *tensors["outputs"]):
+        if device == "dpu" and t.dtype != "int8":
+            raise r.fail("inputs/outputs", f"tensor {t.name!r} of a DPU subgraph must be int8 (is {t.dtype})")
+        if device == "dpu" and len(t.shape) == 4 and t.layout != "NHWC":
+            raise r.fail("inputs/outputs", f"tensor {t.name!r} of a DPU subgraph must be NHWC (is {t.layout})")
+        if device == "cpu" and t.dtype != "float32":
+            raise r.fail("inputs/outputs", f"tensor {t.name!r} of a CPU subgraph must be float32 (is {t.dtype})")
+    assert name is not None and file is not None
+    return Subgraph(
+        name=name,
+        device=device,
+        file=file,
+        inputs=tensors["inputs"],
+        outputs=tensors["outputs"],
+        xmodel=xmodel,
+        xmodel_subgraph=xmodel_subgraph,
+        reason=r.text("reason", nullable=True),
+        sha256=r.text("sha256", nullable=True),
+    )
+
+
+def plan_from_dict(data: object, source: str = PLAN_FILE, root: Path | None = None) -> Plan:
+    """Build and check a Plan from parsed JSON (ModelFileError naming the field on any problem)."""
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{source}: not a split plan (expected a JSON object); {RESPLIT}")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{source}: field version is missing or not an integer; {RESPLIT}")
+    if version > PLAN_VERSION:
+        raise ModelFileError(
+            f"{source}: plan version {version} is newer than this dpupose reads (version {PLAN_VERSION}): "
+            "install the dpupose version that wrote the plan on this machine, or re-split the model with "
+            "this version's `dpupose split`"
+        )
+    if version < 1:
+        raise ModelFileError(f"{source}: plan version {version} is not valid; {RESPLIT}")
+    r = _Reader(data, "plan", source)
+    r.check_keys(
+        ("version", "fingerprint", "dpu_config", "model", "input", "outputs", "subgraphs"),
+        ("generated_by", "metadata"),
+    )
+    parse_fingerprint(data["fingerprint"], f"{source}: fingerprint")
+    fingerprint = r.text("fingerprint")
+
+    m = _Reader(data["model"], "model", source)
+    m.check_keys(("name", "input_size", "sha256"))
+    input_size = m.integer("input_size")
+    assert input_size is not None
+    if input_size < 1:
+        raise m.fail("input_size", "must be positive")
+    model = ModelInfo(m.text("name"), input_size, m.text("sha256"))  # type: ignore[arg-type]
+
+    i = _Reader(data["input"], "input", source)
+    i.check_keys(("name", "shape", "layout", "dtype", "preprocessing"))
+    shape = i.shape("shape")
+    if i.obj["layout"] != "NCHW" or i.obj["dtype"] != "float32":
+        raise i.fail("layout", "must be NCHW with dtype float32 (the normalized image)")
+    expected = (1, 3, input_size, input_size)
+    if shape != expected:
+        raise i.fail(
+            "shape",
+            f"is {list(shape)} but model.input_size is {input_size} (expected {list(expected)}): wrong input size",
+        )
+    inp = InputSpec(i.text("name"), shape, "NCHW", "float32", i.choice("preprocessing", PREPROCESSING))  # type: ignore[arg-type]
+
+    o = _Reader(data["outputs"], "outputs", source)
+    o.check_keys(("coords", "heatmaps"))
+    outputs = OutputNames(o.text("coords"), o.text("heatmaps", nullable=True))  # type: ignore[arg-type]
+
+    subs = data["subgraphs"]
+    if not isinstance(subs, list) or not subs:
+        raise r.fail("subgraphs", "must be a non-empty list")
+    subgraphs = tuple(_subgraph(s, k, source) for k, s in enumerate(subs))
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise r.fail("metadata", "must be a JSON object")
+    plan = Plan(
+        fingerprint=fingerprint,  # type: ignore[arg-type]
+        dpu_config=r.text("dpu_config"),  # type: ignore[arg-type]
+        model=model,
+        input=inp,
+        outputs=outputs,
+        subgraphs=subgraphs,
+        version=version,
+        generated_by=r.text("generated_by", nullable=True),
+        metadata=metadata,
+        root=root,
+    )
+    check_dataflow(plan, source)
+    return plan
+
+
+def _same_shape(a: BoundaryTensor, b: BoundaryTensor) -> bool:
+    """Equal shapes once both are put in NCHW order (4-D) or as they are (other ranks)."""
+
+    def nchw(t: BoundaryTensor) -> tuple[int, ...]:
+        if len(t.shape) == 4 and set(t.layout) == set("NCHW"):
+            return tuple(t.shape[t.layout.index(c)] for c in "NCHW")
+        return t.shape
+
+    return nchw(a) == nchw(b)
+
+
+def check_dataflow(plan: Plan, source: str = PLAN_FILE) -> None:
+    """Every subgraph input comes from the plan input or an earlier subgraph, with a consistent shape."""
+    names = [sg.name for sg in plan.subgraphs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ModelFileError(f"{source}: subgraph name(s) {', '.join(dup)} appear more than once; {RESPLIT}")
+    image = BoundaryTensor(plan.input.name, plan.input.shape, "NCHW", "float32", None)
+    available: dict[str, tuple[BoundaryTensor, str]] = {image.name: (image, "the plan input")}
+    for sg in plan.subgraphs:
+        for t in sg.inputs:
+            if t.name not in available:
+                raise ModelFileError(
+                    f"{source}: subgraph {sg.name!r} takes tensor {t.name!r}, which neither the plan input nor an "
+                    f"earlier subgraph produces (subgraphs must be listed in execution order); {RESPLIT}"
+                )
+            produced, by = available[t.name]
+            if not _same_shape(produced, t):
+                raise ModelFileError(
+                    f"{source}: tensor {t.name!r} has shape {list(produced.shape)} ({produced.layout}) from {by} "
+                    f"but subgraph {sg.name!r} expects {list(t.shape)} ({t.layout}); {RESPLIT}"
+                )
+        for t in sg.outputs:
+            available[t.name] = (t, f"subgraph {sg.name!r}")
+    for key in ("coords", "heatmaps"):
+        name = getattr(plan.outputs, key)
+        if name is not None and name not in available:
+            raise ModelFileError(f"{source}: outputs.{key} {name!r} is produced by no subgraph; {RESPLIT}")
+
+
+def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
+    """The subgraph files exist inside the plan folder (and match their sha256 when the plan records one)."""
+    for sg in plan.subgraphs:
+        for key in ("file", "xmodel"):
+            rel = getattr(sg, key)
+            if rel is None:
+                continue
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ModelFileError(
+                    f"{source}: subgraph {sg.name!r} {key} {rel!r} must be a path inside the plan folder; {RESPLIT}"
+                )
+            if key == "xmodel":
+                continue  # only the vart backend needs it; checked there
+            path = plan.path(rel)
+            if not path.is_file():
+                raise ModelFileError(
+                    f"{source}: subgraph {sg.name!r} needs {path}, which is missing: copy the whole plan folder "
+                    f"(plan.json and every file it names), or {RESPLIT}"
+                )
+            if sg.sha256 is not None and file_sha256(path) != sg.sha256.lower():
+                raise ModelFileError(
+                    f"{source}: {path} is not the file subgraph {sg.name!r} was split into (sha256 differs): the "
+                    f"folder mixes files from different splits or model versions; {RESPLIT}"
+                )
+
+
+def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
+    """Read `DIR/plan.json` (or the given .json file) and check it; `plan.root` is its folder."""
+    path = Path(dir_or_file)
+    if path.is_dir():
+        path = path / PLAN_FILE
+    if not path.is_file():
+        raise ModelFileError(
+            f"no split plan at {path}: pass the folder written by `dpupose split` (it holds {PLAN_FILE})"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path} is not valid JSON ({exc}); {RESPLIT}") from None
+    plan = plan_from_dict(data, str(path), root=path.parent)
+    if check_paths:
+        check_files(plan, str(path))
+    return plan
+
+
+def save_plan(plan: Plan, directory: str | Path, check_paths: bool = True) -> Path:
+    """Write `directory/plan.json` atomically after checking the plan; returns its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = plan.to_dict()
+    # Round-trip through the parser so that nothing unreadable is ever written.
+    checked = plan_from_dict(json.loads(json.dumps(data)), f"plan for {directory}", root=directory)
+    if check_paths:
+        check_files(checked, f"plan for {directory}")
+    path = directory / PLAN_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".plan.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,86 @@
+"""Small hand-built ONNX graphs for the DPU performance-model tests (onnx.helper, no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _model(nodes, inputs, outputs, inits=()) -> onnx.ModelProto:
+    graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def _vi(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def conv(cin: int, cout: int, hw: int, k: int, stride: int = 1, groups: int = 1, relu6: bool = True):
+    """x (1, cin, hw, hw) -> Conv(k, stride, pad k//2, groups) [-> Clip(0, 6)] -> y."""
+    w = numpy_helper.from_array(np.zeros((cout, cin // groups, k, k), np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
+    out = (hw + 2 * (k // 2) - k) // stride + 1
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["x", "w", "b"],
+            ["c" if relu6 else "y"],
+            name="conv",
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[k // 2] * 4,
+            group=groups,
+        )
+    ]
+    inits = [w, b]
+    if relu6:
+        inits += [
+            numpy_helper.from_array(np.array(0, np.float32), "lo"),
+            numpy_helper.from_array(np.array(6, np.float32), "hi"),
+        ]
+        nodes.append(helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6"))
+    return _model(nodes, [_vi("x", (1, cin, hw, hw))], [_vi("y", (1, cout, out, out))], inits)
+
+
+def add(c: int, hw: int):
+    """Two inputs added element-wise."""
+    nodes = [helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    return _model(nodes, [_vi("a", (1, c, hw, hw)), _vi("b", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))])
+
+
+def depth_to_space(c: int, hw: int, block: int = 2):
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["y"], name="d2s", blocksize=block)]
+    out = (1, c // block**2, hw * block, hw * block)
+    return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", out)])
+
+
+def qdq_conv(cin: int, cout: int, hw: int, k: int):
+    """The `conv` graph in QDQ form: int8 weights through DequantizeLinear, Q/DQ on the activations."""
+    w = numpy_helper.from_array(np.zeros((cout, cin, k, k), np.int8), "w_q")
+    scale = numpy_helper.from_array(np.array(1 / 64, np.float32), "s")
+    zp = numpy_helper.from_array(np.array(0, np.int8), "zp")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="qx"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="dqx"),
+        helper.make_node("DequantizeLinear", ["w_q", "s", "zp"], ["w"], name="dqw"),
+        helper.make_node("Conv", ["xd", "w"], ["c"], name="conv", kernel_shape=[k, k], pads=[k // 2] * 4),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("QuantizeLinear", ["r", "s", "zp"], ["rq"], name="qy"),
+        helper.make_node("DequantizeLinear", ["rq", "s", "zp"], ["y"], name="dqy"),
+    ]
+    return _model(nodes, [_vi("x", (1, cin, hw, hw))], [_vi("y", (1, cout, hw, hw))], [w, scale, zp])
+
+
+def custom_op(c: int, hw: int):
+    """A Conv followed by an op from a custom domain that ONNX does not define."""
+    model = conv(c, c, hw, 1, relu6=False)
+    node = helper.make_node("FancyNorm", ["y"], ["z"], name="fancy", domain="com.example")
+    model.graph.node.append(node)
+    model.graph.output[0].CopyFrom(_vi("z", (1, c, hw, hw)))
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    return model

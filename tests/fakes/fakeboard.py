@@ -1,0 +1,263 @@
+"""Shared state of the fake board modules (vart, xir, pynq_dpu) and the record of every call.
+
+Call shapes follow the real modules:
+- `pynq_dpu.DpuOverlay(bitfile)`: needs the .hwh beside the .bit (pynq.Overlay); programs the PL.
+- `xir.Graph.deserialize(path)` -> Graph; `graph.get_root_subgraph()` -> Subgraph with `is_leaf`,
+  `toposort_child_subgraph()`, `get_name()`, `has_attr(name)`, `get_attr(name)` ("device" is "USER", "DPU"
+  or "CPU"; DPU subgraphs carry "dpu_fingerprint", a uint64).
+- `vart.Runner.create_runner(subgraph, "run")`; `runner.get_input_tensors()` / `get_output_tensors()` ->
+  xir.Tensor with `name`, `dims` (NHWC list), `dtype` ("xint8"), `ndim`, `get_attr("fix_point")`;
+  `runner.execute_async(inputs, outputs)` takes lists of C-contiguous numpy arrays whose shape is the
+  tensor's dims (int8, or float32 which VART converts) and returns a (job_id, status) pair;
+  `runner.wait(job)` takes that pair and returns 0.
+Violations raise, as the real pybind CHECKs abort.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+_lock = threading.Lock()
+CALLS: list[tuple] = []  # ("DpuOverlay", path), ("deserialize", path), ("create_runner", sg, mode), ...
+STATE: dict = {"overlay": None, "jobs": {}}
+_job_ids = itertools.count(1)
+
+
+def record(*call: object) -> None:
+    with _lock:
+        CALLS.append(call)
+
+
+def reset() -> None:
+    with _lock:
+        CALLS.clear()
+        STATE["overlay"] = None
+        STATE["jobs"] = {}
+
+
+def unwaited_jobs() -> list[int]:
+    return [j for j, state in STATE["jobs"].items() if state != "waited"]
+
+
+def _dump_log() -> None:  # for subprocess tests: FAKEBOARD_LOG=path
+    path = os.environ.get("FAKEBOARD_LOG")
+    if path:
+        Path(path).write_text(json.dumps({"calls": [list(map(str, c)) for c in CALLS], "unwaited": unwaited_jobs()}))
+
+
+atexit.register(_dump_log)
+
+
+def write_fake_xmodel(path: str | Path, subgraphs: list[dict]) -> Path:
+    """A fake .xmodel. Each DPU subgraph: {"name", "device": "DPU", "fingerprint": int|None, "onnx": path
+    relative to the xmodel, "inputs"/"outputs": [{"name", "dims", "fix_point", "onnx_name"}]}; other
+    devices: {"name", "device": "CPU"}."""
+    path = Path(path)
+    path.write_text(json.dumps({"fake_xmodel": 1, "subgraphs": subgraphs}))
+    return path
+
+
+# --- xir ------------------------------------------------------------------------------------------------
+
+
+class Tensor:
+    def __init__(self, spec: dict) -> None:
+        self.name = spec["name"]
+        self.dims = list(spec["dims"])
+        self.dtype = spec.get("dtype", "xint8")
+        self.ndim = len(self.dims)
+        self._attrs = {"fix_point": spec["fix_point"]}
+        self.onnx_name = spec.get("onnx_name", spec["name"])
+
+    def has_attr(self, name: str) -> bool:
+        return name in self._attrs
+
+    def get_attr(self, name: str):
+        return self._attrs[name]
+
+    def get_element_num(self) -> int:
+        return int(np.prod(self.dims))
+
+    def get_data_size(self) -> int:
+        return self.get_element_num()
+
+
+class Subgraph:
+    def __init__(self, spec: dict, base: Path, children: list[Subgraph] | None = None) -> None:
+        self.spec = spec
+        self.base = base
+        self._children = children or []
+        self._attrs = {"device": spec["device"]}
+        if spec.get("fingerprint") is not None:
+            self._attrs["dpu_fingerprint"] = int(spec["fingerprint"])
+            self._attrs["dpu_name"] = "DPUCZDX8G_ISA1_B1600"
+        self.inputs = [Tensor(t) for t in spec.get("inputs", [])]
+        self.outputs = [Tensor(t) for t in spec.get("outputs", [])]
+
+    def get_name(self) -> str:
+        return self.spec["name"]
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self._children
+
+    @property
+    def is_root(self) -> bool:
+        return self.spec["device"] == "USER" and bool(self._children)
+
+    def toposort_child_subgraph(self) -> list[Subgraph]:
+        record("toposort_child_subgraph", self.get_name())
+        return list(self._children)
+
+    def get_children(self) -> set:
+        return set(self._children)
+
+    def has_attr(self, name: str) -> bool:
+        return name in self._attrs
+
+    def get_attr(self, name: str):
+        if name not in self._attrs:
+            raise RuntimeError(f"subgraph {self.get_name()} has no attr {name}")  # the real one aborts
+        return self._attrs[name]
+
+
+class Graph:
+    def __init__(self, path: Path, root: Subgraph) -> None:
+        self.path = path
+        self._root = root
+
+    @staticmethod
+    def deserialize(path: str) -> Graph:
+        record("deserialize", path)
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+            assert data["fake_xmodel"] == 1
+        except (OSError, ValueError, KeyError, AssertionError) as exc:
+            raise RuntimeError(f"[XIR_PROTOBUF_LOADING_FAILED] cannot read {path}") from exc
+        children = [Subgraph(s, p.parent) for s in data["subgraphs"]]
+        return Graph(p, Subgraph({"name": "root", "device": "USER"}, p.parent, children))
+
+    def get_root_subgraph(self) -> Subgraph:
+        return self._root
+
+    def get_name(self) -> str:
+        return self.path.stem
+
+
+# --- vart -----------------------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, subgraph: Subgraph) -> None:
+        import onnxruntime as ort
+
+        self.subgraph = subgraph
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(subgraph.base / subgraph.spec["onnx"]), opts)
+
+    @staticmethod
+    def create_runner(subgraph: Subgraph, mode: str = "") -> Runner:
+        record("create_runner", subgraph.get_name(), mode)
+        if STATE["overlay"] is None:
+            raise RuntimeError("cannot open DPU: no overlay loaded (xrt device not found)")
+        if subgraph.get_attr("device") != "DPU" or mode != "run":
+            raise RuntimeError(f"fake vart only makes DPU runners in mode 'run' (got {mode!r})")
+        return Runner(subgraph)
+
+    def get_input_tensors(self) -> list[Tensor]:
+        return list(self.subgraph.inputs)
+
+    def get_output_tensors(self) -> list[Tensor]:
+        return list(self.subgraph.outputs)
+
+    @staticmethod
+    def _check(buffers: object, tensors: list[Tensor], what: str) -> list[str]:
+        if not isinstance(buffers, list) or len(buffers) != len(tensors):
+            raise RuntimeError(f"{what}: expected a list of {len(tensors)} arrays")
+        dtypes = []
+        for b, t in zip(buffers, tensors):
+            if not isinstance(b, np.ndarray) or b.dtype not in (np.int8, np.float32):
+                raise RuntimeError(f"{what} {t.name}: unsupported data type")  # CHECK in to_py_buf_format
+            if not b.flags.c_contiguous or list(b.shape) != t.dims:
+                raise RuntimeError(f"{what} {t.name}: buffer {b.shape} is not the contiguous tensor {t.dims}")
+            dtypes.append(str(b.dtype))
+        return dtypes
+
+    def execute_async(self, inputs: list, outputs: list, enable_dynamic_array: bool = False) -> tuple[int, int]:
+        in_types = self._check(inputs, self.subgraph.inputs, "input")
+        out_types = self._check(outputs, self.subgraph.outputs, "output")
+        job = next(_job_ids)
+        record(
+            "execute_async",
+            self.subgraph.get_name(),
+            job,
+            tuple(tuple(b.shape) for b in inputs),
+            tuple(in_types),
+            tuple(tuple(b.shape) for b in outputs),
+            tuple(out_types),
+        )
+        feeds = {}
+        for b, t in zip(inputs, self.subgraph.inputs):
+            scale = 2.0 ** -t.get_attr("fix_point")
+            x = b.astype(np.float32) * np.float32(scale) if b.dtype == np.int8 else b
+            feeds[t.onnx_name] = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+        names = [t.onnx_name for t in self.subgraph.outputs]
+        batch = [self._session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(len(inputs[0]))]
+        results = [np.concatenate([b[k] for b in batch]) for k in range(len(names))]
+        for b, t, y in zip(outputs, self.subgraph.outputs, results):
+            y = y.transpose(0, 2, 3, 1) if y.ndim == 4 else y
+            if b.dtype == np.int8:
+                q = np.floor(y.astype(np.float64) * 2.0 ** t.get_attr("fix_point") + 0.5)
+                np.copyto(b, np.clip(q, -128, 127).astype(np.int8))
+            else:
+                np.copyto(b, y)
+        with _lock:
+            STATE["jobs"][job] = "running"
+        return (job, 0)
+
+    def wait(self, job: tuple[int, int]) -> int:
+        if not isinstance(job, tuple) or len(job) != 2:
+            raise TypeError("wait() takes the (job_id, status) pair execute_async returned")
+        with _lock:
+            state = STATE["jobs"].get(job[0])
+            if state != "running":
+                raise RuntimeError(f"wait on job {job[0]} which is {state or 'unknown'}")
+            STATE["jobs"][job[0]] = "waited"
+        record("wait", self.subgraph.get_name(), job[0])
+        return 0
+
+
+# --- pynq_dpu -------------------------------------------------------------------------------------------
+
+
+class DpuOverlay:
+    def __init__(self, bitfile_name: str, dtbo=None, download: bool = True, ignore_version: bool = False, device=None):
+        record("DpuOverlay", bitfile_name)
+        bit = Path(bitfile_name)
+        if not bit.is_file():
+            raise FileNotFoundError(f"Cannot find {bitfile_name}.")
+        if not bit.with_suffix(".hwh").is_file():
+            raise ValueError(f"Cannot find metadata file {bit.with_suffix('.hwh')}")  # pynq.Overlay's check
+        self.bitfile_name = str(bit)
+        self.overlay_dirname = str(bit.parent)
+        self.overlay_basename = bit.name
+        self.runner = None
+        self.graph = None
+        STATE["overlay"] = str(bit)
+
+    def load_model(self, model: str) -> None:  # pynq_dpu 2.5.1: exactly one DPU subgraph
+        record("load_model", model)
+        graph = Graph.deserialize(model)
+        dpu = [s for s in graph.get_root_subgraph().toposort_child_subgraph() if s.get_attr("device") == "DPU"]
+        assert len(dpu) == 1
+        self.graph = graph
+        self.runner = Runner.create_runner(dpu[0], "run")

@@ -1,0 +1,67 @@
+"""Test media: frames, small MJPG videos (with a frame to corrupt) and a scripted cv2.VideoCapture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+
+def grey(value: int, h: int = 48, w: int = 64) -> np.ndarray:
+    return np.full((h, w, 3), value, np.uint8)
+
+
+def write_video(path: Path, n: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(grey(10 + 20 * i))
+    writer.release()
+    return path
+
+
+def corrupt_frame(path: Path, k: int) -> None:
+    """Overwrite the JPEG data of frame k of an MJPG AVI (keeps the container intact)."""
+    data = bytearray(path.read_bytes())
+    soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    start, end = soi[k], soi[k + 1]
+    data[start : end - 16] = bytes(end - 16 - start)
+    path.write_bytes(bytes(data))
+
+
+class FakeCapture:
+    """cv2.VideoCapture stand-in following a script: each open takes the next list of read results
+    (an int: a frame of that grey value; None: a failed read); an open with None fails."""
+
+    opens: ClassVar[list[int]] = []
+
+    def __init__(self, script: list[int | None] | None) -> None:
+        self.script = list(script) if script is not None else None
+        self.released = False
+
+    @classmethod
+    def factory(cls, scripts: list[list[int | None] | None]):
+        scripts = list(scripts)
+
+        def open_capture(index: int) -> FakeCapture:
+            cls.opens.append(index)
+            return cls(scripts.pop(0) if scripts else None)
+
+        return open_capture
+
+    def isOpened(self) -> bool:
+        return self.script is not None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self.script:
+            return False, None
+        v = self.script.pop(0)
+        return (False, None) if v is None else (True, grey(v))
+
+    def get(self, prop: int) -> float:
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        self.released = True

@@ -1,0 +1,180 @@
+"""`dpupose dpu ...` and `dpupose zoo export`: output, JSON, plot; bad input exits 2 and writes nothing."""
+
+import json
+
+import pytest
+import torch
+
+from dpupose import cli
+from dpupose.dpu.config import load_config
+from dpupose.dpu.graph import extract_layers
+from dpupose.model import build_model
+from dpupose.model.export import export_onnx
+from dpupose.model.pose import ModelConfig
+
+
+def run(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def pose_onnx(tmp_path_factory):
+    model = build_model(ModelConfig(input_size=64)).dpu_part
+    path = tmp_path_factory.mktemp("pose") / "pose_dpu.onnx"
+    return export_onnx(model, torch.zeros(1, 3, 64, 64), path, ["image"], ["logits"])
+
+
+def test_fingerprint(capsys):
+    assert run(capsys, "dpu", "fingerprint", "--config", "u96v2-b1600-pynq")[1] == "0x101000016010404\n"
+    rc, out, _ = run(capsys, "dpu", "fingerprint", "--decode", "0x101000016010404")
+    assert rc == 0 and "B1600" in out and "channel_augmentation True" in " ".join(out.split())
+
+
+def test_group_without_subcommand_prints_its_help(capsys):
+    rc, out, _ = run(capsys, "dpu")
+    assert rc == 2 and "fingerprint" in out and "compare" in out
+
+
+def test_estimate_text_and_json(capsys, pose_onnx):
+    rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--config", "u96v2-b1600-pynq", "--per-layer")
+    assert rc == 0 and "predicted" in out and "DepthToSpace" in out
+    rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--arch", "B1600", "--freq-mhz", "200", "--json")
+    d = json.loads(out)
+    assert (
+        rc == 0
+        and d["predicted"]
+        and d["latency_ms"] > 0
+        and d["fps"] == pytest.approx(1000 / d["latency_ms"], rel=1e-3)
+    )
+    rc, out, _ = run(
+        capsys,
+        "dpu",
+        "estimate",
+        str(pose_onnx),
+        "--arch",
+        "B4096",
+        "--freq-mhz",
+        "300",
+        "--cores",
+        "2",
+        "--board",
+        "zcu104",
+        "--json",
+    )
+    assert rc == 0 and json.loads(out)["fps"] > d["fps"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "B9999"], "unknown DPU ARCH 'B9999'"),
+        (["--config", "u96v2-b2304-dsphigh"], "does not fit the Avnet Ultra96-V2: DSP 438 > 360"),
+        (["--config", "u96v2-b1600-pynq", "--arch", "B512"], "exactly one of"),
+        (["--config", "u96v2-b1600-pynq", "--board", "zedboard"], "unknown board 'zedboard'"),
+    ],
+)
+def test_estimate_bad_configuration(capsys, pose_onnx, args, message):
+    rc, out, err = run(capsys, "dpu", "estimate", str(pose_onnx), *args)
+    assert rc == 2 and out == "" and message in err and err.startswith("dpupose: error:")
+
+
+def test_estimate_bad_model(capsys, tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_text("hello")
+    rc, _, err = run(capsys, "dpu", "estimate", str(bad), "--config", "u96v2-b1600-pynq")
+    assert rc == 2 and "not an ONNX model" in err
+
+
+def test_compare_json_and_plot(capsys, pose_onnx, tmp_path):
+    png = tmp_path / "cmp.png"
+    rc, out, _ = run(
+        capsys,
+        "dpu",
+        "compare",
+        "--board",
+        "ultra96v2",
+        "--model",
+        str(pose_onnx),
+        "--json",
+        "--plot",
+        str(png),
+    )
+    rows = {r["config"]: r for r in json.loads(out)}
+    assert rc == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"u96v2-b1600-pynq", "u96v2-b2304-avnet", "u96v2-b2304-dsphigh"} <= set(rows)
+    for r in rows.values():
+        assert {"config", "fits", "dsp", "bram", "lut", "fps", "fingerprint", "predicted"} <= set(r)
+        assert r["fingerprint"].startswith("0x1010000")
+    assert rows["u96v2-b1600-pynq"]["default"] and rows["u96v2-b1600-pynq"]["fingerprint"] == "0x101000016010404"
+    assert not rows["u96v2-b2304-dsphigh"]["fits"] and rows["u96v2-b2304-dsphigh"]["limiting"] == "DSP"
+    assert rows["u96v2-b2304-avnet"]["fps"] > rows["u96v2-b1152"]["fps"] > rows["u96v2-b512"]["fps"]
+    rc, out, _ = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--sweep")
+    assert rc == 0 and "b4096-dsphigh-ramlow-x1-200mhz" in out and "predicted" in out
+
+
+def test_compare_refuses_bad_model_and_writes_nothing(capsys, tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"\x08\x01garbage")
+    png = tmp_path / "cmp.png"
+    rc, _, err = run(capsys, "dpu", "compare", "--model", str(bad), "--plot", str(png))
+    assert rc == 2 and "not an ONNX model" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.onnx"]
+
+
+def test_files_writes_three_files_and_refuses_a_config_that_does_not_fit(capsys, tmp_path):
+    rc, out, _ = run(capsys, "dpu", "files", "--config", "u96v2-b1600-pynq", "--out", str(tmp_path / "a"))
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "arch.json",
+        "dpu_conf.vh",
+        "prj_config",
+    ]
+    rc, out, _ = run(capsys, "dpu", "files", "--config", "u96v2-b1600-pynq", "--out", str(tmp_path / "a"))
+    assert out.count("unchanged") == 3
+    rc, _, err = run(capsys, "dpu", "files", "--config", "u96v2-b2304-dsphigh", "--out", str(tmp_path / "b"))
+    assert rc == 2 and "does not fit" in err and not (tmp_path / "b").exists()
+
+
+def test_fit_command(capsys):
+    rc, out, _ = run(capsys, "dpu", "fit", "--config", "u96v2-b2304-dsphigh")
+    assert rc == 1 and "does NOT fit" in out
+    rc, out, _ = run(capsys, "dpu", "fit", "--config", "u96v2-b1600-pynq", "--json")
+    assert rc == 0 and json.loads(out)["total"]["dsp"] == 326
+
+
+@pytest.mark.parametrize(
+    ("network", "kinds"),
+    [
+        ("mobilenet_v1", {"conv": 14, "dwconv": 13, "gap": 1, "fc": 1}),
+        ("mobilenet_v2", {"conv": 35, "dwconv": 17, "eltwise": 10, "gap": 1, "fc": 1}),
+        ("resnet50", {"conv": 53, "eltwise": 16, "pool": 1, "gap": 1, "fc": 1}),
+    ],
+)
+def test_zoo_export_builds_the_standard_architectures(capsys, tmp_path, network, kinds):
+    out = tmp_path / f"{network}.onnx"
+    rc, text, _ = run(capsys, "zoo", "export", network, "--out", str(out), "--input-size", "64")
+    assert rc == 0 and "random weights" in text
+    graph = extract_layers(out, load_config("u96v2-b1600-pynq"))
+    counts: dict[str, int] = {}
+    for layer in graph.layers:
+        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+    assert counts == kinds
+    assert graph.layers[-1].output == (1, 1000, 1, 1)
+
+
+def test_zoo_export_bad_input_size(capsys, tmp_path):
+    rc, _, err = run(capsys, "zoo", "export", "resnet50", "--out", str(tmp_path / "r.onnx"), "--input-size", "50")
+    assert rc == 2 and "multiple of 32" in err and not list(tmp_path.iterdir())
+
+
+def test_estimate_unknown_op_is_refused_unless_allowed(capsys, tmp_path):
+    import onnx
+    from dpu_onnx import custom_op
+
+    path = tmp_path / "custom.onnx"
+    onnx.save(custom_op(16, 8), str(path))
+    rc, out, err = run(capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq")
+    assert rc == 2 and out == "" and "FancyNorm" in err
+    rc, out, err = run(capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq", "--allow-unknown")
+    assert rc == 0 and "predicted" in out and "warning" in err and "FancyNorm" in err

@@ -1,0 +1,129 @@
+"""DPU configurations and board records: loading, rejection of unknown keys and illegal combinations."""
+
+from pathlib import Path
+
+import pytest
+
+from dpupose.dpu.board import default_config_name, list_boards, load_board
+from dpupose.dpu.config import (
+    Activations,
+    AluParallel,
+    Arch,
+    DpuConfig,
+    DspUsage,
+    RamUsage,
+    config_from_arch,
+    list_configs,
+    load_config,
+)
+from dpupose.dpu.paths import HW_DIR_ENV, hw_dir
+from dpupose.errors import ConfigError
+
+REQUIRED_U96_CONFIGS = {"u96v2-b1600-pynq", "u96v2-b2304-avnet", "u96v2-b1152", "u96v2-b800", "u96v2-b512"}
+
+
+def write(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_shipped_configs_load_and_include_the_required_ones():
+    names = list_configs()
+    assert set(names) >= REQUIRED_U96_CONFIGS
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.name == name
+        assert cfg.board in list_boards()
+
+
+def test_default_pynq_config_matches_dpu_pynq_2_5():
+    assert default_config_name("ultra96v2") == "u96v2-b1600-pynq"
+    cfg = load_config(default_config_name("ultra96v2"))
+    assert (cfg.arch, cfg.dsp_usage, cfg.ram_usage) == (Arch.B1600, DspUsage.HIGH, RamUsage.LOW)
+    assert cfg.channel_augmentation and cfg.alu_parallel is AluParallel.DEFAULT
+    assert cfg.conv_activations is Activations.RELU_LEAKYRELU_RELU6
+    assert cfg.alu_activations is Activations.RELU_RELU6
+    assert (cfg.clock_mhz, cfg.clock_2x_mhz, cfg.cores) == (200, 400, 1)
+    assert (cfg.pp, cfg.icp, cfg.ocp, cfg.alu_pp) == (8, 10, 10, 4)
+
+
+def test_to_dict_round_trips():
+    for name in list_configs():
+        cfg = load_config(name)
+        assert DpuConfig.from_dict(cfg.to_dict(), name=name) == cfg
+
+
+def test_load_by_path(tmp_path):
+    p = write(tmp_path, 'arch = "B800"\nclock_mhz = 150\n', "mine.toml")
+    cfg = load_config(p)
+    assert (cfg.name, cfg.arch, cfg.clock_mhz) == ("mine", Arch.B800, 150)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('arch = "B1600"\nclock_mhz = 200\nram_usag = "low"\n', "unknown key.*ram_usag"),
+        ('arch = "B9999"\nclock_mhz = 200\n', "unknown DPU ARCH 'B9999'"),
+        ("clock_mhz = 200\n", "'arch' and 'clock_mhz' are required"),
+        ('arch = "B1600"\nclock_mhz = 200\ndsp_usage = "medium"\n', "dsp_usage = 'medium' is not one of"),
+        ('arch = "B1600"\nclock_mhz = "fast"\n', "clock_mhz must be of type int"),
+        ('arch = "B1600"\nclock_mhz = 200\nsoftmax = 1\n', "softmax must be of type bool"),
+        (
+            'arch = "B1152"\nclock_mhz = 200\nalu_parallel = 8\n',
+            "alu_parallel = 8 exceeds the pixel parallelism 4",
+        ),
+        ('arch = "B1600"\nclock_mhz = 200\ncores = 5\n', "1 to 4 cores"),
+        ('arch = "B1600"\nclock_mhz = 900\n', "outside 25..400 MHz"),
+        ('arch = "B1600"\nclock_mhz = 200\ndevice_family = "zynq7000"\n', "not supported"),
+        ('arch = "B1600"\nclock_mhz = 200\nuram_wgt_banks = 12\n', "exceeds the 11 wgt banks"),
+        ('arch = "B1600"\nclock_mhz = 200\nuram_img_banks = 2\nlutram_wgt_banks = 1\n', "cannot both"),
+        ('arch = "B1600"\nclock_mhz = [200\n', "not valid TOML"),
+    ],
+)
+def test_bad_configurations_are_rejected_with_the_reason(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_unknown_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="u96v2-b1600-pynq"):
+        load_config("no-such-config")
+
+
+def test_config_from_arch_uses_pynq_defaults_and_optional_uram():
+    cfg = config_from_arch("b2304", 300, cores=2)
+    assert (cfg.arch, cfg.clock_mhz, cfg.cores, cfg.uram) == (Arch.B2304, 300, 2, False)
+    with_uram = config_from_arch("B4096", 300, use_uram=True)
+    assert (with_uram.uram_wgt_banks, with_uram.uram_bias_banks) == (17, 1)
+
+
+def test_boards_are_records_with_their_devices():
+    devices = {name: load_board(name).device for name in list_boards()}
+    assert devices == {"ultra96v2": "ZU3EG", "zcu104": "ZU7EV", "zcu102": "ZU9EG", "kv260": "K26"}
+    u96 = load_board("Ultra96-V2")
+    assert u96.resources.dsp == 360 and u96.resources.bram36 == 216 and u96.resources.uram == 0
+    assert u96.ddr_bandwidth_gbps == pytest.approx(4.27)
+    assert u96.clock_id(200) == 4 and u96.clock_id(400) == 5 and u96.clock_id(250) is None
+
+
+def test_unknown_board(tmp_path):
+    with pytest.raises(ConfigError, match="known boards: kv260, ultra96v2, zcu102, zcu104"):
+        load_board("zedboard")
+
+
+def test_board_record_rejects_unknown_keys(tmp_path, monkeypatch):
+    hw = tmp_path / "hw"
+    (hw / "dpu" / "configs").mkdir(parents=True)
+    (hw / "boards" / "b").mkdir(parents=True)
+    text = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text()
+    (hw / "boards" / "b" / "board.toml").write_text("colour = 'blue'\n" + text)
+    monkeypatch.setenv(HW_DIR_ENV, str(hw))
+    with pytest.raises(ConfigError, match=r"unknown key.*colour"):
+        load_board("b")
+
+
+def test_hw_dir_override_and_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(HW_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=f"no hw/ folder.*{HW_DIR_ENV}"):
+        list_configs()

@@ -1,0 +1,95 @@
+"""Fingerprints against the known values, and bit-field decode/encode round trips."""
+
+import itertools
+
+import pytest
+
+from dpupose.dpu.config import Activations, AluParallel, Arch, DpuConfig, RamUsage, load_config
+from dpupose.dpu.fingerprint import Fields, decode, encode, feature_code, fingerprint, fingerprint_hex
+from dpupose.errors import ConfigError
+
+DPU_PYNQ_U96 = 0x101000016010404  # DPU-PYNQ 2.5 Ultra96-V2 overlay (B1600)
+DPU_PYNQ_KV260 = 0x101000016010407  # DPU-PYNQ 2.5 / Kria benchmark overlay (B4096)
+VITIS_AI_B4096 = 0x000056010407  # Vitis AI 2.5 target DPUCZDX8G_ISA1_B4096 feature code
+VITIS_AI_B1600 = 0x000056010404  # Vitis AI 2.5 target DPUCZDX8G_ISA1_B1600 feature code
+
+
+def cfg(arch: str, **kw) -> DpuConfig:
+    return DpuConfig(name="t", arch=Arch(arch), clock_mhz=200, **kw)
+
+
+def test_dpu_pynq_ultra96v2_fingerprint():
+    assert fingerprint(load_config("u96v2-b1600-pynq")) == DPU_PYNQ_U96
+    assert fingerprint_hex(load_config("u96v2-b1600-pynq")) == "0x101000016010404"
+
+
+def test_kv260_dpu_pynq_fingerprint():
+    assert fingerprint(cfg("B4096")) == DPU_PYNQ_KV260
+
+
+def test_vitis_ai_named_targets_are_the_same_dpus_with_save_argmax():
+    # The lower 48 bits are the target's feature code; the named targets have bit 30 (save argmax) set,
+    # so the DPU-PYNQ builds differ from them in exactly that bit.
+    for arch, code in (("B4096", VITIS_AI_B4096), ("B1600", VITIS_AI_B1600)):
+        assert feature_code(fingerprint(cfg(arch, save_argmax=True))) == code
+        assert feature_code(fingerprint(cfg(arch))) ^ code == 1 << 30
+    assert fingerprint(cfg("B1600", save_argmax=True)) >> 48 == 0x101  # family 1, ISA 1
+
+
+def test_decode_known_value():
+    f = decode(DPU_PYNQ_U96)
+    assert f == Fields(
+        arch=Arch.B1600,
+        alu_parallel=4,
+        bank_groups=2,
+        channel_augmentation=True,
+        conv_leaky=True,
+        alu_leaky=False,
+        save_argmax=False,
+    )
+    assert (f.load_parallel, f.conv_write_parallel, f.alu_write_parallel, f.isa, f.family) == (2, 1, 1, 1, 1)
+
+
+def test_options_that_do_not_change_the_target_do_not_change_the_fingerprint():
+    base = fingerprint(cfg("B2304"))
+    assert fingerprint(cfg("B2304", dsp_usage=cfg("B512").dsp_usage.LOW)) == base
+    assert fingerprint(cfg("B2304", low_power=True, cores=2, softmax=True, uram_wgt_banks=13)) == base
+    assert fingerprint(cfg("B2304", ram_usage=RamUsage.HIGH)) != base
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_encode_decode_round_trip_over_the_option_grid(arch):
+    seen = set()
+    alus = [AluParallel.DEFAULT] + [a for a in AluParallel if a is not AluParallel.DEFAULT and a.value <= arch.pp]
+    for ram, aug, alu, conv_act, alu_act, argmax in itertools.product(
+        RamUsage, (False, True), alus, Activations, Activations, (False, True)
+    ):
+        c = cfg(
+            arch.value,
+            ram_usage=ram,
+            channel_augmentation=aug,
+            alu_parallel=alu,
+            conv_activations=conv_act,
+            alu_activations=alu_act,
+            save_argmax=argmax,
+        )
+        word = fingerprint(c)
+        f = decode(word)
+        assert encode(f) == word
+        assert (f.arch, f.alu_parallel, f.bank_groups) == (arch, c.alu_pp, ram.bank_groups)
+        assert (f.channel_augmentation, f.conv_leaky, f.alu_leaky, f.save_argmax) == (
+            aug,
+            conv_act.leaky,
+            alu_act.leaky,
+            argmax,
+        )
+        seen.add(word)
+    # DEFAULT equals PP/2 explicitly, so it collides with that explicit value and nothing else.
+    assert len(seen) == 2 * 2 * (len(alus) - 1) * 2 * 2 * 2
+
+
+def test_decode_rejects_bad_words():
+    with pytest.raises(ConfigError, match="ARCH index 9"):
+        decode(0x101000016010409)
+    with pytest.raises(ConfigError, match="64-bit"):
+        decode(1 << 64)

@@ -1,0 +1,149 @@
+"""Performance model: closed-form cycle and byte counts on one-layer graphs, op handling, bad input."""
+
+import math
+
+import pytest
+import torch
+from dpu_onnx import add, conv, custom_op, depth_to_space, qdq_conv
+
+from dpupose.dpu.board import load_board
+from dpupose.dpu.config import AluParallel, config_from_arch
+from dpupose.dpu.graph import extract_layers
+from dpupose.dpu.perf import PerfConstants, bandwidth, estimate
+from dpupose.errors import ModelFileError
+from dpupose.model import build_model
+from dpupose.model.export import export_onnx
+from dpupose.model.pose import ModelConfig
+
+U96 = load_board("ultra96v2")
+B1600 = config_from_arch("B1600", 200)  # PP 8, ICP = OCP 10, ALU PP 4
+NO_OVERHEAD = PerfConstants(layer_overhead_cycles=0.0, ddr_efficiency=1.0, host_ms=0.0)
+F = 200e6
+BW = 4.27e9  # Ultra96-V2 DDR peak; below the 6.4 GB/s of the core's two 128-bit ports at 200 MHz
+
+
+def one_layer(model, cfg=B1600, constants=NO_OVERHEAD):
+    est = estimate(model, cfg, U96, constants)
+    assert len(est.layers) == 1
+    return est.layers[0]
+
+
+def test_conv_cycles_pad_channels_and_pixels():
+    layer = one_layer(conv(32, 64, 14, 3))
+    cycles = 14 * math.ceil(14 / 8) * math.ceil(64 / 10) * 9 * math.ceil(32 / 10)  # 7056
+    assert layer.compute_ms == pytest.approx(cycles / F * 1e3)
+    nbytes = 32 * 14 * 14 + 64 * 14 * 14 + 64 * 32 * 9 + 64
+    assert layer.memory_ms == pytest.approx(nbytes / BW * 1e3)
+    assert layer.bound == "compute" and layer.time_ms == pytest.approx(layer.compute_ms)
+    assert layer.macs == 14 * 14 * 64 * 32 * 9
+
+
+def test_channel_augmentation_packs_the_first_layer():
+    with_aug = one_layer(conv(3, 32, 224, 3, stride=2))
+    without = one_layer(conv(3, 32, 224, 3, stride=2), config_from_arch("B1600", 200, channel_augmentation=False))
+    assert with_aug.compute_ms == pytest.approx(112 * 14 * 4 * 3 * 1 / F * 1e3)  # KH * ceil(KW*IC/ICP)
+    assert without.compute_ms == pytest.approx(112 * 14 * 4 * 9 / F * 1e3)
+
+
+def test_depthwise_runs_on_the_alu_engine():
+    layer = one_layer(conv(96, 96, 56, 3, groups=96))
+    assert layer.kind == "dwconv"
+    assert layer.compute_ms == pytest.approx(56 * 14 * 10 * 9 / F * 1e3)  # ALU PP = PP/2 = 4
+    alu8 = config_from_arch("B1600", 200, alu_parallel=AluParallel.P8)
+    assert one_layer(conv(96, 96, 56, 3, groups=96), alu8).compute_ms == pytest.approx(56 * 7 * 10 * 9 / F * 1e3)
+
+
+def test_grouped_conv_is_costed_per_group():
+    layer = one_layer(conv(64, 64, 14, 3, groups=4))
+    assert layer.kind == "gconv"
+    assert layer.compute_ms == pytest.approx(4 * 14 * 2 * 2 * 9 * 2 / F * 1e3)
+
+
+def test_eltwise_add_reads_both_inputs():
+    layer = one_layer(add(64, 28))
+    assert layer.compute_ms == pytest.approx(28 * 7 * 7 * 2 / F * 1e3)
+    assert layer.memory_ms == pytest.approx(3 * 64 * 28 * 28 / BW * 1e3)
+
+
+def test_depth_to_space_is_data_movement_or_excluded():
+    layer = one_layer(depth_to_space(512, 7))
+    assert layer.kind == "move" and layer.compute_ms == 0
+    assert layer.memory_ms == pytest.approx(2 * 512 * 49 / BW * 1e3)
+    off = config_from_arch("B1600", 200, depth_to_space_on_dpu=False)
+    graph = extract_layers(depth_to_space(512, 7), off)
+    assert not graph.layers and graph.excluded[0][2].startswith("not a DPU op in this configuration")
+
+
+def test_memory_bound_layer_and_layer_overhead():
+    big = conv(1280, 1000, 1, 1, relu6=False)  # a fully connected layer as a 1x1 conv
+    layer = one_layer(big)
+    assert layer.compute_ms == pytest.approx(128 * 100 / F * 1e3)
+    assert layer.memory_ms == pytest.approx((1280 + 1000 + 1280 * 1000 + 1000) / BW * 1e3)
+    assert layer.bound == "memory"
+    slow = PerfConstants(layer_overhead_cycles=1000.0, ddr_efficiency=0.5, host_ms=0.0)
+    layer2 = one_layer(big, constants=slow)
+    assert layer2.time_ms == pytest.approx(2 * layer.memory_ms + 1000 / F * 1e3)
+
+
+def test_bandwidth_is_ddr_share_or_axi_ports():
+    c = PerfConstants(0.0, 0.8, 0.0)
+    assert bandwidth(B1600, U96, c) == pytest.approx(4.27e9 * 0.8)
+    zcu104 = load_board("zcu104")
+    slow_clock = config_from_arch("B4096", 100, cores=2, board="zcu104")
+    assert bandwidth(slow_clock, zcu104, c, active_cores=1) == pytest.approx(32 * 100e6)  # port-bound
+    assert bandwidth(slow_clock, zcu104, c, active_cores=2) == pytest.approx(min(19.2e9 * 0.8 / 2, 3.2e9))
+
+
+def test_qdq_graph_costs_like_its_float_ops():
+    qdq = estimate(qdq_conv(32, 64, 14, 3), B1600, U96, NO_OVERHEAD)
+    fp32 = estimate(conv(32, 64, 14, 3), B1600, U96, NO_OVERHEAD)
+    assert [layer.kind for layer in qdq.layers] == ["conv"]
+    assert qdq.latency_ms == pytest.approx(fp32.latency_ms, rel=1e-3)  # only the bias bytes differ
+    assert not qdq.excluded
+
+
+def test_more_cores_raise_throughput_not_latency():
+    one = estimate(conv(64, 64, 28, 3), config_from_arch("B1600", 200), U96, NO_OVERHEAD)
+    two = estimate(conv(64, 64, 28, 3), config_from_arch("B1600", 200, cores=2), U96, NO_OVERHEAD)
+    assert two.latency_ms == pytest.approx(one.latency_ms)
+    assert one.fps < two.throughput_fps <= 2 * one.fps
+
+
+def test_pose_model_cpu_ops_are_excluded_and_the_dpu_part_estimated(tmp_path):
+    model = build_model(ModelConfig(input_size=64)).eval()
+    x = torch.zeros(1, 3, 64, 64)
+    full = export_onnx(model, x, tmp_path / "full.onnx", ["image"], ["coords", "heatmaps"])
+    part = export_onnx(model.dpu_part, x, tmp_path / "dpu.onnx", ["image"], ["logits"])
+    est_full, est_part = estimate(full, B1600, U96), estimate(part, B1600, U96)
+    assert est_full.latency_ms == pytest.approx(est_part.latency_ms)
+    assert {layer.kind for layer in est_part.layers} == {"conv", "dwconv", "eltwise", "move"}
+    assert sum(layer.op == "DepthToSpace" for layer in est_part.layers) == 3
+    reasons = {op: why for _, op, why in est_full.excluded}
+    assert reasons["Softmax"] == "not a DPU op" and reasons["ReduceSum"] == "not a DPU op"
+    assert "Mul" in reasons and "Reshape" in reasons
+    assert not est_full.warnings and not est_part.excluded
+
+
+def test_unknown_op_is_refused_by_name_or_estimated_conservatively():
+    with pytest.raises(ModelFileError, match=r"FancyNorm \(node fancy\).*--allow-unknown"):
+        estimate(custom_op(16, 8), B1600, U96, NO_OVERHEAD)
+    est = estimate(custom_op(16, 8), B1600, U96, NO_OVERHEAD, unknown="conservative")
+    assert est.unknown == [("fancy", "FancyNorm")]
+    assert any("FancyNorm" in w for w in est.warnings)
+    assert est.layers[1].time_ms > est.layers[0].time_ms
+
+
+def test_not_onnx_is_refused(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"this is not a protobuf \x00\xff" * 10)
+    with pytest.raises(ModelFileError, match="not an ONNX model"):
+        estimate(bad, B1600, U96)
+    with pytest.raises(ModelFileError, match="no such file"):
+        estimate(tmp_path / "missing.onnx", B1600, U96)
+
+
+def test_estimate_json_has_the_promised_keys():
+    d = estimate(conv(16, 16, 8, 3), B1600, U96).to_dict(per_layer=True)
+    assert d["predicted"] is True
+    assert d["fps"] == pytest.approx(1000 / d["latency_ms"], rel=1e-3)
+    assert {"latency_ms", "fps", "throughput_fps", "layers", "excluded", "warnings"} <= set(d)

@@ -1,0 +1,157 @@
+"""`dpupose run` end to end on tiny plans: outputs, bad input, Ctrl-C and a camera that disappears."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tinyplan
+from media import FakeCapture, corrupt_frame, write_video
+
+from dpupose.cli import main
+from dpupose.runtime import app, sources
+from dpupose.runtime.frames import Frame
+from dpupose.runtime.sources import FrameSource
+from dpupose.split.plan import PLAN_FILE
+
+
+@pytest.fixture(scope="module")
+def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("plan")
+    tinyplan.write_split_plan(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        cv2.imwrite(str(folder / f"im{i}.png"), rng.integers(0, 256, (30 + 4 * i, 40, 3), dtype=np.uint8))
+    return folder
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def video_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("mode", [[], ["--pipeline"]])
+def test_folder_run_writes_keypoints_frames_and_timings(
+    plan_dir: Path, images: Path, tmp_path: Path, mode, capsys
+) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out), *mode]
+    assert main(argv) == 0
+    records = lines(out / "keypoints.jsonl")
+    assert [(r["frame"], r["source"]) for r in records] == [(i, f"im{i}.png") for i in range(4)]
+    assert all(len(r["keypoints"]) == 16 and len(r["confidence"]) == 16 for r in records)
+    assert set(records[0]["timings_ms"]) == {"preprocess", "dpu0", "cpu0", "dpu1", "head", "postprocess"}
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [f"im{i}.jpg" for i in range(4)]
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"] == 4 and run["backend"] == "cpu" and run["pipelined"] == bool(mode)
+    assert run["stages"]["dpu1"]["frames"] == 4
+    printed = capsys.readouterr().out
+    assert "backend cpu: 4 frames" in printed and "dpu0" in printed
+
+
+def test_video_with_corrupt_frame_pipelined_and_max_frames(plan_dir: Path, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "clip.avi", 8)
+    corrupt_frame(clip, 2)
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(clip), "--out", str(out)]
+    assert main([*argv, "--pipeline", "--max-frames", "6"]) == 0
+    assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 3, 4, 5, 6]
+    assert video_frames(out / "annotated.mp4") == 6
+    assert json.loads((out / "run.json").read_text())["skipped_inputs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: (d / "dpu1.onnx").unlink(), "dpu1.onnx, which is missing"),
+        (lambda d: _edit_plan(d, version=2), "plan version 2 is newer"),
+        (lambda d: _edit_plan(d, fingerprint="0x1"), None),  # no overlay given on a PC: runs
+    ],
+)
+def test_bad_plans_stop_with_a_clear_message(tmp_path: Path, images: Path, capsys, edit, message) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan")
+    edit(tmp_path / "plan")
+    rc = main(["run", "--plan", str(tmp_path / "plan"), "--backend", "cpu", "--source", str(images)])
+    err = capsys.readouterr().err
+    if message is None:
+        assert rc == 0
+    else:
+        assert rc == 2 and err.startswith("dpupose: error: ") and message in err and "Traceback" not in err
+
+
+def _edit_plan(folder: Path, **fields: object) -> None:
+    data = json.loads((folder / PLAN_FILE).read_text())
+    data.update(fields)
+    (folder / PLAN_FILE).write_text(json.dumps(data))
+
+
+def test_wrong_source_and_options(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["run", "--plan", str(plan_dir), "--backend", "cpu"]
+    assert main([*base, "--source", str(tmp_path / "none.mp4")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*base, "--source", str(tmp_path), "--max-frames", "0"]) == 2
+    assert "--max-frames must be at least 1" in capsys.readouterr().err
+
+
+class Interrupted(FrameSource):
+    """Frames from a list; a real SIGINT arrives while frame `at` is being read."""
+
+    def __init__(self, n: int, at: int) -> None:
+        super().__init__()
+        self.n, self.at, self.closed = n, at, False
+
+    def __iter__(self):
+        rng = np.random.default_rng(0)
+        for i in range(self.n):
+            if i == self.at:
+                signal.raise_signal(signal.SIGINT)
+            yield Frame(i, rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), "camera:0")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("mode", [[], ["--pipeline"]])
+def test_ctrl_c_keeps_and_finalizes_outputs(plan_dir: Path, tmp_path: Path, monkeypatch, mode, capsys) -> None:
+    source = Interrupted(50, at=5)
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: source)
+    out = tmp_path / "out"
+    rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out), *mode])
+    assert rc == 130 and "interrupted; outputs so far are kept" in capsys.readouterr().err
+    n = len(lines(out / "keypoints.jsonl"))
+    assert n <= 5 if mode else n == 5
+    assert video_frames(out / "annotated.mp4") == n
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted"] and run["frames"] == n
+    assert source.closed
+
+
+def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20, 30, 40], None, None]))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out)]
+    rc = main([*argv, "--pipeline", "--camera-retries", "2", "--camera-retry-delay", "0"])
+    monkeypatch.undo()  # cv2.VideoCapture again, to read the output back
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "camera 0 stopped delivering frames" in err and "4 frames were processed before that" in err
+    assert str(out / "keypoints.jsonl") in err
+    assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 2, 3]
+    assert video_frames(out / "annotated.mp4") == 4

@@ -1,0 +1,261 @@
+"""Split executor: boundary conversions, post-processing geometry, agreement with the unsplit model,
+and the pipelined mode (order, stage timings, drop-late, errors)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tinyplan
+
+from dpupose.errors import DataError, DeviceError, ModelFileError
+from dpupose.runtime.backends import RunnerFactory
+from dpupose.runtime.base import Runner, TensorInfo
+from dpupose.runtime.executor import SplitExecutor, convert, heatmap_confidence, preprocess
+from dpupose.runtime.frames import Frame
+from dpupose.runtime.pipeline import Pipeline
+from dpupose.split.plan import PLAN_FILE, load_plan
+
+
+def nchw(name: str, shape: tuple[int, ...]) -> TensorInfo:
+    return TensorInfo(name, shape, "float32", None, "NCHW")
+
+
+def nhwc(name: str, shape: tuple[int, ...], fp: int) -> TensorInfo:
+    return TensorInfo(name, shape, "int8", fp, "NHWC")
+
+
+def test_float_to_dpu_rounds_half_up_saturates_and_goes_nhwc() -> None:
+    steps = np.array([1.5, -1.5, 2.5, -2.5, 0.49, 200.0], np.float32)  # in units of 2**-5
+    x = (steps / 32).reshape(1, 2, 1, 3)
+    q = convert(x, nchw("t", (1, 2, 1, 3)), nhwc("t", (1, 1, 3, 2), 5))
+    assert q.dtype == np.int8 and q.shape == (1, 1, 3, 2)
+    expected = np.array([2, -1, 3, -2, 0, 127], np.int8).reshape(1, 2, 1, 3).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(q, expected)
+
+
+def test_dpu_to_float_scales_by_fix_point_and_goes_nchw() -> None:
+    q = np.arange(-4, 4, dtype=np.int8).reshape(1, 2, 2, 2)  # NHWC
+    x = convert(q, nhwc("t", (1, 2, 2, 2), 3), nchw("t", (1, 2, 2, 2)))
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, q.transpose(0, 3, 1, 2) / 8.0)
+
+
+def test_dpu_to_dpu_passes_int8_or_requantizes() -> None:
+    q = np.array([5, 6, -6, -5, 127, -128], np.int8).reshape(1, 1, 6, 1)
+    src = nhwc("t", (1, 1, 6, 1), 4)
+    assert convert(q, src, nhwc("t", (1, 1, 6, 1), 4)) is q  # same fix point: the very same int8 buffer
+    coarser = convert(q, src, nhwc("t", (1, 1, 6, 1), 2))  # /4, half up
+    np.testing.assert_array_equal(coarser.ravel(), [1, 2, -1, -1, 32, -32])
+    finer = convert(q, src, nhwc("t", (1, 1, 6, 1), 6))  # *4, saturated
+    np.testing.assert_array_equal(finer.ravel(), [20, 24, -24, -20, 127, -128])
+
+
+def test_confidence_is_mass_near_the_mode() -> None:
+    hm = np.full((3, 8, 8), 1 / 64)
+    hm[0, 4, 4] += 1e-9  # flat, mode inside: 9 of 64 pixels
+    hm[1] = 0
+    hm[1, 4, 4] = 1.0
+    hm[2] = 0.5 / 63
+    hm[2, 0, 0] = 0.5  # corner mode: its window holds 3 more pixels
+    conf = heatmap_confidence(hm)
+    np.testing.assert_allclose(conf, [9 / 64, 1.0, 0.5 + 3 * 0.5 / 63], rtol=1e-6)
+    assert heatmap_confidence(np.zeros((1, 8, 8)))[0] == 0.0
+
+
+@pytest.mark.parametrize("frame_hw", [(32, 64), (40, 20), (32, 32)])
+def test_keypoints_land_in_frame_pixels(tmp_path: Path, frame_hw: tuple[int, int]) -> None:
+    peaks = [(k % 8, (3 * k) % 8) for k in range(16)]
+    plan = tinyplan.write_constant_plan(tmp_path, peaks)
+    ex = SplitExecutor(plan, RunnerFactory(load_plan(tmp_path), "cpu").create_all())
+    h, w = frame_hw
+    result = ex.process(Frame(7, np.zeros((h, w, 3), np.uint8), "x.png"))
+    # Independent closed form: heatmap pixel i covers input pixels 4i..4i+3 (centre 4i + 1.5); the
+    # letterbox scales by s = S / max(h, w) and centres; frame pixel centres sit at integers.
+    s = 32 / max(h, w)
+    nw, nh = round(w * s), round(h * s)
+    left, top = (32 - nw) // 2, (32 - nh) // 2
+    for j, (i, k) in enumerate(peaks):
+        cx, cy = 4 * i + 1.5, 4 * k + 1.5
+        expected = ((cx - left + 0.5) * w / nw - 0.5, (cy - top + 0.5) * h / nh - 0.5)
+        np.testing.assert_allclose(result.keypoints[j], expected, atol=1e-3)
+    np.testing.assert_allclose(result.confidence, 1.0, atol=1e-6)
+    assert result.index == 7 and result.source == "x.png"
+    assert set(result.timings) == {"preprocess", "all", "postprocess"}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("split")
+    tinyplan.write_split_plan(folder)
+    tinyplan.write_unsplit_model(folder / "unsplit.onnx")
+    return folder
+
+
+def frames(n: int, seed: int = 0) -> list[Frame]:
+    rng = np.random.default_rng(seed)
+    return [Frame(i, rng.integers(0, 256, (24 + i % 3, 40, 3), dtype=np.uint8), f"f{i}") for i in range(n)]
+
+
+def test_cpu_backend_matches_the_unsplit_model(split: Path) -> None:
+    plan = load_plan(split)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    session = ort.InferenceSession(str(split / "unsplit.onnx"))
+    for f in frames(4):
+        out = ex.infer(f.image)
+        hm, coords = session.run(["heatmaps", "coords"], {"image": preprocess(f.image, 32).tensor})
+        np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
+        np.testing.assert_allclose(out["heatmaps"], hm, atol=1e-6)
+
+
+def test_int8_dpu_path_matches_the_float_qdq_path(split: Path) -> None:
+    """DPU runners on int8 NHWC (DPU -> CPU -> DPU -> CPU) agree with ONNX Runtime on the QDQ files: the
+    only difference can be rounding ties at DPU inputs (half up here, ONNX Runtime's own rule there)."""
+    plan = load_plan(split)
+    cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    doubles: list[Runner] = []
+
+    def make(path: Path) -> Runner:
+        doubles.append(tinyplan.QdqInt8Runner(path))
+        return doubles[-1]
+
+    dpu = SplitExecutor(plan, RunnerFactory(plan, "emulate", dpu_runner=make).create_all())
+    for f in frames(4):
+        a, b = cpu.infer(f.image), dpu.infer(f.image)
+        np.testing.assert_allclose(b["coords"], a["coords"], atol=1e-3)
+        np.testing.assert_allclose(b["heatmaps"], a["heatmaps"], atol=1e-3)
+    assert [d.calls for d in doubles] == [4, 4]
+
+
+def test_plan_for_another_input_size_is_refused_by_the_executor(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path)
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    data["model"]["input_size"] = 64
+    data["input"]["shape"] = [1, 3, 64, 64]
+    data["subgraphs"][0]["inputs"][0]["shape"] = [1, 64, 64, 3]
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    plan = load_plan(tmp_path)
+    with pytest.raises(ModelFileError, match=r"'image' is .* in the runner but .*wrong input size"):
+        SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+
+
+class Jittery(Runner):
+    """Wraps a runner; sleeps a random few milliseconds so parallel workers finish out of order."""
+
+    def __init__(self, inner: Runner, seed: int, fail_on: int | None = None) -> None:
+        self.inner, self.rng, self.fail_on, self.count = inner, random.Random(seed), fail_on, 0
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self.inner.inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self.inner.outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.count += 1
+        if self.fail_on is not None and self.count == self.fail_on:
+            raise DataError("DPU job failed")
+        time.sleep(self.rng.random() * 0.003)
+        return self.inner.run(feeds)
+
+
+def _jittery_factory(split: Path, fail_on: int | None = None):
+    seeds = iter(range(100))
+    return lambda path: Jittery(tinyplan.QdqInt8Runner(path), next(seeds), fail_on)
+
+
+def test_pipeline_keeps_order_drops_nothing_and_times_every_stage(split: Path) -> None:
+    plan = load_plan(split)
+    factory = RunnerFactory(plan, "emulate", dpu_runner=_jittery_factory(split))
+    ex = SplitExecutor(plan, factory.create_all())
+    inputs = frames(24)
+    sequential = [ex.process(f) for f in inputs]
+    pipe = Pipeline(ex, factory.create, dpu_jobs=3, queue_size=2)
+    stats = pipe.new_stats()
+    results = []
+    for r in pipe.run(iter(inputs)):
+        results.append(r)
+        stats.add(r)
+    pipe.close()
+    assert [r.index for r in results] == list(range(24))
+    for a, b in zip(sequential, results):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert pipe.dropped == 0
+    assert pipe.workers == {"preprocess": 1, "dpu0": 3, "cpu0": 1, "dpu1": 3, "head": 1, "postprocess": 1}
+    assert all(len(s.seconds) == 24 for s in stats.stages.values())
+    per_frame = {n: sum(s.seconds) / 24 / pipe.workers[n] for n, s in stats.stages.items()}
+    assert stats.slowest == max(per_frame, key=per_frame.get)
+    assert stats.bound_fps == pytest.approx(1 / max(per_frame.values()))
+
+
+class Gate(Runner):
+    """Blocks until the source has produced everything: frames pile up in front of the pipeline."""
+
+    def __init__(self, inner: Runner, gate: threading.Event) -> None:
+        self.inner, self.gate = inner, gate
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self.inner.inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self.inner.outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.gate.wait(30)
+        return self.inner.run(feeds)
+
+
+def test_drop_late_drops_and_counts_frames_the_pipeline_cannot_take(split: Path) -> None:
+    plan = load_plan(split)
+    gate = threading.Event()
+    factory = RunnerFactory(plan, "emulate", dpu_runner=lambda p: Gate(tinyplan.QdqInt8Runner(p), gate))
+    ex = SplitExecutor(plan, factory.create_all())
+
+    def camera():
+        yield from frames(40)
+        gate.set()
+
+    pipe = Pipeline(ex, None, queue_size=2, drop_late=True)
+    indices = [r.index for r in pipe.run(camera())]
+    # At most: 2 queued per queue (7 queues) plus one in each of the 6 single-worker stages.
+    assert len(indices) <= 2 * 7 + 6
+    assert pipe.dropped == 40 - len(indices) > 0
+    assert indices == sorted(indices) and indices[-1] == 39  # order kept; the newest frame survives
+
+
+def test_pipeline_error_stops_every_thread_and_is_raised(split: Path) -> None:
+    plan = load_plan(split)
+    factory = RunnerFactory(plan, "emulate", dpu_runner=_jittery_factory(split, fail_on=5))
+    ex = SplitExecutor(plan, factory.create_all())
+    before = threading.active_count()
+    got = []
+    with pytest.raises(DataError, match="DPU job failed"):
+        for r in Pipeline(ex, None).run(iter(frames(30))):
+            got.append(r.index)
+    assert got == list(range(len(got))) and len(got) < 5
+    assert threading.active_count() == before
+
+
+def test_source_error_arrives_after_the_frames_before_it(split: Path) -> None:
+    plan = load_plan(split)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+
+    def unplugged():
+        yield from frames(4)
+        raise DeviceError("camera 0 stopped delivering frames")
+
+    got = []
+    with pytest.raises(DeviceError, match="camera 0"):
+        for r in Pipeline(ex, None).run(unplugged()):
+            got.append(r.index)
+    assert got == [0, 1, 2, 3]

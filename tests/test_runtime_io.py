@@ -1,0 +1,136 @@
+"""Frame sources (folder, video, camera with unplug/reconnect) and sinks (JSON lines, folder, video, FPS)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from media import FakeCapture, corrupt_frame, grey, write_video
+
+from dpupose.errors import DataError, DeviceError, UsageError
+from dpupose.runtime import sources
+from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, VideoSink, annotate
+from dpupose.runtime.sources import CameraSource, ImageFolderSource, VideoFileSource, open_source
+
+
+def test_image_folder_sorted_skipping_non_images_and_corrupt_files(tmp_path: Path, caplog) -> None:
+    cv2.imwrite(str(tmp_path / "b.png"), grey(20))
+    cv2.imwrite(str(tmp_path / "a.jpg"), grey(10))
+    cv2.imwrite(str(tmp_path / "d.PNG"), grey(40))
+    (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "notes.txt").write_text("not an image")
+    src = ImageFolderSource(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        got = [(f.index, f.source, int(f.image.mean())) for f in src]
+    assert [(i, s) for i, s, _ in got] == [(0, "a.jpg"), (1, "b.png"), (2, "d.PNG")]
+    assert [m for _, _, m in got] == pytest.approx([10, 20, 40], abs=1)
+    assert src.skipped == 2
+    assert "c.png: cannot decode" in caplog.text and "notes.txt: not an image" in caplog.text
+
+
+def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(DataError, match="holds no images"):
+        ImageFolderSource(tmp_path)
+    with pytest.raises(UsageError, match="does not exist"):
+        open_source(str(tmp_path / "missing.mp4"))
+    with pytest.raises(UsageError, match="camera:N"):
+        open_source("camera:front")
+
+
+def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog) -> None:
+    path = write_video(tmp_path / "clip.avi", 8)
+    corrupt_frame(path, 3)
+    src = open_source(str(path))
+    assert isinstance(src, VideoFileSource) and src.count == 8 and src.fps == pytest.approx(10)
+    with caplog.at_level(logging.WARNING):
+        got = [(f.index, round((f.image.mean() - 10) / 20)) for f in src]
+    src.close()
+    assert got == [(i, i) for i in (0, 1, 2, 4, 5, 6, 7)]  # frame numbers stay those of the file
+    assert src.skipped == 1 and "frame(s) 3 could not be decoded; skipped" in caplog.text
+
+
+def test_camera_reconnects_after_an_unplug_then_gives_up_with_a_message() -> None:
+    FakeCapture.opens = []
+    sleeps: list[float] = []
+    cam = CameraSource(
+        2,
+        FakeCapture.factory([[1, 2, 3], None, [4, 5], None, None]),
+        reconnect_attempts=2,
+        reconnect_delay_s=0.5,
+        sleep=sleeps.append,
+    )
+    got = []
+    with pytest.raises(DeviceError, match=r"camera 2 stopped delivering frames .* 2 reconnect attempts .* 5 frames"):
+        for f in cam:
+            got.append((f.index, int(f.image[0, 0, 0]), f.source))
+    assert got == [(0, 1, "camera:2"), (1, 2, "camera:2"), (2, 3, "camera:2"), (3, 4, "camera:2"), (4, 5, "camera:2")]
+    assert FakeCapture.opens == [2] * 5 and sleeps == [0.5] * 4
+    assert cam.fps == 30.0
+
+
+def test_camera_that_cannot_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([None]))
+    with pytest.raises(DeviceError, match=r"cannot open camera 0: .*ls /dev/video"):
+        open_source("camera")
+
+
+def result(index: int, image: np.ndarray | None = None) -> FrameResult:
+    kp = np.stack([np.linspace(5, 50, 16), np.linspace(5, 40, 16)], axis=1).astype(np.float32)
+    return FrameResult(index, f"img{index}.png", kp, np.full(16, 0.5, np.float32), kp / 64, {"dpu0": 0.002}, image)
+
+
+def test_json_lines_are_flushed_per_frame(tmp_path: Path) -> None:
+    sink = JsonLinesSink(tmp_path / "out" / "k.jsonl")
+    sink.write(result(0), None)
+    line = json.loads((tmp_path / "out" / "k.jsonl").read_text())  # readable before close
+    assert line["frame"] == 0 and line["source"] == "img0.png" and len(line["keypoints"]) == 16
+    assert line["keypoints"][0] == [5.0, 5.0] and line["confidence"][0] == 0.5 and line["timings_ms"] == {"dpu0": 2.0}
+    sink.close()
+
+
+def test_video_is_finalized_on_close_and_only_then_named(tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "v.avi", fps=12)
+    for i in range(5):
+        sink.write(result(i), grey(30 * i, 40, 60) if i != 2 else grey(60, 80, 120))  # other sizes are resized
+    assert not (tmp_path / "v.avi").exists()
+    sink.close()
+    assert not (tmp_path / "v.part.avi").exists()
+    cap = cv2.VideoCapture(str(tmp_path / "v.avi"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 60
+
+
+def test_folder_sink_names_and_annotation(tmp_path: Path) -> None:
+    sink = FolderSink(tmp_path, by_frame_number=False)
+    r = result(3, grey(0, 48, 64))
+    drawn = annotate(r, fps=12.5)
+    assert drawn.any() and not r.image.any()  # drawn on a copy
+    sink.write(r, drawn)
+    assert [p.name for p in tmp_path.iterdir()] == ["img3.jpg"]
+    FolderSink(tmp_path / "cam", by_frame_number=True).write(r, drawn)
+    assert [p.name for p in (tmp_path / "cam").iterdir()] == ["000003.jpg"]
+
+
+def test_fps_meter() -> None:
+    t = iter([0.0, 0.1, 0.2, 0.3])
+    meter = FpsMeter(window=3, clock=lambda: next(t))
+    assert meter.tick() == 0.0
+    assert [meter.tick() for _ in range(3)] == pytest.approx([10.0, 10.0, 10.0])
+
+
+def test_show_without_a_display_warns(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with caplog.at_level(logging.WARNING):
+        sink = DisplaySink()
+    assert not sink.enabled and "no display" in caplog.text
+    sink.write(result(0, grey(0)), grey(0))
+    sink.close()

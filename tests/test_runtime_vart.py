@@ -1,0 +1,256 @@
+"""VartRunner, the board backend and the fingerprint guard, against recording fakes of pynq_dpu/vart/xir."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tinyplan
+from onnx import TensorProto, helper, numpy_helper
+from tinyplan import make_overlay
+
+from dpupose.errors import DeviceError, FingerprintMismatch, ModelFileError, ToolNotFoundError, UsageError
+from dpupose.runtime import backends, vart_runner
+from dpupose.runtime.backends import RunnerFactory, resolve_backend
+from dpupose.runtime.base import TensorInfo
+from dpupose.runtime.executor import SplitExecutor
+from dpupose.runtime.frames import Frame
+from dpupose.runtime.pipeline import Pipeline
+from dpupose.split.plan import load_plan
+
+BOARD_MODULES = ("fakeboard", "vart", "xir", "pynq_dpu")
+PLAN_FP = int(tinyplan.FINGERPRINT, 0)
+OTHER_FP = 0x101000016010405  # u96v2-b2304-avnet (and -dsphigh: DSP use does not change it)
+
+
+@pytest.fixture()
+def board(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The fake board modules importable as pynq_dpu / vart / xir, with a fresh call record."""
+    for name in BOARD_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tinyplan.FAKES))
+    monkeypatch.setattr(vart_runner, "_overlay", {})
+    monkeypatch.setattr(vart_runner, "VART_CONF", tmp_path / "vart.conf")
+    import fakeboard
+
+    fakeboard.reset()
+    yield fakeboard
+    for name in BOARD_MODULES:
+        sys.modules.pop(name, None)
+
+
+def frames(n: int) -> list[Frame]:
+    rng = np.random.default_rng(3)
+    return [Frame(i, rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), f"f{i}") for i in range(n)]
+
+
+def requant_model(path: Path, fp_in: int, fp_out: int, shape_nchw: tuple[int, ...]) -> Path:
+    """x -> Q/DQ at 2**-fp_in -> Q/DQ at 2**-fp_out -> y (a DPU subgraph that only requantizes)."""
+    inits = []
+    for name, fp in (("a", fp_in), ("b", fp_out)):
+        inits += [numpy_helper.from_array(np.array(2.0**-fp, np.float32), f"{name}_s")]
+        inits += [numpy_helper.from_array(np.array(0, np.int8), f"{name}_z")]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"]),
+        helper.make_node("QuantizeLinear", ["xd", "b_s", "b_z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "b_s", "b_z"], ["y"]),
+    ]
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(shape_nchw)) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "requant", vi[:1], vi[1:], inits))
+    model.opset_import[0].version = 17
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_runner_passes_int8_nhwc_with_the_xmodels_fix_points(board, tmp_path: Path) -> None:
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    runner = vart_runner.VartRunner(vart_runner.Xmodel(tmp_path / "rq.xmodel"))
+    assert runner.inputs == [TensorInfo("x_fix", (1, 2, 3, 4), "int8", 3, "NHWC")]
+    assert runner.outputs == [TensorInfo("y_fix", (1, 2, 3, 4), "int8", 1, "NHWC")]
+    x = np.array([v for v in range(-128, 128, 5) if v % 4 != 2][:24], np.int8).reshape(1, 2, 3, 4)
+    y = runner.run({"x_fix": x})["y_fix"]
+    assert y.dtype == np.int8 and y.shape == (1, 2, 3, 4)
+    # real value x * 2**-3 expressed at 2**-1: x / 4 (no rounding ties among these x)
+    np.testing.assert_array_equal(y, np.rint(x / 4))
+    execs = [c for c in board.CALLS if c[0] == "execute_async"]
+    assert execs == [("execute_async", "sg", execs[0][2], ((1, 2, 3, 4),), ("int8",), ((1, 2, 3, 4),), ("int8",))]
+    with pytest.raises(Exception, match="must be int8"):
+        runner.run({"x_fix": x.astype(np.float32)})  # no float conversion inside VART
+
+
+def test_split_plan_on_the_fake_board(board, tmp_path: Path) -> None:
+    """Two DPU subgraphs of one xmodel (pynq_dpu's load_model would refuse it), CPU parts in between:
+    overlay once and first, one runner per DPU subgraph (and per extra pipelined job), every job waited,
+    int8 buffers of the xmodel's dims, results equal to the int8 stand-in on the same QDQ files."""
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    plan = load_plan(tmp_path / "plan")
+    factory = RunnerFactory(plan, "vart", overlay=make_overlay(tmp_path / "ov"))
+    ex = SplitExecutor(plan, factory.create_all())
+    inputs = frames(6)
+    sequential = [ex.process(f) for f in inputs]
+    pipe = Pipeline(ex, factory.create, dpu_jobs=2)
+    pipelined = list(pipe.run(iter(inputs)))
+    reference = SplitExecutor(plan, RunnerFactory(plan, "emulate", dpu_runner=tinyplan.QdqInt8Runner).create_all())
+    for f, a, b in zip(inputs, sequential, pipelined):
+        expected = reference.infer(f.image)["coords"].reshape(16, 2)
+        np.testing.assert_array_equal(a.coords, expected)
+        np.testing.assert_array_equal(b.coords, expected)
+
+    calls = board.CALLS
+    kinds = [c[0] for c in calls]
+    assert kinds.count("DpuOverlay") == 1 and kinds.index("DpuOverlay") < kinds.index("create_runner")
+    assert [c[1] for c in calls if c[0] == "create_runner"] == ["subgraph_conv0", "subgraph_conv1"] * 2
+    assert {c[2] for c in calls if c[0] == "create_runner"} == {"run"}
+    assert kinds.count("deserialize") == 1  # one xmodel, deserialized once for both subgraphs
+    execs = {c[2]: c for c in calls if c[0] == "execute_async"}
+    waits = [c[2] for c in calls if c[0] == "wait"]
+    assert len(execs) == 2 * 12 and sorted(waits) == sorted(execs)  # every job waited exactly once
+    assert all(calls.index(("wait", e[1], j)) > calls.index(e) for j, e in execs.items())
+    assert board.unwaited_jobs() == []
+    dims = {
+        "subgraph_conv0": (((1, 32, 32, 3),), ((1, 16, 16, 8),)),
+        "subgraph_conv1": (((1, 16, 16, 8),), ((1, 8, 8, 16),)),
+    }
+    for e in execs.values():
+        assert (e[3], e[5]) == dims[e[1]] and e[4] == ("int8",) and e[6] == ("int8",)
+
+    import pynq_dpu
+
+    with pytest.raises(AssertionError):  # why the runtime does not use DpuOverlay.load_model
+        pynq_dpu.DpuOverlay(str(tmp_path / "ov" / "dpu.bit")).load_model(str(tmp_path / "plan" / "tiny.xmodel"))
+
+
+def test_xmodel_fix_points_win_over_the_plans(board, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An xmodel whose tensors have other fix points than the plan: the runtime scales by the xmodel's
+    (what the DPU uses) and says so; the result is that of a DPU runner with those fix points."""
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    tinyplan.write_xmodel(tmp_path / "plan" / "tiny.xmodel", PLAN_FP, fp_shift=1)
+    plan = load_plan(tmp_path / "plan")
+    with caplog.at_level(logging.WARNING):
+        ex = SplitExecutor(plan, RunnerFactory(plan, "vart", overlay=make_overlay(tmp_path / "ov")).create_all())
+    assert "has fix_point 6 in the xmodel but 5 in the plan; using the xmodel's" in caplog.text
+    shifted = RunnerFactory(plan, "emulate", dpu_runner=lambda p: tinyplan.QdqInt8Runner(p, fp_shift=1))
+    reference = SplitExecutor(plan, shifted.create_all())
+    for f in frames(3):
+        np.testing.assert_array_equal(ex.infer(f.image)["coords"], reference.infer(f.image)["coords"])
+
+
+def test_dpu_batch_larger_than_one_is_padded(board, tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    tinyplan.write_xmodel(tmp_path / "plan" / "tiny.xmodel", PLAN_FP, batch=3)
+    plan = load_plan(tmp_path / "plan")
+    ex = SplitExecutor(plan, RunnerFactory(plan, "vart", overlay=make_overlay(tmp_path / "ov")).create_all())
+    out = ex.infer(frames(1)[0].image)
+    assert out["coords"].shape == (1, 16, 2)
+    shapes = {c[3][0] for c in board.CALLS if c[0] == "execute_async"}
+    assert shapes == {(3, 32, 32, 3), (3, 16, 16, 8)}
+
+
+def test_vart_backend_off_the_board_says_where_it_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "pynq_dpu", None)  # import fails as on a PC
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    with pytest.raises(
+        ToolNotFoundError, match="runs on the board with pynq-dpu installed; on a PC use --backend emulate"
+    ):
+        RunnerFactory(load_plan(tmp_path / "plan"), "vart", overlay=make_overlay(tmp_path / "ov"))
+
+
+def test_vart_backend_needs_compiled_xmodels_and_an_overlay(board, tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan")  # no xmodel
+    plan = load_plan(tmp_path / "plan")
+    with pytest.raises(UsageError, match="needs the DPU overlay: pass --overlay"):
+        RunnerFactory(plan, "vart")
+    with pytest.raises(ModelFileError, match="'dpu0' has no compiled xmodel"):
+        RunnerFactory(plan, "vart", overlay=make_overlay(tmp_path / "ov"))
+    (tmp_path / "ov" / "dpu.hwh").unlink()
+    with pytest.raises(ModelFileError, match=r"needs dpu\.hwh beside it"):
+        RunnerFactory(plan, "vart", overlay=tmp_path / "ov")
+
+
+# --- fingerprint guard ----------------------------------------------------------------------------------
+
+
+def test_overlay_mismatch_names_both_and_the_fix_before_programming(board, tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    overlay = make_overlay(tmp_path / "ov", OTHER_FP)
+    with pytest.raises(FingerprintMismatch) as e:
+        RunnerFactory(load_plan(tmp_path / "plan"), "vart", overlay=overlay)
+    msg = str(e.value)
+    assert f"0x{PLAN_FP:x}" in msg and f"0x{OTHER_FP:x}" in msg
+    assert str(tmp_path / "plan" / "plan.json") in msg and str(overlay / "arch.json") in msg
+    assert "make hw DPU=u96v2-b1600-pynq" in msg and "re-split" in msg
+    assert "(B2304, 2 bank groups" in msg and "configuration u96v2-b2304-avnet or u96v2-b2304-dsphigh" in msg
+    assert "DpuOverlay" not in [c[0] for c in board.CALLS]
+
+
+def test_xmodel_mismatch_names_the_subgraph_attribute(board, tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    tinyplan.write_xmodel(tmp_path / "plan" / "tiny.xmodel", OTHER_FP)
+    with pytest.raises(FingerprintMismatch) as e:
+        RunnerFactory(load_plan(tmp_path / "plan"), "vart", overlay=make_overlay(tmp_path / "ov"))
+    msg = str(e.value)
+    assert "tiny.xmodel, DPU subgraph 'subgraph_conv0' attribute dpu_fingerprint" in msg
+    assert f"0x{OTHER_FP:x}" in msg and "recompile the xmodel" in msg
+
+
+def test_missing_arch_json_or_attribute_warns_and_runs(board, tmp_path: Path, caplog) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    tinyplan.write_xmodel(tmp_path / "plan" / "tiny.xmodel", None)
+    overlay = make_overlay(tmp_path / "ov", fingerprint=None)
+    with caplog.at_level(logging.WARNING):
+        factory = RunnerFactory(load_plan(tmp_path / "plan"), "vart", overlay=overlay)
+    assert f"no arch.json (looked at {overlay / 'arch.json'})" in caplog.text
+    assert "has no dpu_fingerprint attribute" in caplog.text
+    assert len(factory.guard.skipped) == 3 and factory.guard.checked == {}
+    factory.create_all()
+
+
+def test_emulate_backend_checks_an_overlay_when_given(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    with pytest.raises(FingerprintMismatch, match="overlay"):
+        RunnerFactory(plan, "cpu", overlay=make_overlay(tmp_path / "ov", OTHER_FP))
+    ok = RunnerFactory(plan, "cpu", overlay=make_overlay(tmp_path / "ov2"))
+    assert list(ok.guard.checked.values()) == [PLAN_FP]
+
+
+def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "vart.conf"
+    conf.write_text("firmware: /media/sd-mmcblk0p1/dpu.xclbin\n")
+    with pytest.raises(DeviceError, match=r"echo 'firmware: /usr/lib/dpu.xclbin' \| sudo tee"):
+        vart_runner.check_vart_conf("dpu.xclbin", conf)
+    conf.write_text("firmware: /usr/lib/dpu.xclbin")
+    vart_runner.check_vart_conf("dpu.xclbin", conf)
+
+
+# --- backend choice -------------------------------------------------------------------------------------
+
+
+def test_backend_argument_then_environment_then_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "vart_available", lambda: False)
+    assert resolve_backend("cpu", {"DPUPOSE_BACKEND": "vart"}) == "cpu"
+    assert resolve_backend(None, {"DPUPOSE_BACKEND": "cpu"}) == "cpu"
+    assert resolve_backend(None, {}) == "emulate"
+    monkeypatch.setattr(backends, "vart_available", lambda: True)
+    assert resolve_backend(None, {}) == "vart"
+    with pytest.raises(UsageError, match=r"\$DPUPOSE_BACKEND is 'gpu'"):
+        resolve_backend(None, {"DPUPOSE_BACKEND": "gpu"})
+
+
+def test_vart_is_available_where_pynq_dpu_is(board) -> None:
+    assert backends.vart_available()

@@ -1,0 +1,132 @@
+"""Split plan schema: round trip, strict reading, clear errors, atomic writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import tinyplan
+
+from dpupose.errors import ModelFileError
+from dpupose.split.plan import PLAN_FILE, PLAN_VERSION, file_sha256, load_plan, plan_from_dict, save_plan
+
+
+@pytest.fixture(scope="module")
+def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("plan")
+    tinyplan.write_split_plan(folder)
+    return folder
+
+
+@pytest.fixture()
+def data(plan_dir: Path) -> dict:
+    return json.loads((plan_dir / PLAN_FILE).read_text())
+
+
+def test_round_trip_keeps_every_field(plan_dir: Path, data: dict) -> None:
+    plan = load_plan(plan_dir)
+    assert plan.to_dict() == data
+    assert plan.root == plan_dir
+    assert [sg.name for sg in plan.subgraphs] == ["dpu0", "cpu0", "dpu1", "head"]
+    assert plan.subgraphs[0].inputs[0].shape == (1, 32, 32, 3) and plan.subgraphs[0].inputs[0].fix_point == 5
+    assert plan.fingerprint_int() == 0x101000016010404
+    assert plan.subgraphs[1].reason.startswith("Sigmoid")
+    assert load_plan(plan_dir / PLAN_FILE) == plan  # the file itself works as well as its folder
+
+
+def test_written_file_starts_with_version_and_generator(data: dict) -> None:
+    assert list(data)[:2] == ["version", "generated_by"]
+    assert data["version"] == PLAN_VERSION
+
+
+def _error(data: dict, plan_dir: Path) -> str:
+    with pytest.raises(ModelFileError) as e:
+        plan_from_dict(data, "plan.json", plan_dir)
+    return str(e.value)
+
+
+def test_unknown_field_is_named(plan_dir: Path, data: dict) -> None:
+    data["subgraphs"][2]["priority"] = 3
+    msg = _error(data, plan_dir)
+    assert "unknown field(s) priority in subgraphs[2]" in msg and "dpupose split" in msg
+
+
+def test_missing_field_is_named(plan_dir: Path, data: dict) -> None:
+    del data["subgraphs"][0]["outputs"][0]["fix_point"]
+    assert "subgraphs[0].outputs[0] lacks field(s) fix_point" in _error(data, plan_dir)
+
+
+def test_newer_version_says_what_to_do(plan_dir: Path, data: dict) -> None:
+    data["version"] = PLAN_VERSION + 1
+    msg = _error(data, plan_dir)
+    assert f"plan version {PLAN_VERSION + 1} is newer" in msg and "re-split" in msg
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d.update(fingerprint="B1600"), "is not a fingerprint"),
+        (lambda d: d["input"].update(shape=[1, 3, 64, 64]), "wrong input size"),
+        (lambda d: d["model"].update(input_size=64), "wrong input size"),
+        (lambda d: d["subgraphs"][0].update(device="gpu"), "subgraphs[0].device is 'gpu'"),
+        (lambda d: d["subgraphs"][0]["inputs"][0].update(dtype="float32"), "must be int8"),
+        (lambda d: d["subgraphs"][0]["inputs"][0].update(fix_point=None), "must be an integer for an int8"),
+        (lambda d: d["subgraphs"][1]["inputs"][0].update(shape=[1, 8, 15, 16]), "tensor 'feat' has shape"),
+        (lambda d: d["subgraphs"].reverse(), "execution order"),
+        (lambda d: d["subgraphs"][1].update(name="dpu0"), "appear more than once"),
+        (lambda d: d["outputs"].update(coords="nowhere"), "outputs.coords 'nowhere' is produced by no subgraph"),
+        (lambda d: d["subgraphs"][0]["inputs"][0].update(layout="NCH"), "does not name the 4 axes"),
+        (lambda d: d["subgraphs"][1].update(xmodel="x.xmodel"), "only for DPU subgraphs"),
+    ],
+)
+def test_bad_plans_are_refused_with_the_field(plan_dir: Path, data: dict, edit, expected: str) -> None:
+    edit(data)
+    assert expected in _error(data, plan_dir)
+
+
+def test_missing_subgraph_file(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path)
+    (tmp_path / "dpu1.onnx").unlink()
+    with pytest.raises(ModelFileError, match=r"subgraph 'dpu1' needs .*dpu1.onnx, which is missing"):
+        load_plan(tmp_path)
+
+
+def test_file_from_another_split_is_detected_by_sha256(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path)
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    data["subgraphs"][0]["sha256"] = file_sha256(tmp_path / "dpu0.onnx")
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    load_plan(tmp_path)
+    other = tmp_path / "other"
+    tinyplan.write_split_plan(other, seed=1)  # same shapes, different weights
+    (tmp_path / "dpu0.onnx").write_bytes((other / "dpu0.onnx").read_bytes())
+    with pytest.raises(ModelFileError, match="different splits or model versions"):
+        load_plan(tmp_path)
+
+
+def test_paths_must_stay_inside_the_plan_folder(plan_dir: Path, data: dict) -> None:
+    data["subgraphs"][0]["file"] = "../elsewhere/dpu0.onnx"
+    (plan_dir / "bad").mkdir(exist_ok=True)
+    (plan_dir / "bad" / PLAN_FILE).write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match="inside the plan folder"):
+        load_plan(plan_dir / "bad")
+
+
+def test_not_a_plan(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="no split plan"):
+        load_plan(tmp_path)
+    (tmp_path / PLAN_FILE).write_text("{ truncated")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        load_plan(tmp_path)
+
+
+def test_save_is_atomic_and_refuses_invalid_plans(tmp_path: Path) -> None:
+    plan = tinyplan.write_split_plan(tmp_path)
+    before = (tmp_path / PLAN_FILE).read_text()
+    broken = dataclasses.replace(plan, subgraphs=plan.subgraphs[1:])
+    with pytest.raises(ModelFileError, match="neither the plan input nor an earlier subgraph"):
+        save_plan(broken, tmp_path)
+    assert (tmp_path / PLAN_FILE).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
