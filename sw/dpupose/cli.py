@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dpu",
     "zoo",
     "run",
+    "quantize",
+    "deploy_check",
 )
 
 

@@ -1,0 +1,73 @@
+"""`dpupose deploy-check`: per-layer int8 comparison of the DPU emulator with a second source."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "deploy-check",
+        help="compare every layer's int8 output of the DPU emulator with torch, ONNX Runtime or board dumps",
+        description=(
+            "Run a DPU-subgraph QDQ file (or a `dpupose quantize` folder) through the bit-accurate emulator "
+            "and a second source, report each layer's difference in LSBs and the first layer that diverges."
+        ),
+    )
+    p.add_argument(
+        "model", type=Path, help="QDQ ONNX of a DPU subgraph, or a `dpupose quantize` output folder"
+    )
+    p.add_argument(
+        "--against",
+        default="torch",
+        help="torch (float64 fake quantization), ort (ONNX Runtime), or a folder of dumped tensors",
+    )
+    p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images")
+    p.add_argument("--data-root", type=Path, help="data set folder for --calib-data")
+    p.add_argument("--num", type=int, default=2, help="number of input images (default 2)")
+    p.add_argument(
+        "--tolerance", type=int, default=0, help="LSBs a layer may differ before it counts (default 0)"
+    )
+    p.add_argument(
+        "--dump", type=Path, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)"
+    )
+    p.add_argument("--json", type=Path, help="write the full report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpupose.errors import ModelFileError
+    from dpupose.quant.compare import deploy_check
+    from dpupose.quant.data import calibration_batches
+    from dpupose.runtime.qdq_graph import load_program
+
+    path = args.model / "dpu_part_qdq.onnx" if args.model.is_dir() else args.model
+    if not path.is_file():
+        raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
+    program = load_program(path)
+    images = None
+    shape = program.inputs[0].shape_nchw if len(program.inputs) == 1 else ()
+    if len(shape) == 4 and shape[1] == 3 and isinstance(shape[2], int):
+        import numpy as np
+
+        images = np.concatenate(
+            list(calibration_batches(args.calib_data, args.data_root, args.num, shape[2]))
+        )
+    report = deploy_check(path, images, args.against, args.tolerance, args.dump)
+    print(f"{'tensor':60s} {'fp':>3s} {'max':>4s} {'mean':>8s} {'differ':>7s}")
+    for row in report["layers"]:
+        fp = report["fix_points"][row["tensor"]]
+        print(
+            f"{row['tensor'][:60]:60s} {fp:3d} {row['max_lsb']:4d} {row['mean_lsb']:8.4f} "
+            f"{100 * row['mismatch_fraction']:6.2f}%"
+        )
+    first = report["first_divergent"]
+    if first is None:
+        print(f"all {len(report['layers'])} layers agree with {args.against} within {args.tolerance} LSB")
+    else:
+        print(f"first layer that diverges (> {args.tolerance} LSB): {first}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if first is None else 1

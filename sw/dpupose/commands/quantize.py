@@ -1,0 +1,89 @@
+"""`dpupose quantize`: power-of-two INT8 quantization of a checkpoint for the DPU (docs/quantization.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "quantize",
+        help="quantize a checkpoint for the DPU (power-of-two INT8, QDQ ONNX, fix points, accuracy summary)",
+        description=(
+            "Calibrate power-of-two int8 fix positions for the DPU part, check the DPU's shift constraints "
+            "and write FP32 and QDQ ONNX files, fix_points.json and summary.json into --out (atomically)."
+        ),
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dpupose train`")
+    p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set")
+    p.add_argument("--data-root", type=Path, help="data set folder (mpii, or a generated synthetic set)")
+    p.add_argument("--num-calib", type=int, default=100, help="number of calibration samples (default 100)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder (replaced only if an earlier result)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("native", "vai_q"),
+        default="native",
+        help="native: this project's quantizer; vai_q: vai_q_pytorch inside the Vitis AI docker image",
+    )
+    p.add_argument(
+        "--qat-epochs", type=int, default=0, help="quantization-aware fine-tuning epochs (default 0)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
+    p.add_argument(
+        "--summary-samples",
+        type=int,
+        default=32,
+        help="samples the emulator runs for summary.json (default 32)",
+    )
+    p.add_argument("--target", help="vai_q only: DPU target name, e.g. DPUCZDX8G_ISA1_B1600")
+    p.add_argument("--seed", type=int, default=0, help="random seed for sample selection and QAT")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpupose.quant.pipeline import QuantizeConfig, quantize
+
+    doc = quantize(
+        QuantizeConfig(
+            checkpoint=args.checkpoint,
+            out=args.out,
+            calib_data=args.calib_data,
+            data_root=args.data_root,
+            num_calib=args.num_calib,
+            engine=args.engine,
+            qat_epochs=args.qat_epochs,
+            batch_size=args.batch_size,
+            summary_samples=args.summary_samples,
+            target=args.target,
+            seed=args.seed,
+        )
+    )
+    print(f"wrote {args.out} ({doc['engine']} engine, {doc['calibration']['samples']} calibration samples)")
+    acc = doc.get("accuracy")
+    if acc:
+        agree = acc["fp32_vs_int8"]
+        ort = acc["ort_vs_emulator_logits_lsb"]
+        print(
+            f"FP32 vs INT8 (emulated DPU) on {acc['samples']} samples: mean joint distance "
+            f"{agree['coords_mean_distance_px']:.2f} px, "
+            f"heatmap JSD {agree['heatmap_js_divergence_mean']:.4f}"
+        )
+        if "vs_labels" in acc:
+            lab = acc["vs_labels"]
+            print(
+                f"vs labels: FP32 {lab['fp32_euclidean_px']:.2f} px, INT8 {lab['int8_euclidean_px']:.2f} px"
+            )
+        print(
+            f"ONNX Runtime fast path vs emulator (logits): max {ort['max']} LSB, mean {ort['mean']:.3f} LSB"
+        )
+        worst = min(
+            (row for row in acc["per_layer"] if row["sqnr_db"] is not None),
+            key=lambda row: row["sqnr_db"],
+            default=None,
+        )
+        if worst:
+            print(f"lowest per-layer SQNR: {worst['sqnr_db']:.1f} dB at {worst['tensor']}")
+    return 0

@@ -1,0 +1,161 @@
+"""Deploy check: every layer's int8 output from the emulator against a second source, and the first layer
+that diverges (in the spirit of vai_q_pytorch's deploy_check dumps).
+
+Second sources: `torch` (quant/torch_ref.py, float64 fake quantization of the same file), `ort` (ONNX
+Runtime on the same file, every QuantizeLinear output exposed), or a folder of dumped tensors. A dump
+folder holds one file per int8 tensor, named after the QDQ file's QuantizeLinear output with characters
+outside [A-Za-z0-9._-] replaced by '_': `<name>.npy` (int8, NHWC) or `<name>.bin` (raw int8, NHWC, the
+emulator's shape). If it holds the subgraph's input tensor(s), those are fed to the emulator, so a dump
+taken on a board with the same input image compares directly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from dpupose.errors import DataError, UsageError
+from dpupose.runtime.base import quantize_to_int8
+from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
+
+SOURCES = ("torch", "ort")
+
+
+def dump_name(tensor: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", tensor)
+
+
+def write_dump_dir(folder: Path, trace: dict[str, np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in trace.items():
+        np.save(folder / f"{dump_name(name)}.npy", arr)
+
+
+def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, shape in shapes.items():
+        npy = folder / f"{dump_name(name)}.npy"
+        raw = folder / f"{dump_name(name)}.bin"
+        if npy.is_file():
+            arr = np.load(npy)
+        elif raw.is_file():
+            arr = np.fromfile(raw, dtype=np.int8)
+            if arr.size != int(np.prod(shape)):
+                raise DataError(f"{raw} has {arr.size} bytes, tensor {name!r} needs {int(np.prod(shape))}")
+            arr = arr.reshape(shape)
+        else:
+            continue
+        if arr.shape != tuple(shape):
+            raise DataError(f"dumped {name!r} has shape {arr.shape}, the emulator's is {tuple(shape)} (NHWC)")
+        out[name] = arr.astype(np.int8)
+    if not out:
+        raise DataError(f"{folder} holds no dumped tensor of this subgraph (<tensor>.npy or <tensor>.bin)")
+    return out
+
+
+def ort_trace(
+    qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, int]
+) -> dict[str, np.ndarray]:
+    """Every QuantizeLinear output of the file as computed by ONNX Runtime (int8 NHWC)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(qdq_path))
+    q_outputs = [n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    have = {o.name for o in model.graph.output}
+    for name in q_outputs:
+        if name not in have:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT8, None))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = {
+        k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()
+    }
+    results = sess.run(q_outputs, feeds)
+    return {n: (r.transpose(0, 2, 3, 1) if r.ndim == 4 else r) for n, r in zip(q_outputs, results)}
+
+
+def compare_traces(
+    reference: dict[str, np.ndarray], emulated: dict[str, np.ndarray], order: list[str], tolerance: int = 0
+) -> dict:
+    """Per-tensor |difference| in LSBs for the tensors both sides have, in execution order."""
+    rows = []
+    first = None
+    for name in order:
+        if name not in reference or name not in emulated:
+            continue
+        ref = reference[name].astype(np.int64)
+        got = emulated[name].astype(np.int64)
+        if ref.shape != got.shape:
+            raise DataError(f"tensor {name!r}: reference shape {ref.shape}, emulator shape {got.shape}")
+        d = np.abs(ref - got)
+        row = {
+            "tensor": name,
+            "shape": list(got.shape),
+            "max_lsb": int(d.max()),
+            "mean_lsb": float(d.mean()),
+            "mismatch_fraction": float(np.mean(d > 0)),
+        }
+        rows.append(row)
+        if first is None and row["max_lsb"] > tolerance:
+            first = name
+    if not rows:
+        raise DataError("the two sources have no tensor in common")
+    return {"tolerance_lsb": tolerance, "first_divergent": first, "layers": rows}
+
+
+def deploy_check(
+    qdq_path: str | Path,
+    images: np.ndarray | None,
+    against: str,
+    tolerance: int = 0,
+    dump: Path | None = None,
+) -> dict:
+    """Compare the emulator with `against` ("torch", "ort" or a dump folder) on `images` (N,3,S,S float)."""
+    qdq_path = Path(qdq_path)
+    emu = EmulatorRunner(qdq_path)
+    program = emu.program
+    dump_folder = None if against in SOURCES else Path(against)
+    if dump_folder is not None and not dump_folder.is_dir():
+        raise UsageError(
+            f"--against must be one of {SOURCES} or a folder of dumped tensors; {against} is neither"
+        )
+    feeds: dict[str, np.ndarray] = {}
+    if dump_folder is not None:
+        shapes = {b.tensor: tuple(i.shape) for b, i in zip(program.inputs, emu.inputs)}
+        try:
+            dumped_inputs = read_dump_dir(dump_folder, shapes)
+        except DataError:
+            dumped_inputs = {}
+        feeds = {b.name: dumped_inputs[b.tensor] for b in program.inputs if b.tensor in dumped_inputs}
+    if len(feeds) != len(program.inputs):
+        if images is None:
+            raise UsageError("give input images (or a dump folder that holds the subgraph's input tensor)")
+        if len(program.inputs) != 1:
+            raise UsageError("images can feed only a single-input subgraph; dump the inputs instead")
+        b = program.inputs[0]
+        feeds = {b.name: quantize_to_int8(np.asarray(images).transpose(0, 2, 3, 1), b.fix_point)}
+    trace = emu.trace(feeds)
+    if dump is not None:
+        write_dump_dir(dump, trace)
+    order = [b.tensor for b in program.inputs] + [s.out for s in program.steps]
+    if against == "torch":
+        from dpupose.quant.torch_ref import TorchQdqReference
+
+        float_feeds = {
+            b.name: nhwc_to_nchw(feeds[b.name]).astype(np.float64) * 2.0**-b.fix_point for b in program.inputs
+        }
+        reference = TorchQdqReference(qdq_path).trace(float_feeds)
+    elif against == "ort":
+        reference = ort_trace(qdq_path, feeds, {b.name: b.fix_point for b in program.inputs})
+    else:
+        shapes = {name: trace[name].shape for name in order}
+        reference = read_dump_dir(dump_folder, shapes)
+    report = compare_traces(reference, trace, order, tolerance)
+    report["against"] = against
+    report["samples"] = int(next(iter(feeds.values())).shape[0])
+    report["fix_points"] = {name: program.fix_points[name] for name in order}
+    return report

@@ -1,0 +1,210 @@
+"""Power-of-two fix positions: the "diffs" calibration and the DPU compiler's constraints (host only).
+
+Calibration ("diffs", vai_q_pytorch's default): for a tensor x, the overflow-free position is
+floor(log2(1 / step)) with step = max(min(x) / -128.5, max(x) / 127.5); the positions from there to four
+above it are tried and the one with the least squared error between x and its fake-quantized copy wins
+(the first one on a tie). An all-zero tensor gets 18. Quantization itself rounds half up for activations
+(the DPU's rounding) and half away from zero for weights and biases (vai_q_pytorch's rule for parameters).
+
+Constraints of the DPUCZDX8G compiler on the shifts between fix positions, enforced after calibration by
+moving the position that vai_q moves:
+- conv: shift_cut = fp_in + fp_w - fp_out in [0, 16] (moves fp_w);
+- conv: shift_bias = fp_in + fp_w - fp_b in [0, 16] (moves fp_b). The compiler allows some negative
+  values, where the DPU truncates the bias; keeping it >= 0 makes the bias exact;
+- add: shift_read = max(fp_in) - min(fp_in) <= 15 (lowers the larger input position) and
+  shift_write = min(fp_in) - fp_out in [-7, 25] (moves fp_out);
+- ReLU6 output positions >= 4, where the DPU's ReLU6 (a cap at 96 steps when fp <= 4) is exactly relu6;
+- pixel shuffle: output position = input position.
+Project rule: every position must lie in [FIX_POS_MIN, FIX_POS_MAX] = [-16, 31]; a tensor that needs one
+outside (|x| > 127 * 2**16, or a non-zero tensor below 2**-31) cannot be represented and is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from dpupose.errors import QuantizationError
+from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, QGraph
+
+log = logging.getLogger(__name__)
+
+FIX_POS_MIN, FIX_POS_MAX = -16, 31
+ZERO_TENSOR_FIX_POS = 18
+SEARCH_RANGE = 5
+SHIFT_CUT_RANGE = (0, 16)
+SHIFT_BIAS_RANGE = (0, 16)
+SHIFT_READ_MAX = 15
+SHIFT_WRITE_RANGE = (-7, 25)
+RELU6_MIN_FIX_POS = 4
+_MAX_ROUNDS = 8
+_FLT_MIN = 1.1754943508222875e-38
+
+
+def round_half_up(v: torch.Tensor) -> torch.Tensor:
+    return torch.floor(v + 0.5)
+
+
+def round_half_away(v: torch.Tensor) -> torch.Tensor:
+    return torch.sign(v) * torch.floor(v.abs() + 0.5)
+
+
+ROUNDING = {"half_up": round_half_up, "half_away": round_half_away}
+
+
+def quantize_int(x: torch.Tensor, fp: int, rounding: str = "half_up") -> torch.Tensor:
+    """x -> integer-valued tensor in [-128, 127] at fix position fp (same dtype as x)."""
+    return torch.clamp(ROUNDING[rounding](x * 2.0**fp), -128, 127)
+
+
+def fake_quantize(x: torch.Tensor, fp: int, rounding: str = "half_up") -> torch.Tensor:
+    return quantize_int(x, fp, rounding) * 2.0**-fp
+
+
+def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor") -> int:
+    """Least-squared-error fix position of x (see the module docstring)."""
+    t = torch.as_tensor(x).detach().reshape(-1)
+    if not t.is_floating_point():
+        t = t.float()
+    if not bool(torch.isfinite(t).all()):
+        raise QuantizationError(
+            f"{name} contains NaN or infinite values; the checkpoint or the calibration data is broken "
+            "(check the training run and the input normalization)"
+        )
+    x_max = float(t.max())
+    x_min = float(t.min())
+    step = max(x_min / -128.5, x_max / 127.5)
+    if step <= _FLT_MIN:
+        return ZERO_TENSOR_FIX_POS
+    first = math.floor(math.log2(1.0 / step))
+    if first < FIX_POS_MIN:
+        raise QuantizationError(
+            f"{name} reaches |x| = {max(abs(x_min), abs(x_max)):.3g}, which needs fix position {first}; "
+            f"the DPU's int8 tensors here are limited to positions >= {FIX_POS_MIN} "
+            f"(|x| <= {127 * 2.0**-FIX_POS_MIN:.3g}). Check the checkpoint and the input normalization."
+        )
+    # Rounding ties contribute the same squared error whichever way they go, so torch.round (half to even)
+    # gives the same sums as the DPU's half up here, with fewer passes over the data.
+    v = t * 2.0**first
+    best, best_err = first, math.inf
+    for k in range(SEARCH_RANGE):
+        vk = v * 2.0**k if k else v
+        d = vk - torch.clamp(torch.round(vk), -128, 127)
+        err = float(torch.dot(d, d)) * 4.0 ** -(first + k)
+        if err < best_err:
+            best, best_err = first + k, err
+    return best
+
+
+def most_frequent(positions: Iterable[int]) -> int:
+    """The position most batches chose; ties go to the smaller position (more range)."""
+    counts = Counter(positions)
+    if not counts:
+        raise QuantizationError("no calibration batches were seen")
+    top = max(counts.values())
+    return min(p for p, c in counts.items() if c == top)
+
+
+class _Adjuster:
+    def __init__(self, graph: QGraph, fp: FixPoints) -> None:
+        self.g = graph
+        self.fp = fp
+        self.changed = False
+        self.notes: list[str] = []
+
+    def set_act(self, name: str, value: int, why: str) -> None:
+        old = self.fp.activations[name]
+        if old == value:
+            return
+        self.fp.activations[name] = value
+        self.changed = True
+        self.notes.append(f"{name}: activation fix position {old} -> {value} ({why})")
+        producer = self.g.producer(name)
+        if isinstance(producer, DepthToSpaceOp):  # a pixel shuffle passes its input's position through
+            self.set_act(producer.input, value, "pixel shuffle input follows its output")
+        for op in self.g.consumers(name):
+            if isinstance(op, DepthToSpaceOp):
+                self.set_act(op.name, value, "pixel shuffle output follows its input")
+
+    def set_param(self, table: dict[str, int], name: str, value: int, what: str, why: str) -> None:
+        old = table[name]
+        if old != value:
+            table[name] = value
+            self.changed = True
+            self.notes.append(f"{name}: {what} fix position {old} -> {value} ({why})")
+
+    def round(self) -> None:
+        act = self.fp.activations
+        for op in self.g.ops:
+            if isinstance(op, DepthToSpaceOp) and act[op.name] != act[op.input]:
+                self.set_act(op.name, min(act[op.name], act[op.input]), "pixel shuffle pass-through")
+            if op.act == "relu6" and act[op.name] < RELU6_MIN_FIX_POS:
+                self.set_act(op.name, RELU6_MIN_FIX_POS, "ReLU6 output >= 4")
+        for op in self.g.ops:
+            if isinstance(op, AddOp):
+                fa, fb = act[op.a], act[op.b]
+                if abs(fa - fb) > SHIFT_READ_MAX:
+                    hi = op.a if fa > fb else op.b
+                    self.set_act(hi, min(fa, fb) + SHIFT_READ_MAX, "add shift_read <= 15")
+                lo = min(act[op.a], act[op.b])
+                sw = lo - act[op.name]
+                if not SHIFT_WRITE_RANGE[0] <= sw <= SHIFT_WRITE_RANGE[1]:
+                    target = lo - min(max(sw, SHIFT_WRITE_RANGE[0]), SHIFT_WRITE_RANGE[1])
+                    self.set_act(op.name, target, "add shift_write in [-7, 25]")
+        for op in self.g.ops:
+            if not isinstance(op, ConvOp):
+                continue
+            fi, fo = act[op.input], act[op.name]
+            fw = self.fp.weights[op.name]
+            sc = fi + fw - fo
+            if not SHIFT_CUT_RANGE[0] <= sc <= SHIFT_CUT_RANGE[1]:
+                new_sc = min(max(sc, SHIFT_CUT_RANGE[0]), SHIFT_CUT_RANGE[1])
+                self.set_param(self.fp.weights, op.name, new_sc + fo - fi, "weights", "shift_cut in [0, 16]")
+                fw = self.fp.weights[op.name]
+            if op.name in self.fp.biases:
+                sb = fi + fw - self.fp.biases[op.name]
+                if not SHIFT_BIAS_RANGE[0] <= sb <= SHIFT_BIAS_RANGE[1]:
+                    new_sb = min(max(sb, SHIFT_BIAS_RANGE[0]), SHIFT_BIAS_RANGE[1])
+                    self.set_param(self.fp.biases, op.name, fi + fw - new_sb, "bias", "shift_bias in [0, 16]")
+
+
+def apply_constraints(graph: QGraph, fp: FixPoints) -> tuple[FixPoints, list[str]]:
+    """Move fix positions until the DPU's shift constraints hold; returns (new positions, change notes)."""
+    adj = _Adjuster(graph, fp.copy())
+    for _ in range(_MAX_ROUNDS):
+        adj.changed = False
+        adj.round()
+        if not adj.changed:
+            break
+    else:
+        raise QuantizationError("fix positions do not settle under the DPU's shift constraints")
+    for note in adj.notes:
+        log.info("constraint: %s", note)
+    validate(graph, adj.fp)
+    return adj.fp, adj.notes
+
+
+def validate(graph: QGraph, fp: FixPoints) -> None:
+    """Every position in range and every shift legal, or a QuantizationError that names the tensor."""
+    tables = (("activation", fp.activations), ("weights", fp.weights), ("bias", fp.biases))
+    for what, table in tables:
+        for name, value in table.items():
+            if not FIX_POS_MIN <= value <= FIX_POS_MAX:
+                raise QuantizationError(
+                    f"{what} {name!r} needs fix position {value}, outside the DPU range "
+                    f"[{FIX_POS_MIN}, {FIX_POS_MAX}]; its values cannot be represented in int8 "
+                    "(check the checkpoint for exploding or vanishing weights)"
+                )
+    for op in graph.convs():
+        sc = fp.activations[op.input] + fp.weights[op.name] - fp.activations[op.name]
+        if not SHIFT_CUT_RANGE[0] <= sc <= SHIFT_CUT_RANGE[1]:
+            raise QuantizationError(f"conv {op.name!r}: shift_cut {sc} outside {SHIFT_CUT_RANGE}")
+        if op.name in fp.biases:
+            sb = fp.activations[op.input] + fp.weights[op.name] - fp.biases[op.name]
+            if not SHIFT_BIAS_RANGE[0] <= sb <= SHIFT_BIAS_RANGE[1]:
+                raise QuantizationError(f"conv {op.name!r}: shift_bias {sb} outside {SHIFT_BIAS_RANGE}")

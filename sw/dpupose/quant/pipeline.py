@@ -1,0 +1,185 @@
+"""`dpupose quantize`: checkpoint -> calibrated power-of-two INT8 model and its files (host only).
+
+Everything is built in a temporary folder next to the output folder and renamed into place at the end,
+so an error (bad checkpoint, short calibration set, NaNs, unrepresentable ranges) leaves nothing behind.
+An existing output folder is replaced only if it holds an earlier `dpupose quantize` result.
+
+Files (native engine): model_fp32.onnx (image -> coords, heatmaps), dpu_part_fp32.onnx (image -> logits),
+cpu_part_fp32.onnx (logits -> coords, heatmaps), dpu_part_qdq.onnx (QDQ, see quant/qdq_export.py),
+model_qdq.onnx (QDQ DPU part + float CPU part), fix_points.json, summary.json.
+vai_q engine: the three FP32 files, DpuPart_int.xmodel, vai_q/ (vai_q_pytorch's own files), summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dpupose.errors import ToolNotFoundError, UsageError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("native", "vai_q")
+SUMMARY = "summary.json"
+FIX_POINTS = "fix_points.json"
+SUMMARY_FORMAT = "dpupose-quantize-summary/1"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    checkpoint: Path
+    out: Path
+    calib_data: str = "synthetic"
+    data_root: Path | None = None
+    num_calib: int = 100
+    engine: str = "native"
+    qat_epochs: int = 0
+    batch_size: int = 8
+    summary_samples: int = 32  # samples the emulator runs for summary.json
+    target: str | None = None  # vai_q: DPU target name, e.g. DPUCZDX8G_ISA1_B1600
+    seed: int = 0
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY).is_file())):
+        raise UsageError(
+            f"{out} exists and is not an earlier `dpupose quantize` result; choose another --out"
+        )
+
+
+def _public_modes(folder: Path) -> None:
+    """mkdtemp/mkstemp create owner-only files; give the result the modes a plain write would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [folder, *folder.rglob("*")]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """A temporary folder that becomes `out` when the block succeeds and disappears when it fails."""
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        _public_modes(tmp)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_fp32(model, size: int, folder: Path) -> None:
+    import torch
+
+    from dpupose.model.export import export_onnx
+
+    x = torch.zeros(1, 3, size, size)
+    export_onnx(model, x, folder / "model_fp32.onnx", ["image"], ["coords", "heatmaps"], dynamic_batch=True)
+    export_onnx(model.dpu_part, x, folder / "dpu_part_fp32.onnx", ["image"], ["logits"], dynamic_batch=True)
+    with torch.no_grad():
+        logits = model.dpu_part(x)
+    export_onnx(
+        model.cpu_part,
+        logits,
+        folder / "cpu_part_fp32.onnx",
+        ["logits"],
+        ["coords", "heatmaps"],
+        dynamic_batch=True,
+    )
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def quantize(cfg: QuantizeConfig) -> dict:
+    """Run the whole job; returns the summary document."""
+    import onnx
+    import torch
+
+    from dpupose.quant.calibrate import calibrate
+    from dpupose.quant.checkpoint import load_pose_checkpoint
+    from dpupose.quant.data import calibration_samples
+    from dpupose.quant.fuse import build_qgraph
+    from dpupose.quant.qdq_export import append_cpu_part, qdq_model
+    from dpupose.quant.vai_q import SCRIPT, vai_q_available
+
+    if cfg.engine not in ENGINES:
+        raise UsageError(f"unknown engine {cfg.engine!r}; use one of: {', '.join(ENGINES)}")
+    if cfg.engine == "vai_q" and not vai_q_available():
+        raise ToolNotFoundError(
+            f"--engine vai_q needs vai_q_pytorch (pytorch_nndct), which is not installed here; run {SCRIPT} "
+            "to quantize and compile inside the Vitis AI 2.5 docker image, or use --engine native"
+        )
+    if cfg.qat_epochs < 0:
+        raise UsageError("--qat-epochs must be >= 0")
+    _check_out(cfg.out)
+    model, state = load_pose_checkpoint(cfg.checkpoint)
+    size = model.config.input_size
+    batches = list(
+        calibration_samples(cfg.calib_data, cfg.data_root, cfg.num_calib, size, cfg.batch_size, cfg.seed)
+    )
+    images = [b.images for b in batches]
+    doc: dict = {
+        "format": SUMMARY_FORMAT,
+        "generated_by": "dpupose quantize",
+        "engine": cfg.engine,
+        "checkpoint": str(cfg.checkpoint),
+        "epoch": state.get("epoch"),
+        "model_config": model.config.to_dict(),
+        "calibration": {
+            "data": cfg.calib_data,
+            "samples": int(sum(len(x) for x in images)),
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
+        },
+    }
+    graph = fix = None
+    if cfg.engine == "native":  # calibrate before writing anything: most bad input shows up here
+        torch.manual_seed(cfg.seed)
+        graph = build_qgraph(model.dpu_part, (3, size, size))
+        fix, _ = calibrate(graph, images)
+        if cfg.qat_epochs:
+            from dpupose.quant.qat import qat_finetune
+
+            graph, fix, losses = qat_finetune(graph, fix, images, cfg.qat_epochs, seed=cfg.seed)
+            doc["qat"] = {
+                "epochs": cfg.qat_epochs,
+                "steps": len(losses),
+                "final_loss": losses[-1] if losses else None,
+            }
+    with staged_dir(cfg.out) as tmp:
+        export_fp32(model, size, tmp)
+        if cfg.engine == "vai_q":
+            from dpupose.quant.vai_q import run_vai_q
+
+            doc["vai_q"] = run_vai_q(model, images, tmp, target=cfg.target)
+        else:
+            from dpupose.quant.summary import summarize
+
+            qdq = qdq_model(graph, fix)
+            onnx.save(qdq, tmp / "dpu_part_qdq.onnx")
+            onnx.save(append_cpu_part(qdq, onnx.load(tmp / "cpu_part_fp32.onnx")), tmp / "model_qdq.onnx")
+            _write_json(tmp / FIX_POINTS, {"generated_by": "dpupose quantize", **fix.to_json(graph)})
+            doc["accuracy"] = summarize(
+                model, graph, fix, tmp / "dpu_part_qdq.onnx", batches, cfg.summary_samples
+            )
+        doc["files"] = [*sorted(p.name for p in tmp.iterdir()), SUMMARY]
+        _write_json(tmp / SUMMARY, doc)
+    log.info("wrote %s", cfg.out)
+    return doc

@@ -1,0 +1,111 @@
+"""A second, independent executor of QDQ ONNX files: torch float64 fake quantization (host only).
+
+It reads the file with the `onnx` package (not the board reader) and interprets each node in float64:
+QuantizeLinear rounds half up and saturates like the DPU, DequantizeLinear multiplies by its scale, Conv
+runs as torch's float64 convolution (exact for int8-valued operands), with the bias floored to the
+accumulator's resolution and Add inputs truncated to two guard bits as the DPU does. It must reproduce the
+emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+
+from dpupose.errors import ModelFileError
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _fp_of_scale(scale: np.ndarray) -> int:
+    return -round(math.log2(float(np.asarray(scale).reshape(-1)[0])))
+
+
+class TorchQdqReference:
+    """Runs a DPU-subgraph QDQ file; `trace` returns every QuantizeLinear output as int8 NHWC."""
+
+    def __init__(self, path_or_model: str | Path | onnx.ModelProto) -> None:
+        model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(str(path_or_model))
+        self.graph = model.graph
+        self.inits = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.inputs = [i.name for i in self.graph.input if i.name not in self.inits]
+        self.outputs = [o.name for o in self.graph.output]
+        self.fp: dict[str, int] = {}  # float tensor that a DQ produced -> its fix position
+
+    def _const(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.inits[name], dtype=np.float64))
+
+    def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """feeds: float NCHW inputs (already on their Q grid or not: they are quantized here)."""
+        env: dict[str, torch.Tensor] = {
+            k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in feeds.items()
+        }
+        ints: dict[str, np.ndarray] = {}
+        for node in self.graph.node:
+            op = node.op_type
+            a = _attrs(node)
+            if op == "QuantizeLinear":
+                fp = _fp_of_scale(self.inits[node.input[1]])
+                q = torch.clamp(torch.floor(env[node.input[0]] * 2.0**fp + 0.5), -128, 127)
+                env[node.output[0]] = q
+                arr = q.numpy().astype(np.int8)
+                ints[node.output[0]] = arr.transpose(0, 2, 3, 1) if arr.ndim == 4 else arr
+            elif op == "DequantizeLinear":
+                fp = _fp_of_scale(self.inits[node.input[1]])
+                src = env[node.input[0]] if node.input[0] in env else self._const(node.input[0])
+                env[node.output[0]] = src * 2.0**-fp
+                self.fp[node.output[0]] = fp
+            elif op == "Conv":
+                x, w = env[node.input[0]], env[node.input[1]]
+                b = env[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+                if b is not None:  # the DPU floors the bias to the accumulator's resolution (+1 bit)
+                    acc_fp = self.fp[node.input[0]] + self.fp[node.input[1]] + 1
+                    b = torch.floor(b * 2.0**acc_fp) * 2.0**-acc_fp
+                t, left, bo, r = a.get("pads", [0, 0, 0, 0])
+                x = F.pad(x, (left, r, t, bo))
+                env[node.output[0]] = F.conv2d(
+                    x,
+                    w,
+                    b,
+                    tuple(a.get("strides", [1, 1])),
+                    0,
+                    tuple(a.get("dilations", [1, 1])),
+                    a.get("group", 1),
+                )
+            elif op == "Add":
+                guard = min(self.fp[node.input[0]], self.fp[node.input[1]]) + 2
+                xs = [torch.floor(env[i] * 2.0**guard) * 2.0**-guard for i in node.input]
+                env[node.output[0]] = xs[0] + xs[1]
+            elif op == "Relu":
+                env[node.output[0]] = F.relu(env[node.input[0]])
+            elif op == "Clip":
+                lo = float(self.inits[node.input[1]]) if len(node.input) > 1 and node.input[1] else -math.inf
+                hi = float(self.inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else math.inf
+                env[node.output[0]] = torch.clamp(env[node.input[0]], lo, hi)
+            elif op == "LeakyRelu":
+                x = env[node.input[0]]
+                env[node.output[0]] = torch.where(x < 0, x * float(np.float32(a.get("alpha", 0.01))), x)
+            elif op == "DepthToSpace":
+                x = env[node.input[0]]
+                r = a["blocksize"]
+                n, c, h, w = x.shape
+                if a.get("mode", b"DCR") in (b"CRD", "CRD"):
+                    y = F.pixel_shuffle(x, r)
+                else:
+                    y = (
+                        x.reshape(n, r, r, c // (r * r), h, w)
+                        .permute(0, 3, 4, 1, 5, 2)
+                        .reshape(n, c // (r * r), h * r, w * r)
+                    )
+                env[node.output[0]] = y
+            else:
+                raise ModelFileError(f"the torch reference does not implement {op}")
+        return ints

@@ -1,0 +1,175 @@
+"""Host stand-in for the DPU: runs a DPU subgraph (QDQ ONNX) with the DPU's integer arithmetic.
+
+`EmulatorRunner(path)` is a `Runner` with VART's tensor conventions: inputs and outputs are int8 NHWC
+arrays whose real value is int8 * 2**-fix_point, the fix points being the scales of the subgraph's
+boundary Q/DQ nodes. The arithmetic is in `dpupose.runtime.dpu_ops` (exact: integer sums, shifts, the
+DPU's round-half-up and saturation); the file format is read by `dpupose.runtime.qdq_graph` without the
+`onnx` package.
+
+`EmulatorRunner(path, exact=False)` (or `QdqOrtRunner(path)`) runs the same file in ONNX Runtime with the
+same int8 NHWC interface: much faster for large batches, but ONNX Runtime computes in float32 and rounds
+half to even, so its int8 outputs can differ from the DPU by a few LSBs (the measured bound is in
+docs/quantization.md and in each quantize run's summary.json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dpupose.errors import DataError
+from dpupose.runtime import dpu_ops
+from dpupose.runtime.base import Runner, TensorInfo
+from dpupose.runtime.qdq_graph import Boundary, Program, Step, load_program
+
+
+def _info(b: Boundary) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in b.shape_nchw)
+    if len(shape) == 4:  # NCHW in the ONNX graph, NHWC at the runner's boundary
+        shape = (shape[0], shape[2], shape[3], shape[1])
+        layout = "NHWC"
+    else:
+        layout = "N" + "C" * (len(shape) - 1)
+    return TensorInfo(b.name, shape, "int8", b.fix_point, layout)
+
+
+def check_feeds(infos: list[TensorInfo], feeds: dict[str, np.ndarray]) -> None:
+    """An int8 array per input, with the expected per-sample NHWC shape (any batch size)."""
+    missing = [i.name for i in infos if i.name not in feeds]
+    if missing:
+        raise DataError(f"missing inputs {missing}; this subgraph takes {[i.name for i in infos]}")
+    for info in infos:
+        x = feeds[info.name]
+        if not isinstance(x, np.ndarray) or x.dtype != np.int8:
+            raise DataError(f"input {info.name!r} must be an int8 numpy array (quantize with its fix_point)")
+        if x.ndim != len(info.shape) or tuple(x.shape[1:]) != tuple(info.shape[1:]):
+            raise DataError(f"input {info.name!r} has shape {x.shape}, expected (N, {info.shape[1:]}) NHWC")
+
+
+def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
+    """One DPU step on int8 NHWC tensors from env."""
+    xs = [env[t] for t in step.inputs]
+    if step.kind == "conv":
+        a = step.attrs
+        return dpu_ops.conv2d(
+            xs[0],
+            step.weight,
+            step.bias,
+            fp_in=step.fps_in[0],
+            fp_w=step.fp_w,
+            fp_b=step.fp_b,
+            fp_out=step.fp_out,
+            stride=a["stride"],
+            pads=a["pads"],
+            dilation=a["dilation"],
+            groups=a["groups"],
+            act=step.act,
+        )
+    if step.kind == "add":
+        return dpu_ops.eltwise_add(xs, step.fps_in, step.fp_out, step.act)
+    if step.kind == "depth_to_space":
+        y = dpu_ops.depth_to_space(xs[0], step.attrs["block"], step.attrs["mode"])
+        return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
+    if step.kind == "requant":
+        return dpu_ops.requantize_int8(xs[0], step.fps_in[0], step.fp_out)
+    raise ValueError(f"unknown step kind {step.kind!r}")
+
+
+class EmulatorRunner(Runner):
+    """Bit-accurate DPU emulator for a QDQ ONNX DPU subgraph (see the module docstring)."""
+
+    def __init__(self, path_or_model: str | Path | bytes | object, exact: bool = True) -> None:
+        self.program: Program = load_program(path_or_model)
+        self.exact = exact
+        self._ort: QdqOrtRunner | None = None
+        if not exact:
+            self._ort = QdqOrtRunner(path_or_model, program=self.program)
+        self._inputs = [_info(b) for b in self.program.inputs]
+        self._outputs = [_info(b) for b in self.program.outputs]
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every int8 tensor of the subgraph (NHWC), keyed by its int8 tensor name, in step order."""
+        check_feeds(self._inputs, feeds)
+        env: dict[str, np.ndarray] = {}
+        for b in self.program.inputs:
+            env[b.tensor] = feeds[b.name]
+        for step in self.program.steps:
+            env[step.out] = run_step(step, env)
+        return env
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._ort is not None:
+            return self._ort.run(feeds)
+        env = self.trace(feeds)
+        return {b.name: env[b.tensor] for b in self.program.outputs}
+
+    def close(self) -> None:
+        if self._ort is not None:
+            self._ort.close()
+
+
+class QdqOrtRunner(Runner):
+    """The same QDQ file in ONNX Runtime, behind the DPU runners' int8 NHWC interface (not bit-exact)."""
+
+    def __init__(
+        self,
+        path_or_model: str | Path | bytes | object,
+        program: Program | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.program = program or load_program(path_or_model)
+        if hasattr(path_or_model, "SerializeToString"):
+            model = path_or_model.SerializeToString()
+        elif isinstance(path_or_model, (bytes, bytearray)):
+            model = bytes(path_or_model)
+        else:
+            model = str(path_or_model)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(model, opts, providers=providers or ["CPUExecutionProvider"])
+        self._inputs = [_info(b) for b in self.program.inputs]
+        self._outputs = [_info(b) for b in self.program.outputs]
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self._inputs, feeds)
+        ort_feeds = {
+            i.name: nhwc_to_nchw(feeds[i.name]).astype(np.float32) * np.float32(2.0**-i.fix_point)
+            for i in self._inputs
+        }
+        names = [o.name for o in self._outputs]
+        results = self._session.run(names, ort_feeds)
+        out = {}
+        for info, y in zip(self._outputs, results):
+            q = np.clip(np.rint(y.astype(np.float64) * 2.0**info.fix_point), -128, 127).astype(np.int8)
+            out[info.name] = nchw_to_nhwc(q)
+        return out
+
+    def close(self) -> None:
+        self._session = None

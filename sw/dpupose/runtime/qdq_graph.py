@@ -1,0 +1,255 @@
+"""Read a DPU subgraph in QDQ ONNX form into a list of integer steps for the emulator.
+
+The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries by the partitioner):
+- every activation is QuantizeLinear -> DequantizeLinear with scale 2**-fp and an int8 zero point 0;
+- weights are int8 initializers -> DequantizeLinear (scale 2**-fp_w); a bias is an int8 initializer ->
+  DequantizeLinear with its own power-of-two scale (the DPU's int8 bias, not ONNX's usual int32 bias);
+- a fused activation (Relu, Clip 0..6, LeakyRelu alpha = 26/256) sits between a Conv/Add and its Q;
+- graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
+
+Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace
+(or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step
+tensors are named by the Q node's int8 output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dpupose.errors import ModelFileError
+from dpupose.runtime.onnx_lite import Graph, Node, load_model
+
+ACT_OPS = ("Relu", "Clip", "LeakyRelu")
+LEAKY_ALPHA = 26 / 256
+
+
+@dataclass
+class Boundary:
+    """A graph input or output: the float name the ONNX graph uses and the int8 tensor behind it."""
+
+    name: str
+    tensor: str  # int8 tensor name inside the program
+    fix_point: int
+    shape_nchw: tuple[int | str, ...]
+
+
+@dataclass
+class Step:
+    kind: str  # "conv", "add", "depth_to_space", "requant"
+    out: str  # int8 tensor (Q output)
+    fp_out: int
+    inputs: list[str]  # int8 tensors
+    fps_in: list[int]
+    label: str  # the float tensor the Q quantizes, for reports
+    act: str = "none"
+    weight: np.ndarray | None = None  # conv: int8 (O, C/g, KH, KW)
+    bias: np.ndarray | None = None  # conv: int8 (O,)
+    fp_w: int | None = None
+    fp_b: int | None = None
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Program:
+    inputs: list[Boundary]
+    outputs: list[Boundary]
+    steps: list[Step]
+    fix_points: dict[str, int]  # every int8 tensor -> fix position
+
+
+def scale_to_fix_point(scale: np.ndarray, where: str) -> int:
+    """2**-fp -> fp; anything that is not one exact power of two is an error."""
+    values = np.asarray(scale, dtype=np.float64).reshape(-1)
+    if values.size != 1:
+        raise ModelFileError(f"{where}: per-channel scales are not DPU quantization (one scale per tensor)")
+    s = float(values[0])
+    if not s > 0 or not math.isfinite(s):
+        raise ModelFileError(f"{where}: scale {s} is not positive")
+    mant, exp = math.frexp(s)
+    if mant != 0.5:
+        raise ModelFileError(f"{where}: scale {s} is not a power of two (DPU scales are 2**-fix_point)")
+    return -(exp - 1)
+
+
+class _Parser:
+    def __init__(self, graph: Graph) -> None:
+        self.g = graph
+        self.inits = graph.initializers
+        self.producer: dict[str, Node] = {}
+        self.consumers: dict[str, list[Node]] = {}
+        for node in graph.nodes:
+            for t in node.outputs:
+                self.producer[t] = node
+            for t in node.inputs:
+                if t:
+                    self.consumers.setdefault(t, []).append(node)
+        self.used: set[int] = set()
+        self.fix: dict[str, int] = {}  # int8 tensor -> fp
+        self.act_dq: dict[str, tuple[str, int]] = {}  # DQ float output -> (int8 tensor, fp)
+        self.const_dq: dict[str, tuple[np.ndarray, int]] = {}  # DQ float output -> (int8 array, fp)
+
+    def qparams(self, node: Node) -> int:
+        where = f"{node.op_type} {node.name or node.outputs[0]!r}"
+        if len(node.inputs) < 2 or node.inputs[1] not in self.inits:
+            raise ModelFileError(f"{where}: scale must be an initializer")
+        fp = scale_to_fix_point(self.inits[node.inputs[1]], where)
+        if len(node.inputs) < 3 or not node.inputs[2] or node.inputs[2] not in self.inits:
+            raise ModelFileError(f"{where}: needs an int8 zero point initializer (0)")
+        zp = self.inits[node.inputs[2]]
+        if zp.dtype != np.int8 or np.any(zp != 0):
+            raise ModelFileError(f"{where}: zero point must be int8 0 (symmetric DPU quantization)")
+        if node.attrs.get("axis", 1) != 1 and np.asarray(self.inits[node.inputs[1]]).size != 1:
+            raise ModelFileError(f"{where}: per-axis quantization is not supported")
+        return fp
+
+    def mark(self, node: Node) -> None:
+        self.used.add(id(node))
+
+    def parse(self) -> Program:
+        g = self.g
+        # Constants: int8 initializer -> DequantizeLinear (weights, biases).
+        for node in g.nodes:
+            if node.op_type == "DequantizeLinear" and node.inputs[0] in self.inits:
+                arr = self.inits[node.inputs[0]]
+                if arr.dtype != np.int8:
+                    raise ModelFileError(f"constant {node.inputs[0]!r} must be int8, got {arr.dtype}")
+                self.const_dq[node.outputs[0]] = (arr, self.qparams(node))
+                self.mark(node)
+        inputs = []
+        graph_inputs = {vi.name: vi for vi in g.inputs}
+        for vi in g.inputs:
+            qs = self.consumers.get(vi.name, [])
+            if len(qs) != 1 or qs[0].op_type != "QuantizeLinear":
+                raise ModelFileError(
+                    f"graph input {vi.name!r} must be consumed by exactly one QuantizeLinear "
+                    "(DPU subgraphs start at a Q/DQ boundary)"
+                )
+            q = qs[0]
+            fp = self.qparams(q)
+            self.fix[q.outputs[0]] = fp
+            self.mark(q)
+            inputs.append(Boundary(vi.name, q.outputs[0], fp, vi.shape))
+        steps = []
+        for node in g.nodes:
+            if node.op_type == "QuantizeLinear" and node.inputs[0] not in graph_inputs:
+                steps.append(self.step_for(node))
+                self.mark(node)
+            elif node.op_type == "DequantizeLinear" and node.inputs[0] not in self.inits:
+                src = node.inputs[0]
+                if src not in self.fix:
+                    raise ModelFileError(f"DequantizeLinear of {src!r}, which no QuantizeLinear made")
+                fp = self.qparams(node)
+                if fp != self.fix[src]:
+                    raise ModelFileError(
+                        f"Q/DQ pair of {src!r} has different scales ({self.fix[src]} vs {fp})"
+                    )
+                self.act_dq[node.outputs[0]] = (src, fp)
+                self.mark(node)
+        outputs = []
+        for vi in g.outputs:
+            if vi.name not in self.act_dq:
+                raise ModelFileError(f"graph output {vi.name!r} must come out of a DequantizeLinear")
+            src, fp = self.act_dq[vi.name]
+            outputs.append(Boundary(vi.name, src, fp, vi.shape))
+        stray = [n for n in g.nodes if id(n) not in self.used]
+        if stray:
+            names = ", ".join(f"{n.op_type} {n.name or n.outputs[0]!r}" for n in stray[:5])
+            raise ModelFileError(f"nodes outside the DPU's Q/DQ patterns: {names}")
+        return Program(inputs, outputs, steps, dict(self.fix))
+
+    def act_input(self, name: str, where: str) -> tuple[str, int]:
+        if name not in self.act_dq:
+            raise ModelFileError(f"{where}: input {name!r} is not a dequantized activation")
+        return self.act_dq[name]
+
+    def single_use(self, tensor: str, where: str) -> None:
+        if len(self.consumers.get(tensor, [])) != 1:
+            raise ModelFileError(f"{where}: intermediate float tensor {tensor!r} must have one consumer")
+
+    def step_for(self, q: Node) -> Step:
+        fp_out = self.qparams(q)
+        label = q.inputs[0]
+        where = f"QuantizeLinear of {label!r}"
+        node = self.producer.get(label)
+        if node is None:
+            raise ModelFileError(f"{where}: nothing produces its input")
+        act = "none"
+        if node.op_type in ACT_OPS:
+            act = self.activation(node, where)
+            self.single_use(label, where)
+            self.mark(node)
+            node = self.producer.get(node.inputs[0])
+            if node is None:
+                raise ModelFileError(f"{where}: activation without a producer")
+        if node.op_type != "DequantizeLinear":  # a requant may share its DQ with other consumers
+            self.single_use(node.outputs[0], where)
+        self.mark(node)
+        out = q.outputs[0]
+        self.fix[out] = fp_out
+        op = node.op_type
+        if op == "Conv":
+            return self.conv(node, out, fp_out, label, act)
+        if op == "Add":
+            srcs = [self.act_input(t, where) for t in node.inputs]
+            return Step("add", out, fp_out, [s for s, _ in srcs], [f for _, f in srcs], label, act)
+        if op in ("DepthToSpace", "DequantizeLinear") and act == "none":
+            src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
+            if op == "DequantizeLinear":
+                return Step("requant", out, fp_out, [src], [fp], label)
+            attrs = {"block": int(node.attrs["blocksize"]), "mode": node.attrs.get("mode", "DCR")}
+            return Step("depth_to_space", out, fp_out, [src], [fp], label, attrs=attrs)
+        raise ModelFileError(f"{where}: {op} (with activation {act}) is not a DPU operation here")
+
+    def activation(self, node: Node, where: str) -> str:
+        if node.op_type == "Relu":
+            return "relu"
+        if node.op_type == "LeakyRelu":
+            alpha = float(node.attrs.get("alpha", 0.01))
+            if np.float32(alpha) != np.float32(LEAKY_ALPHA):
+                raise ModelFileError(f"{where}: LeakyRelu alpha {alpha}; the DPU's slope is 26/256")
+            return "leaky"
+        # Clip: opset >= 11 takes min/max as inputs, older opsets as attributes.
+        lo = node.attrs.get("min")
+        hi = node.attrs.get("max")
+        if len(node.inputs) > 1 and node.inputs[1]:
+            lo = float(self.inits[node.inputs[1]])
+        if len(node.inputs) > 2 and node.inputs[2]:
+            hi = float(self.inits[node.inputs[2]])
+        if lo == 0.0 and hi == 6.0:
+            return "relu6"
+        if lo == 0.0 and (hi is None or math.isinf(hi)):
+            return "relu"
+        raise ModelFileError(f"{where}: Clip({lo}, {hi}) is neither ReLU nor ReLU6")
+
+    def conv(self, node: Node, out: str, fp_out: int, label: str, act: str) -> Step:
+        where = f"Conv {node.name or node.outputs[0]!r}"
+        src, fp_in = self.act_input(node.inputs[0], where)
+        if node.inputs[1] not in self.const_dq:
+            raise ModelFileError(f"{where}: weights must be an int8 initializer behind a DequantizeLinear")
+        w, fp_w = self.const_dq[node.inputs[1]]
+        b = fp_b = None
+        if len(node.inputs) > 2 and node.inputs[2]:
+            if node.inputs[2] not in self.const_dq:
+                raise ModelFileError(f"{where}: bias must be an int8 initializer behind a DequantizeLinear")
+            b, fp_b = self.const_dq[node.inputs[2]]
+        if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise ModelFileError(f"{where}: auto_pad is not supported; use explicit pads")
+        if w.ndim != 4:
+            raise ModelFileError(f"{where}: only 2-D convolutions run on the DPU")
+        pads = tuple(int(p) for p in node.attrs.get("pads", [0, 0, 0, 0]))
+        attrs = {
+            "stride": tuple(int(s) for s in node.attrs.get("strides", [1, 1])),
+            "pads": pads,
+            "dilation": tuple(int(d) for d in node.attrs.get("dilations", [1, 1])),
+            "groups": int(node.attrs.get("group", 1)),
+        }
+        return Step("conv", out, fp_out, [src], [fp_in], label, act, w, b, fp_w, fp_b, attrs)
+
+
+def load_program(path_or_model: str | Path | bytes | object) -> Program:
+    """Parse a DPU-subgraph QDQ ONNX (path, bytes or onnx.ModelProto) into a Program."""
+    return _Parser(load_model(path_or_model)).parse()

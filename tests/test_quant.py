@@ -1,0 +1,223 @@
+"""The quantizer: diffs calibration, DPU shift constraints, BatchNorm folding, QDQ export conventions,
+end-to-end agreement of the emulator with torch fake quantization, and QAT."""
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from quant_helpers import TINY, sane_model
+
+from dpupose.errors import QuantizationError
+from dpupose.quant.calibrate import calibrate
+from dpupose.quant.data import calibration_batches
+from dpupose.quant.fakequant import QuantNet
+from dpupose.quant.fixpos import (
+    ZERO_TENSOR_FIX_POS,
+    apply_constraints,
+    diffs_fix_pos,
+    most_frequent,
+    validate,
+)
+from dpupose.quant.fuse import build_qgraph
+from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, QGraph
+from dpupose.quant.qat import qat_finetune
+from dpupose.quant.qdq_export import qdq_model
+from dpupose.quant.torch_ref import TorchQdqReference
+from dpupose.runtime.base import quantize_to_int8
+from dpupose.runtime.emulator import EmulatorRunner
+
+
+# ---- diffs ---------------------------------------------------------------------------------------
+def test_diffs_picks_the_exact_grid():
+    x = np.arange(-128, 128) / 128.0  # every int8 step at fp 7: zero error there, clipping above
+    assert diffs_fix_pos(x) == 7
+    assert diffs_fix_pos(x * 4) == 5
+
+
+def test_diffs_prefers_resolution_over_rare_outliers():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.05, 100000), [1.0]])  # overflow-free position 6
+    fp = diffs_fix_pos(x)
+    assert fp > 6  # clipping the single outlier costs less than coarse steps for everything else
+    errs = {}
+    for p in range(6, 11):
+        q = np.clip(np.floor(x * 2.0**p + 0.5), -128, 127) * 2.0**-p
+        errs[p] = float(np.sum((x - q) ** 2))
+    assert fp == min(errs, key=errs.get)
+
+
+def test_diffs_zero_nan_and_unrepresentable():
+    assert diffs_fix_pos(np.zeros(10)) == ZERO_TENSOR_FIX_POS
+    with pytest.raises(QuantizationError, match="NaN"):
+        diffs_fix_pos(np.array([1.0, np.nan]), name="activation 'x'")
+    with pytest.raises(QuantizationError, match="x' reaches"):
+        diffs_fix_pos(np.array([1e9]), name="activation 'x'")
+
+
+def test_most_frequent_breaks_ties_towards_range():
+    assert most_frequent([5, 6, 6, 5, 7]) == 5
+    assert most_frequent([4, 6, 6]) == 6
+
+
+# ---- constraints -----------------------------------------------------------------------------------
+def _toy_graph() -> QGraph:
+    w = np.zeros((4, 4, 1, 1), np.float32)
+    b = np.zeros(4, np.float32)
+    ops = [
+        ConvOp("a", "image", w, b, act="relu6"),
+        ConvOp("b", "a", w, b),
+        AddOp("s", "a", "b"),
+        ConvOp("c", "s", np.zeros((16, 4, 1, 1), np.float32), b.repeat(4)),
+        DepthToSpaceOp("d", "c", 2),
+        ConvOp("logits", "d", w, None),
+    ]
+    return QGraph(ops, (4, 2, 2))
+
+
+def test_constraints_move_the_positions_vai_q_moves():
+    g = _toy_graph()
+    fix = FixPoints(
+        activations={"image": 6, "a": 3, "b": 20, "s": 4, "c": 5, "d": 7, "logits": 2},
+        weights={"a": 7, "b": 9, "c": 12, "logits": 4},
+        biases={"a": 30, "b": 2, "c": 9},
+    )
+    out, notes = apply_constraints(g, fix)
+    a = out.activations
+    assert a["a"] == 4  # ReLU6 output >= 4
+    assert a["b"] == a["a"] + 15  # add shift_read <= 15 lowers the finer input
+    assert a["d"] == a["c"]  # pixel shuffle passes its position through
+    for op in g.convs():
+        sc = a[op.input] + out.weights[op.name] - a[op.name]
+        assert 0 <= sc <= 16
+        if op.name in out.biases:
+            assert 0 <= a[op.input] + out.weights[op.name] - out.biases[op.name] <= 16
+    # Worked by hand: b's shift_cut 4 + 9 - 19 < 0 moves its weights to 15; biases follow shift_bias.
+    assert (a["b"], out.weights["b"], out.biases["b"]) == (19, 15, 3)
+    assert (out.biases["a"], out.weights["c"], out.biases["c"], a["d"], a["c"]) == (13, 12, 9, 5, 5)
+    assert notes
+    validate(g, out)
+
+
+def test_constraints_reject_positions_out_of_range():
+    g = _toy_graph()
+    fix = FixPoints(
+        activations={"image": 6, "a": 4, "b": 4, "s": 4, "c": 40, "d": 40, "logits": 2},
+        weights={"a": 7, "b": 7, "c": 7, "logits": 4},
+        biases={"a": 8, "b": 8, "c": 8},
+    )
+    with pytest.raises(QuantizationError, match="outside the DPU range"):
+        apply_constraints(g, fix)
+
+
+# ---- fusion and end-to-end -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny():
+    model = sane_model()
+    size = TINY.input_size
+    graph = build_qgraph(model.dpu_part, (3, size, size))
+    images = list(calibration_batches("synthetic", None, 8, size, batch_size=4))
+    fix, seen = calibrate(graph, images)
+    assert seen == 8
+    return model, graph, fix, images
+
+
+def test_fusion_folds_batchnorm_and_keeps_the_structure(tiny):
+    model, graph, _fix, images = tiny
+    convs = [m for m in model.dpu_part.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(graph.convs()) == len(convs)
+    assert sum(isinstance(op, AddOp) for op in graph.ops) == 10  # MobileNetV2's residual blocks
+    assert sum(isinstance(op, DepthToSpaceOp) for op in graph.ops) == TINY.duc_blocks
+    assert graph.ops[-1].name == "logits" and graph.ops[-1].bias is None
+    with torch.no_grad():
+        want = model.dpu_part(torch.from_numpy(images[0]))
+        got = QuantNet(graph)(torch.from_numpy(images[0]))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fusion_rejects_what_the_dpu_cannot_run():
+    class Bad(torch.nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.act = act
+
+        def forward(self, x):
+            return self.act(self.conv(x))
+
+    with pytest.raises(QuantizationError, match="26/256"):
+        build_qgraph(Bad(torch.nn.LeakyReLU(0.2)), (3, 8, 8))
+    with pytest.raises(QuantizationError, match="Sigmoid"):
+        build_qgraph(Bad(torch.nn.Sigmoid()), (3, 8, 8))
+    assert build_qgraph(Bad(torch.nn.LeakyReLU(0.1)), (3, 8, 8)).ops[0].act == "leaky"
+
+
+def _scales_are_dpu(model: onnx.ModelProto) -> None:
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for node in qdq:
+        scale = float(inits[node.input[1]])
+        assert math.frexp(scale)[0] == 0.5, node.name  # an exact power of two
+        zp = inits[node.input[2]]
+        assert zp.dtype == np.int8 and zp == 0
+        if node.input[0] in inits:
+            assert inits[node.input[0]].dtype == np.int8  # weights and biases are int8, biases included
+
+
+def test_qdq_export_conventions_and_bit_exact_emulation(tiny, tmp_path):
+    model, graph, fix, images = tiny
+    qdq = qdq_model(graph, fix)
+    _scales_are_dpu(qdq)
+    assert [i.name for i in qdq.graph.input] == ["image"] and [o.name for o in qdq.graph.output] == ["logits"]
+    path = tmp_path / "dpu_part_qdq.onnx"
+    onnx.save(qdq, path)
+    x = images[1]
+    emu = EmulatorRunner(path)
+    assert emu.inputs[0].fix_point == fix.activations["image"]
+    assert emu.outputs[0].fix_point == fix.activations["logits"]
+    env = emu.trace({"image": quantize_to_int8(x.transpose(0, 2, 3, 1), fix.activations["image"])})
+    # 1) the quantizer's own fake quantization (float64) of the same model, every tensor
+    trace: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        QuantNet(graph, fix).set_mode("fake").double()(torch.from_numpy(x).double(), trace=trace)
+    for name, t in trace.items():
+        want = np.rint(t.numpy() * 2.0 ** fix.activations[name]).astype(np.int8).transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(env[f"{name}_int8"], want, err_msg=name)
+    # 2) the independent torch interpreter of the QDQ file
+    ref = TorchQdqReference(path).trace({"image": x})
+    for name, arr in ref.items():
+        np.testing.assert_array_equal(env[name], arr, err_msg=name)
+    # and the INT8 model still computes what the FP32 model does: 8-bit accurate at the first layer; the
+    # random network amplifies the rounding noise with depth, still correlated at the output.
+    float_trace: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        QuantNet(graph)(torch.from_numpy(x), trace=float_trace)
+    first = graph.ops[0].name
+    f = float_trace[first].numpy()
+    q = env[f"{first}_int8"].transpose(0, 3, 1, 2) * 2.0 ** -fix.activations[first]
+    assert 10 * np.log10(np.sum(f**2) / np.sum((f - q) ** 2)) > 25
+    with torch.no_grad():
+        want = model.dpu_part(torch.from_numpy(x)).numpy()
+    got = env["logits_int8"].transpose(0, 3, 1, 2) * 2.0 ** -fix.activations["logits"]
+    assert np.corrcoef(got.reshape(-1), want.reshape(-1))[0, 1] > 0.5
+
+
+def test_qat_steps_keep_power_of_two_scales_and_export(tiny, tmp_path):
+    _model, graph, fix, images = tiny
+    new_graph, new_fix, losses = qat_finetune(graph, fix, images, epochs=1, max_steps=2)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    validate(new_graph, new_fix)
+    assert all(isinstance(v, int) for v in new_fix.activations.values())
+    assert not np.array_equal(new_graph.convs()[0].weight, graph.convs()[0].weight)  # weights did train
+    qdq = qdq_model(new_graph, new_fix)
+    _scales_are_dpu(qdq)
+    path = tmp_path / "qat.onnx"
+    onnx.save(qdq, path)
+    x = images[0]
+    out = EmulatorRunner(path).run(
+        {"image": quantize_to_int8(x.transpose(0, 2, 3, 1), new_fix.activations["image"])}
+    )
+    assert out["logits"].shape == (len(x), 16, 16, 16)

@@ -1,0 +1,242 @@
+"""`dpupose quantize` and `dpupose deploy-check` end to end on a small checkpoint: the files and their
+formats, bad input leaving nothing behind, the vai_q path through a recording fake of pytorch_nndct."""
+
+import argparse
+import json
+import sys
+import types
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from quant_helpers import TINY, sane_model, save_checkpoint
+
+from dpupose.commands import deploy_check as deploy_check_cmd
+from dpupose.commands import quantize as quantize_cmd
+from dpupose.errors import CheckpointError, DataError, QuantizationError, ToolNotFoundError, UsageError
+from dpupose.quant import data as quant_data
+from dpupose.quant.pipeline import QuantizeConfig, quantize
+from dpupose.runtime.emulator import EmulatorRunner
+
+S = TINY.input_size
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dpupose")
+    sub = parser.add_subparsers()
+    quantize_cmd.register(sub)
+    deploy_check_cmd.register(sub)
+    return parser
+
+
+def _run_cli(*argv: str) -> int:
+    args = _parser().parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return save_checkpoint(sane_model(), tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def result(ckpt, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("q") / "out"
+    assert _run_cli("quantize", "--checkpoint", ckpt, "--num-calib", 6, "--batch-size", 3, "--out", out,
+                    "--summary-samples", 4) == 0  # fmt: skip
+    return out
+
+
+def test_outputs_and_their_interfaces(result):
+    names = {p.name for p in result.iterdir()}
+    assert names == {
+        "model_fp32.onnx", "dpu_part_fp32.onnx", "cpu_part_fp32.onnx", "dpu_part_qdq.onnx",
+        "model_qdq.onnx", "fix_points.json", "summary.json",
+    }  # fmt: skip
+    io = {}
+    for name in names - {"fix_points.json", "summary.json"}:
+        m = onnx.load(str(result / name))
+        onnx.checker.check_model(m)
+        io[name] = ([i.name for i in m.graph.input], [o.name for o in m.graph.output])
+    assert io["model_fp32.onnx"] == (["image"], ["coords", "heatmaps"])
+    assert io["model_qdq.onnx"] == (["image"], ["coords", "heatmaps"])
+    assert io["dpu_part_fp32.onnx"] == io["dpu_part_qdq.onnx"] == (["image"], ["logits"])
+    assert io["cpu_part_fp32.onnx"] == (["logits"], ["coords", "heatmaps"])
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, S, S)).astype(np.float32)
+    coords, heat = ort.InferenceSession(str(result / "model_qdq.onnx")).run(None, {"image": x})
+    assert coords.shape == (2, 16, 2) and heat.shape == (2, 16, S // 4, S // 4)
+    assert np.all(np.abs(coords) < 1) and np.allclose(heat.sum(axis=(2, 3)), 1, atol=1e-4)
+
+
+def test_fix_points_and_summary_documents(result):
+    fp = json.loads((result / "fix_points.json").read_text())
+    assert fp["format"] == "dpupose-fix-points/1"
+    emu = EmulatorRunner(result / "dpu_part_qdq.onnx")
+    assert fp["input"] == {"name": "image", "fix_point": emu.inputs[0].fix_point}
+    assert fp["output"] == {"name": "logits", "fix_point": emu.outputs[0].fix_point}
+    for layer in fp["layers"]:
+        if layer["op"] == "conv":
+            assert 0 <= layer["shift_cut"] <= 16
+            assert layer["bias_fix_point"] is None or 0 <= layer["shift_bias"] <= 16
+    assert set(fp["activations"]) == {"image"} | {layer["name"] for layer in fp["layers"]}
+    summary = json.loads((result / "summary.json").read_text())
+    assert summary["format"] == "dpupose-quantize-summary/1" and summary["calibration"]["samples"] == 6
+    acc = summary["accuracy"]
+    assert acc["samples"] == 4
+    assert acc["emulator_vs_fake_quant"] == {"samples": 2, "mismatching_values": 0}
+    assert len(acc["per_layer"]) == len(fp["activations"])
+    assert acc["ort_vs_emulator_logits_lsb"]["max"] >= 0
+    assert acc["fp32_vs_int8"]["coords_mean_distance_px"] < S / 2
+
+
+def test_deploy_check_against_torch_ort_and_dumps(result, tmp_path, capsys):
+    assert (
+        _run_cli("deploy-check", result, "--num", 1, "--dump", tmp_path / "d", "--json", tmp_path / "r.json")
+        == 0
+    )
+    assert "agree with torch" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["first_divergent"] is None and len(report["layers"]) > 60
+    # The dumps compare clean with themselves; a corrupted middle layer is found as the first divergence.
+    assert _run_cli("deploy-check", result, "--against", tmp_path / "d") == 0
+    victim = report["layers"][20]["tensor"]
+    f = tmp_path / "d" / f"{victim.replace('/', '_')}.npy"
+    arr = np.load(f)
+    arr.reshape(-1)[0] ^= 1
+    np.save(f, arr)
+    assert _run_cli("deploy-check", result, "--against", tmp_path / "d", "--json", tmp_path / "r2.json") == 1
+    assert json.loads((tmp_path / "r2.json").read_text())["first_divergent"] == victim
+    # ONNX Runtime: a report either way, with the bound per layer.
+    _run_cli("deploy-check", result, "--against", "ort", "--num", 1, "--json", tmp_path / "r3.json")
+    rows = json.loads((tmp_path / "r3.json").read_text())["layers"]
+    assert rows[0]["max_lsb"] == 0  # the input quantization is the same
+
+
+def _assert_nothing_left(parent: Path) -> None:
+    assert list(parent.iterdir()) == []
+
+
+def test_bad_checkpoints_leave_nothing(tmp_path):
+    out_parent = tmp_path / "outs"
+    out_parent.mkdir()
+    truncated = tmp_path / "truncated.pt"
+    good = save_checkpoint(sane_model(), tmp_path / "good.pt")
+    truncated.write_bytes(good.read_bytes()[:5000])
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(b"\x89PNG not a checkpoint" * 10)
+    other = tmp_path / "other.pt"
+    wide = sane_model(TINY.__class__(input_size=S, width_mult=0.5, decoder_channels=32))
+    state = wide.state_dict()
+    torch.save({"format": "dpupose-checkpoint", "model": state, "model_config": TINY.to_dict()}, other)
+    for path, msg in ((truncated, "truncated"), (foreign, "checkpoint"), (other, "does not match")):
+        with pytest.raises(CheckpointError, match=msg):
+            quantize(QuantizeConfig(checkpoint=path, out=out_parent / "q", num_calib=2))
+        _assert_nothing_left(out_parent)
+
+
+def test_bad_data_and_ranges_leave_nothing(tmp_path, monkeypatch):
+    out_parent = tmp_path / "outs"
+    out_parent.mkdir()
+    model = sane_model()
+    good = save_checkpoint(model, tmp_path / "good.pt")
+    # A calibration source with fewer samples than asked.
+    monkeypatch.setattr(quant_data, "_data_package", lambda: False)
+    real = quant_data._fallback_synthetic
+    monkeypatch.setattr(quant_data, "_fallback_synthetic", lambda n, *a: real(n - 1, *a))
+    with pytest.raises(DataError, match="fewer than --num-calib 3"):
+        quantize(QuantizeConfig(checkpoint=good, out=out_parent / "q", num_calib=3))
+    _assert_nothing_left(out_parent)
+    monkeypatch.setattr(quant_data, "_fallback_synthetic", real)
+    # NaNs in activations (a poisoned BatchNorm), then a range no int8 position can hold.
+    for poison, msg in ((float("nan"), "NaN"), (1e12, "limited to positions")):
+        bad = sane_model()
+        with torch.no_grad():
+            bad.dpu_part.backbone.features[3].conv[1][1].weight.fill_(poison)
+        path = save_checkpoint(bad, tmp_path / "bad.pt")
+        with pytest.raises(QuantizationError, match=msg):
+            quantize(QuantizeConfig(checkpoint=path, out=out_parent / "q", num_calib=2))
+        _assert_nothing_left(out_parent)
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path, ckpt):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("x")
+    with pytest.raises(UsageError, match="not an earlier"):
+        quantize(QuantizeConfig(checkpoint=ckpt, out=tmp_path / "precious", num_calib=2))
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "x"
+
+
+# ---- vai_q --------------------------------------------------------------------------------------------
+def test_vai_q_absent_says_to_use_the_script(tmp_path, ckpt, monkeypatch):
+    monkeypatch.delitem(sys.modules, "pytorch_nndct", raising=False)
+    with pytest.raises(ToolNotFoundError, match=r"scripts/vitis_ai_quantize\.sh"):
+        quantize(QuantizeConfig(checkpoint=ckpt, out=tmp_path / "q", engine="vai_q", num_calib=2))
+    assert not (tmp_path / "q").exists()
+
+
+class _FakeQuantizer:
+    """Records what the adapter asks of vai_q_pytorch's torch_quantizer."""
+
+    calls: ClassVar[list] = []
+
+    def __init__(self, mode, module, inputs, output_dir, device, **kwargs):
+        self.mode = mode
+        self.module = module
+        self.output_dir = Path(output_dir)
+        self.calls.append(("torch_quantizer", mode, tuple(inputs[0].shape), kwargs))
+
+        def forward(x):
+            self.calls.append(("forward", mode, tuple(x.shape)))
+            return module(x)
+
+        self.quant_model = forward
+
+    def export_quant_config(self):
+        self.calls.append(("export_quant_config", self.mode))
+        (self.output_dir / "quant_info.json").write_text("{}")
+
+    def export_xmodel(self, output_dir, deploy_check=False):
+        self.calls.append(("export_xmodel", self.mode, deploy_check))
+        (Path(output_dir) / f"{type(self.module).__name__}_int.xmodel").write_bytes(b"xmodel")
+
+
+def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, monkeypatch):
+    nndct = types.ModuleType("pytorch_nndct")
+    apis = types.ModuleType("pytorch_nndct.apis")
+    apis.torch_quantizer = _FakeQuantizer
+    nndct.apis = apis
+    monkeypatch.setitem(sys.modules, "pytorch_nndct", nndct)
+    monkeypatch.setitem(sys.modules, "pytorch_nndct.apis", apis)
+    _FakeQuantizer.calls = []
+    out = tmp_path / "vq"
+    doc = quantize(
+        QuantizeConfig(
+            checkpoint=ckpt, out=out, engine="vai_q", num_calib=4, batch_size=2, target="DPUCZDX8G_ISA1_B1600"
+        )
+    )
+    calls = _FakeQuantizer.calls
+    kinds = [c[0] for c in calls]
+    assert calls[0] == ("torch_quantizer", "calib", (1, 3, S, S), {"target": "DPUCZDX8G_ISA1_B1600"})
+    assert [c for c in calls if c[0] == "forward" and c[1] == "calib"] == [
+        ("forward", "calib", (2, 3, S, S))
+    ] * 2
+    assert kinds.index("export_quant_config") < kinds.index("torch_quantizer", 1)
+    assert calls[kinds.index("torch_quantizer", 1)][1] == "test"
+    test_forwards = [c for c in calls if c[0] == "forward" and c[1] == "test"]
+    assert test_forwards and all(c[2][0] == 1 for c in test_forwards)  # batch 1 before export
+    assert kinds[-1] == "export_xmodel" and calls[-1] == ("export_xmodel", "test", False)
+    assert (out / "DpuPart_int.xmodel").read_bytes() == b"xmodel"
+    assert (out / "vai_q" / "quant_info.json").is_file()
+    assert doc["engine"] == "vai_q" and doc["vai_q"]["xmodel"] == "DpuPart_int.xmodel"
+    assert json.loads((out / "summary.json").read_text())["vai_q"]["target"] == "DPUCZDX8G_ISA1_B1600"
+
+
+@pytest.mark.vitis_ai
+def test_vai_q_real_run(tmp_path, ckpt):
+    pytest.importorskip("pytorch_nndct")
+    doc = quantize(QuantizeConfig(checkpoint=ckpt, out=tmp_path / "vq", engine="vai_q", num_calib=8))
+    assert (tmp_path / "vq" / doc["vai_q"]["xmodel"]).stat().st_size > 1000
