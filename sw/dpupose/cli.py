@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "quantize",
     "deploy_check",
+    "split",
+    "bench",
 )
 
 

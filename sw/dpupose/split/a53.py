@@ -69,10 +69,11 @@ class A53Model:
     node_overhead_s: float = NODE_OVERHEAD_S
     copy_bandwidth: float = 3.57e9  # bytes/s through DDR for boundary tensors
     dpu_job_overhead_s: float = DPU_JOB_OVERHEAD_S
+    element_ops_rate: float | None = None  # element ops/s; None: one element op costs one FP32 MAC
 
     @property
     def element_rate(self) -> float:
-        return self.mac_rate_fp32
+        return self.mac_rate_fp32 if self.element_ops_rate is None else self.element_ops_rate
 
     def compute_s(self, macs: float, element_ops: float, nodes: int, int8: bool = False) -> float:
         rate = self.mac_rate_int8 if int8 else self.mac_rate_fp32
@@ -84,7 +85,7 @@ class A53Model:
         return _div(ops, self.element_rate) + _div(5 * elements, self.copy_bandwidth)
 
     def to_dict(self) -> dict[str, float]:
-        return {k: (v if math.isfinite(v) else None) for k, v in asdict(self).items()}
+        return {k: (v if v is None or math.isfinite(v) else None) for k, v in asdict(self).items()}
 
 
 def _div(a: float, rate: float) -> float:

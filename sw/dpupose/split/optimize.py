@@ -25,6 +25,7 @@ from dpupose.split.cost import Prediction, predict
 from dpupose.split.graph import QdqGraph
 
 RULES_ONLY = "rules only"
+ALL_CPU = "all on the CPU"
 TIE_TOLERANCE = 0.01  # relative: predictions closer than this are not told apart
 SHUFFLE_SUFFIX = " + pixel shuffle on the CPU"
 
@@ -86,6 +87,10 @@ def candidates(
             forced.update(extra)
             if cut is None:
                 label = RULES_ONLY + suffix
+            elif cut == on_dpu[0].index:
+                label = ALL_CPU + suffix
+                for u in g.units[cut:]:
+                    forced.setdefault(u.index, "all on the CPU (optimizer candidate)")
             else:
                 name = g.units[cut].name
                 for u in g.units[cut:]:

@@ -186,7 +186,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     if opts.optimize:
         cands = candidates(g, cfg, forced, dpu_ms, a53)
         chosen = best(cands)
-        log.info("%s", format_candidates(cands))
+        log.debug("%s", format_candidates(cands))
     else:
         chosen = evaluate(g, cfg, forced, dpu_ms, a53)
     groups = chosen.groups
