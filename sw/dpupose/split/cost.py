@@ -114,3 +114,42 @@ def predict(
         per[grp.name] = ms
     edges = boundary_s(g, groups, a53) * 1e3
     return Prediction(dpu, cpu + edges, edges, per)
+
+
+def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction:
+    """Predicted stage times of a plan folder: perf.estimate per DPU file, A53 counts per CPU file.
+
+    cpu_int8: the CPU subgraphs run as ONNX Runtime static INT8 (their MACs at the INT8 rate), as the A53
+    model was calibrated: counts of the float graph, MACs at the INT8 rate.
+    """
+    import onnx
+
+    from dpupose.dpu.board import load_board
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.perf import estimate
+    from dpupose.split.a53 import graph_counts
+
+    cfg = load_config(plan.dpu_config)
+    board = load_board(cfg.board)
+    per: dict[str, float] = {}
+    dpu = cpu = edges = 0.0
+    dpu_made: set[str] = set()
+    for sg in plan.subgraphs:
+        path = plan.path(sg.file)
+        if sg.is_dpu:
+            ms = estimate(str(path), cfg, board).latency_ms
+            dpu += ms
+            cpu += a53.dpu_job_overhead_s * 1e3
+            for t in sg.inputs:
+                if t.name not in dpu_made:
+                    edges += a53.boundary_s(math.prod(t.shape), to_float=False) * 1e3
+            dpu_made.update(t.name for t in sg.outputs)
+        else:
+            c = graph_counts(onnx.load(str(path)))
+            ms = a53.compute_s(c["macs"], c["element_ops"], c["nodes"], cpu_int8) * 1e3
+            cpu += ms
+            for t in sg.inputs:
+                if t.name in dpu_made:
+                    edges += a53.boundary_s(math.prod(t.shape), to_float=True) * 1e3
+        per[sg.name] = ms
+    return Prediction(dpu, cpu + edges, edges, per)
