@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="DPU emulator for the split rows' accuracy: exact integer arithmetic, or ONNX Runtime's QDQ path",
     )
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per subgraph")
+    p.add_argument("--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (build/bench)")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     p.add_argument("--out", type=Path, help="also write the rows and settings to this JSON file")
     p.set_defaults(func=run)
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             emulator=args.emulator,
             threads=args.threads,
+            work=args.work,
         )
     )
     rows = [r.to_json() for r in result.rows]

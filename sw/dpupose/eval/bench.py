@@ -204,7 +204,7 @@ def run_bench(opts: BenchOptions) -> BenchResult:
     plan, qdir = resolve_inputs(opts)
     size = plan.input_size
     samples = load_samples(opts.data, opts.data_root, opts.num_samples, size)
-    calib = [x for batch in calibration_batches("synthetic", None, opts.num_calib, size) for x in batch]
+    calib = [x for batch in calibration_batches(opts.data, opts.data_root, opts.num_calib, size) for x in batch]
     a53 = default_model()
     opts.work.mkdir(parents=True, exist_ok=True)
     rows = _split_rows(opts, plan, samples, calib, a53)
