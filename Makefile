@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo bench compare run clean
+.PHONY: help setup lint format test test-all demo bench compare run sdcard deploy hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -33,9 +33,6 @@ format: $(STAMP) ## rewrite the code in ruff's format
 
 test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 	$(BIN)/pytest -q
-
-test-all: $(STAMP) ## run the tests including the slow ones' full sizes
-	$(BIN)/pytest -q -m 'not vivado and not vitis_ai and not board'
 
 demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
 	$(BIN)/python -m dpupose.demo --out build/demo
@@ -62,6 +59,47 @@ RUN_OUT ?= build/run
 run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart]
 	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>"; exit 2; }
 	$(DPUPOSE) run --plan $(PLAN) --source $(SOURCE) --backend $(RUN_BACKEND) --out $(RUN_OUT) --pipeline
+
+# SD card and board (use 2). IMAGE: a PYNQ image (.img, .img.xz, .zip); DEVICE: the card (/dev/sdX) or an
+# image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (compiled model folder): when given,
+# they are staged onto a copy of IMAGE (build/sdcard/staged.img) and that copy is written.
+IMAGE ?=
+DEVICE ?=
+OVERLAY ?=
+MODEL_DIR ?=
+BOARD_HOST ?= pynq
+BOARD_USER ?= xilinx
+STAGED := build/sdcard/staged.img
+# Writing a block device needs root; image files and staging do not.
+FLASH_SUDO = $(if $(filter /dev/%,$(DEVICE)),$(if $(filter 0,$(shell id -u)),,sudo))
+
+sdcard: $(STAMP) ## flash a PYNQ image: make sdcard IMAGE=x.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]
+	@test -n "$(IMAGE)" || { echo "usage: make sdcard IMAGE=pynq.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]" >&2; exit 2; }
+	@test -n "$(DEVICE)$(OVERLAY)" || { echo "make sdcard: give DEVICE=/dev/sdX, or OVERLAY= MODEL_DIR= to stage" >&2; exit 2; }
+	@test -z "$(OVERLAY)$(MODEL_DIR)" || { test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)"; } || { echo "make sdcard: give both OVERLAY= and MODEL_DIR=" >&2; exit 2; }
+ifneq ($(OVERLAY)$(MODEL_DIR),)
+	$(DPUPOSE) sdcard stage "$(IMAGE)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)" --out $(STAGED)
+endif
+ifneq ($(DEVICE),)
+	$(FLASH_SUDO) $(DPUPOSE) sdcard flash "$(if $(OVERLAY)$(MODEL_DIR),$(STAGED),$(IMAGE))" --device "$(DEVICE)"
+endif
+
+deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir
+	@test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)" || { echo "usage: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir" >&2; exit 2; }
+	$(DPUPOSE) deploy --host "$(BOARD_HOST)" --user "$(BOARD_USER)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)"
+
+# Hardware build (docs/hardware.md): DPU=<configuration> [BOARD=<board>] DPU_TRD=<DPUCZDX8G.tar.gz or folder>
+# BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
+# [HW_FLAGS="--from link --to report --force"]. BOARD is passed only when given on the command line.
+DPU ?= u96v2-b1600-pynq
+HW_ARGS = --config $(DPU) $(if $(filter command line,$(origin BOARD)),--board $(BOARD)) \
+	$(if $(DPU_TRD),--trd "$(DPU_TRD)") $(if $(BOARD_REPO),--board-repo "$(BOARD_REPO)") $(if $(I_KNOW),--i-know)
+
+hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vitis 2022.1; see docs/hardware.md)
+	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)
+
+hw-check: $(STAMP) ## check a hardware build without running any tool: config, fit, clocks, Tcl, tools, inputs
+	$(DPUPOSE) hw check $(HW_ARGS)
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf build .pytest_cache .ruff_cache

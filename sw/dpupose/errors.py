@@ -1,6 +1,9 @@
 """Exception types. Every error a user can cause derives from DpuposeError; the CLI prints its
 message on one line and exits non-zero, so each message must say what went wrong and what to do."""
 
+import shlex
+from collections.abc import Sequence
+
 
 class DpuposeError(Exception):
     """Base class of errors reported to the user without a traceback."""
@@ -38,9 +41,25 @@ class ToolNotFoundError(DpuposeError):
     """An external tool (Vivado, v++, docker, mtools...) is not installed or not on PATH."""
 
 
+class ToolFailed(DpuposeError):
+    """An external tool exited non-zero; the message carries the end of its stderr."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        detail = stderr.strip().splitlines()
+        tail = "; ".join(detail[-3:]) if detail else "no message"
+        super().__init__(f"'{shlex.join(self.argv)}' failed (exit {returncode}): {tail}")
+
+
 class ArtifactError(DpuposeError):
     """A tool ran but an expected output file is missing or wrong."""
 
 
 class DeviceError(DpuposeError):
     """A target device (SD card, camera, board) is unsafe, missing or unusable."""
+
+
+class ImageError(DpuposeError):
+    """An SD card image is missing, truncated, corrupt, of an unsupported kind or has no room left."""

@@ -40,6 +40,7 @@ class Figure3D:
     face_dir: np.ndarray  # (3,) unit vector out of the face
     head_center: np.ndarray  # (3,)
     head_up: np.ndarray  # (3,) unit vector from chin to crown
+    toes: np.ndarray  # (2, 3) tips of the right and left foot
     widths: dict[str, float]  # limb half-widths in body-height units
 
 
@@ -93,19 +94,26 @@ def random_figure(rng: np.random.Generator) -> Figure3D:
     face_dir = head_rot @ np.array([0.0, 0.0, 1.0])
     head_center = j[J["upper_neck"]] + 0.5 * head * head_up + 0.15 * head * face_dir
 
-    # Arms: abduction in the frontal plane, flexion forward, then an elbow bend about a random axis.
+    # Arms: abduction in the frontal plane, flexion forward, then the elbow bends the forearm towards the
+    # front (about the axis across the arm, turned a little at random), as a real elbow does.
+    forward_upper = upper @ np.array([0.0, 0.0, 1.0])
     for side, sign in (("r", -1.0), ("l", 1.0)):
         abd = rng.uniform(-0.2, 2.8) if rng.random() < 0.85 else rng.uniform(2.8, 3.1)
         flex = rng.uniform(-0.6, 1.8)
         d_up = upper @ rot_x(-flex) @ rot_z(sign * abd) @ DOWN
-        elbow = rng.uniform(0.0, 2.5)
-        d_fore = _rotate_about(d_up, _perpendicular(d_up, rng), elbow)
+        axis = np.cross(d_up, forward_upper)
+        if np.linalg.norm(axis) < 0.3:  # upper arm points forward: bend upwards instead
+            axis = np.cross(d_up, upper @ np.array([0.0, 1.0, 0.0]))
+        axis = _rotate_about(axis / np.linalg.norm(axis), d_up, rng.uniform(-0.5, 0.5))
+        elbow = rng.uniform(0.0, 2.4)
+        d_fore = _rotate_about(d_up, axis, elbow)
         s = j[J[f"{side}_shoulder"]]
         j[J[f"{side}_elbow"]] = s + upper_arm * d_up
         j[J[f"{side}_wrist"]] = j[J[f"{side}_elbow"]] + forearm * d_fore
 
     # Legs: hip flexion forward and abduction, knee flexion backwards in the leg's own plane.
     sitting = rng.random() < 0.15
+    toes: list[np.ndarray] = []
     for side, sign in (("r", -1.0), ("l", 1.0)):
         flex = rng.uniform(1.1, 1.7) if sitting else rng.uniform(-0.45, 1.0)
         abd = rng.uniform(-0.12, 0.6)
@@ -116,13 +124,25 @@ def random_figure(rng: np.random.Generator) -> Figure3D:
         h = j[J[f"{side}_hip"]]
         j[J[f"{side}_knee"]] = h + thigh * d_thigh
         j[J[f"{side}_ankle"]] = j[J[f"{side}_knee"]] + shin * d_shin
+        # The foot points forward (toes a little out), square to the shin.
+        fwd = rot_y(sign * rng.uniform(0.0, 0.4)) @ np.array([0.0, 0.0, 1.0])
+        foot = fwd - fwd.dot(d_shin) * d_shin
+        toes.append(j[J[f"{side}_ankle"]] + p(0.12) * foot / max(np.linalg.norm(foot), 1e-6))
 
-    # Whole body: yaw about the vertical, a little pitch.
-    body = rot_x(rng.uniform(-0.25, 0.25)) @ rot_y(rng.uniform(-np.pi, np.pi))
+    # Whole body: yaw about the vertical (mostly towards the camera, as in photographs), a little pitch.
+    u = rng.random()
+    if u < 0.55:
+        yaw = float(np.clip(rng.normal(0.0, 0.5), -1.2, 1.2))
+    elif u < 0.85:
+        yaw = rng.uniform(-1.9, 1.9)
+    else:
+        yaw = rng.uniform(-np.pi, np.pi)
+    body = rot_x(rng.uniform(-0.25, 0.25)) @ rot_y(yaw)
     return Figure3D(
         joints=j @ body.T,
         face_dir=body @ face_dir,
         head_center=body @ head_center,
         head_up=body @ head_up,
+        toes=np.array(toes) @ body.T,
         widths=widths,
     )

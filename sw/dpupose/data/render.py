@@ -112,8 +112,10 @@ def draw_figure(
     pts: np.ndarray,
     px_per_unit: float,
     rng: np.random.Generator,
+    toes: np.ndarray,
 ) -> None:
-    """Draw `fig` (2-D joint positions `pts` in pixels) onto a float32 RGB canvas, far parts first."""
+    """Draw `fig` onto a float32 RGB canvas, far parts first. `pts` (16, 2) and `toes` (2, 2) are the
+    projected joints and toe tips in pixels."""
     size = canvas.shape[0]
     z = fig.joints[:, 2]
     skin = skin_colour(rng)
@@ -138,15 +140,15 @@ def draw_figure(
         limb(f"{s}_elbow", f"{s}_wrist", w["forearm"], w["forearm"] * 0.8, shirt if sleeves else skin_tex)
         limb(f"{s}_hip", f"{s}_knee", w["thigh"], w["thigh"] * 0.8, pants)
         limb(f"{s}_knee", f"{s}_ankle", w["shin"], w["shin"] * 0.75, pants if long_trousers else skin_tex)
-        # Hand and foot blobs just past the wrist and ankle.
-        for end, prev, rad, tex in (
-            (f"{s}_wrist", f"{s}_elbow", w["forearm"] * 1.1, skin_tex),
-            (f"{s}_ankle", f"{s}_knee", w["shin"] * 1.0, shoe),
-        ):
-            e, p_ = pts[J[end]], pts[J[prev]]
-            d = e - p_
-            d = d / max(np.linalg.norm(d), 1e-6)
-            parts.append((z[J[end]] + 1e-3, "capsule", (e, e + d * rad * 1.6, rad, rad * 0.9, tex)))
+        # A hand just past the wrist; a shoe from the ankle to the toes.
+        e, p_ = pts[J[f"{s}_wrist"]], pts[J[f"{s}_elbow"]]
+        d = (e - p_) / max(np.linalg.norm(e - p_), 1e-6)
+        rad = w["forearm"] * 1.1
+        parts.append((z[J[f"{s}_wrist"]] + 1e-3, "capsule", (e, e + d * rad * 1.6, rad, rad * 0.9, skin_tex)))
+        k = 0 if s == "r" else 1
+        ankle = pts[J[f"{s}_ankle"]]
+        toe_z = 0.5 * (z[J[f"{s}_ankle"]] + fig.toes[k, 2]) + 1e-3
+        parts.append((toe_z, "capsule", (ankle, toes[k], w["shin"] * 0.9, w["shin"] * 0.7, shoe)))
     limb("thorax", "upper_neck", w["neck"], w["neck"], skin_tex)
     torso_z = float(np.mean(z[[J["r_shoulder"], J["l_shoulder"], J["r_hip"], J["l_hip"]]]))
     parts.append((torso_z, "torso", (shirt,)))
@@ -206,7 +208,7 @@ def _draw_head(
         cv2.ellipse(canvas, (int(fc[0]), int(fc[1])), face_axes, angle, 0, 360, skin.tolist(), -1, cv2.LINE_AA)
         if f[2] > 0.15:
             right = np.array([up[1], -up[0]]) / length  # image-plane unit vector across the face
-            eye_r = max(1, int(axes[0] * 0.14))
+            eye_r = max(1, int(axes[0] * 0.18))
             for s in (-1, 1):
                 e = fc + right * s * face_axes[0] * 0.42 * f[2] + up / length * axes[1] * 0.15
                 cv2.circle(canvas, (int(e[0]), int(e[1])), eye_r, (20, 20, 20), -1, cv2.LINE_AA)

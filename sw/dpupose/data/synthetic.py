@@ -34,7 +34,7 @@ from dpupose.data.render import (
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLIT_IDS = {"train": 1, "valid": 2, "sample": 3}
 
 
@@ -52,12 +52,18 @@ class SynthSpec:
         return {"train": self.num_train, "valid": self.num_valid}
 
 
-def _project(joints3d: np.ndarray, px_per_unit: float, centre: np.ndarray, roll: float) -> np.ndarray:
-    xy = np.stack([joints3d[:, 0], -joints3d[:, 1]], axis=1) * px_per_unit
+def _project(
+    points3d: np.ndarray, px_per_unit: float, centre: np.ndarray, roll: float, extra: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Orthographic projection, in-plane roll, joints' box centred at `centre`; `extra` points ride along."""
+    allpts = points3d if extra is None else np.concatenate([points3d, extra])
+    xy = np.stack([allpts[:, 0], -allpts[:, 1]], axis=1) * px_per_unit
     c, s = np.cos(roll), np.sin(roll)
     xy = xy @ np.array([[c, -s], [s, c]]).T
-    mid = 0.5 * (xy.min(axis=0) + xy.max(axis=0))
-    return xy - mid + centre
+    n = len(points3d)
+    mid = 0.5 * (xy[:n].min(axis=0) + xy[:n].max(axis=0))
+    xy = xy - mid + centre
+    return xy[:n], xy[n:]
 
 
 def render_scene(seed: int, split: str, index: int, size: int = 256) -> tuple[np.ndarray, dict]:
@@ -69,18 +75,18 @@ def render_scene(seed: int, split: str, index: int, size: int = 256) -> tuple[np
     if rng.random() < 0.2:
         other = random_figure(rng)
         px = size * rng.uniform(0.4, 0.8)
-        opts = _project(other.joints, px, rng.uniform(-0.1, 1.1, 2) * size, rng.uniform(-0.4, 0.4))
-        draw_figure(img, other, opts, px, rng)
+        opts, otoes = _project(other.joints, px, rng.uniform(-0.1, 1.1, 2) * size, rng.uniform(-0.4, 0.4), other.toes)
+        draw_figure(img, other, opts, px, rng, otoes)
 
     fig = random_figure(rng)
     # Scale the body so its joint extent fills 45-80% of the frame.
-    probe = _project(fig.joints, 1.0, np.zeros(2), 0.0)
+    probe, _ = _project(fig.joints, 1.0, np.zeros(2), 0.0)
     extent = max(np.ptp(probe[:, 0]), np.ptp(probe[:, 1]), 0.3)
     px_per_unit = size * rng.uniform(0.45, 0.8) / extent
     roll = rng.normal(0, 0.25) if rng.random() < 0.9 else rng.uniform(-np.pi / 2, np.pi / 2)
     centre = size * (0.5 + rng.uniform(-0.12, 0.12, 2))
-    pts = _project(fig.joints, px_per_unit, centre, roll)
-    draw_figure(img, fig, pts, px_per_unit, rng)
+    pts, toes = _project(fig.joints, px_per_unit, centre, roll, fig.toes)
+    draw_figure(img, fig, pts, px_per_unit, rng, toes)
 
     # Distractor limbs and occluders in front of the figure.
     mask = np.zeros((size, size), np.uint8)

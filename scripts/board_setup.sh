@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Set up dpupose on an Ultra96-V2 running PYNQ 3.0.1: install pynq-dpu 2.5.1 and the dpupose wheel
+# (with its `board` extra) into PYNQ's Python environment. Needs network (pip fetches pynq-dpu, VART
+# and onnxruntime). Idempotent: what is already installed at the right version is left alone, and the
+# dpupose wheel is reinstalled only when it differs from the installed one.
+#
+#   sudo bash board_setup.sh [WHEEL]
+#
+# WHEEL defaults to the newest wheels/dpupose-*.whl beside this script (where `dpupose deploy` and
+# `dpupose sdcard stage` put it: /home/xilinx/dpupose).
+set -euo pipefail
+
+PYNQ_DPU_VERSION=2.5.1
+# The locations below are PYNQ 3.0's; the environment may override them (the tests do).
+PYNQ_VENV_PROFILE=${PYNQ_VENV_PROFILE:-/etc/profile.d/pynq_venv.sh}
+XRT_PROFILE=${XRT_PROFILE:-/etc/profile.d/xrt_setup.sh}
+STAMP_DIR=${DPUPOSE_STAMP_DIR:-/var/lib/dpupose}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+die() { echo "board_setup.sh: $*" >&2; exit 2; }
+
+[ "$(id -u)" = 0 ] || die "run as root: sudo bash $0 $*"
+[ -f "$PYNQ_VENV_PROFILE" ] || die "$PYNQ_VENV_PROFILE not found: this is not a PYNQ 3.x image"
+
+wheel=${1:-}
+if [ -z "$wheel" ]; then
+  wheel=$(ls -1 "$HERE"/wheels/dpupose-*.whl 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$wheel" ] || die "no wheel given and none in $HERE/wheels: copy dpupose-*.whl there or pass its path"
+fi
+[ -f "$wheel" ] || die "wheel $wheel not found"
+
+# PYNQ's environment scripts are not written for `set -u`.
+set +u
+# shellcheck disable=SC1090
+source "$PYNQ_VENV_PROFILE"
+# shellcheck disable=SC1090
+[ -f "$XRT_PROFILE" ] && source "$XRT_PROFILE"
+set -u
+
+python3 - <<'EOF' || die "cannot reach pypi.org: connect the board to a network with internet access"
+import socket
+socket.create_connection(("pypi.org", 443), timeout=10).close()
+EOF
+
+installed=$(pip3 show pynq-dpu 2>/dev/null | sed -n 's/^Version: //p' || true)  # not installed: empty
+if [ "$installed" = "$PYNQ_DPU_VERSION" ]; then
+  echo "pynq-dpu $PYNQ_DPU_VERSION already installed"
+else
+  echo "installing pynq-dpu $PYNQ_DPU_VERSION (several minutes on the Cortex-A53)"
+  pip3 install --no-build-isolation "pynq-dpu==$PYNQ_DPU_VERSION"
+fi
+
+mkdir -p "$STAMP_DIR"
+wheel_sum=$(sha256sum "$wheel" | cut -d' ' -f1)
+if [ -f "$STAMP_DIR/wheel.sha256" ] && [ "$(cat "$STAMP_DIR/wheel.sha256")" = "$wheel_sum" ] \
+    && pip3 show dpupose >/dev/null 2>&1; then
+  echo "dpupose wheel $(basename "$wheel") already installed"
+else
+  echo "installing $(basename "$wheel") with the board extra"
+  pip3 install "${wheel}[board]"
+  # Same version number, new build: replace the package files too.
+  pip3 install --no-deps --force-reinstall "$wheel"
+  echo "$wheel_sum" > "$STAMP_DIR/wheel.sha256"
+fi
+
+python3 -c 'import dpupose, pynq_dpu; print("dpupose", dpupose.__version__, "and pynq_dpu are importable")'

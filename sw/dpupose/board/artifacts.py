@@ -1,0 +1,112 @@
+"""The host artifacts that go onto a board: the overlay folder, the compiled model folder, their
+fingerprints, and the list of (host file, board path) pairs shared by staging and deployment."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from dpupose.board import layout
+from dpupose.errors import ArtifactError, FingerprintMismatch, UsageError
+
+log = logging.getLogger(__name__)
+
+
+def check_overlay(folder: Path) -> list[Path]:
+    """The overlay files to copy (dpu.bit, dpu.hwh, dpu.xclbin and arch.json if present)."""
+    if not folder.is_dir():
+        raise UsageError(f"overlay folder {folder} does not exist (build it with `make hw DPU=<config>`)")
+    missing = [name for name in layout.OVERLAY_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ArtifactError(
+            f"overlay folder {folder} lacks {', '.join(missing)}: pynq_dpu needs dpu.bit, dpu.hwh and "
+            "dpu.xclbin side by side (rebuild with `make hw`, or copy the missing files there)"
+        )
+    names = [*layout.OVERLAY_FILES, *(n for n in layout.OVERLAY_OPTIONAL if (folder / n).is_file())]
+    return [folder / n for n in names]
+
+
+def check_model(folder: Path) -> list[Path]:
+    """Every file of the compiled model folder (recursively, hidden files skipped)."""
+    if not folder.is_dir():
+        raise UsageError(f"model folder {folder} does not exist")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    if not files:
+        raise ArtifactError(f"model folder {folder} is empty: compile the model first")
+    return files
+
+
+def _fingerprint(path: Path, what: str) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("fingerprint")
+    except (ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{what} {path} is not valid JSON ({exc})") from None
+    return None if value is None else str(value)
+
+
+def overlay_fingerprint(overlay: Path) -> str | None:
+    """arch.json's "fingerprint" (e.g. "0x101000016010407"), or None if there is none."""
+    return _fingerprint(overlay / "arch.json", "arch.json")
+
+
+def plan_fingerprint(model: Path) -> str | None:
+    """The split plan's top-level "fingerprint", or None if there is none."""
+    return _fingerprint(model / layout.PLAN_FILE, "split plan")
+
+
+def same_fingerprint(a: str, b: str) -> bool:
+    """Fingerprints are 64-bit numbers written in hex ("0x...") or decimal; compare the numbers."""
+    try:
+        return int(a, 0) == int(b, 0)
+    except ValueError:
+        return a.strip().lower() == b.strip().lower()
+
+
+def compare_fingerprints(overlay_fp: str | None, plan_fp: str | None, *, overlay: str, model: str) -> str:
+    """A one-line verdict; FingerprintMismatch if both are known and differ."""
+    if overlay_fp is None and plan_fp is None:
+        return (
+            "fingerprint not checked: the overlay has no arch.json fingerprint and the model no split plan fingerprint"
+        )
+    if overlay_fp is None:
+        return f"fingerprint not checked: the overlay ({overlay}) has no arch.json with a fingerprint"
+    if plan_fp is None:
+        return f"fingerprint not checked: the model ({model}) has no {layout.PLAN_FILE} with a fingerprint"
+    if not same_fingerprint(overlay_fp, plan_fp):
+        raise FingerprintMismatch(
+            f"the model's split plan was made for DPU fingerprint {plan_fp} but the overlay ({overlay}) has "
+            f"{overlay_fp}: compile the model for this DPU configuration, or use the matching overlay"
+        )
+    return f"fingerprint {overlay_fp} matches (overlay and split plan)"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What goes under layout.BOARD_ROOT: (host file, board path) pairs and the fingerprints."""
+
+    files: tuple[tuple[Path, PurePosixPath], ...]
+    overlay_fp: str | None
+    plan_fp: str | None
+    verdict: str
+    wheel: Path
+
+
+def collect(overlay: Path, model: Path, wheel: Path, setup_script: Path) -> Payload:
+    """Check the folders and fingerprints and list every file with its place on the board."""
+    overlay_files = check_overlay(overlay)
+    model_files = check_model(model)
+    ofp, pfp = overlay_fingerprint(overlay), plan_fingerprint(model)
+    verdict = compare_fingerprints(ofp, pfp, overlay=str(overlay), model=str(model))
+    files = [(p, layout.OVERLAY_DIR / p.name) for p in overlay_files]
+    files += [(p, layout.MODEL_DIR / PurePosixPath(*p.relative_to(model).parts)) for p in model_files]
+    files.append((wheel, layout.WHEEL_DIR / wheel.name))
+    files.append((setup_script, layout.SETUP_SCRIPT))
+    return Payload(tuple(files), ofp, pfp, verdict, wheel)

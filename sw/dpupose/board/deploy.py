@@ -1,0 +1,199 @@
+"""Deploy the overlay, the compiled model and this package to a running board over ssh.
+
+Steps (each command line comes from a pure function below, run through one CommandRunner):
+1. check the overlay and model folders and compare their fingerprints (locally);
+2. build the wheel and lay out the board folder (layout.BOARD_ROOT) in a temporary directory;
+3. `ssh mkdir -p`, then rsync (scp when rsync is not installed) of overlay/, model/, wheels/,
+   board_setup.sh, manifest.json and SHA256SUMS; rsync --delete prunes stale files inside those folders;
+4. `ssh -t ... sudo bash board_setup.sh WHEEL`: pynq-dpu==2.5.1 and the wheel with its board extra
+   (-t so sudo can ask for the password);
+5. `sha256sum -c SHA256SUMS` on the board, and the fingerprint of the deployed arch.json read back
+   and compared with the model's split plan;
+6. print the command that runs the model.
+All ssh calls share one connection (ControlMaster), so a password is asked once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from dpupose.board import artifacts, layout
+from dpupose.board.manifest import build_manifest
+from dpupose.board.tools import CommandRunner, have_tool, require_tool
+from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_name
+from dpupose.errors import ArtifactError, FingerprintMismatch
+
+log = logging.getLogger(__name__)
+
+TOP_LEVEL = ("overlay", "model", "wheels", "board_setup.sh", "manifest.json", "SHA256SUMS")
+
+
+@dataclass(frozen=True)
+class Remote:
+    host: str
+    user: str = layout.BOARD_USER
+    control_path: str = "%d/.ssh/dpupose-%C"  # ssh tokens: %d home directory, %C hash of user/host/port
+
+    @property
+    def login(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    def ssh_options(self) -> list[str]:
+        return [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.control_path}",
+            "-o",
+            "ControlPersist=120",
+        ]
+
+
+def ssh_argv(remote: Remote, command: str, *, tty: bool = False) -> list[str]:
+    return ["ssh", *remote.ssh_options(), *(["-t"] if tty else []), remote.login, command]
+
+
+def mkdir_argv(remote: Remote) -> list[str]:
+    return ssh_argv(remote, f"mkdir -p {shlex.quote(str(layout.BOARD_ROOT))}")
+
+
+def rsync_argv(remote: Remote, local_root: Path) -> list[str]:
+    """rsync the laid-out folder; --delete prunes only inside the listed folders."""
+    rsh = shlex.join(["ssh", *remote.ssh_options()])
+    sources = [str(local_root / name) for name in TOP_LEVEL]
+    return ["rsync", "-rtz", "--delete", "-e", rsh, *sources, f"{remote.login}:{layout.BOARD_ROOT}/"]
+
+
+def scp_argvs(remote: Remote, local_root: Path) -> list[list[str]]:
+    """Without rsync: clear the three folders, then scp -r (scp cannot prune)."""
+    folders = " ".join(shlex.quote(str(layout.BOARD_ROOT / n)) for n in ("overlay", "model", "wheels"))
+    sources = [str(local_root / name) for name in TOP_LEVEL]
+    return [
+        ssh_argv(remote, f"rm -rf {folders}"),
+        ["scp", *remote.ssh_options(), "-r", *sources, f"{remote.login}:{layout.BOARD_ROOT}/"],
+    ]
+
+
+def install_argv(remote: Remote, wheel: str) -> list[str]:
+    command = f"sudo bash {layout.SETUP_SCRIPT} {layout.WHEEL_DIR / wheel}"
+    return ssh_argv(remote, command, tty=True)
+
+
+def checksum_argv(remote: Remote) -> list[str]:
+    return ssh_argv(remote, f"cd {layout.BOARD_ROOT} && sha256sum --check --quiet SHA256SUMS")
+
+
+def cat_argv(remote: Remote, path: PurePosixPath) -> list[str]:
+    return ssh_argv(remote, f"cat {shlex.quote(str(path))}")
+
+
+def lay_out(payload: artifacts.Payload, manifest_json: str, sums: str, root: Path) -> None:
+    """Copy the payload into `root` as it will be on the board (layout.BOARD_ROOT)."""
+    for src, dest in payload.files:
+        local = root / dest.relative_to(layout.BOARD_ROOT)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, local)
+    for name in ("overlay", "model", "wheels"):
+        (root / name).mkdir(exist_ok=True)
+    (root / "manifest.json").write_text(manifest_json)
+    (root / "SHA256SUMS").write_text(sums)
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    commands: list[list[str]]
+    verdict: str  # fingerprint check before copying
+    deployed: str  # fingerprint check of what is on the board
+    run_command: str
+
+
+def _remote_fingerprint(runner: CommandRunner, remote: Remote, path: PurePosixPath) -> str | None:
+    proc = runner.run(cat_argv(remote, path), capture=True, check=False)
+    if proc.returncode != 0:
+        return None
+    try:
+        value = json.loads(proc.stdout).get("fingerprint")
+    except (ValueError, AttributeError):
+        raise ArtifactError(f"{path} on the board is not valid JSON") from None
+    return None if value is None else str(value)
+
+
+def deploy(
+    host: str,
+    overlay: str | Path,
+    model: str | Path,
+    *,
+    user: str = layout.BOARD_USER,
+    wheel: str | Path | None = None,
+    dry_run: bool = False,
+    runner: CommandRunner | None = None,
+    echo: Callable[[str], None] = print,
+    use_rsync: bool | None = None,
+) -> DeployReport:
+    """Deploy to `host`; with dry_run, print the command lines instead of running them."""
+    runner = runner or CommandRunner()
+    remote = Remote(host, user)
+    overlay, model = Path(overlay), Path(model)
+    rsync = have_tool("rsync") if use_rsync is None else use_rsync
+    with tempfile.TemporaryDirectory(prefix="dpupose-deploy-") as tmp_name:
+        tmp = Path(tmp_name)
+        if wheel is not None:
+            wheel_path = Path(wheel)
+            check_wheel(wheel_path)
+        elif dry_run:
+            wheel_path = tmp / wheel_name()  # named, not built
+            wheel_path.touch()
+        else:
+            wheel_path = build_wheel(tmp / "wheel")
+        payload = artifacts.collect(overlay, model, wheel_path, setup_script())
+        echo(payload.verdict)
+        manifest = build_manifest(
+            payload.files,
+            overlay_fingerprint=payload.overlay_fp,
+            plan_fingerprint=payload.plan_fp,
+            wheel=wheel_path.name,
+        )
+        root = tmp / "dpupose"
+        lay_out(payload, manifest.to_json(), manifest.sha256sums(layout.BOARD_ROOT), root)
+        copy = [rsync_argv(remote, root)] if rsync else scp_argvs(remote, root)
+        commands = [mkdir_argv(remote), *copy, install_argv(remote, wheel_path.name), checksum_argv(remote)]
+        if dry_run:
+            for argv in commands:
+                echo(shlex.join(argv))
+            return DeployReport(commands, payload.verdict, "not deployed (dry run)", layout.run_command())
+        for tool in sorted({argv[0] for argv in commands}):
+            require_tool(tool)  # all of them before the first command runs
+        for argv in commands:
+            runner.run(argv)
+        deployed = _check_deployed(runner, remote, payload.plan_fp)
+    echo(deployed)
+    echo(f"run it on the board: ssh -t {remote.login} {shlex.quote(layout.run_command())}")
+    return DeployReport(commands, payload.verdict, deployed, layout.run_command())
+
+
+def _check_deployed(runner: CommandRunner, remote: Remote, plan_fp: str | None) -> str:
+    """Compare the fingerprint of the overlay now on the board with the model's split plan."""
+    board_fp = _remote_fingerprint(runner, remote, layout.OVERLAY_DIR / "arch.json")
+    board_plan_fp = _remote_fingerprint(runner, remote, layout.MODEL_DIR / layout.PLAN_FILE)
+    if board_plan_fp != plan_fp:
+        raise ArtifactError(
+            f"the split plan on the board has fingerprint {board_plan_fp}, the deployed one {plan_fp}: "
+            "the copy did not complete; deploy again"
+        )
+    try:
+        verdict = artifacts.compare_fingerprints(
+            board_fp,
+            board_plan_fp,
+            overlay=f"{remote.host}:{layout.OVERLAY_DIR}",
+            model=f"{remote.host}:{layout.MODEL_DIR}",
+        )
+    except FingerprintMismatch as exc:
+        raise FingerprintMismatch(f"on the board: {exc}") from None
+    return f"on the board: {verdict}"

@@ -1,0 +1,282 @@
+"""Write an SD card image to a card (a block device) or to a regular file, then verify it.
+
+Two writers:
+- `bmaptool copy` when bmaptool is installed and a block map is at hand (given, found beside the image,
+  or created with `bmaptool create` for a raw image): only mapped blocks are written, each checked
+  against the map's checksum as it is read; the same ranges are then read back and checked again.
+- otherwise a streaming copy: the image is decompressed on the fly in 4 MiB chunks, each chunk's
+  SHA-256 is kept, the target is fsync'ed and read back chunk by chunk.
+
+Safety (block devices): the device is inspected with lsblk and refused when it is mounted, the system
+disk, not removable (unless forced), a partition or read-only (always); the user sees its size, model
+and partitions and must confirm. The device is opened with O_EXCL (the kernel refuses if anything has
+it mounted). A regular-file target is written to a temporary file beside it and renamed into place
+only after verification; the image file itself is only ever read.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dpupose.board import bmap as bmaplib
+from dpupose.board import devices
+from dpupose.board.images import ImageInfo, ImageKind, image_stream, open_image, read_chunk
+from dpupose.board.progress import Progress
+from dpupose.board.tools import have_tool, require_tool, run_tool
+from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
+from dpupose.errors import DeviceError, ImageError, UsageError
+
+log = logging.getLogger(__name__)
+
+BLKRRPART = 0x125F  # ioctl: re-read the partition table
+# On a device, flush every 128 MiB: the progress bar then shows the card's speed rather than the page
+# cache's, and dirty memory stays bounded.
+SYNC_EVERY = 32 * CHUNK
+ZEROS = bytes(CHUNK)
+
+# confirm(description) -> True to go ahead; the CLI prints the description and asks.
+Confirm = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class FlashReport:
+    image: ImageInfo
+    target: Path
+    method: str  # "bmaptool" or "stream"
+    written: int  # bytes written (mapped bytes for bmaptool)
+    verified: int  # bytes read back and checked
+
+
+def _classify(target: Path) -> str:
+    """ "block", "file" (existing regular file), "new" (to be created)."""
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        if str(target).startswith("/dev/"):
+            raise DeviceError(
+                f"{target} does not exist: is the card reader plugged in? (`lsblk` lists disks)"
+            ) from None
+        return "new"
+    if stat.S_ISBLK(st.st_mode):
+        return "block"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    raise DeviceError(f"{target} is neither a block device nor a regular file")
+
+
+def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | None = None) -> list[bytes]:
+    """Copy the image's raw bytes to fd from offset 0; returns the SHA-256 of each CHUNK.
+
+    sparse: skip writing all-zero chunks (only for a fresh file, whose holes read as zeros).
+    """
+    digests: list[bytes] = []
+    buf = bytearray(CHUNK)
+    pos = 0
+    with image_stream(info) as stream:
+        while True:
+            n = read_chunk(stream, buf, info)
+            if n == 0:
+                break
+            data = memoryview(buf)[:n]
+            digests.append(chunk_digest(data))
+            # bytearray == bytes compares with memcmp; a memoryview comparison would be ~50x slower.
+            zero = sparse and (buf == ZEROS if n == CHUNK else buf[:n] == ZEROS[:n])
+            if not zero:
+                _pwrite_all(fd, data, pos)
+            pos += n
+            if not sparse and pos % SYNC_EVERY == 0:
+                os.fdatasync(fd)
+            if progress:
+                progress.update(n)
+    if pos != info.size:
+        raise ImageError(
+            f"{info.path} gave {pos} bytes instead of the {info.size} its header promises: the image is "
+            "truncated or corrupt, and the target holds an incomplete copy; download the image again"
+        )
+    return digests
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        try:
+            done += os.pwrite(fd, data[done:], offset + done)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DeviceError(
+                    f"no space left on the target at byte {offset + done}: it is smaller than the image"
+                ) from None
+            raise DeviceError(f"write error at byte {offset + done}: {exc.strerror}") from None
+
+
+def _bmap_for(info: ImageInfo, given: Path | None, workdir: Path, use_bmaptool: bool | None) -> Path | None:
+    """The block map to use with bmaptool, or None for the streaming copy."""
+    if use_bmaptool is False:
+        return None
+    if given is not None or use_bmaptool:
+        require_tool("bmaptool")  # asked for explicitly: say how to install it
+    elif not have_tool("bmaptool"):
+        return None
+    if given is not None:
+        return given
+    found = bmaplib.find_bmap(info.path)
+    if found is not None:
+        log.info("using block map %s", found)
+        return found
+    if info.kind is ImageKind.RAW:
+        created = workdir / (info.path.name + ".bmap")
+        run_tool(bmaplib.bmaptool_create_argv(info.path, created))
+        return created
+    return None
+
+
+def _write_and_verify(
+    info: ImageInfo,
+    dest: Path,
+    *,
+    bmap_path: Path | None,
+    fresh_file: bool,
+    exclusive: bool,
+    progress_on: bool,
+) -> tuple[str, int, int]:
+    if bmap_path is not None:
+        bm = bmaplib.parse_bmap(bmap_path)
+        if bm.image_size != info.size:
+            raise UsageError(
+                f"block map {bmap_path} is for an image of {bm.image_size} bytes, not {info.size}: "
+                "give the matching .bmap or --no-bmaptool"
+            )
+        run_tool(bmaplib.bmaptool_copy_argv(info.path, bmap_path, str(dest)), capture=not progress_on)
+        checked = Progress(bm.mapped_bytes(), "verify", enabled=progress_on)
+        if all(c is not None for _, _, c in bm.byte_ranges()):
+            verify_bmap(dest, bm, checked)
+        else:
+            ranges = [(o, n) for o, n, _ in bm.byte_ranges()]
+            compare_with_image(info, dest, ranges, checked)
+        checked.close()
+        return "bmaptool", bm.mapped_bytes(), bm.mapped_bytes()
+
+    flags = os.O_WRONLY | (os.O_EXCL if exclusive else 0)
+    try:
+        fd = os.open(dest, flags)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise DeviceError(f"{dest} is in use (mounted or held by another program): unmount it") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DeviceError(f"no permission to write {dest}: run as root (sudo)") from None
+        raise DeviceError(f"cannot open {dest}: {exc.strerror}") from None
+    try:
+        bar = Progress(info.size, "write ", enabled=progress_on)
+        digests = stream_copy(info, fd, sparse=fresh_file, progress=bar)
+        bar.close()
+        if fresh_file:
+            os.ftruncate(fd, info.size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    checked = Progress(info.size, "verify", enabled=progress_on)
+    verify_digests(dest, info.size, digests, checked)
+    checked.close()
+    return "stream", info.size, info.size
+
+
+def _reread_partitions(device: Path) -> None:
+    try:
+        fd = os.open(device, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, BLKRRPART)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.info("the kernel did not re-read the partition table of %s (%s); replug the card", device, exc)
+
+
+def flash(
+    image: str | Path,
+    target: str | Path,
+    *,
+    bmap: str | Path | None = None,
+    use_bmaptool: bool | None = None,
+    force: bool = False,
+    confirm: Confirm | None = None,
+    progress: bool = False,
+) -> FlashReport:
+    """Write `image` to `target` (block device or file) and verify it; see the module docstring.
+
+    confirm: asked before a device (or an existing file) is overwritten; None means "yes" (--yes).
+    use_bmaptool: True requires it, False avoids it, None uses it when installed.
+    """
+    info = open_image(image)
+    target = Path(target)
+    kind = _classify(target)
+    if kind != "new" and os.path.samefile(info.path, target):
+        raise UsageError(f"{target} is the image itself: give another target")
+    with tempfile.TemporaryDirectory(prefix="dpupose-flash-") as work:
+        bmap_path = _bmap_for(info, Path(bmap) if bmap else None, Path(work), use_bmaptool)
+        if kind == "block":
+            return _flash_device(info, target, bmap_path, force=force, confirm=confirm, progress=progress)
+        return _flash_file(info, target, bmap_path, exists=kind == "file", confirm=confirm, progress=progress)
+
+
+def _flash_device(
+    info: ImageInfo,
+    device: Path,
+    bmap_path: Path | None,
+    *,
+    force: bool,
+    confirm: Confirm | None,
+    progress: bool,
+) -> FlashReport:
+    real = os.path.realpath(device)
+    listing = run_tool(devices.lsblk_argv(real)).stdout
+    dev = devices.inspect_device(listing, real)
+    rootno = devices.root_devno()
+    devices.check_device(dev, info.size, force=force, root_devno=rootno)
+    text = (
+        f"{devices.describe(dev, rootno)}\n"
+        f"Everything on {dev.path} will be replaced by {info.path.name} ({devices.human_bytes(info.size)})."
+    )
+    log.info("%s", text)
+    if confirm is not None and not confirm(text):
+        raise UsageError("not confirmed: nothing was written")
+    method, written, verified = _write_and_verify(
+        info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
+    )
+    _reread_partitions(Path(real))
+    return FlashReport(info, device, method, written, verified)
+
+
+def _flash_file(
+    info: ImageInfo,
+    target: Path,
+    bmap_path: Path | None,
+    *,
+    exists: bool,
+    confirm: Confirm | None,
+    progress: bool,
+) -> FlashReport:
+    if exists and confirm is not None and not confirm(f"{target} exists and will be replaced by the image."):
+        raise UsageError("not confirmed: nothing was written")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if bmap_path is not None:
+            tmp.unlink()  # bmaptool creates the file itself
+        method, written, verified = _write_and_verify(
+            info, tmp, bmap_path=bmap_path, fresh_file=True, exclusive=False, progress_on=progress
+        )
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return FlashReport(info, target, method, written, verified)

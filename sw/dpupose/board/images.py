@@ -1,0 +1,190 @@
+"""SD card image files: raw `.img`, xz-compressed `.img.xz`, or a `.zip` holding one `.img`.
+
+`open_image` checks the container before anything is written and learns the raw size up front: a raw
+image's file size, the uncompressed sizes in an xz file's index (read from the end of the file, so a
+truncated download is caught here), or the zip member's size from the central directory. `image_stream`
+then yields the raw bytes as one stream, decompressing on the fly (nothing is extracted to disk).
+The image file is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import enum
+import lzma
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dpupose.errors import ImageError
+
+XZ_MAGIC = b"\xfd7zXZ\x00"
+XZ_FOOTER_MAGIC = b"YZ"
+ZIP_MAGIC = b"PK\x03\x04"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class ImageKind(enum.Enum):
+    RAW = "raw"
+    XZ = "xz"
+    ZIP = "zip"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    path: Path
+    kind: ImageKind
+    size: int  # raw (uncompressed) bytes
+    member: str | None = None  # the .img inside a zip
+
+    def describe(self) -> str:
+        inner = f" ({self.member} inside)" if self.member else ""
+        return f"{self.path}{inner}: {self.kind.value}, {self.size} bytes raw"
+
+
+def open_image(path: str | Path) -> ImageInfo:
+    """Identify an image file by its first bytes and find its raw size; ImageError if unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image {path} does not exist")
+    if not path.is_file():
+        raise ImageError(f"image {path} is not a regular file")
+    with path.open("rb") as f:
+        head = f.read(6)
+    name = path.name.lower()
+    if head.startswith(XZ_MAGIC):
+        return ImageInfo(path, ImageKind.XZ, xz_uncompressed_size(path))
+    if head.startswith(ZIP_MAGIC) or name.endswith(".zip"):
+        member, size = _zip_member(path)
+        return ImageInfo(path, ImageKind.ZIP, size, member)
+    if name.endswith(".xz"):
+        raise ImageError(f"{path} is named .xz but is not an xz file: the download is corrupt, fetch it again")
+    if head.startswith(GZIP_MAGIC) or name.endswith(".gz"):
+        raise ImageError(f"{path} is gzip-compressed; use the .img.xz or .zip image, or gunzip it first")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageError(f"image {path} is empty")
+    return ImageInfo(path, ImageKind.RAW, size)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """xz multibyte integer (7 bits per byte, little end first, at most 9 bytes) at pos."""
+    value = 0
+    for i in range(9):
+        if pos + i >= len(buf):
+            raise ValueError("index ends inside a number")
+        byte = buf[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError("number longer than 9 bytes")
+
+
+def xz_uncompressed_size(path: Path) -> int:
+    """Sum of the uncompressed sizes recorded in every stream's index of an .xz file.
+
+    Layout (xz file format 1.0.4): streams back to back, each `header(12) blocks index footer(12)`,
+    optionally followed by stream padding (zero bytes, a multiple of 4). The footer holds the index
+    size ("backward size"); each index record holds a block's unpadded and uncompressed size.
+    """
+    total = 0
+    with path.open("rb") as f:
+        end = f.seek(0, 2)
+        try:
+            while end > 0:
+                # Skip stream padding.
+                while end >= 4:
+                    f.seek(end - 4)
+                    if f.read(4) != b"\0\0\0\0":
+                        break
+                    end -= 4
+                if end < 24:
+                    raise ValueError("too short for an xz stream")
+                f.seek(end - 12)
+                footer = f.read(12)
+                crc, backward, flags, magic = struct.unpack("<I4s2s2s", footer)
+                if magic != XZ_FOOTER_MAGIC or zlib.crc32(backward + flags) != crc:
+                    raise ValueError("no stream footer at the end")
+                index_size = (struct.unpack("<I", backward)[0] + 1) * 4
+                index_start = end - 12 - index_size
+                if index_start < 12:
+                    raise ValueError("index larger than the file")
+                f.seek(index_start)
+                index = f.read(index_size)
+                if index[0] != 0 or zlib.crc32(index[:-4]) != struct.unpack("<I", index[-4:])[0]:
+                    raise ValueError("index damaged")
+                count, pos = _read_varint(index, 1)
+                blocks = 0
+                for _ in range(count):
+                    unpadded, pos = _read_varint(index, pos)
+                    uncompressed, pos = _read_varint(index, pos)
+                    blocks += (unpadded + 3) // 4 * 4
+                    total += uncompressed
+                stream_start = index_start - blocks - 12
+                if stream_start < 0:
+                    raise ValueError("blocks larger than the file")
+                f.seek(stream_start)
+                if f.read(6) != XZ_MAGIC:
+                    raise ValueError("stream header not where the index says")
+                end = stream_start
+        except (ValueError, IndexError, struct.error) as exc:
+            raise ImageError(
+                f"{path} is truncated or corrupt ({exc}): download it again (`xz -t {path.name}` tests it)"
+            ) from None
+    return total
+
+
+def _zip_member(path: Path) -> tuple[str, int]:
+    """The one disk image inside a zip: the only `.img` member, or the only file."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            files = [i for i in zf.infolist() if not i.is_dir()]
+            images = [i for i in files if i.filename.lower().endswith(".img")]
+            chosen = images if images else files
+            if len(chosen) != 1:
+                names = ", ".join(i.filename for i in files) or "nothing"
+                raise ImageError(f"{path} must hold exactly one .img file; it holds {names}")
+            with zf.open(chosen[0]):  # checks the local header and the compression method
+                pass
+    except zipfile.BadZipFile as exc:
+        raise ImageError(f"{path} is not a readable zip ({exc}): the download is truncated or corrupt") from None
+    except NotImplementedError as exc:
+        raise ImageError(f"{path}: {exc}; unzip it with another tool and use the .img") from None
+    return chosen[0].filename, chosen[0].file_size
+
+
+@contextmanager
+def image_stream(info: ImageInfo) -> Iterator[BinaryIO]:
+    """A read-only stream of the image's raw bytes; read it with `read_chunk`, which turns
+    decompression errors into ImageError."""
+    if info.kind is ImageKind.RAW:
+        with info.path.open("rb") as f:
+            yield f
+    elif info.kind is ImageKind.XZ:
+        with lzma.open(info.path, "rb") as f:
+            yield f  # type: ignore[misc]
+    else:
+        with zipfile.ZipFile(info.path) as zf, zf.open(info.member or "") as f:
+            yield f  # type: ignore[misc]
+
+
+def read_chunk(stream: BinaryIO, buf: bytearray, info: ImageInfo) -> int:
+    """Fill buf from stream (short only at the end); decompression errors become ImageError."""
+    view = memoryview(buf)
+    filled = 0
+    try:
+        while filled < len(buf):
+            n = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            filled += n
+    except (lzma.LZMAError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ImageError(
+            f"{info.path} is corrupt ({exc or type(exc).__name__}): download it again; "
+            "anything written from it so far is incomplete"
+        ) from None
+    return filled

@@ -1,0 +1,93 @@
+"""Running the external tools the board code needs (lsblk, mtools, debugfs, bmaptool, ssh, rsync, pip).
+
+Every tool call goes through `run_tool`: it finds the tool with `shutil.which` (a missing tool raises
+ToolNotFoundError naming the Debian package to install), logs the command line, and turns a failure
+into a DpuposeError that carries the tool's own message. Command lines are built by pure functions
+elsewhere, so tests can assert on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from dpupose.errors import ToolFailed, ToolNotFoundError
+
+log = logging.getLogger(__name__)
+
+# Tool -> Debian/Ubuntu package that provides it (for the "install it" hint).
+TOOL_PACKAGES: dict[str, str] = {
+    "lsblk": "util-linux",
+    "mcopy": "mtools",
+    "mmd": "mtools",
+    "mdir": "mtools",
+    "mtype": "mtools",
+    "debugfs": "e2fsprogs",
+    "bmaptool": "bmap-tools",
+    "ssh": "openssh-client",
+    "scp": "openssh-client",
+    "rsync": "rsync",
+}
+
+
+def require_tool(name: str) -> str:
+    """The absolute path of `name`, or ToolNotFoundError saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        package = TOOL_PACKAGES.get(name)
+        hint = f" (Debian/Ubuntu: sudo apt-get install {package})" if package else ""
+        raise ToolNotFoundError(f"'{name}' is not installed or not on PATH: install it{hint} and try again")
+    return path
+
+
+def have_tool(name: str) -> bool:
+    return shutil.which(name) is not None
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    capture: bool = True,
+    check: bool = True,
+    input_bytes: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    text: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run argv[0] (looked up on PATH) with the rest as arguments.
+
+    capture: collect stdout/stderr (otherwise they go to the terminal, for interactive tools).
+    check: raise ToolFailed on a non-zero exit.
+    """
+    if not argv:
+        raise ValueError("empty command line")
+    exe = require_tool(argv[0])
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    log.debug("run: %s", shlex.join(argv))
+    proc = subprocess.run(
+        [exe, *argv[1:]],
+        input=input_bytes.decode() if text and input_bytes is not None else input_bytes,
+        capture_output=capture,
+        text=text,
+        env=full_env,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        stderr = proc.stderr if capture else ""
+        if isinstance(stderr, bytes):
+            stderr = stderr.decode(errors="replace")
+        raise ToolFailed(argv, proc.returncode, stderr or "")
+    return proc
+
+
+class CommandRunner:
+    """Runs command lines; deploy takes one so tests can pass a recording fake."""
+
+    def run(self, argv: Sequence[str], *, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+        return run_tool(argv, capture=capture, check=check)

@@ -1,0 +1,105 @@
+"""This package as a wheel for the board, and the board setup script that installs it.
+
+The wheel is built from the repository root with `pip wheel --no-deps` (using the installed setuptools
+when there is one, so no network is needed). Its base requirements are what the board installs (numpy,
+onnxruntime, ...); torch and the other host tools may only appear behind the `host` extra.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import importlib.resources
+import importlib.util
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+import dpupose
+from dpupose.board.tools import run_tool
+from dpupose.errors import ArtifactError, ToolFailed, UsageError
+
+HOST_ONLY = ("torch", "torchvision")  # never on the board (PYNQ 3.0.1, aarch64, Python 3.10)
+
+
+def project_root() -> Path | None:
+    """The source tree this package runs from (an editable install), or None."""
+    here = Path(dpupose.__file__).resolve().parent
+    for candidate in here.parents:
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and re.search(r'(?m)^name\s*=\s*"dpupose"', pyproject.read_text()):
+            return candidate
+    return None
+
+
+def wheel_argv(root: Path, outdir: Path, *, isolation: bool, python: str = sys.executable) -> list[str]:
+    argv = [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(outdir)]
+    if not isolation:
+        argv.append("--no-build-isolation")
+    return [*argv, str(root)]
+
+
+def wheel_name(version: str = dpupose.__version__) -> str:
+    return f"dpupose-{version}-py3-none-any.whl"
+
+
+def build_wheel(outdir: Path, root: Path | None = None) -> Path:
+    """Build the dpupose wheel into outdir and check its requirements; returns the wheel's path."""
+    root = root or project_root()
+    if root is None:
+        raise UsageError("cannot build the dpupose wheel: this installation has no source tree; pass --wheel FILE")
+    isolation = importlib.util.find_spec("setuptools") is None
+    try:
+        run_tool(wheel_argv(root, outdir, isolation=isolation))
+    except ToolFailed as exc:
+        raise ArtifactError(f"building the dpupose wheel failed: {exc}") from None
+    wheels = sorted(outdir.glob("dpupose-*.whl"))
+    if len(wheels) != 1:
+        raise ArtifactError(f"pip wheel made {len(wheels)} dpupose wheels in {outdir}, expected one")
+    check_wheel(wheels[0])
+    return wheels[0]
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """The Requires-Dist lines of a wheel's METADATA."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+            meta = email.parser.Parser().parsestr(zf.read(meta_name).decode())
+    except (zipfile.BadZipFile, StopIteration, OSError) as exc:
+        raise ArtifactError(f"{wheel} is not a wheel ({exc or 'no METADATA'})") from None
+    return meta.get_all("Requires-Dist") or []
+
+
+def _name(req: str) -> str:
+    return re.split(r"[\s<>=!~\[(;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def check_wheel(wheel: Path) -> None:
+    """ArtifactError unless the wheel is dpupose's and its base requirements (what a plain install pulls
+    in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
+    or `dev` extras."""
+    if not wheel.name.startswith("dpupose-") or not wheel.name.endswith(".whl"):
+        raise ArtifactError(f"{wheel.name} is not a dpupose wheel (dpupose-VERSION-py3-none-any.whl)")
+    base: set[str] = set()
+    host_only = set(HOST_ONLY)
+    for req in wheel_requirements(wheel):
+        marker = req.partition(";")[2].replace("extra==", "extra ==")
+        if re.search(r"extra == .(host|dev).", marker):
+            host_only.add(_name(req))
+        elif "extra ==" not in marker:
+            base.add(_name(req))
+    wrong = sorted(base & host_only)
+    if wrong:
+        raise ArtifactError(
+            f"{wheel.name} requires {', '.join(wrong)} without an extra, but the board runs without them: "
+            "move them to the host extra in pyproject.toml"
+        )
+
+
+def setup_script() -> Path:
+    """scripts/board_setup.sh as shipped inside the package."""
+    path = Path(str(importlib.resources.files("dpupose") / "resources" / "board" / "board_setup.sh"))
+    if not path.is_file():
+        raise ArtifactError(f"the board setup script is missing from the package ({path}): reinstall dpupose")
+    return path

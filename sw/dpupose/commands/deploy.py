@@ -1,0 +1,44 @@
+"""`dpupose deploy`: copy the overlay, the compiled model and this package to a running board over ssh,
+install them there and check the deployed fingerprint.
+
+    dpupose deploy --host pynq --overlay build/hw/<config> --model DIR [--user xilinx] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "copy overlay, model and package to a board over ssh and install them"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("deploy", help=HELP, description=HELP)
+    p.add_argument("--host", required=True, help="the board's host name or address (pynq; 192.168.3.1 over USB)")
+    p.add_argument("--user", default="xilinx", help="login on the board (default: xilinx)")
+    p.add_argument("--overlay", required=True, help="folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json]")
+    p.add_argument("--model", required=True, help="compiled model folder (with its split plan plan.json)")
+    p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
+    p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.add_argument(
+        "--copy-with",
+        choices=("auto", "rsync", "scp"),
+        default="auto",
+        help="how to copy (default: rsync when installed, else scp)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpupose.board.deploy import deploy
+
+    use_rsync = {"auto": None, "rsync": True, "scp": False}[args.copy_with]
+    deploy(
+        args.host,
+        args.overlay,
+        args.model,
+        user=args.user,
+        wheel=args.wheel,
+        dry_run=args.dry_run,
+        use_rsync=use_rsync,
+    )
+    return 0

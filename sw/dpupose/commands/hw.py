@@ -1,0 +1,173 @@
+"""`dpupose hw`: build dpu.bit / dpu.hwh / dpu.xclbin / arch.json for a DPU configuration, or check it can be.
+
+    dpupose hw check --config NAME [--trd DPUCZDX8G.tar.gz] [--board-repo BDF] [--i-know] [--json]
+    dpupose hw build --config NAME [--trd ...] [--board-repo ...] [--from STEP] [--to STEP] [--force]
+    dpupose hw commands --config NAME ...    the exact tool command lines the build runs
+    dpupose hw status --config NAME          which steps are up to date, what is published
+
+--trd and --board-repo default to $DPU_TRD and $BOARD_REPO. Only the standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+STEP_NAMES = ("generate", "platform", "kernel", "link", "collect", "report")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("hw", help="hardware build: Vivado platform + DPU kernel + v++ link (or check)")
+    p.set_defaults(group_parser=p)
+    sub = p.add_subparsers(dest="hw_command", metavar="SUBCOMMAND")
+
+    s = sub.add_parser("check", help="check everything that can be checked before the tool run (no tools run)")
+    _common(s)
+    s.add_argument("--json", action="store_true", help="print the findings as JSON")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("build", help="run the build steps: " + " -> ".join(STEP_NAMES))
+    _common(s)
+    s.add_argument("--from", dest="start", choices=STEP_NAMES, help="first step to run (default generate)")
+    s.add_argument("--to", dest="stop", choices=STEP_NAMES, help="last step to run (default report)")
+    s.add_argument("--force", action="store_true", help="run the selected steps even if they are up to date")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("commands", help="print the vivado / v++ command lines of the build (runs nothing)")
+    _common(s)
+    s.set_defaults(func=cmd_commands)
+
+    s = sub.add_parser("status", help="show which build steps are up to date and what is published")
+    _common(s)
+    s.set_defaults(func=cmd_status)
+
+
+def _common(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--config", required=True, metavar="NAME|PATH", help="DPU configuration (hw/dpu/configs)")
+    s.add_argument("--board", help="board record (default: the configuration's board)")
+    s.add_argument(
+        "--trd",
+        default=os.environ.get("DPU_TRD") or None,
+        metavar="PATH",
+        help="Vitis AI 2.5 DPU TRD: DPUCZDX8G.tar.gz or its folder (default $DPU_TRD)",
+    )
+    s.add_argument(
+        "--board-repo",
+        default=os.environ.get("BOARD_REPO") or None,
+        metavar="DIR",
+        help="board files repository, e.g. a checkout of Avnet's bdf (default $BOARD_REPO)",
+    )
+    s.add_argument("--out", type=Path, metavar="DIR", help="build folder (default build/hw/<config>)")
+    s.add_argument(
+        "--i-know",
+        action="store_true",
+        help="build even if the DPU clock is above the board's known-safe limit (the board may reset)",
+    )
+
+
+def _request(args: argparse.Namespace) -> Any:
+    from dpupose.hwbuild.check import BuildRequest
+
+    return BuildRequest(args.config, args.board, args.trd, args.board_repo, args.i_know, args.out)
+
+
+def _print_findings(findings: list[Any], stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    width = max((len(f.topic) for f in findings), default=0)
+    for f in findings:
+        print(f"  {f.level:5s} {f.topic:{width}s}  {f.message}", file=stream)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dpupose.hwbuild.check import preflight
+
+    pre = preflight(_request(args), set(STEP_NAMES))
+    if args.json:
+        print(pre.to_json())
+        return 1 if pre.errors else 0
+    print(f"hardware build check for {args.config}:")
+    _print_findings(pre.findings)
+    n = len(pre.errors)
+    if n:
+        print(f"{n} problem{'s' if n > 1 else ''}: `make hw` would stop before starting Vivado.")
+        return 1
+    print("ready: `make hw` can run (Vivado platform ~10-20 min, kernel a few min, v++ link 1-2 h).")
+    return 0
+
+
+def _preflight_or_stop(args: argparse.Namespace, steps: list[str]) -> Any:
+    from dpupose.hwbuild.check import PreflightFailed, preflight
+
+    pre = preflight(_request(args), set(steps))
+    warnings = [f for f in pre.findings if f.level == "warn"]
+    if warnings:
+        _print_findings(warnings, sys.stderr)
+    if pre.errors:
+        reasons = "\n".join(f"  {f.topic}: {f.message}" for f in pre.errors)
+        raise PreflightFailed(f"the build did not start (nothing was run or written):\n{reasons}")
+    return pre
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from dpupose.hwbuild.flow import BuildContext, run_build, select
+    from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
+
+    steps = [s.name for s in select(args.start, args.stop)]
+    pre = _preflight_or_stop(args, steps)
+    paths = BuildPaths.for_config(pre.cfg.name, args.out)
+    ctx = BuildContext.from_preflight(pre, paths, _request(args))
+    for run in run_build(ctx, args.start, args.stop, force=args.force):
+        took = f" ({run.seconds / 60:.1f} min)" if run.seconds >= 60 else ""
+        print(f"{run.step:9s} {run.status}{took}")
+    published = [paths.deliverable(n) for n in DELIVERABLES if paths.deliverable(n).is_file()]
+    if published and (args.stop in (None, "report")):
+        print(f"built {', '.join(p.name for p in published)} in {paths.root}")
+    return 0
+
+
+def cmd_commands(args: argparse.Namespace) -> int:
+    from dpupose.dpu.config import load_config
+    from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
+    from dpupose.hwbuild.inputs import inspect_trd
+    from dpupose.hwbuild.layout import BuildPaths
+
+    cfg = load_config(args.config)
+    paths = BuildPaths.for_config(cfg.name, args.out)
+    trd = Path("$DPU_TRD")
+    if args.trd:
+        info = inspect_trd(args.trd)
+        trd = paths.trd_dir if info.archive else (info.path / info.prefix).resolve()
+    repo = Path(args.board_repo or "$BOARD_REPO")
+    for step, argv in (
+        ("platform", platform_argv(paths, repo)),
+        ("kernel", kernel_argv(paths, trd)),
+        ("link", link_argv(paths, trd)),
+    ):
+        print(f"# {step}\n{shlex.join(argv)}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dpupose.hwbuild.check import preflight
+    from dpupose.hwbuild.flow import BuildContext, step_status
+    from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
+
+    pre = preflight(_request(args), set(STEP_NAMES))
+    if pre.cfg is None:
+        _print_findings(pre.errors, sys.stderr)
+        return 1
+    paths = BuildPaths.for_config(pre.cfg.name, args.out)
+    ctx = BuildContext.from_preflight(pre, paths, _request(args))
+    for name, state in step_status(ctx).items():
+        print(f"{name:9s} {state}")
+    if paths.build_info.is_file():
+        info = json.loads(paths.build_info.read_text())
+        print(f"published: {', '.join(DELIVERABLES)} (timing met, WNS {info['timing']['wns_ns']} ns)")
+    else:
+        print("published: nothing")
+    return 0

@@ -1,0 +1,164 @@
+"""`dpupose sdcard`: write a PYNQ image to an SD card, stage the board files onto an image, list them.
+
+dpupose sdcard flash IMAGE --device /dev/sdX [--yes] [--force] [--bmap FILE | --no-bmaptool]
+dpupose sdcard verify IMAGE --device /dev/sdX
+dpupose sdcard stage IMAGE --overlay DIR --model DIR [--out NEW.img | --in-place] [--wheel FILE]
+dpupose sdcard ls IMAGE
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "write a PYNQ image to an SD card; stage the overlay, model and package onto an image"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("sdcard", help=HELP, description=HELP)
+    group.set_defaults(group_parser=group)
+    sub = group.add_subparsers(dest="sdcard_command", metavar="ACTION")
+
+    def progress_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="progress bar with throughput on stderr (default: when stderr is a terminal)",
+        )
+
+    p = sub.add_parser(
+        "flash",
+        help="write an image (.img, .img.xz, .zip) to a card or a file and verify it",
+        description="Write an image to an SD card (or a regular file) and read it back to verify. "
+        "Refuses mounted, system and non-removable disks unless --force; asks before writing unless --yes.",
+    )
+    p.add_argument("image", help="PYNQ image: .img, .img.xz or .zip holding one .img")
+    p.add_argument("--device", required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to write")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
+    p.add_argument("--force", action="store_true", help="write even to a mounted, system or non-removable disk")
+    p.add_argument("--bmap", help="block map for bmaptool (default: IMAGE.bmap beside the image)")
+    p.add_argument(
+        "--no-bmaptool",
+        action="store_true",
+        help="use the built-in streaming copy even if bmaptool is installed",
+    )
+    progress_flags(p)
+    p.set_defaults(func=run_flash)
+
+    p = sub.add_parser("verify", help="compare a card (or file) with an image, byte by byte")
+    p.add_argument("image")
+    p.add_argument("--device", required=True)
+    progress_flags(p)
+    p.set_defaults(func=run_verify)
+
+    p = sub.add_parser(
+        "stage",
+        help="put overlay, model, wheel and first-boot setup onto an image (into a copy by default)",
+        description="Stage dpu.bit/.hwh/.xclbin, the compiled model, the dpupose wheel and a first-boot "
+        "setup onto a PYNQ image without root. The image is copied first unless --in-place.",
+    )
+    p.add_argument("image", help="PYNQ image (.img; .img.xz and .zip are decompressed into the copy)")
+    p.add_argument("--overlay", required=True, help="folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json]")
+    p.add_argument("--model", required=True, help="compiled model folder (with its split plan plan.json)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", help="the staged copy to write (default build/sdcard/<name>-dpupose.img)")
+    where.add_argument("--in-place", action="store_true", help="stage into IMAGE itself (raw .img only)")
+    p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
+    progress_flags(p)
+    p.set_defaults(func=run_stage)
+
+    p = sub.add_parser("ls", help="list what is staged on an image and check every file's SHA-256")
+    p.add_argument("image", help="a raw .img")
+    p.set_defaults(func=run_ls)
+
+
+def _confirm(text: str) -> bool:
+    from dpupose.errors import UsageError
+
+    print(text, file=sys.stderr)
+    if not sys.stdin.isatty():
+        raise UsageError("stdin is not a terminal, so there is no one to confirm: pass --yes")
+    answer = input("Type 'yes' to write: ")
+    return answer.strip().lower() == "yes"
+
+
+def run_flash(args: argparse.Namespace) -> int:
+    from dpupose.board.devices import human_bytes
+    from dpupose.board.flash import flash
+    from dpupose.board.progress import progress_wanted
+
+    report = flash(
+        args.image,
+        args.device,
+        bmap=args.bmap,
+        use_bmaptool=False if args.no_bmaptool else None,
+        force=args.force,
+        confirm=None if args.yes else _confirm,
+        progress=progress_wanted(args.progress),
+    )
+    print(
+        f"wrote {report.image.path.name} to {report.target} ({report.method}, "
+        f"{human_bytes(report.written)} written, {human_bytes(report.verified)} read back and verified)"
+    )
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dpupose.board.images import open_image
+    from dpupose.board.progress import Progress, progress_wanted
+    from dpupose.board.verify import compare_with_image
+
+    info = open_image(args.image)
+    bar = Progress(info.size, "verify", enabled=progress_wanted(args.progress))
+    compare_with_image(info, Path(args.device), progress=bar)
+    bar.close()
+    print(f"{args.device} holds {info.path.name} ({info.size} bytes): identical")
+    return 0
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    from dpupose.board.progress import progress_wanted
+    from dpupose.board.stage import stage
+
+    report = stage(
+        args.image,
+        args.overlay,
+        args.model,
+        out=args.out,
+        in_place=args.in_place,
+        wheel=args.wheel,
+        progress=progress_wanted(args.progress),
+    )
+    print(report.verdict)
+    print(f"staged {len(report.manifest.entries)} files onto {report.image}")
+    print(f"list them: dpupose sdcard ls {report.image}")
+    return 0
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    from dpupose.board.devices import human_bytes
+    from dpupose.board.stage import list_staged
+    from dpupose.errors import ArtifactError
+
+    listing = list_staged(args.image)
+    if listing is None:
+        print(f"nothing staged on {args.image} (no dpupose manifest on its root partition)")
+        return 1
+    m = listing.manifest
+    print(f"{args.image}: staged by {m.generated_by}; wheel {m.wheel}")
+    print(f"  overlay fingerprint: {m.overlay_fingerprint or 'unknown'}")
+    print(f"  plan fingerprint:    {m.plan_fingerprint or 'unknown'}")
+    for c in listing.checks:
+        print(f"  {c.status:8s} {human_bytes(c.entry.size):>10s}  {c.entry.sha256[:12]}  {c.entry.path}")
+    print(f"  first-boot setup {'enabled' if listing.enabled else 'NOT enabled'}")
+    bad = [c for c in listing.checks if c.status != "ok"]
+    if bad or not listing.boot_copy_matches:
+        problems = [f"{len(bad)} of {len(listing.checks)} files changed or missing"] if bad else []
+        if not listing.boot_copy_matches:
+            problems.append("the boot partition's manifest copy differs")
+        raise ArtifactError(f"{args.image}: {'; '.join(problems)}: stage it again")
+    print(f"{len(listing.checks)} files, all SHA-256 sums match")
+    return 0

@@ -1,0 +1,342 @@
+"""The hardware build as an ordered list of named steps that can start and stop anywhere and resume.
+
+    generate  params.tcl, platform.xdc, dpu_conf.vh, prj_config, arch.json        (no tool)
+    platform  vivado + hw/tcl/platform.tcl  -> platform/platform.xsa
+    kernel    vivado + hw/tcl/kernel.tcl    -> kernel/dpu.xo
+    link      v++ -l                        -> link/dpu.xclbin
+    collect   the link's bit/hwh/xclbin/arch.json, checked, into collect/          (no tool)
+    report    timing must be met; publish dpu.bit/.hwh/.xclbin/arch.json + build_info.json (no tool)
+
+A tool step writes a stamp (stamps/<step>.json) with hashes of everything it read (files, scripts, the
+tool's version) and of what it wrote; while those still match, the step is skipped. So a failed link
+re-runs only the link, and editing the DPU options re-runs kernel and link but not the platform. The
+published files are removed as soon as any tool step has to run, and come back only from `report`.
+`generate` runs before any selection (it is cheap and rewrites only changed files), so a later step never
+reads files generated from an older version of the configuration.
+
+API:
+    STEPS, step_names()
+    BuildContext.from_preflight(preflight, paths, request)
+    run_build(ctx, start=None, stop=None, force=False) -> list[StepRun]
+    step_status(ctx) -> dict[str, str]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpupose.dpu.board import Board
+from dpupose.dpu.config import DpuConfig
+from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
+from dpupose.errors import UsageError
+from dpupose.hwbuild import collect as collect_mod
+from dpupose.hwbuild.check import BuildRequest, Preflight
+from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
+from dpupose.hwbuild.inputs import POSTLINK_TCL, BoardFiles, TrdInfo, extract_trd
+from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
+from dpupose.hwbuild.params import write_params_tcl, write_platform_xdc
+from dpupose.hwbuild.platform import PlatformRecord
+from dpupose.hwbuild.runner import run_tool
+from dpupose.hwbuild.tools import ToolInfo
+
+log = logging.getLogger(__name__)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class BuildContext:
+    cfg: DpuConfig
+    board: Board
+    pfm: PlatformRecord
+    paths: BuildPaths
+    request: BuildRequest
+    trd: TrdInfo | None = None
+    board_files: BoardFiles | None = None
+    tools: dict[str, ToolInfo] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    _trd_root: Path | None = None
+
+    @classmethod
+    def from_preflight(cls, p: Preflight, paths: BuildPaths, request: BuildRequest) -> BuildContext:
+        assert p.cfg is not None and p.board is not None and p.pfm is not None
+        return cls(p.cfg, p.board, p.pfm, paths, request, p.trd, p.board_files, dict(p.tools))
+
+    def trd_root(self) -> Path:
+        """The TRD folder (the archive is unpacked into build/hw/<config>/trd/ on first use)."""
+        if self._trd_root is None:
+            if self.trd is None:
+                raise UsageError("this step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
+            self._trd_root = extract_trd(self.trd, self.paths.trd_dir).resolve()
+        return self._trd_root
+
+    def tool(self, name: str) -> ToolInfo:
+        if name not in self.tools:
+            raise UsageError(f"{name} was not checked before the build; run `dpupose hw check`")
+        return self.tools[name]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[BuildContext], None]
+    outputs: Callable[[BuildContext], list[Path]]
+    requires: Callable[[BuildContext], list[tuple[Path, str]]]  # (file, step that makes it)
+    inputs: Callable[[BuildContext], dict[str, str]] | None = None  # None: no stamp, always runs
+
+
+@dataclass(frozen=True)
+class StepRun:
+    step: str
+    status: str  # "ran" or "up to date"
+    seconds: float
+
+
+# Steps ------------------------------------------------------------------------------------------------
+def _generate(ctx: BuildContext) -> None:
+    p, cfg, board, pfm = ctx.paths, ctx.cfg, ctx.board, ctx.pfm
+    write_params_tcl(cfg, board, pfm, p.params)
+    write_platform_xdc(cfg, board, pfm, p.xdc)
+    write_dpu_conf_vh(cfg, p.dpu_conf)
+    write_prj_config(cfg, board, p.prj_config)
+    write_arch_json(cfg, p.arch_json)
+
+
+def _board_repo(ctx: BuildContext) -> Path:
+    if ctx.request.board_repo is None or ctx.board_files is None:
+        raise UsageError("the platform step needs the board files: pass BOARD_REPO=/path/to/the/board/repo")
+    return Path(ctx.request.board_repo).expanduser().resolve()
+
+
+def _fresh(folder: Path) -> None:
+    """Start a tool step in an empty scratch folder (a half-built project from a failed run is dropped)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def _platform(ctx: BuildContext) -> None:
+    p = ctx.paths
+    argv = platform_argv(p, _board_repo(ctx))
+    _fresh(p.platform_dir)
+    run_tool(argv, cwd=p.platform_dir, log_file=p.logs / "platform.log", expect=[p.xsa])
+
+
+def _platform_inputs(ctx: BuildContext) -> dict[str, str]:
+    p = ctx.paths
+    repo = _board_repo(ctx)
+    assert ctx.board_files is not None  # _board_repo checked it
+    return {
+        "params.tcl": sha256(p.params),
+        "platform.xdc": sha256(p.xdc),
+        "platform.tcl": sha256(p.platform_tcl),
+        "board.xml": sha256(ctx.board_files.board_xml),
+        "board_repo": str(repo),
+        "vivado": ctx.tool("vivado").banner,
+    }
+
+
+def _kernel(ctx: BuildContext) -> None:
+    p = ctx.paths
+    argv = kernel_argv(p, ctx.trd_root())
+    _fresh(p.kernel_dir)
+    run_tool(argv, cwd=p.kernel_dir, log_file=p.logs / "kernel.log", expect=[p.xo])
+
+
+def _kernel_inputs(ctx: BuildContext) -> dict[str, str]:
+    p = ctx.paths
+    if ctx.trd is None:
+        raise UsageError("the kernel step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
+    return {
+        "params.tcl": sha256(p.params),
+        "dpu_conf.vh": sha256(p.dpu_conf),
+        "kernel.tcl": sha256(p.kernel_tcl),
+        "trd": ctx.trd.digest(),
+        "vivado": ctx.tool("vivado").banner,
+    }
+
+
+def _link(ctx: BuildContext) -> None:
+    p = ctx.paths
+    argv = link_argv(p, ctx.trd_root(), postlink=ctx.trd is not None and ctx.trd.has_postlink)
+    _fresh(p.link_dir)  # stale reports or bitstreams must not be collected
+    run_tool(argv, cwd=p.root, log_file=p.logs / "link.log", expect=[p.linked_xclbin])
+
+
+def _link_inputs(ctx: BuildContext) -> dict[str, str]:
+    p = ctx.paths
+    if ctx.trd is None:
+        raise UsageError("the link step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
+    postlink = ctx.trd_root() / POSTLINK_TCL
+    return {
+        "platform.xsa": sha256(p.xsa),
+        "dpu.xo": sha256(p.xo),
+        "prj_config": sha256(p.prj_config),
+        "postlink": sha256(postlink) if ctx.trd.has_postlink else "",
+        "v++": ctx.tool("v++").banner,
+    }
+
+
+def _collect(ctx: BuildContext) -> None:
+    collect_mod.collect(ctx.paths, ctx.cfg)
+
+
+def _stamped_tools(ctx: BuildContext) -> dict[str, str]:
+    """The tool versions that built the current outputs (from the stamps), else the ones checked now."""
+    tools = {name: info.banner for name, info in ctx.tools.items()}
+    for step, tool in (("platform", "vivado"), ("kernel", "vivado"), ("link", "v++")):
+        try:
+            banner = json.loads((ctx.paths.stamps / f"{step}.json").read_text())["inputs"][tool]
+        except (OSError, ValueError, KeyError):
+            continue
+        tools[tool if step != "kernel" or banner == tools.get("vivado") else "vivado (kernel)"] = banner
+    return dict(sorted(tools.items()))
+
+
+def _report(ctx: BuildContext) -> None:
+    facts: dict[str, Any] = {
+        "tools": _stamped_tools(ctx),
+        "trd": {"path": str(ctx.trd.path), "ip_version": ctx.trd.ip_version} if ctx.trd else None,
+        "board_files": (
+            {"version": ctx.board_files.version, "board_xml": str(ctx.board_files.board_xml)}
+            if ctx.board_files
+            else None
+        ),
+        "clock_override": ctx.request.i_know,
+        "step_seconds": {k: round(v, 1) for k, v in ctx.seconds.items()},
+    }
+    info = collect_mod.report(ctx.paths, ctx.cfg, ctx.board, facts)
+    log.info("timing met (WNS %.3f ns); published %s", info["timing"]["wns_ns"], ", ".join(DELIVERABLES))
+
+
+def _gen_files(ctx: BuildContext) -> list[tuple[Path, str]]:
+    p = ctx.paths
+    return [(f, "generate") for f in (p.params, p.xdc, p.dpu_conf, p.prj_config, p.arch_json)]
+
+
+STEPS: tuple[Step, ...] = (
+    Step("generate", _generate, lambda c: [], lambda c: []),
+    Step("platform", _platform, lambda c: [c.paths.xsa], _gen_files, _platform_inputs),
+    Step("kernel", _kernel, lambda c: [c.paths.xo], _gen_files, _kernel_inputs),
+    Step(
+        "link",
+        _link,
+        lambda c: [c.paths.linked_xclbin],
+        lambda c: [*_gen_files(c), (c.paths.xsa, "platform"), (c.paths.xo, "kernel")],
+        _link_inputs,
+    ),
+    Step("collect", _collect, lambda c: [], lambda c: [(c.paths.linked_xclbin, "link")]),
+    Step("report", _report, lambda c: [], lambda c: [(c.paths.root / "collect" / n, "collect") for n in DELIVERABLES]),
+)
+TOOL_STEPS = ("platform", "kernel", "link")
+
+
+def step_names() -> list[str]:
+    return [s.name for s in STEPS]
+
+
+def select(start: str | None, stop: str | None) -> list[Step]:
+    names = step_names()
+    for given in (start, stop):
+        if given is not None and given not in names:
+            raise UsageError(f"unknown step {given!r}; the steps are {', '.join(names)}")
+    i = names.index(start) if start else 0
+    j = names.index(stop) if stop else len(names) - 1
+    if i > j:
+        raise UsageError(f"--from {start} comes after --to {stop}; the order is {' -> '.join(names)}")
+    return list(STEPS[i : j + 1])
+
+
+def _stamp_path(ctx: BuildContext, step: Step) -> Path:
+    return ctx.paths.stamps / f"{step.name}.json"
+
+
+def _up_to_date(ctx: BuildContext, step: Step) -> bool:
+    if step.inputs is None:
+        return False
+    try:
+        stamp = json.loads(_stamp_path(ctx, step).read_text())
+    except (OSError, ValueError):
+        return False
+    outputs = step.outputs(ctx)
+    if not all(o.is_file() for o in outputs):
+        return False
+    if stamp.get("outputs") != {str(o): sha256(o) for o in outputs}:
+        return False
+    return bool(stamp.get("inputs") == step.inputs(ctx))
+
+
+def _write_stamp(ctx: BuildContext, step: Step) -> None:
+    assert step.inputs is not None
+    stamp = {
+        "generated_by": "dpupose.hwbuild.flow; delete to force this step",
+        "step": step.name,
+        "inputs": step.inputs(ctx),
+        "outputs": {str(o): sha256(o) for o in step.outputs(ctx)},
+    }
+    write_if_changed(_stamp_path(ctx, step), json.dumps(stamp, indent=2) + "\n")
+
+
+def _unpublish(ctx: BuildContext) -> None:
+    for name in (*DELIVERABLES, "build_info.json"):
+        ctx.paths.deliverable(name).unlink(missing_ok=True)
+
+
+def step_status(ctx: BuildContext) -> dict[str, str]:
+    """For each tool step: "up to date", "stale" (stamp present, inputs or outputs changed) or "not built"."""
+    out = {}
+    for step in STEPS:
+        if step.inputs is None:
+            continue
+        if not _stamp_path(ctx, step).is_file():
+            out[step.name] = "not built"
+        else:
+            try:
+                out[step.name] = "up to date" if _up_to_date(ctx, step) else "stale"
+            except (OSError, UsageError) as exc:
+                out[step.name] = f"built, cannot tell if current ({exc})"
+    return out
+
+
+def run_build(
+    ctx: BuildContext, start: str | None = None, stop: str | None = None, force: bool = False
+) -> list[StepRun]:
+    """Run the selected steps in order, skipping tool steps whose stamp still matches (unless `force`)."""
+    runs = []
+    selected = select(start, stop)
+    if selected[0].name != "generate":
+        _generate(ctx)  # cheap and rewrites only what changed: later steps always see current files
+    for step in selected:
+        missing = [(f, maker) for f, maker in step.requires(ctx) if not f.is_file()]
+        if missing:
+            f, maker = missing[0]
+            raise UsageError(f"step {step.name} needs {f}, which step {maker} makes: run with --from {maker}")
+        t0 = time.monotonic()
+        if not force and _up_to_date(ctx, step):
+            log.info("%s: up to date", step.name)
+            runs.append(StepRun(step.name, "up to date", 0.0))
+            continue
+        if step.name in TOOL_STEPS or step.name == "collect":
+            _unpublish(ctx)
+        log.info("%s: running", step.name)
+        if step.inputs is not None:
+            _stamp_path(ctx, step).unlink(missing_ok=True)
+        step.run(ctx)
+        ctx.seconds[step.name] = time.monotonic() - t0
+        if step.inputs is not None:
+            _write_stamp(ctx, step)
+        runs.append(StepRun(step.name, "ran", ctx.seconds[step.name]))
+    return runs

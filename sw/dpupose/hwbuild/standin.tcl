@@ -1,0 +1,303 @@
+# Recording stand-in for the Vivado Tcl commands the hw/tcl scripts use (dpupose.hwbuild.standin).
+#
+# Every modelled Vivado command records its name and arguments and returns an object name shaped like
+# Vivado's ("/cell", "/cell/pin"); queries fail when the object was never created. Any other command
+# that is not plain Tcl fails ("unknown Vivado command"), so a script that starts using a new command
+# cannot pass the check silently. Nothing touches the file system: file writes are recorded, not done;
+# exec and exit fail.
+#
+#   tclsh standin.tcl <result.json> <script.tcl> [script args...]
+# or, from Python's tkinter.Tcl(): source this file, then ::standin::run <script> <args> <result.json>.
+
+namespace eval ::ipx {}
+namespace eval ::ipgui {}
+namespace eval ::standin {
+    variable calls {}
+    variable output ""
+    variable version 2022.1
+    variable cells; array set cells {}
+    variable ports; array set ports {}
+    variable files {}
+    variable groups {xilinx_anylanguagesynthesis xilinx_anylanguagebehavioralsimulation}
+}
+
+proc ::standin::record {name arguments} {
+    variable calls
+    lappend calls [linsert $arguments 0 $name]
+}
+
+proc ::standin::norm {path} {
+    return "/[string trim $path /]"
+}
+
+# Plain names only: options such as -hierarchical or -filter are not modelled and fail.
+proc ::standin::names {cmd arguments} {
+    set out {}
+    foreach arg $arguments {
+        foreach item $arg {
+            if {[string match -* $item]} {
+                error "$cmd $item: option not modelled by the stand-in"
+            }
+            lappend out $item
+        }
+    }
+    if {[llength $out] == 0} {
+        error "$cmd: no object named (the stand-in models lookups by name only)"
+    }
+    return $out
+}
+
+proc ::standin::option {arguments flag} {
+    set i [lsearch -exact $arguments $flag]
+    if {$i < 0 || $i + 1 >= [llength $arguments]} {
+        return ""
+    }
+    return [lindex $arguments [expr {$i + 1}]]
+}
+
+# Commands that only record ----------------------------------------------------------------------------
+foreach cmd {
+    set_param create_project set_property apply_bd_automation connect_bd_net connect_bd_intf_net
+    assign_bd_address validate_bd_design save_bd_design make_wrapper generate_target
+    update_compile_order write_hw_platform close_project package_xo
+    ipx::package_project ipx::unload_core ipx::edit_ip_in_project ipx::associate_bus_interfaces
+    ipx::infer_bus_interface ipx::create_xgui_files ipx::update_checksums ipx::save_core
+    ipgui::remove_page
+} {
+    proc ::$cmd {args} [format {::standin::record %s $args; return ""} [list $cmd]]
+}
+
+# Commands that return objects ---------------------------------------------------------------------------
+proc ::version {args} {
+    ::standin::record version $args
+    if {$args ne "-short"} {
+        error "version $args: only `version -short` is modelled"
+    }
+    return $::standin::version
+}
+proc ::current_project {args} {
+    ::standin::record current_project $args
+    return project
+}
+proc ::current_fileset {args} {
+    ::standin::record current_fileset $args
+    return fileset:sources_1
+}
+proc ::create_bd_design {args} {
+    ::standin::record create_bd_design $args
+    lappend ::standin::files "[lindex $args end].bd"
+    return [lindex $args end]
+}
+proc ::create_bd_cell {args} {
+    ::standin::record create_bd_cell $args
+    set path [::standin::norm [lindex $args end]]
+    if {[info exists ::standin::cells($path)]} {
+        error "create_bd_cell: a cell $path exists already"
+    }
+    set ::standin::cells($path) [::standin::option $args -vlnv]
+    return $path
+}
+proc ::create_bd_port {args} {
+    ::standin::record create_bd_port $args
+    set path [::standin::norm [lindex $args end]]
+    set ::standin::ports($path) 1
+    return $path
+}
+proc ::get_bd_cells {args} {
+    ::standin::record get_bd_cells $args
+    set out {}
+    foreach name [::standin::names get_bd_cells $args] {
+        set path [::standin::norm $name]
+        if {![info exists ::standin::cells($path)]} {
+            error "get_bd_cells: no cell $path"
+        }
+        lappend out $path
+    }
+    return $out
+}
+proc ::standin::pins {cmd arguments} {
+    set out {}
+    foreach name [::standin::names $cmd $arguments] {
+        set path [::standin::norm $name]
+        if {![info exists ::standin::cells([file dirname $path])]} {
+            error "$cmd: no cell [file dirname $path] for $path"
+        }
+        lappend out $path
+    }
+    return $out
+}
+proc ::get_bd_pins {args} {
+    ::standin::record get_bd_pins $args
+    return [::standin::pins get_bd_pins $args]
+}
+proc ::get_bd_intf_pins {args} {
+    ::standin::record get_bd_intf_pins $args
+    return [::standin::pins get_bd_intf_pins $args]
+}
+proc ::get_bd_ports {args} {
+    ::standin::record get_bd_ports $args
+    set out {}
+    foreach name [::standin::names get_bd_ports $args] {
+        set path [::standin::norm $name]
+        if {![info exists ::standin::ports($path)]} {
+            error "get_bd_ports: no port $path"
+        }
+        lappend out $path
+    }
+    return $out
+}
+proc ::add_files {args} {
+    ::standin::record add_files $args
+    foreach arg $args {
+        foreach item $arg {
+            if {![string match -* $item] && $item ne "constrs_1" && $item ne "sources_1"} {
+                lappend ::standin::files $item
+            }
+        }
+    }
+    return ""
+}
+proc ::get_files {args} {
+    ::standin::record get_files $args
+    set out {}
+    foreach pattern [::standin::names get_files $args] {
+        set hits {}
+        foreach f $::standin::files {
+            if {[string match $pattern $f] || [string match $pattern [file tail $f]]} {
+                lappend hits file:$f
+            }
+        }
+        if {[llength $hits] == 0} {
+            error "get_files: no project file matches $pattern"
+        }
+        lappend out {*}$hits
+    }
+    return $out
+}
+
+# IP packager queries --------------------------------------------------------------------------------------
+proc ::ipx::current_core {args} {
+    ::standin::record ipx::current_core $args
+    return ipcore
+}
+proc ::ipx::get_file_groups {args} {
+    ::standin::record ipx::get_file_groups $args
+    set name [lindex $args 0]
+    if {[lsearch -exact $::standin::groups $name] < 0} {
+        return ""
+    }
+    return filegroup:$name
+}
+proc ::ipx::add_file_group {args} {
+    ::standin::record ipx::add_file_group $args
+    set type [::standin::option $args -type]
+    lappend ::standin::groups $type
+    return filegroup:$type
+}
+proc ::ipx::add_file {args} {
+    ::standin::record ipx::add_file $args
+    return ipfile:[lindex $args 0]
+}
+proc ::ipx::get_files {args} {
+    ::standin::record ipx::get_files $args
+    return ipfiles:[lindex $args 0]
+}
+proc ::ipx::get_bus_interfaces {args} {
+    ::standin::record ipx::get_bus_interfaces $args
+    return busif:[lindex $args 0]
+}
+proc ::ipgui::get_pagespec {args} {
+    ::standin::record ipgui::get_pagespec $args
+    return pagespec:[::standin::option $args -name]
+}
+proc ::ipx::get_bus_parameters {args} {
+    ::standin::record ipx::get_bus_parameters $args
+    return busparam:[lindex $args 0]
+}
+
+# Tcl commands with side effects ---------------------------------------------------------------------------
+rename ::file ::standin::_file
+proc ::file {sub args} {
+    switch -- $sub {
+        mkdir - copy - delete - rename - link - attributes - mtime - atime {
+            ::standin::record file [linsert $args 0 $sub]
+            return ""
+        }
+        default {
+            return [::standin::_file $sub {*}$args]
+        }
+    }
+}
+rename ::puts ::standin::_puts
+proc ::puts {args} {
+    set newline [expr {[lindex $args 0] ne "-nonewline"}]
+    if {!$newline} {
+        set args [lrange $args 1 end]
+    }
+    if {[llength $args] == 2 && [lindex $args 0] ni {stdout stderr}} {
+        return [::standin::_puts {*}[expr {$newline ? {} : {-nonewline}}] {*}$args]
+    }
+    append ::standin::output [lindex $args end] [expr {$newline ? "\n" : ""}]
+    return ""
+}
+proc ::exec {args} {
+    ::standin::record exec $args
+    error "exec is not allowed under the stand-in"
+}
+if {[llength [info commands ::exit]]} {
+    rename ::exit ::standin::_exit
+}
+proc ::exit {args} {
+    ::standin::record exit $args
+    error "the script called exit $args"
+}
+proc ::unknown {cmd args} {
+    if {[auto_load $cmd]} {
+        return [uplevel 1 [list $cmd {*}$args]]
+    }
+    error "unknown Vivado command under the stand-in: $cmd (model it in dpupose/hwbuild/standin.tcl)"
+}
+
+# Result as JSON ------------------------------------------------------------------------------------------
+proc ::standin::json {s} {
+    set s [string map [list \\ \\\\ \" \\\" \n \\n \r \\r \t \\t] $s]
+    if {[regexp {[\x00-\x1f]} $s]} {
+        set out ""
+        foreach ch [split $s ""] {
+            scan $ch %c code
+            append out [expr {$code < 32 ? [format "\\u%04x" $code] : $ch}]
+        }
+        set s $out
+    }
+    return "\"$s\""
+}
+
+proc ::standin::run {script arguments result} {
+    set ::argv $arguments
+    set ::argc [llength $arguments]
+    set ::argv0 $script
+    set failed [catch {uplevel #0 [list source $script]} message options]
+    set records {}
+    foreach call $::standin::calls {
+        set words {}
+        foreach word $call {
+            lappend words [::standin::json $word]
+        }
+        lappend records "\[[join $words ,]\]"
+    }
+    set error [expr {$failed ? [::standin::json $message] : "null"}]
+    set trace [expr {$failed ? [::standin::json [dict get $options -errorinfo]] : "null"}]
+    set f [open $result w]
+    fconfigure $f -encoding utf-8
+    ::standin::_puts $f "\{\"calls\": \[[join $records ",\n"]\],"
+    ::standin::_puts $f "\"error\": $error, \"errorinfo\": $trace, \"output\": [::standin::json $::standin::output]\}"
+    close $f
+    return $failed
+}
+
+if {[info exists ::argv0] && [::standin::_file normalize $::argv0] eq [::standin::_file normalize [info script]]} {
+    set result [lindex $::argv 0]
+    set script [lindex $::argv 1]
+    ::standin::run $script [lrange $::argv 2 end] $result
+    ::standin::_exit 0
+}

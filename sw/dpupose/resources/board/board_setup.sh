@@ -1,0 +1,1 @@
+../../../../scripts/board_setup.sh

@@ -1,0 +1,70 @@
+"""Helpers for the SD card tests: a small PYNQ-like image built with the real tools (sfdisk, mkfs.vfat,
+mkfs.ext4), and independent ways to read it back."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+MiB = 1024 * 1024
+FAT_START = 1 * MiB
+FAT_SIZE = 32 * MiB
+ROOT_START = FAT_START + FAT_SIZE
+ROOT_SIZE = 24 * MiB
+IMAGE_SIZE = ROOT_START + ROOT_SIZE + MiB
+FINGERPRINT = "0x101000016010407"
+IMAGE_TOOLS = ("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "mdir", "mtype", "mmd", "debugfs", "e2fsck")
+MISSING = [t for t in IMAGE_TOOLS if shutil.which(t) is None]
+needs_image_tools = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"needs {', '.join(MISSING)} (apt-get install fdisk dosfstools mtools e2fsprogs; .ci/run does)",
+)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(*argv: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, capture_output=True, **kw)
+
+
+def debugfs_cat(image: Path, offset: int, path: str) -> bytes | None:
+    """Read a file from the ext4 partition directly with debugfs (independent of dpupose.board)."""
+    proc = subprocess.run(["debugfs", "-R", f"cat {path}", f"{image}?offset={offset}"], capture_output=True, check=True)
+    return None if b"not found" in proc.stderr else proc.stdout
+
+
+def build_image(path: Path, root_files: dict[str, str]) -> Path:
+    """A sparse two-partition image: FAT16 'PYNQ' (32 MiB, with BOOT.BIN) + ext4 'root' (24 MiB)."""
+    with path.open("wb") as f:
+        f.truncate(IMAGE_SIZE)
+    table = (
+        "label: dos\n"
+        f"start={FAT_START // 512}, size={FAT_SIZE // 512}, type=c, bootable\n"
+        f"start={ROOT_START // 512}, size={ROOT_SIZE // 512}, type=83\n"
+    )
+    run("sfdisk", "-q", str(path), input=table.encode())
+    run("mkfs.vfat", "-n", "PYNQ", "--offset", str(FAT_START // 512), str(path), str(FAT_SIZE // 1024))
+    boot = path.parent / "BOOT.BIN"
+    boot.write_bytes(b"\x00boot" * 1000)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    run("mcopy", "-i", f"{path}@@{FAT_START}", str(boot), "::/BOOT.BIN", env=env)
+    rootdir = path.parent / "rootfs"
+    for rel, text in root_files.items():
+        p = rootdir / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    for d in ("home/xilinx", "etc/systemd/system/multi-user.target.wants"):
+        (rootdir / d).mkdir(parents=True, exist_ok=True)
+    run(
+        "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "root", "-d", str(rootdir),
+        "-E", f"offset={ROOT_START}", str(path), str(ROOT_SIZE // 1024) + "k",
+    )  # fmt: skip
+    return path

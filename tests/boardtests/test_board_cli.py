@@ -1,0 +1,97 @@
+"""`dpupose sdcard` from the command line, and the progress bar."""
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from boardtests.helpers import IMAGE_SIZE, needs_image_tools, sha256
+from dpupose.board.progress import Progress, progress_wanted
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_group_without_action_prints_its_help(cli, capsys):
+    assert cli(["sdcard"]) == 2
+    out = capsys.readouterr().out
+    for action in ("flash", "verify", "stage", "ls"):
+        assert action in out
+
+
+@needs_image_tools
+def test_flash_to_file_from_the_command_line(image, tmp_path, cli, capsys):
+    out = tmp_path / "card.img"
+    assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool", "--no-progress"]) == 0
+    assert sha256(out) == sha256(image)
+    assert f"{IMAGE_SIZE / 1024**2:.1f} MiB read back and verified" in capsys.readouterr().out
+
+
+@needs_image_tools
+def test_overwriting_without_a_terminal_needs_yes(image, tmp_path, cli, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # not a terminal
+    out = tmp_path / "card.img"
+    out.write_bytes(b"old")
+    assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool"]) == 2
+    assert "pass --yes" in capsys.readouterr().err
+    assert out.read_bytes() == b"old"
+    assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool", "--yes"]) == 0
+    assert sha256(out) == sha256(image)
+
+
+def test_stage_options_are_exclusive(cli, capsys):
+    with pytest.raises(SystemExit):
+        cli(["sdcard", "stage", "x.img", "--overlay", "o", "--model", "m", "--out", "y.img", "--in-place"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_progress_bar_shows_fraction_and_throughput():
+    now = [100.0]
+    stream = io.StringIO()
+    bar = Progress(8 * 1024**2, "write ", enabled=True, stream=stream, clock=lambda: now[0], interval=0.5)
+    now[0] = 101.0
+    bar.update(2 * 1024**2)  # 2 MiB after 1 s
+    now[0] = 101.2
+    bar.update(1024**2)  # within the interval: not drawn
+    now[0] = 102.0
+    bar.update(1024**2)  # 4 MiB after 2 s
+    bar.close()
+    frames = stream.getvalue().split("\r")[1:]
+    assert len(frames) == 3
+    assert "25.0% 2.0 MiB / 8.0 MiB 2.0 MiB/s ETA 0:03" in frames[0]
+    assert "50.0% 4.0 MiB / 8.0 MiB 2.0 MiB/s ETA 0:02" in frames[1]
+    assert frames[2].endswith("\n")
+    assert "[###############---------------]" in frames[1]
+
+
+def test_progress_only_on_a_terminal_unless_asked():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_wanted(None, Tty()) is True
+    assert progress_wanted(None, io.StringIO()) is False
+    assert progress_wanted(True, io.StringIO()) is True
+    assert progress_wanted(False, Tty()) is False
+    quiet = io.StringIO()
+    bar = Progress(10, "x", enabled=False, stream=quiet)
+    bar.update(5)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_verbs_call_the_cli():
+    def dry(*args):
+        argv = ["make", "-s", "-n", "-o", ".venv/.installed", *args]
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
+
+    lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img", "OVERLAY=hw", "MODEL_DIR=m")
+    assert '.venv/bin/dpupose sdcard stage "p.img.xz" --overlay "hw" --model "m" --out build/sdcard/staged.img' in lines
+    assert '.venv/bin/dpupose sdcard flash "build/sdcard/staged.img" --device "/tmp/card.img"' in lines
+    lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img")
+    assert not any("sdcard stage" in line for line in lines)
+    assert '.venv/bin/dpupose sdcard flash "p.img.xz" --device "/tmp/card.img"' in lines
+    lines = dry("deploy", "BOARD_HOST=192.168.3.1", "OVERLAY=hw", "MODEL_DIR=m")
+    assert lines[-1] == '.venv/bin/dpupose deploy --host "192.168.3.1" --user "xilinx" --overlay "hw" --model "m"'

@@ -1,0 +1,195 @@
+"""Deployment command lines and flow, against a recording fake of the command runner (no network)."""
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from boardtests.helpers import FINGERPRINT
+from dpupose.board import deploy as deploymod
+from dpupose.board.deploy import Remote, deploy, install_argv, rsync_argv, scp_argvs
+from dpupose.board.tools import CommandRunner
+from dpupose.errors import FingerprintMismatch, ToolFailed, ToolNotFoundError
+
+SSH_ARGV = [
+    "ssh",
+    "-o",
+    "ControlMaster=auto",
+    "-o",
+    "ControlPath=%d/.ssh/dpupose-%C",
+    "-o",
+    "ControlPersist=120",
+]
+SSH = shlex.join(SSH_ARGV)
+WHEEL = "dpupose-0.1.0-py3-none-any.whl"
+
+
+@dataclass
+class RecordingRunner(CommandRunner):
+    """Runs nothing; records each command line; answers `cat` of the board's JSON files from `files`."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def run(self, argv, *, capture=False, check=True):
+        line = shlex.join(argv)
+        self.calls.append(line)
+        code, out = 0, ""
+        if argv[0] == "ssh" and argv[-1].startswith("cat "):
+            path = shlex.split(argv[-1])[1]
+            code, out = (0, self.files[path]) if path in self.files else (1, "")
+        if check and code:
+            raise ToolFailed(argv, code, "No such file")
+        return subprocess.CompletedProcess(argv, code, out, "")
+
+
+def board_files(overlay_fp=FINGERPRINT, plan_fp=FINGERPRINT):
+    files = {}
+    if overlay_fp is not None:
+        files["/home/xilinx/dpupose/overlay/arch.json"] = json.dumps({"fingerprint": overlay_fp})
+    if plan_fp is not None:
+        files["/home/xilinx/dpupose/model/plan.json"] = json.dumps({"fingerprint": plan_fp})
+    return files
+
+
+@pytest.fixture
+def tools_present(monkeypatch):
+    monkeypatch.setattr(deploymod, "require_tool", lambda name: f"/usr/bin/{name}")
+
+
+def test_command_lines_are_exact():
+    remote = Remote("pynq")
+    assert shlex.join(install_argv(remote, WHEEL)) == (
+        f"{SSH} -t xilinx@pynq 'sudo bash /home/xilinx/dpupose/board_setup.sh /home/xilinx/dpupose/wheels/{WHEEL}'"
+    )
+    root = Path("/tmp/x/dpupose")
+    assert rsync_argv(Remote("192.168.3.1", "me"), root) == [
+        "rsync", "-rtz", "--delete", "-e", SSH,
+        "/tmp/x/dpupose/overlay", "/tmp/x/dpupose/model", "/tmp/x/dpupose/wheels",
+        "/tmp/x/dpupose/board_setup.sh", "/tmp/x/dpupose/manifest.json", "/tmp/x/dpupose/SHA256SUMS",
+        "me@192.168.3.1:/home/xilinx/dpupose/",
+    ]  # fmt: skip
+    clear, copy = scp_argvs(remote, root)
+    assert shlex.join(clear) == (
+        f"{SSH} xilinx@pynq "
+        "'rm -rf /home/xilinx/dpupose/overlay /home/xilinx/dpupose/model /home/xilinx/dpupose/wheels'"
+    )
+    assert copy[:8] == ["scp", *SSH_ARGV[1:], "-r"]
+    assert copy[-1] == "xilinx@pynq:/home/xilinx/dpupose/"
+
+
+def test_deploy_runs_the_steps_in_order(overlay, model, wheel, tools_present):
+    runner = RecordingRunner(files=board_files())
+    lines = []
+    report = deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=lines.append, use_rsync=True)
+    calls = runner.calls
+    assert calls[0] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
+    assert calls[1].startswith(f"rsync -rtz --delete -e {shlex.quote(SSH)} ")
+    assert calls[1].endswith(" xilinx@pynq:/home/xilinx/dpupose/")
+    assert calls[2] == shlex.join(install_argv(Remote("pynq"), wheel.name))
+    assert calls[3] == f"{SSH} xilinx@pynq 'cd /home/xilinx/dpupose && sha256sum --check --quiet SHA256SUMS'"
+    assert calls[4:] == [
+        f"{SSH} xilinx@pynq 'cat /home/xilinx/dpupose/overlay/arch.json'",
+        f"{SSH} xilinx@pynq 'cat /home/xilinx/dpupose/model/plan.json'",
+    ]
+    assert report.deployed == f"on the board: fingerprint {FINGERPRINT} matches (overlay and split plan)"
+    assert lines[0] == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
+    assert lines[-1].startswith("run it on the board: ssh -t xilinx@pynq ")
+    assert (
+        "dpupose run --backend vart --plan /home/xilinx/dpupose/model --overlay /home/xilinx/dpupose/overlay"
+        in lines[-1]
+    )
+
+
+def test_the_laid_out_folder_holds_what_sha256sum_checks(overlay, model, wheel, tools_present, monkeypatch):
+    seen = {}
+
+    class Copying(RecordingRunner):
+        def run(self, argv, *, capture=False, check=True):
+            if argv[0] == "rsync":  # look at the folder before it is deleted
+                root = Path(argv[5]).parent
+                seen["sums"] = subprocess.run(
+                    ["sha256sum", "--check", "--quiet", "SHA256SUMS"],
+                    cwd=root,
+                    capture_output=True,
+                    text=True,
+                )
+                seen["names"] = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+            return super().run(argv, capture=capture, check=check)
+
+    deploy("pynq", overlay, model, wheel=wheel, runner=Copying(files=board_files()), echo=print, use_rsync=True)
+    assert seen["sums"].returncode == 0, seen["sums"].stdout
+    assert seen["names"] == sorted(
+        [
+            "SHA256SUMS", "board_setup.sh", "manifest.json",
+            "model/cpu/head part.onnx", "model/dpu_part.xmodel", "model/plan.json",
+            "overlay/arch.json", "overlay/dpu.bit", "overlay/dpu.hwh", "overlay/dpu.xclbin",
+            f"wheels/{wheel.name}",
+        ]
+    )  # fmt: skip
+
+
+def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatch):
+    monkeypatch.setattr(deploymod, "have_tool", lambda name: name == "rsync")
+    assert cli(["deploy", "--host", "pynq", "--overlay", str(overlay), "--model", str(model), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
+    assert out[1] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
+    assert out[2].startswith("rsync -rtz --delete")
+    assert out[3] == shlex.join(install_argv(Remote("pynq"), WHEEL))
+    assert len(out) == 5
+
+
+def test_fingerprint_mismatch_stops_before_copying(overlay, model, wheel, tools_present):
+    (model / "plan.json").write_text(json.dumps({"fingerprint": "0x1000020F6014407"}))
+    runner = RecordingRunner()
+    with pytest.raises(FingerprintMismatch, match=r"0x1000020F6014407.*0x101000016010407"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print)
+    assert runner.calls == []
+
+
+def test_mismatch_on_the_board_is_reported(overlay, model, wheel, tools_present):
+    runner = RecordingRunner(files=board_files(overlay_fp="0x42"))
+    with pytest.raises(FingerprintMismatch, match=r"on the board: .*0x42"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=False)
+
+
+def test_missing_fingerprints_are_said(overlay, model, wheel, tools_present):
+    (overlay / "arch.json").unlink()
+    lines = []
+    runner = RecordingRunner(files=board_files(overlay_fp=None))
+    report = deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=lines.append, use_rsync=True)
+    assert "the overlay" in lines[0] and "has no arch.json" in lines[0]
+    assert report.deployed.startswith("on the board: fingerprint not checked")
+
+    (model / "plan.json").unlink()
+    runner = RecordingRunner(files=board_files(overlay_fp=None, plan_fp=None))
+    report = deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=lines.append, use_rsync=True)
+    assert "no arch.json fingerprint and the model no split plan fingerprint" in report.verdict
+
+
+def test_missing_tool_is_named_before_anything_runs(overlay, model, wheel, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    runner = RecordingRunner(files=board_files())
+    with pytest.raises(ToolNotFoundError, match=r"'rsync' is not installed.*apt-get install rsync"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert runner.calls == []
+
+
+def test_printed_run_command_is_accepted_by_dpupose_run():
+    import argparse
+
+    from dpupose.board import layout
+    from dpupose.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.register(parser.add_subparsers())
+    outer = shlex.split(layout.run_command())
+    assert outer[:3] == ["sudo", "bash", "-c"]
+    inner = shlex.split(outer[3])
+    assert inner[:2] == ["source", layout.PYNQ_VENV_PROFILE]
+    args = parser.parse_args(inner[inner.index("dpupose") + 1 :])
+    assert (args.backend, args.plan, args.overlay) == ("vart", str(layout.MODEL_DIR), str(layout.OVERLAY_DIR))

@@ -1,0 +1,111 @@
+"""Device safety rules on recorded lsblk output (tests/data/lsblk): never a real disk."""
+
+import pytest
+
+from dpupose.board.devices import check_device, describe, inspect_device, lsblk_argv, refusals
+from dpupose.errors import DeviceError
+
+IMAGE = 8 * 1024**3  # an 8 GiB image
+
+
+def codes(info, root=None):
+    return sorted(r.code for r in refusals(info, root))
+
+
+def test_lsblk_command_line_asks_for_json_bytes_and_mountpoints():
+    argv = lsblk_argv("/dev/sdb")
+    assert argv[:4] == ["lsblk", "--json", "-b", "-o"]
+    assert argv[-1] == "/dev/sdb"
+    for column in ("SIZE", "MODEL", "RM", "TRAN", "TYPE", "MOUNTPOINTS", "MAJ:MIN", "PKNAME"):
+        assert column in argv[4].split(",")
+
+
+def test_unmounted_usb_card_is_accepted(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("usb_card_reader.json"), "/dev/sdb")
+    assert (info.size, info.model, info.transport, info.removable) == (
+        15931539456,
+        "STORAGE DEVICE",
+        "usb",
+        True,
+    )
+    assert [c.name for c in info.children] == ["sdb1", "sdb2"]
+    assert codes(info) == []
+    check_device(info, IMAGE, force=False)
+    text = describe(info)
+    assert "14.8 GiB (15931539456 bytes)" in text
+    assert "STORAGE DEVICE" in text
+    assert "sdb1: 100.0 MiB vfat 'PYNQ'" in text
+    assert "WARNING" not in text and "16 GB" not in text
+
+
+def test_mounted_card_is_refused_unless_forced(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("usb_card_reader_mounted.json"), "/dev/sdb")
+    assert codes(info) == ["mounted"]
+    with pytest.raises(DeviceError, match=r"/media/user/PYNQ.*unmount.*--force"):
+        check_device(info, IMAGE, force=False)
+    check_device(info, IMAGE, force=True)
+    assert "mounted at /media/user/PYNQ" in describe(info)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "device", "expected"),
+    [
+        ("nvme_system_disk.json", "/dev/nvme0n1", ["mounted", "non-removable", "system"]),
+        ("sata_lvm_system_disk.json", "/dev/sda", ["mounted", "non-removable", "system"]),
+        ("virtio_root_disk.json", "/dev/vda", ["mounted", "non-removable", "system"]),
+        ("sata_data_disk.json", "/dev/sdd", ["non-removable"]),
+    ],
+)
+def test_system_and_fixed_disks_are_refused(lsblk_fixture, fixture, device, expected):
+    info = inspect_device(lsblk_fixture(fixture), device)
+    assert codes(info) == expected
+    with pytest.raises(DeviceError, match="refusing to write"):
+        check_device(info, IMAGE, force=False)
+
+
+def test_root_in_lvm_below_a_partition_counts_as_system_disk(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("sata_lvm_system_disk.json"), "/dev/sda")
+    assert "/" in info.all_mounts() and "[SWAP]" in info.all_mounts()
+    assert info.holds_root()
+
+
+def test_system_disk_found_by_device_number_when_mountpoints_are_hidden(lsblk_fixture):
+    # Inside a container lsblk may show no mount points; the device numbers of / still match.
+    info = inspect_device(lsblk_fixture("sata_data_disk.json"), "/dev/sdd")
+    assert "system" not in codes(info, root="8:1")
+    assert "system" in codes(info, root="8:49")
+
+
+def test_builtin_mmc_slot_counts_as_removable(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("mmc_slot_card.json"), "/dev/mmcblk0")
+    assert info.removable
+    assert codes(info) == []
+
+
+def test_partition_and_read_only_card_are_refused_even_when_forced(lsblk_fixture):
+    part = inspect_device(lsblk_fixture("usb_card_partition.json"), "/dev/sdb1")
+    with pytest.raises(DeviceError, match=r"partition: write to /dev/sdb instead"):
+        check_device(part, 1000, force=True)
+    ro = inspect_device(lsblk_fixture("usb_card_read_only.json"), "/dev/sdb")
+    with pytest.raises(DeviceError, match="read-only"):
+        check_device(ro, 1000, force=True)
+
+
+def test_image_larger_than_card_is_refused(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("usb_card_8gb.json"), "/dev/sdc")
+    check_device(info, info.size, force=False)  # exactly fits
+    with pytest.raises(DeviceError, match=r"larger than /dev/sdc.*use a larger card"):
+        check_device(info, info.size + 1, force=False)
+    assert "PYNQ wants a card of 16 GB or more; this one holds 7.9 GB" in describe(info)
+
+
+def test_old_lsblk_format_with_strings_is_understood(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("old_format_mounted.json"), "/dev/sdb")
+    assert info.size == 15931539456 and info.removable and not info.read_only
+    assert info.model == "STORAGE DEVICE"
+    assert codes(info) == ["mounted"]
+
+
+def test_device_missing_from_listing(lsblk_fixture):
+    with pytest.raises(DeviceError, match="does not list"):
+        inspect_device('{"blockdevices": []}', "/dev/sdz")

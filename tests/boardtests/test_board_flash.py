@@ -1,0 +1,222 @@
+"""Flashing to files (the real copy and verification code paths) and to a stand-in block device."""
+
+import os
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+
+from boardtests.helpers import IMAGE_SIZE, needs_image_tools, sha256
+from dpupose.board import flash as flashmod
+from dpupose.board.bmap import parse_bmap
+from dpupose.board.flash import flash, stream_copy
+from dpupose.board.images import open_image
+from dpupose.board.verify import CHUNK, compare_with_image, verify_bmap, verify_digests
+from dpupose.errors import DeviceError, ImageError, ToolNotFoundError, UsageError
+
+needs_bmaptool = pytest.mark.skipif(
+    shutil.which("bmaptool") is None, reason="needs bmaptool (apt-get install bmap-tools)"
+)
+
+pytestmark = needs_image_tools
+
+
+def flip_byte(path, offset):
+    with path.open("r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+def untouched(image):
+    st = image.stat()
+    return (sha256(image), st.st_mtime_ns, st.st_size)
+
+
+@pytest.mark.parametrize("kind", ["img", "xz", "zip"])
+def test_flash_to_file_is_identical_and_source_untouched(image, base_xz, tmp_path, kind):
+    if kind == "xz":
+        src = tmp_path / "pynq.img.xz"
+        src.write_bytes(base_xz)
+    elif kind == "zip":
+        src = tmp_path / "pynq.zip"
+        with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            zf.write(image, "pynq.img")
+    else:
+        src = image
+    before = untouched(src)
+    out = tmp_path / "card.img"
+    report = flash(src, out, use_bmaptool=False)
+    assert report.method == "stream"
+    assert report.written == report.verified == IMAGE_SIZE
+    assert sha256(out) == sha256(image)
+    assert untouched(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
+
+
+def test_output_file_stays_sparse(image, tmp_path):
+    out = tmp_path / "card.img"
+    flash(image, out, use_bmaptool=False)
+    assert out.stat().st_blocks * 512 < IMAGE_SIZE // 2  # the empty parts were not written
+
+
+def test_one_corrupt_byte_fails_verification(image, tmp_path, cli, capsys):
+    out = tmp_path / "card.img"
+    info = open_image(image)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
+    try:
+        digests = stream_copy(info, fd, sparse=True)
+        os.ftruncate(fd, info.size)
+    finally:
+        os.close(fd)
+    verify_digests(out, info.size, digests)  # as written: fine
+    bad = 5 * CHUNK + 1234
+    flip_byte(out, bad)
+    with pytest.raises(DeviceError, match=rf"bytes {5 * CHUNK}-{6 * CHUNK - 1} of .* differ"):
+        verify_digests(out, info.size, digests)
+    with pytest.raises(DeviceError, match=rf"bytes {bad}-{bad} of"):
+        compare_with_image(info, out)
+    assert cli(["sdcard", "verify", str(image), "--device", str(out)]) == 2
+    assert "verification failed" in capsys.readouterr().err
+
+
+def test_verify_of_a_short_target(image, tmp_path):
+    out = tmp_path / "short.img"
+    out.write_bytes(image.read_bytes()[: IMAGE_SIZE - 4096])
+    with pytest.raises(DeviceError, match="ends at byte"):
+        compare_with_image(open_image(image), out)
+
+
+def test_truncated_or_corrupt_image_leaves_no_target(base_xz, tmp_path):
+    data = base_xz
+    cut = tmp_path / "cut.img.xz"
+    cut.write_bytes(data[:-50])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        flash(cut, tmp_path / "a.img", use_bmaptool=False)
+    bad = tmp_path / "bad.img.xz"
+    bad.write_bytes(data[:2000] + bytes([data[2000] ^ 0xFF]) + data[2001:])
+    with pytest.raises(ImageError, match="corrupt"):
+        flash(bad, tmp_path / "b.img", use_bmaptool=False)
+    assert not (tmp_path / "a.img").exists() and not (tmp_path / "b.img").exists()
+    assert [p for p in tmp_path.iterdir() if ".partial" in p.name] == []
+
+
+def test_refuses_to_write_over_the_image_itself_and_asks_before_replacing(image, tmp_path):
+    with pytest.raises(UsageError, match="the image itself"):
+        flash(image, image, use_bmaptool=False)
+    existing = tmp_path / "old.img"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(UsageError, match="not confirmed"):
+        flash(image, existing, use_bmaptool=False, confirm=lambda text: False)
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_missing_device_node(image):
+    with pytest.raises(DeviceError, match="does not exist"):
+        flash(image, "/dev/dpupose-no-such-card", use_bmaptool=False)
+
+
+@needs_bmaptool
+def test_bmaptool_path_writes_mapped_blocks_and_verifies_them(image, tmp_path):
+    out = tmp_path / "card.img"
+    report = flash(image, out)  # raw image, bmaptool installed: a block map is made and used
+    assert report.method == "bmaptool"
+    assert report.written < IMAGE_SIZE // 4  # only the mapped blocks
+    assert sha256(out) == sha256(image)  # holes in a fresh file read as zeros, like the image's
+    bmap = tmp_path / "pynq.bmap"
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(image)], check=True, capture_output=True)
+    bm = parse_bmap(bmap)
+    assert bm.image_size == IMAGE_SIZE and bm.checksum_type == "sha256"
+    offset, length, _ = bm.byte_ranges()[1]
+    flip_byte(out, offset + length // 2)
+    with pytest.raises(DeviceError, match="differ"):
+        verify_bmap(out, bm)
+
+
+@needs_bmaptool
+def test_bmap_for_another_image_is_refused(image, tmp_path):
+    other = tmp_path / "other.img"
+    other.write_bytes(b"x" * 8192)
+    bmap = tmp_path / "other.bmap"
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(other)], check=True, capture_output=True)
+    with pytest.raises(UsageError, match="block map"):
+        flash(image, tmp_path / "card.img", bmap=bmap)
+
+
+# --- a block device stood in for by a regular file, lsblk answered from recorded output ---------
+
+
+@pytest.fixture
+def fake_device(monkeypatch, tmp_path, lsblk_fixture):
+    """A 'card' file of the fixture's... chosen size; lsblk replies with the given fixture."""
+
+    def make(fixture, size):
+        card = tmp_path / "card"
+        with card.open("wb") as f:
+            f.write(b"\xa5" * 4096)
+            f.truncate(size)
+        text = lsblk_fixture(fixture).replace('"size": 15931539456', f'"size": {size}', 1)
+
+        def fake_run_tool(argv, **kw):
+            assert argv[0] == "lsblk"
+            return type("P", (), {"stdout": text})()
+
+        monkeypatch.setattr(flashmod, "_classify", lambda target: "block")
+        monkeypatch.setattr(flashmod, "run_tool", fake_run_tool)
+        monkeypatch.setattr(flashmod, "_reread_partitions", lambda device: None)
+        return card
+
+    return make
+
+
+def test_device_is_described_confirmed_written_and_verified(image, fake_device):
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE + 8 * 1024 * 1024)
+    shown = []
+    report = flash(image, card, use_bmaptool=False, confirm=lambda text: shown.append(text) or True)
+    assert "STORAGE DEVICE" in shown[0] and "sdb1" in shown[0] and "will be replaced" in shown[0]
+    assert report.method == "stream"
+    data = card.read_bytes()
+    assert data[:IMAGE_SIZE] == image.read_bytes()
+    assert len(data) == IMAGE_SIZE + 8 * 1024 * 1024  # a device does not shrink
+
+
+def test_device_declined_or_mounted_or_too_small_is_not_written(image, fake_device):
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    with pytest.raises(UsageError, match="not confirmed"):
+        flash(image, card, use_bmaptool=False, confirm=lambda text: False)
+    assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+    card = fake_device("usb_card_reader_mounted.json", IMAGE_SIZE * 2)
+    with pytest.raises(DeviceError, match="mounted"):
+        flash(image, card, use_bmaptool=False)
+    assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE - 512)
+    with pytest.raises(DeviceError, match="larger than"):
+        flash(image, card, use_bmaptool=False)
+    assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+
+def test_a_given_block_map_needs_bmaptool(image, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolNotFoundError, match=r"bmaptool.*bmap-tools"):
+        flash(image, tmp_path / "card.img", bmap=tmp_path / "x.bmap")
+    assert not (tmp_path / "card.img").exists()
+
+
+@needs_bmaptool
+def test_block_map_beside_a_compressed_image_is_used(image, base_xz, tmp_path):
+    from dpupose.board.bmap import find_bmap
+
+    xz = tmp_path / "pynq.img.xz"
+    xz.write_bytes(base_xz)
+    assert find_bmap(xz) is None
+    subprocess.run(
+        ["bmaptool", "create", "-o", str(tmp_path / "pynq.img.bmap"), str(image)], check=True, capture_output=True
+    )
+    assert find_bmap(xz) == tmp_path / "pynq.img.bmap"
+    report = flash(xz, tmp_path / "card.img")
+    assert report.method == "bmaptool"
+    assert sha256(tmp_path / "card.img") == sha256(image)

@@ -1,0 +1,130 @@
+"""Image containers: raw sizes found up front (checked against xz's own listing), bad files caught."""
+
+import lzma
+import os
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+
+from dpupose.board.images import ImageKind, image_stream, open_image, read_chunk
+from dpupose.errors import ImageError
+
+needs_xz = pytest.mark.skipif(shutil.which("xz") is None, reason="needs the xz command for an independent listing")
+
+
+def xz_listed_size(path) -> int:
+    out = subprocess.run(["xz", "--robot", "--list", str(path)], capture_output=True, text=True, check=True).stdout
+    totals = next(line for line in out.splitlines() if line.startswith("totals"))
+    return int(totals.split("\t")[4])
+
+
+def read_all(info) -> bytes:
+    buf = bytearray(1 << 16)
+    parts = []
+    with image_stream(info) as s:
+        while n := read_chunk(s, buf, info):
+            parts.append(bytes(buf[:n]))
+    return b"".join(parts)
+
+
+@pytest.fixture
+def raw(tmp_path):
+    data = os.urandom(300_000) + bytes(500_000) + b"end"
+    path = tmp_path / "x.img"
+    path.write_bytes(data)
+    return path
+
+
+@needs_xz
+def test_xz_size_from_index_matches_xz_list(raw, tmp_path):
+    # Several blocks (block size 64 KiB) in one stream.
+    xz = tmp_path / "x.img.xz"
+    subprocess.run(["xz", "-k", "-T1", "--block-size=65536", "-c", str(raw)], stdout=xz.open("wb"), check=True)
+    info = open_image(xz)
+    assert info.kind is ImageKind.XZ
+    assert info.size == xz_listed_size(xz) == raw.stat().st_size
+    assert read_all(info) == raw.read_bytes()
+
+
+@needs_xz
+def test_xz_size_with_concatenated_streams_and_padding(raw, tmp_path):
+    a = lzma.compress(raw.read_bytes())
+    b = lzma.compress(b"tail" * 1000)
+    xz = tmp_path / "multi.img.xz"
+    xz.write_bytes(a + b"\0" * 8 + b + b"\0" * 4)
+    assert open_image(xz).size == xz_listed_size(xz) == raw.stat().st_size + 4000
+
+
+def test_truncated_xz_is_caught_before_reading(raw, tmp_path):
+    data = lzma.compress(raw.read_bytes())
+    xz = tmp_path / "cut.img.xz"
+    xz.write_bytes(data[: len(data) - 30])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        open_image(xz)
+
+
+def test_corrupt_xz_data_fails_while_reading(raw, tmp_path):
+    data = bytearray(lzma.compress(raw.read_bytes()))
+    data[len(data) // 2] ^= 0xFF  # inside the compressed block; index and footer intact
+    xz = tmp_path / "bad.img.xz"
+    xz.write_bytes(bytes(data))
+    info = open_image(xz)
+    with pytest.raises(ImageError, match="corrupt"):
+        read_all(info)
+
+
+def test_not_xz_despite_name(tmp_path):
+    p = tmp_path / "fake.img.xz"
+    p.write_bytes(b"hello")
+    with pytest.raises(ImageError, match="not an xz file"):
+        open_image(p)
+
+
+def test_zip_member_and_size(raw, tmp_path):
+    z = tmp_path / "pynq.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("README.txt", "hello")
+        zf.write(raw, "pynq_v3.0.1.img")
+    info = open_image(z)
+    assert (info.kind, info.member, info.size) == (ImageKind.ZIP, "pynq_v3.0.1.img", raw.stat().st_size)
+    assert read_all(info) == raw.read_bytes()
+
+
+def test_zip_with_two_images_or_truncated_is_refused(raw, tmp_path):
+    z = tmp_path / "two.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(raw, "a.img")
+        zf.write(raw, "b.img")
+    with pytest.raises(ImageError, match=r"exactly one \.img"):
+        open_image(z)
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(z.read_bytes()[:-100])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        open_image(cut)
+
+
+def test_corrupt_zip_data_fails_while_reading(raw, tmp_path):
+    z = tmp_path / "bad.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        zf.write(raw, "pynq.img")
+    data = bytearray(z.read_bytes())
+    data[1000] ^= 0x01  # inside the stored member: the CRC check at the end fails
+    z.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="corrupt"):
+        read_all(open_image(z))
+
+
+def test_raw_gzip_missing_and_empty(raw, tmp_path):
+    assert open_image(raw).size == raw.stat().st_size
+    gz = tmp_path / "x.img.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x00rest")
+    with pytest.raises(ImageError, match="gzip"):
+        open_image(gz)
+    with pytest.raises(ImageError, match="does not exist"):
+        open_image(tmp_path / "nope.img")
+    empty = tmp_path / "empty.img"
+    empty.touch()
+    with pytest.raises(ImageError, match="empty"):
+        open_image(empty)

@@ -1,0 +1,88 @@
+"""scripts/board_setup.sh against stand-ins for pip3 and python3: it installs once, then does nothing."""
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "board_setup.sh"
+
+FAKE_PIP = """#!/bin/bash
+# Records its arguments; "installed" state lives in marker files.
+echo "$*" >> "$STATE/pip.log"
+case "$1" in
+  show)
+    [ -f "$STATE/installed-$2" ] || exit 1
+    [ "$2" = pynq-dpu ] && echo "Version: $(cat "$STATE/installed-$2")"
+    exit 0 ;;
+  install)
+    for a in "$@"; do
+      case "$a" in
+        pynq-dpu==*) echo "${a#pynq-dpu==}" > "$STATE/installed-pynq-dpu" ;;
+        *.whl*) echo 1 > "$STATE/installed-dpupose" ;;
+      esac
+    done ;;
+esac
+"""
+
+
+@pytest.fixture
+def board(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("board_setup.sh insists on root")
+    if shutil.which("sha256sum") is None:
+        pytest.skip("needs sha256sum")
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for name, text in {"pip3": FAKE_PIP, "python3": "#!/bin/bash\ncat >/dev/null 2>&1 || true\nexit 0\n"}.items():
+        (fakes / name).write_text(text)
+        (fakes / name).chmod(stat.S_IRWXU)
+    profile = tmp_path / "pynq_venv.sh"
+    profile.write_text("PYNQ_VENV_SOURCED=1\n")
+    home = tmp_path / "dpupose"
+    (home / "wheels").mkdir(parents=True)
+    shutil.copy(SCRIPT, home / "board_setup.sh")
+    wheel = home / "wheels" / "dpupose-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"first build")
+    env = {
+        **os.environ,
+        "PATH": f"{fakes}:{os.environ['PATH']}",
+        "STATE": str(tmp_path),
+        "PYNQ_VENV_PROFILE": str(profile),
+        "XRT_PROFILE": str(tmp_path / "absent"),
+        "DPUPOSE_STAMP_DIR": str(tmp_path / "stamp"),
+    }
+
+    def run_setup() -> list[str]:
+        log = tmp_path / "pip.log"
+        log.unlink(missing_ok=True)
+        subprocess.run(["bash", str(home / "board_setup.sh")], env=env, check=True, capture_output=True)
+        return log.read_text().splitlines()
+
+    return run_setup, wheel
+
+
+def test_installs_once_then_only_checks(board):
+    run_setup, wheel = board
+    first = run_setup()
+    assert "install --no-build-isolation pynq-dpu==2.5.1" in first
+    assert f"install {wheel}[board]" in first
+    assert f"install --no-deps --force-reinstall {wheel}" in first
+    second = run_setup()
+    assert [line for line in second if line.startswith("install")] == []
+    wheel.write_bytes(b"second build, same version")
+    third = run_setup()
+    assert [line for line in third if line.startswith("install")] == [
+        f"install {wheel}[board]",
+        f"install --no-deps --force-reinstall {wheel}",
+    ]
+
+
+def test_refuses_without_a_pynq_environment(board, tmp_path):
+    env = {**os.environ, "PYNQ_VENV_PROFILE": str(tmp_path / "none")}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "not a PYNQ 3.x image" in proc.stderr

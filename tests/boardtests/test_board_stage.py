@@ -1,0 +1,265 @@
+"""Staging onto a real (small) image, read back independently with debugfs, mtools and e2fsck."""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import zipfile
+
+import pytest
+
+from boardtests.helpers import FAT_START, ROOT_START, debugfs_cat, needs_image_tools, sha256
+from dpupose.board import layout
+from dpupose.board import stage as stagemod
+from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
+from dpupose.board.stage import list_staged, stage
+from dpupose.board.wheel import check_wheel, wheel_requirements
+from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError
+
+pytestmark = needs_image_tools
+ROOT = str(layout.BOARD_ROOT)
+
+
+def fingerprint_of(path):
+    st = path.stat()
+    return sha256(path), st.st_mtime_ns
+
+
+def staged_files(overlay, model, wheel):
+    """Host file -> board path, written out independently of dpupose.board.artifacts."""
+    pairs = {overlay / n: f"{ROOT}/overlay/{n}" for n in ("dpu.bit", "dpu.hwh", "dpu.xclbin", "arch.json")}
+    pairs[model / "plan.json"] = f"{ROOT}/model/plan.json"
+    pairs[model / "dpu_part.xmodel"] = f"{ROOT}/model/dpu_part.xmodel"
+    pairs[model / "cpu" / "head part.onnx"] = f"{ROOT}/model/cpu/head part.onnx"
+    pairs[wheel] = f"{ROOT}/wheels/{wheel.name}"
+    return pairs
+
+
+def ls_p(image, path):
+    out = subprocess.run(
+        ["debugfs", "-R", f"ls -p {path}", f"{image}?offset={ROOT_START}"], capture_output=True, text=True
+    ).stdout
+    rows = [line.split("/") for line in out.splitlines() if line.startswith("/")]
+    return {r[5]: (int(r[2], 8), int(r[3]), int(r[4])) for r in rows if r[5] not in (".", "..")}
+
+
+def test_mbr_and_superblocks_match_sfdisk_and_dumpe2fs(image):
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True).stdout)
+    parts = read_mbr(image)
+    assert [(p.offset // 512, p.size // 512) for p in parts] == [
+        (e["start"], e["size"]) for e in table["partitiontable"]["partitions"]
+    ]
+    layout_ = find_pynq_partitions(image)
+    assert layout_.boot.offset == FAT_START and layout_.boot_fs.label == "PYNQ"
+    dump = subprocess.run(
+        ["dumpe2fs", "-h", f"{image}?offset={ROOT_START}"], capture_output=True, text=True, check=True
+    ).stdout
+    fields = dict(line.split(":", 1) for line in dump.splitlines() if ":" in line)
+    ext = read_ext(image, layout_.root)
+    assert ext.blocks == int(fields["Block count"])
+    assert ext.free_blocks == int(fields["Free blocks"])
+    assert ext.reserved_blocks == int(fields["Reserved block count"])
+    assert ext.free_inodes == int(fields["Free inodes"])
+    assert ext.block_size == int(fields["Block size"])
+    assert ext.label == "root"
+
+
+def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
+    before = fingerprint_of(image)
+    out = tmp_path / "staged.img"
+    report = stage(image, overlay, model, out=out, wheel=wheel)
+    assert report.image == out
+    assert "matches" in report.verdict
+    assert fingerprint_of(image) == before  # the original is untouched
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+    # Every file reads back (with debugfs directly) with the source's SHA-256.
+    for src, dest in staged_files(overlay, model, wheel).items():
+        data = debugfs_cat(out, ROOT_START, f'"{dest}"')
+        assert data is not None, dest
+        assert hashlib.sha256(data).hexdigest() == sha256(src), dest
+
+    # Owners: the xilinx user of the image's /etc/passwd; the scripts root's and executable.
+    overlay_dir = ls_p(out, f"{ROOT}/overlay")
+    assert overlay_dir["dpu.bit"] == (0o100644, 1000, 1000)
+    top = ls_p(out, ROOT)
+    assert top["board_setup.sh"] == (0o100755, 0, 0)
+    assert top["firstboot.sh"] == (0o100755, 0, 0)
+    assert top["model"][1:] == (1000, 1000)
+    wants = ls_p(out, "/etc/systemd/system/multi-user.target.wants")
+    assert wants[layout.FIRSTBOOT_UNIT_NAME][0] & 0o170000 == 0o120000
+    unit = debugfs_cat(out, ROOT_START, str(layout.FIRSTBOOT_UNIT)).decode()
+    assert f"ExecStart=/bin/bash {layout.FIRSTBOOT_SCRIPT}" in unit
+
+    # The manifest on the boot partition (mtools directly) lists the same sums.
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    boot = subprocess.run(
+        ["mtype", "-i", f"{out}@@{FAT_START}", "::/dpupose/manifest.json"],
+        capture_output=True,
+        env=env,
+        check=True,
+    ).stdout
+    listed = {f["path"]: f["sha256"] for f in json.loads(boot)["files"]}
+    for src, dest in staged_files(overlay, model, wheel).items():
+        assert listed[dest] == sha256(src)
+    assert json.loads(boot)["overlay_fingerprint"] == json.loads((overlay / "arch.json").read_text())["fingerprint"]
+
+    # The file system is consistent after debugfs's writes.
+    fsck = subprocess.run(["e2fsck", "-fn", f"{out}?offset={ROOT_START}"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+    assert cli(["sdcard", "ls", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "all SHA-256 sums match" in shown and "first-boot setup enabled" in shown
+    assert f"{ROOT}/model/cpu/head part.onnx" in shown
+
+
+def test_stage_from_compressed_image(image, base_xz, overlay, model, wheel, tmp_path):
+    xz = tmp_path / "pynq.img.xz"
+    xz.write_bytes(base_xz)
+    out = tmp_path / "staged.img"
+    stage(xz, overlay, model, out=out, wheel=wheel)
+    listing = list_staged(out)
+    assert listing is not None and {c.status for c in listing.checks} == {"ok"}
+    assert xz.read_bytes() == base_xz
+
+
+def test_default_output_goes_under_build(image, overlay, model, wheel, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = stage(image, overlay, model, wheel=wheel)
+    assert report.image == stagemod.DEFAULT_OUT_DIR / "pynq-dpupose.img"
+    assert (tmp_path / "build/sdcard/pynq-dpupose.img").is_file()
+
+
+def test_in_place_restage_replaces_and_prunes(image, overlay, model, wheel):
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/dpu_part.xmodel") is not None
+    # A new model without the xmodel and a changed overlay.
+    (model / "dpu_part.xmodel").unlink()
+    (model / "other.xmodel").write_bytes(b"new model")
+    (overlay / "dpu.bit").write_bytes(b"new bitstream" * 1000)
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/dpu_part.xmodel") is None
+    assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/other.xmodel") == b"new model"
+    assert debugfs_cat(image, ROOT_START, f"{ROOT}/overlay/dpu.bit") == b"new bitstream" * 1000
+    listing = list_staged(image)
+    assert {c.status for c in listing.checks} == {"ok"}
+    fsck = subprocess.run(["e2fsck", "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout
+
+
+def test_changed_file_is_reported_by_ls(image, overlay, model, wheel, tmp_path, cli, capsys):
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    evil = tmp_path / "evil"
+    evil.write_bytes(b"tampered")
+    target = f"{ROOT}/overlay/dpu.hwh"
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"rm {target}", f"{image}?offset={ROOT_START}"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"write {evil} {target}", f"{image}?offset={ROOT_START}"],
+        capture_output=True,
+        check=True,
+    )
+    assert cli(["sdcard", "ls", str(image)]) == 2
+    captured = capsys.readouterr()
+    assert "changed" in captured.out and target in captured.out
+    assert "1 of 11 files changed or missing" in captured.err
+
+
+def test_nothing_staged(image, cli, capsys):
+    assert list_staged(image) is None
+    assert cli(["sdcard", "ls", str(image)]) == 1
+    assert "nothing staged" in capsys.readouterr().out
+
+
+def test_missing_overlay_file_writes_nothing(image, overlay, model, wheel, tmp_path):
+    before = fingerprint_of(image)
+    (overlay / "dpu.xclbin").unlink()
+    with pytest.raises(ArtifactError, match=r"lacks dpu\.xclbin"):
+        stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
+    with pytest.raises(ArtifactError, match=r"lacks dpu\.xclbin"):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert not (tmp_path / "out.img").exists()
+    assert fingerprint_of(image) == before
+
+
+def test_fingerprint_mismatch_writes_nothing(image, overlay, model, wheel, tmp_path):
+    (model / "plan.json").write_text(json.dumps({"fingerprint": "0x1000020F6014407"}))
+    with pytest.raises(FingerprintMismatch, match="0x1000020F6014407"):
+        stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
+    assert not (tmp_path / "out.img").exists()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_full_root_partition(image, overlay, model, wheel, tmp_path, in_place):
+    before = fingerprint_of(image)
+    (model / "weights.bin").write_bytes(os.urandom(30 * 1024 * 1024))  # more than the 24 MiB partition
+    out = tmp_path / "out.img"
+    with pytest.raises(ImageError, match="too full"):
+        stage(image, overlay, model, out=None if in_place else out, in_place=in_place, wheel=wheel)
+    assert fingerprint_of(image) == before
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_full_partition_found_by_debugfs_removes_the_copy(image, overlay, model, wheel, tmp_path, monkeypatch):
+    # Skip the free-space estimate: debugfs itself runs out of blocks half way.
+    monkeypatch.setattr(stagemod, "_check_space", lambda *a: None)
+    (model / "weights.bin").write_bytes(os.urandom(30 * 1024 * 1024))
+    before = fingerprint_of(image)
+    out = tmp_path / "out.img"
+    with pytest.raises(ImageError, match=r"root partition is full.*was not written.*unchanged"):
+        stage(image, overlay, model, out=out, wheel=wheel)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    assert fingerprint_of(image) == before
+
+
+def test_generated_scripts_are_valid_shell(tmp_path, wheel):
+    from dpupose.board.firstboot import firstboot_script
+    from dpupose.board.wheel import setup_script
+
+    script = tmp_path / "firstboot.sh"
+    script.write_text(firstboot_script(wheel.name))
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    subprocess.run(["bash", "-n", str(setup_script())], check=True)
+    text = script.read_text()
+    assert f"bash {layout.SETUP_SCRIPT} {layout.WHEEL_DIR}/{wheel.name}" in text
+    assert f"systemctl disable {layout.FIRSTBOOT_UNIT_NAME}" in text
+
+
+def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
+    reqs = wheel_requirements(wheel)
+    base = {re.split(r"[<>=;\s]", r, maxsplit=1)[0] for r in reqs if "extra ==" not in r}
+    assert {"numpy", "onnxruntime"} <= base
+    assert not base & {"torch", "onnx", "scipy", "matplotlib", "opencv-python-headless"}
+    assert any(r.startswith("pynq-dpu==2.5.1") and 'extra == "board"' in r for r in reqs)
+    with zipfile.ZipFile(wheel) as zf:
+        assert "dpupose/resources/board/board_setup.sh" in zf.namelist()
+    bad = tmp_path / "dpupose-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\nRequires-Dist: torch>=2\n")
+    with pytest.raises(ArtifactError, match="requires torch without an extra"):
+        check_wheel(bad)
+    with zipfile.ZipFile(bad, "w") as zf:
+        meta = (
+            "Requires-Dist: scipy>=1\n"
+            'Requires-Dist: scipy>=1; extra == "host"\n'
+            'Requires-Dist: tomli; python_version < "3.11"\n'
+        )
+        zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\n" + meta)
+    with pytest.raises(ArtifactError, match="requires scipy without an extra"):
+        check_wheel(bad)
+
+
+def test_debugfs_that_cannot_open_the_file_system_is_an_error(image):
+    from dpupose.board.extfs import DebugFs
+    from dpupose.board.partitions import Partition
+
+    wrong = Partition(2, 0x83, False, offset=ROOT_START + 4096, size=1024 * 1024)
+    with pytest.raises(ImageError, match="debugfs cannot open"):
+        DebugFs(image, wrong).list_dirs([layout.BOARD_ROOT])

@@ -1,0 +1,240 @@
+"""`dpupose hw build` end to end with recording fakes of vivado and v++: outputs, resume, failures, bad input."""
+
+import json
+
+import pytest
+from hwfakes import install_fake_tools, make_board_repo, make_trd_archive, step_of, tool_calls
+
+from dpupose import cli
+from dpupose.dpu.config import load_config
+from dpupose.dpu.fingerprint import fingerprint_hex
+from dpupose.hwbuild.inputs import TRD_SKELETON
+
+CONFIG = "u96v2-b1600-pynq"
+DELIVERABLES = ("dpu.bit", "dpu.hwh", "dpu.xclbin", "arch.json")
+
+
+@pytest.fixture(autouse=True)
+def only_hw_command(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("hw",))
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    log = install_fake_tools(tmp_path / "bin", monkeypatch)
+    trd = make_trd_archive(tmp_path / "downloads" / "DPUCZDX8G.tar.gz", TRD_SKELETON)
+    repo = make_board_repo(tmp_path / "bdf")
+    out = tmp_path / "build" / CONFIG
+    return {"log": log, "trd": trd, "repo": repo, "out": out, "tmp": tmp_path}
+
+
+def build(capsys, env, *extra, config=CONFIG):
+    argv = ["hw", "build", "--config", config, "--trd", str(env["trd"]), "--board-repo", str(env["repo"])]
+    rc = cli.main([*argv, "--out", str(env["out"]), *extra])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def steps_run(env):
+    return [step_of(c) for c in tool_calls(env["log"])]
+
+
+def test_full_build_publishes_the_four_files_and_build_info(capsys, env):
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel", "link"]
+    for name in DELIVERABLES:
+        assert (env["out"] / name).is_file(), name
+    assert (env["out"] / "dpu.xclbin").read_bytes().startswith(b"xclbin2\0")
+    cfg = load_config(CONFIG)
+    arch = json.loads((env["out"] / "arch.json").read_text())
+    assert arch["fingerprint"] == fingerprint_hex(cfg) == "0x101000016010404"
+    info = json.loads((env["out"] / "build_info.json").read_text())
+    assert info["fingerprint"] == "0x101000016010404" and info["config"] == CONFIG
+    assert info["tools"] == {"v++": "v++ v2022.1 (64-bit)", "vivado": "Vivado v2022.1 (64-bit)"}
+    assert info["timing"]["met"] and info["timing"]["wns_ns"] == pytest.approx(0.021)
+    assert info["resources"]["dsp"]["used"] == 326 and info["resources"]["dsp"]["available"] == 360
+    assert info["resources"]["dsp"]["estimated"] == 326  # B1600 DSP high: the model's exact DSP count
+    assert info["trd"]["ip_version"] == "4.0.0" and info["board_files"]["version"] == "1.2"
+    # The generated inputs went where the commands say.
+    gen = env["out"] / "gen"
+    assert sorted(p.name for p in gen.iterdir()) == sorted(
+        ["params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config", "arch.json"]
+    )
+    platform_call = tool_calls(env["log"])[0]
+    assert platform_call[platform_call.index("-tclargs") + 1 :] == [
+        str(gen / "params.tcl"),
+        str(env["repo"].resolve()),
+        str(env["out"] / "platform" / "platform.xsa"),
+    ]
+
+
+def test_second_build_runs_no_tool(capsys, env):
+    assert build(capsys, env)[0] == 0
+    before = len(tool_calls(env["log"]))
+    rc, out, _ = build(capsys, env)
+    assert rc == 0 and len(tool_calls(env["log"])) == before
+    assert "platform  up to date" in out and "link      up to date" in out
+    assert (env["out"] / "dpu.bit").is_file()
+
+
+def test_failed_link_is_resumed_without_rebuilding_platform_or_kernel(capsys, env, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    rc, _, err = build(capsys, env)
+    assert rc == 2 and "v++ failed with exit status 1" in err and "fake link failure" in err
+    assert steps_run(env) == ["platform", "kernel", "link"]
+    assert not any((env["out"] / n).exists() for n in DELIVERABLES)
+    assert not (env["out"] / "stamps" / "link.json").exists()
+    monkeypatch.delenv("FAKE_FAIL")
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel", "link", "link"]  # only the link ran again
+    assert all((env["out"] / n).is_file() for n in DELIVERABLES)
+
+
+def test_changed_dpu_options_rebuild_kernel_and_link_but_not_the_platform(capsys, env, tmp_path):
+    assert build(capsys, env)[0] == 0
+    options = load_config(CONFIG).to_dict()
+    options["channel_augmentation"] = False  # changes dpu_conf.vh and the fingerprint, not the platform
+    edited = tmp_path / "edited" / f"{CONFIG}.toml"  # same name, so the same build folder and params.tcl
+    edited.parent.mkdir()
+    edited.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items()) + "\n")
+    rc, _, err = build(capsys, env, config=str(edited))
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel", "link", "kernel", "link"]
+    arch = json.loads((env["out"] / "arch.json").read_text())
+    assert arch["fingerprint"] == "0x101000012010404"  # bit 26 (channel augmentation) cleared
+
+
+def test_timing_failure_publishes_nothing_and_says_where_the_files_are(capsys, env, monkeypatch):
+    monkeypatch.setenv("FAKE_TIMING_RPT", "timing_failed.rpt")
+    rc, _, err = build(capsys, env)
+    assert rc == 2
+    assert "timing is not met: setup WNS -0.187 ns on 612 endpoints" in err
+    assert "clk_out6_dpu_platform_clk_wiz_0_0" in err and "Nothing was published" in err
+    assert not any((env["out"] / n).exists() for n in (*DELIVERABLES, "build_info.json"))
+    assert (env["out"] / "collect" / "dpu.bit").is_file()  # kept for inspection
+
+
+def test_a_rebuild_removes_the_old_published_files_first(capsys, env, monkeypatch):
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    assert not any((env["out"] / n).exists() for n in (*DELIVERABLES, "build_info.json"))
+
+
+def test_from_and_to_select_steps(capsys, env):
+    rc, out, err = build(capsys, env, "--to", "kernel")
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel"] and "link" not in out
+    rc, out, err = build(capsys, env, "--from", "link")
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel", "link"]
+    assert (env["out"] / "dpu.xclbin").is_file()
+
+
+def test_starting_after_a_missing_step_says_which_step_to_run(capsys, env):
+    rc, _, err = build(capsys, env, "--from", "link")
+    assert rc == 2 and "platform.xsa, which step platform makes: run with --from platform" in err
+    assert steps_run(env) == []
+
+
+def test_generate_alone_needs_no_tools(capsys, env, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    rc, _, err = build(capsys, env, "--to", "generate")
+    assert rc == 0, err
+    assert (env["out"] / "gen" / "params.tcl").read_text().startswith("# Generated by dpupose.hwbuild.params")
+
+
+def refused(capsys, env, *extra, config=CONFIG):
+    rc, out, err = build(capsys, env, *extra, config=config)
+    assert rc == 2, (out, err)
+    assert "the build did not start (nothing was run or written)" in err
+    assert steps_run(env) == []
+    assert not env["out"].exists()
+    return err
+
+
+def test_clock_above_the_safe_limit_is_refused_unless_i_know(capsys, env):
+    err = refused(capsys, env, config="u96v2-b1600-300mhz")
+    assert "300/600 MHz" in err and "above the 200 MHz known safe" in err and "--i-know" in err
+    rc, _, err = build(capsys, env, "--i-know", config="u96v2-b1600-300mhz")
+    assert rc == 0, err
+    info = json.loads((env["out"] / "build_info.json").read_text())
+    assert info["clock_override"] is True and info["clocks_mhz"] == {"dpu_1x": 300, "dpu_2x": 600}
+
+
+def test_configuration_that_does_not_fit_is_refused(capsys, env):
+    err = refused(capsys, env, config="u96v2-b2304-dsphigh")
+    assert "does not fit the ZU3EG: DSP 438 > 360 available" in err
+
+
+def test_illegal_configuration_is_refused(capsys, env, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('arch = "B1600"\nclock_mhz = 200\nalu_parallel = 16\n')
+    err = refused(capsys, env, config=str(bad))
+    assert "alu_parallel" in err
+
+
+def test_missing_trd_archive_is_refused(capsys, env):
+    env["trd"] = env["tmp"] / "nowhere" / "DPUCZDX8G.tar.gz"
+    err = refused(capsys, env)
+    assert f"DPU_TRD={env['trd']}: no such file or folder" in err and "Vitis AI 2.5 DPU TRD" in err
+
+
+def test_trd_of_another_release_is_refused(capsys, env):
+    names = [n.replace("v4_0_0", "v4_1_0") for n in TRD_SKELETON]
+    env["trd"] = make_trd_archive(env["tmp"] / "vai3" / "DPUCZDX8G.tar.gz", names)
+    err = refused(capsys, env)
+    assert "IP v4.1.0" in err and "needs IP v4.0" in err
+
+
+def test_wrong_vivado_release_is_refused(capsys, env, monkeypatch):
+    monkeypatch.setenv("FAKE_VIVADO_BANNER", "Vivado v2021.2 (64-bit)")
+    err = refused(capsys, env)
+    assert "vivado on PATH is release 2021.2" in err and "needs 2022.1" in err and "settings64.sh" in err
+
+
+def test_board_files_of_another_version_are_refused(capsys, env):
+    env["repo"] = make_board_repo(env["tmp"] / "bdf13", version="1.3", vendor="Avnet-tria")
+    err = refused(capsys, env)
+    assert "board files 1.3 (vendor Avnet-tria" in err and "not the pinned ultra96v2 1.2" in err
+
+
+def test_configuration_for_another_board_is_refused(capsys, env):
+    err = refused(capsys, env, "--board", "zcu104")
+    assert "is for board ultra96v2, not zcu104" in err
+
+
+def test_status_and_commands(capsys, env, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    build(capsys, env)
+    monkeypatch.delenv("FAKE_FAIL")
+    common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    assert cli.main(["hw", "status", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "platform  up to date",
+        "kernel    up to date",
+        "link      not built",
+        "published: nothing",
+    ]
+    (env["out"] / "gen" / "params.tcl").write_text("# edited\n")
+    assert cli.main(["hw", "status", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["platform  stale", "kernel    stale"]
+    assert cli.main(["hw", "commands", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0::2] == ["# platform", "# kernel", "# link"]
+    assert lines[1].startswith("vivado -mode batch") and lines[5].startswith("v++ -l -t hw")
+    assert f"-tclargs {env['out'] / 'gen' / 'params.tcl'} {env['repo']}" in lines[1]
+    assert f"{env['out'] / 'trd'} {env['out'] / 'gen' / 'dpu_conf.vh'}" in lines[3]
+    assert steps_run(env) == ["platform", "kernel", "link"]  # status and commands ran no tool
+
+
+def test_report_alone_needs_no_tools_and_records_the_versions_that_built_the_files(capsys, env, monkeypatch):
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("PATH", "/nonexistent")
+    rc, out, err = build(capsys, env, "--from", "collect")
+    assert rc == 0, err
+    info = json.loads((env["out"] / "build_info.json").read_text())
+    assert info["tools"] == {"v++": "v++ v2022.1 (64-bit)", "vivado": "Vivado v2022.1 (64-bit)"}

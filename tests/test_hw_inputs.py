@@ -1,0 +1,140 @@
+"""The user's inputs (DPU TRD, board files) and tools (Vivado/v++ 2022.1, XRT): accepted, or refused with what to do."""
+
+import json
+import tarfile
+
+import pytest
+from hwfakes import install_fake_tools, make_board_repo, make_trd_archive
+
+from dpupose import cli
+from dpupose.errors import ToolNotFoundError, UsageError
+from dpupose.hwbuild.inputs import TRD_SKELETON, extract_trd, find_board_files, inspect_trd
+from dpupose.hwbuild.platform import load_platform
+from dpupose.hwbuild.tools import check_xrt, parse_vivado_version, parse_vpp_version, probe_vivado, probe_vpp
+
+PFM = load_platform("ultra96v2")
+
+
+def test_trd_archive_is_checked_without_unpacking_and_unpacked_only_where_asked(tmp_path):
+    archive = make_trd_archive(tmp_path / "DPUCZDX8G.tar.gz", [*TRD_SKELETON, "app/model.xmodel"])
+    info = inspect_trd(archive)
+    assert info.archive and info.prefix == "DPUCZDX8G/" and info.ip_version == "4.0.0" and info.has_postlink
+    assert not (tmp_path / "DPUCZDX8G").exists()
+    root = extract_trd(info, tmp_path / "out" / "trd")
+    assert root == tmp_path / "out" / "trd"
+    assert (root / "prj/Vitis/kernel_xml/dpu/kernel.xml").read_text() == "// prj/Vitis/kernel_xml/dpu/kernel.xml\n"
+    assert not (root / "app").exists()  # only dpu_ip/ and prj/Vitis/
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["trd"]  # no temporary left behind
+    assert extract_trd(info, root) == root  # already there: not unpacked again
+    folder = inspect_trd(root)
+    assert not folder.archive and folder.prefix == "" and set(folder.names) >= set(TRD_SKELETON)
+
+
+def test_trd_problems_say_what_to_fetch(tmp_path):
+    with pytest.raises(UsageError, match="DPU_TRD is not set: download the Vitis AI 2.5 DPU TRD"):
+        inspect_trd(None)
+    not_tar = tmp_path / "x.tar.gz"
+    not_tar.write_text("not a tar")
+    with pytest.raises(UsageError, match="is not a readable tar archive"):
+        inspect_trd(not_tar)
+    partial = make_trd_archive(tmp_path / "p.tar.gz", [n for n in TRD_SKELETON if "ttcl" not in n])
+    with pytest.raises(UsageError, match=r"lacks dpu_ip/DPUCZDX8G_v\*/ttcl/\*_json.ttcl"):
+        inspect_trd(partial)
+    other = make_trd_archive(tmp_path / "o.tar.gz", ["README.md"])
+    with pytest.raises(UsageError, match="no dpu_ip/ folder"):
+        inspect_trd(other)
+
+
+def test_trd_archive_with_unsafe_paths_is_not_extracted(tmp_path):
+    archive = make_trd_archive(tmp_path / "t.tar.gz", TRD_SKELETON)
+    with tarfile.open(archive) as good, tarfile.open(tmp_path / "evil.tar", "w") as tar:
+        for member in good.getmembers():
+            tar.addfile(member, good.extractfile(member))
+        tar.addfile(tarfile.TarInfo("DPUCZDX8G/dpu_ip/../../escaped"))
+    info = inspect_trd(tmp_path / "evil.tar")
+    with pytest.raises(UsageError, match="unsafe member"):
+        extract_trd(info, tmp_path / "trd")
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "trd").exists()
+
+
+def test_board_files_pinned_version_is_found(tmp_path):
+    repo = make_board_repo(tmp_path / "bdf", "1.2")
+    make_board_repo(tmp_path / "bdf", "1.3", vendor="Avnet-tria")
+    found = find_board_files(repo, PFM)
+    assert found.version == "1.2" and found.board_xml == repo / "ultra96v2/1.2/board.xml"
+
+
+def test_board_files_problems_say_where_to_get_them(tmp_path):
+    with pytest.raises(UsageError, match="BOARD_REPO is not set.*github.com/Avnet/bdf"):
+        find_board_files(None, PFM)
+    with pytest.raises(UsageError, match="no such folder"):
+        find_board_files(tmp_path / "missing", PFM)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no ultra96v2 board.xml"):
+        find_board_files(tmp_path / "empty", PFM)
+    make_board_repo(tmp_path / "old", "1.0")
+    with pytest.raises(UsageError, match=r"board files 1.0 \(vendor avnet.com.*not the pinned ultra96v2 1.2"):
+        find_board_files(tmp_path / "old", PFM)
+
+
+def test_tool_version_banners_are_parsed():
+    assert parse_vivado_version("Vivado v2022.1 (64-bit)\nSW Build 3526262 on Mon Apr 18 2022") == "2022.1"
+    assert parse_vivado_version("Vivado v2022.1.2 (64-bit)") == "2022.1.2"
+    assert parse_vivado_version("command not found") is None
+    assert parse_vpp_version("****** v++ v2022.1 (64-bit)\n  **** SW Build 3524075") == "2022.1"
+
+
+def test_tools_are_probed_and_a_wrong_release_is_refused(tmp_path, monkeypatch):
+    install_fake_tools(tmp_path / "bin", monkeypatch)
+    vivado = probe_vivado()
+    assert vivado.version == "2022.1" and vivado.banner == "Vivado v2022.1 (64-bit)"
+    assert probe_vpp().banner == "v++ v2022.1 (64-bit)"
+    monkeypatch.setenv("FAKE_VIVADO_BANNER", "Vivado v2022.2 (64-bit)")
+    with pytest.raises(ToolNotFoundError, match=r"release 2022.2 .*needs 2022.1.*Vitis/2022.1/settings64.sh"):
+        probe_vivado()
+    monkeypatch.setenv("FAKE_VIVADO_BANNER", "Vivado v2022.1.1 (64-bit)")
+    assert probe_vivado().version == "2022.1.1"  # a patch release of 2022.1 is 2022.1
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(ToolNotFoundError, match="vivado is not on PATH: install Vivado 2022.1"):
+        probe_vivado()
+    monkeypatch.delenv("XILINX_XRT")
+    with pytest.raises(ToolNotFoundError, match="XILINX_XRT is not set.*setup.sh"):
+        check_xrt()
+
+
+@pytest.fixture
+def only_hw_command(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("hw",))
+
+
+def test_hw_check_with_nothing_installed_lists_what_to_install(capsys, tmp_path, monkeypatch, only_hw_command):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for var in ("XILINX_XRT", "DPU_TRD", "BOARD_REPO"):
+        monkeypatch.delenv(var, raising=False)
+    rc = cli.main(["hw", "check", "--config", "u96v2-b1600-pynq", "--out", str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert rc == 1 and "5 problems: `make hw` would stop before starting Vivado." in out
+    for topic, text in [
+        ("trd", "DPU_TRD is not set"),
+        ("vivado", "install Vivado 2022.1"),
+        ("v++", "v++ comes with Vitis 2022.1"),
+        ("xrt", "XILINX_XRT is not set"),
+        ("board files", "BOARD_REPO is not set"),
+    ]:
+        assert any(line.split()[:1] == ["error"] and topic in line and text in line for line in out.splitlines()), topic
+    assert "ok    tcl          platform.tcl under the Vivado stand-in" in out
+    assert not (tmp_path / "b").exists()
+
+
+def test_hw_check_passes_with_everything_in_place(capsys, tmp_path, monkeypatch, only_hw_command):
+    install_fake_tools(tmp_path / "bin", monkeypatch)
+    trd = make_trd_archive(tmp_path / "DPUCZDX8G.tar.gz", TRD_SKELETON)
+    monkeypatch.setenv("DPU_TRD", str(trd))
+    monkeypatch.setenv("BOARD_REPO", str(make_board_repo(tmp_path / "bdf")))
+    rc = cli.main(["hw", "check", "--config", "u96v2-b512", "--json"])
+    findings = json.loads(capsys.readouterr().out)
+    assert rc == 0, findings
+    assert {f["topic"] for f in findings if f["level"] == "ok"} >= {
+        "config", "fit", "clocks", "files", "tcl", "vivado", "v++", "xrt", "trd", "board files",
+    }  # fmt: skip
+    assert not [f for f in findings if f["level"] == "error"]
