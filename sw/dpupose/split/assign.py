@@ -131,11 +131,21 @@ def _summary(g: QdqGraph, a: Assignment, units: list[int]) -> str:
         return math.prod(g.shapes.get(g.units[k].output, (0,)))
 
     ranked = sorted(units, key=lambda k: (not a.reasons[k].startswith("forced"), -size(k)))
-    reasons = [r if r.startswith(g.units[k].op) else f"{g.units[k].op}: {r}" for k in ranked for r in [a.reasons[k]]]
-    unique = list(dict.fromkeys(reasons))
-    text = "; ".join(unique[:MAX_REASONS])
-    if len(unique) > MAX_REASONS:
-        text += f"; and {len(unique) - MAX_REASONS} more"
+    by_reason: dict[str, list[str]] = {}
+    for k in ranked:
+        ops = by_reason.setdefault(a.reasons[k], [])
+        if g.units[k].op not in ops:
+            ops.append(g.units[k].op)
+    parts = []
+    for reason, ops in by_reason.items():
+        if all(op in reason for op in ops):
+            parts.append(reason)
+        else:
+            more = f" and {len(ops) - MAX_REASONS} more" if len(ops) > MAX_REASONS else ""
+            parts.append(f"{', '.join(ops[:MAX_REASONS])}{more}: {reason}")
+    text = "; ".join(parts[:MAX_REASONS])
+    if len(parts) > MAX_REASONS:
+        text += f"; {len(parts) - MAX_REASONS} other reason(s)"
     return text
 
 
