@@ -66,9 +66,7 @@ def test_runner_contract(qdq_file):
     assert (i.name, i.dtype, i.layout, i.fix_point, i.shape) == ("image", "int8", "NHWC", 5, (1, 10, 12, 3))
     assert (o.name, o.dtype, o.layout, o.fix_point, o.shape) == ("logits", "int8", "NHWC", 5, (1, 10, 12, 5))
     out = emu.run(_feed(_image(3)))
-    assert (
-        list(out) == ["logits"] and out["logits"].dtype == np.int8 and out["logits"].shape == (3, 10, 12, 5)
-    )
+    assert list(out) == ["logits"] and out["logits"].dtype == np.int8 and out["logits"].shape == (3, 10, 12, 5)
     with pytest.raises(DataError, match="int8"):
         emu.run({"image": _feed(_image())["image"].astype(np.float32)})
     with pytest.raises(DataError, match="shape"):
@@ -118,9 +116,7 @@ def _cut_after(model: onnx.ModelProto, tensor: str, fp: int) -> onnx.ModelProto:
     needed = {i for n in keep for i in n.input}
     init_names = {t.name for t in g.initializer}
     params = [
-        n
-        for n in g.node
-        if n.op_type == "DequantizeLinear" and n.output[0] in needed and n.input[0] in init_names
+        n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] in needed and n.input[0] in init_names
     ]
     keep = params + keep
     needed |= {i for n in params for i in n.input}

@@ -114,11 +114,11 @@ def test_constraints_reject_positions_out_of_range():
 
 # ---- fusion and end-to-end -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(synth_root):
     model = sane_model()
     size = TINY.input_size
     graph = build_qgraph(model.dpu_part, (3, size, size))
-    images = list(calibration_batches("synthetic", None, 8, size, batch_size=4))
+    images = list(calibration_batches("synthetic", synth_root, 8, size, batch_size=4))
     fix, seen = calibrate(graph, images)
     assert seen == 8
     return model, graph, fix, images
@@ -134,7 +134,7 @@ def test_fusion_folds_batchnorm_and_keeps_the_structure(tiny):
     with torch.no_grad():
         want = model.dpu_part(torch.from_numpy(images[0]))
         got = QuantNet(graph)(torch.from_numpy(images[0]))
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
 
 
 def test_fusion_rejects_what_the_dpu_cannot_run():
@@ -174,7 +174,7 @@ def test_qdq_export_conventions_and_bit_exact_emulation(tiny, tmp_path):
     assert [i.name for i in qdq.graph.input] == ["image"] and [o.name for o in qdq.graph.output] == ["logits"]
     path = tmp_path / "dpu_part_qdq.onnx"
     onnx.save(qdq, path)
-    x = images[1]
+    x = images[1][:2]
     emu = EmulatorRunner(path)
     assert emu.inputs[0].fix_point == fix.activations["image"]
     assert emu.outputs[0].fix_point == fix.activations["logits"]
@@ -207,7 +207,7 @@ def test_qdq_export_conventions_and_bit_exact_emulation(tiny, tmp_path):
 
 def test_qat_steps_keep_power_of_two_scales_and_export(tiny, tmp_path):
     _model, graph, fix, images = tiny
-    new_graph, new_fix, losses = qat_finetune(graph, fix, images, epochs=1, max_steps=2)
+    new_graph, new_fix, losses = qat_finetune(graph, fix, [images[0][:2]], epochs=2)
     assert len(losses) == 2 and all(np.isfinite(losses))
     validate(new_graph, new_fix)
     assert all(isinstance(v, int) for v in new_fix.activations.values())
@@ -216,8 +216,6 @@ def test_qat_steps_keep_power_of_two_scales_and_export(tiny, tmp_path):
     _scales_are_dpu(qdq)
     path = tmp_path / "qat.onnx"
     onnx.save(qdq, path)
-    x = images[0]
-    out = EmulatorRunner(path).run(
-        {"image": quantize_to_int8(x.transpose(0, 2, 3, 1), new_fix.activations["image"])}
-    )
+    x = images[0][:1]
+    out = EmulatorRunner(path).run({"image": quantize_to_int8(x.transpose(0, 2, 3, 1), new_fix.activations["image"])})
     assert out["logits"].shape == (len(x), 16, 16, 16)

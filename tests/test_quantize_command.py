@@ -18,7 +18,6 @@ from quant_helpers import TINY, sane_model, save_checkpoint
 from dpupose.commands import deploy_check as deploy_check_cmd
 from dpupose.commands import quantize as quantize_cmd
 from dpupose.errors import CheckpointError, DataError, QuantizationError, ToolNotFoundError, UsageError
-from dpupose.quant import data as quant_data
 from dpupose.quant.pipeline import QuantizeConfig, quantize
 from dpupose.runtime.emulator import EmulatorRunner
 
@@ -39,15 +38,15 @@ def _run_cli(*argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
+def ckpt(synth_root, tmp_path_factory) -> Path:  # synthetic data first: its generator forks
     return save_checkpoint(sane_model(), tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")
-def result(ckpt, tmp_path_factory) -> Path:
+def result(ckpt, synth_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("q") / "out"
-    assert _run_cli("quantize", "--checkpoint", ckpt, "--num-calib", 6, "--batch-size", 3, "--out", out,
-                    "--summary-samples", 4) == 0  # fmt: skip
+    assert _run_cli("quantize", "--checkpoint", ckpt, "--data-root", synth_root, "--num-calib", 4,
+                    "--batch-size", 2, "--out", out, "--summary-samples", 2) == 0  # fmt: skip
     return out
 
 
@@ -84,20 +83,18 @@ def test_fix_points_and_summary_documents(result):
             assert layer["bias_fix_point"] is None or 0 <= layer["shift_bias"] <= 16
     assert set(fp["activations"]) == {"image"} | {layer["name"] for layer in fp["layers"]}
     summary = json.loads((result / "summary.json").read_text())
-    assert summary["format"] == "dpupose-quantize-summary/1" and summary["calibration"]["samples"] == 6
+    assert summary["format"] == "dpupose-quantize-summary/1" and summary["calibration"]["samples"] == 4
     acc = summary["accuracy"]
-    assert acc["samples"] == 4
+    assert acc["samples"] == 2
     assert acc["emulator_vs_fake_quant"] == {"samples": 2, "mismatching_values": 0}
     assert len(acc["per_layer"]) == len(fp["activations"])
     assert acc["ort_vs_emulator_logits_lsb"]["max"] >= 0
     assert acc["fp32_vs_int8"]["coords_mean_distance_px"] < S / 2
 
 
-def test_deploy_check_against_torch_ort_and_dumps(result, tmp_path, capsys):
-    assert (
-        _run_cli("deploy-check", result, "--num", 1, "--dump", tmp_path / "d", "--json", tmp_path / "r.json")
-        == 0
-    )
+def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, capsys):
+    common = ("--data-root", synth_root, "--num", 1)
+    assert _run_cli("deploy-check", result, *common, "--dump", tmp_path / "d", "--json", tmp_path / "r.json") == 0
     assert "agree with torch" in capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["first_divergent"] is None and len(report["layers"]) > 60
@@ -111,7 +108,7 @@ def test_deploy_check_against_torch_ort_and_dumps(result, tmp_path, capsys):
     assert _run_cli("deploy-check", result, "--against", tmp_path / "d", "--json", tmp_path / "r2.json") == 1
     assert json.loads((tmp_path / "r2.json").read_text())["first_divergent"] == victim
     # ONNX Runtime: a report either way, with the bound per layer.
-    _run_cli("deploy-check", result, "--against", "ort", "--num", 1, "--json", tmp_path / "r3.json")
+    _run_cli("deploy-check", result, *common, "--against", "ort", "--json", tmp_path / "r3.json")
     rows = json.loads((tmp_path / "r3.json").read_text())["layers"]
     assert rows[0]["max_lsb"] == 0  # the input quantization is the same
 
@@ -138,19 +135,15 @@ def test_bad_checkpoints_leave_nothing(tmp_path):
         _assert_nothing_left(out_parent)
 
 
-def test_bad_data_and_ranges_leave_nothing(tmp_path, monkeypatch):
+def test_bad_data_and_ranges_leave_nothing(tmp_path, synth_root):
     out_parent = tmp_path / "outs"
     out_parent.mkdir()
     model = sane_model()
     good = save_checkpoint(model, tmp_path / "good.pt")
-    # A calibration source with fewer samples than asked.
-    monkeypatch.setattr(quant_data, "_data_package", lambda: False)
-    real = quant_data._fallback_synthetic
-    monkeypatch.setattr(quant_data, "_fallback_synthetic", lambda n, *a: real(n - 1, *a))
-    with pytest.raises(DataError, match="fewer than --num-calib 3"):
-        quantize(QuantizeConfig(checkpoint=good, out=out_parent / "q", num_calib=3))
+    # A calibration set smaller than asked (the fixture's training split has 24 scenes).
+    with pytest.raises(DataError, match="only 24 samples but 30 were asked"):
+        quantize(QuantizeConfig(checkpoint=good, out=out_parent / "q", data_root=synth_root, num_calib=30))
     _assert_nothing_left(out_parent)
-    monkeypatch.setattr(quant_data, "_fallback_synthetic", real)
     # NaNs in activations (a poisoned BatchNorm), then a range no int8 position can hold.
     for poison, msg in ((float("nan"), "NaN"), (1e12, "limited to positions")):
         bad = sane_model()
@@ -158,7 +151,7 @@ def test_bad_data_and_ranges_leave_nothing(tmp_path, monkeypatch):
             bad.dpu_part.backbone.features[3].conv[1][1].weight.fill_(poison)
         path = save_checkpoint(bad, tmp_path / "bad.pt")
         with pytest.raises(QuantizationError, match=msg):
-            quantize(QuantizeConfig(checkpoint=path, out=out_parent / "q", num_calib=2))
+            quantize(QuantizeConfig(checkpoint=path, out=out_parent / "q", data_root=synth_root, num_calib=2))
         _assert_nothing_left(out_parent)
 
 
@@ -204,7 +197,7 @@ class _FakeQuantizer:
         (Path(output_dir) / f"{type(self.module).__name__}_int.xmodel").write_bytes(b"xmodel")
 
 
-def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, monkeypatch):
+def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, synth_root, monkeypatch):
     nndct = types.ModuleType("pytorch_nndct")
     apis = types.ModuleType("pytorch_nndct.apis")
     apis.torch_quantizer = _FakeQuantizer
@@ -215,15 +208,19 @@ def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, monkeypatch):
     out = tmp_path / "vq"
     doc = quantize(
         QuantizeConfig(
-            checkpoint=ckpt, out=out, engine="vai_q", num_calib=4, batch_size=2, target="DPUCZDX8G_ISA1_B1600"
+            checkpoint=ckpt,
+            out=out,
+            engine="vai_q",
+            data_root=synth_root,
+            num_calib=2,
+            batch_size=1,
+            target="DPUCZDX8G_ISA1_B1600",
         )
     )
     calls = _FakeQuantizer.calls
     kinds = [c[0] for c in calls]
     assert calls[0] == ("torch_quantizer", "calib", (1, 3, S, S), {"target": "DPUCZDX8G_ISA1_B1600"})
-    assert [c for c in calls if c[0] == "forward" and c[1] == "calib"] == [
-        ("forward", "calib", (2, 3, S, S))
-    ] * 2
+    assert [c for c in calls if c[0] == "forward" and c[1] == "calib"] == [("forward", "calib", (1, 3, S, S))] * 2
     assert kinds.index("export_quant_config") < kinds.index("torch_quantizer", 1)
     assert calls[kinds.index("torch_quantizer", 1)][1] == "test"
     test_forwards = [c for c in calls if c[0] == "forward" and c[1] == "test"]
@@ -236,7 +233,8 @@ def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, monkeypatch):
 
 
 @pytest.mark.vitis_ai
-def test_vai_q_real_run(tmp_path, ckpt):
+def test_vai_q_real_run(tmp_path, ckpt, synth_root):
     pytest.importorskip("pytorch_nndct")
-    doc = quantize(QuantizeConfig(checkpoint=ckpt, out=tmp_path / "vq", engine="vai_q", num_calib=8))
+    cfg = QuantizeConfig(checkpoint=ckpt, out=tmp_path / "vq", engine="vai_q", data_root=synth_root, num_calib=8)
+    doc = quantize(cfg)
     assert (tmp_path / "vq" / doc["vai_q"]["xmodel"]).stat().st_size > 1000

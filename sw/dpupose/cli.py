@@ -21,16 +21,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "train",
     "eval",
+    "quantize",
+    "deploy_check",
     "dpu",
     "zoo",
+    "split",
     "run",
+    "bench",
     "sdcard",
     "deploy",
     "hw",
-    "quantize",
-    "deploy_check",
-    "split",
-    "bench",
 )
 
 

@@ -16,9 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and a second source, report each layer's difference in LSBs and the first layer that diverges."
         ),
     )
-    p.add_argument(
-        "model", type=Path, help="QDQ ONNX of a DPU subgraph, or a `dpupose quantize` output folder"
-    )
+    p.add_argument("model", type=Path, help="QDQ ONNX of a DPU subgraph, or a `dpupose quantize` output folder")
     p.add_argument(
         "--against",
         default="torch",
@@ -27,18 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images")
     p.add_argument("--data-root", type=Path, help="data set folder for --calib-data")
     p.add_argument("--num", type=int, default=2, help="number of input images (default 2)")
-    p.add_argument(
-        "--tolerance", type=int, default=0, help="LSBs a layer may differ before it counts (default 0)"
-    )
-    p.add_argument(
-        "--dump", type=Path, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)"
-    )
+    p.add_argument("--tolerance", type=int, default=0, help="LSBs a layer may differ before it counts (default 0)")
+    p.add_argument("--dump", type=Path, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)")
     p.add_argument("--json", type=Path, help="write the full report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dpupose.errors import ModelFileError
+    from dpupose.errors import ModelFileError, UsageError
     from dpupose.quant.compare import deploy_check
     from dpupose.quant.data import calibration_batches
     from dpupose.runtime.qdq_graph import load_program
@@ -47,14 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
     program = load_program(path)
-    images = None
     shape = program.inputs[0].shape_nchw if len(program.inputs) == 1 else ()
-    if len(shape) == 4 and shape[1] == 3 and isinstance(shape[2], int):
+
+    def images():  # only when no dump folder holds the inputs
         import numpy as np
 
-        images = np.concatenate(
-            list(calibration_batches(args.calib_data, args.data_root, args.num, shape[2]))
-        )
+        if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
+            raise UsageError(f"the subgraph's input {shape} is not an image; dump its inputs instead")
+        return np.concatenate(list(calibration_batches(args.calib_data, args.data_root, args.num, shape[2])))
+
     report = deploy_check(path, images, args.against, args.tolerance, args.dump)
     print(f"{'tensor':60s} {'fp':>3s} {'max':>4s} {'mean':>8s} {'differ':>7s}")
     for row in report["layers"]:

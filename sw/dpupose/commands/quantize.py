@@ -19,18 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set")
     p.add_argument("--data-root", type=Path, help="data set folder (mpii, or a generated synthetic set)")
     p.add_argument("--num-calib", type=int, default=100, help="number of calibration samples (default 100)")
-    p.add_argument(
-        "--out", type=Path, required=True, help="output folder (replaced only if an earlier result)"
-    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaced only if an earlier result)")
     p.add_argument(
         "--engine",
         choices=("native", "vai_q"),
         default="native",
         help="native: this project's quantizer; vai_q: vai_q_pytorch inside the Vitis AI docker image",
     )
-    p.add_argument(
-        "--qat-epochs", type=int, default=0, help="quantization-aware fine-tuning epochs (default 0)"
-    )
+    p.add_argument("--qat-epochs", type=int, default=0, help="quantization-aware fine-tuning epochs (default 0)")
     p.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
     p.add_argument(
         "--summary-samples",
@@ -73,12 +69,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if "vs_labels" in acc:
             lab = acc["vs_labels"]
-            print(
-                f"vs labels: FP32 {lab['fp32_euclidean_px']:.2f} px, INT8 {lab['int8_euclidean_px']:.2f} px"
-            )
-        print(
-            f"ONNX Runtime fast path vs emulator (logits): max {ort['max']} LSB, mean {ort['mean']:.3f} LSB"
-        )
+            print(f"vs labels: FP32 {lab['fp32_euclidean_px']:.2f} px, INT8 {lab['int8_euclidean_px']:.2f} px")
+        print(f"ONNX Runtime fast path vs emulator (logits): max {ort['max']} LSB, mean {ort['mean']:.3f} LSB")
         worst = min(
             (row for row in acc["per_layer"] if row["sqnr_db"] is not None),
             key=lambda row: row["sqnr_db"],

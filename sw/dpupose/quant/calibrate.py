@@ -58,7 +58,5 @@ def calibrate(graph: QGraph, batches: Iterable[np.ndarray]) -> tuple[FixPoints, 
     activations = {name: most_frequent(fps) for name, fps in seen.items()}
     weights, biases = parameter_fix_points(graph)
     fix, notes = apply_constraints(graph, FixPoints(activations, weights, biases))
-    log.info(
-        "calibrated %d tensors on %d samples (%d constraint adjustments)", len(seen), samples, len(notes)
-    )
+    log.info("calibrated %d tensors on %d samples (%d constraint adjustments)", len(seen), samples, len(notes))
     return fix, samples

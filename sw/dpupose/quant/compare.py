@@ -12,6 +12,7 @@ taken on a board with the same input image compares directly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,7 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
     return out
 
 
-def ort_trace(
-    qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, int]
-) -> dict[str, np.ndarray]:
+def ort_trace(qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, int]) -> dict[str, np.ndarray]:
     """Every QuantizeLinear output of the file as computed by ONNX Runtime (int8 NHWC)."""
     import onnx
     import onnxruntime as ort
@@ -71,9 +70,7 @@ def ort_trace(
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    feeds = {
-        k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()
-    }
+    feeds = {k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()}
     results = sess.run(q_outputs, feeds)
     return {n: (r.transpose(0, 2, 3, 1) if r.ndim == 4 else r) for n, r in zip(q_outputs, results)}
 
@@ -109,20 +106,19 @@ def compare_traces(
 
 def deploy_check(
     qdq_path: str | Path,
-    images: np.ndarray | None,
+    images: np.ndarray | Callable[[], np.ndarray] | None,
     against: str,
     tolerance: int = 0,
     dump: Path | None = None,
 ) -> dict:
-    """Compare the emulator with `against` ("torch", "ort" or a dump folder) on `images` (N,3,S,S float)."""
+    """Compare the emulator with `against` ("torch", "ort" or a dump folder) on `images` (N,3,S,S float,
+    or a function that makes them: not called when a dump folder provides the subgraph's inputs)."""
     qdq_path = Path(qdq_path)
     emu = EmulatorRunner(qdq_path)
     program = emu.program
     dump_folder = None if against in SOURCES else Path(against)
     if dump_folder is not None and not dump_folder.is_dir():
-        raise UsageError(
-            f"--against must be one of {SOURCES} or a folder of dumped tensors; {against} is neither"
-        )
+        raise UsageError(f"--against must be one of {SOURCES} or a folder of dumped tensors; {against} is neither")
     feeds: dict[str, np.ndarray] = {}
     if dump_folder is not None:
         shapes = {b.tensor: tuple(i.shape) for b, i in zip(program.inputs, emu.inputs)}
@@ -137,7 +133,8 @@ def deploy_check(
         if len(program.inputs) != 1:
             raise UsageError("images can feed only a single-input subgraph; dump the inputs instead")
         b = program.inputs[0]
-        feeds = {b.name: quantize_to_int8(np.asarray(images).transpose(0, 2, 3, 1), b.fix_point)}
+        x = images() if callable(images) else images
+        feeds = {b.name: quantize_to_int8(np.asarray(x).transpose(0, 2, 3, 1), b.fix_point)}
     trace = emu.trace(feeds)
     if dump is not None:
         write_dump_dir(dump, trace)

@@ -41,9 +41,7 @@ def quantize_cpu_subgraph(
         raise DataError("no calibration feeds for the CPU subgraph; give at least one batch")
     for i, feed in enumerate(feeds):
         if sorted(feed) != sorted(names):
-            raise DataError(
-                f"calibration feed {i} has inputs {sorted(feed)}, the subgraph takes {sorted(names)}"
-            )
+            raise DataError(f"calibration feed {i} has inputs {sorted(feed)}, the subgraph takes {sorted(names)}")
         for name, arr in feed.items():
             if not np.all(np.isfinite(arr)):
                 raise DataError(f"calibration feed {i}: input {name!r} contains NaN or infinity")

@@ -49,9 +49,7 @@ class QuantizeConfig:
 
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY).is_file())):
-        raise UsageError(
-            f"{out} exists and is not an earlier `dpupose quantize` result; choose another --out"
-        )
+        raise UsageError(f"{out} exists and is not an earlier `dpupose quantize` result; choose another --out")
 
 
 def _public_modes(folder: Path) -> None:
@@ -114,7 +112,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
 
     from dpupose.quant.calibrate import calibrate
     from dpupose.quant.checkpoint import load_pose_checkpoint
-    from dpupose.quant.data import calibration_samples
+    from dpupose.quant.data import open_calibration_set
     from dpupose.quant.fuse import build_qgraph
     from dpupose.quant.qdq_export import append_cpu_part, qdq_model
     from dpupose.quant.vai_q import SCRIPT, vai_q_available
@@ -129,11 +127,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
     if cfg.qat_epochs < 0:
         raise UsageError("--qat-epochs must be >= 0")
     _check_out(cfg.out)
+    calib_set = open_calibration_set(cfg.calib_data, cfg.data_root, cfg.num_calib, cfg.seed)
     model, state = load_pose_checkpoint(cfg.checkpoint)
     size = model.config.input_size
-    batches = list(
-        calibration_samples(cfg.calib_data, cfg.data_root, cfg.num_calib, size, cfg.batch_size, cfg.seed)
-    )
+    batches = list(calib_set.batches(size, cfg.batch_size))
     images = [b.images for b in batches]
     doc: dict = {
         "format": SUMMARY_FORMAT,
@@ -176,9 +173,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
             onnx.save(qdq, tmp / "dpu_part_qdq.onnx")
             onnx.save(append_cpu_part(qdq, onnx.load(tmp / "cpu_part_fp32.onnx")), tmp / "model_qdq.onnx")
             _write_json(tmp / FIX_POINTS, {"generated_by": "dpupose quantize", **fix.to_json(graph)})
-            doc["accuracy"] = summarize(
-                model, graph, fix, tmp / "dpu_part_qdq.onnx", batches, cfg.summary_samples
-            )
+            doc["accuracy"] = summarize(model, graph, fix, tmp / "dpu_part_qdq.onnx", batches, cfg.summary_samples)
         doc["files"] = [*sorted(p.name for p in tmp.iterdir()), SUMMARY]
         _write_json(tmp / SUMMARY, doc)
     log.info("wrote %s", cfg.out)

@@ -59,9 +59,7 @@ class _Writer:
         scale = self.const(f"{tensor}_scale", np.array(2.0**-fp, dtype=np.float32))
         zp = self.const(f"{tensor}_zp", np.array(0, dtype=np.int8))
         q = f"{tensor}_int8"
-        self.nodes.append(
-            helper.make_node("QuantizeLinear", [src, scale, zp], [q], name=f"{tensor}/quantize")
-        )
+        self.nodes.append(helper.make_node("QuantizeLinear", [src, scale, zp], [q], name=f"{tensor}/quantize"))
         self.nodes.append(
             helper.make_node(
                 "DequantizeLinear", [q, scale, zp], [float_name(self.g, tensor)], name=f"{tensor}/dequantize"
@@ -72,9 +70,7 @@ class _Writer:
         q = self.const(f"{name}_int8", values)
         scale = self.const(f"{name}_scale", np.array(2.0**-fp, dtype=np.float32))
         zp = self.const(f"{name}_zp", np.array(0, dtype=np.int8))
-        self.nodes.append(
-            helper.make_node("DequantizeLinear", [q, scale, zp], [name], name=f"{name}/dequantize")
-        )
+        self.nodes.append(helper.make_node("DequantizeLinear", [q, scale, zp], [name], name=f"{name}/dequantize"))
         return name
 
     def activation(self, op_name: str, act: str, src: str) -> str:

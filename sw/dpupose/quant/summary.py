@@ -88,9 +88,7 @@ def summarize(
                 q = dequantize_int8(env[int8_name(t)], fix.activations[t]).transpose(0, 3, 1, 2)
                 stats.add(ftrace[t].numpy(), q)
             logits8 = env[int8_name(graph.output)]
-            coords8, heat8 = model.cpu_part(
-                torch.from_numpy(dequantize_int8(logits8, fp_out).transpose(0, 3, 1, 2))
-            )
+            coords8, heat8 = model.cpu_part(torch.from_numpy(dequantize_int8(logits8, fp_out).transpose(0, 3, 1, 2)))
             d = torch.linalg.vector_norm(coords8 - coords32, dim=-1)
             agree_sum += float(d.sum())
             agree_max = max(agree_max, float(d.max()))

@@ -45,9 +45,7 @@ class TorchQdqReference:
 
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """feeds: float NCHW inputs (already on their Q grid or not: they are quantized here)."""
-        env: dict[str, torch.Tensor] = {
-            k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in feeds.items()
-        }
+        env: dict[str, torch.Tensor] = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in feeds.items()}
         ints: dict[str, np.ndarray] = {}
         for node in self.graph.node:
             op = node.op_type

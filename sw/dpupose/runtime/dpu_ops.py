@@ -112,9 +112,7 @@ def conv_accumulate(
         acc = np.zeros((n, oh, ow, o), dtype=np.int64)
         for i in range(kh):
             for j in range(kw):
-                tap = src[
-                    :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw
-                ]
+                tap = src[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
                 acc += tap * wt[:, i, j]
         return acc
     if kh == 1 and kw == 1 and groups == 1:

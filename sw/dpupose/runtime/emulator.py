@@ -160,8 +160,7 @@ class QdqOrtRunner(Runner):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self._inputs, feeds)
         ort_feeds = {
-            i.name: nhwc_to_nchw(feeds[i.name]).astype(np.float32) * np.float32(2.0**-i.fix_point)
-            for i in self._inputs
+            i.name: nhwc_to_nchw(feeds[i.name]).astype(np.float32) * np.float32(2.0**-i.fix_point) for i in self._inputs
         }
         names = [o.name for o in self._outputs]
         results = self._session.run(names, ort_feeds)

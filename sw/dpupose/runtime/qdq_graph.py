@@ -144,9 +144,7 @@ class _Parser:
                     raise ModelFileError(f"DequantizeLinear of {src!r}, which no QuantizeLinear made")
                 fp = self.qparams(node)
                 if fp != self.fix[src]:
-                    raise ModelFileError(
-                        f"Q/DQ pair of {src!r} has different scales ({self.fix[src]} vs {fp})"
-                    )
+                    raise ModelFileError(f"Q/DQ pair of {src!r} has different scales ({self.fix[src]} vs {fp})")
                 self.act_dq[node.outputs[0]] = (src, fp)
                 self.mark(node)
         outputs = []

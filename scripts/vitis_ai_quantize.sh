@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Quantize the pose model with Xilinx vai_q_pytorch inside the Vitis AI 2.5 docker image, then compile it
+# for one DPU configuration (its arch.json) with vai_c_xir. Hand-written, not generated.
+#
+#   scripts/vitis_ai_quantize.sh --checkpoint CKPT --arch ARCH_JSON --out DIR \
+#       [--calib-data synthetic|mpii] [--data-root DIR] [--num-calib N] [--target NAME] [--name NAME] [--dry-run]
+#
+# 1. host: `python -m dpupose.quant.vai_q prepare` writes DIR/work/calib.npy and DIR/work/model.pt
+#    (calibration crops from this project's data sets, a plain state dict);
+# 2. container (project at /workspace/dpupose read-only, DIR at /workspace/out, the arch.json folder at
+#    /workspace/arch): `python -m dpupose.quant.vai_q run` (calib -> test -> export_xmodel, writes
+#    DIR/DpuPart_int.xmodel), then `vai_c_xir -x DIR/DpuPart_int.xmodel -a arch.json -o DIR/compiled -n NAME`;
+# 3. checks that DIR/compiled/NAME.xmodel exists.
+# Environment: VAI_DOCKER_IMAGE (default xilinx/vitis-ai-cpu:2.5), VAI_CONDA_ENV (default vitis-ai-pytorch),
+# PYTHON (default: the project's .venv/bin/python, else python3).
+set -euo pipefail
+
+usage() { sed -n '5,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
+die() { echo "vitis_ai_quantize: error: $*" >&2; exit 2; }
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+image="${VAI_DOCKER_IMAGE:-xilinx/vitis-ai-cpu:2.5}"
+conda_env="${VAI_CONDA_ENV:-vitis-ai-pytorch}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=python3; fi
+fi
+checkpoint="" arch="" out="" calib_data=synthetic data_root="" num_calib=100 target="" name=dpupose dry_run=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --checkpoint) checkpoint="$2"; shift 2 ;;
+    --arch) arch="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --calib-data) calib_data="$2"; shift 2 ;;
+    --data-root) data_root="$2"; shift 2 ;;
+    --num-calib) num_calib="$2"; shift 2 ;;
+    --target) target="$2"; shift 2 ;;
+    --name) name="$2"; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
+    -h|--help) usage ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+[ -n "$checkpoint" ] && [ -n "$arch" ] && [ -n "$out" ] || usage
+[ -f "$checkpoint" ] || die "checkpoint $checkpoint not found"
+[ -f "$arch" ] || die "arch.json $arch not found (make hw writes one per DPU configuration)"
+if [ "$dry_run" = 0 ]; then
+  command -v docker >/dev/null 2>&1 || die "docker not found on PATH; install Docker and pull $image"
+fi
+
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+arch_dir="$(cd "$(dirname "$arch")" && pwd)"
+arch_name="$(basename "$arch")"
+
+prepare=("$python" -m dpupose.quant.vai_q prepare --checkpoint "$checkpoint" --work "$out/work"
+         --calib-data "$calib_data" --num-calib "$num_calib")
+[ -n "$data_root" ] && prepare+=(--data-root "$data_root")
+
+run_args="--work /workspace/out/work --out /workspace/out"
+[ -n "$target" ] && run_args="$run_args --target $target"
+inner="source /opt/vitis_ai/conda/etc/profile.d/conda.sh && conda activate $conda_env \
+&& export PYTHONPATH=/workspace/dpupose/sw PYTHONDONTWRITEBYTECODE=1 \
+&& python -m dpupose.quant.vai_q run $run_args \
+&& vai_c_xir -x /workspace/out/DpuPart_int.xmodel -a /workspace/arch/$arch_name -o /workspace/out/compiled -n $name"
+docker_cmd=(docker run --rm --network=none -u "$(id -u):$(id -g)" -e HOME=/tmp
+            -v "$repo:/workspace/dpupose:ro" -v "$out:/workspace/out" -v "$arch_dir:/workspace/arch:ro"
+            -w /workspace/dpupose "$image" bash -c "$inner")
+
+if [ "$dry_run" = 1 ]; then
+  printf '%q ' "${prepare[@]}"; echo
+  printf '%q ' "${docker_cmd[@]}"; echo
+  exit 0
+fi
+PYTHONPATH="$repo/sw${PYTHONPATH:+:$PYTHONPATH}" "${prepare[@]}"
+"${docker_cmd[@]}"
+[ -f "$out/compiled/$name.xmodel" ] || die "vai_c_xir wrote no $out/compiled/$name.xmodel; see the log above"
+echo "compiled model: $out/compiled/$name.xmodel"
