@@ -7,7 +7,11 @@
 - "sigmoid": DQ -> Sigmoid -> Q/DQ -> conv2 + ReLU (Sigmoid is not a DPU op);
 - "leaky": conv2 fused with LeakyRelu(0.2) (the DPU's slope is 26/256);
 - "leaky_ok": conv2 fused with LeakyRelu(26/256) (everything runs on the DPU);
-- "none": conv2 + ReLU.
+- "none": conv2 + ReLU;
+- "skip": "sigmoid" plus a residual Add(c1, c2) after conv2, so the second DPU subgraph also reads the
+  first one's output directly (int8 DPU -> DPU across the CPU subgraph);
+- "pool": a MaxPool 3x3 between conv1 and conv2 (a DPU op the emulator does not run);
+- "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
 Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
 """
 
@@ -23,7 +27,7 @@ S = 16
 J = 16
 H = S // 4
 OPSET = 17
-FP = {"image": 5, "c1": 4, "mid": 6, "c2": 4, "logits": 3}
+FP = {"image": 5, "c1": 4, "mid": 6, "c2": 4, "sum": 4, "rq": 5, "logits": 3}
 
 
 def pixel_centres(n: int) -> np.ndarray:
@@ -80,9 +84,15 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     y = b.conv(x, "conv1", 3, 8, 2, rng)
     b.node("Relu", [y], "conv1_float", name="conv1/relu")
     x = b.qdq("conv1_float", FP["c1"], "c1")
-    if middle == "sigmoid":
+    c1 = x
+    if middle in ("sigmoid", "skip"):
         b.node("Sigmoid", [x], "mid_float", name="mid/sigmoid")
         x = b.qdq("mid_float", FP["mid"], "mid")
+    elif middle == "pool":
+        b.node("MaxPool", [x], "pool_float", name="mid/pool", kernel_shape=[3, 3], pads=[1] * 4)
+        x = b.qdq("pool_float", FP["c1"], "pool")
+    elif middle == "requant":
+        x = b.qdq(x, FP["rq"], "rq")
     y = b.conv(x, "conv2", 8, 8, 1, rng)
     if middle in ("leaky", "leaky_ok"):
         alpha = 0.2 if middle == "leaky" else 26 / 256
@@ -90,6 +100,9 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     else:
         b.node("Relu", [y], "conv2_float", name="conv2/relu")
     x = b.qdq("conv2_float", FP["c2"], "c2")
+    if middle == "skip":
+        b.node("Add", [c1, x], "sum_float", name="skip/add")
+        x = b.qdq("sum_float", FP["sum"], "sum")
     y = b.conv(x, "conv3", 8, J, 2, rng)
     b.qdq(y, FP["logits"], "logits")
     b.head("logits")

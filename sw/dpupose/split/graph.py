@@ -82,12 +82,12 @@ class QdqGraph:
         if idx is None:
             idx = self.producer.get(name)
         if idx is None:
-            return None
+            return self.units[0] if name in self.graph_inputs and self.units else None
         if idx in self.unit_of_node:
             return self.units[self.unit_of_node[idx]]
         for p in self.pairs:
             if idx == p.q or idx in p.dqs:
-                return self.units[p.producer] if p.producer is not None else None
+                return self.units[p.producer] if p.producer is not None else self.units[0]
         return None
 
     def macs(self, unit: Unit) -> int:
@@ -346,7 +346,8 @@ def analyze(model: Any) -> QdqGraph:
             p.producer = unit_of_node[src]
         elif p.tensor in pair_of_dq_output:
             k = len(units)
-            units.append(Unit(k, f"{p.tensor}/requant", "Requantize", p.q, [], p.tensor, [p.tensor], requant=True))
+            name = nodes[p.q].name  # the requantizing QuantizeLinear
+            units.append(Unit(k, name, "Requantize", p.q, [], p.tensor, [p.tensor], requant=True))
             p.producer = k
     units.sort(key=lambda u: u.main)
     remap = {u.index: k for k, u in enumerate(units)}
