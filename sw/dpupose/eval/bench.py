@@ -126,7 +126,8 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     return load_plan(split_plan(qdir, config)), qdir
 
 
-def _split_rows(opts, plan, samples, calib, a53) -> list[BenchRow]:
+def _split_rows(opts: BenchOptions, plan: Any, samples: Any, calib: list, a53: Any) -> list[BenchRow]:
+    """The two split rows; their DPU subgraphs share one emulator per subgraph (same files, same inputs)."""
     from dpupose.eval.bench_measure import CachingRunner, accuracy, host_fps
     from dpupose.eval.bench_plans import int8_cpu_plan
     from dpupose.runtime.backends import RunnerFactory
@@ -163,7 +164,8 @@ def _split_rows(opts, plan, samples, calib, a53) -> list[BenchRow]:
     return rows
 
 
-def _cpu_rows(opts, plan, qdir, samples, calib, a53) -> list[BenchRow]:
+def _cpu_rows(opts: BenchOptions, plan: Any, qdir: Path, samples: Any, calib: list, a53: Any) -> list[BenchRow]:
+    """The whole-model CPU rows: model_fp32.onnx and its ONNX Runtime static INT8 version."""
     import onnx
 
     from dpupose.eval.bench_measure import accuracy, host_fps
