@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo bench compare run sdcard deploy hw hw-check clean
+.PHONY: help setup lint format test test-all demo bench compare quantize run sdcard deploy hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -53,6 +53,12 @@ compare: $(STAMP) $(MODEL) ## compare DPU configurations for the pose model (pre
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
 	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
+
+QUANT_OUT ?= build/quantized/model
+quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir] -> build/quantized/model
+	@test -n "$(CHECKPOINT)" || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]"; exit 2; }
+	$(DPUPOSE) quantize --checkpoint $(CHECKPOINT) --calib-data $(or $(CALIB),synthetic) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --out $(QUANT_OUT)
 
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run

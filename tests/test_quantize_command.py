@@ -238,3 +238,38 @@ def test_vai_q_real_run(tmp_path, ckpt, synth_root):
     cfg = QuantizeConfig(checkpoint=ckpt, out=tmp_path / "vq", engine="vai_q", data_root=synth_root, num_calib=8)
     doc = quantize(cfg)
     assert (tmp_path / "vq" / doc["vai_q"]["xmodel"]).stat().st_size > 1000
+
+
+# ---- dpupose eval --engine -----------------------------------------------------------------------------
+def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, monkeypatch, capsys):
+    from dpupose.commands import eval as eval_cmd
+    from dpupose.quant import engines
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.register(parser.add_subparsers())
+    common = ["eval", "--checkpoint", str(ckpt), "--data", "synthetic", "--data-root", str(synth_root)]
+    common += ["--num-samples", "4", "--json"]
+    results = {}
+    for engine in ("fp32", "int8-emulated", "int8-ort"):
+        args = parser.parse_args([*common, "--engine", engine, "--quantized", str(result)])
+        assert args.func(args) == 0
+        results[engine] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert results[engine]["engine"] == engine
+    keys = [k for k, v in results["fp32"].items() if isinstance(v, float)]
+    assert keys and all(np.isfinite(results[e][k]) for e in results for k in keys)
+    # The emulated engine is the emulator itself: its predictor equals running the runner by hand.
+    predict = engines.int8_predictor(result, "int8-emulated")
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, S, S)).astype(np.float32)
+    emu = EmulatorRunner(result / "dpu_part_qdq.onnx")
+    fp_in, fp_out = emu.inputs[0].fix_point, emu.outputs[0].fix_point
+    xi = np.clip(np.floor(x.transpose(0, 2, 3, 1) * 2.0**fp_in + 0.5), -128, 127).astype(np.int8)
+    logits = emu.run({"image": xi})["logits"].transpose(0, 3, 1, 2) * 2.0**-fp_out
+    _coords, heat = predict(x)
+    e = np.exp(logits.reshape(2, 16, -1) - logits.reshape(2, 16, -1).max(-1, keepdims=True))
+    np.testing.assert_allclose(heat.reshape(2, 16, -1), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    # Without --quantized: quantized once into the cache, then reused.
+    monkeypatch.setattr(engines, "CACHE", tmp_path / "cache")
+    first = engines.cached_quantization(ckpt, "synthetic", synth_root, cache=tmp_path / "cache")
+    assert (first / "dpu_part_qdq.onnx").is_file()
+    monkeypatch.setattr("dpupose.quant.pipeline.quantize", lambda cfg: pytest.fail("quantized twice"))
+    assert engines.cached_quantization(ckpt, "synthetic", synth_root, cache=tmp_path / "cache") == first

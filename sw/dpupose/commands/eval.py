@@ -17,6 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="MPII root, or a generated synthetic root")
     p.add_argument("--num-samples", type=int, help="evaluate the first N records only")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--engine",
+        choices=("fp32", "int8-emulated", "int8-ort"),
+        default="fp32",
+        help="fp32: torch; int8-emulated: the DPU part on the bit-accurate DPU emulator; int8-ort: the same "
+        "QDQ file in ONNX Runtime",
+    )
+    p.add_argument(
+        "--quantized",
+        help="a `dpupose quantize` output folder for the int8 engines (default: quantize once, cached in build/)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
 
@@ -32,16 +43,23 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
-    model, _ = load_checkpoint(args.checkpoint)
     split = load_data(args.data, "valid", args.data_root)
+    model, _ = load_checkpoint(args.checkpoint)
     records = split.records[: args.num_samples] if args.num_samples else split.records
     size = model.config.input_size
-    summary = evaluate(torch_predictor(model), records, split.image_dir, size, args.batch_size)
+    if args.engine == "fp32":
+        predict = torch_predictor(model)
+    else:
+        from dpupose.quant.engines import cached_quantization, int8_predictor
+
+        quantized = args.quantized or cached_quantization(args.checkpoint, args.data, args.data_root)
+        predict = int8_predictor(quantized, args.engine)
+    summary = evaluate(predict, records, split.image_dir, size, args.batch_size)
     summary.update(
         {
             "checkpoint": str(args.checkpoint),
             "data": args.data,
-            "engine": "fp32",
+            "engine": args.engine,
             "head_size_source": split.head_size_note(),
         }
     )

@@ -1,8 +1,9 @@
 """The DPU's integer arithmetic (DPUCZDX8G, Vitis AI 2.5 semantics), as numpy kernels on int8 NHWC tensors.
 
-Every tensor is int8 with a fix position fp: real = int8 * 2**-fp. The behaviour reproduced here is the
-one of Xilinx's reference implementation of the fixed-point XIR operators (conv2d-fix,
-depthwise-conv2d-fix, eltwise-fix), which the DPU matches bit for bit:
+Every tensor is int8 with a fix position fp: real = int8 * 2**-fix_point. The behaviour reproduced here
+is that of Xilinx's CPU reference implementation of the fixed-point XIR operators (VART's cpu-runner:
+conv2d-fix, depthwise-conv2d-fix, eltwise-fix, as of Vitis AI 2.5/3.0), which exists to reproduce the
+DPU's results; agreement with a real DPU is to be confirmed with `dpupose deploy-check` on board dumps.
 
 - conv / depthwise conv: int8 x int8 products summed exactly; the bias (int8, own fix position fp_b) is
   aligned to the accumulator by shift_bias = fp_in + fp_w - fp_b, with one extra fractional bit:
@@ -17,7 +18,8 @@ depthwise-conv2d-fix, eltwise-fix), which the DPU matches bit for bit:
 - element-wise add: inputs are aligned to the smallest input fix position fp_min with two guard bits,
   each truncated (floor) to them: a_i = floor(x_i * 4 / 2**(fp_i - fp_min)); the sum is divided by
   2**(fp_min - fp_out + 2), passed through the fused activation and rounded as above. Inputs whose fix
-  position exceeds fp_min by more than 2 lose their low bits here (a real hardware effect).
+  position exceeds fp_min by more than 2 lose their low bits here. (Later VART releases, for newer DPUs,
+  keep 7 guard bits and limit shift_read to 7; this module follows the DPUCZDX8G-era 2 bits.)
 - pixel shuffle (DepthToSpace): a pure permutation, exact; the fix position passes through.
 
 Accumulation: convolutions run as float64 matrix products (BLAS) on int8-valued operands. Every partial

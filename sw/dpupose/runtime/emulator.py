@@ -107,12 +107,18 @@ class EmulatorRunner(Runner):
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every int8 tensor of the subgraph (NHWC), keyed by its int8 tensor name, in step order."""
         check_feeds(self._inputs, feeds)
-        env: dict[str, np.ndarray] = {}
-        for b in self.program.inputs:
-            env[b.tensor] = feeds[b.name]
-        for step in self.program.steps:
-            env[step.out] = run_step(step, env)
-        return env
+        n = next(iter(feeds.values())).shape[0] if feeds else 0
+        parts = []
+        for i in range(max(n, 1)):  # one image at a time: the working set stays in cache
+            env: dict[str, np.ndarray] = {}
+            for b in self.program.inputs:
+                env[b.tensor] = feeds[b.name][i : i + 1] if n else feeds[b.name]
+            for step in self.program.steps:
+                env[step.out] = run_step(step, env)
+            parts.append(env)
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._ort is not None:

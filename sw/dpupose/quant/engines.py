@@ -1,0 +1,81 @@
+"""INT8 predictors for `dpupose eval --engine int8-emulated|int8-ort` (host side).
+
+A predictor maps ImageNet-normalized float32 images (N, 3, S, S) to (coords (N, 16, 2), heatmaps): the
+DPU part runs from `dpu_part_qdq.onnx` (bit-accurate emulator, or ONNX Runtime on the same file) on int8
+NHWC tensors, then the float CPU part (flat softmax + DSNT in numpy, as on the board).
+
+Without `--quantized DIR` the checkpoint is quantized once with the default calibration (100 training
+samples of the evaluated data set) and cached under build/quantized/<checkpoint hash>-<data>/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dpupose.errors import ModelFileError, UsageError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("fp32", "int8-emulated", "int8-ort")
+CACHE = Path("build") / "quantized"
+DEFAULT_NUM_CALIB = 100
+
+Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path | None, cache: Path = CACHE) -> Path:
+    """The `dpupose quantize` folder for this checkpoint and calibration set, made on first use."""
+    from dpupose.data.sources import load_data
+    from dpupose.quant.pipeline import SUMMARY, QuantizeConfig, quantize
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise UsageError(f"checkpoint {checkpoint} not found")
+    key = _sha256(checkpoint)[:16]
+    if data_root is not None:
+        key += "-" + hashlib.sha256(str(Path(data_root).resolve()).encode()).hexdigest()[:8]
+    out = cache / f"{key}-{data}"
+    if not (out / SUMMARY).is_file():
+        n = DEFAULT_NUM_CALIB
+        if data_root is not None:  # a small data set calibrates on all of its training split
+            n = min(n, len(load_data(data, "train", data_root).records))
+        log.info("quantizing %s once (calibration: %d %s samples) into %s", checkpoint, n, data, out)
+        quantize(QuantizeConfig(checkpoint=checkpoint, out=out, calib_data=data, data_root=data_root, num_calib=n))
+    return out
+
+
+def int8_predictor(quantized: str | Path, engine: str) -> Predictor:
+    """Predictor running a `dpupose quantize` folder's DPU part with `engine` (int8-emulated | int8-ort)."""
+    from dpupose.eval.dsnt_np import dsnt, flat_softmax
+    from dpupose.runtime.base import dequantize_int8, quantize_to_int8
+    from dpupose.runtime.emulator import EmulatorRunner
+
+    path = Path(quantized) / "dpu_part_qdq.onnx"
+    if not path.is_file():
+        raise ModelFileError(f"{path} not found; --quantized must be a `dpupose quantize` output folder")
+    if engine not in ("int8-emulated", "int8-ort"):
+        raise UsageError(f"unknown INT8 engine {engine!r}")
+    runner = EmulatorRunner(path, exact=engine == "int8-emulated")
+    (inp,) = runner.inputs
+    (out,) = runner.outputs
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = quantize_to_int8(np.asarray(images).transpose(0, 2, 3, 1), inp.fix_point)
+        logits = dequantize_int8(runner.run({inp.name: x})[out.name], out.fix_point).transpose(0, 3, 1, 2)
+        heatmaps = flat_softmax(logits)
+        return dsnt(heatmaps).astype(np.float32), heatmaps.astype(np.float32)
+
+    return predict
