@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpupose.errors import ToolNotFoundError, UsageError
+from dpupose.errors import CheckpointError, ToolNotFoundError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def quantize(cfg: QuantizeConfig) -> dict:
     import onnx
     import torch
 
+    from dpupose.model.checkpoint import load_checkpoint
     from dpupose.quant.calibrate import calibrate
-    from dpupose.quant.checkpoint import load_pose_checkpoint
     from dpupose.quant.data import open_calibration_set
     from dpupose.quant.fuse import build_qgraph
     from dpupose.quant.qdq_export import append_cpu_part, qdq_model
@@ -127,8 +127,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
     if cfg.qat_epochs < 0:
         raise UsageError("--qat-epochs must be >= 0")
     _check_out(cfg.out)
+    if not Path(cfg.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint {cfg.checkpoint} not found")
     calib_set = open_calibration_set(cfg.calib_data, cfg.data_root, cfg.num_calib, cfg.seed)
-    model, state = load_pose_checkpoint(cfg.checkpoint)
+    model, state = load_checkpoint(cfg.checkpoint)
     size = model.config.input_size
     batches = list(calib_set.batches(size, cfg.batch_size))
     images = [b.images for b in batches]

@@ -129,11 +129,11 @@ def prepare(
     """Host side: write work/calib.npy (N, 3, S, S float32) and work/model.pt (state dict + config)."""
     import torch
 
-    from dpupose.quant.checkpoint import load_pose_checkpoint
+    from dpupose.model.checkpoint import load_checkpoint
     from dpupose.quant.data import open_calibration_set
 
     calib = open_calibration_set(calib_data, data_root, num_calib, seed)
-    model, _ = load_pose_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     images = np.concatenate([b.images for b in calib.batches(model.config.input_size, batch_size)])
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
