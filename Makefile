@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo compare quantize run sdcard deploy hw hw-check clean
+.PHONY: help setup lint format test test-all demo bench compare quantize run sdcard deploy hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
@@ -36,6 +36,10 @@ test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 
 demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
 	$(BIN)/python -m dpupose.demo --out build/demo
+
+BENCH_ARGS ?=
+bench: $(STAMP) ## the original study's table on this machine -> build/bench/bench.json (BENCH_ARGS="--plan DIR ...")
+	$(DPUPOSE) bench --out build/bench/bench.json $(BENCH_ARGS)
 
 # The model `make compare` predicts FPS for: override with MODEL=path/to/dpu_part.onnx. By default the pose
 # network's DPU part is exported with random weights (the performance does not depend on the weights).

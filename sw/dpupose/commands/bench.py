@@ -1,0 +1,71 @@
+"""`dpupose bench`: the original study's table on this machine (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="reproduce the original study's table (accuracy, host FPS measured, board FPS predicted)",
+        description=(
+            "Run the study's four rows (split INT8 DPU + INT8 CPU, split INT8 DPU + FP32 CPU, CPU ONNX INT8, CPU "
+            "ONNX FP32) on the same samples: Euclidean error, JSD, PCKh@0.5, host FPS measured sequentially and "
+            "pipelined (DPU emulated), and the predicted Ultra96-V2 FPS. Without --plan or --quantized the "
+            "checkpoint is quantized and split first (cached under build/)."
+        ),
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--plan", type=Path, help="plan folder from `dpupose split`")
+    src.add_argument("--checkpoint", type=Path, help="checkpoint to quantize and split (default: the shipped model)")
+    p.add_argument("--quantized", type=Path, help="`dpupose quantize` folder (split here; also gives the CPU rows)")
+    p.add_argument("--config", help="DPU configuration for splitting (default: the Ultra96-V2 default)")
+    p.add_argument("--num-samples", type=int, default=32, help="evaluation samples, the same for every row (32)")
+    p.add_argument("--fps-frames", type=int, default=16, help="frames per host FPS measurement (16)")
+    p.add_argument("--data", choices=("synthetic", "mpii"), default="synthetic", help="evaluation data")
+    p.add_argument("--data-root", type=Path, help="data set folder (required for mpii)")
+    p.add_argument(
+        "--emulator",
+        choices=("exact", "fast"),
+        default="exact",
+        help="DPU emulator for the split rows' accuracy: exact integer arithmetic, or ONNX Runtime's QDQ path",
+    )
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per subgraph")
+    p.add_argument("--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (build/bench)")
+    p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    p.add_argument("--out", type=Path, help="also write the rows and settings to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpupose.eval.bench import BenchOptions, format_table, run_bench
+
+    result = run_bench(
+        BenchOptions(
+            plan=args.plan,
+            quantized=args.quantized,
+            checkpoint=args.checkpoint,
+            config=args.config,
+            num_samples=args.num_samples,
+            fps_frames=args.fps_frames,
+            data=args.data,
+            data_root=args.data_root,
+            emulator=args.emulator,
+            threads=args.threads,
+            work=args.work,
+        )
+    )
+    rows = [r.to_json() for r in result.rows]
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps({"generated_by": "dpupose bench", **result.info, "rows": rows}, indent=2) + "\n")
+        tmp.replace(args.out)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(result))
+    return 0

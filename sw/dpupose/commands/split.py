@@ -1,0 +1,66 @@
+"""`dpupose split`: partition a quantized model between the DPU and the CPU (docs/split.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "split",
+        help="partition a quantized (QDQ) model between the DPU and the CPU into a split plan",
+        description=(
+            "Assign every node of a whole-model QDQ ONNX (model_qdq.onnx from `dpupose quantize`) to the DPU or "
+            "the CPU by the DPU configuration's operator rules, group them into subgraphs and write plan.json "
+            "plus one ONNX file per subgraph into --out. Timings shown are predictions for the board."
+        ),
+    )
+    p.add_argument("model", type=Path, help="whole-model QDQ ONNX (model_qdq.onnx from `dpupose quantize`)")
+    p.add_argument("--config", help="DPU configuration name or .toml (default: the Ultra96-V2 default)")
+    p.add_argument("--out", type=Path, required=True, help="plan folder (replaced only if an earlier plan)")
+    p.add_argument("--cpu-from", metavar="NODE", help="run NODE and every node after it on the CPU")
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help="weigh every legal cut and keep the highest predicted pipelined throughput on the board",
+    )
+    p.add_argument("--nodes", action="store_true", help="list every node's device and reason")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dpupose.dpu.board import default_config_name
+    from dpupose.split.optimize import format_candidates
+    from dpupose.split.partition import SplitOptions, split_model
+
+    config = args.config or default_config_name("ultra96v2")
+    result = split_model(SplitOptions(args.model, config, args.out, args.cpu_from, args.optimize))
+    plan = result.plan
+    if result.candidates:
+        print(format_candidates(result.candidates))
+        print()
+    if args.nodes:
+        width = max(len(r["node"]) for r in result.assignment)
+        for r in result.assignment:
+            print(f"  {r['node']:<{width}}  {r['op']:<16} {r['device'].upper()}  {r['reason']}")
+        print()
+    print(f"split {args.model} for {plan.dpu_config} ({plan.fingerprint}): {len(plan.subgraphs)} subgraph(s)")
+    pred = result.prediction
+    for sg in plan.subgraphs:
+        ins = ", ".join(t.name for t in sg.inputs)
+        outs = ", ".join(t.name for t in sg.outputs)
+        ms = pred.subgraph_ms.get(sg.name, 0.0)
+        line = f"  {sg.name:<6} {sg.device.upper()}  {ms:8.3f} ms predicted  {ins} -> {outs}"
+        print(line)
+        if sg.reason:
+            print(f"         CPU because: {sg.reason}")
+    print(
+        f"predicted on the board: DPU {pred.dpu_ms:.3f} ms, CPU {pred.cpu_ms:.3f} ms per frame "
+        f"(boundaries {pred.boundary_ms:.3f} ms) -> {pred.pipelined_fps:.1f} FPS pipelined, "
+        f"{pred.sequential_fps:.1f} FPS sequential"
+    )
+    for w in result.warnings:
+        print(f"warning: {w}")
+    print(f"wrote {result.folder}/plan.json and {len(plan.subgraphs)} ONNX file(s)")
+    return 0

@@ -1,0 +1,314 @@
+"""Which ONNX operators the DPU runs (DPUCZDX8G IP v4, Vitis AI 2.5 partitioner rules), per configuration.
+
+`dpu_support(node, info, cfg) -> (supported, reason)` answers for one ONNX node; the reason says what the
+DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG1414, see the DPU facts):
+
+- Conv (dense): kernel 1-16, stride 1-8, input and output channels <= 256 * ICP, each pad <= dilated
+  kernel - 1; conv engine. Depthwise conv (groups = channels, ALU engine): kernel 1-256, stride 1-256,
+  left/top pads <= 15. Other grouped convs run on the CPU.
+- ConvTranspose: as Conv, without output_padding. Gemm / MatMul with a constant weight: fully connected.
+- MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
+- Add / Mul: element-wise on two 4-D activations of one shape; Mul by a per-channel (or scalar) constant
+  becomes a 1 x 1 depthwise conv.
+- Resize: nearest without align_corners; bilinear only at an integer scale of 2, 4 or 8 (same on H and W).
+- Concat: on the channel axis always; on another axis only when every producer is on the DPU.
+- Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
+- DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
+  keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule).
+- Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
+  the ALU engine (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625; hard-sigmoid and
+  hard-swish as relu6(x + 3) * 2731 / 16384. A standalone activation has nothing to fuse into: CPU.
+- Softmax only with the softmax kernel (`softmax = true`).
+- Everything else (sigmoid, tanh, exp, reductions, shape arithmetic, non-4-D tensors): CPU.
+
+Host only (needs the `onnx` package for attributes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dpupose.dpu.config import DpuConfig
+
+LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
+HARD_SIGMOID = (1 / 6, 0.5)  # alpha, beta of ONNX HardSigmoid that the DPU computes (relu6(x+3)/6)
+ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish")
+PASS_THROUGH_OPS = ("Identity", "Dropout")
+LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+CONV_ENGINE = "conv"
+ALU_ENGINE = "alu"
+
+MAX_CONV_KERNEL = 16
+MAX_CONV_STRIDE = 8
+MAX_ALU_KERNEL = 256
+MAX_ALU_STRIDE = 256
+MAX_DW_PAD = 15
+RESIZE_LINEAR_SCALES = (2, 4, 8)
+
+
+@dataclass
+class GraphInfo:
+    """What a rule needs to know about the graph around a node.
+
+    shapes: tensor -> static shape (batch 1) where known; constants: initializer / Constant values;
+    on_dpu: tensor -> whether its producer is on the DPU (None when not decided yet or a graph input).
+    """
+
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    constants: Mapping[str, np.ndarray | None] = field(default_factory=dict)  # None: constant, value unknown
+    on_dpu: Callable[[str], bool | None] = lambda _name: None
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        return self.shapes.get(name)
+
+    def is_const(self, name: str) -> bool:
+        return name in self.constants
+
+    def activations(self, node: Any) -> list[str]:
+        """The node's non-constant inputs."""
+        return [t for t in node.input if t and not self.is_const(t)]
+
+
+def attr(node: Any, name: str, default: Any = None) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            value = onnx.helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+Support = tuple[bool, str]
+
+
+def _cpu(reason: str) -> Support:
+    return False, reason
+
+
+def _four_d(node: Any, info: GraphInfo) -> str | None:
+    """A reason if an activation input or the output is known not to be 4-D."""
+    for t in [*info.activations(node), *node.output[:1]]:
+        s = info.shape(t)
+        if s is not None and len(s) != 4:
+            return f"{len(s)}-D tensor {t!r}: the DPU works on 4-D feature maps"
+    return None
+
+
+def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
+    op = node.op_type
+    if len(node.input) < 2 or not info.is_const(node.input[1]):
+        return _cpu(f"{op} without a constant weight")
+    w = info.shape(node.input[1])
+    if w is None or len(w) != 4:
+        return _cpu(f"{op} that is not 2-D")
+    groups = int(attr(node, "group", 1))
+    kernel = [int(k) for k in attr(node, "kernel_shape", w[2:])]
+    strides = [int(s) for s in attr(node, "strides", [1, 1])]
+    dilations = [int(d) for d in attr(node, "dilations", [1, 1])]
+    pads = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
+    if attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
+        return _cpu(f"{op} with auto_pad (the partitioner needs explicit pads)")
+    x = info.shape(node.input[0])
+    cin = x[1] if x is not None and len(x) == 4 else w[1] * groups
+    cout = w[1] * groups if op == "ConvTranspose" else w[0]
+    depthwise = op == "Conv" and groups > 1 and groups == cin and w[1] == 1
+    if groups > 1 and not depthwise:
+        return _cpu(f"grouped {op} (groups={groups}) is neither dense nor depthwise")
+    if depthwise:
+        if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel) or not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
+            return _cpu(f"depthwise kernel {kernel} / stride {strides} outside 1-{MAX_ALU_KERNEL}")
+        if pads[0] > MAX_DW_PAD or pads[1] > MAX_DW_PAD:
+            return _cpu(f"depthwise top/left pads {pads[:2]} exceed {MAX_DW_PAD}")
+        return True, f"depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} (ALU engine)"
+    if not all(1 <= k <= MAX_CONV_KERNEL for k in kernel):
+        return _cpu(f"{op} kernel {kernel} outside 1-{MAX_CONV_KERNEL}")
+    if not all(1 <= s <= MAX_CONV_STRIDE for s in strides):
+        return _cpu(f"{op} stride {strides} outside 1-{MAX_CONV_STRIDE}")
+    limit = 256 * cfg.icp
+    if cin > limit or cout > limit:
+        return _cpu(f"{op} with {cin} -> {cout} channels exceeds 256 x ICP = {limit}")
+    half = len(pads) // 2
+    for i, p in enumerate(pads):
+        d = dilations[i % half] if half else 1
+        k = kernel[i % half] if half else 1
+        if p > d * (k - 1):
+            return _cpu(f"{op} pad {p} exceeds the dilated kernel - 1 = {d * (k - 1)}")
+    if op == "ConvTranspose":
+        if any(int(p) for p in attr(node, "output_padding", [])):
+            return _cpu("ConvTranspose with output_padding")
+        return True, f"transposed conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
+    return True, f"conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
+
+
+def _fc(node: Any, info: GraphInfo) -> Support:
+    if len(node.input) < 2 or not info.is_const(node.input[1]):
+        return _cpu(f"{node.op_type} of two activations (only a constant weight is a fully connected layer)")
+    if node.op_type == "Gemm" and int(attr(node, "transA", 0)):
+        return _cpu("Gemm with transA")
+    return True, "fully connected (conv engine)"
+
+
+def _pool(node: Any, info: GraphInfo) -> Support:
+    op = node.op_type
+    if op.startswith("Global"):
+        x = info.shape(node.input[0])
+        if x is None or len(x) != 4:
+            return _cpu(f"{op} on a tensor of unknown shape")
+        if x[2] * x[3] > MAX_ALU_KERNEL:
+            return _cpu(f"{op} over {x[2]}x{x[3]}: kernel exceeds {MAX_ALU_KERNEL}")
+        return True, f"{op} (ALU engine)"
+    kernel = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
+    if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel):
+        return _cpu(f"{op} kernel {kernel} outside 1-{MAX_ALU_KERNEL}")
+    return True, f"{op} {kernel[0]}x{kernel[1]} (ALU engine)"
+
+
+def _eltwise(node: Any, info: GraphInfo) -> Support:
+    op = node.op_type
+    acts = info.activations(node)
+    consts = [t for t in node.input if t and info.is_const(t)]
+    if op == "Mul" and len(acts) == 1 and len(consts) == 1:
+        c = info.shape(consts[0]) or ()
+        x = info.shape(acts[0])
+        channels = x[1] if x is not None and len(x) == 4 else None
+        size = math.prod(c)
+        if size == 1 or (channels is not None and size == channels and max(c) == channels and len(c) in (3, 4)):
+            return True, "Mul by a per-channel constant (1x1 depthwise conv, ALU engine)"
+        return _cpu(f"Mul by a constant of shape {list(c)} (only per-channel or scalar)")
+    if len(acts) < 2 or consts:
+        return _cpu(f"{op} with a constant operand")
+    shapes = [info.shape(t) for t in acts]
+    if any(s is None for s in shapes) or len({s for s in shapes}) != 1:
+        return _cpu(f"{op} of tensors with different shapes (broadcasting)")
+    return True, f"element-wise {op} (ALU engine)"
+
+
+def _resize(node: Any, info: GraphInfo) -> Support:
+    mode = attr(node, "mode", "nearest")
+    ctm = attr(node, "coordinate_transformation_mode", "half_pixel")
+    if ctm == "align_corners":
+        return _cpu("Resize with align_corners")
+    x, y = info.shape(node.input[0]), info.shape(node.output[0])
+    if mode == "nearest":
+        return True, "Resize nearest (upsample)"
+    if mode != "linear":
+        return _cpu(f"Resize mode {mode!r} (only nearest, or bilinear at scale 2/4/8)")
+    if x is None or y is None or len(x) != 4 or len(y) != 4:
+        return _cpu("bilinear Resize with an unknown scale")
+    sh, sw = y[2] / x[2], y[3] / x[3]
+    if sh != sw or sh not in RESIZE_LINEAR_SCALES:
+        return _cpu(f"bilinear Resize at scale {sh:g}x{sw:g} (only 2, 4 or 8)")
+    return True, f"Resize bilinear x{int(sh)}"
+
+
+def _concat(node: Any, info: GraphInfo) -> Support:
+    axis = int(attr(node, "axis", 1))
+    rank = len(info.shape(node.output[0]) or (0, 0, 0, 0))
+    if axis % max(rank, 1) == 1:
+        return True, "channel concat"
+    if all(info.on_dpu(t) for t in info.activations(node)):
+        return True, f"concat on axis {axis} (every producer on the DPU)"
+    return _cpu(f"concat on axis {axis} with a producer on the CPU (only channel concat then)")
+
+
+def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
+    """Can `node` (an activation) be fused after an op of `engine` ("conv" or "alu")?"""
+    op = node.op_type
+    acts = cfg.conv_activations if engine == CONV_ENGINE else cfg.alu_activations
+    if op == "Relu":
+        return True, "ReLU (fused)"
+    if op == "LeakyRelu":
+        alpha = float(attr(node, "alpha", 0.01))
+        if np.float32(alpha) != np.float32(LEAKY_SLOPE):
+            return _cpu(f"LeakyRelu slope {alpha:g}: the DPU's slope is 26/256 = {LEAKY_SLOPE}")
+        if not acts.leaky:
+            return _cpu(f"LeakyRelu after the {engine} engine: {cfg.name} is built without it ({acts.value})")
+        return True, "LeakyReLU 26/256 (fused)"
+    if op == "Clip":
+        lo, hi = _clip_bounds(node, info)
+        if lo == 0.0 and hi == 6.0:
+            return True, "ReLU6 (fused)"
+        if lo == 0.0 and (hi is None or math.isinf(hi)):
+            return True, "ReLU (fused)"
+        return _cpu(f"Clip({lo}, {hi}) is neither ReLU nor ReLU6")
+    if op == "HardSigmoid":
+        alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
+        if not (math.isclose(alpha, HARD_SIGMOID[0], rel_tol=1e-4) and math.isclose(beta, HARD_SIGMOID[1])):
+            return _cpu(f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not relu6(x + 3) / 6")
+        return True, "hard-sigmoid (fused)"
+    if op == "HardSwish":
+        return True, "hard-swish (fused)"
+    return _cpu(f"{op} is not an activation the DPU fuses")
+
+
+def _clip_bounds(node: Any, info: GraphInfo | None) -> tuple[float | None, float | None]:
+    lo, hi = attr(node, "min"), attr(node, "max")
+    consts = info.constants if info is not None else {}
+    for i, key in ((1, "lo"), (2, "hi")):
+        if len(node.input) > i and node.input[i]:
+            v = consts.get(node.input[i])
+            value = float(np.asarray(v).reshape(-1)[0]) if v is not None else None
+            if key == "lo":
+                lo = value
+            else:
+                hi = value
+    return (float(lo) if lo is not None else None), (float(hi) if hi is not None else None)
+
+
+def engine_of(node: Any, info: GraphInfo) -> str:
+    """The DPU engine an op runs on (its fused activation must be built into that engine)."""
+    if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
+        return ALU_ENGINE
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        return CONV_ENGINE
+    return ALU_ENGINE
+
+
+def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
+    """(True, what the DPU does with it) or (False, why it runs on the CPU) for one ONNX node under `cfg`."""
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx"):
+        return _cpu(f"{node.domain}::{op} is a custom operator")
+    if op in ("Gemm", "MatMul"):
+        return _fc(node, info)
+    if op in LAYOUT_OPS:
+        acts = info.activations(node)
+        if acts and all(info.on_dpu(t) for t in acts):
+            return True, f"{op} of a DPU tensor (layout only)"
+        return _cpu(f"{op} of a tensor the DPU does not produce")
+    if op in PASS_THROUGH_OPS:
+        return True, f"{op} (no-op)"
+    if op == "Softmax":
+        if not cfg.softmax:
+            return _cpu(f"Softmax: {cfg.name} has no softmax kernel")
+        return True, "Softmax (softmax kernel)"
+    reason = _four_d(node, info)
+    if reason is not None:
+        return _cpu(reason)
+    if op in ("Conv", "ConvTranspose"):
+        return _conv(node, info, cfg)
+    if op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+        return _pool(node, info)
+    if op in ("Add", "Mul"):
+        return _eltwise(node, info)
+    if op in ("Resize", "Upsample"):
+        return _resize(node, info)
+    if op == "Concat":
+        return _concat(node, info)
+    if op == "DepthToSpace":
+        if not cfg.depth_to_space_on_dpu:
+            return _cpu(f"DepthToSpace: {cfg.name} keeps pixel shuffle on the CPU (depth_to_space_on_dpu = false)")
+        return True, "DepthToSpace (pixel shuffle)"
+    if op == "BatchNormalization":
+        return True, "BatchNormalization (folded into the preceding conv, or a 1x1 depthwise conv)"
+    if op in ACTIVATION_OPS:
+        return _cpu(f"standalone {op}: the DPU fuses activations into the preceding conv, eltwise or pool")
+    if op in ("QuantizeLinear", "DequantizeLinear"):
+        return True, f"{op} (follows the op it quantizes)"
+    return _cpu(f"{op} is not a DPU operator")

@@ -1,0 +1,266 @@
+"""`dpupose bench`: the original study's table, reproduced on this machine (host only).
+
+Rows, all on the same samples and through the same runtime (dpupose.runtime):
+
+| row | DPU part | CPU part |
+|---|---|---|
+| split INT8 DPU + INT8 CPU | emulated DPU (the plan's DPU subgraphs) | ONNX Runtime static INT8 CPU subgraphs |
+| split INT8 DPU + FP32 CPU | emulated DPU | the plan's float CPU subgraphs |
+| CPU ONNX INT8 | - | the whole model, ONNX Runtime static INT8 |
+| CPU ONNX FP32 | - | the whole model, model_fp32.onnx |
+
+Per row: Euclidean error (normalized and px), JSD, PCKh@0.5 (dpupose.eval.metrics); host FPS measured
+sequentially and pipelined (labelled "host, measured"; the emulator stands in for the DPU), the pipeline's
+bound 1 / (slowest stage) and how close the pipelined run comes to it; predicted Ultra96-V2 FPS (DPU
+performance model + Cortex-A53 model, labelled "predicted").
+
+Accuracy of the split rows uses the exact DPU emulator unless `emulator="fast"` (ONNX Runtime's QDQ path,
+not bit-exact); host FPS always uses the fast path (the exact emulator measures numpy, not a DPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpupose.errors import ModelFileError, UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path("models") / "dpupose-synth" / "model.pt"
+EMULATORS = ("exact", "fast")
+ROWS = ("split INT8 DPU + INT8 CPU", "split INT8 DPU + FP32 CPU", "CPU ONNX INT8", "CPU ONNX FP32")
+STUDY = {  # the original study's Ultra96-V2 figures (MPII validation), for reference
+    ROWS[0]: {"euclidean": 0.093, "jsd": 0.26, "fps": 11.63},
+    ROWS[1]: {"euclidean": 0.093, "jsd": 0.26, "fps": 9.72},
+    ROWS[2]: {"euclidean": 0.092, "jsd": 0.25, "fps": 7.45},
+    ROWS[3]: {"euclidean": 0.090, "jsd": 0.25, "fps": 3.14},
+}
+PIPELINE_TARGET = 0.9  # pipelined host throughput should reach 90% of 1 / (slowest stage)
+
+
+@dataclass
+class BenchRow:
+    row: str
+    metrics: dict[str, Any]
+    host: dict[str, Any]
+    predicted: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        m, h, p = self.metrics, self.host, self.predicted
+        return {
+            "row": self.row,
+            "euclidean": m.get("euclidean"),
+            "euclidean_px": m.get("euclidean_px"),
+            "jsd": m.get("jsd"),
+            "pckh@0.5": m.get("pckh@0.5"),
+            "samples": m.get("num_samples"),
+            "host_fps": h.get("pipelined_fps"),
+            "host_fps_sequential": h.get("sequential_fps"),
+            "host_bound_fps": h.get("bound_fps"),
+            "host_pipeline_efficiency": h.get("efficiency"),
+            "host_stages_ms": h.get("stages_ms"),
+            "host_note": "host, measured (DPU emulated with ONNX Runtime's QDQ path)" if "split" in self.row else
+            "host, measured",
+            "predicted_board_fps": p.get("pipelined_fps"),
+            "predicted_board_fps_sequential": p.get("sequential_fps"),
+            "predicted_dpu_ms": p.get("dpu_ms"),
+            "predicted_cpu_ms": p.get("cpu_ms"),
+            "predicted_note": "predicted: DPU performance model + Cortex-A53 model",
+            "study_fps": STUDY[self.row]["fps"],
+            "notes": self.notes,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    plan: Path | None = None  # a plan folder from `dpupose split`
+    quantized: Path | None = None  # a `dpupose quantize` folder (split here for `config`)
+    checkpoint: Path | None = None  # neither given: this checkpoint (default: the shipped model), cached
+    config: str | None = None  # DPU configuration for --quantized / --checkpoint (default: the board's)
+    num_samples: int = 32
+    fps_frames: int = 16
+    data: str = "synthetic"
+    data_root: Path | None = None
+    emulator: str = "exact"
+    threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
+    num_calib: int = 8  # samples for the ONNX Runtime static INT8 calibration
+    work: Path = Path("build") / "bench"
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    plan: Any
+    quantized: Path | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
+    """The split plan and the quantized folder (for the whole-model CPU rows) the bench runs."""
+    from dpupose.dpu.board import default_config_name
+    from dpupose.eval.prepare import quantized, split_plan
+    from dpupose.split.plan import load_plan
+
+    config = opts.config or default_config_name("ultra96v2")
+    qdir = opts.quantized
+    if opts.plan is not None:
+        plan = load_plan(opts.plan)
+        if qdir is None:
+            source = Path(str(plan.metadata.get("source_model", "")))
+            if source.name and (source.parent / "model_fp32.onnx").is_file():
+                qdir = source.parent
+        return plan, qdir
+    if qdir is None:
+        ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
+        if not ckpt.is_file():
+            raise UsageError(
+                f"no model to benchmark: {ckpt} does not exist; pass --plan DIR, --quantized DIR or --checkpoint PATH"
+            )
+        qdir = quantized(ckpt)
+    if not (qdir / "model_qdq.onnx").is_file():
+        raise ModelFileError(f"{qdir} holds no model_qdq.onnx: pass a folder written by `dpupose quantize`")
+    return load_plan(split_plan(qdir, config)), qdir
+
+
+def _split_rows(opts: BenchOptions, plan: Any, samples: Any, calib: list, a53: Any) -> list[BenchRow]:
+    """The two split rows; their DPU subgraphs share one emulator per subgraph (same files, same inputs)."""
+    from dpupose.eval.bench_measure import CachingRunner, accuracy, host_fps
+    from dpupose.eval.bench_plans import int8_cpu_plan
+    from dpupose.runtime.backends import RunnerFactory
+    from dpupose.runtime.executor import SplitExecutor
+    from dpupose.split.cost import predict_plan
+
+    exact = opts.emulator == "exact"
+    variants = [(ROWS[1], plan, False)]
+    int8 = int8_cpu_plan(plan, opts.work / "split-int8-cpu", calib)
+    variants.insert(0, (ROWS[0], int8, True))
+    shared: dict[str, CachingRunner] = {}
+    rows = []
+    for name, p, cpu_int8 in variants:
+        factory = RunnerFactory(p, "emulate", threads=opts.threads, exact=exact)
+        runners = {}
+        for sg in p.subgraphs:
+            if sg.is_dpu:
+                if sg.name not in shared:
+                    shared[sg.name] = CachingRunner(factory.create(sg))
+                runners[sg.name] = shared[sg.name]
+            else:
+                runners[sg.name] = factory.create(sg)
+        ex = SplitExecutor(p, runners)
+        metrics, _ = accuracy(ex, samples)
+        for sg in p.subgraphs:
+            if not sg.is_dpu:
+                runners[sg.name].close()
+        host = host_fps(p, samples.frames_bgr[: opts.fps_frames], opts.threads)
+        pred = predict_plan(p, a53, cpu_int8=cpu_int8).to_dict()
+        notes = [f"accuracy with the {'exact' if exact else 'fast (ONNX Runtime QDQ)'} DPU emulator"]
+        rows.append(BenchRow(name, metrics, host, pred, notes))
+    for r in shared.values():
+        r.close()
+    return rows
+
+
+def _cpu_rows(opts: BenchOptions, plan: Any, qdir: Path, samples: Any, calib: list, a53: Any) -> list[BenchRow]:
+    """The whole-model CPU rows: model_fp32.onnx and its ONNX Runtime static INT8 version."""
+    import onnx
+
+    from dpupose.eval.bench_measure import accuracy, host_fps
+    from dpupose.eval.bench_plans import int8_whole_model, whole_model_plan
+    from dpupose.runtime.backends import RunnerFactory
+    from dpupose.runtime.executor import SplitExecutor
+    from dpupose.split.a53 import graph_counts
+
+    fp32 = qdir / "model_fp32.onnx"
+    counts = graph_counts(onnx.load(str(fp32)))
+    int8_file = int8_whole_model(fp32, opts.work / "model_int8.onnx", calib, plan.input.name)
+    rows = []
+    for name, model, int8 in ((ROWS[2], int8_file, True), (ROWS[3], fp32, False)):
+        p = whole_model_plan(model, opts.work / name.lower().replace(" ", "-"), plan, Path(model).stem)
+        ex = SplitExecutor(p, RunnerFactory(p, "cpu", threads=opts.threads).create_all())
+        metrics, _ = accuracy(ex, samples)
+        ex.close()
+        host = host_fps(p, samples.frames_bgr[: opts.fps_frames], opts.threads)
+        ms = a53.compute_s(counts["macs"], counts["element_ops"], counts["nodes"], int8) * 1e3
+        pred = {"predicted": True, "dpu_ms": 0.0, "cpu_ms": ms, "pipelined_fps": 1e3 / ms, "sequential_fps": 1e3 / ms}
+        rows.append(BenchRow(name, metrics, host, pred, ["ONNX Runtime static INT8" if int8 else "float"]))
+    return rows
+
+
+def run_bench(opts: BenchOptions) -> BenchResult:
+    """Every row of the table (module docstring) on the same samples."""
+    from dpupose.eval.bench_measure import load_samples
+    from dpupose.quant.data import calibration_batches
+    from dpupose.split.a53 import default_model
+
+    if opts.emulator not in EMULATORS:
+        raise UsageError(f"--emulator must be one of {', '.join(EMULATORS)}")
+    if opts.num_samples < 1 or opts.fps_frames < 2:
+        raise UsageError("--num-samples must be at least 1 and --fps-frames at least 2")
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # ONNX Runtime's quantization tools warn about every folded constant
+    plan, qdir = resolve_inputs(opts)
+    size = plan.input_size
+    samples = load_samples(opts.data, opts.data_root, opts.num_samples, size)
+    calib = [x for batch in calibration_batches(opts.data, opts.data_root, opts.num_calib, size) for x in batch]
+    a53 = default_model()
+    opts.work.mkdir(parents=True, exist_ok=True)
+    rows = _split_rows(opts, plan, samples, calib, a53)
+    info: dict[str, Any] = {
+        "plan": str(plan.root),
+        "dpu_config": plan.dpu_config,
+        "fingerprint": plan.fingerprint,
+        "samples": len(samples.images),
+        "data": opts.data,
+        "input_size": size,
+        "emulator": opts.emulator,
+        "subgraphs": [f"{sg.name} ({sg.device})" for sg in plan.subgraphs],
+    }
+    if qdir is not None and (qdir / "model_fp32.onnx").is_file():
+        rows += _cpu_rows(opts, plan, qdir, samples, calib, a53)
+    else:
+        info["skipped"] = "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR"
+    return BenchResult(rows, plan, qdir, info)
+
+
+def _f(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_table(result: BenchResult) -> str:
+    info = result.info
+    lines = [
+        f"dpupose bench: {info['samples']} {info['data']} samples at {info['input_size']} px, plan {info['plan']} "
+        f"({', '.join(info['subgraphs'])}) for {info['dpu_config']}",
+        "accuracy and host FPS: measured on this machine (host, measured; DPU emulated); board FPS: predicted "
+        "for the Ultra96-V2 (DPU performance model + Cortex-A53 model)",
+        "",
+        f"{'row':<26} {'Eucl.':>7} {'px':>6} {'JSD':>7} {'PCKh@0.5':>8} | {'host FPS':>8} {'pipel.':>7} "
+        f"{'bound':>7} {'eff.':>5} | {'predicted':>9} {'study':>6}",
+        f"{'':<26} {'':>7} {'':>6} {'':>7} {'':>8} | {'seq.':>8} {'':>7} {'':>7} {'':>5} | {'board FPS':>9} {'FPS':>6}",
+    ]
+    for r in result.rows:
+        j = r.to_json()
+        eff = j["host_pipeline_efficiency"]
+        lines.append(
+            f"{r.row:<26} {_f(j['euclidean'], '7.4f')} {_f(j['euclidean_px'], '6.2f')} {_f(j['jsd'], '7.4f')} "
+            f"{_f(j['pckh@0.5'], '8.3f')} | {_f(j['host_fps_sequential'], '8.1f')} {_f(j['host_fps'], '7.1f')} "
+            f"{_f(j['host_bound_fps'], '7.1f')} {_f(eff * 100 if eff else None, '4.0f')}% | "
+            f"{_f(j['predicted_board_fps'], '9.1f')} {j['study_fps']:6.2f}"
+        )
+    lines.append("")
+    lines.append(
+        "pipel. = pipelined host throughput; bound = 1 / (slowest stage); eff. = pipel. / bound "
+        f"(target >= {PIPELINE_TARGET:.0%}); study = the original study's measured Ultra96-V2 FPS"
+    )
+    for r in result.rows:
+        slow = r.host.get("slowest_stage")
+        if slow:
+            lines.append(f"  {r.row}: slowest host stage {slow}; stages (ms) {r.host['stages_ms']}")
+    if "skipped" in info:
+        lines.append(f"skipped: {info['skipped']}")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Cached model preparation for `dpupose bench` and `make demo` (host only): checkpoint -> quantized
+folder -> split plan, each kept under build/ and reused while its inputs are unchanged.
+
+- `quantized(checkpoint)`: `dpupose quantize` into build/quantized/<stem>-<key>/, key = sha256 of the
+  checkpoint file and the quantization settings (calibration data, sample count, batch size, seed).
+- `split_plan(quantized_dir, config)`: `dpupose split --optimize` into build/split/<folder>-<config>/,
+  reused while its plan.json names the same model_qdq.onnx (sha256) and configuration.
+- `standin_checkpoint(path)`: a randomly initialised pose network whose BatchNorm statistics are measured
+  on random images (so its activations have a sane range for INT8), for demos before a trained model
+  exists. Its keypoints are meaningless; every caller says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dpupose.split.plan import file_sha256
+
+log = logging.getLogger(__name__)
+
+CACHE = Path("build")
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    num_calib: int = 32
+    batch_size: int = 8
+    calib_data: str = "synthetic"
+    summary_samples: int = 2
+    seed: int = 0
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Path = CACHE) -> Path:
+    """The `dpupose quantize` folder of `checkpoint` (made on first use)."""
+    from dpupose.quant.pipeline import QuantizeConfig, quantize
+
+    settings = settings or QuantSettings()
+    key = _key(file_sha256(checkpoint), json.dumps(asdict(settings), sort_keys=True))
+    out = cache / "quantized" / f"{checkpoint.stem}-{key}"
+    if (out / "summary.json").is_file() and (out / "model_qdq.onnx").is_file():
+        log.info("using the cached quantized model %s", out)
+        return out
+    log.info("quantizing %s into %s", checkpoint, out)
+    with _torch_threads(1):  # one thread is faster than oversubscribed ones on a small, busy machine
+        quantize(
+            QuantizeConfig(
+                checkpoint=checkpoint,
+                out=out,
+                calib_data=settings.calib_data,
+                num_calib=settings.num_calib,
+                batch_size=settings.batch_size,
+                summary_samples=settings.summary_samples,
+                seed=settings.seed,
+            )
+        )
+    return out
+
+
+def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: Path = CACHE) -> Path:
+    """The split plan folder of `quantized_dir/model_qdq.onnx` for `config` (made on first use)."""
+    from dpupose.errors import ModelFileError
+    from dpupose.split.partition import SplitOptions, split_model
+    from dpupose.split.plan import load_plan
+
+    model = quantized_dir / "model_qdq.onnx"
+    out = cache / "split" / f"{quantized_dir.name}-{config}{'-opt' if optimize else ''}"
+    if (out / "plan.json").is_file():
+        try:
+            plan = load_plan(out)
+            if plan.model.sha256 == file_sha256(model) and plan.dpu_config == config:
+                log.info("using the cached split plan %s", out)
+                return out
+        except ModelFileError:
+            pass
+    split_model(SplitOptions(model, config, out, optimize=optimize))
+    return out
+
+
+class _torch_threads:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.old: int | None = None
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.old is not None:
+            torch.set_num_threads(self.old)
+
+
+def standin_checkpoint(path: Path, input_size: int = 224, seed: int = 0) -> Path:
+    """A randomly initialised checkpoint with measured BatchNorm statistics (module docstring)."""
+    import torch
+
+    from dpupose.model.checkpoint import save_checkpoint
+    from dpupose.model.pose import ModelConfig, build_model
+
+    if path.is_file():
+        return path
+    with _torch_threads(1):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(input_size=input_size)).train()
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.momentum = None  # cumulative average over the passes below
+                mod.reset_running_stats()
+                with torch.no_grad():
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.uniform_(-0.2, 0.2)
+        with torch.no_grad():
+            for _ in range(2):
+                model(torch.randn(4, 3, input_size, input_size))
+        model.eval()
+        state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "epoch": 0, "standin": True}
+        return save_checkpoint(state, path)

@@ -1,0 +1,155 @@
+"""Predicted time per frame of a split on the board: DPU stage, CPU stage, pipelined and sequential FPS.
+
+- DPU stage: the sum of the DPU subgraphs' times from the DPU performance model (dpupose.dpu.perf),
+  per layer, so any subset of the DPU units can be costed from one estimate per DPU subgraph.
+- CPU stage: the CPU subgraphs under the Cortex-A53 model (dpupose.split.a53), plus the conversion and
+  DDR transfer of every boundary tensor between the DPU and the CPU (including the image entering the
+  first DPU subgraph) and the CPU's share of each DPU job.
+- Pipelined throughput = 1 / max(DPU stage, CPU stage): the DPU and the CPU work on different frames at
+  once. Sequential = 1 / (DPU stage + CPU stage).
+
+Pre-processing (letterbox, normalization) and drawing are outside the model: the figures are for the
+network and its boundaries, like the study's rows. Everything here is "predicted".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dpupose.split.a53 import A53Model, node_counts
+from dpupose.split.assign import DPU, Group
+from dpupose.split.graph import QdqGraph
+
+
+@dataclass
+class Prediction:
+    """Predicted per-frame times (ms) of one split on the board."""
+
+    dpu_ms: float
+    cpu_ms: float
+    boundary_ms: float  # part of cpu_ms: conversions and transfers of boundary tensors
+    subgraph_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pipelined_fps(self) -> float:
+        slowest = max(self.dpu_ms, self.cpu_ms)
+        return 1000.0 / slowest if slowest > 0 else math.inf
+
+    @property
+    def sequential_fps(self) -> float:
+        total = self.dpu_ms + self.cpu_ms
+        return 1000.0 / total if total > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "predicted": True,
+            "dpu_ms": round(self.dpu_ms, 4),
+            "cpu_ms": round(self.cpu_ms, 4),
+            "boundary_ms": round(self.boundary_ms, 4),
+            "pipelined_fps": round(self.pipelined_fps, 2),
+            "sequential_fps": round(self.sequential_fps, 2),
+            "subgraph_ms": {k: round(v, 4) for k, v in self.subgraph_ms.items()},
+        }
+
+
+def unit_dpu_ms(g: QdqGraph, estimates: list[Any]) -> dict[int, float]:
+    """Milliseconds per unit from perf.Estimate objects of DPU subgraphs (layer rows keyed by node name)."""
+    by_name: dict[str, float] = {}
+    for est in estimates:
+        for row in est.layers:
+            by_name[row.name] = by_name.get(row.name, 0.0) + row.time_ms
+    out: dict[int, float] = {}
+    for u in g.units:
+        out[u.index] = sum(by_name.get(g.nodes[n].name, 0.0) for n in u.nodes)
+    return out
+
+
+def cpu_group_s(g: QdqGraph, grp: Group, a53: A53Model, int8: bool = False) -> float:
+    """Predicted A53 time of one CPU subgraph's nodes (constants folded)."""
+    macs = ops = count = 0
+    for n in grp.nodes:
+        if n in g.const_nodes:
+            continue
+        m, o, c = node_counts(g.nodes[n], g.shapes)
+        macs, ops, count = macs + m, ops + o, count + c
+    return a53.compute_s(macs, ops, count, int8)
+
+
+def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
+    """CPU time of converting and moving every tensor that crosses between the DPU and the CPU."""
+    device_of = {}
+    for grp in groups:
+        for t in grp.outputs:
+            device_of.setdefault(t, grp.device)
+    total = 0.0
+    for grp in groups:
+        if grp.device != DPU:
+            continue
+        for t in grp.inputs:
+            if t not in grp.requant_inputs:  # float from the CPU (or the image) -> int8
+                total += a53.boundary_s(math.prod(g.shapes[t]), to_float=False)
+        for t in grp.outputs:
+            readers = [other for other in groups if t in other.inputs and other.device != DPU]
+            if readers or t in g.graph_outputs:
+                total += a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
+    return total
+
+
+def predict(
+    g: QdqGraph, groups: list[Group], dpu_ms: dict[int, float], a53: A53Model, cpu_int8: bool = False
+) -> Prediction:
+    """Predicted stage times of a grouping (dpu_ms: unit index -> DPU milliseconds)."""
+    per: dict[str, float] = {}
+    dpu = cpu = 0.0
+    for grp in groups:
+        if grp.device == DPU:
+            ms = sum(dpu_ms.get(k, 0.0) for k in grp.units)
+            dpu += ms
+            cpu += a53.dpu_job_overhead_s * 1e3
+        else:
+            ms = cpu_group_s(g, grp, a53, cpu_int8) * 1e3
+            cpu += ms
+        per[grp.name] = ms
+    edges = boundary_s(g, groups, a53) * 1e3
+    return Prediction(dpu, cpu + edges, edges, per)
+
+
+def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction:
+    """Predicted stage times of a plan folder: perf.estimate per DPU file, A53 counts per CPU file.
+
+    cpu_int8: the CPU subgraphs run as ONNX Runtime static INT8 (their MACs at the INT8 rate), as the A53
+    model was calibrated: counts of the float graph, MACs at the INT8 rate.
+    """
+    import onnx
+
+    from dpupose.dpu.board import load_board
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.perf import estimate
+    from dpupose.split.a53 import graph_counts
+
+    cfg = load_config(plan.dpu_config)
+    board = load_board(cfg.board)
+    per: dict[str, float] = {}
+    dpu = cpu = edges = 0.0
+    dpu_made: set[str] = set()
+    for sg in plan.subgraphs:
+        path = plan.path(sg.file)
+        if sg.is_dpu:
+            ms = estimate(str(path), cfg, board).latency_ms
+            dpu += ms
+            cpu += a53.dpu_job_overhead_s * 1e3
+            for t in sg.inputs:
+                if t.name not in dpu_made:
+                    edges += a53.boundary_s(math.prod(t.shape), to_float=False) * 1e3
+            dpu_made.update(t.name for t in sg.outputs)
+        else:
+            c = graph_counts(onnx.load(str(path)))
+            ms = a53.compute_s(c["macs"], c["element_ops"], c["nodes"], cpu_int8) * 1e3
+            cpu += ms
+            for t in sg.inputs:
+                if t.name in dpu_made:
+                    edges += a53.boundary_s(math.prod(t.shape), to_float=True) * 1e3
+        per[sg.name] = ms
+    return Prediction(dpu, cpu + edges, edges, per)

@@ -1,0 +1,289 @@
+"""The partitioner: whole-model QDQ ONNX + DPU configuration -> split plan folder (host only, onnx).
+
+`split_model(SplitOptions(model, config, out, cpu_from=None, optimize=False))`:
+1. read the QDQ model (`model_qdq.onnx` from `dpupose quantize`) into units and Q/DQ pairs
+   (dpupose.split.graph); a float model without Q/DQ nodes is refused: the DPU runs INT8 only;
+2. assign every unit to the DPU or the CPU by the configuration's operator rules (dpupose.dpu.ops via
+   dpupose.split.assign); `cpu_from` forces a node and every node after it in topological order to the
+   CPU; with `optimize`, the candidate cuts of dpupose.split.optimize are weighed and the one with the
+   highest predicted pipelined throughput is kept;
+3. group connected units into subgraphs (as many as the graph needs), cut each into its own ONNX file
+   (dpupose.split.extract: checked with onnx.checker and ONNX Runtime) and write `plan.json` through
+   dpupose.split.plan.save_plan. The folder is built next to `out` and renamed into place, so a failure
+   leaves nothing half-written; an existing `out` is replaced only if it holds an earlier plan.
+
+The plan's metadata records the source model, each unit's device and reason, and the predicted timings
+(DPU performance model per DPU subgraph, Cortex-A53 model for the CPU side).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpupose.errors import ModelFileError, UsageError
+from dpupose.split.assign import DPU, Assignment, Group, assign, group
+from dpupose.split.graph import QdqGraph, analyze, load_onnx
+from dpupose.split.plan import (
+    PLAN_FILE,
+    BoundaryTensor,
+    InputSpec,
+    ModelInfo,
+    OutputNames,
+    Plan,
+    Subgraph,
+    file_sha256,
+    save_plan,
+)
+
+log = logging.getLogger(__name__)
+
+GENERATED_BY = "dpupose split"
+QUANTIZE_FIRST = (
+    "it has no QuantizeLinear/DequantizeLinear nodes, so it is a float model and the DPU runs INT8 only: run "
+    "`dpupose quantize --checkpoint CKPT --out DIR` and split DIR/model_qdq.onnx"
+)
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    model: Path
+    config: str
+    out: Path
+    cpu_from: str | None = None
+    optimize: bool = False
+
+
+@dataclass
+class SplitResult:
+    plan: Plan
+    folder: Path
+    assignment: list[dict[str, str]]  # per unit: node, op, device, reason
+    prediction: Any  # dpupose.split.cost.Prediction of the chosen split
+    dpu_estimates: dict[str, Any] = field(default_factory=dict)  # subgraph -> perf.Estimate
+    candidates: list[Any] = field(default_factory=list)  # optimizer candidates (empty without --optimize)
+    warnings: list[str] = field(default_factory=list)
+
+
+def layout_for(rank: int) -> str:
+    """Layout letters of a float (CPU-side) tensor, as the ONNX Runtime runner names them."""
+    return "NCHW" if rank == 4 else "NCDEFG"[:rank]
+
+
+def model_outputs(g: QdqGraph, source: Path) -> OutputNames:
+    """The coords (N, J, 2) and heatmaps (N, J, H, W) outputs of a whole pose model."""
+    coords = next((t for t in g.graph_outputs if len(g.shapes.get(t, ())) == 3 and g.shapes[t][-1] == 2), None)
+    heat = next((t for t in g.graph_outputs if len(g.shapes.get(t, ())) == 4), None)
+    if "coords" in g.graph_outputs:
+        coords = "coords"
+    if "heatmaps" in g.graph_outputs:
+        heat = "heatmaps"
+    if coords is None:
+        raise ModelFileError(
+            f"{source} has no coords output (N, 16, 2): split the whole model (model_qdq.onnx from `dpupose "
+            "quantize`), not its DPU part"
+        )
+    return OutputNames(coords, heat)
+
+
+def image_input(g: QdqGraph, source: Path) -> InputSpec:
+    if len(g.graph_inputs) != 1:
+        raise ModelFileError(f"{source} takes {len(g.graph_inputs)} inputs; a pose model takes one image")
+    name = g.graph_inputs[0]
+    shape = g.shapes.get(name)
+    if shape is None or len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
+        raise ModelFileError(f"{source}: input {name!r} is {shape}; expected a square RGB image (N, 3, S, S)")
+    return InputSpec(name, (1, 3, shape[2], shape[3]))
+
+
+def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
+    """Units forced to the CPU by --cpu-from NAME (a node name, or a tensor it produces)."""
+    unit = g.unit_by_name(name)
+    if unit is None:
+        examples = ", ".join(u.name for u in g.units[-6:])
+        raise UsageError(
+            f"--cpu-from {name!r}: no such node (or tensor) in the model; give a node name such as {examples}"
+        )
+    reason = f"forced to the CPU (--cpu-from {name})"
+    return {u.index: reason for u in g.units[unit.index :]}
+
+
+def _boundary(g: QdqGraph, grp: Group, tensor: str, side: str) -> BoundaryTensor:
+    shape = g.shapes[tensor]
+    if grp.device != DPU:
+        return BoundaryTensor(tensor, shape, layout_for(len(shape)), "float32", None)
+    if tensor in g.pair_of_dq_output:
+        fp = g.pairs[g.pair_of_dq_output[tensor]].fix_point
+    else:
+        own = set(grp.nodes)
+        fps = {g.pairs[k].fix_point for k in g.pairs_of_tensor.get(tensor, []) if g.pairs[k].q in own}
+        if len(fps) != 1:
+            raise ModelFileError(f"DPU subgraph {grp.name}: {side} {tensor!r} has no single fix point")
+        fp = fps.pop()
+    if len(shape) == 4:
+        n, c, h, w = shape
+        return BoundaryTensor(tensor, (n, h, w, c), "NHWC", "int8", fp)
+    return BoundaryTensor(tensor, shape, layout_for(len(shape)), "int8", fp)
+
+
+def unit_rows(g: QdqGraph, a: Assignment) -> list[dict[str, str]]:
+    return [{"node": u.name, "op": u.op, "device": a.devices[u.index], "reason": a.reasons[u.index]} for u in g.units]
+
+
+def _model_name(source: Path) -> str:
+    return source.parent.name if source.stem in ("model_qdq", "model") and source.parent.name else source.stem
+
+
+def _dpu_unit_ms(g: QdqGraph, cfg: Any, board: Any, model_name: str) -> dict[int, float]:
+    """DPU milliseconds of every unit the rules put on the DPU (one estimate per rules-only DPU subgraph)."""
+    from dpupose.dpu.perf import estimate
+    from dpupose.split.cost import unit_dpu_ms
+    from dpupose.split.extract import build_subgraph
+
+    groups = group(g, assign(g, cfg))
+    ests = [
+        estimate(build_subgraph(g, grp, model_name, check=False), cfg, board) for grp in groups if grp.device == DPU
+    ]
+    return unit_dpu_ms(g, ests)
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PLAN_FILE).is_file())):
+        raise UsageError(f"{out} exists and is not an earlier split plan folder; choose another --out")
+
+
+def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
+    """Partition `opts.model` for `opts.config` and write the plan folder `opts.out`."""
+    from dpupose.dpu.board import load_board
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.fingerprint import fingerprint_hex
+    from dpupose.dpu.perf import estimate
+    from dpupose.split import a53 as a53_model
+    from dpupose.split.cost import predict
+    from dpupose.split.extract import build_subgraph, save_model
+    from dpupose.split.optimize import best, candidates, evaluate, format_candidates
+
+    source = Path(opts.model)
+    cfg = load_config(opts.config)
+    board = load_board(cfg.board)
+    _prepare_out(opts.out)
+    g = analyze(load_onnx(source))
+    if not g.quantized:
+        raise UsageError(f"cannot split {source}: {QUANTIZE_FIRST}")
+    inp = image_input(g, source)
+    outputs = model_outputs(g, source)
+    name = _model_name(source)
+    a53 = a53 or a53_model.default_model()
+    forced = resolve_cpu_from(g, opts.cpu_from) if opts.cpu_from else {}
+    dpu_ms = _dpu_unit_ms(g, cfg, board, name)
+    cands = []
+    if opts.optimize:
+        cands = candidates(g, cfg, forced, dpu_ms, a53)
+        chosen = best(cands)
+        log.debug("%s", format_candidates(cands))
+    else:
+        chosen = evaluate(g, cfg, forced, dpu_ms, a53)
+    groups = chosen.groups
+
+    warnings: list[str] = []
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{opts.out.name}.", suffix=".tmp", dir=opts.out.parent))
+    try:
+        subgraphs = []
+        estimates = {}
+        for grp in groups:
+            model = build_subgraph(g, grp, name)
+            path = save_model(model, tmp / f"{grp.name}.onnx")
+            if grp.device == DPU:
+                estimates[grp.name] = estimate(model, cfg, board)
+                warnings += _emulator_warning(path, grp.name)
+            subgraphs.append(
+                Subgraph(
+                    name=grp.name,
+                    device=grp.device,
+                    file=path.name,
+                    inputs=tuple(_boundary(g, grp, t, "input") for t in grp.inputs),
+                    outputs=tuple(_boundary(g, grp, t, "output") for t in grp.outputs),
+                    reason=grp.reason,
+                    sha256=file_sha256(path),
+                )
+            )
+        prediction = predict(g, groups, dpu_ms, a53)
+        rows = unit_rows(g, chosen.assignment)
+        metadata: dict[str, Any] = {
+            "source_model": str(source.resolve()),
+            "board": board.name,
+            "cpu_from": opts.cpu_from,
+            "optimized": opts.optimize,
+            "predicted": {
+                **prediction.to_dict(),
+                "dpu_subgraphs": {k: e.to_dict() for k, e in estimates.items()},
+                "a53_model": a53.to_dict(),
+            },
+            "assignment": rows,
+        }
+        if cands:
+            metadata["candidates"] = [c.to_dict() for c in cands]
+        if warnings:
+            metadata["warnings"] = warnings
+        plan = Plan(
+            fingerprint=fingerprint_hex(cfg),
+            dpu_config=cfg.name,
+            model=ModelInfo(name, inp.shape[2], file_sha256(source)),
+            input=inp,
+            outputs=outputs,
+            subgraphs=tuple(subgraphs),
+            generated_by=GENERATED_BY,
+            metadata=metadata,
+        )
+        save_plan(plan, tmp)
+        _replace_dir(tmp, opts.out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    from dpupose.split.plan import load_plan
+
+    result = SplitResult(load_plan(opts.out), opts.out, rows, prediction, estimates, cands, warnings)
+    _check_prediction(result)
+    return result
+
+
+def _emulator_warning(path: Path, name: str) -> list[str]:
+    """The emulator runs a subset of the DPU's ops (conv, depthwise, add, pixel shuffle); say if not this one."""
+    from dpupose.runtime.qdq_graph import load_program
+
+    try:
+        load_program(path)
+    except ModelFileError as exc:
+        msg = f"DPU subgraph {name} cannot run on the emulator ({exc}); use --backend cpu on a PC"
+        log.warning("%s", msg)
+        return [msg]
+    return []
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_prediction(result: SplitResult) -> None:
+    """The per-layer DPU sums used for the candidates equal the per-file estimates (same model, same layers)."""
+    for name, est in result.dpu_estimates.items():
+        summed = result.prediction.subgraph_ms.get(name, 0.0)
+        if not math.isclose(summed, est.latency_ms, rel_tol=1e-6, abs_tol=1e-9):
+            log.warning("DPU subgraph %s: per-layer sum %.4f ms differs from its estimate %.4f ms", name, summed,
+                        est.latency_ms)  # fmt: skip

@@ -1,0 +1,161 @@
+"""Small whole-model QDQ pose graphs for the partitioner tests, built with onnx.helper.
+
+    image (1, 3, 16, 16) -Q/DQ-> conv1 3->8 s2 + ReLU -Q/DQ-> [middle] -> conv2 8->8 (+ act) -Q/DQ->
+    conv3 8->16 s2 -Q/DQ-> logits (1, 16, 4, 4) -> flat softmax -> heatmaps, DSNT (MatMul) -> coords
+
+`middle` puts something between conv1 and conv3 that the DPU cannot run:
+- "sigmoid": DQ -> Sigmoid -> Q/DQ -> conv2 + ReLU (Sigmoid is not a DPU op);
+- "leaky": conv2 fused with LeakyRelu(0.2) (the DPU's slope is 26/256);
+- "leaky_ok": conv2 fused with LeakyRelu(26/256) (everything runs on the DPU);
+- "none": conv2 + ReLU;
+- "skip": "sigmoid" plus a residual Add(c1, c2) after conv2, so the second DPU subgraph also reads the
+  first one's output directly (int8 DPU -> DPU across the CPU subgraph);
+- "pool": a MaxPool 3x3 between conv1 and conv2 (a DPU op the emulator does not run);
+- "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
+Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+S = 16
+J = 16
+H = S // 4
+OPSET = 17
+FP = {"image": 5, "c1": 4, "mid": 6, "c2": 4, "sum": 4, "rq": 5, "logits": 3}
+
+
+def pixel_centres(n: int) -> np.ndarray:
+    return (2 * np.arange(n) + 1) / n - 1
+
+
+class Builder:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, name: str | None = None, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], name=name or output, **attrs))
+        return output
+
+    def qdq(self, x: str, fp: int, name: str) -> str:
+        s = self.const(f"{name}_scale", np.array(2.0**-fp, np.float32))
+        z = self.const(f"{name}_zp", np.array(0, np.int8))
+        self.node("QuantizeLinear", [x, s, z], f"{name}_int8", name=f"{name}/quantize")
+        return self.node("DequantizeLinear", [f"{name}_int8", s, z], name, name=f"{name}/dequantize")
+
+    def param(self, name: str, q: np.ndarray, fp: int) -> str:
+        self.const(f"{name}_int8", q)
+        s = self.const(f"{name}_scale", np.array(2.0**-fp, np.float32))
+        z = self.const(f"{name}_zp", np.array(0, np.int8))
+        return self.node("DequantizeLinear", [f"{name}_int8", s, z], name, name=f"{name}/dequantize")
+
+    def conv(self, x: str, name: str, cin: int, cout: int, stride: int, rng: np.random.Generator) -> str:
+        w = self.param(f"{name}.weight", rng.integers(-40, 41, (cout, cin, 3, 3)).astype(np.int8), 7)
+        b = self.param(f"{name}.bias", rng.integers(-20, 21, (cout,)).astype(np.int8), 6)
+        return self.node(
+            "Conv", [x, w, b], f"{name}_conv", name=name, kernel_shape=[3, 3], strides=[stride] * 2, pads=[1] * 4
+        )
+
+    def head(self, logits: str) -> None:
+        grid = np.array([[pixel_centres(H)[k % H], pixel_centres(H)[k // H]] for k in range(H * H)], np.float32)
+        self.const("flat_shape", np.array([1, J, H * H], np.int64))
+        self.const("map_shape", np.array([1, J, H, H], np.int64))
+        self.const("grid", grid)
+        self.node("Reshape", [logits, "flat_shape"], "flat", name="head/flatten")
+        self.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
+        self.node("Reshape", ["flat_sm", "map_shape"], "heatmaps", name="head/heatmaps")
+        self.node("MatMul", ["flat_sm", "grid"], "coords", name="head/dsnt")
+
+
+def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    x = b.qdq("image", FP["image"], "image_dq")
+    y = b.conv(x, "conv1", 3, 8, 2, rng)
+    b.node("Relu", [y], "conv1_float", name="conv1/relu")
+    x = b.qdq("conv1_float", FP["c1"], "c1")
+    c1 = x
+    if middle in ("sigmoid", "skip"):
+        b.node("Sigmoid", [x], "mid_float", name="mid/sigmoid")
+        x = b.qdq("mid_float", FP["mid"], "mid")
+    elif middle == "pool":
+        b.node("MaxPool", [x], "pool_float", name="mid/pool", kernel_shape=[3, 3], pads=[1] * 4)
+        x = b.qdq("pool_float", FP["c1"], "pool")
+    elif middle == "requant":
+        x = b.qdq(x, FP["rq"], "rq")
+    y = b.conv(x, "conv2", 8, 8, 1, rng)
+    if middle in ("leaky", "leaky_ok"):
+        alpha = 0.2 if middle == "leaky" else 26 / 256
+        b.node("LeakyRelu", [y], "conv2_float", name="conv2/leaky", alpha=alpha)
+    else:
+        b.node("Relu", [y], "conv2_float", name="conv2/relu")
+    x = b.qdq("conv2_float", FP["c2"], "c2")
+    if middle == "skip":
+        b.node("Add", [c1, x], "sum_float", name="skip/add")
+        x = b.qdq("sum_float", FP["sum"], "sum")
+    y = b.conv(x, "conv3", 8, J, 2, rng)
+    b.qdq(y, FP["logits"], "logits")
+    b.head("logits")
+    graph = helper.make_graph(
+        b.nodes,
+        f"qdq_{middle}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, S, S])],
+        [
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, H, H]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def save(middle: str, path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(build(middle, seed), str(path))
+    return path
+
+
+def float_model(path: Path) -> Path:
+    """The same network without any Q/DQ node (weights as float): a model the partitioner must refuse."""
+    model = build("none")
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    b = Builder()
+    rename: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear":
+            rename[node.output[0]] = rename.get(node.input[0], node.input[0])
+            continue
+        if node.op_type == "DequantizeLinear":
+            src = node.input[0]
+            if src in inits:
+                scale = float(inits[node.input[1]])
+                b.const(node.output[0], (inits[src].astype(np.float32) * scale).astype(np.float32))
+            else:
+                rename[node.output[0]] = rename.get(src, src)
+            continue
+        n = onnx.NodeProto()
+        n.CopyFrom(node)
+        for i, t in enumerate(n.input):
+            n.input[i] = rename.get(t, t)
+        b.nodes.append(n)
+    for name in ("flat_shape", "map_shape", "grid"):
+        b.const(name, inits[name])
+    graph = helper.make_graph(b.nodes, "float", list(model.graph.input), list(model.graph.output), b.inits)
+    fmodel = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    fmodel.ir_version = 8
+    onnx.checker.check_model(fmodel)
+    onnx.save(fmodel, str(path))
+    return path

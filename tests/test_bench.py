@@ -1,0 +1,126 @@
+"""`dpupose bench` and `make demo` end to end on a quickly quantized small network (64 px input)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from quant_helpers import sane_model, save_checkpoint
+
+from dpupose.cli import main
+from dpupose.data.sources import load_data
+from dpupose.eval.bench import ROWS, BenchOptions, format_table, run_bench
+from dpupose.eval.evaluate import iter_batches
+from dpupose.eval.metrics import MetricAccumulator
+from dpupose.quant.pipeline import QuantizeConfig, quantize
+from dpupose.split.partition import SplitOptions, split_model
+
+N = 6
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, synth_root):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tmp = tmp_path_factory.mktemp("bench")
+        ckpt = save_checkpoint(sane_model(), tmp / "tiny.pt")
+        qdir = tmp / "q"
+        quantize(QuantizeConfig(ckpt, qdir, data_root=synth_root, num_calib=8, batch_size=4, summary_samples=1))
+    finally:
+        torch.set_num_threads(threads)
+    return {"ckpt": ckpt, "q": qdir, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def result(quantized, synth_root):
+    tmp = quantized["tmp"]
+    plan = split_model(SplitOptions(quantized["q"] / "model_qdq.onnx", "u96v2-b1600-pynq", tmp / "plan")).folder
+    opts = BenchOptions(
+        plan=plan, num_samples=N, fps_frames=4, data_root=synth_root, num_calib=4, threads=1, work=tmp / "work"
+    )
+    return run_bench(opts)
+
+
+def test_rows_and_json_fields(result):
+    rows = [r.to_json() for r in result.rows]
+    assert [r["row"] for r in rows] == list(ROWS)
+    for r in rows:
+        for key in ("row", "euclidean", "jsd", "pckh@0.5", "host_fps", "predicted_board_fps"):
+            assert key in r
+        assert r["samples"] == N
+        assert r["host_fps"] > 0 and r["host_fps_sequential"] > 0 and r["host_bound_fps"] > 0
+        assert r["predicted_board_fps"] > 0 and "predicted" in r["predicted_note"]
+        assert "measured" in r["host_note"]
+    # Split rows are pipelined DPU + CPU on the board; the whole-model CPU rows are one stage.
+    split_fp32, cpu_int8, cpu_fp32 = rows[1], rows[2], rows[3]
+    assert split_fp32["predicted_board_fps"] > cpu_int8["predicted_board_fps"] > cpu_fp32["predicted_board_fps"]
+    assert result.info["samples"] == N and result.info["plan"]
+    table = format_table(result)
+    assert "predicted" in table and "measured" in table and all(row in table for row in ROWS)
+
+
+def test_cpu_fp32_row_equals_a_direct_evaluation(result, quantized, synth_root):
+    """The bench's CPU ONNX FP32 metrics recomputed independently: ONNX Runtime on the same crops."""
+    split = load_data("synthetic", "valid", synth_root)
+    sess = ort.InferenceSession(str(quantized["q"] / "model_fp32.onnx"), providers=["CPUExecutionProvider"])
+    acc = MetricAccumulator(64)
+    for images, targets, visible, heads in iter_batches(split.records[:N], split.image_dir, 64, 3):
+        coords, heatmaps = sess.run(["coords", "heatmaps"], {"image": images})
+        acc.add(coords, heatmaps, targets, visible, heads)
+    want = acc.summary()
+    got = result.rows[3].metrics
+    for key in ("euclidean", "jsd", "num_samples"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5)
+    # INT8 differs from FP32 somewhere, but not wildly.
+    assert result.rows[1].metrics["euclidean"] != got["euclidean"]
+    assert abs(result.rows[1].metrics["euclidean"] - got["euclidean"]) < 0.1
+
+
+def test_cli_json_and_out_file(quantized, synth_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --quantized is split into ./build/split
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--quantized", str(quantized["q"]), "--num-samples", "3", "--fps-frames", "2", "--data-root",
+            str(synth_root), "--emulator", "fast", "--json", "--out", str(out), "--threads", "1",
+            "--work", str(tmp_path / "work")]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["row"] for r in rows] == list(ROWS)
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == rows and saved["emulator"] == "fast"
+    assert (tmp_path / "build" / "split").is_dir()
+
+
+def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):
+    rc = main(["bench", "--checkpoint", str(tmp_path / "missing.pt")])
+    assert rc == 2
+    assert "--plan DIR, --quantized DIR or --checkpoint" in capsys.readouterr().err
+
+
+def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
+    from dpupose import demo
+
+    monkeypatch.chdir(tmp_path)  # the demo caches under ./build
+    rc = demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "2",
+                    "--num-samples", "4", "--fps-frames", "2"])  # fmt: skip
+    assert rc == 0
+    out = tmp_path / "build" / "demo"
+    for name in ("report.md", "report.html", "demo.json", "fps_rows.png", "fps_configs.png", "stages.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    images = sorted((out / "images").glob("sample_*.jpg"))
+    assert len(images) == 2
+    doc = json.loads((out / "demo.json").read_text())
+    assert [r["row"] for r in doc["bench"]["rows"]] == list(ROWS)
+    assert doc["standin_note"] is None
+    assert {c["config"] for c in doc["configurations"]} >= {"u96v2-b1600-pynq", "u96v2-b512"}
+    md = (out / "report.md").read_text()
+    assert "exact" in md and "fast path" in md and "predicted" in md
+    assert np.isfinite(doc["images"]["exact_vs_fast_max_coord_diff"])
+    # A second run reuses the cached quantized model and plan.
+    cached = sorted(p.name for p in (tmp_path / "build" / "quantized").iterdir())
+    assert demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "1",
+                      "--num-samples", "2", "--fps-frames", "2"]) == 0  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "build" / "quantized").iterdir()) == cached

@@ -1,0 +1,136 @@
+"""dpupose.dpu.ops: the IP v4 operator rules, each limit on both sides of its boundary."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from dpupose.dpu.config import load_config
+from dpupose.dpu.ops import ALU_ENGINE, CONV_ENGINE, GraphInfo, activation_support, dpu_support, engine_of
+
+CFG = load_config("u96v2-b1600-pynq")  # B1600: ICP = 10, conv LeakyReLU, no softmax kernel
+
+
+def info(shapes: dict, consts: tuple[str, ...] = (), on_dpu: bool | None = True) -> GraphInfo:
+    return GraphInfo(shapes, {c: np.zeros(shapes[c], np.float32) for c in consts}, lambda _t: on_dpu)
+
+
+def conv(k: int = 3, s: int = 1, cin: int = 8, cout: int = 8, group: int = 1, pads: int | None = None, dil: int = 1):
+    p = (k - 1) // 2 if pads is None else pads
+    node = helper.make_node(
+        "Conv", ["x", "w"], ["y"], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, group=group, dilations=[dil] * 2
+    )
+    shapes = {"x": (1, cin, 32, 32), "w": (cout, cin // group, k, k), "y": (1, cout, 32 // s, 32 // s)}
+    return node, info(shapes, ("w",))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "ok", "words"),
+    [
+        ({"k": 16}, True, "conv 16x16"),
+        ({"k": 17}, False, "kernel [17, 17] outside 1-16"),
+        ({"s": 8}, True, "s8"),
+        ({"s": 9}, False, "stride [9, 9] outside 1-8"),
+        ({"cin": 2560}, True, "conv engine"),
+        ({"cin": 2561}, False, "exceeds 256 x ICP = 2560"),
+        ({"k": 3, "pads": 2}, True, "conv 3x3"),
+        ({"k": 3, "pads": 3}, False, "pad 3 exceeds the dilated kernel - 1 = 2"),
+        ({"k": 3, "pads": 3, "dil": 2}, True, "conv 3x3"),
+        ({"cin": 8, "cout": 8, "group": 8, "k": 5}, True, "depthwise conv 5x5"),
+        ({"cin": 8, "cout": 8, "group": 8, "k": 33, "pads": 16}, False, "top/left pads [16, 16] exceed 15"),
+        ({"cin": 8, "cout": 8, "group": 2}, False, "grouped Conv (groups=2)"),
+    ],
+)
+def test_conv_limits(kwargs, ok, words):
+    node, gi = conv(**kwargs)
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok and words in reason
+
+
+def test_conv_needs_a_constant_weight():
+    node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])
+    assert dpu_support(node, info({"x": (1, 8, 8, 8), "w": (8, 8, 3, 3), "y": (1, 8, 6, 6)}), CFG)[0] is False
+
+
+def test_engines_and_fused_activations():
+    dense, gi = conv()
+    dw, gi_dw = conv(cin=8, cout=8, group=8)
+    assert engine_of(dense, gi) == CONV_ENGINE and engine_of(dw, gi_dw) == ALU_ENGINE
+    leaky_ok = helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256)
+    leaky_bad = helper.make_node("LeakyRelu", ["y"], ["z"], alpha=0.1)
+    assert activation_support(leaky_ok, CONV_ENGINE, CFG)[0]
+    ok, why = activation_support(leaky_bad, CONV_ENGINE, CFG)
+    assert not ok and "slope 0.1" in why and "26/256" in why
+    # u96v2-b1600-pynq builds LeakyReLU into the conv engine only.
+    ok, why = activation_support(leaky_ok, ALU_ENGINE, CFG)
+    assert not ok and "built without it" in why
+    relu6 = helper.make_node("Clip", ["y", "lo", "hi"], ["z"])
+    consts = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0)})
+    assert activation_support(relu6, ALU_ENGINE, CFG, consts) == (True, "ReLU6 (fused)")
+    clip4 = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(4.0)})
+    assert not activation_support(relu6, ALU_ENGINE, CFG, clip4)[0]
+    standalone = helper.make_node("Relu", ["x"], ["y"])
+    ok, why = dpu_support(standalone, info({"x": (1, 8, 8, 8), "y": (1, 8, 8, 8)}), CFG)
+    assert not ok and "standalone" in why
+
+
+def test_softmax_needs_the_softmax_kernel():
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+    gi = info({"x": (1, 16, 3136), "y": (1, 16, 3136)})
+    ok, why = dpu_support(node, gi, CFG)
+    assert not ok and "no softmax kernel" in why
+    assert dpu_support(node, gi, dataclasses.replace(CFG, softmax=True))[0]
+
+
+def test_depth_to_space_is_a_configuration_switch():
+    node = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD")
+    gi = info({"x": (1, 32, 7, 7), "y": (1, 8, 14, 14)})
+    assert dpu_support(node, gi, CFG)[0]
+    ok, why = dpu_support(node, gi, dataclasses.replace(CFG, depth_to_space_on_dpu=False))
+    assert not ok and "depth_to_space_on_dpu = false" in why
+
+
+def test_eltwise_pools_resize_concat_and_the_rest():
+    shapes = {"a": (1, 8, 8, 8), "b": (1, 8, 8, 8), "c": (1, 8, 1, 1), "s": (1, 8, 4, 4), "y": (1, 8, 8, 8)}
+    add = helper.make_node("Add", ["a", "b"], ["y"])
+    assert dpu_support(add, info(shapes), CFG)[0]
+    bcast = info({**shapes, "b": (1, 8, 1, 8)})
+    assert not dpu_support(add, bcast, CFG)[0]
+    mul_c = helper.make_node("Mul", ["a", "c"], ["y"])
+    ok, why = dpu_support(mul_c, info(shapes, ("c",)), CFG)
+    assert ok and "depthwise" in why
+    pool = helper.make_node("MaxPool", ["a"], ["y"], kernel_shape=[3, 3])
+    assert dpu_support(pool, info(shapes), CFG)[0]
+    big = helper.make_node("AveragePool", ["a"], ["y"], kernel_shape=[257, 1])
+    assert not dpu_support(big, info(shapes), CFG)[0]
+    up = {"a": (1, 8, 4, 4), "y": (1, 8, 12, 12)}
+    near = helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="nearest")
+    assert dpu_support(near, info(up), CFG)[0]
+    lin3 = helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="linear")
+    ok, why = dpu_support(lin3, info(up), CFG)
+    assert not ok and "scale 3x3" in why
+    lin2 = helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="linear")
+    assert dpu_support(lin2, info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 8)}), CFG)[0]
+    corners = helper.make_node(
+        "Resize", ["a", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="align_corners"
+    )
+    assert not dpu_support(corners, info(up), CFG)[0]
+    cat_c = helper.make_node("Concat", ["a", "b"], ["y"], axis=1)
+    cat_h = helper.make_node("Concat", ["a", "b"], ["y"], axis=2)
+    assert dpu_support(cat_c, info(shapes, on_dpu=False), CFG)[0]
+    assert dpu_support(cat_h, info(shapes, on_dpu=True), CFG)[0]
+    assert not dpu_support(cat_h, info(shapes, on_dpu=False), CFG)[0]
+    reshape = helper.make_node("Reshape", ["a", "shape"], ["y"])
+    assert dpu_support(reshape, info({**shapes, "shape": (2,)}, ("shape",), on_dpu=True), CFG)[0]
+    assert not dpu_support(reshape, info({**shapes, "shape": (2,)}, ("shape",), on_dpu=False), CFG)[0]
+    for op in ("Sigmoid", "Tanh", "Exp", "ReduceMax"):
+        ok, why = dpu_support(helper.make_node(op, ["a"], ["y"]), info(shapes), CFG)
+        assert not ok and f"{op} is not a DPU operator" in why
+    flat = helper.make_node("Add", ["p", "q"], ["r"])
+    ok, why = dpu_support(flat, info({"p": (1, 32), "q": (1, 32), "r": (1, 32)}), CFG)
+    assert not ok and "4-D" in why
+    custom = helper.make_node("Foo", ["a"], ["y"], domain="com.example")
+    assert not dpu_support(custom, info(shapes), CFG)[0]

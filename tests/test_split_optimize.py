@@ -1,0 +1,96 @@
+"""The cut optimizer and the cost model on cases computed by hand, and the Cortex-A53 model's calibration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from split_models import build
+
+from dpupose.dpu.config import load_config
+from dpupose.split.a53 import REFERENCE, STUDY_FPS_FP32, STUDY_FPS_INT8, A53Model, calibrate
+from dpupose.split.graph import analyze
+from dpupose.split.optimize import ALL_CPU, RULES_ONLY, best, candidates, format_candidates
+
+CFG = load_config("u96v2-b1600-pynq")
+INF = math.inf
+
+# MACs of the test network's convs (split_models: 16 x 16 input):
+# conv1 3->8 3x3 s2: 8*8*8 outputs x 27 taps; conv2 8->8 3x3: 8*8*8 x 72; conv3 8->16 3x3 s2: 16*4*4 x 72;
+# the DSNT MatMul (1, 16, 16) x (16, 2): 32 outputs x 16.
+MACS = {"conv1": 13824, "conv2": 36864, "conv3": 18432, "head/dsnt": 512}
+RATE = 4608e3  # MAC/s: conv1 3 ms, conv2 8 ms, conv3 4 ms, head 0.111 ms on the "CPU"
+
+
+def _cpu_only_macs() -> A53Model:
+    """An A53 model that charges MACs only (no element ops, dispatch, transfers or DPU job overhead)."""
+    return A53Model(RATE, RATE, node_overhead_s=0.0, copy_bandwidth=INF, dpu_job_overhead_s=0.0, element_ops_rate=INF)
+
+
+def test_graph_macs_are_the_hand_counts():
+    g = analyze(build("none"))
+    assert {u.name: g.macs(u) for u in g.units if g.macs(u)} == MACS
+
+
+def test_optimizer_picks_the_cut_computed_by_hand():
+    g = analyze(build("none"))
+    units = {u.name: u.index for u in g.units}
+    dpu_ms = {units["conv1"]: 2.0, units["conv2"]: 2.0, units["conv3"]: 2.0}
+    cands = candidates(g, CFG, {}, dpu_ms, _cpu_only_macs())
+    head = MACS["head/dsnt"] / RATE * 1e3
+    # By hand: (DPU ms, CPU ms) per cut; pipelined FPS = 1000 / max.
+    expected = {
+        RULES_ONLY: (6.0, head),
+        ALL_CPU: (0.0, 15.0 + head),
+        "CPU from conv2": (2.0, 12.0 + head),
+        "CPU from conv3": (4.0, 4.0 + head),
+    }
+    assert {c.label for c in cands} == set(expected)
+    for c in cands:
+        dpu, cpu = expected[c.label]
+        assert c.prediction.dpu_ms == pytest.approx(dpu)
+        assert c.prediction.cpu_ms == pytest.approx(cpu)
+        assert c.prediction.pipelined_fps == pytest.approx(1000 / max(dpu, cpu))
+        assert c.prediction.sequential_fps == pytest.approx(1000 / (dpu + cpu))
+    chosen = best(cands)
+    assert chosen.label == "CPU from conv3"  # 1000 / 4.111 = 243 FPS, vs 167 for the rules alone
+    assert [c.chosen for c in cands].count(True) == 1
+    table = format_candidates(cands)
+    assert "* CPU from conv3" in table and "predicted" in table
+    # With a slower CPU the rules alone win: conv3 on the CPU would take 8 ms > 6 ms on the DPU.
+    slow = A53Model(RATE / 2, RATE / 2, 0.0, INF, 0.0, INF)
+    assert best(candidates(g, CFG, {}, dpu_ms, slow)).label == RULES_ONLY
+
+
+def test_ties_within_tolerance_go_to_fewer_subgraphs():
+    g = analyze(build("sigmoid"))
+    units = {u.name: u.index for u in g.units}
+    # conv1 dominates the DPU time, so moving conv2/conv3 to the CPU changes little but removes subgraphs.
+    dpu_ms = {units["conv1"]: 10.0, units["conv2"]: 0.01, units["conv3"]: 0.01}
+    cands = candidates(g, CFG, {}, dpu_ms, _cpu_only_macs())
+    chosen = best(cands)
+    top = max(c.prediction.pipelined_fps for c in cands)
+    assert chosen.prediction.pipelined_fps >= 0.99 * top
+    assert len(chosen.groups) == min(len(c.groups) for c in cands if c.prediction.pipelined_fps >= 0.99 * top)
+
+
+def test_boundaries_cost_conversions_and_transfers():
+    g = analyze(build("none"))
+    units = {u.name: u.index for u in g.units}
+    a53 = A53Model(INF, INF, 0.0, copy_bandwidth=1e9, dpu_job_overhead_s=0.0, element_ops_rate=1e9)
+    (c,) = [c for c in candidates(g, CFG, {}, {units["conv1"]: 1.0}, a53) if c.label == RULES_ONLY]
+    # image (3*16*16 = 768 floats -> int8: 5 ops + 5 bytes each) and logits (16*4*4 = 256 int8 -> float:
+    # 3 ops + 5 bytes each), at 1e9 ops/s and 1e9 bytes/s; the head's element ops come on top.
+    boundary_ms = (768 * 5 + 768 * 5 + 256 * 3 + 256 * 5) / 1e9 * 1e3
+    assert c.prediction.boundary_ms == pytest.approx(boundary_ms)
+
+
+def test_a53_calibration_reproduces_the_study_rows():
+    a53 = calibrate()
+    macs, ops, nodes = REFERENCE["macs"], REFERENCE["element_ops"], REFERENCE["nodes"]
+    assert a53.compute_s(macs, ops, nodes) == pytest.approx(1 / STUDY_FPS_FP32)
+    assert a53.compute_s(macs, ops, nodes, int8=True) == pytest.approx(1 / STUDY_FPS_INT8)
+    # Effective rates: well below the NEON peak (19.2 GMAC/s), INT8 faster than FP32.
+    assert 1.0e9 < a53.mac_rate_fp32 < a53.mac_rate_int8 < 19.2e9
+    assert a53.mac_rate_fp32 == pytest.approx(1.567e9, rel=1e-3)
+    assert a53.mac_rate_int8 == pytest.approx(3.808e9, rel=1e-3)

@@ -1,0 +1,251 @@
+"""The partitioner on small hand-built QDQ graphs: device assignment and reasons, subgraph files, plan round
+trip, --cpu-from, refusal of float models, and split-vs-unsplit agreement through the runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from split_models import FP, S, build, float_model, save
+
+from dpupose.cli import main
+from dpupose.errors import UsageError
+from dpupose.runtime.backends import RunnerFactory
+from dpupose.runtime.executor import SplitExecutor, as_float_nchw
+from dpupose.split.partition import SplitOptions, split_model
+from dpupose.split.plan import load_plan, save_plan
+
+CONFIG = "u96v2-b1600-pynq"
+
+
+def _split(tmp_path, middle: str, **kw):
+    model = save(middle, tmp_path / f"{middle}.onnx")
+    return model, split_model(SplitOptions(model, CONFIG, tmp_path / f"plan-{middle}", **kw))
+
+
+def _devices(plan) -> list[str]:
+    return [sg.device for sg in plan.subgraphs]
+
+
+def _rows(result) -> dict[str, dict]:
+    return {r["node"]: r for r in result.assignment}
+
+
+def test_unsupported_op_in_the_middle_gives_dpu_cpu_dpu(tmp_path):
+    _, result = _split(tmp_path, "sigmoid")
+    plan = result.plan
+    assert _devices(plan) == ["dpu", "cpu", "dpu", "cpu"]
+    assert [sg.name for sg in plan.subgraphs] == ["dpu0", "cpu0", "dpu1", "cpu1"]
+    rows = _rows(result)
+    assert rows["mid/sigmoid"]["device"] == "cpu" and "Sigmoid is not a DPU operator" in rows["mid/sigmoid"]["reason"]
+    assert rows["head/softmax"]["device"] == "cpu" and "no softmax kernel" in rows["head/softmax"]["reason"]
+    assert {rows[n]["device"] for n in ("conv1", "conv2", "conv3")} == {"dpu"}
+    assert "Sigmoid" in plan.subgraphs[1].reason
+    # Boundaries: DPU subgraphs start with float entering QuantizeLinear and end at DequantizeLinear.
+    dpu0, cpu0, dpu1, cpu1 = plan.subgraphs
+    assert [t.name for t in dpu0.inputs] == ["image"] and [t.name for t in dpu0.outputs] == ["c1"]
+    assert [t.name for t in cpu0.inputs] == ["c1"] and [t.name for t in cpu0.outputs] == ["mid_float"]
+    assert [t.name for t in dpu1.inputs] == ["mid_float"] and [t.name for t in dpu1.outputs] == ["logits"]
+    assert {t.name for t in cpu1.outputs} == {"coords", "heatmaps"}
+    assert dpu0.inputs[0].shape == (1, S, S, 3) and dpu0.inputs[0].layout == "NHWC"
+    assert (dpu0.inputs[0].fix_point, dpu0.outputs[0].fix_point) == (FP["image"], FP["c1"])
+    assert (dpu1.inputs[0].fix_point, dpu1.outputs[0].fix_point) == (FP["mid"], FP["logits"])
+    assert cpu0.inputs[0].dtype == "float32" and cpu0.inputs[0].shape == (1, 8, S // 2, S // 2)
+    for sg in plan.subgraphs:
+        m = onnx.load(str(plan.path(sg.file)))
+        onnx.checker.check_model(m)
+        assert [i.name for i in m.graph.input] == [t.name for t in sg.inputs]
+        assert [o.name for o in m.graph.output] == [t.name for t in sg.outputs]
+        if sg.is_dpu:
+            consumers = {t: [n.op_type for n in m.graph.node if t in n.input] for t in (i.name for i in m.graph.input)}
+            assert all(ops == ["QuantizeLinear"] for ops in consumers.values()), consumers
+            producers = {n.output[0]: n.op_type for n in m.graph.node}
+            assert all(producers[o.name] == "DequantizeLinear" for o in m.graph.output)
+    assert plan.fingerprint == "0x101000016010404" and plan.dpu_config == CONFIG
+    assert plan.input.shape == (1, 3, S, S) and (plan.outputs.coords, plan.outputs.heatmaps) == ("coords", "heatmaps")
+
+
+def test_leaky_relu_slope_decides_the_device(tmp_path):
+    _, wrong = _split(tmp_path, "leaky")
+    assert _devices(wrong.plan) == ["dpu", "cpu", "dpu", "cpu"]
+    rows = _rows(wrong)
+    assert rows["conv2"]["device"] == "cpu" and "slope 0.2" in rows["conv2"]["reason"]
+    assert "26/256" in wrong.plan.subgraphs[1].reason
+    _, right = _split(tmp_path, "leaky_ok")
+    assert _devices(right.plan) == ["dpu", "cpu"]
+    assert _rows(right)["conv2"]["device"] == "dpu"
+
+
+def _unsplit_session(middle: str, optimize: bool = True) -> ort.InferenceSession:
+    """The unsplit model in ONNX Runtime, with the logits exposed as an extra output. optimize=False: no
+    graph optimizations, so every Q/DQ pair rounds where the graph says (ONNX Runtime otherwise folds a
+    DequantizeLinear -> QuantizeLinear requantization into one QuantizeLinear, which skips a rounding)."""
+    model = build(middle)
+    model.graph.output.append(onnx.helper.ValueInfoProto(name="logits"))
+    opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def test_dpu_subgraph_reading_another_dpu_subgraph_gets_an_exact_boundary(tmp_path):
+    _, result = _split(tmp_path, "skip")
+    plan = result.plan
+    assert _devices(plan) == ["dpu", "cpu", "dpu", "cpu"]
+    dpu0, _, dpu1, _ = plan.subgraphs
+    assert [t.name for t in dpu0.outputs] == ["c1"]
+    assert {t.name: t.fix_point for t in dpu1.inputs} == {"c1": FP["c1"], "mid_float": FP["mid"]}
+    m = onnx.load(str(plan.path(dpu1.file)))
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c1"]
+    assert len(q) == 1  # the boundary Q with c1's own scale
+    scale = next(t for t in m.graph.initializer if t.name == q[0].input[1])
+    assert onnx.numpy_helper.to_array(scale) == np.float32(2.0 ** -FP["c1"])
+
+
+def test_requantization_stays_on_the_dpu(tmp_path):
+    _, result = _split(tmp_path, "requant")
+    assert _devices(result.plan) == ["dpu", "cpu"]
+    assert _rows(result)["rq/quantize"] == {
+        "node": "rq/quantize", "op": "Requantize", "device": "dpu", "reason": "requantize (change of fix point)"
+    }  # fmt: skip
+
+
+def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
+    _, result = _split(tmp_path, "pool")
+    assert _devices(result.plan) == ["dpu", "cpu"]
+    assert _rows(result)["mid/pool"]["device"] == "dpu"
+    assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
+    assert result.plan.metadata["warnings"] == result.warnings
+
+
+def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
+    from dpupose.split.a53 import default_model
+    from dpupose.split.cost import predict_plan
+
+    _, result = _split(tmp_path, "skip")
+    again = predict_plan(load_plan(result.folder), default_model())
+    assert again.dpu_ms == pytest.approx(result.prediction.dpu_ms)
+    assert again.cpu_ms == pytest.approx(result.prediction.cpu_ms)
+    assert again.subgraph_ms == pytest.approx(result.prediction.subgraph_ms)
+
+
+@pytest.mark.parametrize("middle", ["sigmoid", "leaky", "skip", "requant"])
+def test_split_run_matches_the_unsplit_model(tmp_path, middle):
+    _, result = _split(tmp_path, middle)
+    plan = load_plan(result.folder)
+    sess = _unsplit_session(middle)
+    strict = _unsplit_session(middle, optimize=False)
+    cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    emu = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all())
+    rng = np.random.default_rng(1)
+    lsb = []
+    for _ in range(8):
+        x = rng.normal(0, 1, (1, 3, S, S)).astype(np.float32)
+        coords, heatmaps, logits = sess.run(["coords", "heatmaps", "logits"], {"image": x})
+        # cpu backend: the same QDQ graph in ONNX Runtime, cut into pieces: the same numbers.
+        out = cpu.infer_tensor(x)
+        np.testing.assert_allclose(out["heatmaps"], heatmaps, atol=1e-6)
+        np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
+        # emulate backend: the DPU's integer arithmetic differs from ONNX Runtime's strict QDQ arithmetic
+        # (no graph optimizations) only where ONNX Runtime rounds an exact tie half to even and the DPU
+        # half up: at most 1 LSB on the int8 logits, at 95% or more of them identical (measured: 98-99.7%).
+        # One logit LSB (2**-3) changes its softmax weight by at most e**0.125; the coords and heatmaps
+        # stay within 0.05 of ONNX Runtime's optimized run (measured: < 0.03).
+        env = {plan.input.name: (x, emu.image_info)}
+        for i in range(len(plan.subgraphs) - 1):
+            emu.run_subgraph(i, env)
+        q, info = env["logits"]
+        coords, heatmaps, logits = strict.run(["coords", "heatmaps", "logits"], {"image": x})
+        lsb.append(np.abs(as_float_nchw(q, info) - logits).ravel() * 2 ** FP["logits"])
+        out = emu.infer_tensor(x)
+        assert np.abs(out["coords"] - coords).max() <= 0.05
+        assert np.abs(out["heatmaps"] - heatmaps).max() <= 0.05
+    cpu.close()
+    emu.close()
+    lsb = np.concatenate(lsb)
+    assert lsb.max() <= 1.0 + 1e-6
+    assert np.mean(lsb == 0) >= 0.95
+
+
+def test_plan_round_trip(tmp_path):
+    _, result = _split(tmp_path, "sigmoid")
+    plan = load_plan(result.folder)
+    assert plan == result.plan
+    data = json.loads((result.folder / "plan.json").read_text())
+    assert data["generated_by"] == "dpupose split"
+    assert [r["node"] for r in data["metadata"]["assignment"]][:2] == ["conv1", "conv2"] or data["metadata"]
+    pred = data["metadata"]["predicted"]
+    assert pred["predicted"] is True and set(pred["dpu_subgraphs"]) == {"dpu0", "dpu1"}
+    again = tmp_path / "again"
+    again.mkdir()
+    for sg in plan.subgraphs:
+        (again / sg.file).write_bytes(plan.path(sg.file).read_bytes())
+    save_plan(plan, again)
+    assert load_plan(again) == plan
+    assert (again / "plan.json").read_text() == (result.folder / "plan.json").read_text()
+
+
+def test_cpu_from_forces_the_node_and_everything_after(tmp_path):
+    _, result = _split(tmp_path, "none", cpu_from="conv2")
+    assert _devices(result.plan) == ["dpu", "cpu"]
+    rows = _rows(result)
+    assert rows["conv1"]["device"] == "dpu"
+    for name in ("conv2", "conv3", "head/softmax"):
+        assert rows[name]["device"] == "cpu" and rows[name]["reason"] == "forced to the CPU (--cpu-from conv2)"
+    assert [t.name for t in result.plan.subgraphs[0].outputs] == ["c1"]
+    # A tensor name selects its producer; a quantized tensor selects the op it quantizes.
+    _, by_tensor = _split(tmp_path, "none", cpu_from="conv3_conv")
+    assert [r["device"] for r in by_tensor.assignment[:3]] == ["dpu", "dpu", "cpu"]
+    # The image input (or its Q/DQ) puts everything on the CPU.
+    _, everything = _split(tmp_path, "none", cpu_from="image")
+    assert _devices(everything.plan) == ["cpu"]
+    with pytest.raises(UsageError, match="no such node"):
+        _split(tmp_path, "none", cpu_from="conv9")
+
+
+def test_without_a_cut_everything_the_dpu_can_run_is_one_subgraph(tmp_path):
+    _, result = _split(tmp_path, "none")
+    assert _devices(result.plan) == ["dpu", "cpu"]
+    assert result.prediction.dpu_ms > 0 and result.prediction.cpu_ms > 0
+    assert result.dpu_estimates["dpu0"].latency_ms == pytest.approx(result.prediction.subgraph_ms["dpu0"])
+
+
+def test_float_model_is_refused_with_what_to_do(tmp_path):
+    path = float_model(tmp_path / "float.onnx")
+    with pytest.raises(UsageError, match="dpupose quantize"):
+        split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert not (tmp_path / "plan").exists()
+
+
+def test_out_folder_safety(tmp_path):
+    model = save("none", tmp_path / "m.onnx")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="not an earlier split plan"):
+        split_model(SplitOptions(model, CONFIG, other))
+    assert (other / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "plan"
+    split_model(SplitOptions(model, CONFIG, out, cpu_from="conv3"))
+    split_model(SplitOptions(model, CONFIG, out))  # an earlier plan is replaced
+    assert _devices(load_plan(out)) == ["dpu", "cpu"]
+    assert sorted(p.name for p in out.iterdir()) == ["cpu0.onnx", "dpu0.onnx", "plan.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):
+    model = save("sigmoid", tmp_path / "m.onnx")
+    rc = main(["split", str(model), "--config", CONFIG, "--out", str(tmp_path / "p"), "--optimize", "--nodes"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "candidates weighed (all times and FPS predicted for the board)" in out
+    chosen = [line for line in out.splitlines() if line.startswith("* ") and not line.startswith("* chosen")]
+    assert len(chosen) == 1
+    assert "CPU because:" in out and "predicted on the board" in out
+    assert load_plan(tmp_path / "p").metadata["optimized"] is True
+    rc = main(["split", str(float_model(tmp_path / "f.onnx")), "--out", str(tmp_path / "q")])
+    assert rc == 2
+    assert "dpupose quantize" in capsys.readouterr().err
