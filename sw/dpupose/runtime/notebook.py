@@ -1,0 +1,89 @@
+"""What the board notebook needs beyond `dpupose run`: one object that opens a plan on a backend, runs
+frames from a source and shows each annotated frame in place in Jupyter (board-safe).
+
+Outside Jupyter (IPython missing) frames are not shown; everything else works the same, which is how the
+notebook is tested on a PC with the emulator backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dpupose.runtime.backends import RunnerFactory, resolve_backend
+from dpupose.runtime.draw import draw_label
+from dpupose.runtime.executor import SplitExecutor
+from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.sinks import FpsMeter, annotate
+from dpupose.runtime.sources import open_source
+from dpupose.split.plan import load_plan
+
+
+class LiveView:
+    """Shows a BGR frame as a JPEG in one Jupyter output that is updated in place."""
+
+    def __init__(self) -> None:
+        try:
+            from IPython.display import Image, display
+        except ImportError:  # not in Jupyter: nothing to show
+            self._handle = None
+            return
+        self._image = Image
+        self._handle = display(None, display_id=True)
+
+    @property
+    def active(self) -> bool:
+        return self._handle is not None
+
+    def show(self, frame_bgr: np.ndarray) -> None:
+        if self._handle is None:
+            return
+        ok, jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            self._handle.update(self._image(data=jpeg.tobytes()))
+
+
+class PoseSession:
+    """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time."""
+
+    def __init__(self, plan: str | Path, backend: str | None = None, overlay: str | Path | None = None) -> None:
+        self.plan = load_plan(plan)
+        self.backend = resolve_backend(backend)
+        self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay)
+        self.executor = SplitExecutor(self.plan, self.factory.create_all())
+        self.fps = FpsMeter()
+        self.frames = 0
+
+    @property
+    def guard(self) -> str:
+        """What the fingerprint check found (board) or that none was made (PC without an overlay)."""
+        report = self.factory.guard
+        return "no overlay given: fingerprints not compared" if report is None else str(report)
+
+    def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
+        with open_source(source) as frames:
+            for frame in frames:
+                if max_frames is not None and self.frames >= max_frames:
+                    break
+                result = self.executor.process(frame)
+                result.image = frame.image
+                fps = self.fps.tick()
+                self.frames += 1
+                annotated = annotate(result, fps)
+                draw_label(annotated, f"backend: {self.backend}", row=1)
+                result.image = annotated
+                if view is not None:
+                    view.show(annotated)
+                yield result
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def __enter__(self) -> PoseSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
