@@ -11,8 +11,6 @@ API: compare(model, board, configs=None, sweep=False) -> list[CompareRow]
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.dpu.graph import DpuGraph, extract_layers, load_model
 from dpupose.dpu.perf import PerfConstants, estimate_graph, load_constants
 from dpupose.dpu.resources import check_fit
+from dpupose.fsio import atomic_path
 
 SWEEP_CORES = (1, 2)
 
@@ -253,15 +252,9 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

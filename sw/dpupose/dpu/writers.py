@@ -14,14 +14,13 @@ API:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import AluParallel, DpuConfig
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.errors import ConfigError
+from dpupose.fsio import write_text
 
 GENERATOR = "dpupose.dpu.writers"
 KERNEL = "DPUCZDX8G"
@@ -40,16 +39,7 @@ def write_if_changed(path: str | Path, text: str) -> bool:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text(path, text)
     return True
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from dpupose.dpu.fingerprint import fingerprint, fingerprint_hex
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import ArtifactError, FingerprintMismatch
+from dpupose.fsio import atomic_path
 from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
 from dpupose.hwbuild.reports import find_report, parse_timing_summary, parse_utilization
 
@@ -56,16 +55,8 @@ def _one(base: Path, pattern: str, what: str) -> Path | None:
 
 def _copy(src: Path, dest: Path) -> None:
     """Copy atomically: `dest` is either absent, the old file or the whole new one."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _check_arch_json(path: Path, cfg: DpuConfig) -> None:

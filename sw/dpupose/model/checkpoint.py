@@ -8,13 +8,13 @@ A checkpoint is a torch.save dict: `format` ("dpupose-checkpoint"), `model` (Pos
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dpupose.errors import CheckpointError
+from dpupose.fsio import atomic_path
 from dpupose.model.pose import ModelConfig, PoseNet
 
 FORMAT = "dpupose-checkpoint"
@@ -23,18 +23,10 @@ FORMAT = "dpupose-checkpoint"
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -6,14 +6,14 @@ mode, maps PixelShuffle to DepthToSpace, and needs no extra packages.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from dpupose.fsio import atomic_path
 
 OPSET = 17
 
@@ -34,15 +34,13 @@ def export_onnx(
     dynamic_axes = None
     if dynamic_batch:
         dynamic_axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 module,
                 example_inputs,
-                tmp,
+                str(tmp),
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=list(input_names),
@@ -50,12 +48,6 @@ def export_onnx(
                 dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
     finally:
         module.train(was_training)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -7,14 +7,13 @@ kernels: int8 activations and weights, per-tensor, MinMax calibration. The outpu
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from dpupose.errors import DataError, ModelFileError
+from dpupose.fsio import atomic_path
 
 
 def quantize_cpu_subgraph(
@@ -54,21 +53,14 @@ def quantize_cpu_subgraph(
             feed = next(self._it, None)
             return None if feed is None else {k: np.asarray(v, np.float32) for k, v in feed.items()}
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name, suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_path) as tmp:
         quantize_static(
             str(fp32_path),
-            tmp,
+            str(tmp),
             _Reader(),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
         )
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out_path

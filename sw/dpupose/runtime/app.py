@@ -9,10 +9,7 @@ disappears, an error), what was produced so far is finalized.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -21,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.errors import DpuposeError, UsageError
+from dpupose.fsio import write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor
 from dpupose.runtime.frames import FrameResult
@@ -93,14 +91,6 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
     if opts.show:
         sinks.append(DisplaySink())
     return sinks
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunSummary:
@@ -198,7 +188,7 @@ def _finish(summary: RunSummary, sinks: list[Sink], source: FrameSource, pipe: P
         summary.stats.dropped = pipe.dropped
     if opts.out is not None:
         path = opts.out / "run.json"
-        _write_json(path, summary.to_dict())
+        write_json(path, summary.to_dict())
         summary.outputs.append(path)
 
 

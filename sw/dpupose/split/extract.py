@@ -12,14 +12,13 @@ Every file is checked with onnx.checker and loaded by ONNX Runtime before it is 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dpupose.errors import ModelFileError
+from dpupose.fsio import atomic_path
 from dpupose.split.assign import Group
 from dpupose.split.graph import QdqGraph
 
@@ -137,16 +136,6 @@ def save_model(model: Any, path: Path) -> Path:
     """Write an ONNX model atomically with ordinary file permissions."""
     import onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return path

@@ -34,11 +34,10 @@ Board-safe: standard library only.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from dpupose.errors import ModelFileError
+from dpupose.fsio import write_json
 from dpupose.split.plan_schema import (
     DEVICES,
     DTYPES,
@@ -353,14 +352,4 @@ def save_plan(plan: Plan, directory: str | Path, check_paths: bool = True) -> Pa
     checked = plan_from_dict(json.loads(json.dumps(data)), f"plan for {directory}", root=directory)
     if check_paths:
         check_files(checked, f"plan for {directory}")
-    path = directory / PLAN_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".plan.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_json(directory / PLAN_FILE, data)

@@ -1,0 +1,31 @@
+"""Atomic output: the destination is either the old file or the whole new one."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from dpupose.fsio import atomic_path, write_json, write_text
+
+
+def test_success_replaces_with_usual_permissions(tmp_path):
+    path = tmp_path / "sub" / "out.txt"
+    write_text(path, "old")
+    write_text(path, "new")
+    assert path.read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert os.listdir(path.parent) == ["out.txt"]  # no temporary file left
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "plan.json"
+    write_json(path, {"version": 1})
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert path.read_text() == '{\n  "version": 1\n}\n'
+    assert os.listdir(tmp_path) == ["plan.json"]
