@@ -128,8 +128,19 @@ class Interrupted(FrameSource):
         self.closed = True
 
 
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler, as a user at a terminal has: a process started in the background by a
+    non-interactive shell (as CI may) ignores SIGINT, and Python then installs none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("mode", [[], ["--pipeline"]])
-def test_ctrl_c_keeps_and_finalizes_outputs(plan_dir: Path, tmp_path: Path, monkeypatch, mode, capsys) -> None:
+def test_ctrl_c_keeps_and_finalizes_outputs(
+    plan_dir: Path, tmp_path: Path, monkeypatch, mode, capsys, sigint_raises
+) -> None:
     source = Interrupted(50, at=5)
     monkeypatch.setattr(app, "open_source", lambda spec, **kw: source)
     out = tmp_path / "out"

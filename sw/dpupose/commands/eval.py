@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
-    split = load_data(args.data, "valid", args.data_root)
-    model, _ = load_checkpoint(args.checkpoint)
+    model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
+    split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records
     size = model.config.input_size
     if args.engine == "fp32":

@@ -37,7 +37,13 @@ def synthetic_root(split: str, count: int, seed: int = DEFAULT_SYNTH_SEED, cache
         num_train=count if split == "train" else 0,
         num_valid=count if split == "valid" else 0,
     )
-    root = (cache or SYNTH_CACHE) / f"synthetic-{split}-s{seed}-n{count}-v{spec.version}"
+    cache = cache or SYNTH_CACHE
+    # Scene i is the same in every root of this seed and version: a larger cached root serves too.
+    for existing in sorted(cache.glob(f"synthetic-{split}-s{seed}-n*-v{spec.version}")):
+        n = existing.name.split("-n")[-1].split("-v")[0]
+        if n.isdigit() and int(n) >= count and (existing / "synthetic.json").is_file():
+            return existing
+    root = cache / f"synthetic-{split}-s{seed}-n{count}-v{spec.version}"
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -67,4 +73,6 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
             raise UsageError("--data mpii needs --data-root DIR (images/ and annot/*.json or the official .mat)")
         root = Path(data_root)
     records = load_split(root, split)
+    if kind == "synthetic" and count is not None:
+        records = records[:count]
     return Split(records=records, image_dir=root / "images", root=root)
