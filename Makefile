@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test test-all demo bench compare quantize run sdcard deploy hw hw-check clean
+.PHONY: help setup lint format test demo bench compare quantize run sdcard deploy hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
