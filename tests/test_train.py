@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import dpupose.train as train_mod
-from dpupose.errors import CheckpointError, UsageError
+from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dpupose.train import TrainConfig, train
 
@@ -127,3 +127,23 @@ def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert state["args"]["max_steps_per_epoch"] == 2
+
+
+def test_missing_images_and_worker_errors_are_one_line(synth_root, tmp_path):
+    import shutil
+
+    from dpupose.cli import one_line
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    victim = sorted((root / "images").glob("train_*.jpg"))[3]
+    victim.unlink()
+    with pytest.raises(DataError, match=f"1 of 24 annotated images are missing.*{victim.name}"):
+        train(tiny(root, tmp_path / "run", epochs=1))
+    assert not (tmp_path / "run" / "last.pt").exists()
+    wrapped = (
+        "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\ndpupose.errors.DataError: image a.jpg cannot be decoded; replace it\n'
+    )
+    assert one_line(wrapped) == "image a.jpg cannot be decoded; replace it"
+    assert one_line("plain message") == "plain message"

@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """The user's message without the worker traceback torch's DataLoader wraps around errors it re-raises."""
+    if "Original Traceback" in message:
+        lines = [line for line in message.strip().splitlines() if line.strip()]
+        last = lines[-1]
+        # The last line is "module.ErrorType: message" as the worker printed it.
+        return last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ", 1)[0] else last
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except DpuposeError as exc:
-        print(f"dpupose: error: {exc}", file=sys.stderr)
+        print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dpupose: interrupted", file=sys.stderr)

@@ -18,6 +18,16 @@ from dpupose.data.transforms import Augment, crop_person, normalize, to_normaliz
 from dpupose.errors import DataError
 
 
+def check_images(records: list[PoseRecord], image_dir: Path) -> None:
+    """Fail before any work starts when annotated images are missing."""
+    missing = [r.image for r in records if not (image_dir / r.image).is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(records)} annotated images are missing from {image_dir} "
+            f"(first: {missing[0]}); check --data-root (images/ must hold every annotated image)"
+        )
+
+
 def read_rgb(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -40,6 +50,7 @@ class PoseDataset(Dataset):
             raise DataError("the data set is empty")
         self.records = records
         self.image_dir = Path(image_dir)
+        check_images(records, self.image_dir)
         self.input_size = input_size
         self.augment = augment
         self.seed = seed

@@ -20,8 +20,9 @@ Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def iter_batches(records: list[PoseRecord], image_dir, input_size: int, batch_size: int):
     """(images (N,3,S,S) float32, targets (N,16,2), visible (N,16), head sizes (N,) crop px) per batch."""
-    from dpupose.data.dataset import read_rgb
+    from dpupose.data.dataset import check_images, read_rgb
 
+    check_images(records, image_dir)
     for start in range(0, len(records), batch_size):
         imgs, tgts, viss, heads = [], [], [], []
         for rec in records[start : start + batch_size]:
