@@ -31,9 +31,10 @@ def read_all(info) -> bytes:
 
 @pytest.fixture
 def raw(tmp_path):
-    data = os.urandom(300_000) + bytes(500_000) + b"end"
+    data = bytearray(os.urandom(300_000) + bytes(500_000) + b"end")
+    data[510:512] = b"\x55\xaa"  # a partition table's signature, as every SD card image has
     path = tmp_path / "x.img"
-    path.write_bytes(data)
+    path.write_bytes(bytes(data))
     return path
 
 
@@ -128,3 +129,15 @@ def test_raw_gzip_missing_and_empty(raw, tmp_path):
     empty.touch()
     with pytest.raises(ImageError, match="empty"):
         open_image(empty)
+
+
+def test_a_file_without_partition_table_is_not_an_image(tmp_path):
+    model = tmp_path / "model.img"
+    model.write_bytes(os.urandom(4096))
+    with pytest.raises(ImageError, match="does not look like an SD card image"):
+        open_image(model)
+    z = tmp_path / "other.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("disk.img", b"not a disk" * 100)
+    with pytest.raises(ImageError, match="no partition table"):
+        open_image(z)

@@ -46,8 +46,31 @@ class ImageInfo:
         return f"{self.path}{inner}: {self.kind.value}, {self.size} bytes raw"
 
 
+MBR_SIGNATURE = b"\x55\xaa"  # bytes 510-511 of a DOS partition table (GPT keeps one as protective MBR)
+
+
+def check_partition_table(info: ImageInfo) -> None:
+    """An SD card image starts with a partition table; anything else (a model, an archive of other
+    files, a half-downloaded page) is refused before it can be written to a card."""
+    buf = bytearray(512)
+    with image_stream(info) as stream:
+        n = read_chunk(stream, buf, info)
+    if n < 512 or bytes(buf[510:512]) != MBR_SIGNATURE:
+        raise ImageError(
+            f"{info.path} does not look like an SD card image (no partition table in its first sector): "
+            "use the PYNQ image for the Ultra96-V2 (.img, .img.xz or .zip)"
+        )
+
+
 def open_image(path: str | Path) -> ImageInfo:
-    """Identify an image file by its first bytes and find its raw size; ImageError if unusable."""
+    """Identify an image file by its first bytes, find its raw size and check that it starts with a
+    partition table; ImageError if unusable."""
+    info = _identify(path)
+    check_partition_table(info)
+    return info
+
+
+def _identify(path: str | Path) -> ImageInfo:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image {path} does not exist")
