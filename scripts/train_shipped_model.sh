@@ -3,8 +3,8 @@
 # describes, in three stages that each start from the previous stage's best weights (the network is fully
 # convolutional, so weights carry over between input sizes; small inputs make the early epochs cheap):
 #   1. 128x128 input,  8 epochs, Adam, cosine learning rate from 1e-3
-#   2. 160x160 input, 16 epochs, cosine from 1e-3 again (a warm restart)
-#   3. 224x224 input,  2 epochs, cosine from 2e-4 (adapts to the deployed input size)
+#   2. 160x160 input, 11 epochs, cosine from 1e-3 again (a warm restart)
+#   3. 224x224 input,  1 epoch,  cosine from 2e-4 (adapts to the deployed input size)
 # Several hours on 2 CPU cores. Resumable: run it again after an interruption and each stage continues
 # where it stopped (finished stages are skipped).
 set -euo pipefail
@@ -23,5 +23,5 @@ stage() {  # stage OUT ARGS... : start, or resume if a run is there
 
 common=(--data synthetic --batch-size 32 --schedule cosine --threads 2)
 stage "$RUNS/synth-128" "${common[@]}" --input-size 128 --epochs 8 --lr 1e-3
-stage "$RUNS/synth-160" "${common[@]}" --input-size 160 --epochs 16 --lr 1e-3 --init "$RUNS/synth-128/best.pt"
-stage "$RUNS/synth-224" "${common[@]}" --input-size 224 --epochs 2 --lr 2e-4 --init "$RUNS/synth-160/best.pt"
+stage "$RUNS/synth-160" "${common[@]}" --input-size 160 --epochs 11 --lr 1e-3 --init "$RUNS/synth-128/best.pt"
+stage "$RUNS/synth-224" "${common[@]}" --input-size 224 --epochs 1 --lr 2e-4 --init "$RUNS/synth-160/best.pt"
