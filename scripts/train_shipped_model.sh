@@ -25,3 +25,5 @@ common=(--data synthetic --batch-size 32 --schedule cosine --threads 2)
 stage "$RUNS/synth-128" "${common[@]}" --input-size 128 --epochs 8 --lr 1e-3
 stage "$RUNS/synth-160" "${common[@]}" --input-size 160 --epochs 11 --lr 1e-3 --init "$RUNS/synth-128/best.pt"
 stage "$RUNS/synth-224" "${common[@]}" --input-size 224 --epochs 1 --lr 2e-4 --init "$RUNS/synth-160/best.pt"
+# The shipped file: the 224 stage's best weights without optimizer state.
+"$DPUPOSE" export --checkpoint "$RUNS/synth-224/best.pt" --out models/dpupose-synth/model.pt --force

@@ -147,3 +147,38 @@ def test_missing_images_and_worker_errors_are_one_line(synth_root, tmp_path):
     )
     assert one_line(wrapped) == "image a.jpg cannot be decoded; replace it"
     assert one_line("plain message") == "plain message"
+
+
+def test_export_keeps_weights_and_drops_training_state(tmp_path):
+    from dpupose.commands.export import export_checkpoint
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.rand(2, 3, 64, 64))[0].sum().backward()
+    opt.step()  # Adam state: two moments per parameter, twice the weights' size
+    src = tmp_path / "best.pt"
+    save_checkpoint(
+        {"model": net.state_dict(), "model_config": net.config.to_dict(), "optimizer": opt.state_dict(),
+         "scheduler": {}, "epoch": 3, "step_in_epoch": 0, "history": [{"epoch": 3, "pckh@0.5": 0.5}]},
+        src,
+    )  # fmt: skip
+    out = tmp_path / "ship" / "model.pt"
+    export_checkpoint(str(src), str(out))
+    state = read_checkpoint(out)
+    assert "optimizer" not in state and "scheduler" not in state
+    assert state["epoch"] == 3 and state["history"][-1]["pckh@0.5"] == 0.5
+    assert out.stat().st_size < src.stat().st_size / 2
+    model, _ = load_checkpoint(out)
+    for k, v in net.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+    with pytest.raises(UsageError, match="exists"):
+        export_checkpoint(str(src), str(out))
+    bad = tmp_path / "bad.pt"
+    sd = net.state_dict()
+    sd["dpu_part.head.weight"] = torch.zeros(3, 3, 1, 1)
+    save_checkpoint({"model": sd, "model_config": net.config.to_dict()}, bad)
+    with pytest.raises(CheckpointError, match="does not match"):
+        export_checkpoint(str(bad), str(tmp_path / "never.pt"))
+    assert not (tmp_path / "never.pt").exists()

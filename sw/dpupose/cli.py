@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "train",
     "eval",
+    "export",
     "quantize",
     "deploy_check",
     "dpu",

@@ -1,0 +1,50 @@
+"""`dpupose export`: a training checkpoint reduced to what inference needs (weights and provenance)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="strip a training checkpoint down to its weights (for shipping a model)",
+        description="Write a copy of a `dpupose train` checkpoint without the optimizer and scheduler state "
+        "(about a third of the size): model weights, model configuration, the epoch, the validation history "
+        "and the training arguments. Every command that takes --checkpoint reads it; it cannot be resumed.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `dpupose train` (best.pt, last.pt)")
+    p.add_argument("--out", required=True, help="the file to write (e.g. models/NAME/model.pt)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+KEEP = ("model", "model_config", "epoch", "history", "best_val_loss", "args")
+
+
+def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
+    """Write the weights-only copy of `src` to `out`; returns what was written (without `format`)."""
+    from pathlib import Path
+
+    from dpupose.errors import UsageError
+    from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
+
+    if Path(out).exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    if Path(out).resolve() == Path(src).resolve():
+        raise UsageError("--out must differ from --checkpoint")
+    state = read_checkpoint(src)
+    model_from_state(state, src)  # refuses weights that do not fit the model before anything is written
+    slim = {k: state[k] for k in KEEP if k in state}
+    slim["exported_from"] = Path(src).name
+    save_checkpoint(slim, out)
+    return slim
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    slim = export_checkpoint(args.checkpoint, args.out, args.force)
+    size = os.path.getsize(args.out) / 1e6
+    print(f"wrote {args.out} ({size:.1f} MB; epoch {slim.get('epoch', '?')}, weights only)")
+    return 0
