@@ -5,7 +5,7 @@
 #   scripts/vitis_ai_quantize.sh --checkpoint CKPT --arch ARCH_JSON --out DIR \
 #       [--calib-data synthetic|mpii] [--data-root DIR] [--num-calib N] [--target NAME] [--name NAME] [--dry-run]
 #
-# 1. host: `python -m dpupose.quant.vai_q prepare` writes DIR/work/calib.npy and DIR/work/model.pt
+# 1. host: `python -m dpupose.quant.vai_q prepare` writes DIR/staging/calib.npy and DIR/staging/model.pt
 #    (calibration crops from this project's data sets, a plain state dict);
 # 2. container (project at /workspace/dpupose read-only, DIR at /workspace/out, the arch.json folder at
 #    /workspace/arch): `python -m dpupose.quant.vai_q run` (calib -> test -> export_xmodel, writes
@@ -53,11 +53,11 @@ out="$(cd "$out" && pwd)"
 arch_dir="$(cd "$(dirname "$arch")" && pwd)"
 arch_name="$(basename "$arch")"
 
-prepare=("$python" -m dpupose.quant.vai_q prepare --checkpoint "$checkpoint" --work "$out/work"
+prepare=("$python" -m dpupose.quant.vai_q prepare --checkpoint "$checkpoint" --work "$out/staging"
          --calib-data "$calib_data" --num-calib "$num_calib")
 [ -n "$data_root" ] && prepare+=(--data-root "$data_root")
 
-run_args="--work /workspace/out/work --out /workspace/out"
+run_args="--work /workspace/out/staging --out /workspace/out"
 [ -n "$target" ] && run_args="$run_args --target $target"
 inner="source /opt/vitis_ai/conda/etc/profile.d/conda.sh && conda activate $conda_env \
 && export PYTHONPATH=/workspace/dpupose/sw PYTHONDONTWRITEBYTECODE=1 \

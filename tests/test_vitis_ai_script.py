@@ -39,14 +39,14 @@ def test_dry_run_prints_the_host_and_docker_commands(inputs, tmp_path):
     assert res.returncode == 0, res.stderr
     host, docker = (shlex.split(line) for line in res.stdout.strip().splitlines())
     assert host[1:4] == ["-m", "dpupose.quant.vai_q", "prepare"]
-    assert host[host.index("--work") + 1] == str(tmp_path / "o" / "work")
+    assert host[host.index("--work") + 1] == str(tmp_path / "o" / "staging")
     assert docker[:3] == ["docker", "run", "--rm"]
     assert f"{SCRIPT.parents[1]}:/workspace/dpupose:ro" in docker
     assert f"{tmp_path / 'o'}:/workspace/out" in docker and f"{arch.parent}:/workspace/arch:ro" in docker
     assert "xilinx/vitis-ai-cpu:2.5" in docker
     inner = docker[-1]
     assert "conda activate vitis-ai-pytorch" in inner
-    assert "python -m dpupose.quant.vai_q run --work /workspace/out/work --out /workspace/out" in inner
+    assert "python -m dpupose.quant.vai_q run --work /workspace/out/staging --out /workspace/out" in inner
     assert "--target DPUCZDX8G_ISA1_B1600" in inner
     assert "vai_c_xir -x /workspace/out/DpuPart_int.xmodel -a /workspace/arch/arch.json" in inner
     assert inner.endswith("-o /workspace/out/compiled -n pose")
@@ -83,14 +83,14 @@ def test_full_flow_with_a_recording_docker(inputs, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "compiled model:" in res.stdout and (out / "compiled" / "dpupose.xmodel").is_file()
     assert log.read_text().splitlines()[:2] == ["run", "--rm"]
-    calib = np.load(out / "work" / "calib.npy")
+    calib = np.load(out / "staging" / "calib.npy")
     assert calib.shape == (3, 3, TINY.input_size, TINY.input_size) and calib.dtype == np.float32
-    state = torch.load(out / "work" / "model.pt")
+    state = torch.load(out / "staging" / "model.pt")
     assert state["model_config"] == TINY.to_dict()
 
 
 def test_container_step_runs_from_the_work_folder(inputs, tmp_path, monkeypatch):
-    """`run` rebuilds the model from work/ and drives vai_q (here a minimal stand-in)."""
+    """`run` rebuilds the model from the staging folder and drives vai_q (here a minimal stand-in)."""
     ckpt, _, synth_root = inputs
     work = vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2)
     seen = {}

@@ -126,7 +126,7 @@ def prepare(
     batch_size: int = 8,
     seed: int = 0,
 ) -> Path:
-    """Host side: write work/calib.npy (N, 3, S, S float32) and work/model.pt (state dict + config)."""
+    """Host side: write calib.npy (N, 3, S, S float32) and model.pt into `work` (state dict + config)."""
     import torch
 
     from dpupose.model.checkpoint import load_checkpoint
