@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from dpupose.fsio import atomic_path, write_json, write_text
+from dpupose.fsio import atomic_dir, atomic_path, write_json, write_text
 
 
 def test_success_replaces_with_usual_permissions(tmp_path):
@@ -29,3 +29,22 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         raise RuntimeError("crash while writing")
     assert path.read_text() == '{\n  "version": 1\n}\n'
     assert os.listdir(tmp_path) == ["plan.json"]
+
+
+def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "plan"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.onnx").write_text("first")
+        (tmp / "sub").mkdir()
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "b.onnx").write_text("half")
+        raise RuntimeError("crash while writing")
+    assert sorted(p.name for p in out.iterdir()) == ["a.onnx", "sub"]  # the first folder, untouched
+    with atomic_dir(out) as tmp:
+        (tmp / "b.onnx").write_text("second")
+    assert [p.name for p in out.iterdir()] == ["b.onnx"]  # nothing of the old folder mixed in
+    assert os.listdir(tmp_path) == ["plan"]  # no temporary or old folder left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((out / "b.onnx").stat().st_mode) == 0o666 & ~umask

@@ -2,13 +2,15 @@
 
 `atomic_path(path)` yields a temporary path in the destination folder; when the block ends normally the
 file gets the usual permissions (0666 less the umask) and replaces `path` in one rename, otherwise it is
-removed. A crash never leaves a half-written checkpoint, model, plan or report behind.
+removed. A crash never leaves a half-written checkpoint, model, plan or report behind. `atomic_dir(path)`
+does the same for a whole folder (a quantized model, a split plan).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,31 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling folder to fill; on success it replaces `path` (an existing folder there is
+    removed only after the new one is in place), on failure it disappears and `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        for p in [tmp, *tmp.rglob("*")]:  # mkdtemp/mkstemp create owner-only entries
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

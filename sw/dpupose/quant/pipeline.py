@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.errors import CheckpointError, ToolNotFoundError, UsageError
+from dpupose.fsio import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +50,12 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"{out} exists and is not an earlier `dpupose quantize` result; choose another --out")
 
 
-def _public_modes(folder: Path) -> None:
-    """mkdtemp/mkstemp create owner-only files; give the result the modes a plain write would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for p in [folder, *folder.rglob("*")]:
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
-
-
 @contextmanager
 def staged_dir(out: Path) -> Iterator[Path]:
     """A temporary folder that becomes `out` when the block succeeds and disappears when it fails."""
     _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         yield tmp
-        _public_modes(tmp)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_fp32(model, size: int, folder: Path) -> None:

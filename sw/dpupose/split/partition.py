@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dpupose.errors import ModelFileError, UsageError
+from dpupose.fsio import atomic_dir
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, load_onnx
 from dpupose.split.plan import (
@@ -192,9 +190,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     groups = chosen.groups
 
     warnings: list[str] = []
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{opts.out.name}.", suffix=".tmp", dir=opts.out.parent))
-    try:
+    with atomic_dir(opts.out) as tmp:
         subgraphs = []
         estimates = {}
         for grp in groups:
@@ -243,10 +239,6 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
             metadata=metadata,
         )
         save_plan(plan, tmp)
-        _replace_dir(tmp, opts.out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     from dpupose.split.plan import load_plan
 
     result = SplitResult(load_plan(opts.out), opts.out, rows, prediction, estimates, cands, warnings)
@@ -265,19 +257,6 @@ def _emulator_warning(path: Path, name: str) -> list[str]:
         log.warning("%s", msg)
         return [msg]
     return []
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_prediction(result: SplitResult) -> None:
