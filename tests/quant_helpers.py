@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpupose.model.pose import ModelConfig, PoseNet, build_model
+from dpupose.eval.prepare import sane_random_model
+from dpupose.model.pose import ModelConfig, PoseNet
 
 # A small network of the real structure: 64 px input, 0.35 width, 32 decoder channels.
 TINY = ModelConfig(input_size=64, width_mult=0.35, decoder_channels=32)
@@ -18,19 +19,7 @@ TINY = ModelConfig(input_size=64, width_mult=0.35, decoder_channels=32)
 
 def sane_model(cfg: ModelConfig = TINY, seed: int = 0) -> PoseNet:
     """Random weights, BatchNorm statistics measured on random images so activations stay O(1)."""
-    torch.manual_seed(seed)
-    model = build_model(cfg).train()
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.momentum = None
-            mod.reset_running_stats()
-            with torch.no_grad():
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, 3, cfg.input_size, cfg.input_size))
-    return model.eval()
+    return sane_random_model(cfg, seed)
 
 
 def save_checkpoint(model: PoseNet, path: Path) -> Path:

@@ -102,28 +102,36 @@ class _torch_threads:
             torch.set_num_threads(self.old)
 
 
-def standin_checkpoint(path: Path, input_size: int = 224, seed: int = 0) -> Path:
-    """A randomly initialised checkpoint with measured BatchNorm statistics (module docstring)."""
+def sane_random_model(cfg, seed: int = 0):
+    """A PoseNet with random weights whose BatchNorm statistics are measured on random images, so that
+    activations stay O(1) through the network (a plain random init saturates INT8 within a few layers)."""
     import torch
 
+    from dpupose.model.pose import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(cfg).train()
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = None  # cumulative average over the passes below
+            mod.reset_running_stats()
+            with torch.no_grad():
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, 3, cfg.input_size, cfg.input_size))
+    return model.eval()
+
+
+def standin_checkpoint(path: Path, input_size: int = 224, seed: int = 0) -> Path:
+    """A randomly initialised checkpoint with measured BatchNorm statistics (module docstring)."""
     from dpupose.model.checkpoint import save_checkpoint
-    from dpupose.model.pose import ModelConfig, build_model
+    from dpupose.model.pose import ModelConfig
 
     if path.is_file():
         return path
     with _torch_threads(1):
-        torch.manual_seed(seed)
-        model = build_model(ModelConfig(input_size=input_size)).train()
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.momentum = None  # cumulative average over the passes below
-                mod.reset_running_stats()
-                with torch.no_grad():
-                    mod.weight.uniform_(0.5, 1.5)
-                    mod.bias.uniform_(-0.2, 0.2)
-        with torch.no_grad():
-            for _ in range(2):
-                model(torch.randn(4, 3, input_size, input_size))
-        model.eval()
+        model = sane_random_model(ModelConfig(input_size=input_size), seed)
         state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "epoch": 0, "standin": True}
         return save_checkpoint(state, path)
