@@ -23,6 +23,20 @@ class TclListError(ArtifactError):
     """Text that is not a well-formed Tcl list."""
 
 
+def _word(text: str, j: int, stop: str) -> tuple[str, int]:
+    """Characters from j up to the first one in `stop` (or the end), backslash sequences substituted;
+    returns the word and the index of the stopping character."""
+    word = []
+    while j < len(text) and text[j] not in stop:
+        if text[j] == "\\":
+            sub, j = _backslash(text, j)
+            word.append(sub)
+        else:
+            word.append(text[j])
+            j += 1
+    return "".join(word), j
+
+
 def _backslash(text: str, i: int) -> tuple[str, int]:
     """Substitute the backslash sequence starting at text[i] == '\\'; returns (replacement, next index)."""
     if i + 1 >= len(text):
@@ -74,29 +88,14 @@ def split_list(text: str) -> list[str]:
             out.append(text[i + 1 : j - 1])
             i = j
         elif c == '"':
-            word, j = [], i + 1
-            while j < n and text[j] != '"':
-                if text[j] == "\\":
-                    sub, j = _backslash(text, j)
-                    word.append(sub)
-                else:
-                    word.append(text[j])
-                    j += 1
+            word, j = _word(text, i + 1, '"')
             if j >= n:
                 raise TclListError(f"unmatched open quote in list: {text!r}")
-            out.append("".join(word))
+            out.append(word)
             i = j + 1
         else:
-            word, j = [], i
-            while j < n and text[j] not in _SPACE:
-                if text[j] == "\\":
-                    sub, j = _backslash(text, j)
-                    word.append(sub)
-                else:
-                    word.append(text[j])
-                    j += 1
-            out.append("".join(word))
-            i = j
+            word, i = _word(text, i, _SPACE)
+            out.append(word)
             continue
         if i < n and text[i] not in _SPACE:
             raise TclListError(f"list element in {'braces' if c == '{' else 'quotes'} followed by {text[i]!r}")
