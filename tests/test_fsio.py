@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
 import pytest
 
-from dpupose.fsio import atomic_dir, atomic_path, write_json, write_text
+from dpupose.fsio import atomic_dir, atomic_path, sha256_file, write_json, write_text
 
 
 def test_success_replaces_with_usual_permissions(tmp_path):
@@ -48,3 +49,12 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
     assert stat.S_IMODE((out / "b.onnx").stat().st_mode) == 0o666 & ~umask
+
+
+def test_sha256_file_reads_past_its_block_size(tmp_path):
+    data = bytes(range(256)) * 8193  # 2 MiB + 256 bytes: three blocks, the last one short
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -10,7 +10,8 @@ import pytest
 import tinyplan
 
 from dpupose.errors import ModelFileError
-from dpupose.split.plan import PLAN_FILE, PLAN_VERSION, file_sha256, load_plan, plan_from_dict, save_plan
+from dpupose.fsio import sha256_file
+from dpupose.split.plan import PLAN_FILE, PLAN_VERSION, load_plan, plan_from_dict, save_plan
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_missing_subgraph_file(tmp_path: Path) -> None:
 def test_file_from_another_split_is_detected_by_sha256(tmp_path: Path) -> None:
     tinyplan.write_split_plan(tmp_path)
     data = json.loads((tmp_path / PLAN_FILE).read_text())
-    data["subgraphs"][0]["sha256"] = file_sha256(tmp_path / "dpu0.onnx")
+    data["subgraphs"][0]["sha256"] = sha256_file(tmp_path / "dpu0.onnx")
     (tmp_path / PLAN_FILE).write_text(json.dumps(data))
     load_plan(tmp_path)
     other = tmp_path / "other"

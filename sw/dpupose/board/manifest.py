@@ -6,7 +6,6 @@ the dpupose folder) for `sha256sum -c` on the board.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,16 +14,9 @@ from typing import Any
 
 from dpupose import __version__
 from dpupose.errors import ArtifactError
+from dpupose.fsio import sha256_file
 
 FORMAT = "dpupose-staged/1"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.split.plan import BoundaryTensor, Plan, Subgraph, file_sha256, load_plan, save_plan
+from dpupose.fsio import sha256_file
+from dpupose.split.plan import BoundaryTensor, Plan, Subgraph, load_plan, save_plan
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def int8_cpu_plan(plan: Plan, out: Path, calib_images: list[np.ndarray]) -> Plan
         with quiet_ort_quantization():
             quantize_cpu_subgraph(src, target, feeds)
         reason = f"{sg.reason} (ONNX Runtime static INT8)" if sg.reason else "ONNX Runtime static INT8"
-        subgraphs.append(dataclasses.replace(sg, file=target.name, sha256=file_sha256(target), reason=reason))
+        subgraphs.append(dataclasses.replace(sg, file=target.name, sha256=sha256_file(target), reason=reason))
     variant = dataclasses.replace(plan, subgraphs=tuple(subgraphs), generated_by=GENERATED_BY, root=None)
     save_plan(variant, out)
     return load_plan(out)
@@ -124,7 +125,7 @@ def whole_model_plan(model: Path, out: Path, like: Plan, name: str) -> Plan:
         inputs=(BoundaryTensor(like.input.name, (1, 3, size, size), "NCHW", "float32", None),),
         outputs=tuple(tensor(n, shapes[n]) for n in outputs),
         reason="the whole model on the CPU",
-        sha256=file_sha256(target),
+        sha256=sha256_file(target),
     )
     plan = dataclasses.replace(like, subgraphs=(sg,), generated_by=GENERATED_BY, metadata={}, root=None)
     save_plan(plan, out)

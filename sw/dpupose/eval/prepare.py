@@ -18,7 +18,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dpupose.split.plan import file_sha256
+from dpupose.fsio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Pa
     from dpupose.quant.pipeline import QuantizeConfig, quantize
 
     settings = settings or QuantSettings()
-    key = _key(file_sha256(checkpoint), json.dumps(asdict(settings), sort_keys=True))
+    key = _key(sha256_file(checkpoint), json.dumps(asdict(settings), sort_keys=True))
     out = cache / "quantized" / f"{checkpoint.stem}-{key}"
     if (out / "summary.json").is_file() and (out / "model_qdq.onnx").is_file():
         log.info("using the cached quantized model %s", out)
@@ -75,7 +75,7 @@ def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: P
     if (out / "plan.json").is_file():
         try:
             plan = load_plan(out)
-            if plan.model.sha256 == file_sha256(model) and plan.dpu_config == config:
+            if plan.model.sha256 == sha256_file(model) and plan.dpu_config == config:
                 log.info("using the cached split plan %s", out)
                 return out
         except ModelFileError:

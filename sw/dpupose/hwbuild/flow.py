@@ -23,7 +23,6 @@ API:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -37,6 +36,7 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import UsageError
+from dpupose.fsio import sha256_file
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
@@ -48,14 +48,6 @@ from dpupose.hwbuild.runner import run_tool
 from dpupose.hwbuild.tools import ToolInfo
 
 log = logging.getLogger(__name__)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -140,10 +132,10 @@ def _platform_inputs(ctx: BuildContext) -> dict[str, str]:
     repo = _board_repo(ctx)
     assert ctx.board_files is not None  # _board_repo checked it
     return {
-        "params.tcl": sha256(p.params),
-        "platform.xdc": sha256(p.xdc),
-        "platform.tcl": sha256(p.platform_tcl),
-        "board.xml": sha256(ctx.board_files.board_xml),
+        "params.tcl": sha256_file(p.params),
+        "platform.xdc": sha256_file(p.xdc),
+        "platform.tcl": sha256_file(p.platform_tcl),
+        "board.xml": sha256_file(ctx.board_files.board_xml),
         "board_repo": str(repo),
         "vivado": ctx.tool("vivado").banner,
     }
@@ -161,9 +153,9 @@ def _kernel_inputs(ctx: BuildContext) -> dict[str, str]:
     if ctx.trd is None:
         raise UsageError("the kernel step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
     return {
-        "params.tcl": sha256(p.params),
-        "dpu_conf.vh": sha256(p.dpu_conf),
-        "kernel.tcl": sha256(p.kernel_tcl),
+        "params.tcl": sha256_file(p.params),
+        "dpu_conf.vh": sha256_file(p.dpu_conf),
+        "kernel.tcl": sha256_file(p.kernel_tcl),
         "trd": ctx.trd.digest(),
         "vivado": ctx.tool("vivado").banner,
     }
@@ -182,10 +174,10 @@ def _link_inputs(ctx: BuildContext) -> dict[str, str]:
         raise UsageError("the link step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
     postlink = ctx.trd_root() / POSTLINK_TCL
     return {
-        "platform.xsa": sha256(p.xsa),
-        "dpu.xo": sha256(p.xo),
-        "prj_config": sha256(p.prj_config),
-        "postlink": sha256(postlink) if ctx.trd.has_postlink else "",
+        "platform.xsa": sha256_file(p.xsa),
+        "dpu.xo": sha256_file(p.xo),
+        "prj_config": sha256_file(p.prj_config),
+        "postlink": sha256_file(postlink) if ctx.trd.has_postlink else "",
         "v++": ctx.tool("v++").banner,
     }
 
@@ -274,7 +266,7 @@ def _up_to_date(ctx: BuildContext, step: Step) -> bool:
     outputs = step.outputs(ctx)
     if not all(o.is_file() for o in outputs):
         return False
-    if stamp.get("outputs") != {str(o): sha256(o) for o in outputs}:
+    if stamp.get("outputs") != {str(o): sha256_file(o) for o in outputs}:
         return False
     return bool(stamp.get("inputs") == step.inputs(ctx))
 
@@ -285,7 +277,7 @@ def _write_stamp(ctx: BuildContext, step: Step) -> None:
         "generated_by": "dpupose.hwbuild.flow; delete to force this step",
         "step": step.name,
         "inputs": step.inputs(ctx),
-        "outputs": {str(o): sha256(o) for o in step.outputs(ctx)},
+        "outputs": {str(o): sha256_file(o) for o in step.outputs(ctx)},
     }
     write_if_changed(_stamp_path(ctx, step), json.dumps(stamp, indent=2) + "\n")
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dpupose.errors import UsageError
+from dpupose.fsio import sha256_file
 from dpupose.hwbuild.platform import PlatformRecord
 
 TRD_HINT = (
@@ -80,12 +81,9 @@ class TrdInfo:
 
     def digest(self) -> str:
         """sha256 of the archive, or of the folder's TRD files (names and contents)."""
-        h = hashlib.sha256()
         if self.archive:
-            with self.path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            return h.hexdigest()
+            return sha256_file(self.path)
+        h = hashlib.sha256()
         root = self.path / self.prefix
         for name in self.names:
             if name.startswith(TRD_PARTS):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import ModelFileError, UsageError
+from dpupose.fsio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,6 @@ DEFAULT_NUM_CALIB = 100
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path | None, cache: Path = CACHE) -> Path:
     """The `dpupose quantize` folder for this checkpoint and calibration set, made on first use."""
     from dpupose.data.sources import load_data
@@ -44,7 +37,7 @@ def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise UsageError(f"checkpoint {checkpoint} not found")
-    key = _sha256(checkpoint)[:16]
+    key = sha256_file(checkpoint)[:16]
     if data_root is not None:
         key += "-" + hashlib.sha256(str(Path(data_root).resolve()).encode()).hexdigest()[:8]
     out = cache / f"{key}-{data}"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.errors import ModelFileError, UsageError
-from dpupose.fsio import atomic_dir
+from dpupose.fsio import atomic_dir, sha256_file
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, load_onnx
 from dpupose.split.plan import (
@@ -36,7 +36,6 @@ from dpupose.split.plan import (
     OutputNames,
     Plan,
     Subgraph,
-    file_sha256,
     save_plan,
 )
 
@@ -207,7 +206,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
                     inputs=tuple(_boundary(g, grp, t, "input") for t in grp.inputs),
                     outputs=tuple(_boundary(g, grp, t, "output") for t in grp.outputs),
                     reason=grp.reason,
-                    sha256=file_sha256(path),
+                    sha256=sha256_file(path),
                 )
             )
         prediction = predict(g, groups, dpu_ms, a53)
@@ -231,7 +230,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         plan = Plan(
             fingerprint=fingerprint_hex(cfg),
             dpu_config=cfg.name,
-            model=ModelInfo(name, inp.shape[2], file_sha256(source)),
+            model=ModelInfo(name, inp.shape[2], sha256_file(source)),
             input=inp,
             outputs=outputs,
             subgraphs=tuple(subgraphs),

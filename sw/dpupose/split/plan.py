@@ -37,7 +37,7 @@ import json
 from pathlib import Path
 
 from dpupose.errors import ModelFileError
-from dpupose.fsio import write_json
+from dpupose.fsio import sha256_file, write_json
 from dpupose.split.plan_schema import (
     DEVICES,
     DTYPES,
@@ -51,7 +51,6 @@ from dpupose.split.plan_schema import (
     OutputNames,
     Plan,
     Subgraph,
-    file_sha256,
     parse_fingerprint,
 )
 
@@ -67,7 +66,6 @@ __all__ = [
     "Subgraph",
     "check_dataflow",
     "check_files",
-    "file_sha256",
     "load_plan",
     "parse_fingerprint",
     "plan_from_dict",
@@ -317,7 +315,7 @@ def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
                     f"{source}: subgraph {sg.name!r} needs {path}, which is missing: copy the whole plan folder "
                     f"(plan.json and every file it names), or {RESPLIT}"
                 )
-            if sg.sha256 is not None and file_sha256(path) != sg.sha256.lower():
+            if sg.sha256 is not None and sha256_file(path) != sg.sha256.lower():
                 raise ModelFileError(
                     f"{source}: {path} is not the file subgraph {sg.name!r} was split into (sha256 differs): the "
                     f"folder mixes files from different splits or model versions; {RESPLIT}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,11 +155,3 @@ def parse_fingerprint(value: object, where: str) -> int:
     if not 0 <= number < 2**64:
         raise ModelFileError(f"{where}: fingerprint {value!r} is not a 64-bit number")
     return number
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
