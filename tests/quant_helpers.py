@@ -8,9 +8,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dpupose.eval.prepare import sane_random_model
+from dpupose.model.checkpoint import save_checkpoint as _save
 from dpupose.model.pose import ModelConfig, PoseNet
 
 # A small network of the real structure: 64 px input, 0.35 width, 32 decoder channels.
@@ -23,16 +23,8 @@ def sane_model(cfg: ModelConfig = TINY, seed: int = 0) -> PoseNet:
 
 
 def save_checkpoint(model: PoseNet, path: Path) -> Path:
-    torch.save(
-        {
-            "format": "dpupose-checkpoint",
-            "model": model.state_dict(),
-            "model_config": model.config.to_dict(),
-            "epoch": 3,
-        },
-        path,
-    )
-    return path
+    """A checkpoint as `dpupose train` writes one (weights only)."""
+    return _save({"model": model.state_dict(), "model_config": model.config.to_dict(), "epoch": 3}, path)
 
 
 # ---- exact reference of the DPU's fixed-point rules, written from their description -------------
