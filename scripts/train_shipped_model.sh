@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the shipped model models/dpupose-synth/ from scratch on the synthetic data set, as its model card
-# describes, in three stages that each start from the previous stage's best weights (the network is fully
+# describes, in four stages that each start from the previous stage's best weights (the network is fully
 # convolutional, so weights carry over between input sizes; small inputs make the early epochs cheap):
 #   1. 128x128 input,  8 epochs, Adam, cosine learning rate from 1e-3
 #   2. 160x160 input, 11 epochs, cosine from 1e-3 again (a warm restart)
