@@ -59,3 +59,82 @@ def test_unknown_head_size_is_left_out_of_pckh():
     assert s["pckh@0.5"] is None and s["euclidean"] == 0.0
     with pytest.raises(ValueError, match="no samples"):
         MetricAccumulator(64).summary()
+
+
+def two_blobs(h: int, w: int, a: tuple[int, int], b: tuple[int, int]) -> np.ndarray:
+    """One map holding two plus-shaped blobs, 0.6 and 0.4 of the mass, centred at pixels a and b (x, y)."""
+    hm = np.zeros((1, 1, h, w))
+    for (x, y), mass in ((a, 0.6), (b, 0.4)):
+        hm[0, 0, y, x] += mass / 2
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            hm[0, 0, y + dy, x + dx] += mass / 8
+    return hm
+
+
+def centre(i: int, n: int) -> float:
+    return (2 * i + 1) / n - 1
+
+
+def test_local_decoding_stays_on_the_stronger_of_two_peaks():
+    h, w, a, b = 20, 24, (5, 4), (16, 15)
+    hm = two_blobs(h, w, a, b)
+    # DSNT: the mass-weighted mean of the two blob centres (each blob is symmetric about its centre).
+    np.testing.assert_allclose(dsnt_np.dsnt(hm)[0, 0],
+                               [0.6 * centre(a[0], w) + 0.4 * centre(b[0], w),
+                                0.6 * centre(a[1], h) + 0.4 * centre(b[1], h)], atol=1e-12)  # fmt: skip
+    # Local: only the stronger blob lies within 4 pixels of the maximum.
+    np.testing.assert_allclose(dsnt_np.local_dsnt(hm)[0, 0], [centre(a[0], w), centre(a[1], h)], atol=1e-12)
+    np.testing.assert_allclose(dsnt_np.decode(hm, "local"), dsnt_np.local_dsnt(hm))
+    np.testing.assert_allclose(dsnt_np.decode(hm, "dsnt"), dsnt_np.dsnt(hm))
+    # A window that covers the whole map is DSNT again.
+    np.testing.assert_allclose(dsnt_np.local_dsnt(hm, radius=24), dsnt_np.dsnt(hm), atol=1e-12)
+    with pytest.raises(ValueError, match="unknown decoder 'argmax'"):
+        dsnt_np.decode(hm, "argmax")
+
+
+def test_local_decoding_of_a_single_gaussian_finds_its_centre():
+    target = np.array([[[0.13, -0.27], [-0.41, 0.52]]])  # off pixel centres, away from the border
+    hm = dsnt_np.gaussian_heatmaps(target, 32, 32)  # sigma 1 heatmap pixel
+    # The 9 x 9 window around the mode reaches at least 3.5 sigma to each side: the cut-off tails move
+    # the mean by less than 1e-5 (normalized; 2e-4 heatmap pixels).
+    np.testing.assert_allclose(dsnt_np.local_dsnt(hm), target, atol=1e-5)
+
+
+def test_local_window_is_clipped_at_the_border_and_empty_maps_give_the_mode():
+    hm = np.zeros((1, 2, 6, 6))
+    hm[0, 0, 0, 0] = 0.5  # mode in the corner; the radius-1 window keeps (0,0), (0,1), (1,0), (1,1)
+    hm[0, 0, 1, 1] = 0.1
+    hm[0, 0, 5, 5] = 0.4  # outside the window
+    got = dsnt_np.local_dsnt(hm, radius=1)
+    c0, c1 = centre(0, 6), centre(1, 6)
+    expected = (0.5 * c0 + 0.1 * c1) / 0.6
+    np.testing.assert_allclose(got[0, 0], [expected, expected], atol=1e-12)
+    np.testing.assert_allclose(got[0, 1], [c0, c0])  # all zero: the centre of pixel (0, 0)
+    with pytest.raises(ValueError, match="radius"):
+        dsnt_np.local_dsnt(hm, radius=-1)
+
+
+def test_evaluate_with_local_decoding_reads_the_heatmaps(monkeypatch):
+    from dpupose.eval import evaluate as ev
+
+    a, b = (3, 3), (12, 12)
+    hm = two_blobs(16, 16, a, b)
+    maps = np.repeat(hm, 16, axis=1)
+    truth = np.array([centre(a[0], 16), centre(a[1], 16)])  # the stronger blob is right
+    target = np.broadcast_to(truth, (1, 16, 2)).copy()
+    batch = (np.zeros((1, 3, 64, 64), np.float32), target, np.ones((1, 16)), np.array([8.0]))
+    monkeypatch.setattr(ev, "iter_batches", lambda *args: iter([batch]))
+
+    def predict(images):
+        return dsnt_np.dsnt(maps), maps  # what the network's CPU part would output
+
+    dsnt_summary = ev.evaluate(predict, [None], None, 64)
+    local_summary = ev.evaluate(predict, [None], None, 64, decode="local")
+    # DSNT lands 0.4 of the way to the weaker blob: 0.4 * 9 * sqrt(2) heatmap px * 4 = 20.4 input px.
+    assert dsnt_summary["euclidean_px"] == pytest.approx(0.4 * 9 * np.sqrt(2) * 4)
+    assert dsnt_summary["pckh@0.5"] == 0.0  # threshold 4 px
+    assert local_summary["euclidean_px"] == pytest.approx(0.0, abs=1e-9)
+    assert local_summary["pckh@0.5"] == 1.0
+    assert local_summary["jsd"] == pytest.approx(dsnt_summary["jsd"])  # the heatmaps themselves are unchanged
+    with pytest.raises(ValueError, match="unknown decoder"):
+        ev.evaluate(predict, [None], None, 64, decode="peak")

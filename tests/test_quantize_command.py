@@ -257,6 +257,11 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
         assert results[engine]["engine"] == engine
     keys = [k for k, v in results["fp32"].items() if isinstance(v, float)]
     assert keys and all(np.isfinite(results[e][k]) for e in results for k in keys)
+    args = parser.parse_args([*common, "--decode", "local"])
+    assert args.func(args) == 0
+    local = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert results["fp32"]["decode"] == "dsnt" and local["decode"] == "local"
+    assert local["jsd"] == pytest.approx(results["fp32"]["jsd"])  # same heatmaps, other coordinates
     # The emulated engine is the emulator itself: its predictor equals running the runner by hand.
     predict = engines.int8_predictor(result, "int8-emulated")
     x = np.random.default_rng(0).normal(0, 1, (2, 3, S, S)).astype(np.float32)

@@ -66,6 +66,17 @@ def test_folder_run_writes_keypoints_frames_and_timings(
     assert "backend cpu: 4 frames" in printed and "dpu0" in printed
 
 
+def test_local_decoding_moves_keypoints_and_is_recorded(plan_dir: Path, images: Path, tmp_path: Path) -> None:
+    base = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--annotate", "none"]
+    assert main([*base, "--out", str(tmp_path / "dsnt")]) == 0
+    assert main([*base, "--out", str(tmp_path / "local"), "--decode", "local"]) == 0
+    a, b = lines(tmp_path / "dsnt" / "keypoints.jsonl"), lines(tmp_path / "local" / "keypoints.jsonl")
+    assert [r["confidence"] for r in a] == [r["confidence"] for r in b]  # same heatmaps
+    assert any(r["keypoints"] != s["keypoints"] for r, s in zip(a, b, strict=True))
+    assert json.loads((tmp_path / "dsnt" / "run.json").read_text())["decode"] == "dsnt"
+    assert json.loads((tmp_path / "local" / "run.json").read_text())["decode"] == "local"
+
+
 def test_video_with_corrupt_frame_pipelined_and_max_frames(plan_dir: Path, tmp_path: Path) -> None:
     clip = write_video(tmp_path / "clip.avi", 8)
     corrupt_frame(clip, 2)

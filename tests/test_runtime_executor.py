@@ -3,6 +3,7 @@ and the pipelined mode (order, stage timings, drop-late, errors)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -14,13 +15,13 @@ import onnxruntime as ort
 import pytest
 import tinyplan
 
-from dpupose.errors import DataError, DeviceError, ModelFileError
+from dpupose.errors import DataError, DeviceError, ModelFileError, UsageError
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.base import Runner, TensorInfo
 from dpupose.runtime.executor import SplitExecutor, convert, heatmap_confidence, preprocess
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.pipeline import Pipeline
-from dpupose.split.plan import PLAN_FILE, load_plan
+from dpupose.split.plan import PLAN_FILE, OutputNames, load_plan
 
 
 def nchw(name: str, shape: tuple[int, ...]) -> TensorInfo:
@@ -112,6 +113,47 @@ def test_cpu_backend_matches_the_unsplit_model(split: Path) -> None:
         hm, coords = session.run(["heatmaps", "coords"], {"image": preprocess(f.image, 32).tensor})
         np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
         np.testing.assert_allclose(out["heatmaps"], hm, atol=1e-6)
+
+
+def windowed_mean(hm: np.ndarray, radius: int) -> np.ndarray:
+    """Second implementation of local decoding, pixel by pixel: (J, H, W) -> (J, 2) normalized."""
+    j, h, w = hm.shape
+    out = np.zeros((j, 2))
+    for k in range(j):
+        my, mx = np.unravel_index(int(np.argmax(hm[k])), (h, w))
+        total = sx = sy = 0.0
+        for y in range(max(0, my - radius), min(h, my + radius + 1)):
+            for x in range(max(0, mx - radius), min(w, mx + radius + 1)):
+                total += hm[k, y, x]
+                sx += hm[k, y, x] * ((2 * x + 1) / w - 1)
+                sy += hm[k, y, x] * ((2 * y + 1) / h - 1)
+        out[k] = sx / total, sy / total
+    return out
+
+
+def test_local_decoding_reads_keypoints_off_the_heatmaps(split: Path) -> None:
+    plan = load_plan(split)
+    runners = RunnerFactory(plan, "cpu").create_all()
+    plain, local = SplitExecutor(plan, runners), SplitExecutor(plan, runners, "local")
+    moved = 0.0
+    for f in frames(3):
+        out = plain.infer(f.image)
+        np.testing.assert_allclose(plain.process(f).coords, out["coords"].reshape(16, 2), atol=1e-6)
+        got = local.process(f).coords
+        np.testing.assert_allclose(got, windowed_mean(out["heatmaps"][0].astype(np.float64), 4), atol=1e-6)
+        moved = max(moved, float(np.abs(got - out["coords"].reshape(16, 2)).max()))
+    assert moved > 0.01  # the tiny model's 8 x 8 maps are broad: the two decoders really differ
+
+
+def test_local_decoding_needs_a_heatmaps_output(split: Path) -> None:
+    plan = load_plan(split)
+    runners = RunnerFactory(plan, "cpu").create_all()
+    coords_only = dataclasses.replace(plan, outputs=OutputNames(plan.outputs.coords, None))
+    with pytest.raises(UsageError, match="outputs coordinates only; use --decode dsnt"):
+        SplitExecutor(coords_only, runners, "local")
+    SplitExecutor(coords_only, runners)  # DSNT needs no heatmaps
+    with pytest.raises(UsageError, match="unknown decoder 'argmax'"):
+        SplitExecutor(plan, runners, "argmax")
 
 
 def test_int8_dpu_path_matches_the_float_qdq_path(split: Path) -> None:

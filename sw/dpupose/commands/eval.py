@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--quantized",
         help="a `dpupose quantize` output folder for the int8 engines (default: quantize once, cached in build/)",
     )
+    p.add_argument(
+        "--decode",
+        choices=("dsnt", "local"),
+        default="dsnt",
+        help="how coordinates are read off the heatmaps: dsnt (the whole map's mean, as trained) or local "
+        "(the mean within 4 heatmap pixels of the maximum); see docs/training.md",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
 
@@ -54,18 +61,20 @@ def run(args: argparse.Namespace) -> int:
 
         quantized = args.quantized or cached_quantization(args.checkpoint, args.data, args.data_root)
         predict = int8_predictor(quantized, args.engine)
-    summary = evaluate(predict, records, split.image_dir, size, args.batch_size)
+    summary = evaluate(predict, records, split.image_dir, size, args.batch_size, decode=args.decode)
     summary.update(
         {
             "checkpoint": str(args.checkpoint),
             "data": args.data,
             "engine": args.engine,
+            "decode": args.decode,
             "head_size_source": split.head_size_note(),
         }
     )
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{args.checkpoint} on {args.data} validation ({split.head_size_note()} head sizes)")
+        how = "" if args.decode == "dsnt" else ", local decoding"
+        print(f"{args.checkpoint} on {args.data} validation ({split.head_size_note()} head sizes{how})")
         print(format_table(summary))
     return 0

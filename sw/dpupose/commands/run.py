@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--min-confidence", type=float, default=0.0, help="do not draw joints below this confidence")
     p.add_argument(
+        "--decode",
+        choices=["dsnt", "local"],
+        default="dsnt",
+        help="keypoints from the plan's DSNT output (default), or re-read from its heatmaps within 4 heatmap "
+        "pixels of each maximum (stays on the stronger of two candidate places; see docs/runtime.md)",
+    )
+    p.add_argument(
         "--camera-retries", type=int, default=5, metavar="N", help="reconnect attempts when a camera stops (default 5)"
     )
     p.add_argument("--camera-retry-delay", type=float, default=1.0, metavar="S", help="seconds between attempts")
@@ -82,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         annotate=args.annotate,
         exact=not args.fast_emulator,
         min_confidence=args.min_confidence,
+        decode=args.decode,
         camera_retries=args.camera_retries,
         camera_retry_delay_s=args.camera_retry_delay,
     )

@@ -1,5 +1,14 @@
 """Flat softmax, DSNT and target Gaussians in numpy: the same arithmetic as dpupose.model.dsnt/losses,
-for the board and for metrics. Coordinates normalized to (-1, 1) at pixel centres."""
+for the board and for metrics. Coordinates normalized to (-1, 1) at pixel centres.
+
+Two ways to read coordinates off the heatmaps (`decode`):
+- "dsnt": the expected position under the whole heatmap, what the network is trained for and what its CPU
+  part outputs;
+- "local": the expected position under the heatmap restricted to the (2r+1) x (2r+1) window around its
+  maximum (r = LOCAL_RADIUS, clipped at the border). When the network is unsure between two places (an
+  elbow near the shoulder or the wrist), DSNT lands between them and misses both; the local mean stays on
+  the stronger one. For a single peak that fits in the window the two agree.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +31,43 @@ def dsnt(heatmaps: np.ndarray) -> np.ndarray:
     x = (heatmaps.sum(axis=2) * pixel_centres(w)).sum(axis=-1)
     y = (heatmaps.sum(axis=3) * pixel_centres(h)).sum(axis=-1)
     return np.stack([x, y], axis=-1)
+
+
+LOCAL_RADIUS = 4  # heatmap pixels each side of the maximum: a 9 x 9 window (16 input pixels at stride 4)
+DECODERS = ("dsnt", "local")
+
+
+def local_dsnt(heatmaps: np.ndarray, radius: int = LOCAL_RADIUS) -> np.ndarray:
+    """(N, J, H, W) heatmaps -> (N, J, 2): DSNT over the window of `radius` pixels around each map's
+    maximum (first maximum in row-major order), the window's mass renormalized to 1. A map with no mass
+    in its window (all zero) gives the centre of its maximum pixel."""
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    hm = np.asarray(heatmaps, np.float64)
+    n, j, h, w = hm.shape
+    mode = hm.reshape(n, j, h * w).argmax(axis=-1)
+    my, mx = np.divmod(mode, w)
+    rows = np.abs(np.arange(h)[None, None, :] - my[..., None]) <= radius  # (N, J, H)
+    cols = np.abs(np.arange(w)[None, None, :] - mx[..., None]) <= radius  # (N, J, W)
+    win = hm * (rows[..., :, None] & cols[..., None, :])
+    mass = win.sum(axis=(2, 3))
+    xs, ys = pixel_centres(w), pixel_centres(h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (win.sum(axis=2) * xs).sum(axis=-1) / mass
+        y = (win.sum(axis=3) * ys).sum(axis=-1) / mass
+    empty = ~(mass > 0)
+    x = np.where(empty, xs[mx], x)
+    y = np.where(empty, ys[my], y)
+    return np.stack([x, y], axis=-1)
+
+
+def decode(heatmaps: np.ndarray, method: str = "dsnt") -> np.ndarray:
+    """Coordinates (N, J, 2) from normalized heatmaps (N, J, H, W) by one of DECODERS."""
+    if method == "dsnt":
+        return dsnt(np.asarray(heatmaps, np.float64))
+    if method == "local":
+        return local_dsnt(heatmaps)
+    raise ValueError(f"unknown decoder {method!r}; use one of: {', '.join(DECODERS)}")
 
 
 def gaussian_heatmaps(coords: np.ndarray, height: int, width: int, sigma: float = 1.0) -> np.ndarray:

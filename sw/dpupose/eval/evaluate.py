@@ -12,6 +12,7 @@ import numpy as np
 
 from dpupose.data.records import PoseRecord
 from dpupose.data.transforms import crop_person, normalize, to_normalized
+from dpupose.eval.dsnt_np import DECODERS, local_dsnt
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.progress import Progress
 
@@ -42,11 +43,18 @@ def evaluate(
     input_size: int,
     batch_size: int = 16,
     desc: str = "eval",
+    decode: str = "dsnt",
 ) -> dict:
+    """Metrics of `predict` on `records`; `decode` "local" re-reads the coordinates from the predicted
+    heatmaps (dpupose.eval.dsnt_np.local_dsnt) in place of the predictor's DSNT coordinates."""
+    if decode not in DECODERS:
+        raise ValueError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
     acc = MetricAccumulator(input_size)
     with Progress(len(records), desc, "img") as bar:
         for images, targets, visible, heads in iter_batches(records, image_dir, input_size, batch_size):
             coords, heatmaps = predict(images)
+            if decode == "local":
+                coords = local_dsnt(heatmaps)
             acc.add(coords, heatmaps, targets, visible, heads)
             bar.update(len(images))
     return acc.summary()

@@ -48,6 +48,7 @@ class RunOptions:
     annotate: str = "auto"
     exact: bool = True  # emulator: bit-accurate integer path (False: ONNX Runtime fast path)
     min_confidence: float = 0.0
+    decode: str = "dsnt"  # "dsnt" (the plan's coordinates) or "local" (re-read from the heatmaps)
     report_every_s: float = 1.0
     camera_retries: int = 5  # reconnect attempts after a camera stops delivering frames
     camera_retry_delay_s: float = 1.0
@@ -61,10 +62,12 @@ class RunSummary:
     skipped: int = 0
     interrupted: bool = False
     guard: str | None = None
+    decode: str = "dsnt"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
+            "decode": self.decode,
             "interrupted": self.interrupted,
             "skipped_inputs": self.skipped,
             "fingerprint_check": self.guard,
@@ -109,7 +112,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         guard = factory.guard.summary() if factory.guard is not None else None
         if guard:
             log.info("%s", guard)
-        executor = SplitExecutor(plan, factory.create_all())
+        executor = SplitExecutor(plan, factory.create_all(), opts.decode)
         stack.callback(executor.close)
         source = open_source(
             opts.source, reconnect_attempts=opts.camera_retries, reconnect_delay_s=opts.camera_retry_delay_s
@@ -130,7 +133,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         if opts.out is not None:
             opts.out.mkdir(parents=True, exist_ok=True)
         sinks = _sinks(opts, source)
-        summary = RunSummary(backend, stats, guard=guard)
+        summary = RunSummary(backend, stats, guard=guard, decode=opts.decode)
         try:
             _consume(opts, stack.enter_context(closing(results)), sinks, stats, progress)
         except KeyboardInterrupt:

@@ -8,7 +8,8 @@ emulator or ONNX Runtime for everything):
 - int8 -> int8 between DPU runners: passed as it is when the fix points agree, requantized (the same
   rounding, exact) when they differ.
 
-Post-processing: the DSNT coordinates (normalized in the S x S letterboxed input) -> input pixels
+Post-processing: the coordinates (normalized in the S x S letterboxed input: the plan's DSNT output, or
+with decode="local" the mean within a window around each heatmap's maximum, dpupose.eval.dsnt_np) -> input pixels
 (dpupose.data.transforms.from_normalized) -> frame pixels (inverse letterbox affine). Confidence of a
 joint: the probability mass of its heatmap in the 3 x 3 heatmap pixels around the heatmap's maximum
 (heatmaps are flat-softmax outputs that sum to 1): near 1 for a sharp peak, about 9 / (H * W) for a flat
@@ -25,7 +26,8 @@ import cv2
 import numpy as np
 
 from dpupose.data.transforms import from_normalized, letterbox, normalize
-from dpupose.errors import ModelFileError
+from dpupose.errors import ModelFileError, UsageError
+from dpupose.eval.dsnt_np import DECODERS, local_dsnt
 from dpupose.runtime.base import Runner, TensorInfo, dequantize_int8, quantize_to_int8
 from dpupose.runtime.frames import Frame, FrameResult
 from dpupose.split.plan import RESPLIT, BoundaryTensor, Plan
@@ -134,8 +136,16 @@ def _check_interface(sg_name: str, file: str, side: str, plan_t: tuple[BoundaryT
 class SplitExecutor:
     """Runs a plan on one frame at a time with one Runner per subgraph (keyed by subgraph name)."""
 
-    def __init__(self, plan: Plan, runners: Mapping[str, Runner]) -> None:
+    def __init__(self, plan: Plan, runners: Mapping[str, Runner], decode: str = "dsnt") -> None:
+        if decode not in DECODERS:
+            raise UsageError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
+        if decode == "local" and plan.outputs.heatmaps is None:
+            raise UsageError(
+                "local decoding reads the heatmaps, and this plan outputs coordinates only; use --decode dsnt, "
+                "or split the model again so that the plan keeps its heatmaps output"
+            )
         self.plan = plan
+        self.decode = decode
         self.size = plan.input_size
         self.runners = dict(runners)
         for sg in plan.subgraphs:
@@ -188,7 +198,10 @@ class SplitExecutor:
         coords = out["coords"].reshape(-1, 2)
         if "heatmaps" in out:
             hm = out["heatmaps"]
-            confidence = heatmap_confidence(hm.reshape(hm.shape[-3:]) if hm.ndim == 4 else hm)
+            hm = hm.reshape(hm.shape[-3:]) if hm.ndim == 4 else hm
+            confidence = heatmap_confidence(hm)
+            if self.decode == "local":
+                coords = local_dsnt(hm[None])[0]
         else:
             confidence = np.full(len(coords), np.nan, np.float32)
         return FrameResult(

@@ -21,7 +21,7 @@ class FrameResult:
     source: str
     keypoints: np.ndarray  # (16, 2) float32, frame pixels (OpenCV coordinates: pixel j's centre at j)
     confidence: np.ndarray  # (16,) float32 in [0, 1]: heatmap mass around its mode (NaN without heatmaps)
-    coords: np.ndarray  # (16, 2) normalized DSNT coordinates in the letterboxed input
+    coords: np.ndarray  # (16, 2) normalized coordinates in the letterboxed input (as decoded)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds spent on this frame
     image: np.ndarray | None = None  # the frame (BGR), for drawing
 

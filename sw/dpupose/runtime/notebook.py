@@ -49,11 +49,13 @@ class LiveView:
 class PoseSession:
     """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time."""
 
-    def __init__(self, plan: str | Path, backend: str | None = None, overlay: str | Path | None = None) -> None:
+    def __init__(
+        self, plan: str | Path, backend: str | None = None, overlay: str | Path | None = None, decode: str = "dsnt"
+    ) -> None:
         self.plan = load_plan(plan)
         self.backend = resolve_backend(backend)
         self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay)
-        self.executor = SplitExecutor(self.plan, self.factory.create_all())
+        self.executor = SplitExecutor(self.plan, self.factory.create_all(), decode)
         self.fps = FpsMeter()
         self.frames = 0
 
