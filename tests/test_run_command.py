@@ -107,6 +107,20 @@ def test_bad_plans_stop_with_a_clear_message(tmp_path: Path, images: Path, capsy
         assert rc == 2 and err.startswith("dpupose: error: ") and message in err and "Traceback" not in err
 
 
+def test_local_decoding_of_a_plan_without_heatmaps_stops_before_any_runner(
+    tmp_path: Path, images: Path, capsys, monkeypatch
+) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan")
+    _edit_plan(tmp_path / "plan", outputs={"coords": "coords", "heatmaps": None})
+    base = ["run", "--plan", str(tmp_path / "plan"), "--backend", "cpu", "--source", str(images)]
+    assert main(base) == 0  # DSNT needs only the coordinates
+    capsys.readouterr()
+    monkeypatch.setattr(app, "RunnerFactory", lambda *a, **k: pytest.fail("runners opened"))
+    assert main([*base, "--decode", "local"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dpupose: error: ") and "outputs coordinates only; use --decode dsnt" in err
+
+
 def _edit_plan(folder: Path, **fields: object) -> None:
     data = json.loads((folder / PLAN_FILE).read_text())
     data.update(fields)

@@ -20,7 +20,7 @@ from typing import Any
 from dpupose.errors import DpuposeError, UsageError
 from dpupose.fsio import write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
-from dpupose.runtime.executor import SplitExecutor
+from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.pipeline import Pipeline, RunStats
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, Sink, VideoSink, annotate
@@ -105,6 +105,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
     if opts.dpu_jobs < 1:
         raise UsageError("--dpu-jobs must be at least 1")
     plan = load_plan(opts.plan)
+    check_decode(plan, opts.decode)  # before any runner (or the DPU) is opened
     backend = resolve_backend(opts.backend)
     pipelined = opts.pipeline or opts.drop_late
     with ExitStack() as stack:

@@ -133,17 +133,22 @@ def _check_interface(sg_name: str, file: str, side: str, plan_t: tuple[BoundaryT
             )
 
 
+def check_decode(plan: Plan, decode: str) -> None:
+    """Raise UsageError unless `decode` is a known decoder that this plan's outputs allow."""
+    if decode not in DECODERS:
+        raise UsageError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
+    if decode == "local" and plan.outputs.heatmaps is None:
+        raise UsageError(
+            "local decoding reads the heatmaps, and this plan outputs coordinates only; use --decode dsnt, "
+            "or split the model again so that the plan keeps its heatmaps output"
+        )
+
+
 class SplitExecutor:
     """Runs a plan on one frame at a time with one Runner per subgraph (keyed by subgraph name)."""
 
     def __init__(self, plan: Plan, runners: Mapping[str, Runner], decode: str = "dsnt") -> None:
-        if decode not in DECODERS:
-            raise UsageError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
-        if decode == "local" and plan.outputs.heatmaps is None:
-            raise UsageError(
-                "local decoding reads the heatmaps, and this plan outputs coordinates only; use --decode dsnt, "
-                "or split the model again so that the plan keeps its heatmaps output"
-            )
+        check_decode(plan, decode)
         self.plan = plan
         self.decode = decode
         self.size = plan.input_size

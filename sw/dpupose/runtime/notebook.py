@@ -15,7 +15,7 @@ import numpy as np
 
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.draw import draw_label
-from dpupose.runtime.executor import SplitExecutor
+from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.sinks import FpsMeter, annotate
 from dpupose.runtime.sources import open_source
@@ -53,6 +53,7 @@ class PoseSession:
         self, plan: str | Path, backend: str | None = None, overlay: str | Path | None = None, decode: str = "dsnt"
     ) -> None:
         self.plan = load_plan(plan)
+        check_decode(self.plan, decode)
         self.backend = resolve_backend(backend)
         self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay)
         self.executor = SplitExecutor(self.plan, self.factory.create_all(), decode)
