@@ -47,17 +47,23 @@ def local_dsnt(heatmaps: np.ndarray, radius: int = LOCAL_RADIUS) -> np.ndarray:
     n, j, h, w = hm.shape
     mode = hm.reshape(n, j, h * w).argmax(axis=-1)
     my, mx = np.divmod(mode, w)
-    rows = np.abs(np.arange(h)[None, None, :] - my[..., None]) <= radius  # (N, J, H)
-    cols = np.abs(np.arange(w)[None, None, :] - mx[..., None]) <= radius  # (N, J, W)
-    win = hm * (rows[..., :, None] & cols[..., None, :])
+    # Gather each map's window from a zero-padded copy: (N, J, 2r+1, 2r+1), zeros outside the map.
+    padded = np.pad(hm, ((0, 0), (0, 0), (radius, radius), (radius, radius)))
+    offsets = np.arange(2 * radius + 1)
+    rows = my[..., None] + offsets  # padded row indices of the window (N, J, 2r+1)
+    cols = mx[..., None] + offsets
+    ni = np.arange(n)[:, None, None, None]
+    ji = np.arange(j)[None, :, None, None]
+    win = padded[ni, ji, rows[..., :, None], cols[..., None, :]]
     mass = win.sum(axis=(2, 3))
-    xs, ys = pixel_centres(w), pixel_centres(h)
+    xs = (2 * (cols - radius) + 1) / w - 1  # normalized centres of the window's columns and rows
+    ys = (2 * (rows - radius) + 1) / h - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         x = (win.sum(axis=2) * xs).sum(axis=-1) / mass
         y = (win.sum(axis=3) * ys).sum(axis=-1) / mass
     empty = ~(mass > 0)
-    x = np.where(empty, xs[mx], x)
-    y = np.where(empty, ys[my], y)
+    x = np.where(empty, pixel_centres(w)[mx], x)
+    y = np.where(empty, pixel_centres(h)[my], y)
     return np.stack([x, y], axis=-1)
 
 
