@@ -84,12 +84,8 @@ def test_local_decoding_stays_on_the_stronger_of_two_peaks():
                                 0.6 * centre(a[1], h) + 0.4 * centre(b[1], h)], atol=1e-12)  # fmt: skip
     # Local: only the stronger blob lies within 4 pixels of the maximum.
     np.testing.assert_allclose(dsnt_np.local_dsnt(hm)[0, 0], [centre(a[0], w), centre(a[1], h)], atol=1e-12)
-    np.testing.assert_allclose(dsnt_np.decode(hm, "local"), dsnt_np.local_dsnt(hm))
-    np.testing.assert_allclose(dsnt_np.decode(hm, "dsnt"), dsnt_np.dsnt(hm))
     # A window that covers the whole map is DSNT again.
     np.testing.assert_allclose(dsnt_np.local_dsnt(hm, radius=24), dsnt_np.dsnt(hm), atol=1e-12)
-    with pytest.raises(ValueError, match="unknown decoder 'argmax'"):
-        dsnt_np.decode(hm, "argmax")
 
 
 def test_local_decoding_of_a_single_gaussian_finds_its_centre():

@@ -1,7 +1,7 @@
 """Flat softmax, DSNT and target Gaussians in numpy: the same arithmetic as dpupose.model.dsnt/losses,
 for the board and for metrics. Coordinates normalized to (-1, 1) at pixel centres.
 
-Two ways to read coordinates off the heatmaps (`decode`):
+Two ways to read coordinates off the heatmaps (DECODERS, the `--decode` of `dpupose eval` and `run`):
 - "dsnt": the expected position under the whole heatmap, what the network is trained for and what its CPU
   part outputs;
 - "local": the expected position under the heatmap restricted to the (2r+1) x (2r+1) window around its
@@ -65,15 +65,6 @@ def local_dsnt(heatmaps: np.ndarray, radius: int = LOCAL_RADIUS) -> np.ndarray:
     x = np.where(empty, pixel_centres(w)[mx], x)
     y = np.where(empty, pixel_centres(h)[my], y)
     return np.stack([x, y], axis=-1)
-
-
-def decode(heatmaps: np.ndarray, method: str = "dsnt") -> np.ndarray:
-    """Coordinates (N, J, 2) from normalized heatmaps (N, J, H, W) by one of DECODERS."""
-    if method == "dsnt":
-        return dsnt(np.asarray(heatmaps, np.float64))
-    if method == "local":
-        return local_dsnt(heatmaps)
-    raise ValueError(f"unknown decoder {method!r}; use one of: {', '.join(DECODERS)}")
 
 
 def gaussian_heatmaps(coords: np.ndarray, height: int, width: int, sigma: float = 1.0) -> np.ndarray:
