@@ -110,7 +110,8 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     if opts.plan is not None:
         plan = load_plan(opts.plan)
         if qdir is None:
-            source = Path(str(plan.metadata.get("source_model", "")))
+            # Relative to the plan folder (absolute in plans written before that).
+            source = plan.root / str(plan.metadata.get("source_model", ""))
             if source.name and (source.parent / "model_fp32.onnx").is_file():
                 qdir = source.parent
         return plan, qdir

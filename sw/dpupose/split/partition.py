@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,9 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         prediction = predict(g, groups, dpu_ms, a53)
         rows = unit_rows(g, chosen.assignment)
         metadata: dict[str, Any] = {
-            "source_model": str(source.resolve()),
+            # Relative to the plan folder, so that a plan and its quantized model move together (and a
+            # plan kept in a repository names no path of the machine that made it).
+            "source_model": os.path.relpath(source.resolve(), Path(opts.out).resolve()),
             "board": board.name,
             "cpu_from": opts.cpu_from,
             "optimized": opts.optimize,
