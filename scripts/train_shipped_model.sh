@@ -9,7 +9,9 @@
 #   5. 224x224 input,  6 epochs, cosine from 3e-4 (a third warm restart, at the deployed size)
 #   6. 224x224 input,  8 epochs, cosine from 3e-4 (a fourth warm restart)
 #   7. 224x224 input,  8 epochs, cosine from 2e-4 (a fifth, gentler warm restart)
-# then writes the last stage's best weights (no optimizer state) to models/dpupose-synth/model.pt.
+# then writes the last stage's best weights (no optimizer state) to models/dpupose-synth/model.pt, and
+# quantizes them for the DPU and splits them for the default Ultra96-V2 configuration into
+# models/dpupose-synth/split/ (a plan that `dpupose run --plan` takes as it is).
 # About 9.5 hours on 2 CPU cores. Resumable: run it again after an interruption and each stage continues
 # where it stopped (finished stages are skipped).
 set -euo pipefail
@@ -36,3 +38,7 @@ stage "$RUNS/synth-224d" "${common[@]}" --input-size 224 --epochs 8 --lr 3e-4 --
 stage "$RUNS/synth-224e" "${common[@]}" --input-size 224 --epochs 8 --lr 2e-4 --init "$RUNS/synth-224d/best.pt"
 # The shipped file: the last stage's best weights without optimizer state.
 "$DPUPOSE" export --checkpoint "$RUNS/synth-224e/best.pt" --out models/dpupose-synth/model.pt --force
+# The shipped split plan: the weights in INT8 (calibrated on the default 100 synthetic training scenes),
+# cut where the DPU and the Cortex-A53 together are predicted to be fastest.
+"$DPUPOSE" quantize --checkpoint models/dpupose-synth/model.pt --out build/quantized/dpupose-synth
+"$DPUPOSE" split build/quantized/dpupose-synth/model_qdq.onnx --out models/dpupose-synth/split --optimize

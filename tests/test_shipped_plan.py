@@ -1,0 +1,129 @@
+"""The shipped split plan (models/dpupose-synth/split/) belongs to the shipped weights: made by the commands
+that the model card and scripts/train_shipped_model.sh give, for the default Ultra96-V2 configuration, with
+the DPU's weights equal to the shipped model's (batch norm folded in by hand here) to within int8 rounding,
+and it runs: the emulated DPU and ONNX Runtime find the joints where the FP32 model does."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from dpupose.data.sources import load_data
+from dpupose.dpu.config import load_config
+from dpupose.dpu.fingerprint import fingerprint_hex
+from dpupose.eval.evaluate import iter_batches
+from dpupose.model.checkpoint import load_checkpoint
+from dpupose.runtime.backends import RunnerFactory
+from dpupose.runtime.executor import SplitExecutor
+from dpupose.split.plan import load_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "models" / "dpupose-synth"
+PLAN_DIR = MODEL_DIR / "split"
+SCRIPT = ROOT / "scripts" / "train_shipped_model.sh"
+DEFAULT_CONFIG = "u96v2-b1600-pynq"
+
+
+def _commands(text: str, prefix: str) -> dict[str, list[str]]:
+    """`quantize` and `split` command lines that start with `prefix`, by subcommand."""
+    out = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line.startswith(prefix):
+            words = shlex.split(line[len(prefix) :])
+            if words and words[0] in ("quantize", "split"):
+                out[words[0]] = words
+    return out
+
+
+def test_the_card_and_the_script_make_the_plan_the_same_way() -> None:
+    card = _commands((MODEL_DIR / "README.md").read_text(), "dpupose ")
+    script = _commands(SCRIPT.read_text(), '"$DPUPOSE" ')
+    assert set(card) == {"quantize", "split"}
+    assert card == script
+    assert card["split"][card["split"].index("--out") + 1] == "models/dpupose-synth/split"
+    q_out = card["quantize"][card["quantize"].index("--out") + 1]
+    assert card["split"][1] == f"{q_out}/model_qdq.onnx"
+    assert card["quantize"][card["quantize"].index("--checkpoint") + 1] == "models/dpupose-synth/model.pt"
+
+
+def test_the_plan_is_for_the_default_configuration_and_names_no_local_path() -> None:
+    plan = load_plan(PLAN_DIR)  # checks every file against the SHA-256 the plan records
+    assert plan.dpu_config == DEFAULT_CONFIG
+    assert plan.fingerprint == fingerprint_hex(load_config(DEFAULT_CONFIG))
+    assert [sg.device for sg in plan.subgraphs] == ["dpu", "cpu"]
+    assert plan.outputs.heatmaps is not None  # so --decode local works on it
+    script = _commands(SCRIPT.read_text(), '"$DPUPOSE" ')
+    source = plan.metadata["source_model"]  # relative to the plan folder
+    assert not Path(source).is_absolute()
+    assert (PLAN_DIR / source).resolve() == (ROOT / script["split"][1]).resolve()
+    text = (PLAN_DIR / "plan.json").read_text()
+    assert not re.search(r'"(/tmp|/home|/root|/work)/', text)
+    assert sum(p.stat().st_size for p in PLAN_DIR.iterdir()) < 6e6
+
+
+def _fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
+    """The conv's weights and bias with the following batch norm folded in (eval-mode statistics)."""
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().double().numpy()
+
+    w = arr(conv.weight)
+    b = arr(conv.bias) if conv.bias is not None else np.zeros(w.shape[0])
+    if bn is None:
+        return w, b
+    g = arr(bn.weight) / np.sqrt(arr(bn.running_var) + bn.eps)
+    return w * g[:, None, None, None], (b - arr(bn.running_mean)) * g + arr(bn.bias)
+
+
+def test_the_plans_weights_are_the_shipped_models_rounded_to_int8() -> None:
+    model, _ = load_checkpoint(MODEL_DIR / "model.pt")
+    model.eval()
+    inits = {}
+    for f in ("dpu0.onnx", "cpu0.onnx"):
+        for t in onnx.load(str(PLAN_DIR / f)).graph.initializer:
+            inits[t.name] = numpy_helper.to_array(t)
+    modules = dict(model.dpu_part.named_modules())
+    checked = 0
+    for name, conv in modules.items():
+        if not isinstance(conv, torch.nn.Conv2d):
+            continue
+        parent, _, index = name.rpartition(".")
+        nxt = modules.get(f"{parent}.{int(index) + 1}") if index.isdigit() else None
+        folded = _fold(conv, nxt if isinstance(nxt, torch.nn.BatchNorm2d) else None)
+        onnx_name = "logits" if name == "head" else name  # the 1x1 head writes the logits
+        for kind, value in zip(("weight", "bias"), folded, strict=True):
+            if kind == "bias" and f"{onnx_name}.bias_int8" not in inits:
+                assert not value.any(), name  # no bias in the file: the model has none either
+                continue
+            q = inits[f"{onnx_name}.{kind}_int8"].astype(np.float64)
+            scale = float(inits[f"{onnx_name}.{kind}_scale"])
+            assert np.log2(scale) == round(np.log2(scale)), name  # power-of-two, as the DPU needs
+            expected = np.clip(value / scale, -128, 127)
+            assert np.abs(q - expected).max() <= 0.5 + 1e-6, (name, kind)
+        checked += 1
+    assert checked == sum(isinstance(m, torch.nn.Conv2d) for m in model.dpu_part.modules()) == 57
+
+
+def test_the_plan_runs_and_finds_the_joints_the_fp32_model_finds(synth_root) -> None:
+    model, _ = load_checkpoint(MODEL_DIR / "model.pt")
+    model.eval()
+    split = load_data("synthetic", "valid", synth_root)
+    images, *_ = next(iter_batches(split.records[:4], split.image_dir, model.config.input_size, 4))
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(images))[0].numpy()
+    plan = load_plan(PLAN_DIR)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "emulate", exact=True).create_all())
+    try:
+        int8 = np.concatenate([ex.infer_tensor(images[i : i + 1])["coords"] for i in range(len(images))])
+    finally:
+        ex.close()
+    dist = np.linalg.norm(int8 - fp32, axis=-1)  # normalized units: 0.01 is 1.1 px at 224
+    assert np.median(dist) <= 0.02
+    assert dist.mean() > 1e-5  # INT8 on the emulated DPU, not the float model
