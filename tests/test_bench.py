@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -12,7 +13,7 @@ from quant_helpers import sane_model, save_checkpoint
 
 from dpupose.cli import main
 from dpupose.data.sources import load_data
-from dpupose.eval.bench import ROWS, BenchOptions, format_table, run_bench
+from dpupose.eval.bench import ROWS, BenchOptions, format_table, resolve_inputs, run_bench
 from dpupose.eval.evaluate import iter_batches
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.quant.pipeline import QuantizeConfig, quantize
@@ -92,6 +93,24 @@ def test_cli_json_and_out_file(quantized, synth_root, tmp_path, capsys, monkeypa
     saved = json.loads(out.read_text())
     assert saved["rows"] == rows and saved["emulator"] == "fast"
     assert (tmp_path / "build" / "split").is_dir()
+
+
+def test_the_plan_finds_its_quantized_model_relative_to_itself(quantized, tmp_path):
+    """source_model is relative to the plan folder: found while the two keep their places (moved together),
+    and an absolute entry (plans written before) is still followed."""
+    q = tmp_path / "a" / "q"
+    shutil.copytree(quantized["q"], q)
+    plan_dir = split_model(SplitOptions(q / "model_qdq.onnx", "u96v2-b1600-pynq", tmp_path / "a" / "plan")).folder
+    meta = json.loads((plan_dir / "plan.json").read_text())["metadata"]
+    assert meta["source_model"] == "../q/model_qdq.onnx"
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    _, found = resolve_inputs(BenchOptions(plan=tmp_path / "b" / "plan"))
+    assert found.resolve() == (tmp_path / "b" / "q").resolve()
+    data = json.loads((tmp_path / "b" / "plan" / "plan.json").read_text())
+    data["metadata"]["source_model"] = str(quantized["q"].resolve() / "model_qdq.onnx")
+    (tmp_path / "b" / "plan" / "plan.json").write_text(json.dumps(data))
+    _, found = resolve_inputs(BenchOptions(plan=tmp_path / "b" / "plan"))
+    assert found.resolve() == quantized["q"].resolve()
 
 
 def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):
