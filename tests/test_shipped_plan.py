@@ -14,6 +14,7 @@ import torch
 from onnx import numpy_helper
 
 from dpupose.data.sources import load_data
+from dpupose.dpu.board import default_config_name
 from dpupose.dpu.config import load_config
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.eval.evaluate import iter_batches
@@ -26,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "dpupose-synth"
 PLAN_DIR = MODEL_DIR / "split"
 SCRIPT = ROOT / "scripts" / "train_shipped_model.sh"
-DEFAULT_CONFIG = "u96v2-b1600-pynq"
 
 
 def _commands(text: str, prefix: str) -> dict[str, list[str]]:
@@ -54,8 +54,9 @@ def test_the_card_and_the_script_make_the_plan_the_same_way() -> None:
 
 def test_the_plan_is_for_the_default_configuration_and_names_only_relative_paths() -> None:
     plan = load_plan(PLAN_DIR)  # checks every file against the SHA-256 the plan records
-    assert plan.dpu_config == DEFAULT_CONFIG
-    assert plan.fingerprint == fingerprint_hex(load_config(DEFAULT_CONFIG))
+    default = default_config_name("ultra96v2")  # what `dpupose split` and `run` take when none is named
+    assert plan.dpu_config == default
+    assert plan.fingerprint == fingerprint_hex(load_config(default))
     assert [sg.device for sg in plan.subgraphs] == ["dpu", "cpu"]
     assert plan.outputs.heatmaps is not None  # so --decode local works on it
     script = _commands(SCRIPT.read_text(), '"$DPUPOSE" ')
