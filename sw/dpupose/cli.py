@@ -35,8 +35,16 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (what is wrong, and where the usage is) instead of the usage
+    text followed by the error; subcommand parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dpupose",
         description="MobileNetV2 pose estimation split between the Xilinx DPU and the Cortex-A53 CPU.",
     )

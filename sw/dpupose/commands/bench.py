@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dpupose.commands.argtypes import int_at_least, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -23,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", type=Path, help="checkpoint to quantize and split (default: the shipped model)")
     p.add_argument("--quantized", type=Path, help="`dpupose quantize` folder (split here; also gives the CPU rows)")
     p.add_argument("--config", help="DPU configuration for splitting (default: the Ultra96-V2 default)")
-    p.add_argument("--num-samples", type=int, default=32, help="evaluation samples, the same for every row (32)")
-    p.add_argument("--fps-frames", type=int, default=16, help="frames per host FPS measurement (16)")
+    p.add_argument(
+        "--num-samples", type=positive_int, default=32, help="evaluation samples, the same for every row (32)"
+    )
+    p.add_argument("--fps-frames", type=int_at_least(2), default=16, help="frames per host FPS measurement (16)")
     p.add_argument("--data", choices=("synthetic", "mpii"), default="synthetic", help="evaluation data")
     p.add_argument("--data-root", type=Path, help="data set folder (required for mpii)")
     p.add_argument(
@@ -33,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="exact",
         help="DPU emulator for the split rows' accuracy: exact integer arithmetic, or ONNX Runtime's QDQ path",
     )
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per subgraph")
+    p.add_argument("--threads", type=positive_int, help="ONNX Runtime intra-op threads per subgraph")
     p.add_argument("--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (build/bench)")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     p.add_argument("--out", type=Path, help="also write the rows and settings to this JSON file")

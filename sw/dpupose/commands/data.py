@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dpupose.commands.argtypes import int_at_least, nonnegative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate synthetic data, check a data root")
@@ -16,11 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The validation images depend only on (seed, index), so the set is fixed.",
     )
     s.add_argument("--out", required=True)
-    s.add_argument("--num-train", type=int, default=20000)
-    s.add_argument("--num-valid", type=int, default=1000)
+    s.add_argument("--num-train", type=nonnegative_int, default=20000)
+    s.add_argument("--num-valid", type=nonnegative_int, default=1000)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--image-size", type=int, default=256)
-    s.add_argument("--workers", type=int, help="processes (default: up to 2)")
+    s.add_argument("--image-size", type=int_at_least(64), default=256)
+    s.add_argument("--workers", type=positive_int, help="processes (default: up to 2)")
     s.set_defaults(func=synth)
     c = group.add_parser("check", help="load every record of a data root and report problems")
     c.add_argument("--data-root", required=True)
@@ -34,10 +36,8 @@ def synth(args: argparse.Namespace) -> int:
     from dpupose.errors import UsageError
     from dpupose.progress import Progress
 
-    if args.num_train < 0 or args.num_valid < 0 or args.num_train + args.num_valid == 0:
-        raise UsageError("ask for at least one image (--num-train/--num-valid >= 0)")
-    if args.image_size < 64:
-        raise UsageError("--image-size must be at least 64")
+    if args.num_train + args.num_valid == 0:
+        raise UsageError("ask for at least one image: --num-train and --num-valid are both 0")
     spec = SynthSpec(args.seed, args.num_train, args.num_valid, args.image_size)
     bar = Progress(args.num_train + args.num_valid, "rendering", "img")
     generate(Path(args.out), spec, args.workers, lambda done, _total: bar.update(done - bar.count))

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dpupose.commands.argtypes import nonnegative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images")
     p.add_argument("--data-root", type=Path, help="data set folder for --calib-data")
-    p.add_argument("--num", type=int, default=2, help="number of input images (default 2)")
-    p.add_argument("--tolerance", type=int, default=0, help="LSBs a layer may differ before it counts (default 0)")
+    p.add_argument("--num", type=positive_int, default=2, help="number of input images (default 2)")
+    p.add_argument(
+        "--tolerance", type=nonnegative_int, default=0, help="LSBs a layer may differ before it counts (default 0)"
+    )
     p.add_argument("--dump", type=Path, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)")
     p.add_argument("--json", type=Path, help="write the full report as JSON")
     p.set_defaults(func=run)

@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from dpupose.commands.argtypes import positive_int
+
 PREDICTED_NOTE = "predicted by the DPU performance model (not measured)"
 
 
@@ -66,8 +68,8 @@ def register(subparsers: Any) -> None:
 def _config_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--config", metavar="NAME|PATH", help="shipped configuration name or .toml path")
     s.add_argument("--arch", help="ad-hoc configuration: ARCH (B512 ... B4096), DPU-PYNQ defaults otherwise")
-    s.add_argument("--freq-mhz", type=int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)")
-    s.add_argument("--cores", type=int, default=None, help="with --arch: number of DPU cores (default 1)")
+    s.add_argument("--freq-mhz", type=positive_int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)")
+    s.add_argument("--cores", type=positive_int, default=None, help="with --arch: number of DPU cores (default 1)")
     s.add_argument("--board", help="board record (default: the configuration's board, else ultra96v2)")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dpupose.commands.argtypes import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"])
     p.add_argument("--data-root", help="MPII root, or a generated synthetic root")
-    p.add_argument("--num-samples", type=int, help="evaluate the first N records only")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-samples", type=positive_int, help="evaluate the first N records only")
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument(
         "--engine",
         choices=("fp32", "int8-emulated", "int8-ort"),
@@ -43,13 +45,10 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from dpupose.data.sources import load_data
-    from dpupose.errors import UsageError
     from dpupose.eval.evaluate import evaluate, torch_predictor
     from dpupose.eval.metrics import format_table
     from dpupose.model.checkpoint import load_checkpoint
 
-    if args.num_samples is not None and args.num_samples < 1:
-        raise UsageError("--num-samples must be at least 1")
     model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
     split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records

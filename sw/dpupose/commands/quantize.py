@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dpupose.commands.argtypes import nonnegative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dpupose train`")
     p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set")
     p.add_argument("--data-root", type=Path, help="data set folder (mpii, or a generated synthetic set)")
-    p.add_argument("--num-calib", type=int, default=100, help="number of calibration samples (default 100)")
+    p.add_argument("--num-calib", type=positive_int, default=100, help="number of calibration samples (default 100)")
     p.add_argument("--out", type=Path, required=True, help="output folder (replaced only if an earlier result)")
     p.add_argument(
         "--engine",
@@ -26,11 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="native",
         help="native: this project's quantizer; vai_q: vai_q_pytorch inside the Vitis AI docker image",
     )
-    p.add_argument("--qat-epochs", type=int, default=0, help="quantization-aware fine-tuning epochs (default 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
+    p.add_argument(
+        "--qat-epochs", type=nonnegative_int, default=0, help="quantization-aware fine-tuning epochs (default 0)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=8, help="calibration batch size (default 8)")
     p.add_argument(
         "--summary-samples",
-        type=int,
+        type=positive_int,
         default=32,
         help="samples the emulator runs for summary.json (default 32)",
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dpupose.commands.argtypes import float_in, nonnegative_float, nonnegative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -32,14 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="live camera: drop frames the pipeline cannot take in time (counted); implies --pipeline",
     )
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads per CPU subgraph")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="ONNX Runtime threads per CPU subgraph")
     p.add_argument(
         "--overlay",
         metavar="DIR",
         help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json",
     )
-    p.add_argument("--dpu-jobs", type=int, default=2, metavar="N", help="DPU jobs in flight when pipelined")
+    p.add_argument("--dpu-jobs", type=positive_int, default=2, metavar="N", help="DPU jobs in flight when pipelined")
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (q or Esc stops)")
     p.add_argument(
         "--annotate",
@@ -53,7 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="emulate backend: ONNX Runtime's QDQ path (faster, may differ from the DPU by a few LSBs)",
     )
-    p.add_argument("--min-confidence", type=float, default=0.0, help="do not draw joints below this confidence")
+    p.add_argument(
+        "--min-confidence", type=float_in(0.0, 1.0), default=0.0, help="do not draw joints below this confidence"
+    )
     p.add_argument(
         "--decode",
         choices=["dsnt", "local"],
@@ -62,9 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pixels of each maximum (stays on the stronger of two candidate places; see docs/runtime.md)",
     )
     p.add_argument(
-        "--camera-retries", type=int, default=5, metavar="N", help="reconnect attempts when a camera stops (default 5)"
+        "--camera-retries",
+        type=nonnegative_int,
+        default=5,
+        metavar="N",
+        help="reconnect attempts when a camera stops (default 5)",
     )
-    p.add_argument("--camera-retry-delay", type=float, default=1.0, metavar="S", help="seconds between attempts")
+    p.add_argument(
+        "--camera-retry-delay", type=nonnegative_float, default=1.0, metavar="S", help="seconds between attempts"
+    )
     p.set_defaults(func=run)
 
 

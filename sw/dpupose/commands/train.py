@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dpupose.commands.argtypes import nonnegative_int, positive_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,27 +20,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for synthetic, an existing generated root to use instead of the cache under build/data/",
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, history.jsonl)")
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--epochs", type=positive_int, required=True)
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument(
         "--schedule",
         choices=["step", "cosine"],
         default="step",
         help="step: x0.5 every --lr-step epochs (MobilePose); cosine: down to 1%% at the last epoch",
     )
-    p.add_argument("--lr-step", type=int, default=80)
-    p.add_argument("--input-size", type=int, default=224, help="square input, a multiple of 32")
-    p.add_argument("--width", type=float, default=1.0, dest="width_mult", help="MobileNetV2 width multiplier")
-    p.add_argument("--num-train", type=int, help="synthetic: training images (default 20000)")
-    p.add_argument("--num-valid", type=int, help="synthetic: validation images (default 1000, fixed set)")
+    p.add_argument("--lr-step", type=positive_int, default=80)
+    p.add_argument("--input-size", type=positive_int, default=224, help="square input, a multiple of 32")
+    p.add_argument("--width", type=positive_float, default=1.0, dest="width_mult", help="MobileNetV2 width multiplier")
+    p.add_argument("--num-train", type=positive_int, help="synthetic: training images (default 20000)")
+    p.add_argument("--num-valid", type=positive_int, help="synthetic: validation images (default 1000, fixed set)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="data loader processes")
-    p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--workers", type=nonnegative_int, default=1, help="data loader processes")
+    p.add_argument("--threads", type=positive_int, help="torch threads per process")
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. trained at a smaller input size)")
-    p.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save mid-epoch this often")
-    p.add_argument("--max-steps-per-epoch", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--checkpoint-minutes", type=positive_float, default=10.0, help="also save mid-epoch this often")
+    p.add_argument("--max-steps-per-epoch", type=positive_int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 

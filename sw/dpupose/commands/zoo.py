@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dpupose.commands.argtypes import positive_int
+
 NETWORKS = ("mobilenet_v2", "mobilenet_v1", "resnet50", "pose_dpu")
 
 
@@ -20,7 +22,7 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("export", help="export a reference network to ONNX (FP32, BatchNorm folded)")
     s.add_argument("network", choices=NETWORKS)
     s.add_argument("--out", required=True, metavar="X.onnx", help="output ONNX file")
-    s.add_argument("--input-size", type=int, default=224, help="square input size in pixels (default 224)")
+    s.add_argument("--input-size", type=positive_int, default=224, help="square input size in pixels (default 224)")
     s.set_defaults(func=cmd_export)
 
 

@@ -1,0 +1,72 @@
+"""Argument types for numeric options that have a valid range.
+
+Used as `type=` in `add_argument`, so a value out of range is refused while the command line is read,
+with the option's name, before anything is loaded or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def float_above(low: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if not value > low:
+            raise argparse.ArgumentTypeError(f"must be greater than {low:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def float_at_least(low: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
+positive_float = float_above(0.0)
+nonnegative_float = float_at_least(0.0)

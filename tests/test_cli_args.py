@@ -1,0 +1,80 @@
+"""Out-of-range numeric options are refused on one line, naming the option, before anything is written."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from dpupose.cli import main
+from dpupose.commands.argtypes import float_above, float_in, int_at_least, nonnegative_float
+
+PLAN = "models/dpupose-synth/split"
+CKPT = "models/dpupose-synth/model.pt"
+
+# (command line with {out} for a folder that must not appear, option, message part)
+CASES = [
+    ("train --data synthetic --epochs 1 --out {out} --batch-size 0", "--batch-size", "must be at least 1, got 0"),
+    ("train --data synthetic --epochs 1 --out {out} --lr -1", "--lr", "must be greater than 0, got -1"),
+    ("train --data synthetic --epochs 1 --out {out} --lr nan", "--lr", "expected a finite number"),
+    ("train --data synthetic --epochs 1 --out {out} --workers -1", "--workers", "must be at least 0, got -1"),
+    ("train --data synthetic --epochs 1 --out {out} --threads 0", "--threads", "must be at least 1, got 0"),
+    ("train --data synthetic --epochs 1 --out {out} --checkpoint-minutes 0", "--checkpoint-minutes", "greater than 0"),
+    ("train --data synthetic --epochs 0 --out {out}", "--epochs", "must be at least 1, got 0"),
+    ("train --data synthetic --epochs 1 --out {out} --width 0", "--width", "greater than 0"),
+    ("train --data synthetic --epochs two --out {out}", "--epochs", "expected an integer, got 'two'"),
+    (f"eval --checkpoint {CKPT} --data synthetic --batch-size 0", "--batch-size", "at least 1"),
+    (f"quantize --checkpoint {CKPT} --out {{out}} --batch-size 0", "--batch-size", "at least 1"),
+    (f"quantize --checkpoint {CKPT} --out {{out}} --summary-samples 0", "--summary-samples", "at least 1"),
+    (f"bench --plan {PLAN} --threads 0 --out {{out}}", "--threads", "at least 1"),
+    (f"bench --plan {PLAN} --fps-frames 1 --out {{out}}", "--fps-frames", "must be at least 2, got 1"),
+    ("deploy-check build/none --tolerance -1 --json {out}", "--tolerance", "at least 0"),
+    ("deploy-check build/none --num 0 --json {out}", "--num", "at least 1"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --min-confidence 2", "--min-confidence", "between 0 and 1"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --camera-retries -1", "--camera-retries", "at least 0"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --camera-retry-delay -0.5", "--camera-retry-delay", "at least 0"),
+    ("data synth --out {out} --workers 0", "--workers", "at least 1"),
+    ("data synth --out {out} --image-size 32", "--image-size", "must be at least 64, got 32"),
+    ("dpu estimate {out} --arch B1600 --cores 0", "--cores", "at least 1"),
+    ("zoo export mobilenet_v2 --out {out} --input-size 0", "--input-size", "at least 1"),
+]
+
+
+@pytest.mark.parametrize(("line", "option", "message"), CASES, ids=[c[0].split()[0] + " " + c[1] for c in CASES])
+def test_out_of_range_option_is_one_line_error(tmp_path, capsys, line, option, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(line.format(out=out).split())
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line: no usage block, no traceback
+    assert f"argument {option}: " in err and message in err
+    assert "--help" in err  # says where the usage is
+    assert not out.exists()
+
+
+def test_unknown_command_and_missing_argument_are_one_line(capsys):
+    for line, part in (("bogus", "invalid choice: 'bogus'"), ("train --data synthetic --out x", "--epochs")):
+        with pytest.raises(SystemExit) as exc:
+            main(line.split())
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and part in err, err
+
+
+def test_range_types_accept_their_bounds_and_refuse_just_outside():
+    assert int_at_least(2)("2") == 2
+    with pytest.raises(argparse.ArgumentTypeError):
+        int_at_least(2)("1")
+    with pytest.raises(argparse.ArgumentTypeError):
+        int_at_least(0)("1.5")  # not an integer
+    assert float_above(0.0)("1e-9") == 1e-9
+    with pytest.raises(argparse.ArgumentTypeError):
+        float_above(0.0)("0")
+    assert float_in(0.0, 1.0)("0") == 0.0 and float_in(0.0, 1.0)("1") == 1.0
+    for bad in ("1.0001", "-0.0001", "inf", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            float_in(0.0, 1.0)(bad)
+    assert nonnegative_float("0") == 0.0
+    with pytest.raises(argparse.ArgumentTypeError):
+        nonnegative_float("-inf")
