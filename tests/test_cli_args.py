@@ -78,3 +78,59 @@ def test_range_types_accept_their_bounds_and_refuse_just_outside():
     assert nonnegative_float("0") == 0.0
     with pytest.raises(argparse.ArgumentTypeError):
         nonnegative_float("-inf")
+
+
+@pytest.fixture
+def paths(tmp_path):
+    """A file and a folder the user already has; neither may be touched."""
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text("keep")
+    return tmp_path
+
+
+# (command line; {file}, {folder} are the user's; option, message part)
+OUTPUT_CASES = [
+    ("train --data synthetic --epochs 1 --out {file}", "--out", "is a file; give a folder"),
+    ("data synth --out {file}", "--out", "is a file; give a folder"),
+    (f"run --plan {PLAN} --source x.jpg --out {{file}}", "--out", "is a file; give a folder"),
+    (f"quantize --checkpoint {CKPT} --out {{file}}", "--out", "is a file; give a folder"),
+    ("split x.onnx --out {file}", "--out", "is a file; give a folder"),
+    ("dpu files --config u96v2-b1600-pynq --out {file}", "--out", "is a file; give a folder"),
+    ("hw build --config u96v2-b1600-pynq --out {file}", "--out", "is a file; give a folder"),
+    ("deploy-check build/none --dump {file}", "--dump", "is a file; give a folder"),
+    (f"export --checkpoint {CKPT} --out {{folder}} --force", "--out", "is a folder; give a file name"),
+    ("zoo export mobilenet_v2 --out {folder}", "--out", "is a folder; give a file name"),
+    (f"bench --plan {PLAN} --out {{folder}}", "--out", "is a folder; give a file name"),
+    ("deploy-check build/none --json {folder}", "--json", "is a folder; give a file name"),
+    ("dpu compare --model x.onnx --plot {folder}", "--plot", "is a folder; give a file name"),
+    ("sdcard stage x.img --overlay o --model m --out {folder}", "--out", "is a folder; give a file name"),
+    ("deploy-check build/none --json {file}/report.json", "--json", "is a file, so"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "option", "message"), OUTPUT_CASES, ids=[" ".join(c[0].split()[:2]) + " " + c[1] for c in OUTPUT_CASES]
+)
+def test_output_of_the_wrong_kind_is_refused_and_nothing_is_touched(paths, capsys, line, option, message):
+    before = sorted((p.relative_to(paths), p.read_text() if p.is_file() else None) for p in paths.rglob("*"))
+    with pytest.raises(SystemExit) as exc:
+        main(line.format(file=paths / "notes.txt", folder=paths / "folder").split())
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"argument {option}: " in err and message in err
+    after = sorted((p.relative_to(paths), p.read_text() if p.is_file() else None) for p in paths.rglob("*"))
+    assert after == before
+
+
+def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
+    assert main(["data", "synth", "--out", str(paths / "folder"), "--num-train", "1", "--num-valid", "1"]) == 2
+    assert "is not a synthetic data root" in capsys.readouterr().err
+    assert [p.name for p in (paths / "folder").iterdir()] == ["a.txt"]
+    # an earlier synthetic root, or an empty folder, is replaced
+    (paths / "empty").mkdir()
+    for name in ("empty", "empty"):
+        assert main(["data", "synth", "--out", str(paths / name), "--num-train", "1", "--num-valid", "1"]) == 0
+        assert sorted(p.name for p in (paths / name).iterdir()) == ["annot", "images", "synthetic.json"]
+    assert not [p.name for p in paths.iterdir() if p.name.startswith(".")]  # no temporary or old copies left

@@ -1,7 +1,8 @@
-"""Argument types for numeric options that have a valid range.
+"""Argument types for numeric options that have a valid range, and for output paths.
 
-Used as `type=` in `add_argument`, so a value out of range is refused while the command line is read,
-with the option's name, before anything is loaded or written.
+Used as `type=` in `add_argument`, so a value out of range, or an output file that is a folder (or the
+other way round), is refused while the command line is read, with the option's name, before anything is
+loaded or written.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -70,3 +72,29 @@ positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
 positive_float = float_above(0.0)
 nonnegative_float = float_at_least(0.0)
+
+
+def _check_parents(path: Path) -> None:
+    for parent in path.parents:  # nearest first; missing folders are made when the output is written
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is a file, so {path} cannot be made")
+            return
+
+
+def output_file(text: str) -> Path:
+    """A file to write: not an existing folder, and not under a file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    _check_parents(path)
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """A folder to write into: not an existing file, and not under a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    _check_parents(path)
+    return path

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dpupose.commands.argtypes import int_at_least, positive_int
+from dpupose.commands.argtypes import int_at_least, output_file, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, help="ONNX Runtime intra-op threads per subgraph")
     p.add_argument("--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (build/bench)")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
-    p.add_argument("--out", type=Path, help="also write the rows and settings to this JSON file")
+    p.add_argument("--out", type=output_file, help="also write the rows and settings to this JSON file")
     p.set_defaults(func=run)
 
 

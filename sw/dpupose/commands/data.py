@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dpupose.commands.argtypes import int_at_least, nonnegative_int, positive_int
+from dpupose.commands.argtypes import int_at_least, nonnegative_int, output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render articulated figures with the 16 MPII joints; deterministic from --seed. "
         "The validation images depend only on (seed, index), so the set is fixed.",
     )
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=output_dir, required=True)
     s.add_argument("--num-train", type=nonnegative_int, default=20000)
     s.add_argument("--num-valid", type=nonnegative_int, default=1000)
     s.add_argument("--seed", type=int, default=0)

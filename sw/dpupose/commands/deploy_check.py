@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from dpupose.commands.argtypes import nonnegative_int, positive_int
+from dpupose.commands.argtypes import nonnegative_int, output_dir, output_file, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,13 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tolerance", type=nonnegative_int, default=0, help="LSBs a layer may differ before it counts (default 0)"
     )
-    p.add_argument("--dump", type=Path, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)")
-    p.add_argument("--json", type=Path, help="write the full report as JSON")
+    p.add_argument("--dump", type=output_dir, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)")
+    p.add_argument("--json", type=output_file, help="write the full report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dpupose.errors import ModelFileError, UsageError
+    from dpupose.fsio import write_json
     from dpupose.quant.compare import deploy_check
     from dpupose.quant.data import calibration_batches
     from dpupose.runtime.qdq_graph import load_program
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"first layer that diverges (> {args.tolerance} LSB): {first}")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0 if first is None else 1

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from dpupose.commands.argtypes import positive_int
+from dpupose.commands.argtypes import output_dir, output_file, positive_int
 
 PREDICTED_NOTE = "predicted by the DPU performance model (not measured)"
 
@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--model", required=True, metavar="X.onnx", help="the ONNX model to predict FPS for")
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
-    s.add_argument("--plot", metavar="OUT.png", help="write a plot of predicted FPS against DSP use")
+    s.add_argument("--plot", type=output_file, metavar="OUT.png", help="write a plot of predicted FPS against DSP use")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("calibrate", help="fit the performance model to the published figures, report errors")
@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("files", help="write dpu_conf.vh, prj_config and arch.json for a configuration")
     s.add_argument("--config", required=True, metavar="NAME|PATH")
     s.add_argument("--board", help="board record name (default: the configuration's board)")
-    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_files)
 
 

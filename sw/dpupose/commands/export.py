@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dpupose.commands.argtypes import output_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and the training arguments. Every command that takes --checkpoint reads it; it cannot be resumed.",
     )
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `dpupose train` (best.pt, last.pt)")
-    p.add_argument("--out", required=True, help="the file to write (e.g. models/NAME/model.pt)")
+    p.add_argument("--out", type=output_file, required=True, help="the file to write (e.g. models/NAME/model.pt)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
 

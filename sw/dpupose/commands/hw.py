@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dpupose.commands.argtypes import output_dir
+
 STEP_NAMES = ("generate", "platform", "kernel", "link", "collect", "report")
 
 
@@ -62,7 +64,7 @@ def _common(s: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="board files repository, e.g. a checkout of Avnet's bdf (default $BOARD_REPO)",
     )
-    s.add_argument("--out", type=Path, metavar="DIR", help="build folder (default build/hw/<config>)")
+    s.add_argument("--out", type=output_dir, metavar="DIR", help="build folder (default build/hw/<config>)")
     s.add_argument(
         "--i-know",
         action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dpupose.commands.argtypes import nonnegative_int, positive_int
+from dpupose.commands.argtypes import nonnegative_int, output_dir, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set")
     p.add_argument("--data-root", type=Path, help="data set folder (mpii, or a generated synthetic set)")
     p.add_argument("--num-calib", type=positive_int, default=100, help="number of calibration samples (default 100)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (replaced only if an earlier result)")
+    p.add_argument("--out", type=output_dir, required=True, help="output folder (replaced only if an earlier result)")
     p.add_argument(
         "--engine",
         choices=("native", "vai_q"),

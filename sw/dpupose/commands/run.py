@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dpupose.commands.argtypes import float_in, nonnegative_float, nonnegative_int, positive_int
+from dpupose.commands.argtypes import float_in, nonnegative_float, nonnegative_int, output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: $DPUPOSE_BACKEND, else vart where pynq_dpu is installed, else emulate)",
     )
     p.add_argument("--source", required=True, metavar="SRC", help="image folder, image, video file, or camera:N")
-    p.add_argument("--out", metavar="DIR", help="write keypoints.jsonl, annotated frames/video and run.json here")
+    p.add_argument(
+        "--out", type=output_dir, metavar="DIR", help="write keypoints.jsonl, annotated frames/video and run.json here"
+    )
     p.add_argument("--pipeline", action="store_true", help="overlap pre-processing, DPU, CPU and post-processing")
     p.add_argument(
         "--drop-late",

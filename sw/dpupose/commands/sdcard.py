@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dpupose.commands.argtypes import output_file
+
 HELP = "write a PYNQ image to an SD card; stage the overlay, model and package onto an image"
 
 
@@ -62,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", required=True, help="folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json]")
     p.add_argument("--model", required=True, help="compiled model folder (with its split plan plan.json)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--out", help="the staged copy to write (default build/sdcard/<name>-dpupose.img)")
+    where.add_argument(
+        "--out", type=output_file, help="the staged copy to write (default build/sdcard/<name>-dpupose.img)"
+    )
     where.add_argument("--in-place", action="store_true", help="stage into IMAGE itself (raw .img only)")
     p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
     progress_flags(p)

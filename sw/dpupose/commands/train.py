@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dpupose.commands.argtypes import nonnegative_int, positive_float, positive_int
+from dpupose.commands.argtypes import nonnegative_int, output_dir, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="MPII root (images/, annot/*.json and/or the official .mat); "
         "for synthetic, an existing generated root to use instead of the cache under build/data/",
     )
-    p.add_argument("--out", required=True, help="run folder (checkpoints, history.jsonl)")
+    p.add_argument("--out", type=output_dir, required=True, help="run folder (checkpoints, history.jsonl)")
     p.add_argument("--epochs", type=positive_int, required=True)
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--batch-size", type=positive_int, default=32)
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--input-size must be a positive multiple of 32, got {args.input_size}")
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    cfg.out = str(cfg.out)  # recorded in config.json and the checkpoints
     out = train(cfg, resume=args.resume)
     print(f"run saved in {out} (best.pt: lowest validation loss, last.pt: latest)")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dpupose.commands.argtypes import positive_int
+from dpupose.commands.argtypes import output_file, positive_int
 
 NETWORKS = ("mobilenet_v2", "mobilenet_v1", "resnet50", "pose_dpu")
 
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
     s = sub.add_parser("export", help="export a reference network to ONNX (FP32, BatchNorm folded)")
     s.add_argument("network", choices=NETWORKS)
-    s.add_argument("--out", required=True, metavar="X.onnx", help="output ONNX file")
+    s.add_argument("--out", type=output_file, required=True, metavar="X.onnx", help="output ONNX file")
     s.add_argument("--input-size", type=positive_int, default=224, help="square input size in pixels (default 224)")
     s.set_defaults(func=cmd_export)
 

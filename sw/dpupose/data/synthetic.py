@@ -31,6 +31,7 @@ from dpupose.data.render import (
     random_colour,
     skin_colour,
 )
+from dpupose.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,14 @@ def generate(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write a synthetic data root at `root` (atomically: a temp dir renamed at the end)."""
+    """Write a synthetic data root at `root` (atomically: a temp dir renamed at the end). An existing
+    folder there is replaced only if it is empty or an earlier synthetic data root (has synthetic.json)."""
     root = Path(root)
+    if root.exists() and not (root.is_dir() and (not any(root.iterdir()) or (root / "synthetic.json").is_file())):
+        raise DataError(
+            f"{root} exists and is not a synthetic data root (it has no synthetic.json); "
+            "choose another folder, it would be replaced"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
     try:
@@ -173,9 +180,13 @@ def generate(
                         progress(done, total)
                 (tmp / "annot" / f"{split}.json").write_text(json.dumps(records))
         (tmp / "synthetic.json").write_text(json.dumps(asdict(spec), indent=2))
-        if root.exists():
-            shutil.rmtree(root)
+        old = None
+        if root.exists():  # moved aside, then removed once the new root is in place
+            old = root.with_name(f".{root.name}.old-{os.getpid()}")
+            os.replace(root, old)
         os.replace(tmp, root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
