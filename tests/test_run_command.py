@@ -137,6 +137,18 @@ def test_wrong_source_and_options(plan_dir: Path, tmp_path: Path, capsys) -> Non
     assert "argument --max-frames: must be at least 1" in capsys.readouterr().err
 
 
+def test_no_decodable_input_is_an_error(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # a PNG signature and nothing else
+    out = tmp_path / "out"
+    rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(out)])
+    assert rc == 2
+    assert "none of the 2 input(s)" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["skipped_inputs"] == 2  # the record is still written
+
+
 class Interrupted(FrameSource):
     """Frames from a list; a real SIGINT arrives while frame `at` is being read."""
 

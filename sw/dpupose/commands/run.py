@@ -123,4 +123,11 @@ def run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("dpupose: interrupted; outputs so far are kept", file=sys.stderr)
         return 130
+    if s.frames == 0 and summary.skipped:
+        print(
+            f"dpupose: error: none of the {summary.skipped} input(s) of {args.source} could be decoded; "
+            "check that they are images or a video OpenCV can read",
+            file=sys.stderr,
+        )
+        return 2
     return 0
