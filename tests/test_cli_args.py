@@ -23,6 +23,7 @@ CASES = [
     ("train --data synthetic --epochs 0 --out {out}", "--epochs", "must be at least 1, got 0"),
     ("train --data synthetic --epochs 1 --out {out} --width 0", "--width", "greater than 0"),
     ("train --data synthetic --epochs two --out {out}", "--epochs", "expected an integer, got 'two'"),
+    ("data synth --out {out} --seed -1", "--seed", "must be at least 0, got -1"),
     (f"eval --checkpoint {CKPT} --data synthetic --batch-size 0", "--batch-size", "at least 1"),
     (f"quantize --checkpoint {CKPT} --out {{out}} --batch-size 0", "--batch-size", "at least 1"),
     (f"quantize --checkpoint {CKPT} --out {{out}} --summary-samples 0", "--summary-samples", "at least 1"),
@@ -134,3 +135,24 @@ def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
         assert main(["data", "synth", "--out", str(paths / name), "--num-train", "1", "--num-valid", "1"]) == 0
         assert sorted(p.name for p in (paths / name).iterdir()) == ["annot", "images", "synthetic.json"]
     assert not [p.name for p in paths.iterdir() if p.name.startswith(".")]  # no temporary or old copies left
+
+
+def _parsers(parser: argparse.ArgumentParser, prog: str = "dpupose"):
+    yield prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{prog} {name}")
+
+
+def test_every_numeric_option_has_a_range():
+    """A bare type=int/float takes 0 or -1 and fails later with a traceback (or not at all)."""
+    from dpupose.cli import build_parser
+
+    bare = [
+        f"{prog} {action.option_strings[0]}"
+        for prog, parser in _parsers(build_parser())
+        for action in parser._actions
+        if action.type in (int, float)
+    ]
+    assert bare == []

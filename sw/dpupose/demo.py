@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
+
 DEFAULT_MODEL = Path("models") / "dpupose-synth" / "model.pt"
 STANDIN = Path("build") / "demo-standin" / "standin-224.pt"
 
@@ -27,11 +29,11 @@ log = logging.getLogger("dpupose.demo")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dpupose.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("build/demo"))
+    parser.add_argument("--out", type=output_dir, default=Path("build/demo"))
     parser.add_argument("--model", type=Path, help=f"checkpoint (default {DEFAULT_MODEL})")
-    parser.add_argument("--num-images", type=int, default=4, help="annotated images, exact emulator (4)")
-    parser.add_argument("--num-samples", type=int, default=16, help="bench samples, fast emulator (16)")
-    parser.add_argument("--fps-frames", type=int, default=12, help="frames per host FPS measurement (12)")
+    parser.add_argument("--num-images", type=positive_int, default=4, help="annotated images, exact emulator (4)")
+    parser.add_argument("--num-samples", type=positive_int, default=16, help="bench samples, fast emulator (16)")
+    parser.add_argument("--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (12)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from dpupose.errors import DpuposeError

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=output_dir, required=True)
     s.add_argument("--num-train", type=nonnegative_int, default=20000)
     s.add_argument("--num-valid", type=nonnegative_int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=nonnegative_int, default=0)
     s.add_argument("--image-size", type=int_at_least(64), default=256)
     s.add_argument("--workers", type=positive_int, help="processes (default: up to 2)")
     s.set_defaults(func=synth)

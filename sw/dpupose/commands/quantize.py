@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="samples the emulator runs for summary.json (default 32)",
     )
     p.add_argument("--target", help="vai_q only: DPU target name, e.g. DPUCZDX8G_ISA1_B1600")
-    p.add_argument("--seed", type=int, default=0, help="random seed for sample selection and QAT")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed for sample selection and QAT")
     p.set_defaults(func=run)
 
 

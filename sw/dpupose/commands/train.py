@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=positive_float, default=1.0, dest="width_mult", help="MobileNetV2 width multiplier")
     p.add_argument("--num-train", type=positive_int, help="synthetic: training images (default 20000)")
     p.add_argument("--num-valid", type=positive_int, help="synthetic: validation images (default 1000, fixed set)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--workers", type=nonnegative_int, default=1, help="data loader processes")
     p.add_argument("--threads", type=positive_int, help="torch threads per process")
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. trained at a smaller input size)")
