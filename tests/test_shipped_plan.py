@@ -105,7 +105,9 @@ def test_the_plans_weights_are_the_shipped_models_rounded_to_int8() -> None:
             scale = float(inits[f"{onnx_name}.{kind}_scale"])
             assert np.log2(scale) == round(np.log2(scale)), name  # power-of-two, as the DPU needs
             expected = np.clip(value / scale, -128, 127)
-            assert np.abs(q - expected).max() <= 0.5 + 1e-6, (name, kind)
+            # Round to nearest; the quantizer folds in float32, which near |w / scale| = 128 is off by up to
+            # 128 * 2**-24 ~ 1e-5 LSB, so a value at a rounding tie may go either way.
+            assert np.abs(q - expected).max() <= 0.5 + 2e-5, (name, kind)
         checked += 1
     assert checked == sum(isinstance(m, torch.nn.Conv2d) for m in model.dpu_part.modules()) == 57
 
