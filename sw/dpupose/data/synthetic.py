@@ -154,8 +154,8 @@ def generate(
     root = Path(root)
     if root.exists() and not (root.is_dir() and (not any(root.iterdir()) or (root / "synthetic.json").is_file())):
         raise DataError(
-            f"{root} exists and is not a synthetic data root (it has no synthetic.json); "
-            "choose another folder, it would be replaced"
+            f"{root} exists and is not a synthetic data root (it has no synthetic.json); choose another "
+            "folder: writing a root replaces the folder's contents"
         )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
