@@ -134,3 +134,39 @@ def test_evaluate_with_local_decoding_reads_the_heatmaps(monkeypatch):
     assert local_summary["jsd"] == pytest.approx(dsnt_summary["jsd"])  # the heatmaps themselves are unchanged
     with pytest.raises(ValueError, match="unknown decoder"):
         ev.evaluate(predict, [None], None, 64, decode="peak")
+
+
+def test_flip_averaging_mirrors_back_and_swaps_left_and_right():
+    from dpupose.data.joints import J, flip_permutation
+    from dpupose.eval.evaluate import flip_averaged
+
+    n, w = 16, 8
+    rng = np.random.default_rng(3)
+    spots = rng.integers(0, w, (n, 2))  # (row, col) of each joint's one-hot map, for the unmirrored image
+
+    def predict(images):
+        """One-hot maps that ignore the image's content, except that a mirrored image (marked by its first
+        pixel) gets joint k's spot at column 5 instead, wherever it is."""
+        maps = np.zeros((len(images), n, w, w))
+        mirrored = images[:, 0, 0, 0] == 1.0
+        for k, (r, c) in enumerate(spots):
+            maps[~mirrored, k, r, c] = 1.0
+            maps[mirrored, k, r, 5] = 1.0
+        return dsnt_np.dsnt(maps), maps
+
+    images = np.zeros((1, 3, 32, 32), np.float32)
+    images[0, 0, 0, -1] = 1.0  # after mirroring, the first pixel is 1
+    coords, avg = flip_averaged(predict)(images)
+    perm = flip_permutation()
+    assert perm[J["r_elbow"]] == J["l_elbow"] and perm[J["pelvis"]] == J["pelvis"]
+    for k, (r, c) in enumerate(spots):
+        # Joint k's map: half at its own spot; half from the mirrored image's map of joint perm[k], whose
+        # spot is column 5 there and so column w - 1 - 5 = 2 here, in that joint's row.
+        expected = np.zeros((w, w))
+        expected[r, c] += 0.5
+        expected[spots[perm[k]][0], w - 1 - 5] += 0.5
+        np.testing.assert_allclose(avg[0, k], expected)
+        centres = (2 * np.arange(w) + 1) / w - 1
+        x = 0.5 * (centres[c] + centres[2])
+        y = 0.5 * (centres[r] + centres[spots[perm[k]][0]])
+        np.testing.assert_allclose(coords[0, k], [x, y])

@@ -262,6 +262,11 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
     local = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert results["fp32"]["decode"] == "dsnt" and local["decode"] == "local"
     assert local["jsd"] == pytest.approx(results["fp32"]["jsd"])  # same heatmaps, other coordinates
+    args = parser.parse_args([*common, "--flip", "--engine", "int8-emulated", "--quantized", str(result)])
+    assert args.func(args) == 0
+    flipped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert flipped["flip"] is True and results["int8-emulated"]["flip"] is False
+    assert flipped["jsd"] != pytest.approx(results["int8-emulated"]["jsd"])  # other (averaged) heatmaps
     # The emulated engine is the emulator itself: its predictor equals running the runner by hand.
     predict = engines.int8_predictor(result, "int8-emulated")
     x = np.random.default_rng(0).normal(0, 1, (2, 3, S, S)).astype(np.float32)

@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how coordinates are read off the heatmaps: dsnt (the whole map's mean, as trained) or local "
         "(the mean within 4 heatmap pixels of the maximum); see docs/training.md",
     )
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="average each heatmap with that of the mirrored image (left/right joints swapped) before "
+        "decoding; twice the inference per image (not offered by `dpupose run`)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
 
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from dpupose.data.sources import load_data
-    from dpupose.eval.evaluate import evaluate, torch_predictor
+    from dpupose.eval.evaluate import evaluate, flip_averaged, torch_predictor
     from dpupose.eval.metrics import format_table
     from dpupose.model.checkpoint import load_checkpoint
 
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
         quantized = args.quantized or cached_quantization(args.checkpoint, args.data, args.data_root)
         predict = int8_predictor(quantized, args.engine)
+    if args.flip:
+        predict = flip_averaged(predict)
     summary = evaluate(predict, records, split.image_dir, size, args.batch_size, decode=args.decode)
     summary.update(
         {
@@ -67,13 +75,14 @@ def run(args: argparse.Namespace) -> int:
             "data": args.data,
             "engine": args.engine,
             "decode": args.decode,
+            "flip": args.flip,
             "head_size_source": split.head_size_note(),
         }
     )
     if args.json:
         print(json.dumps(summary))
     else:
-        how = "" if args.decode == "dsnt" else ", local decoding"
+        how = ("" if args.decode == "dsnt" else ", local decoding") + (", flip-averaged" if args.flip else "")
         print(f"{args.checkpoint} on {args.data} validation ({split.head_size_note()} head sizes{how})")
         print(format_table(summary))
     return 0
