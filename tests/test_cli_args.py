@@ -41,14 +41,21 @@ CASES = [
 ]
 
 
+def refused(argv: list[str], capsys) -> str:
+    """The command line is refused with exit status 2 and one line on stderr (no usage block, no
+    traceback); returns that line."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
 @pytest.mark.parametrize(("line", "option", "message"), CASES, ids=[c[0].split()[0] + " " + c[1] for c in CASES])
 def test_out_of_range_option_is_one_line_error(tmp_path, capsys, line, option, message):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
-        main(line.format(out=out).split())
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err  # one line: no usage block, no traceback
+    err = refused(line.format(out=out).split(), capsys)
     assert f"argument {option}: " in err and message in err
     assert "--help" in err  # says where the usage is
     assert not out.exists()
@@ -56,11 +63,7 @@ def test_out_of_range_option_is_one_line_error(tmp_path, capsys, line, option, m
 
 def test_unknown_command_and_missing_argument_are_one_line(capsys):
     for line, part in (("bogus", "invalid choice: 'bogus'"), ("train --data synthetic --out x", "--epochs")):
-        with pytest.raises(SystemExit) as exc:
-            main(line.split())
-        assert exc.value.code == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and part in err, err
+        assert part in refused(line.split(), capsys)
 
 
 def test_range_types_accept_their_bounds_and_refuse_just_outside():
@@ -115,11 +118,7 @@ OUTPUT_CASES = [
 )
 def test_output_of_the_wrong_kind_is_refused_and_nothing_is_touched(paths, capsys, line, option, message):
     before = sorted((p.relative_to(paths), p.read_text() if p.is_file() else None) for p in paths.rglob("*"))
-    with pytest.raises(SystemExit) as exc:
-        main(line.format(file=paths / "notes.txt", folder=paths / "folder").split())
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err
+    err = refused(line.format(file=paths / "notes.txt", folder=paths / "folder").split(), capsys)
     assert f"argument {option}: " in err and message in err
     after = sorted((p.relative_to(paths), p.read_text() if p.is_file() else None) for p in paths.rglob("*"))
     assert after == before

@@ -24,48 +24,33 @@ def _number(text: str, kind: type) -> float | int:
     return value
 
 
+def _ranged(kind: type, ok: Callable[[float], bool], wanted: str) -> Callable[[str], float]:
+    """A parser of `kind` values for which `ok` holds; otherwise "must be <wanted>, got <text>"."""
+
+    def parse(text: str):
+        value = _number(text, kind)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    parse.__name__ = "integer" if kind is int else "number"  # argparse names the type in its messages
+    return parse
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _number(text, int)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    parse.__name__ = "integer"  # argparse names the type in its messages
-    return parse
-
-
-def float_above(low: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = _number(text, float)
-        if not value > low:
-            raise argparse.ArgumentTypeError(f"must be greater than {low:g}, got {text}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
-
-
-def float_in(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = _number(text, float)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
+    return _ranged(int, lambda v: v >= low, f"at least {low}")
 
 
 def float_at_least(low: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = _number(text, float)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
-        return value
+    return _ranged(float, lambda v: v >= low, f"at least {low:g}")
 
-    parse.__name__ = "number"
-    return parse
+
+def float_above(low: float) -> Callable[[str], float]:
+    return _ranged(float, lambda v: v > low, f"greater than {low:g}")
+
+
+def float_in(low: float, high: float) -> Callable[[str], float]:
+    return _ranged(float, lambda v: low <= v <= high, f"between {low:g} and {high:g}")
 
 
 positive_int = int_at_least(1)
