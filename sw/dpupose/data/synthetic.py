@@ -11,8 +11,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from dpupose.data.render import (
     skin_colour,
 )
 from dpupose.errors import DataError
+from dpupose.fsio import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def generate(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write a synthetic data root at `root` (atomically: a temp dir renamed at the end). An existing
+    """Write a synthetic data root at `root` (atomically, with dpupose.fsio.atomic_dir). An existing
     folder there is replaced only if it is empty or an earlier synthetic data root (has synthetic.json)."""
     root = Path(root)
     if root.exists() and not (root.is_dir() and (not any(root.iterdir()) or (root / "synthetic.json").is_file())):
@@ -157,9 +156,7 @@ def generate(
             f"{root} exists and is not a synthetic data root (it has no synthetic.json); choose another "
             "folder: writing a root replaces the folder's contents"
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:  # a folder already there goes only once the new root is in place
         (tmp / "images").mkdir()
         (tmp / "annot").mkdir()
         workers = workers or min(2, os.cpu_count() or 1)
@@ -180,16 +177,6 @@ def generate(
                         progress(done, total)
                 (tmp / "annot" / f"{split}.json").write_text(json.dumps(records))
         (tmp / "synthetic.json").write_text(json.dumps(asdict(spec), indent=2))
-        old = None
-        if root.exists():  # moved aside, then removed once the new root is in place
-            old = root.with_name(f".{root.name}.old-{os.getpid()}")
-            os.replace(root, old)
-        os.replace(tmp, root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
