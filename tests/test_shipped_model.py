@@ -7,18 +7,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import shlex
-from pathlib import Path
 
 import pytest
+from shipped_docs import CARD, MODEL_DIR, by_subcommand, card_commands, options, script_commands
 
 from dpupose.model.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT / "models" / "dpupose-synth"
 MODEL = MODEL_DIR / "model.pt"
-CARD = MODEL_DIR / "README.md"
-SCRIPT = ROOT / "scripts" / "train_shipped_model.sh"
 
 
 @pytest.fixture(scope="module")
@@ -28,39 +23,6 @@ def shipped() -> tuple:
 
 def card() -> str:
     return CARD.read_text()
-
-
-def options(words: list[str]) -> dict[str, str]:
-    """`--flag value` pairs of one command line (flags without a value are left out)."""
-    out = {}
-    for i, w in enumerate(words):
-        if w.startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--"):
-            out[w] = words[i + 1]
-    return out
-
-
-def card_commands() -> list[list[str]]:
-    """The `dpupose train` / `dpupose export` commands of the card's "How it was trained" block."""
-    blocks = re.findall(r"```sh\n(.*?)```", card(), flags=re.S)
-    block = next(b for b in blocks if "dpupose export" in b)
-    return [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.startswith("dpupose ")]
-
-
-def script_commands() -> list[list[str]]:
-    """The script's stages and export, with $RUNS as its default (runs) and the common options spelled out."""
-    text = SCRIPT.read_text()
-    common = shlex.split(re.search(r"^common=\((.*)\)$", text, flags=re.M).group(1))
-    cmds = []
-    for line in text.splitlines():
-        line = line.replace("$RUNS", "runs")
-        if line.startswith("stage "):
-            words = shlex.split(line)
-            out = words[1]
-            rest = [w for w in words[2:] if w != "${common[@]}"]
-            cmds.append(["dpupose", "train", *common, "--out", out, *rest])
-        elif line.startswith('"$DPUPOSE" export'):
-            cmds.append(["dpupose", *shlex.split(line)[1:]])
-    return cmds
 
 
 def test_the_file_is_the_one_the_card_names(shipped) -> None:
@@ -78,15 +40,15 @@ def test_the_file_is_the_one_the_card_names(shipped) -> None:
 
 
 def test_the_card_and_the_script_give_the_same_commands() -> None:
-    a, b = card_commands(), script_commands()
-    assert [c[:2] for c in a] == [c[:2] for c in b] and a[-1][1] == "export"
-    for x, y in zip(a, b, strict=True):
-        assert options(x) == options(y), (x, y)
+    card, script = card_commands(), script_commands()
+    assert [c[1] for c in card] == ["train"] * (len(card) - 3) + ["export", "quantize", "split"]
+    assert card == script  # word for word, in the same order
 
 
 def test_the_weights_come_from_the_last_stage_the_card_lists(shipped) -> None:
     _, state = shipped
-    *trains, export = card_commands()
+    trains = by_subcommand(card_commands(), "train")
+    (export,) = by_subcommand(card_commands(), "export")
     last = options(trains[-1])
     args = state["args"]
     assert last["--out"] == args["out"]

@@ -5,13 +5,13 @@ and it runs: the emulated DPU and ONNX Runtime find the joints where the FP32 mo
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
+from shipped_docs import MODEL_DIR, ROOT, by_subcommand, card_commands, options
 
 from dpupose.data.sources import load_data
 from dpupose.dpu.board import default_config_name
@@ -23,33 +23,16 @@ from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.executor import SplitExecutor
 from dpupose.split.plan import load_plan
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT / "models" / "dpupose-synth"
 PLAN_DIR = MODEL_DIR / "split"
-SCRIPT = ROOT / "scripts" / "train_shipped_model.sh"
 
 
-def _commands(text: str, prefix: str) -> dict[str, list[str]]:
-    """`quantize` and `split` command lines that start with `prefix`, by subcommand."""
-    out = {}
-    for line in text.replace("\\\n", " ").splitlines():
-        line = line.strip()
-        if line.startswith(prefix):
-            words = shlex.split(line[len(prefix) :])
-            if words and words[0] in ("quantize", "split"):
-                out[words[0]] = words
-    return out
-
-
-def test_the_card_and_the_script_make_the_plan_the_same_way() -> None:
-    card = _commands((MODEL_DIR / "README.md").read_text(), "dpupose ")
-    script = _commands(SCRIPT.read_text(), '"$DPUPOSE" ')
-    assert set(card) == {"quantize", "split"}
-    assert card == script
-    assert card["split"][card["split"].index("--out") + 1] == "models/dpupose-synth/split"
-    q_out = card["quantize"][card["quantize"].index("--out") + 1]
-    assert card["split"][1] == f"{q_out}/model_qdq.onnx"
-    assert card["quantize"][card["quantize"].index("--checkpoint") + 1] == "models/dpupose-synth/model.pt"
+def test_the_card_makes_the_plan_from_the_shipped_weights() -> None:
+    # (that the script does the same is tests/test_shipped_model.py's check that card and script agree)
+    (quantize,) = by_subcommand(card_commands(), "quantize")
+    (split,) = by_subcommand(card_commands(), "split")
+    assert options(split)["--out"] == "models/dpupose-synth/split"
+    assert split[2] == f"{options(quantize)['--out']}/model_qdq.onnx"
+    assert options(quantize)["--checkpoint"] == "models/dpupose-synth/model.pt"
 
 
 def test_the_plan_is_for_the_default_configuration_and_names_only_relative_paths() -> None:
@@ -59,10 +42,10 @@ def test_the_plan_is_for_the_default_configuration_and_names_only_relative_paths
     assert plan.fingerprint == fingerprint_hex(load_config(default))
     assert [sg.device for sg in plan.subgraphs] == ["dpu", "cpu"]
     assert plan.outputs.heatmaps is not None  # so --decode local works on it
-    script = _commands(SCRIPT.read_text(), '"$DPUPOSE" ')
+    (split,) = by_subcommand(card_commands(), "split")
     source = plan.metadata["source_model"]  # relative to the plan folder
     assert not Path(source).is_absolute()
-    assert (PLAN_DIR / source).resolve() == (ROOT / script["split"][1]).resolve()
+    assert (PLAN_DIR / source).resolve() == (ROOT / split[2]).resolve()
     assert all(Path(sg.file).name == sg.file for sg in plan.subgraphs)  # files inside the plan folder
     assert sum(p.stat().st_size for p in PLAN_DIR.iterdir()) < 6e6
 
