@@ -107,5 +107,5 @@ hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vit
 hw-check: $(STAMP) ## check a hardware build without running any tool: config, fit, clocks, Tcl, tools, inputs
 	$(DPUPOSE) hw check $(HW_ARGS)
 
-clean: ## remove build outputs (keeps .venv and runs/)
+clean: ## remove build/ -- hardware builds and SD images included (keeps .venv and runs/)
 	rm -rf build .pytest_cache .ruff_cache

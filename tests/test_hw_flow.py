@@ -231,6 +231,63 @@ def test_status_and_commands(capsys, env, monkeypatch):
     assert steps_run(env) == ["platform", "kernel", "link"]  # status and commands ran no tool
 
 
+def test_status_of_a_damaged_build_says_so(capsys, env):
+    assert build(capsys, env)[0] == 0
+    common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    assert cli.main(["hw", "status", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json")
+    (env["out"] / "dpu.hwh").unlink()
+    assert cli.main(["hw", "status", *common]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "published: dpu.bit, dpu.xclbin, arch.json; dpu.hwh missing (rebuild them with `--from collect`)"
+    )
+    for damaged in ("{not json", "{}", '{"timing": 3}'):
+        (env["out"] / "build_info.json").write_text(damaged)
+        assert cli.main(["hw", "status", *common]) == 1
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert last.startswith("published: unknown (") and "--from report" in last, last
+
+
+def test_commands_without_inputs_leave_the_variables_to_the_shell(capsys, env, monkeypatch):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
+    from dpupose.hwbuild.layout import BuildPaths
+
+    monkeypatch.delenv("DPU_TRD", raising=False)
+    monkeypatch.delenv("BOARD_REPO", raising=False)
+    assert cli.main(["hw", "commands", "--config", CONFIG, "--out", str(env["out"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "DPU_TRD not given" in lines[0] and "BOARD_REPO not given" in lines[1]
+    commands = [line for line in lines if not line.startswith("#")]
+    # bash reads the printed lines with the variables set (a space in one, to check the quoting)
+    shell_env = {**os.environ, "DPU_TRD": "/opt/dpu trd", "BOARD_REPO": "/src/bdf"}
+    read = [
+        subprocess.run(
+            ["bash", "-c", f"set -- {line}; printf '%s\\0' \"$@\""], env=shell_env, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")[:-1]
+        for line in commands
+    ]
+    paths = BuildPaths.for_config(CONFIG, env["out"])
+    trd, repo = Path("/opt/dpu trd"), Path("/src/bdf")
+    assert read == [platform_argv(paths, repo), kernel_argv(paths, trd), link_argv(paths, trd)]
+
+
+def test_commands_link_with_the_postlink_hook_only_when_the_trd_has_it(capsys, env, tmp_path):
+    from dpupose.hwbuild.inputs import POSTLINK_TCL
+
+    without = make_trd_archive(tmp_path / "old" / "DPUCZDX8G.tar.gz", [n for n in TRD_SKELETON if n != POSTLINK_TCL])
+    for trd, hooked in ((env["trd"], True), (without, False)):
+        args = ["--config", CONFIG, "--trd", str(trd), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+        assert cli.main(["hw", "commands", *args]) == 0
+        link = capsys.readouterr().out.splitlines()[-1]
+        assert link.startswith("v++ -l") and ("--xp" in link) == hooked
+
+
 def test_report_alone_needs_no_tools_and_records_the_versions_that_built_the_files(capsys, env, monkeypatch):
     assert build(capsys, env)[0] == 0
     monkeypatch.setenv("PATH", "/nonexistent")

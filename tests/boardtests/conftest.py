@@ -43,7 +43,11 @@ def overlay(tmp_path: Path) -> Path:
 def model(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     (folder / "cpu").mkdir(parents=True)
-    (folder / "plan.json").write_text(json.dumps({"version": 1, "fingerprint": FINGERPRINT, "subgraphs": []}))
+    subgraphs = [
+        {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx", "xmodel": "dpu_part.xmodel"},
+        {"name": "cpu0", "device": "cpu", "file": "cpu/head part.onnx"},
+    ]  # what the board code reads of a split plan
+    (folder / "plan.json").write_text(json.dumps({"version": 1, "fingerprint": FINGERPRINT, "subgraphs": subgraphs}))
     (folder / "dpu_part.xmodel").write_bytes(os.urandom(150_000))
     (folder / "cpu" / "head part.onnx").write_bytes(os.urandom(50_000))  # a space in the name
     return folder

@@ -12,7 +12,7 @@ from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
 from dpupose.board.deploy import Remote, deploy, install_argv, rsync_argv, scp_argvs
 from dpupose.board.tools import CommandRunner
-from dpupose.errors import FingerprintMismatch, ToolFailed, ToolNotFoundError
+from dpupose.errors import ArtifactError, FingerprintMismatch, ToolFailed, ToolNotFoundError
 
 SSH_ARGV = [
     "ssh",
@@ -179,7 +179,7 @@ def test_missing_tool_is_named_before_anything_runs(overlay, model, wheel, monke
     assert runner.calls == []
 
 
-def test_printed_run_command_is_accepted_by_dpupose_run():
+def parse_run_command(line: str):
     import argparse
 
     from dpupose.board import layout
@@ -187,9 +187,46 @@ def test_printed_run_command_is_accepted_by_dpupose_run():
 
     parser = argparse.ArgumentParser()
     run_command.register(parser.add_subparsers())
-    outer = shlex.split(layout.run_command())
+    outer = shlex.split(line)
     assert outer[:3] == ["sudo", "bash", "-c"]
     inner = shlex.split(outer[3])
     assert inner[:2] == ["source", layout.PYNQ_VENV_PROFILE]
-    args = parser.parse_args(inner[inner.index("dpupose") + 1 :])
-    assert (args.backend, args.plan, args.overlay) == ("vart", str(layout.MODEL_DIR), str(layout.OVERLAY_DIR))
+    return parser.parse_args(inner[inner.index("dpupose") + 1 :])
+
+
+@pytest.mark.parametrize("backend", ["vart", "cpu"])
+def test_printed_run_command_is_accepted_by_dpupose_run(backend):
+    from dpupose.board import layout
+
+    args = parse_run_command(layout.run_command(backend))
+    overlay = str(layout.OVERLAY_DIR) if backend == "vart" else None  # ONNX Runtime needs no overlay
+    assert (args.backend, args.plan, args.overlay) == (backend, str(layout.MODEL_DIR), overlay)
+
+
+def test_a_plan_without_a_compiled_xmodel_is_run_on_the_cpu(overlay, model, wheel, tools_present):
+    plan = json.loads((model / "plan.json").read_text())
+    del plan["subgraphs"][0]["xmodel"]  # as `dpupose split` writes it, before Vitis AI compiles the DPU part
+    (model / "plan.json").write_text(json.dumps(plan))
+    lines = []
+    report = deploy("pynq", overlay, model, wheel=wheel, runner=RecordingRunner(files=board_files()), echo=lines.append)
+    assert lines[1].startswith("note: ") and "no compiled .xmodel for DPU subgraph dpu0" in lines[1]
+    assert parse_run_command(report.run_command).backend == "cpu"
+    assert "--backend cpu" in lines[-1]
+
+
+def test_the_shipped_plan_has_no_xmodel_so_it_runs_on_the_cpu():
+    from dpupose.board.artifacts import board_backend
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "dpupose-synth" / "split"
+    backend, note = board_backend(shipped)
+    assert backend == "cpu" and "dpu0" in note
+
+
+def test_folders_are_checked_before_the_wheel_is_built(overlay, model, monkeypatch):
+    def no_build(*_args, **_kw):
+        raise AssertionError("the wheel was built before the overlay was checked")
+
+    monkeypatch.setattr(deploymod, "build_wheel", no_build)
+    (overlay / "dpu.hwh").unlink()
+    with pytest.raises(ArtifactError, match=r"lacks dpu\.hwh"):
+        deploy("pynq", overlay, model, runner=RecordingRunner(), echo=print)

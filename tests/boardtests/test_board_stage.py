@@ -15,7 +15,7 @@ from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
 from dpupose.board.stage import list_staged, stage
 from dpupose.board.wheel import check_wheel, wheel_requirements
-from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError
+from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError, UsageError
 
 pytestmark = needs_image_tools
 ROOT = str(layout.BOARD_ROOT)
@@ -34,6 +34,12 @@ def staged_files(overlay, model, wheel):
     pairs[model / "cpu" / "head part.onnx"] = f"{ROOT}/model/cpu/head part.onnx"
     pairs[wheel] = f"{ROOT}/wheels/{wheel.name}"
     return pairs
+
+
+def boot_file(image, name):
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    cmd = ["mtype", "-i", f"{image}@@{FAT_START}", f"::/dpupose/{name}"]
+    return subprocess.run(cmd, capture_output=True, env=env, check=True).stdout
 
 
 def ls_p(image, path):
@@ -104,6 +110,11 @@ def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
     for src, dest in staged_files(overlay, model, wheel).items():
         assert listed[dest] == sha256(src)
     assert json.loads(boot)["overlay_fingerprint"] == json.loads((overlay / "arch.json").read_text())["fingerprint"]
+
+    # The note on the boot partition gives the command that runs the model on the DPU.
+    readme = boot_file(out, "README.txt").decode()
+    assert report.run_command in readme and "--backend vart" in report.run_command
+    assert f"--overlay {layout.OVERLAY_DIR}" in report.run_command
 
     # The file system is consistent after debugfs's writes.
     fsck = subprocess.run(["e2fsck", "-fn", f"{out}?offset={ROOT_START}"], capture_output=True, text=True)
@@ -185,6 +196,27 @@ def test_missing_overlay_file_writes_nothing(image, overlay, model, wheel, tmp_p
         stage(image, overlay, model, in_place=True, wheel=wheel)
     assert not (tmp_path / "out.img").exists()
     assert fingerprint_of(image) == before
+
+
+def test_a_plan_without_a_compiled_xmodel_is_staged_to_run_on_the_cpu(image, overlay, model, wheel, tmp_path):
+    plan = json.loads((model / "plan.json").read_text())
+    del plan["subgraphs"][0]["xmodel"]
+    (model / "plan.json").write_text(json.dumps(plan))
+    report = stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
+    assert "--backend cpu" in report.run_command and "--overlay" not in report.run_command
+    assert "no compiled .xmodel for DPU subgraph dpu0" in report.backend_note
+    readme = boot_file(tmp_path / "out.img", "README.txt").decode()
+    assert report.run_command in readme and report.backend_note in readme
+
+
+def test_folders_are_checked_before_the_wheel_is_built(image, overlay, model, tmp_path, monkeypatch):
+    def no_build(*_args, **_kw):
+        raise AssertionError("the wheel was built before the model folder was checked")
+
+    monkeypatch.setattr(stagemod, "build_wheel", no_build)
+    with pytest.raises(UsageError, match="model folder .* does not exist"):
+        stage(image, overlay, tmp_path / "no-such-model", out=tmp_path / "out.img")
+    assert not (tmp_path / "out.img").exists()
 
 
 def test_fingerprint_mismatch_writes_nothing(image, overlay, model, wheel, tmp_path):

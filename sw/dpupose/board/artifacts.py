@@ -62,6 +62,27 @@ def plan_fingerprint(model: Path) -> str | None:
     return _fingerprint(model / layout.PLAN_FILE, "split plan")
 
 
+def board_backend(model: Path) -> tuple[str, str | None]:
+    """The `dpupose run --backend` the board can use for this model folder, and a note when it is not vart.
+
+    VART runs a DPU subgraph from the .xmodel that Vitis AI compiled from it, recorded in the split plan
+    ("xmodel"); a plan whose DPU subgraphs lack one runs on the board with ONNX Runtime (`--backend cpu`).
+    A folder without a readable plan is left to `dpupose run` to judge (vart).
+    """
+    try:
+        subgraphs = json.loads((model / layout.PLAN_FILE).read_text()).get("subgraphs", [])
+        lacking = [sg.get("name", "?") for sg in subgraphs if sg.get("device") == "dpu" and not sg.get("xmodel")]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return "vart", None
+    if not lacking:
+        return "vart", None
+    return "cpu", (
+        f"the split plan in {model} records no compiled .xmodel for DPU subgraph {', '.join(lacking)}: "
+        "on the board it runs with --backend cpu (ONNX Runtime on the Cortex-A53) until one is compiled "
+        "(docs/split.md) and recorded in the plan"
+    )
+
+
 def same_fingerprint(a: str, b: str) -> bool:
     """Fingerprints are 64-bit numbers written in hex ("0x...") or decimal; compare the numbers."""
     try:
@@ -97,6 +118,15 @@ class Payload:
     plan_fp: str | None
     verdict: str
     wheel: Path
+    backend: str = "vart"  # what `dpupose run --backend` the board can use (board_backend)
+    backend_note: str | None = None
+
+
+def precheck(overlay: Path, model: Path) -> None:
+    """The checks `collect` makes, for before the (slow) wheel build: folders, files and fingerprints."""
+    check_overlay(overlay)
+    check_model(model)
+    compare_fingerprints(overlay_fingerprint(overlay), plan_fingerprint(model), overlay=str(overlay), model=str(model))
 
 
 def collect(overlay: Path, model: Path, wheel: Path, setup_script: Path) -> Payload:
@@ -109,4 +139,5 @@ def collect(overlay: Path, model: Path, wheel: Path, setup_script: Path) -> Payl
     files += [(p, layout.MODEL_DIR / PurePosixPath(*p.relative_to(model).parts)) for p in model_files]
     files.append((wheel, layout.WHEEL_DIR / wheel.name))
     files.append((setup_script, layout.SETUP_SCRIPT))
-    return Payload(tuple(files), ofp, pfp, verdict, wheel)
+    backend, note = board_backend(model)
+    return Payload(tuple(files), ofp, pfp, verdict, wheel, backend, note)

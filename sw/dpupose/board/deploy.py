@@ -142,6 +142,7 @@ def deploy(
     remote = Remote(host, user)
     overlay, model = Path(overlay), Path(model)
     rsync = have_tool("rsync") if use_rsync is None else use_rsync
+    artifacts.precheck(overlay, model)  # before the wheel is built
     with tempfile.TemporaryDirectory(prefix="dpupose-deploy-") as tmp_name:
         tmp = Path(tmp_name)
         if wheel is not None:
@@ -154,6 +155,9 @@ def deploy(
             wheel_path = build_wheel(tmp / "wheel")
         payload = artifacts.collect(overlay, model, wheel_path, setup_script())
         echo(payload.verdict)
+        if payload.backend_note:
+            echo(f"note: {payload.backend_note}")
+        run_command = layout.run_command(payload.backend)
         manifest = build_manifest(
             payload.files,
             overlay_fingerprint=payload.overlay_fp,
@@ -167,15 +171,15 @@ def deploy(
         if dry_run:
             for argv in commands:
                 echo(shlex.join(argv))
-            return DeployReport(commands, payload.verdict, "not deployed (dry run)", layout.run_command())
+            return DeployReport(commands, payload.verdict, "not deployed (dry run)", run_command)
         for tool in sorted({argv[0] for argv in commands}):
             require_tool(tool)  # all of them before the first command runs
         for argv in commands:
             runner.run(argv)
         deployed = _check_deployed(runner, remote, payload.plan_fp)
     echo(deployed)
-    echo(f"run it on the board: ssh -t {remote.login} {shlex.quote(layout.run_command())}")
-    return DeployReport(commands, payload.verdict, deployed, layout.run_command())
+    echo(f"run it on the board: ssh -t {remote.login} {shlex.quote(run_command)}")
+    return DeployReport(commands, payload.verdict, deployed, run_command)
 
 
 def _check_deployed(runner: CommandRunner, remote: Remote, plan_fp: str | None) -> str:

@@ -63,12 +63,15 @@ WantedBy=multi-user.target
 """
 
 
-BOOT_README = f"""dpupose files staged on this card (by dpupose {__version__}).
+def boot_readme(backend: str = "vart", backend_note: str | None = None) -> str:
+    """README.txt on the boot partition; `backend` as artifacts.board_backend gives it for the model."""
+    note = f"\n({backend_note}.)\n" if backend_note else ""
+    return f"""dpupose files staged on this card (by dpupose {__version__}).
 
 The overlay, the compiled model and the dpupose wheel are on the Linux root partition in
 {layout.BOARD_ROOT}; manifest.json here lists them with their SHA-256 sums.
 At the first boot with network, {layout.FIRSTBOOT_UNIT_NAME} installs pynq-dpu {layout.PYNQ_DPU_VERSION}
 and dpupose (log: {layout.FIRSTBOOT_LOG}). Then, on the board:
 
-    {layout.run_command()}
-"""
+    {layout.run_command(backend)}
+{note}"""

@@ -43,10 +43,15 @@ PYNQ_DPU_VERSION = "2.5.1"
 PYNQ_VENV_PROFILE = "/etc/profile.d/pynq_venv.sh"  # PYNQ 3.0: activates /usr/local/share/pynq-venv
 
 
-def run_command() -> str:
-    """The command that runs the deployed model on the board (as root: the DPU needs it)."""
+def run_command(backend: str = "vart") -> str:
+    """The command that runs the deployed model on the board (as root: the DPU needs it).
+
+    backend "vart" runs the DPU subgraphs on the DPU (the plan must record their compiled .xmodel files);
+    "cpu" runs every subgraph with ONNX Runtime on the Cortex-A53, for a plan without them.
+    """
+    overlay = f" --overlay {OVERLAY_DIR}" if backend == "vart" else ""
     inner = (
-        f"source {PYNQ_VENV_PROFILE} && dpupose run --backend vart --plan {MODEL_DIR} --overlay {OVERLAY_DIR} "
+        f"source {PYNQ_VENV_PROFILE} && dpupose run --backend {backend} --plan {MODEL_DIR}{overlay} "
         f"--source camera:0 --out {BOARD_ROOT / 'run'} --pipeline --drop-late"
     )
     return f"sudo bash -c {shlex.quote(inner)}"

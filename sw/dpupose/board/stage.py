@@ -49,6 +49,8 @@ class StageReport:
     image: Path  # the image that now holds the staged files
     manifest: Manifest
     verdict: str  # fingerprint check result
+    run_command: str = ""  # what runs the staged model on the board (after the first boot)
+    backend_note: str | None = None  # why run_command does not use the DPU, if it does not
 
 
 def stage(
@@ -68,19 +70,21 @@ def stage(
         raise UsageError(f"{info.path} is {info.kind.value}-compressed: stage into a copy with --out NEW.img")
     if info.kind is ImageKind.RAW:
         find_pynq_partitions(info.path)  # fail before copying anything if it is not a PYNQ image
+    artifacts.precheck(Path(overlay), Path(model))  # before the wheel is built
     with tempfile.TemporaryDirectory(prefix="dpupose-stage-") as tmp_name:
         tmp = Path(tmp_name)
         wheel_path = Path(wheel) if wheel else build_wheel(tmp / "wheel")
         check_wheel(wheel_path)
         payload = artifacts.collect(Path(overlay), Path(model), wheel_path, setup_script())
         files, manifest = _files_with_manifest(payload, tmp)
+        done = {"run_command": layout.run_command(payload.backend), "backend_note": payload.backend_note}
         if in_place:
             plan = _prepare(info.path, files, tmp)  # raises before anything is written
             try:
                 _write(info.path, plan, tmp)
             except ImageError as exc:
                 raise ImageError(f"{exc}; {info.path} is now partly staged: stage it again, or restore it") from None
-            return StageReport(info.path, manifest, payload.verdict)
+            return StageReport(info.path, manifest, payload.verdict, **done)
         dest = Path(out) if out is not None else default_output(info.path)
         if dest.exists() and os.path.samefile(dest, info.path):
             raise UsageError(f"--out {dest} is the image itself: use --in-place to stage into it")
@@ -94,7 +98,7 @@ def stage(
             raise ImageError(f"{exc} ({dest} was not written; {info.path} is unchanged)") from None
         finally:
             partial.unlink(missing_ok=True)
-        return StageReport(dest, manifest, payload.verdict)
+        return StageReport(dest, manifest, payload.verdict, **done)
 
 
 def _files_with_manifest(payload: artifacts.Payload, tmp: Path) -> tuple[list[tuple[Path, PurePosixPath]], Manifest]:
@@ -115,7 +119,7 @@ def _files_with_manifest(payload: artifacts.Payload, tmp: Path) -> tuple[list[tu
     )
     (gen / "manifest.json").write_text(manifest.to_json())
     (gen / "SHA256SUMS").write_text(manifest.sha256sums(layout.BOARD_ROOT))
-    (gen / "README.txt").write_text(firstboot.BOOT_README)
+    (gen / "README.txt").write_text(firstboot.boot_readme(payload.backend, payload.backend_note))
     files += [(gen / "manifest.json", layout.MANIFEST), (gen / "SHA256SUMS", layout.SHA256SUMS)]
     return files, manifest
 

@@ -132,25 +132,39 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shell_word(word: str, variables: tuple[str, ...]) -> str:
+    """shlex.quote, except that the named $VARIABLES stay outside the quotes, so the shell expands them."""
+    for var in variables:
+        pre, sep, post = word.partition(var)
+        if sep:
+            return "".join((shlex.quote(pre) if pre else "", f'"{var}"', _shell_word(post, variables) if post else ""))
+    return shlex.quote(word)
+
+
 def cmd_commands(args: argparse.Namespace) -> int:
     from dpupose.dpu.config import load_config
     from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
-    from dpupose.hwbuild.inputs import inspect_trd
+    from dpupose.hwbuild.inputs import POSTLINK_TCL, inspect_trd
     from dpupose.hwbuild.layout import BuildPaths
 
     cfg = load_config(args.config)
     paths = BuildPaths.for_config(cfg.name, args.out)
-    trd = Path("$DPU_TRD")
+    trd, postlink = Path("$DPU_TRD"), True
     if args.trd:
         info = inspect_trd(args.trd)
         trd = paths.trd_dir if info.archive else (info.path / info.prefix).resolve()
+        postlink = info.has_postlink
+    else:
+        print(f"# DPU_TRD not given: the link step's --xp hook applies only if $DPU_TRD has {POSTLINK_TCL}")
+    if not args.board_repo:
+        print("# BOARD_REPO not given: set it (export BOARD_REPO=...) before running these lines")
     repo = Path(args.board_repo or "$BOARD_REPO")
     for step, argv in (
         ("platform", platform_argv(paths, repo)),
         ("kernel", kernel_argv(paths, trd)),
-        ("link", link_argv(paths, trd)),
+        ("link", link_argv(paths, trd, postlink=postlink)),
     ):
-        print(f"# {step}\n{shlex.join(argv)}")
+        print(f"# {step}\n{' '.join(_shell_word(w, ('$DPU_TRD', '$BOARD_REPO')) for w in argv)}")
     return 0
 
 
@@ -167,9 +181,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctx = BuildContext.from_preflight(pre, paths, _request(args))
     for name, state in step_status(ctx).items():
         print(f"{name:9s} {state}")
-    if paths.build_info.is_file():
-        info = json.loads(paths.build_info.read_text())
-        print(f"published: {', '.join(DELIVERABLES)} (timing met, WNS {info['timing']['wns_ns']} ns)")
-    else:
+    published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
+    if not paths.build_info.is_file():
         print("published: nothing")
+        return 0
+    try:
+        wns = json.loads(paths.build_info.read_text())["timing"]["wns_ns"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(
+            f"published: unknown ({paths.build_info} is unreadable: {type(exc).__name__} {exc}; "
+            f"rebuild it with `dpupose hw build --config {pre.cfg.name} --from report`)"
+        )
+        return 1
+    missing = [n for n in DELIVERABLES if n not in published]
+    if missing:
+        have = ", ".join(published) or "nothing"
+        print(f"published: {have}; {', '.join(missing)} missing (rebuild them with `--from collect`)")
+        return 1
+    print(f"published: {', '.join(DELIVERABLES)} (timing met, WNS {wns} ns)")
     return 0

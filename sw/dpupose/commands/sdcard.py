@@ -137,8 +137,11 @@ def run_stage(args: argparse.Namespace) -> int:
         progress=progress_wanted(args.progress),
     )
     print(report.verdict)
+    if report.backend_note:
+        print(f"note: {report.backend_note}")
     print(f"staged {len(report.manifest.entries)} files onto {report.image}")
     print(f"list them: dpupose sdcard ls {report.image}")
+    print(f"on the board, after the first boot: {report.run_command}")
     return 0
 
 
