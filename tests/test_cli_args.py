@@ -155,3 +155,15 @@ def test_every_numeric_option_has_a_range():
         if action.type in (int, float)
     ]
     assert bare == []
+
+
+def test_a_path_the_file_system_refuses_is_one_line(capsys, monkeypatch):
+    # /proc takes no new folders, whoever asks (root included): the OSError no check foresaw.
+    assert main(["dpu", "files", "--config", "u96v2-b1600-pynq", "--out", "/proc/dpupose-test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dpupose: error: cannot use /proc/dpupose-test: ") and err.count("\n") == 1, err
+    # A rename's two paths are both named.
+    from dpupose.cli import os_error_line
+
+    line = os_error_line(PermissionError(13, "Permission denied", "a.tmp", None, "b"))
+    assert line.startswith("cannot use a.tmp -> b: Permission denied")

@@ -107,6 +107,13 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
     np.save(f, arr)
     assert _run_cli("deploy-check", result, "--against", tmp_path / "d", "--json", tmp_path / "r2.json") == 1
     assert json.loads((tmp_path / "r2.json").read_text())["first_divergent"] == victim
+    # A damaged dump (truncated, or a pickle) is named, not a numpy traceback.
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(DataError, match=rf"{f.name} is not a readable \.npy file"):
+        _run_cli("deploy-check", result, "--against", tmp_path / "d")
+    np.save(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=rf"{f.name} is not a readable \.npy file"):
+        _run_cli("deploy-check", result, "--against", tmp_path / "d")
     # ONNX Runtime: a report either way, with the bound per layer.
     _run_cli("deploy-check", result, *common, "--against", "ort", "--json", tmp_path / "r3.json")
     rows = json.loads((tmp_path / "r3.json").read_text())["layers"]

@@ -89,6 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except OSError as exc:
+        # A file system refusal (permission, disk full, read-only, a missing parent) that no check foresaw:
+        # one line naming the path, as for any other bad input; --verbose keeps the traceback.
+        if args.verbose:
+            raise
+        print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def os_error_line(exc: OSError) -> str:
+    """'cannot use PATH: Permission denied' (both paths for a rename or copy)."""
+    what = exc.strerror or str(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return what
+    return f"cannot use {' -> '.join(paths)}: {what} (check the path, its permissions and the free space)"
 
 
 if __name__ == "__main__":

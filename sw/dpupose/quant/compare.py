@@ -40,7 +40,10 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
         npy = folder / f"{dump_name(name)}.npy"
         raw = folder / f"{dump_name(name)}.bin"
         if npy.is_file():
-            arr = np.load(npy)
+            try:
+                arr = np.load(npy, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise DataError(f"{npy} is not a readable .npy file ({exc}): dump the tensor again") from None
         elif raw.is_file():
             arr = np.fromfile(raw, dtype=np.int8)
             if arr.size != int(np.prod(shape)):
