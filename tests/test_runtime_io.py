@@ -134,3 +134,36 @@ def test_show_without_a_display_warns(monkeypatch: pytest.MonkeyPatch, caplog) -
     assert not sink.enabled and "no display" in caplog.text
     sink.write(result(0, grey(0)), grey(0))
     sink.close()
+
+
+def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """OpenCV's own file functions crash the process on such names; a child process keeps a regression
+    from taking the test run down with it."""
+    import os
+    import subprocess
+    import sys
+
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.jpg"  # Latin-1 "café": not UTF-8
+    with open(raw, "wb") as f:
+        f.write(cv2.imencode(".jpg", grey(30))[1].tobytes())
+    code = f"""
+import os
+from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.sinks import FolderSink
+from dpupose.runtime.sources import ImageFolderSource
+import numpy as np
+frames = list(ImageFolderSource({str(tmp_path)!r}))
+assert len(frames) == 1 and int(frames[0].image.mean()) in (29, 30, 31), frames
+out = FolderSink({str(tmp_path / "out")!r}, by_frame_number=False)
+r = FrameResult(0, frames[0].source, np.zeros((16, 2)), np.ones(16), np.zeros((16, 2)))
+out.write(r, frames[0].image)
+print(os.listdir(os.fsencode({str(tmp_path / "out")!r})))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[b'caf\\xe9.jpg']"  # the source's name, byte for byte
+    video = os.fsdecode(os.fsencode(tmp_path) + b"/clip\xe9.avi")
+    write_video(tmp_path / "clip.avi", 2)
+    os.rename(os.fsencode(tmp_path) + b"/clip.avi", os.fsencode(video))
+    with pytest.raises(DataError, match=r"not valid UTF-8; rename it"):
+        VideoFileSource(video)

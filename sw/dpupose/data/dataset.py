@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset
 from dpupose.data.records import PoseRecord
 from dpupose.data.transforms import Augment, crop_person, normalize, to_normalized
 from dpupose.errors import DataError
+from dpupose.runtime.imagefile import read_bgr
 
 
 def check_images(records: list[PoseRecord], image_dir: Path) -> None:
@@ -29,7 +29,12 @@ def check_images(records: list[PoseRecord], image_dir: Path) -> None:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        img = read_bgr(path)
+    except FileNotFoundError:
+        img = None
+    except OSError as exc:
+        raise DataError(f"image {path} cannot be read ({exc.strerror or exc})") from None
     if img is None:
         if not path.exists():
             raise DataError(f"image {path} is missing; check --data-root (images/ must hold every annotated image)")

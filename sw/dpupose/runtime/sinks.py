@@ -23,6 +23,7 @@ import numpy as np
 from dpupose.errors import DeviceError
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.imagefile import opencv_path, write_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ class FolderSink(Sink):
         stem = f"{result.index:06d}" if self.by_frame_number else Path(result.source).stem
         path = self.folder / f"{stem}.jpg"
         tmp = self.folder / f".{stem}.part.jpg"
-        if not cv2.imwrite(str(tmp), annotated):
-            raise DeviceError(f"cannot write {path} (disk full or not writable?)")
+        if not write_jpeg(tmp, annotated):
+            raise DeviceError(f"cannot encode the annotated frame for {path} as JPEG")
         os.replace(tmp, path)
         self.count += 1
 
@@ -116,7 +117,7 @@ class VideoSink(Sink):
 
     def _open(self, w: int, h: int) -> cv2.VideoWriter:
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
-        writer = cv2.VideoWriter(str(self.part), fourcc, self.fps, (w, h))
+        writer = cv2.VideoWriter(opencv_path(self.part), fourcc, self.fps, (w, h))
         if writer.isOpened():
             return writer
         if self.path.suffix.lower() != ".avi":  # MJPG in AVI is built into every OpenCV
@@ -124,7 +125,7 @@ class VideoSink(Sink):
             self.part.unlink(missing_ok=True)
             self.path = self.path.with_suffix(".avi")
             self.part = self.path.with_name(self.path.stem + ".part.avi")
-            writer = cv2.VideoWriter(str(self.part), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h))
+            writer = cv2.VideoWriter(opencv_path(self.part), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h))
             if writer.isOpened():
                 return writer
         raise DeviceError(f"OpenCV cannot write the video {self.path} (disk full or not writable?)")

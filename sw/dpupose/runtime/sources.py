@@ -21,6 +21,7 @@ import cv2
 
 from dpupose.errors import DataError, DeviceError, UsageError
 from dpupose.runtime.frames import Frame
+from dpupose.runtime.imagefile import opencv_path, read_bgr
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,12 @@ class ImageFolderSource(FrameSource):
                 log.warning("skipping %s: not an image", p)
                 self.skipped += 1
                 continue
-            image = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            try:
+                image = read_bgr(p)
+            except OSError as exc:
+                log.warning("skipping %s: cannot read it (%s)", p, exc.strerror or exc)
+                self.skipped += 1
+                continue
             if image is None:
                 log.warning("skipping %s: cannot decode the image (corrupt or truncated?)", p)
                 self.skipped += 1
@@ -95,7 +101,7 @@ class VideoFileSource(FrameSource):
         self.name = str(self.path)
         if not self.path.is_file():
             raise UsageError(f"video source {self.path} does not exist")
-        self.cap = (open_capture or cv2.VideoCapture)(str(self.path))
+        self.cap = (open_capture or cv2.VideoCapture)(opencv_path(self.path))
         if not self.cap.isOpened():
             raise DataError(f"cannot open video {self.path}: not a video OpenCV can decode")
         self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # 0: unknown

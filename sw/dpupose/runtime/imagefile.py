@@ -1,0 +1,47 @@
+"""Image files through Python's own file I/O, so that any file name works.
+
+OpenCV's imread/imwrite/VideoCapture take the name as a C string: a name that is not valid UTF-8 (Python
+hands it over with surrogate escapes) crashes the process. Images are therefore read and written as bytes
+by Python and decoded/encoded by OpenCV in memory; video paths, which OpenCV must open itself, are checked
+first (opencv_path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dpupose.errors import DataError
+
+
+def read_bgr(path: str | Path) -> np.ndarray | None:
+    """The image as BGR uint8, or None if it does not decode; OSError if the file cannot be read."""
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) -> bool:
+    """Encode `image` (BGR) as JPEG and write it to `path`; False if OpenCV cannot encode it."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []
+    ok, buf = cv2.imencode(".jpg", image, params)
+    if not ok:
+        return False
+    Path(path).write_bytes(buf.tobytes())
+    return True
+
+
+def opencv_path(path: str | Path) -> str:
+    """`path` as a string OpenCV can open, or DataError saying to rename it."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(
+            f"{text.encode('utf-8', 'surrogateescape')!r}: OpenCV cannot open a file whose name is not valid "
+            "UTF-8; rename it"
+        ) from None
+    return text
