@@ -134,6 +134,11 @@ def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
         assert main(["data", "synth", "--out", str(paths / name), "--num-train", "1", "--num-valid", "1"]) == 0
         assert sorted(p.name for p in (paths / name).iterdir()) == ["annot", "images", "synthetic.json"]
     assert not [p.name for p in paths.iterdir() if p.name.startswith(".")]  # no temporary or old copies left
+    # ... but not one that also holds something of the user's
+    (paths / "empty" / "README.md").write_text("my notes")
+    assert main(["data", "synth", "--out", str(paths / "empty"), "--num-train", "1", "--num-valid", "1"]) == 2
+    assert "also holds README.md" in capsys.readouterr().err
+    assert (paths / "empty" / "README.md").read_text() == "my notes"
 
 
 def _parsers(parser: argparse.ArgumentParser, prog: str = "dpupose"):

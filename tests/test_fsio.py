@@ -58,3 +58,30 @@ def test_sha256_file_reads_past_its_block_size(tmp_path):
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert sha256_file(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_check_replaceable(tmp_path):
+    from dpupose.errors import UsageError
+    from dpupose.fsio import check_replaceable
+
+    def check(folder):
+        check_replaceable(folder, "mark.json", ["a.onnx", "sub/b.bin", ""], "an earlier result")
+
+    check(tmp_path / "missing")  # nothing there: fine
+    (tmp_path / "empty").mkdir()
+    check(tmp_path / "empty")
+    ours = tmp_path / "ours"
+    (ours / "sub").mkdir(parents=True)
+    for name in ("mark.json", "a.onnx", "sub/b.bin", "sub/c.bin"):  # inside a listed folder: ours
+        (ours / name).write_text("x")
+    check(ours)
+    (ours / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"is an earlier result, but also holds notes\.txt, .* move it elsewhere"):
+        check(ours)
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a folder"):
+        check(tmp_path / "plain")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.onnx").write_text("x")
+    with pytest.raises(UsageError, match=r"is not an earlier result \(it has no mark\.json\)"):
+        check(tmp_path / "other")

@@ -170,6 +170,17 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path, ckpt):
     assert (tmp_path / "precious" / "thesis.tex").read_text() == "x"
 
 
+def test_keeps_a_checkpoint_kept_inside_an_earlier_result(result, ckpt, tmp_path):
+    import shutil
+
+    earlier = tmp_path / "q"
+    shutil.copytree(result, earlier)
+    shutil.copy(ckpt, earlier / "model.pt")  # the checkpoint to quantize, inside the folder to replace
+    with pytest.raises(UsageError, match=r"also holds model\.pt, which replacing it would delete"):
+        quantize(QuantizeConfig(checkpoint=earlier / "model.pt", out=earlier, num_calib=2))
+    assert (earlier / "model.pt").read_bytes() == ckpt.read_bytes()
+
+
 # ---- vai_q --------------------------------------------------------------------------------------------
 def test_vai_q_absent_says_to_use_the_script(tmp_path, ckpt, monkeypatch):
     monkeypatch.delitem(sys.modules, "pytorch_nndct", raising=False)

@@ -234,6 +234,17 @@ def test_out_folder_safety(tmp_path):
     assert _devices(load_plan(out)) == ["dpu", "cpu"]
     assert sorted(p.name for p in out.iterdir()) == ["cpu0.onnx", "dpu0.onnx", "plan.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # A plan folder that also holds the user's own files (a compiled xmodel, the source model) stays.
+    (out / "dpu0.xmodel").write_bytes(b"compiled")
+    with pytest.raises(UsageError, match=r"also holds dpu0\.xmodel, which replacing it would delete"):
+        split_model(SplitOptions(model, CONFIG, out))
+    (out / "dpu0.xmodel").unlink()
+    inside = out / "m.onnx"
+    inside.write_bytes(model.read_bytes())
+    with pytest.raises(UsageError, match=r"also holds m\.onnx"):
+        split_model(SplitOptions(inside, CONFIG, out))
+    assert inside.read_bytes() == model.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["cpu0.onnx", "dpu0.onnx", "m.onnx", "plan.json"]
 
 
 def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):

@@ -3,7 +3,8 @@
 `atomic_path(path)` yields a temporary path in the destination folder; when the block ends normally the
 file gets the usual permissions (0666 less the umask) and replaces `path` in one rename, otherwise it is
 removed. A crash never leaves a half-written checkpoint, model, plan or report behind. `atomic_dir(path)`
-does the same for a whole folder (a quantized model, a split plan).
+does the same for a whole folder (a quantized model, a split plan); `check_replaceable` says beforehand
+whether the folder already there may go.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,31 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str, option: str = "--out") -> None:
+    """Refuse (UsageError) to replace `out` unless it is missing, empty, or `what` (a folder holding
+    `marker`) that holds nothing but `marker` and the files it lists as written (`written`, relative
+    paths): replacing a folder deletes everything in it, so a user's own file there must stop the command."""
+    from dpupose.errors import UsageError
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"{option} {out} exists and is not a folder; choose another {option}")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if marker not in entries:
+        raise UsageError(f"{out} exists and is not {what} (it has no {marker}); choose another {option}")
+    ours = {marker} | {Path(w).parts[0] for w in written if w}
+    extra = [e for e in entries if e not in ours]
+    if extra:
+        shown = ", ".join(extra[:4]) + (f" and {len(extra) - 4} more" if len(extra) > 4 else "")
+        raise UsageError(
+            f"{out} is {what}, but also holds {shown}, which replacing it would delete: move "
+            f"{'it' if len(extra) == 1 else 'them'} elsewhere, or choose another {option}"
+        )
 
 
 def sha256_file(path: str | Path) -> str:

@@ -29,8 +29,7 @@ from dpupose.data.render import (
     random_colour,
     skin_colour,
 )
-from dpupose.errors import DataError
-from dpupose.fsio import atomic_dir
+from dpupose.fsio import atomic_dir, check_replaceable
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +150,7 @@ def generate(
     """Write a synthetic data root at `root` (atomically, with dpupose.fsio.atomic_dir). An existing
     folder there is replaced only if it is empty or an earlier synthetic data root (has synthetic.json)."""
     root = Path(root)
-    if root.exists() and not (root.is_dir() and (not any(root.iterdir()) or (root / "synthetic.json").is_file())):
-        raise DataError(
-            f"{root} exists and is not a synthetic data root (it has no synthetic.json); choose another "
-            "folder: writing a root replaces the folder's contents"
-        )
+    check_replaceable(root, "synthetic.json", ("images", "annot"), "a synthetic data root", option="folder")
     with atomic_dir(root) as tmp:  # a folder already there goes only once the new root is in place
         (tmp / "images").mkdir()
         (tmp / "annot").mkdir()

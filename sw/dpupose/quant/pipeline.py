@@ -12,6 +12,7 @@ vai_q engine: the three FP32 files, DpuPart_int.xmodel, vai_q/ (vai_q_pytorch's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.errors import CheckpointError, ToolNotFoundError, UsageError
-from dpupose.fsio import atomic_dir
+from dpupose.fsio import atomic_dir, check_replaceable
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,12 @@ class QuantizeConfig:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SUMMARY).is_file())):
-        raise UsageError(f"{out} exists and is not an earlier `dpupose quantize` result; choose another --out")
+    """An existing --out is replaced only if it is an earlier result holding only the files its
+    summary.json lists (a checkpoint or anything else kept there would be lost)."""
+    written: list[str] = []
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        written = [f for f in json.loads((out / SUMMARY).read_text())["files"] if isinstance(f, str)]
+    check_replaceable(out, SUMMARY, written, "an earlier `dpupose quantize` result")
 
 
 @contextmanager

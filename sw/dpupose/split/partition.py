@@ -18,6 +18,7 @@ The plan's metadata records the source model, each unit's device and reason, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.errors import ModelFileError, UsageError
-from dpupose.fsio import atomic_dir, sha256_file
+from dpupose.fsio import atomic_dir, check_replaceable, sha256_file
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, load_onnx
 from dpupose.split.plan import (
@@ -152,8 +153,15 @@ def _dpu_unit_ms(g: QdqGraph, cfg: Any, board: Any, model_name: str) -> dict[int
 
 
 def _prepare_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PLAN_FILE).is_file())):
-        raise UsageError(f"{out} exists and is not an earlier split plan folder; choose another --out")
+    """An existing --out is replaced only if it is an earlier plan folder holding only what that split
+    wrote (a compiled .xmodel, notes or the source model there would be lost)."""
+    import json
+
+    written: list[str] = []
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        plan = json.loads((out / PLAN_FILE).read_text())
+        written = [sg["file"] for sg in plan["subgraphs"] if isinstance(sg.get("file"), str)]
+    check_replaceable(out, PLAN_FILE, written, "an earlier split plan folder")
 
 
 def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
