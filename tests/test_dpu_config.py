@@ -22,9 +22,9 @@ from dpupose.errors import ConfigError
 REQUIRED_U96_CONFIGS = {"u96v2-b1600-pynq", "u96v2-b2304-avnet", "u96v2-b1152", "u96v2-b800", "u96v2-b512"}
 
 
-def write(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
+def write(tmp_path: Path, text: str | bytes, name: str = "c.toml") -> Path:
     p = tmp_path / name
-    p.write_text(text)
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
     return p
 
 
@@ -79,11 +79,19 @@ def test_load_by_path(tmp_path):
         ('arch = "B1600"\nclock_mhz = 200\nuram_wgt_banks = 12\n', "exceeds the 11 wgt banks"),
         ('arch = "B1600"\nclock_mhz = 200\nuram_img_banks = 2\nlutram_wgt_banks = 1\n', "cannot both"),
         ('arch = "B1600"\nclock_mhz = [200\n', "not valid TOML"),
+        ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = true\n', "alu_parallel = True is not one of"),
+        ('arch = "B1600"\nclock_mhz = 200\n# caf\xe9\n'.encode("latin-1"), "not a TOML text file"),
     ],
 )
 def test_bad_configurations_are_rejected_with_the_reason(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_a_folder_given_as_the_configuration(tmp_path):
+    (tmp_path / "mine.toml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder; give a configuration file"):
+        load_config(tmp_path / "mine.toml")
 
 
 def test_unknown_name_lists_the_shipped_ones():

@@ -134,6 +134,11 @@ def test_evaluate_with_local_decoding_reads_the_heatmaps(monkeypatch):
     assert local_summary["jsd"] == pytest.approx(dsnt_summary["jsd"])  # the heatmaps themselves are unchanged
     with pytest.raises(ValueError, match="unknown decoder"):
         ev.evaluate(predict, [None], None, 64, decode="peak")
+    # A model that predicts NaN (diverged weights) is refused, not scored as NaN (invalid in --json).
+    from dpupose.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="NaN or infinite coordinates"):
+        ev.evaluate(lambda images: (np.full((1, 16, 2), np.nan), maps), [None], None, 64)
 
 
 def test_flip_averaging_mirrors_back_and_swaps_left_and_right():

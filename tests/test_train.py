@@ -91,6 +91,18 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(mismatched)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+    # Damaged fields of a dpupose checkpoint: named, never a torch or OpenCV traceback later on.
+    for change, message in (
+        ({"model": [1, 2]}, "'model' entry is a list, not the weights"),
+        ({"model": None}, "'model' entry is a NoneType"),
+        ({"model_config": {**net.config.to_dict(), "width_mult": "abc"}}, "width_mult must be a positive number"),
+        ({"model_config": {**net.config.to_dict(), "input_size": 224.0}}, "input_size must be a positive integer"),
+        ({"model_config": {**net.config.to_dict(), "num_joints": True}}, "num_joints must be a positive integer"),
+    ):
+        damaged = tmp_path / "damaged.pt"
+        save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), **change}, damaged)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(damaged)
 
 
 def test_cli_errors_are_one_line(tmp_path):

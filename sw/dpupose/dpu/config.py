@@ -254,6 +254,8 @@ def _coerce(key: str, value: Any, type_name: str, where: str) -> Any:
     if key in _ENUM_FIELDS:
         enum = _ENUM_FIELDS[key]
         for member in enum:
+            if isinstance(value, bool):  # true == 1 in Python: not a value of any of these
+                break
             if value == member.value or (isinstance(value, str) and value.lower() == str(member.value)):
                 return member
         choices = ", ".join(repr(m.value) for m in enum)

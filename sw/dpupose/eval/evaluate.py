@@ -12,6 +12,7 @@ import numpy as np
 
 from dpupose.data.records import PoseRecord
 from dpupose.data.transforms import crop_person, normalize, to_normalized
+from dpupose.errors import CheckpointError
 from dpupose.eval.dsnt_np import DECODERS, local_dsnt
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.progress import Progress
@@ -53,6 +54,11 @@ def evaluate(
     with Progress(len(records), desc, "img") as bar:
         for images, targets, visible, heads in iter_batches(records, image_dir, input_size, batch_size):
             coords, heatmaps = predict(images)
+            if not np.isfinite(coords).all():
+                raise CheckpointError(
+                    "the model predicts NaN or infinite coordinates: its weights are damaged (a diverged "
+                    "training run?); evaluate an earlier checkpoint, or train again"
+                )
             if decode == "local":
                 coords = local_dsnt(heatmaps)
             acc.add(coords, heatmaps, targets, visible, heads)

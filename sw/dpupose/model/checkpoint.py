@@ -53,6 +53,8 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{origin}: bad model_config ({exc})") from None
     model = PoseNet(cfg)
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
