@@ -147,3 +147,13 @@ def test_estimate_json_has_the_promised_keys():
     assert d["predicted"] is True
     assert d["fps"] == pytest.approx(1000 / d["latency_ms"], rel=1e-3)
     assert {"latency_ms", "fps", "throughput_fps", "layers", "excluded", "warnings"} <= set(d)
+
+
+def test_input_sizes_that_are_not_fixed_are_refused_but_a_symbolic_batch_is_fine():
+    model = conv(16, 8, 14, 3)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_param = "N"  # a dynamic batch: costed as batch 1, like the fixed model
+    assert estimate(model, B1600, U96, NO_OVERHEAD).layers[0].time_ms == one_layer(conv(16, 8, 14, 3)).time_ms
+    dims[2].dim_param, dims[3].dim_param = "H", "W"  # unknown image size: every layer's cost unknown
+    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(Nx16xHxW\)"):
+        estimate(model, B1600, U96, NO_OVERHEAD)

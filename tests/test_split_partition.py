@@ -121,6 +121,20 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     assert result.plan.metadata["warnings"] == result.warnings
 
 
+def test_a_configuration_that_does_not_fit_the_board_is_split_with_a_warning(tmp_path):
+    from dpupose.dpu.board import load_board
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.resources import check_fit
+
+    model = save("none", tmp_path / "m.onnx")
+    big = "u96v2-b2304-dsphigh"
+    assert not check_fit(load_config(big), load_board("ultra96v2")).fits  # the shipped negative example
+    result = split_model(SplitOptions(model, big, tmp_path / "plan"))
+    assert len(result.warnings) == 1 and "does not fit the" in result.warnings[0] and "DSP" in result.warnings[0]
+    assert result.plan.metadata["warnings"] == result.warnings
+    assert "warnings" not in split_model(SplitOptions(model, CONFIG, tmp_path / "ok")).plan.metadata
+
+
 def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
     from dpupose.split.a53 import default_model
     from dpupose.split.cost import predict_plan

@@ -131,6 +131,18 @@ class _Walker:
         g = model.graph
         self.graph = g
         self.shapes: dict[str, list[int]] = {}
+        initializers = {init.name for init in g.initializer}
+        for vi in g.input:
+            dims = vi.type.tensor_type.shape.dim
+            if vi.name in initializers or len(dims) < 2:
+                continue
+            # The batch may be symbolic (it is taken as 1); the other sizes decide every layer's cost.
+            if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims[1:]):
+                shown = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+                raise ModelFileError(
+                    f"input {vi.name!r} has sizes that are not fixed ({shown}): export the model with a fixed "
+                    "input size (e.g. 1x3x224x224), the size the DPU will run"
+                )
         for vi in [*g.input, *g.value_info, *g.output]:
             t = vi.type.tensor_type
             if t.HasField("shape"):

@@ -170,6 +170,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     from dpupose.dpu.config import load_config
     from dpupose.dpu.fingerprint import fingerprint_hex
     from dpupose.dpu.perf import estimate
+    from dpupose.dpu.resources import check_fit
     from dpupose.split import a53 as a53_model
     from dpupose.split.cost import predict
     from dpupose.split.extract import build_subgraph, save_model
@@ -198,6 +199,12 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     groups = chosen.groups
 
     warnings: list[str] = []
+    fit = check_fit(cfg, board)
+    if not fit.fits:
+        warnings.append(
+            f"{cfg.name} does not fit the {board.title} ({'; '.join(fit.reasons)}): the plan and its predicted "
+            "speed are for a DPU that cannot be built on that board (`dpupose dpu fit` lists what does)"
+        )
     with atomic_dir(opts.out) as tmp:
         subgraphs = []
         estimates = {}
