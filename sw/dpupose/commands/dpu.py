@@ -50,7 +50,12 @@ def register(subparsers: Any) -> None:
     s.add_argument("--model", required=True, metavar="X.onnx", help="the ONNX model to predict FPS for")
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
-    s.add_argument("--plot", type=output_file, metavar="OUT.png", help="write a plot of predicted FPS against DSP use")
+    s.add_argument(
+        "--plot",
+        type=output_file,
+        metavar="OUT.png",
+        help="write a plot of predicted FPS against DSP use (.png, .svg or .pdf)",
+    )
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("calibrate", help="fit the performance model to the published figures, report errors")
@@ -222,8 +227,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from dpupose.dpu.board import load_board
-    from dpupose.dpu.compare import compare, format_table, plot
+    from dpupose.dpu.compare import compare, format_table, plot, plot_format
 
+    if args.plot:
+        plot_format(args.plot)  # before the comparison's work
     board = load_board(args.board)
     rows = compare(args.model, board, sweep=args.sweep)
     if not rows:
@@ -282,7 +289,7 @@ def cmd_files(args: argparse.Namespace) -> int:
 
     from dpupose.dpu.config import load_config
     from dpupose.dpu.resources import check_fit
-    from dpupose.dpu.writers import arch_json, dpu_conf_vh, prj_config, write_if_changed
+    from dpupose.dpu.writers import arch_json, check_generated, dpu_conf_vh, prj_config, write_generated
     from dpupose.errors import ConfigError
 
     cfg = load_config(args.config)
@@ -297,7 +304,9 @@ def cmd_files(args: argparse.Namespace) -> int:
         "arch.json": arch_json(cfg),
     }
     out = Path(args.out)
+    for name in texts:
+        check_generated(out / name)  # all three before the first is written
     for name, text in texts.items():
-        changed = write_if_changed(out / name, text)
+        changed = write_generated(out / name, text)
         print(f"{out / name}: {'written' if changed else 'unchanged'}")
     return 0

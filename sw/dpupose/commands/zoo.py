@@ -8,6 +8,7 @@ exporting.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from dpupose.commands.argtypes import output_file, positive_int
@@ -23,12 +24,16 @@ def register(subparsers: Any) -> None:
     s.add_argument("network", choices=NETWORKS)
     s.add_argument("--out", type=output_file, required=True, metavar="X.onnx", help="output ONNX file")
     s.add_argument("--input-size", type=positive_int, default=224, help="square input size in pixels (default 224)")
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from dpupose.dpu import zoo
+    from dpupose.errors import UsageError
 
+    if Path(args.out).exists() and not args.force:
+        raise UsageError(f"{args.out} exists; pass --force to replace it")
     path = zoo.export(args.network, args.out, args.input_size)
     print(f"{path}: {args.network}, input 1x3x{args.input_size}x{args.input_size}, random weights")
     return 0

@@ -184,8 +184,23 @@ def format_table(rows: list[CompareRow]) -> str:
     return "\n".join(out)
 
 
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def plot_format(path: str | Path) -> str:
+    """The image format the plot's file name asks for; UsageError for any other name."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        from dpupose.errors import UsageError
+
+        raise UsageError(f"--plot {path}: name the plot file .png, .svg or .pdf (the format follows the name)")
+    return fmt
+
+
 def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: float | None = None) -> Path:
-    """Predicted FPS against DSP use; fitting configurations filled, others crossed; written atomically."""
+    """Predicted FPS against DSP use; fitting configurations filled, others crossed; written atomically in
+    the format the file name asks for (plot_format)."""
+    fmt = plot_format(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,8 +268,8 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png")
+        with atomic_path(path, suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt)
     finally:
         plt.close(fig)
     return path
