@@ -12,7 +12,7 @@ import pytest
 from split_models import FP, S, build, float_model, save
 
 from dpupose.cli import main
-from dpupose.errors import UsageError
+from dpupose.errors import ModelFileError, UsageError
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.executor import SplitExecutor, as_float_nchw
 from dpupose.split.partition import SplitOptions, split_model
@@ -119,6 +119,17 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     assert _rows(result)["mid/pool"]["device"] == "dpu"
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
+
+
+@pytest.mark.parametrize("joints", [8, 17])
+def test_a_model_with_other_than_16_joints_is_refused(tmp_path, monkeypatch, joints):
+    import split_models
+
+    monkeypatch.setattr(split_models, "J", joints)
+    model = split_models.save("none", tmp_path / "m.onnx")
+    with pytest.raises(ModelFileError, match=rf"outputs coords \[1, {joints}, 2\].*the 16 MPII joints"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    assert not (tmp_path / "plan").exists()
 
 
 def test_a_configuration_that_does_not_fit_the_board_is_split_with_a_warning(tmp_path):

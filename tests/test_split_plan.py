@@ -78,6 +78,10 @@ def test_newer_version_says_what_to_do(plan_dir: Path, data: dict) -> None:
         (lambda d: d["subgraphs"].reverse(), "execution order"),
         (lambda d: d["subgraphs"][1].update(name="dpu0"), "appear more than once"),
         (lambda d: d["outputs"].update(coords="nowhere"), "outputs.coords 'nowhere' is produced by no subgraph"),
+        (  # the two outputs' names swapped by hand: refused on load, not a crash when drawing
+            lambda d: d["outputs"].update(coords="heatmaps", heatmaps="coords"),
+            "outputs.coords 'heatmaps' has shape [1, 16, 8, 8], not (1, 16, 2)",
+        ),
         (lambda d: d["subgraphs"][0]["inputs"][0].update(layout="NCH"), "does not name the 4 axes"),
         (lambda d: d["subgraphs"][1].update(xmodel="x.xmodel"), "only for DPU subgraphs"),
     ],

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError, UsageError
 from dpupose.fsio import atomic_dir, check_replaceable, sha256_file
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
@@ -87,6 +88,13 @@ def model_outputs(g: QdqGraph, source: Path) -> OutputNames:
         raise ModelFileError(
             f"{source} has no coords output (N, 16, 2): split the whole model (model_qdq.onnx from `dpupose "
             "quantize`), not its DPU part"
+        )
+    joints = g.shapes[coords][1] if len(g.shapes.get(coords, ())) == 3 else None
+    if joints != NUM_JOINTS or (heat is not None and g.shapes[heat][1] != NUM_JOINTS):
+        shapes = ", ".join(f"{t} {list(g.shapes.get(t, []))}" for t in (coords, heat) if t is not None)
+        raise ModelFileError(
+            f"{source} outputs {shapes}: the runtime reports and draws the {NUM_JOINTS} MPII joints, so the "
+            f"outputs must be (N, {NUM_JOINTS}, 2) coordinates and (N, {NUM_JOINTS}, H, W) heatmaps"
         )
     return OutputNames(coords, heat)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError
 from dpupose.fsio import sha256_file, write_json
 from dpupose.split.plan_schema import (
@@ -290,10 +291,19 @@ def check_dataflow(plan: Plan, source: str = PLAN_FILE) -> None:
                 )
         for t in sg.outputs:
             available[t.name] = (t, f"subgraph {sg.name!r}")
+    expected = {"coords": (3, "(1, 16, 2)"), "heatmaps": (4, "(1, 16, H, W)")}
     for key in ("coords", "heatmaps"):
         name = getattr(plan.outputs, key)
-        if name is not None and name not in available:
+        if name is None:
+            continue
+        if name not in available:
             raise ModelFileError(f"{source}: outputs.{key} {name!r} is produced by no subgraph; {RESPLIT}")
+        shape = list(available[name][0].shape)
+        rank, shown = expected[key]
+        if len(shape) != rank or shape[1] != NUM_JOINTS or (key == "coords" and shape[2] != 2):
+            raise ModelFileError(
+                f"{source}: outputs.{key} {name!r} has shape {shape}, not {shown} (the 16 MPII joints); {RESPLIT}"
+            )
 
 
 def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
