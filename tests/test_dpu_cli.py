@@ -30,6 +30,9 @@ def test_fingerprint(capsys):
     assert run(capsys, "dpu", "fingerprint", "--config", "u96v2-b1600-pynq")[1] == "0x101000016010404\n"
     rc, out, _ = run(capsys, "dpu", "fingerprint", "--decode", "0x101000016010404")
     assert rc == 0 and "B1600" in out and "channel_augmentation True" in " ".join(out.split())
+    for bad in ("", "zz"):  # an empty word is a bad word, not "no --decode"
+        rc, _, err = run(capsys, "dpu", "fingerprint", "--decode", bad)
+        assert rc == 2 and f"--decode: {bad!r} is not a number" in err
 
 
 def test_group_without_subcommand_prints_its_help(capsys):

@@ -140,6 +140,8 @@ def test_not_onnx_is_refused(tmp_path):
         estimate(bad, B1600, U96)
     with pytest.raises(ModelFileError, match="no such file"):
         estimate(tmp_path / "missing.onnx", B1600, U96)
+    with pytest.raises(ModelFileError, match="is a folder; give an ONNX file"):
+        estimate(tmp_path, B1600, U96)
 
 
 def test_estimate_json_has_the_promised_keys():

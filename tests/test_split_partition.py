@@ -121,6 +121,15 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     assert result.plan.metadata["warnings"] == result.warnings
 
 
+def test_an_empty_or_folder_argument_is_refused(tmp_path):
+    model = save("none", tmp_path / "m.onnx")
+    with pytest.raises(UsageError, match="--cpu-from '': no such node"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan", cpu_from=""))
+    with pytest.raises(ModelFileError, match="is a folder; give the model_qdq.onnx"):
+        split_model(SplitOptions(tmp_path, CONFIG, tmp_path / "plan"))
+    assert not (tmp_path / "plan").exists()
+
+
 @pytest.mark.parametrize("joints", [8, 17])
 def test_a_model_with_other_than_16_joints_is_refused(tmp_path, monkeypatch, joints):
     import split_models

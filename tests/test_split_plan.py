@@ -125,6 +125,9 @@ def test_not_a_plan(tmp_path: Path) -> None:
     (tmp_path / PLAN_FILE).write_text("{ truncated")
     with pytest.raises(ModelFileError, match="not valid JSON"):
         load_plan(tmp_path)
+    (tmp_path / "dpu0.onnx").write_bytes(b"\x08\x07onnx")  # a subgraph file given in place of the folder
+    with pytest.raises(ModelFileError, match=r"dpu0\.onnx is not a split plan: pass the folder"):
+        load_plan(tmp_path / "dpu0.onnx")
 
 
 def test_save_is_atomic_and_refuses_invalid_plans(tmp_path: Path) -> None:
@@ -135,3 +138,18 @@ def test_save_is_atomic_and_refuses_invalid_plans(tmp_path: Path) -> None:
         save_plan(broken, tmp_path)
     assert (tmp_path / PLAN_FILE).read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_damaged_subgraph_file_is_named_when_the_plan_has_no_sha256(tmp_path: Path) -> None:
+    from dpupose.runtime.backends import RunnerFactory
+
+    tinyplan.write_split_plan(tmp_path)
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    for sg in data["subgraphs"]:
+        sg.pop("sha256", None)  # a hand-made plan: nothing to catch the damage on load
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    dpu = tmp_path / data["subgraphs"][0]["file"]
+    dpu.write_bytes(dpu.read_bytes()[:200])
+    plan = load_plan(tmp_path)
+    with pytest.raises(ModelFileError, match=rf"subgraph 'dpu0' \({dpu}\) cannot be loaded: .*re-split"):
+        RunnerFactory(plan, "emulate", exact=True).create_all()

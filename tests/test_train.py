@@ -91,6 +91,8 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(mismatched)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="is a folder; give a checkpoint file"):
+        load_checkpoint(tmp_path)
     # Damaged fields of a dpupose checkpoint: named, never a torch or OpenCV traceback later on.
     for change, message in (
         ({"model": [1, 2]}, "'model' entry is a list, not the weights"),

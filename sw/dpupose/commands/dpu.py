@@ -127,7 +127,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     from dpupose.dpu import fingerprint as fp
     from dpupose.errors import UsageError
 
-    if args.decode:
+    if args.decode is not None:
         try:
             word = int(args.decode, 0)
         except ValueError:

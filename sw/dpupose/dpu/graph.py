@@ -85,7 +85,7 @@ def load_model(model: Any) -> Any:
         return model
     path = Path(model)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
+        raise ModelFileError(f"{path}: {'is a folder; give an ONNX file' if path.is_dir() else 'no such file'}")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types for garbage input

@@ -33,6 +33,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw dict, or CheckpointError saying why it is unusable."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:

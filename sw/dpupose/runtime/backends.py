@@ -150,7 +150,15 @@ class RunnerFactory:
             infos = [plan_tensor_info(t) for t in sg.inputs], [plan_tensor_info(t) for t in sg.outputs]
             return VartRunner(self._xmodel(sg), sg.xmodel_subgraph, *infos)
         assert self._dpu_runner is not None
-        return self._dpu_runner(path)
+        try:
+            return self._dpu_runner(path)
+        except ModelFileError as exc:
+            if str(path) in str(exc):
+                raise
+            raise ModelFileError(
+                f"subgraph {sg.name!r} ({path}) cannot be loaded: {exc}; copy the plan folder again, or re-split "
+                "the model with `dpupose split`"
+            ) from None
 
     def create_all(self) -> dict[str, Runner]:
         runners: dict[str, Runner] = {}

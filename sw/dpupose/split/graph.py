@@ -117,7 +117,8 @@ def load_onnx(path: str | Path) -> Any:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such file; give the model_qdq.onnx written by `dpupose quantize`")
+        what = "is a folder" if path.is_dir() else "no such file"
+        raise ModelFileError(f"{path}: {what}; give the model_qdq.onnx written by `dpupose quantize`")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises several unrelated types on garbage

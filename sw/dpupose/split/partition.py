@@ -195,7 +195,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     outputs = model_outputs(g, source)
     name = _model_name(source)
     a53 = a53 or a53_model.default_model()
-    forced = resolve_cpu_from(g, opts.cpu_from) if opts.cpu_from else {}
+    forced = resolve_cpu_from(g, opts.cpu_from) if opts.cpu_from is not None else {}
     dpu_ms = _dpu_unit_ms(g, cfg, board, name)
     cands = []
     if opts.optimize:

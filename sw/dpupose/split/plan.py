@@ -341,6 +341,10 @@ def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
         raise ModelFileError(
             f"no split plan at {path}: pass the folder written by `dpupose split` (it holds {PLAN_FILE})"
         )
+    if path.suffix.lower() != ".json":
+        raise ModelFileError(
+            f"{path} is not a split plan: pass the folder written by `dpupose split` (the one holding {PLAN_FILE})"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
