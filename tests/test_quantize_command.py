@@ -295,6 +295,17 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
     _coords, heat = predict(x)
     e = np.exp(logits.reshape(2, 16, -1) - logits.reshape(2, 16, -1).max(-1, keepdims=True))
     np.testing.assert_allclose(heat.reshape(2, 16, -1), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    # A --quantized folder made from another network is refused, naming what differs.
+    import shutil
+
+    other = tmp_path / "other-q"
+    shutil.copytree(result, other)
+    summary = json.loads((other / "summary.json").read_text())
+    summary["model_config"]["input_size"] += 32
+    (other / "summary.json").write_text(json.dumps(summary))
+    args = parser.parse_args([*common, "--engine", "int8-emulated", "--quantized", str(other)])
+    with pytest.raises(UsageError, match=rf"was made from another network \(input_size {S + 32} there, {S} here\)"):
+        args.func(args)
     # Without --quantized: quantized once into the cache, then reused.
     monkeypatch.setattr(engines, "CACHE", tmp_path / "cache")
     first = engines.cached_quantization(ckpt, "synthetic", synth_root, cache=tmp_path / "cache")

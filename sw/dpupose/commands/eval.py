@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from dpupose.commands.argtypes import positive_int
 
@@ -48,8 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from dpupose.data.sources import load_data
     from dpupose.eval.evaluate import evaluate, flip_averaged, torch_predictor
     from dpupose.eval.metrics import format_table
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from dpupose.quant.engines import cached_quantization, int8_predictor
 
+        if args.quantized:
+            _check_quantized_matches(Path(args.quantized), model.config.to_dict())
         quantized = args.quantized or cached_quantization(args.checkpoint, args.data, args.data_root)
         predict = int8_predictor(quantized, args.engine)
     if args.flip:
@@ -86,3 +88,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.checkpoint} on {args.data} validation ({split.head_size_note()} head sizes{how})")
         print(format_table(summary))
     return 0
+
+
+def _check_quantized_matches(folder: Path, config: dict) -> None:
+    """--quantized must come from a network like --checkpoint's (same input size, width, joints...)."""
+    from dpupose.errors import UsageError
+
+    try:
+        made_from = json.loads((folder / "summary.json").read_text()).get("model_config")
+    except (OSError, ValueError, AttributeError):
+        return  # int8_predictor says what is wrong with the folder
+    if isinstance(made_from, dict) and made_from != config:
+        differ = ", ".join(
+            f"{k} {made_from.get(k)} there, {v} here" for k, v in config.items() if v != made_from.get(k)
+        )
+        raise UsageError(
+            f"--quantized {folder} was made from another network ({differ}): quantize --checkpoint with "
+            "`dpupose quantize`, or leave out --quantized"
+        )
