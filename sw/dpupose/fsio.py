@@ -76,7 +76,7 @@ def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str,
     if not out.exists():
         return
     if not out.is_dir():
-        raise UsageError(f"{option} {out} exists and is not a folder; choose another {option}")
+        raise UsageError(f"{out} exists and is not a folder; choose another {option}")
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
         return
