@@ -121,6 +121,33 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     assert result.plan.metadata["warnings"] == result.warnings
 
 
+def test_a_compiled_xmodel_is_recorded_for_the_whole_dpu_part_only(tmp_path):
+    from dpupose.board.artifacts import board_backend
+
+    model = save("none", tmp_path / "m.onnx")
+    xmodel = tmp_path / "compiled" / "pose.xmodel"
+    xmodel.parent.mkdir()
+    xmodel.write_bytes(b"\x0a\x04root compiled graph")
+    out = tmp_path / "plan"
+    result = split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))
+    (dpu,) = [sg for sg in result.plan.subgraphs if sg.is_dpu]
+    assert (dpu.xmodel, [t.name for t in dpu.inputs], [t.name for t in dpu.outputs]) == (
+        "pose.xmodel",
+        ["image"],
+        ["logits"],
+    )
+    assert (out / "pose.xmodel").read_bytes() == xmodel.read_bytes()  # a copy travels with the plan
+    assert board_backend(out) == ("vart", None)  # so deploy and stage print a --backend vart command
+    split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))  # its own earlier plan: replaced
+    # A cut inside the DPU part cannot use the whole-part xmodel; nothing is written.
+    with pytest.raises(UsageError, match=r"whole DPU part \(image -> logits\).*dpu0: image -> c2"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel))
+    for bad, message in ((tmp_path / "none.xmodel", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(UsageError, match=message):
+            split_model(SplitOptions(model, CONFIG, tmp_path / "cut", xmodel=bad))
+    assert not (tmp_path / "cut").exists()
+
+
 def test_an_empty_or_folder_argument_is_refused(tmp_path):
     model = save("none", tmp_path / "m.onnx")
     with pytest.raises(UsageError, match="--cpu-from '': no such node"):

@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="weigh every legal cut and keep the highest predicted pipelined throughput on the board",
     )
+    p.add_argument(
+        "--xmodel",
+        type=Path,
+        metavar="FILE",
+        help="record the .xmodel that scripts/vitis_ai_quantize.sh compiled (the whole DPU part) for the DPU "
+        "subgraph, so that `dpupose run --backend vart` can run the plan; copied into --out",
+    )
     p.add_argument("--nodes", action="store_true", help="list every node's device and reason")
     p.set_defaults(func=run)
 
@@ -37,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from dpupose.split.partition import SplitOptions, split_model
 
     config = args.config or default_config_name("ultra96v2")
-    result = split_model(SplitOptions(args.model, config, args.out, args.cpu_from, args.optimize))
+    result = split_model(SplitOptions(args.model, config, args.out, args.cpu_from, args.optimize, args.xmodel))
     plan = result.plan
     if result.candidates:
         print(format_candidates(result.candidates))
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
         if sg.reason:
             print(f"         CPU because: {sg.reason}")
+        if sg.xmodel:
+            print(f"         compiled: {sg.xmodel} (for --backend vart)")
     print(
         f"predicted on the board: DPU {pred.dpu_ms:.3f} ms, CPU {pred.cpu_ms:.3f} ms per frame "
         f"(boundaries {pred.boundary_ms:.3f} ms) -> {pred.pipelined_fps:.1f} FPS pipelined, "

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError, UsageError
 from dpupose.fsio import atomic_dir, check_replaceable, sha256_file
+from dpupose.quant.ir import OUTPUT_NAME as DPU_PART_OUTPUT
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, load_onnx
 from dpupose.split.plan import (
@@ -58,6 +60,7 @@ class SplitOptions:
     out: Path
     cpu_from: str | None = None
     optimize: bool = False
+    xmodel: Path | None = None  # a compiled whole-DPU-part xmodel to record for the DPU subgraph (check_xmodel)
 
 
 @dataclass
@@ -160,6 +163,23 @@ def _dpu_unit_ms(g: QdqGraph, cfg: Any, board: Any, model_name: str) -> dict[int
     return unit_dpu_ms(g, ests)
 
 
+def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
+    """--xmodel: the file exists, and the split's DPU side is what scripts/vitis_ai_quantize.sh compiles,
+    the whole DPU part (image -> logits) as one subgraph; VART checks the tensors on the board."""
+    if not xmodel.is_file():
+        what = "is a folder" if xmodel.is_dir() else "does not exist"
+        raise UsageError(f"--xmodel {xmodel} {what}; give the .xmodel that vai_c_xir compiled")
+    if xmodel.stat().st_size == 0:
+        raise ModelFileError(f"--xmodel {xmodel} is empty; compile it again (scripts/vitis_ai_quantize.sh)")
+    dpu = [grp for grp in groups if grp.device == DPU]
+    shown = "; ".join(f"{grp.name}: {', '.join(grp.inputs)} -> {', '.join(grp.outputs)}" for grp in dpu) or "none"
+    if len(dpu) != 1 or list(dpu[0].inputs) != [image] or list(dpu[0].outputs) != [DPU_PART_OUTPUT]:
+        raise UsageError(
+            f"--xmodel: the compiled xmodel is the whole DPU part ({image} -> {DPU_PART_OUTPUT}), but this split's "
+            f"DPU subgraphs are {shown}; split without --optimize and --cpu-from to use it"
+        )
+
+
 def _prepare_out(out: Path) -> None:
     """An existing --out is replaced only if it is an earlier plan folder holding only what that split
     wrote (a compiled .xmodel, notes or the source model there would be lost)."""
@@ -168,7 +188,7 @@ def _prepare_out(out: Path) -> None:
     written: list[str] = []
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
         plan = json.loads((out / PLAN_FILE).read_text())
-        written = [sg["file"] for sg in plan["subgraphs"] if isinstance(sg.get("file"), str)]
+        written = [sg[k] for sg in plan["subgraphs"] for k in ("file", "xmodel") if isinstance(sg.get(k), str)]
     check_replaceable(out, PLAN_FILE, written, "an earlier split plan folder")
 
 
@@ -205,6 +225,8 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     else:
         chosen = evaluate(g, cfg, forced, dpu_ms, a53)
     groups = chosen.groups
+    if opts.xmodel is not None:
+        check_xmodel(Path(opts.xmodel), groups, inp.name)
 
     warnings: list[str] = []
     fit = check_fit(cfg, board)
@@ -219,9 +241,13 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         for grp in groups:
             model = build_subgraph(g, grp, name)
             path = save_model(model, tmp / f"{grp.name}.onnx")
+            xmodel = None
             if grp.device == DPU:
                 estimates[grp.name] = estimate(model, cfg, board)
                 warnings += _emulator_warning(path, grp.name)
+                if opts.xmodel is not None:
+                    xmodel = Path(opts.xmodel).name
+                    shutil.copyfile(opts.xmodel, tmp / xmodel)
             subgraphs.append(
                 Subgraph(
                     name=grp.name,
@@ -231,6 +257,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
                     outputs=tuple(_boundary(g, grp, t, "output") for t in grp.outputs),
                     reason=grp.reason,
                     sha256=sha256_file(path),
+                    xmodel=xmodel,
                 )
             )
         prediction = predict(g, groups, dpu_ms, a53)
