@@ -140,7 +140,8 @@ def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatc
     assert out[1] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
     assert out[2].startswith("rsync -rtz --delete")
     assert out[3] == shlex.join(install_argv(Remote("pynq"), WHEEL))
-    assert len(out) == 5
+    assert out[5].startswith("then, to run it: ssh -t xilinx@pynq ") and "--backend vart" in out[5]
+    assert len(out) == 6
 
 
 def test_fingerprint_mismatch_stops_before_copying(overlay, model, wheel, tools_present):

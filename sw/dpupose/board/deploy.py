@@ -171,6 +171,7 @@ def deploy(
         if dry_run:
             for argv in commands:
                 echo(shlex.join(argv))
+            echo(f"then, to run it: ssh -t {remote.login} {shlex.quote(run_command)}")
             return DeployReport(commands, payload.verdict, "not deployed (dry run)", run_command)
         for tool in sorted({argv[0] for argv in commands}):
             require_tool(tool)  # all of them before the first command runs
