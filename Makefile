@@ -79,7 +79,7 @@ STAGED := build/sdcard/staged.img
 # Writing a block device needs root; image files and staging do not.
 FLASH_SUDO = $(if $(filter /dev/%,$(DEVICE)),$(if $(filter 0,$(shell id -u)),,sudo))
 
-sdcard: $(STAMP) ## flash a PYNQ image: make sdcard IMAGE=x.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]
+sdcard: $(STAMP) ## flash a PYNQ image: make sdcard IMAGE=x.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]; no DEVICE: stage only -> build/sdcard/staged.img
 	@test -n "$(IMAGE)" || { echo "usage: make sdcard IMAGE=pynq.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]" >&2; exit 2; }
 	@test -n "$(DEVICE)$(OVERLAY)" || { echo "make sdcard: give DEVICE=/dev/sdX, or OVERLAY= MODEL_DIR= to stage" >&2; exit 2; }
 	@test -z "$(OVERLAY)$(MODEL_DIR)" || { test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)"; } || { echo "make sdcard: give both OVERLAY= and MODEL_DIR=" >&2; exit 2; }
