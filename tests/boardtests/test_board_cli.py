@@ -40,6 +40,20 @@ def test_overwriting_without_a_terminal_needs_yes(image, tmp_path, cli, capsys, 
     assert sha256(out) == sha256(image)
 
 
+@needs_image_tools
+def test_stage_from_the_command_line_says_how_to_run_it(image, overlay, model, wheel, tmp_path, cli, capsys):
+    import json
+
+    plan = json.loads((model / "plan.json").read_text())
+    del plan["subgraphs"][0]["xmodel"]  # no compiled DPU part: the board runs it on the CPU
+    (model / "plan.json").write_text(json.dumps(plan))
+    args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    assert cli([*args, "--out", str(tmp_path / "staged.img"), "--no-progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("note: the split plan in ") and "dpu0" in out[1]
+    assert out[-1].startswith("on the board, after the first boot: sudo bash -c ") and "--backend cpu" in out[-1]
+
+
 def test_stage_options_are_exclusive(cli, capsys):
     with pytest.raises(SystemExit):
         cli(["sdcard", "stage", "x.img", "--overlay", "o", "--model", "m", "--out", "y.img", "--in-place"])
