@@ -120,8 +120,9 @@ class RunnerFactory:
                 continue
             if sg.xmodel is None:
                 raise ModelFileError(
-                    f"DPU subgraph {sg.name!r} has no compiled xmodel in the plan: compile it with Vitis AI "
-                    '(vai_c_xir with the overlay\'s arch.json) and record it as "xmodel", or use --backend emulate'
+                    f"DPU subgraph {sg.name!r} has no compiled xmodel in the plan: compile the DPU part with "
+                    "scripts/vitis_ai_quantize.sh (the overlay's arch.json) and split again with --xmodel "
+                    "(docs/quantization.md), or run this plan with --backend cpu"
                 )
             xm = self._xmodel(sg)
             name = xm.subgraph(sg.xmodel_subgraph).get_name()
