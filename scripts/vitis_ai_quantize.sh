@@ -2,15 +2,17 @@
 # Quantize the pose model with Xilinx vai_q_pytorch inside the Vitis AI 2.5 docker image, then compile it
 # for one DPU configuration (its arch.json) with vai_c_xir. Hand-written, not generated.
 #
-#   scripts/vitis_ai_quantize.sh --checkpoint CKPT --arch ARCH_JSON --out DIR \
+#   scripts/vitis_ai_quantize.sh --checkpoint CKPT --arch ARCH_JSON --out DIR [--plan PLAN_DIR] \
 #       [--calib-data synthetic|mpii] [--data-root DIR] [--num-calib N] [--target NAME] [--name NAME] [--dry-run]
 #
-# 1. host: `python -m dpupose.quant.vai_q prepare` writes DIR/staging/calib.npy and DIR/staging/model.pt
-#    (calibration crops from this project's data sets, a plain state dict);
+# 1. host: `python -m dpupose.quant.vai_q prepare` writes DIR/staging/calib.npy, DIR/staging/model.pt
+#    (calibration crops from this project's data sets, a plain state dict) and DIR/staging/dpu_part.json;
+#    with --plan (a `dpupose split` folder) the DPU part is cut where the plan's DPU subgraph ends;
 # 2. container (project at /workspace/dpupose read-only, DIR at /workspace/out, the arch.json folder at
 #    /workspace/arch): `python -m dpupose.quant.vai_q run` (calib -> test -> export_xmodel, writes
 #    DIR/DpuPart_int.xmodel), then `vai_c_xir -x DIR/DpuPart_int.xmodel -a arch.json -o DIR/compiled -n NAME`;
-# 3. checks that DIR/compiled/NAME.xmodel exists.
+# 3. checks that DIR/compiled/NAME.xmodel exists and copies dpu_part.json beside it as NAME.dpupose.json
+#    (what the xmodel computes; `dpupose split --xmodel` checks it against the split).
 # Environment: VAI_DOCKER_IMAGE (default xilinx/vitis-ai-cpu:2.5), VAI_CONDA_ENV (default vitis-ai-pytorch),
 # PYTHON (default: the project's .venv/bin/python, else python3).
 set -euo pipefail
@@ -25,12 +27,13 @@ python="${PYTHON:-}"
 if [ -z "$python" ]; then
   if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=python3; fi
 fi
-checkpoint="" arch="" out="" calib_data=synthetic data_root="" num_calib=100 target="" name=dpupose dry_run=0
+checkpoint="" arch="" out="" plan="" calib_data=synthetic data_root="" num_calib=100 target="" name=dpupose dry_run=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --checkpoint) checkpoint="$2"; shift 2 ;;
     --arch) arch="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --plan) plan="$2"; shift 2 ;;
     --calib-data) calib_data="$2"; shift 2 ;;
     --data-root) data_root="$2"; shift 2 ;;
     --num-calib) num_calib="$2"; shift 2 ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$checkpoint" ] && [ -n "$arch" ] && [ -n "$out" ] || usage
 [ -f "$checkpoint" ] || die "checkpoint $checkpoint not found"
+[ -z "$plan" ] || [ -f "$plan/plan.json" ] || [ -f "$plan" ] || die "--plan $plan holds no plan.json (give the folder \`dpupose split\` wrote)"
 [ -f "$arch" ] || die "arch.json $arch not found (make hw writes one per DPU configuration)"
 if [ "$dry_run" = 0 ]; then
   command -v docker >/dev/null 2>&1 || die "docker not found on PATH; install Docker and pull $image"
@@ -56,6 +60,7 @@ arch_name="$(basename "$arch")"
 prepare=("$python" -m dpupose.quant.vai_q prepare --checkpoint "$checkpoint" --work "$out/staging"
          --calib-data "$calib_data" --num-calib "$num_calib")
 [ -n "$data_root" ] && prepare+=(--data-root "$data_root")
+[ -n "$plan" ] && prepare+=(--plan "$plan")
 
 run_args="--work /workspace/out/staging --out /workspace/out"
 [ -n "$target" ] && run_args="$run_args --target $target"
@@ -75,4 +80,5 @@ fi
 PYTHONPATH="$repo/sw${PYTHONPATH:+:$PYTHONPATH}" "${prepare[@]}"
 "${docker_cmd[@]}"
 [ -f "$out/compiled/$name.xmodel" ] || die "vai_c_xir wrote no $out/compiled/$name.xmodel; see the log above"
+cp "$out/staging/dpu_part.json" "$out/compiled/$name.dpupose.json"
 echo "compiled model: $out/compiled/$name.xmodel"

@@ -4,6 +4,7 @@ trip, --cpu-from, refusal of float models, and split-vs-unsplit agreement throug
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -121,7 +122,7 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     assert result.plan.metadata["warnings"] == result.warnings
 
 
-def test_a_compiled_xmodel_is_recorded_for_the_whole_dpu_part_only(tmp_path):
+def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_path):
     from dpupose.board.artifacts import board_backend
 
     model = save("none", tmp_path / "m.onnx")
@@ -140,8 +141,21 @@ def test_a_compiled_xmodel_is_recorded_for_the_whole_dpu_part_only(tmp_path):
     assert board_backend(out) == ("vart", None)  # so deploy and stage print a --backend vart command
     split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))  # its own earlier plan: replaced
     # A cut inside the DPU part cannot use the whole-part xmodel; nothing is written.
-    with pytest.raises(UsageError, match=r"whole DPU part \(image -> logits\).*dpu0: image -> c2"):
+    with pytest.raises(UsageError, match=r"computes image -> logits \(no pose.dpupose.json.*dpu0: image -> c2"):
         split_model(SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel))
+    # An xmodel compiled for that cut (the script's sidecar says so) fits it, and then not the whole part.
+    side = xmodel.with_name("pose.dpupose.json")
+    side.write_text('{"input": "image", "output": "c2", "checkpoint": "x.pt"}')
+    cut = split_model(SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel))
+    (dpu,) = [sg for sg in cut.plan.subgraphs if sg.is_dpu]
+    assert (dpu.xmodel, [t.name for t in dpu.outputs]) == ("pose.xmodel", ["c2"])
+    with pytest.raises(UsageError, match=r"computes image -> c2 \(as pose.dpupose.json says\).*dpu0: image -> logits"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "whole", xmodel=xmodel))
+    side.write_text('{"input": "image"}')
+    with pytest.raises(ModelFileError, match=r"pose.dpupose.json is damaged"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "whole", xmodel=xmodel))
+    side.unlink()
+    shutil.rmtree(tmp_path / "cut")
     for bad, message in ((tmp_path / "none.xmodel", "does not exist"), (tmp_path, "is a folder")):
         with pytest.raises(UsageError, match=message):
             split_model(SplitOptions(model, CONFIG, tmp_path / "cut", xmodel=bad))

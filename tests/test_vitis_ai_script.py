@@ -1,6 +1,7 @@
 """scripts/vitis_ai_quantize.sh without Vitis AI: the exact docker command, the host preparation, a
 recording stand-in for docker, and the error when docker is missing."""
 
+import json
 import os
 import shlex
 import shutil
@@ -95,11 +96,214 @@ def test_container_step_runs_from_the_work_folder(inputs, tmp_path, monkeypatch)
     work = vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2)
     seen = {}
 
-    def fake_run_vai_q(model, batches, out, target=None):
-        seen.update(model=model, n=sum(len(b) for b in batches), target=target)
+    def fake_run_vai_q(model, batches, out, target=None, cut=None):
+        seen.update(model=model, n=sum(len(b) for b in batches), target=target, cut=cut)
         return {"xmodel": "DpuPart_int.xmodel"}
 
     monkeypatch.setattr(vai_q, "run_vai_q", fake_run_vai_q)
     assert vai_q.main(["run", "--work", str(work), "--out", str(tmp_path), "--target", "T"]) == 0
     assert seen["n"] == 2 and seen["target"] == "T" and seen["model"].config == TINY
+    assert seen["cut"] is None  # no plan: the whole DPU part
     assert (tmp_path / "vai_q_summary.json").is_file()
+
+
+# ---- a DPU part cut where a split plan's DPU subgraph ends ---------------------------------------------
+def _cli(*args) -> int:
+    from dpupose.cli import main
+
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def cut_plan(inputs, tmp_path_factory):
+    """The tiny model quantized and split with the last pixel shuffle and the head on the CPU (the kind of
+    cut `--optimize` chose for the shipped model)."""
+    ckpt, _, synth_root = inputs
+    d = tmp_path_factory.mktemp("cutplan")
+    assert _cli("quantize", "--checkpoint", ckpt, "--data-root", synth_root, "--num-calib", 2, "--batch-size", 2,
+                "--out", d / "q", "--summary-samples", 2) == 0  # fmt: skip
+    plan = d / "plan"
+    assert _cli("split", d / "q" / "model_qdq.onnx", "--out", plan, "--cpu-from", "decoder.2.3") == 0
+    return plan
+
+
+@pytest.mark.parametrize(
+    "tensor", ["decoder.2.0", "decoder.1.3", "reduce.0", "backbone.features.18.0", "backbone.features.16.add"]
+)
+def test_the_cut_dpu_part_computes_the_quantizer_graphs_tensor(tensor):
+    """The torch layers up to the cut give the tensor that the quantizer's own graph (BatchNorm folded,
+    activations fused, executed by QuantNet) names so; the rest of the layers complete the part."""
+    from dpupose.quant.dpu_cut import cut_index, split_layers
+    from dpupose.quant.fakequant import QuantNet
+    from dpupose.quant.fuse import build_qgraph
+
+    dpu_part = sane_model().dpu_part.eval()
+    size = TINY.input_size
+    trace = {}
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        QuantNet(build_qgraph(dpu_part, (3, size, size)))(x, trace)
+        head, rest = split_layers(dpu_part, cut_index(dpu_part, tensor, size))
+        mid = head(x)
+        whole = dpu_part(x)
+        again = rest(mid)
+    assert tensor in trace and mid.shape == trace[tensor].shape
+    scale = float(trace[tensor].abs().max())  # BatchNorm folding changes the float rounding a little
+    torch.testing.assert_close(mid, trace[tensor], rtol=1e-3, atol=1e-4 * scale)
+    torch.testing.assert_close(again, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_a_cut_inside_a_residual_block_or_an_unknown_tensor_is_refused():
+    from dpupose.errors import UsageError
+    from dpupose.quant.dpu_cut import cut_index, dpu_layers
+
+    dpu_part = sane_model().dpu_part
+    assert cut_index(dpu_part, "logits", TINY.input_size) == len(dpu_layers(dpu_part))
+    with pytest.raises(
+        UsageError, match=r"inside backbone\.features\.16 \(whose output is 'backbone\.features\.16\.add'\)"
+    ):
+        cut_index(dpu_part, "backbone.features.16.conv.2", TINY.input_size)
+    with pytest.raises(UsageError, match="does not compute"):
+        cut_index(dpu_part, "decoder.7.0", TINY.input_size)
+
+
+def test_prepare_with_a_plan_cuts_the_dpu_part_where_its_dpu_subgraph_ends(inputs, cut_plan, tmp_path):
+    ckpt, _, synth_root = inputs
+    work = vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
+    part = json.loads((work / vai_q.DPU_PART_FILE).read_text())
+    assert part == {"input": "image", "output": "decoder.2.0", "checkpoint": "tiny.pt"}
+    plan = json.loads((cut_plan / "plan.json").read_text())
+    (dpu,) = [sg for sg in plan["subgraphs"] if sg["device"] == "dpu"]
+    n, h, w, c = dpu["outputs"][0]["shape"]
+    state = torch.load(work / "model.pt")
+    # The container rebuilds the cut part from the state alone; it gives the plan's DPU output tensor.
+    seen = {}
+
+    def fake_run_vai_q(model, batches, out, target=None, cut=None):
+        from dpupose.quant.dpu_cut import split_layers
+
+        head, _ = split_layers(model.dpu_part, cut)
+        with torch.no_grad():
+            seen["shape"] = tuple(head(torch.from_numpy(batches[0])).shape)
+        return {"xmodel": "DpuPart_int.xmodel", "cut_layers": cut}
+
+    orig = vai_q.run_vai_q
+    vai_q.run_vai_q = fake_run_vai_q
+    try:
+        info = vai_q.run_from_work(work, tmp_path / "out")
+    finally:
+        vai_q.run_vai_q = orig
+    assert seen["shape"] == (2, c, h, w) and info["cut_layers"] == state["cut"]
+    assert info["dpu_part"]["output"] == "decoder.2.0"
+
+
+def test_prepare_refuses_a_plan_for_another_input_size(inputs, cut_plan, tmp_path):
+    from dpupose.errors import UsageError
+    from dpupose.model.pose import ModelConfig
+
+    _, _, synth_root = inputs
+    other = save_checkpoint(sane_model(ModelConfig(input_size=96, width_mult=0.35, decoder_channels=32)),
+                            tmp_path / "other.pt")  # fmt: skip
+    with pytest.raises(UsageError, match="is for 64 px input but the checkpoint is 96 px"):
+        vai_q.prepare(other, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
+    assert not (tmp_path / "work").exists()
+
+
+def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, cut_plan, tmp_path):
+    """The whole user flow for an optimized split: compile for the plan, split again with --xmodel."""
+    ckpt, arch, synth_root = inputs
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/usr/bin/env bash\n"
+        'for a in "$@"; do case "$a" in *:/workspace/out) out="${a%:/workspace/out}";; esac; done\n'
+        'mkdir -p "$out/compiled" && echo xmodel > "$out/compiled/dpupose.xmodel"\n'
+    )
+    (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable}
+    out = tmp_path / "vq"
+    res = _run(["--checkpoint", ckpt, "--arch", arch, "--out", out, "--plan", cut_plan, "--data-root", synth_root,
+                "--num-calib", 2], env=env)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    xmodel = out / "compiled" / "dpupose.xmodel"
+    assert json.loads((out / "compiled" / "dpupose.dpupose.json").read_text())["output"] == "decoder.2.0"
+    qdq = cut_plan.parent / "q" / "model_qdq.onnx"
+    plan = tmp_path / "plan"
+    assert _cli("split", qdq, "--out", plan, "--cpu-from", "decoder.2.3", "--xmodel", xmodel) == 0
+    doc = json.loads((plan / "plan.json").read_text())
+    assert [sg.get("xmodel") for sg in doc["subgraphs"]] == ["dpupose.xmodel", None]
+    # The same xmodel does not fit the plain split (the whole DPU part on the DPU).
+    assert _cli("split", qdq, "--out", tmp_path / "plain", "--xmodel", xmodel) != 0
+    assert not (tmp_path / "plain").exists()
+    res = _run(["--checkpoint", ckpt, "--arch", arch, "--out", out, "--plan", tmp_path / "none"], env=env)
+    assert res.returncode == 2 and "holds no plan.json" in res.stderr
+
+
+def test_run_vai_q_quantizes_and_exports_the_cut_part(tmp_path, monkeypatch):
+    """vai_q (a recording stand-in) is handed the cut part; its test step completes it to coordinates."""
+    import types
+
+    from dpupose.quant.dpu_cut import cut_index
+
+    model = sane_model().eval()
+    cut = cut_index(model.dpu_part, "decoder.2.0", TINY.input_size)
+    handed = []
+
+    class Quantizer:
+        def __init__(self, mode, module, inputs, output_dir, device, **kwargs):
+            handed.append((mode, module))
+            self.quant_model = module  # float: the test step then matches FP32 exactly
+            self.module = module
+
+        def export_quant_config(self):
+            pass
+
+        def export_xmodel(self, output_dir, deploy_check=False):
+            (Path(output_dir) / f"{type(self.module).__name__}_int.xmodel").write_bytes(b"xmodel")
+
+    apis = types.ModuleType("pytorch_nndct.apis")
+    apis.torch_quantizer = Quantizer
+    monkeypatch.setitem(sys.modules, "pytorch_nndct", types.ModuleType("pytorch_nndct"))
+    monkeypatch.setitem(sys.modules, "pytorch_nndct.apis", apis)
+    images = [np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)]
+    info = vai_q.run_vai_q(model, images, tmp_path, cut=cut)
+    assert [mode for mode, _ in handed] == ["calib", "test"]
+    part = handed[0][1]
+    assert len(part.layers) == cut
+    with torch.no_grad():
+        assert tuple(part(torch.from_numpy(images[0])).shape) == (2, 16, 8, 8)  # decoder.2.0: 16 channels at 8 x 8
+    assert info["cut_layers"] == cut and info["fp32_vs_int8"]["coords_mean_distance_px"] == 0.0
+    assert (tmp_path / "DpuPart_int.xmodel").read_bytes() == b"xmodel"
+
+
+def test_the_container_side_modules_are_python_3_7():
+    """`python -m dpupose.quant.vai_q run` executes under the Vitis AI image's Python 3.7: every dpupose
+    module it imports must parse as 3.7 and must not evaluate 3.9+/3.10+ constructs at run time
+    (subscripted abc/builtin annotations without postponed evaluation, `X | Y` types in isinstance)."""
+    import ast
+
+    code = (
+        "import sys, dpupose.quant.vai_q, dpupose.quant.dpu_cut, dpupose.model.pose\n"
+        "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('dpupose')))"
+    )
+    files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert any(f.endswith("dpu_cut.py") for f in files) and any(f.endswith("errors.py") for f in files)
+    for f in files:
+        source = Path(f).read_text(encoding="utf-8")
+        tree = ast.parse(source, filename=f, feature_version=(3, 7))
+        postponed = any(
+            isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+            for n in tree.body
+        )
+        has_annotations = any(
+            (
+                isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and (n.returns or any(a.annotation for a in n.args.args + n.args.kwonlyargs))
+            )
+            or isinstance(n, ast.AnnAssign)
+            for n in ast.walk(tree)
+        )
+        assert postponed or not has_annotations, f"{f}: annotations without `from __future__ import annotations`"
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Call) and getattr(n.func, "id", None) in ("isinstance", "issubclass"):
+                assert not any(isinstance(a, ast.BinOp) for a in n.args), f"{f}:{n.lineno}: X | Y in {n.func.id}"

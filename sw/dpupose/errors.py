@@ -1,6 +1,8 @@
 """Exception types. Every error a user can cause derives from DpuposeError; the CLI prints its
 message on one line and exits non-zero, so each message must say what went wrong and what to do."""
 
+from __future__ import annotations
+
 import shlex
 from collections.abc import Sequence
 

@@ -79,7 +79,7 @@ def board_backend(model: Path) -> tuple[str, str | None]:
     return "cpu", (
         f"the split plan in {model} records no compiled .xmodel for DPU subgraph {', '.join(lacking)}: "
         "on the board it runs with --backend cpu (ONNX Runtime on the Cortex-A53) until one is compiled "
-        "and recorded (scripts/vitis_ai_quantize.sh, then `dpupose split --xmodel`: docs/quantization.md)"
+        "and recorded (scripts/vitis_ai_quantize.sh --plan, then `dpupose split --xmodel`: docs/quantization.md)"
     )
 
 

@@ -33,7 +33,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, int | float) or self.width_mult <= 0:
+        # A tuple, not int | float: this also runs in the Vitis AI image's Python 3.7 (quant/vai_q.py).
+        if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, (int, float)) or self.width_mult <= 0:
             raise ValueError(f"width_mult must be a positive number, got {self.width_mult!r}")
         if self.input_size % 32 != 0 or self.input_size < 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {self.input_size}")

@@ -4,6 +4,10 @@ The DPU part (image -> logits) goes through vai_q's three steps: `calib` (forwar
 calibration images, then `export_quant_config`), `test` (the quantized model evaluated; one batch-1
 forward is required before export) and `export_xmodel`, which writes `DpuPart_int.xmodel` for
 `vai_c_xir` (scripts/vitis_ai_quantize.sh compiles it for a chosen arch.json). The CPU part stays float.
+Given a split plan (`prepare --plan`), the DPU part is cut where the plan's DPU subgraph ends
+(quant/dpu_cut.py), so that the xmodel computes exactly that subgraph; `DPU_PART_FILE` in the work folder
+says which tensors it takes and gives, and the script keeps a copy beside the compiled xmodel for
+`dpupose split --xmodel` to check.
 
 Outside the docker image `pytorch_nndct` is missing and ToolNotFoundError says to use the script.
 
@@ -26,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError
+from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, UsageError
 
 log = logging.getLogger(__name__)
 
 SCRIPT = "scripts/vitis_ai_quantize.sh"
+DPU_PART_FILE = "dpu_part.json"  # {"input": ..., "output": ..., "checkpoint": ...}: what the xmodel computes
 
 
 def vai_q_available() -> bool:
@@ -59,15 +64,22 @@ def run_vai_q(
     out_dir: str | Path,
     target: str | None = None,
     max_test_samples: int = 16,
+    cut: int | None = None,
 ) -> dict:
-    """calib -> test -> export_xmodel on model.dpu_part; returns what it did (for summary.json)."""
+    """calib -> test -> export_xmodel on model.dpu_part, or on its first `cut` layers (quant/dpu_cut.py);
+    returns what it did (for summary.json)."""
     import torch
 
     torch_quantizer = _torch_quantizer()
     out_dir = Path(out_dir)
     work = out_dir / "vai_q"
     work.mkdir(parents=True, exist_ok=True)
-    dpu = model.dpu_part.eval()
+    if cut is None:
+        dpu, rest = model.dpu_part.eval(), torch.nn.Identity()
+    else:
+        from dpupose.quant.dpu_cut import split_layers
+
+        dpu, rest = split_layers(model.dpu_part, cut)
     example = torch.from_numpy(images[0][:1])
     kwargs: dict = {"output_dir": str(work), "device": torch.device("cpu")}
     if target:
@@ -92,7 +104,7 @@ def run_vai_q(
                 if tested >= max_test_samples:
                     break
                 xi = torch.from_numpy(x[i : i + 1])
-                coords8, _ = model.cpu_part(qmodel(xi))
+                coords8, _ = model.cpu_part(rest(qmodel(xi)))
                 coords32, _ = model(xi)
                 d = torch.linalg.vector_norm(coords8 - coords32, dim=-1)
                 dist_sum += float(d.sum())
@@ -112,6 +124,7 @@ def run_vai_q(
         "xmodel": final.name,
         "quant_config": "vai_q/quant_info.json",
         "target": target,
+        "cut_layers": cut,
         "test_samples": tested,
         "fp32_vs_int8": {"coords_mean_distance_px": dist_sum / max(joints, 1) * size / 2.0},
     }
@@ -125,21 +138,72 @@ def prepare(
     num_calib: int = 100,
     batch_size: int = 8,
     seed: int = 0,
+    plan: str | Path | None = None,
 ) -> Path:
-    """Host side: write calib.npy (N, 3, S, S float32) and model.pt into `work` (state dict + config)."""
+    """Host side: write calib.npy (N, 3, S, S float32), model.pt (state dict, config and, with a split
+    plan, the layer count `cut` of its DPU subgraph) and DPU_PART_FILE into `work`."""
     import torch
 
     from dpupose.model.checkpoint import load_checkpoint
     from dpupose.quant.data import open_calibration_set
 
-    calib = open_calibration_set(calib_data, data_root, num_calib, seed)
     model, _ = load_checkpoint(checkpoint)
+    part = {"input": "image", "output": "logits", "checkpoint": Path(checkpoint).name}
+    cut = None
+    if plan is not None:
+        part["input"], part["output"], cut = _plan_cut(model, plan)
+    calib = open_calibration_set(calib_data, data_root, num_calib, seed)
     images = np.concatenate([b.images for b in calib.batches(model.config.input_size, batch_size)])
+    if cut is not None:
+        _check_cut(model, cut, images[:batch_size])
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "calib.npy", images)
-    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict()}, work / "model.pt")
+    state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "cut": cut}
+    torch.save(state, work / "model.pt")
+    (work / DPU_PART_FILE).write_text(json.dumps(part, indent=2) + "\n")
     return work
+
+
+def _plan_cut(model, plan: str | Path) -> tuple[str, str, int]:
+    """(input, output, cut) of a split plan's one DPU subgraph, which must start at the image."""
+    from dpupose.quant.dpu_cut import cut_index
+    from dpupose.split.plan import load_plan
+
+    p = load_plan(plan, check_paths=False)
+    dpu = [sg for sg in p.subgraphs if sg.is_dpu]
+    shown = "; ".join(
+        f"{sg.name}: {', '.join(t.name for t in sg.inputs)} -> {', '.join(t.name for t in sg.outputs)}" for sg in dpu
+    )
+    if len(dpu) != 1 or [t.name for t in dpu[0].inputs] != [p.input.name] or len(dpu[0].outputs) != 1:
+        raise UsageError(
+            f"--plan {plan}: its DPU subgraphs are {shown or 'none'}; one xmodel is compiled for one DPU "
+            f"subgraph that takes the image ({p.input.name}) and gives one tensor: split without the pixel "
+            "shuffle on the CPU (plain, or --cpu-from NODE) and compile for that plan"
+        )
+    if p.model.input_size != model.config.input_size:
+        raise UsageError(
+            f"--plan {plan} is for {p.model.input_size} px input but the checkpoint is {model.config.input_size} px: "
+            "give the plan made from this checkpoint"
+        )
+    output = dpu[0].outputs[0].name
+    return p.input.name, output, cut_index(model.dpu_part, output, model.config.input_size)
+
+
+def _check_cut(model, cut: int, images: np.ndarray) -> None:
+    """The two halves of the cut DPU part compose to the whole: a wrong cut fails here, not on the board."""
+    import torch
+
+    from dpupose.errors import QuantizationError
+    from dpupose.quant.dpu_cut import split_layers
+
+    head, rest = split_layers(model.dpu_part, cut)
+    with torch.no_grad():
+        x = torch.from_numpy(images)
+        whole = model.dpu_part.eval()(x)
+        halves = rest(head(x))
+    if not torch.allclose(whole, halves, rtol=1e-4, atol=1e-4 * float(whole.abs().max())):
+        raise QuantizationError("the DPU part cut at the plan's DPU output does not recompose to the whole part")
 
 
 def run_from_work(work: str | Path, out: str | Path, target: str | None = None, batch_size: int = 8) -> dict:
@@ -150,13 +214,16 @@ def run_from_work(work: str | Path, out: str | Path, target: str | None = None, 
 
     work = Path(work)
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     state = torch.load(str(work / "model.pt"), map_location="cpu")
     model = PoseNet(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     model.eval()
     images = np.load(str(work / "calib.npy"))
     batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
-    info = run_vai_q(model, batches, out, target=target)
+    info = run_vai_q(model, batches, out, target=target, cut=state.get("cut"))
+    if (work / DPU_PART_FILE).is_file():
+        info["dpu_part"] = json.loads((work / DPU_PART_FILE).read_text())
     (out / "vai_q_summary.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
@@ -170,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--calib-data", default="synthetic", choices=("synthetic", "mpii"))
     p.add_argument("--data-root")
     p.add_argument("--num-calib", type=int, default=100)
+    p.add_argument("--plan", help="a split plan folder: compile the DPU part its DPU subgraph computes")
     r = sub.add_parser("run", help="container: calib -> test -> export_xmodel from --work into --out")
     r.add_argument("--work", required=True)
     r.add_argument("--out", required=True)
@@ -178,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.step == "prepare":
-            prepare(args.checkpoint, args.work, args.calib_data, args.data_root, args.num_calib)
+            prepare(args.checkpoint, args.work, args.calib_data, args.data_root, args.num_calib, plan=args.plan)
         elif args.step == "run":
             run_from_work(args.work, args.out, args.target)
         else:

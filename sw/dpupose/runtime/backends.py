@@ -120,8 +120,8 @@ class RunnerFactory:
                 continue
             if sg.xmodel is None:
                 raise ModelFileError(
-                    f"DPU subgraph {sg.name!r} has no compiled xmodel in the plan: compile the DPU part with "
-                    "scripts/vitis_ai_quantize.sh (the overlay's arch.json) and split again with --xmodel "
+                    f"DPU subgraph {sg.name!r} has no compiled xmodel in the plan: compile it with "
+                    "scripts/vitis_ai_quantize.sh --plan (the overlay's arch.json) and split again with --xmodel "
                     "(docs/quantization.md), or run this plan with --backend cpu"
                 )
             xm = self._xmodel(sg)

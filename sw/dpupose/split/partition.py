@@ -163,20 +163,45 @@ def _dpu_unit_ms(g: QdqGraph, cfg: Any, board: Any, model_name: str) -> dict[int
     return unit_dpu_ms(g, ests)
 
 
+XMODEL_PART_SUFFIX = ".dpupose.json"  # beside NAME.xmodel: what scripts/vitis_ai_quantize.sh compiled
+
+
+def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
+    """(input, output, where that was read) of the DPU part an xmodel computes: from NAME.dpupose.json,
+    which scripts/vitis_ai_quantize.sh writes beside it, else the whole DPU part (image -> logits)."""
+    import json
+
+    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
+    if not side.is_file():
+        return image, DPU_PART_OUTPUT, f"no {side.name} beside it, so taken as the whole DPU part"
+    try:
+        part = json.loads(side.read_text(encoding="utf-8"))
+        src, dst = part["input"], part["output"]
+        if not (isinstance(src, str) and isinstance(dst, str) and src and dst):
+            raise TypeError("input/output must be names")
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ModelFileError(
+            f"{side} is damaged ({exc}); compile again with scripts/vitis_ai_quantize.sh, which writes it"
+        ) from None
+    return src, dst, f"as {side.name} says"
+
+
 def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
-    """--xmodel: the file exists, and the split's DPU side is what scripts/vitis_ai_quantize.sh compiles,
-    the whole DPU part (image -> logits) as one subgraph; VART checks the tensors on the board."""
+    """--xmodel: the file exists, and the split has one DPU subgraph, the DPU part the xmodel computes
+    (xmodel_part); VART checks the tensors' shapes on the board."""
     if not xmodel.is_file():
         what = "is a folder" if xmodel.is_dir() else "does not exist"
         raise UsageError(f"--xmodel {xmodel} {what}; give the .xmodel that vai_c_xir compiled")
     if xmodel.stat().st_size == 0:
         raise ModelFileError(f"--xmodel {xmodel} is empty; compile it again (scripts/vitis_ai_quantize.sh)")
+    src, dst, where = xmodel_part(xmodel, image)
     dpu = [grp for grp in groups if grp.device == DPU]
     shown = "; ".join(f"{grp.name}: {', '.join(grp.inputs)} -> {', '.join(grp.outputs)}" for grp in dpu) or "none"
-    if len(dpu) != 1 or list(dpu[0].inputs) != [image] or list(dpu[0].outputs) != [DPU_PART_OUTPUT]:
+    if len(dpu) != 1 or list(dpu[0].inputs) != [src] or list(dpu[0].outputs) != [dst]:
         raise UsageError(
-            f"--xmodel: the compiled xmodel is the whole DPU part ({image} -> {DPU_PART_OUTPUT}), but this split's "
-            f"DPU subgraphs are {shown}; split without --optimize and --cpu-from to use it"
+            f"--xmodel {xmodel.name} computes {src} -> {dst} ({where}), but this split's DPU subgraphs are "
+            f"{shown}: split without --xmodel, compile for that plan (scripts/vitis_ai_quantize.sh --plan "
+            "PLAN_DIR) and split again the same way with --xmodel (docs/quantization.md)"
         )
 
 
