@@ -171,7 +171,8 @@ def test_prepare_with_a_plan_cuts_the_dpu_part_where_its_dpu_subgraph_ends(input
     ckpt, _, synth_root = inputs
     work = vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
     part = json.loads((work / vai_q.DPU_PART_FILE).read_text())
-    assert part == {"input": "image", "output": "decoder.2.0", "checkpoint": "tiny.pt"}
+    split = "--config u96v2-b1600-pynq --cpu-from decoder.2.3"  # how the plan was made, for the messages
+    assert part == {"input": "image", "output": "decoder.2.0", "checkpoint": "tiny.pt", "split": split}
     plan = json.loads((cut_plan / "plan.json").read_text())
     (dpu,) = [sg for sg in plan["subgraphs"] if sg["device"] == "dpu"]
     n, h, w, c = dpu["outputs"][0]["shape"]
@@ -209,7 +210,7 @@ def test_prepare_refuses_a_plan_for_another_input_size(inputs, cut_plan, tmp_pat
     assert not (tmp_path / "work").exists()
 
 
-def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, cut_plan, tmp_path):
+def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, cut_plan, tmp_path, capsys):
     """The whole user flow for an optimized split: compile for the plan, split again with --xmodel."""
     ckpt, arch, synth_root = inputs
     bin_dir = tmp_path / "bin"
@@ -233,7 +234,10 @@ def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, c
     doc = json.loads((plan / "plan.json").read_text())
     assert [sg.get("xmodel") for sg in doc["subgraphs"]] == ["dpupose.xmodel", None]
     # The same xmodel does not fit the plain split (the whole DPU part on the DPU).
+    capsys.readouterr()
     assert _cli("split", qdq, "--out", tmp_path / "plain", "--xmodel", xmodel) != 0
+    err = capsys.readouterr().err
+    assert "computes image -> decoder.2.0" in err and "compiled for a split with --config u96v2-b1600-pynq" in err
     assert not (tmp_path / "plain").exists()
     res = _run(["--checkpoint", ckpt, "--arch", arch, "--out", out, "--plan", tmp_path / "none"], env=env)
     assert res.returncode == 2 and "holds no plan.json" in res.stderr

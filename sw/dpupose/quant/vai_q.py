@@ -35,7 +35,8 @@ from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, Usage
 log = logging.getLogger(__name__)
 
 SCRIPT = "scripts/vitis_ai_quantize.sh"
-DPU_PART_FILE = "dpu_part.json"  # {"input": ..., "output": ..., "checkpoint": ...}: what the xmodel computes
+# What the xmodel computes: {"input", "output", "checkpoint"[, "split": the plan's split options]}
+DPU_PART_FILE = "dpu_part.json"
 
 
 def vai_q_available() -> bool:
@@ -151,7 +152,7 @@ def prepare(
     part = {"input": "image", "output": "logits", "checkpoint": Path(checkpoint).name}
     cut = None
     if plan is not None:
-        part["input"], part["output"], cut = _plan_cut(model, plan)
+        part["input"], part["output"], cut, part["split"] = _plan_cut(model, plan)
     calib = open_calibration_set(calib_data, data_root, num_calib, seed)
     images = np.concatenate([b.images for b in calib.batches(model.config.input_size, batch_size)])
     if cut is not None:
@@ -165,8 +166,9 @@ def prepare(
     return work
 
 
-def _plan_cut(model, plan: str | Path) -> tuple[str, str, int]:
-    """(input, output, cut) of a split plan's one DPU subgraph, which must start at the image."""
+def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str]:
+    """(input, output, cut, how it was split) of a split plan's one DPU subgraph, which must start at the
+    image."""
     from dpupose.quant.dpu_cut import cut_index
     from dpupose.split.plan import load_plan
 
@@ -187,7 +189,12 @@ def _plan_cut(model, plan: str | Path) -> tuple[str, str, int]:
             "give the plan made from this checkpoint"
         )
     output = dpu[0].outputs[0].name
-    return p.input.name, output, cut_index(model.dpu_part, output, model.config.input_size)
+    how = [f"--config {p.dpu_config}"]
+    if p.metadata.get("optimized"):
+        how.append("--optimize")
+    if isinstance(p.metadata.get("cpu_from"), str):
+        how.append(f"--cpu-from {p.metadata['cpu_from']}")
+    return p.input.name, output, cut_index(model.dpu_part, output, model.config.input_size), " ".join(how)
 
 
 def _check_cut(model, cut: int, images: np.ndarray) -> None:

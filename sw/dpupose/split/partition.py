@@ -176,14 +176,14 @@ def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
         return image, DPU_PART_OUTPUT, f"no {side.name} beside it, so taken as the whole DPU part"
     try:
         part = json.loads(side.read_text(encoding="utf-8"))
-        src, dst = part["input"], part["output"]
+        src, dst, how = part["input"], part["output"], part.get("split")
         if not (isinstance(src, str) and isinstance(dst, str) and src and dst):
             raise TypeError("input/output must be names")
     except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ModelFileError(
             f"{side} is damaged ({exc}); compile again with scripts/vitis_ai_quantize.sh, which writes it"
         ) from None
-    return src, dst, f"as {side.name} says"
+    return src, dst, f"as {side.name} says" + (f": compiled for a split with {how}" if isinstance(how, str) else "")
 
 
 def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
