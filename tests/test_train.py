@@ -13,6 +13,7 @@ import torch
 import dpupose.train as train_mod
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dpupose.model.pose import ModelConfig, PoseNet
 from dpupose.train import TrainConfig, train
 
 
@@ -64,6 +65,79 @@ def test_refuses_to_overwrite_or_resume_nothing(synth_root, tmp_path):
         train(cfg)
     with pytest.raises(UsageError, match="trained with input_size=64"):
         train(tiny(synth_root, tmp_path / "r", epochs=1, input_size=96), resume=True)
+
+
+def test_a_new_run_never_overwrites_what_its_folder_holds(synth_root, tmp_path):
+    cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"already holds notes\.txt, which a new run would overwrite"):
+        train(cfg)
+    (tmp_path / "r" / "notes.txt").unlink()
+    # An earlier run whose last.pt was removed to save space: its best.pt and history stay untouched.
+    train(cfg)
+    (tmp_path / "r" / "last.pt").unlink()
+    best = (tmp_path / "r" / "best.pt").read_bytes()
+    with pytest.raises(UsageError, match=r"already holds best\.pt, config\.json, history\.jsonl"):
+        train(cfg)
+    assert (tmp_path / "r" / "best.pt").read_bytes() == best
+    # A run that stopped before its first epoch left only its config.json: starting again is fine.
+    for name in ("best.pt", "history.jsonl"):
+        (tmp_path / "r" / name).unlink()
+    train(cfg)
+    assert (tmp_path / "r" / "last.pt").is_file()
+    other = tmp_path / "o"
+    other.mkdir()
+    (other / "config.json").write_text('{"theme": "dark"}')
+    with pytest.raises(UsageError, match="config.json that `dpupose train` did not write"):
+        train(tiny(synth_root, other, epochs=1, max_steps_per_epoch=1))
+    assert (other / "config.json").read_text() == '{"theme": "dark"}'
+
+
+def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):
+    from dpupose.commands.export import export_checkpoint
+
+    cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
+    train(cfg)
+    # --lr is held by the optimizer's saved state: a changed one would be silently ignored.
+    with pytest.raises(UsageError, match=r"trained with lr=0\.001, not 0\.5"):
+        train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1, lr=0.5), resume=True)
+    with pytest.raises(UsageError, match="trained with data_root="):
+        train(tiny(tmp_path / "elsewhere", tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    with pytest.raises(UsageError, match=r"already trained 1 epoch\(s\); pass --epochs above 1"):
+        train(cfg, resume=True)
+    # Weights only (what `dpupose export` writes) cannot be resumed.
+    wo = tmp_path / "w"
+    wo.mkdir()
+    export_checkpoint(str(tmp_path / "r" / "best.pt"), str(wo / "last.pt"))
+    with pytest.raises(CheckpointError, match=r"holds no training state.*--init .*last\.pt"):
+        train(tiny(synth_root, wo, epochs=2, max_steps_per_epoch=1), resume=True)
+    # More epochs: fine (the cosine schedule, if any, stretches from the next epoch).
+    train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
+
+
+def test_cheap_checks_come_before_the_data(synth_root, tmp_path, monkeypatch):
+    """--init, --resume and the folder are checked before the data set is generated or read (minutes)."""
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were loaded before the cheap checks")
+
+    monkeypatch.setattr(train_mod, "load_data", no_data)
+    with pytest.raises(CheckpointError, match=r"^--init: .*nope\.pt"):
+        train(tiny(synth_root, tmp_path / "a", init=str(tmp_path / "nope.pt")))
+    wide = tmp_path / "wide.pt"
+    save_checkpoint({"model": PoseNet(ModelConfig(input_size=64, width_mult=0.5)).state_dict(),
+                     "model_config": ModelConfig(input_size=64, width_mult=0.5).to_dict()}, wide)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"has width 0\.5, not 0\.25: pass --width 0\.5"):
+        train(tiny(synth_root, tmp_path / "a", init=str(wide)))
+    assert not (tmp_path / "a").exists()
+
+
+def test_an_epoch_without_a_step_is_refused(synth_root, tmp_path):
+    with pytest.raises(UsageError, match=r"--batch-size 32 is larger than the 24 training records"):
+        train(tiny(synth_root, tmp_path / "r", batch_size=32))
+    assert not (tmp_path / "r").exists()
 
 
 def test_checkpoint_errors(tmp_path):

@@ -128,14 +128,84 @@ def validate(model: PoseNet, loader: DataLoader, cfg: TrainConfig) -> dict:
     }
 
 
+RUN_FILES = ("config.json", "history.jsonl", "best.pt", "last.pt")
+_TRAINING_STATE = ("model", "optimizer", "scheduler", "epoch")
+# Settings a resumed run must keep: the data, the network, the order of samples and the learning-rate
+# schedule (a changed --lr would be ignored: the optimizer's saved state holds the rate). --epochs may
+# change (the cosine schedule then stretches from the next epoch).
+_RESUME_FIXED = ("data", "data_root", "input_size", "width_mult", "batch_size", "seed", "num_train", "num_valid")
+_RESUME_FIXED += ("schedule", "lr", "lr_step", "lr_gamma", "js_weight")
+
+
+def _same(key: str, a: object, b: object) -> bool:
+    if key in ("data_root", "init") and isinstance(a, str) and isinstance(b, str):
+        return os.path.normpath(a) == os.path.normpath(b)
+    return a == b
+
+
 def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
+    missing = [k for k in _TRAINING_STATE if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"--resume: {path} holds no training state ({', '.join(missing)} missing; `dpupose export` writes "
+            f"weights only): start a new run from its weights with --init {path} and another --out"
+        )
     saved = state.get("args", {})
-    for key in ("data", "input_size", "width_mult", "batch_size", "seed", "num_train", "epochs", "schedule"):
-        if key in saved and saved[key] != getattr(cfg, key) and key != "epochs":
+    keys = [*_RESUME_FIXED, "init"] if cfg.init is not None else _RESUME_FIXED
+    for key in keys:
+        if key in saved and not _same(key, saved[key], getattr(cfg, key)):
             raise UsageError(
                 f"--resume: {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}; "
-                "use the same settings (or start a new --out)"
+                "resume with the same settings (only --epochs may change), or start a new --out"
             )
+    done = state["epoch"]  # epochs completed (a mid-epoch save is inside epoch done + 1)
+    if cfg.epochs <= done:
+        raise UsageError(
+            f"--resume: {path.parent} has already trained {done} epoch(s); pass --epochs above {done} to "
+            "train on (best.pt and last.pt are there as they are)"
+        )
+
+
+def _check_new_run_folder(out: Path) -> None:
+    """A new run writes RUN_FILES into `out`: refuse a folder holding anything else of the user's, or an
+    earlier run's results (last.pt: resume it; best.pt/history.jsonl alone: a run whose last.pt was removed)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder; choose another --out")
+    entries = sorted(p.name for p in out.iterdir())
+    if "last.pt" in entries:
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if entries and entries != ["config.json"]:  # config.json alone: a run that stopped before its first epoch
+        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        raise UsageError(
+            f"--out {out} already holds {shown}, which a new run would overwrite or append to: choose another "
+            "--out (an empty or new folder)"
+        )
+    if entries:
+        try:
+            saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            saved = None
+        if not isinstance(saved, dict) or not {"data", "epochs", "input_size"} <= saved.keys():
+            raise UsageError(
+                f"--out {out} holds a config.json that `dpupose train` did not write; choose another --out"
+            )
+
+
+def _read_init(cfg: TrainConfig) -> PoseNet:
+    """The --init checkpoint's network, checked against the run's width."""
+    assert cfg.init is not None
+    try:
+        init_model = model_from_state(read_checkpoint(cfg.init), cfg.init)
+    except CheckpointError as exc:
+        raise CheckpointError(f"--init: {exc}") from None
+    if init_model.config.width_mult != cfg.width_mult:
+        raise CheckpointError(
+            f"--init {cfg.init} has width {init_model.config.width_mult}, not {cfg.width_mult}: pass --width "
+            f"{init_model.config.width_mult} to train on from it, or --init a checkpoint of width {cfg.width_mult}"
+        )
+    return init_model
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -149,10 +219,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     last = out / "last.pt"
-    if not resume and last.exists():
-        raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    if resume and not last.exists():
-        raise UsageError(f"--resume: {last} not found; start the run without --resume")
+    # Everything cheap is checked before the data (generating the synthetic set takes minutes).
+    state: dict | None = None
+    init_model: PoseNet | None = None
+    if resume:
+        if not last.exists():
+            raise UsageError(f"--resume: {last} not found; start the run without --resume")
+        state = read_checkpoint(last)
+        _check_resumable(state, cfg, last)
+    else:
+        _check_new_run_folder(out)
+        if cfg.init:
+            init_model = _read_init(cfg)
 
     # Data: rank 0 generates/caches synthetic data first; the others wait and then read it.
     if rank == 0:
@@ -163,27 +241,36 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if rank != 0:
         train_split = load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed)
         val_split = load_data(cfg.data, "valid", cfg.data_root, cfg.num_valid, cfg.seed)
+    if rank == 0:
+        for option, count, split in (
+            ("--num-train", cfg.num_train, train_split),
+            ("--num-valid", cfg.num_valid, val_split),
+        ):
+            if count is not None and cfg.data == "mpii":
+                log.warning("%s %d is ignored for --data mpii (it sizes the synthetic set)", option, count)
+            elif count is not None and len(split.records) < count:
+                log.warning("%s %d: %s holds only %d; using those", option, count, split.root, len(split.records))
     train_set = PoseDataset(train_split.records, train_split.image_dir, cfg.input_size, Augment(), cfg.seed)
     val_set = PoseDataset(val_split.records, val_split.image_dir, cfg.input_size, None, cfg.seed)
     sampler = EpochSampler(len(train_set), cfg.seed, rank, world)
+    if len(sampler) < cfg.batch_size:
+        raise UsageError(
+            f"--batch-size {cfg.batch_size} is larger than the {len(sampler)} training records per process: an "
+            "epoch would make no step; lower --batch-size or use more training data"
+        )
 
     torch.manual_seed(cfg.seed)
     model = PoseNet(ModelConfig(input_size=cfg.input_size, width_mult=cfg.width_mult))
-    if cfg.init and not resume:
-        init_state = read_checkpoint(cfg.init)
-        init_model = model_from_state(init_state, cfg.init)
-        if init_model.config.width_mult != cfg.width_mult:
-            raise CheckpointError(f"--init {cfg.init} has width {init_model.config.width_mult}, not {cfg.width_mult}")
+    if init_model is not None:
         model.load_state_dict(init_model.state_dict())
+        del init_model
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     history: list[dict] = []
     best = float("inf")
     start_epoch, start_step = 0, 0
-    if resume:
-        state = read_checkpoint(last)
-        _check_resumable(state, cfg, last)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -233,7 +320,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             coords, heatmaps = net(batch["image"])
             loss = pose_loss(coords, heatmaps, batch["target"], batch["visible"], cfg.js_weight)
             if not torch.isfinite(loss):
-                raise UsageError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower --lr and resume")
+                raise UsageError(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}: training diverged; start again with a "
+                    "lower --lr (in a new --out; --init from this run's best.pt keeps what it learned)"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
