@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -13,6 +14,7 @@ from quant_helpers import sane_model, save_checkpoint
 
 from dpupose.cli import main
 from dpupose.data.sources import load_data
+from dpupose.errors import UsageError
 from dpupose.eval.bench import ROWS, BenchOptions, format_table, resolve_inputs, run_bench
 from dpupose.eval.evaluate import iter_batches
 from dpupose.eval.metrics import MetricAccumulator
@@ -111,6 +113,64 @@ def test_the_plan_finds_its_quantized_model_relative_to_itself(quantized, tmp_pa
     (tmp_path / "b" / "plan" / "plan.json").write_text(json.dumps(data))
     _, found = resolve_inputs(BenchOptions(plan=tmp_path / "b" / "plan"))
     assert found.resolve() == quantized["q"].resolve()
+
+
+def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, tmp_path):
+    """The plan and quantized folders it reads stay as they were (ONNX Runtime's quantizer writes a file
+    beside the model it reads); the variant folders it replaces are only its own."""
+    plan = result.plan.root
+    # Files of the user's under the names ONNX Runtime gives its scratch model (it removes them after).
+    sentinels = [plan / f"{Path(sg.file).stem}-inferred.onnx" for sg in result.plan.subgraphs if not sg.is_dpu]
+    sentinels.append(quantized["q"] / "model_fp32-inferred.onnx")
+    for f in sentinels:
+        f.write_text("mine")
+    before = {p: sorted(x.name for x in p.iterdir()) for p in (plan, quantized["q"])}
+    work = tmp_path / "work"
+    opts = dict(num_samples=2, fps_frames=2, data_root=synth_root, num_calib=2, threads=1, emulator="fast")
+    try:
+        run_bench(BenchOptions(plan=plan, work=work, **opts))
+        assert {p: sorted(x.name for x in p.iterdir()) for p in before} == before
+        assert all(f.read_text() == "mine" for f in sentinels)
+    finally:
+        for f in sentinels:
+            f.unlink(missing_ok=True)
+    # A plan inside the folder bench writes its variants to is refused, not deleted.
+    inside = work / "split-int8-cpu"
+    with pytest.raises(UsageError, match=r"is inside .*where bench writes its plan variants"):
+        run_bench(BenchOptions(plan=inside, work=work, **opts))
+    assert (inside / "plan.json").is_file()
+    # A file of the user's in a variant folder stops the bench.
+    (work / "cpu-onnx-fp32" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"also holds notes\.txt"):
+        run_bench(BenchOptions(plan=plan, work=work, **opts))
+    assert (work / "cpu-onnx-fp32" / "notes.txt").read_text() == "mine"
+
+
+def test_bench_refuses_options_it_would_ignore_and_foreign_outputs(quantized, result, tmp_path, capsys):
+    q = str(quantized["q"])
+    cases = [
+        (["--quantized", q, "--checkpoint", str(quantized["ckpt"])], "not both"),
+        (["--plan", str(result.plan.root), "--config", "u96v2-b1600-pynq"], "leave --config out"),
+        (["--quantized", q, "--out", str(tmp_path / "notes.json")], "not an earlier `dpupose bench` result"),
+        (["--quantized", q, "--work", str(tmp_path / "notes.json")], "is not a folder"),
+    ]
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    for args, message in cases:
+        assert main(["bench", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "notes.json").read_text() == '{"mine": 1}'
+    # --quantized of another input size than the plan's, before any sample is loaded.
+    other = tmp_path / "q96"
+    other.mkdir()
+    shutil.copyfile(quantized["q"] / "model_fp32.onnx", other / "model_fp32.onnx")
+    import onnx
+
+    m = onnx.load(str(other / "model_fp32.onnx"))
+    for d in m.graph.input[0].type.tensor_type.shape.dim[2:]:
+        d.dim_value = 96
+    onnx.save(m, str(other / "model_fp32.onnx"))
+    with pytest.raises(UsageError, match="is a 96x96 px model but --plan is for 64 px"):
+        resolve_inputs(BenchOptions(plan=result.plan.root, quantized=other))
 
 
 def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):

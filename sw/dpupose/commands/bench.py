@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_file, positive_int
@@ -44,9 +45,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before minutes of work: --work must be a folder (or new), --out a new file or an earlier bench's."""
+    from dpupose.errors import UsageError
+
+    if args.work.exists() and not args.work.is_dir():
+        raise UsageError(f"--work {args.work} exists and is not a folder; choose another --work")
+    if args.out is not None and args.out.exists():
+        try:
+            doc = json.loads(args.out.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict) or doc.get("generated_by") != "dpupose bench":
+            raise UsageError(
+                f"--out {args.out} exists and is not an earlier `dpupose bench` result; choose another --out "
+                "(or move the file)"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     from dpupose.eval.bench import BenchOptions, format_table, run_bench
 
+    _check_outputs(args)
     result = run_bench(
         BenchOptions(
             plan=args.plan,
@@ -70,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         tmp.replace(args.out)
     if args.json:
         print(json.dumps(rows, indent=2))
+        if "skipped" in result.info:
+            print(f"note: skipped {result.info['skipped']}", file=sys.stderr)
     else:
         print(format_table(result))
     return 0

@@ -105,6 +105,10 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     from dpupose.eval.prepare import quantized, split_plan
     from dpupose.split.plan import load_plan
 
+    if opts.quantized is not None and opts.checkpoint is not None:
+        raise UsageError("pass --checkpoint (quantized here) or --quantized (already quantized), not both")
+    if opts.plan is not None and opts.config is not None:
+        raise UsageError("--config chooses the DPU for splitting; a --plan is already split: leave --config out")
     config = opts.config or default_config_name("ultra96v2")
     qdir = opts.quantized
     if opts.plan is not None:
@@ -114,6 +118,8 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
             source = plan.root / str(plan.metadata.get("source_model", ""))
             if source.name and (source.parent / "model_fp32.onnx").is_file():
                 qdir = source.parent
+        else:
+            _check_input_size(qdir, plan.input_size)
         return plan, qdir
     if qdir is None:
         ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
@@ -125,6 +131,27 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     if not (qdir / "model_qdq.onnx").is_file():
         raise ModelFileError(f"{qdir} holds no model_qdq.onnx: pass a folder written by `dpupose quantize`")
     return load_plan(split_plan(qdir, config)), qdir
+
+
+def _check_input_size(qdir: Path, size: int) -> None:
+    """--quantized with --plan: the whole-model CPU rows must see the plan's input size."""
+    import onnx
+
+    fp32 = qdir / "model_fp32.onnx"
+    if not fp32.is_file():
+        raise ModelFileError(
+            f"--quantized {qdir} holds no model_fp32.onnx: pass a folder written by `dpupose quantize`"
+        )
+    try:
+        dims = onnx.load(str(fp32), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    except Exception as exc:  # onnx raises its own decode errors
+        raise ModelFileError(f"{fp32} is not a readable ONNX model ({exc}); quantize again") from None
+    sides = [d.dim_value for d in dims[2:]]
+    if sides and any(v and v != size for v in sides):
+        raise UsageError(
+            f"--quantized {qdir} is a {'x'.join(map(str, sides))} px model but --plan is for {size} px: give the "
+            "quantized folder the plan was split from"
+        )
 
 
 def _split_rows(opts: BenchOptions, plan: Any, samples: Any, calib: list, a53: Any) -> list[BenchRow]:

@@ -7,6 +7,8 @@ kernels: int8 activations and weights, per-tensor, MinMax calibration. The outpu
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -53,9 +55,13 @@ def quantize_cpu_subgraph(
             feed = next(self._it, None)
             return None if feed is None else {k: np.asarray(v, np.float32) for k, v in feed.items()}
 
-    with atomic_path(out_path) as tmp:
+    # quantize_static writes <stem>-inferred.onnx beside the model it reads: read a private copy, so that
+    # nothing is written into the user's plan or quantized folder (which may also be read-only).
+    with tempfile.TemporaryDirectory(prefix="dpupose-ort-int8-") as scratch, atomic_path(out_path) as tmp:
+        source = Path(scratch) / "model.onnx"
+        shutil.copyfile(fp32_path, source)
         quantize_static(
-            str(fp32_path),
+            str(source),
             str(tmp),
             _Reader(),
             quant_format=QuantFormat.QDQ,

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpupose.errors import CheckpointError, ToolNotFoundError, UsageError
+from dpupose.errors import ToolNotFoundError, UsageError
 from dpupose.fsio import atomic_dir, check_replaceable
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
     import onnx
     import torch
 
-    from dpupose.model.checkpoint import load_checkpoint
+    from dpupose.model.checkpoint import load_checkpoint, read_checkpoint
     from dpupose.quant.calibrate import calibrate
     from dpupose.quant.data import open_calibration_set
     from dpupose.quant.fuse import build_qgraph
@@ -109,8 +109,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
     if cfg.qat_epochs < 0:
         raise UsageError("--qat-epochs must be >= 0")
     _check_out(cfg.out)
-    if not Path(cfg.checkpoint).is_file():
-        raise CheckpointError(f"checkpoint {cfg.checkpoint} not found")
+    read_checkpoint(cfg.checkpoint)  # a wrong file is reported before the calibration set is made (minutes)
     calib_set = open_calibration_set(cfg.calib_data, cfg.data_root, cfg.num_calib, cfg.seed)
     model, state = load_checkpoint(cfg.checkpoint)
     size = model.config.input_size
