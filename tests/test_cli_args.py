@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 
 import pytest
 
@@ -139,6 +142,48 @@ def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
     assert main(["data", "synth", "--out", str(paths / "empty"), "--num-train", "1", "--num-valid", "1"]) == 2
     assert "also holds README.md" in capsys.readouterr().err
     assert (paths / "empty" / "README.md").read_text() == "my notes"
+    (paths / "empty" / "README.md").unlink()
+    # ... nor one whose images/ or annot/ hold something the generator did not write
+    for extra in ("images/photo.jpg", "annot/mine/notes.txt"):
+        (paths / "empty" / extra).parent.mkdir(exist_ok=True)
+        (paths / "empty" / extra).write_text("mine")
+        assert main(["data", "synth", "--out", str(paths / "empty"), "--num-train", "1", "--num-valid", "1"]) == 2
+        folder, name = extra.split("/")[:2]
+        assert f"{folder}/ also holds {name}" in capsys.readouterr().err
+        assert (paths / "empty" / extra).read_text() == "mine"
+        (paths / "empty" / extra).unlink()
+        if folder == "annot":
+            (paths / "empty" / "annot" / "mine").rmdir()
+    # A folder that cannot be made is named as given, not as the temporary folder beside it.
+    assert main(["data", "synth", "--out", "/proc/dpupose-test", "--num-train", "1", "--num-valid", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/dpupose-test" in err and ".tmp" not in err
+    # "." is the folder the shell stands in: refused before any image is rendered
+    os.chdir(paths / "empty")
+    try:
+        assert main(["data", "synth", "--out", ".", "--num-train", "1", "--num-valid", "1"]) == 2
+        assert "is the current folder or holds it" in capsys.readouterr().err
+    finally:
+        os.chdir(paths)
+
+
+def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    assert main(["data", "check", "--data-root", str(root)]) == 0
+    records = json.loads((root / "annot" / "valid.json").read_text())
+    (root / "images" / records[0]["image"]).write_bytes(b"not a jpeg")
+    records[1]["image"] = "../../outside.jpg"
+    (root / "annot" / "valid.json").write_text(json.dumps(records))
+    capsys.readouterr()
+    assert main(["data", "check", "--data-root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"1 undecodable (first: {records[0]['image']})" in out and "1 outside images/ (first: ../../outside.jpg)" in out
+    )
+    assert "train: 24 records" in out and "0 missing, 0 undecodable, 0 outside images/" in out
+    assert main(["data", "check", "--data-root", str(root / "synthetic.json")]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().out
 
 
 def _parsers(parser: argparse.ArgumentParser, prog: str = "dpupose"):

@@ -42,13 +42,31 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def refuse_current_folder(path: str | Path) -> Path:
+    """`path` made absolute; UsageError if it is the current folder or holds it (a folder replaced whole
+    would be pulled from under the shell standing in it)."""
+    path = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    if path == cwd or path in cwd.parents:
+        from dpupose.errors import UsageError
+
+        raise UsageError(
+            f"{path} is the current folder or holds it; replacing it would pull it from under the shell: "
+            "give a folder name below it (e.g. data/synth)"
+        )
+    return path
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder to fill; on success it replaces `path` (an existing folder there is
     removed only after the new one is in place), on failure it disappears and `path` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    path = refuse_current_folder(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:  # name the folder the user chose, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         yield tmp
         umask = os.umask(0)

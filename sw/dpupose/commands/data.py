@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--image-size", type=int_at_least(64), default=256)
     s.add_argument("--workers", type=positive_int, help="processes (default: up to 2)")
     s.set_defaults(func=synth)
-    c = group.add_parser("check", help="load every record of a data root and report problems")
+    c = group.add_parser(
+        "check",
+        help="load every record of a data root, read every image, report problems (exit 1 if any)",
+    )
     c.add_argument("--data-root", required=True)
     c.set_defaults(func=check)
 
@@ -51,8 +54,11 @@ def check(args: argparse.Namespace) -> int:
 
     from dpupose.data.mpii import describe_head_sizes, load_split
     from dpupose.errors import DataError
+    from dpupose.progress import Progress
+    from dpupose.runtime.imagefile import read_bgr
 
     root = Path(args.data_root)
+    images = (root / "images").resolve()
     problems = 0
     for split in ("train", "valid"):
         try:
@@ -61,10 +67,27 @@ def check(args: argparse.Namespace) -> int:
             print(f"{split}: {exc}")
             problems += 1
             continue
-        missing = [r.image for r in records if not (root / "images" / r.image).is_file()]
+        missing, outside, undecodable = [], [], []
+        bar = Progress(len(records), f"{split}: reading images", "img")
+        for r in records:
+            path = (root / "images" / r.image).resolve()
+            if images not in path.parents:
+                outside.append(r.image)
+            elif not path.is_file():
+                missing.append(r.image)
+            else:
+                try:
+                    ok = read_bgr(path) is not None
+                except OSError:
+                    ok = False
+                if not ok:
+                    undecodable.append(r.image)
+            bar.update(1)
+        bar.close()
+        found = [("missing", missing), ("undecodable", undecodable), ("outside images/", outside)]
         print(
             f"{split}: {len(records)} records, head sizes from {describe_head_sizes(records)}, "
-            f"{len(missing)} missing images" + (f" (first: {missing[0]})" if missing else "")
+            + ", ".join(f"{len(v)} {k}" + (f" (first: {v[0]})" if v else "") for k, v in found)
         )
-        problems += bool(missing)
+        problems += any(v for _, v in found)
     return 1 if problems else 0

@@ -156,7 +156,8 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     if split not in SPLIT_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'valid'")
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data root {root} {what}; give the folder holding images/ and annot/")
     json_path = root / "annot" / SPLIT_FILES[split]
     mat_path = root / MAT_NAME
     people = read_mat(mat_path) if mat_path.is_file() else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dpupose.data.mpii import describe_head_sizes, load_split
 from dpupose.data.records import PoseRecord
-from dpupose.errors import UsageError
+from dpupose.errors import DataError, UsageError
 
 DATA_KINDS = ("synthetic", "mpii")
 SYNTH_CACHE = Path("build") / "data"
@@ -72,7 +72,12 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
         if data_root is None:
             raise UsageError("--data mpii needs --data-root DIR (images/ and annot/*.json or the official .mat)")
         root = Path(data_root)
-    records = load_split(root, split)
+    try:
+        records = load_split(root, split)
+    except DataError as exc:
+        if kind == "synthetic" and data_root is not None and root.is_dir() and not (root / "synthetic.json").exists():
+            raise DataError(f"{exc} (write a synthetic data root with `dpupose data synth --out {root}`)") from None
+        raise
     if kind == "synthetic" and count is not None:
         records = records[:count]
     return Split(records=records, image_dir=root / "images", root=root)

@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from dpupose.data.render import (
     random_colour,
     skin_colour,
 )
-from dpupose.fsio import atomic_dir, check_replaceable
+from dpupose.fsio import atomic_dir, check_replaceable, refuse_current_folder
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,27 @@ def _render_chunk(args: tuple[int, str, int, int, int, str]) -> list[dict]:
     return records
 
 
+_GENERATED = {"images": re.compile(r"(train|valid)_\d{6}\.jpg"), "annot": re.compile(r"(train|valid)\.json")}
+
+
+def _check_only_generated(root: Path) -> None:
+    """An earlier synthetic root is replaced whole: its images/ and annot/ must hold only generated files
+    (a photo or notes put there would be deleted with it)."""
+    from dpupose.errors import UsageError
+
+    for sub, pattern in _GENERATED.items():
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and pattern.fullmatch(p.name)))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UsageError(
+                f"{root} is a synthetic data root, but {sub}/ also holds {shown}, which replacing it would "
+                "delete: move them elsewhere, or choose another folder"
+            )
+
+
 def generate(
     root: str | Path,
     spec: SynthSpec,
@@ -150,7 +172,9 @@ def generate(
     """Write a synthetic data root at `root` (atomically, with dpupose.fsio.atomic_dir). An existing
     folder there is replaced only if it is empty or an earlier synthetic data root (has synthetic.json)."""
     root = Path(root)
+    refuse_current_folder(root)
     check_replaceable(root, "synthetic.json", ("images", "annot"), "a synthetic data root", option="folder")
+    _check_only_generated(root)
     with atomic_dir(root) as tmp:  # a folder already there goes only once the new root is in place
         (tmp / "images").mkdir()
         (tmp / "annot").mkdir()
