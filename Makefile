@@ -49,8 +49,9 @@ BOARD ?= ultra96v2
 build/compare/pose_dpu.onnx: $(STAMP)
 	$(DPUPOSE) zoo export pose_dpu --out $@
 
-compare: $(STAMP) $(MODEL) ## compare DPU configurations for the pose model (predicted FPS, fit) -> build/compare/
-	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png
+COMPARE_ARGS ?=
+compare: $(STAMP) $(MODEL) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (BOARD=, COMPARE_ARGS=--sweep)
+	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png $(COMPARE_ARGS)
 	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
 	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
 

@@ -217,3 +217,10 @@ def test_a_path_the_file_system_refuses_is_one_line(capsys, monkeypatch):
 
     line = os_error_line(PermissionError(13, "Permission denied", "a.tmp", None, "b"))
     assert line.startswith("cannot use a.tmp -> b: Permission denied")
+
+
+def test_eval_refuses_a_quantized_folder_it_would_ignore(tmp_path, capsys):
+    assert (
+        main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "synthetic", "--quantized", str(tmp_path)]) == 2
+    )
+    assert "--quantized is for the int8 engines" in capsys.readouterr().err

@@ -117,6 +117,18 @@ def test_compare_json_and_plot(capsys, pose_onnx, tmp_path):
     assert rc == 0 and "b4096-dsphigh-ramlow-x1-200mhz" in out and "predicted" in out
 
 
+def test_compare_says_which_ops_its_fps_leaves_out(capsys, pose_onnx, tmp_path):
+    """The whole model (softmax + DSNT after the DPU part): the FPS covers the DPU part, and says so."""
+    whole = export_onnx(build_model(ModelConfig(input_size=64)), torch.zeros(1, 3, 64, 64), tmp_path / "whole.onnx",
+                        ["image"], ["coords", "heatmaps"])  # fmt: skip
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(whole), "--json")
+    rows = json.loads(out)
+    assert rc == 0 and all("Softmax" in r["not_estimated"] for r in rows)
+    assert "note: not estimated" in err and "Softmax" in err
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--json")
+    assert rc == 0 and all(r["not_estimated"] == [] for r in json.loads(out)) and "not estimated" not in err
+
+
 def test_compare_refuses_bad_model_and_writes_nothing(capsys, tmp_path):
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"\x08\x01garbage")

@@ -247,6 +247,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{board.title} ({board.device}), model {args.model}; FPS {PREDICTED_NOTE}, single thread, DPU only.")
         print(f"Resources include {board.platform_overhead.lut:,.0f} LUT reserved for the platform.")
         print(format_table(rows))
+    left_out = sorted({op for r in rows for op in r.not_estimated})
+    if left_out:
+        print(
+            f"note: not estimated (not DPU ops, or after one; they run on the CPU): {', '.join(left_out)}; "
+            "the FPS is for the DPU part only (`dpupose split` predicts the whole frame)",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     if args.plot:
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0

@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from dpupose.eval.metrics import format_table
     from dpupose.model.checkpoint import load_checkpoint
 
+    if args.quantized and args.engine == "fp32":
+        from dpupose.errors import UsageError
+
+        raise UsageError("--quantized is for the int8 engines; with --engine fp32 leave it out")
     model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
     split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records

@@ -51,6 +51,7 @@ class CompareRow:
     fingerprint: str
     reasons: list[str] = field(default_factory=list)
     risks: list[str] = field(default_factory=list)
+    not_estimated: list[str] = field(default_factory=list)  # op types left out of the FPS (not DPU ops)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +116,7 @@ def _row(
         fingerprint=fingerprint_hex(cfg),
         reasons=fit.reasons,
         risks=fit.risks,
+        not_estimated=sorted({op for _, op, _ in est.excluded}),
     )
 
 
