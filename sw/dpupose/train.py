@@ -128,7 +128,6 @@ def validate(model: PoseNet, loader: DataLoader, cfg: TrainConfig) -> dict:
     }
 
 
-RUN_FILES = ("config.json", "history.jsonl", "best.pt", "last.pt")
 _TRAINING_STATE = ("model", "optimizer", "scheduler", "epoch")
 # Settings a resumed run must keep: the data, the network, the order of samples and the learning-rate
 # schedule (a changed --lr would be ignored: the optimizer's saved state holds the rate). --epochs may
@@ -167,8 +166,9 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
 
 
 def _check_new_run_folder(out: Path) -> None:
-    """A new run writes RUN_FILES into `out`: refuse a folder holding anything else of the user's, or an
-    earlier run's results (last.pt: resume it; best.pt/history.jsonl alone: a run whose last.pt was removed)."""
+    """A new run writes config.json, history.jsonl, best.pt and last.pt into `out`: refuse a folder holding
+    anything else of the user's, or an earlier run's results (last.pt: resume it; best.pt or history.jsonl
+    alone: a run whose last.pt was removed)."""
     if not out.exists():
         return
     if not out.is_dir():
