@@ -194,6 +194,7 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     doc = json.loads((out / "demo.json").read_text())
     assert [r["row"] for r in doc["bench"]["rows"]] == list(ROWS)
     assert doc["standin_note"] is None
+    assert doc["plan"].startswith("build") and doc["dpu_config"] == "u96v2-b1600-pynq"  # split here, not shipped
     assert {c["config"] for c in doc["configurations"]} >= {"u96v2-b1600-pynq", "u96v2-b512"}
     md = (out / "report.md").read_text()
     assert "exact" in md and "fast path" in md and "predicted" in md
@@ -203,3 +204,13 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     assert demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "1",
                       "--num-samples", "2", "--fps-frames", "2"]) == 0  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "build" / "quantized").iterdir()) == cached
+
+
+def test_the_demo_runs_the_shipped_plan_for_the_shipped_model(monkeypatch, tmp_path):
+    from dpupose import demo
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    assert demo.shipped_plan(demo.DEFAULT_MODEL) == demo.SHIPPED_PLAN
+    assert demo.shipped_plan(root / "models" / "dpupose-synth" / "model.pt") == demo.SHIPPED_PLAN
+    assert demo.shipped_plan(tmp_path / "model.pt") is None

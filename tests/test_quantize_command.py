@@ -269,7 +269,8 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
     common += ["--num-samples", "4", "--json"]
     results = {}
     for engine in ("fp32", "int8-emulated", "int8-ort"):
-        args = parser.parse_args([*common, "--engine", engine, "--quantized", str(result)])
+        quantized = [] if engine == "fp32" else ["--quantized", str(result)]  # fp32 refuses one
+        args = parser.parse_args([*common, "--engine", engine, *quantized])
         assert args.func(args) == 0
         results[engine] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert results[engine]["engine"] == engine

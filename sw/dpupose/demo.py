@@ -1,7 +1,8 @@
 """`make demo`: the whole job on one model with the emulated DPU; everything under build/demo/.
 
     model (models/dpupose-synth/model.pt, or --model) -> quantize (cached under build/quantized/)
-      -> split for the default Ultra96-V2 configuration with --optimize (cached under build/split/)
+      -> split for the default Ultra96-V2 configuration with --optimize (cached under build/split/); for
+         the shipped model, its shipped plan models/dpupose-synth/split (what a user deploys) instead
       -> split inference through dpupose.runtime on sample crops (exact DPU emulator) -> annotated images
       -> the bench table (dpupose.eval.bench; accuracy with the emulator's fast path)
       -> predicted best split per Ultra96-V2 configuration -> report.md, report.html and plots
@@ -22,6 +23,7 @@ from pathlib import Path
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 
 DEFAULT_MODEL = Path("models") / "dpupose-synth" / "model.pt"
+SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
 STANDIN = Path("build") / "demo-standin" / "standin-224.pt"
 
 log = logging.getLogger("dpupose.demo")
@@ -106,6 +108,14 @@ def annotated_images(plan_dir: Path, frames: list, out: Path) -> dict:
     }
 
 
+def shipped_plan(model: Path) -> Path | None:
+    """The plan shipped with the default model (for it only), so that the demo runs what users deploy; the
+    quick quantization above still gives the per-configuration comparison and the whole-model CPU rows."""
+    if model.resolve() == DEFAULT_MODEL.resolve() and (SHIPPED_PLAN / "plan.json").is_file():
+        return SHIPPED_PLAN
+    return None
+
+
 def run(args: argparse.Namespace) -> None:
     from dpupose.dpu.board import default_config_name
     from dpupose.dpu.config import list_configs, load_config
@@ -132,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
     qdir = quantized(model, QuantSettings(num_calib=16, summary_samples=1))
     t = step("quantize", t)
     config = default_config_name("ultra96v2")
-    plan_dir = split_plan(qdir, config, optimize=True)
+    plan_dir = shipped_plan(model) or split_plan(qdir, config, optimize=True)
     plan = load_plan(plan_dir)
     t = step("split", t)
     samples = load_samples("synthetic", None, max(args.num_samples, args.num_images), plan.input_size)
@@ -159,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
         "standin_note": note,
         "quantized": str(qdir),
         "plan": str(plan_dir),
-        "dpu_config": config,
+        "dpu_config": plan.dpu_config,
         "images": images,
         "bench": {"info": bench.info, "rows": [r.to_json() for r in bench.rows]},
         "configurations": per_config,
