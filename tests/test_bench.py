@@ -115,7 +115,7 @@ def test_the_plan_finds_its_quantized_model_relative_to_itself(quantized, tmp_pa
     assert found.resolve() == quantized["q"].resolve()
 
 
-def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, tmp_path):
+def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, tmp_path, monkeypatch):
     """The plan and quantized folders it reads stay as they were (ONNX Runtime's quantizer writes a file
     beside the model it reads); the variant folders it replaces are only its own."""
     plan = result.plan.root
@@ -139,11 +139,28 @@ def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, t
     with pytest.raises(UsageError, match=r"is inside .*where bench writes its plan variants"):
         run_bench(BenchOptions(plan=inside, work=work, **opts))
     assert (inside / "plan.json").is_file()
-    # A file of the user's in a variant folder stops the bench.
+    # A file of the user's in a variant folder stops the bench before any sample is loaded.
     (work / "cpu-onnx-fp32" / "notes.txt").write_text("mine")
+
+    def no_samples(*args, **kwargs):
+        raise AssertionError("samples were loaded before the folders were checked")
+
+    monkeypatch.setattr("dpupose.eval.bench_measure.load_samples", no_samples)
     with pytest.raises(UsageError, match=r"also holds notes\.txt"):
         run_bench(BenchOptions(plan=plan, work=work, **opts))
     assert (work / "cpu-onnx-fp32" / "notes.txt").read_text() == "mine"
+    monkeypatch.undo()
+    # An interrupted bench leaves no half-written variant that would stop the next one.
+    (work / "cpu-onnx-fp32" / "notes.txt").unlink()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dpupose.quant.ort_int8.quantize_cpu_subgraph", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(BenchOptions(plan=plan, work=work, **opts))
+    monkeypatch.undo()
+    run_bench(BenchOptions(plan=plan, work=work, **opts))
 
 
 def test_bench_refuses_options_it_would_ignore_and_foreign_outputs(quantized, result, tmp_path, capsys):

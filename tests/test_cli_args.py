@@ -182,6 +182,16 @@ def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
         f"1 undecodable (first: {records[0]['image']})" in out and "1 outside images/ (first: ../../outside.jpg)" in out
     )
     assert "train: 24 records" in out and "0 missing, 0 undecodable, 0 outside images/" in out
+    # Images that are symlinks into a cache elsewhere (git-annex, DVC) are inside images/.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    first = json.loads((root / "annot" / "train.json").read_text())[0]["image"]
+    (root / "images" / first).rename(cache / "blob")
+    (root / "images" / first).symlink_to(cache / "blob")
+    capsys.readouterr()
+    assert main(["data", "check", "--data-root", str(root)]) == 1  # the valid split's problems remain
+    train_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("train:"))
+    assert "0 missing, 0 undecodable, 0 outside images/" in train_line
     assert main(["data", "check", "--data-root", str(root / "synthetic.json")]) == 1
     assert "is a file, not a folder" in capsys.readouterr().out
 
@@ -223,4 +233,4 @@ def test_eval_refuses_a_quantized_folder_it_would_ignore(tmp_path, capsys):
     assert (
         main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "synthetic", "--quantized", str(tmp_path)]) == 2
     )
-    assert "--quantized is for the int8 engines" in capsys.readouterr().err
+    assert "--quantized is for the int8 engines: pass --engine int8-emulated" in capsys.readouterr().err

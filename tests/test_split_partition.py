@@ -149,6 +149,13 @@ def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_pat
     cut = split_model(SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel))
     (dpu,) = [sg for sg in cut.plan.subgraphs if sg.is_dpu]
     assert (dpu.xmodel, [t.name for t in dpu.outputs]) == ("pose.xmodel", ["c2"])
+    # The sidecar travels with the xmodel: splitting again from the plan folder's copy checks the same,
+    # and that plan folder (with both files) may be replaced by its own split.
+    assert (tmp_path / "cut" / "pose.dpupose.json").read_text() == side.read_text()
+    again = split_model(SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel))
+    assert [t.name for sg in again.plan.subgraphs if sg.is_dpu for t in sg.outputs] == ["c2"]
+    with pytest.raises(UsageError, match=r"computes image -> c2 \(as pose.dpupose.json says\)"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "w2", xmodel=tmp_path / "cut" / "pose.xmodel"))
     with pytest.raises(UsageError, match=r"computes image -> c2 \(as pose.dpupose.json says\).*dpu0: image -> logits"):
         split_model(SplitOptions(model, CONFIG, tmp_path / "whole", xmodel=xmodel))
     side.write_text('{"input": "image"}')

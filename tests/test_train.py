@@ -70,15 +70,13 @@ def test_refuses_to_overwrite_or_resume_nothing(synth_root, tmp_path):
 def test_a_new_run_never_overwrites_what_its_folder_holds(synth_root, tmp_path):
     cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "notes.txt").write_text("mine")
-    with pytest.raises(UsageError, match=r"already holds notes\.txt, which a new run would overwrite"):
-        train(cfg)
-    (tmp_path / "r" / "notes.txt").unlink()
+    (tmp_path / "r" / "train.log").write_text("mine")  # e.g. a log the user redirects into the run folder
     # An earlier run whose last.pt was removed to save space: its best.pt and history stay untouched.
     train(cfg)
+    assert (tmp_path / "r" / "train.log").read_text() == "mine"
     (tmp_path / "r" / "last.pt").unlink()
     best = (tmp_path / "r" / "best.pt").read_bytes()
-    with pytest.raises(UsageError, match=r"already holds best\.pt, config\.json, history\.jsonl"):
+    with pytest.raises(UsageError, match=r"already holds best\.pt and history\.jsonl of an earlier run"):
         train(cfg)
     assert (tmp_path / "r" / "best.pt").read_bytes() == best
     # A run that stopped before its first epoch left only its config.json: starting again is fine.
@@ -104,7 +102,12 @@ def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):
         train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1, lr=0.5), resume=True)
     with pytest.raises(UsageError, match="trained with data_root="):
         train(tiny(tmp_path / "elsewhere", tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
-    with pytest.raises(UsageError, match=r"already trained 1 epoch\(s\); pass --epochs above 1"):
+    # The same command again (a resumable script re-run after the stage finished): nothing to do.
+    history = (tmp_path / "r" / "history.jsonl").read_text()
+    assert train(cfg, resume=True) == tmp_path / "r"
+    assert (tmp_path / "r" / "history.jsonl").read_text() == history
+    train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    with pytest.raises(UsageError, match=r"already trained 2 epochs, more than --epochs 1"):
         train(cfg, resume=True)
     # Weights only (what `dpupose export` writes) cannot be resumed.
     wo = tmp_path / "w"
@@ -112,8 +115,6 @@ def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):
     export_checkpoint(str(tmp_path / "r" / "best.pt"), str(wo / "last.pt"))
     with pytest.raises(CheckpointError, match=r"holds no training state.*--init .*last\.pt"):
         train(tiny(synth_root, wo, epochs=2, max_steps_per_epoch=1), resume=True)
-    # More epochs: fine (the cosine schedule, if any, stretches from the next epoch).
-    train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
 
 

@@ -207,6 +207,11 @@ def test_prepare_refuses_a_plan_for_another_input_size(inputs, cut_plan, tmp_pat
                             tmp_path / "other.pt")  # fmt: skip
     with pytest.raises(UsageError, match="is for 64 px input but the checkpoint is 96 px"):
         vai_q.prepare(other, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
+    # Same input size and layer names, another decoder: the cut gives another tensor than the plan's.
+    wider = save_checkpoint(sane_model(ModelConfig(input_size=64, width_mult=0.35, decoder_channels=64)),
+                            tmp_path / "wider.pt")  # fmt: skip
+    with pytest.raises(UsageError, match=r"gives \[16, 8, 8\] \(C, H, W\) but this checkpoint's DPU part cut"):
+        vai_q.prepare(wider, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
     assert not (tmp_path / "work").exists()
 
 
@@ -311,3 +316,21 @@ def test_the_container_side_modules_are_python_3_7():
         for n in ast.walk(tree):
             if isinstance(n, ast.Call) and getattr(n.func, "id", None) in ("isinstance", "issubclass"):
                 assert not any(isinstance(a, ast.BinOp) for a in n.args), f"{f}:{n.lineno}: X | Y in {n.func.id}"
+    # Where a Python 3.7 is installed, its own compiler and an import of the torch-free module settle it.
+    py37 = _python37()
+    if py37 is None:
+        return
+    check = "import sys\nfor f in sys.argv[1:]: compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
+    subprocess.run([py37, "-c", check, *files], check=True, capture_output=True)
+    sw = str(Path(__file__).resolve().parents[1] / "sw")
+    subprocess.run([py37, "-c", "import dpupose.errors"], check=True, capture_output=True, env={"PYTHONPATH": sw})
+
+
+def _python37() -> str | None:
+    found = shutil.which("python3.7")
+    if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+        return found
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for candidate in sorted(pyenv.glob("3.7*/bin/python")):
+        return str(candidate)
+    return None

@@ -62,8 +62,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder to fill; on success it replaces `path` (an existing folder there is
     removed only after the new one is in place), on failure it disappears and `path` is untouched."""
     path = refuse_current_folder(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:  # name the folder the user chose, not the temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None

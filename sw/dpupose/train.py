@@ -138,7 +138,7 @@ _RESUME_FIXED += ("schedule", "lr", "lr_step", "lr_gamma", "js_weight")
 
 def _same(key: str, a: object, b: object) -> bool:
     if key in ("data_root", "init") and isinstance(a, str) and isinstance(b, str):
-        return os.path.normpath(a) == os.path.normpath(b)
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.normpath(a) == os.path.normpath(b)
     return a == b
 
 
@@ -158,31 +158,30 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
                 "resume with the same settings (only --epochs may change), or start a new --out"
             )
     done = state["epoch"]  # epochs completed (a mid-epoch save is inside epoch done + 1)
-    if cfg.epochs <= done:
+    if cfg.epochs < done:
         raise UsageError(
-            f"--resume: {path.parent} has already trained {done} epoch(s); pass --epochs above {done} to "
-            "train on (best.pt and last.pt are there as they are)"
+            f"--resume: {path.parent} has already trained {done} epochs, more than --epochs {cfg.epochs}; "
+            f"pass --epochs {done} (nothing left to do) or more to train on"
         )
 
 
 def _check_new_run_folder(out: Path) -> None:
-    """A new run writes config.json, history.jsonl, best.pt and last.pt into `out`: refuse a folder holding
-    anything else of the user's, or an earlier run's results (last.pt: resume it; best.pt or history.jsonl
-    alone: a run whose last.pt was removed)."""
+    """A new run writes config.json, history.jsonl, best.pt and last.pt into `out`: refuse a folder where
+    one of them is an earlier run's result (last.pt: resume it; best.pt or history.jsonl: a run whose
+    last.pt was removed) or a config.json `dpupose train` did not write. Other files (notes, logs) stay."""
     if not out.exists():
         return
     if not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder; choose another --out")
-    entries = sorted(p.name for p in out.iterdir())
-    if "last.pt" in entries:
+    if (out / "last.pt").exists():
         raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    if entries and entries != ["config.json"]:  # config.json alone: a run that stopped before its first epoch
-        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+    results = [name for name in ("best.pt", "history.jsonl") if (out / name).exists()]
+    if results:
         raise UsageError(
-            f"--out {out} already holds {shown}, which a new run would overwrite or append to: choose another "
-            "--out (an empty or new folder)"
+            f"--out {out} already holds {' and '.join(results)} of an earlier run, which a new run would "
+            "overwrite or append to: move them elsewhere, or choose another --out"
         )
-    if entries:
+    if (out / "config.json").exists():  # a run that stopped before its first epoch leaves only this
         try:
             saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
@@ -277,7 +276,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         history = state.get("history", [])
         best = state.get("best_val_loss", float("inf"))
         start_epoch, start_step = state["epoch"], state.get("step_in_epoch", 0)
-        if rank == 0:
+        if rank == 0 and start_epoch >= cfg.epochs:
+            log.info("%s has trained its %d epochs; nothing to do", out, cfg.epochs)
+        elif rank == 0:
             log.info("resuming %s at epoch %d, step %d", out, start_epoch + 1, start_step)
     net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 

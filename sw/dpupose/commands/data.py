@@ -50,6 +50,7 @@ def synth(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from dpupose.data.mpii import describe_head_sizes, load_split
@@ -58,7 +59,7 @@ def check(args: argparse.Namespace) -> int:
     from dpupose.runtime.imagefile import read_bgr
 
     root = Path(args.data_root)
-    images = (root / "images").resolve()
+    images = os.path.normpath(root / "images")
     problems = 0
     for split in ("train", "valid"):
         try:
@@ -70,8 +71,9 @@ def check(args: argparse.Namespace) -> int:
         missing, outside, undecodable = [], [], []
         bar = Progress(len(records), f"{split}: reading images", "img")
         for r in records:
-            path = (root / "images" / r.image).resolve()
-            if images not in path.parents:
+            # Lexically: images that are symlinks into a cache (git-annex, DVC) are inside images/.
+            path = Path(os.path.normpath(root / "images" / r.image))
+            if not str(path).startswith(images + os.sep):
                 outside.append(r.image)
             elif not path.is_file():
                 missing.append(r.image)

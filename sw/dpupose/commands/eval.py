@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quantized and args.engine == "fp32":
         from dpupose.errors import UsageError
 
-        raise UsageError("--quantized is for the int8 engines; with --engine fp32 leave it out")
+        raise UsageError(
+            "--quantized is for the int8 engines: pass --engine int8-emulated or int8-ort with it (fp32 is the "
+            "default), or leave it out"
+        )
     model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
     split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records

@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--xmodel",
         type=Path,
         metavar="FILE",
-        help="record the .xmodel that scripts/vitis_ai_quantize.sh compiled (the whole DPU part) for the DPU "
-        "subgraph, so that `dpupose run --backend vart` can run the plan; copied into --out",
+        help="record the .xmodel that scripts/vitis_ai_quantize.sh compiled for the DPU subgraph (checked "
+        "against NAME.dpupose.json beside it: the whole DPU part, or the plan given to the script with --plan), "
+        "so that `dpupose run --backend vart` can run the plan; both are copied into --out",
     )
     p.add_argument("--nodes", action="store_true", help="list every node's device and reason")
     p.set_defaults(func=run)

@@ -75,7 +75,7 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
     try:
         records = load_split(root, split)
     except DataError as exc:
-        if kind == "synthetic" and data_root is not None and root.is_dir() and not (root / "synthetic.json").exists():
+        if kind == "synthetic" and data_root is not None and root.is_dir() and not any(root.iterdir()):
             raise DataError(f"{exc} (write a synthetic data root with `dpupose data synth --out {root}`)") from None
         raise
     if kind == "synthetic" and count is not None:

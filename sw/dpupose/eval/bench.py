@@ -221,6 +221,7 @@ def _cpu_rows(opts: BenchOptions, plan: Any, qdir: Path, samples: Any, calib: li
 def run_bench(opts: BenchOptions) -> BenchResult:
     """Every row of the table (module docstring) on the same samples."""
     from dpupose.eval.bench_measure import load_samples
+    from dpupose.eval.bench_plans import VARIANT_FOLDERS, check_variant_folder
     from dpupose.quant.data import calibration_batches
     from dpupose.split.a53 import default_model
 
@@ -232,6 +233,8 @@ def run_bench(opts: BenchOptions) -> BenchResult:
 
     ort.set_default_logger_severity(3)  # ONNX Runtime's quantization tools warn about every folded constant
     plan, qdir = resolve_inputs(opts)
+    for name in VARIANT_FOLDERS:  # before minutes of work: a folder of the user's there stops the bench
+        check_variant_folder(opts.work / name, plan)
     size = plan.input_size
     samples = load_samples(opts.data, opts.data_root, opts.num_samples, size)
     calib = [x for batch in calibration_batches(opts.data, opts.data_root, opts.num_calib, size) for x in batch]

@@ -152,11 +152,11 @@ def prepare(
     part = {"input": "image", "output": "logits", "checkpoint": Path(checkpoint).name}
     cut = None
     if plan is not None:
-        part["input"], part["output"], cut, part["split"] = _plan_cut(model, plan)
+        part["input"], part["output"], cut, part["split"], expected = _plan_cut(model, plan)
     calib = open_calibration_set(calib_data, data_root, num_calib, seed)
     images = np.concatenate([b.images for b in calib.batches(model.config.input_size, batch_size)])
     if cut is not None:
-        _check_cut(model, cut, images[:batch_size])
+        _check_cut(model, cut, images[:batch_size], expected, plan)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "calib.npy", images)
@@ -166,9 +166,9 @@ def prepare(
     return work
 
 
-def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str]:
-    """(input, output, cut, how it was split) of a split plan's one DPU subgraph, which must start at the
-    image."""
+def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str, tuple]:
+    """(input, output, cut, how it was split, the output's NCHW shape) of a split plan's one DPU subgraph,
+    which must start at the image."""
     from dpupose.quant.dpu_cut import cut_index
     from dpupose.split.plan import load_plan
 
@@ -194,11 +194,17 @@ def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str]:
         how.append("--optimize")
     if isinstance(p.metadata.get("cpu_from"), str):
         how.append(f"--cpu-from {p.metadata['cpu_from']}")
-    return p.input.name, output, cut_index(model.dpu_part, output, model.config.input_size), " ".join(how)
+    boundary = dpu[0].outputs[0]
+    shape = tuple(boundary.shape)
+    if boundary.layout == "NHWC" and len(shape) == 4:
+        shape = (shape[0], shape[3], shape[1], shape[2])
+    cut = cut_index(model.dpu_part, output, model.config.input_size)
+    return p.input.name, output, cut, " ".join(how), shape[1:]
 
 
-def _check_cut(model, cut: int, images: np.ndarray) -> None:
-    """The two halves of the cut DPU part compose to the whole: a wrong cut fails here, not on the board."""
+def _check_cut(model, cut: int, images: np.ndarray, expected: tuple, plan: str | Path) -> None:
+    """The cut half gives the plan's DPU output shape (a checkpoint of another width or decoder than the
+    plan's model differs here, not on the board), and the two halves recompose the whole part."""
     import torch
 
     from dpupose.errors import QuantizationError
@@ -207,8 +213,14 @@ def _check_cut(model, cut: int, images: np.ndarray) -> None:
     head, rest = split_layers(model.dpu_part, cut)
     with torch.no_grad():
         x = torch.from_numpy(images)
+        mid = head(x)
         whole = model.dpu_part.eval()(x)
-        halves = rest(head(x))
+        halves = rest(mid)
+    if tuple(mid.shape[1:]) != tuple(expected):
+        raise UsageError(
+            f"--plan {plan}: its DPU subgraph gives {list(expected)} (C, H, W) but this checkpoint's DPU part cut "
+            f"there gives {list(mid.shape[1:])}: give the plan made from this checkpoint"
+        )
     if not torch.allclose(whole, halves, rtol=1e-4, atol=1e-4 * float(whole.abs().max())):
         raise QuantizationError("the DPU part cut at the plan's DPU output does not recompose to the whole part")
 

@@ -60,7 +60,7 @@ class SplitOptions:
     out: Path
     cpu_from: str | None = None
     optimize: bool = False
-    xmodel: Path | None = None  # a compiled whole-DPU-part xmodel to record for the DPU subgraph (check_xmodel)
+    xmodel: Path | None = None  # a compiled xmodel to record for the DPU subgraph it computes (check_xmodel)
 
 
 @dataclass
@@ -214,6 +214,7 @@ def _prepare_out(out: Path) -> None:
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
         plan = json.loads((out / PLAN_FILE).read_text())
         written = [sg[k] for sg in plan["subgraphs"] for k in ("file", "xmodel") if isinstance(sg.get(k), str)]
+        written += [Path(w).stem + XMODEL_PART_SUFFIX for w in written if w.endswith(".xmodel")]
     check_replaceable(out, PLAN_FILE, written, "an earlier split plan folder")
 
 
@@ -273,6 +274,9 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
                 if opts.xmodel is not None:
                     xmodel = Path(opts.xmodel).name
                     shutil.copyfile(opts.xmodel, tmp / xmodel)
+                    side = Path(opts.xmodel).with_name(Path(opts.xmodel).stem + XMODEL_PART_SUFFIX)
+                    if side.is_file():  # travels with the xmodel: a later split --xmodel from here checks it
+                        shutil.copyfile(side, tmp / side.name)
             subgraphs.append(
                 Subgraph(
                     name=grp.name,
