@@ -84,7 +84,7 @@ def test_cpu_fp32_row_equals_a_direct_evaluation(result, quantized, synth_root):
 
 
 def test_cli_json_and_out_file(quantized, synth_root, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # --quantized is split into ./build/split
+    monkeypatch.chdir(tmp_path)  # --quantized is split into ./build/cache/split
     out = tmp_path / "bench.json"
     argv = ["bench", "--quantized", str(quantized["q"]), "--num-samples", "3", "--fps-frames", "2", "--data-root",
             str(synth_root), "--emulator", "fast", "--json", "--out", str(out), "--threads", "1",
@@ -94,7 +94,7 @@ def test_cli_json_and_out_file(quantized, synth_root, tmp_path, capsys, monkeypa
     assert [r["row"] for r in rows] == list(ROWS)
     saved = json.loads(out.read_text())
     assert saved["rows"] == rows and saved["emulator"] == "fast"
-    assert (tmp_path / "build" / "split").is_dir()
+    assert (tmp_path / "build" / "cache" / "split").is_dir()
 
 
 def test_the_plan_finds_its_quantized_model_relative_to_itself(quantized, tmp_path):
@@ -217,10 +217,10 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     assert "exact" in md and "fast path" in md and "predicted" in md
     assert np.isfinite(doc["images"]["exact_vs_fast_max_coord_diff"])
     # A second run reuses the cached quantized model and plan.
-    cached = sorted(p.name for p in (tmp_path / "build" / "quantized").iterdir())
+    cached = sorted(p.name for p in (tmp_path / "build" / "cache" / "quantized").iterdir())
     assert demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "1",
                       "--num-samples", "2", "--fps-frames", "2"]) == 0  # fmt: skip
-    assert sorted(p.name for p in (tmp_path / "build" / "quantized").iterdir()) == cached
+    assert sorted(p.name for p in (tmp_path / "build" / "cache" / "quantized").iterdir()) == cached
 
 
 def test_the_demo_runs_the_shipped_plan_for_the_shipped_model(monkeypatch, tmp_path):

@@ -1,7 +1,7 @@
 """`make demo`: the whole job on one model with the emulated DPU; everything under build/demo/.
 
-    model (models/dpupose-synth/model.pt, or --model) -> quantize (cached under build/quantized/)
-      -> split for the default Ultra96-V2 configuration with --optimize (cached under build/split/); for
+    model (models/dpupose-synth/model.pt, or --model) -> quantize (cached under build/cache/quantized/)
+      -> split for the default Ultra96-V2 configuration with --optimize (cached under build/cache/split/); for
          the shipped model, its shipped plan models/dpupose-synth/split (what a user deploys) instead
       -> split inference through dpupose.runtime on sample crops (exact DPU emulator) -> annotated images
       -> the bench table (dpupose.eval.bench; accuracy with the emulator's fast path)

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run the study's four rows (split INT8 DPU + INT8 CPU, split INT8 DPU + FP32 CPU, CPU ONNX INT8, CPU "
             "ONNX FP32) on the same samples: Euclidean error, JSD, PCKh@0.5, host FPS measured sequentially and "
             "pipelined (DPU emulated), and the predicted Ultra96-V2 FPS. Without --plan or --quantized the "
-            "checkpoint is quantized and split first (cached under build/)."
+            "checkpoint is quantized and split first (cached under build/cache/)."
         ),
     )
     src = p.add_mutually_exclusive_group()

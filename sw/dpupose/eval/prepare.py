@@ -1,9 +1,9 @@
 """Cached model preparation for `dpupose bench` and `make demo` (host only): checkpoint -> quantized
-folder -> split plan, each kept under build/ and reused while its inputs are unchanged.
+folder -> split plan, each kept under build/cache/ and reused while its inputs are unchanged.
 
-- `quantized(checkpoint)`: `dpupose quantize` into build/quantized/<stem>-<key>/, key = sha256 of the
+- `quantized(checkpoint)`: `dpupose quantize` into build/cache/quantized/<stem>-<key>/, key = sha256 of the
   checkpoint file and the quantization settings (calibration data, sample count, batch size, seed).
-- `split_plan(quantized_dir, config)`: `dpupose split --optimize` into build/split/<folder>-<config>/,
+- `split_plan(quantized_dir, config)`: `dpupose split --optimize` into build/cache/split/<folder>-<config>/,
   reused while its plan.json names the same model_qdq.onnx (sha256) and configuration.
 - `standin_checkpoint(path)`: a randomly initialised pose network whose BatchNorm statistics are measured
   on random images (so its activations have a sane range for INT8), for demos before a trained model
@@ -22,7 +22,7 @@ from dpupose.fsio import sha256_file
 
 log = logging.getLogger(__name__)
 
-CACHE = Path("build")
+CACHE = Path("build") / "cache"  # apart from the folders users name (build/split in the README)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ DPU part runs from `dpu_part_qdq.onnx` (bit-accurate emulator, or ONNX Runtime o
 NHWC tensors, then the float CPU part (flat softmax + DSNT in numpy, as on the board).
 
 Without `--quantized DIR` the checkpoint is quantized once with the default calibration (100 training
-samples of the evaluated data set) and cached under build/quantized/<checkpoint hash>-<data>/.
+samples of the evaluated data set) and cached under build/cache/quantized/<checkpoint hash>-<data>/.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dpupose.fsio import sha256_file
 log = logging.getLogger(__name__)
 
 ENGINES = ("fp32", "int8-emulated", "int8-ort")
-CACHE = Path("build") / "quantized"
+CACHE = Path("build") / "cache" / "quantized"
 DEFAULT_NUM_CALIB = 100
 
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
