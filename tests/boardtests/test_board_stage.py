@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import zipfile
 
@@ -289,3 +290,25 @@ def test_debugfs_that_cannot_open_the_file_system_is_an_error(image):
     wrong = Partition(2, 0x83, False, offset=ROOT_START + 4096, size=1024 * 1024)
     with pytest.raises(ImageError, match="debugfs cannot open"):
         DebugFs(image, wrong).list_dirs([layout.BOARD_ROOT])
+
+
+def test_the_wheel_holds_the_source_as_it_is_and_leaves_the_checkout_clean(tmp_path):
+    """A module left in a stale build/lib (deleted from the source since) does not ship, and building
+    writes nothing into the source tree."""
+    from dpupose.board.wheel import build_wheel, project_root
+
+    repo = project_root()
+    root = tmp_path / "repo"
+    (root / "sw").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(repo / name, root / name)
+    shutil.copytree(repo / "sw" / "dpupose", root / "sw" / "dpupose", ignore=shutil.ignore_patterns("__pycache__"))
+    stale = root / "build" / "lib" / "dpupose"
+    stale.mkdir(parents=True)
+    (stale / "removed_module.py").write_text("GONE = True\n")
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    wheel = build_wheel(tmp_path / "out", root=root)
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "dpupose/board/wheel.py" in names and "dpupose/removed_module.py" not in names
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before

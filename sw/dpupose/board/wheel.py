@@ -1,7 +1,9 @@
 """This package as a wheel for the board, and the board setup script that installs it.
 
-The wheel is built from the repository root with `pip wheel --no-deps` (using the installed setuptools
-when there is one, so no network is needed). Its base requirements are what the board installs (numpy,
+The wheel is built with `pip wheel --no-deps` (using the installed setuptools when there is one, so no
+network is needed) from a clean copy of the repository's pyproject.toml, README.md and sw/dpupose/: built
+in place, setuptools would reuse build/lib (a module deleted from the source would ship) and leave
+build/ and egg-info behind in the checkout. Its base requirements are what the board installs (numpy,
 onnxruntime, ...); torch and the other host tools may only appear behind the `host` extra.
 """
 
@@ -11,7 +13,9 @@ import email.parser
 import importlib.resources
 import importlib.util
 import re
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -49,15 +53,27 @@ def build_wheel(outdir: Path, root: Path | None = None) -> Path:
     if root is None:
         raise UsageError("cannot build the dpupose wheel: this installation has no source tree; pass --wheel FILE")
     isolation = importlib.util.find_spec("setuptools") is None
-    try:
-        run_tool(wheel_argv(root, outdir, isolation=isolation))
-    except ToolFailed as exc:
-        raise ArtifactError(f"building the dpupose wheel failed: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="dpupose-wheel-") as scratch:
+        src = _clean_copy(root, Path(scratch) / "src")
+        try:
+            run_tool(wheel_argv(src, outdir, isolation=isolation))
+        except ToolFailed as exc:
+            raise ArtifactError(f"building the dpupose wheel failed: {exc}") from None
     wheels = sorted(outdir.glob("dpupose-*.whl"))
     if len(wheels) != 1:
         raise ArtifactError(f"pip wheel made {len(wheels)} dpupose wheels in {outdir}, expected one")
     check_wheel(wheels[0])
     return wheels[0]
+
+
+def _clean_copy(root: Path, dst: Path) -> Path:
+    """What the wheel is built from: pyproject.toml, README.md and the package, without caches."""
+    dst.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(root / name, dst / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(root / "sw" / "dpupose", dst / "sw" / "dpupose", ignore=ignore)
+    return dst
 
 
 def wheel_requirements(wheel: Path) -> list[str]:
