@@ -190,6 +190,18 @@ def test_bench_refuses_options_it_would_ignore_and_foreign_outputs(quantized, re
         resolve_inputs(BenchOptions(plan=result.plan.root, quantized=other))
 
 
+def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monkeypatch):
+    from dpupose.errors import DataError
+    from dpupose.eval import prepare
+
+    def no_quantize(*args, **kwargs):
+        raise AssertionError("quantized before the data root was checked")
+
+    monkeypatch.setattr(prepare, "quantized", no_quantize)
+    with pytest.raises(DataError, match="--data-root .*nope is not a folder"):
+        run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=tmp_path / "nope"))
+
+
 def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):
     rc = main(["bench", "--checkpoint", str(tmp_path / "missing.pt")])
     assert rc == 2

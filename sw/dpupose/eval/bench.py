@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpupose.errors import ModelFileError, UsageError
+from dpupose.errors import DataError, ModelFileError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,8 @@ def run_bench(opts: BenchOptions) -> BenchResult:
         raise UsageError(f"--emulator must be one of {', '.join(EMULATORS)}")
     if opts.num_samples < 1 or opts.fps_frames < 2:
         raise UsageError("--num-samples must be at least 1 and --fps-frames at least 2")
+    if opts.data_root is not None and not Path(opts.data_root).is_dir():  # before any quantization
+        raise DataError(f"--data-root {opts.data_root} is not a folder; give the data set's root folder")
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)  # ONNX Runtime's quantization tools warn about every folded constant
