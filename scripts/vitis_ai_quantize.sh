@@ -52,8 +52,8 @@ if [ "$dry_run" = 0 ]; then
   command -v docker >/dev/null 2>&1 || die "docker not found on PATH; install Docker and pull $image"
 fi
 
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+[ "$dry_run" = 1 ] || mkdir -p "$out"  # --dry-run writes nothing
+out="$(realpath -m "$out")"
 arch_dir="$(cd "$(dirname "$arch")" && pwd)"
 arch_name="$(basename "$arch")"
 
@@ -73,7 +73,7 @@ docker_cmd=(docker run --rm --network=none -u "$(id -u):$(id -g)" -e HOME=/tmp
             -w /workspace/dpupose "$image" bash -c "$inner")
 
 if [ "$dry_run" = 1 ]; then
-  printf '%q ' "${prepare[@]}"; echo
+  printf 'PYTHONPATH=%q ' "$repo/sw"; printf '%q ' "${prepare[@]}"; echo
   printf '%q ' "${docker_cmd[@]}"; echo
   exit 0
 fi

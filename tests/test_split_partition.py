@@ -284,8 +284,10 @@ def test_cpu_from_forces_the_node_and_everything_after(tmp_path):
     # The image input (or its Q/DQ) puts everything on the CPU.
     _, everything = _split(tmp_path, "none", cpu_from="image")
     assert _devices(everything.plan) == ["cpu"]
-    with pytest.raises(UsageError, match="no such node"):
+    with pytest.raises(UsageError, match="no such node") as exc:
         _split(tmp_path, "none", cpu_from="conv9")
+    suggested = str(exc.value).split("such as ")[1].split(", ")
+    assert suggested and not any(name.startswith("/") for name in suggested)  # module paths, not /ReduceSum_2
 
 
 def test_without_a_cut_everything_the_dpu_can_run_is_one_subgraph(tmp_path):

@@ -39,7 +39,9 @@ def test_dry_run_prints_the_host_and_docker_commands(inputs, tmp_path):
                 "--name", "pose", "--dry-run"])  # fmt: skip
     assert res.returncode == 0, res.stderr
     host, docker = (shlex.split(line) for line in res.stdout.strip().splitlines())
-    assert host[1:4] == ["-m", "dpupose.quant.vai_q", "prepare"]
+    assert host[0] == f"PYTHONPATH={SCRIPT.parents[1] / 'sw'}"  # as the real run sets it
+    assert host[2:5] == ["-m", "dpupose.quant.vai_q", "prepare"]
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
     assert host[host.index("--work") + 1] == str(tmp_path / "o" / "staging")
     assert docker[:3] == ["docker", "run", "--rm"]
     assert f"{SCRIPT.parents[1]}:/workspace/dpupose:ro" in docker

@@ -89,8 +89,9 @@ def test_deploy_runs_the_steps_in_order(overlay, model, wheel, tools_present):
     assert calls[0] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
     assert calls[1].startswith(f"rsync -rtz --delete -e {shlex.quote(SSH)} ")
     assert calls[1].endswith(" xilinx@pynq:/home/xilinx/dpupose/")
-    assert calls[2] == shlex.join(install_argv(Remote("pynq"), wheel.name))
-    assert calls[3] == f"{SSH} xilinx@pynq 'cd /home/xilinx/dpupose && sha256sum --check --quiet SHA256SUMS'"
+    # The copy is checked before anything from it is installed.
+    assert calls[2] == f"{SSH} xilinx@pynq 'cd /home/xilinx/dpupose && sha256sum --check --quiet SHA256SUMS'"
+    assert calls[3] == shlex.join(install_argv(Remote("pynq"), wheel.name))
     assert calls[4:] == [
         f"{SSH} xilinx@pynq 'cat /home/xilinx/dpupose/overlay/arch.json'",
         f"{SSH} xilinx@pynq 'cat /home/xilinx/dpupose/model/plan.json'",
@@ -139,7 +140,8 @@ def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatc
     assert out[0] == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
     assert out[1] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
     assert out[2].startswith("rsync -rtz --delete")
-    assert out[3] == shlex.join(install_argv(Remote("pynq"), WHEEL))
+    assert out[3].endswith("sha256sum --check --quiet SHA256SUMS'")
+    assert out[4] == shlex.join(install_argv(Remote("pynq"), WHEEL))
     assert out[5].startswith("then, to run it: ssh -t xilinx@pynq ") and "--backend vart" in out[5]
     assert len(out) == 6
 

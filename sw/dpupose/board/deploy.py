@@ -5,9 +5,9 @@ Steps (each command line comes from a pure function below, run through one Comma
 2. build the wheel and lay out the board folder (layout.BOARD_ROOT) in a temporary directory;
 3. `ssh mkdir -p`, then rsync (scp when rsync is not installed) of overlay/, model/, wheels/,
    board_setup.sh, manifest.json and SHA256SUMS; rsync --delete prunes stale files inside those folders;
-4. `ssh -t ... sudo bash board_setup.sh WHEEL`: pynq-dpu==2.5.1 and the wheel with its board extra
-   (-t so sudo can ask for the password);
-5. `sha256sum -c SHA256SUMS` on the board, and the fingerprint of the deployed arch.json read back
+4. `sha256sum -c SHA256SUMS` on the board, before anything copied is installed;
+5. `ssh -t ... sudo bash board_setup.sh WHEEL`: pynq-dpu==2.5.1 and the wheel with its board extra
+   (-t so sudo can ask for the password); then the fingerprint of the deployed arch.json read back
    and compared with the model's split plan;
 6. print the command that runs the model.
 All ssh calls share one connection (ControlMaster), so a password is asked once.
@@ -167,7 +167,8 @@ def deploy(
         root = tmp / "dpupose"
         lay_out(payload, manifest.to_json(), manifest.sha256sums(layout.BOARD_ROOT), root)
         copy = [rsync_argv(remote, root)] if rsync else scp_argvs(remote, root)
-        commands = [mkdir_argv(remote), *copy, install_argv(remote, wheel_path.name), checksum_argv(remote)]
+        # The copy is checked on the board before anything from it is installed.
+        commands = [mkdir_argv(remote), *copy, checksum_argv(remote), install_argv(remote, wheel_path.name)]
         if dry_run:
             for argv in commands:
                 echo(shlex.join(argv))

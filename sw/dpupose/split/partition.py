@@ -116,7 +116,8 @@ def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
     """Units forced to the CPU by --cpu-from NAME (a node name, or a tensor it produces)."""
     unit = g.unit_by_name(name)
     if unit is None:
-        examples = ", ".join(u.name for u in g.units[-6:])
+        named = [u.name for u in g.units if not u.name.startswith("/")]  # module paths, not export temporaries
+        examples = ", ".join((named or [u.name for u in g.units])[-6:])
         raise UsageError(
             f"--cpu-from {name!r}: no such node (or tensor) in the model; give a node name such as {examples}"
         )
