@@ -109,3 +109,15 @@ def test_make_verbs_call_the_cli():
     assert '.venv/bin/dpupose sdcard flash "p.img.xz" --device "/tmp/card.img"' in lines
     lines = dry("deploy", "BOARD_HOST=192.168.3.1", "OVERLAY=hw", "MODEL_DIR=m")
     assert lines[-1] == '.venv/bin/dpupose deploy --host "192.168.3.1" --user "xilinx" --overlay "hw" --model "m"'
+
+
+def test_a_failed_interactive_tool_points_at_its_own_messages():
+    """Interactive tools (ssh with a password prompt) write to the terminal; the error says so instead of
+    claiming the tool said nothing."""
+    from dpupose.board.tools import run_tool
+    from dpupose.errors import ToolFailed
+
+    with pytest.raises(ToolFailed, match=r"failed \(exit 3\): sh's own messages are above"):
+        run_tool(["sh", "-c", "echo 'Could not resolve hostname pynq' >&2; exit 3"], capture=False)
+    with pytest.raises(ToolFailed, match=r"failed \(exit 3\): Could not resolve hostname pynq"):
+        run_tool(["sh", "-c", "echo 'Could not resolve hostname pynq' >&2; exit 3"], capture=True)

@@ -82,6 +82,8 @@ def run_tool(
         stderr = proc.stderr if capture else ""
         if isinstance(stderr, bytes):
             stderr = stderr.decode(errors="replace")
+        if not capture:  # its messages went to the terminal, just above
+            stderr = f"{argv[0]}'s own messages are above"
         raise ToolFailed(argv, proc.returncode, stderr or "")
     return proc
 
