@@ -88,6 +88,18 @@ def test_video_with_corrupt_frame_pipelined_and_max_frames(plan_dir: Path, tmp_p
     assert json.loads((out / "run.json").read_text())["skipped_inputs"] == 1
 
 
+def test_an_earlier_runs_other_outputs_stay_and_are_named(plan_dir: Path, images: Path, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images)]) == 0
+    frames = sorted(p.name for p in (out / "frames").iterdir())
+    clip = write_video(tmp_path / "clip.avi", 3)
+    with caplog.at_level("WARNING"):
+        assert main([*common, "--source", str(clip)]) == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == frames  # kept, not deleted
+    assert "still holds frames from an earlier run" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -89,6 +89,15 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
             sinks.append(FolderSink(opts.out / "frames", by_frame_number=not isinstance(source, ImageFolderSource)))
         elif mode == "video":
             sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps))
+        writes = {"frames": "frames", "video": "annotated.mp4"}.get(mode)
+        stale = [n for n in ("frames", "annotated.mp4") if n != writes and (opts.out / n).exists()]
+        if stale and (opts.out / "run.json").exists():  # an earlier run's annotations, kept, not replaced
+            log.warning(
+                "%s still holds %s from an earlier run, which this run does not replace (run.json lists this "
+                "run's outputs); use another --out to keep runs apart",
+                opts.out,
+                " and ".join(stale),
+            )
     elif opts.annotate in ("frames", "video"):
         raise UsageError(f"--annotate {opts.annotate} needs --out DIR")
     if opts.show:
