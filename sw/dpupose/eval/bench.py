@@ -21,6 +21,7 @@ not bit-exact); host FPS always uses the fast path (the exact emulator measures 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,10 +205,14 @@ def _cpu_rows(opts: BenchOptions, plan: Any, qdir: Path, samples: Any, calib: li
 
     fp32 = qdir / "model_fp32.onnx"
     counts = graph_counts(onnx.load(str(fp32)))
-    int8_file = int8_whole_model(fp32, opts.work / "model_int8.onnx", calib, plan.input.name)
     rows = []
-    for name, model, int8 in ((ROWS[2], int8_file, True), (ROWS[3], fp32, False)):
-        p = whole_model_plan(model, opts.work / name.lower().replace(" ", "-"), plan, Path(model).stem)
+    with tempfile.TemporaryDirectory(prefix="dpupose-bench-") as scratch:  # the plan folder keeps its copy
+        int8_file = int8_whole_model(fp32, Path(scratch) / "model_int8.onnx", calib, plan.input.name)
+        plans = [
+            (name, whole_model_plan(model, opts.work / name.lower().replace(" ", "-"), plan, Path(model).stem), int8)
+            for name, model, int8 in ((ROWS[2], int8_file, True), (ROWS[3], fp32, False))
+        ]
+    for name, p, int8 in plans:
         ex = SplitExecutor(p, RunnerFactory(p, "cpu", threads=opts.threads).create_all())
         metrics, _ = accuracy(ex, samples)
         ex.close()
