@@ -18,7 +18,6 @@ The plan's metadata records the source model, each unit's device and reason, and
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -209,13 +208,10 @@ def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
 def _prepare_out(out: Path) -> None:
     """An existing --out is replaced only if it is an earlier plan folder holding only what that split
     wrote (a compiled .xmodel, notes or the source model there would be lost)."""
-    import json
+    from dpupose.split.plan import recorded_files
 
-    written: list[str] = []
-    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-        plan = json.loads((out / PLAN_FILE).read_text())
-        written = [sg[k] for sg in plan["subgraphs"] for k in ("file", "xmodel") if isinstance(sg.get(k), str)]
-        written += [Path(w).stem + XMODEL_PART_SUFFIX for w in written if w.endswith(".xmodel")]
+    written, _ = recorded_files(out)
+    written += [Path(w).stem + XMODEL_PART_SUFFIX for w in written if w.endswith(".xmodel")]
     check_replaceable(out, PLAN_FILE, written, "an earlier split plan folder")
 
 

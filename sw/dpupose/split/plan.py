@@ -332,6 +332,17 @@ def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
                 )
 
 
+def recorded_files(folder: str | Path) -> tuple[list[str], str | None]:
+    """(the files a folder's plan.json names: subgraph files and xmodels, and its generated_by), read
+    leniently ([], None for a missing or damaged plan): what replacing a plan folder may delete."""
+    try:
+        doc = json.loads((Path(folder) / PLAN_FILE).read_text())
+        files = [sg[k] for sg in doc["subgraphs"] for k in ("file", "xmodel") if isinstance(sg.get(k), str)]
+        return files, doc.get("generated_by")
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return [], None
+
+
 def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
     """Read `DIR/plan.json` (or the given .json file) and check it; `plan.root` is its folder."""
     path = Path(dir_or_file)
