@@ -295,3 +295,31 @@ def test_report_alone_needs_no_tools_and_records_the_versions_that_built_the_fil
     assert rc == 0, err
     info = json.loads((env["out"] / "build_info.json").read_text())
     assert info["tools"] == {"v++": "v++ v2022.1 (64-bit)", "vivado": "Vivado v2022.1 (64-bit)"}
+
+
+def test_a_folder_that_no_build_made_is_not_emptied(capsys, env):
+    # A user's own bitstream and project notes in --out: a build would unlink dpu.bit and wipe platform/.
+    out = env["out"]
+    (out / "platform").mkdir(parents=True)
+    (out / "platform" / "notes.txt").write_text("mine")
+    (out / "dpu.bit").write_text("my bitstream")
+    (out / "readme.txt").write_text("kept either way")
+    rc, _, err = build(capsys, env)
+    assert rc == 2 and "not a dpupose hardware build folder" in err and "platform, dpu.bit" in err
+    assert (out / "dpu.bit").read_text() == "my bitstream"
+    assert (out / "platform" / "notes.txt").read_text() == "mine"
+    assert tool_calls(env["log"]) == [] and not (out / "gen").exists()
+
+
+def test_a_folder_with_only_unrelated_files_builds_and_keeps_them(capsys, env):
+    out = env["out"]
+    out.mkdir(parents=True)
+    (out / "readme.txt").write_text("mine")
+    rc, _, err = build(capsys, env)
+    assert rc == 0, err
+    assert (out / "readme.txt").read_text() == "mine" and (out / "dpu.bit").is_file()
+    # The next build of the same folder is recognised as an earlier build's (its gen/params.tcl).
+    (out / "dpu.bit").unlink()
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 0, err
+    assert (out / "dpu.bit").is_file()

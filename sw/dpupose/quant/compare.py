@@ -72,6 +72,7 @@ def ort_trace(qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, 
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT8, None))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # unfused, as QdqOrtRunner
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feeds = {k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()}
     results = sess.run(q_outputs, feeds)
