@@ -49,6 +49,7 @@ def model(tmp_path: Path) -> Path:
     ]  # what the board code reads of a split plan
     (folder / "plan.json").write_text(json.dumps({"version": 1, "fingerprint": FINGERPRINT, "subgraphs": subgraphs}))
     (folder / "dpu_part.xmodel").write_bytes(os.urandom(150_000))
+    (folder / "dpu0.onnx").write_bytes(os.urandom(20_000))
     (folder / "cpu" / "head part.onnx").write_bytes(os.urandom(50_000))  # a space in the name
     return folder
 

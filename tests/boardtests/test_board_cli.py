@@ -41,6 +41,20 @@ def test_overwriting_without_a_terminal_needs_yes(image, tmp_path, cli, capsys, 
 
 
 @needs_image_tools
+def test_end_of_input_at_the_prompt_is_a_no(image, tmp_path, cli, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal(""))  # Ctrl-D: input() raises EOFError
+    out = tmp_path / "card.img"
+    out.write_bytes(b"old")
+    assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool"]) == 2
+    assert "not confirmed: nothing was written" in capsys.readouterr().err
+    assert out.read_bytes() == b"old"
+
+
+@needs_image_tools
 def test_stage_from_the_command_line_says_how_to_run_it(image, overlay, model, wheel, tmp_path, cli, capsys):
     import json
 
@@ -121,3 +135,20 @@ def test_a_failed_interactive_tool_points_at_its_own_messages():
         run_tool(["sh", "-c", "echo 'Could not resolve hostname pynq' >&2; exit 3"], capture=False)
     with pytest.raises(ToolFailed, match=r"failed \(exit 3\): Could not resolve hostname pynq"):
         run_tool(["sh", "-c", "echo 'Could not resolve hostname pynq' >&2; exit 3"], capture=True)
+
+
+def test_flash_refuses_a_block_map_with_no_bmaptool(image, tmp_path, cli, capsys):
+    out = tmp_path / "card.img"
+    argv = ["sdcard", "flash", str(image), "--device", str(out), "--yes", "--no-bmaptool", "--bmap", "x.bmap"]
+    assert cli(argv) == 2
+    assert "--no-bmaptool turns off" in capsys.readouterr().err and not out.exists()
+
+
+@needs_image_tools
+def test_stage_names_a_missing_wheel_and_an_overlay_given_as_a_file(image, overlay, model, tmp_path, cli, capsys):
+    out = str(tmp_path / "s.img")
+    argv = ["sdcard", "stage", str(image), "--model", str(model), "--out", out]
+    assert cli([*argv, "--overlay", str(overlay), "--wheel", str(tmp_path / "none.whl")]) != 0
+    assert "none.whl does not exist" in capsys.readouterr().err
+    assert cli([*argv, "--overlay", str(overlay / "dpu.bit")]) == 2
+    assert "is a file: pass the folder" in capsys.readouterr().err

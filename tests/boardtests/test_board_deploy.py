@@ -126,7 +126,7 @@ def test_the_laid_out_folder_holds_what_sha256sum_checks(overlay, model, wheel, 
     assert seen["names"] == sorted(
         [
             "SHA256SUMS", "board_setup.sh", "manifest.json",
-            "model/cpu/head part.onnx", "model/dpu_part.xmodel", "model/plan.json",
+            "model/cpu/head part.onnx", "model/dpu0.onnx", "model/dpu_part.xmodel", "model/plan.json",
             "overlay/arch.json", "overlay/dpu.bit", "overlay/dpu.hwh", "overlay/dpu.xclbin",
             f"wheels/{wheel.name}",
         ]

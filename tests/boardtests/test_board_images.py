@@ -93,6 +93,20 @@ def test_zip_member_and_size(raw, tmp_path):
     assert read_all(info) == raw.read_bytes()
 
 
+def test_encrypted_zip_is_refused_with_what_to_do(raw, tmp_path):
+    z = tmp_path / "enc.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        zf.write(raw, "pynq.img")
+    data = bytearray(z.read_bytes())
+    # Set the "encrypted" bit (general purpose flag bit 0) in the local and the central header.
+    data[6] |= 1
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 8] |= 1
+    z.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="encrypted .* unzip it with the password"):
+        open_image(z)
+
+
 def test_zip_with_two_images_or_truncated_is_refused(raw, tmp_path):
     z = tmp_path / "two.zip"
     with zipfile.ZipFile(z, "w") as zf:

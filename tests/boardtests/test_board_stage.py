@@ -32,6 +32,7 @@ def staged_files(overlay, model, wheel):
     pairs = {overlay / n: f"{ROOT}/overlay/{n}" for n in ("dpu.bit", "dpu.hwh", "dpu.xclbin", "arch.json")}
     pairs[model / "plan.json"] = f"{ROOT}/model/plan.json"
     pairs[model / "dpu_part.xmodel"] = f"{ROOT}/model/dpu_part.xmodel"
+    pairs[model / "dpu0.onnx"] = f"{ROOT}/model/dpu0.onnx"
     pairs[model / "cpu" / "head part.onnx"] = f"{ROOT}/model/cpu/head part.onnx"
     pairs[wheel] = f"{ROOT}/wheels/{wheel.name}"
     return pairs
@@ -141,9 +142,12 @@ def test_default_output_goes_under_build(image, overlay, model, wheel, tmp_path,
 def test_in_place_restage_replaces_and_prunes(image, overlay, model, wheel):
     stage(image, overlay, model, in_place=True, wheel=wheel)
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/dpu_part.xmodel") is not None
-    # A new model without the xmodel and a changed overlay.
+    # A new model with another xmodel (its plan says so) and a changed overlay.
     (model / "dpu_part.xmodel").unlink()
     (model / "other.xmodel").write_bytes(b"new model")
+    plan = json.loads((model / "plan.json").read_text())
+    plan["subgraphs"][0]["xmodel"] = "other.xmodel"
+    (model / "plan.json").write_text(json.dumps(plan))
     (overlay / "dpu.bit").write_bytes(b"new bitstream" * 1000)
     stage(image, overlay, model, in_place=True, wheel=wheel)
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/dpu_part.xmodel") is None
@@ -173,7 +177,7 @@ def test_changed_file_is_reported_by_ls(image, overlay, model, wheel, tmp_path, 
     assert cli(["sdcard", "ls", str(image)]) == 2
     captured = capsys.readouterr()
     assert "changed" in captured.out and target in captured.out
-    assert "1 of 11 files changed or missing" in captured.err
+    assert "1 of 12 files changed or missing" in captured.err
 
 
 def test_nothing_staged(image, cli, capsys):
@@ -312,3 +316,61 @@ def test_the_wheel_holds_the_source_as_it_is_and_leaves_the_checkout_clean(tmp_p
         names = zf.namelist()
     assert "dpupose/board/wheel.py" in names and "dpupose/removed_module.py" not in names
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+
+
+def test_an_existing_file_that_is_not_a_staged_image_is_not_replaced(image, overlay, model, wheel, tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("precious")
+    with pytest.raises(UsageError, match="exists and is not an image staged by dpupose"):
+        stage(image, overlay, model, out=mine, wheel=wheel)
+    assert mine.read_text() == "precious"
+    bit = overlay / "dpu.bit"  # one of its own inputs
+    before = bit.read_bytes()
+    with pytest.raises(UsageError, match="not an image staged by dpupose"):
+        stage(image, overlay, model, out=bit, wheel=wheel)
+    assert bit.read_bytes() == before
+    with pytest.raises(UsageError, match="is a folder"):
+        stage(image, overlay, model, out=tmp_path, wheel=wheel)
+    # An image staged before is replaced by the new copy.
+    out = tmp_path / "staged.img"
+    stage(image, overlay, model, out=out, wheel=wheel)
+    (model / "cpu" / "head part.onnx").write_bytes(b"new head")
+    stage(image, overlay, model, out=out, wheel=wheel)
+    assert debugfs_cat(out, ROOT_START, f'"{ROOT}/model/cpu/head part.onnx"') == b"new head"
+
+
+def test_a_plan_that_names_a_missing_file_is_refused(image, overlay, model, wheel, tmp_path):
+    (model / "cpu" / "head part.onnx").unlink()
+    before = fingerprint_of(image)
+    with pytest.raises(ArtifactError, match="names cpu/head part.onnx, which is not in the folder"):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert fingerprint_of(image) == before
+
+
+def test_files_in_a_linked_folder_are_staged(image, overlay, model, wheel, tmp_path):
+    real = tmp_path / "realcpu"
+    shutil.move(model / "cpu", real)
+    (model / "cpu").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(real, target_is_directory=True)  # a cycle is walked once
+    out = tmp_path / "staged.img"
+    stage(image, overlay, model, out=out, wheel=wheel)
+    assert debugfs_cat(out, ROOT_START, f'"{ROOT}/model/cpu/head part.onnx"') is not None
+
+
+def test_staging_again_counts_the_files_it_replaces_as_free(image, overlay, model, wheel):
+    # About 3/5 of the root partition's free room: it fits once, and again only if the copy it replaces
+    # (and a stale file of the first staging) are counted as free.
+    from dpupose.board.partitions import find_pynq_partitions as parts_of
+
+    fs = parts_of(image).root_fs
+    free = (fs.free_blocks - fs.reserved_blocks) * fs.block_size
+    (model / "weights.bin").write_bytes(os.urandom(free * 2 // 5))
+    (model / "old.bin").write_bytes(os.urandom(free // 5))
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    (model / "old.bin").unlink()
+    (model / "weights.bin").write_bytes(os.urandom(free * 3 // 5))
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert len(debugfs_cat(image, ROOT_START, f"{ROOT}/model/weights.bin")) == free * 3 // 5
+    assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/old.bin") is None
+    fsck = subprocess.run(["e2fsck", "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout

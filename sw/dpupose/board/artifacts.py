@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 def check_overlay(folder: Path) -> list[Path]:
     """The overlay files to copy (dpu.bit, dpu.hwh, dpu.xclbin and arch.json if present)."""
+    if folder.is_file():
+        raise UsageError(f"--overlay {folder} is a file: pass the folder that holds dpu.bit, dpu.hwh and dpu.xclbin")
     if not folder.is_dir():
         raise UsageError(f"overlay folder {folder} does not exist (build it with `make hw DPU=<config>`)")
     missing = [name for name in layout.OVERLAY_FILES if not (folder / name).is_file()]
@@ -29,16 +31,44 @@ def check_overlay(folder: Path) -> list[Path]:
 
 
 def check_model(folder: Path) -> list[Path]:
-    """Every file of the compiled model folder (recursively, hidden files skipped)."""
+    """Every file of the compiled model folder (recursively, through linked folders, hidden files
+    skipped); a split plan there must find every file it names."""
+    if folder.is_file():
+        raise UsageError(f"--model {folder} is a file: pass the split plan folder that holds it")
     if not folder.is_dir():
         raise UsageError(f"model folder {folder} does not exist")
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    files = sorted(_walk(folder))
     if not files:
         raise ArtifactError(f"model folder {folder} is empty: compile the model first")
+    if (folder / layout.PLAN_FILE).is_file():
+        from dpupose.split.plan import recorded_files  # board-safe: no torch, no onnx
+
+        have = {p.relative_to(folder).as_posix() for p in files}
+        recorded, _ = recorded_files(folder)
+        missing = [f for f in recorded if PurePosixPath(f).as_posix() not in have]
+        if missing:
+            raise ArtifactError(
+                f"the split plan in {folder} names {', '.join(missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not in the folder, so the board could not run it: "
+                "split again into a new folder, or copy the missing files there"
+            )
+    return files
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Regular files under `folder`, following linked folders (each real folder once), hidden ones skipped."""
+    import os
+
+    files: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(root) / n for n in names if not n.startswith(".") and (Path(root) / n).is_file()]
     return files
 
 

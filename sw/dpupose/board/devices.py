@@ -186,7 +186,12 @@ def check_device(info: DeviceInfo, image_size: int, *, force: bool, root_devno: 
     """Raise DeviceError for any refusal not overridden by `force`, or an image that does not fit."""
     blocking = [r for r in refusals(info, root_devno) if not (force and r.overridable)]
     if blocking:
-        hint = "" if any(not r.overridable for r in blocking) else " (--force overrides this, for this refusal only)"
+        hint = (
+            ""
+            if any(not r.overridable for r in blocking)
+            else f" (--force overrides {'this' if len(blocking) == 1 else 'these'}, and every other check of "
+            f"this kind: use it only when you are sure {info.path} is the card)"
+        )
         raise DeviceError("refusing to write: " + "; ".join(r.message for r in blocking) + hint)
     if image_size > info.size:
         raise DeviceError(

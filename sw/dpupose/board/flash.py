@@ -119,6 +119,11 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 
 def _bmap_for(info: ImageInfo, given: Path | None, workdir: Path, use_bmaptool: bool | None) -> Path | None:
     """The block map to use with bmaptool, or None for the streaming copy."""
+    if use_bmaptool is False and given is not None:
+        raise UsageError(
+            "--bmap is the block map for bmaptool, which --no-bmaptool turns off: drop one of the two "
+            "(the built-in copy writes and verifies every byte)"
+        )
     if use_bmaptool is False:
         return None
     if given is not None or use_bmaptool:

@@ -171,6 +171,11 @@ def _zip_member(path: Path) -> tuple[str, int]:
             if len(chosen) != 1:
                 names = ", ".join(i.filename for i in files) or "nothing"
                 raise ImageError(f"{path} must hold exactly one .img file; it holds {names}")
+            if chosen[0].flag_bits & 0x1:
+                raise ImageError(
+                    f"{path}: {chosen[0].filename} is encrypted (password-protected): unzip it with the "
+                    "password and use the .img"
+                )
             with zf.open(chosen[0]):  # checks the local header and the compression method
                 pass
     except zipfile.BadZipFile as exc:

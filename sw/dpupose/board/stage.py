@@ -24,8 +24,9 @@ from dpupose.board.flash import flash
 from dpupose.board.images import ImageKind, open_image
 from dpupose.board.manifest import Check, Manifest, build_manifest, check_files, parse_manifest
 from dpupose.board.partitions import PynqLayout, find_pynq_partitions
+from dpupose.board.tools import require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script
-from dpupose.errors import ArtifactError, ImageError, UsageError
+from dpupose.errors import ArtifactError, DpuposeError, ImageError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ BOOT_MANIFEST = f"/{layout.BOOT_DIR}/manifest.json"
 BOOT_README = f"/{layout.BOOT_DIR}/README.txt"
 ROOT_OWNED = {layout.SETUP_SCRIPT, layout.FIRSTBOOT_SCRIPT, layout.FIRSTBOOT_UNIT}  # run by root
 EXECUTABLE = {layout.SETUP_SCRIPT, layout.FIRSTBOOT_SCRIPT}
+STAGE_TOOLS = ("debugfs", "mdir", "mmd", "mcopy", "mtype")  # e2fsprogs and mtools
 
 
 def default_output(image: Path) -> Path:
@@ -63,6 +65,8 @@ def stage(
     wheel: str | Path | None = None,
     progress: bool = False,
 ) -> StageReport:
+    for tool in STAGE_TOOLS:  # before any copy: a real image takes minutes to copy
+        require_tool(tool)
     info = open_image(image)
     if in_place and out is not None:
         raise UsageError("give either --in-place or --out, not both")
@@ -70,6 +74,9 @@ def stage(
         raise UsageError(f"{info.path} is {info.kind.value}-compressed: stage into a copy with --out NEW.img")
     if info.kind is ImageKind.RAW:
         find_pynq_partitions(info.path)  # fail before copying anything if it is not a PYNQ image
+    dest = None if in_place else Path(out) if out is not None else default_output(info.path)
+    if dest is not None:
+        _check_destination(dest, info)
     artifacts.precheck(Path(overlay), Path(model))  # before the wheel is built
     with tempfile.TemporaryDirectory(prefix="dpupose-stage-") as tmp_name:
         tmp = Path(tmp_name)
@@ -85,9 +92,7 @@ def stage(
             except ImageError as exc:
                 raise ImageError(f"{exc}; {info.path} is now partly staged: stage it again, or restore it") from None
             return StageReport(info.path, manifest, payload.verdict, **done)
-        dest = Path(out) if out is not None else default_output(info.path)
-        if dest.exists() and os.path.samefile(dest, info.path):
-            raise UsageError(f"--out {dest} is the image itself: use --in-place to stage into it")
+        assert dest is not None
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.partial")
         try:
@@ -99,6 +104,32 @@ def stage(
         finally:
             partial.unlink(missing_ok=True)
         return StageReport(dest, manifest, payload.verdict, **done)
+
+
+def _check_destination(dest: Path, info) -> None:
+    """--out may be new, or an image that an earlier `stage` wrote (replaced by the new copy); anything
+    else there (the source image, a bitstream, someone's disk image) is refused before any work."""
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if dest.is_dir():
+        raise UsageError(f"--out {dest} is a folder: give the path of the image file to write")
+    if os.path.samefile(dest, info.path):
+        if info.kind is ImageKind.RAW:
+            raise UsageError(f"--out {dest} is the image itself: use --in-place to stage into it")
+        raise UsageError(f"--out {dest} is the image itself: give a new file name for the staged copy")
+    if not _is_staged_image(dest):
+        raise UsageError(
+            f"--out {dest} exists and is not an image staged by dpupose, so it is not replaced: "
+            "give a new file name, or move it away first"
+        )
+
+
+def _is_staged_image(path: Path) -> bool:
+    try:
+        parts = find_pynq_partitions(path)
+        return extfs.DebugFs(path, parts.root).read(layout.MANIFEST) is not None
+    except (DpuposeError, OSError):
+        return False
 
 
 def _files_with_manifest(payload: artifacts.Payload, tmp: Path) -> tuple[list[tuple[Path, PurePosixPath]], Manifest]:
@@ -135,13 +166,22 @@ def _previous_files(ext: extfs.DebugFs) -> set[PurePosixPath]:
         return set()
 
 
-def _check_space(parts: PynqLayout, ext: extfs.DebugFs, fat: FatFs, files: list, tmp: Path) -> None:
+def _check_space(
+    parts: PynqLayout, ext: extfs.DebugFs, fat: FatFs, files: list, tmp: Path, stale: list[PurePosixPath]
+) -> None:
+    """Refuse before any write if the files will not fit; the files they replace and the stale ones
+    (removed first) count as free."""
     targets = [dest for _, dest in files]
-    existing = ext.list_dirs(extfs.dirs_to_list(targets))
+    existing = ext.list_dirs(extfs.dirs_to_list([*targets, *stale]))
     new_dirs = [d for d in extfs.parents_of(targets) if d.name not in existing.get(str(d.parent), {})]
     fs = parts.root_fs
     need = extfs.blocks_needed([src.stat().st_size for src, _ in files], fs.block_size, len(new_dirs))
-    usable = max(fs.free_blocks - fs.reserved_blocks, 0)
+    freed = 0
+    for path in {*targets, *stale}:
+        entry = existing.get(str(path.parent), {}).get(path.name)
+        if entry is not None and entry.mode & extfs.S_IFMT == extfs.S_IFREG:
+            freed += (entry.size + fs.block_size - 1) // fs.block_size
+    usable = max(fs.free_blocks - fs.reserved_blocks, 0) + freed
     if need > usable or len(files) + len(new_dirs) + 1 > fs.free_inodes:
         raise ImageError(
             f"the root partition of the image is too full: the staged files need about "
@@ -169,8 +209,6 @@ def _prepare(target: Path, files: list[tuple[Path, PurePosixPath]], tmp: Path) -
     if passwd is None:
         log.warning("the image has no /etc/passwd; giving files to uid %d", layout.DEFAULT_UID)
     uid, gid = extfs.user_ids(passwd, layout.BOARD_USER, (layout.DEFAULT_UID, layout.DEFAULT_GID))
-    _check_space(parts, ext, fat, files, tmp)
-
     ops = []
     for src, dest in files:
         owner = (0, 0) if dest in ROOT_OWNED else (uid, gid)
@@ -179,6 +217,7 @@ def _prepare(target: Path, files: list[tuple[Path, PurePosixPath]], tmp: Path) -
     links = [extfs.LinkOp(layout.FIRSTBOOT_WANTS, layout.FIRSTBOOT_UNIT)]
     new_paths = {op.path for op in ops} | {ln.path for ln in links}
     stale = sorted(_previous_files(ext) - new_paths)
+    _check_space(parts, ext, fat, files, tmp, stale)
     targets = [*new_paths, *stale]
     existing = ext.list_dirs(extfs.dirs_to_list(targets))
     owners = {d: (uid, gid) for d in extfs.parents_of(targets) if d.is_relative_to(layout.BOARD_ROOT)}

@@ -45,8 +45,8 @@ def _pread_exact(fd: int, length: int, offset: int, target: Path) -> bytes:
             raise DeviceError(f"read error at byte {offset + got} of {target}: {exc.strerror}") from None
         if not data:
             raise DeviceError(
-                f"verification failed: {target} ends at byte {offset + got}, before the image's end "
-                f"at byte {offset + length}"
+                f"verification failed: {target} ends at byte {offset + got}, before the image does "
+                "(it is smaller than the image, or the write stopped early)"
             )
         parts.append(data)
         got += len(data)

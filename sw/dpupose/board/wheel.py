@@ -95,6 +95,8 @@ def check_wheel(wheel: Path) -> None:
     """ArtifactError unless the wheel is dpupose's and its base requirements (what a plain install pulls
     in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
     or `dev` extras."""
+    if not wheel.is_file():
+        raise ArtifactError(f"wheel {wheel} does not exist (leave --wheel out to build one from this checkout)")
     if not wheel.name.startswith("dpupose-") or not wheel.name.endswith(".whl"):
         raise ArtifactError(f"{wheel.name} is not a dpupose wheel (dpupose-VERSION-py3-none-any.whl)")
     base: set[str] = set()

@@ -83,7 +83,11 @@ def _confirm(text: str) -> bool:
     print(text, file=sys.stderr)
     if not sys.stdin.isatty():
         raise UsageError("stdin is not a terminal, so there is no one to confirm: pass --yes")
-    answer = input("Type 'yes' to write: ")
+    try:
+        answer = input("Type 'yes' to write: ")
+    except EOFError:  # Ctrl-D: no answer is no
+        print(file=sys.stderr)
+        return False
     return answer.strip().lower() == "yes"
 
 

@@ -304,7 +304,11 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
 
 
 # What a build writes, replaces or deletes at the top of its folder.
-BUILD_ENTRIES = ("gen", "platform", "kernel", "link", "collect", "trd", "logs", "stamps", *DELIVERABLES, "build_info.json")
+BUILD_ENTRIES = (
+    *("gen", "platform", "kernel", "link", "collect", "trd", "logs", "stamps"),
+    *DELIVERABLES,
+    "build_info.json",
+)
 
 
 def check_build_folder(paths: BuildPaths) -> None:
