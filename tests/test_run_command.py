@@ -100,6 +100,27 @@ def test_an_earlier_runs_other_outputs_stay_and_are_named(plan_dir: Path, images
     assert "still holds frames from an earlier run" in caplog.text
 
 
+def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:
+    # Rerunning on an earlier run's annotated frames (or video) with the same --out would overwrite them.
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images)]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    assert main([*common, "--source", str(out / "frames")]) == 2
+    assert "would overwrite its own input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
+    (tmp_path / "v").mkdir()
+    clip = write_video(tmp_path / "v" / "annotated.mp4", 3)
+    data = clip.read_bytes()
+    assert (
+        main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(clip.parent), "--source", str(clip)])
+        == 2
+    )
+    assert clip.read_bytes() == data
+    # Not an output of this run: --annotate none writes no frames, so the folder may be read.
+    assert main([*common, "--source", str(out / "frames"), "--annotate", "none", "--max-frames", "1"]) == 0
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -76,6 +76,22 @@ class RunSummary:
         }
 
 
+def _check_source_is_not_an_output(opts: RunOptions, names: list[str]) -> None:
+    """Refuse a --source that this run's outputs would overwrite (an earlier run's frames/ or video)."""
+    assert opts.out is not None
+    src = Path(opts.source)
+    if opts.source.startswith("camera:") or not src.exists():
+        return
+    src = src.resolve()
+    for name in names:
+        target = (opts.out / name).resolve()
+        if src == target or target in src.parents:
+            raise UsageError(
+                f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
+                "overwrite its own input; choose another --out"
+            )
+
+
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
     if opts.annotate not in ANNOTATE:
         raise UsageError(f"--annotate must be one of {', '.join(ANNOTATE)}")
@@ -90,6 +106,7 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         elif mode == "video":
             sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps))
         writes = {"frames": "frames", "video": "annotated.mp4"}.get(mode)
+        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *([writes] if writes else [])])
         stale = [n for n in ("frames", "annotated.mp4") if n != writes and (opts.out / n).exists()]
         if stale and (opts.out / "run.json").exists():  # an earlier run's annotations, kept, not replaced
             log.warning(
