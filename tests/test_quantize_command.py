@@ -107,6 +107,10 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
     np.save(f, arr)
     assert _run_cli("deploy-check", result, "--against", tmp_path / "d", "--json", tmp_path / "r2.json") == 1
     assert json.loads((tmp_path / "r2.json").read_text())["first_divergent"] == victim
+    # Dumping into the folder compared with would replace the board's tensors with the emulator's.
+    with pytest.raises(UsageError, match="is the folder --against reads"):
+        _run_cli("deploy-check", result, "--against", tmp_path / "d", "--dump", tmp_path / "d" / ".")
+    assert np.load(f).reshape(-1)[0] == arr.reshape(-1)[0]
     # A damaged dump (truncated, or a pickle) is named, not a numpy traceback.
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(DataError, match=rf"{f.name} is not a readable \.npy file"):

@@ -123,6 +123,11 @@ def deploy_check(
     dump_folder = None if against in SOURCES else Path(against)
     if dump_folder is not None and not dump_folder.is_dir():
         raise UsageError(f"--against must be one of {SOURCES} or a folder of dumped tensors; {against} is neither")
+    if dump is not None and dump_folder is not None and dump.resolve() == dump_folder.resolve():
+        raise UsageError(
+            f"--dump {dump} is the folder --against reads: the emulator's tensors would replace the ones "
+            "compared with; choose another --dump"
+        )
     feeds: dict[str, np.ndarray] = {}
     if dump_folder is not None:
         shapes = {b.tensor: tuple(i.shape) for b, i in zip(program.inputs, emu.inputs)}
@@ -140,8 +145,6 @@ def deploy_check(
         x = images() if callable(images) else images
         feeds = {b.name: quantize_to_int8(np.asarray(x).transpose(0, 2, 3, 1), b.fix_point)}
     trace = emu.trace(feeds)
-    if dump is not None:
-        write_dump_dir(dump, trace)
     order = [b.tensor for b in program.inputs] + [s.out for s in program.steps]
     if against == "torch":
         from dpupose.quant.torch_ref import TorchQdqReference
@@ -155,6 +158,8 @@ def deploy_check(
     else:
         shapes = {name: trace[name].shape for name in order}
         reference = read_dump_dir(dump_folder, shapes)
+    if dump is not None:  # after the reference is read
+        write_dump_dir(dump, trace)
     report = compare_traces(reference, trace, order, tolerance)
     report["against"] = against
     report["samples"] = int(next(iter(feeds.values())).shape[0])
