@@ -53,7 +53,26 @@ def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path, monke
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert [h["val_loss"] for h in resumed["history"]] == [h["val_loss"] for h in straight["history"]]
+    # The history as a whole, the epoch's train loss (steps before and after the kill) and rate included.
+    assert resumed["history"] == straight["history"]
+    assert (tmp_path / "b" / "history.jsonl").read_text() == (tmp_path / "a" / "history.jsonl").read_text()
     assert (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_history_records_the_rate_each_epoch_trained_at(synth_root, tmp_path):
+    train(tiny(synth_root, tmp_path / "r", epochs=3, max_steps_per_epoch=1, lr=1e-3, lr_step=1, lr_gamma=0.5))
+    rows = read_checkpoint(tmp_path / "r" / "last.pt")["history"]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+def test_a_kill_before_the_history_was_written_is_repaired(synth_root, tmp_path):
+    cfg = tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1)
+    train(cfg)
+    path = tmp_path / "r" / "history.jsonl"
+    full = path.read_text()
+    path.write_text(full.splitlines(keepends=True)[0])  # the second row never written
+    train(cfg, resume=True)
+    assert path.read_text() == full
 
 
 def test_refuses_to_overwrite_or_resume_nothing(synth_root, tmp_path):
@@ -100,7 +119,7 @@ def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):
     # --lr is held by the optimizer's saved state: a changed one would be silently ignored.
     with pytest.raises(UsageError, match=r"trained with lr=0\.001, not 0\.5"):
         train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1, lr=0.5), resume=True)
-    with pytest.raises(UsageError, match="trained with data_root="):
+    with pytest.raises(UsageError, match=r"trained on the data in .*root, not in .*elsewhere: resume with"):
         train(tiny(tmp_path / "elsewhere", tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
     # The same command again (a resumable script re-run after the stage finished): nothing to do.
     history = (tmp_path / "r" / "history.jsonl").read_text()
@@ -116,6 +135,34 @@ def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):
     with pytest.raises(CheckpointError, match=r"holds no training state.*--init .*last\.pt"):
         train(tiny(synth_root, wo, epochs=2, max_steps_per_epoch=1), resume=True)
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
+
+
+def test_resume_reads_a_relative_data_root_where_the_run_started(synth_root, tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "data").symlink_to(synth_root, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "a")
+    train(tiny("data", tmp_path / "r", epochs=1, max_steps_per_epoch=1))
+    # The same relative path from another folder is another data set.
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(UsageError, match=r"trained on the data in .*, not in .*b/data \(a relative --data-root"):
+        train(tiny("data", tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    # Another spelling of the same folder is the same data.
+    train(tiny(str(tmp_path / "a" / "data"), tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
+
+
+def test_resuming_a_finished_run_reads_no_data(synth_root, tmp_path, monkeypatch):
+    cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
+    train(cfg)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a finished run loaded its data")
+
+    monkeypatch.setattr(train_mod, "load_data", no_data)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    assert train(cfg, resume=True) == tmp_path / "r"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
 
 
 def test_cheap_checks_come_before_the_data(synth_root, tmp_path, monkeypatch):

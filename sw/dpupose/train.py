@@ -27,6 +27,7 @@ from dpupose.data.sources import Split, load_data
 from dpupose.data.transforms import Augment
 from dpupose.errors import CheckpointError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
+from dpupose.fsio import write_bytes
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -151,18 +152,45 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
         )
     saved = state.get("args", {})
     keys = [*_RESUME_FIXED, "init"] if cfg.init is not None else _RESUME_FIXED
+    where = state.get("data_root_resolved")  # the data root's real path when the run started
+    if where is not None and cfg.data_root is not None:
+        keys = [k for k in keys if k != "data_root"]  # compared by real path below
     for key in keys:
         if key in saved and not _same(key, saved[key], getattr(cfg, key)):
             raise UsageError(
                 f"--resume: {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}; "
                 "resume with the same settings (only --epochs may change), or start a new --out"
             )
+    if where is not None and cfg.data_root is not None and os.path.realpath(cfg.data_root) != where:
+        relative = "" if os.path.isabs(cfg.data_root) else " (a relative --data-root is read from the current folder)"
+        raise UsageError(
+            f"--resume: {path} was trained on the data in {where}, not in {os.path.realpath(cfg.data_root)}"
+            f"{relative}: resume with the same data, or start a new --out"
+        )
     done = state["epoch"]  # epochs completed (a mid-epoch save is inside epoch done + 1)
     if cfg.epochs < done:
         raise UsageError(
             f"--resume: {path.parent} has already trained {done} epochs, more than --epochs {cfg.epochs}; "
             f"pass --epochs {done} (nothing left to do) or more to train on"
         )
+
+
+def _repair_history(out: Path, state: dict) -> None:
+    """A kill after last.pt was saved but before history.jsonl was: write the file from the checkpoint."""
+    history = state.get("history", [])
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    path = out / "history.jsonl"
+    try:
+        current = path.read_text()
+    except OSError:
+        current = None
+    if current != text:
+        _write_history(out, history)
+
+
+def _write_history(out: Path, history: list[dict]) -> None:
+    """history.jsonl, one line per finished epoch, written whole (atomically) from the checkpoint's history."""
+    write_bytes(out / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history).encode())
 
 
 def _check_new_run_folder(out: Path) -> None:
@@ -226,6 +254,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             raise UsageError(f"--resume: {last} not found; start the run without --resume")
         state = read_checkpoint(last)
         _check_resumable(state, cfg, last)
+        if state["epoch"] >= cfg.epochs:  # finished: nothing to load or train
+            if rank == 0:
+                log.info("%s has trained its %d epochs; nothing to do", out, cfg.epochs)
+                _repair_history(out, state)
+            if world > 1:
+                dist.destroy_process_group()
+            return out
     else:
         _check_new_run_folder(out)
         if cfg.init:
@@ -276,11 +311,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         history = state.get("history", [])
         best = state.get("best_val_loss", float("inf"))
         start_epoch, start_step = state["epoch"], state.get("step_in_epoch", 0)
-        if rank == 0 and start_epoch >= cfg.epochs:
-            log.info("%s has trained its %d epochs; nothing to do", out, cfg.epochs)
-        elif rank == 0:
+        if rank == 0:
             log.info("resuming %s at epoch %d, step %d", out, start_epoch + 1, start_step)
     net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    data_root_resolved = os.path.realpath(cfg.data_root) if cfg.data_root else None
+    running: list[float] = []  # this epoch's step losses (saved with a mid-epoch checkpoint)
+    if state is not None and start_step > 0:
+        running.extend(state.get("epoch_losses", []))
 
     def snapshot(epoch: int, step: int) -> dict:
         return {
@@ -293,6 +331,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             "history": history,
             "best_val_loss": best,
             "args": asdict(cfg),
+            "data_root_resolved": data_root_resolved,
+            "epoch_losses": list(running) if step > 0 else [],
         }
 
     if rank == 0:
@@ -312,7 +352,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar = Progress(epoch_start + steps, f"epoch {epoch + 1}/{cfg.epochs}", "batch") if rank == 0 else None
         if bar:
             bar.count = epoch_start
-        running = []
+        if epoch != start_epoch or start_step == 0:
+            running.clear()
+        epoch_lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
         last_save = time.monotonic()
         for batch in loader:
             if step - epoch_start >= steps:
@@ -345,21 +387,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             row = {
                 "epoch": epoch + 1,
                 "train_loss": float(np.mean(running)) if running else None,
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": epoch_lr,
                 **metrics,
             }
             history.append(row)
             improved = metrics["val_loss"] < best
             best = min(best, metrics["val_loss"])
-            save_checkpoint(snapshot(epoch + 1, 0), last)
+            # best.pt before last.pt: a kill between the two repeats the epoch (and rewrites best.pt the
+            # same way), never skips it; history.jsonl is rewritten from the saved history.
             if improved:
                 save_checkpoint(snapshot(epoch + 1, 0), out / "best.pt")
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            save_checkpoint(snapshot(epoch + 1, 0), last)
+            _write_history(out, history)
             log.info(
                 "epoch %d: train %.4f  val %.4f  euclidean %.4f (%.2f px)  PCKh@0.5 %s%s",
                 epoch + 1,
-                row["train_loss"] or float("nan"),
+                row["train_loss"] if row["train_loss"] is not None else float("nan"),
                 metrics["val_loss"],
                 metrics["euclidean"],
                 metrics["euclidean_px"],
