@@ -46,7 +46,7 @@ bench: $(STAMP) ## the original study's table on this machine -> build/bench/ben
 MODEL ?= build/compare/pose_dpu.onnx
 BOARD ?= ultra96v2
 
-build/compare/pose_dpu.onnx: $(STAMP)
+build/compare/pose_dpu.onnx: | $(STAMP)
 	$(DPUPOSE) zoo export pose_dpu --out $@
 
 COMPARE_ARGS ?=

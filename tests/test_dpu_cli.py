@@ -183,6 +183,26 @@ def test_fit_command(capsys):
     assert rc == 0 and json.loads(out)["total"]["dsp"] == 326
 
 
+def test_fit_json_is_strict_json_when_the_board_lacks_a_resource(capsys, tmp_path):
+    # URAM banks on the ZU3EG, which has no URAM: no finite percentage, and no bare Infinity in the JSON.
+    cfg = tmp_path / "uram.toml"
+    cfg.write_text('arch = "B1600"\nclock_mhz = 200\nuram_wgt_banks = 11\nuram_bias_banks = 1\n')
+    rc, out, _ = run(capsys, "dpu", "fit", "--config", str(cfg), "--json")
+    d = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert rc == 1 and d["utilization_pct"]["uram"] is None and "the ZU3EG has none" in d["reasons"][0]
+    assert d["utilization_pct"]["dsp"] == pytest.approx(100 * 326 / 360, abs=0.05)
+
+
+def test_fit_flags_a_clock_the_platform_cannot_make(capsys, tmp_path):
+    cfg = tmp_path / "c250.toml"
+    cfg.write_text('arch = "B1600"\nclock_mhz = 250\n')  # not in the Ultra96-V2 clock table
+    rc, out, _ = run(capsys, "dpu", "fit", "--config", str(cfg), "--json")
+    risks = json.loads(out)["risks"]
+    assert any(r.startswith("platform-clock:") and "250 MHz or 500 MHz" in r for r in risks)
+    rc, out, _ = run(capsys, "dpu", "fit", "--config", "u96v2-b1600-pynq", "--json")
+    assert not any(r.startswith("platform-clock") for r in json.loads(out)["risks"])
+
+
 @pytest.mark.parametrize(
     ("network", "kinds"),
     [

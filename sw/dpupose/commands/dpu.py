@@ -143,8 +143,10 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    import math
+
     from dpupose.dpu.config import load_config
-    from dpupose.dpu.resources import check_fit
+    from dpupose.dpu.resources import check_fit, utilization_pct
 
     cfg = load_config(args.config)
     report = check_fit(cfg, _board(args, cfg))
@@ -157,7 +159,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "dpu": report.dpu.as_dict(),
             "total": report.total.as_dict(),
             "available": report.available.as_dict(),
-            "utilization_pct": {k: round(100 * v, 1) for k, v in report.utilization.items()},
+            "utilization_pct": utilization_pct(report.utilization),
             "reasons": report.reasons,
             "risks": report.risks,
         }
@@ -168,7 +170,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     for k, v in report.utilization.items():
         print(
             f"{k.upper():8s}{getattr(report.dpu, k):>10,.1f}{getattr(report.total, k):>12,.1f}"
-            f"{getattr(report.available, k):>12,.0f}{100 * v:>7.1f}%"
+            f"{getattr(report.available, k):>12,.0f}" + (f"{'-':>8s}" if math.isinf(v) else f"{100 * v:>7.1f}%")
         )
     for risk in report.risks:
         print(f"risk: {risk}")

@@ -20,7 +20,7 @@ from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, list_configs
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.dpu.graph import DpuGraph, extract_layers, load_model
 from dpupose.dpu.perf import PerfConstants, estimate_graph, load_constants
-from dpupose.dpu.resources import check_fit
+from dpupose.dpu.resources import check_fit, utilization_pct
 from dpupose.fsio import atomic_path
 
 SWEEP_CORES = (1, 2)
@@ -43,7 +43,7 @@ class CompareRow:
     lut: float
     ff: float
     uram: float
-    utilization_pct: dict[str, float]
+    utilization_pct: dict[str, float | None]  # None: needed, but the board has none
     peak_gops: float
     fps: float  # predicted, single thread, DPU only
     latency_ms: float  # predicted
@@ -108,7 +108,7 @@ def _row(
         lut=total.lut,
         ff=total.ff,
         uram=total.uram,
-        utilization_pct={k: round(100 * v, 1) for k, v in fit.utilization.items()},
+        utilization_pct=utilization_pct(fit.utilization),
         peak_gops=round(cfg.peak_gops, 1),
         fps=round(est.fps, 1),
         latency_ms=round(est.latency_ms, 3),

@@ -88,6 +88,12 @@ class FitReport:
         return text + ("; " + "; ".join(self.reasons) if self.reasons else "")
 
 
+def utilization_pct(util: dict[str, float]) -> dict[str, float | None]:
+    """Per-resource use in percent, for JSON: None where the board has none of a resource that is needed
+    (no finite percentage; the fit report's reasons say so)."""
+    return {k: None if math.isinf(v) else round(100 * v, 1) for k, v in util.items()}
+
+
 def check_fit(cfg: DpuConfig, board: Board) -> FitReport:
     """Whether `cfg` fits `board` with the platform reserved; names the limiting resource."""
     dpu = dpu_resources(cfg)
@@ -122,6 +128,12 @@ def check_fit(cfg: DpuConfig, board: Board) -> FitReport:
         )
     elif cfg.clock_mhz not in board.safe_dpu_clocks_mhz:
         risks.append(f"clock: {cfg.clock_mhz} MHz is not a DPU clock known to work on the {board.title}")
+    missing = [f"{mhz} MHz" for mhz in (cfg.clock_mhz, cfg.clock_2x_mhz) if board.clock_id(mhz) is None]
+    if missing:
+        risks.append(
+            f"platform-clock: the {board.title} platform has no {' or '.join(missing)} clock, so `dpu files` "
+            "and `hw build` refuse this configuration until the board record's platform_clocks_mhz has it"
+        )
     tight = [k.upper() for k, u in util.items() if TIGHT_FRACTION < u <= 1]
     if tight:
         risks.append(f"tight: {', '.join(tight)} above {TIGHT_FRACTION:.0%} (placement and timing harder)")
