@@ -224,7 +224,12 @@ def test_status_and_commands(capsys, env, monkeypatch):
     assert capsys.readouterr().out.splitlines()[:2] == ["platform  stale", "kernel    stale"]
     assert cli.main(["hw", "commands", *common]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0::2] == ["# platform", "# kernel", "# link"]
+    out = env["out"]
+    assert lines[0::2] == [
+        f"# platform: run in {out}/platform",
+        f"# kernel: run in {out}/kernel",
+        f"# link: run in {out}",
+    ]
     assert lines[1].startswith("vivado -mode batch") and lines[5].startswith("v++ -l -t hw")
     assert f"-tclargs {env['out'] / 'gen' / 'params.tcl'} {env['repo']}" in lines[1]
     assert f"{env['out'] / 'trd'} {env['out'] / 'gen' / 'dpu_conf.vh'}" in lines[3]
@@ -246,6 +251,13 @@ def test_status_of_a_damaged_build_says_so(capsys, env):
         assert cli.main(["hw", "status", *common]) == 1
         last = capsys.readouterr().out.splitlines()[-1]
         assert last.startswith("published: unknown (") and "--from report" in last, last
+    # The deliverables copied, build_info.json not yet written: not "nothing".
+    (env["out"] / "build_info.json").unlink()
+    assert cli.main(["hw", "status", *common]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert (
+        last.startswith("published: dpu.bit, dpu.xclbin, arch.json without build_info.json") and "--from report" in last
+    )
 
 
 def test_commands_without_inputs_leave_the_variables_to_the_shell(capsys, env, monkeypatch):
@@ -323,3 +335,16 @@ def test_a_folder_with_only_unrelated_files_builds_and_keeps_them(capsys, env):
     rc, _, err = build(capsys, env, "--force")
     assert rc == 0, err
     assert (out / "dpu.bit").is_file()
+
+
+def test_commands_for_a_folder_not_built_yet_say_what_to_run_first(capsys, env, monkeypatch):
+    monkeypatch.chdir(env["tmp"])
+    args = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", "bdf", "--out", str(env["out"])]
+    assert cli.main(["hw", "commands", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("is an archive" in line and "kernel step" in line for line in lines)
+    assert any(
+        line.endswith(f"`dpupose hw build --config {CONFIG} --out {env['out']} --to generate`") for line in lines
+    )
+    platform = next(line for line in lines if line.startswith("vivado") and "platform.tcl" in line)
+    assert f" {env['repo']} " in platform  # the relative board folder, absolute: each step runs elsewhere

@@ -154,17 +154,29 @@ def cmd_commands(args: argparse.Namespace) -> int:
         info = inspect_trd(args.trd)
         trd = paths.trd_dir if info.archive else (info.path / info.prefix).resolve()
         postlink = info.has_postlink
+        if info.archive and not paths.trd_dir.is_dir():
+            print(
+                f"# {args.trd} is an archive: these lines read it unpacked in {paths.trd_dir}, which the kernel "
+                "step of `dpupose hw build` makes (or pass --trd the unpacked folder)"
+            )
     else:
         print(f"# DPU_TRD not given: the link step's --xp hook applies only if $DPU_TRD has {POSTLINK_TCL}")
     if not args.board_repo:
         print("# BOARD_REPO not given: set it (export BOARD_REPO=...) before running these lines")
-    repo = Path(args.board_repo or "$BOARD_REPO")
-    for step, argv in (
-        ("platform", platform_argv(paths, repo)),
-        ("kernel", kernel_argv(paths, trd)),
-        ("link", link_argv(paths, trd, postlink=postlink)),
-    ):
-        print(f"# {step}\n{' '.join(_shell_word(w, ('$DPU_TRD', '$BOARD_REPO')) for w in argv)}")
+    if not paths.params.is_file():
+        out = f" --out {args.out}" if args.out else ""
+        print(
+            f"# {paths.gen} does not exist yet: make the files these lines read with "
+            f"`dpupose hw build --config {cfg.name}{out} --to generate`"
+        )
+    repo = Path(args.board_repo).expanduser().resolve() if args.board_repo else Path("$BOARD_REPO")
+    for step, where, argv in (
+        ("platform", paths.platform_dir, platform_argv(paths, repo)),
+        ("kernel", paths.kernel_dir, kernel_argv(paths, trd)),
+        ("link", paths.root, link_argv(paths, trd, postlink=postlink)),
+    ):  # each in the folder `dpupose hw build` runs it in (the tools write their projects there)
+        command = " ".join(_shell_word(w, ("$DPU_TRD", "$BOARD_REPO")) for w in argv)
+        print(f"# {step}: run in {where}\n{command}")
     return 0
 
 
@@ -183,8 +195,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{name:9s} {state}")
     published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
     if not paths.build_info.is_file():
-        print("published: nothing")
-        return 0
+        if not published:
+            print("published: nothing")
+            return 0
+        print(
+            f"published: {', '.join(published)} without build_info.json (a report step that did not finish); "
+            f"write it with `dpupose hw build --config {pre.cfg.name} --from report`"
+        )
+        return 1
     try:
         wns = json.loads(paths.build_info.read_text())["timing"]["wns_ns"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
