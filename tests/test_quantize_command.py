@@ -18,6 +18,7 @@ from quant_helpers import TINY, sane_model, save_checkpoint
 from dpupose.commands import deploy_check as deploy_check_cmd
 from dpupose.commands import quantize as quantize_cmd
 from dpupose.errors import CheckpointError, DataError, QuantizationError, ToolNotFoundError, UsageError
+from dpupose.model.checkpoint import load_checkpoint
 from dpupose.quant.pipeline import QuantizeConfig, quantize
 from dpupose.runtime.emulator import EmulatorRunner
 
@@ -311,6 +312,24 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
     args = parser.parse_args([*common, "--engine", "int8-emulated", "--quantized", str(other)])
     with pytest.raises(UsageError, match=rf"was made from another network \(input_size {S + 32} there, {S} here\)"):
         args.func(args)
+    # ...and one quantized from other weights of the same network; an export of the same weights is fine.
+    from dpupose.commands.export import export_checkpoint
+
+    model, state = load_checkpoint(ckpt)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    retrained = save_checkpoint(model, tmp_path / "retrained.pt")
+    args = parser.parse_args(
+        [*common[:2], str(retrained), *common[3:], "--engine", "int8-ort", "--quantized", str(result)]
+    )
+    with pytest.raises(UsageError, match=r"was quantized from other weights \(.*tiny\.pt, epoch"):
+        args.func(args)
+    export_checkpoint(str(ckpt), str(tmp_path / "exported.pt"))
+    args = parser.parse_args(
+        [*common[:2], str(tmp_path / "exported.pt"), *common[3:], "--engine", "int8-ort", "--quantized", str(result)]
+    )
+    assert args.func(args) == 0
+    capsys.readouterr()
     # Without --quantized: quantized once into the cache, then reused.
     monkeypatch.setattr(engines, "CACHE", tmp_path / "cache")
     first = engines.cached_quantization(ckpt, "synthetic", synth_root, cache=tmp_path / "cache")

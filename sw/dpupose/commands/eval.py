@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         from dpupose.quant.engines import cached_quantization, int8_predictor
 
         if args.quantized:
-            _check_quantized_matches(Path(args.quantized), model.config.to_dict())
+            _check_quantized_matches(Path(args.quantized), model)
         quantized = args.quantized or cached_quantization(args.checkpoint, args.data, args.data_root)
         predict = int8_predictor(quantized, args.engine)
     if args.flip:
@@ -97,14 +97,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_quantized_matches(folder: Path, config: dict) -> None:
-    """--quantized must come from a network like --checkpoint's (same input size, width, joints...)."""
+def _check_quantized_matches(folder: Path, model) -> None:
+    """--quantized must come from --checkpoint's weights (older folders, which do not record them: from a
+    network like its, with the same input size, width, joints...)."""
     from dpupose.errors import UsageError
+    from dpupose.model.checkpoint import weights_digest
 
+    config = model.config.to_dict()
     try:
-        made_from = json.loads((folder / "summary.json").read_text()).get("model_config")
+        summary = json.loads((folder / "summary.json").read_text())
+        made_from = summary.get("model_config")
     except (OSError, ValueError, AttributeError):
         return  # int8_predictor says what is wrong with the folder
+    digest = summary.get("weights_sha256")
+    if isinstance(digest, str) and digest != weights_digest(model):
+        raise UsageError(
+            f"--quantized {folder} was quantized from other weights ({summary.get('checkpoint')}, epoch "
+            f"{summary.get('epoch')}): quantize this checkpoint with `dpupose quantize`, or leave out --quantized"
+        )
     if isinstance(made_from, dict) and made_from != config:
         differ = ", ".join(
             f"{k} {made_from.get(k)} there, {v} here" for k, v in config.items() if v != made_from.get(k)

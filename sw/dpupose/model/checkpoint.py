@@ -7,6 +7,7 @@ A checkpoint is a torch.save dict: `format` ("dpupose-checkpoint"), `model` (Pos
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,17 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise CheckpointError(f"{origin} does not match the model ({detail})") from None
     return model
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the weights (names, dtypes, shapes, values): the same for a training checkpoint and its
+    `dpupose export`, whatever the file around them holds."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | Path) -> tuple[PoseNet, dict[str, Any]]:

@@ -92,7 +92,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
     import onnx
     import torch
 
-    from dpupose.model.checkpoint import load_checkpoint, read_checkpoint
+    from dpupose.model.checkpoint import load_checkpoint, read_checkpoint, weights_digest
     from dpupose.quant.calibrate import calibrate
     from dpupose.quant.data import open_calibration_set
     from dpupose.quant.fuse import build_qgraph
@@ -122,6 +122,7 @@ def quantize(cfg: QuantizeConfig) -> dict:
         "checkpoint": str(cfg.checkpoint),
         "epoch": state.get("epoch"),
         "model_config": model.config.to_dict(),
+        "weights_sha256": weights_digest(model),
         "calibration": {
             "data": cfg.calib_data,
             "samples": int(sum(len(x) for x in images)),
