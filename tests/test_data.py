@@ -62,6 +62,8 @@ def test_negative_joints_are_not_annotated(tmp_path):
     ("patch", "message"),
     [
         ({"scale": -1}, "record 1: 'scale' must be a positive number"),
+        ({"scale": float("inf")}, "record 1: 'scale' must be a positive number"),  # JSON Infinity
+        ({"head_box": [10, 10, 10, 10]}, r"record 1: 'head_box' must be \[x1, y1, x2, y2\] with x2 > x1"),
         ({"joints": [[0, 0]] * 3}, "record 1: 'joints' must be a list of 16"),
         ({"center": [1, "x"]}, "record 1: 'center' must hold finite numbers"),
         ({"image": ""}, "record 1: 'image' must be a file name"),
@@ -132,6 +134,29 @@ def test_official_mat_is_read_and_split_by_img_train(tmp_path):
     assert valid[0].image == "img2.jpg"
     assert train[1].head_size == pytest.approx(0.6 * math.hypot(24, 32))
     assert train[1].head_size_source == "mat"
+
+
+def test_mat_points_without_an_id_or_a_coordinate_are_unannotated(tmp_path):
+    # Empty MATLAB fields ([]) in a point: not a NaN joint marked visible, not a traceback.
+    points = mat_struct_array(
+        [
+            {"id": 0, "x": 90.0, "y": 200.0, "is_visible": 1},
+            {"id": 3, "x": np.array([]), "y": 23.0, "is_visible": 1},
+            {"id": np.array([]), "x": 5.0, "y": 6.0, "is_visible": 1},
+            {"id": 9, "x": 100.0, "y": np.nan, "is_visible": 1},
+        ]
+    )
+    rect = {"x1": 10, "y1": 10, "x2": 40, "y2": 50, "scale": 2.0, "objpos": mat_struct(x=100, y=150)}
+    rect["annopoints"] = mat_struct(point=points)
+    bad_scale = {**rect, "scale": -1.0}
+    annolist = [{"image": mat_struct(name="a.jpg"), "annorect": mat_struct_array([rect, bad_scale])}]
+    release = mat_struct(annolist=mat_struct_array(annolist), img_train=np.array([[1]], dtype=np.uint8))
+    savemat(tmp_path / MAT_NAME, {"RELEASE": release})
+    person_, negative = read_mat(tmp_path / MAT_NAME)
+    assert list(np.flatnonzero(person_.visible)) == [0]
+    assert np.isfinite(person_.joints).all()
+    (rec,) = load_split(tmp_path, "valid")  # one image, held out; the person with a negative scale is not usable
+    assert rec.scale == 2.0 and negative.scale == -1.0
 
 
 def test_json_records_take_head_boxes_from_the_mat(tmp_path):

@@ -47,11 +47,12 @@ def _items(x: object) -> list:
 
 
 def _scalar(x: object) -> float | None:
+    """The one finite number `x` holds, or None (empty, several, not a number, NaN or infinite)."""
     try:
         arr = np.asarray(x, dtype=np.float64).ravel()
     except (TypeError, ValueError):
         return None
-    return float(arr[0]) if arr.size == 1 else None
+    return float(arr[0]) if arr.size == 1 and np.isfinite(arr[0]) else None
 
 
 def read_mat(path: str | Path) -> list[MatPerson]:
@@ -77,25 +78,27 @@ def read_mat(path: str | Path) -> list[MatPerson]:
             box = None
             if {"x1", "y1", "x2", "y2"} <= fields:
                 vals = [_scalar(getattr(rect, k)) for k in ("x1", "y1", "x2", "y2")]
-                if all(v is not None for v in vals):
+                if all(v is not None for v in vals) and vals[2] > vals[0] and vals[3] > vals[1]:  # type: ignore[operator]
                     box = tuple(vals)  # type: ignore[assignment]
             objpos = None
             if "objpos" in fields and hasattr(rect.objpos, "x"):
-                objpos = np.array([_scalar(rect.objpos.x), _scalar(rect.objpos.y)], np.float32)
+                xy = [_scalar(rect.objpos.x), _scalar(rect.objpos.y)]
+                objpos = None if None in xy else np.array(xy, np.float32)
             joints = np.full((NUM_JOINTS, 2), -1.0, np.float32)
             visible = np.zeros(NUM_JOINTS, bool)
             if "annopoints" in fields and hasattr(rect.annopoints, "point"):
                 for pt in _items(rect.annopoints.point):
-                    jid = int(_scalar(pt.id))
-                    if 0 <= jid < NUM_JOINTS:
-                        joints[jid] = (_scalar(pt.x), _scalar(pt.y))
-                        visible[jid] = True
+                    jid, x, y = (_scalar(getattr(pt, k, None)) for k in ("id", "x", "y"))
+                    # A point without a joint id or coordinates is not an annotation (as unannotated).
+                    if jid is not None and x is not None and y is not None and 0 <= jid < NUM_JOINTS:
+                        joints[int(jid)] = (x, y)
+                        visible[int(jid)] = True
             people.append(
                 MatPerson(
                     image=name,
                     train=bool(flags[i]) if i < flags.size else False,
                     objpos=objpos,
-                    scale=_scalar(rect.scale) if "scale" in fields else None,
+                    scale=_scalar(rect.scale) if "scale" in fields else None,  # None, or <= 0: not usable
                     head_box=box,
                     joints=joints,
                     visible=visible,
@@ -105,7 +108,7 @@ def read_mat(path: str | Path) -> list[MatPerson]:
 
 
 def _records_from_mat(people: list[MatPerson], split: str) -> list[PoseRecord]:
-    usable = [p for p in people if p.visible.any() and p.objpos is not None and p.scale]
+    usable = [p for p in people if p.visible.any() and p.objpos is not None and p.scale is not None and p.scale > 0]
     train = [p for p in usable if p.train]
     test = [p for p in usable if not p.train]
     if split == "valid" and test:

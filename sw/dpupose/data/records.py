@@ -71,7 +71,7 @@ def parse_record(raw: object) -> PoseRecord:
         raise ValueError("'image' must be a file name")
     center = _number_list(raw["center"], 2, "center")
     scale = raw["scale"]
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"'scale' must be a positive number, got {scale!r}")
     joints = raw["joints"]
     if not isinstance(joints, list) or len(joints) != NUM_JOINTS:
@@ -84,6 +84,8 @@ def parse_record(raw: object) -> PoseRecord:
     rec = PoseRecord(raw["image"], np.array(center, np.float32), float(scale), pts, vis)
     if raw.get("head_box") is not None:
         box = _number_list(raw["head_box"], 4, "head_box")
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise ValueError(f"'head_box' must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {box!r}")
         rec.head_size = head_size_from_box(box)
         rec.head_size_source = "head_box"
     return rec
