@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from dpupose.errors import DataError
 from dpupose.eval import dsnt_np
 from dpupose.eval.metrics import MetricAccumulator, format_table
 from dpupose.model import dsnt as dsnt_torch
@@ -57,8 +58,18 @@ def test_unknown_head_size_is_left_out_of_pckh():
             np.ones((1, 16)), np.array([-1.0]))  # fmt: skip
     s = acc.summary()
     assert s["pckh@0.5"] is None and s["euclidean"] == 0.0
+    table = format_table(s).splitlines()[-1]  # the means are there without PCKh
+    assert table.startswith("mean over 1 samples: Euclidean 0.0000") and "PCKh@0.5 unavailable" in table
     with pytest.raises(ValueError, match="no samples"):
         MetricAccumulator(64).summary()
+
+
+def test_samples_without_an_annotated_joint_are_an_error_not_nan():
+    acc = MetricAccumulator(64)
+    acc.add(np.zeros((2, 16, 2)), dsnt_np.gaussian_heatmaps(np.zeros((2, 16, 2)), 4, 4), np.zeros((2, 16, 2)),
+            np.zeros((2, 16)), np.array([10.0, 10.0]))  # fmt: skip
+    with pytest.raises(DataError, match="none of the 2 evaluated samples has an annotated joint"):
+        acc.summary()
 
 
 def two_blobs(h: int, w: int, a: tuple[int, int], b: tuple[int, int]) -> np.ndarray:

@@ -318,3 +318,19 @@ def test_export_keeps_weights_and_drops_training_state(tmp_path):
     with pytest.raises(CheckpointError, match="does not match"):
         export_checkpoint(str(bad), str(tmp_path / "never.pt"))
     assert not (tmp_path / "never.pt").exists()
+
+
+def test_data_without_an_annotated_joint_is_refused_before_training(synth_root, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    path = root / "annot" / "valid.json"
+    records = json.loads(path.read_text())
+    for r in records:
+        r["joints_vis"] = [0] * 16
+    path.write_text(json.dumps(records))
+    with pytest.raises(DataError, match=r"no validation record in .* has an annotated joint"):
+        train(tiny(root, tmp_path / "r", data="mpii"))
+    assert not (tmp_path / "r").exists()

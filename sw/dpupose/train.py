@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 from dpupose.data.dataset import PoseDataset
 from dpupose.data.sources import Split, load_data
 from dpupose.data.transforms import Augment
-from dpupose.errors import CheckpointError, UsageError
+from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.fsio import write_bytes
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
@@ -284,6 +284,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 log.warning("%s %d is ignored for --data mpii (it sizes the synthetic set)", option, count)
             elif count is not None and len(split.records) < count:
                 log.warning("%s %d: %s holds only %d; using those", option, count, split.root, len(split.records))
+    for name, split in (("training", train_split), ("validation", val_split)):
+        if not any(r.visible.any() for r in split.records):
+            raise DataError(
+                f"no {name} record in {split.root} has an annotated joint, so there is nothing to learn or "
+                "measure: check the annotations' joints_vis and coordinates (negative ones mean unannotated)"
+            )
     train_set = PoseDataset(train_split.records, train_split.image_dir, cfg.input_size, Augment(), cfg.seed)
     val_set = PoseDataset(val_split.records, val_split.image_dir, cfg.input_size, None, cfg.seed)
     sampler = EpochSampler(len(train_set), cfg.seed, rank, world)

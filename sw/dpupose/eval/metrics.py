@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dpupose.data.joints import JOINT_NAMES, NUM_JOINTS, PCKH_EXCLUDED
+from dpupose.errors import DataError
 from dpupose.eval.dsnt_np import gaussian_heatmaps, js_divergence
 
 PCKH_THRESHOLD = 0.5
@@ -53,6 +54,11 @@ class MetricAccumulator:
         jsd = np.concatenate(self._jsd)
         vis = np.concatenate(self._vis)
         head = np.concatenate(self._head)
+        if not vis.any():
+            raise DataError(
+                f"none of the {self.num_samples} evaluated samples has an annotated joint, so there is nothing "
+                "to measure: check the annotations' joints_vis and coordinates (negative ones mean unannotated)"
+            )
         px = dist * self.input_size / 2.0  # normalized units -> input pixels
         has_head = (head > 0)[:, None] & vis
         correct = (px <= PCKH_THRESHOLD * head[:, None]) & has_head
@@ -96,8 +102,10 @@ def format_table(summary: dict) -> str:
     lines.append(
         f"mean over {summary['num_samples']} samples: Euclidean {summary['euclidean']:.4f} "
         f"({summary['euclidean_px']:.2f} px at {summary['input_size']}), JSD {summary['jsd']:.4f}, "
-        f"PCKh@0.5 {pck:.3f} (pelvis and thorax excluded)"
-        if pck is not None
-        else "PCKh@0.5 unavailable: no head sizes"
+        + (
+            f"PCKh@0.5 {pck:.3f} (pelvis and thorax excluded)"
+            if pck is not None
+            else "PCKh@0.5 unavailable (no sample has a head size above zero)"
+        )
     )
     return "\n".join(lines)
