@@ -85,3 +85,12 @@ def test_check_replaceable(tmp_path):
     (tmp_path / "other" / "a.onnx").write_text("x")
     with pytest.raises(UsageError, match=r"is not an earlier result \(it has no mark\.json\)"):
         check(tmp_path / "other")
+
+
+def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
+    # 250 characters is a legal name; the temporary sibling's longer name is not.
+    path = tmp_path / ("x" * 250)
+    with pytest.raises(OSError) as info:
+        with atomic_path(path):
+            pass
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)

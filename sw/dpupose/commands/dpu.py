@@ -239,10 +239,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from dpupose.errors import ConfigError
 
         raise ConfigError(f"no shipped configuration is meant for {board.name}; use --sweep")
-    if args.plot:
-        name = args.model.rsplit("/", 1)[-1]
-        title = f"{name} on the {board.title} ({board.device})\nFPS {PREDICTED_NOTE}"
-        plot(rows, args.plot, title, board.resources.dsp)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
@@ -256,7 +252,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "the FPS is for the DPU part only (`dpupose split` predicts the whole frame)",
             file=sys.stderr if args.json else sys.stdout,
         )
-    if args.plot:
+    if args.plot:  # after the table: a plot that cannot be written does not take the table with it
+        name = args.model.rsplit("/", 1)[-1]
+        title = f"{name} on the {board.title} ({board.device})\nFPS {PREDICTED_NOTE}"
+        sys.stdout.flush()
+        plot(rows, args.plot, title, board.resources.dsp)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
