@@ -56,3 +56,26 @@ def test_reference_networks_have_the_published_operation_counts(cal):
     gops = {(r["model"], r["source"]): r["model_gops"] for r in cal.report}
     assert gops[("mobilenet_v2", "Vitis AI 3.0 model zoo (tf_mobilenetv2_1.0)")] == pytest.approx(0.602, rel=0.02)
     assert gops[("resnet50", "Vitis AI 3.0 model zoo (pt_resnet50)")] == pytest.approx(8.2, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [('"high"', "ddr_efficiency must be a non-negative number"), ("0", r"ddr_efficiency is a fraction .* got 0\.0")],
+)
+def test_constants_of_the_wrong_kind_are_named(tmp_path, value, message):
+    from dpupose.errors import ConfigError
+
+    text = constants_path().read_text().replace("ddr_efficiency = 0.8362", f"ddr_efficiency = {value}")
+    (tmp_path / "constants.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_constants(tmp_path / "constants.toml")
+
+
+def test_a_calibration_row_with_a_zero_figure_is_named(tmp_path):
+    from dpupose.errors import DataError
+
+    lines = calibration_csv().read_text().splitlines()
+    lines[1] = lines[1].replace(",267.3,", ",0,")
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"mobilenet_v2 on ZCU104: fps_single_thread must be positive, got 0"):
+        read_rows(tmp_path / "c.csv")

@@ -131,6 +131,31 @@ def test_board_record_rejects_unknown_keys(tmp_path, monkeypatch):
         load_board("b")
 
 
+@pytest.mark.parametrize(
+    ("line", "value", "message"),
+    [
+        ("platform_clocks_mhz = ", "150", r"platform_clocks_mhz: expected a list of clock frequencies"),
+        ("platform_clocks_mhz = ", '["a"]', r"platform_clocks_mhz: expected a positive integer, got 'a'"),
+        ("ddr_bandwidth_gbps = ", '"fast"', r"ddr_bandwidth_gbps: expected a positive number"),
+        ("ddr_bandwidth_gbps = ", "0", r"ddr_bandwidth_gbps: expected a positive number, got 0"),
+        ("ddr_bandwidth_gbps = ", "-1", r"ddr_bandwidth_gbps: expected a positive number, got -1"),
+        ("max_safe_dpu_clock_mhz = ", '"200"', r"max_safe_dpu_clock_mhz: expected a positive integer"),
+        ("dsp_fmax_mhz = ", "645.5", r"dsp_fmax_mhz: expected a positive integer"),
+    ],
+)
+def test_board_record_values_of_the_wrong_kind_are_named(tmp_path, monkeypatch, line, value, message):
+    hw = tmp_path / "hw"
+    (hw / "dpu" / "configs").mkdir(parents=True)
+    (hw / "boards" / "b").mkdir(parents=True)
+    lines = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text().splitlines()
+    edited = [line + value if row.startswith(line) else row for row in lines]
+    assert edited != lines
+    (hw / "boards" / "b" / "board.toml").write_text("\n".join(edited) + "\n")
+    monkeypatch.setenv(HW_DIR_ENV, str(hw))
+    with pytest.raises(ConfigError, match=message):
+        load_board("b")
+
+
 def test_hw_dir_override_and_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(HW_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=f"no hw/ folder.*{HW_DIR_ENV}"):

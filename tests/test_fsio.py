@@ -90,7 +90,6 @@ def test_check_replaceable(tmp_path):
 def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
     # 250 characters is a legal name; the temporary sibling's longer name is not.
     path = tmp_path / ("x" * 250)
-    with pytest.raises(OSError) as info:
-        with atomic_path(path):
-            pass
+    with pytest.raises(OSError) as info, atomic_path(path):
+        pass
     assert info.value.filename == str(path) and ".tmp" not in str(info.value)

@@ -100,16 +100,41 @@ def board_from_dict(data: dict[str, Any], name: str, where: str) -> Board:
     if missing:
         raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
     kwargs = dict(data)
+    for key in ("title", "device", "part", "board_part", "speed_grade", "ddr", "cpu", "impl_strategy", "notes"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{where}: {key} must be a string, got {data[key]!r}")
+    for key in ("default_dpu_config", "softmax_port"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ConfigError(f"{where}: {key} must be a string, got {data[key]!r}")
     kwargs["resources"] = _resources(data["resources"], f"{where}: resources")
     kwargs["platform_overhead"] = _resources(data["platform_overhead"], f"{where}: platform_overhead")
-    kwargs["platform_clocks_mhz"] = tuple(int(x) for x in data["platform_clocks_mhz"])
-    kwargs["safe_dpu_clocks_mhz"] = tuple(int(x) for x in data["safe_dpu_clocks_mhz"])
+    kwargs["platform_clocks_mhz"] = _clocks(data["platform_clocks_mhz"], f"{where}: platform_clocks_mhz")
+    kwargs["safe_dpu_clocks_mhz"] = _clocks(data["safe_dpu_clocks_mhz"], f"{where}: safe_dpu_clocks_mhz")
+    for key in ("max_safe_dpu_clock_mhz", "dsp_fmax_mhz"):
+        kwargs[key] = _positive(data[key], f"{where}: {key}", integer=True)
     ports = data["dpu_ports"]
-    if not ports or any(len(p) != 3 for p in ports):
-        raise ConfigError(f"{where}: dpu_ports must list [GP0, HP0, HP2] platform ports per core")
-    kwargs["dpu_ports"] = tuple(tuple(str(x) for x in p) for p in ports)
-    kwargs["ddr_bandwidth_gbps"] = float(data["ddr_bandwidth_gbps"])
+    if (
+        not isinstance(ports, list)
+        or not ports
+        or any(not isinstance(p, list) or len(p) != 3 or not all(isinstance(x, str) for x in p) for p in ports)
+    ):
+        raise ConfigError(f"{where}: dpu_ports must list [GP0, HP0, HP2] platform ports (strings) per core")
+    kwargs["dpu_ports"] = tuple(tuple(p) for p in ports)
+    kwargs["ddr_bandwidth_gbps"] = float(_positive(data["ddr_bandwidth_gbps"], f"{where}: ddr_bandwidth_gbps"))
     return Board(name=name, **kwargs)
+
+
+def _positive(value: Any, where: str, integer: bool = False) -> int | float:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0 or value != value:
+        raise ConfigError(f"{where}: expected a positive {'integer' if integer else 'number'}, got {value!r}")
+    return value
+
+
+def _clocks(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected a list of clock frequencies in MHz, got {value!r}")
+    return tuple(int(_positive(v, where, integer=True)) for v in value)
 
 
 def list_boards() -> list[str]:

@@ -80,6 +80,11 @@ def read_rows(path: str | Path | None = None) -> list[Row]:
                 w, h = (int(x) for x in rec["input"].split("x"))
                 if w != h:
                     raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
+                for key in ("gops", "fps_single_thread", "fps_multi_thread", "cores", "clock_mhz"):
+                    if not float(rec[key]) > 0:
+                        raise DataError(
+                            f"{p}: {rec['model']} on {rec['board']}: {key} must be positive, got {rec[key]}"
+                        )
                 rows.append(
                     Row(
                         rec["model"],

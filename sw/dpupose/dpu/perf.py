@@ -64,10 +64,20 @@ def load_constants(path: str | Path | None = None) -> PerfConstants:
     data = read_toml(p)
     names = [f for f in PerfConstants.__dataclass_fields__]
     reject_unknown(data, names, str(p))
-    try:
-        return PerfConstants(**{k: float(data[k]) for k in names})
-    except KeyError as exc:
-        raise ConfigError(f"{p}: missing {exc.args[0]}") from None
+    missing = [k for k in names if k not in data]
+    if missing:
+        raise ConfigError(f"{p}: missing {', '.join(missing)}")
+    values = {}
+    for k in names:
+        v = data[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{p}: {k} must be a non-negative number, got {v!r}")
+        values[k] = float(v)
+    if not 0 < values["ddr_efficiency"] <= 1:
+        raise ConfigError(
+            f"{p}: ddr_efficiency is a fraction of the peak bandwidth (0 < x <= 1), got {values['ddr_efficiency']!r}"
+        )
+    return PerfConstants(**values)
 
 
 def _conv_cycles(oh: int, ow: int, cin: int, cout: int, kh: int, kw: int, cfg: DpuConfig) -> int:
