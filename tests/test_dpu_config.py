@@ -80,6 +80,8 @@ def test_load_by_path(tmp_path):
         ('arch = "B1600"\nclock_mhz = 200\nuram_img_banks = 2\nlutram_wgt_banks = 1\n', "cannot both"),
         ('arch = "B1600"\nclock_mhz = [200\n', "not valid TOML"),
         ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = true\n', "alu_parallel = True is not one of"),
+        ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = "4"\n', "alu_parallel = '4' is not one of"),
+        ("arch = 1600\nclock_mhz = 200\n", 'arch must be a string such as "B1600", got 1600'),
         ('arch = "B1600"\nclock_mhz = 200\n# caf\xe9\n'.encode("latin-1"), "not a TOML text file"),
     ],
 )

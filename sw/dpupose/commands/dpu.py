@@ -318,4 +318,6 @@ def cmd_files(args: argparse.Namespace) -> int:
     for name, text in texts.items():
         changed = write_generated(out / name, text)
         print(f"{out / name}: {'written' if changed else 'unchanged'}")
+    for risk in fit.risks:  # as `dpu fit` says them; `hw build` refuses a power risk without --i-know
+        print(f"warning: {risk}", file=sys.stderr)
     return 0

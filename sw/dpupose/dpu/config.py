@@ -247,6 +247,8 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
 
 def _coerce(key: str, value: Any, type_name: str, where: str) -> Any:
     if key == "arch":
+        if not isinstance(value, str):
+            raise ConfigError(f'{where}: arch must be a string such as "B1600", got {value!r}')
         try:
             return Arch.parse(value)
         except ConfigError as exc:
@@ -256,7 +258,9 @@ def _coerce(key: str, value: Any, type_name: str, where: str) -> Any:
         for member in enum:
             if isinstance(value, bool):  # true == 1 in Python: not a value of any of these
                 break
-            if value == member.value or (isinstance(value, str) and value.lower() == str(member.value)):
+            if type(value) is type(member.value) and value == member.value:
+                return member
+            if isinstance(value, str) and isinstance(member.value, str) and value.lower() == member.value.lower():
                 return member
         choices = ", ".join(repr(m.value) for m in enum)
         raise ConfigError(f"{where}: {key} = {value!r} is not one of {choices}")
