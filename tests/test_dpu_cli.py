@@ -127,6 +127,12 @@ def test_compare_says_which_ops_its_fps_leaves_out(capsys, pose_onnx, tmp_path):
     assert "note: not estimated" in err and "Softmax" in err
     rc, out, err = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--json")
     assert rc == 0 and all(r["not_estimated"] == [] for r in json.loads(out)) and "not estimated" not in err
+    # estimate --per-layer names each op it left out, with the reason, as its JSON does.
+    rc, out, _ = run(capsys, "dpu", "estimate", str(whole), "--config", "u96v2-b1600-pynq", "--per-layer")
+    tail = out.split("not estimated (they run on the CPU):")[1].splitlines()
+    softmax = [line for line in tail if " Softmax " in line]
+    assert rc == 0 and softmax and softmax[0].rstrip().endswith("not a DPU op")
+    assert any(line.rstrip().endswith("after a CPU op") for line in tail)
 
 
 def test_compare_refuses_bad_model_and_writes_nothing(capsys, tmp_path):

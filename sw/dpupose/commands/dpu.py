@@ -224,6 +224,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                 f"{r.compute_ms:8.4f} {r.memory_ms:8.4f} {r.time_ms:8.4f}  {r.bound}"
             )
         print("  (times in ms)")
+        if est.excluded:
+            print("\n  not estimated (they run on the CPU):")
+            for name, op, reason in est.excluded:
+                print(f"  {name[-40:]:40s} {op:13s} {reason}")
     return 0
 
 
