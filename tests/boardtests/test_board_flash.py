@@ -85,7 +85,7 @@ def test_one_corrupt_byte_fails_verification(image, tmp_path, cli, capsys):
 def test_verify_of_a_short_target(image, tmp_path):
     out = tmp_path / "short.img"
     out.write_bytes(image.read_bytes()[: IMAGE_SIZE - 4096])
-    with pytest.raises(DeviceError, match="ends at byte"):
+    with pytest.raises(DeviceError, match="ends at byte .*it is smaller than the image"):
         compare_with_image(open_image(image), out)
 
 
@@ -111,6 +111,24 @@ def test_refuses_to_write_over_the_image_itself_and_asks_before_replacing(image,
     with pytest.raises(UsageError, match="not confirmed"):
         flash(image, existing, use_bmaptool=False, confirm=lambda text: False)
     assert existing.read_bytes() == b"keep me"
+
+
+def test_a_replaced_file_keeps_its_permissions_and_links(image, tmp_path):
+    old = tmp_path / "card.img"
+    old.write_bytes(b"old")
+    old.chmod(0o640)
+    link = tmp_path / "link.img"
+    link.symlink_to(old.name)
+    report = flash(image, link, use_bmaptool=False)
+    assert report.target == link and link.is_symlink()  # the link still points at the file, which was replaced
+    assert sha256(old) == sha256(image) and (old.stat().st_mode & 0o777) == 0o640
+    fresh = tmp_path / "new.img"
+    mask = os.umask(0o022)
+    try:
+        flash(image, fresh, use_bmaptool=False)
+    finally:
+        os.umask(mask)
+    assert (fresh.stat().st_mode & 0o777) == 0o644  # as any new file, not mkstemp's 0600
 
 
 def test_missing_device_node(image):

@@ -56,6 +56,7 @@ def test_xz_size_with_concatenated_streams_and_padding(raw, tmp_path):
     xz = tmp_path / "multi.img.xz"
     xz.write_bytes(a + b"\0" * 8 + b + b"\0" * 4)
     assert open_image(xz).size == xz_listed_size(xz) == raw.stat().st_size + 4000
+    assert read_all(open_image(xz)) == raw.read_bytes() + b"tail" * 1000  # read through the padding
 
 
 def test_truncated_xz_is_caught_before_reading(raw, tmp_path):

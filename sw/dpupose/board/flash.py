@@ -55,6 +55,12 @@ class FlashReport:
     verified: int  # bytes read back and checked
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _classify(target: Path) -> str:
     """ "block", "file" (existing regular file), "new" (to be created)."""
     try:
@@ -270,6 +276,10 @@ def _flash_file(
 ) -> FlashReport:
     if exists and confirm is not None and not confirm(f"{target} exists and will be replaced by the image."):
         raise UsageError("not confirmed: nothing was written")
+    mode, given = None, target
+    if exists:
+        target = Path(os.path.realpath(target))  # a link to the file: replace the file, keep the link
+        mode = stat.S_IMODE(target.stat().st_mode)  # and keep its permissions
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
@@ -280,8 +290,9 @@ def _flash_file(
         method, written, verified = _write_and_verify(
             info, tmp, bmap_path=bmap_path, fresh_file=True, exclusive=False, progress_on=progress
         )
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return FlashReport(info, target, method, written, verified)
+    return FlashReport(info, given, method, written, verified)

@@ -10,6 +10,7 @@ The image file is only ever opened for reading.
 from __future__ import annotations
 
 import enum
+import io
 import lzma
 import struct
 import zipfile
@@ -185,6 +186,57 @@ def _zip_member(path: Path) -> tuple[str, int]:
     return chosen[0].filename, chosen[0].file_size
 
 
+class XzReader(io.RawIOBase):
+    """The decompressed bytes of an .xz file: concatenated streams, and the stream padding (zero bytes)
+    that xz allows between and after them, which Python's lzma.open takes for a truncated stream."""
+
+    BLOCK = 1 << 16
+    MAX_OUT = 1 << 22
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        self._out = b""
+        self._pos = 0  # bytes of _out already returned
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_stream(self) -> bool:
+        """After a stream's end: skip padding; False at the end of the file, else a new decompressor."""
+        rest = self._dec.unused_data
+        while True:
+            rest = rest.lstrip(b"\0")
+            if rest:
+                break
+            rest = self._f.read(self.BLOCK)
+            if not rest:
+                return False
+        self._dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        self._out, self._pos = self._dec.decompress(rest, self.MAX_OUT), 0
+        return True
+
+    def _fill(self) -> None:
+        while self._pos == len(self._out) and not self._done:
+            if self._dec.eof:
+                self._done = not self._next_stream()
+            elif self._dec.needs_input:
+                chunk = self._f.read(self.BLOCK)
+                if not chunk:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+                self._out, self._pos = self._dec.decompress(chunk, self.MAX_OUT), 0
+            else:
+                self._out, self._pos = self._dec.decompress(b"", self.MAX_OUT), 0
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        self._fill()
+        n = min(len(buf), len(self._out) - self._pos)
+        buf[:n] = memoryview(self._out)[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
 @contextmanager
 def image_stream(info: ImageInfo) -> Iterator[BinaryIO]:
     """A read-only stream of the image's raw bytes; read it with `read_chunk`, which turns
@@ -193,8 +245,8 @@ def image_stream(info: ImageInfo) -> Iterator[BinaryIO]:
         with info.path.open("rb") as f:
             yield f
     elif info.kind is ImageKind.XZ:
-        with lzma.open(info.path, "rb") as f:
-            yield f  # type: ignore[misc]
+        with info.path.open("rb") as f:
+            yield XzReader(f)  # type: ignore[misc]
     else:
         with zipfile.ZipFile(info.path) as zf, zf.open(info.member or "") as f:
             yield f  # type: ignore[misc]
