@@ -3,6 +3,7 @@ formats, bad input leaving nothing behind, the vai_q path through a recording fa
 
 import argparse
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -19,6 +20,7 @@ from dpupose.commands import deploy_check as deploy_check_cmd
 from dpupose.commands import quantize as quantize_cmd
 from dpupose.errors import CheckpointError, DataError, QuantizationError, ToolNotFoundError, UsageError
 from dpupose.model.checkpoint import load_checkpoint
+from dpupose.quant.data import calibration_batches
 from dpupose.quant.pipeline import QuantizeConfig, quantize
 from dpupose.runtime.emulator import EmulatorRunner
 
@@ -155,6 +157,22 @@ def test_bad_data_and_ranges_leave_nothing(tmp_path, synth_root):
     # A calibration set smaller than asked (the fixture's training split has 24 scenes).
     with pytest.raises(DataError, match="only 24 samples but 30 were asked"):
         quantize(QuantizeConfig(checkpoint=good, out=out_parent / "q", data_root=synth_root, num_calib=30))
+    _assert_nothing_left(out_parent)
+    # The messages say it is the calibration data, and name this command's options.
+    with pytest.raises(UsageError, match=r"^calibration samples \(the train split of the mpii data\): MPII data needs"):
+        quantize(QuantizeConfig(checkpoint=good, out=out_parent / "q", calib_data="mpii", num_calib=2))
+    valid_only = tmp_path / "valid-only"
+    (valid_only / "annot").mkdir(parents=True)
+    shutil.copytree(synth_root / "images", valid_only / "images")
+    shutil.copy(synth_root / "annot" / "valid.json", valid_only / "annot" / "valid.json")
+    with pytest.raises(
+        DataError, match=r"^calibration samples \(the train split of the mpii data\): .*annot/train\.json"
+    ):
+        quantize(
+            QuantizeConfig(checkpoint=good, out=out_parent / "q", calib_data="mpii", data_root=valid_only, num_calib=2)
+        )
+    with pytest.raises(DataError, match="lower --num or use a larger data set"):
+        list(calibration_batches("mpii", synth_root, 30, 64, count_option="--num"))
     _assert_nothing_left(out_parent)
     # NaNs in activations (a poisoned BatchNorm), then a range no int8 position can hold.
     for poison, msg in ((float("nan"), "NaN"), (1e12, "limited to positions")):

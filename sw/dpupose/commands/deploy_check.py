@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
         if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
             raise UsageError(f"the subgraph's input {shape} is not an image; dump its inputs instead")
-        return np.concatenate(list(calibration_batches(args.calib_data, args.data_root, args.num, shape[2])))
+        batches = calibration_batches(args.calib_data, args.data_root, args.num, shape[2], count_option="--num")
+        return np.concatenate(list(batches))
 
     report = deploy_check(path, images, args.against, args.tolerance, args.dump)
     print(f"{'tensor':60s} {'fp':>3s} {'max':>4s} {'mean':>8s} {'differ':>7s}")

@@ -70,7 +70,7 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
             root = synthetic_root(split, n, seed)
     else:
         if data_root is None:
-            raise UsageError("--data mpii needs --data-root DIR (images/ and annot/*.json or the official .mat)")
+            raise UsageError("MPII data needs --data-root DIR (images/ and annot/*.json or the official .mat)")
         root = Path(data_root)
     try:
         records = load_split(root, split)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import DataError, UsageError
+from dpupose.errors import DataError, DpuposeError, UsageError
 
 CALIB_KINDS = ("synthetic", "mpii")
 SYNTHETIC_POOL = 256  # generated synthetic training scenes to draw calibration samples from (cached)
@@ -41,7 +41,12 @@ class CalibrationSet:
 
 
 def open_calibration_set(
-    kind: str, data_root: str | Path | None, n: int, seed: int = 0, split: str = "train"
+    kind: str,
+    data_root: str | Path | None,
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    count_option: str = "--num-calib",
 ) -> CalibrationSet:
     """Choose n samples of `split` (generating the synthetic set on first use). Call it before torch or
     OpenCV start worker threads: the synthetic generator forks worker processes."""
@@ -50,14 +55,17 @@ def open_calibration_set(
     if kind not in CALIB_KINDS:
         raise UsageError(f"unknown calibration data {kind!r}; use one of: {', '.join(CALIB_KINDS)}")
     if n < 1:
-        raise UsageError(f"--num-calib must be at least 1, got {n}")
+        raise UsageError(f"{count_option} must be at least 1, got {n}")
     count = max(n, SYNTHETIC_POOL) if kind == "synthetic" and data_root is None else None
-    source = load_data(kind, split, data_root, count=count)
+    try:
+        source = load_data(kind, split, data_root, count=count)
+    except DpuposeError as exc:  # say that it is the calibration samples that are missing
+        raise type(exc)(f"calibration samples (the {split} split of the {kind} data): {exc}") from None
     records = source.records
     if len(records) < n:
         raise DataError(
             f"the {kind} {split} split has only {len(records)} samples but {n} were asked for calibration; "
-            "lower --num-calib or use a larger data set"
+            f"lower {count_option} or use a larger data set"
         )
     rng = np.random.default_rng(seed)
     chosen = [records[i] for i in sorted(rng.choice(len(records), size=n, replace=False))]
@@ -71,14 +79,22 @@ def calibration_samples(
     input_size: int,
     batch_size: int = 8,
     seed: int = 0,
+    count_option: str = "--num-calib",
 ) -> Iterator[CalibBatch]:
     """Batches of exactly n training samples, with their labels."""
-    yield from open_calibration_set(kind, data_root, n, seed).batches(input_size, batch_size)
+    calib = open_calibration_set(kind, data_root, n, seed, count_option=count_option)
+    yield from calib.batches(input_size, batch_size)
 
 
 def calibration_batches(
-    kind: str, data_root: str | Path | None, n: int, input_size: int, batch_size: int = 8, seed: int = 0
+    kind: str,
+    data_root: str | Path | None,
+    n: int,
+    input_size: int,
+    batch_size: int = 8,
+    seed: int = 0,
+    count_option: str = "--num-calib",
 ) -> Iterator[np.ndarray]:
     """float32 (N, 3, S, S) ImageNet-normalized batches, n samples in total."""
-    for batch in calibration_samples(kind, data_root, n, input_size, batch_size, seed):
+    for batch in calibration_samples(kind, data_root, n, input_size, batch_size, seed, count_option):
         yield batch.images

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import ModelFileError, UsageError
+from dpupose.errors import DpuposeError, ModelFileError, UsageError
 from dpupose.fsio import sha256_file
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,13 @@ def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path
     if not (out / SUMMARY).is_file():
         n = DEFAULT_NUM_CALIB
         if data_root is not None:  # a small data set calibrates on all of its training split
-            n = min(n, len(load_data(data, "train", data_root).records))
+            try:
+                n = min(n, len(load_data(data, "train", data_root).records))
+            except DpuposeError as exc:
+                raise type(exc)(
+                    f"the int8 engines quantize the checkpoint first, calibrating on the train split: {exc} "
+                    "(or pass --quantized DIR from `dpupose quantize`)"
+                ) from None
         log.info("quantizing %s once (calibration: %d %s samples) into %s", checkpoint, n, data, out)
         quantize(QuantizeConfig(checkpoint=checkpoint, out=out, calib_data=data, data_root=data_root, num_calib=n))
     return out
