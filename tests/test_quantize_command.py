@@ -297,6 +297,12 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
         assert args.func(args) == 0
         results[engine] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert results[engine]["engine"] == engine
+    # More samples asked for than the root holds: those it has, and a note that says so.
+    args = parser.parse_args([*common[:-3], "--num-samples", "100", "--json"])
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["num_samples"] == 12
+    assert "--num-samples 100, but" in captured.err and "evaluating those 12" in captured.err
     keys = [k for k, v in results["fp32"].items() if isinstance(v, float)]
     assert keys and all(np.isfinite(results[e][k]) for e in results for k in keys)
     args = parser.parse_args([*common, "--decode", "local"])

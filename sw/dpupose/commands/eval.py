@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import positive_int
@@ -65,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
     split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records
+    if args.num_samples and len(records) < args.num_samples:
+        print(
+            f"dpupose: note: --num-samples {args.num_samples}, but {split.root} holds {len(records)} validation "
+            f"records: evaluating those {len(records)}",
+            file=sys.stderr,
+        )
     size = model.config.input_size
     if args.engine == "fp32":
         predict = torch_predictor(model)
