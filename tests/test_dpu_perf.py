@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from dpu_onnx import add, conv, custom_op, depth_to_space, qdq_conv
@@ -159,3 +161,15 @@ def test_input_sizes_that_are_not_fixed_are_refused_but_a_symbolic_batch_is_fine
     dims[2].dim_param, dims[3].dim_param = "H", "W"  # unknown image size: every layer's cost unknown
     with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(Nx16xHxW\)"):
         estimate(model, B1600, U96, NO_OVERHEAD)
+
+
+def test_a_kernel_larger_than_its_input_is_refused_not_estimated():
+    model = conv(3, 16, 32, 3)
+    conv_node = model.graph.node[0]
+    conv_node.ClearField("attribute")
+    conv_node.attribute.extend([onnx.helper.make_attribute("kernel_shape", [64, 64])])  # no padding
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.zeros((16, 3, 64, 64), np.float32), "w"))
+    del model.graph.output[:]
+    model.graph.output.append(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None))
+    with pytest.raises(ModelFileError, match=r"node conv \(Conv\) has an empty output \(1x16x-31x-31\)"):
+        estimate(model, B1600, U96)

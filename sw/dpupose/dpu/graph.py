@@ -231,7 +231,13 @@ class _Walker:
 
     def layer(self, node: Any, name: str, dyn: list[str]) -> Layer | None:
         op = node.op_type
-        out = _shape4(self.shape(node.output[0]))
+        raw = self.shape(node.output[0])
+        if any(d <= 0 for d in raw):
+            raise ModelFileError(
+                f"node {name} ({op}) has an empty output ({'x'.join(map(str, raw))}): a kernel larger than its "
+                "padded input? No runtime can run this model; check the export"
+            )
+        out = _shape4(raw)
         ins = tuple(_shape4(self.shape(i)) for i in dyn)
         if op in ("Conv", "ConvTranspose"):
             w = self.shape(node.input[1])
