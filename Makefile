@@ -15,10 +15,16 @@ help: ## list the verbs
 	@echo
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# PyPI's Linux torch wheels are CUDA builds (several GB); PyTorch's CPU index has the same release as
+# +cpu, which the constraint torch==X matches. Used when it can be reached (else pip takes what PyPI has).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_ARG = $(shell $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/', timeout=10)" \
+	>/dev/null 2>&1 && echo --extra-index-url $(TORCH_INDEX))
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[host,dev]'
+	$(BIN)/pip install -q -c constraints.txt $(TORCH_INDEX_ARG) -e '.[host,dev]'
 	touch $@
 
 setup: $(STAMP) ## create .venv and install the package with host and dev extras (pinned)
@@ -105,7 +111,7 @@ HW_ARGS = --config $(DPU) $(if $(filter command line,$(origin BOARD)),--board $(
 hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vitis 2022.1; see docs/hardware.md)
 	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)
 
-hw-check: $(STAMP) ## check a hardware build without running any tool: config, fit, clocks, Tcl, tools, inputs
+hw-check: $(STAMP) ## check a hardware build before the long tool run: config, fit, clocks, Tcl, tool versions, inputs
 	$(DPUPOSE) hw check $(HW_ARGS)
 
 clean: ## remove build/ -- hardware builds and SD images included (keeps .venv and runs/)

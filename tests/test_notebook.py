@@ -64,3 +64,20 @@ def test_notebook_runs_on_the_host_with_the_emulator(tmp_path, monkeypatch, deco
     ex.close()
     want = ref["coords"][0] if decode == "dsnt" else local_dsnt(ref["heatmaps"])[0]
     assert np.allclose(want, results[0].coords, atol=1e-6)
+
+
+def test_a_plan_without_compiled_xmodels_runs_on_the_cpu_by_default(tmp_path, monkeypatch):
+    """The shipped plan records no .xmodel: VART could not run it, so the notebook's default is cpu."""
+    from dpupose.runtime.notebook import PoseSession, default_backend
+    from dpupose.split.plan import load_plan
+
+    tinyplan.write_split_plan(tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    assert any(sg.is_dpu and sg.xmodel is None for sg in plan.subgraphs)
+    monkeypatch.delenv("DPUPOSE_BACKEND", raising=False)
+    assert default_backend(plan) == "cpu"
+    tinyplan.write_split_plan(tmp_path / "compiled", xmodel=True)
+    assert default_backend(load_plan(tmp_path / "compiled")) == "emulate"  # as `dpupose run` on a PC (vart: board)
+    # The overlay is not touched by a backend that does not program the PL (this path does not exist).
+    with PoseSession(tmp_path / "plan", overlay=tmp_path / "no-overlay") as session:
+        assert session.backend == "cpu" and session.guard.startswith("no overlay given")

@@ -19,7 +19,7 @@ from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.sinks import FpsMeter, annotate
 from dpupose.runtime.sources import open_source
-from dpupose.split.plan import load_plan
+from dpupose.split.plan import Plan, load_plan
 
 
 class LiveView:
@@ -46,6 +46,14 @@ class LiveView:
             self._handle.update(self._image(data=jpeg.tobytes()))
 
 
+def default_backend(plan: Plan) -> str:
+    """cpu for a plan whose DPU subgraphs lack their compiled .xmodel (VART could not run it; the shipped
+    plan is one), else what `dpupose run` would choose ($DPUPOSE_BACKEND, vart on the board)."""
+    if any(sg.is_dpu and sg.xmodel is None for sg in plan.subgraphs):
+        return "cpu"
+    return resolve_backend(None)
+
+
 class PoseSession:
     """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time."""
 
@@ -54,8 +62,9 @@ class PoseSession:
     ) -> None:
         self.plan = load_plan(plan)
         check_decode(self.plan, decode)
-        self.backend = resolve_backend(backend)
-        self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay)
+        self.backend = backend if backend is not None else default_backend(self.plan)
+        # The overlay is the DPU's: only vart programs it (the others run without the PL).
+        self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay if self.backend == "vart" else None)
         self.executor = SplitExecutor(self.plan, self.factory.create_all(), decode)
         self.fps = FpsMeter()
         self.frames = 0
