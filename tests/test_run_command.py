@@ -77,6 +77,18 @@ def test_local_decoding_moves_keypoints_and_is_recorded(plan_dir: Path, images: 
     assert json.loads((tmp_path / "local" / "run.json").read_text())["decode"] == "local"
 
 
+def test_two_images_with_one_stem_keep_both_annotated_frames(plan_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(src / "a.jpg"), rng.integers(0, 256, (32, 40, 3), dtype=np.uint8))
+    cv2.imwrite(str(src / "a.png"), rng.integers(0, 256, (36, 40, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(src), "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["a.jpg", "a.png.jpg"]
+    assert [cv2.imread(str(out / "frames" / n)).shape[0] for n in ("a.jpg", "a.png.jpg")] == [32, 36]
+
+
 def test_video_with_corrupt_frame_pipelined_and_max_frames(plan_dir: Path, tmp_path: Path) -> None:
     clip = write_video(tmp_path / "clip.avi", 8)
     corrupt_frame(clip, 2)
@@ -106,9 +118,11 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
     common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
     assert main([*common, "--source", str(images)]) == 0
     before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    kept = {n: (out / n).read_bytes() for n in ("keypoints.jsonl", "run.json")}
     assert main([*common, "--source", str(out / "frames")]) == 2
     assert "would overwrite its own input" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
+    assert {n: (out / n).read_bytes() for n in kept} == kept  # a refused run touches nothing
     (tmp_path / "v").mkdir()
     clip = write_video(tmp_path / "v" / "annotated.mp4", 3)
     data = clip.read_bytes()

@@ -97,16 +97,23 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         raise UsageError(f"--annotate must be one of {', '.join(ANNOTATE)}")
     sinks: list[Sink] = []
     if opts.out is not None:
-        sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
         mode = opts.annotate
         if mode == "auto":
             mode = "frames" if isinstance(source, ImageFolderSource) else "video"
-        if mode == "frames":
-            sinks.append(FolderSink(opts.out / "frames", by_frame_number=not isinstance(source, ImageFolderSource)))
-        elif mode == "video":
-            sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps))
         writes = {"frames": "frames", "video": "annotated.mp4"}.get(mode)
+        # Before any sink opens (and empties) a file.
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *([writes] if writes else [])])
+        try:
+            sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
+            if mode == "frames":
+                by_number = not isinstance(source, ImageFolderSource)
+                sinks.append(FolderSink(opts.out / "frames", by_frame_number=by_number))
+            elif mode == "video":
+                sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
         stale = [n for n in ("frames", "annotated.mp4") if n != writes and (opts.out / n).exists()]
         if stale and (opts.out / "run.json").exists():  # an earlier run's annotations, kept, not replaced
             log.warning(

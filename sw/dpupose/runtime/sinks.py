@@ -65,7 +65,8 @@ class JsonLinesSink(Sink):
 
 
 class FolderSink(Sink):
-    """Annotated frames as JPEG files: the source image's name, or the frame number for videos/cameras."""
+    """Annotated frames as JPEG files: the source image's name, or the frame number for videos/cameras.
+    Two sources with one stem (a.jpg, a.png) keep their whole names (a.jpg.jpg is not made: a.png.jpg)."""
 
     wants_image = True
 
@@ -74,11 +75,15 @@ class FolderSink(Sink):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.by_frame_number = by_frame_number
         self.count = 0
+        self._written: set[str] = set()
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         if annotated is None:
             return
         stem = f"{result.index:06d}" if self.by_frame_number else Path(result.source).stem
+        if stem in self._written:  # another source of this run has the same stem
+            stem = Path(result.source).name
+        self._written.add(stem)
         path = self.folder / f"{stem}.jpg"
         tmp = self.folder / f".{stem}.part.jpg"
         if not write_jpeg(tmp, annotated):
