@@ -214,6 +214,35 @@ def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
     assert again.subgraph_ms == pytest.approx(result.prediction.subgraph_ms)
 
 
+def test_predictions_of_a_plan_split_for_a_configuration_file_use_that_file(tmp_path):
+    """A TOML given by path, named like a shipped configuration: the plan's own options, not the shipped ones."""
+    import json
+
+    from dpupose.dpu.config import config_path
+    from dpupose.errors import ConfigError
+    from dpupose.split.a53 import default_model
+    from dpupose.split.cost import predict_plan
+
+    text = config_path(CONFIG).read_text().replace('arch = "B1600"', 'arch = "B4096"')
+    text = text.replace("clock_mhz = 200", "clock_mhz = 150")  # the small model's time is mostly per-layer cycles
+    assert "B4096" in text and "clock_mhz = 150" in text
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / f"{CONFIG}.toml").write_text(text)
+    model = save("skip", tmp_path / "m.onnx")
+    result = split_model(SplitOptions(model, str(tmp_path / "cfg" / f"{CONFIG}.toml"), tmp_path / "plan"))
+    shipped = split_model(SplitOptions(model, CONFIG, tmp_path / "shipped"))
+    assert result.prediction.dpu_ms > shipped.prediction.dpu_ms * 1.2  # 150 MHz
+    again = predict_plan(load_plan(tmp_path / "plan"), default_model())
+    assert again.dpu_ms == pytest.approx(result.prediction.dpu_ms)
+    # A plan that does not record its options falls back to the shipped configuration of its name, which
+    # must have the plan's fingerprint.
+    doc = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    del doc["metadata"]["dpu_config_options"]
+    (tmp_path / "plan" / "plan.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"was split for 0x[0-9A-Fa-f]+, but its configuration .* is 0x"):
+        predict_plan(load_plan(tmp_path / "plan"), default_model())
+
+
 @pytest.mark.parametrize("middle", ["sigmoid", "leaky", "skip", "requant"])
 def test_split_run_matches_the_unsplit_model(tmp_path, middle):
     _, result = _split(tmp_path, middle)

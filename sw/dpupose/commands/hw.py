@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(group_parser=p)
     sub = p.add_subparsers(dest="hw_command", metavar="SUBCOMMAND")
 
-    s = sub.add_parser("check", help="check everything that can be checked before the tool run (only the tools' version queries run)")
+    s = sub.add_parser(
+        "check", help="check everything that can be checked before the tool run (only the tools' version queries run)"
+    )
     _common(s)
     s.add_argument("--json", action="store_true", help="print the findings as JSON")
     s.set_defaults(func=cmd_check)

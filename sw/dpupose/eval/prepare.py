@@ -64,18 +64,31 @@ def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Pa
     return out
 
 
+def _path_tag(config: str) -> str:
+    """A cache folder name for a configuration given as a TOML path: its stem and a digest of its text."""
+    import hashlib
+
+    path = Path(config)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8] if path.is_file() else "missing"
+    return f"{path.stem}-{digest}"
+
+
 def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: Path = CACHE) -> Path:
     """The split plan folder of `quantized_dir/model_qdq.onnx` for `config` (made on first use)."""
+    from dpupose.dpu.config import load_config
     from dpupose.errors import ModelFileError
     from dpupose.split.partition import SplitOptions, split_model
     from dpupose.split.plan import load_plan
 
+    cfg = load_config(config)  # a bad name or file is reported before any work
     model = quantized_dir / "model_qdq.onnx"
-    out = cache / "split" / f"{quantized_dir.name}-{config}{'-opt' if optimize else ''}"
+    tag = config if "/" not in config and not config.endswith(".toml") else _path_tag(config)
+    out = cache / "split" / f"{quantized_dir.name}-{tag}{'-opt' if optimize else ''}"
     if (out / "plan.json").is_file():
         try:
             plan = load_plan(out)
-            if plan.model.sha256 == sha256_file(model) and plan.dpu_config == config:
+            same_config = plan.dpu_config == cfg.name and plan.metadata.get("dpu_config_options") == cfg.to_dict()
+            if plan.model.sha256 == sha256_file(model) and same_config:
                 log.info("using the cached split plan %s", out)
                 return out
         except ModelFileError:

@@ -116,6 +116,33 @@ def predict(
     return Prediction(dpu, cpu + edges, edges, per)
 
 
+def plan_config(plan: Any) -> Any:
+    """The DPU configuration a plan was split for: the options it records, else the shipped configuration
+    of its name; ConfigError unless its fingerprint is the plan's."""
+    from dpupose.dpu.config import DpuConfig, load_config
+    from dpupose.dpu.fingerprint import fingerprint_hex
+    from dpupose.errors import ConfigError
+
+    where = f"the split plan in {plan.root}"
+    options = plan.metadata.get("dpu_config_options")
+    if isinstance(options, dict):
+        cfg = DpuConfig.from_dict(dict(options), name=plan.dpu_config, where=f"{where} (metadata.dpu_config_options)")
+    else:
+        try:
+            cfg = load_config(plan.dpu_config)
+        except ConfigError:
+            raise ConfigError(
+                f"{where} was split for DPU configuration {plan.dpu_config!r}, which is not a shipped one, and "
+                "does not record its options: split it again (this version records them)"
+            ) from None
+    if int(fingerprint_hex(cfg), 0) != int(plan.fingerprint, 0):
+        raise ConfigError(
+            f"{where} was split for {plan.fingerprint}, but its configuration {plan.dpu_config!r} is "
+            f"{fingerprint_hex(cfg)} here: split it again for the configuration you mean"
+        )
+    return cfg
+
+
 def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction:
     """Predicted stage times of a plan folder: perf.estimate per DPU file, A53 counts per CPU file.
 
@@ -125,11 +152,10 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
     import onnx
 
     from dpupose.dpu.board import load_board
-    from dpupose.dpu.config import load_config
     from dpupose.dpu.perf import estimate
     from dpupose.split.a53 import graph_counts
 
-    cfg = load_config(plan.dpu_config)
+    cfg = plan_config(plan)
     board = load_board(cfg.board)
     per: dict[str, float] = {}
     dpu = cpu = edges = 0.0

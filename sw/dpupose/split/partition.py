@@ -293,6 +293,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
             # plan kept in a repository names no path of the machine that made it).
             "source_model": os.path.relpath(source.resolve(), Path(opts.out).resolve()),
             "board": board.name,
+            "dpu_config_options": cfg.to_dict(),  # predictions need the configuration, not only its name
             "cpu_from": opts.cpu_from,
             "optimized": opts.optimize,
             "predicted": {
