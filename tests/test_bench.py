@@ -243,3 +243,13 @@ def test_the_demo_runs_the_shipped_plan_for_the_shipped_model(monkeypatch, tmp_p
     assert demo.shipped_plan(demo.DEFAULT_MODEL) == demo.SHIPPED_PLAN
     assert demo.shipped_plan(root / "models" / "dpupose-synth" / "model.pt") == demo.SHIPPED_PLAN
     assert demo.shipped_plan(tmp_path / "model.pt") is None
+
+
+def test_the_shipped_model_is_found_from_any_folder(monkeypatch, tmp_path):
+    from dpupose.dpu.paths import shipped_model
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    assert shipped_model() == Path("models/dpupose-synth/model.pt")  # as the docs write it
+    monkeypatch.chdir(tmp_path)
+    assert shipped_model() == root / "models" / "dpupose-synth" / "model.pt" and shipped_model().is_file()

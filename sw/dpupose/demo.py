@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
+from dpupose.dpu.paths import shipped_model
 
-DEFAULT_MODEL = Path("models") / "dpupose-synth" / "model.pt"
+DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
 STANDIN = Path("build") / "demo-standin" / "standin-224.pt"
 

@@ -20,6 +20,13 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
+def shipped_model() -> Path:
+    """The shipped default model, models/dpupose-synth/model.pt: relative when run from the checkout's root
+    (as the docs write it), else in the checkout this package was installed from."""
+    relative = Path("models") / "dpupose-synth" / "model.pt"
+    return relative if relative.is_file() else repo_root() / relative
+
+
 def hw_dir() -> Path:
     """The hw/ folder: $DPUPOSE_HW_DIR if set, else <repo>/hw. Raises ConfigError if it is missing."""
     override = os.environ.get(HW_DIR_ENV)

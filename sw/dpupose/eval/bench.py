@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path("models") / "dpupose-synth" / "model.pt"
+DEFAULT_CHECKPOINT = shipped_model()
 EMULATORS = ("exact", "fast")
 ROWS = ("split INT8 DPU + INT8 CPU", "split INT8 DPU + FP32 CPU", "CPU ONNX INT8", "CPU ONNX FP32")
 STUDY = {  # the original study's Ultra96-V2 figures (MPII validation), for reference
