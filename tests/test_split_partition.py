@@ -140,6 +140,12 @@ def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_pat
     assert (out / "pose.xmodel").read_bytes() == xmodel.read_bytes()  # a copy travels with the plan
     assert board_backend(out) == ("vart", None)  # so deploy and stage print a --backend vart command
     split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))  # its own earlier plan: replaced
+    # Without --xmodel the plan's compiled xmodel (hours in the Vitis AI image) would go: refused.
+    with pytest.raises(UsageError, match=r"holds pose.xmodel, the compiled DPU subgraph its plan records"):
+        split_model(SplitOptions(model, CONFIG, out))
+    assert (out / "pose.xmodel").read_bytes() == xmodel.read_bytes()
+    split_model(SplitOptions(model, CONFIG, out, xmodel=out / "pose.xmodel"))  # recorded again from the plan
+    assert (out / "pose.xmodel").read_bytes() == xmodel.read_bytes()
     # A cut inside the DPU part cannot use the whole-part xmodel; nothing is written.
     with pytest.raises(UsageError, match=r"computes image -> logits \(no pose.dpupose.json.*dpu0: image -> c2"):
         split_model(SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel))

@@ -205,14 +205,24 @@ def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
         )
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, xmodel: Path | None = None) -> None:
     """An existing --out is replaced only if it is an earlier plan folder holding only what that split
-    wrote (a compiled .xmodel, notes or the source model there would be lost)."""
+    wrote (a compiled .xmodel, notes or the source model there would be lost), and its own compiled
+    .xmodel only when an --xmodel of that name takes its place."""
     from dpupose.split.plan import recorded_files
 
     written, _ = recorded_files(out)
     written += [Path(w).stem + XMODEL_PART_SUFFIX for w in written if w.endswith(".xmodel")]
     check_replaceable(out, PLAN_FILE, written, "an earlier split plan folder")
+    replaced_by = xmodel.name if xmodel is not None else None
+    compiled = [w for w in written if w.endswith(".xmodel") and (out / w).is_file() and w != replaced_by]
+    if compiled:
+        raise UsageError(
+            f"{out} holds {', '.join(compiled)}, the compiled DPU subgraph its plan records (made in the Vitis "
+            f"AI docker image); splitting again into it would delete it: pass --xmodel {out / compiled[0]} to "
+            "record it in the new plan (the split must give the same DPU subgraph), move it elsewhere, or "
+            "choose another --out"
+        )
 
 
 def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
@@ -230,7 +240,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     source = Path(opts.model)
     cfg = load_config(opts.config)
     board = load_board(cfg.board)
-    _prepare_out(opts.out)
+    _prepare_out(opts.out, Path(opts.xmodel) if opts.xmodel is not None else None)
     g = analyze(load_onnx(source))
     if not g.quantized:
         raise UsageError(f"cannot split {source}: {QUANTIZE_FIRST}")
