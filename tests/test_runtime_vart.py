@@ -217,6 +217,8 @@ def test_missing_arch_json_or_attribute_warns_and_runs(board, tmp_path: Path, ca
     assert f"no arch.json (looked at {overlay / 'arch.json'})" in caplog.text
     assert "has no dpu_fingerprint attribute" in caplog.text
     assert len(factory.guard.skipped) == 3 and factory.guard.checked == {}
+    summary = factory.guard.summary()  # nothing compared: no "match"
+    assert "compared with nothing; not checked: overlay" in summary and "match" not in summary
     factory.create_all()
 
 
@@ -227,6 +229,13 @@ def test_emulate_backend_checks_an_overlay_when_given(tmp_path: Path) -> None:
         RunnerFactory(plan, "cpu", overlay=make_overlay(tmp_path / "ov", OTHER_FP))
     ok = RunnerFactory(plan, "cpu", overlay=make_overlay(tmp_path / "ov2"))
     assert list(ok.guard.checked.values()) == [PLAN_FP]
+    assert ok.guard.summary().startswith("DPU fingerprints match: plan 0x")
+    # An overlay path that is not there, or not an overlay, is an error, not a skipped check.
+    with pytest.raises(UsageError, match="--overlay .*nowhere does not exist"):
+        RunnerFactory(plan, "cpu", overlay=tmp_path / "nowhere")
+    (tmp_path / "frame.jpg").write_bytes(b"x")
+    with pytest.raises(UsageError, match="is neither a folder nor a .bit file"):
+        RunnerFactory(plan, "cpu", overlay=tmp_path / "frame.jpg")
 
 
 def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpupose.errors import FingerprintMismatch, ModelFileError
+from dpupose.errors import FingerprintMismatch, ModelFileError, UsageError
 from dpupose.split.plan import Plan, parse_fingerprint
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ class GuardReport:
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        if not self.checked:  # nothing to compare the plan with: no "match" to report
+            text = f"DPU fingerprint of the plan {hexfp(self.plan)}, compared with nothing"
+            return text + ("; not checked: " + ", ".join(self.skipped) if self.skipped else "")
         parts = [f"plan {hexfp(self.plan)}"] + [f"{k} {hexfp(v)}" for k, v in self.checked.items()]
         text = "DPU fingerprints match: " + ", ".join(parts)
         if self.skipped:
@@ -130,6 +133,11 @@ def check_fingerprints(
     plan_src = str(plan.path("plan.json"))
     report = GuardReport(plan_fp)
     if overlay is not None:
+        what = "give the overlay folder (dpu.bit, dpu.hwh, dpu.xclbin, arch.json) or its dpu.bit"
+        if not Path(overlay).exists():
+            raise UsageError(f"--overlay {overlay} does not exist: {what}")
+        if Path(overlay).is_file() and Path(overlay).suffix != ".bit":
+            raise UsageError(f"--overlay {overlay} is neither a folder nor a .bit file: {what}")
         arch = overlay_arch_json(overlay)
         fp = read_arch_json(arch)
         if fp is None:
