@@ -139,6 +139,11 @@ def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, t
     with pytest.raises(UsageError, match=r"is inside .*where bench writes its plan variants"):
         run_bench(BenchOptions(plan=inside, work=work, **opts))
     assert (inside / "plan.json").is_file()
+    # ...and so is a --work that is the plan folder, or inside it: the variants would go there.
+    for into in (plan, plan / "bench"):
+        with pytest.raises(UsageError, match=r"is the plan folder .* or inside it"):
+            run_bench(BenchOptions(plan=plan, work=into, **opts))
+    assert sorted(x.name for x in plan.iterdir()) == ["cpu0.onnx", "dpu0.onnx", "plan.json"]
     # A file of the user's in a variant folder stops the bench before any sample is loaded.
     (work / "cpu-onnx-fp32" / "notes.txt").write_text("mine")
 

@@ -178,6 +178,8 @@ def test_wrong_source_and_options(plan_dir: Path, tmp_path: Path, capsys) -> Non
     base = ["run", "--plan", str(plan_dir), "--backend", "cpu"]
     assert main([*base, "--source", str(tmp_path / "none.mp4")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main([*base, "--source", ""]) == 2  # not the current folder
+    assert "--source is empty" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # refused while the command line is read
         main([*base, "--source", str(tmp_path), "--max-frames", "0"])
     assert exc.value.code == 2

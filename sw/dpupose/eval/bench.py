@@ -241,6 +241,13 @@ def run_bench(opts: BenchOptions) -> BenchResult:
 
     ort.set_default_logger_severity(3)  # ONNX Runtime's quantization tools warn about every folded constant
     plan, qdir = resolve_inputs(opts)
+    if plan.root is not None:  # the variants would be written into (or above) the plan folder being read
+        src, work = plan.root.resolve(), opts.work.resolve()
+        if src == work or src in work.parents:
+            raise UsageError(
+                f"--work {opts.work} is the plan folder {plan.root} or inside it: bench writes its plan variants "
+                "there; pass another --work (default build/bench)"
+            )
     for name in VARIANT_FOLDERS:  # before minutes of work: a folder of the user's there stops the bench
         check_variant_folder(opts.work / name, plan)
     size = plan.input_size

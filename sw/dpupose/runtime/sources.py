@@ -218,6 +218,8 @@ def open_source(spec: str, **camera_options: Any) -> FrameSource:
         if not text.isdigit():
             raise UsageError(f"camera source {spec!r}: use camera:N with N the camera number (0 for the first)")
         return CameraSource(int(text), **camera_options)
+    if not spec.strip():  # Path("") is the current folder
+        raise UsageError("--source is empty: pass an image folder, an image, a video file or camera:N")
     path = Path(spec)
     if path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageFolderSource(path)
