@@ -179,6 +179,11 @@ def test_an_empty_or_folder_argument_is_refused(tmp_path):
     model = save("none", tmp_path / "m.onnx")
     with pytest.raises(UsageError, match="--cpu-from '': no such node"):
         split_model(SplitOptions(model, CONFIG, tmp_path / "plan", cpu_from=""))
+    import onnx
+
+    weight = onnx.load(str(model)).graph.initializer[0].name  # in the model, but no op of the network
+    with pytest.raises(UsageError, match=rf"--cpu-from '{weight}' is a constant of the model.*such as"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan", cpu_from=weight))
     with pytest.raises(ModelFileError, match="is a folder; give the model_qdq.onnx"):
         split_model(SplitOptions(tmp_path, CONFIG, tmp_path / "plan"))
     assert not (tmp_path / "plan").exists()
@@ -364,6 +369,12 @@ def test_out_folder_safety(tmp_path):
         split_model(SplitOptions(inside, CONFIG, out))
     assert inside.read_bytes() == model.read_bytes()
     assert sorted(p.name for p in out.iterdir()) == ["cpu0.onnx", "dpu0.onnx", "m.onnx", "plan.json"]
+    # A damaged plan.json: named as the problem, not its files; nothing deleted.
+    inside.unlink()
+    (out / "plan.json").write_text("{")
+    with pytest.raises(UsageError, match=r"plan\.json is not a readable split plan"):
+        split_model(SplitOptions(model, CONFIG, out))
+    assert sorted(p.name for p in out.iterdir()) == ["cpu0.onnx", "dpu0.onnx", "plan.json"]
 
 
 def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):

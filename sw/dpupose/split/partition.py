@@ -117,6 +117,11 @@ def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
     if unit is None:
         named = [u.name for u in g.units if not u.name.startswith("/")]  # module paths, not export temporaries
         examples = ", ".join((named or [u.name for u in g.units])[-6:])
+        if name in g.constants or any(n.name == name for n in g.nodes):  # there, but no op of the network
+            raise UsageError(
+                f"--cpu-from {name!r} is a constant of the model (a weight, its quantization or a folded "
+                f"value), not an op the network runs; give the op that uses it, a node name such as {examples}"
+            )
         raise UsageError(
             f"--cpu-from {name!r}: no such node (or tensor) in the model; give a node name such as {examples}"
         )
@@ -211,7 +216,12 @@ def _prepare_out(out: Path, xmodel: Path | None = None) -> None:
     .xmodel only when an --xmodel of that name takes its place."""
     from dpupose.split.plan import recorded_files
 
-    written, _ = recorded_files(out)
+    written, generated_by = recorded_files(out)
+    if (out / PLAN_FILE).is_file() and not written and generated_by is None:
+        raise UsageError(
+            f"{out / PLAN_FILE} is not a readable split plan, so the files it would have named cannot be told "
+            "from files of yours: remove the folder yourself, or choose another --out"
+        )
     written += [Path(w).stem + XMODEL_PART_SUFFIX for w in written if w.endswith(".xmodel")]
     check_replaceable(out, PLAN_FILE, written, "an earlier split plan folder")
     replaced_by = xmodel.name if xmodel is not None else None
