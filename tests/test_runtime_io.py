@@ -29,7 +29,7 @@ def test_image_folder_sorted_skipping_non_images_and_corrupt_files(tmp_path: Pat
         got = [(f.index, f.source, int(f.image.mean())) for f in src]
     assert [(i, s) for i, s, _ in got] == [(0, "a.jpg"), (1, "b.png"), (2, "d.PNG")]
     assert [m for _, _, m in got] == pytest.approx([10, 20, 40], abs=1)
-    assert src.skipped == 2
+    assert src.skipped == 1  # the image that did not decode; notes.txt is no input
     assert "c.png: cannot decode" in caplog.text and "notes.txt: not an image" in caplog.text
 
 

@@ -75,8 +75,7 @@ class ImageFolderSource(FrameSource):
         index = 0
         for p in self.files:
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
-                log.warning("skipping %s: not an image", p)
-                self.skipped += 1
+                log.warning("skipping %s: not an image", p)  # not an input: not counted as skipped
                 continue
             try:
                 image = read_bgr(p)
