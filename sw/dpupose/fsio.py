@@ -55,7 +55,7 @@ def refuse_current_folder(path: str | Path) -> Path:
 
         raise UsageError(
             f"{path} is the current folder or holds it; replacing it would pull it from under the shell: "
-            "give a folder name below it (e.g. data/synth)"
+            "give a folder name below it"
         )
     return path
 

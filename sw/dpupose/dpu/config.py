@@ -274,9 +274,11 @@ def _validate(cfg: DpuConfig) -> None:
     """Reject illegal option combinations with the reason."""
     if not isinstance(cfg.arch, Arch):
         raise ConfigError(f"arch must be an Arch, got {cfg.arch!r}")
-    if not 25 <= cfg.clock_mhz <= 400:
+    if cfg.clock_mhz < 25:
+        raise ConfigError(f"clock_mhz = {cfg.clock_mhz} is below 25 MHz; DPU designs use 150-300 MHz")
+    if cfg.clock_mhz > 400:
         raise ConfigError(
-            f"clock_mhz = {cfg.clock_mhz} is outside 25..400 MHz (the 2x DSP clock would exceed the "
+            f"clock_mhz = {cfg.clock_mhz} is above 400 MHz (the 2x DSP clock would exceed the "
             f"DSP48E2 maximum of every speed grade); DPU designs use 150-300 MHz"
         )
     if not 1 <= cfg.cores <= MAX_CORES:

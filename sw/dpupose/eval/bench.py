@@ -165,6 +165,10 @@ def _split_rows(opts: BenchOptions, plan: Any, samples: Any, calib: list, a53: A
     from dpupose.split.cost import predict_plan
 
     exact = opts.emulator == "exact"
+    if not any(sg.is_dpu for sg in plan.subgraphs):
+        log.warning(
+            "the plan %s has no DPU subgraph: its 'split' rows run every subgraph on the CPU", plan.root or "given"
+        )
     variants = [(ROWS[1], plan, False)]
     int8 = int8_cpu_plan(plan, opts.work / "split-int8-cpu", calib)
     variants.insert(0, (ROWS[0], int8, True))
