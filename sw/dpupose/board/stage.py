@@ -111,6 +111,8 @@ def _check_destination(dest: Path, info) -> None:
     else there (the source image, a bitstream, someone's disk image) is refused before any work."""
     if not dest.exists() and not dest.is_symlink():
         return
+    if not dest.exists():
+        raise UsageError(f"--out {dest} is a link to nothing: give the path of the image file to write")
     if dest.is_dir():
         raise UsageError(f"--out {dest} is a folder: give the path of the image file to write")
     if os.path.samefile(dest, info.path):
