@@ -331,6 +331,9 @@ def test_an_existing_file_that_is_not_a_staged_image_is_not_replaced(image, over
     assert bit.read_bytes() == before
     with pytest.raises(UsageError, match="is a folder"):
         stage(image, overlay, model, out=tmp_path, wheel=wheel)
+    (tmp_path / "dangling.img").symlink_to(tmp_path / "gone.img")
+    with pytest.raises(UsageError, match="is a link to nothing"):
+        stage(image, overlay, model, out=tmp_path / "dangling.img", wheel=wheel)
     # An image staged before is replaced by the new copy.
     out = tmp_path / "staged.img"
     stage(image, overlay, model, out=out, wheel=wheel)
