@@ -93,3 +93,7 @@ def test_decode_rejects_bad_words():
         decode(0x101000016010409)
     with pytest.raises(ConfigError, match="64-bit"):
         decode(1 << 64)
+    with pytest.raises(ConfigError, match="ALU parallelism 0 and 0 bank groups, which no DPUCZDX8G has"):
+        decode(0)  # not a fingerprint: its ARCH bits happen to name B512
+    with pytest.raises(ConfigError, match="ALU parallelism 3"):
+        decode(0x101000016010304)

@@ -90,6 +90,13 @@ def decode(word: int) -> Fields:
         raise ConfigError(f"fingerprint {word:#x} has ARCH index {arch_index}, not a DPUCZDX8G size")
     isa = (word >> 48) & 0xFF
     family = (word >> 56) & 0xFF
+    alu_parallel, bank_groups = (word >> 8) & 0xFF, (word >> 24) & 0x3
+    if alu_parallel not in (1, 2, 4, 8) or bank_groups not in (2, 3):
+        raise ConfigError(
+            f"fingerprint {word:#x} has ALU parallelism {alu_parallel} and {bank_groups} bank groups, which no "
+            "DPUCZDX8G has (1, 2, 4 or 8; 2 or 3): copy the word from arch.json's \"fingerprint\" or an "
+            "xmodel's dpu_fingerprint"
+        )
     return Fields(
         arch=list(Arch)[arch_index],
         alu_parallel=(word >> 8) & 0xFF,
