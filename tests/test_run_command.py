@@ -254,3 +254,16 @@ def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_pa
     assert str(out / "keypoints.jsonl") in err
     assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 2, 3]
     assert video_frames(out / "annotated.mp4") == 4
+
+
+def test_a_plan_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path, images: Path, caplog) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan")
+    data = json.loads((tmp_path / "plan" / PLAN_FILE).read_text())
+    sg = data["subgraphs"][0]
+    real = sg["inputs"][0]["fix_point"]
+    sg["inputs"][0]["fix_point"] = real + 3  # an edited plan.json
+    (tmp_path / "plan" / PLAN_FILE).write_text(json.dumps(data))
+    argv = ["run", "--plan", str(tmp_path / "plan"), "--backend", "emulate", "--source", str(images)]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--max-frames", "1"]) == 0
+    assert f"has fix_point {real} in {sg['file']} but {real + 3} in the plan; using the file's" in caplog.text

@@ -94,7 +94,7 @@ def decode(word: int) -> Fields:
     if alu_parallel not in (1, 2, 4, 8) or bank_groups not in (2, 3):
         raise ConfigError(
             f"fingerprint {word:#x} has ALU parallelism {alu_parallel} and {bank_groups} bank groups, which no "
-            "DPUCZDX8G has (1, 2, 4 or 8; 2 or 3): copy the word from arch.json's \"fingerprint\" or an "
+            'DPUCZDX8G has (1, 2, 4 or 8; 2 or 3): copy the word from arch.json\'s "fingerprint" or an '
             "xmodel's dpu_fingerprint"
         )
     return Fields(

@@ -152,7 +152,7 @@ class RunnerFactory:
             return VartRunner(self._xmodel(sg), sg.xmodel_subgraph, *infos)
         assert self._dpu_runner is not None
         try:
-            return self._dpu_runner(path)
+            runner = self._dpu_runner(path)
         except ModelFileError as exc:
             if str(path) in str(exc):
                 raise
@@ -160,6 +160,8 @@ class RunnerFactory:
                 f"subgraph {sg.name!r} ({path}) cannot be loaded: {exc}; copy the plan folder again, or re-split "
                 "the model with `dpupose split`"
             ) from None
+        _warn_on_other_fix_points(sg, runner)
+        return runner
 
     def create_all(self) -> dict[str, Runner]:
         runners: dict[str, Runner] = {}
@@ -171,6 +173,23 @@ class RunnerFactory:
                 r.close()
             raise
         return runners
+
+
+def _warn_on_other_fix_points(sg: Subgraph, runner: Runner) -> None:
+    """The subgraph file's fix points are the ones used; say where the plan records others (an edited
+    plan.json), as the vart backend does for an xmodel's."""
+    planned = {t.name: t.fix_point for t in (*sg.inputs, *sg.outputs)}
+    for info in (*runner.inputs, *runner.outputs):
+        fp = planned.get(info.name)
+        if fp is not None and fp != info.fix_point:
+            log.warning(
+                "%s: tensor %s has fix_point %s in %s but %s in the plan; using the file's",
+                sg.name,
+                info.name,
+                info.fix_point,
+                sg.file,
+                fp,
+            )
 
 
 def plan_tensor_info(t: BoundaryTensor) -> TensorInfo:
