@@ -63,7 +63,7 @@ def test_negative_joints_are_not_annotated(tmp_path):
     [
         ({"scale": -1}, "record 1: 'scale' must be a positive number"),
         ({"scale": float("inf")}, "record 1: 'scale' must be a positive number"),  # JSON Infinity
-        ({"head_box": [10, 10, 10, 10]}, r"record 1: 'head_box' must be \[x1, y1, x2, y2\] with x2 > x1"),
+        ({"head_box": [10, 10, 10, 10]}, r"record 1: 'head_box' must be \[x1, y1, x2, y2\] of a head, not a point"),
         ({"joints": [[0, 0]] * 3}, "record 1: 'joints' must be a list of 16"),
         ({"center": [1, "x"]}, "record 1: 'center' must hold finite numbers"),
         ({"image": ""}, "record 1: 'image' must be a file name"),
@@ -250,3 +250,9 @@ def test_synthetic_root_uses_the_mpii_path(synth_root):
         # The head box is the square on the head segment: head size = 0.6 * sqrt(2) * segment.
         seg = np.linalg.norm(rec.joints[9] - rec.joints[8])
         assert rec.head_size == pytest.approx(SEGMENT_FACTOR * seg, rel=0.02)
+
+
+def test_a_head_box_written_corner_to_corner_either_way_is_a_head(tmp_path):
+    write_mpii_json(tmp_path, [person(head_box=[30, 40, 0, 0])])  # x2 < x1: the same box
+    (rec,) = load_split(tmp_path, "valid")
+    assert rec.head_size == pytest.approx(0.6 * 50.0) and rec.head_size_source == "head_box"

@@ -256,7 +256,8 @@ def test_status_of_a_damaged_build_says_so(capsys, env):
     assert cli.main(["hw", "status", *common]) == 1
     last = capsys.readouterr().out.splitlines()[-1]
     assert (
-        last.startswith("published: dpu.bit, dpu.xclbin, arch.json without build_info.json") and "--from report" in last
+        last.startswith("published: dpu.bit, dpu.xclbin, arch.json without build_info.json")
+        and f"--out {env['out']} --from report" in last  # the hint names the same build folder
     )
 
 
@@ -325,11 +326,13 @@ def test_a_folder_that_no_build_made_is_not_emptied(capsys, env):
 
 def test_a_folder_with_only_unrelated_files_builds_and_keeps_them(capsys, env):
     out = env["out"]
-    out.mkdir(parents=True)
+    (out / "logs").mkdir(parents=True)  # logs/ only receives logs of the build's own names
+    (out / "logs" / "my-notes.log").write_text("mine")
     (out / "readme.txt").write_text("mine")
     rc, _, err = build(capsys, env)
     assert rc == 0, err
     assert (out / "readme.txt").read_text() == "mine" and (out / "dpu.bit").is_file()
+    assert (out / "logs" / "my-notes.log").read_text() == "mine"
     # The next build of the same folder is recognised as an earlier build's (its gen/params.tcl).
     (out / "dpu.bit").unlink()
     rc, _, err = build(capsys, env, "--force")

@@ -78,6 +78,8 @@ def test_a_plan_without_compiled_xmodels_runs_on_the_cpu_by_default(tmp_path, mo
     assert default_backend(plan) == "cpu"
     tinyplan.write_split_plan(tmp_path / "compiled", xmodel=True)
     assert default_backend(load_plan(tmp_path / "compiled")) == "emulate"  # as `dpupose run` on a PC (vart: board)
-    # The overlay is not touched by a backend that does not program the PL (this path does not exist).
-    with PoseSession(tmp_path / "plan", overlay=tmp_path / "no-overlay") as session:
+    with PoseSession(tmp_path / "plan") as session:
         assert session.backend == "cpu" and session.guard.startswith("no overlay given")
+    # An overlay given is compared with the plan, as `dpupose run` does, without programming the PL.
+    with PoseSession(tmp_path / "plan", overlay=tinyplan.make_overlay(tmp_path / "ov")) as session:
+        assert session.backend == "cpu" and session.guard.startswith("DPU fingerprints match")

@@ -131,6 +131,12 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
         == 2
     )
     assert clip.read_bytes() == data
+    avi = write_video(tmp_path / "v" / "annotated.avi", 3)  # where OpenCV could not write MP4
+    data = avi.read_bytes()
+    assert (
+        main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(avi.parent), "--source", str(avi)]) == 2
+    )
+    assert avi.read_bytes() == data
     # Not an output of this run: --annotate none writes no frames, so the folder may be read.
     assert main([*common, "--source", str(out / "frames"), "--annotate", "none", "--max-frames", "1"]) == 0
 

@@ -56,19 +56,25 @@ def check_model(folder: Path) -> list[Path]:
 
 
 def _walk(folder: Path) -> list[Path]:
-    """Regular files under `folder`, following linked folders (each real folder once), hidden ones skipped."""
+    """Regular files under `folder`, following linked folders (a link back up its own branch is not
+    followed again; two links to one folder give its files under both names), hidden ones skipped."""
     import os
 
     files: list[Path] = []
-    seen: set[str] = set()
-    for root, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:  # a link back up the tree
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [Path(root) / n for n in names if not n.startswith(".") and (Path(root) / n).is_file()]
+
+    def visit(d: Path, ancestors: frozenset[str]) -> None:
+        real = os.path.realpath(d)
+        if real in ancestors:  # a cycle
+            return
+        for entry in sorted(os.scandir(d), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():  # follows links
+                visit(Path(entry.path), ancestors | {real})
+            elif entry.is_file():
+                files.append(Path(entry.path))
+
+    visit(folder, frozenset())
     return files
 
 

@@ -93,6 +93,8 @@ def stage(
                 raise ImageError(f"{exc}; {info.path} is now partly staged: stage it again, or restore it") from None
             return StageReport(info.path, manifest, payload.verdict, **done)
         assert dest is not None
+        if dest.is_symlink():  # a link to an image staged before: replace that image, keep the link
+            dest = Path(os.path.realpath(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.partial")
         try:
@@ -115,6 +117,11 @@ def _check_destination(dest: Path, info) -> None:
         raise UsageError(f"--out {dest} is a link to nothing: give the path of the image file to write")
     if dest.is_dir():
         raise UsageError(f"--out {dest} is a folder: give the path of the image file to write")
+    if not dest.is_file():
+        raise UsageError(
+            f"--out {dest} is not a regular file (a device?): stage into an image file, then write it to a card "
+            "with `dpupose sdcard flash`"
+        )
     if os.path.samefile(dest, info.path):
         if info.kind is ImageKind.RAW:
             raise UsageError(f"--out {dest} is the image itself: use --in-place to stage into it")

@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_quantized_matches(folder: Path, model) -> None:
-    """--quantized must come from --checkpoint's weights (older folders, which do not record them: from a
-    network like its, with the same input size, width, joints...)."""
+    """--quantized must come from a network like --checkpoint's (same input size, width, joints...; said
+    first, as the more telling difference) and from its weights (where the folder records them)."""
     from dpupose.errors import UsageError
     from dpupose.model.checkpoint import weights_digest
 
@@ -116,12 +116,6 @@ def _check_quantized_matches(folder: Path, model) -> None:
         made_from = summary.get("model_config")
     except (OSError, ValueError, AttributeError):
         return  # int8_predictor says what is wrong with the folder
-    digest = summary.get("weights_sha256")
-    if isinstance(digest, str) and digest != weights_digest(model):
-        raise UsageError(
-            f"--quantized {folder} was quantized from other weights ({summary.get('checkpoint')}, epoch "
-            f"{summary.get('epoch')}): quantize this checkpoint with `dpupose quantize`, or leave out --quantized"
-        )
     if isinstance(made_from, dict) and made_from != config:
         differ = ", ".join(
             f"{k} {made_from.get(k)} there, {v} here" for k, v in config.items() if v != made_from.get(k)
@@ -129,4 +123,10 @@ def _check_quantized_matches(folder: Path, model) -> None:
         raise UsageError(
             f"--quantized {folder} was made from another network ({differ}): quantize --checkpoint with "
             "`dpupose quantize`, or leave out --quantized"
+        )
+    digest = summary.get("weights_sha256")
+    if isinstance(digest, str) and digest != weights_digest(model):
+        raise UsageError(
+            f"--quantized {folder} was quantized from other weights ({summary.get('checkpoint')}, epoch "
+            f"{summary.get('epoch')}): quantize this checkpoint with `dpupose quantize`, or leave out --quantized"
         )

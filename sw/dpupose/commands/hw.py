@@ -196,13 +196,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, state in step_status(ctx).items():
         print(f"{name:9s} {state}")
     published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
+    out = f" --out {args.out}" if args.out else ""  # the hints name the same build folder
     if not paths.build_info.is_file():
         if not published:
             print("published: nothing")
             return 0
         print(
             f"published: {', '.join(published)} without build_info.json (a report step that did not finish); "
-            f"write it with `dpupose hw build --config {pre.cfg.name} --from report`"
+            f"write it with `dpupose hw build --config {pre.cfg.name}{out} --from report`"
         )
         return 1
     try:
@@ -210,7 +211,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(
             f"published: unknown ({paths.build_info} is unreadable: {type(exc).__name__} {exc}; "
-            f"rebuild it with `dpupose hw build --config {pre.cfg.name} --from report`)"
+            f"rebuild it with `dpupose hw build --config {pre.cfg.name}{out} --from report`)"
         )
         return 1
     missing = [n for n in DELIVERABLES if n not in published]

@@ -78,7 +78,7 @@ def read_mat(path: str | Path) -> list[MatPerson]:
             box = None
             if {"x1", "y1", "x2", "y2"} <= fields:
                 vals = [_scalar(getattr(rect, k)) for k in ("x1", "y1", "x2", "y2")]
-                if all(v is not None for v in vals) and vals[2] > vals[0] and vals[3] > vals[1]:  # type: ignore[operator]
+                if all(v is not None for v in vals) and head_size_from_box(vals) > 0:  # type: ignore[arg-type]
                     box = tuple(vals)  # type: ignore[assignment]
             objpos = None
             if "objpos" in fields and hasattr(rect.objpos, "x"):

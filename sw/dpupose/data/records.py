@@ -84,8 +84,8 @@ def parse_record(raw: object) -> PoseRecord:
     rec = PoseRecord(raw["image"], np.array(center, np.float32), float(scale), pts, vis)
     if raw.get("head_box") is not None:
         box = _number_list(raw["head_box"], 4, "head_box")
-        if not (box[2] > box[0] and box[3] > box[1]):
-            raise ValueError(f"'head_box' must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {box!r}")
+        if not head_size_from_box(box) > 0:
+            raise ValueError(f"'head_box' must be [x1, y1, x2, y2] of a head, not a point, got {box!r}")
         rec.head_size = head_size_from_box(box)
         rec.head_size_source = "head_box"
     return rec

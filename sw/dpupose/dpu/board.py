@@ -109,7 +109,9 @@ def board_from_dict(data: dict[str, Any], name: str, where: str) -> Board:
     kwargs["resources"] = _resources(data["resources"], f"{where}: resources")
     kwargs["platform_overhead"] = _resources(data["platform_overhead"], f"{where}: platform_overhead")
     kwargs["platform_clocks_mhz"] = _clocks(data["platform_clocks_mhz"], f"{where}: platform_clocks_mhz")
-    kwargs["safe_dpu_clocks_mhz"] = _clocks(data["safe_dpu_clocks_mhz"], f"{where}: safe_dpu_clocks_mhz")
+    kwargs["safe_dpu_clocks_mhz"] = _clocks(
+        data["safe_dpu_clocks_mhz"], f"{where}: safe_dpu_clocks_mhz", allow_empty=True
+    )  # a new board may have none known yet (fit then flags every clock)
     for key in ("max_safe_dpu_clock_mhz", "dsp_fmax_mhz"):
         kwargs[key] = _positive(data[key], f"{where}: {key}", integer=True)
     ports = data["dpu_ports"]
@@ -131,8 +133,8 @@ def _positive(value: Any, where: str, integer: bool = False) -> int | float:
     return value
 
 
-def _clocks(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
+def _clocks(value: Any, where: str, allow_empty: bool = False) -> tuple[int, ...]:
+    if not isinstance(value, list) or not (value or allow_empty):
         raise ConfigError(f"{where}: expected a list of clock frequencies in MHz, got {value!r}")
     return tuple(int(_positive(v, where, integer=True)) for v in value)
 

@@ -303,11 +303,13 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
     return out
 
 
-# What a build writes, replaces or deletes at the top of its folder.
+# What a build deletes (the step folders, emptied before each tool run) or replaces (the files it
+# publishes and generates); logs/ and stamps/ only receive files of its own names.
 BUILD_ENTRIES = (
-    *("gen", "platform", "kernel", "link", "collect", "trd", "logs", "stamps"),
+    *("platform", "kernel", "link", "collect", "trd"),
     *DELIVERABLES,
     "build_info.json",
+    *(f"gen/{n}" for n in ("params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config", "arch.json")),
 )
 
 

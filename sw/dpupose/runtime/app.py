@@ -100,9 +100,10 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         mode = opts.annotate
         if mode == "auto":
             mode = "frames" if isinstance(source, ImageFolderSource) else "video"
-        writes = {"frames": "frames", "video": "annotated.mp4"}.get(mode)
+        # annotated.avi: where OpenCV cannot write MP4 (VideoSink falls back to MJPG in AVI)
+        writes = {"frames": ["frames"], "video": ["annotated.mp4", "annotated.avi"]}.get(mode, [])
         # Before any sink opens (and empties) a file.
-        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *([writes] if writes else [])])
+        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes])
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":
@@ -114,7 +115,7 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
             for sink in sinks:
                 sink.close()
             raise
-        stale = [n for n in ("frames", "annotated.mp4") if n != writes and (opts.out / n).exists()]
+        stale = [n for n in ("frames", "annotated.mp4", "annotated.avi") if n not in writes and (opts.out / n).exists()]
         if stale and (opts.out / "run.json").exists():  # an earlier run's annotations, kept, not replaced
             log.warning(
                 "%s still holds %s from an earlier run, which this run does not replace (run.json lists this "

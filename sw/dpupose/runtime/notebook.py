@@ -63,8 +63,8 @@ class PoseSession:
         self.plan = load_plan(plan)
         check_decode(self.plan, decode)
         self.backend = backend if backend is not None else default_backend(self.plan)
-        # The overlay is the DPU's: only vart programs it (the others run without the PL).
-        self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay if self.backend == "vart" else None)
+        # As `dpupose run`: vart programs the overlay; the others only compare its arch.json with the plan.
+        self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay)
         self.executor = SplitExecutor(self.plan, self.factory.create_all(), decode)
         self.fps = FpsMeter()
         self.frames = 0
@@ -73,7 +73,7 @@ class PoseSession:
     def guard(self) -> str:
         """What the fingerprint check found (board) or that none was made (PC without an overlay)."""
         report = self.factory.guard
-        return "no overlay given: fingerprints not compared" if report is None else str(report)
+        return "no overlay given: fingerprints not compared" if report is None else report.summary()
 
     def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
         with open_source(source) as frames:
