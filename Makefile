@@ -69,9 +69,11 @@ quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=syn
 
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
-run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart]
+RUN_ARGS ?=
+run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_ARGS=...]
 	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>"; exit 2; }
-	$(DPUPOSE) run --plan $(PLAN) --source $(SOURCE) --backend $(RUN_BACKEND) --out $(RUN_OUT) --pipeline
+	$(DPUPOSE) run --plan "$(PLAN)" --source "$(SOURCE)" --backend $(RUN_BACKEND) --out "$(RUN_OUT)" --pipeline \
+		$(if $(OVERLAY),--overlay "$(OVERLAY)") $(RUN_ARGS)
 
 # SD card and board (use 2). IMAGE: a PYNQ image (.img, .img.xz, .zip); DEVICE: the card (/dev/sdX) or an
 # image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (compiled model folder): when given,
@@ -97,9 +99,10 @@ ifneq ($(DEVICE),)
 	$(FLASH_SUDO) $(DPUPOSE) sdcard flash "$(if $(OVERLAY)$(MODEL_DIR),$(STAGED),$(IMAGE))" --device "$(DEVICE)"
 endif
 
-deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir
+DEPLOY_ARGS ?=
+deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir [DEPLOY_ARGS=--dry-run]
 	@test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)" || { echo "usage: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir" >&2; exit 2; }
-	$(DPUPOSE) deploy --host "$(BOARD_HOST)" --user "$(BOARD_USER)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)"
+	$(DPUPOSE) deploy --host "$(BOARD_HOST)" --user "$(BOARD_USER)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)" $(DEPLOY_ARGS)
 
 # Hardware build (docs/hardware.md): DPU=<configuration> [BOARD=<board>] DPU_TRD=<DPUCZDX8G.tar.gz or folder>
 # BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]

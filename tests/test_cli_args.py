@@ -194,6 +194,16 @@ def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
     assert "0 missing, 0 undecodable, 0 outside images/" in train_line
     assert main(["data", "check", "--data-root", str(root / "synthetic.json")]) == 1
     assert "is a file, not a folder" in capsys.readouterr().out
+    # A root with validation records only (what `data synth --num-train 0` makes, to evaluate or run on) is
+    # fine; one with none in either split is not.
+    valid_only = tmp_path / "valid-only"
+    (valid_only / "annot").mkdir(parents=True)
+    shutil.copytree(synth_root / "images", valid_only / "images")
+    shutil.copy(synth_root / "annot" / "valid.json", valid_only / "annot" / "valid.json")
+    assert main(["data", "check", "--data-root", str(valid_only)]) == 0
+    assert "train: no records" in capsys.readouterr().out
+    (valid_only / "annot" / "valid.json").write_text("[]")
+    assert main(["data", "check", "--data-root", str(valid_only)]) == 1
 
 
 def _parsers(parser: argparse.ArgumentParser, prog: str = "dpupose"):

@@ -23,6 +23,10 @@ class DataError(DpuposeError):
     """A data set, annotation record or image is missing or malformed."""
 
 
+class EmptySplitError(DataError):
+    """A data root has no records for one split (no annotation file for it, or an empty one)."""
+
+
 class CheckpointError(DpuposeError):
     """A checkpoint is truncated, foreign or does not match the model."""
 

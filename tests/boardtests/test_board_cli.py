@@ -122,7 +122,13 @@ def test_make_verbs_call_the_cli():
     assert not any("sdcard stage" in line for line in lines)
     assert '.venv/bin/dpupose sdcard flash "p.img.xz" --device "/tmp/card.img"' in lines
     lines = dry("deploy", "BOARD_HOST=192.168.3.1", "OVERLAY=hw", "MODEL_DIR=m")
-    assert lines[-1] == '.venv/bin/dpupose deploy --host "192.168.3.1" --user "xilinx" --overlay "hw" --model "m"'
+    assert (
+        lines[-1].rstrip() == '.venv/bin/dpupose deploy --host "192.168.3.1" --user "xilinx" --overlay "hw" --model "m"'
+    )
+    lines = dry("deploy", "OVERLAY=hw", "MODEL_DIR=m", "DEPLOY_ARGS=--dry-run")
+    assert lines[-1].endswith('--model "m" --dry-run')
+    lines = dry("run", "PLAN=p", "SOURCE=camera:0", "RUN_BACKEND=vart", "OVERLAY=hw", "RUN_ARGS=--max-frames 4")
+    assert "--backend vart" in " ".join(lines) and lines[-1].split() == ["--overlay", '"hw"', "--max-frames", "4"]
 
 
 def test_a_failed_interactive_tool_points_at_its_own_messages():

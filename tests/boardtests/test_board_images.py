@@ -115,6 +115,12 @@ def test_zip_with_two_images_or_truncated_is_refused(raw, tmp_path):
         zf.write(raw, "b.img")
     with pytest.raises(ImageError, match=r"exactly one \.img"):
         open_image(z)
+    many = tmp_path / "many.zip"  # a long list is cut short
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(8):
+            zf.writestr(f"archive/data/{i}", b"x")
+    with pytest.raises(ImageError, match=r"holds archive/data/0, .*archive/data/4 and 3 more files$"):
+        open_image(many)
     cut = tmp_path / "cut.zip"
     cut.write_bytes(z.read_bytes()[:-100])
     with pytest.raises(ImageError, match="truncated or corrupt"):

@@ -170,8 +170,15 @@ def _zip_member(path: Path) -> tuple[str, int]:
             images = [i for i in files if i.filename.lower().endswith(".img")]
             chosen = images if images else files
             if len(chosen) != 1:
-                names = ", ".join(i.filename for i in files) or "nothing"
-                raise ImageError(f"{path} must hold exactly one .img file; it holds {names}")
+                names = ", ".join(i.filename for i in files[:5]) or "nothing"
+                if len(files) > 5:
+                    names += f" and {len(files) - 5} more files"
+                hint = (
+                    " (a PyTorch checkpoint, not an SD card image)"
+                    if any(i.filename.endswith("data.pkl") for i in files)
+                    else ""
+                )
+                raise ImageError(f"{path} must hold exactly one .img file; it holds {names}{hint}")
             if chosen[0].flag_bits & 0x1:
                 raise ImageError(
                     f"{path}: {chosen[0].filename} is encrypted (password-protected): unzip it with the "

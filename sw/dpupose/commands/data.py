@@ -54,16 +54,21 @@ def check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dpupose.data.mpii import describe_head_sizes, load_split
-    from dpupose.errors import DataError
+    from dpupose.errors import DataError, EmptySplitError
     from dpupose.progress import Progress
     from dpupose.runtime.imagefile import read_bgr
 
     root = Path(args.data_root)
     images = os.path.normpath(root / "images")
     problems = 0
+    empty = []
     for split in ("train", "valid"):
         try:
             records = load_split(root, split)
+        except EmptySplitError as exc:  # fine for one split (a root to evaluate on, or to train from)
+            print(f"{split}: no records ({exc}); `dpupose {'train' if split == 'train' else 'eval'}` needs them")
+            empty.append(split)
+            continue
         except DataError as exc:
             print(f"{split}: {exc}")
             problems += 1
@@ -92,4 +97,6 @@ def check(args: argparse.Namespace) -> int:
             + ", ".join(f"{len(v)} {k}" + (f" (first: {v[0]})" if v else "") for k, v in found)
         )
         problems += any(v for _, v in found)
+    if len(empty) == 2:
+        problems += 1
     return 1 if problems else 0

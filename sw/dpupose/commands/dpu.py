@@ -242,7 +242,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not rows:
         from dpupose.errors import ConfigError
 
-        raise ConfigError(f"no shipped configuration is meant for {board.name}; use --sweep")
+        raise ConfigError(
+            f"no shipped configuration is meant for {board.name}; compare the grid with --sweep "
+            f"(make compare BOARD={board.name} COMPARE_ARGS=--sweep)"
+        )
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:

@@ -17,7 +17,7 @@ import numpy as np
 
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.data.records import PoseRecord, head_size_from_box, load_json_records
-from dpupose.errors import DataError
+from dpupose.errors import DataError, EmptySplitError
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +171,12 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     elif people is not None:
         records = _records_from_mat(people, split)
     else:
-        raise DataError(
+        raise EmptySplitError(
             f"{root} has neither annot/{SPLIT_FILES[split]} nor {MAT_NAME}; "
             "lay it out as images/ + annot/train.json + annot/valid.json, or put the official .mat at its root"
         )
     if not records:
-        raise DataError(f"{root}: the {split} split holds no person records")
+        raise EmptySplitError(f"{root}: the {split} split holds no person records")
     for rec in records:
         rec.resolve_head_size()
     return records
