@@ -68,10 +68,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"         CPU because: {sg.reason}")
         if sg.xmodel:
             print(f"         compiled: {sg.xmodel} (for --backend vart)")
+    jobs = (
+        pred.cpu_ms
+        - pred.boundary_ms
+        - sum(pred.subgraph_ms.get(sg.name, 0.0) for sg in plan.subgraphs if not sg.is_dpu)
+    )
     print(
         f"predicted on the board: DPU {pred.dpu_ms:.3f} ms, CPU {pred.cpu_ms:.3f} ms per frame "
-        f"(boundaries {pred.boundary_ms:.3f} ms) -> {pred.pipelined_fps:.1f} FPS pipelined, "
-        f"{pred.sequential_fps:.1f} FPS sequential"
+        f"(boundaries {pred.boundary_ms:.3f} ms, DPU job calls {jobs:.3f} ms) -> {pred.pipelined_fps:.1f} FPS "
+        f"pipelined, {pred.sequential_fps:.1f} FPS sequential"
     )
     for w in result.warnings:
         print(f"warning: {w}")

@@ -94,7 +94,7 @@ def candidates(
             else:
                 name = g.units[cut].name
                 for u in g.units[cut:]:
-                    forced.setdefault(u.index, f"after the cut at {name} (--cpu-from {name})")
+                    forced.setdefault(u.index, f"after the cut --optimize chose at {name} (as --cpu-from {name})")
                 label = f"CPU from {name}{suffix}"
             a = assign(g, cfg, forced)
             key = tuple(a.devices)
