@@ -259,6 +259,7 @@ def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
     ]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("run saved in") == 1  # said once, not once per process
     state = read_checkpoint(out / "last.pt")
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

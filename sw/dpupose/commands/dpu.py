@@ -220,15 +220,20 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         for r in est.layers:
             shape = "x".join(str(x) for x in r.output[1:])
             print(
-                f"  {r.name[-40:]:40s} {r.op:13s} {r.kind:8s} {shape:18s} {r.macs / 1e6:7.2f} "
+                f"  {_tail(r.name, 40):40s} {r.op:13s} {r.kind:8s} {shape:18s} {r.macs / 1e6:7.2f} "
                 f"{r.compute_ms:8.4f} {r.memory_ms:8.4f} {r.time_ms:8.4f}  {r.bound}"
             )
         print("  (times in ms)")
         if est.excluded:
             print("\n  not estimated (they run on the CPU):")
             for name, op, reason in est.excluded:
-                print(f"  {name[-40:]:40s} {op:13s} {reason}")
+                print(f"  {_tail(name, 40):40s} {op:13s} {reason}")
     return 0
+
+
+def _tail(name: str, width: int) -> str:
+    """The end of a long node name (the distinctive part), marked as cut."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

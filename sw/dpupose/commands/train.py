@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from dpupose.commands.argtypes import nonnegative_int, output_dir, positive_float, positive_int
 
@@ -54,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     cfg.out = str(cfg.out)  # recorded in config.json and the checkpoints
     out = train(cfg, resume=args.resume)
-    print(f"run saved in {out} (best.pt: lowest validation loss, last.pt: latest)")
+    if os.environ.get("RANK", "0") == "0":  # once under torchrun, not once per process
+        print(f"run saved in {out} (best.pt: lowest validation loss, last.pt: latest)")
     return 0
