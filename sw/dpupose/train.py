@@ -177,20 +177,18 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
 
 def _repair_history(out: Path, state: dict) -> None:
     """A kill after last.pt was saved but before history.jsonl was: write the file from the checkpoint."""
-    history = state.get("history", [])
-    text = "".join(json.dumps(row) + "\n" for row in history)
-    path = out / "history.jsonl"
+    text = _history_text(state.get("history", []))
     try:
-        current = path.read_text()
+        current = (out / "history.jsonl").read_text()
     except OSError:
         current = None
     if current != text:
-        _write_history(out, history)
+        write_bytes(out / "history.jsonl", text.encode())
 
 
-def _write_history(out: Path, history: list[dict]) -> None:
-    """history.jsonl, one line per finished epoch, written whole (atomically) from the checkpoint's history."""
-    write_bytes(out / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history).encode())
+def _history_text(history: list[dict]) -> str:
+    """history.jsonl's text: one line per finished epoch (the file is written whole, atomically)."""
+    return "".join(json.dumps(row) + "\n" for row in history)
 
 
 def _check_new_run_folder(out: Path) -> None:
@@ -404,7 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if improved:
                 save_checkpoint(snapshot(epoch + 1, 0), out / "best.pt")
             save_checkpoint(snapshot(epoch + 1, 0), last)
-            _write_history(out, history)
+            write_bytes(out / "history.jsonl", _history_text(history).encode())
             log.info(
                 "epoch %d: train %.4f  val %.4f  euclidean %.4f (%.2f px)  PCKh@0.5 %s%s",
                 epoch + 1,

@@ -72,20 +72,6 @@ def open_calibration_set(
     return CalibrationSet(chosen, source.image_dir)
 
 
-def calibration_samples(
-    kind: str,
-    data_root: str | Path | None,
-    n: int,
-    input_size: int,
-    batch_size: int = 8,
-    seed: int = 0,
-    count_option: str = "--num-calib",
-) -> Iterator[CalibBatch]:
-    """Batches of exactly n training samples, with their labels."""
-    calib = open_calibration_set(kind, data_root, n, seed, count_option=count_option)
-    yield from calib.batches(input_size, batch_size)
-
-
 def calibration_batches(
     kind: str,
     data_root: str | Path | None,
@@ -96,5 +82,7 @@ def calibration_batches(
     count_option: str = "--num-calib",
 ) -> Iterator[np.ndarray]:
     """float32 (N, 3, S, S) ImageNet-normalized batches, n samples in total."""
-    for batch in calibration_samples(kind, data_root, n, input_size, batch_size, seed, count_option):
+    for batch in open_calibration_set(kind, data_root, n, seed, count_option=count_option).batches(
+        input_size, batch_size
+    ):
         yield batch.images
