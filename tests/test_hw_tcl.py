@@ -203,11 +203,37 @@ def test_kernel_packaging_needs_every_trd_file(tmp_path):
         ("M_AXI_GP0 M_AXI_HP0 M_AXI_HP2 S_AXI_CONTROL", "M_AXI_GP0 M_AXI_HP0", "M_AXI_HP2 is not associated"),
         ("ipx::infer_bus_interface ap_clk_2", "ipx::infer_bus_interface ap_clk", "ap_clk_2 (the 2x DSP clock)"),
         ("ipx::save_core $core\n", "", "package_xo runs before ipx::save_core"),
+        (
+            "foreach busif {M_AXI_GP0",
+            "ipx::associate_bus_interfaces -busif ap_rst_n_2 -clock ap_clk_2 $core\nforeach busif {M_AXI_GP0",
+            "the IP has no bus interface ap_rst_n_2 (yet)",
+        ),
+        ("set_property core_revision 0 $core", "set_property core_revision 0 {}", "set_property: no object"),
     ],
 )
 def test_a_broken_kernel_script_fails_the_check(tmp_path, old, new, problem):
     problems = kernel_problems(tmp_path, old=old, new=new)
     assert any(problem in p for p in problems), problems
+
+
+FREQ_HZ = (
+    "set_property value_resolve_type user "
+    "[ipx::get_bus_parameters FREQ_HZ -of_objects [ipx::get_bus_interfaces {} -of_objects $core]]\n"
+)
+
+
+def test_a_bus_interface_is_only_there_once_the_packager_or_the_script_made_it(tmp_path):
+    # The DPU's 2x clock port ap_clk_2 is not one the packager infers (the TRD infers it by hand), so its
+    # FREQ_HZ cannot be reached before `ipx::infer_bus_interface ap_clk_2`; aclk's can.
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    anchor = "ipx::create_xgui_files $core\n"
+    early = kernel_problems(tmp_path / "a", old=anchor, new=anchor + FREQ_HZ.format("ap_clk_2"))
+    assert early and "-of_objects names no object" in early[0], early
+    assert kernel_problems(tmp_path / "b", old=anchor, new=anchor + FREQ_HZ.format("aclk")) == []
+    anchor = "ipx::infer_bus_interface ap_rst_n_2"
+    late = kernel_problems(tmp_path / "c", old=anchor, new=FREQ_HZ.format("ap_clk_2") + anchor)
+    assert late == []
 
 
 def test_kernel_script_adds_the_trd_block_design_hooks_when_present(tmp_path, monkeypatch):

@@ -82,11 +82,6 @@ set_property sdx_kernel_type rtl $core
 foreach group {xilinx_anylanguagesynthesis xilinx_anylanguagebehavioralsimulation} {
     set_property type ttcl [ipx::get_files src/*.ttcl -of_objects [ipx::get_file_groups $group -of_objects $core]]
 }
-# Clock frequencies are set by v++ from prj_config, not fixed in the IP.
-foreach clock {aclk ap_clk_2} {
-    set freq [ipx::get_bus_parameters FREQ_HZ -of_objects [ipx::get_bus_interfaces $clock -of_objects $core]]
-    set_property value_resolve_type user $freq
-}
 ipx::create_xgui_files $core
 foreach busif {M_AXI_GP0 M_AXI_HP0 M_AXI_HP2 S_AXI_CONTROL} {
     ipx::associate_bus_interfaces -busif $busif -clock aclk $core

@@ -6,6 +6,11 @@
 # cannot pass the check silently. Nothing touches the file system: file writes are recorded, not done;
 # exec and exit fail.
 #
+# IP packager bus interfaces: after ipx::package_project only the interfaces the packager infers from the
+# DPUCZDX8G RTL's port names exist (the ones the TRD's own packaging script uses without inferring them);
+# others exist once ipx::infer_bus_interface makes them. Looking one up before that returns nothing, as in
+# Vivado, and using nothing as an object fails, as in Vivado.
+#
 #   tclsh standin.tcl <result.json> <script.tcl> [script args...]
 # or, from Python's tkinter.Tcl(): source this file, then ::standin::run <script> <args> <result.json>.
 
@@ -19,6 +24,10 @@ namespace eval ::standin {
     variable ports; array set ports {}
     variable files {}
     variable groups {xilinx_anylanguagesynthesis xilinx_anylanguagebehavioralsimulation}
+    # Bus interfaces ipx::package_project infers from the DPUCZDX8G RTL (the TRD's package_dpu_kernel.tcl
+    # associates these without inferring them, and infers ap_clk_2 / ap_rst_n_2 itself).
+    variable packager_busifs {aclk M_AXI_GP0 M_AXI_HP0 M_AXI_HP2 S_AXI_CONTROL}
+    variable busifs {}
 }
 
 proc ::standin::record {name arguments} {
@@ -57,14 +66,36 @@ proc ::standin::option {arguments flag} {
 
 # Commands that only record ----------------------------------------------------------------------------
 foreach cmd {
-    set_param create_project set_property apply_bd_automation connect_bd_net connect_bd_intf_net
+    set_param create_project apply_bd_automation connect_bd_net connect_bd_intf_net
     assign_bd_address validate_bd_design save_bd_design make_wrapper generate_target
     update_compile_order write_hw_platform close_project package_xo
-    ipx::package_project ipx::unload_core ipx::edit_ip_in_project ipx::associate_bus_interfaces
-    ipx::infer_bus_interface ipx::create_xgui_files ipx::update_checksums ipx::save_core
+    ipx::unload_core ipx::edit_ip_in_project
+    ipx::create_xgui_files ipx::update_checksums ipx::save_core
     ipgui::remove_page
 } {
     proc ::$cmd {args} [format {::standin::record %s $args; return ""} [list $cmd]]
+}
+
+# Vivado refuses set_property without an object ([Common 17-55] 'set_property' expects at least one object).
+proc ::set_property {args} {
+    ::standin::record set_property $args
+    set words {}
+    set dict 0
+    for {set i 0} {$i < [llength $args]} {incr i} {
+        set arg [lindex $args $i]
+        if {$arg eq "-dict"} {
+            set dict 1
+            incr i
+        } elseif {$arg ni {-quiet -verbose}} {
+            lappend words $arg
+        }
+    }
+    set objects [expr {$dict ? [lindex $words end] : [lrange $words 2 end]}]
+    if {[llength [join $objects]] == 0} {
+        error "set_property: no object to set [expr {$dict ? {the -dict values} : [lindex $words 0]}] on\
+               (Vivado: 'set_property' expects at least one object)"
+    }
+    return ""
 }
 
 # Commands that return objects ---------------------------------------------------------------------------
@@ -202,9 +233,33 @@ proc ::ipx::get_files {args} {
     ::standin::record ipx::get_files $args
     return ipfiles:[lindex $args 0]
 }
+proc ::ipx::package_project {args} {
+    ::standin::record ipx::package_project $args
+    set ::standin::busifs $::standin::packager_busifs
+    return ""
+}
+proc ::ipx::infer_bus_interface {args} {
+    ::standin::record ipx::infer_bus_interface $args
+    lappend ::standin::busifs [lindex $args 0]
+    return ""
+}
 proc ::ipx::get_bus_interfaces {args} {
     ::standin::record ipx::get_bus_interfaces $args
-    return busif:[lindex $args 0]
+    set name [lindex $args 0]
+    if {[lsearch -exact $::standin::busifs $name] < 0} {
+        return ""
+    }
+    return busif:$name
+}
+proc ::ipx::associate_bus_interfaces {args} {
+    ::standin::record ipx::associate_bus_interfaces $args
+    foreach flag {-busif -clock} {
+        set name [::standin::option $args $flag]
+        if {[lsearch -exact $::standin::busifs $name] < 0} {
+            error "ipx::associate_bus_interfaces $flag $name: the IP has no bus interface $name (yet)"
+        }
+    }
+    return ""
 }
 proc ::ipgui::get_pagespec {args} {
     ::standin::record ipgui::get_pagespec $args
@@ -212,6 +267,11 @@ proc ::ipgui::get_pagespec {args} {
 }
 proc ::ipx::get_bus_parameters {args} {
     ::standin::record ipx::get_bus_parameters $args
+    set i [lsearch -exact $args -of_objects]
+    if {$i >= 0 && [llength [join [lindex $args [expr {$i + 1}]]]] == 0} {
+        error "ipx::get_bus_parameters [lindex $args 0]: -of_objects names no object (Vivado: invalid option\
+               value '' for 'objects'); was the bus interface looked up before it existed?"
+    }
     return busparam:[lindex $args 0]
 }
 
