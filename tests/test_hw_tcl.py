@@ -115,6 +115,9 @@ BROKEN_PLATFORMS = [
     ("validate_bd_design\n", "", "validate_bd_design is never called"),
     ("CONFIG.USE_LOCKED true", "CONFIG.USE_LOCKED false", "CONFIG.USE_LOCKED = 'false', expected 'true'"),
     ("CONFIG.PSU__USE__FABRIC__RST 1", "CONFIG.PSU__USE__FABRIC__RST 0", "/ps/pl_resetn0: zynq_ultra_ps_e has no"),
+    ("write_hw_platform -hw -force", "write_hw_platform -hw -overwrite", "write_hw_platform has no option -overwrite"),
+    ("create_project -force platform", "create_project -force -board platform", "create_project has no option -board"),
+    ("make_wrapper -files $bd_file -top", "make_wrapper -files $bd_file -top_level", "has no option -top_level"),
 ]
 
 
@@ -165,6 +168,25 @@ def test_prj_config_clock_ids_must_carry_the_configuration_clocks(tmp_path):
     ]
 
 
+def test_every_modelled_vivado_command_checks_its_options(tmp_path):
+    # The commands standin.tcl defines (those a fresh interpreter lacks) each refuse an option Vivado does
+    # not have; none may lack an option list.
+    script = tmp_path / "s.tcl"
+    script.write_text(
+        "set fresh [interp create]\n"
+        "set base [$fresh eval {info commands}]\n"
+        "set cmds [concat [info commands ::ipx::*] [info commands ::ipgui::*]]\n"
+        "foreach c [info commands] { if {$c ni $base && $c ne $fresh} { lappend cmds $c } }\n"
+        'foreach c [lsort $cmds] { catch {$c -no_such_option x} msg; puts "[string trimleft $c :] $msg" }\n'
+    )
+    lines = run_standin(script, []).output.splitlines()
+    names = {line.split()[0] for line in lines}
+    assert {"write_hw_platform", "create_bd_cell", "set_property", "ipx::package_project", "package_xo"} <= names
+    for line in lines:
+        name = line.split()[0]
+        assert line.endswith(f"{name} has no option -no_such_option in Vivado 2022.1"), line
+
+
 def test_the_stand_in_does_not_touch_files_and_refuses_exec_and_exit(tmp_path):
     script = tmp_path / "s.tcl"
     target = tmp_path / "made"
@@ -209,6 +231,8 @@ def test_kernel_packaging_needs_every_trd_file(tmp_path):
             "the IP has no bus interface ap_rst_n_2 (yet)",
         ),
         ("set_property core_revision 0 $core", "set_property core_revision 0 {}", "set_property: no object"),
+        ("-import_files -set_current false", "-import_files -set_current false -upgrade", "has no option -upgrade"),
+        ("    -kernel_xml $kernel_xml", "    -kernel_xml_path $kernel_xml", "package_xo has no option -kernel_xml_"),
     ],
 )
 def test_a_broken_kernel_script_fails_the_check(tmp_path, old, new, problem):

@@ -30,8 +30,86 @@ namespace eval ::standin {
     variable busifs {}
 }
 
+# The options each modelled command takes in Vivado 2022.1 ("=" marks one that takes a value): UG835 for
+# the documented commands; for the ipx::/ipgui:: packager commands, which UG835 does not list, the ones
+# Xilinx's own RTL-kernel packaging scripts use. A positional argument may also be given by its name
+# (write_hw_platform -file, make_wrapper -files), as Vivado allows. -quiet and -verbose go with every
+# command. An option not listed here fails, as it would in Vivado.
+variable ::standin::syntax {
+    set_param {}
+    create_project {-part= -force -in_memory -ip -rtl_kernel}
+    set_property {-dict=}
+    version {-short}
+    current_project {}
+    current_fileset {-constrset -simset}
+    create_bd_design {-dir= -cell= -mode= -bdsource=}
+    create_bd_cell {-vlnv= -type= -reference=}
+    create_bd_port {-dir= -from= -to= -type= -freq_hz=}
+    apply_bd_automation {-rule= -dict= -opts= -config=}
+    connect_bd_net {-net=}
+    connect_bd_intf_net {-intf_net= -boundary_type=}
+    get_bd_cells {-regexp -hierarchical -filter= -of_objects=}
+    get_bd_pins {-regexp -hierarchical -filter= -of_objects=}
+    get_bd_intf_pins {-regexp -hierarchical -filter= -of_objects=}
+    get_bd_ports {-regexp -filter= -of_objects=}
+    assign_bd_address {-target_address_space= -offset= -range= -export_to_file= -export_gui_to_file=
+                       -dict= -import_from_file= -boundary -force -external -combine_segments}
+    validate_bd_design {-force -design=}
+    save_bd_design {-design=}
+    make_wrapper {-top -testbench -inst_template -fileset= -import -force -files=}
+    generate_target {-force}
+    update_compile_order {-fileset=}
+    add_files {-fileset= -of_objects= -cell= -norecurse -copy_to= -force -scan_for_includes -files=}
+    get_files {-regexp -nocase -filter= -of_objects= -compile_order= -used_in= -references -all}
+    write_hw_platform {-fixed -force -include_bit -include_sim_content -minimal -hw -hw_emu -file=}
+    close_project {-delete}
+    package_xo {-kernel_name= -force -kernel_xml= -output_kernel_xml= -design_xml= -ip_directory=
+                -parent_ip_directory= -kernel_files= -kernel_xml_args= -kernel_xml_pipes=
+                -kernel_xml_connections= -ctrl_protocol= -xo_path=}
+    ipx::package_project {-root_dir= -vendor= -library= -name= -version= -taxonomy= -import_files
+                          -set_current= -force -force_update_compile_order -generated_files -module=}
+    ipx::unload_core {}
+    ipx::edit_ip_in_project {-upgrade= -name= -directory=}
+    ipx::current_core {}
+    ipx::get_file_groups {-of_objects=}
+    ipx::add_file_group {-type=}
+    ipx::add_file {}
+    ipx::get_files {-of_objects=}
+    ipx::get_bus_interfaces {-of_objects=}
+    ipx::get_bus_parameters {-of_objects=}
+    ipx::associate_bus_interfaces {-busif= -clock= -remove}
+    ipx::infer_bus_interface {}
+    ipx::create_xgui_files {}
+    ipx::update_checksums {}
+    ipx::save_core {}
+    ipgui::get_pagespec {-name= -component=}
+    ipgui::remove_page {-component=}
+}
+
+proc ::standin::check_options {name arguments} {
+    variable syntax
+    if {![dict exists $syntax $name]} {
+        error "$name: the stand-in knows no option list for it (add one to dpupose/hwbuild/standin.tcl)"
+    }
+    set spec [concat [dict get $syntax $name] -quiet -verbose]
+    for {set i 0} {$i < [llength $arguments]} {incr i} {
+        set arg [lindex $arguments $i]
+        if {![string match -* $arg] || [string is double -strict $arg]} {
+            continue
+        }
+        if {[lsearch -exact $spec $arg=] >= 0} {
+            incr i
+        } elseif {[lsearch -exact $spec $arg] < 0} {
+            error "$name has no option $arg in Vivado 2022.1"
+        }
+    }
+}
+
 proc ::standin::record {name arguments} {
     variable calls
+    if {$name ni {file exec exit}} {
+        check_options $name $arguments
+    }
     lappend calls [linsert $arguments 0 $name]
 }
 
