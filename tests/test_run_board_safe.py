@@ -68,10 +68,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "plan": root / "plan", "images": images, "overlay": make_overlay(root / "overlay")}
 
 
-def run_torch_free(args: list[str], root: Path, name: str, extra_path: str | None = None) -> tuple[list[str], Path]:
+def run_torch_free(
+    args: list[str], root: Path, name: str, extra_path: str | None = None, xrt: bool = False
+) -> tuple[list[str], Path]:
+    """`dpupose` in a subprocess; xrt: in PYNQ's XRT environment (XILINX_XRT, from xrt_setup.sh)."""
     trace = root / f"{name}.trace.json"
     env = dict(os.environ, TRACE_OUT=str(trace), FAKEBOARD_LOG=str(root / f"{name}.board.json"))
     env.pop("DPUPOSE_BACKEND", None)
+    env.pop("XILINX_XRT", None)
+    if xrt:
+        env["XILINX_XRT"] = "/usr"
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (extra_path, env.get("PYTHONPATH")) if p)
     out = root / name
@@ -95,7 +101,7 @@ def test_run_works_without_torch_and_parses_as_python_310(setup: dict[str, Path]
     if backend == "vart":
         args += ["--overlay", str(setup["overlay"])]
         extra = str(tinyplan.FAKES)
-    modules, out = run_torch_free(args, setup["root"], backend, extra)
+    modules, out = run_torch_free(args, setup["root"], backend, extra, xrt=backend == "vart")
     assert len((out / "keypoints.jsonl").read_text().splitlines()) == 3
     expected = {"dpupose.cli", "dpupose.commands.run", "dpupose.split.plan", "dpupose.runtime.executor"}
     expected |= {"dpupose.runtime.pipeline", "dpupose.runtime.sources", "dpupose.data.transforms"}

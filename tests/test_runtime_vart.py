@@ -27,9 +27,7 @@ PLAN_FP = int(tinyplan.FINGERPRINT, 0)
 OTHER_FP = 0x101000016010405  # u96v2-b2304-avnet (and -dsphigh: DSP use does not change it)
 
 
-@pytest.fixture()
-def board(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """The fake board modules importable as pynq_dpu / vart / xir, with a fresh call record."""
+def fresh_board_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     for name in BOARD_MODULES:
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tinyplan.FAKES))
@@ -38,7 +36,15 @@ def board(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     import fakeboard
 
     fakeboard.reset()
-    yield fakeboard
+    return fakeboard
+
+
+@pytest.fixture()
+def board(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The fake board modules importable as pynq_dpu / vart / xir, with a fresh call record, in PYNQ's
+    environment (XILINX_XRT set, as /etc/profile.d/xrt_setup.sh does)."""
+    monkeypatch.setenv("XILINX_XRT", "/usr")
+    yield fresh_board_modules(monkeypatch, tmp_path)
     for name in BOARD_MODULES:
         sys.modules.pop(name, None)
 
@@ -236,6 +242,25 @@ def test_emulate_backend_checks_an_overlay_when_given(tmp_path: Path) -> None:
     (tmp_path / "frame.jpg").write_bytes(b"x")
     with pytest.raises(UsageError, match="is neither a folder nor a .bit file"):
         RunnerFactory(plan, "cpu", overlay=tmp_path / "frame.jpg")
+
+
+def test_without_xrt_environment_the_overlay_is_refused_with_the_fix(monkeypatch, tmp_path: Path) -> None:
+    """`sudo` drops XILINX_XRT, and PYNQ 3.0.1 then registers no device ("No Devices Found" from the
+    overlay): the runtime says which profile script to source before anything is programmed."""
+    monkeypatch.delenv("XILINX_XRT", raising=False)
+    try:
+        fake = fresh_board_modules(monkeypatch, tmp_path)
+        import pynq_dpu
+
+        with pytest.raises(RuntimeError, match="No Devices Found"):
+            pynq_dpu.DpuOverlay(str(make_overlay(tmp_path / "ov") / "dpu.bit"))
+        fake.reset()
+        with pytest.raises(DeviceError, match=r"XILINX_XRT is not set.*source /etc/profile\.d/xrt_setup\.sh && "):
+            vart_runner.load_overlay(tmp_path / "ov")
+        assert "DpuOverlay" not in [c[0] for c in fake.CALLS]
+    finally:
+        for name in BOARD_MODULES:
+            sys.modules.pop(name, None)
 
 
 def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:

@@ -193,8 +193,29 @@ def parse_run_command(line: str):
     outer = shlex.split(line)
     assert outer[:3] == ["sudo", "bash", "-c"]
     inner = shlex.split(outer[3])
-    assert inner[:2] == ["source", layout.PYNQ_VENV_PROFILE]
+    assert inner[:6] == ["source", layout.XRT_PROFILE, "&&", "source", layout.PYNQ_VENV_PROFILE, "&&"]
     return parser.parse_args(inner[inner.index("dpupose") + 1 :])
+
+
+def test_printed_run_command_starts_dpupose_in_the_xrt_environment(tmp_path):
+    """The inner command as `sudo bash -c` runs it: from a clean environment (sudo's env_reset keeps no
+    XILINX_XRT), with stand-ins for PYNQ 3.0.1's profile scripts. dpupose must start with XILINX_XRT set:
+    without it pynq registers no device and the overlay cannot load."""
+    from dpupose.board import layout
+
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    dpupose = venv_bin / "dpupose"
+    dpupose.write_text('#!/bin/sh\necho "XILINX_XRT=${XILINX_XRT:-unset} $*" > "$0.log"\n')
+    dpupose.chmod(0o755)
+    xrt = tmp_path / "xrt_setup.sh"
+    xrt.write_text("export XILINX_XRT=/usr\n")  # PYNQ 3.0.1's, verbatim
+    venv = tmp_path / "pynq_venv.sh"
+    venv.write_text(f'export PATH="{venv_bin}:$PATH"\n')  # what sourcing the venv's bin/activate does here
+    outer = shlex.split(layout.run_command("vart"))
+    inner = outer[3].replace(layout.XRT_PROFILE, str(xrt)).replace(layout.PYNQ_VENV_PROFILE, str(venv))
+    subprocess.run(["env", "-i", "PATH=/usr/bin:/bin", "bash", "-c", inner], check=True, timeout=30)
+    assert (tmp_path / "venv" / "bin" / "dpupose.log").read_text().startswith("XILINX_XRT=/usr run --backend vart ")
 
 
 @pytest.mark.parametrize("backend", ["vart", "cpu"])

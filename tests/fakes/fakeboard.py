@@ -1,7 +1,9 @@
 """Shared state of the fake board modules (vart, xir, pynq_dpu) and the record of every call.
 
 Call shapes follow the real modules:
-- `pynq_dpu.DpuOverlay(bitfile)`: needs the .hwh beside the .bit (pynq.Overlay); programs the PL.
+- `pynq_dpu.DpuOverlay(bitfile)`: needs the .hwh beside the .bit (pynq.Overlay) and the .xclbin (which
+  it copies to /usr/lib for VART); programs the PL. PYNQ 3.0.1 registers its embedded device only when
+  XILINX_XRT is set at import time (/etc/profile.d/xrt_setup.sh); without it, "No Devices Found".
 - `xir.Graph.deserialize(path)` -> Graph; `graph.get_root_subgraph()` -> Subgraph with `is_leaf`,
   `toposort_child_subgraph()`, `get_name()`, `has_attr(name)`, `get_attr(name)` ("device" is "USER", "DPU"
   or "CPU"; DPU subgraphs carry "dpu_fingerprint", a uint64).
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 _lock = threading.Lock()
+XRT_AT_IMPORT = "XILINX_XRT" in os.environ  # as pynq.pl_server decides when pynq is imported
 CALLS: list[tuple] = []  # ("DpuOverlay", path), ("deserialize", path), ("create_runner", sg, mode), ...
 STATE: dict = {"overlay": None, "jobs": {}}
 _job_ids = itertools.count(1)
@@ -245,8 +248,12 @@ class DpuOverlay:
         bit = Path(bitfile_name)
         if not bit.is_file():
             raise FileNotFoundError(f"Cannot find {bitfile_name}.")
+        if not XRT_AT_IMPORT:
+            raise RuntimeError("No Devices Found")  # pynq.Device.active_device without an XRT environment
         if not bit.with_suffix(".hwh").is_file():
             raise ValueError(f"Cannot find metadata file {bit.with_suffix('.hwh')}")  # pynq.Overlay's check
+        if not bit.with_suffix(".xclbin").is_file():
+            raise ValueError(f"File {bit.with_suffix('.xclbin')} does not exist.")  # DpuOverlay.copy_xclbin
         self.bitfile_name = str(bit)
         self.overlay_dirname = str(bit.parent)
         self.overlay_basename = bit.name

@@ -41,17 +41,21 @@ PLAN_FILE = "plan.json"  # the split plan inside the model folder; top-level "fi
 
 PYNQ_DPU_VERSION = "2.5.1"
 PYNQ_VENV_PROFILE = "/etc/profile.d/pynq_venv.sh"  # PYNQ 3.0: activates /usr/local/share/pynq-venv
+# PYNQ 3.0: exports XILINX_XRT=/usr, without which pynq registers no device (sudo does not pass it on)
+XRT_PROFILE = "/etc/profile.d/xrt_setup.sh"
 
 
 def run_command(backend: str = "vart") -> str:
-    """The command that runs the deployed model on the board (as root: the DPU needs it).
+    """The command that runs the deployed model on the board (as root: the DPU needs it), in PYNQ's
+    environment (XRT's and the Python venv's profile scripts, as PYNQ's own services source them).
 
     backend "vart" runs the DPU subgraphs on the DPU (the plan must record their compiled .xmodel files);
     "cpu" runs every subgraph with ONNX Runtime on the Cortex-A53, for a plan without them.
     """
     overlay = f" --overlay {OVERLAY_DIR}" if backend == "vart" else ""
     inner = (
-        f"source {PYNQ_VENV_PROFILE} && dpupose run --backend {backend} --plan {MODEL_DIR}{overlay} "
+        f"source {XRT_PROFILE} && source {PYNQ_VENV_PROFILE} && "
+        f"dpupose run --backend {backend} --plan {MODEL_DIR}{overlay} "
         f"--source camera:0 --out {BOARD_ROOT / 'run'} --pipeline --drop-late"
     )
     return f"sudo bash -c {shlex.quote(inner)}"

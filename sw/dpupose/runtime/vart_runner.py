@@ -5,6 +5,8 @@ Board only (PYNQ 3.0.1 + pynq-dpu 2.5.1). `pynq_dpu`, `vart` and `xir` are impor
 
 - The overlay (`dpu.bit` with `dpu.hwh` and `dpu.xclbin` beside it) is loaded once per process with
   `pynq_dpu.DpuOverlay(bitfile)`, which programs the PL and copies the xclbin to /usr/lib for VART.
+  PYNQ 3.0.1 sees the board's device only when XILINX_XRT is set as pynq is imported (PYNQ's
+  /etc/profile.d/xrt_setup.sh sets it; `sudo` drops it), so that is checked first.
 - `pynq_dpu`'s own `load_model` accepts an xmodel with exactly one DPU subgraph. A split model can have
   several, so runners are made here from the xmodel directly: `xir.Graph.deserialize(path)`, root
   subgraph -> child subgraphs whose "device" attribute is "DPU", `vart.Runner.create_runner(sg, "run")`.
@@ -16,12 +18,14 @@ Board only (PYNQ 3.0.1 + pynq-dpu 2.5.1). `pynq_dpu`, `vart` and `xir` are impor
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dpupose.board.layout import PYNQ_VENV_PROFILE, XRT_PROFILE
 from dpupose.errors import DataError, DeviceError, ModelFileError, ToolNotFoundError
 from dpupose.runtime.base import Runner, TensorInfo
 
@@ -83,6 +87,11 @@ def load_overlay(overlay: str | Path) -> Any:
     key = str(bit.resolve())
     if key not in _overlay:
         pynq_dpu, _, _ = import_board_modules()
+        if not os.environ.get("XILINX_XRT"):
+            raise DeviceError(
+                f"XILINX_XRT is not set, so PYNQ finds no device to load {bit} on: run in PYNQ's environment, "
+                f"e.g. sudo bash -c 'source {XRT_PROFILE} && source {PYNQ_VENV_PROFILE} && dpupose run ...'"
+            )
         check_vart_conf(bit.stem + ".xclbin")
         log.info("loading DPU overlay %s", bit)
         try:
