@@ -287,6 +287,29 @@ def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
         check_wheel(bad)
 
 
+def test_the_board_install_keeps_numpy_below_2(wheel):
+    """PYNQ 3.0.1's pynq and its OpenCV (Ubuntu 22.04's python3-opencv) are built for the image's numpy
+    1.21.5, and the newest onnxruntime for Python 3.10 on aarch64 needs numpy>=1.21.6: unbounded, the
+    board's `pip install WHEEL[board]` would upgrade numpy to 2.x and break both. The board extra keeps
+    numpy below 2 there; the host's install is left alone."""
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in wheel_requirements(wheel)]
+
+    def installable(numpy: str, machine: str, extras: tuple[str, ...]) -> bool:
+        env = {"platform_machine": machine, "python_version": "3.10", "python_full_version": "3.10.12"}
+        applies = [
+            r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e}) for e in ("", *extras))
+        ]
+        return all(numpy in r.specifier for r in applies if r.name == "numpy")
+
+    assert not installable("2.2.6", "aarch64", ("board",))
+    assert installable("1.26.4", "aarch64", ("board",))
+    assert not installable("1.20.3", "aarch64", ("board",))  # the base requirement still holds
+    assert installable("2.2.6", "x86_64", ("host", "dev"))
+    assert installable("2.2.6", "aarch64", ())
+
+
 def test_debugfs_that_cannot_open_the_file_system_is_an_error(image):
     from dpupose.board.extfs import DebugFs
     from dpupose.board.partitions import Partition
