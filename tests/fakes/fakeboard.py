@@ -12,7 +12,11 @@ Call shapes follow the real modules:
   `runner.execute_async(inputs, outputs)` takes lists of C-contiguous numpy arrays whose shape is the
   tensor's dims (int8, or float32 which VART converts) and returns a (job_id, status) pair;
   `runner.wait(job)` takes that pair and returns 0.
-Violations raise, as the real pybind CHECKs abort.
+Violations raise, as the real binding's CHECKs abort; the real one does not check shapes or strides at
+all (it reads the tensor's size from the pointer), so a wrong buffer there is silently wrong data.
+As on the board's DPU (VART 2.5's edge runner), a job runs to completion inside execute_async and every
+job id is 1; the fake records its own job numbers and pairs each wait with the runner's oldest job, so
+code that keeps jobs apart by their id meets the same ids here as on the board.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ _lock = threading.Lock()
 XRT_AT_IMPORT = "XILINX_XRT" in os.environ  # as pynq.pl_server decides when pynq is imported
 CALLS: list[tuple] = []  # ("DpuOverlay", path), ("deserialize", path), ("create_runner", sg, mode), ...
 STATE: dict = {"overlay": None, "jobs": {}}
-_job_ids = itertools.count(1)
+_job_ids = itertools.count(1)  # the fake's own job numbers, for the call record
+EDGE_JOB_ID = 1  # what VART 2.5's edge DPU runner returns for every job
 
 
 def record(*call: object) -> None:
@@ -163,6 +168,7 @@ class Runner:
         import onnxruntime as ort
 
         self.subgraph = subgraph
+        self._in_flight: list[int] = []  # the fake's job numbers, oldest first
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(subgraph.base / subgraph.spec["onnx"]), opts)
@@ -225,17 +231,20 @@ class Runner:
                 np.copyto(b, y)
         with _lock:
             STATE["jobs"][job] = "running"
-        return (job, 0)
+            self._in_flight.append(job)
+        return (EDGE_JOB_ID, 0)
 
     def wait(self, job: tuple[int, int]) -> int:
         if not isinstance(job, tuple) or len(job) != 2:
             raise TypeError("wait() takes the (job_id, status) pair execute_async returned")
         with _lock:
-            state = STATE["jobs"].get(job[0])
-            if state != "running":
-                raise RuntimeError(f"wait on job {job[0]} which is {state or 'unknown'}")
-            STATE["jobs"][job[0]] = "waited"
-        record("wait", self.subgraph.get_name(), job[0])
+            if job[0] != EDGE_JOB_ID:
+                raise RuntimeError(f"wait on job {job[0]}, which execute_async never returned")
+            if not self._in_flight:
+                raise RuntimeError(f"wait on {self.subgraph.get_name()} with no job in flight")
+            mine = self._in_flight.pop(0)
+            STATE["jobs"][mine] = "waited"
+        record("wait", self.subgraph.get_name(), mine)
         return 0
 
 
