@@ -97,6 +97,11 @@ def test_runner_passes_int8_nhwc_with_the_xmodels_fix_points(board, tmp_path: Pa
     assert execs == [("execute_async", "sg", execs[0][2], ((1, 2, 3, 4),), ("int8",), ((1, 2, 3, 4),), ("int8",))]
     with pytest.raises(Exception, match="must be int8"):
         runner.run({"x_fix": x.astype(np.float32)})  # no float conversion inside VART
+    # VART's binding asks for writable buffers, inputs too: a read-only feed is copied, not refused
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    np.testing.assert_array_equal(runner.run({"x_fix": frozen})["y_fix"], y)
+    assert [c[2] for c in board.CALLS if c[0] == "wait"] == [c[2] for c in board.CALLS if c[0] == "execute_async"]
 
 
 def test_split_plan_on_the_fake_board(board, tmp_path: Path) -> None:

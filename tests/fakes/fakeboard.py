@@ -9,11 +9,12 @@ Call shapes follow the real modules:
   or "CPU"; DPU subgraphs carry "dpu_fingerprint", a uint64).
 - `vart.Runner.create_runner(subgraph, "run")`; `runner.get_input_tensors()` / `get_output_tensors()` ->
   xir.Tensor with `name`, `dims` (NHWC list), `dtype` ("xint8"), `ndim`, `get_attr("fix_point")`;
-  `runner.execute_async(inputs, outputs)` takes lists of C-contiguous numpy arrays whose shape is the
-  tensor's dims (int8, or float32 which VART converts) and returns a (job_id, status) pair;
+  `runner.execute_async(inputs, outputs)` takes lists of writable, C-contiguous numpy arrays whose shape
+  is the tensor's dims (int8, or float32 which VART converts) and returns a (job_id, status) pair;
   `runner.wait(job)` takes that pair and returns 0.
-Violations raise, as the real binding's CHECKs abort; the real one does not check shapes or strides at
-all (it reads the tensor's size from the pointer), so a wrong buffer there is silently wrong data.
+Violations raise, as the real binding does (a read-only array: it requests writable buffers) or its
+CHECKs abort; the real one does not check shapes or strides at all (it reads the tensor's size from the
+pointer), so a wrong buffer there is silently wrong data.
 As on the board's DPU (VART 2.5's edge runner), a job runs to completion inside execute_async and every
 job id is 1; the fake records its own job numbers and pairs each wait with the runner's oldest job, so
 code that keeps jobs apart by their id meets the same ids here as on the board.
@@ -196,6 +197,8 @@ class Runner:
         for b, t in zip(buffers, tensors):
             if not isinstance(b, np.ndarray) or b.dtype not in (np.int8, np.float32):
                 raise RuntimeError(f"{what} {t.name}: unsupported data type")  # CHECK in to_py_buf_format
+            if not b.flags.writeable:
+                raise ValueError("buffer source array is read-only")  # numpy, for py::buffer::request(true)
             if not b.flags.c_contiguous or list(b.shape) != t.dims:
                 raise RuntimeError(f"{what} {t.name}: buffer {b.shape} is not the contiguous tensor {t.dims}")
             dtypes.append(str(b.dtype))

@@ -12,6 +12,8 @@ Board only (PYNQ 3.0.1 + pynq-dpu 2.5.1). `pynq_dpu`, `vart` and `xir` are impor
   subgraph -> child subgraphs whose "device" attribute is "DPU", `vart.Runner.create_runner(sg, "run")`.
 - Tensors are exchanged as int8 NHWC numpy arrays (VART's own layout); the scale is the tensor's
   "fix_point" attribute (real = int8 * 2**-fix_point). Passing int8 keeps VART from converting on the CPU.
+  VART's binding takes each buffer as a writable pointer to the whole tensor (dims, batch dims[0]) and
+  checks neither shape nor strides, so buffers are made exactly so here.
 - `execute_async(inputs, outputs)` returns a (job id, status) pair; every job is waited with `wait(job)`.
 """
 
@@ -251,7 +253,7 @@ class VartRunner(Runner):
                 pad = np.zeros(info.shape, np.int8)
                 pad[:batch] = x
                 x = pad
-            buffers.append(np.ascontiguousarray(x))
+            buffers.append(np.require(x, requirements=("C_CONTIGUOUS", "WRITEABLE")))  # VART asks for both
         return buffers, batch or 1
 
     def submit(self, feeds: dict[str, np.ndarray]) -> tuple[Any, list[np.ndarray], int]:
