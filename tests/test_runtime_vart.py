@@ -268,6 +268,27 @@ def test_without_xrt_environment_the_overlay_is_refused_with_the_fix(monkeypatch
             sys.modules.pop(name, None)
 
 
+def test_an_overlay_name_pynq_dpu_misreads_is_refused_before_loading(board, tmp_path: Path) -> None:
+    """pynq_dpu 2.5.1 finds the .xclbin by stripping the characters '.', 'b', 'i', 't' from the end of the
+    .bit's name: beside u96_test.bit it looks for u96_tes.xclbin, after programming the PL."""
+    folder = tmp_path / "ov"
+    folder.mkdir()
+    for suffix in (".bit", ".hwh", ".xclbin"):
+        (folder / f"u96_test{suffix}").write_bytes(b"\0")
+    import pynq_dpu
+
+    with pytest.raises(ValueError, match=r"u96_tes\.xclbin does not exist"):
+        pynq_dpu.DpuOverlay(str(folder / "u96_test.bit"))
+    board.reset()
+    with pytest.raises(ModelFileError, match=r"looks for u96_tes\.xclbin.*rename.*dpu\.bit, dpu\.hwh, dpu\.xclbin"):
+        vart_runner.load_overlay(folder / "u96_test.bit")
+    assert board.CALLS == []
+    for stem in ("dpu_b1600", "dpu"):  # names it reads as they are
+        for suffix in (".bit", ".hwh", ".xclbin"):
+            (folder / f"{stem}{suffix}").write_bytes(b"\0")
+        assert vart_runner.overlay_bitfile(folder / f"{stem}.bit") == folder / f"{stem}.bit"
+
+
 def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
     conf = tmp_path / "vart.conf"
     conf.write_text("firmware: /media/sd-mmcblk0p1/dpu.xclbin\n")

@@ -264,8 +264,9 @@ class DpuOverlay:
             raise RuntimeError("No Devices Found")  # pynq.Device.active_device without an XRT environment
         if not bit.with_suffix(".hwh").is_file():
             raise ValueError(f"Cannot find metadata file {bit.with_suffix('.hwh')}")  # pynq.Overlay's check
-        if not bit.with_suffix(".xclbin").is_file():
-            raise ValueError(f"File {bit.with_suffix('.xclbin')} does not exist.")  # DpuOverlay.copy_xclbin
+        xclbin = bit.parent / (bit.name.rstrip(".bit") + ".xclbin")  # DpuOverlay.copy_xclbin's name for it
+        if not xclbin.is_file():
+            raise ValueError(f"File {xclbin} does not exist.")
         self.bitfile_name = str(bit)
         self.overlay_dirname = str(bit.parent)
         self.overlay_basename = bit.name

@@ -60,6 +60,12 @@ def overlay_bitfile(overlay: str | Path) -> Path:
             f"no overlay bitstream at {bit}: pass --overlay with the folder holding dpu.bit, dpu.hwh and "
             "dpu.xclbin (built with `make hw DPU=<config>`)"
         )
+    seen_as = bit.name.rstrip(".bit")  # how pynq_dpu 2.5.1 (DpuOverlay.copy_xclbin) finds the .xclbin
+    if seen_as != bit.stem:
+        raise ModelFileError(
+            f"pynq_dpu looks for {seen_as}.xclbin beside {bit.name}, not {bit.stem}.xclbin (it strips the letters "
+            "b, i, t from the end of the name): rename the overlay files, e.g. to dpu.bit, dpu.hwh, dpu.xclbin"
+        )
     missing = [s for s in (".hwh", ".xclbin") if not bit.with_suffix(s).is_file()]
     if missing:
         raise ModelFileError(
