@@ -8,7 +8,7 @@ import torch
 from dpupose.model import build_model
 from dpupose.model.complexity import count_macs, count_params
 from dpupose.model.dsnt import dsnt, flat_softmax, pixel_centres
-from dpupose.model.losses import gaussian_heatmaps, js_divergence, pose_loss
+from dpupose.model.losses import euclidean_losses, gaussian_heatmaps, js_divergence, pose_loss
 from dpupose.model.pose import ModelConfig
 
 
@@ -82,6 +82,26 @@ def test_gaussian_target_has_its_mean_at_the_target():
     g = gaussian_heatmaps(target, 56, 56, sigma=1.0)
     assert g.sum().item() == pytest.approx(1.0, abs=1e-5)
     assert torch.allclose(dsnt(g), target, atol=1e-3)
+
+
+def test_gaussian_target_has_a_one_pixel_sigma():
+    # Centred on a pixel of a 33 x 33 map: the variance along each axis, in heatmap pixels, is sigma**2
+    # (the sampled Gaussian's tails beyond 16 pixels are negligible).
+    g = gaussian_heatmaps(torch.zeros(1, 1, 2, dtype=torch.float64), 33, 33, sigma=1.0)[0, 0]
+    px = torch.arange(33, dtype=torch.float64) - 16
+    assert (g.sum(dim=0) * px**2).sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert (g.sum(dim=1) * px**2).sum().item() == pytest.approx(1.0, abs=1e-6)
+    g2 = gaussian_heatmaps(torch.zeros(1, 1, 2, dtype=torch.float64), 33, 33, sigma=2.0)[0, 0]
+    assert (g2.sum(dim=0) * px**2).sum().item() == pytest.approx(4.0, abs=1e-6)
+
+
+def test_euclidean_loss_is_the_distance_not_its_square():
+    pred = torch.tensor([[[0.3, 0.4], [0.0, 0.0]]])
+    target = torch.tensor([[[0.0, 0.0], [-0.6, 0.8]]])
+    assert euclidean_losses(pred, target)[0].tolist() == pytest.approx([0.5, 1.0])
+    hm = gaussian_heatmaps(target, 16, 16)
+    visible = torch.tensor([[1, 1]])
+    assert pose_loss(pred, hm, target, visible, js_weight=0).item() == pytest.approx(0.75)
 
 
 def test_pose_loss_ignores_invisible_joints():
