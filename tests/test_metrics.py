@@ -52,6 +52,23 @@ def test_pckh_euclidean_and_pixels_by_hand():
     assert "PCKh@0.5 0.519" in format_table(s)
 
 
+def test_pckh_threshold_is_inclusive_and_leaves_out_pelvis_and_thorax():
+    from dpupose.data.joints import J
+
+    size = 64  # one normalized unit = 32 input pixels; every value below is exact in binary
+    target = np.zeros((1, 16, 2))
+    coords = np.zeros((1, 16, 2))
+    coords[0, :, 0] = 0.125  # 4 px off: exactly 0.5 x the head size of 8 px, correct
+    for name in ("pelvis", "thorax"):
+        coords[0, J[name], 0] = 0.15625  # 5 px off: wrong
+    acc = MetricAccumulator(size)
+    acc.add(coords, dsnt_np.gaussian_heatmaps(target, 4, 4), target, np.ones((1, 16)), np.array([8.0]))
+    s = acc.summary()
+    assert s["pckh@0.5"] == 1.0  # the two wrong joints are the two left out of the mean
+    assert s["pckh@0.5_all_joints"] == pytest.approx(14 / 16)
+    assert [row["joint"] for row in s["per_joint"] if row["pckh@0.5"] == 0.0] == ["pelvis", "thorax"]
+
+
 def test_unknown_head_size_is_left_out_of_pckh():
     acc = MetricAccumulator(64)
     acc.add(np.zeros((1, 16, 2)), dsnt_np.gaussian_heatmaps(np.zeros((1, 16, 2)), 4, 4), np.zeros((1, 16, 2)),
