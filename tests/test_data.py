@@ -213,14 +213,18 @@ def test_flip_swaps_left_and_right_and_mirrors():
     joints = np.array([[50.0 + j, 100.0] for j in range(NUM_JOINTS)], np.float32)
     aug = Augment(scale=0, rotation_deg=0, shift=0, flip=True, colour=0)
     rng = np.random.default_rng(0)
-    plain, p0, _, _ = crop_person(img, np.array([100.0, 100.0]), 0.8, joints, np.ones(16, bool), 200)
+    visible = np.ones(16, bool)
+    visible[15] = False  # l_wrist not annotated
+    plain, p0, v0, _ = crop_person(img, np.array([100.0, 100.0]), 0.8, joints, visible, 200)
     for _ in range(8):  # until the coin lands on flip
-        crop, p1, _, _ = crop_person(img, np.array([100.0, 100.0]), 0.8, joints, np.ones(16, bool), 200, rng, aug)
+        crop, p1, v1, _ = crop_person(img, np.array([100.0, 100.0]), 0.8, joints, visible, 200, rng, aug)
         if not np.allclose(p1, p0):
             break
     # Flipped joint i sits where original joint perm[i] was, mirrored.
     assert p1[:, 0] == pytest.approx(199 - p0[perm, 0], abs=1e-3)
     assert p1[:, 1] == pytest.approx(p0[perm, 1], abs=1e-3)
+    # and its visibility goes with it: the unannotated left wrist is the flipped image's right wrist.
+    assert list(np.flatnonzero(~v0)) == [15] and list(np.flatnonzero(~v1)) == [10]
 
 
 def test_letterbox_maps_frame_corners():
