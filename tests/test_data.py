@@ -53,9 +53,18 @@ def test_json_records_head_size_from_box_and_segment(tmp_path):
 def test_negative_joints_are_not_annotated(tmp_path):
     rec = person()
     rec["joints"][3] = [-1, -1]
+    rec["joints"][4] = [20, -1]  # either coordinate negative
     write_mpii_json(tmp_path, [rec])
     (r,) = load_split(tmp_path, "valid")
-    assert not r.visible[3] and r.visible.sum() == NUM_JOINTS - 1
+    assert list(np.flatnonzero(~r.visible)) == [3, 4]
+
+
+def test_no_head_size_from_a_segment_with_an_unannotated_end(tmp_path):
+    rec = person()
+    rec["joints"][9] = [-1, -1]  # head top not annotated; upper neck is
+    write_mpii_json(tmp_path, [rec])
+    (r,) = load_split(tmp_path, "valid")
+    assert r.head_size is None and r.head_size_source == "none"
 
 
 @pytest.mark.parametrize(
@@ -157,6 +166,20 @@ def test_mat_points_without_an_id_or_a_coordinate_are_unannotated(tmp_path):
     assert np.isfinite(person_.joints).all()
     (rec,) = load_split(tmp_path, "valid")  # one image, held out; the person with a negative scale is not usable
     assert rec.scale == 2.0 and negative.scale == -1.0
+
+
+def test_mat_joints_marked_occluded_are_still_annotated(tmp_path):
+    # is_visible = 0 means "annotated but occluded": PCKh counts every annotated joint.
+    points = mat_struct_array(
+        [{"id": 0, "x": 90.0, "y": 200.0, "is_visible": 1}, {"id": 5, "x": 80.0, "y": 190.0, "is_visible": 0}]
+    )
+    rect = {"x1": 10, "y1": 10, "x2": 40, "y2": 50, "scale": 2.0, "objpos": mat_struct(x=100, y=150)}
+    rect["annopoints"] = mat_struct(point=points)
+    annolist = [{"image": mat_struct(name="a.jpg"), "annorect": mat_struct_array([rect])}]
+    release = mat_struct(annolist=mat_struct_array(annolist), img_train=np.array([[1]], dtype=np.uint8))
+    savemat(tmp_path / MAT_NAME, {"RELEASE": release})
+    (p,) = read_mat(tmp_path / MAT_NAME)
+    assert list(np.flatnonzero(p.visible)) == [0, 5] and tuple(p.joints[5]) == (80, 190)
 
 
 def test_json_records_take_head_boxes_from_the_mat(tmp_path):
