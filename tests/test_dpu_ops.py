@@ -24,7 +24,8 @@ CONV_CASES = [
     (6, 6, 3, (2, 2), (0, 1, 1, 0), (1, 1), 6, "relu6", 5, 7, 8, 3),  # depthwise, fp_out < 4 keeps the 96 cap
     (4, 5, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1, "leaky", 5, 7, 6, 5),  # dilation
     (4, 6, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1, "relu6", 4, 7, None, 6),  # 1x1, no bias, relu6 saturates
-    (4, 4, 3, (1, 2), (1, 0, 1, 2), (1, 1), 2, "leaky", 6, 6, 13, 8),  # grouped, shift_bias < 0 (floored)
+    (4, 4, 3, (1, 2), (1, 0, 1, 2), (1, 1), 2, "leaky", 6, 6, 13, 8),  # grouped, shift_bias -1 (exact)
+    (4, 6, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, "none", 4, 5, 12, 3),  # shift_bias -3: bias floored
     (6, 12, 3, (1, 1), (1, 1, 1, 1), (1, 1), 6, "none", 3, 2, 2, 7),  # depthwise x2, shift_cut < 0
 ]
 
@@ -59,6 +60,13 @@ def test_conv_rounding_ties_and_saturation_closed_form():
     x3 = np.array([127, -128], dtype=np.int8).reshape(1, 1, 2, 1)
     y3 = dpu_ops.conv2d(x3, np.full((1, 1, 1, 1), 127, np.int8), None, fp_in=3, fp_w=3, fp_b=None, fp_out=6)
     assert y3.reshape(-1).tolist() == [127, -128]
+    # A bias finer than the accumulator (shift_bias -3) loses its low bits by floor, not by rounding:
+    # bias -5 at fp 3 is -0.625; with its one extra bit it enters as floor(-5 / 4) = -2 half-steps -> -1,
+    # not round(-1.25) = -1 half-step -> 0.
+    zero = np.zeros((1, 1, 2, 1), dtype=np.int8)
+    b = np.array([-5], dtype=np.int8)
+    y4 = dpu_ops.conv2d(zero, w, b, fp_in=0, fp_w=0, fp_b=3, fp_out=0)
+    assert y4.reshape(-1).tolist() == [-1, -1]
 
 
 ADD_CASES = [
