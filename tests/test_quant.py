@@ -49,6 +49,18 @@ def test_diffs_prefers_resolution_over_rare_outliers():
     assert fp == min(errs, key=errs.get)
 
 
+def test_diffs_searches_the_overflow_free_position_and_four_above():
+    # 0.998: floor(log2(127.5 / 0.998)) = 6 is the overflow-free position; at 7, 0.998 * 128 = 127.7
+    # rounds to 128 and clips. Every position from 6 down has the same error, so 6 (tried first) wins.
+    assert diffs_fix_pos(np.full(100, 0.998)) == 6
+    # 2e6 values of 3/2048 and one outlier 1.0 (overflow-free position 6). Squared errors worked by hand:
+    # the small values are exact from position 11 on and 2**-11 off (2.4e-7 squared) at 9 and 10; the
+    # outlier clips to 127 / 2**p. Sums: 9 -> 1.042, 10 -> 1.244, 11 -> 0.880, 8 and below > 4.
+    # Position 11 is best overall, but it lies beyond vai_q's window 6..10, so 9 is chosen.
+    x = np.concatenate([np.full(2_000_000, 3 / 2048), [1.0]])
+    assert diffs_fix_pos(x) == 9
+
+
 def test_diffs_zero_nan_and_unrepresentable():
     assert diffs_fix_pos(np.zeros(10)) == ZERO_TENSOR_FIX_POS
     with pytest.raises(QuantizationError, match="NaN"):
