@@ -166,6 +166,20 @@ def test_fusion_rejects_what_the_dpu_cannot_run():
     assert build_qgraph(Bad(torch.nn.LeakyReLU(0.1)), (3, 8, 8)).ops[0].act == "leaky"
 
 
+def test_exported_weights_and_biases_round_half_away_from_zero():
+    # vai_q_pytorch's rule for parameters (activations round half up): ties go away from zero, and
+    # values beyond the int8 range saturate.
+    steps = np.array([-200.0, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 200.0])
+    w = (steps * 2.0**-6).astype(np.float32).reshape(8, 1, 1, 1)
+    b = (steps * 2.0**-9).astype(np.float32)
+    graph = QGraph([ConvOp("logits", "image", w, b)], (1, 2, 2))
+    fix = FixPoints({"image": 7, "logits": 7}, {"logits": 6}, {"logits": 9})
+    inits = {t.name: numpy_helper.to_array(t) for t in qdq_model(graph, fix).graph.initializer}
+    want = [-128, -3, -2, -1, 1, 2, 3, 127]
+    assert inits["logits.weight_int8"].reshape(-1).tolist() == want
+    assert inits["logits.bias_int8"].tolist() == want
+
+
 def _scales_are_dpu(model: onnx.ModelProto) -> None:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
