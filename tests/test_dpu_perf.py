@@ -109,6 +109,12 @@ def test_more_cores_raise_throughput_not_latency():
     two = estimate(conv(64, 64, 28, 3), config_from_arch("B1600", 200, cores=2), U96, NO_OVERHEAD)
     assert two.latency_ms == pytest.approx(one.latency_ms)
     assert one.fps < two.throughput_fps <= 2 * one.fps
+    # A memory-bound layer gains nothing: two cores share the DDR, each streams at half the rate.
+    big = conv(1280, 1000, 1, 1, relu6=False)
+    nbytes = 1280 + 1000 + 1280 * 1000 + 1000
+    mem_two = estimate(big, config_from_arch("B1600", 200, cores=2), U96, NO_OVERHEAD)
+    assert mem_two.fps == pytest.approx(BW / nbytes)
+    assert mem_two.throughput_fps == pytest.approx(2 / (nbytes / (BW / 2)))  # = BW / nbytes
 
 
 def test_pose_model_cpu_ops_are_excluded_and_the_dpu_part_estimated(tmp_path):
