@@ -3,6 +3,7 @@ trip, --cpu-from, refusal of float models, and split-vs-unsplit agreement throug
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -298,7 +299,15 @@ def test_plan_round_trip(tmp_path):
     assert plan == result.plan
     data = json.loads((result.folder / "plan.json").read_text())
     assert data["generated_by"] == "dpupose split"
-    assert [r["node"] for r in data["metadata"]["assignment"]][:2] == ["conv1", "conv2"] or data["metadata"]
+    assert [(r["node"], r["device"]) for r in data["metadata"]["assignment"]] == [
+        ("conv1", "dpu"), ("mid/sigmoid", "cpu"), ("conv2", "dpu"), ("conv3", "dpu"), ("head/flatten", "cpu"),
+        ("head/softmax", "cpu"), ("head/heatmaps", "cpu"), ("head/dsnt", "cpu"),
+    ]  # fmt: skip
+    # Every file is recorded with its digest, and the source model with its own, so a folder that mixes
+    # files from two splits is caught on loading.
+    digests = {sg["file"]: sg["sha256"] for sg in data["subgraphs"]}
+    assert digests == {n: hashlib.sha256((result.folder / n).read_bytes()).hexdigest() for n in digests}
+    assert data["model"]["sha256"] == hashlib.sha256((tmp_path / "sigmoid.onnx").read_bytes()).hexdigest()
     pred = data["metadata"]["predicted"]
     assert pred["predicted"] is True and set(pred["dpu_subgraphs"]) == {"dpu0", "dpu1"}
     again = tmp_path / "again"
