@@ -51,6 +51,25 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     assert stat.S_IMODE((out / "b.onnx").stat().st_mode) == 0o666 & ~umask
 
 
+def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    out = tmp_path / "plan"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.onnx").write_text("first")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if ".tmp" in str(src):  # the new folder into place: fails (I/O error, or an interrupt)
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError), atomic_dir(out) as tmp:
+        (tmp / "b.onnx").write_text("second")
+    monkeypatch.undo()
+    assert [p.name for p in out.iterdir()] == ["a.onnx"]
+    assert os.listdir(tmp_path) == ["plan"]
+
+
 def test_sha256_file_reads_past_its_block_size(tmp_path):
     data = bytes(range(256)) * 8193  # 2 MiB + 256 bytes: three blocks, the last one short
     path = tmp_path / "blob"

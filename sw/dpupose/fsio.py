@@ -76,11 +76,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp/mkstemp create owner-only entries
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
+        old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+        try:
+            if old is not None:
+                os.replace(path, old)
+            os.replace(tmp, path)
+        except BaseException:  # the new folder is not in place: the old one goes back
+            if old is not None and old.exists() and not path.exists():
+                os.replace(old, path)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
