@@ -51,6 +51,26 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     assert stat.S_IMODE((out / "b.onnx").stat().st_mode) == 0o666 & ~umask
 
 
+def test_written_bytes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino, str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = tmp_path / "best.json"
+    write_json(path, {"epoch": 3})
+    (_, synced), (_, renamed, dst) = events
+    assert synced == renamed == path.stat().st_ino and dst == str(path)
+
+
 def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
     out = tmp_path / "plan"
     with atomic_dir(out) as tmp:
