@@ -57,6 +57,12 @@ def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path, monke
     assert resumed["history"] == straight["history"]
     assert (tmp_path / "b" / "history.jsonl").read_text() == (tmp_path / "a" / "history.jsonl").read_text()
     assert (tmp_path / "b" / "best.pt").is_file()
+    # and so is everything a further --resume would continue from: the rate schedule and Adam's moments.
+    assert resumed["scheduler"] == straight["scheduler"]
+    assert resumed["optimizer"]["param_groups"] == straight["optimizer"]["param_groups"]
+    for key, moments in straight["optimizer"]["state"].items():
+        for name, value in moments.items():
+            assert torch.equal(value, resumed["optimizer"]["state"][key][name]), (key, name)
 
 
 def test_history_records_the_rate_each_epoch_trained_at(synth_root, tmp_path):
