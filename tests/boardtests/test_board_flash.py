@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -154,6 +155,24 @@ def test_bmaptool_path_writes_mapped_blocks_and_verifies_them(image, tmp_path):
 
 
 @needs_bmaptool
+def test_a_bmaptool_copy_that_differs_fails_the_read_back(image, tmp_path, monkeypatch):
+    real_run = flashmod.run_tool
+
+    def run_tool(argv, **kw):
+        result = real_run(argv, **kw)
+        if argv[:2] == ["bmaptool", "copy"]:
+            flip_byte(Path(argv[-1]), 510)  # the partition table's signature: inside the first mapped range
+        return result
+
+    monkeypatch.setattr(flashmod, "run_tool", run_tool)
+    old = tmp_path / "card.img"
+    old.write_bytes(b"old")
+    with pytest.raises(DeviceError, match="verification failed"):
+        flash(image, old)
+    assert old.read_bytes() == b"old"
+
+
+@needs_bmaptool
 def test_bmap_for_another_image_is_refused(image, tmp_path):
     other = tmp_path / "other.img"
     other.write_bytes(b"x" * 8192)
@@ -215,6 +234,47 @@ def test_device_declined_or_mounted_or_too_small_is_not_written(image, fake_devi
     with pytest.raises(DeviceError, match="larger than"):
         flash(image, card, use_bmaptool=False)
     assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+
+def _lossy_writes(monkeypatch, events):
+    """The card keeps a wrong byte in its first chunk; fsync and read-back are recorded in order."""
+    real_write, real_fsync, real_verify = flashmod._pwrite_all, os.fsync, flashmod.verify_digests
+
+    def pwrite_all(fd, data, offset):
+        if offset == 0:  # the partition table's chunk: written to a fresh file too (not all zeros)
+            data = bytes(data[:100]) + bytes([data[100] ^ 1]) + bytes(data[101:])
+        real_write(fd, memoryview(data), offset)
+
+    def fsync(fd):
+        events.append("fsync")
+        real_fsync(fd)
+
+    def verify(*args, **kw):
+        events.append("verify")
+        return real_verify(*args, **kw)
+
+    monkeypatch.setattr(flashmod, "_pwrite_all", pwrite_all)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(flashmod, "verify_digests", verify)
+
+
+def test_a_card_that_loses_a_write_fails_verification_after_fsync(image, fake_device, monkeypatch):
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    events = []
+    _lossy_writes(monkeypatch, events)
+    with pytest.raises(DeviceError, match=rf"verification failed: bytes 0-{CHUNK - 1} of"):
+        flash(image, card, use_bmaptool=False)
+    assert events == ["fsync", "verify"]  # read back only once the writes are on the card
+
+
+def test_a_file_that_fails_verification_is_not_put_in_place(image, tmp_path, monkeypatch):
+    old = tmp_path / "card.img"
+    old.write_bytes(b"old")
+    _lossy_writes(monkeypatch, [])
+    with pytest.raises(DeviceError, match="verification failed"):
+        flash(image, old, use_bmaptool=False)
+    assert old.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
 
 
 def test_a_given_block_map_needs_bmaptool(image, tmp_path, monkeypatch):
