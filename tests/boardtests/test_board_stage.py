@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import zipfile
 
@@ -71,6 +72,47 @@ def test_mbr_and_superblocks_match_sfdisk_and_dumpe2fs(image):
     assert ext.free_inodes == int(fields["Free inodes"])
     assert ext.block_size == int(fields["Block size"])
     assert ext.label == "root"
+
+
+def _poke(path, offset, fmt, value):
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(struct.pack(fmt, value))
+
+
+def test_damaged_images_are_refused_before_anything_is_written(image, tmp_path):
+    layout_ = find_pynq_partitions(image)
+    root_end = layout_.root.end
+    # A partition that runs past the end of the file (a truncated download).
+    cut = tmp_path / "cut.img"
+    shutil.copyfile(image, cut)
+    os.truncate(cut, root_end - 4096)
+    with pytest.raises(ImageError, match=rf"truncated: partition 2 ends at byte {root_end}"):
+        read_mbr(cut)
+    # File systems that claim one block / sector more than their partition: debugfs and mtools would
+    # trust them and could write past the partition.
+    ext = tmp_path / "ext.img"
+    shutil.copyfile(image, ext)
+    blocks = layout_.root.size // layout_.root_fs.block_size
+    _poke(ext, ROOT_START + 1024 + 0x04, "<I", blocks + 1)
+    with pytest.raises(ImageError, match=r"ext4 file system in partition 2 .* claims \d+ bytes but the partition"):
+        find_pynq_partitions(ext)
+    fat = tmp_path / "fat.img"
+    shutil.copyfile(image, fat)
+    _poke(fat, FAT_START + 0x13, "<H", 0)
+    _poke(fat, FAT_START + 0x20, "<I", layout_.boot.size // 512 + 1)
+    with pytest.raises(ImageError, match=r"FAT file system in partition 1 .* claims \d+ bytes but the partition"):
+        find_pynq_partitions(fat)
+    # A root file system whose journal needs replaying.
+    dirty = tmp_path / "dirty.img"
+    shutil.copyfile(image, dirty)
+    with image.open("rb") as f:
+        f.seek(ROOT_START + 1024 + 0x60)
+        incompat = struct.unpack("<I", f.read(4))[0]
+    _poke(dirty, ROOT_START + 1024 + 0x60, "<I", incompat | 0x4)  # EXT4_FEATURE_INCOMPAT_RECOVER
+    with pytest.raises(ImageError, match="not unmounted cleanly"):
+        find_pynq_partitions(dirty)
+    find_pynq_partitions(image)  # the undamaged original is fine
 
 
 def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
