@@ -45,6 +45,9 @@ def test_channel_augmentation_packs_the_first_layer():
     without = one_layer(conv(3, 32, 224, 3, stride=2), config_from_arch("B1600", 200, channel_augmentation=False))
     assert with_aug.compute_ms == pytest.approx(112 * 14 * 4 * 3 * 1 / F * 1e3)  # KH * ceil(KW*IC/ICP)
     assert without.compute_ms == pytest.approx(112 * 14 * 4 * 9 / F * 1e3)
+    # A wide kernel row packs too: 7 taps of 6 channels are 42 values, ceil(42/10) = 5 passes per row, not 7.
+    wide = one_layer(conv(6, 32, 56, 7))
+    assert wide.compute_ms == pytest.approx(56 * 7 * 4 * 7 * 5 / F * 1e3)
 
 
 def test_depthwise_runs_on_the_alu_engine():

@@ -81,7 +81,7 @@ def load_constants(path: str | Path | None = None) -> PerfConstants:
 
 
 def _conv_cycles(oh: int, ow: int, cin: int, cout: int, kh: int, kw: int, cfg: DpuConfig) -> int:
-    if cfg.channel_augmentation and cin < cfg.icp and kw * cin <= 2 * cfg.icp:
+    if cfg.channel_augmentation and cin < cfg.icp:
         taps = kh * math.ceil(kw * cin / cfg.icp)
     else:
         taps = kh * kw * math.ceil(cin / cfg.icp)
