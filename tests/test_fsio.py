@@ -70,6 +70,26 @@ def test_written_bytes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     (_, synced), (_, renamed, dst) = events
     assert synced == renamed == path.stat().st_ino and dst == str(path)
 
+    # A writer that never syncs (torch.save, onnx.save, cv2) is synced by atomic_path itself.
+    events.clear()
+    other = tmp_path / "model.onnx"
+    with atomic_path(other) as tmp:
+        tmp.write_bytes(b"onnx")
+    (_, synced), (_, renamed, dst) = events
+    assert synced == renamed == other.stat().st_ino and dst == str(other)
+
+    # And every file of a folder replaced whole, before the folder is renamed into place.
+    events.clear()
+    folder = tmp_path / "plan"
+    with atomic_dir(folder) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "plan.json").write_text("{}")
+        (tmp / "sub" / "dpu0.onnx").write_bytes(b"x")
+    *syncs, last = events
+    assert last[0] == "replace" and last[2] == str(folder)
+    inodes = {(folder / "plan.json").stat().st_ino, (folder / "sub" / "dpu0.onnx").stat().st_ino}
+    assert [e[0] for e in syncs] == ["fsync", "fsync"] and {e[1] for e in syncs} == inodes
+
 
 def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
     out = tmp_path / "plan"

@@ -20,6 +20,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _fsync(path: str | Path) -> None:
+    """Flush a written file's data to disk, so a rename never puts an empty or half-written file in place
+    after a power cut (the writer may not have flushed it itself)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -38,6 +48,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _fsync(tmp)
         os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
@@ -75,6 +86,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp/mkstemp create owner-only entries
+            if p.is_file() and not p.is_symlink():
+                _fsync(p)
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
         old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
         try:
@@ -127,10 +140,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # atomic_path syncs it before the rename
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
     return Path(path)
 
 
