@@ -174,6 +174,13 @@ def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_pat
         with pytest.raises(UsageError, match=message):
             split_model(SplitOptions(model, CONFIG, tmp_path / "cut", xmodel=bad))
     assert not (tmp_path / "cut").exists()
+    # A file of another kind is refused: copied in by name, a dpu0.onnx would have replaced the plan's own.
+    other = tmp_path / "other" / "dpu0.onnx"
+    other.parent.mkdir()
+    other.write_bytes(b"not the DPU subgraph")
+    with pytest.raises(UsageError, match=r"dpu0.onnx is not named .xmodel"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "cut", xmodel=other))
+    assert not (tmp_path / "cut").exists()
 
 
 def test_an_empty_or_folder_argument_is_refused(tmp_path):

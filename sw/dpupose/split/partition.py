@@ -197,6 +197,8 @@ def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
     if not xmodel.is_file():
         what = "is a folder" if xmodel.is_dir() else "does not exist"
         raise UsageError(f"--xmodel {xmodel} {what}; give the .xmodel that vai_c_xir compiled")
+    if xmodel.suffix != ".xmodel":  # copied into the plan folder by name: plan.json or dpu0.onnx would be replaced
+        raise UsageError(f"--xmodel {xmodel} is not named .xmodel; give the .xmodel that vai_c_xir compiled")
     if xmodel.stat().st_size == 0:
         raise ModelFileError(f"--xmodel {xmodel} is empty; compile it again (scripts/vitis_ai_quantize.sh)")
     src, dst, where = xmodel_part(xmodel, image)
