@@ -127,6 +127,20 @@ def test_output_of_the_wrong_kind_is_refused_and_nothing_is_touched(paths, capsy
     assert after == before
 
 
+def test_deploy_check_json_replaces_only_an_earlier_report(paths, capsys):
+    # Before the model is read: a plan.json given as --json was overwritten with the report.
+    plan = paths / "plan.json"
+    plan.write_text('{"version": 1, "generated_by": "dpupose split"}')
+    assert main(["deploy-check", str(paths / "none"), "--json", str(plan)]) == 2
+    assert "is not an earlier `dpupose deploy-check` report" in capsys.readouterr().err
+    assert plan.read_text() == '{"version": 1, "generated_by": "dpupose split"}'
+    # An earlier report may be replaced: the command goes on to the (missing) model.
+    report = paths / "report.json"
+    report.write_text('{"tolerance_lsb": 0, "first_divergent": null, "layers": []}')
+    assert main(["deploy-check", str(paths / "none"), "--json", str(report)]) == 2
+    assert "none not found; give a QDQ ONNX file" in capsys.readouterr().err
+
+
 def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
     assert main(["data", "synth", "--out", str(paths / "folder"), "--num-train", "1", "--num-valid", "1"]) == 2
     assert "is not a synthetic data root" in capsys.readouterr().err

@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from dpupose.quant.data import calibration_batches
     from dpupose.runtime.qdq_graph import load_program
 
+    if args.json is not None and args.json.exists() and not _is_report(args.json):
+        raise UsageError(
+            f"--json {args.json} exists and is not an earlier `dpupose deploy-check` report; choose another "
+            "--json (or move the file)"
+        )
     path = args.model / "dpu_part_qdq.onnx" if args.model.is_dir() else args.model
     if not path.is_file():
         raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
@@ -71,3 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report)
     return 0 if first is None else 1
+
+
+def _is_report(path) -> bool:
+    """Whether `path` holds a report an earlier deploy-check wrote (which --json may replace)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, dict) and {"tolerance_lsb", "first_divergent", "layers"} <= doc.keys()
