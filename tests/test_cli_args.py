@@ -41,6 +41,23 @@ CASES = [
     ("data synth --out {out} --image-size 32", "--image-size", "must be at least 64, got 32"),
     ("dpu estimate {out} --arch B1600 --cores 0", "--cores", "at least 1"),
     ("zoo export mobilenet_v2 --out {out} --input-size 0", "--input-size", "at least 1"),
+    # Too large for the libraries they go to (each was an overflow or allocation traceback), or for the machine.
+    ("train --data synthetic --epochs 1 --out {out} --seed 99999999999999999999", "--seed", "at most 2147483647"),
+    ("train --data synthetic --epochs 1 --out {out} --threads 99999999999", "--threads", "at most 1024, got"),
+    ("train --data synthetic --epochs 1 --out {out} --workers 5000", "--workers", "at most 1024, got 5000"),
+    ("train --data synthetic --epochs 1 --out {out} --lr 1e300", "--lr", "must be at most 1, got 1e300"),
+    ("train --data synthetic --epochs 1 --out {out} --width 100", "--width", "must be at most 4, got 100"),
+    ("train --data synthetic --epochs 1 --out {out} --input-size 100000", "--input-size", "at most 2048"),
+    (f"quantize --checkpoint {CKPT} --out {{out}} --seed 2147483648", "--seed", "at most 2147483647"),
+    ("data synth --out {out} --image-size 100000", "--image-size", "must be at most 4096, got 100000"),
+    ("data synth --out {out} --workers 99999999999999999999", "--workers", "at most 1024"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --threads 99999999999", "--threads", "at most 1024"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --dpu-jobs 1000", "--dpu-jobs", "at most 16, got 1000"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --max-frames 1e20", "--max-frames", "expected an integer"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --max-frames 99999999999999999999", "--max-frames", "at most"),
+    (f"run --plan {PLAN} --source x.jpg --out {{out}} --camera-retry-delay 1e300", "--camera-retry-delay", "at most"),
+    (f"bench --plan {PLAN} --threads 99999999999 --out {{out}}", "--threads", "at most 1024"),
+    ("zoo export resnet50 --out {out} --input-size 100000", "--input-size", "must be at most 2048, got 100000"),
 ]
 
 
@@ -85,6 +102,12 @@ def test_range_types_accept_their_bounds_and_refuse_just_outside():
     assert nonnegative_float("0") == 0.0
     with pytest.raises(argparse.ArgumentTypeError):
         nonnegative_float("-inf")
+    assert int_at_least(0)(str(2**31 - 1)) == 2**31 - 1  # the largest C int
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 2147483647"):
+        int_at_least(0)(str(2**31))
+    assert int_at_least(1, 16)("16") == 16 and float_above(0.0, 1.0)("1") == 1.0
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 16, got 17"):
+        int_at_least(1, 16)("17")
 
 
 @pytest.fixture

@@ -24,29 +24,40 @@ def _number(text: str, kind: type) -> float | int:
     return value
 
 
-def _ranged(kind: type, ok: Callable[[float], bool], wanted: str) -> Callable[[str], float]:
-    """A parser of `kind` values for which `ok` holds; otherwise "must be <wanted>, got <text>"."""
+# The largest count any integer option takes: libraries get counts, seeds and sizes as C ints (a larger
+# one ended in an overflow traceback from torch, ONNX Runtime or multiprocessing).
+INT_MAX = 2**31 - 1
+MAX_THREADS = 1024  # threads or processes: more would only exhaust the machine
+
+
+def _ranged(kind: type, ok: Callable[[float], bool], wanted: str, high: float | None = None) -> Callable[[str], float]:
+    """A parser of `kind` values for which `ok` holds; otherwise "must be <wanted>, got <text>" (or "must be
+    at most <high>" above `high`)."""
 
     def parse(text: str):
         value = _number(text, kind)
         if not ok(value):
             raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(
+                f"must be at most {high if kind is int else format(high, 'g')}, got {text}"
+            )
         return value
 
     parse.__name__ = "integer" if kind is int else "number"  # argparse names the type in its messages
     return parse
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    return _ranged(int, lambda v: v >= low, f"at least {low}")
+def int_at_least(low: int, high: int = INT_MAX) -> Callable[[str], int]:
+    return _ranged(int, lambda v: v >= low, f"at least {low}", high)
 
 
-def float_at_least(low: float) -> Callable[[str], float]:
-    return _ranged(float, lambda v: v >= low, f"at least {low:g}")
+def float_at_least(low: float, high: float | None = None) -> Callable[[str], float]:
+    return _ranged(float, lambda v: v >= low, f"at least {low:g}", high)
 
 
-def float_above(low: float) -> Callable[[str], float]:
-    return _ranged(float, lambda v: v > low, f"greater than {low:g}")
+def float_above(low: float, high: float | None = None) -> Callable[[str], float]:
+    return _ranged(float, lambda v: v > low, f"greater than {low:g}", high)
 
 
 def float_in(low: float, high: float) -> Callable[[str], float]:
@@ -55,6 +66,7 @@ def float_in(low: float, high: float) -> Callable[[str], float]:
 
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
+thread_count = int_at_least(1, MAX_THREADS)
 positive_float = float_above(0.0)
 nonnegative_float = float_at_least(0.0)
 

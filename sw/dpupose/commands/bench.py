@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import int_at_least, output_file, positive_int
+from dpupose.commands.argtypes import int_at_least, output_file, positive_int, thread_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="exact",
         help="DPU emulator for the split rows' accuracy: exact integer arithmetic, or ONNX Runtime's QDQ path",
     )
-    p.add_argument("--threads", type=positive_int, help="ONNX Runtime intra-op threads per subgraph")
+    p.add_argument("--threads", type=thread_count, help="ONNX Runtime intra-op threads per subgraph")
     p.add_argument("--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (build/bench)")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     p.add_argument("--out", type=output_file, help="also write the rows and settings to this JSON file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dpupose.commands.argtypes import int_at_least, nonnegative_int, output_dir, positive_int
+from dpupose.commands.argtypes import int_at_least, nonnegative_int, output_dir, thread_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--num-train", type=nonnegative_int, default=20000)
     s.add_argument("--num-valid", type=nonnegative_int, default=1000)
     s.add_argument("--seed", type=nonnegative_int, default=0)
-    s.add_argument("--image-size", type=int_at_least(64), default=256)
-    s.add_argument("--workers", type=positive_int, help="processes (default: up to 2)")
+    s.add_argument("--image-size", type=int_at_least(64, 4096), default=256)
+    s.add_argument("--workers", type=thread_count, help="processes (default: up to 2)")
     s.set_defaults(func=synth)
     c = group.add_parser(
         "check",

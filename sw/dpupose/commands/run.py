@@ -8,7 +8,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dpupose.commands.argtypes import float_in, nonnegative_float, nonnegative_int, output_dir, positive_int
+from dpupose.commands.argtypes import (
+    float_at_least,
+    float_in,
+    int_at_least,
+    nonnegative_int,
+    output_dir,
+    positive_int,
+    thread_count,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,13 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="live camera: drop frames the pipeline cannot take in time (counted); implies --pipeline",
     )
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="ONNX Runtime threads per CPU subgraph")
+    p.add_argument("--threads", type=thread_count, metavar="N", help="ONNX Runtime threads per CPU subgraph")
     p.add_argument(
         "--overlay",
         metavar="DIR",
         help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json",
     )
-    p.add_argument("--dpu-jobs", type=positive_int, default=2, metavar="N", help="DPU jobs in flight when pipelined")
+    p.add_argument(
+        "--dpu-jobs", type=int_at_least(1, 16), default=2, metavar="N", help="DPU jobs in flight when pipelined"
+    )
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (q or Esc stops)")
     p.add_argument(
         "--annotate",
@@ -75,7 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="reconnect attempts when a camera stops (default 5)",
     )
     p.add_argument(
-        "--camera-retry-delay", type=nonnegative_float, default=1.0, metavar="S", help="seconds between attempts"
+        "--camera-retry-delay",
+        type=float_at_least(0.0, 3600.0),
+        default=1.0,
+        metavar="S",
+        help="seconds between attempts",
     )
     p.set_defaults(func=run)
 

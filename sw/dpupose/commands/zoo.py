@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dpupose.commands.argtypes import output_file, positive_int
+from dpupose.commands.argtypes import int_at_least, output_file
 
 NETWORKS = ("mobilenet_v2", "mobilenet_v1", "resnet50", "pose_dpu")
 
@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("export", help="export a reference network to ONNX (FP32, BatchNorm folded)")
     s.add_argument("network", choices=NETWORKS)
     s.add_argument("--out", type=output_file, required=True, metavar="X.onnx", help="output ONNX file")
-    s.add_argument("--input-size", type=positive_int, default=224, help="square input size in pixels (default 224)")
+    s.add_argument(
+        "--input-size", type=int_at_least(1, 2048), default=224, help="square input size in pixels (default 224)"
+    )
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_export)
 
