@@ -79,6 +79,10 @@ def test_reader_rejects_broken_files(tmp_path):
         load_model(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "missing.onnx")
+    half = tmp_path / "half.onnx"  # a file is named, not only what is wrong inside it
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=r"half\.onnx: truncated ONNX protobuf .*; the file is damaged"):
+        load_model(half)
     ext = _model()
     ext.graph.initializer[0].data_location = TensorProto.EXTERNAL
     with pytest.raises(ModelFileError, match="external data"):

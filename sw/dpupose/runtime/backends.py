@@ -154,10 +154,13 @@ class RunnerFactory:
         try:
             runner = self._dpu_runner(path)
         except ModelFileError as exc:
-            if str(path) in str(exc):
+            message = str(exc)
+            if message.startswith(f"{path}: "):  # the ONNX reader names the file: named below, with the subgraph
+                message = message[len(f"{path}: ") :]
+            elif str(path) in message:
                 raise
             raise ModelFileError(
-                f"subgraph {sg.name!r} ({path}) cannot be loaded: {exc}; copy the plan folder again, or re-split "
+                f"subgraph {sg.name!r} ({path}) cannot be loaded: {message}; copy the plan folder again, or re-split "
                 "the model with `dpupose split`"
             ) from None
         _warn_on_other_fix_points(sg, runner)

@@ -302,6 +302,7 @@ def parse_model(data: bytes) -> Graph:
 
 def load_model(path_or_bytes: str | Path | bytes) -> Graph:
     """Read and decode an ONNX file (or serialized bytes, or an object with SerializeToString)."""
+    path = None
     if hasattr(path_or_bytes, "SerializeToString"):
         data = path_or_bytes.SerializeToString()  # an onnx.ModelProto on the host
     elif isinstance(path_or_bytes, (bytes, bytearray)):
@@ -314,4 +315,11 @@ def load_model(path_or_bytes: str | Path | bytes) -> Graph:
     try:
         return parse_model(data)
     except (UnicodeDecodeError, struct.error, ValueError) as exc:
-        raise ModelFileError(f"cannot decode ONNX model ({exc}); the file is corrupt or not ONNX") from exc
+        where = f"{path}: " if path is not None else ""
+        raise ModelFileError(f"{where}cannot decode ONNX model ({exc}); the file is corrupt or not ONNX") from exc
+    except ModelFileError as exc:
+        if path is None:
+            raise
+        # Name the file: "truncated ONNX protobuf" alone does not say which of a plan's files is damaged.
+        damaged = "; the file is damaged or not ONNX" if "ONNX protobuf" in str(exc) else ""
+        raise ModelFileError(f"{path}: {exc}{damaged}") from None
