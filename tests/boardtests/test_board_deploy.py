@@ -1,6 +1,7 @@
 """Deployment command lines and flow, against a recording fake of the command runner (no network)."""
 
 import json
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
 from dpupose.board.deploy import Remote, deploy, install_argv, rsync_argv, scp_argvs
 from dpupose.board.tools import CommandRunner
-from dpupose.errors import ArtifactError, FingerprintMismatch, ToolFailed, ToolNotFoundError
+from dpupose.errors import ArtifactError, FingerprintMismatch, ToolFailed, ToolNotFoundError, UsageError
 
 SSH_ARGV = [
     "ssh",
@@ -144,6 +145,23 @@ def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatc
     assert out[4] == shlex.join(install_argv(Remote("pynq"), WHEEL))
     assert out[5].startswith("then, to run it: ssh -t xilinx@pynq ") and "--backend vart" in out[5]
     assert len(out) == 6
+
+
+@pytest.mark.parametrize(
+    ("host", "user", "message"),
+    [
+        ("", "xilinx", "--host '' is empty"),  # was xilinx@: in every command line
+        ("a b", "xilinx", "--host 'a b' has blanks"),
+        ("xilinx@pynq", "xilinx", "--host 'xilinx@pynq' holds '@'"),  # was xilinx@xilinx@pynq
+        ("pynq", "-oProxyCommand=x", "--user '-oProxyCommand=x' starts with '-'"),  # an ssh option
+        ("pynq", "", "--user '' is empty"),
+    ],
+)
+def test_a_host_or_user_ssh_would_misread_is_refused(overlay, model, host, user, message):
+    runner = RecordingRunner()
+    with pytest.raises(UsageError, match=re.escape(message)):
+        deploy(host, overlay, model, user=user, dry_run=True, runner=runner, echo=print)
+    assert runner.calls == []
 
 
 def test_fingerprint_mismatch_stops_before_copying(overlay, model, wheel, tools_present):

@@ -28,7 +28,7 @@ from dpupose.board import artifacts, layout
 from dpupose.board.manifest import build_manifest
 from dpupose.board.tools import CommandRunner, have_tool, require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_name
-from dpupose.errors import ArtifactError, FingerprintMismatch
+from dpupose.errors import ArtifactError, FingerprintMismatch, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,30 @@ class Remote:
             "-o",
             "ControlPersist=120",
         ]
+
+
+def _login_problem(value: str) -> str | None:
+    if not value:
+        return "is empty"
+    if any(c.isspace() for c in value):
+        return "has blanks"
+    if value.startswith("-"):
+        return "starts with '-' (ssh would read it as an option)"
+    if "@" in value:
+        return "holds '@'"
+    return None
+
+
+def check_login(host: str, user: str) -> None:
+    """UsageError for a --host or --user that ssh would misread: empty, with blanks (one word for ssh, two
+    in the printed run command), starting with '-' (an ssh option), or with '@' (a second user name)."""
+    for option, value in (("--host", host), ("--user", user)):
+        what = _login_problem(value)
+        if what is not None:
+            raise UsageError(
+                f"{option} {value!r} {what}: give the board's name or address with --host and the login with "
+                "--user (e.g. --host pynq --user xilinx)"
+            )
 
 
 def ssh_argv(remote: Remote, command: str, *, tty: bool = False) -> list[str]:
@@ -138,6 +162,7 @@ def deploy(
     use_rsync: bool | None = None,
 ) -> DeployReport:
     """Deploy to `host`; with dry_run, print the command lines instead of running them."""
+    check_login(host, user)
     runner = runner or CommandRunner()
     remote = Remote(host, user)
     overlay, model = Path(overlay), Path(model)
