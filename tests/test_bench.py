@@ -97,6 +97,18 @@ def test_cli_json_and_out_file(quantized, synth_root, tmp_path, capsys, monkeypa
     assert (tmp_path / "build" / "cache" / "split").is_dir()
 
 
+def test_an_out_file_that_cannot_be_written_is_named_as_given(tmp_path, capsys, monkeypatch):
+    import types
+
+    import dpupose.eval.bench as bench_mod
+
+    monkeypatch.setattr(bench_mod, "run_bench", lambda opts: types.SimpleNamespace(rows=[], info={}))
+    out = "/proc/dpupose-bench.json"  # no file can be made there
+    assert main(["bench", "--plan", str(tmp_path), "--json", "--out", out, "--work", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use {out}:" in err and ".tmp" not in err  # was /proc/.dpupose-bench.json.tmp
+
+
 def test_the_plan_finds_its_quantized_model_relative_to_itself(quantized, tmp_path):
     """source_model is relative to the plan folder: found while the two keep their places (moved together),
     and an absolute entry (plans written before) is still followed."""

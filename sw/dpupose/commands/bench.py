@@ -84,10 +84,9 @@ def run(args: argparse.Namespace) -> int:
     )
     rows = [r.to_json() for r in result.rows]
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps({"generated_by": "dpupose bench", **result.info, "rows": rows}, indent=2) + "\n")
-        tmp.replace(args.out)
+        from dpupose.fsio import write_json
+
+        write_json(args.out, {"generated_by": "dpupose bench", **result.info, "rows": rows})
     if args.json:
         print(json.dumps(rows, indent=2))
         if "skipped" in result.info:
