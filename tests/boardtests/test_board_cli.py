@@ -158,3 +158,15 @@ def test_stage_names_a_missing_wheel_and_an_overlay_given_as_a_file(image, overl
     assert "none.whl does not exist" in capsys.readouterr().err
     assert cli([*argv, "--overlay", str(overlay / "dpu.bit")]) == 2
     assert "is a file: pass the folder" in capsys.readouterr().err
+
+
+@needs_image_tools
+def test_a_target_that_cannot_be_made_is_named_as_given(image, overlay, model, wheel, cli, capsys):
+    # /proc takes no new files: the error names the path given, not the temporary copy beside it.
+    assert cli(["sdcard", "flash", str(image), "--device", "/proc/dpupose.img", "--yes", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use /proc/dpupose.img:" in err and ".partial" not in err
+    argv = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    assert cli([*argv, "--out", "/proc/dpupose.img", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use /proc/dpupose.img:" in err and ".partial" not in err

@@ -281,7 +281,10 @@ def _flash_file(
         target = Path(os.path.realpath(target))  # a link to the file: replace the file, keep the link
         mode = stat.S_IMODE(target.stat().st_mode)  # and keep its permissions
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as exc:  # name the file the user gave, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(given)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

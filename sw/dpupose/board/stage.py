@@ -98,7 +98,12 @@ def stage(
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.partial")
         try:
-            flash(info.path, partial, use_bmaptool=False, progress=progress)
+            try:
+                flash(info.path, partial, use_bmaptool=False, progress=progress)
+            except OSError as exc:  # name the file the user gave, not the temporary copy
+                if exc.filename != str(partial):
+                    raise
+                raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
             _write(partial, _prepare(partial, files, tmp), tmp)
             os.replace(partial, dest)
         except ImageError as exc:
