@@ -1,5 +1,6 @@
 """Flashing to files (the real copy and verification code paths) and to a stand-in block device."""
 
+import lzma
 import os
 import shutil
 import subprocess
@@ -102,6 +103,12 @@ def test_truncated_or_corrupt_image_leaves_no_target(base_xz, tmp_path):
         flash(bad, tmp_path / "b.img", use_bmaptool=False)
     assert not (tmp_path / "a.img").exists() and not (tmp_path / "b.img").exists()
     assert [p for p in tmp_path.iterdir() if ".partial" in p.name] == []
+    # A raw image cut short (its last partition reaches past its end) was written and "verified".
+    short = tmp_path / "short.img"
+    short.write_bytes(lzma.decompress(data)[: IMAGE_SIZE - 2 * 1024 * 1024])
+    with pytest.raises(ImageError, match=r"short.img is truncated: partition 2 ends at byte"):
+        flash(short, tmp_path / "c.img", use_bmaptool=False)
+    assert not (tmp_path / "c.img").exists()
 
 
 def test_refuses_to_write_over_the_image_itself_and_asks_before_replacing(image, tmp_path):

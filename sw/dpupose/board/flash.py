@@ -29,6 +29,7 @@ from pathlib import Path
 from dpupose.board import bmap as bmaplib
 from dpupose.board import devices
 from dpupose.board.images import ImageInfo, ImageKind, image_stream, open_image, read_chunk
+from dpupose.board.partitions import read_mbr
 from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
@@ -226,6 +227,8 @@ def flash(
     use_bmaptool: True requires it, False avoids it, None uses it when installed.
     """
     info = open_image(image)
+    if info.kind is ImageKind.RAW:  # a cut download: its partitions reach past its end (xz and zip say so)
+        read_mbr(info.path, gpt_ok=True)
     target = Path(target)
     kind = _classify(target)
     if kind != "new" and os.path.samefile(info.path, target):

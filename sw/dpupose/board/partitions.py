@@ -35,8 +35,9 @@ class Partition:
         return self.offset + self.size
 
 
-def read_mbr(image: Path) -> list[Partition]:
-    """Primary partitions of an MBR ("dos") partition table, in table order."""
+def read_mbr(image: Path, gpt_ok: bool = False) -> list[Partition]:
+    """Primary partitions of an MBR ("dos") partition table, in table order (with gpt_ok, none for a GPT
+    disk's protective MBR instead of an ImageError)."""
     with image.open("rb") as f:
         mbr = f.read(SECTOR)
         image_size = f.seek(0, 2)
@@ -50,6 +51,8 @@ def read_mbr(image: Path) -> list[Partition]:
         if type_id == 0 or sectors == 0:
             continue
         if type_id == GPT_PROTECTIVE_ID:
+            if gpt_ok:
+                return []
             raise ImageError(f"{image} has a GPT partition table; PYNQ images use MBR")
         part = Partition(i + 1, type_id, status == 0x80, lba * SECTOR, sectors * SECTOR)
         if part.end > image_size:
