@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,10 @@ def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
         open_source(str(tmp_path / "missing.mp4"))
     with pytest.raises(UsageError, match="camera:N"):
         open_source("camera:front")
+    for name in ("pipe.mp4", "pipe.jpg"):  # was "does not exist"
+        os.mkfifo(tmp_path / name)
+        with pytest.raises(UsageError, match=rf"{name} is not a regular file \(a pipe or a device\?\)"):
+            open_source(str(tmp_path / name))
 
 
 def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog) -> None:

@@ -64,7 +64,8 @@ class ImageFolderSource(FrameSource):
         elif self.path.is_file():
             self.files = [self.path]
         else:
-            raise UsageError(f"image source {self.path} does not exist")
+            what = "is not a regular file (a pipe or a device?)" if self.path.exists() else "does not exist"
+            raise UsageError(f"image source {self.path} {what}")
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in self.files):
             raise DataError(
                 f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); pass a folder of images, "
@@ -99,7 +100,8 @@ class VideoFileSource(FrameSource):
         self.path = Path(path)
         self.name = str(self.path)
         if not self.path.is_file():
-            raise UsageError(f"video source {self.path} does not exist")
+            what = "is not a regular file (a pipe or a device?)" if self.path.exists() else "does not exist"
+            raise UsageError(f"video source {self.path} {what}")
         self.cap = (open_capture or cv2.VideoCapture)(opencv_path(self.path))
         if not self.cap.isOpened():
             raise DataError(f"cannot open video {self.path}: not a video OpenCV can decode")
