@@ -8,7 +8,6 @@ A checkpoint is a torch.save dict: `format` ("dpupose-checkpoint"), `model` (Pos
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,8 @@ FORMAT = "dpupose-checkpoint"
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # atomic_path syncs it before the rename
         torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
     return path
 
 
