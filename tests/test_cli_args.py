@@ -6,6 +6,10 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -281,3 +285,22 @@ def test_eval_refuses_a_quantized_folder_it_would_ignore(tmp_path, capsys):
         main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "synthetic", "--quantized", str(tmp_path)]) == 2
     )
     assert "--quantized is for the int8 engines: pass --engine int8-emulated" in capsys.readouterr().err
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_folder(tmp_path):
+    """`kill`/`timeout` during data synth (a pool of worker processes): one line, exit 143, and the half-filled
+    temporary folder is removed, not left beside the output (forked workers die of the signal as usual)."""
+    out = tmp_path / "synth"
+    cmd = [sys.executable, "-m", "dpupose", "data", "synth", "--out", str(out), "--num-train", "3000",
+           "--num-valid", "10", "--image-size", "64", "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".tmp") and any(p.rglob("*.jpg")) for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "data synth ended before it wrote an image"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip() == "dpupose: terminated"
+    assert os.listdir(tmp_path) == []

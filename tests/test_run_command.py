@@ -205,17 +205,17 @@ def test_no_decodable_input_is_an_error(plan_dir: Path, tmp_path: Path, capsys) 
 
 
 class Interrupted(FrameSource):
-    """Frames from a list; a real SIGINT arrives while frame `at` is being read."""
+    """Frames from a list; a real signal (SIGINT unless told) arrives while frame `at` is being read."""
 
-    def __init__(self, n: int, at: int) -> None:
+    def __init__(self, n: int, at: int, signum: int = signal.SIGINT) -> None:
         super().__init__()
-        self.n, self.at, self.closed = n, at, False
+        self.n, self.at, self.signum, self.closed = n, at, signum, False
 
     def __iter__(self):
         rng = np.random.default_rng(0)
         for i in range(self.n):
             if i == self.at:
-                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(self.signum)
             yield Frame(i, rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), "camera:0")
 
     def close(self) -> None:
@@ -232,14 +232,19 @@ def sigint_raises():
 
 
 @pytest.mark.parametrize("mode", [[], ["--pipeline"]])
-def test_ctrl_c_keeps_and_finalizes_outputs(
-    plan_dir: Path, tmp_path: Path, monkeypatch, mode, capsys, sigint_raises
+@pytest.mark.parametrize(
+    ("signum", "rc_want", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_sigterm_keeps_and_finalizes_outputs(
+    plan_dir: Path, tmp_path: Path, monkeypatch, mode, signum, rc_want, said, capsys, sigint_raises
 ) -> None:
-    source = Interrupted(50, at=5)
+    # SIGTERM is how a service manager, `kill` or `timeout` stops a run on the board: it must end as Ctrl-C does.
+    source = Interrupted(50, at=5, signum=signum)
     monkeypatch.setattr(app, "open_source", lambda spec, **kw: source)
     out = tmp_path / "out"
     rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out), *mode])
-    assert rc == 130 and "interrupted; outputs so far are kept" in capsys.readouterr().err
+    assert rc == rc_want and f"{said}; outputs so far are kept" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command's handler is gone again
     n = len(lines(out / "keypoints.jsonl"))
     assert n <= 5 if mode else n == 5
     assert video_frames(out / "annotated.mp4") == n

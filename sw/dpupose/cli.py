@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from dpupose import __version__
-from dpupose.errors import DpuposeError
+from dpupose.errors import DpuposeError, Terminated
 
 # Order is the order shown by `dpupose --help`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -79,11 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A group without its subcommand (e.g. `dpupose dpu`) prints that group's help.
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
+    previous = _raise_on_sigterm()
     try:
         return int(func(args) or 0)
     except DpuposeError as exc:
         print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("dpupose: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("dpupose: interrupted", file=sys.stderr)
         return 130
@@ -96,6 +103,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+_MAIN_PID: int | None = None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker (data, DataLoader, pool) inherited the handler: die as usual
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated()
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into Terminated (a KeyboardInterrupt) for the command's run, so that it unwinds as
+    for Ctrl-C (temporary files removed, `run`'s outputs finished) instead of dying mid-write; returns the
+    handler to restore (None where no handler can be set: not the main thread)."""
+    global _MAIN_PID
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    _MAIN_PID = os.getpid()
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def os_error_line(exc: OSError) -> str:

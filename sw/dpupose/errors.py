@@ -11,6 +11,11 @@ class DpuposeError(Exception):
     """Base class of errors reported to the user without a traceback."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a service stop): raised where the program is, like Ctrl-C, so that
+    partial files are cleaned up and `dpupose run` finishes its outputs before exiting (143)."""
+
+
 class UsageError(DpuposeError):
     """A command-line value is wrong or missing."""
 

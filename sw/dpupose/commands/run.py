@@ -135,8 +135,11 @@ def run(args: argparse.Namespace) -> int:
     for path in summary.outputs:
         print(f"  wrote {path}")
     if summary.interrupted:
-        print("dpupose: interrupted; outputs so far are kept", file=sys.stderr)
-        return 130
+        print(
+            f"dpupose: {'terminated' if summary.terminated else 'interrupted'}; outputs so far are kept",
+            file=sys.stderr,
+        )
+        return 143 if summary.terminated else 130
     if s.frames == 0 and summary.skipped:
         print(
             f"dpupose: error: none of the {summary.skipped} input(s) of {args.source} could be decoded; "

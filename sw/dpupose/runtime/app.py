@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpupose.errors import DpuposeError, UsageError
+from dpupose.errors import DpuposeError, Terminated, UsageError
 from dpupose.fsio import write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
@@ -60,9 +60,10 @@ class RunSummary:
     stats: RunStats
     outputs: list[Path] = field(default_factory=list)
     skipped: int = 0
-    interrupted: bool = False
+    interrupted: bool = False  # by Ctrl-C, or by SIGTERM (then terminated too)
     guard: str | None = None
     decode: str = "dsnt"
+    terminated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,8 +172,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         summary = RunSummary(backend, stats, guard=guard, decode=opts.decode)
         try:
             _consume(opts, stack.enter_context(closing(results)), sinks, stats, progress)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             summary.interrupted = True
+            summary.terminated = isinstance(exc, Terminated)
         except DpuposeError as exc:
             _finish(summary, sinks, source, pipe, opts)
             raise type(exc)(f"{exc}; {_kept(summary)}") from None
