@@ -112,6 +112,16 @@ def test_an_earlier_runs_other_outputs_stay_and_are_named(plan_dir: Path, images
     assert "still holds frames from an earlier run" in caplog.text
 
 
+@pytest.mark.parametrize("where", [".", "runs/today"])
+def test_out_inside_the_plan_folder_is_refused(plan_dir: Path, images: Path, where: str, capsys) -> None:
+    # The plan folder is what `sdcard stage` and `deploy` copy to the board: a run's outputs do not belong there.
+    before = sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*"))
+    out = plan_dir / where
+    rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)])
+    assert rc == 2 and "is inside the plan folder" in capsys.readouterr().err
+    assert sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*")) == before
+
+
 def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:
     # Rerunning on an earlier run's annotated frames (or video) with the same --out would overwrite them.
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -140,6 +141,13 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
     if opts.dpu_jobs < 1:
         raise UsageError("--dpu-jobs must be at least 1")
     plan = load_plan(opts.plan)
+    if opts.out is not None:
+        out, root = Path(os.path.abspath(opts.out)), Path(os.path.abspath(plan.root))
+        if out == root or root in out.parents:
+            raise UsageError(
+                f"--out {opts.out} is inside the plan folder {plan.root}: `sdcard stage` and `deploy` would copy "
+                "this run's outputs with the plan; choose another --out"
+            )
     check_decode(plan, opts.decode)  # before any runner (or the DPU) is opened
     backend = resolve_backend(opts.backend)
     pipelined = opts.pipeline or opts.drop_late
