@@ -280,6 +280,25 @@ def test_a_path_the_file_system_refuses_is_one_line(capsys, monkeypatch):
     assert line.startswith("cannot use a.tmp -> b: Permission denied")
 
 
+def test_an_unwritable_output_fails_before_the_work(capsys, monkeypatch):
+    # quantize calibrates and bench measures for minutes before writing: /proc takes nothing, say so first.
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output was checked")
+
+    monkeypatch.setattr("dpupose.quant.data.open_calibration_set", no_work)
+    monkeypatch.setattr("dpupose.eval.bench.run_bench", no_work)
+    for line, path in [
+        (f"quantize --checkpoint {CKPT} --out /proc/dpupose-q", "/proc/dpupose-q"),
+        (f"bench --plan {PLAN} --out /proc/dpupose-bench.json", "/proc/dpupose-bench.json"),
+        (f"bench --plan {PLAN} --work /proc/dpupose-work", "/proc/dpupose-work/probe"),
+    ]:
+        assert main(line.split()) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dpupose: error: cannot use {path}: ") and err.count("\n") == 1, err
+    assert main(f"quantize --checkpoint {CKPT} --out /proc/dpupose-q --target DPUCZDX8G_ISA1_B1600".split()) == 2
+    assert "--engine native does not use it" in capsys.readouterr().err
+
+
 def test_eval_refuses_a_quantized_folder_it_would_ignore(tmp_path, capsys):
     assert (
         main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "synthetic", "--quantized", str(tmp_path)]) == 2

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from dpupose.fsio import atomic_dir, atomic_path, sha256_file, write_json, write_text
+from dpupose.fsio import atomic_dir, atomic_path, check_can_create, sha256_file, write_json, write_text
 
 
 def test_success_replaces_with_usual_permissions(tmp_path):
@@ -152,3 +152,16 @@ def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
     with pytest.raises(OSError) as info, atomic_path(path):
         pass
     assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+
+
+def test_check_can_create_probes_the_nearest_existing_folder_and_leaves_nothing(tmp_path):
+    check_can_create(tmp_path / "new" / "deeper" / "out")  # parents still to be made: probed where they would go
+    check_can_create(tmp_path / "out.json")
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        check_can_create(tmp_path / "file" / "out")
+    assert info.value.filename == str(tmp_path / "file" / "out")  # the path the user gave
+    with pytest.raises(OSError) as info:
+        check_can_create("/proc/dpupose-probe")
+    assert info.value.filename == "/proc/dpupose-probe"

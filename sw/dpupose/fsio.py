@@ -9,6 +9,7 @@ whether the folder already there may go.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -54,6 +55,21 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_can_create(path: str | Path) -> None:
+    """Raise OSError naming `path` now, not after minutes of work, when nothing can be created where it would
+    go (a read-only or pseudo file system, a file where a folder is needed); creates nothing that stays."""
+    path = Path(os.path.abspath(path))
+    parent = path.parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".probe", dir=parent))
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
 def refuse_current_folder(path: str | Path) -> Path:

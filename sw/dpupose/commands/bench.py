@@ -48,9 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     """Before minutes of work: --work must be a folder (or new), --out a new file or an earlier bench's."""
     from dpupose.errors import UsageError
+    from dpupose.fsio import check_can_create
 
     if args.work.exists() and not args.work.is_dir():
         raise UsageError(f"--work {args.work} exists and is not a folder; choose another --work")
+    for path in (args.work / "probe", args.out):  # a place nothing can be written fails now, not at the end
+        if path is not None:
+            check_can_create(path)
     if args.out is not None and args.out.exists():
         try:
             doc = json.loads(args.out.read_text(encoding="utf-8"))

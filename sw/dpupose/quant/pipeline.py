@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.errors import ToolNotFoundError, UsageError
-from dpupose.fsio import atomic_dir, check_replaceable
+from dpupose.fsio import atomic_dir, check_can_create, check_replaceable
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,10 @@ def quantize(cfg: QuantizeConfig) -> dict:
         )
     if cfg.qat_epochs < 0:
         raise UsageError("--qat-epochs must be >= 0")
+    if cfg.target and cfg.engine != "vai_q":
+        raise UsageError(f"--target names the DPU for --engine vai_q; --engine {cfg.engine} does not use it: drop it")
     _check_out(cfg.out)
+    check_can_create(cfg.out)  # a folder that cannot be written fails now, not after calibration
     read_checkpoint(cfg.checkpoint)  # a wrong file is reported before the calibration set is made (minutes)
     calib_set = open_calibration_set(cfg.calib_data, cfg.data_root, cfg.num_calib, cfg.seed)
     model, state = load_checkpoint(cfg.checkpoint)
