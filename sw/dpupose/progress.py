@@ -3,6 +3,7 @@ plain line every 30 seconds and a final one, so logs stay readable."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -19,6 +20,7 @@ class Progress:
         self._last = self.start
         self.postfix = ""
         self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self._shown = 0  # length of the line on screen (a shorter redraw blanks the rest)
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
         self.count += n
@@ -27,7 +29,7 @@ class Progress:
         now = time.monotonic()
         if self.tty and (now - self._last > 0.2 or self.count >= self.total):
             self._last = now
-            self.stream.write("\r" + self._line(now))
+            self.stream.write("\r" + self._fit(self._line(now)))
             self.stream.flush()
         elif not self.tty and now - self._last > 30.0 and self.count < self.total:
             self._last = now
@@ -44,9 +46,17 @@ class Progress:
             f"{self.desc} [{bar:<24}] {self.count}/{self.total} {rate:.1f} {self.unit}/s eta {eta:.0f}s {self.postfix}"
         )
 
+    def _fit(self, line: str) -> str:
+        """On a terminal: the line cut to its width (a longer one wraps, and each redraw adds a line) and
+        padded over what the previous redraw left."""
+        line = line[: max(shutil.get_terminal_size().columns - 1, 20)]
+        padded, self._shown = line.ljust(self._shown), len(line)
+        return padded
+
     def close(self) -> None:
         line = self._line(time.monotonic())
-        self.stream.write(("\r" if self.tty else "") + line + "\n")
+        self.stream.write(("\r" + self._fit(line)) if self.tty else line)
+        self.stream.write("\n")
         self.stream.flush()
 
     def __enter__(self) -> Progress:

@@ -74,9 +74,15 @@ def test_stage_options_are_exclusive(cli, capsys):
     assert "not allowed with" in capsys.readouterr().err
 
 
-def test_progress_bar_shows_fraction_and_throughput():
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_shows_fraction_and_throughput(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     now = [100.0]
-    stream = io.StringIO()
+    stream = Tty()
     bar = Progress(8 * 1024**2, "write ", enabled=True, stream=stream, clock=lambda: now[0], interval=0.5)
     now[0] = 101.0
     bar.update(2 * 1024**2)  # 2 MiB after 1 s
@@ -93,11 +99,30 @@ def test_progress_bar_shows_fraction_and_throughput():
     assert "[###############---------------]" in frames[1]
 
 
-def test_progress_only_on_a_terminal_unless_asked():
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
+def test_progress_bar_fits_a_narrow_terminal_and_writes_plain_lines_elsewhere(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")  # the line is ~80 characters: wrapped, each redraw would add a line
+    now = [0.0]
+    tty = Tty()
+    bar = Progress(4 * 1024**2, "write ", enabled=True, stream=tty, clock=lambda: now[0], interval=0.0)
+    for _ in range(4):
+        now[0] += 1.0
+        bar.update(1024**2)
+    bar.close()
+    frames = tty.getvalue().split("\r")[1:]
+    assert len(frames) == 5 and all(len(f.split("\x1b[K")[0]) == 39 for f in frames)
+    # --progress into a file or pipe: whole lines, no carriage returns or escape codes.
+    log = io.StringIO()
+    bar = Progress(4 * 1024**2, "write ", enabled=True, stream=log, clock=lambda: now[0], interval=0.0)
+    bar.update(1024**2)
+    now[0] += 1.0
+    bar.update(3 * 1024**2)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and "25.0%" in lines[0] and "100.0%" in lines[1] and "100.0%" in lines[2]
+    assert "\r" not in log.getvalue() and "\x1b" not in log.getvalue()
 
+
+def test_progress_only_on_a_terminal_unless_asked():
     assert progress_wanted(None, Tty()) is True
     assert progress_wanted(None, io.StringIO()) is False
     assert progress_wanted(True, io.StringIO()) is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Progress:
         self.done = 0
         self.start = clock()
         self._last_draw = -1e9
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.start, 1e-9)
@@ -65,10 +67,19 @@ class Progress:
         now = self.clock()
         if now - self._last_draw >= self.interval:
             self._last_draw = now
-            self.stream.write("\r" + self.line() + "\x1b[K")
+            self._draw("")
             self.stream.flush()
+
+    def _draw(self, end: str) -> None:
+        """On a terminal: redrawn in place, cut to its width (a wrapped line would add a line per redraw);
+        elsewhere (--progress into a file or pipe): one plain line per draw, no control codes."""
+        if self.tty:
+            width = max(shutil.get_terminal_size().columns - 1, 20)
+            self.stream.write("\r" + self.line()[:width] + "\x1b[K" + end)
+        else:
+            self.stream.write(self.line() + "\n")
 
     def close(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + self.line() + "\x1b[K\n")
+            self._draw("\n")
             self.stream.flush()

@@ -1,0 +1,46 @@
+"""The training/evaluation progress bar: redrawn in place on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+from dpupose.progress import Progress
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def draws(columns: str, postfixes: list[str], monkeypatch) -> list[str]:
+    monkeypatch.setenv("COLUMNS", columns)
+    tty = Tty()
+    bar = Progress(10, "epoch 1/8", unit="batch", stream=tty)
+    for postfix in postfixes:
+        bar._last = -1e9  # draw every update
+        bar.update(1, postfix=postfix)
+    bar.close()
+    return tty.getvalue().split("\r")[1:]
+
+
+def test_a_terminal_redraw_fits_its_width(monkeypatch):
+    first, second, last = draws("50", ["loss 0.123456789", ""], monkeypatch)
+    assert len(first) == len(second) == 49 and first.startswith("epoch 1/8 [##")
+    assert last.endswith("\n") and len(last) == 50  # a wrapped line would leave one line per redraw
+
+
+def test_a_shorter_redraw_blanks_the_rest_of_the_previous_line(monkeypatch):
+    first, second, _ = draws("200", ["loss 0.123456789", ""], monkeypatch)
+    assert "loss 0.123456789" in first and len(first) < 199
+    assert len(second) == len(first) and "loss" not in second and second.endswith("   ")
+
+
+def test_not_a_terminal_gets_whole_lines(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "20")
+    log = io.StringIO()
+    bar = Progress(4, "eval", stream=log)
+    bar.update(4)
+    bar.close()
+    text = log.getvalue()
+    assert "\r" not in text and text.count("\n") == 1
+    assert text.startswith("eval [########################] 4/4 ")  # not cut to the terminal's width
