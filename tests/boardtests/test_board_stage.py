@@ -444,3 +444,15 @@ def test_staging_again_counts_the_files_it_replaces_as_free(image, overlay, mode
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/old.bin") is None
     fsck = subprocess.run(["e2fsck", "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout
+
+
+def test_an_interrupt_while_staging_in_place_says_the_image_may_be_partly_staged(
+    image, overlay, model, wheel, monkeypatch, capsys
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C or SIGTERM between two of the files written into the image
+
+    monkeypatch.setattr(stagemod, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert f"warning: {image} may be partly staged: stage it again, or restore it" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -91,6 +92,9 @@ def stage(
                 _write(info.path, plan, tmp)
             except ImageError as exc:
                 raise ImageError(f"{exc}; {info.path} is now partly staged: stage it again, or restore it") from None
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"
+                print(f"warning: {info.path} may be partly staged: stage it again, or restore it", file=sys.stderr)
+                raise
             return StageReport(info.path, manifest, payload.verdict, **done)
         assert dest is not None
         if dest.is_symlink():  # a link to an image staged before: replace that image, keep the link
