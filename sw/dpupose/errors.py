@@ -3,6 +3,7 @@ message on one line and exits non-zero, so each message must say what went wrong
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -59,7 +60,8 @@ class ToolFailed(DpuposeError):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
-        detail = stderr.strip().splitlines()
+        # Colour and cursor codes (bmaptool colours its errors) would garble the one-line message.
+        detail = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stderr).strip().splitlines() if line.strip()]
         tail = "; ".join(detail[-3:]) if detail else "no message"
         super().__init__(f"'{shlex.join(self.argv)}' failed (exit {returncode}): {tail}")
 

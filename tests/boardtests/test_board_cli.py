@@ -166,6 +166,11 @@ def test_a_failed_interactive_tool_points_at_its_own_messages():
         run_tool(["sh", "-c", "echo 'Could not resolve hostname pynq' >&2; exit 3"], capture=False)
     with pytest.raises(ToolFailed, match=r"failed \(exit 3\): Could not resolve hostname pynq"):
         run_tool(["sh", "-c", "echo 'Could not resolve hostname pynq' >&2; exit 3"], capture=True)
+    # A tool that colours its errors (bmaptool): the message keeps the words, not the escape codes.
+    coloured = "printf '\\033[91mbmaptool: ERROR\\033[0m: checksum mismatch\\n\\n' >&2; exit 1"
+    with pytest.raises(ToolFailed) as info:
+        run_tool(["sh", "-c", coloured], capture=True)
+    assert str(info.value).endswith("failed (exit 1): bmaptool: ERROR: checksum mismatch")
 
 
 def test_flash_refuses_a_block_map_with_no_bmaptool(image, tmp_path, cli, capsys):
