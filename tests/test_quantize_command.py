@@ -213,15 +213,34 @@ def test_vai_q_absent_says_to_use_the_script(tmp_path, ckpt, monkeypatch):
 
 
 class _FakeQuantizer:
-    """Records what the adapter asks of vai_q_pytorch's torch_quantizer."""
+    """Records what the adapter asks of vai_q_pytorch's torch_quantizer; its arguments are those of
+    Vitis AI 2.5's (pytorch_nndct/apis.py), which has no `target`."""
 
     calls: ClassVar[list] = []
 
-    def __init__(self, mode, module, inputs, output_dir, device, **kwargs):
+    def __init__(
+        self,
+        quant_mode,
+        module,
+        input_args=None,
+        state_dict_file=None,
+        output_dir="quantize_result",
+        bitwidth=None,
+        mix_bit=False,
+        device=None,
+        lstm=False,
+        app_deploy="CV",
+        qat_proc=False,
+        custom_quant_ops=None,
+        quant_config_file=None,
+    ):
+        self._record(quant_mode, module, input_args, output_dir, {})
+
+    def _record(self, mode, module, inputs, output_dir, extra):
         self.mode = mode
         self.module = module
         self.output_dir = Path(output_dir)
-        self.calls.append(("torch_quantizer", mode, tuple(inputs[0].shape), kwargs))
+        self.calls.append(("torch_quantizer", mode, tuple(inputs[0].shape), extra))
 
         def forward(x):
             self.calls.append(("forward", mode, tuple(x.shape)))
@@ -238,14 +257,45 @@ class _FakeQuantizer:
         (Path(output_dir) / f"{type(self.module).__name__}_int.xmodel").write_bytes(b"xmodel")
 
 
-def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, synth_root, monkeypatch):
+class _FakeQuantizer30(_FakeQuantizer):
+    """Stands for Vitis AI 3.0's torch_quantizer, which added `target` (other arguments left out)."""
+
+    def __init__(self, quant_mode, module, input_args=None, output_dir="quantize_result", device=None, target=None):
+        self._record(quant_mode, module, input_args, output_dir, {"target": target})
+
+
+def _install_fake_nndct(monkeypatch, quantizer) -> None:
     nndct = types.ModuleType("pytorch_nndct")
     apis = types.ModuleType("pytorch_nndct.apis")
-    apis.torch_quantizer = _FakeQuantizer
+    apis.torch_quantizer = quantizer
     nndct.apis = apis
     monkeypatch.setitem(sys.modules, "pytorch_nndct", nndct)
     monkeypatch.setitem(sys.modules, "pytorch_nndct.apis", apis)
     _FakeQuantizer.calls = []
+
+
+def test_vai_q_2_5_has_no_target(tmp_path, ckpt, synth_root, monkeypatch):
+    # Vitis AI 2.5's torch_quantizer raises TypeError on target=...; the adapter says so before calibrating.
+    _install_fake_nndct(monkeypatch, _FakeQuantizer)
+    cfg = QuantizeConfig(
+        checkpoint=ckpt,
+        out=tmp_path / "vq",
+        engine="vai_q",
+        data_root=synth_root,
+        num_calib=2,
+        target="DPUCZDX8G_ISA1_B1600",
+    )
+    with pytest.raises(UsageError, match=r"--target DPUCZDX8G_ISA1_B1600: .*takes no target.*leave --target out"):
+        quantize(cfg)
+    assert _FakeQuantizer.calls == [] and not (tmp_path / "vq").exists()
+    doc = quantize(
+        QuantizeConfig(checkpoint=ckpt, out=tmp_path / "vq", engine="vai_q", data_root=synth_root, num_calib=2)
+    )
+    assert _FakeQuantizer.calls[0][3] == {} and doc["vai_q"]["target"] is None
+
+
+def test_vai_q_path_with_a_recording_fake(tmp_path, ckpt, synth_root, monkeypatch):
+    _install_fake_nndct(monkeypatch, _FakeQuantizer30)
     out = tmp_path / "vq"
     doc = quantize(
         QuantizeConfig(

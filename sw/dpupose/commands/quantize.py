@@ -38,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=32,
         help="samples the emulator runs for summary.json (default 32)",
     )
-    p.add_argument("--target", help="vai_q only: DPU target name, e.g. DPUCZDX8G_ISA1_B1600")
+    p.add_argument(
+        "--target",
+        help="vai_q 3.0+ only (2.5 has none): DPU target name, e.g. DPUCZDX8G_ISA1_B1600",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed for sample selection and QAT")
     p.set_defaults(func=run)
 

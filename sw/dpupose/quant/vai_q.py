@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import logging
 import sys
@@ -59,6 +60,16 @@ def _torch_quantizer():
     return torch_quantizer
 
 
+def _takes_target(torch_quantizer) -> bool:
+    """Whether torch_quantizer has a `target` argument (vai_q_pytorch 3.0 and later; 2.5's has none and
+    raises TypeError on one)."""
+    try:
+        params = inspect.signature(torch_quantizer).parameters
+    except (TypeError, ValueError):
+        return True  # cannot tell: let vai_q_pytorch answer
+    return "target" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def run_vai_q(
     model,
     images: Sequence[np.ndarray],
@@ -84,6 +95,11 @@ def run_vai_q(
     example = torch.from_numpy(images[0][:1])
     kwargs: dict = {"output_dir": str(work), "device": torch.device("cpu")}
     if target:
+        if not _takes_target(torch_quantizer):
+            raise UsageError(
+                f"--target {target}: this vai_q_pytorch's torch_quantizer takes no target (Vitis AI 2.5 has none; "
+                "it came with 3.0): leave --target out, the DPU is chosen by the arch.json that vai_c_xir compiles for"
+            )
         kwargs["target"] = target
 
     quantizer = torch_quantizer("calib", dpu, (example,), **kwargs)
