@@ -90,33 +90,42 @@ def _toy_graph() -> QGraph:
 
 
 def test_constraints_move_the_positions_vai_q_moves():
+    # vai_q_pytorch's check (torchquantizer._node_relative_fix_pos_check, Vitis AI 2.5; fix_pos_adjust.py
+    # in 3.5): shift_cut < 0 lowers the output position, shift_cut > 16 the weights'; shift_bias below
+    # min(0, shift_cut - 16) lowers the bias position, above 16 the weights'. Worked by hand below.
     g = _toy_graph()
     fix = FixPoints(
         activations={"image": 6, "a": 3, "b": 20, "s": 4, "c": 5, "d": 7, "logits": 2},
-        weights={"a": 7, "b": 9, "c": 12, "logits": 4},
-        biases={"a": 30, "b": 2, "c": 9},
+        weights={"a": 7, "b": 9, "c": 20, "logits": 4},
+        biases={"a": 30, "b": 20, "c": 0},
     )
     out, notes = apply_constraints(g, fix)
     a = out.activations
-    assert a["a"] == 4  # ReLU6 output >= 4
-    assert a["b"] == a["a"] + 15  # add shift_read <= 15 lowers the finer input
-    assert a["d"] == a["c"]  # pixel shuffle passes its position through
-    for op in g.convs():
-        sc = a[op.input] + out.weights[op.name] - a[op.name]
-        assert 0 <= sc <= 16
-        if op.name in out.biases:
-            assert 0 <= a[op.input] + out.weights[op.name] - out.biases[op.name] <= 16
-    # Worked by hand: b's shift_cut 4 + 9 - 19 < 0 moves its weights to 15; biases follow shift_bias.
-    assert (a["b"], out.weights["b"], out.biases["b"]) == (19, 15, 3)
-    assert (out.biases["a"], out.weights["c"], out.biases["c"], a["d"], a["c"]) == (13, 12, 9, 5, 5)
+    # a: ReLU6 output 3 -> 4; shift_cut 6 + 7 - 4 = 9, shift_bias 13 - 30 = -17 < min(0, 9 - 16) = -7:
+    # the bias moves to 13 + 7 = 20.
+    assert (a["a"], out.weights["a"], out.biases["a"]) == (4, 7, 20)
+    # b: the add's shift_read 20 - 4 > 15 lowers it to 19; shift_cut 4 + 9 - 19 = -6 < 0 then lowers the
+    # output to 4 + 9 = 13 (the weights keep 9: raising them would saturate them). shift_bias 13 - 20 = -7
+    # is within [min(0, 0 - 16), 16]: the bias finer than the accumulator keeps its position.
+    assert (a["b"], out.weights["b"], out.biases["b"]) == (13, 9, 20)
+    # c: shift_cut 4 + 20 - 5 = 19 > 16 lowers the weights to 5 - 4 + 16 = 17; shift_bias 4 + 17 - 0 = 21
+    # > 16 lowers them again, to 0 - 4 + 16 = 12 (the bias keeps 0: raising it would saturate it).
+    assert (a["c"], out.weights["c"], out.biases["c"]) == (5, 12, 0)
+    assert a["d"] == a["c"] == 5  # pixel shuffle passes its position through
+    assert (a["logits"], out.weights["logits"]) == (2, 4)
     assert notes
     validate(g, out)
+    # A shift_bias below its bound is refused by the final check.
+    bad = out.copy()
+    bad.biases["b"] = 30  # 13 - 30 = -17 < -16
+    with pytest.raises(QuantizationError, match=r"shift_bias -17 outside \[-16, 16\]"):
+        validate(g, bad)
 
 
 def test_constraints_reject_positions_out_of_range():
     g = _toy_graph()
     fix = FixPoints(
-        activations={"image": 6, "a": 4, "b": 4, "s": 4, "c": 40, "d": 40, "logits": 2},
+        activations={"image": 40, "a": 4, "b": 4, "s": 4, "c": 5, "d": 5, "logits": 2},
         weights={"a": 7, "b": 7, "c": 7, "logits": 4},
         biases={"a": 8, "b": 8, "c": 8},
     )

@@ -83,7 +83,7 @@ def test_fix_points_and_summary_documents(result):
     for layer in fp["layers"]:
         if layer["op"] == "conv":
             assert 0 <= layer["shift_cut"] <= 16
-            assert layer["bias_fix_point"] is None or 0 <= layer["shift_bias"] <= 16
+            assert layer["bias_fix_point"] is None or min(0, layer["shift_cut"] - 16) <= layer["shift_bias"] <= 16
     assert set(fp["activations"]) == {"image"} | {layer["name"] for layer in fp["layers"]}
     summary = json.loads((result / "summary.json").read_text())
     assert summary["format"] == "dpupose-quantize-summary/1" and summary["calibration"]["samples"] == 4

@@ -7,10 +7,12 @@ above it are tried and the one with the least squared error between x and its fa
 (the DPU's rounding) and half away from zero for weights and biases (vai_q_pytorch's rule for parameters).
 
 Constraints of the DPUCZDX8G compiler on the shifts between fix positions, enforced after calibration by
-moving the position that vai_q moves:
-- conv: shift_cut = fp_in + fp_w - fp_out in [0, 16] (moves fp_w);
-- conv: shift_bias = fp_in + fp_w - fp_b in [0, 16] (moves fp_b). The compiler allows some negative
-  values, where the DPU truncates the bias; keeping it >= 0 makes the bias exact;
+moving the position that vai_q_pytorch moves (its check of shift_cut and shift_bias, Vitis AI 2.5-3.5):
+- conv: shift_cut = fp_in + fp_w - fp_out in [0, 16]: below 0 fp_out is lowered to fp_in + fp_w, above 16
+  fp_w is lowered (neither saturates anything);
+- conv: shift_bias = fp_in + fp_w - fp_b in [min(0, shift_cut - 16), 16]: below, fp_b is lowered; above 16,
+  fp_w is lowered to fp_b - fp_in + 16. A negative shift_bias (a bias finer than the accumulator) is
+  kept: the DPU floors such a bias to one bit below the accumulator, which the emulator models;
 - add: shift_read = max(fp_in) - min(fp_in) <= 15 (lowers the larger input position) and
   shift_write = min(fp_in) - fp_out in [-7, 25] (moves fp_out);
 - ReLU6 output positions >= 4, where the DPU's ReLU6 (a cap at 96 steps when fp <= 4) is exactly relu6;
@@ -38,7 +40,7 @@ FIX_POS_MIN, FIX_POS_MAX = -16, 31
 ZERO_TENSOR_FIX_POS = 18
 SEARCH_RANGE = 5
 SHIFT_CUT_RANGE = (0, 16)
-SHIFT_BIAS_RANGE = (0, 16)
+SHIFT_BIAS_MAX = 16
 SHIFT_READ_MAX = 15
 SHIFT_WRITE_RANGE = (-7, 25)
 RELU6_MIN_FIX_POS = 4
@@ -99,6 +101,12 @@ def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor") -> int:
         if err < best_err:
             best, best_err = first + k, err
     return best
+
+
+def shift_bias_range(shift_cut: int) -> tuple[int, int]:
+    """The compiler's limits on shift_bias for a conv with this shift_cut: [min(0, shift_cut - 16), 16]
+    (vai_q writes the lower one as -(24 - (8 + shift_cut)))."""
+    return min(0, shift_cut - 16), SHIFT_BIAS_MAX
 
 
 def most_frequent(positions: Iterable[int]) -> int:
@@ -162,15 +170,21 @@ class _Adjuster:
             fi, fo = act[op.input], act[op.name]
             fw = self.fp.weights[op.name]
             sc = fi + fw - fo
-            if not SHIFT_CUT_RANGE[0] <= sc <= SHIFT_CUT_RANGE[1]:
-                new_sc = min(max(sc, SHIFT_CUT_RANGE[0]), SHIFT_CUT_RANGE[1])
-                self.set_param(self.fp.weights, op.name, new_sc + fo - fi, "weights", "shift_cut in [0, 16]")
-                fw = self.fp.weights[op.name]
+            if sc < SHIFT_CUT_RANGE[0]:  # output finer than the products: coarsen the output
+                self.set_act(op.name, fi + fw - SHIFT_CUT_RANGE[0], "conv shift_cut >= 0")
+            elif sc > SHIFT_CUT_RANGE[1]:  # weights too fine for the output: coarsen the weights
+                self.set_param(
+                    self.fp.weights, op.name, act[op.name] - fi + SHIFT_CUT_RANGE[1], "weights", "shift_cut <= 16"
+                )
+            fw = self.fp.weights[op.name]
             if op.name in self.fp.biases:
-                sb = fi + fw - self.fp.biases[op.name]
-                if not SHIFT_BIAS_RANGE[0] <= sb <= SHIFT_BIAS_RANGE[1]:
-                    new_sb = min(max(sb, SHIFT_BIAS_RANGE[0]), SHIFT_BIAS_RANGE[1])
-                    self.set_param(self.fp.biases, op.name, fi + fw - new_sb, "bias", "shift_bias in [0, 16]")
+                fb = self.fp.biases[op.name]
+                sb = fi + fw - fb
+                lo, hi = shift_bias_range(fi + fw - act[op.name])
+                if sb < lo:  # bias too fine: coarsen the bias
+                    self.set_param(self.fp.biases, op.name, fi + fw - lo, "bias", f"shift_bias >= {lo}")
+                elif sb > hi:  # bias too coarse for the products: coarsen the weights
+                    self.set_param(self.fp.weights, op.name, fb - fi + hi, "weights", f"shift_bias <= {hi}")
 
 
 def apply_constraints(graph: QGraph, fp: FixPoints) -> tuple[FixPoints, list[str]]:
@@ -206,5 +220,6 @@ def validate(graph: QGraph, fp: FixPoints) -> None:
             raise QuantizationError(f"conv {op.name!r}: shift_cut {sc} outside {SHIFT_CUT_RANGE}")
         if op.name in fp.biases:
             sb = fp.activations[op.input] + fp.weights[op.name] - fp.biases[op.name]
-            if not SHIFT_BIAS_RANGE[0] <= sb <= SHIFT_BIAS_RANGE[1]:
-                raise QuantizationError(f"conv {op.name!r}: shift_bias {sb} outside {SHIFT_BIAS_RANGE}")
+            lo, hi = shift_bias_range(sc)
+            if not lo <= sb <= hi:
+                raise QuantizationError(f"conv {op.name!r}: shift_bias {sb} outside [{lo}, {hi}]")
