@@ -61,8 +61,16 @@ def test_diffs_searches_the_overflow_free_position_and_four_above():
     assert diffs_fix_pos(x) == 9
 
 
+def test_diffs_caps_positions_at_12_as_vai_q():
+    # vai_q_pytorch's do_scan: min(nndct_max_fix_position = 12, diffs position) for 8-bit tensors.
+    x = np.array([0.003, -0.001])  # overflow-free position floor(log2(127.5 / 0.003)) = 15
+    assert diffs_fix_pos(x) == 12
+    # x * 16: overflow-free 11; at 12, 0.048 * 4096 = 196.6 clips, so 11 wins, below the cap
+    assert diffs_fix_pos(x * 16) == 11
+    assert ZERO_TENSOR_FIX_POS == 18 and diffs_fix_pos(np.zeros(10)) == 12  # the kernel's 18, capped
+
+
 def test_diffs_zero_nan_and_unrepresentable():
-    assert diffs_fix_pos(np.zeros(10)) == ZERO_TENSOR_FIX_POS
     with pytest.raises(QuantizationError, match="NaN"):
         diffs_fix_pos(np.array([1.0, np.nan]), name="activation 'x'")
     with pytest.raises(QuantizationError, match="x' reaches"):

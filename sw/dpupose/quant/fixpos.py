@@ -3,8 +3,10 @@
 Calibration ("diffs", vai_q_pytorch's default): for a tensor x, the overflow-free position is
 floor(log2(1 / step)) with step = max(min(x) / -128.5, max(x) / 127.5); the positions from there to four
 above it are tried and the one with the least squared error between x and its fake-quantized copy wins
-(the first one on a tie). An all-zero tensor gets 18. Quantization itself rounds half up for activations
-(the DPU's rounding) and half away from zero for weights and biases (vai_q_pytorch's rule for parameters).
+(the first one on a tie). An all-zero tensor gets 18. Then, as vai_q_pytorch does for 8-bit tensors, the
+position is capped at 12 (a tensor whose values all lie below 2**-13 rounds to zeros there).
+Quantization itself rounds half up for activations (the DPU's rounding) and half away from zero for
+weights and biases (vai_q_pytorch's rule for parameters).
 
 Constraints of the DPUCZDX8G compiler on the shifts between fix positions, enforced after calibration by
 moving the position that vai_q_pytorch moves (its check of shift_cut and shift_bias, Vitis AI 2.5-3.5):
@@ -18,7 +20,7 @@ moving the position that vai_q_pytorch moves (its check of shift_cut and shift_b
 - ReLU6 output positions >= 4, where the DPU's ReLU6 (a cap at 96 steps when fp <= 4) is exactly relu6;
 - pixel shuffle: output position = input position.
 Project rule: every position must lie in [FIX_POS_MIN, FIX_POS_MAX] = [-16, 31]; a tensor that needs one
-outside (|x| > 127 * 2**16, or a non-zero tensor below 2**-31) cannot be represented and is an error.
+below (|x| > 127 * 2**16) cannot be represented and is an error (calibration never goes above 12).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 FIX_POS_MIN, FIX_POS_MAX = -16, 31
 ZERO_TENSOR_FIX_POS = 18
 SEARCH_RANGE = 5
+MAX_CALIB_FIX_POS = 12  # vai_q_pytorch's nndct_max_fix_position for tensors of 8 bits or fewer
 SHIFT_CUT_RANGE = (0, 16)
 SHIFT_BIAS_MAX = 16
 SHIFT_READ_MAX = 15
@@ -68,8 +71,9 @@ def fake_quantize(x: torch.Tensor, fp: int, rounding: str = "half_up") -> torch.
     return quantize_int(x, fp, rounding) * 2.0**-fp
 
 
-def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor") -> int:
-    """Least-squared-error fix position of x (see the module docstring)."""
+def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor", search: int = SEARCH_RANGE) -> int:
+    """Least-squared-error fix position of x among the overflow-free one and the `search` - 1 above it,
+    capped at MAX_CALIB_FIX_POS (see the module docstring)."""
     t = torch.as_tensor(x).detach().reshape(-1)
     if not t.is_floating_point():
         t = t.float()
@@ -82,7 +86,7 @@ def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor") -> int:
     x_min = float(t.min())
     step = max(x_min / -128.5, x_max / 127.5)
     if step <= _FLT_MIN:
-        return ZERO_TENSOR_FIX_POS
+        return min(ZERO_TENSOR_FIX_POS, MAX_CALIB_FIX_POS)
     first = math.floor(math.log2(1.0 / step))
     if first < FIX_POS_MIN:
         raise QuantizationError(
@@ -94,13 +98,13 @@ def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor") -> int:
     # gives the same sums as the DPU's half up here, with fewer passes over the data.
     v = t * 2.0**first
     best, best_err = first, math.inf
-    for k in range(SEARCH_RANGE):
+    for k in range(search):
         vk = v * 2.0**k if k else v
         d = vk - torch.clamp(torch.round(vk), -128, 127)
         err = float(torch.dot(d, d)) * 4.0 ** -(first + k)
         if err < best_err:
             best, best_err = first + k, err
-    return best
+    return min(best, MAX_CALIB_FIX_POS)
 
 
 def shift_bias_range(shift_cut: int) -> tuple[int, int]:
