@@ -77,6 +77,18 @@ def test_diffs_zero_nan_and_unrepresentable():
         diffs_fix_pos(np.array([1e9]), name="activation 'x'")
 
 
+def test_calibration_keeps_the_inputs_overflow_free_position():
+    # vai_q_pytorch's do_scan searches one position (scope 1) for input nodes: the network input keeps
+    # floor(log2(127.5 / max|x|)) = 6 here, although 7 has less error (clipping the single 1.0 costs
+    # (1/128)**2, finer steps save about 4095 * (4**-6 - 4**-7) / 12); other tensors search five.
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.05, 4095), [1.0]]).astype(np.float32).reshape(1, 1, 64, 64)
+    graph = QGraph([ConvOp("logits", "image", np.ones((1, 1, 1, 1), np.float32), None)], (1, 64, 64))
+    fix, _ = calibrate(graph, [x])
+    assert fix.activations["image"] == 6
+    assert fix.activations["logits"] == diffs_fix_pos(x) == 7  # the same values, searched
+
+
 def test_most_frequent_breaks_ties_towards_range():
     assert most_frequent([5, 6, 6, 5, 7]) == 5
     assert most_frequent([4, 6, 6]) == 6

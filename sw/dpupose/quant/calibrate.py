@@ -1,7 +1,8 @@
 """Post-training calibration: fix positions of every activation, weight and bias (host only).
 
 Activations: the float graph runs on each calibration batch; each batch picks its own diffs position per
-tensor and the position most batches picked is kept. Weights and biases: diffs on the tensor itself.
+tensor (the graph input only its overflow-free one, as vai_q_pytorch) and the position most batches picked
+is kept. Weights and biases: diffs on the tensor itself. Every position is capped at 12 (vai_q_pytorch).
 Then the DPU's shift constraints are applied (quant/fixpos.py).
 """
 
@@ -15,7 +16,7 @@ import torch
 
 from dpupose.errors import QuantizationError
 from dpupose.quant.fakequant import QuantNet
-from dpupose.quant.fixpos import apply_constraints, diffs_fix_pos, most_frequent
+from dpupose.quant.fixpos import SEARCH_RANGE, apply_constraints, diffs_fix_pos, most_frequent
 from dpupose.quant.ir import FixPoints, QGraph
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def calibrate(graph: QGraph, batches: Iterable[np.ndarray]) -> tuple[FixPoints, 
 
     def observe(name: str, y: torch.Tensor) -> None:
         where = f"activation {name!r} (calibration batch {batch_index})"
-        seen[name].append(diffs_fix_pos(y, name=where))
+        search = 1 if name == graph.input else SEARCH_RANGE  # vai_q: no search on the network input
+        seen[name].append(diffs_fix_pos(y, name=where, search=search))
 
     net.observer = observe
     samples = 0
