@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,42 @@ def test_a_host_or_user_ssh_would_misread_is_refused(overlay, model, host, user,
     runner = RecordingRunner()
     with pytest.raises(UsageError, match=re.escape(message)):
         deploy(host, overlay, model, user=user, dry_run=True, runner=runner, echo=print)
+    assert runner.calls == []
+
+
+@pytest.mark.parametrize("given", ["fe80::1%eth0", "[fe80::1%eth0]"])
+def test_an_ipv6_host_is_bare_for_ssh_and_bracketed_for_scp_and_rsync(overlay, model, given, tmp_path):
+    """scp and rsync end the host at its first ':' (xilinx@fe80::1:/path went to a host 'fe80', and '::'
+    is rsync's daemon syntax); ssh keeps brackets as part of the name. Both spellings of the address work."""
+    runner = RecordingRunner()
+    for rsync in (True, False):
+        report = deploy(given, overlay, model, dry_run=True, runner=runner, echo=lambda _: None, use_rsync=rsync)
+        ssh_logins = [argv[len(SSH_ARGV) + ("-t" in argv)] for argv in report.commands if argv[0] == "ssh"]
+        assert ssh_logins and set(ssh_logins) == {"xilinx@fe80::1%eth0"}
+        copy = next(argv for argv in report.commands if argv[0] in ("rsync", "scp"))
+        assert copy[-1] == "xilinx@[fe80::1%eth0]:/home/xilinx/dpupose/"
+    if shutil.which("scp"):  # how OpenSSH's scp reads that target: the host and login it hands to ssh
+        fake_ssh = tmp_path / "ssh"
+        fake_ssh.write_text(f'#!/bin/sh\necho "$@" > {shlex.quote(str(tmp_path / "ssh.log"))}\nexit 1\n')
+        fake_ssh.chmod(0o755)
+        subprocess.run(["scp", "-S", str(fake_ssh), "-r", str(overlay), copy[-1]], capture_output=True, timeout=30)
+        words = (tmp_path / "ssh.log").read_text().split()
+        assert words[words.index("-l") + 1] == "xilinx" and "fe80::1%eth0" in words
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("pynq:2222", "--host 'pynq:2222' holds ':' but is not an IPv6 address (a port goes in ~/.ssh/config"),
+        ("192.168.3.1:22", "holds ':' but is not an IPv6 address"),
+        ("[pynq]", "--host '[pynq]' has brackets, which go only around an IPv6 address"),
+        ("[fe80::1", "has brackets"),
+    ],
+)
+def test_a_host_with_a_port_or_stray_brackets_is_refused(overlay, model, host, message):
+    runner = RecordingRunner()
+    with pytest.raises(UsageError, match=re.escape(message)):
+        deploy(host, overlay, model, dry_run=True, runner=runner, echo=print)
     assert runner.calls == []
 
 

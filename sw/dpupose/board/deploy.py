@@ -15,6 +15,7 @@ All ssh calls share one connection (ControlMaster), so a password is asked once.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import shlex
@@ -45,6 +46,12 @@ class Remote:
     def login(self) -> str:
         return f"{self.user}@{self.host}"
 
+    @property
+    def copy_login(self) -> str:
+        """user@host for scp and rsync targets (LOGIN:PATH), which end the host at its first ':': an IPv6
+        address goes in brackets there (ssh itself takes it bare, and keeps brackets as part of the name)."""
+        return f"{self.user}@[{self.host}]" if ":" in self.host else self.login
+
     def ssh_options(self) -> list[str]:
         return [
             "-o",
@@ -68,16 +75,33 @@ def _login_problem(value: str) -> str | None:
     return None
 
 
-def check_login(host: str, user: str) -> None:
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host.partition("%")[0])  # fe80::1%eth0: a link-local address and its interface
+    except ValueError:
+        return False
+    return True
+
+
+def check_login(host: str, user: str) -> str:
     """UsageError for a --host or --user that ssh would misread: empty, with blanks (one word for ssh, two
-    in the printed run command), starting with '-' (an ssh option), or with '@' (a second user name)."""
+    in the printed run command), starting with '-' (an ssh option), with '@' (a second user name), or a
+    host with brackets or ':' that is not an IPv6 address (a port: ssh would look the whole up as a name).
+    Returns the host as ssh takes it: an IPv6 address given in brackets ([fe80::1]) without them."""
+    if host.startswith("[") and host.endswith("]") and _is_ipv6(host[1:-1]):
+        host = host[1:-1]
     for option, value in (("--host", host), ("--user", user)):
         what = _login_problem(value)
+        if what is None and option == "--host" and ("[" in value or "]" in value):
+            what = "has brackets, which go only around an IPv6 address"
+        elif what is None and option == "--host" and ":" in value and not _is_ipv6(value):
+            what = "holds ':' but is not an IPv6 address (a port goes in ~/.ssh/config: Host NAME, Port N)"
         if what is not None:
             raise UsageError(
                 f"{option} {value!r} {what}: give the board's name or address with --host and the login with "
                 "--user (e.g. --host pynq --user xilinx)"
             )
+    return host
 
 
 def ssh_argv(remote: Remote, command: str, *, tty: bool = False) -> list[str]:
@@ -92,7 +116,7 @@ def rsync_argv(remote: Remote, local_root: Path) -> list[str]:
     """rsync the laid-out folder; --delete prunes only inside the listed folders."""
     rsh = shlex.join(["ssh", *remote.ssh_options()])
     sources = [str(local_root / name) for name in TOP_LEVEL]
-    return ["rsync", "-rtz", "--delete", "-e", rsh, *sources, f"{remote.login}:{layout.BOARD_ROOT}/"]
+    return ["rsync", "-rtz", "--delete", "-e", rsh, *sources, f"{remote.copy_login}:{layout.BOARD_ROOT}/"]
 
 
 def scp_argvs(remote: Remote, local_root: Path) -> list[list[str]]:
@@ -101,7 +125,7 @@ def scp_argvs(remote: Remote, local_root: Path) -> list[list[str]]:
     sources = [str(local_root / name) for name in TOP_LEVEL]
     return [
         ssh_argv(remote, f"rm -rf {folders}"),
-        ["scp", *remote.ssh_options(), "-r", *sources, f"{remote.login}:{layout.BOARD_ROOT}/"],
+        ["scp", *remote.ssh_options(), "-r", *sources, f"{remote.copy_login}:{layout.BOARD_ROOT}/"],
     ]
 
 
@@ -162,7 +186,7 @@ def deploy(
     use_rsync: bool | None = None,
 ) -> DeployReport:
     """Deploy to `host`; with dry_run, print the command lines instead of running them."""
-    check_login(host, user)
+    host = check_login(host, user)
     runner = runner or CommandRunner()
     remote = Remote(host, user)
     overlay, model = Path(overlay), Path(model)
