@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 from dpupose.progress import Progress
 
@@ -44,3 +45,31 @@ def test_not_a_terminal_gets_whole_lines(monkeypatch):
     text = log.getvalue()
     assert "\r" not in text and text.count("\n") == 1
     assert text.startswith("eval [########################] 4/4 ")  # not cut to the terminal's width
+
+
+def test_the_width_is_the_terminal_the_bar_writes_to(monkeypatch):
+    """A 40-column terminal on stderr while stdout is a pipe (`dpupose train | tee log`): the bar is cut to
+    that terminal, not to the 80 columns assumed for a stdout that is not one (both bars)."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    from dpupose.board.progress import Progress as CopyProgress
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    with open(slave, "w", closefd=True) as tty, open(master, "rb", buffering=0, closefd=True) as screen:
+        bar = Progress(10, "epoch 1/8", unit="batch", stream=tty)
+        bar._last = -1e9
+        bar.update(1, postfix="loss 0.123456789")
+        copy = CopyProgress(4 * 1024**2, "write ", enabled=True, stream=tty, interval=0.0)
+        copy.update(1024**2)
+        tty.flush()
+        text = b""
+        while text.count(b"\r") < 2 and select.select([screen], [], [], 10)[0]:  # the pty hands it on in pieces
+            text += screen.read(4096)
+    first, second = text.decode().split("\r")[1:]
+    assert len(first) == 39 and first.startswith("epoch 1/8 [##")
+    assert second.endswith("\x1b[K") and len(second) == 39 + len("\x1b[K")

@@ -3,10 +3,24 @@ plain line every 30 seconds and a final one, so logs stay readable."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
 from typing import TextIO
+
+
+def terminal_columns(stream: TextIO) -> int:
+    """Columns of the terminal `stream` writes to: COLUMNS when set, else the stream's own terminal (the bar
+    goes to stderr, while stdout may be a pipe or a file: `dpupose ... | tee log`), else 80."""
+    if not os.environ.get("COLUMNS"):
+        try:
+            columns = os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):  # no file descriptor, or not a terminal
+            columns = 0
+        if columns > 0:
+            return columns
+    return shutil.get_terminal_size().columns
 
 
 class Progress:
@@ -49,7 +63,7 @@ class Progress:
     def _fit(self, line: str) -> str:
         """On a terminal: the line cut to its width (a longer one wraps, and each redraw adds a line) and
         padded over what the previous redraw left."""
-        line = line[: max(shutil.get_terminal_size().columns - 1, 20)]
+        line = line[: max(terminal_columns(self.stream) - 1, 20)]
         padded, self._shown = line.ljust(self._shown), len(line)
         return padded
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 from dpupose.board.devices import human_bytes
+from dpupose.progress import terminal_columns
 
 
 def progress_wanted(flag: bool | None, stream: TextIO | None = None) -> bool:
@@ -74,7 +74,7 @@ class Progress:
         """On a terminal: redrawn in place, cut to its width (a wrapped line would add a line per redraw);
         elsewhere (--progress into a file or pipe): one plain line per draw, no control codes."""
         if self.tty:
-            width = max(shutil.get_terminal_size().columns - 1, 20)
+            width = max(terminal_columns(self.stream) - 1, 20)
             self.stream.write("\r" + self.line()[:width] + "\x1b[K" + end)
         else:
             self.stream.write(self.line() + "\n")
