@@ -122,6 +122,20 @@ def test_out_inside_the_plan_folder_is_refused(plan_dir: Path, images: Path, whe
     assert sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*")) == before
 
 
+@pytest.mark.parametrize("linked", ["plan", "out"])
+def test_out_inside_the_plan_folder_through_a_link_is_refused(
+    plan_dir: Path, images: Path, tmp_path: Path, linked: str, capsys
+) -> None:
+    # The same folder by another name: a link to the plan given as --plan, or a link to it in --out's path.
+    link = tmp_path / "link"
+    link.symlink_to(plan_dir, target_is_directory=True)
+    plan, out = (link, plan_dir / "run") if linked == "plan" else (plan_dir, link / "run")
+    before = sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*"))
+    rc = main(["run", "--plan", str(plan), "--backend", "cpu", "--source", str(images), "--out", str(out)])
+    assert rc == 2 and "is inside the plan folder" in capsys.readouterr().err
+    assert sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*")) == before
+
+
 def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:
     # Rerunning on an earlier run's annotated frames (or video) with the same --out would overwrite them.
     out = tmp_path / "out"

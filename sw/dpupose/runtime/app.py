@@ -142,7 +142,8 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         raise UsageError("--dpu-jobs must be at least 1")
     plan = load_plan(opts.plan)
     if opts.out is not None:
-        out, root = Path(os.path.abspath(opts.out)), Path(os.path.abspath(plan.root))
+        # Resolved: a link to the plan folder (as --plan, or in --out's path) is the same folder.
+        out, root = Path(os.path.realpath(opts.out)), Path(os.path.realpath(plan.root))
         if out == root or root in out.parents:
             raise UsageError(
                 f"--out {opts.out} is inside the plan folder {plan.root}: `sdcard stage` and `deploy` would copy "
