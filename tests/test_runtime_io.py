@@ -44,8 +44,12 @@ def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
         open_source("camera:front")
     for name in ("pipe.mp4", "pipe.jpg"):  # was "does not exist"
         os.mkfifo(tmp_path / name)
-        with pytest.raises(UsageError, match=rf"{name} is not a regular file \(a pipe or a device\?\)"):
+        with pytest.raises(UsageError, match=rf"{name} is not a regular file \(a pipe or a device\?\): pass an"):
             open_source(str(tmp_path / name))
+    # A camera's device node (here a character device by that name) is camera:N, not a video file.
+    (tmp_path / "video2").symlink_to("/dev/null")
+    with pytest.raises(UsageError, match=r"video2 is a camera device: pass --source camera:2 for it$"):
+        open_source(str(tmp_path / "video2"))
 
 
 def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog) -> None:

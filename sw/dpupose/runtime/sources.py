@@ -52,6 +52,16 @@ class FrameSource:
         self.close()
 
 
+def _not_a_file(path: Path) -> str:
+    """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
+    if not path.exists():
+        return "does not exist"
+    if path.is_char_device() and path.name.startswith("video"):  # /dev/videoN, which OpenCV opens as camera N
+        number = path.name[5:]
+        return f"is a camera device: pass --source camera:{number if number.isdigit() else 'N'} for it"
+    return "is not a regular file (a pipe or a device?): pass an image folder, an image, a video file or camera:N"
+
+
 class ImageFolderSource(FrameSource):
     """Images of a folder in sorted name order (or a single image file)."""
 
@@ -64,8 +74,7 @@ class ImageFolderSource(FrameSource):
         elif self.path.is_file():
             self.files = [self.path]
         else:
-            what = "is not a regular file (a pipe or a device?)" if self.path.exists() else "does not exist"
-            raise UsageError(f"image source {self.path} {what}")
+            raise UsageError(f"image source {self.path} {_not_a_file(self.path)}")
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in self.files):
             raise DataError(
                 f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); pass a folder of images, "
@@ -100,8 +109,7 @@ class VideoFileSource(FrameSource):
         self.path = Path(path)
         self.name = str(self.path)
         if not self.path.is_file():
-            what = "is not a regular file (a pipe or a device?)" if self.path.exists() else "does not exist"
-            raise UsageError(f"video source {self.path} {what}")
+            raise UsageError(f"video source {self.path} {_not_a_file(self.path)}")
         self.cap = (open_capture or cv2.VideoCapture)(opencv_path(self.path))
         if not self.cap.isOpened():
             raise DataError(f"cannot open video {self.path}: not a video OpenCV can decode")
