@@ -308,7 +308,7 @@ def test_eval_refuses_a_quantized_folder_it_would_ignore(tmp_path, capsys):
 
 def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_folder(tmp_path):
     """`kill`/`timeout` during data synth (a pool of worker processes): one line, exit 143, and the half-filled
-    temporary folder is removed, not left beside the output (forked workers die of the signal as usual)."""
+    temporary folder is removed, not left beside the output (the spawned workers keep the default action)."""
     out = tmp_path / "synth"
     cmd = [sys.executable, "-m", "dpupose", "data", "synth", "--out", str(out), "--num-train", "3000",
            "--num-valid", "10", "--image-size", "64", "--workers", "2"]  # fmt: skip
@@ -323,3 +323,28 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_folder(tmp_path):
     assert proc.returncode == 143
     assert err.strip() == "dpupose: terminated"
     assert os.listdir(tmp_path) == []
+
+
+def test_a_forked_child_dies_of_sigterm_while_the_parent_unwinds():
+    """A child forked while a command runs (a DataLoader worker, a fork-started pool) inherits the SIGTERM
+    handler: it must die of the signal as it would have, not unwind the parent's code in the child."""
+    from dpupose import cli
+    from dpupose.errors import Terminated
+
+    previous = cli._raise_on_sigterm()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: only the signal may end it; unwinding reaches os._exit(7)
+            try:
+                time.sleep(60)
+            finally:
+                os._exit(7)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+        with pytest.raises(Terminated):  # and in the parent it still unwinds
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
