@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 
@@ -165,3 +166,30 @@ def test_check_can_create_probes_the_nearest_existing_folder_and_leaves_nothing(
     with pytest.raises(OSError) as info:
         check_can_create("/proc/dpupose-probe")
     assert info.value.filename == "/proc/dpupose-probe"
+
+
+def test_a_failed_sync_names_the_output_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """A full disk or quota shows at fsync on network file systems, and a failing card gives EIO there:
+    os.fsync's error names no file, so the message must name the output, and nothing may be replaced."""
+    import errno
+
+    from dpupose.cli import os_error_line
+
+    path, folder = tmp_path / "best.json", tmp_path / "plan"
+    write_json(path, {"epoch": 1})
+    with atomic_dir(folder) as tmp:
+        (tmp / "a.onnx").write_text("first")
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError) as info:
+        write_json(path, {"epoch": 2})
+    assert os_error_line(info.value).startswith(f"cannot use {path}: No space left on device")
+    with pytest.raises(OSError) as info, atomic_dir(folder) as tmp:
+        (tmp / "b.onnx").write_text("second")
+    assert os_error_line(info.value).startswith(f"cannot use {folder}: No space left on device")
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"epoch": 1} and os.listdir(folder) == ["a.onnx"]
+    assert sorted(os.listdir(tmp_path)) == ["best.json", "plan"]

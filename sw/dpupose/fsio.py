@@ -21,14 +21,19 @@ from pathlib import Path
 from typing import Any
 
 
-def _fsync(path: str | Path) -> None:
+def _fsync(path: str | Path, shown: str | Path) -> None:
     """Flush a written file's data to disk, so a rename never puts an empty or half-written file in place
-    after a power cut (the writer may not have flushed it itself)."""
-    fd = os.open(path, os.O_RDONLY)
+    after a power cut (the writer may not have flushed it itself). An error (a full disk or quota, which
+    network file systems report only now; an I/O error) names `shown`, the output the user chose: os.fsync's
+    own names no file, and the temporary one means nothing to the user."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(shown)) from None
 
 
 def _default_mode() -> int:
@@ -49,7 +54,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        _fsync(tmp)
+        _fsync(tmp, path)
         os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
@@ -103,7 +108,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp/mkstemp create owner-only entries
             if p.is_file() and not p.is_symlink():
-                _fsync(p)
+                _fsync(p, path)
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
         old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
         try:
