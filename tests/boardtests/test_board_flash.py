@@ -3,6 +3,7 @@
 import lzma
 import os
 import shutil
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -272,6 +273,29 @@ def test_a_card_that_loses_a_write_fails_verification_after_fsync(image, fake_de
     with pytest.raises(DeviceError, match=rf"verification failed: bytes 0-{CHUNK - 1} of"):
         flash(image, card, use_bmaptool=False)
     assert events == ["fsync", "verify"]  # read back only once the writes are on the card
+
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")])
+def test_a_card_flash_stopped_mid_write_says_the_card_is_incomplete(
+    image, fake_device, monkeypatch, capsys, signum, said
+):
+    from dpupose.cli import main
+
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    real_write = flashmod._pwrite_all
+
+    def pwrite_all(fd, data, offset):
+        real_write(fd, data, offset)
+        signal.raise_signal(signum)  # Ctrl-C, or `kill`, after the first chunk is on the card
+
+    monkeypatch.setattr(flashmod, "_pwrite_all", pwrite_all)
+    rc = main(["sdcard", "flash", str(image), "--device", str(card), "--no-bmaptool", "--yes", "--no-progress"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == (130 if signum == signal.SIGINT else 143)
+    assert err[-2:] == [
+        "warning: /dev/sdb may hold part of the image: flash it again before booting from it",
+        f"dpupose: {said}",
+    ]
 
 
 def test_a_file_that_fails_verification_is_not_put_in_place(image, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,9 +262,13 @@ def _flash_device(
     log.info("%s", text)
     if confirm is not None and not confirm(text):
         raise UsageError("not confirmed: nothing was written")
-    method, written, verified = _write_and_verify(
-        info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
-    )
+    try:
+        method, written, verified = _write_and_verify(
+            info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
+        )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"/"terminated"
+        print(f"warning: {dev.path} may hold part of the image: flash it again before booting from it", file=sys.stderr)
+        raise
     _reread_partitions(Path(real))
     return FlashReport(info, device, method, written, verified)
 
