@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic data roots and MPII annotation fixtures."""
+"""Shared fixtures: tiny synthetic data roots and MPII annotation fixtures. Imports only what the board has
+(numpy, OpenCV): `make test-board-py` loads this file under Python 3.10 without torch or onnx."""
 
 from __future__ import annotations
 
@@ -9,6 +10,21 @@ import numpy as np
 import pytest
 
 from dpupose.data.synthetic import SynthSpec, generate
+
+BOARD_PY_MARK = "pytestmark = pytest.mark.board_py"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With `-m board_py` (make test-board-py: Python 3.10, no torch or onnx) only the test modules marked
+    board_py at module level are imported: the others import host packages, and their tests would all be
+    deselected anyway."""
+    if config.option.markexpr != "board_py":
+        return None
+    if collection_path.is_dir():
+        return True if collection_path.name == "boardtests" else None
+    if collection_path.name.startswith("test_") and collection_path.suffix == ".py":
+        return True if BOARD_PY_MARK not in collection_path.read_text(encoding="utf-8") else None
+    return None
 
 
 @pytest.fixture(scope="session")

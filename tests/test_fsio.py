@@ -11,6 +11,8 @@ import pytest
 
 from dpupose.fsio import atomic_dir, atomic_path, check_can_create, sha256_file, write_json, write_text
 
+pytestmark = pytest.mark.board_py
+
 
 def test_success_replaces_with_usual_permissions(tmp_path):
     path = tmp_path / "sub" / "out.txt"

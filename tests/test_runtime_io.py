@@ -18,6 +18,8 @@ from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, VideoSink, annotate
 from dpupose.runtime.sources import CameraSource, ImageFolderSource, VideoFileSource, open_source
 
+pytestmark = pytest.mark.board_py
+
 
 def test_image_folder_sorted_skipping_non_images_and_corrupt_files(tmp_path: Path, caplog) -> None:
     cv2.imwrite(str(tmp_path / "b.png"), grey(20))
