@@ -8,12 +8,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 
-.PHONY: help setup lint format test demo bench compare quantize run sdcard deploy hw hw-check clean
+.PHONY: help setup lint format test test-board-py demo bench compare quantize run sdcard deploy hw hw-check clean
 
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
 	@echo
-	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 # PyPI's Linux torch wheels are CUDA builds (several GB); PyTorch's CPU index has the same release as
 # +cpu, which the constraint torch==X matches. Used when it can be reached (else pip takes what PyPI has).
@@ -39,6 +39,32 @@ format: $(STAMP) ## rewrite the code in ruff's format
 
 test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 	$(BIN)/pytest -q
+
+# The board's Python (PYNQ 3.0.1: 3.10, numpy 1.x, onnxruntime, OpenCV; no torch, no onnx) in a venv of its
+# own, with the base install and the versions in constraints-board.txt: the tests marked board_py (`dpupose
+# run` and the notebook on the shipped plan, sources, sinks, file output) run there for real. Python 3.10 is
+# PY310=path, else python3.10 on PATH, else pyenv's (whose shim runs only where 3.10 is selected).
+PY310 ?=
+BOARD_VENV := .venv-board
+BOARD_STAMP := $(BOARD_VENV)/.installed
+FIND_PY310 = for p in $(or $(PY310),python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
+	done
+
+$(BOARD_STAMP): pyproject.toml constraints-board.txt
+	@test -n "$(PY310)" || { echo "make $@: give PY310=<a Python 3.10>, or run make test-board-py" >&2; exit 2; }
+	rm -rf $(BOARD_VENV)
+	"$(PY310)" -m venv $(BOARD_VENV)
+	$(BOARD_VENV)/bin/pip install -q --upgrade pip
+	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark
+	touch $@
+
+test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (skipped without 3.10)
+	@py=$$($(FIND_PY310)); if [ -z "$$py" ]; then $(if $(PY310), \
+		echo "make test-board-py: PY310=$(PY310) is not a Python 3.10" >&2; exit 2;, \
+		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
+	fi; \
+	$(MAKE) --no-print-directory $(BOARD_STAMP) PY310="$$py" && DPUPOSE_BOARD_PY=1 $(BOARD_VENV)/bin/pytest -q -m board_py
 
 demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
 	$(BIN)/python -m dpupose.demo --out build/demo
@@ -117,5 +143,5 @@ hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vit
 hw-check: $(STAMP) ## check a hardware build before the long tool run: config, fit, clocks, Tcl, tool versions, inputs
 	$(DPUPOSE) hw check $(HW_ARGS)
 
-clean: ## remove build/ -- hardware builds and SD images included (keeps .venv and runs/)
+clean: ## remove build/ -- hardware builds and SD images included (keeps .venv, .venv-board and runs/)
 	rm -rf build .pytest_cache .ruff_cache
