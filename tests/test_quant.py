@@ -142,6 +142,22 @@ def test_constraints_move_the_positions_vai_q_moves():
         validate(g, bad)
 
 
+def test_constraints_raise_the_weights_when_a_relu6_output_cannot_be_lowered():
+    # shift_cut 0 + 3 - 4 = -1 < 0, but lowering the output to 3 breaks ReLU6's >= 4 (the DPU caps at 96
+    # steps there, 12.0 at fp 3), which would raise it again: the weights move to 4 - 0 = 4 instead.
+    # shift_bias is then checked with the new weights: 0 + 4 - 2 = 2.
+    w = np.zeros((4, 3, 1, 1), np.float32)
+    g = QGraph([ConvOp("a", "image", w, np.zeros(4, np.float32), act="relu6")], (3, 2, 2))
+    fix = FixPoints(activations={"image": 0, "a": 4}, weights={"a": 3}, biases={"a": 2})
+    out, notes = apply_constraints(g, fix)
+    assert (out.activations["a"], out.weights["a"], out.biases["a"]) == (4, 4, 2)
+    assert notes == ["a: weights fix position 3 -> 4 (shift_cut >= 0 with a ReLU6 output >= 4)"]
+    # Without ReLU6 the output is lowered as before.
+    g = QGraph([ConvOp("a", "image", w, np.zeros(4, np.float32))], (3, 2, 2))
+    out, _ = apply_constraints(g, fix)
+    assert (out.activations["a"], out.weights["a"]) == (3, 3)
+
+
 def test_constraints_reject_positions_out_of_range():
     g = _toy_graph()
     fix = FixPoints(

@@ -11,7 +11,8 @@ weights and biases (vai_q_pytorch's rule for parameters).
 Constraints of the DPUCZDX8G compiler on the shifts between fix positions, enforced after calibration by
 moving the position that vai_q_pytorch moves (its check of shift_cut and shift_bias, Vitis AI 2.5-3.5):
 - conv: shift_cut = fp_in + fp_w - fp_out in [0, 16]: below 0 fp_out is lowered to fp_in + fp_w, above 16
-  fp_w is lowered (neither saturates anything);
+  fp_w is lowered (neither saturates anything); a ReLU6 output that would go below 4 stays at 4 and fp_w
+  is raised to 4 - fp_in instead;
 - conv: shift_bias = fp_in + fp_w - fp_b in [min(0, shift_cut - 16), 16]: below, fp_b is lowered; above 16,
   fp_w is lowered to fp_b - fp_in + 16. A negative shift_bias (a bias finer than the accumulator) is
   kept: the DPU floors such a bias to one bit below the accumulator, which the emulator models;
@@ -174,7 +175,18 @@ class _Adjuster:
             fi, fo = act[op.input], act[op.name]
             fw = self.fp.weights[op.name]
             sc = fi + fw - fo
-            if sc < SHIFT_CUT_RANGE[0]:  # output finer than the products: coarsen the output
+            if sc < SHIFT_CUT_RANGE[0] and op.act == "relu6" and fi + fw - SHIFT_CUT_RANGE[0] < RELU6_MIN_FIX_POS:
+                # the output cannot go below ReLU6's 4 (the two rules would undo each other every round):
+                # raise the weights' position instead, the only choice left that keeps the input's
+                self.set_act(op.name, RELU6_MIN_FIX_POS, "ReLU6 output >= 4")
+                self.set_param(
+                    self.fp.weights,
+                    op.name,
+                    RELU6_MIN_FIX_POS - fi + SHIFT_CUT_RANGE[0],
+                    "weights",
+                    "shift_cut >= 0 with a ReLU6 output >= 4",
+                )
+            elif sc < SHIFT_CUT_RANGE[0]:  # output finer than the products: coarsen the output
                 self.set_act(op.name, fi + fw - SHIFT_CUT_RANGE[0], "conv shift_cut >= 0")
             elif sc > SHIFT_CUT_RANGE[1]:  # weights too fine for the output: coarsen the weights
                 self.set_param(
