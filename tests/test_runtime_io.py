@@ -52,6 +52,11 @@ def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
     (tmp_path / "video2").symlink_to("/dev/null")
     with pytest.raises(UsageError, match=r"video2 is a camera device: pass --source camera:2 for it$"):
         open_source(str(tmp_path / "video2"))
+    # As udev's stable names are: /dev/v4l/by-id/usb-...-video-index0 -> ../../video0.
+    (tmp_path / "by-id").mkdir()
+    (tmp_path / "by-id" / "usb-cam-index0").symlink_to("../video2")
+    with pytest.raises(UsageError, match=r"usb-cam-index0 is a camera device: pass --source camera:2 for it$"):
+        open_source(str(tmp_path / "by-id" / "usb-cam-index0"))
 
 
 def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog) -> None:

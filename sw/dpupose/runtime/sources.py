@@ -12,6 +12,7 @@ raises DeviceError after the frames read so far, which the caller has already ha
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,12 +53,25 @@ class FrameSource:
         self.close()
 
 
+def _camera_name(path: Path) -> str | None:
+    """The first name "video..." along `path`'s chain of links, itself first (/dev/v4l/by-id/...-index0 ->
+    ../../video0 gives "video0"); None if there is none."""
+    for _ in range(40):  # the kernel's own limit on nested links
+        if path.name.startswith("video"):
+            return path.name
+        if not path.is_symlink():
+            return None
+        path = path.parent / os.readlink(path)
+    return None
+
+
 def _not_a_file(path: Path) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
         return "does not exist"
-    if path.is_char_device() and path.name.startswith("video"):  # /dev/videoN, which OpenCV opens as camera N
-        number = path.name[5:]
+    camera = _camera_name(path) if path.is_char_device() else None
+    if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
+        number = camera[5:]
         return f"is a camera device: pass --source camera:{number if number.isdigit() else 'N'} for it"
     return "is not a regular file (a pipe or a device?): pass an image folder, an image, a video file or camera:N"
 
