@@ -283,3 +283,108 @@ def test_a_head_box_written_corner_to_corner_either_way_is_a_head(tmp_path):
     write_mpii_json(tmp_path, [person(head_box=[30, 40, 0, 0])])  # x2 < x1: the same box
     (rec,) = load_split(tmp_path, "valid")
     assert rec.head_size == pytest.approx(0.6 * 50.0) and rec.head_size_source == "head_box"
+
+
+# The official .mat as MATLAB writes it: every struct array carries the union of its fields, an absent
+# value is [] (0x0 double), a struct array of one element is a 1x1 struct, text is char.
+def _empty():
+    return np.zeros((0, 0))
+
+
+def _point(jid, x, y, vis):
+    return {"id": jid, "x": x, "y": y, "is_visible": vis}
+
+
+def _release_like_the_official_file(tmp_path):
+    full = mat_struct_array(
+        [
+            _point(0, 620.0, 394.0, np.array([[1.0]])),
+            _point(8, 637.0201, 189.8183, _empty()),  # neck and head top carry no visibility
+            _point(9, 695.9799, 108.1817, _empty()),
+            _point(12, 601.0, 167.0, "1"),  # visibility as text
+            _point(15, 688.0, 313.0, "0"),
+        ]
+    )
+    one_point = mat_struct(x=np.array([[50.0]]), y=np.array([[60.0]]), id=np.array([[3]], np.uint8), is_visible="1")
+    rect_fields = ("x1", "y1", "x2", "y2", "annopoints", "scale", "objpos")
+
+    def rect(**kw):
+        return {k: kw.get(k, _empty()) for k in rect_fields}
+
+    box = {"x1": 627.0, "y1": 100.0, "x2": 706.0, "y2": 198.0}
+    train_multi = mat_struct_array(
+        [
+            rect(**box, annopoints=mat_struct(point=full), scale=3.021046, objpos=mat_struct(x=594.0, y=257.0)),
+            rect(
+                x1=40.0,
+                y1=30.0,
+                x2=60.0,
+                y2=50.0,
+                annopoints=mat_struct(point=one_point),
+                scale=1.5,
+                objpos=mat_struct(x=55.0, y=120.0),
+            ),
+            rect(x1=300.0, y1=30.0, x2=320.0, y2=50.0),  # a head box only: no scale, objpos or joints
+        ]
+    )
+    people_only = mat_struct_array([{"scale": 2.0, "objpos": mat_struct(x=10.0, y=20.0)}])
+    annolist = mat_struct_array(
+        [
+            {
+                "image": mat_struct(name="015601864.jpg"),
+                "annorect": train_multi,
+                "frame_sec": _empty(),
+                "vididx": _empty(),
+            },
+            {
+                "image": mat_struct(name="015599452.jpg"),
+                "annorect": people_only,
+                "frame_sec": 11.0,
+                "vididx": 1.0,
+            },  # a training image whose people carry no joints
+            {
+                "image": mat_struct(name="005808361.jpg"),
+                "annorect": people_only,
+                "frame_sec": _empty(),
+                "vididx": _empty(),
+            },  # a test image: scale and objpos only
+            {
+                "image": mat_struct(name="086617615.jpg"),
+                "annorect": _empty(),
+                "frame_sec": _empty(),
+                "vididx": _empty(),
+            },  # nobody annotated
+        ]
+    )
+    act = mat_struct_array([{"cat_name": "sports", "act_name": "curling", "act_id": 1.0}] * 4)
+    act = act.reshape(4, 1)
+    single = np.empty((4, 1), dtype=object)
+    for i, v in enumerate([np.array([[1.0]]), _empty(), _empty(), _empty()]):
+        single[i, 0] = v
+    videos = np.empty((1, 1), dtype=object)
+    videos[0, 0] = "aAOusnrSsHI"
+    release = mat_struct(
+        annolist=annolist,
+        img_train=np.array([[1.0, 1.0, 0.0, 1.0]]),
+        version="12",
+        single_person=single,
+        act=act,
+        video_list=videos,
+    )
+    savemat(tmp_path / MAT_NAME, {"RELEASE": release})
+
+
+def test_the_official_mat_nesting_and_its_quirks(tmp_path):
+    _release_like_the_official_file(tmp_path)
+    people = read_mat(tmp_path / MAT_NAME)
+    annotated = [p for p in people if p.visible.any()]
+    assert [p.image for p in annotated] == ["015601864.jpg", "015601864.jpg"]
+    full, single = annotated
+    # Ids 0..15 index MPII's joint order directly; text, empty and numeric is_visible all mean annotated.
+    assert list(np.flatnonzero(full.visible)) == [0, 8, 9, 12, 15]
+    assert full.joints[9] == pytest.approx([695.9799, 108.1817])
+    assert full.head_box == (627.0, 100.0, 706.0, 198.0) and full.scale == pytest.approx(3.021046)
+    # A person with one point: `point` is a struct, not an array of them.
+    assert list(np.flatnonzero(single.visible)) == [3] and tuple(single.joints[3]) == (50, 60)
+    # People without scale / objpos / joints are read but not usable; the test image's person has no joints.
+    assert sum(1 for p in people if not p.visible.any()) == 3
