@@ -388,3 +388,58 @@ def test_the_official_mat_nesting_and_its_quirks(tmp_path):
     assert list(np.flatnonzero(single.visible)) == [3] and tuple(single.joints[3]) == (50, 60)
     # People without scale / objpos / joints are read but not usable; the test image's person has no joints.
     assert sum(1 for p in people if not p.visible.any()) == 3
+
+
+def test_mat_records_are_in_0_based_pixels_with_the_usual_crop_centre(tmp_path):
+    _release_like_the_official_file(tmp_path)
+    # No test image has joints: both training people's image is the one held out (every tenth, sorted).
+    (full, single) = load_split(tmp_path, "valid")
+    assert full.joints[0] == pytest.approx([619.0, 393.0])  # MATLAB (620, 394) -> 0-based
+    assert full.center == pytest.approx([593.0, 256.0 + 15 * 3.021046])
+    assert single.joints[3] == pytest.approx([49.0, 59.0]) and single.center == pytest.approx([54.0, 119.0 + 22.5])
+    assert full.head_size_source == "mat" and full.head_size == pytest.approx(0.6 * math.hypot(79, 98))
+
+
+# The first record of the converters' annot/train.json (HRNet's download), as it is in the file.
+HRNET_FIRST_RECORD = {
+    "joints_vis": [1] * 16,
+    "joints": [
+        [620.0, 394.0], [616.0, 269.0], [573.0, 185.0], [647.0, 188.0], [661.0, 221.0], [656.0, 231.0],
+        [610.0, 187.0], [647.0, 176.0], [637.0201, 189.8183], [695.9799, 108.1817], [606.0, 217.0],
+        [553.0, 161.0], [601.0, 167.0], [692.0, 185.0], [693.0, 240.0], [688.0, 313.0],
+    ],
+    "image": "015601864.jpg",
+    "scale": 3.021046,
+    "center": [594.0, 257.0],
+}  # fmt: skip
+
+
+def test_converter_json_is_moved_to_0_based_pixels(tmp_path):
+    write_mpii_json(tmp_path, [HRNET_FIRST_RECORD], "train")
+    (rec,) = load_split(tmp_path, "train")
+    assert rec.joints == pytest.approx(np.array(HRNET_FIRST_RECORD["joints"]) - 1)
+    assert rec.center == pytest.approx([593.0, 256.0 + 15 * 3.021046])
+    assert rec.scale == pytest.approx(3.021046) and rec.visible.all()
+
+
+def test_a_1_based_joint_lands_on_its_pixel_in_the_crop(tmp_path):
+    # A bright pixel at 0-based (x, y) = (40, 70), annotated the MATLAB way as (41, 71): the crop must
+    # put the joint where the pixel went.
+    img = np.zeros((160, 120, 3), np.uint8)
+    img[70, 40] = 255
+    rec = person(image="dot.jpg", center=[61.0, 81.5], scale=0.5)  # 0-based (60, 88) after the shift
+    rec["joints"][0] = [41.0, 71.0]
+    write_mpii_json(tmp_path, [rec])
+    (r,) = load_split(tmp_path, "valid")
+    crop, pts, _vis, _ = crop_person(img, r.center, r.scale, r.joints, r.visible, 125)  # 1 px per px
+    y, x = np.unravel_index(np.argmax(crop[..., 0]), crop.shape[:2])
+    assert crop[y, x, 0] == 255 and tuple(pts[0]) == pytest.approx((x, y), abs=1e-4)
+
+
+def test_a_synthetic_root_is_read_as_written(synth_root):
+    import json
+
+    raw = json.loads((synth_root / "annot" / "valid.json").read_text())
+    recs = load_split(synth_root, "valid")
+    assert np.array([r.joints for r in recs]) == pytest.approx(np.array([x["joints"] for x in raw]))
+    assert np.array([r.center for r in recs]) == pytest.approx(np.array([x["center"] for x in raw]))

@@ -5,6 +5,11 @@ With JSON files, records come from them and, when the .mat is present too, each 
 from the matching .mat person (same image, nearest `objpos`). With the .mat alone, its `img_train` flags give
 the split; the official release has no joints for test images, so validation is then a fixed hold-out of
 every tenth training image (sorted by name), and the loader says so.
+
+MPII's coordinates are MATLAB's (the top-left pixel's centre is (1, 1)) in the .mat and in the converters'
+JSON files alike; records leave here in 0-based pixel coordinates, with the crop centre moved 15 * scale px
+below `objpos`, as HRNet's and pytorch-pose's loaders do. A root written by `dpupose data synth` (it holds
+synthetic.json) is 0-based with true centres already and is read as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ log = logging.getLogger(__name__)
 MAT_NAME = "mpii_human_pose_v1_u12_1.mat"
 SPLIT_FILES = {"train": "train.json", "valid": "valid.json"}
 HOLDOUT_EVERY = 10
+SYNTH_MARKER = "synthetic.json"  # written by `dpupose data synth`: coordinates already 0-based
+# objpos is near the torso; the usual crop centre sits 15 px (at scale 1) lower to keep the feet in.
+CENTRE_SHIFT_Y = 15.0
 
 
 @dataclass
@@ -153,6 +161,13 @@ def _attach_mat_head_boxes(records: list[PoseRecord], people: list[MatPerson]) -
     return matched
 
 
+def _from_matlab(records: list[PoseRecord]) -> None:
+    """MPII's 1-based MATLAB coordinates -> 0-based pixels; the crop centre moved down by 15 * scale px."""
+    for rec in records:
+        rec.joints = rec.joints - 1.0
+        rec.center = (rec.center + np.array([-1.0, CENTRE_SHIFT_Y * rec.scale - 1.0])).astype(np.float32)
+
+
 def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     """Records of one split ('train' or 'valid') of an MPII-layout data root."""
     root = Path(root)
@@ -168,8 +183,11 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
         records = load_json_records(json_path)
         if people is not None:
             _attach_mat_head_boxes(records, people)
+        if not (root / SYNTH_MARKER).is_file():
+            _from_matlab(records)
     elif people is not None:
         records = _records_from_mat(people, split)
+        _from_matlab(records)
     else:
         raise EmptySplitError(
             f"{root} has neither annot/{SPLIT_FILES[split]} nor {MAT_NAME}; "
