@@ -443,3 +443,18 @@ def test_a_synthetic_root_is_read_as_written(synth_root):
     recs = load_split(synth_root, "valid")
     assert np.array([r.joints for r in recs]) == pytest.approx(np.array([x["joints"] for x in raw]))
     assert np.array([r.center for r in recs]) == pytest.approx(np.array([x["center"] for x in raw]))
+
+
+def test_pytorch_pose_records_are_refused_by_name(tmp_path):
+    # pytorch-pose's mpii_annotations.json entry layout, put where HRNet's records belong.
+    rec = {
+        "dataset": "MPI",
+        "isValidation": 0.0,
+        "img_paths": "015601864.jpg",
+        "objpos": [594.0, 257.0],
+        "joint_self": [[x, y, 1.0] for x, y in HRNET_FIRST_RECORD["joints"]],
+        "scale_provided": 3.021,
+    }
+    write_mpii_json(tmp_path, [rec], "train")
+    with pytest.raises(DataError, match=r"record 0: this is pytorch-pose's mpii_annotations.json layout"):
+        load_split(tmp_path, "train")

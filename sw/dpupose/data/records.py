@@ -64,6 +64,11 @@ def parse_record(raw: object) -> PoseRecord:
     """One JSON record -> PoseRecord; ValueError says which field is wrong."""
     if not isinstance(raw, dict):
         raise ValueError("a record must be a JSON object")
+    if "joint_self" in raw and "joints" not in raw:
+        raise ValueError(
+            "this is pytorch-pose's mpii_annotations.json layout (joint_self, objpos, scale_provided), which is "
+            "not read; use HRNet's annot/train.json and valid.json, or put the official .mat at the root"
+        )
     for key in ("image", "center", "scale", "joints"):
         if key not in raw:
             raise ValueError(f"missing field '{key}'")
