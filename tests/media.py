@@ -45,8 +45,8 @@ class FakeCapture:
     def factory(cls, scripts: list[list[int | None] | None]):
         scripts = list(scripts)
 
-        def open_capture(index: int) -> FakeCapture:
-            cls.opens.append(index)
+        def open_capture(index: int, api: int = cv2.CAP_ANY) -> FakeCapture:
+            cls.opens.append((index, api))
             return cls(scripts.pop(0) if scripts else None)
 
         return open_capture

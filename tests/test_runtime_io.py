@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -86,8 +87,22 @@ def test_camera_reconnects_after_an_unplug_then_gives_up_with_a_message() -> Non
         for f in cam:
             got.append((f.index, int(f.image[0, 0, 0]), f.source))
     assert got == [(0, 1, "camera:2"), (1, 2, "camera:2"), (2, 3, "camera:2"), (3, 4, "camera:2"), (4, 5, "camera:2")]
-    assert FakeCapture.opens == [2] * 5 and sleeps == [0.5] * 4
+    assert FakeCapture.opens == [(2, sources.CAMERA_API)] * 5 and sleeps == [0.5] * 4
     assert cam.fps == 30.0
+
+
+def test_camera_opens_through_v4l2_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not CAP_ANY: that picks GStreamer first for a camera number in a build that has it (Ubuntu's OpenCV).
+    expected = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+    FakeCapture.opens = []
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[7], [8]]))
+    cam = open_source("camera:1", reconnect_attempts=1, reconnect_delay_s=0)
+    got = []
+    with pytest.raises(DeviceError, match="camera 1 stopped delivering frames"):
+        for f in cam:
+            got.append(int(f.image[0, 0, 0]))
+    assert got == [7, 8]
+    assert FakeCapture.opens == [(1, expected)] * 3  # the reopens after an unplug too
 
 
 def test_camera_that_cannot_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:

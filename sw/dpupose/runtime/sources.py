@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 CaptureFactory = Callable[..., Any]  # cv2.VideoCapture or a stand-in with the same methods
+# Cameras open through V4L2 on Linux: with CAP_ANY a build with GStreamer (Ubuntu's, the board's) tries GStreamer
+# first for a camera number, and GStreamer ignores most capture properties (buffer count, pixel format).
+CAMERA_API = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
 
 
 class FrameSource:
@@ -173,7 +177,7 @@ def _ranges(positions: list[int]) -> str:
 
 
 class CameraSource(FrameSource):
-    """A camera through cv2.VideoCapture(N); reopened after read failures, DeviceError if it stays away."""
+    """A camera through cv2.VideoCapture(N, CAMERA_API); reopened after read failures, DeviceError if it stays away."""
 
     live = True
 
@@ -194,7 +198,7 @@ class CameraSource(FrameSource):
         self._sleep = sleep or time.sleep
         self._closed = False
         self.reconnects = 0
-        self.cap = self._open_capture(index)
+        self.cap = self._open_capture(index, CAMERA_API)
         if not self.cap.isOpened():
             raise DeviceError(
                 f"cannot open camera {index}: check that it is plugged in (ls /dev/video*) and not in use by "
@@ -226,7 +230,7 @@ class CameraSource(FrameSource):
             )
             self._sleep(self.reconnect_delay_s)
             self.cap.release()
-            self.cap = self._open_capture(self.index)
+            self.cap = self._open_capture(self.index, CAMERA_API)
             self.reconnects += 1
 
     def close(self) -> None:
