@@ -54,20 +54,8 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     assert stat.S_IMODE((out / "b.onnx").stat().st_mode) == 0o666 & ~umask
 
 
-def test_written_bytes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append(("fsync", os.fstat(fd).st_ino))
-        real_fsync(fd)
-
-    def replace(src, dst):
-        events.append(("replace", os.stat(src).st_ino, str(dst)))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+def test_written_bytes_reach_the_disk_before_the_rename(tmp_path, disk_events):
+    events = disk_events
     path = tmp_path / "best.json"
     write_json(path, {"epoch": 3})
     (_, synced), (_, renamed, dst) = events

@@ -235,22 +235,9 @@ def test_checkpoint_errors(tmp_path):
             load_checkpoint(damaged)
 
 
-def test_a_checkpoint_reaches_the_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append(("fsync", os.fstat(fd).st_ino))
-        real_fsync(fd)
-
-    def replace(src, dst):
-        events.append(("replace", os.stat(src).st_ino))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+def test_a_checkpoint_reaches_the_disk_before_it_is_renamed_into_place(tmp_path, disk_events):
     path = save_checkpoint({"model": {}, "epoch": 1}, tmp_path / "last.pt")
-    assert events == [("fsync", path.stat().st_ino), ("replace", path.stat().st_ino)]
+    assert disk_events == [("fsync", path.stat().st_ino), ("replace", path.stat().st_ino, str(path))]
 
 
 def test_cli_errors_are_one_line(tmp_path):
