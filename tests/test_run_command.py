@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 from pathlib import Path
@@ -279,6 +280,11 @@ def test_ctrl_c_or_sigterm_keeps_and_finalizes_outputs(
 
 def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20, 30, 40], None, None]))
+    # The camera's video follows the wall clock: here frames are processed 0.1 s apart (a 30 fps camera, so
+    # each is written three times).
+    ticks = itertools.count(0.0, 0.1)
+    video_sink = app.VideoSink
+    monkeypatch.setattr(app, "VideoSink", lambda *a, **kw: video_sink(*a, **kw, clock=lambda: next(ticks)))
     out = tmp_path / "out"
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out)]
     rc = main([*argv, "--pipeline", "--camera-retries", "2", "--camera-retry-delay", "0"])
@@ -288,7 +294,7 @@ def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_pa
     assert "camera 0 stopped delivering frames" in err and "4 frames were processed before that" in err
     assert str(out / "keypoints.jsonl") in err
     assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 2, 3]
-    assert video_frames(out / "annotated.mp4") == 4
+    assert video_frames(out / "annotated.mp4") == 10  # 0.3 s at 30 fps, then the last frame
 
 
 def test_a_plan_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path, images: Path, caplog) -> None:

@@ -139,6 +139,38 @@ def test_video_is_finalized_on_close_and_only_then_named(tmp_path: Path) -> None
     assert n == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 60
 
 
+def read_video(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            return frames
+        frames.append(image)
+
+
+def test_live_video_follows_the_wall_clock(tmp_path: Path) -> None:
+    # A camera at 10 fps whose frames are processed at 0 s, 0.1 s, 0.32 s and 0.33 s: the video holds a
+    # frame per 0.1 s of wall time (the third repeated to fill 0.2-0.3 s; the fourth, 0.01 s after it, left
+    # out), so it plays back in real time rather than 4 frames in 0.4 s whatever the processing rate.
+    times = iter([0.0, 0.1, 0.32, 0.33, 0.51])
+    sink = VideoSink(tmp_path / "v.avi", fps=10, realtime=True, clock=lambda: 100.0 + next(times))
+    shades = [0, 60, 120, 180, 240]
+    for i, shade in enumerate(shades):
+        sink.write(result(i), grey(shade, 40, 60))
+    sink.close()
+    means = [round(float(f.mean()) / 60) * 60 for f in read_video(tmp_path / "v.avi")]
+    assert means == [0, 60, 120, 120, 240, 240]
+
+
+def test_file_video_writes_each_frame_once(tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "v.avi", fps=10, clock=lambda: pytest.fail("a file source needs no clock"))
+    for i in range(3):
+        sink.write(result(i), grey(60 * i, 40, 60))
+    sink.close()
+    assert [round(float(f.mean()) / 60) * 60 for f in read_video(tmp_path / "v.avi")] == [0, 60, 120]
+
+
 def test_folder_sink_names_and_annotation(tmp_path: Path) -> None:
     sink = FolderSink(tmp_path, by_frame_number=False)
     r = result(3, grey(0, 48, 64))

@@ -112,7 +112,7 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
                 by_number = not isinstance(source, ImageFolderSource)
                 sinks.append(FolderSink(opts.out / "frames", by_frame_number=by_number))
             elif mode == "video":
-                sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps))
+                sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps, realtime=source.live))
         except BaseException:
             for sink in sinks:
                 sink.close()

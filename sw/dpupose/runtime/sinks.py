@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -93,11 +94,24 @@ class FolderSink(Sink):
 
 
 class VideoSink(Sink):
-    """Annotated frames into a video file (mp4v for .mp4, MJPG for .avi/.mkv), sized by the first frame."""
+    """Annotated frames into a video file (mp4v for .mp4, MJPG for .avi/.mkv), sized by the first frame.
+
+    A file source's frames are written one each, at the source's rate, so the video keeps its timing. A live
+    source (`realtime`) delivers frames at its own rate while the run processes fewer: each annotated frame
+    is written as many times as it stays the latest at the video's rate (by `clock`, from the first frame),
+    so the video plays back in real time instead of as fast as the camera's rate makes it; a frame that
+    arrives less than half a video frame after the previous one is not written.
+    """
 
     wants_image = True
 
-    def __init__(self, path: str | Path, fps: float | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | None = None,
+        realtime: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_CODECS:
             raise ValueError(f"video output must end in one of {', '.join(VIDEO_CODECS)}")
@@ -106,19 +120,31 @@ class VideoSink(Sink):
         self.fps = fps if fps and fps > 0 else 15.0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
-        self.count = 0
+        self.realtime = realtime
+        self._clock = clock
+        self._start: float | None = None
+        self.count = 0  # frames in the file (a repeated frame counts each time)
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         if annotated is None:
             return
+        copies = 1
+        if self.realtime:
+            now = self._clock()
+            if self._start is None:
+                self._start = now
+            copies = round((now - self._start) * self.fps) + 1 - self.count  # frames due once this one is in
+            if copies < 1:
+                return
         h, w = annotated.shape[:2]
         if self._writer is None:
             self._writer = self._open(w, h)
             self._size = (w, h)
         if (w, h) != self._size:
             annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(annotated)
-        self.count += 1
+        for _ in range(copies):
+            self._writer.write(annotated)
+        self.count += copies
 
     def _open(self, w: int, h: int) -> cv2.VideoWriter:
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
