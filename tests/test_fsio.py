@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -80,6 +84,66 @@ def test_written_bytes_reach_the_disk_before_the_rename(tmp_path, disk_events):
     assert last[0] == "replace" and last[2] == str(folder)
     inodes = {(folder / "plan.json").stat().st_ino, (folder / "sub" / "dpu0.onnx").stat().st_ino}
     assert [e[0] for e in syncs] == ["fsync", "fsync"] and {e[1] for e in syncs} == inodes
+
+    # A folder of many files (a generated data set) is synced from several threads: still every file, and
+    # all before the rename.
+    events.clear()
+    with atomic_dir(folder) as tmp:
+        for i in range(40):
+            (tmp / f"{i}.jpg").write_bytes(b"x" * i)
+    *syncs, put_aside, last = events  # the earlier folder is moved aside, then the new one put in place
+    assert put_aside[0] == last[0] == "replace" and last[2] == str(folder)
+    assert {e[0] for e in syncs} == {"fsync"} and len(syncs) == 40
+    assert sorted(e[1] for e in syncs) == sorted(p.stat().st_ino for p in folder.iterdir())
+
+
+def test_an_fsync_error_among_many_files_names_the_output(tmp_path, monkeypatch):
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 17:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with (
+        pytest.raises(OSError, match=f"Disk quota exceeded: '{tmp_path / 'root'}'"),
+        atomic_dir(tmp_path / "root") as tmp,
+    ):
+        for i in range(30):
+            (tmp / f"{i}.jpg").write_text("x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_old_folder_left_by_a_killed_process_is_removed(tmp_path):
+    # A process killed between putting its new folder in place and removing the old one leaves .NAME.old-PID.
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    (tmp_path / f".plan.old-{dead.pid}").mkdir()
+    (tmp_path / f".plan.old-{dead.pid}" / "a.onnx").write_text("old")
+    (tmp_path / f".plan.old-{os.getppid()}").mkdir()  # a running process's: left alone
+    (tmp_path / ".planb.old-1").mkdir()  # another folder's
+    with atomic_dir(tmp_path / "plan") as tmp:
+        (tmp / "b.onnx").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == [f".plan.old-{os.getppid()}", ".planb.old-1", "plan"]
+
+
+def test_an_interrupt_while_the_old_folder_is_removed_still_removes_it(tmp_path, monkeypatch):
+    out = tmp_path / "plan"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.onnx").write_text("first")
+    real_rmtree, interrupted = shutil.rmtree, []
+
+    def rmtree(path, *args, **kwargs):
+        if ".old-" in str(path) and not interrupted:
+            interrupted.append(path)
+            raise KeyboardInterrupt
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with pytest.raises(KeyboardInterrupt), atomic_dir(out) as tmp:
+        (tmp / "b.onnx").write_text("second")
+    assert interrupted and os.listdir(tmp_path) == ["plan"] and os.listdir(out) == ["b.onnx"]
 
 
 def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
