@@ -313,6 +313,10 @@ def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
     assert any(r.startswith("pynq-dpu==2.5.1") and 'extra == "board"' in r for r in reqs)
     with zipfile.ZipFile(wheel) as zf:
         assert "dpupose/resources/board/board_setup.sh" in zf.namelist()
+        licence = next(n for n in zf.namelist() if n.endswith(".dist-info/licenses/LICENSE"))
+        assert zf.read(licence).startswith(b"\n                                 Apache License\n")
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        assert "License-Expression: Apache-2.0\n" in meta
     bad = tmp_path / "dpupose-0.0.1-py3-none-any.whl"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\nRequires-Dist: torch>=2\n")
@@ -369,7 +373,7 @@ def test_the_wheel_holds_the_source_as_it_is_and_leaves_the_checkout_clean(tmp_p
     repo = project_root()
     root = tmp_path / "repo"
     (root / "sw").mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copyfile(repo / name, root / name)
     shutil.copytree(repo / "sw" / "dpupose", root / "sw" / "dpupose", ignore=shutil.ignore_patterns("__pycache__"))
     stale = root / "build" / "lib" / "dpupose"

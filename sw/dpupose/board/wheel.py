@@ -1,7 +1,7 @@
 """This package as a wheel for the board, and the board setup script that installs it.
 
 The wheel is built with `pip wheel --no-deps` (using the installed setuptools when there is one, so no
-network is needed) from a clean copy of the repository's pyproject.toml, README.md and sw/dpupose/: built
+network is needed) from a clean copy of the repository's pyproject.toml, README.md, LICENSE and sw/dpupose/: built
 in place, setuptools would reuse build/lib (a module deleted from the source would ship) and leave
 build/ and egg-info behind in the checkout. Its base requirements are what the board installs (numpy,
 onnxruntime, ...); torch and the other host tools may only appear behind the `host` extra.
@@ -67,9 +67,9 @@ def build_wheel(outdir: Path, root: Path | None = None) -> Path:
 
 
 def _clean_copy(root: Path, dst: Path) -> Path:
-    """What the wheel is built from: pyproject.toml, README.md and the package, without caches."""
+    """What the wheel is built from: pyproject.toml, README.md, LICENSE and the package, without caches."""
     dst.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copyfile(root / name, dst / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(root / "sw" / "dpupose", dst / "sw" / "dpupose", ignore=ignore)
