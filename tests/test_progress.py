@@ -73,3 +73,14 @@ def test_the_width_is_the_terminal_the_bar_writes_to(monkeypatch):
     first, second = text.decode().split("\r")[1:]
     assert len(first) == 39 and first.startswith("epoch 1/8 [##")
     assert second.endswith("\x1b[K") and len(second) == 39 + len("\x1b[K")
+
+
+def test_a_resumed_bar_counts_only_this_run_in_its_rate(monkeypatch):
+    # A training run resumed at batch 375 of 625, then 10 batches in 50 s: 0.2 batch/s and 1200 s left,
+    # not 385 batches in 50 s (7.7/s, 31 s left).
+    clock = iter([1000.0, 1050.0])
+    monkeypatch.setattr("dpupose.progress.time.monotonic", lambda: next(clock))
+    log = io.StringIO()
+    bar = Progress(625, "epoch 2/8", "batch", stream=log, initial=375)
+    bar.count += 10
+    assert bar._line(1050.0).startswith("epoch 2/8 [##############          ] 385/625 0.2 batch/s eta 1200s")

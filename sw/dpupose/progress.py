@@ -24,12 +24,16 @@ def terminal_columns(stream: TextIO) -> int:
 
 
 class Progress:
-    def __init__(self, total: int, desc: str = "", unit: str = "it", stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, desc: str = "", unit: str = "it", stream: TextIO | None = None, initial: int = 0
+    ) -> None:
+        """`initial`: units already done before this bar started (a resumed run), counted in the position but
+        not in the rate and the time left."""
         self.total = max(total, 0)
         self.desc = desc
         self.unit = unit
         self.stream = stream or sys.stderr
-        self.count = 0
+        self.count = self.initial = initial
         self.start = time.monotonic()
         self._last = self.start
         self.postfix = ""
@@ -52,7 +56,7 @@ class Progress:
 
     def _line(self, now: float) -> str:
         elapsed = max(now - self.start, 1e-9)
-        rate = self.count / elapsed
+        rate = (self.count - self.initial) / elapsed
         frac = self.count / self.total if self.total else 1.0
         bar = "#" * int(frac * 24)
         eta = (self.total - self.count) / rate if rate > 0 else 0.0

@@ -353,9 +353,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         )
         steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
         step = epoch_start = start_step if epoch == start_epoch else 0
-        bar = Progress(epoch_start + steps, f"epoch {epoch + 1}/{cfg.epochs}", "batch") if rank == 0 else None
-        if bar:
-            bar.count = epoch_start
+        desc = f"epoch {epoch + 1}/{cfg.epochs}"
+        bar = Progress(epoch_start + steps, desc, "batch", initial=epoch_start) if rank == 0 else None
         if epoch != start_epoch or start_step == 0:
             running.clear()
         epoch_lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
