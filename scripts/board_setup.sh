@@ -63,4 +63,12 @@ else
   echo "$wheel_sum" > "$STAMP_DIR/wheel.sha256"
 fi
 
+# A wheel built for newer Arm cores dies on import with "Illegal instruction" on the A53 (onnxruntime 1.21
+# did; the board extra skips it): say so here, not at the first `dpupose run`.
+if ! python3 -c 'import onnxruntime' >/dev/null 2>&1; then
+  ort=$(pip3 show onnxruntime 2>/dev/null | sed -n 's/^Version: //p' || true)
+  die "onnxruntime ${ort:-(not installed)} does not load on this board (check: python3 -c 'import onnxruntime'; \
+\"Illegal instruction\" means a build for newer Arm cores): install another in PYNQ's environment, \
+e.g. sudo -i pip3 install onnxruntime==1.20.1, then run this script again"
+fi
 python3 -c 'import dpupose, pynq_dpu; print("dpupose", dpupose.__version__, "and pynq_dpu are importable")'

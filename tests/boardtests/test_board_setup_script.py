@@ -28,6 +28,15 @@ case "$1" in
 esac
 """
 
+FAKE_PYTHON = """#!/bin/bash
+# Succeeds, except `import onnxruntime` once $STATE/sigill exists: killed by SIGILL, as on a core too old.
+cat >/dev/null 2>&1 || true
+if [ "$1" = -c ] && [ "$2" = "import onnxruntime" ] && [ -f "$STATE/sigill" ]; then
+  kill -ILL $$
+fi
+exit 0
+"""
+
 
 @pytest.fixture
 def board(tmp_path):
@@ -37,7 +46,7 @@ def board(tmp_path):
         pytest.skip("needs sha256sum")
     fakes = tmp_path / "bin"
     fakes.mkdir()
-    for name, text in {"pip3": FAKE_PIP, "python3": "#!/bin/bash\ncat >/dev/null 2>&1 || true\nexit 0\n"}.items():
+    for name, text in {"pip3": FAKE_PIP, "python3": FAKE_PYTHON}.items():
         (fakes / name).write_text(text)
         (fakes / name).chmod(stat.S_IRWXU)
     profile = tmp_path / "pynq_venv.sh"
@@ -56,11 +65,13 @@ def board(tmp_path):
         "DPUPOSE_STAMP_DIR": str(tmp_path / "stamp"),
     }
 
-    def run_setup() -> list[str]:
+    def run_setup(check: bool = True) -> list[str]:
         log = tmp_path / "pip.log"
         log.unlink(missing_ok=True)
-        subprocess.run(["bash", str(home / "board_setup.sh")], env=env, check=True, capture_output=True)
-        return log.read_text().splitlines()
+        proc = subprocess.run(["bash", str(home / "board_setup.sh")], env=env, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"board_setup.sh failed ({proc.returncode}): {proc.stderr}")
+        return proc if not check else log.read_text().splitlines()
 
     return run_setup, wheel
 
@@ -86,3 +97,13 @@ def test_refuses_without_a_pynq_environment(board, tmp_path):
     proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "not a PYNQ 3.x image" in proc.stderr
+
+
+def test_an_onnxruntime_that_does_not_load_is_named(board, tmp_path):
+    run_setup, _ = board
+    (tmp_path / "sigill").touch()
+    proc = run_setup(check=False)
+    assert proc.returncode == 2
+    assert "onnxruntime (not installed) does not load on this board" in proc.stderr
+    assert "Illegal instruction" in proc.stderr and "pip3 install onnxruntime==1.20.1" in proc.stderr
+    assert "are importable" not in proc.stdout

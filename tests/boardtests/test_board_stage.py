@@ -356,6 +356,25 @@ def test_the_board_install_keeps_numpy_below_2(wheel):
     assert installable("2.2.6", "aarch64", ())
 
 
+def test_the_board_install_skips_the_onnxruntime_that_crashes_on_the_a53(wheel):
+    """onnxruntime 1.21.x's aarch64 wheels die with SIGILL on import on ARMv8.0 cores such as the
+    Ultra96's Cortex-A53 (fixed in 1.22): the board extra excludes them there, and only there."""
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in wheel_requirements(wheel)]
+
+    def installable(version: str, machine: str, extras: tuple[str, ...]) -> bool:
+        env = {"platform_machine": machine, "python_version": "3.10", "python_full_version": "3.10.12"}
+        applies = [
+            r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e}) for e in ("", *extras))
+        ]
+        return all(version in r.specifier for r in applies if r.name == "onnxruntime")
+
+    assert not installable("1.21.0", "aarch64", ("board",)) and not installable("1.21.1", "aarch64", ("board",))
+    assert installable("1.20.1", "aarch64", ("board",)) and installable("1.23.2", "aarch64", ("board",))
+    assert installable("1.21.0", "x86_64", ("host", "dev"))
+
+
 def test_debugfs_that_cannot_open_the_file_system_is_an_error(image):
     from dpupose.board.extfs import DebugFs
     from dpupose.board.partitions import Partition
