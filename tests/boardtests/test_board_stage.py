@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -382,6 +383,29 @@ def test_debugfs_that_cannot_open_the_file_system_is_an_error(image):
     wrong = Partition(2, 0x83, False, offset=ROOT_START + 4096, size=1024 * 1024)
     with pytest.raises(ImageError, match="debugfs cannot open"):
         DebugFs(image, wrong).list_dirs([layout.BOARD_ROOT])
+
+
+def test_debugfs_write_is_given_a_bare_name_in_its_folder(tmp_path):
+    """debugfs before e2fsprogs 1.46.2 (Ubuntu 20.04 has 1.45.5) links `write`'s second argument into
+    the current folder as one name: given a path, it makes an entry named '/home/xilinx/...' in /
+    (e2fsck: "illegal characters in its name"). Follow the batch's `cd`s as that debugfs does."""
+    from pathlib import PurePosixPath
+
+    from dpupose.board.extfs import FileOp, write_commands
+
+    src = tmp_path / "f"
+    src.write_text("x")
+    paths = [f"{ROOT}/model/cpu/head part.onnx", f"{ROOT}/board_setup.sh", str(layout.FIRSTBOOT_UNIT)]
+    files = [FileOp(src, PurePosixPath(p), 0o644, 1000, 1000) for p in paths]
+    cwd, written = PurePosixPath("/"), []
+    for cmd in write_commands(files, [], {}, {}):
+        argv = shlex.split(cmd)  # the ss parser's quoting, as debugfs reads it
+        if argv[0] == "cd":
+            cwd = cwd / argv[1]
+        elif argv[0] == "write":
+            assert "/" not in argv[2], cmd
+            written.append(str(cwd / argv[2]))
+    assert written == paths
 
 
 def test_the_wheel_holds_the_source_as_it_is_and_leaves_the_checkout_clean(tmp_path):

@@ -3,8 +3,10 @@
 debugfs opens a file system at a byte offset with the io option in the name: `IMAGE?offset=N`.
 debugfs exits 0 even when a command fails, so every write batch is checked through its stderr (any
 line other than the version banner is an error) and the caller reads everything back afterwards.
-Commands are batched in one `debugfs -f CMDFILE` run; `ls -p` output (one `/ino/mode/uid/gid/name/size/`
-line per entry, after the `debugfs: ls -p DIR` echo) tells which paths exist before writing.
+`write` is given a bare name after a `cd` to its folder (before e2fsprogs 1.46.2 it did not resolve
+a path). Commands are batched in one `debugfs -f CMDFILE` run; `ls -p` output (one
+`/ino/mode/uid/gid/name/size/` line per entry, after the `debugfs: ls -p DIR` echo) tells which paths
+exist before writing.
 """
 
 from __future__ import annotations
@@ -187,7 +189,11 @@ def write_commands(
     for f in files:
         p = quote(f.path)
         cmds += [
-            f"write {quote(f.source)} {p}",
+            # debugfs before e2fsprogs 1.46.2 (Ubuntu 20.04 has 1.45.5) links write's second argument
+            # into the current directory as one name, slashes and all: a corrupt directory entry.
+            f"cd {quote(f.path.parent)}",
+            f"write {quote(f.source)} {quote(f.path.name)}",
+            "cd /",
             f"sif {p} mode 0{S_IFREG | f.mode:o}",
             f"sif {p} uid {f.uid}",
             f"sif {p} gid {f.gid}",
