@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from boardtests.helpers import IMAGE_SIZE, needs_image_tools, sha256
+from boardtests.helpers import DATA, IMAGE_SIZE, needs_image_tools, sha256
 from dpupose.board import flash as flashmod
 from dpupose.board.bmap import parse_bmap
 from dpupose.board.flash import flash, stream_copy
 from dpupose.board.images import open_image
 from dpupose.board.verify import CHUNK, compare_with_image, verify_bmap, verify_digests
-from dpupose.errors import DeviceError, ImageError, ToolNotFoundError, UsageError
+from dpupose.errors import DeviceError, ImageError, ToolFailed, ToolNotFoundError, UsageError
 
 needs_bmaptool = pytest.mark.skipif(
     shutil.which("bmaptool") is None, reason="needs bmaptool (apt-get install bmap-tools)"
@@ -242,6 +242,32 @@ def test_device_declined_or_mounted_or_too_small_is_not_written(image, fake_devi
     with pytest.raises(DeviceError, match="larger than"):
         flash(image, card, use_bmaptool=False)
     assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+
+def test_lsblk_before_util_linux_2_37_is_asked_again_without_mountpoints(image, fake_device, monkeypatch):
+    """util-linux 2.34 (Ubuntu 20.04) has no MOUNTPOINTS column, and before 2.33 no PATH: lsblk refuses
+    the whole command ("unknown column"), so the card must be listed with the older columns."""
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    mounted = (DATA / "lsblk" / "old_format_mounted.json").read_text()
+    calls = []
+
+    def old_lsblk(listing):  # answers as util-linux 2.32 does
+        def run_tool(argv, **kw):
+            calls.append(argv[4].split(","))
+            unknown = [c for c in calls[-1] if c in ("MOUNTPOINTS", "PATH")]
+            if unknown:
+                raise ToolFailed(argv, 1, f"lsblk: unknown column: {unknown[0]}\n")
+            return type("P", (), {"stdout": listing})()
+
+        return run_tool
+
+    monkeypatch.setattr(flashmod, "run_tool", old_lsblk(mounted.replace('"/media/pi/PYNQ"', "null")))
+    flash(image, card, use_bmaptool=False)
+    assert card.read_bytes()[:IMAGE_SIZE] == image.read_bytes()
+    assert "MOUNTPOINT" in calls[-1]
+    monkeypatch.setattr(flashmod, "run_tool", old_lsblk(mounted))  # a mounted partition is still seen
+    with pytest.raises(DeviceError, match="/media/pi/PYNQ"):
+        flash(image, card, use_bmaptool=False)
 
 
 def _lossy_writes(monkeypatch, events):

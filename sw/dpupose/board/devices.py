@@ -1,9 +1,10 @@
 """What a target block device is, and whether writing an image to it would be unsafe.
 
-`inspect_device` parses the JSON of `lsblk --json -b -o <LSBLK_COLUMNS> DEVICE` (util-linux 2.33+;
-older releases print numbers and flags as strings and `mountpoint` instead of `mountpoints`, both
-accepted). It is a pure function of that JSON, so the refusal rules are tested on recorded output,
-never on a real disk.
+`inspect_device` parses the JSON of `lsblk --json -b -o <LSBLK_COLUMNS> DEVICE` (util-linux 2.37+).
+Older releases (Ubuntu 20.04 has 2.34) know no MOUNTPOINTS column (and before 2.33 no PATH): lsblk
+refuses the whole command, so it is asked again for LSBLK_COLUMNS_OLD, with MOUNTPOINT; they print
+numbers and flags as strings and `mountpoint` instead of `mountpoints`, both accepted. It is a pure
+function of that JSON, so the refusal rules are tested on recorded output, never on a real disk.
 
 A device is refused when it
 - is a partition or not a disk at all (never overridable: give the whole card),
@@ -26,12 +27,13 @@ from typing import Any
 from dpupose.errors import DeviceError
 
 LSBLK_COLUMNS = "NAME,PATH,PKNAME,SIZE,MODEL,RM,HOTPLUG,TRAN,TYPE,RO,MOUNTPOINTS,FSTYPE,LABEL,MAJ:MIN"
+LSBLK_COLUMNS_OLD = "NAME,PKNAME,SIZE,MODEL,RM,HOTPLUG,TRAN,TYPE,RO,MOUNTPOINT,FSTYPE,LABEL,MAJ:MIN"  # 2.27+
 # PYNQ needs the root file system to grow on first boot: cards of 16 GB or more.
 RECOMMENDED_CARD_BYTES = 15_000_000_000  # a "16 GB" card holds a little under 16e9 bytes
 
 
-def lsblk_argv(device: str) -> list[str]:
-    return ["lsblk", "--json", "-b", "-o", LSBLK_COLUMNS, device]
+def lsblk_argv(device: str, old: bool = False) -> list[str]:
+    return ["lsblk", "--json", "-b", "-o", LSBLK_COLUMNS_OLD if old else LSBLK_COLUMNS, device]
 
 
 def _flag(value: Any) -> bool:

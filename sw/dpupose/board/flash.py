@@ -34,7 +34,7 @@ from dpupose.board.partitions import read_mbr
 from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
-from dpupose.errors import DeviceError, ImageError, UsageError
+from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,15 @@ def flash(
         return _flash_file(info, target, bmap_path, exists=kind == "file", confirm=confirm, progress=progress)
 
 
+def _lsblk(device: str) -> str:
+    """lsblk's JSON listing of the device; util-linux before 2.37 refuses the MOUNTPOINTS column (its
+    message may be translated), so a failure is retried with the columns every lsblk with --json has."""
+    try:
+        return run_tool(devices.lsblk_argv(device)).stdout
+    except ToolFailed:
+        return run_tool(devices.lsblk_argv(device, old=True)).stdout
+
+
 def _flash_device(
     info: ImageInfo,
     device: Path,
@@ -251,7 +260,7 @@ def _flash_device(
     progress: bool,
 ) -> FlashReport:
     real = os.path.realpath(device)
-    listing = run_tool(devices.lsblk_argv(real)).stdout
+    listing = _lsblk(real)
     dev = devices.inspect_device(listing, real)
     rootno = devices.root_devno()
     devices.check_device(dev, info.size, force=force, root_devno=rootno)
