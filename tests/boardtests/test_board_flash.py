@@ -1,5 +1,6 @@
 """Flashing to files (the real copy and verification code paths) and to a stand-in block device."""
 
+import fcntl
 import lzma
 import os
 import shutil
@@ -241,6 +242,67 @@ def test_device_declined_or_mounted_or_too_small_is_not_written(image, fake_devi
     card = fake_device("usb_card_reader.json", IMAGE_SIZE - 512)
     with pytest.raises(DeviceError, match="larger than"):
         flash(image, card, use_bmaptool=False)
+    assert card.read_bytes()[:4096] == b"\xa5" * 4096
+
+
+def _udev_may_process(path):
+    """What systemd-udevd does before it probes a disk: take a shared BSD lock, without waiting
+    (systemd.io/BLOCK_DEVICE_LOCKING); it leaves the disk alone when that fails."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("writer", ["stream", pytest.param("bmaptool", marks=needs_bmaptool)])
+def test_the_card_is_locked_against_udev_while_written_and_read_back(image, fake_device, monkeypatch, writer):
+    """Closing a written disk makes udev re-read its partition table, and a desktop then automounts
+    the new partitions; a mounted ext4 changes under the read-back, which then reports a bad card."""
+    from dpupose.board.tools import run_tool as real_run_tool
+
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    lsblk = flashmod.run_tool  # the fixture's recorded answer
+    seen = []
+
+    def recording(name, real):
+        def call(*args, **kw):
+            seen.append((name, _udev_may_process(card)))
+            return real(*args, **kw)
+
+        return call
+
+    def run_tool(argv, **kw):
+        if argv[0] == "lsblk":
+            return lsblk(argv, **kw)
+        return recording(f"bmaptool {argv[1]}", real_run_tool)(argv, **kw)
+
+    monkeypatch.setattr(flashmod, "run_tool", run_tool)
+    monkeypatch.setattr(flashmod, "_pwrite_all", recording("write", flashmod._pwrite_all))
+    monkeypatch.setattr(flashmod, "verify_digests", recording("verify", flashmod.verify_digests))
+    monkeypatch.setattr(flashmod, "verify_bmap", recording("verify", flashmod.verify_bmap))
+    monkeypatch.setattr(flashmod, "_reread_partitions", recording("reread", lambda device: None))
+    report = flash(image, card, use_bmaptool=writer == "bmaptool")
+    assert report.method == writer
+    assert card.read_bytes()[:IMAGE_SIZE] == image.read_bytes()
+    writes = {"stream": {"write"}, "bmaptool": {"bmaptool copy"}}[writer]
+    assert {name for name, _ in seen} == {*writes, "verify", "reread"} | (
+        {"bmaptool create"} if writer == "bmaptool" else set()
+    )
+    assert not any(free for name, free in seen if name in writes | {"verify"})
+    assert seen[-1] == ("reread", True)  # the lock is gone once the card is verified
+
+
+def test_a_card_locked_by_another_program_is_not_written(image, fake_device, monkeypatch):
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    monkeypatch.setattr(flashmod, "LOCK_WAIT_S", 0.3)
+    with card.open("rb") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_SH)  # e.g. udev, stuck; or a partitioning tool
+        with pytest.raises(DeviceError, match="locked by another program"):
+            flash(image, card, use_bmaptool=False)
     assert card.read_bytes()[:4096] == b"\xa5" * 4096
 
 

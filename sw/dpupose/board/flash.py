@@ -10,8 +10,11 @@ Two writers:
 Safety (block devices): the device is inspected with lsblk and refused when it is mounted, the system
 disk, not removable (unless forced), a partition or read-only (always); the user sees its size, model
 and partitions and must confirm. The device is opened with O_EXCL (the kernel refuses if anything has
-it mounted). A regular-file target is written to a temporary file beside it and renamed into place
-only after verification; the image file itself is only ever read.
+it mounted), and a BSD lock (flock LOCK_EX) on it is held while it is written and read back: udev
+leaves a locked disk alone, so the new partitions are not probed and automounted (a mounted ext4
+changes under the verification) before the image is checked. A regular-file target is written to a
+temporary file beside it and renamed into place only after verification; the image file itself is
+only ever read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,7 @@ BLKRRPART = 0x125F  # ioctl: re-read the partition table
 # cache's, and dirty memory stays bounded.
 SYNC_EVERY = 32 * CHUNK
 ZEROS = bytes(CHUNK)
+LOCK_WAIT_S = 10  # udev holds its shared lock on a disk only while it processes an event
 
 # confirm(description) -> True to go ahead; the CLI prints the description and asks.
 Confirm = Callable[[str], bool]
@@ -201,6 +206,31 @@ def _write_and_verify(
     return "stream", info.size, info.size
 
 
+def _lock_device(device: str) -> int:
+    """A descriptor holding a BSD lock (LOCK_EX) on the whole disk. systemd-udevd does not process a
+    disk locked so (https://systemd.io/BLOCK_DEVICE_LOCKING/); otherwise closing the written device
+    makes it re-read the partition table at once, and a desktop automounts the new partitions while
+    they are being read back. Read-only and without O_EXCL, so that bmaptool (O_EXCL) can open it."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DeviceError(f"no permission to write {device}: run as root (sudo)") from None
+        raise DeviceError(f"cannot open {device}: {exc.strerror}") from None
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise DeviceError(
+                    f"{device} is locked by another program (a partitioning or flashing tool?): close it and try again"
+                ) from None
+            time.sleep(0.1)
+
+
 def _reread_partitions(device: Path) -> None:
     try:
         fd = os.open(device, os.O_RDONLY)
@@ -271,6 +301,7 @@ def _flash_device(
     log.info("%s", text)
     if confirm is not None and not confirm(text):
         raise UsageError("not confirmed: nothing was written")
+    lock = _lock_device(real)
     try:
         method, written, verified = _write_and_verify(
             info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
@@ -278,6 +309,8 @@ def _flash_device(
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"/"terminated"
         print(f"warning: {dev.path} may hold part of the image: flash it again before booting from it", file=sys.stderr)
         raise
+    finally:
+        os.close(lock)  # verified: udev may look at the new partitions now
     _reread_partitions(Path(real))
     return FlashReport(info, device, method, written, verified)
 
