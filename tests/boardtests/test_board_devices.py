@@ -2,7 +2,7 @@
 
 import pytest
 
-from dpupose.board.devices import check_device, describe, inspect_device, lsblk_argv, refusals
+from dpupose.board.devices import check_device, describe, inspect_device, lsblk_argv, mmc_card_type, refusals
 from dpupose.errors import DeviceError
 
 IMAGE = 8 * 1024**3  # an 8 GiB image
@@ -80,6 +80,25 @@ def test_builtin_mmc_slot_counts_as_removable(lsblk_fixture):
     info = inspect_device(lsblk_fixture("mmc_slot_card.json"), "/dev/mmcblk0")
     assert info.removable
     assert codes(info) == []
+
+
+def test_an_emmc_chip_is_not_taken_for_an_sd_slot(lsblk_fixture, tmp_path):
+    """eMMC chips are mmcblk disks as well, with the same lsblk flags as an SD card in a built-in slot;
+    the kernel tells them apart in /sys/block/NAME/device/type (MMC against SD)."""
+    sys_root = tmp_path / "sys"
+    for name, kind in (("mmcblk0", "MMC"), ("mmcblk1", "SD")):
+        (sys_root / "block" / name / "device").mkdir(parents=True)
+        (sys_root / "block" / name / "device" / "type").write_text(f"{kind}\n")
+    assert mmc_card_type("mmcblk0", str(sys_root)) == "MMC"
+    assert mmc_card_type("mmcblk1", str(sys_root)) == "SD"
+    assert mmc_card_type("sdb", str(sys_root)) is None
+    listing = lsblk_fixture("mmc_slot_card.json")
+    emmc = inspect_device(listing, "/dev/mmcblk0", mmc_type=mmc_card_type("mmcblk0", str(sys_root)))
+    assert codes(emmc) == ["non-removable"]
+    with pytest.raises(DeviceError, match=r"/dev/mmcblk0 is not a removable disk \(eMMC\).*--force"):
+        check_device(emmc, IMAGE, force=False)
+    assert "eMMC, fixed" in describe(emmc)
+    assert codes(inspect_device(listing, "/dev/mmcblk0", mmc_type="SD")) == []
 
 
 def test_partition_and_read_only_card_are_refused_even_when_forced(lsblk_fixture):

@@ -12,7 +12,9 @@ A device is refused when it
 - holds a mounted file system or active swap anywhere in its tree (partitions, LVM, crypt),
 - is the system disk: its tree holds `/`, or the device numbers of `/` (`os.stat("/").st_dev`),
 - is not removable: lsblk's RM and HOTPLUG flags are both off, it is not on USB and it is not an
-  MMC/SD slot (built-in SD readers report RM=0, so `mmcblk*` and TRAN=mmc count as removable);
+  MMC/SD slot (built-in SD readers report RM=0, so `mmcblk*` and TRAN=mmc count as removable), or it
+  is an eMMC chip (also `mmcblk*`, but soldered in: the kernel's /sys/block/NAME/device/type says
+  MMC where an SD card says SD);
 the last three unless forced.
 """
 
@@ -95,8 +97,18 @@ def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _walk(child)
 
 
-def inspect_device(lsblk_json: str | dict[str, Any], device: str) -> DeviceInfo:
-    """The DeviceInfo of `device` from lsblk's JSON output; DeviceError if lsblk did not list it."""
+def mmc_card_type(name: str, sys_root: str = "/sys") -> str | None:
+    """The kernel's type of the card behind an mmcblk disk ("SD", "MMC" for eMMC, ...), or None."""
+    try:
+        with open(os.path.join(sys_root, "block", name, "device", "type")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def inspect_device(lsblk_json: str | dict[str, Any], device: str, mmc_type: str | None = None) -> DeviceInfo:
+    """The DeviceInfo of `device` from lsblk's JSON output; DeviceError if lsblk did not list it.
+    mmc_type: `mmc_card_type` of an mmcblk disk ("MMC", an eMMC chip, is not removable)."""
     data = json.loads(lsblk_json) if isinstance(lsblk_json, str) else lsblk_json
     nodes = data.get("blockdevices") or []
     wanted = os.path.basename(device)
@@ -107,9 +119,15 @@ def inspect_device(lsblk_json: str | dict[str, Any], device: str) -> DeviceInfo:
         raise DeviceError(f"lsblk does not list {device}: is it a block device?")
     name = str(node.get("name") or wanted)
     transport = str(node.get("tran") or "")
-    removable = (
-        _flag(node.get("rm")) or _flag(node.get("hotplug")) or transport in ("usb", "mmc") or name.startswith("mmcblk")
-    )
+    if mmc_type == "MMC":
+        transport, removable = "eMMC", False
+    else:
+        removable = (
+            _flag(node.get("rm"))
+            or _flag(node.get("hotplug"))
+            or transport in ("usb", "mmc")
+            or name.startswith("mmcblk")
+        )
     children = tuple(
         PartitionInfo(
             name=str(c.get("name")),

@@ -291,7 +291,7 @@ def _flash_device(
 ) -> FlashReport:
     real = os.path.realpath(device)
     listing = _lsblk(real)
-    dev = devices.inspect_device(listing, real)
+    dev = devices.inspect_device(listing, real, mmc_type=devices.mmc_card_type(os.path.basename(real)))
     rootno = devices.root_devno()
     devices.check_device(dev, info.size, force=force, root_devno=rootno)
     text = (
