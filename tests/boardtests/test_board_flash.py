@@ -417,3 +417,21 @@ def test_block_map_beside_a_compressed_image_is_used(image, base_xz, tmp_path):
     report = flash(xz, tmp_path / "card.img")
     assert report.method == "bmaptool"
     assert sha256(tmp_path / "card.img") == sha256(image)
+
+
+@needs_bmaptool
+def test_a_block_map_is_not_used_for_an_image_that_is_not_the_zips_first_file(image, tmp_path):
+    """bmaptool unpacks a .zip with funzip, which gives the first file of the archive: here the README,
+    which failed bmaptool's checksums after it had started writing."""
+    archive = tmp_path / "pynq.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("README.txt", "PYNQ image for the Ultra96-V2\n")
+        zf.write(image, "pynq.img")
+    bmap = tmp_path / "pynq.bmap"  # found beside pynq.zip
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(image)], check=True, capture_output=True)
+    report = flash(archive, tmp_path / "card.img")
+    assert report.method == "stream"
+    assert sha256(tmp_path / "card.img") == sha256(image)
+    with pytest.raises(UsageError, match="only the first file of a zip.*pynq.img is not the first"):
+        flash(archive, tmp_path / "card2.img", bmap=bmap)
+    assert not (tmp_path / "card2.img").exists()

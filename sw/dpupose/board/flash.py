@@ -27,6 +27,7 @@ import stat
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,14 @@ def _bmap_for(info: ImageInfo, given: Path | None, workdir: Path, use_bmaptool: 
         )
     if use_bmaptool is False:
         return None
+    if info.kind is ImageKind.ZIP and not _first_zip_member(info):
+        # bmaptool unpacks a .zip with funzip, which reads its first member only: that would be written.
+        if given is not None or use_bmaptool:
+            raise UsageError(
+                f"bmaptool reads only the first file of a zip, and {info.member} is not the first in "
+                f"{info.path}: unzip the image and give the .img, or drop --bmap"
+            )
+        return None
     if given is not None or use_bmaptool:
         require_tool("bmaptool")  # asked for explicitly: say how to install it
     elif not have_tool("bmaptool"):
@@ -154,6 +163,12 @@ def _bmap_for(info: ImageInfo, given: Path | None, workdir: Path, use_bmaptool: 
         run_tool(bmaplib.bmaptool_create_argv(info.path, created))
         return created
     return None
+
+
+def _first_zip_member(info: ImageInfo) -> bool:
+    """Whether the image is the zip's first file in the archive (what funzip extracts)."""
+    with zipfile.ZipFile(info.path) as zf:
+        return min(zf.infolist(), key=lambda i: i.header_offset).filename == info.member
 
 
 def _write_and_verify(
