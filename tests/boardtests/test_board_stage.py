@@ -306,6 +306,35 @@ def test_generated_scripts_are_valid_shell(tmp_path, wheel):
     assert f"systemctl disable {layout.FIRSTBOOT_UNIT_NAME}" in text
 
 
+@pytest.mark.parametrize(("ntp", "clock", "expected"), [(None, 1_600_000_000, 1_700_000_000),
+    (1_750_000_000, 1_600_000_000, 1_750_000_000), (None, 1_800_000_000, 1_800_000_000)])  # fmt: skip
+def test_first_boot_moves_a_clock_behind_the_staging_time_forward(tmp_path, ntp, clock, expected):
+    """The board boots with the image's build time (fake-hwclock), older than pypi.org's certificate;
+    the staging time (the script's mtime) is a lower bound, and NTP, when it answers, is better."""
+    from dpupose.board.firstboot import firstboot_script
+
+    text = firstboot_script("dpupose.whl")
+    function = re.search(r"^sync_clock\(\) \{\n.*?^\}\n", text, re.S | re.M).group(0)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    now = tmp_path / "clock"
+    now.write_text(str(clock))
+    (stubs / "date").write_text(  # the clock lives in a file: +%s reads it, -s @N sets it
+        f"""#!/bin/bash\ncase "$1" in +%s) cat {now};; -s) echo "${{2#@}}" > {now};; *) echo iso;; esac\n"""
+    )
+    if ntp is not None:
+        (stubs / "ntpdate").write_text(f"#!/bin/bash\necho {ntp} > {now}\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    for tool in ("stat", "cat"):  # and nothing else of the host's (no ntpdate of its own)
+        (stubs / tool).symlink_to(shutil.which(tool))
+    script = tmp_path / "firstboot.sh"
+    script.write_text(function + "sync_clock\n")
+    os.utime(script, (1_700_000_000, 1_700_000_000))  # staged then
+    subprocess.run([shutil.which("bash"), str(script)], check=True, env={"PATH": str(stubs)}, capture_output=True)
+    assert int(now.read_text()) == expected
+
+
 def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
     reqs = wheel_requirements(wheel)
     base = {re.split(r"[<>=;\s]", r, maxsplit=1)[0] for r in reqs if "extra ==" not in r}

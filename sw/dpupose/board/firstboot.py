@@ -1,9 +1,9 @@
 """The first-boot setup staged onto an image: a systemd oneshot unit that runs board_setup.sh once.
 
 PYNQ images do their own first-boot work the same way (a oneshot unit that resizes the root file
-system). Ours waits for the network (pip needs it), runs board_setup.sh with the staged wheel, and on
-success disables itself; on failure it stays enabled and tries again at the next boot. Everything it
-prints goes to /var/log/dpupose-firstboot.log.
+system). Ours waits for the network (pip needs it), sets a clock that is behind the staging time,
+runs board_setup.sh with the staged wheel, and on success disables itself; on failure it stays
+enabled and tries again at the next boot. Everything it prints goes to /var/log/dpupose-firstboot.log.
 """
 
 from __future__ import annotations
@@ -34,6 +34,19 @@ until online 2>/dev/null; do
   sleep 10
   waited=$((waited + 10))
 done
+
+# At the first boot the clock holds the image's build time (fake-hwclock) until NTP has answered, and
+# pip's TLS checks then find pypi.org's certificate "not yet valid". This script's mtime is when it
+# was staged: a time the clock cannot be behind.
+sync_clock() {{
+  local staged
+  staged=$(stat -c %Y "$0")
+  [ "$(date +%s)" -ge "$staged" ] && return 0
+  echo "the clock ($(date -Is)) is behind the staging time; setting it"
+  if command -v ntpdate >/dev/null; then ntpdate -b -u pool.ntp.org || true; fi
+  [ "$(date +%s)" -ge "$staged" ] || date -s "@$staged"
+}}
+sync_clock
 
 if bash {layout.SETUP_SCRIPT} {wheel}; then
   systemctl disable {layout.FIRSTBOOT_UNIT_NAME}
