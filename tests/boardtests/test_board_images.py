@@ -94,6 +94,18 @@ def test_zip_member_and_size(raw, tmp_path):
     assert read_all(info) == raw.read_bytes()
 
 
+def test_a_zip_made_on_macos_is_read_past_its_metadata(raw, tmp_path):
+    # Archive Utility adds __MACOSX/._NAME (AppleDouble) beside every file: ._pynq.img is no second image.
+    z = tmp_path / "pynq.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(raw, "pynq/pynq.img")
+        zf.writestr("__MACOSX/pynq/._pynq.img", b"\x00\x05\x16\x07" + bytes(80))
+        zf.writestr("pynq/._pynq.img", b"\x00\x05\x16\x07" + bytes(80))
+    info = open_image(z)
+    assert (info.member, info.size) == ("pynq/pynq.img", raw.stat().st_size)
+    assert read_all(info) == raw.read_bytes()
+
+
 def test_encrypted_zip_is_refused_with_what_to_do(raw, tmp_path):
     z = tmp_path / "enc.zip"
     with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:

@@ -162,11 +162,16 @@ def xz_uncompressed_size(path: Path) -> int:
     return total
 
 
+def _macos_metadata(name: str) -> bool:
+    return name.startswith("__MACOSX/") or name.rpartition("/")[2].startswith("._")
+
+
 def _zip_member(path: Path) -> tuple[str, int]:
-    """The one disk image inside a zip: the only `.img` member, or the only file."""
+    """The one disk image inside a zip: the only `.img` member, or the only file. The metadata macOS's
+    Archive Utility adds (`__MACOSX/` and `._NAME` AppleDouble files, `._pynq.img` among them) is skipped."""
     try:
         with zipfile.ZipFile(path) as zf:
-            files = [i for i in zf.infolist() if not i.is_dir()]
+            files = [i for i in zf.infolist() if not i.is_dir() and not _macos_metadata(i.filename)]
             images = [i for i in files if i.filename.lower().endswith(".img")]
             chosen = images if images else files
             if len(chosen) != 1:
