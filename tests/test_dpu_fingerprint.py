@@ -1,6 +1,8 @@
 """Fingerprints against the known values, and bit-field decode/encode round trips."""
 
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +12,21 @@ from dpupose.errors import ConfigError
 
 DPU_PYNQ_U96 = 0x101000016010404  # DPU-PYNQ 2.5 Ultra96-V2 overlay (B1600)
 DPU_PYNQ_KV260 = 0x101000016010407  # DPU-PYNQ 2.5 / Kria benchmark overlay (B4096)
-VITIS_AI_B4096 = 0x000056010407  # Vitis AI 2.5 target DPUCZDX8G_ISA1_B4096 feature code
-VITIS_AI_B1600 = 0x000056010404  # Vitis AI 2.5 target DPUCZDX8G_ISA1_B1600 feature code
+# Feature codes of the named targets, as Vitis AI's target factory lists them
+# (target_factory/targets/DPUCZDX8G_ISA1_<ARCH>.prototxt): 2.5, and 3.0 (IP v4.1, save argmax).
+VITIS_AI_25 = {
+    "B512": 0x000016010200,
+    "B800": 0x000016010201,
+    "B1024": 0x000016010402,
+    "B1152": 0x000016010203,
+    "B1600": 0x000016010404,
+    "B2304": 0x000016010405,
+    "B3136": 0x000016010406,
+    "B4096": 0x000016010407,
+}
+VITIS_AI_30_B4096 = 0x000056010407
+VITIS_AI_30_B1600 = 0x000056010404
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "dpu-configurations.md"
 
 
 def cfg(arch: str, **kw) -> DpuConfig:
@@ -27,13 +42,29 @@ def test_kv260_dpu_pynq_fingerprint():
     assert fingerprint(cfg("B4096")) == DPU_PYNQ_KV260
 
 
-def test_vitis_ai_named_targets_are_the_same_dpus_with_save_argmax():
-    # The lower 48 bits are the target's feature code; the named targets have bit 30 (save argmax) set,
-    # so the DPU-PYNQ builds differ from them in exactly that bit.
-    for arch, code in (("B4096", VITIS_AI_B4096), ("B1600", VITIS_AI_B1600)):
+def test_vitis_ai_25_named_targets_are_the_default_configurations():
+    # The lower 48 bits are the target's feature code. Vitis AI 2.5's named targets are the default
+    # configurations (the DPU-PYNQ 2.5 builds); 3.0's have bit 30 (save argmax) set as well.
+    for arch, code in VITIS_AI_25.items():
+        assert feature_code(fingerprint(cfg(arch))) == code
+    assert feature_code(DPU_PYNQ_U96) == VITIS_AI_25["B1600"] and feature_code(DPU_PYNQ_KV260) == VITIS_AI_25["B4096"]
+    for arch, code in (("B4096", VITIS_AI_30_B4096), ("B1600", VITIS_AI_30_B1600)):
         assert feature_code(fingerprint(cfg(arch, save_argmax=True))) == code
-        assert feature_code(fingerprint(cfg(arch))) ^ code == 1 << 30
+        assert VITIS_AI_25[arch] ^ code == 1 << 30
     assert fingerprint(cfg("B1600", save_argmax=True)) >> 48 == 0x101  # family 1, ISA 1
+
+
+def test_docs_give_the_named_targets_of_each_release():
+    text = " ".join(DOCS.read_text().split())
+    said = re.search(
+        r"Vitis AI 2\.5's named targets.*?`DPUCZDX8G_ISA1_B4096` = `(0x[0-9a-f]+)` and `_B1600` = `(0x[0-9a-f]+)`", text
+    )
+    assert said is not None
+    assert (int(said[1], 16), int(said[2], 16)) == (VITIS_AI_25["B4096"], VITIS_AI_25["B1600"])
+    later = re.search(
+        r"Vitis AI 3\.0 gives the same names bit 30 \(save argmax\): `(0x[0-9a-f]+)`, `(0x[0-9a-f]+)`", text
+    )
+    assert later is not None and (int(later[1], 16), int(later[2], 16)) == (VITIS_AI_30_B4096, VITIS_AI_30_B1600)
 
 
 def test_decode_known_value():

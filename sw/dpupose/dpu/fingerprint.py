@@ -16,10 +16,12 @@ Bit fields (IP v4, Vitis AI target factory ``create_target_DPUCZDX8G_ISA1``):
     bits 48-55  ISA version                       1
     bits 56-63  DPU family code                   1 (DPUCZDX8G)
 
-The low 48 bits are the Vitis AI "feature code". The named Vitis AI 2.5 targets
-(``DPUCZDX8G_ISA1_B4096`` = 0x000056010407, ``..._B1600`` = 0x000056010404) have the save-argmax bit set;
-the DPU-PYNQ 2.5 builds do not (Ultra96-V2 B1600: 0x101000016010404), so an xmodel compiled for the
-named target does not run on the DPU-PYNQ overlay.
+The low 48 bits are the Vitis AI "feature code". The named Vitis AI 2.5 targets are the default
+configurations (RAM low, channel augmentation, conv LeakyReLU, ALU parallel default), as DPU-PYNQ 2.5
+builds them: ``DPUCZDX8G_ISA1_B4096`` = 0x000016010407, ``..._B1600`` = 0x000016010404 (Ultra96-V2
+overlay: 0x101000016010404). Vitis AI 3.0 gives the same names bit 30 (save argmax, IP v4.1):
+0x000056010407, 0x000056010404, so an xmodel compiled for a named target in the 3.0 image does not run
+on a 2.5 overlay.
 
 API: fingerprint(cfg) -> int, fingerprint_hex(cfg) -> "0x...", decode(int) -> Fields, encode(Fields) -> int.
 """
