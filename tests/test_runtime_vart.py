@@ -249,6 +249,38 @@ def test_emulate_backend_checks_an_overlay_when_given(tmp_path: Path) -> None:
         RunnerFactory(plan, "cpu", overlay=tmp_path / "frame.jpg")
 
 
+def test_an_arch_json_naming_a_vitis_ai_25_target_is_read_as_that_targets_fingerprint(tmp_path: Path) -> None:
+    """The Vitis AI image's arch.json files name a target ({"target": "DPUCZDX8G_ISA1_B4096"}) rather than
+    give a fingerprint; vai_c_xir compiles for either. The 2.5 names are the default configurations."""
+    from dpupose.dpu.config import Arch, DpuConfig
+    from dpupose.dpu.fingerprint import fingerprint
+    from dpupose.runtime.guard import VITIS_AI_25_TARGETS
+
+    defaults = {f"DPUCZDX8G_ISA1_{a.name}": fingerprint(DpuConfig(name="t", arch=a, clock_mhz=200)) for a in Arch}
+    assert defaults == VITIS_AI_25_TARGETS
+    # target_factory/targets/DPUCZDX8G_ISA1_B1600.prototxt (Vitis AI 2.5): feature_code 0x000016010404
+    assert VITIS_AI_25_TARGETS["DPUCZDX8G_ISA1_B1600"] == PLAN_FP == 0x101000016010404
+
+    tinyplan.write_split_plan(tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    overlay = make_overlay(tmp_path / "ov", fingerprint=None)
+    arch = overlay / "arch.json"
+    arch.write_text('{\n    "target": "DPUCZDX8G_ISA1_B1600"\n}\n')
+    ok = RunnerFactory(plan, "cpu", overlay=overlay)
+    assert ok.guard.checked == {f"overlay {arch}": PLAN_FP}
+    arch.write_text('{"target": "DPUCZDX8G_ISA1_B2304"}')
+    with pytest.raises(FingerprintMismatch, match=f"{arch}\\) is for 0x{OTHER_FP:x}"):
+        RunnerFactory(plan, "cpu", overlay=overlay)
+    arch.write_text('{"target": "DPUCZDX8G_ISA0_B4096_MAX_BG2"}')  # Vitis AI 1.x/2.0's ZCU104 arch.json
+    with pytest.raises(ModelFileError) as e:
+        RunnerFactory(plan, "cpu", overlay=overlay)
+    assert "names target 'DPUCZDX8G_ISA0_B4096_MAX_BG2', which is not a Vitis AI 2.5 DPUCZDX8G target" in str(e.value)
+    assert '{"fingerprint": "0x..."}' in str(e.value) and "xdputil query" in str(e.value)
+    arch.write_text('{"dcf": "zcu104.dcf"}')
+    with pytest.raises(ModelFileError, match='has neither a "fingerprint" nor a "target"'):
+        RunnerFactory(plan, "cpu", overlay=overlay)
+
+
 def test_without_xrt_environment_the_overlay_is_refused_with_the_fix(monkeypatch, tmp_path: Path) -> None:
     """`sudo` drops XILINX_XRT, and PYNQ 3.0.1 then registers no device ("No Devices Found" from the
     overlay): the runtime says which profile script to source before anything is programmed."""

@@ -215,6 +215,30 @@ def test_mismatch_on_the_board_is_reported(overlay, model, wheel, tools_present)
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=False)
 
 
+def test_an_arch_json_naming_a_vitis_ai_target_is_compared_by_that_targets_fingerprint(
+    overlay, model, wheel, tools_present
+):
+    # The Vitis AI image's arch.json form; DPUCZDX8G_ISA1_B4096 in Vitis AI 2.5 is 0x101000016010407.
+    (overlay / "arch.json").write_text('{"target": "DPUCZDX8G_ISA1_B4096"}')
+    board = board_files()
+    board["/home/xilinx/dpupose/overlay/arch.json"] = '{"target": "DPUCZDX8G_ISA1_B4096"}'
+    report = deploy("pynq", overlay, model, wheel=wheel, runner=RecordingRunner(files=board), echo=print)
+    assert report.verdict == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
+    assert report.deployed == f"on the board: fingerprint {FINGERPRINT} matches (overlay and split plan)"
+
+    (overlay / "arch.json").write_text('{"target": "DPUCZDX8G_ISA1_B1600"}')
+    runner = RecordingRunner(files=board)
+    with pytest.raises(
+        FingerprintMismatch, match=r"made for DPU fingerprint 0x101000016010407 .* has 0x101000016010404"
+    ):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print)
+    assert runner.calls == []
+    (overlay / "arch.json").write_text('{"target": "DPUCZDX8G_ISA0_B4096_MAX_BG2"}')
+    with pytest.raises(ArtifactError, match=r"names target 'DPUCZDX8G_ISA0_B4096_MAX_BG2'.*xdputil query"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print)
+    assert runner.calls == []
+
+
 def test_missing_fingerprints_are_said(overlay, model, wheel, tools_present):
     (overlay / "arch.json").unlink()
     lines = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dpupose.board import layout
-from dpupose.errors import ArtifactError, FingerprintMismatch, UsageError
+from dpupose.errors import ArtifactError, FingerprintMismatch, ModelFileError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,33 @@ def _fingerprint(path: Path, what: str) -> str | None:
     return None if value is None else str(value)
 
 
+def arch_json_fingerprint(text: str, where: str) -> str:
+    """The fingerprint an arch.json's text gives ("0x101000016010407"): its "fingerprint", or that of the
+    Vitis AI 2.5 target named by its "target" (runtime.guard.arch_fingerprint, which the board applies)."""
+    from dpupose.runtime.guard import arch_fingerprint
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ArtifactError(f"arch.json {where} is not valid JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("fingerprint"), str):
+        return data["fingerprint"]
+    try:
+        return f"0x{arch_fingerprint(data, where):x}"
+    except ModelFileError as exc:
+        raise ArtifactError(str(exc)) from None
+
+
 def overlay_fingerprint(overlay: Path) -> str | None:
-    """arch.json's "fingerprint" (e.g. "0x101000016010407"), or None if there is none."""
-    return _fingerprint(overlay / "arch.json", "arch.json")
+    """The fingerprint of the overlay's arch.json (e.g. "0x101000016010407"), or None if there is none."""
+    path = overlay / "arch.json"
+    if not path.is_file():
+        return None
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"arch.json {path} is not valid JSON ({exc})") from None
+    return arch_json_fingerprint(text, str(path))
 
 
 def plan_fingerprint(model: Path) -> str | None:

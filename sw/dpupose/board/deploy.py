@@ -166,6 +166,8 @@ def _remote_fingerprint(runner: CommandRunner, remote: Remote, path: PurePosixPa
     proc = runner.run(cat_argv(remote, path), capture=True, check=False)
     if proc.returncode != 0:
         return None
+    if path.name == "arch.json":
+        return artifacts.arch_json_fingerprint(proc.stdout, f"{path} on the board")
     try:
         value = json.loads(proc.stdout).get("fingerprint")
     except (ValueError, AttributeError):

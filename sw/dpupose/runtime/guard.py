@@ -4,7 +4,8 @@ A DPU configuration's fingerprint is a 64-bit word (see dpupose.dpu.fingerprint)
 - the split plan: top-level "fingerprint" in plan.json;
 - the compiled model: every DPU subgraph of an .xmodel has the attribute "dpu_fingerprint" (uint64), the
   word VART compares with the DPU's version registers;
-- the overlay: arch.json next to dpu.bit, `{"fingerprint": "0x..."}`.
+- the overlay: arch.json next to dpu.bit, `{"fingerprint": "0x..."}`, or the name of a Vitis AI 2.5
+  target, `{"target": "DPUCZDX8G_ISA1_B4096"}` (the form of the arch.json files in the Vitis AI image).
 An xmodel compiled for one fingerprint does not run on a DPU with another (VART fails, or the board
 hangs), so the runtime compares them first and names both sides and the fix on a mismatch.
 """
@@ -23,6 +24,23 @@ from dpupose.split.plan import Plan, parse_fingerprint
 log = logging.getLogger(__name__)
 
 ARCH_JSON = "arch.json"
+
+# The fingerprints of Vitis AI 2.5's named DPUCZDX8G targets (its target factory's
+# DPUCZDX8G_ISA1_<ARCH>.prototxt: the default configurations, as DPU-PYNQ 2.5 builds them). Vitis AI 3.0
+# gives the same names bit 30 (save argmax), a DPU that a 2.5 overlay is not.
+VITIS_AI_25_TARGETS = {
+    f"DPUCZDX8G_ISA1_{arch}": 0x101000016010000 | code
+    for arch, code in (
+        ("B512", 0x200),
+        ("B800", 0x201),
+        ("B1024", 0x402),
+        ("B1152", 0x203),
+        ("B1600", 0x404),
+        ("B2304", 0x405),
+        ("B3136", 0x406),
+        ("B4096", 0x407),
+    )
+}
 
 
 def hexfp(value: int) -> str:
@@ -48,9 +66,27 @@ def read_arch_json(path: Path) -> int | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is not valid JSON ({exc}): rebuild the overlay with `make hw`") from None
-    if not isinstance(data, dict) or "fingerprint" not in data:
-        raise ModelFileError(f'{path} has no "fingerprint" field: rebuild the overlay with `make hw`')
-    return parse_fingerprint(data["fingerprint"], str(path))
+    return arch_fingerprint(data, str(path))
+
+
+def arch_fingerprint(data: object, where: str) -> int:
+    """The fingerprint an arch.json's content describes: its "fingerprint", else that of the Vitis AI 2.5
+    target its "target" names. ModelFileError when it has neither, or names another target."""
+    if isinstance(data, dict) and "fingerprint" in data:
+        return parse_fingerprint(data["fingerprint"], where)
+    target = data.get("target") if isinstance(data, dict) else None
+    if isinstance(target, str) and target in VITIS_AI_25_TARGETS:
+        return VITIS_AI_25_TARGETS[target]
+    fix = (
+        'give the DPU\'s fingerprint instead, {"fingerprint": "0x..."} (`make hw` writes it; on the board '
+        "`xdputil query` shows it)"
+    )
+    if isinstance(target, str):
+        raise ModelFileError(
+            f"{where} names target {target!r}, which is not a Vitis AI 2.5 DPUCZDX8G target "
+            f"(DPUCZDX8G_ISA1_B512 ... DPUCZDX8G_ISA1_B4096), so its fingerprint is not known here: {fix}"
+        )
+    raise ModelFileError(f'{where} has neither a "fingerprint" nor a "target": {fix}')
 
 
 @dataclass
