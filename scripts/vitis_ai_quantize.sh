@@ -6,8 +6,9 @@
 #       [--calib-data synthetic|mpii] [--data-root DIR] [--num-calib N] [--target NAME] [--name NAME] [--dry-run]
 #
 # 1. host: `python -m dpupose.quant.vai_q prepare` writes DIR/staging/calib.npy, DIR/staging/model.pt
-#    (calibration crops from this project's data sets, a plain state dict) and DIR/staging/dpu_part.json;
-#    with --plan (a `dpupose split` folder) the DPU part is cut where the plan's DPU subgraph ends;
+#    (calibration crops from this project's data sets, a plain state dict) and DIR/staging/dpu_part.json
+#    (with the arch.json's fingerprint); with --plan (a `dpupose split` folder) the DPU part is cut where
+#    the plan's DPU subgraph ends, and the arch.json must be for the plan's DPU configuration;
 # 2. container (project at /workspace/dpupose read-only, DIR at /workspace/out, the arch.json folder at
 #    /workspace/arch): `python -m dpupose.quant.vai_q run` (calib -> test -> export_xmodel, writes
 #    DIR/DpuPart_int.xmodel), then `vai_c_xir -x DIR/DpuPart_int.xmodel -a arch.json -o DIR/compiled -n NAME`;
@@ -58,7 +59,7 @@ arch_dir="$(cd "$(dirname "$arch")" && pwd)"
 arch_name="$(basename "$arch")"
 
 prepare=("$python" -m dpupose.quant.vai_q prepare --checkpoint "$checkpoint" --work "$out/staging"
-         --calib-data "$calib_data" --num-calib "$num_calib")
+         --calib-data "$calib_data" --num-calib "$num_calib" --arch "$arch")
 [ -n "$data_root" ] && prepare+=(--data-root "$data_root")
 [ -n "$plan" ] && prepare+=(--plan "$plan")
 

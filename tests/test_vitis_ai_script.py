@@ -234,7 +234,8 @@ def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, c
                 "--num-calib", 2], env=env)  # fmt: skip
     assert res.returncode == 0, res.stderr
     xmodel = out / "compiled" / "dpupose.xmodel"
-    assert json.loads((out / "compiled" / "dpupose.dpupose.json").read_text())["output"] == "decoder.2.0"
+    side = json.loads((out / "compiled" / "dpupose.dpupose.json").read_text())
+    assert side["output"] == "decoder.2.0" and side["fingerprint"] == "0x101000016010404"  # the arch.json's
     qdq = cut_plan.parent / "q" / "model_qdq.onnx"
     plan = tmp_path / "plan"
     assert _cli("split", qdq, "--out", plan, "--cpu-from", "decoder.2.3", "--xmodel", xmodel) == 0
@@ -248,6 +249,44 @@ def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, c
     assert not (tmp_path / "plain").exists()
     res = _run(["--checkpoint", ckpt, "--arch", arch, "--out", out, "--plan", tmp_path / "none"], env=env)
     assert res.returncode == 2 and "holds no plan.json" in res.stderr
+
+
+def test_an_arch_json_for_another_dpu_than_the_plans_is_refused_before_compiling(inputs, cut_plan, tmp_path, capsys):
+    """The xmodel carries the arch.json's fingerprint and VART refuses it on any other DPU: compiling for a
+    plan with another configuration's arch.json is stopped on the host, and an xmodel compiled for another
+    configuration is refused by `split --xmodel` (NAME.dpupose.json records what it was compiled for)."""
+    from dpupose.errors import UsageError
+
+    ckpt, _, synth_root = inputs
+    b4096 = tmp_path / "b4096.json"
+    b4096.write_text('{"target": "DPUCZDX8G_ISA1_B4096"}')  # Vitis AI 2.5: 0x101000016010407
+    with pytest.raises(UsageError) as e:
+        vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan, arch=b4096)
+    assert "is for DPU fingerprint 0x101000016010407 but --plan" in str(e.value)
+    assert "split for 0x101000016010404 (DPU configuration u96v2-b1600-pynq)" in str(e.value)
+    assert "dpupose dpu files --config u96v2-b1600-pynq" in str(e.value)
+    assert not (tmp_path / "work").exists()
+    b1600 = tmp_path / "b1600.json"
+    b1600.write_text('{"target": "DPUCZDX8G_ISA1_B1600"}')
+    work = vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan, arch=b1600)
+    assert json.loads((work / vai_q.DPU_PART_FILE).read_text())["fingerprint"] == "0x101000016010404"
+
+    # An xmodel (with its NAME.dpupose.json) compiled for B4096, recorded in a split for B1600.
+    compiled = tmp_path / "compiled"
+    compiled.mkdir()
+    (compiled / "pose.xmodel").write_text("xmodel")
+    part = {"input": "image", "output": "decoder.2.0", "fingerprint": "0x101000016010407"}
+    (compiled / "pose.dpupose.json").write_text(json.dumps(part))
+    qdq = cut_plan.parent / "q" / "model_qdq.onnx"
+    capsys.readouterr()
+    args = ("split", qdq, "--cpu-from", "decoder.2.3", "--xmodel", compiled / "pose.xmodel", "--out")
+    assert _cli(*args, tmp_path / "p") != 0
+    err = capsys.readouterr().err
+    assert "pose.xmodel was compiled for DPU fingerprint 0x101000016010407 (its pose.dpupose.json)" in err
+    assert "but this split is for 0x101000016010404" in err and not (tmp_path / "p").exists()
+    part["fingerprint"] = "0x101000016010404"
+    (compiled / "pose.dpupose.json").write_text(json.dumps(part))
+    assert _cli(*args, tmp_path / "p") == 0
 
 
 def test_run_vai_q_quantizes_and_exports_the_cut_part(tmp_path, monkeypatch):

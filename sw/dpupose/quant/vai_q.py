@@ -36,7 +36,8 @@ from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, Usage
 log = logging.getLogger(__name__)
 
 SCRIPT = "scripts/vitis_ai_quantize.sh"
-# What the xmodel computes: {"input", "output", "checkpoint"[, "split": the plan's split options]}
+# What the xmodel computes: {"input", "output", "checkpoint"[, "split": the plan's split options]
+# [, "fingerprint": the DPU fingerprint of the arch.json it is compiled for]}
 DPU_PART_FILE = "dpu_part.json"
 
 
@@ -156,16 +157,21 @@ def prepare(
     batch_size: int = 8,
     seed: int = 0,
     plan: str | Path | None = None,
+    arch: str | Path | None = None,
 ) -> Path:
     """Host side: write calib.npy (N, 3, S, S float32), model.pt (state dict, config and, with a split
-    plan, the layer count `cut` of its DPU subgraph) and DPU_PART_FILE into `work`."""
+    plan, the layer count `cut` of its DPU subgraph) and DPU_PART_FILE into `work`. With `arch` (the
+    arch.json vai_c_xir will compile for) its fingerprint is recorded, and must be the plan's."""
     import torch
 
     from dpupose.model.checkpoint import load_checkpoint
     from dpupose.quant.data import open_calibration_set
 
+    fingerprint = _arch_fingerprint(arch, plan) if arch is not None else None
     model, _ = load_checkpoint(checkpoint)
     part = {"input": "image", "output": "logits", "checkpoint": Path(checkpoint).name}
+    if fingerprint is not None:
+        part["fingerprint"] = f"0x{fingerprint:x}"
     cut = None
     if plan is not None:
         part["input"], part["output"], cut, part["split"], expected = _plan_cut(model, plan)
@@ -180,6 +186,33 @@ def prepare(
     torch.save(state, work / "model.pt")
     (work / DPU_PART_FILE).write_text(json.dumps(part, indent=2) + "\n")
     return work
+
+
+def _arch_fingerprint(arch: str | Path, plan: str | Path | None) -> int:
+    """The fingerprint of the arch.json vai_c_xir compiles for; UsageError when a split plan was made for
+    another DPU configuration (the xmodel would not run with that plan)."""
+    from dpupose.runtime.guard import arch_fingerprint
+    from dpupose.split.plan import load_plan
+
+    path = Path(arch)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--arch {arch}: cannot read it as JSON ({exc}); give the overlay's arch.json") from None
+    try:
+        fingerprint = arch_fingerprint(data, f"--arch {arch}")
+    except DpuposeError as exc:
+        raise UsageError(str(exc)) from None
+    if plan is not None:
+        p = load_plan(plan, check_paths=False)
+        if p.fingerprint_int() != fingerprint:
+            raise UsageError(
+                f"--arch {arch} is for DPU fingerprint 0x{fingerprint:x} but --plan {plan} was split for "
+                f"0x{p.fingerprint_int():x} (DPU configuration {p.dpu_config}), so the xmodel would not run with "
+                f"that plan: compile with that configuration's arch.json (`dpupose dpu files --config "
+                f"{p.dpu_config}`), or split for this arch.json's configuration and compile for that plan"
+            )
+    return fingerprint
 
 
 def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str, tuple]:
@@ -273,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-root")
     p.add_argument("--num-calib", type=int, default=100)
     p.add_argument("--plan", help="a split plan folder: compile the DPU part its DPU subgraph computes")
+    p.add_argument("--arch", help="the arch.json vai_c_xir compiles for (its fingerprint is checked and recorded)")
     r = sub.add_parser("run", help="container: calib -> test -> export_xmodel from --work into --out")
     r.add_argument("--work", required=True)
     r.add_argument("--out", required=True)
@@ -281,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.step == "prepare":
-            prepare(args.checkpoint, args.work, args.calib_data, args.data_root, args.num_calib, plan=args.plan)
+            prepare(
+                args.checkpoint, args.work, args.calib_data, args.data_root, args.num_calib, plan=args.plan,
+                arch=args.arch,
+            )  # fmt: skip
         elif args.step == "run":
             run_from_work(args.work, args.out, args.target)
         else:

@@ -191,9 +191,26 @@ def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
     return src, dst, f"as {side.name} says" + (f": compiled for a split with {how}" if isinstance(how, str) else "")
 
 
-def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
-    """--xmodel: the file exists, and the split has one DPU subgraph, the DPU part the xmodel computes
-    (xmodel_part); VART checks the tensors' shapes on the board."""
+def xmodel_fingerprint(xmodel: Path) -> int | None:
+    """The DPU fingerprint NAME.dpupose.json says the xmodel was compiled for (None: it does not say)."""
+    import json
+
+    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
+    if not side.is_file():
+        return None
+    try:
+        value = json.loads(side.read_text(encoding="utf-8")).get("fingerprint")
+        return None if value is None else int(value, 16)
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+        raise ModelFileError(
+            f"{side} is damaged ({exc}); compile again with scripts/vitis_ai_quantize.sh, which writes it"
+        ) from None
+
+
+def check_xmodel(xmodel: Path, groups: list[Group], image: str, fingerprint: int | None = None) -> None:
+    """--xmodel: the file exists, the split has one DPU subgraph, the DPU part the xmodel computes
+    (xmodel_part), and the xmodel was compiled for `fingerprint` where NAME.dpupose.json says what for;
+    VART checks the tensors' shapes on the board."""
     if not xmodel.is_file():
         what = "is a folder" if xmodel.is_dir() else "does not exist"
         raise UsageError(f"--xmodel {xmodel} {what}; give the .xmodel that vai_c_xir compiled")
@@ -209,6 +226,14 @@ def check_xmodel(xmodel: Path, groups: list[Group], image: str) -> None:
             f"--xmodel {xmodel.name} computes {src} -> {dst} ({where}), but this split's DPU subgraphs are "
             f"{shown}: split without --xmodel, compile for that plan (scripts/vitis_ai_quantize.sh --plan "
             "PLAN_DIR) and split again the same way with --xmodel (docs/quantization.md)"
+        )
+    compiled_for = xmodel_fingerprint(xmodel)
+    if fingerprint is not None and compiled_for is not None and compiled_for != fingerprint:
+        raise UsageError(
+            f"--xmodel {xmodel.name} was compiled for DPU fingerprint 0x{compiled_for:x} (its "
+            f"{xmodel.stem}{XMODEL_PART_SUFFIX}), but this split is for 0x{fingerprint:x}: VART would refuse it on "
+            "that DPU. Split with --config of the configuration compiled for, or compile with the arch.json of "
+            "this split's configuration"
         )
 
 
@@ -241,7 +266,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     """Partition `opts.model` for `opts.config` and write the plan folder `opts.out`."""
     from dpupose.dpu.board import load_board
     from dpupose.dpu.config import load_config
-    from dpupose.dpu.fingerprint import fingerprint_hex
+    from dpupose.dpu.fingerprint import fingerprint, fingerprint_hex
     from dpupose.dpu.perf import estimate
     from dpupose.dpu.resources import check_fit
     from dpupose.split import a53 as a53_model
@@ -271,7 +296,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         chosen = evaluate(g, cfg, forced, dpu_ms, a53)
     groups = chosen.groups
     if opts.xmodel is not None:
-        check_xmodel(Path(opts.xmodel), groups, inp.name)
+        check_xmodel(Path(opts.xmodel), groups, inp.name, fingerprint(cfg))
 
     warnings: list[str] = []
     fit = check_fit(cfg, board)
