@@ -1,0 +1,127 @@
+"""The emulator's integer kernels against Xilinx's own reference code, with the expected integers worked
+out by hand from that code (not from dpupose's rules or its loop reference):
+
+- VART's cpu-runner, the CPU reference of the fixed-point XIR operators, in the public vart tree
+  (repository zmaychek84/vart): cpu-runner/src/op/conv2d_fix.cpp and dwconv_fix.cpp (`fix()`),
+  cpu-runner/src/op/concat_fix.cpp, cpu-runner/include/cpu_util.hpp (`DPURound`, the default
+  `round_mode` DPU_ROUND set in cpu-runner/src/cpu_op_base.cpp);
+- the same tree's instruction-level DPU simulator for DPUCZDX8G (DPUVersion::DPUV2):
+  sim-runner/src/inst/Conv.cpp (`transform()`), Alu.cpp (`transform()` for depthwise conv) and
+  Elew.cpp (`Elew<T>::calc()`, the element-wise engine);
+- the eltwise engine's activation set of DPUCZDX8G IP v4: Xilinx/Vitis-AI v2.5,
+  src/Vitis-AI-Runtime/VART/target_factory/src/create_target_DPUCZDX8G_ISA1.cpp (ReLU only).
+
+DPURound: clamp to [-128, 127], then x.5 goes up for negative x (ceil) and for positive x (std::round),
+so every tie rounds toward +infinity.
+"""
+
+import numpy as np
+
+from dpupose.runtime import dpu_ops
+
+
+def col(values) -> np.ndarray:
+    """int8 values as an NHWC tensor (1, 1, W, 1)."""
+    return np.array(values, dtype=np.int8).reshape(1, 1, -1, 1)
+
+
+def flat(y: np.ndarray) -> list[int]:
+    return [int(v) for v in y.reshape(-1)]
+
+
+def test_conv_bias_shift_cut_ties_and_saturation():
+    # conv2d_fix.cpp fix(): tmp = 2 * acc + 2 * bias * 2**shift_bias; tmp /= 2**(shift_cut + 1); DPURound.
+    # fp_in 4, fp_w 5, fp_b 6, fp_out 5: shift_bias 3, shift_cut 4; bias -7; 1x1 weights 3 and 127.
+    # Channel w = 3: (6x - 112) / 32 for x = 0, 1, 10, 24, 28, 32, 127, -128:
+    #   -3.5 -> -3, -3.3125 -> -3, -1.625 -> -2, 1.0 -> 1, 1.75 -> 2, 2.5 -> 3, 20.3125 -> 20, -27.5 -> -27
+    # Channel w = 127: (254x - 112) / 32:
+    #   -3.5 -> -3, 4.4375 -> 4, 75.875 -> 76, 187 -> 127, 218.75 -> 127, 250.5 -> 127, 1004.6 -> 127,
+    #   -1019.5 -> -128
+    x = col([0, 1, 10, 24, 28, 32, 127, -128])
+    w = np.array([3, 127], dtype=np.int8).reshape(2, 1, 1, 1)
+    b = np.array([-7, -7], dtype=np.int8)
+    y = dpu_ops.conv2d(x, w, b, fp_in=4, fp_w=5, fp_b=6, fp_out=5)
+    assert flat(y[..., 0]) == [-3, -3, -2, 1, 2, 3, 20, -27]
+    assert flat(y[..., 1]) == [-3, 4, 76, 127, 127, 127, 127, -128]
+
+
+def test_depthwise_conv_pads_with_zero_and_rounds_the_same_way():
+    # dwconv_fix.cpp fix() is conv2d_fix.cpp's arithmetic; Alu.cpp dw_conv_one() sums the taps of the
+    # zero-padded input per channel. 3x1 kernel [1, 2, 1] on each of two channels, H = 3, pads 1 at top
+    # and bottom, fp_in 0, fp_w 0, fp_out -1 (shift_cut 1), no bias:
+    #   channel 0, [5, -3, 7]:  0 + 10 - 3 = 7 -> 3.5 -> 4;  5 - 6 + 7 = 6 -> 3;  -3 + 14 + 0 = 11 -> 5.5 -> 6
+    #   channel 1, [-5, 3, -7]: -7 -> -3.5 -> -3;  -6 -> -3;  -11 -> -5.5 -> -5
+    x = np.array([[5, -5], [-3, 3], [7, -7]], dtype=np.int8).reshape(1, 3, 1, 2)
+    w = np.array([1, 2, 1, 1, 2, 1], dtype=np.int8).reshape(2, 1, 3, 1)
+    y = dpu_ops.conv2d(x, w, None, fp_in=0, fp_w=0, fp_b=None, fp_out=-1, pads=(1, 0, 1, 0), groups=2)
+    assert flat(y[..., 0]) == [4, 3, 6]
+    assert flat(y[..., 1]) == [-3, -3, -5]
+
+
+def test_leaky_relu_is_26_over_256_before_rounding():
+    # Conv.cpp transform(): tmp = acc / 2**(shift_cut + 1) * 2 ...; tmp < 0: tmp * 26 / 256; DPURound.
+    # fp_in 4, fp_w 0, fp_out 3 (shift_cut 1), weight 1: tmp = x / 2, then the slope:
+    #   x = -128: -64 * 0.1015625 = -6.5 -> -6 (tie up); -127: -6.449 -> -6; -64: -3.25 -> -3;
+    #   -10: -0.5078 -> -1; -1: -0.0508 -> 0; 7: 3.5 -> 4
+    w = np.ones((1, 1, 1, 1), dtype=np.int8)
+    y = dpu_ops.conv2d(col([-128, -127, -64, -10, -1, 7]), w, None, fp_in=4, fp_w=0, fp_b=None, fp_out=3, act="leaky")
+    assert flat(y) == [-6, -6, -3, -1, 0, 4]
+
+
+def test_relu6_is_a_cap_at_96_output_steps():
+    # conv2d_fix.cpp / dwconv_fix.cpp, nonlinear RELU6: tmp < 0 -> 0; if fp_output <= 4, tmp >= 6 << 4 -> 96.
+    w1 = np.ones((1, 1, 1, 1), dtype=np.int8)
+    # fp_out 4: 96 steps are 6.0.
+    y = dpu_ops.conv2d(col([-5, 0, 95, 96, 97, 127]), w1, None, fp_in=4, fp_w=0, fp_b=None, fp_out=4, act="relu6")
+    assert flat(y) == [0, 0, 95, 96, 96, 96]
+    # fp_out 3: still 96 steps (12.0, not 6.0 = 48 steps); weight 2, shift_cut 1: tmp = x.
+    w2 = np.full((1, 1, 1, 1), 2, dtype=np.int8)
+    y = dpu_ops.conv2d(col([40, 50, 100, 127]), w2, None, fp_in=4, fp_w=0, fp_b=None, fp_out=3, act="relu6")
+    assert flat(y) == [40, 50, 96, 96]
+    # fp_out 5: no cap; the int8 range (< 4.0) is below 6.0 anyway.
+    y = dpu_ops.conv2d(col([-1, 100, 127]), w1, None, fp_in=5, fp_w=0, fp_b=None, fp_out=5, act="relu6")
+    assert flat(y) == [0, 100, 127]
+
+
+def test_eltwise_add_aligns_with_two_guard_bits_floored():
+    # Elew.cpp Elew<T>::calc() (DPUV2): tmp = sum(floor(x_i * 4 / 2**shift_read_i)); tmp *= 2**(fp_out -
+    # fp_min); tmp /= 4; activation; DPURound. shift_read_i = fp_i - fp_min.
+    # a at fp 2, b at fp 6: shift_read 0 and 4, so b enters as floor(b / 4) quarter steps of fp 2.
+    a = col([1, 0, 1, -1, 31, -32])
+    b = col([5, -5, -1, -1, 127, -128])
+    # fp_out 6 (factor 16 / 4 = 4): 4 * (4a + floor(b / 4)):
+    #   (4 + 1) * 4 = 20, (0 - 2) * 4 = -8, (4 - 1) * 4 = 12, (-4 - 1) * 4 = -20, 620 -> 127, -640 -> -128
+    # (the exact sums 16a + b would be 21, -5, 15, -17: the floor, not rounding, costs the low bits)
+    assert flat(dpu_ops.eltwise_add([a, b], [2, 6], 6)) == [20, -8, 12, -20, 127, -128]
+    # fp_out 0 (factor 1/4, then / 4): (4a + floor(b / 4)) / 16:
+    a0 = col([2, -2, -2, 6, -6])
+    b0 = col([0, 0, -1, 0, 0])
+    #   8/16 = 0.5 -> 1, -0.5 -> 0, -9/16 -> -1, 1.5 -> 2, -1.5 -> -1
+    assert flat(dpu_ops.eltwise_add([a0, b0], [2, 6], 0)) == [1, 0, -1, 2, -1]
+
+
+def test_eltwise_add_relu():
+    # Elew.cpp: RELU_TYPE_RELU clamps tmp at 0 before DPURound (the only activation the DPUCZDX8G IP v4
+    # eltwise engine has). Both inputs at fp 4, output at fp 3: tmp = (4a + 4b) / 2 / 4 = (a + b) / 2.
+    a = col([3, 3, -100, 100, 1])
+    b = col([-4, 0, -100, 100, 0])
+    #   -0.5 -> 0, 1.5 -> 2, -100 -> 0, 100, 0.5 -> 1
+    assert flat(dpu_ops.eltwise_add([a, b], [4, 4], 3, "relu")) == [0, 2, 0, 100, 1]
+
+
+def test_fix_position_change_rounds_like_concat_fix():
+    # concat_fix.cpp: round_normal(DPU_ROUND, x * 2**(fp_out - fp_in)) for an input at another position.
+    x = np.array([-128, -10, -6, -2, 2, 6, 10, 127], dtype=np.int8)
+    # fp 5 -> 3: x / 4 = -32, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 31.75
+    assert flat(dpu_ops.requantize_int8(x, 5, 3)) == [-32, -2, -1, 0, 1, 2, 3, 32]
+    # fp 3 -> 5: x * 4, saturated
+    y = np.array([-40, -32, 31, 32], dtype=np.int8)
+    assert flat(dpu_ops.requantize_int8(y, 3, 5)) == [-128, -128, 124, 127]
+
+
+def test_pixel_shuffle_index_of_the_reference():
+    # pixel_shuffle.cpp shuffle(), upscale: out[h, w, c] = in[h / s, w / s, c * s * s + w % s + (h % s) * s]
+    x = np.arange(8, dtype=np.int8).reshape(1, 1, 1, 8)
+    y = dpu_ops.depth_to_space(x, 2, "CRD")
+    assert y[0, :, :, 0].tolist() == [[0, 1], [2, 3]]
+    assert y[0, :, :, 1].tolist() == [[4, 5], [6, 7]]
