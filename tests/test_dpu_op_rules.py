@@ -9,7 +9,15 @@ import pytest
 from onnx import helper
 
 from dpupose.dpu.config import load_config
-from dpupose.dpu.ops import ALU_ENGINE, CONV_ENGINE, GraphInfo, activation_support, dpu_support, engine_of
+from dpupose.dpu.ops import (
+    ALU_ENGINE,
+    CONV_ENGINE,
+    ELTWISE_ENGINE,
+    GraphInfo,
+    activation_support,
+    dpu_support,
+    engine_of,
+)
 
 CFG = load_config("u96v2-b1600-pynq")  # B1600: ICP = 10, conv LeakyReLU, no softmax kernel
 
@@ -75,6 +83,31 @@ def test_engines_and_fused_activations():
     standalone = helper.make_node("Relu", ["x"], ["y"])
     ok, why = dpu_support(standalone, info({"x": (1, 8, 8, 8), "y": (1, 8, 8, 8)}), CFG)
     assert not ok and "standalone" in why
+
+
+def test_element_wise_ops_fuse_relu_only():
+    # VART's target factory for DPUCZDX8G IP v4 (create_target_DPUCZDX8G_ISA1.cpp, Vitis AI 2.5) gives
+    # the eltwise engine one nonlinear type, relu, for every configuration; ReLU6 and LeakyReLU exist on
+    # the conv and ALU engines only.
+    shapes = {"a": (1, 8, 8, 8), "b": (1, 8, 8, 8), "c": (1, 8, 1, 1), "y": (1, 8, 8, 8)}
+    add = helper.make_node("Add", ["a", "b"], ["y"])
+    mul = helper.make_node("Mul", ["a", "b"], ["y"])
+    mul_c = helper.make_node("Mul", ["a", "c"], ["y"])
+    assert engine_of(add, info(shapes)) == ELTWISE_ENGINE
+    assert engine_of(mul, info(shapes)) == ELTWISE_ENGINE
+    assert engine_of(mul_c, info(shapes, ("c",))) == ALU_ENGINE  # a 1x1 depthwise conv
+    consts = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0), "inf": np.array(np.inf)})
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    clip_relu = helper.make_node("Clip", ["y", "lo", "inf"], ["z"])
+    relu6 = helper.make_node("Clip", ["y", "lo", "hi"], ["z"])
+    leaky = helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256)
+    full = dataclasses.replace(CFG, alu_activations=CFG.conv_activations)  # leaky on every engine
+    assert activation_support(relu, ELTWISE_ENGINE, full, consts) == (True, "ReLU (fused)")
+    assert activation_support(clip_relu, ELTWISE_ENGINE, full, consts) == (True, "ReLU (fused)")
+    ok, why = activation_support(relu6, ELTWISE_ENGINE, full, consts)
+    assert not ok and "ReLU6" in why and "eltwise engine fuses ReLU only" in why
+    assert not activation_support(leaky, ELTWISE_ENGINE, full, consts)[0]
+    assert activation_support(relu6, ALU_ENGINE, full, consts)[0]  # after a depthwise conv it fuses
 
 
 def test_softmax_needs_the_softmax_kernel():

@@ -17,7 +17,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule).
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
   the ALU engine (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625; hard-sigmoid and
-  hard-swish as relu6(x + 3) * 2731 / 16384. A standalone activation has nothing to fuse into: CPU.
+  hard-swish as relu6(x + 3) * 2731 / 16384. An element-wise Add or Mul of two activations runs on the
+  eltwise engine, which fuses ReLU only, whatever the configuration (VART's DPUCZDX8G ISA1 target
+  factory gives the eltwise engine no other nonlinear type). A standalone activation has nothing to fuse
+  into: CPU.
 - Softmax only with the softmax kernel (`softmax = true`).
 - Everything else (sigmoid, tanh, exp, reductions, shape arithmetic, non-4-D tensors): CPU.
 
@@ -42,6 +45,7 @@ PASS_THROUGH_OPS = ("Identity", "Dropout")
 LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 CONV_ENGINE = "conv"
 ALU_ENGINE = "alu"
+ELTWISE_ENGINE = "eltwise"
 
 MAX_CONV_KERNEL = 16
 MAX_CONV_STRIDE = 8
@@ -218,8 +222,10 @@ def _concat(node: Any, info: GraphInfo) -> Support:
 
 
 def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
-    """Can `node` (an activation) be fused after an op of `engine` ("conv" or "alu")?"""
+    """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu" or "eltwise")?"""
     op = node.op_type
+    if engine == ELTWISE_ENGINE:
+        return _eltwise_activation(node, info)
     acts = cfg.conv_activations if engine == CONV_ENGINE else cfg.alu_activations
     if op == "Relu":
         return True, "ReLU (fused)"
@@ -247,6 +253,20 @@ def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo |
     return _cpu(f"{op} is not an activation the DPU fuses")
 
 
+def _eltwise_activation(node: Any, info: GraphInfo | None) -> Support:
+    op = node.op_type
+    if op == "Relu":
+        return True, "ReLU (fused)"
+    if op == "Clip":
+        lo, hi = _clip_bounds(node, info)
+        if lo == 0.0 and (hi is None or math.isinf(hi)):
+            return True, "ReLU (fused)"
+        what = "ReLU6" if lo == 0.0 and hi == 6.0 else f"Clip({lo}, {hi})"
+    else:
+        what = op
+    return _cpu(f"{what} after an element-wise op: the DPU's eltwise engine fuses ReLU only")
+
+
 def _clip_bounds(node: Any, info: GraphInfo | None) -> tuple[float | None, float | None]:
     lo, hi = attr(node, "min"), attr(node, "max")
     consts = info.constants if info is not None else {}
@@ -265,6 +285,8 @@ def engine_of(node: Any, info: GraphInfo) -> str:
     """The DPU engine an op runs on (its fused activation must be built into that engine)."""
     if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
         return ALU_ENGINE
+    if node.op_type in ("Add", "Mul") and len(info.activations(node)) >= 2:
+        return ELTWISE_ENGINE  # a Mul by a constant is a 1x1 depthwise conv: ALU
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
         return CONV_ENGINE
     return ALU_ENGINE
