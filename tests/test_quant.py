@@ -158,6 +158,26 @@ def test_constraints_raise_the_weights_when_a_relu6_output_cannot_be_lowered():
     assert (out.activations["a"], out.weights["a"]) == (3, 3)
 
 
+def test_constraints_keep_the_add_shift_write_within_15_either_way():
+    # shift_write = min(fp_in) - fp_out in [-15, 15] (vai_q_tensorflow2's adjust_shift_write, Vitis AI 3.0;
+    # vai_q_onnx's in 3.5; the DPUCZDX8G simulator in VART's sim-runner reads it as sign and 4-bit
+    # magnitude, Elew.cpp): out of range, the output position moves to the nearest bound.
+    w = np.zeros((4, 3, 1, 1), np.float32)
+    g = QGraph([ConvOp("a", "image", w, None), ConvOp("b", "image", w, None), AddOp("s", "a", "b")], (3, 2, 2))
+    cases = [
+        (14, 14, []),
+        (19, 19, []),
+        (20, 19, ["s: activation fix position 20 -> 19 (add shift_write in [-15, 15])"]),
+        (-11, -11, []),
+        (-12, -11, ["s: activation fix position -12 -> -11 (add shift_write in [-15, 15])"]),
+    ]
+    for fp_s, want, want_notes in cases:
+        fix = FixPoints(activations={"image": 0, "a": 4, "b": 5, "s": fp_s}, weights={"a": 4, "b": 5}, biases={})
+        out, notes = apply_constraints(g, fix)
+        assert out.activations["s"] == want
+        assert notes == want_notes
+
+
 def test_constraints_reject_positions_out_of_range():
     g = _toy_graph()
     fix = FixPoints(

@@ -17,7 +17,9 @@ moving the position that vai_q_pytorch moves (its check of shift_cut and shift_b
   fp_w is lowered to fp_b - fp_in + 16. A negative shift_bias (a bias finer than the accumulator) is
   kept: the DPU floors such a bias to one bit below the accumulator, which the emulator models;
 - add: shift_read = max(fp_in) - min(fp_in) <= 15 (lowers the larger input position) and
-  shift_write = min(fp_in) - fp_out in [-7, 25] (moves fp_out);
+  shift_write = min(fp_in) - fp_out in [-15, 15] (moves fp_out), the limits Xilinx's quantizers apply
+  (vai_q_tensorflow2 in Vitis AI 3.0, vai_q_onnx in 3.5): the eltwise instruction holds the write shift
+  as sign and 4-bit magnitude;
 - ReLU6 output positions >= 4, where the DPU's ReLU6 (a cap at 96 steps when fp <= 4) is exactly relu6;
 - pixel shuffle: output position = input position.
 Project rule: every position must lie in [FIX_POS_MIN, FIX_POS_MAX] = [-16, 31]; a tensor that needs one
@@ -46,7 +48,7 @@ MAX_CALIB_FIX_POS = 12  # vai_q_pytorch's nndct_max_fix_position for tensors of 
 SHIFT_CUT_RANGE = (0, 16)
 SHIFT_BIAS_MAX = 16
 SHIFT_READ_MAX = 15
-SHIFT_WRITE_RANGE = (-7, 25)
+SHIFT_WRITE_RANGE = (-15, 15)
 RELU6_MIN_FIX_POS = 4
 _MAX_ROUNDS = 8
 _FLT_MIN = 1.1754943508222875e-38
@@ -168,7 +170,7 @@ class _Adjuster:
                 sw = lo - act[op.name]
                 if not SHIFT_WRITE_RANGE[0] <= sw <= SHIFT_WRITE_RANGE[1]:
                     target = lo - min(max(sw, SHIFT_WRITE_RANGE[0]), SHIFT_WRITE_RANGE[1])
-                    self.set_act(op.name, target, "add shift_write in [-7, 25]")
+                    self.set_act(op.name, target, "add shift_write in [-15, 15]")
         for op in self.g.ops:
             if not isinstance(op, ConvOp):
                 continue
