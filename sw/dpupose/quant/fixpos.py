@@ -15,7 +15,7 @@ moving the position that vai_q_pytorch moves (its check of shift_cut and shift_b
   is raised to 4 - fp_in instead;
 - conv: shift_bias = fp_in + fp_w - fp_b in [min(0, shift_cut - 16), 16]: below, fp_b is lowered; above 16,
   fp_w is lowered to fp_b - fp_in + 16. A negative shift_bias (a bias finer than the accumulator) is
-  kept: the DPU floors such a bias to one bit below the accumulator, which the emulator models;
+  kept; the emulator floors such a bias to one bit below the accumulator (see dpupose.runtime.dpu_ops);
 - add: shift_read = max(fp_in) - min(fp_in) <= 15 (lowers the larger input position) and
   shift_write = min(fp_in) - fp_out in [-15, 15] (moves fp_out), the limits Xilinx's quantizers apply
   (vai_q_tensorflow2 in Vitis AI 3.0, vai_q_onnx in 3.5): the eltwise instruction holds the write shift

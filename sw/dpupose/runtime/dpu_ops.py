@@ -2,13 +2,18 @@
 
 Every tensor is int8 with a fix position fp: real = int8 * 2**-fix_point. The behaviour reproduced here
 is that of Xilinx's CPU reference implementation of the fixed-point XIR operators (VART's cpu-runner:
-conv2d-fix, depthwise-conv2d-fix, eltwise-fix, as of Vitis AI 2.5/3.0), which exists to reproduce the
-DPU's results; agreement with a real DPU is to be confirmed with `dpupose deploy-check` on board dumps.
+conv2d-fix, depthwise-conv2d-fix, concat-fix), which exists to reproduce the DPU's results, and for the
+add that of VART's instruction-level simulator of the DPUCZDX8G; agreement with a real DPU is to be
+confirmed with `dpupose deploy-check` on board dumps.
 
 - conv / depthwise conv: int8 x int8 products summed exactly; the bias (int8, own fix position fp_b) is
   aligned to the accumulator by shift_bias = fp_in + fp_w - fp_b, with one extra fractional bit:
   n = 2 * acc + floor(b * 2**(shift_bias + 1)); the result is n / 2**(shift_cut + 1) with
-  shift_cut = fp_in + fp_w - fp_out, then the fused activation, then rounding.
+  shift_cut = fp_in + fp_w - fp_out, then the fused activation, then rounding. The floor matters only for
+  shift_bias <= -2 (a bias two or more bits finer than the accumulator): it is the older cpu-runner's
+  rule (kept in its conv3d-fix) and the simulator's for the DPUs that encode a negative shift_bias;
+  the current cpu-runner conv2d-fix adds such a bias exactly. Which one the DPUCZDX8G does is not
+  settled by public code (the shipped model's convolutions all have shift_bias >= 0).
 - rounding ("DPURound"): round half toward +infinity (floor(v + 0.5)) on the exact value, then saturation
   to [-128, 127].
 - ReLU: max(v, 0) before rounding. LeakyReLU: v * 26 / 256 for v < 0 before rounding (the hardware slope
@@ -18,8 +23,12 @@ DPU's results; agreement with a real DPU is to be confirmed with `dpupose deploy
 - element-wise add: inputs are aligned to the smallest input fix position fp_min with two guard bits,
   each truncated (floor) to them: a_i = floor(x_i * 4 / 2**(fp_i - fp_min)); the sum is divided by
   2**(fp_min - fp_out + 2), passed through the fused activation and rounded as above. Inputs whose fix
-  position exceeds fp_min by more than 2 lose their low bits here. (Later VART releases, for newer DPUs,
-  keep 7 guard bits and limit shift_read to 7; this module follows the DPUCZDX8G-era 2 bits.)
+  position exceeds fp_min by more than 2 lose their low bits here. This is the DPUCZDX8G's element-wise
+  engine as VART's instruction-level simulator models it (sim-runner Elew, DPUV2); VART's cpu-runner
+  eltwise-fix of later releases keeps 7 guard bits, and Vitis AI 2.5's cpu_task eltwise-fix aligns
+  exactly: all three agree while the input positions differ by at most 2. On the DPU an add fuses ReLU
+  only (the partitioner keeps other activations after an add on the CPU); the others are computed here
+  as after a conv.
 - pixel shuffle (DepthToSpace): a pure permutation, exact; the fix position passes through.
 
 Accumulation: convolutions run as float64 matrix products (BLAS) on int8-valued operands. Every partial
