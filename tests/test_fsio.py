@@ -128,6 +128,21 @@ def test_an_old_folder_left_by_a_killed_process_is_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [f".plan.old-{os.getppid()}", ".planb.old-1", "plan"]
 
 
+def test_an_old_folder_with_this_process_s_pid_does_not_stop_the_write(tmp_path):
+    # A container's processes get the same small PIDs at every start: the .NAME.old-PID a killed one left
+    # can carry the PID of the process that writes NAME next, which must not fail renaming the earlier
+    # folder to that very name (a non-empty folder is there).
+    out = tmp_path / "plan"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.onnx").write_text("first")
+    stale = tmp_path / f".plan.old-{os.getpid()}"
+    stale.mkdir()
+    (stale / "a.onnx").write_text("older")
+    with atomic_dir(out) as tmp:
+        (tmp / "b.onnx").write_text("second")
+    assert os.listdir(tmp_path) == ["plan"] and os.listdir(out) == ["b.onnx"]
+
+
 def test_an_interrupt_while_the_old_folder_is_removed_still_removes_it(tmp_path, monkeypatch):
     out = tmp_path / "plan"
     with atomic_dir(out) as tmp:
