@@ -18,7 +18,7 @@ from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
 from dpupose.board.stage import list_staged, stage
 from dpupose.board.wheel import check_wheel, wheel_requirements
-from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError, UsageError
+from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError, ToolFailed, UsageError
 
 pytestmark = needs_image_tools
 ROOT = str(layout.BOARD_ROOT)
@@ -435,6 +435,30 @@ def test_debugfs_write_is_given_a_bare_name_in_its_folder(tmp_path):
             assert "/" not in argv[2], cmd
             written.append(str(cwd / argv[2]))
     assert written == paths
+
+
+@pytest.mark.parametrize(("installed", "isolated"), [("68.1.2", True), ("76.1.0", True), ("77.0.3", False)])
+def test_an_installed_setuptools_too_old_for_pyproject_is_not_used(monkeypatch, tmp_path, installed, isolated):
+    """pyproject.toml's SPDX license string needs setuptools 77 (its [build-system] requires); an older one
+    (Ubuntu 24.04's 68, a Python 3.11 venv's 65) fails to validate it, and pip's --no-build-isolation
+    does not check the requirement: the build then goes to pip's isolated environment."""
+    import importlib.metadata
+
+    from dpupose.board import wheel as wheelmod
+
+    pyproject = (wheelmod.project_root() / "pyproject.toml").read_text()
+    assert f'requires = ["setuptools>={wheelmod.MIN_SETUPTOOLS}", "wheel"]' in pyproject
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: installed if name == "setuptools" else "0")
+    calls = []
+
+    def run_tool(argv, **kw):
+        calls.append(argv)
+        raise ToolFailed(argv, 1, "stop here")
+
+    monkeypatch.setattr(wheelmod, "run_tool", run_tool)
+    with pytest.raises(ArtifactError, match="building the dpupose wheel failed"):
+        wheelmod.build_wheel(tmp_path / "out")
+    assert ("--no-build-isolation" not in calls[0]) is isolated
 
 
 def test_the_wheel_holds_the_source_as_it_is_and_leaves_the_checkout_clean(tmp_path):

@@ -1,15 +1,17 @@
 """This package as a wheel for the board, and the board setup script that installs it.
 
-The wheel is built with `pip wheel --no-deps` (using the installed setuptools when there is one, so no
-network is needed) from a clean copy of the repository's pyproject.toml, README.md, LICENSE and sw/dpupose/: built
-in place, setuptools would reuse build/lib (a module deleted from the source would ship) and leave
-build/ and egg-info behind in the checkout. Its base requirements are what the board installs (numpy,
-onnxruntime, ...); torch and the other host tools may only appear behind the `host` extra.
+The wheel is built with `pip wheel --no-deps` (with the installed setuptools when it can build
+pyproject.toml, MIN_SETUPTOOLS or later, so no network is needed; else pip fetches one) from a clean
+copy of the repository's pyproject.toml, README.md, LICENSE and sw/dpupose/: built in place, setuptools
+would reuse build/lib (a module deleted from the source would ship) and leave build/ and egg-info behind
+in the checkout. Its base requirements are what the board installs (numpy, onnxruntime, ...); torch and
+the other host tools may only appear behind the `host` extra.
 """
 
 from __future__ import annotations
 
 import email.parser
+import importlib.metadata
 import importlib.resources
 import importlib.util
 import re
@@ -24,6 +26,8 @@ from dpupose.board.tools import run_tool
 from dpupose.errors import ArtifactError, ToolFailed, UsageError
 
 HOST_ONLY = ("torch", "torchvision")  # never on the board (PYNQ 3.0.1, aarch64, Python 3.10)
+# pyproject.toml's [build-system] requires: its SPDX `license = "..."` string fails validation before 77.
+MIN_SETUPTOOLS = 77
 
 
 def project_root() -> Path | None:
@@ -52,7 +56,7 @@ def build_wheel(outdir: Path, root: Path | None = None) -> Path:
     root = root or project_root()
     if root is None:
         raise UsageError("cannot build the dpupose wheel: this installation has no source tree; pass --wheel FILE")
-    isolation = importlib.util.find_spec("setuptools") is None
+    isolation = not _setuptools_can_build()
     with tempfile.TemporaryDirectory(prefix="dpupose-wheel-") as scratch:
         src = _clean_copy(root, Path(scratch) / "src")
         try:
@@ -64,6 +68,20 @@ def build_wheel(outdir: Path, root: Path | None = None) -> Path:
         raise ArtifactError(f"pip wheel made {len(wheels)} dpupose wheels in {outdir}, expected one")
     check_wheel(wheels[0])
     return wheels[0]
+
+
+def _setuptools_can_build() -> bool:
+    """Whether the installed setuptools can build pyproject.toml without pip's build isolation: an older
+    one (Debian 12 and Ubuntu 24.04 ship 66 and 68, a Python 3.11 venv gets 65) stops with "`project.license`
+    must be valid exactly by one definition", and --no-build-isolation does not check the requirement."""
+    if importlib.util.find_spec("setuptools") is None:
+        return False
+    try:
+        version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major = re.match(r"\d+", version)
+    return major is not None and int(major.group()) >= MIN_SETUPTOOLS
 
 
 def _clean_copy(root: Path, dst: Path) -> Path:
