@@ -98,9 +98,11 @@ class VideoSink(Sink):
 
     A file source's frames are written one each, at the source's rate, so the video keeps its timing. A live
     source (`realtime`) delivers frames at its own rate while the run processes fewer: each annotated frame
-    is written as many times as it stays the latest at the video's rate (by `clock`, from the first frame),
-    so the video plays back in real time instead of as fast as the camera's rate makes it; a frame that
-    arrives less than half a video frame after the previous one is not written.
+    is written as many times as video frames are due at the video's rate since the previous one was written
+    (by `clock`, from the first frame), so the video plays back in real time instead of as fast as the
+    camera's rate makes it; a frame that arrives less than half a video frame after the previous one is
+    not written. A frame thus fills the time before it arrived, not after: no frame is held back until
+    the next one comes, and the last is written once.
     """
 
     wants_image = True
