@@ -1,6 +1,7 @@
 """scripts/board_setup.sh against stand-ins for pip3 and python3: it installs once, then does nothing."""
 
 import os
+import resource
 import shutil
 import stat
 import subprocess
@@ -32,10 +33,16 @@ FAKE_PYTHON = """#!/bin/bash
 # Succeeds, except `import onnxruntime` once $STATE/sigill exists: killed by SIGILL, as on a core too old.
 cat >/dev/null 2>&1 || true
 if [ "$1" = -c ] && [ "$2" = "import onnxruntime" ] && [ -f "$STATE/sigill" ]; then
+  ulimit -c 0  # SIGILL dumps core: no core file left where the tests run
   kill -ILL $$
 fi
 exit 0
 """
+
+
+def _core_dumps_on() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
 
 
 @pytest.fixture
@@ -56,6 +63,7 @@ def board(tmp_path):
     shutil.copy(SCRIPT, home / "board_setup.sh")
     wheel = home / "wheels" / "dpupose-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"first build")
+    (tmp_path / "cwd").mkdir()
     env = {
         **os.environ,
         "PATH": f"{fakes}:{os.environ['PATH']}",
@@ -68,7 +76,14 @@ def board(tmp_path):
     def run_setup(check: bool = True) -> list[str]:
         log = tmp_path / "pip.log"
         log.unlink(missing_ok=True)
-        proc = subprocess.run(["bash", str(home / "board_setup.sh")], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", str(home / "board_setup.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path / "cwd",
+            preexec_fn=_core_dumps_on,  # as on a machine with `ulimit -c unlimited`
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"board_setup.sh failed ({proc.returncode}): {proc.stderr}")
         return proc if not check else log.read_text().splitlines()
@@ -107,3 +122,4 @@ def test_an_onnxruntime_that_does_not_load_is_named(board, tmp_path):
     assert "onnxruntime (not installed) does not load on this board" in proc.stderr
     assert "Illegal instruction" in proc.stderr and "pip3 install onnxruntime==1.20.1" in proc.stderr
     assert "are importable" not in proc.stdout
+    assert os.listdir(tmp_path / "cwd") == []  # the stand-in's SIGILL left no core file
