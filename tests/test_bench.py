@@ -217,6 +217,8 @@ def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monke
     monkeypatch.setattr(prepare, "quantized", no_quantize)
     with pytest.raises(DataError, match="--data-root .*nope is not a folder"):
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=tmp_path / "nope"))
+    with pytest.raises(UsageError, match="MPII data needs --data-root DIR"):
+        run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii"))
 
 
 def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):

@@ -239,6 +239,8 @@ def run_bench(opts: BenchOptions) -> BenchResult:
         raise UsageError(f"--emulator must be one of {', '.join(EMULATORS)}")
     if opts.num_samples < 1 or opts.fps_frames < 2:
         raise UsageError("--num-samples must be at least 1 and --fps-frames at least 2")
+    if opts.data == "mpii" and opts.data_root is None:  # before any quantization, as a wrong folder is
+        raise UsageError("MPII data needs --data-root DIR (images/ and annot/*.json or the official .mat)")
     if opts.data_root is not None and not Path(opts.data_root).is_dir():  # before any quantization
         raise DataError(f"--data-root {opts.data_root} is not a folder; give the data set's root folder")
     import onnxruntime as ort
