@@ -30,6 +30,10 @@ if [ -z "$python" ]; then
 fi
 checkpoint="" arch="" out="" plan="" calib_data=synthetic data_root="" num_calib=100 target="" name=dpupose dry_run=0
 while [ $# -gt 0 ]; do
+  case "$1" in  # an option that takes a value, given last without one
+    --checkpoint|--arch|--out|--plan|--calib-data|--data-root|--num-calib|--target|--name)
+      [ $# -ge 2 ] || die "$1 needs a value (see --help)" ;;
+  esac
   case "$1" in
     --checkpoint) checkpoint="$2"; shift 2 ;;
     --arch) arch="$2"; shift 2 ;;

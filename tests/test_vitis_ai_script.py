@@ -66,6 +66,13 @@ def test_missing_docker_and_bad_paths_are_clear(inputs, tmp_path):
     assert res.returncode == 2 and "none.pt not found" in res.stderr
 
 
+def test_an_option_given_last_without_its_value_is_named():
+    for option in ("--checkpoint", "--arch", "--out", "--plan", "--num-calib", "--name"):
+        res = _run(["--dry-run", option])
+        assert res.returncode == 2, option
+        assert res.stderr == f"vitis_ai_quantize: error: {option} needs a value (see --help)\n"
+
+
 def test_full_flow_with_a_recording_docker(inputs, tmp_path):
     ckpt, arch, synth_root = inputs
     bin_dir = tmp_path / "bin"
