@@ -19,6 +19,7 @@
 set -euo pipefail
 
 usage() { sed -n '5,6p' "$0" | sed 's/^# *//' >&2; exit 2; }
+show_help() { sed -n '5,6p' "$0" | sed 's/^# *//'; exit 0; }
 die() { echo "vitis_ai_quantize: error: $*" >&2; exit 2; }
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --target) target="$2"; shift 2 ;;
     --name) name="$2"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
-    -h|--help) usage ;;
+    -h|--help) show_help ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done

@@ -66,6 +66,15 @@ def test_missing_docker_and_bad_paths_are_clear(inputs, tmp_path):
     assert res.returncode == 2 and "none.pt not found" in res.stderr
 
 
+def test_help_is_printed_to_stdout_with_exit_status_0():
+    for flag in ("--help", "-h"):
+        res = _run([flag])
+        assert res.returncode == 0 and res.stderr == ""
+        assert res.stdout.startswith("scripts/vitis_ai_quantize.sh --checkpoint CKPT --arch ARCH_JSON --out DIR")
+    res = _run(["--dry-run"])  # the usage for a command line without the required options stays an error
+    assert res.returncode == 2 and res.stdout == "" and "--checkpoint CKPT" in res.stderr
+
+
 def test_an_option_given_last_without_its_value_is_named():
     for option in ("--checkpoint", "--arch", "--out", "--plan", "--num-calib", "--name"):
         res = _run(["--dry-run", option])
