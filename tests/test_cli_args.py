@@ -268,6 +268,27 @@ def test_every_numeric_option_has_a_range():
     assert bare == []
 
 
+def test_every_option_with_a_default_names_it_in_its_help():
+    """`dpupose CMD --help` is where a user looks first: an option that has a default says which."""
+    from dpupose.cli import build_parser
+
+    def shown(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    silent = [
+        f"{prog} {action.option_strings[0]} (default {action.default!r}): {action.help}"
+        for prog, parser in _parsers(build_parser())
+        for action in parser._actions
+        if action.option_strings
+        and action.default is not None
+        and not isinstance(action.default, bool)  # flags
+        and action.default is not argparse.SUPPRESS
+        and action.help is not argparse.SUPPRESS
+        and not ("default" in (action.help or "") and shown(action.default) in action.help)
+    ]
+    assert silent == []
+
+
 def test_a_path_the_file_system_refuses_is_one_line(capsys, monkeypatch):
     # /proc takes no new folders, whoever asks (root included): the OSError no check foresaw.
     assert main(["dpu", "files", "--config", "u96v2-b1600-pynq", "--out", "/proc/dpupose-test"]) == 2

@@ -27,19 +27,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quantized", type=Path, help="`dpupose quantize` folder (split here; also gives the CPU rows)")
     p.add_argument("--config", help="DPU configuration for splitting (default: the Ultra96-V2 default)")
     p.add_argument(
-        "--num-samples", type=positive_int, default=32, help="evaluation samples, the same for every row (32)"
+        "--num-samples", type=positive_int, default=32, help="evaluation samples, the same for every row (default 32)"
     )
-    p.add_argument("--fps-frames", type=int_at_least(2), default=16, help="frames per host FPS measurement (16)")
-    p.add_argument("--data", choices=("synthetic", "mpii"), default="synthetic", help="evaluation data")
+    p.add_argument(
+        "--fps-frames", type=int_at_least(2), default=16, help="frames per host FPS measurement (default 16)"
+    )
+    p.add_argument(
+        "--data", choices=("synthetic", "mpii"), default="synthetic", help="evaluation data (default synthetic)"
+    )
     p.add_argument("--data-root", type=Path, help="data set folder (required for mpii)")
     p.add_argument(
         "--emulator",
         choices=("exact", "fast"),
         default="exact",
-        help="DPU emulator for the split rows' accuracy: exact integer arithmetic, or ONNX Runtime's QDQ path",
+        help="DPU emulator for the split rows' accuracy: exact integer arithmetic (the default), or ONNX Runtime's "
+        "QDQ path",
     )
     p.add_argument("--threads", type=thread_count, help="ONNX Runtime intra-op threads per subgraph")
-    p.add_argument("--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (build/bench)")
+    p.add_argument(
+        "--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (default build/bench)"
+    )
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     p.add_argument("--out", type=output_file, help="also write the rows and settings to this JSON file")
     p.set_defaults(func=run)

@@ -18,10 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The validation images depend only on (seed, index), so the set is fixed.",
     )
     s.add_argument("--out", type=output_dir, required=True)
-    s.add_argument("--num-train", type=nonnegative_int, default=20000)
-    s.add_argument("--num-valid", type=nonnegative_int, default=1000)
-    s.add_argument("--seed", type=nonnegative_int, default=0)
-    s.add_argument("--image-size", type=int_at_least(64, 4096), default=256)
+    s.add_argument("--num-train", type=nonnegative_int, default=20000, help="training images (default 20000)")
+    s.add_argument("--num-valid", type=nonnegative_int, default=1000, help="validation images (default 1000)")
+    s.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    s.add_argument(
+        "--image-size",
+        type=int_at_least(64, 4096),
+        default=256,
+        help="side of the square scenes in pixels (default 256)",
+    )
     s.add_argument("--workers", type=thread_count, help="processes (default: up to 2)")
     s.set_defaults(func=synth)
     c = group.add_parser(

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--copy-with",
         choices=("auto", "rsync", "scp"),
         default="auto",
-        help="how to copy (default: rsync when installed, else scp)",
+        help="how to copy (default auto: rsync when installed, else scp)",
     )
     p.set_defaults(func=run)
 

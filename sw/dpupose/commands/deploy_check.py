@@ -21,9 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--against",
         default="torch",
-        help="torch (float64 fake quantization), ort (ONNX Runtime), or a folder of dumped tensors",
+        help="torch (the default: float64 fake quantization), ort (ONNX Runtime), or a folder of dumped tensors",
     )
-    p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images")
+    p.add_argument(
+        "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images (default synthetic)"
+    )
     p.add_argument("--data-root", type=Path, help="data set folder for --calib-data")
     p.add_argument("--num", type=positive_int, default=2, help="number of input images (default 2)")
     p.add_argument(

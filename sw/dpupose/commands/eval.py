@@ -21,13 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"])
     p.add_argument("--data-root", help="MPII root, or a generated synthetic root")
     p.add_argument("--num-samples", type=positive_int, help="evaluate the first N records only")
-    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
     p.add_argument(
         "--engine",
         choices=("fp32", "int8-emulated", "int8-ort"),
         default="fp32",
-        help="fp32: torch; int8-emulated: the DPU part on the bit-accurate DPU emulator; int8-ort: the same "
-        "QDQ file in ONNX Runtime",
+        help="fp32 (the default): torch; int8-emulated: the DPU part on the bit-accurate DPU emulator; int8-ort: "
+        "the same QDQ file in ONNX Runtime",
     )
     p.add_argument(
         "--quantized",
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--decode",
         choices=("dsnt", "local"),
         default="dsnt",
-        help="how coordinates are read off the heatmaps: dsnt (the whole map's mean, as trained) or local "
+        help="how coordinates are read off the heatmaps: dsnt (the default: the whole map's mean, as trained) or local "
         "(the mean within 4 heatmap pixels of the maximum); see docs/training.md",
     )
     p.add_argument(

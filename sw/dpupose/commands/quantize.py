@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dpupose train`")
-    p.add_argument("--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set")
+    p.add_argument(
+        "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set (default synthetic)"
+    )
     p.add_argument("--data-root", type=Path, help="data set folder (mpii, or a generated synthetic set)")
     p.add_argument("--num-calib", type=positive_int, default=100, help="number of calibration samples (default 100)")
     p.add_argument("--out", type=output_dir, required=True, help="output folder (replaced only if an earlier result)")
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         choices=("native", "vai_q"),
         default="native",
-        help="native: this project's quantizer; vai_q: vai_q_pytorch inside the Vitis AI docker image",
+        help="native (the default): this project's quantizer; vai_q: vai_q_pytorch inside the Vitis AI docker image",
     )
     p.add_argument(
         "--qat-epochs", type=nonnegative_int, default=0, help="quantization-aware fine-tuning epochs (default 0)"
@@ -42,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target",
         help="vai_q 3.0+ only (2.5 has none): DPU target name, e.g. DPUCZDX8G_ISA1_B1600",
     )
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed for sample selection and QAT")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="random seed for sample selection and QAT (default 0)"
+    )
     p.set_defaults(func=run)
 
 

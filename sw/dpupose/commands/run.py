@@ -52,7 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json",
     )
     p.add_argument(
-        "--dpu-jobs", type=int_at_least(1, 16), default=2, metavar="N", help="DPU jobs in flight when pipelined"
+        "--dpu-jobs",
+        type=int_at_least(1, 16),
+        default=2,
+        metavar="N",
+        help="DPU jobs in flight when pipelined (default 2)",
     )
     p.add_argument("--show", action="store_true", help="show annotated frames in a window (q or Esc stops)")
     p.add_argument(
@@ -60,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "frames", "video", "none"],
         default="auto",
         help="annotated output under --out: frames/ (auto for image folders), annotated.mp4 (auto for "
-        "videos and cameras), or none",
+        "videos and cameras), or none (default auto)",
     )
     p.add_argument(
         "--fast-emulator",
@@ -68,14 +72,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="emulate backend: ONNX Runtime's QDQ path (faster, may differ from the DPU by a few LSBs)",
     )
     p.add_argument(
-        "--min-confidence", type=float_in(0.0, 1.0), default=0.0, help="do not draw joints below this confidence"
+        "--min-confidence",
+        type=float_in(0.0, 1.0),
+        default=0.0,
+        help="do not draw joints below this confidence (0 to 1, default 0)",
     )
     p.add_argument(
         "--decode",
         choices=["dsnt", "local"],
         default="dsnt",
-        help="keypoints from the plan's DSNT output (default), or re-read from its heatmaps within 4 heatmap "
-        "pixels of each maximum (stays on the stronger of two candidate places; see docs/runtime.md)",
+        help="dsnt: keypoints from the plan's DSNT output (the default); local: re-read from its heatmaps within 4 "
+        "heatmap pixels of each maximum (stays on the stronger of two candidate places; see docs/runtime.md)",
     )
     p.add_argument(
         "--camera-retries",
@@ -89,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float_at_least(0.0, 3600.0),
         default=1.0,
         metavar="S",
-        help="seconds between attempts",
+        help="seconds between attempts (default 1)",
     )
     p.set_defaults(func=run)
 

@@ -30,28 +30,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for synthetic, an existing generated root to use instead of the cache under build/data/",
     )
     p.add_argument("--out", type=output_dir, required=True, help="run folder (checkpoints, history.jsonl)")
-    p.add_argument("--epochs", type=positive_int, required=True)
+    p.add_argument(
+        "--epochs", type=positive_int, required=True, help="epochs to train in all (with --resume: the new total)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=float_above(0.0, 1.0), default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="samples per step (default 32)")
+    p.add_argument("--lr", type=float_above(0.0, 1.0), default=1e-3, help="Adam learning rate (default 0.001)")
     p.add_argument(
         "--schedule",
         choices=["step", "cosine"],
         default="step",
-        help="step: x0.5 every --lr-step epochs (MobilePose); cosine: down to 1%% at the last epoch",
+        help="step (the default): x0.5 every --lr-step epochs (MobilePose); cosine: down to 1%% at the last epoch",
     )
-    p.add_argument("--lr-step", type=positive_int, default=80)
-    p.add_argument("--input-size", type=int_at_least(1, 2048), default=224, help="square input, a multiple of 32")
+    p.add_argument("--lr-step", type=positive_int, default=80, help="epochs per x0.5 of the step schedule (default 80)")
     p.add_argument(
-        "--width", type=float_above(0.0, 4.0), default=1.0, dest="width_mult", help="MobileNetV2 width multiplier"
+        "--input-size", type=int_at_least(1, 2048), default=224, help="square input, a multiple of 32 (default 224)"
+    )
+    p.add_argument(
+        "--width",
+        type=float_above(0.0, 4.0),
+        default=1.0,
+        dest="width_mult",
+        help="MobileNetV2 width multiplier (default 1)",
     )
     p.add_argument("--num-train", type=positive_int, help="synthetic: training images (default 20000)")
     p.add_argument("--num-valid", type=positive_int, help="synthetic: validation images (default 1000, fixed set)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--workers", type=int_at_least(0, MAX_THREADS), default=1, help="data loader processes")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--workers",
+        type=int_at_least(0, MAX_THREADS),
+        default=1,
+        help="data loader processes (default 1; 0: the main process)",
+    )
     p.add_argument("--threads", type=thread_count, help="torch threads per process")
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. trained at a smaller input size)")
-    p.add_argument("--checkpoint-minutes", type=positive_float, default=10.0, help="also save mid-epoch this often")
+    p.add_argument(
+        "--checkpoint-minutes", type=positive_float, default=10.0, help="also save mid-epoch this often (default 10)"
+    )
     p.add_argument("--max-steps-per-epoch", type=positive_int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
