@@ -181,6 +181,8 @@ def generate(
         workers = workers or min(2, os.cpu_count() or 1)
         total = sum(spec.counts().values())
         done = 0
+        if progress:  # the start: a bar made at the first call times the whole generation, not its first chunk
+            progress(0, total)
         # spawn, not fork: a child forked after the parent used OpenCV's thread pool can wait forever.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for split, n in spec.counts().items():
