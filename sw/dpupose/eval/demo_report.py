@@ -111,7 +111,8 @@ def _markdown(doc: dict[str, Any], plan: Any, table: str, plots: list[tuple[str,
         "",
         "## Split inference on sample images",
         "",
-        f"{len(img['images'])} synthetic validation crops through `dpupose.runtime` with the **exact** DPU emulator "
+        f"{len(img['images'])} synthetic validation crop{'' if len(img['images']) == 1 else 's'} through "
+        "`dpupose.runtime` with the **exact** DPU emulator "
         f"({img['exact_seconds_per_frame']:.2f} s per frame on this host); the same frames with the emulator's fast "
         f"path (ONNX Runtime QDQ, {img['fast_seconds_per_frame']:.3f} s per frame) differ by at most "
         f"{img['exact_vs_fast_max_coord_diff']:.4f} in normalized coordinates.",

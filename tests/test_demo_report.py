@@ -1,0 +1,50 @@
+"""The demo's report text (dpupose.eval.demo_report), from a minimal results document."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from dpupose.eval.demo_report import _markdown
+
+
+def doc(n_images: int) -> dict:
+    return {
+        "model": "models/dpupose-synth/model.pt",
+        "quantized": "build/q",
+        "plan": "build/split",
+        "dpu_config": "u96v2-b1600-pynq",
+        "images": {
+            "images": [f"{i}.jpg" for i in range(n_images)],
+            "exact_seconds_per_frame": 0.25,
+            "fast_seconds_per_frame": 0.012,
+            "exact_vs_fast_max_coord_diff": 0.0031,
+            "montage": "montage.jpg",
+        },
+        "configurations": [
+            {
+                "config": "u96v2-b1600-pynq",
+                "fits": True,
+                "cut": "-",
+                "dpu_ms": 8.27,
+                "cpu_ms": 3.57,
+                "pipelined_fps": 120.9,
+            },
+        ],
+        "seconds": {"bench": 23.0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("n", "said"), [(1, "1 synthetic validation crop through"), (4, "4 synthetic validation crops")]
+)
+def test_the_sample_count_reads_as_written(n, said):
+    plan = SimpleNamespace(
+        metadata={"predicted": {"dpu_ms": 8.27, "cpu_ms": 3.57, "pipelined_fps": 120.9, "sequential_fps": 84.6}},
+        fingerprint="0x101000016010404",
+        subgraphs=[SimpleNamespace(name="dpu0", device="dpu"), SimpleNamespace(name="cpu0", device="cpu")],
+    )
+    text = _markdown(doc(n), plan, "table", [])
+    assert said in text and "(0.25 s per frame on this host)" in text
+    assert "| u96v2-b1600-pynq | yes | - | 8.27 | 3.57 | 120.9 | - |" in text
