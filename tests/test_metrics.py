@@ -203,3 +203,33 @@ def test_flip_averaging_mirrors_back_and_swaps_left_and_right():
         x = 0.5 * (centres[c] + centres[2])
         y = 0.5 * (centres[r] + centres[spots[perm[k]][0]])
         np.testing.assert_allclose(coords[0, k], [x, y])
+
+
+def test_an_annotated_joint_outside_the_crop_counts_as_a_miss(tmp_path):
+    """MPII's evaluation (evaluatePCKh.m; HRNet's and pytorch-pose's evaluate alike) scores every annotated
+    joint: one outside the person crop is a miss the network cannot avoid, not a joint to leave out."""
+    import cv2
+
+    from dpupose.data.dataset import PoseDataset
+    from dpupose.data.records import PoseRecord
+    from dpupose.data.transforms import crop_person
+    from dpupose.eval import evaluate as ev
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((400, 400, 3), np.uint8))
+    joints = np.tile(np.array([[200.0, 200.0]], np.float32), (16, 1)) + np.arange(16)[:, None] * 2
+    joints[15] = (395.0, 20.0)  # l_wrist, annotated, far outside the 100 px crop around (200, 200)
+    rec = PoseRecord("a.png", np.array([200.0, 200.0], np.float32), 0.4, joints, np.ones(16, bool), head_size=10.0)
+    _, pts, vis, _ = crop_person(np.zeros((400, 400, 3), np.uint8), rec.center, rec.scale, joints, rec.visible, 64)
+    assert not vis[15] and vis[:15].all()  # the training loss leaves it out
+    truth = (2.0 * pts + 1.0) / 64 - 1.0
+
+    def predict(images):  # exact everywhere it can be: the out-of-crop wrist lands on the crop's edge
+        return np.clip(truth, -1, 1)[None], np.full((1, 16, 16, 16), 1 / 256)
+
+    summary = ev.evaluate(predict, [rec], tmp_path, 64)
+    assert summary["per_joint"][15]["count"] == 1
+    assert summary["per_joint"][15]["pckh@0.5"] == 0.0
+    assert summary["pckh@0.5"] == pytest.approx(13 / 14)  # 14 joints without pelvis and thorax
+    # Validation during training counts the same joints.
+    item = PoseDataset([rec], tmp_path, 64)[0]
+    assert item["visible"][15] == 0 and item["annotated"].tolist() == [1.0] * 16

@@ -118,7 +118,7 @@ def validate(model: PoseNet, loader: DataLoader, cfg: TrainConfig) -> dict:
                 coords.numpy(),
                 heatmaps.numpy(),
                 batch["target"].numpy(),
-                batch["visible"].numpy(),
+                batch["annotated"].numpy(),
                 batch["head_size"].numpy(),
             )
     model.train()

@@ -75,10 +75,14 @@ class PoseDataset(Dataset):
             image, rec.center, rec.scale, rec.joints, rec.visible, self.input_size, rng, self.augment
         )
         head = rec.head_size * px_scale if rec.head_size else -1.0
+        # What the metrics count: every annotated joint, inside the crop or not, as MPII's evaluation does
+        # (the loss uses `visible`, the annotated joints inside the crop). Unaugmented crops are not flipped.
+        annotated = rec.visible if self.augment is None else vis
         return {
             "image": torch.from_numpy(normalize(crop)),
             "target": torch.from_numpy(to_normalized(pts, self.input_size).astype(np.float32)),
             "visible": torch.from_numpy(vis.astype(np.float32)),
+            "annotated": torch.from_numpy(np.asarray(annotated, np.float32)),
             "head_size": torch.tensor(head, dtype=torch.float32),  # crop pixels, -1 if unknown
             "index": torch.tensor(index),
         }

@@ -21,7 +21,11 @@ Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def iter_batches(records: list[PoseRecord], image_dir, input_size: int, batch_size: int):
-    """(images (N,3,S,S) float32, targets (N,16,2), visible (N,16), head sizes (N,) crop px) per batch."""
+    """(images (N,3,S,S) float32, targets (N,16,2), annotated (N,16), head sizes (N,) crop px) per batch.
+
+    A joint counts when it is annotated, inside the crop or not: MPII's evaluation (evaluatePCKh.m, as
+    HRNet's and pytorch-pose's evaluate it) scores every annotated joint, and one outside the crop is a
+    miss the network cannot avoid, not a joint to leave out (the training loss leaves such joints out)."""
     from dpupose.data.dataset import check_images, read_rgb
 
     check_images(records, image_dir)
@@ -29,10 +33,10 @@ def iter_batches(records: list[PoseRecord], image_dir, input_size: int, batch_si
         imgs, tgts, viss, heads = [], [], [], []
         for rec in records[start : start + batch_size]:
             image = read_rgb(image_dir / rec.image)
-            crop, pts, vis, px_scale = crop_person(image, rec.center, rec.scale, rec.joints, rec.visible, input_size)
+            crop, pts, _, px_scale = crop_person(image, rec.center, rec.scale, rec.joints, rec.visible, input_size)
             imgs.append(normalize(crop))
             tgts.append(to_normalized(pts, input_size))
-            viss.append(vis)
+            viss.append(rec.visible.copy())  # no augmentation here: the crop is not flipped
             heads.append(rec.head_size * px_scale if rec.head_size else -1.0)
         yield np.stack(imgs), np.stack(tgts), np.stack(viss), np.array(heads, np.float64)
 

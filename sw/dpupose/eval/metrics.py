@@ -2,7 +2,8 @@
 the predicted heatmap and a Gaussian at the true joint, and PCKh@0.5.
 
 PCKh: a joint is correct when its error <= 0.5 x head size (0.6 x head box diagonal); only annotated joints
-with a known head size count; the mean leaves out pelvis and thorax, as is usual for MPII.
+with a known head size count (callers pass every annotated joint, inside the crop or not, as MPII's
+evaluation does); the mean leaves out pelvis and thorax, as is usual for MPII.
 """
 
 from __future__ import annotations
