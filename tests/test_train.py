@@ -143,6 +143,18 @@ def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
 
 
+def test_resume_refuses_another_number_of_processes(synth_root, tmp_path, monkeypatch):
+    # Each process steps on its own --batch-size share of the epoch and a mid-epoch position counts steps in
+    # that share: resumed by another number of processes, the run would repeat some samples and skip others.
+    cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
+    train(cfg)
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["world_size"] == 1
+    monkeypatch.setattr(train_mod, "_setup_distributed", lambda: (0, 2))  # as rank 0 of two under torchrun
+    with pytest.raises(UsageError, match=r"trained by 1 process\(es\), not 2; resume with the same number"):
+        train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
+
+
 def test_resume_reads_a_relative_data_root_where_the_run_started(synth_root, tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -275,6 +287,7 @@ def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert state["args"]["max_steps_per_epoch"] == 2
+    assert state["world_size"] == 2
 
 
 def test_missing_images_and_worker_errors_are_one_line(synth_root, tmp_path):

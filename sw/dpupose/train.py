@@ -143,7 +143,7 @@ def _same(key: str, a: object, b: object) -> bool:
     return a == b
 
 
-def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
+def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) -> None:
     missing = [k for k in _TRAINING_STATE if k not in state]
     if missing:
         raise CheckpointError(
@@ -166,6 +166,15 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path) -> None:
         raise UsageError(
             f"--resume: {path} was trained on the data in {where}, not in {os.path.realpath(cfg.data_root)}"
             f"{relative}: resume with the same data, or start a new --out"
+        )
+    saved_world = state.get("world_size")  # absent in checkpoints of earlier versions
+    if saved_world is not None and saved_world != world:
+        # Each process trains on its share of the epoch (batch --batch-size each, gradients averaged), and a
+        # mid-epoch position is a step count within that share: another count of processes would change
+        # the batch the optimizer steps on and, inside an epoch, which samples it repeats or skips.
+        raise UsageError(
+            f"--resume: {path} was trained by {saved_world} process(es), not {world}; resume with the same "
+            "number (torchrun --nproc_per_node), or start a new --out"
         )
     done = state["epoch"]  # epochs completed (a mid-epoch save is inside epoch done + 1)
     if cfg.epochs < done:
@@ -251,7 +260,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if not last.exists():
             raise UsageError(f"--resume: {last} not found; start the run without --resume")
         state = read_checkpoint(last)
-        _check_resumable(state, cfg, last)
+        _check_resumable(state, cfg, last, world)
         if state["epoch"] >= cfg.epochs:  # finished: nothing to load or train
             if rank == 0:
                 log.info("%s has trained its %d epochs; nothing to do", out, cfg.epochs)
@@ -336,6 +345,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             "best_val_loss": best,
             "args": asdict(cfg),
             "data_root_resolved": data_root_resolved,
+            "world_size": world,
             "epoch_losses": list(running) if step > 0 else [],
         }
 
