@@ -369,3 +369,16 @@ def test_a_forked_child_dies_of_sigterm_while_the_parent_unwinds():
             time.sleep(5)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_every_argument_says_what_it_is():
+    """Every option and positional of every command has a help text in `dpupose CMD --help`."""
+    from dpupose.cli import build_parser
+
+    silent = [
+        f"{prog} {action.option_strings[0] if action.option_strings else action.dest}"
+        for prog, parser in _parsers(build_parser())
+        for action in parser._actions
+        if not action.help and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+    ]
+    assert silent == []

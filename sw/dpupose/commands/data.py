@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render articulated figures with the 16 MPII joints; deterministic from --seed. "
         "The validation images depend only on (seed, index), so the set is fixed.",
     )
-    s.add_argument("--out", type=output_dir, required=True)
+    s.add_argument("--out", type=output_dir, required=True, help="the data root to write (images/, annot/)")
     s.add_argument("--num-train", type=nonnegative_int, default=20000, help="training images (default 20000)")
     s.add_argument("--num-valid", type=nonnegative_int, default=1000, help="validation images (default 1000)")
     s.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check",
         help="load every record of a data root, read every image, report problems (exit 1 if any)",
     )
-    c.add_argument("--data-root", required=True)
+    c.add_argument("--data-root", required=True, help="the data root to check (images/ and annot/*.json, or the .mat)")
     c.set_defaults(func=check)
 
 

@@ -31,13 +31,13 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_fingerprint)
 
     s = sub.add_parser("fit", help="resources of a configuration and whether it fits a board")
-    s.add_argument("--config", required=True, metavar="NAME|PATH")
+    s.add_argument("--config", required=True, metavar="NAME|PATH", help="shipped configuration name or .toml path")
     s.add_argument("--board", help="board record name (default: the configuration's board)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("estimate", help="predicted DPU latency/FPS of an ONNX model (FP32 or QDQ)")
-    s.add_argument("model", metavar="MODEL.onnx")
+    s.add_argument("model", metavar="MODEL.onnx", help="the network to estimate (ONNX)")
     _config_args(s)
     s.add_argument("--per-layer", action="store_true", help="show every layer's compute/memory/overhead time")
     s.add_argument("--json", action="store_true", help="print JSON (latency_ms, fps, ...)")
@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("files", help="write dpu_conf.vh, prj_config and arch.json for a configuration")
-    s.add_argument("--config", required=True, metavar="NAME|PATH")
+    s.add_argument("--config", required=True, metavar="NAME|PATH", help="shipped configuration name or .toml path")
     s.add_argument("--board", help="board record name (default: the configuration's board)")
     s.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_files)

@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a checkpoint on the validation split: Euclidean error (normalized and in input "
         "pixels), JS divergence to a Gaussian at the true joint, PCKh@0.5 and a per-joint table.",
     )
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, choices=["synthetic", "mpii"])
+    p.add_argument("--checkpoint", required=True, help="the model checkpoint (.pt) to evaluate")
+    p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="the validation set")
     p.add_argument("--data-root", help="MPII root, or a generated synthetic root")
     p.add_argument("--num-samples", type=positive_int, help="evaluate the first N records only")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")

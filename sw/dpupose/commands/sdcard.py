@@ -48,9 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     progress_flags(p)
     p.set_defaults(func=run_flash)
 
-    p = sub.add_parser("verify", help="compare a card (or file) with an image, byte by byte")
-    p.add_argument("image")
-    p.add_argument("--device", required=True)
+    p = sub.add_parser(
+        "verify",
+        help="compare a card (or file) with an image, byte by byte",
+        description="Read the card (or file) back and compare it with the image over the image's size. For a "
+        "card that has not booted since it was written: PYNQ's first boot grows the root partition.",
+    )
+    p.add_argument("image", help="the image the card was written from: .img, .img.xz or .zip holding one .img")
+    p.add_argument("--device", required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to compare")
     progress_flags(p)
     p.set_defaults(func=run_verify)
 

@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(group_parser=p)
     sub = p.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
     s = sub.add_parser("export", help="export a reference network to ONNX (FP32, BatchNorm folded)")
-    s.add_argument("network", choices=NETWORKS)
+    s.add_argument("network", choices=NETWORKS, help="the reference network to export")
     s.add_argument("--out", type=output_file, required=True, metavar="X.onnx", help="output ONNX file")
     s.add_argument(
         "--input-size", type=int_at_least(1, 2048), default=224, help="square input size in pixels (default 224)"

@@ -92,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     from dpupose.commands.argtypes import positive_int
 
     parser = Parser(prog="python -m dpupose.eval.arms", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="the model checkpoint (.pt) to analyse")
     parser.add_argument("--num-samples", type=positive_int, help="the first N validation scenes (default: all)")
-    parser.add_argument("--decode", choices=("dsnt", "local"), default="local")
+    parser.add_argument(
+        "--decode", choices=("dsnt", "local"), default="local", help="keypoint decoding (default: local)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
 
