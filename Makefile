@@ -96,7 +96,7 @@ compare: $(STAMP) $(MODEL) ## compare DPU configurations (predicted FPS, fit) ->
 
 QUANT_OUT ?= build/quantized/model
 quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir] -> build/quantized/model
-	@test -n "$(CHECKPOINT)" || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]"; exit 2; }
+	@test -n "$(CHECKPOINT)" || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
 	$(DPUPOSE) quantize --checkpoint $(CHECKPOINT) --calib-data $(or $(CALIB),synthetic) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --out $(QUANT_OUT)
 
@@ -104,7 +104,7 @@ RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
 RUN_ARGS ?=
 run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_ARGS=...]
-	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>"; exit 2; }
+	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>" >&2; exit 2; }
 	$(DPUPOSE) run --plan "$(PLAN)" --source "$(SOURCE)" --backend $(RUN_BACKEND) --out "$(RUN_OUT)" --pipeline \
 		$(if $(OVERLAY),--overlay "$(OVERLAY)") $(RUN_ARGS)
 
