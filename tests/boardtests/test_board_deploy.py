@@ -12,7 +12,7 @@ import pytest
 
 from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
-from dpupose.board.deploy import Remote, deploy, install_argv, rsync_argv, scp_argvs
+from dpupose.board.deploy import Remote, deploy, install_argv, move_into_place_argv, rsync_argv, scp_argvs
 from dpupose.board.tools import CommandRunner
 from dpupose.errors import ArtifactError, FingerprintMismatch, ToolFailed, ToolNotFoundError, UsageError
 
@@ -72,15 +72,14 @@ def test_command_lines_are_exact():
         "rsync", "-rtz", "--delete", "-e", SSH,
         "/tmp/x/dpupose/overlay", "/tmp/x/dpupose/model", "/tmp/x/dpupose/wheels",
         "/tmp/x/dpupose/board_setup.sh", "/tmp/x/dpupose/manifest.json", "/tmp/x/dpupose/SHA256SUMS",
-        "me@192.168.3.1:/home/xilinx/dpupose/",
+        "me@192.168.3.1:/home/xilinx/dpupose/.incoming/",
     ]  # fmt: skip
     clear, copy = scp_argvs(remote, root)
     assert shlex.join(clear) == (
-        f"{SSH} xilinx@pynq "
-        "'rm -rf /home/xilinx/dpupose/overlay /home/xilinx/dpupose/model /home/xilinx/dpupose/wheels'"
+        f"{SSH} xilinx@pynq 'rm -rf /home/xilinx/dpupose/.incoming && mkdir -p /home/xilinx/dpupose/.incoming'"
     )
     assert copy[:8] == ["scp", *SSH_ARGV[1:], "-r"]
-    assert copy[-1] == "xilinx@pynq:/home/xilinx/dpupose/"
+    assert copy[-1] == "xilinx@pynq:/home/xilinx/dpupose/.incoming/"
 
 
 def test_deploy_runs_the_steps_in_order(overlay, model, wheel, tools_present):
@@ -88,13 +87,16 @@ def test_deploy_runs_the_steps_in_order(overlay, model, wheel, tools_present):
     lines = []
     report = deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=lines.append, use_rsync=True)
     calls = runner.calls
-    assert calls[0] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
+    assert calls[0] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose/.incoming'"
     assert calls[1].startswith(f"rsync -rtz --delete -e {shlex.quote(SSH)} ")
-    assert calls[1].endswith(" xilinx@pynq:/home/xilinx/dpupose/")
-    # The copy is checked before anything from it is installed.
-    assert calls[2] == f"{SSH} xilinx@pynq 'cd /home/xilinx/dpupose && sha256sum --check --quiet SHA256SUMS'"
-    assert calls[3] == shlex.join(install_argv(Remote("pynq"), wheel.name))
-    assert calls[4:] == [
+    assert calls[1].endswith(" xilinx@pynq:/home/xilinx/dpupose/.incoming/")
+    # The copy is checked before it replaces anything or is installed.
+    assert calls[2] == (
+        f"{SSH} xilinx@pynq 'cd /home/xilinx/dpupose/.incoming && sha256sum --check --quiet SHA256SUMS'"
+    )
+    assert calls[3] == shlex.join(move_into_place_argv(Remote("pynq")))
+    assert calls[4] == shlex.join(install_argv(Remote("pynq"), wheel.name))
+    assert calls[5:] == [
         f"{SSH} xilinx@pynq 'cat /home/xilinx/dpupose/overlay/arch.json'",
         f"{SSH} xilinx@pynq 'cat /home/xilinx/dpupose/model/plan.json'",
     ]
@@ -140,12 +142,13 @@ def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatc
     assert cli(["deploy", "--host", "pynq", "--overlay", str(overlay), "--model", str(model), "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"fingerprint {FINGERPRINT} matches (overlay and split plan)"
-    assert out[1] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose'"
+    assert out[1] == f"{SSH} xilinx@pynq 'mkdir -p /home/xilinx/dpupose/.incoming'"
     assert out[2].startswith("rsync -rtz --delete")
     assert out[3].endswith("sha256sum --check --quiet SHA256SUMS'")
-    assert out[4] == shlex.join(install_argv(Remote("pynq"), WHEEL))
-    assert out[5].startswith("then, to run it: ssh -t xilinx@pynq ") and "--backend vart" in out[5]
-    assert len(out) == 6
+    assert out[4] == shlex.join(move_into_place_argv(Remote("pynq")))
+    assert out[5] == shlex.join(install_argv(Remote("pynq"), WHEEL))
+    assert out[6].startswith("then, to run it: ssh -t xilinx@pynq ") and "--backend vart" in out[6]
+    assert len(out) == 7
 
 
 @pytest.mark.parametrize(
@@ -175,7 +178,7 @@ def test_an_ipv6_host_is_bare_for_ssh_and_bracketed_for_scp_and_rsync(overlay, m
         ssh_logins = [argv[len(SSH_ARGV) + ("-t" in argv)] for argv in report.commands if argv[0] == "ssh"]
         assert ssh_logins and set(ssh_logins) == {"xilinx@fe80::1%eth0"}
         copy = next(argv for argv in report.commands if argv[0] in ("rsync", "scp"))
-        assert copy[-1] == "xilinx@[fe80::1%eth0]:/home/xilinx/dpupose/"
+        assert copy[-1] == "xilinx@[fe80::1%eth0]:/home/xilinx/dpupose/.incoming/"
     if shutil.which("scp"):  # how OpenSSH's scp reads that target: the host and login it hands to ssh
         fake_ssh = tmp_path / "ssh"
         fake_ssh.write_text(f'#!/bin/sh\necho "$@" > {shlex.quote(str(tmp_path / "ssh.log"))}\nexit 1\n')
@@ -333,3 +336,60 @@ def test_folders_are_checked_before_the_wheel_is_built(overlay, model, monkeypat
     (overlay / "dpu.hwh").unlink()
     with pytest.raises(ArtifactError, match=r"lacks dpu\.hwh"):
         deploy("pynq", overlay, model, runner=RecordingRunner(), echo=print)
+
+
+class LocalBoard(CommandRunner):
+    """Runs deploy's commands here, with `board` standing in for the board's /home/xilinx: the ssh
+    commands with bash, the copy with the real rsync; `drop` cuts the copy short after the model folder."""
+
+    def __init__(self, board: Path, drop: bool = False):
+        self.board, self.drop = board, drop
+
+    def here(self, text: str) -> str:
+        return text.replace("/home/xilinx/", f"{self.board}/xilinx/")
+
+    def run(self, argv, *, capture=False, check=True):
+        if argv[0] == "ssh" and "sudo" in argv[-1]:
+            return subprocess.CompletedProcess(argv, 0, "", "")  # the install needs a board
+        if argv[0] == "ssh":
+            proc = subprocess.run(["bash", "-c", self.here(argv[-1])], capture_output=True, text=True)
+        else:
+            assert argv[0] == "rsync"
+            sources, dest = argv[5:-1], self.here(argv[-1].partition(":")[2])
+            if self.drop:  # the connection drops once model/ is across
+                sources = [s for s in sources if Path(s).name in ("SHA256SUMS", "board_setup.sh", "model")]
+            proc = subprocess.run(["rsync", "-rt", "--delete", *sources, dest], capture_output=True, text=True)
+            if self.drop:
+                proc.returncode = 12
+        if check and proc.returncode:
+            raise ToolFailed(argv, proc.returncode, proc.stderr)
+        return proc
+
+
+def board_tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
+def test_a_copy_cut_short_leaves_the_deployed_model_as_it_was(overlay, model, wheel, tools_present, tmp_path):
+    """A dropped connection mid-copy left model/ holding new and old files side by side (rsync wrote
+    into the deployed folder), which `dpupose run` would load; the copy now goes beside it."""
+    board = tmp_path / "board"
+    (board / "xilinx").mkdir(parents=True)
+    deployed = board / "xilinx" / "dpupose"
+    deploy("pynq", overlay, model, wheel=wheel, runner=LocalBoard(board), echo=lambda _: None, use_rsync=True)
+    first = board_tree(deployed)
+    assert first["model/dpu0.onnx"] == (model / "dpu0.onnx").read_bytes()
+
+    (model / "dpu0.onnx").write_bytes(b"a new subgraph")
+    (model / "dpu_part.xmodel").write_bytes(b"a new xmodel")
+    with pytest.raises(ToolFailed, match="exit 12"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=LocalBoard(board, drop=True), echo=print, use_rsync=True)
+    assert board_tree(deployed / "model") == {k[6:]: v for k, v in first.items() if k.startswith("model/")}
+
+    deploy("pynq", overlay, model, wheel=wheel, runner=LocalBoard(board), echo=lambda _: None, use_rsync=True)
+    now = board_tree(deployed)
+    assert now["model/dpu0.onnx"] == b"a new subgraph" and now["model/dpu_part.xmodel"] == b"a new xmodel"
+    assert sorted(p.name for p in deployed.iterdir()) == sorted(
+        ["SHA256SUMS", "board_setup.sh", "manifest.json", "model", "overlay", "wheels"]
+    )  # nothing left of the copy and the old folders

@@ -4,8 +4,10 @@ Steps (each command line comes from a pure function below, run through one Comma
 1. check the overlay and model folders and compare their fingerprints (locally);
 2. build the wheel and lay out the board folder (layout.BOARD_ROOT) in a temporary directory;
 3. `ssh mkdir -p`, then rsync (scp when rsync is not installed) of overlay/, model/, wheels/,
-   board_setup.sh, manifest.json and SHA256SUMS; rsync --delete prunes stale files inside those folders;
-4. `sha256sum -c SHA256SUMS` on the board, before anything copied is installed;
+   board_setup.sh, manifest.json and SHA256SUMS into INCOMING beside them, never over them: a copy cut
+   short (a dropped connection) leaves the deployed folders as they were, not a mix of old and new files
+   that `dpupose run` would load; rsync --delete prunes stale files inside those folders;
+4. `sha256sum -c SHA256SUMS` in INCOMING, then INCOMING's folders and files moved into place;
 5. `ssh -t ... sudo bash board_setup.sh WHEEL`: pynq-dpu==2.5.1 and the wheel with its board extra
    (-t so sudo can ask for the password); then the fingerprint of the deployed arch.json read back
    and compared with the model's split plan;
@@ -34,6 +36,9 @@ from dpupose.errors import ArtifactError, FingerprintMismatch, UsageError
 log = logging.getLogger(__name__)
 
 TOP_LEVEL = ("overlay", "model", "wheels", "board_setup.sh", "manifest.json", "SHA256SUMS")
+FOLDERS = ("overlay", "model", "wheels")
+# The copy lands here and is moved into place only once all of it has arrived and passed its checksums.
+INCOMING = layout.BOARD_ROOT / ".incoming"
 
 
 @dataclass(frozen=True)
@@ -109,24 +114,38 @@ def ssh_argv(remote: Remote, command: str, *, tty: bool = False) -> list[str]:
 
 
 def mkdir_argv(remote: Remote) -> list[str]:
-    return ssh_argv(remote, f"mkdir -p {shlex.quote(str(layout.BOARD_ROOT))}")
+    return ssh_argv(remote, f"mkdir -p {shlex.quote(str(INCOMING))}")
 
 
 def rsync_argv(remote: Remote, local_root: Path) -> list[str]:
-    """rsync the laid-out folder; --delete prunes only inside the listed folders."""
+    """rsync the laid-out folder into INCOMING; --delete prunes only inside the listed folders (what an
+    earlier copy cut short left there is reused)."""
     rsh = shlex.join(["ssh", *remote.ssh_options()])
     sources = [str(local_root / name) for name in TOP_LEVEL]
-    return ["rsync", "-rtz", "--delete", "-e", rsh, *sources, f"{remote.copy_login}:{layout.BOARD_ROOT}/"]
+    return ["rsync", "-rtz", "--delete", "-e", rsh, *sources, f"{remote.copy_login}:{INCOMING}/"]
 
 
 def scp_argvs(remote: Remote, local_root: Path) -> list[list[str]]:
-    """Without rsync: clear the three folders, then scp -r (scp cannot prune)."""
-    folders = " ".join(shlex.quote(str(layout.BOARD_ROOT / n)) for n in ("overlay", "model", "wheels"))
+    """Without rsync: empty INCOMING, then scp -r into it (scp cannot prune)."""
+    incoming = shlex.quote(str(INCOMING))
     sources = [str(local_root / name) for name in TOP_LEVEL]
     return [
-        ssh_argv(remote, f"rm -rf {folders}"),
-        ["scp", *remote.ssh_options(), "-r", *sources, f"{remote.copy_login}:{layout.BOARD_ROOT}/"],
+        ssh_argv(remote, f"rm -rf {incoming} && mkdir -p {incoming}"),
+        ["scp", *remote.ssh_options(), "-r", *sources, f"{remote.copy_login}:{INCOMING}/"],
     ]
+
+
+def move_into_place_argv(remote: Remote) -> list[str]:
+    """Replace the deployed folders and files with INCOMING's (checked): the old folders are moved aside
+    first, so none ends up holding files of both copies."""
+    root, incoming = shlex.quote(str(layout.BOARD_ROOT)), shlex.quote(INCOMING.name)
+    old = ".previous"
+    return ssh_argv(
+        remote,
+        f"cd {root} && rm -rf {old} && mkdir {old} && "
+        f"for d in {' '.join(FOLDERS)}; do if [ -e $d ]; then mv $d {old}/; fi; done && "
+        f"mv {' '.join(f'{incoming}/{n}' for n in TOP_LEVEL)} . && rm -rf {incoming} {old}",
+    )
 
 
 def install_argv(remote: Remote, wheel: str) -> list[str]:
@@ -135,7 +154,7 @@ def install_argv(remote: Remote, wheel: str) -> list[str]:
 
 
 def checksum_argv(remote: Remote) -> list[str]:
-    return ssh_argv(remote, f"cd {layout.BOARD_ROOT} && sha256sum --check --quiet SHA256SUMS")
+    return ssh_argv(remote, f"cd {shlex.quote(str(INCOMING))} && sha256sum --check --quiet SHA256SUMS")
 
 
 def cat_argv(remote: Remote, path: PurePosixPath) -> list[str]:
@@ -218,8 +237,14 @@ def deploy(
         root = tmp / "dpupose"
         lay_out(payload, manifest.to_json(), manifest.sha256sums(layout.BOARD_ROOT), root)
         copy = [rsync_argv(remote, root)] if rsync else scp_argvs(remote, root)
-        # The copy is checked on the board before anything from it is installed.
-        commands = [mkdir_argv(remote), *copy, checksum_argv(remote), install_argv(remote, wheel_path.name)]
+        # The copy is checked on the board before it replaces anything or is installed.
+        commands = [
+            mkdir_argv(remote),
+            *copy,
+            checksum_argv(remote),
+            move_into_place_argv(remote),
+            install_argv(remote, wheel_path.name),
+        ]
         if dry_run:
             for argv in commands:
                 echo(shlex.join(argv))
