@@ -393,3 +393,35 @@ def test_a_copy_cut_short_leaves_the_deployed_model_as_it_was(overlay, model, wh
     assert sorted(p.name for p in deployed.iterdir()) == sorted(
         ["SHA256SUMS", "board_setup.sh", "manifest.json", "model", "overlay", "wheels"]
     )  # nothing left of the copy and the old folders
+
+
+def test_the_folder_of_the_shared_connection_s_socket_is_made(tmp_path):
+    # ControlPath %d/.ssh/dpupose-%C: without ~/.ssh every ssh call fails with "unix_listener: cannot bind".
+    from dpupose.board.deploy import ensure_ssh_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    folder = ensure_ssh_dir(home)
+    assert folder == home / ".ssh" and folder.is_dir() and (folder.stat().st_mode & 0o777) == 0o700
+    (folder / "known_hosts").write_text("kept\n")
+    ensure_ssh_dir(home)  # one already there is left as it is
+    assert (folder / "known_hosts").read_text() == "kept\n"
+
+
+def test_deploy_makes_the_ssh_folder_before_the_first_command(
+    overlay, model, wheel, tools_present, monkeypatch, tmp_path
+):
+    from dpupose.board import deploy as deploy_module
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setattr(deploy_module, "local_home", lambda: home)
+
+    class Checking(RecordingRunner):
+        def run(self, argv, **kwargs):
+            assert (home / ".ssh").is_dir(), "an ssh command ran before ~/.ssh existed"
+            return super().run(argv, **kwargs)
+
+    deploy(
+        "pynq", overlay, model, wheel=wheel, runner=Checking(files=board_files()), echo=lambda _: None, use_rsync=True
+    )

@@ -20,6 +20,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
+import pwd
 import shlex
 import shutil
 import tempfile
@@ -66,6 +68,23 @@ class Remote:
             "-o",
             "ControlPersist=120",
         ]
+
+
+def local_home() -> Path:
+    """The home folder ssh's %d names: the user's passwd entry, not $HOME."""
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:  # no passwd entry (a container's arbitrary uid)
+        return Path.home()
+
+
+def ensure_ssh_dir(home: Path | None = None) -> Path:
+    """Create ~/.ssh (mode 700) for the shared connection's socket (ControlPath %d/.ssh/...) when it is
+    missing: ssh cannot create the socket there and every ssh call then fails (exit 255, "unix_listener:
+    cannot bind to path"); ssh makes the folder itself only when it saves a host key."""
+    folder = (home or local_home()) / ".ssh"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
 
 
 def _login_problem(value: str) -> str | None:
@@ -252,6 +271,7 @@ def deploy(
             return DeployReport(commands, payload.verdict, "not deployed (dry run)", run_command)
         for tool in sorted({argv[0] for argv in commands}):
             require_tool(tool)  # all of them before the first command runs
+        ensure_ssh_dir()
         for argv in commands:
             runner.run(argv)
         deployed = _check_deployed(runner, remote, payload.plan_fp)
