@@ -128,6 +128,19 @@ def test_an_old_folder_left_by_a_killed_process_is_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [f".plan.old-{os.getppid()}", ".planb.old-1", "plan"]
 
 
+def test_an_earlier_folder_a_kill_left_moved_aside_is_put_back(tmp_path):
+    # Killed between moving the earlier folder aside and putting the new one in place: only .plan.old-PID
+    # is left. The next writer puts it back first, so that its own failure leaves the earlier output there.
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    (tmp_path / f".plan.old-{dead.pid}").mkdir()
+    (tmp_path / f".plan.old-{dead.pid}" / "a.onnx").write_text("earlier")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "plan") as tmp:
+        (tmp / "b.onnx").write_text("half")
+        raise RuntimeError("the new write fails")
+    assert os.listdir(tmp_path) == ["plan"] and (tmp_path / "plan" / "a.onnx").read_text() == "earlier"
+
+
 def test_an_old_folder_with_this_process_s_pid_does_not_stop_the_write(tmp_path):
     # A container's processes get the same small PIDs at every start: the .NAME.old-PID a killed one left
     # can carry the PID of the process that writes NAME next, which must not fail renaming the earlier

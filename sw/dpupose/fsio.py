@@ -52,23 +52,29 @@ def _fsync_all(paths: Sequence[Path], shown: str | Path) -> None:
 
 def _remove_stale_old(path: Path) -> None:
     """Remove `.NAME.old-PID` folders that atomic_dir left beside `path` when a process was killed between
-    putting the new folder in place and removing the old one (PID no longer running). One with this
+    putting the new folder in place and removing the old one (PID no longer running); one left by a kill
+    between moving the earlier folder aside and putting the new one in place (no `path`) is put back. One with this
     process's PID is stale as well: atomic_dir's own exists only inside its call, and a dead process can
     have had this PID (a container's processes get the same small PIDs at every start); left there, it
     would stop this write, whose rename of the earlier folder to that name fails (not empty)."""
-    for old in path.parent.glob(f".{glob.escape(path.name)}.old-*"):
+    for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
         pid = old.name.rpartition("-")[2]
         if not pid.isdigit() or not old.is_dir() or old.is_symlink():
             continue
-        if int(pid) == os.getpid():
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # running
+            except ProcessLookupError:
+                pass
+            except OSError:  # running, as another user's process
+                continue
+        if not os.path.lexists(path):
+            # Killed between its two renames: the earlier folder was moved aside and no new one is in
+            # place. It goes back, so that a failure of this write leaves it as it was.
+            os.replace(old, path)
+        else:
             shutil.rmtree(old, ignore_errors=True)
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(old, ignore_errors=True)
-        except OSError:  # running, as another user's process
-            continue
 
 
 def _default_mode() -> int:
