@@ -14,7 +14,12 @@ HELP = "copy overlay, model and package to a board over ssh and install them"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("deploy", help=HELP, description=HELP)
     p.add_argument("--host", required=True, help="the board's host name or address (pynq; 192.168.3.1 over USB)")
-    p.add_argument("--user", default="xilinx", help="login on the board (default: xilinx)")
+    p.add_argument(
+        "--user",
+        default="xilinx",
+        help="login on the board (default: xilinx); the files go to /home/xilinx/dpupose whoever logs in, "
+        "so another login must be able to write there",
+    )
     p.add_argument("--overlay", required=True, help="folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json]")
     p.add_argument("--model", required=True, help="compiled model folder (with its split plan plan.json)")
     p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
