@@ -54,6 +54,10 @@ done
 [ -f "$checkpoint" ] || die "checkpoint $checkpoint not found"
 [ -z "$plan" ] || [ -f "$plan/plan.json" ] || [ -f "$plan" ] || die "--plan $plan holds no plan.json (give the folder \`dpupose split\` wrote)"
 [ -f "$arch" ] || die "arch.json $arch not found (make hw writes one per DPU configuration)"
+case "$image" in
+  *:2.5|*:2.5.*) ;;
+  *) echo "vitis_ai_quantize: warning: VAI_DOCKER_IMAGE $image is not tagged 2.5: the board runs DPU-PYNQ 2.5.1's VART 2.5, which needs an xmodel from Vitis AI 2.5, and dpupose reads target names with 2.5's fingerprints (docs/quantization.md)" >&2 ;;
+esac
 if [ "$dry_run" = 0 ]; then
   command -v docker >/dev/null 2>&1 || die "docker not found on PATH; install Docker and pull $image"
 fi

@@ -55,6 +55,17 @@ def test_dry_run_prints_the_host_and_docker_commands(inputs, tmp_path):
     assert inner.endswith("-o /workspace/out/compiled -n pose")
 
 
+def test_an_image_of_another_release_is_warned_about(inputs, tmp_path):
+    ckpt, arch, _ = inputs
+    args = ["--checkpoint", ckpt, "--arch", arch, "--out", tmp_path / "o", "--dry-run"]
+    res = _run(args)
+    assert res.returncode == 0 and "warning" not in res.stderr  # the default, xilinx/vitis-ai-cpu:2.5
+    for image, warned in [("xilinx/vitis-ai-pytorch-cpu:3.0.0.106", True), ("mirror/vitis-ai-cpu:2.5.0.1260", False)]:
+        res = _run(args, env={**os.environ, "VAI_DOCKER_IMAGE": image})
+        assert res.returncode == 0 and image in res.stdout
+        assert ("warning: VAI_DOCKER_IMAGE" in res.stderr and "not tagged 2.5" in res.stderr) == warned
+
+
 def test_missing_docker_and_bad_paths_are_clear(inputs, tmp_path):
     ckpt, arch, _ = inputs
     env = {**os.environ, "PATH": "/usr/bin:/bin"} if not shutil.which("docker", path="/usr/bin:/bin") else None
