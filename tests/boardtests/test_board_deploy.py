@@ -14,7 +14,7 @@ from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
 from dpupose.board.deploy import Remote, deploy, install_argv, move_into_place_argv, rsync_argv, scp_argvs
 from dpupose.board.tools import CommandRunner
-from dpupose.errors import ArtifactError, FingerprintMismatch, ToolFailed, ToolNotFoundError, UsageError
+from dpupose.errors import ArtifactError, DeviceError, FingerprintMismatch, ToolFailed, ToolNotFoundError, UsageError
 
 SSH_ARGV = [
     "ssh",
@@ -58,8 +58,11 @@ def board_files(overlay_fp=FINGERPRINT, plan_fp=FINGERPRINT):
 
 
 @pytest.fixture
-def tools_present(monkeypatch):
+def tools_present(monkeypatch, tmp_path):
     monkeypatch.setattr(deploymod, "require_tool", lambda name: f"/usr/bin/{name}")
+    home = tmp_path / "local-home"  # ~/.ssh is made here, not in the home of whoever runs the tests
+    home.mkdir()
+    monkeypatch.setattr(deploymod, "local_home", lambda: home)
 
 
 def test_command_lines_are_exact():
@@ -425,3 +428,16 @@ def test_deploy_makes_the_ssh_folder_before_the_first_command(
     deploy(
         "pynq", overlay, model, wheel=wheel, runner=Checking(files=board_files()), echo=lambda _: None, use_rsync=True
     )
+
+
+@pytest.mark.parametrize(("code", "hinted"), [(255, True), (1, False)])
+def test_ssh_s_own_failure_says_what_to_check(overlay, model, wheel, tools_present, code, hinted):
+    class Unreachable(RecordingRunner):
+        def run(self, argv, *, capture=False, check=True):
+            raise ToolFailed(argv, code, "Host key verification failed.")
+
+    error = DeviceError if hinted else ToolFailed
+    with pytest.raises(error) as info:
+        deploy("pynq", overlay, model, wheel=wheel, runner=Unreachable(), echo=lambda _: None, use_rsync=True)
+    assert ("ssh-keygen -R pynq" in str(info.value) and "ping pynq" in str(info.value)) == hinted
+    assert "Host key verification failed." in str(info.value)

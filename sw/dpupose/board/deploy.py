@@ -33,7 +33,7 @@ from dpupose.board import artifacts, layout
 from dpupose.board.manifest import build_manifest
 from dpupose.board.tools import CommandRunner, have_tool, require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_name
-from dpupose.errors import ArtifactError, FingerprintMismatch, UsageError
+from dpupose.errors import ArtifactError, DeviceError, FingerprintMismatch, ToolFailed, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -273,11 +273,24 @@ def deploy(
             require_tool(tool)  # all of them before the first command runs
         ensure_ssh_dir()
         for argv in commands:
-            runner.run(argv)
+            try:
+                runner.run(argv)
+            except ToolFailed as exc:
+                if exc.returncode == 255 and argv[0] in ("ssh", "scp", "rsync"):  # ssh's own failure
+                    raise DeviceError(f"{exc}; {_ssh_failed_hint(remote)}") from None
+                raise
         deployed = _check_deployed(runner, remote, payload.plan_fp)
     echo(deployed)
     echo(f"run it on the board: ssh -t {remote.login} {shlex.quote(run_command)}")
     return DeployReport(commands, payload.verdict, deployed, run_command)
+
+
+def _ssh_failed_hint(remote: Remote) -> str:
+    return (
+        f"ssh could not reach or log in to {remote.login} (exit status 255): check that the board is up and "
+        f"on the network (ping {remote.host}); after a card is flashed again the board has a new host key, "
+        f"which ssh refuses until the old one is removed: ssh-keygen -R {remote.host}"
+    )
 
 
 def _check_deployed(runner: CommandRunner, remote: Remote, plan_fp: str | None) -> str:
