@@ -363,21 +363,27 @@ def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
         check_wheel(bad)
 
 
+def wheel_allows(wheel, name: str, version: str, machine: str, extras: tuple[str, ...]) -> bool:
+    """Whether `pip install WHEEL[extras]` on Python 3.10 on `machine` accepts `version` of `name`: every
+    requirement on it whose marker applies (base, or one of the extras) admits that version."""
+    from packaging.requirements import Requirement
+
+    env = {"platform_machine": machine, "python_version": "3.10", "python_full_version": "3.10.12"}
+    reqs = [Requirement(r) for r in wheel_requirements(wheel)]
+    applies = [
+        r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e}) for e in ("", *extras))
+    ]
+    return all(version in r.specifier for r in applies if r.name == name)
+
+
 def test_the_board_install_keeps_numpy_below_2(wheel):
     """PYNQ 3.0.1's pynq and its OpenCV (Ubuntu 22.04's python3-opencv) are built for the image's numpy
     1.21.5, and the newest onnxruntime for Python 3.10 on aarch64 needs numpy>=1.21.6: unbounded, the
     board's `pip install WHEEL[board]` would upgrade numpy to 2.x and break both. The board extra keeps
     numpy below 2 there; the host's install is left alone."""
-    from packaging.requirements import Requirement
-
-    reqs = [Requirement(r) for r in wheel_requirements(wheel)]
 
     def installable(numpy: str, machine: str, extras: tuple[str, ...]) -> bool:
-        env = {"platform_machine": machine, "python_version": "3.10", "python_full_version": "3.10.12"}
-        applies = [
-            r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e}) for e in ("", *extras))
-        ]
-        return all(numpy in r.specifier for r in applies if r.name == "numpy")
+        return wheel_allows(wheel, "numpy", numpy, machine, extras)
 
     assert not installable("2.2.6", "aarch64", ("board",))
     assert installable("1.26.4", "aarch64", ("board",))
@@ -389,16 +395,9 @@ def test_the_board_install_keeps_numpy_below_2(wheel):
 def test_the_board_install_skips_the_onnxruntime_that_crashes_on_the_a53(wheel):
     """onnxruntime 1.21.x's aarch64 wheels die with SIGILL on import on ARMv8.0 cores such as the
     Ultra96's Cortex-A53 (fixed in 1.22): the board extra excludes them there, and only there."""
-    from packaging.requirements import Requirement
-
-    reqs = [Requirement(r) for r in wheel_requirements(wheel)]
 
     def installable(version: str, machine: str, extras: tuple[str, ...]) -> bool:
-        env = {"platform_machine": machine, "python_version": "3.10", "python_full_version": "3.10.12"}
-        applies = [
-            r for r in reqs if r.marker is None or any(r.marker.evaluate({**env, "extra": e}) for e in ("", *extras))
-        ]
-        return all(version in r.specifier for r in applies if r.name == "onnxruntime")
+        return wheel_allows(wheel, "onnxruntime", version, machine, extras)
 
     assert not installable("1.21.0", "aarch64", ("board",)) and not installable("1.21.1", "aarch64", ("board",))
     assert installable("1.20.1", "aarch64", ("board",)) and installable("1.23.2", "aarch64", ("board",))
