@@ -3,8 +3,16 @@
 import pytest
 
 from dpupose.dpu.board import load_board
-from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, load_config
-from dpupose.dpu.resources import LUT_FF_MARGIN, PG338_LUT_FF, check_fit, core_resources, dpu_resources
+from dpupose.dpu.config import AluParallel, Arch, DpuConfig, DspUsage, RamUsage, load_config
+from dpupose.dpu.resources import (
+    ALU_FF_PER_LANE,
+    ALU_LUT_PER_LANE,
+    CHANNEL_AUGMENTATION_LUT,
+    PG338_LUT_FF,
+    check_fit,
+    core_resources,
+    dpu_resources,
+)
 
 # facts/dpu.md, "Resources per core (IP v4)": ARCH -> (DSP high, DSP low, BRAM36 RAM low, BRAM36 RAM high)
 PER_CORE = {
@@ -31,11 +39,55 @@ def test_per_core_table_row(arch):
     assert core_resources(cfg(arch, ram_usage=RamUsage.LOW)).bram36 == bram_low
     assert core_resources(cfg(arch, ram_usage=RamUsage.HIGH)).bram36 == bram_high
     lut_high, ff_high, lut_low, ff_low = PG338_LUT_FF[Arch(arch)]
+    lanes = Arch(arch).pp // 2 * Arch(arch).icp  # ALU parallel default = PP/2
+    ca = CHANNEL_AUGMENTATION_LUT[Arch(arch)]
     r = core_resources(cfg(arch, dsp_usage=DspUsage.LOW))
-    assert r.lut == round(lut_low * (1 + LUT_FF_MARGIN)) and r.ff == round(ff_low * (1 + LUT_FF_MARGIN))
+    assert r.lut == round(lut_low + ca + ALU_LUT_PER_LANE * lanes) and r.ff == round(ff_low + ALU_FF_PER_LANE * lanes)
     assert r.uram == 0
     r = core_resources(cfg(arch, dsp_usage=DspUsage.HIGH))
-    assert r.lut == round(lut_high * (1 + LUT_FF_MARGIN)) and r.ff == round(ff_high * (1 + LUT_FF_MARGIN))
+    assert r.lut == round(lut_high + ca + ALU_LUT_PER_LANE * lanes)
+    assert r.ff == round(ff_high + ALU_FF_PER_LANE * lanes)
+
+
+# PG338 v4.0/v4.1, "DepthwiseConv (ALU)", the table of one B4096 core's resources by ALU parallel:
+# ALU parallel -> (LUT, FF, BRAM36, DSP). The only IP v4 LUT/FF figures the guide publishes.
+PG338_V4_B4096_BY_ALU = {
+    1: (44212, 88250, 255, 662),
+    2: (46599, 92380, 255, 678),
+    4: (51388, 98525, 255, 710),
+    8: (60751, 111329, 255, 774),
+}
+
+
+@pytest.mark.parametrize("alu", sorted(PG338_V4_B4096_BY_ALU))
+def test_b4096_against_pg338_v4_alu_parallel_table(alu):
+    # LUT within 2% (and not under), FF above by less than 10%: the fit verdict must not be optimistic.
+    lut, ff, bram, dsp = PG338_V4_B4096_BY_ALU[alu]
+    r = core_resources(cfg("B4096", alu_parallel=AluParallel(alu)))
+    assert (r.dsp, r.bram36) == (dsp, bram)
+    assert lut <= r.lut <= lut * 1.02
+    assert ff <= r.ff <= ff * 1.10
+
+
+# PG338 v4.x, "Channel Augmentation": extra LUTs with channel augmentation, per ARCH.
+PG338_CHANNEL_AUGMENTATION_LUT = {
+    "B512": 3121,
+    "B800": 2624,
+    "B1024": 3133,
+    "B1152": 1744,
+    "B1600": 2476,
+    "B2304": 1710,
+    "B3136": 1946,
+    "B4096": 1701,
+}
+
+
+@pytest.mark.parametrize("arch", sorted(PG338_CHANNEL_AUGMENTATION_LUT))
+def test_channel_augmentation_costs_the_luts_pg338_lists(arch):
+    on = core_resources(cfg(arch, channel_augmentation=True))
+    off = core_resources(cfg(arch, channel_augmentation=False))
+    assert on.lut - off.lut == PG338_CHANNEL_AUGMENTATION_LUT[arch]
+    assert (on.ff, on.dsp, on.bram36) == (off.ff, off.dsp, off.bram36)
 
 
 def test_uram_banks_move_bram_to_uram():

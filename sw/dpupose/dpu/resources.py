@@ -1,8 +1,10 @@
 """Programmable-logic resources of a DPU configuration and whether it fits a board.
 
 DSP, BRAM and URAM are exact (the formulas of the IP's own configuration scripts; they reproduce PG338's
-per-core tables). LUT and FF have no formula: they come from PG338 v1.2's per-core table (IP v1.x, which
-had no ALU engine) plus `LUT_FF_MARGIN`. The board's platform overhead is reserved before the DPU.
+per-core tables). LUT and FF have no formula; they are estimated from PG338's tables: the v1.2 per-core
+table (IP v1.x, which had no ALU engine), plus the LUTs PG338 v4.x lists for channel augmentation, plus the
+ALU engine's LUTs and FFs per lane (ALU pixel parallelism x ICP), a least-squares slope through PG338
+v4.x's B4096 rows for ALU parallel 1, 2, 4 and 8. The board's platform overhead is reserved before the DPU.
 
 API:
     core_resources(cfg) -> Resources           one DPU core
@@ -30,10 +32,39 @@ PG338_LUT_FF: dict[Arch, tuple[int, int, int, int]] = {
     Arch.B4096: (40865, 92630, 44583, 99791),
 }
 
-# IP v4 adds the ALU engine (depthwise, pooling, ReLU6/LeakyReLU) to the IP v1.x figures above. A KV260
-# B3136 build used 43,366 LUT including its platform against 38,555 in the table (+12.5%), so 15% is
-# added to LUT and FF as a stated, conservative margin.
-LUT_FF_MARGIN = 0.15
+# PG338 v4.x, "Channel Augmentation": extra LUTs per core with CHANNEL_AUGMENTATION_ENABLE.
+CHANNEL_AUGMENTATION_LUT: dict[Arch, int] = {
+    Arch.B512: 3121,
+    Arch.B800: 2624,
+    Arch.B1024: 3133,
+    Arch.B1152: 1744,
+    Arch.B1600: 2476,
+    Arch.B2304: 1710,
+    Arch.B3136: 1946,
+    Arch.B4096: 1701,
+}
+
+# PG338 v4.x, "DepthwiseConv (ALU)": one B4096 core (DSP high, RAM low) by ALU parallel -> (LUT, FF). The
+# only IP v4 LUT/FF figures PG338 gives; the ALU engine's cost per lane (one pixel x one channel) is the
+# least-squares slope through these rows. With it the model is 1-2% above every row in LUT and 7-9% above
+# in FF (the v1.2 FF figures are higher than IP v4's).
+PG338_B4096_ALU: dict[int, tuple[int, int]] = {
+    1: (44212, 88250),
+    2: (46599, 92380),
+    4: (51388, 98525),
+    8: (60751, 111329),
+}
+
+
+def _per_lane(column: int) -> float:
+    lanes = [alu * Arch.B4096.icp for alu in PG338_B4096_ALU]
+    values = [row[column] for row in PG338_B4096_ALU.values()]
+    mx, my = sum(lanes) / len(lanes), sum(values) / len(values)
+    return sum((x - mx) * (y - my) for x, y in zip(lanes, values)) / sum((x - mx) ** 2 for x in lanes)
+
+
+ALU_LUT_PER_LANE = _per_lane(0)  # about 148
+ALU_FF_PER_LANE = _per_lane(1)  # about 203
 
 SOFTMAX = Resources(lut=10000, ff=15000, bram36=4, uram=0, dsp=14)  # DSP/BRAM exact; LUT/FF rough
 TIGHT_FRACTION = 0.85  # above this utilization placement and timing closure get hard
@@ -58,8 +89,10 @@ def core_resources(cfg: DpuConfig) -> Resources:
     uram = uram_banks * math.ceil(icp * 8 / 72)  # URAM288: 4096 x 72 bits
     lut_high, ff_high, lut_low, ff_low = PG338_LUT_FF[cfg.arch]
     lut, ff = (lut_high, ff_high) if cfg.dsp_usage is DspUsage.HIGH else (lut_low, ff_low)
-    lut = lut * (1 + LUT_FF_MARGIN) + lutram_banks * 2048 * icp * 8 / LUTRAM_BITS_PER_LUT
-    ff = ff * (1 + LUT_FF_MARGIN)
+    alu_lanes = cfg.alu_pp * icp
+    lut += ALU_LUT_PER_LANE * alu_lanes + lutram_banks * 2048 * icp * 8 / LUTRAM_BITS_PER_LUT
+    lut += CHANNEL_AUGMENTATION_LUT[cfg.arch] if cfg.channel_augmentation else 0
+    ff += ALU_FF_PER_LANE * alu_lanes
     return Resources(lut=round(lut), ff=round(ff), bram36=bram18 / 2, uram=uram, dsp=dsp)
 
 
