@@ -90,6 +90,14 @@ def test_channel_augmentation_costs_the_luts_pg338_lists(arch):
     assert (on.ff, on.dsp, on.bram36) == (off.ff, off.dsp, off.bram36)
 
 
+def test_softmax_kernel_adds_pg338_extra_resources():
+    # PG338 (v3.4 to v4.1), "Softmax": 9580 LUT, 8019 FF, 4 BRAM36, 14 DSP.
+    with_sfm = dpu_resources(cfg("B1600", softmax=True))
+    without = dpu_resources(cfg("B1600"))
+    extra = {k: with_sfm.as_dict()[k] - without.as_dict()[k] for k in ("lut", "ff", "bram36", "dsp")}
+    assert extra == {"lut": 9580, "ff": 8019, "bram36": 4, "dsp": 14}
+
+
 def test_uram_banks_move_bram_to_uram():
     # KV260 reference build: B3136, 44 URAM. 22 banks of 14 bytes -> 2 URAM288 each; BRAM18 13 per bank.
     c = cfg("B3136", uram_img_banks=6, uram_wgt_banks=15, uram_bias_banks=1)
