@@ -109,12 +109,14 @@ def test_compare_json_and_plot(capsys, pose_onnx, tmp_path):
     assert {"u96v2-b1600-pynq", "u96v2-b2304-avnet", "u96v2-b2304-dsphigh"} <= set(rows)
     for r in rows.values():
         assert {"config", "fits", "dsp", "bram", "lut", "fps", "fingerprint", "predicted"} <= set(r)
+        assert r["predicted"] is True and r["estimated"] == ["lut", "ff"]
         assert r["fingerprint"].startswith("0x1010000")
     assert rows["u96v2-b1600-pynq"]["default"] and rows["u96v2-b1600-pynq"]["fingerprint"] == "0x101000016010404"
     assert not rows["u96v2-b2304-dsphigh"]["fits"] and rows["u96v2-b2304-dsphigh"]["limiting"] == "DSP"
     assert rows["u96v2-b2304-avnet"]["fps"] > rows["u96v2-b1152"]["fps"] > rows["u96v2-b512"]["fps"]
     rc, out, _ = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--sweep")
     assert rc == 0 and "b4096-dsphigh-ramlow-x1-200mhz" in out and "predicted" in out
+    assert "LUT (est.)" in out and "LUT and FF are estimates" in out
 
 
 def test_compare_says_which_ops_its_fps_leaves_out(capsys, pose_onnx, tmp_path):
@@ -192,8 +194,11 @@ def test_outputs_that_are_not_ours_are_kept(capsys, pose_onnx, tmp_path):
 def test_fit_command(capsys):
     rc, out, _ = run(capsys, "dpu", "fit", "--config", "u96v2-b2304-dsphigh")
     assert rc == 1 and "does NOT fit" in out
+    # LUT and FF have no formula (PG338's tables): the output says they are estimates, DSP/BRAM are not.
+    rows = {line.split()[0] for line in out.splitlines()[2:7]}
+    assert rows == {"LUT*", "FF*", "BRAM36", "URAM", "DSP"} and "* LUT and FF are estimates" in out
     rc, out, _ = run(capsys, "dpu", "fit", "--config", "u96v2-b1600-pynq", "--json")
-    assert rc == 0 and json.loads(out)["total"]["dsp"] == 326
+    assert rc == 0 and json.loads(out)["total"]["dsp"] == 326 and json.loads(out)["estimated"] == ["lut", "ff"]
 
 
 def test_fit_json_is_strict_json_when_the_board_lacks_a_resource(capsys, tmp_path):

@@ -14,6 +14,9 @@ from typing import Any
 from dpupose.commands.argtypes import output_dir, output_file, positive_int
 
 PREDICTED_NOTE = "predicted by the DPU performance model (not measured)"
+ESTIMATED_NOTE = (
+    "LUT and FF are estimates from PG338's tables (about +-10%); DSP, BRAM36 and URAM follow the IP's formulas"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -146,7 +149,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     import math
 
     from dpupose.dpu.config import load_config
-    from dpupose.dpu.resources import check_fit, utilization_pct
+    from dpupose.dpu.resources import ESTIMATED, check_fit, utilization_pct
 
     cfg = load_config(args.config)
     report = check_fit(cfg, _board(args, cfg))
@@ -160,6 +163,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "total": report.total.as_dict(),
             "available": report.available.as_dict(),
             "utilization_pct": utilization_pct(report.utilization),
+            "estimated": list(ESTIMATED),
             "reasons": report.reasons,
             "risks": report.risks,
         }
@@ -169,9 +173,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"{'':8s}{'DPU':>10s}{'+platform':>12s}{'available':>12s}{'use':>8s}")
     for k, v in report.utilization.items():
         print(
-            f"{k.upper():8s}{getattr(report.dpu, k):>10,.1f}{getattr(report.total, k):>12,.1f}"
-            f"{getattr(report.available, k):>12,.0f}" + (f"{'-':>8s}" if math.isinf(v) else f"{100 * v:>7.1f}%")
+            f"{k.upper() + ('*' if k in ESTIMATED else ''):8s}{getattr(report.dpu, k):>10,.1f}"
+            f"{getattr(report.total, k):>12,.1f}{getattr(report.available, k):>12,.0f}"
+            + (f"{'-':>8s}" if math.isinf(v) else f"{100 * v:>7.1f}%")
         )
+    print(f"* {ESTIMATED_NOTE}")
     for risk in report.risks:
         print(f"risk: {risk}")
     return 0 if report.fits else 1
@@ -255,7 +261,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
         print(f"{board.title} ({board.device}), model {args.model}; FPS {PREDICTED_NOTE}, single thread, DPU only.")
-        print(f"Resources include {board.platform_overhead.lut:,.0f} LUT reserved for the platform.")
+        print(f"Resources include {board.platform_overhead.lut:,.0f} LUT reserved for the platform; {ESTIMATED_NOTE}.")
         print(format_table(rows))
     left_out = sorted({op for r in rows for op in r.not_estimated})
     if left_out:

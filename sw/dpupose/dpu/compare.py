@@ -20,7 +20,7 @@ from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, list_configs
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.dpu.graph import DpuGraph, extract_layers, load_model
 from dpupose.dpu.perf import PerfConstants, estimate_graph, load_constants
-from dpupose.dpu.resources import check_fit, utilization_pct
+from dpupose.dpu.resources import ESTIMATED, check_fit, utilization_pct
 from dpupose.fsio import atomic_path
 
 SWEEP_CORES = (1, 2)
@@ -56,6 +56,7 @@ class CompareRow:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["predicted"] = True  # fps, latency_ms and throughput_fps come from the performance model
+        d["estimated"] = list(ESTIMATED)  # lut and ff are estimates; dsp, bram and uram follow the IP's formulas
         return d
 
 
@@ -153,7 +154,7 @@ def format_table(rows: list[CompareRow]) -> str:
         "arch",
         "DSP",
         "BRAM36",
-        "LUT",
+        "LUT (est.)",
         "fits",
         "limiting",
         "peak GOPS",

@@ -67,6 +67,7 @@ ALU_LUT_PER_LANE = _per_lane(0)  # about 148
 ALU_FF_PER_LANE = _per_lane(1)  # about 203
 
 SOFTMAX = Resources(lut=9580, ff=8019, bram36=4, uram=0, dsp=14)  # PG338, "Softmax": extra resources
+ESTIMATED = ("lut", "ff")  # no formula: estimates from PG338's tables (the others follow the IP's formulas)
 TIGHT_FRACTION = 0.85  # above this utilization placement and timing closure get hard
 LUTRAM_BITS_PER_LUT = 64  # RAM64X1S in a SLICEM LUT
 
