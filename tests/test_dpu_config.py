@@ -123,6 +123,13 @@ def test_unknown_board(tmp_path):
         load_board("zedboard")
 
 
+def test_a_configuration_naming_an_unknown_board_is_refused_with_its_file(tmp_path):
+    path = write(tmp_path, 'arch = "B1600"\nclock_mhz = 300\nboard = "zedboard"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: unknown board 'zedboard'; known boards: kv260,"):
+        load_config(path)
+    assert load_config(write(tmp_path, 'arch = "B1600"\nclock_mhz = 300\nboard = "KV260"\n')).board == "KV260"
+
+
 def test_board_record_rejects_unknown_keys(tmp_path, monkeypatch):
     hw = tmp_path / "hw"
     (hw / "dpu" / "configs").mkdir(parents=True)

@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from dpupose.dpu.board import load_board
 from dpupose.dpu.paths import configs_dir
 from dpupose.dpu.tomlload import read_toml, reject_unknown
 from dpupose.errors import ConfigError
@@ -220,9 +221,12 @@ class DpuConfig:
         for key, value in data.items():
             kwargs[key] = _coerce(key, value, str(fields[key].type), where)
         try:
-            return cls(**kwargs)
+            cfg = cls(**kwargs)
+            if "board" in data:
+                load_board(cfg.board)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         """TOML-ready mapping (enums as their values); from_dict(to_dict()) round-trips."""
