@@ -18,7 +18,7 @@ import tinyplan
 from dpupose.errors import DataError, DeviceError, ModelFileError, UsageError
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.base import Runner, TensorInfo
-from dpupose.runtime.executor import SplitExecutor, convert, heatmap_confidence, preprocess
+from dpupose.runtime.executor import SplitExecutor, convert, heatmap_confidence, input_lut, preprocess, preprocess_int8
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.pipeline import Pipeline
 from dpupose.split.plan import PLAN_FILE, OutputNames, load_plan
@@ -173,6 +173,48 @@ def test_int8_dpu_path_matches_the_float_qdq_path(split: Path) -> None:
         np.testing.assert_allclose(b["coords"], a["coords"], atol=1e-3)
         np.testing.assert_allclose(b["heatmaps"], a["heatmaps"], atol=1e-3)
     assert [d.calls for d in doubles] == [4, 4]
+
+
+@pytest.mark.parametrize("fp", [-2, 0, 3, 5, 8])
+def test_input_table_is_the_imagenet_normalization_quantized(fp: int) -> None:
+    """Closed form in float64: floor(((v / 255 - mean) / std) * 2**fp + 0.5), saturated, per RGB channel."""
+    v = np.arange(256.0)[:, None]
+    real = (v / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]) * 2.0**fp
+    expected = np.clip(np.floor(real + 0.5), -128, 127)
+    lut = input_lut(fp)
+    assert lut.shape == (1, 256, 3) and lut.dtype == np.int8
+    tie = np.abs(real + 0.5 - np.round(real + 0.5)) < 1e-6  # float32 arithmetic may round a tie either way
+    np.testing.assert_array_equal(lut[0][~tie], expected[~tie])
+    assert np.abs(lut[0][tie].astype(int) - expected[tie]).max(initial=0) <= 1
+
+
+def test_dpu_input_is_written_as_int8_with_the_float_paths_values(split: Path) -> None:
+    """A plan whose image goes to a DPU subgraph gets its int8 NHWC tensor from pre-processing, equal bit
+    for bit to normalizing in float and quantizing at the boundary (what it replaces)."""
+    plan = load_plan(split)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "emulate", dpu_runner=tinyplan.QdqInt8Runner).create_all())
+    info = ex.runners["dpu0"].inputs[0]
+    rng = np.random.default_rng(3)
+    every_value = np.stack([rng.permutation(256).reshape(16, 16) for _ in range(3)], axis=2).astype(np.uint8)
+    images = [
+        every_value,  # upscaled 16 -> 32: every channel value, and interpolated ones
+        rng.integers(0, 256, (90, 70, 3), dtype=np.uint8),  # downscaled, black bars
+        rng.integers(0, 256, (20, 50), dtype=np.uint8),  # grey
+        rng.integers(0, 256, (40, 40, 4), dtype=np.uint8),  # BGRA
+    ]
+    for i, image in enumerate(images):
+        _, env = ex.start(image)
+        x, stored = env["image"]
+        assert x.dtype == np.int8 and x.shape == (1, 32, 32, 3) and stored.fix_point == info.fix_point
+        float_path = convert(preprocess(image, 32).tensor, ex.image_info, info)
+        np.testing.assert_array_equal(x, float_path)
+        np.testing.assert_array_equal(preprocess_int8(image, 32, input_lut(info.fix_point)).tensor, float_path)
+        result = ex.process(Frame(i, image, "x"))
+        np.testing.assert_array_equal(result.coords, ex.infer_tensor(preprocess(image, 32).tensor)["coords"][0])
+    cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())  # ONNX Runtime takes the float image
+    x, stored = cpu.start(images[1])[1]["image"]
+    assert x.dtype == np.float32 and stored == cpu.image_info
+    np.testing.assert_array_equal(x, preprocess(images[1], 32).tensor)
 
 
 def test_plan_for_another_input_size_is_refused_by_the_executor(tmp_path: Path) -> None:
