@@ -44,8 +44,17 @@ def test_float_to_dpu_rounds_half_up_saturates_and_goes_nhwc() -> None:
 def test_dpu_to_float_scales_by_fix_point_and_goes_nchw() -> None:
     q = np.arange(-4, 4, dtype=np.int8).reshape(1, 2, 2, 2)  # NHWC
     x = convert(q, nhwc("t", (1, 2, 2, 2), 3), nchw("t", (1, 2, 2, 2)))
-    assert x.dtype == np.float32
+    assert x.dtype == np.float32 and x.flags.c_contiguous  # as ONNX Runtime takes it, without a copy
     np.testing.assert_array_equal(x, q.transpose(0, 3, 1, 2) / 8.0)
+    rng = np.random.default_rng(0)
+    for fp in (-3, 0, 4, 7):  # every int8 value, against the float64 product
+        q = rng.permutation(np.tile(np.arange(-128, 128), 12)).astype(np.int8).reshape(1, 4, 8, 96)
+        x = convert(q, nhwc("t", q.shape, fp), nchw("t", (1, 96, 4, 8)))
+        np.testing.assert_array_equal(x, q.transpose(0, 3, 1, 2).astype(np.float64) * 2.0**-fp)
+    coords = convert(
+        np.array([[[-128, 127]]], np.int8), TensorInfo("c", (1, 1, 2), "int8", 6, "NCC"), nchw("c", (1, 1, 2))
+    )
+    np.testing.assert_array_equal(coords, [[[-2.0, 127 / 64]]])
 
 
 def test_dpu_to_dpu_passes_int8_or_requantizes() -> None:

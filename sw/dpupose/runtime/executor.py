@@ -29,7 +29,7 @@ import numpy as np
 from dpupose.data.transforms import from_normalized, letterbox, normalize
 from dpupose.errors import ModelFileError, UsageError
 from dpupose.eval.dsnt_np import DECODERS, local_dsnt
-from dpupose.runtime.base import Runner, TensorInfo, dequantize_int8, quantize_to_int8
+from dpupose.runtime.base import Runner, TensorInfo, quantize_to_int8
 from dpupose.runtime.frames import Frame, FrameResult
 from dpupose.split.plan import RESPLIT, BoundaryTensor, Plan
 
@@ -39,11 +39,16 @@ CONFIDENCE_WINDOW = 1  # heatmap pixels each side of the mode: a 3 x 3 window
 Env = dict[str, tuple[np.ndarray, TensorInfo]]  # tensor name -> (array, how the array is stored)
 
 
-def relayout(x: np.ndarray, src: str, dst: str) -> np.ndarray:
-    """NCHW <-> NHWC for 4-D tensors; other ranks and equal layouts pass unchanged."""
+def _relayout_view(x: np.ndarray, src: str, dst: str) -> np.ndarray:
     if src == dst or x.ndim != 4 or src not in IMAGE_LAYOUTS or dst not in IMAGE_LAYOUTS:
         return x
-    return np.ascontiguousarray(x.transpose([src.index(c) for c in dst]))
+    return x.transpose([src.index(c) for c in dst])
+
+
+def relayout(x: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """NCHW <-> NHWC for 4-D tensors; other ranks and equal layouts pass unchanged."""
+    y = _relayout_view(x, src, dst)
+    return x if y is x else np.ascontiguousarray(y)
 
 
 def requantize_int8(q: np.ndarray, fp_src: int, fp_dst: int) -> np.ndarray:
@@ -58,7 +63,11 @@ def convert(x: np.ndarray, src: TensorInfo, dst: TensorInfo) -> np.ndarray:
     if src.dtype == "int8" and dst.dtype == "int8":
         return relayout(requantize_int8(x, src.fix_point, dst.fix_point), src.layout, dst.layout)  # type: ignore[arg-type]
     if src.dtype == "int8":
-        return relayout(dequantize_int8(x, src.fix_point), src.layout, dst.layout).astype(dst.dtype, copy=False)  # type: ignore[arg-type]
+        # dequantize_int8's int8 * 2**-fix_point, written in the destination layout in one pass (no float copy
+        # to transpose afterwards)
+        scale = np.float32(2.0 ** (-src.fix_point))  # type: ignore[operator]
+        y = np.multiply(_relayout_view(x, src.layout, dst.layout), scale, dtype=np.float32, order="C")
+        return y.astype(dst.dtype, copy=False)
     if dst.dtype == "int8":
         return quantize_to_int8(relayout(x, src.layout, dst.layout), dst.fix_point)  # type: ignore[arg-type]
     return relayout(x, src.layout, dst.layout).astype(dst.dtype, copy=False)
