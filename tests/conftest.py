@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -45,6 +46,38 @@ def disk_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     return events
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """mount(kib, read_only=False): a fresh tmpfs of `kib` KiB (a real full disk, or a real read-only file
+    system) under tmp_path, unmounted at the end; the test is skipped where mounting is not permitted."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(kib: int, read_only: bool = False) -> Path:
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        argv = ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(point)]
+        if os.geteuid() != 0 or subprocess.run(argv, capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        mounted.append(point)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True, capture_output=True)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def fill(folder: Path, leave: int = 0) -> None:
+    """Fill the file system of `folder` until at most `leave` bytes are free (a file named .filler)."""
+    st = os.statvfs(folder)
+    size = max(0, st.f_bavail * st.f_frsize - leave)
+    with open(folder / ".filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        f.write(bytes(size))  # an error: the last block did not fit, as full as it gets
 
 
 @pytest.fixture(scope="session")

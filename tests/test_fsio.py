@@ -268,10 +268,67 @@ def test_a_failed_sync_names_the_output_and_keeps_the_old_one(tmp_path, monkeypa
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError) as info:
         write_json(path, {"epoch": 2})
-    assert os_error_line(info.value).startswith(f"cannot use {path}: No space left on device")
+    assert os_error_line(info.value).startswith(f"No space left on device for {path} (")
     with pytest.raises(OSError) as info, atomic_dir(folder) as tmp:
         (tmp / "b.onnx").write_text("second")
-    assert os_error_line(info.value).startswith(f"cannot use {folder}: No space left on device")
+    assert os_error_line(info.value).startswith(f"No space left on device for {folder} (")
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"epoch": 1} and os.listdir(folder) == ["a.onnx"]
     assert sorted(os.listdir(tmp_path)) == ["best.json", "plan"]
+
+
+def test_a_write_error_names_the_output_not_the_temporary(tmp_path):
+    """A write or close on a full disk raises an OSError that names no file; one about a file in the
+    temporary folder names the file the user will look for."""
+    path, folder = tmp_path / "model.pt", tmp_path / "plan"
+    with pytest.raises(OSError) as info, atomic_path(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert (info.value.errno, info.value.filename, info.value.filename2) == (errno.ENOSPC, str(path), None)
+    with pytest.raises(OSError) as info, atomic_dir(folder) as tmp:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp / "sub" / "a.onnx"))
+    assert (info.value.errno, info.value.filename) == (errno.EDQUOT, str(folder / "sub" / "a.onnx"))
+    with pytest.raises(FileNotFoundError) as info, atomic_path(path) as tmp:  # a copy: source, then target
+        shutil.copyfile(tmp_path / "missing", tmp)
+    assert info.value.filename == str(tmp_path / "missing")  # about the source: kept as it is
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_messages_of_a_full_disk_and_a_read_only_file_system(tmp_path, monkeypatch):
+    from dpupose.cli import os_error_line
+
+    class Usage:
+        f_bavail, f_frsize = 300, 4096  # 1.2 MB
+
+    monkeypatch.setattr(os, "statvfs", lambda path: Usage)
+    line = os_error_line(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "new" / "a.pt")))
+    assert line == (
+        f"No space left on device for {tmp_path / 'new' / 'a.pt'} (1.2 MB free there): free some space on that "
+        "file system, or write elsewhere"
+    )
+    line = os_error_line(OSError(errno.ENOSPC, "No space left on device", "src.bit", None, "out/dpu.bit"))
+    assert line.startswith("No space left on device for out/dpu.bit (")  # a copy: its target filled the disk
+    assert os_error_line(OSError(errno.ENOSPC, "No space left on device")) == (
+        "No space left on device: free some space, or write elsewhere"
+    )
+    assert os_error_line(OSError(errno.EROFS, "Read-only file system", "/mnt/card/run")) == (
+        "/mnt/card/run is on a read-only file system: write elsewhere, or remount it read-write"
+    )
+
+
+def test_a_real_full_disk_keeps_the_old_output_and_leaves_no_temporary(small_fs):
+    from conftest import fill
+
+    fs = small_fs(256)
+    write_json(fs / "best.json", {"epoch": 1})
+    with atomic_dir(fs / "plan") as tmp:
+        (tmp / "a.onnx").write_text("first")
+    fill(fs)
+    with pytest.raises(OSError) as info:
+        write_text(fs / "best.json", "x" * 100_000)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(fs / "best.json"))
+    with pytest.raises(OSError) as info, atomic_dir(fs / "plan") as tmp:
+        (tmp / "b.onnx").write_bytes(bytes(100_000))
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(fs / "plan"))  # the write names no file
+    assert json.loads((fs / "best.json").read_text()) == {"epoch": 1}
+    assert os.listdir(fs / "plan") == ["a.onnx"] and (fs / "plan" / "a.onnx").read_text() == "first"
+    assert sorted(os.listdir(fs)) == [".filler", "best.json", "plan"]

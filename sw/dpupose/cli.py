@@ -8,6 +8,7 @@ board never imports torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -131,12 +132,36 @@ def _raise_on_sigterm():
 
 
 def os_error_line(exc: OSError) -> str:
-    """'cannot use PATH: Permission denied' (both paths for a rename or copy)."""
+    """'cannot use PATH: Permission denied' (both paths for a rename or copy); a full disk or quota and a
+    read-only file system say so with what to do (for a copy, the target is the last path)."""
     what = exc.strerror or str(exc)
-    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if not paths:
+            return f"{what}: free some space, or write elsewhere"
+        return (
+            f"{what} for {paths[-1]} ({free_space(paths[-1])} free there): free some space on that file system, "
+            "or write elsewhere"
+        )
+    if exc.errno == errno.EROFS and paths:
+        return f"{paths[-1]} is on a read-only file system: write elsewhere, or remount it read-write"
     if not paths:
         return what
     return f"cannot use {' -> '.join(paths)}: {what} (check the path, its permissions and the free space)"
+
+
+def free_space(path: str | os.PathLike) -> str:
+    """The space left to an unprivileged user on the file system of `path` (or of its nearest existing
+    parent), e.g. '1.2 MB'; '?' when it cannot be read."""
+    where = os.path.abspath(path)
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return "?"
+    free = st.f_bavail * st.f_frsize
+    return f"{free / 1e9:.1f} GB" if free >= 1e9 else f"{free / 1e6:.1f} MB"
 
 
 if __name__ == "__main__":

@@ -77,6 +77,34 @@ def _remove_stale_old(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _naming(exc: OSError, tmp: str | Path, path: str | Path) -> OSError:
+    """`exc` with the names the user knows: a file in the temporary `tmp` becomes the same file in `path`,
+    and an error that names no file (a write or close on a full disk: No space left on device) names
+    `path`. The error of a write into a temporary file otherwise says nothing the user can act on."""
+    tmp, path = str(tmp), str(path)
+
+    def shown(name: object) -> object:
+        if name is None:
+            return None
+        name = os.fsdecode(name) if isinstance(name, (str, bytes)) else name
+        if name == tmp:
+            return path
+        if isinstance(name, str) and name.startswith(tmp + os.sep):
+            return path + name[len(tmp) :]
+        return name
+
+    filename, filename2 = shown(exc.filename), shown(exc.filename2)
+    if filename is None:
+        filename = path
+    if filename2 == filename:  # the final rename of the temporary file
+        filename2 = None
+    if filename == exc.filename and filename2 == exc.filename2:
+        return exc
+    renamed = type(exc)(exc.errno, exc.strerror, filename, None, filename2)
+    renamed.__traceback__ = exc.__traceback__
+    return renamed
+
+
 def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -98,6 +126,11 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         _fsync(tmp, path)
         os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
+    except OSError as exc:
+        renamed = _naming(exc, tmp, path)
+        if renamed is exc:
+            raise
+        raise renamed from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -145,7 +178,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except OSError as exc:  # name the folder the user chose, not the temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            renamed = _naming(exc, tmp, path)
+            if renamed is exc:
+                raise
+            raise renamed from None
         umask = os.umask(0)
         os.umask(umask)
         entries = [tmp, *tmp.rglob("*")]
