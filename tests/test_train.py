@@ -247,6 +247,61 @@ def test_checkpoint_errors(tmp_path):
             load_checkpoint(damaged)
 
 
+def test_a_full_disk_while_a_checkpoint_is_saved_names_it_and_keeps_it(tmp_path, monkeypatch, small_fs, capsys):
+    """torch's zip writer turns the write's ENOSPC into its own RuntimeError ('unexpected pos'), which ended a
+    training run that filled its disk with a traceback; the OSError, naming the checkpoint, is what the CLI
+    reports in one line."""
+    import builtins
+    import errno
+
+    import dpupose.model.checkpoint as ckpt_mod
+
+    last = save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1}, tmp_path / "last.pt")
+
+    class FullDisk:  # a file that takes 4 KiB, then refuses like a full disk (nothing left for close to flush)
+        def __init__(self, f):
+            self.f, self.left = f, 4096
+
+        def write(self, data):
+            data = memoryview(data).cast("B")
+            if len(data) > self.left:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.left -= len(data)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    opener = lambda *a, **k: FullDisk(builtins.open(*a, **k))  # noqa: SIM115 - closed by save_checkpoint
+    monkeypatch.setattr(ckpt_mod, "open", opener, raising=False)
+    with pytest.raises(OSError) as info:
+        save_checkpoint({"model": {"w": torch.zeros(100_000)}, "epoch": 2}, last)
+    assert (type(info.value), info.value.errno, info.value.filename) == (OSError, errno.ENOSPC, str(last))
+    monkeypatch.undo()
+    assert torch.load(last, weights_only=True)["epoch"] == 1 and os.listdir(tmp_path) == ["last.pt"]
+
+    # A real full disk, where mounting is permitted: one line from the CLI, the earlier file kept.
+    from conftest import fill
+
+    from dpupose.cli import main
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), "epoch": 3}, tmp_path / "a.pt")
+    fs = small_fs(1024)
+    (fs / "model.pt").write_bytes(b"earlier")
+    fill(fs)
+    assert main(["export", "--checkpoint", str(tmp_path / "a.pt"), "--out", str(fs / "model.pt"), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dpupose: error: No space left on device for {fs / 'model.pt'} (") and err.count("\n") == 1
+    assert (fs / "model.pt").read_bytes() == b"earlier" and sorted(os.listdir(fs)) == [".filler", "model.pt"]
+
+
 def test_a_checkpoint_reaches_the_disk_before_it_is_renamed_into_place(tmp_path, disk_events):
     path = save_checkpoint({"model": {}, "epoch": 1}, tmp_path / "last.pt")
     assert disk_events == [("fsync", path.stat().st_ino), ("replace", path.stat().st_ino, str(path))]

@@ -24,7 +24,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # atomic_path syncs it before the rename
-        torch.save({"format": FORMAT, **state}, f)
+        try:
+            torch.save({"format": FORMAT, **state}, f)
+        except RuntimeError as exc:
+            # A failed write (a full disk) reaches torch's zip writer, which raises its own RuntimeError
+            # ('unexpected pos ...') from it: the write's OSError says what happened (atomic_path names it).
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
     return path
 
 
