@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 
 import cv2
@@ -482,3 +483,26 @@ def test_the_generation_bar_times_the_whole_generation(tmp_path, monkeypatch):
     (bar,) = bars
     assert bar.count == bar.total == 4
     assert bar.start - t0 < 0.5 * elapsed, (bar.start - t0, elapsed)
+
+
+def test_a_synthetic_scene_that_cannot_be_written_stops_the_generation(tmp_path, small_fs):
+    """cv2.imwrite returns False where the image cannot be written (a full disk, a missing folder), and the
+    generator went on: the set was kept, with annotations for images it did not hold."""
+    from dpupose.data.synthetic import _render_chunk
+
+    records = _render_chunk((0, "valid", 0, 2, 64, str(tmp_path)))
+    assert [r["image"] for r in records] == ["valid_000000.jpg", "valid_000001.jpg"]
+    image, _ = render_scene(0, "valid", 1, 64)  # the bytes cv2.imwrite wrote: the cached sets stay as they were
+    ok, expected = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 70 + 7919 % 26])
+    assert ok and (tmp_path / "valid_000001.jpg").read_bytes() == expected.tobytes()
+    with pytest.raises(FileNotFoundError) as info:
+        _render_chunk((0, "valid", 0, 2, 64, str(tmp_path / "missing")))
+    assert info.value.filename == str(tmp_path / "missing" / "valid_000000.jpg")
+
+    from conftest import fill
+
+    fs = small_fs(256)
+    fill(fs)
+    with pytest.raises(OSError) as info:
+        _render_chunk((0, "valid", 0, 2, 64, str(fs)))
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(fs / "valid_000000.jpg"))

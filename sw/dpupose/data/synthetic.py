@@ -30,7 +30,9 @@ from dpupose.data.render import (
     random_colour,
     skin_colour,
 )
+from dpupose.errors import DataError
 from dpupose.fsio import atomic_dir, check_replaceable, refuse_current_folder
+from dpupose.runtime.imagefile import write_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,10 @@ def _render_chunk(args: tuple[int, str, int, int, int, str]) -> list[dict]:
         image, rec = render_scene(seed, split, i, size)
         name = f"{split}_{i:06d}.jpg"
         quality = 70 + (i * 7919 + seed) % 26  # varied, deterministic JPEG quality
-        cv2.imwrite(os.path.join(image_dir, name), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        # write_jpeg, not cv2.imwrite: imwrite returns False on a full disk, and the set was then kept
+        # without the images its annotations list (same bytes: both encode with OpenCV's JPEG encoder).
+        if not write_jpeg(os.path.join(image_dir, name), image[..., ::-1], quality):
+            raise DataError(f"OpenCV cannot encode the synthetic scene {name} as JPEG")
         records.append({"image": name, **rec})
     return records
 

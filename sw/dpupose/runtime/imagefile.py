@@ -25,12 +25,16 @@ def read_bgr(path: str | Path) -> np.ndarray | None:
 
 
 def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) -> bool:
-    """Encode `image` (BGR) as JPEG and write it to `path`; False if OpenCV cannot encode it."""
+    """Encode `image` (BGR) as JPEG and write it to `path`; False if OpenCV cannot encode it. A file that
+    cannot be written (a full disk) is an OSError naming `path`, where cv2.imwrite would only return False."""
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []
     ok, buf = cv2.imencode(".jpg", image, params)
     if not ok:
         return False
-    Path(path).write_bytes(buf.tobytes())
+    try:
+        Path(path).write_bytes(buf.tobytes())
+    except OSError as exc:  # a write's error names no file
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     return True
 
 
