@@ -44,8 +44,11 @@ class FakeCapture:
     @classmethod
     def factory(cls, scripts: list[list[int | None] | None]):
         scripts = list(scripts)
+        real = cv2.VideoCapture
 
         def open_capture(index: int, api: int = cv2.CAP_ANY) -> FakeCapture:
+            if isinstance(index, str):  # a file (the run's own video, read back): OpenCV's own capture
+                return real(index, api)
             cls.opens.append((index, api))
             return cls(scripts.pop(0) if scripts else None)
 

@@ -308,3 +308,19 @@ def test_a_plan_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path
     with caplog.at_level("WARNING"):
         assert main([*argv, "--max-frames", "1"]) == 0
     assert f"has fix_point {real} in {sg['file']} but {real + 3} in the plan; using the file's" in caplog.text
+
+
+def test_a_video_that_does_not_read_back_fails_the_run_and_keeps_its_part_name(
+    plan_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # What a full disk leaves (OpenCV's writer reports nothing): the run said it wrote annotated.mp4, exit 0.
+    from dpupose.runtime import sinks
+
+    monkeypatch.setattr(sinks, "_reads_back", lambda path: False)
+    video, out = write_video(tmp_path / "in.avi", 3), tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(video), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"dpupose: error: the annotated video {out / 'annotated.mp4'} could not")
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.part.mp4", "keypoints.jsonl", "run.json"]
+    assert json.loads((out / "run.json").read_text())["outputs"] == [str(out / "keypoints.jsonl")]  # not the video

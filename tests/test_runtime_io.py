@@ -182,6 +182,80 @@ def test_folder_sink_names_and_annotation(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "cam").iterdir()] == ["000003.jpg"]
 
 
+def test_a_full_disk_leaves_whole_json_lines_and_no_part_file(tmp_path: Path, monkeypatch) -> None:
+    """A write the disk has room for only in part: the file keeps the lines before it (a reader of JSON lines
+    would choke on half a line), and the error names the file; an annotated frame leaves no .part file."""
+    import errno
+
+    sink = JsonLinesSink(tmp_path / "k.jsonl")
+    sink.write(result(0), None)
+    real = sink._f
+
+    class HalfFull:  # takes 10 bytes of the next line, then refuses
+        def __init__(self) -> None:
+            self.room = 10
+
+        def write(self, data) -> int:
+            if not self.room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            n = real.write(bytes(data[: self.room]))
+            self.room -= n
+            return n
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    sink._f = HalfFull()  # type: ignore[assignment]
+    with pytest.raises(OSError) as info:
+        sink.write(result(1), None)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "k.jsonl"))
+    sink._f = real
+    sink.close()
+    assert [json.loads(line)["frame"] for line in (tmp_path / "k.jsonl").read_text().splitlines()] == [0]
+
+    def full_disk(path, image, quality=None):
+        Path(path).write_bytes(b"\xff\xd8 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("dpupose.runtime.sinks.write_jpeg", full_disk)
+    with pytest.raises(OSError) as info:
+        FolderSink(tmp_path / "frames", by_frame_number=True).write(result(4), grey(0))
+    assert info.value.filename == str(tmp_path / "frames" / "000004.jpg")
+    assert os.listdir(tmp_path / "frames") == []
+
+
+def test_a_real_full_disk_keeps_what_the_run_wrote_and_no_broken_video(small_fs) -> None:
+    import errno
+
+    from conftest import fill
+
+    fs = small_fs(512)
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(3)]
+    keypoints = JsonLinesSink(fs / "keypoints.jsonl")
+    frames = FolderSink(fs / "frames", by_frame_number=True)
+    videos = [VideoSink(fs / "annotated.mp4", fps=10), VideoSink(fs / "annotated.avi", fps=10)]
+    keypoints.write(result(0), None)
+    frames.write(result(0), noise[0])
+    fill(fs)
+    with pytest.raises(OSError) as info:
+        for i in range(1, 200):  # whole lines until the disk is full
+            keypoints.write(result(i), None)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(fs / "keypoints.jsonl"))
+    keypoints.close()
+    assert [r["frame"] for r in map(json.loads, (fs / "keypoints.jsonl").read_text().splitlines())] == list(range(i))
+    with pytest.raises(OSError) as info:
+        frames.write(result(1), noise[1])
+    assert info.value.filename == str(fs / "frames" / "000001.jpg")
+    assert os.listdir(fs / "frames") == ["000000.jpg"]
+    for video in videos:  # OpenCV's writer says nothing; the video must not get its final name
+        for i in range(20):
+            video.write(result(i), noise[i % 3])
+        with pytest.raises(DeviceError, match=rf"the annotated video {video.path} could not be written whole"):
+            video.close()
+        assert not video.path.exists() and video.part.exists()  # kept, under the name that says so
+
+
 def test_fps_meter() -> None:
     t = iter([0.0, 0.1, 0.2, 0.3])
     meter = FpsMeter(window=3, clock=lambda: next(t))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from dpupose import __version__
 from dpupose.errors import DpuposeError, Terminated
+from dpupose.fsio import free_space
 
 # Order is the order shown by `dpupose --help`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -148,20 +149,6 @@ def os_error_line(exc: OSError) -> str:
     if not paths:
         return what
     return f"cannot use {' -> '.join(paths)}: {what} (check the path, its permissions and the free space)"
-
-
-def free_space(path: str | os.PathLike) -> str:
-    """The space left to an unprivileged user on the file system of `path` (or of its nearest existing
-    parent), e.g. '1.2 MB'; '?' when it cannot be read."""
-    where = os.path.abspath(path)
-    while not os.path.exists(where) and os.path.dirname(where) != where:
-        where = os.path.dirname(where)
-    try:
-        st = os.statvfs(where)
-    except OSError:
-        return "?"
-    free = st.f_bavail * st.f_frsize
-    return f"{free / 1e9:.1f} GB" if free >= 1e9 else f"{free / 1e6:.1f} MB"
 
 
 if __name__ == "__main__":

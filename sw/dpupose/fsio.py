@@ -105,6 +105,20 @@ def _naming(exc: OSError, tmp: str | Path, path: str | Path) -> OSError:
     return renamed
 
 
+def free_space(path: str | Path) -> str:
+    """The space left to an unprivileged user on the file system of `path` (or of its nearest existing
+    parent), e.g. '1.2 MB'; '?' when it cannot be read."""
+    where = os.path.abspath(path)
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return "?"
+    free = st.f_bavail * st.f_frsize
+    return f"{free / 1e9:.1f} GB" if free >= 1e9 else f"{free / 1e6:.1f} MB"
+
+
 def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)

@@ -190,7 +190,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         except BaseException:
             _finish(summary, sinks, source, pipe, opts)
             raise
-        _finish(summary, sinks, source, pipe, opts)
+        failed = _finish(summary, sinks, source, pipe, opts)
+        if failed is not None and not summary.interrupted:
+            raise failed
         return summary
 
 
@@ -223,12 +225,19 @@ def _consume(
         stats.wall_seconds = time.perf_counter() - start
 
 
-def _finish(summary: RunSummary, sinks: list[Sink], source: FrameSource, pipe: Pipeline | None, opts: RunOptions):
+def _finish(
+    summary: RunSummary, sinks: list[Sink], source: FrameSource, pipe: Pipeline | None, opts: RunOptions
+) -> Exception | None:
+    """Finalize every sink and write run.json; returns the first sink's error (logged; its output is not
+    listed as written), for a run that otherwise ended well to fail with."""
+    failed: Exception | None = None
     for sink in sinks:
         try:
             sink.close()
         except Exception as exc:  # one broken sink must not lose the others' output
             log.error("could not finalize %s: %s", type(sink).__name__, exc)
+            failed = failed or exc
+            continue
         for attr in ("path", "folder"):
             if hasattr(sink, attr):
                 summary.outputs.append(getattr(sink, attr))
@@ -239,6 +248,7 @@ def _finish(summary: RunSummary, sinks: list[Sink], source: FrameSource, pipe: P
         path = opts.out / "run.json"
         write_json(path, summary.to_dict())
         summary.outputs.append(path)
+    return failed
 
 
 def _kept(summary: RunSummary) -> str:

@@ -1,8 +1,10 @@
 """Where results go: JSON lines, annotated frames (folder or video file), a window; live FPS (board-safe).
 
 Everything a run has written survives its end, however it ends (Ctrl-C, a camera unplugged, an error):
-JSON lines are flushed after every frame, annotated images are written atomically one by one, and the
-video is finalized by close() and only then renamed from `NAME.part` to its final name.
+JSON lines are written whole after every frame (a line the disk had no room for is taken back), annotated
+images are written atomically one by one, and the video is finalized by close() and only then renamed from
+`NAME.part` to its final name, once it reads back (OpenCV's writer reports no error: on a full disk it
+leaves a video without its index, which stays `NAME.part`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DeviceError
+from dpupose.fsio import free_space
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
@@ -50,13 +53,22 @@ class JsonLinesSink(Sink):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # Unbuffered: each line goes to the file as it is written, and a failed write leaves nothing queued.
+        self._f: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._size = 0
         self.count = 0
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         assert self._f is not None
-        self._f.write(json.dumps(result.to_json()) + "\n")
-        self._f.flush()
+        line = memoryview((json.dumps(result.to_json()) + "\n").encode("utf-8"))
+        try:
+            while line:
+                line = line[self._f.write(line) :]
+        except OSError as exc:  # a full disk mid-line: the file keeps whole lines only, and says which file
+            with contextlib.suppress(OSError):
+                self._f.truncate(self._size)
+            raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
+        self._size = self._f.tell()
         self.count += 1
 
     def close(self) -> None:
@@ -87,9 +99,16 @@ class FolderSink(Sink):
         self._written.add(stem)
         path = self.folder / f"{stem}.jpg"
         tmp = self.folder / f".{stem}.part.jpg"
-        if not write_jpeg(tmp, annotated):
-            raise DeviceError(f"cannot encode the annotated frame for {path} as JPEG")
-        os.replace(tmp, path)
+        try:
+            if not write_jpeg(tmp, annotated):
+                raise DeviceError(f"cannot encode the annotated frame for {path} as JPEG")
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk: no part file stays, and the error names the frame's file
+            tmp.unlink(missing_ok=True)
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.count += 1
 
 
@@ -167,7 +186,24 @@ class VideoSink(Sink):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            if not _reads_back(self.part):
+                raise DeviceError(
+                    f"the annotated video {self.path} could not be written whole (is the disk full? "
+                    f"{free_space(self.part)} free there): what was written is kept as {self.part.name}, "
+                    "which may not play"
+                )
             os.replace(self.part, self.path)
+
+
+def _reads_back(path: Path) -> bool:
+    """Whether OpenCV opens the video at `path` and finds frames in it: OpenCV's writer reports no write
+    error, and a full disk leaves an MP4 without its index (which does not open) or an AVI whose index
+    counts no frame."""
+    capture = cv2.VideoCapture(opencv_path(path))
+    try:
+        return capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0
+    finally:
+        capture.release()
 
 
 def display_available() -> bool:
