@@ -48,3 +48,17 @@ def test_the_sample_count_reads_as_written(n, said):
     text = _markdown(doc(n), plan, "table", [])
     assert said in text and "(0.25 s per frame on this host)" in text
     assert "| u96v2-b1600-pynq | yes | - | 8.27 | 3.57 | 120.9 | - |" in text
+
+
+def test_an_output_folder_the_file_system_refuses_is_one_line(capsys, small_fs):
+    # It ended in an OSError traceback: the demo took only dpupose's own errors.
+    from dpupose.demo import main
+
+    assert main(["--out", "/proc/dpupose-demo"]) == 2  # /proc takes no folder, whoever asks
+    err = capsys.readouterr().err
+    assert err.startswith("demo: error: cannot use /proc/dpupose-demo: ") and err.count("\n") == 1
+    read_only = small_fs(64, read_only=True)
+    assert main(["--out", str(read_only / "demo")]) == 2
+    assert capsys.readouterr().err == (
+        f"demo: error: {read_only / 'demo'} is on a read-only file system: write elsewhere, or remount it read-write\n"
+    )

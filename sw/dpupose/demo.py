@@ -14,7 +14,6 @@ under build/demo-standin/ and says so everywhere: its keypoints are meaningless,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
+from dpupose.fsio import write_json
 
 DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
@@ -39,12 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (12)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from dpupose.cli import os_error_line
     from dpupose.errors import DpuposeError
 
     try:
         run(args)
     except DpuposeError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder: one line, as from `dpupose`
+        print(f"demo: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     return 0
 
@@ -69,12 +73,12 @@ def _model(args: argparse.Namespace) -> tuple[Path, str | None]:
 
 def annotated_images(plan_dir: Path, frames: list, out: Path) -> dict:
     """Split inference through dpupose.runtime on `frames` with the exact emulator; annotated JPEGs."""
-    import cv2
     import numpy as np
 
     from dpupose.runtime.backends import RunnerFactory
     from dpupose.runtime.executor import SplitExecutor
     from dpupose.runtime.frames import Frame
+    from dpupose.runtime.imagefile import write_jpeg
     from dpupose.runtime.sinks import annotate
     from dpupose.split.plan import load_plan
 
@@ -94,10 +98,10 @@ def annotated_images(plan_dir: Path, frames: list, out: Path) -> dict:
     tiles = []
     for r in results[True]:
         img = annotate(r)
-        cv2.imwrite(str(out / f"sample_{r.index:02d}.jpg"), img)
+        write_jpeg(out / f"sample_{r.index:02d}.jpg", img)  # an OSError on a full disk (imwrite returns False)
         tiles.append(img)
     if tiles:
-        cv2.imwrite(str(out / "samples.jpg"), np.concatenate(tiles, axis=1))
+        write_jpeg(out / "samples.jpg", np.concatenate(tiles, axis=1))
     diff = max(float(np.abs(a.coords - b.coords).max()) for a, b in zip(results[True], results[False]))
     return {
         "images": [f"images/sample_{r.index:02d}.jpg" for r in results[True]],
@@ -178,7 +182,7 @@ def run(args: argparse.Namespace) -> None:
     }
     write_report(out, doc, plan, table)
     timings["total"] = round(time.perf_counter() - t0, 2)
-    (out / "demo.json").write_text(json.dumps(doc, indent=2) + "\n")
+    write_json(out / "demo.json", doc)
     print(table)
     if note:
         print(f"\nnote: {note}")
