@@ -200,6 +200,26 @@ def test_cheap_checks_come_before_the_data(synth_root, tmp_path, monkeypatch):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_run_folder_another_run_is_writing_is_refused(synth_root, tmp_path, monkeypatch):
+    """Two runs into one --out both went on: the folder ended with one run's config.json and the other's
+    checkpoints and history, each run overwriting the other's files epoch after epoch."""
+    from dpupose.fsio import lock_folder
+
+    done, new = tmp_path / "done", tmp_path / "new"
+    train(tiny(synth_root, done, epochs=1))
+    new.mkdir()
+    monkeypatch.setattr(train_mod, "load_data", lambda *a, **k: pytest.fail("read data for a refused run"))
+    for out, resume in ((done, True), (new, False)):
+        with lock_folder(out, "dpupose train"):  # as another process's run holds it
+            message = rf"--out {out} is in use by another `dpupose train` \(process {os.getpid()}\)"
+            with pytest.raises(UsageError, match=message):
+                train(tiny(synth_root, out, epochs=2), resume=resume)
+    assert read_checkpoint(done / "last.pt")["epoch"] == 1 and os.listdir(new) == [".dpupose.lock"]
+    monkeypatch.undo()
+    train(tiny(synth_root, done, epochs=2), resume=True)  # a run's lock goes with it
+    assert read_checkpoint(done / "last.pt")["epoch"] == 2
+
+
 def test_an_epoch_without_a_step_is_refused(synth_root, tmp_path):
     with pytest.raises(UsageError, match=r"--batch-size 32 is larger than the 24 training records"):
         train(tiny(synth_root, tmp_path / "r", batch_size=32))

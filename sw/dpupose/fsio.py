@@ -225,6 +225,39 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (an existing folder) for the block: a second `command` writing
+    into it at once would mix its files with this one's (two runs' checkpoints, config and history in one
+    folder). UsageError naming the process that holds it. The lock is a BSD lock (flock) on the hidden file
+    `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked)."""
+    import fcntl
+
+    from dpupose.errors import UsageError
+
+    folder = Path(folder)
+    path = folder / ".dpupose.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only folder: name the folder the user gave
+        raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise UsageError(
+                f"{option} {folder} is in use by another `{command}` ({by}): wait for it to end, or choose "
+                f"another {option}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str, option: str = "--out") -> None:
     """Refuse (UsageError) to replace `out` unless it is missing, empty, or `what` (a folder holding
     `marker`) that holds nothing but `marker` and the files it lists as written (`written`, relative

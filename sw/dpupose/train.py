@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from dpupose.data.sources import Split, load_data
 from dpupose.data.transforms import Augment
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import write_bytes
+from dpupose.fsio import lock_folder, write_bytes
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -244,6 +245,11 @@ def _read_init(cfg: TrainConfig) -> PoseNet:
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) training; returns the run folder."""
+    with ExitStack() as lock:  # the run folder's lock, taken once the folder exists
+        return _train(cfg, resume, lock)
+
+
+def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
     if cfg.data not in ("synthetic", "mpii"):
         raise UsageError(f"unknown data set {cfg.data!r}; use synthetic or mpii")
     if cfg.epochs < 1:
@@ -253,6 +259,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     last = out / "last.pt"
+    locked = rank == 0 and out.is_dir()
+    if locked:  # two runs writing one folder would mix their checkpoints, config and history
+        lock.enter_context(lock_folder(out, "dpupose train"))
     # Everything cheap is checked before the data (generating the synthetic set takes minutes).
     state: dict | None = None
     init_model: PoseNet | None = None
@@ -351,6 +360,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        if not locked:  # made by this run (or by another one started at the same time)
+            lock.enter_context(lock_folder(out, "dpupose train"))
+            if state is None:
+                _check_new_run_folder(out)  # what another run put there meanwhile
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
     model.train()
