@@ -322,5 +322,30 @@ def test_a_video_that_does_not_read_back_fails_the_run_and_keeps_its_part_name(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith(f"dpupose: error: the annotated video {out / 'annotated.mp4'} could not")
-    assert sorted(p.name for p in out.iterdir()) == ["annotated.part.mp4", "keypoints.jsonl", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".dpupose.lock",
+        "annotated.part.mp4",
+        "keypoints.jsonl",
+        "run.json",
+    ]
     assert json.loads((out / "run.json").read_text())["outputs"] == [str(out / "keypoints.jsonl")]  # not the video
+
+
+def test_an_out_folder_another_run_is_writing_is_refused(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:
+    # Both runs opened keypoints.jsonl at once (emptying it) and wrote their lines over each other's.
+    import os
+
+    from dpupose.fsio import lock_folder
+
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main(argv) == 0
+    earlier = (out / "keypoints.jsonl").read_bytes()
+    with lock_folder(out, "dpupose run"):  # as another process's run holds it
+        assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(
+        f"dpupose: error: --out {out} is in use by another `dpupose run` (process {os.getpid()}): wait for it to "
+        "end, or choose another --out\n"
+    )
+    assert (out / "keypoints.jsonl").read_bytes() == earlier
+    assert main(argv) == 0  # the lock went with the run that held it

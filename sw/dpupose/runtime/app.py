@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.errors import DpuposeError, Terminated, UsageError
-from dpupose.fsio import write_json
+from dpupose.fsio import lock_folder, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -177,6 +177,8 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
             results = (executor.process(f) for f in frames)
         if opts.out is not None:
             opts.out.mkdir(parents=True, exist_ok=True)
+            # Before a sink empties a file: two runs into one folder would interleave keypoints.jsonl.
+            stack.enter_context(lock_folder(opts.out, "dpupose run"))
         sinks = _sinks(opts, source)
         summary = RunSummary(backend, stats, guard=guard, decode=opts.decode)
         try:
