@@ -396,6 +396,31 @@ def test_a_file_that_fails_verification_is_not_put_in_place(image, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
 
 
+def test_a_file_whose_disk_fills_up_is_named_and_the_earlier_one_kept(image, tmp_path, monkeypatch, cli, capsys):
+    """A file target on a full disk said 'no space left on the target at byte N: it is smaller than the
+    image', the message of a card too small, about an image file (the file system was full, not the image
+    too large); the CLI names the file and the space left."""
+    import errno
+
+    old = tmp_path / "card.img"
+    old.write_bytes(b"old")
+    real = os.pwrite
+
+    def pwrite(fd, data, offset):
+        if offset >= 2 * CHUNK:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(flashmod.os, "pwrite", pwrite)
+    with pytest.raises(OSError) as info:
+        flash(image, old, use_bmaptool=False)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(old))
+    assert old.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["card.img", "pynq.img"]
+    assert cli(["sdcard", "flash", str(image), "--device", str(old), "--yes", "--no-bmaptool"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dpupose: error: No space left on device for {old} (") and err.count("\n") == 1
+
+
 def test_a_given_block_map_needs_bmaptool(image, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolNotFoundError, match=r"bmaptool.*bmap-tools"):

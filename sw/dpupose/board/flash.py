@@ -119,11 +119,16 @@ def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | 
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of `data` at `offset`. A device that takes no more is smaller than the image; a file whose
+    disk is full raises the OSError, for the caller to name the file (its file system, not the image, is
+    what is too small)."""
     done = 0
     while done < len(data):
         try:
             done += os.pwrite(fd, data[done:], offset + done)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) and stat.S_ISREG(os.fstat(fd).st_mode):
+                raise
             if exc.errno == errno.ENOSPC:
                 raise DeviceError(
                     f"no space left on the target at byte {offset + done}: it is smaller than the image"
@@ -355,9 +360,12 @@ def _flash_file(
     try:
         if bmap_path is not None:
             tmp.unlink()  # bmaptool creates the file itself
-        method, written, verified = _write_and_verify(
-            info, tmp, bmap_path=bmap_path, fresh_file=True, exclusive=False, progress_on=progress
-        )
+        try:
+            method, written, verified = _write_and_verify(
+                info, tmp, bmap_path=bmap_path, fresh_file=True, exclusive=False, progress_on=progress
+            )
+        except OSError as exc:  # a full disk: name the file the user gave, not the temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(given)) from None
         os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
     finally:
