@@ -293,6 +293,25 @@ def test_full_partition_found_by_debugfs_removes_the_copy(image, overlay, model,
     assert fingerprint_of(image) == before
 
 
+def test_a_sparse_image_on_a_full_disk_is_refused_before_it_is_staged(image, overlay, model, wheel, small_fs):
+    """Staging fills holes of a sparse image, which takes room on the disk that holds it: on a full disk
+    debugfs stopped half way, the error blamed the image's root partition ('the root partition is full',
+    which had room), and the image was left partly staged."""
+    from conftest import fill
+
+    fs = small_fs(8 * 1024)
+    target = fs / "pynq.img"
+    subprocess.run(["cp", "--sparse=always", str(image), str(target)], check=True)
+    before = fingerprint_of(target)
+    fill(fs, leave=100 * 1024)
+    with pytest.raises(ImageError, match=rf"the disk holding {fs} has 0\.\d MB free, and staging writes up to "):
+        stage(target, overlay, model, in_place=True, wheel=wheel)
+    assert fingerprint_of(target) == before
+    os.unlink(fs / ".filler")
+    stage(target, overlay, model, in_place=True, wheel=wheel)  # with the room: staged
+    assert list_staged(target).manifest is not None
+
+
 def test_generated_scripts_are_valid_shell(tmp_path, wheel):
     from dpupose.board.firstboot import firstboot_script
     from dpupose.board.wheel import setup_script

@@ -185,7 +185,13 @@ def _previous_files(ext: extfs.DebugFs) -> set[PurePosixPath]:
 
 
 def _check_space(
-    parts: PynqLayout, ext: extfs.DebugFs, fat: FatFs, files: list, tmp: Path, stale: list[PurePosixPath]
+    target: Path,
+    parts: PynqLayout,
+    ext: extfs.DebugFs,
+    fat: FatFs,
+    files: list,
+    tmp: Path,
+    stale: list[PurePosixPath],
 ) -> None:
     """Refuse before any write if the files will not fit; the files they replace and the stale ones
     (removed first) count as free."""
@@ -209,6 +215,24 @@ def _check_space(
     boot_need = sum((tmp / "generated" / n).stat().st_size for n in ("manifest.json", "README.txt")) + 65536
     if fat.free_bytes() < boot_need:
         raise ImageError(f"the boot partition of the image is full: {boot_need} bytes needed for the manifest")
+    _check_host_space(target, need * fs.block_size + boot_need)
+
+
+def _check_host_space(target: Path, need: int) -> None:
+    """A sparse image file takes room on its own disk as the blocks written into it fill its holes: refuse
+    before the first write where that disk cannot take what staging writes (debugfs then stopped half way,
+    blaming the image's root partition, and left the image partly staged)."""
+    st = target.stat()
+    if st.st_blocks * 512 >= st.st_size:  # every block of the image is on disk already
+        return
+    vfs = os.statvfs(target)
+    free = vfs.f_bavail * vfs.f_frsize
+    if free < need:
+        raise ImageError(
+            f"the disk holding {target.parent} has {free / 1e6:.1f} MB free, and staging writes up to "
+            f"{need / 1e6:.1f} MB into the image, a sparse file whose empty parts take room on that disk as they "
+            "are written: free some space there, or stage into a copy on another disk (--out)"
+        )
 
 
 @dataclass(frozen=True)
@@ -235,7 +259,7 @@ def _prepare(target: Path, files: list[tuple[Path, PurePosixPath]], tmp: Path) -
     links = [extfs.LinkOp(layout.FIRSTBOOT_WANTS, layout.FIRSTBOOT_UNIT)]
     new_paths = {op.path for op in ops} | {ln.path for ln in links}
     stale = sorted(_previous_files(ext) - new_paths)
-    _check_space(parts, ext, fat, files, tmp, stale)
+    _check_space(target, parts, ext, fat, files, tmp, stale)
     targets = [*new_paths, *stale]
     existing = ext.list_dirs(extfs.dirs_to_list(targets))
     owners = {d: (uid, gid) for d in extfs.parents_of(targets) if d.is_relative_to(layout.BOARD_ROOT)}
