@@ -312,6 +312,32 @@ def test_a_sparse_image_on_a_full_disk_is_refused_before_it_is_staged(image, ove
     assert list_staged(target).manifest is not None
 
 
+def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, model, wheel, tmp_path, monkeypatch):
+    """Two stages into one --out shared .NAME.partial: one renamed or removed the copy the other was still
+    writing, which then failed ('debugfs cannot open the root file system ... the image is damaged') or
+    put a copy mixed from both in place."""
+    from pathlib import Path
+
+    out = tmp_path / "out.img"
+    running = tmp_path / ".out.img.1.partial"  # another stage's copy: PID 1 is always running
+    running.write_bytes(b"being written")
+    killed = tmp_path / ".out.img.999999999.partial"  # a killed stage's: no such process
+    killed.write_bytes(b"left behind")
+    copies = []
+    real_flash = stagemod.flash
+
+    def flash(image, target, **kwargs):
+        copies.append(Path(target).name)
+        return real_flash(image, target, **kwargs)
+
+    monkeypatch.setattr(stagemod, "flash", flash)
+    stage(image, overlay, model, out=out, wheel=wheel)
+    assert copies == [f".out.img.{os.getpid()}.partial"]
+    assert running.read_bytes() == b"being written" and not killed.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "out.img" in p.name) == [".out.img.1.partial", "out.img"]
+    assert all(c.status == "ok" for c in list_staged(out).checks)
+
+
 def test_generated_scripts_are_valid_shell(tmp_path, wheel):
     from dpupose.board.firstboot import firstboot_script
     from dpupose.board.wheel import setup_script

@@ -12,6 +12,7 @@ image's xilinx user), the systemd unit and its multi-user.target.wants link. On 
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import sys
@@ -100,7 +101,10 @@ def stage(
         if dest.is_symlink():  # a link to an image staged before: replace that image, keep the link
             dest = Path(os.path.realpath(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(f".{dest.name}.partial")
+        # This process's own: another stage into the same --out at once writes its own copy (the last
+        # one to finish is the image), instead of both writing, renaming and removing one file.
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        _remove_stale_partials(dest)
         try:
             try:
                 flash(info.path, partial, use_bmaptool=False, progress=progress)
@@ -115,6 +119,24 @@ def stage(
         finally:
             partial.unlink(missing_ok=True)
         return StageReport(dest, manifest, payload.verdict, **done)
+
+
+def _remove_stale_partials(dest: Path) -> None:
+    """Remove the `.NAME.PID.partial` copies that a killed stage (PID no longer running) left beside
+    `dest`: each is as large as the image."""
+    for old in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
+        pid = old.name[len(dest.name) + 2 : -len(".partial")]
+        if not pid.isdigit() or not old.is_file() or old.is_symlink():
+            continue
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # running
+            except ProcessLookupError:
+                pass
+            except OSError:  # running, as another user's process
+                continue
+        old.unlink(missing_ok=True)
 
 
 def _check_destination(dest: Path, info) -> None:
