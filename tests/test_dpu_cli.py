@@ -162,6 +162,29 @@ def test_files_writes_three_files_and_refuses_a_config_that_does_not_fit(capsys,
     assert rc == 0 and "warning: power: 300/600 MHz is above the 200 MHz known safe" in err
 
 
+def test_a_set_that_cannot_be_written_whole_leaves_the_earlier_set(capsys, tmp_path, monkeypatch):
+    """The three files were written one by one: a full disk at the last left dpu_conf.vh and prj_config of
+    one configuration beside the arch.json of another, a set that `hw build` and vai_c would take as one."""
+    import errno
+
+    from dpupose import fsio
+
+    out = tmp_path / "a"
+    assert run(capsys, "dpu", "files", "--config", "u96v2-b1600-pynq", "--out", str(out))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = fsio._fsync
+
+    def fsync(path, shown):  # arch.json's data does not reach the disk: full (as NFS says at fsync)
+        if str(shown).endswith("arch.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(shown))
+        real(path, shown)
+
+    monkeypatch.setattr(fsio, "_fsync", fsync)
+    rc, _, err = run(capsys, "dpu", "files", "--config", "u96v2-b512", "--out", str(out))
+    assert rc == 2 and err.startswith(f"dpupose: error: No space left on device for {out / 'arch.json'} (")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left either
+
+
 def test_outputs_that_are_not_ours_are_kept(capsys, pose_onnx, tmp_path):
     # dpu files: a hand-written arch.json of the same name stays, and nothing else is written.
     (tmp_path / "a").mkdir()

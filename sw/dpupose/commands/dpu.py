@@ -316,7 +316,7 @@ def cmd_files(args: argparse.Namespace) -> int:
 
     from dpupose.dpu.config import load_config
     from dpupose.dpu.resources import check_fit
-    from dpupose.dpu.writers import arch_json, check_generated, dpu_conf_vh, prj_config, write_generated
+    from dpupose.dpu.writers import arch_json, dpu_conf_vh, prj_config, write_generated_set
     from dpupose.errors import ConfigError
 
     cfg = load_config(args.config)
@@ -331,11 +331,9 @@ def cmd_files(args: argparse.Namespace) -> int:
         "arch.json": arch_json(cfg),
     }
     out = Path(args.out)
-    for name in texts:
-        check_generated(out / name)  # all three before the first is written
-    for name, text in texts.items():
-        changed = write_generated(out / name, text)
-        print(f"{out / name}: {'written' if changed else 'unchanged'}")
+    written = write_generated_set({out / name: text for name, text in texts.items()})  # all or none
+    for path, changed in written.items():
+        print(f"{path}: {'written' if changed else 'unchanged'}")
     for risk in fit.risks:  # as `dpu fit` says them; `hw build` refuses a power risk without --i-know
         print(f"warning: {risk}", file=sys.stderr)
     return 0

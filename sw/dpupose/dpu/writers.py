@@ -11,19 +11,21 @@ API:
     arch_json(cfg) -> str                write_arch_json(cfg, path) -> bool
     write_if_changed(path, text) -> bool
     write_generated(path, text) -> bool  write_if_changed, refusing to replace a file dpupose did not generate
+    write_generated_set({path: text}) -> {path: bool}  write_generated for a set, renamed into place together
 """
 
 from __future__ import annotations
 
 import json
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import AluParallel, DpuConfig
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.errors import ConfigError
-from dpupose.fsio import write_text
+from dpupose.fsio import atomic_path, write_text
 
 GENERATOR = "dpupose.dpu.writers"
 KERNEL = "DPUCZDX8G"
@@ -68,6 +70,27 @@ def write_generated(path: str | Path, text: str) -> bool:
     """write_if_changed for the generated files; a file of the same name that dpupose did not write stays."""
     check_generated(path)
     return write_if_changed(path, text)
+
+
+def write_generated_set(texts: dict[Path, str]) -> dict[Path, bool]:
+    """write_generated for files that belong together (one configuration's dpu_conf.vh, prj_config and
+    arch.json): every changed one is written to its temporary file first, and they are renamed into place
+    only once all are written, so a full disk leaves the earlier set whole, not one of another
+    configuration beside two of the earlier; returns which were written."""
+    for path in texts:
+        check_generated(path)  # all before the first is written
+    changed = {}
+    for path, text in texts.items():
+        try:
+            changed[path] = path.read_text() != text
+        except (FileNotFoundError, UnicodeDecodeError):
+            changed[path] = True
+    with ExitStack() as stack:
+        for path, text in texts.items():
+            if changed[path]:
+                tmp = stack.enter_context(atomic_path(path))
+                tmp.write_bytes(text.encode("utf-8"))
+    return changed
 
 
 def dpu_conf_vh(cfg: DpuConfig) -> str:
