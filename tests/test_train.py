@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -325,6 +326,15 @@ def test_a_full_disk_while_a_checkpoint_is_saved_names_it_and_keeps_it(tmp_path,
 def test_a_checkpoint_reaches_the_disk_before_it_is_renamed_into_place(tmp_path, disk_events):
     path = save_checkpoint({"model": {}, "epoch": 1}, tmp_path / "last.pt")
     assert disk_events == [("fsync", path.stat().st_ino), ("replace", path.stat().st_ino, str(path))]
+
+
+def test_config_json_is_replaced_whole(synth_root, tmp_path, disk_events):
+    # A --resume rewrites config.json: written in place, a kill or a full disk mid-write left it empty.
+    out = tmp_path / "r"
+    train(tiny(synth_root, out, epochs=1))
+    replaced = [event[2] for event in disk_events if event[0] == "replace"]
+    assert replaced[0] == str(out / "config.json")
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -28,7 +28,7 @@ from dpupose.data.sources import Split, load_data
 from dpupose.data.transforms import Augment
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import lock_folder, write_bytes
+from dpupose.fsio import lock_folder, write_bytes, write_text
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -364,7 +364,7 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
             lock.enter_context(lock_folder(out, "dpupose train"))
             if state is None:
                 _check_new_run_folder(out)  # what another run put there meanwhile
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))  # atomically: a resume rewrites it
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
