@@ -304,3 +304,30 @@ print(os.listdir(os.fsencode({str(tmp_path / "out")!r})))
     os.rename(os.fsencode(tmp_path) + b"/clip.avi", os.fsencode(video))
     with pytest.raises(DataError, match=r"not valid UTF-8; rename it"):
         VideoFileSource(video)
+
+
+@pytest.mark.parametrize(("frame_count", "reads", "whole"), [(-1, True, True), (0, False, False), (12, False, True)])
+def test_video_read_back_asks_for_a_frame_when_the_backend_cannot_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frame_count: float, reads: bool, whole: bool
+) -> None:
+    from dpupose.runtime import sinks
+
+    class Capture:  # a backend such as GStreamer, which answers -1 or 0 for a file's frame count
+        def __init__(self, path: str) -> None:
+            pass
+
+        def isOpened(self) -> bool:
+            return True
+
+        def get(self, prop: int) -> float:
+            assert prop == cv2.CAP_PROP_FRAME_COUNT
+            return frame_count
+
+        def read(self):
+            return reads, (np.zeros((4, 4, 3), np.uint8) if reads else None)
+
+        def release(self) -> None:
+            pass
+
+    monkeypatch.setattr(sinks.cv2, "VideoCapture", Capture)
+    assert sinks._reads_back(tmp_path / "annotated.part.mp4") is whole

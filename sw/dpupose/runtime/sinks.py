@@ -198,10 +198,10 @@ class VideoSink(Sink):
 def _reads_back(path: Path) -> bool:
     """Whether OpenCV opens the video at `path` and finds frames in it: OpenCV's writer reports no write
     error, and a full disk leaves an MP4 without its index (which does not open) or an AVI whose index
-    counts no frame."""
+    counts no frame. A backend that cannot count frames (GStreamer answers -1 or 0) is asked for one."""
     capture = cv2.VideoCapture(opencv_path(path))
     try:
-        return capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0
+        return capture.isOpened() and (capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0 or capture.read()[0])
     finally:
         capture.release()
 
