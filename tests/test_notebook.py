@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import tinyplan
-import tomllib
 
 import dpupose.notebooks
+from dpupose.dpu.tomlload import read_toml
 from dpupose.eval.dsnt_np import local_dsnt
 
 NOTEBOOK = Path(dpupose.notebooks.__file__).parent / "pose_camera.ipynb"
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_notebook_is_registered_the_pynq_way():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = read_toml(ROOT / "pyproject.toml")
     assert project["project"]["entry-points"]["pynq.notebooks"]["dpupose"] == "dpupose.notebooks"
     assert "notebooks/*.ipynb" in project["tool"]["setuptools"]["package-data"]["dpupose"]
     nb = json.loads(NOTEBOOK.read_text())
