@@ -21,13 +21,24 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX_ARG = $(shell $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/', timeout=10)" \
 	>/dev/null 2>&1 && echo --extra-index-url $(TORCH_INDEX))
 
+# PYTHON must run and be 3.10 or newer (pip would only say the package "requires a different Python"). A
+# venv made by another Python is made again: `python -m venv` over it keeps the old interpreter's links.
+PY_VERSION = import sys; print("%d.%d" % sys.version_info[:2])
+
 $(STAMP): pyproject.toml constraints.txt
+	@v=$$($(PYTHON) -c '$(PY_VERSION)' 2>/dev/null) || { \
+		echo "make setup: PYTHON=$(PYTHON) does not run; give a Python 3.10 or newer: make setup PYTHON=python3.12" >&2; exit 2; }; \
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+		echo "make setup: PYTHON=$(PYTHON) is Python $$v; dpupose needs 3.10 or newer: make setup PYTHON=python3.12" >&2; exit 2; }; \
+	if [ -e $(VENV) ] && [ "$$($(BIN)/python -c '$(PY_VERSION)' 2>/dev/null)" != "$$v" ]; then \
+		echo "make setup: $(VENV) was made by another Python than PYTHON=$(PYTHON) ($$v); making it again"; rm -rf $(VENV); \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt $(TORCH_INDEX_ARG) -e '.[host,dev]'
 	touch $@
 
-setup: $(STAMP) ## create .venv and install the package with host and dev extras (pinned)
+setup: $(STAMP) ## create .venv (PYTHON=python3.10 to 3.13) and install the package with host and dev extras (pinned)
 
 lint: $(STAMP) ## ruff lint and format check (fails on any finding)
 	$(BIN)/ruff check .

@@ -1,8 +1,12 @@
-"""constraints.txt's pins for each host Python `make setup` supports (whether each pinned release has wheels
-for that Python is shown by running `make setup` under it, which needs the network)."""
+"""`make setup`: its checks of PYTHON before it builds the venv, and constraints.txt's pins for each host
+Python it supports (whether each pinned release has wheels for that Python is shown by running `make setup`
+under it, which needs the network)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,71 @@ from dpupose.dpu.tomlload import read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
+# A stand-in for a Python of another version: `-c CODE` runs CODE with that sys.version_info; `-m venv DIR`
+# makes DIR with this stand-in as its python and a pip that logs its arguments and fails (the build stops).
+FAKE_PYTHON = """#!{python}
+import os, sys
+sys.version_info = {version}
+args = sys.argv[1:]
+if args[0] == "-c":
+    exec(args[1])
+elif args[:2] == ["-m", "venv"]:
+    bin_dir = os.path.join(args[2], "bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    with open(__file__) as src, open(os.path.join(bin_dir, "python"), "w") as dst:
+        dst.write(src.read())
+    with open(os.path.join(bin_dir, "pip"), "w") as pip:
+        pip.write('#!/bin/sh\\necho "$@" >> "$(dirname "$0")/pip.log"\\nexit 1\\n')
+    for name in ("python", "pip"):
+        os.chmod(os.path.join(bin_dir, name), 0o755)
+"""
+
+
+def fake_python(path: Path, version: tuple[int, int, int]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(FAKE_PYTHON.format(python=sys.executable, version=(*version, "final", 0)))
+    path.chmod(0o755)
+    return path
+
+
+def make_setup(python: Path, venv: Path) -> subprocess.CompletedProcess:
+    argv = ["make", "-s", "setup", f"PYTHON={python}", f"VENV={venv}", "TORCH_INDEX_ARG="]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+@needs_make
+def test_setup_refuses_a_python_older_than_3_10_in_one_line(tmp_path):
+    venv = tmp_path / "venv"
+    old = make_setup(fake_python(tmp_path / "py39" / "python3", (3, 9, 18)), venv)
+    assert old.returncode != 0 and not venv.exists()
+    assert old.stderr.splitlines()[0] == (
+        f"make setup: PYTHON={tmp_path}/py39/python3 is Python 3.9; dpupose needs 3.10 or newer: "
+        "make setup PYTHON=python3.12"
+    )
+    missing = make_setup(tmp_path / "python3.12", venv)
+    assert missing.returncode != 0 and not venv.exists()
+    assert missing.stderr.startswith(f"make setup: PYTHON={tmp_path}/python3.12 does not run;")
+
+
+@needs_make
+def test_setup_makes_a_venv_of_another_python_again(tmp_path):
+    """`python -m venv DIR` over a venv of another Python keeps DIR/bin/python3 linked to the old one, so a
+    .venv left by a failed setup under the host's default Python kept failing with PYTHON=python3.12."""
+    venv = tmp_path / "venv"
+    fake_python(venv / "bin" / "python", (3, 9, 18))
+    (venv / "old").touch()
+    rebuilt = make_setup(fake_python(tmp_path / "py312" / "python3", (3, 12, 1)), venv)
+    assert f"make setup: {venv} was made by another Python than PYTHON=" in rebuilt.stdout
+    assert not (venv / "old").exists() and (venv / "bin" / "pip.log").read_text() == "install -q --upgrade pip\n"
+    assert rebuilt.returncode != 0  # the stand-in's pip fails: no stamp
+    # The same Python again: the venv is kept (its packages are not installed again from nothing).
+    (venv / "old").touch()
+    again = make_setup(tmp_path / "py312" / "python3", venv)
+    assert "made by another Python" not in again.stdout and (venv / "old").exists()
 
 
 def pins_for(python: str) -> dict[str, list[str]]:
