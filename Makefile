@@ -2,9 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# PYTHON: the interpreter `make setup` builds the venv with. Not given, it is the one the existing venv was
+# made with (so a venv of python3.12 is not remade with python3 when the pins change), else python3.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(or $(shell $(BIN)/python -c 'import sys; print(sys._base_executable)' 2>/dev/null),python3)
+endif
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
 

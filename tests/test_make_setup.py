@@ -4,6 +4,7 @@ under it, which needs the network)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ HOST_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 FAKE_PYTHON = """#!{python}
 import os, sys
 sys.version_info = {version}
+BASE = None  # in a venv made by a stand-in: the stand-in that made it
+sys._base_executable = BASE or os.path.abspath(__file__)
 args = sys.argv[1:]
 if args[0] == "-c":
     exec(args[1])
@@ -29,7 +32,7 @@ elif args[:2] == ["-m", "venv"]:
     bin_dir = os.path.join(args[2], "bin")
     os.makedirs(bin_dir, exist_ok=True)
     with open(__file__) as src, open(os.path.join(bin_dir, "python"), "w") as dst:
-        dst.write(src.read())
+        dst.write(src.read().replace("BASE = None", f"BASE = {{os.path.abspath(__file__)!r}}"))
     with open(os.path.join(bin_dir, "pip"), "w") as pip:
         pip.write('#!/bin/sh\\necho "$@" >> "$(dirname "$0")/pip.log"\\nexit 1\\n')
     for name in ("python", "pip"):
@@ -81,6 +84,15 @@ def test_setup_makes_a_venv_of_another_python_again(tmp_path):
     (venv / "old").touch()
     again = make_setup(tmp_path / "py312" / "python3", venv)
     assert "made by another Python" not in again.stdout and (venv / "old").exists()
+    # No PYTHON given: the venv's own Python is used again, not the host's python3.
+    argv = ["make", "-s", "setup", f"VENV={venv}", "TORCH_INDEX_ARG="]
+    plain = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=without_python())
+    assert "made by another Python" not in plain.stdout and (venv / "old").exists()
+    assert (venv / "bin" / "pip.log").read_text().count("install -q --upgrade pip") == 3
+
+
+def without_python() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHON"}
 
 
 def pins_for(python: str) -> dict[str, list[str]]:
