@@ -31,6 +31,15 @@ def doc(n_images: int) -> dict:
                 "cpu_ms": 3.57,
                 "pipelined_fps": 120.9,
             },
+            {
+                "config": "u96v2-b2304-dsphigh",
+                "fits": False,
+                "reasons": ["DSP 438 > 360 available"],
+                "cut": "-",
+                "dpu_ms": 7.25,
+                "cpu_ms": 3.57,
+                "pipelined_fps": 137.9,
+            },
         ],
         "seconds": {"bench": 23.0},
     }
@@ -48,6 +57,8 @@ def test_the_sample_count_reads_as_written(n, said):
     text = _markdown(doc(n), plan, "table", [])
     assert said in text and "(0.25 s per frame on this host)" in text
     assert "| u96v2-b1600-pynq | yes | - | 8.27 | 3.57 | 120.9 | - |" in text
+    # A configuration that does not fit says why (the row gave only "no").
+    assert "| u96v2-b2304-dsphigh | no: DSP 438 > 360 available | - | 7.25 |" in text
 
 
 def test_an_output_folder_the_file_system_refuses_is_one_line(capsys, small_fs):

@@ -142,8 +142,9 @@ def _markdown(doc: dict[str, Any], plan: Any, table: str, plots: list[tuple[str,
         "|---|---|---|---|---|---|---|",
     ]
     for c in doc["configurations"]:
+        fits = "yes" if c["fits"] else "no: " + "; ".join(c.get("reasons", []))
         lines.append(
-            f"| {c['config']} | {'yes' if c['fits'] else 'no'} | {c['cut']} | {c['dpu_ms']:.2f} | "
+            f"| {c['config']} | {fits} | {c['cut']} | {c['dpu_ms']:.2f} | "
             f"{c['cpu_ms']:.2f} | {c['pipelined_fps']:.1f} | {'; '.join(c.get('risks', [])) or '-'} |"
         )
     lines += ["", "## Plots", ""]

@@ -37,6 +37,7 @@ def best_split_per_config(model: Path, configs: list[str], a53: Any = None) -> l
                 "arch": cfg.arch.value,
                 "clock_mhz": cfg.clock_mhz,
                 "fits": fit.fits,
+                "reasons": list(fit.reasons),
                 "risks": list(fit.risks),
                 "cut": chosen.label,
                 "subgraphs": [grp.name for grp in chosen.groups],
