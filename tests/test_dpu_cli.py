@@ -162,9 +162,11 @@ def test_files_writes_three_files_and_refuses_a_config_that_does_not_fit(capsys,
     assert rc == 0 and "warning: power: 300/600 MHz is above the 200 MHz known safe" in err
 
 
-def test_a_set_that_cannot_be_written_whole_leaves_the_earlier_set(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing", ["dpu_conf.vh", "prj_config", "arch.json"])
+def test_a_set_that_cannot_be_written_whole_leaves_the_earlier_set(capsys, tmp_path, monkeypatch, failing):
     """The three files were written one by one: a full disk at the last left dpu_conf.vh and prj_config of
-    one configuration beside the arch.json of another, a set that `hw build` and vai_c would take as one."""
+    one configuration beside the arch.json of another, a set that `hw build` and vai_c would take as one.
+    A sync that fails for any of them (NFS reports a full disk only then) must come before the first rename."""
     import errno
 
     from dpupose import fsio
@@ -174,14 +176,14 @@ def test_a_set_that_cannot_be_written_whole_leaves_the_earlier_set(capsys, tmp_p
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real = fsio._fsync
 
-    def fsync(path, shown):  # arch.json's data does not reach the disk: full (as NFS says at fsync)
-        if str(shown).endswith("arch.json"):
+    def fsync(path, shown):  # this file's data does not reach the disk: full (as NFS says at fsync)
+        if str(shown).endswith(failing):
             raise OSError(errno.ENOSPC, "No space left on device", str(shown))
         real(path, shown)
 
     monkeypatch.setattr(fsio, "_fsync", fsync)
     rc, _, err = run(capsys, "dpu", "files", "--config", "u96v2-b512", "--out", str(out))
-    assert rc == 2 and err.startswith(f"dpupose: error: No space left on device for {out / 'arch.json'} (")
+    assert rc == 2 and err.startswith(f"dpupose: error: No space left on device for {out / failing} (")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary left either
 
 

@@ -38,6 +38,12 @@ def _fsync(path: str | Path, shown: str | Path) -> None:
         raise type(exc)(exc.errno, exc.strerror, str(shown)) from None
 
 
+def sync_file(path: str | Path, shown: str | Path) -> None:
+    """Flush the written file `path` to disk now, an error naming `shown` (see _fsync): for files that must
+    all reach the disk before the first of them is renamed into place."""
+    _fsync(path, shown)
+
+
 def _fsync_all(paths: Sequence[Path], shown: str | Path) -> None:
     """_fsync each of `paths`; many at once from a few threads, so that their flushes share the file system's
     journal commits (one file at a time costs a commit each: a minute or more for a generated data set)."""

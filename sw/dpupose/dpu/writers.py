@@ -25,7 +25,7 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import AluParallel, DpuConfig
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.errors import ConfigError
-from dpupose.fsio import atomic_path, write_text
+from dpupose.fsio import atomic_path, sync_file, write_text
 
 GENERATOR = "dpupose.dpu.writers"
 KERNEL = "DPUCZDX8G"
@@ -86,10 +86,16 @@ def write_generated_set(texts: dict[Path, str]) -> dict[Path, bool]:
         except (FileNotFoundError, UnicodeDecodeError):
             changed[path] = True
     with ExitStack() as stack:
+        written = []
         for path, text in texts.items():
             if changed[path]:
                 tmp = stack.enter_context(atomic_path(path))
                 tmp.write_bytes(text.encode("utf-8"))
+                written.append((tmp, path))
+        # Every file reaches the disk before the first rename (the contexts rename in turn as they close): a
+        # sync that fails, as NFS reports a full disk, must not come after another file is in place.
+        for tmp, path in written:
+            sync_file(tmp, path)
     return changed
 
 
