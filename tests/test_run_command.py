@@ -349,3 +349,24 @@ def test_an_out_folder_another_run_is_writing_is_refused(plan_dir: Path, images:
     )
     assert (out / "keypoints.jsonl").read_bytes() == earlier
     assert main(argv) == 0  # the lock went with the run that held it
+
+
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP"])
+def test_a_file_system_without_locks_still_runs(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, caplog, code: str
+) -> None:
+    # NFS without its lock service answers flock with ENOLCK: the lock that keeps a second run out cannot be
+    # had there, which stopped every run with 'dpupose: error: No locks available' (they ran before it).
+    import errno
+    import fcntl
+
+    def flock(fd, op):
+        raise OSError(getattr(errno, code), "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert len(lines(out / "keypoints.jsonl")) == len(list(images.iterdir()))
+    assert f"--out {out}: its file system takes no lock" in caplog.text

@@ -13,6 +13,7 @@ import errno
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _fsync(path: str | Path, shown: str | Path) -> None:
@@ -236,7 +239,9 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
     """Hold an exclusive lock on `folder` (an existing folder) for the block: a second `command` writing
     into it at once would mix its files with this one's (two runs' checkpoints, config and history in one
     folder). UsageError naming the process that holds it. The lock is a BSD lock (flock) on the hidden file
-    `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked)."""
+    `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked). A file
+    system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the block runs
+    unlocked, as before there was a lock."""
     import fcntl
 
     from dpupose.errors import UsageError
@@ -257,8 +262,19 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
                 f"{option} {folder} is in use by another `{command}` ({by}): wait for it to end, or choose "
                 f"another {option}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+            log.warning(
+                "%s %s: its file system takes no lock (%s): another `%s` writing into it at once would not be refused",
+                option,
+                folder,
+                exc.strerror,
+                command,
+            )
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
