@@ -313,6 +313,12 @@ def test_the_messages_of_a_full_disk_and_a_read_only_file_system(tmp_path, monke
     assert os_error_line(OSError(errno.EROFS, "Read-only file system", "/mnt/card/run")) == (
         "/mnt/card/run is on a read-only file system: write elsewhere, or remount it read-write"
     )
+    # A quota is the user's, not the file system's: its free space (1.2 MB here, often gigabytes) is beside the
+    # point, and freeing "space on that file system" other users' files hold does not help.
+    assert os_error_line(OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/run/last.pt")) == (
+        "Disk quota exceeded for /home/u/run/last.pt: your quota on that file system is used up; remove some "
+        "of your files there, or write elsewhere"
+    )
 
 
 def test_a_real_full_disk_keeps_the_old_output_and_leaves_no_temporary(small_fs):

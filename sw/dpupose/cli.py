@@ -137,7 +137,13 @@ def os_error_line(exc: OSError) -> str:
     read-only file system say so with what to do (for a copy, the target is the last path)."""
     what = exc.strerror or str(exc)
     paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in (exc.filename, exc.filename2) if p is not None]
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno == errno.EDQUOT:  # the user's quota: the file system's free space says nothing about it
+        where = f" for {paths[-1]}" if paths else ""
+        return (
+            f"{what}{where}: your quota on that file system is used up; remove some of your files there, or "
+            "write elsewhere"
+        )
+    if exc.errno == errno.ENOSPC:
         if not paths:
             return f"{what}: free some space, or write elsewhere"
         return (
