@@ -293,6 +293,19 @@ def test_a_write_error_names_the_output_not_the_temporary(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_an_error_of_a_message_only_keeps_its_message(tmp_path):
+    """An OSError with no errno (Pillow's 'cannot write mode RGBA as JPEG', gzip's BadGzipFile) was rebuilt
+    with the output's name as OSError(None, None, PATH): '[Errno None] None: PATH', its message lost."""
+    import gzip
+
+    for context, path in ((atomic_path, tmp_path / "a.jpg"), (atomic_dir, tmp_path / "plan")):
+        for exc in (OSError("cannot write mode RGBA as JPEG"), gzip.BadGzipFile("Not a gzipped file (b'PK')")):
+            with pytest.raises(OSError) as info, context(path):
+                raise exc
+            assert str(info.value) == str(exc) and type(info.value) is type(exc)
+    assert os.listdir(tmp_path) == []
+
+
 def test_the_messages_of_a_full_disk_and_a_read_only_file_system(tmp_path, monkeypatch):
     from dpupose.cli import os_error_line
 

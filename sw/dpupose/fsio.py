@@ -89,7 +89,10 @@ def _remove_stale_old(path: Path) -> None:
 def _naming(exc: OSError, tmp: str | Path, path: str | Path) -> OSError:
     """`exc` with the names the user knows: a file in the temporary `tmp` becomes the same file in `path`,
     and an error that names no file (a write or close on a full disk: No space left on device) names
-    `path`. The error of a write into a temporary file otherwise says nothing the user can act on."""
+    `path`. The error of a write into a temporary file otherwise says nothing the user can act on. An error
+    of a message only (no errno: Pillow's, gzip's BadGzipFile) stays as it is: rebuilt, it would lose it."""
+    if exc.errno is None:
+        return exc
     tmp, path = str(tmp), str(path)
 
     def shown(name: object) -> object:
