@@ -421,6 +421,33 @@ def test_a_file_whose_disk_fills_up_is_named_and_the_earlier_one_kept(image, tmp
     assert err.startswith(f"dpupose: error: No space left on device for {old} (") and err.count("\n") == 1
 
 
+def test_a_source_that_cannot_be_read_is_named_not_the_target(image, tmp_path, monkeypatch, cli, capsys):
+    """A read error of the image (a failing USB stick: EIO, no file named) was named after the target file,
+    'cannot use card.img: Input/output error', sending the user to the wrong file."""
+    import errno
+
+    from dpupose.board import images
+
+    target = tmp_path / "card.img"
+    real = images.read_chunk
+    calls = []
+
+    def read_chunk(stream, buf, info):
+        calls.append(1)
+        if len(calls) == 3:
+            stream.readinto = lambda b: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error"))
+        return real(stream, buf, info)
+
+    monkeypatch.setattr(flashmod, "read_chunk", read_chunk)
+    with pytest.raises(OSError) as info:
+        flash(image, target, use_bmaptool=False)
+    assert (info.value.errno, info.value.filename) == (errno.EIO, str(image))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pynq.img"]
+    calls.clear()
+    assert cli(["sdcard", "flash", str(image), "--device", str(target), "--yes", "--no-bmaptool"]) == 2
+    assert capsys.readouterr().err.startswith(f"dpupose: error: cannot use {image}: Input/output error")
+
+
 def test_a_given_block_map_needs_bmaptool(image, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolNotFoundError, match=r"bmaptool.*bmap-tools"):

@@ -365,6 +365,8 @@ def _flash_file(
                 info, tmp, bmap_path=bmap_path, fresh_file=True, exclusive=False, progress_on=progress
             )
         except OSError as exc:  # a full disk: name the file the user gave, not the temporary one
+            if exc.filename not in (None, str(tmp)) or exc.errno is None:  # the image's own (a read error)
+                raise
             raise type(exc)(exc.errno, exc.strerror, str(given)) from None
         os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, target)

@@ -279,4 +279,8 @@ def read_chunk(stream: BinaryIO, buf: bytearray, info: ImageInfo) -> int:
             f"{info.path} is corrupt ({exc or type(exc).__name__}): download it again; "
             "anything written from it so far is incomplete"
         ) from None
+    except OSError as exc:  # a read error (a failing stick: EIO) names no file: it is the image's
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(info.path)) from None
     return filled
