@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -219,6 +220,20 @@ def test_a_run_folder_another_run_is_writing_is_refused(synth_root, tmp_path, mo
     monkeypatch.undo()
     train(tiny(synth_root, done, epochs=2), resume=True)  # a run's lock goes with it
     assert read_checkpoint(done / "last.pt")["epoch"] == 2
+
+
+def test_a_finished_run_on_a_read_only_file_system_resumes_to_nothing_to_do(synth_root, small_fs, caplog):
+    """Its lock file cannot be made there: --resume of a finished run stopped on EROFS (no writer can
+    write into the folder either, so there is nothing to lock against)."""
+    import subprocess
+
+    fs = small_fs(64 * 1024)
+    train(tiny(synth_root, fs / "run", epochs=1))
+    (fs / "run" / ".dpupose.lock").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True, capture_output=True)
+    with caplog.at_level(logging.INFO, logger="dpupose.train"):
+        train(tiny(synth_root, fs / "run", epochs=1), resume=True)
+    assert "has trained its 1 epochs; nothing to do" in caplog.text
 
 
 def test_an_epoch_without_a_step_is_refused(synth_root, tmp_path):

@@ -244,7 +244,7 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
     folder). UsageError naming the process that holds it. The lock is a BSD lock (flock) on the hidden file
     `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked). A file
     system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the block runs
-    unlocked, as before there was a lock."""
+    unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there)."""
     import fcntl
 
     from dpupose.errors import UsageError
@@ -253,8 +253,13 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
     path = folder / ".dpupose.lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:  # a read-only folder: name the folder the user gave
-        raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:  # name the folder the user gave
+            raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+        # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
+        # command fails at its first write with its own message, or writes nothing (a finished --resume).
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
