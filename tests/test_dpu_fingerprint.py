@@ -57,10 +57,12 @@ def test_vitis_ai_25_named_targets_are_the_default_configurations():
 def test_docs_give_the_named_targets_of_each_release():
     text = " ".join(DOCS.read_text().split())
     said = re.search(
-        r"Vitis AI 2\.5's named targets.*?`DPUCZDX8G_ISA1_B4096` = `(0x[0-9a-f]+)` and `_B1600` = `(0x[0-9a-f]+)`", text
+        r"Vitis AI 2\.5's named targets.*?`DPUCZDX8G_ISA1_B4096` = `(0x[0-9a-f]+)`, `_B1600` = `(0x[0-9a-f]+)` and "
+        r"`_B512` = `(0x[0-9a-f]+)`",
+        text,
     )
     assert said is not None
-    assert (int(said[1], 16), int(said[2], 16)) == (VITIS_AI_25["B4096"], VITIS_AI_25["B1600"])
+    assert tuple(int(v, 16) for v in said.groups()) == (VITIS_AI_25["B4096"], VITIS_AI_25["B1600"], VITIS_AI_25["B512"])
     later = re.search(
         r"Vitis AI 3\.0 gives the same names bit 30 \(save argmax\): `(0x[0-9a-f]+)`, `(0x[0-9a-f]+)`", text
     )
