@@ -12,8 +12,9 @@ from dpupose.errors import ConfigError
 
 DPU_PYNQ_U96 = 0x101000016010404  # DPU-PYNQ 2.5 Ultra96-V2 overlay (B1600)
 DPU_PYNQ_KV260 = 0x101000016010407  # DPU-PYNQ 2.5 / Kria benchmark overlay (B4096)
-# Feature codes of the named targets, as Vitis AI's target factory lists them
-# (target_factory/targets/DPUCZDX8G_ISA1_<ARCH>.prototxt): 2.5, and 3.0 (IP v4.1, save argmax).
+# Feature codes of the named targets: B512, B1600 and B4096 as Vitis AI 2.5's target factory gives them
+# (target_factory/targets/DPUCZDX8G_ISA1_<ARCH>.prototxt), the other sizes by the same pattern (the ARCH's
+# code, RAM low, channel augmentation, conv LeakyReLU, default ALU parallelism); and 3.0's (save argmax).
 VITIS_AI_25 = {
     "B512": 0x000016010200,
     "B800": 0x000016010201,
