@@ -30,6 +30,8 @@ CASES = [
     ("train --data synthetic --epochs 0 --out {out}", "--epochs", "must be at least 1, got 0"),
     ("train --data synthetic --epochs 1 --out {out} --width 0", "--width", "greater than 0"),
     ("train --data synthetic --epochs two --out {out}", "--epochs", "expected an integer, got 'two'"),
+    ("train --data synthetic --epochs 1 --out {out} --device gpu", "--device", "expected auto, cpu, cuda or cuda:N"),
+    (f"eval --checkpoint {CKPT} --data synthetic --device cuda:-1", "--device", "expected auto, cpu, cuda or cuda:N"),
     ("data synth --out {out} --seed -1", "--seed", "must be at least 0, got -1"),
     (f"eval --checkpoint {CKPT} --data synthetic --batch-size 0", "--batch-size", "at least 1"),
     (f"quantize --checkpoint {CKPT} --out {{out}} --batch-size 0", "--batch-size", "at least 1"),

@@ -151,7 +151,7 @@ def test_resume_refuses_another_number_of_processes(synth_root, tmp_path, monkey
     cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
     train(cfg)
     assert read_checkpoint(tmp_path / "r" / "last.pt")["world_size"] == 1
-    monkeypatch.setattr(train_mod, "_setup_distributed", lambda: (0, 2))  # as rank 0 of two under torchrun
+    monkeypatch.setattr(train_mod, "_setup_distributed", lambda device: (0, 2))  # as rank 0 of two under torchrun
     with pytest.raises(UsageError, match=r"trained by 1 process\(es\), not 2; resume with the same number"):
         train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1

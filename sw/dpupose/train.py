@@ -1,4 +1,4 @@
-"""Training loop (host only): single process, or several under `torchrun` (DDP, gloo on CPU).
+"""Training loop (host only): single process, or several under `torchrun` (DDP: gloo on CPU, nccl on CUDA).
 
 Every sample's augmentation and every epoch's order are pure functions of (seed, epoch, index), and the
 checkpoint holds model, optimizer, scheduler and position in the epoch, so `--resume` after a kill continues
@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 from torch.utils.data import DataLoader, Sampler
 
 from dpupose.data.dataset import PoseDataset
 from dpupose.data.sources import Split, load_data
 from dpupose.data.transforms import Augment
+from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.fsio import lock_folder, write_bytes, write_text
@@ -59,6 +61,7 @@ class TrainConfig:
     init: str | None = None  # weights to start from (e.g. a run at a smaller input size)
     checkpoint_minutes: float = 10.0
     max_steps_per_epoch: int | None = None  # for smoke tests
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N (dpupose.device)
 
 
 class EpochSampler(Sampler[int]):
@@ -92,32 +95,39 @@ def _lr_lambda(cfg: TrainConfig):
     return lambda e: cfg.lr_gamma ** (e // max(cfg.lr_step, 1))
 
 
-def _setup_distributed() -> tuple[int, int]:
+def _setup_distributed(device: torch.device) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # before the process group, so that nccl uses this process's GPU
+        # nccl's own default timeout is 10 minutes: gloo's 30 leave the other processes time to wait at a
+        # barrier while rank 0 generates the synthetic set, validates or saves
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=default_pg_timeout)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def _to_device_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-    return batch
+def _to_device_batch(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """What the network and the loss take, on `device` (the same tensors on the CPU); the image channels_last."""
+    moved = {k: batch[k].to(device, non_blocking=True) for k in ("image", "target", "visible")}
+    moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
+    return moved
 
 
-def validate(model: PoseNet, loader: DataLoader, cfg: TrainConfig) -> dict:
+def validate(model: PoseNet, loader: DataLoader, cfg: TrainConfig, device: torch.device) -> dict:
     model.eval()
     acc = MetricAccumulator(cfg.input_size)
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in loader:
-            batch = _to_device_batch(batch)
-            coords, heatmaps = model(batch["image"])
-            loss = pose_loss(coords, heatmaps, batch["target"], batch["visible"], cfg.js_weight)
+            moved = _to_device_batch(batch, device)
+            coords, heatmaps = model(moved["image"])
+            loss = pose_loss(coords, heatmaps, moved["target"], moved["visible"], cfg.js_weight)
             total += float(loss) * len(coords)
             count += len(coords)
             acc.add(
-                coords.numpy(),
-                heatmaps.numpy(),
+                coords.cpu().numpy(),
+                heatmaps.cpu().numpy(),
                 batch["target"].numpy(),
                 batch["annotated"].numpy(),
                 batch["head_size"].numpy(),
@@ -246,7 +256,13 @@ def _read_init(cfg: TrainConfig) -> PoseNet:
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) training; returns the run folder."""
     with ExitStack() as lock:  # the run folder's lock, taken once the folder exists
-        return _train(cfg, resume, lock)
+        try:
+            return _train(cfg, resume, lock)
+        except torch.cuda.OutOfMemoryError:
+            raise UsageError(
+                f"the GPU ran out of memory at --batch-size {cfg.batch_size} and --input-size {cfg.input_size}: "
+                "start again with a lower --batch-size (in a new --out: a resumed run keeps its batch size)"
+            ) from None
 
 
 def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
@@ -254,7 +270,10 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         raise UsageError(f"unknown data set {cfg.data!r}; use synthetic or mpii")
     if cfg.epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    rank, world = _setup_distributed()
+    device = resolve_device(cfg.device)  # before the process group: its backend depends on the device
+    rank, world = _setup_distributed(device)
+    if rank == 0:
+        log.info("training on %s", describe(device, cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -320,13 +339,13 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
         del init_model
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device=device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     history: list[dict] = []
     best = float("inf")
     start_epoch, start_step = 0, 0
-    if state is not None:
+    if state is not None:  # read onto the CPU; copied into the parameters and the optimizer on `device`
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -335,7 +354,10 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         start_epoch, start_step = state["epoch"], state.get("step_in_epoch", 0)
         if rank == 0:
             log.info("resuming %s at epoch %d, step %d", out, start_epoch + 1, start_step)
-    net: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net: torch.nn.Module = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     data_root_resolved = os.path.realpath(cfg.data_root) if cfg.data_root else None
     running: list[float] = []  # this epoch's step losses (saved with a mid-epoch checkpoint)
@@ -365,14 +387,20 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
             if state is None:
                 _check_new_run_folder(out)  # what another run put there meanwhile
         write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))  # atomically: a resume rewrites it
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
+    pin = device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin)
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         skip = start_step * cfg.batch_size if epoch == start_epoch else 0
         train_set.set_epoch(epoch)
         sampler.set_epoch(epoch, skip)
         loader = DataLoader(
-            train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True
+            train_set,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            drop_last=True,
+            pin_memory=pin,
         )
         steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
         step = epoch_start = start_step if epoch == start_epoch else 0
@@ -385,7 +413,7 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         for batch in loader:
             if step - epoch_start >= steps:
                 break
-            batch = _to_device_batch(batch)
+            batch = _to_device_batch(batch, device)
             coords, heatmaps = net(batch["image"])
             loss = pose_loss(coords, heatmaps, batch["target"], batch["visible"], cfg.js_weight)
             if not torch.isfinite(loss):
@@ -409,7 +437,7 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         if world > 1:
             dist.barrier()
         if rank == 0:
-            metrics = validate(model, val_loader, cfg)
+            metrics = validate(model, val_loader, cfg, device)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": float(np.mean(running)) if running else None,

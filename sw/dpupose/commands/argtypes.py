@@ -71,6 +71,14 @@ positive_float = float_above(0.0)
 nonnegative_float = float_at_least(0.0)
 
 
+def device_spec(text: str) -> str:
+    """--device: auto, cpu, cuda or cuda:N (whether the machine has that GPU is checked when it is used)."""
+    index = text[5:] if text.startswith("cuda:") else None
+    if text in ("auto", "cpu", "cuda") or (index is not None and index.isascii() and index.isdigit()):
+        return text if index is None else f"cuda:{int(index)}"
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (N = 0, 1, ...), got {text!r}")
+
+
 def _check_parents(path: Path) -> None:
     for parent in path.parents:  # nearest first; missing folders are made when the output is written
         if parent.exists():

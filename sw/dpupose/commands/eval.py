@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import positive_int
+from dpupose.commands.argtypes import device_spec, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,12 +46,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="average each heatmap with that of the mirrored image (left/right joints swapped) before "
         "decoding; twice the inference per image (not offered by `dpupose run`)",
     )
+    p.add_argument(
+        "--device",
+        type=device_spec,
+        default="auto",
+        help="where the fp32 engine runs: auto (the default: the GPU when this PyTorch has CUDA and sees one, "
+        "else the CPU), cpu, cuda or cuda:N; the int8 engines run on the CPU",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    import torch
+
     from dpupose.data.sources import load_data
+    from dpupose.device import describe, resolve_device
     from dpupose.eval.evaluate import evaluate, flip_averaged, torch_predictor
     from dpupose.eval.metrics import format_table
     from dpupose.model.checkpoint import load_checkpoint
@@ -63,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
             "--quantized is for the int8 engines: pass --engine int8-emulated or int8-ort with it (fp32 is the "
             "default), or leave it out"
         )
+    if args.engine != "fp32" and args.device.startswith("cuda"):
+        from dpupose.errors import UsageError
+
+        raise UsageError(
+            f"--device {args.device} is for --engine fp32: the int8 engines ({args.engine} here) run on the "
+            "CPU; leave out --device"
+        )
+    device = resolve_device(args.device) if args.engine == "fp32" else None
     model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
     split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records
@@ -74,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         )
     size = model.config.input_size
     if args.engine == "fp32":
-        predict = torch_predictor(model)
+        logging.getLogger(__name__).info("evaluating on %s", describe(device, args.device))
+        predict = torch_predictor(model, device=device)
     else:
         from dpupose.quant.engines import cached_quantization, int8_predictor
 
@@ -84,7 +105,14 @@ def run(args: argparse.Namespace) -> int:
         predict = int8_predictor(quantized, args.engine)
     if args.flip:
         predict = flip_averaged(predict)
-    summary = evaluate(predict, records, split.image_dir, size, args.batch_size, decode=args.decode)
+    try:
+        summary = evaluate(predict, records, split.image_dir, size, args.batch_size, decode=args.decode)
+    except torch.cuda.OutOfMemoryError:  # on a GPU
+        from dpupose.errors import UsageError
+
+        raise UsageError(
+            f"the GPU ran out of memory at --batch-size {args.batch_size}: pass a lower --batch-size"
+        ) from None
     summary.update(
         {
             "checkpoint": str(args.checkpoint),

@@ -7,6 +7,7 @@ import os
 
 from dpupose.commands.argtypes import (
     MAX_THREADS,
+    device_spec,
     float_above,
     int_at_least,
     nonnegative_int,
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train the pose model",
-        description="Train MobileNetV2 + DUC + DSNT. Runs unchanged under torchrun --nproc_per_node=N (DDP, gloo).",
+        description="Train MobileNetV2 + DUC + DSNT. Runs unchanged under torchrun --nproc_per_node=N (DDP: gloo on "
+        "the CPU, nccl on GPUs, one per process).",
     )
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="data set")
     p.add_argument(
@@ -63,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="data loader processes (default 1; 0: the main process)",
     )
     p.add_argument("--threads", type=thread_count, help="torch threads per process")
+    p.add_argument(
+        "--device",
+        type=device_spec,
+        default="auto",
+        help="auto (the default: the GPU when this PyTorch has CUDA and sees one, else the CPU), cpu, cuda or "
+        "cuda:N; under torchrun cuda is each process's cuda:LOCAL_RANK",
+    )
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. trained at a smaller input size)")
     p.add_argument(
         "--checkpoint-minutes", type=positive_float, default=10.0, help="also save mid-epoch this often (default 10)"

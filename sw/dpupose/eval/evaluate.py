@@ -89,17 +89,18 @@ def flip_averaged(predict: Predictor) -> Predictor:
     return run
 
 
-def torch_predictor(model, threads: int | None = None) -> Predictor:
-    """FP32 predictor from a PoseNet."""
+def torch_predictor(model, threads: int | None = None, device=None) -> Predictor:
+    """FP32 predictor from a PoseNet, run on `device` (a torch.device; default the CPU); numpy in and out."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    model = model.eval()
+    device = device or torch.device("cpu")
+    model = model.to(device).eval()
 
     def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            coords, heatmaps = model(torch.from_numpy(images))
-        return coords.numpy(), heatmaps.numpy()
+            coords, heatmaps = model(torch.from_numpy(images).to(device))
+        return coords.cpu().numpy(), heatmaps.cpu().numpy()
 
     return predict

@@ -3,10 +3,14 @@
 A checkpoint is a torch.save dict: `format` ("dpupose-checkpoint"), `model` (PoseNet state_dict),
 `model_config` (ModelConfig fields), `epoch`, and for training runs `optimizer`, `scheduler`, `history`,
 `best_val_loss`, `args`. The shipped model holds the first three plus its metrics.
+
+Checkpoints are device-neutral: tensors are saved from the CPU (a run on a GPU writes CPU copies) and read
+onto the CPU, so one trained on a GPU loads on a machine without one, and quantize/export/split read it.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,35 @@ from dpupose.model.pose import ModelConfig, PoseNet
 FORMAT = "dpupose-checkpoint"
 
 
+def on_cpu(value: Any) -> Any:
+    """`value` with every tensor in it (in dicts, lists, tuples) on the CPU. What is there already is
+    returned as it is (the same objects: a run on the CPU saves exactly what it holds); a container with a
+    tensor elsewhere (model and optimizer state trained on a GPU) is copied with CPU copies of those, a
+    state_dict keeping its class and its `_metadata`."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        moved = {k: on_cpu(v) for k, v in value.items()}
+        if all(moved[k] is v for k, v in value.items()):
+            return value
+        out = copy.copy(value)
+        out.update(moved)
+        return out
+    if isinstance(value, list | tuple):
+        items = [on_cpu(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` to `path` atomically (temp file in the same folder, then rename)."""
+    """Write `state` to `path` atomically (temp file in the same folder, then rename), its tensors from
+    the CPU whatever device they were on."""
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # atomic_path syncs it before the rename
         try:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save({"format": FORMAT, **on_cpu(state)}, f)
         except RuntimeError as exc:
             # A failed write (a full disk) reaches torch's zip writer, which raises its own RuntimeError
             # ('unexpected pos ...') from it: the write's OSError says what happened (atomic_path names it).
