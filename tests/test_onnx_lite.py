@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from dpupose.errors import ModelFileError
-from dpupose.runtime.onnx_lite import load_model
+from dpupose.runtime.onnx_lite import add_input_offsets, load_model, offset_names
 
 
 def _model() -> onnx.ModelProto:
@@ -87,3 +87,45 @@ def test_reader_rejects_broken_files(tmp_path):
     ext.graph.initializer[0].data_location = TensorProto.EXTERNAL
     with pytest.raises(ModelFileError, match="external data"):
         load_model(ext.SerializeToString())
+
+
+def test_add_input_offsets_changes_only_the_named_nodes_input():
+    ort = pytest.importorskip("onnxruntime")
+    data = _model().SerializeToString()
+    assert add_input_offsets(data, {}) == data  # every field written back as it was read
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Identity", ["r"], ["shifted"], name="target"),
+        helper.make_node("Neg", ["r"], ["other"], name="other_reader"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [
+            helper.make_tensor_value_info("shifted", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("other", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("r", TensorProto.FLOAT, [2, 3]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out = add_input_offsets(model.SerializeToString(), {"shifted": 0.25, "not_there": 1.0})
+    edited = onnx.load_model_from_string(out)
+    onnx.checker.check_model(edited, full_check=True)
+    const, total = offset_names("shifted")
+    assert [(n.op_type, list(n.input), list(n.output)) for n in edited.graph.node] == [
+        ("Relu", ["x"], ["r"]),
+        ("Add", ["r", const], [total]),
+        ("Identity", [total], ["shifted"]),
+        ("Neg", ["r"], ["other"]),
+    ]
+    (init,) = edited.graph.initializer
+    assert init.name == const and numpy_helper.to_array(init).dtype == np.float32
+    x = np.array([[-1.0, 0.0, 0.5], [2.0, -3.0, 1.5]], np.float32)
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    shifted, other, r = sess.run(["shifted", "other", "r"], {"x": x})
+    np.testing.assert_array_equal(shifted, np.maximum(x, 0) + 0.25)
+    np.testing.assert_array_equal(other, -np.maximum(x, 0))
+    np.testing.assert_array_equal(r, np.maximum(x, 0))
+    with pytest.raises(ModelFileError, match="truncated ONNX protobuf"):
+        add_input_offsets(b"\x0a\x05ab", {"shifted": 0.25})

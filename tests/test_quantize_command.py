@@ -375,6 +375,15 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
     _coords, heat = predict(x)
     e = np.exp(logits.reshape(2, 16, -1) - logits.reshape(2, 16, -1).max(-1, keepdims=True))
     np.testing.assert_allclose(heat.reshape(2, 16, -1), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    # int8-ort is ONNX Runtime's own arithmetic on the file (ties to even), not the emulator's fast path,
+    # which rounds as the DPU does and would repeat int8-emulated.
+    from dpupose.quant.compare import ort_trace
+
+    plain = ort_trace(result / "dpu_part_qdq.onnx", {"image": xi}, {"image": fp_in})
+    logits = plain[emu.program.outputs[0].tensor].transpose(0, 3, 1, 2) * 2.0**-fp_out
+    _coords, heat = engines.int8_predictor(result, "int8-ort")(x)
+    e = np.exp(logits.reshape(2, 16, -1) - logits.reshape(2, 16, -1).max(-1, keepdims=True))
+    np.testing.assert_allclose(heat.reshape(2, 16, -1), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
     # A --quantized folder made from another network is refused, naming what differs.
     import shutil
 

@@ -14,8 +14,9 @@ sequentially and pipelined (labelled "host, measured"; the emulator stands in fo
 bound 1 / (slowest stage) and how close the pipelined run comes to it; predicted Ultra96-V2 FPS (DPU
 performance model + Cortex-A53 model, labelled "predicted").
 
-Accuracy of the split rows uses the exact DPU emulator unless `emulator="fast"` (ONNX Runtime's QDQ path,
-not bit-exact); host FPS always uses the fast path (the exact emulator measures numpy, not a DPU).
+Accuracy of the split rows uses the exact DPU emulator unless `emulator="fast"` (ONNX Runtime's QDQ path
+with the DPU's tie rounding, dpupose.runtime.emulator); host FPS always uses the fast path (the exact
+emulator measures numpy, not a DPU).
 """
 
 from __future__ import annotations

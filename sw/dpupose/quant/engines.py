@@ -1,8 +1,9 @@
 """INT8 predictors for `dpupose eval --engine int8-emulated|int8-ort` (host side).
 
 A predictor maps ImageNet-normalized float32 images (N, 3, S, S) to (coords (N, 16, 2), heatmaps): the
-DPU part runs from `dpu_part_qdq.onnx` (bit-accurate emulator, or ONNX Runtime on the same file) on int8
-NHWC tensors, then the float CPU part (flat softmax + DSNT in numpy, as on the board).
+DPU part runs from `dpu_part_qdq.onnx` (bit-accurate emulator, or ONNX Runtime's own QDQ arithmetic on the
+same file, ties rounded to even) on int8 NHWC tensors, then the float CPU part (flat softmax + DSNT in
+numpy, as on the board).
 
 Without `--quantized DIR` the checkpoint is quantized once with the default calibration (100 training
 samples of the evaluated data set) and cached under build/cache/quantized/<checkpoint hash>-<data>/.
@@ -60,14 +61,16 @@ def int8_predictor(quantized: str | Path, engine: str) -> Predictor:
     """Predictor running a `dpupose quantize` folder's DPU part with `engine` (int8-emulated | int8-ort)."""
     from dpupose.eval.dsnt_np import dsnt, flat_softmax
     from dpupose.runtime.base import dequantize_int8, quantize_to_int8
-    from dpupose.runtime.emulator import EmulatorRunner
+    from dpupose.runtime.emulator import EmulatorRunner, QdqOrtRunner
 
     path = Path(quantized) / "dpu_part_qdq.onnx"
     if not path.is_file():
         raise ModelFileError(f"{path} not found; --quantized must be a `dpupose quantize` output folder")
     if engine not in ("int8-emulated", "int8-ort"):
         raise UsageError(f"unknown INT8 engine {engine!r}")
-    runner = EmulatorRunner(path, exact=engine == "int8-emulated")
+    # int8-ort: ONNX Runtime's own arithmetic (ties to even), not the emulator's fast path, which rounds as
+    # the DPU does and would repeat int8-emulated.
+    runner = EmulatorRunner(path) if engine == "int8-emulated" else QdqOrtRunner(path, round_ties_up=False)
     (inp,) = runner.inputs
     (out,) = runner.outputs
 

@@ -126,7 +126,7 @@ def summarize(
         "ort_vs_emulator_logits_lsb": {
             "max": ort_max,
             "mean": ort_sum / max(ort_count, 1),
-            "note": "ONNX Runtime on the same QDQ file: float32 sums, round half to even",
+            "note": "the emulator's fast path: ONNX Runtime on the same QDQ file, ties rounded up as on the DPU",
         },
         "emulator_vs_fake_quant": {"samples": exact_checked, "mismatching_values": exact_mismatch},
         "per_layer": [

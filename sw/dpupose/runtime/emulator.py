@@ -7,12 +7,18 @@ DPU's round-half-up and saturation); the file format is read by `dpupose.runtime
 `onnx` package.
 
 `EmulatorRunner(path, exact=False)` (or `QdqOrtRunner(path)`) runs the same file in ONNX Runtime with the
-same int8 NHWC interface: much faster for large batches, but ONNX Runtime computes in float32 and rounds
-half to even, so its int8 outputs can differ from the DPU by a few LSBs (the measured bound is in
-docs/quantization.md and in each quantize run's summary.json). It runs the QDQ graph as written
-(dequantize, float operator, quantize), with ONNX Runtime's QDQ fusion off: the fused int8 kernels
-depend on the CPU (on x86 without VNNI their 16-bit intermediate sums can saturate, tens of LSBs off),
-the unfused graph gives the same result on every machine.
+same int8 NHWC interface: much faster for large batches. It runs the QDQ graph as written (dequantize,
+float operator, quantize), with ONNX Runtime's QDQ fusion off: the fused int8 kernels depend on the CPU
+(on x86 without VNNI their 16-bit intermediate sums can saturate, tens of LSBs off), the unfused graph
+gives the same result on every machine. ONNX Runtime's QuantizeLinear rounds ties to even where the DPU
+rounds them up; left so, half the ties (one value in 2**(b + 1) in a layer that drops b bits) go one LSB
+down, and over the shipped DPU part's 68 layers 46% of its output values moved, by up to 22 LSB. So the
+graph given to ONNX Runtime adds half a step of its value's grid before each of those QuantizeLinear
+nodes (`tie_offsets`): ties then round up, and nothing else moves. The float32 sums are exact on these
+integer-valued operands, so the fast path matches the DPU's arithmetic except for what ONNX Runtime does
+not model (docs/quantization.md): the add's truncation of an input more than 2 positions finer than the
+other, where the output is more than one bit finer than the coarser input, and a bias two or more bits
+finer than the accumulator (dpupose.runtime.dpu_ops); the shipped model has neither.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ import numpy as np
 from dpupose.errors import DataError
 from dpupose.runtime import dpu_ops
 from dpupose.runtime.base import Runner, TensorInfo
+from dpupose.runtime.onnx_lite import add_input_offsets
 from dpupose.runtime.qdq_graph import Boundary, Program, Step, load_program
+
+FLOAT32_BITS = 24  # significand bits: an offset below the sum's last bit would be lost
 
 
 def _info(b: Boundary) -> TensorInfo:
@@ -87,6 +96,32 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     raise ValueError(f"unknown step kind {step.kind!r}")
 
 
+def _grid(step: Step) -> int:
+    """g: the float value ONNX Runtime quantizes in `step` is a multiple of 2**-g."""
+    if step.kind == "conv":
+        assert step.fp_w is not None
+        g = step.fps_in[0] + step.fp_w
+        if step.fp_b is not None:
+            g = max(g, step.fp_b)
+        return g + 7 if step.act == "leaky" else g  # slope 26/256 = 13/2**7
+    return max(step.fps_in)
+
+
+def tie_offsets(program: Program) -> dict[str, float]:
+    """{QuantizeLinear, by its int8 output: half the grid step of the value it rounds}. A value on the grid
+    2**-g plus 2**-(g+1) lies strictly between it and the next one: a tie (k + 1/2 output steps) rounds up
+    whatever the rounding rule, every other value as it did. Steps whose grid is no finer than the output
+    have no ties; where the offset would fall below float32's precision at the output's saturation bound,
+    none is added (those ties stay rounded to even)."""
+    offsets = {}
+    for step in program.steps:
+        g = _grid(step)
+        bits = g - step.fp_out  # fractional bits of the value in output steps
+        if bits > 0 and bits + 1 + 8 <= FLOAT32_BITS:  # |value| < 2**8 steps where it matters
+            offsets[step.out] = 2.0 ** -(g + 1)
+    return offsets
+
+
 class EmulatorRunner(Runner):
     """Bit-accurate DPU emulator for a QDQ ONNX DPU subgraph (see the module docstring)."""
 
@@ -135,13 +170,16 @@ class EmulatorRunner(Runner):
 
 
 class QdqOrtRunner(Runner):
-    """The same QDQ file in ONNX Runtime, behind the DPU runners' int8 NHWC interface (not bit-exact)."""
+    """The same QDQ file in ONNX Runtime, behind the DPU runners' int8 NHWC interface, ties rounded up as
+    the DPU does (bit-exact but for what the module docstring lists); with round_ties_up=False the file as
+    it is (ONNX Runtime's ties to even: what a CPU running the QDQ model computes)."""
 
     def __init__(
         self,
         path_or_model: str | Path | bytes | object,
         program: Program | None = None,
         providers: list[str] | None = None,
+        round_ties_up: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -151,7 +189,9 @@ class QdqOrtRunner(Runner):
         elif isinstance(path_or_model, (bytes, bytearray)):
             model = bytes(path_or_model)
         else:
-            model = str(path_or_model)
+            model = Path(path_or_model).read_bytes()  # load_program read it: it is there
+        if round_ties_up:
+            model = add_input_offsets(model, tie_offsets(self.program))  # the DPU's rounding (module docstring)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         # Basic optimizations fold the weights' DequantizeLinear into float constants but leave the QDQ

@@ -6,6 +6,9 @@ Only what a runner needs is decoded: the graph's nodes (op_type, inputs, outputs
 graph inputs/outputs with their shapes, and the opset. External data, sparse initializers and sub-graphs are
 not supported (a DPU subgraph has none); they raise ModelFileError.
 
+`add_input_offsets` writes one edit back: a float32 constant added to the first input of named nodes (an
+Add node each), every other field copied as it was read.
+
 Field numbers follow onnx/onnx.proto3 (ModelProto.graph = 7, GraphProto.node = 1, .initializer = 5,
 .input = 11, .output = 12; NodeProto.input = 1, .output = 2, .name = 3, .op_type = 4, .attribute = 5,
 .domain = 7; AttributeProto.name = 1, .f = 2, .i = 3, .s = 4, .t = 5, .floats = 7, .ints = 8, .type = 20;
@@ -16,6 +19,7 @@ TensorProto.dims = 1, .data_type = 2, .float_data = 4, .int32_data = 5, .int64_d
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,3 +327,71 @@ def load_model(path_or_bytes: str | Path | bytes) -> Graph:
         # Name the file: "truncated ONNX protobuf" alone does not say which of a plan's files is damaged.
         damaged = "; the file is damaged or not ONNX" if "ONNX protobuf" in str(exc) else ""
         raise ModelFileError(f"{path}: {exc}{damaged}") from None
+
+
+def _enc_varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if not v:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def _enc_field(num: int, wt: int, val: Any) -> bytes:
+    """One field as _fields decoded it, encoded again (varint values are the unsigned ones it read)."""
+    key = _enc_varint(num << 3 | wt)
+    if wt == 0:
+        return key + _enc_varint(val)
+    if wt == 2:
+        return key + _enc_varint(len(val)) + bytes(val)
+    return key + bytes(val)  # fixed 64 / 32 bits
+
+
+def offset_names(node_output: str) -> tuple[str, str]:
+    """(the constant's initializer, the sum) that add_input_offsets makes for the node of that output."""
+    return f"{node_output}/offset", f"{node_output}/input_plus_offset"
+
+
+def _graph_with_offsets(buf: bytes, offsets: Mapping[str, float]) -> bytes:
+    out = bytearray()
+    constants = []
+    for num, wt, val in _fields(buf):
+        node = _fields(val) if num == 1 else []
+        outputs = [v.decode() for n, _w, v in node if n == 2]
+        inputs = [v for n, _w, v in node if n == 1]
+        if not outputs or outputs[0] not in offsets or not inputs:
+            out += _enc_field(num, wt, val)
+            continue
+        const, total = offset_names(outputs[0])
+        add = [
+            (1, 2, inputs[0]),
+            (1, 2, const.encode()),
+            (2, 2, total.encode()),
+            (3, 2, total.encode()),
+            (4, 2, b"Add"),
+        ]
+        out += _enc_field(1, 2, b"".join(_enc_field(*f) for f in add))  # just before the node: still in order
+        first = next(i for i, f in enumerate(node) if f[0] == 1)
+        node[first] = (1, 2, total.encode())
+        out += _enc_field(1, 2, b"".join(_enc_field(*f) for f in node))
+        constants.append((const, offsets[outputs[0]]))
+    for name, value in constants:
+        scalar = _enc_field(2, 0, 1) + _enc_field(8, 2, name.encode()) + _enc_field(9, 2, struct.pack("<f", value))
+        out += _enc_field(5, 2, scalar)  # a float32 scalar initializer
+    return bytes(out)
+
+
+def add_input_offsets(data: bytes, offsets: Mapping[str, float]) -> bytes:
+    """The serialized model `data` where each node whose first output is named in `offsets` reads its first
+    input plus that float32 constant (an Add node just before it; names from offset_names). Other readers
+    of that input, and every other field, are as they were."""
+    try:
+        return b"".join(
+            _enc_field(num, wt, _graph_with_offsets(val, offsets) if num == 7 else val)
+            for num, wt, val in _fields(data)
+        )
+    except (UnicodeDecodeError, struct.error, ValueError) as exc:
+        raise ModelFileError(f"cannot decode ONNX model ({exc}); the file is corrupt or not ONNX") from exc
