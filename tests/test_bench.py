@@ -20,6 +20,7 @@ from dpupose.eval.evaluate import iter_batches
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.quant.pipeline import QuantizeConfig, quantize
 from dpupose.split.partition import SplitOptions, split_model
+from dpupose.split.plan import load_plan
 
 N = 6
 
@@ -246,7 +247,12 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     assert {c["config"] for c in doc["configurations"]} >= {"u96v2-b1600-pynq", "u96v2-b512"}
     md = (out / "report.md").read_text()
     assert "exact" in md and "fast path" in md and "predicted" in md
-    assert np.isfinite(doc["images"]["exact_vs_fast_max_coord_diff"])
+    cmp = doc["images"]["exact_vs_fast"]
+    assert np.isfinite(cmp["max_coord_diff"]) and cmp["max_coord_diff"] >= cmp["mean_coord_diff"] >= 0
+    # every value of the DPU subgraphs' outputs, on both frames
+    dpu = [t for sg in load_plan(tmp_path / doc["plan"]).subgraphs if sg.is_dpu for t in sg.outputs]
+    assert cmp["dpu_values"] == 2 * sum(int(np.prod(t.shape[1:])) for t in dpu) > 0
+    assert "fast path" in md and ("give the same DPU outputs" in md or "int8 values (" in md)
     # A second run reuses the cached quantized model and plan.
     cached = sorted(p.name for p in (tmp_path / "build" / "cache" / "quantized").iterdir())
     assert demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "1",

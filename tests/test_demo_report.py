@@ -19,7 +19,14 @@ def doc(n_images: int) -> dict:
             "images": [f"{i}.jpg" for i in range(n_images)],
             "exact_seconds_per_frame": 0.25,
             "fast_seconds_per_frame": 0.012,
-            "exact_vs_fast_max_coord_diff": 0.0031,
+            "exact_vs_fast": {
+                "max_coord_diff": 0.0,
+                "mean_coord_diff": 0.0,
+                "max_at": {"sample": 0, "joint": "r_ankle"},
+                "dpu_values": 401408,
+                "dpu_values_differing": 0,
+                "dpu_max_lsb": 0,
+            },
             "montage": "montage.jpg",
         },
         "configurations": [
@@ -59,6 +66,53 @@ def test_the_sample_count_reads_as_written(n, said):
     assert "| u96v2-b1600-pynq | yes | - | 8.27 | 3.57 | 120.9 | - |" in text
     # A configuration that does not fit says why (the row gave only "no").
     assert "| u96v2-b2304-dsphigh | no: DSP 438 > 360 available | - | 7.25 |" in text
+
+
+def test_the_exact_vs_fast_comparison_says_how_much_differs_and_where():
+    plan = SimpleNamespace(metadata={}, fingerprint="0x1", subgraphs=[])
+    d = doc(4)
+    same = _markdown(d, plan, "table", [])
+    assert (
+        "The same frames through the emulator's fast path (ONNX Runtime's QDQ arithmetic, ties rounded up as the "
+        "DPU does, 0.012 s per frame) give the same DPU outputs (all 401,408 int8 values) and the same keypoints."
+    ) in same
+    d["images"]["exact_vs_fast"] = {
+        "max_coord_diff": 0.2755,
+        "mean_coord_diff": 0.0475,
+        "max_at": {"sample": 3, "joint": "l_elbow"},
+        "dpu_values": 401408,
+        "dpu_values_differing": 183456,
+        "dpu_max_lsb": 22,
+    }
+    text = _markdown(d, plan, "table", [])
+    assert (
+        "differ in 183,456 of the DPU's 401,408 int8 values (45.70%, by at most 22 LSB), and the keypoints by "
+        "0.0475 on average and at most 0.2755 (joint l_elbow of sample 3) in normalized coordinates"
+    ) in text
+
+
+def test_exact_vs_fast_figures():
+    import numpy as np
+
+    from dpupose.demo import exact_vs_fast
+
+    a = [SimpleNamespace(index=i, coords=np.zeros((16, 2), np.float32)) for i in range(2)]
+    b = [SimpleNamespace(index=i, coords=np.zeros((16, 2), np.float32)) for i in range(2)]
+    b[1].coords[14, 0] = 0.5
+    b[0].coords[2, 1] = -0.1
+    dpu_a = [np.zeros((1, 2, 2, 4), np.int8), np.zeros((1, 2, 2, 4), np.int8)]
+    dpu_b = [np.zeros((1, 2, 2, 4), np.int8), np.full((1, 2, 2, 4), -128, np.int8)]
+    dpu_b[0][0, 0, 0, 0] = 127
+    dpu_b[1][0, 1, 1, :2] = 0
+    got = exact_vs_fast(a, b, dpu_a, dpu_b)
+    assert got == {
+        "max_coord_diff": 0.5,
+        "mean_coord_diff": pytest.approx(0.6 / 64),
+        "max_at": {"sample": 1, "joint": "l_elbow"},
+        "dpu_values": 32,
+        "dpu_values_differing": 1 + 14,
+        "dpu_max_lsb": 128,  # int8 differences taken in int64: -128 vs 0 is 128 LSB, no wrap-around
+    }
 
 
 def test_an_output_folder_the_file_system_refuses_is_one_line(capsys, small_fs):

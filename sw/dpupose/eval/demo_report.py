@@ -98,6 +98,26 @@ def _plots(out: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
     return made
 
 
+def _exact_vs_fast(img: dict[str, Any]) -> str:
+    """The sentence that says how far the fast emulator's results are from the exact one's."""
+    cmp = img["exact_vs_fast"]
+    fast = (
+        "the emulator's fast path (ONNX Runtime's QDQ arithmetic, ties rounded up as the DPU does, "
+        f"{img['fast_seconds_per_frame']:.3f} s per frame)"
+    )
+    values = f"{cmp['dpu_values']:,} int8 values"
+    if cmp["dpu_values_differing"] == 0 and cmp["max_coord_diff"] == 0:
+        return f"The same frames through {fast} give the same DPU outputs (all {values}) and the same keypoints."
+    where = cmp["max_at"]
+    return (
+        f"The same frames through {fast} differ in {cmp['dpu_values_differing']:,} of the DPU's {values} "
+        f"({cmp['dpu_values_differing'] / max(cmp['dpu_values'], 1):.2%}, by at most {cmp['dpu_max_lsb']} LSB), "
+        f"and the keypoints by {cmp['mean_coord_diff']:.4f} on average and at most {cmp['max_coord_diff']:.4f} "
+        f"(joint {where['joint']} of sample {where['sample']}) in normalized coordinates, which span [-1, 1]: "
+        "docs/quantization.md says what the fast path does not model."
+    )
+
+
 def _markdown(doc: dict[str, Any], plan: Any, table: str, plots: list[tuple[str, str]]) -> str:
     pred = plan.metadata.get("predicted", {})
     img = doc["images"]
@@ -120,17 +140,16 @@ def _markdown(doc: dict[str, Any], plan: Any, table: str, plots: list[tuple[str,
         "",
         f"{len(img['images'])} synthetic validation crop{'' if len(img['images']) == 1 else 's'} through "
         "`dpupose.runtime` with the **exact** DPU emulator "
-        f"({img['exact_seconds_per_frame']:.2f} s per frame on this host); the same frames with the emulator's fast "
-        f"path (ONNX Runtime QDQ, {img['fast_seconds_per_frame']:.3f} s per frame) differ by at most "
-        f"{img['exact_vs_fast_max_coord_diff']:.4f} in normalized coordinates.",
+        f"({img['exact_seconds_per_frame']:.2f} s per frame on this host). " + _exact_vs_fast(img),
         "",
         f"![annotated samples]({img['montage']})",
         "",
         "## The study's table on this machine",
         "",
-        "Accuracy uses the emulator's **fast path** (ONNX Runtime's QDQ arithmetic, not bit-exact; the exact "
-        "emulator is used for the images above); host FPS is measured here with the fast path standing in for "
-        "the DPU; board FPS is **predicted** (DPU performance model + Cortex-A53 model).",
+        "Accuracy uses the emulator's **fast path** (ONNX Runtime's QDQ arithmetic with the DPU's rounding; the "
+        "exact emulator is used for the images above, and the fast path is compared with it there); host FPS is "
+        "measured here with the fast path standing in for the DPU; board FPS is **predicted** (DPU performance "
+        "model + Cortex-A53 model).",
         "",
         "```",
         table,
