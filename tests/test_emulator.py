@@ -233,3 +233,26 @@ def test_ort_fast_path_misses_an_add_truncation_below_the_output_step(tmp_path):
     for name in ("c1_int8", "dw_int8", "pw_int8"):
         np.testing.assert_array_equal(layers[name], env[name], err_msg=name)
     assert _lsb(layers["add_int8"], env["add_int8"]).max() == 1
+
+
+def test_ort_fast_path_rounds_an_add_with_leaky_relu_as_the_dpu(tmp_path):
+    # LeakyReLU multiplies by 13/2**7 after an add as after a conv: the value ONNX Runtime quantizes lies on
+    # a grid 7 bits finer than the add's inputs, and half a step of the inputs' grid would move values that
+    # are no ties (up to 7 LSB downstream).
+    graph, fix = small_graph()
+    graph.ops[3] = AddOp("add", "c1", "pw", "leaky")
+    fix.activations["pw"] = 5  # one position from c1's 4: the add aligns exactly, as ONNX Runtime adds
+    path = tmp_path / "leaky_add.onnx"
+    onnx.save(qdq_model(graph, fix), path)
+    exact = EmulatorRunner(path)
+    assert tie_offsets(exact.program)["add_int8"] == 2.0 ** -(5 + 7 + 1)
+    from dpupose.quant.compare import ort_trace
+
+    feeds = _feed(_image(16, seed=3))
+    env = exact.trace(feeds)
+    assert (env["add_int8"] < 0).mean() > 0.02  # the leaky slope is used
+    patched = tmp_path / "fast.onnx"
+    patched.write_bytes(add_input_offsets(path.read_bytes(), tie_offsets(exact.program)))
+    for name, arr in ort_trace(patched, feeds, {"image": 5}).items():
+        np.testing.assert_array_equal(arr, env[name], err_msg=name)
+    np.testing.assert_array_equal(EmulatorRunner(path, exact=False).run(feeds)["logits"], env["logits_int8"])

@@ -103,8 +103,9 @@ def _grid(step: Step) -> int:
         g = step.fps_in[0] + step.fp_w
         if step.fp_b is not None:
             g = max(g, step.fp_b)
-        return g + 7 if step.act == "leaky" else g  # slope 26/256 = 13/2**7
-    return max(step.fps_in)
+    else:
+        g = max(step.fps_in)
+    return g + 7 if step.act == "leaky" else g  # slope 26/256 = 13/2**7 (after a conv or an add)
 
 
 def tie_offsets(program: Program) -> dict[str, float]:
