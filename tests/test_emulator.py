@@ -256,3 +256,30 @@ def test_ort_fast_path_rounds_an_add_with_leaky_relu_as_the_dpu(tmp_path):
     for name, arr in ort_trace(patched, feeds, {"image": 5}).items():
         np.testing.assert_array_equal(arr, env[name], err_msg=name)
     np.testing.assert_array_equal(EmulatorRunner(path, exact=False).run(feeds)["logits"], env["logits_int8"])
+
+
+def test_ort_fast_path_rounds_ties_of_a_layer_that_drops_16_bits(tmp_path):
+    # The logits' leaky conv: d2s (4) + weights (10) - output (5) = 9 bits dropped, 16 for its negative
+    # values (slope 13/2**7). Only |value| < 2**7 output steps matter (beyond, the output saturates
+    # whatever the rounding): a value there plus 2**-17 steps takes 7 + 16 + 1 = 24 bits, float32's
+    # significand, so the offset is exact and the positive values' ties (one in 2**9) round up too.
+    graph, fix = small_graph()
+    fix.weights["logits"] = 10
+    fix.biases["logits"] = 12
+    path = tmp_path / "fine_logits.onnx"
+    onnx.save(qdq_model(graph, fix), path)
+    exact = EmulatorRunner(path)
+    (step,) = (s for s in exact.program.steps if s.out == "logits_int8")
+    assert (step.fps_in[0] + step.fp_w + 7 - step.fp_out, step.act) == (16, "leaky")
+    assert tie_offsets(exact.program)["logits_int8"] == 2.0 ** -(4 + 10 + 7 + 1)
+    feeds = _feed(_image(64, seed=11))
+    want = exact.run(feeds)["logits"]
+    np.testing.assert_array_equal(EmulatorRunner(path, exact=False).run(feeds)["logits"], want)
+    # Not vacuous: without that one offset, ties of the layer go to even.
+    from dpupose.quant.compare import ort_trace
+
+    offsets = tie_offsets(exact.program)
+    del offsets["logits_int8"]
+    patched = tmp_path / "fast.onnx"
+    patched.write_bytes(add_input_offsets(path.read_bytes(), offsets))
+    assert _lsb(ort_trace(patched, feeds, {"image": 5})["logits_int8"], want).max() == 1

@@ -112,13 +112,14 @@ def tie_offsets(program: Program) -> dict[str, float]:
     """{QuantizeLinear, by its int8 output: half the grid step of the value it rounds}. A value on the grid
     2**-g plus 2**-(g+1) lies strictly between it and the next one: a tie (k + 1/2 output steps) rounds up
     whatever the rounding rule, every other value as it did. Steps whose grid is no finer than the output
-    have no ties; where the offset would fall below float32's precision at the output's saturation bound,
-    none is added (those ties stay rounded to even)."""
+    have no ties. Only values below 2**7 output steps matter (from there on the output saturates whatever
+    the rounding); where such a value plus the offset does not fit float32's significand, none is added
+    (those ties stay rounded to even)."""
     offsets = {}
     for step in program.steps:
         g = _grid(step)
         bits = g - step.fp_out  # fractional bits of the value in output steps
-        if bits > 0 and bits + 1 + 8 <= FLOAT32_BITS:  # |value| < 2**8 steps where it matters
+        if bits > 0 and 7 + bits + 1 <= FLOAT32_BITS:  # |value| < 2**7 steps, on a grid 2**-(bits + 1)
             offsets[step.out] = 2.0 ** -(g + 1)
     return offsets
 
