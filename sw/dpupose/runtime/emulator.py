@@ -15,7 +15,8 @@ rounds them up; left so, half the ties (one value in 2**(b + 1) in a layer that 
 down, and over the shipped DPU part's 68 layers 46% of its output values moved, by up to 22 LSB. So the
 graph given to ONNX Runtime adds half a step of its value's grid before each of those QuantizeLinear
 nodes (`tie_offsets`): ties then round up, and nothing else moves. The float32 sums are exact on these
-integer-valued operands, so the fast path matches the DPU's arithmetic except for what ONNX Runtime does
+integer-valued operands while they stay within float32's 24-bit significand (the shipped model's reach
+about 2% of that), so the fast path matches the DPU's arithmetic except for what ONNX Runtime does
 not model (docs/quantization.md): the add's truncation of an input more than 2 positions finer than the
 other, where the output is more than one bit finer than the coarser input, and a bias two or more bits
 finer than the accumulator (dpupose.runtime.dpu_ops); the shipped model has neither.
