@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,14 @@ def _naming(exc: OSError, tmp: str | Path, path: str | Path) -> OSError:
     return renamed
 
 
+def _raise_naming(exc: OSError, tmp: str | Path, path: str | Path) -> NoReturn:
+    """Raise `exc` (being handled) with the names the user knows (_naming)."""
+    renamed = _naming(exc, tmp, path)
+    if renamed is exc:
+        raise exc
+    raise renamed from None
+
+
 def free_space(path: str | Path) -> str:
     """The space left to an unprivileged user on the file system of `path` (or of its nearest existing
     parent), e.g. '1.2 MB'; '?' when it cannot be read."""
@@ -153,10 +161,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     except OSError as exc:
-        renamed = _naming(exc, tmp, path)
-        if renamed is exc:
-            raise
-        raise renamed from None
+        _raise_naming(exc, tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -207,10 +212,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            renamed = _naming(exc, tmp, path)
-            if renamed is exc:
-                raise
-            raise renamed from None
+            _raise_naming(exc, tmp, path)
         umask = os.umask(0)
         os.umask(umask)
         entries = [tmp, *tmp.rglob("*")]
