@@ -321,6 +321,14 @@ def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, m
     out = tmp_path / "out.img"
     running = tmp_path / ".out.img.1.partial"  # another stage's copy: PID 1 is always running
     running.write_bytes(b"being written")
+    # Earlier versions' one shared copy: removed once it has not changed for 10 minutes, not while it may
+    # still be written.
+    unnumbered = tmp_path / ".out.img.partial"
+    unnumbered.write_bytes(b"an earlier version's copy")
+    os.utime(unnumbered, (0, os.stat(unnumbered).st_mtime - stagemod.STALE_UNNUMBERED_SECONDS + 60))
+    stagemod._remove_stale_partials(out)
+    assert unnumbered.exists()
+    os.utime(unnumbered, (0, os.stat(unnumbered).st_mtime - 120))
     killed = tmp_path / ".out.img.999999999.partial"  # a killed stage's: no such process
     killed.write_bytes(b"left behind")
     copies = []

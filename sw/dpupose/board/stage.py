@@ -12,11 +12,14 @@ image's xilinx user), the systemd unit and its multi-user.target.wants link. On 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
+import stat
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -121,9 +124,18 @@ def stage(
         return StageReport(dest, manifest, payload.verdict, **done)
 
 
+STALE_UNNUMBERED_SECONDS = 600
+
+
 def _remove_stale_partials(dest: Path) -> None:
     """Remove the `.NAME.PID.partial` copies that a killed stage (PID no longer running) left beside
-    `dest`: each is as large as the image."""
+    `dest`: each is as large as the image. A `.NAME.partial` (the name earlier versions gave every stage's copy,
+    which no stage now writes) goes too once it has not changed for STALE_UNNUMBERED_SECONDS."""
+    unnumbered = dest.with_name(f".{dest.name}.partial")
+    with contextlib.suppress(OSError):
+        st = unnumbered.lstat()
+        if stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > STALE_UNNUMBERED_SECONDS:
+            unnumbered.unlink()
     for old in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
         pid = old.name[len(dest.name) + 2 : -len(".partial")]
         if not pid.isdigit() or not old.is_file() or old.is_symlink():
