@@ -59,25 +59,33 @@ def _fsync_all(paths: Sequence[Path], shown: str | Path) -> None:
             pass
 
 
+def left_by_dead_process(pid: str) -> bool:
+    """Whether a temporary named after process `pid` (decimal text) is stale: that process is not running,
+    or is this one (whose own temporaries exist only inside the call that makes them; a dead process can
+    have had this PID, as a container's processes get the same small PIDs at every start). Text that is no
+    PID: False."""
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # running, as another user's process
+        return False
+    return False
+
+
 def _remove_stale_old(path: Path) -> None:
     """Remove `.NAME.old-PID` folders that atomic_dir left beside `path` when a process was killed between
     putting the new folder in place and removing the old one (PID no longer running); one left by a kill
     between moving the earlier folder aside and putting the new one in place (no `path`) is put back. One with this
-    process's PID is stale as well: atomic_dir's own exists only inside its call, and a dead process can
-    have had this PID (a container's processes get the same small PIDs at every start); left there, it
-    would stop this write, whose rename of the earlier folder to that name fails (not empty)."""
+    process's PID is stale as well (left_by_dead_process): left there, it would stop this write, whose rename
+    of the earlier folder to that name fails (not empty)."""
     for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
-        pid = old.name.rpartition("-")[2]
-        if not pid.isdigit() or not old.is_dir() or old.is_symlink():
+        if not left_by_dead_process(old.name.rpartition("-")[2]) or not old.is_dir() or old.is_symlink():
             continue
-        if int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # running
-            except ProcessLookupError:
-                pass
-            except OSError:  # running, as another user's process
-                continue
         if not os.path.lexists(path):
             # Killed between its two renames: the earlier folder was moved aside and no new one is in
             # place. It goes back, so that a failure of this write leaves it as it was.

@@ -32,6 +32,7 @@ from dpupose.board.partitions import PynqLayout, find_pynq_partitions
 from dpupose.board.tools import require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script
 from dpupose.errors import ArtifactError, DpuposeError, ImageError, UsageError
+from dpupose.fsio import left_by_dead_process
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +139,8 @@ def _remove_stale_partials(dest: Path) -> None:
             unnumbered.unlink()
     for old in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
         pid = old.name[len(dest.name) + 2 : -len(".partial")]
-        if not pid.isdigit() or not old.is_file() or old.is_symlink():
-            continue
-        if int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                continue  # running
-            except ProcessLookupError:
-                pass
-            except OSError:  # running, as another user's process
-                continue
-        old.unlink(missing_ok=True)
+        if left_by_dead_process(pid) and old.is_file() and not old.is_symlink():
+            old.unlink(missing_ok=True)
 
 
 def _check_destination(dest: Path, info) -> None:
