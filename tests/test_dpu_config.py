@@ -170,3 +170,16 @@ def test_hw_dir_override_and_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(HW_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=f"no hw/ folder.*{HW_DIR_ENV}"):
         list_configs()
+
+
+def test_hw_dir_is_the_one_the_package_carries(tmp_path, monkeypatch):
+    """In the checkout, the package's resources/hw is the repository's hw/ (a wheel carries a copy:
+    tests/test_package.py); missing, the error says to reinstall."""
+    from dpupose.dpu import paths
+
+    monkeypatch.delenv(HW_DIR_ENV, raising=False)
+    assert hw_dir() == Path(__file__).resolve().parents[1] / "hw"
+    monkeypatch.setattr(paths, "packaged_hw_dir", lambda: tmp_path / "gone")
+    message = f"hw/ folder .* is missing at .*gone: reinstall dpupose, or set {HW_DIR_ENV}"
+    with pytest.raises(ConfigError, match=message):
+        list_configs()

@@ -1,8 +1,9 @@
-"""Where the host tooling finds the repository's hw/ folder (board records, DPU configurations).
+"""Where the host tooling finds the repository's hw/ folder (board records, DPU configurations, the
+performance model's tables, the Tcl scripts of the hardware build).
 
-Host tools read hw/ from the repository checkout: the package is installed editable from the repository
-root, so ``sw/dpupose/dpu/paths.py`` -> ``parents[3]`` is that root. ``DPUPOSE_HW_DIR`` overrides it
-(for an installed wheel or a test tree). The board runtime never needs hw/.
+The package carries hw/ as ``dpupose/resources/hw``: in the checkout a link to the repository's hw/, in
+a wheel a copy of it, so an installed wheel has the same tables as the checkout it was built from.
+``DPUPOSE_HW_DIR`` overrides it (another hw/ folder, a test tree). The board runtime never needs hw/.
 """
 
 from __future__ import annotations
@@ -27,15 +28,24 @@ def shipped_model() -> Path:
     return relative if relative.is_file() else repo_root() / relative
 
 
+def packaged_hw_dir() -> Path:
+    """hw/ as the package carries it (resolved: in the checkout, the repository's hw/ itself)."""
+    return Path(__file__).resolve().parents[1].joinpath("resources", "hw").resolve()
+
+
 def hw_dir() -> Path:
-    """The hw/ folder: $DPUPOSE_HW_DIR if set, else <repo>/hw. Raises ConfigError if it is missing."""
+    """The hw/ folder: $DPUPOSE_HW_DIR if set, else the package's. Raises ConfigError if it is missing."""
     override = os.environ.get(HW_DIR_ENV)
-    path = Path(override) if override else repo_root() / "hw"
+    path = Path(override) if override else packaged_hw_dir()
     if not (path / "dpu" / "configs").is_dir() or not (path / "boards").is_dir():
-        where = f"${HW_DIR_ENV}={override}" if override else str(path)
+        if override:
+            raise ConfigError(
+                f"no hw/ folder with dpu/configs/ and boards/ at ${HW_DIR_ENV}={override}; set {HW_DIR_ENV} to "
+                "a hw/ folder of the repository, or unset it to use the one dpupose carries"
+            )
         raise ConfigError(
-            f"no hw/ folder with dpu/configs/ and boards/ at {where}; run from a checkout of the "
-            f"repository (pip install -e .) or set {HW_DIR_ENV} to its hw/ folder"
+            f"dpupose's hw/ folder (DPU configurations, board records) is missing at {path}: reinstall dpupose, "
+            f"or set {HW_DIR_ENV} to a hw/ folder of the repository"
         )
     return path
 

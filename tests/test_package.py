@@ -1,0 +1,58 @@
+"""The package as a user installs it: what its wheel carries, and host tools run from the wheel alone
+(no checkout on the path, run from another folder)."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    from dpupose.board.wheel import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The wheel unpacked as pip would into site-packages."""
+    site = tmp_path_factory.mktemp("site")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    return site
+
+
+def run_installed(site: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DPUPOSE_HW_DIR", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(site)
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_wheel_carries_the_repositorys_hw_folder(wheel):
+    """DPU configurations, board records, the performance model's tables and the hardware build's Tcl:
+    every file of hw/, byte for byte."""
+    hw = ROOT / "hw"
+    files = [p for p in hw.rglob("*") if p.is_file()]
+    expected = {f"dpupose/resources/hw/{p.relative_to(hw).as_posix()}": p.read_bytes() for p in files}
+    assert {"dpupose/resources/hw/dpu/perf/calibration.csv", "dpupose/resources/hw/tcl/platform.tcl"} <= set(expected)
+    with zipfile.ZipFile(wheel) as zf:
+        carried = {n: zf.read(n) for n in zf.namelist() if n.startswith("dpupose/resources/hw/")}
+    assert carried == expected
+
+
+def test_host_tools_run_from_the_installed_wheel(installed, tmp_path):
+    found = run_installed(installed, "-c", "from dpupose.dpu.paths import hw_dir; print(hw_dir())", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == installed / "dpupose" / "resources" / "hw"
+    argv = ("-m", "dpupose", "dpu", "fit", "--config", "u96v2-b1600-pynq", "--json")
+    fit = run_installed(installed, *argv, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    report = json.loads(fit.stdout)
+    assert report["config"] == "u96v2-b1600-pynq" and report["board"] == "ultra96v2" and report["fits"] is True
