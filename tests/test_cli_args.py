@@ -322,6 +322,47 @@ def test_an_unwritable_output_fails_before_the_work(capsys, monkeypatch):
     assert "--engine native does not use it" in capsys.readouterr().err
 
 
+MISSING_MODULE = "import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(','))); from dpupose.cli import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("missing", "line", "names"),
+    [
+        ("torch", "train --data synthetic --epochs 1 --out {out}", "dpupose train needs PyTorch (module torch)"),
+        ("torch,onnx", f"quantize --checkpoint {CKPT} --out {{out}}", "dpupose quantize needs"),
+        ("cv2", "data synth --out {out} --num-train 0 --num-valid 1", "dpupose data needs OpenCV (module cv2)"),
+        ("cv2", f"run --plan {PLAN} --source {PLAN} --backend cpu --out {{out}}", "dpupose run needs OpenCV"),
+    ],
+)
+def test_a_command_without_its_host_package_says_what_to_install(tmp_path, missing, line, names):
+    """A base install (`pip install dpupose`: the board's packages) has no torch, onnx or OpenCV: a command that
+    needs one says on one line what to install, not a ModuleNotFoundError traceback, and writes nothing."""
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", MISSING_MODULE, missing, *line.format(out=out).split()]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"dpupose: error: {names}") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "pip install 'dpupose[host]'" in proc.stderr
+    assert ("pip install opencv-python-headless" in proc.stderr) == (missing == "cv2")
+    assert not out.exists()
+
+
+def test_a_missing_module_that_no_extra_provides_keeps_its_traceback(monkeypatch):
+    """Only the host packages are named: another missing module is a broken installation, shown as it is."""
+
+    def needs(module):
+        def run(args):
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+        return run
+
+    monkeypatch.setattr("dpupose.commands.deploy.run", needs("yaml"))
+    with pytest.raises(ModuleNotFoundError, match="yaml"):
+        main(["deploy", "--host", "pynq", "--overlay", "o", "--model", "m"])
+    monkeypatch.setattr("dpupose.commands.deploy.run", needs("scipy"))
+    assert main(["deploy", "--host", "pynq", "--overlay", "o", "--model", "m"]) == 2
+
+
 def test_eval_refuses_a_quantized_folder_it_would_ignore(tmp_path, capsys):
     assert (
         main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "synthetic", "--quantized", str(tmp_path)]) == 2

@@ -40,6 +40,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# What a base install (`pip install dpupose`: the board's packages) lacks, by module: the host extra's
+# packages, and OpenCV, which the board has from its image. A command that imports one says what to install.
+HOST_MODULES = {"torch": "PyTorch", "onnx": "onnx", "scipy": "SciPy", "matplotlib": "Matplotlib", "cv2": "OpenCV"}
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (what is wrong, and where the usage is) instead of the usage
     text followed by the error; subcommand parsers are of this class too."""
@@ -98,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except ModuleNotFoundError as exc:
+        if exc.name not in HOST_MODULES or args.verbose:
+            raise
+        print(f"dpupose: error: {missing_module_line(args.command, exc.name)}", file=sys.stderr)
+        return 2
     except OSError as exc:
         # A file system refusal (permission, disk full, read-only, a missing parent) that no check foresaw:
         # one line naming the path, as for any other bad input; --verbose keeps the traceback.
@@ -130,6 +140,14 @@ def _raise_on_sigterm():
         return None
     _MAIN_PID = os.getpid()
     return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def missing_module_line(command: str, module: str) -> str:
+    """'dpupose train needs PyTorch (module torch), which is not installed: ...' with what to install."""
+    fix = "install dpupose with its host extra: pip install 'dpupose[host]'"
+    if module == "cv2":
+        fix = f"pip install opencv-python-headless, or {fix}"
+    return f"dpupose {command} needs {HOST_MODULES[module]} (module {module}), which is not installed: {fix}"
 
 
 def os_error_line(exc: OSError) -> str:
