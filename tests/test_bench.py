@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -268,6 +269,25 @@ def test_the_demo_runs_the_shipped_plan_for_the_shipped_model(monkeypatch, tmp_p
     assert demo.shipped_plan(demo.DEFAULT_MODEL) == demo.SHIPPED_PLAN
     assert demo.shipped_plan(root / "models" / "dpupose-synth" / "model.pt") == demo.SHIPPED_PLAN
     assert demo.shipped_plan(tmp_path / "model.pt") is None
+
+
+def test_an_installed_package_names_the_shipped_model_as_the_docs_do(monkeypatch, tmp_path, capsys):
+    """A wheel carries no model and has no checkout above it: bench names models/dpupose-synth/model.pt and
+    says where it comes from, not a path inside the Python installation."""
+    from dpupose.dpu import paths
+    from dpupose.eval import bench
+
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path / "lib" / "python3.11")
+    monkeypatch.chdir(tmp_path)
+    assert paths.shipped_model() == Path("models/dpupose-synth/model.pt")
+    monkeypatch.setattr(bench, "DEFAULT_CHECKPOINT", paths.shipped_model())
+    assert main(["bench", "--out", str(tmp_path / "bench.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "dpupose: error: no model to benchmark: models/dpupose-synth/model.pt does not exist (the shipped model "
+        "comes with the repository, not with the installed package: run from a checkout); pass --plan DIR"
+    )
+    assert os.listdir(tmp_path) == []
 
 
 def test_the_shipped_model_is_found_from_any_folder(monkeypatch, tmp_path):

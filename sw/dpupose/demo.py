@@ -64,8 +64,9 @@ def _model(args: argparse.Namespace) -> tuple[Path, str | None]:
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL, None
     note = (
-        f"{DEFAULT_MODEL} is not in this checkout yet: the demo uses a randomly initialised stand-in network "
-        f"({STANDIN}). Its keypoints and accuracy are meaningless; the pipeline, the split and the timings are real."
+        f"{DEFAULT_MODEL} is not here (it comes with the repository, not with the installed package): the demo "
+        f"uses a randomly initialised stand-in network ({STANDIN}). Its keypoints and accuracy are meaningless; "
+        "the pipeline, the split and the timings are real."
     )
     log.warning("%s", note)
     return standin_checkpoint(STANDIN), note

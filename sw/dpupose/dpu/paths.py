@@ -23,9 +23,11 @@ def repo_root() -> Path:
 
 def shipped_model() -> Path:
     """The shipped default model, models/dpupose-synth/model.pt: relative when run from the checkout's root
-    (as the docs write it), else in the checkout this package was installed from."""
+    (as the docs write it), else in the checkout this package was installed from. A wheel does not carry it
+    (nor any checkout): then the relative path, which messages name as the docs do."""
     relative = Path("models") / "dpupose-synth" / "model.pt"
-    return relative if relative.is_file() else repo_root() / relative
+    checkout = repo_root() / relative
+    return checkout if not relative.is_file() and checkout.is_file() else relative
 
 
 def packaged_hw_dir() -> Path:

@@ -33,6 +33,7 @@ from dpupose.errors import DataError, ModelFileError, UsageError
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = shipped_model()
+SHIPPED_WHERE = " (the shipped model comes with the repository, not with the installed package: run from a checkout)"
 EMULATORS = ("exact", "fast")
 ROWS = ("split INT8 DPU + INT8 CPU", "split INT8 DPU + FP32 CPU", "CPU ONNX INT8", "CPU ONNX FP32")
 STUDY = {  # the original study's Ultra96-V2 figures (MPII validation), for reference
@@ -128,7 +129,8 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
         ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
         if not ckpt.is_file():
             raise UsageError(
-                f"no model to benchmark: {ckpt} does not exist; pass --plan DIR, --quantized DIR or --checkpoint PATH"
+                f"no model to benchmark: {ckpt} does not exist{SHIPPED_WHERE if opts.checkpoint is None else ''}; "
+                "pass --plan DIR, --quantized DIR or --checkpoint PATH"
             )
         qdir = quantized(ckpt)
     if not (qdir / "model_qdq.onnx").is_file():
