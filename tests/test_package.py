@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -56,3 +57,23 @@ def test_host_tools_run_from_the_installed_wheel(installed, tmp_path):
     assert fit.returncode == 0, fit.stderr
     report = json.loads(fit.stdout)
     assert report["config"] == "u96v2-b1600-pynq" and report["board"] == "ultra96v2" and report["fits"] is True
+
+
+def test_the_wheel_takes_its_version_from_the_package(wheel, tmp_path):
+    """One version: the wheel's metadata and file name say what `dpupose --version`, the manifests and the
+    staged scripts say (dpupose.__version__), also after it changes."""
+    import dpupose
+    from dpupose.board.wheel import build_wheel
+
+    with zipfile.ZipFile(wheel) as zf:
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert f"\nVersion: {dpupose.__version__}\n" in meta
+    assert wheel.name == f"dpupose-{dpupose.__version__}-py3-none-any.whl"
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "sw" / "dpupose", root / "sw" / "dpupose", ignore=shutil.ignore_patterns("__pycache__"))
+    init = root / "sw" / "dpupose" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{dpupose.__version__}"', '__version__ = "9.8.7"'))
+    assert build_wheel(tmp_path / "out", root=root).name == "dpupose-9.8.7-py3-none-any.whl"
