@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -77,3 +78,26 @@ def test_the_wheel_takes_its_version_from_the_package(wheel, tmp_path):
     init = root / "sw" / "dpupose" / "__init__.py"
     init.write_text(init.read_text().replace(f'__version__ = "{dpupose.__version__}"', '__version__ = "9.8.7"'))
     assert build_wheel(tmp_path / "out", root=root).name == "dpupose-9.8.7-py3-none-any.whl"
+
+
+def test_the_sdist_holds_the_package_and_nothing_else(tmp_path):
+    """What the wheel is built from (the package, hw/ included, its metadata and licence); not the test
+    modules, which setuptools would add by their names and which run only in the repository."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    top = {n for n in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in") if (ROOT / n).is_file()}
+    for name in top:
+        shutil.copy(ROOT / name, root / name)
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(ROOT / "sw" / "dpupose", root / "sw" / "dpupose", ignore=junk)
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__", "data", "fakes"))
+    package = {p.relative_to(root).as_posix() for p in (root / "sw" / "dpupose").rglob("*") if p.is_file()}
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    argv = [sys.executable, "-c", build, str(tmp_path / "dist")]
+    proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(tmp_path / "dist" / proc.stdout.split()[-1]) as tf:
+        names = {m.name.split("/", 1)[1] for m in tf.getmembers() if m.isfile()}
+    meta = {n for n in names if n.startswith("sw/dpupose.egg-info/")}
+    assert "sw/dpupose/resources/hw/dpu/perf/calibration.csv" in package
+    assert names - meta == package | top | {"PKG-INFO", "setup.cfg"}
