@@ -83,3 +83,48 @@ def test_a_plan_without_compiled_xmodels_runs_on_the_cpu_by_default(tmp_path, mo
     # An overlay given is compared with the plan, as `dpupose run` does, without programming the PL.
     with PoseSession(tmp_path / "plan", overlay=tinyplan.make_overlay(tmp_path / "ov")) as session:
         assert session.backend == "cpu" and session.guard.startswith("DPU fingerprints match")
+
+
+def _images(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    return folder
+
+
+def test_each_run_of_a_session_starts_afresh(tmp_path, monkeypatch):
+    """Running the notebook's run cell again, after a whole run or after Ctrl-C, runs MAX_FRAMES frames from
+    the start of the source again (the limit once counted every run's frames: a second run got none, a run
+    after an interrupt at frame k got MAX_FRAMES - k), and its FPS is over its own frames only."""
+    import dpupose.runtime.notebook as notebook
+
+    real_open_source, opened, closed = notebook.open_source, [], []
+
+    def recording_open_source(spec):
+        source = real_open_source(spec)
+        real_close = source.close
+        source.close = lambda: (closed.append(source), real_close())
+        opened.append(source)
+        return source
+
+    monkeypatch.setattr(notebook, "open_source", recording_open_source)
+    tinyplan.write_split_plan(tmp_path / "plan")
+    frames = str(_images(tmp_path / "frames", 4))
+    with notebook.PoseSession(tmp_path / "plan", backend="emulate") as session:
+        first = [r.source for r in session.run(frames, max_frames=3)]
+        assert first == ["0.png", "1.png", "2.png"]
+        assert [r.source for r in session.run(frames, max_frames=3)] == first
+        seen = []
+        with pytest.raises(KeyboardInterrupt):  # the kernel interrupted in the cell's loop
+            for r in session.run(frames, max_frames=3):
+                seen.append(r.source)
+                if len(seen) == 2:
+                    raise KeyboardInterrupt
+        assert seen == first[:2]
+        assert len(opened) == 3 and closed == opened  # the interrupted run's source too (a camera: released)
+        assert [r.source for r in session.run(frames, max_frames=3)] == first
+        assert session.frames == 3 + 3 + 2 + 3  # the total over the runs
+        # One frame gives no rate: the meter holds this run's frame only, not the earlier runs' and the pause.
+        assert len(list(session.run(frames, max_frames=1))) == 1
+        assert session.fps.fps == 0.0

@@ -76,13 +76,18 @@ class PoseSession:
         return "no overlay given: fingerprints not compared" if report is None else report.summary()
 
     def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
+        """Each call is a run of its own: up to `max_frames` frames from the start of `source`, and `fps`
+        measured over this run's frames only (`frames` counts the frames of every run)."""
+        self.fps = FpsMeter()  # not a rate over the pause since an earlier run
+        count = 0
         with open_source(source) as frames:
             for frame in frames:
-                if max_frames is not None and self.frames >= max_frames:
+                if max_frames is not None and count >= max_frames:
                     break
                 result = self.executor.process(frame)
                 result.image = frame.image
                 fps = self.fps.tick()
+                count += 1
                 self.frames += 1
                 annotated = annotate(result, fps)
                 draw_label(annotated, f"backend: {self.backend}", row=1)
