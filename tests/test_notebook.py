@@ -128,3 +128,23 @@ def test_each_run_of_a_session_starts_afresh(tmp_path, monkeypatch):
         # One frame gives no rate: the meter holds this run's frame only, not the earlier runs' and the pause.
         assert len(list(session.run(frames, max_frames=1))) == 1
         assert session.fps.fps == 0.0
+
+
+def test_a_closed_session_says_so(tmp_path):
+    """session.close() twice is safe; running the run cell after it says to load the model again (it raised
+    RuntimeError 'runner is closed' from ONNX Runtime's runner), and a frame limit below 1 is refused as
+    `dpupose run --max-frames` refuses it (it ran no frame, silently)."""
+    from dpupose.errors import UsageError
+    from dpupose.runtime.notebook import PoseSession
+
+    tinyplan.write_split_plan(tmp_path / "plan")
+    frames = str(_images(tmp_path / "frames", 1))
+    session = PoseSession(tmp_path / "plan", backend="cpu")
+    for limit in (0, -1):
+        with pytest.raises(UsageError, match=f"max_frames is {limit}: give at least 1"):
+            next(session.run(frames, max_frames=limit))
+    assert len(list(session.run(frames))) == 1
+    session.close()
+    session.close()
+    with pytest.raises(UsageError, match="this session is closed: load the model again"):
+        next(session.run(frames))

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dpupose.errors import UsageError
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.draw import draw_label
 from dpupose.runtime.executor import SplitExecutor, check_decode
@@ -68,6 +69,7 @@ class PoseSession:
         self.executor = SplitExecutor(self.plan, self.factory.create_all(), decode)
         self.fps = FpsMeter()
         self.frames = 0
+        self._closed = False
 
     @property
     def guard(self) -> str:
@@ -78,6 +80,10 @@ class PoseSession:
     def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
         """Each call is a run of its own: up to `max_frames` frames from the start of `source`, and `fps`
         measured over this run's frames only (`frames` counts the frames of every run)."""
+        if self._closed:
+            raise UsageError("this session is closed: load the model again (a new PoseSession) to run it")
+        if max_frames is not None and max_frames < 1:
+            raise UsageError(f"max_frames is {max_frames}: give at least 1, or None for every frame of the source")
         self.fps = FpsMeter()  # not a rate over the pause since an earlier run
         count = 0
         with open_source(source) as frames:
@@ -97,7 +103,10 @@ class PoseSession:
                 yield result
 
     def close(self) -> None:
-        self.executor.close()
+        """Release the runners; a second call does nothing."""
+        if not self._closed:
+            self._closed = True
+            self.executor.close()
 
     def __enter__(self) -> PoseSession:
         return self
