@@ -28,7 +28,7 @@ def test_notebook_is_registered_the_pynq_way():
 
 
 @pytest.mark.parametrize("decode", ["dsnt", "local"])
-def test_notebook_runs_on_the_host_with_the_emulator(tmp_path, monkeypatch, decode):
+def test_notebook_runs_on_the_host_with_the_emulator(tmp_path, monkeypatch, capsys, decode):
     tinyplan.write_split_plan(tmp_path / "plan")
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -48,6 +48,20 @@ def test_notebook_runs_on_the_host_with_the_emulator(tmp_path, monkeypatch, deco
 
     results = namespace["results"]
     assert len(results) == 2  # MAX_FRAMES stops the camera loop
+    # Where each part ran, as printed: the DPU subgraphs on the emulator here, not on a DPU.
+    printed = capsys.readouterr().out
+    assert "  dpu0       DPU subgraph, runs on CPU (DPU emulator)  (dpu0.onnx)" in printed
+    assert "  head       CPU subgraph, runs on CPU (ONNX Runtime)  (head.onnx)" in printed
+    assert "measured here over 2 frames, backend emulate:" in printed
+    assert [line.split()[0] for line in printed.splitlines() if "ms per frame  on " in line] == [
+        "preprocess",
+        "dpu0",
+        "cpu0",
+        "dpu1",
+        "head",
+        "postprocess",
+    ]
+    assert "ms per frame  on CPU (DPU emulator)" in printed
     assert namespace["session"].backend == "emulate"
     for r in results:
         assert r.keypoints.shape == (16, 2)
@@ -148,3 +162,26 @@ def test_a_closed_session_says_so(tmp_path):
     session.close()
     with pytest.raises(UsageError, match="this session is closed: load the model again"):
         next(session.run(frames))
+
+
+@pytest.mark.parametrize(
+    ("backend", "dpu"), [("vart", "DPU (VART)"), ("emulate", "CPU (DPU emulator)"), ("cpu", "CPU (ONNX Runtime)")]
+)
+def test_where_each_stage_runs(tmp_path, backend, dpu):
+    """The notebook said every DPU subgraph ran 'on DPU' whatever the backend: with cpu, the board's default
+    for the shipped plan, it runs in ONNX Runtime on the Cortex-A53, and its time is no DPU time."""
+    from dpupose.runtime.notebook import runs_on
+
+    plan = tinyplan.write_split_plan(tmp_path / "plan")
+    assert [sg.device for sg in plan.subgraphs] == ["dpu", "cpu", "dpu", "cpu"]
+    got = {
+        stage: runs_on(plan, backend, stage) for stage in ("preprocess", "dpu0", "cpu0", "dpu1", "head", "postprocess")
+    }
+    assert got == {
+        "preprocess": "CPU",
+        "dpu0": dpu,
+        "cpu0": "CPU (ONNX Runtime)",
+        "dpu1": dpu,
+        "head": "CPU (ONNX Runtime)",
+        "postprocess": "CPU",
+    }

@@ -55,6 +55,18 @@ def default_backend(plan: Plan) -> str:
     return resolve_backend(None)
 
 
+def runs_on(plan: Plan, backend: str, stage: str) -> str:
+    """Where a stage (preprocess, a subgraph by name, postprocess) runs on `backend`: a DPU subgraph is on
+    the DPU with vart only (emulate and cpu run it on this machine's CPU), so that times are read for what
+    they measure."""
+    sg = next((sg for sg in plan.subgraphs if sg.name == stage), None)
+    if sg is None:
+        return "CPU"
+    if not sg.is_dpu:
+        return "CPU (ONNX Runtime)"
+    return {"vart": "DPU (VART)", "emulate": "CPU (DPU emulator)"}.get(backend, "CPU (ONNX Runtime)")
+
+
 class PoseSession:
     """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time."""
 
@@ -76,6 +88,10 @@ class PoseSession:
         """What the fingerprint check found (board) or that none was made (PC without an overlay)."""
         report = self.factory.guard
         return "no overlay given: fingerprints not compared" if report is None else report.summary()
+
+    def runs_on(self, stage: str) -> str:
+        """Where a stage runs with this session's backend (see runs_on)."""
+        return runs_on(self.plan, self.backend, stage)
 
     def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
         """Each call is a run of its own: up to `max_frames` frames from the start of `source`, and `fps`
