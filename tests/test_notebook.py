@@ -185,3 +185,44 @@ def test_where_each_stage_runs(tmp_path, backend, dpu):
         "head": "CPU (ONNX Runtime)",
         "postprocess": "CPU",
     }
+
+
+def test_a_dpupose_error_shows_in_jupyter_as_one_line(tmp_path):
+    """In the notebook a missing plan, a camera that does not open or an unknown backend showed a traceback
+    through dpupose's own frames; IPython shows what an exception's _render_traceback_ gives instead, and
+    every dpupose error gives its message on one line."""
+    from dpupose.errors import DeviceError, ModelFileError, ToolFailed, UsageError
+    from dpupose.runtime.notebook import PoseSession
+
+    with pytest.raises(ModelFileError) as missing:
+        PoseSession(tmp_path / "no-plan")
+    assert missing.value._render_traceback_() == [f"ModelFileError: {missing.value}"]
+    assert str(tmp_path / "no-plan") in str(missing.value)
+    tinyplan.write_split_plan(tmp_path / "plan")
+    with pytest.raises(UsageError) as backend:
+        PoseSession(tmp_path / "plan", backend="dpu")
+    assert backend.value._render_traceback_() == ["UsageError: unknown backend 'dpu'; use one of vart, emulate, cpu"]
+    failed = ToolFailed(["v++", "-l"], 1, "ERROR: first\nERROR: last\n")
+    assert failed._render_traceback_() == ["ToolFailed: 'v++ -l' failed (exit 1): ERROR: first; ERROR: last"]
+    assert DeviceError("camera 7")._render_traceback_() == ["DeviceError: camera 7"]
+
+
+def test_ipython_shows_the_one_line(tmp_path, capsys):
+    """The same through IPython itself, where it is installed (the board's Jupyter; not the project's venv)."""
+    pytest.importorskip("IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from dpupose.errors import ModelFileError
+    from dpupose.runtime.notebook import PoseSession
+
+    with pytest.raises(ModelFileError) as direct:
+        PoseSession(tmp_path / "no-plan")
+    shell = InteractiveShell.instance()
+    try:
+        code = f"from dpupose.runtime.notebook import PoseSession\nPoseSession({str(tmp_path / 'no-plan')!r})"
+        result = shell.run_cell(code)
+    finally:
+        InteractiveShell.clear_instance()
+    assert isinstance(result.error_in_exec, ModelFileError)
+    out = capsys.readouterr()
+    assert [line for line in (out.out + out.err).splitlines() if line.strip()] == [f"ModelFileError: {direct.value}"]

@@ -11,6 +11,11 @@ from collections.abc import Sequence
 class DpuposeError(Exception):
     """Base class of errors reported to the user without a traceback."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (Jupyter, the board notebook) shows for the error instead of its traceback: its
+        hook for exceptions that render themselves. The message on one line, as the CLI prints it."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill`, `timeout`, a service stop): raised where the program is, like Ctrl-C, so that
