@@ -226,3 +226,22 @@ def test_ipython_shows_the_one_line(tmp_path, capsys):
     assert isinstance(result.error_in_exec, ModelFileError)
     out = capsys.readouterr()
     assert [line for line in (out.out + out.err).splitlines() if line.strip()] == [f"ModelFileError: {direct.value}"]
+
+
+def test_an_overlay_folder_that_is_not_there(tmp_path):
+    """The notebook turned a missing OVERLAY into no overlay: vart then said to 'pass --overlay' (a flag the
+    notebook has not) without naming the folder, and cpu said 'no overlay given' for a folder that was given."""
+    from dpupose.errors import UsageError
+    from dpupose.runtime.notebook import PoseSession
+
+    missing = tmp_path / "overlay"
+    tinyplan.write_split_plan(tmp_path / "compiled", xmodel=True)
+    with pytest.raises(UsageError) as vart:
+        PoseSession(tmp_path / "compiled", backend="vart", overlay=missing)
+    assert str(vart.value).startswith(f"overlay {missing} does not exist, and the vart backend programs the DPU")
+    assert "set OVERLAY to the folder" in str(vart.value) and "--overlay" not in str(vart.value)
+    tinyplan.write_split_plan(tmp_path / "plan")
+    with PoseSession(tmp_path / "plan", backend="cpu", overlay=missing) as session:
+        assert session.guard == f"overlay {missing} not found: fingerprints not compared"
+    with PoseSession(tmp_path / "plan", backend="cpu", overlay=tinyplan.make_overlay(missing)) as session:
+        assert session.guard.startswith("DPU fingerprints match")

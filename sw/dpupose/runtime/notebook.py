@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dpupose.board.layout import OVERLAY_DIR
 from dpupose.errors import UsageError
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.draw import draw_label
@@ -68,7 +69,13 @@ def runs_on(plan: Plan, backend: str, stage: str) -> str:
 
 
 class PoseSession:
-    """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time."""
+    """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time.
+
+    `overlay` is the overlay folder (or its dpu.bit). vart programs it and cannot run without one (a dpu.bit
+    in the plan folder is taken when none is given); the other backends compare its arch.json with the plan
+    when it is there, and run without the check when it is not (the notebook's OVERLAY names the staged
+    folder, which a PC does not have), saying so in `guard`.
+    """
 
     def __init__(
         self, plan: str | Path, backend: str | None = None, overlay: str | Path | None = None, decode: str = "dsnt"
@@ -76,6 +83,15 @@ class PoseSession:
         self.plan = load_plan(plan)
         check_decode(self.plan, decode)
         self.backend = backend if backend is not None else default_backend(self.plan)
+        self.overlay_missing = Path(overlay) if overlay is not None and not Path(overlay).exists() else None
+        if self.overlay_missing is not None:
+            overlay = None
+            if self.backend == "vart" and not self.plan.path("dpu.bit").is_file():
+                raise UsageError(
+                    f"overlay {self.overlay_missing} does not exist, and the vart backend programs the DPU with it: "
+                    "set OVERLAY to the folder holding dpu.bit, dpu.hwh, dpu.xclbin and arch.json (`dpupose sdcard "
+                    f"stage` and `dpupose deploy` put it at {OVERLAY_DIR})"
+                )
         # As `dpupose run`: vart programs the overlay; the others only compare its arch.json with the plan.
         self.factory = RunnerFactory(self.plan, self.backend, overlay=overlay)
         self.executor = SplitExecutor(self.plan, self.factory.create_all(), decode)
@@ -87,7 +103,11 @@ class PoseSession:
     def guard(self) -> str:
         """What the fingerprint check found (board) or that none was made (PC without an overlay)."""
         report = self.factory.guard
-        return "no overlay given: fingerprints not compared" if report is None else report.summary()
+        if report is not None:
+            return report.summary()
+        if self.overlay_missing is not None:
+            return f"overlay {self.overlay_missing} not found: fingerprints not compared"
+        return "no overlay given: fingerprints not compared"
 
     def runs_on(self, stage: str) -> str:
         """Where a stage runs with this session's backend (see runs_on)."""
