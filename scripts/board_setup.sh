@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up dpupose on an Ultra96-V2 running PYNQ 3.0.1: install pynq-dpu 2.5.1 and the dpupose wheel
-# (with its `board` extra) into PYNQ's Python environment. Needs network (pip fetches pynq-dpu, VART
-# and onnxruntime). Idempotent: what is already installed at the right version is left alone, and the
-# dpupose wheel is reinstalled only when it differs from the installed one.
+# (with its `board` extra) into PYNQ's Python environment, and put the board notebook into Jupyter's
+# folder. Needs network (pip fetches pynq-dpu, VART and onnxruntime). Idempotent: what is already
+# installed at the right version is left alone, the dpupose wheel is reinstalled only when it differs
+# from the installed one, and a notebook already delivered is kept.
 #
 #   sudo bash board_setup.sh [WHEEL]
 #
@@ -14,6 +15,7 @@ PYNQ_DPU_VERSION=2.5.1
 # The locations below are PYNQ 3.0's; the environment may override them (the tests do).
 PYNQ_VENV_PROFILE=${PYNQ_VENV_PROFILE:-/etc/profile.d/pynq_venv.sh}
 XRT_PROFILE=${XRT_PROFILE:-/etc/profile.d/xrt_setup.sh}
+ENVIRONMENT_FILE=${DPUPOSE_ENVIRONMENT_FILE:-/etc/environment}  # PYNQ_JUPYTER_NOTEBOOKS is set there
 STAMP_DIR=${DPUPOSE_STAMP_DIR:-/var/lib/dpupose}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -72,3 +74,24 @@ if ! python3 -c 'import onnxruntime' >/dev/null 2>&1; then
 e.g. sudo -i pip3 install onnxruntime==1.20.1, then run this script again"
 fi
 python3 -c 'import dpupose, pynq_dpu; print("dpupose", dpupose.__version__, "and pynq_dpu are importable")'
+
+# The board notebook into Jupyter's folder, as PYNQ delivers notebooks (`pynq get-notebooks`, the package's
+# pynq.notebooks entry point): $PYNQ_JUPYTER_NOTEBOOKS/dpupose/pose_camera.ipynb, owned as that folder is
+# (the image gives it to xilinx). PYNQ sets the variable in /etc/environment, which a login or sudo reads
+# but the first-boot unit does not. Once: a copy already there (perhaps edited) is kept. Not delivered is
+# no reason to fail the setup (`dpupose run` works).
+notebooks=${PYNQ_JUPYTER_NOTEBOOKS:-}
+if [ -z "$notebooks" ] && [ -f "$ENVIRONMENT_FILE" ]; then
+  notebooks=$(sed -n 's/^PYNQ_JUPYTER_NOTEBOOKS=//p' "$ENVIRONMENT_FILE" | tail -n 1 | tr -d "\"'")
+fi
+if [ -z "$notebooks" ] || [ ! -d "$notebooks" ]; then
+  echo "no Jupyter notebooks folder (PYNQ_JUPYTER_NOTEBOOKS is '$notebooks'): the notebook is not delivered"
+elif [ -e "$notebooks/dpupose/pose_camera.ipynb" ]; then
+  echo "notebook $notebooks/dpupose/pose_camera.ipynb kept (a newer one: cd $notebooks && pynq get-notebooks dpupose -p . -f)"
+elif (cd "$notebooks" && pynq get-notebooks dpupose -p . -f) && [ -e "$notebooks/dpupose/pose_camera.ipynb" ]; then
+  chown -R --reference="$notebooks" "$notebooks/dpupose" || true
+  echo "notebook delivered: $notebooks/dpupose/pose_camera.ipynb (Jupyter, port 9090)"
+else
+  echo "board_setup.sh: warning: the notebook could not be delivered; dpupose itself is installed" \
+    "(by hand: cd $notebooks && pynq get-notebooks dpupose -p . -f)" >&2
+fi

@@ -29,6 +29,15 @@ case "$1" in
 esac
 """
 
+FAKE_PYNQ = """#!/bin/bash
+# PYNQ's `pynq get-notebooks NAME -p DIR -f`: copies the package's notebooks into DIR/NAME (fails once
+# $STATE/pynq-fails exists).
+echo "$(pwd): $*" >> "$STATE/pynq.log"
+[ -f "$STATE/pynq-fails" ] && { echo "pynq: no device" >&2; exit 1; }
+[ "$1 $2 $3 $4" = "get-notebooks dpupose -p ." ] || exit 2
+mkdir -p dpupose && echo '{"cells": []}' > dpupose/pose_camera.ipynb
+"""
+
 FAKE_PYTHON = """#!/bin/bash
 # Succeeds, except `import onnxruntime` once $STATE/sigill exists: killed by SIGILL, as on a core too old.
 cat >/dev/null 2>&1 || true
@@ -53,11 +62,16 @@ def board(tmp_path):
         pytest.skip("needs sha256sum")
     fakes = tmp_path / "bin"
     fakes.mkdir()
-    for name, text in {"pip3": FAKE_PIP, "python3": FAKE_PYTHON}.items():
+    for name, text in {"pip3": FAKE_PIP, "python3": FAKE_PYTHON, "pynq": FAKE_PYNQ}.items():
         (fakes / name).write_text(text)
         (fakes / name).chmod(stat.S_IRWXU)
     profile = tmp_path / "pynq_venv.sh"
     profile.write_text("PYNQ_VENV_SOURCED=1\n")
+    (tmp_path / "jupyter_notebooks").mkdir()
+    # As PYNQ's image sets it, and a systemd unit (the first boot) does not read it.
+    (tmp_path / "environment").write_text(
+        f'PATH="/usr/bin"\nPYNQ_JUPYTER_NOTEBOOKS="{tmp_path / "jupyter_notebooks"}"\n'
+    )
     home = tmp_path / "dpupose"
     (home / "wheels").mkdir(parents=True)
     shutil.copy(SCRIPT, home / "board_setup.sh")
@@ -71,7 +85,9 @@ def board(tmp_path):
         "PYNQ_VENV_PROFILE": str(profile),
         "XRT_PROFILE": str(tmp_path / "absent"),
         "DPUPOSE_STAMP_DIR": str(tmp_path / "stamp"),
+        "DPUPOSE_ENVIRONMENT_FILE": str(tmp_path / "environment"),
     }
+    env.pop("PYNQ_JUPYTER_NOTEBOOKS", None)
 
     def run_setup(check: bool = True) -> list[str]:
         log = tmp_path / "pip.log"
@@ -123,3 +139,38 @@ def test_an_onnxruntime_that_does_not_load_is_named(board, tmp_path):
     assert "Illegal instruction" in proc.stderr and "pip3 install onnxruntime==1.20.1" in proc.stderr
     assert "are importable" not in proc.stdout
     assert os.listdir(tmp_path / "cwd") == []  # the stand-in's SIGILL left no core file
+
+
+def test_the_notebook_goes_into_jupyters_folder_once(board, tmp_path):
+    """The first setup (first boot, or `dpupose deploy`) delivers the notebook the PYNQ way into
+    $PYNQ_JUPYTER_NOTEBOOKS/dpupose (read from /etc/environment when unset, as in the first-boot unit), owned
+    as that folder is (xilinx's on the image); later setups keep that copy (it may hold the user's edits)."""
+    run_setup, wheel = board
+    notebooks = tmp_path / "jupyter_notebooks"
+    os.chown(notebooks, 1234, 1235)
+    run_setup()
+    assert (tmp_path / "pynq.log").read_text().splitlines() == [f"{notebooks}: get-notebooks dpupose -p . -f"]
+    delivered = notebooks / "dpupose" / "pose_camera.ipynb"
+    for path in (delivered, delivered.parent):
+        assert (path.stat().st_uid, path.stat().st_gid) == (1234, 1235)
+    delivered.write_text("edited")
+    wheel.write_bytes(b"second build")
+    proc = run_setup(check=False)
+    assert proc.returncode == 0 and f"notebook {delivered} kept" in proc.stdout
+    assert delivered.read_text() == "edited" and len((tmp_path / "pynq.log").read_text().splitlines()) == 1
+    delivered.unlink()
+    (tmp_path / "pynq-fails").touch()  # e.g. no device found: the rest of the setup stands
+    proc = run_setup(check=False)
+    assert proc.returncode == 0
+    assert "warning: the notebook could not be delivered; dpupose itself is installed" in proc.stderr
+    (tmp_path / "pynq-fails").unlink()
+    proc = run_setup(check=False)
+    assert proc.returncode == 0 and f"notebook delivered: {delivered}" in proc.stdout and delivered.is_file()
+
+
+def test_without_a_notebooks_folder_the_setup_goes_on(board, tmp_path):
+    run_setup, _ = board
+    (tmp_path / "environment").write_text('PATH="/usr/bin"\n')
+    proc = run_setup(check=False)
+    assert proc.returncode == 0 and "the notebook is not delivered" in proc.stdout
+    assert not (tmp_path / "pynq.log").exists()
