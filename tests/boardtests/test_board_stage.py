@@ -153,6 +153,11 @@ def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
     # The note on the boot partition gives the command that runs the model on the DPU.
     readme = boot_file(out, "README.txt").decode()
     assert report.run_command in readme and "--backend vart" in report.run_command
+    # ... and where the first boot puts the notebook: Jupyter's folder on PYNQ 3.0.1.
+    assert (
+        "puts the notebook into Jupyter (port 9090):\n/home/xilinx/jupyter_notebooks/dpupose/pose_camera.ipynb"
+        in readme
+    )
     assert f"--overlay {layout.OVERLAY_DIR}" in report.run_command
 
     # The file system is consistent after debugfs's writes.

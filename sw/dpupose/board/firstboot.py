@@ -84,7 +84,8 @@ def boot_readme(backend: str = "vart", backend_note: str | None = None) -> str:
 The overlay, the compiled model and the dpupose wheel are on the Linux root partition in
 {layout.BOARD_ROOT}; manifest.json here lists them with their SHA-256 sums.
 At the first boot with network, {layout.FIRSTBOOT_UNIT_NAME} installs pynq-dpu {layout.PYNQ_DPU_VERSION}
-and dpupose (log: {layout.FIRSTBOOT_LOG}). Then, on the board:
+and dpupose (log: {layout.FIRSTBOOT_LOG}), and puts the notebook into Jupyter (port 9090):
+{layout.NOTEBOOK}. Then, on the board:
 
     {layout.run_command(backend)}
 {note}"""

@@ -32,6 +32,8 @@ FIRSTBOOT_UNIT_NAME = "dpupose-firstboot.service"
 FIRSTBOOT_UNIT = PurePosixPath("/etc/systemd/system") / FIRSTBOOT_UNIT_NAME
 FIRSTBOOT_WANTS = PurePosixPath("/etc/systemd/system/multi-user.target.wants") / FIRSTBOOT_UNIT_NAME
 FIRSTBOOT_LOG = PurePosixPath("/var/log/dpupose-firstboot.log")
+# Where board_setup.sh delivers the notebook: $PYNQ_JUPYTER_NOTEBOOKS/dpupose on PYNQ 3.0.1 (Jupyter, port 9090).
+NOTEBOOK = PurePosixPath("/home/xilinx/jupyter_notebooks/dpupose/pose_camera.ipynb")
 # On the FAT boot partition (readable from any PC): a copy of the manifest and a short note.
 BOOT_DIR = "dpupose"
 
