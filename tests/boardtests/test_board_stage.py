@@ -170,6 +170,26 @@ def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
     assert f"{ROOT}/model/cpu/head part.onnx" in shown
 
 
+@pytest.mark.parametrize("name", ["card$(touch ran).img", "card$HOME.img", "`touch ran`.img", "~card.img", "a@@b.img"])
+def test_an_image_name_with_shell_characters_is_staged_and_listed_as_it_is(
+    image, overlay, model, wheel, tmp_path, monkeypatch, cli, capsys, name
+):
+    # mtools gives such a name to /bin/sh to expand: the command in it ran, or another file was opened.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / name
+    stage(image, overlay, model, out=out, wheel=wheel)
+    assert cli(["sdcard", "ls", str(out)]) == 0
+    assert "all SHA-256 sums match" in capsys.readouterr().out
+    plain = tmp_path / "plain.img"  # read back by mtools directly, under a name it takes as it is
+    os.link(out, plain)
+    listed = {f["path"]: f["sha256"] for f in json.loads(boot_file(plain, "manifest.json"))["files"]}
+    assert listed[f"{ROOT}/wheels/{wheel.name}"] == sha256(wheel)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted([name, "plain.img", "pynq.img"])
+    assert list(work.iterdir()) == []  # nothing ran in the current folder
+
+
 def test_stage_from_compressed_image(image, base_xz, overlay, model, wheel, tmp_path):
     xz = tmp_path / "pynq.img.xz"
     xz.write_bytes(base_xz)
