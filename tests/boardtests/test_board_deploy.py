@@ -155,6 +155,30 @@ def test_dry_run_prints_and_runs_nothing(overlay, model, cli, capsys, monkeypatc
 
 
 @pytest.mark.parametrize(
+    "name", ["dpupose-0.1 $(touch ran);x.whl", "dpupose-0.1.0-py3-none-any;id.whl", "dpupose-0.1.whl"]
+)
+def test_a_wheel_whose_name_is_no_wheel_name_is_refused_before_anything_runs(overlay, model, wheel, tmp_path, name):
+    # The name went unquoted into `sudo bash board_setup.sh WHEEL` on the board (and pip takes no such name).
+    odd = tmp_path / name
+    shutil.copyfile(wheel, odd)
+    runner = RecordingRunner()
+    with pytest.raises(ArtifactError, match=re.escape(f"{name!r} is not a dpupose wheel's name")):
+        deploy("pynq", overlay, model, wheel=odd, dry_run=True, runner=runner, echo=print)
+    assert runner.calls == []
+
+
+def test_the_wheel_path_is_one_word_for_the_board_s_shell():
+    # A name that check_wheel refuses still reaches board_setup.sh as one argument, not as shell code.
+    command = install_argv(Remote("pynq"), "dpupose-0.1 $(x);y.whl")[-1]
+    assert shlex.split(command) == [
+        "sudo",
+        "bash",
+        "/home/xilinx/dpupose/board_setup.sh",
+        "/home/xilinx/dpupose/wheels/dpupose-0.1 $(x);y.whl",
+    ]
+
+
+@pytest.mark.parametrize(
     ("host", "user", "message"),
     [
         ("", "xilinx", "--host '' is empty"),  # was xilinx@: in every command line

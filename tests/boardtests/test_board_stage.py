@@ -381,6 +381,8 @@ def test_generated_scripts_are_valid_shell(tmp_path, wheel):
     subprocess.run(["bash", "-n", str(setup_script())], check=True)
     text = script.read_text()
     assert f"bash {layout.SETUP_SCRIPT} {layout.WHEEL_DIR}/{wheel.name}" in text
+    odd = firstboot_script("dpupose-0.1 $(x);y.whl")  # refused by check_wheel; still one word here
+    assert f"if bash {layout.SETUP_SCRIPT} '{layout.WHEEL_DIR}/dpupose-0.1 $(x);y.whl'; then" in odd
     assert f"systemctl disable {layout.FIRSTBOOT_UNIT_NAME}" in text
 
 

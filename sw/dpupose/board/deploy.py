@@ -168,7 +168,7 @@ def move_into_place_argv(remote: Remote) -> list[str]:
 
 
 def install_argv(remote: Remote, wheel: str) -> list[str]:
-    command = f"sudo bash {layout.SETUP_SCRIPT} {layout.WHEEL_DIR / wheel}"
+    command = f"sudo bash {layout.SETUP_SCRIPT} {shlex.quote(str(layout.WHEEL_DIR / wheel))}"
     return ssh_argv(remote, command, tty=True)
 
 

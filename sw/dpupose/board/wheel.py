@@ -28,6 +28,8 @@ from dpupose.errors import ArtifactError, ToolFailed, UsageError
 HOST_ONLY = ("torch", "torchvision")  # never on the board (PYNQ 3.0.1, aarch64, Python 3.10)
 # pyproject.toml's [build-system] requires: its SPDX `license = "..."` string fails validation before 77.
 MIN_SETUPTOOLS = 77
+# A dpupose wheel's file name (PEP 427: name-version[-build]-python-abi-platform.whl); pip refuses others.
+WHEEL_NAME = re.compile(r"dpupose-[A-Za-z0-9_.+!]+(-[0-9][A-Za-z0-9_.]*)?(-[A-Za-z0-9_.]+){3}\.whl")
 
 
 def project_root() -> Path | None:
@@ -115,8 +117,12 @@ def check_wheel(wheel: Path) -> None:
     or `dev` extras."""
     if not wheel.is_file():
         raise ArtifactError(f"wheel {wheel} does not exist (leave --wheel out to build one from this checkout)")
-    if not wheel.name.startswith("dpupose-") or not wheel.name.endswith(".whl"):
-        raise ArtifactError(f"{wheel.name} is not a dpupose wheel (dpupose-VERSION-py3-none-any.whl)")
+    if not WHEEL_NAME.fullmatch(wheel.name):
+        # pip takes no other name; and the name goes into the board's shell command lines
+        raise ArtifactError(
+            f"{wheel.name!r} is not a dpupose wheel's name (dpupose-VERSION-py3-none-any.whl, as pip wheel names "
+            "it): give the wheel under its own name"
+        )
     base: set[str] = set()
     host_only = set(HOST_ONLY)
     for req in wheel_requirements(wheel):
