@@ -104,16 +104,17 @@ build/compare/pose_dpu.onnx: | $(STAMP)
 	$(DPUPOSE) zoo export pose_dpu --out $@
 
 COMPARE_ARGS ?=
-compare: $(STAMP) $(MODEL) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (BOARD=, COMPARE_ARGS=--sweep)
-	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --plot build/compare/$(BOARD).png $(COMPARE_ARGS)
-	$(DPUPOSE) dpu compare --board $(BOARD) --model $(MODEL) --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
+# The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
+compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (BOARD=, COMPARE_ARGS=--sweep)
+	$(DPUPOSE) dpu compare --board $(BOARD) --model "$(MODEL)" --plot build/compare/$(BOARD).png $(COMPARE_ARGS)
+	$(DPUPOSE) dpu compare --board $(BOARD) --model "$(MODEL)" --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
 	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
 
 QUANT_OUT ?= build/quantized/model
 quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir] -> build/quantized/model
 	@test -n "$(CHECKPOINT)" || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
-	$(DPUPOSE) quantize --checkpoint $(CHECKPOINT) --calib-data $(or $(CALIB),synthetic) \
-		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --out $(QUANT_OUT)
+	$(DPUPOSE) quantize --checkpoint "$(CHECKPOINT)" --calib-data $(or $(CALIB),synthetic) \
+		$(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --out "$(QUANT_OUT)"
 
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
@@ -156,7 +157,7 @@ deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOAR
 # BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
 # [HW_FLAGS="--from link --to report --force"]. BOARD is passed only when given on the command line.
 DPU ?= u96v2-b1600-pynq
-HW_ARGS = --config $(DPU) $(if $(filter command line,$(origin BOARD)),--board $(BOARD)) \
+HW_ARGS = --config "$(DPU)" $(if $(filter command line,$(origin BOARD)),--board "$(BOARD)") \
 	$(if $(DPU_TRD),--trd "$(DPU_TRD)") $(if $(BOARD_REPO),--board-repo "$(BOARD_REPO)") $(if $(I_KNOW),--i-know)
 
 hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vitis 2022.1; see docs/hardware.md)

@@ -1,0 +1,72 @@
+"""The make verbs pass each path variable to dpupose as one argument, whatever it holds (a recording stand-in
+of .venv/bin/dpupose, run from a scratch folder so that nothing is written into the checkout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+RECORDER = """#!{python}
+import json, os, sys
+with open(os.environ["DPUPOSE_CALLS"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+
+def make(tmp_path: Path, *assignments: str) -> list[list[str]]:
+    """Run `make ASSIGNMENTS...` with dpupose recorded; returns its command lines (after `dpupose`)."""
+    for name in ("pyproject.toml", "constraints.txt"):  # the stamp's prerequisites, older than the stamp
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (0, 0))
+    (tmp_path / "stamp").touch()
+    recorder = tmp_path / "dpupose"
+    recorder.write_text(RECORDER.format(python=sys.executable))
+    recorder.chmod(0o755)
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("")
+    argv = ["make", "-s", "-f", str(ROOT / "Makefile"), f"STAMP={tmp_path / 'stamp'}", f"DPUPOSE={recorder}"]
+    env = {**os.environ, "DPUPOSE_CALLS": str(calls)}
+    proc = subprocess.run([*argv, *assignments], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in calls.read_text().splitlines()]
+
+
+def test_quantize_passes_paths_with_spaces_as_one_argument(tmp_path):
+    calls = make(tmp_path, "quantize", "CHECKPOINT=my runs/best.pt", "DATA_ROOT=data sets/mpii", "QUANT_OUT=q out")
+    assert calls == [
+        ["quantize", "--checkpoint", "my runs/best.pt", "--calib-data", "synthetic", "--data-root", "data sets/mpii",
+         "--out", "q out"]
+    ]  # fmt: skip
+
+
+def test_hw_passes_a_configuration_path_with_spaces_as_one_argument(tmp_path):
+    calls = make(tmp_path, "hw-check", "DPU=my configs/b1600.toml", "BOARD=ultra96v2", "DPU_TRD=dl/DPU TRD.tar.gz")
+    assert calls == [
+        ["hw", "check", "--config", "my configs/b1600.toml", "--board", "ultra96v2", "--trd", "dl/DPU TRD.tar.gz"]
+    ]
+
+
+def test_compare_takes_a_model_with_spaces_and_does_not_make_it(tmp_path):
+    (tmp_path / "build" / "compare").mkdir(parents=True)
+    calls = make(tmp_path, "compare", "MODEL=my models/dpu part.onnx")
+    assert [c[:5] for c in calls] == [["dpu", "compare", "--board", "ultra96v2", "--model"]] * 2
+    assert [c[5] for c in calls] == ["my models/dpu part.onnx"] * 2
+
+
+def test_run_sdcard_and_deploy_pass_paths_with_spaces_as_one_argument(tmp_path):
+    calls = make(tmp_path, "run", "PLAN=my plan", "SOURCE=clips/a b.mp4", "RUN_OUT=out dir")
+    assert calls[0][:7] == ["run", "--plan", "my plan", "--source", "clips/a b.mp4", "--backend", "emulate"]
+    assert calls[0][7:9] == ["--out", "out dir"]
+    calls = make(tmp_path, "sdcard", "IMAGE=x y.img", "DEVICE=card copy.img")
+    assert calls == [["sdcard", "flash", "x y.img", "--device", "card copy.img"]]
+    calls = make(tmp_path, "deploy", "OVERLAY=hw out", "MODEL_DIR=my model")
+    assert calls == [["deploy", "--host", "pynq", "--user", "xilinx", "--overlay", "hw out", "--model", "my model"]]
