@@ -87,19 +87,31 @@ def _check_parents(path: Path) -> None:
             return
 
 
+def _refused(text: str, exc: OSError) -> argparse.ArgumentTypeError:
+    """A path the file system will not even look up (a name too long): argparse passes on only its own
+    error, so an OSError here was a traceback."""
+    return argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}; give a shorter or other path")
+
+
 def output_file(text: str) -> Path:
     """A file to write: not an existing folder, and not under a file."""
     path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    _check_parents(path)
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+        _check_parents(path)
+    except OSError as exc:
+        raise _refused(text, exc) from None
     return path
 
 
 def output_dir(text: str) -> Path:
     """A folder to write into: not an existing file, and not under a file."""
     path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
-    _check_parents(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+        _check_parents(path)
+    except OSError as exc:
+        raise _refused(text, exc) from None
     return path
