@@ -48,6 +48,20 @@ def test_every_shipped_configuration_gives_the_platform_and_kernel_the_dpu_needs
     assert check_kernel_tcl(cfg, U96, PFM, tmp_path / "k").problems == []
 
 
+@pytest.mark.parametrize("folder", ["a b", "a [1]", "a {b}", "a*b?", "a $x;'q\""])
+def test_the_scripts_take_paths_with_blanks_brackets_and_tcl_characters(tmp_path, folder):
+    # kernel.tcl globbed "$trd/dpu_ip/..." (brackets and braces of the path are glob patterns: no TRD file
+    # found) and took get_files of full paths (patterns too); platform.tcl gave add_files the xdc path as a
+    # list of files, which a blank splits in two.
+    work = tmp_path / folder
+    (work / "p").mkdir(parents=True)
+    platform = check_platform_tcl(CFG, U96, PFM, work / "p")
+    assert platform.problems == []
+    (work / "k").mkdir()
+    kernel = check_kernel_tcl(CFG, U96, PFM, work / "k")
+    assert kernel.problems == [] and "3 add_files" in kernel.summary
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_both_tcl_engines_record_the_same_design(tmp_path, engine):
     write_params_tcl(CFG, U96, PFM, tmp_path / "params.tcl")

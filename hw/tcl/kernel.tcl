@@ -25,29 +25,30 @@ if {[file tail $dpu_conf] ne "dpu_conf.vh"} {
     error "the DPU RTL includes `dpu_conf.vh` by that name; got $dpu_conf"
 }
 
-# Files the TRD must provide; each pattern has to match at least one file.
-proc trd_files {pattern} {
-    set found [lsort [glob -nocomplain $pattern]]
+# Files the TRD must provide; each pattern (in folder dir) has to match at least one file. The folder goes
+# to glob as -directory, taken as it is: in the pattern, brackets and braces of its path would be patterns.
+proc trd_files {dir pattern} {
+    set found [lsort [glob -nocomplain -directory $dir $pattern]]
     if {[llength $found] == 0} {
-        error "the DPU TRD has no $pattern; is this the Vitis AI 2.5 DPUCZDX8G TRD?"
+        error "the DPU TRD has no $dir/$pattern; is this the Vitis AI 2.5 DPUCZDX8G TRD?"
     }
     return $found
 }
-set ip_dirs [glob -nocomplain -type d $trd/dpu_ip/DPUCZDX8G_v*]
+set ip_dirs [glob -nocomplain -type d -directory $trd dpu_ip/DPUCZDX8G_v*]
 if {[llength $ip_dirs] != 1} {
     error "expected exactly one dpu_ip/DPUCZDX8G_v* folder in $trd, found [llength $ip_dirs]"
 }
 set ip_dir [lindex $ip_dirs 0]
 set rtl [concat \
-    [trd_files $trd/dpu_ip/Vitis/dpu/hdl/*.v] \
-    [trd_files $trd/dpu_ip/Vitis/dpu/inc/*.vh] \
-    [trd_files $ip_dir/hdl/DPUCZDX8G_*_dpu.sv] \
-    [trd_files $ip_dir/inc/arch_para.vh] \
-    [trd_files $ip_dir/inc/function.vh] \
+    [trd_files $trd dpu_ip/Vitis/dpu/hdl/*.v] \
+    [trd_files $trd dpu_ip/Vitis/dpu/inc/*.vh] \
+    [trd_files $ip_dir hdl/DPUCZDX8G_*_dpu.sv] \
+    [trd_files $ip_dir inc/arch_para.vh] \
+    [trd_files $ip_dir inc/function.vh] \
     [list [file normalize $dpu_conf]]]
-set ttcl [trd_files $ip_dir/ttcl/*_json.ttcl]
-set xdc [trd_files $trd/dpu_ip/Vitis/dpu/xdc/*.xdc]
-set kernel_xml [lindex [trd_files $trd/prj/Vitis/kernel_xml/dpu/kernel.xml] 0]
+set ttcl [trd_files $ip_dir ttcl/*_json.ttcl]
+set xdc [trd_files $trd dpu_ip/Vitis/dpu/xdc/*.xdc]
+set kernel_xml [lindex [trd_files $trd prj/Vitis/kernel_xml/dpu/kernel.xml] 0]
 set packaged ./packaged_kernel
 
 # A throw-away project holding the RTL, packaged as an IP with the Vitis kernel properties --------------
@@ -57,7 +58,11 @@ add_files -norecurse -force $ttcl
 add_files -norecurse -fileset constrs_1 $xdc
 update_compile_order -fileset sources_1
 set_property PROCESSING_ORDER LATE [get_files timing_clocks.xdc]
-set_property file_type TCL [get_files $ttcl]
+set ttcl_names {}  ;# get_files by file name: a path would be a pattern (brackets in it match other names)
+foreach f $ttcl {
+    lappend ttcl_names [file tail $f]
+}
+set_property file_type TCL [get_files $ttcl_names]
 ipx::package_project -root_dir $packaged -vendor xilinx.com -library RTLKernel -taxonomy /KernelIP \
     -import_files -set_current false
 ipx::unload_core $packaged/component.xml

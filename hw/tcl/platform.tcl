@@ -106,7 +106,7 @@ foreach output $dpupose(constant_outputs) {
     create_bd_port -dir O $port
     connect_bd_net [get_bd_pins ${port}_const/dout] [get_bd_ports $port]
 }
-add_files -fileset constrs_1 -norecurse $xdc_file
+add_files -fileset constrs_1 -norecurse [list $xdc_file]  ;# a list of files: one path, blanks and all
 
 # Platform interfaces for v++ ---------------------------------------------------------------------------
 set pfm_axi ""
