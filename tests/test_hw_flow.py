@@ -176,6 +176,33 @@ def test_illegal_configuration_is_refused(capsys, env, tmp_path):
     assert "alu_parallel" in err
 
 
+@pytest.mark.parametrize("name", ["my build", "b[1]", "b$x", "b(1)", "b;c", "b'c"])
+def test_a_build_folder_whose_name_vivado_does_not_support_is_refused(capsys, env, name):
+    env["out"] = env["tmp"] / name / CONFIG
+    err = refused(capsys, env)
+    assert f"paths: the build folder {env['out']} holds " in err
+    assert "which Vivado does not support in file and folder names (UG895" in err and "give --out a folder" in err
+
+
+def test_board_files_and_a_trd_folder_whose_names_vivado_does_not_support_are_refused(capsys, env):
+    import shutil
+
+    for name in TRD_SKELETON:  # the TRD unpacked, as a folder
+        (env["tmp"] / "trd copy" / "DPUCZDX8G" / name).parent.mkdir(parents=True, exist_ok=True)
+        (env["tmp"] / "trd copy" / "DPUCZDX8G" / name).write_text(f"// {name}\n")
+    env["trd"] = env["tmp"] / "trd copy" / "DPUCZDX8G"
+    shutil.copytree(env["repo"], env["tmp"] / "bdf {2023}")
+    env["repo"] = env["tmp"] / "bdf {2023}"
+    err = refused(capsys, env)
+    assert f"the TRD folder DPU_TRD {env['trd']} holds blanks, which Vivado does not support" in err
+    assert f"the board files BOARD_REPO {env['repo']} holds blanks, '{{', '}}', which Vivado" in err
+    # The same folders under plain names build.
+    env["trd"] = (env["tmp"] / "trd copy").rename(env["tmp"] / "trd_copy") / "DPUCZDX8G"
+    env["repo"] = env["repo"].rename(env["tmp"] / "bdf_2023")
+    rc, _, err = build(capsys, env)
+    assert rc == 0, err
+
+
 def test_missing_trd_archive_is_refused(capsys, env):
     env["trd"] = env["tmp"] / "nowhere" / "DPUCZDX8G.tar.gz"
     err = refused(capsys, env)

@@ -31,6 +31,9 @@ from dpupose.hwbuild.tools import ToolInfo, check_xrt, probe_vivado, probe_vpp
 
 MIN_FREE_GB = 25  # v++ keeps the whole implementation run (--save-temps): several GB for a ZU3EG
 VIVADO_STEPS = {"platform", "kernel"}
+# Characters Vivado does not support in project, file and folder names (UG895 2022.1, "Vivado Naming
+# Conventions"), and blanks, which that page allows nowhere either.
+VIVADO_UNSUPPORTED = frozenset("!#$%^&*()`;<>?,[]{}'\"|")
 
 
 class PreflightFailed(DpuposeError):
@@ -206,6 +209,37 @@ def _trd(p: Preflight, req: BuildRequest, steps: set[str]) -> list[str] | None:
     return list(p.trd.names)
 
 
+def _unsupported(path: Path) -> str | None:
+    """The characters of `path` Vivado does not support in names, as a phrase; None if there are none."""
+    bad = sorted({c for c in str(path) if c in VIVADO_UNSUPPORTED or c.isspace()})
+    if not bad:
+        return None
+    return ", ".join("blanks" if c.isspace() else repr(c) for c in bad)
+
+
+def _paths(p: Preflight, req: BuildRequest, steps: set[str]) -> None:
+    """The folders Vivado and v++ work in or read from must have names Vivado supports: the build folder
+    (projects, generated files, the unpacked TRD), a TRD folder and the board files."""
+    checked: list[tuple[str, Path, str]] = []
+    if p.cfg is not None:
+        where = "give --out a folder without them" if req.out else "run from a folder without them, or give --out one"
+        checked.append(("the build folder", (req.out or Path("build") / "hw" / p.cfg.name).resolve(), where))
+    if steps & {"kernel", "link"} and p.trd is not None and not p.trd.archive:
+        checked.append(("the TRD folder DPU_TRD", p.trd.path.resolve(), "move it to a folder without them"))
+    if "platform" in steps and p.board_files is not None and req.board_repo:
+        repo = Path(req.board_repo).expanduser().resolve()
+        checked.append(("the board files BOARD_REPO", repo, "clone them into a folder without them"))
+    for what, path, todo in checked:
+        bad = _unsupported(path)
+        if bad is not None:
+            p.add(
+                "error",
+                "paths",
+                f"{what} {path} holds {bad}, which Vivado does not support in file and folder names (UG895, "
+                f"Vivado naming conventions): {todo}",
+            )
+
+
 def _disk(p: Preflight, req: BuildRequest) -> None:
     where = (req.out or Path("build")).resolve()
     while not where.exists():
@@ -226,5 +260,6 @@ def preflight(req: BuildRequest, steps: set[str]) -> Preflight:
         _files_and_tcl(p, steps, trd_names)
     _tools_and_inputs(p, req, steps)
     if steps & (VIVADO_STEPS | {"link"}):
+        _paths(p, req, steps)
         _disk(p, req)
     return p
