@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import shlex
 
 import cv2
 import numpy as np
@@ -104,6 +105,17 @@ def test_empty_and_missing_roots(tmp_path):
         load_split(tmp_path, "train")
     with pytest.raises(DataError, match="does not exist"):
         load_split(tmp_path / "nope", "train")
+
+
+def test_an_empty_synthetic_root_is_answered_with_a_command_that_pastes_as_it_is(tmp_path):
+    from dpupose.data.sources import load_data
+
+    root = tmp_path / "my data $x"
+    root.mkdir()
+    with pytest.raises(DataError) as exc:
+        load_data("synthetic", "valid", root)
+    command = str(exc.value).rpartition("`")[0].rpartition("`")[2]
+    assert shlex.split(command) == ["dpupose", "data", "synth", "--out", str(root)]
 
 
 def _write_mat(root, people_per_image, train_flags):

@@ -1,6 +1,7 @@
 """`dpupose hw build` end to end with recording fakes of vivado and v++: outputs, resume, failures, bad input."""
 
 import json
+import shlex
 
 import pytest
 from hwfakes import install_fake_tools, make_board_repo, make_trd_archive, step_of, tool_calls
@@ -9,6 +10,7 @@ from dpupose import cli
 from dpupose.dpu.config import load_config
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.hwbuild.inputs import TRD_SKELETON
+from dpupose.hwbuild.layout import tcl_dir
 
 CONFIG = "u96v2-b1600-pynq"
 DELIVERABLES = ("dpu.bit", "dpu.hwh", "dpu.xclbin", "arch.json")
@@ -378,3 +380,30 @@ def test_commands_for_a_folder_not_built_yet_say_what_to_run_first(capsys, env, 
     )
     platform = next(line for line in lines if line.startswith("vivado") and "platform.tcl" in line)
     assert f" {env['repo']} " in platform  # the relative board folder, absolute: each step runs elsewhere
+
+
+def test_the_hints_name_the_configuration_and_folder_as_given_and_paste_into_a_shell(capsys, env, tmp_path):
+    # They named a .toml configuration by its name ("unknown DPU configuration") and left blanks unquoted.
+    config = tmp_path / "my configs" / "b1600.toml"
+    config.parent.mkdir()
+    config.write_text((tcl_dir().parents[1] / "hw" / "dpu" / "configs" / f"{CONFIG}.toml").read_text())
+    out = tmp_path / "my builds" / "b1600"
+    assert cli.main(["hw", "commands", "--config", str(config), "--out", str(out)]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if "--to generate" in line)
+    command = hint.split("`")[1]
+    assert shlex.split(command) == [
+        "dpupose",
+        "hw",
+        "build",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--to",
+        "generate",
+    ]
+    (out / "gen").mkdir(parents=True)
+    (out / "dpu.bit").write_bytes(b"bit")  # published without build_info.json: status says how to finish
+    assert cli.main(["hw", "status", "--config", str(config), "--out", str(out)]) == 1
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert shlex.split(hint.split("`")[1])[3:] == ["--config", str(config), "--out", str(out), "--from", "report"]

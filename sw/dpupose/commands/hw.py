@@ -134,6 +134,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_build(args: argparse.Namespace) -> str:
+    """--config and --out as the user gave them, quoted for the shell: the hints' commands name the same
+    configuration (a .toml path stays a path) and build folder, and paste as they are."""
+    out = f" --out {shlex.quote(str(args.out))}" if args.out else ""
+    return f"--config {shlex.quote(args.config)}{out}"
+
+
 def _shell_word(word: str, variables: tuple[str, ...]) -> str:
     """shlex.quote, except that the named $VARIABLES stay outside the quotes, so the shell expands them."""
     for var in variables:
@@ -166,10 +173,9 @@ def cmd_commands(args: argparse.Namespace) -> int:
     if not args.board_repo:
         print("# BOARD_REPO not given: set it (export BOARD_REPO=...) before running these lines")
     if not paths.params.is_file():
-        out = f" --out {args.out}" if args.out else ""
         print(
             f"# {paths.gen} does not exist yet: make the files these lines read with "
-            f"`dpupose hw build --config {cfg.name}{out} --to generate`"
+            f"`dpupose hw build {_same_build(args)} --to generate`"
         )
     repo = Path(args.board_repo).expanduser().resolve() if args.board_repo else Path("$BOARD_REPO")
     for step, where, argv in (
@@ -196,14 +202,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, state in step_status(ctx).items():
         print(f"{name:9s} {state}")
     published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
-    out = f" --out {args.out}" if args.out else ""  # the hints name the same build folder
     if not paths.build_info.is_file():
         if not published:
             print("published: nothing")
             return 0
         print(
             f"published: {', '.join(published)} without build_info.json (a report step that did not finish); "
-            f"write it with `dpupose hw build --config {pre.cfg.name}{out} --from report`"
+            f"write it with `dpupose hw build {_same_build(args)} --from report`"
         )
         return 1
     try:
@@ -211,7 +216,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(
             f"published: unknown ({paths.build_info} is unreadable: {type(exc).__name__} {exc}; "
-            f"rebuild it with `dpupose hw build --config {pre.cfg.name}{out} --from report`)"
+            f"rebuild it with `dpupose hw build {_same_build(args)} --from report`)"
         )
         return 1
     missing = [n for n in DELIVERABLES if n not in published]

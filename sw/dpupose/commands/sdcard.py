@@ -9,6 +9,7 @@ dpupose sdcard ls IMAGE
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from dpupose.commands.argtypes import output_file
@@ -149,7 +150,7 @@ def run_stage(args: argparse.Namespace) -> int:
     if report.backend_note:
         print(f"note: {report.backend_note}")
     print(f"staged {len(report.manifest.entries)} files onto {report.image}")
-    print(f"list them: dpupose sdcard ls {report.image}")
+    print(f"list them: dpupose sdcard ls {shlex.quote(str(report.image))}")
     print(f"on the board, after the first boot: {report.run_command}")
     return 0
 

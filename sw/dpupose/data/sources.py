@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
         records = load_split(root, split)
     except DataError as exc:
         if kind == "synthetic" and data_root is not None and root.is_dir() and not any(root.iterdir()):
-            raise DataError(f"{exc} (write a synthetic data root with `dpupose data synth --out {root}`)") from None
+            raise DataError(
+                f"{exc} (write a synthetic data root with `dpupose data synth --out {shlex.quote(str(root))}`)"
+            ) from None
         raise
     if kind == "synthetic" and count is not None:
         records = records[:count]
