@@ -193,6 +193,19 @@ def test_an_image_name_with_shell_characters_is_staged_and_listed_as_it_is(
     assert list(work.iterdir()) == []  # nothing ran in the current folder
 
 
+def test_a_copy_onto_a_read_only_file_system_names_the_out_the_user_gave(
+    image, overlay, model, wheel, small_fs, cli, capsys
+):
+    # The clean-up of the copy that was never made failed too (unlink: EROFS) and was reported instead,
+    # naming the hidden .NAME.PID.partial.
+    out = small_fs(1024, read_only=True) / "staged.img"
+    args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    assert cli([*args, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: {out} is on a read-only file system: write elsewhere, or remount it read-write\n"
+    )
+
+
 def test_stage_from_compressed_image(image, base_xz, overlay, model, wheel, tmp_path):
     xz = tmp_path / "pynq.img.xz"
     xz.write_bytes(base_xz)

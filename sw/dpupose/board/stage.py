@@ -121,7 +121,8 @@ def stage(
         except ImageError as exc:
             raise ImageError(f"{exc} ({dest} was not written; {info.path} is unchanged)") from None
         finally:
-            partial.unlink(missing_ok=True)
+            if os.path.lexists(partial):  # unlink of a missing file on a read-only file system fails (EROFS)
+                partial.unlink()
         return StageReport(dest, manifest, payload.verdict, **done)
 
 
