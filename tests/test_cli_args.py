@@ -92,6 +92,19 @@ def test_unknown_command_and_missing_argument_are_one_line(capsys):
         assert part in refused(line.split(), capsys)
 
 
+def test_a_path_starting_with_a_dash_is_answered_with_how_to_give_it(capsys):
+    # argparse reads -x as an option: "expected one argument" or "arguments are required: model", for a value given.
+    err = refused(["data", "synth", "--out", "-x"], capsys)
+    assert "argument --out: expected one argument; a value starting with '-' is written --out=VALUE" in err
+    err = refused(["run", "--plan", "-p", "--source", "a"], capsys)
+    assert "is written --plan=VALUE (or ./VALUE for a path)" in err
+    err = refused(["split", "-x.onnx", "--out", "s"], capsys)
+    assert "required: model; if -x.onnx is one, write it after -- (or as ./-x.onnx for a path)" in err
+    # No such hint where no word starts with a dash, or only a named option is missing.
+    assert "write it after" not in refused(["split", "--out", "s"], capsys)
+    assert "write it after" not in refused(["split", "m.onnx", "--bogus"], capsys)
+
+
 def test_range_types_accept_their_bounds_and_refuse_just_outside():
     assert int_at_least(2)("2") == 2
     with pytest.raises(argparse.ArgumentTypeError):

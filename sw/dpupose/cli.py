@@ -12,6 +12,7 @@ import errno
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -49,8 +50,27 @@ class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (what is wrong, and where the usage is) instead of the usage
     text followed by the error; subcommand parsers are of this class too."""
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._dash_hint(message)} (see `{self.prog} --help`)\n")
+
+    def _dash_hint(self, message: str) -> str:
+        """How to give a value that starts with '-' (a path such as -x.onnx), which argparse reads as an
+        option: after an option missing its value, or when a positional is missing and a word of the command
+        line starting with '-' is no option of this command."""
+        match = re.fullmatch(r"argument (-[^/:]+)(?:/\S+)?: expected one argument", message)
+        if match:
+            return f"; a value starting with '-' is written {match.group(1)}=VALUE (or ./VALUE for a path)"
+        prefix = "the following arguments are required: "
+        missing = message[len(prefix) :].split(", ") if message.startswith(prefix) else []
+        known = self._option_string_actions
+        odd = [w for w in getattr(self, "_given", []) if w[:1] == "-" and w[1:2] not in ("-", "") and w not in known]
+        if odd and any(not name.startswith("-") for name in missing):
+            return f"; if {odd[0]} is one, write it after -- (or as ./{odd[0]} for a path)"
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
