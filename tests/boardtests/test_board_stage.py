@@ -206,6 +206,17 @@ def test_a_copy_onto_a_read_only_file_system_names_the_out_the_user_gave(
     )
 
 
+def test_source_folders_with_quotes_or_newlines_in_their_names_are_staged(image, overlay, model, wheel, tmp_path):
+    # debugfs's command parser cannot take such a name: staging stopped ("cannot pass a path with quotes").
+    odd_model = shutil.copytree(model, tmp_path / 'my "best"\nmodel')
+    odd_overlay = shutil.copytree(overlay, tmp_path / 'hw "b1600"')
+    out = tmp_path / "staged.img"
+    stage(image, odd_overlay, odd_model, out=out, wheel=wheel)
+    for src, dest in staged_files(odd_overlay, odd_model, wheel).items():
+        data = debugfs_cat(out, ROOT_START, f'"{dest}"')
+        assert data is not None and hashlib.sha256(data).hexdigest() == sha256(src), dest
+
+
 def test_stage_from_compressed_image(image, base_xz, overlay, model, wheel, tmp_path):
     xz = tmp_path / "pynq.img.xz"
     xz.write_bytes(base_xz)

@@ -279,7 +279,12 @@ def _prepare(target: Path, files: list[tuple[Path, PurePosixPath]], tmp: Path) -
         log.warning("the image has no /etc/passwd; giving files to uid %d", layout.DEFAULT_UID)
     uid, gid = extfs.user_ids(passwd, layout.BOARD_USER, (layout.DEFAULT_UID, layout.DEFAULT_GID))
     ops = []
-    for src, dest in files:
+    for i, (src, dest) in enumerate(files):
+        if any(c in str(src) for c in '"\n\r'):  # debugfs reads no such name: it gets a link of a plain one
+            link = tmp / "sources" / str(i)
+            link.parent.mkdir(exist_ok=True)
+            os.symlink(os.path.abspath(src), link)
+            src = link
         owner = (0, 0) if dest in ROOT_OWNED else (uid, gid)
         mode = 0o755 if dest in EXECUTABLE else 0o644
         ops.append(extfs.FileOp(src, dest, mode, *owner))
