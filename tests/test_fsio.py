@@ -39,6 +39,19 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["plan.json"]
 
 
+def test_a_folder_given_by_a_link_is_replaced_and_the_link_kept(tmp_path):
+    # The link itself was replaced: a new folder in its place, the linked folder stale, a .plan.old-PID link left.
+    (tmp_path / "plans" / "v1").mkdir(parents=True)
+    (tmp_path / "plans" / "v1" / "old.onnx").write_text("old")
+    link = tmp_path / "plan"
+    link.symlink_to(os.path.join("plans", "v1"))
+    with atomic_dir(link) as tmp:
+        (tmp / "new.onnx").write_text("new")
+    assert os.readlink(link) == os.path.join("plans", "v1")
+    assert [p.name for p in (tmp_path / "plans" / "v1").iterdir()] == ["new.onnx"]
+    assert sorted(os.listdir(tmp_path)) == ["plan", "plans"] and os.listdir(tmp_path / "plans") == ["v1"]
+
+
 def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     out = tmp_path / "plan"
     with atomic_dir(out) as tmp:

@@ -208,8 +208,11 @@ def refuse_current_folder(path: str | Path) -> Path:
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder to fill; on success it replaces `path` (an existing folder there is
-    removed only after the new one is in place), on failure it disappears and `path` is untouched."""
+    removed only after the new one is in place), on failure it disappears and `path` is untouched. A `path`
+    that is a symbolic link keeps it: the folder it points to is the one replaced."""
     path = refuse_current_folder(path)
+    if path.is_symlink():  # replaced itself, the link became a folder and the old one a stray .old-PID link
+        path = refuse_current_folder(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_old(path)
     try:
