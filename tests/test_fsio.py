@@ -39,6 +39,16 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["plan.json"]
 
 
+def test_a_file_given_by_a_link_is_replaced_and_the_link_kept(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "v1.pt").write_text("old")
+    link = tmp_path / "current.pt"
+    link.symlink_to(os.path.join("models", "v1.pt"))
+    write_text(link, "new")
+    assert os.readlink(link) == os.path.join("models", "v1.pt") and link.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["current.pt", "models"] and os.listdir(tmp_path / "models") == ["v1.pt"]
+
+
 def test_a_folder_given_by_a_link_is_replaced_and_the_link_kept(tmp_path):
     # The link itself was replaced: a new folder in its place, the linked folder stale, a .plan.old-PID link left.
     (tmp_path / "plans" / "v1").mkdir(parents=True)

@@ -155,8 +155,11 @@ def _default_mode() -> int:
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary sibling of `path` to write to; renamed over `path` on success."""
+    """A temporary sibling of `path` to write to; renamed over `path` on success. A `path` that is a
+    symbolic link keeps it: the file it points to is the one replaced."""
     path = Path(path)
+    if path.is_symlink():  # renamed over, the link became a file and the linked file stayed as it was
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
