@@ -111,6 +111,21 @@ def test_camera_that_cannot_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
         open_source("camera")
 
 
+def test_a_video_whose_relative_name_holds_a_colon_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # .mp4 goes through FFmpeg (OpenCV reads and writes MJPG .avi itself, whatever the name).
+    monkeypatch.chdir(tmp_path)
+    sink = VideoSink(Path("out:1") / "annotated.mp4", fps=10.0)
+    for i in range(3):
+        sink.write(result(i, grey(10 * i)), grey(10 * i))
+    sink.close()
+    assert (tmp_path / "out:1" / "annotated.mp4").stat().st_size > 0
+    with open_source("out:1/annotated.mp4") as video:
+        assert len(list(video)) == 3
+    os.rename(tmp_path / "out:1" / "annotated.mp4", tmp_path / "clip:2.mp4")
+    with open_source("clip:2.mp4") as video:
+        assert len(list(video)) == 3
+
+
 def result(index: int, image: np.ndarray | None = None) -> FrameResult:
     kp = np.stack([np.linspace(5, 50, 16), np.linspace(5, 40, 16)], axis=1).astype(np.float32)
     return FrameResult(index, f"img{index}.png", kp, np.full(16, 0.5, np.float32), kp / 64, {"dpu0": 0.002}, image)

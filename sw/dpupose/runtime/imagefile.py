@@ -8,6 +8,7 @@ first (opencv_path).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -39,7 +40,9 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) 
 
 
 def opencv_path(path: str | Path) -> str:
-    """`path` as a string OpenCV can open, or DataError saying to rename it."""
+    """`path` as a string OpenCV can open, or DataError saying to rename it. Absolute: FFmpeg, behind OpenCV's
+    video files, reads a relative name such as `clip:2.mp4` or `camera:1.mp4` as a URL of protocol `clip`
+    ("Protocol not found"), and pathlib drops the `./` that would keep it a file name."""
     text = str(path)
     try:
         text.encode("utf-8")
@@ -48,4 +51,4 @@ def opencv_path(path: str | Path) -> str:
             f"{text.encode('utf-8', 'surrogateescape')!r}: OpenCV cannot open a file whose name is not valid "
             "UTF-8; rename it"
         ) from None
-    return text
+    return os.path.abspath(text)
