@@ -111,6 +111,19 @@ def test_camera_that_cannot_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
         open_source("camera")
 
 
+def test_a_file_named_like_a_camera_is_given_with_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=r"use camera:N with N the camera number \(0 for the first\)$"):
+        open_source("camera:1.mp4")  # no such file: nothing more to say
+    write_video(tmp_path / "camera:1.avi", 2)
+    with pytest.raises(UsageError, match=r"; for the file camera:1.avi, pass ./camera:1.avi$"):
+        open_source("camera:1.avi")
+    # FFmpeg read the relative name as a URL of protocol "camera" ("not a video OpenCV can decode").
+    for spec in ("./camera:1.avi", str(tmp_path / "camera:1.avi")):
+        with open_source(spec) as video:
+            assert isinstance(video, VideoFileSource) and len(list(video)) == 2
+
+
 def test_a_video_whose_relative_name_holds_a_colon_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # .mp4 goes through FFmpeg (OpenCV reads and writes MJPG .avi itself, whatever the name).
     monkeypatch.chdir(tmp_path)

@@ -243,7 +243,9 @@ def open_source(spec: str, **camera_options: Any) -> FrameSource:
     if spec == "camera" or spec.startswith("camera:"):
         text = spec.partition(":")[2] or "0"
         if not text.isdigit():
-            raise UsageError(f"camera source {spec!r}: use camera:N with N the camera number (0 for the first)")
+            # A file of that name (camera:1.mp4) is given with a folder in front: ./camera:1.mp4
+            named = f"; for the file {spec}, pass ./{spec}" if os.path.exists(spec) else ""
+            raise UsageError(f"camera source {spec!r}: use camera:N with N the camera number (0 for the first){named}")
         return CameraSource(int(text), **camera_options)
     if not spec.strip():  # Path("") is the current folder
         raise UsageError("--source is empty: pass an image folder, an image, a video file or camera:N")
