@@ -146,6 +146,16 @@ def test_missing_device_node(image):
         flash(image, "/dev/dpupose-no-such-card", use_bmaptool=False)
 
 
+def test_a_folder_or_character_device_target_says_what_to_pass(image, tmp_path):
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    with pytest.raises(DeviceError, match=r"is a folder: pass the card's whole disk \(/dev/sdX"):
+        flash(image, folder, use_bmaptool=False)
+    with pytest.raises(DeviceError, match="neither a block device nor a regular file: pass the card's whole disk"):
+        flash(image, "/dev/null", use_bmaptool=False)
+    assert list(folder.iterdir()) == []
+
+
 @needs_bmaptool
 def test_bmaptool_path_writes_mapped_blocks_and_verifies_them(image, tmp_path):
     out = tmp_path / "card.img"

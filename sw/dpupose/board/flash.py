@@ -83,7 +83,11 @@ def _classify(target: Path) -> str:
         return "block"
     if stat.S_ISREG(st.st_mode):
         return "file"
-    raise DeviceError(f"{target} is neither a block device nor a regular file")
+    kind = "a folder" if stat.S_ISDIR(st.st_mode) else "neither a block device nor a regular file"
+    raise DeviceError(
+        f"{target} is {kind}: pass the card's whole disk (/dev/sdX or /dev/mmcblkN; `lsblk` lists them) "
+        "or the name of an image file to write"
+    )
 
 
 def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | None = None) -> list[bytes]:
