@@ -414,6 +414,34 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_partial_folder(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_ctrl_c_at_a_terminal_stops_data_synth_and_its_workers(tmp_path):
+    """Ctrl-C at a terminal signals the whole foreground process group, the rendering processes too, which
+    at the start are importing their modules (seconds): one line, exit 130, no traceback of a worker or of
+    the pool, and nothing left beside the output."""
+    out = tmp_path / "synth"
+    cmd = [sys.executable, "-m", "dpupose", "data", "synth", "--out", str(out), "--num-train", "3000",
+           "--num-valid", "10", "--image-size", "64", "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def as_at_a_terminal() -> None:  # a group of its own, with Python's own SIGINT handler
+        os.setpgrp()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=as_at_a_terminal
+    )
+    deadline = time.monotonic() + 120
+    # The temporary folder is being filled: the workers are about to start.
+    while not any(p.name.endswith(".tmp") and (p / "images").is_dir() for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "data synth ended before it started"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip() == "dpupose: interrupted"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_forked_child_dies_of_sigterm_while_the_parent_unwinds():
     """A child forked while a command runs (a DataLoader worker, a fork-started pool) inherits the SIGTERM
     handler: it must die of the signal as it would have, not unwind the parent's code in the child."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import math
 import shlex
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -518,3 +519,67 @@ def test_a_synthetic_scene_that_cannot_be_written_stops_the_generation(tmp_path,
     with pytest.raises(OSError) as info:
         _render_chunk((0, "valid", 0, 2, 64, str(fs)))
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(fs / "valid_000000.jpg"))
+
+
+def test_generation_keeps_a_few_chunks_submitted_and_writes_the_same_set(tmp_path, monkeypatch):
+    """All chunks were submitted at once (pool.map): for the largest count, 10 million tasks held in memory
+    before the first scene was rendered. At most two per process are submitted now, and how the scenes are
+    cut into chunks changes no byte of the set."""
+    import filecmp
+
+    from dpupose.data import synthetic
+
+    spec = synthetic.SynthSpec(seed=3, num_train=10, num_valid=3, image_size=64)
+    whole = synthetic.generate(tmp_path / "whole", spec, workers=1)  # one chunk per split
+    futures, in_flight = [], []
+
+    class Recording(synthetic.ProcessPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            futures.append(super().submit(fn, *args, **kwargs))
+            in_flight.append(sum(not f.done() for f in futures))
+            return futures[-1]
+
+    monkeypatch.setattr(synthetic, "ProcessPoolExecutor", Recording)
+    monkeypatch.setattr(synthetic, "CHUNK", 2)
+    cut = synthetic.generate(tmp_path / "cut", spec, workers=1)
+    assert len(in_flight) == 5 + 2  # chunks of 2 scenes: 5 of the 10 training, 2 of the 3 validation scenes
+    assert max(in_flight) <= synthetic.CHUNKS_PER_WORKER
+    names = sorted(p.relative_to(whole).as_posix() for p in whole.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(cut).as_posix() for p in cut.rglob("*") if p.is_file())
+    assert len(names) == 10 + 3 + 3
+    assert filecmp.cmpfiles(whole, cut, names, shallow=False)[0] == names
+
+
+def test_an_interrupted_generation_stops_at_the_scenes_under_way(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM (or an error such as a full disk) waited until the pool's processes had rendered the
+    chunks handed to them, up to three of 200 scenes (a minute on 2 cores), before the unfinished set was
+    removed. The scenes under way end the generation now; its workers are gone before the temporary folder
+    is removed (one still writing would leave files in it)."""
+    import multiprocessing
+    import shutil
+
+    from dpupose.data import synthetic
+
+    monkeypatch.setattr(synthetic, "CHUNK", 4)
+    removed = []
+    rmtree = shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):
+        images = sorted((Path(path) / "images").glob("*.jpg"))
+        removed.append((Path(path).name, len(images), multiprocessing.active_children()))
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", recording_rmtree)
+
+    def interrupt(done: int, total: int) -> None:
+        if done:  # the first chunk is in
+            raise KeyboardInterrupt
+
+    spec = synthetic.SynthSpec(seed=0, num_train=400, num_valid=0, image_size=64)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate(tmp_path / "root", spec, workers=1, progress=interrupt)
+    ((name, rendered, workers),) = removed
+    assert name.startswith(".root.") and name.endswith(".tmp")
+    assert 4 <= rendered <= 4 * synthetic.CHUNKS_PER_WORKER  # the first chunk and at most the one under way
+    assert workers == []
+    assert list(tmp_path.iterdir()) == []

@@ -12,10 +12,14 @@ import logging
 import multiprocessing
 import os
 import re
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -34,10 +38,15 @@ from dpupose.errors import DataError
 from dpupose.fsio import atomic_dir, check_replaceable, refuse_current_folder
 from dpupose.runtime.imagefile import write_jpeg
 
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
+
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2
 SPLIT_IDS = {"train": 1, "valid": 2, "sample": 3}
+CHUNK = 200  # scenes per task of a rendering process
+CHUNKS_PER_WORKER = 2  # tasks submitted ahead per process: one rendering, one waiting
 
 
 @dataclass(frozen=True)
@@ -131,11 +140,26 @@ def render_scene(seed: int, split: str, index: int, size: int = 256) -> tuple[np
     return image, record
 
 
+_stop_event: Event | None = None  # in a rendering process: set by the parent when the generation stops early
+
+
+def _start_worker(stop: Event) -> None:
+    """Initializer of a rendering process: the parent stops it through `stop` (it ends its chunk after the
+    scene it is rendering). Ctrl-C, which reaches the whole process group, is the parent's alone: the process
+    started with it blocked (_submit), and ignores it from now on."""
+    global _stop_event
+    _stop_event = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _render_chunk(args: tuple[int, str, int, int, int, str]) -> list[dict]:
     seed, split, start, stop, size, image_dir = args
     cv2.setNumThreads(1)
     records = []
     for i in range(start, stop):
+        if _stop_event is not None and _stop_event.is_set():
+            break  # the parent is removing the unfinished set: what this chunk returns is not read
         image, rec = render_scene(seed, split, i, size)
         name = f"{split}_{i:06d}.jpg"
         quality = 70 + (i * 7919 + seed) % 26  # varied, deterministic JPEG quality
@@ -168,6 +192,38 @@ def _check_only_generated(root: Path) -> None:
             )
 
 
+def _submit(pool: ProcessPoolExecutor, chunk: tuple) -> Future:
+    """pool.submit of `chunk` with Ctrl-C held back. A rendering process the submission starts inherits SIGINT
+    blocked, so that a Ctrl-C during its seconds of imports cannot end it with a traceback; here a Ctrl-C
+    (which another thread, OpenBLAS's, may take for the process) is only noted, and raised once the process
+    is started, not half way (its imports then end in a traceback too)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
+        return pool.submit(_render_chunk, chunk)
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(_render_chunk, chunk)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.signal(signal.SIGINT, previous)
+        if noted:
+            signal.raise_signal(signal.SIGINT)  # to the handler there was: Ctrl-C as if it came now
+
+
+def _in_order(pool: ProcessPoolExecutor, chunks: Iterable[tuple], ahead: int) -> Iterator[list[dict]]:
+    """_render_chunk of each of `chunks` in order, with at most `ahead` chunks submitted at a time (all at once,
+    the largest counts are millions of tasks held in memory before the first scene is rendered)."""
+    todo = iter(chunks)
+    pending: deque[Future] = deque()
+    while True:
+        while len(pending) < ahead and (chunk := next(todo, None)) is not None:
+            pending.append(_submit(pool, chunk))
+        if not pending:
+            return
+        yield pending.popleft().result()
+
+
 def generate(
     root: str | Path,
     spec: SynthSpec,
@@ -189,19 +245,26 @@ def generate(
         if progress:  # the start: a bar made at the first call times the whole generation, not its first chunk
             progress(0, total)
         # spawn, not fork: a child forked after the parent used OpenCV's thread pool can wait forever.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for split, n in spec.counts().items():
-                chunks = [
-                    (spec.seed, split, s, min(s + 200, n), spec.image_size, str(tmp / "images"))
-                    for s in range(0, n, 200)
-                ]
-                records: list[dict] = []
-                for recs in pool.map(_render_chunk, chunks):
-                    records += recs
-                    done += len(recs)
-                    if progress:
-                        progress(done, total)
-                (tmp / "annot" / f"{split}.json").write_text(json.dumps(records))
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(stop,)) as pool:
+            try:
+                for split, n in spec.counts().items():
+                    chunks = (
+                        (spec.seed, split, s, min(s + CHUNK, n), spec.image_size, str(tmp / "images"))
+                        for s in range(0, n, CHUNK)
+                    )
+                    records: list[dict] = []
+                    for recs in _in_order(pool, chunks, CHUNKS_PER_WORKER * workers):
+                        records += recs
+                        done += len(recs)
+                        if progress:
+                            progress(done, total)
+                    (tmp / "annot" / f"{split}.json").write_text(json.dumps(records))
+            except BaseException:  # Ctrl-C, SIGTERM, a full disk: the chunks under way end at their scene,
+                stop.set()  # those not started never start, and the workers are gone before the folder goes
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         (tmp / "synthetic.json").write_text(json.dumps(asdict(spec), indent=2))
     return root
 
