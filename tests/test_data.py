@@ -583,3 +583,22 @@ def test_an_interrupted_generation_stops_at_the_scenes_under_way(tmp_path, monke
     assert 4 <= rendered <= 4 * synthetic.CHUNKS_PER_WORKER  # the first chunk and at most the one under way
     assert workers == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_earlier_root_of_a_million_scenes_and_more_is_replaced(tmp_path):
+    """Scene 1,000,000 is train_1000000.jpg (seven digits): an earlier root that held it was refused as a
+    folder holding a file the generator did not write."""
+    from dpupose.data import synthetic
+    from dpupose.errors import UsageError
+
+    spec = synthetic.SynthSpec(seed=1, num_train=1, num_valid=1, image_size=64)
+    root = synthetic.generate(tmp_path / "root", spec, workers=1)
+    (root / "images" / "train_000000.jpg").rename(root / "images" / "train_1000000.jpg")
+    synthetic.generate(root, spec, workers=1)
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["train_000000.jpg", "valid_000000.jpg"]
+    # A file of the user's there still stops it, one named as one.
+    for name in ("train_12345.jpg", "train_1000000.png", "mytrain_000000.jpg"):
+        (root / "images" / name).write_bytes(b"mine")
+        with pytest.raises(UsageError, match=rf"images/ also holds {name}, .*: move it elsewhere"):
+            synthetic.generate(root, spec, workers=1)
+        (root / "images" / name).unlink()

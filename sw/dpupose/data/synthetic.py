@@ -171,7 +171,8 @@ def _render_chunk(args: tuple[int, str, int, int, int, str]) -> list[dict]:
     return records
 
 
-_GENERATED = {"images": re.compile(r"(train|valid)_\d{6}\.jpg"), "annot": re.compile(r"(train|valid)\.json")}
+# Scene names are {split}_{index:06d}.jpg: seven digits and more from the millionth scene on.
+_GENERATED = {"images": re.compile(r"(train|valid)_\d{6,}\.jpg"), "annot": re.compile(r"(train|valid)\.json")}
 
 
 def _check_only_generated(root: Path) -> None:
@@ -188,7 +189,7 @@ def _check_only_generated(root: Path) -> None:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise UsageError(
                 f"{root} is a synthetic data root, but {sub}/ also holds {shown}, which replacing it would "
-                "delete: move them elsewhere, or choose another folder"
+                f"delete: move {'it' if len(foreign) == 1 else 'them'} elsewhere, or choose another folder"
             )
 
 
