@@ -602,3 +602,20 @@ def test_an_earlier_root_of_a_million_scenes_and_more_is_replaced(tmp_path):
         with pytest.raises(UsageError, match=rf"images/ also holds {name}, .*: move it elsewhere"):
             synthetic.generate(root, spec, workers=1)
         (root / "images" / name).unlink()
+
+
+def test_synthetic_joints_are_unannotated_only_outside_the_image():
+    """docs/training.md: as in MPII, occluded joints are annotated and only joints outside the image are not."""
+    size, outside = 64, 0
+    for i in range(60):
+        _, rec = render_scene(2, "train", i, size)
+        pts = np.array(rec["joints"])
+        inside = (pts >= 0).all(axis=1) & (pts < size).all(axis=1)
+        assert rec["joints_vis"] == inside.astype(int).tolist()
+        outside += int((~inside).sum())
+        # The head box: the square on the head segment, centred on it.
+        x1, y1, x2, y2 = rec["head_box"]
+        segment = np.linalg.norm(pts[9] - pts[8])
+        assert (x2 - x1, y2 - y1) == pytest.approx((segment, segment), abs=0.02)
+        assert ((x1 + x2) / 2, (y1 + y2) / 2) == pytest.approx(tuple((pts[8] + pts[9]) / 2), abs=0.02)
+    assert outside > 0  # scenes of this seed do have joints outside the image
