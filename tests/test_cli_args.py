@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -440,6 +441,38 @@ def test_ctrl_c_at_a_terminal_stops_data_synth_and_its_workers(tmp_path):
     assert proc.returncode == 130
     assert err.strip() == "dpupose: interrupted"
     assert os.listdir(tmp_path) == []
+
+
+def test_the_rendering_processes_end_with_a_killed_data_synth(tmp_path):
+    """kill -9 (or the OOM killer) of data synth left its two rendering processes behind for good: each
+    finished its chunk into the abandoned folder, then waited forever to hand over the result."""
+    out = tmp_path / "synth"
+    cmd = [sys.executable, "-m", "dpupose", "data", "synth", "--out", str(out), "--num-train", "3000",
+           "--num-valid", "10", "--image-size", "64", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".tmp") and any(p.rglob("*.jpg")) for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "data synth ended before it wrote an image"
+        time.sleep(0.05)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and _not_a_zombie(pid)]:
+        if time.monotonic() > deadline:
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"rendering processes {alive} outlived data synth by a minute")
+        time.sleep(0.1)
+
+
+def _not_a_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone meanwhile
+        return False
 
 
 def test_a_forked_child_dies_of_sigterm_while_the_parent_unwinds():

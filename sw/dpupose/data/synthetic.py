@@ -151,6 +151,16 @@ def _start_worker(stop: Event) -> None:
     _stop_event = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    """End this rendering process when the parent dies (kill -9, the OOM killer): it would finish its chunk
+    into the abandoned folder and then wait forever to hand over the result."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(1)
 
 
 def _render_chunk(args: tuple[int, str, int, int, int, str]) -> list[dict]:
