@@ -151,6 +151,41 @@ def test_an_old_folder_left_by_a_killed_process_is_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [f".plan.old-{os.getppid()}", ".planb.old-1", "plan"]
 
 
+def _killed_while_writing(out, kind):
+    """A process that is SIGKILLed inside atomic_dir/atomic_path for `out`, its temporary half written."""
+    code = (
+        "import os, sys, time\n"
+        "from dpupose.fsio import atomic_dir, atomic_path\n"
+        f"with ({kind})({str(out)!r}) as tmp:\n"
+        "    target = tmp / 'half.bin' if tmp.is_dir() else tmp\n"
+        "    target.write_bytes(b'x' * 4096)\n"
+        "    print('written', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "written\n"
+    proc.kill()
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])
+def test_a_temporary_left_by_a_killed_process_goes_at_the_next_write(tmp_path, kind):
+    # kill -9 (or the OOM killer) inside the block leaves the temporary, a data set's gigabytes for a
+    # folder: the next write of the same output removes it; a running process's and other outputs' stay.
+    out = tmp_path / "out"
+    _killed_while_writing(out, kind)
+    left = [name for name in os.listdir(tmp_path) if name.startswith(".out.")]
+    assert len(left) == 1 and left[0].endswith(".tmp")
+    running = tmp_path / f".out.{os.getppid()}-abcdefgh.tmp"
+    running.mkdir()
+    other = tmp_path / ".outb.1-abcdefgh.tmp"
+    other.write_text("another output's")
+    with globals()[kind](out) as tmp:
+        (tmp / "new.bin" if tmp.is_dir() else tmp).write_bytes(b"new")
+    assert sorted(os.listdir(tmp_path)) == sorted([running.name, other.name, "out"])
+
+
 def test_an_earlier_folder_a_kill_left_moved_aside_is_put_back(tmp_path):
     # Killed between moving the earlier folder aside and putting the new one in place: only .plan.old-PID
     # is left. The next writer puts it back first, so that its own failure leaves the earlier output there.

@@ -94,6 +94,29 @@ def _remove_stale_old(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _remove_stale_temporaries(path: Path, suffix: str) -> None:
+    """Remove the temporaries (`.NAME.PID-XXXXXXXX` + suffix, files or folders) that atomic_path and
+    atomic_dir left beside `path` when their process was killed (kill -9, the OOM killer, a power cut): a
+    data set's can be gigabytes, and nothing else would ever remove it. Only those of a process no longer
+    running go; this process's own are left alone (another thread may be writing one)."""
+    start, end = len(path.name) + 2, len(suffix)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*{glob.escape(suffix)}"):
+        pid, dash, rest = tmp.name[start:-end].partition("-")
+        if not dash or not rest or "." in rest or pid == str(os.getpid()) or not left_by_dead_process(pid):
+            continue
+        try:
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+        except OSError as exc:  # someone else's, or already gone: leave it
+            log.debug("could not remove stale %s: %s", tmp, exc)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
+
+
 def _naming(exc: OSError, tmp: str | Path, path: str | Path) -> OSError:
     """`exc` with the names the user knows: a file in the temporary `tmp` becomes the same file in `path`,
     and an error that names no file (a write or close on a full disk: No space left on device) names
@@ -161,8 +184,9 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     if path.is_symlink():  # renamed over, the link became a file and the linked file stayed as it was
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path, suffix)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
     except OSError as exc:  # name the file the user chose, not the temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
@@ -218,8 +242,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         path = refuse_current_folder(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_old(path)
+    _remove_stale_temporaries(path, ".tmp")
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     except OSError as exc:  # name the folder the user chose, not the temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
