@@ -77,9 +77,11 @@ python3 -c 'import dpupose, pynq_dpu; print("dpupose", dpupose.__version__, "and
 
 # The board notebook into Jupyter's folder, as PYNQ delivers notebooks (`pynq get-notebooks`, the package's
 # pynq.notebooks entry point): $PYNQ_JUPYTER_NOTEBOOKS/dpupose/pose_camera.ipynb, owned as that folder is
-# (the image gives it to xilinx). PYNQ sets the variable in /etc/environment, which a login or sudo reads
-# but the first-boot unit does not. Once: a copy already there (perhaps edited) is kept. Not delivered is
-# no reason to fail the setup (`dpupose run` works).
+# (the image gives it to xilinx), and so is PYNQ's list of what it delivered there (.pynq-notebooks), which
+# root would own when this creates it: the user's own `pynq get-notebooks` could not update it. PYNQ sets
+# the variable in /etc/environment, which a login or sudo reads but the first-boot unit does not. Once: a
+# copy already there (perhaps edited) is kept. Not delivered is no reason to fail the setup (`dpupose run`
+# works).
 notebooks=${PYNQ_JUPYTER_NOTEBOOKS:-}
 if [ -z "$notebooks" ] && [ -f "$ENVIRONMENT_FILE" ]; then
   notebooks=$(sed -n 's/^PYNQ_JUPYTER_NOTEBOOKS=//p' "$ENVIRONMENT_FILE" | tail -n 1 | tr -d "\"'")
@@ -90,6 +92,7 @@ elif [ -e "$notebooks/dpupose/pose_camera.ipynb" ]; then
   echo "notebook $notebooks/dpupose/pose_camera.ipynb kept (a newer one: cd $notebooks && pynq get-notebooks dpupose -p . -f)"
 elif (cd "$notebooks" && pynq get-notebooks dpupose -p . -f) && [ -e "$notebooks/dpupose/pose_camera.ipynb" ]; then
   chown -R --reference="$notebooks" "$notebooks/dpupose" || true
+  if [ -f "$notebooks/.pynq-notebooks" ]; then chown --reference="$notebooks" "$notebooks/.pynq-notebooks" || true; fi
   echo "notebook delivered: $notebooks/dpupose/pose_camera.ipynb (Jupyter, port 9090)"
 else
   echo "board_setup.sh: warning: the notebook could not be delivered; dpupose itself is installed" \

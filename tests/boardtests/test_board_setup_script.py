@@ -30,12 +30,13 @@ esac
 """
 
 FAKE_PYNQ = """#!/bin/bash
-# PYNQ's `pynq get-notebooks NAME -p DIR -f`: copies the package's notebooks into DIR/NAME (fails once
-# $STATE/pynq-fails exists).
+# PYNQ's `pynq get-notebooks NAME -p DIR -f`: copies the package's notebooks into DIR/NAME and notes the
+# module in DIR/.pynq-notebooks, its list of delivered notebooks (fails once $STATE/pynq-fails exists).
 echo "$(pwd): $*" >> "$STATE/pynq.log"
 [ -f "$STATE/pynq-fails" ] && { echo "pynq: no device" >&2; exit 1; }
 [ "$1 $2 $3 $4" = "get-notebooks dpupose -p ." ] || exit 2
 mkdir -p dpupose && echo '{"cells": []}' > dpupose/pose_camera.ipynb
+echo '["dpupose.notebooks"]' > .pynq-notebooks
 """
 
 FAKE_PYTHON = """#!/bin/bash
@@ -151,8 +152,10 @@ def test_the_notebook_goes_into_jupyters_folder_once(board, tmp_path):
     run_setup()
     assert (tmp_path / "pynq.log").read_text().splitlines() == [f"{notebooks}: get-notebooks dpupose -p . -f"]
     delivered = notebooks / "dpupose" / "pose_camera.ipynb"
-    for path in (delivered, delivered.parent):
-        assert (path.stat().st_uid, path.stat().st_gid) == (1234, 1235)
+    # PYNQ's list of what it delivered there too: root's, a later `pynq get-notebooks` as xilinx could not
+    # write it (PermissionError, after copying its notebooks).
+    for path in (delivered, delivered.parent, notebooks / ".pynq-notebooks"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (1234, 1235), path
     delivered.write_text("edited")
     wheel.write_bytes(b"second build")
     proc = run_setup(check=False)
