@@ -408,8 +408,15 @@ def test_generated_scripts_are_valid_shell(tmp_path, wheel):
     subprocess.run(["bash", "-n", str(setup_script())], check=True)
     text = script.read_text()
     assert f"bash {layout.SETUP_SCRIPT} {layout.WHEEL_DIR}/{wheel.name}" in text
-    odd = firstboot_script("dpupose-0.1 $(x);y.whl")  # refused by check_wheel; still one word here
-    assert f"if bash {layout.SETUP_SCRIPT} '{layout.WHEEL_DIR}/dpupose-0.1 $(x);y.whl'; then" in odd
+    odd = firstboot_script("dpupose-0.1 $(touch ran);y.whl")  # refused by check_wheel; still one word here
+    assert f"if bash {layout.SETUP_SCRIPT} '{layout.WHEEL_DIR}/dpupose-0.1 $(touch ran);y.whl'; then" in odd
+    # ... and in the command the log gives without network, which ran the $(...) inside its double quotes.
+    hint = next(line for line in odd.splitlines() if "connect the board and run" in line).strip()
+    shown = subprocess.run(["bash", "-c", hint], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    command = shown.strip().removeprefix("(or connect the board and run: ").removesuffix(")")
+    odd_wheel = f"{layout.WHEEL_DIR}/dpupose-0.1 $(touch ran);y.whl"
+    assert shlex.split(command) == ["sudo", "bash", str(layout.SETUP_SCRIPT), odd_wheel]
+    assert not (tmp_path / "ran").exists()
     assert f"systemctl disable {layout.FIRSTBOOT_UNIT_NAME}" in text
 
 
