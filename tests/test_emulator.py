@@ -181,6 +181,38 @@ def test_malformed_graphs_are_rejected(qdq_file):
             EmulatorRunner(_mutated(qdq_file, edit))
 
 
+def _clip_bounds_as_constant_nodes(m: onnx.ModelProto, hi: float | None = None) -> None:
+    """Give every Clip its bounds through Constant nodes, as torch.onnx.export writes a ReLU6."""
+    g = m.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    nodes = []
+    for n in g.node:
+        if n.op_type == "Clip":
+            for k in (1, 2):
+                value = inits[n.input[k]] if hi is None or k == 1 else np.array(hi, np.float32)
+                name = f"{n.name}/bound{k}"
+                nodes.append(helper.make_node("Constant", [], [name], name=name, value=numpy_helper.from_array(value)))
+                n.input[k] = name
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def test_clip_bounds_from_constant_nodes(qdq_file):
+    m = onnx.load(qdq_file)
+    _clip_bounds_as_constant_nodes(m)
+    assert sum(n.op_type == "Constant" for n in m.graph.node) == 4  # c1's and dw's ReLU6
+    onnx.checker.check_model(m)
+    feeds = _feed(_image(2, seed=5))
+    np.testing.assert_array_equal(
+        EmulatorRunner(m.SerializeToString()).run(feeds)["logits"], EmulatorRunner(qdq_file).run(feeds)["logits"]
+    )
+    m = onnx.load(qdq_file)
+    _clip_bounds_as_constant_nodes(m, hi=4.0)
+    with pytest.raises(ModelFileError, match=r"Clip\(0.0, 4.0\) is neither ReLU nor ReLU6"):
+        EmulatorRunner(m.SerializeToString())
+
+
 def _lsb(a, b) -> np.ndarray:
     return np.abs(a.astype(int) - b.astype(int))
 

@@ -78,16 +78,21 @@ def scale_to_fix_point(scale: np.ndarray, where: str) -> int:
 class _Parser:
     def __init__(self, graph: Graph) -> None:
         self.g = graph
-        self.inits = graph.initializers
+        self.inits = dict(graph.initializers)
         self.producer: dict[str, Node] = {}
         self.consumers: dict[str, list[Node]] = {}
+        self.used: set[int] = set()
         for node in graph.nodes:
+            # A Constant node is an initializer written as a node: torch.onnx.export gives a ReLU6's
+            # Clip bounds so, and the partitioner copies such nodes into every subgraph that reads them.
+            if node.op_type == "Constant" and isinstance(node.attrs.get("value"), np.ndarray):
+                self.inits[node.outputs[0]] = node.attrs["value"]
+                self.used.add(id(node))
             for t in node.outputs:
                 self.producer[t] = node
             for t in node.inputs:
                 if t:
                     self.consumers.setdefault(t, []).append(node)
-        self.used: set[int] = set()
         self.fix: dict[str, int] = {}  # int8 tensor -> fp
         self.act_dq: dict[str, tuple[str, int]] = {}  # DQ float output -> (int8 tensor, fp)
         self.const_dq: dict[str, tuple[np.ndarray, int]] = {}  # DQ float output -> (int8 array, fp)
