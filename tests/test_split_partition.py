@@ -116,11 +116,21 @@ def test_requantization_stays_on_the_dpu(tmp_path):
 
 
 def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
-    _, result = _split(tmp_path, "pool")
+    model, result = _split(tmp_path, "pool")
     assert _devices(result.plan) == ["dpu", "cpu"]
     assert _rows(result)["mid/pool"]["device"] == "dpu"
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
+    assert "the emulator does not run MaxPool" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
+    # The plan is sound: the emulate backend says to run it with cpu (not to copy or re-split it), and cpu runs it.
+    with pytest.raises(ModelFileError, match=r"not on the emulator.*MaxPool.*run this plan with --backend cpu") as err:
+        RunnerFactory(result.plan, "emulate").create_all()
+    assert "re-split" not in str(err.value) and "copy the plan" not in str(err.value)
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    whole = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(["coords"], {"image": x})[0]
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
+    np.testing.assert_allclose(ex.infer_tensor(x)["coords"], whole, atol=1e-6)
+    ex.close()
 
 
 def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_path):

@@ -23,6 +23,7 @@ from dpupose.errors import ModelFileError, ToolNotFoundError, UsageError
 from dpupose.runtime.base import Runner, TensorInfo
 from dpupose.runtime.guard import GuardReport, check_fingerprints
 from dpupose.runtime.onnx_runner import OnnxRunner
+from dpupose.runtime.qdq_graph import NotEmulated
 from dpupose.split.plan import BoundaryTensor, Plan, Subgraph
 
 if TYPE_CHECKING:
@@ -153,6 +154,11 @@ class RunnerFactory:
         assert self._dpu_runner is not None
         try:
             runner = self._dpu_runner(path)
+        except NotEmulated as exc:
+            raise ModelFileError(
+                f"subgraph {sg.name!r} ({path}) runs on the DPU but not on the emulator, which runs convolutions, "
+                f"element-wise adds and pixel shuffles only ({exc}): run this plan with --backend cpu on a PC"
+            ) from None
         except ModelFileError as exc:
             message = str(exc)
             if message.startswith(f"{path}: "):  # the ONNX reader names the file: named below, with the subgraph

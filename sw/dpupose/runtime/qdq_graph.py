@@ -27,6 +27,11 @@ ACT_OPS = ("Relu", "Clip", "LeakyRelu")
 LEAKY_ALPHA = 26 / 256
 
 
+class NotEmulated(ModelFileError):
+    """A DPU subgraph with an op the emulator does not run (a pool, a resize, a concat...): the plan is
+    sound, and ONNX Runtime (`--backend cpu`) runs it."""
+
+
 @dataclass
 class Boundary:
     """A graph input or output: the float name the ONNX graph uses and the int8 tensor behind it."""
@@ -205,7 +210,7 @@ class _Parser:
                 return Step("requant", out, fp_out, [src], [fp], label)
             attrs = {"block": int(node.attrs["blocksize"]), "mode": node.attrs.get("mode", "DCR")}
             return Step("depth_to_space", out, fp_out, [src], [fp], label, attrs=attrs)
-        raise ModelFileError(f"{where}: {op} (with activation {act}) is not a DPU operation here")
+        raise NotEmulated(f"{where}: the emulator does not run {op} (with activation {act})")
 
     def activation(self, node: Node, where: str) -> str:
         if node.op_type == "Relu":
