@@ -207,10 +207,29 @@ def test_clip_bounds_from_constant_nodes(qdq_file):
     np.testing.assert_array_equal(
         EmulatorRunner(m.SerializeToString()).run(feeds)["logits"], EmulatorRunner(qdq_file).run(feeds)["logits"]
     )
+    x = _image(2, seed=5)
+    ref = TorchQdqReference(m).trace({"image": x})
+    np.testing.assert_array_equal(ref["logits_int8"], EmulatorRunner(qdq_file).run(_feed(x))["logits"])
     m = onnx.load(qdq_file)
     _clip_bounds_as_constant_nodes(m, hi=4.0)
     with pytest.raises(ModelFileError, match=r"Clip\(0.0, 4.0\) is neither ReLU nor ReLU6"):
         EmulatorRunner(m.SerializeToString())
+
+
+def test_torch_reference_reads_clip_bounds_given_as_attributes(qdq_file):
+    """Before opset 11 a Clip carries min and max as attributes."""
+    m = onnx.load(qdq_file)
+    clips = [n for n in m.graph.node if n.op_type == "Clip"]
+    assert len(clips) == 2
+    for n in clips:
+        del n.input[1:]
+        n.attribute.extend([helper.make_attribute("min", 0.0), helper.make_attribute("max", 6.0)])
+    x = _image(2, seed=5) * 3  # large enough for c1 to reach its ReLU6 bound
+    ref = TorchQdqReference(m).trace({"image": x})
+    want = TorchQdqReference(qdq_file).trace({"image": x})
+    assert np.any(want["c1_int8"] == 96) and np.all(want["c1_int8"] <= 96)  # ReLU6 at fp 4 clips at 96
+    for name, arr in want.items():
+        np.testing.assert_array_equal(ref[name], arr, err_msg=name)
 
 
 def _lsb(a, b) -> np.ndarray:

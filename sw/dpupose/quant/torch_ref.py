@@ -84,9 +84,19 @@ class TorchQdqReference:
                 env[node.output[0]] = xs[0] + xs[1]
             elif op == "Relu":
                 env[node.output[0]] = F.relu(env[node.input[0]])
-            elif op == "Clip":
-                lo = float(self.inits[node.input[1]]) if len(node.input) > 1 and node.input[1] else -math.inf
-                hi = float(self.inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else math.inf
+            elif op == "Constant":  # torch.onnx.export gives a ReLU6's Clip bounds so
+                self.inits[node.output[0]] = numpy_helper.to_array(a["value"])
+            elif op == "Clip":  # opset >= 11: bounds as inputs; older opsets: as attributes
+                lo = (
+                    float(self.inits[node.input[1]])
+                    if len(node.input) > 1 and node.input[1]
+                    else a.get("min", -math.inf)
+                )
+                hi = (
+                    float(self.inits[node.input[2]])
+                    if len(node.input) > 2 and node.input[2]
+                    else a.get("max", math.inf)
+                )
                 env[node.output[0]] = torch.clamp(env[node.input[0]], lo, hi)
             elif op == "LeakyRelu":
                 x = env[node.input[0]]
