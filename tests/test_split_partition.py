@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -215,6 +216,60 @@ def test_a_model_with_other_than_16_joints_is_refused(tmp_path, monkeypatch, joi
     model = split_models.save("none", tmp_path / "m.onnx")
     with pytest.raises(ModelFileError, match=rf"outputs coords \[1, {joints}, 2\].*the 16 MPII joints"):
         split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    assert not (tmp_path / "plan").exists()
+
+
+def _edited(tmp_path, edit) -> Path:
+    m = build("none")
+    edit(m.graph)
+    path = tmp_path / "edited.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+def _classifier(g) -> None:
+    """The network with a classifier's head: global average pool and flatten instead of softmax + DSNT."""
+    head = [n for n in g.node if n.name.startswith("head/")]
+    for n in head:
+        g.node.remove(n)
+    g.node.extend(
+        [
+            onnx.helper.make_node("GlobalAveragePool", ["logits"], ["pooled"], name="pool"),
+            onnx.helper.make_node("Flatten", ["pooled"], ["scores"], name="flatten"),
+        ]
+    )
+    del g.output[:]
+    g.output.append(onnx.helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, [1, 16]))
+
+
+def _channels_last(g) -> None:
+    """The image given as (N, S, S, 3) and transposed inside, as a model exported from TensorFlow."""
+    for n in g.node:
+        n.input[:] = ["image_nchw" if i == "image" else i for i in n.input]
+    g.node.insert(0, onnx.helper.make_node("Transpose", ["image"], ["image_nchw"], perm=[0, 3, 1, 2], name="nchw"))
+    dims = g.input[0].type.tensor_type.shape.dim
+    dims[1].dim_value, dims[2].dim_value, dims[3].dim_value = S, S, 3
+
+
+def _symbolic_size(g) -> None:
+    dims = g.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_classifier, r"outputs scores \[1, 16\], not a pose model's coords .*`dpupose dpu estimate MODEL"),
+        (_channels_last, rf"input 'image' is \(1, {S}, {S}, 3\); expected .* \(N, 3, S, S\), channels first"),
+        (_symbolic_size, r"'image' needs a static shape .*: export the model with the input size it will run at"),
+    ],
+)
+def test_a_model_split_and_run_cannot_take_is_refused_with_what_to_do(tmp_path, edit, message):
+    model = _edited(tmp_path, edit)
+    onnx.checker.check_model(str(model))
+    with pytest.raises(ModelFileError, match=message) as err:
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    assert "DPU part" not in str(err.value)
     assert not (tmp_path / "plan").exists()
 
 

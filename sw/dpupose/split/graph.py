@@ -212,7 +212,10 @@ def _shapes_by_running(model: Any, names: list[str]) -> dict[str, tuple[int, ...
             continue
         d = _dims(vi)
         if d is None:
-            raise ModelFileError(f"graph input {vi.name!r} needs a static shape (batch may be symbolic)")
+            raise ModelFileError(
+                f"graph input {vi.name!r} needs a static shape (batch may be symbolic): export the model with "
+                "the input size it will run at (e.g. 1x3x224x224)"
+            )
         feeds[vi.name] = np.zeros(d, np.float32)
     try:
         sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])

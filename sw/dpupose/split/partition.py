@@ -86,10 +86,17 @@ def model_outputs(g: QdqGraph, source: Path) -> OutputNames:
         coords = "coords"
     if "heatmaps" in g.graph_outputs:
         heat = "heatmaps"
-    if coords is None:
+    if coords is None and heat is not None and len(g.graph_outputs) == 1:  # image -> logits: a DPU part
         raise ModelFileError(
             f"{source} has no coords output (N, 16, 2): split the whole model (model_qdq.onnx from `dpupose "
             "quantize`), not its DPU part"
+        )
+    if coords is None:
+        shapes = ", ".join(f"{t} {list(g.shapes.get(t, []))}" for t in g.graph_outputs)
+        raise ModelFileError(
+            f"{source} outputs {shapes}, not a pose model's coords (N, {NUM_JOINTS}, 2) and heatmaps (N, "
+            f"{NUM_JOINTS}, H, W): split and run handle pose models only; `dpupose dpu estimate MODEL --config "
+            "NAME` predicts the DPU time of any other model"
         )
     joints = g.shapes[coords][1] if len(g.shapes.get(coords, ())) == 3 else None
     if joints != NUM_JOINTS or (heat is not None and g.shapes[heat][1] != NUM_JOINTS):
@@ -107,7 +114,10 @@ def image_input(g: QdqGraph, source: Path) -> InputSpec:
     name = g.graph_inputs[0]
     shape = g.shapes.get(name)
     if shape is None or len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
-        raise ModelFileError(f"{source}: input {name!r} is {shape}; expected a square RGB image (N, 3, S, S)")
+        raise ModelFileError(
+            f"{source}: input {name!r} is {shape}; expected a square RGB image (N, 3, S, S), channels first: "
+            "dpupose run letterboxes every frame into S x S, so export the model with such an input"
+        )
     return InputSpec(name, (1, 3, shape[2], shape[3]))
 
 
