@@ -273,6 +273,28 @@ def test_a_model_split_and_run_cannot_take_is_refused_with_what_to_do(tmp_path, 
     assert not (tmp_path / "plan").exists()
 
 
+def test_a_model_listing_its_opset_twice_gives_subgraphs_that_list_it_once(tmp_path):
+    """onnx.compose.merge_models (a backbone and a head exported apart) lists the default domain once per
+    part; bench's INT8 CPU rows (ONNX Runtime's quantize_static) refuse such a file."""
+    from dpupose.quant.ort_int8 import quantize_cpu_subgraph
+
+    def twice(m):
+        m.opset_import.append(onnx.helper.make_opsetid("", 17))
+        onnx.checker.check_model(m)
+
+    m = build("none")
+    twice(m)
+    model = tmp_path / "merged.onnx"
+    onnx.save(m, str(model))
+    plan = split_model(SplitOptions(model, CONFIG, tmp_path / "plan")).plan
+    for sg in plan.subgraphs:
+        assert [(o.domain, o.version) for o in onnx.load(str(plan.path(sg.file))).opset_import] == [("", 17)]
+    cpu = plan.subgraphs[-1]
+    feeds = [{"logits": np.random.default_rng(k).normal(0, 1, (1, 16, 4, 4)).astype(np.float32)} for k in range(2)]
+    out = quantize_cpu_subgraph(plan.path(cpu.file), tmp_path / "cpu_int8.onnx", feeds)
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+
+
 def test_a_configuration_that_does_not_fit_the_board_is_split_with_a_warning(tmp_path):
     from dpupose.dpu.board import load_board
     from dpupose.dpu.config import load_config
