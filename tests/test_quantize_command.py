@@ -143,7 +143,20 @@ def test_bad_checkpoints_leave_nothing(tmp_path):
     wide = sane_model(TINY.__class__(input_size=S, width_mult=0.5, decoder_channels=32))
     state = wide.state_dict()
     torch.save({"format": "dpupose-checkpoint", "model": state, "model_config": TINY.to_dict()}, other)
-    for path, msg in ((truncated, "truncated"), (foreign, "checkpoint"), (other, "does not match")):
+    # A network of the user's own: a plain state dict, or its ONNX export, is told where such a model goes.
+    own = tmp_path / "own.pt"
+    torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), own)
+    own_onnx = tmp_path / "own.onnx"
+    own_onnx.write_bytes(b"\x08\x08")  # not read: the name says what it is
+    elsewhere = r"own network.*a network of your own goes to `dpupose split` as power-of-two QDQ ONNX.*dpu estimate"
+    cases = (
+        (truncated, "truncated"),
+        (foreign, "checkpoint"),
+        (other, "does not match"),
+        (own, "is not a dpupose checkpoint .*" + elsewhere),
+        (own_onnx, "is an ONNX model, not a checkpoint.*" + elsewhere),
+    )
+    for path, msg in cases:
         with pytest.raises(CheckpointError, match=msg):
             quantize(QuantizeConfig(checkpoint=path, out=out_parent / "q", num_calib=2))
         _assert_nothing_left(out_parent)

@@ -22,6 +22,10 @@ from dpupose.fsio import atomic_path
 from dpupose.model.pose import ModelConfig, PoseNet
 
 FORMAT = "dpupose-checkpoint"
+OWN_MODEL = (
+    "a network of your own goes to `dpupose split` as power-of-two QDQ ONNX (docs/split.md#a-model-of-your-own), "
+    "and `dpupose dpu estimate` predicts its DPU time from any ONNX export"
+)
 
 
 def on_cpu(value: Any) -> Any:
@@ -70,6 +74,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{path} is an ONNX model, not a checkpoint: this command takes a checkpoint of dpupose's own "
+            f"network (`dpupose train`); {OWN_MODEL}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle of another program, random bytes...
@@ -78,7 +87,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "program: use a checkpoint written by `dpupose train`"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise CheckpointError(f"{path} is not a dpupose checkpoint (no '{FORMAT}' marker)")
+        raise CheckpointError(
+            f"{path} is not a dpupose checkpoint (no '{FORMAT}' marker): this command takes checkpoints of "
+            f"dpupose's own network, written by `dpupose train` or `dpupose export`; {OWN_MODEL}"
+        )
     return state
 
 
