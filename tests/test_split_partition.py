@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -132,6 +133,26 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
     np.testing.assert_allclose(ex.infer_tensor(x)["coords"], whole, atol=1e-6)
     ex.close()
+
+
+def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
+    _, result = _split(tmp_path, "pool")
+    plan = result.plan
+    whole = save("none", tmp_path / "whole.onnx")
+    cases = [
+        (whole, "graph output '(coords|heatmaps)' must come out of a DequantizeLinear; deploy-check takes a DPU "
+         r"subgraph \(dpu_part_qdq.onnx .* or a dpuN.onnx of a split plan\), not a whole model or a CPU subgraph"),
+        (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
+         "takes a DPU subgraph"),
+        (plan.path("dpu0.onnx"), "the emulator does not run MaxPool .*: deploy-check checks the emulator's layers, "
+         "and the emulator runs convolutions, element-wise adds and pixel shuffles only"),
+    ]  # fmt: skip
+    for path, message in cases:
+        assert main(["deploy-check", str(path), "--json", str(tmp_path / "r.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"dpupose: error: {path}: ")
+        assert re.search(message, err), err
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_path):

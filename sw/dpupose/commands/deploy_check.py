@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from dpupose.fsio import write_json
     from dpupose.quant.compare import deploy_check
     from dpupose.quant.data import calibration_batches
-    from dpupose.runtime.qdq_graph import load_program
+    from dpupose.runtime.qdq_graph import NotADpuSubgraph, NotEmulated, load_program
 
     if args.json is not None and args.json.exists() and not _is_report(args.json):
         raise UsageError(
@@ -51,7 +51,18 @@ def run(args: argparse.Namespace) -> int:
     path = args.model / "dpu_part_qdq.onnx" if args.model.is_dir() else args.model
     if not path.is_file():
         raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
-    program = load_program(path)
+    try:
+        program = load_program(path)
+    except NotADpuSubgraph as exc:
+        raise ModelFileError(
+            f"{path}: {exc}; deploy-check takes a DPU subgraph (dpu_part_qdq.onnx of a `dpupose quantize` folder, "
+            "or a dpuN.onnx of a split plan), not a whole model or a CPU subgraph"
+        ) from None
+    except NotEmulated as exc:
+        raise ModelFileError(
+            f"{path}: {exc}: deploy-check checks the emulator's layers, and the emulator runs convolutions, "
+            "element-wise adds and pixel shuffles only, so this subgraph can be checked on the board alone"
+        ) from None
     shape = program.inputs[0].shape_nchw if len(program.inputs) == 1 else ()
 
     def images():  # only when no dump folder holds the inputs

@@ -32,6 +32,10 @@ class NotEmulated(ModelFileError):
     sound, and ONNX Runtime (`--backend cpu`) runs it."""
 
 
+class NotADpuSubgraph(ModelFileError):
+    """A graph input or output that is not at a Q/DQ boundary: a whole model, or a CPU subgraph."""
+
+
 @dataclass
 class Boundary:
     """A graph input or output: the float name the ONNX graph uses and the int8 tensor behind it."""
@@ -134,7 +138,7 @@ class _Parser:
         for vi in g.inputs:
             qs = self.consumers.get(vi.name, [])
             if len(qs) != 1 or qs[0].op_type != "QuantizeLinear":
-                raise ModelFileError(
+                raise NotADpuSubgraph(
                     f"graph input {vi.name!r} must be consumed by exactly one QuantizeLinear "
                     "(DPU subgraphs start at a Q/DQ boundary)"
                 )
@@ -160,7 +164,7 @@ class _Parser:
         outputs = []
         for vi in g.outputs:
             if vi.name not in self.act_dq:
-                raise ModelFileError(f"graph output {vi.name!r} must come out of a DequantizeLinear")
+                raise NotADpuSubgraph(f"graph output {vi.name!r} must come out of a DequantizeLinear")
             src, fp = self.act_dq[vi.name]
             outputs.append(Boundary(vi.name, src, fp, vi.shape))
         stray = [n for n in g.nodes if id(n) not in self.used]
