@@ -277,12 +277,19 @@ def _symbolic_size(g) -> None:
     dims[2].dim_param, dims[3].dim_param = "height", "width"
 
 
+def _scale_not_a_power_of_two(g) -> None:
+    """As ONNX Runtime's quantize_static makes them: scales fitted to the range, not 2**-fix_point."""
+    init = next(t for t in g.initializer if t.name.endswith("scale") and t.dims == [])
+    init.CopyFrom(onnx.numpy_helper.from_array(np.array(0.0123, np.float32), init.name))
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
         (_classifier, r"outputs scores \[1, 16\], not a pose model's coords .*`dpupose dpu estimate MODEL"),
         (_channels_last, rf"input 'image' is \(1, {S}, {S}, 3\); expected .* \(N, 3, S, S\), channels first"),
         (_symbolic_size, r"'image' needs a static shape .*: export the model with the input size it will run at"),
+        (_scale_not_a_power_of_two, r"0.0123 is not a power of two.*a network of your own to QDQ with per-tensor"),
     ],
 )
 def test_a_model_split_and_run_cannot_take_is_refused_with_what_to_do(tmp_path, edit, message):

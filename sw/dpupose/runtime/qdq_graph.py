@@ -80,7 +80,11 @@ def scale_to_fix_point(scale: np.ndarray, where: str) -> int:
         raise ModelFileError(f"{where}: scale {s} is not positive")
     mant, exp = math.frexp(s)
     if mant != 0.5:
-        raise ModelFileError(f"{where}: scale {s} is not a power of two (DPU scales are 2**-fix_point)")
+        raise ModelFileError(
+            f"{where}: scale {s:g} is not a power of two, and DPU scales are 2**-fix_point: quantize dpupose's "
+            "network with `dpupose quantize`, a network of your own to QDQ with per-tensor power-of-two scales "
+            "(docs/split.md, A model of your own)"
+        )
     return -(exp - 1)
 
 

@@ -251,18 +251,11 @@ def _constants(model: Any) -> tuple[dict[str, np.ndarray | None], set[int]]:
 
 def fix_point_of(scale: np.ndarray | None, where: str) -> int:
     """2**-fp -> fp; a scale that is not one power of two is refused (the DPU's quantization)."""
+    from dpupose.runtime.qdq_graph import scale_to_fix_point
+
     if scale is None:
         raise ModelFileError(f"{where}: the scale must be a constant")
-    values = np.asarray(scale, np.float64).reshape(-1)
-    if values.size != 1 or not values[0] > 0:
-        raise ModelFileError(f"{where}: one positive scale per tensor is needed (DPU quantization is per tensor)")
-    mant, exp = math.frexp(float(values[0]))
-    if mant != 0.5:
-        raise ModelFileError(
-            f"{where}: scale {values[0]:g} is not a power of two; quantize with `dpupose quantize` (DPU scales are "
-            "2**-fix_point)"
-        )
-    return -(exp - 1)
+    return scale_to_fix_point(scale, where)
 
 
 def analyze(model: Any) -> QdqGraph:
