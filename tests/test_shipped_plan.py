@@ -95,6 +95,46 @@ def test_the_plans_weights_are_the_shipped_models_rounded_to_int8() -> None:
     assert checked == sum(isinstance(m, torch.nn.Conv2d) for m in model.dpu_part.modules()) == 57
 
 
+def test_the_fix_points_example_in_the_docs_is_the_shipped_models() -> None:
+    # docs/quantization.md shows the shipped model's fix_points.json, abridged: every position it gives is the
+    # scale 2**-fp of that tensor in the shipped plan's files, and every shift follows from the positions.
+    import json
+    import re
+
+    text = (ROOT / "docs" / "quantization.md").read_text()
+    doc = json.loads(re.search(r"## `fix_points.json`.*?```json\n(.*?)```", text, flags=re.S).group(1))
+    scales = {}
+    for name in ("dpu0.onnx", "cpu0.onnx"):
+        for init in onnx.load(str(PLAN_DIR / name)).graph.initializer:
+            if init.name.endswith("_scale"):
+                scales[init.name] = float(numpy_helper.to_array(init))
+
+    def fp(scale_name: str) -> int:
+        return int(-np.log2(scales[scale_name]))
+
+    acts = {k: v for k, v in doc["activations"].items() if k != "..."}
+    for section, suffix in (("activations", "_scale"), ("weights", ".weight_scale"), ("biases", ".bias_scale")):
+        for name, value in doc[section].items():
+            if name != "...":
+                assert value == fp(name + suffix), (section, name)
+    assert doc["input"]["fix_point"] == acts[doc["input"]["name"]] == fp("image_scale")
+    assert doc["output"]["fix_point"] == acts[doc["output"]["name"]] == fp("logits_scale")
+    ops = set()
+    for layer in doc["layers"]:
+        ops.add(layer["op"])
+        ins = [fp(n + "_scale") for n in layer["inputs"]]
+        assert layer["input_fix_points"] == ins and layer["output_fix_point"] == fp(layer["name"] + "_scale")
+        out = layer["output_fix_point"]
+        if layer["op"] == "conv":
+            w, b = fp(layer["name"] + ".weight_scale"), fp(layer["name"] + ".bias_scale")
+            assert (layer["weights_fix_point"], layer["bias_fix_point"]) == (w, b)
+            assert (layer["shift_cut"], layer["shift_bias"]) == (ins[0] + w - out, ins[0] + w - b)
+        if layer["op"] == "add":
+            assert layer["shift_read"] == [i - min(ins) for i in ins]
+            assert layer["shift_write"] == min(ins) - out
+    assert ops == {"conv", "add", "depthtospace"}
+
+
 def test_the_plan_runs_and_finds_the_joints_the_fp32_model_finds(synth_root) -> None:
     model, _ = load_checkpoint(MODEL_DIR / "model.pt")
     model.eval()
