@@ -3,6 +3,7 @@ formats, bad input leaving nothing behind, the vai_q path through a recording fa
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import types
@@ -87,6 +88,11 @@ def test_fix_points_and_summary_documents(result):
     assert set(fp["activations"]) == {"image"} | {layer["name"] for layer in fp["layers"]}
     summary = json.loads((result / "summary.json").read_text())
     assert summary["format"] == "dpupose-quantize-summary/1" and summary["calibration"]["samples"] == 4
+    # docs/quantization.md lists the keys: the top-level ones, calibration's four, and qat (only when used)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "quantization.md").read_text()
+    listed = set(re.findall(r"`([a-z0-9_]+)`", re.search(r"## `summary.json`\n\n(.*?)\n\n", docs, re.S).group(1)))
+    assert set(summary) == listed - set(summary["calibration"]) - {"qat"}
+    assert set(summary["calibration"]) == {"data", "samples", "batch_size", "seed"}
     acc = summary["accuracy"]
     assert acc["samples"] == 2
     assert acc["emulator_vs_fake_quant"] == {"samples": 2, "mismatching_values": 0}
