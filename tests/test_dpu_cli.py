@@ -1,6 +1,9 @@
 """`dpupose dpu ...` and `dpupose zoo export`: output, JSON, plot; bad input exits 2 and writes nothing."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -67,6 +70,18 @@ def test_estimate_text_and_json(capsys, pose_onnx):
         "--json",
     )
     assert rc == 0 and json.loads(out)["fps"] > d["fps"]
+
+
+def test_a_stdout_without_unicode_gets_escapes_not_a_traceback(capsys, pose_onnx):
+    """--per-layer cuts long node names with an ellipsis; on an ASCII stdout (PYTHONIOENCODING, a legacy locale)
+    it is written as an escape, and the rest of the table is the same as on a UTF-8 one."""
+    argv = ["dpu", "estimate", str(pose_onnx), "--config", "u96v2-b1600-pynq", "--per-layer"]
+    rc, utf8, _ = run(capsys, *argv)
+    assert rc == 0 and "\u2026" in utf8
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "dpupose", *argv], capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr.decode()
+    assert proc.stdout.decode("ascii") == utf8.replace("\u2026", "\\u2026")
 
 
 @pytest.mark.parametrize(

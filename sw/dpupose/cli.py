@@ -110,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     previous = _raise_on_sigterm()
+    _lenient_stdout()
     try:
         return int(func(args) or 0)
     except DpuposeError as exc:
@@ -138,6 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _lenient_stdout() -> None:
+    """Write what stdout's encoding cannot hold as backslash escapes, as Python does on stderr, instead of
+    stopping the command with a UnicodeEncodeError: an ASCII or Latin-1 stdout (PYTHONIOENCODING, a legacy
+    locale) and a table's ellipsis or a non-ASCII file name; a file name that is not UTF-8 on any stdout. JSON
+    output is ASCII and is written as it is."""
+    stdout = sys.stdout
+    if getattr(stdout, "errors", None) == "strict" and hasattr(stdout, "reconfigure"):
+        stdout.reconfigure(errors="backslashreplace")
 
 
 _MAIN_PID: int | None = None
