@@ -82,8 +82,12 @@ def test_one_corrupt_byte_fails_verification(image, tmp_path, cli, capsys):
         verify_digests(out, info.size, digests)
     with pytest.raises(DeviceError, match=rf"bytes {bad}-{bad} of"):
         compare_with_image(info, out)
-    assert cli(["sdcard", "verify", str(image), "--device", str(out)]) == 2
-    assert "verification failed" in capsys.readouterr().err
+    # A card that differs is a failed check (1); one that cannot be read is bad input (2), as in `dpu fit`.
+    assert cli(["sdcard", "verify", str(image), "--device", str(out), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"verification failed: bytes {bad}-{bad} of") and captured.err == ""
+    assert cli(["sdcard", "verify", str(image), "--device", str(tmp_path / "none.img"), "--no-progress"]) == 2
+    assert "cannot read" in capsys.readouterr().err
 
 
 def test_verify_of_a_short_target(image, tmp_path):

@@ -5,7 +5,7 @@ fsync), so the bytes come from the card rather than from the kernel's page cache
 - `verify_digests`: SHA-256 of every 4 MiB chunk against the digests taken while copying;
 - `verify_bmap`: every mapped range against the block map's checksums (after `bmaptool copy`);
 - `compare_with_image`: the target against the image stream itself, byte by byte (`sdcard verify`).
-A mismatch raises DeviceError naming the byte range.
+A mismatch raises VerificationFailed (a DeviceError) naming the byte range.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from dpupose.board.progress import Progress
 from dpupose.errors import DeviceError
 
 CHUNK = 4 * 1024 * 1024
+
+
+class VerificationFailed(DeviceError):
+    """The target does not hold the image: bytes that differ, or a target that ends before the image does (a
+    failed check, which `sdcard verify` reports with exit status 1; a target that cannot be read is bad input)."""
 
 
 def _open_uncached(target: Path) -> int:
@@ -44,7 +49,7 @@ def _pread_exact(fd: int, length: int, offset: int, target: Path) -> bytes:
         except OSError as exc:
             raise DeviceError(f"read error at byte {offset + got} of {target}: {exc.strerror}") from None
         if not data:
-            raise DeviceError(
+            raise VerificationFailed(
                 f"verification failed: {target} ends at byte {offset + got}, before the image does "
                 "(it is smaller than the image, or the write stopped early)"
             )
@@ -53,8 +58,8 @@ def _pread_exact(fd: int, length: int, offset: int, target: Path) -> bytes:
     return b"".join(parts)
 
 
-def _mismatch(target: Path, offset: int, length: int) -> DeviceError:
-    return DeviceError(
+def _mismatch(target: Path, offset: int, length: int) -> VerificationFailed:
+    return VerificationFailed(
         f"verification failed: bytes {offset}-{offset + length - 1} of {target} differ from the image; "
         "the card may be failing or fake (its real capacity smaller than claimed): flash again or use "
         "another card"

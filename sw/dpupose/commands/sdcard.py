@@ -123,11 +123,16 @@ def run_verify(args: argparse.Namespace) -> int:
 
     from dpupose.board.images import open_image
     from dpupose.board.progress import Progress, progress_wanted
-    from dpupose.board.verify import compare_with_image
+    from dpupose.board.verify import VerificationFailed, compare_with_image
 
     info = open_image(args.image)
     bar = Progress(info.size, "verify", enabled=progress_wanted(args.progress))
-    compare_with_image(info, Path(args.device), progress=bar)
+    try:
+        compare_with_image(info, Path(args.device), progress=bar)
+    except VerificationFailed as exc:  # the check failed (1), as opposed to bad input (2)
+        bar.close()
+        print(exc)
+        return 1
     bar.close()
     print(f"{args.device} holds {info.path.name} ({info.size} bytes): identical")
     return 0
@@ -158,7 +163,6 @@ def run_stage(args: argparse.Namespace) -> int:
 def run_ls(args: argparse.Namespace) -> int:
     from dpupose.board.devices import human_bytes
     from dpupose.board.stage import list_staged
-    from dpupose.errors import ArtifactError
 
     listing = list_staged(args.image)
     if listing is None:
@@ -176,6 +180,7 @@ def run_ls(args: argparse.Namespace) -> int:
         problems = [f"{len(bad)} of {len(listing.checks)} files changed or missing"] if bad else []
         if not listing.boot_copy_matches:
             problems.append("the boot partition's manifest copy differs")
-        raise ArtifactError(f"{args.image}: {'; '.join(problems)}: stage it again")
+        print(f"{args.image}: {'; '.join(problems)}: stage it again")
+        return 1
     print(f"{len(listing.checks)} files, all SHA-256 sums match")
     return 0
