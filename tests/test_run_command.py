@@ -67,6 +67,20 @@ def test_folder_run_writes_keypoints_frames_and_timings(
     assert "backend cpu: 4 frames" in printed and "dpu0" in printed
 
 
+def test_run_json_names_its_outputs_relative_to_its_folder(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The same names for an --out given relative to the working directory and absolute, read from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    base = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--max-frames", "1"]
+    assert main([*base, "--out", "rel"]) == 0
+    assert main([*base, "--out", str(tmp_path / "abs")]) == 0
+    for out in (tmp_path / "rel", tmp_path / "abs"):
+        names = json.loads((out / "run.json").read_text())["outputs"]
+        assert names == ["keypoints.jsonl", "frames"]
+        assert all((out / name).exists() for name in names)
+
+
 def test_local_decoding_moves_keypoints_and_is_recorded(plan_dir: Path, images: Path, tmp_path: Path) -> None:
     base = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--annotate", "none"]
     assert main([*base, "--out", str(tmp_path / "dsnt")]) == 0
@@ -328,7 +342,7 @@ def test_a_video_that_does_not_read_back_fails_the_run_and_keeps_its_part_name(
         "keypoints.jsonl",
         "run.json",
     ]
-    assert json.loads((out / "run.json").read_text())["outputs"] == [str(out / "keypoints.jsonl")]  # not the video
+    assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl"]  # not the video
 
 
 def test_an_out_folder_another_run_is_writing_is_refused(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:

@@ -66,14 +66,16 @@ class RunSummary:
     decode: str = "dsnt"
     terminated: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, folder: Path | None = None) -> dict[str, Any]:
+        """`outputs` relative to `folder` (run.json's own: the same whatever the working directory and however
+        --out was written), else as they were opened."""
         return {
             "backend": self.backend,
             "decode": self.decode,
             "interrupted": self.interrupted,
             "skipped_inputs": self.skipped,
             "fingerprint_check": self.guard,
-            "outputs": [str(p) for p in self.outputs],
+            "outputs": [str(p) if folder is None else os.path.relpath(p, folder) for p in self.outputs],
             **self.stats.to_dict(),
         }
 
@@ -248,7 +250,7 @@ def _finish(
         summary.stats.dropped = pipe.dropped
     if opts.out is not None:
         path = opts.out / "run.json"
-        write_json(path, summary.to_dict())
+        write_json(path, summary.to_dict(opts.out))
         summary.outputs.append(path)
     return failed
 
