@@ -337,6 +337,16 @@ def test_a_configuration_that_does_not_fit_the_board_is_split_with_a_warning(tmp
     assert "warnings" not in split_model(SplitOptions(model, CONFIG, tmp_path / "ok")).plan.metadata
 
 
+def test_split_writes_its_warnings_to_stderr(tmp_path, capsys):
+    """As dpu estimate and bench do: stdout holds the split and its prediction only."""
+    model = save("none", tmp_path / "m.onnx")
+    assert main(["split", str(model), "--config", "u96v2-b2304-dsphigh", "--out", str(tmp_path / "plan")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning:" not in out and out.rstrip().endswith("plan.json and 2 ONNX file(s)")
+    (warning,) = load_plan(tmp_path / "plan").metadata["warnings"]
+    assert err == f"dpupose: warning: {warning}\n"
+
+
 def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
     from dpupose.split.a53 import default_model
     from dpupose.split.cost import predict_plan

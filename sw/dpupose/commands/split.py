@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import output_dir
@@ -79,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         f"pipelined, {pred.sequential_fps:.1f} FPS sequential"
     )
     for w in result.warnings:
-        print(f"warning: {w}")
+        print(f"dpupose: warning: {w}", file=sys.stderr)
     print(f"wrote {result.folder}/plan.json and {len(plan.subgraphs)} ONNX file(s)")
     return 0
