@@ -186,6 +186,24 @@ def test_a_temporary_left_by_a_killed_process_goes_at_the_next_write(tmp_path, k
     assert sorted(os.listdir(tmp_path)) == sorted([running.name, other.name, "out"])
 
 
+@pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])
+def test_a_temporary_of_this_pid_goes_unless_this_process_is_writing_it(tmp_path, kind):
+    # A container's command has the same PID at every start: the temporary a killed one left carries this
+    # process's PID, and only the ones this process is writing now stay (here, a nested write of `out`).
+    out = tmp_path / "out"
+    left = tmp_path / f".out.{os.getpid()}-abcdefgh.tmp"
+    left.mkdir() if kind == "atomic_dir" else left.write_bytes(b"left")
+    write = globals()[kind]
+    with write(out) as first:
+        assert not left.exists()
+        with write(out) as second:
+            (second / "new.bin" if second.is_dir() else second).write_bytes(b"second")
+        assert first.exists()
+        (first / "new.bin" if first.is_dir() else first).write_bytes(b"first")
+    assert os.listdir(tmp_path) == ["out"]
+    assert ((out / "new.bin") if out.is_dir() else out).read_bytes() == b"first"
+
+
 def test_an_earlier_folder_a_kill_left_moved_aside_is_put_back(tmp_path):
     # Killed between moving the earlier folder aside and putting the new one in place: only .plan.old-PID
     # is left. The next writer puts it back first, so that its own failure leaves the earlier output there.

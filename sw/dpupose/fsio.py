@@ -94,15 +94,19 @@ def _remove_stale_old(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+_WRITING: set[str] = set()  # the temporaries atomic_path and atomic_dir of this process are writing now
+
+
 def _remove_stale_temporaries(path: Path, suffix: str) -> None:
     """Remove the temporaries (`.NAME.PID-XXXXXXXX` + suffix, files or folders) that atomic_path and
     atomic_dir left beside `path` when their process was killed (kill -9, the OOM killer, a power cut): a
     data set's can be gigabytes, and nothing else would ever remove it. Only those of a process no longer
-    running go; this process's own are left alone (another thread may be writing one)."""
+    running go, or of this PID (left_by_dead_process: a container's command has the same PID at every
+    start) but not being written now (another thread may be writing one)."""
     start, end = len(path.name) + 2, len(suffix)
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*{glob.escape(suffix)}"):
         pid, dash, rest = tmp.name[start:-end].partition("-")
-        if not dash or not rest or "." in rest or pid == str(os.getpid()) or not left_by_dead_process(pid):
+        if not dash or not rest or "." in rest or not left_by_dead_process(pid) or str(tmp) in _WRITING:
             continue
         try:
             if tmp.is_dir() and not tmp.is_symlink():
@@ -190,6 +194,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     except OSError as exc:  # name the file the user chose, not the temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
+    _WRITING.add(str(Path(tmp)))
     try:
         yield Path(tmp)
         _fsync(tmp, path)
@@ -200,6 +205,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _WRITING.discard(str(Path(tmp)))
 
 
 def check_can_create(path: str | Path) -> None:
@@ -247,6 +253,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     except OSError as exc:  # name the folder the user chose, not the temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+    _WRITING.add(str(tmp))
     try:
         try:
             yield tmp
@@ -276,6 +283,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        _WRITING.discard(str(tmp))
 
 
 @contextmanager
