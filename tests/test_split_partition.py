@@ -7,6 +7,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +347,18 @@ def test_split_writes_its_warnings_to_stderr(tmp_path, capsys):
     assert "warning:" not in out and out.rstrip().endswith("plan.json and 2 ONNX file(s)")
     (warning,) = load_plan(tmp_path / "plan").metadata["warnings"]
     assert err == f"dpupose: warning: {warning}\n"
+
+
+def test_split_writes_the_emulator_warning_to_stderr_once(tmp_path):
+    """The partitioner also logged the warning it returns: at the command line it came twice on stderr,
+    'WARNING dpupose.split.partition: ...' and 'dpupose: warning: ...'."""
+    model = save("pool", tmp_path / "m.onnx")
+    cmd = [sys.executable, "-m", "dpupose", "split", str(model), "--config", CONFIG, "--out", str(tmp_path / "plan")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = load_plan(tmp_path / "plan").metadata["warnings"]
+    assert "cannot run on the emulator" in warning
+    assert proc.stderr == f"dpupose: warning: {warning}\n"
 
 
 def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
