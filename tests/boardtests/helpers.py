@@ -19,6 +19,7 @@ ROOT_START = FAT_START + FAT_SIZE
 ROOT_SIZE = 24 * MiB
 IMAGE_SIZE = ROOT_START + ROOT_SIZE + MiB
 FINGERPRINT = "0x101000016010407"
+OLD_CARD = b"old card".ljust(510, b"\0") + b"\x55\xaa"  # an earlier image's first sector: an MBR
 IMAGE_TOOLS = ("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "mdir", "mtype", "mmd", "debugfs", "e2fsck")
 MISSING = [t for t in IMAGE_TOOLS if shutil.which(t) is None]
 needs_image_tools = pytest.mark.skipif(

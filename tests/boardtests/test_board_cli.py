@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boardtests.helpers import IMAGE_SIZE, needs_image_tools, sha256
+from boardtests.helpers import IMAGE_SIZE, OLD_CARD, needs_image_tools, sha256
 from dpupose.board.progress import Progress, progress_wanted
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,10 +32,10 @@ def test_flash_to_file_from_the_command_line(image, tmp_path, cli, capsys):
 def test_overwriting_without_a_terminal_needs_yes(image, tmp_path, cli, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # not a terminal
     out = tmp_path / "card.img"
-    out.write_bytes(b"old")
+    out.write_bytes(OLD_CARD)
     assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool"]) == 2
     assert "pass --yes" in capsys.readouterr().err
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == OLD_CARD
     assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool", "--yes"]) == 0
     assert sha256(out) == sha256(image)
 
@@ -48,10 +48,10 @@ def test_end_of_input_at_the_prompt_is_a_no(image, tmp_path, cli, capsys, monkey
 
     monkeypatch.setattr("sys.stdin", Terminal(""))  # Ctrl-D: input() raises EOFError
     out = tmp_path / "card.img"
-    out.write_bytes(b"old")
+    out.write_bytes(OLD_CARD)
     assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool"]) == 2
     assert "not confirmed: nothing was written" in capsys.readouterr().err
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == OLD_CARD
 
 
 @needs_image_tools

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from boardtests.helpers import DATA, IMAGE_SIZE, needs_image_tools, sha256
+from boardtests.helpers import DATA, IMAGE_SIZE, OLD_CARD, needs_image_tools, sha256
 from dpupose.board import flash as flashmod
 from dpupose.board.bmap import parse_bmap
 from dpupose.board.flash import flash, stream_copy
@@ -121,15 +121,34 @@ def test_refuses_to_write_over_the_image_itself_and_asks_before_replacing(image,
     with pytest.raises(UsageError, match="the image itself"):
         flash(image, image, use_bmaptool=False)
     existing = tmp_path / "old.img"
-    existing.write_bytes(b"keep me")
+    existing.write_bytes(OLD_CARD)
     with pytest.raises(UsageError, match="not confirmed"):
         flash(image, existing, use_bmaptool=False, confirm=lambda text: False)
-    assert existing.read_bytes() == b"keep me"
+    assert existing.read_bytes() == OLD_CARD
+
+
+def test_a_file_that_is_not_a_disk_image_is_replaced_only_with_force(image, tmp_path, cli, capsys):
+    # --device model.pt --yes, a slip in a script: the user's file is not an earlier image.
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"PK\x03\x04 weights" * 100)
+    assert cli(["sdcard", "flash", str(image), "--device", str(model), "--yes", "--no-bmaptool"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a disk image (no partition table)" in err and "--force" in err
+    assert model.read_bytes() == b"PK\x03\x04 weights" * 100
+    short = tmp_path / "short.img"  # less than a sector: no partition table either
+    short.write_bytes(b"\x55\xaa")
+    with pytest.raises(UsageError, match="not a disk image"):
+        flash(image, short, use_bmaptool=False)
+    empty = tmp_path / "empty.img"  # made by touch for the purpose: nothing to lose
+    empty.touch()
+    flash(image, empty, use_bmaptool=False)
+    flash(image, model, use_bmaptool=False, force=True)
+    assert sha256(empty) == sha256(model) == sha256(image)
 
 
 def test_a_replaced_file_keeps_its_permissions_and_links(image, tmp_path):
     old = tmp_path / "card.img"
-    old.write_bytes(b"old")
+    old.write_bytes(OLD_CARD)
     old.chmod(0o640)
     link = tmp_path / "link.img"
     link.symlink_to(old.name)
@@ -189,10 +208,10 @@ def test_a_bmaptool_copy_that_differs_fails_the_read_back(image, tmp_path, monke
 
     monkeypatch.setattr(flashmod, "run_tool", run_tool)
     old = tmp_path / "card.img"
-    old.write_bytes(b"old")
+    old.write_bytes(OLD_CARD)
     with pytest.raises(DeviceError, match="verification failed"):
         flash(image, old)
-    assert old.read_bytes() == b"old"
+    assert old.read_bytes() == OLD_CARD
 
 
 @needs_bmaptool
@@ -402,11 +421,11 @@ def test_a_card_flash_stopped_mid_write_says_the_card_is_incomplete(
 
 def test_a_file_that_fails_verification_is_not_put_in_place(image, tmp_path, monkeypatch):
     old = tmp_path / "card.img"
-    old.write_bytes(b"old")
+    old.write_bytes(OLD_CARD)
     _lossy_writes(monkeypatch, [])
     with pytest.raises(DeviceError, match="verification failed"):
         flash(image, old, use_bmaptool=False)
-    assert old.read_bytes() == b"old"
+    assert old.read_bytes() == OLD_CARD
     assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
 
 
@@ -417,7 +436,7 @@ def test_a_file_whose_disk_fills_up_is_named_and_the_earlier_one_kept(image, tmp
     import errno
 
     old = tmp_path / "card.img"
-    old.write_bytes(b"old")
+    old.write_bytes(OLD_CARD)
     real = os.pwrite
 
     def pwrite(fd, data, offset):
@@ -429,7 +448,7 @@ def test_a_file_whose_disk_fills_up_is_named_and_the_earlier_one_kept(image, tmp
     with pytest.raises(OSError) as info:
         flash(image, old, use_bmaptool=False)
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(old))
-    assert old.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["card.img", "pynq.img"]
+    assert old.read_bytes() == OLD_CARD and sorted(p.name for p in tmp_path.iterdir()) == ["card.img", "pynq.img"]
     assert cli(["sdcard", "flash", str(image), "--device", str(old), "--yes", "--no-bmaptool"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dpupose: error: No space left on device for {old} (") and err.count("\n") == 1

@@ -292,7 +292,25 @@ def flash(
         bmap_path = _bmap_for(info, Path(bmap) if bmap else None, Path(work), use_bmaptool)
         if kind == "block":
             return _flash_device(info, target, bmap_path, force=force, confirm=confirm, progress=progress)
+        if kind == "file" and not force:
+            _check_replaceable_file(target)
         return _flash_file(info, target, bmap_path, exists=kind == "file", confirm=confirm, progress=progress)
+
+
+def _check_replaceable_file(target: Path) -> None:
+    """An existing file is replaced only when it is empty or a disk image (a partition table: the MBR's
+    0x55AA, which a GPT disk's protective MBR has too): `--device model.pt --yes`, a slip of the hand in a
+    script, would otherwise put the image over the user's file."""
+    try:
+        with open(target, "rb") as f:
+            sector = f.read(512)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from None
+    if sector and not (len(sector) == 512 and sector[510:512] == b"\x55\xaa"):
+        raise UsageError(
+            f"{target} exists and is not a disk image (no partition table): flash would replace it with the "
+            "image. Give the card (/dev/sdX) or a new file name, or pass --force to replace it"
+        )
 
 
 def _lsblk(device: str) -> str:

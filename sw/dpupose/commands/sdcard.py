@@ -39,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", help="PYNQ image: .img, .img.xz or .zip holding one .img")
     p.add_argument("--device", required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to write")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
-    p.add_argument("--force", action="store_true", help="write even to a mounted, system or non-removable disk")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write even to a mounted, system or non-removable disk, or over a file that is not a disk image",
+    )
     p.add_argument("--bmap", help="block map for bmaptool (default: IMAGE.bmap beside the image)")
     p.add_argument(
         "--no-bmaptool",
