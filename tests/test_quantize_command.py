@@ -133,6 +133,21 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
     assert rows[0]["max_lsb"] == 0  # the input quantization is the same
 
 
+@pytest.mark.parametrize("option", ["--dump", "--json"])
+def test_deploy_check_refuses_an_output_it_cannot_write_before_any_work(result, synth_root, monkeypatch, option):
+    import dpupose.quant.compare
+
+    def started(*args, **kwargs):
+        raise AssertionError("the check ran before its output was found unwritable")
+
+    monkeypatch.setattr(dpupose.quant.compare, "deploy_check", started)
+    monkeypatch.setattr(dpupose.quant.data, "calibration_batches", started)
+    target = "/proc/dpupose-out" + (".json" if option == "--json" else "")
+    with pytest.raises(OSError) as err:
+        _run_cli("deploy-check", result, "--data-root", synth_root, "--num", 1, option, target)
+    assert err.value.filename == target
+
+
 def _assert_nothing_left(parent: Path) -> None:
     assert list(parent.iterdir()) == []
 

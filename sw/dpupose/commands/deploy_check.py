@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dpupose.errors import ModelFileError, UsageError
-    from dpupose.fsio import write_json
+    from dpupose.fsio import check_can_create, write_json
     from dpupose.quant.compare import deploy_check
     from dpupose.quant.data import calibration_batches
     from dpupose.runtime.qdq_graph import NotADpuSubgraph, NotEmulated, load_program
@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
             f"--json {args.json} exists and is not an earlier `dpupose deploy-check` report; choose another "
             "--json (or move the file)"
         )
+    for out in (args.dump, args.json):  # now, not after the calibration images and the check
+        if out is not None:
+            check_can_create(out)
     path = args.model / "dpu_part_qdq.onnx" if args.model.is_dir() else args.model
     if not path.is_file():
         raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
