@@ -170,7 +170,7 @@ def test_a_closed_session_says_so(tmp_path):
 def test_where_each_stage_runs(tmp_path, backend, dpu):
     """The notebook said every DPU subgraph ran 'on DPU' whatever the backend: with cpu, the board's default
     for the shipped plan, it runs in ONNX Runtime on the Cortex-A53, and its time is no DPU time."""
-    from dpupose.runtime.notebook import runs_on
+    from dpupose.runtime.notebook import runs_file, runs_on
 
     plan = tinyplan.write_split_plan(tmp_path / "plan")
     assert [sg.device for sg in plan.subgraphs] == ["dpu", "cpu", "dpu", "cpu"]
@@ -185,6 +185,12 @@ def test_where_each_stage_runs(tmp_path, backend, dpu):
         "head": "CPU (ONNX Runtime)",
         "postprocess": "CPU",
     }
+    # and from which file: the compiled .xmodel with vart (the notebook printed dpu0.onnx there too)
+    compiled = tinyplan.write_split_plan(tmp_path / "compiled", xmodel=True)
+    files = {sg.name: runs_file(compiled, backend, sg.name) for sg in compiled.subgraphs}
+    dpu_files = {sg.name: sg.xmodel if backend == "vart" else sg.file for sg in compiled.subgraphs if sg.is_dpu}
+    assert all(name.endswith(".xmodel") for name in dpu_files.values()) == (backend == "vart")
+    assert files == {**{sg.name: sg.file for sg in compiled.subgraphs if not sg.is_dpu}, **dpu_files}
 
 
 def test_a_dpupose_error_shows_in_jupyter_as_one_line(tmp_path):

@@ -68,6 +68,13 @@ def runs_on(plan: Plan, backend: str, stage: str) -> str:
     return {"vart": "DPU (VART)", "emulate": "CPU (DPU emulator)"}.get(backend, "CPU (ONNX Runtime)")
 
 
+def runs_file(plan: Plan, backend: str, name: str) -> str:
+    """The file a subgraph runs from on `backend`: a DPU subgraph's compiled .xmodel with vart, else its
+    ONNX file (which emulate and cpu run)."""
+    sg = next(sg for sg in plan.subgraphs if sg.name == name)
+    return sg.xmodel if backend == "vart" and sg.is_dpu and sg.xmodel else sg.file
+
+
 class PoseSession:
     """A split plan opened on a backend: `run(source)` yields annotated results one frame at a time.
 
@@ -112,6 +119,10 @@ class PoseSession:
     def runs_on(self, stage: str) -> str:
         """Where a stage runs with this session's backend (see runs_on)."""
         return runs_on(self.plan, self.backend, stage)
+
+    def runs_file(self, name: str) -> str:
+        """The file subgraph `name` runs from with this session's backend (see runs_file)."""
+        return runs_file(self.plan, self.backend, name)
 
     def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
         """Each call is a run of its own: up to `max_frames` frames from the start of `source`, and `fps`
