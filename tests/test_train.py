@@ -368,8 +368,8 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'imagenet'" in r.stderr
 
 
-def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
-    out = tmp_path / "ddp"
+def torchrun_train(synth_root, out) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=2 -m dpupose train` of a tiny network for two steps into `out`."""
     with socket.socket() as s:  # a free port of our own, so concurrent runs cannot meet at a default one
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -380,7 +380,12 @@ def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
         "--input-size", "64", "--width", "0.25", "--batch-size", "4", "--workers", "0", "--threads", "1",
         "--max-steps-per-epoch", "2",
     ]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
+    out = tmp_path / "ddp"
+    r = torchrun_train(synth_root, out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("run saved in") == 1  # said once, not once per process
     state = read_checkpoint(out / "last.pt")
@@ -388,6 +393,64 @@ def test_ddp_two_processes_on_localhost(synth_root, tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert state["args"]["max_steps_per_epoch"] == 2
     assert state["world_size"] == 2
+
+
+def test_ddp_run_refused_by_rank_0_stops_every_process_without_a_traceback(synth_root, tmp_path):
+    from dpupose.fsio import lock_folder
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with lock_folder(out, "dpupose train"):  # another run holds --out: rank 0 refuses, rank 1 waits at a barrier
+        r = torchrun_train(synth_root, out)
+    assert r.returncode != 0
+    ours = [line for line in r.stderr.splitlines() if line.startswith(("dpupose:", "[rank"))]
+    assert f"dpupose: error: --out {out} is in use by another `dpupose train` (process {os.getpid()})" in ours[0]
+    # rank 1 stops with one line of its own (or is ended by torchrun first), never with gloo's traceback
+    assert not any(line.startswith("[rank") for line in ours), r.stderr[-3000:]
+    assert ours[1:] in (
+        ["dpupose: error: process 1 of 2 lost its connection to another process of this run, which stopped (its "
+         "message is above); this one stops too"],
+        ["dpupose: terminated"],
+        [],
+    ), ours  # fmt: skip
+    assert not (out / "last.pt").exists() and not (out / "config.json").exists()
+
+
+def test_a_lost_process_group_peer_is_one_line(monkeypatch, capsys):
+    import torch.distributed
+
+    from dpupose import cli
+
+    lost = RuntimeError("[../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:27526. ...")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert cli._peer_lost(lost) and cli._peer_lost(torch.distributed.DistNetworkError("timed out"))
+    assert not cli._peer_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+    def fail(args):
+        raise lost
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_running(fail))
+    assert cli.main(["x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "dpupose: error: process 1 of 2 lost its connection to another process of this run, which stopped (its "
+        "message is above); this one stops too"
+    ]
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a single process has no peer: the error is a real one
+    assert not cli._peer_lost(lost)
+    with pytest.raises(RuntimeError, match="Connection closed"):
+        cli.main(["x"])
+
+
+def _parser_running(func):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("--verbose", action="store_true")
+    parser.set_defaults(func=func)
+    return parser
 
 
 def test_missing_images_and_worker_errors_are_one_line(synth_root, tmp_path):

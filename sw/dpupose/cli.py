@@ -129,6 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dpupose: error: {missing_module_line(args.command, exc.name)}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # Under torchrun, a process whose peer stopped (rank 0 refusing a locked --out, say, while this one
+        # waits at a barrier) gets the collective's lost connection; the peer has said why on its own line.
+        if args.verbose or not _peer_lost(exc):
+            raise
+        rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+        print(
+            f"dpupose: error: process {rank} of {world} lost its connection to another process of this run, "
+            "which stopped (its message is above); this one stops too",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as exc:
         # A file system refusal (permission, disk full, read-only, a missing parent) that no check foresaw:
         # one line naming the path, as for any other bad input; --verbose keeps the traceback.
@@ -139,6 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    """Whether `exc` is torch.distributed's report of a process group peer gone away (gloo's closed or reset
+    connection, any backend's DistNetworkError), in a process started by torchrun with a process group up."""
+    dist = sys.modules.get("torch.distributed")  # never imported here: only a command that trained has it
+    if dist is None or int(os.environ.get("WORLD_SIZE", "1") or 1) < 2:
+        return False
+    network_error = getattr(dist, "DistNetworkError", ())
+    if network_error and isinstance(exc, network_error):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
 
 
 def _lenient_stdout() -> None:
