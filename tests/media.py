@@ -36,10 +36,13 @@ class FakeCapture:
     (an int: a frame of that grey value; None: a failed read); an open with None fails."""
 
     opens: ClassVar[list[int]] = []
+    made: ClassVar[list[FakeCapture]] = []
 
     def __init__(self, script: list[int | None] | None) -> None:
         self.script = list(script) if script is not None else None
         self.released = False
+        self.props: dict[int, float] = {}  # what was set
+        FakeCapture.made.append(self)
 
     @classmethod
     def factory(cls, scripts: list[list[int | None] | None]):
@@ -65,6 +68,10 @@ class FakeCapture:
 
     def get(self, prop: int) -> float:
         return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def set(self, prop: int, value: float) -> bool:
+        self.props[prop] = value
+        return True
 
     def release(self) -> None:
         self.released = True

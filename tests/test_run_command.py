@@ -293,6 +293,7 @@ def test_ctrl_c_or_sigterm_keeps_and_finalizes_outputs(
 
 
 def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    FakeCapture.made = []
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20, 30, 40], None, None]))
     # The camera's video follows the wall clock: here frames are processed 0.1 s apart (a 30 fps camera, so
     # each is written three times).
@@ -309,6 +310,15 @@ def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_pa
     assert str(out / "keypoints.jsonl") in err
     assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 2, 3]
     assert video_frames(out / "annotated.mp4") == 10  # 0.3 s at 30 fps, then the last frame
+    assert FakeCapture.made[0].props == {cv2.CAP_PROP_BUFFERSIZE: 1}  # frames read when taken: the newest
+
+
+def test_camera_with_drop_late_keeps_the_driver_queue(plan_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    FakeCapture.made = []
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20]]))
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--drop-late"]
+    assert main([*argv, "--max-frames", "2"]) == 0
+    assert FakeCapture.made[0].props == {}  # read continuously: the pipeline drops what it cannot take
 
 
 def test_a_plan_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path, images: Path, caplog) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -73,7 +74,7 @@ def test_video_with_a_corrupt_frame_skips_it_and_goes_on(tmp_path: Path, caplog)
 
 
 def test_camera_reconnects_after_an_unplug_then_gives_up_with_a_message() -> None:
-    FakeCapture.opens = []
+    FakeCapture.opens, FakeCapture.made = [], []
     sleeps: list[float] = []
     cam = CameraSource(
         2,
@@ -89,6 +90,23 @@ def test_camera_reconnects_after_an_unplug_then_gives_up_with_a_message() -> Non
     assert got == [(0, 1, "camera:2"), (1, 2, "camera:2"), (2, 3, "camera:2"), (3, 4, "camera:2"), (4, 5, "camera:2")]
     assert FakeCapture.opens == [(2, sources.CAMERA_API)] * 5 and sleeps == [0.5] * 4
     assert cam.fps == 30.0
+    # Each capture that opened (the first and the reopen) holds one frame: a slow reader gets the newest.
+    assert [c.props for c in FakeCapture.made] == [
+        {cv2.CAP_PROP_BUFFERSIZE: 1},
+        {},
+        {cv2.CAP_PROP_BUFFERSIZE: 1},
+        {},
+        {},
+    ]
+
+
+def test_camera_driver_queue_left_alone_for_a_continuous_reader() -> None:
+    FakeCapture.made = []
+    cam = CameraSource(0, FakeCapture.factory([[1]]), buffer_frames=None)
+    assert [f.index for f in itertools.islice(cam, 1)] == [0]
+    assert [c.props for c in FakeCapture.made] == [{}]
+    cam = CameraSource(0, FakeCapture.factory([[1]]), buffer_frames=3)
+    assert FakeCapture.made[-1].props == {cv2.CAP_PROP_BUFFERSIZE: 3}
 
 
 def test_camera_opens_through_v4l2_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:

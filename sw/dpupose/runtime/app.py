@@ -162,7 +162,12 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         executor = SplitExecutor(plan, factory.create_all(), opts.decode)
         stack.callback(executor.close)
         source = open_source(
-            opts.source, reconnect_attempts=opts.camera_retries, reconnect_delay_s=opts.camera_retry_delay_s
+            opts.source,
+            reconnect_attempts=opts.camera_retries,
+            reconnect_delay_s=opts.camera_retry_delay_s,
+            # --drop-late reads a camera continuously (and drops what the pipeline cannot take): the driver's
+            # queue never fills. Otherwise a frame is read when the run can take it: the newest, not a queued one.
+            buffer_frames=None if opts.drop_late else 1,
         )
         stack.callback(source.close)
         if opts.drop_late and not source.live:

@@ -177,7 +177,13 @@ def _ranges(positions: list[int]) -> str:
 
 
 class CameraSource(FrameSource):
-    """A camera through cv2.VideoCapture(N, CAMERA_API); reopened after read failures, DeviceError if it stays away."""
+    """A camera through cv2.VideoCapture(N, CAMERA_API); reopened after read failures, DeviceError if it stays away.
+
+    `buffer_frames` (default 1) asks the driver to hold that many captured frames (CAP_PROP_BUFFERSIZE; a
+    driver may keep more, and a backend without the property ignores it). A reader that takes a frame only
+    when it has finished the previous one (a run without --drop-late, the notebook) would otherwise get the
+    oldest of the driver's queue (V4L2's default is 4), a lag of several frames behind the scene at a few
+    FPS. None leaves the driver's queue as it is: for a reader that takes frames as fast as they come."""
 
     live = True
 
@@ -188,6 +194,7 @@ class CameraSource(FrameSource):
         reconnect_attempts: int = 5,
         reconnect_delay_s: float = 1.0,
         sleep: Callable[[float], None] | None = None,
+        buffer_frames: int | None = 1,
     ) -> None:
         super().__init__()
         self.index = index
@@ -198,7 +205,8 @@ class CameraSource(FrameSource):
         self._sleep = sleep or time.sleep
         self._closed = False
         self.reconnects = 0
-        self.cap = self._open_capture(index, CAMERA_API)
+        self.buffer_frames = buffer_frames
+        self.cap = self._open()
         if not self.cap.isOpened():
             raise DeviceError(
                 f"cannot open camera {index}: check that it is plugged in (ls /dev/video*) and not in use by "
@@ -206,6 +214,12 @@ class CameraSource(FrameSource):
             )
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else None
+
+    def _open(self) -> Any:
+        cap = self._open_capture(self.index, CAMERA_API)
+        if self.buffer_frames is not None and cap.isOpened():
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, self.buffer_frames)  # best effort: False where unsupported
+        return cap
 
     def __iter__(self) -> Iterator[Frame]:
         count, failures = 0, 0
@@ -230,7 +244,7 @@ class CameraSource(FrameSource):
             )
             self._sleep(self.reconnect_delay_s)
             self.cap.release()
-            self.cap = self._open_capture(self.index, CAMERA_API)
+            self.cap = self._open()
             self.reconnects += 1
 
     def close(self) -> None:
