@@ -296,3 +296,15 @@ def test_estimate_unknown_op_is_refused_unless_allowed(capsys, tmp_path):
     assert rc == 2 and out == "" and "FancyNorm" in err
     rc, out, err = run(capsys, "dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq", "--allow-unknown")
     assert rc == 0 and "predicted" in out and "warning" in err and "FancyNorm" in err
+
+
+def test_a_first_plot_shows_no_library_notes(pose_onnx, tmp_path):
+    # Matplotlib's first run in a fresh cache logs "generated new fontManager" at INFO, which the command's
+    # root logger at INFO would show among its own lines; --verbose lets it through.
+    png = tmp_path / "cmp.png"
+    cmd = [sys.executable, "-m", "dpupose", "dpu", "compare", "--model", str(pose_onnx), "--plot", str(png)]
+    for verbose, shown in ((False, False), (True, True)):
+        env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / f"mpl-{verbose}")}  # an empty cache: built anew
+        r = subprocess.run(cmd[:3] + ["-v"] * verbose + cmd[3:], capture_output=True, text=True, env=env)
+        assert r.returncode == 0 and png.exists(), r.stderr[-2000:]
+        assert ("generated new fontManager" in r.stderr) is shown, r.stderr[-2000:]

@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries(args.verbose)
     func = getattr(args, "func", None)
     if func is None:
         # A group without its subcommand (e.g. `dpupose dpu`) prints that group's help.
@@ -151,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep the libraries' own progress notes ('generated new fontManager', Matplotlib's first run) out of a
+    command's output, which the root logger at INFO would show among the command's own; --verbose shows them."""
+    if not verbose:
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def _peer_lost(exc: RuntimeError) -> bool:

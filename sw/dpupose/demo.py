@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (12)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import os_error_line
+    from dpupose.cli import os_error_line, quiet_libraries
     from dpupose.errors import DpuposeError
+
+    quiet_libraries()
 
     try:
         run(args)
