@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -11,6 +13,18 @@ import numpy as np
 
 def grey(value: int, h: int = 48, w: int = 64) -> np.ndarray:
     return np.full((h, w, 3), value, np.uint8)
+
+
+def png_claiming_size(w: int, h: int) -> bytes:
+    """A PNG whose header says w x h (1-bit grey) and whose data is a few bytes: what OpenCV sees of a
+    huge image before it decodes a pixel."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def write_video(path: Path, n: int) -> Path:

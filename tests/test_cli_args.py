@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from media import png_claiming_size
 
 from dpupose.cli import main
 from dpupose.commands.argtypes import float_above, float_in, int_at_least, nonnegative_float
@@ -242,13 +243,15 @@ def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
     assert main(["data", "check", "--data-root", str(root)]) == 0
     records = json.loads((root / "annot" / "valid.json").read_text())
     (root / "images" / records[0]["image"]).write_bytes(b"not a jpeg")
+    # over OpenCV's size limit, which it raises for (was a cv2.error traceback)
+    (root / "images" / records[2]["image"]).write_bytes(png_claiming_size(40000, 40000))
     records[1]["image"] = "../../outside.jpg"
     (root / "annot" / "valid.json").write_text(json.dumps(records))
     capsys.readouterr()
     assert main(["data", "check", "--data-root", str(root)]) == 1
     out = capsys.readouterr().out
     assert (
-        f"1 undecodable (first: {records[0]['image']})" in out and "1 outside images/ (first: ../../outside.jpg)" in out
+        f"2 undecodable (first: {records[0]['image']})" in out and "1 outside images/ (first: ../../outside.jpg)" in out
     )
     assert "train: 24 records" in out and "0 missing, 0 undecodable, 0 outside images/" in out
     # Images that are symlinks into a cache elsewhere (git-annex, DVC) are inside images/.

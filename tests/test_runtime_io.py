@@ -12,11 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from media import FakeCapture, corrupt_frame, grey, write_video
+from media import FakeCapture, corrupt_frame, grey, png_claiming_size, write_video
 
 from dpupose.errors import DataError, DeviceError, UsageError
 from dpupose.runtime import sources
 from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.imagefile import read_bgr
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, VideoSink, annotate
 from dpupose.runtime.sources import CameraSource, ImageFolderSource, VideoFileSource, open_source
 
@@ -36,6 +37,21 @@ def test_image_folder_sorted_skipping_non_images_and_corrupt_files(tmp_path: Pat
     assert [m for _, _, m in got] == pytest.approx([10, 20, 40], abs=1)
     assert src.skipped == 1  # the image that did not decode; notes.txt is no input
     assert "c.png: cannot decode" in caplog.text and "notes.txt: not an image" in caplog.text
+
+
+def test_an_image_over_opencvs_size_limit_is_skipped_with_what_to_do(tmp_path: Path, caplog) -> None:
+    # OpenCV raises for an image over 2**30 pixels (where other bad images decode to None): that stopped the
+    # whole run with a cv2.error traceback.
+    (tmp_path / "huge.png").write_bytes(png_claiming_size(40000, 40000))
+    cv2.imwrite(str(tmp_path / "small.png"), grey(30))
+    src = ImageFolderSource(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        got = [f.source for f in src]
+    assert got == ["small.png"] and src.skipped == 1
+    assert "huge.png: larger than OpenCV decodes" in caplog.text and "OPENCV_IO_MAX_IMAGE_PIXELS" in caplog.text
+    # What the data set reader (train, eval) and `data check` call: a DataError, one line for the CLI.
+    with pytest.raises(DataError, match="huge.png: larger than OpenCV decodes"):
+        read_bgr(tmp_path / "huge.png")
 
 
 def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
@@ -332,6 +348,7 @@ def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
     code = f"""
 import os
 from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.imagefile import read_bgr
 from dpupose.runtime.sinks import FolderSink
 from dpupose.runtime.sources import ImageFolderSource
 import numpy as np

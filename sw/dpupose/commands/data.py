@@ -90,7 +90,7 @@ def check(args: argparse.Namespace) -> int:
             else:
                 try:
                     ok = read_bgr(path) is not None
-                except OSError:
+                except (OSError, DataError):  # DataError: OpenCV refuses it (over its size limit)
                     ok = False
                 if not ok:
                     undecodable.append(r.image)

@@ -18,11 +18,22 @@ from dpupose.errors import DataError
 
 
 def read_bgr(path: str | Path) -> np.ndarray | None:
-    """The image as BGR uint8, or None if it does not decode; OSError if the file cannot be read."""
+    """The image as BGR uint8, or None if it does not decode; OSError if the file cannot be read, DataError
+    if OpenCV refuses to decode it (an image over its size limit, which it raises for where other bad
+    images give None)."""
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE" in str(exc):  # validateInputImageSize: more than 2**30 pixels, or a side over 2**20
+            raise DataError(
+                f"{path}: larger than OpenCV decodes (at most 2**30 pixels by default): scale it down, or raise "
+                "the limit with the environment variable OPENCV_IO_MAX_IMAGE_PIXELS"
+            ) from None
+        reason = getattr(exc, "err", "") or str(exc).strip()
+        raise DataError(f"{path}: cannot decode the image: OpenCV stops on it ({reason})") from None
 
 
 def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) -> bool:

@@ -111,6 +111,10 @@ class ImageFolderSource(FrameSource):
                 log.warning("skipping %s: cannot read it (%s)", p, exc.strerror or exc)
                 self.skipped += 1
                 continue
+            except DataError as exc:  # OpenCV refuses it (too large): the message names the file
+                log.warning("skipping %s", exc)
+                self.skipped += 1
+                continue
             if image is None:
                 log.warning("skipping %s: cannot decode the image (corrupt or truncated?)", p)
                 self.skipped += 1
