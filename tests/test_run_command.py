@@ -243,6 +243,24 @@ def test_no_decodable_input_is_an_error(plan_dir: Path, tmp_path: Path, capsys) 
     assert json.loads((out / "run.json").read_text())["skipped_inputs"] == 2  # the record is still written
 
 
+def test_a_video_without_frames_is_an_error_and_lists_no_video(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    # An AVI OpenCV's writer closed before any frame: it opens, and the first read ends it. The run said
+    # "0 frames", exited 0, and listed annotated.mp4 in run.json and on stdout, which it never made.
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    assert writer.isOpened()
+    writer.release()
+    out = tmp_path / "out"
+    rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(empty), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert f"dpupose: error: {empty} gave no frame: a video with no frames" in captured.err
+    assert "annotated" not in captured.out and not (out / "annotated.mp4").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert record["frames"] == 0 and record["outputs"] == ["keypoints.jsonl"]
+    assert (out / "keypoints.jsonl").read_bytes() == b""
+
+
 class Interrupted(FrameSource):
     """Frames from a list; a real signal (SIGINT unless told) arrives while frame `at` is being read."""
 

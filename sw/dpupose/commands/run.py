@@ -155,4 +155,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if s.frames == 0:  # a video that holds no frame (or whose length OpenCV does not know, and none decodes)
+        print(
+            f"dpupose: error: {args.source} gave no frame: a video with no frames, or none that OpenCV can "
+            "decode; check that it plays, or pass another --source",
+            file=sys.stderr,
+        )
+        return 2
     return 0

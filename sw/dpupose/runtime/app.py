@@ -248,7 +248,7 @@ def _finish(
             failed = failed or exc
             continue
         for attr in ("path", "folder"):
-            if hasattr(sink, attr):
+            if hasattr(sink, attr) and sink.wrote:  # not annotated.mp4 when no frame came (there is none)
                 summary.outputs.append(getattr(sink, attr))
     summary.skipped = source.skipped
     if pipe is not None:

@@ -39,6 +39,7 @@ class Sink:
 
     wants_image = False  # needs the annotated frame
     quit_requested = False  # a window's user asked to stop
+    wrote = True  # its output (path or folder) is there to be listed in run.json
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -166,6 +167,11 @@ class VideoSink(Sink):
         for _ in range(copies):
             self._writer.write(annotated)
         self.count += copies
+
+    @property
+    def wrote(self) -> bool:  # type: ignore[override]
+        """Whether a video was made: without a frame none is (a video with no frames, a run stopped first)."""
+        return self.count > 0
 
     def _open(self, w: int, h: int) -> cv2.VideoWriter:
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
