@@ -54,6 +54,34 @@ def test_an_image_over_opencvs_size_limit_is_skipped_with_what_to_do(tmp_path: P
         read_bgr(tmp_path / "huge.png")
 
 
+def test_subfolders_and_broken_links_are_said_not_passed_over(tmp_path: Path, caplog) -> None:
+    # Both were left out of the folder's listing without a word: a user whose photos sit in subfolders, or
+    # whose links point at a disk not mounted, saw fewer frames than images and no reason.
+    cv2.imwrite(str(tmp_path / "a.png"), grey(10))
+    (tmp_path / "gone.jpg").symlink_to("elsewhere/gone.jpg")
+    (tmp_path / "day1").mkdir()
+    cv2.imwrite(str(tmp_path / "day1" / "b.png"), grey(20))
+    (tmp_path / ".ipynb_checkpoints").mkdir()  # hidden: not mentioned
+    with caplog.at_level(logging.WARNING):
+        src = ImageFolderSource(tmp_path)
+        got = [f.source for f in src]
+    assert got == ["a.png"] and src.skipped == 1  # the link is an input that could not be read
+    assert f"{tmp_path}: not reading its subfolders (day1); pass one as --source" in caplog.text
+    assert "gone.jpg: a link to elsewhere/gone.jpg, which does not exist" in caplog.text
+    assert ".ipynb_checkpoints" not in caplog.text
+    with pytest.raises(UsageError, match=r"gone.jpg is a link to elsewhere/gone.jpg, which does not exist$"):
+        open_source(str(tmp_path / "gone.jpg"))
+    # A folder whose images are all in subfolders says where they are, not only that it holds none.
+    (tmp_path / "a.png").unlink()
+    (tmp_path / "gone.jpg").unlink()
+    with pytest.raises(
+        DataError,
+        match=r"holds no images \(.*\) itself, and subfolders are not read: pass one of them "
+        r"\(day1\) as --source$",
+    ):
+        ImageFolderSource(tmp_path)
+
+
 def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(DataError, match="holds no images"):

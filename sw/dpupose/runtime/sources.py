@@ -72,7 +72,7 @@ def _camera_name(path: Path) -> str | None:
 def _not_a_file(path: Path) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
-        return "does not exist"
+        return f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist"
     camera = _camera_name(path) if path.is_char_device() else None
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
         number = camera[5:]
@@ -87,23 +87,41 @@ class ImageFolderSource(FrameSource):
         super().__init__()
         self.path = Path(path)
         self.name = str(self.path)
+        subfolders: list[str] = []
         if self.path.is_dir():
-            self.files = sorted(p for p in self.path.iterdir() if p.is_file())
+            entries = sorted(self.path.iterdir())
+            # A link that leads nowhere is listed, to be skipped with a warning, not passed over in silence.
+            self.files = [p for p in entries if p.is_file() or (p.is_symlink() and not p.exists())]
+            # Hidden ones (.ipynb_checkpoints, .git) are no one's images.
+            subfolders = [p.name for p in entries if p.is_dir() and not p.name.startswith(".")]
         elif self.path.is_file():
             self.files = [self.path]
         else:
             raise UsageError(f"image source {self.path} {_not_a_file(self.path)}")
+        # Subfolders are not read (their images would need names of their own in frames/): said, not passed over.
+        names = ", ".join(subfolders[:5]) + (f" and {len(subfolders) - 5} more" if len(subfolders) > 5 else "")
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in self.files):
+            if subfolders:
+                raise DataError(
+                    f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) itself, and subfolders are "
+                    f"not read: pass one of them ({names}) as --source"
+                )
             raise DataError(
                 f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); pass a folder of images, "
                 "a video file or camera:N"
             )
+        if subfolders:
+            log.warning("%s: not reading its subfolders (%s); pass one as --source for its images", self.path, names)
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         for p in self.files:
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
                 log.warning("skipping %s: not an image", p)  # not an input: not counted as skipped
+                continue
+            if p.is_symlink() and not p.exists():
+                log.warning("skipping %s: a link to %s, which does not exist", p, os.readlink(p))
+                self.skipped += 1
                 continue
             try:
                 image = read_bgr(p)
