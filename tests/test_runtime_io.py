@@ -82,6 +82,19 @@ def test_subfolders_and_broken_links_are_said_not_passed_over(tmp_path: Path, ca
         ImageFolderSource(tmp_path)
 
 
+def test_an_empty_file_is_said_to_be_empty(tmp_path: Path, caplog) -> None:
+    # It was "cannot decode the image (corrupt or truncated?)": a 0-byte file (a copy that failed, a download
+    # cut off at once) is neither, and replacing it is what to do.
+    (tmp_path / "a.jpg").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "b.png"), grey(20))
+    src = ImageFolderSource(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert [f.source for f in src] == ["b.png"]
+    assert src.skipped == 1
+    assert f"skipping {tmp_path / 'a.jpg'}: the file is empty (0 bytes)" in caplog.text
+    assert "corrupt" not in caplog.text
+
+
 def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(DataError, match="holds no images"):

@@ -124,6 +124,10 @@ class ImageFolderSource(FrameSource):
                 self.skipped += 1
                 continue
             try:
+                if p.stat().st_size == 0:
+                    log.warning("skipping %s: the file is empty (0 bytes)", p)
+                    self.skipped += 1
+                    continue
                 image = read_bgr(p)
             except OSError as exc:
                 log.warning("skipping %s: cannot read it (%s)", p, exc.strerror or exc)
