@@ -18,7 +18,16 @@ import tinyplan
 from dpupose.errors import DataError, DeviceError, ModelFileError, UsageError
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.base import Runner, TensorInfo
-from dpupose.runtime.executor import SplitExecutor, convert, heatmap_confidence, input_lut, preprocess, preprocess_int8
+from dpupose.runtime.executor import (
+    SplitExecutor,
+    _letterbox_rgb,
+    convert,
+    heatmap_confidence,
+    input_lut,
+    preprocess,
+    preprocess_int8,
+    to_frame_pixels,
+)
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.pipeline import Pipeline
 from dpupose.split.plan import PLAN_FILE, OutputNames, load_plan
@@ -79,7 +88,29 @@ def test_confidence_is_mass_near_the_mode() -> None:
     assert heatmap_confidence(np.zeros((1, 8, 8)))[0] == 0.0
 
 
-@pytest.mark.parametrize("frame_hw", [(32, 64), (40, 20), (32, 32)])
+@pytest.mark.parametrize(("frame_hw", "block"), [((16, 32), 1), ((64, 128), 4), ((128, 64), 4), ((96, 33), 3)])
+def test_a_mark_found_in_the_letterboxed_input_maps_back_to_where_it_was(frame_hw, block) -> None:
+    # A non-square frame whose long side is `block` times S and whose short side is a multiple of `block`: a
+    # block x block square of the frame, aligned to the grid, averages into exactly one input pixel
+    # (INTER_AREA; block 1: the frame as it is, between the bars), whose centre is the square's centre,
+    # block * k + (block - 1) / 2 in frame pixels. Found in the letterboxed image by its value alone, that pixel
+    # is mapped back by to_frame_pixels and must land there: the bars, the scale and the half-pixel offsets.
+    h, w = frame_hw
+    size = 32
+    assert max(h, w) == block * size
+    for kx, ky in [(0, 0), (w // block - 1, h // block - 1), (3, 5), (w // block // 2, 1)]:
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[block * ky : block * (ky + 1), block * kx : block * (kx + 1)] = 200
+        boxed, affine = _letterbox_rgb(frame, size)
+        ys, xs = np.nonzero(boxed[..., 0])
+        assert len(ys) == 1 and boxed[ys[0], xs[0], 0] == 200  # one pixel, the whole square's mean
+        found = np.array([[(2 * xs[0] + 1) / size - 1, (2 * ys[0] + 1) / size - 1]])  # normalized, as DSNT gives
+        expected = [block * kx + (block - 1) / 2, block * ky + (block - 1) / 2]
+        np.testing.assert_allclose(to_frame_pixels(found, affine, size)[0], expected, atol=1e-4)
+
+
+# Odd sizes (a 641 x 479 video), a 1 x 1 image and strips a few pixels across, which letterbox to one pixel.
+@pytest.mark.parametrize("frame_hw", [(32, 64), (40, 20), (32, 32), (479, 641), (1, 1), (5000, 3), (3, 5000)])
 def test_keypoints_land_in_frame_pixels(tmp_path: Path, frame_hw: tuple[int, int]) -> None:
     peaks = [(k % 8, (3 * k) % 8) for k in range(16)]
     plan = tinyplan.write_constant_plan(tmp_path, peaks)
@@ -89,7 +120,7 @@ def test_keypoints_land_in_frame_pixels(tmp_path: Path, frame_hw: tuple[int, int
     # Independent closed form: heatmap pixel i covers input pixels 4i..4i+3 (centre 4i + 1.5); the
     # letterbox scales by s = S / max(h, w) and centres; frame pixel centres sit at integers.
     s = 32 / max(h, w)
-    nw, nh = round(w * s), round(h * s)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))  # a side never shrinks to nothing
     left, top = (32 - nw) // 2, (32 - nh) // 2
     for j, (i, k) in enumerate(peaks):
         cx, cy = 4 * i + 1.5, 4 * k + 1.5
