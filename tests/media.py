@@ -27,6 +27,21 @@ def png_claiming_size(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunks
 
 
+def jpeg_with_orientation(image_bgr: np.ndarray, orientation: int) -> bytes:
+    """`image_bgr` as a JPEG with an EXIF orientation tag (6: a viewer turns it 90 degrees clockwise to show
+    it, as a phone held upright writes it), the EXIF segment written by hand (no Pillow on the board)."""
+    ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    # TIFF header (little-endian), one IFD of one entry: Orientation (0x0112), SHORT, count 1, value; no next IFD.
+    tiff = (
+        b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    )
+    tiff += struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    data = jpeg.tobytes()
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+
+
 def write_video(path: Path, n: int) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
     assert writer.isOpened()

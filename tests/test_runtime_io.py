@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from media import FakeCapture, corrupt_frame, grey, png_claiming_size, write_video
+from media import FakeCapture, corrupt_frame, grey, jpeg_with_orientation, png_claiming_size, write_video
 
 from dpupose.errors import DataError, DeviceError, UsageError
 from dpupose.runtime import sources
@@ -93,6 +93,20 @@ def test_an_empty_file_is_said_to_be_empty(tmp_path: Path, caplog) -> None:
     assert src.skipped == 1
     assert f"skipping {tmp_path / 'a.jpg'}: the file is empty (0 bytes)" in caplog.text
     assert "corrupt" not in caplog.text
+
+
+def test_a_phone_photo_is_read_as_it_is_shown(tmp_path: Path) -> None:
+    # Stored 48 x 64 with EXIF orientation 6 (turn 90 degrees clockwise to show), as a phone held upright
+    # writes it: the frame is the upright 64 x 48 picture, so keypoints are in the coordinates of the image as
+    # the user sees it and the skeleton is drawn on that image (the stored pixels' top-left corner is shown
+    # top right).
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:8, :8] = 255
+    (tmp_path / "phone.jpg").write_bytes(jpeg_with_orientation(stored, 6))
+    (frame,) = list(ImageFolderSource(tmp_path))
+    assert frame.image.shape == (64, 48, 3)
+    ys, xs = np.nonzero(frame.image[..., 0] > 128)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (0, 7, 40, 47)
 
 
 def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
