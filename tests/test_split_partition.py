@@ -47,7 +47,7 @@ def test_unsupported_op_in_the_middle_gives_dpu_cpu_dpu(tmp_path):
     assert [sg.name for sg in plan.subgraphs] == ["dpu0", "cpu0", "dpu1", "cpu1"]
     rows = _rows(result)
     assert rows["mid/sigmoid"]["device"] == "cpu" and "Sigmoid is not a DPU operator" in rows["mid/sigmoid"]["reason"]
-    assert rows["head/softmax"]["device"] == "cpu" and "no softmax kernel" in rows["head/softmax"]["reason"]
+    assert rows["head/softmax"]["device"] == "cpu" and "no softmax engine" in rows["head/softmax"]["reason"]
     assert {rows[n]["device"] for n in ("conv1", "conv2", "conv3")} == {"dpu"}
     assert "Sigmoid" in plan.subgraphs[1].reason
     # Boundaries: DPU subgraphs start with float entering QuantizeLinear and end at DequantizeLinear.

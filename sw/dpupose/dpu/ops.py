@@ -21,7 +21,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   eltwise engine, which fuses ReLU only, whatever the configuration (VART's DPUCZDX8G ISA1 target
   factory gives the eltwise engine no other nonlinear type). A standalone activation has nothing to fuse
   into: CPU.
-- Softmax only with the softmax kernel (`softmax = true`).
+- Softmax: CPU. The compiler's DPUCZDX8G target has no softmax engine; the optional softmax kernel
+  (`softmax = true`) is called by the Vitis AI Library's softmax function, outside the xmodel.
 - Everything else (sigmoid, tanh, exp, reductions, shape arithmetic, non-4-D tensors): CPU.
 
 Host only (needs the `onnx` package for attributes).
@@ -307,9 +308,11 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if op in PASS_THROUGH_OPS:
         return True, f"{op} (no-op)"
     if op == "Softmax":
-        if not cfg.softmax:
-            return _cpu(f"Softmax: {cfg.name} has no softmax kernel")
-        return True, "Softmax (softmax kernel)"
+        # The compiler's DPUCZDX8G target (VART's target factory) has no softmax engine, whatever the
+        # configuration: the xmodel keeps Softmax in a CPU subgraph. The separate softmax kernel is
+        # driven by the Vitis AI Library's softmax call, not by an xmodel's DPU subgraph.
+        kernel = "; its softmax kernel (softmax = true) is called by the Vitis AI Library" if cfg.softmax else ""
+        return _cpu(f"Softmax: the DPU compiler leaves it to the CPU (no softmax engine in the DPU){kernel}")
     reason = _four_d(node, info)
     if reason is not None:
         return _cpu(reason)
