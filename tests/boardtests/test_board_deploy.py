@@ -465,3 +465,16 @@ def test_ssh_s_own_failure_says_what_to_check(overlay, model, wheel, tools_prese
         deploy("pynq", overlay, model, wheel=wheel, runner=Unreachable(), echo=lambda _: None, use_rsync=True)
     assert ("ssh-keygen -R pynq" in str(info.value) and "ping pynq" in str(info.value)) == hinted
     assert "Host key verification failed." in str(info.value)
+
+
+@pytest.mark.parametrize("version", [2, 7])
+def test_a_plan_from_a_newer_dpupose_is_refused_before_anything_is_copied(overlay, model, wheel, version):
+    # The board runs the plan with the dpupose deployed beside it (this version's), which refuses a plan
+    # version it does not read: deploying would replace a working deployment with one that cannot run.
+    plan = json.loads((model / "plan.json").read_text())
+    plan["version"] = version
+    (model / "plan.json").write_text(json.dumps(plan))
+    runner = RecordingRunner(files=board_files())
+    with pytest.raises(ArtifactError, match=rf"is version {version}, written by a newer dpupose.*reads plan version 1"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert runner.calls == []

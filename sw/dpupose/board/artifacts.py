@@ -43,6 +43,7 @@ def check_model(folder: Path) -> list[Path]:
     if (folder / layout.PLAN_FILE).is_file():
         from dpupose.split.plan import recorded_files  # board-safe: no torch, no onnx
 
+        _check_plan_version(folder)
         have = {p.relative_to(folder).as_posix() for p in files}
         recorded, _ = recorded_files(folder)
         missing = [f for f in recorded if PurePosixPath(f).as_posix() not in have]
@@ -53,6 +54,25 @@ def check_model(folder: Path) -> list[Path]:
                 "split again into a new folder, or copy the missing files there"
             )
     return files
+
+
+def _check_plan_version(folder: Path) -> None:
+    """A plan a newer dpupose wrote is refused here: the dpupose that goes with it to the board (this
+    version's wheel) would refuse it there, after the previous deployment was replaced."""
+    from dpupose import __version__
+    from dpupose.split.plan_schema import PLAN_VERSION
+
+    try:
+        version = json.loads((folder / layout.PLAN_FILE).read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return  # what is wrong with a damaged plan is for `dpupose run` to say
+    if isinstance(version, int) and not isinstance(version, bool) and version > PLAN_VERSION:
+        raise ArtifactError(
+            f"the split plan in {folder} is version {version}, written by a newer dpupose: this dpupose "
+            f"({__version__}) reads plan version {PLAN_VERSION}, as does the wheel it builds for the board, so "
+            "the board could not run it; stage or deploy it with the dpupose version that wrote it, or re-split "
+            "the model with this version's `dpupose split`"
+        )
 
 
 def _walk(folder: Path) -> list[Path]:
