@@ -407,3 +407,32 @@ def test_the_hints_name_the_configuration_and_folder_as_given_and_paste_into_a_s
     assert cli.main(["hw", "status", "--config", str(config), "--out", str(out)]) == 1
     hint = capsys.readouterr().out.splitlines()[-1]
     assert shlex.split(hint.split("`")[1])[3:] == ["--config", str(config), "--out", str(out), "--from", "report"]
+
+
+def test_a_build_folder_moved_elsewhere_is_still_up_to_date(capsys, env):
+    # Stamps name their outputs relative to the build folder: a folder moved or copied whole (another
+    # checkout, another machine) keeps its hours of tool runs.
+    assert build(capsys, env)[0] == 0
+    before = len(tool_calls(env["log"]))
+    moved = env["tmp"] / "elsewhere" / CONFIG
+    moved.parent.mkdir()
+    env["out"].rename(moved)
+    env["out"] = moved
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) == before
+    assert "platform  up to date" in out and "link      up to date" in out
+    assert all((moved / n).is_file() for n in DELIVERABLES)
+
+
+def test_stamps_of_an_earlier_version_naming_absolute_paths_still_count(capsys, env):
+    assert build(capsys, env)[0] == 0
+    before = len(tool_calls(env["log"]))
+    for stamp in (env["out"] / "stamps").glob("*.json"):
+        doc = json.loads(stamp.read_text())
+        assert all(not name.startswith("/") for name in doc["outputs"])  # relative now
+        doc["outputs"] = {str(env["out"].resolve() / name): digest for name, digest in doc["outputs"].items()}
+        stamp.write_text(json.dumps(doc))
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) == before

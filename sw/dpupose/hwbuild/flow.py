@@ -266,9 +266,19 @@ def _up_to_date(ctx: BuildContext, step: Step) -> bool:
     outputs = step.outputs(ctx)
     if not all(o.is_file() for o in outputs):
         return False
-    if stamp.get("outputs") != {str(o): sha256_file(o) for o in outputs}:
+    recorded = stamp.get("outputs")
+    named = _stamp_outputs(ctx, outputs)
+    # Earlier versions named the outputs by their absolute paths, which a moved build folder no longer has.
+    absolute = {str(ctx.paths.root / name): digest for name, digest in named.items()}
+    if recorded not in (named, absolute):
         return False
     return bool(stamp.get("inputs") == step.inputs(ctx))
+
+
+def _stamp_outputs(ctx: BuildContext, outputs: list[Path]) -> dict[str, str]:
+    """A stamp's outputs and their sha256, named relative to the build folder: a folder moved or copied
+    whole (another checkout, another machine) stays up to date."""
+    return {o.relative_to(ctx.paths.root).as_posix(): sha256_file(o) for o in outputs}
 
 
 def _write_stamp(ctx: BuildContext, step: Step) -> None:
@@ -277,7 +287,7 @@ def _write_stamp(ctx: BuildContext, step: Step) -> None:
         "generated_by": "dpupose.hwbuild.flow; delete to force this step",
         "step": step.name,
         "inputs": step.inputs(ctx),
-        "outputs": {str(o): sha256_file(o) for o in step.outputs(ctx)},
+        "outputs": _stamp_outputs(ctx, step.outputs(ctx)),
     }
     write_if_changed(_stamp_path(ctx, step), json.dumps(stamp, indent=2) + "\n")
 
