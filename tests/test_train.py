@@ -522,3 +522,28 @@ def test_data_without_an_annotated_joint_is_refused_before_training(synth_root, 
     with pytest.raises(DataError, match=r"no validation record in .* has an annotated joint"):
         train(tiny(root, tmp_path / "r", data="mpii"))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_checkpoint_from_a_newer_version_or_a_wrapper_is_named_in_one_short_line(tmp_path):
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.35))
+    newer = tmp_path / "newer.pt"
+    config = {**net.config.to_dict(), "activation": "hswish"}  # a field a newer version would add
+    save_checkpoint({"model": net.state_dict(), "model_config": config}, newer)
+    with pytest.raises(CheckpointError, match=r"field\(s\) activation, which this dpupose .* written by a newer"):
+        load_checkpoint(newer)
+    wrapped = tmp_path / "wrapped.pt"
+    sd = {f"module.{k}": v for k, v in net.state_dict().items()}
+    save_checkpoint({"model": sd, "model_config": net.config.to_dict()}, wrapped)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(wrapped)
+    message = str(info.value)
+    n = len(net.state_dict())
+    assert f"missing {n}: 'dpu_part.backbone.features.0.0.weight'" in message
+    assert f"unexpected {n}: 'module.dpu_part.backbone.features.0.0.weight'" in message
+    assert "DistributedDataParallel" in message and "\n" not in message and len(message) < 600
+    other = tmp_path / "other.pt"
+    sd = dict(net.state_dict())
+    sd["extra.weight"] = sd.pop("dpu_part.head.weight")
+    save_checkpoint({"model": sd, "model_config": net.config.to_dict()}, other)
+    with pytest.raises(CheckpointError, match=r"missing 1: 'dpu_part.head.weight'; unexpected 1: 'extra.weight'\)"):
+        load_checkpoint(other)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dpupose import __version__
 from dpupose.errors import CheckpointError
 from dpupose.fsio import atomic_path
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -94,14 +96,45 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:3])
+    return f"{len(keys)}: {shown}{', ...' if len(keys) > 3 else ''}"
+
+
 def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseNet:
+    config = state.get("model_config", {})
+    if isinstance(config, dict):
+        unknown = sorted(str(k) for k in set(config) - {f.name for f in fields(ModelConfig)})
+        if unknown:
+            raise CheckpointError(
+                f"{origin}: its model_config has field(s) {', '.join(unknown)}, which this dpupose ({__version__}) "
+                "does not know: it was written by a newer dpupose; use the version that wrote it"
+            )
     try:
-        cfg = ModelConfig(**state.get("model_config", {}))
+        cfg = ModelConfig(**config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{origin}: bad model_config ({exc})") from None
     model = PoseNet(cfg)
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
+    # Names that differ are counted and a few shown: torch's message lists every one (hundreds, when the
+    # weights were saved from a wrapper such as DistributedDataParallel, 'module.' before each name).
+    expected, given = list(model.state_dict()), [str(k) for k in state["model"]]
+    missing = sorted(set(expected) - set(given), key=expected.index)
+    unexpected = sorted(set(given) - set(expected), key=given.index)
+    if missing or unexpected:
+        parts = [f"missing {_names(missing)}"] if missing else []
+        parts += [f"unexpected {_names(unexpected)}"] if unexpected else []
+        wrapped = unexpected and all(k.startswith("module.") for k in unexpected)
+        hint = (
+            "the weights were saved from a DistributedDataParallel wrapper ('module.' before each name)"
+            if wrapped
+            else "it holds the weights of another network"
+        )
+        raise CheckpointError(
+            f"{origin} does not match the model ({'; '.join(parts)}): {hint}; use a checkpoint written by "
+            "`dpupose train` or `dpupose export`"
+        )
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
