@@ -2,6 +2,7 @@
 formats, bad input leaving nothing behind, the vai_q path through a recording fake of pytorch_nndct."""
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -454,3 +455,39 @@ def test_eval_int8_engines_and_the_cache(result, ckpt, synth_root, tmp_path, mon
     assert (first / "dpu_part_qdq.onnx").is_file()
     monkeypatch.setattr("dpupose.quant.pipeline.quantize", lambda cfg: pytest.fail("quantized twice"))
     assert engines.cached_quantization(ckpt, "synthetic", synth_root, cache=tmp_path / "cache") == first
+
+
+def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_path):
+    from dpupose.commands.eval import _check_quantized_matches
+    from dpupose.model.checkpoint import weights_digest
+
+    model = sane_model()
+    folder = tmp_path / "q"
+    folder.mkdir()
+
+    def summary(**changes):
+        doc = {
+            "format": "dpupose-quantize-summary/1",
+            "model_config": model.config.to_dict(),
+            "weights_sha256": weights_digest(model),
+        }
+        doc.update(changes)
+        (folder / "summary.json").write_text(json.dumps(doc))
+
+    summary()
+    _check_quantized_matches(folder, model)  # this version's
+    # An earlier version that did not record a field (here duc_blocks) made it with the default.
+    summary(model_config={k: v for k, v in model.config.to_dict().items() if k != "duc_blocks"})
+    assert model.config.duc_blocks == 3  # the default
+    _check_quantized_matches(folder, model)
+    shallower = sane_model(dataclasses.replace(TINY, duc_blocks=2))  # not the network the folder holds
+    with pytest.raises(UsageError, match=r"another network \(duc_blocks 3 there, 2 here\)"):
+        _check_quantized_matches(folder, shallower)
+    # A newer version: a summary format it does not read, or a model_config field it does not know.
+    summary(format="dpupose-quantize-summary/2")
+    newer = r"format dpupose-quantize-summary/2, written by a newer dpupose .*reads format 1"
+    with pytest.raises(UsageError, match=newer):
+        _check_quantized_matches(folder, model)
+    summary(model_config={**model.config.to_dict(), "activation": "hswish"})
+    with pytest.raises(UsageError, match=r"field\(s\) activation, which this dpupose .* quantized by a newer dpupose"):
+        _check_quantized_matches(folder, model)
