@@ -670,3 +670,16 @@ def test_an_interrupt_while_staging_in_place_says_the_image_may_be_partly_staged
     with pytest.raises(KeyboardInterrupt):
         stage(image, overlay, model, in_place=True, wheel=wheel)
     assert f"warning: {image} may be partly staged: stage it again, or restore it" in capsys.readouterr().err
+
+
+def test_a_manifest_a_newer_dpupose_staged_is_said_to_be_newer_not_unreadable():
+    from dpupose.board.manifest import build_manifest, parse_manifest
+
+    doc = json.loads(build_manifest([], overlay_fingerprint=None, plan_fingerprint=None, wheel="w.whl").to_json())
+    assert parse_manifest(json.dumps(doc), "img").entries == ()
+    newer = {**doc, "format": "dpupose-staged/2", "generated_by": "dpupose 9.0.0"}
+    said = r"format dpupose-staged/2, written by dpupose 9\.0\.0; this dpupose .* reads dpupose-staged/1"
+    with pytest.raises(ArtifactError, match=said):
+        parse_manifest(json.dumps(newer), "img")
+    with pytest.raises(ArtifactError, match=r"not readable \(format 'other/1'"):
+        parse_manifest(json.dumps({**doc, "format": "other/1"}), "img")

@@ -73,6 +73,15 @@ def build_manifest(
 def parse_manifest(text: str | bytes, where: str) -> Manifest:
     try:
         data = json.loads(text)
+        name, _, version = str(data.get("format")).rpartition("/")
+        ours = FORMAT.rpartition("/")[2]
+        if name == FORMAT.rpartition("/")[0] and version.isdigit() and int(version) > int(ours):
+            by = data.get("generated_by")
+            raise ArtifactError(
+                f"the manifest in {where} is format {data['format']}, written by "
+                f"{by if isinstance(by, str) and by else 'a newer dpupose'}; this dpupose ({__version__}) reads "
+                f"{FORMAT}: read the image with the dpupose version that staged it, or stage it again with this one"
+            )
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         entries = tuple(ManifestEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in data["files"])
