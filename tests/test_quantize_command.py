@@ -491,3 +491,19 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
     summary(model_config={**model.config.to_dict(), "activation": "hswish"})
     with pytest.raises(UsageError, match=r"field\(s\) activation, which this dpupose .* quantized by a newer dpupose"):
         _check_quantized_matches(folder, model)
+
+
+def test_eval_of_a_vai_q_folder_says_its_dpu_part_is_the_xmodel(tmp_path):
+    from dpupose.errors import ModelFileError
+    from dpupose.quant.engines import int8_predictor
+
+    folder = tmp_path / "vai"
+    folder.mkdir()
+    for name in ("model_fp32.onnx", "dpu_part_fp32.onnx", "cpu_part_fp32.onnx", "DpuPart_int.xmodel"):
+        (folder / name).write_bytes(b"x")
+    (folder / "summary.json").write_text(json.dumps({"format": "dpupose-quantize-summary/1", "engine": "vai_q"}))
+    with pytest.raises(ModelFileError, match=r"quantized with --engine vai_q, whose DPU part is the compiled"):
+        int8_predictor(folder, "int8-emulated")
+    (folder / "summary.json").unlink()  # a folder copied without its summary: what is missing is named
+    with pytest.raises(ModelFileError, match=r"dpu_part_qdq\.onnx not found; --quantized must be"):
+        int8_predictor(folder, "int8-ort")

@@ -65,7 +65,19 @@ def int8_predictor(quantized: str | Path, engine: str) -> Predictor:
 
     path = Path(quantized) / "dpu_part_qdq.onnx"
     if not path.is_file():
-        raise ModelFileError(f"{path} not found; --quantized must be a `dpupose quantize` output folder")
+        import contextlib
+        import json
+
+        engine_used = None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            engine_used = json.loads((Path(quantized) / "summary.json").read_text()).get("engine")
+        if engine_used == "vai_q":  # its DPU part is DpuPart_int.xmodel, for the board's DPU only
+            raise ModelFileError(
+                f"--quantized {quantized} was quantized with --engine vai_q, whose DPU part is the compiled "
+                "DpuPart_int.xmodel that only the board's DPU runs; the int8 engines run the dpu_part_qdq.onnx of "
+                "a folder from `dpupose quantize --engine native` (the default)"
+            )
+        raise ModelFileError(f"{path} not found; --quantized must be a `dpupose quantize` output folder, copied whole")
     if engine not in ("int8-emulated", "int8-ort"):
         raise UsageError(f"unknown INT8 engine {engine!r}")
     # int8-ort: ONNX Runtime's own arithmetic (ties to even), not the emulator's fast path, which rounds as
