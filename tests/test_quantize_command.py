@@ -507,3 +507,30 @@ def test_eval_of_a_vai_q_folder_says_its_dpu_part_is_the_xmodel(tmp_path):
     (folder / "summary.json").unlink()  # a folder copied without its summary: what is missing is named
     with pytest.raises(ModelFileError, match=r"dpu_part_qdq\.onnx not found; --quantized must be"):
         int8_predictor(folder, "int8-ort")
+
+
+def test_cached_quantizations_are_not_reused_by_another_dpupose_version(ckpt, tmp_path, monkeypatch):
+    # The caches of eval's int8 engines and of bench/demo are keyed by the dpupose version too: another
+    # version's quantizer may calibrate or fold differently, and an update must not reuse what it made.
+    import dpupose
+    from dpupose.eval import prepare
+    from dpupose.quant import engines
+    from dpupose.quant import pipeline as pipeline_mod
+
+    made: list[Path] = []
+
+    def fake_quantize(cfg):  # the folder's two files that the caches look for
+        made.append(Path(cfg.out))
+        Path(cfg.out).mkdir(parents=True)
+        (Path(cfg.out) / "summary.json").write_text("{}")
+        (Path(cfg.out) / "model_qdq.onnx").write_text("")
+
+    monkeypatch.setattr(pipeline_mod, "quantize", fake_quantize)
+    for version in ("0.1.0", "0.1.0", "0.2.0"):
+        monkeypatch.setattr(dpupose, "__version__", version)
+        monkeypatch.setattr(prepare, "__version__", version)
+        engines.cached_quantization(ckpt, "synthetic", None, cache=tmp_path / "eval")
+        prepare.quantized(ckpt, cache=tmp_path / "bench")
+    assert len(made) == 4  # once per version and cache, the second 0.1.0 round reused both
+    assert [p.parent for p in made] == [tmp_path / "eval", tmp_path / "bench" / "quantized"] * 2
+    assert made[0] != made[2] and made[1] != made[3] and made[2].name.endswith("-v0.2.0")

@@ -2,8 +2,9 @@
 folder -> split plan, each kept under build/cache/ and reused while its inputs are unchanged.
 
 - `quantized(checkpoint)`: `dpupose quantize` into build/cache/quantized/<stem>-<key>/, key = sha256 of the
-  checkpoint file and the quantization settings (calibration data, sample count, batch size, seed).
-- `split_plan(quantized_dir, config)`: `dpupose split --optimize` into build/cache/split/<folder>-<config>/,
+  checkpoint file, the quantization settings (calibration data, sample count, batch size, seed) and the
+  dpupose version (another version's quantizer may calibrate or fold differently: not reused after an update).
+- `split_plan(quantized_dir, config)`: `dpupose split --optimize` into build/cache/split/<folder>-<config>-v<version>/,
   reused while its plan.json names the same model_qdq.onnx (sha256) and configuration.
 - `standin_checkpoint(path)`: a randomly initialised pose network whose BatchNorm statistics are measured
   on random images (so its activations have a sane range for INT8), for demos before a trained model
@@ -18,6 +19,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dpupose import __version__
 from dpupose.fsio import sha256_file
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Pa
     from dpupose.quant.pipeline import QuantizeConfig, quantize
 
     settings = settings or QuantSettings()
-    key = _key(sha256_file(checkpoint), json.dumps(asdict(settings), sort_keys=True))
+    key = _key(sha256_file(checkpoint), json.dumps(asdict(settings), sort_keys=True), __version__)
     out = cache / "quantized" / f"{checkpoint.stem}-{key}"
     if (out / "summary.json").is_file() and (out / "model_qdq.onnx").is_file():
         log.info("using the cached quantized model %s", out)
@@ -83,7 +85,7 @@ def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: P
     cfg = load_config(config)  # a bad name or file is reported before any work
     model = quantized_dir / "model_qdq.onnx"
     tag = config if "/" not in config and not config.endswith(".toml") else _path_tag(config)
-    out = cache / "split" / f"{quantized_dir.name}-{tag}{'-opt' if optimize else ''}"
+    out = cache / "split" / f"{quantized_dir.name}-{tag}{'-opt' if optimize else ''}-v{__version__}"
     if (out / "plan.json").is_file():
         try:
             plan = load_plan(out)

@@ -6,7 +6,7 @@ same file, ties rounded to even) on int8 NHWC tensors, then the float CPU part (
 numpy, as on the board).
 
 Without `--quantized DIR` the checkpoint is quantized once with the default calibration (100 training
-samples of the evaluated data set) and cached under build/cache/quantized/<checkpoint hash>-<data>/.
+samples of the evaluated data set) and cached under build/cache/quantized/<checkpoint hash>-<data>-v<dpupose version>/.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path | None, cache: Path = CACHE) -> Path:
     """The `dpupose quantize` folder for this checkpoint and calibration set, made on first use."""
+    from dpupose import __version__
     from dpupose.data.sources import load_data
     from dpupose.quant.pipeline import SUMMARY, QuantizeConfig, quantize
 
@@ -41,7 +42,7 @@ def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path
     key = sha256_file(checkpoint)[:16]
     if data_root is not None:
         key += "-" + hashlib.sha256(str(Path(data_root).resolve()).encode()).hexdigest()[:8]
-    out = cache / f"{key}-{data}"
+    out = cache / f"{key}-{data}-v{__version__}"  # another version's quantizer: not reused after an update
     if not (out / SUMMARY).is_file():
         n = DEFAULT_NUM_CALIB
         if data_root is not None:  # a small data set calibrates on all of its training split
