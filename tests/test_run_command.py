@@ -310,6 +310,24 @@ def test_ctrl_c_or_sigterm_keeps_and_finalizes_outputs(
     assert source.closed
 
 
+def _proc_status_mb(field: str) -> float:
+    """A field of /proc/self/status in MB: the kernel's own account, read apart from getrusage."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1e3  # kB
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux /proc")
+def test_run_json_records_the_peak_memory_of_the_run(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:
+    resident = _proc_status_mb("VmRSS")  # the process holds at least this much during the run
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    peak = json.loads((tmp_path / "o" / "run.json").read_text())["peak_rss_mb"]
+    assert resident - 1 <= peak <= _proc_status_mb("VmHWM") + 0.1  # the kernel's high-water mark, read after
+    assert f"peak memory {peak:.0f} MB" in capsys.readouterr().out
+
+
 def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     FakeCapture.made = []
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20, 30, 40], None, None]))

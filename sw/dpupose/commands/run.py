@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {st.name:<16} {st.mean * 1e3:8.2f} ms/frame  x{st.workers}")
     if s.dropped or summary.skipped:
         print(f"  dropped (late) {s.dropped}, skipped (unreadable) {summary.skipped}")
+    if summary.peak_rss_mb is not None:
+        print(f"  peak memory {summary.peak_rss_mb:.0f} MB (this process, resident)")
     for path in summary.outputs:
         print(f"  wrote {path}")
     if summary.interrupted:

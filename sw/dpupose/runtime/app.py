@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -65,6 +66,7 @@ class RunSummary:
     guard: str | None = None
     decode: str = "dsnt"
     terminated: bool = False
+    peak_rss_mb: float | None = None  # the process's peak resident memory when the run ended (measured)
 
     def to_dict(self, folder: Path | None = None) -> dict[str, Any]:
         """`outputs` relative to `folder` (run.json's own: the same whatever the working directory and however
@@ -75,6 +77,7 @@ class RunSummary:
             "interrupted": self.interrupted,
             "skipped_inputs": self.skipped,
             "fingerprint_check": self.guard,
+            "peak_rss_mb": self.peak_rss_mb,
             "outputs": [str(p) if folder is None else os.path.relpath(p, folder) for p in self.outputs],
             **self.stats.to_dict(),
         }
@@ -251,6 +254,7 @@ def _finish(
             if hasattr(sink, attr) and sink.wrote:  # not annotated.mp4 when no frame came (there is none)
                 summary.outputs.append(getattr(sink, attr))
     summary.skipped = source.skipped
+    summary.peak_rss_mb = peak_rss_mb()
     if pipe is not None:
         summary.stats.dropped = pipe.dropped
     if opts.out is not None:
@@ -258,6 +262,17 @@ def _finish(
         write_json(path, summary.to_dict(opts.out))
         summary.outputs.append(path)
     return failed
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size in MB (10**6 bytes) so far: what the run needed on the machine it
+    ran on, models, runners and buffers included. None where the platform does not say (no `resource`)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return round(peak / (1e6 if sys.platform == "darwin" else 1e3), 1)
 
 
 def _kept(summary: RunSummary) -> str:
