@@ -265,6 +265,18 @@ def test_status_and_commands(capsys, env, monkeypatch):
     assert steps_run(env) == ["platform", "kernel", "link"]  # status and commands ran no tool
 
 
+def test_status_of_a_configuration_it_cannot_read_is_an_error_not_a_failed_check(capsys, env, tmp_path):
+    """A mistyped --config, or one for another board, is a command given wrong (2, one line), not a build
+    that is not up to date (1); and it says nothing of the TRD or the tools, which status does not need."""
+    for extra in (["--config", "u96v2-b1600-pyqn"], ["--config", CONFIG, "--board", "zcu104"]):
+        assert cli.main(["hw", "status", *extra, "--out", str(tmp_path / "hw")]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.count("\n") == 1 and err.startswith("dpupose: error: "), err
+        assert ("unknown DPU configuration 'u96v2-b1600-pyqn'" in err) != ("not zcu104" in err), err
+        assert "DPU_TRD" not in err and "vivado" not in err
+
+
 def test_status_of_a_damaged_build_says_so(capsys, env):
     assert build(capsys, env)[0] == 0
     common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]

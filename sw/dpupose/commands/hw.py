@@ -194,9 +194,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
 
     pre = preflight(_request(args), set(STEP_NAMES))
-    if pre.cfg is None:
-        _print_findings(pre.errors, sys.stderr)
-        return 1
+    if pre.cfg is None:  # a configuration or board that cannot be read: the command could not run (2), no check
+        from dpupose.errors import ConfigError
+
+        raise ConfigError("; ".join(f.message for f in pre.errors if f.topic == "config"))
     paths = BuildPaths.for_config(pre.cfg.name, args.out)
     ctx = BuildContext.from_preflight(pre, paths, _request(args))
     for name, state in step_status(ctx).items():
