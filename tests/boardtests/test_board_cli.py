@@ -112,14 +112,31 @@ def test_progress_bar_fits_a_narrow_terminal_and_writes_plain_lines_elsewhere(mo
     assert len(frames) == 5 and all(len(f.split("\x1b[K")[0]) == 39 for f in frames)
     # --progress into a file or pipe: whole lines, no carriage returns or escape codes.
     log = io.StringIO()
-    bar = Progress(4 * 1024**2, "write ", enabled=True, stream=log, clock=lambda: now[0], interval=0.0)
+    bar = Progress(4 * 1024**2, "write ", enabled=True, stream=log, clock=lambda: now[0], file_interval=0.0)
     bar.update(1024**2)
     now[0] += 1.0
     bar.update(3 * 1024**2)
     bar.close()
     lines = log.getvalue().splitlines()
-    assert len(lines) == 3 and "25.0%" in lines[0] and "100.0%" in lines[1] and "100.0%" in lines[2]
+    assert len(lines) == 2 and "25.0%" in lines[0] and "100.0%" in lines[1]  # the last one once
     assert "\r" not in log.getvalue() and "\x1b" not in log.getvalue()
+
+
+def test_progress_into_a_log_is_a_line_every_half_minute_not_every_quarter_second():
+    """`sdcard flash --progress 2>flash.log`: a 10-minute write at 1 MiB a chunk, 16 chunks a second, is
+    19 lines (one per 30 s, 30 to 570) and the last one, where a redraw every 0.25 s wrote 2400."""
+    now = [0.0]
+    log = io.StringIO()
+    total = 600 * 16 * 1024**2
+    bar = Progress(total, "write ", enabled=True, stream=log, clock=lambda: now[0])
+    for _ in range(600 * 16):
+        now[0] += 1 / 16
+        bar.update(1024**2)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 19 + 1, len(lines)
+    assert "  5.0% 480.0 MiB / 9.4 GiB 16.0 MiB/s ETA 9:30" in lines[0], lines[0]  # 30 s of 600 s written
+    assert "100.0%" in lines[-1] and "100.0%" not in lines[-2]
 
 
 def test_progress_only_on_a_terminal_unless_asked():

@@ -20,7 +20,9 @@ def progress_wanted(flag: bool | None, stream: TextIO | None = None) -> bool:
 
 
 class Progress:
-    """`update(n)` after each chunk; draws at most every `interval` seconds and once at `close()`."""
+    """`update(n)` after each chunk; draws at most every `interval` seconds on a terminal, every
+    `file_interval` seconds into a file or pipe (a log: a line every quarter second of a ten-minute write
+    would be thousands), and once at `close()`."""
 
     WIDTH = 30
 
@@ -33,17 +35,18 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         interval: float = 0.25,
+        file_interval: float = 30.0,
     ) -> None:
         self.total = max(total, 0)
         self.label = label
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.clock = clock
-        self.interval = interval
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if self.tty else file_interval
         self.done = 0
         self.start = clock()
-        self._last_draw = -1e9
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_draw = -1e9 if self.tty else self.start  # in a log, the first line after file_interval
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.start, 1e-9)
@@ -64,6 +67,8 @@ class Progress:
         self.done += n
         if not self.enabled:
             return
+        if not self.tty and self.done >= self.total:
+            return  # close() writes the last line: not twice in a log
         now = self.clock()
         if now - self._last_draw >= self.interval:
             self._last_draw = now
