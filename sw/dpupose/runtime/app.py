@@ -228,7 +228,7 @@ def _consume(
                 sink.write(result, image)
             result.image = None
             now = time.perf_counter()
-            if progress is not None and fps > 0 and now - last_report >= opts.report_every_s:  # none yet at frame 0
+            if progress is not None and now - last_report >= opts.report_every_s:
                 progress(f"frame {result.index}: {fps:.1f} FPS")
                 last_report = now
             if any(s.quit_requested for s in sinks):
