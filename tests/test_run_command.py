@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import sys
 from pathlib import Path
 
 import cv2
@@ -65,6 +66,25 @@ def test_folder_run_writes_keypoints_frames_and_timings(
     assert run["stages"]["dpu1"]["frames"] == 4
     printed = capsys.readouterr().out
     assert "backend cpu: 4 frames" in printed and "dpu0" in printed
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_is_a_line_a_second_on_a_terminal_and_every_half_minute_in_a_log(
+    plan_dir: Path, images: Path, terminal: bool, monkeypatch, capsys
+) -> None:
+    """A run as a service (stderr into the journal) wrote 'frame N: X FPS' every second for as long as it ran.
+    Here 10 s pass between frames: the start at 0 s, frames 0-3 at 10-40 s."""
+    from types import SimpleNamespace
+
+    clock = itertools.count(0.0, 10.0)
+    monkeypatch.setattr(app, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--annotate", "none"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    reported = [line.split(":")[0] for line in err.splitlines() if line.startswith("frame ")]
+    assert reported == (["frame 0", "frame 1", "frame 2", "frame 3"] if terminal else ["frame 2"])
+    assert not any(line.startswith("frame ") for line in out.splitlines()) and out.startswith("backend cpu: 4 frames")
 
 
 def test_run_json_names_its_outputs_relative_to_its_folder(

@@ -126,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         decode=args.decode,
         camera_retries=args.camera_retries,
         camera_retry_delay_s=args.camera_retry_delay,
+        # A line a second on a terminal; in a log (a service's journal, CI) one every 30 s, as the bars write.
+        report_every_s=1.0 if sys.stderr.isatty() else 30.0,
     )
 
     def progress(line: str) -> None:
