@@ -414,7 +414,7 @@ def test_a_card_flash_stopped_mid_write_says_the_card_is_incomplete(
     err = capsys.readouterr().err.splitlines()
     assert rc == (130 if signum == signal.SIGINT else 143)
     assert err[-2:] == [
-        "warning: /dev/sdb may hold part of the image: flash it again before booting from it",
+        "dpupose: warning: /dev/sdb may hold part of the image: flash it again before booting from it",
         f"dpupose: {said}",
     ]
 

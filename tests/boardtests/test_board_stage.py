@@ -669,7 +669,7 @@ def test_an_interrupt_while_staging_in_place_says_the_image_may_be_partly_staged
     monkeypatch.setattr(stagemod, "_write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stage(image, overlay, model, in_place=True, wheel=wheel)
-    assert f"warning: {image} may be partly staged: stage it again, or restore it" in capsys.readouterr().err
+    assert f"dpupose: warning: {image} may be partly staged: stage it again, or restore it\n" in capsys.readouterr().err
 
 
 def test_a_manifest_a_newer_dpupose_staged_is_said_to_be_newer_not_unreadable():

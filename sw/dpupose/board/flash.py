@@ -349,7 +349,10 @@ def _flash_device(
             info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
         )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"/"terminated"
-        print(f"warning: {dev.path} may hold part of the image: flash it again before booting from it", file=sys.stderr)
+        print(
+            f"dpupose: warning: {dev.path} may hold part of the image: flash it again before booting from it",
+            file=sys.stderr,
+        )
         raise
     finally:
         os.close(lock)  # verified: udev may look at the new partitions now

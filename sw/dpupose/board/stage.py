@@ -98,7 +98,10 @@ def stage(
             except ImageError as exc:
                 raise ImageError(f"{exc}; {info.path} is now partly staged: stage it again, or restore it") from None
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"
-                print(f"warning: {info.path} may be partly staged: stage it again, or restore it", file=sys.stderr)
+                print(
+                    f"dpupose: warning: {info.path} may be partly staged: stage it again, or restore it",
+                    file=sys.stderr,
+                )
                 raise
             return StageReport(info.path, manifest, payload.verdict, **done)
         assert dest is not None

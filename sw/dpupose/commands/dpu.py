@@ -335,5 +335,5 @@ def cmd_files(args: argparse.Namespace) -> int:
     for path, changed in written.items():
         print(f"{path}: {'written' if changed else 'unchanged'}")
     for risk in fit.risks:  # as `dpu fit` says them; `hw build` refuses a power risk without --i-know
-        print(f"warning: {risk}", file=sys.stderr)
+        print(f"dpupose: warning: {risk}", file=sys.stderr)
     return 0
