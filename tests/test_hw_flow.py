@@ -232,7 +232,7 @@ def test_board_files_of_another_version_are_refused(capsys, env):
 
 def test_configuration_for_another_board_is_refused(capsys, env):
     err = refused(capsys, env, "--board", "zcu104")
-    assert "is for board ultra96v2, not zcu104" in err
+    assert "is for board ultra96v2, not zcu104" in err and "or leave out --board (BOARD= with make)" in err
 
 
 def test_status_and_commands(capsys, env, monkeypatch):

@@ -128,6 +128,8 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
     np.save(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match=rf"{f.name} is not a readable \.npy file"):
         _run_cli("deploy-check", result, "--against", tmp_path / "d")
+    with pytest.raises(UsageError, match=r"--against must be torch or ort, or a folder of dumped tensors; onnx"):
+        _run_cli("deploy-check", result, "--against", "onnxruntime")  # a name, not a tuple's repr
     # ONNX Runtime: a report either way, with the bound per layer.
     _run_cli("deploy-check", result, *common, "--against", "ort", "--json", tmp_path / "r3.json")
     rows = json.loads((tmp_path / "r3.json").read_text())["layers"]

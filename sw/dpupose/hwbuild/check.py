@@ -86,7 +86,7 @@ def _config(p: Preflight, req: BuildRequest) -> None:
         if req.board and board.name != load_board(cfg.board).name:
             raise ConfigError(
                 f"configuration {cfg.name} is for board {cfg.board}, not {board.name}; "
-                f"pick a configuration for {board.name} or leave BOARD unset"
+                f"pick a configuration for {board.name}, or leave out --board (BOARD= with make)"
             )
         pfm = load_platform(board.name)
     except DpuposeError as exc:

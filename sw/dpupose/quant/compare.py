@@ -122,7 +122,9 @@ def deploy_check(
     program = emu.program
     dump_folder = None if against in SOURCES else Path(against)
     if dump_folder is not None and not dump_folder.is_dir():
-        raise UsageError(f"--against must be one of {SOURCES} or a folder of dumped tensors; {against} is neither")
+        raise UsageError(
+            f"--against must be {' or '.join(SOURCES)}, or a folder of dumped tensors; {against} is neither"
+        )
     if dump is not None and dump_folder is not None and dump.resolve() == dump_folder.resolve():
         raise UsageError(
             f"--dump {dump} is the folder --against reads: the emulator's tensors would replace the ones "
