@@ -43,11 +43,31 @@ def overlay(tmp_path: Path) -> Path:
 def model(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     (folder / "cpu").mkdir(parents=True)
+
+    def tensor(name: str, shape: list[int], layout: str, dtype: str, fix_point: int | None) -> dict:
+        return {"name": name, "shape": shape, "layout": layout, "dtype": dtype, "fix_point": fix_point}
+
     subgraphs = [
-        {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx", "xmodel": "dpu_part.xmodel"},
-        {"name": "cpu0", "device": "cpu", "file": "cpu/head part.onnx"},
-    ]  # what the board code reads of a split plan
-    (folder / "plan.json").write_text(json.dumps({"version": 1, "fingerprint": FINGERPRINT, "subgraphs": subgraphs}))
+        {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx", "xmodel": "dpu_part.xmodel",
+         "inputs": [tensor("image", [1, 64, 64, 3], "NHWC", "int8", 5)],
+         "outputs": [tensor("features", [1, 8, 8, 16], "NHWC", "int8", 4)]},
+        {"name": "cpu0", "device": "cpu", "file": "cpu/head part.onnx",
+         "inputs": [tensor("features", [1, 16, 8, 8], "NCHW", "float32", None)],
+         "outputs": [tensor("heatmaps", [1, 16, 16, 16], "NCHW", "float32", None),
+                     tensor("coords", [1, 16, 2], "NCD", "float32", None)]},
+    ]  # fmt: skip
+    plan = {
+        "version": 1,
+        "generated_by": "dpupose split",
+        "fingerprint": FINGERPRINT,
+        "dpu_config": "u96v2-b1600-pynq",
+        "model": {"name": "tiny", "input_size": 64, "sha256": "0" * 64},
+        "input": {"name": "image", "shape": [1, 3, 64, 64], "layout": "NCHW", "dtype": "float32",
+                  "preprocessing": "imagenet"},
+        "outputs": {"coords": "coords", "heatmaps": "heatmaps"},
+        "subgraphs": subgraphs,
+    }  # fmt: skip
+    (folder / "plan.json").write_text(json.dumps(plan))  # a plan as `dpupose run` reads it (no file sha256s)
     (folder / "dpu_part.xmodel").write_bytes(os.urandom(150_000))
     (folder / "dpu0.onnx").write_bytes(os.urandom(20_000))
     (folder / "cpu" / "head part.onnx").write_bytes(os.urandom(50_000))  # a space in the name

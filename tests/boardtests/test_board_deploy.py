@@ -232,7 +232,9 @@ def test_a_host_with_a_port_or_stray_brackets_is_refused(overlay, model, host, m
 
 
 def test_fingerprint_mismatch_stops_before_copying(overlay, model, wheel, tools_present):
-    (model / "plan.json").write_text(json.dumps({"fingerprint": "0x1000020F6014407"}))
+    (model / "plan.json").write_text(
+        json.dumps({**json.loads((model / "plan.json").read_text()), "fingerprint": "0x1000020F6014407"})
+    )
     runner = RecordingRunner()
     with pytest.raises(FingerprintMismatch, match=r"0x1000020F6014407.*0x101000016010407"):
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print)
@@ -478,3 +480,13 @@ def test_a_plan_from_a_newer_dpupose_is_refused_before_anything_is_copied(overla
     with pytest.raises(ArtifactError, match=rf"is version {version}, written by a newer dpupose.*reads plan version 1"):
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
     assert runner.calls == []
+
+
+def test_a_plan_with_a_file_from_another_split_is_refused_before_anything_is_copied(overlay, model, wheel):
+    plan = json.loads((model / "plan.json").read_text())
+    plan["subgraphs"][0]["sha256"] = "0" * 64  # dpu0.onnx is not the file the plan was split into
+    (model / "plan.json").write_text(json.dumps(plan))
+    runner = RecordingRunner(files=board_files())
+    with pytest.raises(ArtifactError, match=r"dpu0.onnx is not the file subgraph 'dpu0' was split into"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert runner.calls == []  # the working deployment on the board is left as it was

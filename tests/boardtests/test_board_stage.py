@@ -315,7 +315,9 @@ def test_folders_are_checked_before_the_wheel_is_built(image, overlay, model, tm
 
 
 def test_fingerprint_mismatch_writes_nothing(image, overlay, model, wheel, tmp_path):
-    (model / "plan.json").write_text(json.dumps({"fingerprint": "0x1000020F6014407"}))
+    (model / "plan.json").write_text(
+        json.dumps({**json.loads((model / "plan.json").read_text()), "fingerprint": "0x1000020F6014407"})
+    )
     with pytest.raises(FingerprintMismatch, match="0x1000020F6014407"):
         stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
     assert not (tmp_path / "out.img").exists()
@@ -625,6 +627,24 @@ def test_a_plan_that_names_a_missing_file_is_refused(image, overlay, model, whee
     (model / "cpu" / "head part.onnx").unlink()
     before = fingerprint_of(image)
     with pytest.raises(ArtifactError, match="names cpu/head part.onnx, which is not in the folder"):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert fingerprint_of(image) == before
+
+
+@pytest.mark.parametrize("damage", ["sha256", "fields"])
+def test_a_plan_the_board_could_not_load_is_refused_before_the_image_is_touched(image, overlay, model, wheel, damage):
+    # What `dpupose run` refuses on the board is refused here: a subgraph file from another split (its
+    # sha256 differs from the plan's) or a plan.json that lost a field.
+    plan = json.loads((model / "plan.json").read_text())
+    if damage == "sha256":
+        plan["subgraphs"][1]["sha256"] = "0" * 64
+        said = r"cpu/head part.onnx is not the file subgraph 'cpu0' was split into .*board could not run this plan"
+    else:
+        del plan["input"]
+        said = r"plan lacks field\(s\) input; re-split .*\(the board could not run this plan\)"
+    (model / "plan.json").write_text(json.dumps(plan))
+    before = fingerprint_of(image)
+    with pytest.raises(ArtifactError, match=said):
         stage(image, overlay, model, in_place=True, wheel=wheel)
     assert fingerprint_of(image) == before
 

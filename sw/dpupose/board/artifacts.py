@@ -53,7 +53,20 @@ def check_model(folder: Path) -> list[Path]:
                 f"{'is' if len(missing) == 1 else 'are'} not in the folder, so the board could not run it: "
                 "split again into a new folder, or copy the missing files there"
             )
+        _check_plan_loads(folder)
     return files
+
+
+def _check_plan_loads(folder: Path) -> None:
+    """The plan reads as `dpupose run` reads it on the board (its fields, and each file against the sha256 the
+    plan records): a damaged plan.json, or a subgraph file from another split, is refused here, before the
+    card or the board's working deployment is touched, not found out on the board."""
+    from dpupose.split.plan import load_plan  # board-safe: no torch, no onnx
+
+    try:
+        load_plan(folder)
+    except ModelFileError as exc:
+        raise ArtifactError(f"{exc} (the board could not run this plan)") from None
 
 
 def _check_plan_version(folder: Path) -> None:
