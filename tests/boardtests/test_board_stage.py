@@ -181,8 +181,13 @@ def test_an_image_name_with_shell_characters_is_staged_and_listed_as_it_is(
     out = tmp_path / name
     args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
     assert cli([*args, "--out", str(out)]) == 0
-    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("list them: "))
+    lines = capsys.readouterr().out.splitlines()
+    hint = next(line for line in lines if line.startswith("list them: "))
     assert shlex.split(hint.removeprefix("list them: ")) == ["dpupose", "sdcard", "ls", str(out)]  # pastes as it is
+    hint = next(line for line in lines if line.startswith("write it to a card: "))  # the next step
+    assert shlex.split(hint.removeprefix("write it to a card: ")) == [
+        "dpupose", "sdcard", "flash", str(out), "--device", "/dev/sdX"
+    ]  # fmt: skip
     assert cli(["sdcard", "ls", str(out)]) == 0
     assert "all SHA-256 sums match" in capsys.readouterr().out
     plain = tmp_path / "plain.img"  # read back by mtools directly, under a name it takes as it is

@@ -160,6 +160,7 @@ def run_stage(args: argparse.Namespace) -> int:
         print(f"note: {report.backend_note}")
     print(f"staged {len(report.manifest.entries)} files onto {report.image}")
     print(f"list them: dpupose sdcard ls {shlex.quote(str(report.image))}")
+    print(f"write it to a card: dpupose sdcard flash {shlex.quote(str(report.image))} --device /dev/sdX")
     print(f"on the board, after the first boot: {report.run_command}")
     return 0
 
