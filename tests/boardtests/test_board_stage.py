@@ -708,3 +708,41 @@ def test_a_manifest_a_newer_dpupose_staged_is_said_to_be_newer_not_unreadable():
         parse_manifest(json.dumps(newer), "img")
     with pytest.raises(ArtifactError, match=r"not readable \(format 'other/1'"):
         parse_manifest(json.dumps({**doc, "format": "other/1"}), "img")
+
+
+def test_verify_of_a_card_written_from_the_staged_copy_points_at_that_copy(
+    image, overlay, model, wheel, tmp_path, cli, capsys
+):
+    # `make sdcard IMAGE=x OVERLAY= MODEL_DIR= DEVICE=` writes the staged copy: checked against x later, the card
+    # differs by the staged files, and that is no sign of a failing or fake card.
+    staged = tmp_path / "staged.img"
+    args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    assert cli([*args, "--out", str(staged)]) == 0
+    capsys.readouterr()
+    card = tmp_path / "card.img"
+    shutil.copyfile(staged, card)
+    assert cli(["sdcard", "verify", str(image), "--device", str(card), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"verification failed: {card} differs from {image.name} from byte ")
+    assert "holds an image dpupose staged" in out and "sdcard verify build/sdcard/staged.img" in out
+    assert "failing" not in out
+    assert cli(["sdcard", "verify", str(staged), "--device", str(card), "--no-progress"]) == 0
+    capsys.readouterr()
+    with card.open("r+b") as f:  # a byte the card lost: both are staged, so a real difference
+        f.seek(ROOT_START + 4096)
+        byte = f.read(1)
+        f.seek(ROOT_START + 4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert cli(["sdcard", "verify", str(staged), "--device", str(card), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "the card may be failing or fake" in out and "holds an image dpupose staged" not in out
+    # A card written from the image as it is (no manifest) that differs: the failing-card message.
+    plain = tmp_path / "plain.img"
+    shutil.copyfile(image, plain)
+    with plain.open("r+b") as f:
+        f.seek(FAT_START + 4096)
+        byte = f.read(1)
+        f.seek(FAT_START + 4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert cli(["sdcard", "verify", str(image), "--device", str(plain), "--no-progress"]) == 1
+    assert "the card may be failing or fake" in capsys.readouterr().out

@@ -26,7 +26,10 @@ CHUNK = 4 * 1024 * 1024
 
 class VerificationFailed(DeviceError):
     """The target does not hold the image: bytes that differ, or a target that ends before the image does (a
-    failed check, which `sdcard verify` reports with exit status 1; a target that cannot be read is bad input)."""
+    failed check, which `sdcard verify` reports with exit status 1; a target that cannot be read is bad input).
+    `offset` is the first differing byte (None when the target ends early)."""
+
+    offset: int | None = None
 
 
 def _open_uncached(target: Path) -> int:
@@ -59,11 +62,13 @@ def _pread_exact(fd: int, length: int, offset: int, target: Path) -> bytes:
 
 
 def _mismatch(target: Path, offset: int, length: int) -> VerificationFailed:
-    return VerificationFailed(
+    exc = VerificationFailed(
         f"verification failed: bytes {offset}-{offset + length - 1} of {target} differ from the image; "
         "the card may be failing or fake (its real capacity smaller than claimed): flash again or use "
         "another card"
     )
+    exc.offset = offset
+    return exc
 
 
 def chunk_digest(data: bytes) -> bytes:

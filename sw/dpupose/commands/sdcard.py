@@ -135,11 +135,39 @@ def run_verify(args: argparse.Namespace) -> int:
         compare_with_image(info, Path(args.device), progress=bar)
     except VerificationFailed as exc:  # the check failed (1), as opposed to bad input (2)
         bar.close()
-        print(exc)
+        if exc.offset is not None and _staged(Path(args.device)) and not _staged(info.path):
+            # Not a failing card: one written from a staged copy (`make sdcard` with OVERLAY= and MODEL_DIR=
+            # writes build/sdcard/staged.img) differs from the image it was staged from by the staged files.
+            print(
+                f"verification failed: {args.device} differs from {info.path.name} from byte {exc.offset}: it holds "
+                "an image dpupose staged (dpupose/manifest.json on its boot partition), which differs from the "
+                f"image it was staged from by the staged files; compare it with the staged copy it was written "
+                f"from: dpupose sdcard verify build/sdcard/staged.img --device {shlex.quote(args.device)} "
+                "(the copy `make sdcard` stages)"
+            )
+        else:
+            print(exc)
         return 1
     bar.close()
     print(f"{args.device} holds {info.path.name} ({info.size} bytes): identical")
     return 0
+
+
+def _staged(image) -> bool:
+    """Whether a raw image or card holds dpupose's manifest on its boot partition (False where that cannot be read:
+    a compressed image, no PYNQ partitions, mtools missing)."""
+    from dpupose.board.fatfs import FatFs
+    from dpupose.board.images import ImageKind, open_image
+    from dpupose.board.partitions import find_pynq_partitions
+    from dpupose.board.stage import BOOT_MANIFEST
+    from dpupose.errors import DpuposeError
+
+    try:
+        if not image.is_block_device() and open_image(image).kind is not ImageKind.RAW:
+            return False
+        return FatFs(image, find_pynq_partitions(image).boot).read(BOOT_MANIFEST) is not None
+    except (DpuposeError, OSError, ValueError):
+        return False
 
 
 def run_stage(args: argparse.Namespace) -> int:
