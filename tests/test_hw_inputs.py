@@ -113,7 +113,7 @@ def test_hw_check_with_nothing_installed_lists_what_to_install(capsys, tmp_path,
         monkeypatch.delenv(var, raising=False)
     rc = cli.main(["hw", "check", "--config", "u96v2-b1600-pynq", "--out", str(tmp_path / "b")])
     out = capsys.readouterr().out
-    assert rc == 1 and "5 problems: `make hw` would stop before starting Vivado." in out
+    assert rc == 1 and "5 problems: a build (`dpupose hw build`, `make hw`) would stop before starting Vivado." in out
     for topic, text in [
         ("trd", "DPU_TRD is not set"),
         ("vivado", "install Vivado 2022.1"),
@@ -123,6 +123,13 @@ def test_hw_check_with_nothing_installed_lists_what_to_install(capsys, tmp_path,
     ]:
         assert any(line.split()[:1] == ["error"] and topic in line and text in line for line in out.splitlines()), topic
     assert "ok    tcl          platform.tcl under the Vivado stand-in" in out
+    # What to pass is said in the command's own options (make's variables beside them), with where to download.
+    trd = next(line for line in out.splitlines() if line.split()[:2] == ["error", "trd"])
+    assert "--trd /path/to/DPUCZDX8G.tar.gz" in trd and "DPU_TRD= with make" in trd
+    assert "https://www.xilinx.com/bin/public/openDownload?filename=DPUCZDX8G.tar.gz" in trd
+    board = next(line for line in out.splitlines() if line.split()[:3] == ["error", "board", "files"])
+    assert "git clone --branch 2023.2 https://github.com/Avnet/bdf" in board
+    assert "--board-repo /path/to/it" in board and "BOARD_REPO= with make" in board
     assert not (tmp_path / "b").exists()
 
 

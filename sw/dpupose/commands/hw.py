@@ -98,9 +98,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     _print_findings(pre.findings)
     n = len(pre.errors)
     if n:
-        print(f"{n} problem{'s' if n > 1 else ''}: `make hw` would stop before starting Vivado.")
+        problems = f"{n} problem{'s' if n > 1 else ''}"
+        print(f"{problems}: a build (`dpupose hw build`, `make hw`) would stop before starting Vivado.")
         return 1
-    print("ready: `make hw` can run (Vivado platform ~10-20 min, kernel a few min, v++ link 1-2 h).")
+    print(
+        "ready: the build (`dpupose hw build`, `make hw`) can run "
+        "(Vivado platform ~10-20 min, kernel a few min, v++ link 1-2 h)."
+    )
     return 0
 
 

@@ -72,7 +72,9 @@ class BuildContext:
         """The TRD folder (the archive is unpacked into build/hw/<config>/trd/ on first use)."""
         if self._trd_root is None:
             if self.trd is None:
-                raise UsageError("this step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
+                raise UsageError(
+                    "this step needs the DPU TRD: pass --trd /path/to/DPUCZDX8G.tar.gz (DPU_TRD= with make)"
+                )
             self._trd_root = extract_trd(self.trd, self.paths.trd_dir).resolve()
         return self._trd_root
 
@@ -110,7 +112,9 @@ def _generate(ctx: BuildContext) -> None:
 
 def _board_repo(ctx: BuildContext) -> Path:
     if ctx.request.board_repo is None or ctx.board_files is None:
-        raise UsageError("the platform step needs the board files: pass BOARD_REPO=/path/to/the/board/repo")
+        raise UsageError(
+            "the platform step needs the board files: pass --board-repo /path/to/the/board/repo (BOARD_REPO= with make)"
+        )
     return Path(ctx.request.board_repo).expanduser().resolve()
 
 
@@ -151,7 +155,7 @@ def _kernel(ctx: BuildContext) -> None:
 def _kernel_inputs(ctx: BuildContext) -> dict[str, str]:
     p = ctx.paths
     if ctx.trd is None:
-        raise UsageError("the kernel step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
+        raise UsageError("the kernel step needs the DPU TRD: pass --trd /path/to/DPUCZDX8G.tar.gz (DPU_TRD= with make)")
     return {
         "params.tcl": sha256_file(p.params),
         "dpu_conf.vh": sha256_file(p.dpu_conf),
@@ -171,7 +175,7 @@ def _link(ctx: BuildContext) -> None:
 def _link_inputs(ctx: BuildContext) -> dict[str, str]:
     p = ctx.paths
     if ctx.trd is None:
-        raise UsageError("the link step needs the DPU TRD: pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz")
+        raise UsageError("the link step needs the DPU TRD: pass --trd /path/to/DPUCZDX8G.tar.gz (DPU_TRD= with make)")
     postlink = ctx.trd_root() / POSTLINK_TCL
     return {
         "platform.xsa": sha256_file(p.xsa),

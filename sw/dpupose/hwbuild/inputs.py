@@ -29,9 +29,10 @@ from dpupose.errors import UsageError
 from dpupose.fsio import sha256_file
 from dpupose.hwbuild.platform import PlatformRecord
 
+TRD_URL = "https://www.xilinx.com/bin/public/openDownload?filename=DPUCZDX8G.tar.gz"  # DPU-PYNQ 2.5's boards/Makefile
 TRD_HINT = (
-    "download the Vitis AI 2.5 DPU TRD (DPUCZDX8G.tar.gz, Xilinx openDownload file DPUCZDX8G.tar.gz as "
-    "DPU-PYNQ 2.5 uses) and pass DPU_TRD=/path/to/DPUCZDX8G.tar.gz (or the folder it extracts to)"
+    f"download the Vitis AI 2.5 DPU TRD, DPUCZDX8G.tar.gz ({TRD_URL}, as DPU-PYNQ 2.5 does), and pass it with "
+    "--trd /path/to/DPUCZDX8G.tar.gz or the folder it extracts to (DPU_TRD= with make, or in the environment)"
 )
 TRD_IP_VERSION = "4.0"  # DPUCZDX8G IP of Vitis AI 2.5; 4.1 is Vitis AI 3.0 (Vivado 2022.2)
 
@@ -196,7 +197,10 @@ def _read_board_xml(path: Path) -> BoardFiles | None:
 def find_board_files(repo: str | Path | None, pfm: PlatformRecord) -> BoardFiles:
     """The pinned board.xml in the user's board repository (searched up to five folders deep)."""
     want = f"{pfm.board_files_name} {pfm.board_files_version} (vendor {pfm.board_files_vendor})"
-    hint = f"get them from {pfm.board_files_source} and pass BOARD_REPO=/path/to/that/checkout"
+    hint = (
+        f"get them from {pfm.board_files_source} and pass the checkout with --board-repo /path/to/it "
+        "(BOARD_REPO= with make, or in the environment)"
+    )
     if not repo:
         raise UsageError(f"BOARD_REPO is not set: the build needs the {want} board files; {hint}")
     repo = Path(repo).expanduser()
