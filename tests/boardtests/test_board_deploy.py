@@ -195,6 +195,34 @@ def test_a_host_or_user_ssh_would_misread_is_refused(overlay, model, host, user,
     assert runner.calls == []
 
 
+@pytest.mark.parametrize(
+    ("host", "user", "given", "odd"),
+    [
+        ("pynq;reboot", "xilinx", "--host 'pynq;reboot'", "';'"),
+        ("$(reboot)", "xilinx", "--host '$(reboot)'", "'$' '(' ')'"),
+        ("pynq", "xilinx`reboot`", "--user 'xilinx`reboot`'", "'`'"),
+        ("pynq", "o'brien", '--user "o\'brien"', '"\'"'),
+        ("fe80::1%eth0;reboot", "xilinx", "--host 'fe80::1%eth0;reboot'", "';'"),  # an IPv6 address's zone too
+    ],
+)
+def test_a_host_or_user_a_shell_would_read_is_refused(overlay, model, host, user, given, odd, capsys):
+    """The printed run command and hints name the login unquoted, and ssh puts %h and %r into the shell line
+    of a ProxyCommand: a pasted `ssh -t xilinx@pynq;reboot ...` runs reboot here, were such a name taken."""
+    runner = RecordingRunner()
+    with pytest.raises(UsageError) as exc:
+        deploy(host, overlay, model, user=user, dry_run=True, runner=runner, echo=print)
+    assert str(exc.value).startswith(
+        f"{given} holds {odd}: a board's name, address or login holds only letters, digits, '.', '-' and '_'"
+    )
+    assert runner.calls == [] and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("host", ["pynq", "pynq-2.local", "192.168.3.1", "my_board", "fe80::1%eth0"])
+def test_an_ordinary_host_is_taken(overlay, model, host):
+    report = deploy(host, overlay, model, dry_run=True, runner=RecordingRunner(), echo=lambda _: None)
+    assert report.commands
+
+
 @pytest.mark.parametrize("given", ["fe80::1%eth0", "[fe80::1%eth0]"])
 def test_an_ipv6_host_is_bare_for_ssh_and_bracketed_for_scp_and_rsync(overlay, model, given, tmp_path):
     """scp and rsync end the host at its first ':' (xilinx@fe80::1:/path went to a host 'fe80', and '::'

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import shlex
 import shutil
 import tempfile
@@ -87,6 +88,12 @@ def ensure_ssh_dir(home: Path | None = None) -> Path:
     return folder
 
 
+# What a host name or a login may hold (and an IPv6 address's zone, after '%'): the printed commands name
+# them unquoted, ssh expands them into a ProxyCommand or Match exec's shell line (%h, %r), and OpenSSH 9.6
+# refuses shell characters there itself.
+_LOGIN_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def _login_problem(value: str) -> str | None:
     if not value:
         return "is empty"
@@ -99,6 +106,19 @@ def _login_problem(value: str) -> str | None:
     return None
 
 
+def _odd_characters(value: str, ipv6: bool) -> str | None:
+    """What a --host or --user holds beyond letters, digits, '.', '-' and '_' (an IPv6 address: its ':' and
+    its zone's '%' too), or None."""
+    allowed = value.replace(":", "").replace("%", "", 1) if ipv6 else value
+    if not allowed or _LOGIN_CHARS.fullmatch(allowed):
+        return None
+    odd = sorted({c for c in allowed if not _LOGIN_CHARS.fullmatch(c)})
+    return (
+        f"holds {' '.join(repr(c) for c in odd)}: a board's name, address or login holds only letters, digits, "
+        "'.', '-' and '_' (a shell would read the others)"
+    )
+
+
 def _is_ipv6(host: str) -> bool:
     try:
         ipaddress.IPv6Address(host.partition("%")[0])  # fe80::1%eth0: a link-local address and its interface
@@ -109,8 +129,10 @@ def _is_ipv6(host: str) -> bool:
 
 def check_login(host: str, user: str) -> str:
     """UsageError for a --host or --user that ssh would misread: empty, with blanks (one word for ssh, two
-    in the printed run command), starting with '-' (an ssh option), with '@' (a second user name), or a
-    host with brackets or ':' that is not an IPv6 address (a port: ssh would look the whole up as a name).
+    in the printed run command), starting with '-' (an ssh option), with '@' (a second user name), a
+    host with brackets or ':' that is not an IPv6 address (a port: ssh would look the whole up as a name),
+    or with any character beyond letters, digits, '.', '-' and '_' (a ';', '$(...)' or quote would run
+    something in the printed commands, and in a ProxyCommand that ssh builds with %h or %r).
     Returns the host as ssh takes it: an IPv6 address given in brackets ([fe80::1]) without them."""
     if host.startswith("[") and host.endswith("]") and _is_ipv6(host[1:-1]):
         host = host[1:-1]
@@ -120,6 +142,8 @@ def check_login(host: str, user: str) -> str:
             what = "has brackets, which go only around an IPv6 address"
         elif what is None and option == "--host" and ":" in value and not _is_ipv6(value):
             what = "holds ':' but is not an IPv6 address (a port goes in ~/.ssh/config: Host NAME, Port N)"
+        elif what is None:
+            what = _odd_characters(value, ipv6=option == "--host" and _is_ipv6(value))
         if what is not None:
             raise UsageError(
                 f"{option} {value!r} {what}: give the board's name or address with --host and the login with "
