@@ -113,3 +113,21 @@ def test_platform_record_rejects_unknown_keys_and_bad_values():
 def test_boards_without_a_platform_record_are_named():
     with pytest.raises(ConfigError, match="board 'zcu104' has no platform record.*supports: ultra96v2"):
         load_platform("zcu104")
+
+
+@pytest.mark.skipif(TCLSH is None, reason="tclsh not installed (Debian/Ubuntu: apt-get install tcl)")
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Avnet Ultra96-V2\nset dpupose(config) other; set dpupose(part) xczu9eg-ffvb1156-2-e",  # Tcl Vivado runs
+        "Avnet Ultra96-V2 \\",  # a comment's last backslash carries it onto the next line, set dpupose(part)
+    ],
+)
+def test_a_board_title_stays_inside_its_tcl_comment(tmp_path, title):
+    """The board's title is params.tcl's comment on the board line: what tclsh reads is the board's part."""
+    import dataclasses
+
+    board = dataclasses.replace(U96, title=title)
+    write_params_tcl(load_config("u96v2-b1600-pynq"), board, PFM, tmp_path / "params.tcl")
+    p, _, _ = tcl_read_back(tmp_path / "params.tcl")
+    assert p["part"] == "xczu3eg-sbva484-1-i" and p["board"] == "ultra96v2" and p["config"] == "u96v2-b1600-pynq"

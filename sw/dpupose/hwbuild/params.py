@@ -59,6 +59,12 @@ def tcl_word(value: object) -> str:
     return "{" + text + "}"
 
 
+def tcl_comment(text: str) -> str:
+    """`text` as the rest of one Tcl comment line: its line breaks (after which Tcl reads a command) become
+    blanks, and its backslashes are doubled (a comment's last backslash carries it onto the next line)."""
+    return " ".join(text.split()).replace("\\", "\\\\")
+
+
 def tcl_list(items: list[object]) -> str:
     return "{" + " ".join(tcl_word(i) for i in items) + "}"
 
@@ -138,7 +144,7 @@ def params_tcl(cfg: DpuConfig, board: Board, pfm: PlatformRecord) -> str:
     ]
     for key, value, comment in rows:
         line = f"set dpupose({key})".ljust(width) + value
-        lines.append(line + (f"  ;# {comment}" if comment else ""))
+        lines.append(line + (f"  ;# {tcl_comment(comment)}" if comment else ""))
     return "\n".join(lines) + "\n"
 
 
