@@ -166,6 +166,46 @@ def test_board_record_values_of_the_wrong_kind_are_named(tmp_path, monkeypatch, 
         load_board("b")
 
 
+@pytest.mark.parametrize(
+    ("line", "value", "message"),
+    [
+        (
+            "impl_strategy = ",
+            '"Performance_Explore\\n[vivado]\\nprop=run.impl_1.STEPS.OPT_DESIGN.TCL.PRE=/tmp/hook.tcl"',
+            r"impl_strategy holds 'Performance_Explore\\n\[vivado\]\\nprop=.*; it may hold only letters, digits, '_', ",
+        ),
+        (
+            "dpu_ports = ",
+            '[["HPC0", "HP0", "HP1\\nnk=DPUCZDX8G:4"]]',
+            r"dpu_ports holds 'HP1\\nnk=DPUCZDX8G:4'; it may",
+        ),
+        (
+            "notes = ",
+            '"x"\nsoftmax_port = "HP3 # x"',
+            r"softmax_port holds 'HP3 # x'; it may hold only letters, digits and ",
+        ),
+    ],
+)
+def test_board_record_values_that_go_into_the_link_configuration_are_plain(tmp_path, monkeypatch, line, value, message):
+    """impl_strategy, dpu_ports and softmax_port are lines of the v++ link configuration (prj_config): a line
+    break in one adds a line of its own, here a Tcl hook Vivado would run or a fourth DPU core."""
+    hw = tmp_path / "hw"
+    (hw / "dpu" / "configs").mkdir(parents=True)
+    (hw / "boards" / "b").mkdir(parents=True)
+    lines = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text().splitlines()
+    edited = [line + value if row.startswith(line) else row for row in lines]
+    assert edited != lines
+    (hw / "boards" / "b" / "board.toml").write_text("\n".join(edited) + "\n")
+    monkeypatch.setenv(HW_DIR_ENV, str(hw))
+    with pytest.raises(ConfigError, match=message):
+        load_board("b")
+
+
+def test_the_shipped_boards_load():
+    for name in list_boards():
+        assert load_board(name).impl_strategy
+
+
 def test_hw_dir_override_and_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(HW_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=f"no hw/ folder.*{HW_DIR_ENV}"):

@@ -14,6 +14,7 @@ API:
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,10 @@ def _resources(data: Any, where: str) -> Resources:
     return Resources(**data)
 
 
+_PORT = re.compile(r"[A-Za-z0-9_]+")  # a platform port (HP0)
+_STRATEGY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ -]*")  # a Vivado strategy (Performance_Explore, Vivado ... Defaults)
+
+
 def board_from_dict(data: dict[str, Any], name: str, where: str) -> Board:
     reject_unknown(data, _TOP_KEYS, where)
     required = {f.name for f in dataclasses.fields(Board) if f.default is dataclasses.MISSING} - {"name"}
@@ -122,6 +127,15 @@ def board_from_dict(data: dict[str, Any], name: str, where: str) -> Board:
     ):
         raise ConfigError(f"{where}: dpu_ports must list [GP0, HP0, HP2] platform ports (strings) per core")
     kwargs["dpu_ports"] = tuple(tuple(p) for p in ports)
+    # These go into the v++ link configuration (sp=..., prop=run.impl_1.strategy=...), one line each: a line
+    # break there would add options of its own to the link (a Tcl hook Vivado runs, say).
+    names = [("impl_strategy", data["impl_strategy"], _STRATEGY)]
+    names += [("softmax_port", data["softmax_port"], _PORT)] if data.get("softmax_port") is not None else []
+    names += [("dpu_ports", port, _PORT) for core in ports for port in core]
+    for key, value, pattern in names:
+        if not pattern.fullmatch(value):
+            allowed = "letters, digits, '_', '-' and blanks" if pattern is _STRATEGY else "letters, digits and '_'"
+            raise ConfigError(f"{where}: {key} holds {value!r}; it may hold only {allowed}")
     kwargs["ddr_bandwidth_gbps"] = float(_positive(data["ddr_bandwidth_gbps"], f"{where}: ddr_bandwidth_gbps"))
     return Board(name=name, **kwargs)
 
