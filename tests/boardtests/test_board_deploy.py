@@ -223,6 +223,19 @@ def test_an_ordinary_host_is_taken(overlay, model, host):
     assert report.commands
 
 
+@pytest.mark.parametrize("name", ["notes\n0123  dpu0.onnx", 'say "hi".txt', "caf\udce9.txt"])
+def test_a_model_file_name_the_board_copy_cannot_carry_is_refused_before_anything_runs(overlay, model, name):
+    """SHA256SUMS names one file a line: a name with a line break gave `sha256sum -c` on the board a line of
+    its own, the check failed after the copy; a name that is not UTF-8 stopped laying out with a traceback."""
+    import os
+
+    os.close(os.open(os.fsencode(model / "cpu") + b"/" + os.fsencode(name), os.O_CREAT | os.O_WRONLY, 0o644))
+    runner = RecordingRunner()
+    with pytest.raises(ArtifactError, match=r"holds a file named 'cpu/.*which the board's copy cannot name: rename it"):
+        deploy("pynq", overlay, model, dry_run=True, runner=runner, echo=lambda _: None)
+    assert runner.calls == []
+
+
 @pytest.mark.parametrize("given", ["fe80::1%eth0", "[fe80::1%eth0]"])
 def test_an_ipv6_host_is_bare_for_ssh_and_bracketed_for_scp_and_rsync(overlay, model, given, tmp_path):
     """scp and rsync end the host at its first ':' (xilinx@fe80::1:/path went to a host 'fe80', and '::'

@@ -40,6 +40,8 @@ def check_model(folder: Path) -> list[Path]:
     files = sorted(_walk(folder))
     if not files:
         raise ArtifactError(f"model folder {folder} is empty: compile the model first")
+    for path in files:
+        _check_board_name(path.relative_to(folder).as_posix(), folder)
     if (folder / layout.PLAN_FILE).is_file():
         from dpupose.split.plan import recorded_files  # board-safe: no torch, no onnx
 
@@ -55,6 +57,20 @@ def check_model(folder: Path) -> list[Path]:
             )
         _check_plan_loads(folder)
     return files
+
+
+def _check_board_name(name: str, folder: Path) -> None:
+    """ArtifactError for a file name the board's copy cannot carry: a line break (SHA256SUMS, which
+    `sha256sum -c` checks on the board, and debugfs's command file have one line per file), a double quote
+    (debugfs quotes with it) or bytes that are not UTF-8 (which neither file can hold), before the wheel is
+    built, an image copied or anything sent."""
+    odd = [c for c in name if c == '"' or (ord(c) < 32 or ord(c) == 127) or 0xDC80 <= ord(c) <= 0xDCFF]
+    if odd:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise ArtifactError(
+            f"the model folder {folder} holds a file named {shown!r}, with a line break, other control character, "
+            "double quote or bytes that are not UTF-8, which the board's copy cannot name: rename it"
+        )
 
 
 def _check_plan_loads(folder: Path) -> None:
