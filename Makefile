@@ -11,6 +11,10 @@ PYTHON := $(or $(shell $(BIN)/python -c 'import sys; print(sys._base_executable)
 endif
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose
+# $(call q,NAME): variable NAME's value as one shell word, in single quotes (a quote, backtick, '!' or blank in
+# a path is the path's, not the shell's). It takes the variable's name: a value's commas would split $(call).
+esc = $(subst ','\'',$($(1)))
+q = '$(call esc,$(1))'
 
 .PHONY: help setup lint format test test-board-py demo bench compare quantize run sdcard deploy hw hw-check clean
 
@@ -82,7 +86,7 @@ test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, 
 		echo "make test-board-py: PY310=$(PY310) is not a Python 3.10" >&2; exit 2;, \
 		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
 	fi; \
-	if ! $(MAKE) -q --no-print-directory $(BOARD_STAMP) PY310="$$py" && ! "$$py" -c "$(INDEX_PROBE)" >/dev/null 2>&1; then \
+	if ! $(MAKE) -q --no-print-directory $(BOARD_STAMP) PY310="$$py" && ! "$$py" -c $(call q,INDEX_PROBE) >/dev/null 2>&1; then \
 		echo "make test-board-py: skipped: .venv-board needs building and the package index (PIP_INDEX_URL, else PyPI) cannot be reached"; \
 		exit 0; \
 	fi; \
@@ -106,23 +110,23 @@ build/compare/pose_dpu.onnx: | $(STAMP)
 COMPARE_ARGS ?=
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
 compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (BOARD=, COMPARE_ARGS=--sweep)
-	$(DPUPOSE) dpu compare --board $(BOARD) --model "$(MODEL)" --plot build/compare/$(BOARD).png $(COMPARE_ARGS)
-	$(DPUPOSE) dpu compare --board $(BOARD) --model "$(MODEL)" --sweep --json > build/compare/$(BOARD)-sweep.json.tmp
-	mv build/compare/$(BOARD)-sweep.json.tmp build/compare/$(BOARD)-sweep.json
+	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,BOARD).png' $(COMPARE_ARGS)
+	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --sweep --json > 'build/compare/$(call esc,BOARD)-sweep.json.tmp'
+	mv 'build/compare/$(call esc,BOARD)-sweep.json.tmp' 'build/compare/$(call esc,BOARD)-sweep.json'
 
 QUANT_OUT ?= build/quantized/model
 quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir] -> build/quantized/model
-	@test -n "$(CHECKPOINT)" || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
-	$(DPUPOSE) quantize --checkpoint "$(CHECKPOINT)" --calib-data $(or $(CALIB),synthetic) \
-		$(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") --out "$(QUANT_OUT)"
+	@test -n $(call q,CHECKPOINT) || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
+	$(DPUPOSE) quantize --checkpoint $(call q,CHECKPOINT) --calib-data $(or $(CALIB),synthetic) \
+		$(if $(DATA_ROOT),--data-root $(call q,DATA_ROOT)) --out $(call q,QUANT_OUT)
 
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
 RUN_ARGS ?=
 run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_ARGS=...]
-	@test -n "$(PLAN)" -a -n "$(SOURCE)" || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>" >&2; exit 2; }
-	$(DPUPOSE) run --plan "$(PLAN)" --source "$(SOURCE)" --backend $(RUN_BACKEND) --out "$(RUN_OUT)" --pipeline \
-		$(if $(OVERLAY),--overlay "$(OVERLAY)") $(RUN_ARGS)
+	@test -n $(call q,PLAN) -a -n $(call q,SOURCE) || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>" >&2; exit 2; }
+	$(DPUPOSE) run --plan $(call q,PLAN) --source $(call q,SOURCE) --backend $(call q,RUN_BACKEND) --out $(call q,RUN_OUT) --pipeline \
+		$(if $(OVERLAY),--overlay $(call q,OVERLAY)) $(RUN_ARGS)
 
 # SD card and board (use 2). IMAGE: a PYNQ image (.img, .img.xz, .zip); DEVICE: the card (/dev/sdX) or an
 # image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (compiled model folder): when given,
@@ -138,27 +142,27 @@ STAGED := build/sdcard/staged.img
 FLASH_SUDO = $(if $(filter /dev/%,$(DEVICE)),$(if $(filter 0,$(shell id -u)),,sudo))
 
 sdcard: $(STAMP) ## flash a PYNQ image: make sdcard IMAGE=x.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]; no DEVICE: stage only -> build/sdcard/staged.img
-	@test -n "$(IMAGE)" || { echo "usage: make sdcard IMAGE=pynq.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]" >&2; exit 2; }
-	@test -n "$(DEVICE)$(OVERLAY)" || { echo "make sdcard: give DEVICE=/dev/sdX, or OVERLAY= MODEL_DIR= to stage" >&2; exit 2; }
-	@test -z "$(OVERLAY)$(MODEL_DIR)" || { test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)"; } || { echo "make sdcard: give both OVERLAY= and MODEL_DIR=" >&2; exit 2; }
+	@test -n $(call q,IMAGE) || { echo "usage: make sdcard IMAGE=pynq.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]" >&2; exit 2; }
+	@test -n $(call q,DEVICE)$(call q,OVERLAY) || { echo "make sdcard: give DEVICE=/dev/sdX, or OVERLAY= MODEL_DIR= to stage" >&2; exit 2; }
+	@test -z $(call q,OVERLAY)$(call q,MODEL_DIR) || { test -n $(call q,OVERLAY) && test -n $(call q,MODEL_DIR); } || { echo "make sdcard: give both OVERLAY= and MODEL_DIR=" >&2; exit 2; }
 ifneq ($(OVERLAY)$(MODEL_DIR),)
-	$(DPUPOSE) sdcard stage "$(IMAGE)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)" --out $(STAGED)
+	$(DPUPOSE) sdcard stage $(call q,IMAGE) --overlay $(call q,OVERLAY) --model $(call q,MODEL_DIR) --out $(STAGED)
 endif
 ifneq ($(DEVICE),)
-	$(FLASH_SUDO) $(DPUPOSE) sdcard flash "$(if $(OVERLAY)$(MODEL_DIR),$(STAGED),$(IMAGE))" --device "$(DEVICE)"
+	$(FLASH_SUDO) $(DPUPOSE) sdcard flash $(if $(OVERLAY)$(MODEL_DIR),$(STAGED),$(call q,IMAGE)) --device $(call q,DEVICE)
 endif
 
 DEPLOY_ARGS ?=
 deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir [DEPLOY_ARGS=--dry-run]
-	@test -n "$(OVERLAY)" && test -n "$(MODEL_DIR)" || { echo "usage: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir" >&2; exit 2; }
-	$(DPUPOSE) deploy --host "$(BOARD_HOST)" --user "$(BOARD_USER)" --overlay "$(OVERLAY)" --model "$(MODEL_DIR)" $(DEPLOY_ARGS)
+	@test -n $(call q,OVERLAY) && test -n $(call q,MODEL_DIR) || { echo "usage: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir" >&2; exit 2; }
+	$(DPUPOSE) deploy --host $(call q,BOARD_HOST) --user $(call q,BOARD_USER) --overlay $(call q,OVERLAY) --model $(call q,MODEL_DIR) $(DEPLOY_ARGS)
 
 # Hardware build (docs/hardware.md): DPU=<configuration> [BOARD=<board>] DPU_TRD=<DPUCZDX8G.tar.gz or folder>
 # BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
 # [HW_FLAGS="--from link --to report --force"]. BOARD is passed only when given on the command line.
 DPU ?= u96v2-b1600-pynq
-HW_ARGS = --config "$(DPU)" $(if $(filter command line,$(origin BOARD)),--board "$(BOARD)") \
-	$(if $(DPU_TRD),--trd "$(DPU_TRD)") $(if $(BOARD_REPO),--board-repo "$(BOARD_REPO)") $(if $(I_KNOW),--i-know)
+HW_ARGS = --config $(call q,DPU) $(if $(filter command line,$(origin BOARD)),--board $(call q,BOARD)) \
+	$(if $(DPU_TRD),--trd $(call q,DPU_TRD)) $(if $(BOARD_REPO),--board-repo $(call q,BOARD_REPO)) $(if $(I_KNOW),--i-know)
 
 hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vitis 2022.1; see docs/hardware.md)
 	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)

@@ -70,3 +70,19 @@ def test_run_sdcard_and_deploy_pass_paths_with_spaces_as_one_argument(tmp_path):
     assert calls == [["sdcard", "flash", "x y.img", "--device", "card copy.img"]]
     calls = make(tmp_path, "deploy", "OVERLAY=hw out", "MODEL_DIR=my model")
     assert calls == [["deploy", "--host", "pynq", "--user", "xilinx", "--overlay", "hw out", "--model", "my model"]]
+
+
+def test_quotes_backticks_and_commas_in_a_path_stay_the_path_s(tmp_path):
+    # Double quotes would end at a '"' and run a backtick's command; each value goes in single quotes (a ','
+    # in it must not split make's $(call)).
+    odd = 'clips/it\'s "a" `touch pwned`, $$HOME!.mp4'  # make reads '$$' as '$' (its own rule)
+    calls = make(tmp_path, "run", "PLAN=my 'plan'", f"SOURCE={odd}", "RUN_BACKEND=cpu")
+    assert calls[0][:7] == ["run", "--plan", "my 'plan'", "--source", odd.replace("$$", "$"), "--backend", "cpu"]
+    assert not (tmp_path / "pwned").exists()
+    calls = make(tmp_path, "deploy", "OVERLAY=hw `x`", "MODEL_DIR=m,1", "BOARD_HOST=pynq;id")
+    assert calls == [["deploy", "--host", "pynq;id", "--user", "xilinx", "--overlay", "hw `x`", "--model", "m,1"]]
+    (tmp_path / "build" / "compare").mkdir(parents=True)
+    calls = make(tmp_path, "compare", "BOARD=a'b", "MODEL=m.onnx")
+    assert calls[0][:5] == ["dpu", "compare", "--board", "a'b", "--model"]
+    assert calls[0][6:8] == ["--plot", "build/compare/a'b.png"]
+    assert (tmp_path / "build" / "compare" / "a'b-sweep.json").exists()
