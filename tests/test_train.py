@@ -276,6 +276,12 @@ def test_checkpoint_errors(tmp_path):
         ({"model_config": {**net.config.to_dict(), "width_mult": "abc"}}, "width_mult must be a positive number"),
         ({"model_config": {**net.config.to_dict(), "input_size": 224.0}}, "input_size must be a positive integer"),
         ({"model_config": {**net.config.to_dict(), "num_joints": True}}, "num_joints must be a positive integer"),
+        # NaN and infinity passed `width_mult <= 0` and ended in int(nan) / int(inf) tracebacks; a width of 1e6 or
+        # an input of 2**20 asked the allocator for petabytes (torch's traceback) or terabytes (OpenCV's).
+        ({"model_config": {**net.config.to_dict(), "width_mult": float("nan")}}, "width_mult must be .* at most 4"),
+        ({"model_config": {**net.config.to_dict(), "width_mult": float("inf")}}, "width_mult must be .* at most 4"),
+        ({"model_config": {**net.config.to_dict(), "width_mult": 1e6}}, "width_mult must be .* at most 4, got 1000000"),
+        ({"model_config": {**net.config.to_dict(), "input_size": 2**20}}, "input_size must be at most 2048"),
     ):
         damaged = tmp_path / "damaged.pt"
         save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), **change}, damaged)

@@ -113,10 +113,12 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
     try:
         cfg = ModelConfig(**config)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{origin}: bad model_config ({exc})") from None
-    model = PoseNet(cfg)
+        raise CheckpointError(
+            f"{origin}: bad model_config ({exc}); the file is damaged: use a checkpoint written by `dpupose train`"
+        ) from None
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
+    model = PoseNet(cfg)
     # Names that differ are counted and a few shown: torch's message lists every one (hundreds, when the
     # weights were saved from a wrapper such as DistributedDataParallel, 'module.' before each name).
     expected, given = list(model.state_dict()), [str(k) for k in state["model"]]

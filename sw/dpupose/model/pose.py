@@ -16,6 +16,11 @@ from dpupose.model.dsnt import dsnt, flat_softmax
 from dpupose.model.mobilenetv2 import MobileNetV2Features
 
 NUM_JOINTS = 16
+# The largest input side and width multiplier a model may have: those `dpupose train` takes (--input-size,
+# --width). A checkpoint's model_config is held to them too, as a larger value only builds a network no machine
+# can hold (a width of 1e6 asked for petabytes) or crops no machine can allocate.
+MAX_INPUT_SIZE = 2048
+MAX_WIDTH_MULT = 4.0
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,14 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         # A tuple, not int | float: this also runs in the Vitis AI image's Python 3.7 (quant/vai_q.py).
-        if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, (int, float)) or self.width_mult <= 0:
-            raise ValueError(f"width_mult must be a positive number, got {self.width_mult!r}")
+        # `not 0 < w <= MAX` also refuses NaN and infinity (which ended in int(nan) and int(inf) tracebacks).
+        w = self.width_mult
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WIDTH_MULT:
+            raise ValueError(f"width_mult must be a positive number of at most {MAX_WIDTH_MULT:g}, got {w!r}")
         if self.input_size % 32 != 0 or self.input_size < 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {self.input_size}")
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ValueError(f"input_size must be at most {MAX_INPUT_SIZE}, got {self.input_size}")
 
     @property
     def heatmap_size(self) -> int:
