@@ -553,3 +553,18 @@ def test_a_checkpoint_from_a_newer_version_or_a_wrapper_is_named_in_one_short_li
     save_checkpoint({"model": sd, "model_config": net.config.to_dict()}, other)
     with pytest.raises(CheckpointError, match=r"missing 1: 'dpu_part.head.weight'; unexpected 1: 'extra.weight'\)"):
         load_checkpoint(other)
+
+
+def test_a_model_config_the_weights_do_not_fit_is_refused_before_the_network_is_built(tmp_path):
+    """The network of a checkpoint's model_config was built (its memory allocated) before its weights were held
+    to it: a damaged num_joints of 10**12 ended in the allocator's traceback (128 TB for the head), where the
+    weights, which do not fit it, say what is wrong."""
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    damaged = tmp_path / "damaged.pt"
+    save_checkpoint(
+        {"model": net.state_dict(), "model_config": {**net.config.to_dict(), "num_joints": 10**12}}, damaged
+    )
+    with pytest.raises(CheckpointError, match=r"does not match the model \(size mismatch for dpu_part\.head\.weight"):
+        load_checkpoint(damaged)

@@ -118,10 +118,27 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
         ) from None
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
+    # The weights are held to the network's shapes on the meta device first (no memory): a model_config that
+    # does not match them (decoder_channels 10**6, num_joints 10**9) is reported as such, not by the
+    # allocator's traceback after the real network has taken all the memory it could.
+    with torch.device("meta"):
+        shell = PoseNet(cfg)
+    _check_names(shell, state["model"], origin)
+    _check_kinds(shell, state["model"], origin)
+    # assign=True takes the tensors in and copies nothing; it is given a copy of the dict, as load_state_dict
+    # records the assign in the dict's _metadata, and the real network's load then took the tensors as they
+    # were (half-precision weights stayed half, and the float input met them in a RuntimeError).
+    _load_weights(shell, dict(state["model"]), origin, assign=True)
     model = PoseNet(cfg)
-    # Names that differ are counted and a few shown: torch's message lists every one (hundreds, when the
-    # weights were saved from a wrapper such as DistributedDataParallel, 'module.' before each name).
-    expected, given = list(model.state_dict()), [str(k) for k in state["model"]]
+    _load_weights(model, state["model"], origin)
+    return model
+
+
+def _check_names(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
+    """The weights' names are the network's. Names that differ are counted and a few shown: torch's message
+    lists every one (hundreds, when the weights were saved from a wrapper such as DistributedDataParallel,
+    'module.' before each name)."""
+    expected, given = list(model.state_dict()), [str(k) for k in weights]
     missing = sorted(set(expected) - set(given), key=expected.index)
     unexpected = sorted(set(given) - set(expected), key=given.index)
     if missing or unexpected:
@@ -137,13 +154,34 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
             f"{origin} does not match the model ({'; '.join(parts)}): {hint}; use a checkpoint written by "
             "`dpupose train` or `dpupose export`"
         )
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    return "complex" if tensor.is_complex() else "floating-point" if tensor.is_floating_point() else "integer"
+
+
+def _check_kinds(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
+    """Each tensor of `weights` must hold the kind of number the model's does: load_state_dict casts whatever
+    it is given, so integer or boolean weights (a damaged or hand-made file) loaded rounded or as 0/1, and
+    complex ones without their imaginary part after torch's warning, and eval reported their scores. Another
+    floating-point precision (half, double) is a conversion, and is taken."""
+    expected = model.state_dict()
+    for name, value in weights.items():
+        want = expected.get(name)
+        if isinstance(value, torch.Tensor) and want is not None and _kind(value) != _kind(want):
+            raise CheckpointError(
+                f"{origin} does not match the model ({name} holds {_kind(value)} values ({value.dtype}) where the "
+                f"model's are {_kind(want)}); the file is damaged: use a checkpoint written by `dpupose train`"
+            )
+
+
+def _load_weights(model: PoseNet, weights: dict[str, Any], origin: str, assign: bool = False) -> None:
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights, assign=assign)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise CheckpointError(f"{origin} does not match the model ({detail})") from None
-    return model
 
 
 def weights_digest(model: torch.nn.Module) -> str:
