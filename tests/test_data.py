@@ -79,6 +79,13 @@ def test_no_head_size_from_a_segment_with_an_unannotated_end(tmp_path):
         ({"joints": [[0, 0]] * 3}, "record 1: 'joints' must be a list of 16"),
         ({"center": [1, "x"]}, "record 1: 'center' must hold finite numbers"),
         ({"image": ""}, "record 1: 'image' must be a file name"),
+        # JSON integers too large for a float (1e400 written out): math.isfinite's OverflowError was a traceback
+        (
+            {"scale": 10**400},
+            r"record 1: 'scale' must be a positive number, got 1000000000000000000000000000000000000\.\.\.$",
+        ),
+        ({"center": [10**400, 1]}, r"record 1: 'center' must hold finite numbers, got 10{36}\.\.\.$"),
+        ({"joints": [[0, 0]] * 15 + [[1, -(10**400)]]}, r"record 1: 'joints\[i\]' must hold finite numbers"),
     ],
 )
 def test_malformed_record_names_the_record(tmp_path, patch, message):

@@ -49,14 +49,33 @@ def head_size_from_box(box: list[float] | np.ndarray) -> float:
     return HEAD_BOX_FACTOR * math.hypot(x2 - x1, y2 - y1)
 
 
+def _finite(v: object) -> float | None:
+    """`v` as a float when it is a finite number (not a bool), else None. An integer too large for a float
+    (JSON has no limit: 1e400 written out) is not one; math.isfinite raised OverflowError on it."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _shown(v: object) -> str:
+    """`v` for a message: its repr, cut to 40 characters (a 400-digit integer)."""
+    text = repr(v)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def _number_list(value: object, length: int, what: str) -> list[float]:
     if not isinstance(value, list) or len(value) != length:
         raise ValueError(f"'{what}' must be a list of {length} numbers")
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"'{what}' must hold finite numbers, got {v!r}")
-        out.append(float(v))
+        f = _finite(v)
+        if f is None:
+            raise ValueError(f"'{what}' must hold finite numbers, got {_shown(v)}")
+        out.append(f)
     return out
 
 
@@ -75,9 +94,9 @@ def parse_record(raw: object) -> PoseRecord:
     if not isinstance(raw["image"], str) or not raw["image"]:
         raise ValueError("'image' must be a file name")
     center = _number_list(raw["center"], 2, "center")
-    scale = raw["scale"]
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"'scale' must be a positive number, got {scale!r}")
+    scale = _finite(raw["scale"])
+    if scale is None or not scale > 0:
+        raise ValueError(f"'scale' must be a positive number, got {_shown(raw['scale'])}")
     joints = raw["joints"]
     if not isinstance(joints, list) or len(joints) != NUM_JOINTS:
         raise ValueError(f"'joints' must be a list of {NUM_JOINTS} [x, y] pairs")
@@ -86,7 +105,7 @@ def parse_record(raw: object) -> PoseRecord:
     vis = np.array(_number_list(vis_raw, NUM_JOINTS, "joints_vis"), dtype=np.float32) > 0
     # Converters mark unannotated joints with negative coordinates.
     vis &= (pts[:, 0] >= 0) & (pts[:, 1] >= 0)
-    rec = PoseRecord(raw["image"], np.array(center, np.float32), float(scale), pts, vis)
+    rec = PoseRecord(raw["image"], np.array(center, np.float32), scale, pts, vis)
     if raw.get("head_box") is not None:
         box = _number_list(raw["head_box"], 4, "head_box")
         if not head_size_from_box(box) > 0:
