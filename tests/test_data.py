@@ -86,6 +86,13 @@ def test_no_head_size_from_a_segment_with_an_unannotated_end(tmp_path):
         ),
         ({"center": [10**400, 1]}, r"record 1: 'center' must hold finite numbers, got 10{36}\.\.\.$"),
         ({"joints": [[0, 0]] * 15 + [[1, -(10**400)]]}, r"record 1: 'joints\[i\]' must hold finite numbers"),
+        # Finite, but no image's: a joint at 1e300 became inf in float32 (NaN metrics, no error), a centre at 1e30
+        # gave a Euclidean error of 1e28, scales of 1e30 or 1e-30 crops of no use
+        ({"joints": [[0, 0]] * 15 + [[1e300, 1]]}, r"'joints\[i\]' must hold pixel coordinates, within 1e\+06 of 0"),
+        ({"center": [1e30, -1e30]}, r"record 1: 'center' must hold pixel coordinates, within 1e\+06 of 0, got 1e\+30"),
+        ({"head_box": [0, 0, 2e6, 10]}, r"record 1: 'head_box' must hold pixel coordinates"),
+        ({"scale": 1e30}, r"record 1: 'scale' \(person height / 200 px\) must be between 0.001 and 10000, got 1e\+30"),
+        ({"scale": 1e-30}, r"record 1: 'scale' \(person height / 200 px\) must be between 0.001 and 10000"),
     ],
 )
 def test_malformed_record_names_the_record(tmp_path, patch, message):

@@ -20,6 +20,12 @@ from dpupose.errors import DataError
 # upper-neck -> head-top segment is assumed: 0.6 * sqrt(2) * segment.
 HEAD_BOX_FACTOR = 0.6
 SEGMENT_FACTOR = 0.6 * math.sqrt(2.0)
+# What a record's pixel coordinates and scale can be: no image OpenCV reads is a million pixels wide (JPEG's
+# limit is 65,535), and a scale outside these bounds is a person under 0.2 px or over 2,000,000 px tall. Beyond
+# them a record is damaged: a joint at 1e300 overflowed the float32 joints to inf (NaN metrics), a centre at
+# 1e30 gave errors of 1e28 that broke the table, with no word of which record.
+MAX_COORD = 1e6
+MIN_SCALE, MAX_SCALE = 1e-3, 1e4
 
 
 @dataclass
@@ -67,7 +73,7 @@ def _shown(v: object) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _number_list(value: object, length: int, what: str) -> list[float]:
+def _number_list(value: object, length: int, what: str, pixels: bool = True) -> list[float]:
     if not isinstance(value, list) or len(value) != length:
         raise ValueError(f"'{what}' must be a list of {length} numbers")
     out = []
@@ -75,6 +81,8 @@ def _number_list(value: object, length: int, what: str) -> list[float]:
         f = _finite(v)
         if f is None:
             raise ValueError(f"'{what}' must hold finite numbers, got {_shown(v)}")
+        if pixels and abs(f) > MAX_COORD:
+            raise ValueError(f"'{what}' must hold pixel coordinates, within {MAX_COORD:g} of 0, got {_shown(v)}")
         out.append(f)
     return out
 
@@ -97,12 +105,16 @@ def parse_record(raw: object) -> PoseRecord:
     scale = _finite(raw["scale"])
     if scale is None or not scale > 0:
         raise ValueError(f"'scale' must be a positive number, got {_shown(raw['scale'])}")
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ValueError(
+            f"'scale' (person height / 200 px) must be between {MIN_SCALE:g} and {MAX_SCALE:g}, got {_shown(scale)}"
+        )
     joints = raw["joints"]
     if not isinstance(joints, list) or len(joints) != NUM_JOINTS:
         raise ValueError(f"'joints' must be a list of {NUM_JOINTS} [x, y] pairs")
     pts = np.array([_number_list(p, 2, "joints[i]") for p in joints], dtype=np.float32)
     vis_raw = raw.get("joints_vis", [1] * NUM_JOINTS)
-    vis = np.array(_number_list(vis_raw, NUM_JOINTS, "joints_vis"), dtype=np.float32) > 0
+    vis = np.array(_number_list(vis_raw, NUM_JOINTS, "joints_vis", pixels=False), dtype=np.float32) > 0
     # Converters mark unannotated joints with negative coordinates.
     vis &= (pts[:, 0] >= 0) & (pts[:, 1] >= 0)
     rec = PoseRecord(raw["image"], np.array(center, np.float32), scale, pts, vis)
