@@ -568,3 +568,29 @@ def test_a_model_config_the_weights_do_not_fit_is_refused_before_the_network_is_
     )
     with pytest.raises(CheckpointError, match=r"does not match the model \(size mismatch for dpu_part\.head\.weight"):
         load_checkpoint(damaged)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kind"),
+    [(torch.int64, "integer"), (torch.bool, "integer"), (torch.complex64, "complex")],
+)
+def test_weights_of_another_kind_of_number_are_refused(tmp_path, dtype, kind):
+    """load_state_dict casts what it is given: integer or boolean weights were taken rounded (or as 0/1), complex
+    ones without their imaginary part, and eval scored the damaged network. Half or double weights convert."""
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    name = "dpu_part.head.weight"
+    for weights, refused in (
+        ({**net.state_dict(), name: net.state_dict()[name].to(dtype)}, True),
+        ({**net.state_dict(), name: net.state_dict()[name].half()}, False),
+    ):
+        path = save_checkpoint({"model": weights, "model_config": net.config.to_dict()}, tmp_path / "w.pt")
+        if refused:
+            with pytest.raises(CheckpointError, match=rf"does not match the model \({name} holds {kind} values"):
+                load_checkpoint(path)
+        else:
+            loaded, _ = load_checkpoint(path)
+            expected = net.state_dict()[name].half().float()
+            assert loaded.state_dict()[name].dtype == torch.float32
+            assert torch.equal(loaded.state_dict()[name], expected)
