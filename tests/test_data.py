@@ -633,3 +633,24 @@ def test_synthetic_joints_are_unannotated_only_outside_the_image():
         assert (x2 - x1, y2 - y1) == pytest.approx((segment, segment), abs=0.02)
         assert ((x1 + x2) / 2, (y1 + y2) / 2) == pytest.approx(tuple((pts[8] + pts[9]) / 2), abs=0.02)
     assert outside > 0  # scenes of this seed do have joints outside the image
+
+
+def test_a_synthetic_root_without_its_marker_is_refused_not_read_as_mpii(synth_root, tmp_path):
+    """--data synthetic with a root that lost synthetic.json (images/ and annot/ copied alone) read its records
+    as MPII's, 1 px off and the crop centre 15 x scale px lower, and eval scored the shifted points."""
+    import shutil
+
+    from dpupose.data.sources import load_data
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_root / "annot", copy / "annot")
+    (copy / "images").mkdir()
+    with pytest.raises(DataError, match=r"is given as synthetic data but has no synthetic\.json .*\(--data mpii"):
+        load_data("synthetic", "valid", copy)
+    shutil.copy(synth_root / "synthetic.json", copy)
+    records = load_data("synthetic", "valid", copy).records
+    assert [r.joints.tolist() for r in records] == [r.joints.tolist() for r in load_split(synth_root, "valid")]
+    # The same annotations as MPII's are the 0-based points moved by one pixel, as --data mpii reads them
+    (copy / "synthetic.json").unlink()
+    mpii = load_data("mpii", "valid", copy).records
+    assert np.allclose(mpii[0].joints, records[0].joints - 1.0)

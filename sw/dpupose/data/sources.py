@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpupose.data.mpii import describe_head_sizes, load_split
+from dpupose.data.mpii import SYNTH_MARKER, describe_head_sizes, load_split
 from dpupose.data.records import PoseRecord
 from dpupose.errors import DataError, UsageError
 
@@ -81,6 +81,15 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
                 f"{exc} (write a synthetic data root with `dpupose data synth --out {shlex.quote(str(root))}`)"
             ) from None
         raise
+    if kind == "synthetic" and data_root is not None and not (root / SYNTH_MARKER).is_file():
+        # Without the marker the records were read as MPII's (1-based, the crop centre 15 * scale px lower), and
+        # a synthetic root that lost it (images/ and annot/ copied alone) was scored against shifted points.
+        raise DataError(
+            f"{root} is given as synthetic data but has no {SYNTH_MARKER} (which `dpupose data synth` writes), so "
+            "its annotations would be read in MPII's coordinates (1-based, the crop centre 15 x scale px lower): "
+            f"give an MPII-layout root as mpii data (--data mpii; quantize: --calib-data mpii), or copy "
+            f"{SYNTH_MARKER} back into the synthetic root"
+        )
     if kind == "synthetic" and count is not None:
         records = records[:count]
     return Split(records=records, image_dir=root / "images", root=root)
