@@ -342,6 +342,33 @@ def test_commands_link_with_the_postlink_hook_only_when_the_trd_has_it(capsys, e
         assert link.startswith("v++ -l") and ("--xp" in link) == hooked
 
 
+@pytest.mark.parametrize("damaged", ["[1]", "null", '"x"', "5", '{"inputs": "x", "outputs": []}'])
+def test_a_stamp_of_another_shape_marks_its_step_stale(capsys, env, damaged):
+    """A stamp that is JSON but not a stamp's object (a list, null, a string) ended status and build in
+    AttributeError tracebacks ('list' object has no attribute 'get'), and build --from report in a TypeError:
+    like an unreadable one, it marks its step stale, the build runs that step again and the report records the
+    tools that built the files."""
+    assert build(capsys, env)[0] == 0
+    common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    (env["out"] / "stamps" / "kernel.json").write_text(damaged)
+    rc, out, err = build(capsys, env, "--from", "report")
+    assert rc == 0, err
+    assert json.loads((env["out"] / "build_info.json").read_text())["tools"] == {
+        "v++": "v++ v2022.1 (64-bit)",
+        "vivado": "Vivado v2022.1 (64-bit)",
+    }
+    assert cli.main(["hw", "status", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "platform  up to date",
+        "kernel    stale",
+        "link      up to date",
+    ]
+    before = steps_run(env)
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert steps_run(env)[len(before) :] == ["kernel"]  # the same dpu.xo again: the link is still up to date
+
+
 def test_report_alone_needs_no_tools_and_records_the_versions_that_built_the_files(capsys, env, monkeypatch):
     assert build(capsys, env)[0] == 0
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -194,9 +194,9 @@ def _stamped_tools(ctx: BuildContext) -> dict[str, str]:
     """The tool versions that built the current outputs (from the stamps), else the ones checked now."""
     tools = {name: info.banner for name, info in ctx.tools.items()}
     for step, tool in (("platform", "vivado"), ("kernel", "vivado"), ("link", "v++")):
-        try:
-            banner = json.loads((ctx.paths.stamps / f"{step}.json").read_text())["inputs"][tool]
-        except (OSError, ValueError, KeyError):
+        inputs = (_read_stamp(ctx.paths.stamps / f"{step}.json") or {}).get("inputs")
+        banner = inputs.get(tool) if isinstance(inputs, dict) else None
+        if not isinstance(banner, str):
             continue
         tools[tool if step != "kernel" or banner == tools.get("vivado") else "vivado (kernel)"] = banner
     return dict(sorted(tools.items()))
@@ -260,12 +260,22 @@ def _stamp_path(ctx: BuildContext, step: Step) -> Path:
     return ctx.paths.stamps / f"{step.name}.json"
 
 
+def _read_stamp(path: Path) -> dict[str, Any] | None:
+    """A stamp's JSON object, or None where it cannot be read or is no object: a damaged stamp (valid JSON
+    of another shape, a list or a string, ended status and build in AttributeError tracebacks) marks its step
+    stale, as a missing one marks it not built."""
+    try:
+        stamp = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
 def _up_to_date(ctx: BuildContext, step: Step) -> bool:
     if step.inputs is None:
         return False
-    try:
-        stamp = json.loads(_stamp_path(ctx, step).read_text())
-    except (OSError, ValueError):
+    stamp = _read_stamp(_stamp_path(ctx, step))
+    if stamp is None:
         return False
     outputs = step.outputs(ctx)
     if not all(o.is_file() for o in outputs):
