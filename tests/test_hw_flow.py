@@ -342,6 +342,27 @@ def test_commands_link_with_the_postlink_hook_only_when_the_trd_has_it(capsys, e
         assert link.startswith("v++ -l") and ("--xp" in link) == hooked
 
 
+def test_status_of_a_published_file_cut_short_says_so(capsys, env):
+    """A published file truncated or replaced after the build (a copy cut short) was reported as published,
+    timing met, exit 0: build_info.json records each file's size, and status holds the files to it."""
+    assert build(capsys, env)[0] == 0
+    common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    hwh = env["out"] / "dpu.hwh"
+    size = hwh.stat().st_size
+    hwh.write_bytes(hwh.read_bytes()[:10])
+    assert cli.main(["hw", "status", *common]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json; dpu.hwh (10 bytes, {size} as published) changed since "
+        f"the build published it (publish them again with `dpupose hw build --config {CONFIG} --out {env['out']} "
+        "--from collect`)"
+    )
+    rc, out, err = build(capsys, env, "--from", "collect")
+    assert rc == 0, err
+    assert hwh.stat().st_size == size
+    assert cli.main(["hw", "status", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (")
+
+
 @pytest.mark.parametrize("damaged", ["[1]", "null", '"x"', "5", '{"inputs": "x", "outputs": []}'])
 def test_a_stamp_of_another_shape_marks_its_step_stale(capsys, env, damaged):
     """A stamp that is JSON but not a stamp's object (a list, null, a string) ended status and build in

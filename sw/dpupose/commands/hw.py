@@ -217,7 +217,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        wns = json.loads(paths.build_info.read_text())["timing"]["wns_ns"]
+        info = json.loads(paths.build_info.read_text())
+        wns = info["timing"]["wns_ns"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(
             f"published: unknown ({paths.build_info} is unreadable: {type(exc).__name__} {exc}; "
@@ -228,6 +229,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     if missing:
         have = ", ".join(published) or "nothing"
         print(f"published: {have}; {', '.join(missing)} missing (rebuild them with `--from collect`)")
+        return 1
+    # build_info.json records each file's size as published: one truncated or replaced since (a copy cut short,
+    # an edit) was reported as published, timing met.
+    recorded = info.get("artifacts") if isinstance(info, dict) else None
+    changed = []
+    for name in DELIVERABLES:
+        entry = recorded.get(name) if isinstance(recorded, dict) else None
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        now = paths.deliverable(name).stat().st_size
+        if isinstance(size, int) and not isinstance(size, bool) and now != size:
+            changed.append(f"{name} ({now} bytes, {size} as published)")
+    if changed:
+        print(
+            f"published: {', '.join(DELIVERABLES)}; {', '.join(changed)} changed since the build published it "
+            f"(publish them again with `dpupose hw build {_same_build(args)} --from collect`)"
+        )
         return 1
     print(f"published: {', '.join(DELIVERABLES)} (timing met, WNS {wns} ns)")
     return 0
