@@ -298,3 +298,25 @@ def test_the_shipped_model_is_found_from_any_folder(monkeypatch, tmp_path):
     assert shipped_model() == Path("models/dpupose-synth/model.pt")  # as the docs write it
     monkeypatch.chdir(tmp_path)
     assert shipped_model() == root / "models" / "dpupose-synth" / "model.pt" and shipped_model().is_file()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/full"])
+def test_an_out_that_is_a_device_is_refused_without_reading_it(tmp_path, device):
+    """bench read an existing --out whole to see whether an earlier bench wrote it: /dev/zero and /dev/full read
+    zeros for ever, so `--out /dev/full` took all the memory it could and stopped with a MemoryError traceback
+    (here within a 3 GiB address space, so that a regression cannot take the machine's)."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sw")}
+    argv = [sys.executable, "-m", "dpupose", "bench", "--quantized", str(tmp_path), "--out", device]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, preexec_fn=limit, env=env)
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"dpupose: error: --out {device} exists and is not an earlier `dpupose bench` result; choose another --out "
+        "(or move the file)\n",
+    )

@@ -13,7 +13,16 @@ import sys
 
 import pytest
 
-from dpupose.fsio import atomic_dir, atomic_path, check_can_create, sha256_file, write_json, write_text
+from dpupose.fsio import (
+    OWN_JSON_LIMIT,
+    atomic_dir,
+    atomic_path,
+    check_can_create,
+    read_own_json,
+    sha256_file,
+    write_json,
+    write_text,
+)
 
 pytestmark = pytest.mark.board_py
 
@@ -427,3 +436,17 @@ def test_a_real_full_disk_keeps_the_old_output_and_leaves_no_temporary(small_fs)
     assert json.loads((fs / "best.json").read_text()) == {"epoch": 1}
     assert os.listdir(fs / "plan") == ["a.onnx"] and (fs / "plan" / "a.onnx").read_text() == "first"
     assert sorted(os.listdir(fs)) == [".filler", "best.json", "plan"]
+
+
+def test_read_own_json_reads_only_a_small_regular_file(tmp_path):
+    """What bench --out and deploy-check --json read to tell an earlier result: a device that reads zeros for
+    ever (/dev/zero, /dev/full), a FIFO (whose read would block) and a file over the limit are not read at all."""
+    (tmp_path / "r.json").write_text('{"generated_by": "dpupose bench"}')
+    assert read_own_json(tmp_path / "r.json") == {"generated_by": "dpupose bench"}
+    (tmp_path / "bad.json").write_bytes(b"\xff{")
+    os.mkfifo(tmp_path / "fifo")
+    big = tmp_path / "big.json"
+    big.write_text("{}")
+    os.truncate(big, OWN_JSON_LIMIT + 1)  # sparse: '{}' and then NULs
+    for path in ("/dev/zero", "/dev/full", tmp_path / "fifo", big, tmp_path / "bad.json", tmp_path, tmp_path / "no"):
+        assert read_own_json(path) is None, path

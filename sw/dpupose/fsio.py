@@ -223,6 +223,24 @@ def check_can_create(path: str | Path) -> None:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
+# The most of an existing output a command reads to tell whether it wrote it (an earlier result, which it may
+# replace): such results are small JSON files.
+OWN_JSON_LIMIT = 64 << 20
+
+
+def read_own_json(path: str | Path) -> Any:
+    """The JSON in `path` when it is a regular file of at most OWN_JSON_LIMIT bytes that parses, else None.
+    Nothing else is read: a device (/dev/full and /dev/zero read zeros for ever: `bench --out /dev/full` took
+    all the memory it could, then stopped with a MemoryError traceback), a FIFO (would block) or a huge file."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size > OWN_JSON_LIMIT:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
 def refuse_current_folder(path: str | Path) -> Path:
     """`path` made absolute; UsageError if it is the current folder or holds it (a folder replaced whole
     would be pulled from under the shell standing in it)."""

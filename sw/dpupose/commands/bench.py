@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     """Before minutes of work: --work must be a folder (or new), --out a new file or an earlier bench's."""
     from dpupose.errors import UsageError
-    from dpupose.fsio import check_can_create
+    from dpupose.fsio import check_can_create, read_own_json
 
     if args.work.exists() and not args.work.is_dir():
         raise UsageError(f"--work {args.work} exists and is not a folder; choose another --work")
@@ -63,10 +63,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if path is not None:
             check_can_create(path)
     if args.out is not None and args.out.exists():
-        try:
-            doc = json.loads(args.out.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
-            doc = None
+        doc = read_own_json(args.out)
         if not isinstance(doc, dict) or doc.get("generated_by") != "dpupose bench":
             raise UsageError(
                 f"--out {args.out} exists and is not an earlier `dpupose bench` result; choose another --out "

@@ -96,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _is_report(path) -> bool:
     """Whether `path` holds a report an earlier deploy-check wrote (which --json may replace)."""
-    import json
+    from dpupose.fsio import read_own_json
 
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
+    doc = read_own_json(path)
     return isinstance(doc, dict) and {"tolerance_lsb", "first_divergent", "layers"} <= doc.keys()
