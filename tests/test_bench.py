@@ -320,3 +320,24 @@ def test_an_out_that_is_a_device_is_refused_without_reading_it(tmp_path, device)
         f"dpupose: error: --out {device} exists and is not an earlier `dpupose bench` result; choose another --out "
         "(or move the file)\n",
     )
+
+
+def test_a_plan_of_another_dpu_is_refused_naming_it_before_any_work(tmp_path):
+    """A --plan whose fingerprint is not its configuration's, or whose configuration is unknown, was found only
+    after the INT8 CPU variant was calibrated, and the message named that variant's copy under --work
+    (work/split-int8-cpu), a folder the user never gave."""
+    from dpupose.errors import ConfigError
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "dpupose-synth" / "split"
+    for change, message in (
+        ({"fingerprint": "0x1"}, "was split for 0x1, but its configuration 'u96v2-b1600-pynq' is 0x101000016010404"),
+        ({"dpu_config": "nope"}, "was split for DPU configuration 'nope', which is not a shipped one"),
+    ):
+        plan = tmp_path / "plan"
+        shutil.rmtree(plan, ignore_errors=True)
+        shutil.copytree(shipped, plan)
+        doc = json.loads((plan / "plan.json").read_text())
+        (plan / "plan.json").write_text(json.dumps({**doc, **change}))
+        with pytest.raises(ConfigError, match=f"^the split plan in {plan} {message}"):
+            resolve_inputs(BenchOptions(plan=plan, work=tmp_path / "work"))
+        assert not (tmp_path / "work").exists()

@@ -107,6 +107,7 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     """The split plan and the quantized folder (for the whole-model CPU rows) the bench runs."""
     from dpupose.dpu.board import default_config_name
     from dpupose.eval.prepare import quantized, split_plan
+    from dpupose.split.cost import plan_config
     from dpupose.split.plan import load_plan
 
     if opts.quantized is not None and opts.checkpoint is not None:
@@ -117,6 +118,10 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     qdir = opts.quantized
     if opts.plan is not None:
         plan = load_plan(opts.plan)
+        # The DPU configuration the predicted rows use, checked now: found only after calibrating the INT8 CPU
+        # variant, a plan of another fingerprint or an unknown configuration was named as that variant's copy
+        # under --work, a folder the user never gave.
+        plan_config(plan)
         if qdir is None:
             # Relative to the plan folder (absolute in plans written before that).
             source = plan.root / str(plan.metadata.get("source_model", ""))
