@@ -581,10 +581,9 @@ def test_weights_of_another_kind_of_number_are_refused(tmp_path, dtype, kind):
 
     net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
     name = "dpu_part.head.weight"
-    for weights, refused in (
-        ({**net.state_dict(), name: net.state_dict()[name].to(dtype)}, True),
-        ({**net.state_dict(), name: net.state_dict()[name].half()}, False),
-    ):
+    half = net.state_dict()  # a state_dict itself (its _metadata kept), as dpupose train saves one
+    half[name] = half[name].half()
+    for weights, refused in (({**net.state_dict(), name: net.state_dict()[name].to(dtype)}, True), (half, False)):
         path = save_checkpoint({"model": weights, "model_config": net.config.to_dict()}, tmp_path / "w.pt")
         if refused:
             with pytest.raises(CheckpointError, match=rf"does not match the model \({name} holds {kind} values"):
@@ -594,3 +593,5 @@ def test_weights_of_another_kind_of_number_are_refused(tmp_path, dtype, kind):
             expected = net.state_dict()[name].half().float()
             assert loaded.state_dict()[name].dtype == torch.float32
             assert torch.equal(loaded.state_dict()[name], expected)
+            with torch.no_grad():  # the network runs on float input: no half weight was left in it
+                assert loaded(torch.zeros(1, 3, 64, 64))[0].dtype == torch.float32
