@@ -257,6 +257,31 @@ def refuse_current_folder(path: str | Path) -> Path:
 
 
 @contextmanager
+def _parent_locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock (flock) on the folder holding `path` for the block: atomic_dir's swap (is a
+    folder there? move it aside, rename the new one in) is two renames, and two processes writing the same
+    folder at once (two `make demo`s, two commands filling one cache entry) would each find it missing and
+    the second rename fail (Directory not empty), or one move aside the folder the other just put in place.
+    Under the lock the swaps take turns: each is a few renames, and the last one's folder stays, whole. A
+    file system that takes no lock on a folder goes unlocked, as before."""
+    import fcntl
+
+    try:
+        fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.debug("no lock on %s (%s): its swap is not serialized", path.parent, exc)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A temporary sibling folder to fill; on success it replaces `path` (an existing folder there is
     removed only after the new one is in place), on failure it disappears and `path` is untouched. A `path`
@@ -283,15 +308,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         _fsync_all([p for p in entries if p.is_file() and not p.is_symlink()], path)
         for p in entries:  # mkdtemp/mkstemp create owner-only entries
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
-        old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
-        try:
-            if old is not None:
-                os.replace(path, old)
-            os.replace(tmp, path)
-        except BaseException:  # the new folder is not in place: the old one goes back
-            if old is not None and old.exists() and not path.exists():
-                os.replace(old, path)
-            raise
+        with _parent_locked(path):  # another process's swap into `path` waits (see _parent_locked)
+            old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+            try:
+                if old is not None:
+                    os.replace(path, old)
+                os.replace(tmp, path)
+            except BaseException:  # the new folder is not in place: the old one goes back
+                if old is not None and old.exists() and not path.exists():
+                    os.replace(old, path)
+                raise
         if old is not None:
             try:
                 shutil.rmtree(old, ignore_errors=True)
