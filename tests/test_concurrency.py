@@ -74,3 +74,93 @@ def test_two_data_synth_into_one_missing_folder_both_succeed_with_a_whole_root(t
     assert sorted(p.name for p in (out / "images").iterdir()) == sorted({r["image"] for r in train + valid})
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".synth"))
     assert left == []  # no temporary or moved-aside folder stays
+
+
+def test_two_processes_needing_one_synthetic_cache_make_it_once_and_keep_it(tmp_path):
+    """Two commands that both find the synthetic data cache missing (two trainings started together): the
+    second waits for the first and uses its root; it does not generate its own and put it in place of the
+    folder the first was given (a training reads its images for hours)."""
+    cache = tmp_path / "data"
+    target = cache / "synthetic-valid-s0-n2-v{version}"
+    code = (
+        "import json\n"
+        "from dpupose.data.sources import synthetic_root\n"
+        f"root = synthetic_root('valid', 2, cache=Path({str(cache)!r}))\n"
+        "print(json.dumps([str(root), os.stat(root).st_ino]))\n"
+    )
+    from dpupose.data.synthetic import SynthSpec
+
+    target = Path(str(target).format(version=SynthSpec().version))
+    results = run_two(tmp_path, target, code)
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    given = [json.loads(r.stdout) for r in results]
+    assert given[0] == given[1] == [str(target), os.stat(target).st_ino]
+    assert sum("generating synthetic" in r.stderr for r in results) == 1
+    assert len(json.loads((target / "annot" / "valid.json").read_text())) == 2
+
+
+# A stand-in for the quantizer: writes a dpupose quantize folder's files and notes each call.
+FAKE_QUANTIZE = textwrap.dedent(
+    """
+    import dpupose.quant.pipeline as pipeline
+    from dpupose.fsio import atomic_dir
+
+    def quantize(cfg):
+        os.makedirs(os.path.dirname(TARGET), exist_ok=True)
+        with open(os.path.join(os.path.dirname(TARGET), "calls"), "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        with atomic_dir(cfg.out) as tmp:
+            (tmp / "summary.json").write_text("{}")
+            (tmp / "model_qdq.onnx").write_bytes(b"model of " + str(os.getpid()).encode())
+
+    pipeline.quantize = quantize
+    """
+)
+
+
+def test_two_evals_needing_one_quantization_cache_quantize_once(tmp_path):
+    """`dpupose eval --engine int8-emulated` twice at once with the cache empty: one quantizes, the other
+    waits for it and uses its folder."""
+    from dpupose import __version__
+    from dpupose.fsio import sha256_file
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"a checkpoint")
+    cache = tmp_path / "quantized"
+    target = cache / f"{sha256_file(ckpt)[:16]}-synthetic-v{__version__}"
+    code = FAKE_QUANTIZE + (
+        "from dpupose.quant.engines import cached_quantization\n"
+        f"out = cached_quantization({str(ckpt)!r}, 'synthetic', None, cache=Path({str(cache)!r}))\n"
+        "print(out, os.stat(out).st_ino)\n"
+    )
+    results = run_two(tmp_path, target, code)
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    assert results[0].stdout == results[1].stdout == f"{target} {os.stat(target).st_ino}\n"
+    assert len((cache / "calls").read_text().split()) == 1
+
+
+def test_two_demos_needing_one_quantization_cache_quantize_once(tmp_path):
+    """The cache of bench and make demo (build/cache/quantized/): the same as eval's."""
+    from dataclasses import asdict
+
+    from dpupose import __version__
+    from dpupose.eval.prepare import QuantSettings, _key
+    from dpupose.fsio import sha256_file
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"a checkpoint")
+    cache = tmp_path / "cache"
+    key = _key(sha256_file(ckpt), json.dumps(asdict(QuantSettings()), sort_keys=True), __version__)
+    target = cache / "quantized" / f"model-{key}"
+    code = FAKE_QUANTIZE.replace('os.path.dirname(TARGET), "calls"', 'os.path.dirname(TARGET), "..", "calls"') + (
+        "from dpupose.eval.prepare import quantized\n"
+        f"out = quantized(Path({str(ckpt)!r}), cache=Path({str(cache)!r}))\n"
+        "print(out, os.stat(out).st_ino)\n"
+    )
+    results = run_two(tmp_path, target, code)
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    assert results[0].stdout == results[1].stdout == f"{target} {os.stat(target).st_ino}\n"
+    assert len((cache / "calls").read_text().split()) == 1

@@ -381,6 +381,45 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
         os.close(fd)
 
 
+@contextmanager
+def cache_lock(entry: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache entry `entry` (a folder under build/, made on first use) while it
+    is checked and made: a second process that finds it missing at the same time waits here for the first,
+    then finds it made and uses it, instead of making it again (minutes: a quantization, a data set) and
+    replacing the folder the first is reading from (a training reads its images for hours). The lock is a
+    BSD lock (flock) on the hidden file `.NAME.lock` beside the entry, released when the block ends or the
+    process dies; the file stays. The wait is logged with the holder's PID. A file system that takes no lock
+    goes unlocked (each process makes its own copy, and the last one in place stays)."""
+    import fcntl
+
+    entry = Path(entry)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    path = entry.with_name(f".{entry.name}.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
+    try:
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                by = f"process {holder}" if holder.isdigit() else "another process"
+                log.info("waiting for %s, which is making %s", by, entry)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
+            log.debug("no lock on %s (%s)", path, exc.strerror)
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str, option: str = "--out") -> None:
     """Refuse (UsageError) to replace `out` unless it is missing, empty, or `what` (a folder holding
     `marker`) that holds nothing but `marker` and the files it lists as written (`written`, relative

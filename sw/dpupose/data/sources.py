@@ -10,6 +10,7 @@ from pathlib import Path
 from dpupose.data.mpii import SYNTH_MARKER, describe_head_sizes, load_split
 from dpupose.data.records import PoseRecord
 from dpupose.errors import DataError, UsageError
+from dpupose.fsio import cache_lock
 
 DATA_KINDS = ("synthetic", "mpii")
 SYNTH_CACHE = Path("build") / "data"
@@ -30,8 +31,7 @@ class Split:
 
 def synthetic_root(split: str, count: int, seed: int = DEFAULT_SYNTH_SEED, cache: Path | None = None) -> Path:
     """A cached synthetic data root holding `count` records of `split` (generated on first use)."""
-    from dpupose.data.synthetic import SynthSpec, ensure
-    from dpupose.progress import Progress
+    from dpupose.data.synthetic import SynthSpec
 
     spec = SynthSpec(
         seed=seed,
@@ -39,12 +39,31 @@ def synthetic_root(split: str, count: int, seed: int = DEFAULT_SYNTH_SEED, cache
         num_valid=count if split == "valid" else 0,
     )
     cache = cache or SYNTH_CACHE
+    root = cache / f"synthetic-{split}-s{seed}-n{count}-v{spec.version}"
+    found = _cached_synthetic(cache, split, seed, count, spec.version)
+    if found is not None:
+        return found
+    with cache_lock(root):  # another process making it at once: wait for it, then use its root
+        found = _cached_synthetic(cache, split, seed, count, spec.version)
+        if found is not None:
+            return found
+        _generate_synthetic(root, spec, split)
+    return root
+
+
+def _cached_synthetic(cache: Path, split: str, seed: int, count: int, version: int) -> Path | None:
     # Scene i is the same in every root of this seed and version: a larger cached root serves too.
-    for existing in sorted(cache.glob(f"synthetic-{split}-s{seed}-n*-v{spec.version}")):
+    for existing in sorted(cache.glob(f"synthetic-{split}-s{seed}-n*-v{version}")):
         n = existing.name.split("-n")[-1].split("-v")[0]
         if n.isdigit() and int(n) >= count and (existing / "synthetic.json").is_file():
             return existing
-    root = cache / f"synthetic-{split}-s{seed}-n{count}-v{spec.version}"
+    return None
+
+
+def _generate_synthetic(root: Path, spec, split: str) -> None:
+    from dpupose.data.synthetic import ensure
+    from dpupose.progress import Progress
+
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -56,7 +75,6 @@ def synthetic_root(split: str, count: int, seed: int = DEFAULT_SYNTH_SEED, cache
     ensure(root, spec, progress)
     if bar is not None:
         bar.close()
-    return root
 
 
 def load_data(kind: str, split: str, data_root: str | Path | None, count: int | None = None, seed: int = 0) -> Split:

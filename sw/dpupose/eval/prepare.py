@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dpupose import __version__
-from dpupose.fsio import sha256_file
+from dpupose.fsio import cache_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,24 @@ def _key(*parts: str) -> str:
 
 def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Path = CACHE) -> Path:
     """The `dpupose quantize` folder of `checkpoint` (made on first use)."""
-    from dpupose.quant.pipeline import QuantizeConfig, quantize
-
     settings = settings or QuantSettings()
     key = _key(sha256_file(checkpoint), json.dumps(asdict(settings), sort_keys=True), __version__)
     out = cache / "quantized" / f"{checkpoint.stem}-{key}"
     if (out / "summary.json").is_file() and (out / "model_qdq.onnx").is_file():
         log.info("using the cached quantized model %s", out)
         return out
-    log.info("quantizing %s into %s", checkpoint, out)
+    with cache_lock(out):  # another process quantizing it at once (make -j, two demos): wait, then use its folder
+        if (out / "summary.json").is_file() and (out / "model_qdq.onnx").is_file():
+            log.info("using the cached quantized model %s", out)
+            return out
+        log.info("quantizing %s into %s", checkpoint, out)
+        _quantize(checkpoint, out, settings)
+    return out
+
+
+def _quantize(checkpoint: Path, out: Path, settings: QuantSettings) -> None:
+    from dpupose.quant.pipeline import QuantizeConfig, quantize
+
     with _torch_threads(1):  # one thread is faster than oversubscribed ones on a small, busy machine
         quantize(
             QuantizeConfig(
@@ -63,7 +72,6 @@ def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Pa
                 seed=settings.seed,
             )
         )
-    return out
 
 
 def _path_tag(config: str) -> str:
@@ -86,16 +94,25 @@ def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: P
     model = quantized_dir / "model_qdq.onnx"
     tag = config if "/" not in config and not config.endswith(".toml") else _path_tag(config)
     out = cache / "split" / f"{quantized_dir.name}-{tag}{'-opt' if optimize else ''}-v{__version__}"
-    if (out / "plan.json").is_file():
+
+    def cached() -> bool:
+        if not (out / "plan.json").is_file():
+            return False
         try:
             plan = load_plan(out)
-            same_config = plan.dpu_config == cfg.name and plan.metadata.get("dpu_config_options") == cfg.to_dict()
-            if plan.model.sha256 == sha256_file(model) and same_config:
-                log.info("using the cached split plan %s", out)
-                return out
         except ModelFileError:
-            pass
-    split_model(SplitOptions(model, config, out, optimize=optimize))
+            return False
+        same_config = plan.dpu_config == cfg.name and plan.metadata.get("dpu_config_options") == cfg.to_dict()
+        if plan.model.sha256 == sha256_file(model) and same_config:
+            log.info("using the cached split plan %s", out)
+            return True
+        return False
+
+    if cached():
+        return out
+    with cache_lock(out):  # another process splitting it at once: wait for it, then use its plan
+        if not cached():
+            split_model(SplitOptions(model, config, out, optimize=optimize))
     return out
 
 

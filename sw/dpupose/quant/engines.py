@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import DpuposeError, ModelFileError, UsageError
-from dpupose.fsio import sha256_file
+from dpupose.fsio import cache_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,11 @@ def cached_quantization(checkpoint: str | Path, data: str, data_root: str | Path
     if data_root is not None:
         key += "-" + hashlib.sha256(str(Path(data_root).resolve()).encode()).hexdigest()[:8]
     out = cache / f"{key}-{data}-v{__version__}"  # another version's quantizer: not reused after an update
-    if not (out / SUMMARY).is_file():
+    if (out / SUMMARY).is_file():
+        return out
+    with cache_lock(out):  # another eval quantizing it at once: wait for it, then use its folder
+        if (out / SUMMARY).is_file():
+            return out
         n = DEFAULT_NUM_CALIB
         if data_root is not None:  # a small data set calibrates on all of its training split
             try:
