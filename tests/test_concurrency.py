@@ -164,3 +164,55 @@ def test_two_demos_needing_one_quantization_cache_quantize_once(tmp_path):
         assert r.returncode == 0, r.stderr
     assert results[0].stdout == results[1].stdout == f"{target} {os.stat(target).st_ino}\n"
     assert len((cache / "calls").read_text().split()) == 1
+
+
+def test_a_second_demo_into_one_folder_is_refused_naming_the_first(tmp_path):
+    """Two `make demo`s in one checkout: the second would mix its images and report with the first's. It
+    stops at once with one line naming the first; the first goes on."""
+    out = tmp_path / "demo"
+    # The first demo holds its --out: it stops, once the second has ended, at its first step.
+    first = textwrap.dedent(
+        """
+        import dpupose.demo as demo
+        from dpupose.errors import UsageError
+
+        def model(args):
+            HERE.touch()
+            end = time.monotonic() + 60
+            while not THERE.exists() and time.monotonic() < end:
+                time.sleep(0.01)
+            raise UsageError("the first demo stops here")
+
+        demo._model = model
+        sys.exit(demo.main(["--out", TARGET]))
+        """
+    )
+    second = (
+        "end = time.monotonic() + 60\n"
+        "while not HERE.exists() and time.monotonic() < end:\n"  # the first holds the folder
+        "    time.sleep(0.01)\n"
+        "import dpupose.demo as demo\n"
+        "code = demo.main(['--out', TARGET, '--num-images', '1', '--num-samples', '1', '--fps-frames', '2'])\n"
+        "THERE.touch()\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SW + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    held, done = tmp_path / "held", tmp_path / "done"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RENDEZVOUS + code, str(out), str(held), str(done)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for code in (first, second)
+    ]
+    (a_out, a_err), (b_out, b_err) = (p.communicate(timeout=300) for p in procs)
+    assert "the first demo stops here" in a_err
+    assert procs[1].returncode == 2, b_err
+    assert b_err.strip() == (
+        f"demo: error: --out {out} is in use by another `python -m dpupose.demo` (process {procs[0].pid}): "
+        "wait for it to end, or choose another --out"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [".dpupose.lock"]  # nothing of the second's

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
-from dpupose.fsio import write_json
+from dpupose.fsio import lock_folder, write_json
 
 DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
@@ -157,6 +157,15 @@ def shipped_plan(model: Path) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    # A second demo into this folder (two `make demo`s) would mix its images, report and demo.json with this
+    # one's: it is refused, naming this one.
+    with lock_folder(out, "python -m dpupose.demo"):
+        _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Path) -> None:
     from dpupose.dpu.board import default_config_name
     from dpupose.dpu.config import list_configs, load_config
     from dpupose.eval.bench import BenchOptions, format_table, run_bench
@@ -167,8 +176,6 @@ def run(args: argparse.Namespace) -> None:
     from dpupose.split.plan import load_plan
 
     t0 = time.perf_counter()
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     def step(name: str, start: float) -> float:

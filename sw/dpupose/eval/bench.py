@@ -29,6 +29,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
+from dpupose.fsio import lock_folder
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +239,6 @@ def _cpu_rows(opts: BenchOptions, plan: Any, qdir: Path, samples: Any, calib: li
 
 def run_bench(opts: BenchOptions) -> BenchResult:
     """Every row of the table (module docstring) on the same samples."""
-    from dpupose.eval.bench_measure import load_samples
-    from dpupose.eval.bench_plans import VARIANT_FOLDERS, check_variant_folder
-    from dpupose.quant.data import calibration_batches
-    from dpupose.split.a53 import default_model
-
     if opts.emulator not in EMULATORS:
         raise UsageError(f"--emulator must be one of {', '.join(EMULATORS)}")
     if opts.num_samples < 1 or opts.fps_frames < 2:
@@ -262,13 +258,25 @@ def run_bench(opts: BenchOptions) -> BenchResult:
                 f"--work {opts.work} is the plan folder {plan.root} or inside it: bench writes its plan variants "
                 "there; pass another --work (default build/bench)"
             )
+    opts.work.mkdir(parents=True, exist_ok=True)
+    # Another bench with this --work would replace the plan variants this one measures (one plan's rows
+    # measured on the other's): it is refused, naming this one.
+    with lock_folder(opts.work, "dpupose bench", "--work"):
+        return _bench(opts, plan, qdir)
+
+
+def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
+    from dpupose.eval.bench_measure import load_samples
+    from dpupose.eval.bench_plans import VARIANT_FOLDERS, check_variant_folder
+    from dpupose.quant.data import calibration_batches
+    from dpupose.split.a53 import default_model
+
     for name in VARIANT_FOLDERS:  # before minutes of work: a folder of the user's there stops the bench
         check_variant_folder(opts.work / name, plan)
     size = plan.input_size
     samples = load_samples(opts.data, opts.data_root, opts.num_samples, size)
     calib = [x for batch in calibration_batches(opts.data, opts.data_root, opts.num_calib, size) for x in batch]
     a53 = default_model()
-    opts.work.mkdir(parents=True, exist_ok=True)
     rows = _split_rows(opts, plan, samples, calib, a53)
     info: dict[str, Any] = {
         "plan": str(plan.root),
