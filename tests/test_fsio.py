@@ -450,3 +450,36 @@ def test_read_own_json_reads_only_a_small_regular_file(tmp_path):
     os.truncate(big, OWN_JSON_LIMIT + 1)  # sparse: '{}' and then NULs
     for path in ("/dev/zero", "/dev/full", tmp_path / "fifo", big, tmp_path / "bad.json", tmp_path, tmp_path / "no"):
         assert read_own_json(path) is None, path
+
+
+def test_a_cache_entry_on_a_read_only_file_system_is_used_unlocked(tmp_path, monkeypatch):
+    from dpupose import fsio
+
+    (tmp_path / "entry").mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # what a read-only mount answers to the lock file's creation
+        if str(path).endswith(".lock") and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(fsio.os, "open", read_only)
+    with fsio.cache_lock(tmp_path / "entry"):  # made earlier: used as it is
+        pass
+    with pytest.raises(OSError, match=r"Read-only file system: .*missing"), fsio.cache_lock(tmp_path / "missing"):
+        pass  # nothing there to use, and nowhere to make it: said, naming the entry
+
+
+def test_a_cache_entry_made_while_another_process_waits_is_made_once(tmp_path):
+    # The second process waits for the first's lock, then finds the entry made.
+    script = (
+        "import sys, time; from pathlib import Path; from dpupose.fsio import cache_lock\n"
+        "entry = Path(sys.argv[1])\n"
+        "with cache_lock(entry):\n"
+        "    if not entry.is_dir():\n"
+        "        time.sleep(0.5); entry.mkdir(); (entry / f'made-by-{sys.argv[2]}').touch()\n"
+    )
+    entry = tmp_path / "entry"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(entry), str(i)]) for i in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert len(list(entry.iterdir())) == 1

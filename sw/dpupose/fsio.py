@@ -393,11 +393,16 @@ def cache_lock(entry: str | Path) -> Iterator[None]:
     import fcntl
 
     entry = Path(entry)
-    entry.parent.mkdir(parents=True, exist_ok=True)
     path = entry.with_name(f".{entry.name}.lock")
     try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES) and entry.is_dir():
+            # A cache made earlier on a file system this process cannot write (a read-only container, another
+            # user's checkout): no one makes the entry here, so there is no one to wait for; it is used as it is.
+            yield
+            return
         raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
     try:
         try:
