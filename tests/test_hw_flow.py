@@ -1,6 +1,7 @@
 """`dpupose hw build` end to end with recording fakes of vivado and v++: outputs, resume, failures, bad input."""
 
 import json
+import os
 import shlex
 
 import pytest
@@ -496,3 +497,16 @@ def test_stamps_of_an_earlier_version_naming_absolute_paths_still_count(capsys, 
     rc, out, err = build(capsys, env)
     assert rc == 0, err
     assert len(tool_calls(env["log"])) == before
+
+
+def test_a_second_build_into_a_folder_in_use_is_refused_before_any_tool_runs(capsys, env):
+    from dpupose.fsio import lock_folder
+
+    env["out"].mkdir(parents=True)
+    with lock_folder(env["out"], "dpupose hw build"):  # a first build, running Vivado there
+        rc, _, err = build(capsys, env)
+    assert rc == 2 and steps_run(env) == []
+    assert f"--out {env['out']} is in use by another `dpupose hw build` (process {os.getpid()})" in err
+    rc, _, err = build(capsys, env)  # once it has ended
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel", "link"]

@@ -364,8 +364,18 @@ def check_build_folder(paths: BuildPaths) -> None:
 def run_build(
     ctx: BuildContext, start: str | None = None, stop: str | None = None, force: bool = False
 ) -> list[StepRun]:
-    """Run the selected steps in order, skipping tool steps whose stamp still matches (unless `force`)."""
+    """Run the selected steps in order, skipping tool steps whose stamp still matches (unless `force`), with
+    the build folder locked: a second build into it (a second terminal, `make -j`) would run Vivado on the
+    same project and v++ over the same outputs, hours of work each spoiling the other's."""
+    from dpupose.fsio import lock_folder
+
     check_build_folder(ctx.paths)
+    ctx.paths.root.mkdir(parents=True, exist_ok=True)
+    with lock_folder(ctx.paths.root, "dpupose hw build"):
+        return _run_steps(ctx, start, stop, force)
+
+
+def _run_steps(ctx: BuildContext, start: str | None, stop: str | None, force: bool) -> list[StepRun]:
     runs = []
     selected = select(start, stop)
     if selected[0].name != "generate":
