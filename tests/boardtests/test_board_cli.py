@@ -158,19 +158,19 @@ def test_make_verbs_call_the_cli():
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
 
     lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img", "OVERLAY=hw", "MODEL_DIR=m")
-    assert '.venv/bin/dpupose sdcard stage "p.img.xz" --overlay "hw" --model "m" --out build/sdcard/staged.img' in lines
-    assert '.venv/bin/dpupose sdcard flash "build/sdcard/staged.img" --device "/tmp/card.img"' in lines
+    assert ".venv/bin/dpupose sdcard stage 'p.img.xz' --overlay 'hw' --model 'm' --out build/sdcard/staged.img" in lines
+    assert ".venv/bin/dpupose sdcard flash build/sdcard/staged.img --device '/tmp/card.img'" in lines
     lines = dry("sdcard", "IMAGE=p.img.xz", "DEVICE=/tmp/card.img")
     assert not any("sdcard stage" in line for line in lines)
-    assert '.venv/bin/dpupose sdcard flash "p.img.xz" --device "/tmp/card.img"' in lines
+    assert ".venv/bin/dpupose sdcard flash 'p.img.xz' --device '/tmp/card.img'" in lines
     lines = dry("deploy", "BOARD_HOST=192.168.3.1", "OVERLAY=hw", "MODEL_DIR=m")
     assert (
-        lines[-1].rstrip() == '.venv/bin/dpupose deploy --host "192.168.3.1" --user "xilinx" --overlay "hw" --model "m"'
+        lines[-1].rstrip() == ".venv/bin/dpupose deploy --host '192.168.3.1' --user 'xilinx' --overlay 'hw' --model 'm'"
     )
     lines = dry("deploy", "OVERLAY=hw", "MODEL_DIR=m", "DEPLOY_ARGS=--dry-run")
-    assert lines[-1].endswith('--model "m" --dry-run')
+    assert lines[-1].endswith("--model 'm' --dry-run")
     lines = dry("run", "PLAN=p", "SOURCE=camera:0", "RUN_BACKEND=vart", "OVERLAY=hw", "RUN_ARGS=--max-frames 4")
-    assert "--backend vart" in " ".join(lines) and lines[-1].split() == ["--overlay", '"hw"', "--max-frames", "4"]
+    assert "--backend 'vart'" in " ".join(lines) and lines[-1].split() == ["--overlay", "'hw'", "--max-frames", "4"]
 
 
 def test_a_failed_interactive_tool_points_at_its_own_messages():
