@@ -490,6 +490,8 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
     newer = r"format dpupose-quantize-summary/2, written by a newer dpupose .*reads format 1"
     with pytest.raises(UsageError, match=newer):
         _check_quantized_matches(folder, model)
+    summary(format="dpupose-quantize-summary/\u00b2")  # str.isdigit() holds, int() refuses: no newer format
+    _check_quantized_matches(folder, model)
     summary(model_config={**model.config.to_dict(), "activation": "hswish"})
     with pytest.raises(UsageError, match=r"field\(s\) activation, which this dpupose .* quantized by a newer dpupose"):
         _check_quantized_matches(folder, model)

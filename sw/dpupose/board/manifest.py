@@ -14,6 +14,7 @@ from typing import Any
 
 from dpupose import __version__
 from dpupose.errors import ArtifactError
+from dpupose.formats import newer_format
 from dpupose.fsio import sha256_file
 
 FORMAT = "dpupose-staged/1"
@@ -73,9 +74,7 @@ def build_manifest(
 def parse_manifest(text: str | bytes, where: str) -> Manifest:
     try:
         data = json.loads(text)
-        name, _, version = str(data.get("format")).rpartition("/")
-        ours = FORMAT.rpartition("/")[2]
-        if name == FORMAT.rpartition("/")[0] and version.isdigit() and int(version) > int(ours):
+        if newer_format(data.get("format"), FORMAT):
             by = data.get("generated_by")
             raise ArtifactError(
                 f"the manifest in {where} is format {data['format']}, written by "

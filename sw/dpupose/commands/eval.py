@@ -135,10 +135,9 @@ def run(args: argparse.Namespace) -> int:
 def _check_quantized_matches(folder: Path, model) -> None:
     """--quantized must come from a network like --checkpoint's (same input size, width, joints...; said
     first, as the more telling difference) and from its weights (where the folder records them)."""
-    from dataclasses import fields
-
     from dpupose import __version__
     from dpupose.errors import UsageError
+    from dpupose.formats import newer_format
     from dpupose.model.checkpoint import weights_digest
     from dpupose.model.pose import ModelConfig
     from dpupose.quant.pipeline import SUMMARY_FORMAT
@@ -150,22 +149,20 @@ def _check_quantized_matches(folder: Path, model) -> None:
     except (OSError, ValueError, AttributeError):
         return  # int8_predictor says what is wrong with the folder
     redo = "quantize --checkpoint with this version's `dpupose quantize`, or evaluate with the version that made it"
-    name, _, version = str(summary.get("format")).rpartition("/")
-    ours = int(SUMMARY_FORMAT.rpartition("/")[2])
-    if name == SUMMARY_FORMAT.rpartition("/")[0] and version.isdigit() and int(version) > ours:
+    if newer_format(summary.get("format"), SUMMARY_FORMAT):
         raise UsageError(
             f"--quantized {folder}: its summary.json is format {summary['format']}, written by a newer dpupose "
-            f"(this one, {__version__}, reads format {ours}); {redo}"
+            f"(this one, {__version__}, reads format {SUMMARY_FORMAT.rpartition('/')[2]}); {redo}"
         )
     if isinstance(made_from, dict):
-        defaults = {f.name: f.default for f in fields(ModelConfig)}
-        unknown = sorted(str(k) for k in set(made_from) - set(defaults))
+        unknown = ModelConfig.unknown_fields(made_from)
         if unknown:
             raise UsageError(
                 f"--quantized {folder}: its summary.json's model_config has field(s) {', '.join(unknown)}, which "
                 f"this dpupose ({__version__}) does not know: it was quantized by a newer dpupose; {redo}"
             )
-        made_from = {**defaults, **made_from}  # a field an earlier version did not record has its default
+        # A field an earlier version did not record has its default.
+        made_from = {**ModelConfig().to_dict(), **made_from}
     if isinstance(made_from, dict) and made_from != config:
         differ = ", ".join(
             f"{k} {made_from.get(k)} there, {v} here" for k, v in config.items() if v != made_from.get(k)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def _names(keys: list[str]) -> str:
 def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseNet:
     config = state.get("model_config", {})
     if isinstance(config, dict):
-        unknown = sorted(str(k) for k in set(config) - {f.name for f in fields(ModelConfig)})
+        unknown = ModelConfig.unknown_fields(config)
         if unknown:
             raise CheckpointError(
                 f"{origin}: its model_config has field(s) {', '.join(unknown)}, which this dpupose ({__version__}) "

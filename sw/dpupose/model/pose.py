@@ -8,7 +8,7 @@ kept in float on the CPU.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from torch import Tensor, nn
 
@@ -54,6 +54,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def unknown_fields(cls, config: dict) -> list[str]:
+        """The keys of a stored model_config (a checkpoint's, a quantize summary's) that are no field of this
+        version's ModelConfig, sorted: fields a newer dpupose added, refused as such rather than as a
+        damaged file."""
+        return sorted(str(k) for k in set(config) - {f.name for f in fields(cls)})
 
 
 class DUC(nn.Sequential):
