@@ -330,6 +330,23 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         _WRITING.discard(str(tmp))
 
 
+# What flock answers on a file system that takes no lock (NFS without its lock service: ENOLCK).
+_NO_LOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds the lock on the lock file `fd`: 'process PID', as the holder wrote it there (_mark_holder),
+    or 'another process' when it wrote nothing readable."""
+    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    return f"process {holder}" if holder.isdigit() else "another process"
+
+
+def _mark_holder(fd: int) -> None:
+    """Write this process's PID into the lock file `fd` it has just locked, for the next one to name."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
 @contextmanager
 def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iterator[None]:
     """Hold an exclusive lock on `folder` (an existing folder) for the block: a second `command` writing
@@ -357,14 +374,12 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-            by = f"process {holder}" if holder.isdigit() else "another process"
             raise UsageError(
-                f"{option} {folder} is in use by another `{command}` ({by}): wait for it to end, or choose "
-                f"another {option}"
+                f"{option} {folder} is in use by another `{command}` ({_lock_holder(fd)}): wait for it to end, "
+                f"or choose another {option}"
             ) from None
         except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+            if exc.errno not in _NO_LOCK:
                 raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
             log.warning(
                 "%s %s: its file system takes no lock (%s): another `%s` writing into it at once would not be refused",
@@ -374,8 +389,7 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
                 command,
             )
         else:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _mark_holder(fd)
         yield
     finally:
         os.close(fd)
@@ -409,17 +423,14 @@ def cache_lock(entry: str | Path) -> Iterator[None]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-                by = f"process {holder}" if holder.isdigit() else "another process"
-                log.info("waiting for %s, which is making %s", by, entry)
+                log.info("waiting for %s, which is making %s", _lock_holder(fd), entry)
                 fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+            if exc.errno not in _NO_LOCK:
                 raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
             log.debug("no lock on %s (%s)", path, exc.strerror)
         else:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _mark_holder(fd)
         yield
     finally:
         os.close(fd)
