@@ -101,6 +101,12 @@ def _names(keys: list[str]) -> str:
 
 
 def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseNet:
+    """The network of a checkpoint's dict, or CheckpointError saying what does not fit, checked in this
+    order: model_config (fields a newer dpupose added, then values `dpupose train` cannot write), then the
+    weights against a network built on the meta device, which allocates nothing (their names, their kinds
+    of number, their shapes), and only then the network itself, into which they are copied. A model_config
+    the weights do not fit (num_joints 10**12) is thus said to be one, not found by the allocator's traceback
+    after the real network has taken all the memory it could."""
     config = state.get("model_config", {})
     if isinstance(config, dict):
         unknown = ModelConfig.unknown_fields(config)
@@ -117,16 +123,14 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
         ) from None
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
-    # The weights are held to the network's shapes on the meta device first (no memory): a model_config that
-    # does not match them (decoder_channels 10**6, num_joints 10**9) is reported as such, not by the
-    # allocator's traceback after the real network has taken all the memory it could.
     with torch.device("meta"):
         shell = PoseNet(cfg)
     _check_names(shell, state["model"], origin)
     _check_kinds(shell, state["model"], origin)
-    # assign=True takes the tensors in and copies nothing; it is given a copy of the dict, as load_state_dict
-    # records the assign in the dict's _metadata, and the real network's load then took the tensors as they
-    # were (half-precision weights stayed half, and the float input met them in a RuntimeError).
+    # The shapes: load_state_dict checks them, and assign=True takes the tensors in where copying into meta
+    # tensors would do nothing. It is given a copy of the dict: load_state_dict records the assign in the
+    # dict's _metadata, and the real network's load then took the tensors as they were (half-precision
+    # weights stayed half, and the float input met them in a RuntimeError).
     _load_weights(shell, dict(state["model"]), origin, assign=True)
     model = PoseNet(cfg)
     _load_weights(model, state["model"], origin)
