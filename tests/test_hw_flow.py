@@ -286,7 +286,8 @@ def test_status_of_a_damaged_build_says_so(capsys, env):
     (env["out"] / "dpu.hwh").unlink()
     assert cli.main(["hw", "status", *common]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "published: dpu.bit, dpu.xclbin, arch.json; dpu.hwh missing (rebuild them with `--from collect`)"
+        "published: dpu.bit, dpu.xclbin, arch.json; dpu.hwh missing (rebuild it with "
+        f"`dpupose hw build --config {CONFIG} --out {env['out']} --from collect`)"
     )
     for damaged in ("{not json", "{}", '{"timing": 3}'):
         (env["out"] / "build_info.json").write_text(damaged)

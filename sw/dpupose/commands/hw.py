@@ -46,7 +46,11 @@ def register(subparsers: Any) -> None:
     _common(s)
     s.set_defaults(func=cmd_commands)
 
-    s = sub.add_parser("status", help="show which build steps are up to date and what is published")
+    s = sub.add_parser(
+        "status",
+        help="show which build steps are up to date and what is published (exit 1 if a published file is "
+        "missing or changed since, 2 if the configuration cannot be read)",
+    )
     _common(s)
     s.set_defaults(func=cmd_status)
 
@@ -228,7 +232,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     missing = [n for n in DELIVERABLES if n not in published]
     if missing:
         have = ", ".join(published) or "nothing"
-        print(f"published: {have}; {', '.join(missing)} missing (rebuild them with `--from collect`)")
+        them = "it" if len(missing) == 1 else "them"
+        print(
+            f"published: {have}; {', '.join(missing)} missing "
+            f"(rebuild {them} with `dpupose hw build {_same_build(args)} --from collect`)"
+        )
         return 1
     # build_info.json records each file's size as published: one truncated or replaced since (a copy cut short,
     # an edit) was reported as published, timing met.
