@@ -31,10 +31,16 @@ confirmed with `dpupose deploy-check` on board dumps.
   as after a conv.
 - pixel shuffle (DepthToSpace): a pure permutation, exact; the fix position passes through.
 
-Accumulation: convolutions run as float64 matrix products (BLAS) on int8-valued operands. Every partial
-sum is an integer of magnitude <= K * 2**14 (K = taps x input channels), far below 2**53, so float64
-represents each one exactly and the result equals int64 accumulation; it is then converted to int64
-before any shift.
+Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
+prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
+matrix products (BLAS; depthwise tap by tap), with the bias, the rounding, the activation and the
+saturation done in the same float type. Floats are exact here because every value is an integer
+multiple of a power of two small enough for the type's significand (24 bits for float32, 53 for
+float64), so every operation's exact result is representable and IEEE arithmetic returns it unchanged,
+in whatever order BLAS sums. The bound is worked out per layer from its weights (`ConvKernel.bound`):
+|x| <= 128, so every partial sum of a channel's products is at most 128 * sum(|w|) of that channel.
+float32 is used where the bound is below 2**24 (every layer of the shipped model), float64 below 2**53;
+beyond that (a bias shifted far left) the layer runs in int64, as `conv_accumulate` and `requantize`.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ RELU6_CAP = 6 << 4  # ReLU6 ceiling in output steps, applied when fp_out <= 4
 RELU6_CAP_MAX_FP = 4
 INT8_MIN, INT8_MAX = -128, 127
 _EXACT_LIMIT = 2**53
+FLOAT_EXACT_LIMITS = ((np.float32, 2**24), (np.float64, 2**53))  # integers below these are exact
+MAX_FLOAT_SHIFT = 64  # scales 2**-s with |s| beyond this could leave float32's normal range
 
 
 def round_shift(n: np.ndarray, s: int) -> np.ndarray:
@@ -140,6 +148,178 @@ def conv_accumulate(
     return out
 
 
+class ConvKernel:
+    """A convolution step prepared once: conv2d-fix / depthwise-conv2d-fix as `kernel(x)`, int8 NHWC in,
+    int8 NHWC out, equal to `conv2d` with the same arguments (see the module docstring).
+
+    The int64 rules: n = 2 * acc + bt (bt the bias aligned with its extra bit), s = shift_cut + 1, out =
+    saturate(DPURound(act(n / 2**s))). Here the weights carry the factor 2**(1 - s), and a per-channel
+    constant the bias and the half-step h = 2**(s - 1) (0 for s <= 0), so the sums come out as
+    u = (n + h) * 2**-s; then
+    - none, relu, relu6: out = clip(floor(u), lo, hi). floor((n + h) / 2**s) is round_shift(n, s) (for
+      s <= 0 u is the exact product n * 2**-s); relu's max(n, 0) is the clip at 0, as n < 0 gives
+      n + h < 2**s and floor(u) <= 0; relu6's cap and the saturation are the clip's upper end;
+    - leaky (h left out: u = n * 2**-s): u >= 0 as above with h added; u < 0: floor(u * 26/256 + h'),
+      h' = 1/2 for s + 8 > 0, else 0: round_shift(26 * n, s + 8).
+    Exactness: each value formed is an integer m times a power of two (2**-s, or 2**-(s + 8) in leaky's
+    negative branch): every partial sum (|m| <= 2 * 128 * sum|w| + |bt + h| over a channel's weights, as
+    |x| <= 128), u, and for leaky 26 * n + 2**(s + 7). `bound` is the largest |m| possible; the float
+    type is the first whose significand holds it (float32: 24 bits, float64: 53), and |s| <=
+    MAX_FLOAT_SHIFT keeps every scale and value a normal float. Each operation's exact result is then
+    representable, so IEEE arithmetic returns it exactly, in whatever order BLAS adds. Otherwise (dtype
+    None) the layer runs in int64 (`conv_accumulate`, `requantize`).
+    """
+
+    def __init__(
+        self,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        *,
+        fp_in: int,
+        fp_w: int,
+        fp_b: int | None,
+        fp_out: int,
+        stride: tuple[int, int] = (1, 1),
+        pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        act: str = "none",
+    ) -> None:
+        if act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+        o, cg, kh, kw = w.shape
+        if groups < 1 or o % groups:
+            raise ValueError(f"conv shapes do not match: weights {w.shape}, groups {groups}")
+        self.w, self.b = w, b
+        self.stride, self.pads, self.dilation, self.groups, self.act = stride, pads, dilation, groups, act
+        self.fp_in, self.fp_w, self.fp_out = fp_in, fp_w, fp_out
+        self.fp_b = fp_b
+        bt = np.zeros(o, dtype=np.int64)
+        if b is not None:
+            if fp_b is None:
+                raise ValueError("a bias needs its fix position")
+            bt = floor_shift(b.astype(np.int64), -(fp_in + fp_w - fp_b + 1))
+        self.s = s = fp_in + fp_w - fp_out + 1
+        half = 1 << (s - 1) if s > 0 else 0
+        acc_bound = 128 * int(np.abs(w.astype(np.int64)).reshape(o, -1).sum(axis=1).max(initial=0))
+        n_bound = 2 * acc_bound + int(np.abs(bt).max(initial=0))
+        self.bound = n_bound + half
+        if act == "leaky":
+            self.bound = max(self.bound, LEAKY_NUMERATOR * n_bound + (1 << (s + 7) if s + 8 > 0 else 0))
+        self.lo = 0 if act in ("relu", "relu6") else INT8_MIN
+        self.hi = RELU6_CAP if act == "relu6" and fp_out <= RELU6_CAP_MAX_FP else INT8_MAX
+        self.dtype = None  # int64 (conv_accumulate, requantize) unless a float type is exact
+        if abs(s) <= MAX_FLOAT_SHIFT:
+            self.dtype = next((t for t, limit in FLOAT_EXACT_LIMITS if self.bound < limit), None)
+        if self.dtype is None:
+            return
+        t = self.dtype
+        # Scaled weights and the constant: exact (integers below the bound times powers of two).
+        scale = 2.0 ** (1 - s)
+        c = ((bt if act == "leaky" else bt + half).astype(np.float64) * 2.0**-s).astype(t)
+        og = o // groups
+        self.depthwise = cg == 1  # then groups == C: per channel, og outputs each (channel multiplier)
+        if self.depthwise:
+            self.mult = og
+            self.wt = np.ascontiguousarray((w[:, 0].astype(np.float64) * scale).transpose(1, 2, 0)).astype(t)
+            self.c = c
+            self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        else:
+            # One (KH*KW*cg + 1, og) matrix per group: rows in the order (KH, KW, C) of the columns built
+            # in `_accumulate`, then the constant, which the columns' last entry (1) picks up.
+            wg = w.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * cg, og)
+            self.wt = np.concatenate([wg.astype(np.float64) * scale, c.reshape(groups, 1, og)], axis=1).astype(t)
+        if act == "leaky":
+            self.half_pos = t(0.5 if s > 0 else 0.0)  # h * 2**-s
+            self.half_neg = t(0.5 if s + 8 > 0 else 0.0)  # 2**(s + 7) * 2**-(s + 8)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        o, cg, kh, kw = self.w.shape
+        if x.ndim != 4 or x.shape[3] != cg * self.groups:
+            raise ValueError(f"conv shapes do not match: input {x.shape}, weights {self.w.shape}, groups {self.groups}")
+        if self.dtype is None:
+            acc = conv_accumulate(x, self.w, self.stride, self.pads, self.dilation, self.groups)
+            n = acc * 2
+            if self.b is not None:
+                assert self.fp_b is not None
+                n = n + floor_shift(self.b.astype(np.int64), -(self.fp_in + self.fp_w - self.fp_b + 1))
+            return requantize(n, self.s, self.act, self.fp_out)
+        # u = (n + h) * 2**-s, or n * 2**-s for leaky: exact (see the class docstring)
+        u = self._accumulate(x)
+        if self.act == "leaky":
+            neg = u < 0
+            un = u * self.dtype(LEAKY_NUMERATOR / 2**LEAKY_SHIFT)  # 26 n * 2**-(s + 8)
+            un += self.half_neg
+            u += self.half_pos
+            np.copyto(u, un, where=neg)
+        np.floor(u, out=u)
+        np.clip(u, self.lo, self.hi, out=u)
+        return u.astype(np.int8)
+
+    def _accumulate(self, x: np.ndarray) -> np.ndarray:
+        n, h, wd, c = x.shape
+        o, cg, kh, kw = self.w.shape
+        (sh, sw), (dh, dw), (top, left, bottom, right) = self.stride, self.dilation, self.pads
+        hp, wp = h + top + bottom, wd + left + right
+        oh = (hp - dh * (kh - 1) - 1) // sh + 1
+        ow = (wp - dw * (kw - 1) - 1) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"conv input {x.shape} is smaller than its kernel {self.w.shape[2:]} (with padding)")
+        if self.depthwise:
+            xp = np.zeros((n, hp, wp, c), dtype=self.dtype)
+            xp[:, top : top + h, left : left + wd] = x
+            return self._depthwise(xp, oh, ow)
+        xp = _pad_nhwc(x, self.pads)  # int8: converted as the columns are copied
+        m, k = n * oh * ow, kh * kw * cg
+        cols = np.empty((n, oh, ow, k + 1), dtype=self.dtype)
+        cols[..., k] = 1
+        taps = cols[..., :k].reshape(n, oh, ow, kh, kw, cg)
+        og = o // self.groups
+        out = None if self.groups == 1 else np.empty((n, oh, ow, o), dtype=self.dtype)
+        for g in range(self.groups):
+            for i in range(kh):
+                for j in range(kw):
+                    rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+                    columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+                    taps[:, :, :, i, j] = xp[:, rows, columns, g * cg : (g + 1) * cg]
+            res = np.matmul(cols.reshape(m, k + 1), self.wt[g])
+            if out is None:
+                return res.reshape(n, oh, ow, o)
+            out[..., g * og : (g + 1) * og] = res.reshape(n, oh, ow, og)
+        return out
+
+    def _depthwise(self, xp: np.ndarray, oh: int, ow: int) -> np.ndarray:
+        """Tap by tap. numpy's loops run fastest over one long contiguous row: each tap's inputs are
+        taken from a copy of the columns of one phase (column index mod stride), where a row of OW x C
+        values is contiguous, and multiplied by the tap's weights repeated OW times (cached per width)."""
+        if self.mult > 1:
+            xp = np.repeat(xp, self.mult, axis=3)
+        n, o = xp.shape[0], xp.shape[3]
+        _o, _cg, kh, kw = self.w.shape
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        if ow not in self._rows:
+            wrow = np.ascontiguousarray(np.tile(self.wt[:, :, None, :], (1, 1, ow, 1)))
+            self._rows[ow] = wrow, np.tile(self.c, ow).reshape(ow, o)
+        wrow, crow = self._rows[ow]
+        phases = {}
+        acc = np.empty((n, oh, ow, o), dtype=self.dtype)
+        tmp = np.empty_like(acc)
+        for i in range(kh):
+            rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+            for j in range(kw):
+                p, first = (j * dw) % sw, (j * dw) // sw
+                if p not in phases:
+                    phases[p] = xp if sw == 1 else np.ascontiguousarray(xp[:, :, p::sw])
+                src = phases[p][:, rows, first : first + ow]
+                if i == 0 and j == 0:
+                    np.multiply(src, wrow[0, 0], out=acc)
+                else:
+                    np.multiply(src, wrow[i, j], out=tmp)
+                    acc += tmp
+        acc += crow
+        return acc
+
+
 def conv2d(
     x: np.ndarray,
     w: np.ndarray,
@@ -155,16 +335,13 @@ def conv2d(
     groups: int = 1,
     act: str = "none",
 ) -> np.ndarray:
-    """conv2d-fix / depthwise-conv2d-fix: int8 NHWC in, int8 NHWC out (see the module docstring)."""
-    acc = conv_accumulate(x, w, stride, pads, dilation, groups)
-    n = acc * 2
-    if b is not None:
-        if fp_b is None:
-            raise ValueError("a bias needs its fix position")
-        shift_bias = fp_in + fp_w - fp_b
-        n = n + floor_shift(b.astype(np.int64), -(shift_bias + 1))
-    shift_cut = fp_in + fp_w - fp_out
-    return requantize(n, shift_cut + 1, act, fp_out)
+    """conv2d-fix / depthwise-conv2d-fix: int8 NHWC in, int8 NHWC out (see the module docstring). A
+    layer run more than once is faster as a `ConvKernel`, prepared once."""
+    kernel = ConvKernel(
+        w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out,
+        stride=stride, pads=pads, dilation=dilation, groups=groups, act=act,
+    )  # fmt: skip
+    return kernel(x)
 
 
 def eltwise_add(xs: list[np.ndarray], fps: list[int], fp_out: int, act: str = "none") -> np.ndarray:

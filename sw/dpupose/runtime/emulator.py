@@ -7,8 +7,8 @@ DPU's round-half-up and saturation); the file format is read by `dpupose.runtime
 `onnx` package.
 
 `EmulatorRunner(path, exact=False)` (or `QdqOrtRunner(path)`) runs the same file in ONNX Runtime with the
-same int8 NHWC interface: much faster for large batches. It runs the QDQ graph as written (dequantize,
-float operator, quantize), with ONNX Runtime's QDQ fusion off: the fused int8 kernels depend on the CPU
+same int8 NHWC interface, a little faster (docs/quantization.md). It runs the QDQ graph as written
+(dequantize, float operator, quantize), with ONNX Runtime's QDQ fusion off: the fused int8 kernels depend on the CPU
 (on x86 without VNNI their 16-bit intermediate sums can saturate, tens of LSBs off), the unfused graph
 gives the same result on every machine. ONNX Runtime's QuantizeLinear rounds ties to even where the DPU
 rounds them up; left so, half the ties (one value in 2**(b + 1) in a layer that drops b bits) go one LSB
@@ -24,6 +24,7 @@ finer than the accumulator (dpupose.runtime.dpu_ops); the shipped model has neit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +69,12 @@ def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
-def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
-    """One DPU step on int8 NHWC tensors from env."""
-    xs = [env[t] for t in step.inputs]
+def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """One DPU step as a function of env (int8 NHWC tensors by name); a convolution's weights, bias and
+    constants are laid out once here (`dpu_ops.ConvKernel`), not per frame."""
     if step.kind == "conv":
         a = step.attrs
-        return dpu_ops.conv2d(
-            xs[0],
+        kernel = dpu_ops.ConvKernel(
             step.weight,
             step.bias,
             fp_in=step.fps_in[0],
@@ -87,6 +87,18 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
             groups=a["groups"],
             act=step.act,
         )
+        src = step.inputs[0]
+        return lambda env: kernel(env[src])
+    if step.kind in ("add", "depth_to_space", "requant"):
+        return lambda env: run_step(step, env)
+    raise ValueError(f"unknown step kind {step.kind!r}")
+
+
+def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
+    """One DPU step on int8 NHWC tensors from env."""
+    xs = [env[t] for t in step.inputs]
+    if step.kind == "conv":
+        return compile_step(step)(env)
     if step.kind == "add":
         return dpu_ops.eltwise_add(xs, step.fps_in, step.fp_out, step.act)
     if step.kind == "depth_to_space":
@@ -134,6 +146,7 @@ class EmulatorRunner(Runner):
         self._ort: QdqOrtRunner | None = None
         if not exact:
             self._ort = QdqOrtRunner(path_or_model, program=self.program)
+        self._steps = [compile_step(step) for step in self.program.steps]  # trace() runs them either way
         self._inputs = [_info(b) for b in self.program.inputs]
         self._outputs = [_info(b) for b in self.program.outputs]
 
@@ -154,8 +167,8 @@ class EmulatorRunner(Runner):
             env: dict[str, np.ndarray] = {}
             for b in self.program.inputs:
                 env[b.tensor] = feeds[b.name][i : i + 1] if n else feeds[b.name]
-            for step in self.program.steps:
-                env[step.out] = run_step(step, env)
+            for step, compiled in zip(self.program.steps, self._steps):
+                env[step.out] = compiled(env)
             parts.append(env)
         if len(parts) == 1:
             return parts[0]
