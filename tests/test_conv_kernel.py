@@ -87,6 +87,20 @@ def test_conv_kernel_gives_the_int64_implementations_integers(name, extreme):
         assert len(np.unique(want)) > 2  # not all one value, nor only the int8 range's ends
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("name", [name for name in LAYERS if name.startswith("depthwise")])
+def test_depthwise_sums_formed_in_blocks_of_rows_are_the_same(name, rows, monkeypatch):
+    # A depthwise layer forms its sums a block of output rows at a time; blocks of 1 or 2 rows here (the
+    # last one shorter), with strides, dilation and padding at the block edges.
+    x, w, b, kwargs, _ = _layer(name, list(LAYERS).index(name), False)
+    want = dpu_ops_int64.conv2d(x, w, b, **kwargs)
+    row_bytes = x.shape[0] * want.shape[2] * want.shape[3] * 4
+    monkeypatch.setattr(dpu_ops, "DEPTHWISE_BLOCK_BYTES", rows * row_bytes * (2 if "bias shift" in name else 1))
+    kernel = dpu_ops.ConvKernel(w, b, **kwargs)
+    assert kernel.depthwise and want.shape[1] > rows
+    np.testing.assert_array_equal(kernel(x), want)
+
+
 def test_the_cases_reach_what_they_are_for():
     # The relu6 cap, both saturations and a floored bias are in the cases above, checked on the reference.
     x, w, b, kwargs, _ = _layer("depthwise s1 relu6 cap", 0, True)
