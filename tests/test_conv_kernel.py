@@ -20,6 +20,7 @@ LAYERS = {
     "depthwise s1 relu6 cap": (16, 16, 3, (1, 1), (1, 1, 1, 1), (1, 1), 16, "relu6", 5, 7, 9, 4, 9, "float32"),
     "depthwise s2 odd width": (8, 8, 3, (2, 2), (1, 1, 1, 1), (1, 1), 8, "none", 5, 6, 8, 5, 11, "float32"),
     "depthwise s2 asymmetric": (6, 6, 3, (2, 2), (0, 1, 1, 0), (1, 1), 6, "relu6", 5, 7, 8, 3, 10, "float32"),
+    "depthwise s2 pads after": (6, 6, 3, (2, 2), (0, 0, 1, 1), (1, 1), 6, "none", 5, 7, 8, 6, 10, "float32"),
     "depthwise 5x5 s3 dilated": (5, 5, 5, (2, 3), (2, 3, 1, 4), (1, 2), 5, "relu", 4, 6, 7, 4, 13, "float32"),
     "depthwise x2 shift_cut<0": (6, 12, 3, (1, 1), (1, 1, 1, 1), (1, 1), 6, "none", 3, 2, 2, 7, 8, "float32"),
     "depthwise leaky s2 dilated": (4, 4, 3, (2, 2), (2, 2, 2, 2), (2, 2), 4, "leaky", 5, 7, 6, 5, 9, "float32"),

@@ -267,9 +267,7 @@ class ConvKernel:
         if oh < 1 or ow < 1:
             raise ValueError(f"conv input {x.shape} is smaller than its kernel {self.w.shape[2:]} (with padding)")
         if self.depthwise:
-            xp = np.zeros((n, hp, wp, c), dtype=self.dtype)
-            xp[:, top : top + h, left : left + wd] = x
-            return self._depthwise(xp, oh, ow)
+            return self._depthwise(x, oh, ow)
         xp = _pad_nhwc(x, self.pads)  # int8: converted as the columns are copied
         m, k = n * oh * ow, kh * kw * cg
         cols = np.empty((n, oh, ow, k + 1), dtype=self.dtype)
@@ -289,22 +287,30 @@ class ConvKernel:
             out[..., g * og : (g + 1) * og] = res.reshape(n, oh, ow, og)
         return out
 
-    def _depthwise(self, xp: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    def _depthwise(self, x: np.ndarray, oh: int, ow: int) -> np.ndarray:
         """Tap by tap, in blocks of output rows (DEPTHWISE_BLOCK_BYTES each) so that the sums and the
-        products stay in cache between taps. numpy's loops run fastest over one long contiguous row: each
-        tap's inputs are taken from a copy of the columns of one phase (column index mod stride), where a
-        row of OW x C values is contiguous, and multiplied by the tap's weights repeated OW times (cached
-        per width). Every output's sum has the same terms in the same order whatever the blocks."""
+        products stay in cache between taps. numpy's loops run fastest over one long contiguous row: the
+        padded input is laid out as one array per phase (column index mod stride, so the columns one tap
+        reads are adjacent), converted and padded in the same copy, and each tap's weights are repeated
+        OW times (cached per width). Every output's sum has the same terms in the same order whatever
+        the blocks."""
         if self.mult > 1:
-            xp = np.repeat(xp, self.mult, axis=3)
-        n, o = xp.shape[0], xp.shape[3]
+            x = np.repeat(x, self.mult, axis=3)
+        n, h, wd, o = x.shape
         _o, _cg, kh, kw = self.w.shape
-        (sh, sw), (dh, dw) = self.stride, self.dilation
+        (sh, sw), (dh, dw), (top, left, bottom, right) = self.stride, self.dilation, self.pads
+        hp, wp = h + top + bottom, wd + left + right
+        phases = []
+        for p in range(sw):  # padded column p + sw * k is input column p + sw * k - left
+            phase = np.zeros((n, hp, -(-(wp - p) // sw), o), dtype=self.dtype)
+            k0, k1 = max(0, -(-(left - p) // sw)), min(phase.shape[2], -(-(left + wd - p) // sw))
+            if k1 > k0:
+                phase[:, top : top + h, k0:k1] = x[:, :, p + sw * k0 - left :: sw][:, :, : k1 - k0]
+            phases.append(phase)
         if ow not in self._rows:
             wrow = np.ascontiguousarray(np.tile(self.wt[:, :, None, :], (1, 1, ow, 1)))
             self._rows[ow] = wrow, np.tile(self.c, ow).reshape(ow, o)
         wrow, crow = self._rows[ow]
-        phases = [xp] if sw == 1 else [np.ascontiguousarray(xp[:, :, p::sw]) for p in range(sw)]
         acc = np.empty((n, oh, ow, o), dtype=self.dtype)
         block = max(1, DEPTHWISE_BLOCK_BYTES // (n * ow * o * acc.itemsize))
         tmp = np.empty((n, min(block, oh), ow, o), dtype=self.dtype)
