@@ -69,8 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fast-emulator",
         action="store_true",
-        help="emulate backend: ONNX Runtime's QDQ path with the DPU's rounding (faster; the same integers but for "
-        "what ONNX Runtime does not model, docs/quantization.md)",
+        help="emulate backend: ONNX Runtime's QDQ path with the DPU's rounding (the same integers but for what ONNX "
+        "Runtime does not model, docs/quantization.md; not always faster, docs/runtime.md)",
     )
     p.add_argument(
         "--min-confidence",
