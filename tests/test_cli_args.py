@@ -514,3 +514,46 @@ def test_every_argument_says_what_it_is():
         if not action.help and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
     ]
     assert silent == []
+
+
+_SIGNAL_WHILE_THE_PARSER_IS_BUILT = """
+import os, signal, sys, time
+from dpupose import cli
+real = cli.build_parser
+def build_parser():  # the signal comes while the commands' modules are imported, as Ctrl-C at start does
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(10)
+    return real()
+cli.build_parser = build_parser
+sys.exit(cli.main(["dpu", "list"]))
+"""
+
+
+@pytest.mark.parametrize(("signum", "rc", "line"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_while_the_commands_load_is_one_line(signum, rc, line):
+    """Ctrl-C or SIGTERM in a command's first few hundred milliseconds, while the parser imports every command's
+    module, ended in a KeyboardInterrupt traceback (SIGINT) or a death by the signal with no word (SIGTERM)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_WHILE_THE_PARSER_IS_BUILT, signum],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, not ignored
+    )
+    assert (proc.returncode, proc.stderr) == (rc, f"dpupose: {line}\n")
+
+
+_CTRL_C_WHILE_THE_CLI_IS_IMPORTED = """
+import runpy, sys
+class Interrupting:  # Ctrl-C while `python -m dpupose` imports dpupose.cli
+    def find_spec(self, name, path=None, target=None):
+        if name == "dpupose.cli":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupting())
+runpy.run_module("dpupose", run_name="__main__")
+"""
+
+
+def test_ctrl_c_while_python_m_dpupose_starts_is_one_line():
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_THE_CLI_IS_IMPORTED], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (130, "dpupose: interrupted\n")

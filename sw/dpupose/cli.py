@@ -98,6 +98,23 @@ def one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM unwinds from the start: building the parser imports every command's module (a few hundred ms),
+    # and Ctrl-C or `kill` then is as likely as later; either ends on its one line, not a traceback.
+    previous = _raise_on_sigterm()
+    try:
+        return _main(argv)
+    except Terminated:
+        print("dpupose: terminated", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("dpupose: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -110,19 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A group without its subcommand (e.g. `dpupose dpu`) prints that group's help.
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
-    previous = _raise_on_sigterm()
     _lenient_stdout()
     try:
         return int(func(args) or 0)
     except DpuposeError as exc:
         print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("dpupose: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("dpupose: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 141
     except ModuleNotFoundError as exc:
@@ -149,9 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def quiet_libraries(verbose: bool = False) -> None:
