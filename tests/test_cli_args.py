@@ -557,3 +557,22 @@ runpy.run_module("dpupose", run_name="__main__")
 def test_ctrl_c_while_python_m_dpupose_starts_is_one_line():
     proc = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_THE_CLI_IS_IMPORTED], capture_output=True, text=True)
     assert (proc.returncode, proc.stderr) == (130, "dpupose: interrupted\n")
+
+
+def test_ctrl_c_while_torch_loads_prints_only_the_interrupted_line():
+    """Ctrl-C or SIGTERM while a command imported torch (a second or two) left torch's loggers without their
+    level: its exit hook printed 'INFO torch._subclasses.fake_tensor: FakeTensor cache stats:' and two more
+    lines under `dpupose: interrupted`."""
+    code = """
+import logging, sys
+import dpupose.commands.dpu as dpu
+def run(args):  # what an interrupted `import torch` leaves: its exit hook logging at INFO, no level set yet
+    assert "torch" not in sys.modules
+    logging.getLogger("torch._subclasses.fake_tensor").info("FakeTensor cache stats:")
+    raise KeyboardInterrupt
+dpu.cmd_list = run
+from dpupose import cli
+sys.exit(cli.main(["dpu", "list"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (130, "dpupose: interrupted\n")

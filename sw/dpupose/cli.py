@@ -163,9 +163,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def quiet_libraries(verbose: bool = False) -> None:
     """Keep the libraries' own progress notes ('generated new fontManager', Matplotlib's first run) out of a
-    command's output, which the root logger at INFO would show among the command's own; --verbose shows them."""
+    command's output, which the root logger at INFO would show among the command's own; --verbose shows them.
+    torch sets its loggers to WARNING itself once imported (TORCH_LOGS changes that), but a Ctrl-C or SIGTERM
+    while it is being imported left them at INFO, and its exit hook then printed its 'FakeTensor cache stats'
+    in three lines after `dpupose: interrupted`; WARNING from the start is what torch sets anyway."""
     if not verbose:
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
+        logging.getLogger("torch").setLevel(logging.WARNING)
 
 
 def _peer_lost(exc: RuntimeError) -> bool:
