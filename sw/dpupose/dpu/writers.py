@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import ExitStack
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from dpupose.dpu.board import Board
@@ -85,7 +88,7 @@ def write_generated_set(texts: dict[Path, str]) -> dict[Path, bool]:
             changed[path] = path.read_text() != text
         except (FileNotFoundError, UnicodeDecodeError):
             changed[path] = True
-    with ExitStack() as stack:
+    with ExitStack() as deferred, ExitStack() as stack:
         written = []
         for path, text in texts.items():
             if changed[path]:
@@ -96,7 +99,28 @@ def write_generated_set(texts: dict[Path, str]) -> dict[Path, bool]:
         # sync that fails, as NFS reports a full disk, must not come after another file is in place.
         for tmp, path in written:
             sync_file(tmp, path)
+        deferred.enter_context(_signals_deferred())  # closes after `stack`: after the last rename
     return changed
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back for the block, then deliver the first that came to the handler there was:
+    one arriving between two renames of a set would leave one file of the new set beside the earlier set's
+    others. Only the main thread can set handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _frame: noted.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def dpu_conf_vh(cfg: DpuConfig) -> str:
