@@ -559,6 +559,43 @@ def test_ctrl_c_while_python_m_dpupose_starts_is_one_line():
     assert (proc.returncode, proc.stderr) == (130, "dpupose: interrupted\n")
 
 
+_SIGNAL_WHILE_THE_CLI_IS_IMPORTED = """
+import os, runpy, signal, sys, time
+class Signalling:  # the signal comes while `python -m dpupose` imports dpupose.cli
+    def find_spec(self, name, path=None, target=None):
+        if name == "dpupose.cli":
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+            time.sleep(10)
+sys.meta_path.insert(0, Signalling())
+runpy.run_module("dpupose", run_name="__main__")
+"""
+
+_SIGNAL_AS_MAIN_STARTS = """
+import os, runpy, signal, sys, time
+from dpupose import cli
+def signalled():  # the signal comes as main() is entered, before it has set its handler
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(10)
+cli._raise_on_sigterm = signalled
+runpy.run_module("dpupose", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", [_SIGNAL_WHILE_THE_CLI_IS_IMPORTED, _SIGNAL_AS_MAIN_STARTS], ids=["import", "main"])
+@pytest.mark.parametrize(("signum", "rc", "line"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_while_python_m_dpupose_starts_is_one_line(script, signum, rc, line):
+    """SIGTERM while `python -m dpupose` imported dpupose.cli (60 ms or more) killed it with no word, and Ctrl-C
+    or SIGTERM as main() was entered, before its handler and its try, ended in a KeyboardInterrupt traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, signum],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, not ignored
+    )
+    assert (proc.returncode, proc.stderr) == (rc, f"dpupose: {line}\n")
+
+
 def test_ctrl_c_while_torch_loads_prints_only_the_interrupted_line():
     """Ctrl-C or SIGTERM while a command imported torch (a second or two) left torch's loggers without their
     level: its exit hook printed 'INFO torch._subclasses.fake_tensor: FakeTensor cache stats:' and two more

@@ -100,8 +100,9 @@ def one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM unwinds from the start: building the parser imports every command's module (a few hundred ms),
     # and Ctrl-C or `kill` then is as likely as later; either ends on its one line, not a traceback.
-    previous = _raise_on_sigterm()
+    previous = None
     try:
+        previous = _raise_on_sigterm()
         return _main(argv)
     except Terminated:
         print("dpupose: terminated", file=sys.stderr)
