@@ -259,8 +259,30 @@ def test_no_decodable_input_is_an_error(plan_dir: Path, tmp_path: Path, capsys) 
     out = tmp_path / "out"
     rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(out)])
     assert rc == 2
-    assert "none of the 2 input(s)" in capsys.readouterr().err
-    assert json.loads((out / "run.json").read_text())["skipped_inputs"] == 2  # the record is still written
+    captured = capsys.readouterr()
+    assert "none of the 2 input(s)" in captured.err
+    record = json.loads((out / "run.json").read_text())
+    assert record["skipped_inputs"] == 2  # the record is still written
+    # No annotated frame was written: no frames/ folder is left, listed in run.json or said on stdout.
+    assert record["outputs"] == ["keypoints.jsonl"] and sorted(p.name for p in out.iterdir()) == [
+        ".dpupose.lock",
+        "keypoints.jsonl",
+        "run.json",
+    ]
+    assert f"wrote {out / 'frames'}" not in captured.out and "wrote" in captured.out
+
+
+def test_a_frames_folder_of_an_earlier_run_stays_when_no_frame_is_written(plan_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "old.jpg").write_bytes(b"an earlier run's frame")
+    rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(out)])
+    assert rc == 2
+    assert (out / "frames" / "old.jpg").read_bytes() == b"an earlier run's frame"
+    assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl"]
 
 
 def test_a_video_without_frames_is_an_error_and_lists_no_video(plan_dir: Path, tmp_path: Path, capsys) -> None:

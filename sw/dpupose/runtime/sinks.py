@@ -86,6 +86,7 @@ class FolderSink(Sink):
 
     def __init__(self, folder: str | Path, by_frame_number: bool) -> None:
         self.folder = Path(folder)
+        self._made = not self.folder.exists()  # removed again by close() if no frame came
         self.folder.mkdir(parents=True, exist_ok=True)
         self.by_frame_number = by_frame_number
         self.count = 0
@@ -111,6 +112,16 @@ class FolderSink(Sink):
             tmp.unlink(missing_ok=True)
             raise
         self.count += 1
+
+    @property
+    def wrote(self) -> bool:  # type: ignore[override]
+        """Whether a frame was written: a run whose every input was skipped writes none."""
+        return self.count > 0
+
+    def close(self) -> None:
+        if self._made and not self.count:  # the empty folder this sink made (rmdir: empty ones only)
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
 
 
 class VideoSink(Sink):
