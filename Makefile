@@ -111,8 +111,9 @@ COMPARE_ARGS ?=
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
 compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (BOARD=, COMPARE_ARGS=--sweep)
 	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,BOARD).png' $(COMPARE_ARGS)
-	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --sweep --json > 'build/compare/$(call esc,BOARD)-sweep.json.tmp'
-	mv 'build/compare/$(call esc,BOARD)-sweep.json.tmp' 'build/compare/$(call esc,BOARD)-sweep.json'
+	tmp='build/compare/$(call esc,BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
+	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --sweep --json > "$$tmp" && \
+	mv -- "$$tmp" 'build/compare/$(call esc,BOARD)-sweep.json'
 
 QUANT_OUT ?= build/quantized/model
 quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir] -> build/quantized/model

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 RECORDER = """#!{python}
-import json, os, sys
+import json, os, signal, sys
 with open(os.environ["DPUPOSE_CALLS"], "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
+fail = os.environ.get("DPUPOSE_SWEEP_FAILS")
+if fail and "--sweep" in sys.argv:  # half its JSON on stdout, then an error or a Ctrl-C
+    print('{{"rows": [', flush=True)
+    if fail == "sigint":
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.killpg(0, signal.SIGINT)  # as the terminal does: to make, its shell and this process
+    sys.exit(1)
 """
 
 
-def make(tmp_path: Path, *assignments: str) -> list[list[str]]:
+def make(tmp_path: Path, *assignments: str, env: dict[str, str] | None = None, rc: int = 0) -> list[list[str]]:
     """Run `make ASSIGNMENTS...` with dpupose recorded; returns its command lines (after `dpupose`)."""
     for name in ("pyproject.toml", "constraints.txt"):  # the stamp's prerequisites, older than the stamp
         (tmp_path / name).touch()
@@ -34,9 +42,11 @@ def make(tmp_path: Path, *assignments: str) -> list[list[str]]:
     calls = tmp_path / "calls.jsonl"
     calls.write_text("")
     argv = ["make", "-s", "-f", str(ROOT / "Makefile"), f"STAMP={tmp_path / 'stamp'}", f"DPUPOSE={recorder}"]
-    env = {**os.environ, "DPUPOSE_CALLS": str(calls)}
-    proc = subprocess.run([*argv, *assignments], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    env = {**os.environ, **(env or {}), "DPUPOSE_CALLS": str(calls)}
+    proc = subprocess.run(
+        [*argv, *assignments], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, start_new_session=True
+    )
+    assert proc.returncode == rc, proc.stderr
     return [json.loads(line) for line in calls.read_text().splitlines()]
 
 
@@ -60,6 +70,17 @@ def test_compare_takes_a_model_with_spaces_and_does_not_make_it(tmp_path):
     calls = make(tmp_path, "compare", "MODEL=my models/dpu part.onnx")
     assert [c[:5] for c in calls] == [["dpu", "compare", "--board", "ultra96v2", "--model"]] * 2
     assert [c[5] for c in calls] == ["my models/dpu part.onnx"] * 2
+
+
+@pytest.mark.parametrize(("fail", "rc"), [("exit", 2), ("sigint", -signal.SIGINT)])
+def test_compare_failed_or_interrupted_in_its_sweep_leaves_no_part_file(tmp_path, fail, rc):
+    folder = tmp_path / "build" / "compare"
+    folder.mkdir(parents=True)
+    (folder / "ultra96v2-sweep.json").write_text('{"an earlier": "sweep"}')
+    calls = make(tmp_path, "compare", "MODEL=m.onnx", env={"DPUPOSE_SWEEP_FAILS": fail}, rc=rc)
+    assert "--sweep" in calls[-1]  # it did fail in the sweep
+    assert sorted(os.listdir(folder)) == ["ultra96v2-sweep.json"]  # no .tmp left beside it
+    assert (folder / "ultra96v2-sweep.json").read_text() == '{"an earlier": "sweep"}'
 
 
 def test_run_sdcard_and_deploy_pass_paths_with_spaces_as_one_argument(tmp_path):
