@@ -223,6 +223,37 @@ def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monke
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii"))
 
 
+def test_a_bench_into_a_work_folder_in_use_is_refused_before_any_quantization(tmp_path, monkeypatch):
+    """Its --work was locked only once its inputs were resolved: a second bench quantized (minutes) first."""
+    from dpupose.eval import prepare
+    from dpupose.fsio import lock_folder
+
+    def no_quantize(*args, **kwargs):
+        raise AssertionError("quantized before --work was locked")
+
+    monkeypatch.setattr(prepare, "quantized", no_quantize)
+    (tmp_path / "model.pt").write_bytes(b"a checkpoint")
+    work = tmp_path / "work"
+    work.mkdir()
+    refused = pytest.raises(UsageError, match=r"--work .*work is in use by another `dpupose bench` \(process ")
+    with lock_folder(work, "dpupose bench", "--work"), refused:
+        run_bench(BenchOptions(checkpoint=tmp_path / "model.pt", work=work))
+
+
+def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch, capsys):
+    from dpupose import demo
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--checkpoint", "missing.pt", "--work", "runs/work"]) == 2
+    assert "no model to benchmark" in capsys.readouterr().err
+    assert demo.main(["--model", "missing.pt", "--out", "runs/demo"]) == 2
+    assert "--model missing.pt does not exist" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []  # nor runs/, which they made
+    (tmp_path / "demo").mkdir()  # a folder that was there stays
+    assert demo.main(["--model", "missing.pt", "--out", "demo"]) == 2
+    assert os.listdir(tmp_path / "demo") == [".dpupose.lock"]
+
+
 def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):
     rc = main(["bench", "--checkpoint", str(tmp_path / "missing.pt")])
     assert rc == 2

@@ -483,3 +483,35 @@ def test_a_cache_entry_made_while_another_process_waits_is_made_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(entry), str(i)]) for i in range(2)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     assert len(list(entry.iterdir())) == 1
+
+
+def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
+    """bench and demo make and lock their folder before any work; one refused later (or interrupted) before it
+    wrote anything left that new, empty folder with its .dpupose.lock (and the parents it had made)."""
+    from dpupose.errors import UsageError
+    from dpupose.fsio import lock_folder, lock_output_folder
+
+    new = tmp_path / "a" / "b" / "work"
+    for exc in (UsageError("refused"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)), lock_output_folder(new, "dpupose bench", "--work"):
+            assert sorted(os.listdir(new)) == [".dpupose.lock"]  # held before the work
+            raise exc
+        assert os.listdir(tmp_path) == []  # a/ and a/b/ were made by it too
+    # A folder that was there stays, and so does one the run wrote into.
+    (tmp_path / "old").mkdir()
+    with pytest.raises(UsageError), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
+        raise UsageError("refused")
+    assert os.listdir(tmp_path / "old") == [".dpupose.lock"]
+    with pytest.raises(UsageError), lock_output_folder(new, "dpupose bench", "--work"):
+        (new / "plan.json").write_text("{}")
+        raise UsageError("refused after writing")
+    assert sorted(os.listdir(new)) == [".dpupose.lock", "plan.json"]
+    # A run refused by another's lock takes nothing of the other's away.
+    shutil.rmtree(tmp_path / "a")
+    with lock_output_folder(new, "python -m dpupose.demo"):
+        with pytest.raises(UsageError, match="in use by another"), lock_folder(new, "python -m dpupose.demo"):
+            pass
+        with pytest.raises(UsageError, match="in use by another"), lock_output_folder(new, "python -m dpupose.demo"):
+            pass
+        assert os.listdir(new) == [".dpupose.lock"]
+    assert os.listdir(new) == [".dpupose.lock"]  # a run that ended well keeps its folder

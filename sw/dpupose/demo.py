@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
-from dpupose.fsio import lock_folder, write_json
+from dpupose.fsio import lock_output_folder, write_json
 
 DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
@@ -158,10 +158,9 @@ def shipped_plan(model: Path) -> Path | None:
 
 def run(args: argparse.Namespace) -> None:
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     # A second demo into this folder (two `make demo`s) would mix its images, report and demo.json with this
-    # one's: it is refused, naming this one.
-    with lock_folder(out, "python -m dpupose.demo"):
+    # one's: it is refused, naming this one. A demo refused later leaves no --out it made.
+    with lock_output_folder(out, "python -m dpupose.demo"):
         _run(args, out)
 
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -393,6 +393,39 @@ def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iter
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def lock_output_folder(folder: str | Path, command: str, option: str = "--out") -> Iterator[None]:
+    """Make `folder` (and its missing parents) and hold lock_folder on it for the block, before any work: a
+    second `command` is refused before either spends minutes. A run refused later (an error or Ctrl-C in the
+    block) that made the folder and wrote nothing into it leaves no trace: the folder, its lock file and the
+    parents this call made are removed, while the lock is still held (a second command's lock is never taken
+    away). A folder that was there, or holds anything else, stays as it is."""
+    folder = Path(folder)
+    made = []  # the folders this call makes, the innermost first
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p):
+            break
+        made.append(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    with lock_folder(folder, command, option):
+        try:
+            yield
+        except BaseException:
+            if made and _holds_only_lock(folder):
+                with suppress(OSError):
+                    (folder / ".dpupose.lock").unlink(missing_ok=True)
+                    for p in made:  # rmdir: an empty folder only (stops at one that holds anything)
+                        p.rmdir()
+            raise
+
+
+def _holds_only_lock(folder: Path) -> bool:
+    try:
+        return {entry.name for entry in os.scandir(folder)} <= {".dpupose.lock"}
+    except OSError:  # unreadable: kept as it is
+        return False
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import lock_folder
+from dpupose.fsio import lock_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -247,22 +247,29 @@ def run_bench(opts: BenchOptions) -> BenchResult:
         raise UsageError("MPII data needs --data-root DIR (images/ and annot/*.json or the official .mat)")
     if opts.data_root is not None and not Path(opts.data_root).is_dir():  # before any quantization
         raise DataError(f"--data-root {opts.data_root} is not a folder; give the data set's root folder")
+    if opts.plan is not None:  # before the lock makes --work (and its lock file) in the plan folder
+        _check_work_outside(opts.work, opts.plan)
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)  # ONNX Runtime's quantization tools warn about every folded constant
-    plan, qdir = resolve_inputs(opts)
-    if plan.root is not None:  # the variants would be written into (or above) the plan folder being read
-        src, work = plan.root.resolve(), opts.work.resolve()
-        if src == work or src in work.parents:
-            raise UsageError(
-                f"--work {opts.work} is the plan folder {plan.root} or inside it: bench writes its plan variants "
-                "there; pass another --work (default build/bench)"
-            )
-    opts.work.mkdir(parents=True, exist_ok=True)
     # Another bench with this --work would replace the plan variants this one measures (one plan's rows
-    # measured on the other's): it is refused, naming this one.
-    with lock_folder(opts.work, "dpupose bench", "--work"):
+    # measured on the other's): it is refused, naming this one, before either quantizes (minutes). A bench
+    # refused later leaves no --work it made.
+    with lock_output_folder(opts.work, "dpupose bench", "--work"):
+        plan, qdir = resolve_inputs(opts)
+        if plan.root is not None:
+            _check_work_outside(opts.work, plan.root)
         return _bench(opts, plan, qdir)
+
+
+def _check_work_outside(work: Path, plan_root: Path) -> None:
+    """The variants would be written into (or above) the plan folder being read."""
+    src, resolved = Path(plan_root).resolve(), work.resolve()
+    if src == resolved or src in resolved.parents:
+        raise UsageError(
+            f"--work {work} is the plan folder {plan_root} or inside it: bench writes its plan variants there; "
+            "pass another --work (default build/bench)"
+        )
 
 
 def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
