@@ -122,6 +122,38 @@ def test_empty_and_missing_roots(tmp_path):
         load_split(tmp_path / "nope", "train")
 
 
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("images", "file", r"/images is a file, not a folder: it must be the folder holding the annotated images"),
+        ("annot", "file", r"/annot is a file, not a folder: it must be the folder holding train\.json"),
+        ("annot/valid.json", "folder", r"/valid\.json is a folder, not a file: it must be the valid split's JSON"),
+        ("annot/valid.json", "link", r"/valid\.json is a link to nothing, not a file"),
+        ("images", "fifo", r"/images is neither a file nor a folder \(a device, a FIFO or a socket\), not a folder"),
+        (MAT_NAME, "folder", rf"/{MAT_NAME} is a folder, not a file: it must be the official MPII \.mat"),
+    ],
+)
+def test_a_root_entry_of_the_wrong_kind_is_named_as_such(tmp_path, name, make, message):
+    """images/ as a file was reported as every image missing, annot/valid.json as a folder as a root that 'has
+    neither annot/valid.json nor' the .mat (for `data check`, a split that is fine to lack)."""
+    import os
+    import shutil
+
+    root = tmp_path / "root"
+    for split in ("train", "valid"):
+        write_mpii_json(root, [person()], split)
+    (root / "images").mkdir()
+    path = root / name
+    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    makers = {"file": path.touch, "folder": path.mkdir, "fifo": lambda: os.mkfifo(path)}
+    makers.get(make, lambda: path.symlink_to(tmp_path / "nothing"))()
+    split = "valid" if "valid" in name else "train"
+    with pytest.raises(DataError, match=message) as info:
+        load_split(root, split)
+    assert type(info.value) is DataError  # not EmptySplitError, which `data check` takes for a split not given
+    assert str(info.value).endswith("move it away or replace it (check --data-root)")
+
+
 def test_an_empty_synthetic_root_is_answered_with_a_command_that_pastes_as_it_is(tmp_path):
     from dpupose.data.sources import load_data
 

@@ -15,6 +15,7 @@ synthetic.json) is 0-based with true centres already and is read as it is.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,18 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
         raise DataError(f"data root {root} {what}; give the folder holding images/ and annot/")
     json_path = root / "annot" / SPLIT_FILES[split]
     mat_path = root / MAT_NAME
+    # Each is there but of the wrong kind: said as such, not as images "missing" or no annotations found.
+    for path, folder, what in (
+        (root / "images", True, "the folder holding the annotated images"),
+        (root / "annot", True, "the folder holding train.json and valid.json"),
+        (json_path, False, f"the {split} split's JSON annotation file"),
+        (mat_path, False, "the official MPII .mat annotation file"),
+    ):
+        if os.path.lexists(path) and not (path.is_dir() if folder else path.is_file()):
+            raise DataError(
+                f"{path} is {_kind(path)}, not a {'folder' if folder else 'file'}: it must be {what}; "
+                f"move it away or replace it (check --data-root)"
+            )
     people = read_mat(mat_path) if mat_path.is_file() else None
     if json_path.is_file():
         records = load_json_records(json_path)
@@ -198,6 +211,16 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     for rec in records:
         rec.resolve_head_size()
     return records
+
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "a folder"
+    if path.is_file():
+        return "a file"
+    if not path.exists():
+        return "a link to nothing"
+    return "neither a file nor a folder (a device, a FIFO or a socket)"
 
 
 def describe_head_sizes(records: list[PoseRecord]) -> str:
