@@ -348,8 +348,8 @@ def test_an_out_that_is_a_device_is_refused_without_reading_it(tmp_path, device)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, preexec_fn=limit, env=env)
     assert (proc.returncode, proc.stderr) == (
         2,
-        f"dpupose: error: --out {device} exists and is not an earlier `dpupose bench` result; choose another --out "
-        "(or move the file)\n",
+        f"dpupose bench: error: argument --out: {device} is a device, not a file, and the output would take its "
+        "place; give a file name (see `dpupose bench --help`)\n",
     )
 
 

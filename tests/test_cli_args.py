@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -169,6 +170,33 @@ def test_output_of_the_wrong_kind_is_refused_and_nothing_is_touched(paths, capsy
     assert f"argument {option}: " in err and message in err
     after = sorted((p.relative_to(paths), p.read_text() if p.is_file() else None) for p in paths.rglob("*"))
     assert after == before
+
+
+FILE_OPTIONS = [
+    (f"bench --plan {PLAN} --out {{path}}", "--out"),
+    ("deploy-check build/none --json {path}", "--json"),
+    (f"export --checkpoint {CKPT} --out {{path}} --force", "--out"),
+    ("zoo export mobilenet_v2 --out {path}", "--out"),
+    ("dpu compare --model x.onnx --plot {path}", "--plot"),
+    ("sdcard stage x.img --overlay o --model m --out {path}", "--out"),
+]
+
+
+@pytest.mark.parametrize(("line", "option"), FILE_OPTIONS, ids=[" ".join(c[0].split()[:2]) for c in FILE_OPTIONS])
+def test_an_output_file_that_is_a_device_or_a_fifo_is_refused_as_such(tmp_path, capsys, line, option):
+    """bench --out /dev/null was refused as 'not an earlier `dpupose bench` result; choose another --out (or move
+    the file)', and the options without that check wrote a file and renamed it over the FIFO (as root, over
+    /dev/null): each is refused as the command line is read, for what it is."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    given = [(str(fifo), "a FIFO")]
+    if line.startswith(("bench", "deploy-check")):  # these two refused /dev/null before: a regression is safe
+        given.append(("/dev/null", "a device"))  # (the others, run as root, would replace /dev/null by a file)
+    for path, kind in given:
+        err = refused(line.format(path=path).split(), capsys)
+        assert f"argument {option}: {path} is {kind}, not a file, and the output would take its place; give a " in err
+        assert "move the file" not in err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and os.listdir(tmp_path) == ["pipe"]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,15 +95,27 @@ def _refused(text: str, exc: OSError) -> argparse.ArgumentTypeError:
 
 
 def output_file(text: str) -> Path:
-    """A file to write: not an existing folder, and not under a file."""
+    """A file to write: not an existing folder or other non-regular file (a device, a FIFO: the output
+    would be renamed into its place, `/dev/null` as root replaced by a file), and not under a file."""
     path = Path(text)
     try:
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+        if path.exists() and not path.is_file():
+            raise argparse.ArgumentTypeError(
+                f"{text} is {_special_kind(path)}, not a file, and the output would take its place; give a file name"
+            )
         _check_parents(path)
     except OSError as exc:
         raise _refused(text, exc) from None
     return path
+
+
+def _special_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def output_dir(text: str) -> Path:
