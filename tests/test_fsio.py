@@ -515,3 +515,22 @@ def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
             pass
         assert os.listdir(new) == [".dpupose.lock"]
     assert os.listdir(new) == [".dpupose.lock"]  # a run that ended well keeps its folder
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_an_atomic_write_never_takes_the_place_of_a_fifo_or_a_folder(tmp_path, kind):
+    from dpupose.errors import UsageError
+    from dpupose.fsio import atomic_path
+
+    target = tmp_path / "out.json"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+        (target / "keep").write_text("mine")
+    what = "a FIFO" if kind == "fifo" else "a folder"
+    with pytest.raises(UsageError, match=f"out.json is {what}, not a file, and the output would take its place"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{}")  # not reached: refused before the work
+    assert stat.S_ISFIFO(os.lstat(target).st_mode) if kind == "fifo" else (target / "keep").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +188,13 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     path = Path(path)
     if path.is_symlink():  # renamed over, the link became a file and the linked file stayed as it was
         path = Path(os.path.realpath(path))
+    if os.path.lexists(path) and not path.is_file():
+        # A folder would refuse the rename only after the work; a device or FIFO (an output option given
+        # /dev/null, a named pipe) would be replaced by a regular file, /dev/null included when run as root.
+        from dpupose.errors import UsageError
+
+        what = "a folder" if path.is_dir() else special_kind(path)
+        raise UsageError(f"{path} is {what}, not a file, and the output would take its place; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path, suffix)
     try:
@@ -206,6 +214,14 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         _WRITING.discard(str(Path(tmp)))
+
+
+def special_kind(path: str | Path) -> str:
+    """What an existing path that is no regular file or folder is, as a phrase ('a device', 'a FIFO', ...)."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def check_can_create(path: str | Path) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import stat
 from collections.abc import Callable
 from pathlib import Path
+
+from dpupose.fsio import special_kind
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -103,19 +104,12 @@ def output_file(text: str) -> Path:
             raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
         if path.exists() and not path.is_file():
             raise argparse.ArgumentTypeError(
-                f"{text} is {_special_kind(path)}, not a file, and the output would take its place; give a file name"
+                f"{text} is {special_kind(path)}, not a file, and the output would take its place; give a file name"
             )
         _check_parents(path)
     except OSError as exc:
         raise _refused(text, exc) from None
     return path
-
-
-def _special_kind(path: Path) -> str:
-    mode = path.stat().st_mode
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def output_dir(text: str) -> Path:
