@@ -127,3 +127,21 @@ def test_an_output_folder_the_file_system_refuses_is_one_line(capsys, small_fs):
     assert capsys.readouterr().err == (
         f"demo: error: {read_only / 'demo'} is on a read-only file system: write elsewhere, or remount it read-write\n"
     )
+
+
+@pytest.mark.parametrize(("signum", "rc", "said"), [(2, 130, "demo: interrupted"), (15, 143, "demo: terminated")])
+def test_the_demo_stops_on_ctrl_c_or_sigterm_with_one_line(monkeypatch, capsys, tmp_path, signum, rc, said):
+    import os
+    import signal
+
+    from dpupose import demo
+
+    def interrupted(args):
+        os.kill(os.getpid(), signum)  # as the user's Ctrl-C or a `kill` while the demo works
+        raise AssertionError("not reached: the signal unwinds the run")
+
+    monkeypatch.setattr(demo, "run", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    assert demo.main(["--out", str(tmp_path / "demo")]) == rc
+    assert capsys.readouterr().err.strip().splitlines()[-1] == said
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -529,8 +529,21 @@ def test_an_atomic_write_never_takes_the_place_of_a_fifo_or_a_folder(tmp_path, k
         target.mkdir()
         (target / "keep").write_text("mine")
     what = "a FIFO" if kind == "fifo" else "a folder"
-    with pytest.raises(UsageError, match=f"out.json is {what}, not a file, and the output would take its place"):
-        with atomic_path(target) as tmp:
-            tmp.write_text("{}")  # not reached: refused before the work
+    said = f"out.json is {what}, not a file, and the output would take its place"
+    with pytest.raises(UsageError, match=said), atomic_path(target) as tmp:
+        tmp.write_text("{}")  # not reached: refused before the work
     assert stat.S_ISFIFO(os.lstat(target).st_mode) if kind == "fifo" else (target / "keep").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left
+
+
+def test_signals_held_back_over_a_set_are_delivered_after_it():
+    import signal as sig
+
+    from dpupose.fsio import signals_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), signals_deferred():
+        os.kill(os.getpid(), sig.SIGINT)  # Ctrl-C between two writes of the set
+        done.append("second write")
+    assert done == ["second write"]
+    assert sig.getsignal(sig.SIGINT) is sig.default_int_handler

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
-from dpupose.fsio import lock_output_folder, write_json
+from dpupose.fsio import lock_output_folder, signals_deferred, write_json
 
 DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (12)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import os_error_line, quiet_libraries
-    from dpupose.errors import DpuposeError
+    from dpupose.cli import _raise_on_sigterm, os_error_line, quiet_libraries
+    from dpupose.errors import DpuposeError, Terminated
 
     quiet_libraries()
-
+    previous = _raise_on_sigterm()  # SIGTERM unwinds as Ctrl-C does: temporaries removed, the lock released
     try:
         run(args)
     except DpuposeError as exc:
@@ -52,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only folder: one line, as from `dpupose`
         print(f"demo: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("demo: terminated", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -221,9 +231,10 @@ def _run(args: argparse.Namespace, out: Path) -> None:
         "configurations": per_config,
         "seconds": timings,
     }
-    write_report(out, doc, plan, table)
     timings["total"] = round(time.perf_counter() - t0, 2)
-    write_json(out / "demo.json", doc)
+    with signals_deferred():  # the plots, report.md, report.html and demo.json of one run, not half of two
+        write_report(out, doc, plan, table)
+        write_json(out / "demo.json", doc)
     print(table)
     if note:
         print(f"\nnote: {note}")

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import AluParallel, DpuConfig
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.errors import ConfigError
-from dpupose.fsio import atomic_path, sync_file, write_text
+from dpupose.fsio import atomic_path, signals_deferred, sync_file, write_text
 
 GENERATOR = "dpupose.dpu.writers"
 KERNEL = "DPUCZDX8G"
@@ -99,28 +96,8 @@ def write_generated_set(texts: dict[Path, str]) -> dict[Path, bool]:
         # sync that fails, as NFS reports a full disk, must not come after another file is in place.
         for tmp, path in written:
             sync_file(tmp, path)
-        deferred.enter_context(_signals_deferred())  # closes after `stack`: after the last rename
+        deferred.enter_context(signals_deferred())  # closes after `stack`: after the last rename
     return changed
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back for the block, then deliver the first that came to the handler there was:
-    one arriving between two renames of a set would leave one file of the new set beside the earlier set's
-    others. Only the main thread can set handlers; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    noted: list[int] = []
-    signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, _frame: noted.append(signum)) for s in signums}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if noted:
-            signal.raise_signal(noted[0])
 
 
 def dpu_conf_vh(cfg: DpuConfig) -> str:
