@@ -140,6 +140,16 @@ def test_float32_is_used_exactly_up_to_its_24_bits(taps_each, path):
 def test_the_shipped_dpu_part_gives_every_integer_of_the_int64_implementation():
     runner = EmulatorRunner(MODEL_DIR / "split" / "dpu0.onnx")
     (info,) = runner.inputs
+    # docs/quantization.md: every layer of the shipped model fits float32 (its speed rests on that)
+    convs = [s for s in runner.program.steps if s.kind == "conv"]
+    kernels = [
+        dpu_ops.ConvKernel(
+            s.weight, s.bias, fp_in=s.fps_in[0], fp_w=s.fp_w, fp_b=s.fp_b, fp_out=s.fp_out, stride=s.attrs["stride"],
+            pads=s.attrs["pads"], dilation=s.attrs["dilation"], groups=s.attrs["groups"], act=s.act,
+        )
+        for s in convs
+    ]  # fmt: skip
+    assert convs and all(k.dtype is np.float32 for k in kernels)
     rng = np.random.default_rng(0)
     # random int8, and a smooth image-like input (large uniform areas, as in photographs)
     noise = rand_int8(rng, (1, *info.shape[1:]))
@@ -163,3 +173,18 @@ def test_shifts_beyond_the_normal_float_range_stay_in_int64(fp_out):
     assert abs(kernel.s) > dpu_ops.MAX_FLOAT_SHIFT
     assert kernel.dtype is None
     assert dpu_ops.ConvKernel(w, None, fp_in=2, fp_w=3, fp_b=None, fp_out=5).dtype is np.float32
+
+
+def test_inputs_and_weights_the_bound_does_not_cover_are_refused():
+    # The float path is exact only because |x| <= 128 (int8) and the bound is taken from integer weights:
+    # an int16 input (values up to 32767) would pass the float32 path unchecked and lose low bits, and float
+    # weights would be truncated into the bound. Both are refused instead of computed inexactly.
+    w = np.full((1, 2, 1, 1), 127, dtype=np.int8)
+    kernel = dpu_ops.ConvKernel(w, None, fp_in=0, fp_w=0, fp_b=None, fp_out=0)
+    assert kernel.dtype is np.float32
+    with pytest.raises(ValueError, match="conv input must be int8, not int16"):
+        kernel(np.full((1, 1, 1, 2), 30000, dtype=np.int16))
+    with pytest.raises(ValueError, match="must be integer arrays"):
+        dpu_ops.ConvKernel(w.astype(np.float32) / 2, None, fp_in=0, fp_w=0, fp_b=None, fp_out=0)
+    with pytest.raises(ValueError, match="must be integer arrays"):
+        dpu_ops.ConvKernel(w, np.array([0.5]), fp_in=0, fp_w=0, fp_b=0, fp_out=0)

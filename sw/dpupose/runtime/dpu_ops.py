@@ -188,6 +188,9 @@ class ConvKernel:
     ) -> None:
         if act not in ACTIVATIONS:
             raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+        if not np.issubdtype(w.dtype, np.integer) or (b is not None and not np.issubdtype(b.dtype, np.integer)):
+            bias = None if b is None else b.dtype
+            raise ValueError(f"conv weights and bias must be integer arrays, not {w.dtype} and {bias}")
         o, cg, kh, kw = w.shape
         if groups < 1 or o % groups:
             raise ValueError(f"conv shapes do not match: weights {w.shape}, groups {groups}")
@@ -236,6 +239,8 @@ class ConvKernel:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         o, cg, kh, kw = self.w.shape
+        if x.dtype != np.int8:  # the bound that makes the float arithmetic exact rests on |x| <= 128
+            raise ValueError(f"conv input must be int8, not {x.dtype}")
         if x.ndim != 4 or x.shape[3] != cg * self.groups:
             raise ValueError(f"conv shapes do not match: input {x.shape}, weights {self.w.shape}, groups {self.groups}")
         if self.dtype is None:
