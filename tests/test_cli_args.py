@@ -641,3 +641,24 @@ sys.exit(cli.main(["dpu", "list"]))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stderr) == (130, "dpupose: interrupted\n")
+
+
+_SIGTERM_AS_PYTHON_M_DPUPOSE_EXITS = """
+import atexit, os, runpy, signal, time
+from dpupose import cli
+cli.main = lambda: 0  # the command ran and returned
+def late():  # SIGTERM as the interpreter shuts down (an exit hook, a thread being joined)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+atexit.register(late)
+runpy.run_module("dpupose", run_name="__main__")
+"""
+
+
+def test_sigterm_after_python_m_dpupose_s_command_ended_is_not_swallowed():
+    """__main__'s SIGTERM handler stayed set after main() returned: a SIGTERM in the interpreter's shutdown
+    raised Terminated in an exit hook, printed as an 'ignored' traceback, and the process exited 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_AS_PYTHON_M_DPUPOSE_EXITS], capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stderr) == (-signal.SIGTERM, "")

@@ -3,6 +3,7 @@
 import signal
 import sys
 
+previous = signal.getsignal(signal.SIGTERM)
 try:
     from dpupose.errors import Terminated  # a few milliseconds: no handler can raise it before it exists
 
@@ -18,5 +19,9 @@ except KeyboardInterrupt as exc:  # the command's first modules loading, or main
     terminated = type(exc).__name__ == "Terminated"
     print(f"dpupose: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
     code = 143 if terminated else 130
+finally:
+    # The command is over: a SIGTERM as the interpreter shuts down (an exit hook, a thread joined) ends it
+    # as before, not in a Terminated traceback 'ignored' with exit status 0.
+    signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 sys.exit(code)
