@@ -547,3 +547,14 @@ def test_signals_held_back_over_a_set_are_delivered_after_it():
         done.append("second write")
     assert done == ["second write"]
     assert sig.getsignal(sig.SIGINT) is sig.default_int_handler
+    # SIGTERM too: held back, then delivered to the handler there was, which is put back.
+    seen: list[int] = []
+    before = sig.signal(sig.SIGTERM, lambda signum, _frame: seen.append(signum))
+    try:
+        with signals_deferred():
+            os.kill(os.getpid(), sig.SIGTERM)
+            assert seen == []  # not yet: the set is still being written
+            done.append("third write")
+        assert seen == [sig.SIGTERM] and done[-1] == "third write"
+    finally:
+        sig.signal(sig.SIGTERM, before)

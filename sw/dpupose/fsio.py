@@ -236,7 +236,8 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     noted: list[int] = []
-    signums = (signal.SIGINT, signal.SIGTERM)
+    # A handler installed from C (getsignal: None) could not be put back from Python: that signal is left as it is.
+    signums = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
     previous = {s: signal.signal(s, lambda signum, _frame: noted.append(signum)) for s in signums}
     try:
         yield
