@@ -164,7 +164,7 @@ def test_a_closed_session_says_so(tmp_path):
     assert len(list(session.run(frames))) == 1
     session.close()
     session.close()
-    with pytest.raises(UsageError, match="this session is closed: load the model again"):
+    with pytest.raises(UsageError, match=r"this model is closed \(close\(\) was called\): load it again"):
         next(session.run(frames))
 
 

@@ -117,18 +117,18 @@ class PoseSession:
         return "no overlay given: fingerprints not compared"
 
     def runs_on(self, stage: str) -> str:
-        """Where a stage runs with this session's backend (see runs_on)."""
+        """Where a stage runs with the backend this model was loaded for (see runs_on)."""
         return runs_on(self.plan, self.backend, stage)
 
     def runs_file(self, name: str) -> str:
-        """The file subgraph `name` runs from with this session's backend (see runs_file)."""
+        """The file subgraph `name` runs from with the backend this model was loaded for (see runs_file)."""
         return runs_file(self.plan, self.backend, name)
 
     def run(self, source: str, max_frames: int | None = None, view: LiveView | None = None) -> Iterator[FrameResult]:
         """Each call is a run of its own: up to `max_frames` frames from the start of `source`, and `fps`
         measured over this run's frames only (`frames` counts the frames of every run)."""
         if self._closed:
-            raise UsageError("this session is closed: load the model again (a new PoseSession) to run it")
+            raise UsageError("this model is closed (close() was called): load it again (a new PoseSession) to run it")
         if max_frames is not None and max_frames < 1:
             raise UsageError(f"max_frames is {max_frames}: give at least 1, or None for every frame of the source")
         self.fps = FpsMeter()  # not a rate over the pause since an earlier run
