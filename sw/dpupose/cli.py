@@ -104,15 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         previous = _raise_on_sigterm()
         return _main(argv)
-    except Terminated:
-        print("dpupose: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("dpupose: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return stopped(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def stopped(exc: KeyboardInterrupt, prog: str = "dpupose") -> int:
+    """Say how a command was stopped, on its one line, and return its exit status: 143 for SIGTERM
+    (Terminated), 130 for Ctrl-C."""
+    terminated = isinstance(exc, Terminated)
+    print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def _main(argv: Sequence[str] | None) -> int:

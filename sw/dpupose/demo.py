@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (12)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import _raise_on_sigterm, os_error_line, quiet_libraries
-    from dpupose.errors import DpuposeError, Terminated
+    from dpupose.cli import _raise_on_sigterm, os_error_line, quiet_libraries, stopped
+    from dpupose.errors import DpuposeError
 
     quiet_libraries()
     previous = _raise_on_sigterm()  # SIGTERM unwinds as Ctrl-C does: temporaries removed, the lock released
@@ -53,12 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only folder: one line, as from `dpupose`
         print(f"demo: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("demo: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("demo: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+        return stopped(exc, "demo")
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
