@@ -141,6 +141,21 @@ def test_board_record_rejects_unknown_keys(tmp_path, monkeypatch):
         load_board("b")
 
 
+def assert_edited_board_refused(tmp_path, monkeypatch, line: str, value: str, message: str) -> None:
+    """The shipped Ultra96-V2 record with `value` appended to its line starting with `line`, loaded as board
+    "b" from a scratch hw/ folder, is refused with `message`."""
+    hw = tmp_path / "hw"
+    (hw / "dpu" / "configs").mkdir(parents=True)
+    (hw / "boards" / "b").mkdir(parents=True)
+    lines = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text().splitlines()
+    edited = [line + value if row.startswith(line) else row for row in lines]
+    assert edited != lines
+    (hw / "boards" / "b" / "board.toml").write_text("\n".join(edited) + "\n")
+    monkeypatch.setenv(HW_DIR_ENV, str(hw))
+    with pytest.raises(ConfigError, match=message):
+        load_board("b")
+
+
 @pytest.mark.parametrize(
     ("line", "value", "message"),
     [
@@ -154,16 +169,7 @@ def test_board_record_rejects_unknown_keys(tmp_path, monkeypatch):
     ],
 )
 def test_board_record_values_of_the_wrong_kind_are_named(tmp_path, monkeypatch, line, value, message):
-    hw = tmp_path / "hw"
-    (hw / "dpu" / "configs").mkdir(parents=True)
-    (hw / "boards" / "b").mkdir(parents=True)
-    lines = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text().splitlines()
-    edited = [line + value if row.startswith(line) else row for row in lines]
-    assert edited != lines
-    (hw / "boards" / "b" / "board.toml").write_text("\n".join(edited) + "\n")
-    monkeypatch.setenv(HW_DIR_ENV, str(hw))
-    with pytest.raises(ConfigError, match=message):
-        load_board("b")
+    assert_edited_board_refused(tmp_path, monkeypatch, line, value, message)
 
 
 @pytest.mark.parametrize(
@@ -189,16 +195,7 @@ def test_board_record_values_of_the_wrong_kind_are_named(tmp_path, monkeypatch, 
 def test_board_record_values_that_go_into_the_link_configuration_are_plain(tmp_path, monkeypatch, line, value, message):
     """impl_strategy, dpu_ports and softmax_port are lines of the v++ link configuration (prj_config): a line
     break in one adds a line of its own, here a Tcl hook Vivado would run or a fourth DPU core."""
-    hw = tmp_path / "hw"
-    (hw / "dpu" / "configs").mkdir(parents=True)
-    (hw / "boards" / "b").mkdir(parents=True)
-    lines = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text().splitlines()
-    edited = [line + value if row.startswith(line) else row for row in lines]
-    assert edited != lines
-    (hw / "boards" / "b" / "board.toml").write_text("\n".join(edited) + "\n")
-    monkeypatch.setenv(HW_DIR_ENV, str(hw))
-    with pytest.raises(ConfigError, match=message):
-        load_board("b")
+    assert_edited_board_refused(tmp_path, monkeypatch, line, value, message)
 
 
 def test_the_shipped_boards_load():
