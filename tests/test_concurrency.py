@@ -119,6 +119,15 @@ FAKE_QUANTIZE = textwrap.dedent(
 )
 
 
+def assert_made_once(results: list, target: Path, calls: Path) -> None:
+    """Both processes succeeded and were given the same folder (one inode), which the stand-in quantizer
+    made once (one line in `calls`)."""
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    assert results[0].stdout == results[1].stdout == f"{target} {os.stat(target).st_ino}\n"
+    assert len(calls.read_text().split()) == 1
+
+
 def test_two_evals_needing_one_quantization_cache_quantize_once(tmp_path):
     """`dpupose eval --engine int8-emulated` twice at once with the cache empty: one quantizes, the other
     waits for it and uses its folder."""
@@ -134,11 +143,7 @@ def test_two_evals_needing_one_quantization_cache_quantize_once(tmp_path):
         f"out = cached_quantization({str(ckpt)!r}, 'synthetic', None, cache=Path({str(cache)!r}))\n"
         "print(out, os.stat(out).st_ino)\n"
     )
-    results = run_two(tmp_path, target, code)
-    for r in results:
-        assert r.returncode == 0, r.stderr
-    assert results[0].stdout == results[1].stdout == f"{target} {os.stat(target).st_ino}\n"
-    assert len((cache / "calls").read_text().split()) == 1
+    assert_made_once(run_two(tmp_path, target, code), target, cache / "calls")
 
 
 def test_two_demos_needing_one_quantization_cache_quantize_once(tmp_path):
@@ -159,11 +164,7 @@ def test_two_demos_needing_one_quantization_cache_quantize_once(tmp_path):
         f"out = quantized(Path({str(ckpt)!r}), cache=Path({str(cache)!r}))\n"
         "print(out, os.stat(out).st_ino)\n"
     )
-    results = run_two(tmp_path, target, code)
-    for r in results:
-        assert r.returncode == 0, r.stderr
-    assert results[0].stdout == results[1].stdout == f"{target} {os.stat(target).st_ino}\n"
-    assert len((cache / "calls").read_text().split()) == 1
+    assert_made_once(run_two(tmp_path, target, code), target, cache / "calls")
 
 
 def test_a_second_demo_into_one_folder_is_refused_naming_the_first(tmp_path):
