@@ -557,17 +557,22 @@ sys.exit(cli.main(["dpu", "list"]))
 """
 
 
+def signalled(script: str, signum: str) -> subprocess.CompletedProcess:
+    """`script` run with SIGINT at its default (as at a terminal, not ignored); it signals itself with `signum`."""
+    return subprocess.run(
+        [sys.executable, "-c", script, signum],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 @pytest.mark.parametrize(("signum", "rc", "line"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
 def test_a_signal_while_the_commands_load_is_one_line(signum, rc, line):
     """Ctrl-C or SIGTERM in a command's first few hundred milliseconds, while the parser imports every command's
     module, ended in a KeyboardInterrupt traceback (SIGINT) or a death by the signal with no word (SIGTERM)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _SIGNAL_WHILE_THE_PARSER_IS_BUILT, signum],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, not ignored
-    )
+    proc = signalled(_SIGNAL_WHILE_THE_PARSER_IS_BUILT, signum)
     assert (proc.returncode, proc.stderr) == (rc, f"dpupose: {line}\n")
 
 
@@ -614,13 +619,7 @@ runpy.run_module("dpupose", run_name="__main__")
 def test_a_signal_while_python_m_dpupose_starts_is_one_line(script, signum, rc, line):
     """SIGTERM while `python -m dpupose` imported dpupose.cli (60 ms or more) killed it with no word, and Ctrl-C
     or SIGTERM as main() was entered, before its handler and its try, ended in a KeyboardInterrupt traceback."""
-    proc = subprocess.run(
-        [sys.executable, "-c", script, signum],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, not ignored
-    )
+    proc = signalled(script, signum)
     assert (proc.returncode, proc.stderr) == (rc, f"dpupose: {line}\n")
 
 
