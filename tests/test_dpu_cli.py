@@ -298,6 +298,28 @@ def test_estimate_unknown_op_is_refused_unless_allowed(capsys, tmp_path):
     assert rc == 0 and "predicted" in out and "warning" in err and "FancyNorm" in err
 
 
+def test_compare_unknown_op_is_refused_unless_allowed_as_its_message_says(capsys, tmp_path):
+    """The refusal says `re-run with --allow-unknown`: dpu compare (make compare MODEL=...) takes it too."""
+    import onnx
+    from dpu_onnx import custom_op
+
+    path = tmp_path / "custom.onnx"
+    onnx.save(custom_op(16, 8), str(path))
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(path), "--json")
+    assert rc == 2 and out == "" and "FancyNorm" in err and "--allow-unknown" in err
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(path), "--json", "--allow-unknown")
+    rows = json.loads(out)
+    assert rc == 0 and rows and all(r["unknown_ops"] == ["FancyNorm"] for r in rows)
+    assert "warning" in err and "FancyNorm" in err
+    # The unknown op is costed: the conv alone predicts more FPS on every configuration.
+    from dpu_onnx import conv
+
+    onnx.save(conv(16, 16, 8, 1, relu6=False), str(tmp_path / "conv.onnx"))
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(tmp_path / "conv.onnx"), "--json")
+    alone = {r["config"]: r["fps"] for r in json.loads(out)}
+    assert rc == 0 and "warning" not in err and all(r["fps"] < alone[r["config"]] for r in rows)
+
+
 def test_a_first_plot_shows_no_library_notes(pose_onnx, tmp_path):
     # Matplotlib's first run in a fresh cache logs "generated new fontManager" at INFO, which the command's
     # root logger at INFO would show among its own lines; --verbose lets it through.

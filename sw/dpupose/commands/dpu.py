@@ -53,6 +53,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--model", required=True, metavar="X.onnx", help="the ONNX model to predict FPS for")
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
+    s.add_argument("--allow-unknown", action="store_true", help="estimate ops the model does not know conservatively")
     s.add_argument(
         "--plot",
         type=output_file,
@@ -249,7 +250,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         plot_format(args.plot)  # before the comparison's work
     board = load_board(args.board)
-    rows = compare(args.model, board, sweep=args.sweep)
+    rows = compare(args.model, board, sweep=args.sweep, unknown="conservative" if args.allow_unknown else "error")
     if not rows:
         from dpupose.errors import ConfigError
 
@@ -263,6 +264,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{board.title} ({board.device}), model {args.model}; FPS {PREDICTED_NOTE}, single thread, DPU only.")
         print(f"Resources include {board.platform_overhead.lut:,.0f} LUT reserved for the platform; {ESTIMATED_NOTE}.")
         print(format_table(rows))
+    unknown = sorted({op for r in rows for op in r.unknown_ops})
+    if unknown:
+        print(
+            f"dpupose: warning: op(s) the model does not know, estimated conservatively: {', '.join(unknown)}",
+            file=sys.stderr,
+        )
     left_out = sorted({op for r in rows for op in r.not_estimated})
     if left_out:
         print(

@@ -52,6 +52,7 @@ class CompareRow:
     reasons: list[str] = field(default_factory=list)
     risks: list[str] = field(default_factory=list)
     not_estimated: list[str] = field(default_factory=list)  # op types left out of the FPS (not DPU ops)
+    unknown_ops: list[str] = field(default_factory=list)  # op types ONNX does not define, costed conservatively
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -118,6 +119,7 @@ def _row(
         reasons=fit.reasons,
         risks=fit.risks,
         not_estimated=sorted({op for _, op, _ in est.excluded}),
+        unknown_ops=sorted({op for _, op in est.unknown}),
     )
 
 
@@ -127,8 +129,10 @@ def compare(
     configs: list[DpuConfig] | None = None,
     sweep: bool = False,
     constants: PerfConstants | None = None,
+    unknown: str = "error",
 ) -> list[CompareRow]:
-    """One row per configuration (shipped first, then by DSP); resources include the platform overhead."""
+    """One row per configuration (shipped first, then by DSP); resources include the platform overhead. An op
+    ONNX does not define is refused (ModelFileError) unless unknown="conservative", as in perf.estimate."""
     b = board if isinstance(board, Board) else load_board(board)
     proto = load_model(model)
     consts = constants or load_constants()
@@ -142,7 +146,7 @@ def compare(
     for cfg, is_shipped in candidates:
         key = cfg.depth_to_space_on_dpu
         if key not in graphs:
-            graphs[key] = extract_layers(proto, cfg)
+            graphs[key] = extract_layers(proto, cfg, unknown=unknown)
         rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default))
     # Shipped configurations first, each group by DSP use (the cost axis of the plot).
     return sorted(rows, key=lambda r: (not r.shipped, r.dsp, r.config))
