@@ -544,6 +544,19 @@ def test_every_argument_says_what_it_is():
     assert silent == []
 
 
+def test_every_command_s_help_says_what_it_does():
+    """`dpupose hw status --help` (any command's own help) starts with what the command does, as its group's
+    --help lists it: exit statuses that scripts rely on (data check, dpu fit, hw status) are said there."""
+    from dpupose.cli import build_parser
+
+    parsers = dict(_parsers(build_parser()))
+    silent = [prog for prog, parser in parsers.items() if not parser.description]
+    assert silent == []
+    shown = {prog: " ".join(parser.format_help().split()) for prog, parser in parsers.items()}
+    assert "exit 1 if a published file is missing" in shown["dpupose hw status"]
+    assert "(exit 1 if not)" in shown["dpupose dpu fit"]
+
+
 _SIGNAL_WHILE_THE_PARSER_IS_BUILT = """
 import os, signal, sys, time
 from dpupose import cli

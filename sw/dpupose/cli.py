@@ -84,7 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"dpupose.commands.{name}")
         module.register(sub)
+    _describe_subcommands(parser)
     return parser
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Give each subcommand without a description its one-line help (as listed by its group's --help) as one:
+    `dpupose hw status --help` would otherwise leave out what the command does and what its exit statuses
+    mean, which only `dpupose hw --help` showed."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                line = helps.get(name)
+                if sub.description is None and line:
+                    sub.description = line[0].upper() + line[1:] + "."
+                _describe_subcommands(sub)
 
 
 def one_line(message: str) -> str:

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="hw_command", metavar="SUBCOMMAND")
 
     s = sub.add_parser(
-        "check", help="check everything that can be checked before the tool run (only the tools' version queries run)"
+        "check",
+        help="check everything that can be checked before the tool run (only the tools' version queries run; exit "
+        "1 if a build would stop)",
     )
     _common(s)
     s.add_argument("--json", action="store_true", help="print the findings as JSON")
