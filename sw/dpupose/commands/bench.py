@@ -24,8 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--plan", type=Path, help="plan folder from `dpupose split`")
     src.add_argument("--checkpoint", type=Path, help="checkpoint to quantize and split (default: the shipped model)")
-    p.add_argument("--quantized", type=Path, help="`dpupose quantize` folder (split here; also gives the CPU rows)")
-    p.add_argument("--config", help="DPU configuration for splitting (default: the Ultra96-V2 default)")
+    p.add_argument(
+        "--quantized",
+        type=Path,
+        help="`dpupose quantize` folder (split here; also gives the CPU rows): alone, or with --plan for its CPU "
+        "rows; not with --checkpoint",
+    )
+    p.add_argument(
+        "--config",
+        metavar="NAME|PATH",
+        help="DPU configuration for splitting: shipped name or .toml path (default: the Ultra96-V2's default, "
+        "which `dpupose dpu list` names); not with --plan, which is split already",
+    )
     p.add_argument(
         "--num-samples", type=positive_int, default=32, help="evaluation samples, the same for every row (default 32)"
     )
@@ -35,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", choices=("synthetic", "mpii"), default="synthetic", help="evaluation data (default synthetic)"
     )
-    p.add_argument("--data-root", type=Path, help="data set folder (required for mpii)")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        help="data set folder (mpii: required; synthetic: default a generated set cached under build/data/)",
+    )
     p.add_argument(
         "--emulator",
         choices=("exact", "fast"),
@@ -43,7 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="DPU emulator for the split rows' accuracy: exact integer arithmetic (the default), or ONNX Runtime's "
         "QDQ path",
     )
-    p.add_argument("--threads", type=thread_count, help="ONNX Runtime intra-op threads per subgraph")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        help="ONNX Runtime intra-op threads per subgraph (default: ONNX Runtime's, all cores)",
+    )
     p.add_argument(
         "--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (default build/bench)"
     )

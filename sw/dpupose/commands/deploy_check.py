@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare every layer's int8 output of the DPU emulator with torch, ONNX Runtime or board dumps",
         description=(
             "Run a DPU-subgraph QDQ file (or a `dpupose quantize` folder) through the bit-accurate emulator "
-            "and a second source, report each layer's difference in LSBs and the first layer that diverges."
+            "and a second source, report each layer's difference in LSBs and the first layer that diverges "
+            "(exit 1 if one does)."
         ),
     )
     p.add_argument("model", type=Path, help="QDQ ONNX of a DPU subgraph, or a `dpupose quantize` output folder")
@@ -26,13 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images (default synthetic)"
     )
-    p.add_argument("--data-root", type=Path, help="data set folder for --calib-data")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        help="data set folder for --calib-data (mpii: required; synthetic: default a generated set cached under "
+        "build/data/)",
+    )
     p.add_argument("--num", type=positive_int, default=2, help="number of input images (default 2)")
     p.add_argument(
         "--tolerance", type=nonnegative_int, default=0, help="LSBs a layer may differ before it counts (default 0)"
     )
     p.add_argument("--dump", type=output_dir, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)")
-    p.add_argument("--json", type=output_file, help="write the full report as JSON")
+    p.add_argument("--json", type=output_file, metavar="FILE", help="also write the full report as JSON to FILE")
     p.set_defaults(func=run)
 
 

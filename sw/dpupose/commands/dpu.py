@@ -33,13 +33,18 @@ def register(subparsers: Any) -> None:
     g.add_argument("--decode", metavar="0xWORD", help="decode a fingerprint into its fields")
     s.set_defaults(func=cmd_fingerprint)
 
-    s = sub.add_parser("fit", help="resources of a configuration and whether it fits a board")
+    s = sub.add_parser("fit", help="resources of a configuration and whether it fits a board (exit 1 if not)")
     s.add_argument("--config", required=True, metavar="NAME|PATH", help="shipped configuration name or .toml path")
     s.add_argument("--board", help="board record name (default: the configuration's board)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_fit)
 
-    s = sub.add_parser("estimate", help="predicted DPU latency/FPS of an ONNX model (FP32 or QDQ)")
+    s = sub.add_parser(
+        "estimate",
+        help="predicted DPU latency/FPS of an ONNX model (FP32 or QDQ)",
+        description="Predicted DPU latency and FPS of an ONNX model (FP32 or QDQ) on one configuration: a shipped "
+        "or .toml one (--config), or an ad-hoc one (--arch, with --freq-mhz and --cores); give one of the two.",
+    )
     s.add_argument("model", metavar="MODEL.onnx", help="the network to estimate (ONNX)")
     _config_args(s)
     s.add_argument("--per-layer", action="store_true", help="show every layer's compute/memory/overhead time")
@@ -48,7 +53,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("--ignore-fit", action="store_true", help="estimate even if the configuration does not fit")
     s.set_defaults(func=cmd_estimate)
 
-    s = sub.add_parser("compare", help="compare configurations on a board for one model (table, JSON, plot)")
+    s = sub.add_parser(
+        "compare", help="compare the board's shipped configurations (and with --sweep the grid) for one model"
+    )
     s.add_argument("--board", default="ultra96v2", help="board record name (default: ultra96v2)")
     s.add_argument("--model", required=True, metavar="X.onnx", help="the ONNX model to predict FPS for")
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
@@ -75,7 +82,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config_args(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--config", metavar="NAME|PATH", help="shipped configuration name or .toml path")
+    s.add_argument("--config", metavar="NAME|PATH", help="shipped configuration name or .toml path (or --arch)")
     s.add_argument("--arch", help="ad-hoc configuration: ARCH (B512 ... B4096), DPU-PYNQ defaults otherwise")
     s.add_argument("--freq-mhz", type=positive_int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)")
     s.add_argument("--cores", type=positive_int, default=None, help="with --arch: number of DPU cores (default 1)")

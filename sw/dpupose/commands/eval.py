@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="the model checkpoint (.pt) to evaluate")
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="the validation set")
-    p.add_argument("--data-root", help="MPII root, or a generated synthetic root")
-    p.add_argument("--num-samples", type=positive_int, help="evaluate the first N records only")
+    p.add_argument(
+        "--data-root",
+        help="MPII root (required for mpii), or a generated synthetic root (synthetic: default a generated set "
+        "cached under build/data/)",
+    )
+    p.add_argument("--num-samples", type=positive_int, help="evaluate the first N records only (default: all)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
     p.add_argument(
         "--engine",

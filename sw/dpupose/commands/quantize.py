@@ -21,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set (default synthetic)"
     )
-    p.add_argument("--data-root", type=Path, help="data set folder (mpii, or a generated synthetic set)")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        help="data set folder (mpii: required; synthetic: default a generated set cached under build/data/)",
+    )
     p.add_argument("--num-calib", type=positive_int, default=100, help="number of calibration samples (default 100)")
     p.add_argument("--out", type=output_dir, required=True, help="output folder (replaced only if an earlier result)")
     p.add_argument(

@@ -44,12 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="live camera: drop frames the pipeline cannot take in time (counted); implies --pipeline",
     )
-    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
-    p.add_argument("--threads", type=thread_count, metavar="N", help="ONNX Runtime threads per CPU subgraph")
+    p.add_argument(
+        "--max-frames", type=positive_int, metavar="N", help="stop after N frames (default: the whole source)"
+    )
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        metavar="N",
+        help="ONNX Runtime threads per CPU subgraph (default: ONNX Runtime's, all cores)",
+    )
     p.add_argument(
         "--overlay",
         metavar="DIR",
-        help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json",
+        help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json: vart programs it (default: "
+        "a dpu.bit in the plan folder); emulate and cpu only check its arch.json against the plan",
     )
     p.add_argument(
         "--dpu-jobs",

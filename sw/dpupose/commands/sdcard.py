@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify",
         help="compare a card (or file) with an image, byte by byte",
         description="Read the card (or file) back and compare it with the image over the image's size. For a "
-        "card that has not booted since it was written: PYNQ's first boot grows the root partition.",
+        "card that has not booted since it was written: PYNQ's first boot grows the root partition. Exit 1 if they "
+        "differ.",
     )
     p.add_argument("image", help="the image the card was written from: .img, .img.xz or .zip holding one .img")
     p.add_argument("--device", required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to compare")
@@ -71,8 +72,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "setup onto a PYNQ image without root. The image is copied first unless --in-place.",
     )
     p.add_argument("image", help="PYNQ image (.img; .img.xz and .zip are decompressed into the copy)")
-    p.add_argument("--overlay", required=True, help="folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json]")
-    p.add_argument("--model", required=True, help="compiled model folder (with its split plan plan.json)")
+    p.add_argument(
+        "--overlay",
+        required=True,
+        help="overlay folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json] (`make hw` writes build/hw/<config>)",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="split plan folder (`dpupose split --out`), with the compiled .xmodel for vart if there is one",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--out", type=output_file, help="the staged copy to write (default build/sdcard/<name>-dpupose.img)"
@@ -82,7 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     progress_flags(p)
     p.set_defaults(func=run_stage)
 
-    p = sub.add_parser("ls", help="list what is staged on an image and check every file's SHA-256")
+    p = sub.add_parser(
+        "ls",
+        help="list what is staged on an image and check every file's SHA-256 (exit 1 if nothing is staged or a "
+        "file changed)",
+    )
     p.add_argument("image", help="a raw .img")
     p.set_defaults(func=run_ls)
 

@@ -20,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("model", type=Path, help="whole-model QDQ ONNX (model_qdq.onnx from `dpupose quantize`)")
-    p.add_argument("--config", help="DPU configuration name or .toml (default: the Ultra96-V2 default)")
+    p.add_argument(
+        "--config",
+        metavar="NAME|PATH",
+        help="DPU configuration: shipped name or .toml path (default: the Ultra96-V2's default, which "
+        "`dpupose dpu list` names)",
+    )
     p.add_argument("--out", type=output_dir, required=True, help="plan folder (replaced only if an earlier plan)")
     p.add_argument("--cpu-from", metavar="NODE", help="run NODE and every node after it on the CPU")
     p.add_argument(

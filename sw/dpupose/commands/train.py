@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="data loader processes (default 1; 0: the main process)",
     )
-    p.add_argument("--threads", type=thread_count, help="torch threads per process")
+    p.add_argument("--threads", type=thread_count, help="torch threads per process (default: PyTorch's, all cores)")
     p.add_argument(
         "--device",
         type=device_spec,

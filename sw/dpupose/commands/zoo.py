@@ -24,7 +24,10 @@ def register(subparsers: Any) -> None:
     s.add_argument("network", choices=NETWORKS, help="the reference network to export")
     s.add_argument("--out", type=output_file, required=True, metavar="X.onnx", help="output ONNX file")
     s.add_argument(
-        "--input-size", type=int_at_least(1, 2048), default=224, help="square input size in pixels (default 224)"
+        "--input-size",
+        type=int_at_least(1, 2048),
+        default=224,
+        help="square input size in pixels, a multiple of 32 (default 224)",
     )
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_export)
