@@ -21,7 +21,7 @@ q = '$(call esc,$(1))'
 help: ## list the verbs
 	@echo "dpupose: MobileNetV2 pose estimation on the Ultra96-V2 (DPU + Cortex-A53)"
 	@echo
-	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # PyPI's Linux torch wheels are CUDA builds (several GB); PyTorch's CPU index has the same release as
 # +cpu, which the constraint torch==X matches. Used when it can be reached (else pip takes what PyPI has).
@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt $(TORCH_INDEX_ARG) -e '.[host,dev]'
 	touch $@
 
-setup: $(STAMP) ## create .venv (PYTHON=python3.10 to 3.13) and install the package with host and dev extras (pinned)
+setup: $(STAMP) ## create .venv (PYTHON=python3.10 to 3.13) and install the package with host and dev extras (pinned; TORCH_INDEX=url: another torch build)
 
 lint: $(STAMP) ## ruff lint and format check (fails on any finding)
 	$(BIN)/ruff check .
@@ -81,7 +81,7 @@ $(BOARD_STAMP): pyproject.toml constraints-board.txt
 	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark
 	touch $@
 
-test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (skipped without 3.10)
+test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (PY310=path; skipped without 3.10)
 	@py=$$($(FIND_PY310)); if [ -z "$$py" ]; then $(if $(PY310), \
 		echo "make test-board-py: PY310=$(PY310) is not a Python 3.10" >&2; exit 2;, \
 		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
@@ -109,14 +109,14 @@ build/compare/pose_dpu.onnx: | $(STAMP)
 
 COMPARE_ARGS ?=
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
-compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (BOARD=, COMPARE_ARGS=--sweep)
+compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx BOARD=ultra96v2 COMPARE_ARGS=--sweep)
 	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,BOARD).png' $(COMPARE_ARGS)
 	tmp='build/compare/$(call esc,BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
 	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --sweep --json > "$$tmp" && \
 	mv -- "$$tmp" 'build/compare/$(call esc,BOARD)-sweep.json'
 
 QUANT_OUT ?= build/quantized/model
-quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir] -> build/quantized/model
+quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir QUANT_OUT=build/quantized/model]
 	@test -n $(call q,CHECKPOINT) || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
 	$(DPUPOSE) quantize --checkpoint $(call q,CHECKPOINT) --calib-data $(or $(CALIB),synthetic) \
 		$(if $(DATA_ROOT),--data-root $(call q,DATA_ROOT)) --out $(call q,QUANT_OUT)
@@ -124,7 +124,7 @@ quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=syn
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
 RUN_ARGS ?=
-run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_ARGS=...]
+run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_OUT=build/run RUN_ARGS=...]
 	@test -n $(call q,PLAN) -a -n $(call q,SOURCE) || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>" >&2; exit 2; }
 	$(DPUPOSE) run --plan $(call q,PLAN) --source $(call q,SOURCE) --backend $(call q,RUN_BACKEND) --out $(call q,RUN_OUT) --pipeline \
 		$(if $(OVERLAY),--overlay $(call q,OVERLAY)) $(RUN_ARGS)
@@ -154,7 +154,7 @@ ifneq ($(DEVICE),)
 endif
 
 DEPLOY_ARGS ?=
-deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir [DEPLOY_ARGS=--dry-run]
+deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir [BOARD_USER=xilinx DEPLOY_ARGS=--dry-run]
 	@test -n $(call q,OVERLAY) && test -n $(call q,MODEL_DIR) || { echo "usage: make deploy BOARD_HOST=pynq OVERLAY=dir MODEL_DIR=dir" >&2; exit 2; }
 	$(DPUPOSE) deploy --host $(call q,BOARD_HOST) --user $(call q,BOARD_USER) --overlay $(call q,OVERLAY) --model $(call q,MODEL_DIR) $(DEPLOY_ARGS)
 
@@ -165,10 +165,10 @@ DPU ?= u96v2-b1600-pynq
 HW_ARGS = --config $(call q,DPU) $(if $(filter command line,$(origin BOARD)),--board $(call q,BOARD)) \
 	$(if $(DPU_TRD),--trd $(call q,DPU_TRD)) $(if $(BOARD_REPO),--board-repo $(call q,BOARD_REPO)) $(if $(I_KNOW),--i-know)
 
-hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json (Vivado/Vitis 2022.1; see docs/hardware.md)
+hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json: make hw DPU_TRD=tar.gz BOARD_REPO=dir [DPU=u96v2-b1600-pynq BOARD= I_KNOW=1 HW_FLAGS=...] (Vivado/Vitis 2022.1; docs/hardware.md)
 	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)
 
-hw-check: $(STAMP) ## check a hardware build before the long tool run: config, fit, clocks, Tcl, tool versions, inputs
+hw-check: $(STAMP) ## check a hardware build before the long tool run: config, fit, clocks, Tcl, tool versions, inputs (make hw's variables)
 	$(DPUPOSE) hw check $(HW_ARGS)
 
 clean: ## remove build/ -- hardware builds and SD images included (keeps .venv, .venv-board and runs/)

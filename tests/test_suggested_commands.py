@@ -138,10 +138,13 @@ def test_every_option_the_messages_name_is_an_option_of_dpupose():
     assert wrong == []
 
 
+def _make_help() -> str:
+    return subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True).stdout
+
+
 def _make_verbs() -> set[str]:
     """The verbs `make help` lists."""
-    out = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True).stdout
-    return set(re.findall(r"^  make (\S+)\s", out, flags=re.M))
+    return set(re.findall(r"^  make (\S+)\s", _make_help(), flags=re.M))
 
 
 def _make_variables() -> set[str]:
@@ -154,6 +157,9 @@ def _make_variables() -> set[str]:
 def test_every_make_line_in_the_messages_and_docs_names_a_listed_verb_and_a_makefile_variable():
     verbs, variables = _make_verbs(), _make_variables()
     wrong = []
+    for name in re.findall(r"(?<![\w-])([A-Z][A-Z0-9_]*)=", _make_help()):
+        if name not in variables:
+            wrong.append(f"make help: the Makefile reads no {name}")
     for where, text in source_texts() + doc_texts():
         # `make ...` in backticks, a shell line starting with make, or make with VAR=value words in prose.
         spans = re.findall(
@@ -179,3 +185,10 @@ def test_every_verb_make_help_lists_is_phony():
     """A verb missing from .PHONY does nothing once a file of its name exists (`make run` after a file run)."""
     phony = re.search(r"^\.PHONY:(.*)$", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M).group(1).split()
     assert sorted(_make_verbs()) == sorted(phony)
+
+
+def test_make_help_names_every_variable_a_verb_takes():
+    """A variable with a default (`VAR ?= ...`) changes what a verb does: `make help` names it (VAR=)."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    variables = re.findall(r"^([A-Z][A-Z0-9_]*) *\?=", text, flags=re.M)
+    assert [v for v in variables if f"{v}=" not in _make_help()] == []
