@@ -145,3 +145,20 @@ def test_the_demo_stops_on_ctrl_c_or_sigterm_with_one_line(monkeypatch, capsys, 
     assert demo.main(["--out", str(tmp_path / "demo")]) == rc
     assert capsys.readouterr().err.strip().splitlines()[-1] == said
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_bad_demo_option_is_one_line_and_every_option_is_explained(capsys):
+    """`make demo` and `python -m dpupose.demo` answer a bad option as dpupose does: one line, where the help is."""
+    from dpupose.demo import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--num-images", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("python -m dpupose.demo: error: argument --num-images: must be at least 1, got 0")
+    assert "see `python -m dpupose.demo --help`" in err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for line in ("--out OUT folder of the report and run (default build/demo)", "(default 4)", "(default 16)"):
+        assert line in shown

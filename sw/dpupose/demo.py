@@ -32,12 +32,22 @@ log = logging.getLogger("dpupose.demo")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpupose.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=output_dir, default=Path("build/demo"))
+    from dpupose.cli import Parser  # errors on one line, as dpupose's
+
+    parser = Parser(prog="python -m dpupose.demo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--out", type=output_dir, default=Path("build/demo"), help="folder of the report and run (default build/demo)"
+    )
     parser.add_argument("--model", type=Path, help=f"checkpoint (default {DEFAULT_MODEL})")
-    parser.add_argument("--num-images", type=positive_int, default=4, help="annotated images, exact emulator (4)")
-    parser.add_argument("--num-samples", type=positive_int, default=16, help="bench samples, fast emulator (16)")
-    parser.add_argument("--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (12)")
+    parser.add_argument(
+        "--num-images", type=positive_int, default=4, help="annotated images, exact emulator (default 4)"
+    )
+    parser.add_argument(
+        "--num-samples", type=positive_int, default=16, help="bench samples, fast emulator (default 16)"
+    )
+    parser.add_argument(
+        "--fps-frames", type=int_at_least(2), default=12, help="frames per host FPS measurement (default 12)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from dpupose.cli import _raise_on_sigterm, os_error_line, quiet_libraries, stopped
