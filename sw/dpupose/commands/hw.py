@@ -76,7 +76,7 @@ def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--i-know",
         action="store_true",
-        help="build even if the DPU clock is above the board's known-safe limit (the board may reset)",
+        help="accept a DPU clock above the board's known-safe limit (the board may reset at that clock)",
     )
 
 
