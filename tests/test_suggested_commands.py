@@ -147,6 +147,12 @@ def _make_verbs() -> set[str]:
     return set(re.findall(r"^  make (\S+)\s", _make_help(), flags=re.M))
 
 
+def _makefile_echoes() -> list[str]:
+    """What the Makefile's recipes say (their echo lines: usage and what to give)."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return re.findall(r'echo "([^"]*)"', text)
+
+
 def _make_variables() -> set[str]:
     text = (ROOT / "Makefile").read_text(encoding="utf-8")
     return set(re.findall(r"\$\((?:call \w+,)?([A-Z][A-Z0-9_]*)\)", text)) | set(
@@ -157,10 +163,17 @@ def _make_variables() -> set[str]:
 def test_every_make_line_in_the_messages_and_docs_names_a_listed_verb_and_a_makefile_variable():
     verbs, variables = _make_verbs(), _make_variables()
     wrong = []
-    for name in re.findall(r"(?<![\w-])([A-Z][A-Z0-9_]*)=", _make_help()):
-        if name not in variables:
-            wrong.append(f"make help: the Makefile reads no {name}")
-    for where, text in source_texts() + doc_texts():
+    # What make help and the recipes' messages name as VAR= (give PY310=, OVERLAY= MODEL_DIR=) is read.
+    for where, text in [("make help", _make_help()), *(("Makefile", echo) for echo in _makefile_echoes())]:
+        for name in re.findall(r"(?<![\w-])([A-Z][A-Z0-9_]*)=", text):
+            if name not in variables:
+                wrong.append(f"{where}: the Makefile reads no {name}")
+    makefile = [("Makefile", re.sub(r"^(usage: )?make [^:]*: ", "", echo)) for echo in _makefile_echoes()]
+    for where, text in source_texts() + doc_texts() + makefile:
+        # "(I_KNOW=1 with make)", "DPU_TRD= with make": a variable on its own.
+        for name in re.findall(r"(?<![\w-])([A-Z][A-Z0-9_]*)=\S* with make", text):
+            if name not in variables:
+                wrong.append(f"{where}: {name}= with make: the Makefile reads no {name}")
         # `make ...` in backticks, a shell line starting with make, or make with VAR=value words in prose.
         spans = re.findall(
             r"`(make [^`]*)`|^\s*(make [a-z][^#\n]*)|(?<![\w`])(make (?:[a-z-]+ )?(?:[A-Z][A-Z0-9_]*=\S* ?)+)",
