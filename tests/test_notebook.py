@@ -255,3 +255,24 @@ def test_an_overlay_folder_that_is_not_there(tmp_path):
         assert session.guard == f"overlay {missing} not found: fingerprints not compared"
     with PoseSession(tmp_path / "plan", backend="cpu", overlay=tinyplan.make_overlay(missing)) as session:
         assert session.guard.startswith("DPU fingerprints match")
+
+
+def test_errors_in_the_notebook_name_the_session_argument(tmp_path, monkeypatch):
+    """Messages shared with `dpupose run` named only its options ('use --backend emulate', 'pass --source
+    camera:2'), which a notebook user does not type: they name the value (and PoseSession's argument) too."""
+    import sys
+
+    from dpupose.errors import ToolNotFoundError, UsageError
+    from dpupose.runtime.notebook import PoseSession
+
+    monkeypatch.setitem(sys.modules, "pynq_dpu", None)  # import fails as on a PC
+    tinyplan.write_split_plan(tmp_path / "compiled", xmodel=True)
+    with pytest.raises(
+        ToolNotFoundError, match=r'on a PC use the emulate backend \(--backend emulate; backend="emulate" in'
+    ):
+        PoseSession(tmp_path / "compiled", backend="vart", overlay=tinyplan.make_overlay(tmp_path / "ov"))
+    tinyplan.write_split_plan(tmp_path / "plan")
+    (tmp_path / "video2").symlink_to("/dev/null")  # a camera's device node, by its name
+    camera = r"video2 is a camera device: give camera:2 as the source for it"
+    with PoseSession(tmp_path / "plan", backend="cpu") as session, pytest.raises(UsageError, match=camera):
+        next(session.run(str(tmp_path / "video2")))

@@ -230,7 +230,8 @@ def test_local_decoding_of_a_plan_without_heatmaps_stops_before_any_runner(
     monkeypatch.setattr(app, "RunnerFactory", lambda *a, **k: pytest.fail("runners opened"))
     assert main([*base, "--decode", "local"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dpupose: error: ") and "outputs coordinates only; use --decode dsnt" in err
+    assert err.startswith("dpupose: error: ")
+    assert "outputs coordinates only; use the dsnt decoder (--decode dsnt;" in err
 
 
 def _edit_plan(folder: Path, **fields: object) -> None:

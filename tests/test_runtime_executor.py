@@ -189,7 +189,9 @@ def test_local_decoding_needs_a_heatmaps_output(split: Path) -> None:
     plan = load_plan(split)
     runners = RunnerFactory(plan, "cpu").create_all()
     coords_only = dataclasses.replace(plan, outputs=OutputNames(plan.outputs.coords, None))
-    with pytest.raises(UsageError, match="outputs coordinates only; use --decode dsnt"):
+    with pytest.raises(
+        UsageError, match=r"outputs coordinates only; use the dsnt decoder \(--decode dsnt; decode=\"dsnt\""
+    ):
         SplitExecutor(coords_only, runners, "local")
     SplitExecutor(coords_only, runners)  # DSNT needs no heatmaps
     with pytest.raises(UsageError, match="unknown decoder 'argmax'"):

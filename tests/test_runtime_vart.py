@@ -176,7 +176,8 @@ def test_vart_backend_off_the_board_says_where_it_runs(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "pynq_dpu", None)  # import fails as on a PC
     tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
     with pytest.raises(
-        ToolNotFoundError, match="runs on the board with pynq-dpu installed; on a PC use --backend emulate"
+        ToolNotFoundError,
+        match=r"with pynq-dpu installed; on a PC use the emulate backend \(--backend emulate; backend=\"emulate\"",
     ):
         RunnerFactory(load_plan(tmp_path / "plan"), "vart", overlay=make_overlay(tmp_path / "ov"))
 

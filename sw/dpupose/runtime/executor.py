@@ -175,8 +175,9 @@ def check_decode(plan: Plan, decode: str) -> None:
         raise UsageError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
     if decode == "local" and plan.outputs.heatmaps is None:
         raise UsageError(
-            "local decoding reads the heatmaps, and this plan outputs coordinates only; use --decode dsnt, "
-            "or split the model again so that the plan keeps its heatmaps output"
+            "local decoding reads the heatmaps, and this plan outputs coordinates only; use the dsnt decoder "
+            '(--decode dsnt; decode="dsnt" in PoseSession), or split the model again so that the plan keeps its '
+            "heatmaps output"
         )
 
 

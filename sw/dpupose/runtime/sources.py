@@ -76,7 +76,8 @@ def _not_a_file(path: Path) -> str:
     camera = _camera_name(path) if path.is_char_device() else None
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
         number = camera[5:]
-        return f"is a camera device: pass --source camera:{number if number.isdigit() else 'N'} for it"
+        source = f"camera:{number if number.isdigit() else 'N'}"
+        return f"is a camera device: give {source} as the source for it (--source {source})"
     return "is not a regular file (a pipe or a device?): pass an image folder, an image, a video file or camera:N"
 
 

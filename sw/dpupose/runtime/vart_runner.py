@@ -33,7 +33,10 @@ from dpupose.runtime.base import Runner, TensorInfo
 
 log = logging.getLogger(__name__)
 
-BOARD_HINT = "the vart backend runs on the board with pynq-dpu installed; on a PC use --backend emulate"
+BOARD_HINT = (
+    "the vart backend runs on the board with pynq-dpu installed; on a PC use the emulate backend "
+    '(--backend emulate; backend="emulate" in PoseSession)'
+)
 VART_CONF = Path("/etc/vart.conf")
 XCLBIN_DIR = Path("/usr/lib")  # where pynq_dpu 2.5.1 copies dpu.xclbin
 
