@@ -49,7 +49,8 @@ def _value_info(g: QdqGraph, name: str, symbolic_batch: str | None) -> Any:
     if elem != TensorProto.FLOAT:
         raise ModelFileError(
             f"boundary tensor {name!r} is not float32 ({TensorProto.DataType.Name(elem)}); subgraphs exchange "
-            "float32 (CPU) and int8 (DPU) tensors only: use --cpu-from to keep this part of the graph together"
+            "float32 (CPU) and int8 (DPU) tensors only: split with `dpupose split --cpu-from NODE` to keep this "
+            "part of the graph together"
         )
     dims: list[int | str] = list(shape)
     if symbolic_batch is not None and dims:
