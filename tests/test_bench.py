@@ -66,6 +66,15 @@ def test_rows_and_json_fields(result):
     assert result.info["samples"] == N and result.info["plan"]
     table = format_table(result)
     assert "predicted" in table and "measured" in table and all(row in table for row in ROWS)
+    # The stage times are the pipelined run's, per frame in one worker (a DPU stage has two): said so, since
+    # they exceed the sequential time per frame where two DPU jobs share the cores.
+    stage_lines = [line for line in table.splitlines() if "slowest host stage" in line]
+    assert len(stage_lines) == len(ROWS)
+    for line in stage_lines[:2]:
+        assert "pipelined run's stage times (ms per frame in one worker, 2 DPU jobs at once)" in line
+    for line in stage_lines[2:]:
+        assert "(ms per frame in one worker)" in line and "DPU jobs" not in line
+    assert "bound = 1 / max(stage time / workers)" in table
 
 
 def test_cpu_fp32_row_equals_a_direct_evaluation(result, quantized, synth_root):

@@ -329,13 +329,18 @@ def format_table(result: BenchResult) -> str:
         )
     lines.append("")
     lines.append(
-        "pipel. = pipelined host throughput; bound = 1 / (slowest stage); eff. = pipel. / bound "
+        "pipel. = pipelined host throughput; bound = 1 / max(stage time / workers); eff. = pipel. / bound "
         f"(target >= {PIPELINE_TARGET:.0%}); study = the original study's measured Ultra96-V2 FPS"
     )
     for r in result.rows:
         slow = r.host.get("slowest_stage")
         if slow:
-            lines.append(f"  {r.row}: slowest host stage {slow}; stages (ms) {r.host['stages_ms']}")
+            stages = r.host["stages_ms"]
+            jobs = f", {r.host.get('dpu_jobs', 2)} DPU jobs at once" if any(n.startswith("dpu") for n in stages) else ""
+            lines.append(
+                f"  {r.row}: slowest host stage {slow}; pipelined run's stage times (ms per frame in one worker"
+                f"{jobs}) {stages}"
+            )
     if "skipped" in info:
         lines.append(f"skipped: {info['skipped']}")
     return "\n".join(lines)

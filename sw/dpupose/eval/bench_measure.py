@@ -131,6 +131,7 @@ def host_fps(plan: Any, frames: list[np.ndarray], threads: int | None, dpu_jobs:
         executor.close()
     return {
         "frames": len(work),
+        "dpu_jobs": dpu_jobs,
         "sequential_fps": seq.fps,
         "pipelined_fps": stats.fps,
         "bound_fps": stats.bound_fps,

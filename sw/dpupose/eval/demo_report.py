@@ -88,7 +88,7 @@ def _plots(out: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
         ax.set_yticks(range(len(rows)), [r["row"] for r in rows], fontsize=7)
         ax.invert_yaxis()
     ax2.set_yticklabels([])
-    ax1.set_xlabel("ms per frame, host, measured (pipelined run)")
+    ax1.set_xlabel("ms per frame in one worker, host, measured (pipelined run, 2 DPU jobs)")
     ax2.set_xlabel("ms per frame, board, predicted")
     ax2.set_xscale("symlog", linthresh=1)
     fig.tight_layout()
