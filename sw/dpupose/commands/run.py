@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--annotate",
         choices=["auto", "frames", "video", "none"],
         default="auto",
-        help="annotated output under --out: frames/ (auto for image folders), annotated.mp4 (auto for "
+        help="annotated output under --out: frames/ (auto for an image folder or one image), annotated.mp4 (auto for "
         "videos and cameras), or none (default auto)",
     )
     p.add_argument(
