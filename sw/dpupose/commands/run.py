@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"backend {summary.backend}: {s.frames} frames in {s.wall_seconds:.2f} s, {s.fps:.2f} FPS", end="")
     print(f" ({'pipelined' if s.pipelined else 'sequential'}; stage bound {s.bound_fps:.2f} FPS)")
     for st in s.stages.values():
-        if st.seconds:
+        if st.frames:
             print(f"  {st.name:<16} {st.mean * 1e3:8.2f} ms/frame  x{st.workers}")
     if s.dropped or summary.skipped:
         print(f"  dropped (late) {s.dropped}, skipped (unreadable) {summary.skipped}")

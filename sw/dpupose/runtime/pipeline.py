@@ -34,13 +34,22 @@ POLL_S = 0.05  # how often blocked threads look at the stop flag
 
 @dataclass
 class StageStats:
+    """A stage's time over the frames it ran: their count and sum, not a list of every frame's time (a run
+    on a camera goes on for hours, and a list grew by a float per stage and frame for as long as it ran)."""
+
     name: str
     workers: int = 1
-    seconds: list[float] = field(default_factory=list)
+    frames: int = 0
+    total_seconds: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.frames += 1
+        self.total_seconds += seconds
 
     @property
     def mean(self) -> float:
-        return sum(self.seconds) / len(self.seconds) if self.seconds else 0.0
+        """Mean time per frame over every frame the stage ran."""
+        return self.total_seconds / self.frames if self.frames else 0.0
 
     @property
     def per_frame(self) -> float:
@@ -66,7 +75,7 @@ class RunStats:
     def add(self, result: FrameResult) -> None:
         self.frames += 1
         for name, sec in result.timings.items():
-            self.stages.setdefault(name, StageStats(name)).seconds.append(sec)
+            self.stages.setdefault(name, StageStats(name)).add(sec)
 
     @property
     def fps(self) -> float:
@@ -74,13 +83,13 @@ class RunStats:
 
     @property
     def slowest(self) -> str | None:
-        timed = [s for s in self.stages.values() if s.seconds]
+        timed = [s for s in self.stages.values() if s.frames]
         return max(timed, key=lambda s: s.per_frame).name if timed else None
 
     @property
     def bound_fps(self) -> float:
         """Pipelined: 1 / slowest stage's per-frame time. Sequential: 1 / sum of the stage means."""
-        timed = [s for s in self.stages.values() if s.seconds]
+        timed = [s for s in self.stages.values() if s.frames]
         if not timed:
             return 0.0
         t = max(s.per_frame for s in timed) if self.pipelined else sum(s.mean for s in timed)
@@ -96,7 +105,7 @@ class RunStats:
             "bound_fps": round(self.bound_fps, 3),
             "slowest_stage": self.slowest,
             "stages": {
-                s.name: {"workers": s.workers, "mean_ms": round(s.mean * 1e3, 3), "frames": len(s.seconds)}
+                s.name: {"workers": s.workers, "mean_ms": round(s.mean * 1e3, 3), "frames": s.frames}
                 for s in self.stages.values()
             },
         }

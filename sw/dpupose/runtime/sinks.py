@@ -90,15 +90,18 @@ class FolderSink(Sink):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.by_frame_number = by_frame_number
         self.count = 0
-        self._written: set[str] = set()
+        self._written: set[str] = set()  # stems of an image folder's files (a frame number is never repeated)
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         if annotated is None:
             return
-        stem = f"{result.index:06d}" if self.by_frame_number else Path(result.source).stem
-        if stem in self._written:  # another source of this run has the same stem
-            stem = Path(result.source).name
-        self._written.add(stem)
+        if self.by_frame_number:  # a camera's or video's: not kept, a camera's run goes on for hours
+            stem = f"{result.index:06d}"
+        else:
+            stem = Path(result.source).stem
+            if stem in self._written:  # another source of this run has the same stem
+                stem = Path(result.source).name
+            self._written.add(stem)
         path = self.folder / f"{stem}.jpg"
         tmp = self.folder / f".{stem}.part.jpg"
         try:

@@ -1,0 +1,116 @@
+"""`dpupose run` over a long run: what it keeps does not grow with the frame count."""
+
+from __future__ import annotations
+
+import gc
+import json
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tinyplan
+
+from dpupose.cli import main
+from dpupose.runtime import app
+from dpupose.runtime.frames import Frame
+from dpupose.runtime.sources import FrameSource
+
+CONTAINERS = (list, dict, set, frozenset, tuple)
+PER_FRAME = {"Frame", "FrameResult", "_Job"}  # one a frame in flight: their number is bounded instead
+
+
+@pytest.fixture(scope="module")
+def plan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("plan")
+    tinyplan.write_split_plan(folder)
+    return folder
+
+
+def _held(obj: object) -> int:
+    """Entries of the containers an object holds in its attributes (a list of 10 and a dict of 3: 13); a
+    deque with a maxlen counts as full."""
+    total = 0
+    for value in getattr(obj, "__dict__", {}).values():
+        if getattr(value, "maxlen", None) is not None:
+            total += value.maxlen
+        elif isinstance(value, CONTAINERS) or hasattr(value, "maxlen"):
+            total += len(value)
+    return total
+
+
+def _dpupose_objects() -> list[object]:
+    gc.collect()
+    return [o for o in gc.get_objects() if str(getattr(type(o), "__module__", "")).startswith("dpupose.")]
+
+
+class Census:
+    """At two frames of a run: dpupose's objects, and what each one alive at both holds."""
+
+    def __init__(self) -> None:
+        self.first: list[tuple[weakref.ref, str, int]] = []
+        self.counts: list[int] = []
+        self.grown: dict[str, tuple[int, int]] = {}
+
+    def take(self) -> None:
+        objects = _dpupose_objects()
+        self.counts.append(len(objects))
+        if not self.first:
+            self.first = [
+                (weakref.ref(o), type(o).__qualname__, _held(o))
+                for o in objects
+                if type(o).__qualname__ not in PER_FRAME and _weakrefable(o)
+            ]
+            return
+        for ref, name, before in self.first:
+            obj = ref()
+            if obj is not None and _held(obj) != before:
+                self.grown[name] = (before, _held(obj))
+
+
+def _weakrefable(obj: object) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
+
+
+class CountedCamera(FrameSource):
+    """`n` small frames as a camera gives them; a census at frames `at`."""
+
+    live = True
+    fps = 30.0
+
+    def __init__(self, n: int, at: tuple[int, int], census: Census) -> None:
+        super().__init__()
+        self.n, self.at, self.census = n, at, census
+
+    def __iter__(self) -> Iterator[Frame]:
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        for i in range(self.n):
+            if i in self.at:
+                self.census.take()
+            yield Frame(i, image.copy(), "camera:0")
+
+
+@pytest.mark.parametrize("mode", [[], ["--pipeline"], ["--drop-late"]])
+@pytest.mark.parametrize("annotate", ["video", "frames"])
+def test_what_a_run_keeps_does_not_grow_with_its_frames(
+    plan_dir: Path, tmp_path: Path, monkeypatch, mode, annotate
+) -> None:
+    """A run on a camera goes on for hours: every stage's time was kept in a list (six floats a frame), and
+    frames/'s sink kept every frame number's name. Between frames 100 and 400 nothing any of dpupose's
+    objects holds may grow, nor may their number by more than the frames a pipeline has in flight."""
+    census = Census()
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: CountedCamera(420, (100, 400), census))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out)]
+    assert main([*argv, "--annotate", annotate, "--threads", "1", *mode]) == 0
+    assert census.grown == {}
+    assert census.counts[1] - census.counts[0] < 40  # in flight: 2 a queue, one a worker
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"] + run["dropped"] == 420
+    assert all(stage["frames"] == run["frames"] for stage in run["stages"].values())
