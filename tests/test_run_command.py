@@ -392,6 +392,39 @@ def test_camera_unplugged_stops_cleanly_with_outputs_kept(plan_dir: Path, tmp_pa
     assert FakeCapture.made[0].props == {cv2.CAP_PROP_BUFFERSIZE: 1}  # frames read when taken: the newest
 
 
+@pytest.mark.parametrize("mode", [[], ["--pipeline"]])
+def test_a_camera_whose_read_raises_is_reconnected_then_stops_in_one_line(
+    plan_dir: Path, tmp_path: Path, monkeypatch, capsys, caplog, mode
+) -> None:
+    # Some drivers' errors come out of read() as cv2.error instead of False: the run ended in a traceback,
+    # without reconnecting.
+    gone = cv2.error("VIDIOC_DQBUF: No such device")
+    FakeCapture.made = []
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20, 30, gone], [gone], None]))
+    ticks = itertools.count(0.0, 0.1)  # frames processed 0.1 s apart, from a 30 fps camera
+    video_sink = app.VideoSink
+    monkeypatch.setattr(app, "VideoSink", lambda *a, **kw: video_sink(*a, **kw, clock=lambda: next(ticks)))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out), *mode]
+    with caplog.at_level("WARNING"):
+        rc = main([*argv, "--camera-retries", "2", "--camera-retry-delay", "0"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    said = "camera 0: no frame (unplugged?: VIDIOC_DQBUF: No such device); reconnecting"
+    assert [r.getMessage()[: len(said)] for r in caplog.records if "reconnecting" in r.getMessage()] == [said] * 2
+    last = err.splitlines()[-1]
+    assert last.startswith(  # the last reopen did not open: nothing raised that time
+        "dpupose: error: camera 0 stopped delivering frames (unplugged?) and did not come back after 2 reconnect"
+    )
+    assert "3 frames were processed before that" in last
+    assert len(FakeCapture.made) == 3 and all(c.released for c in FakeCapture.made)
+    assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 2]
+    assert video_frames(out / "annotated.mp4") == 7  # 0.2 s at 30 fps, then the last frame
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"] == 3 and run["outputs"] == ["keypoints.jsonl", "annotated.mp4"]
+
+
 def test_camera_with_drop_late_keeps_the_driver_queue(plan_dir: Path, tmp_path: Path, monkeypatch) -> None:
     FakeCapture.made = []
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20]]))

@@ -11,6 +11,7 @@ raises DeviceError after the frames read so far, which the caller has already ha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -243,7 +244,11 @@ class CameraSource(FrameSource):
         self.fps = fps if fps > 0 else None
 
     def _open(self) -> Any:
-        cap = self._open_capture(self.index, CAMERA_API)
+        try:
+            cap = self._open_capture(self.index, CAMERA_API)
+        except (cv2.error, OSError) as exc:  # as a camera that is not there: not opened
+            log.debug("camera %d: opening it raised %s", self.index, exc)
+            return _Unopened()
         if self.buffer_frames is not None and cap.isOpened():
             cap.set(cv2.CAP_PROP_BUFFERSIZE, self.buffer_frames)  # best effort: False where unsupported
         return cap
@@ -251,7 +256,11 @@ class CameraSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         count, failures = 0, 0
         while not self._closed:
-            ok, image = self.cap.read()
+            why = ""  # what OpenCV said, when a read raised instead of returning False
+            try:
+                ok, image = self.cap.read()
+            except (cv2.error, OSError) as exc:  # a driver's error (VIDIOC_DQBUF: No such device) raised as such
+                ok, image, why = False, None, f": {' '.join(str(exc).split())}"
             if ok and image is not None:
                 failures = 0
                 yield Frame(count, image, self.name)
@@ -262,21 +271,43 @@ class CameraSource(FrameSource):
             failures += 1
             if failures > self.reconnect_attempts:
                 raise DeviceError(
-                    f"camera {self.index} stopped delivering frames (unplugged?) and did not come back after "
+                    f"camera {self.index} stopped delivering frames (unplugged?{why}) and did not come back after "
                     f"{self.reconnect_attempts} reconnect attempts {self.reconnect_delay_s:g} s apart; "
                     f"{count} frames were read"
                 )
             log.warning(
-                "camera %d: no frame (unplugged?); reconnecting (%d/%d)", self.index, failures, self.reconnect_attempts
+                "camera %d: no frame (unplugged?%s); reconnecting (%d/%d)",
+                self.index,
+                why,
+                failures,
+                self.reconnect_attempts,
             )
             self._sleep(self.reconnect_delay_s)
-            self.cap.release()
+            with contextlib.suppress(cv2.error, OSError):  # a device gone may refuse that too
+                self.cap.release()
             self.cap = self._open()
             self.reconnects += 1
 
     def close(self) -> None:
         self._closed = True
-        self.cap.release()
+        with contextlib.suppress(cv2.error, OSError):
+            self.cap.release()
+
+
+class _Unopened:
+    """A capture that did not open (its opening raised): reads nothing, as cv2.VideoCapture's own."""
+
+    def isOpened(self) -> bool:
+        return False
+
+    def read(self) -> tuple[bool, None]:
+        return False, None
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
 
 
 def open_source(spec: str, **camera_options: Any) -> FrameSource:
