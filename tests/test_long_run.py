@@ -114,3 +114,48 @@ def test_what_a_run_keeps_does_not_grow_with_its_frames(
     run = json.loads((out / "run.json").read_text())
     assert run["frames"] + run["dropped"] == 420
     assert all(stage["frames"] == run["frames"] for stage in run["stages"].values())
+
+
+class StallingCamera(FrameSource):
+    """Frames 0.5 s apart by `clock`, 10 s without one after frame 19 (a camera reconnecting), then 0.5 s apart
+    again: frame k at `times[k]`."""
+
+    live = True
+    fps = 2.0
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.times = [0.5 * i for i in range(1, 21)] + [20.0 + 0.5 * k for k in range(16)]
+
+    def __iter__(self) -> Iterator[Frame]:
+        image = np.zeros((24, 32, 3), np.uint8)
+        for i, t in enumerate(self.times):
+            self.clock[0] = t
+            yield Frame(i, image.copy(), "camera:0")
+        self.clock[0] = self.times[-1]
+
+
+def test_fps_after_a_stall_recovers_and_run_json_says_what_it_averages(
+    plan_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The run's moving FPS (drawn, printed) kept a 10 s stall of a 2 FPS camera in for 30 frames; run.json gave
+    one FPS figure without saying it is the whole run's, stall and all."""
+    from types import SimpleNamespace
+
+    clock = [0.0]
+    camera = StallingCamera(clock)
+    monkeypatch.setattr(app, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: camera)
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out)]
+    assert main([*argv, "--annotate", "none"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"] == 36 and run["wall_s"] == 27.5
+    assert run["fps"] == pytest.approx(36 / 27.5, abs=1e-3)  # the whole run's, the stall in it
+    assert run["recent_fps"] == 2.0  # the last 5 s: 10 frames 0.5 s apart
+    assert set(run["averages"]) == {"fps", "recent_fps", "mean_ms", "bound_fps"}
+    assert "stall" in run["averages"]["fps"] and "last 30 frames" in run["averages"]["recent_fps"]
+    printed = capsys.readouterr().out
+    assert "36 frames in 27.50 s, 1.31 FPS over the whole run" in printed
+    assert "at the end 2.00 FPS" in printed

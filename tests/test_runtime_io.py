@@ -389,6 +389,20 @@ def test_fps_meter_of_frames_that_come_in_pairs() -> None:
     assert got == pytest.approx([1.0, 2.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0], rel=1e-4)
 
 
+def test_fps_meter_recovers_within_its_horizon_after_the_source_stalls() -> None:
+    # 2 FPS, then the camera gives nothing for 10 s (reconnecting), then 2 FPS again. The figure kept the
+    # stall in for 30 frames, 15 s at that rate (1.22 FPS 5 s after it); now for 5 s at most.
+    before = [0.5 * i for i in range(1, 21)]  # frames at 0.5 ... 10 s
+    after = [20.0 + 0.5 * k for k in range(16)]  # then at 20 ... 27.5 s
+    t = iter([0.0, *before, *after])
+    meter = FpsMeter(clock=lambda: next(t))
+    assert [meter.tick() for _ in before] == pytest.approx([2.0] * 20)
+    got = [meter.tick() for _ in after]
+    # Until 5 s after the stall: the frames since, over the time since the last frame before it.
+    assert got[:10] == pytest.approx([(k + 1) / (10 + 0.5 * k) for k in range(10)])
+    assert got[10:] == pytest.approx([2.0] * 6)
+
+
 def test_show_without_a_display_warns(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
     summary = run_plan(opts, progress)
     s = summary.stats
     print(f"backend {summary.backend}: {s.frames} frames in {s.wall_seconds:.2f} s, {s.fps:.2f} FPS", end="")
-    print(f" ({'pipelined' if s.pipelined else 'sequential'}; stage bound {s.bound_fps:.2f} FPS)")
+    print(f" over the whole run ({'pipelined' if s.pipelined else 'sequential'}; stage bound {s.bound_fps:.2f} FPS)")
+    if s.recent_fps is not None:
+        print(f"  at the end {s.recent_fps:.2f} FPS (last 30 frames, or 5 s where those took longer)")
     for st in s.stages.values():
         if st.frames:
             print(f"  {st.name:<16} {st.mean * 1e3:8.2f} ms/frame  x{st.workers}")

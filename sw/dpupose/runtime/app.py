@@ -216,18 +216,18 @@ def _consume(
     progress: Callable[[str], None] | None,
 ) -> None:
     wants_image = any(s.wants_image for s in sinks)
-    meter = FpsMeter()
     start = time.perf_counter()
+    meter = FpsMeter(clock=time.perf_counter, start=start)
     last_report = start
     try:
         for result in results:
-            fps = meter.tick()
+            now = time.perf_counter()
+            fps = meter.tick(now)
             stats.add(result)
             image = annotate(result, fps, opts.min_confidence) if wants_image else None
             for sink in sinks:
                 sink.write(result, image)
             result.image = None
-            now = time.perf_counter()
             if progress is not None and now - last_report >= opts.report_every_s:
                 progress(f"frame {result.index}: {fps:.1f} FPS")
                 last_report = now
@@ -235,6 +235,7 @@ def _consume(
                 break
     finally:
         stats.wall_seconds = time.perf_counter() - start
+        stats.recent_fps = meter.fps if stats.frames else None
 
 
 def _finish(

@@ -57,6 +57,19 @@ class StageStats:
         return self.mean / self.workers
 
 
+# What each figure of RunStats.to_dict() (run.json) is the average of, written beside them.
+AVERAGES = {
+    "fps": "frames / wall_s: the frames processed over the whole run, from asking the source for the first frame "
+    "to writing the last one's outputs; the first frame's warm-up and any stall of the source (a camera "
+    "reconnecting) are in it",
+    "recent_fps": "the moving FPS drawn on the frames and printed during the run, at its end: over the last 30 "
+    "frames, or the last 5 s where those took longer",
+    "mean_ms": "each stage's time per frame, averaged over the frames it ran (its frames); waiting for the source "
+    "is in no stage",
+    "bound_fps": "pipelined: 1 / max(stage mean_ms / workers); sequential: 1 / sum(stage mean_ms)",
+}
+
+
 @dataclass
 class RunStats:
     """Stage timings and throughput of a run (sequential or pipelined)."""
@@ -66,6 +79,7 @@ class RunStats:
     dropped: int = 0
     wall_seconds: float = 0.0
     pipelined: bool = False
+    recent_fps: float | None = None  # the moving figure (FpsMeter) when the run ended; None: not measured
 
     @classmethod
     def for_stages(cls, names: Iterable[str], workers: dict[str, int] | None = None, pipelined: bool = False):
@@ -101,6 +115,7 @@ class RunStats:
             "dropped": self.dropped,
             "wall_s": round(self.wall_seconds, 4),
             "fps": round(self.fps, 3),
+            "recent_fps": None if self.recent_fps is None else round(self.recent_fps, 3),
             "pipelined": self.pipelined,
             "bound_fps": round(self.bound_fps, 3),
             "slowest_stage": self.slowest,
@@ -108,6 +123,7 @@ class RunStats:
                 s.name: {"workers": s.workers, "mean_ms": round(s.mean * 1e3, 3), "frames": s.frames}
                 for s in self.stages.values()
             },
+            "averages": AVERAGES,
         }
 
 

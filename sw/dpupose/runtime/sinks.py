@@ -265,14 +265,27 @@ class DisplaySink(Sink):
 class FpsMeter:
     """Frames per second over the last `window` frames, and until there are that many, over every frame since
     the meter started: two frames that a pipeline hands on together (two DPU jobs) are not a rate of their own
-    (it read 30000 FPS at the second frame of a 2 FPS run)."""
+    (it read 30000 FPS at the second frame of a 2 FPS run). Frames more than `horizon_s` seconds old leave the
+    window before that (all but the newest of them, so that it still spans `horizon_s`): after the source
+    stalls (a camera reconnecting) the figure is the rate since, within `horizon_s`, where at 2 FPS it kept
+    the stall in for 30 frames (15 s)."""
 
-    def __init__(self, window: int = 30, clock=time.perf_counter) -> None:
-        self._times: collections.deque[float] = collections.deque([clock()], maxlen=window + 1)
+    def __init__(
+        self, window: int = 30, clock=time.perf_counter, horizon_s: float = 5.0, start: float | None = None
+    ) -> None:
+        """`start`: when the meter starts, by `clock` (default: now)."""
+        self._times: collections.deque[float] = collections.deque(
+            [clock() if start is None else start], maxlen=window + 1
+        )
         self._clock = clock
+        self.horizon_s = horizon_s
 
-    def tick(self) -> float:
-        self._times.append(self._clock())
+    def tick(self, now: float | None = None) -> float:
+        """A frame came, `now` by the meter's clock (default: read it); the FPS."""
+        now = self._clock() if now is None else now
+        self._times.append(now)
+        while len(self._times) > 2 and now - self._times[1] >= self.horizon_s:
+            self._times.popleft()
         return self.fps
 
     @property
