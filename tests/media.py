@@ -61,21 +61,21 @@ def corrupt_frame(path: Path, k: int) -> None:
 
 
 class FakeCapture:
-    """cv2.VideoCapture stand-in following a script: each open takes the next list of read results
-    (an int: a frame of that grey value; None: a failed read; an exception: raised by that read, as some
-    drivers' errors are); an open with None fails."""
+    """cv2.VideoCapture stand-in following a script: each open takes the next list of read results (an int:
+    a frame of that grey value; an array: that frame; None: a failed read; an exception: raised by that read,
+    as some drivers' errors are); an open with None fails."""
 
     opens: ClassVar[list[int]] = []
     made: ClassVar[list[FakeCapture]] = []
 
-    def __init__(self, script: list[int | Exception | None] | None) -> None:
+    def __init__(self, script: list[int | np.ndarray | Exception | None] | None) -> None:
         self.script = list(script) if script is not None else None
         self.released = False
         self.props: dict[int, float] = {}  # what was set
         FakeCapture.made.append(self)
 
     @classmethod
-    def factory(cls, scripts: list[list[int | Exception | None] | None]):
+    def factory(cls, scripts: list[list[int | np.ndarray | Exception | None] | None]):
         scripts = list(scripts)
         real = cv2.VideoCapture
 
@@ -96,6 +96,8 @@ class FakeCapture:
         v = self.script.pop(0)
         if isinstance(v, Exception):
             raise v
+        if isinstance(v, np.ndarray):  # a frame as it is
+            return True, v
         return (False, None) if v is None else (True, grey(v))
 
     def get(self, prop: int) -> float:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import media
 import numpy as np
 import pytest
 import tinyplan
@@ -431,6 +432,62 @@ def test_camera_with_drop_late_keeps_the_driver_queue(plan_dir: Path, tmp_path: 
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--drop-late"]
     assert main([*argv, "--max-frames", "2"]) == 0
     assert FakeCapture.made[0].props == {}  # read continuously: the pipeline drops what it cannot take
+
+
+def scripted(script: list):
+    """A video file's capture that reads `script` (FakeCapture's), then ends."""
+    return lambda path: FakeCapture(script)
+
+
+@pytest.mark.parametrize("mode", [[], ["--pipeline"]])
+def test_video_frames_that_change_size_or_come_grey_run_at_their_own_size(
+    plan_dir: Path, tmp_path: Path, monkeypatch, caplog, mode
+) -> None:
+    # A grey (H, W) or BGRA frame, as some capture back ends deliver, stopped the run with a numpy broadcasting
+    # traceback; a frame of another size was scaled into the video without a word.
+    grey64 = media.grey(90)
+    script = [grey64, media.grey(90, 96, 128), grey64[:, :, 0].copy(), cv2.cvtColor(grey64, cv2.COLOR_BGR2BGRA)]
+    video = tmp_path / "in.avi"
+    video.write_bytes(b"read by the scripted capture")
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: sources.VideoFileSource(spec, scripted(script)))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(video), "--out", str(out), *mode]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    monkeypatch.undo()
+    kp = [np.array(r["keypoints"]) for r in lines(out / "keypoints.jsonl")]
+    assert len(kp) == 4
+    # The same picture at twice the size: the same joints, in its own pixels (pixel centres at integers).
+    np.testing.assert_allclose(kp[1], 2 * (kp[0] + 0.5) - 0.5, atol=0.02)
+    np.testing.assert_array_equal(kp[2], kp[0])  # grey, as three equal channels
+    np.testing.assert_array_equal(kp[3], kp[0])  # BGRA, its alpha dropped
+    assert "annotated.mp4: frame 1 is 128x96, not 64x48 as the first: the video scales it" in caplog.text
+    assert caplog.text.count("as the first") == 1
+    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    sizes = []
+    while (got := cap.read())[0]:
+        sizes.append(got[1].shape)
+    assert sizes == [(48, 64, 3)] * 4
+
+
+def test_a_video_frame_of_a_form_the_run_cannot_take_stops_it_in_one_line(
+    plan_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    script = [media.grey(90), media.grey(90), np.zeros((48, 64, 3), np.uint16)]
+    video = tmp_path / "in.avi"
+    video.write_bytes(b"read by the scripted capture")
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: sources.VideoFileSource(spec, scripted(script)))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(video), "--out", str(out)]
+    assert main([*argv, "--pipeline"]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "dpupose: error: in.avi: frame 2 is uint16 of shape (48, 64, 3), not an 8-bit colour or grey image"
+    )
+    assert err.count("\n") == 1 and "2 frames were processed before that" in err
+    assert len(lines(out / "keypoints.jsonl")) == 2
+    assert json.loads((out / "run.json").read_text())["frames"] == 2
 
 
 def test_a_plan_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path, images: Path, caplog) -> None:

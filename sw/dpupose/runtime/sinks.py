@@ -160,6 +160,7 @@ class VideoSink(Sink):
         self._clock = clock
         self._start: float | None = None
         self.count = 0  # frames in the file (a repeated frame counts each time)
+        self._resized = False  # a frame of another size than the first has come
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         if annotated is None:
@@ -177,6 +178,18 @@ class VideoSink(Sink):
             self._writer = self._open(w, h)
             self._size = (w, h)
         if (w, h) != self._size:
+            if not self._resized:  # once: a source whose frames change size changes it for every frame after
+                log.warning(
+                    "%s: frame %d is %dx%d, not %dx%d as the first: the video scales it (and each other frame "
+                    "of another size) to %dx%d; keypoints.jsonl keeps each frame's own pixels",
+                    self.path.name,
+                    result.index,
+                    w,
+                    h,
+                    *self._size,
+                    *self._size,
+                )
+                self._resized = True
             annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
         for _ in range(copies):
             self._writer.write(annotated)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from dpupose.errors import DataError, DeviceError, UsageError
 from dpupose.runtime.frames import Frame
@@ -80,6 +81,21 @@ def _not_a_file(path: Path) -> str:
         source = f"camera:{number if number.isdigit() else 'N'}"
         return f"is a camera device: give {source} as the source for it (--source {source})"
     return "is not a regular file (a pipe or a device?): pass an image folder, an image, a video file or camera:N"
+
+
+def _bgr8(image: np.ndarray, where: str) -> np.ndarray:
+    """A video's or camera's frame as 8-bit BGR (H, W, 3), what the run takes: a grey frame, (H, W) or
+    (H, W, 1), or a BGRA one (as some GStreamer pipelines and cameras deliver) is converted; any other
+    form stops the run with DataError naming it (letterboxing it raised a numpy broadcasting error)."""
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4))):
+        code = cv2.COLOR_BGRA2BGR if image.ndim == 3 and image.shape[2] == 4 else cv2.COLOR_GRAY2BGR
+        return cv2.cvtColor(image, code)
+    raise DataError(
+        f"{where} is {image.dtype} of shape {tuple(image.shape)}, not an 8-bit colour or grey image, which is what "
+        "dpupose run takes: convert the video to 8-bit colour (or set the camera to such a format)"
+    )
 
 
 class ImageFolderSource(FrameSource):
@@ -173,7 +189,7 @@ class VideoFileSource(FrameSource):
                     log.warning("%s: frame(s) %s could not be decoded; skipped", self.path.name, _ranges(bad))
                     self.skipped += len(bad)
                     bad = []
-                yield Frame(pos, image, self.path.name)
+                yield Frame(pos, _bgr8(image, f"{self.path.name}: frame {pos}"), self.path.name)
             elif self.count <= 0:
                 return  # length unknown: a failed read is the end of the stream
             else:
@@ -263,7 +279,7 @@ class CameraSource(FrameSource):
                 ok, image, why = False, None, f": {' '.join(str(exc).split())}"
             if ok and image is not None:
                 failures = 0
-                yield Frame(count, image, self.name)
+                yield Frame(count, _bgr8(image, f"camera {self.index}: frame {count}"), self.name)
                 count += 1
                 continue
             if self._closed:
