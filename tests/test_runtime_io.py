@@ -172,6 +172,45 @@ def test_camera_reconnects_after_an_unplug_then_gives_up_with_a_message() -> Non
     ]
 
 
+def test_a_camera_closed_during_a_read_is_released_when_the_read_returns() -> None:
+    # A pipelined run stopped (Ctrl-C) while its source thread waited in read() on a camera that stopped
+    # answering: the main thread released the capture under that read, which OpenCV's is not safe for.
+    import threading
+
+    entered, answer = threading.Event(), threading.Event()
+
+    class Stuck(FakeCapture):
+        reading = False
+        released_during_read = False
+
+        def read(self):
+            if self.script:
+                return super().read()
+            self.reading = True
+            entered.set()
+            answer.wait(10)
+            self.reading = False
+            return False, None
+
+        def release(self) -> None:
+            self.released_during_read |= self.reading
+            super().release()
+
+    FakeCapture.made = []
+    cam = CameraSource(0, lambda *a: Stuck([1]), reconnect_attempts=3, reconnect_delay_s=0)
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.extend(f.index for f in cam))
+    reader.start()
+    assert entered.wait(10)
+    cam.close()  # from this thread, while the reader is in read()
+    assert not cam.cap.released
+    answer.set()
+    reader.join(10)
+    assert not reader.is_alive() and got == [0]
+    assert cam.cap.released and not cam.cap.released_during_read
+    assert len(FakeCapture.made) == 1  # not reopened after the close: the read's failure is the end
+
+
 def test_camera_driver_queue_left_alone_for_a_continuous_reader() -> None:
     FakeCapture.made = []
     cam = CameraSource(0, FakeCapture.factory([[1]]), buffer_frames=None)

@@ -310,7 +310,11 @@ class Pipeline:
                 t.join(timeout=2.0)
             alive = [t.name for t in threads if t.is_alive()]
             if alive:
-                log.warning("pipeline threads still running after stop: %s", ", ".join(alive))
+                log.warning(
+                    "stopping without waiting for pipeline thread(s) %s, still in a call that has not returned "
+                    "(a camera that stopped answering, a runner)",
+                    ", ".join(alive),
+                )
 
     def close(self) -> None:
         for r in self._extra:

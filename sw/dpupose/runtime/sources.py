@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -248,6 +249,8 @@ class CameraSource(FrameSource):
         self.reconnect_delay_s = reconnect_delay_s
         self._sleep = sleep or time.sleep
         self._closed = False
+        self._lock = threading.Lock()  # a pipelined run reads in its source thread and closes from the main one
+        self._reading = False
         self.reconnects = 0
         self.buffer_frames = buffer_frames
         self.cap = self._open()
@@ -274,7 +277,7 @@ class CameraSource(FrameSource):
         while not self._closed:
             why = ""  # what OpenCV said, when a read raised instead of returning False
             try:
-                ok, image = self.cap.read()
+                ok, image = self._read()
             except (cv2.error, OSError) as exc:  # a driver's error (VIDIOC_DQBUF: No such device) raised as such
                 ok, image, why = False, None, f": {' '.join(str(exc).split())}"
             if ok and image is not None:
@@ -299,15 +302,38 @@ class CameraSource(FrameSource):
                 self.reconnect_attempts,
             )
             self._sleep(self.reconnect_delay_s)
-            with contextlib.suppress(cv2.error, OSError):  # a device gone may refuse that too
-                self.cap.release()
-            self.cap = self._open()
+            with self._lock:
+                if self._closed:
+                    return
+                self._release()
+                self.cap = self._open()
             self.reconnects += 1
 
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(cv2.error, OSError):
+    def _read(self) -> tuple[bool, Any]:
+        with self._lock:
+            if self._closed:
+                return False, None
+            self._reading = True
+        try:
+            return self.cap.read()
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._closed:  # close() came during the read and left the release to it
+                    self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(cv2.error, OSError):  # a device gone may refuse that too
             self.cap.release()
+
+    def close(self) -> None:
+        """Release the camera; from another thread than the one in a read (a pipelined run stopping while
+        the camera does not answer), the release waits for that read to return: OpenCV's capture is not
+        safe to release under a read in progress."""
+        with self._lock:
+            self._closed = True
+            if not self._reading:
+                self._release()
 
 
 class _Unopened:
