@@ -490,6 +490,46 @@ def test_a_video_frame_of_a_form_the_run_cannot_take_stops_it_in_one_line(
     assert json.loads((out / "run.json").read_text())["frames"] == 2
 
 
+@pytest.mark.parametrize("mode", [[], ["--pipeline"]])
+def test_a_video_cut_short_runs_to_its_last_whole_frame_and_says_so(
+    plan_dir: Path, tmp_path: Path, caplog, mode
+) -> None:
+    video = write_video(tmp_path / "in.avi", 8)
+    data = video.read_bytes()
+    soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    video.write_bytes(data[: soi[5]])  # a copy or a recording stopped before frame 5 (and the AVI's index)
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(video), "--out", str(out), *mode]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "in.avi: the last frame(s) 5-7 of 8 could not be decoded (a file cut short?)" in caplog.text
+    assert [r["frame"] for r in lines(out / "keypoints.jsonl")] == [0, 1, 2, 3, 4]
+    assert video_frames(out / "annotated.mp4") == 5
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"] == 5 and run["skipped_inputs"] == 3
+
+
+def test_an_mp4_cut_short_is_refused_saying_it_may_be(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    # An MP4's index is written at its end: a recording stopped before it does not open at all.
+    path = tmp_path / "in.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV writes no MP4")
+    for i in range(10):
+        writer.write(media.grey(20 * i))
+    writer.release()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 3 // 5])
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(path), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"dpupose: error: cannot open video {path}: not a video OpenCV can decode, or one cut short (an MP4 or MOV "
+        "recording stopped before its end has no index and does not open); check that it plays, or pass another "
+        "--source\n"
+    )
+
+
 def test_a_plan_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path, images: Path, caplog) -> None:
     tinyplan.write_split_plan(tmp_path / "plan")
     data = json.loads((tmp_path / "plan" / PLAN_FILE).read_text())

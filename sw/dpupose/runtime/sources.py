@@ -175,7 +175,11 @@ class VideoFileSource(FrameSource):
             raise UsageError(f"video source {self.path} {_not_a_file(self.path)}")
         self.cap = (open_capture or cv2.VideoCapture)(opencv_path(self.path))
         if not self.cap.isOpened():
-            raise DataError(f"cannot open video {self.path}: not a video OpenCV can decode")
+            raise DataError(
+                f"cannot open video {self.path}: not a video OpenCV can decode, or one cut short (an MP4 or MOV "
+                "recording stopped before its end has no index and does not open); check that it plays, or pass "
+                "another --source"
+            )
         self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # 0: unknown
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else None
@@ -202,7 +206,8 @@ class VideoFileSource(FrameSource):
             self.skipped += len(bad)
             if len(bad) >= self.max_bad_run:
                 log.warning(
-                    "%s: %d frames in a row from frame %d could not be decoded; stopping (the file announces %d)",
+                    "%s: %d frames in a row from frame %d could not be decoded (a file cut short, or corrupt from "
+                    "there?); stopping (the file announces %d)",
                     self.path.name,
                     len(bad),
                     bad[0],
@@ -210,7 +215,10 @@ class VideoFileSource(FrameSource):
                 )
             else:
                 log.warning(
-                    "%s: the last frame(s) %s of %d could not be decoded", self.path.name, _ranges(bad), self.count
+                    "%s: the last frame(s) %s of %d could not be decoded (a file cut short?)",
+                    self.path.name,
+                    _ranges(bad),
+                    self.count,
                 )
 
     def close(self) -> None:
