@@ -110,7 +110,9 @@ def test_what_a_run_keeps_does_not_grow_with_its_frames(
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out)]
     assert main([*argv, "--annotate", annotate, "--threads", "1", *mode]) == 0
     assert census.grown == {}
-    assert census.counts[1] - census.counts[0] < 40  # in flight: 2 a queue, one a worker
+    # In flight: 2 a queue and one a worker, each a job, its frame and its result (a list of the 300 frames' results
+    # kept would add 300 or more).
+    assert census.counts[1] - census.counts[0] < 100
     run = json.loads((out / "run.json").read_text())
     assert run["frames"] + run["dropped"] == 420
     assert all(stage["frames"] == run["frames"] for stage in run["stages"].values())
