@@ -17,7 +17,7 @@ from dpupose.runtime import app
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.sources import FrameSource
 
-CONTAINERS = (list, dict, set, frozenset, tuple)
+CONTAINERS = (list, dict, set)  # what grows in place (a tuple, such as a video's size once set, does not)
 PER_FRAME = {"Frame", "FrameResult", "_Job"}  # one a frame in flight: their number is bounded instead
 
 
