@@ -558,3 +558,63 @@ def test_signals_held_back_over_a_set_are_delivered_after_it():
         assert seen == [sig.SIGTERM] and done[-1] == "third write"
     finally:
         sig.signal(sig.SIGTERM, before)
+
+
+def test_a_lock_file_removed_between_its_open_and_its_lock_is_locked_again(tmp_path, monkeypatch):
+    """A bench refused in the --work it made removes its lock file and folder, while holding the lock. A second
+    bench that had opened that lock file just before locked it just after: a lock on a file no one else opens,
+    and a third one made the folder again and locked a new lock file, so two ran in one folder. The second
+    locks the file there now (making the folder again); the third is refused."""
+    import fcntl
+
+    from dpupose import fsio
+    from dpupose.errors import UsageError
+
+    new = tmp_path / "a" / "work"
+    lock = new / ".dpupose.lock"
+    first = fsio.lock_output_folder(new, "dpupose bench", "--work")
+    first.__enter__()
+    real_open = os.open
+    hooked = []
+
+    def first_refused_after_open(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if str(path) == str(lock) and not hooked:  # the second's open, before its flock
+            hooked.append(path)
+            assert first.__exit__(UsageError, UsageError("refused"), None) is False
+            assert os.listdir(tmp_path) == []  # the first removed its lock file and the folders it made
+        return fd
+
+    monkeypatch.setattr(fsio.os, "open", first_refused_after_open)
+    with pytest.raises(UsageError, match="refused later"), fsio.lock_output_folder(new, "dpupose bench", "--work"):
+        monkeypatch.undo()
+        assert hooked
+        held = f"in use by another `dpupose bench` \\(process {os.getpid()}\\)"
+        with pytest.raises(UsageError, match=held), fsio.lock_output_folder(new, "dpupose bench", "--work"):
+            pass
+        assert os.listdir(new) == [".dpupose.lock"]
+        raise UsageError("refused later")
+    assert os.listdir(tmp_path) == []  # the folders it made again are its own: removed when it is refused
+
+    # cache_lock never removes its file, but make clean may while a process waits for it.
+    entry = tmp_path / "build" / "entry"
+    cache_file = entry.with_name(".entry.lock")
+    hooked.clear()
+
+    def cleaned_after_open(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if str(path) == str(cache_file) and not hooked:
+            hooked.append(path)
+            shutil.rmtree(tmp_path / "build")
+        return fd
+
+    monkeypatch.setattr(fsio.os, "open", cleaned_after_open)
+    with fsio.cache_lock(entry):
+        monkeypatch.undo()
+        assert hooked
+        fd = os.open(cache_file, os.O_RDWR)  # the lock file there now is the one held
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)

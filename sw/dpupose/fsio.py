@@ -20,7 +20,7 @@ import signal
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -387,52 +387,76 @@ def _mark_holder(fd: int) -> None:
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
 
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the lock file `fd`, just locked, is still the file at `path`. A holder that removes its lock
+    file (lock_output_folder's clean-up of a refused run) leaves a process that opened it before with a lock on
+    a file no one else will open, while the next process creates a new one at that name and locks it: both
+    would go on. Such a lock is worth nothing; its taker opens the file at `path` again."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
+
+
 @contextmanager
-def lock_folder(folder: str | Path, command: str, option: str = "--out") -> Iterator[None]:
+def lock_folder(
+    folder: str | Path, command: str, option: str = "--out", make: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Hold an exclusive lock on `folder` (an existing folder) for the block: a second `command` writing
     into it at once would mix its files with this one's (two runs' checkpoints, config and history in one
     folder). UsageError naming the process that holds it. The lock is a BSD lock (flock) on the hidden file
     `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked). A file
     system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the block runs
-    unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there)."""
+    unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there). A lock
+    taken on a lock file that its holder removed meanwhile is no lock (_still_at): it is taken again on the
+    file there now, `make` (when given) making the folder again first."""
     import fcntl
 
     from dpupose.errors import UsageError
 
     folder = Path(folder)
     path = folder / ".dpupose.lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        if exc.errno != errno.EROFS:  # name the folder the user gave
-            raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
-        # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
-        # command fails at its first write with its own message, or writes nothing (a finished --resume).
-        yield
-        return
-    try:
+    while True:
+        if make is not None:
+            make()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(
-                f"{option} {folder} is in use by another `{command}` ({_lock_holder(fd)}): wait for it to end, "
-                f"or choose another {option}"
-            ) from None
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            if exc.errno not in _NO_LOCK:
+            if exc.errno != errno.EROFS:  # name the folder the user gave
                 raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
-            log.warning(
-                "%s %s: its file system takes no lock (%s): another `%s` writing into it at once would not be refused",
-                option,
-                folder,
-                exc.strerror,
-                command,
-            )
-        else:
-            _mark_holder(fd)
-        yield
-    finally:
-        os.close(fd)
+            # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
+            # command fails at its first write with its own message, or writes nothing (a finished --resume).
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(
+                    f"{option} {folder} is in use by another `{command}` ({_lock_holder(fd)}): wait for it to "
+                    f"end, or choose another {option}"
+                ) from None
+            except OSError as exc:
+                if exc.errno not in _NO_LOCK:
+                    raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+                log.warning(
+                    "%s %s: its file system takes no lock (%s): another `%s` writing into it at once would not "
+                    "be refused",
+                    option,
+                    folder,
+                    exc.strerror,
+                    command,
+                )
+            else:
+                if not _still_at(fd, path):
+                    continue  # its holder removed it (the finally closes it): lock the one there now
+                _mark_holder(fd)
+            yield
+            return
+        finally:
+            os.close(fd)
 
 
 @contextmanager
@@ -441,15 +465,20 @@ def lock_output_folder(folder: str | Path, command: str, option: str = "--out") 
     second `command` is refused before either spends minutes. A run refused later (an error or Ctrl-C in the
     block) that made the folder and wrote nothing into it leaves no trace: the folder, its lock file and the
     parents this call made are removed, while the lock is still held (a second command's lock is never taken
-    away). A folder that was there, or holds anything else, stays as it is."""
+    away: one that opened the lock file before its removal locks the new one, see _still_at). A folder that
+    was there, or holds anything else, stays as it is."""
     folder = Path(folder)
-    made = []  # the folders this call makes, the innermost first
-    for p in (folder, *folder.parents):
-        if os.path.lexists(p):
-            break
-        made.append(p)
-    folder.mkdir(parents=True, exist_ok=True)
-    with lock_folder(folder, command, option):
+    made: list[Path] = []  # the folders this call makes, the innermost first
+
+    def make() -> None:  # again when another run's clean-up removed the folder as this one took its lock
+        for p in (folder, *folder.parents):
+            if os.path.lexists(p):
+                break
+            if p not in made:
+                made.append(p)
+        folder.mkdir(parents=True, exist_ok=True)
+
+    with lock_folder(folder, command, option, make=make):
         try:
             yield
         except BaseException:
@@ -481,32 +510,36 @@ def cache_lock(entry: str | Path) -> Iterator[None]:
 
     entry = Path(entry)
     path = entry.with_name(f".{entry.name}.lock")
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        if exc.errno in (errno.EROFS, errno.EACCES) and entry.is_dir():
-            # A cache made earlier on a file system this process cannot write (a read-only container, another
-            # user's checkout): no one makes the entry here, so there is no one to wait for; it is used as it is.
-            yield
-            return
-        raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
-    try:
+    while True:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES) and entry.is_dir():
+                # A cache made earlier on a file system this process cannot write (a read-only container, another
+                # user's checkout): no one makes the entry here, so there is no one to wait for; it is used as it is.
+                yield
+                return
+            raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for %s, which is making %s", _lock_holder(fd), entry)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            if exc.errno not in _NO_LOCK:
-                raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
-            log.debug("no lock on %s (%s)", path, exc.strerror)
-        else:
-            _mark_holder(fd)
-        yield
-    finally:
-        os.close(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("waiting for %s, which is making %s", _lock_holder(fd), entry)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                if exc.errno not in _NO_LOCK:
+                    raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
+                log.debug("no lock on %s (%s)", path, exc.strerror)
+            else:
+                if not _still_at(fd, path):
+                    continue  # removed while this process waited (make clean): lock the one there now
+                _mark_holder(fd)
+            yield
+            return
+        finally:
+            os.close(fd)
 
 
 def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str, option: str = "--out") -> None:
