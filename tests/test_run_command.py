@@ -603,3 +603,49 @@ def test_a_file_system_without_locks_still_runs(
         assert main(argv) == 0
     assert len(lines(out / "keypoints.jsonl")) == len(list(images.iterdir()))
     assert f"--out {out}: its file system takes no lock" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "kind"),
+    [
+        ("images", "keypoints.jsonl", "a FIFO"),
+        ("images", "run.json", "a FIFO"),
+        ("images", "keypoints.jsonl", "a folder"),
+        ("images", "frames", "a FIFO"),
+        ("video", "annotated.mp4", "a FIFO"),
+        ("video", "annotated.part.mp4", "a FIFO"),
+    ],
+)
+def test_an_output_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
+    plan_dir: Path, images: Path, tmp_path: Path, source: str, name: str, kind: str
+) -> None:
+    """A FIFO at keypoints.jsonl blocked the run for ever in its open; one at run.json or the video (written
+    aside and renamed) was refused, or replaced by a file, only once every frame was done. A subprocess with a
+    timeout, so that a run that blocks fails the test instead of hanging it."""
+    import os
+    import stat
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if kind == "a FIFO":
+        os.mkfifo(out / name)
+    else:
+        (out / name).mkdir()
+    src = images if source == "images" else write_video(tmp_path / "clip.avi", 2)
+    argv = [sys.executable, "-m", "dpupose", "run", "--plan", str(plan_dir), "--backend", "cpu"]
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sw")}
+        argv += ["--source", str(src), "--out", str(out)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dpupose run blocked on {kind} at {name}")
+    what = "a folder" if name == "frames" else "a file"
+    output = "annotated frames" if name == "frames" else name
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == (
+        f"dpupose: error: {out / name} is {kind}, not {what}, and this run writes its {output} there: move it "
+        "away, or choose another --out\n"
+    )
+    assert os.listdir(out) == [name]  # nothing written, not even the lock: refused before any work
+    assert stat.S_ISFIFO(os.stat(out / name).st_mode) == (kind == "a FIFO")

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.errors import DpuposeError, Terminated, UsageError
-from dpupose.fsio import lock_folder, write_json
+from dpupose.fsio import lock_folder, special_kind, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.pipeline import Pipeline, RunStats
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, Sink, VideoSink, annotate
-from dpupose.runtime.sources import FrameSource, ImageFolderSource, open_source
+from dpupose.runtime.sources import FrameSource, ImageFolderSource, is_image_source, open_source
 from dpupose.split.plan import load_plan
 
 log = logging.getLogger(__name__)
@@ -99,16 +99,49 @@ def _check_source_is_not_an_output(opts: RunOptions, names: list[str]) -> None:
             )
 
 
+def _annotations(mode: str) -> list[str]:
+    """What a run with --annotate `mode` (resolved: no 'auto') writes under --out besides keypoints.jsonl and
+    run.json. annotated.avi: where OpenCV cannot write MP4 (VideoSink falls back to MJPG in AVI)."""
+    return {"frames": ["frames"], "video": ["annotated.mp4", "annotated.avi"]}.get(mode, [])
+
+
+def _check_outputs_are_files(opts: RunOptions) -> None:
+    """Refuse, before any work, an --out whose output names are taken by something this run cannot write as
+    it does: a FIFO at keypoints.jsonl blocked the run for ever in its open (no reader comes), a device took
+    the lines, and run.json or the video, written aside and renamed, took a FIFO's or device's place only
+    once the run was over (a folder refused that rename then); a frames/ that is no folder failed the run
+    once its runners were loaded."""
+    assert opts.out is not None
+    mode = opts.annotate
+    if mode == "auto":
+        mode = "frames" if is_image_source(opts.source) else "video"
+    files = ["keypoints.jsonl", "run.json"]
+    if mode == "video":  # and the .part names the video is written under until it reads back
+        files += [name for n in _annotations(mode) for name in (n, f"{Path(n).stem}.part{Path(n).suffix}")]
+    for name in files:
+        path = opts.out / name
+        if os.path.exists(path) and not path.is_file():
+            what = "a folder" if path.is_dir() else special_kind(path)
+            raise UsageError(
+                f"{path} is {what}, not a file, and this run writes its {name} there: move it away, or choose "
+                "another --out"
+            )
+    frames = opts.out / "frames"
+    if mode == "frames" and os.path.exists(frames) and not frames.is_dir():
+        what = "a file" if frames.is_file() else special_kind(frames)
+        raise UsageError(
+            f"{frames} is {what}, not a folder, and this run writes its annotated frames there: move it away, "
+            "or choose another --out"
+        )
+
+
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
-    if opts.annotate not in ANNOTATE:
-        raise UsageError(f"--annotate must be one of {', '.join(ANNOTATE)}")
     sinks: list[Sink] = []
     if opts.out is not None:
         mode = opts.annotate
         if mode == "auto":
             mode = "frames" if isinstance(source, ImageFolderSource) else "video"
-        # annotated.avi: where OpenCV cannot write MP4 (VideoSink falls back to MJPG in AVI)
-        writes = {"frames": ["frames"], "video": ["annotated.mp4", "annotated.avi"]}.get(mode, [])
+        writes = _annotations(mode)
         # Before any sink opens (and empties) a file.
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes])
         try:
@@ -145,6 +178,8 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         raise UsageError("--threads must be at least 1")
     if opts.dpu_jobs < 1:
         raise UsageError("--dpu-jobs must be at least 1")
+    if opts.annotate not in ANNOTATE:
+        raise UsageError(f"--annotate must be one of {', '.join(ANNOTATE)}")
     plan = load_plan(opts.plan)
     if opts.out is not None:
         # Resolved: a link to the plan folder (as --plan, or in --out's path) is the same folder.
@@ -154,6 +189,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
                 f"--out {opts.out} is inside the plan folder {plan.root}: `sdcard stage` and `deploy` would copy "
                 "this run's outputs with the plan; choose another --out"
             )
+        _check_outputs_are_files(opts)
     check_decode(plan, opts.decode)  # before any runner (or the DPU) is opened
     backend = resolve_backend(opts.backend)
     pipelined = opts.pipeline or opts.drop_late

@@ -360,6 +360,13 @@ class _Unopened:
         pass
 
 
+def is_image_source(spec: str) -> bool:
+    """Whether open_source reads `spec` as images (a folder or an image file), not as a video or camera."""
+    if spec == "camera" or spec.startswith("camera:") or not spec.strip():
+        return False
+    return Path(spec).is_dir() or Path(spec).suffix.lower() in IMAGE_EXTENSIONS
+
+
 def open_source(spec: str, **camera_options: Any) -> FrameSource:
     """ "camera" / "camera:N", an image folder or file, or a video file."""
     if spec == "camera" or spec.startswith("camera:"):
@@ -372,7 +379,7 @@ def open_source(spec: str, **camera_options: Any) -> FrameSource:
     if not spec.strip():  # Path("") is the current folder
         raise UsageError("--source is empty: pass an image folder, an image, a video file or camera:N")
     path = Path(spec)
-    if path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS:
+    if is_image_source(spec):
         return ImageFolderSource(path)
     if not path.exists():
         raise UsageError(f"source {spec} does not exist: pass an image folder, an image, a video file or camera:N")
