@@ -381,3 +381,57 @@ def test_a_plan_of_another_dpu_is_refused_naming_it_before_any_work(tmp_path):
         with pytest.raises(ConfigError, match=f"^the split plan in {plan} {message}"):
             resolve_inputs(BenchOptions(plan=plan, work=tmp_path / "work"))
         assert not (tmp_path / "work").exists()
+
+
+_EARLIER = {"generated_by": "dpupose bench", "rows": [{"row": "an earlier bench's"}]}
+
+
+@pytest.mark.parametrize(("signum", "rc"), [(2, 130), (15, 143)])
+def test_ctrl_c_or_sigterm_leaves_bench_out_the_earlier_or_the_new_whole(tmp_path, monkeypatch, capsys, signum, rc):
+    """--out is the earlier result or the new one, whole, with no temporary beside it, wherever the signal comes:
+    during the bench, or at each point of the write of --out in turn (signal_sweep): a signal in mkstemp, after
+    it made the temporary file, left that file beside --out."""
+    from types import SimpleNamespace
+
+    from signal_sweep import signal_sweep
+
+    from dpupose import fsio
+    from dpupose.eval import bench
+
+    out = tmp_path / "result.json"
+    new = {"generated_by": "dpupose bench", "setting": 1, "rows": [{"row": "the new one"}]}
+    result = SimpleNamespace(rows=[SimpleNamespace(to_json=lambda: new["rows"][0])], info={"setting": 1})
+
+    def stopped(opts):
+        os.kill(os.getpid(), signum)
+        raise AssertionError("the signal did not stop the bench")
+
+    argv = ["bench", "--json", "--work", str(tmp_path / "work"), "--out", str(out)]
+    real_write_json = fsio.write_json
+    real_write_json(out, _EARLIER)
+    monkeypatch.setattr(bench, "run_bench", stopped)
+    assert main(argv) == rc
+    assert json.loads(out.read_text()) == _EARLIER and os.listdir(tmp_path) == ["result.json"]
+
+    monkeypatch.setattr(bench, "run_bench", lambda opts: result)
+    umask = os.umask(0o022)  # reading it sets it: 0o022, as one left at 0 would not be
+    seen = set()
+    for point in signal_sweep(signum):
+
+        def write_json(*args, point=point, **kwargs):
+            with point.armed():
+                return real_write_json(*args, **kwargs)
+
+        real_write_json(out, _EARLIER)
+        monkeypatch.setattr(fsio, "write_json", write_json)
+        status = main(argv)
+        monkeypatch.setattr(fsio, "write_json", real_write_json)
+        doc = json.loads(out.read_text())
+        assert doc in (_EARLIER, new), point
+        assert os.listdir(tmp_path) == ["result.json"], point
+        assert status == (rc if point.sent else 0), point
+        assert os.umask(0o022) == 0o022, point  # a signal as the file's mode was worked out left the umask 0
+        seen.add("new" if doc == new else "earlier")
+    os.umask(umask)
+    capsys.readouterr()
+    assert seen == {"earlier", "new"} and point.n > 20  # signalled before and after the rename

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -618,3 +619,31 @@ def test_a_lock_file_removed_between_its_open_and_its_lock_is_locked_again(tmp_p
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
+
+
+def test_ctrl_c_anywhere_in_a_folder_write_leaves_the_earlier_or_the_new_and_nothing_else(tmp_path):
+    """A sweep (signal_sweep): Ctrl-C at each point of the write in turn. The folder is the earlier one or the
+    new one, whole, and nothing is left beside it: a signal just after mkdtemp made the temporary left it, and
+    one as the lock on the parent was let go left the earlier folder as .plan.old-PID. The umask stays."""
+    from signal_sweep import signal_sweep
+
+    out = tmp_path / "plan"
+    umask = os.umask(0o022)  # reading it sets it; 0o022 has the new folder's files differ from one left at 0
+    seen = set()
+    for point in signal_sweep(signal.SIGINT):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        (out / "a.onnx").write_text("earlier")
+        try:
+            with point.armed(), atomic_dir(out) as tmp:
+                (tmp / "b.onnx").write_text("new")
+        except KeyboardInterrupt:
+            assert point.sent
+        state = {p.name: p.read_text() for p in out.iterdir()}
+        assert state in ({"a.onnx": "earlier"}, {"b.onnx": "new"}), point
+        assert os.listdir(tmp_path) == ["plan"], point
+        # A signal as atomic_dir read the umask (set to 0 and back) left it 0: later files writable by all.
+        assert os.umask(0o022) == 0o022, point
+        seen.add(next(iter(state)))
+    os.umask(umask)
+    assert seen == {"a.onnx", "b.onnx"} and point.n > 20  # signalled before and after the new one was in place

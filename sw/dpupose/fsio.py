@@ -177,10 +177,17 @@ def free_space(path: str | Path) -> str:
     return f"{free / 1e9:.1f} GB" if free >= 1e9 else f"{free / 1e6:.1f} MB"
 
 
+def current_umask() -> int:
+    """The process's umask. Reading it means setting it (to 0) and back: Ctrl-C or SIGTERM between the two left
+    it 0, and a process that went on (a notebook) made every later file writable by all; they are held back."""
+    with signals_deferred():
+        umask = os.umask(0)
+        os.umask(umask)
+    return umask
+
+
 def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~current_umask()
 
 
 @contextmanager
@@ -199,23 +206,30 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise UsageError(f"{path} is {what}, not a file, and the output would take its place; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path, suffix)
+    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
-    except OSError as exc:  # name the file the user chose, not the temporary one
-        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-    os.close(fd)
-    _WRITING.add(str(Path(tmp)))
-    try:
+        # Ctrl-C or SIGTERM between the temporary's creation (inside mkstemp) and `tmp` naming it would leave
+        # it behind: they are held back until the finally below can remove it.
+        with signals_deferred():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
+            except OSError as exc:  # name the file the user chose, not the temporary one
+                raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+            os.close(fd)
+            _WRITING.add(str(Path(tmp)))
         yield Path(tmp)
         _fsync(tmp, path)
         os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     except OSError as exc:
+        if tmp is None:  # mkstemp's, named above
+            raise
         _raise_naming(exc, tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        _WRITING.discard(str(Path(tmp)))
+        if tmp is not None:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            _WRITING.discard(str(Path(tmp)))
 
 
 def special_kind(path: str | Path) -> str:
@@ -332,42 +346,49 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_old(path)
     _remove_stale_temporaries(path, ".tmp")
+    tmp: Path | None = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
-    except OSError as exc:  # name the folder the user chose, not the temporary one
-        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-    _WRITING.add(str(tmp))
-    try:
+        with signals_deferred():  # as in atomic_path: until `tmp` names the new folder, for the finally to remove it
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+            except OSError as exc:  # name the folder the user chose, not the temporary one
+                raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+            _WRITING.add(str(tmp))
         try:
             yield tmp
         except OSError as exc:
             _raise_naming(exc, tmp, path)
-        umask = os.umask(0)
-        os.umask(umask)
+        umask = current_umask()
         entries = [tmp, *tmp.rglob("*")]
         _fsync_all([p for p in entries if p.is_file() and not p.is_symlink()], path)
         for p in entries:  # mkdtemp/mkstemp create owner-only entries
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
-        with _parent_locked(path):  # another process's swap into `path` waits (see _parent_locked)
-            old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
-            try:
-                if old is not None:
-                    os.replace(path, old)
-                os.replace(tmp, path)
-            except BaseException:  # the new folder is not in place: the old one goes back
-                if old is not None and old.exists() and not path.exists():
-                    os.replace(old, path)
-                raise
-        if old is not None:
-            try:
-                shutil.rmtree(old, ignore_errors=True)
-            except BaseException:  # Ctrl-C or SIGTERM mid-removal: the new folder is in place, finish the old one
-                shutil.rmtree(old, ignore_errors=True)
-                raise
+        old: Path | None = None
+        try:
+            with _parent_locked(path):  # another process's swap into `path` waits (see _parent_locked)
+                old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+                try:
+                    if old is not None:
+                        os.replace(path, old)
+                    os.replace(tmp, path)
+                except BaseException:  # the new folder is not in place: the old one goes back
+                    if old is not None and old.exists() and not path.exists():
+                        os.replace(old, path)
+                    raise
+        finally:
+            # Once the new folder is in place (its temporary name gone) the old one goes, however this ends: Ctrl-C
+            # or SIGTERM as the lock was let go left it, and one mid-removal is finished.
+            if old is not None and not tmp.exists():
+                try:
+                    shutil.rmtree(old, ignore_errors=True)
+                except BaseException:
+                    shutil.rmtree(old, ignore_errors=True)
+                    raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        _WRITING.discard(str(tmp))
+        if tmp is not None:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            _WRITING.discard(str(tmp))
 
 
 # What flock answers on a file system that takes no lock (NFS without its lock service: ENOLCK).

@@ -40,6 +40,7 @@ from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
+from dpupose.fsio import current_umask
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,6 @@ class FlashReport:
     method: str  # "bmaptool" or "stream"
     written: int  # bytes written (mapped bytes for bmaptool)
     verified: int  # bytes read back and checked
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _classify(target: Path) -> str:
@@ -393,7 +388,7 @@ def _flash_file(
             if exc.filename not in (None, str(tmp)) or exc.errno is None:  # the image's own (a read error)
                 raise
             raise type(exc)(exc.errno, exc.strerror, str(given)) from None
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
     finally:
         if tmp.exists():
