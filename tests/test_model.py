@@ -112,3 +112,32 @@ def test_pose_loss_ignores_invisible_joints():
     assert pose_loss(coords, hm, target, visible).item() == pytest.approx(0.0, abs=1e-4)
     visible = torch.tensor([[0, 1]])
     assert pose_loss(coords, hm, target, visible, js_weight=0).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_every_checkpoint_refusal_names_both_commands_that_write_one(tmp_path):
+    """Some refusals said 'use a checkpoint written by `dpupose train`', others '... by `dpupose train` or
+    `dpupose export`', for the same kind of file: export writes checkpoints too. Each says both."""
+    from dpupose.errors import CheckpointError
+    from dpupose.model.checkpoint import FORMAT, model_from_state, read_checkpoint
+
+    both = "written by `dpupose train` or `dpupose export`"
+    cfg = ModelConfig(input_size=64, width_mult=0.35, decoder_channels=32)
+    weights = build_model(cfg).state_dict()
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "random.pt").write_bytes(b"\x00\x01 not a zip")
+    torch.save({"format": "another program's"}, tmp_path / "other.pt")
+    refusals = [
+        lambda: read_checkpoint(tmp_path / "model.onnx"),
+        lambda: read_checkpoint(tmp_path / "random.pt"),
+        lambda: read_checkpoint(tmp_path / "other.pt"),
+        lambda: model_from_state({"format": FORMAT, "model": weights, "model_config": {"num_joints": 0}}),
+        lambda: model_from_state({"format": FORMAT, "model": {"x": torch.zeros(1)}, "model_config": cfg.to_dict()}),
+        lambda: model_from_state(
+            {"format": FORMAT, "model": {**weights, name: weights[name].int()}, "model_config": cfg.to_dict()}
+        ),
+    ]
+    for refuse in refusals:
+        with pytest.raises(CheckpointError) as caught:
+            refuse()
+        assert both in str(caught.value), str(caught.value)

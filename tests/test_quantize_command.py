@@ -487,7 +487,10 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
         _check_quantized_matches(folder, shallower)
     # A newer version: a summary format it does not read, or a model_config field it does not know.
     summary(format="dpupose-quantize-summary/2")
-    newer = r"format dpupose-quantize-summary/2, written by a newer dpupose .*reads format 1"
+    newer = (
+        r"summary\.json is format dpupose-quantize-summary/2, written by a newer dpupose; this dpupose \(.*\) reads "
+        r"dpupose-quantize-summary/1: quantize --checkpoint"
+    )
     with pytest.raises(UsageError, match=newer):
         _check_quantized_matches(folder, model)
     summary(format="dpupose-quantize-summary/\u00b2")  # str.isdigit() holds, int() refuses: no newer format

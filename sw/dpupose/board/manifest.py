@@ -14,7 +14,7 @@ from typing import Any
 
 from dpupose import __version__
 from dpupose.errors import ArtifactError
-from dpupose.formats import newer_format
+from dpupose.formats import newer_format, newer_format_refusal
 from dpupose.fsio import sha256_file
 
 FORMAT = "dpupose-staged/1"
@@ -76,10 +76,14 @@ def parse_manifest(text: str | bytes, where: str) -> Manifest:
         data = json.loads(text)
         if newer_format(data.get("format"), FORMAT):
             by = data.get("generated_by")
+            refusal = newer_format_refusal(
+                f"the manifest in {where}",
+                data["format"],
+                FORMAT,
+                by if isinstance(by, str) and by else "a newer dpupose",
+            )
             raise ArtifactError(
-                f"the manifest in {where} is format {data['format']}, written by "
-                f"{by if isinstance(by, str) and by else 'a newer dpupose'}; this dpupose ({__version__}) reads "
-                f"{FORMAT}: read the image with the dpupose version that staged it, or stage it again with this one"
+                f"{refusal}: read the image with the dpupose version that staged it, or stage it again with this one"
             )
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")

@@ -141,7 +141,7 @@ def _check_quantized_matches(folder: Path, model) -> None:
     first, as the more telling difference) and from its weights (where the folder records them)."""
     from dpupose import __version__
     from dpupose.errors import UsageError
-    from dpupose.formats import newer_format
+    from dpupose.formats import newer_format, newer_format_refusal
     from dpupose.model.checkpoint import weights_digest
     from dpupose.model.pose import ModelConfig
     from dpupose.quant.pipeline import SUMMARY_FORMAT
@@ -154,10 +154,8 @@ def _check_quantized_matches(folder: Path, model) -> None:
         return  # int8_predictor says what is wrong with the folder
     redo = "quantize --checkpoint with this version's `dpupose quantize`, or evaluate with the version that made it"
     if newer_format(summary.get("format"), SUMMARY_FORMAT):
-        raise UsageError(
-            f"--quantized {folder}: its summary.json is format {summary['format']}, written by a newer dpupose "
-            f"(this one, {__version__}, reads format {SUMMARY_FORMAT.rpartition('/')[2]}); {redo}"
-        )
+        refusal = newer_format_refusal(f"--quantized {folder}: its summary.json", summary["format"], SUMMARY_FORMAT)
+        raise UsageError(f"{refusal}: {redo}")
     if isinstance(made_from, dict):
         unknown = ModelConfig.unknown_fields(made_from)
         if unknown:

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and write FP32 and QDQ ONNX files, fix_points.json and summary.json into --out (atomically)."
         ),
     )
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dpupose train`")
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="checkpoint written by `dpupose train` or `dpupose export`"
+    )
     p.add_argument(
         "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set (default synthetic)"
     )

@@ -23,6 +23,8 @@ from dpupose.fsio import atomic_path
 from dpupose.model.pose import ModelConfig, PoseNet
 
 FORMAT = "dpupose-checkpoint"
+# What writes a checkpoint of dpupose's own network, as every refusal of one says.
+WRITTEN_BY = "written by `dpupose train` or `dpupose export`"
 OWN_MODEL = (
     "a network of your own goes to `dpupose split` as power-of-two QDQ ONNX (docs/split.md#a-model-of-your-own), "
     "and `dpupose dpu estimate` predicts its DPU time from any ONNX export"
@@ -78,19 +80,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             f"{path} is an ONNX model, not a checkpoint: this command takes a checkpoint of dpupose's own "
-            f"network (`dpupose train`); {OWN_MODEL}"
+            f"network, {WRITTEN_BY}; {OWN_MODEL}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle of another program, random bytes...
         raise CheckpointError(
             f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be truncated or from another "
-            "program: use a checkpoint written by `dpupose train`"
+            f"program: use a checkpoint {WRITTEN_BY}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise CheckpointError(
             f"{path} is not a dpupose checkpoint (no '{FORMAT}' marker): this command takes checkpoints of "
-            f"dpupose's own network, written by `dpupose train` or `dpupose export`; {OWN_MODEL}"
+            f"dpupose's own network, {WRITTEN_BY}; {OWN_MODEL}"
         )
     return state
 
@@ -119,7 +121,7 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
         cfg = ModelConfig(**config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{origin}: bad model_config ({exc}); the file is damaged: use a checkpoint written by `dpupose train`"
+            f"{origin}: bad model_config ({exc}); the file is damaged: use a checkpoint {WRITTEN_BY}"
         ) from None
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
@@ -154,8 +156,7 @@ def _check_names(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
             else "it holds the weights of another network"
         )
         raise CheckpointError(
-            f"{origin} does not match the model ({'; '.join(parts)}): {hint}; use a checkpoint written by "
-            "`dpupose train` or `dpupose export`"
+            f"{origin} does not match the model ({'; '.join(parts)}): {hint}; use a checkpoint {WRITTEN_BY}"
         )
 
 
@@ -174,7 +175,7 @@ def _check_kinds(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
         if isinstance(value, torch.Tensor) and want is not None and _kind(value) != _kind(want):
             raise CheckpointError(
                 f"{origin} does not match the model ({name} holds {_kind(value)} values ({value.dtype}) where the "
-                f"model's are {_kind(want)}); the file is damaged: use a checkpoint written by `dpupose train`"
+                f"model's are {_kind(want)}); the file is damaged: use a checkpoint {WRITTEN_BY}"
             )
 
 
