@@ -520,3 +520,25 @@ def test_a_block_map_is_not_used_for_an_image_that_is_not_the_zips_first_file(im
     with pytest.raises(UsageError, match="only the first file of a zip.*pynq.img is not the first"):
         flash(archive, tmp_path / "card2.img", bmap=bmap)
     assert not (tmp_path / "card2.img").exists()
+
+
+def test_ctrl_c_as_the_image_file_temporary_is_made_leaves_none(image, tmp_path, monkeypatch):
+    """A sweep (signal_sweep) over the temporaries flash makes: Ctrl-C just after mkstemp made the image
+    file's .partial (before flash named it) left it beside the target, where it grows to the image's size
+    once a write reaches it. The write itself is cut short here: the sweep is over making the temporary."""
+    from signal_sweep import signal_sweep
+
+    class Written(Exception):
+        pass
+
+    def write(info, tmp, **kwargs):
+        assert tmp.name.endswith(".partial")
+        raise Written
+
+    monkeypatch.setattr(flashmod, "_write_and_verify", write)
+    out = tmp_path / "card.img"
+    for point in signal_sweep(signal.SIGINT):
+        with pytest.raises((KeyboardInterrupt, Written)), point.armed():
+            flash(image, out, use_bmaptool=False)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["pynq.img"], point
+    assert point.n > 3  # signalled inside mkdtemp and mkstemp

@@ -40,7 +40,7 @@ from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
-from dpupose.fsio import current_umask
+from dpupose.fsio import current_umask, signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -371,13 +371,17 @@ def _flash_file(
         target = Path(os.path.realpath(target))  # a link to the file: replace the file, keep the link
         mode = stat.S_IMODE(target.stat().st_mode)  # and keep its permissions
     target.parent.mkdir(parents=True, exist_ok=True)
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    except OSError as exc:  # name the file the user gave, not the temporary one
-        raise type(exc)(exc.errno, exc.strerror, str(given)) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        # Ctrl-C or SIGTERM inside mkstemp, after it made the temporary, would leave it behind (the image's
+        # size, once written to): held back until `tmp` names it for the finally below.
+        with signals_deferred():
+            try:
+                fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+            except OSError as exc:  # name the file the user gave, not the temporary one
+                raise type(exc)(exc.errno, exc.strerror, str(given)) from None
+            os.close(fd)
+            tmp = Path(tmp_name)
         if bmap_path is not None:
             tmp.unlink()  # bmaptool creates the file itself
         try:
@@ -391,6 +395,6 @@ def _flash_file(
         os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
     return FlashReport(info, given, method, written, verified)
