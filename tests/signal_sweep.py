@@ -48,13 +48,14 @@ class SignalAt:
         return f"{signal.Signals(self.signum).name} at point {self.n} ({self.where or 'not reached'})"
 
 
-def signal_sweep(signum: int, limit: int = 10_000) -> Iterator[SignalAt]:
-    """SignalAt(1), SignalAt(2), ... for `signum`, the last one being the first whose block ended unsignalled."""
+def signal_sweep(signum: int, limit: int = 10_000, watched: tuple[str, ...] = WATCHED) -> Iterator[SignalAt]:
+    """SignalAt(1), SignalAt(2), ... for `signum` at the points of the files `watched` (by name), the last one
+    being the first whose block ended unsignalled."""
     # tempfile's first temporary name takes a lock with no try around its acquire: a signal just after it
     # would leave it taken, and the next temporary wait for ever (the sweep would hang, not fail). Made here.
     os.rmdir(tempfile.mkdtemp())
     for n in range(1, limit):
-        point = SignalAt(n, signum)
+        point = SignalAt(n, signum, watched)
         yield point
         if not point.sent:
             return

@@ -30,6 +30,38 @@ def test_trd_archive_is_checked_without_unpacking_and_unpacked_only_where_asked(
     assert not folder.archive and folder.prefix == "" and set(folder.names) >= set(TRD_SKELETON)
 
 
+def test_ctrl_c_while_the_trd_is_unpacked_leaves_it_whole_or_absent(tmp_path):
+    """A sweep (signal_sweep): Ctrl-C at each point of unpacking the TRD over an earlier one in turn. A signal
+    inside mkdtemp left its folder beside the TRD. The folder holds the whole new tree with its .complete
+    marker, or what is left of the earlier one with the earlier marker (unpacked again next time), and
+    nothing is beside it."""
+    import signal
+
+    from signal_sweep import signal_sweep
+
+    archive = make_trd_archive(tmp_path / "DPUCZDX8G.tar.gz", TRD_SKELETON)
+    info = inspect_trd(archive)
+    out = tmp_path / "out"
+    whole = {str(p.relative_to(out / "trd")) for p in extract_trd(info, out / "trd").rglob("*")}
+    # The unpacking (inputs.py), its temporary and the removal of the earlier tree (shutil.rmtree).
+    for point in signal_sweep(signal.SIGINT, watched=("inputs.py", "tempfile.py", "shutil.py")):
+        (out / "trd" / ".complete").write_text("an earlier archive's digest")  # so it is unpacked again
+        try:
+            with point.armed():
+                extract_trd(info, out / "trd")
+        except KeyboardInterrupt:
+            assert point.sent
+        except OSError as exc:  # Python's rmtree closes a folder again when a signal follows its close: EBADF
+            assert point.sent and isinstance(exc.__context__, KeyboardInterrupt), point
+        assert [p.name for p in out.iterdir()] in ([], ["trd"]), point
+        marker = out / "trd" / ".complete"
+        if marker.exists() and marker.read_text() == info.digest():
+            assert {str(p.relative_to(out / "trd")) for p in (out / "trd").rglob("*")} == whole, point
+        extract_trd(info, out / "trd")  # the next build finds it or unpacks it again
+        assert {str(p.relative_to(out / "trd")) for p in (out / "trd").rglob("*")} == whole, point
+    assert point.n > 20
+
+
 def test_trd_problems_say_what_to_fetch(tmp_path):
     with pytest.raises(UsageError, match="DPU_TRD is not set: download the Vitis AI 2.5 DPU TRD"):
         inspect_trd(None)

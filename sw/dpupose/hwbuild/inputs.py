@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dpupose.errors import UsageError
-from dpupose.fsio import sha256_file
+from dpupose.fsio import sha256_file, signals_deferred
 from dpupose.hwbuild.platform import PlatformRecord
 
 TRD_URL = "https://www.xilinx.com/bin/public/openDownload?filename=DPUCZDX8G.tar.gz"  # DPU-PYNQ 2.5's boards/Makefile
@@ -145,8 +145,10 @@ def extract_trd(info: TrdInfo, dest: Path) -> Path:
     if marker.is_file() and marker.read_text() == info.digest():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp: Path | None = None
     try:
+        with signals_deferred():  # Ctrl-C inside mkdtemp, after it made the folder, would leave it behind
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         with tarfile.open(info.path, "r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
@@ -170,7 +172,7 @@ def extract_trd(info: TrdInfo, dest: Path) -> Path:
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp)
     return dest
 
