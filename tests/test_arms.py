@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dpupose.data.joints import J
-from dpupose.eval.arms import _mass_near, elbow_report
+from dpupose.eval.arms import _mass_near, elbow_report, report_lines
 
 SIZE = 64  # input pixels; normalized = px / 32 - 1
 
@@ -65,3 +65,23 @@ def test_mass_near_the_truth():
     target = np.array([[(2 * 5 + 1) / 16 - 1, (2 * 5 + 1) / 16 - 1]])  # centre of pixel (5, 5)
     assert _mass_near(h, target)[0] == pytest.approx(0.5)
     assert _mass_near(h, target, radius=3)[0] == pytest.approx(1.0)
+
+
+def test_the_printed_report_when_every_elbow_misses():
+    # A model barely trained (or a handful of scenes) can miss every elbow: the hits' median is then
+    # undefined, and the text says "none" instead of failing on None.
+    p, t = scene((20, 40), (40, 40))  # both elbows 10 px off, over a 4 px threshold
+    r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
+    assert (r["elbows"], r["misses"]) == (2, 2) and r["median_mass_near_truth_hits"] is None
+    r.update({"checkpoint": "m.pt", "decode": "local", "scenes": 1})
+    lines = report_lines(r)
+    assert lines[0] == "m.pt: elbows of 1 synthetic validation scenes, local decoding"
+    assert lines[2] == (
+        "  misses lie a median 2.50 thresholds away (median threshold 4.0 px); heatmap mass within "
+        "2 heatmap px of the true elbow: median 0.047 for misses, none for hits"
+    )  # each true elbow sits on a pixel corner of the 16 x 16 map: 12 pixel centres within 2 px, 12 / 256
+    # the left arm is straight (180 degrees), the right one bent to acos(-100 / (10 * 26)) = 112.6 degrees:
+    # the other bend bins hold no elbow, and their PCKh is '-', not 1.000
+    assert "  elbow angle 165-180 deg:     1 elbows,    1 misses, PCKh 0.000" in lines
+    assert "  elbow angle  90-120 deg:     1 elbows,    1 misses, PCKh 0.000" in lines
+    assert "  elbow angle   0- 90 deg:     0 elbows,    0 misses, PCKh -" in lines

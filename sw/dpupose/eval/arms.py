@@ -87,6 +87,48 @@ def elbow_report(
     return report
 
 
+def _median(value: float | None, fmt: str, unit: str = "") -> str:
+    """A median of the report, or 'none' where the group it is taken over is empty (no hits, no head sizes)."""
+    return "none" if value is None else f"{value:{fmt}}{unit}"
+
+
+def _pckh(row: dict) -> str:
+    """The share of a group's elbows within the threshold; '-' for a group without elbows (not 1.000)."""
+    return f"{1 - row['misses'] / row['elbows']:.3f}" if row["elbows"] else "-"
+
+
+def report_lines(report: dict) -> list[str]:
+    """The text `python -m dpupose.eval.arms` prints for an elbow_report (with checkpoint, decode, scenes)."""
+    lines = [
+        f"{report['checkpoint']}: elbows of {report['scenes']} synthetic validation scenes, "
+        f"{report['decode']} decoding",
+        f"  misses {report['misses']} of {report['elbows']}: closer to the shoulder {report['closer_to_shoulder']}, "
+        f"to the wrist {report['closer_to_wrist']}; within the threshold of the other elbow "
+        f"{report['within_threshold_of_other_elbow']}",
+    ]
+    if report["misses"]:
+        lines.append(
+            f"  misses lie a median {_median(report['median_miss_distance_in_thresholds'], '.2f')} thresholds away "
+            f"(median threshold {_median(report['median_threshold_px'], '.1f', ' px')}); heatmap mass within "
+            f"{NEAR_RADIUS:g} heatmap px of the true elbow: median "
+            f"{_median(report['median_mass_near_truth_misses'], '.3f')} for misses, "
+            f"{_median(report['median_mass_near_truth_hits'], '.3f')} for hits"
+        )
+    for row in report["by_foreshortening"]:
+        lo, hi = row["upper_arm_over_head"]
+        lines.append(
+            f"  upper arm {lo:5.2f}-{hi:6.2f} head sizes: {row['elbows']:5d} elbows, {row['misses']:4d} misses, "
+            f"PCKh {_pckh(row)}"
+        )
+    for row in report["by_bend"]:
+        lo, hi = row["angle_deg"]
+        lines.append(
+            f"  elbow angle {lo:3d}-{min(hi, 180):3d} deg: {row['elbows']:5d} elbows, {row['misses']:4d} misses, "
+            f"PCKh {_pckh(row)}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from dpupose.cli import Parser
     from dpupose.commands.argtypes import positive_int
@@ -129,31 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{args.checkpoint}: elbows of {len(records)} synthetic validation scenes, {args.decode} decoding")
-    print(
-        f"  misses {report['misses']} of {report['elbows']}: closer to the shoulder {report['closer_to_shoulder']}, "
-        f"to the wrist {report['closer_to_wrist']}; within the threshold of the other elbow "
-        f"{report['within_threshold_of_other_elbow']}"
-    )
-    if report["misses"]:
-        print(
-            f"  misses lie a median {report['median_miss_distance_in_thresholds']:.2f} thresholds away "
-            f"(median threshold {report['median_threshold_px']:.1f} px); heatmap mass within "
-            f"{NEAR_RADIUS:g} heatmap px of the true elbow: median {report['median_mass_near_truth_misses']:.3f} "
-            f"for misses, {report['median_mass_near_truth_hits']:.3f} for hits"
-        )
-    for row in report["by_foreshortening"]:
-        lo, hi = row["upper_arm_over_head"]
-        print(
-            f"  upper arm {lo:5.2f}-{hi:6.2f} head sizes: {row['elbows']:5d} elbows, {row['misses']:4d} misses, "
-            f"PCKh {1 - row['misses'] / max(row['elbows'], 1):.3f}"
-        )
-    for row in report["by_bend"]:
-        lo, hi = row["angle_deg"]
-        print(
-            f"  elbow angle {lo:3d}-{min(hi, 180):3d} deg: {row['elbows']:5d} elbows, {row['misses']:4d} misses, "
-            f"PCKh {1 - row['misses'] / max(row['elbows'], 1):.3f}"
-        )
+    print("\n".join(report_lines(report)))
     return 0
 
 
