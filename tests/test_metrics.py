@@ -233,3 +233,22 @@ def test_an_annotated_joint_outside_the_crop_counts_as_a_miss(tmp_path):
     # Validation during training counts the same joints.
     item = PoseDataset([rec], tmp_path, 64)[0]
     assert item["visible"][15] == 0 and item["annotated"].tolist() == [1.0] * 16
+
+
+def test_quantize_summary_jsd_of_nearly_equal_maps_is_not_negative():
+    # FP32 against INT8 heatmaps of a model whose maps are almost flat: float32 JS sums fell just below 0 and
+    # `dpupose quantize` printed "heatmap JSD -0.0000"
+    from dpupose.model.pose import flat_softmax
+    from dpupose.quant.summary import heatmap_jsd
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 16, 40, 40) * 1e-3
+    p = flat_softmax(logits)
+    q = flat_softmax(logits + torch.randn_like(logits) * 1e-5)
+    assert (js_torch(p, q) < 0).any()  # what the summary summed before
+    assert (heatmap_jsd(p, q) >= 0).all()
+    a, b = np.full((1, 1, 2, 2), 0.25), np.array([[[[0.5, 0.5], [0.0, 0.0]]]])
+    # unequal maps keep their value: 0.5 KL(a || m) + 0.5 KL(b || m), m = (3/8, 3/8, 1/8, 1/8)
+    expected = 0.5 * (0.5 * np.log(0.25 / 0.375) + 0.5 * np.log(0.25 / 0.125)) + 0.5 * np.log(0.5 / 0.375)
+    got = heatmap_jsd(torch.from_numpy(a).float(), torch.from_numpy(b).float())
+    assert got.item() == pytest.approx(expected, rel=1e-6)

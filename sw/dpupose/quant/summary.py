@@ -18,6 +18,12 @@ from dpupose.runtime.base import dequantize_int8, quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, QdqOrtRunner
 
 
+def heatmap_jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """JS divergence of two heatmap batches, in float64 and at least 0. Maps that nearly agree (FP32 against
+    INT8 of a model whose heatmaps are almost flat) gave float32 sums just below 0, printed as -0.0000."""
+    return js_divergence(p.double(), q.double()).clamp_min(0.0)
+
+
 def int8_name(tensor: str) -> str:
     """The QDQ file's int8 tensor (QuantizeLinear output) for activation `tensor`."""
     return f"{tensor}_int8"
@@ -92,7 +98,7 @@ def summarize(
             d = torch.linalg.vector_norm(coords8 - coords32, dim=-1)
             agree_sum += float(d.sum())
             agree_max = max(agree_max, float(d.max()))
-            jsd_sum += float(js_divergence(heat8, heat32).sum())
+            jsd_sum += float(heatmap_jsd(heat8, heat32).sum())
             joints += d.numel()
             if batch.targets is not None and batch.visible is not None:
                 t = batch.targets[: len(x)]
