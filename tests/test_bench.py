@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -16,10 +17,11 @@ from quant_helpers import sane_model, save_checkpoint
 from dpupose.cli import main
 from dpupose.data.sources import load_data
 from dpupose.errors import UsageError
-from dpupose.eval.bench import ROWS, BenchOptions, format_table, resolve_inputs, run_bench
+from dpupose.eval.bench import ROWS, BenchOptions, format_table, resolve_inputs, run_bench, study_network_note
 from dpupose.eval.evaluate import iter_batches
 from dpupose.eval.metrics import MetricAccumulator
 from dpupose.quant.pipeline import QuantizeConfig, quantize
+from dpupose.split.a53 import REFERENCE, graph_counts
 from dpupose.split.partition import SplitOptions, split_model
 from dpupose.split.plan import load_plan
 
@@ -75,6 +77,18 @@ def test_rows_and_json_fields(result):
     for line in stage_lines[2:]:
         assert "(ms per frame in one worker)" in line and "DPU jobs" not in line
     assert "bound = 1 / max(stage time / workers)" in table
+    # This 64 px network is not the study's (224 px, width 1.0): the table says so, with its own size and MACs
+    macs = graph_counts(onnx.load(str(result.quantized / "model_fp32.onnx")))["macs"]
+    assert result.info["model_macs"] == macs < REFERENCE["macs"] / 10
+    assert f"this model (64 px, {macs / 1e9:.2f} GMAC) is another network" in table
+
+
+def test_the_study_network_note_only_for_another_network():
+    assert study_network_note({"input_size": 224, "model_macs": REFERENCE["macs"]}) is None
+    assert study_network_note({"input_size": 224}) is None  # no quantized folder: the size is all there is
+    assert "this model (192 px)" in study_network_note({"input_size": 192})
+    # a width-0.5 network at 224 px: same size, a third of the MACs
+    assert "this model (224 px, 0.16 GMAC)" in study_network_note({"input_size": 224, "model_macs": 163_000_000})
 
 
 def test_cpu_fp32_row_equals_a_direct_evaluation(result, quantized, synth_root):

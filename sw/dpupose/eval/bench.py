@@ -43,6 +43,7 @@ STUDY = {  # the original study's Ultra96-V2 figures (MPII validation), for refe
     ROWS[2]: {"euclidean": 0.092, "jsd": 0.25, "fps": 7.45},
     ROWS[3]: {"euclidean": 0.090, "jsd": 0.25, "fps": 3.14},
 }
+STUDY_INPUT_SIZE = 224  # the study's network: MobilePose's MobileNetV2 (width 1.0) at 224 x 224
 PIPELINE_TARGET = 0.9  # pipelined host throughput should reach 90% of 1 / (slowest stage)
 
 
@@ -296,6 +297,11 @@ def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
         "subgraphs": [f"{sg.name} ({sg.device})" for sg in plan.subgraphs],
     }
     if qdir is not None and (qdir / "model_fp32.onnx").is_file():
+        import onnx
+
+        from dpupose.split.a53 import graph_counts
+
+        info["model_macs"] = graph_counts(onnx.load(str(qdir / "model_fp32.onnx")))["macs"]
         rows += _cpu_rows(opts, plan, qdir, samples, calib, a53)
     else:
         info["skipped"] = "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR"
@@ -304,6 +310,23 @@ def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
 
 def _f(value: Any, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def study_network_note(info: dict[str, Any]) -> str | None:
+    """A line saying the study column is another network's, for a model of another input size or MAC count
+    (another width) than the study's; None for the study's own network."""
+    from dpupose.split.a53 import REFERENCE
+
+    size, macs = info.get("input_size"), info.get("model_macs")
+    same_macs = macs is None or abs(macs - REFERENCE["macs"]) <= 0.01 * REFERENCE["macs"]
+    if size == STUDY_INPUT_SIZE and same_macs:
+        return None
+    this = f"{size} px" + ("" if macs is None else f", {macs / 1e9:.2f} GMAC")
+    return (
+        f"note: the study FPS column is the study's network (MobileNetV2 width 1.0 at {STUDY_INPUT_SIZE} px, "
+        f"{REFERENCE['macs'] / 1e9:.2f} GMAC); this model ({this}) is another network, so the predicted and "
+        "study columns are not the same workload"
+    )
 
 
 def format_table(result: BenchResult) -> str:
@@ -332,6 +355,9 @@ def format_table(result: BenchResult) -> str:
         "pipel. = pipelined host throughput; bound = 1 / max(stage time / workers); eff. = pipel. / bound "
         f"(target >= {PIPELINE_TARGET:.0%}); study = the original study's measured Ultra96-V2 FPS"
     )
+    note = study_network_note(info)
+    if note:
+        lines.append(note)
     for r in result.rows:
         slow = r.host.get("slowest_stage")
         if slow:
