@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from quant_helpers import sane_model, save_checkpoint
+from quant_helpers import TINY, sane_model, save_checkpoint
 
 from dpupose.cli import main
 from dpupose.data.sources import load_data
@@ -20,6 +21,8 @@ from dpupose.errors import UsageError
 from dpupose.eval.bench import ROWS, BenchOptions, format_table, resolve_inputs, run_bench, study_network_note
 from dpupose.eval.evaluate import iter_batches
 from dpupose.eval.metrics import MetricAccumulator
+from dpupose.model.complexity import count_macs
+from dpupose.model.export import export_onnx
 from dpupose.quant.pipeline import QuantizeConfig, quantize
 from dpupose.split.a53 import REFERENCE, graph_counts
 from dpupose.split.partition import SplitOptions, split_model
@@ -230,6 +233,19 @@ def test_bench_refuses_options_it_would_ignore_and_foreign_outputs(quantized, re
     onnx.save(m, str(other / "model_fp32.onnx"))
     with pytest.raises(UsageError, match="is a 96x96 px model but --plan is for 64 px"):
         resolve_inputs(BenchOptions(plan=result.plan.root, quantized=other))
+    # --quantized of another width at the plan's size: its CPU rows would be another network's
+    wide = tmp_path / "wide"
+    model = sane_model(dataclasses.replace(TINY, width_mult=1.0))
+    export_onnx(model, torch.zeros(1, 3, 64, 64), wide / "model_fp32.onnx", ["image"], ["coords", "heatmaps"])
+    plan_macs = count_macs(sane_model().dpu_part, (3, 64, 64))  # the plan's network: TINY, all its convs
+    with pytest.raises(UsageError) as err:
+        resolve_inputs(BenchOptions(plan=result.plan.root, quantized=wide))
+    macs = count_macs(model, (3, 64, 64))
+    assert f"is another network than --plan {result.plan.root}: {macs / 1e9:.3f} GMAC against the plan's " in str(
+        err.value
+    ) and f"{plan_macs / 1e9:.3f} (another --width" in str(err.value)
+    _, found = resolve_inputs(BenchOptions(plan=result.plan.root, quantized=quantized["q"]))  # its own: taken
+    assert found == quantized["q"]
 
 
 def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monkeypatch):

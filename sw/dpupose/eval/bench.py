@@ -130,7 +130,7 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
             if source.name and (source.parent / "model_fp32.onnx").is_file():
                 qdir = source.parent
         else:
-            _check_input_size(qdir, plan.input_size)
+            _check_same_network(qdir, plan)
         return plan, qdir
     if qdir is None:
         ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
@@ -145,9 +145,13 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     return load_plan(split_plan(qdir, config)), qdir
 
 
-def _check_input_size(qdir: Path, size: int) -> None:
-    """--quantized with --plan: the whole-model CPU rows must see the plan's input size."""
+def _check_same_network(qdir: Path, plan: Any) -> None:
+    """--quantized with --plan: the whole-model CPU rows must run the network the plan was split from. Its
+    input size, and its multiply-accumulates: a model of another --width (or decoder) at the same size gave
+    CPU rows of another network beside the plan's split rows, without a word."""
     import onnx
+
+    from dpupose.split.a53 import graph_counts
 
     fp32 = qdir / "model_fp32.onnx"
     if not fp32.is_file():
@@ -155,14 +159,28 @@ def _check_input_size(qdir: Path, size: int) -> None:
             f"--quantized {qdir} holds no model_fp32.onnx: pass a folder written by `dpupose quantize`"
         )
     try:
-        dims = onnx.load(str(fp32), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        model = onnx.load(str(fp32))
     except Exception as exc:  # onnx raises its own decode errors
         raise ModelFileError(f"{fp32} is not a readable ONNX model ({exc}); quantize again") from None
-    sides = [d.dim_value for d in dims[2:]]
+    size = plan.input_size
+    sides = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[2:]]
     if sides and any(v and v != size for v in sides):
         raise UsageError(
             f"--quantized {qdir} is a {'x'.join(map(str, sides))} px model but --plan is for {size} px: give the "
             "quantized folder the plan was split from"
+        )
+    if plan.root is None:
+        return
+    try:
+        macs = graph_counts(model)["macs"]
+        plan_macs = sum(graph_counts(onnx.load(str(plan.root / sg.file)))["macs"] for sg in plan.subgraphs)
+    except Exception:  # a file that cannot be counted is left to the runs to report
+        return
+    if abs(macs - plan_macs) > 0.01 * max(plan_macs, 1):
+        raise UsageError(
+            f"--quantized {qdir} is another network than --plan {plan.root}: {macs / 1e9:.3f} GMAC against the "
+            f"plan's {plan_macs / 1e9:.3f} (another --width or decoder at the same {size} px): give the quantized "
+            "folder the plan was split from"
         )
 
 
