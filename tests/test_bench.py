@@ -155,6 +155,28 @@ def test_the_plan_finds_its_quantized_model_relative_to_itself(quantized, tmp_pa
     assert found.resolve() == quantized["q"].resolve()
 
 
+def test_a_plan_whose_source_was_quantized_again_gets_no_cpu_rows_of_that_model(quantized, tmp_path):
+    """The plan's source folder now holds another model (another --width quantized into the same --out): its
+    CPU rows would be another network's beside the plan's split rows. They are skipped, saying why."""
+    q = tmp_path / "q"
+    shutil.copytree(quantized["q"], q)
+    plan_dir = split_model(SplitOptions(q / "model_qdq.onnx", "u96v2-b1600-pynq", tmp_path / "plan")).folder
+    assert resolve_inputs(BenchOptions(plan=plan_dir))[1] == plan_dir / ".." / "q"  # its own: found
+    m = onnx.load(str(q / "model_qdq.onnx"))
+    m.doc_string = "quantized again"  # any other file in its place
+    onnx.save(m, str(q / "model_qdq.onnx"))
+    plan, found = resolve_inputs(BenchOptions(plan=plan_dir))
+    assert found is None
+    from dpupose.eval.bench import _no_cpu_rows_reason
+
+    assert _no_cpu_rows_reason(plan) == (
+        f"CPU ONNX rows: {q / 'model_qdq.onnx'} is not the model the plan was split from (its sha256 differs "
+        "from the plan's: quantized again since?); pass --quantized DIR, the folder the plan was split from"
+    )
+    (q / "model_qdq.onnx").unlink()
+    assert resolve_inputs(BenchOptions(plan=plan_dir))[1] is None
+
+
 def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, tmp_path, monkeypatch):
     """The plan and quantized folders it reads stay as they were (ONNX Runtime's quantizer writes a file
     beside the model it reads); the variant folders it replaces are only its own."""

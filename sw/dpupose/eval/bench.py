@@ -22,6 +22,7 @@ emulator measures numpy, not a DPU).
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import lock_output_folder
+from dpupose.fsio import lock_output_folder, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +126,7 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
         # under --work, a folder the user never gave.
         plan_config(plan)
         if qdir is None:
-            # Relative to the plan folder (absolute in plans written before that).
-            source = plan.root / str(plan.metadata.get("source_model", ""))
-            if source.name and (source.parent / "model_fp32.onnx").is_file():
-                qdir = source.parent
+            qdir = _source_quantized(plan)
         else:
             _check_same_network(qdir, plan)
         return plan, qdir
@@ -143,6 +141,35 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     if not (qdir / "model_qdq.onnx").is_file():
         raise ModelFileError(f"{qdir} holds no model_qdq.onnx: pass a folder written by `dpupose quantize`")
     return load_plan(split_plan(qdir, config)), qdir
+
+
+def _plan_source(plan: Any) -> Path | None:
+    """The model_qdq.onnx the plan names as its source (relative to the plan folder, absolute in plans
+    written before that), or None if it names none."""
+    name = str(plan.metadata.get("source_model", ""))
+    return plan.root / name if name and plan.root is not None else None
+
+
+def _source_quantized(plan: Any) -> Path | None:
+    """The quantized folder the plan was split from, for the CPU rows: only while its model_qdq.onnx is still
+    the file the plan records (sha256). Another model quantized into that folder since (another --width,
+    or new weights) would have given CPU rows of another network beside the plan's split rows."""
+    source = _plan_source(plan)
+    if source is None or not (source.parent / "model_fp32.onnx").is_file():
+        return None
+    if not source.is_file() or sha256_file(source) != plan.model.sha256:
+        return None
+    return source.parent
+
+
+def _no_cpu_rows_reason(plan: Any) -> str:
+    source = _plan_source(plan)
+    if source is not None and (source.parent / "model_fp32.onnx").is_file():
+        return (
+            f"CPU ONNX rows: {os.path.normpath(source)} is not the model the plan was split from (its sha256 "
+            "differs from the plan's: quantized again since?); pass --quantized DIR, the folder the plan was split from"
+        )
+    return "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR"
 
 
 def _check_same_network(qdir: Path, plan: Any) -> None:
@@ -322,7 +349,7 @@ def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
         info["model_macs"] = graph_counts(onnx.load(str(qdir / "model_fp32.onnx")))["macs"]
         rows += _cpu_rows(opts, plan, qdir, samples, calib, a53)
     else:
-        info["skipped"] = "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR"
+        info["skipped"] = _no_cpu_rows_reason(plan)
     return BenchResult(rows, plan, qdir, info)
 
 
