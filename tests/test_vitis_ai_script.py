@@ -3,6 +3,7 @@ recording stand-in for docker, and the error when docker is missing."""
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -241,6 +242,18 @@ def test_prepare_refuses_a_plan_for_another_input_size(inputs, cut_plan, tmp_pat
                             tmp_path / "wider.pt")  # fmt: skip
     with pytest.raises(UsageError, match=r"gives \[16, 8, 8\] \(C, H, W\) but this checkpoint's DPU part cut"):
         vai_q.prepare(wider, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
+    # Same input size and decoder, another width: the cut tensor is the same shape, the network is not (it was
+    # compiled, and the xmodel recorded in the plan would run another network's weights on the board).
+    wide = save_checkpoint(sane_model(ModelConfig(input_size=64, width_mult=1.0, decoder_channels=32)),
+                           tmp_path / "wide.pt")  # fmt: skip
+    with pytest.raises(UsageError) as err:
+        vai_q.prepare(wide, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
+    m = re.fullmatch(
+        rf"--plan {re.escape(str(cut_plan))}: its DPU subgraph is ([\d.]+) GMAC but this checkpoint's DPU part cut "
+        r"there is ([\d.]+) GMAC \(another --width or decoder\): give the plan made from this checkpoint",
+        str(err.value),
+    )
+    assert m and float(m.group(2)) > 2 * float(m.group(1))  # width 1.0 against the plan's 0.35
     assert not (tmp_path / "work").exists()
 
 

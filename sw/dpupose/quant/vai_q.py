@@ -251,9 +251,26 @@ def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str, tuple]:
     return p.input.name, output, cut, " ".join(how), shape[1:]
 
 
+def _plan_dpu_macs(plan: str | Path) -> int | None:
+    """Multiply-accumulates of the plan's DPU subgraph file (None if it cannot be read: the shapes still
+    checked)."""
+    import onnx
+
+    from dpupose.split.a53 import graph_counts
+    from dpupose.split.plan import load_plan
+
+    try:
+        p = load_plan(plan, check_paths=False)
+        (sg,) = [sg for sg in p.subgraphs if sg.is_dpu]
+        return graph_counts(onnx.load(str(p.root / sg.file)))["macs"]
+    except Exception:  # a missing or damaged file: the shape check above is what there is
+        return None
+
+
 def _check_cut(model, cut: int, images: np.ndarray, expected: tuple, plan: str | Path) -> None:
-    """The cut half gives the plan's DPU output shape (a checkpoint of another width or decoder than the
-    plan's model differs here, not on the board), and the two halves recompose the whole part."""
+    """The cut half gives the plan's DPU output shape and multiply-accumulates (a checkpoint of another width
+    or decoder than the plan's model differs here, not on the board), and the two halves recompose the whole
+    part."""
     import torch
 
     from dpupose.errors import QuantizationError
@@ -270,6 +287,19 @@ def _check_cut(model, cut: int, images: np.ndarray, expected: tuple, plan: str |
             f"--plan {plan}: its DPU subgraph gives {list(expected)} (C, H, W) but this checkpoint's DPU part cut "
             f"there gives {list(mid.shape[1:])}: give the plan made from this checkpoint"
         )
+    # The shapes agree whatever the width where the cut is the 16-channel logits: the multiply-accumulates
+    # tell another network (a width-1.4 checkpoint for a width-0.5 plan at the same size was compiled).
+    plan_macs = _plan_dpu_macs(plan)
+    if plan_macs is not None:
+        from dpupose.model.complexity import count_macs
+
+        macs = count_macs(head, tuple(x.shape[1:]))
+        if abs(macs - plan_macs) > 0.01 * max(plan_macs, 1):
+            raise UsageError(
+                f"--plan {plan}: its DPU subgraph is {plan_macs / 1e9:.3f} GMAC but this checkpoint's DPU part "
+                f"cut there is {macs / 1e9:.3f} GMAC (another --width or decoder): give the plan made from this "
+                "checkpoint"
+            )
     if not torch.allclose(whole, halves, rtol=1e-4, atol=1e-4 * float(whole.abs().max())):
         raise QuantizationError("the DPU part cut at the plan's DPU output does not recompose to the whole part")
 
