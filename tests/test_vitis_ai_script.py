@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from quant_helpers import TINY, sane_model, save_checkpoint
 
 from dpupose.quant import vai_q
+from dpupose.split.a53 import graph_counts
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "vitis_ai_quantize.sh"
 
@@ -202,9 +204,11 @@ def test_prepare_with_a_plan_cuts_the_dpu_part_where_its_dpu_subgraph_ends(input
     work = vai_q.prepare(ckpt, tmp_path / "work", data_root=synth_root, num_calib=2, plan=cut_plan)
     part = json.loads((work / vai_q.DPU_PART_FILE).read_text())
     split = "--config u96v2-b1600-pynq --cpu-from decoder.2.3"  # how the plan was made, for the messages
-    assert part == {"input": "image", "output": "decoder.2.0", "checkpoint": "tiny.pt", "split": split}
     plan = json.loads((cut_plan / "plan.json").read_text())
     (dpu,) = [sg for sg in plan["subgraphs"] if sg["device"] == "dpu"]
+    # the cut part's multiply-accumulates, as the ONNX cost model counts the plan's DPU subgraph file
+    macs = graph_counts(onnx.load(str(cut_plan / dpu["file"])))["macs"]
+    assert part == {"input": "image", "output": "decoder.2.0", "checkpoint": "tiny.pt", "split": split, "macs": macs}
     n, h, w, c = dpu["outputs"][0]["shape"]
     state = torch.load(work / "model.pt")
     # The container rebuilds the cut part from the state alone; it gives the plan's DPU output tensor.
@@ -289,6 +293,16 @@ def test_script_with_a_plan_then_split_records_the_xmodel_for_that_cut(inputs, c
     assert not (tmp_path / "plain").exists()
     res = _run(["--checkpoint", ckpt, "--arch", arch, "--out", out, "--plan", tmp_path / "none"], env=env)
     assert res.returncode == 2 and "holds no plan.json" in res.stderr
+    # An xmodel compiled from a model of another width at the same size: same names and shapes, another
+    # network (VART on the board would run it without a word)
+    side["macs"] = 3 * side["macs"]
+    (out / "compiled" / "dpupose.dpupose.json").write_text(json.dumps(side))
+    capsys.readouterr()
+    assert _cli("split", qdq, "--out", tmp_path / "wide", "--cpu-from", "decoder.2.3", "--xmodel", xmodel) == 2
+    err = capsys.readouterr().err
+    assert f"was compiled from a network of {side['macs'] / 1e9:.3f} GMAC (its dpupose.dpupose.json), but " in err
+    assert f"this split's DPU subgraph is {side['macs'] / 3e9:.3f} GMAC: another --width" in err
+    assert not (tmp_path / "wide").exists()
 
 
 def test_an_arch_json_for_another_dpu_than_the_plans_is_refused_before_compiling(inputs, cut_plan, tmp_path, capsys):

@@ -36,8 +36,8 @@ from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, Usage
 log = logging.getLogger(__name__)
 
 SCRIPT = "scripts/vitis_ai_quantize.sh"
-# What the xmodel computes: {"input", "output", "checkpoint"[, "split": the plan's split options]
-# [, "fingerprint": the DPU fingerprint of the arch.json it is compiled for]}
+# What the xmodel computes: {"input", "output", "checkpoint", "macs" (of the compiled part)[, "split": the plan's
+# split options][, "fingerprint": the DPU fingerprint of the arch.json it is compiled for]}
 DPU_PART_FILE = "dpu_part.json"
 
 
@@ -179,6 +179,9 @@ def prepare(
     images = np.concatenate([b.images for b in calib.batches(model.config.input_size, batch_size)])
     if cut is not None:
         _check_cut(model, cut, images[:batch_size], expected, plan)
+    # What the xmodel computes, by its multiply-accumulates: `dpupose split --xmodel` holds them to the split's
+    # DPU subgraph (the tensor names and shapes are the same for every width).
+    part["macs"] = _part_macs(model, cut)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "calib.npy", images)
@@ -249,6 +252,16 @@ def _plan_cut(model, plan: str | Path) -> tuple[str, str, int, str, tuple]:
         shape = (shape[0], shape[3], shape[1], shape[2])
     cut = cut_index(model.dpu_part, output, model.config.input_size)
     return p.input.name, output, cut, " ".join(how), shape[1:]
+
+
+def _part_macs(model, cut: int | None) -> int:
+    """Multiply-accumulates of the DPU part, or of its first `cut` layers."""
+    from dpupose.model.complexity import count_macs
+    from dpupose.quant.dpu_cut import split_layers
+
+    part = model.dpu_part if cut is None else split_layers(model.dpu_part, cut)[0]
+    size = model.config.input_size
+    return count_macs(part, (3, size, size))
 
 
 def _plan_dpu_macs(plan: str | Path) -> int | None:

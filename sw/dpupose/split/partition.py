@@ -217,10 +217,29 @@ def xmodel_fingerprint(xmodel: Path) -> int | None:
         ) from None
 
 
-def check_xmodel(xmodel: Path, groups: list[Group], image: str, fingerprint: int | None = None) -> None:
+def xmodel_macs(xmodel: Path) -> int | None:
+    """The multiply-accumulates NAME.dpupose.json says the xmodel's part has (None: it does not say)."""
+    import json
+
+    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
+    if not side.is_file():
+        return None
+    try:
+        value = json.loads(side.read_text(encoding="utf-8")).get("macs")
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{side} is damaged ({exc}); compile again with scripts/vitis_ai_quantize.sh, which writes it"
+        ) from None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def check_xmodel(
+    xmodel: Path, groups: list[Group], image: str, fingerprint: int | None = None, dpu_macs: int | None = None
+) -> None:
     """--xmodel: the file exists, the split has one DPU subgraph, the DPU part the xmodel computes
-    (xmodel_part), and the xmodel was compiled for `fingerprint` where NAME.dpupose.json says what for;
-    VART checks the tensors' shapes on the board."""
+    (xmodel_part), the xmodel was compiled for `fingerprint` where NAME.dpupose.json says what for, and from
+    a network of the DPU subgraph's multiply-accumulates (`dpu_macs`) where it says them: the names and shapes
+    are the same for a model of another width. VART checks the tensors' shapes on the board."""
     if not xmodel.is_file():
         what = "is a folder" if xmodel.is_dir() else "does not exist"
         raise UsageError(f"--xmodel {xmodel} {what}; give the .xmodel that vai_c_xir compiled")
@@ -244,6 +263,14 @@ def check_xmodel(xmodel: Path, groups: list[Group], image: str, fingerprint: int
             f"{xmodel.stem}{XMODEL_PART_SUFFIX}), but this split is for 0x{fingerprint:x}: VART would refuse it on "
             "that DPU. Split with --config of the configuration compiled for, or compile with the arch.json of "
             "this split's configuration"
+        )
+    compiled_macs = xmodel_macs(xmodel)
+    if dpu_macs is not None and compiled_macs is not None and abs(compiled_macs - dpu_macs) > 0.01 * dpu_macs:
+        raise UsageError(
+            f"--xmodel {xmodel.name} was compiled from a network of {compiled_macs / 1e9:.3f} GMAC (its "
+            f"{xmodel.stem}{XMODEL_PART_SUFFIX}), but this split's DPU subgraph is {dpu_macs / 1e9:.3f} GMAC: "
+            "another --width, decoder or input size. Compile this model (scripts/vitis_ai_quantize.sh "
+            "--checkpoint of the model quantized for this split) and split again with --xmodel"
         )
 
 
@@ -306,7 +333,10 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         chosen = evaluate(g, cfg, forced, dpu_ms, a53)
     groups = chosen.groups
     if opts.xmodel is not None:
-        check_xmodel(Path(opts.xmodel), groups, inp.name, fingerprint(cfg))
+        dpu_macs = sum(
+            a53_model.node_counts(g.nodes[i], g.shapes)[0] for grp in groups if grp.device == DPU for i in grp.nodes
+        )
+        check_xmodel(Path(opts.xmodel), groups, inp.name, fingerprint(cfg), dpu_macs)
 
     warnings: list[str] = []
     fit = check_fit(cfg, board)
