@@ -566,8 +566,30 @@ def test_a_model_config_the_weights_do_not_fit_is_refused_before_the_network_is_
     save_checkpoint(
         {"model": net.state_dict(), "model_config": {**net.config.to_dict(), "num_joints": 10**12}}, damaged
     )
-    with pytest.raises(CheckpointError, match=r"does not match the model \(size mismatch for dpu_part\.head\.weight"):
+    head = rf"'dpu_part\.head\.weight' is \[16, 32, 1, 1\] in the file, \[{10**12}, 32, 1, 1\] in that network"
+    with pytest.raises(CheckpointError, match=r"does not match the model \(1 weight\(s\) of other shapes .*" + head):
         load_checkpoint(damaged)
+
+
+def test_weights_of_another_width_than_model_config_say_which_network_it_describes(tmp_path):
+    """A width-0.5 network's weights under a model_config saying 1.4 (edited by hand): torch's size-mismatch
+    text named one torch.Size pair; the line names the network model_config describes and what to use."""
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.5))
+    edited = tmp_path / "edited.pt"
+    save_checkpoint({"model": net.state_dict(), "model_config": {**net.config.to_dict(), "width_mult": 1.4}}, edited)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(edited)
+    # MobileNetV2's first conv has make_divisible(32 * width, 8) filters: 16 at 0.5, 48 at 1.4 (44.8 rounded up)
+    assert (
+        str(err.value).startswith(f"{edited} does not match the model (")
+        and "of other shapes than the network its model_config describes, width_mult 1.4, decoder_channels 256, "
+        "num_joints 16: 'dpu_part.backbone.features.0.0.weight' is [16, 3, 3, 3] in the file, [48, 3, 3, 3] in "
+        "that network): the weights are another network's; use a checkpoint written by `dpupose train` or "
+        "`dpupose export`"
+        in str(err.value)
+    )
 
 
 @pytest.mark.parametrize(

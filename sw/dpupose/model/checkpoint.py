@@ -129,6 +129,7 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
         shell = PoseNet(cfg)
     _check_names(shell, state["model"], origin)
     _check_kinds(shell, state["model"], origin)
+    _check_shapes(shell, state["model"], origin)
     # The shapes: load_state_dict checks them, and assign=True takes the tensors in where copying into meta
     # tensors would do nothing. It is given a copy of the dict: load_state_dict records the assign in the
     # dict's _metadata, and the real network's load then took the tensors as they were (half-precision
@@ -177,6 +178,27 @@ def _check_kinds(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
                 f"{origin} does not match the model ({name} holds {_kind(value)} values ({value.dtype}) where the "
                 f"model's are {_kind(want)}); the file is damaged: use a checkpoint {WRITTEN_BY}"
             )
+
+
+def _check_shapes(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
+    """Each tensor has the shape of the network model_config describes. torch's own message named one
+    tensor's torch.Size pair and nothing to do; a width or input size edited in model_config (or weights of
+    another width under it) is the usual cause, and the line says which network the config describes."""
+    expected = model.state_dict()
+    differ = [
+        (name, tuple(value.shape), tuple(expected[name].shape))
+        for name, value in weights.items()
+        if isinstance(value, torch.Tensor) and name in expected and tuple(value.shape) != tuple(expected[name].shape)
+    ]
+    if differ:
+        name, got, want = differ[0]
+        cfg = model.config
+        raise CheckpointError(
+            f"{origin} does not match the model ({len(differ)} weight(s) of other shapes than the network its "
+            f"model_config describes, width_mult {cfg.width_mult:g}, decoder_channels {cfg.decoder_channels}, "
+            f"num_joints {cfg.num_joints}: {name!r} is {list(got)} in the file, {list(want)} in that network): "
+            "the weights are another network's; use a checkpoint written by `dpupose train` or `dpupose export`"
+        )
 
 
 def _load_weights(model: PoseNet, weights: dict[str, Any], origin: str, assign: bool = False) -> None:
