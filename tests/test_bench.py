@@ -363,6 +363,29 @@ def test_the_demo_runs_the_shipped_plan_for_the_shipped_model(monkeypatch, tmp_p
     assert demo.shipped_plan(tmp_path / "model.pt") is None
 
 
+def test_the_demo_leaves_a_shipped_plan_split_from_another_model(monkeypatch, tmp_path):
+    """Weights retrained into models/ (another width, say) before the plan was made again: the shipped plan's
+    DPU part would have run beside the new model's CPU rows. The plan is used only while it was split from
+    the model_qdq.onnx the demo's quantization gives."""
+    import hashlib
+
+    from dpupose import demo
+
+    model, plan = tmp_path / "model.pt", tmp_path / "split"
+    model.write_bytes(b"weights")
+    plan.mkdir()
+    qdq = b"the quantized model"
+    (plan / "plan.json").write_text(json.dumps({"model": {"sha256": hashlib.sha256(qdq).hexdigest()}}))
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", model)
+    monkeypatch.setattr(demo, "SHIPPED_PLAN", plan)
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "model_qdq.onnx").write_bytes(qdq)
+    assert demo.shipped_plan(model, q) == plan
+    (q / "model_qdq.onnx").write_bytes(b"another model quantized")
+    assert demo.shipped_plan(model, q) is None
+
+
 def test_an_installed_package_names_the_shipped_model_as_the_docs_do(monkeypatch, tmp_path, capsys):
     """A wheel carries no model and has no checkout above it: bench names models/dpupose-synth/model.pt and
     says where it comes from, not a path inside the Python installation."""

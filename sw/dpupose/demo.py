@@ -164,12 +164,32 @@ def annotated_images(plan_dir: Path, frames: list, out: Path) -> dict:
     }
 
 
-def shipped_plan(model: Path) -> Path | None:
+def shipped_plan(model: Path, qdir: Path | None = None) -> Path | None:
     """The plan shipped with the default model (for it only), so that the demo runs what users deploy; the
-    quick quantization above still gives the per-configuration comparison and the whole-model CPU rows."""
-    if model.resolve() == DEFAULT_MODEL.resolve() and (SHIPPED_PLAN / "plan.json").is_file():
-        return SHIPPED_PLAN
-    return None
+    quick quantization above still gives the per-configuration comparison and the whole-model CPU rows.
+    With `qdir` (that quantization), only while the plan was split from the same model_qdq.onnx: weights
+    retrained into models/ (another width, say) before the plan was made again would have run the old
+    plan's DPU part beside the new model's CPU rows."""
+    import json
+
+    from dpupose.fsio import sha256_file
+
+    if model.resolve() != DEFAULT_MODEL.resolve() or not (SHIPPED_PLAN / "plan.json").is_file():
+        return None
+    if qdir is not None:
+        try:
+            recorded = json.loads((SHIPPED_PLAN / "plan.json").read_text(encoding="utf-8"))["model"]["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            recorded = None
+        if recorded != sha256_file(qdir / "model_qdq.onnx"):
+            log.warning(
+                "%s was not split from this %s (retrained since?): the demo splits the model itself; make the "
+                "shipped plan again (docs/training.md)",
+                SHIPPED_PLAN,
+                model,
+            )
+            return None
+    return SHIPPED_PLAN
 
 
 def run(args: argparse.Namespace) -> None:
@@ -204,7 +224,7 @@ def _run(args: argparse.Namespace, out: Path) -> None:
     qdir = quantized(model, QuantSettings(num_calib=16, summary_samples=1))
     t = step("quantize", t)
     config = default_config_name("ultra96v2")
-    plan_dir = shipped_plan(model) or split_plan(qdir, config, optimize=True)
+    plan_dir = shipped_plan(model, qdir) or split_plan(qdir, config, optimize=True)
     plan = load_plan(plan_dir)
     t = step("split", t)
     samples = load_samples("synthetic", None, max(args.num_samples, args.num_images), plan.input_size)
