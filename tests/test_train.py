@@ -83,6 +83,22 @@ def test_a_kill_before_the_history_was_written_is_repaired(synth_root, tmp_path)
     assert path.read_text() == full
 
 
+@pytest.mark.parametrize(
+    ("size", "advice"), [(200, "got 200: use 192 or 224"), (16, "got 16: use 32"), (2047, "got 2047: use 2016 or 2048")]
+)
+def test_an_input_size_the_network_cannot_take_is_refused_first_with_the_sizes_near_it(size, advice, tmp_path, capsys):
+    """The backbone halves the input five times: a size that is not a multiple of 32 is refused before any data
+    is generated or folder made, naming the multiples of 32 on either side."""
+    from dpupose.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--data", "synthetic", "--data-root", str(tmp_path / "none"), "--epochs", "1", "--out", str(out)]
+    assert main([*args, "--input-size", str(size)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dpupose: error: --input-size must be a multiple of 32 (the network's stride), {advice}\n"
+    assert not out.exists()
+
+
 def test_refuses_to_overwrite_or_resume_nothing(synth_root, tmp_path):
     cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
     with pytest.raises(UsageError, match="not found; start the run without --resume"):

@@ -82,10 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dpupose.errors import UsageError
+    from dpupose.model.pose import input_size_problem
     from dpupose.train import TrainConfig, train
 
-    if args.input_size % 32 or args.input_size < 32:
-        raise UsageError(f"--input-size must be a positive multiple of 32, got {args.input_size}")
+    problem = input_size_problem(args.input_size)
+    if problem:
+        raise UsageError(f"--input-size {problem}")
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     cfg.out = str(cfg.out)  # recorded in config.json and the checkpoints

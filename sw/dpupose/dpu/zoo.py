@@ -119,8 +119,11 @@ def build(name: str, input_size: int = 224) -> nn.Module:
 
 def export(name: str, path: str | Path, input_size: int = 224) -> Path:
     """Export the named network for a (1, 3, input_size, input_size) input to ONNX at `path`."""
-    if input_size < 32 or input_size % 32:
-        raise UsageError(f"--input-size must be a positive multiple of 32, got {input_size}")
+    from dpupose.model.pose import input_size_problem
+
+    problem = input_size_problem(input_size)
+    if problem:
+        raise UsageError(f"--input-size {problem}")
     model = build(name, input_size)
     example = torch.zeros(1, 3, input_size, input_size)
     return export_onnx(model, example, path, input_names=["image"], output_names=["logits"])

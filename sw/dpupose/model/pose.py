@@ -23,6 +23,18 @@ MAX_INPUT_SIZE = 2048
 MAX_WIDTH_MULT = 4.0
 
 
+def input_size_problem(size: int) -> str | None:
+    """What is wrong with an input size for this network (the backbone halves it five times, so a multiple
+    of 32 up to MAX_INPUT_SIZE), with the nearest sizes that work; None if it is fine."""
+    if 32 <= size <= MAX_INPUT_SIZE and size % 32 == 0:
+        return None
+    if size > MAX_INPUT_SIZE:
+        return f"must be at most {MAX_INPUT_SIZE}, got {size}"
+    below, above = size // 32 * 32, (size // 32 + 1) * 32
+    near = " or ".join(str(n) for n in (below, above) if 32 <= n <= MAX_INPUT_SIZE)
+    return f"must be a multiple of 32 (the network's stride), got {size}: use {near}"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the network; stored in every checkpoint."""
