@@ -241,6 +241,19 @@ def estimate_graph(graph: DpuGraph, cfg: DpuConfig, board: Board, constants: Per
             f"{len(after_cpu)} conv/FC/pool layer(s) after a CPU op are not estimated (they would need "
             f"another DPU subgraph), first: {after_cpu[0]}"
         )
+    # The channel limit dpupose split's operator rules hold a dense convolution to (dpu/ops.py): a wide network
+    # (--width 4: 3840 and 5120 channels) has layers the split runs on the CPU, estimated here on the DPU.
+    limit = 256 * cfg.icp
+    too_wide = [
+        layer.name
+        for layer in graph.layers
+        if layer.kind in ("conv", "deconv") and layer.inputs and max(layer.inputs[0][1], layer.output[1]) > limit
+    ]
+    if too_wide:
+        warnings.append(
+            f"{len(too_wide)} conv layer(s) have more than 256 x ICP = {limit} channels, which `dpupose split` "
+            f"runs on the CPU: this estimate counts them on the DPU, first: {too_wide[0]}"
+        )
     for layer in graph.layers:
         kh, kw = layer.kernel
         if layer.kind in ("conv", "gconv") and layer.inputs:
