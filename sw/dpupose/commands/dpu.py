@@ -277,6 +277,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"dpupose: warning: op(s) the model does not know, estimated conservatively: {', '.join(unknown)}",
             file=sys.stderr,
         )
+    for warning in dict.fromkeys(w for r in rows for w in r.too_wide):  # one per channel limit (per ICP)
+        print(f"dpupose: warning: {warning}", file=sys.stderr)
     left_out = sorted({op for r in rows for op in r.not_estimated})
     if left_out:
         print(

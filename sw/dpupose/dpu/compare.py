@@ -53,6 +53,7 @@ class CompareRow:
     risks: list[str] = field(default_factory=list)
     not_estimated: list[str] = field(default_factory=list)  # op types left out of the FPS (not DPU ops)
     unknown_ops: list[str] = field(default_factory=list)  # op types ONNX does not define, costed conservatively
+    too_wide: list[str] = field(default_factory=list)  # convs wider than 256 x ICP: the split runs them on the CPU
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,6 +121,7 @@ def _row(
         risks=fit.risks,
         not_estimated=sorted({op for _, op, _ in est.excluded}),
         unknown_ops=sorted({op for _, op in est.unknown}),
+        too_wide=[w for w in est.warnings if "256 x ICP" in w],
     )
 
 
