@@ -197,7 +197,7 @@ def _check_shapes(model: PoseNet, weights: dict[str, Any], origin: str) -> None:
             f"{origin} does not match the model ({len(differ)} weight(s) of other shapes than the network its "
             f"model_config describes, width_mult {cfg.width_mult:g}, decoder_channels {cfg.decoder_channels}, "
             f"num_joints {cfg.num_joints}: {name!r} is {list(got)} in the file, {list(want)} in that network): "
-            "the weights are another network's; use a checkpoint written by `dpupose train` or `dpupose export`"
+            f"the weights are another network's; use a checkpoint {WRITTEN_BY}"
         )
 
 
