@@ -1,6 +1,7 @@
 """Calibration: re-fit on the shipped CSV reproduces the shipped constants; every row's error is small."""
 
 import csv
+import json
 
 import pytest
 
@@ -79,3 +80,28 @@ def test_a_calibration_row_with_a_zero_figure_is_named(tmp_path):
     (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"mobilenet_v2 on ZCU104: fps_single_thread must be positive, got 0"):
         read_rows(tmp_path / "c.csv")
+
+
+def test_the_validation_rows_are_reported_beside_the_fit_and_not_fitted(cal):
+    from dpupose.dpu.calibrate import read_validation, validate
+
+    # Predicted with the fitted constants, as validate() does with the shipped ones (the same, above) ...
+    assert cal.validation == validate(cal.constants)
+    assert [r["measured"] for r in cal.validation] == [row.fps for row in read_validation()]
+    # ... and not in the fit: its residuals are the 16 calibration figures only.
+    assert len(cal.report) == 8 and cal.validation
+
+
+def test_dpu_calibrate_prints_the_validation_rows(cal, monkeypatch, capsys):
+    from dpupose.cli import main
+
+    monkeypatch.setattr("dpupose.dpu.calibrate.calibrate", lambda: cal)
+    assert main(["dpu", "calibrate"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("validation (measured figures, not fitted: hw/dpu/perf/validation.csv):")
+    (r,) = cal.validation
+    line = out[start + 2].split()
+    assert line[:5] == [r["model"], r["board"], r["arch"], str(r["cores"]), str(r["clock_mhz"])]
+    assert line[5:9] == [r["figure"], f"{r['measured']:.2f}", f"{r['predicted']:.1f}", f"{r['err_pct']:.1f}%"]
+    assert main(["dpu", "calibrate", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["validation"] == cal.validation

@@ -300,7 +300,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     cal = calibrate()
     if args.json:
-        d = {"constants": vars(cal.constants), "rms_log_error": cal.rms_log_error, "rows": cal.report}
+        d = {
+            "constants": vars(cal.constants),
+            "rms_log_error": cal.rms_log_error,
+            "rows": cal.report,
+            "validation": cal.validation,
+        }
         print(json.dumps(d, indent=2))
     else:
         c = cal.constants
@@ -321,6 +326,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"  {r['multi_published']:9.1f} {r['multi_predicted']:7.1f} {r['multi_err_pct']:5.1f}%  "
                 f"{r['source']}"
             )
+        if cal.validation:
+            print("validation (measured figures, not fitted: hw/dpu/perf/validation.csv):")
+            print(
+                f"{'model':13s} {'board':9s} {'arch':5s} {'cores':>5s} {'MHz':>4s} {'figure':12s}  "
+                f"{'measured':>8s} {'pred':>7s} {'err':>6s}  measured by"
+            )
+            for r in cal.validation:
+                print(
+                    f"{r['model']:13s} {r['board']:9s} {r['arch']:5s} {r['cores']:5d} {r['clock_mhz']:4d} "
+                    f"{r['figure']:12s}  {r['measured']:8.2f} {r['predicted']:7.1f} {r['err_pct']:5.1f}%  "
+                    f"{r['measured_by']}"
+                )
     if args.write:
         changed = write_constants(cal)
         print("constants written" if changed else "constants unchanged", file=sys.stderr)

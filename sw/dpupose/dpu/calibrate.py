@@ -11,7 +11,12 @@ Model of a published figure (the zoo measures end to end, including CPU pre-proc
 Fitted: layer_overhead_cycles, ddr_efficiency, host_ms (three constants for 16 figures), by least squares
 on log(predicted / published), with bounds that keep each constant physical.
 
-API: read_rows(path=None) -> list[Row]; calibrate(rows=None) -> Calibration; write_constants(c, path=None)
+Validation: ``hw/dpu/perf/validation.csv`` holds measured figures of configurations the calibration data
+do not cover (smaller ARCHs, other boards and clocks). They are never fitted; `validate` predicts each with
+the constants and reports the error, and `calibrate` reports them beside the fit.
+
+API: read_rows(path=None) -> list[Row]; calibrate(rows=None) -> Calibration; write_constants(c, path=None);
+     read_validation(path=None) -> list[ValidationRow]; validate(constants=None, rows=None) -> list[dict]
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import csv
 import math
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ from dpupose.dpu.board import Board, load_board
 from dpupose.dpu.config import DpuConfig, config_from_arch
 from dpupose.dpu.graph import DpuGraph, extract_layers
 from dpupose.dpu.paths import hw_dir
-from dpupose.dpu.perf import PerfConstants, _latency_s, constants_path
+from dpupose.dpu.perf import PerfConstants, _latency_s, constants_path, load_constants
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import DataError
 
@@ -37,6 +43,11 @@ BOUNDS = ((0.0, 20000.0), (0.2, 1.0), (0.0, 5.0))
 START = (1000.0, 0.7, 0.5)
 COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "fps_single_thread",
            "fps_multi_thread", "source")  # fmt: skip
+VALIDATION_COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "figure", "threads",
+                      "fps_measured", "measured_by", "source")  # fmt: skip
+# What a measured figure is, and so what it is compared with: one frame at a time end to end (the zoo's
+# single-thread figure: DPU latency + host_ms), or enough threads to keep every core busy (DPU throughput).
+FIGURES = ("single_thread", "multi_thread")
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,30 @@ class Row:
     source: str
 
 
+@dataclass(frozen=True)
+class ValidationRow:
+    """A measured figure kept out of the fit (hw/dpu/perf/validation.csv)."""
+
+    model: str
+    input_size: int
+    gops: float  # the measured network's published operation count
+    board: str
+    cores: int
+    arch: str
+    clock_mhz: int
+    figure: str  # one of FIGURES
+    threads: int
+    fps: float
+    measured_by: str
+    source: str
+
+
 @dataclass
 class Calibration:
     constants: PerfConstants
     report: list[dict[str, Any]]  # one entry per CSV row: published, predicted, error in %
     rms_log_error: float  # over all fitted figures
+    validation: list[dict[str, Any]] = field(default_factory=list)  # validate() with the fitted constants
 
     @property
     def max_abs_error_pct(self) -> float:
@@ -106,12 +136,57 @@ def read_rows(path: str | Path | None = None) -> list[Row]:
     return rows
 
 
-def row_config(row: Row) -> DpuConfig:
-    """The zoo boards' DPU: the Vitis AI TRD defaults (RAM low, channel augmentation, ALU default)."""
+def validation_csv() -> Path:
+    return hw_dir() / "dpu" / "perf" / "validation.csv"
+
+
+def read_validation(path: str | Path | None = None) -> list[ValidationRow]:
+    p = Path(path) if path else validation_csv()
+    try:
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != VALIDATION_COLUMNS:
+                raise DataError(f"{p}: expected columns {', '.join(VALIDATION_COLUMNS)}")
+            rows = []
+            for rec in reader:
+                w, h = (int(x) for x in rec["input"].split("x"))
+                if w != h:
+                    raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
+                what = f"{rec['model']} on {rec['board']} {rec['arch']}"
+                for key in ("gops", "fps_measured", "cores", "clock_mhz", "threads"):
+                    if not float(rec[key]) > 0:
+                        raise DataError(f"{p}: {what}: {key} must be positive, got {rec[key]}")
+                if rec["figure"] not in FIGURES:
+                    raise DataError(f"{p}: {what}: figure must be one of {', '.join(FIGURES)}, got {rec['figure']!r}")
+                rows.append(
+                    ValidationRow(
+                        rec["model"],
+                        w,
+                        float(rec["gops"]),
+                        rec["board"].lower(),
+                        int(rec["cores"]),
+                        rec["arch"],
+                        int(rec["clock_mhz"]),
+                        rec["figure"],
+                        int(rec["threads"]),
+                        float(rec["fps_measured"]),
+                        rec["measured_by"],
+                        rec["source"],
+                    )
+                )
+    except FileNotFoundError:
+        raise DataError(f"{p}: validation data missing") from None
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"{p}: malformed row ({exc})") from None
+    return rows
+
+
+def row_config(row: Row | ValidationRow) -> DpuConfig:
+    """The measured boards' DPU: the Vitis AI TRD defaults (RAM low, channel augmentation, ALU default)."""
     return config_from_arch(row.arch, row.clock_mhz, cores=row.cores, board=row.board)
 
 
-def network_graphs(rows: list[Row], folder: Path) -> dict[tuple[str, int], DpuGraph]:
+def network_graphs(rows: Sequence[Row | ValidationRow], folder: Path) -> dict[tuple[str, int], DpuGraph]:
     from dpupose.dpu import zoo
 
     graphs: dict[tuple[str, int], DpuGraph] = {}
@@ -123,7 +198,7 @@ def network_graphs(rows: list[Row], folder: Path) -> dict[tuple[str, int], DpuGr
     return graphs
 
 
-def _predict(row: Row, graph: DpuGraph, board: Board, c: PerfConstants) -> tuple[float, float]:
+def _predict(row: Row | ValidationRow, graph: DpuGraph, board: Board, c: PerfConstants) -> tuple[float, float]:
     cfg = row_config(row)
     single, _ = _latency_s(graph.layers, cfg, board, c, active=1)
     busy, _ = _latency_s(graph.layers, cfg, board, c, active=cfg.cores)
@@ -144,8 +219,9 @@ def calibrate(rows: list[Row] | None = None) -> Calibration:
     from scipy.optimize import least_squares
 
     rows = rows if rows is not None else read_rows()
+    checks = read_validation()
     with tempfile.TemporaryDirectory(prefix="dpupose-calib-") as tmp:
-        graphs = network_graphs(rows, Path(tmp))
+        graphs = network_graphs([*rows, *checks], Path(tmp))
     cases = [(r, graphs[(r.model, r.input_size)], load_board(r.board)) for r in rows]
     lower, upper = zip(*BOUNDS)
     # Scale the parameters so the solver's steps are comparable across them.
@@ -178,7 +254,44 @@ def calibrate(rows: list[Row] | None = None) -> Calibration:
         )
     res = _residuals((c.layer_overhead_cycles, c.ddr_efficiency, c.host_ms), cases)
     rms = math.sqrt(sum(r * r for r in res) / len(res))
-    return Calibration(constants=c, report=report, rms_log_error=rms)
+    return Calibration(constants=c, report=report, rms_log_error=rms, validation=_validation_report(checks, graphs, c))
+
+
+def validate(constants: PerfConstants | None = None, rows: list[ValidationRow] | None = None) -> list[dict[str, Any]]:
+    """Predict every validation row (default: the shipped CSV) with `constants` (default: the shipped ones)."""
+    rows = rows if rows is not None else read_validation()
+    with tempfile.TemporaryDirectory(prefix="dpupose-valid-") as tmp:
+        graphs = network_graphs(rows, Path(tmp))
+    return _validation_report(rows, graphs, constants or load_constants())
+
+
+def _validation_report(
+    rows: list[ValidationRow], graphs: dict[tuple[str, int], DpuGraph], c: PerfConstants
+) -> list[dict[str, Any]]:
+    report = []
+    for row in rows:
+        graph = graphs[(row.model, row.input_size)]
+        single, multi = _predict(row, graph, load_board(row.board), c)
+        predicted = single if row.figure == "single_thread" else multi
+        report.append(
+            {
+                "model": row.model,
+                "board": row.board,
+                "arch": row.arch,
+                "cores": row.cores,
+                "clock_mhz": row.clock_mhz,
+                "figure": row.figure,
+                "threads": row.threads,
+                "published_gops": row.gops,
+                "model_gops": round(2 * graph.macs / 1e9, 3),
+                "measured": row.fps,
+                "predicted": round(predicted, 1),
+                "err_pct": round(100 * (predicted / row.fps - 1), 1),
+                "measured_by": row.measured_by,
+                "source": row.source,
+            }
+        )
+    return report
 
 
 def constants_toml(c: PerfConstants, cal: Calibration | None = None) -> str:
