@@ -183,8 +183,9 @@ def shipped_plan(model: Path, qdir: Path | None = None) -> Path | None:
             recorded = None
         if recorded != sha256_file(qdir / "model_qdq.onnx"):
             log.warning(
-                "%s was not split from this %s (retrained since?): the demo splits the model itself; make the "
-                "shipped plan again (docs/training.md)",
+                "%s was not split from the quantization the demo made of %s (its weights retrained since, or "
+                "a fix point calibrated otherwise on this machine): the demo splits the model itself; after "
+                "retraining, make the shipped plan again (docs/training.md)",
                 SHIPPED_PLAN,
                 model,
             )
