@@ -1,5 +1,6 @@
 """`dpupose hw build` end to end with recording fakes of vivado and v++: outputs, resume, failures, bad input."""
 
+import hashlib
 import json
 import os
 import shlex
@@ -485,6 +486,49 @@ def test_a_build_folder_moved_elsewhere_is_still_up_to_date(capsys, env):
     assert len(tool_calls(env["log"])) == before
     assert "platform  up to date" in out and "link      up to date" in out
     assert all((moved / n).is_file() for n in DELIVERABLES)
+
+
+def test_board_files_at_another_path_keep_the_platform_up_to_date(capsys, env):
+    # A build folder copied to another machine meets the board files checked out at another path there:
+    # the same files, so the platform (and the link that follows it) is not built again.
+    assert build(capsys, env)[0] == 0
+    before = len(tool_calls(env["log"]))
+    env["repo"] = env["repo"].rename(env["tmp"] / "elsewhere-bdf")
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) == before
+    assert "platform  up to date" in out and "link      up to date" in out
+
+
+def test_a_changed_file_of_the_board_s_folder_rebuilds_the_platform(capsys, env):
+    # Vivado reads the whole board folder (the PS preset is in preset.xml), not only board.xml.
+    assert build(capsys, env)[0] == 0
+    (env["repo"] / "ultra96v2" / "1.2" / "preset.xml").write_text("<ip_presets/>\n")
+    before = len(tool_calls(env["log"]))
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert [step_of(c) for c in tool_calls(env["log"])[before:]] == ["platform"]  # the fake's xsa: the same again
+
+
+def test_a_platform_stamp_of_an_earlier_version_naming_the_board_repository_still_counts(capsys, env):
+    # Earlier versions recorded board.xml's sha256 and the repository's path in place of the folder's digest.
+    assert build(capsys, env)[0] == 0
+    before = len(tool_calls(env["log"]))
+    stamp = env["out"] / "stamps" / "platform.json"
+    doc = json.loads(stamp.read_text())
+    board_xml = env["repo"] / "ultra96v2" / "1.2" / "board.xml"
+    del doc["inputs"]["board files"]
+    doc["inputs"]["board.xml"] = hashlib.sha256(board_xml.read_bytes()).hexdigest()
+    doc["inputs"]["board_repo"] = str(env["repo"].resolve())
+    stamp.write_text(json.dumps(doc))
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) == before
+    doc["inputs"]["board_repo"] = str(env["tmp"] / "another-bdf")  # a stamp of other board files
+    stamp.write_text(json.dumps(doc))
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert [step_of(c) for c in tool_calls(env["log"])[before:]] == ["platform"]  # the fake's xsa: the same again
 
 
 def test_stamps_of_an_earlier_version_naming_absolute_paths_still_count(capsys, env):

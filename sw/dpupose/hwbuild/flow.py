@@ -23,6 +23,7 @@ API:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -91,6 +92,8 @@ class Step:
     outputs: Callable[[BuildContext], list[Path]]
     requires: Callable[[BuildContext], list[tuple[Path, str]]]  # (file, step that makes it)
     inputs: Callable[[BuildContext], dict[str, str]] | None = None  # None: no stamp, always runs
+    # The inputs as an earlier version's stamp recorded them: such a stamp still counts where they match.
+    earlier_inputs: Callable[[BuildContext], dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,18 +134,36 @@ def _platform(ctx: BuildContext) -> None:
     run_tool(argv, cwd=p.platform_dir, log_file=p.logs / "platform.log", expect=[p.xsa])
 
 
+def _board_folder_digest(board_files: BoardFiles) -> str:
+    """sha256 of the board's folder in the board repository (board.xml, preset.xml, part0_pins.xml ...), by
+    the files' names within it and their contents: not where the repository is, so a build folder copied to
+    another machine, whose checkout of the board files has another path, stays up to date."""
+    folder = board_files.board_xml.parent
+    h = hashlib.sha256()
+    for name in sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file()):
+        h.update(f"{name}\0{sha256_file(folder / name)}\0".encode())
+    return h.hexdigest()
+
+
 def _platform_inputs(ctx: BuildContext) -> dict[str, str]:
     p = ctx.paths
-    repo = _board_repo(ctx)
+    _board_repo(ctx)  # the step needs the board files
     assert ctx.board_files is not None  # _board_repo checked it
     return {
         "params.tcl": sha256_file(p.params),
         "platform.xdc": sha256_file(p.xdc),
         "platform.tcl": sha256_file(p.platform_tcl),
-        "board.xml": sha256_file(ctx.board_files.board_xml),
-        "board_repo": str(repo),
+        "board files": _board_folder_digest(ctx.board_files),
         "vivado": ctx.tool("vivado").banner,
     }
+
+
+def _platform_inputs_by_path(ctx: BuildContext) -> dict[str, str]:
+    """The platform inputs as stamps of earlier versions named them: board.xml and the repository's path."""
+    inputs = _platform_inputs(ctx)
+    del inputs["board files"]
+    assert ctx.board_files is not None
+    return {**inputs, "board.xml": sha256_file(ctx.board_files.board_xml), "board_repo": str(_board_repo(ctx))}
 
 
 def _kernel(ctx: BuildContext) -> None:
@@ -225,7 +246,7 @@ def _gen_files(ctx: BuildContext) -> list[tuple[Path, str]]:
 
 STEPS: tuple[Step, ...] = (
     Step("generate", _generate, lambda c: [], lambda c: []),
-    Step("platform", _platform, lambda c: [c.paths.xsa], _gen_files, _platform_inputs),
+    Step("platform", _platform, lambda c: [c.paths.xsa], _gen_files, _platform_inputs, _platform_inputs_by_path),
     Step("kernel", _kernel, lambda c: [c.paths.xo], _gen_files, _kernel_inputs),
     Step(
         "link",
@@ -286,7 +307,10 @@ def _up_to_date(ctx: BuildContext, step: Step) -> bool:
     absolute = {str(ctx.paths.root / name): digest for name, digest in named.items()}
     if recorded not in (named, absolute):
         return False
-    return bool(stamp.get("inputs") == step.inputs(ctx))
+    inputs = stamp.get("inputs")
+    if inputs == step.inputs(ctx):
+        return True
+    return step.earlier_inputs is not None and inputs == step.earlier_inputs(ctx)
 
 
 def _stamp_outputs(ctx: BuildContext, outputs: list[Path]) -> dict[str, str]:
