@@ -125,3 +125,20 @@ def test_pixel_shuffle_index_of_the_reference():
     y = dpu_ops.depth_to_space(x, 2, "CRD")
     assert y[0, :, :, 0].tolist() == [[0, 1], [2, 3]]
     assert y[0, :, :, 1].tolist() == [[4, 5], [6, 7]]
+
+
+def test_concat_moves_each_input_to_the_output_fix_point():
+    # concat_fix.cpp: out = round_normal(DPU_ROUND, x * 2**(fp_output - fp_input_i)), data_min/max: each
+    # input on its own, then placed after the previous inputs along the axis (here NHWC channels).
+    a = col([-6, -2, 2, 6, 127])  # fp 5
+    b = col([-40, 31, 32, 1, 0])  # fp 3
+    # fp_out 3: a / 4 = -1.5, -0.5, 0.5, 1.5, 31.75 -> -1, 0, 1, 2, 32; b as it is
+    y = dpu_ops.concat([a, b], [5, 3], 3, axis=3)
+    assert y.shape == (1, 1, 5, 2)
+    assert flat(y[..., 0]) == [-1, 0, 1, 2, 32] and flat(y[..., 1]) == [-40, 31, 32, 1, 0]
+    # fp_out 4: a / 2 = -3, -1, 1, 3, 63.5 -> 64; b * 2 = -80, 62, 64, 2, 0
+    y = dpu_ops.concat([a, b], [5, 3], 4, axis=3)
+    assert flat(y[..., 0]) == [-3, -1, 1, 3, 64] and flat(y[..., 1]) == [-80, 62, 64, 2, 0]
+    # fp_out 5: a as it is; b * 4 = -160 -> -128, 124, 128 -> 127, 4, 0; along W this time
+    y = dpu_ops.concat([a, b], [5, 3], 5, axis=2)
+    assert flat(y) == [-6, -2, 2, 6, 127, -128, 124, 127, 4, 0]

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from dpupose.fsio import check_can_create, write_json
     from dpupose.quant.compare import deploy_check
     from dpupose.quant.data import calibration_batches
-    from dpupose.runtime.qdq_graph import NotADpuSubgraph, NotEmulated, load_program
+    from dpupose.runtime.qdq_graph import EMULATED, NotADpuSubgraph, NotEmulated, load_program
 
     if args.json is not None and args.json.exists() and not _is_report(args.json):
         raise UsageError(
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     except NotEmulated as exc:
         raise ModelFileError(
-            f"{path}: {exc}: deploy-check checks the emulator's layers, and the emulator runs convolutions, "
-            "element-wise adds and pixel shuffles only, so this subgraph can be checked on the board alone"
+            f"{path}: {exc}: deploy-check checks the emulator's layers, and the emulator runs {EMULATED} "
+            "only, so this subgraph can be checked on the board alone"
         ) from None
     shape = program.inputs[0].shape_nchw if len(program.inputs) == 1 else ()
 

@@ -114,6 +114,8 @@ class TorchQdqReference:
                         .reshape(n, c // (r * r), h * r, w * r)
                     )
                 env[node.output[0]] = y
+            elif op == "Concat":
+                env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             else:
                 raise ModelFileError(f"the torch reference does not implement {op}")
         return ints

@@ -23,7 +23,7 @@ from dpupose.errors import ModelFileError, ToolNotFoundError, UsageError
 from dpupose.runtime.base import Runner, TensorInfo
 from dpupose.runtime.guard import GuardReport, check_fingerprints
 from dpupose.runtime.onnx_runner import OnnxRunner
-from dpupose.runtime.qdq_graph import NotEmulated
+from dpupose.runtime.qdq_graph import EMULATED, NotEmulated
 from dpupose.split.plan import BoundaryTensor, Plan, Subgraph
 
 if TYPE_CHECKING:
@@ -156,8 +156,8 @@ class RunnerFactory:
             runner = self._dpu_runner(path)
         except NotEmulated as exc:
             raise ModelFileError(
-                f"subgraph {sg.name!r} ({path}) runs on the DPU but not on the emulator, which runs convolutions, "
-                f"element-wise adds and pixel shuffles only ({exc}): run this plan with --backend cpu on a PC"
+                f"subgraph {sg.name!r} ({path}) runs on the DPU but not on the emulator, which runs {EMULATED} "
+                f"only ({exc}): run this plan with --backend cpu on a PC"
             ) from None
         except ModelFileError as exc:
             message = str(exc)

@@ -30,6 +30,9 @@ confirmed with `dpupose deploy-check` on board dumps.
   only (the partitioner keeps other activations after an add on the CPU); the others are computed here
   as after a conv.
 - pixel shuffle (DepthToSpace): a pure permutation, exact; the fix position passes through.
+- concat (cpu-runner concat-fix): each input moved to the output's fix position, DPURound of
+  x * 2**(fp_out - fp_in) (a shift left is exact, a shift right rounds half up), saturated; the data is
+  otherwise only moved.
 
 Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
 prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
@@ -391,3 +394,10 @@ def depth_to_space(x: np.ndarray, block: int, mode: str = "CRD") -> np.ndarray:
     else:
         raise ValueError(f"DepthToSpace mode {mode!r} is not CRD or DCR")
     return np.ascontiguousarray(y.reshape(n, h * r, w * r, co))
+
+
+def concat(xs: list[np.ndarray], fps: list[int], fp_out: int, axis: int) -> np.ndarray:
+    """concat-fix: each input moved to the output's fix position (`requantize_int8`: DPURound of
+    x * 2**(fp_out - fp_i), saturated), then joined along `axis` of the NHWC arrays."""
+    parts = [x if fp == fp_out else requantize_int8(x, fp, fp_out) for x, fp in zip(xs, fps)]
+    return np.concatenate(parts, axis=axis)

@@ -69,6 +69,12 @@ def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
+def nhwc_axis(axis: int, ndim: int) -> int:
+    """An ONNX (NCHW) axis as the axis of the runner's NHWC arrays (4-D; other ranks keep their layout)."""
+    axis %= ndim
+    return (0, 3, 1, 2)[axis] if ndim == 4 else axis
+
+
 def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     """One DPU step as a function of env (int8 NHWC tensors by name); a convolution's weights, bias and
     constants are laid out once here (`dpu_ops.ConvKernel`), not per frame."""
@@ -89,7 +95,7 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         )
         src = step.inputs[0]
         return lambda env: kernel(env[src])
-    if step.kind in ("add", "depth_to_space", "requant"):
+    if step.kind in ("add", "depth_to_space", "requant", "concat"):
         return lambda env: run_step(step, env)
     raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -106,6 +112,8 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
     if step.kind == "requant":
         return dpu_ops.requantize_int8(xs[0], step.fps_in[0], step.fp_out)
+    if step.kind == "concat":
+        return dpu_ops.concat(xs, step.fps_in, step.fp_out, nhwc_axis(step.attrs["axis"], xs[0].ndim))
     raise ValueError(f"unknown step kind {step.kind!r}")
 
 

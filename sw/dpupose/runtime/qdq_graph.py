@@ -7,8 +7,8 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - a fused activation (Relu, Clip 0..6, LeakyRelu alpha = 26/256) sits between a Conv/Add and its Q;
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
-Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace
-(or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step
+Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
+Concat (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step
 tensors are named by the Q node's int8 output.
 """
 
@@ -28,8 +28,12 @@ LEAKY_ALPHA = 26 / 256
 
 
 class NotEmulated(ModelFileError):
-    """A DPU subgraph with an op the emulator does not run (a pool, a resize, a concat...): the plan is
-    sound, and ONNX Runtime (`--backend cpu`) runs it."""
+    """A DPU subgraph with an op the emulator does not run (see EMULATED): the plan is sound, and ONNX
+    Runtime (`--backend cpu`) runs it."""
+
+
+# What the emulator runs, for the messages that refuse a subgraph with anything else.
+EMULATED = "convolutions, depthwise convolutions, element-wise adds, concats and pixel shuffles"
 
 
 class NotADpuSubgraph(ModelFileError):
@@ -48,7 +52,7 @@ class Boundary:
 
 @dataclass
 class Step:
-    kind: str  # "conv", "add", "depth_to_space", "requant"
+    kind: str  # "conv", "add", "depth_to_space", "requant", "concat"
     out: str  # int8 tensor (Q output)
     fp_out: int
     inputs: list[str]  # int8 tensors
@@ -212,6 +216,10 @@ class _Parser:
         if op == "Add":
             srcs = [self.act_input(t, where) for t in node.inputs]
             return Step("add", out, fp_out, [s for s, _ in srcs], [f for _, f in srcs], label, act)
+        if op == "Concat" and act == "none":
+            srcs = [self.act_input(t, where) for t in node.inputs]
+            attrs = {"axis": int(node.attrs.get("axis", 1))}
+            return Step("concat", out, fp_out, [s for s, _ in srcs], [f for _, f in srcs], label, attrs=attrs)
         if op in ("DepthToSpace", "DequantizeLinear") and act == "none":
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
             if op == "DequantizeLinear":

@@ -1,0 +1,117 @@
+"""The emulator's concat, resize, and pools on tiny QDQ models: against ONNX Runtime running the same file,
+within the rounding each rule implies (the integers themselves are checked by hand in
+tests/test_dpu_reference.py)."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dpupose.quant.torch_ref import TorchQdqReference
+from dpupose.runtime.emulator import EmulatorRunner, QdqOrtRunner
+from dpupose.runtime.qdq_graph import NotEmulated
+
+OPSET = 17
+
+
+class Model:
+    """inputs x0, x1... (float, NCHW) -Q/DQ-> the op's nodes -> Q/DQ -> y."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+
+    def const(self, name: str, value) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def qdq(self, x: str, fp: int, name: str) -> str:
+        s = self.const(f"{name}_scale", np.array(2.0**-fp, np.float32))
+        z = self.const(f"{name}_zp", np.array(0, np.int8))
+        self.nodes.append(helper.make_node("QuantizeLinear", [x, s, z], [f"{name}_int8"], name=f"{name}/q"))
+        self.nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int8", s, z], [name], name=f"{name}/dq"))
+        return name
+
+    def input(self, shape, fp: int) -> str:
+        name = f"x{len(self.inputs)}"
+        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+        return self.qdq(name, fp, f"{name}_dq")
+
+    def op(self, op: str, inputs: list[str], **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, ["y_float"], name="op", **attrs))
+        return "y_float"
+
+    def build(self, fp_out: int, shape, opset: int = OPSET) -> bytes:
+        self.qdq("y_float", fp_out, "y")
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))
+        graph = helper.make_graph(self.nodes, "op", self.inputs, [out], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model.SerializeToString()
+
+
+def feeds(runner, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.integers(-128, 128, i.shape, dtype=np.int16).astype(np.int8) for i in runner.inputs}
+
+
+def torch_ref(model: bytes, x: dict[str, np.ndarray], fps: list[int]) -> np.ndarray:
+    """The float64 torch interpreter of the same file (dpupose.quant.torch_ref), int8 NHWC."""
+    ref = TorchQdqReference(onnx.load_from_string(model))
+    floats = {k: v.transpose(0, 3, 1, 2).astype(np.float64) * 2.0**-fp for (k, v), fp in zip(x.items(), fps)}
+    return ref.trace(floats)["y_int8"].astype(np.int64)
+
+
+def ort_plain(model: bytes, x: dict[str, np.ndarray]) -> np.ndarray:
+    """ONNX Runtime on the file as written (ties to even), as int8 NHWC."""
+    runner = QdqOrtRunner(model, round_ties_up=False)
+    return runner.run(x)["y"].astype(np.int64)
+
+
+def test_concat_equals_onnx_runtime_up_to_its_ties(tmp_path):
+    # Channel concat of inputs at fix points 6, 3 and 4 into 4: x0 drops 2 bits (ties), x1 gains one.
+    m = Model()
+    xs = [m.input((1, c, 5, 6), fp) for c, fp in ((3, 6), (2, 3), (4, 4))]
+    m.op("Concat", xs, axis=1)
+    model = m.build(4, (1, 9, 5, 6))
+    emu = EmulatorRunner(model)
+    x = feeds(emu)
+    y = emu.run(x)["y"].astype(np.int64)
+    assert y.shape == (1, 5, 6, 9)
+    # by the rule: x0 / 4 rounded half up, x1 * 2 saturated, x2 as it is
+    x0, x1, x2 = (x[f"x{i}"].astype(np.int64) for i in range(3))
+    np.testing.assert_array_equal(y[..., :3], np.floor(x0 / 4 + 0.5))
+    np.testing.assert_array_equal(y[..., 3:5], np.clip(x1 * 2, -128, 127))
+    np.testing.assert_array_equal(y[..., 5:], x2)
+    # ONNX Runtime rounds x0's ties (x0 = 2 mod 4) to even: one LSB down there at most, nowhere else
+    plain = ort_plain(model, x)
+    diff = y - plain
+    ties = np.zeros_like(y, dtype=bool)
+    ties[..., :3] = x0 % 4 == 2
+    assert set(np.unique(diff[ties])) <= {0, 1} and np.any(diff[ties] == 1)
+    assert np.all(diff[~ties] == 0)
+    # the fast path's tie offsets round them up as the DPU does, and so does the torch interpreter
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+    np.testing.assert_array_equal(torch_ref(model, x, [6, 3, 4]), y)
+
+
+def test_concat_along_height_and_a_negative_axis():
+    m = Model()
+    a, b = m.input((1, 2, 3, 4), 5), m.input((1, 2, 2, 4), 5)
+    m.op("Concat", [a, b], axis=-2)
+    model = m.build(5, (1, 2, 5, 4))
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 1)
+    np.testing.assert_array_equal(emu.run(x)["y"], np.concatenate([x["x0"], x["x1"]], axis=1))
+    np.testing.assert_array_equal(emu.run(x)["y"], ort_plain(model, x))
+
+
+def test_concat_with_an_activation_is_not_emulated():
+    m = Model()
+    a, b = m.input((1, 2, 3, 4), 5), m.input((1, 2, 3, 4), 5)
+    m.nodes.append(helper.make_node("Concat", [a, b], ["cat"], name="cat", axis=1))
+    m.op("Relu", ["cat"])
+    with pytest.raises(NotEmulated, match="does not run Concat"):
+        EmulatorRunner(m.build(5, (1, 4, 3, 4)))
