@@ -142,3 +142,17 @@ def test_concat_moves_each_input_to_the_output_fix_point():
     # fp_out 5: a as it is; b * 4 = -160 -> -128, 124, 128 -> 127, 4, 0; along W this time
     y = dpu_ops.concat([a, b], [5, 3], 5, axis=2)
     assert flat(y) == [-6, -2, 2, 6, 127, -128, 124, 127, 4, 0]
+
+
+def test_nearest_upsample_index_of_the_reference():
+    # resize.cpp, NEAREST without align_corners or half_pixel_centers: h_idx = min(floor(h * in_h / out_h),
+    # in_h - 1), the same for w. In 2 x 2, out 4 x 6 (scales 2, 3): h_idx 0, 0, 1, 1; w_idx 0, 0, 0, 1, 1, 1.
+    x = np.array([[1, -2], [3, -128]], dtype=np.int8).reshape(1, 2, 2, 1)
+    y = dpu_ops.upsample_nearest(x, 2, 3)
+    assert y[0, :, :, 0].tolist() == [
+        [1, 1, 1, -2, -2, -2],
+        [1, 1, 1, -2, -2, -2],
+        [3, 3, 3, -128, -128, -128],
+        [3, 3, 3, -128, -128, -128],
+    ]
+    # with half_pixel_centers: floor((h + 0.5) * 1/2) = 0, 0, 1, 1 and floor((w + 0.5) / 3) = 0, 0, 0, 1, 1, 1

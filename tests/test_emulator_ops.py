@@ -115,3 +115,80 @@ def test_concat_with_an_activation_is_not_emulated():
     m.op("Relu", ["cat"])
     with pytest.raises(NotEmulated, match="does not run Concat"):
         EmulatorRunner(m.build(5, (1, 4, 3, 4)))
+
+
+def _resize(fp_in, fp_out, scales, opset=OPSET, **attrs) -> bytes:
+    m = Model()
+    x = m.input((1, 3, 4, 5), fp_in)
+    scales_input = [m.const("scales", np.array(scales, np.float32))]
+    m.op("Resize", [x] + ([""] if opset >= 11 else []) + scales_input, mode="nearest", **attrs)
+    return m.build(fp_out, (1, 3, 4 * int(scales[2]), 5 * int(scales[3])), opset)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {},  # ONNX's default: half_pixel, round_prefer_floor
+        {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+        {"coordinate_transformation_mode": "tf_half_pixel_for_nn", "nearest_mode": "floor"},
+        {"coordinate_transformation_mode": "pytorch_half_pixel", "nearest_mode": "round_prefer_ceil"},
+    ],
+)
+def test_nearest_resize_is_onnx_runtime_s(attrs):
+    for scales in ([1, 1, 2, 2], [1, 1, 3, 2], [1, 1, 4, 4]):
+        model = _resize(4, 4, scales, **attrs)
+        emu = EmulatorRunner(model)
+        x = feeds(emu, 2)
+        y = emu.run(x)["y"]
+        np.testing.assert_array_equal(y, ort_plain(model, x))
+        np.testing.assert_array_equal(y, np.repeat(np.repeat(x["x0"], scales[2], axis=1), scales[3], axis=2))
+        np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+
+
+def test_resize_10_is_read_too():
+    for scales in ([1, 1, 2, 2], [1, 1, 3, 4]):
+        model = _resize(4, 4, scales, opset=10)
+        emu = EmulatorRunner(model)
+        x = feeds(emu, 3)
+        np.testing.assert_array_equal(emu.run(x)["y"], ort_plain(model, x))
+        np.testing.assert_array_equal(torch_ref(model, x, [4]), emu.run(x)["y"])
+
+
+def test_nearest_resize_with_a_fix_point_change_rounds_as_the_dpu():
+    model = _resize(5, 3, [1, 1, 2, 2])
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 4)
+    y = emu.run(x)["y"].astype(np.int64)
+    up = np.repeat(np.repeat(x["x0"].astype(np.int64), 2, axis=1), 2, axis=2)
+    np.testing.assert_array_equal(y, np.floor(up / 4 + 0.5))  # half up
+    diff = y - ort_plain(model, x)  # ONNX Runtime: ties (up = 2 mod 4) to even
+    ties = up % 4 == 2
+    assert np.all(diff[~ties] == 0) and set(np.unique(diff[ties])) == {0, 1}
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+@pytest.mark.parametrize(
+    ("scales", "attrs", "message"),
+    [
+        ([1, 1, 4, 4], {"coordinate_transformation_mode": "asymmetric"}, "does not take output pixel x from input"),
+        ([1, 1, 2, 2], {"coordinate_transformation_mode": "half_pixel", "nearest_mode": "floor"}, "floor"),
+        ([1, 1, 1.5, 1.5], {}, "a whole number of times"),
+        ([1, 2, 2, 2], {}, "a whole number of times"),
+        ([1, 1, 2, 2], {"mode": "linear"}, "nearest-neighbour resizes only"),
+    ],
+)
+def test_other_resizes_are_not_emulated(scales, attrs, message):
+    m = Model()
+    x = m.input((1, 2, 4, 4), 4)
+    m.op("Resize", [x, "", m.const("scales", np.array(scales, np.float32))], **{"mode": "nearest", **attrs})
+    model = m.build(4, (1, int(2 * scales[1]), int(4 * scales[2]), int(4 * scales[3])))
+    with pytest.raises(NotEmulated, match=message):
+        EmulatorRunner(model)
+
+
+def test_a_resize_by_sizes_is_not_emulated():
+    m = Model()
+    x = m.input((1, 2, 4, 4), 4)
+    m.op("Resize", [x, "", "", m.const("sizes", np.array([1, 2, 8, 8], np.int64))], mode="nearest")
+    with pytest.raises(NotEmulated, match="not by 'sizes'"):
+        EmulatorRunner(m.build(4, (1, 2, 8, 8)))

@@ -147,8 +147,8 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
         (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
          "takes a DPU subgraph"),
         (plan.path("dpu0.onnx"), "the emulator does not run MaxPool .*: deploy-check checks the emulator's layers, "
-         "and the emulator runs convolutions, depthwise convolutions, element-wise adds, concats and pixel shuffles "
-         "only"),
+         "and the emulator runs convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour "
+         "upsampling and pixel shuffles only"),
     ]  # fmt: skip
     for path, message in cases:
         assert main(["deploy-check", str(path), "--json", str(tmp_path / "r.json")]) == 2

@@ -114,6 +114,11 @@ class TorchQdqReference:
                         .reshape(n, c // (r * r), h * r, w * r)
                     )
                 env[node.output[0]] = y
+            elif op == "Resize":  # nearest, whole-number scales (what the emulator reads)
+                scales = node.input[2] if len(node.input) > 2 else node.input[1]
+                _, _, sh, sw = (int(s) for s in self.inits[scales])
+                x = env[node.input[0]]
+                env[node.output[0]] = x.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             else:

@@ -33,6 +33,8 @@ confirmed with `dpupose deploy-check` on board dumps.
 - concat (cpu-runner concat-fix): each input moved to the output's fix position, DPURound of
   x * 2**(fp_out - fp_in) (a shift left is exact, a shift right rounds half up), saturated; the data is
   otherwise only moved.
+- nearest-neighbour upsampling (cpu-runner resize, NEAREST, no align_corners): output pixel (h, w) is
+  input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
 
 Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
 prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
@@ -401,3 +403,10 @@ def concat(xs: list[np.ndarray], fps: list[int], fp_out: int, axis: int) -> np.n
     x * 2**(fp_out - fp_i), saturated), then joined along `axis` of the NHWC arrays."""
     parts = [x if fp == fp_out else requantize_int8(x, fp, fp_out) for x, fp in zip(xs, fps)]
     return np.concatenate(parts, axis=axis)
+
+
+def upsample_nearest(x: np.ndarray, sh: int, sw: int) -> np.ndarray:
+    """Nearest-neighbour upsampling by whole numbers (cpu-runner resize, NEAREST without align_corners):
+    output pixel (h, w) is input pixel (h // sh, w // sw). Pure data movement."""
+    y = np.repeat(x, sh, axis=1) if sh > 1 else x
+    return np.repeat(y, sw, axis=2) if sw > 1 else y

@@ -8,8 +8,8 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step
-tensors are named by the Q node's int8 output.
+Concat / nearest Resize (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the
+fused activation. Step tensors are named by the Q node's int8 output.
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ from dpupose.errors import ModelFileError
 from dpupose.runtime.onnx_lite import Graph, Node, load_model
 
 ACT_OPS = ("Relu", "Clip", "LeakyRelu")
+# Resize-11 coordinate mappings that take output pixel x from input pixel floor(x / s) at every integer
+# scale s: x_in = (x + 1/2) / s - 1/2 is floor(x / s) plus a fraction in (-1/2, 1/2), which either rounding
+# takes to floor(x / s); x / s and (x + 1/2) / s have floor(x / s) as their floor.
+FLOOR_MAPPINGS = {
+    ("half_pixel", "round_prefer_floor"),
+    ("half_pixel", "round_prefer_ceil"),
+    ("pytorch_half_pixel", "round_prefer_floor"),
+    ("pytorch_half_pixel", "round_prefer_ceil"),
+    ("asymmetric", "floor"),
+    ("tf_half_pixel_for_nn", "floor"),
+}
 LEAKY_ALPHA = 26 / 256
 
 
@@ -33,7 +44,9 @@ class NotEmulated(ModelFileError):
 
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
-EMULATED = "convolutions, depthwise convolutions, element-wise adds, concats and pixel shuffles"
+EMULATED = (
+    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling and pixel shuffles"
+)
 
 
 class NotADpuSubgraph(ModelFileError):
@@ -52,7 +65,7 @@ class Boundary:
 
 @dataclass
 class Step:
-    kind: str  # "conv", "add", "depth_to_space", "requant", "concat"
+    kind: str  # "conv", "add", "depth_to_space", "requant", "concat", "resize"
     out: str  # int8 tensor (Q output)
     fp_out: int
     inputs: list[str]  # int8 tensors
@@ -220,6 +233,10 @@ class _Parser:
             srcs = [self.act_input(t, where) for t in node.inputs]
             attrs = {"axis": int(node.attrs.get("axis", 1))}
             return Step("concat", out, fp_out, [s for s, _ in srcs], [f for _, f in srcs], label, attrs=attrs)
+        if op == "Resize" and act == "none":
+            src, fp = self.act_input(node.inputs[0], where)
+            attrs = {"scale": self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")}
+            return Step("resize", out, fp_out, [src], [fp], label, attrs=attrs)
         if op in ("DepthToSpace", "DequantizeLinear") and act == "none":
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
             if op == "DequantizeLinear":
@@ -227,6 +244,39 @@ class _Parser:
             attrs = {"block": int(node.attrs["blocksize"]), "mode": node.attrs.get("mode", "DCR")}
             return Step("depth_to_space", out, fp_out, [src], [fp], label, attrs=attrs)
         raise NotEmulated(f"{where}: the emulator does not run {op} (with activation {act})")
+
+    def nearest_scale(self, node: Node, where: str) -> tuple[int, int]:
+        """(sh, sw) of a nearest-neighbour Resize the DPU's upsample computes: constant integer
+        scales, and a coordinate mapping that takes output pixel x from input pixel floor(x / s), as VART's
+        cpu-runner resize does for NEAREST without align_corners (for integer scales, with or without
+        half_pixel_centers). Anything else is not emulated."""
+        mode = node.attrs.get("mode", "nearest")
+        if mode != "nearest":
+            raise NotEmulated(f"{where}: the emulator runs nearest-neighbour resizes only, not mode {mode!r}")
+        if self.g.opset >= 11:
+            ctm = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+            nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
+            if (ctm, nearest) not in FLOOR_MAPPINGS:
+                raise NotEmulated(
+                    f"{where}: coordinate_transformation_mode {ctm!r} with nearest_mode {nearest!r} does not take "
+                    "output pixel x from input pixel floor(x / scale), as the DPU's upsample does"
+                )
+            if "axes" in node.attrs:
+                raise NotEmulated(f"{where}: the emulator takes a resize's scales for all four axes, not 'axes'")
+            if len(node.inputs) > 3 and node.inputs[3]:
+                raise NotEmulated(f"{where}: the emulator takes a resize by constant scales, not by 'sizes'")
+            name = node.inputs[2] if len(node.inputs) > 2 else ""
+        else:  # Resize-10: x_in = x / s, nearest as floor for an upsampling; scales the second input
+            name = node.inputs[1] if len(node.inputs) > 1 else ""
+        if name not in self.inits:
+            raise NotEmulated(f"{where}: the emulator takes a resize by constant scales")
+        scales = [float(s) for s in np.asarray(self.inits[name]).reshape(-1)]
+        if len(scales) != 4 or scales[:2] != [1.0, 1.0] or not all(s >= 1 and s == int(s) for s in scales[2:]):
+            raise NotEmulated(
+                f"{where}: scales {scales}: the emulator runs a resize that repeats each pixel a whole number of "
+                "times along H and W (scales [1, 1, sh, sw])"
+            )
+        return int(scales[2]), int(scales[3])
 
     def activation(self, node: Node, where: str) -> str:
         if node.op_type == "Relu":
