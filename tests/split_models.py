@@ -10,7 +10,9 @@
 - "none": conv2 + ReLU;
 - "skip": "sigmoid" plus a residual Add(c1, c2) after conv2, so the second DPU subgraph also reads the
   first one's output directly (int8 DPU -> DPU across the CPU subgraph);
-- "pool": a MaxPool 3x3 between conv1 and conv2 (a DPU op the emulator does not run);
+- "pool": a MaxPool 3x3 between conv1 and conv2 (a DPU op the emulator runs);
+- "mul": c1 times a per-channel int8 constant between conv1 and conv2 (a DPU op, a 1x1 depthwise conv on
+  the ALU, that the emulator does not run);
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
 Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
 """
@@ -91,6 +93,10 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     elif middle == "pool":
         b.node("MaxPool", [x], "pool_float", name="mid/pool", kernel_shape=[3, 3], pads=[1] * 4)
         x = b.qdq("pool_float", FP["c1"], "pool")
+    elif middle == "mul":
+        scale = b.param("mid.scale", rng.integers(-100, 101, (1, 8, 1, 1)).astype(np.int8), 6)
+        b.node("Mul", [x, scale], "mul_float", name="mid/mul")
+        x = b.qdq("mul_float", FP["c1"], "mul")
     elif middle == "requant":
         x = b.qdq(x, FP["rq"], "rq")
     y = b.conv(x, "conv2", 8, 8, 1, rng)

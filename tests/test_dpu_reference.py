@@ -156,3 +156,15 @@ def test_nearest_upsample_index_of_the_reference():
         [3, 3, 3, -128, -128, -128],
     ]
     # with half_pixel_centers: floor((h + 0.5) * 1/2) = 0, 0, 1, 1 and floor((w + 0.5) / 3) = 0, 0, 0, 1, 1, 1
+
+
+def test_max_pool_never_takes_the_padding():
+    # pool_fix.cpp MAX: max_pool over the input padded with the lowest value (pool_base.cpp read()), then
+    # round_normal(x * 2**(fp_out - fp_in)). 3 x 3 input, kernel 2 x 2, stride 2, pads top 1 and left 1:
+    # windows (pad, pad, pad, -128) -> -128; (pad, pad, 3, -128) -> 3; (pad, 7, pad, -1) -> 7;
+    # (-2, 0, -100, 4) -> 4
+    x = np.array([[-128, 3, -128], [7, -2, 0], [-1, -100, 4]], dtype=np.int8).reshape(1, 3, 3, 1)
+    y = dpu_ops.max_pool(x, (2, 2), (2, 2), (1, 1, 0, 0))
+    assert y[0, :, :, 0].tolist() == [[-128, 3], [7, 4]]
+    # kernel 3 x 1, stride 1, no pads: column maxima of each 3 rows: 7, 3, 4
+    assert flat(dpu_ops.max_pool(x, (3, 1), (1, 1), (0, 0, 0, 0))) == [7, 3, 4]

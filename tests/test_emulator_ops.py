@@ -192,3 +192,64 @@ def test_a_resize_by_sizes_is_not_emulated():
     m.op("Resize", [x, "", "", m.const("sizes", np.array([1, 2, 8, 8], np.int64))], mode="nearest")
     with pytest.raises(NotEmulated, match="not by 'sizes'"):
         EmulatorRunner(m.build(4, (1, 2, 8, 8)))
+
+
+def _pool(op, fp_in, fp_out, hw, out_hw, **attrs) -> bytes:
+    m = Model()
+    x = m.input((1, 4, *hw), fp_in)
+    m.op(op, [x], **attrs)
+    return m.build(fp_out, (1, 4, *out_hw))
+
+
+def _windows_max(x, k, s, pads):
+    t, left, b, r = pads
+    xp = np.pad(x.astype(np.int64), ((0, 0), (t, b), (left, r), (0, 0)), constant_values=-1000)
+    oh, ow = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
+    return np.array(
+        [[xp[0, i * s : i * s + k, j * s : j * s + k].max(axis=(0, 1)) for j in range(ow)] for i in range(oh)]
+    )[None]
+
+
+def test_max_pool_equals_onnx_runtime():
+    # 3 x 3, stride 2, pads 1 (a MobileNet / ResNet stem's) on 7 x 9: every window by a loop
+    model = _pool("MaxPool", 4, 4, (7, 9), (4, 5), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    emu = EmulatorRunner(model)
+    for seed in range(3):
+        x = feeds(emu, seed)
+        y = emu.run(x)["y"]
+        np.testing.assert_array_equal(y, _windows_max(x["x0"], 3, 2, (1, 1, 1, 1)))
+        np.testing.assert_array_equal(y, ort_plain(model, x))
+        np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+    # 2 x 2, stride 2 on an odd size (the last row and column dropped), asymmetric pads
+    model = _pool("MaxPool", 4, 4, (7, 9), (4, 4), kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 0, 0])
+    x = feeds(EmulatorRunner(model), 5)
+    np.testing.assert_array_equal(EmulatorRunner(model).run(x)["y"], ort_plain(model, x))
+
+
+def test_max_pool_with_a_fix_point_change_rounds_as_the_dpu():
+    model = _pool("MaxPool", 5, 4, (6, 6), (3, 3), kernel_shape=[2, 2], strides=[2, 2])
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 6)
+    y = emu.run(x)["y"].astype(np.int64)
+    m = _windows_max(x["x0"], 2, 2, (0, 0, 0, 0))
+    np.testing.assert_array_equal(y, np.floor(m / 2 + 0.5))
+    diff = y - ort_plain(model, x)  # ties (odd maxima) to even in ONNX Runtime
+    assert np.all(diff[m % 2 == 0] == 0) and set(np.unique(diff[m % 2 == 1])) == {0, 1}
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"ceil_mode": 1}, "ceil_mode"),
+        ({"dilations": [2, 2]}, "dilated"),
+        ({"pads": [2, 2, 2, 2]}, "not smaller than the kernel"),
+        ({"auto_pad": "SAME_UPPER"}, "auto_pad"),
+    ],
+)
+def test_other_max_pools_are_not_emulated(attrs, message):
+    m = Model()
+    x = m.input((1, 2, 6, 6), 4)
+    m.op("MaxPool", [x], kernel_shape=[2, 2], **attrs)
+    with pytest.raises(NotEmulated, match=message):
+        EmulatorRunner(m.build(4, (1, 2, 5, 5)))

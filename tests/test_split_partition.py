@@ -21,6 +21,7 @@ from dpupose.cli import main
 from dpupose.errors import ModelFileError, UsageError
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.executor import SplitExecutor, as_float_nchw
+from dpupose.runtime.qdq_graph import EMULATED
 from dpupose.split.partition import SplitOptions, split_model
 from dpupose.split.plan import load_plan, save_plan
 
@@ -120,14 +121,14 @@ def test_requantization_stays_on_the_dpu(tmp_path):
 
 
 def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
-    model, result = _split(tmp_path, "pool")
+    model, result = _split(tmp_path, "mul")
     assert _devices(result.plan) == ["dpu", "cpu"]
-    assert _rows(result)["mid/pool"]["device"] == "dpu"
+    assert _rows(result)["mid/mul"]["device"] == "dpu"
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
-    assert "the emulator does not run MaxPool" in result.warnings[0]
+    assert "the emulator does not run Mul" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
     # The plan is sound: the emulate backend says to run it with cpu (not to copy or re-split it), and cpu runs it.
-    with pytest.raises(ModelFileError, match=r"not on the emulator.*MaxPool.*run this plan with --backend cpu") as err:
+    with pytest.raises(ModelFileError, match=r"not on the emulator.*Mul .*run this plan with --backend cpu") as err:
         RunnerFactory(result.plan, "emulate").create_all()
     assert "re-split" not in str(err.value) and "copy the plan" not in str(err.value)
     x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
@@ -137,8 +138,17 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     ex.close()
 
 
-def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
+def test_a_max_pool_on_the_dpu_runs_on_the_emulator(tmp_path):
     _, result = _split(tmp_path, "pool")
+    assert _rows(result)["mid/pool"]["device"] == "dpu" and result.warnings == []
+    runners = RunnerFactory(result.plan, "emulate").create_all()
+    x = np.random.default_rng(4).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    coords = SplitExecutor(result.plan, runners).infer_tensor(x)["coords"]
+    assert coords.shape == (1, 16, 2) and np.all(np.abs(coords) <= 1)
+
+
+def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
+    _, result = _split(tmp_path, "mul")
     plan = result.plan
     whole = save("none", tmp_path / "whole.onnx")
     cases = [
@@ -146,9 +156,8 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
          r"subgraph \(dpu_part_qdq.onnx .* or a dpuN.onnx of a split plan\), not a whole model or a CPU subgraph"),
         (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
          "takes a DPU subgraph"),
-        (plan.path("dpu0.onnx"), "the emulator does not run MaxPool .*: deploy-check checks the emulator's layers, "
-         "and the emulator runs convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour "
-         "upsampling and pixel shuffles only"),
+        (plan.path("dpu0.onnx"), "the emulator does not run Mul .*: deploy-check checks the emulator's layers, "
+         f"and the emulator runs {EMULATED} only"),
     ]  # fmt: skip
     for path, message in cases:
         assert main(["deploy-check", str(path), "--json", str(tmp_path / "r.json")]) == 2
@@ -353,7 +362,7 @@ def test_split_writes_its_warnings_to_stderr(tmp_path, capsys):
 def test_split_writes_the_emulator_warning_to_stderr_once(tmp_path):
     """The partitioner also logged the warning it returns: at the command line it came twice on stderr,
     'WARNING dpupose.split.partition: ...' and 'dpupose: warning: ...'."""
-    model = save("pool", tmp_path / "m.onnx")
+    model = save("mul", tmp_path / "m.onnx")
     cmd = [sys.executable, "-m", "dpupose", "split", str(model), "--config", CONFIG, "--out", str(tmp_path / "plan")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

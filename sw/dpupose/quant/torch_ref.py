@@ -119,6 +119,10 @@ class TorchQdqReference:
                 _, _, sh, sw = (int(s) for s in self.inits[scales])
                 x = env[node.input[0]]
                 env[node.output[0]] = x.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)
+            elif op == "MaxPool":
+                t, left, bo, r = a.get("pads", [0, 0, 0, 0])
+                x = F.pad(env[node.input[0]], (left, r, t, bo), value=-math.inf)
+                env[node.output[0]] = F.max_pool2d(x, tuple(a["kernel_shape"]), tuple(a.get("strides", [1, 1])))
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             else:

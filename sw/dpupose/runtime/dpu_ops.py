@@ -33,6 +33,8 @@ confirmed with `dpupose deploy-check` on board dumps.
 - concat (cpu-runner concat-fix): each input moved to the output's fix position, DPURound of
   x * 2**(fp_out - fp_in) (a shift left is exact, a shift right rounds half up), saturated; the data is
   otherwise only moved.
+- max pool (cpu-runner pool-fix, MAX): the largest int8 of each window (padding never wins), exact; a
+  fix-position change is a rounding shift as for concat.
 - nearest-neighbour upsampling (cpu-runner resize, NEAREST, no align_corners): output pixel (h, w) is
   input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
 
@@ -410,3 +412,22 @@ def upsample_nearest(x: np.ndarray, sh: int, sw: int) -> np.ndarray:
     output pixel (h, w) is input pixel (h // sh, w // sw). Pure data movement."""
     y = np.repeat(x, sh, axis=1) if sh > 1 else x
     return np.repeat(y, sw, axis=2) if sw > 1 else y
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """(N, OH, OW, C, KH, KW) view of the pool windows of an (already padded) NHWC array."""
+    win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(1, 2))
+    return win[:, :: stride[0], :: stride[1]]
+
+
+def max_pool(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]
+) -> np.ndarray:
+    """cpu-runner pool-fix MAX: the largest int8 of each window, the padding never chosen (each pad is
+    smaller than the kernel, so every window holds an input pixel, and -128 is no larger than any).
+    Exact; the fix position passes through."""
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=INT8_MIN) if any(pads) else x
+    if xp.shape[1] < kernel[0] or xp.shape[2] < kernel[1]:
+        raise ValueError(f"pool input {x.shape} is smaller than its kernel {kernel} (with padding)")
+    return np.ascontiguousarray(_windows(xp, kernel, stride).max(axis=(-2, -1)))

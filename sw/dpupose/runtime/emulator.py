@@ -95,7 +95,7 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         )
         src = step.inputs[0]
         return lambda env: kernel(env[src])
-    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize"):
+    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize", "maxpool"):
         return lambda env: run_step(step, env)
     raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -114,6 +114,9 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         return dpu_ops.requantize_int8(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "resize":
         y = dpu_ops.upsample_nearest(xs[0], *step.attrs["scale"])
+        return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
+    if step.kind == "maxpool":
+        y = dpu_ops.max_pool(xs[0], step.attrs["kernel"], step.attrs["stride"], step.attrs["pads"])
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
     if step.kind == "concat":
         return dpu_ops.concat(xs, step.fps_in, step.fp_out, nhwc_axis(step.attrs["axis"], xs[0].ndim))

@@ -8,7 +8,7 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest Resize (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the
+Concat / nearest Resize / MaxPool (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the
 fused activation. Step tensors are named by the Q node's int8 output.
 """
 
@@ -45,7 +45,8 @@ class NotEmulated(ModelFileError):
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
-    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling and pixel shuffles"
+    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max pools "
+    "and pixel shuffles"
 )
 
 
@@ -65,7 +66,7 @@ class Boundary:
 
 @dataclass
 class Step:
-    kind: str  # "conv", "add", "depth_to_space", "requant", "concat", "resize"
+    kind: str  # "conv", "add", "depth_to_space", "requant", "concat", "resize", "maxpool"
     out: str  # int8 tensor (Q output)
     fp_out: int
     inputs: list[str]  # int8 tensors
@@ -233,6 +234,10 @@ class _Parser:
             srcs = [self.act_input(t, where) for t in node.inputs]
             attrs = {"axis": int(node.attrs.get("axis", 1))}
             return Step("concat", out, fp_out, [s for s, _ in srcs], [f for _, f in srcs], label, attrs=attrs)
+        if op == "MaxPool" and act == "none":
+            src, fp = self.act_input(node.inputs[0], where)
+            attrs = self.pool_attrs(node, f"{op} {node.name or node.outputs[0]!r}")
+            return Step("maxpool", out, fp_out, [src], [fp], label, attrs=attrs)
         if op == "Resize" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
             attrs = {"scale": self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")}
@@ -244,6 +249,26 @@ class _Parser:
             attrs = {"block": int(node.attrs["blocksize"]), "mode": node.attrs.get("mode", "DCR")}
             return Step("depth_to_space", out, fp_out, [src], [fp], label, attrs=attrs)
         raise NotEmulated(f"{where}: the emulator does not run {op} (with activation {act})")
+
+    def pool_attrs(self, node: Node, where: str) -> dict:
+        """kernel, stride and pads (top, left, bottom, right) of a 2-D pool the emulator runs: explicit pads
+        each smaller than the kernel (every window then holds an input pixel), no dilation, floor mode."""
+        kernel = tuple(int(k) for k in node.attrs.get("kernel_shape", []))
+        if len(kernel) != 2:
+            raise NotEmulated(f"{where}: the emulator runs 2-D pools only (kernel_shape {list(kernel)})")
+        if len(node.outputs) > 1 and node.outputs[1]:
+            raise NotEmulated(f"{where}: the emulator does not give a max pool's indices")
+        if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise NotEmulated(f"{where}: auto_pad is not emulated; use explicit pads")
+        if int(node.attrs.get("ceil_mode", 0)):
+            raise NotEmulated(f"{where}: ceil_mode is not emulated (only floor mode)")
+        if any(int(d) != 1 for d in node.attrs.get("dilations", [1, 1])):
+            raise NotEmulated(f"{where}: a dilated pool is not emulated")
+        t, left, b, r = (int(p) for p in node.attrs.get("pads", [0, 0, 0, 0]))
+        if max(t, b) >= kernel[0] or max(left, r) >= kernel[1]:
+            raise NotEmulated(f"{where}: pads {[t, left, b, r]} not smaller than the kernel {list(kernel)}")
+        stride = tuple(int(s) for s in node.attrs.get("strides", [1, 1]))
+        return {"kernel": kernel, "stride": stride, "pads": (t, left, b, r)}
 
     def nearest_scale(self, node: Node, where: str) -> tuple[int, int]:
         """(sh, sw) of a nearest-neighbour Resize the DPU's upsample computes: constant integer
