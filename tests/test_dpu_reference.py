@@ -168,3 +168,31 @@ def test_max_pool_never_takes_the_padding():
     assert y[0, :, :, 0].tolist() == [[-128, 3], [7, 4]]
     # kernel 3 x 1, stride 1, no pads: column maxima of each 3 rows: 7, 3, 4
     assert flat(dpu_ops.max_pool(x, (3, 1), (1, 1), (0, 0, 0, 0))) == [7, 3, 4]
+
+
+def test_average_pool_divides_by_the_dpus_reciprocal():
+    # pool_fix.cpp AVG: acc_pool sums each window of the zero-padded input (avg_pool.cpp acc_pool_one), then
+    # tmp = sum * get_avgpool_dpu_coefficient(kernel), round_normal(DPU_ROUND, tmp * 2**(fp_out - fp_in)).
+    # 3 x 3 kernel: coefficient 7 / 64, not 1 / 9. Channel 0 all 64: 576 * 7/64 = 63 (the mean is 64);
+    # channel 1 sum 32: 3.5 -> 4; channel 2 sum -32: -3.5 -> -3; channel 3 all 127: 1143 * 7/64 = 125.02 -> 125
+    x = np.zeros((1, 3, 3, 4), dtype=np.int8)
+    x[..., 0], x[0, 0, 0, 1], x[0, 1, 1, 2], x[..., 3] = 64, 32, -32, 127
+    y = dpu_ops.avg_pool(x, (3, 3), (1, 1), (0, 0, 0, 0), 4, 4)
+    assert flat(y) == [63, 4, -3, 125]
+    # fp_out = fp_in + 1: 126, 7, -7, 250.04 -> 127
+    assert flat(dpu_ops.avg_pool(x, (3, 3), (1, 1), (0, 0, 0, 0), 4, 5)) == [126, 7, -7, 127]
+    # 2 x 2, stride 2, pads top 1 and left 1 over 3 x 3 of 8: the coefficient is 1/4 whatever the padding
+    # (the pad counts as a pixel): windows of 1, 2, 2 and 4 input pixels -> 2, 4, 4, 8
+    y = dpu_ops.avg_pool(np.full((1, 3, 3, 1), 8, np.int8), (2, 2), (2, 2), (1, 1, 0, 0), 3, 3)
+    assert y[0, :, :, 0].tolist() == [[2, 4], [4, 8]]
+
+
+def test_average_pool_factors_of_the_reference():
+    # get_avgpool_dpu_factors: the table for square kernels 3, 5, 6, 7, 14; otherwise, for shift from 0 below
+    # ceil(log2(128 * pixels)), factor = round(2**shift / pixels), kept while strictly closer to 1/pixels.
+    # 2 x 3 (6 pixels): shifts below 10; 512 / 6 = 85.3 -> 85/512 (off by 0.00065, 43/256 by 0.0013).
+    # 4 x 5 (20 pixels): shifts below 12; 2048 / 20 = 102.4 -> 102/2048. 4 x 4: 1/16 first at shift 4.
+    table = {(3, 3): (7, 6), (5, 5): (10, 8), (6, 6): (7, 8), (7, 7): (21, 10), (14, 14): (21, 12)}
+    more = {(2, 3): (85, 9), (4, 5): (102, 11), (4, 4): (1, 4), (1, 1): (1, 0), (16, 16): (1, 8)}
+    for kernel, factors in {**table, **more}.items():
+        assert dpu_ops.avgpool_factors(*kernel) == factors, kernel

@@ -253,3 +253,63 @@ def test_other_max_pools_are_not_emulated(attrs, message):
     m.op("MaxPool", [x], kernel_shape=[2, 2], **attrs)
     with pytest.raises(NotEmulated, match=message):
         EmulatorRunner(m.build(4, (1, 2, 5, 5)))
+
+
+def _window_sums(x, k, s, pads):
+    t, left, b, r = pads
+    xp = np.pad(x.astype(np.int64), ((0, 0), (t, b), (left, r), (0, 0)))
+    oh, ow = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
+    return np.array(
+        [[xp[0, i * s : i * s + k, j * s : j * s + k].sum(axis=(0, 1)) for j in range(ow)] for i in range(oh)]
+    )[None]
+
+
+def test_average_pool_of_a_power_of_two_kernel_is_onnx_runtime_s_but_at_ties():
+    model = _pool("AveragePool", 4, 3, (6, 8), (3, 4), kernel_shape=[2, 2], strides=[2, 2])
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 7)
+    y = emu.run(x)["y"].astype(np.int64)
+    sums = _window_sums(x["x0"], 2, 2, (0, 0, 0, 0))
+    np.testing.assert_array_equal(y, np.floor(sums / 8 + 0.5))  # 1/4 exactly, then one bit dropped
+    diff = y - ort_plain(model, x)
+    ties = sums % 8 == 4
+    assert np.all(diff[~ties] == 0) and set(np.unique(diff[ties])) == {0, 1}
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+    # the fast path is ONNX Runtime's mean as it is (no tie offsets at an average pool)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], ort_plain(model, x))
+
+
+def test_average_pool_3x3_uses_7_64_and_differs_from_onnx_runtime_by_that_only():
+    model = _pool("AveragePool", 4, 4, (5, 6), (5, 6), kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 8)
+    y = emu.run(x)["y"].astype(np.int64)
+    sums = _window_sums(x["x0"], 3, 1, (1, 1, 1, 1))
+    np.testing.assert_array_equal(y, np.floor(sums * 7 / 64 + 0.5))
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+    # ONNX Runtime takes sum / 9: the values differ by |sum| / 576 before rounding, each rounding by 1/2 more
+    diff = np.abs(y - ort_plain(model, x))
+    assert np.all(diff <= np.floor(np.abs(sums) / 576 + 1)) and np.any(diff > 0)
+
+
+@pytest.mark.parametrize(("hw", "factor", "shift"), [((4, 4), 1, 4), ((7, 7), 21, 10), ((3, 5), 17, 8)])
+def test_global_average_pool(hw, factor, shift):
+    # 3 x 5: 17/256 (first reached at shift 8; the reference may keep an equal fraction at a later shift)
+    model = _pool("GlobalAveragePool", 4, 5, hw, (1, 1))
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 9)
+    y = emu.run(x)["y"].astype(np.int64)
+    sums = x["x0"].astype(np.int64).sum(axis=(1, 2), keepdims=True)
+    np.testing.assert_array_equal(y, np.clip(np.floor(sums * factor * 2.0 ** (1 - shift) + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+    pixels = hw[0] * hw[1]
+    bound = np.floor(np.abs(sums) * abs(factor / 2**shift - 1 / pixels) * 2 + 1)
+    assert np.all(np.abs(y - ort_plain(model, x)) <= bound)
+
+
+def test_a_padded_average_pool_without_count_include_pad_is_not_emulated():
+    m = Model()
+    x = m.input((1, 2, 6, 6), 4)
+    m.op("AveragePool", [x], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    with pytest.raises(NotEmulated, match="count_include_pad 0 is not emulated"):
+        EmulatorRunner(m.build(4, (1, 2, 6, 6)))

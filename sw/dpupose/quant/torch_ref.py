@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from dpupose.errors import ModelFileError
+from dpupose.runtime.dpu_ops import avgpool_factors
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -123,6 +124,14 @@ class TorchQdqReference:
                 t, left, bo, r = a.get("pads", [0, 0, 0, 0])
                 x = F.pad(env[node.input[0]], (left, r, t, bo), value=-math.inf)
                 env[node.output[0]] = F.max_pool2d(x, tuple(a["kernel_shape"]), tuple(a.get("strides", [1, 1])))
+            elif op in ("AveragePool", "GlobalAveragePool"):  # the DPU's reciprocal of the kernel's pixels
+                x = env[node.input[0]]
+                kernel = tuple(a["kernel_shape"]) if op == "AveragePool" else tuple(x.shape[2:])
+                t, left, bo, r = a.get("pads", [0, 0, 0, 0])
+                x = F.pad(x, (left, r, t, bo))
+                sums = F.avg_pool2d(x, kernel, tuple(a.get("strides", [1, 1])), divisor_override=1)
+                factor, shift = avgpool_factors(*kernel)
+                env[node.output[0]] = sums * (factor * 2.0**-shift)
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             else:

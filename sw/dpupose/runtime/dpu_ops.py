@@ -35,6 +35,11 @@ confirmed with `dpupose deploy-check` on board dumps.
   otherwise only moved.
 - max pool (cpu-runner pool-fix, MAX): the largest int8 of each window (padding never wins), exact; a
   fix-position change is a rounding shift as for concat.
+- average pool (cpu-runner pool-fix, AVG): a window's sum over the zero-padded input (a pad counts as a
+  pixel) times the DPU's reciprocal of the kernel's pixel count, factor / 2**shift (7/64 for 3x3, 10/256
+  for 5x5, 7/256 for 6x6, 21/1024 for 7x7, 21/4096 for 14x14; otherwise the closest such fraction with a
+  shift below log2(128 * pixels), exact for powers of two), then DPURound of that times
+  2**(fp_out - fp_in), saturated. A global pool is the same over the whole map.
 - nearest-neighbour upsampling (cpu-runner resize, NEAREST, no align_corners): output pixel (h, w) is
   input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
 
@@ -51,6 +56,8 @@ beyond that (a bias shifted far left) the layer runs in int64, as `conv_accumula
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -431,3 +438,47 @@ def max_pool(
     if xp.shape[1] < kernel[0] or xp.shape[2] < kernel[1]:
         raise ValueError(f"pool input {x.shape} is smaller than its kernel {kernel} (with padding)")
     return np.ascontiguousarray(_windows(xp, kernel, stride).max(axis=(-2, -1)))
+
+
+# The DPU's reciprocal of the kernel's pixel count as factor / 2**shift (cpu-runner pool-fix,
+# get_avgpool_dpu_factors): fixed for square kernels of 3, 5, 6, 7 and 14; otherwise the closest with a
+# shift below log2(128 * pixels).
+AVGPOOL_FACTORS = {3: (7, 6), 5: (10, 8), 6: (7, 8), 7: (21, 10), 14: (21, 12)}
+AVGPOOL_MAX_PIXELS = 256  # |sum| * factor < 2**24: the reference's float32 product is exact
+
+
+def avgpool_factors(kh: int, kw: int) -> tuple[int, int]:
+    """(factor, shift): the DPU divides a window's sum by kh * kw as sum * factor / 2**shift."""
+    if kh == kw and kh in AVGPOOL_FACTORS:
+        return AVGPOOL_FACTORS[kh]
+    pixels = kh * kw
+    best, diff = (0, 0), 1.0
+    for shift in range(math.ceil(math.log2(pixels * 128))):
+        factor = math.floor(2.0**shift / pixels + 0.5)  # std::round of a positive value
+        d = abs(factor / 2.0**shift - 1.0 / pixels)
+        if d < diff:  # the first of equally close ones; the reference keeps the difference as a float
+            best, diff = (factor, shift), float(np.float32(d))
+    return best
+
+
+def avg_pool(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    fp_in: int,
+    fp_out: int,
+) -> np.ndarray:
+    """cpu-runner pool-fix AVG: each window's sum over the zero-padded input times the DPU's reciprocal
+    (`avgpool_factors`, the whole kernel's whatever the padding), DPURound of that times
+    2**(fp_out - fp_in), saturated: round_shift(sum * factor, shift + fp_in - fp_out)."""
+    kh, kw = kernel
+    if kh * kw > AVGPOOL_MAX_PIXELS:
+        raise ValueError(f"average pool over {kh}x{kw} pixels: the emulator averages up to {AVGPOOL_MAX_PIXELS}")
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))) if any(pads) else x
+    if xp.shape[1] < kh or xp.shape[2] < kw:
+        raise ValueError(f"pool input {x.shape} is smaller than its kernel {kernel} (with padding)")
+    sums = _windows(xp.astype(np.int64), kernel, stride).sum(axis=(-2, -1))
+    factor, shift = avgpool_factors(kh, kw)
+    return saturate_int8(round_shift(sums * factor, shift + fp_in - fp_out))

@@ -18,8 +18,10 @@ nodes (`tie_offsets`): ties then round up, and nothing else moves. The float32 s
 integer-valued operands while they stay within float32's 24-bit significand (the shipped model's reach
 about 2% of that), so the fast path matches the DPU's arithmetic except for what ONNX Runtime does
 not model (docs/quantization.md): the add's truncation of an input more than 2 positions finer than the
-other, where the output is more than one bit finer than the coarser input, and a bias two or more bits
-finer than the accumulator (dpupose.runtime.dpu_ops); the shipped model has neither.
+other, where the output is more than one bit finer than the coarser input, a bias two or more bits
+finer than the accumulator (dpupose.runtime.dpu_ops), and an average pool, whose mean ONNX Runtime takes
+exactly (the DPU multiplies by its own reciprocal of the kernel size; no tie offset is added there); the
+shipped model has none of these.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         )
         src = step.inputs[0]
         return lambda env: kernel(env[src])
-    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize", "maxpool"):
+    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool"):
         return lambda env: run_step(step, env)
     raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -118,6 +120,10 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     if step.kind == "maxpool":
         y = dpu_ops.max_pool(xs[0], step.attrs["kernel"], step.attrs["stride"], step.attrs["pads"])
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
+    if step.kind == "avgpool":
+        a = step.attrs
+        kernel = a["kernel"] or (xs[0].shape[1], xs[0].shape[2])  # GlobalAveragePool: the whole map
+        return dpu_ops.avg_pool(xs[0], kernel, a["stride"], a["pads"], step.fps_in[0], step.fp_out)
     if step.kind == "concat":
         return dpu_ops.concat(xs, step.fps_in, step.fp_out, nhwc_axis(step.attrs["axis"], xs[0].ndim))
     raise ValueError(f"unknown step kind {step.kind!r}")
@@ -144,6 +150,8 @@ def tie_offsets(program: Program) -> dict[str, float]:
     (those ties stay rounded to even)."""
     offsets = {}
     for step in program.steps:
+        if step.kind == "avgpool":  # ONNX Runtime's exact mean is on no grid (the DPU's factor is another)
+            continue
         g = _grid(step)
         bits = g - step.fp_out  # fractional bits of the value in output steps
         if bits > 0 and 7 + bits + 1 <= FLOAT32_BITS:  # |value| < 2**7 steps, on a grid 2**-(bits + 1)

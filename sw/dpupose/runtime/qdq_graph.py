@@ -8,8 +8,8 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest Resize / MaxPool (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the
-fused activation. Step tensors are named by the Q node's int8 output.
+Concat / nearest Resize / MaxPool / (Global)AveragePool (or a bare DequantizeLinear, i.e. a change of fix
+position) feeding it, with the fused activation. Step tensors are named by the Q node's int8 output.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import ModelFileError
+from dpupose.runtime import dpu_ops
 from dpupose.runtime.onnx_lite import Graph, Node, load_model
 
 ACT_OPS = ("Relu", "Clip", "LeakyRelu")
@@ -45,8 +46,8 @@ class NotEmulated(ModelFileError):
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
-    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max pools "
-    "and pixel shuffles"
+    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
+    "average pools and pixel shuffles"
 )
 
 
@@ -66,7 +67,7 @@ class Boundary:
 
 @dataclass
 class Step:
-    kind: str  # "conv", "add", "depth_to_space", "requant", "concat", "resize", "maxpool"
+    kind: str  # "conv", "add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool"
     out: str  # int8 tensor (Q output)
     fp_out: int
     inputs: list[str]  # int8 tensors
@@ -238,6 +239,22 @@ class _Parser:
             src, fp = self.act_input(node.inputs[0], where)
             attrs = self.pool_attrs(node, f"{op} {node.name or node.outputs[0]!r}")
             return Step("maxpool", out, fp_out, [src], [fp], label, attrs=attrs)
+        if op in ("AveragePool", "GlobalAveragePool") and act == "none":
+            src, fp = self.act_input(node.inputs[0], where)
+            what = f"{op} {node.name or node.outputs[0]!r}"
+            if op == "GlobalAveragePool":
+                attrs = {"kernel": None, "stride": (1, 1), "pads": (0, 0, 0, 0)}
+            else:
+                attrs = self.pool_attrs(node, what)
+                if any(attrs["pads"]) and not int(node.attrs.get("count_include_pad", 0)):
+                    raise NotEmulated(
+                        f"{what}: a padded average pool with count_include_pad 0 is not emulated (the DPU divides "
+                        "every window by the whole kernel: count_include_pad 1)"
+                    )
+                kh, kw = attrs["kernel"]
+                if kh * kw > dpu_ops.AVGPOOL_MAX_PIXELS:
+                    raise NotEmulated(f"{what}: kernel {kh}x{kw}: the emulator averages up to 256 pixels")
+            return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
         if op == "Resize" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
             attrs = {"scale": self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")}
