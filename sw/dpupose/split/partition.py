@@ -413,7 +413,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
 
 
 def _emulator_warning(path: Path, name: str) -> list[str]:
-    """The emulator runs a subset of the DPU's ops (conv, depthwise, add, pixel shuffle); say if not this one
+    """The emulator runs a subset of the DPU's ops (qdq_graph.EMULATED); say if not this one
     (in SplitResult.warnings, which `dpupose split` writes to stderr: not logged as well)."""
     from dpupose.runtime.qdq_graph import load_program
 
