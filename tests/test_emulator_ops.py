@@ -313,3 +313,13 @@ def test_a_padded_average_pool_without_count_include_pad_is_not_emulated():
     m.op("AveragePool", [x], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     with pytest.raises(NotEmulated, match="count_include_pad 0 is not emulated"):
         EmulatorRunner(m.build(4, (1, 2, 6, 6)))
+
+
+def test_a_global_average_pool_too_large_to_emulate_is_one_error_naming_it():
+    """Its window is the whole map, whose size a hand-made file tells only when it runs: a 17 x 17 map
+    (289 pixels, over the 256 the emulator averages) stopped the run with a ValueError traceback."""
+    from dpupose.errors import ModelFileError
+
+    emu = EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (17, 17), (1, 1)))
+    with pytest.raises(ModelFileError, match=r"^DPU step avgpool at 'y_float': average pool over 17x17 pixels"):
+        emu.run(feeds(emu))

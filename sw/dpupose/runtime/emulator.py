@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import DataError
+from dpupose.errors import DataError, ModelFileError
 from dpupose.runtime import dpu_ops
 from dpupose.runtime.base import Runner, TensorInfo
 from dpupose.runtime.onnx_lite import add_input_offsets
@@ -190,7 +190,12 @@ class EmulatorRunner(Runner):
             for b in self.program.inputs:
                 env[b.tensor] = feeds[b.name][i : i + 1] if n else feeds[b.name]
             for step, compiled in zip(self.program.steps, self._steps):
-                env[step.out] = compiled(env)
+                try:
+                    env[step.out] = compiled(env)
+                except ValueError as exc:  # a shape the DPU rules refuse, known only now (a GlobalAveragePool's)
+                    raise ModelFileError(
+                        f"DPU step {step.kind} at {step.label!r}: {exc}; run this model with --backend cpu"
+                    ) from None
             parts.append(env)
         if len(parts) == 1:
             return parts[0]
