@@ -8,7 +8,7 @@ import torch
 from dpupose.model.complexity import count_macs
 from dpupose.model.export import export_onnx
 from dpupose.model.pose import build_model
-from dpupose.split.a53 import REFERENCE, graph_counts
+from dpupose.split.a53 import REFERENCE, file_macs, graph_counts, same_macs
 
 
 def test_reference_counts_match_a_fresh_export(tmp_path):
@@ -24,3 +24,13 @@ def test_reference_counts_match_a_fresh_export(tmp_path):
     counts = graph_counts(onnx.load(str(path)))
     assert counts == REFERENCE
     assert counts["macs"] == macs  # the ONNX count agrees with the torch hooks (~0.49 GMAC, as published)
+    assert file_macs(path) == macs
+
+
+def test_same_macs_is_within_one_percent_of_the_reference():
+    # The one tolerance of bench --plan/--quantized, vai_q prepare --plan, split --xmodel and the study note
+    assert same_macs(1010, 1000) and same_macs(990, 1000) and same_macs(1000, 1000)
+    assert not same_macs(1011, 1000) and not same_macs(989, 1000)
+    # a width-0.5 network against the study's width 1.0 at 224 px (a third of its MACs)
+    assert not same_macs(163_000_000, REFERENCE["macs"])
+    assert same_macs(0, 0) and not same_macs(2, 0)  # a count of 0 is taken as 1: no division by zero

@@ -178,7 +178,7 @@ def _check_same_network(qdir: Path, plan: Any) -> None:
     CPU rows of another network beside the plan's split rows, without a word."""
     import onnx
 
-    from dpupose.split.a53 import graph_counts
+    from dpupose.split.a53 import file_macs, graph_counts, same_macs
 
     fp32 = qdir / "model_fp32.onnx"
     if not fp32.is_file():
@@ -200,10 +200,10 @@ def _check_same_network(qdir: Path, plan: Any) -> None:
         return
     try:
         macs = graph_counts(model)["macs"]
-        plan_macs = sum(graph_counts(onnx.load(str(plan.root / sg.file)))["macs"] for sg in plan.subgraphs)
+        plan_macs = sum(file_macs(plan.root / sg.file) for sg in plan.subgraphs)
     except Exception:  # a file that cannot be counted is left to the runs to report
         return
-    if abs(macs - plan_macs) > 0.01 * max(plan_macs, 1):
+    if not same_macs(macs, plan_macs):
         raise UsageError(
             f"--quantized {qdir} is another network than --plan {plan.root}: {macs / 1e9:.3f} GMAC against the "
             f"plan's {plan_macs / 1e9:.3f} (another --width or decoder at the same {size} px): give the quantized "
@@ -342,11 +342,9 @@ def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
         "subgraphs": [f"{sg.name} ({sg.device})" for sg in plan.subgraphs],
     }
     if qdir is not None and (qdir / "model_fp32.onnx").is_file():
-        import onnx
+        from dpupose.split.a53 import file_macs
 
-        from dpupose.split.a53 import graph_counts
-
-        info["model_macs"] = graph_counts(onnx.load(str(qdir / "model_fp32.onnx")))["macs"]
+        info["model_macs"] = file_macs(qdir / "model_fp32.onnx")
         rows += _cpu_rows(opts, plan, qdir, samples, calib, a53)
     else:
         info["skipped"] = _no_cpu_rows_reason(plan)
@@ -360,11 +358,10 @@ def _f(value: Any, fmt: str) -> str:
 def study_network_note(info: dict[str, Any]) -> str | None:
     """A line saying the study column is another network's, for a model of another input size or MAC count
     (another width) than the study's; None for the study's own network."""
-    from dpupose.split.a53 import REFERENCE
+    from dpupose.split.a53 import REFERENCE, same_macs
 
     size, macs = info.get("input_size"), info.get("model_macs")
-    same_macs = macs is None or abs(macs - REFERENCE["macs"]) <= 0.01 * REFERENCE["macs"]
-    if size == STUDY_INPUT_SIZE and same_macs:
+    if size == STUDY_INPUT_SIZE and (macs is None or same_macs(macs, REFERENCE["macs"])):
         return None
     this = f"{size} px" + ("" if macs is None else f", {macs / 1e9:.2f} GMAC")
     return (

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 STUDY_FPS_FP32 = 3.14  # whole model on the A53s, ONNX Runtime FP32 (original study, MPII validation)
@@ -45,6 +46,11 @@ NEON_PEAK_MACS = 4 * 4 * 1.2e9  # 4 cores x 4 FP32 lanes x 1.2 GHz
 # Counts of the reference network (dpupose.model.build_model() at 224, exported with
 # dpupose.model.export.export_onnx): checked by tests/test_split_a53.py against a fresh export.
 REFERENCE = {"macs": 490_564_480, "element_ops": 7_492_416, "nodes": 121}
+
+# Two multiply-accumulate counts of one network agree within this share: the torch module's count and its
+# ONNX export's, or a whole model's and its split's subgraphs' (which differ by the odd op counted on one side
+# only). A network of another --width, decoder or input size differs by far more.
+MACS_TOLERANCE = 0.01
 
 MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FREE_OPS = ("Constant", "Identity", "Dropout")
@@ -156,6 +162,18 @@ def graph_counts(model: Any, shapes: dict[str, tuple[int, ...]] | None = None) -
         total["element_ops"] += ops
         total["nodes"] += n
     return total
+
+
+def file_macs(path: str | Path) -> int:
+    """Multiply-accumulates of the ONNX model file at `path` (batch 1)."""
+    import onnx
+
+    return graph_counts(onnx.load(str(path)))["macs"]
+
+
+def same_macs(macs: int, reference: int) -> bool:
+    """Whether `macs` is within MACS_TOLERANCE of `reference`: the two counts are of one network."""
+    return abs(macs - reference) <= MACS_TOLERANCE * max(reference, 1)
 
 
 def default_model() -> A53Model:

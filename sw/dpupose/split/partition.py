@@ -264,8 +264,10 @@ def check_xmodel(
             "that DPU. Split with --config of the configuration compiled for, or compile with the arch.json of "
             "this split's configuration"
         )
+    from dpupose.split.a53 import same_macs
+
     compiled_macs = xmodel_macs(xmodel)
-    if dpu_macs is not None and compiled_macs is not None and abs(compiled_macs - dpu_macs) > 0.01 * dpu_macs:
+    if dpu_macs is not None and compiled_macs is not None and not same_macs(compiled_macs, dpu_macs):
         raise UsageError(
             f"--xmodel {xmodel.name} was compiled from a network of {compiled_macs / 1e9:.3f} GMAC (its "
             f"{xmodel.stem}{XMODEL_PART_SUFFIX}), but this split's DPU subgraph is {dpu_macs / 1e9:.3f} GMAC: "
