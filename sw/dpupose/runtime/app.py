@@ -105,6 +105,14 @@ def _annotations(mode: str) -> list[str]:
     return {"frames": ["frames"], "video": ["annotated.mp4", "annotated.avi"]}.get(mode, [])
 
 
+def _annotate_mode(opts: RunOptions) -> str:
+    """--annotate with 'auto' resolved: frames/ for an image folder or image (open_source reads those as
+    images), the video otherwise."""
+    if opts.annotate == "auto":
+        return "frames" if is_image_source(opts.source) else "video"
+    return opts.annotate
+
+
 def _check_outputs_are_files(opts: RunOptions) -> None:
     """Refuse, before any work, an --out whose output names are taken by something this run cannot write as
     it does: a FIFO at keypoints.jsonl blocked the run for ever in its open (no reader comes), a device took
@@ -112,9 +120,7 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
     once the run was over (a folder refused that rename then); a frames/ that is no folder failed the run
     once its runners were loaded."""
     assert opts.out is not None
-    mode = opts.annotate
-    if mode == "auto":
-        mode = "frames" if is_image_source(opts.source) else "video"
+    mode = _annotate_mode(opts)
     files = ["keypoints.jsonl", "run.json"]
     if mode == "video":  # and the .part names the video is written under until it reads back
         files += [name for n in _annotations(mode) for name in (n, f"{Path(n).stem}.part{Path(n).suffix}")]
@@ -138,9 +144,7 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
     sinks: list[Sink] = []
     if opts.out is not None:
-        mode = opts.annotate
-        if mode == "auto":
-            mode = "frames" if isinstance(source, ImageFolderSource) else "video"
+        mode = _annotate_mode(opts)
         writes = _annotations(mode)
         # Before any sink opens (and empties) a file.
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes])
