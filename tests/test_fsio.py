@@ -647,3 +647,21 @@ def test_ctrl_c_anywhere_in_a_folder_write_leaves_the_earlier_or_the_new_and_not
         seen.add(next(iter(state)))
     os.umask(umask)
     assert seen == {"a.onnx", "b.onnx"} and point.n > 20  # signalled before and after the new one was in place
+
+
+def test_ctrl_c_anywhere_in_the_creatable_check_leaves_no_probe(tmp_path):
+    """check_can_create makes and removes a probe folder: a signal just after mkdtemp made it (before the
+    rmdir) left a hidden .NAME.XXXX.probe folder beside the output for good."""
+    from signal_sweep import signal_sweep
+
+    from dpupose.fsio import check_can_create
+
+    out = tmp_path / "out"
+    for point in signal_sweep(signal.SIGINT):
+        try:
+            with point.armed():
+                check_can_create(out)
+        except KeyboardInterrupt:
+            assert point.sent
+        assert os.listdir(tmp_path) == [], point
+    assert point.n > 3

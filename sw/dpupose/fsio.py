@@ -272,7 +272,9 @@ def check_can_create(path: str | Path) -> None:
     try:
         if not parent.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a folder")
-        os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".probe", dir=parent))
+        # Ctrl-C or SIGTERM after mkdtemp made the probe and before its removal would leave it: held back.
+        with signals_deferred():
+            os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".probe", dir=parent))
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
