@@ -187,10 +187,13 @@ def test_a_kernel_larger_than_its_input_is_refused_not_estimated():
 def test_a_conv_wider_than_the_split_takes_on_the_dpu_is_warned_about():
     """dpupose split runs a dense conv with more than 256 x ICP channels on the CPU (B1600: ICP 10, 2560); a
     --width 4 network has such layers, which the estimate costed on the DPU without a word."""
-    assert not estimate(conv(8, 2560, 2, 1), B1600, U96).warnings  # at the limit: a DPU layer
+    at_limit = estimate(conv(8, 2560, 2, 1), B1600, U96)
+    assert not at_limit.warnings and at_limit.too_wide_warning is None  # at the limit: a DPU layer
     for wide in (conv(8, 2561, 2, 1), conv(2561, 8, 2, 1)):  # more output channels, or more input channels
-        assert estimate(wide, B1600, U96).warnings == [
+        est = estimate(wide, B1600, U96)
+        assert est.warnings == [
             "1 conv layer(s) have more than 256 x ICP = 2560 channels, which `dpupose split` runs on the CPU: "
             "this estimate counts them on the DPU, first: conv"
         ]
+        assert est.too_wide_warning == est.warnings[0]  # the one dpu compare repeats
     assert not estimate(conv(2600, 2600, 2, 3, groups=2600), B1600, U96).warnings  # depthwise: no such limit

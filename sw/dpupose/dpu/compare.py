@@ -121,7 +121,7 @@ def _row(
         risks=fit.risks,
         not_estimated=sorted({op for _, op, _ in est.excluded}),
         unknown_ops=sorted({op for _, op in est.unknown}),
-        too_wide=[w for w in est.warnings if "256 x ICP" in w],
+        too_wide=[est.too_wide_warning] if est.too_wide_warning else [],
     )
 
 

@@ -53,6 +53,7 @@ MAX_CONV_STRIDE = 8
 MAX_ALU_KERNEL = 256
 MAX_ALU_STRIDE = 256
 MAX_DW_PAD = 15
+MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
 RESIZE_LINEAR_SCALES = (2, 4, 8)
 
 
@@ -90,6 +91,11 @@ def attr(node: Any, name: str, default: Any = None) -> Any:
 
 
 Support = tuple[bool, str]
+
+
+def max_conv_channels(cfg: DpuConfig) -> int:
+    """The most input or output channels a dense convolution of `cfg` takes on the DPU (256 x ICP)."""
+    return MAX_CONV_CHANNELS_PER_ICP * cfg.icp
 
 
 def _cpu(reason: str) -> Support:
@@ -135,7 +141,7 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         return _cpu(f"{op} kernel {kernel} outside 1-{MAX_CONV_KERNEL}")
     if not all(1 <= s <= MAX_CONV_STRIDE for s in strides):
         return _cpu(f"{op} stride {strides} outside 1-{MAX_CONV_STRIDE}")
-    limit = 256 * cfg.icp
+    limit = max_conv_channels(cfg)
     if cin > limit or cout > limit:
         return _cpu(f"{op} with {cin} -> {cout} channels exceeds 256 x ICP = {limit}")
     half = len(pads) // 2

@@ -35,6 +35,7 @@ from typing import Any
 from dpupose.dpu.board import Board, load_board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.graph import DpuGraph, Layer, extract_layers
+from dpupose.dpu.ops import max_conv_channels
 from dpupose.dpu.paths import hw_dir
 from dpupose.dpu.tomlload import read_toml, reject_unknown
 from dpupose.errors import ConfigError, ModelFileError
@@ -158,6 +159,8 @@ class Estimate:
     excluded: list[tuple[str, str, str]] = field(default_factory=list)
     unknown: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The one of `warnings` about convs wider than the DPU takes (None: none is), which `dpu compare` repeats.
+    too_wide_warning: str | None = None
     constants: PerfConstants | None = None
 
     @property
@@ -243,17 +246,19 @@ def estimate_graph(graph: DpuGraph, cfg: DpuConfig, board: Board, constants: Per
         )
     # The channel limit dpupose split's operator rules hold a dense convolution to (dpu/ops.py): a wide network
     # (--width 4: 3840 and 5120 channels) has layers the split runs on the CPU, estimated here on the DPU.
-    limit = 256 * cfg.icp
+    limit = max_conv_channels(cfg)
     too_wide = [
         layer.name
         for layer in graph.layers
         if layer.kind in ("conv", "deconv") and layer.inputs and max(layer.inputs[0][1], layer.output[1]) > limit
     ]
+    too_wide_warning = None
     if too_wide:
-        warnings.append(
+        too_wide_warning = (
             f"{len(too_wide)} conv layer(s) have more than 256 x ICP = {limit} channels, which `dpupose split` "
             f"runs on the CPU: this estimate counts them on the DPU, first: {too_wide[0]}"
         )
+        warnings.append(too_wide_warning)
     for layer in graph.layers:
         kh, kw = layer.kernel
         if layer.kind in ("conv", "gconv") and layer.inputs:
@@ -274,6 +279,7 @@ def estimate_graph(graph: DpuGraph, cfg: DpuConfig, board: Board, constants: Per
         excluded=list(graph.excluded),
         unknown=list(graph.unknown),
         warnings=warnings,
+        too_wide_warning=too_wide_warning,
         constants=constants,
     )
 
