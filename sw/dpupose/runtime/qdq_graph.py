@@ -253,7 +253,9 @@ class _Parser:
                     )
                 kh, kw = attrs["kernel"]
                 if kh * kw > dpu_ops.AVGPOOL_MAX_PIXELS:
-                    raise NotEmulated(f"{what}: kernel {kh}x{kw}: the emulator averages up to 256 pixels")
+                    raise NotEmulated(
+                        f"{what}: kernel {kh}x{kw}: the emulator averages up to {dpu_ops.AVGPOOL_MAX_PIXELS} pixels"
+                    )
             return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
         if op == "Resize" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
