@@ -57,6 +57,7 @@ beyond that (a bias shifted far left) the layer runs in int64, as `conv_accumula
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -447,6 +448,7 @@ AVGPOOL_FACTORS = {3: (7, 6), 5: (10, 8), 6: (7, 8), 7: (21, 10), 14: (21, 12)}
 AVGPOOL_MAX_PIXELS = 256  # |sum| * factor < 2**24: the reference's float32 product is exact
 
 
+@functools.cache  # a pool step asks at every frame; the search takes as long as a small pool itself
 def avgpool_factors(kh: int, kw: int) -> tuple[int, int]:
     """(factor, shift): the DPU divides a window's sum by kh * kw as sum * factor / 2**shift."""
     if kh == kw and kh in AVGPOOL_FACTORS:
