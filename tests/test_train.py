@@ -298,6 +298,13 @@ def test_checkpoint_errors(tmp_path):
         ({"model_config": {**net.config.to_dict(), "width_mult": float("inf")}}, "width_mult must be .* at most 4"),
         ({"model_config": {**net.config.to_dict(), "width_mult": 1e6}}, "width_mult must be .* at most 4, got 1000000"),
         ({"model_config": {**net.config.to_dict(), "input_size": 2**20}}, "input_size must be at most 2048"),
+        # the sizes to use, as train and zoo export's --input-size say them
+        (
+            {"model_config": {**net.config.to_dict(), "input_size": 200}},
+            r"input_size must be a multiple of 32 \(the "
+            r"network's stride\), got 200: use 192 or 224",
+        ),
+        ({"model_config": {**net.config.to_dict(), "input_size": 16}}, r"input_size must .*: use 32\)"),
     ):
         damaged = tmp_path / "damaged.pt"
         save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), **change}, damaged)

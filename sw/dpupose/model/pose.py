@@ -55,10 +55,9 @@ class ModelConfig:
         w = self.width_mult
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WIDTH_MULT:
             raise ValueError(f"width_mult must be a positive number of at most {MAX_WIDTH_MULT:g}, got {w!r}")
-        if self.input_size % 32 != 0 or self.input_size < 32:
-            raise ValueError(f"input_size must be a positive multiple of 32, got {self.input_size}")
-        if self.input_size > MAX_INPUT_SIZE:
-            raise ValueError(f"input_size must be at most {MAX_INPUT_SIZE}, got {self.input_size}")
+        problem = input_size_problem(self.input_size)
+        if problem:  # the rule and the sizes to use, as train's and zoo export's --input-size say them
+            raise ValueError(f"input_size {problem}")
 
     @property
     def heatmap_size(self) -> int:
