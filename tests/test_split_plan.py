@@ -153,3 +153,18 @@ def test_a_damaged_subgraph_file_is_named_when_the_plan_has_no_sha256(tmp_path: 
     plan = load_plan(tmp_path)
     with pytest.raises(ModelFileError, match=rf"subgraph 'dpu0' \({dpu}\) cannot be loaded: .*re-split"):
         RunnerFactory(plan, "emulate", exact=True).create_all()
+
+
+def test_split_from_is_the_recorded_sha256_of_the_source(plan_dir: Path, data: dict, tmp_path: Path) -> None:
+    """bench --plan's CPU rows and the cached split of eval and bench take a model as the plan's source only
+    while its sha256 is the one plan.json records."""
+    import hashlib
+
+    source = tmp_path / "model_qdq.onnx"
+    source.write_bytes(b"the source model")
+    data["model"]["sha256"] = hashlib.sha256(b"the source model").hexdigest().upper()  # hex case is no difference
+    plan = plan_from_dict(data, "test", root=plan_dir)
+    assert plan.split_from(source) and plan.split_from(str(source))
+    source.write_bytes(b"another model quantized into its folder")
+    assert not plan.split_from(source)
+    assert not plan.split_from(tmp_path / "missing.onnx") and not plan.split_from(tmp_path)

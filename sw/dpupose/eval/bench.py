@@ -30,7 +30,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import lock_output_folder, sha256_file
+from dpupose.fsio import lock_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _source_quantized(plan: Any) -> Path | None:
     source = _plan_source(plan)
     if source is None or not (source.parent / "model_fp32.onnx").is_file():
         return None
-    if not source.is_file() or sha256_file(source) != plan.model.sha256:
+    if not plan.split_from(source):
         return None
     return source.parent
 

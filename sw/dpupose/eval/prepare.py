@@ -103,7 +103,7 @@ def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: P
         except ModelFileError:
             return False
         same_config = plan.dpu_config == cfg.name and plan.metadata.get("dpu_config_options") == cfg.to_dict()
-        if plan.model.sha256 == sha256_file(model) and same_config:
+        if plan.split_from(model) and same_config:
             log.info("using the cached split plan %s", out)
             return True
         return False

@@ -115,6 +115,14 @@ class Plan:
                 return sg
         raise KeyError(name)
 
+    def split_from(self, model: str | Path) -> bool:
+        """Whether this plan was cut from the whole-model ONNX file `model`: the file is there and has the
+        sha256 the plan records (another model quantized into its folder since has another)."""
+        from dpupose.fsio import sha256_file
+
+        path = Path(model)
+        return path.is_file() and sha256_file(path) == self.model.sha256.lower()
+
     def fingerprint_int(self) -> int:
         return parse_fingerprint(self.fingerprint, "plan.json fingerprint")
 
