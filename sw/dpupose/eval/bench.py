@@ -11,7 +11,7 @@ Rows, all on the same samples and through the same runtime (dpupose.runtime):
 
 Per row: Euclidean error (normalized and px), JSD, PCKh@0.5 (dpupose.eval.metrics); host FPS measured
 sequentially and pipelined (labelled "host, measured"; the emulator stands in for the DPU), the pipeline's
-bound 1 / (slowest stage) and how close the pipelined run comes to it; predicted Ultra96-V2 FPS (DPU
+bound 1 / max(stage time / workers) and how close the pipelined run comes to it; predicted Ultra96-V2 FPS (DPU
 performance model + Cortex-A53 model, labelled "predicted").
 
 Accuracy of the split rows uses the exact DPU emulator unless `emulator="fast"` (ONNX Runtime's QDQ path
@@ -45,7 +45,7 @@ STUDY = {  # the original study's Ultra96-V2 figures (MPII validation), for refe
     ROWS[3]: {"euclidean": 0.090, "jsd": 0.25, "fps": 3.14},
 }
 STUDY_INPUT_SIZE = 224  # the study's network: MobilePose's MobileNetV2 (width 1.0) at 224 x 224
-PIPELINE_TARGET = 0.9  # pipelined host throughput should reach 90% of 1 / (slowest stage)
+PIPELINE_TARGET = 0.9  # pipelined host throughput should reach 90% of 1 / max(stage time / workers)
 
 
 @dataclass
