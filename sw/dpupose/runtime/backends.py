@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dpupose.errors import ModelFileError, ToolNotFoundError, UsageError
-from dpupose.runtime.base import Runner, TensorInfo
+from dpupose.runtime.base import CPU_BACKEND, Runner, TensorInfo
 from dpupose.runtime.guard import GuardReport, check_fingerprints
 from dpupose.runtime.onnx_runner import OnnxRunner
 from dpupose.runtime.qdq_graph import EMULATED, NotEmulated
@@ -63,7 +63,7 @@ def emulator_factory(exact: bool = True) -> DpuRunnerFactory:
     except ImportError as exc:
         raise ToolNotFoundError(
             f"the emulate backend needs dpupose.runtime.emulator, which cannot be imported ({exc}); "
-            "use --backend cpu, or install the full dpupose package"
+            f"use {CPU_BACKEND}, or install the full dpupose package"
         ) from None
     if exact:
         return lambda path: EmulatorRunner(path)
@@ -123,7 +123,7 @@ class RunnerFactory:
                 raise ModelFileError(
                     f"DPU subgraph {sg.name!r} has no compiled xmodel in the plan: compile it with "
                     "scripts/vitis_ai_quantize.sh --plan (the overlay's arch.json) and split again with --xmodel "
-                    "(docs/quantization.md), or run this plan with --backend cpu"
+                    f"(docs/quantization.md), or run this plan with {CPU_BACKEND}"
                 )
             xm = self._xmodel(sg)
             name = xm.subgraph(sg.xmodel_subgraph).get_name()
@@ -157,7 +157,7 @@ class RunnerFactory:
         except NotEmulated as exc:
             raise ModelFileError(
                 f"subgraph {sg.name!r} ({path}) runs on the DPU but not on the emulator, which runs {EMULATED} "
-                f"only ({exc}): run this plan with --backend cpu on a PC"
+                f"only ({exc}): run this plan with {CPU_BACKEND} on a PC"
             ) from None
         except ModelFileError as exc:
             message = str(exc)

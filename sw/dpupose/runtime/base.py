@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# How to run a plan whose DPU part the DPU backend cannot (the emulator lacks an op, no compiled xmodel), as
+# messages shared by `dpupose run`, bench and the notebook's PoseSession say it: each names its own way.
+CPU_BACKEND = 'the cpu backend (dpupose run --backend cpu; backend="cpu" in PoseSession)'
+
 
 @dataclass(frozen=True)
 class TensorInfo:

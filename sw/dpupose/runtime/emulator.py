@@ -33,7 +33,7 @@ import numpy as np
 
 from dpupose.errors import DataError, ModelFileError
 from dpupose.runtime import dpu_ops
-from dpupose.runtime.base import Runner, TensorInfo
+from dpupose.runtime.base import CPU_BACKEND, Runner, TensorInfo
 from dpupose.runtime.onnx_lite import add_input_offsets
 from dpupose.runtime.qdq_graph import Boundary, Program, Step, load_program
 
@@ -194,7 +194,7 @@ class EmulatorRunner(Runner):
                     env[step.out] = compiled(env)
                 except ValueError as exc:  # a shape the DPU rules refuse, known only now (a GlobalAveragePool's)
                     raise ModelFileError(
-                        f"DPU step {step.kind} at {step.label!r}: {exc}; run this model with --backend cpu"
+                        f"DPU step {step.kind} at {step.label!r}: {exc}; run this model with {CPU_BACKEND}"
                     ) from None
             parts.append(env)
         if len(parts) == 1:
