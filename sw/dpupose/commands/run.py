@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dpupose.runtime.app import RunOptions
     from dpupose.runtime.app import run as run_plan
+    from dpupose.runtime.frames import FPS_WINDOW_TEXT
 
     opts = RunOptions(
         plan=Path(args.plan),
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"backend {summary.backend}: {s.frames} frames in {s.wall_seconds:.2f} s, {s.fps:.2f} FPS", end="")
     print(f" over the whole run ({'pipelined' if s.pipelined else 'sequential'}; stage bound {s.bound_fps:.2f} FPS)")
     if s.recent_fps is not None:
-        print(f"  at the end {s.recent_fps:.2f} FPS (last 30 frames, or 5 s where those took longer)")
+        print(f"  at the end {s.recent_fps:.2f} FPS ({FPS_WINDOW_TEXT})")
     for st in s.stages.values():
         if st.frames:
             print(f"  {st.name:<16} {st.mean * 1e3:8.2f} ms/frame  x{st.workers}")

@@ -7,6 +7,12 @@ from typing import Any
 
 import numpy as np
 
+# The moving FPS (sinks.FpsMeter: drawn on the frames, printed, run.json's recent_fps): over the last
+# FPS_WINDOW frames, or the last FPS_HORIZON_S seconds where those took longer. FPS_WINDOW_TEXT says so.
+FPS_WINDOW = 30
+FPS_HORIZON_S = 5.0
+FPS_WINDOW_TEXT = f"the last {FPS_WINDOW} frames, or the last {FPS_HORIZON_S:g} s where those took longer"
+
 
 @dataclass
 class Frame:

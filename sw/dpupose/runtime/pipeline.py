@@ -24,7 +24,7 @@ from typing import Any
 
 from dpupose.runtime.base import Runner
 from dpupose.runtime.executor import Env, Prepared, SplitExecutor
-from dpupose.runtime.frames import Frame, FrameResult
+from dpupose.runtime.frames import FPS_WINDOW_TEXT, Frame, FrameResult
 from dpupose.split.plan import Subgraph
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ AVERAGES = {
     "fps": "frames / wall_s: the frames processed over the whole run, from asking the source for the first frame "
     "to writing the last one's outputs; the first frame's warm-up and any stall of the source (a camera "
     "reconnecting) are in it",
-    "recent_fps": "the moving FPS drawn on the frames and printed during the run, at its end: over the last 30 "
-    "frames, or the last 5 s where those took longer",
+    "recent_fps": f"the moving FPS drawn on the frames and printed during the run, at its end: over {FPS_WINDOW_TEXT}",
     "mean_ms": "each stage's time per frame, averaged over the frames it ran (its frames); waiting for the source "
     "is in no stage",
     "bound_fps": "pipelined: 1 / max(stage mean_ms / workers); sequential: 1 / sum(stage mean_ms)",

@@ -26,7 +26,7 @@ import numpy as np
 from dpupose.errors import DeviceError
 from dpupose.fsio import free_space
 from dpupose.runtime.draw import draw_label, draw_skeleton
-from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.frames import FPS_HORIZON_S, FPS_WINDOW, FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,11 @@ class FpsMeter:
     the stall in for 30 frames (15 s)."""
 
     def __init__(
-        self, window: int = 30, clock=time.perf_counter, horizon_s: float = 5.0, start: float | None = None
+        self,
+        window: int = FPS_WINDOW,
+        clock=time.perf_counter,
+        horizon_s: float = FPS_HORIZON_S,
+        start: float | None = None,
     ) -> None:
         """`start`: when the meter starts, by `clock` (default: now)."""
         self._times: collections.deque[float] = collections.deque(
