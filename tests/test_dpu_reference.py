@@ -8,6 +8,8 @@ out by hand from that code (not from dpupose's rules or its loop reference):
 - the same tree's instruction-level DPU simulator for DPUCZDX8G (DPUVersion::DPUV2):
   sim-runner/src/inst/Conv.cpp (`transform()`), Alu.cpp (`transform()` for depthwise conv) and
   Elew.cpp (`Elew<T>::calc()`, the element-wise engine);
+- Vitis AI's cpu_task, the Vitis AI Library's CPU implementations of XIR ops (Xilinx/Vitis-AI,
+  src/vai_library/cpu_task/ops): hard-sigmoid-fix/hard-sigmoid-fix.cpp;
 - the eltwise engine's activation set of DPUCZDX8G IP v4: Xilinx/Vitis-AI v2.5,
   src/Vitis-AI-Runtime/VART/target_factory/src/create_target_DPUCZDX8G_ISA1.cpp (ReLU only).
 
@@ -16,6 +18,7 @@ so every tie rounds toward +infinity.
 """
 
 import numpy as np
+import pytest
 
 from dpupose.runtime import dpu_ops
 
@@ -196,3 +199,21 @@ def test_average_pool_factors_of_the_reference():
     more = {(2, 3): (85, 9), (4, 5): (102, 11), (4, 4): (1, 4), (1, 1): (1, 0), (16, 16): (1, 8)}
     for kernel, factors in {**table, **more}.items():
         assert dpu_ops.avgpool_factors(*kernel) == factors, kernel
+
+
+def test_hard_sigmoid_is_2731_over_2_14_of_x_plus_3():
+    # cpu_task hard-sigmoid-fix (Xilinx/Vitis-AI src/vai_library/cpu_task/ops/hard-sigmoid-fix):
+    # tmp = min(2**32, max(0, x * 2731 + 3 * 2731 * 2**hsigmoid_in)) / 2**shift_hsigmoid, then fix() (half up,
+    # saturated); hsigmoid_in = fp_in, shift_hsigmoid = 14 + fp_in - fp_out. fp_in 4, fp_out 7 (shift 11):
+    # x + 48 = m, n = 2731 m: m 0 -> 0; m 1 -> 1.33 -> 1; m 48 (x = 0) -> 64.008 -> 64 (1/2 is 64);
+    # m 64 (x = 1.0) -> 85.34 -> 85; m 95 -> 126.68 -> 127; m 96 (x = 3.0) -> 128.02 -> 127; x < -3 -> 0
+    y = dpu_ops.hard_sigmoid(col([-128, -48, -47, 0, 16, 47, 48, 127]), 4, 7)
+    assert flat(y) == [0, 0, 1, 64, 85, 127, 127, 127]
+    # fp_out 8 (shift 10): m 1 -> 2.67 -> 3; m 8 -> 21.34 -> 21; m 24 -> 64.008 -> 64; m 48 -> 128.02 -> 127
+    assert flat(dpu_ops.hard_sigmoid(col([-47, -40, -24, 0]), 4, 8)) == [3, 21, 64, 127]
+    # fp_in 0 (shift 7): x -3 .. 3 -> m 0 .. 6: 0, 21.34, 42.67, 64.008, 85.34, 106.68, 128.02
+    assert flat(dpu_ops.hard_sigmoid(col([-4, -3, -2, -1, 0, 1, 2, 3]), 0, 7)) == [0, 0, 21, 43, 64, 85, 107, 127]
+    # The reference has no cap at 6 (XIR's definition has): at fp_out 6 they would differ (m 144 at fp_in 4:
+    # 96.01 uncapped against 64.01 capped at m = 96), so that is refused
+    with pytest.raises(ValueError, match="output fix points from 7"):
+        dpu_ops.hard_sigmoid(col([96]), 4, 6)

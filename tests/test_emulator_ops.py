@@ -26,6 +26,13 @@ class Model:
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
+    def const_dq(self, name: str, value: np.ndarray, fp: int) -> str:
+        """An int8 constant (weights, a Mul's factor) behind its DequantizeLinear."""
+        s = self.const(f"{name}_scale", np.array(2.0**-fp, np.float32))
+        z = self.const(f"{name}_zp", np.array(0, np.int8))
+        self.nodes.append(helper.make_node("DequantizeLinear", [self.const(name, value), s, z], [f"{name}_dq"]))
+        return f"{name}_dq"
+
     def qdq(self, x: str, fp: int, name: str) -> str:
         s = self.const(f"{name}_scale", np.array(2.0**-fp, np.float32))
         z = self.const(f"{name}_zp", np.array(0, np.int8))
@@ -326,3 +333,60 @@ def test_a_global_average_pool_too_large_to_emulate_is_one_error_naming_it():
     # bench and the notebook's PoseSession meet it too: not --backend alone, which only dpupose run has
     assert str(e.value).endswith('run this model with the cpu backend (dpupose run --backend cpu; backend="cpu" in '
                                  "PoseSession)")  # fmt: skip
+
+
+def all_int8(shape_nhwc) -> np.ndarray:
+    """Every int8 value once, as an NHWC tensor of 256 elements."""
+    return np.arange(-128, 128, dtype=np.int16).astype(np.int8).reshape(shape_nhwc)
+
+
+def _hard_sigmoid(fp_in, fp_out, alpha=1 / 6, beta=0.5) -> bytes:
+    m = Model()
+    x = m.input((1, 4, 8, 8), fp_in)
+    m.op("HardSigmoid", [x], alpha=alpha, beta=beta)
+    return m.build(fp_out, (1, 4, 8, 8))
+
+
+@pytest.mark.parametrize(("fp_in", "fp_out"), [(4, 7), (5, 8), (0, 7), (7, 7)])
+def test_hard_sigmoid_is_2731_over_2_14_and_onnx_runtime_s_within_one_lsb(fp_in, fp_out):
+    model = _hard_sigmoid(fp_in, fp_out)
+    emu = EmulatorRunner(model)
+    x = {"x0": all_int8((1, 8, 8, 4))}
+    y = emu.run(x)["y"].astype(np.int64)
+    # the DPU's relu6(x + 3) * 2731 / 2**14 (exact in float64), half up, saturated
+    xr = x["x0"].astype(np.float64) * 2.0**-fp_in
+    dpu = np.clip(xr + 3, 0, 6) * 2731 / 2**14 * 2.0**fp_out
+    np.testing.assert_array_equal(y, np.clip(np.floor(dpu + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    # ONNX Runtime takes 1/6: at most 6 * (2731 / 2**14 - 1/6) = 2**-13.4 apart, 0.02 LSB at fp_out 8, so the
+    # results differ by one LSB at most, and only where the DPU's value is that close to a rounding step
+    exact = np.clip(xr / 6 + 0.5, 0, 1) * 2.0**fp_out
+    plain = ort_plain(model, x)
+    diff = y - plain
+    near = np.abs(exact - np.floor(exact) - 0.5) < 0.02
+    assert np.all(np.abs(diff) <= 1) and np.all(diff[~near] == 0)
+    # the fast path is ONNX Runtime as it is (no tie offset: 1/6 is on no grid)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], plain)
+
+
+@pytest.mark.parametrize(
+    ("fp_in", "fp_out", "alpha", "message"),
+    [
+        (4, 6, 1 / 6, "output fix points of 7 or more"),
+        (11, 7, 1 / 6, "input fix points 0 to 10"),
+        (4, 7, 0.2, "is not the DPU's relu6"),
+    ],
+)
+def test_other_hard_sigmoids_are_not_emulated(fp_in, fp_out, alpha, message):
+    with pytest.raises(NotEmulated, match=message):
+        EmulatorRunner(_hard_sigmoid(fp_in, fp_out, alpha))
+
+
+def test_a_hard_sigmoid_fused_after_a_conv_is_not_emulated():
+    m = Model()
+    x = m.input((1, 2, 4, 4), 4)
+    w = m.const_dq("w", np.ones((2, 2, 1, 1), np.int8), 6)
+    m.nodes.append(helper.make_node("Conv", [x, w], ["conv"], name="conv"))
+    m.op("HardSigmoid", ["conv"], alpha=1 / 6, beta=0.5)
+    with pytest.raises(NotEmulated, match=r"fused after Conv is not emulated: .* \(hsigmoid_in\)"):
+        EmulatorRunner(m.build(7, (1, 2, 4, 4)))

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.config import DpuConfig
+from dpupose.runtime.dpu_ops import is_hard_sigmoid
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
-HARD_SIGMOID = (1 / 6, 0.5)  # alpha, beta of ONNX HardSigmoid that the DPU computes (relu6(x+3)/6)
 ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish")
 PASS_THROUGH_OPS = ("Identity", "Dropout")
 LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -252,7 +252,7 @@ def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo |
         return _cpu(f"Clip({lo}, {hi}) is neither ReLU nor ReLU6")
     if op == "HardSigmoid":
         alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
-        if not (math.isclose(alpha, HARD_SIGMOID[0], rel_tol=1e-4) and math.isclose(beta, HARD_SIGMOID[1])):
+        if not is_hard_sigmoid(alpha, beta):
             return _cpu(f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not relu6(x + 3) / 6")
         return True, "hard-sigmoid (fused)"
     if op == "HardSwish":

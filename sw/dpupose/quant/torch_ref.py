@@ -3,8 +3,9 @@
 It reads the file with the `onnx` package (not the board reader) and interprets each node in float64:
 QuantizeLinear rounds half up and saturates like the DPU, DequantizeLinear multiplies by its scale, Conv
 runs as torch's float64 convolution (exact for int8-valued operands), with the bias floored to the
-accumulator's resolution and Add inputs truncated to two guard bits as the DPU does. It must reproduce the
-emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
+accumulator's resolution, Add inputs truncated to two guard bits, an average pool's reciprocal and a
+hard sigmoid's 1/6 (2731 / 2**14) as the DPU does. It must reproduce the emulator bit for bit;
+`dpupose deploy-check --against torch` compares the two layer by layer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from dpupose.errors import ModelFileError
-from dpupose.runtime.dpu_ops import avgpool_factors
+from dpupose.runtime.dpu_ops import HSIGMOID_NUMERATOR, HSIGMOID_SHIFT, avgpool_factors
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -132,6 +133,10 @@ class TorchQdqReference:
                 sums = F.avg_pool2d(x, kernel, tuple(a.get("strides", [1, 1])), divisor_override=1)
                 factor, shift = avgpool_factors(*kernel)
                 env[node.output[0]] = sums * (factor * 2.0**-shift)
+            elif op == "HardSigmoid":  # the DPU's relu6(x + 3) * 2731 / 2**14 (XIR hard-sigmoid-fix), not 1/6
+                env[node.output[0]] = torch.clamp(env[node.input[0]] + 3.0, 0.0, 6.0) * (
+                    HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT
+                )
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             else:

@@ -42,6 +42,8 @@ confirmed with `dpupose deploy-check` on board dumps.
   2**(fp_out - fp_in), saturated. A global pool is the same over the whole map.
 - nearest-neighbour upsampling (cpu-runner resize, NEAREST, no align_corners): output pixel (h, w) is
   input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
+- hard sigmoid (Vitis AI cpu_task hard-sigmoid-fix; XIR: relu6(x + 3) * 2731 / 2**14): DPURound of
+  max(0, 2731 x + 3 * 2731 * 2**fp_in) / 2**(14 + fp_in - fp_out), saturated (`hard_sigmoid`).
 
 Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
 prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
@@ -484,3 +486,32 @@ def avg_pool(
     sums = _windows(xp.astype(np.int64), kernel, stride).sum(axis=(-2, -1))
     factor, shift = avgpool_factors(kh, kw)
     return saturate_int8(round_shift(sums * factor, shift + fp_in - fp_out))
+
+
+# Hard sigmoid (cpu-runner hard-sigmoid-fix; XIR's hard-sigmoid-fix is relu6(x + 3) * 2731 / 2**14):
+# 1/6 is 2731 / 2**14 on the DPU. The reference computes 2731 x + 3 * 2731 * 2**fp_in in float32 before
+# the shift, exact while that stays below 2**24: input fix points 0 to HSIGMOID_MAX_FP_IN.
+HARD_SIGMOID = (1 / 6, 0.5)  # alpha, beta of the ONNX HardSigmoid the DPU computes (relu6(x + 3) / 6)
+HSIGMOID_NUMERATOR = 2731
+HSIGMOID_SHIFT = 14
+HSIGMOID_MIN_FP_OUT = 7  # from here on, the reference's missing cap at 6 saturates anyway (see below)
+HSIGMOID_MAX_FP_IN = 10  # 2731 * (127 + 3 * 2**10) < 2**24
+
+
+def is_hard_sigmoid(alpha: float, beta: float) -> bool:
+    """Whether ONNX HardSigmoid(alpha, beta) is the DPU's relu6(x + 3) / 6 (alpha read as float32)."""
+    return math.isclose(alpha, HARD_SIGMOID[0], rel_tol=1e-4) and math.isclose(beta, HARD_SIGMOID[1])
+
+
+def hard_sigmoid(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
+    """cpu-runner hard-sigmoid-fix (hsigmoid_in = fp_in, shift_hsigmoid = 14 + fp_in - fp_out):
+    n = max(0, 2731 x + 3 * 2731 * 2**fp_in), out = saturate(DPURound(n / 2**shift)). The reference
+    does not cap x + 3 at 6 as XIR's definition does; the two agree for fp_out >= 7, where the cap,
+    6 * 2731 / 2**14 = 1.00012, is already past 127 output steps."""
+    if fp_out < HSIGMOID_MIN_FP_OUT or not 0 <= fp_in <= HSIGMOID_MAX_FP_IN:
+        raise ValueError(
+            f"hard sigmoid from fix point {fp_in} to {fp_out}: emulated for input fix points 0 to "
+            f"{HSIGMOID_MAX_FP_IN} and output fix points from {HSIGMOID_MIN_FP_OUT}"
+        )
+    n = np.maximum(x.astype(np.int64) * HSIGMOID_NUMERATOR + (3 * HSIGMOID_NUMERATOR << fp_in), 0)
+    return saturate_int8(round_shift(n, HSIGMOID_SHIFT + fp_in - fp_out))

@@ -20,8 +20,9 @@ about 2% of that), so the fast path matches the DPU's arithmetic except for what
 not model (docs/quantization.md): the add's truncation of an input more than 2 positions finer than the
 other, where the output is more than one bit finer than the coarser input, a bias two or more bits
 finer than the accumulator (dpupose.runtime.dpu_ops), and an average pool, whose mean ONNX Runtime takes
-exactly (the DPU multiplies by its own reciprocal of the kernel size; no tie offset is added there); the
-shipped model has none of these.
+exactly (the DPU multiplies by its own reciprocal of the kernel size; no tie offset is added there), and
+a hard sigmoid, whose 1/6 ONNX Runtime takes as a float (the DPU's is 2731 / 2**14: one LSB apart where
+the value is within 0.02 LSB of a rounding step); the shipped model has none of these.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         )
         src = step.inputs[0]
         return lambda env: kernel(env[src])
-    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool"):
+    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool", "hsigmoid"):
         return lambda env: run_step(step, env)
     raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -124,6 +125,8 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         a = step.attrs
         kernel = a["kernel"] or (xs[0].shape[1], xs[0].shape[2])  # GlobalAveragePool: the whole map
         return dpu_ops.avg_pool(xs[0], kernel, a["stride"], a["pads"], step.fps_in[0], step.fp_out)
+    if step.kind == "hsigmoid":
+        return dpu_ops.hard_sigmoid(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "concat":
         return dpu_ops.concat(xs, step.fps_in, step.fp_out, nhwc_axis(step.attrs["axis"], xs[0].ndim))
     raise ValueError(f"unknown step kind {step.kind!r}")
@@ -150,7 +153,7 @@ def tie_offsets(program: Program) -> dict[str, float]:
     (those ties stay rounded to even)."""
     offsets = {}
     for step in program.steps:
-        if step.kind == "avgpool":  # ONNX Runtime's exact mean is on no grid (the DPU's factor is another)
+        if step.kind in ("avgpool", "hsigmoid"):  # ONNX Runtime's exact mean and 1/6 are on no grid
             continue
         g = _grid(step)
         bits = g - step.fp_out  # fractional bits of the value in output steps
