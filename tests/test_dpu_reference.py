@@ -9,7 +9,9 @@ out by hand from that code (not from dpupose's rules or its loop reference):
   sim-runner/src/inst/Conv.cpp (`transform()`), Alu.cpp (`transform()` for depthwise conv) and
   Elew.cpp (`Elew<T>::calc()`, the element-wise engine);
 - Vitis AI's cpu_task, the Vitis AI Library's CPU implementations of XIR ops (Xilinx/Vitis-AI,
-  src/vai_library/cpu_task/ops): hard-sigmoid-fix/hard-sigmoid-fix.cpp;
+  src/vai_library/cpu_task/ops): hard-sigmoid-fix/hard-sigmoid-fix.cpp, depthwise-fix/depthwise-fix.cpp
+  and eltwise-fix/eltwise-fix.cpp (MUL); the Vitis AI quantizer's hard swish in the same repository
+  (vai_q_pytorch's nn/modules/hardswish.py and nndct_shared/compile/xop_creator.py);
 - the eltwise engine's activation set of DPUCZDX8G IP v4: Xilinx/Vitis-AI v2.5,
   src/Vitis-AI-Runtime/VART/target_factory/src/create_target_DPUCZDX8G_ISA1.cpp (ReLU only).
 
@@ -217,3 +219,18 @@ def test_hard_sigmoid_is_2731_over_2_14_of_x_plus_3():
     # 96.01 uncapped against 64.01 capped at m = 96), so that is refused
     with pytest.raises(ValueError, match="output fix points from 7"):
         dpu_ops.hard_sigmoid(col([96]), 4, 6)
+
+
+def test_hard_swish_multiplies_by_the_hard_sigmoid_at_fix_point_7():
+    # Vitis AI quantizer: vai_q_pytorch's deephi_Hardswish (relu6(x + 3) * 2731 / 2**14 fake-quantized at
+    # scale 128, method 2 = half up, times x, quantized at the output) and its XIR export
+    # (nndct_shared/compile/xop_creator.py hswish: hard-sigmoid, a fix at bit_width - 1 = 7 with DPU_ROUND,
+    # then a mul); the mul as cpu_task depthwise-fix / eltwise-fix MUL: fix(a * b * 2**(fp_out - fp_a - fp_b)).
+    # fp_in 4, fp_out 4: h as in the hard sigmoid test (fp 7), then x h / 2**7:
+    # x 64 (4.0): h 127, 8128 / 128 = 63.5 -> 64 (a tie, up); x 127: 16129 / 128 = 126.008 -> 126, not 127;
+    # x 16: h 85, 10.625 -> 11; x -16: h 43 (42.67), -688 / 128 = -5.375 -> -5; x -24: h 32 (32.004),
+    # -6.0 -> -6; x -40: h 11 (10.67), -3.4375 -> -3; x -48, 0: h 0 or x 0 -> 0
+    y = dpu_ops.hard_swish(col([64, 127, 16, -16, -24, -40, -48, 0]), 4, 4)
+    assert flat(y) == [64, 126, 11, -5, -6, -3, 0, 0]
+    # fp_out 5 (x h / 2**6): 127 -> 252.02 saturates to 127; 16 -> 21.25 -> 21; -16 -> -10.75 -> -11
+    assert flat(dpu_ops.hard_swish(col([127, 16, -16]), 4, 5)) == [127, 21, -11]

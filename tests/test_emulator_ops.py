@@ -390,3 +390,48 @@ def test_a_hard_sigmoid_fused_after_a_conv_is_not_emulated():
     m.op("HardSigmoid", ["conv"], alpha=1 / 6, beta=0.5)
     with pytest.raises(NotEmulated, match=r"fused after Conv is not emulated: .* \(hsigmoid_in\)"):
         EmulatorRunner(m.build(7, (1, 2, 4, 4)))
+
+
+def _hard_swish(fp_in, fp_out) -> bytes:
+    m = Model()
+    x = m.input((1, 4, 8, 8), fp_in)
+    m.op("HardSwish", [x])
+    return m.build(fp_out, (1, 4, 8, 8))
+
+
+@pytest.mark.parametrize(("fp_in", "fp_out"), [(4, 4), (5, 5), (4, 5), (6, 4), (0, 3)])
+def test_hard_swish_is_x_times_the_hard_sigmoid_at_fix_point_7(fp_in, fp_out):
+    model = _hard_swish(fp_in, fp_out)
+    emu = EmulatorRunner(model)
+    x = {"x0": all_int8((1, 8, 8, 4))}
+    y = emu.run(x)["y"].astype(np.int64)
+    # h = relu6(x + 3) * 2731 / 2**14 at 2**-7 (half up, at most 127), then x h at fp_out: exact in float64
+    xi = x["x0"].astype(np.float64)
+    h = np.minimum(np.floor(np.clip(xi * 2.0**-fp_in + 3, 0, 6) * 2731 / 2**14 * 128 + 0.5), 127)
+    np.testing.assert_array_equal(y, np.clip(np.floor(xi * h * 2.0 ** (fp_out - fp_in - 7) + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    # ONNX Runtime's x * hardsigmoid(x) is x (h - e) with |e| <= 1/128 (h's rounding, or 127/128 for 1):
+    # |x| 2**(fp_out - fp_in) / 128 LSB apart before the two roundings, half an LSB each
+    plain = ort_plain(model, x)
+    bound = np.floor(np.abs(xi) * 2.0 ** (fp_out - fp_in) / 128 + 1)
+    assert np.all(np.abs(y - plain) <= bound)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], plain)
+
+
+def test_hard_swish_of_3_and_more_is_x_times_127_128():
+    # 127 at fix point 4 (7.94): ONNX Runtime gives 127, the DPU's hard sigmoid saturates at 127/128: 126
+    model = _hard_swish(4, 4)
+    x = {"x0": np.full((1, 8, 8, 4), 127, np.int8)}
+    assert np.all(EmulatorRunner(model).run(x)["y"] == 126) and np.all(ort_plain(model, x) == 127)
+
+
+def test_other_hard_swishes_are_not_emulated():
+    with pytest.raises(NotEmulated, match="hard swish from input fix points 0 to 10"):
+        EmulatorRunner(_hard_swish(11, 7))
+    m = Model()
+    x = m.input((1, 2, 4, 4), 4)
+    w = m.const_dq("w", np.ones((2, 2, 1, 1), np.int8), 6)
+    m.nodes.append(helper.make_node("Conv", [x, w], ["conv"], name="conv"))
+    m.op("HardSwish", ["conv"])
+    with pytest.raises(NotEmulated, match=r"fused after Conv is not emulated: the DPU's fused hard swish"):
+        EmulatorRunner(m.build(4, (1, 2, 4, 4)))

@@ -4,8 +4,8 @@ It reads the file with the `onnx` package (not the board reader) and interprets 
 QuantizeLinear rounds half up and saturates like the DPU, DequantizeLinear multiplies by its scale, Conv
 runs as torch's float64 convolution (exact for int8-valued operands), with the bias floored to the
 accumulator's resolution, Add inputs truncated to two guard bits, an average pool's reciprocal and a
-hard sigmoid's 1/6 (2731 / 2**14) as the DPU does. It must reproduce the emulator bit for bit;
-`dpupose deploy-check --against torch` compares the two layer by layer.
+hard sigmoid's 1/6 (2731 / 2**14, and a hard swish's rounded to 2**-7) as the DPU does. It must reproduce
+the emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ class TorchQdqReference:
                 env[node.output[0]] = torch.clamp(env[node.input[0]] + 3.0, 0.0, 6.0) * (
                     HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT
                 )
+            elif op == "HardSwish":  # x times the DPU's hard sigmoid quantized at 2**-7 (half up, saturated)
+                x = env[node.input[0]]
+                h = torch.clamp(x + 3.0, 0.0, 6.0) * (HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT)
+                env[node.output[0]] = x * torch.clamp(torch.floor(h * 128 + 0.5), max=127) / 128
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             else:

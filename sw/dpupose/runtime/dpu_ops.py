@@ -44,6 +44,8 @@ confirmed with `dpupose deploy-check` on board dumps.
   input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
 - hard sigmoid (Vitis AI cpu_task hard-sigmoid-fix; XIR: relu6(x + 3) * 2731 / 2**14): DPURound of
   max(0, 2731 x + 3 * 2731 * 2**fp_in) / 2**(14 + fp_in - fp_out), saturated (`hard_sigmoid`).
+- hard swish (the Vitis AI quantizer's hswish, exported to XIR as hard-sigmoid-fix at fix point 7 and a
+  mul): x times that hard sigmoid at fp 7, DPURound of the product / 2**(fp_in + 7 - fp_out), saturated.
 
 Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
 prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
@@ -515,3 +517,15 @@ def hard_sigmoid(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
         )
     n = np.maximum(x.astype(np.int64) * HSIGMOID_NUMERATOR + (3 * HSIGMOID_NUMERATOR << fp_in), 0)
     return saturate_int8(round_shift(n, HSIGMOID_SHIFT + fp_in - fp_out))
+
+
+HSWISH_SIGMOID_FP = 7  # a hard swish's hard sigmoid is fixed at 2**-7 (bit width - 1) before the product
+
+
+def hard_swish(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
+    """Hard swish as the Vitis AI quantizer computes and exports it (vai_q_pytorch's Hardswish, its XIR
+    hswish: hard-sigmoid-fix fixed at position 7, half up, then a mul): h = hard_sigmoid(x, fp_in, 7),
+    then cpu_task's MUL, out = saturate(DPURound(x h / 2**(fp_in + 7 - fp_out))). h tops out at 127/128, so
+    for x >= 3 the result is x * 127/128, not x."""
+    h = hard_sigmoid(x, fp_in, HSWISH_SIGMOID_FP)
+    return saturate_int8(round_shift(x.astype(np.int64) * h, fp_in + HSWISH_SIGMOID_FP - fp_out))

@@ -22,7 +22,8 @@ other, where the output is more than one bit finer than the coarser input, a bia
 finer than the accumulator (dpupose.runtime.dpu_ops), and an average pool, whose mean ONNX Runtime takes
 exactly (the DPU multiplies by its own reciprocal of the kernel size; no tie offset is added there), and
 a hard sigmoid, whose 1/6 ONNX Runtime takes as a float (the DPU's is 2731 / 2**14: one LSB apart where
-the value is within 0.02 LSB of a rounding step); the shipped model has none of these.
+the value is within 0.02 LSB of a rounding step), and a hard swish (x times that hard sigmoid rounded to
+2**-7 on the DPU: up to 1 + |x| / 128 LSB apart at equal fix points); the shipped model has none of these.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from dpupose.runtime.onnx_lite import add_input_offsets
 from dpupose.runtime.qdq_graph import Boundary, Program, Step, load_program
 
 FLOAT32_BITS = 24  # significand bits: an offset below the sum's last bit would be lost
+# The steps other than a conv: run_step's, nothing laid out in advance
+RUN_STEP_KINDS = ("add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool", "hsigmoid", "hswish")
 
 
 def _info(b: Boundary) -> TensorInfo:
@@ -98,7 +101,7 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         )
         src = step.inputs[0]
         return lambda env: kernel(env[src])
-    if step.kind in ("add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool", "hsigmoid"):
+    if step.kind in RUN_STEP_KINDS:
         return lambda env: run_step(step, env)
     raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -127,6 +130,8 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         return dpu_ops.avg_pool(xs[0], kernel, a["stride"], a["pads"], step.fps_in[0], step.fp_out)
     if step.kind == "hsigmoid":
         return dpu_ops.hard_sigmoid(xs[0], step.fps_in[0], step.fp_out)
+    if step.kind == "hswish":
+        return dpu_ops.hard_swish(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "concat":
         return dpu_ops.concat(xs, step.fps_in, step.fp_out, nhwc_axis(step.attrs["axis"], xs[0].ndim))
     raise ValueError(f"unknown step kind {step.kind!r}")
@@ -153,7 +158,7 @@ def tie_offsets(program: Program) -> dict[str, float]:
     (those ties stay rounded to even)."""
     offsets = {}
     for step in program.steps:
-        if step.kind in ("avgpool", "hsigmoid"):  # ONNX Runtime's exact mean and 1/6 are on no grid
+        if step.kind in ("avgpool", "hsigmoid", "hswish"):  # ONNX Runtime's exact mean and 1/6: on no grid
             continue
         g = _grid(step)
         bits = g - step.fp_out  # fractional bits of the value in output steps

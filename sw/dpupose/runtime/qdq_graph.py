@@ -8,8 +8,9 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid (or a bare DequantizeLinear, i.e. a change of fix
-position) feeding it, with the fused activation. Step tensors are named by the Q node's int8 output.
+Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish (or a bare
+DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
+named by the Q node's int8 output.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class NotEmulated(ModelFileError):
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
     "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
-    "average pools, pixel shuffles and hard sigmoids that are not fused"
+    "average pools, pixel shuffles, and hard sigmoids and hard swishes that are not fused"
 )
 
 
@@ -67,7 +68,7 @@ class Boundary:
 
 @dataclass
 class Step:
-    kind: str  # "conv", "add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool", "hsigmoid"
+    kind: str  # "conv", or one of emulator.RUN_STEP_KINDS ("add", "concat", "hsigmoid"...)
     out: str  # int8 tensor (Q output)
     fp_out: int
     inputs: list[str]  # int8 tensors
@@ -257,7 +258,7 @@ class _Parser:
                         f"{what}: kernel {kh}x{kw}: the emulator averages up to {dpu_ops.AVGPOOL_MAX_PIXELS} pixels"
                     )
             return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
-        if op == "HardSigmoid":
+        if op in ("HardSigmoid", "HardSwish"):
             return self.hard_sigmoid(node, out, fp_out, label, act, where)
         if op == "Resize" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
@@ -272,31 +273,41 @@ class _Parser:
         raise NotEmulated(f"{where}: the emulator does not run {op} (with activation {act})")
 
     def hard_sigmoid(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
-        """A hard sigmoid of a dequantized activation (XIR hard-sigmoid-fix, the ALU's hsigmoid): the
-        DPU's relu6(x + 3) / 6, at the fix points `dpu_ops.hard_sigmoid` emulates."""
+        """A hard sigmoid or hard swish of a dequantized activation (XIR hard-sigmoid-fix, the ALU's
+        hsigmoid; a hard swish multiplies its input by that at fix point 7): the DPU's relu6(x + 3) / 6, at
+        the fix points `dpu_ops.hard_sigmoid` and `dpu_ops.hard_swish` emulate."""
         op = f"{node.op_type} {node.name or node.outputs[0]!r}"
+        swish = node.op_type == "HardSwish"
+        what = "hard swish" if swish else "hard sigmoid"
         src_name = node.inputs[0]
         if src_name not in self.act_dq:
             producer = self.producer.get(src_name)
             after = f" fused after {producer.op_type}" if producer is not None else ""
             raise NotEmulated(
-                f"{op}{after} is not emulated: the DPU's fused hard sigmoid starts from its op's result at a fix "
+                f"{op}{after} is not emulated: the DPU's fused {what} starts from its op's result at a fix "
                 "point (hsigmoid_in) that a QDQ file does not state; put a QuantizeLinear/DequantizeLinear pair "
                 "between them"
             )
         if act != "none":
             raise NotEmulated(f"{where}: the emulator does not run {node.op_type} with activation {act}")
-        alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
-        if not dpu_ops.is_hard_sigmoid(alpha, beta):
-            raise NotEmulated(f"{op}: HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not the DPU's relu6(x + 3) / 6")
+        if not swish:
+            alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
+            if not dpu_ops.is_hard_sigmoid(alpha, beta):
+                raise NotEmulated(
+                    f"{op}: HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not the DPU's relu6(x + 3) / 6"
+                )
         src, fp = self.act_dq[src_name]
-        if fp_out < dpu_ops.HSIGMOID_MIN_FP_OUT or not 0 <= fp <= dpu_ops.HSIGMOID_MAX_FP_IN:
+        if not 0 <= fp <= dpu_ops.HSIGMOID_MAX_FP_IN:
             raise NotEmulated(
-                f"{op}: from fix point {fp} to {fp_out}: the emulator runs a hard sigmoid from input fix points 0 "
-                f"to {dpu_ops.HSIGMOID_MAX_FP_IN} (where Xilinx's reference is exact) to output fix points of "
-                f"{dpu_ops.HSIGMOID_MIN_FP_OUT} or more (below, the references disagree on the cap at 1)"
+                f"{op}: input fix point {fp}: the emulator runs a {what} from input fix points 0 to "
+                f"{dpu_ops.HSIGMOID_MAX_FP_IN} (where Xilinx's reference is exact)"
             )
-        return Step("hsigmoid", out, fp_out, [src], [fp], label)
+        if not swish and fp_out < dpu_ops.HSIGMOID_MIN_FP_OUT:
+            raise NotEmulated(
+                f"{op}: output fix point {fp_out}: the emulator runs a hard sigmoid to output fix points of "
+                f"{dpu_ops.HSIGMOID_MIN_FP_OUT} or more (below, Xilinx's references disagree on the cap at 1)"
+            )
+        return Step("hswish" if swish else "hsigmoid", out, fp_out, [src], [fp], label)
 
     def pool_attrs(self, node: Node, where: str) -> dict:
         """kernel, stride and pads (top, left, bottom, right) of a 2-D pool the emulator runs: explicit pads
