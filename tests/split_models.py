@@ -12,7 +12,9 @@
   first one's output directly (int8 DPU -> DPU across the CPU subgraph);
 - "pool": a MaxPool 3x3 between conv1 and conv2 (a DPU op the emulator runs);
 - "mul": c1 times a per-channel int8 constant between conv1 and conv2 (a DPU op, a 1x1 depthwise conv on
-  the ALU, that the emulator does not run);
+  the ALU, that the emulator runs);
+- "hswish": conv2 fused with HardSwish (a DPU op that the emulator does not run: the fused hard swish's
+  integers start from a fix point the QDQ file does not state);
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
 Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
 """
@@ -100,7 +102,9 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     elif middle == "requant":
         x = b.qdq(x, FP["rq"], "rq")
     y = b.conv(x, "conv2", 8, 8, 1, rng)
-    if middle in ("leaky", "leaky_ok"):
+    if middle == "hswish":
+        b.node("HardSwish", [y], "conv2_float", name="conv2/hswish")
+    elif middle in ("leaky", "leaky_ok"):
         alpha = 0.2 if middle == "leaky" else 26 / 256
         b.node("LeakyRelu", [y], "conv2_float", name="conv2/leaky", alpha=alpha)
     else:

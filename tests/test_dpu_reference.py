@@ -234,3 +234,18 @@ def test_hard_swish_multiplies_by_the_hard_sigmoid_at_fix_point_7():
     assert flat(y) == [64, 126, 11, -5, -6, -3, 0, 0]
     # fp_out 5 (x h / 2**6): 127 -> 252.02 saturates to 127; 16 -> 21.25 -> 21; -16 -> -10.75 -> -11
     assert flat(dpu_ops.hard_swish(col([127, 16, -16]), 4, 5)) == [127, 21, -11]
+
+
+def test_mul_by_a_constant_is_depthwise_fix_mul():
+    # cpu_task depthwise-fix MUL (shift_write = fp_out - fp_x - fp_c): fix(x * c * 2**shift_write), the constant
+    # broadcast over H and W. x at fp 4, c = [64, -3, 127] at fp 6, out at fp 4 (/ 64):
+    # pixel 1: 5 * 64 -> 5; 32 * -3 = -96 -> -1.5 -> -1 (ceil at a negative tie); 100 * 127 -> 198.4 -> 127
+    # pixel 2: -7 * 64 -> -7; 21 * -3 = -63 -> -0.98 -> -1; -100 * 127 -> -198.4 -> -128
+    x = np.array([[5, 32, 100], [-7, 21, -100]], dtype=np.int8).reshape(1, 1, 2, 3)
+    y = dpu_ops.mul_const(x, np.array([64, -3, 127], np.int8), 4, 6, 4)
+    assert flat(y) == [5, -1, 127, -7, -1, -128]
+    # one value, 3 at fp 2, x and out at fp 5 (/ 4): 2 * 3 = 6 -> 1.5 -> 2; -6 -> -1.5 -> -1; 18 -> 4.5 -> 5;
+    # -18 -> -4.5 -> -4; 3 -> 0.75 -> 1; with a ReLU fused (as after the 1 x 1 depthwise conv): negatives 0
+    x = col([2, -2, 6, -6, 1])
+    assert flat(dpu_ops.mul_const(x, np.array([3], np.int8), 5, 2, 5)) == [2, -1, 5, -4, 1]
+    assert flat(dpu_ops.mul_const(x, np.array([3], np.int8), 5, 2, 5, "relu")) == [2, 0, 5, 0, 1]

@@ -435,3 +435,66 @@ def test_other_hard_swishes_are_not_emulated():
     m.op("HardSwish", ["conv"])
     with pytest.raises(NotEmulated, match=r"fused after Conv is not emulated: the DPU's fused hard swish"):
         EmulatorRunner(m.build(4, (1, 2, 4, 4)))
+
+
+def _mul(c: np.ndarray, fp_in: int, fp_c: int, fp_out: int, act: str | None = None) -> bytes:
+    m = Model()
+    x = m.input((1, 4, 16, 16), fp_in)
+    c_dq = m.const_dq("c", c, fp_c)
+    if act is None:
+        m.op("Mul", [x, c_dq])
+    else:
+        m.nodes.append(helper.make_node("Mul", [c_dq, x], ["mul"], name="mul"))  # the constant first
+        m.op(act, ["mul"])
+    return m.build(fp_out, (1, 4, 16, 16))
+
+
+@pytest.mark.parametrize(
+    ("c", "fp_c", "fp_out", "act"),
+    [
+        (np.array([[[64]], [[-3]], [[127]], [[-128]]], np.int8), 6, 4, None),  # per channel, [C, 1, 1]
+        (np.array([5, 17, -9, 1], np.int8).reshape(1, 4, 1, 1), 3, 5, None),  # [1, C, 1, 1], gains bits
+        (np.array(3, np.int8), 2, 4, None),  # one value
+        (np.array([[[64]], [[-3]], [[127]], [[-128]]], np.int8), 6, 4, "Relu"),
+    ],
+)
+def test_mul_by_a_constant_is_onnx_runtime_s_but_at_ties(c, fp_c, fp_out, act):
+    fp_in = 4
+    model = _mul(c, fp_in, fp_c, fp_out, act)
+    emu = EmulatorRunner(model)
+    x = {"x0": np.ascontiguousarray(np.repeat(all_int8((1, 16, 16, 1)), 4, axis=3))}  # each value in each channel
+    y = emu.run(x)["y"].astype(np.int64)
+    # x c * 2**(fp_out - fp_in - fp_c), half up, saturated: exact in float64
+    v = x["x0"].astype(np.float64) * c.astype(np.float64).reshape(-1) * 2.0 ** (fp_out - fp_in - fp_c)
+    if act == "Relu":
+        v = np.maximum(v, 0)
+    np.testing.assert_array_equal(y, np.clip(np.floor(v + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    # ONNX Runtime's product is exact: it differs only at the ties (to even), one LSB down; the fast path's
+    # tie offsets round them up
+    diff = y - ort_plain(model, x)
+    ties = v - np.floor(v) == 0.5
+    assert np.all(diff[~ties] == 0) and set(np.unique(diff[ties])) <= {0, 1}
+    assert fp_out - fp_in - fp_c >= 0 or np.any(diff[ties] == 1)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [((4, 8, 1), r"shape \[4, 8, 1\]"), ((1, 1, 8, 1), r"shape \[1, 1, 8, 1\]"), ((2, 4, 1, 1), r"\[2, 4, 1, 1\]")],
+)
+def test_a_mul_by_another_constant_is_not_emulated(shape, message):
+    with pytest.raises(NotEmulated, match=f"{message}: the emulator runs a Mul by one value or one per channel"):
+        EmulatorRunner(_mul(np.ones(shape, np.int8), 4, 6, 4))
+
+
+def test_a_mul_of_two_activations_is_not_emulated():
+    m = Model()
+    a, b = m.input((1, 2, 4, 4), 4), m.input((1, 2, 4, 4), 4)
+    m.op("Mul", [a, b])
+    with pytest.raises(NotEmulated, match=r"runs a Mul of an activation by a constant only \(an int8 initializer"):
+        EmulatorRunner(m.build(4, (1, 2, 4, 4)))
+    m = Model()  # a float constant, not quantized
+    m.op("Mul", [m.input((1, 2, 4, 4), 4), m.const("c", np.array(0.5, np.float32))])
+    with pytest.raises(NotEmulated, match="runs a Mul of an activation by a constant only"):
+        EmulatorRunner(m.build(4, (1, 2, 4, 4)))

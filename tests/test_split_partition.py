@@ -121,16 +121,16 @@ def test_requantization_stays_on_the_dpu(tmp_path):
 
 
 def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
-    model, result = _split(tmp_path, "mul")
+    model, result = _split(tmp_path, "hswish")
     assert _devices(result.plan) == ["dpu", "cpu"]
-    assert _rows(result)["mid/mul"]["device"] == "dpu"
+    assert _rows(result)["conv2"]["device"] == "dpu"  # with its hard swish fused
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
-    assert "the emulator does not run Mul" in result.warnings[0]
+    assert "HardSwish 'conv2/hswish' fused after Conv is not emulated" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
     # The plan is sound: the emulate backend says to run it with cpu (not to copy or re-split it), and cpu runs it.
     # It names both ways to choose cpu: the notebook's PoseSession shares the message, and has no --backend.
     cpu = r'run this plan with the cpu backend \(dpupose run --backend cpu; backend="cpu" in PoseSession\)'
-    with pytest.raises(ModelFileError, match=rf"not on the emulator.*Mul .*{cpu}") as err:
+    with pytest.raises(ModelFileError, match=rf"not on the emulator.*HardSwish .*{cpu}") as err:
         RunnerFactory(result.plan, "emulate").create_all()
     assert "re-split" not in str(err.value) and "copy the plan" not in str(err.value)
     x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
@@ -138,6 +138,17 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
     np.testing.assert_allclose(ex.infer_tensor(x)["coords"], whole, atol=1e-6)
     ex.close()
+
+
+def test_a_mul_by_a_constant_on_the_dpu_runs_on_the_emulator(tmp_path):
+    model, result = _split(tmp_path, "mul")
+    assert _devices(result.plan) == ["dpu", "cpu"] and _rows(result)["mid/mul"]["device"] == "dpu"
+    assert result.warnings == []
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x)
+    cpu = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x)
+    assert emulated["coords"].shape == (1, 16, 2)
+    np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.05)
 
 
 def test_a_max_pool_on_the_dpu_runs_on_the_emulator(tmp_path):
@@ -150,7 +161,7 @@ def test_a_max_pool_on_the_dpu_runs_on_the_emulator(tmp_path):
 
 
 def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
-    _, result = _split(tmp_path, "mul")
+    _, result = _split(tmp_path, "hswish")
     plan = result.plan
     whole = save("none", tmp_path / "whole.onnx")
     cases = [
@@ -158,7 +169,8 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
          r"subgraph \(dpu_part_qdq.onnx .* or a dpuN.onnx of a split plan\), not a whole model or a CPU subgraph"),
         (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
          "takes a DPU subgraph"),
-        (plan.path("dpu0.onnx"), "the emulator does not run Mul .*: deploy-check checks the emulator's layers, "
+        (plan.path("dpu0.onnx"), "HardSwish 'conv2/hswish' fused after Conv is not emulated: .*: deploy-check "
+         "checks the emulator's layers, "
          f"and the emulator runs {EMULATED} only"),
     ]  # fmt: skip
     for path, message in cases:
@@ -364,7 +376,7 @@ def test_split_writes_its_warnings_to_stderr(tmp_path, capsys):
 def test_split_writes_the_emulator_warning_to_stderr_once(tmp_path):
     """The partitioner also logged the warning it returns: at the command line it came twice on stderr,
     'WARNING dpupose.split.partition: ...' and 'dpupose: warning: ...'."""
-    model = save("mul", tmp_path / "m.onnx")
+    model = save("hswish", tmp_path / "m.onnx")
     cmd = [sys.executable, "-m", "dpupose", "split", str(model), "--config", CONFIG, "--out", str(tmp_path / "plan")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

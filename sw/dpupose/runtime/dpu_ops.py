@@ -44,6 +44,9 @@ confirmed with `dpupose deploy-check` on board dumps.
   input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
 - hard sigmoid (Vitis AI cpu_task hard-sigmoid-fix; XIR: relu6(x + 3) * 2731 / 2**14): DPURound of
   max(0, 2731 x + 3 * 2731 * 2**fp_in) / 2**(14 + fp_in - fp_out), saturated (`hard_sigmoid`).
+- Mul by a scalar or per-channel constant (cpu_task depthwise-fix MUL; the DPU runs it as a 1 x 1 depthwise
+  conv without bias, which gives the same integers): DPURound(x c * 2**(fp_out - fp_in - fp_c)), saturated,
+  an activation as after a conv (`mul_const`).
 - hard swish (the Vitis AI quantizer's hswish, exported to XIR as hard-sigmoid-fix at fix point 7 and a
   mul): x times that hard sigmoid at fp 7, DPURound of the product / 2**(fp_in + 7 - fp_out), saturated.
 
@@ -529,3 +532,14 @@ def hard_swish(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
     for x >= 3 the result is x * 127/128, not x."""
     h = hard_sigmoid(x, fp_in, HSWISH_SIGMOID_FP)
     return saturate_int8(round_shift(x.astype(np.int64) * h, fp_in + HSWISH_SIGMOID_FP - fp_out))
+
+
+def mul_const(x: np.ndarray, c: np.ndarray, fp_in: int, fp_c: int, fp_out: int, act: str = "none") -> np.ndarray:
+    """A Mul of an int8 NHWC tensor by an int8 constant, one value (c.size 1) or one per channel (the last
+    axis), as cpu_task's depthwise-fix MUL: DPURound(x c * 2**(fp_out - fp_in - fp_c)), saturated; the
+    1 x 1 depthwise conv without bias it runs as on the DPU gives the same integers, and its activation
+    (`requantize`)."""
+    c = np.asarray(c).reshape(-1)
+    if c.size not in (1, x.shape[-1]):
+        raise ValueError(f"a Mul by {c.size} constants of a tensor of {x.shape[-1]} channels")
+    return requantize(x.astype(np.int64) * c.astype(np.int64), fp_in + fp_c - fp_out, act, fp_out)

@@ -41,7 +41,18 @@ from dpupose.runtime.qdq_graph import Boundary, Program, Step, load_program
 
 FLOAT32_BITS = 24  # significand bits: an offset below the sum's last bit would be lost
 # The steps other than a conv: run_step's, nothing laid out in advance
-RUN_STEP_KINDS = ("add", "depth_to_space", "requant", "concat", "resize", "maxpool", "avgpool", "hsigmoid", "hswish")
+RUN_STEP_KINDS = (
+    "add",
+    "depth_to_space",
+    "requant",
+    "concat",
+    "resize",
+    "maxpool",
+    "avgpool",
+    "hsigmoid",
+    "hswish",
+    "mul",
+)
 
 
 def _info(b: Boundary) -> TensorInfo:
@@ -130,6 +141,9 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         return dpu_ops.avg_pool(xs[0], kernel, a["stride"], a["pads"], step.fps_in[0], step.fp_out)
     if step.kind == "hsigmoid":
         return dpu_ops.hard_sigmoid(xs[0], step.fps_in[0], step.fp_out)
+    if step.kind == "mul":
+        assert step.weight is not None and step.fp_w is not None
+        return dpu_ops.mul_const(xs[0], step.weight, step.fps_in[0], step.fp_w, step.fp_out, step.act)
     if step.kind == "hswish":
         return dpu_ops.hard_swish(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "concat":
@@ -139,7 +153,7 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
 
 def _grid(step: Step) -> int:
     """g: the float value ONNX Runtime quantizes in `step` is a multiple of 2**-g."""
-    if step.kind == "conv":
+    if step.kind in ("conv", "mul"):
         assert step.fp_w is not None
         g = step.fps_in[0] + step.fp_w
         if step.fp_b is not None:

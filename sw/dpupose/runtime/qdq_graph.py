@@ -8,7 +8,7 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish (or a bare
+Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish / Mul by a constant (or a bare
 DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
 named by the Q node's int8 output.
 """
@@ -48,7 +48,8 @@ class NotEmulated(ModelFileError):
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
     "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
-    "average pools, pixel shuffles, and hard sigmoids and hard swishes that are not fused"
+    "average pools, pixel shuffles, Muls by a scalar or per-channel constant, and hard sigmoids and hard swishes "
+    "that are not fused"
 )
 
 
@@ -75,7 +76,7 @@ class Step:
     fps_in: list[int]
     label: str  # the float tensor the Q quantizes, for reports
     act: str = "none"
-    weight: np.ndarray | None = None  # conv: int8 (O, C/g, KH, KW)
+    weight: np.ndarray | None = None  # conv: int8 (O, C/g, KH, KW); mul: int8 (1,) or (C,)
     bias: np.ndarray | None = None  # conv: int8 (O,)
     fp_w: int | None = None
     fp_b: int | None = None
@@ -258,6 +259,8 @@ class _Parser:
                         f"{what}: kernel {kh}x{kw}: the emulator averages up to {dpu_ops.AVGPOOL_MAX_PIXELS} pixels"
                     )
             return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
+        if op == "Mul":
+            return self.mul(node, out, fp_out, label, act, where)
         if op in ("HardSigmoid", "HardSwish"):
             return self.hard_sigmoid(node, out, fp_out, label, act, where)
         if op == "Resize" and act == "none":
@@ -271,6 +274,28 @@ class _Parser:
             attrs = {"block": int(node.attrs["blocksize"]), "mode": node.attrs.get("mode", "DCR")}
             return Step("depth_to_space", out, fp_out, [src], [fp], label, attrs=attrs)
         raise NotEmulated(f"{where}: the emulator does not run {op} (with activation {act})")
+
+    def mul(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
+        """A Mul of a dequantized activation by an int8 constant behind its DequantizeLinear: one value, or
+        one per channel (shape [C, 1, 1] or [1, C, 1, 1]); `dpu_ops.mul_const`."""
+        op = f"Mul {node.name or node.outputs[0]!r}"
+        consts = [t for t in node.inputs if t in self.const_dq]
+        acts = [t for t in node.inputs if t not in self.const_dq]
+        if len(node.inputs) != 2 or len(consts) != 1:
+            raise NotEmulated(
+                f"{op}: the emulator runs a Mul of an activation by a constant only (an int8 initializer behind a "
+                "DequantizeLinear)"
+            )
+        c, fp_c = self.const_dq[consts[0]]
+        shape = tuple(c.shape)
+        per_channel = len(shape) in (3, 4) and shape[-2:] == (1, 1) and (len(shape) == 3 or shape[0] == 1)
+        if c.size != 1 and not per_channel:
+            raise NotEmulated(
+                f"{op}: a constant of shape {list(shape)}: the emulator runs a Mul by one value or one per channel "
+                "(shape [C, 1, 1] or [1, C, 1, 1])"
+            )
+        src, fp = self.act_input(acts[0], where)
+        return Step("mul", out, fp_out, [src], [fp], label, act, weight=c.reshape(-1), fp_w=fp_c)
 
     def hard_sigmoid(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
         """A hard sigmoid or hard swish of a dequantized activation (XIR hard-sigmoid-fix, the ALU's
