@@ -14,7 +14,7 @@ from conftest import mat_struct, mat_struct_array, write_mpii_json
 from scipy.io import savemat
 
 from dpupose.data.joints import FLIP_PAIRS, NUM_JOINTS, flip_permutation
-from dpupose.data.mpii import MAT_NAME, load_split, read_mat
+from dpupose.data.mpii import MAT_NAME, describe_head_sizes, head_size_counts, load_split, read_mat
 from dpupose.data.records import SEGMENT_FACTOR, load_json_records
 from dpupose.data.synthetic import render_scene
 from dpupose.data.transforms import (
@@ -686,3 +686,16 @@ def test_a_synthetic_root_without_its_marker_is_refused_not_read_as_mpii(synth_r
     (copy / "synthetic.json").unlink()
     mpii = load_data("mpii", "valid", copy).records
     assert np.allclose(mpii[0].joints, records[0].joints - 1.0)
+
+
+def test_head_size_sources_are_said_in_words(tmp_path):
+    """data check, train and eval say where PCKh's head sizes came from in words a user can act on, not the
+    internal labels ('segment 2, none 1')."""
+    no_neck = person(joints_vis=[1] * 8 + [0] + [1] * 7)
+    write_mpii_json(tmp_path, [person(head_box=[0, 0, 30, 40]), person(), person(), no_neck])
+    records = load_split(tmp_path, "valid")
+    assert head_size_counts(records) == {"head_box": 1, "none": 1, "segment": 2}
+    assert describe_head_sizes(records) == (
+        "1 from the records' head_box, 1 without one (no head box, and the upper neck or head top unannotated: "
+        "left out of PCKh), 2 from the upper-neck to head-top distance (no head box)"
+    )

@@ -471,4 +471,4 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
 
 
 def describe_split(split: Split) -> str:
-    return f"{len(split.records)} records from {split.root} (head sizes from: {split.head_size_note()})"
+    return f"{len(split.records)} records from {split.root} (head sizes: {split.head_size_note()})"

@@ -98,7 +98,7 @@ def check(args: argparse.Namespace) -> int:
         bar.close()
         found = [("missing", missing), ("undecodable", undecodable), ("outside images/", outside)]
         print(
-            f"{split}: {len(records)} records, head sizes from {describe_head_sizes(records)}, "
+            f"{split}: {len(records)} records, head sizes: {describe_head_sizes(records)}; "
             + ", ".join(f"{len(v)} {k}" + (f" (first: {v[0]})" if v else "") for k, v in found)
         )
         problems += any(v for _, v in found)

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from dpupose.data.mpii import head_size_counts
     from dpupose.data.sources import load_data
     from dpupose.device import describe, resolve_device
     from dpupose.eval.evaluate import evaluate, flip_averaged, torch_predictor
@@ -124,14 +125,16 @@ def run(args: argparse.Namespace) -> int:
             "engine": args.engine,
             "decode": args.decode,
             "flip": args.flip,
-            "head_size_source": split.head_size_note(),
+            # "head_box 10, segment 2" as before, and the same counts as an object
+            "head_size_source": ", ".join(f"{k} {n}" for k, n in head_size_counts(split.records).items()),
+            "head_size_sources": head_size_counts(split.records),
         }
     )
     if args.json:
         print(json.dumps(summary))
     else:
         how = ("" if args.decode == "dsnt" else ", local decoding") + (", flip-averaged" if args.flip else "")
-        print(f"{args.checkpoint} on {args.data} validation ({split.head_size_note()} head sizes{how})")
+        print(f"{args.checkpoint} on {args.data} validation{how}; head sizes: {split.head_size_note()}")
         print(format_table(summary))
     return 0
 

@@ -223,9 +223,24 @@ def _kind(path: Path) -> str:
     return "neither a file nor a folder (a device, a FIFO or a socket)"
 
 
-def describe_head_sizes(records: list[PoseRecord]) -> str:
-    """'head sizes from: head_box 2958' etc., for the output to say where PCKh's reference came from."""
+# What each PoseRecord.head_size_source means, in the words the commands print.
+HEAD_SIZE_SOURCES = {
+    "head_box": "from the records' head_box",
+    "mat": "from the .mat's head boxes",
+    "segment": "from the upper-neck to head-top distance (no head box)",
+    "none": "without one (no head box, and the upper neck or head top unannotated: left out of PCKh)",
+}
+
+
+def head_size_counts(records: list[PoseRecord]) -> dict[str, int]:
+    """How many records took their head size from each source ('head_box', 'mat', 'segment', 'none')."""
     counts: dict[str, int] = {}
     for r in records:
         counts[r.head_size_source] = counts.get(r.head_size_source, 0) + 1
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return dict(sorted(counts.items()))
+
+
+def describe_head_sizes(records: list[PoseRecord]) -> str:
+    """'12 from the records' head_box, 3 from the upper-neck to head-top distance (no head box)': where PCKh's
+    reference came from, for the output to say."""
+    return ", ".join(f"{n} {HEAD_SIZE_SOURCES.get(k, f'from {k}')}" for k, n in head_size_counts(records).items())
