@@ -640,3 +640,11 @@ def test_weights_of_another_kind_of_number_are_refused(tmp_path, dtype, kind):
             assert torch.equal(loaded.state_dict()[name], expected)
             with torch.no_grad():  # the network runs on float input: no half weight was left in it
                 assert loaded(torch.zeros(1, 3, 64, 64))[0].dtype == torch.float32
+
+
+def test_the_run_says_what_it_trains_and_validates_on(synth_root, tmp_path, caplog):
+    """The run's log names its data and the source of its PCKh's head sizes, as data check and eval do."""
+    with caplog.at_level(logging.INFO, logger="dpupose.train"):
+        train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1))
+    assert f"training: 24 records from {synth_root}" in caplog.text
+    assert f"validation: 12 records from {synth_root} (head sizes: 12 from the records' head_box)" in caplog.text

@@ -319,6 +319,9 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
                 log.warning("%s %d is ignored for --data mpii (it sizes the synthetic set)", option, count)
             elif count is not None and len(split.records) < count:
                 log.warning("%s %d: %s holds only %d; using those", option, count, split.root, len(split.records))
+        # What the run learns from and is measured on, and where its PCKh's head sizes come from.
+        log.info("training: %d records from %s", len(train_split.records), train_split.root)
+        log.info("validation: %s", describe_split(val_split))
     for name, split in (("training", train_split), ("validation", val_split)):
         if not any(r.visible.any() for r in split.records):
             raise DataError(
