@@ -674,3 +674,24 @@ def test_sigterm_after_python_m_dpupose_s_command_ended_is_not_swallowed():
         [sys.executable, "-c", _SIGTERM_AS_PYTHON_M_DPUPOSE_EXITS], capture_output=True, text=True, timeout=60
     )
     assert (proc.returncode, proc.stderr) == (-signal.SIGTERM, "")
+
+
+def test_data_check_fails_a_split_without_an_annotated_joint(synth_root, tmp_path, capsys):
+    """train refuses a root whose validation records have no annotated joint: data check said it was fine."""
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    path = root / "annot" / "valid.json"
+    records = json.loads(path.read_text())
+    records[3]["joints_vis"] = [0] * 16
+    path.write_text(json.dumps(records))
+    assert main(["data", "check", "--data-root", str(root)]) == 0  # one such record is reported, and fine
+    assert f"1 without an annotated joint (first: {records[3]['image']})" in capsys.readouterr().out
+    for r in records:
+        r["joints"] = [[-1, -1]] * 16  # unannotated as the converters write it
+    path.write_text(json.dumps(records))
+    capsys.readouterr()
+    assert main(["data", "check", "--data-root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"12 without an annotated joint (first: {records[0]['image']})" in out
+    assert "valid: no record has an annotated joint, so `dpupose train` and `dpupose eval` refuse it" in out
+    assert "train: no record" not in out

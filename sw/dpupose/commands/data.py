@@ -97,11 +97,21 @@ def check(args: argparse.Namespace) -> int:
             bar.update(1)
         bar.close()
         found = [("missing", missing), ("undecodable", undecodable), ("outside images/", outside)]
+        # Such records teach and measure nothing; a split of them only is what train and eval refuse.
+        bare = [r.image for r in records if not r.visible.any()]
         print(
             f"{split}: {len(records)} records, head sizes: {describe_head_sizes(records)}; "
             + ", ".join(f"{len(v)} {k}" + (f" (first: {v[0]})" if v else "") for k, v in found)
+            + (f", {len(bare)} without an annotated joint (first: {bare[0]})" if bare else "")
         )
         problems += any(v for _, v in found)
+        if len(bare) == len(records):
+            who = "`dpupose train` refuses" if split == "train" else "`dpupose train` and `dpupose eval` refuse"
+            print(
+                f"{split}: no record has an annotated joint, so {who} it: check the annotations' joints_vis and "
+                "coordinates (negative ones mean unannotated)"
+            )
+            problems += 1
     if len(empty) == 2:
         problems += 1
     return 1 if problems else 0
