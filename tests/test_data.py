@@ -699,3 +699,20 @@ def test_head_size_sources_are_said_in_words(tmp_path):
         "1 from the records' head_box, 1 without one (no head box, and the upper neck or head top unannotated: "
         "left out of PCKh), 2 from the upper-neck to head-top distance (no head box)"
     )
+
+
+@pytest.mark.parametrize(("inner", "annotation"), [("images", "json"), ("annot", "json"), ("images", "mat")])
+def test_a_data_root_given_as_its_images_or_annot_folder_names_the_root(tmp_path, inner, annotation):
+    """--data-root ROOT/images (the folder the pictures are in) said only that the layout was missing."""
+    root = tmp_path / "my mpii"
+    (root / "images").mkdir(parents=True)
+    if annotation == "json":
+        write_mpii_json(root, [person()], "train")
+    else:
+        one = {"joints": {0: (5, 6)}, "box": (0, 0, 9, 9), "scale": 1.0, "objpos": (5, 5)}
+        _write_mat(root, [("a.jpg", [one])], [1])
+    with pytest.raises(DataError) as info:
+        load_split(root / inner, "train")
+    text = str(info.value)
+    assert "but the folder above it has" in text
+    assert shlex.split(text.split("give --data-root ")[1].split(",")[0]) == [str(root)]

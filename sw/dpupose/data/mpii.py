@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +203,14 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
         records = _records_from_mat(people, split)
         _from_matlab(records)
     else:
+        parent = root.resolve().parent
+        if (parent / "annot").is_dir() or (parent / MAT_NAME).is_file():
+            # --data-root named images/ or annot/ inside the root, the commonest slip
+            raise EmptySplitError(
+                f"{root} has neither annot/{SPLIT_FILES[split]} nor {MAT_NAME}, but the folder above it has "
+                f"{'annot/' if (parent / 'annot').is_dir() else MAT_NAME}: give --data-root "
+                f"{shlex.quote(str(parent))}, the folder that holds images/ and the annotations"
+            )
         raise EmptySplitError(
             f"{root} has neither annot/{SPLIT_FILES[split]} nor {MAT_NAME}; "
             "lay it out as images/ + annot/train.json + annot/valid.json, or put the official .mat at its root"
