@@ -716,3 +716,18 @@ def test_a_data_root_given_as_its_images_or_annot_folder_names_the_root(tmp_path
     text = str(info.value)
     assert "but the folder above it has" in text
     assert shlex.split(text.split("give --data-root ")[1].split(",")[0]) == [str(root)]
+
+
+def test_a_split_from_the_mat_leaves_out_the_images_of_the_other_splits_json(tmp_path):
+    """annot/valid.json with the .mat but no train.json: the training split came from the .mat's training
+    images, which hold valid.json's (HRNet's valid.json is part of MPII's training set), so the run trained on
+    its own validation images."""
+    names = [f"{i:03d}.jpg" for i in range(20)]
+    one = {"joints": {0: (5, 6), 8: (5, 10), 9: (5, 2)}, "box": (0, 0, 9, 9), "scale": 1.0, "objpos": (5, 5)}
+    _write_mat(tmp_path, [(n, [one]) for n in names], [1] * 20)
+    write_mpii_json(tmp_path, [person(image=n) for n in names[:4]], "valid")
+    train = load_split(tmp_path, "train")
+    assert sorted(r.image for r in train) == names[4:]  # all the others: no hold-out of every tenth
+    (tmp_path / "annot" / "valid.json").rename(tmp_path / "annot" / "train.json")
+    valid = load_split(tmp_path, "valid")
+    assert sorted(r.image for r in valid) == names[4:]

@@ -117,12 +117,18 @@ def read_mat(path: str | Path) -> list[MatPerson]:
     return people
 
 
-def _records_from_mat(people: list[MatPerson], split: str) -> list[PoseRecord]:
+def _records_from_mat(people: list[MatPerson], split: str, other: set[str] | None = None) -> list[PoseRecord]:
+    """The split's records from the .mat. `other`: the images of the other split's JSON file, when there is
+    one; none of them is taken, and the split is then every training image but those (no hold-out)."""
     usable = [p for p in people if p.visible.any() and p.objpos is not None and p.scale is not None and p.scale > 0]
+    if other:
+        usable = [p for p in usable if p.image not in other]
     train = [p for p in usable if p.train]
     test = [p for p in usable if not p.train]
     if split == "valid" and test:
         chosen = test
+    elif other is not None:
+        chosen = train
     else:
         names = sorted({p.image for p in train})
         held = set(names[::HOLDOUT_EVERY])
@@ -200,7 +206,20 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
         if not (root / SYNTH_MARKER).is_file():
             _from_matlab(records)
     elif people is not None:
-        records = _records_from_mat(people, split)
+        # The other split's JSON file, if there is one, holds images the .mat also lists (HRNet's valid.json
+        # is part of MPII's training set): they are left out of this split, which would otherwise share them.
+        other_path = root / "annot" / SPLIT_FILES["valid" if split == "train" else "train"]
+        other = {r.image for r in load_json_records(other_path)} if other_path.is_file() else None
+        records = _records_from_mat(people, split, other)
+        if other is not None:
+            log.info(
+                "%s split: %d records from %s, leaving out the %d images of annot/%s",
+                split,
+                len(records),
+                MAT_NAME,
+                len(other),
+                other_path.name,
+            )
         _from_matlab(records)
     else:
         parent = root.resolve().parent
