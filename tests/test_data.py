@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import shlex
 from pathlib import Path
@@ -731,3 +732,15 @@ def test_a_split_from_the_mat_leaves_out_the_images_of_the_other_splits_json(tmp
     (tmp_path / "annot" / "valid.json").rename(tmp_path / "annot" / "train.json")
     valid = load_split(tmp_path, "valid")
     assert sorted(r.image for r in valid) == names[4:]
+
+
+def test_json_and_the_mat_together_say_which_gives_what(tmp_path, caplog):
+    one = {"joints": {0: (5, 6)}, "box": (0, 0, 30, 40), "scale": 1.0, "objpos": (101, 121)}
+    _write_mat(tmp_path, [("a.jpg", [one]), ("z.jpg", [one])], [1, 1])
+    write_mpii_json(tmp_path, [person(), person(image="b.jpg"), person(head_box=[0, 0, 3, 4])], "train")
+    with caplog.at_level(logging.INFO, logger="dpupose.data.mpii"):
+        records = load_split(tmp_path, "train")
+    assert len(records) == 3  # the JSON file's, not the .mat's two
+    assert f"train split: records from annot/train.json; {MAT_NAME} gives head boxes only (to 1 of its 3 records)" in (
+        caplog.text
+    )

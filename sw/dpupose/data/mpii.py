@@ -202,7 +202,16 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     if json_path.is_file():
         records = load_json_records(json_path)
         if people is not None:
-            _attach_mat_head_boxes(records, people)
+            # Both there: the JSON file gives the records, the .mat only head boxes; said, as either could win.
+            matched = _attach_mat_head_boxes(records, people)
+            log.info(
+                "%s split: records from annot/%s; %s gives head boxes only (to %d of its %d records)",
+                split,
+                json_path.name,
+                MAT_NAME,
+                matched,
+                len(records),
+            )
         if not (root / SYNTH_MARKER).is_file():
             _from_matlab(records)
     elif people is not None:
