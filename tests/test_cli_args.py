@@ -695,3 +695,25 @@ def test_data_check_fails_a_split_without_an_annotated_joint(synth_root, tmp_pat
     assert f"12 without an annotated joint (first: {records[0]['image']})" in out
     assert "valid: no record has an annotated joint, so `dpupose train` and `dpupose eval` refuse it" in out
     assert "train: no record" not in out
+
+
+def test_data_check_reports_joints_outside_their_image(tmp_path, capsys):
+    """A phone photo whose EXIF orientation turns it (read upright, as dpupose run shows it) annotated in its
+    stored pixels: every check passed, and training learnt joints where the picture has none."""
+    import cv2
+    import numpy as np
+    from media import jpeg_with_orientation
+
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    stored = np.full((40, 80, 3), 128, np.uint8)  # 80 wide as stored, 40 wide when read (orientation 6)
+    (root / "images" / "turned.jpg").write_bytes(jpeg_with_orientation(stored, 6))
+    cv2.imwrite(str(root / "images" / "plain.jpg"), stored)
+    joints = [[70.0 + 1, 20.0 + 1]] * 16  # MPII's 1-based pixels of the stored picture
+    record = {"image": "turned.jpg", "center": [41, 21], "scale": 0.2, "joints": joints, "joints_vis": [1] * 16}
+    (root / "annot").mkdir()
+    (root / "annot" / "valid.json").write_text(json.dumps([record, {**record, "image": "plain.jpg"}]))
+    assert main(["data", "check", "--data-root", str(root)]) == 0  # not an error on its own
+    out = capsys.readouterr().out
+    assert "valid: records with an annotated joint more than 2 px outside their image: 1 (first: turned.jpg)" in out
+    assert "EXIF orientation" in out

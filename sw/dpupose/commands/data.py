@@ -78,7 +78,7 @@ def check(args: argparse.Namespace) -> int:
             print(f"{split}: {exc}")
             problems += 1
             continue
-        missing, outside, undecodable = [], [], []
+        missing, outside, undecodable, off_image = [], [], [], []
         bar = Progress(len(records), f"{split}: reading images", "img")
         for r in records:
             # Lexically: images that are symlinks into a cache (git-annex, DVC) are inside images/.
@@ -89,11 +89,13 @@ def check(args: argparse.Namespace) -> int:
                 missing.append(r.image)
             else:
                 try:
-                    ok = read_bgr(path) is not None
+                    image = read_bgr(path)
                 except (OSError, DataError):  # DataError: OpenCV refuses it (over its size limit)
-                    ok = False
-                if not ok:
+                    image = None
+                if image is None:
                     undecodable.append(r.image)
+                elif _joint_off_image(r, image.shape[1], image.shape[0]):
+                    off_image.append(r.image)
             bar.update(1)
         bar.close()
         found = [("missing", missing), ("undecodable", undecodable), ("outside images/", outside)]
@@ -105,6 +107,16 @@ def check(args: argparse.Namespace) -> int:
             + (f", {len(bare)} without an annotated joint (first: {bare[0]})" if bare else "")
         )
         problems += any(v for _, v in found)
+        if off_image:
+            # Not an error on its own (an annotator may place a joint just past the edge), but the sign of
+            # annotations made on another picture: a wrong file, or the stored pixels of a JPEG that its EXIF
+            # orientation turns upright when it is read.
+            print(
+                f"{split}: records with an annotated joint more than {OFF_IMAGE_PX:g} px outside their image: "
+                f"{len(off_image)} (first: {off_image[0]}); check that the annotations are of that image as it is "
+                "shown (a JPEG's EXIF orientation is applied when it is read, so its joints must be in the upright "
+                "picture)"
+            )
         if len(bare) == len(records):
             who = "`dpupose train` refuses" if split == "train" else "`dpupose train` and `dpupose eval` refuse"
             print(
@@ -115,3 +127,21 @@ def check(args: argparse.Namespace) -> int:
     if len(empty) == 2:
         problems += 1
     return 1 if problems else 0
+
+
+OFF_IMAGE_PX = 2.0  # how far past the image's edge an annotated joint may lie before data check reports it
+
+
+def _joint_off_image(record, width: int, height: int) -> bool:
+    """Whether an annotated joint of `record` (0-based pixels) lies more than OFF_IMAGE_PX outside the
+    image's pixel area, which spans -0.5 to width - 0.5 and -0.5 to height - 0.5."""
+    pts = record.joints[record.visible]
+    margin = 0.5 + OFF_IMAGE_PX
+    return bool(
+        (
+            (pts[:, 0] < -margin)
+            | (pts[:, 0] > width - 1 + margin)
+            | (pts[:, 1] < -margin)
+            | (pts[:, 1] > height - 1 + margin)
+        ).any()
+    )
