@@ -71,6 +71,10 @@ def test_rows_and_json_fields(result):
     assert result.info["samples"] == N and result.info["plan"]
     table = format_table(result)
     assert "predicted" in table and "measured" in table and all(row in table for row in ROWS)
+    # where PCKh's head sizes came from, as eval says it (the synthetic records carry head boxes)
+    assert table.startswith(
+        f"dpupose bench: {N} synthetic samples at 64 px (head sizes: {N} from the records' head_box), "
+    )
     # The stage times are the pipelined run's, per frame in one worker (a DPU stage has two): said so, since
     # they exceed the sequential time per frame where two DPU jobs share the cores.
     stage_lines = [line for line in table.splitlines() if "slowest host stage" in line]

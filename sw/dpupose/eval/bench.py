@@ -338,6 +338,7 @@ def _bench(opts: BenchOptions, plan: Any, qdir: Path | None) -> BenchResult:
         "samples": len(samples.images),
         "data": opts.data,
         "input_size": size,
+        "head_sizes": samples.head_sizes,
         "emulator": opts.emulator,
         "subgraphs": [f"{sg.name} ({sg.device})" for sg in plan.subgraphs],
     }
@@ -374,8 +375,9 @@ def study_network_note(info: dict[str, Any]) -> str | None:
 def format_table(result: BenchResult) -> str:
     info = result.info
     lines = [
-        f"dpupose bench: {info['samples']} {info['data']} samples at {info['input_size']} px, plan {info['plan']} "
-        f"({', '.join(info['subgraphs'])}) for {info['dpu_config']}",
+        f"dpupose bench: {info['samples']} {info['data']} samples at {info['input_size']} px"
+        + (f" (head sizes: {info['head_sizes']})" if info.get("head_sizes") else "")
+        + f", plan {info['plan']} ({', '.join(info['subgraphs'])}) for {info['dpu_config']}",
         "accuracy and host FPS: measured on this machine (host, measured; DPU emulated); board FPS: predicted "
         "for the Ultra96-V2 (DPU performance model + Cortex-A53 model)",
         "",

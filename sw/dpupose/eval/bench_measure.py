@@ -28,6 +28,7 @@ class Samples:
     visible: np.ndarray  # (N, 16)
     heads: np.ndarray  # (N,) head size in crop pixels (<= 0 unknown)
     frames_bgr: list[np.ndarray] = field(default_factory=list)  # the crops as uint8 BGR, for FPS runs
+    head_sizes: str = ""  # where the samples' PCKh head sizes came from, in words (describe_head_sizes)
 
 
 class CachingRunner(Runner):
@@ -64,6 +65,7 @@ class CachingRunner(Runner):
 
 def load_samples(kind: str, data_root: Path | None, count: int, size: int) -> Samples:
     """`count` evaluation crops (synthetic validation scenes unless MPII is given)."""
+    from dpupose.data.mpii import describe_head_sizes
     from dpupose.data.sources import load_data
     from dpupose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from dpupose.eval.evaluate import iter_batches
@@ -81,7 +83,8 @@ def load_samples(kind: str, data_root: Path | None, count: int, size: int) -> Sa
     for img in images:
         rgb = ((img.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN) * 255).clip(0, 255).round()
         frames.append(np.ascontiguousarray(rgb.astype(np.uint8)[..., ::-1]))
-    return Samples(images, np.concatenate(tgts), np.concatenate(vis), np.concatenate(heads), frames)
+    heads_note = describe_head_sizes(records)
+    return Samples(images, np.concatenate(tgts), np.concatenate(vis), np.concatenate(heads), frames, heads_note)
 
 
 def accuracy(executor: Any, samples: Samples) -> tuple[dict[str, Any], np.ndarray]:
