@@ -293,7 +293,13 @@ def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
     train_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("train:"))
     assert "0 missing, 0 undecodable, 0 outside images/" in train_line
     assert main(["data", "check", "--data-root", str(root / "synthetic.json")]) == 1
-    assert "is a file, not a folder" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "is a file, not a folder" in out and len(out.splitlines()) == 1  # once, not for each split
+    assert main(["data", "check", "--data-root", str(root / "nothing")]) == 1
+    assert (
+        capsys.readouterr().out
+        == f"data root {root / 'nothing'} does not exist; give the folder holding images/ and annot/\n"
+    )
     # A root with validation records only (what `data synth --num-train 0` makes, to evaluate or run on) is
     # fine; one with none in either split is not.
     valid_only = tmp_path / "valid-only"

@@ -64,6 +64,12 @@ def check(args: argparse.Namespace) -> int:
     from dpupose.runtime.imagefile import read_bgr
 
     root = Path(args.data_root)
+    if not root.is_dir():  # said once, not for each split
+        try:
+            load_split(root, "train")
+        except DataError as exc:
+            print(exc)
+        return 1
     images = os.path.normpath(root / "images")
     problems = 0
     empty = []
