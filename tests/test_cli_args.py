@@ -723,3 +723,24 @@ def test_data_check_reports_joints_outside_their_image(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "valid: records with an annotated joint more than 2 px outside their image: 1 (first: turned.jpg)" in out
     assert "EXIF orientation" in out
+
+
+def test_eval_says_where_the_head_sizes_of_the_records_it_evaluated_came_from(synth_root, tmp_path, capsys):
+    """eval --num-samples N on MPII said where the head sizes of every validation record came from, not of
+    the N it scored."""
+    from quant_helpers import sane_model, save_checkpoint
+
+    root = tmp_path / "mpii"
+    shutil.copytree(synth_root / "images", root / "images")
+    records = json.loads((synth_root / "annot" / "valid.json").read_text())
+    for r in records[2:]:
+        del r["head_box"]  # the rest take the neck-head distance
+    (root / "annot").mkdir()
+    (root / "annot" / "valid.json").write_text(json.dumps(records))
+    ckpt = save_checkpoint(sane_model(), tmp_path / "tiny.pt")
+    common = ["eval", "--checkpoint", str(ckpt), "--data", "mpii", "--data-root", str(root), "--num-samples", "2"]
+    assert main([*common, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_samples"] == 2 and out["head_size_sources"] == {"head_box": 2}
+    assert main(common) == 0
+    assert "validation; head sizes: 2 from the records' head_box\n" in capsys.readouterr().out

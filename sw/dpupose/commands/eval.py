@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from dpupose.data.mpii import head_size_counts
+    from dpupose.data.mpii import describe_head_sizes, head_size_counts
     from dpupose.data.sources import load_data
     from dpupose.device import describe, resolve_device
     from dpupose.eval.evaluate import evaluate, flip_averaged, torch_predictor
@@ -126,15 +126,15 @@ def run(args: argparse.Namespace) -> int:
             "decode": args.decode,
             "flip": args.flip,
             # "head_box 10, segment 2" as before, and the same counts as an object
-            "head_size_source": ", ".join(f"{k} {n}" for k, n in head_size_counts(split.records).items()),
-            "head_size_sources": head_size_counts(split.records),
+            "head_size_source": ", ".join(f"{k} {n}" for k, n in head_size_counts(records).items()),
+            "head_size_sources": head_size_counts(records),
         }
     )
     if args.json:
         print(json.dumps(summary))
     else:
         how = ("" if args.decode == "dsnt" else ", local decoding") + (", flip-averaged" if args.flip else "")
-        print(f"{args.checkpoint} on {args.data} validation{how}; head sizes: {split.head_size_note()}")
+        print(f"{args.checkpoint} on {args.data} validation{how}; head sizes: {describe_head_sizes(records)}")
         print(format_table(summary))
     return 0
 
