@@ -648,3 +648,23 @@ def test_the_run_says_what_it_trains_and_validates_on(synth_root, tmp_path, capl
         train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1))
     assert f"training: 24 records from {synth_root}" in caplog.text
     assert f"validation: 12 records from {synth_root} (head sizes: 12 from the records' head_box)" in caplog.text
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_only_rank_0_gives_the_loaders_notes(tmp_path, caplog, quiet):
+    """Under torchrun every process loads the data: each printed the loader's notes (which file gave the
+    records, the .mat's hold-out), the same lines once per process."""
+    import shutil
+
+    from test_data import _write_mat
+
+    one = {"joints": {0: (5, 6), 8: (5, 10), 9: (5, 2)}, "box": (0, 0, 9, 9), "scale": 1.0, "objpos": (5, 5)}
+    _write_mat(tmp_path, [(f"{i:02d}.jpg", [one]) for i in range(12)], [1] * 12)
+    shutil.rmtree(tmp_path / "annot", ignore_errors=True)
+    cfg = tiny(tmp_path, tmp_path / "r", data="mpii")
+    with caplog.at_level(logging.INFO):
+        train_split, val_split = train_mod._load_splits(cfg, quiet=quiet)
+    assert len(train_split.records) + len(val_split.records) == 12
+    notes = [r for r in caplog.records if r.name.startswith("dpupose.data")]
+    assert ("every 10th training image" in caplog.text) is (not quiet) and bool(notes) is (not quiet)
+    assert logging.getLogger("dpupose.data").level == logging.NOTSET  # put back as it was

@@ -303,13 +303,11 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
 
     # Data: rank 0 generates/caches synthetic data first; the others wait and then read it.
     if rank == 0:
-        train_split = load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed)
-        val_split = load_data(cfg.data, "valid", cfg.data_root, cfg.num_valid, cfg.seed)
+        train_split, val_split = _load_splits(cfg, quiet=False)
     if world > 1:
         dist.barrier()
     if rank != 0:
-        train_split = load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed)
-        val_split = load_data(cfg.data, "valid", cfg.data_root, cfg.num_valid, cfg.seed)
+        train_split, val_split = _load_splits(cfg, quiet=True)
     if rank == 0:
         for option, count, split in (
             ("--num-train", cfg.num_train, train_split),
@@ -471,6 +469,22 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
     if world > 1:
         dist.destroy_process_group()
     return out
+
+
+def _load_splits(cfg: TrainConfig, quiet: bool) -> tuple[Split, Split]:
+    """The training and validation splits. quiet (processes other than rank 0): without the loader's notes
+    (which file gave the records, the .mat's hold-out), which rank 0 has given; its warnings still show."""
+    loader = logging.getLogger("dpupose.data")
+    level = loader.level
+    if quiet:
+        loader.setLevel(max(logging.WARNING, level))
+    try:
+        return (
+            load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed),
+            load_data(cfg.data, "valid", cfg.data_root, cfg.num_valid, cfg.seed),
+        )
+    finally:
+        loader.setLevel(level)
 
 
 def describe_split(split: Split) -> str:
