@@ -744,3 +744,25 @@ def test_json_and_the_mat_together_say_which_gives_what(tmp_path, caplog):
     assert f"train split: records from annot/train.json; {MAT_NAME} gives head boxes only (to 1 of its 3 records)" in (
         caplog.text
     )
+
+
+def test_the_mat_a_folder_down_where_its_zip_unpacks_is_named_with_the_move(tmp_path, caplog):
+    """The official zip unpacks to mpii_human_pose_v1_u12_2/: unpacked into the root, its .mat was not found,
+    and beside JSON files it was passed over without a word, PCKh taking the neck-head distance."""
+    root = tmp_path / "my mpii"
+    deep = root / "mpii_human_pose_v1_u12_2"
+    deep.mkdir(parents=True)
+    one = {"joints": {0: (5, 6), 8: (5, 10), 9: (5, 2)}, "box": (0, 0, 9, 9), "scale": 1.0, "objpos": (5, 5)}
+    _write_mat(deep, [("a.jpg", [one])], [1])
+    with pytest.raises(DataError) as info:
+        load_split(root, "train")
+    move = str(info.value).split("(mv ")[1].rstrip(")")
+    assert shlex.split(move) == [str(deep / MAT_NAME), str(root)]
+    write_mpii_json(root, [person()], "train")
+    with caplog.at_level(logging.WARNING, logger="dpupose.data.mpii"):
+        (rec,) = load_split(root, "train")
+    assert rec.head_size_source == "segment"
+    assert f"{deep / MAT_NAME} is a folder too deep to be read: move it into the data root" in caplog.text
+    (deep / MAT_NAME).rename(root / MAT_NAME)  # moved as said: read
+    (rec,) = load_split(root, "train")
+    assert rec.head_size_source == "mat"

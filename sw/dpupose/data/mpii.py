@@ -199,6 +199,17 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
                 f"move it away or replace it (check --data-root)"
             )
     people = read_mat(mat_path) if mat_path.is_file() else None
+    nested = _nested_mat(root) if people is None else None
+    if nested is not None:
+        # The official zip unpacks to mpii_human_pose_v1_u12_2/: unpacked into the root, its .mat is a folder
+        # down, where it is not read (JSON records then lose its head boxes, a .mat-only root finds nothing).
+        advice = (
+            f"{nested} is a folder too deep to be read: move it into the data root "
+            f"(mv {shlex.quote(str(nested))} {shlex.quote(str(root))})"
+        )
+        if not json_path.is_file():
+            raise EmptySplitError(f"{root} has neither annot/{SPLIT_FILES[split]} nor {MAT_NAME}; {advice}")
+        log.warning("%s; until then the %s split's head sizes are not its head boxes", advice, split)
     if json_path.is_file():
         records = load_json_records(json_path)
         if people is not None:
@@ -248,6 +259,15 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     for rec in records:
         rec.resolve_head_size()
     return records
+
+
+def _nested_mat(root: Path) -> Path | None:
+    """The official .mat one folder below `root` (where unpacking its zip into the root puts it), if there."""
+    try:
+        found = sorted(root.glob(f"*/{MAT_NAME}"))
+    except OSError:
+        return None
+    return next((f for f in found if f.is_file()), None)
 
 
 def _kind(path: Path) -> str:
