@@ -766,3 +766,28 @@ def test_the_mat_a_folder_down_where_its_zip_unpacks_is_named_with_the_move(tmp_
     (deep / MAT_NAME).rename(root / MAT_NAME)  # moved as said: read
     (rec,) = load_split(root, "train")
     assert rec.head_size_source == "mat"
+
+
+def test_image_names_written_from_the_root_are_answered_with_the_names_to_write(synth_root, tmp_path):
+    """A converter that wrote 'images/a.jpg' (from the root, not inside images/): every image was 'missing'
+    with no word that each one was right there."""
+    import shutil
+
+    from dpupose.data.dataset import check_images
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    records = load_split(root, "valid")
+    for r in records:
+        r.image = f"images/{r.image}"
+    first = records[0].image.split("/")[1]
+    with pytest.raises(DataError) as info:
+        check_images(records, root / "images")
+    assert str(info.value).endswith(
+        f"; {root / 'images' / first} is there: image names are read inside images/, so drop the folders before "
+        f"the file name from the records' 'image' (images/{first} -> {first})"
+    )
+    records[0].image = "elsewhere/nothing.jpg"  # not there under its last part either: no hint
+    with pytest.raises(DataError) as info:
+        check_images(records[:1], root / "images")
+    assert "is there" not in str(info.value)

@@ -59,6 +59,7 @@ def check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dpupose.data.mpii import describe_head_sizes, load_split
+    from dpupose.data.records import missing_image_hint
     from dpupose.errors import DataError, EmptySplitError
     from dpupose.progress import Progress
     from dpupose.runtime.imagefile import read_bgr
@@ -111,6 +112,7 @@ def check(args: argparse.Namespace) -> int:
             f"{split}: {len(records)} records, head sizes: {describe_head_sizes(records)}; "
             + ", ".join(f"{len(v)} {k}" + (f" (first: {v[0]})" if v else "") for k, v in found)
             + (f", {len(bare)} without an annotated joint (first: {bare[0]})" if bare else "")
+            + (missing_image_hint(root / "images", missing[0]) if missing else "")
         )
         problems += any(v for _, v in found)
         if off_image:

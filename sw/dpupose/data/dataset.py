@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dpupose.data.records import PoseRecord
+from dpupose.data.records import PoseRecord, missing_image_hint
 from dpupose.data.transforms import Augment, crop_person, normalize, to_normalized
 from dpupose.errors import DataError
 from dpupose.runtime.imagefile import read_bgr
@@ -25,6 +25,7 @@ def check_images(records: list[PoseRecord], image_dir: Path) -> None:
         raise DataError(
             f"{len(missing)} of {len(records)} annotated images are missing from {image_dir} "
             f"(first: {missing[0]}); check --data-root (images/ must hold every annotated image)"
+            + missing_image_hint(image_dir, missing[0])
         )
 
 

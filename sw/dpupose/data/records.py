@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -144,3 +144,15 @@ def load_json_records(path: str | Path) -> list[PoseRecord]:
         except ValueError as exc:
             raise DataError(f"{path}: record {i}: {exc}") from None
     return records
+
+
+def missing_image_hint(image_dir: Path, name: str) -> str:
+    """'; IMAGE_DIR/a.jpg is there: ...' when a missing record image `name` (images/a.jpg, say: a converter
+    that wrote names from the root) is in `image_dir` under its last part; else ''."""
+    flat = PurePosixPath(name).name
+    if flat and flat != name and (image_dir / flat).is_file():
+        return (
+            f"; {image_dir / flat} is there: image names are read inside images/, so drop the folders before "
+            f"the file name from the records' 'image' ({name} -> {flat})"
+        )
+    return ""
