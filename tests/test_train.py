@@ -656,7 +656,9 @@ def test_only_rank_0_gives_the_loaders_notes(tmp_path, caplog, quiet):
     records, the .mat's hold-out), the same lines once per process."""
     import shutil
 
-    from test_data import _write_mat
+    from test_data import _write_mat, person
+
+    from dpupose.data.mpii import MAT_NAME
 
     one = {"joints": {0: (5, 6), 8: (5, 10), 9: (5, 2)}, "box": (0, 0, 9, 9), "scale": 1.0, "objpos": (5, 5)}
     _write_mat(tmp_path, [(f"{i:02d}.jpg", [one]) for i in range(12)], [1] * 12)
@@ -667,4 +669,15 @@ def test_only_rank_0_gives_the_loaders_notes(tmp_path, caplog, quiet):
     assert len(train_split.records) + len(val_split.records) == 12
     notes = [r for r in caplog.records if r.name.startswith("dpupose.data")]
     assert ("every 10th training image" in caplog.text) is (not quiet) and bool(notes) is (not quiet)
+    # a warning too: the same for every process
+    deep = tmp_path / "unpacked"
+    deep.mkdir()
+    (tmp_path / MAT_NAME).rename(deep / MAT_NAME)
+    (tmp_path / "annot").mkdir()
+    for split in ("train", "valid"):
+        (tmp_path / "annot" / f"{split}.json").write_text(json.dumps([person(image="00.jpg")]))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train_mod._load_splits(cfg, quiet=quiet)
+    assert ("a folder too deep to be read" in caplog.text) is (not quiet)
     assert logging.getLogger("dpupose.data").level == logging.NOTSET  # put back as it was

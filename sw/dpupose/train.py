@@ -472,12 +472,13 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
 
 
 def _load_splits(cfg: TrainConfig, quiet: bool) -> tuple[Split, Split]:
-    """The training and validation splits. quiet (processes other than rank 0): without the loader's notes
-    (which file gave the records, the .mat's hold-out), which rank 0 has given; its warnings still show."""
+    """The training and validation splits. quiet (processes other than rank 0): without the loader's notes and
+    warnings (which file gave the records, the .mat's hold-out, a .mat a folder too deep), which rank 0 has
+    given for the same files; its refusals are exceptions, which every process raises."""
     loader = logging.getLogger("dpupose.data")
     level = loader.level
     if quiet:
-        loader.setLevel(max(logging.WARNING, level))
+        loader.setLevel(max(logging.ERROR, level))
     try:
         return (
             load_data(cfg.data, "train", cfg.data_root, cfg.num_train, cfg.seed),
