@@ -19,6 +19,7 @@ from dpupose.fsio import (
     atomic_dir,
     atomic_path,
     check_can_create,
+    json_text,
     read_own_json,
     sha256_file,
     write_json,
@@ -665,3 +666,14 @@ def test_ctrl_c_anywhere_in_the_creatable_check_leaves_no_probe(tmp_path):
             assert point.sent
         assert os.listdir(tmp_path) == [], point
     assert point.n > 3
+
+
+def test_write_json_writes_null_for_what_is_not_a_finite_number(tmp_path):
+    """json.dumps writes NaN and Infinity by default, which JSON parsers other than Python's refuse."""
+    data = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": {"d": float("-nan")}, "e": 3}
+    write_json(tmp_path / "x.json", data)
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    got = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert got == {"a": None, "b": [1.5, None, [None, 2]], "c": {"d": None}, "e": 3}
+    assert json_text({"x": [float("nan")]}) == '{"x": [null]}'

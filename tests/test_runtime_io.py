@@ -282,6 +282,26 @@ def test_json_lines_are_flushed_per_frame(tmp_path: Path) -> None:
     sink.close()
 
 
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, the words Python writes by default and JSON lacks."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_a_keypoint_that_is_not_a_number_is_written_as_null(tmp_path: Path) -> None:
+    """A damaged model's NaN or infinite coordinates: the line stays JSON (null), not Python's NaN."""
+    r = result(0)
+    r.keypoints[3] = [np.nan, np.inf]
+    r.confidence[5] = -np.inf
+    r.timings["cpu0"] = float("nan")
+    sink = JsonLinesSink(tmp_path / "k.jsonl")
+    sink.write(r, None)
+    sink.close()
+    line = strict_json((tmp_path / "k.jsonl").read_text())
+    assert line["keypoints"][3] == [None, None] and line["keypoints"][2] == [11.0, 9.67]
+    assert line["confidence"][5] is None and line["confidence"][4] == 0.5
+    assert line["timings_ms"] == {"dpu0": 2.0, "cpu0": None}
+
+
 def test_video_is_finalized_on_close_and_only_then_named(tmp_path: Path) -> None:
     sink = VideoSink(tmp_path / "v.avi", fps=12)
     for i in range(5):

@@ -14,6 +14,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -609,5 +610,24 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every float that is not a finite number (NaN, Infinity, -Infinity) replaced by None, in
+    dicts, lists and tuples at any depth. Python's json writes those as the bare words NaN and Infinity,
+    which are not JSON: a script's parser (jq, JavaScript, a strict json.loads) refuses the whole file."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """`data` as standard JSON text (no newline at the end): a figure that is not a finite number is null
+    (json_safe), so every file and --json output dpupose writes parses anywhere."""
+    return json.dumps(json_safe(data), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
-    return write_text(path, json.dumps(data, indent=indent) + "\n")
+    return write_text(path, json_text(data, indent=indent) + "\n")

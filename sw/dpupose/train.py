@@ -30,7 +30,7 @@ from dpupose.data.transforms import Augment
 from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import lock_folder, write_bytes, write_text
+from dpupose.fsio import json_text, lock_folder, write_bytes, write_text
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -208,7 +208,7 @@ def _repair_history(out: Path, state: dict) -> None:
 
 def _history_text(history: list[dict]) -> str:
     """history.jsonl's text: one line per finished epoch (the file is written whole, atomically)."""
-    return "".join(json.dumps(row) + "\n" for row in history)
+    return "".join(json_text(row) + "\n" for row in history)
 
 
 def _check_new_run_folder(out: Path) -> None:
@@ -387,7 +387,7 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
             lock.enter_context(lock_folder(out, "dpupose train"))
             if state is None:
                 _check_new_run_folder(out)  # what another run put there meanwhile
-        write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))  # atomically: a resume rewrites it
+        write_text(out / "config.json", json_text(asdict(cfg), indent=2))  # atomically: a resume rewrites it
     pin = device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=pin)
     model.train()

@@ -15,7 +15,7 @@ from typing import Any
 from dpupose import __version__
 from dpupose.errors import ArtifactError
 from dpupose.formats import newer_format, newer_format_refusal
-from dpupose.fsio import sha256_file
+from dpupose.fsio import json_text, sha256_file
 
 FORMAT = "dpupose-staged/1"
 
@@ -44,7 +44,7 @@ class Manifest:
             "wheel": self.wheel,
             "files": [{"path": e.path, "size": e.size, "sha256": e.sha256} for e in self.entries],
         }
-        return json.dumps(data, indent=2) + "\n"
+        return json_text(data, indent=2) + "\n"
 
     def sha256sums(self, base: PurePosixPath) -> str:
         """`sha256sum -c` input for the files under `base`, paths relative to it."""

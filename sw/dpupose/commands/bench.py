@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_file, positive_int, thread_count
+from dpupose.fsio import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_json(args.out, {"generated_by": "dpupose bench", **result.info, "rows": rows})
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows, indent=2))
         if "skipped" in result.info:
             print(f"note: skipped {result.info['skipped']}", file=sys.stderr)
     else:

@@ -7,11 +7,11 @@ that need them. Every FPS figure printed is predicted by the performance model, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from dpupose.commands.argtypes import output_dir, output_file, positive_int
+from dpupose.fsio import json_text
 
 PREDICTED_NOTE = "predicted by the DPU performance model (not measured)"
 ESTIMATED_NOTE = (
@@ -175,7 +175,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "reasons": report.reasons,
             "risks": report.risks,
         }
-        print(json.dumps(d, indent=2))
+        print(json_text(d, indent=2))
         return 0 if report.fits else 1
     print(report.summary())
     print(f"{'':8s}{'DPU':>10s}{'+platform':>12s}{'available':>12s}{'use':>8s}")
@@ -210,7 +210,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         d = est.to_dict(per_layer=args.per_layer)
         d["fits"] = fit.fits
-        print(json.dumps(d, indent=2))
+        print(json_text(d, indent=2))
         return 0
     print(
         f"{args.model} on {cfg.name} ({cfg.arch.value} x{cfg.cores}, {cfg.clock_mhz} MHz, "
@@ -266,7 +266,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"(make compare BOARD={board.name} COMPARE_ARGS=--sweep)"
         )
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json_text([r.to_dict() for r in rows], indent=2))
     else:
         print(f"{board.title} ({board.device}), model {args.model}; FPS {PREDICTED_NOTE}, single thread, DPU only.")
         print(f"Resources include {board.platform_overhead.lut:,.0f} LUT reserved for the platform; {ESTIMATED_NOTE}.")
@@ -306,7 +306,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "rows": cal.report,
             "validation": cal.validation,
         }
-        print(json.dumps(d, indent=2))
+        print(json_text(d, indent=2))
     else:
         c = cal.constants
         print(

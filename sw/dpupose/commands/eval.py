@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import device_spec, positive_int
+from dpupose.fsio import json_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     if args.json:
-        print(json.dumps(summary))
+        print(json_text(summary))
     else:
         how = ("" if args.decode == "dsnt" else ", local decoding") + (", flip-averaged" if args.flip else "")
         print(f"{args.checkpoint} on {args.data} validation{how}; head sizes: {describe_head_sizes(records)}")

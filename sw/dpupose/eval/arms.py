@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from dpupose.data.joints import J
+from dpupose.fsio import json_text
 
 BEND_BINS = ((0, 90), (90, 120), (120, 150), (150, 165), (165, 181))  # elbow angle in degrees; 180 = straight
 NEAR_RADIUS = 2.0  # heatmap pixels around the true elbow for the mass figure
@@ -142,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
 
-    import json
-
     from dpupose.data.sources import load_data
     from dpupose.errors import DpuposeError
     from dpupose.eval.dsnt_np import local_dsnt
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     report = elbow_report(*(np.concatenate(p) for p in parts), size)
     report.update({"checkpoint": args.checkpoint, "decode": args.decode, "scenes": len(records)})
     if args.json:
-        print(json.dumps(report))
+        print(json_text(report))
         return 0
     print("\n".join(report_lines(report)))
     return 0

@@ -23,6 +23,7 @@ from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import arch_json, dpu_conf_vh, prj_config
 from dpupose.errors import ConfigError, DpuposeError
+from dpupose.fsio import json_text
 from dpupose.hwbuild.inputs import BoardFiles, TrdInfo, find_board_files, inspect_trd
 from dpupose.hwbuild.params import dpu_clock_ids, params_tcl, platform_xdc
 from dpupose.hwbuild.platform import PlatformRecord, load_platform
@@ -76,7 +77,7 @@ class Preflight:
         return [f for f in self.findings if f.level == "error"]
 
     def to_json(self) -> str:
-        return json.dumps([f.__dict__ for f in self.findings], indent=2)
+        return json_text([f.__dict__ for f in self.findings], indent=2)
 
 
 def _config(p: Preflight, req: BuildRequest) -> None:

@@ -26,7 +26,7 @@ from dpupose.dpu.fingerprint import fingerprint, fingerprint_hex
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import ArtifactError, FingerprintMismatch
-from dpupose.fsio import atomic_path
+from dpupose.fsio import atomic_path, json_text
 from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
 from dpupose.hwbuild.reports import find_report, parse_timing_summary, parse_utilization
 
@@ -145,5 +145,5 @@ def report(paths: BuildPaths, cfg: DpuConfig, board: Board, facts: dict[str, Any
     for name in DELIVERABLES:
         _copy(stage / name, paths.deliverable(name))
         info["artifacts"][name] = {"bytes": paths.deliverable(name).stat().st_size}
-    write_if_changed(paths.build_info, json.dumps(info, indent=2) + "\n")
+    write_if_changed(paths.build_info, json_text(info, indent=2) + "\n")
     return info

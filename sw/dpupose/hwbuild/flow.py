@@ -37,7 +37,7 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import UsageError
-from dpupose.fsio import sha256_file
+from dpupose.fsio import json_text, sha256_file
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
@@ -327,7 +327,7 @@ def _write_stamp(ctx: BuildContext, step: Step) -> None:
         "inputs": step.inputs(ctx),
         "outputs": _stamp_outputs(ctx, step.outputs(ctx)),
     }
-    write_if_changed(_stamp_path(ctx, step), json.dumps(stamp, indent=2) + "\n")
+    write_if_changed(_stamp_path(ctx, step), json_text(stamp, indent=2) + "\n")
 
 
 def _unpublish(ctx: BuildContext) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.errors import ToolNotFoundError, UsageError
-from dpupose.fsio import atomic_dir, check_can_create, check_replaceable
+from dpupose.fsio import atomic_dir, check_can_create, check_replaceable, json_text
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def export_fp32(model, size: int, folder: Path) -> None:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    path.write_text(json_text(doc, indent=2) + "\n")
 
 
 def quantize(cfg: QuantizeConfig) -> dict:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, UsageError
+from dpupose.fsio import json_text
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def prepare(
     np.save(work / "calib.npy", images)
     state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "cut": cut}
     torch.save(state, work / "model.pt")
-    (work / DPU_PART_FILE).write_text(json.dumps(part, indent=2) + "\n")
+    (work / DPU_PART_FILE).write_text(json_text(part, indent=2) + "\n")
     return work
 
 
@@ -334,7 +335,7 @@ def run_from_work(work: str | Path, out: str | Path, target: str | None = None, 
     info = run_vai_q(model, batches, out, target=target, cut=state.get("cut"))
     if (work / DPU_PART_FILE).is_file():
         info["dpu_part"] = json.loads((work / DPU_PART_FILE).read_text())
-    (out / "vai_q_summary.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "vai_q_summary.json").write_text(json_text(info, indent=2) + "\n")
     return info
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DeviceError
-from dpupose.fsio import free_space
+from dpupose.fsio import free_space, json_text
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FPS_HORIZON_S, FPS_WINDOW, FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
@@ -61,7 +60,7 @@ class JsonLinesSink(Sink):
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         assert self._f is not None
-        line = memoryview((json.dumps(result.to_json()) + "\n").encode("utf-8"))
+        line = memoryview((json_text(result.to_json()) + "\n").encode("utf-8"))
         try:
             while line:
                 line = line[self._f.write(line) :]
