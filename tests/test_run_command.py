@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import doc_keys
 import media
 import numpy as np
 import pytest
@@ -67,6 +68,21 @@ def test_folder_run_writes_keypoints_frames_and_timings(
     assert run["stages"]["dpu1"]["frames"] == 4
     printed = capsys.readouterr().out
     assert "backend cpu: 4 frames" in printed and "dpu0" in printed
+
+
+def test_run_json_holds_the_keys_runtime_md_lists(plan_dir: Path, images: Path, tmp_path: Path) -> None:
+    """docs/runtime.md's table of run.json keys against a real run's file, both ways, with their types."""
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main(argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert list(run) == doc_keys.table_keys("runtime.md", "- `run.json`: what the run did")
+    assert all(isinstance(run[k], bool) for k in ("interrupted", "pipelined"))
+    assert all(type(run[k]) is int for k in ("skipped_inputs", "frames", "dropped"))
+    assert all(isinstance(run[k], float) for k in ("wall_s", "fps", "recent_fps", "bound_fps", "peak_rss_mb"))
+    assert run["slowest_stage"] in run["stages"] and run["outputs"] == ["keypoints.jsonl", "frames"]
+    assert all(list(s) == ["workers", "mean_ms", "frames"] for s in run["stages"].values())
+    assert set(run["averages"]) == {"fps", "recent_fps", "mean_ms", "bound_fps"}
 
 
 @pytest.mark.parametrize("terminal", [True, False])
