@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from doc_keys import table_keys
 
 from dpupose import cli
 from dpupose.dpu.config import load_config
@@ -355,3 +356,36 @@ def test_compare_warns_once_per_channel_limit_of_a_conv_the_split_runs_on_the_cp
         "the CPU: this estimate counts them on the DPU, first: conv"
         for n in limits
     ]
+
+
+def test_the_json_keys_are_those_dpu_configurations_md_lists(capsys, pose_onnx):
+    """Its tables of the --json keys of dpu estimate, compare, fit and calibrate, against what each prints."""
+    doc = "dpu-configurations.md"
+    est = run(
+        capsys, "dpu", "estimate", str(pose_onnx), "--arch", "B1600", "--freq-mhz", "200", "--json", "--per-layer"
+    )
+    assert list(json.loads(est[1])) == table_keys(doc, "`dpu estimate --json`, one object:")
+    rows = json.loads(run(capsys, "dpu", "compare", "--board", "ultra96v2", "--model", str(pose_onnx), "--json")[1])
+    assert all(list(r) == table_keys(doc, "`dpu compare --json`, a list of rows") for r in rows)
+    fit = json.loads(run(capsys, "dpu", "fit", "--config", "u96v2-b1600-pynq", "--json")[1])
+    assert list(fit) == table_keys(doc, "`dpu fit --json` (exit 1")
+    cal = json.loads(run(capsys, "dpu", "calibrate", "--json")[1])
+    assert list(cal) == table_keys(doc, "`dpu calibrate --json`, one object:")
+    # the nested keys the tables name
+    layer = json.loads(est[1])["layers"][0]
+    assert list(layer) == [
+        "name",
+        "op",
+        "kind",
+        "output",
+        "macs",
+        "compute_ms",
+        "memory_ms",
+        "overhead_ms",
+        "time_ms",
+        "bound",
+    ]
+    assert all(
+        list(fit[k]) == ["lut", "ff", "bram36", "uram", "dsp"] for k in ("dpu", "total", "available", "utilization_pct")
+    )
+    assert list(cal["constants"]) == ["layer_overhead_cycles", "ddr_efficiency", "host_ms"]
