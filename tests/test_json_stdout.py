@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from doc_keys import table_keys
 from quant_helpers import TINY, sane_model, save_checkpoint
 
 from dpupose.model.export import export_onnx
@@ -64,4 +65,6 @@ def test_eval(synth_root: Path, tmp_path: Path) -> None:
     argv = ["eval", "--checkpoint", str(ckpt), "--data", "synthetic", "--data-root", str(synth_root)]
     summary, err = dpupose_json(*argv, "--num-samples", "100000", "--device", "cpu", "--json")
     assert summary["num_samples"] > 0 and summary["flip"] is False
+    assert list(summary) == table_keys("training.md", "`--json` prints one object, on stdout alone")
+    assert list(summary["per_joint"][0]) == ["joint", "count", "euclidean", "euclidean_px", "pckh@0.5"]
     assert "--num-samples 100000" in err  # the note on fewer records goes to stderr, not into the JSON
