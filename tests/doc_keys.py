@@ -29,10 +29,13 @@ def table_keys(doc: str, after: str) -> list[str]:
 
 
 def listed_keys(doc: str, start: str, end: str) -> list[str]:
-    """The `key`s named between `start` and `end` on one line of the doc, outside parentheses."""
-    line = next(line for line in (DOCS / doc).read_text(encoding="utf-8").splitlines() if start in line)
-    part = line[line.index(start) + len(start) :]
-    part = re.sub(r"\([^()]*\)", "", part[: part.index(end)])
+    """The `key`s named between `start` and `end` in the doc, outside parentheses (which say
+    what a key holds)."""
+    text = " ".join((DOCS / doc).read_text(encoding="utf-8").split())  # wrapped lines read as one
+    part = text[text.index(start) + len(start) :]
+    part = part[: part.index(end)]
+    while re.search(r"\([^()]*\)", part):  # nested ones from the inside out
+        part = re.sub(r"\([^()]*\)", "", part)
     keys = re.findall(r"`([^`]+)`", part)
     assert keys, f"no keys after {start!r} in docs/{doc}"
     return keys

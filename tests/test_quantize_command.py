@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from doc_keys import listed_keys
 from quant_helpers import TINY, sane_model, save_checkpoint
 
 from dpupose.commands import deploy_check as deploy_check_cmd
@@ -92,7 +93,7 @@ def test_fix_points_and_summary_documents(result):
     # docs/quantization.md lists the keys: the top-level ones, calibration's four, and qat (only when used)
     docs = (Path(__file__).resolve().parents[1] / "docs" / "quantization.md").read_text()
     listed = set(re.findall(r"`([a-z0-9_]+)`", re.search(r"## `summary.json`\n\n(.*?)\n\n", docs, re.S).group(1)))
-    assert set(summary) == listed - set(summary["calibration"]) - {"qat"}
+    assert set(summary) == listed - set(summary["calibration"]) - {"qat", "vai_q"}
     assert set(summary["calibration"]) == {"data", "samples", "batch_size", "seed"}
     acc = summary["accuracy"]
     assert acc["samples"] == 2
@@ -108,6 +109,10 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
     assert "agree with torch" in capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["first_divergent"] is None and len(report["layers"]) > 60
+    assert list(report) == listed_keys("quantization.md", "writes the whole comparison as JSON:", "; an existing")
+    assert all(list(row) == ["tensor", "shape", "max_lsb", "mean_lsb", "mismatch_fraction"] for row in report["layers"])
+    assert report["against"] == "torch" and report["samples"] == 1
+    assert set(report["fix_points"]) == {row["tensor"] for row in report["layers"]}
     # The dumps compare clean with themselves; a corrupted middle layer is found as the first divergence.
     assert _run_cli("deploy-check", result, "--against", tmp_path / "d") == 0
     victim = report["layers"][20]["tensor"]
