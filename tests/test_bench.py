@@ -127,6 +127,8 @@ def test_cli_json_and_out_file(quantized, synth_root, tmp_path, capsys, monkeypa
     assert [r["row"] for r in rows] == list(ROWS)
     saved = json.loads(out.read_text())
     assert saved["rows"] == rows and saved["emulator"] == "fast"
+    documented = listed_keys("benchmarks.md", "`build/bench/bench.json`), one object:", "; an existing")
+    assert list(saved) == [k for k in documented if k != "skipped"]  # skipped: without model_macs only
     assert (tmp_path / "build" / "cache" / "split").is_dir()
 
 
