@@ -20,10 +20,7 @@ def table_keys(doc: str, after: str) -> list[str]:
             if keys:
                 break
             continue
-        first = row.split("|")[1].strip()
-        named = re.fullmatch(r"`([^`]+)`", first)
-        if named:
-            keys.append(named.group(1))
+        keys += re.findall(r"`([^`]+)`", row.split("|")[1])  # a cell may name two: `fingerprint`, `dpu_config`
     assert keys, f"no table of keys after {after!r} in docs/{doc}"
     return keys
 

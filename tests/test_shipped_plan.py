@@ -5,11 +5,13 @@ and it runs: the emulated DPU and ONNX Runtime find the joints where the FP32 mo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from doc_keys import listed_keys, table_keys
 from onnx import numpy_helper
 from shipped_docs import MODEL_DIR, ROOT, by_subcommand, card_commands, options
 
@@ -174,3 +176,13 @@ def test_the_fast_emulator_gives_the_exact_emulators_integers_on_the_shipped_dpu
     np.testing.assert_array_equal(fast.run({name: x})[out.name], want)
     plain = ort_trace(path, {name: x}, {name: fp})[exact.program.outputs[0].tensor]
     assert np.mean(plain != want) > 0.1  # the file as it is, in ONNX Runtime: not vacuous
+
+
+def test_plan_json_holds_the_fields_runtime_md_lists():
+    """runtime.md's table of plan.json fields against the shipped plan's (which has the optional ones too), in
+    order, and the fields its subgraphs row names against the loader's (required and optional)."""
+    plan = json.loads((PLAN_DIR / "plan.json").read_text())
+    assert list(plan) == table_keys("runtime.md", "## The split plan (`plan.json`, version 1)")
+    documented = listed_keys("runtime.md", "| `subgraphs` | in execution order:", " |")
+    loader = ["name", "device", "file", "inputs", "outputs", "xmodel", "xmodel_subgraph", "reason", "sha256"]
+    assert set(documented) == set(loader) and all(set(sg) <= set(loader) for sg in plan["subgraphs"])
