@@ -6,6 +6,7 @@ import os
 import shlex
 
 import pytest
+from doc_keys import table_keys
 from hwfakes import install_fake_tools, make_board_repo, make_trd_archive, step_of, tool_calls
 
 from dpupose import cli
@@ -54,7 +55,10 @@ def test_full_build_publishes_the_four_files_and_build_info(capsys, env):
     arch = json.loads((env["out"] / "arch.json").read_text())
     assert arch["fingerprint"] == fingerprint_hex(cfg) == "0x101000016010404"
     info = json.loads((env["out"] / "build_info.json").read_text())
+    assert list(info) == table_keys("hardware.md", "plus `build_info.json`:")  # the documented keys, in order
     assert info["fingerprint"] == "0x101000016010404" and info["config"] == CONFIG
+    assert info["clock_override"] is False and list(info["clocks_mhz"]) == ["dpu_1x", "dpu_2x"]
+    assert sorted(info["resources"]) == ["bram36", "dsp", "ff", "lut", "uram"]
     assert info["tools"] == {"v++": "v++ v2022.1 (64-bit)", "vivado": "Vivado v2022.1 (64-bit)"}
     assert info["timing"]["met"] and info["timing"]["wns_ns"] == pytest.approx(0.021)
     assert info["resources"]["dsp"]["used"] == 326 and info["resources"]["dsp"]["available"] == 360
