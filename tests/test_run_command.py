@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -83,6 +84,11 @@ def test_run_json_holds_the_keys_runtime_md_lists(plan_dir: Path, images: Path, 
     assert run["slowest_stage"] in run["stages"] and run["outputs"] == ["keypoints.jsonl", "frames"]
     assert all(list(s) == ["workers", "mean_ms", "frames"] for s in run["stages"].values())
     assert set(run["averages"]) == {"fps", "recent_fps", "mean_ms", "bound_fps"}
+    # keypoints.jsonl: the example line runtime.md gives has a real line's keys, in order
+    text = " ".join((doc_keys.DOCS / "runtime.md").read_text().split())
+    example = re.search(r'`(\{"frame": .*?\}\})`', text).group(1)
+    top = re.sub(r"\{[^{}]*\}", "{}", example[1:-1])  # the example's own keys, not timings_ms's
+    assert list(lines(out / "keypoints.jsonl")[0]) == re.findall(r'"(\w+)": ', top)
 
 
 @pytest.mark.parametrize("terminal", [True, False])
