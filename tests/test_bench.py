@@ -342,6 +342,16 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     assert len(images) == 2
     doc = json.loads((out / "demo.json").read_text())
     assert [r["row"] for r in doc["bench"]["rows"]] == list(ROWS)
+    documented = listed_keys("benchmarks.md", "`demo.json` holds the report's figures, one object:", ". A test")
+    assert list(doc) == documented
+    # what the parentheses name: images', the bench's and a configuration row's keys
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text().split())
+    said = text[
+        text.index("`demo.json` holds the report's figures") : text.index("compares these keys with a real demo's")
+    ]
+    assert all(f"`{k}`" in said for k in doc["images"]) and list(doc["bench"]) == ["info", "rows"]
+    assert all(f"`{k}`" in said for row in doc["configurations"] for k in row)
+    assert "total" in doc["seconds"]
     assert doc["standin_note"] is None
     assert doc["plan"].startswith("build") and doc["dpu_config"] == "u96v2-b1600-pynq"  # split here, not shipped
     assert {c["config"] for c in doc["configurations"]} >= {"u96v2-b1600-pynq", "u96v2-b512"}
