@@ -21,12 +21,14 @@ from dpupose.model.pose import build_model
 SW = Path(__file__).resolve().parents[1] / "sw"
 
 
-def dpupose_json(*argv: str, rc: tuple[int, ...] = (0,)) -> tuple[object, str]:
-    """Run `python -m dpupose ARGV` (its exit status one of `rc`); its stdout parsed as strict JSON, and its
+def dpupose_json(
+    *argv: str, rc: tuple[int, ...] = (0,), module: str = "dpupose", cwd: Path | None = None
+) -> tuple[object, str]:
+    """Run `python -m MODULE ARGV` (its exit status one of `rc`); its stdout parsed as strict JSON, and its
     stderr."""
     env = {**os.environ, "PYTHONPATH": str(SW)}
     proc = subprocess.run(
-        [sys.executable, "-m", "dpupose", *argv], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", module, *argv], capture_output=True, text=True, timeout=300, env=env, cwd=cwd
     )
     assert proc.returncode in rc, proc.stderr
     try:
@@ -69,3 +71,11 @@ def test_eval(synth_root: Path, tmp_path: Path) -> None:
     assert list(summary) == table_keys("training.md", "`--json` prints one object, on stdout alone")
     assert list(summary["per_joint"][0]) == ["joint", "count", "euclidean", "euclidean_px", "pckh@0.5"]
     assert "--num-samples 100000" in err  # the note on fewer records goes to stderr, not into the JSON
+
+
+def test_elbow_analysis(tmp_path: Path) -> None:
+    """python -m dpupose.eval.arms --json (its synthetic scenes are made under the working folder's build/)."""
+    ckpt = save_checkpoint(sane_model(), tmp_path / "tiny.pt")
+    argv = ["--checkpoint", str(ckpt), "--num-samples", "4", "--json"]
+    report, _ = dpupose_json(*argv, module="dpupose.eval.arms", cwd=tmp_path)
+    assert report["scenes"] == 4 and report["decode"] == "local" and report["checkpoint"] == str(ckpt)
