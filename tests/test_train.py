@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from doc_keys import listed_keys
 
 import dpupose.train as train_mod
 from dpupose.errors import CheckpointError, DataError, UsageError
@@ -58,6 +59,9 @@ def test_resume_after_kill_matches_uninterrupted_run(synth_root, tmp_path, monke
     # The history as a whole, the epoch's train loss (steps before and after the kill) and rate included.
     assert resumed["history"] == straight["history"]
     assert (tmp_path / "b" / "history.jsonl").read_text() == (tmp_path / "a" / "history.jsonl").read_text()
+    documented = listed_keys("training.md", "`history.jsonl` (one JSON object per epoch:", "; rewritten whole")
+    rows = [json.loads(line) for line in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all(list(r) == documented for r in rows)
     assert (tmp_path / "b" / "best.pt").is_file()
     # and so is everything a further --resume would continue from: the rate schedule and Adam's moments.
     assert resumed["scheduler"] == straight["scheduler"]
