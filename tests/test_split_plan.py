@@ -140,6 +140,18 @@ def test_save_is_atomic_and_refuses_invalid_plans(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_metadata_figure_that_is_not_a_number_is_saved_as_null(tmp_path: Path) -> None:
+    """A prediction of infinite FPS (a subgraph costed at 0 ms) in the metadata: plan.json stays JSON, and the
+    plan loads back with it."""
+    plan = tinyplan.write_split_plan(tmp_path)
+    odd = dataclasses.replace(plan, metadata={"predicted": {"fps": float("inf"), "cpu_ms": float("nan"), "n": 2}})
+    save_plan(odd, tmp_path)
+    text = (tmp_path / PLAN_FILE).read_text()
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert doc["metadata"] == {"predicted": {"fps": None, "cpu_ms": None, "n": 2}}
+    assert load_plan(tmp_path).metadata == doc["metadata"]
+
+
 def test_a_damaged_subgraph_file_is_named_when_the_plan_has_no_sha256(tmp_path: Path) -> None:
     from dpupose.runtime.backends import RunnerFactory
 
