@@ -13,8 +13,11 @@
 - "pool": a MaxPool 3x3 between conv1 and conv2 (a DPU op the emulator runs);
 - "mul": c1 times a per-channel int8 constant between conv1 and conv2 (a DPU op, a 1x1 depthwise conv on
   the ALU, that the emulator runs);
-- "hswish": conv2 fused with HardSwish (a DPU op that the emulator does not run: the fused hard swish's
-  integers start from a fix point the QDQ file does not state);
+- "hswish": conv2 + ReLU -Q/DQ-> HardSwish -Q/DQ-> (the DPU's ALU hsigmoid and eltwise mult, which the
+  emulator runs; the Q/DQ pair before it gives its input's fix point, as `dpupose quantize` writes it);
+- "hswish_fused": conv2 -> HardSwish with no Q/DQ pair between (the DPU fuses no hard activation, and its
+  input fix point is not stated: conv2 and the hard swish run on the CPU);
+- "bilinear": a bilinear Resize x2 of c1 (a DPU op that the emulator does not run), conv2 then stride 2;
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
 Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
 """
@@ -101,9 +104,17 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
         x = b.qdq("mul_float", FP["c1"], "mul")
     elif middle == "requant":
         x = b.qdq(x, FP["rq"], "rq")
-    y = b.conv(x, "conv2", 8, 8, 1, rng)
-    if middle == "hswish":
+    elif middle == "bilinear":
+        b.const("mid_scales", np.array([1, 1, 2, 2], np.float32))
+        b.node("Resize", [x, "", "mid_scales"], "up_float", name="mid/resize", mode="linear")
+        x = b.qdq("up_float", FP["c1"], "up")
+    y = b.conv(x, "conv2", 8, 8, 2 if middle == "bilinear" else 1, rng)
+    if middle == "hswish_fused":
         b.node("HardSwish", [y], "conv2_float", name="conv2/hswish")
+    elif middle == "hswish":
+        b.node("Relu", [y], "conv2_relu", name="conv2/relu")
+        x = b.qdq("conv2_relu", FP["c2"], "c2_in")
+        b.node("HardSwish", [x], "conv2_float", name="mid/hswish")
     elif middle in ("leaky", "leaky_ok"):
         alpha = 0.2 if middle == "leaky" else 26 / 256
         b.node("LeakyRelu", [y], "conv2_float", name="conv2/leaky", alpha=alpha)

@@ -170,3 +170,32 @@ def test_eltwise_pools_resize_concat_and_the_rest():
     assert not ok and "4-D" in why
     custom = helper.make_node("Foo", ["a"], ["y"], domain="com.example")
     assert not dpu_support(custom, info(shapes), CFG)[0]
+
+
+def test_hard_activations_are_dpu_ops_of_their_own_never_fused():
+    # VART's target factory for DPUCZDX8G (create_target_DPUCZDX8G_ISA1.cpp, Vitis AI 2.5-3.5): the conv and ALU
+    # engines' nonlinear types are relu, leaky_relu and relu_six; hsigmoid is an ALU op type of its own
+    # (add_alu_type(Target::Alu::hsigmoid)), and the eltwise engine has add and mult. So a hard sigmoid is an ALU
+    # op and a hard swish an ALU hsigmoid and an eltwise mult, whatever they follow.
+    full = dataclasses.replace(CFG, alu_activations=CFG.conv_activations)
+    hsig = helper.make_node("HardSigmoid", ["y"], ["z"], alpha=1 / 6, beta=0.5)
+    hswish = helper.make_node("HardSwish", ["y"], ["z"])
+    for node in (hsig, hswish):
+        for engine in (CONV_ENGINE, ALU_ENGINE, ELTWISE_ENGINE):
+            ok, why = activation_support(node, engine, full)
+            assert not ok, (node.op_type, engine)
+    ok, why = activation_support(hswish, CONV_ENGINE, full)
+    assert "relu, leaky_relu and relu_six" in why and "target factory" in why
+    gi = info({"y": (1, 8, 8, 8), "z": (1, 8, 8, 8)})
+    assert dpu_support(hsig, gi, CFG) == (True, "hard sigmoid relu6(x + 3) / 6 (ALU engine hsigmoid)")
+    assert dpu_support(hswish, gi, CFG) == (
+        True,
+        "hard swish x * hsigmoid(x) (ALU engine hsigmoid + eltwise engine mult)",
+    )
+    assert engine_of(hsig, gi) == ALU_ENGINE and engine_of(hswish, gi) == ELTWISE_ENGINE
+    # ONNX's default HardSigmoid (0.2 x + 0.5) is not the DPU's relu6(x + 3) / 6: CPU, saying why.
+    default = helper.make_node("HardSigmoid", ["y"], ["z"])
+    ok, why = dpu_support(default, gi, CFG)
+    assert not ok and "HardSigmoid(alpha=0.2, beta=0.5) is not the DPU's hsigmoid relu6(x + 3) / 6" in why
+    # Not 4-D: CPU as every other op.
+    assert not dpu_support(hswish, info({"y": (1, 8), "z": (1, 8)}), CFG)[0]

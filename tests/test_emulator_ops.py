@@ -382,13 +382,13 @@ def test_other_hard_sigmoids_are_not_emulated(fp_in, fp_out, alpha, message):
         EmulatorRunner(_hard_sigmoid(fp_in, fp_out, alpha))
 
 
-def test_a_hard_sigmoid_fused_after_a_conv_is_not_emulated():
+def test_a_hard_sigmoid_reading_a_conv_without_a_q_dq_pair_is_not_emulated():
     m = Model()
     x = m.input((1, 2, 4, 4), 4)
     w = m.const_dq("w", np.ones((2, 2, 1, 1), np.int8), 6)
     m.nodes.append(helper.make_node("Conv", [x, w], ["conv"], name="conv"))
     m.op("HardSigmoid", ["conv"], alpha=1 / 6, beta=0.5)
-    with pytest.raises(NotEmulated, match=r"fused after Conv is not emulated: .* \(hsigmoid_in\)"):
+    with pytest.raises(NotEmulated, match=r"reading a Conv's result directly is not emulated: .* \(hsigmoid_in\)"):
         EmulatorRunner(m.build(7, (1, 2, 4, 4)))
 
 
@@ -433,7 +433,9 @@ def test_other_hard_swishes_are_not_emulated():
     w = m.const_dq("w", np.ones((2, 2, 1, 1), np.int8), 6)
     m.nodes.append(helper.make_node("Conv", [x, w], ["conv"], name="conv"))
     m.op("HardSwish", ["conv"])
-    with pytest.raises(NotEmulated, match=r"fused after Conv is not emulated: the DPU's fused hard swish"):
+    with pytest.raises(
+        NotEmulated, match=r"reading a Conv's result directly is not emulated: the DPU fuses no hard swish"
+    ):
         EmulatorRunner(m.build(4, (1, 2, 4, 4)))
 
 

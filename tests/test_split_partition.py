@@ -121,16 +121,16 @@ def test_requantization_stays_on_the_dpu(tmp_path):
 
 
 def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
-    model, result = _split(tmp_path, "hswish")
+    model, result = _split(tmp_path, "bilinear")
     assert _devices(result.plan) == ["dpu", "cpu"]
-    assert _rows(result)["conv2"]["device"] == "dpu"  # with its hard swish fused
+    assert _rows(result)["mid/resize"]["device"] == "dpu"  # bilinear x2: a DPU op
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
-    assert "HardSwish 'conv2/hswish' fused after Conv is not emulated" in result.warnings[0]
+    assert "the emulator runs nearest-neighbour resizes only, not mode 'linear'" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
     # The plan is sound: the emulate backend says to run it with cpu (not to copy or re-split it), and cpu runs it.
     # It names both ways to choose cpu: the notebook's PoseSession shares the message, and has no --backend.
     cpu = r'run this plan with the cpu backend \(dpupose run --backend cpu; backend="cpu" in PoseSession\)'
-    with pytest.raises(ModelFileError, match=rf"not on the emulator.*HardSwish .*{cpu}") as err:
+    with pytest.raises(ModelFileError, match=rf"not on the emulator.*Resize .*{cpu}") as err:
         RunnerFactory(result.plan, "emulate").create_all()
     assert "re-split" not in str(err.value) and "copy the plan" not in str(err.value)
     x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
@@ -160,8 +160,37 @@ def test_a_max_pool_on_the_dpu_runs_on_the_emulator(tmp_path):
     assert coords.shape == (1, 16, 2) and np.all(np.abs(coords) <= 1)
 
 
-def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
+def test_a_hard_swish_after_a_conv_is_a_dpu_op_of_its_own_that_the_emulator_runs(tmp_path):
+    # VART's DPUCZDX8G target factory fuses no hard activation into the conv: the hard swish is an ALU hsigmoid
+    # and an eltwise mult reading conv2's int8 result, both on the DPU, and the emulator runs the subgraph.
     _, result = _split(tmp_path, "hswish")
+    rows = _rows(result)
+    assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
+    assert rows["conv2"]["device"] == "dpu" and rows["conv2"]["reason"].startswith("conv 3x3")
+    assert rows["mid/hswish"] == {
+        "node": "mid/hswish",
+        "op": "HardSwish",
+        "device": "dpu",
+        "reason": "hard swish x * hsigmoid(x) (ALU engine hsigmoid + eltwise engine mult)",
+    }
+    x = np.random.default_rng(5).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x)
+    cpu = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x)
+    np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.05)
+
+
+def test_a_hard_swish_read_without_a_q_dq_pair_puts_its_conv_on_the_cpu_saying_why(tmp_path):
+    _, result = _split(tmp_path, "hswish_fused")
+    rows = _rows(result)
+    assert rows["conv2"]["device"] == "cpu" and rows["conv2/hswish"]["device"] == "cpu"
+    why = rows["conv2"]["reason"]
+    assert "goes into HardSwish 'conv2/hswish' without a Q/DQ pair" in why
+    assert "VART's DPUCZDX8G target factory" in why and "dpupose quantize puts a Q/DQ pair there" in why
+    assert rows["conv1"]["device"] == "dpu" and rows["conv3"]["device"] == "dpu"
+
+
+def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
+    _, result = _split(tmp_path, "bilinear")
     plan = result.plan
     whole = save("none", tmp_path / "whole.onnx")
     cases = [
@@ -169,7 +198,7 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
          r"subgraph \(dpu_part_qdq.onnx .* or a dpuN.onnx of a split plan\), not a whole model or a CPU subgraph"),
         (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
          "takes a DPU subgraph"),
-        (plan.path("dpu0.onnx"), "HardSwish 'conv2/hswish' fused after Conv is not emulated: .*: deploy-check "
+        (plan.path("dpu0.onnx"), "Resize 'mid/resize'.*not mode 'linear': deploy-check "
          "checks the emulator's layers, "
          f"and the emulator runs {EMULATED} only"),
     ]  # fmt: skip
@@ -376,7 +405,7 @@ def test_split_writes_its_warnings_to_stderr(tmp_path, capsys):
 def test_split_writes_the_emulator_warning_to_stderr_once(tmp_path):
     """The partitioner also logged the warning it returns: at the command line it came twice on stderr,
     'WARNING dpupose.split.partition: ...' and 'dpupose: warning: ...'."""
-    model = save("hswish", tmp_path / "m.onnx")
+    model = save("bilinear", tmp_path / "m.onnx")
     cmd = [sys.executable, "-m", "dpupose", "split", str(model), "--config", CONFIG, "--out", str(tmp_path / "plan")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -16,11 +16,16 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
   keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule).
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
-  the ALU engine (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625; hard-sigmoid and
-  hard-swish as relu6(x + 3) * 2731 / 16384. An element-wise Add or Mul of two activations runs on the
-  eltwise engine, which fuses ReLU only, whatever the configuration (VART's DPUCZDX8G ISA1 target
-  factory gives the eltwise engine no other nonlinear type). A standalone activation has nothing to fuse
-  into: CPU.
+  the ALU engine (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An element-wise Add or
+  Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the configuration.
+  A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
+- HardSigmoid / HardSwish are never fused: VART's DPUCZDX8G ISA1 target factory
+  (create_target_DPUCZDX8G_ISA1.cpp, Vitis AI 2.5-3.5) gives the conv and ALU engines the nonlinear types
+  relu, leaky_relu and relu_six only, and the eltwise engine relu only; hsigmoid is an ALU op type of its
+  own (add_alu_type(Target::Alu::hsigmoid)). A HardSigmoid that is relu6(x + 3) / 6 (as
+  relu6(x + 3) * 2731 / 16384) is an ALU hsigmoid op; a HardSwish is x * hsigmoid(x): an ALU hsigmoid and
+  an eltwise mult. Both read their input at its own fix point, so the quantizer puts a Q/DQ pair between
+  the op before and them; other alpha/beta: CPU.
 - Softmax: CPU. The compiler's DPUCZDX8G target has no softmax engine; the optional softmax kernel
   (`softmax = true`) is called by the Vitis AI Library's softmax function, outside the xmodel.
 - Everything else (sigmoid, tanh, exp, reductions, shape arithmetic, non-4-D tensors): CPU.
@@ -41,7 +46,8 @@ from dpupose.dpu.config import DpuConfig
 from dpupose.runtime.dpu_ops import is_hard_sigmoid
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
-ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish")
+FUSED_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu")  # the engines' nonlinear types: relu, relu_six, leaky_relu
+HARD_ACTIVATION_OPS = ("HardSigmoid", "HardSwish")  # DPU ops of their own (ALU hsigmoid, + eltwise mult)
 PASS_THROUGH_OPS = ("Identity", "Dropout")
 LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 CONV_ENGINE = "conv"
@@ -250,14 +256,27 @@ def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo |
         if lo == 0.0 and (hi is None or math.isinf(hi)):
             return True, "ReLU (fused)"
         return _cpu(f"Clip({lo}, {hi}) is neither ReLU nor ReLU6")
-    if op == "HardSigmoid":
-        alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
-        if not is_hard_sigmoid(alpha, beta):
-            return _cpu(f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not relu6(x + 3) / 6")
-        return True, "hard-sigmoid (fused)"
-    if op == "HardSwish":
-        return True, "hard-swish (fused)"
+    if op in HARD_ACTIVATION_OPS:
+        return _cpu(f"{op} after the {engine} engine: {NOT_FUSED}")
     return _cpu(f"{op} is not an activation the DPU fuses")
+
+
+# Why a hard activation is not fused (VART's DPUCZDX8G ISA1 target factory, Vitis AI 2.5-3.5).
+NOT_FUSED = (
+    "the DPU fuses only relu, leaky_relu and relu_six into an op (VART's DPUCZDX8G target factory); a hard "
+    "sigmoid is an ALU hsigmoid op of its own and a hard swish an ALU hsigmoid and an eltwise mult, each reading "
+    "its input at its own fix point"
+)
+
+
+def hard_activation_support(node: Any) -> Support:
+    """A HardSigmoid / HardSwish as a DPU op of its own (ALU hsigmoid; a hard swish adds an eltwise mult)."""
+    if node.op_type == "HardSwish":
+        return True, "hard swish x * hsigmoid(x) (ALU engine hsigmoid + eltwise engine mult)"
+    alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
+    if not is_hard_sigmoid(alpha, beta):
+        return _cpu(f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not the DPU's hsigmoid relu6(x + 3) / 6")
+    return True, "hard sigmoid relu6(x + 3) / 6 (ALU engine hsigmoid)"
 
 
 def _eltwise_activation(node: Any, info: GraphInfo | None) -> Support:
@@ -292,6 +311,8 @@ def engine_of(node: Any, info: GraphInfo) -> str:
     """The DPU engine an op runs on (its fused activation must be built into that engine)."""
     if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
         return ALU_ENGINE
+    if node.op_type == "HardSwish":
+        return ELTWISE_ENGINE  # its last op is the eltwise mult x * hsigmoid(x)
     if node.op_type in ("Add", "Mul") and len(info.activations(node)) >= 2:
         return ELTWISE_ENGINE  # a Mul by a constant is a 1x1 depthwise conv: ALU
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
@@ -338,7 +359,9 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         return True, "DepthToSpace (pixel shuffle)"
     if op == "BatchNormalization":
         return True, "BatchNormalization (folded into the preceding conv, or a 1x1 depthwise conv)"
-    if op in ACTIVATION_OPS:
+    if op in HARD_ACTIVATION_OPS:
+        return hard_activation_support(node)
+    if op in FUSED_ACTIVATION_OPS:
         return _cpu(f"standalone {op}: the DPU fuses activations into the preceding conv, eltwise or pool")
     if op in ("QuantizeLinear", "DequantizeLinear"):
         return True, f"{op} (follows the op it quantizes)"

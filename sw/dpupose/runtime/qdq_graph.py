@@ -49,7 +49,7 @@ class NotEmulated(ModelFileError):
 EMULATED = (
     "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
     "average pools, pixel shuffles, Muls by a scalar or per-channel constant, and hard sigmoids and hard swishes "
-    "that are not fused"
+    "of a dequantized activation"
 )
 
 
@@ -307,11 +307,11 @@ class _Parser:
         src_name = node.inputs[0]
         if src_name not in self.act_dq:
             producer = self.producer.get(src_name)
-            after = f" fused after {producer.op_type}" if producer is not None else ""
+            after = f" reading a {producer.op_type}'s result directly" if producer is not None else ""
             raise NotEmulated(
-                f"{op}{after} is not emulated: the DPU's fused {what} starts from its op's result at a fix "
-                "point (hsigmoid_in) that a QDQ file does not state; put a QuantizeLinear/DequantizeLinear pair "
-                "between them"
+                f"{op}{after} is not emulated: the DPU fuses no {what} into an op (VART's DPUCZDX8G target "
+                "factory); its ALU hsigmoid reads its input at a fix point (hsigmoid_in) that only a "
+                "QuantizeLinear/DequantizeLinear pair before it states; put one between them"
             )
         if act != "none":
             raise NotEmulated(f"{where}: the emulator does not run {node.op_type} with activation {act}")

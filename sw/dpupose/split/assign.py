@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.dpu.ops import activation_support, dpu_support, engine_of
+from dpupose.dpu.ops import HARD_ACTIVATION_OPS, NOT_FUSED, activation_support, dpu_support, engine_of
 from dpupose.errors import ModelFileError
 from dpupose.split.graph import QdqGraph, Unit
 
@@ -64,6 +64,12 @@ def _quantized_io(g: QdqGraph, u: Unit) -> str | None:
     consumers = g.consumers.get(u.output, [])
     if u.output in g.graph_outputs or not consumers:
         return f"output {u.output!r} is a float model output"
+    hard = [g.nodes[c] for c in consumers if g.nodes[c].op_type in HARD_ACTIVATION_OPS]
+    if hard:
+        return (
+            f"output {u.output!r} goes into {hard[0].op_type} {hard[0].name!r} without a Q/DQ pair: {NOT_FUSED}, "
+            "which the QDQ file must state (dpupose quantize puts a Q/DQ pair there)"
+        )
     if any(g.nodes[c].op_type != "QuantizeLinear" for c in consumers):
         return f"output {u.output!r} is not quantized (the DPU hands over only int8 tensors)"
     return None

@@ -3,7 +3,8 @@
 - A **Q/DQ pair** quantizes one activation: float tensor -> QuantizeLinear -> int8 -> DequantizeLinear(s)
   -> float tensor(s) its consumers read. Its scale is 2**-fix_point (power of two, zero point 0).
 - A **unit** is one operator with its fused activation chain (Conv -> Relu, Add -> Clip...) and the
-  constants it reads (int8 weights behind DequantizeLinear, Constant nodes). Units are what goes to the DPU
+  constants it reads (int8 weights behind DequantizeLinear, Constant nodes). A HardSigmoid or HardSwish
+  is a unit of its own: the DPU does not fuse it (dpupose.dpu.ops). Units are what goes to the DPU
   or the CPU; Q/DQ pairs follow the op they quantize (see dpupose.split.assign).
 - Constant nodes (all inputs constant) belong to no unit: extraction copies them into every subgraph
   that reads them.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dpupose.dpu.ops import ACTIVATION_OPS, GraphInfo
+from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo
 from dpupose.errors import ModelFileError
 
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -320,7 +321,7 @@ def analyze(model: Any) -> QdqGraph:
             cons = consumers.get(out, [])
             if len(cons) != 1 or out in graph_outputs:
                 break
-            if nodes[cons[0]].op_type not in ACTIVATION_OPS:
+            if nodes[cons[0]].op_type not in FUSED_ACTIVATION_OPS:
                 break
             chain.append(cons[0])
             out = nodes[cons[0]].output[0]
