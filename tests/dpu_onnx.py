@@ -84,3 +84,9 @@ def custom_op(c: int, hw: int):
     model.graph.output[0].CopyFrom(_vi("z", (1, c, hw, hw)))
     model.opset_import.append(helper.make_opsetid("com.example", 1))
     return model
+
+
+def hard_activation(op: str, c: int, hw: int, **attrs):
+    """One HardSigmoid or HardSwish of an input x (1, c, hw, hw)."""
+    nodes = [helper.make_node(op, ["x"], ["y"], name="hard", **attrs)]
+    return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))])

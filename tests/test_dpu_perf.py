@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dpu_onnx import add, conv, custom_op, depth_to_space, qdq_conv
+from dpu_onnx import add, conv, custom_op, depth_to_space, hard_activation, qdq_conv
 
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
@@ -68,6 +68,30 @@ def test_eltwise_add_reads_both_inputs():
     layer = one_layer(add(64, 28))
     assert layer.compute_ms == pytest.approx(28 * 7 * 7 * 2 / F * 1e3)
     assert layer.memory_ms == pytest.approx(3 * 64 * 28 * 28 / BW * 1e3)
+
+
+def test_hard_activations_are_alu_and_eltwise_layers_not_fused():
+    # VART's DPUCZDX8G target factory (create_target_DPUCZDX8G_ISA1.cpp): hsigmoid is an ALU op type of its own
+    # and a hard swish adds the eltwise engine's mult; the engines fuse only relu, leaky_relu and relu_six.
+    pass_ms = 28 * 7 * 7 / F * 1e3  # OH * ceil(OW / ALU PP 4) * ceil(64 / ICP 10): one ALU pass
+    tensor = 64 * 28 * 28
+    slow = PerfConstants(layer_overhead_cycles=100.0, ddr_efficiency=1.0, host_ms=0.0)
+    sig = estimate(hard_activation("HardSigmoid", 64, 28, alpha=1 / 6, beta=0.5), B1600, U96, slow)
+    (layer,) = sig.layers
+    assert (layer.name, layer.kind) == ("hard", "hsigmoid")
+    assert layer.compute_ms == pytest.approx(pass_ms)
+    assert layer.memory_ms == pytest.approx(2 * tensor / BW * 1e3)
+    assert layer.time_ms == pytest.approx(max(pass_ms, 2 * tensor / BW * 1e3) + 100 / F * 1e3)
+    swish = estimate(hard_activation("HardSwish", 64, 28), B1600, U96, slow)
+    assert [(r.name, r.kind) for r in swish.layers] == [("hard", "hsigmoid"), ("hard", "eltwise")]
+    hsig, mult = swish.layers
+    assert hsig.time_ms == pytest.approx(layer.time_ms)
+    assert mult.compute_ms == pytest.approx(2 * pass_ms)  # x and hsigmoid(x)
+    assert mult.memory_ms == pytest.approx(3 * tensor / BW * 1e3)
+    assert swish.latency_ms == pytest.approx(hsig.time_ms + mult.time_ms)
+    # ONNX's default HardSigmoid (0.2 x + 0.5) is not the DPU's.
+    graph = extract_layers(hard_activation("HardSigmoid", 64, 28), B1600)
+    assert not graph.layers and "is not relu6(x + 3) / 6" in graph.excluded[0][2]
 
 
 def test_depth_to_space_is_data_movement_or_excluded():

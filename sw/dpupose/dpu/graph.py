@@ -5,8 +5,11 @@ float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is
 
 Each node is classified:
 - a DPU layer with a cost: Conv (groups = 1, depthwise, grouped), ConvTranspose, Gemm/MatMul with a constant
-  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul/HardSigmoid/HardSwish
-  (element-wise on the ALU), DepthToSpace (pixel shuffle, data movement), Resize/Upsample, Pad;
+  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise on the ALU),
+  DepthToSpace (pixel shuffle, data movement), Resize/Upsample, Pad;
+- HardSigmoid (relu6(x + 3) / 6; other alpha/beta: not a DPU op) and HardSwish are never fused (VART's
+  DPUCZDX8G target factory fuses relu, leaky_relu and relu_six only): a HardSigmoid is one ALU hsigmoid
+  layer, a HardSwish two layers of the node's name, the ALU hsigmoid and the eltwise mult x * hsigmoid(x);
 - fused, no cost: Relu, Clip (ReLU6), LeakyRelu, BatchNormalization (folded), Identity, Dropout, Q/DQ, Concat;
 - layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer is
   a fully connected layer; otherwise a CPU op;
@@ -27,6 +30,7 @@ from typing import Any
 
 from dpupose.dpu.config import DpuConfig
 from dpupose.errors import ModelFileError
+from dpupose.runtime.dpu_ops import is_hard_sigmoid
 
 COSTED_OPS = {
     "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -46,7 +50,7 @@ class Layer:
 
     name: str
     op: str  # ONNX op type
-    kind: str  # conv, dwconv, gconv, deconv, fc, pool, gap, eltwise, move, unknown
+    kind: str  # conv, dwconv, gconv, deconv, fc, pool, gap, hsigmoid, eltwise, move, unknown
     inputs: tuple[tuple[int, int, int, int], ...]  # non-constant inputs
     output: tuple[int, int, int, int]
     kernel: tuple[int, int] = (1, 1)
@@ -197,6 +201,8 @@ class _Walker:
                 self.mark(node, True)
             else:
                 self.exclude(node, name, "not a DPU op (reshape of a tensor that does not feed a DPU layer)")
+        elif op in ("HardSigmoid", "HardSwish"):
+            self.hard_activation(node, name, dyn)
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
         elif op in COSTED_OPS:
@@ -214,6 +220,24 @@ class _Walker:
             out = _shape4(self.shape(node.output[0])) if known else ins[0]
             self.result.layers.append(Layer(name, op, "unknown", ins, out, kernel=(3, 3)))
             self.mark(node, True)
+
+    def hard_activation(self, node: Any, name: str, dyn: list[str]) -> None:
+        """A hard sigmoid: one ALU hsigmoid layer. A hard swish: that, then the eltwise mult of its input by
+        the hsigmoid's result (both layers named after the node, so a split costs them to its unit)."""
+        op = node.op_type
+        if op == "HardSigmoid":
+            alpha, beta = float(_attr(node, "alpha", 0.2)), float(_attr(node, "beta", 0.5))
+            if not is_hard_sigmoid(alpha, beta):
+                self.exclude(
+                    node, name, f"not a DPU op (HardSigmoid alpha={alpha:g}, beta={beta:g} is not relu6(x + 3) / 6)"
+                )
+                return
+        x = _shape4(self.shape(dyn[0]))
+        out = _shape4(self.shape(node.output[0]))
+        self.result.layers.append(Layer(name, op, "hsigmoid", (x,), out))
+        if op == "HardSwish":
+            self.result.layers.append(Layer(name, op, "eltwise", (x, out), out))
+        self.mark(node, True)
 
     def known(self, node: Any) -> bool:
         domain = node.domain or ""
@@ -265,7 +289,7 @@ class _Walker:
             return Layer(name, op, "pool", ins, out, (k[0], k[1]), (s[0], s[1]))
         if op in ("GlobalAveragePool", "GlobalMaxPool"):
             return Layer(name, op, "gap", ins, out, (ins[0][2], ins[0][3]), (ins[0][2], ins[0][3]))
-        if op in ("Add", "Mul", "HardSigmoid", "HardSwish"):
+        if op in ("Add", "Mul"):
             return Layer(name, op, "eltwise", ins, out)
         # DepthToSpace, Resize, Upsample, Pad: data movement through the load/save engines.
         return Layer(name, op, "move", ins, out)

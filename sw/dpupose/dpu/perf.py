@@ -9,6 +9,8 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW
 - eltwise (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs)
+- hard sigmoid (the ALU's hsigmoid op, never fused): OH * ceil(OW/ALU_PP) * ceil(C/ICP); a hard swish is
+  that layer and an eltwise mult of two inputs (x and the hsigmoid's int8 result), each with its traffic
 - data movement (DepthToSpace, Resize, Pad): no compute; its DDR traffic (read + write the tensor).
 - unknown op (only with unknown="conservative"): 18 ALU passes over the output + its DDR traffic.
 
@@ -110,6 +112,8 @@ def layer_cycles(layer: Layer, cfg: DpuConfig) -> int:
         return n * math.ceil(cin / cfg.icp) * math.ceil(c / cfg.ocp)
     if layer.kind in ("dwconv", "pool", "gap"):
         return n * _alu_cycles(oh, ow, c, kh * kw, cfg)
+    if layer.kind == "hsigmoid":
+        return n * _alu_cycles(oh, ow, c, 1, cfg)
     if layer.kind == "eltwise":
         return n * _alu_cycles(oh, ow, c, max(1, len(layer.inputs)), cfg)
     if layer.kind == "unknown":
