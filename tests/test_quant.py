@@ -22,9 +22,9 @@ from dpupose.quant.fixpos import (
     validate,
 )
 from dpupose.quant.fuse import build_qgraph
-from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, QGraph
+from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, HardActOp, QGraph
 from dpupose.quant.qat import qat_finetune
-from dpupose.quant.qdq_export import qdq_model
+from dpupose.quant.qdq_export import append_cpu_part, qdq_model
 from dpupose.quant.torch_ref import TorchQdqReference
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner
@@ -310,3 +310,115 @@ def test_qat_steps_keep_power_of_two_scales_and_export(tiny, tmp_path):
     x = images[0][:1]
     out = EmulatorRunner(path).run({"image": quantize_to_int8(x.transpose(0, 2, 3, 1), new_fix.activations["image"])})
     assert out["logits"].shape == (len(x), 16, 16, 16)
+
+
+# ---- hard sigmoid / hard swish: never fused, a Q/DQ pair before them -----------------------------------
+class _HardNet(torch.nn.Module):
+    """conv -> BN -> ReLU -> conv -> hard activation -> conv (logits, 16 x 4 x 4 from an 8 x 8 image)."""
+
+    def __init__(self, hard: torch.nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.relu = torch.nn.ReLU()
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.hard = hard
+        self.c3 = torch.nn.Conv2d(8, 16, 1)  # 16 joints on a 4 x 4 map
+
+    def forward(self, x):
+        return self.c3(self.hard(self.c2(self.relu(self.bn(self.c1(x))))))
+
+
+def _pose_head() -> onnx.ModelProto:
+    """The float CPU part of a pose model: logits (1, 16, 4, 4) -> softmax -> heatmaps, DSNT -> coords."""
+    from onnx import TensorProto, helper
+    from split_models import OPSET, Builder
+
+    b = Builder()
+    b.head("logits")
+    graph = helper.make_graph(
+        b.nodes,
+        "head",
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 16, 4, 4])],
+        [
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, 16, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 16, 4, 4]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize(
+    ("module", "op_type", "kind"),
+    [(torch.nn.Hardswish(), "HardSwish", "hswish"), (torch.nn.Hardsigmoid(), "HardSigmoid", "hsigmoid")],
+)
+def test_a_hard_activation_gets_a_q_dq_pair_before_it_and_runs_split_on_the_emulator(tmp_path, module, op_type, kind):
+    # VART's DPUCZDX8G target factory fuses only relu, leaky_relu and relu_six: the hard activation is an op of
+    # its own (ALU hsigmoid, + eltwise mult for the swish) reading c2's int8 result, as vai_q quantizes it.
+    from dpupose.runtime.backends import RunnerFactory
+    from dpupose.runtime.executor import SplitExecutor
+    from dpupose.split.partition import SplitOptions, split_model
+
+    net = _HardNet(module).eval()
+    graph = build_qgraph(net, (3, 8, 8))
+    assert [type(op).__name__ for op in graph.ops] == ["ConvOp", "ConvOp", "HardActOp", "ConvOp"]
+    c2, hard = graph.ops[1], graph.ops[2]
+    assert c2.act == "none" and hard.kind == kind and hard.input == c2.name
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(0, 1, (4, 3, 8, 8)).astype(np.float32) for _ in range(4)]
+    fix, _ = calibrate(graph, batches)
+    if kind == "hsigmoid":
+        assert fix.activations[hard.name] >= 7  # where XIR's relu6(x + 3) and Xilinx's cpu_task agree
+    qdq = qdq_model(graph, fix, batch=1)
+    nodes = {n.name: n for n in qdq.graph.node}
+    # c2's result is quantized before the hard activation reads it: Conv -> Q -> DQ -> Hard -> Q -> DQ.
+    (h,) = [n for n in qdq.graph.node if n.op_type == op_type]
+    producer = {o: n for n in qdq.graph.node for o in n.output}
+    assert producer[h.input[0]].op_type == "DequantizeLinear"
+    assert producer[producer[h.input[0]].input[0]].op_type == "QuantizeLinear"
+    assert producer[producer[producer[h.input[0]].input[0]].input[0]].name == c2.name
+    assert nodes[c2.name].op_type == "Conv"
+    path = tmp_path / "dpu_part_qdq.onnx"
+    onnx.save(qdq, path)
+    whole = tmp_path / "model_qdq.onnx"
+    onnx.save(append_cpu_part(qdq, _pose_head()), whole)
+    # The emulator equals the quantizer's fake quantization bit for bit, every tensor.
+    x = batches[0][:2]
+    env = EmulatorRunner(path).trace({"image": quantize_to_int8(x.transpose(0, 2, 3, 1), fix.activations["image"])})
+    trace: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        QuantNet(graph, fix).set_mode("fake").double()(torch.from_numpy(x).double(), trace=trace)
+    for name, t in trace.items():
+        want = np.rint(t.numpy() * 2.0 ** fix.activations[name]).astype(np.int8).transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(env[f"{name}_int8"], want, err_msg=name)
+    # Split: every op on the DPU, and the emulate backend runs the plan as the cpu backend (ONNX Runtime) does.
+    result = split_model(SplitOptions(whole, "u96v2-b1600-pynq", tmp_path / "plan"))
+    rows = {r["node"]: r for r in result.assignment}
+    assert rows[c2.name]["device"] == "dpu" and rows[hard.name]["device"] == "dpu"
+    assert [sg.device for sg in result.plan.subgraphs] == ["dpu", "cpu"] and result.warnings == []
+    assert [t.name for t in result.plan.subgraphs[0].outputs] == ["logits"]
+    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x[:1])
+    cpu = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x[:1])
+    # ONNX Runtime takes 1/6 and the exact hard sigmoid, so a few LSBs of the logits may differ: coordinates
+    # (in [-1, 1]) within a hundredth.
+    np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.01)
+    np.testing.assert_allclose(emulated["heatmaps"], cpu["heatmaps"], atol=0.01)
+
+
+def test_constraints_keep_a_hard_sigmoid_where_xilinx_s_references_agree():
+    # Input positions 0-10 (cpu_task hard-sigmoid-fix's float32 sum is exact), hard sigmoid outputs from 7 (XIR's
+    # relu6(x + 3) cap and that reference's uncapped x + 3 saturate alike); a hard swish's output is free.
+    w = np.ones((2, 3, 1, 1), np.float32)
+    g = QGraph(
+        [ConvOp("c", "image", w, None), HardActOp("h", "c", "hsigmoid"), HardActOp("logits", "h", "hswish")],
+        (3, 2, 2),
+    )
+    fix = FixPoints({"image": 7, "c": 12, "h": 6, "logits": 3}, {"c": 7}, {})
+    new, notes = apply_constraints(g, fix)
+    assert new.activations == {"image": 7, "c": 10, "h": 7, "logits": 3}
+    assert "c: activation fix position 12 -> 10 (hard sigmoid input <= 10)" in notes
+    assert "h: activation fix position 6 -> 7 (hard sigmoid output >= 7)" in notes

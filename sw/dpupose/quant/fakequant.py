@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dpupose.quant.fixpos import round_half_away, round_half_up
-from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, QGraph
+from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, HardActOp, QGraph
+from dpupose.runtime.dpu_ops import HSIGMOID_NUMERATOR, HSIGMOID_SHIFT, HSWISH_SIGMOID_FP
 
 LEAKY_SLOPE = 26 / 256
 MODES = ("float", "fake", "qat")
@@ -172,6 +173,21 @@ class QuantNet(nn.Module):
             b = torch.floor(b * 2.0**guard) * 2.0**-guard
         return self._activate(op.act, a + b)
 
+    def _hard(self, op: HardActOp, x: Tensor) -> Tensor:
+        """relu6(x + 3) / 6 in float mode; in the quantized modes the DPU's hard sigmoid, relu6(x + 3) * 2731 /
+        2**14, and a hard swish multiplies x by it fixed at 2**-7 (rounded half up, saturated), as
+        vai_q_pytorch's Hardswish does."""
+        if self.mode == "float":
+            h = torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+        else:
+            h = torch.clamp(x + 3.0, 0.0, 6.0) * (HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT)
+        if op.kind == "hsigmoid":
+            return h
+        if self.mode != "float":
+            step = 2.0**HSWISH_SIGMOID_FP
+            h = torch.clamp(_RoundSTE.apply(h * step), max=step - 1) / step
+        return x * h
+
     def forward(self, x: Tensor, trace: dict[str, Tensor] | None = None) -> Tensor:
         """image (N, 3, S, S) -> logits; `trace` (if given) receives every tensor as quantized."""
         env = {self.graph.input: self._act(self.graph.input, x)}
@@ -182,6 +198,8 @@ class QuantNet(nn.Module):
                 y = self._add(op, env[op.a], env[op.b])
             elif isinstance(op, DepthToSpaceOp):
                 y = self._activate(op.act, F.pixel_shuffle(env[op.input], op.block))
+            elif isinstance(op, HardActOp):
+                y = self._hard(op, env[op.input])
             else:
                 raise TypeError(f"unknown op {op!r}")
             env[op.name] = self._act(op.name, y)

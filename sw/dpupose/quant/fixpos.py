@@ -21,7 +21,10 @@ moving the position that vai_q_pytorch moves (its check of shift_cut and shift_b
   (vai_q_tensorflow2 in Vitis AI 3.0, vai_q_onnx in 3.5): the eltwise instruction holds the write shift
   as sign and 4-bit magnitude;
 - ReLU6 output positions >= 4, where the DPU's ReLU6 (a cap at 96 steps when fp <= 4) is exactly relu6;
-- pixel shuffle: output position = input position.
+- pixel shuffle: output position = input position;
+- hard sigmoid / hard swish (the ALU's hsigmoid): input position <= 10, where Xilinx's cpu_task
+  hard-sigmoid-fix (float32) is exact, and a hard sigmoid's output position >= 7 (its values lie in [0, 1]:
+  2**-7 loses 1/128 at 1 only, and from 7 on XIR's relu6(x + 3) and that reference's uncapped x + 3 agree).
 Project rule: every position must lie in [FIX_POS_MIN, FIX_POS_MAX] = [-16, 31]; a tensor that needs one
 below (|x| > 127 * 2**16) cannot be represented and is an error (calibration never goes above 12).
 """
@@ -37,7 +40,8 @@ import numpy as np
 import torch
 
 from dpupose.errors import QuantizationError
-from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, QGraph
+from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, HardActOp, QGraph
+from dpupose.runtime.dpu_ops import HSIGMOID_MAX_FP_IN, HSIGMOID_MIN_FP_OUT
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +164,11 @@ class _Adjuster:
                 self.set_act(op.name, min(act[op.name], act[op.input]), "pixel shuffle pass-through")
             if op.act == "relu6" and act[op.name] < RELU6_MIN_FIX_POS:
                 self.set_act(op.name, RELU6_MIN_FIX_POS, "ReLU6 output >= 4")
+            if isinstance(op, HardActOp):
+                if act[op.input] > HSIGMOID_MAX_FP_IN:
+                    self.set_act(op.input, HSIGMOID_MAX_FP_IN, f"hard sigmoid input <= {HSIGMOID_MAX_FP_IN}")
+                if op.kind == "hsigmoid" and act[op.name] < HSIGMOID_MIN_FP_OUT:
+                    self.set_act(op.name, HSIGMOID_MIN_FP_OUT, f"hard sigmoid output >= {HSIGMOID_MIN_FP_OUT}")
         for op in self.g.ops:
             if isinstance(op, AddOp):
                 fa, fb = act[op.a], act[op.b]

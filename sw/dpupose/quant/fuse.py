@@ -1,7 +1,10 @@
 """torch module -> QGraph: trace with torch.fx, fold BatchNorm into convolutions, fuse activations.
 
 The traced graph may contain Conv2d, BatchNorm2d (after a conv), ReLU / ReLU6 / LeakyReLU (after a conv or
-an add), additions and PixelShuffle: exactly what the DPU part of the pose model uses. A LeakyReLU must
+an add), additions and PixelShuffle (what the DPU part of the pose model uses), and Hardsigmoid / Hardswish,
+which the DPU does not fuse (VART's DPUCZDX8G target factory: hsigmoid is an ALU op of its own): each is an
+op of its own after the op it reads, so that op's output is quantized (a Q/DQ pair) before it, as vai_q does
+for an op the DPU does not fuse. A LeakyReLU must
 have the DPU's slope 26/256; 0.1 is accepted and replaced by 26/256 (as vai_q_pytorch does). Anything
 else cannot run on the DPU and raises QuantizationError naming the layer.
 """
@@ -18,13 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dpupose.errors import QuantizationError
-from dpupose.quant.ir import INPUT_NAME, OUTPUT_NAME, AddOp, ConvOp, DepthToSpaceOp, Op, QGraph
+from dpupose.quant.ir import INPUT_NAME, OUTPUT_NAME, AddOp, ConvOp, DepthToSpaceOp, HardActOp, Op, QGraph
 
 log = logging.getLogger(__name__)
 
 LEAKY_SLOPE = 26 / 256
 _RELU_FUNCS = (F.relu, torch.relu)
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
+_HARD_MODULES = ((nn.Hardsigmoid, "hsigmoid"), (nn.Hardswish, "hswish"))
+_HARD_FUNCS = {F.hardsigmoid: "hsigmoid", F.hardswish: "hswish"}
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -125,6 +130,8 @@ class _Builder:
 
     def activation(self, node: fx.Node, act: str, where: str) -> None:
         op = self.fusable(node.args[0], where)
+        if isinstance(op, HardActOp):
+            raise QuantizationError(f"{where}: an activation after a hard sigmoid or hard swish has no DPU mapping")
         if op.act != "none" or isinstance(op, DepthToSpaceOp):
             raise QuantizationError(f"{where}: a second activation cannot be fused")
         op.act = act
@@ -137,6 +144,11 @@ class _Builder:
         b = self.tensor(node.args[1], where)
         scope = _module_name(node)
         self.add_op(node, AddOp(self.unique(f"{scope}.add" if scope else node.name), a, b))
+
+    def hard_activation(self, node: fx.Node, kind: str, where: str) -> None:
+        """A hard sigmoid or hard swish: an op of its own reading the previous op's quantized output."""
+        name = self.unique(node.target if node.op == "call_module" else node.name)
+        self.add_op(node, HardActOp(name, self.tensor(node.args[0], where), kind))
 
     def pixel_shuffle(self, node: fx.Node, block: int, where: str) -> None:
         name = self.unique(node.target if node.op == "call_module" else node.name)
@@ -155,6 +167,8 @@ class _Builder:
                 self.activation(node, act, where)
             elif isinstance(mod, nn.PixelShuffle):
                 self.pixel_shuffle(node, mod.upscale_factor, where)
+            elif any(isinstance(mod, cls) for cls, _ in _HARD_MODULES):
+                self.hard_activation(node, next(k for cls, k in _HARD_MODULES if isinstance(mod, cls)), where)
             elif isinstance(mod, (nn.Identity, nn.Dropout)):
                 self.tensor_of[node] = self.tensor(node.args[0], where)
             else:
@@ -168,6 +182,8 @@ class _Builder:
                 self.activation(node, "relu6", where)
             elif node.target is F.pixel_shuffle:
                 self.pixel_shuffle(node, int(node.args[1]), where)
+            elif node.target in _HARD_FUNCS:
+                self.hard_activation(node, _HARD_FUNCS[node.target], where)
             else:
                 raise QuantizationError(f"{where}: function {node.target} has no DPU mapping here")
         elif node.op == "call_method" and node.target in ("relu", "relu_"):

@@ -1,7 +1,10 @@
 """The quantizer's model of a DPU graph: fused operations on named tensors, plus their fix positions.
 
 A `QGraph` is what the DPU will run after BatchNorm folding and activation fusion: convolutions (with
-their fused ReLU/ReLU6/LeakyReLU), element-wise adds and pixel shuffles, in topological order. Tensor
+their fused ReLU/ReLU6/LeakyReLU), element-wise adds, pixel shuffles and hard sigmoids / hard swishes, in
+topological order. A hard sigmoid or hard swish is never fused into the op before it (VART's DPUCZDX8G
+target factory fuses relu, leaky_relu and relu_six only; hsigmoid is an ALU op of its own): it is an op
+reading that op's quantized output, so its input gets a fix position (and a Q/DQ pair) of its own. Tensor
 names are the op names (module paths such as `backbone.features.3.conv.0.0`); the graph input is `image`
 and the graph output `logits`. Weights are float here; `FixPoints` says how each tensor is quantized.
 numpy only: the torch side builds and executes it (quant/fuse.py, quant/fakequant.py).
@@ -64,7 +67,22 @@ class DepthToSpaceOp:
         return [self.input]
 
 
-Op = ConvOp | AddOp | DepthToSpaceOp
+@dataclass
+class HardActOp:
+    """A hard sigmoid relu6(x + 3) / 6 (the ALU's hsigmoid, as relu6(x + 3) * 2731 / 2**14) or a hard swish
+    x * hsigmoid(x) (that, fixed at 2**-7, then an eltwise mult)."""
+
+    name: str
+    input: str
+    kind: str = "hsigmoid"  # hsigmoid | hswish
+    act: str = "none"
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input]
+
+
+Op = ConvOp | AddOp | DepthToSpaceOp | HardActOp
 
 
 @dataclass
@@ -118,7 +136,7 @@ class FixPoints:
             fps_in = [self.activations[t] for t in op.inputs]
             entry: dict = {
                 "name": op.name,
-                "op": type(op).__name__.removesuffix("Op").lower(),
+                "op": op.kind if isinstance(op, HardActOp) else type(op).__name__.removesuffix("Op").lower(),
                 "inputs": op.inputs,
                 "input_fix_points": fps_in,
                 "output_fix_point": self.activations[op.name],
