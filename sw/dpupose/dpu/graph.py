@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.dpu.config import DpuConfig
+from dpupose.dpu.ops import HARD_ACTIVATION_OPS, hard_activation_support
 from dpupose.errors import ModelFileError
-from dpupose.runtime.dpu_ops import is_hard_sigmoid
 
 COSTED_OPS = {
     "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -201,7 +201,7 @@ class _Walker:
                 self.mark(node, True)
             else:
                 self.exclude(node, name, "not a DPU op (reshape of a tensor that does not feed a DPU layer)")
-        elif op in ("HardSigmoid", "HardSwish"):
+        elif op in HARD_ACTIVATION_OPS:
             self.hard_activation(node, name, dyn)
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
@@ -225,13 +225,10 @@ class _Walker:
         """A hard sigmoid: one ALU hsigmoid layer. A hard swish: that, then the eltwise mult of its input by
         the hsigmoid's result (both layers named after the node, so a split costs them to its unit)."""
         op = node.op_type
-        if op == "HardSigmoid":
-            alpha, beta = float(_attr(node, "alpha", 0.2)), float(_attr(node, "beta", 0.5))
-            if not is_hard_sigmoid(alpha, beta):
-                self.exclude(
-                    node, name, f"not a DPU op (HardSigmoid alpha={alpha:g}, beta={beta:g} is not relu6(x + 3) / 6)"
-                )
-                return
+        on_dpu, why = hard_activation_support(node)  # the operator rules' decision, so the two cannot part
+        if not on_dpu:
+            self.exclude(node, name, f"not a DPU op ({why})")
+            return
         x = _shape4(self.shape(dyn[0]))
         out = _shape4(self.shape(node.output[0]))
         self.result.layers.append(Layer(name, op, "hsigmoid", (x,), out))
