@@ -84,6 +84,9 @@ def test_rows_and_json_fields(result):
         assert "pipelined run's stage times (ms per frame in one worker, 2 DPU jobs at once)" in line
     for line in stage_lines[2:]:
         assert "(ms per frame in one worker)" in line and "DPU jobs" not in line
+    for line, row in zip(stage_lines, result.rows):  # each stage as 'NAME MS', not a Python dict
+        listed = ", ".join(f"{name} {ms:.3f}" for name, ms in row.host["stages_ms"].items())
+        assert line.endswith(f"): {listed}") and "{" not in line
     assert "bound = 1 / max(stage time / workers)" in table
     # This 64 px network is not the study's (224 px, width 1.0): the table says so, with its own size and MACs
     macs = graph_counts(onnx.load(str(result.quantized / "model_fp32.onnx")))["macs"]

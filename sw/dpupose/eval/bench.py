@@ -409,7 +409,7 @@ def format_table(result: BenchResult) -> str:
             jobs = f", {r.host.get('dpu_jobs', 2)} DPU jobs at once" if any(n.startswith("dpu") for n in stages) else ""
             lines.append(
                 f"  {r.row}: slowest host stage {slow}; pipelined run's stage times (ms per frame in one worker"
-                f"{jobs}) {stages}"
+                f"{jobs}): " + ", ".join(f"{name} {ms:.3f}" for name, ms in stages.items())
             )
     if "skipped" in info:
         lines.append(f"skipped: {info['skipped']}")
