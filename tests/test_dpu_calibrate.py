@@ -78,7 +78,7 @@ def test_a_calibration_row_with_a_zero_figure_is_named(tmp_path):
     lines = calibration_csv().read_text().splitlines()
     lines[1] = lines[1].replace(",267.3,", ",0,")
     (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"mobilenet_v2 on ZCU104: fps_single_thread must be positive, got 0"):
+    with pytest.raises(DataError, match=r"mobilenet_v2 on ZCU104 B4096: fps_single_thread must be positive, got 0"):
         read_rows(tmp_path / "c.csv")
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,42 +98,47 @@ def calibration_csv() -> Path:
     return hw_dir() / "dpu" / "perf" / "calibration.csv"
 
 
-def read_rows(path: str | Path | None = None) -> list[Row]:
-    p = Path(path) if path else calibration_csv()
+def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind: str) -> Iterator[tuple[dict, int]]:
+    """Each record of the CSV `p` (which must have `columns`) with its square input's side, after the checks
+    both tables share: the columns, a square input, the `positive` fields above 0. DataError names the file."""
     try:
         with p.open(newline="") as f:
             reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
-                raise DataError(f"{p}: expected columns {', '.join(COLUMNS)}")
-            rows = []
+            if tuple(reader.fieldnames or ()) != columns:
+                raise DataError(f"{p}: expected columns {', '.join(columns)}")
             for rec in reader:
                 w, h = (int(x) for x in rec["input"].split("x"))
                 if w != h:
                     raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
-                for key in ("gops", "fps_single_thread", "fps_multi_thread", "cores", "clock_mhz"):
+                what = f"{rec['model']} on {rec['board']} {rec['arch']}"
+                for key in positive:
                     if not float(rec[key]) > 0:
-                        raise DataError(
-                            f"{p}: {rec['model']} on {rec['board']}: {key} must be positive, got {rec[key]}"
-                        )
-                rows.append(
-                    Row(
-                        rec["model"],
-                        w,
-                        float(rec["gops"]),
-                        rec["board"].lower(),
-                        int(rec["cores"]),
-                        rec["arch"],
-                        int(rec["clock_mhz"]),
-                        float(rec["fps_single_thread"]),
-                        float(rec["fps_multi_thread"]),
-                        rec["source"],
-                    )
-                )
+                        raise DataError(f"{p}: {what}: {key} must be positive, got {rec[key]}")
+                yield rec, w
     except FileNotFoundError:
-        raise DataError(f"{p}: calibration data missing") from None
+        raise DataError(f"{p}: {kind} data missing") from None
     except (KeyError, ValueError) as exc:
         raise DataError(f"{p}: malformed row ({exc})") from None
-    return rows
+
+
+def read_rows(path: str | Path | None = None) -> list[Row]:
+    p = Path(path) if path else calibration_csv()
+    positive = ("gops", "fps_single_thread", "fps_multi_thread", "cores", "clock_mhz")
+    return [
+        Row(
+            rec["model"],
+            w,
+            float(rec["gops"]),
+            rec["board"].lower(),
+            int(rec["cores"]),
+            rec["arch"],
+            int(rec["clock_mhz"]),
+            float(rec["fps_single_thread"]),
+            float(rec["fps_multi_thread"]),
+            rec["source"],
+        )
+        for rec, w in _records(p, COLUMNS, positive, "calibration")
+    ]
 
 
 def validation_csv() -> Path:
@@ -142,42 +147,29 @@ def validation_csv() -> Path:
 
 def read_validation(path: str | Path | None = None) -> list[ValidationRow]:
     p = Path(path) if path else validation_csv()
-    try:
-        with p.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != VALIDATION_COLUMNS:
-                raise DataError(f"{p}: expected columns {', '.join(VALIDATION_COLUMNS)}")
-            rows = []
-            for rec in reader:
-                w, h = (int(x) for x in rec["input"].split("x"))
-                if w != h:
-                    raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
-                what = f"{rec['model']} on {rec['board']} {rec['arch']}"
-                for key in ("gops", "fps_measured", "cores", "clock_mhz", "threads"):
-                    if not float(rec[key]) > 0:
-                        raise DataError(f"{p}: {what}: {key} must be positive, got {rec[key]}")
-                if rec["figure"] not in FIGURES:
-                    raise DataError(f"{p}: {what}: figure must be one of {', '.join(FIGURES)}, got {rec['figure']!r}")
-                rows.append(
-                    ValidationRow(
-                        rec["model"],
-                        w,
-                        float(rec["gops"]),
-                        rec["board"].lower(),
-                        int(rec["cores"]),
-                        rec["arch"],
-                        int(rec["clock_mhz"]),
-                        rec["figure"],
-                        int(rec["threads"]),
-                        float(rec["fps_measured"]),
-                        rec["measured_by"],
-                        rec["source"],
-                    )
-                )
-    except FileNotFoundError:
-        raise DataError(f"{p}: validation data missing") from None
-    except (KeyError, ValueError) as exc:
-        raise DataError(f"{p}: malformed row ({exc})") from None
+    rows = []
+    for rec, w in _records(
+        p, VALIDATION_COLUMNS, ("gops", "fps_measured", "cores", "clock_mhz", "threads"), "validation"
+    ):
+        if rec["figure"] not in FIGURES:
+            what = f"{rec['model']} on {rec['board']} {rec['arch']}"
+            raise DataError(f"{p}: {what}: figure must be one of {', '.join(FIGURES)}, got {rec['figure']!r}")
+        rows.append(
+            ValidationRow(
+                rec["model"],
+                w,
+                float(rec["gops"]),
+                rec["board"].lower(),
+                int(rec["cores"]),
+                rec["arch"],
+                int(rec["clock_mhz"]),
+                rec["figure"],
+                int(rec["threads"]),
+                float(rec["fps_measured"]),
+                rec["measured_by"],
+                rec["source"],
+            )
+        )
     return rows
 
 
