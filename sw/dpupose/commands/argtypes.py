@@ -122,3 +122,17 @@ def output_dir(text: str) -> Path:
     except OSError as exc:
         raise _refused(text, exc) from None
     return path
+
+
+def payload_options(p: argparse.ArgumentParser) -> None:
+    """--overlay and --model: what `dpupose sdcard stage` and `dpupose deploy` put onto the board."""
+    p.add_argument(
+        "--overlay",
+        required=True,
+        help="overlay folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json] (`make hw` writes build/hw/<config>)",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="split plan folder (`dpupose split --out`), with the compiled .xmodel for vart if there is one",
+    )

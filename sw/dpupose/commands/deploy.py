@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from dpupose.commands.argtypes import payload_options
+
 HELP = "copy overlay, model and package to a board over ssh and install them"
 
 
@@ -20,16 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="login on the board (default: xilinx); the files go to /home/xilinx/dpupose whoever logs in, "
         "so another login must be able to write there",
     )
-    p.add_argument(
-        "--overlay",
-        required=True,
-        help="overlay folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json] (`make hw` writes build/hw/<config>)",
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="split plan folder (`dpupose split --out`), with the compiled .xmodel for vart if there is one",
-    )
+    payload_options(p)
     p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument(

@@ -12,7 +12,7 @@ import argparse
 import shlex
 import sys
 
-from dpupose.commands.argtypes import output_file
+from dpupose.commands.argtypes import output_file, payload_options
 
 HELP = "write a PYNQ image to an SD card; stage the overlay, model and package onto an image"
 
@@ -72,16 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "setup onto a PYNQ image without root. The image is copied first unless --in-place.",
     )
     p.add_argument("image", help="PYNQ image (.img; .img.xz and .zip are decompressed into the copy)")
-    p.add_argument(
-        "--overlay",
-        required=True,
-        help="overlay folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json] (`make hw` writes build/hw/<config>)",
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="split plan folder (`dpupose split --out`), with the compiled .xmodel for vart if there is one",
-    )
+    payload_options(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--out", type=output_file, help="the staged copy to write (default build/sdcard/<name>-dpupose.img)"
