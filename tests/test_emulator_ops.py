@@ -208,13 +208,19 @@ def _pool(op, fp_in, fp_out, hw, out_hw, **attrs) -> bytes:
     return m.build(fp_out, (1, 4, *out_hw))
 
 
-def _windows_max(x, k, s, pads):
+def _windows(x, k, s, pads, reduce, pad_value=0):
+    """Each k x k window (stride s, pads top, left, bottom, right) of the int8 NHWC x reduced over its
+    pixels by `reduce` (np.max, np.sum), by a loop: the independent expectation of the pool tests."""
     t, left, b, r = pads
-    xp = np.pad(x.astype(np.int64), ((0, 0), (t, b), (left, r), (0, 0)), constant_values=-1000)
+    xp = np.pad(x.astype(np.int64), ((0, 0), (t, b), (left, r), (0, 0)), constant_values=pad_value)
     oh, ow = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
     return np.array(
-        [[xp[0, i * s : i * s + k, j * s : j * s + k].max(axis=(0, 1)) for j in range(ow)] for i in range(oh)]
+        [[reduce(xp[0, i * s : i * s + k, j * s : j * s + k], axis=(0, 1)) for j in range(ow)] for i in range(oh)]
     )[None]
+
+
+def _windows_max(x, k, s, pads):
+    return _windows(x, k, s, pads, np.max, pad_value=-1000)  # a pad never wins
 
 
 def test_max_pool_equals_onnx_runtime():
@@ -263,12 +269,7 @@ def test_other_max_pools_are_not_emulated(attrs, message):
 
 
 def _window_sums(x, k, s, pads):
-    t, left, b, r = pads
-    xp = np.pad(x.astype(np.int64), ((0, 0), (t, b), (left, r), (0, 0)))
-    oh, ow = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
-    return np.array(
-        [[xp[0, i * s : i * s + k, j * s : j * s + k].sum(axis=(0, 1)) for j in range(ow)] for i in range(oh)]
-    )[None]
+    return _windows(x, k, s, pads, np.sum)  # a pad counts as a 0 pixel
 
 
 def test_average_pool_of_a_power_of_two_kernel_is_onnx_runtime_s_but_at_ties():
