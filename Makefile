@@ -124,8 +124,8 @@ quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=syn
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run
 RUN_ARGS ?=
-run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_OUT=build/run RUN_ARGS=...]
-	@test -n $(call q,PLAN) -a -n $(call q,SOURCE) || { echo "usage: make run PLAN=<plan folder> SOURCE=<images, video or camera:N>" >&2; exit 2; }
+run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|image|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_OUT=build/run RUN_ARGS=...]
+	@test -n $(call q,PLAN) -a -n $(call q,SOURCE) || { echo "usage: make run PLAN=<plan folder> SOURCE=<image folder, image, video or camera:N>" >&2; exit 2; }
 	$(DPUPOSE) run --plan $(call q,PLAN) --source $(call q,SOURCE) --backend $(call q,RUN_BACKEND) --out $(call q,RUN_OUT) --pipeline \
 		$(if $(OVERLAY),--overlay $(call q,OVERLAY)) $(RUN_ARGS)
 
