@@ -44,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write even to a mounted, system or non-removable disk, or over a file that is not a disk image",
     )
-    p.add_argument("--bmap", help="block map for bmaptool (default: IMAGE.bmap beside the image)")
+    p.add_argument(
+        "--bmap",
+        help="block map for bmaptool (default: one beside the image, IMAGE.bmap or its name without the "
+        "compression suffix or .img + .bmap)",
+    )
     p.add_argument(
         "--no-bmaptool",
         action="store_true",
