@@ -35,6 +35,7 @@ SECTIONS = {
     ("docs/training.md", "Evaluation"): "eval",
     ("docs/quantization.md", "`dpupose quantize`"): "quantize",
     ("docs/quantization.md", "`dpupose deploy-check`"): "deploy-check",
+    ("docs/sdcard-and-deploy.md", "Deploy"): "deploy",
 }
 
 # Options whose parser default is None because the code settles it when it runs, with what it settles on.
