@@ -10,6 +10,8 @@ Which command a claim is about is given by the doc's `##` section (SECTIONS belo
 listed there fails, so that a new one is checked rather than skipped. Every option that has a default of its
 own (not None, not a flag) and a row in an option table must state it there. The parser's help strings say
 `(default N)` too; those are compared the same way.
+
+`make help` gives a verb's variables as VAR=value; those are compared with the Makefile's `VAR ?= value`.
 """
 
 from __future__ import annotations
@@ -200,3 +202,24 @@ def test_help_defaults_are_the_parsers():
                 )
                 checked += 1
     assert checked >= 30
+
+
+# make help's `VAR=value` are the variable's default, except these, which show the kind of value to give.
+MAKE_PLACEHOLDERS = {"MODEL", "TORCH_INDEX"}
+
+
+def test_make_help_defaults_are_the_makefiles():
+    """`make help` writes a verb's variables as VAR=value, the default first where it lists choices
+    (RUN_BACKEND=emulate|cpu|vart): each is the Makefile's `VAR ?= value` where that is not empty."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    defaults = dict(re.findall(r"^([A-Z][A-Z0-9_]*) \?= *(\S*)\s*$", makefile, re.M))
+    helps = " ".join(re.findall(r"^[a-z][a-z-]*:.*## (.*)$", makefile, re.M))
+    checked = 0
+    for name, value in re.findall(r"\b([A-Z][A-Z0-9_]*)=([^\s\])]+)", helps):
+        if not defaults.get(name) or name in MAKE_PLACEHOLDERS:
+            continue
+        assert value.split("|")[0] == defaults[name], (
+            f"make help gives {name}={value}, but the Makefile's default is {name} ?= {defaults[name]}"
+        )
+        checked += 1
+    assert checked >= 6
