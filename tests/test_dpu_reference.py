@@ -3,8 +3,8 @@ out by hand from that code (not from dpupose's rules or its loop reference):
 
 - VART's cpu-runner, the CPU reference of the fixed-point XIR operators, in the public vart tree
   (repository zmaychek84/vart): cpu-runner/src/op/conv2d_fix.cpp and dwconv_fix.cpp (`fix()`),
-  cpu-runner/src/op/concat_fix.cpp, cpu-runner/include/cpu_util.hpp (`DPURound`, the default
-  `round_mode` DPU_ROUND set in cpu-runner/src/cpu_op_base.cpp);
+  cpu-runner/src/op/concat_fix.cpp, cpu-runner/src/op/eltwise_fix.cpp (MUL), cpu-runner/include/cpu_util.hpp
+  (`DPURound`, the default `round_mode` DPU_ROUND set in cpu-runner/src/cpu_op_base.cpp);
 - the same tree's instruction-level DPU simulator for DPUCZDX8G (DPUVersion::DPUV2):
   sim-runner/src/inst/Conv.cpp (`transform()`), Alu.cpp (`transform()` for depthwise conv) and
   Elew.cpp (`Elew<T>::calc()`, the element-wise engine);
@@ -234,6 +234,26 @@ def test_hard_swish_multiplies_by_the_hard_sigmoid_at_fix_point_7():
     assert flat(y) == [64, 126, 11, -5, -6, -3, 0, 0]
     # fp_out 5 (x h / 2**6): 127 -> 252.02 saturates to 127; 16 -> 21.25 -> 21; -16 -> -10.75 -> -11
     assert flat(dpu_ops.hard_swish(col([127, 16, -16]), 4, 5)) == [127, 21, -11]
+
+
+def test_hard_swish_fuses_the_eltwise_engines_relu_before_rounding():
+    # The hard swish's last op is the eltwise engine's mult, and that engine fuses relu (VART's DPUCZDX8G
+    # target factory: eltwise nonlinear relu, elew types add and mult). cpu-runner eltwise_fix.cpp MUL with
+    # nonlinear RELU: tmp = x * h / 2**shift_write, then tmp < 0 -> 0, then round_normal (DPU_ROUND);
+    # sim-runner Elew.cpp calc(): RELU_TYPE_RELU clamps tmp at 0 before DPURound.
+    # fp_in 4, fp_out 4 (x h / 2**7, h at fp 7 as in the test above):
+    # x 64: 63.5 -> 64; x 16: 10.625 -> 11; x 1: h 65 (65.34), 65 / 128 = 0.51 -> 1; x -1: h 63 (62.67),
+    # -63 / 128 = -0.49 -> 0; x -16: -5.375 -> 0; x -24: -6.0 -> 0; x -48: 0; x 127: 126.008 -> 126
+    x = col([64, 16, 1, -1, -16, -24, -48, 127])
+    assert flat(dpu_ops.hard_swish(x, 4, 4)) == [64, 11, 1, 0, -5, -6, 0, 126]
+    assert flat(dpu_ops.hard_swish(x, 4, 4, "relu")) == [64, 11, 1, 0, 0, 0, 0, 126]
+    # fp_out 6 (x h / 2**5): x 16: 42.5 -> 43 (a tie, up); x -1: -1.97 -> 0 with the ReLU, -2 without;
+    # x 1: 2.03 -> 2
+    x6 = col([16, -1, 1])
+    assert flat(dpu_ops.hard_swish(x6, 4, 6)) == [43, -2, 2]
+    assert flat(dpu_ops.hard_swish(x6, 4, 6, "relu")) == [43, 0, 2]
+    with pytest.raises(ValueError, match="fuses none or relu, not 'relu6'"):
+        dpu_ops.hard_swish(x6, 4, 6, "relu6")
 
 
 def test_mul_by_a_constant_is_depthwise_fix_mul():

@@ -393,10 +393,14 @@ def test_a_hard_sigmoid_reading_a_conv_without_a_q_dq_pair_is_not_emulated():
         EmulatorRunner(m.build(7, (1, 2, 4, 4)))
 
 
-def _hard_swish(fp_in, fp_out) -> bytes:
+def _hard_swish(fp_in, fp_out, act: str | None = None, **act_attrs) -> bytes:
     m = Model()
     x = m.input((1, 4, 8, 8), fp_in)
-    m.op("HardSwish", [x])
+    if act is None:
+        m.op("HardSwish", [x])
+    else:  # the activation between the hard swish and its Q: fused
+        m.nodes.append(helper.make_node("HardSwish", [x], ["hswish"], name="hswish"))
+        m.op(act, ["hswish"], **act_attrs)
     return m.build(fp_out, (1, 4, 8, 8))
 
 
@@ -424,6 +428,36 @@ def test_hard_swish_of_3_and_more_is_x_times_127_128():
     model = _hard_swish(4, 4)
     x = {"x0": np.full((1, 8, 8, 4), 127, np.int8)}
     assert np.all(EmulatorRunner(model).run(x)["y"] == 126) and np.all(ort_plain(model, x) == 127)
+
+
+@pytest.mark.parametrize(("fp_in", "fp_out"), [(4, 4), (4, 6), (6, 4)])
+def test_a_relu_after_a_hard_swish_is_the_mults_relu_before_rounding(fp_in, fp_out):
+    # the eltwise engine's mult fuses relu (VART's DPUCZDX8G target factory): max(0, x h) rounded, x h as above
+    model = _hard_swish(fp_in, fp_out, "Relu")
+    x = {"x0": all_int8((1, 8, 8, 4))}
+    y = EmulatorRunner(model).run(x)["y"].astype(np.int64)
+    xi = x["x0"].astype(np.float64)
+    h = np.minimum(np.floor(np.clip(xi * 2.0**-fp_in + 3, 0, 6) * 2731 / 2**14 * 128 + 0.5), 127)
+    v = np.maximum(xi * h * 2.0 ** (fp_out - fp_in - 7), 0)
+    np.testing.assert_array_equal(y, np.clip(np.floor(v + 0.5), -128, 127))
+    assert np.all(y >= 0) and np.any(xi * h < 0)
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    # ONNX Runtime: the hard swish's bound above (a ReLU moves no value further apart)
+    plain = ort_plain(model, x)
+    assert np.all(np.abs(y - plain) <= np.floor(np.abs(xi) * 2.0 ** (fp_out - fp_in) / 128 + 1))
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], plain)
+
+
+def test_other_activations_after_a_hard_swish_are_not_emulated():
+    # the eltwise engine has no other activation: the operator rules put these on the CPU
+    with pytest.raises(NotEmulated, match="a hard swish fuses a ReLU only, not leaky"):
+        EmulatorRunner(_hard_swish(4, 4, "LeakyRelu", alpha=26 / 256))
+    m = Model()
+    x = m.input((1, 4, 8, 8), 4)
+    m.nodes.append(helper.make_node("HardSwish", [x], ["hswish"], name="hswish"))
+    m.op("Clip", ["hswish", m.const("lo", np.array(0.0, np.float32)), m.const("hi", np.array(6.0, np.float32))])
+    with pytest.raises(NotEmulated, match="a hard swish fuses a ReLU only, not relu6"):
+        EmulatorRunner(m.build(4, (1, 4, 8, 8)))
 
 
 def test_other_hard_swishes_are_not_emulated():

@@ -48,7 +48,10 @@ confirmed with `dpupose deploy-check` on board dumps.
   conv without bias, which gives the same integers): DPURound(x c * 2**(fp_out - fp_in - fp_c)), saturated,
   an activation as after a conv (`mul_const`).
 - hard swish (the Vitis AI quantizer's hswish, exported to XIR as hard-sigmoid-fix at fix point 7 and a
-  mul): x times that hard sigmoid at fp 7, DPURound of the product / 2**(fp_in + 7 - fp_out), saturated.
+  mul, the eltwise engine's mult): x times that hard sigmoid at fp 7, the fused ReLU if one follows (the
+  eltwise engine's only activation, VART's DPUCZDX8G target factory) before rounding, DPURound of the
+  product / 2**(fp_in + 7 - fp_out), saturated (VART's cpu-runner eltwise-fix MUL with nonlinear RELU,
+  its simulator's DPUCZDX8G Elew mult with RELU_TYPE_RELU).
 
 Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
 prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
@@ -70,6 +73,7 @@ import math
 import numpy as np
 
 ACTIVATIONS = ("none", "relu", "relu6", "leaky")
+ELTWISE_ACTIVATIONS = ("none", "relu")  # the DPUCZDX8G eltwise engine's nonlinear types: relu only
 LEAKY_NUMERATOR = 26  # LeakyReLU slope 26 / 2**8
 LEAKY_SHIFT = 8
 RELU6_CAP = 6 << 4  # ReLU6 ceiling in output steps, applied when fp_out <= 4
@@ -525,13 +529,16 @@ def hard_sigmoid(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
 HSWISH_SIGMOID_FP = 7  # a hard swish's hard sigmoid is fixed at 2**-7 (bit width - 1) before the product
 
 
-def hard_swish(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
+def hard_swish(x: np.ndarray, fp_in: int, fp_out: int, act: str = "none") -> np.ndarray:
     """Hard swish as the Vitis AI quantizer computes and exports it (vai_q_pytorch's Hardswish, its XIR
     hswish: hard-sigmoid-fix fixed at position 7, half up, then a mul): h = hard_sigmoid(x, fp_in, 7),
-    then cpu_task's MUL, out = saturate(DPURound(x h / 2**(fp_in + 7 - fp_out))). h tops out at 127/128, so
-    for x >= 3 the result is x * 127/128, not x."""
+    then the eltwise engine's mult (VART's cpu-runner eltwise-fix MUL, its simulator's Elew mult),
+    out = saturate(DPURound(act(x h / 2**(fp_in + 7 - fp_out)))), act "none" or the ReLU that engine
+    fuses. h tops out at 127/128, so for x >= 3 the result is x * 127/128, not x."""
+    if act not in ELTWISE_ACTIVATIONS:
+        raise ValueError(f"a hard swish's mult fuses {' or '.join(ELTWISE_ACTIVATIONS)}, not {act!r}")
     h = hard_sigmoid(x, fp_in, HSWISH_SIGMOID_FP)
-    return saturate_int8(round_shift(x.astype(np.int64) * h, fp_in + HSWISH_SIGMOID_FP - fp_out))
+    return requantize(x.astype(np.int64) * h, fp_in + HSWISH_SIGMOID_FP - fp_out, act, fp_out)
 
 
 def mul_const(x: np.ndarray, c: np.ndarray, fp_in: int, fp_c: int, fp_out: int, act: str = "none") -> np.ndarray:

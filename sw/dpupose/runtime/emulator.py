@@ -145,7 +145,7 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         assert step.weight is not None and step.fp_w is not None
         return dpu_ops.mul_const(xs[0], step.weight, step.fps_in[0], step.fp_w, step.fp_out, step.act)
     if step.kind == "hswish":
-        return dpu_ops.hard_swish(xs[0], step.fps_in[0], step.fp_out)
+        return dpu_ops.hard_swish(xs[0], step.fps_in[0], step.fp_out, step.act)
     if step.kind == "concat":
         return dpu_ops.concat(xs, step.fps_in, step.fp_out, nhwc_axis(step.attrs["axis"], xs[0].ndim))
     raise ValueError(f"unknown step kind {step.kind!r}")

@@ -49,7 +49,7 @@ class NotEmulated(ModelFileError):
 EMULATED = (
     "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
     "average pools, pixel shuffles, Muls by a scalar or per-channel constant, and hard sigmoids and hard swishes "
-    "of a dequantized activation"
+    "(and a ReLU after one) of a dequantized activation"
 )
 
 
@@ -299,8 +299,9 @@ class _Parser:
 
     def hard_sigmoid(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
         """A hard sigmoid or hard swish of a dequantized activation (XIR hard-sigmoid-fix, the ALU's
-        hsigmoid; a hard swish multiplies its input by that at fix point 7): the DPU's relu6(x + 3) / 6, at
-        the fix points `dpu_ops.hard_sigmoid` and `dpu_ops.hard_swish` emulate."""
+        hsigmoid; a hard swish multiplies its input by that at fix point 7 on the eltwise engine, which
+        fuses a ReLU that follows): the DPU's relu6(x + 3) / 6, at the fix points `dpu_ops.hard_sigmoid`
+        and `dpu_ops.hard_swish` emulate."""
         op = f"{node.op_type} {node.name or node.outputs[0]!r}"
         swish = node.op_type == "HardSwish"
         what = "hard swish" if swish else "hard sigmoid"
@@ -313,8 +314,13 @@ class _Parser:
                 "factory); its ALU hsigmoid reads its input at a fix point (hsigmoid_in) that only a "
                 "QuantizeLinear/DequantizeLinear pair before it states; put one between them"
             )
-        if act != "none":
+        if not swish and act != "none":
             raise NotEmulated(f"{where}: the emulator does not run {node.op_type} with activation {act}")
+        if swish and act not in dpu_ops.ELTWISE_ACTIVATIONS:
+            raise NotEmulated(
+                f"{where}: a hard swish fuses a ReLU only, not {act} (its last op is the eltwise engine's mult, whose "
+                "only activation is relu: VART's DPUCZDX8G target factory)"
+            )
         if not swish:
             alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
             if not dpu_ops.is_hard_sigmoid(alpha, beta):
@@ -332,7 +338,7 @@ class _Parser:
                 f"{op}: output fix point {fp_out}: the emulator runs a hard sigmoid to output fix points of "
                 f"{dpu_ops.HSIGMOID_MIN_FP_OUT} or more (below, Xilinx's references disagree on the cap at 1)"
             )
-        return Step("hswish" if swish else "hsigmoid", out, fp_out, [src], [fp], label)
+        return Step("hswish" if swish else "hsigmoid", out, fp_out, [src], [fp], label, act)
 
     def pool_attrs(self, node: Node, where: str) -> dict:
         """kernel, stride and pads (top, left, bottom, right) of a 2-D pool the emulator runs: explicit pads
