@@ -9,8 +9,9 @@ out by hand from that code (not from dpupose's rules or its loop reference):
   sim-runner/src/inst/Conv.cpp (`transform()`), Alu.cpp (`transform()` for depthwise conv) and
   Elew.cpp (`Elew<T>::calc()`, the element-wise engine);
 - Vitis AI's cpu_task, the Vitis AI Library's CPU implementations of XIR ops (Xilinx/Vitis-AI,
-  src/vai_library/cpu_task/ops): hard-sigmoid-fix/hard-sigmoid-fix.cpp, depthwise-fix/depthwise-fix.cpp
-  and eltwise-fix/eltwise-fix.cpp (MUL); the Vitis AI quantizer's hard swish in the same repository
+  src/vai_library/cpu_task/ops): hard-sigmoid-fix/hard-sigmoid-fix.cpp and depthwise-fix/depthwise-fix.cpp
+  (MUL; its eltwise-fix MUL scales a product by 2**(fp_out - max(0, fp_a, fp_b)), not the product's scale
+  2**(fp_out - fp_a - fp_b), and is not followed); the Vitis AI quantizer's hard swish in the same repository
   (vai_q_pytorch's nn/modules/hardswish.py and nndct_shared/compile/xop_creator.py);
 - the eltwise engine's activation set of DPUCZDX8G IP v4: Xilinx/Vitis-AI v2.5,
   src/Vitis-AI-Runtime/VART/target_factory/src/create_target_DPUCZDX8G_ISA1.cpp (ReLU only).
@@ -225,7 +226,7 @@ def test_hard_swish_multiplies_by_the_hard_sigmoid_at_fix_point_7():
     # Vitis AI quantizer: vai_q_pytorch's deephi_Hardswish (relu6(x + 3) * 2731 / 2**14 fake-quantized at
     # scale 128, method 2 = half up, times x, quantized at the output) and its XIR export
     # (nndct_shared/compile/xop_creator.py hswish: hard-sigmoid, a fix at bit_width - 1 = 7 with DPU_ROUND,
-    # then a mul); the mul as cpu_task depthwise-fix / eltwise-fix MUL: fix(a * b * 2**(fp_out - fp_a - fp_b)).
+    # then a mul); the mul as cpu-runner eltwise-fix MUL: fix(a * b * 2**(fp_out - fp_a - fp_b)).
     # fp_in 4, fp_out 4: h as in the hard sigmoid test (fp 7), then x h / 2**7:
     # x 64 (4.0): h 127, 8128 / 128 = 63.5 -> 64 (a tie, up); x 127: 16129 / 128 = 126.008 -> 126, not 127;
     # x 16: h 85, 10.625 -> 11; x -16: h 43 (42.67), -688 / 128 = -5.375 -> -5; x -24: h 32 (32.004),
@@ -269,3 +270,25 @@ def test_mul_by_a_constant_is_depthwise_fix_mul():
     x = col([2, -2, 6, -6, 1])
     assert flat(dpu_ops.mul_const(x, np.array([3], np.int8), 5, 2, 5)) == [2, -1, 5, -4, 1]
     assert flat(dpu_ops.mul_const(x, np.array([3], np.int8), 5, 2, 5, "relu")) == [2, 0, 5, 0, 1]
+
+
+def test_mul_of_two_activations_is_the_eltwise_engines_mult():
+    # cpu-runner eltwise_fix.cpp MUL: shift_read 0, shift_write = fp_a + fp_b - fp_out; tmp = floor(4 a) *
+    # floor(4 b) = 16 a b, tmp /= 2**shift_write, tmp /= 4**2, then the nonlinear (RELU: tmp < 0 -> 0), then
+    # round_normal (DPU_ROUND). sim-runner Elew.cpp calc() (DPUV2, elew_type mult, num 2): the same product of
+    # floor(x * 4 / 2**shift_read) terms, times the shift_write factor, / 16, RELU, DPURound.
+    # a at fp 4, b at fp 3, out at fp 5 (shift_write 2, a b / 4):
+    # 15 / 4 = 3.75 -> 4; -3.75 -> -4; 6 / 4 = 1.5 -> 2; -1.5 -> -1 (a negative tie, up); 16129 / 4 -> 127;
+    # -16256 / 4 -> -128; -200 / 4 = -50; -3 / 4 = -0.75 -> -1
+    a = col([5, -5, 6, -6, 127, -128, 100, 3])
+    b = col([3, 3, 1, 1, 127, 127, -2, -1])
+    assert flat(dpu_ops.eltwise_mul(a, b, 4, 3, 5)) == [4, -4, 2, -1, 127, -128, -50, -1]
+    # with the eltwise engine's ReLU (its only activation: VART's DPUCZDX8G target factory): negatives 0
+    assert flat(dpu_ops.eltwise_mul(a, b, 4, 3, 5, "relu")) == [4, 0, 2, 0, 127, 0, 0, 0]
+    # fp 6 and 7 to fp 2 (shift_write 11, a b / 2048): 2032 -> 0.99 -> 1; -2048 -> -1; 1024 -> 0.5 -> 1;
+    # -1024 -> -0.5 -> 0
+    assert flat(dpu_ops.eltwise_mul(col([127, -128, 64, -64]), col([16] * 4), 6, 7, 2)) == [1, -1, 1, 0]
+    # fp 1 and 1 to fp 4 (shift_write -2, a b * 4): 60, -60, 160 -> 127, 0
+    assert flat(dpu_ops.eltwise_mul(col([3, -3, 20, 0]), col([5, 5, 2, 7]), 1, 1, 4)) == [60, -60, 127, 0]
+    with pytest.raises(ValueError, match="fuses none or relu, not 'leaky'"):
+        dpu_ops.eltwise_mul(a, b, 4, 3, 5, "leaky")

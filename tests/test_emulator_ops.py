@@ -7,6 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from dpupose.errors import ModelFileError
 from dpupose.quant.torch_ref import TorchQdqReference
 from dpupose.runtime.emulator import EmulatorRunner, QdqOrtRunner
 from dpupose.runtime.qdq_graph import NotEmulated
@@ -525,13 +526,49 @@ def test_a_mul_by_another_constant_is_not_emulated(shape, message):
         EmulatorRunner(_mul(np.ones(shape, np.int8), 4, 6, 4))
 
 
-def test_a_mul_of_two_activations_is_not_emulated():
+def _mul2(fp0: int, fp1: int, fp_out: int, act: str | None = None, shape1=(1, 4, 16, 16), **act_attrs) -> bytes:
     m = Model()
-    a, b = m.input((1, 2, 4, 4), 4), m.input((1, 2, 4, 4), 4)
-    m.op("Mul", [a, b])
-    with pytest.raises(NotEmulated, match=r"runs a Mul of an activation by a constant only \(an int8 initializer"):
-        EmulatorRunner(m.build(4, (1, 2, 4, 4)))
+    a, b = m.input((1, 4, 16, 16), fp0), m.input(shape1, fp1)
+    if act is None:
+        m.op("Mul", [a, b])
+    else:
+        m.nodes.append(helper.make_node("Mul", [a, b], ["mul"], name="mul"))
+        m.op(act, ["mul"], **act_attrs)
+    return m.build(fp_out, (1, 4, 16, 16))
+
+
+@pytest.mark.parametrize(
+    ("fp0", "fp1", "fp_out", "act"),
+    [(4, 3, 5, None), (6, 7, 2, None), (1, 1, 4, None), (5, 2, 3, None), (4, 4, 4, "Relu")],
+)
+def test_mul_of_two_activations_is_onnx_runtime_s_but_at_ties(fp0, fp1, fp_out, act):
+    model = _mul2(fp0, fp1, fp_out, act)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, seed=fp0 + fp1)
+    x["x0"] = np.ascontiguousarray(np.repeat(all_int8((1, 16, 16, 1)), 4, axis=3))  # each value against others
+    y = emu.run(x)["y"].astype(np.int64)
+    # the eltwise engine's mult: a b * 2**(fp_out - fp0 - fp1), the ReLU before rounding, half up, saturated
+    v = x["x0"].astype(np.float64) * x["x1"].astype(np.float64) * 2.0 ** (fp_out - fp0 - fp1)
+    if act == "Relu":
+        v = np.maximum(v, 0)
+    np.testing.assert_array_equal(y, np.clip(np.floor(v + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, x, [fp0, fp1]), y)
+    # ONNX Runtime's product is exact (15 bits): it rounds the same values, ties to even, which the fast
+    # path's offsets round up
+    np.testing.assert_array_equal(ort_plain(model, x), np.clip(np.rint(v), -128, 127))
+    assert fp_out - fp0 - fp1 >= 0 or np.any(v - np.floor(v) == 0.5)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+def test_other_muls_of_two_activations_are_not_emulated():
+    # the eltwise engine fuses ReLU only (the operator rules put the others on the CPU)
+    with pytest.raises(NotEmulated, match="a Mul of two activations fuses a ReLU only, not leaky"):
+        EmulatorRunner(_mul2(4, 4, 4, "LeakyRelu", alpha=26 / 256))
+    # shapes that broadcast: the DPU multiplies equal shapes (the rules put it on the CPU); known at run time
+    emu = EmulatorRunner(_mul2(4, 4, 4, shape1=(1, 1, 16, 16)))
+    with pytest.raises(ModelFileError, match=r"DPU step emul at 'y_float': .* the DPU multiplies equal shapes; run"):
+        emu.run(feeds(emu))
     m = Model()  # a float constant, not quantized
     m.op("Mul", [m.input((1, 2, 4, 4), 4), m.const("c", np.array(0.5, np.float32))])
-    with pytest.raises(NotEmulated, match="runs a Mul of an activation by a constant only"):
+    with pytest.raises(NotEmulated, match="runs a Mul of an activation by a constant .* or of two dequantized"):
         EmulatorRunner(m.build(4, (1, 2, 4, 4)))

@@ -141,7 +141,7 @@ class TorchQdqReference:
                 x = env[node.input[0]]
                 h = torch.clamp(x + 3.0, 0.0, 6.0) * (HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT)
                 env[node.output[0]] = x * torch.clamp(torch.floor(h * 128 + 0.5), max=127) / 128
-            elif op == "Mul":  # by a constant: int8 values times powers of two, exact
+            elif op == "Mul":  # by a constant or of two activations: int8 values times powers of two, exact
                 env[node.output[0]] = env[node.input[0]] * env[node.input[1]]
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))

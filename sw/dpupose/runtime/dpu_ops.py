@@ -47,11 +47,14 @@ confirmed with `dpupose deploy-check` on board dumps.
 - Mul by a scalar or per-channel constant (cpu_task depthwise-fix MUL; the DPU runs it as a 1 x 1 depthwise
   conv without bias, which gives the same integers): DPURound(x c * 2**(fp_out - fp_in - fp_c)), saturated,
   an activation as after a conv (`mul_const`).
+- element-wise Mul of two activations (the eltwise engine's mult; VART's DPUCZDX8G target factory: elew
+  types add and mult, nonlinear type relu only): the exact product a b, the fused ReLU if one follows
+  before rounding, DPURound of a b / 2**(fp_a + fp_b - fp_out), saturated (VART's cpu-runner eltwise-fix
+  MUL, shift_read 0 and shift_write fp_a + fp_b - fp_out, and its simulator's DPUCZDX8G Elew mult, which
+  agree; Vitis AI's cpu_task eltwise-fix MUL scales the product by 2**(fp_out - max(0, fp_a, fp_b)),
+  which is that only when both fix points are 0 or less, and is not followed).
 - hard swish (the Vitis AI quantizer's hswish, exported to XIR as hard-sigmoid-fix at fix point 7 and a
-  mul, the eltwise engine's mult): x times that hard sigmoid at fp 7, the fused ReLU if one follows (the
-  eltwise engine's only activation, VART's DPUCZDX8G target factory) before rounding, DPURound of the
-  product / 2**(fp_in + 7 - fp_out), saturated (VART's cpu-runner eltwise-fix MUL with nonlinear RELU,
-  its simulator's DPUCZDX8G Elew mult with RELU_TYPE_RELU).
+  mul): x times that hard sigmoid at fp 7 as the element-wise Mul above (with its ReLU if one follows).
 
 Computation (how, not what: every output integer is the one of the int64 rules above). `ConvKernel`
 prepares a convolution once (a runner does so per step when it loads the file) and runs it as float
@@ -535,10 +538,20 @@ def hard_swish(x: np.ndarray, fp_in: int, fp_out: int, act: str = "none") -> np.
     then the eltwise engine's mult (VART's cpu-runner eltwise-fix MUL, its simulator's Elew mult),
     out = saturate(DPURound(act(x h / 2**(fp_in + 7 - fp_out)))), act "none" or the ReLU that engine
     fuses. h tops out at 127/128, so for x >= 3 the result is x * 127/128, not x."""
-    if act not in ELTWISE_ACTIVATIONS:
-        raise ValueError(f"a hard swish's mult fuses {' or '.join(ELTWISE_ACTIVATIONS)}, not {act!r}")
     h = hard_sigmoid(x, fp_in, HSWISH_SIGMOID_FP)
-    return requantize(x.astype(np.int64) * h, fp_in + HSWISH_SIGMOID_FP - fp_out, act, fp_out)
+    return eltwise_mul(x, h, fp_in, HSWISH_SIGMOID_FP, fp_out, act)
+
+
+def eltwise_mul(a: np.ndarray, b: np.ndarray, fp_a: int, fp_b: int, fp_out: int, act: str = "none") -> np.ndarray:
+    """eltwise-fix MUL of two int8 tensors of one shape, the eltwise engine's mult (VART's cpu-runner
+    eltwise-fix: shift_read 0, shift_write = fp_a + fp_b - fp_out; its simulator's DPUCZDX8G Elew mult):
+    the exact product, act ("none" or the engine's ReLU) before rounding, then
+    saturate(DPURound(a b / 2**(fp_a + fp_b - fp_out)))."""
+    if act not in ELTWISE_ACTIVATIONS:
+        raise ValueError(f"the eltwise engine's mult fuses {' or '.join(ELTWISE_ACTIVATIONS)}, not {act!r}")
+    if a.shape != b.shape:
+        raise ValueError(f"an element-wise Mul of shapes {a.shape} and {b.shape}: the DPU multiplies equal shapes")
+    return requantize(a.astype(np.int64) * b.astype(np.int64), fp_a + fp_b - fp_out, act, fp_out)
 
 
 def mul_const(x: np.ndarray, c: np.ndarray, fp_in: int, fp_c: int, fp_out: int, act: str = "none") -> np.ndarray:

@@ -52,6 +52,7 @@ RUN_STEP_KINDS = (
     "hsigmoid",
     "hswish",
     "mul",
+    "emul",
 )
 
 
@@ -144,6 +145,8 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     if step.kind == "mul":
         assert step.weight is not None and step.fp_w is not None
         return dpu_ops.mul_const(xs[0], step.weight, step.fps_in[0], step.fp_w, step.fp_out, step.act)
+    if step.kind == "emul":
+        return dpu_ops.eltwise_mul(xs[0], xs[1], step.fps_in[0], step.fps_in[1], step.fp_out, step.act)
     if step.kind == "hswish":
         return dpu_ops.hard_swish(xs[0], step.fps_in[0], step.fp_out, step.act)
     if step.kind == "concat":
@@ -158,6 +161,8 @@ def _grid(step: Step) -> int:
         g = step.fps_in[0] + step.fp_w
         if step.fp_b is not None:
             g = max(g, step.fp_b)
+    elif step.kind == "emul":  # a product of two activations: on the grid of the sum of their fix points
+        g = sum(step.fps_in)
     else:
         g = max(step.fps_in)
     return g + 7 if step.act == "leaky" else g  # slope 26/256 = 13/2**7 (after a conv or an add)

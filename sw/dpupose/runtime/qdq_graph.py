@@ -8,7 +8,7 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish / Mul by a constant (or a bare
+Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish / Mul (or a bare
 DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
 named by the Q node's int8 output.
 """
@@ -48,8 +48,8 @@ class NotEmulated(ModelFileError):
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
     "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
-    "average pools, pixel shuffles, Muls by a scalar or per-channel constant, and hard sigmoids and hard swishes "
-    "(and a ReLU after one) of a dequantized activation"
+    "average pools, pixel shuffles, Muls by a scalar or per-channel constant, element-wise Muls of two activations, "
+    "and hard sigmoids and hard swishes (and a ReLU after one) of a dequantized activation"
 )
 
 
@@ -277,14 +277,23 @@ class _Parser:
 
     def mul(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
         """A Mul of a dequantized activation by an int8 constant behind its DequantizeLinear: one value, or
-        one per channel (shape [C, 1, 1] or [1, C, 1, 1]); `dpu_ops.mul_const`."""
+        one per channel (shape [C, 1, 1] or [1, C, 1, 1]); `dpu_ops.mul_const`. Or of two dequantized
+        activations, the eltwise engine's mult (with the ReLU it fuses); `dpu_ops.eltwise_mul`."""
         op = f"Mul {node.name or node.outputs[0]!r}"
         consts = [t for t in node.inputs if t in self.const_dq]
         acts = [t for t in node.inputs if t not in self.const_dq]
+        if len(node.inputs) == 2 and all(t in self.act_dq for t in acts) and not consts:
+            if act not in dpu_ops.ELTWISE_ACTIVATIONS:
+                raise NotEmulated(
+                    f"{op}: a Mul of two activations fuses a ReLU only, not {act} (the eltwise engine's only "
+                    "activation: VART's DPUCZDX8G target factory)"
+                )
+            srcs = [self.act_dq[t] for t in acts]
+            return Step("emul", out, fp_out, [s for s, _ in srcs], [f for _, f in srcs], label, act)
         if len(node.inputs) != 2 or len(consts) != 1:
             raise NotEmulated(
-                f"{op}: the emulator runs a Mul of an activation by a constant only (an int8 initializer behind a "
-                "DequantizeLinear)"
+                f"{op}: the emulator runs a Mul of an activation by a constant (an int8 initializer behind a "
+                "DequantizeLinear) or of two dequantized activations only"
             )
         c, fp_c = self.const_dq[consts[0]]
         shape = tuple(c.shape)
