@@ -17,7 +17,8 @@
   emulator runs; the Q/DQ pair before it gives its input's fix point, as `dpupose quantize` writes it);
 - "hswish_fused": conv2 -> HardSwish with no Q/DQ pair between (the DPU fuses no hard activation, and its
   input fix point is not stated: conv2 and the hard swish run on the CPU);
-- "bilinear": a bilinear Resize x2 of c1 (a DPU op that the emulator does not run), conv2 then stride 2;
+- "bilinear": a bilinear Resize x2 of c1 given by its output `sizes` (a DPU op that the emulator does not
+  run: it takes a resize by constant scales), conv2 then stride 2;
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
 Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
 """
@@ -105,8 +106,8 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     elif middle == "requant":
         x = b.qdq(x, FP["rq"], "rq")
     elif middle == "bilinear":
-        b.const("mid_scales", np.array([1, 1, 2, 2], np.float32))
-        b.node("Resize", [x, "", "mid_scales"], "up_float", name="mid/resize", mode="linear")
+        b.const("mid_sizes", np.array([1, 8, S, S], np.int64))
+        b.node("Resize", [x, "", "", "mid_sizes"], "up_float", name="mid/resize", mode="linear")
         x = b.qdq("up_float", FP["c1"], "up")
     y = b.conv(x, "conv2", 8, 8, 2 if middle == "bilinear" else 1, rng)
     if middle == "hswish_fused":

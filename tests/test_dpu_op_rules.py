@@ -13,6 +13,7 @@ from dpupose.dpu.ops import (
     ALU_ENGINE,
     CONV_ENGINE,
     ELTWISE_ENGINE,
+    LINEAR_RESIZE_ENGINE,
     GraphInfo,
     activation_support,
     dpu_support,
@@ -149,7 +150,29 @@ def test_eltwise_pools_resize_concat_and_the_rest():
     ok, why = dpu_support(lin3, info(up), CFG)
     assert not ok and "scale 3x3" in why
     lin2 = helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="linear")
-    assert dpu_support(lin2, info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 8)}), CFG)[0]
+    assert dpu_support(lin2, info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 8)}), CFG) == (
+        True,
+        "Resize bilinear x2 (transposed depthwise conv, ALU engine)",
+    )
+    # vai_q_pytorch's DPU op filter (after the compiler's partition pass): with half-pixel centres 2 or 4,
+    # without (asymmetric) 2, 4 or 8; other mappings and unequal scales on the CPU; no activation fused
+    x8 = info({"a": (1, 8, 2, 2), "y": (1, 8, 16, 16)})
+    ok, why = dpu_support(lin2, x8, CFG)
+    assert not ok and why == "bilinear Resize at scale 8x8 (only 2, 4 with half_pixel, the same on H and W)"
+    asym = helper.make_node(
+        "Resize", ["a", "", "sc"], ["y"], mode="linear", coordinate_transformation_mode="asymmetric"
+    )
+    assert dpu_support(asym, x8, CFG)[0]
+    crop = helper.make_node(
+        "Resize", ["a", "", "sc"], ["y"], mode="linear", coordinate_transformation_mode="tf_crop_and_resize"
+    )
+    ok, why = dpu_support(crop, info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 8)}), CFG)
+    assert not ok and "coordinate_transformation_mode 'tf_crop_and_resize'" in why
+    assert not dpu_support(lin2, info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 16)}), CFG)[0]
+    gi = info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 8)})
+    assert engine_of(lin2, gi) == LINEAR_RESIZE_ENGINE and engine_of(near, gi) == ALU_ENGINE
+    ok, why = activation_support(helper.make_node("Relu", ["y"], ["z"]), LINEAR_RESIZE_ENGINE, CFG, gi)
+    assert not ok and "Relu after a bilinear Resize: the compiler runs that as a transposed depthwise conv" in why
     corners = helper.make_node(
         "Resize", ["a", "", "sc"], ["y"], mode="nearest", coordinate_transformation_mode="align_corners"
     )

@@ -13,6 +13,9 @@ out by hand from that code (not from dpupose's rules or its loop reference):
   (MUL; its eltwise-fix MUL scales a product by 2**(fp_out - max(0, fp_a, fp_b)), not the product's scale
   2**(fp_out - fp_a - fp_b), and is not followed); the Vitis AI quantizer's hard swish in the same repository
   (vai_q_pytorch's nn/modules/hardswish.py and nndct_shared/compile/xop_creator.py);
+- VART's cpu-runner cpu-runner/src/op/resize.cpp (BILINEAR) and resize_fix.cpp (upsample-fix), for the
+  bilinear resize that the Vitis AI quantizer's DPU op filter (Xilinx/Vitis-AI, src/vai_quantizer/
+  vai_q_pytorch/pytorch_binding/pytorch_nndct/hardware/dpu_op_filter.py) puts on the DPU;
 - the eltwise engine's activation set of DPUCZDX8G IP v4: Xilinx/Vitis-AI v2.5,
   src/Vitis-AI-Runtime/VART/target_factory/src/create_target_DPUCZDX8G_ISA1.cpp (ReLU only).
 
@@ -292,3 +295,27 @@ def test_mul_of_two_activations_is_the_eltwise_engines_mult():
     assert flat(dpu_ops.eltwise_mul(col([3, -3, 20, 0]), col([5, 5, 2, 7]), 1, 1, 4)) == [60, -60, 127, 0]
     with pytest.raises(ValueError, match="fuses none or relu, not 'leaky'"):
         dpu_ops.eltwise_mul(a, b, 4, 3, 5, "leaky")
+
+
+def test_bilinear_resize_is_the_cpu_runners_float_mix_rounded():
+    # cpu-runner resize.cpp BILINEAR (registered as upsample-fix by resize_fix.cpp): scale = in / out, source
+    # in = (o + 0.5) * scale - 0.5 with half_pixel_centers, else o * scale; lower = max(floor(in), 0), upper =
+    # min(ceil(in), in - 1), lerp = in - floor(in); top = tl + (tr - tl) * x_lerp, the same for bottom, then
+    # top + (bottom - top) * y_lerp; resize_fix.cpp fix(): round_normal(DPU_ROUND, out * 2**(fp_out - fp_in)).
+    # One row [-3, 5], x2 with half-pixel centres: in = -0.25, 0.25, 0.75, 1.25 -> -3 (both 0), -3 + 8 * 0.25
+    # = -1, -3 + 8 * 0.75 = 3, 5 (both 1); at fp_out = fp_in - 1 (/ 2): -1.5 -> -1, -0.5 -> 0, 1.5 -> 2, 2.5 -> 3
+    y = dpu_ops.resize_bilinear(col([-3, 5]), 2, True, 4, 3)
+    assert flat(y[:, 0]) == [-1, 0, 2, 3] and flat(y[:, 1]) == flat(y[:, 0])  # one input row: rows repeat
+    # [0, 16, -16] x4 without half-pixel centres: in = o / 4, lerp 0, .25, .5, .75: 0, 4, 8, 12, 16, 8, 0, -8,
+    # -16, then in 2.25... -> both 2: -16; at fp_out = fp_in - 3 (/ 8): 0, 0.5 -> 1, 1, 1.5 -> 2, 2, 1, 0, -1,
+    # -2, -2, -2, -2
+    y = dpu_ops.resize_bilinear(col([0, 16, -16]), 4, False, 4, 1)
+    assert flat(y[:, 0]) == [0, 1, 1, 2, 2, 1, 0, -1, -2, -2, -2, -2]
+    # 2x2 [[0, 16], [32, 48]] x2, half-pixel: weights 0, .25, .75, 1 per axis, out = 32 w_row + 16 w_col:
+    # row 1: 8, 12, 20, 24; / 8 (fp_out = fp_in - 3): 1, 1.5 -> 2, 2.5 -> 3, 3
+    x = np.array([[0, 16], [32, 48]], dtype=np.int8).reshape(1, 2, 2, 1)
+    assert flat(dpu_ops.resize_bilinear(x, 2, True, 4, 4)[0, 1]) == [8, 12, 20, 24]
+    assert flat(dpu_ops.resize_bilinear(x, 2, True, 4, 1)[0, 1]) == [1, 2, 3, 3]
+    # the scales vai_q_pytorch's DPU op filter lets through: 2 or 4 with half-pixel centres, 2, 4 or 8 without
+    with pytest.raises(ValueError, match="the DPU's is by"):
+        dpu_ops.resize_bilinear(x, 8, True, 4, 4)

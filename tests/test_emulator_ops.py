@@ -2,6 +2,8 @@
 within the rounding each rule implies (the integers themselves are checked by hand in
 tests/test_dpu_reference.py)."""
 
+from fractions import Fraction
+
 import numpy as np
 import onnx
 import pytest
@@ -182,7 +184,15 @@ def test_nearest_resize_with_a_fix_point_change_rounds_as_the_dpu():
         ([1, 1, 2, 2], {"coordinate_transformation_mode": "half_pixel", "nearest_mode": "floor"}, "floor"),
         ([1, 1, 1.5, 1.5], {}, "a whole number of times"),
         ([1, 2, 2, 2], {}, "a whole number of times"),
-        ([1, 1, 2, 2], {"mode": "linear"}, "nearest-neighbour resizes only"),
+        ([1, 1, 2, 2], {"mode": "cubic"}, "nearest-neighbour and bilinear resizes, not mode 'cubic'"),
+        (
+            [1, 1, 8, 8],
+            {"mode": "linear"},
+            "scales 8x8: the DPU's bilinear resize with half-pixel centres is by 2 or 4",
+        ),
+        ([1, 1, 3, 3], {"mode": "linear", "coordinate_transformation_mode": "asymmetric"}, "is by 2 or 4 or 8"),
+        ([1, 1, 2, 4], {"mode": "linear"}, "scales 2x4: .* the same on H and W"),
+        ([1, 1, 2, 2], {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, "'align_corners' is not"),
     ],
 )
 def test_other_resizes_are_not_emulated(scales, attrs, message):
@@ -192,6 +202,88 @@ def test_other_resizes_are_not_emulated(scales, attrs, message):
     model = m.build(4, (1, int(2 * scales[1]), int(4 * scales[2]), int(4 * scales[3])))
     with pytest.raises(NotEmulated, match=message):
         EmulatorRunner(model)
+
+
+def _bilinear(fp_in, fp_out, s, opset=OPSET, act=None, **attrs) -> bytes:
+    m = Model()
+    x = m.input((1, 3, 4, 5), fp_in)
+    scales = [m.const("scales", np.array([1, 1, s, s], np.float32))]
+    inputs = [x] + ([""] if opset >= 11 else []) + scales
+    if act is None:
+        m.op("Resize", inputs, mode="linear", **attrs)
+    else:
+        m.nodes.append(helper.make_node("Resize", inputs, ["up"], name="up", mode="linear", **attrs))
+        m.op(act, ["up"])
+    return m.build(fp_out, (1, 3, 4 * s, 5 * s), opset)
+
+
+def _bilinear_closed_form(x: np.ndarray, s: int, half_pixel: bool) -> np.ndarray:
+    """ONNX Resize linear (and the cpu-runner's BILINEAR) in exact rationals, loop by loop: source coordinate
+    (o + 1/2) / s - 1/2 or o / s, its two neighbours clamped to the input, weighted by the fraction."""
+
+    def taps(n):
+        out = []
+        for o in range(n * s):
+            src = (Fraction(2 * o + 1, 2 * s) - Fraction(1, 2)) if half_pixel else Fraction(o, s)
+            low = src.numerator // src.denominator
+            out.append((min(max(low, 0), n - 1), min(max(low + 1, 0), n - 1), src - low))
+        return out
+
+    _, h, w, c = x.shape
+    y = np.empty((1, h * s, w * s, c), dtype=object)
+    for i, (t, b, fy) in enumerate(taps(h)):
+        for j, (left, r, fx) in enumerate(taps(w)):
+            top = x[0, t, left] * (1 - fx) + x[0, t, r] * fx
+            bottom = x[0, b, left] * (1 - fx) + x[0, b, r] * fx
+            y[0, i, j] = top * (1 - fy) + bottom * fy
+    return y
+
+
+@pytest.mark.parametrize(
+    ("fp_in", "fp_out", "s", "attrs"),
+    [
+        (4, 4, 2, {}),  # ONNX's default, half_pixel: PyTorch's align_corners=False too
+        (4, 2, 2, {"coordinate_transformation_mode": "pytorch_half_pixel"}),
+        (5, 3, 4, {}),
+        (4, 5, 4, {}),  # a finer output: no ties
+        (4, 1, 8, {"coordinate_transformation_mode": "asymmetric"}),
+        (3, 3, 2, {"coordinate_transformation_mode": "asymmetric"}),
+    ],
+)
+def test_bilinear_resize_is_the_exact_mix_rounded_half_up(fp_in, fp_out, s, attrs):
+    model = _bilinear(fp_in, fp_out, s, **attrs)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, s + fp_out)
+    y = emu.run(x)["y"].astype(np.int64)
+    half = attrs.get("coordinate_transformation_mode", "half_pixel") != "asymmetric"
+    v = _bilinear_closed_form(x["x0"].astype(np.int64), s, half) * 2 ** (fp_out - fp_in)
+    expected = np.vectorize(lambda q: min(max((q + Fraction(1, 2)).__floor__(), -128), 127))(v)
+    np.testing.assert_array_equal(y, expected.astype(np.int64))
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    # ONNX Runtime's interpolation is exact for these power-of-two fractions: it rounds the same values,
+    # ties to even, which the fast path's offsets round up
+    even = np.vectorize(lambda q: min(max(round(q), -128), 127))(v)  # Python's round: ties to even
+    np.testing.assert_array_equal(ort_plain(model, x), even.astype(np.int64))
+    assert fp_out >= fp_in or np.any(expected != even)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+def test_bilinear_resize_10_is_asymmetric():
+    model = _bilinear(4, 2, 8, opset=10)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 5)
+    y = emu.run(x)["y"]
+    np.testing.assert_array_equal(
+        y, EmulatorRunner(_bilinear(4, 2, 8, coordinate_transformation_mode="asymmetric")).run(x)["y"]
+    )
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+def test_an_activation_after_a_bilinear_resize_is_not_emulated():
+    # the compiler's transposed depthwise conv for it fuses none (the operator rules put it on the CPU)
+    with pytest.raises(NotEmulated, match="a bilinear resize fuses no activation .*, not relu"):
+        EmulatorRunner(_bilinear(4, 4, 2, act="Relu"))
 
 
 def test_a_resize_by_sizes_is_not_emulated():

@@ -125,7 +125,7 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     assert _devices(result.plan) == ["dpu", "cpu"]
     assert _rows(result)["mid/resize"]["device"] == "dpu"  # bilinear x2: a DPU op
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
-    assert "the emulator runs nearest-neighbour resizes only, not mode 'linear'" in result.warnings[0]
+    assert "the emulator takes a resize by constant scales, not by 'sizes'" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
     # The plan is sound: the emulate backend says to run it with cpu (not to copy or re-split it), and cpu runs it.
     # It names both ways to choose cpu: the notebook's PoseSession shares the message, and has no --backend.
@@ -198,7 +198,7 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
          r"subgraph \(dpu_part_qdq.onnx .* or a dpuN.onnx of a split plan\), not a whole model or a CPU subgraph"),
         (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
          "takes a DPU subgraph"),
-        (plan.path("dpu0.onnx"), "Resize 'mid/resize'.*not mode 'linear': deploy-check "
+        (plan.path("dpu0.onnx"), "Resize 'mid/resize'.*not by 'sizes': deploy-check "
          "checks the emulator's layers, "
          f"and the emulator runs {re.escape(EMULATED)} only"),
     ]  # fmt: skip

@@ -10,7 +10,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
 - Add / Mul: element-wise on two 4-D activations of one shape; Mul by a per-channel (or scalar) constant
   becomes a 1 x 1 depthwise conv.
-- Resize: nearest without align_corners; bilinear only at an integer scale of 2, 4 or 8 (same on H and W).
+- Resize: nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
+  activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
+  scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel, 2, 4 or 8 with asymmetric.
 - Concat: on the channel axis always; on another axis only when every producer is on the DPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.runtime.dpu_ops import is_hard_sigmoid
+from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
 FUSED_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu")  # the engines' nonlinear types: relu, relu_six, leaky_relu
@@ -60,7 +62,15 @@ MAX_ALU_KERNEL = 256
 MAX_ALU_STRIDE = 256
 MAX_DW_PAD = 15
 MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
-RESIZE_LINEAR_SCALES = (2, 4, 8)
+# A bilinear Resize's coordinate mappings the DPU runs -> its scales (vai_q_pytorch's DPU op filter,
+# hardware/dpu_op_filter.py, after the compiler's partition pass): 2 or 4 with half-pixel centres, 2, 4 or 8
+# without. Shared with the emulator (dpu_ops.LINEAR_RESIZE_SCALES, by half_pixel_centers).
+RESIZE_LINEAR_SCALES = {
+    "half_pixel": LINEAR_RESIZE_SCALES[True],
+    "pytorch_half_pixel": LINEAR_RESIZE_SCALES[True],
+    "asymmetric": LINEAR_RESIZE_SCALES[False],
+}
+LINEAR_RESIZE_ENGINE = "alu-tconv"  # a bilinear Resize: a transposed depthwise conv that fuses no activation
 
 
 @dataclass
@@ -216,12 +226,19 @@ def _resize(node: Any, info: GraphInfo) -> Support:
         return True, "Resize nearest (upsample)"
     if mode != "linear":
         return _cpu(f"Resize mode {mode!r} (only nearest, or bilinear at scale 2/4/8)")
+    if ctm not in RESIZE_LINEAR_SCALES:
+        return _cpu(
+            f"bilinear Resize with coordinate_transformation_mode {ctm!r} (the DPU's: "
+            f"{', '.join(RESIZE_LINEAR_SCALES)})"
+        )
     if x is None or y is None or len(x) != 4 or len(y) != 4:
         return _cpu("bilinear Resize with an unknown scale")
     sh, sw = y[2] / x[2], y[3] / x[3]
-    if sh != sw or sh not in RESIZE_LINEAR_SCALES:
-        return _cpu(f"bilinear Resize at scale {sh:g}x{sw:g} (only 2, 4 or 8)")
-    return True, f"Resize bilinear x{int(sh)}"
+    scales = RESIZE_LINEAR_SCALES[ctm]
+    if sh != sw or sh not in scales:
+        allowed = ", ".join(map(str, scales))
+        return _cpu(f"bilinear Resize at scale {sh:g}x{sw:g} (only {allowed} with {ctm}, the same on H and W)")
+    return True, f"Resize bilinear x{int(sh)} (transposed depthwise conv, ALU engine)"
 
 
 def _concat(node: Any, info: GraphInfo) -> Support:
@@ -235,10 +252,16 @@ def _concat(node: Any, info: GraphInfo) -> Support:
 
 
 def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
-    """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu" or "eltwise")?"""
+    """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise", or a bilinear
+    resize's transposed depthwise conv, which fuses none)?"""
     op = node.op_type
     if engine == ELTWISE_ENGINE:
         return _eltwise_activation(node, info)
+    if engine == LINEAR_RESIZE_ENGINE:
+        return _cpu(
+            f"{op} after a bilinear Resize: the compiler runs that as a transposed depthwise conv with no "
+            "activation fused (vai_q_pytorch's DPU op filter)"
+        )
     acts = cfg.conv_activations if engine == CONV_ENGINE else cfg.alu_activations
     if op == "Relu":
         return True, "ReLU (fused)"
@@ -313,6 +336,8 @@ def engine_of(node: Any, info: GraphInfo) -> str:
         return ALU_ENGINE
     if node.op_type == "HardSwish":
         return ELTWISE_ENGINE  # its last op is the eltwise mult x * hsigmoid(x)
+    if node.op_type in ("Resize", "Upsample") and attr(node, "mode", "nearest") == "linear":
+        return LINEAR_RESIZE_ENGINE
     if node.op_type in ("Add", "Mul") and len(info.activations(node)) >= 2:
         return ELTWISE_ENGINE  # a Mul by a constant is a 1x1 depthwise conv: ALU
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):

@@ -4,7 +4,8 @@ It reads the file with the `onnx` package (not the board reader) and interprets 
 QuantizeLinear rounds half up and saturates like the DPU, DequantizeLinear multiplies by its scale, Conv
 runs as torch's float64 convolution (exact for int8-valued operands), with the bias floored to the
 accumulator's resolution, Add inputs truncated to two guard bits, an average pool's reciprocal and a
-hard sigmoid's 1/6 (2731 / 2**14, and a hard swish's rounded to 2**-7) as the DPU does. It must reproduce
+hard sigmoid's 1/6 (2731 / 2**14, and a hard swish's rounded to 2**-7) as the DPU does; a bilinear
+resize interpolates in float64 (exact for its power-of-two fractions). It must reproduce
 the emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
 """
 
@@ -27,6 +28,22 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _linear(x: torch.Tensor, dim: int, s: int, half_pixel: bool) -> torch.Tensor:
+    """Linear interpolation along `dim` by a whole number s: source coordinate (o + 0.5) / s - 0.5 with
+    half-pixel centres, else o / s; its two neighbours clamped to the input, weighted by the fraction."""
+    n = x.shape[dim]
+    o = torch.arange(n * s, dtype=torch.float64)
+    src = (o + 0.5) / s - 0.5 if half_pixel else o / s
+    low = torch.floor(src)
+    frac = (src - low).reshape([-1] + [1] * (x.dim() - 1 - dim))
+    lo, hi = low.long().clamp(0, n - 1), (low.long() + 1).clamp(0, n - 1)
+    return x.index_select(dim, lo) * (1 - frac) + x.index_select(dim, hi) * frac
+
+
 def _fp_of_scale(scale: np.ndarray) -> int:
     return -round(math.log2(float(np.asarray(scale).reshape(-1)[0])))
 
@@ -37,6 +54,7 @@ class TorchQdqReference:
     def __init__(self, path_or_model: str | Path | onnx.ModelProto) -> None:
         model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(str(path_or_model))
         self.graph = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.inits = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
         self.inputs = [i.name for i in self.graph.input if i.name not in self.inits]
         self.outputs = [o.name for o in self.graph.output]
@@ -116,11 +134,16 @@ class TorchQdqReference:
                         .reshape(n, c // (r * r), h * r, w * r)
                     )
                 env[node.output[0]] = y
-            elif op == "Resize":  # nearest, whole-number scales (what the emulator reads)
+            elif op == "Resize":  # nearest or bilinear, whole-number scales (what the emulator reads)
                 scales = node.input[2] if len(node.input) > 2 else node.input[1]
                 _, _, sh, sw = (int(s) for s in self.inits[scales])
                 x = env[node.input[0]]
-                env[node.output[0]] = x.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)
+                if _text(a.get("mode", "nearest")) == "linear":
+                    ctm = _text(a.get("coordinate_transformation_mode", "half_pixel")) if self.opset >= 11 else ""
+                    half = ctm in ("half_pixel", "pytorch_half_pixel")
+                    env[node.output[0]] = _linear(_linear(x, 2, sh, half), 3, sw, half)
+                else:
+                    env[node.output[0]] = x.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)
             elif op == "MaxPool":
                 t, left, bo, r = a.get("pads", [0, 0, 0, 0])
                 x = F.pad(env[node.input[0]], (left, r, t, bo), value=-math.inf)

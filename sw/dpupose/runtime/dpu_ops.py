@@ -33,6 +33,12 @@ confirmed with `dpupose deploy-check` on board dumps.
 - concat (cpu-runner concat-fix): each input moved to the output's fix position, DPURound of
   x * 2**(fp_out - fp_in) (a shift left is exact, a shift right rounds half up), saturated; the data is
   otherwise only moved.
+- bilinear resize (cpu-runner resize, BILINEAR, no align_corners; registered as upsample-fix): by a whole
+  number s, 2, 4 or 8 without half_pixel_centers and 2 or 4 with (vai_q_pytorch's DPU op filter, after
+  the compiler's partition pass, which runs it as a transposed depthwise conv with fixed weights): each
+  output the bilinear mix of its four source pixels at source coordinate (o + 0.5) / s - 0.5 or o / s,
+  indices clamped to the input; the mix is exact (weights in steps of 1 / (2 s)**2), then DPURound of it
+  times 2**(fp_out - fp_in), saturated (`resize_bilinear`).
 - max pool (cpu-runner pool-fix, MAX): the largest int8 of each window (padding never wins), exact; a
   fix-position change is a rounding shift as for concat.
 - average pool (cpu-runner pool-fix, AVG): a window's sum over the zero-padded input (a pad counts as a
@@ -434,6 +440,36 @@ def upsample_nearest(x: np.ndarray, sh: int, sw: int) -> np.ndarray:
     output pixel (h, w) is input pixel (h // sh, w // sw). Pure data movement."""
     y = np.repeat(x, sh, axis=1) if sh > 1 else x
     return np.repeat(y, sw, axis=2) if sw > 1 else y
+
+
+LINEAR_RESIZE_SCALES = {True: (2, 4), False: (2, 4, 8)}  # by half_pixel_centers (vai_q_pytorch's DPU op filter)
+
+
+def _linear_taps(n_in: int, s: int, half_pixel: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, frac) of each of the n_in * s outputs along one axis, frac in steps of 1 / (2 s): the
+    cpu-runner's source coordinate (o + 0.5) / s - 0.5 (half_pixel_centers) or o / s, its lower index
+    floor(in) and upper ceil(in), both clamped to the input, and lerp in - floor(in)."""
+    o = np.arange(n_in * s)
+    num = 2 * o + 1 - s if half_pixel else 2 * o  # in = num / (2 s)
+    lower = num // (2 * s)
+    frac = num - 2 * s * lower
+    return np.clip(lower, 0, n_in - 1), np.clip(lower + 1, 0, n_in - 1), frac
+
+
+def resize_bilinear(x: np.ndarray, s: int, half_pixel: bool, fp_in: int, fp_out: int) -> np.ndarray:
+    """cpu-runner resize BILINEAR (upsample-fix, align_corners false) by a whole number s on H and W: each
+    output the bilinear mix of its four source pixels (indices clamped to the input), exact here as
+    integers with weights in steps of 1 / (2 s)**2, then DPURound of it times 2**(fp_out - fp_in),
+    saturated. The reference's float32 arithmetic is exact for these fractions."""
+    if s not in LINEAR_RESIZE_SCALES[half_pixel]:
+        raise ValueError(f"a bilinear resize by {s}: the DPU's is by {LINEAR_RESIZE_SCALES[half_pixel]}")
+    d = 2 * s
+    lo, hi, f = _linear_taps(x.shape[1], s, half_pixel)
+    xi = x.astype(np.int64)
+    rows = xi[:, lo] * (d - f)[None, :, None, None] + xi[:, hi] * f[None, :, None, None]
+    lo, hi, f = _linear_taps(x.shape[2], s, half_pixel)
+    n = rows[:, :, lo] * (d - f)[None, None, :, None] + rows[:, :, hi] * f[None, None, :, None]
+    return saturate_int8(round_shift(n, 2 * (d.bit_length() - 1) + fp_in - fp_out))
 
 
 def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:

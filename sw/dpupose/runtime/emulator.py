@@ -53,6 +53,7 @@ RUN_STEP_KINDS = (
     "hswish",
     "mul",
     "emul",
+    "resize_linear",
 )
 
 
@@ -133,6 +134,9 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     if step.kind == "resize":
         y = dpu_ops.upsample_nearest(xs[0], *step.attrs["scale"])
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
+    if step.kind == "resize_linear":
+        a = step.attrs
+        return dpu_ops.resize_bilinear(xs[0], a["scale"], a["half_pixel"], step.fps_in[0], step.fp_out)
     if step.kind == "maxpool":
         y = dpu_ops.max_pool(xs[0], step.attrs["kernel"], step.attrs["stride"], step.attrs["pads"])
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
@@ -163,6 +167,8 @@ def _grid(step: Step) -> int:
             g = max(g, step.fp_b)
     elif step.kind == "emul":  # a product of two activations: on the grid of the sum of their fix points
         g = sum(step.fps_in)
+    elif step.kind == "resize_linear":  # a mix with weights in steps of 1 / (2 s)**2
+        g = step.fps_in[0] + 2 * (2 * step.attrs["scale"]).bit_length() - 2
     else:
         g = max(step.fps_in)
     return g + 7 if step.act == "leaky" else g  # slope 26/256 = 13/2**7 (after a conv or an add)

@@ -8,7 +8,7 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish / Mul (or a bare
+Concat / nearest or bilinear Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish / Mul (or a bare
 DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
 named by the Q node's int8 output.
 """
@@ -37,6 +37,9 @@ FLOOR_MAPPINGS = {
     ("asymmetric", "floor"),
     ("tf_half_pixel_for_nn", "floor"),
 }
+# Resize-11 coordinate mappings of a bilinear resize the DPU runs -> whether they are half-pixel centred
+# (the cpu-runner's half_pixel_centers); pytorch_half_pixel is half_pixel for every output size above 1.
+LINEAR_MAPPINGS = {"half_pixel": True, "pytorch_half_pixel": True, "asymmetric": False}
 LEAKY_ALPHA = 26 / 256
 
 
@@ -47,9 +50,9 @@ class NotEmulated(ModelFileError):
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
-    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour upsampling, max and "
-    "average pools, pixel shuffles, Muls by a scalar or per-channel constant, element-wise Muls of two activations, "
-    "and hard sigmoids and hard swishes (and a ReLU after one) of a dequantized activation"
+    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour and bilinear "
+    "upsampling, max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, element-wise "
+    "Muls of two activations, and hard sigmoids and hard swishes (and a ReLU after one) of a dequantized activation"
 )
 
 
@@ -263,6 +266,8 @@ class _Parser:
             return self.mul(node, out, fp_out, label, act, where)
         if op in ("HardSigmoid", "HardSwish"):
             return self.hard_sigmoid(node, out, fp_out, label, act, where)
+        if op == "Resize" and node.attrs.get("mode", "nearest") == "linear":
+            return self.linear_resize(node, out, fp_out, label, act, where)
         if op == "Resize" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
             attrs = {"scale": self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")}
@@ -369,28 +374,47 @@ class _Parser:
         stride = tuple(int(s) for s in node.attrs.get("strides", [1, 1]))
         return {"kernel": kernel, "stride": stride, "pads": (t, left, b, r)}
 
-    def nearest_scale(self, node: Node, where: str) -> tuple[int, int]:
-        """(sh, sw) of a nearest-neighbour Resize the DPU's upsample computes: constant integer
-        scales, and a coordinate mapping that takes output pixel x from input pixel floor(x / s), as VART's
-        cpu-runner resize does for NEAREST without align_corners (for integer scales, with or without
-        half_pixel_centers). Anything else is not emulated."""
-        mode = node.attrs.get("mode", "nearest")
-        if mode != "nearest":
-            raise NotEmulated(f"{where}: the emulator runs nearest-neighbour resizes only, not mode {mode!r}")
+    def linear_resize(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
+        """A bilinear Resize the DPU runs (vai_q_pytorch's DPU op filter, after the compiler's partition
+        pass: a transposed depthwise conv with fixed weights): one whole-number scale s on H and W, 2 or 4
+        with half-pixel centres (half_pixel, pytorch_half_pixel), 2, 4 or 8 without (asymmetric, and
+        opset 10's Resize), no align_corners, no fused activation; `dpu_ops.resize_bilinear`."""
+        what = f"Resize {node.name or node.outputs[0]!r}"
+        if act != "none":
+            raise NotEmulated(
+                f"{what}: a bilinear resize fuses no activation (the compiler's transposed depthwise conv for it "
+                f"takes none: vai_q_pytorch's DPU op filter), not {act}"
+            )
+        half_pixel = False
         if self.g.opset >= 11:
             ctm = node.attrs.get("coordinate_transformation_mode", "half_pixel")
-            nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
-            if (ctm, nearest) not in FLOOR_MAPPINGS:
+            if ctm not in LINEAR_MAPPINGS:
                 raise NotEmulated(
-                    f"{where}: coordinate_transformation_mode {ctm!r} with nearest_mode {nearest!r} does not take "
-                    "output pixel x from input pixel floor(x / scale), as the DPU's upsample does"
+                    f"{what}: a bilinear resize with coordinate_transformation_mode {ctm!r} is not the DPU's "
+                    f"(it has {', '.join(sorted(LINEAR_MAPPINGS))})"
                 )
+            half_pixel = LINEAR_MAPPINGS[ctm]
+        sh, sw = self.resize_scales(node, what)
+        allowed = dpu_ops.LINEAR_RESIZE_SCALES[half_pixel]
+        if sh != sw or sh not in allowed:
+            centres = "with" if half_pixel else "without"
+            raise NotEmulated(
+                f"{what}: scales {sh}x{sw}: the DPU's bilinear resize {centres} half-pixel centres is by "
+                f"{' or '.join(map(str, allowed))}, the same on H and W"
+            )
+        src, fp = self.act_input(node.inputs[0], where)
+        attrs = {"scale": sh, "half_pixel": half_pixel}
+        return Step("resize_linear", out, fp_out, [src], [fp], label, attrs=attrs)
+
+    def resize_scales(self, node: Node, where: str) -> tuple[int, int]:
+        """(sh, sw) of a Resize by constant whole-number scales [1, 1, sh, sw]."""
+        if self.g.opset >= 11:
             if "axes" in node.attrs:
                 raise NotEmulated(f"{where}: the emulator takes a resize's scales for all four axes, not 'axes'")
             if len(node.inputs) > 3 and node.inputs[3]:
                 raise NotEmulated(f"{where}: the emulator takes a resize by constant scales, not by 'sizes'")
             name = node.inputs[2] if len(node.inputs) > 2 else ""
-        else:  # Resize-10: x_in = x / s, nearest as floor for an upsampling; scales the second input
+        else:  # Resize-10: scales the second input
             name = node.inputs[1] if len(node.inputs) > 1 else ""
         if name not in self.inits:
             raise NotEmulated(f"{where}: the emulator takes a resize by constant scales")
@@ -401,6 +425,25 @@ class _Parser:
                 "times along H and W (scales [1, 1, sh, sw])"
             )
         return int(scales[2]), int(scales[3])
+
+    def nearest_scale(self, node: Node, where: str) -> tuple[int, int]:
+        """(sh, sw) of a nearest-neighbour Resize the DPU's upsample computes: constant integer
+        scales, and a coordinate mapping that takes output pixel x from input pixel floor(x / s), as VART's
+        cpu-runner resize does for NEAREST without align_corners (for integer scales, with or without
+        half_pixel_centers). Anything else is not emulated."""
+        mode = node.attrs.get("mode", "nearest")
+        if mode != "nearest":
+            raise NotEmulated(f"{where}: the emulator runs nearest-neighbour and bilinear resizes, not mode {mode!r}")
+        if self.g.opset >= 11:
+            ctm = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+            nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
+            if (ctm, nearest) not in FLOOR_MAPPINGS:
+                raise NotEmulated(
+                    f"{where}: coordinate_transformation_mode {ctm!r} with nearest_mode {nearest!r} does not take "
+                    "output pixel x from input pixel floor(x / scale), as the DPU's upsample does"
+                )
+        # Resize-10: x_in = x / s, nearest as floor for an upsampling
+        return self.resize_scales(node, where)
 
     def activation(self, node: Node, where: str) -> str:
         if node.op_type == "Relu":
