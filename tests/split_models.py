@@ -19,6 +19,11 @@
   input fix point is not stated: conv2 and the hard swish run on the CPU);
 - "bilinear": a bilinear Resize x2 of c1 given by its output `sizes` (a DPU op that the emulator does not
   run: it takes a resize by constant scales), conv2 then stride 2;
+- "bilinear_scales": a bilinear Resize x2 of c1 by constant scales (half_pixel: a DPU op the emulator
+  runs), conv2 then stride 2; "bilinear_relu": the same with a ReLU after the resize (no activation is
+  fused into the DPU's bilinear resize: both run on the CPU);
+- "mul2": c1 times itself, with a ReLU (the eltwise engine's mult, which the emulator runs);
+- "hswish_relu": conv2 -Q/DQ-> HardSwish -> ReLU -Q/DQ-> (the ReLU fused into the hard swish's eltwise mult);
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
 Weights are small random int8 values with power-of-two scales, as `dpupose quantize` writes them.
 """
@@ -109,13 +114,27 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
         b.const("mid_sizes", np.array([1, 8, S, S], np.int64))
         b.node("Resize", [x, "", "", "mid_sizes"], "up_float", name="mid/resize", mode="linear")
         x = b.qdq("up_float", FP["c1"], "up")
-    y = b.conv(x, "conv2", 8, 8, 2 if middle == "bilinear" else 1, rng)
+    elif middle in ("bilinear_scales", "bilinear_relu"):
+        b.const("mid_scales", np.array([1, 1, 2, 2], np.float32))
+        b.node("Resize", [x, "", "mid_scales"], "up_float", name="mid/resize", mode="linear")
+        if middle == "bilinear_relu":
+            b.node("Relu", ["up_float"], "up_relu", name="mid/relu")
+        x = b.qdq("up_relu" if middle == "bilinear_relu" else "up_float", FP["c1"], "up")
+    elif middle == "mul2":
+        b.node("Mul", [x, x], "mul_float", name="mid/mul")
+        b.node("Relu", ["mul_float"], "mul_relu", name="mid/mul_relu")
+        x = b.qdq("mul_relu", FP["c1"], "mul")
+    y = b.conv(x, "conv2", 8, 8, 2 if middle.startswith("bilinear") else 1, rng)
     if middle == "hswish_fused":
         b.node("HardSwish", [y], "conv2_float", name="conv2/hswish")
     elif middle == "hswish":
         b.node("Relu", [y], "conv2_relu", name="conv2/relu")
         x = b.qdq("conv2_relu", FP["c2"], "c2_in")
         b.node("HardSwish", [x], "conv2_float", name="mid/hswish")
+    elif middle == "hswish_relu":  # conv2 without a ReLU: the hard swish's negative values reach its ReLU
+        x = b.qdq(y, FP["c2"], "c2_in")
+        b.node("HardSwish", [x], "hswish_float", name="mid/hswish")
+        b.node("Relu", ["hswish_float"], "conv2_float", name="mid/hswish_relu")
     elif middle in ("leaky", "leaky_ok"):
         alpha = 0.2 if middle == "leaky" else 26 / 256
         b.node("LeakyRelu", [y], "conv2_float", name="conv2/leaky", alpha=alpha)

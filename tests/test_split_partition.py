@@ -179,6 +179,40 @@ def test_a_hard_swish_after_a_conv_is_a_dpu_op_of_its_own_that_the_emulator_runs
     np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.05)
 
 
+@pytest.mark.parametrize(
+    ("middle", "node", "reason"),
+    [
+        ("hswish_relu", "mid/hswish", "hard swish x * hsigmoid(x) (ALU engine hsigmoid + eltwise engine mult)"),
+        ("mul2", "mid/mul", "element-wise Mul "),
+        ("bilinear_scales", "mid/resize", "Resize bilinear x2 (transposed depthwise conv, ALU engine)"),
+    ],
+)
+def test_eltwise_mults_and_bilinear_resizes_on_the_dpu_run_on_the_emulator(tmp_path, middle, node, reason):
+    # a ReLU fused into the hard swish's eltwise mult, a Mul of two activations (c1 * c1) with its ReLU, and a
+    # bilinear x2 resize: DPU ops (VART's DPUCZDX8G target factory; vai_q_pytorch's DPU op filter) that the
+    # emulator runs, agreeing with the cpu backend
+    _, result = _split(tmp_path, middle)
+    rows = _rows(result)
+    assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
+    assert rows[node]["device"] == "dpu" and rows[node]["reason"].startswith(reason)
+    x = np.random.default_rng(6).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x)
+    cpu = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x)
+    np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.05)
+
+
+def test_a_relu_after_a_bilinear_resize_puts_the_resize_on_the_cpu_saying_why(tmp_path):
+    # the compiler's transposed depthwise conv for a bilinear resize fuses no activation (vai_q_pytorch's DPU
+    # op filter): the resize and its ReLU run on the CPU, between two DPU subgraphs
+    _, result = _split(tmp_path, "bilinear_relu")
+    row = _rows(result)["mid/resize"]
+    assert _devices(result.plan) == ["dpu", "cpu", "dpu", "cpu"]
+    assert row["device"] == "cpu" and row["reason"] == (
+        "its fused activation cannot run on the DPU: Relu after a bilinear Resize: the compiler runs that as a "
+        "transposed depthwise conv with no activation fused (vai_q_pytorch's DPU op filter)"
+    )
+
+
 def test_a_hard_swish_read_without_a_q_dq_pair_puts_its_conv_on_the_cpu_saying_why(tmp_path):
     _, result = _split(tmp_path, "hswish_fused")
     rows = _rows(result)
