@@ -668,6 +668,36 @@ def test_ctrl_c_anywhere_in_the_creatable_check_leaves_no_probe(tmp_path):
     assert point.n > 3
 
 
+@pytest.mark.parametrize("lock", ["lock_folder", "cache_lock"])
+def test_ctrl_c_anywhere_in_taking_a_lock_leaves_no_file_descriptor_open(tmp_path, lock):
+    """A sweep (signal_sweep): Ctrl-C at each point of taking and letting go of a lock in turn. One just as
+    os.open returned the lock file's descriptor, before the try that closes it, left it open for the life of the
+    process (a notebook's): one more entry in /proc/self/fd at each such Ctrl-C."""
+    from signal_sweep import signal_sweep
+
+    from dpupose import fsio
+
+    def taken():
+        if lock == "lock_folder":
+            (tmp_path / "out").mkdir(exist_ok=True)
+            return fsio.lock_folder(tmp_path / "out", "dpupose bench")
+        return fsio.cache_lock(tmp_path / "build" / "entry")
+
+    before = len(os.listdir("/proc/self/fd"))
+    signalled = []
+    for point in signal_sweep(signal.SIGINT):
+        try:
+            with point.armed(), taken():
+                pass
+        except KeyboardInterrupt:
+            assert point.sent
+            signalled.append(point.where)
+        assert len(os.listdir("/proc/self/fd")) == before, point
+    assert any(where.startswith(f"{lock}:") for where in signalled)  # the sweep went through the lock's own lines
+    with taken():  # and the lock is free
+        pass
+
+
 def test_write_json_writes_null_for_what_is_not_a_finite_number(tmp_path):
     """json.dumps writes NaN and Infinity by default, which JSON parsers other than Python's refuse."""
     data = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": {"d": float("-nan")}, "e": 3}

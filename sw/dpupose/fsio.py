@@ -445,16 +445,20 @@ def lock_folder(
     while True:
         if make is not None:
             make()
+        fd: int | None = None
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            if exc.errno != errno.EROFS:  # name the folder the user gave
-                raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
-            # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
-            # command fails at its first write with its own message, or writes nothing (a finished --resume).
-            yield
-            return
-        try:
+            try:
+                # Ctrl-C or SIGTERM as os.open returned, before `fd` named the descriptor, lost it (open for the
+                # life of the process, a notebook's): held back until the finally below can close it.
+                with signals_deferred():
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                if exc.errno != errno.EROFS:  # name the folder the user gave
+                    raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+                # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
+                # command fails at its first write with its own message, or writes nothing (a finished --resume).
+                yield
+                return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -480,7 +484,8 @@ def lock_folder(
             yield
             return
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
 
 @contextmanager
@@ -535,17 +540,20 @@ def cache_lock(entry: str | Path) -> Iterator[None]:
     entry = Path(entry)
     path = entry.with_name(f".{entry.name}.lock")
     while True:
+        fd: int | None = None
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            if exc.errno in (errno.EROFS, errno.EACCES) and entry.is_dir():
-                # A cache made earlier on a file system this process cannot write (a read-only container, another
-                # user's checkout): no one makes the entry here, so there is no one to wait for; it is used as it is.
-                yield
-                return
-            raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
-        try:
+            try:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                with signals_deferred():  # as in lock_folder: until `fd` names it, for the finally to close it
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                if exc.errno in (errno.EROFS, errno.EACCES) and entry.is_dir():
+                    # A cache made earlier on a file system this process cannot write (a read-only container,
+                    # another user's checkout): no one makes the entry here, so there is no one to wait for; it
+                    # is used as it is.
+                    yield
+                    return
+                raise type(exc)(exc.errno, exc.strerror, str(entry)) from None
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -563,7 +571,8 @@ def cache_lock(entry: str | Path) -> Iterator[None]:
             yield
             return
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
 
 def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str, option: str = "--out") -> None:
