@@ -671,3 +671,61 @@ def test_an_output_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
     )
     assert os.listdir(out) == [name]  # nothing written, not even the lock: refused before any work
     assert stat.S_ISFIFO(os.stat(out / name).st_mode) == (kind == "a FIFO")
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "kind"),
+    [
+        ("images", "im1.jpg", "a FIFO"),
+        ("images", ".im2.part.jpg", "a FIFO"),  # the name a frame is written as before its rename
+        ("images", "im3.jpg", "a folder"),
+        ("video", "000001.jpg", "a FIFO"),
+    ],
+)
+def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
+    plan_dir: Path, images: Path, tmp_path: Path, source: str, name: str, kind: str
+) -> None:
+    """frames/ of an earlier run: a FIFO at a frame's name was replaced by the frame (at the name it is written
+    as, the write blocked for ever), and a folder there failed the run at that frame. Refused before the run
+    takes its lock or writes anything; the earlier run's frames and keypoints stay as they were, and a FIFO at
+    a name this run does not write is no reason to refuse (the last run below writes its frames beside it)."""
+    import os
+    import stat
+    import subprocess
+
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "keypoints.jsonl").write_text("earlier\n")
+    (out / "frames" / "im0.jpg").write_bytes(b"earlier frame")
+    if kind == "a FIFO":
+        os.mkfifo(out / "frames" / name)
+    else:
+        (out / "frames" / name).mkdir()
+    before = sorted(os.listdir(out / "frames"))
+    src = images if source == "images" else write_video(tmp_path / "clip.avi", 3)
+    argv = [sys.executable, "-m", "dpupose", "run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    argv += ["--source", str(src), "--annotate", "frames"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sw")}
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dpupose run blocked on {kind} at frames/{name}")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == (
+        f"dpupose: error: {out / 'frames' / name} is {kind}, not a file, and this run writes an annotated frame "
+        "there: move it away, or choose another --out\n"
+    )
+    assert sorted(os.listdir(out)) == ["frames", "keypoints.jsonl"]  # not even the lock: before any work
+    assert sorted(os.listdir(out / "frames")) == before
+    assert (out / "keypoints.jsonl").read_text() == "earlier\n"
+    assert (out / "frames" / "im0.jpg").read_bytes() == b"earlier frame"
+    assert stat.S_ISFIFO(os.stat(out / "frames" / name).st_mode) == (kind == "a FIFO")
+    # Moved away, the run writes its frames; a FIFO at a name it does not write stays beside them.
+    os.rename(out / "frames" / name, tmp_path / "moved")
+    os.mkfifo(out / "frames" / "other.jpg")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    stems = ["im0", "im1", "im2", "im3"] if source == "images" else ["000000", "000001", "000002"]
+    written = {f"{stem}.jpg" for stem in stems}
+    assert set(os.listdir(out / "frames")) == {"im0.jpg", "other.jpg"} | written
+    assert stat.S_ISFIFO(os.stat(out / "frames" / "other.jpg").st_mode)

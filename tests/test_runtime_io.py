@@ -531,3 +531,21 @@ def test_video_read_back_asks_for_a_frame_when_the_backend_cannot_count(
 
     monkeypatch.setattr(sinks.cv2, "VideoCapture", Capture)
     assert sinks._reads_back(tmp_path / "annotated.part.mp4") is whole
+
+
+def test_a_fifo_made_at_a_frame_name_during_a_run_is_refused_not_replaced(tmp_path: Path) -> None:
+    """run refuses one before its work (test_run_command); one made while the run goes on stops it at that frame
+    with the run's one-line error, the frames before it kept, and is not replaced."""
+    import stat
+
+    sink = FolderSink(tmp_path, by_frame_number=True)
+    sink.write(result(0), grey(0))
+    for name in ("000001.jpg", ".000001.part.jpg"):
+        os.mkfifo(tmp_path / name)
+        with pytest.raises(UsageError, match=rf"{name} is a FIFO, not a file, and this run writes an annotated"):
+            sink.write(result(1), grey(0))
+        assert stat.S_ISFIFO(os.stat(tmp_path / name).st_mode)
+        os.unlink(tmp_path / name)
+    assert os.listdir(tmp_path) == ["000000.jpg"]
+    sink.write(result(1), grey(0))
+    assert sorted(os.listdir(tmp_path)) == ["000000.jpg", "000001.jpg"]

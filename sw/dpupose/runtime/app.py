@@ -25,7 +25,17 @@ from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.pipeline import Pipeline, RunStats
-from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, Sink, VideoSink, annotate
+from dpupose.runtime.sinks import (
+    DisplaySink,
+    FolderSink,
+    FpsMeter,
+    JsonLinesSink,
+    Sink,
+    VideoSink,
+    annotate,
+    may_write_frame,
+    refuse_non_file,
+)
 from dpupose.runtime.sources import FrameSource, ImageFolderSource, is_image_source, open_source
 from dpupose.split.plan import load_plan
 
@@ -118,7 +128,8 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
     it does: a FIFO at keypoints.jsonl blocked the run for ever in its open (no reader comes), a device took
     the lines, and run.json or the video, written aside and renamed, took a FIFO's or device's place only
     once the run was over (a folder refused that rename then); a frames/ that is no folder failed the run
-    once its runners were loaded."""
+    once its runners were loaded, and a FIFO or device in frames/ at a frame's name was replaced by the frame
+    (at its temporary name, the write blocked for ever)."""
     assert opts.out is not None
     mode = _annotate_mode(opts)
     files = ["keypoints.jsonl", "run.json"]
@@ -139,6 +150,22 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
             f"{frames} is {what}, not a folder, and this run writes its annotated frames there: move it away, "
             "or choose another --out"
         )
+    if mode == "frames" and frames.is_dir():
+        images = _image_names(opts.source) if is_image_source(opts.source) else None
+        for entry in sorted(os.listdir(frames)):
+            if may_write_frame(entry, images):
+                refuse_non_file(frames / entry, "an annotated frame")
+
+
+def _image_names(source: str) -> list[str]:
+    """The file names an image --source (a folder or one image) may give frames/ (hidden and non-image files
+    included: more than it writes, never fewer); none when it cannot be listed (the source's own error
+    comes later)."""
+    path = Path(source)
+    try:
+        return os.listdir(path) if path.is_dir() else [path.name]
+    except OSError:
+        return []
 
 
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:

@@ -15,15 +15,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO
 
 import cv2
 import numpy as np
 
-from dpupose.errors import DeviceError
-from dpupose.fsio import free_space, json_text
+from dpupose.errors import DeviceError, UsageError
+from dpupose.fsio import free_space, json_text, special_kind
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FPS_HORIZON_S, FPS_WINDOW, FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
@@ -77,6 +77,31 @@ class JsonLinesSink(Sink):
             self._f = None
 
 
+def may_write_frame(name: str, image_names: Collection[str] | None) -> bool:
+    """Whether FolderSink may write `name` (STEM.jpg, or .STEM.part.jpg while it is written) for a source of
+    these image file names (in any order, skipped ones too), or for a video's or camera's numbered frames when
+    `image_names` is None."""
+    if not name.endswith(".jpg"):
+        return False
+    stems = {name[: -len(".jpg")]}
+    if name.startswith(".") and name.endswith(".part.jpg"):
+        stems.add(name[1 : -len(".part.jpg")])
+    if image_names is None:
+        return any(stem.isdigit() and len(stem) >= 6 for stem in stems)
+    return any(Path(n).stem in stems or n in stems for n in image_names)
+
+
+def refuse_non_file(path: Path, what: str) -> None:
+    """UsageError when something that is no regular file (a FIFO, a device, a folder) is at `path`, where the
+    run writes `what`: written aside and renamed over it, the file would take its place (a FIFO at the
+    temporary name blocks the write for ever)."""
+    if os.path.exists(path) and not path.is_file():
+        kind = "a folder" if path.is_dir() else special_kind(path)
+        raise UsageError(
+            f"{path} is {kind}, not a file, and this run writes {what} there: move it away, or choose another --out"
+        )
+
+
 class FolderSink(Sink):
     """Annotated frames as JPEG files: the source image's name, or the frame number for videos/cameras.
     Two sources with one stem (a.jpg, a.png) keep their whole names (a.jpg.jpg is not made: a.png.jpg)."""
@@ -103,6 +128,8 @@ class FolderSink(Sink):
             self._written.add(stem)
         path = self.folder / f"{stem}.jpg"
         tmp = self.folder / f".{stem}.part.jpg"
+        for taken in (path, tmp):  # refused before the run (app._check_outputs_are_files) unless made since
+            refuse_non_file(taken, "an annotated frame")
         try:
             if not write_jpeg(tmp, annotated):
                 raise DeviceError(f"cannot encode the annotated frame for {path} as JPEG")
