@@ -17,7 +17,6 @@ import shlex
 from pathlib import PurePosixPath
 
 BOARD_USER = "xilinx"  # PYNQ images: login xilinx/xilinx, uid/gid 1000
-BOARD_HOST = "pynq"  # PYNQ's default hostname; 192.168.3.1 over USB
 DEFAULT_UID = 1000
 DEFAULT_GID = 1000
 BOARD_ROOT = PurePosixPath("/home/xilinx/dpupose")

@@ -102,11 +102,6 @@ class ExtInfo:
     def size(self) -> int:
         return self.blocks * self.block_size
 
-    @property
-    def usable_bytes(self) -> int:
-        """Free bytes outside the root-reserved blocks."""
-        return max(self.free_blocks - self.reserved_blocks, 0) * self.block_size
-
 
 def read_ext(image: Path, part: Partition) -> ExtInfo | None:
     """The ext2/3/4 superblock of a partition (1024 bytes at offset 1024), or None if there is none."""

@@ -44,14 +44,6 @@ class Figure3D:
     widths: dict[str, float]  # limb half-widths in body-height units
 
 
-def _perpendicular(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random unit vector perpendicular to unit vector d."""
-    v = rng.normal(size=3)
-    v -= v.dot(d) * d
-    n = np.linalg.norm(v)
-    return v / n if n > 1e-9 else np.array([0.0, 0.0, 1.0])
-
-
 def _rotate_about(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
     """Rodrigues' rotation of v about a unit axis."""
     return v * np.cos(angle) + np.cross(axis, v) * np.sin(angle) + axis * axis.dot(v) * (1 - np.cos(angle))

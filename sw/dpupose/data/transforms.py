@@ -129,7 +129,3 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     sx, sy = nw / w, nh / h
     m = np.array([[sx, 0.0, 0.5 * sx - 0.5 + left], [0.0, sy, 0.5 * sy - 0.5 + top]])
     return out, m
-
-
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    return cv2.invertAffineTransform(m)

@@ -37,7 +37,6 @@ from dpupose.dpu.perf import PerfConstants, _latency_s, constants_path, load_con
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import DataError
 
-INPUT_SIZE = 224
 # (lower, upper) bounds: overhead cycles per layer, DDR efficiency, host ms per frame.
 BOUNDS = ((0.0, 20000.0), (0.2, 1.0), (0.0, 5.0))
 START = (1000.0, 0.7, 0.5)

@@ -414,7 +414,7 @@ proc ::standin::run {script arguments result} {
     set ::argv $arguments
     set ::argc [llength $arguments]
     set ::argv0 $script
-    set failed [catch {uplevel #0 [list source $script]} message options]
+    set failed [catch {uplevel #0 [list source $script]} message]
     set records {}
     foreach call $::standin::calls {
         set words {}
@@ -424,11 +424,10 @@ proc ::standin::run {script arguments result} {
         lappend records "\[[join $words ,]\]"
     }
     set error [expr {$failed ? [::standin::json $message] : "null"}]
-    set trace [expr {$failed ? [::standin::json [dict get $options -errorinfo]] : "null"}]
     set f [open $result w]
     fconfigure $f -encoding utf-8
     ::standin::_puts $f "\{\"calls\": \[[join $records ",\n"]\],"
-    ::standin::_puts $f "\"error\": $error, \"errorinfo\": $trace, \"output\": [::standin::json $::standin::output]\}"
+    ::standin::_puts $f "\"error\": $error, \"output\": [::standin::json $::standin::output]\}"
     close $f
     return $failed
 }

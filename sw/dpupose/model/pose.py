@@ -59,10 +59,6 @@ class ModelConfig:
         if problem:  # the rule and the sizes to use, as train's and zoo export's --input-size say them
             raise ValueError(f"input_size {problem}")
 
-    @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 32 * 2**self.duc_blocks
-
     def to_dict(self) -> dict:
         return asdict(self)
 

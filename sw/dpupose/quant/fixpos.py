@@ -66,18 +66,6 @@ def round_half_away(v: torch.Tensor) -> torch.Tensor:
     return torch.sign(v) * torch.floor(v.abs() + 0.5)
 
 
-ROUNDING = {"half_up": round_half_up, "half_away": round_half_away}
-
-
-def quantize_int(x: torch.Tensor, fp: int, rounding: str = "half_up") -> torch.Tensor:
-    """x -> integer-valued tensor in [-128, 127] at fix position fp (same dtype as x)."""
-    return torch.clamp(ROUNDING[rounding](x * 2.0**fp), -128, 127)
-
-
-def fake_quantize(x: torch.Tensor, fp: int, rounding: str = "half_up") -> torch.Tensor:
-    return quantize_int(x, fp, rounding) * 2.0**-fp
-
-
 def diffs_fix_pos(x: torch.Tensor | np.ndarray, name: str = "tensor", search: int = SEARCH_RANGE) -> int:
     """Least-squared-error fix position of x among the overflow-free one and the `search` - 1 above it,
     capped at MAX_CALIB_FIX_POS (see the module docstring)."""

@@ -259,7 +259,6 @@ class CameraSource(FrameSource):
         self._closed = False
         self._lock = threading.Lock()  # a pipelined run reads in its source thread and closes from the main one
         self._reading = False
-        self.reconnects = 0
         self.buffer_frames = buffer_frames
         self.cap = self._open()
         if not self.cap.isOpened():
@@ -315,7 +314,6 @@ class CameraSource(FrameSource):
                     return
                 self._release()
                 self.cap = self._open()
-            self.reconnects += 1
 
     def _read(self) -> tuple[bool, Any]:
         with self._lock:

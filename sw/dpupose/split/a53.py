@@ -41,7 +41,6 @@ STUDY_FPS_FP32 = 3.14  # whole model on the A53s, ONNX Runtime FP32 (original st
 STUDY_FPS_INT8 = 7.45  # the same, ONNX Runtime static INT8
 NODE_OVERHEAD_S = 5e-6  # ONNX Runtime dispatch per executed node on a 1.2 GHz A53 (assumption)
 DPU_JOB_OVERHEAD_S = 1e-4  # CPU time of one VART execute_async + wait (assumption)
-NEON_PEAK_MACS = 4 * 4 * 1.2e9  # 4 cores x 4 FP32 lanes x 1.2 GHz
 
 # Counts of the reference network (dpupose.model.build_model() at 224, exported with
 # dpupose.model.export.export_onnx): checked by tests/test_split_a53.py against a fresh export.
