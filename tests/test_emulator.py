@@ -337,3 +337,50 @@ def test_ort_fast_path_rounds_ties_of_a_layer_that_drops_16_bits(tmp_path):
     patched = tmp_path / "fast.onnx"
     patched.write_bytes(add_input_offsets(path.read_bytes(), offsets))
     assert _lsb(ort_trace(patched, feeds, {"image": 5})["logits_int8"], want).max() == 1
+
+
+def _numpys_openblas():
+    """(get, set) of the thread count of the OpenBLAS numpy's wheel carries (numpy.libs), found here by its
+    file name, apart from dpupose.runtime.blas's search of the process's mappings; None for another BLAS."""
+    import ctypes
+    import glob
+    import os
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*.so*"))
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_", ""):
+            for suffix in ("64_", "_64", ""):
+                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                    return get, set_
+    return None
+
+
+def test_the_emulator_runs_numpys_blas_on_one_thread_unless_the_environment_says(qdq_file, monkeypatch):
+    """OpenBLAS's thread per core made the shipped plan's dpu0 several times slower on a busy 2-core PC
+    (docs/runtime.md). While the emulator runs it is held to one thread, and given back its count after; a
+    count the user set in the environment stays, and the integers are the same either way."""
+    found = _numpys_openblas()
+    if found is None:
+        pytest.skip("numpy here does not carry OpenBLAS")
+    get, set_ = found
+    before = get()
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    emu = EmulatorRunner(qdq_file)
+    seen = []
+    first = emu._steps[0]
+    emu._steps[0] = lambda env: (seen.append(get()), first(env))[1]
+    try:
+        set_(3)
+        limited = emu.run(_feed(_image(2)))["logits"]
+        assert seen == [1, 1] and get() == 3  # each image's first layer: one thread; then the count it had
+        seen.clear()
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+        np.testing.assert_array_equal(emu.run(_feed(_image(2)))["logits"], limited)
+        assert seen == [3, 3] and get() == 3
+    finally:
+        set_(before)

@@ -36,6 +36,7 @@ import numpy as np
 from dpupose.errors import DataError, ModelFileError
 from dpupose.runtime import dpu_ops
 from dpupose.runtime.base import CPU_BACKEND, Runner, TensorInfo
+from dpupose.runtime.blas import one_blas_thread
 from dpupose.runtime.onnx_lite import add_input_offsets
 from dpupose.runtime.qdq_graph import Boundary, Program, Step, load_program
 
@@ -218,18 +219,19 @@ class EmulatorRunner(Runner):
         check_feeds(self._inputs, feeds)
         n = next(iter(feeds.values())).shape[0] if feeds else 0
         parts = []
-        for i in range(max(n, 1)):  # one image at a time: the working set stays in cache
-            env: dict[str, np.ndarray] = {}
-            for b in self.program.inputs:
-                env[b.tensor] = feeds[b.name][i : i + 1] if n else feeds[b.name]
-            for step, compiled in zip(self.program.steps, self._steps):
-                try:
-                    env[step.out] = compiled(env)
-                except ValueError as exc:  # a shape the DPU rules refuse, known only now (a GlobalAveragePool's)
-                    raise ModelFileError(
-                        f"DPU step {step.kind} at {step.label!r}: {exc}; run this model with {CPU_BACKEND}"
-                    ) from None
-            parts.append(env)
+        with one_blas_thread():  # small products: more BLAS threads cost more than they give (runtime.blas)
+            for i in range(max(n, 1)):  # one image at a time: the working set stays in cache
+                env: dict[str, np.ndarray] = {}
+                for b in self.program.inputs:
+                    env[b.tensor] = feeds[b.name][i : i + 1] if n else feeds[b.name]
+                for step, compiled in zip(self.program.steps, self._steps):
+                    try:
+                        env[step.out] = compiled(env)
+                    except ValueError as exc:  # a shape the DPU rules refuse, known only now (a GlobalAveragePool's)
+                        raise ModelFileError(
+                            f"DPU step {step.kind} at {step.label!r}: {exc}; run this model with {CPU_BACKEND}"
+                        ) from None
+                parts.append(env)
         if len(parts) == 1:
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
