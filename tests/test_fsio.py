@@ -668,19 +668,40 @@ def test_ctrl_c_anywhere_in_the_creatable_check_leaves_no_probe(tmp_path):
     assert point.n > 3
 
 
-@pytest.mark.parametrize("lock", ["lock_folder", "cache_lock"])
-def test_ctrl_c_anywhere_in_taking_a_lock_leaves_no_file_descriptor_open(tmp_path, lock):
-    """A sweep (signal_sweep): Ctrl-C at each point of taking and letting go of a lock in turn. One just as
-    os.open returned the lock file's descriptor, before the try that closes it, left it open for the life of the
-    process (a notebook's): one more entry in /proc/self/fd at each such Ctrl-C."""
+@pytest.mark.parametrize(
+    ("lock", "opener"),
+    [
+        ("lock_folder", "lock_folder"),
+        ("cache_lock", "cache_lock"),
+        ("atomic_dir", "_parent_locked"),
+        ("atomic_path", "_fsync"),
+    ],
+)
+def test_ctrl_c_anywhere_in_taking_a_lock_leaves_no_file_descriptor_open(tmp_path, lock, opener):
+    """A sweep (signal_sweep): Ctrl-C at each point of taking and letting go of a lock (or of an atomic write,
+    which locks the parent folder and flushes the file through a descriptor of its own) in turn. One just as
+    os.open returned a descriptor, before the try that closes it, left it open for the life of the process (a
+    notebook's): one more entry in /proc/self/fd at each such Ctrl-C."""
+    from contextlib import contextmanager
+
     from signal_sweep import signal_sweep
 
     from dpupose import fsio
+
+    @contextmanager
+    def written(atomic, name):
+        with atomic(tmp_path / name) as tmp:
+            (tmp / "a" if atomic is fsio.atomic_dir else tmp).write_text("new")
+            yield
 
     def taken():
         if lock == "lock_folder":
             (tmp_path / "out").mkdir(exist_ok=True)
             return fsio.lock_folder(tmp_path / "out", "dpupose bench")
+        if lock == "atomic_dir":
+            return written(fsio.atomic_dir, "plan")
+        if lock == "atomic_path":
+            return written(fsio.atomic_path, "x.json")
         return fsio.cache_lock(tmp_path / "build" / "entry")
 
     before = len(os.listdir("/proc/self/fd"))
@@ -693,7 +714,7 @@ def test_ctrl_c_anywhere_in_taking_a_lock_leaves_no_file_descriptor_open(tmp_pat
             assert point.sent
             signalled.append(point.where)
         assert len(os.listdir("/proc/self/fd")) == before, point
-    assert any(where.startswith(f"{lock}:") for where in signalled)  # the sweep went through the lock's own lines
+    assert any(where.startswith(f"{opener}:") for where in signalled)  # the sweep went through the open's lines
     with taken():  # and the lock is free
         pass
 

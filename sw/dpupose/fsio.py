@@ -35,12 +35,15 @@ def _fsync(path: str | Path, shown: str | Path) -> None:
     after a power cut (the writer may not have flushed it itself). An error (a full disk or quota, which
     network file systems report only now; an I/O error) names `shown`, the output the user chose: os.fsync's
     own names no file, and the temporary one means nothing to the user."""
+    fd: int | None = None
     try:
-        fd = os.open(path, os.O_RDONLY)
         try:
+            with signals_deferred():  # as in lock_folder: until `fd` names it, for the finally to close it
+                fd = os.open(path, os.O_RDONLY)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, str(shown)) from None
 
@@ -323,19 +326,22 @@ def _parent_locked(path: Path) -> Iterator[None]:
     file system that takes no lock on a folder goes unlocked, as before."""
     import fcntl
 
+    fd: int | None = None
     try:
-        fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        yield
-        return
-    try:
+        try:
+            with signals_deferred():  # as in lock_folder: until `fd` names it, for the finally to close it
+                fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
             log.debug("no lock on %s (%s): its swap is not serialized", path.parent, exc)
         yield
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 @contextmanager
