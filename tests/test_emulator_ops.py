@@ -464,6 +464,48 @@ def test_hard_sigmoid_is_2731_over_2_14_and_onnx_runtime_s_within_one_lsb(fp_in,
 
 
 @pytest.mark.parametrize(
+    ("act", "attrs", "bounds"),
+    [("Relu", {}, None), ("LeakyRelu", {"alpha": 26 / 256}, None), ("Clip", {}, (0.0, 6.0))],
+)
+def test_an_activation_after_a_hard_sigmoid_is_the_identity_on_it(act, attrs, bounds):
+    # The operator rules fuse it (the ALU engine's relu, leaky_relu, relu_six; VART's DPUCZDX8G target
+    # factory): the hard sigmoid's result is never negative and at most 1, so each of them leaves it as it is.
+    import dataclasses
+
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import GraphInfo, activation_support, engine_of
+
+    fp_in, fp_out = 4, 7
+    m = Model()
+    x = m.input((1, 4, 8, 8), fp_in)
+    hsig = helper.make_node("HardSigmoid", [x], ["hsig"], name="hsig", alpha=1 / 6, beta=0.5)
+    m.nodes.append(hsig)
+    extra = [m.const(k, np.array(v, np.float32)) for k, v in zip(("lo", "hi"), bounds or ())]
+    m.op(act, ["hsig", *extra], **attrs)
+    act_node = m.nodes[-1]
+    model = m.build(fp_out, (1, 4, 8, 8))
+    cfg = load_config("u96v2-b1600-pynq")
+    cfg = dataclasses.replace(cfg, alu_activations=cfg.conv_activations)  # LeakyReLU on the ALU engine too
+    gi = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0)})
+    assert activation_support(act_node, engine_of(hsig, gi), cfg, gi)[0]
+    x = {"x0": all_int8((1, 8, 8, 4))}
+    y = EmulatorRunner(model).run(x)["y"].astype(np.int64)
+    # the hard sigmoid alone, as above: relu6(x + 3) * 2731 / 2**14, half up, saturated
+    xr = x["x0"].astype(np.float64) * 2.0**-fp_in
+    dpu = np.clip(xr + 3, 0, 6) * 2731 / 2**14 * 2.0**fp_out
+    np.testing.assert_array_equal(y, np.clip(np.floor(dpu + 0.5), -128, 127))
+    assert y.min() == 0 and y.max() == 127  # both ends reached: the activation has something to leave alone
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    np.testing.assert_array_equal(y, EmulatorRunner(_hard_sigmoid(fp_in, fp_out)).run(x)["y"])
+    # ONNX Runtime runs the activation after its exact hard sigmoid: the hard sigmoid's bound above
+    exact = np.clip(xr / 6 + 0.5, 0, 1) * 2.0**fp_out
+    diff = y - ort_plain(model, x)
+    near = np.abs(exact - np.floor(exact) - 0.5) < 0.02
+    assert np.all(np.abs(diff) <= 1) and np.all(diff[~near] == 0)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], ort_plain(model, x))
+
+
+@pytest.mark.parametrize(
     ("fp_in", "fp_out", "alpha", "message"),
     [
         (4, 6, 1 / 6, "output fix points of 7 or more"),

@@ -145,7 +145,7 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
         a = step.attrs
         kernel = a["kernel"] or (xs[0].shape[1], xs[0].shape[2])  # GlobalAveragePool: the whole map
         return dpu_ops.avg_pool(xs[0], kernel, a["stride"], a["pads"], step.fps_in[0], step.fp_out)
-    if step.kind == "hsigmoid":
+    if step.kind == "hsigmoid":  # its activation is the identity on it: never negative, at most 1
         return dpu_ops.hard_sigmoid(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "mul":
         assert step.weight is not None and step.fp_w is not None

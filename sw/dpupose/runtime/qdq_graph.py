@@ -315,7 +315,9 @@ class _Parser:
         """A hard sigmoid or hard swish of a dequantized activation (XIR hard-sigmoid-fix, the ALU's
         hsigmoid; a hard swish multiplies its input by that at fix point 7 on the eltwise engine, which
         fuses a ReLU that follows): the DPU's relu6(x + 3) / 6, at the fix points `dpu_ops.hard_sigmoid`
-        and `dpu_ops.hard_swish` emulate."""
+        and `dpu_ops.hard_swish` emulate. A hard sigmoid's activation (the ALU engine's ReLU, ReLU6 or
+        LeakyReLU, which the operator rules fuse) is the identity on its result, which is never negative
+        and at most 1, below 6."""
         op = f"{node.op_type} {node.name or node.outputs[0]!r}"
         swish = node.op_type == "HardSwish"
         what = "hard swish" if swish else "hard sigmoid"
@@ -328,8 +330,6 @@ class _Parser:
                 "factory); its ALU hsigmoid reads its input at a fix point (hsigmoid_in) that only a "
                 "QuantizeLinear/DequantizeLinear pair before it states; put one between them"
             )
-        if not swish and act != "none":
-            raise NotEmulated(f"{where}: the emulator does not run {node.op_type} with activation {act}")
         if swish and act not in dpu_ops.ELTWISE_ACTIVATIONS:
             raise NotEmulated(
                 f"{where}: a hard swish fuses a ReLU only, not {act} (its last op is the eltwise engine's mult, whose "
