@@ -133,7 +133,10 @@ def test_depth_to_space_is_a_configuration_switch():
 def test_eltwise_pools_resize_concat_and_the_rest():
     shapes = {"a": (1, 8, 8, 8), "b": (1, 8, 8, 8), "c": (1, 8, 1, 1), "s": (1, 8, 4, 4), "y": (1, 8, 8, 8)}
     add = helper.make_node("Add", ["a", "b"], ["y"])
-    assert dpu_support(add, info(shapes), CFG)[0]
+    # the engine the reason names is the one engine_of gives (VART's target factory: eltwise add and mult)
+    assert dpu_support(add, info(shapes), CFG) == (True, "element-wise Add (eltwise engine)")
+    mul2 = helper.make_node("Mul", ["a", "b"], ["y"])
+    assert dpu_support(mul2, info(shapes), CFG) == (True, "element-wise Mul (eltwise engine)")
     bcast = info({**shapes, "b": (1, 8, 1, 8)})
     assert not dpu_support(add, bcast, CFG)[0]
     mul_c = helper.make_node("Mul", ["a", "c"], ["y"])

@@ -5,8 +5,9 @@ float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is
 
 Each node is classified:
 - a DPU layer with a cost: Conv (groups = 1, depthwise, grouped), ConvTranspose, Gemm/MatMul with a constant
-  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise on the ALU),
-  DepthToSpace (pixel shuffle, data movement), Resize/Upsample, Pad;
+  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise: the eltwise
+  engine; a Mul by a constant: a 1x1 depthwise conv on the ALU), DepthToSpace (pixel shuffle, data
+  movement), Resize/Upsample, Pad;
 - HardSigmoid (relu6(x + 3) / 6; other alpha/beta: not a DPU op) and HardSwish are never fused (VART's
   DPUCZDX8G target factory fuses relu, leaky_relu and relu_six only): a HardSigmoid is one ALU hsigmoid
   layer, a HardSwish two layers of the node's name, the ALU hsigmoid and the eltwise mult x * hsigmoid(x);

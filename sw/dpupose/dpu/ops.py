@@ -8,8 +8,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   left/top pads <= 15. Other grouped convs run on the CPU.
 - ConvTranspose: as Conv, without output_padding. Gemm / MatMul with a constant weight: fully connected.
 - MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
-- Add / Mul: element-wise on two 4-D activations of one shape; Mul by a per-channel (or scalar) constant
-  becomes a 1 x 1 depthwise conv.
+- Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
+  scalar) constant becomes a 1 x 1 depthwise conv (ALU engine).
 - Resize: nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
   activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
   scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel, 2, 4 or 8 with asymmetric.
@@ -213,7 +213,7 @@ def _eltwise(node: Any, info: GraphInfo) -> Support:
     shapes = [info.shape(t) for t in acts]
     if any(s is None for s in shapes) or len({s for s in shapes}) != 1:
         return _cpu(f"{op} of tensors with different shapes (broadcasting)")
-    return True, f"element-wise {op} (ALU engine)"
+    return True, f"element-wise {op} (eltwise engine)"
 
 
 def _resize(node: Any, info: GraphInfo) -> Support:

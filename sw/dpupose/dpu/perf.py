@@ -8,7 +8,7 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             Grouped conv: per group. Transposed conv: kernel ceil(K/stride) per output pixel.
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW
-- eltwise (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs)
+- eltwise (eltwise engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs)
 - hard sigmoid (the ALU's hsigmoid op, never fused): OH * ceil(OW/ALU_PP) * ceil(C/ICP); a hard swish is
   that layer and an eltwise mult of two inputs (x and the hsigmoid's int8 result), each with its traffic
 - data movement (DepthToSpace, Resize, Pad): no compute; its DDR traffic (read + write the tensor).
