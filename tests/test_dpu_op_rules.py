@@ -225,3 +225,59 @@ def test_hard_activations_are_dpu_ops_of_their_own_never_fused():
     assert not ok and "HardSigmoid(alpha=0.2, beta=0.5) is not the DPU's hsigmoid relu6(x + 3) / 6" in why
     # Not 4-D: CPU as every other op.
     assert not dpu_support(hswish, info({"y": (1, 8), "z": (1, 8)}), CFG)[0]
+
+
+def _resize_model(opset: int, scale: int, **attrs):
+    """A float model: x (1, 8, 2, 2) -> Resize linear by constant scales [1, 1, s, s] -> y, at `opset`."""
+    from onnx import TensorProto, numpy_helper
+
+    scales = numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")
+    inputs = ["x", "scales"] if opset < 11 else ["x", "", "scales"]
+    node = helper.make_node("Resize", inputs, ["y"], name="up", mode="linear", **attrs)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 2 * scale, 2 * scale])
+    graph = helper.make_graph([node], "up", [x], [y], [scales])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize(
+    ("opset", "scale", "attrs", "ok"),
+    [
+        # Resize-10 has no coordinate_transformation_mode: x_in = x_out / scale, asymmetric: 2, 4 or 8
+        (10, 8, {}, True),
+        (10, 4, {}, True),
+        # from Resize-11 on the attribute decides, default half_pixel: 2 or 4
+        (13, 8, {}, False),
+        (11, 8, {}, False),
+        (13, 4, {}, True),
+        (13, 8, {"coordinate_transformation_mode": "asymmetric"}, True),
+        (13, 2, {"coordinate_transformation_mode": "align_corners"}, False),
+    ],
+)
+def test_a_resize_is_read_at_the_model_s_opset(opset, scale, attrs, ok):
+    from dpupose.split.graph import analyze
+
+    g = analyze(_resize_model(opset, scale, **attrs))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    supported, why = dpu_support(node, g.info(), CFG)
+    assert supported is ok
+    if ok:
+        assert why == f"Resize bilinear x{scale} (transposed depthwise conv, ALU engine)"
+    elif opset >= 11 and not attrs:
+        assert why == "bilinear Resize at scale 8x8 (only 2, 4 with half_pixel, the same on H and W)"
+
+
+def test_resize_10_and_upsample_have_no_coordinate_mapping_attribute():
+    # an attribute Resize-10 and Upsample do not define means nothing there (the ONNX spec): asymmetric
+    x8 = {"a": (1, 8, 2, 2), "y": (1, 8, 16, 16)}
+    stray = helper.make_node("Resize", ["a", "sc"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel")
+    assert dpu_support(stray, dataclasses.replace(info(x8), opset=10), CFG)[0]
+    assert not dpu_support(stray, dataclasses.replace(info(x8), opset=13), CFG)[0]
+    corners = helper.make_node(
+        "Resize", ["a", "sc"], ["y"], mode="linear", coordinate_transformation_mode="align_corners"
+    )
+    assert dpu_support(corners, dataclasses.replace(info(x8), opset=10), CFG)[0]
+    upsample = helper.make_node("Upsample", ["a", "sc"], ["y"], mode="linear")
+    assert dpu_support(upsample, dataclasses.replace(info(x8), opset=9), CFG)[0]
+    # an opset not known (0) reads as the newest: the attribute's default, half_pixel
+    assert not dpu_support(helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="linear"), info(x8), CFG)[0]

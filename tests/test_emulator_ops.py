@@ -280,6 +280,33 @@ def test_bilinear_resize_10_is_asymmetric():
     np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
 
 
+@pytest.mark.parametrize(("opset", "s"), [(10, 8), (10, 4), (13, 8), (13, 4)])
+def test_the_operator_rules_and_the_emulator_read_a_resize_at_the_model_s_opset(opset, s):
+    # Resize-10 has no coordinate_transformation_mode (asymmetric: x8 runs on the DPU); Resize-13
+    # default to half_pixel (x8 does not): the rules put on the DPU exactly what the emulator runs
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    model = _bilinear(4, 2, s, opset)
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    on_dpu, _ = dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))
+    assert on_dpu is (opset == 10 or s == 4)
+    if not on_dpu:
+        with pytest.raises(NotEmulated, match=f"scales {s}x{s}: the DPU's bilinear resize with half-pixel centres"):
+            EmulatorRunner(model)
+        return
+    emu = EmulatorRunner(model)
+    x = feeds(emu, s)
+    y = emu.run(x)["y"].astype(np.int64)
+    v = _bilinear_closed_form(x["x0"].astype(np.int64), s, opset >= 11) * 2 ** (2 - 4)
+    expected = np.vectorize(lambda q: min(max((q + Fraction(1, 2)).__floor__(), -128), 127))(v)
+    np.testing.assert_array_equal(y, expected.astype(np.int64))
+    even = np.vectorize(lambda q: min(max(round(q), -128), 127))(v)  # ONNX Runtime: exact, ties to even
+    np.testing.assert_array_equal(ort_plain(model, x), even.astype(np.int64))
+
+
 def test_an_activation_after_a_bilinear_resize_is_not_emulated():
     # the compiler's transposed depthwise conv for it fuses none (the operator rules put it on the CPU)
     with pytest.raises(NotEmulated, match="a bilinear resize fuses no activation .*, not relu"):

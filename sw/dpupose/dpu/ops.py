@@ -12,7 +12,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine).
 - Resize: nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
   activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
-  scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel, 2, 4 or 8 with asymmetric.
+  scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel, 2, 4 or 8 with asymmetric. The mapping
+  is the model's opset's (ONNX spec): Upsample (opsets 7-9) and Resize-10 have no
+  coordinate_transformation_mode and are asymmetric (x_in = x_out / scale); from Resize-11 on it is the
+  attribute, default half_pixel.
 - Concat: on the channel axis always; on another axis only when every producer is on the DPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
@@ -78,12 +81,15 @@ class GraphInfo:
     """What a rule needs to know about the graph around a node.
 
     shapes: tensor -> static shape (batch 1) where known; constants: initializer / Constant values;
-    on_dpu: tensor -> whether its producer is on the DPU (None when not decided yet or a graph input).
+    on_dpu: tensor -> whether its producer is on the DPU (None when not decided yet or a graph input);
+    opset: the model's default-domain (ai.onnx) opset, which decides how some attributes read (0: not
+    known, read as the newest).
     """
 
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     constants: Mapping[str, np.ndarray | None] = field(default_factory=dict)  # None: constant, value unknown
     on_dpu: Callable[[str], bool | None] = lambda _name: None
+    opset: int = 0
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         return self.shapes.get(name)
@@ -107,6 +113,21 @@ def attr(node: Any, name: str, default: Any = None) -> Any:
 
 
 Support = tuple[bool, str]
+
+
+def model_opset(model: Any) -> int:
+    """The default-domain (ai.onnx) opset an onnx.ModelProto imports (0 if it imports none)."""
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def resize_mapping(node: Any, opset: int) -> str:
+    """A Resize's or Upsample's coordinate mapping as the ONNX spec reads it at `opset` (0: the newest).
+    Upsample (opsets 7-9) and Resize-10 have no coordinate_transformation_mode: x_in = x_out / scale,
+    which is Resize-11's asymmetric (an attribute of that name on them is not theirs and means nothing).
+    From Resize-11 on the attribute decides, default half_pixel."""
+    if node.op_type == "Upsample" or 0 < opset < 11:
+        return "asymmetric"
+    return attr(node, "coordinate_transformation_mode", "half_pixel")
 
 
 def max_conv_channels(cfg: DpuConfig) -> int:
@@ -218,7 +239,7 @@ def _eltwise(node: Any, info: GraphInfo) -> Support:
 
 def _resize(node: Any, info: GraphInfo) -> Support:
     mode = attr(node, "mode", "nearest")
-    ctm = attr(node, "coordinate_transformation_mode", "half_pixel")
+    ctm = resize_mapping(node, info.opset)
     if ctm == "align_corners":
         return _cpu("Resize with align_corners")
     x, y = info.shape(node.input[0]), info.shape(node.output[0])

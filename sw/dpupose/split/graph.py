@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo
+from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, model_opset
 from dpupose.errors import ModelFileError
 
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -75,7 +75,7 @@ class QdqGraph:
     quantized: bool  # has activation Q/DQ pairs at all
 
     def info(self, on_dpu: Any = None) -> GraphInfo:
-        return GraphInfo(self.shapes, self.constants, on_dpu or (lambda _t: None))
+        return GraphInfo(self.shapes, self.constants, on_dpu or (lambda _t: None), model_opset(self.model))
 
     def unit_by_name(self, name: str) -> Unit | None:
         """The unit holding node `name`, or producing tensor `name` (a Q/DQ node maps to its producer)."""
