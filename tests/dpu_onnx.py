@@ -9,9 +9,9 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 
 
-def _model(nodes, inputs, outputs, inits=()) -> onnx.ModelProto:
+def _model(nodes, inputs, outputs, inits=(), opset: int = OPSET) -> onnx.ModelProto:
     graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(inits))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
 
@@ -51,6 +51,15 @@ def add(c: int, hw: int):
     """Two inputs added element-wise."""
     nodes = [helper.make_node("Add", ["a", "b"], ["y"], name="add")]
     return _model(nodes, [_vi("a", (1, c, hw, hw)), _vi("b", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))])
+
+
+def resize(c: int, hw: int, scale: int, mode: str = "linear", opset: int = OPSET, **attrs):
+    """x (1, c, hw, hw) -> Resize(mode) by constant scales [1, 1, scale, scale] -> y, at `opset`."""
+    scales = numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")
+    inputs = ["x", "scales"] if opset < 11 else ["x", "", "scales"]
+    nodes = [helper.make_node("Resize", inputs, ["y"], name="up", mode=mode, **attrs)]
+    out = (1, c, hw * scale, hw * scale)
+    return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", out)], [scales], opset)
 
 
 def depth_to_space(c: int, hw: int, block: int = 2):

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dpu_onnx import add, conv, custom_op, depth_to_space, hard_activation, qdq_conv
+from dpu_onnx import add, conv, custom_op, depth_to_space, hard_activation, qdq_conv, resize
 
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
@@ -103,6 +103,40 @@ def test_depth_to_space_is_data_movement_or_excluded():
     off = config_from_arch("B1600", 200, depth_to_space_on_dpu=False)
     graph = extract_layers(depth_to_space(512, 7), off)
     assert not graph.layers and graph.excluded[0][2].startswith("not a DPU op in this configuration")
+
+
+@pytest.mark.parametrize(
+    ("scale", "opset", "attrs"),
+    [(2, 17, {}), (4, 17, {}), (8, 17, {"coordinate_transformation_mode": "asymmetric"}), (8, 10, {})],
+)
+def test_a_bilinear_resize_is_its_transposed_depthwise_conv_on_the_alu(scale, opset, attrs):
+    # vai_q_pytorch's DPU op filter: a bilinear upsample at scale s runs as a depthwise transposed conv with
+    # fixed weights, kernel 2s, stride s. The model's depthwise formula with the transposed conv's ceil(K/stride)
+    # taps per output pixel: OH * ceil(OW / ALU PP 4) * ceil(C / ICP 10) * ceil(2s/s)**2 = 4 taps at any s
+    c, hw = 64, 7
+    oh = ow = hw * scale
+    layer = one_layer(resize(c, hw, scale, opset=opset, **attrs))
+    assert (layer.kind, layer.op) == ("dwdeconv", "Resize")
+    cycles = oh * math.ceil(ow / 4) * math.ceil(64 / 10) * 2 * 2  # x2: 14 * 4 * 7 * 4 = 1568
+    assert cycles == {2: 1568, 4: 28 * 7 * 7 * 4, 8: 56 * 14 * 7 * 4}[scale]
+    assert layer.compute_ms == pytest.approx(cycles / F * 1e3)
+    assert layer.macs == oh * ow * c * 4
+    # its traffic: the input, the output and the C * (2s)**2 int8 fixed weights
+    nbytes = c * hw * hw + c * oh * ow + c * (2 * scale) ** 2
+    assert layer.memory_ms == pytest.approx(nbytes / BW * 1e3)
+
+
+def test_a_nearest_resize_is_data_movement_and_one_the_rules_refuse_is_excluded():
+    layer = one_layer(resize(64, 7, 2, mode="nearest"))
+    assert layer.kind == "move" and layer.compute_ms == 0
+    assert layer.memory_ms == pytest.approx((64 * 49 + 64 * 196) / BW * 1e3)
+    # half_pixel (opset 11 on: the default) at x8 and align_corners are not the DPU's (the operator rules)
+    graph = extract_layers(resize(64, 7, 8), B1600)
+    assert not graph.layers
+    reason = "bilinear Resize at scale 8x8 (only 2, 4 with half_pixel, the same on H and W)"
+    assert graph.excluded == [("up", "Resize", f"not a DPU op ({reason})")]
+    corners = extract_layers(resize(64, 7, 2, coordinate_transformation_mode="align_corners"), B1600)
+    assert corners.excluded == [("up", "Resize", "not a DPU op (Resize with align_corners)")]
 
 
 def test_memory_bound_layer_and_layer_overhead():

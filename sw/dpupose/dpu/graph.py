@@ -7,7 +7,11 @@ Each node is classified:
 - a DPU layer with a cost: Conv (groups = 1, depthwise, grouped), ConvTranspose, Gemm/MatMul with a constant
   weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise: the eltwise
   engine; a Mul by a constant: a 1x1 depthwise conv on the ALU), DepthToSpace (pixel shuffle, data
-  movement), Resize/Upsample, Pad;
+  movement), Pad;
+- Resize/Upsample where the operator rules put it on the DPU (dpupose.dpu.ops, at the model's opset;
+  otherwise not a DPU op): nearest, data movement; bilinear at scale s, the transposed depthwise conv with
+  fixed weights that the compiler makes of it (vai_q_pytorch's DPU op filter: kernel 2s, stride s), an
+  ALU layer of kind "dwdeconv";
 - HardSigmoid (relu6(x + 3) / 6; other alpha/beta: not a DPU op) and HardSwish are never fused (VART's
   DPUCZDX8G target factory fuses relu, leaky_relu and relu_six only): a HardSigmoid is one ALU hsigmoid
   layer, a HardSwish two layers of the node's name, the ALU hsigmoid and the eltwise mult x * hsigmoid(x);
@@ -30,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.dpu.ops import HARD_ACTIVATION_OPS, hard_activation_support
+from dpupose.dpu.ops import (
+    HARD_ACTIVATION_OPS,
+    GraphInfo,
+    attr,
+    hard_activation_support,
+    model_opset,
+    resize_support,
+)
 from dpupose.errors import ModelFileError
 
 COSTED_OPS = {
@@ -51,7 +62,7 @@ class Layer:
 
     name: str
     op: str  # ONNX op type
-    kind: str  # conv, dwconv, gconv, deconv, fc, pool, gap, hsigmoid, eltwise, move, unknown
+    kind: str  # conv, dwconv, gconv, deconv, dwdeconv, fc, pool, gap, hsigmoid, eltwise, move, unknown
     inputs: tuple[tuple[int, int, int, int], ...]  # non-constant inputs
     output: tuple[int, int, int, int]
     kernel: tuple[int, int] = (1, 1)
@@ -68,6 +79,9 @@ class Layer:
             return n * h * w * c * kh * kw * cin // self.groups
         if self.kind == "dwconv":
             return n * h * w * c * kh * kw
+        if self.kind == "dwdeconv":  # ceil(K / stride) taps per output pixel and axis
+            sh, sw = self.stride
+            return n * h * w * c * math.ceil(kh / sh) * math.ceil(kw / sw)
         return 0
 
 
@@ -135,6 +149,7 @@ class _Walker:
             raise ModelFileError(f"ONNX shape inference failed: {exc}") from None
         g = model.graph
         self.graph = g
+        self.opset = model_opset(model)
         self.shapes: dict[str, list[int]] = {}
         initializers = {init.name for init in g.initializer}
         for vi in g.input:
@@ -204,6 +219,8 @@ class _Walker:
                 self.exclude(node, name, "not a DPU op (reshape of a tensor that does not feed a DPU layer)")
         elif op in HARD_ACTIVATION_OPS:
             self.hard_activation(node, name, dyn)
+        elif op in ("Resize", "Upsample"):
+            self.resize(node, name, dyn)
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
         elif op in COSTED_OPS:
@@ -235,6 +252,27 @@ class _Walker:
         self.result.layers.append(Layer(name, op, "hsigmoid", (x,), out))
         if op == "HardSwish":
             self.result.layers.append(Layer(name, op, "eltwise", (x, out), out))
+        self.mark(node, True)
+
+    def resize(self, node: Any, name: str, dyn: list[str]) -> None:
+        """A Resize / Upsample where the operator rules put it on the DPU (else not a DPU op): nearest, data
+        movement; bilinear at scale s, a transposed depthwise conv, kernel 2s, stride s, with C * (2s)**2
+        fixed int8 weights (vai_q_pytorch's DPU op filter)."""
+        x, y = self.shape(dyn[0]), self.shape(node.output[0])
+        info = GraphInfo({dyn[0]: tuple(x), node.output[0]: tuple(y)}, opset=self.opset)
+        on_dpu, why = resize_support(node, info)  # the operator rules' decision, so the two cannot part
+        if not on_dpu:
+            self.exclude(node, name, f"not a DPU op ({why})")
+            return
+        if attr(node, "mode", "nearest") != "linear":
+            self.result.layers.append(Layer(name, node.op_type, "move", (_shape4(x),), _shape4(y)))
+            self.mark(node, True)
+            return
+        ins, out = (_shape4(x),), _shape4(y)
+        s = out[2] // ins[0][2]
+        kernel, c = (2 * s, 2 * s), out[1]
+        layer = Layer(name, node.op_type, "dwdeconv", ins, out, kernel, (s, s), c, c * kernel[0] * kernel[1])
+        self.result.layers.append(layer)
         self.mark(node, True)
 
     def known(self, node: Any) -> bool:
@@ -289,7 +327,7 @@ class _Walker:
             return Layer(name, op, "gap", ins, out, (ins[0][2], ins[0][3]), (ins[0][2], ins[0][3]))
         if op in ("Add", "Mul"):
             return Layer(name, op, "eltwise", ins, out)
-        # DepthToSpace, Resize, Upsample, Pad: data movement through the load/save engines.
+        # DepthToSpace, Pad: data movement through the load/save engines.
         return Layer(name, op, "move", ins, out)
 
 

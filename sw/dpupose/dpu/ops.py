@@ -237,6 +237,11 @@ def _eltwise(node: Any, info: GraphInfo) -> Support:
     return True, f"element-wise {op} (eltwise engine)"
 
 
+def resize_support(node: Any, info: GraphInfo) -> Support:
+    """A Resize / Upsample node's rule (shapes of its input and output, the model's opset in `info`)."""
+    return _resize(node, info)
+
+
 def _resize(node: Any, info: GraphInfo) -> Support:
     mode = attr(node, "mode", "nearest")
     ctm = resize_mapping(node, info.opset)

@@ -6,12 +6,15 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             width, channels padded to ICP/OCP multiples). With channel augmentation and IC < ICP the KW*IC
             values of a kernel row are packed: KH * ceil(KW*IC/ICP) instead of KH*KW*ceil(IC/ICP).
             Grouped conv: per group. Transposed conv: kernel ceil(K/stride) per output pixel.
+- depthwise transposed conv (a bilinear Resize at scale s: kernel 2s, stride s, fixed weights):
+            OH * ceil(OW/ALU_PP) * ceil(C/ICP) * ceil(KH/s) * ceil(KW/s), the depthwise formula with the
+            transposed conv's ceil(K/stride) taps (4 at every scale)
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW
 - eltwise (eltwise engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs)
 - hard sigmoid (the ALU's hsigmoid op, never fused): OH * ceil(OW/ALU_PP) * ceil(C/ICP); a hard swish is
   that layer and an eltwise mult of two inputs (x and the hsigmoid's int8 result), each with its traffic
-- data movement (DepthToSpace, Resize, Pad): no compute; its DDR traffic (read + write the tensor).
+- data movement (DepthToSpace, a nearest Resize, Pad): no compute; its DDR traffic (read + write the tensor).
 - unknown op (only with unknown="conservative"): 18 ALU passes over the output + its DDR traffic.
 
 DDR traffic per layer = its INT8 inputs + output + weights + bias; memory time = bytes / bandwidth, where
@@ -112,6 +115,9 @@ def layer_cycles(layer: Layer, cfg: DpuConfig) -> int:
         return n * math.ceil(cin / cfg.icp) * math.ceil(c / cfg.ocp)
     if layer.kind in ("dwconv", "pool", "gap"):
         return n * _alu_cycles(oh, ow, c, kh * kw, cfg)
+    if layer.kind == "dwdeconv":
+        sh, sw = layer.stride
+        return n * _alu_cycles(oh, ow, c, math.ceil(kh / sh) * math.ceil(kw / sw), cfg)
     if layer.kind == "hsigmoid":
         return n * _alu_cycles(oh, ow, c, 1, cfg)
     if layer.kind == "eltwise":
