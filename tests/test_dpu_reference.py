@@ -177,6 +177,11 @@ def test_max_pool_never_takes_the_padding():
     assert y[0, :, :, 0].tolist() == [[-128, 3], [7, 4]]
     # kernel 3 x 1, stride 1, no pads: column maxima of each 3 rows: 7, 3, 4
     assert flat(dpu_ops.max_pool(x, (3, 1), (1, 1), (0, 0, 0, 0))) == [7, 3, 4]
+    # kernel 2 x 2, stride 1 down and 2 across over 0..11 in 3 rows of 4: windows at rows 0, 1 and columns
+    # 0, 2 -> maxima 5, 7 (rows 0-1) and 9, 11 (rows 1-2); the same windows' sums 10, 18, 26, 34 / 4
+    x = np.arange(12, dtype=np.int8).reshape(1, 3, 4, 1)
+    assert dpu_ops.max_pool(x, (2, 2), (1, 2), (0, 0, 0, 0))[0, :, :, 0].tolist() == [[5, 7], [9, 11]]
+    assert dpu_ops.avg_pool(x, (2, 2), (1, 2), (0, 0, 0, 0), 0, 0)[0, :, :, 0].tolist() == [[3, 5], [7, 9]]
 
 
 def test_average_pool_divides_by_the_dpus_reciprocal():
@@ -201,8 +206,10 @@ def test_average_pool_factors_of_the_reference():
     # ceil(log2(128 * pixels)), factor = round(2**shift / pixels), kept while strictly closer to 1/pixels.
     # 2 x 3 (6 pixels): shifts below 10; 512 / 6 = 85.3 -> 85/512 (off by 0.00065, 43/256 by 0.0013).
     # 4 x 5 (20 pixels): shifts below 12; 2048 / 20 = 102.4 -> 102/2048. 4 x 4: 1/16 first at shift 4.
+    # 1 x 13: shifts below 11; 1024 / 13 = 78.77 rounds up to 79/1024 (off by 3/13312; 512 / 13 = 39.38 ->
+    # 39/512 by 10/13312, 20/256 by 16/13312), where truncating would give 78/1024, the same as 39/512.
     table = {(3, 3): (7, 6), (5, 5): (10, 8), (6, 6): (7, 8), (7, 7): (21, 10), (14, 14): (21, 12)}
-    more = {(2, 3): (85, 9), (4, 5): (102, 11), (4, 4): (1, 4), (1, 1): (1, 0), (16, 16): (1, 8)}
+    more = {(2, 3): (85, 9), (4, 5): (102, 11), (4, 4): (1, 4), (1, 1): (1, 0), (16, 16): (1, 8), (1, 13): (79, 10)}
     for kernel, factors in {**table, **more}.items():
         assert dpu_ops.avgpool_factors(*kernel) == factors, kernel
 
@@ -219,6 +226,9 @@ def test_hard_sigmoid_is_2731_over_2_14_of_x_plus_3():
     assert flat(dpu_ops.hard_sigmoid(col([-47, -40, -24, 0]), 4, 8)) == [3, 21, 64, 127]
     # fp_in 0 (shift 7): x -3 .. 3 -> m 0 .. 6: 0, 21.34, 42.67, 64.008, 85.34, 106.68, 128.02
     assert flat(dpu_ops.hard_sigmoid(col([-4, -3, -2, -1, 0, 1, 2, 3]), 0, 7)) == [0, 0, 21, 43, 64, 85, 107, 127]
+    # HardSigmoid(alpha, beta) is this op for alpha 1/6 (as float32 too) and beta 1/2 only
+    assert dpu_ops.is_hard_sigmoid(1 / 6, 0.5) and dpu_ops.is_hard_sigmoid(float(np.float32(1 / 6)), 0.5)
+    assert not dpu_ops.is_hard_sigmoid(0.2, 0.5) and not dpu_ops.is_hard_sigmoid(1 / 6, 0.4)
     # The reference has no cap at 6 (XIR's definition has): at fp_out 6 they would differ (m 144 at fp_in 4:
     # 96.01 uncapped against 64.01 capped at m = 96), so that is refused
     with pytest.raises(ValueError, match="output fix points from 7"):

@@ -533,16 +533,17 @@ def test_an_activation_after_a_hard_sigmoid_is_the_identity_on_it(act, attrs, bo
 
 
 @pytest.mark.parametrize(
-    ("fp_in", "fp_out", "alpha", "message"),
+    ("fp_in", "fp_out", "alpha", "beta", "message"),
     [
-        (4, 6, 1 / 6, "output fix points of 7 or more"),
-        (11, 7, 1 / 6, "input fix points 0 to 10"),
-        (4, 7, 0.2, "is not the DPU's relu6"),
+        (4, 6, 1 / 6, 0.5, "output fix points of 7 or more"),
+        (11, 7, 1 / 6, 0.5, "input fix points 0 to 10"),
+        (4, 7, 0.2, 0.5, r"HardSigmoid\(alpha=0.2, beta=0.5\) is not the DPU's relu6"),
+        (4, 7, 1 / 6, 0.4, r"HardSigmoid\(alpha=0.166667, beta=0.4\) is not the DPU's relu6"),
     ],
 )
-def test_other_hard_sigmoids_are_not_emulated(fp_in, fp_out, alpha, message):
+def test_other_hard_sigmoids_are_not_emulated(fp_in, fp_out, alpha, beta, message):
     with pytest.raises(NotEmulated, match=message):
-        EmulatorRunner(_hard_sigmoid(fp_in, fp_out, alpha))
+        EmulatorRunner(_hard_sigmoid(fp_in, fp_out, alpha, beta))
 
 
 def test_a_hard_sigmoid_reading_a_conv_without_a_q_dq_pair_is_not_emulated():
