@@ -118,13 +118,27 @@ def test_concat_along_height_and_a_negative_axis():
     np.testing.assert_array_equal(emu.run(x)["y"], ort_plain(model, x))
 
 
-def test_concat_with_an_activation_is_not_emulated():
+@pytest.mark.parametrize(
+    ("op", "attrs", "extra", "out_hw"),
+    [
+        ("Concat", {"axis": 1}, "second", (3, 4)),
+        ("MaxPool", {"kernel_shape": [1, 1]}, None, (3, 4)),
+        ("AveragePool", {"kernel_shape": [1, 1]}, None, (3, 4)),
+        ("Resize", {"mode": "nearest"}, "scales", (6, 8)),
+    ],
+)
+def test_a_data_movement_op_with_an_activation_is_not_emulated(op, attrs, extra, out_hw):
+    # the DPU fuses no activation into these; the emulator ran them as if the ReLU were not there
     m = Model()
-    a, b = m.input((1, 2, 3, 4), 5), m.input((1, 2, 3, 4), 5)
-    m.nodes.append(helper.make_node("Concat", [a, b], ["cat"], name="cat", axis=1))
-    m.op("Relu", ["cat"])
-    with pytest.raises(NotEmulated, match="does not run Concat"):
-        EmulatorRunner(m.build(5, (1, 4, 3, 4)))
+    inputs = [m.input((1, 2, 3, 4), 5)]
+    if extra == "second":
+        inputs.append(m.input((1, 2, 3, 4), 5))
+    elif extra == "scales":
+        inputs += ["", m.const("scales", np.array([1, 1, 2, 2], np.float32))]
+    m.nodes.append(helper.make_node(op, inputs, ["pre"], name="pre", **attrs))
+    m.op("Relu", ["pre"])
+    with pytest.raises(NotEmulated, match=f"does not run {op} \\(with activation relu\\)"):
+        EmulatorRunner(m.build(5, (1, 2 * len(inputs) if extra == "second" else 2, *out_hw)))
 
 
 def _resize(fp_in, fp_out, scales, opset=OPSET, **attrs) -> bytes:
@@ -313,6 +327,17 @@ def test_an_activation_after_a_bilinear_resize_is_not_emulated():
         EmulatorRunner(_bilinear(4, 4, 2, act="Relu"))
 
 
+def test_a_resize_whose_axes_reorder_the_scales_is_not_emulated():
+    # Resize-18's axes [0, 1, 3, 2] give scales [1, 1, 3, 2] as W 3 times and H twice; read in order they
+    # would be H 3 times and W twice, so the emulator refuses axes
+    m = Model()
+    x = m.input((1, 2, 4, 4), 4)
+    scales = m.const("scales", np.array([1, 1, 3, 2], np.float32))
+    m.op("Resize", [x, "", scales], mode="nearest", axes=[0, 1, 3, 2])
+    with pytest.raises(NotEmulated, match="not 'axes'"):
+        EmulatorRunner(m.build(4, (1, 2, 8, 12), opset=18))
+
+
 def test_a_resize_by_sizes_is_not_emulated():
     m = Model()
     x = m.input((1, 2, 4, 4), 4)
@@ -357,6 +382,19 @@ def test_max_pool_equals_onnx_runtime():
     model = _pool("MaxPool", 4, 4, (7, 9), (4, 4), kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 0, 0])
     x = feeds(EmulatorRunner(model), 5)
     np.testing.assert_array_equal(EmulatorRunner(model).run(x)["y"], ort_plain(model, x))
+
+
+def test_max_pool_of_unequal_kernel_strides_and_pads_equals_onnx_runtime():
+    # kernel 2 x 3, strides 1 down and 2 across, pads top 1, left 1, bottom 0, right 0 on 5 x 6: the
+    # padded 6 x 7 gives (6 - 2) / 1 + 1 = 5 rows and (7 - 3) // 2 + 1 = 3 columns; ONNX Runtime's max is
+    # exact, so equal
+    model = _pool("MaxPool", 4, 4, (5, 6), (5, 3), kernel_shape=[2, 3], strides=[1, 2], pads=[1, 1, 0, 0])
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 10)
+    y = emu.run(x)["y"]
+    assert y.shape == (1, 5, 3, 4)
+    np.testing.assert_array_equal(y, ort_plain(model, x))
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
 
 
 def test_max_pool_with_a_fix_point_change_rounds_as_the_dpu():
@@ -433,6 +471,15 @@ def test_global_average_pool(hw, factor, shift):
     pixels = hw[0] * hw[1]
     bound = np.floor(np.abs(sums) * abs(factor / 2**shift - 1 / pixels) * 2 + 1)
     assert np.all(np.abs(y - ort_plain(model, x)) <= bound)
+
+
+def test_an_average_pool_over_too_many_pixels_is_not_emulated():
+    # 17 x 17 = 289 pixels, over the 256 the emulator averages: refused as the file loads, not as it runs
+    m = Model()
+    x = m.input((1, 2, 17, 17), 4)
+    m.op("AveragePool", [x], kernel_shape=[17, 17])
+    with pytest.raises(NotEmulated, match="kernel 17x17: the emulator averages up to 256 pixels"):
+        EmulatorRunner(m.build(4, (1, 2, 1, 1)))
 
 
 def test_a_padded_average_pool_without_count_include_pad_is_not_emulated():
