@@ -422,3 +422,57 @@ def test_constraints_keep_a_hard_sigmoid_where_xilinx_s_references_agree():
     assert new.activations == {"image": 7, "c": 10, "h": 7, "logits": 3}
     assert "c: activation fix position 12 -> 10 (hard sigmoid input <= 10)" in notes
     assert "h: activation fix position 6 -> 7 (hard sigmoid output >= 7)" in notes
+    # at the bounds: an input at 11 comes down to 10, an output at 7 and an input at 10 stay
+    fix = FixPoints({"image": 7, "c": 11, "h": 7, "logits": 3}, {"c": 7}, {})
+    assert apply_constraints(g, fix)[0].activations == {"image": 7, "c": 10, "h": 7, "logits": 3}
+
+
+@pytest.mark.parametrize(
+    ("kind", "fp_out", "x", "want"),
+    [
+        # the DPU's integers, worked by hand in tests/test_dpu_reference.py: relu6(x + 3) * 2731 / 2**14 from fix
+        # point 4 to 7, and x times that at 2**-7 (127/128 at most: 127 -> 126) from 4 to 4
+        ("hsigmoid", 7, [-128, -48, -47, 0, 16, 47, 48, 127], [0, 0, 1, 64, 85, 127, 127, 127]),
+        ("hswish", 4, [64, 127, 16, -16, -24, -40, -48, 0], [64, 126, 11, -5, -6, -3, 0, 0]),
+    ],
+)
+def test_fake_quantized_hard_activations_give_the_dpu_s_integers(kind, fp_out, x, want):
+    g = QGraph([HardActOp("logits", "image", kind)], (1, 1, 8))
+    net = QuantNet(g, FixPoints({"image": 4, "logits": fp_out}, {}, {})).double()
+    image = torch.tensor(x, dtype=torch.float64).reshape(1, 1, 1, 8) / 16
+    with torch.no_grad():
+        y = net.set_mode("fake")(image) * 2.0**fp_out
+    assert y.reshape(-1).tolist() == want
+    # float mode is the exact relu6(x + 3) / 6 and x times it: 1 from x = 3 on, x from 3 on
+    xf = torch.tensor([-4.0, -3.0, -1.5, 0.0, 2.0, 3.0, 5.0, 7.9], dtype=torch.float64).reshape(1, 1, 1, 8)
+    h = [0, 0, 0.25, 0.5, 5 / 6, 1, 1, 1]
+    with torch.no_grad():
+        y = net.set_mode("float")(xf).reshape(-1).tolist()
+    expect = h if kind == "hsigmoid" else [v * hv for v, hv in zip(xf.reshape(-1).tolist(), h)]
+    np.testing.assert_allclose(y, expect, rtol=0, atol=1e-12)
+
+
+class _FunctionalHard(torch.nn.Module):
+    def __init__(self, then_relu: bool = False) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 4, 1)
+        self.c2 = torch.nn.Conv2d(4, 4, 1)
+        self.then_relu = then_relu
+
+    def forward(self, x):
+        y = torch.nn.functional.hardswish(torch.nn.functional.hardsigmoid(self.c1(x)))
+        return self.c2(torch.relu(y) if self.then_relu else y)
+
+
+def test_functional_hard_activations_are_ops_of_their_kind_and_take_no_activation_after_them():
+    graph = build_qgraph(_FunctionalHard().eval(), (3, 4, 4))
+    assert [(type(op).__name__, getattr(op, "kind", None)) for op in graph.ops] == [
+        ("ConvOp", None),
+        ("HardActOp", "hsigmoid"),
+        ("HardActOp", "hswish"),
+        ("ConvOp", None),
+    ]
+    # an activation after it is refused, not fused into the HardActOp, whose fake quantization would leave it
+    # out (the operator rules and the emulator take a ReLU after a hard swish; the quantizer does not yet)
+    with pytest.raises(QuantizationError, match="an activation after a hard sigmoid or hard swish has no DPU mapping"):
+        build_qgraph(_FunctionalHard(then_relu=True).eval(), (3, 4, 4))
