@@ -324,6 +324,7 @@ def test_a_video_without_frames_is_an_error_and_lists_no_video(plan_dir: Path, t
     assert "annotated" not in captured.out and not (out / "annotated.mp4").exists()
     record = json.loads((out / "run.json").read_text())
     assert record["frames"] == 0 and record["outputs"] == ["keypoints.jsonl"]
+    assert record["recent_fps"] is None  # not measured (runtime.md's null), not a rate of 0
     assert (out / "keypoints.jsonl").read_bytes() == b""
 
 

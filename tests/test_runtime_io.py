@@ -439,6 +439,21 @@ def test_fps_meter() -> None:
     assert [meter.tick() for _ in range(5)] == pytest.approx([10.0] * 5)
 
 
+def test_fps_meter_counts_from_its_start() -> None:
+    # started at 0 s (when the run asked its source for the first frame), read later: frames at 1 s and 2 s
+    # are 1 FPS from the start, whatever the clock said when the meter was made
+    meter = FpsMeter(clock=lambda: 7.0, start=0.0)
+    assert meter.fps == 0.0 and meter.tick(1.0) == 1.0 and meter.tick(2.0) == 1.0
+
+
+def test_run_json_s_recent_fps_keeps_three_decimals() -> None:
+    from dpupose.runtime.pipeline import RunStats
+
+    stats = RunStats({}, frames=2, wall_seconds=3.0, recent_fps=2 / 3)
+    assert stats.to_dict()["recent_fps"] == 0.667 and stats.to_dict()["fps"] == 0.667
+    assert RunStats({}).to_dict()["recent_fps"] is None
+
+
 def test_fps_meter_of_frames_that_come_in_pairs() -> None:
     # A pipeline with two DPU jobs hands on two frames at once, each pair 1 s after the last: 2 FPS, where
     # the two first frames alone made a rate of 1 / 30 us (the run's progress line said 'frame 1: 33333 FPS').
