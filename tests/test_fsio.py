@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dpupose.fsio import (
@@ -622,6 +623,46 @@ def test_a_lock_file_removed_between_its_open_and_its_lock_is_locked_again(tmp_p
             os.close(fd)
 
 
+@pytest.mark.parametrize("which", ["lock_folder", "cache_lock"])
+def test_a_lock_file_replaced_between_its_open_and_its_lock_is_locked_again(tmp_path, monkeypatch, which):
+    """The lock file this process opened is removed and a new one made at its name (another process's
+    clean-up, then a third process) before it locks: the file there now is a different inode, and the lock
+    taken on the old one would guard nothing. The new one is the one held (a fourth open of the name finds it
+    locked, and this process's PID in it)."""
+    import fcntl
+
+    from dpupose import fsio
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    if which == "lock_folder":
+        path, held = folder / ".dpupose.lock", fsio.lock_folder(folder, "dpupose bench", "--work")
+    else:
+        path, held = tmp_path / ".work.lock", fsio.cache_lock(folder)
+    real_open = os.open
+    replaced = []
+
+    def replaced_after_open(name, flags, *args, **kwargs):
+        fd = real_open(name, flags, *args, **kwargs)
+        if str(name) == str(path) and not replaced:  # the old inode stays alive while fd is open
+            os.unlink(path)
+            path.write_text("")
+            replaced.append(os.stat(path).st_ino)
+        return fd
+
+    monkeypatch.setattr(fsio.os, "open", replaced_after_open)
+    with held:
+        monkeypatch.undo()
+        assert replaced == [os.stat(path).st_ino]
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        assert path.read_text() == f"{os.getpid()}\n"
+
+
 def test_ctrl_c_anywhere_in_a_folder_write_leaves_the_earlier_or_the_new_and_nothing_else(tmp_path):
     """A sweep (signal_sweep): Ctrl-C at each point of the write in turn. The folder is the earlier one or the
     new one, whole, and nothing is left beside it: a signal just after mkdtemp made the temporary left it, and
@@ -728,3 +769,6 @@ def test_write_json_writes_null_for_what_is_not_a_finite_number(tmp_path):
     got = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert got == {"a": None, "b": [1.5, None, [None, 2]], "c": {"d": None}, "e": 3}
     assert json_text({"x": [float("nan")]}) == '{"x": [null]}'
+    # numpy's float64 is a float: its NaN and infinities are null too, its finite values numbers
+    nan, inf, half = np.float64("nan"), np.float64("inf"), np.float64(1.5)
+    assert json_text({"a": nan, "b": [-inf, half]}) == '{"a": null, "b": [null, 1.5]}'
