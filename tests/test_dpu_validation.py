@@ -5,6 +5,7 @@ measurements of smaller ARCHs. The errors are pinned here, and docs/dpu-configur
 row with the figures the model gives now, so a change to the model (or its constants) shows up in both.
 """
 
+import dataclasses
 import re
 import tempfile
 from pathlib import Path
@@ -43,6 +44,25 @@ def test_validation_csv_holds_measurements_of_smaller_dpus_with_their_sources():
         assert row.measured_by and "github.com/" in row.source, row
 
 
+def test_each_field_of_a_validation_row_is_read_from_its_column(tmp_path):
+    # the shipped row, field by field as the CSV gives it (the board's name in any case)
+    row = read_validation()[0]
+    assert (row.model, row.input_size, row.gops, row.board, row.cores, row.arch, row.clock_mhz) == (
+        "resnet50", 224, 7.7, "ultra96v2", 1, "B2304", 200
+    )  # fmt: skip
+    assert (row.figure, row.threads, row.fps) == ("multi_thread", 8, 27.65)
+    assert row.measured_by == "LeonardoSanBenitez/Pynq-tutorial (course lab report)"
+    line = validation_csv().read_text().splitlines()[1]
+    (tmp_path / "v.csv").write_text(f"{','.join(VALIDATION_COLUMNS)}\n{line.replace(',ultra96v2,', ',Ultra96V2,')}\n")
+    assert read_validation(tmp_path / "v.csv")[0].board == "ultra96v2"
+    # a measurement with no thread is no measurement
+    (tmp_path / "v.csv").write_text(
+        f"{','.join(VALIDATION_COLUMNS)}\n{line.replace(',multi_thread,8,', ',multi_thread,0,')}\n"
+    )
+    with pytest.raises(DataError, match=r"resnet50 on ultra96v2 B2304: threads must be positive, got 0"):
+        read_validation(tmp_path / "v.csv")
+
+
 def test_every_row_is_predicted_and_its_error_pinned(report):
     assert {_key(r): r["measured"] for r in report} == {k: v[0] for k, v in PINNED.items()}
     for r in report:
@@ -74,7 +94,7 @@ def test_the_prediction_is_what_dpu_estimate_gives_for_the_shipped_configuration
     """A second path to the same figure: the public estimate of the exported network on the shipped
     configuration that matches the measured DPU (u96v2-b2304-avnet: B2304, 200 MHz, one core)."""
     from dpupose.dpu import zoo
-    from dpupose.dpu.perf import estimate
+    from dpupose.dpu.perf import estimate, load_constants
 
     (r,) = [r for r in report if _key(r) == ("resnet50", "ultra96v2", "B2304", 200, "multi_thread")]
     cfg = load_config("u96v2-b2304-avnet")
@@ -83,6 +103,11 @@ def test_the_prediction_is_what_dpu_estimate_gives_for_the_shipped_configuration
         est = estimate(zoo.export("resnet50", Path(tmp) / "r.onnx", 224), cfg)
     assert r["predicted"] == pytest.approx(est.throughput_fps, abs=0.06)
     assert r["model_gops"] == pytest.approx(est.gops, abs=1e-3)
+    # the same measurement as a single-thread figure is end to end: the estimate's latency plus host_ms
+    (row,) = [row for row in read_validation() if row.arch == "B2304" and row.figure == "multi_thread"]
+    (single,) = validate(rows=[dataclasses.replace(row, figure="single_thread", threads=1)])
+    assert single["predicted"] == pytest.approx(1000 / (est.latency_ms + load_constants().host_ms), abs=0.06)
+    assert single["predicted"] < r["predicted"]
 
 
 def test_a_validation_row_of_an_unknown_figure_is_named(tmp_path):
