@@ -6,6 +6,7 @@ import errno
 import logging
 import math
 import shlex
+import shutil
 from pathlib import Path
 
 import cv2
@@ -181,7 +182,8 @@ def _write_mat(root, people_per_image, train_flags):
                     "x2": p["box"][2],
                     "y2": p["box"][3],
                     "scale": p["scale"],
-                    "objpos": mat_struct(x=p["objpos"][0], y=p["objpos"][1]),
+                    # None: an empty objpos ([]), as the .mat has for some people
+                    "objpos": np.array([]) if p["objpos"] is None else mat_struct(x=p["objpos"][0], y=p["objpos"][1]),
                     "annopoints": mat_struct(point=points),
                 }
             )
@@ -251,6 +253,22 @@ def test_json_records_take_head_boxes_from_the_mat(tmp_path):
     (rec,) = load_split(tmp_path, "valid")
     assert rec.head_size_source == "mat"
     assert rec.head_size == pytest.approx(0.6 * 10.0)
+
+
+def test_mat_head_boxes_of_no_size_or_without_objpos_are_not_used(tmp_path):
+    # A box of no size is no head (PCKh would divide by 0): the upper neck (8) to head top (9) segment, 8 px
+    one = {"joints": {0: (5, 6), 8: (5, 10), 9: (5, 2)}, "box": (5, 5, 5, 5), "scale": 1.0, "objpos": (5, 5)}
+    _write_mat(tmp_path, [("a.jpg", [one])], [1])
+    (rec,) = load_split(tmp_path, "valid")
+    assert rec.head_size_source == "segment" and rec.head_size == pytest.approx(0.6 * math.sqrt(2) * 8)
+    # A person with a head box but no objpos cannot be matched to a JSON record by position: the one with
+    # an objpos gives the box (6 x 8: 0.6 * 10)
+    no_pos = {"box": [10, 10, 40, 50], "scale": 2.0, "objpos": None, "joints": {0: (90, 200)}}
+    placed = {"box": [0, 0, 6, 8], "scale": 2.0, "objpos": [300, 150], "joints": {0: (290, 200)}}
+    _write_mat(tmp_path, [("img1.jpg", [no_pos, placed])], [1])
+    write_mpii_json(tmp_path, [person(image="img1.jpg", center=[101, 151])])
+    (rec,) = load_split(tmp_path, "valid")
+    assert rec.head_size_source == "mat" and rec.head_size == pytest.approx(6.0)
 
 
 def test_not_a_mat_file(tmp_path):
@@ -734,6 +752,17 @@ def test_a_split_from_the_mat_leaves_out_the_images_of_the_other_splits_json(tmp
     assert sorted(r.image for r in valid) == names[4:]
 
 
+def test_a_mat_with_annotated_test_images_validates_on_them_beside_the_other_split_s_json(tmp_path):
+    # The validation split from the .mat is its annotated test images when it has any, with train.json
+    # beside it as without (not the .mat's training images less train.json's)
+    train_names = [f"t{i:02d}.jpg" for i in range(12)]
+    test_names = ["v0.jpg", "v1.jpg"]
+    one = {"joints": {0: (5, 6), 8: (5, 10), 9: (5, 2)}, "box": (0, 0, 9, 9), "scale": 1.0, "objpos": (5, 5)}
+    _write_mat(tmp_path, [(n, [one]) for n in train_names + test_names], [1] * 12 + [0, 0])
+    write_mpii_json(tmp_path, [person(image=n) for n in train_names[:4]], "train")
+    assert sorted(r.image for r in load_split(tmp_path, "valid")) == test_names
+
+
 def test_json_and_the_mat_together_say_which_gives_what(tmp_path, caplog):
     one = {"joints": {0: (5, 6)}, "box": (0, 0, 30, 40), "scale": 1.0, "objpos": (101, 121)}
     _write_mat(tmp_path, [("a.jpg", [one]), ("z.jpg", [one])], [1, 1])
@@ -766,6 +795,13 @@ def test_the_mat_a_folder_down_where_its_zip_unpacks_is_named_with_the_move(tmp_
     (deep / MAT_NAME).rename(root / MAT_NAME)  # moved as said: read
     (rec,) = load_split(root, "train")
     assert rec.head_size_source == "mat"
+    # a copy left a folder down beside the one at the root is not the root's concern: read without a word
+    shutil.copy(root / MAT_NAME, deep / MAT_NAME)
+    (root / "annot" / "train.json").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dpupose.data.mpii"):
+        (rec,) = load_split(root, "valid")  # its one training image, held out
+    assert rec.head_size_source == "mat" and "too deep" not in caplog.text
 
 
 def test_image_names_written_from_the_root_are_answered_with_the_names_to_write(synth_root, tmp_path):
