@@ -586,6 +586,42 @@ def test_float_model_is_refused_with_what_to_do(tmp_path):
     assert not (tmp_path / "plan").exists()
 
 
+def _with_weight_scale(tmp_path: Path, scale: np.ndarray) -> Path:
+    """The "none" model with conv1's weight scale replaced (a 1-D scale is per output channel, axis 0)."""
+    model = build("none")
+    for t in model.graph.initializer:
+        if t.name in ("conv1.weight_scale", "conv1.weight_zp"):
+            value = scale if t.name.endswith("scale") else np.zeros(scale.shape, np.int8)
+            t.CopyFrom(onnx.numpy_helper.from_array(value, t.name))
+    if scale.ndim == 1:
+        node = next(n for n in model.graph.node if n.name == "conv1.weight/dequantize")
+        node.attribute.append(onnx.helper.make_attribute("axis", 0))
+    onnx.checker.check_model(model)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (np.array([2.0**-7, 2.0**-6] * 4, np.float32), "per-channel scales are not DPU quantization"),
+        (np.array(0.0123, np.float32), "scale 0.0123 is not a power of two"),
+    ],
+)
+def test_a_weight_quantized_otherwise_than_the_dpu_is_one_error_naming_it(tmp_path, capsys, scale, message):
+    # onnxruntime.quantization's per-channel weights (a 1-D scale along axis 0) or any scale that is not a
+    # power of two: the DPU has neither, so the split refuses the weight by name before writing a plan
+    # (a per-channel scale was a broadcasting traceback, and either was a plan the emulator then refused)
+    path = _with_weight_scale(tmp_path, scale)
+    rc = main(["split", str(path), "--out", str(tmp_path / "plan")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("dpupose: error: DequantizeLinear 'conv1.weight/dequantize' (of 'conv1.weight_int8'): ")
+    assert message in err and "A model of your own" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "plan").exists()
+
+
 def test_out_folder_safety(tmp_path):
     model = save("none", tmp_path / "m.onnx")
     other = tmp_path / "other"

@@ -98,7 +98,10 @@ def scale_to_fix_point(scale: np.ndarray, where: str) -> int:
     """2**-fp -> fp; anything that is not one exact power of two is an error."""
     values = np.asarray(scale, dtype=np.float64).reshape(-1)
     if values.size != 1:
-        raise ModelFileError(f"{where}: per-channel scales are not DPU quantization (one scale per tensor)")
+        raise ModelFileError(
+            f"{where}: per-channel scales are not DPU quantization, which has one power-of-two scale per tensor "
+            "(docs/split.md, A model of your own)"
+        )
     s = float(values[0])
     if not s > 0 or not math.isfinite(s):
         raise ModelFileError(f"{where}: scale {s} is not positive")

@@ -242,12 +242,27 @@ def _constants(model: Any) -> tuple[dict[str, np.ndarray | None], set[int]]:
             const_nodes.add(i)
             value = None
             if node.op_type == "DequantizeLinear" and all(consts.get(t) is not None for t in ins):
-                q, s = consts[ins[0]], consts[ins[1]]
-                z = consts[ins[2]] if len(ins) > 2 else 0
-                value = (np.asarray(q, np.float32) - np.asarray(z, np.float32)) * np.asarray(s, np.float32)
+                value = _dequantized(node, consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else 0)
             for o in node.output:
                 consts[o] = value
     return consts, const_nodes
+
+
+def _dequantized(node: Any, q: Any, s: Any, z: Any) -> np.ndarray | None:
+    """The value of a DequantizeLinear of constants; a per-axis scale (1-D) applies along `axis` (default 1).
+
+    None for what this does not model (a blocked scale): the scale checks then name the tensor."""
+    q = np.asarray(q, np.float32)
+    s, z = np.asarray(s, np.float32), np.asarray(z, np.float32)
+    if s.ndim == 1 and s.size > 1 and q.ndim > 1:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        s, z = s.reshape(shape), (z.reshape(shape) if z.size > 1 else z)
+    try:
+        return (q - z) * s
+    except ValueError:
+        return None
 
 
 def fix_point_of(scale: np.ndarray | None, where: str) -> int:
@@ -257,6 +272,15 @@ def fix_point_of(scale: np.ndarray | None, where: str) -> int:
     if scale is None:
         raise ModelFileError(f"{where}: the scale must be a constant")
     return scale_to_fix_point(scale, where)
+
+
+def _check_constant_dq(node: Any, consts: dict[str, np.ndarray | None]) -> None:
+    """A weight's or bias's DequantizeLinear: one power-of-two scale and a zero point 0, as the DPU's."""
+    where = f"DequantizeLinear {node.name!r} (of {node.input[0]!r})"
+    fix_point_of(consts.get(node.input[1]) if len(node.input) > 1 else None, where)
+    zp = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if zp is not None and np.any(np.asarray(zp) != 0):
+        raise ModelFileError(f"{where}: the zero point must be 0 (symmetric DPU quantization)")
 
 
 def analyze(model: Any) -> QdqGraph:
@@ -284,6 +308,8 @@ def analyze(model: Any) -> QdqGraph:
     pairs: list[QPair] = []
     in_pair: set[int] = set()
     for i, node in enumerate(nodes):
+        if node.op_type == "DequantizeLinear" and i in const_nodes:
+            _check_constant_dq(node, consts)
         if node.op_type != "QuantizeLinear" or i in const_nodes:
             continue
         where = f"QuantizeLinear {node.name!r}"
