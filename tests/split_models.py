@@ -200,3 +200,30 @@ def float_model(path: Path) -> Path:
     onnx.checker.check_model(fmodel)
     onnx.save(fmodel, str(path))
     return path
+
+
+def qoperator_model(path: Path) -> Path:
+    """image -Q-> QLinearConv 3->8 -DQ-> out: ONNX Runtime's QOperator format (int8 operators), power-of-two
+    scales and zero points 0, so only the format is wrong for the split."""
+    rng = np.random.default_rng(0)
+    b = Builder()
+    s_in = b.const("in_scale", np.array(2.0**-5, np.float32))
+    s_w = b.const("w_scale", np.array(2.0**-7, np.float32))
+    s_out = b.const("out_scale", np.array(2.0**-4, np.float32))
+    zp = b.const("zp", np.array(0, np.int8))
+    w = b.const("w_int8", rng.integers(-40, 41, (8, 3, 3, 3)).astype(np.int8))
+    b.node("QuantizeLinear", ["image", s_in, zp], "image_int8", name="image/quantize")
+    b.node("QLinearConv", ["image_int8", s_in, zp, w, s_w, zp, s_out, zp], "conv_int8", name="conv", pads=[1] * 4)
+    b.node("DequantizeLinear", ["conv_int8", s_out, zp], "out", name="out/dequantize")
+    graph = helper.make_graph(
+        b.nodes,
+        "qoperator",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, S, S])],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

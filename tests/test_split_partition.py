@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from split_models import FP, S, build, float_model, save
+from split_models import FP, S, build, float_model, qoperator_model, save
 
 from dpupose.cli import main
 from dpupose.errors import ModelFileError, UsageError
@@ -619,6 +619,26 @@ def test_a_weight_quantized_otherwise_than_the_dpu_is_one_error_naming_it(tmp_pa
     assert rc == 2
     assert err.startswith("dpupose: error: DequantizeLinear 'conv1.weight/dequantize' (of 'conv1.weight_int8'): ")
     assert message in err and "A model of your own" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "plan").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["split", "MODEL", "--out", "PLAN"], "the split reads QDQ models only: quantize in QDQ format"),
+        (["dpu", "estimate", "MODEL", "--config", CONFIG], "give the FP32 model, or quantize it in QDQ format"),
+        (["dpu", "compare", "--model", "MODEL"], "give the FP32 model, or quantize it in QDQ format"),
+    ],
+)
+def test_onnx_runtime_s_qoperator_format_is_one_error_saying_to_export_qdq(tmp_path, capsys, command, message):
+    # QLinearConv and the like are int8 operators of their own, not Q/DQ pairs around float ops: the split
+    # said the Q's int8 output fed something other than a DequantizeLinear, estimate found no DPU layer
+    path = qoperator_model(tmp_path / "qop.onnx")
+    rc = main([{"MODEL": str(path), "PLAN": str(tmp_path / "plan")}.get(a, a) for a in command])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("dpupose: error: QLinearConv 'conv' is ONNX Runtime's QOperator format")
+    assert message in err
     assert not (tmp_path / "plan").exists()
 
 

@@ -331,6 +331,20 @@ class _Walker:
         return Layer(name, op, "move", ins, out)
 
 
+QOPERATOR_OPS = ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
+
+
+def qoperator_node(model: Any) -> str | None:
+    """'QLinearConv 'name'' for the first node of ONNX Runtime's QOperator format (int8 operators that quantize
+    their own output, QLinear*, and the integer-only ConvInteger / MatMulInteger), None when there is none."""
+    for node in model.graph.node:
+        if node.domain in ("", "ai.onnx", "com.microsoft") and (
+            node.op_type.startswith("QLinear") or node.op_type in QOPERATOR_OPS
+        ):
+            return f"{node.op_type} {node.name or node.output[0]!r}"
+    return None
+
+
 def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error") -> DpuGraph:
     """The DPU layers of `model` (path or ModelProto) under `cfg`'s rules.
 
@@ -339,4 +353,11 @@ def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error") -> DpuGra
     """
     if unknown not in ("error", "conservative"):
         raise ValueError(f"unknown must be 'error' or 'conservative', got {unknown!r}")
-    return _Walker(load_model(model), cfg, unknown).walk()
+    proto = load_model(model)
+    qop = qoperator_node(proto)
+    if qop is not None:
+        raise ModelFileError(
+            f"{qop} is ONNX Runtime's QOperator format, whose int8 operators are not DPU layers: give the FP32 "
+            "model, or quantize it in QDQ format (quantize_static(..., quant_format=QuantFormat.QDQ))"
+        )
+    return _Walker(proto, cfg, unknown).walk()

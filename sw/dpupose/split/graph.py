@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dpupose.dpu.graph import qoperator_node
 from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, model_opset
 from dpupose.errors import ModelFileError
 
@@ -290,6 +291,12 @@ def analyze(model: Any) -> QdqGraph:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     _name_nodes(m)
+    qop = qoperator_node(m)
+    if qop is not None:
+        raise ModelFileError(
+            f"{qop} is ONNX Runtime's QOperator format; the split reads QDQ models only: quantize in QDQ format "
+            "(quant_format=QuantFormat.QDQ) with per-tensor power-of-two scales (docs/split.md, A model of your own)"
+        )
     nodes = list(m.graph.node)
     consts, const_nodes = _constants(m)
     shapes, dtypes = infer_shapes(m)
