@@ -687,4 +687,8 @@ def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):
     assert load_plan(tmp_path / "p").metadata["optimized"] is True
     rc = main(["split", str(float_model(tmp_path / "f.onnx")), "--out", str(tmp_path / "q")])
     assert rc == 2
-    assert "dpupose quantize" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dpupose quantize --checkpoint" in err and len(err.strip().splitlines()) == 1
+    # `dpupose quantize` takes dpupose's own checkpoints only: the float export of another network is told
+    # where the conventions it must be quantized to are, not only to run a command that refuses it
+    assert "a network of your own to QDQ with per-tensor power-of-two scales (docs/split.md, A model of" in err

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 GENERATED_BY = "dpupose split"
 QUANTIZE_FIRST = (
-    "it has no QuantizeLinear/DequantizeLinear nodes, so it is a float model and the DPU runs INT8 only: run "
-    "`dpupose quantize --checkpoint CKPT --out DIR` and split DIR/model_qdq.onnx"
+    "it has no QuantizeLinear/DequantizeLinear nodes, so it is a float model and the DPU runs INT8 only: for "
+    "dpupose's network run `dpupose quantize --checkpoint CKPT --out DIR` and split DIR/model_qdq.onnx; quantize "
+    "a network of your own to QDQ with per-tensor power-of-two scales (docs/split.md, A model of your own)"
 )
 
 
