@@ -622,6 +622,33 @@ def test_a_weight_quantized_otherwise_than_the_dpu_is_one_error_naming_it(tmp_pa
     assert not (tmp_path / "plan").exists()
 
 
+def test_an_int32_bias_is_one_error_naming_it(tmp_path, capsys):
+    # ONNX's usual bias: int32 at input scale x weight scale (a power of two when both are). The DPU's bias is
+    # int8 at a scale of its own; the split wrote a plan whose DPU subgraph the emulator then called damaged
+    model = build("none")
+    for t in model.graph.initializer:
+        if t.name in ("conv1.bias_int8", "conv1.bias_scale", "conv1.bias_zp"):
+            value = onnx.numpy_helper.to_array(t)
+            if t.name.endswith("_int8"):
+                value = value.astype(np.int32) * 2 ** (FP["image"] + 7 - 6)
+            elif t.name.endswith("_scale"):
+                value = np.array(2.0 ** -(FP["image"] + 7), np.float32)
+            else:
+                value = np.array(0, np.int32)
+            t.CopyFrom(onnx.numpy_helper.from_array(value, t.name))
+    onnx.checker.check_model(model)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    rc = main(["split", str(path), "--out", str(tmp_path / "plan")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(
+        "dpupose: error: DequantizeLinear 'conv1.bias/dequantize' (of 'conv1.bias_int8'): the constant is int32, but "
+        "the DPU's weights and biases are int8"
+    )
+    assert not (tmp_path / "plan").exists()
+
+
 @pytest.mark.parametrize(
     ("command", "message"),
     [

@@ -278,6 +278,13 @@ def fix_point_of(scale: np.ndarray | None, where: str) -> int:
 def _check_constant_dq(node: Any, consts: dict[str, np.ndarray | None]) -> None:
     """A weight's or bias's DequantizeLinear: one power-of-two scale and a zero point 0, as the DPU's."""
     where = f"DequantizeLinear {node.name!r} (of {node.input[0]!r})"
+    q = consts.get(node.input[0])
+    if q is not None and np.asarray(q).dtype != np.int8:
+        raise ModelFileError(
+            f"{where}: the constant is {np.asarray(q).dtype}, but the DPU's weights and biases are int8, each with a "
+            "power-of-two scale of its own (not ONNX's int32 bias at input scale x weight scale; docs/split.md, "
+            "A model of your own)"
+        )
     fix_point_of(consts.get(node.input[1]) if len(node.input) > 1 else None, where)
     zp = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if zp is not None and np.any(np.asarray(zp) != 0):
