@@ -622,6 +622,25 @@ def test_a_weight_quantized_otherwise_than_the_dpu_is_one_error_naming_it(tmp_pa
     assert not (tmp_path / "plan").exists()
 
 
+def test_a_model_saved_with_external_data_splits_and_without_its_data_file_is_one_error(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    onnx.save(build("none"), str(path), save_as_external_data=True, location="m.data", size_threshold=0)
+    plan = tmp_path / "plan"
+    assert main(["split", str(path), "--out", str(plan)]) == 0
+    # the plan's files hold their weights, so the plan runs without the source's data file
+    (tmp_path / "m.data").rename(tmp_path / "elsewhere.data")
+    assert all(
+        not onnx.external_data_helper.uses_external_data(t) for t in onnx.load(plan / "dpu0.onnx").graph.initializer
+    )
+    capsys.readouterr()
+    # without it: the file is named, not called "not an ONNX model (ValidationError)"
+    rc = main(["split", str(path), "--out", str(tmp_path / "plan2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert f"{path} keeps its weights in 'm.data' beside it (ONNX external data), which is not there" in err
+    assert not (tmp_path / "plan2").exists()
+
+
 def test_an_int32_bias_is_one_error_naming_it(tmp_path, capsys):
     # ONNX's usual bias: int32 at input scale x weight scale (a power of two when both are). The DPU's bias is
     # int8 at a scale of its own; the split wrote a plan whose DPU subgraph the emulator then called damaged

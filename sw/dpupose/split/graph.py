@@ -122,12 +122,35 @@ def load_onnx(path: str | Path) -> Any:
         what = "is a folder" if path.is_dir() else "no such file"
         raise ModelFileError(f"{path}: {what}; give the model_qdq.onnx written by `dpupose quantize`")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on garbage
         raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     if not model.graph.node:
         raise ModelFileError(f"{path}: not an ONNX model (no nodes)")
+    _load_external_data(model, path)
     return model
+
+
+def _load_external_data(model: Any, path: Path) -> None:
+    """The tensors an ONNX file keeps in files beside it (onnx.save(..., save_as_external_data=True)), read in;
+    a missing file is one error naming it."""
+    from onnx import external_data_helper as ext
+
+    tensors = [*model.graph.initializer]
+    tensors += [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    locations = [ext.ExternalDataInfo(t).location for t in tensors if ext.uses_external_data(t)]
+    if not locations:
+        return
+    missing = sorted({loc for loc in locations if not (path.parent / loc).is_file()})
+    if missing:
+        raise ModelFileError(
+            f"{path} keeps its weights in {missing[0]!r} beside it (ONNX external data), which is not there: put "
+            "that file next to the model as it was saved"
+        )
+    try:
+        ext.load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:
+        raise ModelFileError(f"{path}: cannot read its external data ({str(exc).splitlines()[0]})") from None
 
 
 def _name_nodes(model: Any) -> None:
