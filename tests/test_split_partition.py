@@ -244,6 +244,22 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+def test_deploy_check_of_a_subgraph_after_a_cpu_one_names_the_dump_it_needs(tmp_path, capsys):
+    # dpu1 reads the sigmoid's output, which no calibration image makes: the error names the file that
+    # --against DUMP_DIR must hold (it said only "dump its inputs instead"), and a folder with it runs
+    _, result = _split(tmp_path, "sigmoid")
+    dpu1 = result.plan.path("dpu1.onnx")
+    assert main(["deploy-check", str(dpu1)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "give --against DUMP_DIR holding its input as mid_int8.npy (int8, NHWC)" in err
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    np.save(dump / "mid_int8.npy", np.random.default_rng(0).integers(0, 128, (1, S // 2, S // 2, 8), np.int8))
+    assert main(["deploy-check", str(dpu1), "--against", str(dump)]) == 0
+    assert "all 1 layers agree" in capsys.readouterr().out
+
+
 def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_path):
     from dpupose.board.artifacts import board_backend
 

@@ -78,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
         import numpy as np
 
         if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
-            raise UsageError(f"the subgraph's input {shape} is not an image; dump its inputs instead")
+            from dpupose.quant.compare import dump_name
+
+            files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
+            raise UsageError(
+                f"the subgraph's input {shape} is not an image, so no calibration image can feed it: give "
+                f"--against DUMP_DIR holding its input as {files} (int8, NHWC), e.g. dumped on the board"
+            )
         batches = calibration_batches(args.calib_data, args.data_root, args.num, shape[2], count_option="--num")
         return np.concatenate(list(batches))
 
