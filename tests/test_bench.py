@@ -481,6 +481,23 @@ def test_a_plan_of_another_dpu_is_refused_naming_it_before_any_work(tmp_path):
         assert not (tmp_path / "work").exists()
 
 
+def test_a_plan_the_emulator_cannot_run_is_refused_before_any_work_saying_what_runs_it(tmp_path, capsys):
+    """A plan with a DPU op the emulator does not run (a bilinear resize; a model of one's own with a
+    ConvTranspose) was found only after the INT8 CPU variant was calibrated, and told to use `--backend cpu`,
+    an option bench does not have."""
+    from split_models import save
+
+    plan = tmp_path / "plan"
+    split_model(SplitOptions(save("bilinear", tmp_path / "m.onnx"), "u96v2-b1600-pynq", plan))
+    capsys.readouterr()
+    assert main(["bench", "--plan", str(plan), "--work", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("dpupose: error: subgraph 'dpu0' of the plan runs on the DPU but not on the emulator (")
+    assert "bench measures the split rows with the emulator: `dpupose run --plan PLAN --backend cpu`" in err
+    assert not (tmp_path / "work").exists()
+
+
 _EARLIER = {"generated_by": "dpupose bench", "rows": [{"row": "an earlier bench's"}]}
 
 

@@ -125,6 +125,7 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
         # variant, a plan of another fingerprint or an unknown configuration was named as that variant's copy
         # under --work, a folder the user never gave.
         plan_config(plan)
+        _check_emulated(plan)
         if qdir is None:
             qdir = _source_quantized(plan)
         else:
@@ -209,6 +210,26 @@ def _check_same_network(qdir: Path, plan: Any) -> None:
             f"plan's {plan_macs / 1e9:.3f} (another --width or decoder at the same {size} px): give the quantized "
             "folder the plan was split from"
         )
+
+
+def _check_emulated(plan: Any) -> None:
+    """The split rows emulate every DPU subgraph: one with an op the emulator does not run is refused first,
+    before the INT8 CPU plan is calibrated, with what runs it instead."""
+    from dpupose.runtime.qdq_graph import NotEmulated, load_program
+
+    for sg in plan.subgraphs:
+        if not sg.is_dpu:
+            continue
+        try:
+            load_program(plan.path(sg.file))
+        except NotEmulated as exc:
+            raise ModelFileError(
+                f"subgraph {sg.name!r} of the plan runs on the DPU but not on the emulator ({exc}), and bench "
+                "measures the split rows with the emulator: `dpupose run --plan PLAN --backend cpu` runs this plan "
+                "on a PC, or split again with that op on the CPU (--cpu-from NODE) to bench it"
+            ) from None
+        except ModelFileError:
+            return  # a damaged file: the runners say so, naming it
 
 
 def _split_rows(opts: BenchOptions, plan: Any, samples: Any, calib: list, a53: Any) -> list[BenchRow]:
