@@ -244,6 +244,22 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+def test_deploy_check_against_onnx_runtime_of_a_file_with_a_fixed_batch_of_one(tmp_path, capsys):
+    # torch.onnx.export without dynamic axes fixes the batch at 1, and so do the plan's files: ONNX Runtime
+    # was given the --num 2 images at once, an INVALID_ARGUMENT traceback
+    model = build("none")
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    report = tmp_path / "r.json"
+    dpu0 = tmp_path / "plan" / "dpu0.onnx"
+    assert main(["deploy-check", str(dpu0), "--against", "ort", "--json", str(report)]) in (0, 1)
+    doc = json.loads(report.read_text())
+    assert doc["samples"] == 2 and [r["tensor"] for r in doc["layers"]][-1] == "logits_int8"
+    assert max(r["max_lsb"] for r in doc["layers"]) <= 1  # ONNX Runtime rounds ties to even, the DPU up
+
+
 def test_deploy_check_of_a_subgraph_after_a_cpu_one_names_the_dump_it_needs(tmp_path, capsys):
     # dpu1 reads the sigmoid's output, which no calibration image makes: the error names the file that
     # --against DUMP_DIR must hold (it said only "dump its inputs instead"), and a folder with it runs

@@ -75,7 +75,14 @@ def ort_trace(qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, 
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # unfused, as QdqOrtRunner
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feeds = {k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()}
-    results = sess.run(q_outputs, feeds)
+    # One sample at a time: a file exported with a fixed batch of 1 takes no other (the emulator and the torch
+    # interpreter take any batch).
+    count = next(iter(feeds.values())).shape[0]
+    runs = [sess.run(q_outputs, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(count)]
+    results = [
+        np.concatenate([r[j] for r in runs]) if runs[0][j].ndim and runs[0][j].shape[0] == 1 else runs[0][j]
+        for j in range(len(q_outputs))
+    ]
     return {n: (r.transpose(0, 2, 3, 1) if r.ndim == 4 else r) for n, r in zip(q_outputs, results)}
 
 
