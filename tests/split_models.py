@@ -203,23 +203,30 @@ def float_model(path: Path) -> Path:
 
 
 def qoperator_model(path: Path) -> Path:
-    """image -Q-> QLinearConv 3->8 -DQ-> out: ONNX Runtime's QOperator format (int8 operators), power-of-two
-    scales and zero points 0, so only the format is wrong for the split."""
+    """image -Q-> QLinearConv 3->16 -DQ-> heatmaps (1, 16, S, S), coords by a MatMul: ONNX Runtime's QOperator
+    format (int8 operators), power-of-two scales and zero points 0, pose outputs, so only the format is wrong."""
     rng = np.random.default_rng(0)
     b = Builder()
     s_in = b.const("in_scale", np.array(2.0**-5, np.float32))
     s_w = b.const("w_scale", np.array(2.0**-7, np.float32))
     s_out = b.const("out_scale", np.array(2.0**-4, np.float32))
     zp = b.const("zp", np.array(0, np.int8))
-    w = b.const("w_int8", rng.integers(-40, 41, (8, 3, 3, 3)).astype(np.int8))
+    w = b.const("w_int8", rng.integers(-40, 41, (J, 3, 3, 3)).astype(np.int8))
     b.node("QuantizeLinear", ["image", s_in, zp], "image_int8", name="image/quantize")
     b.node("QLinearConv", ["image_int8", s_in, zp, w, s_w, zp, s_out, zp], "conv_int8", name="conv", pads=[1] * 4)
-    b.node("DequantizeLinear", ["conv_int8", s_out, zp], "out", name="out/dequantize")
+    b.node("DequantizeLinear", ["conv_int8", s_out, zp], "heatmaps", name="out/dequantize")
+    b.const("flat_shape", np.array([1, J, S * S], np.int64))
+    b.const("grid", np.zeros((S * S, 2), np.float32))
+    b.node("Reshape", ["heatmaps", "flat_shape"], "flat", name="head/flatten")
+    b.node("MatMul", ["flat", "grid"], "coords", name="head/dsnt")
     graph = helper.make_graph(
         b.nodes,
         "qoperator",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, S, S])],
+        [
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, S, S]),
+        ],
         b.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")

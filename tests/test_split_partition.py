@@ -720,6 +720,20 @@ def test_onnx_runtime_s_qoperator_format_is_one_error_saying_to_export_qdq(tmp_p
     assert not (tmp_path / "plan").exists()
 
 
+def test_a_float_model_that_is_no_pose_model_is_told_so_not_to_quantize_first(tmp_path, capsys):
+    # a float classifier was told to quantize, and only once quantized that split takes pose models only
+    path = float_model(tmp_path / "f.onnx")
+    model = onnx.load(path)
+    del model.graph.output[:]
+    model.graph.output.append(onnx.helper.make_tensor_value_info("flat_sm", onnx.TensorProto.FLOAT, None))
+    onnx.save(model, str(path))
+    assert main(["split", str(path), "--out", str(tmp_path / "plan")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "quantize" not in err
+    assert err.startswith(f"dpupose: error: {path} outputs flat_sm [1, 16, 16], not a pose model's coords")
+    assert "`dpupose dpu estimate MODEL --config NAME` predicts the DPU time of any other model" in err
+
+
 def test_out_folder_safety(tmp_path):
     model = save("none", tmp_path / "m.onnx")
     other = tmp_path / "other"

@@ -314,8 +314,10 @@ def _check_constant_dq(node: Any, consts: dict[str, np.ndarray | None]) -> None:
         raise ModelFileError(f"{where}: the zero point must be 0 (symmetric DPU quantization)")
 
 
-def analyze(model: Any) -> QdqGraph:
-    """Units, Q/DQ pairs, constants and shapes of a (QDQ) ONNX model. The model's nodes get names."""
+def analyze(model: Any, inferred: tuple[dict[str, tuple[int, ...]], dict[str, int]] | None = None) -> QdqGraph:
+    """Units, Q/DQ pairs, constants and shapes of a (QDQ) ONNX model. The model's nodes get names.
+
+    inferred: what infer_shapes(model) gave, when the caller has it already."""
     import onnx
 
     m = onnx.ModelProto()
@@ -329,7 +331,7 @@ def analyze(model: Any) -> QdqGraph:
         )
     nodes = list(m.graph.node)
     consts, const_nodes = _constants(m)
-    shapes, dtypes = infer_shapes(m)
+    shapes, dtypes = inferred if inferred is not None else infer_shapes(m)
     producer: dict[str, int] = {}
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(nodes):

@@ -31,7 +31,7 @@ from dpupose.errors import ModelFileError, UsageError
 from dpupose.fsio import atomic_dir, check_replaceable, sha256_file
 from dpupose.quant.ir import OUTPUT_NAME as DPU_PART_OUTPUT
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
-from dpupose.split.graph import QdqGraph, analyze, load_onnx
+from dpupose.split.graph import QdqGraph, analyze, infer_shapes, load_onnx
 from dpupose.split.plan import (
     PLAN_FILE,
     BoundaryTensor,
@@ -74,12 +74,21 @@ class SplitResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Io:
+    """A model's graph inputs, outputs and shapes: what image_input and model_outputs read of a QdqGraph."""
+
+    graph_inputs: list[str]
+    graph_outputs: list[str] = field(default_factory=list)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
 def layout_for(rank: int) -> str:
     """Layout letters of a float (CPU-side) tensor, as the ONNX Runtime runner names them."""
     return "NCHW" if rank == 4 else "NCDEFG"[:rank]
 
 
-def model_outputs(g: QdqGraph, source: Path) -> OutputNames:
+def model_outputs(g: QdqGraph | _Io, source: Path) -> OutputNames:
     """The coords (N, J, 2) and heatmaps (N, J, H, W) outputs of a whole pose model."""
     coords = next((t for t in g.graph_outputs if len(g.shapes.get(t, ())) == 3 and g.shapes[t][-1] == 2), None)
     heat = next((t for t in g.graph_outputs if len(g.shapes.get(t, ())) == 4), None)
@@ -109,7 +118,7 @@ def model_outputs(g: QdqGraph, source: Path) -> OutputNames:
     return OutputNames(coords, heat)
 
 
-def image_input(g: QdqGraph, source: Path) -> InputSpec:
+def image_input(g: QdqGraph | _Io, source: Path) -> InputSpec:
     if len(g.graph_inputs) != 1:
         raise ModelFileError(f"{source} takes {len(g.graph_inputs)} inputs; a pose model takes one image")
     name = g.graph_inputs[0]
@@ -318,7 +327,15 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     cfg = load_config(opts.config)
     board = load_board(cfg.board)
     _prepare_out(opts.out, Path(opts.xmodel) if opts.xmodel is not None else None)
-    g = analyze(load_onnx(source))
+    model = load_onnx(source)
+    # A pose model's input and outputs first: a classifier or a detector told to quantize (or to quantize
+    # otherwise) would be refused only after that work.
+    inferred = infer_shapes(model)
+    io = _Io([vi.name for vi in model.graph.input if vi.name not in {t.name for t in model.graph.initializer}])
+    io.graph_outputs, io.shapes = [vi.name for vi in model.graph.output], inferred[0]
+    image_input(io, source)
+    model_outputs(io, source)
+    g = analyze(model, inferred)
     if not g.quantized:
         raise UsageError(f"cannot split {source}: {QUANTIZE_FIRST}")
     inp = image_input(g, source)
