@@ -223,6 +223,32 @@ def test_a_hard_swish_read_without_a_q_dq_pair_puts_its_conv_on_the_cpu_saying_w
     assert rows["conv1"]["device"] == "dpu" and rows["conv3"]["device"] == "dpu"
 
 
+def test_an_unfused_batch_norm_puts_its_conv_on_the_cpu_saying_to_fold_it(tmp_path):
+    # a network exported without folding its BatchNormalization: the conv's float output goes into it, and the
+    # reason said only that the output was not quantized
+    model = build("none")
+    nodes = list(model.graph.node)
+    relu = next(k for k, n in enumerate(nodes) if n.name == "conv2/relu")
+    for name, value in (("bn.scale", 1.0), ("bn.bias", 0.0), ("bn.mean", 0.0), ("bn.var", 1.0)):
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.full(8, value, np.float32), name))
+    bn = onnx.helper.make_node(
+        "BatchNormalization", ["conv2_conv", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["conv2_bn"], name="bn"
+    )
+    nodes[relu].input[0] = "conv2_bn"
+    del model.graph.node[:]
+    model.graph.node.extend([*nodes[:relu], bn, *nodes[relu:]])
+    onnx.checker.check_model(model)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    rows = _rows(split_model(SplitOptions(path, CONFIG, tmp_path / "plan")))
+    assert rows["conv2"]["device"] == "cpu" and rows["bn"]["device"] == "cpu"
+    assert rows["conv2"]["reason"].startswith(
+        "output 'conv2_conv' goes into BatchNormalization 'bn' without a Q/DQ pair: fold the batch norm into the "
+        "weights and bias before quantizing"
+    )
+    assert rows["conv1"]["device"] == "dpu" and rows["conv3"]["device"] == "dpu"
+
+
 def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
     _, result = _split(tmp_path, "bilinear")
     plan = result.plan

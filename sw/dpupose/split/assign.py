@@ -70,6 +70,13 @@ def _quantized_io(g: QdqGraph, u: Unit) -> str | None:
             f"output {u.output!r} goes into {hard[0].op_type} {hard[0].name!r} without a Q/DQ pair: {NOT_FUSED}, "
             "which the QDQ file must state (dpupose quantize puts a Q/DQ pair there)"
         )
+    bn = [g.nodes[c] for c in consumers if g.nodes[c].op_type == "BatchNormalization"]
+    if bn and u.op in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        return (
+            f"output {u.output!r} goes into BatchNormalization {bn[0].name!r} without a Q/DQ pair: fold the "
+            "batch norm into the weights and bias before quantizing, as the DPU runs it (the QDQ file must state "
+            "the folded weights' quantization)"
+        )
     if any(g.nodes[c].op_type != "QuantizeLinear" for c in consumers):
         return f"output {u.output!r} is not quantized (the DPU hands over only int8 tensors)"
     return None
