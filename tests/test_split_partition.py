@@ -410,6 +410,12 @@ def _classifier(g) -> None:
     g.output.append(onnx.helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, [1, 16]))
 
 
+def _heatmaps_only(g) -> None:
+    """A heatmap model (as most pose networks are) without a coordinate output: it was called a DPU part."""
+    del g.output[:]
+    g.output.append(onnx.helper.make_tensor_value_info("heatmaps", onnx.TensorProto.FLOAT, [1, 16, S // 4, S // 4]))
+
+
 def _channels_last(g) -> None:
     """The image given as (N, S, S, 3) and transposed inside, as a model exported from TensorFlow."""
     for n in g.node:
@@ -430,10 +436,24 @@ def _scale_not_a_power_of_two(g) -> None:
     init.CopyFrom(onnx.numpy_helper.from_array(np.array(0.0123, np.float32), init.name))
 
 
+def test_a_dpu_part_is_told_to_split_the_whole_model(tmp_path):
+    def dpu_part(g) -> None:
+        del g.output[:]
+        g.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 16, S // 4, S // 4]))
+
+    with pytest.raises(ModelFileError, match=r"has no coords output .*: split the whole model .*, not its DPU part"):
+        split_model(SplitOptions(_edited(tmp_path, dpu_part), CONFIG, tmp_path / "plan"))
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
         (_classifier, r"outputs scores \[1, 16\], not a pose model's coords .*`dpupose dpu estimate MODEL"),
+        (
+            _heatmaps_only,
+            rf"outputs only 'heatmaps' \[1, 16, {S // 4}, {S // 4}\], heatmaps without coordinates: .* "
+            r"coords output \(N, 16, 2\) too, so export the model with both",
+        ),
         (_channels_last, rf"input 'image' is \(1, {S}, {S}, 3\); expected .* \(N, 3, S, S\), channels first"),
         (_symbolic_size, r"'image' needs a static shape .*: export the model with the input size it will run at"),
         (_scale_not_a_power_of_two, r"0.0123 is not a power of two.*a network of your own to QDQ with per-tensor"),

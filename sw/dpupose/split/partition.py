@@ -96,10 +96,16 @@ def model_outputs(g: QdqGraph | _Io, source: Path) -> OutputNames:
         coords = "coords"
     if "heatmaps" in g.graph_outputs:
         heat = "heatmaps"
-    if coords is None and heat is not None and len(g.graph_outputs) == 1:  # image -> logits: a DPU part
+    if coords is None and heat == DPU_PART_OUTPUT and len(g.graph_outputs) == 1:  # image -> logits: a DPU part
         raise ModelFileError(
             f"{source} has no coords output (N, 16, 2): split the whole model (model_qdq.onnx from `dpupose "
             "quantize`), not its DPU part"
+        )
+    if coords is None and heat is not None and len(g.graph_outputs) == 1:
+        raise ModelFileError(
+            f"{source} outputs only {heat!r} {list(g.shapes.get(heat, []))}, heatmaps without coordinates: the "
+            f"runtime reads the joints from a coords output (N, {NUM_JOINTS}, 2) too, so export the model with both, "
+            "e.g. a soft-argmax (each heatmap's softmax times the pixel centres, summed) after the heatmaps"
         )
     if coords is None:
         shapes = ", ".join(f"{t} {list(g.shapes.get(t, []))}" for t in g.graph_outputs)
