@@ -187,6 +187,25 @@ def test_a_plan_whose_source_was_quantized_again_gets_no_cpu_rows_of_that_model(
     assert resolve_inputs(BenchOptions(plan=plan_dir))[1] is None
 
 
+def test_the_cpu_rows_of_a_model_of_ones_own_come_from_its_float_export_beside_it(tmp_path):
+    """`--quantized DIR` is a `dpupose quantize` folder, which a network of one's own does not have: the skip
+    said only to pass one. Its float export beside the QDQ file as model_fp32.onnx is what the CPU rows take."""
+    from split_models import float_model, save
+
+    from dpupose.eval.bench import _no_cpu_rows_reason
+
+    own = tmp_path / "own"
+    plan_dir = split_model(SplitOptions(save("none", own / "net_qdq.onnx"), "u96v2-b1600-pynq", tmp_path / "p")).folder
+    plan, found = resolve_inputs(BenchOptions(plan=plan_dir))
+    assert found is None
+    assert _no_cpu_rows_reason(plan) == (
+        "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR, or for a network "
+        "of your own put its float export there under that name"
+    )
+    float_model(own / "model_fp32.onnx")
+    assert resolve_inputs(BenchOptions(plan=plan_dir))[1] == plan_dir / ".." / "own"
+
+
 def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, tmp_path, monkeypatch):
     """The plan and quantized folders it reads stay as they were (ONNX Runtime's quantizer writes a file
     beside the model it reads); the variant folders it replaces are only its own."""

@@ -170,7 +170,10 @@ def _no_cpu_rows_reason(plan: Any) -> str:
             f"CPU ONNX rows: {os.path.normpath(source)} is not the model the plan was split from (its sha256 "
             "differs from the plan's: quantized again since?); pass --quantized DIR, the folder the plan was split from"
         )
-    return "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR"
+    return (
+        "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR, or for a network "
+        "of your own put its float export there under that name"
+    )
 
 
 def _check_same_network(qdir: Path, plan: Any) -> None:
