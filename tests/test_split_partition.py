@@ -650,6 +650,21 @@ def test_cpu_from_forces_the_node_and_everything_after(tmp_path):
     assert suggested and not any(name.startswith("/") for name in suggested)  # module paths, not /ReduceSum_2
 
 
+def test_a_wrong_cpu_from_of_a_torch_export_suggests_its_layers_not_its_head(tmp_path):
+    # torch.onnx.export names nodes /f/f.2/Conv, /ReduceSum_2...: with no module path to show, the last
+    # units were suggested, the head's reductions, where a cut leaves everything on the DPU anyway
+    model = build("none")
+    for n in model.graph.node:
+        n.name = "/" + n.name
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(UsageError) as exc:
+        split_model(SplitOptions(path, CONFIG, tmp_path / "plan", cpu_from="conv9"))
+    assert str(exc.value).endswith(
+        "give a node name such as /conv1, /conv2, /conv3 (`dpupose split MODEL --nodes` lists every node)"
+    )
+
+
 def test_without_a_cut_everything_the_dpu_can_run_is_one_subgraph(tmp_path):
     _, result = _split(tmp_path, "none")
     assert _devices(result.plan) == ["dpu", "cpu"]

@@ -142,14 +142,17 @@ def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
     unit = g.unit_by_name(name)
     if unit is None:
         named = [u.name for u in g.units if not u.name.startswith("/")]  # module paths, not export temporaries
-        examples = ", ".join((named or [u.name for u in g.units])[-6:])
+        # A torch export without module paths (/f/f.2/Conv): its network's ops, not its head's last ones.
+        layers = [u.name for u in g.units if u.op in ("Conv", "ConvTranspose", "Gemm", "Add", "Resize")]
+        examples = ", ".join((named or layers or [u.name for u in g.units])[-6:])
         if name in g.constants or any(n.name == name for n in g.nodes):  # there, but no op of the network
             raise UsageError(
                 f"--cpu-from {name!r} is a constant of the model (a weight, its quantization or a folded "
                 f"value), not an op the network runs; give the op that uses it, a node name such as {examples}"
             )
         raise UsageError(
-            f"--cpu-from {name!r}: no such node (or tensor) in the model; give a node name such as {examples}"
+            f"--cpu-from {name!r}: no such node (or tensor) in the model; give a node name such as {examples} "
+            "(`dpupose split MODEL --nodes` lists every node)"
         )
     reason = f"forced to the CPU (--cpu-from {name})"
     return {u.index: reason for u in g.units[unit.index :]}
