@@ -140,6 +140,31 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     ex.close()
 
 
+def test_heatmaps_straight_out_of_a_conv_put_that_conv_on_the_cpu_and_run(tmp_path):
+    # the model's heatmaps output is the last conv's DequantizeLinear output (no Reshape after it): the plan
+    # made its DPU subgraph hand the model output over as int8 NHWC, then refused its own plan naming a
+    # temporary folder; the conv goes to the CPU with its reason, and the plan runs as the whole model does
+    model = build("none")
+    model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
+    next(o for o in model.graph.output if o.name == "heatmaps").name = "logits"
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    rows = _rows(result)
+    assert rows["conv3"]["device"] == "cpu" and rows["conv2"]["device"] == "dpu"
+    assert rows["conv3"]["reason"] == "its result is the model output 'logits', which a plan takes from the CPU"
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits", "coords"], {"image": x})
+    out = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x)
+    np.testing.assert_allclose(out["heatmaps"], whole[0], atol=1e-6)
+    np.testing.assert_allclose(out["coords"], whole[1], atol=1e-6)
+    # emulated, conv1 and conv2 round their ties up where ONNX Runtime rounds them to even: a few values differ
+    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x)
+    steps = np.abs(emulated["heatmaps"] - whole[0]) / 2.0 ** -FP["logits"]
+    assert emulated["heatmaps"].shape == (1, 16, S // 4, S // 4) and np.all(steps == np.round(steps))
+    assert steps.max() <= 1 and (steps > 0).mean() < 0.1
+
+
 def test_a_mul_by_a_constant_on_the_dpu_runs_on_the_emulator(tmp_path):
     model, result = _split(tmp_path, "mul")
     assert _devices(result.plan) == ["dpu", "cpu"] and _rows(result)["mid/mul"]["device"] == "dpu"
