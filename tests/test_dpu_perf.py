@@ -10,8 +10,9 @@ from dpu_onnx import add, conv, custom_op, depth_to_space, hard_activation, qdq_
 
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
+from dpupose.dpu.fingerprint import fingerprint
 from dpupose.dpu.graph import extract_layers
-from dpupose.dpu.perf import PerfConstants, bandwidth, estimate
+from dpupose.dpu.perf import PerfConstants, bandwidth, estimate, layer_cycles
 from dpupose.errors import ModelFileError
 from dpupose.model import build_model
 from dpupose.model.export import export_onnx
@@ -68,6 +69,58 @@ def test_eltwise_add_reads_both_inputs():
     layer = one_layer(add(64, 28))
     assert layer.compute_ms == pytest.approx(28 * 7 * 7 * 2 / F * 1e3)
     assert layer.memory_ms == pytest.approx(3 * 64 * 28 * 28 / BW * 1e3)
+
+
+# The DPUCZDX8G's eltwise engine (Add, and Mul of two activations: elew types add and mult) per ARCH at the default
+# ALU parallel, as (channel_parallel, pixel_parallel), copied by hand from VART's target factory in Xilinx/Vitis-AI
+# at commit c5d2bd43d951c174185d728b8e5bcda3869e0b39 (Vitis AI 3.0; unchanged in 2.5 and 3.5):
+# src/vai_runtime/target_factory/targets/DPUCZDX8G_ISA1_<ARCH>.prototxt, block eltwise_engine. Its
+# src/create_target_DPUCZDX8G_ISA1.cpp sets them for any fingerprint as channel_parallel = ICP and
+# pixel_parallel = ALU_PP, the fingerprint's bits 8-11 (the same pair as its alu_engine).
+ELTWISE_ENGINE = {
+    "B512": (8, 2),
+    "B800": (10, 2),
+    "B1024": (8, 4),
+    "B1152": (12, 2),
+    "B1600": (10, 4),
+    "B2304": (12, 4),
+    "B3136": (14, 4),
+    "B4096": (16, 4),
+}
+
+
+def _eltwise_cycles(cfg):
+    # 37 channels on a 13 x 13 map: every channel and pixel parallelism of the table gives its own count
+    # (ceil(13 / p) is 13, 7, 4, 2 for p = 1, 2, 4, 8; ceil(37 / c) is 5, 4, 4, 3, 3 for c = 8 ... 16).
+    (layer,) = extract_layers(add(37, 13), cfg).layers
+    assert layer.kind == "eltwise"
+    return layer_cycles(layer, cfg)
+
+
+@pytest.mark.parametrize("arch", sorted(ELTWISE_ENGINE))
+def test_eltwise_parallelism_is_the_target_factorys(arch):
+    cp, pp = ELTWISE_ENGINE[arch]
+    assert _eltwise_cycles(config_from_arch(arch, 200)) == 13 * math.ceil(13 / pp) * math.ceil(37 / cp) * 2
+    # Another ALU parallel setting (dpu_conf.vh's ALU_PARALLEL_n) is written into the fingerprint's bits 8-11,
+    # which the target factory reads as the eltwise engine's pixel parallelism.
+    for setting in (AluParallel.P1, AluParallel.P2, AluParallel.P4, AluParallel.P8):
+        if setting.value > config_from_arch(arch, 200).pp:
+            continue  # not a configuration the IP allows (ALU parallel 1 .. PP)
+        cfg = config_from_arch(arch, 200, alu_parallel=setting)
+        alu_pp = (fingerprint(cfg) & 0xF00) >> 8
+        assert alu_pp == setting.value
+        assert _eltwise_cycles(cfg) == 13 * math.ceil(13 / alu_pp) * math.ceil(37 / cp) * 2
+
+
+def test_eltwise_cycles_worked_by_hand():
+    # B512 (ICP 8, ALU PP 2): 13 rows * 7 pixel groups * 5 channel groups * 2 inputs = 910 cycles.
+    assert _eltwise_cycles(config_from_arch("B512", 200)) == 910
+    # B4096 (ICP 16, ALU PP 4): 13 * 4 * 3 * 2 = 312 cycles.
+    assert _eltwise_cycles(config_from_arch("B4096", 200)) == 312
+    # A hard swish's mult is the same engine: on the B4096, 13 * 4 * 3 * 2 again.
+    cfg = config_from_arch("B4096", 200)
+    hsig, mult = extract_layers(hard_activation("HardSwish", 37, 13), cfg).layers
+    assert mult.kind == "eltwise" and layer_cycles(mult, cfg) == 312
 
 
 def test_hard_activations_are_alu_and_eltwise_layers_not_fused():

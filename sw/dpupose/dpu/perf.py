@@ -11,7 +11,8 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             transposed conv's ceil(K/stride) taps (4 at every scale)
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW
-- eltwise (eltwise engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs)
+- eltwise (eltwise engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs); VART's target factory
+            (create_target_DPUCZDX8G_ISA1) gives the IP v4 eltwise engine the ALU engine's pair, ICP x ALU_PP
 - hard sigmoid (the ALU's hsigmoid op, never fused): OH * ceil(OW/ALU_PP) * ceil(C/ICP); a hard swish is
   that layer and an eltwise mult of two inputs (x and the hsigmoid's int8 result), each with its traffic
 - data movement (DepthToSpace, a nearest Resize, Pad): no compute; its DDR traffic (read + write the tensor).
