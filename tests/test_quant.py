@@ -2,6 +2,7 @@
 end-to-end agreement of the emulator with torch fake quantization, and QAT."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -409,6 +410,107 @@ def test_a_hard_activation_gets_a_q_dq_pair_before_it_and_runs_split_on_the_emul
     np.testing.assert_allclose(emulated["heatmaps"], cpu["heatmaps"], atol=0.01)
 
 
+@pytest.mark.parametrize(
+    ("module", "act", "op_type", "act_type"),
+    [
+        (torch.nn.Sequential(torch.nn.Hardswish(), torch.nn.ReLU()), "relu", "HardSwish", "Relu"),
+        (torch.nn.Sequential(torch.nn.Hardsigmoid(), torch.nn.ReLU()), "relu", "HardSigmoid", "Relu"),
+        (torch.nn.Sequential(torch.nn.Hardsigmoid(), torch.nn.ReLU6()), "relu6", "HardSigmoid", "Clip"),
+        (
+            torch.nn.Sequential(torch.nn.Hardsigmoid(), torch.nn.LeakyReLU(26 / 256)),
+            "leaky",
+            "HardSigmoid",
+            "LeakyRelu",
+        ),
+    ],
+)
+def test_an_activation_after_a_hard_activation_is_fused_as_the_dpu_fuses_it(tmp_path, module, act, op_type, act_type):
+    # The eltwise engine's mult fuses a ReLU after a hard swish, the ALU engine a ReLU, ReLU6 or LeakyReLU after a
+    # hard sigmoid (VART's DPUCZDX8G target factory): one op, quantized once, after the activation.
+    from dpupose.quant.compare import ort_trace
+    from dpupose.runtime.backends import RunnerFactory
+    from dpupose.runtime.executor import SplitExecutor
+    from dpupose.split.partition import SplitOptions, split_model
+
+    graph = build_qgraph(_HardNet(module).eval(), (3, 8, 8))
+    assert [type(op).__name__ for op in graph.ops] == ["ConvOp", "ConvOp", "HardActOp", "ConvOp"]
+    c2, hard = graph.ops[1], graph.ops[2]
+    assert c2.act == "none" and hard.act == act and hard.input == c2.name
+    rng = np.random.default_rng(0)
+    # wide enough for c2's result to cross -3 and 3, where the hard activations bend
+    batches = [rng.normal(0, 8, (4, 3, 8, 8)).astype(np.float32) for _ in range(4)]
+    fix, _ = calibrate(graph, batches)
+    qdq = qdq_model(graph, fix, batch=1)
+    # Q/DQ -> Hard -> activation -> Q -> DQ: no quantization between the hard activation and its activation
+    producer = {o: n for n in qdq.graph.node for o in n.output}
+    (h,) = [n for n in qdq.graph.node if n.op_type == op_type]
+    assert producer[h.input[0]].op_type == "DequantizeLinear"
+    (a,) = [n for n in qdq.graph.node if h.output[0] in n.input]
+    assert a.op_type == act_type and a.output[0] == f"{hard.name}_float"
+    if act == "leaky":
+        assert a.attribute[0].name == "alpha" and a.attribute[0].f == np.float32(26 / 256)
+    ((q,),) = [[n for n in qdq.graph.node if a.output[0] in n.input]]
+    assert q.op_type == "QuantizeLinear" and q.output[0] == f"{hard.name}_int8"
+    assert sum(n.op_type == "QuantizeLinear" for n in qdq.graph.node) == len(graph.ops) + 1
+    path = tmp_path / "dpu_part_qdq.onnx"
+    onnx.save(qdq_model(graph, fix), path)  # a batch of any size
+    whole = tmp_path / "model_qdq.onnx"
+    onnx.save(append_cpu_part(qdq, _pose_head()), whole)
+    # The emulator equals the quantizer's fake quantization and the torch reference bit for bit, every tensor.
+    x = batches[0][:2]
+    feeds = {"image": quantize_to_int8(x.transpose(0, 2, 3, 1), fix.activations["image"])}
+    env = EmulatorRunner(path).trace(feeds)
+    trace: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        QuantNet(graph, fix).set_mode("fake").double()(torch.from_numpy(x).double(), trace=trace)
+    ref = TorchQdqReference(path).trace({"image": x})
+    for name, t in trace.items():
+        want = np.rint(t.numpy() * 2.0 ** fix.activations[name]).astype(np.int8).transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(env[f"{name}_int8"], want, err_msg=name)
+        np.testing.assert_array_equal(ref[f"{name}_int8"], want, err_msg=name)
+    xi = env[f"{c2.name}_int8"].astype(np.int64)
+    yi = env[f"{hard.name}_int8"].astype(np.int64)
+    fp_in, fp_out = fix.activations[c2.name], fix.activations[hard.name]
+    if op_type == "HardSwish":
+        # the ReLU did something: inputs in (-3, 0) give a negative hard swish, which the ReLU makes 0
+        assert np.any((xi < 0) & (xi > -3 * 2**fp_in)) and np.any(xi >= 3 * 2**fp_in)
+        assert yi.min() == 0 and np.all(yi[xi < 0] == 0)
+        # x >= 3 gives x * 127/128 on the DPU, rounded half up
+        big = xi >= 3 * 2**fp_in
+        np.testing.assert_array_equal(yi[big], np.floor(xi[big] * 127 / 128 * 2.0 ** (fp_out - fp_in) + 0.5))
+        bound = np.floor(np.abs(xi) * 2.0 ** (fp_out - fp_in) / 128 + 1)
+    else:
+        # the activation is the identity on the hard sigmoid: relu6(x + 3) * 2731 / 2**14, half up
+        dpu = np.clip(xi * 2.0**-fp_in + 3, 0, 6) * 2731 / 2**14 * 2.0**fp_out
+        np.testing.assert_array_equal(yi, np.clip(np.floor(dpu + 0.5), -128, 127))
+        bound = np.ones_like(yi)
+    # ONNX Runtime (its exact 1/6) on the emulator's own input to the layer: within the emulator's documented bound
+    ort = ort_trace(path, feeds, fix.activations)
+    assert np.all(np.abs(ort[f"{hard.name}_int8"].astype(np.int64) - yi) <= bound)
+    # Split: the hard activation and its activation on the DPU (LeakyReLU on the ALU engine needs a configuration
+    # that has it), and the emulate backend runs the plan as the cpu backend (ONNX Runtime) does.
+    config = "u96v2-b1600-pynq"
+    if act == "leaky":
+        text = (Path(__file__).parents[1] / "hw/dpu/configs/u96v2-b1600-pynq.toml").read_text()
+        assert 'alu_activations = "relu_relu6"' in text
+        rows = {r["node"]: r for r in split_model(SplitOptions(whole, config, tmp_path / "shipped")).assignment}
+        assert rows[hard.name]["device"] == "cpu"
+        assert "its fused activation cannot run on the DPU" in rows[hard.name]["reason"]
+        config = str(tmp_path / "alu-leaky.toml")
+        leaky = 'alu_activations = "relu_leakyrelu_relu6"'
+        Path(config).write_text(text.replace('alu_activations = "relu_relu6"', leaky))
+    result = split_model(SplitOptions(whole, config, tmp_path / "plan"))
+    rows = {r["node"]: r for r in result.assignment}
+    assert [rows[op.name]["device"] for op in graph.ops] == ["dpu"] * 4
+    assert [sg.device for sg in result.plan.subgraphs] == ["dpu", "cpu"] and result.warnings == []
+    dpu_part = onnx.load(result.plan.path(result.plan.subgraphs[0].file))
+    assert {hard.name, a.name} <= {n.name for n in dpu_part.graph.node}  # the activation with its hard activation
+    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x[:1])
+    cpu = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x[:1])
+    np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.01)
+    np.testing.assert_allclose(emulated["heatmaps"], cpu["heatmaps"], atol=0.01)
+
+
 def test_constraints_keep_a_hard_sigmoid_where_xilinx_s_references_agree():
     # Input positions 0-10 (cpu_task hard-sigmoid-fix's float32 sum is exact), hard sigmoid outputs from 7 (XIR's
     # relu6(x + 3) cap and that reference's uncapped x + 3 saturate alike); a hard swish's output is free.
@@ -428,16 +530,18 @@ def test_constraints_keep_a_hard_sigmoid_where_xilinx_s_references_agree():
 
 
 @pytest.mark.parametrize(
-    ("kind", "fp_out", "x", "want"),
+    ("kind", "act", "fp_out", "x", "want"),
     [
         # the DPU's integers, worked by hand in tests/test_dpu_reference.py: relu6(x + 3) * 2731 / 2**14 from fix
         # point 4 to 7, and x times that at 2**-7 (127/128 at most: 127 -> 126) from 4 to 4
-        ("hsigmoid", 7, [-128, -48, -47, 0, 16, 47, 48, 127], [0, 0, 1, 64, 85, 127, 127, 127]),
-        ("hswish", 4, [64, 127, 16, -16, -24, -40, -48, 0], [64, 126, 11, -5, -6, -3, 0, 0]),
+        ("hsigmoid", "none", 7, [-128, -48, -47, 0, 16, 47, 48, 127], [0, 0, 1, 64, 85, 127, 127, 127]),
+        ("hswish", "none", 4, [64, 127, 16, -16, -24, -40, -48, 0], [64, 126, 11, -5, -6, -3, 0, 0]),
+        # with the eltwise mult's ReLU: the negative products are 0
+        ("hswish", "relu", 4, [64, 127, 16, -16, -24, -40, -48, 0], [64, 126, 11, 0, 0, 0, 0, 0]),
     ],
 )
-def test_fake_quantized_hard_activations_give_the_dpu_s_integers(kind, fp_out, x, want):
-    g = QGraph([HardActOp("logits", "image", kind)], (1, 1, 8))
+def test_fake_quantized_hard_activations_give_the_dpu_s_integers(kind, act, fp_out, x, want):
+    g = QGraph([HardActOp("logits", "image", kind, act)], (1, 1, 8))
     net = QuantNet(g, FixPoints({"image": 4, "logits": fp_out}, {}, {})).double()
     image = torch.tensor(x, dtype=torch.float64).reshape(1, 1, 1, 8) / 16
     with torch.no_grad():
@@ -449,30 +553,45 @@ def test_fake_quantized_hard_activations_give_the_dpu_s_integers(kind, fp_out, x
     with torch.no_grad():
         y = net.set_mode("float")(xf).reshape(-1).tolist()
     expect = h if kind == "hsigmoid" else [v * hv for v, hv in zip(xf.reshape(-1).tolist(), h)]
+    expect = [max(v, 0.0) for v in expect] if act == "relu" else expect
     np.testing.assert_allclose(y, expect, rtol=0, atol=1e-12)
 
 
 class _FunctionalHard(torch.nn.Module):
-    def __init__(self, then_relu: bool = False) -> None:
+    def __init__(self, after_sigmoid=None, after_swish=None) -> None:
         super().__init__()
         self.c1 = torch.nn.Conv2d(3, 4, 1)
         self.c2 = torch.nn.Conv2d(4, 4, 1)
-        self.then_relu = then_relu
+        self.after_sigmoid = after_sigmoid or (lambda y: y)
+        self.after_swish = after_swish or (lambda y: y)
 
     def forward(self, x):
-        y = torch.nn.functional.hardswish(torch.nn.functional.hardsigmoid(self.c1(x)))
-        return self.c2(torch.relu(y) if self.then_relu else y)
+        y = torch.nn.functional.hardsigmoid(self.c1(x))
+        y = torch.nn.functional.hardswish(self.after_sigmoid(y))
+        return self.c2(self.after_swish(y))
 
 
-def test_functional_hard_activations_are_ops_of_their_kind_and_take_no_activation_after_them():
+def test_functional_hard_activations_are_ops_of_their_kind_and_fuse_the_dpu_s_activations_only():
     graph = build_qgraph(_FunctionalHard().eval(), (3, 4, 4))
-    assert [(type(op).__name__, getattr(op, "kind", None)) for op in graph.ops] == [
-        ("ConvOp", None),
-        ("HardActOp", "hsigmoid"),
-        ("HardActOp", "hswish"),
-        ("ConvOp", None),
+    assert [(type(op).__name__, getattr(op, "kind", None), op.act) for op in graph.ops] == [
+        ("ConvOp", None, "none"),
+        ("HardActOp", "hsigmoid", "none"),
+        ("HardActOp", "hswish", "none"),
+        ("ConvOp", None, "none"),
     ]
-    # an activation after it is refused, not fused into the HardActOp, whose fake quantization would leave it
-    # out (the operator rules and the emulator take a ReLU after a hard swish; the quantizer does not yet)
-    with pytest.raises(QuantizationError, match="an activation after a hard sigmoid or hard swish has no DPU mapping"):
-        build_qgraph(_FunctionalHard(then_relu=True).eval(), (3, 4, 4))
+    # the DPU's fused activations are fused into the HardActOp: a ReLU after a hard swish (its eltwise mult's
+    # ReLU), a ReLU6 after a hard sigmoid (the ALU engine's), in their functional forms too
+    graph = build_qgraph(_FunctionalHard(torch.nn.functional.relu6, torch.relu).eval(), (3, 4, 4))
+    assert [(getattr(op, "kind", None), op.act) for op in graph.ops] == [
+        (None, "none"),
+        ("hsigmoid", "relu6"),
+        ("hswish", "relu"),
+        (None, "none"),
+    ]
+    # any other activation after a hard swish is refused, saying which the DPU fuses there and after a hard
+    # sigmoid; so is a second activation after a fused one
+    for after_swish in (torch.nn.functional.relu6, torch.nn.LeakyReLU(26 / 256), torch.nn.ReLU6()):
+        with pytest.raises(QuantizationError, match=r"after a hard swish has no DPU mapping: .*a ReLU only \(a hard "):
+            build_qgraph(_FunctionalHard(after_swish=after_swish).eval(), (3, 4, 4))
+    with pytest.raises(QuantizationError, match="a second activation cannot be fused"):
+        build_qgraph(_FunctionalHard(lambda y: torch.relu(torch.relu(y))).eval(), (3, 4, 4))

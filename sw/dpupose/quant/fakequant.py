@@ -176,17 +176,19 @@ class QuantNet(nn.Module):
     def _hard(self, op: HardActOp, x: Tensor) -> Tensor:
         """relu6(x + 3) / 6 in float mode; in the quantized modes the DPU's hard sigmoid, relu6(x + 3) * 2731 /
         2**14, and a hard swish multiplies x by it fixed at 2**-7 (rounded half up, saturated), as
-        vai_q_pytorch's Hardswish does."""
+        vai_q_pytorch's Hardswish does. Its fused activation (a hard swish's ReLU, the eltwise mult's; a hard
+        sigmoid's ReLU, ReLU6 or LeakyReLU, the identity on its value in [0, 1]) comes before the output's
+        rounding, as on the DPU."""
         if self.mode == "float":
             h = torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
         else:
             h = torch.clamp(x + 3.0, 0.0, 6.0) * (HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT)
         if op.kind == "hsigmoid":
-            return h
+            return self._activate(op.act, h)
         if self.mode != "float":
             step = 2.0**HSWISH_SIGMOID_FP
             h = torch.clamp(_RoundSTE.apply(h * step), max=step - 1) / step
-        return x * h
+        return self._activate(op.act, x * h)
 
     def forward(self, x: Tensor, trace: dict[str, Tensor] | None = None) -> Tensor:
         """image (N, 3, S, S) -> logits; `trace` (if given) receives every tensor as quantized."""

@@ -4,9 +4,10 @@ The traced graph may contain Conv2d, BatchNorm2d (after a conv), ReLU / ReLU6 / 
 an add), additions and PixelShuffle (what the DPU part of the pose model uses), and Hardsigmoid / Hardswish,
 which the DPU does not fuse (VART's DPUCZDX8G target factory: hsigmoid is an ALU op of its own): each is an
 op of its own after the op it reads, so that op's output is quantized (a Q/DQ pair) before it, as vai_q does
-for an op the DPU does not fuse. A LeakyReLU must
-have the DPU's slope 26/256; 0.1 is accepted and replaced by 26/256 (as vai_q_pytorch does). Anything
-else cannot run on the DPU and raises QuantizationError naming the layer.
+for an op the DPU does not fuse. An activation after one is fused into it as the DPU fuses it: a ReLU after a
+hard swish (its eltwise mult's ReLU), a ReLU, ReLU6 or LeakyReLU after a hard sigmoid (the ALU engine's); any
+other is refused. A LeakyReLU must have the DPU's slope 26/256; 0.1 is accepted and replaced by 26/256 (as
+vai_q_pytorch does). Anything else cannot run on the DPU and raises QuantizationError naming the layer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ _RELU_FUNCS = (F.relu, torch.relu)
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _HARD_MODULES = ((nn.Hardsigmoid, "hsigmoid"), (nn.Hardswish, "hswish"))
 _HARD_FUNCS = {F.hardsigmoid: "hsigmoid", F.hardswish: "hswish"}
+# The activations the DPU fuses after each: a hard swish's last op is the eltwise engine's mult, which fuses a
+# ReLU only; a hard sigmoid's ALU engine fuses relu, relu_six and leaky_relu (VART's DPUCZDX8G target factory)
+HARD_FUSED_ACTIVATIONS = {"hswish": ("relu",), "hsigmoid": ("relu", "relu6", "leaky")}
+_ACT_TEXT = {"relu": "ReLU", "relu6": "ReLU6", "leaky": "LeakyReLU"}
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -130,8 +135,12 @@ class _Builder:
 
     def activation(self, node: fx.Node, act: str, where: str) -> None:
         op = self.fusable(node.args[0], where)
-        if isinstance(op, HardActOp):
-            raise QuantizationError(f"{where}: an activation after a hard sigmoid or hard swish has no DPU mapping")
+        if isinstance(op, HardActOp) and op.act == "none" and act not in HARD_FUSED_ACTIVATIONS[op.kind]:
+            raise QuantizationError(
+                f"{where}: a {_ACT_TEXT[act]} after a hard swish has no DPU mapping: the hard swish's eltwise mult "
+                "fuses a ReLU only (a hard sigmoid takes a ReLU, ReLU6 or LeakyReLU(26/256)); use a ReLU there or "
+                "none"
+            )
         if op.act != "none" or isinstance(op, DepthToSpaceOp):
             raise QuantizationError(f"{where}: a second activation cannot be fused")
         op.act = act

@@ -4,7 +4,9 @@ A `QGraph` is what the DPU will run after BatchNorm folding and activation fusio
 their fused ReLU/ReLU6/LeakyReLU), element-wise adds, pixel shuffles and hard sigmoids / hard swishes, in
 topological order. A hard sigmoid or hard swish is never fused into the op before it (VART's DPUCZDX8G
 target factory fuses relu, leaky_relu and relu_six only; hsigmoid is an ALU op of its own): it is an op
-reading that op's quantized output, so its input gets a fix position (and a Q/DQ pair) of its own. Tensor
+reading that op's quantized output, so its input gets a fix position (and a Q/DQ pair) of its own; an
+activation after it is fused into it as the DPU fuses it (a hard swish's ReLU, the eltwise mult's; a hard
+sigmoid's ReLU, ReLU6 or LeakyReLU, the ALU engine's), quantized once after it. Tensor
 names are the op names (module paths such as `backbone.features.3.conv.0.0`); the graph input is `image`
 and the graph output `logits`. Weights are float here; `FixPoints` says how each tensor is quantized.
 numpy only: the torch side builds and executes it (quant/fuse.py, quant/fakequant.py).
@@ -75,7 +77,7 @@ class HardActOp:
     name: str
     input: str
     kind: str = "hsigmoid"  # hsigmoid | hswish
-    act: str = "none"
+    act: str = "none"  # none | relu (either kind) | relu6 | leaky (hsigmoid only)
 
     @property
     def inputs(self) -> list[str]:

@@ -5,7 +5,9 @@ Conventions (read back by dpupose.runtime.qdq_graph; the partitioner cuts only a
 - every other activation tensor N: the op (Conv / Add / DepthToSpace / HardSigmoid(1/6, 0.5) / HardSwish)
   [-> fused Relu | Clip(0, 6) | LeakyRelu(26/256)] -> `N_float` -> QuantizeLinear -> `N_int8` ->
   DequantizeLinear -> `N`; consumers read `N`; the last one is `logits`, the graph output. A hard sigmoid
-  or hard swish reads the op before it through that op's Q/DQ pair (the DPU does not fuse it);
+  or hard swish reads the op before it through that op's Q/DQ pair (the DPU does not fuse it); its fused
+  activation (Relu after a HardSwish; Relu, Clip(0, 6) or LeakyRelu after a HardSigmoid) follows it as a
+  conv's does;
 - scales are float32 2**-fp, zero points int8 0 (initializers `N_scale`, `N_zp`);
 - conv weights: int8 initializer `<conv>.weight_int8` -> DequantizeLinear (scale 2**-fp_w) -> `<conv>.weight`;
   bias: int8 `<conv>.bias_int8` -> DequantizeLinear with its own scale 2**-fp_b -> `<conv>.bias`.
