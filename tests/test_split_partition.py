@@ -327,6 +327,31 @@ def test_deploy_check_of_a_subgraph_after_a_cpu_one_names_the_dump_it_needs(tmp_
     assert "all 1 layers agree" in capsys.readouterr().out
 
 
+def test_deploy_check_of_a_subgraph_of_two_inputs_names_the_dumps_it_needs(tmp_path, capsys):
+    # "skip"'s dpu1 reads the sigmoid's output and c1 from dpu0: no image feeds two inputs, and the error
+    # named neither file ("dump the inputs instead"); it names both, and a folder with them runs
+    _, result = _split(tmp_path, "skip")
+    dpu1 = result.plan.path("dpu1.onnx")
+    from dpupose.quant.compare import dump_name
+    from dpupose.runtime.qdq_graph import load_program
+
+    inputs = load_program(dpu1).inputs
+    assert len(inputs) == 2
+    names = [f"{dump_name(b.tensor)}.npy" for b in inputs]
+    assert main(["deploy-check", str(dpu1)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"give --against DUMP_DIR holding them as {', '.join(names)} (int8, NHWC)" in err
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    rng = np.random.default_rng(0)
+    for b, name in zip(inputs, names):
+        n, c, h, w = b.shape_nchw
+        np.save(dump / name, rng.integers(0, 128, (1, h, w, c), np.int8))
+    assert main(["deploy-check", str(dpu1), "--against", str(dump)]) == 0
+    assert "layers agree" in capsys.readouterr().out
+
+
 def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_path):
     from dpupose.board.artifacts import board_backend
 

@@ -149,7 +149,11 @@ def deploy_check(
         if images is None:
             raise UsageError("give input images (or a dump folder that holds the subgraph's input tensor)")
         if len(program.inputs) != 1:
-            raise UsageError("images can feed only a single-input subgraph; dump the inputs instead")
+            files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
+            raise UsageError(
+                f"the subgraph takes {len(program.inputs)} inputs, and images feed only one: give --against DUMP_DIR "
+                f"holding them as {files} (int8, NHWC), e.g. dumped on the board"
+            )
         b = program.inputs[0]
         x = images() if callable(images) else images
         feeds = {b.name: quantize_to_int8(np.asarray(x).transpose(0, 2, 3, 1), b.fix_point)}
