@@ -730,3 +730,42 @@ def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
     written = {f"{stem}.jpg" for stem in stems}
     assert set(os.listdir(out / "frames")) == {"im0.jpg", "other.jpg"} | written
     assert stat.S_ISFIFO(os.stat(out / "frames" / "other.jpg").st_mode)
+
+
+def test_frames_of_an_earlier_run_of_many_images_are_checked_in_one_pass(tmp_path: Path) -> None:
+    """The check of frames/ before a run looked each entry up by going over every image of the source: an
+    image folder of thousands run again into its --out took minutes (MPII's 25 000 images, half an hour) before the
+    first frame. 3000 images and their 3000 earlier frames are checked in well under a second (a FIFO at the
+    last frame's name, so every entry is looked up), and the names it may write are those it looked up."""
+    import os
+    import time
+
+    from dpupose.errors import UsageError
+    from dpupose.runtime.app import RunOptions, _check_outputs_are_files
+    from dpupose.runtime.sinks import frame_stems, may_write_frame
+
+    stems = frame_stems(["a.jpg", "a.png", ".hidden.png"])
+    assert [may_write_frame(n, stems) for n in ("a.jpg", "a.png.jpg", ".a.png.part.jpg", "a.png", "b.jpg")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert may_write_frame(".hidden.jpg", stems) and may_write_frame("000012.jpg", None)
+    assert not may_write_frame("12.jpg", None)
+
+    src, frames = tmp_path / "src", tmp_path / "out" / "frames"
+    src.mkdir()
+    frames.mkdir(parents=True)
+    n = 3000
+    for i in range(n):
+        (src / f"im{i:05d}.png").touch()
+        if i < n - 1:
+            (frames / f"im{i:05d}.jpg").touch()
+    os.mkfifo(frames / f"im{n - 1:05d}.jpg")
+    opts = RunOptions(plan=tmp_path / "plan", source=str(src), out=tmp_path / "out", annotate="frames")
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=rf"im{n - 1:05d}\.jpg is a FIFO, not a file"):
+        _check_outputs_are_files(opts)
+    assert time.perf_counter() - start < 3

@@ -33,6 +33,7 @@ from dpupose.runtime.sinks import (
     Sink,
     VideoSink,
     annotate,
+    frame_stems,
     may_write_frame,
     refuse_non_file,
 )
@@ -151,9 +152,11 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
             "or choose another --out"
         )
     if mode == "frames" and frames.is_dir():
-        images = _image_names(opts.source) if is_image_source(opts.source) else None
+        # the stems looked up per entry: a folder of many images into frames/ of as many earlier frames
+        # stays one pass over each, not one over the images for every frame
+        stems = frame_stems(_image_names(opts.source)) if is_image_source(opts.source) else None
         for entry in sorted(os.listdir(frames)):
-            if may_write_frame(entry, images):
+            if may_write_frame(entry, stems):
                 refuse_non_file(frames / entry, "an annotated frame")
 
 

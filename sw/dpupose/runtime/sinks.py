@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Collection
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import IO
 
@@ -77,18 +78,24 @@ class JsonLinesSink(Sink):
             self._f = None
 
 
-def may_write_frame(name: str, image_names: Collection[str] | None) -> bool:
-    """Whether FolderSink may write `name` (STEM.jpg, or .STEM.part.jpg while it is written) for a source of
-    these image file names (in any order, skipped ones too), or for a video's or camera's numbered frames when
-    `image_names` is None."""
+def frame_stems(image_names: Collection[str]) -> frozenset[str]:
+    """The stems FolderSink may give the frames of a source of these image file names (in any order, skipped
+    ones too): each name's stem, and the whole name (two sources of one stem, a.jpg and a.png, keep theirs).
+    Made once for a run: `may_write_frame` then looks each of frames/' entries up in it."""
+    return frozenset(Path(n).stem for n in image_names) | frozenset(image_names)
+
+
+def may_write_frame(name: str, stems: AbstractSet[str] | None) -> bool:
+    """Whether FolderSink may write `name` (STEM.jpg, or .STEM.part.jpg while it is written) for an image
+    source of these `frame_stems`, or for a video's or camera's numbered frames when `stems` is None."""
     if not name.endswith(".jpg"):
         return False
-    stems = {name[: -len(".jpg")]}
+    candidates = {name[: -len(".jpg")]}
     if name.startswith(".") and name.endswith(".part.jpg"):
-        stems.add(name[1 : -len(".part.jpg")])
-    if image_names is None:
-        return any(stem.isdigit() and len(stem) >= 6 for stem in stems)
-    return any(Path(n).stem in stems or n in stems for n in image_names)
+        candidates.add(name[1 : -len(".part.jpg")])
+    if stems is None:
+        return any(stem.isdigit() and len(stem) >= 6 for stem in candidates)
+    return not stems.isdisjoint(candidates)
 
 
 def refuse_non_file(path: Path, what: str) -> None:
