@@ -711,8 +711,16 @@ def test_a_wrong_cpu_from_of_a_torch_export_suggests_its_layers_not_its_head(tmp
     with pytest.raises(UsageError) as exc:
         split_model(SplitOptions(path, CONFIG, tmp_path / "plan", cpu_from="conv9"))
     assert str(exc.value).endswith(
-        "give a node name such as /conv1, /conv2, /conv3 (`dpupose split MODEL --nodes` lists every node)"
+        "give a node name such as /conv1, /conv2, /conv3 (`dpupose split MODEL --out DIR --nodes` lists every node)"
     )
+    # the command it gives is one the parser takes (--out is required: without it, a usage error)
+    from dpupose.cli import build_parser
+
+    command = str(exc.value).rsplit("(`", 1)[1].split("`")[0].split()
+    assert command[:2] == ["dpupose", "split"]
+    words = {"MODEL": str(path), "DIR": str(tmp_path / "listed")}
+    args = build_parser().parse_args([words.get(w, w) for w in command[1:]])
+    assert args.nodes and args.model == path
 
 
 def test_without_a_cut_everything_the_dpu_can_run_is_one_subgraph(tmp_path):

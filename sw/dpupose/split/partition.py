@@ -164,7 +164,7 @@ def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
             )
         raise UsageError(
             f"--cpu-from {name!r}: no such node (or tensor) in the model; give a node name such as {examples} "
-            "(`dpupose split MODEL --nodes` lists every node)"
+            "(`dpupose split MODEL --out DIR --nodes` lists every node)"
         )
     reason = f"forced to the CPU (--cpu-from {name})"
     return {u.index: reason for u in g.units[unit.index :]}
