@@ -513,7 +513,16 @@ def test_a_plan_the_emulator_cannot_run_is_refused_before_any_work_saying_what_r
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("dpupose: error: subgraph 'dpu0' of the plan runs on the DPU but not on the emulator (")
-    assert "bench measures the split rows with the emulator: `dpupose run --plan PLAN --backend cpu`" in err
+    assert (
+        "bench measures the split rows with the emulator: `dpupose run --plan PLAN --source SRC --backend cpu`" in err
+    )
+    # the command it gives is one the parser takes (--source is required: without it, a usage error)
+    from dpupose.cli import build_parser
+
+    command = err.split("emulator: `", 1)[1].split("`")[0].split()
+    words = {"PLAN": str(plan), "SRC": str(tmp_path / "images")}
+    args = build_parser().parse_args([words.get(w, w) for w in command[1:]])
+    assert (Path(args.plan), args.source, args.backend) == (plan, words["SRC"], "cpu")
     assert not (tmp_path / "work").exists()
 
 

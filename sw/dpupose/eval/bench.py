@@ -228,8 +228,8 @@ def _check_emulated(plan: Any) -> None:
         except NotEmulated as exc:
             raise ModelFileError(
                 f"subgraph {sg.name!r} of the plan runs on the DPU but not on the emulator ({exc}), and bench "
-                "measures the split rows with the emulator: `dpupose run --plan PLAN --backend cpu` runs this plan "
-                "on a PC, or split again with that op on the CPU (--cpu-from NODE) to bench it"
+                "measures the split rows with the emulator: `dpupose run --plan PLAN --source SRC --backend cpu` "
+                "runs this plan on a PC, or split again with that op on the CPU (--cpu-from NODE) to bench it"
             ) from None
         except ModelFileError:
             return  # a damaged file: the runners say so, naming it
