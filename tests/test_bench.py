@@ -578,3 +578,28 @@ def test_ctrl_c_or_sigterm_leaves_bench_out_the_earlier_or_the_new_whole(tmp_pat
     os.umask(umask)
     capsys.readouterr()
     assert seen == {"earlier", "new"} and point.n > 20  # signalled before and after the rename
+
+
+def test_every_dpu_subgraph_is_checked_for_the_emulator_past_a_damaged_one(monkeypatch):
+    """The check stopped at the first DPU subgraph whose file did not load for another reason (a damaged file,
+    which the runners name later), so a later subgraph the emulator does not run went unchecked."""
+    from types import SimpleNamespace
+
+    from dpupose.errors import ModelFileError
+    from dpupose.eval import bench
+    from dpupose.runtime import qdq_graph
+
+    def load_program(path):
+        if path.name == "dpu0.onnx":
+            raise ModelFileError(f"{path} is damaged")
+        raise qdq_graph.NotEmulated("ConvTranspose at 'up'")
+
+    monkeypatch.setattr(qdq_graph, "load_program", load_program)
+    subgraphs = [
+        SimpleNamespace(name="dpu0", file="dpu0.onnx", is_dpu=True),
+        SimpleNamespace(name="cpu0", file="cpu0.onnx", is_dpu=False),
+        SimpleNamespace(name="dpu1", file="dpu1.onnx", is_dpu=True),
+    ]
+    plan = SimpleNamespace(subgraphs=subgraphs, path=lambda name: Path("plan") / name)
+    with pytest.raises(ModelFileError, match=r"^subgraph 'dpu1' of the plan runs on the DPU but not on the emulator"):
+        bench._check_emulated(plan)

@@ -232,7 +232,7 @@ def _check_emulated(plan: Any) -> None:
                 "runs this plan on a PC, or split again with that op on the CPU (--cpu-from NODE) to bench it"
             ) from None
         except ModelFileError:
-            return  # a damaged file: the runners say so, naming it
+            continue  # a damaged file: the runners say so, naming it; the other subgraphs are still checked
 
 
 def _split_rows(opts: BenchOptions, plan: Any, samples: Any, calib: list, a53: Any) -> list[BenchRow]:
