@@ -466,6 +466,12 @@ def _heatmaps_only(g) -> None:
     g.output.append(onnx.helper.make_tensor_value_info("heatmaps", onnx.TensorProto.FLOAT, [1, 16, S // 4, S // 4]))
 
 
+def _segmenter(g) -> None:
+    """One 4-D output of another channel count than the joints' (a segmentation network's): not heatmaps."""
+    del g.output[:]
+    g.output.append(onnx.helper.make_tensor_value_info("c1", onnx.TensorProto.FLOAT, [1, 8, S // 2, S // 2]))
+
+
 def _channels_last(g) -> None:
     """The image given as (N, S, S, 3) and transposed inside, as a model exported from TensorFlow."""
     for n in g.node:
@@ -504,6 +510,8 @@ def test_a_dpu_part_is_told_to_split_the_whole_model(tmp_path):
             rf"outputs only 'heatmaps' \[1, 16, {S // 4}, {S // 4}\], heatmaps without coordinates: .* "
             r"coords output \(N, 16, 2\) too, so export the model with both",
         ),
+        # a lone 4-D output of 8 channels was told it was heatmaps without coordinates
+        (_segmenter, rf"outputs c1 \[1, 8, {S // 2}, {S // 2}\], not a pose model's coords .*dpu estimate MODEL"),
         (_channels_last, rf"input 'image' is \(1, {S}, {S}, 3\); expected .* \(N, 3, S, S\), channels first"),
         (_symbolic_size, r"'image' needs a static shape .*: export the model with the input size it will run at"),
         (_scale_not_a_power_of_two, r"0.0123 is not a power of two.*a network of your own to QDQ with per-tensor"),

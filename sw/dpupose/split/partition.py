@@ -101,7 +101,8 @@ def model_outputs(g: QdqGraph | _Io, source: Path) -> OutputNames:
             f"{source} has no coords output (N, 16, 2): split the whole model (model_qdq.onnx from `dpupose "
             "quantize`), not its DPU part"
         )
-    if coords is None and heat is not None and len(g.graph_outputs) == 1:
+    heat_shape = g.shapes.get(heat, ()) if heat is not None else ()
+    if coords is None and len(heat_shape) == 4 and heat_shape[1] == NUM_JOINTS and len(g.graph_outputs) == 1:
         raise ModelFileError(
             f"{source} outputs only {heat!r} {list(g.shapes.get(heat, []))}, heatmaps without coordinates: the "
             f"runtime reads the joints from a coords output (N, {NUM_JOINTS}, 2) too, so export the model with both, "
