@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -24,6 +25,12 @@ def test_calibration_csv_is_the_published_table():
         ("ZCU102", "3", "281"),
     }
     assert len(read_rows()) == 8
+    # the IP each was measured on: Vitis AI 2.0's DPU TRD ships DPUCZDX8G v3.4 (ISA0 targets only), 3.0's v4.1
+    assert {(r["source"].split(" model zoo")[0], r["dpu_ip"]) for r in rows} == {
+        ("Vitis AI 2.0", "3.4"),
+        ("Vitis AI 3.0", "4.1"),
+    }
+    assert [r.dpu_ip for r in read_rows()] == [r["dpu_ip"] for r in rows]
 
 
 def test_refit_reproduces_the_shipped_constants(cal):
@@ -66,7 +73,8 @@ def test_reference_networks_have_the_published_operation_counts(cal):
 def test_constants_of_the_wrong_kind_are_named(tmp_path, value, message):
     from dpupose.errors import ConfigError
 
-    text = constants_path().read_text().replace("ddr_efficiency = 0.8362", f"ddr_efficiency = {value}")
+    text = re.sub(r"(?m)^ddr_efficiency = [0-9.]+", f"ddr_efficiency = {value}", constants_path().read_text())
+    assert f"ddr_efficiency = {value}" in text
     (tmp_path / "constants.toml").write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_constants(tmp_path / "constants.toml")
@@ -106,3 +114,19 @@ def test_dpu_calibrate_prints_the_validation_rows(cal, monkeypatch, capsys):
     assert out[start + 2].endswith(f"%  {r['measured_by']}")  # who measured it, last
     assert main(["dpu", "calibrate", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["validation"] == cal.validation
+
+
+@pytest.mark.parametrize("value", ["5.0", "4", "v3.4", ""])
+def test_a_calibration_row_of_an_unknown_ip_version_is_named(tmp_path, value):
+    from dpupose.errors import DataError
+
+    lines = calibration_csv().read_text().splitlines()
+    lines[3] = lines[3].replace(",281,3.4,", f",281,{value},")
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as exc:
+        read_rows(tmp_path / "c.csv")
+    # one line, naming the file, the row (its line and what it measured) and the versions the model knows
+    assert str(exc.value) == (
+        f"{tmp_path / 'c.csv'}: line 4: mobilenet_v2 on ZCU102 B4096: dpu_ip must be the DPUCZDX8G IP version "
+        f"measured, one of 3.3, 3.4, 4.0, 4.1, got {value!r}"
+    )

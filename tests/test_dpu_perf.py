@@ -13,7 +13,7 @@ from dpupose.dpu.config import AluParallel, config_from_arch
 from dpupose.dpu.fingerprint import fingerprint
 from dpupose.dpu.graph import extract_layers
 from dpupose.dpu.perf import PerfConstants, bandwidth, estimate, layer_cycles
-from dpupose.errors import ModelFileError
+from dpupose.errors import ConfigError, ModelFileError
 from dpupose.model import build_model
 from dpupose.model.export import export_onnx
 from dpupose.model.pose import ModelConfig
@@ -121,6 +121,35 @@ def test_eltwise_cycles_worked_by_hand():
     cfg = config_from_arch("B4096", 200)
     hsig, mult = extract_layers(hard_activation("HardSwish", 37, 13), cfg).layers
     assert mult.kind == "eltwise" and layer_cycles(mult, cfg) == 312
+
+
+# IP v3.x (Vitis AI 1.x and 2.0) ran the same eltwise engine at 1 pixel per cycle: channel_parallel ICP,
+# pixel_parallel 1 in every DPUCZDX8G_ISA0_<ARCH>_MAX(_BG2).prototxt (Xilinx/Vitis-AI b2b227921b66,
+# src/vai_runtime/target_factory/expired_targets/; the v2.0 tag's targets/ are the same files). The model
+# costs a row at the IP it was measured on (estimate's ip; the calibration CSVs' dpu_ip column).
+def test_eltwise_cycles_at_ip_v3_and_v4_rates_worked_by_hand():
+    (layer,) = extract_layers(add(37, 13), config_from_arch("B4096", 200)).layers
+    b4096, b512 = config_from_arch("B4096", 200), config_from_arch("B512", 200)
+    # v4 (4.0, 4.1): B4096 13 rows * ceil(13/4) = 4 pixel groups * ceil(37/16) = 3 channel groups * 2 inputs.
+    assert layer_cycles(layer, b4096, "4.0") == layer_cycles(layer, b4096, "4.1") == 312
+    # v3.x (3.3, 3.4): one pixel per cycle, 13 * 13 * 3 * 2 = 1014; the B512: 13 * 13 * ceil(37/8) = 5 * 2 = 1690.
+    assert layer_cycles(layer, b4096, "3.3") == layer_cycles(layer, b4096, "3.4") == 1014
+    assert layer_cycles(layer, b512, "3.4") == 1690
+    # whatever its ALU parallel setting, which v3.x did not have
+    assert layer_cycles(layer, config_from_arch("B4096", 200, alu_parallel=AluParallel.P8), "3.4") == 1014
+    # the default is v4; every other layer kind costs the same at either IP
+    assert layer_cycles(layer, b4096) == 312
+    (dw,) = extract_layers(conv(37, 37, 13, 3, groups=37), b4096).layers
+    assert layer_cycles(dw, b4096, "3.4") == layer_cycles(dw, b4096, "4.1") == 13 * 4 * 3 * 9
+    # estimate() takes the IP: the add's compute time at each rate
+    assert one_layer(add(37, 13), b4096).compute_ms == pytest.approx(312 / F * 1e3)
+    v3 = estimate(add(37, 13), b4096, U96, NO_OVERHEAD, ip="3.4").layers[0]
+    assert v3.compute_ms == pytest.approx(1014 / F * 1e3)
+
+
+def test_an_unknown_ip_version_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"unknown DPUCZDX8G IP version '5\.0'; .* knows 3\.3, 3\.4, 4\.0, 4\.1"):
+        estimate(add(37, 13), B1600, U96, NO_OVERHEAD, ip="5.0")
 
 
 def test_hard_activations_are_alu_and_eltwise_layers_not_fused():

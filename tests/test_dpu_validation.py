@@ -99,9 +99,14 @@ def test_the_prediction_is_what_dpu_estimate_gives_for_the_shipped_configuration
     (r,) = [r for r in report if _key(r) == ("resnet50", "ultra96v2", "B2304", 200, "multi_thread")]
     cfg = load_config("u96v2-b2304-avnet")
     assert (cfg.arch.value, cfg.clock_mhz, cfg.cores, cfg.board) == ("B2304", 200, 1, "ultra96v2")
+    # measured on IP v3.3 (Vitis AI 1.4, DPUCZDX8G_ISA0_B2304_MAX_BG2): its eltwise layers at 1 pixel per cycle
+    assert r["dpu_ip"] == "3.3"
     with tempfile.TemporaryDirectory() as tmp:
-        est = estimate(zoo.export("resnet50", Path(tmp) / "r.onnx", 224), cfg)
+        onnx_path = zoo.export("resnet50", Path(tmp) / "r.onnx", 224)
+        est = estimate(onnx_path, cfg, ip="3.3")
+        v4 = estimate(onnx_path, cfg)
     assert r["predicted"] == pytest.approx(est.throughput_fps, abs=0.06)
+    assert v4.latency_ms < est.latency_ms  # the shipped configuration, IP v4, adds 4 pixels per cycle
     assert r["model_gops"] == pytest.approx(est.gops, abs=1e-3)
     # the same measurement as a single-thread figure is end to end: the estimate's latency plus host_ms
     (row,) = [row for row in read_validation() if row.arch == "B2304" and row.figure == "multi_thread"]
@@ -116,3 +121,15 @@ def test_a_validation_row_of_an_unknown_figure_is_named(tmp_path):
     (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"resnet50 on ultra96v2 B2304: figure must be one of .*got 'batch'"):
         read_validation(tmp_path / "v.csv")
+
+
+def test_a_validation_row_of_an_unknown_ip_version_is_named(tmp_path):
+    lines = validation_csv().read_text().splitlines()
+    lines[1] = lines[1].replace(",200,3.3,multi_thread,", ",200,3.x,multi_thread,")
+    (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as exc:
+        read_validation(tmp_path / "v.csv")
+    assert str(exc.value) == (
+        f"{tmp_path / 'v.csv'}: line 2: resnet50 on ultra96v2 B2304: dpu_ip must be the DPUCZDX8G IP version "
+        "measured, one of 3.3, 3.4, 4.0, 4.1, got '3.x'"
+    )

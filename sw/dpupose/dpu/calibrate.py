@@ -4,6 +4,10 @@ Data: ``hw/dpu/perf/calibration.csv`` (Vitis AI model-zoo single- and multi-thre
 ResNet-50 on ZCU102/ZCU104 B4096 DPUs), and nothing else. The reference networks are exported from
 `dpupose.dpu.zoo` (random weights, 224x224) into a temporary folder: only their layer shapes matter.
 
+Each row names the DPUCZDX8G IP version it was measured on (column dpu_ip), and is costed at that IP's
+engine rates: the Vitis AI 2.0 rows and the validation row ran IP v3.x, whose eltwise engine takes 1 pixel
+per cycle, not v4's ALU_PP (perf.IP_VERSIONS).
+
 Model of a published figure (the zoo measures end to end, including CPU pre-processing):
     single thread:  fps = 1000 / (DPU latency on one core + host_ms)
     multi thread:   fps = DPU throughput with all cores busy (host work runs on the other CPU cores)
@@ -33,17 +37,19 @@ from dpupose.dpu.board import Board, load_board
 from dpupose.dpu.config import DpuConfig, config_from_arch
 from dpupose.dpu.graph import DpuGraph, extract_layers
 from dpupose.dpu.paths import hw_dir
-from dpupose.dpu.perf import PerfConstants, _latency_s, constants_path, load_constants
+from dpupose.dpu.perf import IP_VERSIONS, PerfConstants, _latency_s, constants_path, load_constants
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import DataError
 
 # (lower, upper) bounds: overhead cycles per layer, DDR efficiency, host ms per frame.
 BOUNDS = ((0.0, 20000.0), (0.2, 1.0), (0.0, 5.0))
 START = (1000.0, 0.7, 0.5)
-COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "fps_single_thread",
+COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "dpu_ip", "fps_single_thread",
            "fps_multi_thread", "source")  # fmt: skip
-VALIDATION_COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "figure", "threads",
-                      "fps_measured", "measured_by", "source")  # fmt: skip
+VALIDATION_COLUMNS = ("model", "input", "gops", "board", "cores", "arch", "clock_mhz", "dpu_ip", "figure",
+                      "threads", "fps_measured", "measured_by", "source")  # fmt: skip
+# dpu_ip: the DPUCZDX8G IP version the figure was measured on (one of perf.IP_VERSIONS), which sets the rate
+# its eltwise layers are costed at; docs/dpu-configurations.md says how each row's was established.
 # What a measured figure is, and so what it is compared with: one frame at a time end to end (the zoo's
 # single-thread figure: DPU latency + host_ms), or enough threads to keep every core busy (DPU throughput).
 FIGURES = ("single_thread", "multi_thread")
@@ -58,6 +64,7 @@ class Row:
     cores: int
     arch: str
     clock_mhz: int
+    dpu_ip: str  # the DPUCZDX8G IP version measured (perf.IP_VERSIONS)
     fps_single: float
     fps_multi: float
     source: str
@@ -74,6 +81,7 @@ class ValidationRow:
     cores: int
     arch: str
     clock_mhz: int
+    dpu_ip: str  # the DPUCZDX8G IP version measured (perf.IP_VERSIONS)
     figure: str  # one of FIGURES
     threads: int
     fps: float
@@ -99,7 +107,8 @@ def calibration_csv() -> Path:
 
 def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind: str) -> Iterator[tuple[dict, int]]:
     """Each record of the CSV `p` (which must have `columns`) with its square input's side, after the checks
-    both tables share: the columns, a square input, the `positive` fields above 0. DataError names the file."""
+    both tables share: the columns, a square input, the `positive` fields above 0, a known DPU IP version.
+    DataError names the file and the row."""
     try:
         with p.open(newline="") as f:
             reader = csv.DictReader(f)
@@ -109,10 +118,15 @@ def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind:
                 w, h = (int(x) for x in rec["input"].split("x"))
                 if w != h:
                     raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
-                what = f"{rec['model']} on {rec['board']} {rec['arch']}"
+                what = f"line {reader.line_num}: {rec['model']} on {rec['board']} {rec['arch']}"
                 for key in positive:
                     if not float(rec[key]) > 0:
                         raise DataError(f"{p}: {what}: {key} must be positive, got {rec[key]}")
+                if rec["dpu_ip"] not in IP_VERSIONS:
+                    raise DataError(
+                        f"{p}: {what}: dpu_ip must be the DPUCZDX8G IP version measured, one of "
+                        f"{', '.join(IP_VERSIONS)}, got {rec['dpu_ip']!r}"
+                    )
                 yield rec, w
     except FileNotFoundError:
         raise DataError(f"{p}: {kind} data missing") from None
@@ -132,6 +146,7 @@ def read_rows(path: str | Path | None = None) -> list[Row]:
             int(rec["cores"]),
             rec["arch"],
             int(rec["clock_mhz"]),
+            rec["dpu_ip"],
             float(rec["fps_single_thread"]),
             float(rec["fps_multi_thread"]),
             rec["source"],
@@ -162,6 +177,7 @@ def read_validation(path: str | Path | None = None) -> list[ValidationRow]:
                 int(rec["cores"]),
                 rec["arch"],
                 int(rec["clock_mhz"]),
+                rec["dpu_ip"],
                 rec["figure"],
                 int(rec["threads"]),
                 float(rec["fps_measured"]),
@@ -191,8 +207,8 @@ def network_graphs(rows: Sequence[Row | ValidationRow], folder: Path) -> dict[tu
 
 def _predict(row: Row | ValidationRow, graph: DpuGraph, board: Board, c: PerfConstants) -> tuple[float, float]:
     cfg = row_config(row)
-    single, _ = _latency_s(graph.layers, cfg, board, c, active=1)
-    busy, _ = _latency_s(graph.layers, cfg, board, c, active=cfg.cores)
+    single, _ = _latency_s(graph.layers, cfg, board, c, active=1, ip=row.dpu_ip)
+    busy, _ = _latency_s(graph.layers, cfg, board, c, active=cfg.cores, ip=row.dpu_ip)
     return 1.0 / (single + c.host_ms / 1e3), cfg.cores / busy
 
 
@@ -232,6 +248,7 @@ def calibrate(rows: list[Row] | None = None) -> Calibration:
                 "arch": row.arch,
                 "cores": row.cores,
                 "clock_mhz": row.clock_mhz,
+                "dpu_ip": row.dpu_ip,
                 "source": row.source,
                 "published_gops": row.gops,
                 "model_gops": round(2 * graph.macs / 1e9, 3),
@@ -271,6 +288,7 @@ def _validation_report(
                 "arch": row.arch,
                 "cores": row.cores,
                 "clock_mhz": row.clock_mhz,
+                "dpu_ip": row.dpu_ip,
                 "figure": row.figure,
                 "threads": row.threads,
                 "published_gops": row.gops,

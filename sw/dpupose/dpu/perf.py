@@ -11,8 +11,10 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             transposed conv's ceil(K/stride) taps (4 at every scale)
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW
-- eltwise (eltwise engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * (number of inputs); VART's target factory
-            (create_target_DPUCZDX8G_ISA1) gives the IP v4 eltwise engine the ALU engine's pair, ICP x ALU_PP
+- eltwise (eltwise engine): OH * ceil(OW/EPP) * ceil(C/ICP) * (number of inputs), EPP the eltwise pixel
+            parallelism: ALU_PP on IP v4 (VART's target factory, create_target_DPUCZDX8G_ISA1, gives its
+            eltwise engine the ALU engine's pair, ICP x ALU_PP), 1 on IP v3.x (DPUCZDX8G_ISA0_* targets).
+            It is the one engine rate that differs between the two (docs/dpu-configurations.md); `ip` picks it
 - hard sigmoid (the ALU's hsigmoid op, never fused): OH * ceil(OW/ALU_PP) * ceil(C/ICP); a hard swish is
   that layer and an eltwise mult of two inputs (x and the hsigmoid's int8 result), each with its traffic
 - data movement (DepthToSpace, a nearest Resize, Pad): no compute; its DDR traffic (read + write the tensor).
@@ -27,8 +29,11 @@ The free constants (layer_overhead_cycles, ddr_efficiency, and host_ms, the per-
 published end-to-end figures) are fitted by `dpupose.dpu.calibrate` and stored in
 ``hw/dpu/perf/constants.toml``. `estimate` reports DPU time only; host_ms is not added.
 
-API: estimate(model_or_path, cfg, board=None, constants=None, unknown="error") -> Estimate
-     estimate_graph(graph, cfg, board, constants) -> Estimate    (on an already extracted DpuGraph)
+API: estimate(model_or_path, cfg, board=None, constants=None, unknown="error", ip=DEFAULT_IP) -> Estimate
+     estimate_graph(graph, cfg, board, constants, ip=DEFAULT_IP) -> Estimate  (on an already extracted DpuGraph)
+     ip: the DPUCZDX8G IP version, one of IP_VERSIONS; default "4.0", the IP of Vitis AI 2.5 and its DPU-PYNQ
+     overlays (fingerprint 0x101000016010404 in DPU-PYNQ 2.5's host/arch_ultra96.json: ISA1). The op set
+     is IP v4's whatever `ip` is: only the eltwise rate follows it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ AXI_BYTES_PER_CYCLE = 32  # per core: two 128-bit data masters at the 1x clock
 WEIGHT_BANK_DEPTH = 2048  # compiler rule: KW * KH * ceil(IC / ICP) <= 2048
 UNKNOWN_ALU_PASSES = 18  # conservative cost of an op the model does not know
 HEAVY_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool"}
+# DPUCZDX8G IP versions -> the ISA of their VART targets: v3.3 (DPU TRD of Vitis AI 1.3/1.4), v3.4 (Vitis AI
+# 2.0) are ISA0; v4.0 (Vitis AI 2.5), v4.1 (Vitis AI 3.0/3.5) ISA1. The eltwise engine runs 1 pixel per cycle
+# on ISA0 (DPUCZDX8G_ISA0_<ARCH>_MAX.prototxt) and ALU_PP on ISA1; every other engine rate is the same.
+IP_VERSIONS = {"3.3": 0, "3.4": 0, "4.0": 1, "4.1": 1}
+DEFAULT_IP = "4.0"
 
 
 @dataclass(frozen=True)
@@ -95,12 +105,24 @@ def _conv_cycles(oh: int, ow: int, cin: int, cout: int, kh: int, kw: int, cfg: D
     return oh * math.ceil(ow / cfg.pp) * math.ceil(cout / cfg.ocp) * taps
 
 
-def _alu_cycles(oh: int, ow: int, c: int, taps: int, cfg: DpuConfig) -> int:
-    return oh * math.ceil(ow / cfg.alu_pp) * math.ceil(c / cfg.icp) * taps
+def _alu_cycles(oh: int, ow: int, c: int, taps: int, cfg: DpuConfig, pp: int | None = None) -> int:
+    return oh * math.ceil(ow / (pp or cfg.alu_pp)) * math.ceil(c / cfg.icp) * taps
 
 
-def layer_cycles(layer: Layer, cfg: DpuConfig) -> int:
-    """Compute cycles of one layer at the 1x clock (batch included)."""
+def check_ip(ip: str) -> str:
+    """`ip` if it is an IP version the model knows, else ConfigError naming them."""
+    if ip not in IP_VERSIONS:
+        raise ConfigError(f"unknown DPUCZDX8G IP version {ip!r}; the performance model knows {', '.join(IP_VERSIONS)}")
+    return ip
+
+
+def eltwise_pixel_parallel(cfg: DpuConfig, ip: str = DEFAULT_IP) -> int:
+    """Pixels per cycle of the eltwise engine: ALU_PP on IP v4 (ISA1), 1 on IP v3.x (ISA0)."""
+    return cfg.alu_pp if IP_VERSIONS[check_ip(ip)] == 1 else 1
+
+
+def layer_cycles(layer: Layer, cfg: DpuConfig, ip: str = DEFAULT_IP) -> int:
+    """Compute cycles of one layer at the 1x clock (batch included) on DPUCZDX8G IP version `ip`."""
     n, c, oh, ow = layer.output
     kh, kw = layer.kernel
     cin = layer.inputs[0][1] if layer.inputs else c
@@ -122,7 +144,7 @@ def layer_cycles(layer: Layer, cfg: DpuConfig) -> int:
     if layer.kind == "hsigmoid":
         return n * _alu_cycles(oh, ow, c, 1, cfg)
     if layer.kind == "eltwise":
-        return n * _alu_cycles(oh, ow, c, max(1, len(layer.inputs)), cfg)
+        return n * _alu_cycles(oh, ow, c, max(1, len(layer.inputs)), cfg, eltwise_pixel_parallel(cfg, ip))
     if layer.kind == "unknown":
         return n * _alu_cycles(oh, ow, c, UNKNOWN_ALU_PASSES, cfg)
     return 0  # data movement
@@ -210,7 +232,7 @@ class Estimate:
 
 
 def _latency_s(
-    layers: list[Layer], cfg: DpuConfig, board: Board, constants: PerfConstants, active: int
+    layers: list[Layer], cfg: DpuConfig, board: Board, constants: PerfConstants, active: int, ip: str = DEFAULT_IP
 ) -> tuple[float, list[LayerEstimate]]:
     f = cfg.clock_mhz * 1e6
     bw = bandwidth(cfg, board, constants, active)
@@ -218,7 +240,7 @@ def _latency_s(
     total = 0.0
     rows: list[LayerEstimate] = []
     for layer in layers:
-        compute = layer_cycles(layer, cfg) / f
+        compute = layer_cycles(layer, cfg, ip) / f
         memory = layer_bytes(layer) / bw
         t = max(compute, memory) + ovh
         total += t
@@ -240,11 +262,14 @@ def _latency_s(
     return total, rows
 
 
-def estimate_graph(graph: DpuGraph, cfg: DpuConfig, board: Board, constants: PerfConstants) -> Estimate:
+def estimate_graph(
+    graph: DpuGraph, cfg: DpuConfig, board: Board, constants: PerfConstants, ip: str = DEFAULT_IP
+) -> Estimate:
+    check_ip(ip)
     if not graph.layers:
         raise ModelFileError("the model has no layer the DPU runs; nothing to estimate")
-    latency, rows = _latency_s(graph.layers, cfg, board, constants, active=1)
-    busy, _ = _latency_s(graph.layers, cfg, board, constants, active=cfg.cores)
+    latency, rows = _latency_s(graph.layers, cfg, board, constants, active=1, ip=ip)
+    busy, _ = _latency_s(graph.layers, cfg, board, constants, active=cfg.cores, ip=ip)
     warnings: list[str] = []
     if graph.unknown:
         ops = ", ".join(sorted({op for _, op in graph.unknown}))
@@ -301,12 +326,15 @@ def estimate(
     board: Board | str | None = None,
     constants: PerfConstants | None = None,
     unknown: str = "error",
+    ip: str = DEFAULT_IP,
 ) -> Estimate:
     """Predicted DPU latency/FPS of `model` (ONNX path or ModelProto, FP32 or QDQ) on `cfg`.
 
     board defaults to the configuration's board (it sets the DDR bandwidth). Ops that are not DPU ops are
     excluded (listed in Estimate.excluded); unknown ops raise ModelFileError unless unknown="conservative".
+    ip is the DPUCZDX8G IP version (IP_VERSIONS), which sets the eltwise engine's rate.
     """
+    check_ip(ip)
     b = board if isinstance(board, Board) else load_board(board or cfg.board)
     graph = extract_layers(model, cfg, unknown=unknown)
-    return estimate_graph(graph, cfg, b, constants or load_constants())
+    return estimate_graph(graph, cfg, b, constants or load_constants(), ip=ip)
