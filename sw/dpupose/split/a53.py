@@ -72,7 +72,7 @@ class A53Model:
     mac_rate_fp32: float  # MAC/s, whole chip, ONNX Runtime FP32
     mac_rate_int8: float  # MAC/s, ONNX Runtime static INT8
     node_overhead_s: float = NODE_OVERHEAD_S
-    copy_bandwidth: float = 3.57e9  # bytes/s through DDR for boundary tensors
+    copy_bandwidth: float = 3.61e9  # bytes/s through DDR for boundary tensors (default_copy_bandwidth())
     dpu_job_overhead_s: float = DPU_JOB_OVERHEAD_S
     element_ops_rate: float | None = None  # element ops/s; None: one element op costs one FP32 MAC
 
