@@ -281,3 +281,46 @@ def test_resize_10_and_upsample_have_no_coordinate_mapping_attribute():
     assert dpu_support(upsample, dataclasses.replace(info(x8), opset=9), CFG)[0]
     # an opset not known (0) reads as the newest: the attribute's default, half_pixel
     assert not dpu_support(helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="linear"), info(x8), CFG)[0]
+
+
+def deconv(k=4, s=2, cin=8, cout=8, pads=1, group=1, dil=1, **attrs):
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w"], ["y"], kernel_shape=[k, k], strides=[s, s], pads=[pads] * 4, group=group,
+        dilations=[dil] * 2, **attrs,
+    )  # fmt: skip
+    shapes = {"x": (1, cin, 8, 8), "w": (cin, cout // group, k, k), "y": (1, cout, 16, 16)}
+    return node, info(shapes, ("w",))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "ok", "words"),
+    [
+        # vai_q_pytorch's DPU op filter, filter_transpose_conv2d / check_transposed_kernel: kernel // stride in
+        # 1-16, and kernel // stride + 1 too unless the stride divides the kernel; no stride limit of its own
+        ({}, True, "transposed conv 4x4 s2 (conv engine)"),
+        ({"k": 1, "s": 2, "pads": 0}, False, "kernel // stride outside 1-16"),
+        ({"k": 2, "s": 2, "pads": 0}, True, "transposed conv 2x2 s2"),
+        ({"k": 16, "s": 1, "pads": 0}, True, "transposed conv 16x16 s1"),
+        ({"k": 17, "s": 1, "pads": 0}, False, "kernel // stride outside 1-16"),
+        ({"k": 32, "s": 2, "pads": 0}, True, "transposed conv 32x32 s2"),
+        ({"k": 33, "s": 2, "pads": 0}, False, "kernel // stride outside 1-16"),  # 16, and 17 for the remainder
+        ({"k": 16, "s": 16, "pads": 0}, True, "s16"),
+        # check_pad(pad, kernel): 0 to the kernel
+        ({"k": 3, "s": 2, "pads": 3}, True, "transposed conv 3x3"),
+        ({"k": 3, "s": 2, "pads": 4}, False, "pads [4, 4, 4, 4] outside 0 to the kernel"),
+        # C_in, C_out <= 256 x ICP (10 on the B1600); the weight bank: 4 * 4 * ceil(C_in / 10) <= 2048
+        ({"cin": 1280, "cout": 8}, True, "conv engine"),
+        ({"cin": 1281, "cout": 8}, False, "take 2064 rows of the 2048-deep weight bank"),
+        ({"k": 1, "s": 1, "pads": 0, "cin": 2561}, False, "exceeds 256 x ICP = 2560"),
+        ({"cout": 2561}, False, "exceeds 256 x ICP = 2560"),
+        ({"group": 8}, False, "grouped ConvTranspose (groups=8)"),
+        ({"output_padding": [1, 1]}, False, "output_padding or output_shape"),
+        ({"output_shape": [16, 16]}, False, "output_padding or output_shape"),
+        ({"dil": 2}, False, "dilated ConvTranspose"),
+    ],
+)
+def test_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, words):
+    node, gi = deconv(**kwargs)
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok and words in reason, reason
+    assert engine_of(node, gi) == CONV_ENGINE  # its activations are the conv engine's

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dpu_onnx import add, conv, custom_op, depth_to_space, hard_activation, qdq_conv, resize
+from dpu_onnx import add, conv, conv_transpose, custom_op, depth_to_space, hard_activation, qdq_conv, resize
 
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
@@ -63,6 +63,24 @@ def test_grouped_conv_is_costed_per_group():
     layer = one_layer(conv(64, 64, 14, 3, groups=4))
     assert layer.kind == "gconv"
     assert layer.compute_ms == pytest.approx(4 * 14 * 2 * 2 * 9 * 2 / F * 1e3)
+
+
+def test_a_transposed_conv_is_costed_at_its_ceil_k_over_stride_taps():
+    # The conv engine's transposed conv (vai_q_pytorch's DPU op filter counts its kernel as kernel // stride): each
+    # output pixel takes ceil(K / stride) taps per axis of the input dilated by the stride, so the conv formula
+    # with that kernel: OH * ceil(OW / PP 8) * ceil(C_out / OCP 10) * ceil(K/s)**2 * ceil(C_in / ICP 10).
+    # SimpleBaseline's deconv, 4x4 s2 pads 1, 256 -> 256 channels, 8x8 -> 16x16: 16 * 2 * 26 * 4 * 26 = 86528
+    layer = one_layer(conv_transpose(256, 256, 8, 4, 2, 1))
+    assert (layer.kind, layer.op) == ("deconv", "ConvTranspose")
+    assert layer.compute_ms == pytest.approx(86528 / F * 1e3)
+    assert layer.macs == 16 * 16 * 256 * 256 * 4  # the same taps: in * out channels * ceil(K/s)**2 per pixel
+    # a 3x3 at stride 2 (ceil(3/2) = 2 taps per axis), 32 -> 20 channels, 7x7 -> 13x13 (pads 1):
+    # 13 * ceil(13 / 8) * ceil(20 / 10) * 2 * 2 * ceil(32 / 10) = 13 * 2 * 2 * 4 * 4 = 832
+    layer = one_layer(conv_transpose(32, 20, 7, 3, 2, 1))
+    assert layer.output == (1, 20, 13, 13) and layer.compute_ms == pytest.approx(832 / F * 1e3)
+    # its traffic: the input, the output, the C_in * C_out * K * K int8 weights and the bias
+    nbytes = 32 * 49 + 20 * 169 + 32 * 20 * 9 + 20
+    assert layer.memory_ms == pytest.approx(nbytes / BW * 1e3)
 
 
 def test_eltwise_add_reads_both_inputs():

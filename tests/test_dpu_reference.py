@@ -16,6 +16,10 @@ out by hand from that code (not from dpupose's rules or its loop reference):
 - VART's cpu-runner cpu-runner/src/op/resize.cpp (BILINEAR) and resize_fix.cpp (upsample-fix), for the
   bilinear resize that the Vitis AI quantizer's DPU op filter (Xilinx/Vitis-AI, src/vai_quantizer/
   vai_q_pytorch/pytorch_binding/pytorch_nndct/hardware/dpu_op_filter.py) puts on the DPU;
+- VART's cpu-runner cpu-runner/src/op/tconv2d.cpp (transposed-conv2d: the input dilated by the stride, padded
+  by kernel - 1 - pad, then a convolution of stride 1) and tconv2d_fix.cpp (its fix(): conv2d_fix.cpp's
+  2 acc + 2 bias 2**shift_bias over 2**(shift_cut + 1), RELU / LEAKYRELU / RELU6 with the cap at 96 steps for
+  fp_out <= 4, round_normal DPU_ROUND), and Vitis AI's cpu_task transposed-conv2d-fix.cpp (the same);
 - the eltwise engine's activation set of DPUCZDX8G IP v4: Xilinx/Vitis-AI v2.5,
   src/Vitis-AI-Runtime/VART/target_factory/src/create_target_DPUCZDX8G_ISA1.cpp (ReLU only).
 
@@ -329,3 +333,26 @@ def test_bilinear_resize_is_the_cpu_runners_float_mix_rounded():
     # the scales vai_q_pytorch's DPU op filter lets through: 2 or 4 with half-pixel centres, 2, 4 or 8 without
     with pytest.raises(ValueError, match="the DPU's is by"):
         dpu_ops.resize_bilinear(x, 8, True, 4, 4)
+
+
+def test_transposed_conv_is_a_conv_of_the_input_dilated_by_the_stride():
+    # tconv2d.cpp: [3, -5] at stride 2 is [3, 0, -5], padded by kernel - 1 - pad = 2 on each side:
+    # [0, 0, 3, 0, -5, 0, 0]; the convolution of stride 1 with the XIR kernel [-1, 2, 1] (the ONNX
+    # ConvTranspose weight [1, 2, -1] flipped): 3, 6, -8, -10, 5 (ONNX's own scatter: 3 w at 0-2, -5 w at 2-4).
+    # tconv2d_fix.cpp fix(), fp_in 0, fp_w 0, fp_b 0, fp_out -1 (shift_cut 1): (sum + 3) / 2 = 3, 4.5 -> 5,
+    # -2.5 -> -2, -3.5 -> -3, 4
+    x = col([3, -5])
+    w = np.array([1, 2, -1], dtype=np.int8).reshape(1, 1, 1, 3)  # ONNX (C_in, C_out, KH, KW)
+    b = np.array([3], dtype=np.int8)
+    args = {"fp_in": 0, "fp_w": 0, "fp_b": 0, "stride": (1, 2)}
+    assert flat(dpu_ops.conv_transpose2d(x, w, b, fp_out=-1, **args)) == [3, 5, -2, -3, 4]
+    # RELU before rounding: negatives 0
+    assert flat(dpu_ops.conv_transpose2d(x, w, b, fp_out=-1, act="relu", **args)) == [3, 5, 0, 0, 4]
+    # pads 1 left and right: the conv's padding is 3 - 1 - 1 = 1, the outputs at the ends drop: 5, -2, -3
+    assert flat(dpu_ops.conv_transpose2d(x, w, b, fp_out=-1, pads=(0, 1, 0, 1), **args)) == [5, -2, -3]
+    # fp_out 4 (shift_cut -4, x 16): 96, 144 -> 127, -80, -112, 128 -> 127
+    assert flat(dpu_ops.conv_transpose2d(x, w, b, fp_out=4, **args)) == [96, 127, -80, -112, 127]
+    # the channels: an ONNX weight (C_in 1, C_out 2) gives output channel c from w[0, c]: 2 x and -x
+    w2 = np.array([2, -1], dtype=np.int8).reshape(1, 2, 1, 1)
+    y = dpu_ops.conv_transpose2d(x, w2, None, fp_in=0, fp_w=0, fp_b=None, fp_out=0, stride=(1, 2))
+    assert flat(y[..., 0]) == [6, 0, -10] and flat(y[..., 1]) == [-3, 0, 5]

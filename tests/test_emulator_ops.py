@@ -781,3 +781,101 @@ def test_other_muls_of_two_activations_are_not_emulated():
     m.op("Mul", [m.input((1, 2, 4, 4), 4), m.const("c", np.array(0.5, np.float32))])
     with pytest.raises(NotEmulated, match="runs a Mul of an activation by a constant .* or of two dequantized"):
         EmulatorRunner(m.build(4, (1, 2, 4, 4)))
+
+
+def _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, act=None, seed=0, **attrs) -> tuple[bytes, dict]:
+    """x (1, 3, 5, 6) -> ConvTranspose(3 -> 4, k x k, stride s, pads) [-> Relu, LeakyRelu 26/256 or Clip(0, 6)]
+    -> y; the int8 weight and bias."""
+    rng = np.random.default_rng(seed)
+    m = Model()
+    x = m.input((1, 3, 5, 6), fp_in)
+    w = rng.integers(-128, 128, (3, 4, k, k)).astype(np.int8)
+    b = rng.integers(-128, 128, (4,)).astype(np.int8)
+    inputs = [x, m.const_dq("w", w, fp_w), m.const_dq("b", b, fp_b)]
+    t, left, bottom, r = pads
+    oh, ow = (5 - 1) * s + k - t - bottom, (6 - 1) * s + k - left - r
+    node_attrs = {"strides": [s, s], "pads": list(pads), **attrs}
+    if act is None:
+        m.op("ConvTranspose", inputs, **node_attrs)
+    else:
+        m.nodes.append(helper.make_node("ConvTranspose", inputs, ["pre"], name="pre", **node_attrs))
+        if act == "Clip":
+            m.op(act, ["pre", m.const("lo", np.array(0, np.float32)), m.const("hi", np.array(6, np.float32))])
+        else:
+            m.op(act, ["pre"], **({"alpha": 26 / 256} if act == "LeakyRelu" else {}))
+    return m.build(fp_out, (1, 4, oh, ow)), {"w": w, "b": b}
+
+
+def _conv_transpose_closed_form(x, w, b, s, pads, fp_in, fp_w, fp_b, fp_out, act) -> np.ndarray:
+    """ONNX ConvTranspose by its definition in exact rationals, loop by loop: input pixel (i, j) adds x w[.., u, v]
+    to output (i s + u - top, j s + v - left); then the bias, the activation, half up, saturated."""
+    _, h, wd, _ = x.shape
+    cin, cout, k, _ = w.shape
+    t, left, bottom, r = pads
+    oh, ow = (h - 1) * s + k - t - bottom, (wd - 1) * s + k - left - r
+    acc = np.zeros((oh, ow, cout), dtype=object)
+    for i in range(h):
+        for j in range(wd):
+            for u in range(k):
+                for v in range(k):
+                    y, z = i * s + u - t, j * s + v - left
+                    if 0 <= y < oh and 0 <= z < ow:
+                        for o in range(cout):
+                            acc[y, z, o] += sum(int(x[0, i, j, c]) * int(w[c, o, u, v]) for c in range(cin))
+    out = np.empty_like(acc)
+    for idx in np.ndindex(acc.shape):
+        v = Fraction(acc[idx], 2 ** (fp_in + fp_w)) + Fraction(int(b[idx[2]]), 2**fp_b)
+        v = v * 2**fp_out
+        if act == "Relu":
+            v = max(v, 0)
+        elif act == "LeakyRelu":
+            v = v * Fraction(26, 256) if v < 0 else v
+        elif act == "Clip":
+            v = min(max(v, 0), 6 * 2**fp_out)
+        out[idx] = min(max((v + Fraction(1, 2)).__floor__(), -128), 127)
+    return out[None].astype(np.int64)
+
+
+@pytest.mark.parametrize(
+    ("fp_in", "fp_w", "fp_b", "fp_out", "k", "s", "pads", "act"),
+    [
+        (4, 7, 5, 3, 4, 2, (1, 1, 1, 1), None),  # SimpleBaseline's deconv: 4x4, stride 2, pads 1
+        (5, 6, 6, 2, 3, 2, (0, 1, 2, 0), "Relu"),  # uneven pads
+        (3, 7, 4, 1, 2, 2, (0, 0, 0, 0), "LeakyRelu"),
+        (4, 6, 6, 4, 3, 1, (2, 0, 0, 2), "Clip"),  # ReLU6 at fp_out 4: the cap at 96 steps
+        (4, 7, 5, 3, 4, 2, (4, 4, 4, 4), None),  # a pad as large as the kernel: the dilated input cropped
+    ],
+)
+def test_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_out, k, s, pads, act):
+    model, c = _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, act, seed=k + s)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, k + s)
+    y = emu.run(x)["y"].astype(np.int64)
+    expected = _conv_transpose_closed_form(x["x0"], c["w"], c["b"], s, pads, fp_in, fp_w, fp_b, fp_out, act)
+    np.testing.assert_array_equal(y, expected)
+    assert len(np.unique(y)) > 10  # not saturated to one value
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+    # ONNX Runtime's float32 sums are exact here (int8 products, |sum| < 2**24): it rounds the same values,
+    # ties to even, one LSB below the DPU's half up at a tie and nowhere else
+    diff = y - ort_plain(model, x)
+    assert set(np.unique(diff)) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"group": 3}, "a grouped transposed conv"),
+        ({"output_padding": [1, 1]}, "output_padding or output_shape is not emulated"),
+        ({"dilations": [2, 2]}, "a dilated transposed conv is not emulated"),
+    ],
+)
+def test_other_transposed_convs_are_not_emulated(attrs, message):
+    m = Model()
+    x = m.input((1, 3, 5, 5), 4)
+    cout = 3 if "group" in attrs else 4
+    w = m.const_dq("w", np.ones((3, cout // attrs.get("group", 1), 3, 3), np.int8), 6)
+    m.op("ConvTranspose", [x, w], strides=[2, 2], pads=[1, 1, 1, 1], **attrs)
+    extra = attrs.get("output_padding", [0, 0])[0] + 2 * (attrs.get("dilations", [1])[0] - 1)
+    with pytest.raises(NotEmulated, match=message):
+        EmulatorRunner(m.build(4, (1, cout, 9 + extra, 9 + extra)))

@@ -210,12 +210,13 @@ def test_a_hard_swish_after_a_conv_is_a_dpu_op_of_its_own_that_the_emulator_runs
         ("hswish_relu", "mid/hswish", "hard swish x * hsigmoid(x) (ALU engine hsigmoid + eltwise engine mult)"),
         ("mul2", "mid/mul", "element-wise Mul "),
         ("bilinear_scales", "mid/resize", "Resize bilinear x2 (transposed depthwise conv, ALU engine)"),
+        ("deconv", "mid/deconv", "transposed conv 4x4 s2 (conv engine)"),
     ],
 )
 def test_eltwise_mults_and_bilinear_resizes_on_the_dpu_run_on_the_emulator(tmp_path, middle, node, reason):
     # a ReLU fused into the hard swish's eltwise mult, a Mul of two activations (c1 * c1) with its ReLU, and a
-    # bilinear x2 resize: DPU ops (VART's DPUCZDX8G target factory; vai_q_pytorch's DPU op filter) that the
-    # emulator runs, agreeing with the cpu backend
+    # bilinear x2 resize, and a 4x4 stride-2 ConvTranspose with its ReLU: DPU ops (VART's DPUCZDX8G target
+    # factory; vai_q_pytorch's DPU op filter) that the emulator runs, agreeing with the cpu backend
     _, result = _split(tmp_path, middle)
     rows = _rows(result)
     assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []

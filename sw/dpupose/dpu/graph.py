@@ -74,7 +74,10 @@ class Layer:
     def macs(self) -> int:
         n, c, h, w = self.output
         kh, kw = self.kernel
-        if self.kind in ("conv", "gconv", "fc", "deconv"):
+        if self.kind == "deconv":  # ceil(K / stride) taps per output pixel and axis, as its cycles
+            sh, sw = self.stride
+            return n * h * w * c * math.ceil(kh / sh) * math.ceil(kw / sw) * self.inputs[0][1]
+        if self.kind in ("conv", "gconv", "fc"):
             cin = self.inputs[0][1]
             return n * h * w * c * kh * kw * cin // self.groups
         if self.kind == "dwconv":

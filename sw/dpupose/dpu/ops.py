@@ -6,7 +6,11 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Conv (dense): kernel 1-16, stride 1-8, input and output channels <= 256 * ICP, each pad <= dilated
   kernel - 1; conv engine. Depthwise conv (groups = channels, ALU engine): kernel 1-256, stride 1-256,
   left/top pads <= 15. Other grouped convs run on the CPU.
-- ConvTranspose: as Conv, without output_padding. Gemm / MatMul with a constant weight: fully connected.
+- ConvTranspose (vai_q_pytorch's DPU op filter, filter_transpose_conv2d): dense (groups 1), no
+  output_padding, kernel // stride in 1-16, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight
+  bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
+  dilated one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
+- Gemm / MatMul with a constant weight: fully connected.
 - MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine).
@@ -65,6 +69,7 @@ MAX_ALU_KERNEL = 256
 MAX_ALU_STRIDE = 256
 MAX_DW_PAD = 15
 MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
+WEIGHT_BANK_DEPTH = 2048  # the conv weight bank's depth (VART's DPUCZDX8G target factory: CONVW bank_depth)
 # A bilinear Resize's coordinate mappings the DPU runs -> its scales (vai_q_pytorch's DPU op filter,
 # hardware/dpu_op_filter.py, after the compiler's partition pass): 2 or 4 with half-pixel centres, 2, 4 or 8
 # without. Shared with the emulator (dpu_ops.LINEAR_RESIZE_SCALES, by half_pixel_centers).
@@ -165,6 +170,8 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     x = info.shape(node.input[0])
     cin = x[1] if x is not None and len(x) == 4 else w[1] * groups
     cout = w[1] * groups if op == "ConvTranspose" else w[0]
+    if op == "ConvTranspose":
+        return _conv_transpose(node, cfg, kernel, strides, dilations, pads, groups, cin, cout)
     depthwise = op == "Conv" and groups > 1 and groups == cin and w[1] == 1
     if groups > 1 and not depthwise:
         return _cpu(f"grouped {op} (groups={groups}) is neither dense nor depthwise")
@@ -187,11 +194,55 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         k = kernel[i % half] if half else 1
         if p > d * (k - 1):
             return _cpu(f"{op} pad {p} exceeds the dilated kernel - 1 = {d * (k - 1)}")
-    if op == "ConvTranspose":
-        if any(int(p) for p in attr(node, "output_padding", [])):
-            return _cpu("ConvTranspose with output_padding")
-        return True, f"transposed conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
     return True, f"conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
+
+
+def _conv_transpose(
+    node: Any,
+    cfg: DpuConfig,
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+    pads: list[int],
+    groups: int,
+    cin: int,
+    cout: int,
+) -> Support:
+    """A ConvTranspose as vai_q_pytorch's DPU op filter takes it (filter_transpose_conv2d, the conv engine's
+    transposed conv): groups 1, no output_padding, kernel // stride in 1-16 (and kernel // stride + 1 too
+    unless the stride divides the kernel), its kernel_h * kernel_w * ceil(C_in / ICP) weight rows in the
+    2048-deep weight bank, C_in and C_out <= 256 x ICP, each pad 0 to the kernel."""
+    if groups != 1:
+        return _cpu(
+            f"grouped ConvTranspose (groups={groups}): the conv engine's transposed conv is dense (a depthwise "
+            "one is the ALU's, not taken here)"
+        )
+    if any(int(p) for p in attr(node, "output_padding", [])) or attr(node, "output_shape") is not None:
+        return _cpu("ConvTranspose with output_padding or output_shape (the DPU takes neither; give explicit pads)")
+    if any(d != 1 for d in dilations):
+        return _cpu(
+            f"dilated ConvTranspose (dilations {dilations}): Xilinx's CPU reference pads kernel - 1 - pad, not the "
+            "ONNX spec's dilation x (kernel - 1) - pad"
+        )
+    for k, st in zip(kernel, strides):
+        taps = k // st if st >= 1 else 0
+        ok = 1 <= taps <= MAX_CONV_KERNEL and (k % st == 0 or taps + 1 <= MAX_CONV_KERNEL)
+        if not ok:
+            return _cpu(
+                f"ConvTranspose kernel {kernel} / stride {strides}: kernel // stride outside 1-{MAX_CONV_KERNEL}"
+            )
+    limit = max_conv_channels(cfg)
+    if cin > limit or cout > limit:
+        return _cpu(f"ConvTranspose with {cin} -> {cout} channels exceeds 256 x ICP = {limit}")
+    rows = kernel[0] * kernel[1] * math.ceil(cin / cfg.icp)
+    if rows > WEIGHT_BANK_DEPTH:
+        return _cpu(
+            f"ConvTranspose weights {kernel[0]}x{kernel[1]} x {cin} channels take {rows} rows of the "
+            f"{WEIGHT_BANK_DEPTH}-deep weight bank (kernel_h * kernel_w * ceil(C_in / ICP))"
+        )
+    if any(p < 0 or p > kernel[i % 2] for i, p in enumerate(pads)):
+        return _cpu(f"ConvTranspose pads {pads} outside 0 to the kernel {kernel}")
+    return True, f"transposed conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
 
 
 def _fc(node: Any, info: GraphInfo) -> Support:

@@ -2,11 +2,11 @@
 
 It reads the file with the `onnx` package (not the board reader) and interprets each node in float64:
 QuantizeLinear rounds half up and saturates like the DPU, DequantizeLinear multiplies by its scale, Conv
-runs as torch's float64 convolution (exact for int8-valued operands), with the bias floored to the
-accumulator's resolution, Add inputs truncated to two guard bits, an average pool's reciprocal and a
-hard sigmoid's 1/6 (2731 / 2**14, and a hard swish's rounded to 2**-7) as the DPU does; a bilinear
-resize interpolates in float64 (exact for its power-of-two fractions). It must reproduce
-the emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
+and ConvTranspose run as torch's float64 convolution and transposed convolution (exact for int8-valued
+operands), with the bias floored to the accumulator's resolution, Add inputs truncated to two guard bits,
+an average pool's reciprocal and a hard sigmoid's 1/6 (2731 / 2**14, and a hard swish's rounded to 2**-7)
+as the DPU does; a bilinear resize interpolates in float64 (exact for its power-of-two fractions). It must
+reproduce the emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
 """
 
 from __future__ import annotations
@@ -98,6 +98,24 @@ class TorchQdqReference:
                     tuple(a.get("dilations", [1, 1])),
                     a.get("group", 1),
                 )
+            elif op == "ConvTranspose":  # torch's, pads cropped from its full output; the bias as a conv's
+                x, w = env[node.input[0]], env[node.input[1]]
+                b = env[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+                if b is not None:
+                    acc_fp = self.fp[node.input[0]] + self.fp[node.input[1]] + 1
+                    b = torch.floor(b * 2.0**acc_fp) * 2.0**-acc_fp
+                y = F.conv_transpose2d(
+                    x,
+                    w,
+                    b,
+                    tuple(a.get("strides", [1, 1])),
+                    0,
+                    tuple(a.get("output_padding", [0, 0])),
+                    a.get("group", 1),
+                    tuple(a.get("dilations", [1, 1])),
+                )
+                t, left, bo, r = a.get("pads", [0, 0, 0, 0])
+                env[node.output[0]] = y[:, :, t : y.shape[2] - bo, left : y.shape[3] - r]
             elif op == "Add":
                 guard = min(self.fp[node.input[0]], self.fp[node.input[1]]) + 2
                 xs = [torch.floor(env[i] * 2.0**guard) * 2.0**-guard for i in node.input]

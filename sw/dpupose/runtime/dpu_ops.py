@@ -14,6 +14,10 @@ confirmed with `dpupose deploy-check` on board dumps.
   rule (kept in its conv3d-fix) and the simulator's for the DPUs that encode a negative shift_bias;
   the current cpu-runner conv2d-fix adds such a bias exactly. Which one the DPUCZDX8G does is not
   settled by public code (the shipped model's convolutions all have shift_bias >= 0).
+- transposed conv (Vitis AI cpu_task transposed-conv2d-fix, on the conv engine): a conv of stride 1 over
+  the input with stride - 1 zeros between its pixels, padded by kernel - 1 - pad, the ONNX weight
+  (C_in, C_out, KH, KW) read as (C_out, C_in, KH, KW) flipped in H and W; the sum, bias, shift, rounding,
+  activation and saturation are the conv's (`DeconvKernel`).
 - rounding ("DPURound"): round half toward +infinity (floor(v + 0.5)) on the exact value, then saturation
   to [-128, 127].
 - ReLU: max(v, 0) before rounding. LeakyReLU: v * 26 / 256 for v < 0 before rounding (the hardware slope
@@ -391,6 +395,77 @@ def conv2d(
     kernel = ConvKernel(
         w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out,
         stride=stride, pads=pads, dilation=dilation, groups=groups, act=act,
+    )  # fmt: skip
+    return kernel(x)
+
+
+class DeconvKernel:
+    """A transposed convolution step prepared once (XIR transposed-conv2d-fix on the conv engine), `kernel(x)`
+    int8 NHWC in and out. Vitis AI's cpu_task transposed-conv2d-fix computes it as a convolution of stride 1
+    over the input dilated by the stride (stride - 1 zeros between its pixels), padded by kernel - 1 - pad
+    on each side, with the same exact integer sum, bias at its fix point, shift, DPURound and saturation as
+    conv2d-fix; here with the fused activation of the conv engine (`ConvKernel`). XIR keeps the kernel in
+    that convolution's orientation; an ONNX ConvTranspose weight (C_in, C_out, KH, KW) is read as the
+    convolution's (C_out, C_in, KH, KW) flipped in H and W. Dilation d: the padding is d (K - 1) - pad; a
+    pad beyond that crops the dilated input. Groups 1 only (a depthwise one is the ALU's)."""
+
+    def __init__(
+        self,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        *,
+        fp_in: int,
+        fp_w: int,
+        fp_b: int | None,
+        fp_out: int,
+        stride: tuple[int, int] = (1, 1),
+        pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        act: str = "none",
+    ) -> None:
+        _ci, _co, kh, kw = w.shape
+        self.stride = stride
+        dh, dw = dilation
+        top, left, bottom, right = pads
+        # the convolution's pads (top, left, bottom, right) of the dilated input; negative: cropped
+        self.conv_pads = (dh * (kh - 1) - top, dw * (kw - 1) - left, dh * (kh - 1) - bottom, dw * (kw - 1) - right)
+        wc = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+        self.kernel = ConvKernel(
+            wc, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out,
+            pads=tuple(max(p, 0) for p in self.conv_pads), dilation=dilation, act=act,
+        )  # fmt: skip
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, h, wd, c = x.shape
+        sh, sw = self.stride
+        if sh > 1 or sw > 1:
+            z = np.zeros((n, (h - 1) * sh + 1, (wd - 1) * sw + 1, c), dtype=x.dtype)
+            z[:, ::sh, ::sw] = x
+            x = z
+        top, left, bottom, right = (max(-p, 0) for p in self.conv_pads)
+        if top or left or bottom or right:
+            x = x[:, top : x.shape[1] - bottom, left : x.shape[2] - right]
+        return self.kernel(np.ascontiguousarray(x))
+
+
+def conv_transpose2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    *,
+    fp_in: int,
+    fp_w: int,
+    fp_b: int | None,
+    fp_out: int,
+    stride: tuple[int, int] = (1, 1),
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    act: str = "none",
+) -> np.ndarray:
+    """transposed-conv2d-fix of an ONNX ConvTranspose weight (C_in, C_out, KH, KW): `DeconvKernel`."""
+    kernel = DeconvKernel(
+        w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out,
+        stride=stride, pads=pads, dilation=dilation, act=act,
     )  # fmt: skip
     return kernel(x)
 

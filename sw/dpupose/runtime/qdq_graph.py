@@ -7,9 +7,9 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - a fused activation (Relu, Clip 0..6, LeakyRelu alpha = 26/256) sits between a Conv/Add and its Q;
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
-Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / Add / DepthToSpace /
-Concat / nearest or bilinear Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish / Mul (or a bare
-DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
+Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / ConvTranspose / Add /
+DepthToSpace / Concat / nearest or bilinear Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish /
+Mul (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
 named by the Q node's int8 output.
 """
 
@@ -50,9 +50,10 @@ class NotEmulated(ModelFileError):
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
-    "convolutions, depthwise convolutions, element-wise adds, concats, nearest-neighbour and bilinear "
-    "upsampling, max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, element-wise "
-    "Muls of two activations, and hard sigmoids and hard swishes (and a ReLU after one) of a dequantized activation"
+    "convolutions, depthwise convolutions, transposed convolutions, element-wise adds, concats, nearest-neighbour "
+    "and bilinear upsampling, max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, "
+    "element-wise Muls of two activations, and hard sigmoids and hard swishes (and a ReLU after one) of a "
+    "dequantized activation"
 )
 
 
@@ -79,7 +80,7 @@ class Step:
     fps_in: list[int]
     label: str  # the float tensor the Q quantizes, for reports
     act: str = "none"
-    weight: np.ndarray | None = None  # conv: int8 (O, C/g, KH, KW); mul: int8 (1,) or (C,)
+    weight: np.ndarray | None = None  # conv: int8 (O, C/g, KH, KW), transposed (C, O, KH, KW); mul: int8 (1,) or (C,)
     bias: np.ndarray | None = None  # conv: int8 (O,)
     fp_w: int | None = None
     fp_b: int | None = None
@@ -234,7 +235,7 @@ class _Parser:
         out = q.outputs[0]
         self.fix[out] = fp_out
         op = node.op_type
-        if op == "Conv":
+        if op in ("Conv", "ConvTranspose"):
             return self.conv(node, out, fp_out, label, act)
         if op == "Add":
             srcs = [self.act_input(t, where) for t in node.inputs]
@@ -470,7 +471,10 @@ class _Parser:
         raise ModelFileError(f"{where}: Clip({lo}, {hi}) is neither ReLU nor ReLU6")
 
     def conv(self, node: Node, out: str, fp_out: int, label: str, act: str) -> Step:
-        where = f"Conv {node.name or node.outputs[0]!r}"
+        """A Conv, or a ConvTranspose (the conv engine's transposed conv, `dpu_ops.DeconvKernel`: groups 1,
+        no output_padding or output_shape, as the operator rules and vai_q_pytorch's DPU op filter take
+        it), with its fused activation."""
+        where = f"{node.op_type} {node.name or node.outputs[0]!r}"
         src, fp_in = self.act_input(node.inputs[0], where)
         if node.inputs[1] not in self.const_dq:
             raise ModelFileError(f"{where}: weights must be an int8 initializer behind a DequantizeLinear")
@@ -491,6 +495,23 @@ class _Parser:
             "dilation": tuple(int(d) for d in node.attrs.get("dilations", [1, 1])),
             "groups": int(node.attrs.get("group", 1)),
         }
+        if node.op_type == "ConvTranspose":
+            if attrs["groups"] != 1:
+                raise NotEmulated(
+                    f"{where}: a grouped transposed conv (group {attrs['groups']}) is not emulated; the emulator "
+                    "runs a dense one (groups 1, the conv engine's)"
+                )
+            if any(int(p) for p in node.attrs.get("output_padding", [])) or "output_shape" in node.attrs:
+                raise NotEmulated(
+                    f"{where}: output_padding or output_shape is not emulated (the DPU takes neither: "
+                    "vai_q_pytorch's DPU op filter); give explicit pads"
+                )
+            if attrs["dilation"] != (1, 1):
+                raise NotEmulated(
+                    f"{where}: a dilated transposed conv is not emulated (Xilinx's CPU reference pads it by kernel "
+                    "- 1 - pad, the ONNX spec by dilation x (kernel - 1) - pad)"
+                )
+            attrs["transposed"] = True
         return Step("conv", out, fp_out, [src], [fp_in], label, act, w, b, fp_w, fp_b, attrs)
 
 
