@@ -17,8 +17,10 @@
   emulator runs; the Q/DQ pair before it gives its input's fix point, as `dpupose quantize` writes it);
 - "hswish_fused": conv2 -> HardSwish with no Q/DQ pair between (the DPU fuses no hard activation, and its
   input fix point is not stated: conv2 and the hard swish run on the CPU);
-- "bilinear": a bilinear Resize x2 of c1 given by its output `sizes` (a DPU op that the emulator does not
-  run: it takes a resize by constant scales), conv2 then stride 2;
+- "bilinear": a bilinear Resize x2 of c1 given by its output `sizes` (whole multiples of c1's H and W: the
+  resize by scales 2, a DPU op the emulator runs), conv2 then stride 2;
+- "pool_ceil": a MaxPool 3x3 of c1 with ceil_mode 1 (stride 1: the same output as floor mode; a DPU op that
+  the emulator does not run);
 - "bilinear_scales": a bilinear Resize x2 of c1 by constant scales (half_pixel: a DPU op the emulator
   runs), conv2 then stride 2; "bilinear_relu": the same with a ReLU after the resize (no activation is
   fused into the DPU's bilinear resize: both run on the CPU);
@@ -103,8 +105,9 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     if middle in ("sigmoid", "skip"):
         b.node("Sigmoid", [x], "mid_float", name="mid/sigmoid")
         x = b.qdq("mid_float", FP["mid"], "mid")
-    elif middle == "pool":
-        b.node("MaxPool", [x], "pool_float", name="mid/pool", kernel_shape=[3, 3], pads=[1] * 4)
+    elif middle in ("pool", "pool_ceil"):
+        ceil = {"ceil_mode": 1} if middle == "pool_ceil" else {}
+        b.node("MaxPool", [x], "pool_float", name="mid/pool", kernel_shape=[3, 3], pads=[1] * 4, **ceil)
         x = b.qdq("pool_float", FP["c1"], "pool")
     elif middle == "mul":
         scale = b.param("mid.scale", rng.integers(-100, 101, (1, 8, 1, 1)).astype(np.int8), 6)

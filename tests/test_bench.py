@@ -501,13 +501,13 @@ def test_a_plan_of_another_dpu_is_refused_naming_it_before_any_work(tmp_path):
 
 
 def test_a_plan_the_emulator_cannot_run_is_refused_before_any_work_saying_what_runs_it(tmp_path, capsys):
-    """A plan with a DPU op the emulator does not run (a bilinear resize; a model of one's own with a
-    ConvTranspose) was found only after the INT8 CPU variant was calibrated, and told to use `--backend cpu`,
+    """A plan with a DPU op the emulator does not run (a max pool in ceil mode; a model of one's own with a
+    Gemm) was found only after the INT8 CPU variant was calibrated, and told to use `--backend cpu`,
     an option bench does not have."""
     from split_models import save
 
     plan = tmp_path / "plan"
-    split_model(SplitOptions(save("bilinear", tmp_path / "m.onnx"), "u96v2-b1600-pynq", plan))
+    split_model(SplitOptions(save("pool_ceil", tmp_path / "m.onnx"), "u96v2-b1600-pynq", plan))
     capsys.readouterr()
     assert main(["bench", "--plan", str(plan), "--work", str(tmp_path / "work")]) == 2
     err = capsys.readouterr().err

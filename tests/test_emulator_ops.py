@@ -338,12 +338,97 @@ def test_a_resize_whose_axes_reorder_the_scales_is_not_emulated():
         EmulatorRunner(m.build(4, (1, 2, 8, 12), opset=18))
 
 
-def test_a_resize_by_sizes_is_not_emulated():
+def _resize_sizes(mode, sizes, opset, fp_in=4, fp_out=4, hw=(4, 5), **attrs) -> bytes:
+    """x (1, 3, H, W) -> Resize(mode) to constant `sizes` -> y; opset 11's scales is an empty tensor (it must
+    be given there), from 13 on it is left out."""
+    m = Model()
+    x = m.input((1, 3, *hw), fp_in)
+    roi = m.const("roi", np.zeros(0, np.float32)) if opset == 11 else ""
+    scales = m.const("scales", np.zeros(0, np.float32)) if opset == 11 else ""
+    m.op("Resize", [x, roi, scales, m.const("sizes", np.array(sizes, np.int64))], mode=mode, **attrs)
+    return m.build(fp_out, tuple(sizes), opset)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+@pytest.mark.parametrize(
+    ("mode", "s", "attrs"),
+    [
+        ("nearest", (2, 3), {}),
+        ("nearest", (4, 4), {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}),
+        ("linear", (2, 2), {}),
+        ("linear", (4, 4), {"coordinate_transformation_mode": "pytorch_half_pixel"}),
+        ("linear", (8, 8), {"coordinate_transformation_mode": "asymmetric"}),
+    ],
+)
+def test_a_resize_by_sizes_at_whole_multiples_is_the_resize_by_those_scales(opset, mode, s, attrs):
+    # sizes [1, 3, 4 sh, 5 sw]: ONNX's scales are sizes / input, sh and sw, and the coordinate mapping is the
+    # same; the operator rules put it on the DPU as that resize, and the emulator runs it as that
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    fp_out = 2 if mode == "linear" else 4
+    model = _resize_sizes(mode, [1, 3, 4 * s[0], 5 * s[1]], opset, fp_out=fp_out, **attrs)
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    assert dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))[0]
+    emu = EmulatorRunner(model)
+    x = feeds(emu, sum(s))
+    y = emu.run(x)["y"].astype(np.int64)
+    assert y.shape == (1, 4 * s[0], 5 * s[1], 3)
+    m = Model()  # the same resize by constant scales
+    xin = m.input((1, 3, 4, 5), 4)
+    roi = m.const("roi", np.zeros(0, np.float32)) if opset == 11 else ""
+    m.op("Resize", [xin, roi, m.const("scales", np.array([1, 1, *s], np.float32))], mode=mode, **attrs)
+    by_scales = m.build(fp_out, (1, 3, 4 * s[0], 5 * s[1]), opset)
+    np.testing.assert_array_equal(y, EmulatorRunner(by_scales).run(x)["y"])
+    if mode == "nearest":
+        np.testing.assert_array_equal(y, np.repeat(np.repeat(x["x0"], s[0], axis=1), s[1], axis=2))
+        np.testing.assert_array_equal(ort_plain(model, x), y)
+    else:  # the exact mix, half up; ONNX Runtime's is exact too and rounds it to even
+        half = attrs.get("coordinate_transformation_mode", "half_pixel") != "asymmetric"
+        v = _bilinear_closed_form(x["x0"].astype(np.int64), s[0], half) * 2 ** (fp_out - 4)
+        expected = np.vectorize(lambda q: min(max((q + Fraction(1, 2)).__floor__(), -128), 127))(v)
+        np.testing.assert_array_equal(y, expected.astype(np.int64))
+        even = np.vectorize(lambda q: min(max(round(q), -128), 127))(v)
+        np.testing.assert_array_equal(ort_plain(model, x), even.astype(np.int64))
+        assert np.any(expected != even)
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+
+
+@pytest.mark.parametrize(
+    ("mode", "sizes", "why"),
+    [
+        ("nearest", [1, 3, 6, 10], "not a whole multiple of its H and W"),  # H x 1.5
+        ("linear", [1, 3, 8, 15], "bilinear Resize at scale 2x3 (only 2, 4 with half_pixel"),  # whole, unequal
+        ("nearest", [1, 6, 8, 10], "not a whole multiple of its H and W (the DPU resizes by a whole number, N and C"),
+    ],
+)
+def test_a_resize_by_other_sizes_goes_to_the_cpu_and_is_not_emulated(mode, sizes, why):
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    model = _resize_sizes(mode, sizes, 13)
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    on_dpu, reason = dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))
+    assert not on_dpu and why in reason, reason
+    emu = EmulatorRunner(model)  # the scales are known with the input: refused when it runs
+    with pytest.raises(ModelFileError, match="by whole multiples of its H and W|by one scale on H and W"):
+        emu.run(feeds(emu))
+
+
+def test_a_resize_given_sizes_and_scales_or_another_aspect_policy_is_not_emulated():
     m = Model()
     x = m.input((1, 2, 4, 4), 4)
-    m.op("Resize", [x, "", "", m.const("sizes", np.array([1, 2, 8, 8], np.int64))], mode="nearest")
-    with pytest.raises(NotEmulated, match="not by 'sizes'"):
-        EmulatorRunner(m.build(4, (1, 2, 8, 8)))
+    scales, sizes = m.const("scales", np.array([1, 1, 2, 2], np.float32)), m.const("sizes", np.array([1, 2, 8, 8]))
+    m.op("Resize", [x, m.const("roi", np.zeros(0, np.float32)), scales, sizes], mode="nearest")
+    with pytest.raises(NotEmulated, match="both scales and sizes"):
+        EmulatorRunner(m.build(4, (1, 2, 8, 8), opset=11))
+    with pytest.raises(NotEmulated, match="keep_aspect_ratio_policy"):
+        EmulatorRunner(_resize_sizes("nearest", [1, 3, 8, 10], 18, keep_aspect_ratio_policy="not_larger"))
 
 
 def _pool(op, fp_in, fp_out, hw, out_hw, **attrs) -> bytes:

@@ -121,16 +121,16 @@ def test_requantization_stays_on_the_dpu(tmp_path):
 
 
 def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
-    model, result = _split(tmp_path, "bilinear")
+    model, result = _split(tmp_path, "pool_ceil")
     assert _devices(result.plan) == ["dpu", "cpu"]
-    assert _rows(result)["mid/resize"]["device"] == "dpu"  # bilinear x2: a DPU op
+    assert _rows(result)["mid/pool"]["device"] == "dpu"  # a max pool: a DPU op
     assert len(result.warnings) == 1 and "cannot run on the emulator" in result.warnings[0]
-    assert "the emulator takes a resize by constant scales, not by 'sizes'" in result.warnings[0]
+    assert "ceil_mode is not emulated" in result.warnings[0]
     assert result.plan.metadata["warnings"] == result.warnings
     # The plan is sound: the emulate backend says to run it with cpu (not to copy or re-split it), and cpu runs it.
     # It names both ways to choose cpu: the notebook's PoseSession shares the message, and has no --backend.
     cpu = r'run this plan with the cpu backend \(dpupose run --backend cpu; backend="cpu" in PoseSession\)'
-    with pytest.raises(ModelFileError, match=rf"not on the emulator.*Resize .*{cpu}") as err:
+    with pytest.raises(ModelFileError, match=rf"not on the emulator.*MaxPool .*{cpu}") as err:
         RunnerFactory(result.plan, "emulate").create_all()
     assert "re-split" not in str(err.value) and "copy the plan" not in str(err.value)
     x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
@@ -211,6 +211,7 @@ def test_a_hard_swish_after_a_conv_is_a_dpu_op_of_its_own_that_the_emulator_runs
         ("mul2", "mid/mul", "element-wise Mul "),
         ("bilinear_scales", "mid/resize", "Resize bilinear x2 (transposed depthwise conv, ALU engine)"),
         ("deconv", "mid/deconv", "transposed conv 4x4 s2 (conv engine)"),
+        ("bilinear", "mid/resize", "Resize bilinear x2 (transposed depthwise conv, ALU engine)"),  # by sizes
     ],
 )
 def test_eltwise_mults_and_bilinear_resizes_on_the_dpu_run_on_the_emulator(tmp_path, middle, node, reason):
@@ -276,7 +277,7 @@ def test_an_unfused_batch_norm_puts_its_conv_on_the_cpu_saying_to_fold_it(tmp_pa
 
 
 def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
-    _, result = _split(tmp_path, "bilinear")
+    _, result = _split(tmp_path, "pool_ceil")
     plan = result.plan
     whole = save("none", tmp_path / "whole.onnx")
     cases = [
@@ -284,7 +285,7 @@ def test_deploy_check_says_which_files_it_takes(tmp_path, capsys):
          r"subgraph \(dpu_part_qdq.onnx .* or a dpuN.onnx of a split plan\), not a whole model or a CPU subgraph"),
         (plan.path("cpu0.onnx"), "graph input 'logits' must be consumed by exactly one QuantizeLinear .*; deploy-check "
          "takes a DPU subgraph"),
-        (plan.path("dpu0.onnx"), "Resize 'mid/resize'.*not by 'sizes': deploy-check "
+        (plan.path("dpu0.onnx"), "MaxPool 'mid/pool'.*ceil_mode is not emulated.*: deploy-check "
          "checks the emulator's layers, "
          f"and the emulator runs {re.escape(EMULATED)} only"),
     ]  # fmt: skip
@@ -576,7 +577,7 @@ def test_split_writes_its_warnings_to_stderr(tmp_path, capsys):
 def test_split_writes_the_emulator_warning_to_stderr_once(tmp_path):
     """The partitioner also logged the warning it returns: at the command line it came twice on stderr,
     'WARNING dpupose.split.partition: ...' and 'dpupose: warning: ...'."""
-    model = save("bilinear", tmp_path / "m.onnx")
+    model = save("pool_ceil", tmp_path / "m.onnx")
     cmd = [sys.executable, "-m", "dpupose", "split", str(model), "--config", CONFIG, "--out", str(tmp_path / "plan")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -14,7 +14,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine).
-- Resize: nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
+- Resize: by `sizes` only where they are whole multiples of the input's H and W (N and C unchanged): a
+  resize by those scales. Nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
   activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
   scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel, 2, 4 or 8 with asymmetric. The mapping
   is the model's opset's (ONNX spec): Upsample (opsets 7-9) and Resize-10 have no
@@ -299,6 +300,15 @@ def _resize(node: Any, info: GraphInfo) -> Support:
     if ctm == "align_corners":
         return _cpu("Resize with align_corners")
     x, y = info.shape(node.input[0]), info.shape(node.output[0])
+    by_sizes = node.op_type == "Resize" and not 0 < info.opset < 11 and len(node.input) > 3 and bool(node.input[3])
+    if by_sizes:  # the DPU's upsample is by whole numbers: sizes must be whole multiples of the input's H and W
+        if x is None or y is None or len(x) != 4 or len(y) != 4:
+            return _cpu("Resize by sizes of a tensor of unknown shape (the DPU resizes by a whole number)")
+        if x[:2] != y[:2] or y[2] % x[2] or y[3] % x[3]:
+            return _cpu(
+                f"Resize by sizes {list(y)} of a {list(x)} input: not a whole multiple of its H and W (the DPU "
+                "resizes by a whole number, N and C unchanged)"
+            )
     if mode == "nearest":
         return True, "Resize nearest (upsample)"
     if mode != "linear":

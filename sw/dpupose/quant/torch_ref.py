@@ -152,10 +152,16 @@ class TorchQdqReference:
                         .reshape(n, c // (r * r), h * r, w * r)
                     )
                 env[node.output[0]] = y
-            elif op == "Resize":  # nearest or bilinear, whole-number scales (what the emulator reads)
-                scales = node.input[2] if len(node.input) > 2 else node.input[1]
-                _, _, sh, sw = (int(s) for s in self.inits[scales])
+            elif op == "Resize":  # nearest or bilinear, whole-number scales or sizes (what the emulator reads)
                 x = env[node.input[0]]
+                if len(node.input) > 3 and node.input[3]:  # sizes: whole multiples of the input's H and W
+                    _, _, h, w = (int(s) for s in self.inits[node.input[3]])
+                    if h % x.shape[2] or w % x.shape[3]:
+                        raise ModelFileError(f"a resize to {h}x{w} of {tuple(x.shape[2:])}: not a whole multiple")
+                    sh, sw = h // x.shape[2], w // x.shape[3]
+                else:
+                    scales = node.input[2] if len(node.input) > 2 else node.input[1]
+                    _, _, sh, sw = (int(s) for s in self.inits[scales])
                 if _text(a.get("mode", "nearest")) == "linear":
                     ctm = _text(a.get("coordinate_transformation_mode", "half_pixel")) if self.opset >= 11 else ""
                     half = ctm in ("half_pixel", "pytorch_half_pixel")

@@ -149,11 +149,13 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     if step.kind == "requant":
         return dpu_ops.requantize_int8(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "resize":
-        y = dpu_ops.upsample_nearest(xs[0], *step.attrs["scale"])
+        y = dpu_ops.upsample_nearest(xs[0], *resize_scale(step, xs[0]))
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
     if step.kind == "resize_linear":
-        a = step.attrs
-        return dpu_ops.resize_bilinear(xs[0], a["scale"], a["half_pixel"], step.fps_in[0], step.fp_out)
+        sh, sw = resize_scale(step, xs[0])
+        if sh != sw:
+            raise ValueError(f"a bilinear resize by {sh}x{sw}: the DPU's is by one scale on H and W")
+        return dpu_ops.resize_bilinear(xs[0], sh, step.attrs["half_pixel"], step.fps_in[0], step.fp_out)
     if step.kind == "maxpool":
         y = dpu_ops.max_pool(xs[0], step.attrs["kernel"], step.attrs["stride"], step.attrs["pads"])
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
@@ -175,6 +177,22 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     raise ValueError(f"unknown step kind {step.kind!r}")
 
 
+def resize_scale(step: Step, x: np.ndarray) -> tuple[int, int]:
+    """(sh, sw) of a resize step: its constant scales, or its sizes over the input's H and W (int8 NHWC `x`),
+    which must be whole multiples of them, N and C unchanged (what the operator rules put on the DPU)."""
+    scale = step.attrs.get("scale")
+    if scale is not None:
+        return (scale, scale) if isinstance(scale, int) else scale
+    n, c, h, w = step.attrs["sizes"]
+    shape = x.shape
+    if (n, c) != (shape[0], shape[3]) or h % shape[1] or w % shape[2]:
+        raise ValueError(
+            f"a resize to sizes {[n, c, h, w]} of an input of {shape[0]} x {shape[3]} x {shape[1]} x {shape[2]} "
+            "(N x C x H x W): the emulator runs one by whole multiples of its H and W, N and C unchanged"
+        )
+    return h // shape[1], w // shape[2]
+
+
 def _grid(step: Step) -> int:
     """g: the float value ONNX Runtime quantizes in `step` is a multiple of 2**-g."""
     if step.kind in ("conv", "mul"):
@@ -185,7 +203,10 @@ def _grid(step: Step) -> int:
     elif step.kind == "emul":  # a product of two activations: on the grid of the sum of their fix points
         g = sum(step.fps_in)
     elif step.kind == "resize_linear":  # a mix with weights in steps of 1 / (2 s)**2
-        g = step.fps_in[0] + 2 * (2 * step.attrs["scale"]).bit_length() - 2
+        # by sizes, s is known at run time: the finest grid of the scales it may be (an offset below half a
+        # step of the value's grid rounds its ties up and moves nothing else as well)
+        s = step.attrs.get("scale") or max(dpu_ops.LINEAR_RESIZE_SCALES[step.attrs["half_pixel"]])
+        g = step.fps_in[0] + 2 * (2 * s).bit_length() - 2
     else:
         g = max(step.fps_in)
     return g + 7 if step.act == "leaky" else g  # slope 26/256 = 13/2**7 (after a conv or an add)

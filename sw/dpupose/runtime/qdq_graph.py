@@ -51,7 +51,8 @@ class NotEmulated(ModelFileError):
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
     "convolutions, depthwise convolutions, transposed convolutions, element-wise adds, concats, nearest-neighbour "
-    "and bilinear upsampling, max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, "
+    "and bilinear upsampling by whole numbers (constant scales, or sizes that are whole multiples of the input's), "
+    "max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, "
     "element-wise Muls of two activations, and hard sigmoids and hard swishes (and a ReLU after one) of a "
     "dequantized activation"
 )
@@ -274,7 +275,7 @@ class _Parser:
             return self.linear_resize(node, out, fp_out, label, act, where)
         if op == "Resize" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
-            attrs = {"scale": self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")}
+            attrs = self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")
             return Step("resize", out, fp_out, [src], [fp], label, attrs=attrs)
         if op in ("DepthToSpace", "DequantizeLinear") and act == "none":
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
@@ -398,7 +399,11 @@ class _Parser:
                     f"(it has {', '.join(sorted(LINEAR_MAPPINGS))})"
                 )
             half_pixel = LINEAR_MAPPINGS[ctm]
-        sh, sw = self.resize_scales(node, what)
+        src, fp = self.act_input(node.inputs[0], where)
+        by = self.resize_scales(node, what)
+        if "sizes" in by:  # the scale is known with the input's shape: `emulator.resize_scale`
+            return Step("resize_linear", out, fp_out, [src], [fp], label, attrs={**by, "half_pixel": half_pixel})
+        sh, sw = by["scale"]
         allowed = dpu_ops.LINEAR_RESIZE_SCALES[half_pixel]
         if sh != sw or sh not in allowed:
             centres = "with" if half_pixel else "without"
@@ -406,17 +411,19 @@ class _Parser:
                 f"{what}: scales {sh}x{sw}: the DPU's bilinear resize {centres} half-pixel centres is by "
                 f"{' or '.join(map(str, allowed))}, the same on H and W"
             )
-        src, fp = self.act_input(node.inputs[0], where)
         attrs = {"scale": sh, "half_pixel": half_pixel}
         return Step("resize_linear", out, fp_out, [src], [fp], label, attrs=attrs)
 
-    def resize_scales(self, node: Node, where: str) -> tuple[int, int]:
-        """(sh, sw) of a Resize by constant whole-number scales [1, 1, sh, sw]."""
+    def resize_scales(self, node: Node, where: str) -> dict:
+        """{"scale": (sh, sw)} of a Resize by constant whole-number scales [1, 1, sh, sw], or {"sizes": (N, C,
+        H, W)} of one by constant `sizes` (Resize-11 on), which is that resize where H and W are whole
+        multiples of the input's (the operator rules put any other on the CPU): the scales are known with the
+        input's shape, when it runs (`emulator.resize_scale`)."""
         if self.g.opset >= 11:
             if "axes" in node.attrs:
                 raise NotEmulated(f"{where}: the emulator takes a resize's scales for all four axes, not 'axes'")
             if len(node.inputs) > 3 and node.inputs[3]:
-                raise NotEmulated(f"{where}: the emulator takes a resize by constant scales, not by 'sizes'")
+                return self.resize_sizes(node, where)
             name = node.inputs[2] if len(node.inputs) > 2 else ""
         else:  # Resize-10: scales the second input
             name = node.inputs[1] if len(node.inputs) > 1 else ""
@@ -428,13 +435,28 @@ class _Parser:
                 f"{where}: scales {scales}: the emulator runs a resize that repeats each pixel a whole number of "
                 "times along H and W (scales [1, 1, sh, sw])"
             )
-        return int(scales[2]), int(scales[3])
+        return {"scale": (int(scales[2]), int(scales[3]))}
 
-    def nearest_scale(self, node: Node, where: str) -> tuple[int, int]:
-        """(sh, sw) of a nearest-neighbour Resize the DPU's upsample computes: constant integer
-        scales, and a coordinate mapping that takes output pixel x from input pixel floor(x / s), as VART's
-        cpu-runner resize does for NEAREST without align_corners (for integer scales, with or without
-        half_pixel_centers). Anything else is not emulated."""
+    def resize_sizes(self, node: Node, where: str) -> dict:
+        """{"sizes": (N, C, H, W)} of a Resize by constant `sizes` with no scales (an empty one, as Resize-11
+        requires, or none) and the default keep_aspect_ratio_policy "stretch"."""
+        scales = node.inputs[2] if len(node.inputs) > 2 else ""
+        if scales and (scales not in self.inits or np.asarray(self.inits[scales]).size):
+            raise NotEmulated(f"{where}: a resize given both scales and sizes is not emulated")
+        if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+            raise NotEmulated(f"{where}: keep_aspect_ratio_policy other than 'stretch' is not emulated")
+        if node.inputs[3] not in self.inits:
+            raise NotEmulated(f"{where}: the emulator takes a resize by constant scales or sizes")
+        sizes = [int(s) for s in np.asarray(self.inits[node.inputs[3]]).reshape(-1)]
+        if len(sizes) != 4 or min(sizes) < 1:
+            raise NotEmulated(f"{where}: sizes {sizes}: the emulator takes the four sizes [N, C, H, W]")
+        return {"sizes": tuple(sizes)}
+
+    def nearest_scale(self, node: Node, where: str) -> dict:
+        """{"scale": (sh, sw)} (or {"sizes": ...}, `resize_scales`) of a nearest-neighbour Resize the DPU's
+        upsample computes: constant integer scales, and a coordinate mapping that takes output pixel x from
+        input pixel floor(x / s), as VART's cpu-runner resize does for NEAREST without align_corners (for
+        integer scales, with or without half_pixel_centers). Anything else is not emulated."""
         mode = node.attrs.get("mode", "nearest")
         if mode != "nearest":
             raise NotEmulated(f"{where}: the emulator runs nearest-neighbour and bilinear resizes, not mode {mode!r}")
