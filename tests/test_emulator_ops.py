@@ -2,6 +2,7 @@
 within the rounding each rule implies (the integers themselves are checked by hand in
 tests/test_dpu_reference.py)."""
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -964,3 +965,78 @@ def test_other_transposed_convs_are_not_emulated(attrs, message):
     extra = attrs.get("output_padding", [0, 0])[0] + 2 * (attrs.get("dilations", [1])[0] - 1)
     with pytest.raises(NotEmulated, match=message):
         EmulatorRunner(m.build(4, (1, cout, 9 + extra, 9 + extra)))
+
+
+def _half_pixel_symmetric_source(o: int, n_in: int, scale: int) -> Fraction:
+    """Resize-19's half_pixel_symmetric source coordinate of output o, by the ONNX spec's formula: output_width
+    = scale * n_in, adjustment = floor(output_width) / output_width, offset = n_in / 2 * (1 - adjustment),
+    x_original = offset + (o + 0.5) / scale - 0.5."""
+    out = Fraction(scale * n_in)
+    adjustment = Fraction(math.floor(out)) / out
+    offset = Fraction(n_in, 2) * (1 - adjustment)
+    return offset + (o + Fraction(1, 2)) / scale - Fraction(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("mode", "s", "by"), [("linear", 2, "scales"), ("linear", 4, "sizes"), ("nearest", 3, "scales")]
+)
+def test_half_pixel_symmetric_is_half_pixel_at_a_whole_number_scale(mode, s, by):
+    # Resize-19's half_pixel_symmetric equals half_pixel when the scale is a whole number: the spec's formula
+    # gives each output half_pixel's source, and ONNX Runtime's result for the file is the half_pixel file's
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    for n_in in (4, 5):
+        for o in range(n_in * s):
+            assert _half_pixel_symmetric_source(o, n_in, s) == Fraction(2 * o + 1, 2 * s) - Fraction(1, 2)
+
+    def model(ctm: str) -> bytes:
+        if by == "sizes":
+            return _resize_sizes(mode, [1, 3, 4 * s, 5 * s], 19, fp_out=2, coordinate_transformation_mode=ctm)
+        m = Model()
+        x = m.input((1, 3, 4, 5), 4)
+        m.op("Resize", [x, "", m.const("scales", np.array([1, 1, s, s], np.float32))], mode=mode,
+             coordinate_transformation_mode=ctm)  # fmt: skip
+        return m.build(2, (1, 3, 4 * s, 5 * s), 19)
+
+    symmetric, half = model("half_pixel_symmetric"), model("half_pixel")
+    g = analyze(onnx.load_from_string(symmetric))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    assert dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))[0]  # on the DPU as half_pixel is
+    emu = EmulatorRunner(symmetric)
+    x = feeds(emu, s)
+    y = emu.run(x)["y"]
+    np.testing.assert_array_equal(y, EmulatorRunner(half).run(x)["y"])
+    np.testing.assert_array_equal(ort_plain(symmetric, x), ort_plain(half, x))
+    if mode == "linear":  # the closed form of half_pixel, half up; ONNX Runtime's exact mix, ties to even
+        v = _bilinear_closed_form(x["x0"].astype(np.int64), s, True) * 2 ** (2 - 4)
+        expected = np.vectorize(lambda q: min(max((q + Fraction(1, 2)).__floor__(), -128), 127))(v)
+        np.testing.assert_array_equal(y, expected.astype(np.int64))
+        even = np.vectorize(lambda q: min(max(round(q), -128), 127))(v)
+        np.testing.assert_array_equal(ort_plain(symmetric, x), even.astype(np.int64))
+    else:
+        up = np.repeat(np.repeat(x["x0"].astype(np.int64), s, axis=1), s, axis=2)
+        np.testing.assert_array_equal(y, np.floor(up / 4 + 0.5))
+    np.testing.assert_array_equal(torch_ref(symmetric, x, [4]), y)
+    np.testing.assert_array_equal(EmulatorRunner(symmetric, exact=False).run(x)["y"], y)
+
+
+def test_half_pixel_symmetric_x8_bilinear_stays_on_the_cpu_as_half_pixel_s():
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    m = Model()
+    x = m.input((1, 3, 4, 5), 4)
+    m.op("Resize", [x, "", m.const("scales", np.array([1, 1, 8, 8], np.float32))], mode="linear",
+         coordinate_transformation_mode="half_pixel_symmetric")  # fmt: skip
+    model = m.build(2, (1, 3, 32, 40), 19)
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    on_dpu, why = dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))
+    assert (
+        not on_dpu and why == "bilinear Resize at scale 8x8 (only 2, 4 with half_pixel_symmetric, the same on H and W)"
+    )
+    with pytest.raises(NotEmulated, match="scales 8x8: the DPU's bilinear resize with half-pixel centres is by 2 or 4"):
+        EmulatorRunner(model)

@@ -17,7 +17,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Resize: by `sizes` only where they are whole multiples of the input's H and W (N and C unchanged): a
   resize by those scales. Nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
   activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
-  scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel, 2, 4 or 8 with asymmetric. The mapping
+  scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel (or Resize-19's half_pixel_symmetric, which
+  is half_pixel at a whole-number scale: its offset is centre x (1 - floor(in x s) / (in x s)), 0 there), 2, 4 or 8
+  with asymmetric. The mapping
   is the model's opset's (ONNX spec): Upsample (opsets 7-9) and Resize-10 have no
   coordinate_transformation_mode and are asymmetric (x_in = x_out / scale); from Resize-11 on it is the
   attribute, default half_pixel.
@@ -77,6 +79,7 @@ WEIGHT_BANK_DEPTH = 2048  # the conv weight bank's depth (VART's DPUCZDX8G targe
 RESIZE_LINEAR_SCALES = {
     "half_pixel": LINEAR_RESIZE_SCALES[True],
     "pytorch_half_pixel": LINEAR_RESIZE_SCALES[True],
+    "half_pixel_symmetric": LINEAR_RESIZE_SCALES[True],  # Resize-19: half_pixel at a whole-number scale
     "asymmetric": LINEAR_RESIZE_SCALES[False],
 }
 LINEAR_RESIZE_ENGINE = "alu-tconv"  # a bilinear Resize: a transposed depthwise conv that fuses no activation

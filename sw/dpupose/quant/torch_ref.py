@@ -164,7 +164,7 @@ class TorchQdqReference:
                     _, _, sh, sw = (int(s) for s in self.inits[scales])
                 if _text(a.get("mode", "nearest")) == "linear":
                     ctm = _text(a.get("coordinate_transformation_mode", "half_pixel")) if self.opset >= 11 else ""
-                    half = ctm in ("half_pixel", "pytorch_half_pixel")
+                    half = ctm in ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric")  # whole scales
                     env[node.output[0]] = _linear(_linear(x, 2, sh, half), 3, sw, half)
                 else:
                     env[node.output[0]] = x.repeat_interleave(sh, dim=2).repeat_interleave(sw, dim=3)

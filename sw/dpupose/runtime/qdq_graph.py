@@ -28,18 +28,23 @@ from dpupose.runtime.onnx_lite import Graph, Node, load_model
 ACT_OPS = ("Relu", "Clip", "LeakyRelu")
 # Resize-11 coordinate mappings that take output pixel x from input pixel floor(x / s) at every integer
 # scale s: x_in = (x + 1/2) / s - 1/2 is floor(x / s) plus a fraction in (-1/2, 1/2), which either rounding
-# takes to floor(x / s); x / s and (x + 1/2) / s have floor(x / s) as their floor.
+# takes to floor(x / s); x / s and (x + 1/2) / s have floor(x / s) as their floor. Resize-19's
+# half_pixel_symmetric adds an offset centre * (1 - floor(in * s) / (in * s)), 0 at a whole-number scale s:
+# there it is half_pixel.
 FLOOR_MAPPINGS = {
     ("half_pixel", "round_prefer_floor"),
     ("half_pixel", "round_prefer_ceil"),
     ("pytorch_half_pixel", "round_prefer_floor"),
     ("pytorch_half_pixel", "round_prefer_ceil"),
+    ("half_pixel_symmetric", "round_prefer_floor"),
+    ("half_pixel_symmetric", "round_prefer_ceil"),
     ("asymmetric", "floor"),
     ("tf_half_pixel_for_nn", "floor"),
 }
 # Resize-11 coordinate mappings of a bilinear resize the DPU runs -> whether they are half-pixel centred
-# (the cpu-runner's half_pixel_centers); pytorch_half_pixel is half_pixel for every output size above 1.
-LINEAR_MAPPINGS = {"half_pixel": True, "pytorch_half_pixel": True, "asymmetric": False}
+# (the cpu-runner's half_pixel_centers); pytorch_half_pixel is half_pixel for every output size above 1, and
+# half_pixel_symmetric at every whole-number scale (see FLOOR_MAPPINGS).
+LINEAR_MAPPINGS = {"half_pixel": True, "pytorch_half_pixel": True, "half_pixel_symmetric": True, "asymmetric": False}
 LEAKY_ALPHA = 26 / 256
 
 
