@@ -91,6 +91,18 @@ def test_bad_plans_are_refused_with_the_field(plan_dir: Path, data: dict, edit, 
     assert expected in _error(data, plan_dir)
 
 
+def test_heatmaps_a_dpu_subgraph_outputs_are_checked_in_nchw_order(plan_dir: Path, data: dict) -> None:
+    # a model output may be a DPU subgraph's int8 NHWC tensor (the runtime dequantizes it): dpu1's logits,
+    # [1, 8, 8, 16] NHWC, are 16 joints of 8 x 8 and load; dpu0's feat, [1, 16, 16, 8] NHWC, is 8 channels of
+    # 16 x 16, whose second axis, 16 in NHWC order, was taken for the joints
+    data["outputs"]["heatmaps"] = "logits"
+    plan = plan_from_dict(data, "plan.json", plan_dir)
+    assert plan.outputs.heatmaps == "logits" and plan.subgraph("dpu1").outputs[0].shape == (1, 8, 8, 16)
+    assert plan.to_dict()["version"] == 1
+    data["outputs"]["heatmaps"] = "feat"
+    assert "outputs.heatmaps 'feat' has shape [1, 8, 16, 16], not (1, 16, H, W)" in _error(data, plan_dir)
+
+
 def test_missing_subgraph_file(tmp_path: Path) -> None:
     tinyplan.write_split_plan(tmp_path)
     (tmp_path / "dpu1.onnx").unlink()

@@ -11,7 +11,8 @@ be copied to a board as it is):
       "model": {"name": ..., "input_size": 224, "sha256": <sha256 of the source ONNX>},
       "input": {"name": "image", "shape": [1, 3, 224, 224], "layout": "NCHW", "dtype": "float32",
                 "preprocessing": "imagenet"},
-      "outputs": {"coords": "coords", "heatmaps": "heatmaps"},   final tensors; heatmaps may be null
+      "outputs": {"coords": "coords", "heatmaps": "heatmaps"},   final tensors; heatmaps may be null; a
+                                                  CPU or a DPU subgraph's output (shapes checked in NCHW order)
       "subgraphs": [                               in execution order
         {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx",
          "xmodel": "model.xmodel", "xmodel_subgraph": "subgraph_...",   optional, DPU only (board)
@@ -24,9 +25,10 @@ be copied to a board as it is):
     TENSOR = {"name": ..., "shape": [1, 56, 56, 24], "layout": "NHWC", "dtype": "int8", "fix_point": 5}
 
 DPU-side tensors are int8 NHWC with a fix point (real value = int8 * 2**-fix_point), as VART exchanges
-them; CPU-side tensors are float32 NCHW. A DPU subgraph's `file` is a QDQ ONNX whose inputs are float
-tensors consumed by QuantizeLinear and whose outputs come out of DequantizeLinear (the emulator and the
-`cpu` backend run it; the board runs `xmodel`).
+them; CPU-side tensors are float32 NCHW. A model output a DPU subgraph produces is int8 NHWC like its other
+outputs; the runtime hands it out as float32 NCHW (as at a DPU -> CPU boundary). A DPU subgraph's `file` is
+a QDQ ONNX whose inputs are float tensors consumed by QuantizeLinear and whose outputs come out of
+DequantizeLinear (the emulator and the `cpu` backend run it; the board runs `xmodel`).
 
 Board-safe: standard library only.
 """
@@ -257,15 +259,16 @@ def plan_from_dict(data: object, source: str = PLAN_FILE, root: Path | None = No
     return plan
 
 
+def _nchw(t: BoundaryTensor) -> tuple[int, ...]:
+    """A tensor's shape in NCHW order (4-D: a DPU subgraph's NHWC tensor too) or as it is (other ranks)."""
+    if len(t.shape) == 4 and set(t.layout) == set("NCHW"):
+        return tuple(t.shape[t.layout.index(c)] for c in "NCHW")
+    return t.shape
+
+
 def _same_shape(a: BoundaryTensor, b: BoundaryTensor) -> bool:
     """Equal shapes once both are put in NCHW order (4-D) or as they are (other ranks)."""
-
-    def nchw(t: BoundaryTensor) -> tuple[int, ...]:
-        if len(t.shape) == 4 and set(t.layout) == set("NCHW"):
-            return tuple(t.shape[t.layout.index(c)] for c in "NCHW")
-        return t.shape
-
-    return nchw(a) == nchw(b)
+    return _nchw(a) == _nchw(b)
 
 
 def check_dataflow(plan: Plan, source: str = PLAN_FILE) -> None:
@@ -298,7 +301,7 @@ def check_dataflow(plan: Plan, source: str = PLAN_FILE) -> None:
             continue
         if name not in available:
             raise ModelFileError(f"{source}: outputs.{key} {name!r} is produced by no subgraph; {RESPLIT}")
-        shape = list(available[name][0].shape)
+        shape = list(_nchw(available[name][0]))  # a DPU subgraph's output is NHWC: its channels are the joints
         rank, shown = expected[key]
         if len(shape) != rank or shape[1] != NUM_JOINTS or (key == "coords" and shape[2] != 2):
             raise ModelFileError(
