@@ -174,6 +174,18 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     return model
 
 
+def conv_heatmaps_model(path: Path) -> Path:
+    """build("none") whose heatmaps output is conv3's DequantizeLinear output `logits` itself (no Reshape of
+    the softmax after it), as a SimpleBaseline-style network's last 1 x 1 conv gives its heatmaps; coords are
+    the soft-argmax of them."""
+    model = build("none")
+    model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
+    next(o for o in model.graph.output if o.name == "heatmaps").name = "logits"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def save(middle: str, path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(middle, seed), str(path))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import tinyplan
 from onnx import TensorProto, helper, numpy_helper
@@ -17,7 +18,7 @@ from dpupose.errors import DeviceError, FingerprintMismatch, ModelFileError, Too
 from dpupose.runtime import backends, vart_runner
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.base import TensorInfo
-from dpupose.runtime.executor import SplitExecutor
+from dpupose.runtime.executor import SplitExecutor, preprocess
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.pipeline import Pipeline
 from dpupose.split.plan import load_plan
@@ -144,6 +145,50 @@ def test_split_plan_on_the_fake_board(board, tmp_path: Path) -> None:
 
     with pytest.raises(AssertionError):  # why the runtime does not use DpuOverlay.load_model
         pynq_dpu.DpuOverlay(str(tmp_path / "ov" / "dpu.bit")).load_model(str(tmp_path / "plan" / "tiny.xmodel"))
+
+
+def test_a_model_output_from_a_dpu_subgraph_on_the_fake_board(board, tmp_path: Path) -> None:
+    """A plan whose heatmaps are a DPU subgraph's output (a conv's, no op after it): VART returns them as
+    int8 NHWC, and the runtime hands them out as float32 NCHW, ONNX Runtime's on the whole model, sequential
+    and pipelined; the CPU subgraph computes the coords from them."""
+    import dataclasses
+
+    from split_models import FP, S, conv_heatmaps_model
+
+    from dpupose.split.partition import SplitOptions, split_model
+    from dpupose.split.plan import save_plan
+
+    path = conv_heatmaps_model(tmp_path / "m.onnx")
+    plan = split_model(SplitOptions(path, "u96v2-b1600-pynq", tmp_path / "plan")).plan
+    dpu0, cpu0 = plan.subgraphs
+    h = S // 4
+    board.write_fake_xmodel(
+        tmp_path / "plan" / "m.xmodel",
+        [
+            {"name": "subgraph_conv1", "device": "DPU", "fingerprint": plan.fingerprint_int(), "onnx": "dpu0.onnx",
+             "inputs": [{"name": "image_fix", "dims": [1, S, S, 3], "fix_point": FP["image"], "onnx_name": "image"}],
+             "outputs": [{"name": "logits_fix", "dims": [1, h, h, 16], "fix_point": FP["logits"],
+                          "onnx_name": "logits"}]},
+        ],
+    )  # fmt: skip
+    dpu0 = dataclasses.replace(dpu0, xmodel="m.xmodel", xmodel_subgraph="subgraph_conv1")
+    save_plan(dataclasses.replace(plan, subgraphs=(dpu0, cpu0)), tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    factory = RunnerFactory(plan, "vart", overlay=make_overlay(tmp_path / "ov", plan.fingerprint_int()))
+    ex = SplitExecutor(plan, factory.create_all())
+    whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = frames(3)
+    pipelined = list(Pipeline(ex, factory.create, dpu_jobs=2).run(iter(inputs)))
+    for f, piped in zip(inputs, pipelined):
+        x = preprocess(f.image, S).tensor
+        logits, coords = whole.run(["logits", "coords"], {"image": x})
+        out = ex.infer(f.image)
+        assert out["heatmaps"].dtype == np.float32 and out["heatmaps"].shape == (1, 16, h, h)
+        np.testing.assert_allclose(out["heatmaps"], logits, atol=1e-6)
+        np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
+        np.testing.assert_array_equal(piped.coords, out["coords"].reshape(16, 2))
+    execs = [c for c in board.CALLS if c[0] == "execute_async"]
+    assert execs and all(e[5] == ((1, h, h, 16),) and e[6] == ("int8",) for e in execs)
 
 
 def test_xmodel_fix_points_win_over_the_plans(board, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

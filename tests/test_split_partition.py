@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from split_models import FP, S, build, float_model, qoperator_model, save
+from split_models import FP, S, build, conv_heatmaps_model, float_model, qoperator_model, save
 
 from dpupose.cli import main
 from dpupose.errors import ModelFileError, UsageError
@@ -140,29 +140,37 @@ def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
     ex.close()
 
 
-def test_heatmaps_straight_out_of_a_conv_put_that_conv_on_the_cpu_and_run(tmp_path):
-    # the model's heatmaps output is the last conv's DequantizeLinear output (no Reshape after it): the plan
-    # made its DPU subgraph hand the model output over as int8 NHWC, then refused its own plan naming a
-    # temporary folder; the conv goes to the CPU with its reason, and the plan runs as the whole model does
-    model = build("none")
-    model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
-    next(o for o in model.graph.output if o.name == "heatmaps").name = "logits"
-    path = tmp_path / "m.onnx"
-    onnx.save(model, str(path))
+def test_heatmaps_straight_out_of_a_conv_come_from_the_dpu_and_run(tmp_path):
+    # the model's heatmaps output is the last conv's DequantizeLinear output (no Reshape after it): the conv
+    # stays on the DPU, whose subgraph hands the output over as int8 NHWC at its fix point, to the plan's
+    # outputs and to the CPU subgraph that computes the coords from it; the runtime dequantizes it
+    path = conv_heatmaps_model(tmp_path / "m.onnx")
     result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
-    rows = _rows(result)
-    assert rows["conv3"]["device"] == "cpu" and rows["conv2"]["device"] == "dpu"
-    assert rows["conv3"]["reason"] == "its result is the model output 'logits', which a plan takes from the CPU"
+    assert {r["device"] for r in result.assignment if r["op"] == "Conv"} == {"dpu"}
+    plan = result.plan
+    assert _devices(plan) == ["dpu", "cpu"] and plan.version == 1
+    dpu0, cpu0 = plan.subgraphs
+    out = dpu0.outputs[0]
+    nhwc = (1, S // 4, S // 4, 16)
+    assert (out.name, out.shape, out.layout, out.dtype, out.fix_point) == ("logits", nhwc, "NHWC", "int8", FP["logits"])
+    assert (plan.outputs.coords, plan.outputs.heatmaps) == ("coords", "logits")
+    assert [(t.name, t.shape, t.dtype) for t in cpu0.inputs] == [("logits", (1, 16, S // 4, S // 4), "float32")]
+    assert [t.name for t in cpu0.outputs] == ["coords"]
     x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
     whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits", "coords"], {"image": x})
-    out = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all()).infer_tensor(x)
+    out = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(x)
+    assert out["heatmaps"].dtype == np.float32 and out["heatmaps"].shape == (1, 16, S // 4, S // 4)
     np.testing.assert_allclose(out["heatmaps"], whole[0], atol=1e-6)
     np.testing.assert_allclose(out["coords"], whole[1], atol=1e-6)
-    # emulated, conv1 and conv2 round their ties up where ONNX Runtime rounds them to even: a few values differ
-    emulated = SplitExecutor(result.plan, RunnerFactory(result.plan, "emulate").create_all()).infer_tensor(x)
+    # emulated, the DPU's int8 NHWC logits are dequantized and put in NCHW: on ONNX Runtime's grid of
+    # 2**-fix_point, at most 1 step off where the convs round their ties up and ONNX Runtime to even
+    emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(x)
     steps = np.abs(emulated["heatmaps"] - whole[0]) / 2.0 ** -FP["logits"]
-    assert emulated["heatmaps"].shape == (1, 16, S // 4, S // 4) and np.all(steps == np.round(steps))
-    assert steps.max() <= 1 and (steps > 0).mean() < 0.1
+    assert emulated["heatmaps"].dtype == np.float32 and emulated["heatmaps"].shape == (1, 16, S // 4, S // 4)
+    assert np.all(steps == np.round(steps)) and steps.max() <= 1 and (steps > 0).mean() < 0.1
+    # the coords are the CPU subgraph's on those heatmaps: ONNX Runtime's soft-argmax of the emulated logits
+    soft = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).runners["cpu0"]
+    np.testing.assert_allclose(emulated["coords"], soft.run({"logits": emulated["heatmaps"]})["coords"], atol=1e-6)
 
 
 def test_a_mul_by_a_constant_on_the_dpu_runs_on_the_emulator(tmp_path):

@@ -7,7 +7,9 @@ emulator or ONNX Runtime for everything):
   only DPU runners take it, is made int8 by pre-processing directly (input_lut: the same values);
 - int8 -> float leaving it: int8 * 2**-fix_point, NHWC -> NCHW;
 - int8 -> int8 between DPU runners: passed as it is when the fix points agree, requantized (the same
-  rounding, exact) when they differ.
+  rounding, exact) when they differ;
+- the plan's outputs: float32 NCHW whichever runner produced them (a DPU runner's int8 NHWC heatmaps, a
+  conv's output on the DPU, dequantized and transposed as leaving it).
 
 Post-processing: the coordinates (normalized in the S x S letterboxed input: the plan's DSNT output, or
 with decode="local" the mean within a window around each heatmap's maximum, dpupose.eval.dsnt_np) -> input pixels

@@ -138,18 +138,6 @@ def image_input(g: QdqGraph | _Io, source: Path) -> InputSpec:
     return InputSpec(name, (1, 3, shape[2], shape[3]))
 
 
-def _output_producers(g: QdqGraph, outputs: OutputNames) -> dict[int, str]:
-    """The units whose quantized result is itself a model output (heatmaps straight out of a conv's Q/DQ): the
-    plan's outputs are float tensors of its CPU subgraphs, so these run on the CPU."""
-    forced = {}
-    for t in (outputs.coords, outputs.heatmaps):
-        if t is not None and t in g.pair_of_dq_output:
-            unit = g.pairs[g.pair_of_dq_output[t]].producer
-            if unit is not None:
-                forced[unit] = f"its result is the model output {t!r}, which a plan takes from the CPU"
-    return forced
-
-
 def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
     """Units forced to the CPU by --cpu-from NAME (a node name, or a tensor it produces)."""
     unit = g.unit_by_name(name)
@@ -365,7 +353,6 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     name = _model_name(source)
     a53 = a53 or a53_model.default_model()
     forced = resolve_cpu_from(g, opts.cpu_from) if opts.cpu_from is not None else {}
-    forced = {**_output_producers(g, outputs), **forced}
     dpu_ms = _dpu_unit_ms(g, cfg, board, name)
     cands = []
     if opts.optimize:
