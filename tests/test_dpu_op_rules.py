@@ -43,8 +43,17 @@ def conv(k: int = 3, s: int = 1, cin: int = 8, cout: int = 8, group: int = 1, pa
         ({"k": 17}, False, "kernel [17, 17] outside 1-16"),
         ({"s": 8}, True, "s8"),
         ({"s": 9}, False, "stride [9, 9] outside 1-8"),
-        ({"cin": 2560}, True, "conv engine"),
-        ({"cin": 2561}, False, "exceeds 256 x ICP = 2560"),
+        ({"cin": 2560, "k": 1}, True, "conv engine"),
+        ({"cin": 2561, "k": 1}, False, "exceeds 256 x ICP = 2560"),
+        # the weight bank (vai_q_pytorch's DPU op filter, check_conv_weights_bank_depth; VART's target factory:
+        # CONVW 2048 deep, ICP wide, OCP banks): 3 * 3 * ceil(C_in / 10) <= 2048 on the B1600
+        ({"cin": 2270, "cout": 8}, True, "conv 3x3 s1 (conv engine)"),
+        ({"cin": 2271, "cout": 8}, False, "take 2052 rows of the 2048-deep weight bank"),
+        ({"cin": 810, "cout": 8, "k": 5}, True, "conv 5x5 s1 (conv engine)"),  # 25 * 81 = 2025
+        ({"cin": 811, "cout": 8, "k": 5}, False, "take 2050 rows of the 2048-deep weight bank"),  # 25 * 82
+        # depthwise (check_dwconv_weights_bank_depth: DWCONVW, ICP wide): kernel_h * kernel_w <= 2048
+        ({"cin": 8, "cout": 8, "group": 8, "k": 45, "pads": 0}, True, "depthwise conv 45x45"),
+        ({"cin": 8, "cout": 8, "group": 8, "k": 46, "pads": 0}, False, "take 2116 rows of the 2048-deep depthwise"),
         ({"k": 3, "pads": 2}, True, "conv 3x3"),
         ({"k": 3, "pads": 3}, False, "pad 3 exceeds the dilated kernel - 1 = 2"),
         ({"k": 3, "pads": 3, "dil": 2}, True, "conv 3x3"),

@@ -4,8 +4,10 @@
 DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG1414, see the DPU facts):
 
 - Conv (dense): kernel 1-16, stride 1-8, input and output channels <= 256 * ICP, each pad <= dilated
-  kernel - 1; conv engine. Depthwise conv (groups = channels, ALU engine): kernel 1-256, stride 1-256,
-  left/top pads <= 15. Other grouped convs run on the CPU.
+  kernel - 1, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight bank's depth: vai_q_pytorch's DPU
+  op filter, check_conv_weights_bank_depth); conv engine. Depthwise conv (groups = channels, ALU engine):
+  kernel 1-256, stride 1-256, left/top pads <= 15, kernel_h * kernel_w <= 2048 (the depthwise weight bank,
+  ICP wide: check_dwconv_weights_bank_depth). Other grouped convs run on the CPU.
 - ConvTranspose (vai_q_pytorch's DPU op filter, filter_transpose_conv2d): dense (groups 1), no
   output_padding, kernel // stride in 1-16, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
@@ -72,7 +74,7 @@ MAX_ALU_KERNEL = 256
 MAX_ALU_STRIDE = 256
 MAX_DW_PAD = 15
 MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
-WEIGHT_BANK_DEPTH = 2048  # the conv weight bank's depth (VART's DPUCZDX8G target factory: CONVW bank_depth)
+WEIGHT_BANK_DEPTH = 2048  # the weight banks' depth (VART's DPUCZDX8G target factory: CONVW, DWCONVW bank_depth)
 # A bilinear Resize's coordinate mappings the DPU runs -> its scales (vai_q_pytorch's DPU op filter,
 # hardware/dpu_op_filter.py, after the compiler's partition pass): 2 or 4 with half-pixel centres, 2, 4 or 8
 # without. Shared with the emulator (dpu_ops.LINEAR_RESIZE_SCALES, by half_pixel_centers).
@@ -184,6 +186,12 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
             return _cpu(f"depthwise kernel {kernel} / stride {strides} outside 1-{MAX_ALU_KERNEL}")
         if pads[0] > MAX_DW_PAD or pads[1] > MAX_DW_PAD:
             return _cpu(f"depthwise top/left pads {pads[:2]} exceed {MAX_DW_PAD}")
+        rows = kernel[0] * kernel[1]  # x ceil(ICP / ICP): the ALU's channels fill one row of the bank
+        if rows > WEIGHT_BANK_DEPTH:
+            return _cpu(
+                f"depthwise weights {kernel[0]}x{kernel[1]} take {rows} rows of the {WEIGHT_BANK_DEPTH}-deep "
+                "depthwise weight bank (kernel_h * kernel_w)"
+            )
         return True, f"depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} (ALU engine)"
     if not all(1 <= k <= MAX_CONV_KERNEL for k in kernel):
         return _cpu(f"{op} kernel {kernel} outside 1-{MAX_CONV_KERNEL}")
@@ -192,6 +200,12 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     limit = max_conv_channels(cfg)
     if cin > limit or cout > limit:
         return _cpu(f"{op} with {cin} -> {cout} channels exceeds 256 x ICP = {limit}")
+    rows = kernel[0] * kernel[1] * math.ceil(w[1] / cfg.icp)
+    if rows > WEIGHT_BANK_DEPTH:
+        return _cpu(
+            f"{op} weights {kernel[0]}x{kernel[1]} x {w[1]} channels take {rows} rows of the "
+            f"{WEIGHT_BANK_DEPTH}-deep weight bank (kernel_h * kernel_w * ceil(C_in / ICP))"
+        )
     half = len(pads) // 2
     for i, p in enumerate(pads):
         d = dilations[i % half] if half else 1
