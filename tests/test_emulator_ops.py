@@ -744,6 +744,40 @@ def test_a_relu_after_a_hard_swish_is_the_mults_relu_before_rounding(fp_in, fp_o
     np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], plain)
 
 
+def test_what_the_emulator_says_it_runs_after_a_hard_activation_is_what_it_runs():
+    # EMULATED (and runtime.md, which repeats it) names every activation the emulator takes after each
+    import re
+    from pathlib import Path
+
+    from dpupose.runtime.qdq_graph import EMULATED
+
+    names = {"Relu": "ReLU", "Clip": "ReLU6", "LeakyRelu": "LeakyReLU of slope 26/256"}
+    taken: dict[str, list[str]] = {"HardSigmoid": [], "HardSwish": []}
+    for op in taken:
+        for act, attrs in (("Relu", {}), ("Clip", {}), ("LeakyRelu", {"alpha": 26 / 256})):
+            m = Model()
+            x = m.input((1, 4, 8, 8), 4)
+            extra = {"alpha": 1 / 6, "beta": 0.5} if op == "HardSigmoid" else {}
+            m.nodes.append(helper.make_node(op, [x], ["h"], name="h", **extra))
+            bounds = (
+                [m.const(k, np.array(v, np.float32)) for k, v in (("lo", 0.0), ("hi", 6.0))] if act == "Clip" else []
+            )
+            m.op(act, ["h", *bounds], **attrs)
+            try:
+                EmulatorRunner(m.build(7, (1, 4, 8, 8)))
+            except NotEmulated:
+                continue
+            taken[op].append(names[act])
+    assert taken == {"HardSigmoid": ["ReLU", "ReLU6", "LeakyReLU of slope 26/256"], "HardSwish": ["ReLU"]}
+    clause = (
+        f"hard sigmoids (with a {', '.join(taken['HardSigmoid'][:-1])} or {taken['HardSigmoid'][-1]} after one) and "
+        f"hard swishes (with a {taken['HardSwish'][0]} after one)"
+    )
+    assert clause in EMULATED
+    runtime_md = (Path(__file__).resolve().parents[1] / "docs" / "runtime.md").read_text()
+    assert clause in re.sub(r"\s+", " ", runtime_md)
+
+
 def test_other_activations_after_a_hard_swish_are_not_emulated():
     # the eltwise engine has no other activation: the operator rules put these on the CPU
     with pytest.raises(NotEmulated, match="a hard swish fuses a ReLU only, not leaky"):

@@ -58,8 +58,8 @@ EMULATED = (
     "convolutions, depthwise convolutions, transposed convolutions, element-wise adds, concats, nearest-neighbour "
     "and bilinear upsampling by whole numbers (constant scales, or sizes that are whole multiples of the input's), "
     "max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, "
-    "element-wise Muls of two activations, and hard sigmoids and hard swishes (and a ReLU after one) of a "
-    "dequantized activation"
+    "element-wise Muls of two activations, and hard sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 "
+    "after one) and hard swishes (with a ReLU after one) of a dequantized activation"
 )
 
 
