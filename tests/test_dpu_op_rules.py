@@ -24,7 +24,9 @@ CFG = load_config("u96v2-b1600-pynq")  # B1600: ICP = 10, conv LeakyReLU, no sof
 
 
 def info(shapes: dict, consts: tuple[str, ...] = (), on_dpu: bool | None = True) -> GraphInfo:
-    return GraphInfo(shapes, {c: np.zeros(shapes[c], np.float32) for c in consts}, lambda _t: on_dpu)
+    constants = {c: np.zeros(shapes[c], np.float32) for c in consts}
+    constants.setdefault("sc", np.ones(4, np.float32))  # the resizes' scales: a constant (the rules read the shapes)
+    return GraphInfo(shapes, constants, lambda _t: on_dpu)
 
 
 def conv(k: int = 3, s: int = 1, cin: int = 8, cout: int = 8, group: int = 1, pads: int | None = None, dil: int = 1):

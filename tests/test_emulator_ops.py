@@ -219,6 +219,82 @@ def test_other_resizes_are_not_emulated(scales, attrs, message):
         EmulatorRunner(model)
 
 
+def _nearest(scales, computed=False, hw=(4, 4), **attrs) -> bytes:
+    """x (1, 2, H, W) -> Resize nearest by `scales` (an initializer, or one passed through an Identity: a
+    tensor the graph computes) -> y."""
+    m = Model()
+    x = m.input((1, 2, *hw), 4)
+    sc = m.const("scales", np.array(scales, np.float32))
+    if computed:
+        m.nodes.append(helper.make_node("Identity", [sc], ["scales_computed"], name="scales/identity"))
+        sc = "scales_computed"
+    m.op("Resize", [x, "", sc], **{"mode": "nearest", **attrs})
+    out = (1, 2, int(hw[0] * scales[2]), int(hw[1] * scales[3]))
+    return m.build(4, out)
+
+
+@pytest.mark.parametrize(
+    ("scales", "computed", "attrs", "on_dpu", "why"),
+    [
+        ([1, 1, 2, 2], False, {}, True, ""),
+        ([1, 1, 3, 2], False, {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, True, ""),
+        ([1, 1, 1.5, 1.5], False, {}, False, "nearest Resize at scale 1.5x1.5 of a [1, 2, 4, 4] input: the DPU's"),
+        ([1, 1, 2, 1.5], False, {}, False, "nearest Resize at scale 2x1.5"),
+        ([1, 1, 2, 2], True, {}, False, "Resize whose scales are not a constant (an initializer or Constant node)"),
+        (
+            [1, 1, 4, 4],
+            False,
+            {"coordinate_transformation_mode": "asymmetric"},
+            False,
+            "nearest Resize with coordinate_transformation_mode 'asymmetric' and nearest_mode 'round_prefer_floor'",
+        ),
+        ([1, 1, 2, 2], False, {"nearest_mode": "floor"}, False, "from input pixel floor(x / scale)"),
+    ],
+)
+def test_the_rules_put_a_nearest_resize_on_the_dpu_exactly_when_the_emulator_runs_it(
+    scales, computed, attrs, on_dpu, why
+):
+    # vai_q_pytorch's DPU op filter (filter_upsample) refuses align_corners only, leaving the scale to the XIR
+    # upsample-fix (output = input x scale) that repeats each pixel; a fractional or computed scale, or a
+    # mapping other than floor(x / scale), went to the DPU by the rules and was refused by the emulator
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    model = _nearest(scales, computed, **attrs)
+    cfg = load_config("u96v2-b1600-pynq")
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    ok, reason = dpu_support(node, g.info(), cfg)
+    assert ok is on_dpu and why in reason, reason
+    # dpu estimate's graph walk asks the same rule
+    walked = extract_layers(onnx.load_from_string(model), cfg)
+    assert any(layer.name == "op" for layer in walked.layers) is on_dpu
+    if on_dpu:
+        emu = EmulatorRunner(model)
+        x = feeds(emu, 1)
+        np.testing.assert_array_equal(emu.run(x)["y"], ort_plain(model, x))
+    else:
+        with pytest.raises(ModelFileError):
+            emu = EmulatorRunner(model)
+            emu.run(feeds(emu, 1))
+
+
+def test_a_nearest_resize_of_more_channels_than_the_load_engine_takes_goes_to_the_cpu():
+    # filter_upsample's check_load_jump_write: C <= 256 x ICP of the load engine (ICP 10 on the B1600)
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import GraphInfo, dpu_support
+
+    cfg = load_config("u96v2-b1600-pynq")
+    node = helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="nearest")
+    for c, ok in ((2560, True), (2561, False)):
+        gi = GraphInfo({"a": (1, c, 2, 2), "y": (1, c, 4, 4)}, {"sc": np.array([1, 1, 2, 2], np.float32)})
+        supported, reason = dpu_support(node, gi, cfg)
+        assert supported is ok, reason
+    assert reason == "nearest Resize of 2561 channels exceeds 256 x ICP = 2560 (the load engine's)"
+
+
 def _bilinear(fp_in, fp_out, s, opset=OPSET, act=None, **attrs) -> bytes:
     m = Model()
     x = m.input((1, 3, 4, 5), fp_in)

@@ -171,9 +171,11 @@ class _Walker:
             if t.HasField("shape"):
                 self.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
         self.const: set[str] = set()
+        self.const_protos: dict[str, Any] = {}  # initializers and Constant nodes' values (TensorProto)
         for init in g.initializer:
             self.shapes[init.name] = list(init.dims)
             self.const.add(init.name)
+            self.const_protos[init.name] = init
         self.consumers: dict[str, list[Any]] = {}
         for node in g.node:
             for name in node.input:
@@ -203,6 +205,9 @@ class _Walker:
         dyn = [i for i in node.input if i and i not in self.const]
         if op == "Constant" or not dyn:
             self.const.update(node.output)
+            value = next((a.t for a in node.attribute if a.name == "value"), None) if op == "Constant" else None
+            if value is not None:
+                self.const_protos[node.output[0]] = value
             return
         name = node.name or f"{op}_{len(self.result.layers)}"
         capable = op in FUSED_OPS or op in LAYOUT_OPS or op in COSTED_OPS
@@ -262,8 +267,8 @@ class _Walker:
         movement; bilinear at scale s, a transposed depthwise conv, kernel 2s, stride s, with C * (2s)**2
         fixed int8 weights (vai_q_pytorch's DPU op filter)."""
         x, y = self.shape(dyn[0]), self.shape(node.output[0])
-        info = GraphInfo({dyn[0]: tuple(x), node.output[0]: tuple(y)}, opset=self.opset)
-        on_dpu, why = resize_support(node, info)  # the operator rules' decision, so the two cannot part
+        info = self.info(node)
+        on_dpu, why = resize_support(node, info, self.cfg)  # the operator rules' decision, so the two cannot part
         if not on_dpu:
             self.exclude(node, name, f"not a DPU op ({why})")
             return
@@ -277,6 +282,20 @@ class _Walker:
         layer = Layer(name, node.op_type, "dwdeconv", ins, out, kernel, (s, s), c, c * kernel[0] * kernel[1])
         self.result.layers.append(layer)
         self.mark(node, True)
+
+    def info(self, *nodes: Any) -> GraphInfo:
+        """What the operator rules read about `nodes`: their tensors' shapes, which inputs are constants (with
+        the values of initializers and Constant nodes; None for one computed from constants) and the opset."""
+        names = {t for n in nodes for t in [*n.input, *n.output] if t}
+        shapes = {t: tuple(self.shapes[t]) for t in names if t in self.shapes}
+        constants = {t: self.value(t) for t in names if t in self.const}
+        return GraphInfo(shapes, constants, opset=self.opset)
+
+    def value(self, name: str) -> Any:
+        from onnx import numpy_helper
+
+        proto = self.const_protos.get(name)
+        return None if proto is None else numpy_helper.to_array(proto)
 
     def known(self, node: Any) -> bool:
         domain = node.domain or ""

@@ -16,8 +16,13 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine).
-- Resize: by `sizes` only where they are whole multiples of the input's H and W (N and C unchanged): a
-  resize by those scales. Nearest without align_corners; bilinear (a transposed depthwise conv with fixed weights, no
+- Resize: by constant scales or sizes only (an initializer or Constant node: the DPU's upsample is by a
+  scale fixed when compiled); by `sizes` only where they are whole multiples of the input's H and W (N and
+  C unchanged): a resize by those scales. Nearest (vai_q_pytorch's DPU op filter, filter_upsample: no
+  align_corners, C <= 256 * ICP, the load engine's; XIR upsample-fix, output = input x scale) at whole-number
+  scales on H and W, N and C unchanged, with a mapping that takes output pixel x from input pixel
+  floor(x / scale) (VART's cpu-runner upsample: half_pixel or pytorch_half_pixel with a round_prefer_*
+  nearest_mode, asymmetric with floor...); bilinear (a transposed depthwise conv with fixed weights, no
   activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
   scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel (or Resize-19's half_pixel_symmetric, which
   is half_pixel at a whole-number scale: its offset is centre x (1 - floor(in x s) / (in x s)), 0 there), 2, 4 or 8
@@ -58,6 +63,7 @@ import numpy as np
 
 from dpupose.dpu.config import DpuConfig
 from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid
+from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
 FUSED_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu")  # the engines' nonlinear types: relu, relu_six, leaky_relu
@@ -306,18 +312,36 @@ def _eltwise(node: Any, info: GraphInfo) -> Support:
     return True, f"element-wise {op} (eltwise engine)"
 
 
-def resize_support(node: Any, info: GraphInfo) -> Support:
-    """A Resize / Upsample node's rule (shapes of its input and output, the model's opset in `info`)."""
-    return _resize(node, info)
+def resize_support(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> Support:
+    """A Resize / Upsample node's rule (shapes of its input and output, which of its inputs are constants and
+    the model's opset in `info`)."""
+    return _resize(node, info, cfg)
 
 
-def _resize(node: Any, info: GraphInfo) -> Support:
+def _resize_factor(node: Any, info: GraphInfo) -> tuple[str, str | None]:
+    """("scales" or "sizes", the input that gives them; None for Upsample-7's scales attribute)."""
+    if node.op_type == "Upsample" and len(node.input) < 2:
+        return "scales", None
+    if node.op_type == "Upsample" or 0 < info.opset < 11:
+        return "scales", node.input[1] if len(node.input) > 1 else ""
+    if len(node.input) > 3 and node.input[3]:
+        return "sizes", node.input[3]
+    return "scales", node.input[2] if len(node.input) > 2 else ""
+
+
+def _resize(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> Support:
     mode = attr(node, "mode", "nearest")
     ctm = resize_mapping(node, info.opset)
     if ctm == "align_corners":
         return _cpu("Resize with align_corners")
     x, y = info.shape(node.input[0]), info.shape(node.output[0])
-    by_sizes = node.op_type == "Resize" and not 0 < info.opset < 11 and len(node.input) > 3 and bool(node.input[3])
+    what, given = _resize_factor(node, info)
+    if given is not None and info.constants.get(given) is None:
+        return _cpu(
+            f"{node.op_type} whose {what} are not a constant (an initializer or Constant node): the DPU's "
+            "upsample is by a scale fixed when the model is compiled"
+        )
+    by_sizes = what == "sizes"
     if by_sizes:  # the DPU's upsample is by whole numbers: sizes must be whole multiples of the input's H and W
         if x is None or y is None or len(x) != 4 or len(y) != 4:
             return _cpu("Resize by sizes of a tensor of unknown shape (the DPU resizes by a whole number)")
@@ -327,7 +351,7 @@ def _resize(node: Any, info: GraphInfo) -> Support:
                 "resizes by a whole number, N and C unchanged)"
             )
     if mode == "nearest":
-        return True, "Resize nearest (upsample)"
+        return _nearest(node, info, cfg, x, y)
     if mode != "linear":
         return _cpu(f"Resize mode {mode!r} (only nearest, or bilinear at scale 2/4/8)")
     if ctm not in RESIZE_LINEAR_SCALES:
@@ -343,6 +367,37 @@ def _resize(node: Any, info: GraphInfo) -> Support:
         allowed = ", ".join(map(str, scales))
         return _cpu(f"bilinear Resize at scale {sh:g}x{sw:g} (only {allowed} with {ctm}, the same on H and W)")
     return True, f"Resize bilinear x{int(sh)} (transposed depthwise conv, ALU engine)"
+
+
+def _nearest(
+    node: Any, info: GraphInfo, cfg: DpuConfig | None, x: tuple[int, ...] | None, y: tuple[int, ...] | None
+) -> Support:
+    """A nearest Resize / Upsample as the DPU's upsample takes it: vai_q_pytorch's DPU op filter
+    (filter_upsample) refuses align_corners and more than 256 x ICP channels (the load engine's, which runs
+    it); the XIR upsample-fix it becomes repeats each pixel a whole number of times (output = input x scale)
+    with VART's cpu-runner's floor(x / scale) source pixel. So: whole-number scales on H and W (N and C
+    unchanged) and a mapping that takes output pixel x from input pixel floor(x / scale)."""
+    if x is None or y is None or len(x) != 4 or len(y) != 4:
+        return _cpu("nearest Resize of a tensor of unknown shape (the DPU's upsample is by a whole number)")
+    if x[:2] != y[:2] or y[2] % x[2] or y[3] % x[3]:
+        sh, sw = y[2] / x[2], y[3] / x[3]
+        return _cpu(
+            f"nearest Resize at scale {sh:g}x{sw:g} of a {list(x)} input: the DPU's upsample repeats each pixel a "
+            "whole number of times along H and W (N and C unchanged)"
+        )
+    if node.op_type == "Resize" and not 0 < info.opset < 11:
+        ctm = resize_mapping(node, info.opset)
+        nearest = attr(node, "nearest_mode", "round_prefer_floor")
+        if (ctm, nearest) not in FLOOR_MAPPINGS:
+            return _cpu(
+                f"nearest Resize with coordinate_transformation_mode {ctm!r} and nearest_mode {nearest!r}: the "
+                "DPU's upsample takes output pixel x from input pixel floor(x / scale)"
+            )
+    if cfg is not None and x[1] > max_conv_channels(cfg):
+        return _cpu(
+            f"nearest Resize of {x[1]} channels exceeds 256 x ICP = {max_conv_channels(cfg)} (the load engine's)"
+        )
+    return True, f"Resize nearest x{y[2] // x[2]}x{y[3] // x[3]} (upsample)"
 
 
 def _concat(node: Any, info: GraphInfo) -> Support:
@@ -479,7 +534,7 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if op in ("Add", "Mul"):
         return _eltwise(node, info)
     if op in ("Resize", "Upsample"):
-        return _resize(node, info)
+        return _resize(node, info, cfg)
     if op == "Concat":
         return _concat(node, info)
     if op == "DepthToSpace":
