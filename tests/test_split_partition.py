@@ -921,3 +921,32 @@ def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):
     # `dpupose quantize` takes dpupose's own checkpoints only: the float export of another network is told
     # where the conventions it must be quantized to are, not only to run a command that refuses it
     assert "a network of your own to QDQ with per-tensor power-of-two scales (docs/split.md, A model of" in err
+
+
+@pytest.mark.parametrize(
+    "middle",
+    ["none", "leaky", "leaky_ok", "pool", "mul", "mul2", "deconv", "bilinear_scales", "bilinear_relu", "hswish_relu"],
+)
+def test_dpu_estimate_costs_on_the_dpu_what_split_puts_there(middle):
+    # dpu estimate's graph walk asks the operator rules whether an op's activation is fused, as the split does:
+    # the layers it costs are the split's DPU units up to the first CPU one (it stops there, the split goes on)
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import COSTED_OPS, extract_layers
+    from dpupose.split.assign import CPU, _preds, assign
+    from dpupose.split.graph import analyze
+
+    cfg = load_config(CONFIG)
+    model = build(middle)
+    g = analyze(model)
+    devices = assign(g, cfg).devices
+    after_cpu: set[int] = set()
+    for u in g.units:  # graph order: a unit's producers come first
+        if any(devices[p] == CPU or p in after_cpu for p in _preds(g, u)):
+            after_cpu.add(u.index)
+    split_dpu = {u.name for u in g.units if devices[u.index] != CPU and u.index not in after_cpu and u.op in COSTED_OPS}
+    assert {layer.name for layer in extract_layers(model, cfg).layers} == split_dpu
+    if middle in ("leaky", "bilinear_relu"):  # the op whose activation the rules do not fuse: CPU in both
+        main = "conv2" if middle == "leaky" else "mid/resize"
+        assert main not in split_dpu
+        excluded = {name: why for name, _, why in extract_layers(model, cfg).excluded}
+        assert excluded[main].startswith("not a DPU op (its fused activation cannot run on the DPU: ")

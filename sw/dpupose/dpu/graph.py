@@ -15,7 +15,10 @@ Each node is classified:
 - HardSigmoid (relu6(x + 3) / 6; other alpha/beta: not a DPU op) and HardSwish are never fused (VART's
   DPUCZDX8G target factory fuses relu, leaky_relu and relu_six only): a HardSigmoid is one ALU hsigmoid
   layer, a HardSwish two layers of the node's name, the ALU hsigmoid and the eltwise mult x * hsigmoid(x);
-- fused, no cost: Relu, Clip (ReLU6), LeakyRelu, BatchNormalization (folded), Identity, Dropout, Q/DQ, Concat;
+- fused, no cost: Relu, Clip (ReLU6), LeakyRelu where the operator rules fuse them after the op before
+  them (its engine's activations: dpupose.dpu.ops.activation_support, as the split asks; an op whose
+  activation they do not fuse is not a DPU op, nor is an activation with nothing to fuse into);
+  BatchNormalization (folded), Identity, Dropout, Q/DQ, Concat;
 - layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer is
   a fully connected layer; otherwise a CPU op;
 - "not a DPU op" (a standard ONNX op the DPU does not run: Softmax, ReduceSum, Sigmoid, ...): excluded,
@@ -35,9 +38,13 @@ from typing import Any
 
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.ops import (
+    FUSED_ACTIVATION_OPS,
     HARD_ACTIVATION_OPS,
     GraphInfo,
+    activation_support,
     attr,
+    dpu_support,
+    engine_of,
     hard_activation_support,
     model_opset,
     resize_support,
@@ -53,6 +60,8 @@ FUSED_OPS = {
     "QuantizeLinear", "DequantizeLinear", "Concat",
 }  # fmt: skip
 LAYOUT_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
+FOLDED_OPS = {"BatchNormalization", "Identity", "Dropout"}  # passed over between an op and its activation
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 FC_OPS = {"Gemm", "MatMul"}
 
 
@@ -176,12 +185,19 @@ class _Walker:
             self.shapes[init.name] = list(init.dims)
             self.const.add(init.name)
             self.const_protos[init.name] = init
+        for node in g.node:  # known before the walk reaches them: an op's activation may read one after it
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if node.op_type == "Constant" and value is not None:
+                self.const.add(node.output[0])
+                self.const_protos[node.output[0]] = value
         self.consumers: dict[str, list[Any]] = {}
         for node in g.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
         graph_inputs = {i.name for i in g.input} - self.const
         self.on_dpu: dict[str, bool] = dict.fromkeys(graph_inputs, True)
+        self.graph_outputs = {o.name for o in g.output}
+        self.chained: set[int] = set()  # id() of the activations (and folded ops) fused into a DPU op
         self.result = DpuGraph()
 
     def shape(self, name: str) -> list[int]:
@@ -205,9 +221,6 @@ class _Walker:
         dyn = [i for i in node.input if i and i not in self.const]
         if op == "Constant" or not dyn:
             self.const.update(node.output)
-            value = next((a.t for a in node.attribute if a.name == "value"), None) if op == "Constant" else None
-            if value is not None:
-                self.const_protos[node.output[0]] = value
             return
         name = node.name or f"{op}_{len(self.result.layers)}"
         capable = op in FUSED_OPS or op in LAYOUT_OPS or op in COSTED_OPS
@@ -217,12 +230,17 @@ class _Walker:
         if not all(self.on_dpu.get(i, False) for i in dyn):
             self.exclude(node, name, "after a CPU op" if capable else "unknown op, after a CPU op")
             return
-        if op in FUSED_OPS:
-            self.mark(node, True)
+        if op in FUSED_ACTIVATION_OPS:
+            if id(node) in self.chained:  # fused into the op before it, which the rules let it be
+                self.mark(node, True)
+            else:  # nothing to fuse into: the operator rules' standalone activation
+                self.exclude(node, name, f"not a DPU op ({dpu_support(node, self.info(node), self.cfg)[1]})")
+        elif op in FUSED_OPS:
+            self.accept(node, name, [])
         elif op in LAYOUT_OPS:
             consumers = [c for o in node.output for c in self.consumers.get(o, [])]
             if consumers and all(c.op_type in FC_OPS for c in consumers):
-                self.mark(node, True)
+                self.accept(node, name, [])
             else:
                 self.exclude(node, name, "not a DPU op (reshape of a tensor that does not feed a DPU layer)")
         elif op in HARD_ACTIVATION_OPS:
@@ -236,8 +254,7 @@ class _Walker:
             if layer is None:
                 self.exclude(node, name, "not a DPU op (no constant weight)")
             else:
-                self.result.layers.append(layer)
-                self.mark(node, True)
+                self.accept(node, name, [layer])
         else:
             self.result.unknown.append((name, op))
             ins = tuple(_shape4(self.shape(i)) for i in dyn)
@@ -257,10 +274,10 @@ class _Walker:
             return
         x = _shape4(self.shape(dyn[0]))
         out = _shape4(self.shape(node.output[0]))
-        self.result.layers.append(Layer(name, op, "hsigmoid", (x,), out))
+        layers = [Layer(name, op, "hsigmoid", (x,), out)]
         if op == "HardSwish":
-            self.result.layers.append(Layer(name, op, "eltwise", (x, out), out))
-        self.mark(node, True)
+            layers.append(Layer(name, op, "eltwise", (x, out), out))
+        self.accept(node, name, layers)
 
     def resize(self, node: Any, name: str, dyn: list[str]) -> None:
         """A Resize / Upsample where the operator rules put it on the DPU (else not a DPU op): nearest, data
@@ -273,15 +290,51 @@ class _Walker:
             self.exclude(node, name, f"not a DPU op ({why})")
             return
         if attr(node, "mode", "nearest") != "linear":
-            self.result.layers.append(Layer(name, node.op_type, "move", (_shape4(x),), _shape4(y)))
-            self.mark(node, True)
+            self.accept(node, name, [Layer(name, node.op_type, "move", (_shape4(x),), _shape4(y))])
             return
         ins, out = (_shape4(x),), _shape4(y)
         s = out[2] // ins[0][2]
         kernel, c = (2 * s, 2 * s), out[1]
         layer = Layer(name, node.op_type, "dwdeconv", ins, out, kernel, (s, s), c, c * kernel[0] * kernel[1])
-        self.result.layers.append(layer)
+        self.accept(node, name, [layer])
+
+    def accept(self, node: Any, name: str, layers: list[Layer]) -> None:
+        """Put `node` on the DPU with its `layers`, unless an activation the split would fuse into it (the
+        single consumers after it, over folded batch norms and no-ops) is one the operator rules do not
+        fuse after its engine: then it is not a DPU op either, as the split puts the two on the CPU."""
+        if node.op_type not in QDQ_OPS and id(node) not in self.chained:
+            chain = self.fused_chain(node)
+            if chain:
+                info = self.info(node, *chain)
+                engine = engine_of(node, info)
+                for act in chain:
+                    if act.op_type not in FUSED_ACTIVATION_OPS:
+                        continue
+                    ok, why = activation_support(act, engine, self.cfg, info)
+                    if not ok:
+                        self.exclude(node, name, f"not a DPU op (its fused activation cannot run on the DPU: {why})")
+                        return
+                self.chained.update(id(c) for c in chain)
+        self.result.layers.extend(layers)
         self.mark(node, True)
+
+    def fused_chain(self, node: Any) -> list[Any]:
+        """The activations the split fuses into `node` (each the one consumer of the tensor before it, which is
+        no model output), with the folded batch norms and no-ops between them."""
+        chain: list[Any] = []
+        out = node.output[0]
+        while True:
+            cons = self.consumers.get(out, [])
+            if len(cons) != 1 or out in self.graph_outputs:
+                break
+            nxt = cons[0]
+            if nxt.op_type not in FUSED_ACTIVATION_OPS and nxt.op_type not in FOLDED_OPS:
+                break
+            chain.append(nxt)
+            out = nxt.output[0]
+        while chain and chain[-1].op_type not in FUSED_ACTIVATION_OPS:
+            chain.pop()  # a folded op after the last activation is an op of its own
+        return chain
 
     def info(self, *nodes: Any) -> GraphInfo:
         """What the operator rules read about `nodes`: their tensors' shapes, which inputs are constants (with
