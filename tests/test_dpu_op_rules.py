@@ -335,3 +335,38 @@ def test_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, words):
     supported, reason = dpu_support(node, gi, CFG)
     assert supported is ok and words in reason, reason
     assert engine_of(node, gi) == CONV_ENGINE  # its activations are the conv engine's
+
+
+@pytest.mark.parametrize(
+    ("c", "ok", "words"),
+    [
+        ((8, 1, 1), True, "per-channel constant"),
+        ((1, 8, 1, 1), True, "per-channel constant"),
+        ((), True, "scalar constant"),
+        ((1,), True, "scalar constant"),
+        ((1, 1, 1, 1), True, "scalar constant"),
+        # ONNX broadcasts on the right: [1, 1, 1, C] and [C] run along W (W == C here), not along the channels
+        ((1, 1, 1, 8), False, "shape [1, 1, 1, 8]: ONNX broadcasts along W of the [1, 8, 5, 8] input"),
+        ((8,), False, "shape [8]: ONNX broadcasts along W"),
+        ((1, 1, 5, 1), False, "broadcasts along H"),
+        ((8, 5, 1), False, "broadcasts along C, H"),
+        ((1, 1, 8, 1, 1), False, "changes the tensor's rank"),
+        ((4, 1, 1), False, "one value or one per channel"),  # 4 values for 8 channels
+    ],
+)
+def test_a_mul_by_a_constant_is_per_channel_only_along_c_as_onnx_broadcasts_it(c, ok, words):
+    # the DPU's Mul by a constant is a 1x1 depthwise conv (vai_q_pytorch's filter_eltwise): one value per channel
+    node = helper.make_node("Mul", ["a", "c"], ["y"])
+    gi = info({"a": (1, 8, 5, 8), "c": c, "y": (1, 8, 5, 8)}, ("c",))
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok and words in reason, reason
+    assert engine_of(node, gi) == ALU_ENGINE
+
+
+def test_a_mul_by_a_constant_of_unknown_shape_is_not_taken_for_a_scalar():
+    node = helper.make_node("Mul", ["a", "c"], ["y"])
+    gi = GraphInfo({"a": (1, 8, 5, 8), "y": (1, 8, 5, 8)}, {"c": np.ones((1, 1, 1, 8), np.float32)})
+    ok, reason = dpu_support(node, gi, CFG)  # the value's shape is read when the graph's is not known
+    assert not ok and "shape [1, 1, 1, 8]" in reason
+    ok, reason = dpu_support(node, GraphInfo({"a": (1, 8, 5, 8)}, {"c": None}), CFG)
+    assert not ok and "unknown shape" in reason

@@ -1150,3 +1150,37 @@ def test_half_pixel_symmetric_x8_bilinear_stays_on_the_cpu_as_half_pixel_s():
     )
     with pytest.raises(NotEmulated, match="scales 8x8: the DPU's bilinear resize with half-pixel centres is by 2 or 4"):
         EmulatorRunner(model)
+
+
+@pytest.mark.parametrize(
+    ("shape", "on_dpu"),
+    [((4, 1, 1), True), ((1, 4, 1, 1), True), ((1,), True), ((1, 1, 1, 4), False), ((4,), False)],
+)
+def test_the_rules_put_a_mul_by_a_constant_on_the_dpu_exactly_when_the_emulator_runs_it(shape, on_dpu):
+    # x is (1, 4, 3, 4): W == C, so a [1, 1, 1, C] or [C] constant has C values but ONNX broadcasts it along W
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    m = Model()
+    x = m.input((1, 4, 3, 4), 4)
+    m.op("Mul", [x, m.const_dq("c", np.arange(1, 1 + math.prod(shape), dtype=np.int8).reshape(shape), 6)])
+    model = m.build(4, (1, 4, 3, 4))
+    cfg = load_config("u96v2-b1600-pynq")
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Mul")
+    ok, reason = dpu_support(node, g.info(), cfg)
+    assert ok is on_dpu, reason
+    walked = extract_layers(onnx.load_from_string(model), cfg)
+    assert any(layer.name == "op" for layer in walked.layers) is on_dpu
+    if on_dpu:
+        emu = EmulatorRunner(model)
+        xs = feeds(emu, 2)
+        v = xs["x0"].astype(np.float64).transpose(0, 3, 1, 2) * np.arange(1, 1 + math.prod(shape)).reshape(shape)
+        ref = np.clip(np.floor(v * 2.0**-6 + 0.5), -128, 127).transpose(0, 2, 3, 1)  # fp 4 * fp 6 -> fp 4
+        np.testing.assert_array_equal(emu.run(xs)["y"], ref)
+    else:
+        assert "broadcasts along W" in reason
+        with pytest.raises(NotEmulated, match=r"the emulator runs a Mul by one value or one per channel"):
+            EmulatorRunner(model)

@@ -6,7 +6,8 @@ float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is
 Each node is classified:
 - a DPU layer with a cost: Conv (groups = 1, depthwise, grouped), ConvTranspose, Gemm/MatMul with a constant
   weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise: the eltwise
-  engine; a Mul by a constant: a 1x1 depthwise conv on the ALU), DepthToSpace (pixel shuffle, data
+  engine; a Mul by a constant: a 1x1 depthwise conv on the ALU, where the operator rules take it: one value
+  or one per channel), DepthToSpace (pixel shuffle, data
   movement), Pad;
 - Resize/Upsample where the operator rules put it on the DPU (dpupose.dpu.ops, at the model's opset;
   otherwise not a DPU op): nearest, data movement; bilinear at scale s, the transposed depthwise conv with
@@ -249,6 +250,9 @@ class _Walker:
             self.resize(node, name, dyn)
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
+        elif op == "Mul" and len(dyn) == 1 and (refused := self.refused(node)) is not None:
+            # by a constant: the operator rules' test (one value, or one per channel as ONNX broadcasts it)
+            self.exclude(node, name, f"not a DPU op ({refused})")
         elif op in COSTED_OPS:
             layer = self.layer(node, name, dyn)
             if layer is None:
@@ -349,6 +353,11 @@ class _Walker:
 
         proto = self.const_protos.get(name)
         return None if proto is None else numpy_helper.to_array(proto)
+
+    def refused(self, node: Any) -> str | None:
+        """The operator rules' reason for putting `node` on the CPU, or None when they put it on the DPU."""
+        ok, why = dpu_support(node, self.info(node), self.cfg)
+        return None if ok else why
 
     def known(self, node: Any) -> bool:
         domain = node.domain or ""

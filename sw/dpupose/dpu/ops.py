@@ -15,7 +15,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Gemm / MatMul with a constant weight: fully connected.
 - MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
-  scalar) constant becomes a 1 x 1 depthwise conv (ALU engine).
+  scalar) constant becomes a 1 x 1 depthwise conv (ALU engine): per channel as ONNX broadcasts it, non-1 on
+  the C axis only (shape [C, 1, 1] or [1, C, 1, 1]; [1, 1, 1, C] broadcasts along W: CPU).
 - Resize: by constant scales or sizes only (an initializer or Constant node: the DPU's upsample is by a
   scale fixed when compiled); by `sizes` only where they are whole multiples of the input's H and W (N and
   C unchanged): a resize by those scales. Nearest (vai_q_pytorch's DPU op filter, filter_upsample: no
@@ -297,19 +298,43 @@ def _eltwise(node: Any, info: GraphInfo) -> Support:
     acts = info.activations(node)
     consts = [t for t in node.input if t and info.is_const(t)]
     if op == "Mul" and len(acts) == 1 and len(consts) == 1:
-        c = info.shape(consts[0]) or ()
-        x = info.shape(acts[0])
-        channels = x[1] if x is not None and len(x) == 4 else None
-        size = math.prod(c)
-        if size == 1 or (channels is not None and size == channels and max(c) == channels and len(c) in (3, 4)):
-            return True, "Mul by a per-channel constant (1x1 depthwise conv, ALU engine)"
-        return _cpu(f"Mul by a constant of shape {list(c)} (only per-channel or scalar)")
+        return _mul_const(info.shape(acts[0]), _const_shape(consts[0], info))
     if len(acts) < 2 or consts:
         return _cpu(f"{op} with a constant operand")
     shapes = [info.shape(t) for t in acts]
     if any(s is None for s in shapes) or len({s for s in shapes}) != 1:
         return _cpu(f"{op} of tensors with different shapes (broadcasting)")
     return True, f"element-wise {op} (eltwise engine)"
+
+
+def _const_shape(name: str, info: GraphInfo) -> tuple[int, ...] | None:
+    """A constant's shape: the graph's, else its value's (None when neither is known)."""
+    shape = info.shape(name)
+    if shape is None and info.constants.get(name) is not None:
+        shape = tuple(np.shape(info.constants[name]))
+    return shape
+
+
+def _mul_const(x: tuple[int, ...] | None, c: tuple[int, ...] | None) -> Support:
+    """A Mul of an activation `x` (NCHW) by a constant of shape `c` as ONNX broadcasts it (shapes aligned on
+    the right): the DPU's 1x1 depthwise conv (vai_q_pytorch's DPU op filter, filter_eltwise turns a Mul by a
+    constant into one) multiplies each channel by one value, so only one value (a scalar) or one per channel
+    (non-1 on C only: shape [C, 1, 1] or [1, C, 1, 1]). [1, 1, 1, C] or [C] broadcasts along W, not C."""
+    if c is None:
+        return _cpu("Mul by a constant of unknown shape (the DPU's takes one value or one per channel)")
+    if len(c) <= 4 and math.prod(c) == 1:
+        return True, "Mul by a scalar constant (1x1 depthwise conv, ALU engine)"
+    if x is None or len(x) != 4:
+        return _cpu(f"Mul by a constant of shape {list(c)} of a tensor of unknown shape (one value per channel?)")
+    padded = (1,) * (4 - len(c)) + tuple(c) if len(c) <= 4 else tuple(c)
+    if len(padded) == 4 and padded[1] == x[1] and all(padded[i] == 1 for i in (0, 2, 3)):
+        return True, "Mul by a per-channel constant (1x1 depthwise conv, ALU engine)"
+    axes = [a for a, n in zip("NCHW", padded[-4:]) if n != 1] if len(padded) == 4 else []
+    along = f" broadcasts along {', '.join(axes)} of the {list(x)} input" if axes else " changes the tensor's rank"
+    return _cpu(
+        f"Mul by a constant of shape {list(c)}: ONNX{along} (NCHW); the DPU's Mul by a constant is a 1x1 depthwise "
+        "conv, one value or one per channel (shape [C, 1, 1] or [1, C, 1, 1])"
+    )
 
 
 def resize_support(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> Support:
