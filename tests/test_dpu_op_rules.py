@@ -56,6 +56,12 @@ def conv(k: int = 3, s: int = 1, cin: int = 8, cout: int = 8, group: int = 1, pa
         # depthwise (check_dwconv_weights_bank_depth: DWCONVW, ICP wide): kernel_h * kernel_w <= 2048
         ({"cin": 8, "cout": 8, "group": 8, "k": 45, "pads": 0}, True, "depthwise conv 45x45"),
         ({"cin": 8, "cout": 8, "group": 8, "k": 46, "pads": 0}, False, "take 2116 rows of the 2048-deep depthwise"),
+        # depthwise channels (filter_depthwise_conv2d: check_load_jump_write on C_in, check_save_jump_read on
+        # C_out, 256 x the ALU engine's channel_parallel, ICP = 10 on the B1600)
+        ({"cin": 2560, "cout": 2560, "group": 2560}, True, "depthwise conv 3x3"),
+        ({"cin": 2561, "cout": 2561, "group": 2561}, False, "depthwise conv with 2561 -> 2561 channels exceeds 256 x"),
+        ({"cin": 1280, "cout": 2560, "group": 1280}, True, "depthwise conv 3x3"),  # channel multiplier 2
+        ({"cin": 1281, "cout": 2562, "group": 1281}, False, "1281 -> 2562 channels exceeds 256 x ICP = 2560"),
         ({"k": 3, "pads": 2}, True, "conv 3x3"),
         ({"k": 3, "pads": 3}, False, "pad 3 exceeds the dilated kernel - 1 = 2"),
         ({"k": 3, "pads": 3, "dil": 2}, True, "conv 3x3"),
@@ -370,3 +376,19 @@ def test_a_mul_by_a_constant_of_unknown_shape_is_not_taken_for_a_scalar():
     assert not ok and "shape [1, 1, 1, 8]" in reason
     ok, reason = dpu_support(node, GraphInfo({"a": (1, 8, 5, 8)}, {"c": None}), CFG)
     assert not ok and "unknown shape" in reason
+
+
+@pytest.mark.parametrize(("name", "icp"), [("u96v2-b1600-pynq", 10), ("u96v2-b512", 8)])
+def test_a_bilinear_resize_takes_256_x_icp_channels(name, icp):
+    # filter_upsample turns it into a transposed depthwise conv, which filter_transpose_depthwise_conv2d
+    # checks with check_load_jump_write: C <= 256 x the ALU engine's channel_parallel (ICP)
+    cfg = load_config(name)
+    assert cfg.icp == icp
+    node = helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="linear")
+    for c, ok in ((256 * icp, True), (256 * icp + 1, False)):
+        supported, reason = dpu_support(node, info({"a": (1, c, 4, 4), "y": (1, c, 8, 8)}), cfg)
+        assert supported is ok, reason
+    assert reason == (
+        f"bilinear Resize of {256 * icp + 1} channels exceeds 256 x ICP = {256 * icp} (the ALU engine's, which runs "
+        "it as a transposed depthwise conv)"
+    )

@@ -6,8 +6,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Conv (dense): kernel 1-16, stride 1-8, input and output channels <= 256 * ICP, each pad <= dilated
   kernel - 1, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight bank's depth: vai_q_pytorch's DPU
   op filter, check_conv_weights_bank_depth); conv engine. Depthwise conv (groups = channels, ALU engine):
-  kernel 1-256, stride 1-256, left/top pads <= 15, kernel_h * kernel_w <= 2048 (the depthwise weight bank,
-  ICP wide: check_dwconv_weights_bank_depth). Other grouped convs run on the CPU.
+  kernel 1-256, stride 1-256, left/top pads <= 15, input and output channels <= 256 * ICP (the op filter's
+  check_load_jump_write / check_save_jump_read at the ALU engine's channel_parallel, ICP), kernel_h *
+  kernel_w <= 2048 (the depthwise weight bank, ICP wide: check_dwconv_weights_bank_depth). Other grouped
+  convs run on the CPU.
 - ConvTranspose (vai_q_pytorch's DPU op filter, filter_transpose_conv2d): dense (groups 1), no
   output_padding, kernel // stride in 1-16, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
@@ -24,7 +26,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   scales on H and W, N and C unchanged, with a mapping that takes output pixel x from input pixel
   floor(x / scale) (VART's cpu-runner upsample: half_pixel or pytorch_half_pixel with a round_prefer_*
   nearest_mode, asymmetric with floor...); bilinear (a transposed depthwise conv with fixed weights, no
-  activation fused: vai_q_pytorch's DPU op filter, after the compiler's partition pass) at one integer
+  activation fused, C <= 256 * ICP, the ALU engine's: vai_q_pytorch's DPU op filter,
+  filter_transpose_depthwise_conv2d, after the compiler's partition pass) at one integer
   scale on H and W, 2 or 4 with half_pixel / pytorch_half_pixel (or Resize-19's half_pixel_symmetric, which
   is half_pixel at a whole-number scale: its offset is centre x (1 - floor(in x s) / (in x s)), 0 there), 2, 4 or 8
   with asymmetric. The mapping
@@ -153,6 +156,15 @@ def max_conv_channels(cfg: DpuConfig) -> int:
     return MAX_CONV_CHANNELS_PER_ICP * cfg.icp
 
 
+def max_alu_channels(cfg: DpuConfig) -> int:
+    """The most input or output channels a depthwise conv (or the transposed depthwise conv a bilinear resize
+    becomes) of `cfg` takes on the DPU: vai_q_pytorch's DPU op filter (filter_depthwise_conv2d,
+    filter_transpose_depthwise_conv2d) checks C_in against check_load_jump_write and C_out against
+    check_save_jump_read, each 256 x channel_parallel with the ALU engine's channel_parallel, which VART's
+    DPUCZDX8G ISA1 target factory sets to ICP: 256 x ICP, as a dense conv's."""
+    return MAX_CONV_CHANNELS_PER_ICP * cfg.icp
+
+
 def _cpu(reason: str) -> Support:
     return False, reason
 
@@ -193,6 +205,12 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
             return _cpu(f"depthwise kernel {kernel} / stride {strides} outside 1-{MAX_ALU_KERNEL}")
         if pads[0] > MAX_DW_PAD or pads[1] > MAX_DW_PAD:
             return _cpu(f"depthwise top/left pads {pads[:2]} exceed {MAX_DW_PAD}")
+        limit = max_alu_channels(cfg)
+        if cin > limit or cout > limit:
+            return _cpu(
+                f"depthwise conv with {cin} -> {cout} channels exceeds 256 x ICP = {limit} (the ALU engine's, "
+                "which loads and saves them)"
+            )
         rows = kernel[0] * kernel[1]  # x ceil(ICP / ICP): the ALU's channels fill one row of the bank
         if rows > WEIGHT_BANK_DEPTH:
             return _cpu(
@@ -391,6 +409,11 @@ def _resize(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> Support
     if sh != sw or sh not in scales:
         allowed = ", ".join(map(str, scales))
         return _cpu(f"bilinear Resize at scale {sh:g}x{sw:g} (only {allowed} with {ctm}, the same on H and W)")
+    if cfg is not None and x[1] > max_alu_channels(cfg):
+        return _cpu(
+            f"bilinear Resize of {x[1]} channels exceeds 256 x ICP = {max_alu_channels(cfg)} (the ALU engine's, "
+            "which runs it as a transposed depthwise conv)"
+        )
     return True, f"Resize bilinear x{int(sh)} (transposed depthwise conv, ALU engine)"
 
 
