@@ -190,7 +190,7 @@ def test_eltwise_pools_resize_concat_and_the_rest():
     assert not ok and "coordinate_transformation_mode 'tf_crop_and_resize'" in why
     assert not dpu_support(lin2, info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 16)}), CFG)[0]
     gi = info({"a": (1, 8, 4, 4), "y": (1, 8, 8, 8)})
-    assert engine_of(lin2, gi) == LINEAR_RESIZE_ENGINE and engine_of(near, gi) == ALU_ENGINE
+    assert engine_of(lin2, gi) == LINEAR_RESIZE_ENGINE and engine_of(near, gi) == "upsample-fix"
     ok, why = activation_support(helper.make_node("Relu", ["y"], ["z"]), LINEAR_RESIZE_ENGINE, CFG, gi)
     assert not ok and "Relu after a bilinear Resize: the compiler runs that as a transposed depthwise conv" in why
     corners = helper.make_node(
@@ -392,3 +392,40 @@ def test_a_bilinear_resize_takes_256_x_icp_channels(name, icp):
         f"bilinear Resize of {256 * icp + 1} channels exceeds 256 x ICP = {256 * icp} (the ALU engine's, which runs "
         "it as a transposed depthwise conv)"
     )
+
+
+@pytest.mark.parametrize(
+    ("node", "shapes", "xir"),
+    [
+        (
+            helper.make_node("MaxPool", ["a"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+            {"y": (1, 8, 4, 4)},
+            "pool-fix",
+        ),
+        (helper.make_node("AveragePool", ["a"], ["y"], kernel_shape=[2, 2]), {"y": (1, 8, 7, 7)}, "pool-fix"),
+        (helper.make_node("GlobalAveragePool", ["a"], ["y"]), {"y": (1, 8, 1, 1)}, "pool-fix"),
+        (helper.make_node("Concat", ["a", "b"], ["y"], axis=1), {"b": (1, 8, 8, 8), "y": (1, 16, 8, 8)}, "concat-fix"),
+        (helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="nearest"), {"y": (1, 8, 16, 16)}, "upsample-fix"),
+        (helper.make_node("DepthToSpace", ["a"], ["y"], blocksize=2), {"y": (1, 2, 16, 16)}, "pixel-shuffle-fix"),
+        (helper.make_node("Flatten", ["a"], ["y"]), {"y": (1, 512, 1, 1)}, "reshape-fix"),
+    ],
+)
+def test_no_activation_is_fused_into_an_op_whose_xir_op_has_no_nonlinear(node, shapes, xir):
+    # Vitis AI's XIR (built_in_ops.cpp): only the conv ops and eltwise-fix have a "nonlinear" attribute; pool-fix,
+    # concat-fix, upsample-fix, pixel-shuffle-fix and reshape-fix have none, though VART's target factory gives
+    # the ALU engine (which runs the pools) relu, leaky_relu and relu_six for its depthwise convs
+    gi = info({"a": (1, 8, 8, 8), **shapes})
+    assert dpu_support(node, gi, CFG)[0]  # the op itself is a DPU op
+    assert engine_of(node, gi) == xir
+    full = dataclasses.replace(CFG, alu_activations=CFG.conv_activations)  # leaky on every engine
+    consts = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0)})
+    for act in (
+        helper.make_node("Relu", ["y"], ["z"]),
+        helper.make_node("Clip", ["y", "lo", "hi"], ["z"]),
+        helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256),
+    ):
+        ok, why = activation_support(act, engine_of(node, gi), full, consts)
+        assert not ok and why.startswith(f"{act.op_type} after ") and f"XIR's {xir} has no nonlinear" in why
+    # the conv ops' still fuse
+    dw, gi_dw = conv(cin=8, cout=8, group=8)
+    assert activation_support(helper.make_node("Relu", ["y"], ["z"]), engine_of(dw, gi_dw), full)[0]

@@ -126,10 +126,18 @@ def test_concat_along_height_and_a_negative_axis():
         ("MaxPool", {"kernel_shape": [1, 1]}, None, (3, 4)),
         ("AveragePool", {"kernel_shape": [1, 1]}, None, (3, 4)),
         ("Resize", {"mode": "nearest"}, "scales", (6, 8)),
+        ("DepthToSpace", {"blocksize": 1}, None, (3, 4)),
     ],
 )
 def test_a_data_movement_op_with_an_activation_is_not_emulated(op, attrs, extra, out_hw):
-    # the DPU fuses no activation into these; the emulator ran them as if the ReLU were not there
+    # the DPU fuses no activation into these (XIR's pool-fix, concat-fix, upsample-fix and pixel-shuffle-fix
+    # have no nonlinear attribute); the emulator ran them as if the ReLU were not there. The operator rules put
+    # the op and its ReLU on the CPU (the tensor between them is not quantized), and dpu estimate leaves it out
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.split.assign import CPU, assign
+    from dpupose.split.graph import analyze
+
     m = Model()
     inputs = [m.input((1, 2, 3, 4), 5)]
     if extra == "second":
@@ -138,8 +146,18 @@ def test_a_data_movement_op_with_an_activation_is_not_emulated(op, attrs, extra,
         inputs += ["", m.const("scales", np.array([1, 1, 2, 2], np.float32))]
     m.nodes.append(helper.make_node(op, inputs, ["pre"], name="pre", **attrs))
     m.op("Relu", ["pre"])
+    model = m.build(5, (1, 2 * len(inputs) if extra == "second" else 2, *out_hw))
     with pytest.raises(NotEmulated, match=f"does not run {op} \\(with activation relu\\)"):
-        EmulatorRunner(m.build(5, (1, 2 * len(inputs) if extra == "second" else 2, *out_hw)))
+        EmulatorRunner(model)
+    cfg = load_config("u96v2-b1600-pynq")
+    g = analyze(onnx.load_from_string(model))
+    a = assign(g, cfg)
+    k = next(u.index for u in g.units if u.name == "pre")
+    assert a.devices[k] == CPU and "its fused activation cannot run on the DPU: Relu after " in a.reasons[k]
+    assert "has no nonlinear attribute" in a.reasons[k]
+    walked = extract_layers(onnx.load_from_string(model), cfg)
+    assert not any(layer.name == "pre" for layer in walked.layers)
+    assert any(name == "pre" and "has no nonlinear attribute" in why for name, _, why in walked.excluded)
 
 
 def _resize(fp_in, fp_out, scales, opset=OPSET, **attrs) -> bytes:

@@ -39,9 +39,11 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
   keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule).
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
-  the ALU engine (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An element-wise Add or
-  Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the configuration.
-  A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
+  the ALU engine's depthwise convs (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An
+  element-wise Add or Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the
+  configuration. None is fused into a pool, concat, nearest resize, pixel shuffle or reshape: their XIR ops
+  (pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix, reshape-fix) have no nonlinear attribute, so the
+  op and its activation run on the CPU. A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
 - HardSigmoid / HardSwish are never fused: VART's DPUCZDX8G ISA1 target factory
   (create_target_DPUCZDX8G_ISA1.cpp, Vitis AI 2.5-3.5) gives the conv and ALU engines the nonlinear types
   relu, leaky_relu and relu_six only, and the eltwise engine relu only; hsigmoid is an ALU op type of its
@@ -95,6 +97,20 @@ RESIZE_LINEAR_SCALES = {
     "asymmetric": LINEAR_RESIZE_SCALES[False],
 }
 LINEAR_RESIZE_ENGINE = "alu-tconv"  # a bilinear Resize: a transposed depthwise conv that fuses no activation
+# Ops whose XIR op has no "nonlinear" attribute, so no activation is fused into them (Vitis AI's XIR,
+# src/vai_runtime/xir/src/xir/op/built_in_ops.cpp: only the conv ops, conv2d-fix, depthwise-conv2d-fix and the
+# transposed ones, and eltwise-fix carry one; pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix and
+# reshape-fix do not), though VART's DPUCZDX8G ISA1 target factory lists relu, leaky_relu and relu_six on
+# the ALU engine that runs the pools (for its depthwise convs; the load and save engines that move data list
+# none). engine_of gives these their XIR op, which activation_support refuses every activation after.
+UNFUSED_OPS = {
+    "pool-fix": "a pool",
+    "concat-fix": "a concat",
+    "upsample-fix": "a nearest Resize (the DPU's upsample)",
+    "pixel-shuffle-fix": "a DepthToSpace (pixel shuffle)",
+    "reshape-fix": "a reshape",
+}
+POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
 
 @dataclass
@@ -459,8 +475,8 @@ def _concat(node: Any, info: GraphInfo) -> Support:
 
 
 def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
-    """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise", or a bilinear
-    resize's transposed depthwise conv, which fuses none)?"""
+    """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise"; a bilinear
+    resize's transposed depthwise conv or an XIR op without a nonlinear attribute, UNFUSED_OPS, fuse none)?"""
     op = node.op_type
     if engine == ELTWISE_ENGINE:
         return _eltwise_activation(node, info)
@@ -468,6 +484,11 @@ def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo |
         return _cpu(
             f"{op} after a bilinear Resize: the compiler runs that as a transposed depthwise conv with no "
             "activation fused (vai_q_pytorch's DPU op filter)"
+        )
+    if engine in UNFUSED_OPS:
+        return _cpu(
+            f"{op} after {UNFUSED_OPS[engine]}: the DPU fuses no activation into it (XIR's {engine} has no "
+            "nonlinear attribute; only the conv ops and eltwise-fix have one)"
         )
     acts = cfg.conv_activations if engine == CONV_ENGINE else cfg.alu_activations
     if op == "Relu":
@@ -538,13 +559,22 @@ def _clip_bounds(node: Any, info: GraphInfo | None) -> tuple[float | None, float
 
 
 def engine_of(node: Any, info: GraphInfo) -> str:
-    """The DPU engine an op runs on (its fused activation must be built into that engine)."""
+    """The DPU engine an op runs on (its fused activation must be built into that engine), or for an op whose
+    XIR op fuses no activation, that XIR op (UNFUSED_OPS)."""
     if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
         return ALU_ENGINE
     if node.op_type == "HardSwish":
         return ELTWISE_ENGINE  # its last op is the eltwise mult x * hsigmoid(x)
-    if node.op_type in ("Resize", "Upsample") and attr(node, "mode", "nearest") == "linear":
-        return LINEAR_RESIZE_ENGINE
+    if node.op_type in ("Resize", "Upsample"):
+        return LINEAR_RESIZE_ENGINE if attr(node, "mode", "nearest") == "linear" else "upsample-fix"
+    if node.op_type in POOL_OPS:
+        return "pool-fix"
+    if node.op_type == "Concat":
+        return "concat-fix"
+    if node.op_type == "DepthToSpace":
+        return "pixel-shuffle-fix"
+    if node.op_type in LAYOUT_OPS:
+        return "reshape-fix"
     if node.op_type in ("Add", "Mul") and len(info.activations(node)) >= 2:
         return ELTWISE_ENGINE  # a Mul by a constant is a 1x1 depthwise conv: ALU
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
@@ -577,7 +607,7 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         return _cpu(reason)
     if op in ("Conv", "ConvTranspose"):
         return _conv(node, info, cfg)
-    if op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
+    if op in POOL_OPS:
         return _pool(node, info)
     if op in ("Add", "Mul"):
         return _eltwise(node, info)
@@ -594,7 +624,9 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if op in HARD_ACTIVATION_OPS:
         return hard_activation_support(node)
     if op in FUSED_ACTIVATION_OPS:
-        return _cpu(f"standalone {op}: the DPU fuses activations into the preceding conv, eltwise or pool")
+        return _cpu(
+            f"standalone {op}: the DPU fuses activations into the conv, depthwise conv or element-wise op before them"
+        )
     if op in ("QuantizeLinear", "DequantizeLinear"):
         return True, f"{op} (follows the op it quantizes)"
     return _cpu(f"{op} is not a DPU operator")
