@@ -257,3 +257,66 @@ def qoperator_model(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def conv_limit_model(
+    op: str = "Conv",
+    cin: int = 8,
+    cout: int = 8,
+    k: int = 3,
+    stride: int = 1,
+    pads: tuple[int, int, int, int] | None = None,
+    group: int = 1,
+    seed: int = 0,
+) -> onnx.ModelProto:
+    """image -> conv1 (3 -> 8, stride 2) -> [a 1x1 conv 8 -> cin] -> the conv under test `op` (cin -> cout, a
+    k x k kernel, `stride`, `pads`, default k // 2 each, `group`) with a ReLU -> a 3x3 conv to J channels -> the
+    head, with every tensor between ops quantized: a model whose one conv sits over or under an operator-rule
+    limit, for comparing the split's units with the estimate's layers."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    x = b.qdq("image", FP["image"], "image_dq")
+    y = b.conv(x, "conv1", 3, 8, 2, rng)
+    b.node("Relu", [y], "conv1_float", name="conv1/relu")
+    x = b.qdq("conv1_float", FP["c1"], "c1")
+    if cin != 8:
+        w = b.param("pre.weight", rng.integers(-40, 41, (cin, 8, 1, 1)).astype(np.int8), 7)
+        b.node("Conv", [x, w], "pre_conv", name="pre", kernel_shape=[1, 1])
+        b.node("Relu", ["pre_conv"], "pre_float", name="pre/relu")
+        x = b.qdq("pre_float", FP["c1"], "pre")
+    pads = pads if pads is not None else (k // 2,) * 4
+    shape = (cin, cout // group, k, k) if op == "ConvTranspose" else (cout, cin // group, k, k)
+    w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 7)
+    attrs = {"kernel_shape": [k, k], "strides": [stride] * 2, "pads": list(pads), "group": group}
+    b.node(op, [x, w], "mid_conv", name="mid", **attrs)
+    b.node("Relu", ["mid_conv"], "mid_float", name="mid/relu")
+    x = b.qdq("mid_float", FP["mid"], "mid_q")
+    side = S // 2
+    if op == "ConvTranspose":
+        side = (side - 1) * stride + k - pads[0] - pads[2]
+    else:
+        side = (side + pads[0] + pads[2] - k) // stride + 1
+    y = b.conv(x, "conv3", cout, J, 1, rng)
+    b.qdq(y, FP["logits"], "logits")
+    grid = np.array([[pixel_centres(side)[i % side], pixel_centres(side)[i // side]] for i in range(side * side)])
+    b.const("flat_shape", np.array([1, J, side * side], np.int64))
+    b.const("map_shape", np.array([1, J, side, side], np.int64))
+    b.const("grid", grid.astype(np.float32))
+    b.node("Reshape", ["logits", "flat_shape"], "flat", name="head/flatten")
+    b.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
+    b.node("Reshape", ["flat_sm", "map_shape"], "heatmaps", name="head/heatmaps")
+    b.node("MatMul", ["flat_sm", "grid"], "coords", name="head/dsnt")
+    graph = helper.make_graph(
+        b.nodes,
+        f"qdq_{op}_limit",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
+        [
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, side, side]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

@@ -336,24 +336,27 @@ def test_a_first_plot_shows_no_library_notes(pose_onnx, tmp_path):
 
 def test_compare_warns_once_per_channel_limit_of_a_conv_the_split_runs_on_the_cpu(capsys, tmp_path):
     """A 2600-channel conv is over 256 x ICP where ICP is 8 or 10 (2048, 2560), not where it is 12 (3072): each
-    limit it exceeds is said once on stderr, and the JSON rows of those configurations list it."""
+    limit it exceeds is said once on stderr (those estimates leave it out), and the JSON rows of those
+    configurations list it."""
     import onnx
-    from dpu_onnx import conv
+    from split_models import conv_limit_model
 
     path = tmp_path / "wide.onnx"
-    onnx.save(conv(8, 2600, 2, 1), str(path))
+    onnx.save(conv_limit_model(k=1, cout=2600), str(path))
     rc, out, err = run(capsys, "dpu", "compare", "--model", str(path), "--json")
     rows = json.loads(out)
     assert rc == 0
     for r in rows:
         limit = 256 * load_config(r["config"]).icp
         line = f"1 conv layer(s) have more than 256 x ICP = {limit} channels, which `dpupose split` runs on the CPU: "
-        expected = [line + "this estimate counts them on the DPU, first: conv"] if limit < 2600 else []
+        expected = (
+            [line + "this estimate leaves them and everything after them out, first: mid"] if limit < 2600 else []
+        )
         assert r["too_wide"] == expected, r["config"]
     limits = sorted({256 * load_config(r["config"]).icp for r in rows if 256 * load_config(r["config"]).icp < 2600})
     assert limits and [line for line in err.splitlines() if "256 x ICP" in line] == [
         f"dpupose: warning: 1 conv layer(s) have more than 256 x ICP = {n} channels, which `dpupose split` runs on "
-        "the CPU: this estimate counts them on the DPU, first: conv"
+        "the CPU: this estimate leaves them and everything after them out, first: mid"
         for n in limits
     ]
 

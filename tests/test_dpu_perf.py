@@ -11,7 +11,7 @@ from dpu_onnx import add, conv, conv_transpose, custom_op, depth_to_space, hard_
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
 from dpupose.dpu.fingerprint import fingerprint
-from dpupose.dpu.graph import extract_layers
+from dpupose.dpu.graph import Layer, extract_layers
 from dpupose.dpu.perf import PerfConstants, bandwidth, estimate, layer_cycles
 from dpupose.errors import ConfigError, ModelFileError
 from dpupose.model import build_model
@@ -59,10 +59,14 @@ def test_depthwise_runs_on_the_alu_engine():
     assert one_layer(conv(96, 96, 56, 3, groups=96), alu8).compute_ms == pytest.approx(56 * 7 * 10 * 9 / F * 1e3)
 
 
-def test_grouped_conv_is_costed_per_group():
-    layer = one_layer(conv(64, 64, 14, 3, groups=4))
-    assert layer.kind == "gconv"
-    assert layer.compute_ms == pytest.approx(4 * 14 * 2 * 2 * 9 * 2 / F * 1e3)
+def test_a_grouped_conv_is_left_to_the_cpu_as_the_operator_rules_say():
+    # neither dense nor depthwise: the split runs it on the CPU, and the estimate leaves it out with that reason
+    graph = extract_layers(conv(64, 64, 14, 3, groups=4), B1600)
+    assert "conv" not in [layer.name for layer in graph.layers]
+    assert ("conv", "Conv", "not a DPU op (grouped Conv (groups=4) is neither dense nor depthwise)") in graph.excluded
+    # its formula, per group, for a layer given by hand
+    layer = Layer("g", "Conv", "gconv", ((1, 64, 14, 14),), (1, 64, 14, 14), (3, 3), (1, 1), 4)
+    assert layer_cycles(layer, B1600) == 4 * 14 * 2 * 2 * 9 * 2
 
 
 def test_a_transposed_conv_is_costed_at_its_ceil_k_over_stride_taps():
@@ -344,16 +348,19 @@ def test_a_kernel_larger_than_its_input_is_refused_not_estimated():
         estimate(model, B1600, U96)
 
 
-def test_a_conv_wider_than_the_split_takes_on_the_dpu_is_warned_about():
-    """dpupose split runs a dense conv with more than 256 x ICP channels on the CPU (B1600: ICP 10, 2560); a
-    --width 4 network has such layers, which the estimate costed on the DPU without a word."""
-    at_limit = estimate(conv(8, 2560, 2, 1), B1600, U96)
-    assert not at_limit.warnings and at_limit.too_wide_warning is None  # at the limit: a DPU layer
-    for wide in (conv(8, 2561, 2, 1), conv(2561, 8, 2, 1)):  # more output channels, or more input channels
-        est = estimate(wide, B1600, U96)
-        assert est.warnings == [
+def test_a_conv_wider_than_the_split_takes_on_the_dpu_is_left_out_with_a_warning():
+    """dpupose split runs a conv with more than 256 x ICP channels on the CPU (B1600: ICP 10, 2560); a --width 4
+    network has such layers. The estimate takes the operator rules' decision, leaves them and what follows out,
+    and says so: configurations of different ICP then cost different parts of the network."""
+    from split_models import conv_limit_model
+
+    at_limit = estimate(conv_limit_model(k=1, cout=2560, pads=(0,) * 4), B1600, U96)
+    assert "mid" in [row.name for row in at_limit.layers] and at_limit.too_wide_warning is None
+    for wide, first in ((conv_limit_model(k=1, cout=2561), "mid"), (conv_limit_model(cin=2561), "pre")):
+        est = estimate(wide, B1600, U96)  # more output channels; more input channels (after a wide `pre`)
+        assert first in [name for name, _, _ in est.excluded] and first not in [row.name for row in est.layers]
+        assert est.too_wide_warning == (
             "1 conv layer(s) have more than 256 x ICP = 2560 channels, which `dpupose split` runs on the CPU: "
-            "this estimate counts them on the DPU, first: conv"
-        ]
-        assert est.too_wide_warning == est.warnings[0]  # the one dpu compare repeats
-    assert not estimate(conv(2600, 2600, 2, 3, groups=2600), B1600, U96).warnings  # depthwise: no such limit
+            f"this estimate leaves them and everything after them out, first: {first}"
+        )
+        assert est.too_wide_warning in est.warnings  # with the one on conv3, after a CPU op, not estimated

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from split_models import FP, S, build, conv_heatmaps_model, float_model, qoperator_model, save
+from split_models import FP, S, build, conv_heatmaps_model, conv_limit_model, float_model, qoperator_model, save
 
 from dpupose.cli import main
 from dpupose.errors import ModelFileError, UsageError
@@ -923,6 +923,21 @@ def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):
     assert "a network of your own to QDQ with per-tensor power-of-two scales (docs/split.md, A model of" in err
 
 
+def _split_dpu_until_cpu(model, cfg) -> set[str]:
+    """The names of the split's DPU units of a costed op up to the first CPU one (what dpu estimate costs)."""
+    from dpupose.dpu.graph import COSTED_OPS
+    from dpupose.split.assign import CPU, _preds, assign
+    from dpupose.split.graph import analyze
+
+    g = analyze(model)
+    devices = assign(g, cfg).devices
+    after_cpu: set[int] = set()
+    for u in g.units:  # graph order: a unit's producers come first
+        if any(devices[p] == CPU or p in after_cpu for p in _preds(g, u)):
+            after_cpu.add(u.index)
+    return {u.name for u in g.units if devices[u.index] != CPU and u.index not in after_cpu and u.op in COSTED_OPS}
+
+
 @pytest.mark.parametrize(
     "middle",
     ["none", "leaky", "leaky_ok", "pool", "mul", "mul2", "deconv", "bilinear_scales", "bilinear_relu", "hswish_relu"],
@@ -931,22 +946,63 @@ def test_dpu_estimate_costs_on_the_dpu_what_split_puts_there(middle):
     # dpu estimate's graph walk asks the operator rules whether an op's activation is fused, as the split does:
     # the layers it costs are the split's DPU units up to the first CPU one (it stops there, the split goes on)
     from dpupose.dpu.config import load_config
-    from dpupose.dpu.graph import COSTED_OPS, extract_layers
-    from dpupose.split.assign import CPU, _preds, assign
-    from dpupose.split.graph import analyze
+    from dpupose.dpu.graph import extract_layers
 
     cfg = load_config(CONFIG)
     model = build(middle)
-    g = analyze(model)
-    devices = assign(g, cfg).devices
-    after_cpu: set[int] = set()
-    for u in g.units:  # graph order: a unit's producers come first
-        if any(devices[p] == CPU or p in after_cpu for p in _preds(g, u)):
-            after_cpu.add(u.index)
-    split_dpu = {u.name for u in g.units if devices[u.index] != CPU and u.index not in after_cpu and u.op in COSTED_OPS}
+    split_dpu = _split_dpu_until_cpu(model, cfg)
     assert {layer.name for layer in extract_layers(model, cfg).layers} == split_dpu
     if middle in ("leaky", "bilinear_relu"):  # the op whose activation the rules do not fuse: CPU in both
         main = "conv2" if middle == "leaky" else "mid/resize"
         assert main not in split_dpu
         excluded = {name: why for name, _, why in extract_layers(model, cfg).excluded}
         assert excluded[main].startswith("not a DPU op (its fused activation cannot run on the DPU: ")
+
+
+# A conv over and under each limit of the operator rules on the B1600 (ICP 10): (the conv's arguments, over).
+CONV_LIMITS = {
+    "kernel 16": ({"k": 16, "pads": (8,) * 4}, False),
+    "kernel 17": ({"k": 17, "pads": (8,) * 4}, True),
+    "stride 8": ({"k": 1, "stride": 8}, False),
+    "stride 9": ({"k": 1, "stride": 9}, True),
+    "2560 channels": ({"k": 1, "cout": 2560}, False),
+    "2561 channels": ({"k": 1, "cout": 2561}, True),
+    "3x3 bank 2270": ({"cin": 2270}, False),  # 9 * ceil(2270 / 10) = 2043 rows of 2048
+    "3x3 bank 2271": ({"cin": 2271}, True),  # 9 * 228 = 2052
+    "pad 2 of 3x3": ({"pads": (2,) * 4}, False),
+    "pad 3 of 3x3": ({"pads": (3,) * 4}, True),
+    "dw 45x45": ({"group": 8, "k": 45, "pads": (15, 15, 30, 30)}, False),
+    "dw 46x46": ({"group": 8, "k": 46, "pads": (15, 15, 30, 30)}, True),  # 2116 rows of the depthwise bank
+    "dw stride 256": ({"group": 8, "k": 1, "stride": 256}, False),
+    "dw stride 257": ({"group": 8, "k": 1, "stride": 257}, True),
+    "dw top pad 15": ({"group": 8, "pads": (15, 15, 0, 0)}, False),
+    "dw top pad 16": ({"group": 8, "pads": (16, 16, 0, 0)}, True),
+    "deconv 16 / 1": ({"op": "ConvTranspose", "k": 16, "pads": (0,) * 4}, False),
+    "deconv 17 / 1": ({"op": "ConvTranspose", "k": 17, "pads": (0,) * 4}, True),
+    "deconv pad 4": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (4,) * 4}, False),
+    "deconv pad 5": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (5,) * 4}, True),
+    "deconv bank 1280": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (1,) * 4, "cin": 1280}, False),
+    "deconv bank 1281": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (1,) * 4, "cin": 1281}, True),
+    "deconv 2561 channels": ({"op": "ConvTranspose", "k": 1, "pads": (0,) * 4, "cout": 2561}, True),
+}
+
+
+@pytest.mark.parametrize("case", CONV_LIMITS)
+def test_dpu_estimate_takes_the_operator_rules_conv_limits_as_the_split_does(case):
+    # dpu estimate's graph walk costed every Conv / ConvTranspose with a constant weight, so a conv over a limit
+    # of the operator rules (kernel, stride, pads, channels, the weight banks) was costed on the DPU where the
+    # split puts it on the CPU; the walk asks the rules, and what it costs is the split's DPU units
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+
+    kwargs, over = CONV_LIMITS[case]
+    cfg = load_config(CONFIG)
+    model = conv_limit_model(**kwargs)
+    split_dpu = _split_dpu_until_cpu(model, cfg)
+    graph = extract_layers(model, cfg)
+    assert {layer.name for layer in graph.layers} == split_dpu
+    assert ("mid" in split_dpu) is not over
+    if over:
+        why = dict((n, r) for n, _, r in graph.excluded)["mid"]
+        assert why.startswith("not a DPU op (") and why != "not a DPU op (no constant weight)"
+        assert graph.too_wide == (["mid"] if "channels" in case else [])

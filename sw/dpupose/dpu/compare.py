@@ -143,10 +143,12 @@ def compare(
     candidates = [(c, True) for c in shipped]
     if sweep:
         candidates += [(c, False) for c in sweep_configs(b)]
-    graphs: dict[bool, DpuGraph] = {}
+    graphs: dict[tuple[Any, ...], DpuGraph] = {}
     rows = []
     for cfg, is_shipped in candidates:
-        key = cfg.depth_to_space_on_dpu
+        # What the operator rules read of a configuration (dpu/ops.py): the channel and weight-bank limits (ICP),
+        # the engines' activations, pixel shuffle, softmax; configurations alike in these walk alike.
+        key = (cfg.icp, cfg.conv_activations, cfg.alu_activations, cfg.depth_to_space_on_dpu, cfg.softmax)
         if key not in graphs:
             graphs[key] = extract_layers(proto, cfg, unknown=unknown)
         rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default))

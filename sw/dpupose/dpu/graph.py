@@ -4,7 +4,9 @@ Accepts FP32 graphs and QDQ graphs (QuantizeLinear/DequantizeLinear are skipped:
 float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is taken as 1.
 
 Each node is classified:
-- a DPU layer with a cost: Conv (groups = 1, depthwise, grouped), ConvTranspose, Gemm/MatMul with a constant
+- a DPU layer with a cost: Conv (groups = 1 or depthwise) and ConvTranspose where the operator rules put them
+  on the DPU (their kernel, stride, pad, channel and weight-bank limits; otherwise not a DPU op, and a conv
+  of more than 256 x ICP channels is listed in DpuGraph.too_wide), Gemm/MatMul with a constant
   weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise: the eltwise
   engine; a Mul by a constant: a 1x1 depthwise conv on the ALU, where the operator rules take it: one value
   or one per channel), DepthToSpace (pixel shuffle, data
@@ -47,6 +49,7 @@ from dpupose.dpu.ops import (
     dpu_support,
     engine_of,
     hard_activation_support,
+    max_conv_channels,
     model_opset,
     resize_support,
 )
@@ -64,6 +67,7 @@ LAYOUT_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 FOLDED_OPS = {"BatchNormalization", "Identity", "Dropout"}  # passed over between an op and its activation
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 FC_OPS = {"Gemm", "MatMul"}
+CONV_OPS = {"Conv", "ConvTranspose"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class DpuGraph:
     layers: list[Layer] = field(default_factory=list)
     excluded: list[tuple[str, str, str]] = field(default_factory=list)  # (node, op, reason)
     unknown: list[tuple[str, str]] = field(default_factory=list)  # (node, op) estimated conservatively
+    too_wide: list[str] = field(default_factory=list)  # convs the rules refuse for more than 256 x ICP channels
 
     @property
     def macs(self) -> int:
@@ -250,8 +255,15 @@ class _Walker:
             self.resize(node, name, dyn)
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
-        elif op == "Mul" and len(dyn) == 1 and (refused := self.refused(node)) is not None:
-            # by a constant: the operator rules' test (one value, or one per channel as ONNX broadcasts it)
+        elif (
+            (op in CONV_OPS or (op == "Mul" and len(dyn) == 1))
+            and self.nonempty_output(node, name) is not None
+            and (refused := self.refused(node)) is not None
+        ):
+            # the operator rules' test: a conv's limits (kernel, stride, pads, channels, the weight banks), a Mul
+            # by a constant's broadcast (one value, or one per channel as ONNX broadcasts it)
+            if op in CONV_OPS and self.too_wide(node, dyn):
+                self.result.too_wide.append(name)
             self.exclude(node, name, f"not a DPU op ({refused})")
         elif op in COSTED_OPS:
             layer = self.layer(node, name, dyn)
@@ -359,6 +371,12 @@ class _Walker:
         ok, why = dpu_support(node, self.info(node), self.cfg)
         return None if ok else why
 
+    def too_wide(self, node: Any, dyn: list[str]) -> bool:
+        """Whether conv `node` has more than 256 x ICP input or output channels (max_conv_channels, which the
+        operator rules hold dense, transposed and depthwise convs to)."""
+        channels = [self.shapes[t][1] for t in (dyn[0], node.output[0]) if len(self.shapes.get(t, [])) == 4]
+        return any(c > max_conv_channels(self.cfg) for c in channels)
+
     def known(self, node: Any) -> bool:
         domain = node.domain or ""
         if domain not in ("", "ai.onnx"):
@@ -373,15 +391,19 @@ class _Walker:
         self.result.excluded.append((name, node.op_type, reason))
         self.mark(node, False)
 
-    def layer(self, node: Any, name: str, dyn: list[str]) -> Layer | None:
-        op = node.op_type
+    def nonempty_output(self, node: Any, name: str) -> list[int]:
+        """`node`'s output shape; ModelFileError if it is empty (no runtime runs the model, DPU or CPU)."""
         raw = self.shape(node.output[0])
         if any(d <= 0 for d in raw):
             raise ModelFileError(
-                f"node {name} ({op}) has an empty output ({'x'.join(map(str, raw))}): a kernel larger than its "
-                "padded input? No runtime can run this model; check the export"
+                f"node {name} ({node.op_type}) has an empty output ({'x'.join(map(str, raw))}): a kernel larger "
+                "than its padded input? No runtime can run this model; check the export"
             )
-        out = _shape4(raw)
+        return raw
+
+    def layer(self, node: Any, name: str, dyn: list[str]) -> Layer | None:
+        op = node.op_type
+        out = _shape4(self.nonempty_output(node, name))
         ins = tuple(_shape4(self.shape(i)) for i in dyn)
         if op in ("Conv", "ConvTranspose"):
             w = self.shape(node.input[1])

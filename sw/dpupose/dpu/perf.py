@@ -52,7 +52,6 @@ from dpupose.dpu.tomlload import read_toml, reject_unknown
 from dpupose.errors import ConfigError, ModelFileError
 
 AXI_BYTES_PER_CYCLE = 32  # per core: two 128-bit data masters at the 1x clock
-WEIGHT_BANK_DEPTH = 2048  # compiler rule: KW * KH * ceil(IC / ICP) <= 2048
 UNKNOWN_ALU_PASSES = 18  # conservative cost of an op the model does not know
 HEAVY_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool"}
 # DPUCZDX8G IP versions -> the ISA of their VART targets: v3.3 (DPU TRD of Vitis AI 1.3/1.4), v3.4 (Vitis AI
@@ -280,27 +279,17 @@ def estimate_graph(
             f"{len(after_cpu)} conv/FC/pool layer(s) after a CPU op are not estimated (they would need "
             f"another DPU subgraph), first: {after_cpu[0]}"
         )
-    # The channel limit dpupose split's operator rules hold a dense convolution to (dpu/ops.py): a wide network
-    # (--width 4: 3840 and 5120 channels) has layers the split runs on the CPU, estimated here on the DPU.
-    limit = max_conv_channels(cfg)
-    too_wide = [
-        layer.name
-        for layer in graph.layers
-        if layer.kind in ("conv", "deconv") and layer.inputs and max(layer.inputs[0][1], layer.output[1]) > limit
-    ]
+    # The channel limit dpupose split's operator rules hold a conv to (dpu/ops.py): a wide network (--width 4:
+    # 3840 and 5120 channels) has convs the split and this estimate run on the CPU, and the estimate stops
+    # there, so configurations of different ICP cost different parts of it: said in a warning.
     too_wide_warning = None
-    if too_wide:
+    if graph.too_wide:
         too_wide_warning = (
-            f"{len(too_wide)} conv layer(s) have more than 256 x ICP = {limit} channels, which `dpupose split` "
-            f"runs on the CPU: this estimate counts them on the DPU, first: {too_wide[0]}"
+            f"{len(graph.too_wide)} conv layer(s) have more than 256 x ICP = {max_conv_channels(cfg)} channels, "
+            "which `dpupose split` runs on the CPU: this estimate leaves them and everything after them out, "
+            f"first: {graph.too_wide[0]}"
         )
         warnings.append(too_wide_warning)
-    for layer in graph.layers:
-        kh, kw = layer.kernel
-        if layer.kind in ("conv", "gconv") and layer.inputs:
-            cin = layer.inputs[0][1] // max(1, layer.groups)
-            if kh * kw * math.ceil(cin / cfg.icp) > WEIGHT_BANK_DEPTH:
-                warnings.append(f"{layer.name}: kernel x input channels exceed the weight bank; compiler splits it")
     return Estimate(
         config=cfg.name,
         board=board.name,
