@@ -111,3 +111,11 @@ def hard_activation(op: str, c: int, hw: int, **attrs):
     """One HardSigmoid or HardSwish of an input x (1, c, hw, hw)."""
     nodes = [helper.make_node(op, ["x"], ["y"], name="hard", **attrs)]
     return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))])
+
+
+def mul_const(c: int, hw: int, shape=None):
+    """x (1, c, hw, hw) times a constant of `shape` (default [1, c, 1, 1], one value per channel)."""
+    shape = shape if shape is not None else (1, c, 1, 1)
+    k = numpy_helper.from_array(np.full(shape, 0.5, np.float32), "k")
+    nodes = [helper.make_node("Mul", ["x", "k"], ["y"], name="mul")]
+    return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))], [k])

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dpu_onnx import add, conv, conv_transpose, custom_op, depth_to_space, hard_activation, qdq_conv, resize
+from dpu_onnx import add, conv, conv_transpose, custom_op, depth_to_space, hard_activation, mul_const, qdq_conv, resize
 
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
@@ -167,6 +167,24 @@ def test_eltwise_cycles_at_ip_v3_and_v4_rates_worked_by_hand():
     assert one_layer(add(37, 13), b4096).compute_ms == pytest.approx(312 / F * 1e3)
     v3 = estimate(add(37, 13), b4096, U96, NO_OVERHEAD, ip="3.4").layers[0]
     assert v3.compute_ms == pytest.approx(1014 / F * 1e3)
+
+
+def test_a_mul_by_a_constant_is_the_1x1_depthwise_conv_the_op_filter_makes_of_it():
+    # vai_q_pytorch's DPU op filter (filter_eltwise) turns a Mul by a constant into a 1x1 depthwise conv on the
+    # ALU engine (falling back to the eltwise engine's mult only where that conv's check fails): one tap,
+    # ICP channels x ALU_PP pixels per cycle, at either IP (IP v3.x's eltwise engine took 1 pixel)
+    b1600 = config_from_arch("B1600", 200)  # ICP 10, ALU PP 4
+    for shape in ((1, 37, 1, 1), (37, 1, 1), (1,)):  # one value per channel, or one value
+        (layer,) = extract_layers(mul_const(37, 13, shape), b1600).layers
+        assert (layer.kind, layer.kernel, layer.groups) == ("dwconv", (1, 1), 37)
+        # 13 rows * ceil(13 / 4) = 4 pixel groups * ceil(37 / 10) = 4 channel groups * 1 tap = 208
+        assert layer_cycles(layer, b1600, "4.0") == layer_cycles(layer, b1600, "3.4") == 208
+        assert layer.macs == 13 * 13 * 37 and layer.weight_bytes == 2 * 37  # C weights and C biases
+    # over 256 x ICP = 2560 channels the depthwise check fails (check_load_jump_write): the eltwise mult,
+    # 13 * 4 * ceil(2561 / 10) = 257 at IP v4 and 13 * 13 * 257 at IP v3.x (1 pixel per cycle)
+    (wide,) = extract_layers(mul_const(2561, 13), b1600).layers
+    assert wide.kind == "eltwise"
+    assert (layer_cycles(wide, b1600, "4.0"), layer_cycles(wide, b1600, "3.4")) == (13 * 4 * 257, 13 * 13 * 257)
 
 
 def test_an_unknown_ip_version_is_refused_by_name():

@@ -8,8 +8,9 @@ Each node is classified:
   on the DPU (their kernel, stride, pad, channel and weight-bank limits; otherwise not a DPU op, and a conv
   of more than 256 x ICP channels is listed in DpuGraph.too_wide), Gemm/MatMul with a constant
   weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise: the eltwise
-  engine; a Mul by a constant: a 1x1 depthwise conv on the ALU, where the operator rules take it: one value
-  or one per channel), DepthToSpace (pixel shuffle, data
+  engine; a Mul by a constant, where the operator rules take it (one value or one per channel): a 1x1
+  depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the ALU's 256 x ICP
+  channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data
   movement), Pad;
 - Resize/Upsample where the operator rules put it on the DPU (dpupose.dpu.ops, at the model's opset;
   otherwise not a DPU op): nearest, data movement; bilinear at scale s, the transposed depthwise conv with
@@ -49,6 +50,7 @@ from dpupose.dpu.ops import (
     dpu_support,
     engine_of,
     hard_activation_support,
+    max_alu_channels,
     max_conv_channels,
     model_opset,
     resize_support,
@@ -431,6 +433,11 @@ class _Walker:
             return Layer(name, op, "pool", ins, out, (k[0], k[1]), (s[0], s[1]))
         if op in ("GlobalAveragePool", "GlobalMaxPool"):
             return Layer(name, op, "gap", ins, out, (ins[0][2], ins[0][3]), (ins[0][2], ins[0][3]))
+        if op == "Mul" and len(dyn) == 1 and out[1] <= max_alu_channels(self.cfg):
+            # by a constant (one the operator rules take): vai_q_pytorch's DPU op filter (filter_eltwise) makes
+            # it a 1x1 depthwise conv on the ALU engine, C weights and C biases; over the ALU's 256 x ICP
+            # channels that check fails and it falls back to the eltwise engine's mult (below)
+            return Layer(name, op, "dwconv", ins, out, (1, 1), (1, 1), out[1], 2 * out[1])
         if op in ("Add", "Mul"):
             return Layer(name, op, "eltwise", ins, out)
         # DepthToSpace, Pad: data movement through the load/save engines.
