@@ -270,7 +270,8 @@ def conv_limit_model(
     seed: int = 0,
 ) -> onnx.ModelProto:
     """image -> conv1 (3 -> 8, stride 2) -> [a 1x1 conv 8 -> cin] -> the conv under test `op` (cin -> cout, a
-    k x k kernel, `stride`, `pads`, default k // 2 each, `group`) with a ReLU -> a 3x3 conv to J channels -> the
+    k x k kernel, `stride`, `pads`, default k // 2 each, `group`; or a MaxPool / AveragePool of cin channels,
+    then cout = cin) with a ReLU (none after a pool) -> a 3x3 conv to J channels -> the
     head, with every tensor between ops quantized: a model whose one conv sits over or under an operator-rule
     limit, for comparing the split's units with the estimate's layers."""
     rng = np.random.default_rng(seed)
@@ -285,12 +286,18 @@ def conv_limit_model(
         b.node("Relu", ["pre_conv"], "pre_float", name="pre/relu")
         x = b.qdq("pre_float", FP["c1"], "pre")
     pads = pads if pads is not None else (k // 2,) * 4
-    shape = (cin, cout // group, k, k) if op == "ConvTranspose" else (cout, cin // group, k, k)
-    w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 7)
-    attrs = {"kernel_shape": [k, k], "strides": [stride] * 2, "pads": list(pads), "group": group}
-    b.node(op, [x, w], "mid_conv", name="mid", **attrs)
-    b.node("Relu", ["mid_conv"], "mid_float", name="mid/relu")
-    x = b.qdq("mid_float", FP["mid"], "mid_q")
+    attrs = {"kernel_shape": [k, k], "strides": [stride] * 2, "pads": list(pads)}
+    if op in ("MaxPool", "AveragePool"):
+        b.node(op, [x], "mid_conv", name="mid", **attrs)
+    else:
+        shape = (cin, cout // group, k, k) if op == "ConvTranspose" else (cout, cin // group, k, k)
+        w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 7)
+        b.node(op, [x, w], "mid_conv", name="mid", group=group, **attrs)
+    if op in ("MaxPool", "AveragePool"):  # no activation is fused into a pool
+        x = b.qdq("mid_conv", FP["mid"], "mid_q")
+    else:
+        b.node("Relu", ["mid_conv"], "mid_float", name="mid/relu")
+        x = b.qdq("mid_float", FP["mid"], "mid_q")
     side = S // 2
     if op == "ConvTranspose":
         side = (side - 1) * stride + k - pads[0] - pads[2]

@@ -76,6 +76,36 @@ def test_conv_limits(kwargs, ok, words):
     assert supported is ok and words in reason
 
 
+# VART's DPUCZDX8G ISA1 target factory gives the ALU engine a pad_limit (pad_left, pad_top 0-15; pad_right,
+# pad_bottom 0-255) and vai_q_pytorch's DPU op filter checks it on a depthwise conv and a pool
+# (check_pad_with_limit). ONNX pads: top, left, bottom, right.
+@pytest.mark.parametrize(
+    ("pads", "ok", "words"),
+    [
+        ((15, 15, 255, 255), True, ""),
+        ((0, 0, 256, 0), False, "bottom/right pads [256, 0] exceed 255 (the ALU engine's pad_limit)"),
+        ((0, 0, 0, 256), False, "bottom/right pads [0, 256] exceed 255 (the ALU engine's pad_limit)"),
+        ((16, 0, 0, 0), False, "top/left pads [16, 0] exceed 15 (the ALU engine's pad_limit)"),
+        ((0, 16, 0, 0), False, "top/left pads [0, 16] exceed 15 (the ALU engine's pad_limit)"),
+        ((0, 0, -1, 0), False, "negative pads [0, 0, -1, 0]"),
+    ],
+)
+@pytest.mark.parametrize("op", ["depthwise", "MaxPool", "AveragePool"])
+def test_the_alu_engines_pad_limit(op, pads, ok, words):
+    out = (1, 8, 32 + pads[0] + pads[2] - 2, 32 + pads[1] + pads[3] - 2)
+    if op == "depthwise":
+        node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=list(pads), group=8)
+        gi = info({"x": (1, 8, 32, 32), "w": (8, 1, 3, 3), "y": out}, ("w",))
+        what = "depthwise conv"
+    else:
+        node = helper.make_node(op, ["x"], ["y"], kernel_shape=[3, 3], pads=list(pads))
+        gi = info({"x": (1, 8, 32, 32), "y": out})
+        what = op
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok, reason
+    assert (words in reason and reason.startswith(what)) if not ok else "ALU engine" in reason
+
+
 def test_conv_needs_a_constant_weight():
     node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])
     assert dpu_support(node, info({"x": (1, 8, 8, 8), "w": (8, 8, 3, 3), "y": (1, 8, 6, 6)}), CFG)[0] is False

@@ -959,7 +959,7 @@ def test_dpu_estimate_costs_on_the_dpu_what_split_puts_there(middle):
         assert excluded[main].startswith("not a DPU op (its fused activation cannot run on the DPU: ")
 
 
-# A conv over and under each limit of the operator rules on the B1600 (ICP 10): (the conv's arguments, over).
+# A conv or pool over and under each limit of the operator rules on the B1600 (ICP 10): (its arguments, over).
 CONV_LIMITS = {
     "kernel 16": ({"k": 16, "pads": (8,) * 4}, False),
     "kernel 17": ({"k": 17, "pads": (8,) * 4}, True),
@@ -977,6 +977,12 @@ CONV_LIMITS = {
     "dw stride 257": ({"group": 8, "k": 1, "stride": 257}, True),
     "dw top pad 15": ({"group": 8, "pads": (15, 15, 0, 0)}, False),
     "dw top pad 16": ({"group": 8, "pads": (16, 16, 0, 0)}, True),
+    "dw bottom pad 255": ({"group": 8, "pads": (0, 0, 255, 255)}, False),  # the ALU engine's pad_limit
+    "dw bottom pad 256": ({"group": 8, "pads": (0, 0, 256, 256)}, True),
+    "pool right pad 255": ({"op": "MaxPool", "pads": (0, 0, 255, 255)}, False),
+    "pool right pad 256": ({"op": "MaxPool", "pads": (0, 0, 256, 256)}, True),
+    "pool top pad 15": ({"op": "AveragePool", "k": 17, "pads": (15, 15, 0, 0)}, False),
+    "pool top pad 16": ({"op": "AveragePool", "k": 17, "pads": (16, 16, 0, 0)}, True),
     "deconv 16 / 1": ({"op": "ConvTranspose", "k": 16, "pads": (0,) * 4}, False),
     "deconv 17 / 1": ({"op": "ConvTranspose", "k": 17, "pads": (0,) * 4}, True),
     "deconv pad 4": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (4,) * 4}, False),

@@ -7,7 +7,8 @@ Each node is classified:
 - a DPU layer with a cost: Conv (groups = 1 or depthwise) and ConvTranspose where the operator rules put them
   on the DPU (their kernel, stride, pad, channel and weight-bank limits; otherwise not a DPU op, and a conv
   of more than 256 x ICP channels is listed in DpuGraph.too_wide), Gemm/MatMul with a constant
-  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool, Add/Mul (element-wise: the eltwise
+  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool where the rules take them
+  (kernel, the ALU engine's pads, a global pool's H x W), Add/Mul (element-wise: the eltwise
   engine; a Mul by a constant, where the operator rules take it (one value or one per channel): a 1x1
   depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the ALU's 256 x ICP
   channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data
@@ -70,6 +71,7 @@ FOLDED_OPS = {"BatchNormalization", "Identity", "Dropout"}  # passed over betwee
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 FC_OPS = {"Gemm", "MatMul"}
 CONV_OPS = {"Conv", "ConvTranspose"}
+POOL_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
 
 @dataclass(frozen=True)
@@ -258,12 +260,13 @@ class _Walker:
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
         elif (
-            (op in CONV_OPS or (op == "Mul" and len(dyn) == 1))
+            (op in CONV_OPS or op in POOL_OPS or (op == "Mul" and len(dyn) == 1))
             and self.nonempty_output(node, name) is not None
             and (refused := self.refused(node)) is not None
         ):
-            # the operator rules' test: a conv's limits (kernel, stride, pads, channels, the weight banks), a Mul
-            # by a constant's broadcast (one value, or one per channel as ONNX broadcasts it)
+            # the operator rules' test: a conv's limits (kernel, stride, pads, channels, the weight banks), a
+            # pool's (kernel, the ALU engine's pads), a Mul by a constant's broadcast (one value, or one per
+            # channel as ONNX broadcasts it)
             if op in CONV_OPS and self.too_wide(node, dyn):
                 self.result.too_wide.append(name)
             self.exclude(node, name, f"not a DPU op ({refused})")

@@ -6,8 +6,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Conv (dense): kernel 1-16, stride 1-8, input and output channels <= 256 * ICP, each pad <= dilated
   kernel - 1, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight bank's depth: vai_q_pytorch's DPU
   op filter, check_conv_weights_bank_depth); conv engine. Depthwise conv (groups = channels, ALU engine):
-  kernel 1-256, stride 1-256, left/top pads <= 15, input and output channels <= 256 * ICP (the op filter's
-  check_load_jump_write / check_save_jump_read at the ALU engine's channel_parallel, ICP), kernel_h *
+  kernel 1-256, stride 1-256, left/top pads 0-15 and right/bottom 0-255 (the ALU engine's pad_limit in
+  VART's target factory, which vai_q_pytorch's DPU op filter checks), input and output channels <= 256 * ICP
+  (the op filter's check_load_jump_write / check_save_jump_read at the ALU engine's channel_parallel, ICP), kernel_h *
   kernel_w <= 2048 (the depthwise weight bank, ICP wide: check_dwconv_weights_bank_depth). Other grouped
   convs run on the CPU.
 - ConvTranspose (vai_q_pytorch's DPU op filter, filter_transpose_conv2d): dense (groups 1), no
@@ -15,7 +16,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
   dilated one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
 - Gemm / MatMul with a constant weight: fully connected.
-- MaxPool / AveragePool (ALU): kernel 1-256; GlobalAveragePool / GlobalMaxPool when H x W <= 256.
+- MaxPool / AveragePool (ALU): kernel 1-256, the ALU engine's pads (left/top 0-15, right/bottom 0-255);
+  GlobalAveragePool / GlobalMaxPool when H x W <= 256.
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine): per channel as ONNX broadcasts it, non-1 on
   the C axis only (shape [C, 1, 1] or [1, C, 1, 1]; [1, 1, 1, C] broadcasts along W: CPU).
@@ -84,7 +86,8 @@ MAX_CONV_KERNEL = 16
 MAX_CONV_STRIDE = 8
 MAX_ALU_KERNEL = 256
 MAX_ALU_STRIDE = 256
-MAX_DW_PAD = 15
+MAX_DW_PAD = 15  # the ALU engine's pad_limit (VART's target factory): pad_left, pad_top 0-15
+MAX_ALU_FAR_PAD = 255  # pad_right, pad_bottom 0-255
 MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
 WEIGHT_BANK_DEPTH = 2048  # the weight banks' depth (VART's DPUCZDX8G target factory: CONVW, DWCONVW bank_depth)
 # A bilinear Resize's coordinate mappings the DPU runs -> its scales (vai_q_pytorch's DPU op filter,
@@ -219,8 +222,9 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if depthwise:
         if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel) or not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
             return _cpu(f"depthwise kernel {kernel} / stride {strides} outside 1-{MAX_ALU_KERNEL}")
-        if pads[0] > MAX_DW_PAD or pads[1] > MAX_DW_PAD:
-            return _cpu(f"depthwise top/left pads {pads[:2]} exceed {MAX_DW_PAD}")
+        reason = _alu_pads("depthwise conv", pads)
+        if reason is not None:
+            return _cpu(reason)
         limit = max_alu_channels(cfg)
         if cin > limit or cout > limit:
             return _cpu(
@@ -254,6 +258,20 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         if p > d * (k - 1):
             return _cpu(f"{op} pad {p} exceeds the dilated kernel - 1 = {d * (k - 1)}")
     return True, f"conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
+
+
+def _alu_pads(what: str, pads: list[int]) -> str | None:
+    """Why the ALU engine cannot take `pads` (ONNX order: top, left, bottom, right), or None: VART's DPUCZDX8G ISA1
+    target factory gives it a pad_limit, pad_left and pad_top 0-15, pad_right and pad_bottom 0-255, which
+    vai_q_pytorch's DPU op filter checks (check_pad_with_limit) on a depthwise conv and a pool."""
+    top, left, bottom, right = [*pads, 0, 0, 0, 0][:4]
+    if min(top, left, bottom, right) < 0:
+        return f"{what} with negative pads {list(pads)} (the ALU engine's pads are 0 or more)"
+    if top > MAX_DW_PAD or left > MAX_DW_PAD:
+        return f"{what} top/left pads {[top, left]} exceed {MAX_DW_PAD} (the ALU engine's pad_limit)"
+    if bottom > MAX_ALU_FAR_PAD or right > MAX_ALU_FAR_PAD:
+        return f"{what} bottom/right pads {[bottom, right]} exceed {MAX_ALU_FAR_PAD} (the ALU engine's pad_limit)"
+    return None
 
 
 def _conv_transpose(
@@ -324,6 +342,9 @@ def _pool(node: Any, info: GraphInfo) -> Support:
     kernel = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
     if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel):
         return _cpu(f"{op} kernel {kernel} outside 1-{MAX_ALU_KERNEL}")
+    reason = _alu_pads(op, [int(p) for p in attr(node, "pads", [0, 0, 0, 0])])
+    if reason is not None:
+        return _cpu(reason)
     return True, f"{op} {kernel[0]}x{kernel[1]} (ALU engine)"
 
 
