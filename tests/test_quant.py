@@ -595,3 +595,43 @@ def test_functional_hard_activations_are_ops_of_their_kind_and_fuse_the_dpu_s_ac
             build_qgraph(_FunctionalHard(after_swish=after_swish).eval(), (3, 4, 4))
     with pytest.raises(QuantizationError, match="a second activation cannot be fused"):
         build_qgraph(_FunctionalHard(lambda y: torch.relu(torch.relu(y))).eval(), (3, 4, 4))
+
+
+class _ShuffleThenActivation(torch.nn.Module):
+    def __init__(self, act, functional: bool = False, shuffle_first: bool = True) -> None:
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.shuffle = torch.nn.PixelShuffle(2)
+        self.act = act
+        self.functional = functional
+        self.shuffle_first = shuffle_first
+
+    def forward(self, x):
+        y = self.c(x)
+        if not self.shuffle_first:
+            y = self.act(y)
+        y = torch.nn.functional.pixel_shuffle(y, 2) if self.functional else self.shuffle(y)
+        return self.act(y) if self.shuffle_first else y
+
+
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize(
+    ("act", "text"), [(torch.nn.ReLU(), "ReLU"), (torch.relu, "ReLU"), (torch.nn.ReLU6(), "ReLU6")]
+)
+def test_an_activation_after_a_pixel_shuffle_is_refused_saying_to_put_it_before(act, text, functional):
+    # XIR's pixel-shuffle-fix has no nonlinear attribute: no activation is fused into a pixel shuffle, which
+    # the refusal says (it said 'a second activation cannot be fused', though there was none), with the fix
+    with pytest.raises(QuantizationError) as err:
+        build_qgraph(_ShuffleThenActivation(act, functional).eval(), (3, 4, 4))
+    message = str(err.value)
+    assert f"a {text} after a pixel shuffle has no DPU mapping: the DPU fuses no activation into one" in message
+    assert "put the activation before the pixel shuffle" in message and "second activation" not in message
+    # where the message says to put it, it is fused into the conv, and the result is the same
+    model = _ShuffleThenActivation(act, functional, shuffle_first=False).eval()
+    graph = build_qgraph(model, (3, 4, 4))
+    fused = "relu6" if text == "ReLU6" else "relu"
+    assert [(type(op).__name__, op.act) for op in graph.ops] == [("ConvOp", fused), ("DepthToSpaceOp", "none")]
+    refused = _ShuffleThenActivation(act, functional).eval()
+    refused.c = model.c
+    x = torch.randn(1, 3, 4, 4)
+    assert torch.equal(model(x), refused(x))

@@ -6,8 +6,10 @@ which the DPU does not fuse (VART's DPUCZDX8G target factory: hsigmoid is an ALU
 op of its own after the op it reads, so that op's output is quantized (a Q/DQ pair) before it, as vai_q does
 for an op the DPU does not fuse. An activation after one is fused into it as the DPU fuses it: a ReLU after a
 hard swish (its eltwise mult's ReLU), a ReLU, ReLU6 or LeakyReLU after a hard sigmoid (the ALU engine's); any
-other is refused. A LeakyReLU must have the DPU's slope 26/256; 0.1 is accepted and replaced by 26/256 (as
-vai_q_pytorch does). Anything else cannot run on the DPU and raises QuantizationError naming the layer.
+other is refused, and so is an activation after a pixel shuffle (XIR's pixel-shuffle-fix fuses none: put it
+before, into the conv, as the pose model's decoder does). A LeakyReLU must have the DPU's slope 26/256; 0.1
+is accepted and replaced by 26/256 (as vai_q_pytorch does). Anything else cannot run on the DPU and raises
+QuantizationError naming the layer.
 """
 
 from __future__ import annotations
@@ -141,7 +143,14 @@ class _Builder:
                 "fuses a ReLU only (a hard sigmoid takes a ReLU, ReLU6 or LeakyReLU(26/256)); use a ReLU there or "
                 "none"
             )
-        if op.act != "none" or isinstance(op, DepthToSpaceOp):
+        if isinstance(op, DepthToSpaceOp):
+            raise QuantizationError(
+                f"{where}: a {_ACT_TEXT[act]} after a pixel shuffle has no DPU mapping: the DPU fuses no activation "
+                "into one (XIR's pixel-shuffle-fix has no nonlinear attribute); put the activation before the pixel "
+                "shuffle, fused into the conv before it, as the pose model's decoder does (a pixel shuffle only moves "
+                "values, so an activation of each value gives the same result there)"
+            )
+        if op.act != "none":
             raise QuantizationError(f"{where}: a second activation cannot be fused")
         op.act = act
         self.tensor_of[node] = op.name
