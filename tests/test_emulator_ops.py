@@ -515,6 +515,23 @@ def test_a_resize_by_other_sizes_goes_to_the_cpu_and_is_not_emulated(mode, sizes
         emu.run(feeds(emu))
 
 
+def test_a_resize_by_sizes_whose_width_alone_is_not_a_whole_multiple_is_refused_when_it_runs():
+    # H x 2 but W 5 -> 12 (x 2.4): not the resize by 2 x 2 (whose output would be 10 wide), refused by the
+    # emulator once the input's shape is known, as the operator rules keep it on the CPU
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    for mode in ("nearest", "linear"):
+        model = _resize_sizes(mode, [1, 3, 8, 12], 13)
+        g = analyze(onnx.load_from_string(model))
+        node = next(n for n in g.nodes if n.op_type == "Resize")
+        assert not dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))[0]
+        emu = EmulatorRunner(model)
+        with pytest.raises(ModelFileError, match=r"sizes \[1, 3, 8, 12\] .* by whole multiples of its H and W"):
+            emu.run(feeds(emu))
+
+
 def test_a_resize_given_sizes_and_scales_or_another_aspect_policy_is_not_emulated():
     m = Model()
     x = m.input((1, 2, 4, 4), 4)
@@ -1058,6 +1075,7 @@ def _conv_transpose_closed_form(x, w, b, s, pads, fp_in, fp_w, fp_b, fp_out, act
         (3, 7, 4, 1, 2, 2, (0, 0, 0, 0), "LeakyRelu"),
         (4, 6, 6, 4, 3, 1, (2, 0, 0, 2), "Clip"),  # ReLU6 at fp_out 4: the cap at 96 steps
         (4, 7, 5, 3, 4, 2, (4, 4, 4, 4), None),  # a pad as large as the kernel: the dilated input cropped
+        (4, 7, 5, 3, 4, 2, (5, 0, 4, 5), "Relu"),  # cropped unevenly: 2 rows on top, 1 below, 2 columns right
     ],
 )
 def test_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_out, k, s, pads, act):
