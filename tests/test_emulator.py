@@ -384,3 +384,55 @@ def test_the_emulator_runs_numpys_blas_on_one_thread_unless_the_environment_says
         assert seen == [3, 3] and get() == 3
     finally:
         set_(before)
+
+
+@pytest.mark.parametrize("name", ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"])
+def test_a_blas_thread_count_from_any_of_openblas_s_variables_stays(name, monkeypatch):
+    # OpenBLAS reads all three; a count the user set in any of them is kept while the emulator runs
+    from dpupose.runtime.blas import one_blas_thread
+
+    found = _numpys_openblas()
+    if found is None:
+        pytest.skip("numpy here does not carry OpenBLAS")
+    get, set_ = found
+    before = get()
+    for other in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(other, raising=False)
+    try:
+        set_(3)
+        monkeypatch.setenv(name, "3")
+        with one_blas_thread():
+            assert get() == 3
+        monkeypatch.delenv(name)
+        with one_blas_thread():
+            assert get() == 1
+        assert get() == 3
+    finally:
+        set_(before)
+
+
+def test_overlapping_blas_limits_give_the_count_back_when_the_last_one_ends(monkeypatch):
+    # a pipelined run's emulators hold the limit from several threads, their blocks overlapping: the count is
+    # 1 until the last of them ends, then the one it had before the first began (not the 1 a later block saw)
+    from dpupose.runtime.blas import one_blas_thread
+
+    found = _numpys_openblas()
+    if found is None:
+        pytest.skip("numpy here does not carry OpenBLAS")
+    get, set_ = found
+    before = get()
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    first, second = one_blas_thread(), one_blas_thread()
+    try:
+        set_(3)
+        first.__enter__()
+        assert get() == 1
+        second.__enter__()
+        assert get() == 1
+        first.__exit__(None, None, None)
+        assert get() == 1  # the second still runs
+        second.__exit__(None, None, None)
+        assert get() == 3
+    finally:
+        set_(before)
