@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -808,6 +809,51 @@ def test_a_model_saved_with_external_data_splits_and_without_its_data_file_is_on
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert f"{path} keeps its weights in 'm.data' beside it (ONNX external data), which is not there" in err
     assert not (tmp_path / "plan2").exists()
+
+
+@pytest.mark.parametrize(
+    ("zp_name", "value", "expected"),
+    [  # a weight's zero point 1 (asymmetric), an activation's uint8 0 (ONNX Runtime's default activation type)
+        ("conv1.weight_zp", np.array(1, np.int8),
+         "DequantizeLinear 'conv1.weight/dequantize' (of 'conv1.weight_int8'): the zero point must be 0"),
+        ("c1_zp", np.array(0, np.uint8), "QuantizeLinear 'c1/quantize': the zero point must be an int8 0"),
+    ],
+)  # fmt: skip
+def test_a_zero_point_other_than_the_dpu_s_is_one_error_naming_it(tmp_path, capsys, zp_name, value, expected):
+    # the DPU's quantization is symmetric int8: the split refuses the tensor by name before writing a plan
+    model = build("none")
+    t = next(t for t in model.graph.initializer if t.name == zp_name)
+    t.CopyFrom(onnx.numpy_helper.from_array(value, zp_name))
+    onnx.checker.check_model(model)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    rc = main(["split", str(path), "--out", str(tmp_path / "plan")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"dpupose: error: {expected}")
+    assert not (tmp_path / "plan").exists()
+
+
+def _outputs(**shapes):
+    return SimpleNamespace(graph_outputs=list(shapes), shapes={k: tuple(v) for k, v in shapes.items()})
+
+
+def test_a_model_s_outputs_are_read_by_name_and_shape():
+    from dpupose.split.partition import model_outputs
+
+    source = Path("m.onnx")
+    # outputs named coords and heatmaps are taken over any other 3-D or 4-D output listed before them
+    names = model_outputs(_outputs(aux=[1, 16, 8, 8], xy=[1, 16, 2], coords=[1, 16, 2], heatmaps=[1, 16, 4, 4]), source)
+    assert (names.coords, names.heatmaps) == ("coords", "heatmaps")
+    # otherwise the first (N, J, 2) (not any 3-D one) and the first 4-D output
+    names = model_outputs(_outputs(emb=[1, 16, 8], j=[1, 16, 2], maps=[1, 16, 4, 4]), source)
+    assert (names.coords, names.heatmaps) == ("j", "maps")
+    # 16 coordinates but heatmaps of 8 channels: the confidences and local decoding would read 8 maps
+    with pytest.raises(ModelFileError, match=r"outputs coords \[1, 16, 2\], heatmaps \[1, 8, 4, 4\]: .*16 MPII"):
+        model_outputs(_outputs(coords=[1, 16, 2], heatmaps=[1, 8, 4, 4]), source)
+    # heatmaps of 16 channels beside another output, no coordinates: no pose model, both named
+    with pytest.raises(ModelFileError, match=r"outputs heat \[1, 16, 4, 4\], scores \[1, 16\], not a pose model"):
+        model_outputs(_outputs(heat=[1, 16, 4, 4], scores=[1, 16]), source)
 
 
 def test_an_int32_bias_is_one_error_naming_it(tmp_path, capsys):

@@ -82,6 +82,10 @@ def test_newer_version_says_what_to_do(plan_dir: Path, data: dict) -> None:
             lambda d: d["outputs"].update(coords="heatmaps", heatmaps="coords"),
             "outputs.coords 'heatmaps' has shape [1, 16, 8, 8], not (1, 16, 2)",
         ),
+        (  # 16 joints but not (x, y) pairs: the joints' count alone was checked
+            lambda d: next(t for t in d["subgraphs"][3]["outputs"] if t["name"] == "coords").update(shape=[1, 16, 3]),
+            "outputs.coords 'coords' has shape [1, 16, 3], not (1, 16, 2)",
+        ),
         (lambda d: d["subgraphs"][0]["inputs"][0].update(layout="NCH"), "does not name the 4 axes"),
         (lambda d: d["subgraphs"][1].update(xmodel="x.xmodel"), "only for DPU subgraphs"),
     ],
