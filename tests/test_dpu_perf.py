@@ -163,6 +163,14 @@ def test_eltwise_cycles_at_ip_v3_and_v4_rates_worked_by_hand():
     assert layer_cycles(layer, b4096) == 312
     (dw,) = extract_layers(conv(37, 37, 13, 3, groups=37), b4096).layers
     assert layer_cycles(dw, b4096, "3.4") == layer_cycles(dw, b4096, "4.1") == 13 * 4 * 3 * 9
+    # the transposed conv (conv engine: 13 * ceil(13/8) * ceil(20/16) * ceil(3/2)**2 * ceil(32/16)) and a
+    # bilinear x2 resize (the ALU's transposed depthwise conv: 14 * ceil(14/4) * ceil(64/16) * ceil(4/2)**2), not
+    # the eltwise engine's rate
+    (deconv,) = extract_layers(conv_transpose(32, 20, 7, 3, 2, 1), b4096).layers
+    assert layer_cycles(deconv, b4096, "3.4") == layer_cycles(deconv, b4096, "4.1") == 13 * 2 * 2 * 4 * 2
+    (bilinear,) = extract_layers(resize(64, 7, 2), b4096).layers
+    assert bilinear.kind == "dwdeconv"
+    assert layer_cycles(bilinear, b4096, "3.3") == layer_cycles(bilinear, b4096, "4.0") == 14 * 4 * 4 * 4
     # estimate() takes the IP: the add's compute time at each rate
     assert one_layer(add(37, 13), b4096).compute_ms == pytest.approx(312 / F * 1e3)
     v3 = estimate(add(37, 13), b4096, U96, NO_OVERHEAD, ip="3.4").layers[0]
