@@ -753,7 +753,10 @@ def test_frames_of_an_earlier_run_of_many_images_are_checked_in_one_pass(tmp_pat
         False,
     ]
     assert may_write_frame(".hidden.jpg", stems) and may_write_frame("000012.jpg", None)
-    assert not may_write_frame("12.jpg", None)
+    assert may_write_frame(".000012.part.jpg", None)
+    # a video's frames are numbers of 6 digits or more; a part name is hidden: no other name is refused
+    assert not any(may_write_frame(n, None) for n in ("12.jpg", "abcdef.jpg", "x000012.part.jpg"))
+    assert not may_write_frame("im2.part.jpg", frame_stems(["m2.png"]))  # it writes m2.jpg and .m2.part.jpg
 
     src, frames = tmp_path / "src", tmp_path / "out" / "frames"
     src.mkdir()
@@ -769,3 +772,22 @@ def test_frames_of_an_earlier_run_of_many_images_are_checked_in_one_pass(tmp_pat
     with pytest.raises(UsageError, match=rf"im{n - 1:05d}\.jpg is a FIFO, not a file"):
         _check_outputs_are_files(opts)
     assert time.perf_counter() - start < 3
+
+
+def test_a_frame_name_of_a_single_image_source_taken_by_a_fifo_is_refused_before_any_work(tmp_path: Path) -> None:
+    """--source one image file writes frames/STEM.jpg: a FIFO there is refused by the check before the run,
+    as for an image folder's frames, and a FIFO at another image's name is not."""
+    import os
+
+    from dpupose.errors import UsageError
+    from dpupose.runtime.app import RunOptions, _check_outputs_are_files
+
+    image, frames = tmp_path / "shot.png", tmp_path / "out" / "frames"
+    image.touch()
+    frames.mkdir(parents=True)
+    os.mkfifo(frames / "other.jpg")
+    opts = RunOptions(plan=tmp_path / "plan", source=str(image), out=tmp_path / "out", annotate="frames")
+    _check_outputs_are_files(opts)
+    os.mkfifo(frames / "shot.jpg")
+    with pytest.raises(UsageError, match=r"frames/shot\.jpg is a FIFO, not a file, and this run writes an annotated"):
+        _check_outputs_are_files(opts)
