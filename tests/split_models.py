@@ -327,3 +327,95 @@ def conv_limit_model(
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def _head_from(b: Builder, logits: str, side: int) -> None:
+    """The flat softmax and DSNT head on `logits` (1, J, side, side), as build()'s."""
+    grid = np.array([[pixel_centres(side)[i % side], pixel_centres(side)[i // side]] for i in range(side * side)])
+    b.const("flat_shape", np.array([1, J, side * side], np.int64))
+    b.const("map_shape", np.array([1, J, side, side], np.int64))
+    b.const("grid", grid.astype(np.float32))
+    b.node("Reshape", [logits, "flat_shape"], "flat", name="head/flatten")
+    b.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
+    b.node("Reshape", ["flat_sm", "map_shape"], "heatmaps", name="head/heatmaps")
+    b.node("MatMul", ["flat_sm", "grid"], "coords", name="head/dsnt")
+
+
+# The op under test of op_model(case) after conv1's c1 (1, 8, 8, 8): whether the operator rules put it on the
+# DPU (on the B1600) is the test's, not the builder's.
+OP_CASES = (
+    "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
+    "gemm", "gemm_transA", "matmul", "pad", "depth_to_space", "depth_to_space_relu",
+)  # fmt: skip
+
+
+def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
+    """image -> conv1 (3 -> 8, stride 2) + ReLU -> `case` (OP_CASES) named "mid" -> a 3x3 conv to J channels (or,
+    after a fully connected "mid" of J x 16 outputs, its result itself) -> the head, every tensor between ops
+    quantized: "add" c1 + c1; "add_broadcast" c1 + its global average (1, 8, 1, 1); "add_const" c1 + a
+    per-channel constant; "add_relu6" c1 + c1 then ReLU6; "mul_broadcast" c1 times its global average;
+    "gemm" / "matmul" the flattened c1 by a constant (512, 256) weight, "gemm_transA" c1 reshaped to (512, 1) by
+    the same weight with transA; "pad" a constant Pad of 1 on H and W; "depth_to_space" a DepthToSpace of
+    block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    x = b.qdq("image", FP["image"], "image_dq")
+    y = b.conv(x, "conv1", 3, 8, 2, rng)
+    b.node("Relu", [y], "conv1_float", name="conv1/relu")
+    c1 = b.qdq("conv1_float", FP["c1"], "c1")
+    channels, side = 8, S // 2
+    if case in ("add", "add_relu6"):
+        b.node("Add", [c1, c1], "mid_float", name="mid")
+        if case == "add_relu6":
+            b.const("six", np.array(6.0, np.float32))
+            b.const("zero", np.array(0.0, np.float32))
+            b.node("Clip", ["mid_float", "zero", "six"], "mid_act", name="mid/relu6")
+    elif case in ("add_broadcast", "mul_broadcast"):
+        b.node("GlobalAveragePool", [c1], "gap_float", name="gap")
+        gap = b.qdq("gap_float", FP["c1"], "gap")
+        b.node("Add" if case == "add_broadcast" else "Mul", [c1, gap], "mid_float", name="mid")
+    elif case == "add_const":
+        bias = b.param("mid.bias", rng.integers(-20, 21, (1, 8, 1, 1)).astype(np.int8), 4)
+        b.node("Add", [c1, bias], "mid_float", name="mid")
+    elif case in ("gemm", "gemm_transA", "matmul"):
+        w = b.param("mid.weight", rng.integers(-40, 41, (8 * side * side, J * 16)).astype(np.int8), 9)
+        b.const("flat_in_shape", np.array([8 * side * side, 1] if case == "gemm_transA" else [1, -1], np.int64))
+        b.node("Reshape", [c1, "flat_in_shape"], "flat_float", name="mid/flatten")
+        flat = b.qdq("flat_float", FP["c1"], "flat_in")
+        attrs = {"transA": 1} if case == "gemm_transA" else {}
+        b.node("MatMul" if case == "matmul" else "Gemm", [flat, w], "mid_float", name="mid", **attrs)
+        b.qdq("mid_float", FP["logits"], "logits_flat")
+        b.const("logits_shape", np.array([1, J, 4, 4], np.int64))
+        b.node("Reshape", ["logits_flat", "logits_shape"], "logits", name="mid/unflatten")
+        channels, side = 0, 4
+    elif case == "pad":
+        b.const("mid_pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
+        b.node("Pad", [c1, "mid_pads"], "mid_float", name="mid", mode="constant")
+        side += 2
+    elif case in ("depth_to_space", "depth_to_space_relu"):
+        b.node("DepthToSpace", [c1], "mid_float", name="mid", blocksize=2, mode="CRD")
+        if case == "depth_to_space_relu":
+            b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
+        channels, side = 2, side * 2
+    else:
+        raise ValueError(f"unknown case {case!r}")
+    if channels:
+        out = "mid_act" if case in ("add_relu6", "depth_to_space_relu") else "mid_float"
+        x = b.qdq(out, FP["mid"], "mid_q")
+        y = b.conv(x, "conv3", channels, J, 1, rng)
+        b.qdq(y, FP["logits"], "logits")
+    _head_from(b, "logits", side)
+    graph = helper.make_graph(
+        b.nodes,
+        f"qdq_{case}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
+        [
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, side, side]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

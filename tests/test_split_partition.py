@@ -16,7 +16,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from split_models import FP, S, build, conv_heatmaps_model, conv_limit_model, float_model, qoperator_model, save
+from split_models import (
+    FP,
+    S,
+    build,
+    conv_heatmaps_model,
+    conv_limit_model,
+    float_model,
+    op_model,
+    qoperator_model,
+    save,
+)
 
 from dpupose.cli import main
 from dpupose.errors import ModelFileError, UsageError
@@ -1058,3 +1068,41 @@ def test_dpu_estimate_takes_the_operator_rules_conv_limits_as_the_split_does(cas
         why = dict((n, r) for n, _, r in graph.excluded)["mid"]
         assert why.startswith("not a DPU op (") and why != "not a DPU op (no constant weight)"
         assert graph.too_wide == (["mid"] if "channels" in case else [])
+
+
+# An Add, Mul, fully connected layer, Pad or DepthToSpace after conv1 (tests/split_models.op_model): whether the
+# operator rules put it on the DPU of the B1600, and their reason when they do not.
+OP_RULES = {
+    "add": (True, None),
+    "add_broadcast": (False, "Add of tensors with different shapes (broadcasting)"),
+    "add_const": (False, "Add with a constant operand"),
+    "add_relu6": (False, "ReLU6 after an element-wise op: the DPU's eltwise engine fuses ReLU only"),
+    "mul_broadcast": (False, "Mul of tensors with different shapes (broadcasting)"),
+    "gemm": (True, None),
+    "gemm_transA": (False, "Gemm with transA"),
+    "matmul": (True, None),
+    "pad": (False, "Pad is not a DPU operator"),
+    "depth_to_space": (True, None),
+    "depth_to_space_relu": (False, "Relu after a DepthToSpace (pixel shuffle)"),
+}
+
+
+@pytest.mark.parametrize("case", OP_RULES)
+def test_dpu_estimate_takes_the_operator_rules_eltwise_fc_pad_and_pixel_shuffle_decisions(case):
+    # dpu estimate's graph walk costed every Add and Mul of two tensors (a broadcast, a constant operand), every
+    # Gemm / MatMul with a constant weight (transA) and every Pad without asking the operator rules, which the
+    # split asks: what it costs is now the split's DPU units, and what the split leaves to the CPU it excludes
+    # with the rules' reason
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+
+    on_dpu, reason = OP_RULES[case]
+    cfg = load_config(CONFIG)
+    model = op_model(case)
+    split_dpu = _split_dpu_until_cpu(model, cfg)
+    graph = extract_layers(model, cfg)
+    assert {layer.name for layer in graph.layers} == split_dpu
+    assert ("mid" in split_dpu) is on_dpu
+    if not on_dpu:
+        why = dict((n, r) for n, _, r in graph.excluded)["mid"]
+        assert why.startswith("not a DPU op (") and reason in why

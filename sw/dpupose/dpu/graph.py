@@ -4,15 +4,16 @@ Accepts FP32 graphs and QDQ graphs (QuantizeLinear/DequantizeLinear are skipped:
 float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is taken as 1.
 
 Each node is classified:
-- a DPU layer with a cost: Conv (groups = 1 or depthwise) and ConvTranspose where the operator rules put them
-  on the DPU (their kernel, stride, pad, channel and weight-bank limits; otherwise not a DPU op, and a conv
-  of more than 256 x ICP channels is listed in DpuGraph.too_wide), Gemm/MatMul with a constant
-  weight (fully connected), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool where the rules take them
-  (kernel, the ALU engine's pads, a global pool's H x W), Add/Mul (element-wise: the eltwise
-  engine; a Mul by a constant, where the operator rules take it (one value or one per channel): a 1x1
-  depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the ALU's 256 x ICP
-  channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data
-  movement), Pad;
+- a DPU layer with a cost, where the operator rules (dpupose.dpu.ops.dpu_support, as the split asks them)
+  put it on the DPU, otherwise not a DPU op with their reason: Conv (groups = 1 or depthwise) and
+  ConvTranspose (their kernel, stride, pad, channel and weight-bank limits; a conv of more than 256 x ICP
+  channels is also listed in DpuGraph.too_wide), Gemm/MatMul with a constant weight (fully connected; not
+  with transA), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, the ALU engine's pads,
+  a global pool's H x W), Add/Mul (element-wise, the eltwise engine: two activations of one shape, no
+  broadcast, no constant operand; a Mul by a constant, where the rules take it (one value or one per
+  channel): a 1x1 depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the
+  ALU's 256 x ICP channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data movement,
+  where the configuration's depth_to_space_on_dpu puts it on the DPU); a Pad is not a DPU op (the rules');
 - Resize/Upsample where the operator rules put it on the DPU (dpupose.dpu.ops, at the model's opset;
   otherwise not a DPU op): nearest, data movement; bilinear at scale s, the transposed depthwise conv with
   fixed weights that the compiler makes of it (vai_q_pytorch's DPU op filter: kernel 2s, stride s), an
@@ -24,8 +25,8 @@ Each node is classified:
   them (its engine's activations: dpupose.dpu.ops.activation_support, as the split asks; an op whose
   activation they do not fuse is not a DPU op, nor is an activation with nothing to fuse into);
   BatchNormalization (folded), Identity, Dropout, Q/DQ, Concat;
-- layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer is
-  a fully connected layer; otherwise a CPU op;
+- layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer
+  (through a QDQ graph's Q/DQ pair) is a fully connected layer; otherwise a CPU op;
 - "not a DPU op" (a standard ONNX op the DPU does not run: Softmax, ReduceSum, Sigmoid, ...): excluded,
   and so is everything downstream of it, so an estimate covers the DPU part of a whole model;
 - unknown (an op ONNX itself does not define, e.g. a custom domain): an error by default, or a
@@ -248,7 +249,7 @@ class _Walker:
         elif op in FUSED_OPS:
             self.accept(node, name, [])
         elif op in LAYOUT_OPS:
-            consumers = [c for o in node.output for c in self.consumers.get(o, [])]
+            consumers = self.op_consumers(node)
             if consumers and all(c.op_type in FC_OPS for c in consumers):
                 self.accept(node, name, [])
             else:
@@ -260,13 +261,15 @@ class _Walker:
         elif op == "DepthToSpace" and not self.cfg.depth_to_space_on_dpu:
             self.exclude(node, name, "not a DPU op in this configuration (depth_to_space_on_dpu = false)")
         elif (
-            (op in CONV_OPS or op in POOL_OPS or (op == "Mul" and len(dyn) == 1))
+            op in COSTED_OPS
             and self.nonempty_output(node, name) is not None
             and (refused := self.refused(node)) is not None
         ):
-            # the operator rules' test: a conv's limits (kernel, stride, pads, channels, the weight banks), a
-            # pool's (kernel, the ALU engine's pads), a Mul by a constant's broadcast (one value, or one per
-            # channel as ONNX broadcasts it)
+            # the operator rules' test, as the split asks it: a conv's limits (kernel, stride, pads, channels,
+            # the weight banks), a pool's (kernel, stride, the ALU engine's pads, a global pool's H and W), a Mul
+            # by a constant's broadcast (one value, or one per channel as ONNX broadcasts it), an element-wise
+            # Add or Mul's operands (two activations of one shape), a fully connected layer's (a constant
+            # weight, no transA), a DepthToSpace's, a Pad (not a DPU op)
             if op in CONV_OPS and self.too_wide(node, dyn):
                 self.result.too_wide.append(name)
             self.exclude(node, name, f"not a DPU op ({refused})")
@@ -357,6 +360,18 @@ class _Walker:
             chain.pop()  # a folded op after the last activation is an op of its own
         return chain
 
+    def op_consumers(self, node: Any) -> list[Any]:
+        """The ops that read `node`'s outputs, through the Q/DQ pairs of a QDQ graph."""
+        found: list[Any] = []
+        todo = [c for o in node.output for c in self.consumers.get(o, [])]
+        while todo:
+            c = todo.pop()
+            if c.op_type in QDQ_OPS:
+                todo.extend(self.consumers.get(c.output[0], []))
+            else:
+                found.append(c)
+        return found
+
     def info(self, *nodes: Any) -> GraphInfo:
         """What the operator rules read about `nodes`: their tensors' shapes, which inputs are constants (with
         the values of initializers and Constant nodes; None for one computed from constants) and the opset."""
@@ -443,7 +458,7 @@ class _Walker:
             return Layer(name, op, "dwconv", ins, out, (1, 1), (1, 1), out[1], 2 * out[1])
         if op in ("Add", "Mul"):
             return Layer(name, op, "eltwise", ins, out)
-        # DepthToSpace, Pad: data movement through the load/save engines.
+        # DepthToSpace: data movement through the load/save engines (a Pad the operator rules leave to the CPU).
         return Layer(name, op, "move", ins, out)
 
 
