@@ -177,6 +177,32 @@ def test_depth_to_space_is_a_configuration_switch():
     assert not ok and "depth_to_space_on_dpu = false" in why
 
 
+# vai_q_pytorch's DPU op filter (filter_pool) with VART's DPUCZDX8G ISA1 target factory's alu_limit: each kernel
+# side 1-256, a global pool's kernel its input's H x W (each side, not their product); each stride 1-256, not
+# checked where the kernel covers the whole input (one output pixel).
+@pytest.mark.parametrize(
+    ("op", "kernel", "stride", "x", "ok", "words"),
+    [
+        ("MaxPool", [2, 2], [256, 256], (1, 8, 32, 32), True, "MaxPool 2x2 (ALU engine)"),
+        ("MaxPool", [2, 2], [257, 1], (1, 8, 32, 32), False, "MaxPool stride [257, 1] outside 1-256 (the ALU"),
+        ("AveragePool", [3, 3], [1, 300], (1, 8, 32, 32), False, "AveragePool stride [1, 300] outside 1-256"),
+        ("AveragePool", [32, 32], [300, 300], (1, 8, 32, 32), True, "AveragePool 32x32 (ALU engine)"),
+        ("MaxPool", [32, 16], [300, 300], (1, 8, 32, 32), False, "stride [300, 300] outside 1-256"),
+        ("MaxPool", [256, 1], [1, 1], (1, 8, 256, 4), True, "MaxPool 256x1 (ALU engine)"),
+        ("MaxPool", [1, 257], [1, 1], (1, 8, 4, 257), False, "MaxPool kernel [1, 257] outside 1-256"),
+        ("GlobalAveragePool", None, None, (1, 8, 16, 17), True, "GlobalAveragePool (ALU engine)"),
+        ("GlobalMaxPool", None, None, (1, 8, 256, 256), True, "GlobalMaxPool (ALU engine)"),
+        ("GlobalAveragePool", None, None, (1, 8, 257, 1), False, "over 257x1: its kernel, the input's H x W, exceeds"),
+        ("GlobalMaxPool", None, None, (1, 8, 2, 257), False, "over 2x257: its kernel, the input's H x W, exceeds 256"),
+    ],
+)
+def test_pool_kernel_and_stride_limits_are_the_alu_engines(op, kernel, stride, x, ok, words):
+    attrs = {} if kernel is None else {"kernel_shape": kernel, "strides": stride}
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    supported, reason = dpu_support(node, info({"x": x, "y": (1, 8, 1, 1)}), CFG)
+    assert supported is ok and words in reason, reason
+
+
 def test_eltwise_pools_resize_concat_and_the_rest():
     shapes = {"a": (1, 8, 8, 8), "b": (1, 8, 8, 8), "c": (1, 8, 1, 1), "s": (1, 8, 4, 4), "y": (1, 8, 8, 8)}
     add = helper.make_node("Add", ["a", "b"], ["y"])

@@ -1039,6 +1039,9 @@ CONV_LIMITS = {
     "pool right pad 256": ({"op": "MaxPool", "pads": (0, 0, 256, 256)}, True),
     "pool top pad 15": ({"op": "AveragePool", "k": 17, "pads": (15, 15, 0, 0)}, False),
     "pool top pad 16": ({"op": "AveragePool", "k": 17, "pads": (16, 16, 0, 0)}, True),
+    "pool stride 256": ({"op": "MaxPool", "k": 1, "stride": 256, "pads": (0,) * 4}, False),  # alu_limit
+    "pool stride 257": ({"op": "MaxPool", "k": 1, "stride": 257, "pads": (0,) * 4}, True),
+    "whole-map pool stride 257": ({"op": "AveragePool", "k": 8, "stride": 257, "pads": (0,) * 4}, False),
     "deconv 16 / 1": ({"op": "ConvTranspose", "k": 16, "pads": (0,) * 4}, False),
     "deconv 17 / 1": ({"op": "ConvTranspose", "k": 17, "pads": (0,) * 4}, True),
     "deconv pad 4": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (4,) * 4}, False),

@@ -8,8 +8,8 @@ Each node is classified:
   put it on the DPU, otherwise not a DPU op with their reason: Conv (groups = 1 or depthwise) and
   ConvTranspose (their kernel, stride, pad, channel and weight-bank limits; a conv of more than 256 x ICP
   channels is also listed in DpuGraph.too_wide), Gemm/MatMul with a constant weight (fully connected; not
-  with transA), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, the ALU engine's pads,
-  a global pool's H x W), Add/Mul (element-wise, the eltwise engine: two activations of one shape, no
+  with transA), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, stride, the ALU engine's
+  pads, a global pool's H and W), Add/Mul (element-wise, the eltwise engine: two activations of one shape, no
   broadcast, no constant operand; a Mul by a constant, where the rules take it (one value or one per
   channel): a 1x1 depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the
   ALU's 256 x ICP channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data movement,

@@ -16,8 +16,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
   dilated one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
 - Gemm / MatMul with a constant weight: fully connected.
-- MaxPool / AveragePool (ALU): kernel 1-256, the ALU engine's pads (left/top 0-15, right/bottom 0-255);
-  GlobalAveragePool / GlobalMaxPool when H x W <= 256.
+- MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
+  alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
+  input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
+  (a pool whose kernel is the input's H x W) when H and W are each 1-256.
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine): per channel as ONNX broadcasts it, non-1 on
   the C axis only (shape [C, 1, 1] or [1, C, 1, 1]; [1, 1, 1, C] broadcasts along W: CPU).
@@ -85,7 +87,7 @@ ELTWISE_ENGINE = "eltwise"
 MAX_CONV_KERNEL = 16
 MAX_CONV_STRIDE = 8
 MAX_ALU_KERNEL = 256
-MAX_ALU_STRIDE = 256
+MAX_ALU_STRIDE = 256  # alu_limit (VART's target factory): kernel_size and stride 1-256
 MAX_DW_PAD = 15  # the ALU engine's pad_limit (VART's target factory): pad_left, pad_top 0-15
 MAX_ALU_FAR_PAD = 255  # pad_right, pad_bottom 0-255
 MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
@@ -331,17 +333,25 @@ def _fc(node: Any, info: GraphInfo) -> Support:
 
 
 def _pool(node: Any, info: GraphInfo) -> Support:
+    """A pool as vai_q_pytorch's DPU op filter takes it on the ALU engine (filter_pool, with VART's DPUCZDX8G ISA1
+    target factory's alu_limit and pad_limit): each kernel side 1-256 (a global pool's kernel is its input's
+    H x W), each stride 1-256 unless the kernel covers the whole input (one output pixel: the op filter checks
+    no stride then), the ALU engine's pads."""
     op = node.op_type
+    x = info.shape(node.input[0])
     if op.startswith("Global"):
-        x = info.shape(node.input[0])
         if x is None or len(x) != 4:
             return _cpu(f"{op} on a tensor of unknown shape")
-        if x[2] * x[3] > MAX_ALU_KERNEL:
-            return _cpu(f"{op} over {x[2]}x{x[3]}: kernel exceeds {MAX_ALU_KERNEL}")
+        if not all(1 <= k <= MAX_ALU_KERNEL for k in x[2:]):
+            return _cpu(f"{op} over {x[2]}x{x[3]}: its kernel, the input's H x W, exceeds {MAX_ALU_KERNEL} on a side")
         return True, f"{op} (ALU engine)"
     kernel = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
     if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel):
         return _cpu(f"{op} kernel {kernel} outside 1-{MAX_ALU_KERNEL}")
+    strides = [int(s) for s in attr(node, "strides", [1] * len(kernel))]
+    whole = x is not None and len(x) == 4 and list(x[2:]) == kernel
+    if not whole and not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
+        return _cpu(f"{op} stride {strides} outside 1-{MAX_ALU_STRIDE} (the ALU engine's alu_limit)")
     reason = _alu_pads(op, [int(p) for p in attr(node, "pads", [0, 0, 0, 0])])
     if reason is not None:
         return _cpu(reason)
