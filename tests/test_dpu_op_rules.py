@@ -65,6 +65,12 @@ def conv(k: int = 3, s: int = 1, cin: int = 8, cout: int = 8, group: int = 1, pa
         ({"k": 3, "pads": 2}, True, "conv 3x3"),
         ({"k": 3, "pads": 3}, False, "pad 3 exceeds the dilated kernel - 1 = 2"),
         ({"k": 3, "pads": 3, "dil": 2}, True, "conv 3x3"),
+        # UG1414's DPUCZDX8G table: each pad 0 to (kernel - 1) x dilation; vai_q_pytorch's check_pad (a check
+        # shared by every target) would take (kernel - 1) x dilation + 1, the dilated kernel itself
+        ({"k": 3, "pads": 4, "dil": 2}, True, "conv 3x3"),
+        ({"k": 3, "pads": 5, "dil": 2}, False, "pad 5 exceeds the dilated kernel - 1 = 4"),
+        ({"k": 5, "pads": 4}, True, "conv 5x5"),
+        ({"k": 5, "pads": 5}, False, "pad 5 exceeds the dilated kernel - 1 = 4"),
         ({"cin": 8, "cout": 8, "group": 8, "k": 5}, True, "depthwise conv 5x5"),
         ({"cin": 8, "cout": 8, "group": 8, "k": 33, "pads": 16}, False, "top/left pads [16, 16] exceed 15"),
         ({"cin": 8, "cout": 8, "group": 2}, False, "grouped Conv (groups=2)"),

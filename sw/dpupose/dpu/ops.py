@@ -4,7 +4,11 @@
 DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG1414, see the DPU facts):
 
 - Conv (dense): kernel 1-16, stride 1-8, input and output channels <= 256 * ICP, each pad <= dilated
-  kernel - 1, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight bank's depth: vai_q_pytorch's DPU
+  kernel - 1 = (kernel - 1) x dilation (UG1414's DPUCZDX8G operator table; vai_q_pytorch's DPU op filter,
+  check_pad, which filter_conv2d calls with the dilated kernel (kernel - 1) x dilation + 1, refuses only a
+  pad over it, one more, though its message says the pad must be less than the kernel: a check shared with
+  DPUs whose guides give that one more, DPUCAHX8H's and DPUCAHX8L's; VART's target factory gives the conv
+  engine no pad_limit), kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight bank's depth: vai_q_pytorch's DPU
   op filter, check_conv_weights_bank_depth); conv engine. Depthwise conv (groups = channels, ALU engine):
   kernel 1-256, stride 1-256, left/top pads 0-15 and right/bottom 0-255 (the ALU engine's pad_limit in
   VART's target factory, which vai_q_pytorch's DPU op filter checks), input and output channels <= 256 * ICP
@@ -257,7 +261,7 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     for i, p in enumerate(pads):
         d = dilations[i % half] if half else 1
         k = kernel[i % half] if half else 1
-        if p > d * (k - 1):
+        if p > d * (k - 1):  # UG1414's DPUCZDX8G limit; the op filter's check_pad lets d * (k - 1) + 1 through
             return _cpu(f"{op} pad {p} exceeds the dilated kernel - 1 = {d * (k - 1)}")
     return True, f"conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
 
