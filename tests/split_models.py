@@ -345,7 +345,8 @@ def _head_from(b: Builder, logits: str, side: int) -> None:
 # DPU (on the B1600) is the test's, not the builder's.
 OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
-    "gemm", "gemm_transA", "matmul", "pad", "depth_to_space", "depth_to_space_relu",
+    "gemm", "gemm_transA", "matmul", "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel", "pad_crop",
+    "pad_relu", "depth_to_space", "depth_to_space_relu",
 )  # fmt: skip
 
 
@@ -355,7 +356,9 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     quantized: "add" c1 + c1; "add_broadcast" c1 + its global average (1, 8, 1, 1); "add_const" c1 + a
     per-channel constant; "add_relu6" c1 + c1 then ReLU6; "mul_broadcast" c1 times its global average;
     "gemm" / "matmul" the flattened c1 by a constant (512, 256) weight, "gemm_transA" c1 reshaped to (512, 1) by
-    the same weight with transA; "pad" a constant Pad of 1 on H and W; "depth_to_space" a DepthToSpace of
+    the same weight with transA; "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect"
+    and "pad_edge" in those modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
+    "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it."""
     rng = np.random.default_rng(seed)
     b = Builder()
@@ -388,10 +391,20 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         b.const("logits_shape", np.array([1, J, 4, 4], np.int64))
         b.node("Reshape", ["logits_flat", "logits_shape"], "logits", name="mid/unflatten")
         channels, side = 0, 4
-    elif case == "pad":
-        b.const("mid_pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
-        b.node("Pad", [c1, "mid_pads"], "mid_float", name="mid", mode="constant")
-        side += 2
+    elif case.startswith("pad"):
+        hw = -1 if case == "pad_crop" else 1
+        c = 1 if case == "pad_channel" else 0
+        b.const("mid_pads", np.array([0, c, hw, hw, 0, c, hw, hw], np.int64))
+        ins = [c1, "mid_pads"]
+        if case == "pad_value":
+            b.const("mid_value", np.array(0.5, np.float32))
+            ins.append("mid_value")
+        mode = {"pad_reflect": "reflect", "pad_edge": "edge"}.get(case, "constant")
+        b.node("Pad", ins, "mid_float", name="mid", mode=mode)
+        if case == "pad_relu":
+            b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
+        side += 2 * hw
+        channels += 2 * c
     elif case in ("depth_to_space", "depth_to_space_relu"):
         b.node("DepthToSpace", [c1], "mid_float", name="mid", blocksize=2, mode="CRD")
         if case == "depth_to_space_relu":
@@ -400,7 +413,7 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     else:
         raise ValueError(f"unknown case {case!r}")
     if channels:
-        out = "mid_act" if case in ("add_relu6", "depth_to_space_relu") else "mid_float"
+        out = "mid_act" if case in ("add_relu6", "depth_to_space_relu", "pad_relu") else "mid_float"
         x = b.qdq(out, FP["mid"], "mid_q")
         y = b.conv(x, "conv3", channels, J, 1, rng)
         b.qdq(y, FP["logits"], "logits")

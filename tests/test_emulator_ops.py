@@ -127,11 +127,12 @@ def test_concat_along_height_and_a_negative_axis():
         ("AveragePool", {"kernel_shape": [1, 1]}, None, (3, 4)),
         ("Resize", {"mode": "nearest"}, "scales", (6, 8)),
         ("DepthToSpace", {"blocksize": 1}, None, (3, 4)),
+        ("Pad", {}, "pads", (5, 6)),
     ],
 )
 def test_a_data_movement_op_with_an_activation_is_not_emulated(op, attrs, extra, out_hw):
-    # the DPU fuses no activation into these (XIR's pool-fix, concat-fix, upsample-fix and pixel-shuffle-fix
-    # have no nonlinear attribute); the emulator ran them as if the ReLU were not there. The operator rules put
+    # the DPU fuses no activation into these (XIR's pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix and
+    # pad-fix have no nonlinear attribute); the emulator ran them as if the ReLU were not there. The operator rules put
     # the op and its ReLU on the CPU (the tensor between them is not quantized), and dpu estimate leaves it out
     from dpupose.dpu.config import load_config
     from dpupose.dpu.graph import extract_layers
@@ -144,6 +145,8 @@ def test_a_data_movement_op_with_an_activation_is_not_emulated(op, attrs, extra,
         inputs.append(m.input((1, 2, 3, 4), 5))
     elif extra == "scales":
         inputs += ["", m.const("scales", np.array([1, 1, 2, 2], np.float32))]
+    elif extra == "pads":
+        inputs.append(m.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)))
     m.nodes.append(helper.make_node(op, inputs, ["pre"], name="pre", **attrs))
     m.op("Relu", ["pre"])
     model = m.build(5, (1, 2 * len(inputs) if extra == "second" else 2, *out_hw))
@@ -1220,3 +1223,126 @@ def test_the_rules_put_a_mul_by_a_constant_on_the_dpu_exactly_when_the_emulator_
         assert "broadcasts along W" in reason
         with pytest.raises(NotEmulated, match=r"the emulator runs a Mul by one value or one per channel"):
             EmulatorRunner(model)
+
+
+def _pad(fp_in, fp_out, pads, opset=OPSET, hw=(4, 5), computed=False, **attrs) -> bytes:
+    """x (1, 3, H, W) -> Pad by `pads` (ONNX order, all four axes or those of an 'axes' attribute-free
+    input list given in attrs["axes"]), Pad-2's attributes below opset 11 -> y."""
+    m = Model()
+    x = m.input((1, 3, *hw), fp_in)
+    axes = attrs.pop("axes", None)
+    value = attrs.pop("value", None)
+    if opset < 11:
+        m.op("Pad", [x], pads=list(pads), **({} if value is None else {"value": value}), **attrs)
+    else:
+        ins = [x, m.const("pads", np.array(pads, np.int64))]
+        if computed:
+            m.nodes.append(helper.make_node("Identity", ["pads"], ["pads_computed"], name="pads/identity"))
+            ins[1] = "pads_computed"
+        if value is not None or axes is not None:
+            ins.append("" if value is None else m.const("value", np.array(value, np.float32)))
+        if axes is not None:
+            ins.append(m.const("axes", np.array(axes, np.int64)))
+        m.op("Pad", ins, **attrs)
+    full = [0] * 8
+    for i, a in enumerate(axes if axes is not None else range(4)):
+        full[a % 4], full[a % 4 + 4] = pads[i], pads[i + len(pads) // 2]
+    out = [n + full[a] + full[a + 4] for a, n in enumerate((1, 3, *hw))]
+    return m.build(fp_out, out, opset)
+
+
+def _pad_closed_form(x: np.ndarray, t: int, left: int, b: int, r: int, fp_in: int, fp_out: int) -> np.ndarray:
+    """int8 0 around the NHWC input, then moved to fp_out: x * 2**(fp_out - fp_in) rounded half up, saturated."""
+    y = np.zeros((x.shape[0], x.shape[1] + t + b, x.shape[2] + left + r, x.shape[3]), np.int64)
+    y[:, t : t + x.shape[1], left : left + x.shape[2]] = x
+    return np.clip(np.floor(y * 2.0 ** (fp_out - fp_in) + 0.5), -128, 127).astype(np.int64)
+
+
+@pytest.mark.parametrize(
+    ("pads", "opset", "axes", "tlbr"),
+    [
+        ([0, 0, 1, 1, 0, 0, 1, 1], OPSET, None, (1, 1, 1, 1)),  # TensorFlow's SAME before a 3x3 conv
+        ([0, 0, 2, 0, 0, 0, 1, 3], OPSET, None, (2, 0, 1, 3)),  # SAME before a stride-2 conv: more after
+        ([0, 0, 3, 1, 0, 0, 0, 2], 10, None, (3, 1, 0, 2)),  # Pad-2: pads and value are attributes
+        ([1, 2, 0, 3], 18, [-2, 3], (1, 2, 0, 3)),  # Pad-18: pads of H and W only, by 'axes'
+    ],
+)
+@pytest.mark.parametrize(("fp_in", "fp_out"), [(4, 4), (6, 4), (3, 4)])
+def test_a_constant_pad_of_zero_is_the_input_with_int8_zeros_around_it(pads, opset, axes, tlbr, fp_in, fp_out):
+    # pad-fix (VART's cpu-runner) copies the int8 input and fills the pad with int8 0, which is 0.0 at any fix
+    # point; a Q after it at another fix point moves it there as a requant does (ties up, saturated)
+    model = _pad(fp_in, fp_out, pads, opset, axes=axes)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 5)
+    y = emu.run(x)["y"].astype(np.int64)
+    np.testing.assert_array_equal(y, _pad_closed_form(x["x0"], *tlbr, fp_in, fp_out))
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+    # ONNX Runtime rounds ties to even: one LSB down at most, where the input drops bits on a tie only
+    diff = y - ort_plain(model, x)
+    ties = np.zeros_like(y, dtype=bool)
+    if fp_in > fp_out:
+        t, left = tlbr[0], tlbr[1]
+        h, w = x["x0"].shape[1:3]
+        ties[:, t : t + h, left : left + w] = x["x0"] % 2 ** (fp_in - fp_out) == 2 ** (fp_in - fp_out - 1)
+        assert np.any(diff[ties] == 1)
+    assert set(np.unique(diff[ties])) <= {0, 1}
+    assert np.all(diff[~ties] == 0)
+
+
+@pytest.mark.parametrize(
+    ("pads", "attrs", "computed", "opset", "why"),
+    [
+        ([0, 0, 1, 1, 0, 0, 1, 1], {}, False, OPSET, None),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"value": 0.0}, False, OPSET, None),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"value": 0.0}, False, 10, None),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"value": 0.5}, False, OPSET, "Pad with value 0.5: the DPU's pad-fix fills int8 0"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"value": -1.0}, False, 10, "Pad with value -1: the DPU's pad-fix fills int8 0"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "reflect"}, False, OPSET, "Pad in mode 'reflect': the DPU pads in XIR"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}, False, OPSET, "Pad in mode 'edge'"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}, False, 10, "Pad in mode 'edge'"),
+        ([0, 1, 0, 0, 0, 0, 0, 0], {}, False, OPSET, "Pad of the batch or channel axis"),
+        ([1, 0, 0, 0, 0, 0, 0, 0], {}, False, OPSET, "Pad of the batch or channel axis"),
+        ([0, 0, -1, 0, 0, 0, 0, 1], {}, False, OPSET, "Pad with negative pads [0, 0, -1, 0, 0, 0, 0, 1] (a crop)"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {}, True, OPSET, "Pad with a pads that is not a constant"),
+    ],
+)
+def test_the_rules_put_a_pad_on_the_dpu_exactly_when_the_emulator_runs_it(pads, attrs, computed, opset, why):
+    # vai_q_pytorch's DPU op filter (filter_pad) takes XIR's CONSTANT and SYMMETRIC modes; VART's pad-fix pads H
+    # and W only and fills a constant pad with int8 0 whatever its value. ONNX's reflect leaves the edge pixel
+    # out of the mirror and edge repeats it, neither of which is SYMMETRIC; every Pad went to the CPU before
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    model = _pad(4, 4, pads, opset, computed=computed, **attrs)
+    cfg = load_config("u96v2-b1600-pynq")
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Pad")
+    ok, reason = dpu_support(node, g.info(), cfg)
+    assert ok is (why is None) and (why is None or reason.startswith(why)), reason
+    walked = extract_layers(onnx.load_from_string(model), cfg)
+    assert [layer.kind for layer in walked.layers if layer.name == "op"] == (["move"] if ok else [])
+    if ok:
+        emu = EmulatorRunner(model)
+        x = feeds(emu, 1)
+        np.testing.assert_array_equal(emu.run(x)["y"], ort_plain(model, x))
+    else:
+        with pytest.raises(NotEmulated):
+            EmulatorRunner(model)
+
+
+def test_a_pad_of_more_channels_than_the_load_engine_takes_goes_to_the_cpu():
+    # filter_pad's check_load_jump_write: C <= 256 x the load engine's channel_parallel (ICP, 10 on the B1600)
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import GraphInfo, dpu_support
+
+    cfg = load_config("u96v2-b1600-pynq")
+    node = helper.make_node("Pad", ["a", "p"], ["y"], mode="constant")
+    pads = {"p": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)}
+    for c, ok in ((2560, True), (2561, False)):
+        gi = GraphInfo({"a": (1, c, 2, 2), "y": (1, c, 4, 4)}, pads)
+        supported, reason = dpu_support(node, gi, cfg)
+        assert supported is ok, reason
+    assert reason == "Pad of 2561 channels: over the load engine's 256 x ICP = 2560"

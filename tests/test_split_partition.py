@@ -195,6 +195,35 @@ def test_a_mul_by_a_constant_on_the_dpu_runs_on_the_emulator(tmp_path):
     np.testing.assert_allclose(emulated["coords"], cpu["coords"], atol=0.05)
 
 
+def test_a_pad_before_a_conv_is_split_onto_the_dpu_and_the_emulator_runs_it_as_the_cpu_does(tmp_path):
+    # a constant Pad of 0 (TensorFlow's SAME exported as a Pad before a conv) was 'not a DPU operator', so the
+    # split cut there and sent the conv after it to the CPU too; vai_q_pytorch's DPU op filter (filter_pad)
+    # takes it, and VART's pad-fix fills int8 0: conv1, the Pad and conv3 are one DPU subgraph
+    path = tmp_path / "pad.onnx"
+    onnx.save(op_model("pad"), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    plan, rows = result.plan, _rows(result)
+    assert _devices(plan) == ["dpu", "cpu"] and result.warnings == []
+    assert rows["mid"]["device"] == "dpu" and rows["conv3"]["device"] == "dpu"
+    assert rows["mid"]["reason"] == "Pad of 0 (top, left, bottom, right [1, 1, 1, 1]: the load engine's pad-fix)"
+    dpu0 = plan.subgraphs[0]
+    assert [(t.name, t.shape) for t in dpu0.outputs] == [("logits", (1, S // 2 + 2, S // 2 + 2, 16))]
+    # the DPU subgraph on the emulator and on ONNX Runtime (the cpu backend): the same int8 logits but where
+    # the convs round a tie up and ONNX Runtime to even (conv3's border pixels read the pad's zeros)
+    x = np.random.default_rng(6).integers(-128, 128, (1, S, S, 3)).astype(np.int8)
+    fp_in, fp_out = dpu0.inputs[0].fix_point, dpu0.outputs[0].fix_point
+    emulated = RunnerFactory(plan, "emulate").create_all()["dpu0"].run({"image": x})["logits"].astype(np.int64)
+    cpu_runner = RunnerFactory(plan, "cpu").create_all()["dpu0"]
+    cpu = cpu_runner.run({"image": (x.transpose(0, 3, 1, 2) * 2.0**-fp_in).astype(np.float32)})["logits"]
+    cpu = np.round(cpu.transpose(0, 2, 3, 1) * 2.0**fp_out).astype(np.int64)
+    assert np.abs(emulated - cpu).max() <= 1 and (emulated != cpu).mean() < 0.01
+    # and the whole plan: the coords from the emulated DPU part are the cpu backend's within its ties
+    img = np.random.default_rng(7).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    e = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(img)
+    c = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(img)
+    np.testing.assert_allclose(e["coords"], c["coords"], atol=0.05)
+
+
 def test_a_max_pool_on_the_dpu_runs_on_the_emulator(tmp_path):
     _, result = _split(tmp_path, "pool")
     assert _rows(result)["mid/pool"]["device"] == "dpu" and result.warnings == []
@@ -1084,7 +1113,13 @@ OP_RULES = {
     "gemm": (True, None),
     "gemm_transA": (False, "Gemm with transA"),
     "matmul": (True, None),
-    "pad": (False, "Pad is not a DPU operator"),
+    "pad": (True, None),
+    "pad_value": (False, "Pad with value 0.5: the DPU's pad-fix fills int8 0"),
+    "pad_reflect": (False, "Pad in mode 'reflect'"),
+    "pad_edge": (False, "Pad in mode 'edge'"),
+    "pad_channel": (False, "Pad of the batch or channel axis"),
+    "pad_crop": (False, "Pad with negative pads"),
+    "pad_relu": (False, "Relu after a Pad"),
     "depth_to_space": (True, None),
     "depth_to_space_relu": (False, "Relu after a DepthToSpace (pixel shuffle)"),
 }
@@ -1095,7 +1130,8 @@ def test_dpu_estimate_takes_the_operator_rules_eltwise_fc_pad_and_pixel_shuffle_
     # dpu estimate's graph walk costed every Add and Mul of two tensors (a broadcast, a constant operand), every
     # Gemm / MatMul with a constant weight (transA) and every Pad without asking the operator rules, which the
     # split asks: what it costs is now the split's DPU units, and what the split leaves to the CPU it excludes
-    # with the rules' reason
+    # with the rules' reason. A constant Pad of 0 on H and W is a DPU op (pad-fix), costed as data movement;
+    # another value, reflect / edge, a pad of C, a crop or a ReLU after it are not
     from dpupose.dpu.config import load_config
     from dpupose.dpu.graph import extract_layers
 

@@ -13,7 +13,8 @@ Each node is classified:
   broadcast, no constant operand; a Mul by a constant, where the rules take it (one value or one per
   channel): a 1x1 depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the
   ALU's 256 x ICP channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data movement,
-  where the configuration's depth_to_space_on_dpu puts it on the DPU); a Pad is not a DPU op (the rules');
+  where the configuration's depth_to_space_on_dpu puts it on the DPU), Pad (data movement, the load engine's
+  pad-fix, where the rules take it: mode 'constant', value 0, H and W only);
 - Resize/Upsample where the operator rules put it on the DPU (dpupose.dpu.ops, at the model's opset;
   otherwise not a DPU op): nearest, data movement; bilinear at scale s, the transposed depthwise conv with
   fixed weights that the compiler makes of it (vai_q_pytorch's DPU op filter: kernel 2s, stride s), an
@@ -269,7 +270,7 @@ class _Walker:
             # the weight banks), a pool's (kernel, stride, the ALU engine's pads, a global pool's H and W), a Mul
             # by a constant's broadcast (one value, or one per channel as ONNX broadcasts it), an element-wise
             # Add or Mul's operands (two activations of one shape), a fully connected layer's (a constant
-            # weight, no transA), a DepthToSpace's, a Pad (not a DPU op)
+            # weight, no transA), a DepthToSpace's, a Pad's (constant 0 on H and W)
             if op in CONV_OPS and self.too_wide(node, dyn):
                 self.result.too_wide.append(name)
             self.exclude(node, name, f"not a DPU op ({refused})")
@@ -458,7 +459,7 @@ class _Walker:
             return Layer(name, op, "dwconv", ins, out, (1, 1), (1, 1), out[1], 2 * out[1])
         if op in ("Add", "Mul"):
             return Layer(name, op, "eltwise", ins, out)
-        # DepthToSpace: data movement through the load/save engines (a Pad the operator rules leave to the CPU).
+        # DepthToSpace, Pad: data movement through the load/save engines (a Pad: pad-fix, what the rules take).
         return Layer(name, op, "move", ins, out)
 
 

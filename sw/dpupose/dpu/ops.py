@@ -43,14 +43,20 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   coordinate_transformation_mode and are asymmetric (x_in = x_out / scale); from Resize-11 on it is the
   attribute, default half_pixel.
 - Concat: on the channel axis always; on another axis only when every producer is on the DPU.
+- Pad (vai_q_pytorch's DPU op filter, filter_pad: XIR's CONSTANT or SYMMETRIC mode, C <= 256 x the load
+  engine's channel_parallel, ICP; VART's cpu-runner pad-fix pads H and W only and fills a CONSTANT pad with
+  int8 0 whatever its value): mode 'constant' with value 0, pads >= 0 on H and W only, constant (Pad-2's
+  attributes; from Pad-11 on initializer or Constant inputs, Pad-18's axes too). XIR's SYMMETRIC mirrors
+  including the edge pixel, which neither ONNX 'reflect' (edge left out) nor 'edge' (edge repeated) is:
+  those, a non-zero value, a pad of N or C and a negative pad (a crop) run on the CPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
   keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule).
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
   the ALU engine's depthwise convs (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An
   element-wise Add or Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the
-  configuration. None is fused into a pool, concat, nearest resize, pixel shuffle or reshape: their XIR ops
-  (pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix, reshape-fix) have no nonlinear attribute, so the
+  configuration. None is fused into a pool, concat, nearest resize, pixel shuffle, reshape or pad: their XIR
+  ops (pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix, reshape-fix, pad-fix) have no nonlinear attribute, so the
   op and its activation run on the CPU. A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
 - HardSigmoid / HardSwish are never fused: VART's DPUCZDX8G ISA1 target factory
   (create_target_DPUCZDX8G_ISA1.cpp, Vitis AI 2.5-3.5) gives the conv and ALU engines the nonlinear types
@@ -76,7 +82,7 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid
+from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid, pad_hw
 from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
@@ -118,6 +124,7 @@ UNFUSED_OPS = {
     "upsample-fix": "a nearest Resize (the DPU's upsample)",
     "pixel-shuffle-fix": "a DepthToSpace (pixel shuffle)",
     "reshape-fix": "a reshape",
+    "pad-fix": "a Pad",
 }
 POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
@@ -509,6 +516,46 @@ def _concat(node: Any, info: GraphInfo) -> Support:
     return _cpu(f"concat on axis {axis} with a producer on the CPU (only channel concat then)")
 
 
+def pad_inputs(node: Any, info: GraphInfo) -> tuple[str, list[int], float, list[int] | None] | str:
+    """A Pad's (mode, pads, value, axes) as the ONNX spec reads them at the model's opset: Pad-2 has the pads
+    and value as attributes; from Pad-11 on they are inputs (pads, constant_value, and from Pad-18 axes),
+    which must be constants here. Or why they are not known."""
+    mode = attr(node, "mode", "constant")
+    if 0 < info.opset < 11:
+        return mode, [int(p) for p in attr(node, "pads", [])], float(attr(node, "value", 0.0)), None
+    vals = []
+    for i, what in ((1, "pads"), (2, "constant_value"), (3, "axes")):
+        name = node.input[i] if len(node.input) > i else ""
+        if not name:
+            vals.append(None)
+            continue
+        value = info.constants.get(name)
+        if value is None:
+            return f"Pad with a {what} that is not a constant (the DPU's pad is fixed when compiled)"
+        vals.append(np.asarray(value).reshape(-1))
+    if vals[0] is None:
+        return "Pad without pads"
+    value = float(vals[1][0]) if vals[1] is not None and vals[1].size else 0.0
+    axes = [int(a) for a in vals[2]] if vals[2] is not None else None
+    return mode, [int(p) for p in vals[0]], value, axes
+
+
+def _pad(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
+    """vai_q_pytorch's DPU op filter (filter_pad): XIR's CONSTANT (or SYMMETRIC) mode, C <= 256 x the load
+    engine's channel_parallel (check_load_jump_write; VART's target factory sets it to ICP); VART's cpu-runner
+    pad-fix: H and W only, a constant pad of int8 0 (dpu_ops.pad_hw)."""
+    read = pad_inputs(node, info)
+    if isinstance(read, str):
+        return _cpu(read)
+    hw = pad_hw(*read)
+    if isinstance(hw, str):
+        return _cpu(hw)
+    x = info.shape(node.input[0])
+    if x is not None and len(x) == 4 and x[1] > max_alu_channels(cfg):
+        return _cpu(f"Pad of {x[1]} channels: over the load engine's 256 x ICP = {max_alu_channels(cfg)}")
+    return True, f"Pad of 0 (top, left, bottom, right {list(hw)}: the load engine's pad-fix)"
+
+
 def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
     """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise"; a bilinear
     resize's transposed depthwise conv or an XIR op without a nonlinear attribute, UNFUSED_OPS, fuse none)?"""
@@ -610,6 +657,8 @@ def engine_of(node: Any, info: GraphInfo) -> str:
         return "pixel-shuffle-fix"
     if node.op_type in LAYOUT_OPS:
         return "reshape-fix"
+    if node.op_type == "Pad":
+        return "pad-fix"
     if node.op_type in ("Add", "Mul") and len(info.activations(node)) >= 2:
         return ELTWISE_ENGINE  # a Mul by a constant is a 1x1 depthwise conv: ALU
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
@@ -650,6 +699,8 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         return _resize(node, info, cfg)
     if op == "Concat":
         return _concat(node, info)
+    if op == "Pad":
+        return _pad(node, info, cfg)
     if op == "DepthToSpace":
         if not cfg.depth_to_space_on_dpu:
             return _cpu(f"DepthToSpace: {cfg.name} keeps pixel shuffle on the CPU (depth_to_space_on_dpu = false)")

@@ -19,7 +19,7 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             It is the one engine rate that differs between the two (docs/dpu-configurations.md); `ip` picks it
 - hard sigmoid (the ALU's hsigmoid op, never fused): OH * ceil(OW/ALU_PP) * ceil(C/ICP); a hard swish is
   that layer and an eltwise mult of two inputs (x and the hsigmoid's int8 result), each with its traffic
-- data movement (DepthToSpace, a nearest Resize): no compute; its DDR traffic (read + write the tensor).
+- data movement (DepthToSpace, a nearest Resize, a Pad): no compute; its DDR traffic (read + write the tensor).
 - unknown op (only with unknown="conservative"): 18 ALU passes over the output + its DDR traffic.
 
 DDR traffic per layer = its INT8 inputs + output + weights + bias; memory time = bytes / bandwidth, where

@@ -63,6 +63,25 @@ class TorchQdqReference:
     def _const(self, name: str) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.inits[name], dtype=np.float64))
 
+    def _pad(self, node: onnx.NodeProto, a: dict, x: torch.Tensor) -> torch.Tensor:
+        """ONNX Pad in mode 'constant': Pad-2's pads and value attributes, or Pad-11's inputs (and Pad-18's
+        axes), as torch's F.pad, which takes (begin, end) pairs from the last axis back."""
+        if _text(a.get("mode", "constant")) != "constant":
+            raise ModelFileError(f"the torch reference pads in mode 'constant' only, not {a['mode']!r}")
+        if 0 < self.opset < 11:
+            pads, value, axes = list(a["pads"]), float(a.get("value", 0.0)), list(range(x.dim()))
+        else:
+            ins = [*node.input, "", "", ""]
+            pads = [int(p) for p in np.asarray(self.inits[ins[1]]).reshape(-1)]
+            value = float(np.asarray(self.inits[ins[2]]).reshape(-1)[0]) if ins[2] else 0.0
+            axes = [int(v) % x.dim() for v in np.asarray(self.inits[ins[3]]).reshape(-1)] if ins[3] else None
+            axes = axes if axes is not None else list(range(x.dim()))
+        pairs = [(0, 0)] * x.dim()
+        for i, ax in enumerate(axes):
+            pairs[ax] = (pads[i], pads[i + len(axes)])
+        flat = [p for ax in reversed(range(x.dim())) for p in pairs[ax]]
+        return F.pad(x, flat, value=value)
+
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """feeds: float NCHW inputs (already on their Q grid or not: they are quantized here)."""
         env: dict[str, torch.Tensor] = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in feeds.items()}
@@ -192,6 +211,8 @@ class TorchQdqReference:
                 env[node.output[0]] = env[node.input[0]] * env[node.input[1]]
             elif op == "Concat":
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
+            elif op == "Pad":  # the ONNX constant pad (the DPU's pad-fix fills int8 0; the rules take value 0)
+                env[node.output[0]] = self._pad(node, a, env[node.input[0]])
             else:
                 raise ModelFileError(f"the torch reference does not implement {op}")
         return ints

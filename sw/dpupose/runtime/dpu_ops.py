@@ -503,6 +503,44 @@ def depth_to_space(x: np.ndarray, block: int, mode: str = "CRD") -> np.ndarray:
     return np.ascontiguousarray(y.reshape(n, h * r, w * r, co))
 
 
+def pad_hw(mode: str, pads: list[int], value: float, axes: list[int] | None = None) -> tuple[int, int, int, int] | str:
+    """The (top, left, bottom, right) pads of an ONNX Pad of a 4-D NCHW tensor that the DPU runs, or why it
+    cannot. `pads` in ONNX order (every axis' begin, then every axis' end; for `axes` only where given).
+
+    vai_q_pytorch's DPU op filter (hardware/dpu_op_filter.py, filter_pad) takes XIR's CONSTANT and SYMMETRIC
+    modes only; VART's cpu-runner pad-fix (vai_library/cpu_task/ops/pad-fix) pads H and W only (N and C must
+    stay) and fills a CONSTANT pad with int8 0 whatever the pad value, so the DPU takes a constant pad of 0
+    (0.0 at every fix point: the zero point is 0). SYMMETRIC mirrors including the edge pixel (input rows
+    1, 0 | 0, 1, ...): ONNX 'reflect' leaves the edge out (2, 1 | 0, 1, 2) and 'edge' repeats it (0, 0 | 0,
+    1), so no ONNX mode is SYMMETRIC in general (only 'edge' with every pad at most 1 agrees with it): they
+    run on the CPU."""
+    if mode != "constant":
+        return (
+            f"Pad in mode {mode!r}: the DPU pads in XIR's CONSTANT or SYMMETRIC mode (mirrored with the edge "
+            "pixel), which ONNX's 'reflect' and 'edge' are not"
+        )
+    if value != 0:
+        return f"Pad with value {value:g}: the DPU's pad-fix fills int8 0 (value 0 only)"
+    rank = 4
+    axes = list(range(rank)) if axes is None else [a % rank for a in axes]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        return f"Pad with pads {pads} for axes {axes}"
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a], full[a + rank] = pads[i], pads[i + len(axes)]
+    if any(full[a] or full[a + rank] for a in (0, 1)):
+        return f"Pad of the batch or channel axis (pads {full}): the DPU pads H and W only"
+    if any(p < 0 for p in full):
+        return f"Pad with negative pads {full} (a crop): the DPU's pads are 0 or more"
+    return full[2], full[3], full[6], full[7]
+
+
+def pad_constant(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """pad-fix in CONSTANT mode on NHWC int8 data: (top, left, bottom, right) rows and columns of int8 0, the
+    values copied (the output keeps the input's fix point)."""
+    return _pad_nhwc(x, pads)
+
+
 def concat(xs: list[np.ndarray], fps: list[int], fp_out: int, axis: int) -> np.ndarray:
     """concat-fix: each input moved to the output's fix position (`requantize_int8`: DPURound of
     x * 2**(fp_out - fp_i), saturated), then joined along `axis` of the NHWC arrays."""

@@ -8,9 +8,9 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 - graph inputs are float tensors consumed by QuantizeLinear; graph outputs come out of DequantizeLinear.
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / ConvTranspose / Add /
-DepthToSpace / Concat / nearest or bilinear Resize / MaxPool / (Global)AveragePool / HardSigmoid / HardSwish /
-Mul (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused activation. Step tensors are
-named by the Q node's int8 output.
+DepthToSpace / Concat / Pad / nearest or bilinear Resize / MaxPool / (Global)AveragePool / HardSigmoid /
+HardSwish / Mul (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused
+activation. Step tensors are named by the Q node's int8 output.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class NotEmulated(ModelFileError):
 EMULATED = (
     "convolutions, depthwise convolutions, transposed convolutions, element-wise adds, concats, nearest-neighbour "
     "and bilinear upsampling by whole numbers (constant scales, or sizes that are whole multiples of the input's), "
-    "max and average pools, pixel shuffles, Muls by a scalar or per-channel constant, "
+    "max and average pools, pixel shuffles, constant pads of 0 on H and W, Muls by a scalar or per-channel constant, "
     "element-wise Muls of two activations, and hard sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 "
     "after one) and hard swishes (with a ReLU after one) of a dequantized activation"
 )
@@ -282,6 +282,10 @@ class _Parser:
             src, fp = self.act_input(node.inputs[0], where)
             attrs = self.nearest_scale(node, f"{op} {node.name or node.outputs[0]!r}")
             return Step("resize", out, fp_out, [src], [fp], label, attrs=attrs)
+        if op == "Pad" and act == "none":
+            src, fp = self.act_input(node.inputs[0], where)
+            attrs = {"pads": self.pad_hw(node, f"{op} {node.name or node.outputs[0]!r}")}
+            return Step("pad", out, fp_out, [src], [fp], label, attrs=attrs)
         if op in ("DepthToSpace", "DequantizeLinear") and act == "none":
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
             if op == "DequantizeLinear":
@@ -456,6 +460,32 @@ class _Parser:
         if len(sizes) != 4 or min(sizes) < 1:
             raise NotEmulated(f"{where}: sizes {sizes}: the emulator takes the four sizes [N, C, H, W]")
         return {"sizes": tuple(sizes)}
+
+    def pad_hw(self, node: Node, where: str) -> tuple[int, int, int, int]:
+        """A Pad's (top, left, bottom, right) where the DPU runs it (`dpu_ops.pad_hw`: mode 'constant', value
+        0, H and W only): Pad-2's attributes, or from Pad-11 on its constant inputs."""
+        if 0 < self.g.opset < 11:
+            pads = [int(p) for p in node.attrs.get("pads", [])]
+            mode, value, axes = node.attrs.get("mode", "constant"), float(node.attrs.get("value", 0.0)), None
+        else:
+            vals = []
+            for i in (1, 2, 3):
+                name = node.inputs[i] if len(node.inputs) > i else ""
+                if name and name not in self.inits:
+                    raise NotEmulated(f"{where}: the emulator takes a Pad by constant pads and value")
+                vals.append(np.asarray(self.inits[name]).reshape(-1) if name else None)
+            if vals[0] is None:
+                raise ModelFileError(f"{where}: no pads")
+            pads = [int(p) for p in vals[0]]
+            mode = node.attrs.get("mode", "constant")
+            value = float(vals[1][0]) if vals[1] is not None and vals[1].size else 0.0
+            axes = [int(a) for a in vals[2]] if vals[2] is not None else None
+        if isinstance(mode, bytes):
+            mode = mode.decode()
+        hw = dpu_ops.pad_hw(mode, pads, value, axes)
+        if isinstance(hw, str):
+            raise NotEmulated(f"{where}: {hw}")
+        return hw
 
     def nearest_scale(self, node: Node, where: str) -> dict:
         """{"scale": (sh, sw)} (or {"sizes": ...}, `resize_scales`) of a nearest-neighbour Resize the DPU's
