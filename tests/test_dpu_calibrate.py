@@ -130,3 +130,27 @@ def test_a_calibration_row_of_an_unknown_ip_version_is_named(tmp_path, value):
         f"{tmp_path / 'c.csv'}: line 4: mobilenet_v2 on ZCU102 B4096: dpu_ip must be the DPUCZDX8G IP version "
         f"measured, one of 3.3, 3.4, 4.0, 4.1, got {value!r}"
     )
+
+
+def test_each_row_is_costed_with_its_own_dpus_walk(tmp_path, monkeypatch):
+    # the operator rules the walk asks depend on the DPU (a conv over 256 x ICP channels is not a DPU op): a
+    # network's walk was made for the first row that named it and reused for rows of another ARCH
+    import onnx
+    from split_models import conv_limit_model
+
+    from dpupose.dpu import zoo
+    from dpupose.dpu.calibrate import Row, network_graphs
+
+    def export(name, path, input_size=224):
+        onnx.save(conv_limit_model(k=1, cout=2600), str(path))  # 2600 channels: over 256 x 8, under 256 x 16
+        return path
+
+    monkeypatch.setattr(zoo, "export", export)
+    rows = [Row("net", 224, 1.0, "ZCU104", 1, arch, 300, "4.1", 100.0, 100.0, "test") for arch in ("B4096", "B1024")]
+    graphs = network_graphs(rows, tmp_path)
+    assert sorted("mid" in {layer.name for layer in g.layers} for g in graphs.values()) == [False, True]
+    from dpupose.dpu.calibrate import graph_key  # what the fit and the validation look each row's walk up by
+
+    wide, narrow = (graphs[graph_key(r)] for r in rows)
+    assert "mid" in {layer.name for layer in wide.layers} and wide.too_wide == []
+    assert "mid" not in {layer.name for layer in narrow.layers} and narrow.too_wide == ["mid"]

@@ -35,7 +35,7 @@ from typing import Any
 
 from dpupose.dpu.board import Board, load_board
 from dpupose.dpu.config import DpuConfig, config_from_arch
-from dpupose.dpu.graph import DpuGraph, extract_layers
+from dpupose.dpu.graph import DpuGraph, extract_layers, rules_key
 from dpupose.dpu.paths import hw_dir
 from dpupose.dpu.perf import IP_VERSIONS, PerfConstants, _latency_s, constants_path, load_constants
 from dpupose.dpu.writers import write_if_changed
@@ -193,15 +193,25 @@ def row_config(row: Row | ValidationRow) -> DpuConfig:
     return config_from_arch(row.arch, row.clock_mhz, cores=row.cores, board=row.board)
 
 
-def network_graphs(rows: Sequence[Row | ValidationRow], folder: Path) -> dict[tuple[str, int], DpuGraph]:
+def graph_key(row: Row | ValidationRow) -> tuple[Any, ...]:
+    """The key of a row's network walk in `network_graphs`: the network, its input and what the operator rules
+    read of the row's DPU (graph.rules_key), so a row of another ARCH is not costed with another's walk."""
+    return (row.model, row.input_size, rules_key(row_config(row)))
+
+
+def network_graphs(rows: Sequence[Row | ValidationRow], folder: Path) -> dict[tuple[Any, ...], DpuGraph]:
+    """Each row's reference network walked for its DPU, by `graph_key`; each network is exported once."""
     from dpupose.dpu import zoo
 
-    graphs: dict[tuple[str, int], DpuGraph] = {}
+    paths: dict[tuple[str, int], Path] = {}
+    graphs: dict[tuple[Any, ...], DpuGraph] = {}
     for row in rows:
-        key = (row.model, row.input_size)
+        key = graph_key(row)
         if key not in graphs:
-            path = zoo.export(row.model, folder / f"{row.model}_{row.input_size}.onnx", row.input_size)
-            graphs[key] = extract_layers(path, row_config(row))
+            net = (row.model, row.input_size)
+            if net not in paths:
+                paths[net] = zoo.export(row.model, folder / f"{row.model}_{row.input_size}.onnx", row.input_size)
+            graphs[key] = extract_layers(paths[net], row_config(row))
     return graphs
 
 
@@ -229,7 +239,7 @@ def calibrate(rows: list[Row] | None = None) -> Calibration:
     checks = read_validation()
     with tempfile.TemporaryDirectory(prefix="dpupose-calib-") as tmp:
         graphs = network_graphs([*rows, *checks], Path(tmp))
-    cases = [(r, graphs[(r.model, r.input_size)], load_board(r.board)) for r in rows]
+    cases = [(r, graphs[graph_key(r)], load_board(r.board)) for r in rows]
     lower, upper = zip(*BOUNDS)
     # Scale the parameters so the solver's steps are comparable across them.
     fit = least_squares(_residuals, START, bounds=(lower, upper), args=(cases,), x_scale=(1000.0, 0.1, 0.5))
@@ -274,11 +284,11 @@ def validate(constants: PerfConstants | None = None, rows: list[ValidationRow] |
 
 
 def _validation_report(
-    rows: list[ValidationRow], graphs: dict[tuple[str, int], DpuGraph], c: PerfConstants
+    rows: list[ValidationRow], graphs: dict[tuple[Any, ...], DpuGraph], c: PerfConstants
 ) -> list[dict[str, Any]]:
     report = []
     for row in rows:
-        graph = graphs[(row.model, row.input_size)]
+        graph = graphs[graph_key(row)]
         single, multi = _predict(row, graph, load_board(row.board), c)
         predicted = single if row.figure == "single_thread" else multi
         report.append(

@@ -18,7 +18,7 @@ from typing import Any
 from dpupose.dpu.board import Board, load_board
 from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, list_configs, load_config
 from dpupose.dpu.fingerprint import fingerprint_hex
-from dpupose.dpu.graph import DpuGraph, extract_layers, load_model
+from dpupose.dpu.graph import DpuGraph, extract_layers, load_model, rules_key
 from dpupose.dpu.perf import PerfConstants, estimate_graph, load_constants
 from dpupose.dpu.resources import ESTIMATED, check_fit, utilization_pct
 from dpupose.fsio import atomic_path
@@ -146,9 +146,7 @@ def compare(
     graphs: dict[tuple[Any, ...], DpuGraph] = {}
     rows = []
     for cfg, is_shipped in candidates:
-        # What the operator rules read of a configuration (dpu/ops.py): the channel and weight-bank limits (ICP),
-        # the engines' activations, pixel shuffle, softmax; configurations alike in these walk alike.
-        key = (cfg.icp, cfg.conv_activations, cfg.alu_activations, cfg.depth_to_space_on_dpu, cfg.softmax)
+        key = rules_key(cfg)  # configurations alike in what the operator rules read of them walk alike
         if key not in graphs:
             graphs[key] = extract_layers(proto, cfg, unknown=unknown)
         rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default))

@@ -76,6 +76,13 @@ CONV_OPS = {"Conv", "ConvTranspose"}
 POOL_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
 
+def rules_key(cfg: DpuConfig) -> tuple[Any, ...]:
+    """What the operator rules (dpupose.dpu.ops) read of a configuration: the channel and weight-bank limits
+    (ICP), the engines' activations, pixel shuffle, softmax. Configurations alike in these walk a model alike
+    (`extract_layers`), so a walk may be reused for them, and only for them."""
+    return (cfg.icp, cfg.conv_activations, cfg.alu_activations, cfg.depth_to_space_on_dpu, cfg.softmax)
+
+
 @dataclass(frozen=True)
 class Layer:
     """One DPU layer. Shapes are NCHW (a 2-D tensor (N, C) is read as (N, C, 1, 1))."""
