@@ -491,3 +491,20 @@ def test_no_activation_is_fused_into_an_op_whose_xir_op_has_no_nonlinear(node, s
     # the conv ops' still fuse
     dw, gi_dw = conv(cin=8, cout=8, group=8)
     assert activation_support(helper.make_node("Relu", ["y"], ["z"]), engine_of(dw, gi_dw), full)[0]
+
+
+@pytest.mark.parametrize(("c", "engine", "relu6"), [(2560, ALU_ENGINE, True), (2561, ELTWISE_ENGINE, False)])
+def test_a_mul_by_a_constant_over_the_alus_channels_is_the_eltwise_mult(c, engine, relu6):
+    # vai_q_pytorch's filter_eltwise makes a Mul by a constant a 1x1 depthwise conv, whose channel check
+    # (256 x ICP, 2560 on the B1600) fails above that: it falls back to the eltwise mult, which fuses ReLU only
+    node = helper.make_node("Mul", ["a", "c"], ["y"])
+    gi = GraphInfo(
+        {"a": (1, c, 4, 4), "c": (c, 1, 1), "y": (1, c, 4, 4)},
+        {"c": np.ones((c, 1, 1), np.float32), "lo": np.array(0.0), "hi": np.array(6.0)},
+    )
+    assert dpu_support(node, gi, CFG)[0]
+    assert engine_of(node, gi, CFG) == engine
+    clip = helper.make_node("Clip", ["y", "lo", "hi"], ["z"])
+    ok, why = activation_support(clip, engine_of(node, gi, CFG), CFG, gi)
+    assert ok is relu6, why
+    assert activation_support(helper.make_node("Relu", ["y"], ["z"]), engine_of(node, gi, CFG), CFG, gi)[0]

@@ -338,7 +338,7 @@ class _Walker:
             chain = self.fused_chain(node)
             if chain:
                 info = self.info(node, *chain)
-                engine = engine_of(node, info)
+                engine = engine_of(node, info, self.cfg)
                 for act in chain:
                     if act.op_type not in FUSED_ACTIVATION_OPS:
                         continue

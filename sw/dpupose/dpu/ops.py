@@ -640,9 +640,11 @@ def _clip_bounds(node: Any, info: GraphInfo | None) -> tuple[float | None, float
     return (float(lo) if lo is not None else None), (float(hi) if hi is not None else None)
 
 
-def engine_of(node: Any, info: GraphInfo) -> str:
+def engine_of(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> str:
     """The DPU engine an op runs on (its fused activation must be built into that engine), or for an op whose
-    XIR op fuses no activation, that XIR op (UNFUSED_OPS)."""
+    XIR op fuses no activation, that XIR op (UNFUSED_OPS). A Mul by a constant is the ALU engine's 1x1
+    depthwise conv up to 256 x ICP channels of `cfg`; over that vai_q_pytorch's DPU op filter (filter_eltwise)
+    falls back to the eltwise engine's mult, whose only activation is ReLU."""
     if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
         return ALU_ENGINE
     if node.op_type == "HardSwish":
@@ -661,6 +663,10 @@ def engine_of(node: Any, info: GraphInfo) -> str:
         return "pad-fix"
     if node.op_type in ("Add", "Mul") and len(info.activations(node)) >= 2:
         return ELTWISE_ENGINE  # a Mul by a constant is a 1x1 depthwise conv: ALU
+    if node.op_type == "Mul" and cfg is not None:
+        x = info.shape(info.activations(node)[0]) if info.activations(node) else None
+        if x is not None and len(x) == 4 and x[1] > max_alu_channels(cfg):
+            return ELTWISE_ENGINE  # the 1x1 depthwise conv's channel check fails: the eltwise mult
     if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
         return CONV_ENGINE
     return ALU_ENGINE

@@ -109,7 +109,7 @@ def assign(g: QdqGraph, cfg: DpuConfig, forced: Mapping[int, str] | None = None)
             node = g.nodes[u.main]
             ok, why = dpu_support(node, info, cfg)
             if ok:
-                engine = engine_of(node, info)
+                engine = engine_of(node, info, cfg)
                 for a in u.fused:
                     a_ok, a_why = activation_support(g.nodes[a], engine, cfg, info)
                     if not a_ok:
