@@ -392,6 +392,12 @@ def test_deploy_check_of_a_subgraph_of_two_inputs_names_the_dumps_it_needs(tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"give --against DUMP_DIR holding them as {', '.join(names)} (int8, NHWC)" in err
+    # called without images (the library's deploy_check), the same files are named, not 'the input tensor'
+    from dpupose.errors import UsageError
+    from dpupose.quant.compare import deploy_check
+
+    with pytest.raises(UsageError, match=f"holding them as {', '.join(names)} "):
+        deploy_check(dpu1, None, "torch", 0, None)
     dump = tmp_path / "dump"
     dump.mkdir()
     rng = np.random.default_rng(0)

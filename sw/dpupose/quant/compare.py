@@ -146,14 +146,14 @@ def deploy_check(
             dumped_inputs = {}
         feeds = {b.name: dumped_inputs[b.tensor] for b in program.inputs if b.tensor in dumped_inputs}
     if len(feeds) != len(program.inputs):
-        if images is None:
-            raise UsageError("give input images (or a dump folder that holds the subgraph's input tensor)")
+        files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
         if len(program.inputs) != 1:
-            files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
             raise UsageError(
                 f"the subgraph takes {len(program.inputs)} inputs, and images feed only one: give --against DUMP_DIR "
                 f"holding them as {files} (int8, NHWC), e.g. dumped on the board"
             )
+        if images is None:
+            raise UsageError(f"give input images, or a dump folder that holds the subgraph's input tensor as {files}")
         b = program.inputs[0]
         x = images() if callable(images) else images
         feeds = {b.name: quantize_to_int8(np.asarray(x).transpose(0, 2, 3, 1), b.fix_point)}
