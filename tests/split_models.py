@@ -432,3 +432,32 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def global_pool_model(side: int, seed: int = 0) -> onnx.ModelProto:
+    """image (1, 3, 2 side, 2 side) -> conv1 (3 -> 8, stride 2) + ReLU -> a GlobalAveragePool "mid" of its
+    side x side map -> a 3x3 conv to J channels (1 x 1 logits) -> the head, every tensor between ops quantized."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    x = b.qdq("image", FP["image"], "image_dq")
+    y = b.conv(x, "conv1", 3, 8, 2, rng)
+    b.node("Relu", [y], "conv1_float", name="conv1/relu")
+    c1 = b.qdq("conv1_float", FP["c1"], "c1")
+    b.node("GlobalAveragePool", [c1], "mid_float", name="mid")
+    x = b.qdq("mid_float", FP["mid"], "mid_q")
+    b.qdq(b.conv(x, "conv3", 8, J, 1, rng), FP["logits"], "logits")
+    _head_from(b, "logits", 1)
+    graph = helper.make_graph(
+        b.nodes,
+        "qdq_global_pool",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 2 * side, 2 * side])],
+        [
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, 1, 1]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

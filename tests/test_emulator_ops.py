@@ -705,6 +705,12 @@ def test_a_global_average_pool_too_large_to_emulate_is_one_error_naming_it():
     # bench and the notebook's PoseSession meet it too: not --backend alone, which only dpupose run has
     assert str(e.value).endswith('run this model with the cpu backend (dpupose run --backend cpu; backend="cpu" in '
                                  "PoseSession)")  # fmt: skip
+    # the fast path (ONNX Runtime, which averages any map) refuses it too, when loaded: the file's input shape
+    # is static, so the window is known then; 16 x 16 (256 pixels) still loads and runs
+    with pytest.raises(ModelFileError, match=r"^DPU step avgpool at 'y_float': average pool over 17x17 pixels"):
+        EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (17, 17), (1, 1)), exact=False)
+    fast = EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (16, 16), (1, 1)), exact=False)
+    assert fast.run(feeds(fast))["y"].shape == (1, 1, 1, 4)
 
 
 def all_int8(shape_nhwc) -> np.ndarray:

@@ -23,6 +23,7 @@ from split_models import (
     conv_heatmaps_model,
     conv_limit_model,
     float_model,
+    global_pool_model,
     op_model,
     qoperator_model,
     save,
@@ -121,6 +122,28 @@ def test_dpu_subgraph_reading_another_dpu_subgraph_gets_an_exact_boundary(tmp_pa
     assert len(q) == 1  # the boundary Q with c1's own scale
     scale = next(t for t in m.graph.initializer if t.name == q[0].input[1])
     assert onnx.numpy_helper.to_array(scale) == np.float32(2.0 ** -FP["c1"])
+
+
+@pytest.mark.parametrize("side", [16, 17])
+def test_a_global_average_pool_the_emulator_cannot_average_is_split_with_a_warning(tmp_path, side):
+    # the operator rules take a global pool of H and W up to 256 each; the emulator averages up to 256 pixels, a
+    # window known with the map's shape: 17 x 17 was split without a warning, its plan refused only when it ran
+    # (and run by the fast emulator, ONNX Runtime, without a word)
+    path = tmp_path / "gap.onnx"
+    onnx.save(global_pool_model(side), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert _rows(result)["mid"]["device"] == "dpu"
+    assert _devices(result.plan) == ["dpu", "cpu"]
+    if side == 16:  # 256 pixels: emulated
+        assert result.warnings == []
+        RunnerFactory(result.plan, "emulate").create_all()
+        return
+    assert result.warnings == [
+        "DPU subgraph dpu0 cannot run on the emulator (DPU step avgpool at 'mid_float': average pool over 17x17 "
+        "pixels: the emulator averages up to 256; run this model with the cpu backend (dpupose run --backend cpu; "
+        'backend="cpu" in PoseSession)); use --backend cpu on a PC'
+    ]
+    assert result.plan.metadata["warnings"] == result.warnings
 
 
 def test_requantization_stays_on_the_dpu(tmp_path):

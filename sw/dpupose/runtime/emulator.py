@@ -74,6 +74,12 @@ def _static(program: Program) -> bool:
     return all(all(isinstance(d, int) and d > 0 for d in b.shape_nchw) for b in program.inputs)
 
 
+def shape_checked(step: Step) -> bool:
+    """Whether the exact path checks `step` only when it runs, with its input's shape: a resize by sizes (whole
+    multiples of the input), a global average pool (its window, the whole map, over AVGPOOL_MAX_PIXELS)."""
+    return "sizes" in step.attrs or (step.kind == "avgpool" and step.attrs.get("kernel") is None)
+
+
 def check_feeds(infos: list[TensorInfo], feeds: dict[str, np.ndarray]) -> None:
     """An int8 array per input, with the expected per-sample NHWC shape (any batch size)."""
     missing = [i.name for i in infos if i.name not in feeds]
@@ -251,10 +257,15 @@ class EmulatorRunner(Runner):
         self._steps = [compile_step(step) for step in self.program.steps]  # trace() runs them either way
         self._inputs = [_info(b) for b in self.program.inputs]
         self._outputs = [_info(b) for b in self.program.outputs]
-        if not exact and _static(self.program) and any("sizes" in s.attrs for s in self.program.steps):
-            # a resize by sizes is the DPU's only at whole multiples of its input, known with the input's shape:
-            # the exact path checks them as it runs, ONNX Runtime would resize by any. Checked once here, on
-            # zeros of the subgraph's (static) input shapes, so the fast path refuses what the exact one does.
+        if not exact:
+            self.check_shapes()  # ONNX Runtime would compute what the exact path refuses when it runs
+
+    def check_shapes(self) -> None:
+        """Refuse now what the exact path refuses only when it runs, with its input's shape: a resize by sizes is
+        the DPU's only at whole multiples of its input, and a global average pool is emulated over at most
+        AVGPOOL_MAX_PIXELS. Checked once, on zeros of the subgraph's input shapes, where they are all static (a
+        plan's subgraphs' are); the fast path and `dpupose split`'s warning ask it."""
+        if _static(self.program) and any(shape_checked(s) for s in self.program.steps):
             self.trace({i.name: np.zeros(i.shape, np.int8) for i in self._inputs})
 
     @property

@@ -445,10 +445,12 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
 def _emulator_warning(path: Path, name: str) -> list[str]:
     """The emulator runs a subset of the DPU's ops (qdq_graph.EMULATED); say if not this one
     (in SplitResult.warnings, which `dpupose split` writes to stderr: not logged as well)."""
+    from dpupose.runtime.emulator import EmulatorRunner, shape_checked
     from dpupose.runtime.qdq_graph import load_program
 
     try:
-        load_program(path)
+        if any(shape_checked(s) for s in load_program(path).steps):
+            EmulatorRunner(path).check_shapes()  # a global average pool's window, a resize's sizes: with the shapes
     except ModelFileError as exc:
         return [f"DPU subgraph {name} cannot run on the emulator ({exc}); use --backend cpu on a PC"]
     return []
