@@ -305,14 +305,7 @@ def conv_limit_model(
         side = (side + pads[0] + pads[2] - k) // stride + 1
     y = b.conv(x, "conv3", cout, J, 1, rng)
     b.qdq(y, FP["logits"], "logits")
-    grid = np.array([[pixel_centres(side)[i % side], pixel_centres(side)[i // side]] for i in range(side * side)])
-    b.const("flat_shape", np.array([1, J, side * side], np.int64))
-    b.const("map_shape", np.array([1, J, side, side], np.int64))
-    b.const("grid", grid.astype(np.float32))
-    b.node("Reshape", ["logits", "flat_shape"], "flat", name="head/flatten")
-    b.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
-    b.node("Reshape", ["flat_sm", "map_shape"], "heatmaps", name="head/heatmaps")
-    b.node("MatMul", ["flat_sm", "grid"], "coords", name="head/dsnt")
+    _head_from(b, "logits", side)
     graph = helper.make_graph(
         b.nodes,
         f"qdq_{op}_limit",
