@@ -427,9 +427,10 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     return model
 
 
-def global_pool_model(side: int, seed: int = 0) -> onnx.ModelProto:
-    """image (1, 3, 2 side, 2 side) -> conv1 (3 -> 8, stride 2) + ReLU -> a GlobalAveragePool "mid" of its
-    side x side map -> a 3x3 conv to J channels (1 x 1 logits) -> the head, every tensor between ops quantized."""
+def global_pool_model(side: int, batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
+    """image (batch, 3, 2 side, 2 side) -> conv1 (3 -> 8, stride 2) + ReLU -> a GlobalAveragePool "mid" of its
+    side x side map -> a 3x3 conv to J channels (1 x 1 logits) -> the head, every tensor between ops quantized
+    (a named batch is symbolic, as `dpupose quantize` writes the image's)."""
     rng = np.random.default_rng(seed)
     b = Builder()
     x = b.qdq("image", FP["image"], "image_dq")
@@ -443,10 +444,10 @@ def global_pool_model(side: int, seed: int = 0) -> onnx.ModelProto:
     graph = helper.make_graph(
         b.nodes,
         "qdq_global_pool",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 2 * side, 2 * side])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 2 * side, 2 * side])],
         [
-            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
-            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, 1, 1]),
+            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [batch, J, 2]),
+            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [batch, J, 1, 1]),
         ],
         b.inits,
     )

@@ -124,13 +124,15 @@ def test_dpu_subgraph_reading_another_dpu_subgraph_gets_an_exact_boundary(tmp_pa
     assert onnx.numpy_helper.to_array(scale) == np.float32(2.0 ** -FP["c1"])
 
 
+@pytest.mark.parametrize("batch", [1, "batch"])
 @pytest.mark.parametrize("side", [16, 17])
-def test_a_global_average_pool_the_emulator_cannot_average_is_split_with_a_warning(tmp_path, side):
+def test_a_global_average_pool_the_emulator_cannot_average_is_split_with_a_warning(tmp_path, side, batch):
     # the operator rules take a global pool of H and W up to 256 each; the emulator averages up to 256 pixels, a
     # window known with the map's shape: 17 x 17 was split without a warning, its plan refused only when it ran
-    # (and run by the fast emulator, ONNX Runtime, without a word)
+    # (and run by the fast emulator, ONNX Runtime, without a word); a symbolic batch (`dpupose quantize`'s image)
+    # leaves the map's shape known
     path = tmp_path / "gap.onnx"
-    onnx.save(global_pool_model(side), path)
+    onnx.save(global_pool_model(side, batch), path)
     result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
     assert _rows(result)["mid"]["device"] == "dpu"
     assert _devices(result.plan) == ["dpu", "cpu"]

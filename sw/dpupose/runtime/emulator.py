@@ -70,8 +70,9 @@ def _info(b: Boundary) -> TensorInfo:
 
 
 def _static(program: Program) -> bool:
-    """Whether every input of `program` has a known, positive size on every axis."""
-    return all(all(isinstance(d, int) and d > 0 for d in b.shape_nchw) for b in program.inputs)
+    """Whether every input of `program` has a known, positive size on every axis but the batch (a symbolic batch,
+    as `dpupose quantize` writes the image's and a plan's subgraphs keep it, is run as 1: `_info`)."""
+    return all(all(isinstance(d, int) and d > 0 for d in b.shape_nchw[1:]) for b in program.inputs)
 
 
 def shape_checked(step: Step) -> bool:
@@ -263,8 +264,8 @@ class EmulatorRunner(Runner):
     def check_shapes(self) -> None:
         """Refuse now what the exact path refuses only when it runs, with its input's shape: a resize by sizes is
         the DPU's only at whole multiples of its input, and a global average pool is emulated over at most
-        AVGPOOL_MAX_PIXELS. Checked once, on zeros of the subgraph's input shapes, where they are all static (a
-        plan's subgraphs' are); the fast path and `dpupose split`'s warning ask it."""
+        AVGPOOL_MAX_PIXELS. Checked once, on zeros of the subgraph's input shapes (one sample), where they are
+        static but for the batch (a plan's subgraphs' are); the fast path and `dpupose split`'s warning ask it."""
         if _static(self.program) and any(shape_checked(s) for s in self.program.steps):
             self.trace({i.name: np.zeros(i.shape, np.int8) for i in self._inputs})
 
