@@ -82,7 +82,7 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid, pad_hw
+from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid, pad_args, pad_hw
 from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
@@ -517,27 +517,9 @@ def _concat(node: Any, info: GraphInfo) -> Support:
 
 
 def pad_inputs(node: Any, info: GraphInfo) -> tuple[str, list[int], float, list[int] | None] | str:
-    """A Pad's (mode, pads, value, axes) as the ONNX spec reads them at the model's opset: Pad-2 has the pads
-    and value as attributes; from Pad-11 on they are inputs (pads, constant_value, and from Pad-18 axes),
-    which must be constants here. Or why they are not known."""
-    mode = attr(node, "mode", "constant")
-    if 0 < info.opset < 11:
-        return mode, [int(p) for p in attr(node, "pads", [])], float(attr(node, "value", 0.0)), None
-    vals = []
-    for i, what in ((1, "pads"), (2, "constant_value"), (3, "axes")):
-        name = node.input[i] if len(node.input) > i else ""
-        if not name:
-            vals.append(None)
-            continue
-        value = info.constants.get(name)
-        if value is None:
-            return f"Pad with a {what} that is not a constant (the DPU's pad is fixed when compiled)"
-        vals.append(np.asarray(value).reshape(-1))
-    if vals[0] is None:
-        return "Pad without pads"
-    value = float(vals[1][0]) if vals[1] is not None and vals[1].size else 0.0
-    axes = [int(a) for a in vals[2]] if vals[2] is not None else None
-    return mode, [int(p) for p in vals[0]], value, axes
+    """A Pad's (mode, pads, value, axes) as the ONNX spec reads them at the model's opset (`dpu_ops.pad_args`:
+    Pad-2's attributes; from Pad-11 on its inputs, which must be constants here), or why they are not known."""
+    return pad_args(info.opset, lambda name, default: attr(node, name, default), node.input, info.constants.get)
 
 
 def _pad(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from dpupose.errors import ModelFileError
-from dpupose.runtime.dpu_ops import HSIGMOID_NUMERATOR, HSIGMOID_SHIFT, avgpool_factors
+from dpupose.runtime.dpu_ops import HSIGMOID_NUMERATOR, HSIGMOID_SHIFT, avgpool_factors, pad_args
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -65,17 +65,15 @@ class TorchQdqReference:
 
     def _pad(self, node: onnx.NodeProto, a: dict, x: torch.Tensor) -> torch.Tensor:
         """ONNX Pad in mode 'constant': Pad-2's pads and value attributes, or Pad-11's inputs (and Pad-18's
-        axes), as torch's F.pad, which takes (begin, end) pairs from the last axis back."""
-        if _text(a.get("mode", "constant")) != "constant":
-            raise ModelFileError(f"the torch reference pads in mode 'constant' only, not {a['mode']!r}")
-        if 0 < self.opset < 11:
-            pads, value, axes = list(a["pads"]), float(a.get("value", 0.0)), list(range(x.dim()))
-        else:
-            ins = [*node.input, "", "", ""]
-            pads = [int(p) for p in np.asarray(self.inits[ins[1]]).reshape(-1)]
-            value = float(np.asarray(self.inits[ins[2]]).reshape(-1)[0]) if ins[2] else 0.0
-            axes = [int(v) % x.dim() for v in np.asarray(self.inits[ins[3]]).reshape(-1)] if ins[3] else None
-            axes = axes if axes is not None else list(range(x.dim()))
+        axes), read as the operator rules and the emulator read them (`dpu_ops.pad_args`), as torch's F.pad,
+        which takes (begin, end) pairs from the last axis back."""
+        read = pad_args(self.opset, a.get, node.input, self.inits.get)
+        if isinstance(read, str):
+            raise ModelFileError(f"the torch reference: {read}")
+        mode, pads, value, axes = read
+        if mode != "constant":
+            raise ModelFileError(f"the torch reference pads in mode 'constant' only, not {mode!r}")
+        axes = list(range(x.dim())) if axes is None else [ax % x.dim() for ax in axes]
         pairs = [(0, 0)] * x.dim()
         for i, ax in enumerate(axes):
             pairs[ax] = (pads[i], pads[i + len(axes)])

@@ -82,6 +82,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -501,6 +503,34 @@ def depth_to_space(x: np.ndarray, block: int, mode: str = "CRD") -> np.ndarray:
     else:
         raise ValueError(f"DepthToSpace mode {mode!r} is not CRD or DCR")
     return np.ascontiguousarray(y.reshape(n, h * r, w * r, co))
+
+
+def pad_args(
+    opset: int, attr: Callable[[str, Any], Any], inputs: Sequence[str], constant: Callable[[str], Any]
+) -> tuple[str, list[int], float, list[int] | None] | str:
+    """An ONNX Pad's (mode, pads, value, axes) as the spec reads them at the model's `opset`, or why they are not
+    known: Pad-2 has the pads and value as attributes (`attr(name, default)`); from Pad-11 on they are inputs
+    (pads, constant_value and from Pad-18 axes), which must be constants (`constant(name)`: the value, or None).
+    The operator rules and the emulator's parser read a Pad with it."""
+    mode = attr("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if 0 < opset < 11:
+        return mode, [int(p) for p in attr("pads", [])], float(attr("value", 0.0)), None
+    vals = []
+    for i, what in ((1, "pads"), (2, "constant_value"), (3, "axes")):
+        name = inputs[i] if len(inputs) > i else ""
+        if not name:
+            vals.append(None)
+            continue
+        value = constant(name)
+        if value is None:
+            return f"Pad whose {what} input is not a constant (the DPU's pad is fixed when compiled)"
+        vals.append(np.asarray(value).reshape(-1))
+    if vals[0] is None:
+        return "Pad without pads"
+    value = float(vals[1][0]) if vals[1] is not None and vals[1].size else 0.0
+    axes = [int(a) for a in vals[2]] if vals[2] is not None else None
+    return mode, [int(p) for p in vals[0]], value, axes
 
 
 def pad_hw(mode: str, pads: list[int], value: float, axes: list[int] | None = None) -> tuple[int, int, int, int] | str:

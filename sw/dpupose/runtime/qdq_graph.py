@@ -463,25 +463,11 @@ class _Parser:
 
     def pad_hw(self, node: Node, where: str) -> tuple[int, int, int, int]:
         """A Pad's (top, left, bottom, right) where the DPU runs it (`dpu_ops.pad_hw`: mode 'constant', value
-        0, H and W only): Pad-2's attributes, or from Pad-11 on its constant inputs."""
-        if 0 < self.g.opset < 11:
-            pads = [int(p) for p in node.attrs.get("pads", [])]
-            mode, value, axes = node.attrs.get("mode", "constant"), float(node.attrs.get("value", 0.0)), None
-        else:
-            vals = []
-            for i in (1, 2, 3):
-                name = node.inputs[i] if len(node.inputs) > i else ""
-                if name and name not in self.inits:
-                    raise NotEmulated(f"{where}: the emulator takes a Pad by constant pads and value")
-                vals.append(np.asarray(self.inits[name]).reshape(-1) if name else None)
-            if vals[0] is None:
-                raise ModelFileError(f"{where}: no pads")
-            pads = [int(p) for p in vals[0]]
-            mode = node.attrs.get("mode", "constant")
-            value = float(vals[1][0]) if vals[1] is not None and vals[1].size else 0.0
-            axes = [int(a) for a in vals[2]] if vals[2] is not None else None
-        if isinstance(mode, bytes):
-            mode = mode.decode()
+        0, H and W only): Pad-2's attributes, or from Pad-11 on its constant inputs (`dpu_ops.pad_args`)."""
+        read = dpu_ops.pad_args(self.g.opset, node.attrs.get, node.inputs, self.inits.get)
+        if isinstance(read, str):
+            raise NotEmulated(f"{where}: {read}")
+        mode, pads, value, axes = read
         hw = dpu_ops.pad_hw(mode, pads, value, axes)
         if isinstance(hw, str):
             raise NotEmulated(f"{where}: {hw}")
