@@ -19,7 +19,7 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   output_padding, kernel // stride in 1-16, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
   dilated one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
-- Gemm / MatMul with a constant weight: fully connected.
+- Gemm / MatMul with a constant weight: fully connected (a Gemm with transA: CPU).
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
   input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
