@@ -83,6 +83,13 @@ class Builder:
             "Conv", [x, w, b], f"{name}_conv", name=name, kernel_shape=[3, 3], strides=[stride] * 2, pads=[1] * 4
         )
 
+    def stem(self, rng: np.random.Generator) -> str:
+        """image -Q/DQ-> conv1 (3 -> 8, stride 2) + ReLU -Q/DQ-> c1, every model's start; returns "c1"."""
+        x = self.qdq("image", FP["image"], "image_dq")
+        y = self.conv(x, "conv1", 3, 8, 2, rng)
+        self.node("Relu", [y], "conv1_float", name="conv1/relu")
+        return self.qdq("conv1_float", FP["c1"], "c1")
+
     def head(self, logits: str) -> None:
         grid = np.array([[pixel_centres(H)[k % H], pixel_centres(H)[k // H]] for k in range(H * H)], np.float32)
         self.const("flat_shape", np.array([1, J, H * H], np.int64))
@@ -97,11 +104,7 @@ class Builder:
 def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     b = Builder()
-    x = b.qdq("image", FP["image"], "image_dq")
-    y = b.conv(x, "conv1", 3, 8, 2, rng)
-    b.node("Relu", [y], "conv1_float", name="conv1/relu")
-    x = b.qdq("conv1_float", FP["c1"], "c1")
-    c1 = x
+    x = c1 = b.stem(rng)
     if middle in ("sigmoid", "skip"):
         b.node("Sigmoid", [x], "mid_float", name="mid/sigmoid")
         x = b.qdq("mid_float", FP["mid"], "mid")
@@ -276,10 +279,7 @@ def conv_limit_model(
     limit, for comparing the split's units with the estimate's layers."""
     rng = np.random.default_rng(seed)
     b = Builder()
-    x = b.qdq("image", FP["image"], "image_dq")
-    y = b.conv(x, "conv1", 3, 8, 2, rng)
-    b.node("Relu", [y], "conv1_float", name="conv1/relu")
-    x = b.qdq("conv1_float", FP["c1"], "c1")
+    x = b.stem(rng)
     if cin != 8:
         w = b.param("pre.weight", rng.integers(-40, 41, (cin, 8, 1, 1)).astype(np.int8), 7)
         b.node("Conv", [x, w], "pre_conv", name="pre", kernel_shape=[1, 1])
@@ -355,10 +355,7 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it."""
     rng = np.random.default_rng(seed)
     b = Builder()
-    x = b.qdq("image", FP["image"], "image_dq")
-    y = b.conv(x, "conv1", 3, 8, 2, rng)
-    b.node("Relu", [y], "conv1_float", name="conv1/relu")
-    c1 = b.qdq("conv1_float", FP["c1"], "c1")
+    c1 = b.stem(rng)
     channels, side = 8, S // 2
     if case in ("add", "add_relu6"):
         b.node("Add", [c1, c1], "mid_float", name="mid")
@@ -433,10 +430,7 @@ def global_pool_model(side: int, batch: int | str = 1, seed: int = 0) -> onnx.Mo
     (a named batch is symbolic, as `dpupose quantize` writes the image's)."""
     rng = np.random.default_rng(seed)
     b = Builder()
-    x = b.qdq("image", FP["image"], "image_dq")
-    y = b.conv(x, "conv1", 3, 8, 2, rng)
-    b.node("Relu", [y], "conv1_float", name="conv1/relu")
-    c1 = b.qdq("conv1_float", FP["c1"], "c1")
+    c1 = b.stem(rng)
     b.node("GlobalAveragePool", [c1], "mid_float", name="mid")
     x = b.qdq("mid_float", FP["mid"], "mid_q")
     b.qdq(b.conv(x, "conv3", 8, J, 1, rng), FP["logits"], "logits")
