@@ -149,8 +149,8 @@ def deploy_check(
         files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
         if len(program.inputs) != 1:
             raise UsageError(
-                f"the subgraph takes {len(program.inputs)} inputs, and an image feeds only one: give --against DUMP_DIR "
-                f"holding them as {files} (int8, NHWC), e.g. dumped on the board"
+                f"the subgraph takes {len(program.inputs)} inputs, and an image feeds only one: give --against "
+                f"DUMP_DIR holding them as {files} (int8, NHWC), e.g. dumped on the board"
             )
         if images is None:
             raise UsageError(f"give input images, or a dump folder that holds the subgraph's input tensor as {files}")
