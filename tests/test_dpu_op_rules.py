@@ -183,6 +183,34 @@ def test_depth_to_space_is_a_configuration_switch():
     assert not ok and "depth_to_space_on_dpu = false" in why
 
 
+def test_reasons_name_no_configuration_so_a_shared_walk_fits_each():
+    # dpu compare and dpu calibrate walk a model once for configurations alike in graph.rules_key, so a
+    # reason that named the configuration would carry the first one's name into the others' exclusions.
+    from dpu_onnx import depth_to_space
+
+    from dpupose.dpu.graph import extract_layers, rules_key
+
+    a = dataclasses.replace(CFG, name="first-dpu", depth_to_space_on_dpu=False)
+    b = dataclasses.replace(a, name="second-dpu")
+    assert rules_key(a) == rules_key(b)
+    leaky = helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256)
+    d2s = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD")
+    gi = info({"x": (1, 32, 7, 7), "y": (1, 8, 14, 14)})
+    for support in (
+        lambda cfg: activation_support(leaky, ALU_ENGINE, cfg),  # B1600: LeakyReLU on the conv engine only
+        lambda cfg: dpu_support(d2s, gi, cfg),
+    ):
+        (ok_a, why_a), (ok_b, why_b) = support(a), support(b)
+        assert not ok_a and not ok_b and why_a == why_b
+        assert "first-dpu" not in why_a and "second-dpu" not in why_b
+    ok, why = activation_support(leaky, ALU_ENGINE, a)
+    assert why == "LeakyRelu after the alu engine: the DPU is built without it (alu_activations = relu_relu6)"
+    # The walk's exclusions: one walk serves both.
+    model = depth_to_space(32, 7)
+    walk_a, walk_b = extract_layers(model, a).excluded, extract_layers(model, b).excluded
+    assert walk_a == walk_b and walk_a and not any("-dpu" in reason for _, _, reason in walk_a)
+
+
 # vai_q_pytorch's DPU op filter (filter_pool) with VART's DPUCZDX8G ISA1 target factory's alu_limit: each kernel
 # side 1-256, a global pool's kernel its input's H x W (each side, not their product); each stride 1-256, not
 # checked where the kernel covers the whole input (one output pixel).

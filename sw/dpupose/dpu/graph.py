@@ -79,7 +79,8 @@ POOL_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 def rules_key(cfg: DpuConfig) -> tuple[Any, ...]:
     """What the operator rules (dpupose.dpu.ops) read of a configuration: the channel and weight-bank limits
     (ICP), the engines' activations, pixel shuffle, softmax. Configurations alike in these walk a model alike
-    (`extract_layers`), so a walk may be reused for them, and only for them."""
+    (`extract_layers`), so a walk may be reused for them, and only for them. The rules' reasons name no
+    configuration (a shared walk's reasons would carry the first one's name into another's)."""
     return (cfg.icp, cfg.conv_activations, cfg.alu_activations, cfg.depth_to_space_on_dpu, cfg.softmax)
 
 

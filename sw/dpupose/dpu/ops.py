@@ -562,7 +562,8 @@ def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo |
         if np.float32(alpha) != np.float32(LEAKY_SLOPE):
             return _cpu(f"LeakyRelu slope {alpha:g}: the DPU's slope is 26/256 = {LEAKY_SLOPE}")
         if not acts.leaky:
-            return _cpu(f"LeakyRelu after the {engine} engine: {cfg.name} is built without it ({acts.value})")
+            setting = "conv_activations" if engine == CONV_ENGINE else "alu_activations"
+            return _cpu(f"LeakyRelu after the {engine} engine: the DPU is built without it ({setting} = {acts.value})")
         return True, "LeakyReLU 26/256 (fused)"
     if op == "Clip":
         lo, hi = _clip_bounds(node, info)
@@ -691,7 +692,7 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         return _pad(node, info, cfg)
     if op == "DepthToSpace":
         if not cfg.depth_to_space_on_dpu:
-            return _cpu(f"DepthToSpace: {cfg.name} keeps pixel shuffle on the CPU (depth_to_space_on_dpu = false)")
+            return _cpu("DepthToSpace: the DPU keeps pixel shuffle on the CPU (depth_to_space_on_dpu = false)")
         return True, "DepthToSpace (pixel shuffle)"
     if op == "BatchNormalization":
         return True, "BatchNormalization (folded into the preceding conv, or a 1x1 depthwise conv)"
