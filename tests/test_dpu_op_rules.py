@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -213,7 +214,7 @@ def test_reasons_name_no_configuration_so_a_shared_walk_fits_each():
 
 # vai_q_pytorch's DPU op filter (filter_pool) with VART's DPUCZDX8G ISA1 target factory's alu_limit: each kernel
 # side 1-256, a global pool's kernel its input's H x W (each side, not their product); each stride 1-256, not
-# checked where the kernel covers the whole input (one output pixel).
+# checked where the kernel covers the whole input and the output is one pixel.
 @pytest.mark.parametrize(
     ("op", "kernel", "stride", "x", "ok", "words"),
     [
@@ -235,6 +236,45 @@ def test_pool_kernel_and_stride_limits_are_the_alu_engines(op, kernel, stride, x
     node = helper.make_node(op, ["x"], ["y"], **attrs)
     supported, reason = dpu_support(node, info({"x": x, "y": (1, 8, 1, 1)}), CFG)
     assert supported is ok and words in reason, reason
+
+
+# The kernel covers the input, but the pads (top/left up to 15, bottom/right up to 255, the ALU engine's
+# pad_limit) leave room for a second window where the stride is under the padded span (ONNX: floor((H + pads -
+# kernel) / stride) + 1, or with ceil_mode rounded up, less a window starting in the end padding); only a
+# one-pixel output goes unchecked. `out` is the output's H and W, which ONNX Runtime must give too (it takes
+# pads under the kernel only, so the kernel and the input are 256 x 256).
+@pytest.mark.parametrize(
+    ("attrs", "out", "ok"),
+    [
+        ({"strides": [300, 300]}, (1, 1), True),
+        ({"strides": [257, 257], "pads": [15, 0, 255, 0]}, (2, 1), False),  # 256 + 270 - 256 = 270 >= 257
+        ({"strides": [300, 257], "pads": [0, 15, 0, 255]}, (1, 2), False),
+        ({"strides": [271, 271], "pads": [15, 15, 255, 255]}, (1, 1), True),  # 270 < 271
+        ({"strides": [257, 300], "pads": [15, 0, 255, 0], "ceil_mode": 1}, (2, 1), False),  # ceil: 3, less 1
+        ({"strides": [300, 300], "pads": [0, 0, 1, 1], "ceil_mode": 1}, (1, 1), True),  # the 2nd starts in pad
+        ({"strides": [300, 300], "auto_pad": "SAME_UPPER"}, (1, 1), True),  # ceil(256 / 300)
+    ],
+)
+def test_pool_stride_goes_unchecked_only_for_one_output_pixel(attrs, out, ok):
+    import onnxruntime as ort
+
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[256, 256], **attrs)
+    supported, reason = dpu_support(node, info({"x": (1, 1, 256, 256), "y": (1, 1, *out)}), CFG)
+    assert supported is ok, reason
+    if not ok:
+        assert f"MaxPool stride {attrs['strides']} outside 1-256" in reason
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        "pool",
+        [helper.make_tensor_value_info("x", f32, [1, 1, 256, 256])],
+        [helper.make_empty_tensor_value_info("y")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"x": np.zeros((1, 1, 256, 256), np.float32)})
+    assert y.shape[2:] == out
 
 
 def test_eltwise_pools_resize_concat_and_the_rest():

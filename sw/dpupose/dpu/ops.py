@@ -346,8 +346,8 @@ def _fc(node: Any, info: GraphInfo) -> Support:
 def _pool(node: Any, info: GraphInfo) -> Support:
     """A pool as vai_q_pytorch's DPU op filter takes it on the ALU engine (filter_pool, with VART's DPUCZDX8G ISA1
     target factory's alu_limit and pad_limit): each kernel side 1-256 (a global pool's kernel is its input's
-    H x W), each stride 1-256 unless the kernel covers the whole input (one output pixel: the op filter checks
-    no stride then), the ALU engine's pads."""
+    H x W), each stride 1-256 unless the kernel covers the whole input and its output is one pixel (the op filter
+    checks no stride then; with pads a stride over 256 can still give two), the ALU engine's pads."""
     op = node.op_type
     x = info.shape(node.input[0])
     if op.startswith("Global"):
@@ -361,12 +361,40 @@ def _pool(node: Any, info: GraphInfo) -> Support:
         return _cpu(f"{op} kernel {kernel} outside 1-{MAX_ALU_KERNEL}")
     strides = [int(s) for s in attr(node, "strides", [1] * len(kernel))]
     whole = x is not None and len(x) == 4 and list(x[2:]) == kernel
-    if not whole and not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
+    one_pixel = (
+        whole
+        and len(strides) == 2
+        and min(strides) >= 1
+        and _pool_output_hw(node, [int(d) for d in x[2:]], kernel, strides) == [1, 1]
+    )
+    if not one_pixel and not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
         return _cpu(f"{op} stride {strides} outside 1-{MAX_ALU_STRIDE} (the ALU engine's alu_limit)")
     reason = _alu_pads(op, [int(p) for p in attr(node, "pads", [0, 0, 0, 0])])
     if reason is not None:
         return _cpu(reason)
     return True, f"{op} {kernel[0]}x{kernel[1]} (ALU engine)"
+
+
+def _pool_output_hw(node: Any, hw: list[int], kernel: list[int], strides: list[int]) -> list[int]:
+    """A MaxPool's or AveragePool's output H and W as ONNX gives them: auto_pad SAME_* ceil(in / stride), else
+    (in + pads - dilated kernel) / stride + 1, floored, or with ceil_mode rounded up, less a window that would
+    start in the bottom/right padding."""
+    auto_pad = attr(node, "auto_pad", "NOTSET")
+    dilations = [*[int(d) for d in attr(node, "dilations", [])], 1, 1][:2]
+    pads = [*[int(p) for p in attr(node, "pads", [])], 0, 0, 0, 0][:4] if auto_pad in ("NOTSET", "") else [0] * 4
+    ceil_mode = int(attr(node, "ceil_mode", 0))
+    out = []
+    for i, size in enumerate(hw):
+        s = strides[i]
+        if auto_pad.startswith("SAME"):
+            out.append(math.ceil(size / s))
+            continue
+        span = size + pads[i] + pads[i + 2] - ((kernel[i] - 1) * dilations[i] + 1)
+        n = (math.ceil(span / s) if ceil_mode else span // s) + 1
+        if ceil_mode and (n - 1) * s >= size + pads[i]:
+            n -= 1
+        out.append(n)
+    return out
 
 
 def _eltwise(node: Any, info: GraphInfo) -> Support:
