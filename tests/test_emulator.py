@@ -359,10 +359,10 @@ def _numpys_openblas():
     return None
 
 
-def test_the_emulator_runs_numpys_blas_on_one_thread_unless_the_environment_says(qdq_file, monkeypatch):
-    """OpenBLAS's thread per core made the shipped plan's dpu0 several times slower on a busy 2-core PC
-    (docs/runtime.md). While the emulator runs it is held to one thread, and given back its count after; a
-    count the user set in the environment stays, and the integers are the same either way."""
+@pytest.fixture
+def openblas_at_3(monkeypatch):
+    """numpy's OpenBLAS thread count getter, the count set to 3 and none of the variables OpenBLAS reads it from
+    set; the count it had is given back after. Skipped where numpy carries another BLAS."""
     found = _numpys_openblas()
     if found is None:
         pytest.skip("numpy here does not carry OpenBLAS")
@@ -370,69 +370,58 @@ def test_the_emulator_runs_numpys_blas_on_one_thread_unless_the_environment_says
     before = get()
     for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
+    set_(3)
+    try:
+        yield get
+    finally:
+        set_(before)
+
+
+def test_the_emulator_runs_numpys_blas_on_one_thread_unless_the_environment_says(qdq_file, openblas_at_3, monkeypatch):
+    """OpenBLAS's thread per core made the shipped plan's dpu0 several times slower on a busy 2-core PC
+    (docs/runtime.md). While the emulator runs it is held to one thread, and given back its count after; a
+    count the user set in the environment stays, and the integers are the same either way."""
+    get = openblas_at_3
     emu = EmulatorRunner(qdq_file)
+    assert get() == 3
     seen = []
     first = emu._steps[0]
     emu._steps[0] = lambda env: (seen.append(get()), first(env))[1]
-    try:
-        set_(3)
-        limited = emu.run(_feed(_image(2)))["logits"]
-        assert seen == [1, 1] and get() == 3  # each image's first layer: one thread; then the count it had
-        seen.clear()
-        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-        np.testing.assert_array_equal(emu.run(_feed(_image(2)))["logits"], limited)
-        assert seen == [3, 3] and get() == 3
-    finally:
-        set_(before)
+    limited = emu.run(_feed(_image(2)))["logits"]
+    assert seen == [1, 1] and get() == 3  # each image's first layer: one thread; then the count it had
+    seen.clear()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    np.testing.assert_array_equal(emu.run(_feed(_image(2)))["logits"], limited)
+    assert seen == [3, 3] and get() == 3
 
 
 @pytest.mark.parametrize("name", ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"])
-def test_a_blas_thread_count_from_any_of_openblas_s_variables_stays(name, monkeypatch):
+def test_a_blas_thread_count_from_any_of_openblas_s_variables_stays(name, openblas_at_3, monkeypatch):
     # OpenBLAS reads all three; a count the user set in any of them is kept while the emulator runs
     from dpupose.runtime.blas import one_blas_thread
 
-    found = _numpys_openblas()
-    if found is None:
-        pytest.skip("numpy here does not carry OpenBLAS")
-    get, set_ = found
-    before = get()
-    for other in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(other, raising=False)
-    try:
-        set_(3)
-        monkeypatch.setenv(name, "3")
-        with one_blas_thread():
-            assert get() == 3
-        monkeypatch.delenv(name)
-        with one_blas_thread():
-            assert get() == 1
+    get = openblas_at_3
+    monkeypatch.setenv(name, "3")
+    with one_blas_thread():
         assert get() == 3
-    finally:
-        set_(before)
+    monkeypatch.delenv(name)
+    with one_blas_thread():
+        assert get() == 1
+    assert get() == 3
 
 
-def test_overlapping_blas_limits_give_the_count_back_when_the_last_one_ends(monkeypatch):
+def test_overlapping_blas_limits_give_the_count_back_when_the_last_one_ends(openblas_at_3):
     # a pipelined run's emulators hold the limit from several threads, their blocks overlapping: the count is
     # 1 until the last of them ends, then the one it had before the first began (not the 1 a later block saw)
     from dpupose.runtime.blas import one_blas_thread
 
-    found = _numpys_openblas()
-    if found is None:
-        pytest.skip("numpy here does not carry OpenBLAS")
-    get, set_ = found
-    before = get()
-    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
+    get = openblas_at_3
     first, second = one_blas_thread(), one_blas_thread()
-    try:
-        set_(3)
-        first.__enter__()
-        assert get() == 1
-        second.__enter__()
-        assert get() == 1
-        first.__exit__(None, None, None)
-        assert get() == 1  # the second still runs
-        second.__exit__(None, None, None)
-        assert get() == 3
-    finally:
-        set_(before)
+    first.__enter__()
+    assert get() == 1
+    second.__enter__()
+    assert get() == 1
+    first.__exit__(None, None, None)
+    assert get() == 1  # the second still runs
+    second.__exit__(None, None, None)
+    assert get() == 3
