@@ -119,3 +119,24 @@ def mul_const(c: int, hw: int, shape=None):
     k = numpy_helper.from_array(np.full(shape, 0.5, np.float32), "k")
     nodes = [helper.make_node("Mul", ["x", "k"], ["y"], name="mul")]
     return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))], [k])
+
+
+def batch_norm(c: int, hw: int, after: str = "input"):
+    """A BatchNormalization of (1, c, hw, hw) reading the graph's input x ("input"), a 1x1 conv's float output
+    ("conv": folded into it) or that conv's output through a Q/DQ pair ("qdq": a quantized tensor)."""
+    inits = [numpy_helper.from_array(np.full(c, v, np.float32), n) for n, v in (("s", 2), ("b", 1), ("m", 0), ("v", 1))]
+    nodes, x = [], "x"
+    if after in ("conv", "qdq"):
+        inits += [numpy_helper.from_array(np.zeros((c, c, 1, 1), np.float32), "w")]
+        nodes.append(helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]))
+        x = "c"
+    if after == "qdq":
+        inits += [
+            numpy_helper.from_array(np.array(2.0**-4, np.float32), "qs"),
+            numpy_helper.from_array(np.array(0, np.int8), "qz"),
+        ]
+        nodes.append(helper.make_node("QuantizeLinear", ["c", "qs", "qz"], ["cq"], name="c/quantize"))
+        nodes.append(helper.make_node("DequantizeLinear", ["cq", "qs", "qz"], ["cd"], name="c/dequantize"))
+        x = "cd"
+    nodes.append(helper.make_node("BatchNormalization", [x, "s", "b", "m", "v"], ["y"], name="bn"))
+    return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", (1, c, hw, hw))], inits)

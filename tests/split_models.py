@@ -339,7 +339,7 @@ def _head_from(b: Builder, logits: str, side: int) -> None:
 OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
     "gemm", "gemm_transA", "matmul", "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel", "pad_crop",
-    "pad_relu", "depth_to_space", "depth_to_space_relu",
+    "pad_relu", "depth_to_space", "depth_to_space_relu", "bn", "bn_relu",
 )  # fmt: skip
 
 
@@ -352,7 +352,8 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     the same weight with transA; "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect"
     and "pad_edge" in those modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
     "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
-    block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it."""
+    block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it; "bn" a
+    BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it."""
     rng = np.random.default_rng(seed)
     b = Builder()
     c1 = b.stem(rng)
@@ -400,10 +401,23 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         if case == "depth_to_space_relu":
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
         channels, side = 2, side * 2
+    elif case in ("bn", "bn_relu"):
+        params = [
+            b.const(f"mid.{k}", v.astype(np.float32))
+            for k, v in (
+                ("scale", rng.uniform(0.5, 2.0, 8)),
+                ("bias", rng.uniform(-1.0, 1.0, 8)),
+                ("mean", rng.uniform(-0.5, 0.5, 8)),
+                ("var", rng.uniform(0.5, 2.0, 8)),
+            )
+        ]
+        b.node("BatchNormalization", [c1, *params], "mid_float", name="mid")
+        if case == "bn_relu":
+            b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
     else:
         raise ValueError(f"unknown case {case!r}")
     if channels:
-        out = "mid_act" if case in ("add_relu6", "depth_to_space_relu", "pad_relu") else "mid_float"
+        out = "mid_act" if case in ("add_relu6", "depth_to_space_relu", "pad_relu", "bn_relu") else "mid_float"
         x = b.qdq(out, FP["mid"], "mid_q")
         y = b.conv(x, "conv3", channels, J, 1, rng)
         b.qdq(y, FP["logits"], "logits")

@@ -6,7 +6,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dpu_onnx import add, conv, conv_transpose, custom_op, depth_to_space, hard_activation, mul_const, qdq_conv, resize
+from dpu_onnx import (
+    add,
+    batch_norm,
+    conv,
+    conv_transpose,
+    custom_op,
+    depth_to_space,
+    hard_activation,
+    mul_const,
+    qdq_conv,
+    resize,
+)
 
 from dpupose.dpu.board import load_board
 from dpupose.dpu.config import AluParallel, config_from_arch
@@ -193,6 +204,26 @@ def test_a_mul_by_a_constant_is_the_1x1_depthwise_conv_the_op_filter_makes_of_it
     (wide,) = extract_layers(mul_const(2561, 13), b1600).layers
     assert wide.kind == "eltwise"
     assert (layer_cycles(wide, b1600, "4.0"), layer_cycles(wide, b1600, "3.4")) == (13 * 4 * 257, 13 * 13 * 257)
+
+
+def test_a_batch_norm_not_folded_into_a_conv_is_a_1x1_depthwise_conv_and_one_after_a_conv_is_free():
+    # The operator rules run a batch norm that reads a quantized tensor (or another op's output) as a 1x1
+    # depthwise conv on the ALU engine; the estimate took every BatchNormalization for folded and free. One
+    # reading a conv's float output is folded into its weights: no layer of its own.
+    b1600 = config_from_arch("B1600", 200)  # ICP 10, ALU PP 4
+    for after in ("input", "qdq"):
+        layers = extract_layers(batch_norm(37, 13, after), b1600).layers
+        assert [layer.name for layer in layers] == (["bn"] if after == "input" else ["conv", "bn"])
+        bn = layers[-1]
+        assert (bn.kind, bn.kernel, bn.groups) == ("dwconv", (1, 1), 37)
+        # 13 rows * ceil(13 / 4) = 4 pixel groups * ceil(37 / 10) = 4 channel groups * 1 tap = 208
+        assert layer_cycles(bn, b1600, "4.0") == 208
+        assert bn.macs == 13 * 13 * 37 and bn.weight_bytes == 2 * 37  # C weights and C biases
+    row = one_layer(batch_norm(37, 13), b1600)  # 208 cycles; its traffic: x, y and the 74 weight and bias bytes
+    assert row.compute_ms == pytest.approx(208 / F * 1e3)
+    assert row.memory_ms == pytest.approx((2 * 37 * 13 * 13 + 74) / BW * 1e3)
+    (folded,) = extract_layers(batch_norm(37, 13, "conv"), b1600).layers
+    assert folded.name == "conv" and folded.kind == "conv"
 
 
 def test_an_unknown_ip_version_is_refused_by_name():

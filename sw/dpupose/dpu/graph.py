@@ -25,7 +25,10 @@ Each node is classified:
 - fused, no cost: Relu, Clip (ReLU6), LeakyRelu where the operator rules fuse them after the op before
   them (its engine's activations: dpupose.dpu.ops.activation_support, as the split asks; an op whose
   activation they do not fuse is not a DPU op, nor is an activation with nothing to fuse into);
-  BatchNormalization (folded), Identity, Dropout, Q/DQ, Concat;
+  BatchNormalization folded into the conv or fully connected layer whose float output it reads (through
+  Identity / Dropout), Identity, Dropout, Q/DQ, Concat;
+- BatchNormalization otherwise (it reads a quantized tensor, or another op's output): the operator rules'
+  1x1 depthwise conv on the ALU engine, of kind "dwconv", C weights and C biases, as a Mul by a constant;
 - layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer
   (through a QDQ graph's Q/DQ pair) is a fully connected layer; otherwise a CPU op;
 - "not a DPU op" (a standard ONNX op the DPU does not run: Softmax, ReduceSum, Sigmoid, ...): excluded,
@@ -69,6 +72,7 @@ FUSED_OPS = {
     "QuantizeLinear", "DequantizeLinear", "Concat",
 }  # fmt: skip
 LAYOUT_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
+PASS_THROUGH = {"Identity", "Dropout"}
 FOLDED_OPS = {"BatchNormalization", "Identity", "Dropout"}  # passed over between an op and its activation
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 FC_OPS = {"Gemm", "MatMul"}
@@ -211,6 +215,7 @@ class _Walker:
                 self.const.add(node.output[0])
                 self.const_protos[node.output[0]] = value
         self.consumers: dict[str, list[Any]] = {}
+        self.producer: dict[str, Any] = {o: node for node in g.node for o in node.output if o}
         for node in g.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
@@ -255,6 +260,8 @@ class _Walker:
                 self.mark(node, True)
             else:  # nothing to fuse into: the operator rules' standalone activation
                 self.exclude(node, name, f"not a DPU op ({dpu_support(node, self.info(node), self.cfg)[1]})")
+        elif op == "BatchNormalization" and id(node) not in self.chained and not self.after_conv(dyn[0]):
+            self.batch_norm(node, name, dyn)
         elif op in FUSED_OPS:
             self.accept(node, name, [])
         elif op in LAYOUT_OPS:
@@ -296,6 +303,25 @@ class _Walker:
             out = _shape4(self.shape(node.output[0])) if known else ins[0]
             self.result.layers.append(Layer(name, op, "unknown", ins, out, kernel=(3, 3)))
             self.mark(node, True)
+
+    def after_conv(self, tensor: str) -> bool:
+        """Whether `tensor` is a conv's or fully connected layer's float output (through Identity / Dropout, no
+        Q/DQ pair between): a batch norm reading it is folded into that layer's weights and bias."""
+        node = self.producer.get(tensor)
+        while node is not None and node.op_type in PASS_THROUGH:
+            node = self.producer.get(node.input[0])
+        return node is not None and (node.op_type in CONV_OPS or node.op_type in FC_OPS)
+
+    def batch_norm(self, node: Any, name: str, dyn: list[str]) -> None:
+        """A batch norm not folded into a conv (it reads a quantized tensor, or another op's output): the
+        operator rules' 1x1 depthwise conv on the ALU engine, C weights and C biases, as a Mul by a constant."""
+        refused = self.refused(node)
+        if refused is not None:
+            self.exclude(node, name, f"not a DPU op ({refused})")
+            return
+        out = _shape4(self.nonempty_output(node, name))
+        x = _shape4(self.shape(dyn[0]))
+        self.accept(node, name, [Layer(name, node.op_type, "dwconv", (x,), out, (1, 1), (1, 1), out[1], 2 * out[1])])
 
     def hard_activation(self, node: Any, name: str, dyn: list[str]) -> None:
         """A hard sigmoid: one ALU hsigmoid layer. A hard swish: that, then the eltwise mult of its input by

@@ -12,7 +12,7 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW; a Mul by a constant is a 1x1
             depthwise conv (vai_q_pytorch's filter_eltwise), one tap, up to 256 x ICP channels (over that, the
-            eltwise mult the op filter falls back to)
+            eltwise mult the op filter falls back to); so is a batch norm not folded into a conv (one tap)
 - eltwise (eltwise engine): OH * ceil(OW/EPP) * ceil(C/ICP) * (number of inputs), EPP the eltwise pixel
             parallelism: ALU_PP on IP v4 (VART's target factory, create_target_DPUCZDX8G_ISA1, gives its
             eltwise engine the ALU engine's pair, ICP x ALU_PP), 1 on IP v3.x (DPUCZDX8G_ISA0_* targets).
