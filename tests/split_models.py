@@ -340,6 +340,7 @@ OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
     "gemm", "gemm_transA", "matmul", "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel", "pad_crop",
     "pad_relu", "depth_to_space", "depth_to_space_relu", "bn", "bn_relu",
+    "reshape", "reshape_relu", "unsqueeze",
 )  # fmt: skip
 
 
@@ -353,7 +354,9 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     and "pad_edge" in those modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
     "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it; "bn" a
-    BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it."""
+    BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it; "reshape" a
+    Reshape of c1 to its own shape, "reshape_relu" with a ReLU after it, "unsqueeze" an Unsqueeze of c1 to 5-D
+    then (quantized) a Squeeze "mid/squeeze" back."""
     rng = np.random.default_rng(seed)
     b = Builder()
     c1 = b.stem(rng)
@@ -414,10 +417,21 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         b.node("BatchNormalization", [c1, *params], "mid_float", name="mid")
         if case == "bn_relu":
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
+    elif case in ("reshape", "reshape_relu"):
+        b.const("mid_shape", np.array([1, channels, side, side], np.int64))
+        b.node("Reshape", [c1, "mid_shape"], "mid_float", name="mid")
+        if case == "reshape_relu":
+            b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
+    elif case == "unsqueeze":
+        b.const("mid_axes", np.array([0], np.int64))
+        b.node("Unsqueeze", [c1, "mid_axes"], "mid_5d", name="mid")
+        five = b.qdq("mid_5d", FP["c1"], "mid_5d_q")
+        b.node("Squeeze", [five, "mid_axes"], "mid_float", name="mid/squeeze")
     else:
         raise ValueError(f"unknown case {case!r}")
     if channels:
-        out = "mid_act" if case in ("add_relu6", "depth_to_space_relu", "pad_relu", "bn_relu") else "mid_float"
+        acts = ("add_relu6", "depth_to_space_relu", "pad_relu", "bn_relu", "reshape_relu")
+        out = "mid_act" if case in acts else "mid_float"
         x = b.qdq(out, FP["mid"], "mid_q")
         y = b.conv(x, "conv3", channels, J, 1, rng)
         b.qdq(y, FP["logits"], "logits")

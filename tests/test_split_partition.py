@@ -1039,8 +1039,9 @@ def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):
     assert "a network of your own to QDQ with per-tensor power-of-two scales (docs/split.md, A model of" in err
 
 
-def _split_dpu_until_cpu(model, cfg) -> set[str]:
-    """The names of the split's DPU units of a costed op up to the first CPU one (what dpu estimate costs)."""
+def _split_dpu_until_cpu(model, cfg, costed_only: bool = True) -> set[str]:
+    """The names of the split's DPU units of a costed op up to the first CPU one (what dpu estimate costs), or
+    with costed_only=False of every op (a layout op too, which the estimate takes at no cost)."""
     from dpupose.dpu.graph import COSTED_OPS
     from dpupose.split.assign import CPU, _preds, assign
     from dpupose.split.graph import analyze
@@ -1052,7 +1053,11 @@ def _split_dpu_until_cpu(model, cfg) -> set[str]:
         if any(devices[p] == CPU or p in after_cpu for p in _preds(g, u)):
             after_cpu.add(u.index)
     costed = {*COSTED_OPS, "BatchNormalization"}  # a batch norm the split runs reads a quantized tensor: costed
-    return {u.name for u in g.units if devices[u.index] != CPU and u.index not in after_cpu and u.op in costed}
+    return {
+        u.name
+        for u in g.units
+        if devices[u.index] != CPU and u.index not in after_cpu and (u.op in costed or not costed_only)
+    }
 
 
 @pytest.mark.parametrize(
@@ -1156,6 +1161,9 @@ OP_RULES = {
     "depth_to_space_relu": (False, "Relu after a DepthToSpace (pixel shuffle)"),
     "bn": (True, None),
     "bn_relu": (True, None),
+    "reshape": (True, None),
+    "reshape_relu": (False, "Relu after a reshape"),
+    "unsqueeze": (True, None),
 }
 
 
@@ -1166,7 +1174,9 @@ def test_dpu_estimate_takes_the_operator_rules_eltwise_fc_pad_and_pixel_shuffle_
     # split asks: what it costs is now the split's DPU units, and what the split leaves to the CPU it excludes
     # with the rules' reason. A constant Pad of 0 on H and W is a DPU op (pad-fix), costed as data movement;
     # another value, reflect / edge, a pad of C, a crop or a ReLU after it are not. A batch norm of a quantized
-    # tensor is the rules' 1x1 depthwise conv (the estimate took it for folded into a conv, and free)
+    # tensor is the rules' 1x1 depthwise conv (the estimate took it for folded into a conv, and free). A Reshape /
+    # (Un)Squeeze of a DPU tensor is free layout on the DPU (the estimate took it so only before a fully
+    # connected layer, otherwise for a CPU op, and left out all after it); one with a ReLU after it is not
     from dpupose.dpu.config import load_config
     from dpupose.dpu.graph import extract_layers
 
@@ -1176,7 +1186,8 @@ def test_dpu_estimate_takes_the_operator_rules_eltwise_fc_pad_and_pixel_shuffle_
     split_dpu = _split_dpu_until_cpu(model, cfg)
     graph = extract_layers(model, cfg)
     assert {layer.name for layer in graph.layers} == split_dpu
-    assert ("mid" in split_dpu) is on_dpu
+    assert ("mid" in _split_dpu_until_cpu(model, cfg, costed_only=False)) is on_dpu
+    assert ("mid" in {n for n, _, _ in graph.excluded}) is not on_dpu
     if not on_dpu:
         why = dict((n, r) for n, _, r in graph.excluded)["mid"]
         assert why.startswith("not a DPU op (") and reason in why

@@ -29,8 +29,8 @@ Each node is classified:
   Identity / Dropout), Identity, Dropout, Q/DQ, Concat;
 - BatchNormalization otherwise (it reads a quantized tensor, or another op's output): the operator rules'
   1x1 depthwise conv on the ALU engine, of kind "dwconv", C weights and C biases, as a Mul by a constant;
-- layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU and every consumer
-  (through a QDQ graph's Q/DQ pair) is a fully connected layer; otherwise a CPU op;
+- layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU (the operator rules'
+  reshape-fix, whatever reads it), unless an activation follows it (reshape-fix fuses none: both CPU ops);
 - "not a DPU op" (a standard ONNX op the DPU does not run: Softmax, ReduceSum, Sigmoid, ...): excluded,
   and so is everything downstream of it, so an estimate covers the DPU part of a whole model;
 - unknown (an op ONNX itself does not define, e.g. a custom domain): an error by default, or a
@@ -262,14 +262,8 @@ class _Walker:
                 self.exclude(node, name, f"not a DPU op ({dpu_support(node, self.info(node), self.cfg)[1]})")
         elif op == "BatchNormalization" and id(node) not in self.chained and not self.after_conv(dyn[0]):
             self.batch_norm(node, name, dyn)
-        elif op in FUSED_OPS:
+        elif op in FUSED_OPS or op in LAYOUT_OPS:  # a layout op: on the DPU whenever its producer is (the rules)
             self.accept(node, name, [])
-        elif op in LAYOUT_OPS:
-            consumers = self.op_consumers(node)
-            if consumers and all(c.op_type in FC_OPS for c in consumers):
-                self.accept(node, name, [])
-            else:
-                self.exclude(node, name, "not a DPU op (reshape of a tensor that does not feed a DPU layer)")
         elif op in HARD_ACTIVATION_OPS:
             self.hard_activation(node, name, dyn)
         elif op in ("Resize", "Upsample"):
@@ -394,18 +388,6 @@ class _Walker:
         while chain and chain[-1].op_type not in FUSED_ACTIVATION_OPS:
             chain.pop()  # a folded op after the last activation is an op of its own
         return chain
-
-    def op_consumers(self, node: Any) -> list[Any]:
-        """The ops that read `node`'s outputs, through the Q/DQ pairs of a QDQ graph."""
-        found: list[Any] = []
-        todo = [c for o in node.output for c in self.consumers.get(o, [])]
-        while todo:
-            c = todo.pop()
-            if c.op_type in QDQ_OPS:
-                todo.extend(self.consumers.get(c.output[0], []))
-            else:
-                found.append(c)
-        return found
 
     def info(self, *nodes: Any) -> GraphInfo:
         """What the operator rules read about `nodes`: their tensors' shapes, which inputs are constants (with
