@@ -277,6 +277,25 @@ def test_pool_stride_goes_unchecked_only_for_one_output_pixel(attrs, out, ok):
     assert y.shape[2:] == out
 
 
+# auto_pad SAME_* pads a pool as ONNX says: total (ceil(64 / 1) - 1) * 1 + k - 64 = k - 1, the odd pixel at the
+# end (UPPER) or the beginning (LOWER); the ALU engine takes top/left pads up to 15, bottom/right up to 255.
+# The pad-limit check read only the pads attribute, so these pads were taken as 0.
+@pytest.mark.parametrize(
+    ("auto_pad", "kernel", "ok", "words"),
+    [
+        ("SAME_UPPER", 32, True, "MaxPool 32x32"),  # total 31: 15 | 16
+        ("SAME_UPPER", 34, False, "top/left pads [16, 16] exceed 15"),  # total 33: 16 | 17
+        ("SAME_LOWER", 32, False, "top/left pads [16, 16] exceed 15"),  # total 31: 16 | 15
+        ("SAME_LOWER", 31, True, "MaxPool 31x31"),  # total 30: 15 | 15
+        ("VALID", 34, True, "MaxPool 34x34"),
+    ],
+)
+def test_pool_auto_pad_pads_are_checked_against_the_alu_pad_limit(auto_pad, kernel, ok, words):
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[kernel, kernel], auto_pad=auto_pad)
+    supported, reason = dpu_support(node, info({"x": (1, 8, 64, 64), "y": (1, 8, 64, 64)}), CFG)
+    assert supported is ok and words in reason, reason
+
+
 def test_eltwise_pools_resize_concat_and_the_rest():
     shapes = {"a": (1, 8, 8, 8), "b": (1, 8, 8, 8), "c": (1, 8, 1, 1), "s": (1, 8, 4, 4), "y": (1, 8, 8, 8)}
     add = helper.make_node("Add", ["a", "b"], ["y"])

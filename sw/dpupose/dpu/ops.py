@@ -369,10 +369,37 @@ def _pool(node: Any, info: GraphInfo) -> Support:
     )
     if not one_pixel and not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
         return _cpu(f"{op} stride {strides} outside 1-{MAX_ALU_STRIDE} (the ALU engine's alu_limit)")
-    reason = _alu_pads(op, [int(p) for p in attr(node, "pads", [0, 0, 0, 0])])
+    auto_pad = attr(node, "auto_pad", "NOTSET")
+    if auto_pad in ("NOTSET", ""):
+        pads = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
+    elif auto_pad == "VALID":
+        pads = [0, 0, 0, 0]
+    elif x is None or len(x) != 4 or len(strides) != 2:
+        return _cpu(f"{op} with auto_pad {auto_pad} on a tensor of unknown shape (its pads cannot be checked)")
+    else:
+        pads = _same_pads(node, [int(d) for d in x[2:]], kernel, strides)
+    reason = _alu_pads(op, pads)
     if reason is not None:
         return _cpu(reason)
     return True, f"{op} {kernel[0]}x{kernel[1]} (ALU engine)"
+
+
+def _same_pads(node: Any, hw: list[int], kernel: list[int], strides: list[int]) -> list[int]:
+    """The pads (top, left, bottom, right) ONNX gives a pool with auto_pad SAME_UPPER / SAME_LOWER: output
+    ceil(in / stride), the total pad (out - 1) * stride + dilated kernel - in (0 at least) split in two, the
+    odd one at the end (SAME_UPPER) or the beginning (SAME_LOWER)."""
+    dilations = [*[int(d) for d in attr(node, "dilations", [])], 1, 1][:2]
+    begin, end = [], []
+    for size, k, s, d in zip(hw, kernel, strides, dilations):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small = total // 2
+        if attr(node, "auto_pad", "NOTSET") == "SAME_LOWER":
+            begin.append(total - small)
+            end.append(small)
+        else:
+            begin.append(small)
+            end.append(total - small)
+    return [*begin, *end]
 
 
 def _pool_output_hw(node: Any, hw: list[int], kernel: list[int], strides: list[int]) -> list[int]:
