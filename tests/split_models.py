@@ -83,6 +83,26 @@ class Builder:
             "Conv", [x, w, b], f"{name}_conv", name=name, kernel_shape=[3, 3], strides=[stride] * 2, pads=[1] * 4
         )
 
+    def model(
+        self, name: str, heat: int, image_batch: int | str = 1, out_batch: int | str = 1, image: int = S
+    ) -> onnx.ModelProto:
+        """The checked model of these nodes: image (image_batch, 3, image, image) in, coords (out_batch, J, 2) and
+        heatmaps (out_batch, J, heat, heat) out."""
+        graph = helper.make_graph(
+            self.nodes,
+            name,
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, [image_batch, 3, image, image])],
+            [
+                helper.make_tensor_value_info("coords", TensorProto.FLOAT, [out_batch, J, 2]),
+                helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [out_batch, J, heat, heat]),
+            ],
+            self.inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
     def stem(self, rng: np.random.Generator) -> str:
         """image -Q/DQ-> conv1 (3 -> 8, stride 2) + ReLU -Q/DQ-> c1, every model's start; returns "c1"."""
         x = self.qdq("image", FP["image"], "image_dq")
@@ -161,19 +181,7 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
     y = b.conv(x, "conv3", 8, J, 2, rng)
     b.qdq(y, FP["logits"], "logits")
     b.head("logits")
-    graph = helper.make_graph(
-        b.nodes,
-        f"qdq_{middle}",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, S, S])],
-        [
-            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
-            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, H, H]),
-        ],
-        b.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
+    model = b.model(f"qdq_{middle}", H, image_batch="batch")
     return model
 
 
@@ -245,19 +253,7 @@ def qoperator_model(path: Path) -> Path:
     b.const("grid", np.zeros((S * S, 2), np.float32))
     b.node("Reshape", ["heatmaps", "flat_shape"], "flat", name="head/flatten")
     b.node("MatMul", ["flat", "grid"], "coords", name="head/dsnt")
-    graph = helper.make_graph(
-        b.nodes,
-        "qoperator",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
-        [
-            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
-            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, S, S]),
-        ],
-        b.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
+    model = b.model("qoperator", S)
     onnx.save(model, str(path))
     return path
 
@@ -306,19 +302,7 @@ def conv_limit_model(
     y = b.conv(x, "conv3", cout, J, 1, rng)
     b.qdq(y, FP["logits"], "logits")
     _head_from(b, "logits", side)
-    graph = helper.make_graph(
-        b.nodes,
-        f"qdq_{op}_limit",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
-        [
-            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
-            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, side, side]),
-        ],
-        b.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
+    model = b.model(f"qdq_{op}_limit", side)
     return model
 
 
@@ -436,19 +420,7 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         y = b.conv(x, "conv3", channels, J, 1, rng)
         b.qdq(y, FP["logits"], "logits")
     _head_from(b, "logits", side)
-    graph = helper.make_graph(
-        b.nodes,
-        f"qdq_{case}",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, S, S])],
-        [
-            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [1, J, 2]),
-            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, J, side, side]),
-        ],
-        b.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
+    model = b.model(f"qdq_{case}", side)
     return model
 
 
@@ -463,17 +435,5 @@ def global_pool_model(side: int, batch: int | str = 1, seed: int = 0) -> onnx.Mo
     x = b.qdq("mid_float", FP["mid"], "mid_q")
     b.qdq(b.conv(x, "conv3", 8, J, 1, rng), FP["logits"], "logits")
     _head_from(b, "logits", 1)
-    graph = helper.make_graph(
-        b.nodes,
-        "qdq_global_pool",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 2 * side, 2 * side])],
-        [
-            helper.make_tensor_value_info("coords", TensorProto.FLOAT, [batch, J, 2]),
-            helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [batch, J, 1, 1]),
-        ],
-        b.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
+    model = b.model("qdq_global_pool", 1, image_batch=batch, out_batch=batch, image=2 * side)
     return model
