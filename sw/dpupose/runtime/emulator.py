@@ -111,27 +111,9 @@ def nhwc_axis(axis: int, ndim: int) -> int:
 def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     """One DPU step as a function of env (int8 NHWC tensors by name); a convolution's weights, bias and
     constants are laid out once here (`dpu_ops.ConvKernel`), not per frame."""
-    if step.kind == "conv" and step.attrs.get("transposed"):
-        a = step.attrs
-        deconv = dpu_ops.DeconvKernel(
-            step.weight,
-            step.bias,
-            fp_in=step.fps_in[0],
-            fp_w=step.fp_w,
-            fp_b=step.fp_b,
-            fp_out=step.fp_out,
-            stride=a["stride"],
-            pads=a["pads"],
-            dilation=a["dilation"],
-            act=step.act,
-        )
-        src = step.inputs[0]
-        return lambda env: deconv(env[src])
     if step.kind == "conv":
         a = step.attrs
-        kernel = dpu_ops.ConvKernel(
-            step.weight,
-            step.bias,
+        layer = dict(
             fp_in=step.fps_in[0],
             fp_w=step.fp_w,
             fp_b=step.fp_b,
@@ -139,9 +121,12 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             stride=a["stride"],
             pads=a["pads"],
             dilation=a["dilation"],
-            groups=a["groups"],
             act=step.act,
         )
+        if a.get("transposed"):
+            kernel: Callable[[np.ndarray], np.ndarray] = dpu_ops.DeconvKernel(step.weight, step.bias, **layer)
+        else:
+            kernel = dpu_ops.ConvKernel(step.weight, step.bias, groups=a["groups"], **layer)
         src = step.inputs[0]
         return lambda env: kernel(env[src])
     if step.kind in RUN_STEP_KINDS:
