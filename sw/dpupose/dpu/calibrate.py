@@ -134,19 +134,27 @@ def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind:
         raise DataError(f"{p}: malformed row ({exc})") from None
 
 
+def _network_fields(rec: dict[str, str], w: int) -> tuple:
+    """The fields a calibration and a validation row share, in their order: model, input size, GOPs, board,
+    cores, ARCH, clock and DPU IP version."""
+    return (
+        rec["model"],
+        w,
+        float(rec["gops"]),
+        rec["board"].lower(),
+        int(rec["cores"]),
+        rec["arch"],
+        int(rec["clock_mhz"]),
+        rec["dpu_ip"],
+    )
+
+
 def read_rows(path: str | Path | None = None) -> list[Row]:
     p = Path(path) if path else calibration_csv()
     positive = ("gops", "fps_single_thread", "fps_multi_thread", "cores", "clock_mhz")
     return [
         Row(
-            rec["model"],
-            w,
-            float(rec["gops"]),
-            rec["board"].lower(),
-            int(rec["cores"]),
-            rec["arch"],
-            int(rec["clock_mhz"]),
-            rec["dpu_ip"],
+            *_network_fields(rec, w),
             float(rec["fps_single_thread"]),
             float(rec["fps_multi_thread"]),
             rec["source"],
@@ -170,14 +178,7 @@ def read_validation(path: str | Path | None = None) -> list[ValidationRow]:
             raise DataError(f"{p}: {what}: figure must be one of {', '.join(FIGURES)}, got {rec['figure']!r}")
         rows.append(
             ValidationRow(
-                rec["model"],
-                w,
-                float(rec["gops"]),
-                rec["board"].lower(),
-                int(rec["cores"]),
-                rec["arch"],
-                int(rec["clock_mhz"]),
-                rec["dpu_ip"],
+                *_network_fields(rec, w),
                 rec["figure"],
                 int(rec["threads"]),
                 float(rec["fps_measured"]),
