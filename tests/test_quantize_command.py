@@ -135,10 +135,50 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
         _run_cli("deploy-check", result, "--against", tmp_path / "d")
     with pytest.raises(UsageError, match=r"--against must be torch or ort, or a folder of dumped tensors; onnx"):
         _run_cli("deploy-check", result, "--against", "onnxruntime")  # a name, not a tuple's repr
-    # ONNX Runtime: a report either way, with the bound per layer.
-    _run_cli("deploy-check", result, *common, "--against", "ort", "--json", tmp_path / "r3.json")
-    rows = json.loads((tmp_path / "r3.json").read_text())["layers"]
+
+
+def test_deploy_check_against_ort_passes_a_correct_model_and_names_a_wrong_layer(
+    result, synth_root, tmp_path, capsys, monkeypatch
+):
+    import dpupose.quant.compare as compare
+
+    common = ("--data-root", synth_root, "--num", 2, "--against", "ort")
+    # ONNX Runtime rounds ties to even, the DPU up: each layer, fed the emulator's inputs, is at most one LSB
+    # off, so a correct model passes at the default tolerance for ort (1 LSB) ...
+    assert _run_cli("deploy-check", result, *common, "--json", tmp_path / "r.json") == 0
+    assert "agree with ort within 1 LSB (ONNX Runtime rounds ties to even, the DPU up)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    rows = report["layers"]
+    assert report["tolerance_lsb"] == 1 and report["first_divergent"] is None
     assert rows[0]["max_lsb"] == 0  # the input quantization is the same
+    assert all(row["max_lsb"] <= 1 for row in rows)
+    tied = [row["tensor"] for row in rows if row["max_lsb"] == 1]
+    assert tied  # ... where it is not exact: an explicit --tolerance 0 names the first tie
+    assert _run_cli("deploy-check", result, *common, "--tolerance", 0, "--json", tmp_path / "r0.json") == 1
+    assert json.loads((tmp_path / "r0.json").read_text())["first_divergent"] == tied[0]
+    capsys.readouterr()
+    # A layer computed from other weights (each weight of one conv 3 LSB off, as a wrong deployment) is more
+    # than a tie off: named, and only it, as the layers after it read the emulator's tensors.
+    model = onnx.load(str(result / "dpu_part_qdq.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    victim = rows[len(rows) // 2]["tensor"]
+    node = producer[producer[victim].input[0]]  # the QuantizeLinear's input, back through an activation
+    while node.op_type != "Conv":
+        node = producer[node.input[0]]
+    weight = next(t for t in model.graph.initializer if t.name == producer[node.input[1]].input[0])
+    w = onnx.numpy_helper.to_array(weight).astype(np.int16)
+    weight.CopyFrom(onnx.numpy_helper.from_array(np.clip(w + 3, -128, 127).astype(np.int8), weight.name))
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(model, str(wrong))
+    real = compare.ort_trace
+    monkeypatch.setattr(compare, "ort_trace", lambda path, *args: real(wrong, *args))
+    assert _run_cli("deploy-check", result, *common, "--json", tmp_path / "r2.json") == 1
+    report = json.loads((tmp_path / "r2.json").read_text())
+    off = {row["tensor"]: row["max_lsb"] for row in report["layers"]}
+    assert report["first_divergent"] == victim and off[victim] > 1
+    assert all(lsb <= 1 for name, lsb in off.items() if name != victim)
+    out = capsys.readouterr().out
+    assert f"first layer that diverges (> 1 LSB): {victim}, {off[victim]} LSB off" in out
 
 
 @pytest.mark.parametrize("option", ["--dump", "--json"])

@@ -2,7 +2,9 @@
 that diverges (in the spirit of vai_q_pytorch's deploy_check dumps).
 
 Second sources: `torch` (quant/torch_ref.py, float64 fake quantization of the same file), `ort` (ONNX
-Runtime on the same file, every QuantizeLinear output exposed), or a folder of dumped tensors. A dump
+Runtime on the same file, every QuantizeLinear output exposed, each layer fed the emulator's int8 inputs), or
+a folder of dumped tensors. The default tolerance is 0 LSB, but 1 against `ort`: ONNX Runtime rounds ties
+to even where the DPU rounds them up, one LSB in the layer that rounds (DEFAULT_TOLERANCE). A dump
 folder holds one file per int8 tensor, named after the QDQ file's QuantizeLinear output with characters
 outside [A-Za-z0-9._-] replaced by '_': `<name>.npy` (int8, NHWC) or `<name>.bin` (raw int8, NHWC, the
 emulator's shape). If it holds the subgraph's input tensor(s), those are fed to the emulator, so a dump
@@ -22,6 +24,14 @@ from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
 
 SOURCES = ("torch", "ort")
+# LSBs a layer may differ by default: torch and a board's dumps compute what the DPU does, bit for bit; ONNX
+# Runtime's QuantizeLinear rounds ties to even, the DPU up, so a correct layer differs from it by one LSB at ties.
+DEFAULT_TOLERANCE = {"torch": 0, "ort": 1}
+
+
+def default_tolerance(against: str) -> int:
+    """The LSBs a layer may differ from `against` ("torch", "ort" or a dump folder) when none is given."""
+    return DEFAULT_TOLERANCE.get(against, 0)
 
 
 def dump_name(tensor: str) -> str:
@@ -59,8 +69,17 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
     return out
 
 
-def ort_trace(qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, int]) -> dict[str, np.ndarray]:
-    """Every QuantizeLinear output of the file as computed by ONNX Runtime (int8 NHWC)."""
+def ort_trace(
+    qdq_path: Path,
+    feeds_int8: dict[str, np.ndarray],
+    fix: dict[str, int],
+    emulated: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every QuantizeLinear output of the file as computed by ONNX Runtime (int8 NHWC).
+
+    With `emulated` (the emulator's trace), every layer reads the emulator's int8 tensors in place of ONNX
+    Runtime's own, so each layer is compared on the same inputs: a difference (a tie ONNX Runtime rounds to
+    even where the DPU rounds up) stays in the layer that made it instead of spreading through the rest."""
     import onnx
     import onnxruntime as ort
 
@@ -70,14 +89,22 @@ def ort_trace(qdq_path: Path, feeds_int8: dict[str, np.ndarray], fix: dict[str, 
     for name in q_outputs:
         if name not in have:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT8, None))
+    cut = {name: f"{name}:emulated" for name in q_outputs if emulated is not None and name in emulated}
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in cut:
+                node.input[i] = cut[name]
+    for fed in cut.values():
+        model.graph.input.append(onnx.helper.make_tensor_value_info(fed, onnx.TensorProto.INT8, None))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # unfused, as QdqOrtRunner
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feeds = {k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()}
+    feeds |= {fed: nhwc_to_nchw(emulated[name]) for name, fed in cut.items()}
     # One sample at a time: a file exported with a fixed batch of 1 takes no other (the emulator and the torch
     # interpreter take any batch).
-    count = next(iter(feeds.values())).shape[0]
+    count = next(iter(feeds_int8.values())).shape[0]
     runs = [sess.run(q_outputs, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(count)]
     results = [
         np.concatenate([r[j] for r in runs]) if runs[0][j].ndim and runs[0][j].shape[0] == 1 else runs[0][j]
@@ -119,12 +146,15 @@ def deploy_check(
     qdq_path: str | Path,
     images: np.ndarray | Callable[[], np.ndarray] | None,
     against: str,
-    tolerance: int = 0,
+    tolerance: int | None = None,
     dump: Path | None = None,
 ) -> dict:
     """Compare the emulator with `against` ("torch", "ort" or a dump folder) on `images` (N,3,S,S float,
-    or a function that makes them: not called when a dump folder provides the subgraph's inputs)."""
+    or a function that makes them: not called when a dump folder provides the subgraph's inputs). A layer
+    diverges when it differs by more than `tolerance` LSBs (None: default_tolerance(against))."""
     qdq_path = Path(qdq_path)
+    if tolerance is None:
+        tolerance = default_tolerance(against)
     emu = EmulatorRunner(qdq_path)
     program = emu.program
     dump_folder = None if against in SOURCES else Path(against)
@@ -167,7 +197,7 @@ def deploy_check(
         }
         reference = TorchQdqReference(qdq_path).trace(float_feeds)
     elif against == "ort":
-        reference = ort_trace(qdq_path, feeds, {b.name: b.fix_point for b in program.inputs})
+        reference = ort_trace(qdq_path, feeds, {b.name: b.fix_point for b in program.inputs}, trace)
     else:
         shapes = {name: trace[name].shape for name in order}
         reference = read_dump_dir(dump_folder, shapes)
