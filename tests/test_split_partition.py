@@ -209,6 +209,84 @@ def test_heatmaps_straight_out_of_a_conv_come_from_the_dpu_and_run(tmp_path):
     np.testing.assert_allclose(emulated["coords"], soft.run({"logits": emulated["heatmaps"]})["coords"], atol=1e-6)
 
 
+def test_heatmaps_that_are_not_a_softmax_give_no_confidence_and_no_local_decoding(tmp_path):
+    """The confidence and --decode local read heatmaps that each sum to 1. A model whose heatmaps output is a
+    conv's logits splits with a warning saying so; its plan's confidence is NaN (null in the JSON) and local
+    decoding and a minimum confidence are refused, decided from the graph: the conv on the DPU, or forced to
+    the CPU (the walk reads the CPU subgraph's file, back through its Q/DQ pair). The softmaxed model has none
+    of that."""
+    from dpupose.runtime.app import RunOptions
+    from dpupose.runtime.app import run as run_plan
+    from dpupose.runtime.executor import check_decode
+    from dpupose.runtime.frames import Frame
+
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    path = conv_heatmaps_model(tmp_path / "m.onnx")
+    fix = "export the softmaxed maps as the heatmaps output"
+    cases = {
+        "dpu": "the raw output 'logits' of a layer in DPU subgraph dpu0, not of a softmax",
+        "cpu": "the output of Conv 'conv3' in cpu0, not of a softmax",
+    }
+    for where, why in cases.items():
+        forced = {"cpu_from": "conv3"} if where == "cpu" else {}
+        result = split_model(SplitOptions(path, CONFIG, tmp_path / f"plan-{where}", **forced))
+        plan = result.plan
+        assert _devices(plan)[-1] == "cpu" and plan.outputs.heatmaps == "logits"
+        assert [w for w in result.warnings if "heatmaps" in w] == [
+            "the heatmaps output 'logits' is the output of Conv 'conv3', not of a softmax: the keypoint confidence "
+            "and --decode local read maps that each sum to 1, so `dpupose run` gives no confidence for this plan "
+            "(null) and refuses --decode local and --min-confidence; " + fix + " (a Reshape of the soft-argmax's "
+            "softmax to (N, 16, H, W)) and split the model again"
+        ]
+        with pytest.raises(UsageError, match=re.escape(f"heatmaps are {why}: use --decode dsnt")):
+            check_decode(plan, "local")
+        with pytest.raises(UsageError, match=re.escape(f"heatmaps are {why}: leave out --min-confidence, or {fix}")):
+            check_decode(plan, "dsnt", 0.5)
+        with pytest.raises(UsageError, match="a minimum confidence reads heatmaps that each sum to 1"):
+            run_plan(RunOptions(plan=plan.root, source="x.png", backend="cpu", min_confidence=0.5))
+        check_decode(plan, "dsnt", 0.0)
+        ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+        got = ex.process(Frame(0, image, "x"))
+        assert np.isnan(got.confidence).all() and np.isfinite(got.coords).all()
+        ex.close()
+    # Softmaxed heatmaps (a Reshape of the softmax, on the CPU): a confidence, local decoding, no warning.
+    _, result = _split(tmp_path, "none")
+    assert not [w for w in result.warnings if "heatmaps" in w]
+    check_decode(result.plan, "local", 0.5)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all(), "local")
+    got = ex.process(Frame(0, image, "x"))
+    heat = ex.infer(image)["heatmaps"][0]
+    assert np.allclose(heat.sum(axis=(1, 2)), 1, atol=1e-5)
+    peaks = [divmod(int(np.argmax(m)), m.shape[1]) for m in heat]  # the first maximum, row by row
+    window = [heat[j, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].sum() for j, (y, x) in enumerate(peaks)]
+    np.testing.assert_allclose(got.confidence, window, rtol=1e-5)
+    ex.close()
+
+
+@pytest.mark.parametrize(
+    ("graph", "why"),
+    [
+        ({"h": ("Reshape", "r", ["sm", "shape"]), "sm": ("Softmax", "s", ["flat"])}, (None, None)),
+        ({"h": ("Div", "d", ["e", "sum"]), "sum": ("ReduceSum", "rs", ["e"]), "e": ("Exp", "x", ["l"])}, (None, None)),
+        ({"h": ("Div", "d", ["e", "k"]), "e": ("Exp", "x", ["l"])}, ("the output of Div 'd', not of a softmax", None)),
+        (
+            {
+                "h": ("DequantizeLinear", "dq", ["q", "s"]),
+                "q": ("QuantizeLinear", "q", ["c", "s"]),
+                "c": ("Conv", "conv", ["x", "w"]),
+            },
+            ("the output of Conv 'conv', not of a softmax", None),
+        ),
+        ({"h": ("Identity", "i", ["input"])}, (None, "input")),  # made before this graph: followed there
+        ({"h": ("Identity", "i", ["h2"]), "h2": ("Identity", "j", ["h"])}, (None, "h")),  # a cycle ends
+    ],
+)
+def test_heatmaps_not_normalized_follows_the_values_to_their_op(graph, why):
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    assert heatmaps_not_normalized("h", graph) == why
+
+
 def test_a_mul_by_a_constant_on_the_dpu_runs_on_the_emulator(tmp_path):
     model, result = _split(tmp_path, "mul")
     assert _devices(result.plan) == ["dpu", "cpu"] and _rows(result)["mid/mul"]["device"] == "dpu"

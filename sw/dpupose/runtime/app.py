@@ -224,7 +224,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
                 "this run's outputs with the plan; choose another --out"
             )
         _check_outputs_are_files(opts)
-    check_decode(plan, opts.decode)  # before any runner (or the DPU) is opened
+    check_decode(plan, opts.decode, opts.min_confidence)  # before any runner (or the DPU) is opened
     backend = resolve_backend(opts.backend)
     pipelined = opts.pipeline or opts.drop_late
     with ExitStack() as stack:

@@ -16,7 +16,8 @@ with decode="local" the mean within a window around each heatmap's maximum, dpup
 (dpupose.data.transforms.from_normalized) -> frame pixels (inverse letterbox affine). Confidence of a
 joint: the probability mass of its heatmap in the 3 x 3 heatmap pixels around the heatmap's maximum
 (heatmaps are flat-softmax outputs that sum to 1): near 1 for a sharp peak, about 9 / (H * W) for a flat
-map.
+map. Heatmaps that are not a softmax's output (a conv's logits, `heatmaps_problem`, decided from the graph)
+have no such meaning: their confidence is NaN, and local decoding and a minimum confidence are refused.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dpupose.errors import ModelFileError, UsageError
 from dpupose.eval.dsnt_np import DECODERS, local_dsnt
 from dpupose.runtime.base import Runner, TensorInfo, quantize_to_int8
 from dpupose.runtime.frames import Frame, FrameResult
-from dpupose.split.plan import RESPLIT, BoundaryTensor, Plan
+from dpupose.split.plan import RESPLIT, SOFTMAX_EXPORT, BoundaryTensor, Plan, heatmaps_not_normalized
 
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 CONFIDENCE_WINDOW = 1  # heatmap pixels each side of the mode: a 3 x 3 window
@@ -171,8 +172,34 @@ def _check_interface(sg_name: str, file: str, side: str, plan_t: tuple[BoundaryT
             )
 
 
-def check_decode(plan: Plan, decode: str) -> None:
-    """Raise UsageError unless `decode` is a known decoder that this plan's outputs allow."""
+def heatmaps_problem(plan: Plan) -> str | None:
+    """Why this plan's heatmaps output is not maps that each sum to 1 (a softmax's, what the confidence and
+    local decoding read), decided from its subgraphs' graphs; None when it is, when the plan has no heatmaps,
+    or when a file cannot be read here (its runner says so)."""
+    from dpupose.runtime.onnx_lite import load_model
+
+    name = plan.outputs.heatmaps
+    for sg in reversed(plan.subgraphs):
+        if name is None:
+            return None
+        if not any(t.name == name for t in sg.outputs):
+            continue
+        if sg.device == "dpu":  # the DPU runs no softmax: a layer's int8 result (split.md)
+            return f"the raw output {name!r} of a layer in DPU subgraph {sg.name}, not of a softmax"
+        try:
+            graph = load_model(plan.path(sg.file))
+        except (ModelFileError, OSError):
+            return None
+        producer = {o: (n.op_type, n.name, n.inputs) for n in graph.nodes for o in n.outputs}
+        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}")
+        if why is not None:
+            return why
+    return None
+
+
+def check_decode(plan: Plan, decode: str, min_confidence: float = 0.0) -> None:
+    """Raise UsageError unless `decode` is a known decoder that this plan's outputs allow, and a minimum
+    confidence only for heatmaps that give one."""
     if decode not in DECODERS:
         raise UsageError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
     if decode == "local" and plan.outputs.heatmaps is None:
@@ -181,6 +208,17 @@ def check_decode(plan: Plan, decode: str) -> None:
             '(--decode dsnt; decode="dsnt" in PoseSession), or split the model again so that the plan keeps its '
             "heatmaps output"
         )
+    if decode == "local" or min_confidence > 0:
+        why = heatmaps_problem(plan)
+        if why is not None:
+            if decode == "local":
+                what, instead = "local decoding", 'use --decode dsnt (decode="dsnt" in PoseSession)'
+            else:
+                what, instead = "a minimum confidence", "leave out --min-confidence"
+            raise UsageError(
+                f"{what} reads heatmaps that each sum to 1 (a softmax over the map), but this plan's heatmaps are "
+                f"{why}: {instead}, or {SOFTMAX_EXPORT}"
+            )
 
 
 class SplitExecutor:
@@ -190,6 +228,8 @@ class SplitExecutor:
         check_decode(plan, decode)
         self.plan = plan
         self.decode = decode
+        # Heatmaps that are not a softmax's (a conv's logits) give no confidence (module docstring).
+        self.heatmaps_problem = heatmaps_problem(plan)
         self.size = plan.input_size
         self.runners = dict(runners)
         for sg in plan.subgraphs:
@@ -257,7 +297,10 @@ class SplitExecutor:
         if "heatmaps" in out:
             hm = out["heatmaps"]
             hm = hm.reshape(hm.shape[-3:]) if hm.ndim == 4 else hm
-            confidence = heatmap_confidence(hm)
+            if self.heatmaps_problem is None:
+                confidence = heatmap_confidence(hm)
+            else:
+                confidence = np.full(len(coords), np.nan, np.float32)
             if self.decode == "local":
                 coords = local_dsnt(hm[None])[0]
         else:

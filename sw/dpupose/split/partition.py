@@ -34,12 +34,14 @@ from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, infer_shapes, load_onnx
 from dpupose.split.plan import (
     PLAN_FILE,
+    SOFTMAX_EXPORT,
     BoundaryTensor,
     InputSpec,
     ModelInfo,
     OutputNames,
     Plan,
     Subgraph,
+    heatmaps_not_normalized,
     save_plan,
 )
 
@@ -369,6 +371,15 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         check_xmodel(Path(opts.xmodel), groups, inp.name, fingerprint(cfg), dpu_macs)
 
     warnings: list[str] = []
+    if outputs.heatmaps is not None:
+        producer = {o: (n.op_type, n.name, list(n.input)) for n in g.nodes for o in n.output}
+        why, _ = heatmaps_not_normalized(outputs.heatmaps, producer)
+        if why is not None:
+            warnings.append(
+                f"the heatmaps output {outputs.heatmaps!r} is {why}: the keypoint confidence and --decode local read "
+                "maps that each sum to 1, so `dpupose run` gives no confidence for this plan (null) and refuses "
+                f"--decode local and --min-confidence; {SOFTMAX_EXPORT}"
+            )
     fit = check_fit(cfg, board)
     if not fit.fits:
         warnings.append(

@@ -36,6 +36,7 @@ Board-safe: standard library only.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dpupose.data.joints import NUM_JOINTS
@@ -61,6 +62,7 @@ __all__ = [
     "PLAN_FILE",
     "PLAN_VERSION",
     "RESPLIT",
+    "SOFTMAX_EXPORT",
     "BoundaryTensor",
     "InputSpec",
     "ModelInfo",
@@ -69,6 +71,7 @@ __all__ = [
     "Subgraph",
     "check_dataflow",
     "check_files",
+    "heatmaps_not_normalized",
     "load_plan",
     "parse_fingerprint",
     "plan_from_dict",
@@ -379,3 +382,34 @@ def save_plan(plan: Plan, directory: str | Path, check_paths: bool = True) -> Pa
     if check_paths:
         check_files(checked, f"plan for {directory}")
     return write_json(directory / PLAN_FILE, data)
+
+
+# Ops that leave a heatmap's values as they are (layout, type, a Q/DQ pair): looked through to the op that made it.
+SAME_VALUES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Cast", "QuantizeLinear",
+               "DequantizeLinear")  # fmt: skip
+SOFTMAX_EXPORT = (
+    "export the softmaxed maps as the heatmaps output (a Reshape of the soft-argmax's softmax to (N, 16, H, W)) "
+    "and split the model again"
+)
+
+
+def heatmaps_not_normalized(
+    name: str, producer: Mapping[str, tuple[str, str, Sequence[str]]], where: str = ""
+) -> tuple[str | None, str | None]:
+    """Follow heatmaps tensor `name` back through SAME_VALUES ops to the op that made it, in a graph given as
+    `producer` (tensor -> (op_type, node name, inputs)). (why not, None) when that op is not a normalization
+    (a Softmax, or a Div by a ReduceSum), (None, the tensor it started from) when the graph only passes on
+    one of its inputs, (None, None) when the maps are normalized."""
+    seen = set()
+    while name in producer and name not in seen:
+        seen.add(name)
+        op, node, inputs = producer[name]
+        if op in SAME_VALUES and inputs:
+            name = inputs[0]
+            continue
+        if op == "Softmax":
+            return None, None
+        if op == "Div" and len(inputs) == 2 and producer.get(inputs[1], ("",))[0] == "ReduceSum":
+            return None, None
+        return f"the output of {op} {node!r}{where}, not of a softmax", None
+    return None, name
