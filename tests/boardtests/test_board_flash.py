@@ -542,3 +542,50 @@ def test_ctrl_c_as_the_image_file_temporary_is_made_leaves_none(image, tmp_path,
             flash(image, out, use_bmaptool=False)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["pynq.img"], point
     assert point.n > 3  # signalled inside mkdtemp and mkstemp
+
+
+@pytest.mark.parametrize("target", ["file", "card", "verify"])
+def test_ctrl_c_anywhere_in_flash_or_verify_leaves_no_file_descriptor_open(tmp_path, fake_device, monkeypatch, target):
+    """A sweep (signal_sweep) over flash to a file and to a card, and over sdcard verify's read-back: Ctrl-C at
+    each point of the flash and verify code (and the signal deferral and context managers they use) in turn.
+    One just as os.open returned the card's (or the read-back's, or the udev lock's) descriptor, before the try
+    that closes it, left it open for the life of the process (a notebook's), and the card locked against udev:
+    one more entry in /proc/self/fd at each such Ctrl-C. A one-chunk image keeps the sweep short."""
+    from signal_sweep import signal_sweep
+
+    image = tmp_path / "tiny.img"
+    image.write_bytes(OLD_CARD + bytes(range(256)) * 4096)
+    out = tmp_path / "out" / "card.img"
+    if target != "file":  # a card stood in for by a file (its _classify is "block" from here on)
+        reread = flashmod._reread_partitions
+        card = fake_device("usb_card_reader.json", 2 * 1024 * 1024)
+        monkeypatch.setattr(flashmod, "_reread_partitions", reread)  # its own open swept too (ENOTTY on a file)
+        flash(image, card, use_bmaptool=False)
+
+    def run():
+        if target == "file":
+            flash(image, out, use_bmaptool=False)
+        elif target == "card":
+            flash(image, card, use_bmaptool=False)
+        else:
+            compare_with_image(open_image(image), card)
+
+    watched = ("flash.py", "verify.py", "fsio.py", "contextlib.py")
+    before = sorted(os.listdir("/proc/self/fd"))
+    signalled = []
+    for point in signal_sweep(signal.SIGINT, watched=watched):
+        try:
+            with point.armed():
+                run()
+        except KeyboardInterrupt:
+            assert point.sent
+            signalled.append(point.where)
+        assert sorted(os.listdir("/proc/self/fd")) == before, point
+    if target == "card":
+        with card.open("rb") as f:  # the udev lock let go
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    opened = {"file": "_write_and_verify", "card": "_device_locked", "verify": "_opened_uncached"}[target]
+    assert any(where.startswith(f"{opened}:") for where in signalled)  # the sweep went through the opens
+    run()  # and it still works
+    if target == "file":
+        assert out.read_bytes() == image.read_bytes() and sorted(os.listdir(out.parent)) == ["card.img"]

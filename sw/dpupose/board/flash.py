@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,15 +203,19 @@ def _write_and_verify(
         return "bmaptool", bm.mapped_bytes(), bm.mapped_bytes()
 
     flags = os.O_WRONLY | (os.O_EXCL if exclusive else 0)
+    fd: int | None = None
     try:
-        fd = os.open(dest, flags)
-    except OSError as exc:
-        if exc.errno == errno.EBUSY:
-            raise DeviceError(f"{dest} is in use (mounted or held by another program): unmount it") from None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise DeviceError(f"no permission to write {dest}: run as root (sudo)") from None
-        raise DeviceError(f"cannot open {dest}: {exc.strerror}") from None
-    try:
+        try:
+            # Ctrl-C or SIGTERM as os.open returned, before `fd` named the descriptor, would leave the card open
+            # (for the life of a notebook's process): held back until the finally below can close it.
+            with signals_deferred():
+                fd = os.open(dest, flags)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise DeviceError(f"{dest} is in use (mounted or held by another program): unmount it") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise DeviceError(f"no permission to write {dest}: run as root (sudo)") from None
+            raise DeviceError(f"cannot open {dest}: {exc.strerror}") from None
         bar = Progress(info.size, "write ", enabled=progress_on)
         digests = stream_copy(info, fd, sparse=fresh_file, progress=bar)
         bar.close()
@@ -218,47 +223,59 @@ def _write_and_verify(
             os.ftruncate(fd, info.size)
         os.fsync(fd)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     checked = Progress(info.size, "verify", enabled=progress_on)
     verify_digests(dest, info.size, digests, checked)
     checked.close()
     return "stream", info.size, info.size
 
 
-def _lock_device(device: str) -> int:
-    """A descriptor holding a BSD lock (LOCK_EX) on the whole disk. systemd-udevd does not process a
-    disk locked so (https://systemd.io/BLOCK_DEVICE_LOCKING/); otherwise closing the written device
-    makes it re-read the partition table at once, and a desktop automounts the new partitions while
-    they are being read back. Read-only and without O_EXCL, so that bmaptool (O_EXCL) can open it."""
+@contextmanager
+def _device_locked(device: str) -> Iterator[None]:
+    """Hold a BSD lock (LOCK_EX) on the whole disk for the block. systemd-udevd does not process a disk
+    locked so (https://systemd.io/BLOCK_DEVICE_LOCKING/); otherwise closing the written device makes it
+    re-read the partition table at once, and a desktop automounts the new partitions while they are being
+    read back. Read-only and without O_EXCL, so that bmaptool (O_EXCL) can open it. The descriptor is
+    closed (the lock let go) however the block ends, a Ctrl-C while waiting for the lock included."""
+    fd: int | None = None
     try:
-        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise DeviceError(f"no permission to write {device}: run as root (sudo)") from None
-        raise DeviceError(f"cannot open {device}: {exc.strerror}") from None
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise DeviceError(
-                    f"{device} is locked by another program (a partitioning or flashing tool?): close it and try again"
-                ) from None
-            time.sleep(0.1)
+            with signals_deferred():  # until `fd` names the descriptor, for the finally to close it
+                fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise DeviceError(f"no permission to write {device}: run as root (sudo)") from None
+            raise DeviceError(f"cannot open {device}: {exc.strerror}") from None
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DeviceError(
+                        f"{device} is locked by another program (a partitioning or flashing tool?): close it and "
+                        "try again"
+                    ) from None
+                time.sleep(0.1)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _reread_partitions(device: Path) -> None:
+    fd: int | None = None
     try:
-        fd = os.open(device, os.O_RDONLY)
-        try:
-            fcntl.ioctl(fd, BLKRRPART)
-        finally:
-            os.close(fd)
+        with signals_deferred():  # as in _device_locked: until `fd` names it, for the finally to close it
+            fd = os.open(device, os.O_RDONLY)
+        fcntl.ioctl(fd, BLKRRPART)
     except OSError as exc:
         log.info("the kernel did not re-read the partition table of %s (%s); replug the card", device, exc)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def flash(
@@ -338,19 +355,17 @@ def _flash_device(
     log.info("%s", text)
     if confirm is not None and not confirm(text):
         raise UsageError("not confirmed: nothing was written")
-    lock = _lock_device(real)
-    try:
-        method, written, verified = _write_and_verify(
-            info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
-        )
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"/"terminated"
-        print(
-            f"dpupose: warning: {dev.path} may hold part of the image: flash it again before booting from it",
-            file=sys.stderr,
-        )
-        raise
-    finally:
-        os.close(lock)  # verified: udev may look at the new partitions now
+    with _device_locked(real):  # let go once verified: udev may look at the new partitions then
+        try:
+            method, written, verified = _write_and_verify(
+                info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
+            )
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"/"terminated"
+            print(
+                f"dpupose: warning: {dev.path} may hold part of the image: flash it again before booting from it",
+                file=sys.stderr,
+            )
+            raise
     _reread_partitions(Path(real))
     return FlashReport(info, device, method, written, verified)
 

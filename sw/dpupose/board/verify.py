@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dpupose.board.bmap import Bmap
 from dpupose.board.images import ImageInfo, image_stream, read_chunk
 from dpupose.board.progress import Progress
 from dpupose.errors import DeviceError
+from dpupose.fsio import signals_deferred
 
 CHUNK = 4 * 1024 * 1024
 
@@ -32,15 +33,25 @@ class VerificationFailed(DeviceError):
     offset: int | None = None
 
 
-def _open_uncached(target: Path) -> int:
+@contextlib.contextmanager
+def _opened_uncached(target: Path) -> Iterator[int]:
+    """A descriptor reading `target` past the page cache, for the block; closed however the block ends."""
+    fd: int | None = None
     try:
-        fd = os.open(target, os.O_RDONLY)
-    except OSError as exc:
-        raise DeviceError(f"cannot read {target} back for verification: {exc.strerror}") from None
-    # Where fadvise is not supported the read-back may come from the cache.
-    with contextlib.suppress(OSError, AttributeError):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    return fd
+        try:
+            # Ctrl-C or SIGTERM as os.open returned, before `fd` named the descriptor, would leave the card open
+            # (for the life of a notebook's process): held back until the finally below can close it.
+            with signals_deferred():
+                fd = os.open(target, os.O_RDONLY)
+        except OSError as exc:
+            raise DeviceError(f"cannot read {target} back for verification: {exc.strerror}") from None
+        # Where fadvise is not supported the read-back may come from the cache.
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _pread_exact(fd: int, length: int, offset: int, target: Path) -> bytes:
@@ -81,8 +92,7 @@ def verify_digests(
     """Check bytes [0, size) of target chunk by chunk against `digests` (SHA-256 of each chunk)."""
     if len(digests) != (size + chunk - 1) // chunk:
         raise ValueError("digest count does not match the size")
-    fd = _open_uncached(target)
-    try:
+    with _opened_uncached(target) as fd:
         for i, want in enumerate(digests):
             offset = i * chunk
             length = min(chunk, size - offset)
@@ -91,14 +101,11 @@ def verify_digests(
                 raise _mismatch(target, offset, length)
             if progress:
                 progress.update(length)
-    finally:
-        os.close(fd)
 
 
 def verify_bmap(target: Path, bmap: Bmap, progress: Progress | None = None) -> None:
     """Check every mapped range of target against the block map's per-range checksum."""
-    fd = _open_uncached(target)
-    try:
+    with _opened_uncached(target) as fd:
         for offset, length, checksum in bmap.byte_ranges():
             if checksum is None:
                 raise ValueError("range without checksum")
@@ -112,8 +119,6 @@ def verify_bmap(target: Path, bmap: Bmap, progress: Progress | None = None) -> N
                     progress.update(n)
             if h.hexdigest() != checksum.lower():
                 raise _mismatch(target, offset, length)
-    finally:
-        os.close(fd)
 
 
 def compare_with_image(
@@ -125,24 +130,20 @@ def compare_with_image(
     """Check target against the image's raw bytes; only within `ranges` (offset, length) if given."""
     wanted = sorted(ranges) if ranges is not None else [(0, info.size)]
     buf = bytearray(CHUNK)
-    fd = _open_uncached(target)
-    try:
-        with image_stream(info) as stream:
-            pos = 0
-            while pos < info.size:
-                n = read_chunk(stream, buf, info)
-                if n == 0:
-                    break
-                for start, length in wanted:
-                    lo, hi = max(start, pos), min(start + length, pos + n)
-                    if lo >= hi:
-                        continue
-                    got, want = _pread_exact(fd, hi - lo, lo, target), bytes(buf[lo - pos : hi - pos])
-                    if got != want:
-                        first = next(i for i, (x, y) in enumerate(zip(got, want)) if x != y)
-                        raise _mismatch(target, lo + first, 1)
-                pos += n
-                if progress:
-                    progress.update(n)
-    finally:
-        os.close(fd)
+    with _opened_uncached(target) as fd, image_stream(info) as stream:
+        pos = 0
+        while pos < info.size:
+            n = read_chunk(stream, buf, info)
+            if n == 0:
+                break
+            for start, length in wanted:
+                lo, hi = max(start, pos), min(start + length, pos + n)
+                if lo >= hi:
+                    continue
+                got, want = _pread_exact(fd, hi - lo, lo, target), bytes(buf[lo - pos : hi - pos])
+                if got != want:
+                    first = next(i for i, (x, y) in enumerate(zip(got, want)) if x != y)
+                    raise _mismatch(target, lo + first, 1)
+            pos += n
+            if progress:
+                progress.update(n)
