@@ -20,14 +20,14 @@ def _vi(name: str, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
-def conv_transpose(cin: int, cout: int, hw: int, k: int, stride: int, pad: int):
-    """x (1, cin, hw, hw) -> ConvTranspose(k, stride, pads) -> y ((hw - 1) * stride + k - 2 * pad square)."""
-    w = numpy_helper.from_array(np.zeros((cin, cout, k, k), np.float32), "w")
+def conv_transpose(cin: int, cout: int, hw: int, k: int, stride: int, pad: int, groups: int = 1):
+    """x (1, cin, hw, hw) -> ConvTranspose(k, stride, pads, groups) -> y ((hw - 1) * stride + k - 2 * pad square)."""
+    w = numpy_helper.from_array(np.zeros((cin, cout // groups, k, k), np.float32), "w")
     b = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
     out = (hw - 1) * stride + k - 2 * pad
     node = helper.make_node(
         "ConvTranspose", ["x", "w", "b"], ["y"], name="deconv", kernel_shape=[k, k], strides=[stride] * 2,
-        pads=[pad] * 4,
+        pads=[pad] * 4, group=groups,
     )  # fmt: skip
     return _model([node], [_vi("x", (1, cin, hw, hw))], [_vi("y", (1, cout, out, out))], [w, b])
 

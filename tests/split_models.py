@@ -26,6 +26,8 @@
   fused into the DPU's bilinear resize: both run on the CPU);
 - "deconv": a ConvTranspose 8->8 of c1, 4x4 at stride 2 with pads 1 (SimpleBaseline's deconv head), with a
   ReLU (the conv engine's transposed conv, which the emulator runs), conv2 then stride 2;
+- "dwdeconv": a depthwise ConvTranspose (group 8) of c1, 4x4 at stride 2 with pads 1, with a ReLU (the ALU
+  engine's transposed depthwise conv, which the emulator runs), conv2 then stride 2;
 - "mul2": c1 times itself, with a ReLU (the eltwise engine's mult, which the emulator runs);
 - "hswish_relu": conv2 -Q/DQ-> HardSwish -> ReLU -Q/DQ-> (the ReLU fused into the hard swish's eltwise mult);
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
@@ -154,11 +156,17 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
         b.node("ConvTranspose", [x, w, bias], "deconv_float", name="mid/deconv", strides=[2, 2], pads=[1] * 4)
         b.node("Relu", ["deconv_float"], "deconv_relu", name="mid/deconv_relu")
         x = b.qdq("deconv_relu", FP["c1"], "deconv")
+    elif middle == "dwdeconv":
+        w = b.param("mid.weight", rng.integers(-60, 61, (8, 1, 4, 4)).astype(np.int8), 6)
+        bias = b.param("mid.bias", rng.integers(-20, 21, (8,)).astype(np.int8), 6)
+        b.node("ConvTranspose", [x, w, bias], "deconv_float", name="mid/deconv", strides=[2, 2], pads=[1] * 4, group=8)
+        b.node("Relu", ["deconv_float"], "deconv_relu", name="mid/deconv_relu")
+        x = b.qdq("deconv_relu", FP["c1"], "deconv")
     elif middle == "mul2":
         b.node("Mul", [x, x], "mul_float", name="mid/mul")
         b.node("Relu", ["mul_float"], "mul_relu", name="mid/mul_relu")
         x = b.qdq("mul_relu", FP["c1"], "mul")
-    y = b.conv(x, "conv2", 8, 8, 2 if middle.startswith("bilinear") or middle == "deconv" else 1, rng)
+    y = b.conv(x, "conv2", 8, 8, 2 if middle.startswith("bilinear") or middle.endswith("deconv") else 1, rng)
     if middle == "hswish_fused":
         b.node("HardSwish", [y], "conv2_float", name="conv2/hswish")
     elif middle == "hswish":

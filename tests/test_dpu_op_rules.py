@@ -479,7 +479,8 @@ def deconv(k=4, s=2, cin=8, cout=8, pads=1, group=1, dil=1, **attrs):
         ({"cin": 1281, "cout": 8}, False, "take 2064 rows of the 2048-deep weight bank"),
         ({"k": 1, "s": 1, "pads": 0, "cin": 2561}, False, "exceeds 256 x ICP = 2560"),
         ({"cout": 2561}, False, "exceeds 256 x ICP = 2560"),
-        ({"group": 8}, False, "grouped ConvTranspose (groups=8)"),
+        ({"group": 2}, False, "grouped ConvTranspose (groups=2) is neither dense"),
+        ({"group": 8, "cout": 16}, False, "grouped ConvTranspose (groups=8) is neither dense"),  # channel x2
         ({"output_padding": [1, 1]}, False, "output_padding or output_shape"),
         ({"output_shape": [16, 16]}, False, "output_padding or output_shape"),
         ({"dil": 2}, False, "dilated ConvTranspose"),
@@ -489,7 +490,52 @@ def test_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, words):
     node, gi = deconv(**kwargs)
     supported, reason = dpu_support(node, gi, CFG)
     assert supported is ok and words in reason, reason
-    assert engine_of(node, gi) == CONV_ENGINE  # its activations are the conv engine's
+    if kwargs.get("group", 1) == 1:
+        assert engine_of(node, gi) == CONV_ENGINE  # its activations are the conv engine's
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "ok", "words"),
+    [
+        # vai_q_pytorch's DPU op filter, filter_transpose_depthwise_conv2d: check_transposed_kernel at the ALU
+        # engine's alu_limit (kernel 1-256), C <= 256 x ICP (check_load_jump_write), check_pad_with_limit on
+        # the ALU engine's pad_limit (top/left 0-15, bottom/right 0-255); no output_padding
+        ({}, True, "transposed depthwise conv 4x4 s2 (ALU engine)"),
+        ({"k": 3, "s": 1, "pads": 1}, True, "transposed depthwise conv 3x3 s1"),
+        ({"k": 1, "s": 2, "pads": 0}, False, "kernel // stride outside 1-256"),
+        ({"k": 256, "s": 1, "pads": 0}, True, "transposed depthwise conv 256x256"),
+        ({"k": 257, "s": 1, "pads": 0}, False, "kernel // stride outside 1-256 (the ALU engine's alu_limit)"),
+        ({"k": 255, "s": 2, "pads": 0}, True, "transposed depthwise conv 255x255 s2"),  # 127, and 128
+        ({"k": 513, "s": 2, "pads": 0}, False, "kernel // stride outside 1-256"),  # 256, and 257 for the rest
+        ({"k": 16, "s": 16, "pads": 15}, True, "s16"),
+        ({"k": 16, "s": 16, "pads": 16}, False, "top/left pads [16, 16] exceed 15"),
+        ({"cin": 2560, "cout": 2560}, True, "ALU engine"),
+        ({"cin": 2561, "cout": 2561}, False, "depthwise ConvTranspose of 2561 channels exceeds 256 x ICP = 2560"),
+        ({"output_padding": [1, 1]}, False, "output_padding or output_shape"),
+        ({"dil": 2}, False, "dilated ConvTranspose"),
+    ],
+)
+def test_depthwise_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, words):
+    kwargs = {"group": kwargs.get("cin", 8), **kwargs}
+    node, gi = deconv(**kwargs)
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok and words in reason, reason
+    assert engine_of(node, gi) == ALU_ENGINE  # its activations are the ALU engine's
+
+
+@pytest.mark.parametrize(
+    ("pads", "ok"),
+    [((0, 0, 255, 255), True), ((0, 0, 256, 255), False), ((0, 0, 255, 256), False), ((15, 0, 0, 0), True),
+     ((0, 16, 0, 0), False), ((0, -1, 0, 0), False)],
+)  # fmt: skip
+def test_depthwise_conv_transpose_pads_are_the_alu_engine_s_each_side(pads, ok):
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w"], ["y"], kernel_shape=[4, 4], strides=[2, 2], pads=list(pads), group=8
+    )
+    shapes = {"x": (1, 8, 200, 200), "w": (8, 1, 4, 4)}
+    supported, reason = dpu_support(node, info(shapes, ("w",)), CFG)
+    assert supported is ok, reason
+    assert ok or "the ALU engine's pad" in reason, reason
 
 
 @pytest.mark.parametrize(

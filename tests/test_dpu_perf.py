@@ -287,6 +287,19 @@ def test_a_bilinear_resize_is_its_transposed_depthwise_conv_on_the_alu(scale, op
     assert layer.memory_ms == pytest.approx(nbytes / BW * 1e3)
 
 
+def test_a_depthwise_transposed_conv_is_costed_on_the_alu_at_its_ceil_k_over_stride_taps():
+    # the ALU engine's transposed depthwise conv (vai_q_pytorch's filter_transpose_depthwise_conv2d), as a
+    # bilinear resize's: OH * ceil(OW / ALU PP 4) * ceil(C / ICP 10) * ceil(K/s)**2. 64 channels, 3x3 at
+    # stride 2, 7x7 -> 13x13 (pads 1): 13 * 4 * 7 * 2 * 2 = 1456
+    layer = one_layer(conv_transpose(64, 64, 7, 3, 2, 1, groups=64))
+    assert (layer.kind, layer.op) == ("dwdeconv", "ConvTranspose")
+    assert layer.compute_ms == pytest.approx(13 * 4 * 7 * 2 * 2 / F * 1e3)
+    assert layer.macs == 13 * 13 * 64 * 4
+    # its traffic: the input, the output, the C * K * K int8 weights and the bias
+    nbytes = 64 * 49 + 64 * 169 + 64 * 9 + 64
+    assert layer.memory_ms == pytest.approx(nbytes / BW * 1e3)
+
+
 def test_a_nearest_resize_is_data_movement_and_one_the_rules_refuse_is_excluded():
     layer = one_layer(resize(64, 7, 2, mode="nearest"))
     assert layer.kind == "move" and layer.compute_ms == 0

@@ -356,3 +356,23 @@ def test_transposed_conv_is_a_conv_of_the_input_dilated_by_the_stride():
     w2 = np.array([2, -1], dtype=np.int8).reshape(1, 2, 1, 1)
     y = dpu_ops.conv_transpose2d(x, w2, None, fp_in=0, fp_w=0, fp_b=None, fp_out=0, stride=(1, 2))
     assert flat(y[..., 0]) == [6, 0, -10] and flat(y[..., 1]) == [-3, 0, 5]
+
+
+def test_transposed_depthwise_conv_is_a_depthwise_conv_of_the_input_dilated_by_the_stride():
+    # tdwconv.cpp: each channel on its own, the input dilated by the stride and padded by kernel - 1 - pad, then
+    # dwconv at stride 1 with the XIR kernel (the ONNX weight flipped); tdwconv_fix's shift and round as dwconv's.
+    # Channel 0 is the dense test's: [3, -5], w [1, 2, -1], bias 3 -> 3, 5, -2, -3, 4. Channel 1: [2, 1] at
+    # stride 2 is [2, 0, 1], padded by 2: [0, 0, 2, 0, 1, 0, 0]; the XIR kernel [1, 1, 0] (ONNX [0, 1, 1]
+    # flipped): 0, 2, 2, 1, 1 (ONNX's scatter: 2 w at 0-2, 1 w at 2-4); bias -1, fp_out -1: (sum - 1) / 2 =
+    # -0.5 -> 0, 0.5 -> 1, 1, 0, 0
+    x = np.array([[3, 2], [-5, 1]], dtype=np.int8).reshape(1, 1, 2, 2)  # NHWC: W 2, C 2
+    w = np.array([[1, 2, -1], [0, 1, 1]], dtype=np.int8).reshape(2, 1, 1, 3)  # ONNX (C_in, C_out / groups, KH, KW)
+    b = np.array([3, -1], dtype=np.int8)
+    args = {"fp_in": 0, "fp_w": 0, "fp_b": 0, "stride": (1, 2), "groups": 2}
+    y = dpu_ops.conv_transpose2d(x, w, b, fp_out=-1, **args)
+    assert y.shape == (1, 1, 5, 2)
+    assert flat(y[..., 0]) == [3, 5, -2, -3, 4] and flat(y[..., 1]) == [0, 1, 1, 0, 0]
+    # the ALU engine's ReLU before rounding, and a pad of 1 on the left (the conv's padding 3 - 1 - 1 = 1 there)
+    assert flat(dpu_ops.conv_transpose2d(x, w, b, fp_out=-1, act="relu", **args)[..., 0]) == [3, 5, 0, 0, 4]
+    y = dpu_ops.conv_transpose2d(x, w, b, fp_out=-1, pads=(0, 1, 0, 0), **args)
+    assert flat(y[..., 0]) == [5, -2, -3, 4] and flat(y[..., 1]) == [1, 1, 0, 0]

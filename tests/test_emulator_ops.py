@@ -1029,13 +1029,14 @@ def test_other_muls_of_two_activations_are_not_emulated():
 
 
 def _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, act=None, seed=0, **attrs) -> tuple[bytes, dict]:
-    """x (1, 3, 5, 6) -> ConvTranspose(3 -> 4, k x k, stride s, pads) [-> Relu, LeakyRelu 26/256 or Clip(0, 6)]
-    -> y; the int8 weight and bias."""
+    """x (1, 3, 5, 6) -> ConvTranspose(3 -> 4, k x k, stride s, pads; with group 3: depthwise, 3 -> 3) [-> Relu,
+    LeakyRelu 26/256 or Clip(0, 6)] -> y; the int8 weight and bias."""
     rng = np.random.default_rng(seed)
     m = Model()
     x = m.input((1, 3, 5, 6), fp_in)
-    w = rng.integers(-128, 128, (3, 4, k, k)).astype(np.int8)
-    b = rng.integers(-128, 128, (4,)).astype(np.int8)
+    cout = 3 if attrs.get("group", 1) == 3 else 4
+    w = rng.integers(-128, 128, (3, cout // attrs.get("group", 1), k, k)).astype(np.int8)
+    b = rng.integers(-128, 128, (cout,)).astype(np.int8)
     inputs = [x, m.const_dq("w", w, fp_w), m.const_dq("b", b, fp_b)]
     t, left, bottom, r = pads
     oh, ow = (5 - 1) * s + k - t - bottom, (6 - 1) * s + k - left - r
@@ -1048,14 +1049,16 @@ def _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, act=None, seed=0, **a
             m.op(act, ["pre", m.const("lo", np.array(0, np.float32)), m.const("hi", np.array(6, np.float32))])
         else:
             m.op(act, ["pre"], **({"alpha": 26 / 256} if act == "LeakyRelu" else {}))
-    return m.build(fp_out, (1, 4, oh, ow)), {"w": w, "b": b}
+    return m.build(fp_out, (1, cout, oh, ow)), {"w": w, "b": b}
 
 
-def _conv_transpose_closed_form(x, w, b, s, pads, fp_in, fp_w, fp_b, fp_out, act) -> np.ndarray:
+def _conv_transpose_closed_form(x, w, b, s, pads, fp_in, fp_w, fp_b, fp_out, act, group=1) -> np.ndarray:
     """ONNX ConvTranspose by its definition in exact rationals, loop by loop: input pixel (i, j) adds x w[.., u, v]
-    to output (i s + u - top, j s + v - left); then the bias, the activation, half up, saturated."""
+    to output (i s + u - top, j s + v - left) (with groups: input channel c to the outputs of its group only,
+    w[c, o mod C_out/g]); then the bias, the activation, half up, saturated."""
     _, h, wd, _ = x.shape
-    cin, cout, k, _ = w.shape
+    cin, cog, k, _ = w.shape
+    cout, cig = cog * group, cin // group
     t, left, bottom, r = pads
     oh, ow = (h - 1) * s + k - t - bottom, (wd - 1) * s + k - left - r
     acc = np.zeros((oh, ow, cout), dtype=object)
@@ -1066,7 +1069,8 @@ def _conv_transpose_closed_form(x, w, b, s, pads, fp_in, fp_w, fp_b, fp_out, act
                     y, z = i * s + u - t, j * s + v - left
                     if 0 <= y < oh and 0 <= z < ow:
                         for o in range(cout):
-                            acc[y, z, o] += sum(int(x[0, i, j, c]) * int(w[c, o, u, v]) for c in range(cin))
+                            cs = range(o // cog * cig, (o // cog + 1) * cig)  # the input channels of o's group
+                            acc[y, z, o] += sum(int(x[0, i, j, c]) * int(w[c, o % cog, u, v]) for c in cs)
     out = np.empty_like(acc)
     for idx in np.ndindex(acc.shape):
         v = Fraction(acc[idx], 2 ** (fp_in + fp_w)) + Fraction(int(b[idx[2]]), 2**fp_b)
@@ -1109,9 +1113,39 @@ def test_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_
 
 
 @pytest.mark.parametrize(
+    ("fp_in", "fp_w", "fp_b", "fp_out", "k", "s", "pads", "act"),
+    [
+        (4, 7, 5, 3, 4, 2, (1, 1, 1, 1), None),  # 4x4, stride 2, pads 1
+        (5, 6, 6, 2, 3, 2, (0, 1, 2, 0), "Relu"),  # uneven pads
+        (3, 7, 4, 1, 2, 2, (0, 0, 0, 0), "LeakyRelu"),
+        (4, 6, 6, 4, 3, 1, (2, 0, 0, 2), "Clip"),  # ReLU6 at fp_out 4: the cap at 96 steps
+        (4, 7, 5, 3, 3, 3, (0, 2, 1, 0), None),  # stride 3: two zeros between the input's pixels
+        (4, 7, 5, 3, 4, 2, (5, 0, 4, 5), "Relu"),  # pads beyond kernel - 1: the dilated input cropped
+    ],
+)
+def test_depthwise_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_out, k, s, pads, act):
+    # VART's cpu-runner transposed-depthwise-conv2d-fix (tdwconv.cpp, tdwconv_fix.hpp): each channel's input
+    # dilated by the stride, padded by kernel - 1 - pad, a depthwise conv of stride 1 with dwconv-fix's rounding
+    # and the ALU engine's activation, which is the ONNX definition's exact sum rounded half up
+    model, c = _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, act, seed=k + s + 1, group=3)
+    emu = EmulatorRunner(model)
+    x = feeds(emu, k + s)
+    y = emu.run(x)["y"].astype(np.int64)
+    expected = _conv_transpose_closed_form(x["x0"], c["w"], c["b"], s, pads, fp_in, fp_w, fp_b, fp_out, act, 3)
+    np.testing.assert_array_equal(y, expected)
+    assert y.shape[3] == 3 and len(np.unique(y)) > 10  # depthwise: 3 channels out; not saturated to one value
+    np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+    # ONNX Runtime's float32 sums are exact (int8 products): the same values rounded ties to even, one LSB below
+    # the DPU's half up at a tie and nowhere else
+    diff = y - ort_plain(model, x)
+    assert set(np.unique(diff)) <= {0, 1}
+
+
+@pytest.mark.parametrize(
     ("attrs", "message"),
     [
-        ({"group": 3}, "a grouped transposed conv"),
+        ({"group": 3, "cout": 6}, "a grouped transposed conv .group 3. that is not depthwise"),  # 2 per channel
         ({"output_padding": [1, 1]}, "output_padding or output_shape is not emulated"),
         ({"dilations": [2, 2]}, "a dilated transposed conv is not emulated"),
     ],
@@ -1119,7 +1153,8 @@ def test_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_
 def test_other_transposed_convs_are_not_emulated(attrs, message):
     m = Model()
     x = m.input((1, 3, 5, 5), 4)
-    cout = 3 if "group" in attrs else 4
+    attrs = dict(attrs)
+    cout = attrs.pop("cout", 4)
     w = m.const_dq("w", np.ones((3, cout // attrs.get("group", 1), 3, 3), np.int8), 6)
     m.op("ConvTranspose", [x, w], strides=[2, 2], pads=[1, 1, 1, 1], **attrs)
     extra = attrs.get("output_padding", [0, 0])[0] + 2 * (attrs.get("dilations", [1])[0] - 1)

@@ -362,13 +362,14 @@ def test_a_hard_swish_after_a_conv_is_a_dpu_op_of_its_own_that_the_emulator_runs
         ("mul2", "mid/mul", "element-wise Mul "),
         ("bilinear_scales", "mid/resize", "Resize bilinear x2 (transposed depthwise conv, ALU engine)"),
         ("deconv", "mid/deconv", "transposed conv 4x4 s2 (conv engine)"),
+        ("dwdeconv", "mid/deconv", "transposed depthwise conv 4x4 s2 (ALU engine)"),
         ("bilinear", "mid/resize", "Resize bilinear x2 (transposed depthwise conv, ALU engine)"),  # by sizes
     ],
 )
 def test_eltwise_mults_and_bilinear_resizes_on_the_dpu_run_on_the_emulator(tmp_path, middle, node, reason):
     # a ReLU fused into the hard swish's eltwise mult, a Mul of two activations (c1 * c1) with its ReLU, and a
-    # bilinear x2 resize, and a 4x4 stride-2 ConvTranspose with its ReLU: DPU ops (VART's DPUCZDX8G target
-    # factory; vai_q_pytorch's DPU op filter) that the emulator runs, agreeing with the cpu backend
+    # bilinear x2 resize, and a 4x4 stride-2 ConvTranspose, dense or depthwise, with its ReLU: DPU ops (VART's
+    # DPUCZDX8G target factory; vai_q_pytorch's DPU op filter) that the emulator runs, agreeing with the cpu backend
     _, result = _split(tmp_path, middle)
     rows = _rows(result)
     assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
@@ -1140,7 +1141,10 @@ def _split_dpu_until_cpu(model, cfg, costed_only: bool = True) -> set[str]:
 
 @pytest.mark.parametrize(
     "middle",
-    ["none", "leaky", "leaky_ok", "pool", "mul", "mul2", "deconv", "bilinear_scales", "bilinear_relu", "hswish_relu"],
+    [
+        *("none", "leaky", "leaky_ok", "pool", "mul", "mul2", "deconv", "dwdeconv"),
+        *("bilinear_scales", "bilinear_relu", "hswish_relu"),
+    ],
 )
 def test_dpu_estimate_costs_on_the_dpu_what_split_puts_there(middle):
     # dpu estimate's graph walk asks the operator rules whether an op's activation is fused, as the split does:
@@ -1193,6 +1197,12 @@ CONV_LIMITS = {
     "deconv bank 1280": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (1,) * 4, "cin": 1280}, False),
     "deconv bank 1281": ({"op": "ConvTranspose", "k": 4, "stride": 2, "pads": (1,) * 4, "cin": 1281}, True),
     "deconv 2561 channels": ({"op": "ConvTranspose", "k": 1, "pads": (0,) * 4, "cout": 2561}, True),
+    "dwdeconv top pad 15": ({"op": "ConvTranspose", "group": 8, "k": 32, "stride": 2, "pads": (15,) * 4}, False),
+    "dwdeconv top pad 16": ({"op": "ConvTranspose", "group": 8, "k": 32, "stride": 2, "pads": (16,) * 4}, True),
+    "dwdeconv 2560 channels": (
+        {"op": "ConvTranspose", "group": 2560, "k": 2, "stride": 2, "pads": (0,) * 4, "cin": 2560, "cout": 2560},
+        False,
+    ),
 }
 
 

@@ -7,7 +7,8 @@ Each node is classified:
 - a DPU layer with a cost, where the operator rules (dpupose.dpu.ops.dpu_support, as the split asks them)
   put it on the DPU, otherwise not a DPU op with their reason: Conv (groups = 1 or depthwise) and
   ConvTranspose (their kernel, stride, pad, channel and weight-bank limits; a conv of more than 256 x ICP
-  channels is also listed in DpuGraph.too_wide), Gemm/MatMul with a constant weight (fully connected; not
+  channels is also listed in DpuGraph.too_wide; a depthwise ConvTranspose is an ALU layer of kind
+  "dwdeconv", as a bilinear Resize's), Gemm/MatMul with a constant weight (fully connected; not
   with transA), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, stride, the ALU engine's
   pads, a global pool's H and W), Add/Mul (element-wise, the eltwise engine: two activations of one shape, no
   broadcast, no constant operand; a Mul by a constant, where the rules take it (one value or one per
@@ -453,6 +454,8 @@ class _Walker:
             kind = "deconv" if op == "ConvTranspose" else "conv"
             if op == "Conv" and groups > 1:
                 kind = "dwconv" if groups == cin and out[1] % cin == 0 else "gconv"
+            elif op == "ConvTranspose" and groups > 1:  # depthwise (the rules take no other grouped one): ALU
+                kind = "dwdeconv"
             wbytes = math.prod(w) + out[1]  # INT8 weights + bias
             return Layer(name, op, kind, ins, out, kernel, (strides[0], strides[1]), groups, wbytes)
         if op in FC_OPS:

@@ -18,7 +18,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - ConvTranspose (vai_q_pytorch's DPU op filter, filter_transpose_conv2d): dense (groups 1), no
   output_padding, kernel // stride in 1-16, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
-  dilated one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
+  depthwise one (groups = C_in = C_out; filter_transpose_depthwise_conv2d): no output_padding, kernel //
+  stride in 1-256 (the ALU engine's alu_limit), C <= 256 * ICP, the ALU engine's pads (top/left 0-15,
+  bottom/right 0-255); ALU engine, its activations. Other groups: CPU. A dilated one: CPU (Xilinx's CPU
+  reference and the ONNX spec pad it differently).
 - Gemm / MatMul with a constant weight: fully connected (a Gemm with transA: CPU).
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
@@ -228,6 +231,8 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     cin = x[1] if x is not None and len(x) == 4 else w[1] * groups
     cout = w[1] * groups if op == "ConvTranspose" else w[0]
     if op == "ConvTranspose":
+        if groups != 1 and groups == cin and cout == cin:
+            return _dw_conv_transpose(node, cfg, kernel, strides, dilations, pads, cin)
         return _conv_transpose(node, cfg, kernel, strides, dilations, pads, groups, cin, cout)
     depthwise = op == "Conv" and groups > 1 and groups == cin and w[1] == 1
     if groups > 1 and not depthwise:
@@ -304,16 +309,12 @@ def _conv_transpose(
     2048-deep weight bank, C_in and C_out <= 256 x ICP, each pad 0 to the kernel."""
     if groups != 1:
         return _cpu(
-            f"grouped ConvTranspose (groups={groups}): the conv engine's transposed conv is dense (a depthwise "
-            "one is the ALU's, not taken here)"
+            f"grouped ConvTranspose (groups={groups}) is neither dense (the conv engine's transposed conv) nor "
+            "depthwise (groups = input channels = output channels: the ALU engine's)"
         )
-    if any(int(p) for p in attr(node, "output_padding", [])) or attr(node, "output_shape") is not None:
-        return _cpu("ConvTranspose with output_padding or output_shape (the DPU takes neither; give explicit pads)")
-    if any(d != 1 for d in dilations):
-        return _cpu(
-            f"dilated ConvTranspose (dilations {dilations}): Xilinx's CPU reference pads kernel - 1 - pad, not the "
-            "ONNX spec's dilation x (kernel - 1) - pad"
-        )
+    reason = _transposed_attrs(node, dilations)
+    if reason is not None:
+        return _cpu(reason)
     for k, st in zip(kernel, strides):
         taps = k // st if st >= 1 else 0
         ok = 1 <= taps <= MAX_CONV_KERNEL and (k % st == 0 or taps + 1 <= MAX_CONV_KERNEL)
@@ -333,6 +334,60 @@ def _conv_transpose(
     if any(p < 0 or p > kernel[i % 2] for i, p in enumerate(pads)):
         return _cpu(f"ConvTranspose pads {pads} outside 0 to the kernel {kernel}")
     return True, f"transposed conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
+
+
+def _transposed_attrs(node: Any, dilations: list[int]) -> str | None:
+    """Why a ConvTranspose's attributes keep it off the DPU, or None: vai_q_pytorch's DPU op filter takes no
+    output_padding (filter_transpose_conv2d, filter_transpose_depthwise_conv2d), and Xilinx's CPU reference pads
+    the stride-dilated input by kernel - 1 - pad where the ONNX spec pads a dilated kernel by dilation x
+    (kernel - 1) - pad (its transposed depthwise conv checks dilation 1)."""
+    if any(int(p) for p in attr(node, "output_padding", [])) or attr(node, "output_shape") is not None:
+        return "ConvTranspose with output_padding or output_shape (the DPU takes neither; give explicit pads)"
+    if any(d != 1 for d in dilations):
+        return (
+            f"dilated ConvTranspose (dilations {dilations}): Xilinx's CPU reference pads kernel - 1 - pad, not the "
+            "ONNX spec's dilation x (kernel - 1) - pad"
+        )
+    return None
+
+
+def _dw_conv_transpose(
+    node: Any,
+    cfg: DpuConfig,
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+    pads: list[int],
+    channels: int,
+) -> Support:
+    """A depthwise ConvTranspose (groups = input channels = output channels) as vai_q_pytorch's DPU op filter
+    takes it on the ALU engine (filter_transpose_depthwise_conv2d, with VART's DPUCZDX8G ISA1 target factory's
+    alu_limit and pad_limit): no output_padding, kernel // stride in the alu_limit's 1-256 (and kernel // stride
+    + 1 too unless the stride divides the kernel: check_transposed_kernel), C <= 256 x the ALU engine's
+    channel_parallel, ICP (check_load_jump_write), the ALU engine's pads (check_pad_with_limit on the
+    ConvTranspose's own pads: top/left 0-15, bottom/right 0-255). Its stride check is on the stride-1 conv the
+    transposed one becomes, and it checks no weight bank. VART's cpu-runner (tdwconv.cpp) refuses a dilated
+    kernel."""
+    reason = _transposed_attrs(node, dilations)
+    if reason is not None:
+        return _cpu(reason)
+    for k, st in zip(kernel, strides):
+        taps = k // st if st >= 1 else 0
+        if not (1 <= taps <= MAX_ALU_KERNEL and (k % st == 0 or taps + 1 <= MAX_ALU_KERNEL)):
+            return _cpu(
+                f"depthwise ConvTranspose kernel {kernel} / stride {strides}: kernel // stride outside "
+                f"1-{MAX_ALU_KERNEL} (the ALU engine's alu_limit)"
+            )
+    limit = max_alu_channels(cfg)
+    if channels > limit:
+        return _cpu(
+            f"depthwise ConvTranspose of {channels} channels exceeds 256 x ICP = {limit} (the ALU engine's, "
+            "vai_q_pytorch's DPU op filter)"
+        )
+    reason = _alu_pads("depthwise ConvTranspose", pads)
+    if reason is not None:
+        return _cpu(reason)
+    return True, f"transposed depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} (ALU engine)"
 
 
 def _fc(node: Any, info: GraphInfo) -> Support:
@@ -683,8 +738,8 @@ def engine_of(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> str:
     XIR op fuses no activation, that XIR op (UNFUSED_OPS). A Mul by a constant is the ALU engine's 1x1
     depthwise conv up to 256 x ICP channels of `cfg`; over that vai_q_pytorch's DPU op filter (filter_eltwise)
     falls back to the eltwise engine's mult, whose only activation is ReLU."""
-    if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
-        return ALU_ENGINE
+    if node.op_type in ("Conv", "ConvTranspose") and int(attr(node, "group", 1)) > 1:
+        return ALU_ENGINE  # a depthwise conv, transposed or not (a grouped one that is not depthwise: CPU)
     if node.op_type == "HardSwish":
         return ELTWISE_ENGINE  # its last op is the eltwise mult x * hsigmoid(x)
     if node.op_type in ("Resize", "Upsample"):

@@ -6,7 +6,8 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             width, channels padded to ICP/OCP multiples). With channel augmentation and IC < ICP the KW*IC
             values of a kernel row are packed: KH * ceil(KW*IC/ICP) instead of KH*KW*ceil(IC/ICP).
             Grouped conv: per group. Transposed conv: kernel ceil(K/stride) per output pixel.
-- depthwise transposed conv (a bilinear Resize at scale s: kernel 2s, stride s, fixed weights):
+- depthwise transposed conv (a depthwise ConvTranspose; a bilinear Resize at scale s: kernel 2s, stride s,
+            fixed weights):
             OH * ceil(OW/ALU_PP) * ceil(C/ICP) * ceil(KH/s) * ceil(KW/s), the depthwise formula with the
             transposed conv's ceil(K/stride) taps (4 at every scale)
 - fc:       ceil(IC/ICP) * ceil(OC/OCP)

@@ -17,7 +17,10 @@ confirmed with `dpupose deploy-check` on board dumps.
 - transposed conv (Vitis AI cpu_task transposed-conv2d-fix, on the conv engine): a conv of stride 1 over
   the input with stride - 1 zeros between its pixels, padded by kernel - 1 - pad, the ONNX weight
   (C_in, C_out, KH, KW) read as (C_out, C_in, KH, KW) flipped in H and W; the sum, bias, shift, rounding,
-  activation and saturation are the conv's (`DeconvKernel`).
+  activation and saturation are the conv's (`DeconvKernel`). A depthwise one (groups = C_in = C_out, on the
+  ALU engine) is VART's cpu-runner transposed-depthwise-conv2d-fix (tdwconv.cpp, tdwconv_fix.hpp): the same
+  stride-dilated input padded by kernel - 1 - pad, a depthwise conv of stride 1 over it with depthwise-conv2d-
+  fix's sum, bias, shift, rounding, activation and saturation; the ONNX weight (C, 1, KH, KW) flipped.
 - rounding ("DPURound"): round half toward +infinity (floor(v + 0.5)) on the exact value, then saturation
   to [-128, 127].
 - ReLU: max(v, 0) before rounding. LeakyReLU: v * 26 / 256 for v < 0 before rounding (the hardware slope
@@ -409,7 +412,11 @@ class DeconvKernel:
     conv2d-fix; here with the fused activation of the conv engine (`ConvKernel`). XIR keeps the kernel in
     that convolution's orientation; an ONNX ConvTranspose weight (C_in, C_out, KH, KW) is read as the
     convolution's (C_out, C_in, KH, KW) flipped in H and W. Dilation d: the padding is d (K - 1) - pad; a
-    pad beyond that crops the dilated input. Groups 1 only (a depthwise one is the ALU's)."""
+    pad beyond that crops the dilated input. With groups g the weight (C_in, C_out / g, KH, KW) is read group
+    by group, each group's (C_in / g, C_out / g) swapped: groups = C_in = C_out is the ALU engine's transposed
+    depthwise conv (VART's cpu-runner transposed-depthwise-conv2d-fix, tdwconv.cpp: the input dilated by the
+    stride and padded by kernel - 1 - pad, then depthwise-conv2d-fix at stride 1), run by `ConvKernel`'s
+    depthwise path with the ALU engine's activations (the same set as the conv engine's here)."""
 
     def __init__(
         self,
@@ -423,18 +430,23 @@ class DeconvKernel:
         stride: tuple[int, int] = (1, 1),
         pads: tuple[int, int, int, int] = (0, 0, 0, 0),
         dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
         act: str = "none",
     ) -> None:
-        _ci, _co, kh, kw = w.shape
+        ci, cog, kh, kw = w.shape
+        if groups < 1 or ci % groups:
+            raise ValueError(f"transposed conv shapes do not match: weights {w.shape}, groups {groups}")
         self.stride = stride
         dh, dw = dilation
         top, left, bottom, right = pads
         # the convolution's pads (top, left, bottom, right) of the dilated input; negative: cropped
         self.conv_pads = (dh * (kh - 1) - top, dw * (kw - 1) - left, dh * (kh - 1) - bottom, dw * (kw - 1) - right)
-        wc = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+        # (C_in, C_out/g, KH, KW) -> per group (C_out/g, C_in/g) -> the conv's (C_out, C_in/g, KH, KW), flipped
+        wg = w.reshape(groups, ci // groups, cog, kh, kw).transpose(0, 2, 1, 3, 4).reshape(groups * cog, -1, kh, kw)
+        wc = np.ascontiguousarray(wg[:, :, ::-1, ::-1])
         self.kernel = ConvKernel(
             wc, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out,
-            pads=tuple(max(p, 0) for p in self.conv_pads), dilation=dilation, act=act,
+            pads=tuple(max(p, 0) for p in self.conv_pads), dilation=dilation, groups=groups, act=act,
         )  # fmt: skip
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -462,12 +474,14 @@ def conv_transpose2d(
     stride: tuple[int, int] = (1, 1),
     pads: tuple[int, int, int, int] = (0, 0, 0, 0),
     dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
     act: str = "none",
 ) -> np.ndarray:
-    """transposed-conv2d-fix of an ONNX ConvTranspose weight (C_in, C_out, KH, KW): `DeconvKernel`."""
+    """transposed-conv2d-fix of an ONNX ConvTranspose weight (C_in, C_out / groups, KH, KW), or with groups = C_in
+    = C_out transposed-depthwise-conv2d-fix: `DeconvKernel`."""
     kernel = DeconvKernel(
         w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out,
-        stride=stride, pads=pads, dilation=dilation, act=act,
+        stride=stride, pads=pads, dilation=dilation, groups=groups, act=act,
     )  # fmt: skip
     return kernel(x)
 

@@ -124,7 +124,9 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             act=step.act,
         )
         if a.get("transposed"):
-            kernel: Callable[[np.ndarray], np.ndarray] = dpu_ops.DeconvKernel(step.weight, step.bias, **layer)
+            kernel: Callable[[np.ndarray], np.ndarray] = dpu_ops.DeconvKernel(
+                step.weight, step.bias, groups=a["groups"], **layer
+            )
         else:
             kernel = dpu_ops.ConvKernel(step.weight, step.bias, groups=a["groups"], **layer)
         src = step.inputs[0]

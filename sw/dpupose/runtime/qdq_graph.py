@@ -55,8 +55,9 @@ class NotEmulated(ModelFileError):
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
-    "convolutions, depthwise convolutions, transposed convolutions, element-wise adds, concats, nearest-neighbour "
-    "and bilinear upsampling by whole numbers (constant scales, or sizes that are whole multiples of the input's), "
+    "convolutions, depthwise convolutions, transposed convolutions (dense or depthwise), element-wise adds, "
+    "concats, nearest-neighbour and bilinear upsampling by whole numbers (constant scales, or sizes that are whole "
+    "multiples of the input's), "
     "max and average pools, pixel shuffles, constant pads of 0 on H and W, Muls by a scalar or per-channel constant, "
     "element-wise Muls of two activations, and hard sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 "
     "after one) and hard swishes (with a ReLU after one) of a dequantized activation"
@@ -514,9 +515,10 @@ class _Parser:
         raise ModelFileError(f"{where}: Clip({lo}, {hi}) is neither ReLU nor ReLU6")
 
     def conv(self, node: Node, out: str, fp_out: int, label: str, act: str) -> Step:
-        """A Conv, or a ConvTranspose (the conv engine's transposed conv, `dpu_ops.DeconvKernel`: groups 1,
-        no output_padding or output_shape, as the operator rules and vai_q_pytorch's DPU op filter take
-        it), with its fused activation."""
+        """A Conv, or a ConvTranspose (`dpu_ops.DeconvKernel`: the conv engine's transposed conv, groups 1, or
+        the ALU engine's transposed depthwise conv, groups = C_in = C_out; no output_padding, output_shape or
+        dilation, as the operator rules and vai_q_pytorch's DPU op filter take it), with its fused
+        activation."""
         where = f"{node.op_type} {node.name or node.outputs[0]!r}"
         src, fp_in = self.act_input(node.inputs[0], where)
         if node.inputs[1] not in self.const_dq:
@@ -539,10 +541,12 @@ class _Parser:
             "groups": int(node.attrs.get("group", 1)),
         }
         if node.op_type == "ConvTranspose":
-            if attrs["groups"] != 1:
+            g = attrs["groups"]
+            if g != 1 and (g != w.shape[0] or w.shape[1] != 1):
                 raise NotEmulated(
-                    f"{where}: a grouped transposed conv (group {attrs['groups']}) is not emulated; the emulator "
-                    "runs a dense one (groups 1, the conv engine's)"
+                    f"{where}: a grouped transposed conv (group {g}) that is not depthwise is not emulated; the "
+                    "emulator runs a dense one (groups 1, the conv engine's) or a depthwise one (groups = input "
+                    "channels = output channels, the ALU engine's)"
                 )
             if any(int(p) for p in node.attrs.get("output_padding", [])) or "output_shape" in node.attrs:
                 raise NotEmulated(
