@@ -74,8 +74,9 @@ def resize(c: int, hw: int, scale: int, mode: str = "linear", opset: int = OPSET
     return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", out)], [scales], opset)
 
 
-def depth_to_space(c: int, hw: int, block: int = 2):
-    nodes = [helper.make_node("DepthToSpace", ["x"], ["y"], name="d2s", blocksize=block)]
+def depth_to_space(c: int, hw: int, block: int = 2, mode: str = "CRD"):
+    """x (1, c, hw, hw) -> DepthToSpace(block, mode; CRD as torch's PixelShuffle exports) -> y."""
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["y"], name="d2s", blocksize=block, mode=mode)]
     out = (1, c // block**2, hw * block, hw * block)
     return _model(nodes, [_vi("x", (1, c, hw, hw))], [_vi("y", out)])
 

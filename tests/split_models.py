@@ -331,7 +331,7 @@ def _head_from(b: Builder, logits: str, side: int) -> None:
 OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
     "gemm", "gemm_transA", "matmul", "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel", "pad_crop",
-    "pad_relu", "depth_to_space", "depth_to_space_relu", "bn", "bn_relu",
+    "pad_relu", "depth_to_space", "depth_to_space_dcr", "depth_to_space_relu", "bn", "bn_relu",
     "reshape", "reshape_relu", "unsqueeze",
 )  # fmt: skip
 
@@ -345,7 +345,8 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     the same weight with transA; "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect"
     and "pad_edge" in those modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
     "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
-    block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_relu" with a ReLU after it; "bn" a
+    block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_dcr" in mode DCR, "depth_to_space_relu"
+    with a ReLU after it; "bn" a
     BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it; "reshape" a
     Reshape of c1 to its own shape, "reshape_relu" with a ReLU after it, "unsqueeze" an Unsqueeze of c1 to 5-D
     then (quantized) a Squeeze "mid/squeeze" back."""
@@ -391,8 +392,9 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
         side += 2 * hw
         channels += 2 * c
-    elif case in ("depth_to_space", "depth_to_space_relu"):
-        b.node("DepthToSpace", [c1], "mid_float", name="mid", blocksize=2, mode="CRD")
+    elif case in ("depth_to_space", "depth_to_space_dcr", "depth_to_space_relu"):
+        mode = "DCR" if case == "depth_to_space_dcr" else "CRD"
+        b.node("DepthToSpace", [c1], "mid_float", name="mid", blocksize=2, mode=mode)
         if case == "depth_to_space_relu":
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
         channels, side = 2, side * 2

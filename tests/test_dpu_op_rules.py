@@ -184,6 +184,22 @@ def test_depth_to_space_is_a_configuration_switch():
     assert not ok and "depth_to_space_on_dpu = false" in why
 
 
+@pytest.mark.parametrize(
+    ("attrs", "opset", "ok"),
+    [({"mode": "CRD"}, 17, True), ({"mode": "DCR"}, 17, False), ({}, 17, False), ({}, 0, False),
+     ({"mode": "CRD"}, 10, False)],  # DepthToSpace-1 has no mode: DCR, whatever the node says
+)  # fmt: skip
+def test_depth_to_space_is_the_dpu_s_pixel_shuffle_in_crd_mode_only(attrs, opset, ok):
+    # XIR's pixel-shuffle-fix is PyTorch's PixelShuffle (VART's cpu-runner pixel_shuffle.cpp reads input channel
+    # c * r * r + i * r + j): ONNX's CRD. DCR, ONNX's default and TensorFlow's order, is not it
+    node = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, **attrs)
+    gi = dataclasses.replace(info({"x": (1, 32, 7, 7), "y": (1, 8, 14, 14)}), opset=opset)
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok, reason
+    if not ok:
+        assert reason.startswith("DepthToSpace in mode 'DCR': the DPU's pixel shuffle (XIR pixel-shuffle-fix")
+
+
 def test_reasons_name_no_configuration_so_a_shared_walk_fits_each():
     # dpu compare and dpu calibrate walk a model once for configurations alike in graph.rules_key, so a
     # reason that named the configuration would carry the first one's name into the others' exclusions.
@@ -601,7 +617,11 @@ def test_a_bilinear_resize_takes_256_x_icp_channels(name, icp):
         (helper.make_node("GlobalAveragePool", ["a"], ["y"]), {"y": (1, 8, 1, 1)}, "pool-fix"),
         (helper.make_node("Concat", ["a", "b"], ["y"], axis=1), {"b": (1, 8, 8, 8), "y": (1, 16, 8, 8)}, "concat-fix"),
         (helper.make_node("Resize", ["a", "", "sc"], ["y"], mode="nearest"), {"y": (1, 8, 16, 16)}, "upsample-fix"),
-        (helper.make_node("DepthToSpace", ["a"], ["y"], blocksize=2), {"y": (1, 2, 16, 16)}, "pixel-shuffle-fix"),
+        (
+            helper.make_node("DepthToSpace", ["a"], ["y"], blocksize=2, mode="CRD"),
+            {"y": (1, 2, 16, 16)},
+            "pixel-shuffle-fix",
+        ),
         (helper.make_node("Flatten", ["a"], ["y"]), {"y": (1, 512, 1, 1)}, "reshape-fix"),
     ],
 )

@@ -127,7 +127,7 @@ def test_concat_along_height_and_a_negative_axis():
         ("MaxPool", {"kernel_shape": [1, 1]}, None, (3, 4)),
         ("AveragePool", {"kernel_shape": [1, 1]}, None, (3, 4)),
         ("Resize", {"mode": "nearest"}, "scales", (6, 8)),
-        ("DepthToSpace", {"blocksize": 1}, None, (3, 4)),
+        ("DepthToSpace", {"blocksize": 1, "mode": "CRD"}, None, (3, 4)),
         ("Pad", {}, "pads", (5, 6)),
     ],
 )
@@ -162,6 +162,39 @@ def test_a_data_movement_op_with_an_activation_is_not_emulated(op, attrs, extra,
     walked = extract_layers(onnx.load_from_string(model), cfg)
     assert not any(layer.name == "pre" for layer in walked.layers)
     assert any(name == "pre" and "has no nonlinear attribute" in why for name, _, why in walked.excluded)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "opset", "mode"),
+    [({"mode": "CRD"}, OPSET, "CRD"), ({"mode": "DCR"}, OPSET, "DCR"), ({}, OPSET, "DCR"), ({}, 10, "DCR")],
+)
+def test_only_a_crd_pixel_shuffle_is_emulated_and_on_the_dpu(attrs, opset, mode):
+    # XIR's pixel-shuffle-fix is PyTorch's PixelShuffle (VART's cpu-runner pixel_shuffle.cpp: input channel
+    # c * r * r + i * r + j), ONNX's CRD; DCR (ONNX's default, and DepthToSpace-1's only mode) is another order,
+    # which the emulator ran as ONNX does and the operator rules put on the DPU
+    from dpupose.dpu.config import load_config
+    from dpupose.split.assign import CPU, assign
+    from dpupose.split.graph import analyze
+
+    m = Model()
+    m.op("DepthToSpace", [m.input((1, 8, 3, 4), 5)], blocksize=2, **attrs)
+    model = m.build(5, (1, 2, 6, 8), opset)
+    g = analyze(onnx.load_from_string(model))
+    a = assign(g, load_config("u96v2-b1600-pynq"))
+    k = next(u.index for u in g.units if u.op == "DepthToSpace")
+    if mode == "DCR":
+        with pytest.raises(NotEmulated, match="DepthToSpace in mode 'DCR': the DPU's pixel shuffle .* ONNX's CRD"):
+            EmulatorRunner(model)
+        assert a.devices[k] == CPU and a.reasons[k].startswith("DepthToSpace in mode 'DCR'")
+        return
+    assert a.devices[k] != CPU
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 3)
+    y = emu.run(x)["y"]
+    # out[h, w, c] = in[h // 2, w // 2, 4 c + 2 (h % 2) + w % 2], the cpu-runner's index; and ONNX Runtime's CRD
+    for h, w, c in np.ndindex(6, 8, 2):
+        assert y[0, h, w, c] == x["x0"][0, h // 2, w // 2, 4 * c + 2 * (h % 2) + w % 2]
+    np.testing.assert_array_equal(y, ort_plain(model, x))
 
 
 def _resize(fp_in, fp_out, scales, opset=OPSET, **attrs) -> bytes:

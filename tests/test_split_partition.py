@@ -1246,6 +1246,7 @@ OP_RULES = {
     "pad_crop": (False, "Pad with negative pads"),
     "pad_relu": (False, "Relu after a Pad"),
     "depth_to_space": (True, None),
+    "depth_to_space_dcr": (False, "DepthToSpace in mode 'DCR': the DPU's pixel shuffle (XIR pixel-shuffle-fix"),
     "depth_to_space_relu": (False, "Relu after a DepthToSpace (pixel shuffle)"),
     "bn": (True, None),
     "bn_relu": (True, None),

@@ -54,7 +54,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   those, a non-zero value, a pad of N or C and a negative pad (a crop) run on the CPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
-  keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule).
+  keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule), in mode CRD only:
+  XIR's pixel shuffle is PyTorch's PixelShuffle (VART's cpu-runner pixel_shuffle.cpp reads input channel
+  c * r * r + i * r + j), ONNX's CRD; DCR (the ONNX default, TensorFlow's depth_to_space): CPU.
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
   the ALU engine's depthwise convs (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An
   element-wise Add or Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the
@@ -85,7 +87,7 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid, pad_args, pad_hw
+from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid, pad_args, pad_hw, pixel_shuffle_refusal
 from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
@@ -648,6 +650,21 @@ def _pad(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     return True, f"Pad of 0 (top, left, bottom, right {list(hw)}: the load engine's pad-fix)"
 
 
+def depth_to_space_mode(node: Any, opset: int) -> str:
+    """A DepthToSpace's mode as the ONNX spec reads it at `opset` (0: the newest): DepthToSpace-1 has no mode
+    and is DCR; from DepthToSpace-11 on the attribute, default DCR."""
+    return "DCR" if 0 < opset < 11 else str(attr(node, "mode", "DCR"))
+
+
+def _depth_to_space(node: Any, info: GraphInfo) -> Support:
+    """A DepthToSpace as XIR's pixel-shuffle(-fix) with upscale: mode CRD only (`dpu_ops.pixel_shuffle_refusal`;
+    vai_q_pytorch's DPU op filter has no filter of its own for a pixel shuffle, and sees only PyTorch's)."""
+    reason = pixel_shuffle_refusal(depth_to_space_mode(node, info.opset))
+    if reason is not None:
+        return _cpu(reason)
+    return True, "DepthToSpace (pixel shuffle)"
+
+
 def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
     """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise"; a bilinear
     resize's transposed depthwise conv or an XIR op without a nonlinear attribute, UNFUSED_OPS, fuse none)?"""
@@ -803,7 +820,7 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if op == "DepthToSpace":
         if not cfg.depth_to_space_on_dpu:
             return _cpu("DepthToSpace: the DPU keeps pixel shuffle on the CPU (depth_to_space_on_dpu = false)")
-        return True, "DepthToSpace (pixel shuffle)"
+        return _depth_to_space(node, info)
     if op == "BatchNormalization":
         return True, "BatchNormalization (folded into the preceding conv, or a 1x1 depthwise conv)"
     if op in HARD_ACTIVATION_OPS:

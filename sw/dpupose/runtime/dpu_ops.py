@@ -36,7 +36,8 @@ confirmed with `dpupose deploy-check` on board dumps.
   exactly: all three agree while the input positions differ by at most 2. On the DPU an add fuses ReLU
   only (the partitioner keeps other activations after an add on the CPU); the others are computed here
   as after a conv.
-- pixel shuffle (DepthToSpace): a pure permutation, exact; the fix position passes through.
+- pixel shuffle (DepthToSpace, mode CRD: VART's cpu-runner pixel_shuffle.cpp, PyTorch's PixelShuffle): a pure
+  permutation, exact; the fix position passes through.
 - concat (cpu-runner concat-fix): each input moved to the output's fix position, DPURound of
   x * 2**(fp_out - fp_in) (a shift left is exact, a shift right rounds half up), saturated; the data is
   otherwise only moved.
@@ -500,6 +501,22 @@ def eltwise_add(xs: list[np.ndarray], fps: list[int], fp_out: int, act: str = "n
 def requantize_int8(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
     """Move an int8 tensor to another fix position (DPURound of x * 2**(fp_out - fp_in))."""
     return saturate_int8(round_shift(x.astype(np.int64), fp_in - fp_out))
+
+
+def pixel_shuffle_refusal(mode: str) -> str | None:
+    """Why a DepthToSpace of `mode` is not the DPU's pixel shuffle, or None for CRD. XIR's pixel-shuffle(-fix) with
+    upscale is PyTorch's PixelShuffle (XIR's op definition names it, built_in_ops.cpp): VART's cpu-runner
+    pixel_shuffle.cpp takes output channel c at sub-position (i, j) from input channel c * r * r + i * r + j,
+    which is ONNX's CRD (what torch.onnx exports a PixelShuffle as). ONNX's DCR, its default and TensorFlow's
+    depth_to_space, takes it from (i * r + j) * C + c: not that op. The operator rules and the emulator's parser
+    refuse it with this reason."""
+    if mode == "CRD":
+        return None
+    return (
+        f"DepthToSpace in mode {mode!r}: the DPU's pixel shuffle (XIR pixel-shuffle-fix, PyTorch's PixelShuffle) "
+        "takes output channel c at (i, j) from input channel c * r * r + i * r + j, ONNX's CRD; DCR takes it from "
+        "(i * r + j) * C + c"
+    )
 
 
 def depth_to_space(x: np.ndarray, block: int, mode: str = "CRD") -> np.ndarray:

@@ -57,10 +57,10 @@ class NotEmulated(ModelFileError):
 EMULATED = (
     "convolutions, depthwise convolutions, transposed convolutions (dense or depthwise), element-wise adds, "
     "concats, nearest-neighbour and bilinear upsampling by whole numbers (constant scales, or sizes that are whole "
-    "multiples of the input's), "
-    "max and average pools, pixel shuffles, constant pads of 0 on H and W, Muls by a scalar or per-channel constant, "
-    "element-wise Muls of two activations, and hard sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 "
-    "after one) and hard swishes (with a ReLU after one) of a dequantized activation"
+    "multiples of the input's), max and average pools, pixel shuffles (mode CRD), constant pads of 0 on H and W, "
+    "Muls by a scalar or per-channel constant, element-wise Muls of two activations, and hard sigmoids (with a "
+    "ReLU, ReLU6 or LeakyReLU of slope 26/256 after one) and hard swishes (with a ReLU after one) of a dequantized "
+    "activation"
 )
 
 
@@ -291,7 +291,11 @@ class _Parser:
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
             if op == "DequantizeLinear":
                 return Step("requant", out, fp_out, [src], [fp], label)
-            attrs = {"block": int(node.attrs["blocksize"]), "mode": node.attrs.get("mode", "DCR")}
+            mode = "DCR" if 0 < self.g.opset < 11 else str(node.attrs.get("mode", "DCR"))  # DepthToSpace-1: DCR
+            refused = dpu_ops.pixel_shuffle_refusal(mode)
+            if refused is not None:
+                raise NotEmulated(f"{where}: {refused}")
+            attrs = {"block": int(node.attrs["blocksize"]), "mode": mode}
             return Step("depth_to_space", out, fp_out, [src], [fp], label, attrs=attrs)
         raise NotEmulated(f"{where}: the emulator does not run {op} (with activation {act})")
 
