@@ -331,7 +331,7 @@ def _head_from(b: Builder, logits: str, side: int) -> None:
 OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
     "gemm", "gemm_transA", "matmul", "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel", "pad_crop",
-    "pad_relu", "depth_to_space", "depth_to_space_dcr", "depth_to_space_relu", "bn", "bn_relu",
+    "pad_relu", "depth_to_space", "depth_to_space_dcr", "depth_to_space_relu", "bn", "bn_relu", "bn_2560", "bn_2561",
     "reshape", "reshape_relu", "unsqueeze",
 )  # fmt: skip
 
@@ -347,7 +347,9 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_dcr" in mode DCR, "depth_to_space_relu"
     with a ReLU after it; "bn" a
-    BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it; "reshape" a
+    BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it, "bn_2560" /
+    "bn_2561" of that many channels (the channel concat "pre" of two 1x1 convs of c1, 1280 channels and the
+    rest, each within a conv's 256 x ICP on the B1600); "reshape" a
     Reshape of c1 to its own shape, "reshape_relu" with a ReLU after it, "unsqueeze" an Unsqueeze of c1 to 5-D
     then (quantized) a Squeeze "mid/squeeze" back."""
     rng = np.random.default_rng(seed)
@@ -398,17 +400,27 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         if case == "depth_to_space_relu":
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
         channels, side = 2, side * 2
-    elif case in ("bn", "bn_relu"):
+    elif case in ("bn", "bn_relu", "bn_2560", "bn_2561"):
+        x = c1
+        if case.startswith("bn_25"):
+            channels = int(case[3:])
+            parts = []
+            for name, width in (("pre_a", 1280), ("pre_b", channels - 1280)):
+                w = b.param(f"{name}.weight", rng.integers(-40, 41, (width, 8, 1, 1)).astype(np.int8), 7)
+                b.node("Conv", [c1, w], f"{name}_float", name=name, kernel_shape=[1, 1])
+                parts.append(b.qdq(f"{name}_float", FP["c1"], name))
+            b.node("Concat", parts, "pre_float", name="pre", axis=1)
+            x = b.qdq("pre_float", FP["c1"], "pre_q")
         params = [
             b.const(f"mid.{k}", v.astype(np.float32))
             for k, v in (
-                ("scale", rng.uniform(0.5, 2.0, 8)),
-                ("bias", rng.uniform(-1.0, 1.0, 8)),
-                ("mean", rng.uniform(-0.5, 0.5, 8)),
-                ("var", rng.uniform(0.5, 2.0, 8)),
+                ("scale", rng.uniform(0.5, 2.0, channels)),
+                ("bias", rng.uniform(-1.0, 1.0, channels)),
+                ("mean", rng.uniform(-0.5, 0.5, channels)),
+                ("var", rng.uniform(0.5, 2.0, channels)),
             )
         ]
-        b.node("BatchNormalization", [c1, *params], "mid_float", name="mid")
+        b.node("BatchNormalization", [x, *params], "mid_float", name="mid")
         if case == "bn_relu":
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")
     elif case in ("reshape", "reshape_relu"):

@@ -200,6 +200,18 @@ def test_depth_to_space_is_the_dpu_s_pixel_shuffle_in_crd_mode_only(attrs, opset
         assert reason.startswith("DepthToSpace in mode 'DCR': the DPU's pixel shuffle (XIR pixel-shuffle-fix")
 
 
+@pytest.mark.parametrize(("channels", "ok"), [(2560, True), (2561, False)])
+def test_a_batch_norm_takes_the_alu_engine_s_256_x_icp_channels(channels, ok):
+    # a standalone batch norm is a 1x1 depthwise conv on the ALU engine (VART's target factory has no batch norm
+    # op), so vai_q_pytorch's depthwise channel check applies: 256 x the ALU's channel_parallel, ICP (10 here)
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])
+    shape = (1, channels, 4, 4)
+    gi = info({"x": shape, "y": shape, **{k: (channels,) for k in "sbmv"}}, tuple("sbmv"))
+    supported, reason = dpu_support(node, gi, CFG)
+    assert supported is ok, reason
+    assert ok or reason.startswith("BatchNormalization of 2561 channels exceeds 256 x ICP = 2560 (the ALU engine's")
+
+
 def test_reasons_name_no_configuration_so_a_shared_walk_fits_each():
     # dpu compare and dpu calibrate walk a model once for configurations alike in graph.rules_key, so a
     # reason that named the configuration would carry the first one's name into the others' exclusions.

@@ -226,6 +226,20 @@ def test_a_batch_norm_not_folded_into_a_conv_is_a_1x1_depthwise_conv_and_one_aft
     assert folded.name == "conv" and folded.kind == "conv"
 
 
+def test_a_batch_norm_over_the_alu_engine_s_channels_is_not_a_dpu_layer():
+    # the 1x1 depthwise conv a batch norm runs as takes 256 x ICP channels (2560 on the B1600), as the operator
+    # rules say; the estimate costed one of any width
+    b1600 = config_from_arch("B1600", 200)
+    (bn,) = extract_layers(batch_norm(2560, 2), b1600).layers
+    assert (bn.name, bn.kind, bn.groups) == ("bn", "dwconv", 2560)
+    graph = extract_layers(batch_norm(2561, 2), b1600)
+    assert graph.layers == []
+    assert graph.excluded == [
+        ("bn", "BatchNormalization", "not a DPU op (BatchNormalization of 2561 channels exceeds 256 x ICP = 2560 (the "
+         "ALU engine's, whose 1x1 depthwise conv runs it: vai_q_pytorch's DPU op filter, check_load_jump_write))")
+    ]  # fmt: skip
+
+
 def test_an_unknown_ip_version_is_refused_by_name():
     with pytest.raises(ConfigError, match=r"unknown DPUCZDX8G IP version '5\.0'; .* knows 3\.3, 3\.4, 4\.0, 4\.1"):
         estimate(add(37, 13), B1600, U96, NO_OVERHEAD, ip="5.0")

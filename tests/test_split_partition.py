@@ -1250,6 +1250,8 @@ OP_RULES = {
     "depth_to_space_relu": (False, "Relu after a DepthToSpace (pixel shuffle)"),
     "bn": (True, None),
     "bn_relu": (True, None),
+    "bn_2560": (True, None),  # the ALU engine's 256 x ICP (10 on the B1600), as a depthwise conv's
+    "bn_2561": (False, "BatchNormalization of 2561 channels exceeds 256 x ICP = 2560"),
     "reshape": (True, None),
     "reshape_relu": (False, "Relu after a reshape"),
     "unsqueeze": (True, None),

@@ -29,7 +29,8 @@ Each node is classified:
   BatchNormalization folded into the conv or fully connected layer whose float output it reads (through
   Identity / Dropout), Identity, Dropout, Q/DQ, Concat;
 - BatchNormalization otherwise (it reads a quantized tensor, or another op's output): the operator rules'
-  1x1 depthwise conv on the ALU engine, of kind "dwconv", C weights and C biases, as a Mul by a constant;
+  1x1 depthwise conv on the ALU engine, of kind "dwconv", C weights and C biases, as a Mul by a constant (over
+  their 256 x ICP channels, not a DPU op);
 - layout, no cost: Flatten/Reshape/Squeeze/Unsqueeze when the producer is on the DPU (the operator rules'
   reshape-fix, whatever reads it), unless an activation follows it (reshape-fix fuses none: both CPU ops);
 - "not a DPU op" (a standard ONNX op the DPU does not run: Softmax, ReduceSum, Sigmoid, ...): excluded,

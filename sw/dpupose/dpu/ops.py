@@ -53,6 +53,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   including the edge pixel, which neither ONNX 'reflect' (edge left out) nor 'edge' (edge repeated) is:
   those, a non-zero value, a pad of N or C and a negative pad (a crop) run on the CPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
+- BatchNormalization: folded into the conv before it, or a 1x1 depthwise conv (ALU engine) of C <= 256 * ICP,
+  a depthwise conv's channel limit (the target factory has no batch norm op of its own).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
   keeps XIR pixel-shuffle-fix on the DPU is unverified, so it is a per-configuration rule), in mode CRD only:
   XIR's pixel shuffle is PyTorch's PixelShuffle (VART's cpu-runner pixel_shuffle.cpp reads input channel
@@ -336,6 +338,24 @@ def _conv_transpose(
     if any(p < 0 or p > kernel[i % 2] for i, p in enumerate(pads)):
         return _cpu(f"ConvTranspose pads {pads} outside 0 to the kernel {kernel}")
     return True, f"transposed conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
+
+
+def _batch_norm(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
+    """A BatchNormalization: folded into the conv before it, or else (it reads a quantized tensor) a 1x1 depthwise
+    conv on the ALU engine. VART's DPUCZDX8G target factory has no batch norm op of its own, and
+    vai_q_pytorch's DPU op filter no filter for one; the 1x1 depthwise conv it runs as has the depthwise conv's
+    channel limit (filter_depthwise_conv2d: check_load_jump_write / check_save_jump_read at the ALU engine's
+    channel_parallel, ICP in the target factory): C <= 256 x ICP, as a Mul by a constant's 1x1 depthwise conv
+    (which over it falls back to the eltwise mult; a batch norm's scale and shift have no such fallback). One
+    folded into a conv has the conv's output channels, which the conv's rule holds to the same limit."""
+    x = info.shape(node.input[0])
+    limit = max_alu_channels(cfg)
+    if x is not None and len(x) == 4 and x[1] > limit:
+        return _cpu(
+            f"BatchNormalization of {x[1]} channels exceeds 256 x ICP = {limit} (the ALU engine's, whose 1x1 "
+            "depthwise conv runs it: vai_q_pytorch's DPU op filter, check_load_jump_write)"
+        )
+    return True, "BatchNormalization (folded into the preceding conv, or a 1x1 depthwise conv)"
 
 
 def _transposed_attrs(node: Any, dilations: list[int]) -> str | None:
@@ -822,7 +842,7 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
             return _cpu("DepthToSpace: the DPU keeps pixel shuffle on the CPU (depth_to_space_on_dpu = false)")
         return _depth_to_space(node, info)
     if op == "BatchNormalization":
-        return True, "BatchNormalization (folded into the preceding conv, or a 1x1 depthwise conv)"
+        return _batch_norm(node, info, cfg)
     if op in HARD_ACTIVATION_OPS:
         return hard_activation_support(node)
     if op in FUSED_ACTIVATION_OPS:
