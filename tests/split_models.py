@@ -26,8 +26,9 @@
   fused into the DPU's bilinear resize: both run on the CPU);
 - "deconv": a ConvTranspose 8->8 of c1, 4x4 at stride 2 with pads 1 (SimpleBaseline's deconv head), with a
   ReLU (the conv engine's transposed conv, which the emulator runs), conv2 then stride 2;
-- "dwdeconv": a depthwise ConvTranspose (group 8) of c1, 4x4 at stride 2 with pads 1, with a ReLU (the ALU
-  engine's transposed depthwise conv, which the emulator runs), conv2 then stride 2;
+- "dwdeconv": a depthwise ConvTranspose (group 8) of c1, 4x4 at stride 2 with pads 1 (the ALU engine's
+  transposed depthwise conv, which the emulator runs), conv2 then stride 2; "dwdeconv_relu": the same with
+  a ReLU after it (no activation is fused into the DPU's transposed depthwise conv: both run on the CPU);
 - "mul2": c1 times itself, with a ReLU (the eltwise engine's mult, which the emulator runs);
 - "hswish_relu": conv2 -Q/DQ-> HardSwish -> ReLU -Q/DQ-> (the ReLU fused into the hard swish's eltwise mult);
 - "requant": c1 requantized to another fix point (DequantizeLinear -> QuantizeLinear) before conv2.
@@ -156,12 +157,13 @@ def build(middle: str = "none", seed: int = 0) -> onnx.ModelProto:
         b.node("ConvTranspose", [x, w, bias], "deconv_float", name="mid/deconv", strides=[2, 2], pads=[1] * 4)
         b.node("Relu", ["deconv_float"], "deconv_relu", name="mid/deconv_relu")
         x = b.qdq("deconv_relu", FP["c1"], "deconv")
-    elif middle == "dwdeconv":
+    elif middle in ("dwdeconv", "dwdeconv_relu"):
         w = b.param("mid.weight", rng.integers(-60, 61, (8, 1, 4, 4)).astype(np.int8), 6)
         bias = b.param("mid.bias", rng.integers(-20, 21, (8,)).astype(np.int8), 6)
         b.node("ConvTranspose", [x, w, bias], "deconv_float", name="mid/deconv", strides=[2, 2], pads=[1] * 4, group=8)
-        b.node("Relu", ["deconv_float"], "deconv_relu", name="mid/deconv_relu")
-        x = b.qdq("deconv_relu", FP["c1"], "deconv")
+        if middle == "dwdeconv_relu":
+            b.node("Relu", ["deconv_float"], "deconv_relu", name="mid/deconv_relu")
+        x = b.qdq("deconv_relu" if middle == "dwdeconv_relu" else "deconv_float", FP["c1"], "deconv")
     elif middle == "mul2":
         b.node("Mul", [x, x], "mul_float", name="mid/mul")
         b.node("Relu", ["mul_float"], "mul_relu", name="mid/mul_relu")
@@ -278,9 +280,9 @@ def conv_limit_model(
 ) -> onnx.ModelProto:
     """image -> conv1 (3 -> 8, stride 2) -> [a 1x1 conv 8 -> cin] -> the conv under test `op` (cin -> cout, a
     k x k kernel, `stride`, `pads`, default k // 2 each, `group`; or a MaxPool / AveragePool of cin channels,
-    then cout = cin) with a ReLU (none after a pool) -> a 3x3 conv to J channels -> the
-    head, with every tensor between ops quantized: a model whose one conv sits over or under an operator-rule
-    limit, for comparing the split's units with the estimate's layers."""
+    then cout = cin) with a ReLU (none after a pool or a depthwise ConvTranspose, which fuse none) -> a 3x3
+    conv to J channels -> the head, with every tensor between ops quantized: a model whose one conv sits over
+    or under an operator-rule limit, for comparing the split's units with the estimate's layers."""
     rng = np.random.default_rng(seed)
     b = Builder()
     x = b.stem(rng)
@@ -297,7 +299,7 @@ def conv_limit_model(
         shape = (cin, cout // group, k, k) if op == "ConvTranspose" else (cout, cin // group, k, k)
         w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 7)
         b.node(op, [x, w], "mid_conv", name="mid", group=group, **attrs)
-    if op in ("MaxPool", "AveragePool"):  # no activation is fused into a pool
+    if op in ("MaxPool", "AveragePool") or (op == "ConvTranspose" and group > 1):  # they fuse no activation
         x = b.qdq("mid_conv", FP["mid"], "mid_q")
     else:
         b.node("Relu", ["mid_conv"], "mid_float", name="mid/relu")

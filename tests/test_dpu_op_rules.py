@@ -15,6 +15,7 @@ from dpupose.dpu.ops import (
     CONV_ENGINE,
     ELTWISE_ENGINE,
     LINEAR_RESIZE_ENGINE,
+    TRANSPOSED_DW_ENGINE,
     GraphInfo,
     activation_support,
     dpu_support,
@@ -548,7 +549,32 @@ def test_depthwise_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, wor
     node, gi = deconv(**kwargs)
     supported, reason = dpu_support(node, gi, CFG)
     assert supported is ok and words in reason, reason
-    assert engine_of(node, gi) == ALU_ENGINE  # its activations are the ALU engine's
+    assert engine_of(node, gi) == TRANSPOSED_DW_ENGINE  # the ALU engine's, fusing no activation
+
+
+def test_no_activation_is_fused_into_a_depthwise_conv_transpose():
+    # vai_q_pytorch's DPU op filter, check_nonlinear's table of the activations each conv op fuses: ReLU, ReLU6,
+    # PReLU and LeakyReLU for CONVTRANSPOSE2D and DEPTHWISE_CONV2D, none for DEPTHWISE_CONVTRANSPOSE2D (as for a
+    # bilinear resize, which becomes one). Every activation after it is refused, even with LeakyReLU on every
+    # engine; a dense ConvTranspose's and a depthwise Conv's still fuse
+    full = dataclasses.replace(CFG, alu_activations=CFG.conv_activations)
+    consts = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0)})
+    dw, gi = deconv(group=8)
+    assert dpu_support(dw, gi, CFG)[0]  # the op itself is a DPU op
+    for act in (
+        helper.make_node("Relu", ["y"], ["z"]),
+        helper.make_node("Clip", ["y", "lo", "hi"], ["z"]),
+        helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256),
+    ):
+        assert activation_support(act, engine_of(dw, gi), full, consts) == (
+            False,
+            f"{act.op_type} after a depthwise ConvTranspose: the DPU's transposed depthwise conv fuses no "
+            "activation (vai_q_pytorch's DPU op filter lists none for it)",
+        )
+        dense, gi_dense = deconv()
+        assert activation_support(act, engine_of(dense, gi_dense), full, consts)[0]
+        dwconv, gi_dwconv = conv(cin=8, cout=8, group=8)
+        assert activation_support(act, engine_of(dwconv, gi_dwconv), full, consts)[0]
 
 
 @pytest.mark.parametrize(

@@ -1146,25 +1146,25 @@ def test_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_
 
 
 @pytest.mark.parametrize(
-    ("fp_in", "fp_w", "fp_b", "fp_out", "k", "s", "pads", "act"),
+    ("fp_in", "fp_w", "fp_b", "fp_out", "k", "s", "pads"),
     [
-        (4, 7, 5, 3, 4, 2, (1, 1, 1, 1), None),  # 4x4, stride 2, pads 1
-        (5, 6, 6, 2, 3, 2, (0, 1, 2, 0), "Relu"),  # uneven pads
-        (3, 7, 4, 1, 2, 2, (0, 0, 0, 0), "LeakyRelu"),
-        (4, 6, 6, 4, 3, 1, (2, 0, 0, 2), "Clip"),  # ReLU6 at fp_out 4: the cap at 96 steps
-        (4, 7, 5, 3, 3, 3, (0, 2, 1, 0), None),  # stride 3: two zeros between the input's pixels
-        (4, 7, 5, 3, 4, 2, (5, 0, 4, 5), "Relu"),  # pads beyond kernel - 1: the dilated input cropped
+        (4, 7, 5, 3, 4, 2, (1, 1, 1, 1)),  # 4x4, stride 2, pads 1
+        (5, 6, 6, 2, 3, 2, (0, 1, 2, 0)),  # uneven pads
+        (3, 7, 4, 1, 2, 2, (0, 0, 0, 0)),
+        (4, 6, 6, 4, 3, 1, (2, 0, 0, 2)),  # stride 1
+        (4, 7, 5, 3, 3, 3, (0, 2, 1, 0)),  # stride 3: two zeros between the input's pixels
+        (4, 7, 5, 3, 4, 2, (5, 0, 4, 5)),  # pads beyond kernel - 1: the dilated input cropped
     ],
 )
-def test_depthwise_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_out, k, s, pads, act):
+def test_depthwise_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w, fp_b, fp_out, k, s, pads):
     # VART's cpu-runner transposed-depthwise-conv2d-fix (tdwconv.cpp, tdwconv_fix.hpp): each channel's input
     # dilated by the stride, padded by kernel - 1 - pad, a depthwise conv of stride 1 with dwconv-fix's rounding
-    # and the ALU engine's activation, which is the ONNX definition's exact sum rounded half up
-    model, c = _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, act, seed=k + s + 1, group=3)
+    # (no activation fused), which is the ONNX definition's exact sum rounded half up
+    model, c = _conv_transpose(fp_in, fp_w, fp_b, fp_out, k, s, pads, seed=k + s + 1, group=3)
     emu = EmulatorRunner(model)
     x = feeds(emu, k + s)
     y = emu.run(x)["y"].astype(np.int64)
-    expected = _conv_transpose_closed_form(x["x0"], c["w"], c["b"], s, pads, fp_in, fp_w, fp_b, fp_out, act, 3)
+    expected = _conv_transpose_closed_form(x["x0"], c["w"], c["b"], s, pads, fp_in, fp_w, fp_b, fp_out, None, 3)
     np.testing.assert_array_equal(y, expected)
     assert y.shape[3] == 3 and len(np.unique(y)) > 10  # depthwise: 3 channels out; not saturated to one value
     np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)
@@ -1173,6 +1173,16 @@ def test_depthwise_conv_transpose_is_its_definition_rounded_half_up(fp_in, fp_w,
     # the DPU's half up at a tie and nowhere else
     diff = y - ort_plain(model, x)
     assert set(np.unique(diff)) <= {0, 1}
+
+
+@pytest.mark.parametrize(("act", "name"), [("Relu", "relu"), ("LeakyRelu", "leaky"), ("Clip", "relu6")])
+def test_an_activation_after_a_depthwise_conv_transpose_is_not_emulated(act, name):
+    # vai_q_pytorch's DPU op filter lists no activation fused into a transposed depthwise conv (the operator rules
+    # put it and its activation on the CPU); the dense one fuses the conv engine's
+    model, _ = _conv_transpose(4, 7, 5, 3, 4, 2, (1, 1, 1, 1), act, group=3)
+    with pytest.raises(NotEmulated, match=f"a depthwise transposed conv fuses no activation .*, not {name}$"):
+        EmulatorRunner(model)
+    EmulatorRunner(_conv_transpose(4, 7, 5, 3, 4, 2, (1, 1, 1, 1), act)[0])
 
 
 @pytest.mark.parametrize(

@@ -368,8 +368,9 @@ def test_a_hard_swish_after_a_conv_is_a_dpu_op_of_its_own_that_the_emulator_runs
 )
 def test_eltwise_mults_and_bilinear_resizes_on_the_dpu_run_on_the_emulator(tmp_path, middle, node, reason):
     # a ReLU fused into the hard swish's eltwise mult, a Mul of two activations (c1 * c1) with its ReLU, and a
-    # bilinear x2 resize, and a 4x4 stride-2 ConvTranspose, dense or depthwise, with its ReLU: DPU ops (VART's
-    # DPUCZDX8G target factory; vai_q_pytorch's DPU op filter) that the emulator runs, agreeing with the cpu backend
+    # bilinear x2 resize, and a 4x4 stride-2 ConvTranspose, dense with its ReLU or depthwise (which fuses none):
+    # DPU ops (VART's DPUCZDX8G target factory; vai_q_pytorch's DPU op filter) that the emulator runs, agreeing
+    # with the cpu backend
     _, result = _split(tmp_path, middle)
     rows = _rows(result)
     assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
@@ -390,6 +391,20 @@ def test_a_relu_after_a_bilinear_resize_puts_the_resize_on_the_cpu_saying_why(tm
         "its fused activation cannot run on the DPU: Relu after a bilinear Resize: the compiler runs that as a "
         "transposed depthwise conv with no activation fused (vai_q_pytorch's DPU op filter)"
     )
+
+
+def test_a_relu_after_a_depthwise_conv_transpose_puts_it_on_the_cpu_saying_why(tmp_path):
+    # vai_q_pytorch's DPU op filter lists no activation fused into a transposed depthwise conv (check_nonlinear's
+    # table: DEPTHWISE_CONVTRANSPOSE2D: []): the ConvTranspose and its ReLU run on the CPU, between two DPU
+    # subgraphs, as a bilinear resize and its ReLU do
+    _, result = _split(tmp_path, "dwdeconv_relu")
+    rows = _rows(result)
+    assert _devices(result.plan) == ["dpu", "cpu", "dpu", "cpu"]
+    assert rows["mid/deconv"]["device"] == "cpu" and rows["mid/deconv"]["reason"] == (
+        "its fused activation cannot run on the DPU: Relu after a depthwise ConvTranspose: the DPU's transposed "
+        "depthwise conv fuses no activation (vai_q_pytorch's DPU op filter lists none for it)"
+    )
+    assert rows["conv1"]["device"] == "dpu" and rows["conv2"]["device"] == "dpu"
 
 
 def test_a_hard_swish_read_without_a_q_dq_pair_puts_its_conv_on_the_cpu_saying_why(tmp_path):
@@ -1142,7 +1157,7 @@ def _split_dpu_until_cpu(model, cfg, costed_only: bool = True) -> set[str]:
 @pytest.mark.parametrize(
     "middle",
     [
-        *("none", "leaky", "leaky_ok", "pool", "mul", "mul2", "deconv", "dwdeconv"),
+        *("none", "leaky", "leaky_ok", "pool", "mul", "mul2", "deconv", "dwdeconv", "dwdeconv_relu"),
         *("bilinear_scales", "bilinear_relu", "hswish_relu"),
     ],
 )
@@ -1156,8 +1171,8 @@ def test_dpu_estimate_costs_on_the_dpu_what_split_puts_there(middle):
     model = build(middle)
     split_dpu = _split_dpu_until_cpu(model, cfg)
     assert {layer.name for layer in extract_layers(model, cfg).layers} == split_dpu
-    if middle in ("leaky", "bilinear_relu"):  # the op whose activation the rules do not fuse: CPU in both
-        main = "conv2" if middle == "leaky" else "mid/resize"
+    if middle in ("leaky", "bilinear_relu", "dwdeconv_relu"):  # the op whose activation the rules do not fuse
+        main = {"leaky": "conv2", "bilinear_relu": "mid/resize", "dwdeconv_relu": "mid/deconv"}[middle]
         assert main not in split_dpu
         excluded = {name: why for name, _, why in extract_layers(model, cfg).excluded}
         assert excluded[main].startswith("not a DPU op (its fused activation cannot run on the DPU: ")

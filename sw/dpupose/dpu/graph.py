@@ -4,18 +4,17 @@ Accepts FP32 graphs and QDQ graphs (QuantizeLinear/DequantizeLinear are skipped:
 float ops). Shapes come from ONNX shape inference; a symbolic batch dimension is taken as 1.
 
 Each node is classified:
-- a DPU layer with a cost, where the operator rules (dpupose.dpu.ops.dpu_support, as the split asks them)
-  put it on the DPU, otherwise not a DPU op with their reason: Conv (groups = 1 or depthwise) and
-  ConvTranspose (their kernel, stride, pad, channel and weight-bank limits; a conv of more than 256 x ICP
-  channels is also listed in DpuGraph.too_wide; a depthwise ConvTranspose is an ALU layer of kind
-  "dwdeconv", as a bilinear Resize's), Gemm/MatMul with a constant weight (fully connected; not
-  with transA), MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, stride, the ALU engine's
-  pads, a global pool's H and W), Add/Mul (element-wise, the eltwise engine: two activations of one shape, no
-  broadcast, no constant operand; a Mul by a constant, where the rules take it (one value or one per
-  channel): a 1x1 depthwise conv on the ALU, vai_q_pytorch's filter_eltwise, of kind "dwconv", or over the
-  ALU's 256 x ICP channels the eltwise mult it falls back to), DepthToSpace (pixel shuffle, data movement,
-  where the configuration's depth_to_space_on_dpu puts it on the DPU), Pad (data movement, the load engine's
-  pad-fix, where the rules take it: mode 'constant', value 0, H and W only);
+- a DPU layer with a cost, where the operator rules (dpupose.dpu.ops.dpu_support, as the split asks them) put it on the
+  DPU, otherwise not a DPU op with their reason: Conv (groups = 1 or depthwise) and ConvTranspose (their kernel, stride,
+  pad, channel and weight-bank limits; a conv of more than 256 x ICP channels is also listed in DpuGraph.too_wide; a
+  depthwise ConvTranspose is an ALU layer of kind "dwdeconv", as a bilinear Resize's, and fuses no activation either),
+  Gemm/MatMul with a constant weight (fully connected; not with transA),
+  MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, stride, the ALU engine's pads, a global pool's H and W),
+  Add/Mul (element-wise, the eltwise engine: two activations of one shape, no broadcast, no constant operand; a Mul by a
+  constant, where the rules take it (one value or one per channel): a 1x1 depthwise conv on the ALU, vai_q_pytorch's
+  filter_eltwise, of kind "dwconv", or over the ALU's 256 x ICP channels the eltwise mult it falls back to),
+  DepthToSpace (pixel shuffle, data movement, where the configuration's depth_to_space_on_dpu puts it on the DPU), Pad
+  (data movement, the load engine's pad-fix, where the rules take it: mode 'constant', value 0, H and W only);
 - Resize/Upsample where the operator rules put it on the DPU (dpupose.dpu.ops, at the model's opset;
   otherwise not a DPU op): nearest, data movement; bilinear at scale s, the transposed depthwise conv with
   fixed weights that the compiler makes of it (vai_q_pytorch's DPU op filter: kernel 2s, stride s), an

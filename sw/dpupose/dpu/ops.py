@@ -20,8 +20,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
   depthwise one (groups = C_in = C_out; filter_transpose_depthwise_conv2d): no output_padding, kernel //
   stride in 1-256 (the ALU engine's alu_limit), C <= 256 * ICP, the ALU engine's pads (top/left 0-15,
-  bottom/right 0-255); ALU engine, its activations. Other groups: CPU. A dilated one: CPU (Xilinx's CPU
-  reference and the ONNX spec pad it differently).
+  bottom/right 0-255); ALU engine, no activation fused (vai_q_pytorch's table of the activations each conv
+  op fuses, check_nonlinear's, lists none for DEPTHWISE_CONVTRANSPOSE2D: an activation after it runs on the
+  CPU with it, as after a bilinear Resize). Other groups: CPU. A dilated one: CPU (Xilinx's CPU reference
+  and the ONNX spec pad it differently).
 - Gemm / MatMul with a constant weight: fully connected (a Gemm with transA: CPU).
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
@@ -62,7 +64,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
   the ALU engine's depthwise convs (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An
   element-wise Add or Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the
-  configuration. None is fused into a pool, concat, nearest resize, pixel shuffle, reshape or pad: their XIR
+  configuration. None is fused into a depthwise ConvTranspose or a bilinear resize (vai_q_pytorch lists
+  none for the transposed depthwise conv both are), nor into a pool, concat, nearest resize, pixel shuffle,
+  reshape or pad: their XIR
   ops (pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix, reshape-fix, pad-fix) have no nonlinear attribute, so the
   op and its activation run on the CPU. A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
 - HardSigmoid / HardSwish are never fused: VART's DPUCZDX8G ISA1 target factory
@@ -119,6 +123,13 @@ RESIZE_LINEAR_SCALES = {
     "asymmetric": LINEAR_RESIZE_SCALES[False],
 }
 LINEAR_RESIZE_ENGINE = "alu-tconv"  # a bilinear Resize: a transposed depthwise conv that fuses no activation
+# A depthwise ConvTranspose: the ALU engine's transposed depthwise conv, which fuses no activation either.
+# vai_q_pytorch's DPU op filter (check_nonlinear's op_nonlinear_map) lists the activations each conv op fuses:
+# ReLU, ReLU6, PReLU and LeakyReLU for a conv, a transposed conv and a depthwise conv, none for
+# DEPTHWISE_CONVTRANSPOSE2D (the op a bilinear resize becomes too). XIR's transposed-depthwise-conv2d-fix has
+# the conv ops' nonlinear attribute and Vitis AI's CPU op for it applies one, but whether the compiler fuses
+# one into it on the DPU is not public, so the rules take the op filter's word: no activation fused.
+TRANSPOSED_DW_ENGINE = "alu-tdwconv"
 # Ops whose XIR op has no "nonlinear" attribute, so no activation is fused into them (Vitis AI's XIR,
 # src/vai_runtime/xir/src/xir/op/built_in_ops.cpp: only the conv ops, conv2d-fix, depthwise-conv2d-fix and the
 # transposed ones, and eltwise-fix carry one; pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix and
@@ -389,7 +400,7 @@ def _dw_conv_transpose(
     channel_parallel, ICP (check_load_jump_write), the ALU engine's pads (check_pad_with_limit on the
     ConvTranspose's own pads: top/left 0-15, bottom/right 0-255). Its stride check is on the stride-1 conv the
     transposed one becomes, and it checks no weight bank. VART's cpu-runner (tdwconv.cpp) refuses a dilated
-    kernel."""
+    kernel. No activation is fused into it (engine_of: TRANSPOSED_DW_ENGINE)."""
     reason = _transposed_attrs(node, dilations)
     if reason is not None:
         return _cpu(reason)
@@ -687,10 +698,16 @@ def _depth_to_space(node: Any, info: GraphInfo) -> Support:
 
 def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
     """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise"; a bilinear
-    resize's transposed depthwise conv or an XIR op without a nonlinear attribute, UNFUSED_OPS, fuse none)?"""
+    resize's transposed depthwise conv, a depthwise ConvTranspose or an XIR op without a nonlinear attribute,
+    UNFUSED_OPS, fuse none)?"""
     op = node.op_type
     if engine == ELTWISE_ENGINE:
         return _eltwise_activation(node, info)
+    if engine == TRANSPOSED_DW_ENGINE:
+        return _cpu(
+            f"{op} after a depthwise ConvTranspose: the DPU's transposed depthwise conv fuses no activation "
+            "(vai_q_pytorch's DPU op filter lists none for it)"
+        )
     if engine == LINEAR_RESIZE_ENGINE:
         return _cpu(
             f"{op} after a bilinear Resize: the compiler runs that as a transposed depthwise conv with no "
@@ -775,8 +792,10 @@ def engine_of(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> str:
     XIR op fuses no activation, that XIR op (UNFUSED_OPS). A Mul by a constant is the ALU engine's 1x1
     depthwise conv up to 256 x ICP channels of `cfg`; over that vai_q_pytorch's DPU op filter (filter_eltwise)
     falls back to the eltwise engine's mult, whose only activation is ReLU."""
-    if node.op_type in ("Conv", "ConvTranspose") and int(attr(node, "group", 1)) > 1:
-        return ALU_ENGINE  # a depthwise conv, transposed or not (a grouped one that is not depthwise: CPU)
+    if node.op_type == "Conv" and int(attr(node, "group", 1)) > 1:
+        return ALU_ENGINE  # a depthwise conv (a grouped one that is not depthwise: CPU)
+    if node.op_type == "ConvTranspose" and int(attr(node, "group", 1)) > 1:
+        return TRANSPOSED_DW_ENGINE  # the ALU engine's transposed depthwise conv: no activation fused
     if node.op_type == "HardSwish":
         return ELTWISE_ENGINE  # its last op is the eltwise mult x * hsigmoid(x)
     if node.op_type in ("Resize", "Upsample"):

@@ -20,7 +20,8 @@ confirmed with `dpupose deploy-check` on board dumps.
   activation and saturation are the conv's (`DeconvKernel`). A depthwise one (groups = C_in = C_out, on the
   ALU engine) is VART's cpu-runner transposed-depthwise-conv2d-fix (tdwconv.cpp, tdwconv_fix.hpp): the same
   stride-dilated input padded by kernel - 1 - pad, a depthwise conv of stride 1 over it with depthwise-conv2d-
-  fix's sum, bias, shift, rounding, activation and saturation; the ONNX weight (C, 1, KH, KW) flipped.
+  fix's sum, bias, shift, rounding and saturation; the ONNX weight (C, 1, KH, KW) flipped. No activation is
+  fused into it (vai_q_pytorch's DPU op filter lists none for the transposed depthwise conv).
 - rounding ("DPURound"): round half toward +infinity (floor(v + 0.5)) on the exact value, then saturation
   to [-128, 127].
 - ReLU: max(v, 0) before rounding. LeakyReLU: v * 26 / 256 for v < 0 before rounding (the hardware slope
@@ -417,7 +418,8 @@ class DeconvKernel:
     by group, each group's (C_in / g, C_out / g) swapped: groups = C_in = C_out is the ALU engine's transposed
     depthwise conv (VART's cpu-runner transposed-depthwise-conv2d-fix, tdwconv.cpp: the input dilated by the
     stride and padded by kernel - 1 - pad, then depthwise-conv2d-fix at stride 1), run by `ConvKernel`'s
-    depthwise path with the ALU engine's activations (the same set as the conv engine's here)."""
+    depthwise path with no activation: vai_q_pytorch's DPU op filter lists none that the DPU fuses into a
+    transposed depthwise conv (a grouped one with `act` is refused)."""
 
     def __init__(
         self,
@@ -437,6 +439,8 @@ class DeconvKernel:
         ci, cog, kh, kw = w.shape
         if groups < 1 or ci % groups:
             raise ValueError(f"transposed conv shapes do not match: weights {w.shape}, groups {groups}")
+        if groups > 1 and act != "none":
+            raise ValueError(f"a grouped (depthwise) transposed conv fuses no activation on the DPU, not {act}")
         self.stride = stride
         dh, dw = dilation
         top, left, bottom, right = pads

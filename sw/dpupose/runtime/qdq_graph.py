@@ -55,12 +55,12 @@ class NotEmulated(ModelFileError):
 
 # What the emulator runs, for the messages that refuse a subgraph with anything else.
 EMULATED = (
-    "convolutions, depthwise convolutions, transposed convolutions (dense or depthwise), element-wise adds, "
-    "concats, nearest-neighbour and bilinear upsampling by whole numbers (constant scales, or sizes that are whole "
-    "multiples of the input's), max and average pools, pixel shuffles (mode CRD), constant pads of 0 on H and W, "
-    "Muls by a scalar or per-channel constant, element-wise Muls of two activations, and hard sigmoids (with a "
-    "ReLU, ReLU6 or LeakyReLU of slope 26/256 after one) and hard swishes (with a ReLU after one) of a dequantized "
-    "activation"
+    "convolutions, depthwise convolutions, transposed convolutions (dense, or depthwise with no activation), "
+    "element-wise adds, concats, nearest-neighbour and bilinear upsampling by whole numbers (constant scales, or "
+    "sizes that are whole multiples of the input's), max and average pools, pixel shuffles (mode CRD), constant "
+    "pads of 0 on H and W, Muls by a scalar or per-channel constant, element-wise Muls of two activations, and hard "
+    "sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 after one) and hard swishes (with a ReLU after one) "
+    "of a dequantized activation"
 )
 
 
@@ -522,7 +522,8 @@ class _Parser:
         """A Conv, or a ConvTranspose (`dpu_ops.DeconvKernel`: the conv engine's transposed conv, groups 1, or
         the ALU engine's transposed depthwise conv, groups = C_in = C_out; no output_padding, output_shape or
         dilation, as the operator rules and vai_q_pytorch's DPU op filter take it), with its fused
-        activation."""
+        activation (none after a depthwise ConvTranspose: the operator rules put one with an activation on the
+        CPU)."""
         where = f"{node.op_type} {node.name or node.outputs[0]!r}"
         src, fp_in = self.act_input(node.inputs[0], where)
         if node.inputs[1] not in self.const_dq:
@@ -551,6 +552,11 @@ class _Parser:
                     f"{where}: a grouped transposed conv (group {g}) that is not depthwise is not emulated; the "
                     "emulator runs a dense one (groups 1, the conv engine's) or a depthwise one (groups = input "
                     "channels = output channels, the ALU engine's)"
+                )
+            if g != 1 and act != "none":
+                raise NotEmulated(
+                    f"{where}: a depthwise transposed conv fuses no activation (vai_q_pytorch's DPU op filter lists "
+                    f"none for the ALU engine's transposed depthwise conv), not {act}"
                 )
             if any(int(p) for p in node.attrs.get("output_padding", [])) or "output_shape" in node.attrs:
                 raise NotEmulated(
