@@ -532,10 +532,15 @@ def test_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, words):
         ({}, True, "transposed depthwise conv 4x4 s2 (ALU engine)"),
         ({"k": 3, "s": 1, "pads": 1}, True, "transposed depthwise conv 3x3 s1"),
         ({"k": 1, "s": 2, "pads": 0}, False, "kernel // stride outside 1-256"),
-        ({"k": 256, "s": 1, "pads": 0}, True, "transposed depthwise conv 256x256"),
         ({"k": 257, "s": 1, "pads": 0}, False, "kernel // stride outside 1-256 (the ALU engine's alu_limit)"),
-        ({"k": 255, "s": 2, "pads": 0}, True, "transposed depthwise conv 255x255 s2"),  # 127, and 128
         ({"k": 513, "s": 2, "pads": 0}, False, "kernel // stride outside 1-256"),  # 256, and 257 for the rest
+        # the depthwise weight bank (DWCONVW, 2048 deep), which holds the kernel as a depthwise conv's
+        ({"k": 45, "s": 1, "pads": 0}, True, "transposed depthwise conv 45x45 s1"),  # 2025 rows
+        ({"k": 46, "s": 1, "pads": 0}, False, "weights 46x46 take 2116 rows of the 2048-deep depthwise weight bank"),
+        ({"k": 45, "s": 3, "pads": 0}, True, "transposed depthwise conv 45x45 s3"),  # the whole kernel, any stride
+        ({"k": 46, "s": 23, "pads": 0}, False, "take 2116 rows of the 2048-deep depthwise weight bank"),
+        ({"k": 256, "s": 1, "pads": 0}, False, "take 65536 rows of the 2048-deep depthwise weight bank"),
+        ({"k": 255, "s": 2, "pads": 0}, False, "take 65025 rows"),  # kernel // stride 127, and 128: in alu_limit
         ({"k": 16, "s": 16, "pads": 15}, True, "s16"),
         ({"k": 16, "s": 16, "pads": 16}, False, "top/left pads [16, 16] exceed 15"),
         ({"cin": 2560, "cout": 2560}, True, "ALU engine"),
@@ -550,6 +555,32 @@ def test_depthwise_conv_transpose_limits_are_the_dpu_op_filter_s(kwargs, ok, wor
     supported, reason = dpu_support(node, gi, CFG)
     assert supported is ok and words in reason, reason
     assert engine_of(node, gi) == TRANSPOSED_DW_ENGINE  # the ALU engine's, fusing no activation
+
+
+@pytest.mark.parametrize(
+    ("kernel", "ok"),
+    [((8, 256), True), ((9, 228), False), ((1, 256), True), ((2048, 1), False), ((256, 1), True)],
+)
+def test_a_depthwise_conv_transpose_s_kernel_is_held_to_the_depthwise_weight_bank(kernel, ok):
+    # VART's DPUCZDX8G target factory: the ALU engine's one weight bank is DWCONVW (2048 deep, ICP wide) and its
+    # op types have a dwconv and no transposed one; the stride-1 depthwise conv a transposed one becomes (the
+    # cpu-runner's tdwconv.cpp) keeps the whole KH x KW there, one row per tap: 8 x 256 = 2048 fits, 9 x 228 =
+    # 2052 does not (a kernel of 2048 is past the alu_limit's 256 first), at any stride
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w"], ["y"], kernel_shape=list(kernel), strides=[1, 1], pads=[0] * 4, group=8
+    )
+    supported, reason = dpu_support(node, info({"x": (1, 8, 8, 8), "w": (8, 1, *kernel)}, ("w",)), CFG)
+    assert supported is ok, reason
+    if not ok and kernel[0] < 2048:
+        assert reason == (
+            f"depthwise ConvTranspose weights {kernel[0]}x{kernel[1]} take {kernel[0] * kernel[1]} rows of the "
+            "2048-deep depthwise weight bank (kernel_h * kernel_w; the ALU engine keeps them there as a depthwise "
+            "conv's)"
+        )
+    # a depthwise Conv of that kernel is held to the same bank
+    dw = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=list(kernel), pads=[0] * 4, group=8)
+    dw_ok, _ = dpu_support(dw, info({"x": (1, 8, 300, 300), "w": (8, 1, *kernel)}, ("w",)), CFG)
+    assert dw_ok is (ok and max(kernel) <= 256)
 
 
 def test_no_activation_is_fused_into_a_depthwise_conv_transpose():

@@ -1214,6 +1214,8 @@ CONV_LIMITS = {
     "deconv 2561 channels": ({"op": "ConvTranspose", "k": 1, "pads": (0,) * 4, "cout": 2561}, True),
     "dwdeconv top pad 15": ({"op": "ConvTranspose", "group": 8, "k": 32, "stride": 2, "pads": (15,) * 4}, False),
     "dwdeconv top pad 16": ({"op": "ConvTranspose", "group": 8, "k": 32, "stride": 2, "pads": (16,) * 4}, True),
+    "dwdeconv 45x45": ({"op": "ConvTranspose", "group": 8, "k": 45, "pads": (15,) * 4}, False),  # 2025 rows
+    "dwdeconv 46x46": ({"op": "ConvTranspose", "group": 8, "k": 46, "pads": (15,) * 4}, True),  # 2116 of 2048
     "dwdeconv 2560 channels": (
         {"op": "ConvTranspose", "group": 2560, "k": 2, "stride": 2, "pads": (0,) * 4, "cin": 2560, "cout": 2560},
         False,

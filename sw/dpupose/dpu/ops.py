@@ -20,10 +20,11 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
   depthwise one (groups = C_in = C_out; filter_transpose_depthwise_conv2d): no output_padding, kernel //
   stride in 1-256 (the ALU engine's alu_limit), C <= 256 * ICP, the ALU engine's pads (top/left 0-15,
-  bottom/right 0-255); ALU engine, no activation fused (vai_q_pytorch's table of the activations each conv
-  op fuses, check_nonlinear's, lists none for DEPTHWISE_CONVTRANSPOSE2D: an activation after it runs on the
-  CPU with it, as after a bilinear Resize). Other groups: CPU. A dilated one: CPU (Xilinx's CPU reference
-  and the ONNX spec pad it differently).
+  bottom/right 0-255), kernel_h * kernel_w <= 2048 (the depthwise weight bank, which the op filter does not
+  check for it but which holds the ALU engine's kernels); ALU engine, no activation fused (vai_q_pytorch's
+  table of the activations each conv op fuses, check_nonlinear's, lists none for DEPTHWISE_CONVTRANSPOSE2D:
+  an activation after it runs on the CPU with it, as after a bilinear Resize). Other groups: CPU. A dilated
+  one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
 - Gemm / MatMul with a constant weight: fully connected (a Gemm with transA: CPU).
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
@@ -399,8 +400,13 @@ def _dw_conv_transpose(
     + 1 too unless the stride divides the kernel: check_transposed_kernel), C <= 256 x the ALU engine's
     channel_parallel, ICP (check_load_jump_write), the ALU engine's pads (check_pad_with_limit on the
     ConvTranspose's own pads: top/left 0-15, bottom/right 0-255). Its stride check is on the stride-1 conv the
-    transposed one becomes, and it checks no weight bank. VART's cpu-runner (tdwconv.cpp) refuses a dilated
-    kernel. No activation is fused into it (engine_of: TRANSPOSED_DW_ENGINE)."""
+    transposed one becomes. The op filter checks no weight bank for it, but the target factory's ALU engine has
+    one weight bank, DWCONVW (2048 deep, ICP wide), and a dwconv op type and no transposed one, so the kernel
+    of that stride-1 depthwise conv (tdwconv.cpp's: the whole KH x KW over the stride-dilated input) is held
+    there as a depthwise conv's is: kernel_h * kernel_w <= 2048 (check_dwconv_weights_bank_depth's rows; a
+    compiler that split it by stride phase would need fewer, which is not public, so the rules take the whole
+    kernel). VART's cpu-runner (tdwconv.cpp) refuses a dilated kernel. No activation is fused into it
+    (engine_of: TRANSPOSED_DW_ENGINE)."""
     reason = _transposed_attrs(node, dilations)
     if reason is not None:
         return _cpu(reason)
@@ -416,6 +422,12 @@ def _dw_conv_transpose(
         return _cpu(
             f"depthwise ConvTranspose of {channels} channels exceeds 256 x ICP = {limit} (the ALU engine's, "
             "vai_q_pytorch's DPU op filter)"
+        )
+    rows = kernel[0] * kernel[1]  # x ceil(ICP / ICP): one row of the depthwise bank per tap, as a depthwise conv's
+    if rows > WEIGHT_BANK_DEPTH:
+        return _cpu(
+            f"depthwise ConvTranspose weights {kernel[0]}x{kernel[1]} take {rows} rows of the {WEIGHT_BANK_DEPTH}-deep "
+            "depthwise weight bank (kernel_h * kernel_w; the ALU engine keeps them there as a depthwise conv's)"
         )
     reason = _alu_pads("depthwise ConvTranspose", pads)
     if reason is not None:
