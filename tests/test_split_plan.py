@@ -88,11 +88,47 @@ def test_newer_version_says_what_to_do(plan_dir: Path, data: dict) -> None:
         ),
         (lambda d: d["subgraphs"][0]["inputs"][0].update(layout="NCH"), "does not name the 4 axes"),
         (lambda d: d["subgraphs"][1].update(xmodel="x.xmodel"), "only for DPU subgraphs"),
+        # each check below was once dropped without a test noticing (a mutation audit)
+        (lambda d: d["subgraphs"][1].update(xmodel_subgraph="subgraph_x"), "subgraphs[1].xmodel is only for DPU"),
+        (lambda d: d["subgraphs"][0].update(file=""), "subgraphs[0].file must be a non-empty string"),
+        (lambda d: d["subgraphs"][0]["inputs"][0].update(shape=[1, 32, 0, 3]), "must be a list of positive integers"),
+        (lambda d: d["subgraphs"][0]["inputs"][0].update(layout="NHHC"), "'NHHC' does not name the 4 axes"),
+        (lambda d: d["subgraphs"][2].update(inputs=[]), "subgraphs[2].inputs must be a non-empty list of tensors"),
+        (  # an NCHW tensor of a DPU subgraph: VART exchanges NHWC
+            lambda d: d["subgraphs"][0]["inputs"][0].update(shape=[1, 3, 32, 32], layout="NCHW"),
+            "tensor 'image' of a DPU subgraph must be NHWC (is NCHW)",
+        ),
+        (
+            lambda d: d["subgraphs"][1]["inputs"][0].update(dtype="int8", fix_point=4),
+            "tensor 'feat' of a CPU subgraph must be float32 (is int8)",
+        ),
+        (lambda d: d.update(version=0), "plan version 0 is not valid"),
+        (lambda d: d["model"].update(input_size=0), "model.input_size must be positive"),
+        (lambda d: d["input"].update(dtype="float16"), "input.layout must be NCHW with dtype float32"),
+        (lambda d: d.update(metadata=["predicted"]), "plan.metadata must be a JSON object"),
+        (lambda d: d["subgraphs"][0].update(file="/elsewhere/dpu0.onnx"), "must be a path inside the plan folder"),
     ],
 )
 def test_bad_plans_are_refused_with_the_field(plan_dir: Path, data: dict, edit, expected: str) -> None:
     edit(data)
+    if "inside the plan folder" in expected:  # checked with the files, on loading
+        (plan_dir / "bad").mkdir(exist_ok=True)
+        (plan_dir / "bad" / PLAN_FILE).write_text(json.dumps(data))
+        with pytest.raises(ModelFileError) as e:
+            load_plan(plan_dir / "bad")
+        assert expected in str(e.value)
+        return
     assert expected in _error(data, plan_dir)
+
+
+def test_a_4d_tensor_of_other_axis_letters_is_compared_as_it_is(plan_dir: Path, data: dict) -> None:
+    # only a 4-D NCHW or NHWC layout is reordered to compare shapes; cpu0's input written NCDE, (1, 8, 16, 16)
+    # as dpu0's NHWC output (1, 16, 16, 8) is in NCHW order, loads (it was a ValueError of str.index)
+    data["subgraphs"][1]["inputs"][0]["layout"] = "NCDE"
+    plan = plan_from_dict(data, "plan.json", plan_dir)
+    assert plan.subgraph("cpu0").inputs[0].layout == "NCDE"
+    data["subgraphs"][1]["inputs"][0]["shape"] = [1, 16, 16, 8]
+    assert "tensor 'feat' has shape [1, 16, 16, 8] (NHWC) from subgraph 'dpu0'" in _error(data, plan_dir)
 
 
 def test_heatmaps_a_dpu_subgraph_outputs_are_checked_in_nchw_order(plan_dir: Path, data: dict) -> None:
@@ -125,6 +161,22 @@ def test_file_from_another_split_is_detected_by_sha256(tmp_path: Path) -> None:
     (tmp_path / "dpu0.onnx").write_bytes((other / "dpu0.onnx").read_bytes())
     with pytest.raises(ModelFileError, match="different splits or model versions"):
         load_plan(tmp_path)
+
+
+def test_a_sha256_written_in_capitals_is_the_same_digest(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path)
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    data["subgraphs"][0]["sha256"] = sha256_file(tmp_path / "dpu0.onnx").upper()
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    assert load_plan(tmp_path).subgraphs[0].sha256 == data["subgraphs"][0]["sha256"]
+
+
+def test_save_refuses_a_plan_whose_files_are_not_in_the_folder(tmp_path: Path) -> None:
+    plan = tinyplan.write_split_plan(tmp_path / "plan")
+    with pytest.raises(ModelFileError, match=r"subgraph 'dpu0' needs .*dpu0\.onnx, which is missing"):
+        save_plan(plan, tmp_path / "empty")
+    assert not (tmp_path / "empty" / PLAN_FILE).exists()
+    assert save_plan(plan, tmp_path / "empty", check_paths=False) == tmp_path / "empty" / PLAN_FILE
 
 
 def test_paths_must_stay_inside_the_plan_folder(plan_dir: Path, data: dict) -> None:
