@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+import onnx
 import pytest
-from split_models import build
+from split_models import build, conv_heatmaps_model
 
 from dpupose.dpu.config import load_config
 from dpupose.split.a53 import REFERENCE, STUDY_FPS_FP32, STUDY_FPS_INT8, A53Model, calibrate
+from dpupose.split.assign import assign, group
+from dpupose.split.cost import Prediction, boundary_s, predict, unit_dpu_ms
 from dpupose.split.graph import analyze
 from dpupose.split.optimize import ALL_CPU, RULES_ONLY, best, candidates, format_candidates
 
@@ -30,6 +34,10 @@ def _cpu_only_macs() -> A53Model:
 def test_graph_macs_are_the_hand_counts():
     g = analyze(build("none"))
     assert {u.name: g.macs(u) for u in g.units if g.macs(u)} == MACS
+    # a transposed conv: each of its input's 8 x 8 x 8 values is spread over 8 channels x 4 x 4 taps (the
+    # output's 16 x 16 x 8 values would count each tap 4 times)
+    g = analyze(build("deconv"))
+    assert g.macs(next(u for u in g.units if u.name == "mid/deconv")) == 8 * 8 * 8 * (8 * 4 * 4)
 
 
 def test_optimizer_picks_the_cut_computed_by_hand():
@@ -94,3 +102,50 @@ def test_a53_calibration_reproduces_the_study_rows():
     assert 1.0e9 < a53.mac_rate_fp32 < a53.mac_rate_int8 < 19.2e9
     assert a53.mac_rate_fp32 == pytest.approx(1.567e9, rel=1e-3)
     assert a53.mac_rate_int8 == pytest.approx(3.808e9, rel=1e-3)
+
+
+def test_a_prediction_is_written_to_four_decimals_and_its_fps_to_two():
+    p = Prediction(1.23456, 2.34567, 0.5, {"dpu0": 1.23456})
+    assert p.to_dict() == {
+        "predicted": True,
+        "dpu_ms": 1.2346,
+        "cpu_ms": 2.3457,
+        "boundary_ms": 0.5,
+        "pipelined_fps": 426.32,  # 1000 / 2.34567
+        "sequential_fps": 279.31,  # 1000 / (1.23456 + 2.34567)
+        "subgraph_ms": {"dpu0": 1.2346},
+    }
+    assert Prediction(0.0, 0.0, 0.0).pipelined_fps == INF
+
+
+def test_a_unit_s_dpu_time_sums_its_layers_over_every_estimate():
+    """A unit's layers (its op and fused activation) in every DPU subgraph's estimate that lists them."""
+    g = analyze(build("none"))
+
+    def est(**rows: float) -> SimpleNamespace:
+        return SimpleNamespace(layers=[SimpleNamespace(name=k.replace("__", "/"), time_ms=v) for k, v in rows.items()])
+
+    ms = unit_dpu_ms(g, [est(conv1=1.0, conv1__relu=0.25, conv2=2.0), est(conv1=0.5, conv3=4.0)])
+    by_name = {u.name: ms[u.index] for u in g.units}
+    assert (by_name["conv1"], by_name["conv2"], by_name["conv3"], by_name["head/dsnt"]) == (1.75, 2.0, 4.0, 0.0)
+
+
+def test_cpu_int8_costs_the_cpu_subgraphs_macs_at_the_int8_rate():
+    g = analyze(build("none"))
+    a53 = A53Model(RATE, 4 * RATE, 0.0, copy_bandwidth=INF, dpu_job_overhead_s=0.0, element_ops_rate=INF)
+    (everything,) = [c for c in candidates(g, CFG, {}, {}, a53) if c.label == ALL_CPU]
+    macs = sum(MACS.values())
+    assert predict(g, everything.groups, {}, a53).cpu_ms == pytest.approx(macs / RATE * 1e3)
+    assert predict(g, everything.groups, {}, a53, cpu_int8=True).cpu_ms == pytest.approx(macs / (4 * RATE) * 1e3)
+
+
+def test_a_dpu_output_that_is_a_model_output_is_converted_for_the_caller(tmp_path):
+    g = analyze(onnx.load(str(conv_heatmaps_model(tmp_path / "m.onnx"))))
+    groups = group(g, assign(g, CFG))
+    assert [(grp.device, grp.outputs) for grp in groups] == [("dpu", ["logits"]), ("cpu", ["coords"])]
+    a53 = A53Model(INF, INF, 0.0, copy_bandwidth=1e9, dpu_job_overhead_s=0.0, element_ops_rate=1e9)
+    # image in (768 floats -> int8: 5 ops + 5 bytes each), logits out (256 int8 -> float: 3 ops + 5 bytes)
+    both = (768 * 5 + 768 * 5 + 256 * 3 + 256 * 5) / 1e9
+    assert boundary_s(g, groups, a53) == pytest.approx(both)
+    # read by no CPU subgraph, the heatmaps still leave the DPU as float32 for the caller
+    assert boundary_s(g, groups[:1], a53) == pytest.approx(both)

@@ -30,10 +30,13 @@ from split_models import (
 )
 
 from dpupose.cli import main
+from dpupose.dpu.config import load_config
 from dpupose.errors import ModelFileError, UsageError
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.executor import SplitExecutor, as_float_nchw
 from dpupose.runtime.qdq_graph import EMULATED
+from dpupose.split.assign import Assignment, assign
+from dpupose.split.graph import analyze, load_onnx
 from dpupose.split.partition import SplitOptions, split_model
 from dpupose.split.plan import load_plan, save_plan
 
@@ -154,6 +157,10 @@ def test_requantization_stays_on_the_dpu(tmp_path):
     assert _rows(result)["rq/quantize"] == {
         "node": "rq/quantize", "op": "Requantize", "device": "dpu", "reason": "requantize (change of fix point)"
     }  # fmt: skip
+    # in graph order: the requantization (a unit without a node of its own) between conv1 and conv2
+    assert [r["node"] for r in result.assignment] == [
+        "conv1", "rq/quantize", "conv2", "conv3", "head/flatten", "head/softmax", "head/heatmaps", "head/dsnt"
+    ]  # fmt: skip
 
 
 def test_dpu_ops_the_emulator_lacks_are_split_with_a_warning(tmp_path):
@@ -770,6 +777,20 @@ def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
     assert again.subgraph_ms == pytest.approx(result.prediction.subgraph_ms)
 
 
+def test_predictions_of_a_plan_cost_its_cpu_subgraphs_at_the_int8_rate_when_asked(tmp_path):
+    from dpupose.split.a53 import A53Model
+    from dpupose.split.cost import predict_plan
+
+    _, result = _split(tmp_path, "none", cpu_from="image")
+    assert _devices(result.plan) == ["cpu"]
+    rate, inf = 4608e3, float("inf")  # MAC/s; nothing else charged
+    a53 = A53Model(rate, 4 * rate, 0.0, copy_bandwidth=inf, dpu_job_overhead_s=0.0, element_ops_rate=inf)
+    macs = 13824 + 36864 + 18432 + 512  # conv1, conv2, conv3, the DSNT MatMul (tests/test_split_optimize.py)
+    plan = load_plan(result.folder)
+    assert predict_plan(plan, a53).cpu_ms == pytest.approx(macs / rate * 1e3)
+    assert predict_plan(plan, a53, cpu_int8=True).cpu_ms == pytest.approx(macs / (4 * rate) * 1e3)
+
+
 def test_predictions_of_a_plan_split_for_a_configuration_file_use_that_file(tmp_path):
     """A TOML given by path, named like a shipped configuration: the plan's own options, not the shipped ones."""
     import json
@@ -871,9 +892,14 @@ def test_cpu_from_forces_the_node_and_everything_after(tmp_path):
     for name in ("conv2", "conv3", "head/softmax"):
         assert rows[name]["device"] == "cpu" and rows[name]["reason"] == "forced to the CPU (--cpu-from conv2)"
     assert [t.name for t in result.plan.subgraphs[0].outputs] == ["c1"]
+    # recorded: scripts/vitis_ai_quantize.sh --plan says in NAME.dpupose.json which split it compiled for
+    assert (result.plan.metadata["cpu_from"], result.plan.metadata["optimized"]) == ("conv2", False)
     # A tensor name selects its producer; a quantized tensor selects the op it quantizes.
     _, by_tensor = _split(tmp_path, "none", cpu_from="conv3_conv")
     assert [r["device"] for r in by_tensor.assignment[:3]] == ["dpu", "dpu", "cpu"]
+    # A Q/DQ node selects the op whose output it quantizes (conv2 here, not the first unit).
+    _, by_pair = _split(tmp_path, "none", cpu_from="c2/dequantize")
+    assert [r["device"] for r in by_pair.assignment[:3]] == ["dpu", "cpu", "cpu"]
     # The image input (or its Q/DQ) puts everything on the CPU.
     _, everything = _split(tmp_path, "none", cpu_from="image")
     assert _devices(everything.plan) == ["cpu"]
@@ -881,6 +907,13 @@ def test_cpu_from_forces_the_node_and_everything_after(tmp_path):
         _split(tmp_path, "none", cpu_from="conv9")
     suggested = str(exc.value).split("such as ")[1].split(", ")
     assert suggested and not any(name.startswith("/") for name in suggested)  # module paths, not /ReduceSum_2
+
+
+def test_a_wrong_cpu_from_suggests_the_last_six_nodes(tmp_path):
+    # where a cut is made: late in the network (the sigmoid model has eight units)
+    with pytest.raises(UsageError) as exc:
+        _split(tmp_path, "sigmoid", cpu_from="conv9")
+    assert "such as conv2, conv3, head/flatten, head/softmax, head/heatmaps, head/dsnt (`dpupose" in str(exc.value)
 
 
 def test_a_wrong_cpu_from_of_a_torch_export_suggests_its_layers_not_its_head(tmp_path):
@@ -1299,3 +1332,239 @@ def test_dpu_estimate_takes_the_operator_rules_eltwise_fc_pad_and_pixel_shuffle_
     if not on_dpu:
         why = dict((n, r) for n, _, r in graph.excluded)["mid"]
         assert why.startswith("not a DPU op (") and reason in why
+
+
+def test_a_model_s_image_input_is_one_square_rgb_image():
+    from dpupose.split.partition import image_input
+
+    def inputs(*names: str, **shapes) -> SimpleNamespace:
+        return SimpleNamespace(graph_inputs=list(names), shapes={k: tuple(v) for k, v in shapes.items()})
+
+    source = Path("m.onnx")
+    spec = image_input(inputs("image", image=[1, 3, 32, 32]), source)
+    assert (spec.name, spec.shape) == ("image", (1, 3, 32, 32))
+    for shape in ([1, 3, 32, 48], [1, 1, 32, 32], [1, 4, 32, 32], [1, 32, 32, 3], [3, 32, 32]):
+        with pytest.raises(ModelFileError, match=re.escape(f"input 'image' is {tuple(shape)}; expected a square RGB")):
+            image_input(inputs("image", image=shape), source)
+    with pytest.raises(ModelFileError, match="takes 2 inputs; a pose model takes one image"):
+        image_input(inputs("image", "mask", image=[1, 3, 32, 32], mask=[1, 1, 32, 32]), source)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"), [("mynet/model.onnx", "mynet"), ("q/model_qdq.onnx", "q"), ("q/pose.onnx", "pose")]
+)
+def test_the_plan_names_the_model_by_its_folder_or_its_file(tmp_path, path, name):
+    model = save("none", tmp_path / path)
+    assert split_model(SplitOptions(model, CONFIG, tmp_path / "plan")).plan.model.name == name
+
+
+def test_an_xmodel_and_its_sidecar_are_read_strictly(tmp_path):
+    from dpupose.split.partition import xmodel_fingerprint, xmodel_macs, xmodel_part
+
+    model = save("none", tmp_path / "m.onnx")
+    xmodel = tmp_path / "compiled" / "pose.xmodel"
+    xmodel.parent.mkdir()
+    xmodel.write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"--xmodel .*pose\.xmodel is empty; compile it again"):
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan", xmodel=xmodel))
+    assert not (tmp_path / "plan").exists()
+    xmodel.write_bytes(b"\x0a\x04root compiled graph")
+    side = xmodel.with_name("pose.dpupose.json")
+    side.write_text('{"input": "", "output": "logits"}')
+    with pytest.raises(ModelFileError, match=r"pose\.dpupose\.json is damaged \(input/output must be names\)"):
+        xmodel_part(xmodel, "image")
+    # the fingerprint is hex with or without 0x; a macs of JSON true is no count (bool is an int in Python)
+    side.write_text('{"input": "image", "output": "logits", "fingerprint": "101000016010404", "macs": true}')
+    assert (xmodel_fingerprint(xmodel), xmodel_macs(xmodel)) == (0x101000016010404, None)
+    plan = split_model(SplitOptions(model, CONFIG, tmp_path / "plan", xmodel=xmodel)).plan
+    assert [sg.xmodel for sg in plan.subgraphs] == ["pose.xmodel", None]
+    # the multiply-accumulates it records are the DPU subgraph's: conv1 and conv2 when cut at conv3
+    # (13824 + 36864: tests/test_split_optimize.py), not the CPU subgraph's conv3 and head as well
+    side.write_text('{"input": "image", "output": "c2", "macs": 50688}')
+    cut = SplitOptions(model, CONFIG, tmp_path / "cut", cpu_from="conv3", xmodel=xmodel)
+    assert [sg.xmodel for sg in split_model(cut).plan.subgraphs] == ["pose.xmodel", None]
+    side.write_text('{"input": "image", "output": "c2", "macs": 69632}')
+    with pytest.raises(UsageError, match="was compiled from a network of"):
+        split_model(cut)
+
+
+def test_the_cpu_subgraph_s_reason_puts_forced_and_larger_units_first():
+    from dpupose.split.assign import _summary
+
+    g = analyze(build("sigmoid"))
+    assert [(u.name, int(np.prod(g.shapes[u.output]))) for u in g.units] == [
+        ("conv1", 512), ("mid/sigmoid", 512), ("conv2", 512), ("conv3", 256), ("head/flatten", 256),
+        ("head/softmax", 256), ("head/heatmaps", 256), ("head/dsnt", 32),
+    ]  # fmt: skip
+    forced = "forced to the CPU (--cpu-from head/heatmaps)"
+    reasons = ["Sigmoid or worse", "Sigmoid or worse", "y", "z", "Sigmoid or worse", "Sigmoid or worse", forced, forced]
+    text = _summary(g, Assignment(["cpu"] * 8, reasons), list(range(8)))
+    assert text == (
+        "Reshape, MatMul: forced to the CPU (--cpu-from head/heatmaps); "
+        "Conv, Sigmoid, Reshape and 1 more: Sigmoid or worse; Conv: y; 1 other reason(s)"
+    )
+
+
+def _devices_of(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
+    g = analyze(model)
+    a = assign(g, load_config(CONFIG))
+    return {u.name: (a.devices[u.index], a.reasons[u.index]) for u in g.units}
+
+
+def test_a_unit_whose_float_output_leaves_the_model_or_feeds_a_float_op_is_on_the_cpu():
+    # conv2's ReLU output is also a model output: the DPU hands over only its int8 copy
+    m = build("none")
+    m.graph.output.append(onnx.helper.ValueInfoProto(name="conv2_float"))
+    assert _devices_of(m)["conv2"] == ("cpu", "output 'conv2_float' is a float model output")
+    # conv2's output before its ReLU is a model output: the ReLU is not fused, and both are on the CPU
+    m = build("none")
+    m.graph.output.append(onnx.helper.ValueInfoProto(name="conv2_conv"))
+    devices = _devices_of(m)
+    assert devices["conv2"] == ("cpu", "output 'conv2_conv' is a float model output")
+    assert devices["conv2/relu"][0] == "cpu"
+    # conv2's ReLU output also goes into a float op beside its QuantizeLinear
+    m = build("none")
+    m.graph.node.append(onnx.helper.make_node("Sigmoid", ["conv2_float"], ["side"], name="side"))
+    not_quantized = "output 'conv2_float' is not quantized (the DPU hands over only int8 tensors)"
+    assert _devices_of(m)["conv2"] == ("cpu", not_quantized)
+
+
+def test_a_requantization_whose_source_other_ops_read_stays_on_the_dpu():
+    m = build("requant")
+    m.graph.node.append(onnx.helper.make_node("Sigmoid", ["c1"], ["side"], name="side"))
+    assert _devices_of(m)["rq/quantize"] == ("dpu", "requantize (change of fix point)")
+
+
+def _q_output_read_by_a_cast(g) -> None:
+    g.node.append(onnx.helper.make_node("Cast", ["c1_int8"], ["peek"], name="peek", to=onnx.TensorProto.FLOAT))
+
+
+def _dq_of_another_scale(g) -> None:
+    g.initializer.append(onnx.numpy_helper.from_array(np.array(2.0**-3, np.float32), "c1_other_scale"))
+    next(n for n in g.node if n.name == "c1/dequantize").input[1] = "c1_other_scale"
+
+
+def _stray_dequantize(g) -> None:
+    g.node.append(onnx.helper.make_node("Cast", ["conv1_float"], ["c1_cast"], name="cast", to=onnx.TensorProto.INT8))
+    dq = onnx.helper.make_node("DequantizeLinear", ["c1_cast", "c1_scale", "c1_zp"], ["c1_again"], name="stray")
+    g.node.append(dq)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_q_output_read_by_a_cast, "QuantizeLinear 'c1/quantize': its int8 output feeds ['peek'] (only Dequantize"),
+        (_dq_of_another_scale, "Q/DQ pair of 'conv1_float' has two scales (2**-4 and 2**-3)"),
+        (_stray_dequantize, "Q/DQ nodes outside the activation Q -> DQ pattern: ['stray']"),
+    ],
+)
+def test_q_dq_nodes_outside_the_dpu_s_pattern_are_refused_naming_them(edit, message):
+    m = build("none")
+    edit(m.graph)
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        analyze(m)
+
+
+def test_unnamed_nodes_get_names_no_other_node_has(tmp_path):
+    m = build("none")
+    idx = next(i for i, n in enumerate(m.graph.node) if n.name == "conv2/relu")
+    m.graph.node[idx].name = ""
+    next(n for n in m.graph.node if n.name == "conv1/relu").name = f"Relu_{idx}"
+    names = [n.name for n in analyze(m).nodes]
+    assert len(set(names)) == len(names) and names[idx] == f"Relu_{idx}_"
+
+
+def test_a_file_without_nodes_is_not_an_onnx_model(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")  # parses as an empty ModelProto
+    with pytest.raises(ModelFileError, match=r"empty\.onnx: not an ONNX model \(no nodes\)"):
+        load_onnx(empty)
+
+
+def test_a_quantized_model_output_made_on_the_cpu_comes_from_its_cpu_subgraph(tmp_path):
+    # heatmaps through a Q/DQ pair after the head's Reshape: the pair goes with the CPU subgraph that makes it
+    m = build("none")
+    next(n for n in m.graph.node if n.name == "head/heatmaps").output[0] = "heatmaps_float"
+    m.graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.array(2.0**-7, np.float32), "hm_scale"),
+            onnx.numpy_helper.from_array(np.array(0, np.int8), "hm_zp"),
+        ]
+    )
+    m.graph.node.extend(
+        [
+            onnx.helper.make_node("QuantizeLinear", ["heatmaps_float", "hm_scale", "hm_zp"], ["hm_int8"], name="hm/q"),
+            onnx.helper.make_node("DequantizeLinear", ["hm_int8", "hm_scale", "hm_zp"], ["heatmaps"], name="hm/dq"),
+        ]
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    plan = split_model(SplitOptions(path, CONFIG, tmp_path / "plan")).plan
+    assert [(sg.name, [t.name for t in sg.outputs]) for sg in plan.subgraphs] == [
+        ("dpu0", ["logits"]),
+        ("cpu0", ["coords", "heatmaps"]),
+    ]
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["heatmaps"], {"image": x})[0]
+    out = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(x)
+    np.testing.assert_array_equal(out["heatmaps"], whole)
+
+
+def test_a_relu6_whose_clip_bounds_are_quantized_constants_is_fused_on_the_dpu():
+    # Clip(x, DQ(0), DQ(6)): the bounds are the constants' dequantized values (int8 0 and 6 at scale 1)
+    m = build("none")
+    g = m.graph
+    i = next(k for k, n in enumerate(g.node) if n.name == "conv2/relu")
+    relu = g.node[i]
+    nodes = []
+    for name, value in (("lo", 0), ("hi", 6)):
+        g.initializer.extend(
+            [
+                onnx.numpy_helper.from_array(np.array(value, np.int8), f"clip_{name}_int8"),
+                onnx.numpy_helper.from_array(np.array(1.0, np.float32), f"clip_{name}_scale"),
+                onnx.numpy_helper.from_array(np.array(0, np.int8), f"clip_{name}_zp"),
+            ]
+        )
+        inputs = [f"clip_{name}_int8", f"clip_{name}_scale", f"clip_{name}_zp"]
+        nodes.append(onnx.helper.make_node("DequantizeLinear", inputs, [f"clip_{name}"], name=f"clip_{name}/dq"))
+    nodes.append(onnx.helper.make_node("Clip", [relu.input[0], "clip_lo", "clip_hi"], [relu.output[0]], name="relu6"))
+    g.node.remove(relu)
+    for n in reversed(nodes):
+        g.node.insert(i, n)
+    onnx.checker.check_model(m)
+    assert _devices_of(m)["conv2"] == ("dpu", "conv 3x3 s1 (conv engine)")
+
+
+def test_a_requantization_of_a_tensor_made_on_the_cpu_takes_its_q_dq_pair_along(tmp_path):
+    # the sigmoid's quantized output requantized before conv2: the DPU subgraph quantizes the float it reads
+    m = build("sigmoid")
+    g = m.graph
+    i = next(k for k, n in enumerate(g.node) if n.name == "conv2")
+    g.node[i].input[0] = "rq"
+    g.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.array(2.0 ** -FP["rq"], np.float32), "rq_scale"),
+            onnx.numpy_helper.from_array(np.array(0, np.int8), "rq_zp"),
+        ]
+    )
+    g.node.insert(i, onnx.helper.make_node("DequantizeLinear", ["rq_int8", "rq_scale", "rq_zp"], ["rq"], name="rq/dq"))
+    g.node.insert(i, onnx.helper.make_node("QuantizeLinear", ["mid", "rq_scale", "rq_zp"], ["rq_int8"], name="rq/q"))
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert _devices(result.plan) == ["dpu", "cpu", "dpu", "cpu"]
+    assert _rows(result)["rq/q"]["device"] == "dpu"
+    dpu1 = result.plan.subgraphs[2]
+    assert [(t.name, t.fix_point) for t in dpu1.inputs] == [("mid_float", FP["mid"])]
+
+
+def test_a_unit_is_refused_for_its_first_fused_activation_the_dpu_cannot_run():
+    # conv2 -> LeakyRelu(0.2) -> LeakyRelu(0.3), one unit: the reason names the first (the 0.3 one was named)
+    m = build("leaky")
+    g = m.graph
+    i = next(k for k, n in enumerate(g.node) if n.name == "conv2/leaky")
+    g.node[i].output[0] = "leaky_float"
+    second = onnx.helper.make_node("LeakyRelu", ["leaky_float"], ["conv2_float"], name="conv2/leaky2", alpha=0.3)
+    g.node.insert(i + 1, second)
+    device, reason = _devices_of(m)["conv2"]
+    assert device == "cpu" and "slope 0.2" in reason and "slope 0.3" not in reason
