@@ -207,6 +207,28 @@ def conv_heatmaps_model(path: Path) -> Path:
     return path
 
 
+def dpu_heatmaps_model(path: Path, seed: int = 0) -> Path:
+    """image -> conv1 + ReLU -> conv2 + ReLU -Q/DQ-> c2, then two 3x3 convs of c2 to J channels at stride 2 on
+    the DPU: conv3's logits give the coords (flat softmax and DSNT on the CPU), conv4's quantized result is the
+    heatmaps output itself, which no op reads (a DPU output that is a plan output and no CPU subgraph's input)."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    c1 = b.stem(rng)
+    b.node("Relu", [b.conv(c1, "conv2", 8, 8, 1, rng)], "conv2_float", name="conv2/relu")
+    c2 = b.qdq("conv2_float", FP["c2"], "c2")
+    b.qdq(b.conv(c2, "conv3", 8, J, 2, rng), FP["logits"], "logits")
+    b.qdq(b.conv(c2, "conv4", 8, J, 2, rng), FP["logits"], "heatmaps")
+    grid = np.array([[pixel_centres(H)[k % H], pixel_centres(H)[k // H]] for k in range(H * H)], np.float32)
+    b.const("flat_shape", np.array([1, J, H * H], np.int64))
+    b.const("grid", grid)
+    b.node("Reshape", ["logits", "flat_shape"], "flat", name="head/flatten")
+    b.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
+    b.node("MatMul", ["flat_sm", "grid"], "coords", name="head/dsnt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(b.model("qdq_dpu_heatmaps", H), str(path))
+    return path
+
+
 def save(middle: str, path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(middle, seed), str(path))

@@ -22,6 +22,7 @@ from split_models import (
     build,
     conv_heatmaps_model,
     conv_limit_model,
+    dpu_heatmaps_model,
     float_model,
     global_pool_model,
     op_model,
@@ -775,6 +776,59 @@ def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
     assert again.dpu_ms == pytest.approx(result.prediction.dpu_ms)
     assert again.cpu_ms == pytest.approx(result.prediction.cpu_ms)
     assert again.subgraph_ms == pytest.approx(result.prediction.subgraph_ms)
+
+
+# Boundary tensors of the test models (split_models, 16 x 16 input): image 3*16*16 = 768 floats -> int8 (5 ops
+# + 5 bytes each: tests/test_split_optimize.py), c1 and c2 8*8*8 = 512 and logits / heatmaps 16*4*4 = 256 int8
+# -> float (3 ops + 5 bytes each), at 1e9 ops/s and 1e9 bytes/s.
+BOUNDARY_CASES = {
+    # the heatmaps (conv4's) leave the DPU for the caller only, the logits for the head on the CPU
+    "a plan output no cpu subgraph reads": (lambda p: (dpu_heatmaps_model(p), None), 768 * 10 + 256 * 8 * 2),
+    # the logits are the heatmaps output and the head's input: converted for cpu0, then again for the caller
+    "a plan output a cpu subgraph reads": (lambda p: (conv_heatmaps_model(p), None), 768 * 10 + 256 * 8 * 2),
+    # c1 is read by cpu0 (the sigmoid) and cpu1 (the add, forced): converted for each; mid_float back to int8
+    "two cpu subgraphs read one dpu output": (
+        lambda p: (save("skip", p), "skip/add"),
+        768 * 10 + 512 * 8 * 2 + 512 * 10 + 512 * 8,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BOUNDARY_CASES))
+def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_path, monkeypatch, case):
+    """split's prediction and the plan files' count every conversion the executor makes: each reader converts
+    its own copy of a DPU output, and the caller gets a plan output made on the DPU converted once more."""
+    import dpupose.runtime.executor as executor
+    from dpupose.split.a53 import A53Model
+    from dpupose.split.cost import predict_plan
+
+    make, hand = BOUNDARY_CASES[case]
+    model, cpu_from = make(tmp_path / "m.onnx")
+    hand_ms = hand / 1e9 * 1e3
+    inf = float("inf")
+    a53 = A53Model(inf, inf, 0.0, copy_bandwidth=1e9, dpu_job_overhead_s=0.0, element_ops_rate=1e9)
+    result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan", cpu_from=cpu_from), a53=a53)
+    plan = load_plan(result.folder)
+    if case.startswith("two"):
+        assert _devices(plan) == ["dpu", "cpu", "dpu", "cpu"]
+        assert [[t.name for t in sg.inputs] for sg in plan.subgraphs[1::2]] == [["c1"], ["c1", "c2"]]
+    else:
+        assert _devices(plan) == ["dpu", "cpu"] and plan.outputs.heatmaps in [t.name for t in plan.subgraphs[0].outputs]
+    assert result.prediction.boundary_ms == pytest.approx(hand_ms)
+    assert predict_plan(plan, a53).boundary_ms == pytest.approx(hand_ms)
+    # The executor's own conversions, int8 <-> float, run on the emulator, charged as the A53 model charges them.
+    made: list[float] = []
+    convert = executor.convert
+
+    def counted(x, src, dst):
+        if (src.dtype == "int8") != (dst.dtype == "int8"):
+            made.append(a53.boundary_s(x.size, to_float=src.dtype == "int8"))
+        return convert(x, src, dst)
+
+    monkeypatch.setattr(executor, "convert", counted)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all())
+    ex.infer_tensor(np.zeros(plan.input.shape, np.float32))
+    assert sum(made) * 1e3 == pytest.approx(hand_ms)
 
 
 def test_predictions_of_a_plan_cost_its_cpu_subgraphs_at_the_int8_rate_when_asked(tmp_path):

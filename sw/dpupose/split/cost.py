@@ -4,7 +4,10 @@
   per layer, so any subset of the DPU units can be costed from one estimate per DPU subgraph.
 - CPU stage: the CPU subgraphs under the Cortex-A53 model (dpupose.split.a53), plus the conversion and
   DDR transfer of every boundary tensor between the DPU and the CPU (including the image entering the
-  first DPU subgraph) and the CPU's share of each DPU job.
+  first DPU subgraph) and the CPU's share of each DPU job. The conversions are counted as the split
+  executor (dpupose.runtime.executor) makes them: a float tensor once for every DPU subgraph that reads
+  it, and a DPU subgraph's output once for every CPU subgraph that reads it and once more when it is one of
+  the plan's outputs (coords, heatmaps), which the caller gets as float.
 - Pipelined throughput = 1 / max(DPU stage, CPU stage): the DPU and the CPU work on different frames at
   once. Sequential = 1 / (DPU stage + CPU stage).
 
@@ -77,12 +80,21 @@ def cpu_group_s(g: QdqGraph, grp: Group, a53: A53Model, int8: bool = False) -> f
     return a53.compute_s(macs, ops, count, int8)
 
 
+def plan_outputs(g: QdqGraph) -> set[str]:
+    """The model outputs a plan of `g` hands to its caller (coords, and heatmaps where it has them)."""
+    from pathlib import Path
+
+    from dpupose.split.partition import model_outputs
+
+    names = model_outputs(g, Path("the model"))
+    return {t for t in (names.coords, names.heatmaps) if t is not None}
+
+
 def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
-    """CPU time of converting and moving every tensor that crosses between the DPU and the CPU."""
-    device_of = {}
-    for grp in groups:
-        for t in grp.outputs:
-            device_of.setdefault(t, grp.device)
+    """CPU time of converting and moving every tensor that crosses between the DPU and the CPU, counted as the
+    executor converts them (module docstring): each reader converts its own copy, and a plan output made on
+    the DPU is converted once more for the caller."""
+    finals = plan_outputs(g)
     total = 0.0
     for grp in groups:
         if grp.device != DPU:
@@ -91,9 +103,8 @@ def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
             if t not in grp.requant_inputs:  # float from the CPU (or the image) -> int8
                 total += a53.boundary_s(math.prod(g.shapes[t]), to_float=False)
         for t in grp.outputs:
-            readers = [other for other in groups if t in other.inputs and other.device != DPU]
-            if readers or t in g.graph_outputs:
-                total += a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
+            readers = sum(1 for other in groups if t in other.inputs and other.device != DPU)
+            total += (readers + (t in finals)) * a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
     return total
 
 
@@ -160,6 +171,7 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
     per: dict[str, float] = {}
     dpu = cpu = edges = 0.0
     dpu_made: set[str] = set()
+    finals = {t for t in (plan.outputs.coords, plan.outputs.heatmaps) if t is not None}
     for sg in plan.subgraphs:
         path = plan.path(sg.file)
         if sg.is_dpu:
@@ -170,6 +182,9 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
                 if t.name not in dpu_made:
                     edges += a53.boundary_s(math.prod(t.shape), to_float=False) * 1e3
             dpu_made.update(t.name for t in sg.outputs)
+            for t in sg.outputs:  # converted for the caller (module docstring)
+                if t.name in finals:
+                    edges += a53.boundary_s(math.prod(t.shape), to_float=True) * 1e3
         else:
             c = graph_counts(onnx.load(str(path)))
             ms = a53.compute_s(c["macs"], c["element_ops"], c["nodes"], cpu_int8) * 1e3
