@@ -229,6 +229,32 @@ def dpu_heatmaps_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def read_heatmaps_model(path: Path, seed: int = 0) -> Path:
+    """build("none") without conv2, whose heatmaps (the head's flat softmax, reshaped on the CPU) are quantized
+    (Q/DQ pair "heatmaps", a model output) and read by a MaxPool 3x3 (stride 1, pads 1: a DPU op), whose quantized
+    result gives the coords (flattened, DSNT MatMul): a quantized model output made on the CPU that a DPU
+    subgraph reads too, so both subgraphs hold its Q/DQ pair."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    c1 = b.stem(rng)
+    b.qdq(b.conv(c1, "conv3", 8, J, 2, rng), FP["logits"], "logits")
+    grid = np.array([[pixel_centres(H)[k % H], pixel_centres(H)[k // H]] for k in range(H * H)], np.float32)
+    b.const("flat_shape", np.array([1, J, H * H], np.int64))
+    b.const("map_shape", np.array([1, J, H, H], np.int64))
+    b.const("grid", grid)
+    b.node("Reshape", ["logits", "flat_shape"], "flat", name="head/flatten")
+    b.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
+    b.node("Reshape", ["flat_sm", "map_shape"], "heatmaps_float", name="head/heatmaps")
+    heat = b.qdq("heatmaps_float", 7, "heatmaps")
+    b.node("MaxPool", [heat], "pool_float", name="head/pool", kernel_shape=[3, 3], pads=[1] * 4)
+    pooled = b.qdq("pool_float", 7, "pooled")
+    b.node("Reshape", [pooled, "flat_shape"], "pooled_flat", name="head/pool_flatten")
+    b.node("MatMul", ["pooled_flat", "grid"], "coords", name="head/dsnt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(b.model("qdq_read_heatmaps", H), str(path))
+    return path
+
+
 def save(middle: str, path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(middle, seed), str(path))

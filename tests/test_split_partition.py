@@ -27,6 +27,7 @@ from split_models import (
     global_pool_model,
     op_model,
     qoperator_model,
+    read_heatmaps_model,
     save,
 )
 
@@ -112,6 +113,42 @@ def _unsplit_session(middle: str, optimize: bool = True) -> ort.InferenceSession
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def test_only_the_subgraph_that_makes_a_tensor_lists_it_as_an_output(tmp_path):
+    """The heatmaps' Q/DQ pair, made on the CPU, is copied into the DPU subgraph that reads them (so it quantizes
+    its own input) and kept in cpu0 (a model output): both hold the DequantizeLinear, but only cpu0, which
+    makes the heatmaps, hands them out; the plan's heatmaps are cpu0's float result."""
+    model = read_heatmaps_model(tmp_path / "m.onnx")
+    result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    plan = load_plan(result.folder)
+    assert [(sg.name, [t.name for t in sg.inputs], [t.name for t in sg.outputs]) for sg in plan.subgraphs] == [
+        ("dpu0", ["image"], ["logits"]),
+        ("cpu0", ["logits"], ["heatmaps_float", "heatmaps"]),
+        ("dpu1", ["heatmaps_float"], ["pooled"]),
+        ("cpu1", ["pooled"], ["coords"]),
+    ]
+    assert plan.subgraphs[2].inputs[0].fix_point == 7  # the heatmaps' pair's scale, 2**-7
+    dequantized = [
+        sg.name
+        for sg in plan.subgraphs
+        if any(n.output[0] == "heatmaps" for n in onnx.load(str(plan.path(sg.file))).graph.node)
+    ]
+    assert dequantized == ["cpu0", "dpu1"]
+    # Run: the plan's heatmaps are cpu0's float32 NCHW tensor, and the cpu backend gives the unsplit model's
+    # numbers.
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    x = np.random.default_rng(1).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    env = {plan.input.name: (x, ex.image_info)}
+    for i in range(len(plan.subgraphs)):
+        ex.run_subgraph(i, env)
+    assert env["heatmaps"][1] == next(i for i in ex.runners["cpu0"].outputs if i.name == "heatmaps")
+    coords, heatmaps = sess.run(["coords", "heatmaps"], {"image": x})
+    out = ex.outputs(env)
+    np.testing.assert_allclose(out["heatmaps"], heatmaps, atol=1e-6)
+    np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
+    ex.close()
 
 
 def test_dpu_subgraph_reading_another_dpu_subgraph_gets_an_exact_boundary(tmp_path):
