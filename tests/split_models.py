@@ -255,6 +255,29 @@ def read_heatmaps_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def two_scales_model(path: Path, seed: int = 0) -> Path:
+    """build("sigmoid")'s mid_float (a CPU Sigmoid of c1) quantized twice: at 2**-6 ("mid") for conv2 + ReLU, and
+    at 2**-7 ("mid_b") for an Add of it and the Sigmoid of conv2's quantized result (a second CPU op), so the Add
+    and conv3 after it are a DPU subgraph of their own that reads the same float tensor at another scale."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    c1 = b.stem(rng)
+    b.node("Sigmoid", [c1], "mid_float", name="mid/sigmoid")
+    mid = b.qdq("mid_float", 6, "mid")
+    b.node("Relu", [b.conv(mid, "conv2", 8, 8, 1, rng)], "conv2_float", name="conv2/relu")
+    c2 = b.qdq("conv2_float", FP["c2"], "c2")
+    b.node("Sigmoid", [c2], "gate_float", name="gate/sigmoid")
+    gate = b.qdq("gate_float", 7, "gate")
+    mid_b = b.qdq("mid_float", 7, "mid_b")
+    b.node("Add", [gate, mid_b], "sum_float", name="skip/add")
+    x = b.qdq("sum_float", FP["sum"], "sum")
+    b.qdq(b.conv(x, "conv3", 8, J, 2, rng), FP["logits"], "logits")
+    b.head("logits")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(b.model("qdq_two_scales", H), str(path))
+    return path
+
+
 def save(middle: str, path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(middle, seed), str(path))

@@ -29,6 +29,7 @@ from split_models import (
     qoperator_model,
     read_heatmaps_model,
     save,
+    two_scales_model,
 )
 
 from dpupose.cli import main
@@ -146,6 +147,37 @@ def test_only_the_subgraph_that_makes_a_tensor_lists_it_as_an_output(tmp_path):
     assert env["heatmaps"][1] == next(i for i in ex.runners["cpu0"].outputs if i.name == "heatmaps")
     coords, heatmaps = sess.run(["coords", "heatmaps"], {"image": x})
     out = ex.outputs(env)
+    np.testing.assert_allclose(out["heatmaps"], heatmaps, atol=1e-6)
+    np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
+    ex.close()
+
+
+def test_a_float_tensor_quantized_at_two_scales_enters_each_dpu_subgraph_at_its_own(tmp_path):
+    """mid_float, made on the CPU, has two Q/DQ pairs (2**-6 for conv2, 2**-7 for the Add): each is copied into
+    the DPU subgraph that reads it, and that subgraph's boundary fix point is its own pair's, not both."""
+    model = two_scales_model(tmp_path / "m.onnx")
+    result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    plan = load_plan(result.folder)
+    assert _devices(plan) == ["dpu", "cpu", "dpu", "cpu", "dpu", "cpu"]
+    _, _, dpu1, _, dpu2, _ = plan.subgraphs
+    assert [(t.name, t.fix_point) for t in dpu1.inputs] == [("mid_float", 6)]
+    assert [(t.name, t.fix_point) for t in dpu2.inputs] == [("gate_float", 7), ("mid_float", 7)]
+    for sg, fp in ((dpu1, 6), (dpu2, 7)):
+        m = onnx.load(str(plan.path(sg.file)))
+        (q,) = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "mid_float"]
+        scale = next(t for t in m.graph.initializer if t.name == q.input[1])
+        assert onnx.numpy_helper.to_array(scale) == np.float32(2.0**-fp)
+    # The emulator reads each file's own fix point, the plan's; the cpu backend gives the unsplit model's numbers.
+    emu = RunnerFactory(plan, "emulate").create_all()
+    for sg in (dpu1, dpu2):
+        assert {i.name: i.fix_point for i in emu[sg.name].inputs} == {t.name: t.fix_point for t in sg.inputs}
+    for runner in emu.values():
+        runner.close()
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    x = np.random.default_rng(1).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    coords, heatmaps = sess.run(["coords", "heatmaps"], {"image": x})
+    out = ex.infer_tensor(x)
     np.testing.assert_allclose(out["heatmaps"], heatmaps, atol=1e-6)
     np.testing.assert_allclose(out["coords"], coords, atol=1e-6)
     ex.close()
