@@ -220,3 +220,48 @@ def test_hw_dir_is_the_one_the_package_carries(tmp_path, monkeypatch):
     message = f"hw/ folder .* is missing at .*gone: reinstall dpupose, or set {HW_DIR_ENV}"
     with pytest.raises(ConfigError, match=message):
         list_configs()
+
+
+@pytest.mark.parametrize(
+    ("line", "accepted"),
+    [
+        ("clock_mhz = 25", True),
+        ("clock_mhz = 24", False),
+        ("clock_mhz = 400", True),
+        ("clock_mhz = 401", False),
+        ("clock_mhz = 200\ncores = 4", True),
+        ("clock_mhz = 200\ncores = 0", False),
+        ("clock_mhz = 200\nuram_img_banks = -1", False),
+        ("clock_mhz = 200\nlutram_bias_banks = -1", False),
+    ],
+)
+def test_the_limits_are_inclusive_and_negative_banks_are_refused(tmp_path, line, accepted):
+    # 25 and 400 MHz and four cores are the documented limits themselves; a negative bank count would have
+    # handed BRAM back (core_resources subtracts moved banks).
+    path = write(tmp_path, f'arch = "B1600"\n{line}\n')
+    if accepted:
+        load_config(path)
+    else:
+        with pytest.raises(ConfigError, match="below 25 MHz|above 400 MHz|1 to 4 cores|must not be negative"):
+            load_config(path)
+
+
+def test_option_values_are_read_without_regard_to_case_and_arch_without_its_b(tmp_path):
+    cfg = load_config(write(tmp_path, 'arch = "1600"\nclock_mhz = 200\nram_usage = "HIGH"\ndsp_usage = "Low"\n'))
+    assert (cfg.arch, cfg.ram_usage, cfg.dsp_usage) == (Arch.B1600, RamUsage.HIGH, DspUsage.LOW)
+    assert Arch.parse(" b512 ") is Arch.B512
+
+
+def test_peak_gops_counts_every_core():
+    # The ARCH's number is its peak operations per 1x cycle: B1600 at 200 MHz is 320 GOPS a core.
+    assert DpuConfig(name="t", arch=Arch.B1600, clock_mhz=200).peak_gops == pytest.approx(320.0)
+    assert DpuConfig(name="t", arch=Arch.B1600, clock_mhz=200, cores=2).peak_gops == pytest.approx(640.0)
+    assert DpuConfig(name="t", arch=Arch.B4096, clock_mhz=300, cores=3).peak_gops == pytest.approx(4096 * 0.3 * 3)
+
+
+def test_a_file_named_without_toml_is_read_as_a_path(tmp_path, monkeypatch):
+    # A name that is no shipped configuration but a file in the current folder is that file.
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, 'arch = "B800"\nclock_mhz = 150\n', "mine")
+    cfg = load_config("mine")
+    assert (cfg.name, cfg.arch, cfg.clock_mhz) == ("mine", Arch.B800, 150)

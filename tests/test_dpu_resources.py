@@ -157,3 +157,71 @@ def test_clock_risk_flags():
     assert any(r.startswith("clock: 175 MHz") for r in odd.risks)
     too_fast = check_fit(cfg("B512", clock_mhz=350), board)  # 700 MHz 2x > 645 MHz DSP fmax of -1
     assert not too_fast.fits and too_fast.limiting == "CLOCK"
+
+
+def test_a_configuration_too_big_and_too_fast_is_limited_by_the_resource():
+    # CLOCK names the limit only where every resource fits; here the DSPs are short as well.
+    import dataclasses
+
+    fast = dataclasses.replace(load_config("u96v2-b2304-dsphigh"), clock_mhz=350)
+    report = check_fit(fast, load_board("ultra96v2"))
+    assert report.limiting == "DSP"
+    assert report.reasons == [
+        "DSP 438 > 360 available",
+        "timing: 2x clock 700 MHz > DSP48E2 fmax 645 MHz (speed grade -1)",
+    ]
+
+
+def test_a_2x_clock_at_the_dsp_fmax_itself_fits():
+    import dataclasses
+
+    board = dataclasses.replace(load_board("ultra96v2"), dsp_fmax_mhz=600)
+    report = check_fit(cfg("B512", clock_mhz=300), board)
+    assert report.fits and report.reasons == []
+    assert not check_fit(cfg("B512", clock_mhz=301), board).fits
+
+
+def test_tight_names_only_resources_between_85_and_100_percent():
+    board = load_board("ultra96v2")
+    # B1600: DSP 326 / 360 = 91%; LUT, FF and BRAM are below 80%.
+    pynq = check_fit(load_config("u96v2-b1600-pynq"), board)
+    assert [r for r in pynq.risks if r.startswith("tight")] == ["tight: DSP above 85% (placement and timing harder)"]
+    # B2304 with DSP high needs 438 DSPs: over, a reason, not a tight fit.
+    over = check_fit(load_config("u96v2-b2304-dsphigh"), board)
+    assert over.utilization["dsp"] > 1 and not [r for r in over.risks if r.startswith("tight")]
+
+
+def test_the_ports_risk_only_for_more_cores_than_the_board_has_ports_for():
+    board = load_board("ultra96v2")  # one core's worth of AXI ports
+    assert board.max_cores_by_ports == 1
+    assert not [r for r in check_fit(cfg("B512"), board).risks if r.startswith("ports")]
+    two = check_fit(cfg("B512", cores=2), board)
+    assert [r for r in two.risks if r.startswith("ports")] == ["ports: the board record lists AXI ports for 1 core(s)"]
+
+
+def test_lutram_banks_move_bram_to_luts():
+    # One B1600 image bank (10 bytes x 2048) in LUTRAM: 163840 bits / 64 bits a LUT = 2560 LUTs, and the
+    # bank's ceil(80 / 9) = 9 BRAM18 (4.5 BRAM36) freed.
+    base = core_resources(cfg("B1600"))
+    moved = core_resources(cfg("B1600", lutram_img_banks=1))
+    assert moved.lut - base.lut == 2560
+    assert base.bram36 - moved.bram36 == 4.5
+    assert (moved.dsp, moved.ff, moved.uram) == (base.dsp, base.ff, base.uram)
+
+
+def test_a_clock_above_the_safe_limit_is_a_power_risk_only():
+    # 300 MHz is not among the safe clocks either, but the power risk says it all (one line, not two).
+    risks = check_fit(load_config("u96v2-b1600-300mhz"), load_board("ultra96v2")).risks
+    assert [r.split(":")[0] for r in risks if r.startswith(("power", "clock"))] == ["power"]
+
+
+def test_a_platform_without_the_2x_clock_is_a_risk():
+    import dataclasses
+
+    board = dataclasses.replace(load_board("ultra96v2"), platform_clocks_mhz=[150, 300, 200])
+    risks = [r for r in check_fit(cfg("B512", clock_mhz=200), board).risks if r.startswith("platform-clock")]
+    assert len(risks) == 1 and "has no 400 MHz clock" in risks[0]
+    risks = [r for r in check_fit(cfg("B512", clock_mhz=100), board).risks if r.startswith("platform-clock")]
+    assert len(risks) == 1 and "has no 100 MHz clock" in risks[0]
+    risks = [r for r in check_fit(cfg("B512", clock_mhz=250), board).risks if r.startswith("platform-clock")]
+    assert len(risks) == 1 and "has no 250 MHz or 500 MHz clock" in risks[0]
