@@ -177,3 +177,54 @@ def test_hw_check_passes_with_everything_in_place(capsys, tmp_path, monkeypatch,
         "config", "fit", "clocks", "files", "tcl", "vivado", "v++", "xrt", "trd", "board files",
     }  # fmt: skip
     assert not [f for f in findings if f["level"] == "error"]
+
+
+def test_a_trd_with_two_dpu_ip_folders_or_two_ip_versions_is_refused(tmp_path):
+    two = make_trd_archive(tmp_path / "two.tar.gz", [f"{top}/{n}" for top in ("A", "B") for n in TRD_SKELETON], top="")
+    with pytest.raises(UsageError, match=r"several dpu_ip/ folders \(A/, B/\); this is not the DPUCZDX8G TRD"):
+        inspect_trd(two)
+    names = [*TRD_SKELETON, "dpu_ip/DPUCZDX8G_v4_1_0/inc/arch_para.vh"]
+    with pytest.raises(UsageError, match=r"expected one dpu_ip/DPUCZDX8G_v\* IP folder, found \['4_0_0', '4_1_0'\]"):
+        inspect_trd(make_trd_archive(tmp_path / "versions.tar.gz", names))
+
+
+def test_a_trd_folder_skips_hidden_folders_and_its_digest_only_the_trd_parts(tmp_path):
+    root = tmp_path / "trd"
+    for name in [*TRD_SKELETON, "README.md", *(f".backup/{n}" for n in TRD_SKELETON)]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"// {name}\n")
+    info = inspect_trd(root)  # .backup/dpu_ip/ would be a second dpu_ip/ folder
+    assert info.prefix == "" and not any(n.startswith(".backup") for n in info.names)
+    digest = info.digest()
+    (root / "README.md").write_text("edited\n")  # not a file the build reads: the kernel stays up to date
+    assert inspect_trd(root).digest() == digest
+    (root / "dpu_ip/Vitis/dpu/hdl/DPUCZDX8G.v").write_text("// edited\n")
+    assert inspect_trd(root).digest() != digest
+
+
+def test_board_files_are_found_five_folders_deep_of_the_pinned_vendor_with_a_board_root(tmp_path):
+    xml = make_board_repo(tmp_path / "deep" / "a" / "b" / "c").joinpath("ultra96v2/1.2/board.xml")
+    assert find_board_files(tmp_path / "deep", PFM).board_xml == xml  # in a folder five below the repository
+    make_board_repo(tmp_path / "deeper" / "a" / "b" / "c" / "d")
+    with pytest.raises(UsageError, match="holds no ultra96v2 board.xml"):
+        find_board_files(tmp_path / "deeper", PFM)
+    make_board_repo(tmp_path / "tria", "1.2", vendor="Avnet-tria")
+    with pytest.raises(
+        UsageError, match=r"1.2 \(vendor Avnet-tria, .*\) but not the pinned ultra96v2 1.2 \(vendor avnet"
+    ):
+        find_board_files(tmp_path / "tria", PFM)
+    part = make_board_repo(tmp_path / "part").joinpath("ultra96v2/1.2/board.xml")
+    part.write_text(part.read_text().replace("<board ", "<part ").replace("</board>", "</part>"))
+    with pytest.raises(UsageError, match="holds no ultra96v2 board.xml"):
+        find_board_files(tmp_path / "part", PFM)
+
+
+def test_release_2022_10_is_not_2022_1_and_xrt_must_be_a_folder(tmp_path, monkeypatch):
+    install_fake_tools(tmp_path / "bin", monkeypatch)
+    monkeypatch.setenv("FAKE_VIVADO_BANNER", "Vivado v2022.10 (64-bit)")
+    with pytest.raises(ToolNotFoundError, match=r"release 2022.10 .*needs 2022.1"):
+        probe_vivado()
+    (tmp_path / "xrt").write_text("not a folder")
+    monkeypatch.setenv("XILINX_XRT", str(tmp_path / "xrt"))
+    with pytest.raises(ToolNotFoundError, match=r"XILINX_XRT=.*xrt is not a folder: install XRT 2022.1"):
+        check_xrt()

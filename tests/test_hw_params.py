@@ -131,3 +131,28 @@ def test_a_board_title_stays_inside_its_tcl_comment(tmp_path, title):
     write_params_tcl(load_config("u96v2-b1600-pynq"), board, PFM, tmp_path / "params.tcl")
     p, _, _ = tcl_read_back(tmp_path / "params.tcl")
     assert p["part"] == "xczu3eg-sbva484-1-i" and p["board"] == "ultra96v2" and p["config"] == "u96v2-b1600-pynq"
+
+
+def test_a_board_record_the_platform_cannot_build_is_refused():
+    import dataclasses
+
+    cfg = load_config("u96v2-b1600-pynq")
+    twice = dataclasses.replace(U96, platform_clocks_mhz=[150, 300, 200, 400, 200])
+    with pytest.raises(ConfigError, match="platform_clocks_mhz lists a clock twice"):
+        params_tcl(cfg, twice, PFM)
+    hp9 = dataclasses.replace(U96, dpu_ports=[["HPC0", "HP9"]])
+    with pytest.raises(ConfigError, match="dpu_ports names 'HP9'; the platform offers HPC0, HPC1, HP0, HP1, HP2, HP3"):
+        params_tcl(cfg, hp9, PFM)
+
+
+def test_slave_ports_are_those_of_the_configuration_s_cores_each_once():
+    import dataclasses
+
+    from dpupose.hwbuild.params import slave_ports
+
+    board = dataclasses.replace(U96, dpu_ports=[["HPC0", "HP0", "HP1"], ["HPC0", "HP2", "HP3"]])
+    assert slave_ports(config_from_arch("B512", 200), board) == ["HPC0", "HP0", "HP1"]
+    assert slave_ports(config_from_arch("B512", 200, cores=2), board) == ["HPC0", "HP0", "HP1", "HP2", "HP3"]
+    one = params_tcl(config_from_arch("B512", 200), board, PFM)
+    line = next(x for x in one.splitlines() if x.startswith("set dpupose(slave_ports)"))
+    assert "HP2" not in line and "{HP1 S_AXI_HP1_FPD 3 128}" in line

@@ -87,3 +87,21 @@ def test_reports_are_found_in_the_v_plus_plus_folder(tmp_path):
     (impl / "other_timing_summary_routed.rpt").write_text("x")
     with pytest.raises(ArtifactError, match="several timing reports"):
         find_report(tmp_path, "timing")
+
+
+def test_utilization_reads_the_first_table_s_row_and_a_device_without_a_resource_is_0_used():
+    # A later table with a row of the same name (a per-SLR or per-region breakdown) does not replace the
+    # summary's figure.
+    text = (DATA / "utilization_placed.rpt").read_text()
+    text += "\n| Site Type | Used | Fixed | Prohibited | Available | Util% |\n| CLB LUTs | 1 | 0 | 0 | 2 | 50.00 |\n"
+    u = parse_utilization(text)
+    assert (u["lut"].used, u["lut"].available) == (41867, 70560)
+    assert u["uram"].fraction == 0.0 and u["lut"].fraction == pytest.approx(41867 / 70560)
+
+
+def test_a_negative_pulse_width_slack_alone_fails_timing():
+    from dpupose.hwbuild.reports import TimingSummary
+
+    t = TimingSummary(0.1, 0.0, 0, 0.01, 0.0, 0, -0.2, 3, constraints_met=False)
+    assert not t.met and t.failure() == "pulse width WPWS -0.200 ns"
+    assert TimingSummary(0.0, 0.0, 0, 0.0, 0.0, 0, 0.0, 0, constraints_met=True).met

@@ -132,6 +132,68 @@ BROKEN_PLATFORMS = [
     ("write_hw_platform -hw -force", "write_hw_platform -hw -overwrite", "write_hw_platform has no option -overwrite"),
     ("create_project -force platform", "create_project -force -board platform", "create_project has no option -board"),
     ("make_wrapper -files $bd_file -top", "make_wrapper -files $bd_file -top_level", "has no option -top_level"),
+    # One breakage for each check of pfmcheck that the ones above never reach.
+    (
+        "set ctrl_clock clk_wiz",
+        "set pfm_clocks [lrange $pfm_clocks 0 11]\nset ctrl_clock clk_wiz",
+        "PFM.CLOCK declares 6 clocks, the board has 7",
+    ),
+    (
+        "create_bd_cell -type ip -vlnv xilinx.com:ip:axi_intc axi_intc_0\n",
+        "create_bd_cell -type ip -vlnv xilinx.com:ip:axi_intc axi_intc_0\n"
+        "create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset spare_reset\n",
+        "8 proc_sys_reset cells for 7 clocks",
+    ),
+    ('range \\"$dpupose(irq_inputs)\\"', 'range \\"0\\"', "PFM.IRQ does not offer its intr inputs to v++"),
+    (
+        "connect_bd_intf_net [get_bd_intf_pins ps/M_AXI_HPM0_LPD] [get_bd_intf_pins ctrl_interconnect/S00_AXI]\n",
+        "",
+        "/axi_intc_0/s_axi is not reachable from a PS master",
+    ),
+    ("set_property platform.extensible true [current_project]\n", "", "not marked platform.extensible"),
+    ("set_param board.repoPaths [list $board_repo]\n", "", "set_param board.repoPaths is missing"),
+    (
+        'puts "dpupose: wrote $xsa_file"',
+        'set_property PFM.IRQ "intr {id \\"0\\" range \\"32\\"}" [get_bd_cells axi_intc_0]',
+        "PFM.* properties are not all set before write_hw_platform",
+    ),
+    (
+        "connect_bd_net [get_bd_pins ps/pl_clk0] [get_bd_pins clk_wiz_0/clk_in1]",
+        "create_bd_port -dir I clk_ext\nconnect_bd_net [get_bd_ports clk_ext] [get_bd_pins clk_wiz_0/clk_in1]",
+        "/clk_wiz_0/clk_in1 is used but not driven by a clock, reset or lock output",
+    ),
+    (
+        "ctrl_interconnect/M00_AXI] [get_bd_intf_pins axi_intc_0/s_axi]",
+        "ctrl_interconnect/M01_AXI] [get_bd_intf_pins axi_intc_0/s_axi]",
+        "interface /ctrl_interconnect/M01_AXI: no such interface pin",
+    ),
+    ('{apply_board_preset "1"}', '{apply_board_preset "0"}', "/ps: the board preset is not applied"),
+    (
+        "_REQUESTED_OUT_FREQ [lindex $clocks $id]",
+        "_REQUESTED_OUT_FREQ [expr {[lindex $clocks $id] + 1}]",
+        "/clk_wiz_0/clk_out1 (clock id 0) requests 151 MHz, expected 150",
+    ),
+    (
+        "connect_bd_net [get_bd_pins ps/pl_resetn0] [get_bd_pins clk_wiz_0/resetn]\n",
+        "",
+        "resetn is not on /ps/pl_resetn0",
+    ),
+    (
+        "connect_bd_net [get_bd_pins ps/pl_resetn0] [get_bd_pins $reset/ext_reset_in]\n",
+        "",
+        "/proc_sys_reset_0/ext_reset_in is not on /ps/pl_resetn0",
+    ),
+    (
+        "CONFIG.NUM_OUT_CLKS [llength $clocks]",
+        "CONFIG.NUM_OUT_CLKS [expr {[llength $clocks] - 1}]",
+        "/clk_wiz_0: 6 outputs, the board has 7 clocks",
+    ),
+    (
+        "# Constant PL outputs",
+        "validate_bd_design\n# Constant PL outputs",
+        "validate_bd_design comes before the last create_bd_*/connect_bd_* call",
+    ),
+    ('append pfm_axi "$interface {memport \\"M_AXI_GP\\"} "', "", "offers v++ no M_AXI_GP master for kernel control"),
 ]
 
 
@@ -247,6 +309,12 @@ def test_kernel_packaging_needs_every_trd_file(tmp_path):
         ("set_property core_revision 0 $core", "set_property core_revision 0 {}", "set_property: no object"),
         ("-import_files -set_current false", "-import_files -set_current false -upgrade", "has no option -upgrade"),
         ("    -kernel_xml $kernel_xml", "    -kernel_xml_path $kernel_xml", "package_xo has no option -kernel_xml_"),
+        ("-import_files -set_current false", "-set_current false", "-library RTLKernel -import_files is not called"),
+        (
+            "set_property sdx_kernel_type rtl $core\n",
+            "",
+            "the IP's sdx_kernel_type is None, a Vitis RTL kernel needs 'rtl'",
+        ),
     ],
 )
 def test_a_broken_kernel_script_fails_the_check(tmp_path, old, new, problem):
@@ -339,3 +407,34 @@ def test_xdc_pins_are_read_in_both_forms():
         "fan_en_b": {"PACKAGE_PIN": "F4", "IOSTANDARD": "LVCMOS12"},
         "led": {"PACKAGE_PIN": "A1", "IOSTANDARD": "LVCMOS18"},
     }
+
+
+def test_prj_config_must_use_both_dpu_clock_ids_and_the_pins_need_their_io_standard(tmp_path):
+    write_params_tcl(CFG, U96, PFM, tmp_path / "params.tcl")
+    xdc = tmp_path / "platform.xdc"
+    write_platform_xdc(CFG, U96, PFM, xdc)
+    xdc.write_text(xdc.read_text().replace("IOSTANDARD LVCMOS12", "IOSTANDARD LVCMOS18"))
+    run = run_standin(PLATFORM_TCL, [str(tmp_path / "params.tcl"), "/bdf", str(tmp_path / "x.xsa")])
+    design = Design.from_calls(run.calls)
+    prj = prj_config(CFG, U96).replace("id=5:DPUCZDX8G_1.ap_clk_2\n", "")  # the 2x clock left to v++'s default
+    problems = check_platform(design, CFG, U96, PFM, prj, tmp_path / "x.xsa")
+    assert problems == [
+        "prj_config does not use the DPU clock ids 4/5",
+        "port fan_en_b: constraints {'PACKAGE_PIN': 'F4', 'IOSTANDARD': 'LVCMOS18'}, expected "
+        f"{{'PACKAGE_PIN': 'F4', 'IOSTANDARD': 'LVCMOS12'}} (files: [{str(xdc)!r}])",
+    ]
+
+
+def test_the_replay_takes_negative_values_as_values_and_needs_two_ends_for_an_interface_connection():
+    from dpupose.hwbuild.standin import Call
+
+    calls = [
+        Call(0, "create_bd_cell", ("-type", "ip", "-vlnv", "xilinx.com:ip:xlconstant", "c")),
+        Call(1, "set_property", ("CONFIG.CONST_VAL", "-1", "/c")),
+        Call(2, "set_property", ("-dict", "CONFIG.CONST_WIDTH -2", "/c")),
+        Call(3, "connect_bd_intf_net", ("/a/M00_AXI", "/b/S00_AXI", "/c/S01_AXI")),
+        Call(4, "connect_bd_intf_net", ("-boundary_type", "upper", "/a/M01_AXI", "/b/S01_AXI")),
+    ]
+    d = Design.from_calls(calls)
+    assert d.cells["/c"].props == {"CONFIG.CONST_VAL": "-1", "CONFIG.CONST_WIDTH": "-2"}
+    assert d.intf_nets == [("/a/M01_AXI", "/b/S01_AXI")]
