@@ -559,3 +559,96 @@ def test_a_second_build_into_a_folder_in_use_is_refused_before_any_tool_runs(cap
     rc, _, err = build(capsys, env)  # once it has ended
     assert rc == 0, err
     assert steps_run(env) == ["platform", "kernel", "link"]
+
+
+def test_build_info_records_step_times_to_a_tenth_of_a_second(capsys, env):
+    assert build(capsys, env)[0] == 0
+    seconds = json.loads((env["out"] / "build_info.json").read_text())["step_seconds"]
+    assert set(seconds) == {"generate", "platform", "kernel", "link", "collect"}  # report writes the file
+    assert all(v == round(v, 1) for v in seconds.values()), seconds
+
+
+def test_a_failed_rerun_of_a_step_drops_its_stamp_and_a_failed_collect_its_published_files(capsys, env, monkeypatch):
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    assert not (env["out"] / "stamps" / "link.json").exists()  # `hw status`: link not built, not stale
+    monkeypatch.delenv("FAKE_FAIL")
+    assert build(capsys, env)[0] == 0 and (env["out"] / "dpu.bit").is_file()
+    # The link's files changed since they were published: collecting them again unpublishes first.
+    (hwh,) = (env["out"] / "link").rglob("*.hwh")
+    hwh.write_text("<MODULE/>")
+    rc, _, err = build(capsys, env, "--from", "collect")
+    assert rc == 2 and "does not describe a DPUCZDX8G" in err
+    assert not any((env["out"] / n).exists() for n in (*DELIVERABLES, "build_info.json"))
+
+
+def test_a_dangling_link_of_a_build_s_name_and_many_clashes_are_named(capsys, env):
+    out = env["out"]
+    out.mkdir(parents=True)
+    (out / "dpu.bit").symlink_to(env["tmp"] / "nowhere.bit")  # a user's link: not followed, not replaced
+    rc, _, err = build(capsys, env)
+    assert rc == 2 and "but holds dpu.bit, which a build would replace or delete: move it elsewhere" in err
+    assert (out / "dpu.bit").is_symlink()
+    for name in ("platform", "kernel", "link", "collect", "trd", "dpu.hwh"):
+        (out / name).mkdir()
+    rc, _, err = build(capsys, env)
+    assert rc == 2 and "holds platform, kernel, link, collect, trd and 2 more, which a build" in err
+
+
+def test_a_renamed_file_of_the_board_s_folder_rebuilds_the_platform(capsys, env):
+    preset = env["repo"] / "ultra96v2" / "1.2" / "preset.xml"
+    preset.write_text("<ip_presets/>\n")
+    assert build(capsys, env)[0] == 0
+    preset.rename(preset.with_name("preset_old.xml"))  # the same contents under another name
+    before = len(tool_calls(env["log"]))
+    rc, _, err = build(capsys, env)
+    assert rc == 0, err
+    assert [step_of(c) for c in tool_calls(env["log"])[before:]] == ["platform"]
+
+
+def test_a_kernel_packaged_by_another_vivado_is_recorded_beside_the_platform_s(capsys, env, monkeypatch):
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_VIVADO_BANNER", "Vivado v2022.1.1 (64-bit)")
+    rc, _, err = build(capsys, env, "--from", "kernel")
+    assert rc == 0, err
+    assert steps_run(env)[3:] == ["kernel"]  # the platform step is not selected; the same dpu.xo: no link
+    info = json.loads((env["out"] / "build_info.json").read_text())
+    assert info["tools"] == {
+        "v++": "v++ v2022.1 (64-bit)",
+        "vivado": "Vivado v2022.1 (64-bit)",
+        "vivado (kernel)": "Vivado v2022.1.1 (64-bit)",
+    }
+
+
+def test_an_edited_postlink_script_of_a_trd_folder_relinks(capsys, env):
+    from dpupose.hwbuild.inputs import POSTLINK_TCL
+
+    root = env["tmp"] / "trd_folder"
+    for name in TRD_SKELETON:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"// {name}\n")
+    env["trd"] = root
+    assert build(capsys, env)[0] == 0
+    (root / POSTLINK_TCL).write_text("# edited\n")
+    rc, _, err = build(capsys, env)
+    assert rc == 0, err
+    # The kernel reruns (the TRD folder's digest changed) and makes the same dpu.xo; the link reruns for the
+    # script v++ runs after its system link.
+    assert steps_run(env)[3:] == ["kernel", "link"]
+
+
+def test_a_changed_pin_of_the_platform_record_rebuilds_the_platform(capsys, env, monkeypatch):
+    import shutil
+
+    from dpupose.dpu.paths import HW_DIR_ENV, hw_dir
+
+    hw = shutil.copytree(hw_dir(), env["tmp"] / "hw")
+    monkeypatch.setenv(HW_DIR_ENV, str(hw))
+    assert build(capsys, env)[0] == 0
+    record = hw / "boards" / "ultra96v2" / "platform.toml"
+    record.write_text(record.read_text().replace('pin = "F4"', 'pin = "F5"'))  # only platform.xdc changes
+    rc, _, err = build(capsys, env)
+    assert rc == 0, err
+    assert "F5" in (env["out"] / "gen" / "platform.xdc").read_text()
+    assert steps_run(env)[3:] == ["platform"]
