@@ -652,3 +652,60 @@ def test_a_changed_pin_of_the_platform_record_rebuilds_the_platform(capsys, env,
     assert rc == 0, err
     assert "F5" in (env["out"] / "gen" / "platform.xdc").read_text()
     assert steps_run(env)[3:] == ["platform"]
+
+
+def test_a_failed_link_resumes_with_from_link(capsys, env, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env)[0] == 2
+    monkeypatch.delenv("FAKE_FAIL")
+    rc, out, err = build(capsys, env, "--from", "link")  # the link step reads the TRD's postlink script
+    assert rc == 0, err
+    assert steps_run(env) == ["platform", "kernel", "link", "link"]
+    assert all((env["out"] / n).is_file() for n in DELIVERABLES)
+
+
+def test_a_build_stopping_before_the_report_does_not_say_it_built_the_files(capsys, env):
+    assert build(capsys, env)[0] == 0
+    rc, out, err = build(capsys, env, "--to", "link")  # all up to date: the earlier files stay published
+    assert rc == 0, err
+    assert (env["out"] / "dpu.bit").is_file() and "built " not in out
+    rc, out, _ = build(capsys, env)
+    assert rc == 0 and f"built dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {env['out']}" in out
+
+
+def test_a_clock_accepted_with_i_know_is_still_a_warning(capsys, env):
+    rc, _, err = build(capsys, env, "--i-know", "--to", "generate", config="u96v2-b1600-300mhz")
+    assert rc == 0, err
+    assert "above the 200 MHz known safe on the Avnet Ultra96-V2" in err and "accepted with --i-know" in err
+
+
+def test_steps_of_a_minute_or_more_print_their_minutes(capsys, env, monkeypatch):
+    from dpupose.hwbuild import flow
+
+    clock = iter(range(0, 10**6, 90))  # every reading 90 s after the one before: each step takes 1.5 min
+
+    class Time:
+        @staticmethod
+        def monotonic():
+            return next(clock)
+
+    monkeypatch.setattr(flow, "time", Time)
+    rc, out, err = build(capsys, env)
+    assert rc == 0, err
+    assert "platform  ran (1.5 min)" in out and "link      ran (1.5 min)" in out
+
+
+@pytest.mark.parametrize(
+    ("where", "damage", "message"),
+    [
+        ("dpu.xclbin", b"not an xclbin", "is not an xclbin (no xclbin2 header)"),
+        ("arch.json", b'{"fingerprint": "0x101000012010404"}', "the kernel was packaged with another dpu_conf.vh"),
+    ],
+)
+def test_linked_files_that_are_not_this_configuration_s_are_not_collected(capsys, env, where, damage, message):
+    assert build(capsys, env, "--to", "link")[0] == 0
+    (linked,) = (env["out"] / "link").rglob(where)
+    linked.write_bytes(damage)
+    rc, _, err = build(capsys, env, "--from", "collect")  # (a whole build would link again: its xclbin changed)
+    assert rc == 2 and message in err
+    assert not (env["out"] / "collect").exists() and not (env["out"] / "dpu.bit").exists()

@@ -162,6 +162,16 @@ def test_hw_check_with_nothing_installed_lists_what_to_install(capsys, tmp_path,
     board = next(line for line in out.splitlines() if line.split()[:3] == ["error", "board", "files"])
     assert "git clone --branch 2023.2 https://github.com/Avnet/bdf" in board
     assert "--board-repo /path/to/it" in board and "BOARD_REPO= with make" in board
+    # --json fails the same way: the findings as JSON, exit 1.
+    rc = cli.main(["hw", "check", "--config", "u96v2-b1600-pynq", "--out", str(tmp_path / "b"), "--json"])
+    findings = json.loads(capsys.readouterr().out)
+    assert rc == 1 and {f["topic"] for f in findings if f["level"] == "error"} == {
+        "trd",
+        "vivado",
+        "v++",
+        "xrt",
+        "board files",
+    }
     assert not (tmp_path / "b").exists()
 
 
@@ -228,3 +238,44 @@ def test_release_2022_10_is_not_2022_1_and_xrt_must_be_a_folder(tmp_path, monkey
     monkeypatch.setenv("XILINX_XRT", str(tmp_path / "xrt"))
     with pytest.raises(ToolNotFoundError, match=r"XILINX_XRT=.*xrt is not a folder: install XRT 2022.1"):
         check_xrt()
+
+
+def test_check_refuses_what_the_2_5_trd_cannot_build_and_names_a_missing_platform_clock_once(tmp_path):
+    from dpupose.hwbuild.check import BuildRequest, preflight
+
+    for option, message in (
+        ("save_argmax = true", "save_argmax needs DPUCZDX8G IP v4.1 (Vitis AI 3.0)"),
+        ("softmax = true", "softmax = true: this flow packages only the DPUCZDX8G kernel"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(f'arch = "B1152"\nclock_mhz = 200\n{option}\n')
+        errors = [f.message for f in preflight(BuildRequest(str(path)), set()).errors]
+        assert errors and errors[0].startswith(message), errors  # the configuration finding comes first
+    path.write_text('arch = "B1152"\nclock_mhz = 250\n')  # 250/500 MHz: not in the Ultra96-V2 clock table
+    findings = preflight(BuildRequest(str(path)), set()).findings
+    assert any(f.topic == "clocks" and "no 250 MHz clock" in f.message for f in findings if f.level == "error")
+    assert not any(f.message.startswith("platform-clock") for f in findings)  # the clocks error says it
+    path.write_text('arch = "B1152"\nclock_mhz = 100\n')  # 100/200 MHz: in the table, not among the safe ones
+    (clocks,) = [f for f in preflight(BuildRequest(str(path)), set()).findings if f.topic == "clocks"]
+    assert (clocks.level, clocks.message) == (
+        "warn",
+        "100/200 MHz (platform clock ids 3/4) is not a DPU clock known to work on the Avnet Ultra96-V2",
+    )
+
+
+def test_check_warns_of_little_disk_for_a_link_alone_and_takes_a_trd_archive_from_any_folder(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from dpupose.hwbuild import check
+    from dpupose.hwbuild.check import BuildRequest, preflight
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(check.shutil, "disk_usage", lambda path: usage(0, 0, 10e9))
+    trd = make_trd_archive(tmp_path / "my downloads" / "DPUCZDX8G.tar.gz", TRD_SKELETON)
+    req = BuildRequest("u96v2-b1600-pynq", trd=str(trd), out=tmp_path / "b")
+    pre = preflight(req, {"link"})
+    disk = [f for f in pre.findings if f.topic == "disk"]
+    assert [(f.level, f.message.split(" at ")[0]) for f in disk] == [("warn", "10 GB free")]
+    assert not [f for f in pre.findings if f.topic == "paths"]  # v++ reads the archive's unpacked copy
+    monkeypatch.setattr(check.shutil, "disk_usage", lambda path: usage(0, 0, 100e9))
+    assert not [f for f in preflight(req, {"link"}).findings if f.topic == "disk"]
