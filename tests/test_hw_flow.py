@@ -709,3 +709,21 @@ def test_linked_files_that_are_not_this_configuration_s_are_not_collected(capsys
     rc, _, err = build(capsys, env, "--from", "collect")  # (a whole build would link again: its xclbin changed)
     assert rc == 2 and message in err
     assert not (env["out"] / "collect").exists() and not (env["out"] / "dpu.bit").exists()
+
+
+def test_commands_read_a_trd_folder_where_it_is(capsys, env):
+    root = env["tmp"] / "trd_folder"
+    for name in TRD_SKELETON:
+        (root / "DPUCZDX8G" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "DPUCZDX8G" / name).write_text(f"// {name}\n")
+    args = ["--config", CONFIG, "--trd", str(root), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    assert cli.main(["hw", "commands", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    kernel = shlex.split(lines[lines.index(f"# kernel: run in {env['out'] / 'kernel'}") + 1])
+    link = shlex.split(lines[-1])
+    # Not unpacked into the build folder (only an archive is): the folder the user gave, down to dpu_ip/'s parent.
+    assert kernel[kernel.index("-tclargs") + 2] == str((root / "DPUCZDX8G").resolve())
+    assert f"param:compiler.userPostSysLinkOverlayTcl={(root / 'DPUCZDX8G').resolve()}/prj/Vitis/syslink/" in " ".join(
+        link
+    )
+    assert str(env["out"] / "trd") not in "\n".join(lines)
