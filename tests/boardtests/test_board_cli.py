@@ -217,3 +217,23 @@ def test_a_target_that_cannot_be_made_is_named_as_given(image, overlay, model, w
     assert cli([*argv, "--out", "/proc/dpupose.img", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "cannot use /proc/dpupose.img:" in err and ".partial" not in err
+
+
+@needs_image_tools
+def test_the_prompt_takes_yes_in_any_case_and_nothing_else(image, tmp_path, cli, capsys, monkeypatch):
+    out = tmp_path / "card.img"
+    for answer, code in (("y\n", 2), ("yes please\n", 2), (" YES \n", 0)):
+        out.write_bytes(OLD_CARD)
+        monkeypatch.setattr("sys.stdin", Tty(answer))
+        assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-bmaptool", "--no-progress"]) == code
+        assert (sha256(out) == sha256(image)) is (code == 0), answer
+    assert "not confirmed: nothing was written" in capsys.readouterr().err
+
+
+@needs_image_tools
+def test_flash_without_bmaptool_installed_uses_the_built_in_copy(image, tmp_path, cli, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no bmaptool (nor anything else)
+    out = tmp_path / "card.img"
+    assert cli(["sdcard", "flash", str(image), "--device", str(out), "--no-progress"]) == 0
+    assert f"wrote pynq.img to {out} (stream, " in capsys.readouterr().out
+    assert sha256(out) == sha256(image)

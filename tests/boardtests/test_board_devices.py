@@ -1,8 +1,20 @@
 """Device safety rules on recorded lsblk output (tests/data/lsblk): never a real disk."""
 
+import json
+from pathlib import Path
+
 import pytest
 
-from dpupose.board.devices import check_device, describe, inspect_device, lsblk_argv, mmc_card_type, refusals
+from dpupose.board.devices import (
+    check_device,
+    describe,
+    human_bytes,
+    inspect_device,
+    lsblk_argv,
+    mmc_card_type,
+    refusals,
+    root_devno,
+)
 from dpupose.errors import DeviceError
 
 IMAGE = 8 * 1024**3  # an 8 GiB image
@@ -128,3 +140,58 @@ def test_old_lsblk_format_with_strings_is_understood(lsblk_fixture):
 def test_device_missing_from_listing(lsblk_fixture):
     with pytest.raises(DeviceError, match="does not list"):
         inspect_device('{"blockdevices": []}', "/dev/sdz")
+
+
+def _one_disk(**fields) -> str:
+    node = {"name": "sdc", "path": "/dev/sdc", "size": 16_000_000_000, "model": "X", "rm": False, "hotplug": False,
+            "tran": None, "type": "disk", "ro": False, "mountpoints": [None], "maj:min": "8:32"}  # fmt: skip
+    return json.dumps({"blockdevices": [{**node, **fields}]})
+
+
+@pytest.mark.parametrize(
+    ("fields", "removable"),
+    [
+        ({}, False),  # a fixed disk
+        ({"rm": True}, True),
+        ({"hotplug": "1"}, True),  # util-linux before 2.33 writes flags as strings
+        ({"hotplug": "true"}, True),
+        ({"rm": "0", "hotplug": "0"}, False),
+        ({"tran": "usb"}, True),
+        ({"tran": "mmc"}, True),  # an SD slot reporting RM=0
+        ({"name": "mmcblk1", "path": "/dev/mmcblk1"}, True),  # one with no TRAN either
+    ],
+)
+def test_each_sign_of_a_removable_card_counts_on_its_own(fields, removable):
+    path = fields.get("path", "/dev/sdc")
+    info = inspect_device(_one_disk(**fields), path)
+    assert info.removable is removable
+    assert ("non-removable" in codes(info)) is not removable
+
+
+def test_a_loop_device_is_a_disk_and_a_partition_refusal_offers_no_force():
+    # A loop device (losetup of an image file) can be written as a card is.
+    assert codes(inspect_device(_one_disk(type="loop", rm=True), "/dev/sdc")) == []
+    part = inspect_device(_one_disk(type="part", pkname="sdc", rm=True, name="sdc1", path="/dev/sdc1"), "/dev/sdc1")
+    with pytest.raises(DeviceError) as exc:
+        check_device(part, 1000, force=False)
+    assert str(exc.value) == "refusing to write: /dev/sdc1 is a partition: write to /dev/sdc instead"
+
+
+def test_the_system_disk_is_found_by_a_partition_s_device_number(lsblk_fixture):
+    info = inspect_device(lsblk_fixture("usb_card_reader.json"), "/dev/sdb")
+    assert [codes(info, root=f"8:{n}") for n in (16, 17, 18, 19)] == [["system"], ["system"], ["system"], []]
+
+
+def test_sizes_are_shown_in_binary_units():
+    assert [human_bytes(n) for n in (1023, 1024, 1536, 1024**2 - 1, 1024**3, 5 * 1024**5)] == [
+        "1023 B", "1.0 KiB", "1.5 KiB", "1024.0 KiB", "1.0 GiB", "5120.0 TiB",
+    ]  # fmt: skip
+
+
+def test_root_devno_is_the_device_of_the_root_mount():
+    # /proc/self/mountinfo's third field is the major:minor of each mount's device, `/` among them.
+    rows = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    root = [r[2] for r in rows if r[4] == "/"]
+    if not root:
+        pytest.skip("no / in /proc/self/mountinfo")
+    assert root_devno() == root[-1]

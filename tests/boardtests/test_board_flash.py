@@ -589,3 +589,114 @@ def test_ctrl_c_anywhere_in_flash_or_verify_leaves_no_file_descriptor_open(tmp_p
     run()  # and it still works
     if target == "file":
         assert out.read_bytes() == image.read_bytes() and sorted(os.listdir(out.parent)) == ["card.img"]
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_an_image_that_gives_other_than_its_promised_size_is_refused(image, tmp_path):
+    """The size learnt up front (a raw file's size, an xz index, a zip's directory) is checked against
+    the bytes the stream gave: a source that changed or lied under the copy is not taken as written."""
+    import dataclasses
+
+    info = open_image(image)
+    for promised in (info.size - 1, info.size + 1):
+        fd = os.open(tmp_path / "out.img", os.O_WRONLY | os.O_CREAT)
+        try:
+            with pytest.raises(ImageError, match=rf"gave {info.size} bytes instead of the {promised} its header"):
+                stream_copy(dataclasses.replace(info, size=promised), fd, sparse=True)
+        finally:
+            os.close(fd)
+
+
+def test_the_empty_parts_of_the_image_are_written_over_a_card_s_old_data(image, fake_device):
+    # Only a fresh file's holes read as zeros: on a card the image's all-zero chunks must be written.
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE + CHUNK)
+    card.write_bytes(b"\xa5" * (IMAGE_SIZE + CHUNK))  # an old card: no byte of it reads as zero
+    flash(image, card, use_bmaptool=False)
+    data = card.read_bytes()
+    assert data[:IMAGE_SIZE] == image.read_bytes() and data[IMAGE_SIZE:] == b"\xa5" * CHUNK
+
+
+def test_a_write_taken_in_part_is_continued_where_it_stopped(image, tmp_path, monkeypatch):
+    real = os.pwrite
+
+    def pwrite(fd, data, offset):  # a device that takes 64 KiB + 7 bytes of each write
+        return real(fd, bytes(data[: 65536 + 7]), offset)
+
+    monkeypatch.setattr(flashmod.os, "pwrite", pwrite)
+    out = tmp_path / "card.img"
+    flash(image, out, use_bmaptool=False)
+    assert sha256(out) == sha256(image)
+
+
+def test_a_card_that_takes_no_more_says_at_which_byte(monkeypatch):
+    """/dev/full, a character device (not a file) that answers every write with ENOSPC, after a first
+    write the stand-in takes in part: the card ran out at byte 4096 + 1000."""
+    real, calls = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        calls.append(offset)
+        return 1000 if len(calls) == 1 else real(fd, data, offset)
+
+    monkeypatch.setattr(flashmod.os, "pwrite", pwrite)
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(
+            DeviceError, match=r"^no space left on the target at byte 5096: it is smaller than the image"
+        ):
+            flashmod._pwrite_all(fd, memoryview(bytes(3000)), 4096)
+    finally:
+        os.close(fd)
+    assert calls == [4096, 5096]
+
+
+def test_bmaptool_asked_for_is_required_and_not_replaced_by_the_stream_copy(image, tmp_path, monkeypatch):
+    # use_bmaptool=True requires it: a zip whose image is not its first file, or no bmaptool, is refused
+    # rather than written by the built-in copy.
+    archive = tmp_path / "pynq.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("README.txt", "PYNQ image for the Ultra96-V2\n")
+        zf.write(image, "pynq.img")
+    with pytest.raises(UsageError, match="only the first file of a zip"):
+        flash(archive, tmp_path / "a.img", use_bmaptool=True)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolNotFoundError, match="bmaptool"):
+        flash(image, tmp_path / "b.img", use_bmaptool=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pynq.img", "pynq.zip"]
+
+
+@needs_bmaptool
+def test_bmap_for_a_larger_image_is_refused(image, tmp_path):
+    larger = tmp_path / "larger.img"
+    larger.write_bytes(image.read_bytes() + b"\x01" * 4096)
+    bmap = tmp_path / "larger.bmap"
+    subprocess.run(["bmaptool", "create", "-o", str(bmap), str(larger)], check=True, capture_output=True)
+    with pytest.raises(UsageError, match=rf"is for an image of {IMAGE_SIZE + 4096} bytes, not {IMAGE_SIZE}"):
+        flash(image, tmp_path / "card.img", bmap=bmap)
+    assert not (tmp_path / "card.img").exists()
+
+
+def test_a_card_locked_for_a_moment_is_waited_for(image, fake_device):
+    # udev holds its shared lock only while it handles an event (the card just plugged in): wait for it.
+    import threading
+
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    other = card.open("rb")
+    fcntl.flock(other.fileno(), fcntl.LOCK_SH)
+    timer = threading.Timer(0.5, other.close)
+    timer.start()
+    try:
+        flash(image, card, use_bmaptool=False)
+    finally:
+        timer.join()
+    assert card.read_bytes()[:IMAGE_SIZE] == image.read_bytes()
+
+
+def test_a_new_file_gets_the_umask_s_permissions(image, tmp_path):
+    mask = os.umask(0o027)
+    try:
+        flash(image, tmp_path / "new.img", use_bmaptool=False)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "new.img").stat().st_mode & 0o777 == 0o640

@@ -1,5 +1,6 @@
 """Image containers: raw sizes found up front (checked against xz's own listing), bad files caught."""
 
+import gzip
 import lzma
 import os
 import shutil
@@ -174,3 +175,43 @@ def test_a_file_without_partition_table_is_not_an_image(tmp_path):
         zf.writestr("disk.img", b"not a disk" * 100)
     with pytest.raises(ImageError, match="no partition table"):
         open_image(z)
+
+
+def test_a_zip_or_gzip_known_by_its_name_or_its_bytes_alone_is_named_as_such(raw, tmp_path):
+    # A browser's saved error page under the .zip's name; a gzip file under a .img name.
+    page = tmp_path / "pynq.zip"
+    page.write_text("<html><body>404 Not Found</body></html>\n")
+    with pytest.raises(
+        ImageError, match=r"pynq.zip is not a readable zip \(.*\): the download is truncated or corrupt"
+    ):
+        open_image(page)
+    gz = tmp_path / "pynq.img"
+    gz.write_bytes(gzip.compress(raw.read_bytes()))
+    with pytest.raises(ImageError, match="pynq.img is gzip-compressed; use the .img.xz or .zip image, or gunzip it"):
+        open_image(gz)
+
+
+def test_a_zip_of_five_files_is_listed_whole_and_a_checkpoint_is_named(tmp_path):
+    five = tmp_path / "five.zip"
+    with zipfile.ZipFile(five, "w") as zf:
+        for name in "abcde":
+            zf.writestr(name, b"x")
+    with pytest.raises(ImageError, match=r"it holds a, b, c, d, e$"):
+        open_image(five)
+    model = tmp_path / "model.zip"  # what torch.save writes: a zip of archive/data.pkl and the tensors
+    with zipfile.ZipFile(model, "w") as zf:
+        for name in ("archive/data.pkl", "archive/data/0", "archive/version"):
+            zf.writestr(name, b"x")
+    with pytest.raises(ImageError, match=r"\(a PyTorch checkpoint, not an SD card image\)$"):
+        open_image(model)
+
+
+def test_an_xz_footer_that_fails_its_crc_is_caught_before_reading(raw, tmp_path):
+    # The stream flags in the footer changed (CRC64 said to be CRC32): the footer's own CRC32 catches it up front.
+    data = bytearray(lzma.compress(raw.read_bytes()))
+    assert data[-3:-2] == b"\x04"  # footer: CRC32, backward size, stream flags (0x00, check type), "YZ"
+    data[-3] = 0x01
+    xz = tmp_path / "flags.img.xz"
+    xz.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"truncated or corrupt \(no stream footer at the end\)"):
+        open_image(xz)
