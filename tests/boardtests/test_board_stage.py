@@ -746,3 +746,241 @@ def test_verify_of_a_card_written_from_the_staged_copy_points_at_that_copy(
         f.write(bytes([byte[0] ^ 0xFF]))
     assert cli(["sdcard", "verify", str(image), "--device", str(plain), "--no-progress"]) == 1
     assert "the card may be failing or fake" in capsys.readouterr().out
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_the_free_space_check_counts_blocks_inodes_and_the_boot_partition_as_worked_by_hand(image, tmp_path):
+    """Two files to stage, of 5000 and 0 bytes, into two new folders (the board folder and its model/):
+    2 and 0 blocks of 4 KiB, one more each for its extents, a block per new folder and 16 of slack:
+    3 + 1 + 2 + 16 = 22 blocks outside those reserved for root; 2 files + 2 folders + 1 inodes; the boot
+    partition takes the manifest (100 bytes) and README (50) plus 64 KiB of room: 65686 bytes."""
+    import dataclasses
+    from pathlib import PurePosixPath
+
+    from dpupose.board.extfs import DebugFs
+
+    class Fat:
+        def __init__(self, free):
+            self.free = free
+
+        def free_bytes(self):
+            return self.free
+
+    parts = find_pynq_partitions(image)
+    assert parts.root_fs.block_size == 4096
+    ext = DebugFs(image, parts.root)
+    gen = tmp_path / "generated"
+    gen.mkdir()
+    (gen / "manifest.json").write_bytes(b"m" * 100)
+    (gen / "README.txt").write_bytes(b"r" * 50)
+    (tmp_path / "big").write_bytes(b"x" * 5000)
+    (tmp_path / "empty").write_bytes(b"")
+    files = [(tmp_path / "big", layout.BOARD_ROOT / "model" / "big"), (tmp_path / "empty", layout.BOARD_ROOT / "e")]
+    # Where a staged file was, a link now: a fast symlink's target is in its inode, so it frees no block.
+    stale = [PurePosixPath("/home/xilinx/old.onnx")]
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"symlink {stale[0]} /etc/hostname", f"{image}?offset={ROOT_START}"],
+        check=True,
+        capture_output=True,
+    )
+
+    def check(blocks=22, inodes=5, boot=65686):
+        fs = dataclasses.replace(parts.root_fs, free_blocks=parts.root_fs.reserved_blocks + blocks, free_inodes=inodes)
+        stagemod._check_space(image, dataclasses.replace(parts, root_fs=fs), ext, Fat(boot), files, tmp_path, stale)
+
+    check()  # everything just fits
+    with pytest.raises(
+        ImageError, match=r"the staged files need about 88 KiB but 84 KiB are free \(outside the blocks"
+    ):
+        check(blocks=21)
+    with pytest.raises(ImageError, match="the root partition of the image is too full"):
+        check(inodes=4)
+    with pytest.raises(ImageError, match="the boot partition of the image is full: 65686 bytes needed"):
+        check(boot=65685)
+
+
+def test_extfs_batches_refuse_what_is_in_the_way_and_give_new_folders_their_owners(tmp_path):
+    from pathlib import PurePosixPath
+
+    from dpupose.board.extfs import S_IFDIR, S_IFREG, Entry, FileOp, blocks_needed, user_ids, write_commands
+
+    src = tmp_path / "f"
+    src.write_text("x")
+    op = FileOp(src, PurePosixPath("/opt/new/f"), 0o644, 5, 6)
+    cmds = write_commands([op], [], {}, {PurePosixPath("/opt/new"): (1000, 1001)})
+    assert cmds[:6] == [
+        "mkdir /opt", "sif /opt uid 0", "sif /opt gid 0",  # no owner given: root's
+        "mkdir /opt/new", "sif /opt/new uid 1000", "sif /opt/new gid 1001",
+    ]  # fmt: skip
+    folder = Entry("x", S_IFDIR | 0o755, 0, 0, 4096)
+    with pytest.raises(ImageError, match="^/opt exists on the root partition but is not a directory$"):
+        write_commands([op], [], {"/": {"opt": Entry("opt", S_IFREG | 0o644, 0, 0, 10)}}, {})
+    in_the_way = {"/": {"opt": folder}, "/opt": {"new": folder}, "/opt/new": {"f": folder}}
+    with pytest.raises(ImageError, match="^/opt/new/f exists on the root partition as a directory$"):
+        write_commands([op], [], in_the_way, {})
+    passwd = b"root:x:0:0:root:/root:/bin/bash\nxilinx:x:1000:1001:xilinx:/home/xilinx:/bin/bash\n"
+    assert user_ids(passwd, "xilinx", (7, 8)) == (1000, 1001)
+    assert user_ids(passwd, "pynq", (7, 8)) == user_ids(None, "xilinx", (7, 8)) == (7, 8)
+    # 0 B: 0 + 1 blocks, 1 B: 1 + 1, 4096 B: 1 + 1, 4097 B: 2 + 1; three folders and 16 of slack.
+    assert blocks_needed([0, 1, 4096, 4097], 4096, 3) == 8 + 3 + 16
+
+
+def test_default_output_drops_the_image_s_suffixes_in_any_case():
+    from pathlib import Path
+
+    out = stagemod.DEFAULT_OUT_DIR
+    assert stagemod.default_output(Path("dl/PYNQ_U96.IMG.XZ")) == out / "PYNQ_U96-dpupose.img"
+    assert stagemod.default_output(Path("pynq.Zip")) == out / "pynq-dpupose.img"
+
+
+def test_in_place_takes_neither_out_nor_a_compressed_image(image, base_xz, overlay, model, wheel, tmp_path):
+    before = fingerprint_of(image)
+    with pytest.raises(UsageError, match="give either --in-place or --out, not both"):
+        stage(image, overlay, model, out=tmp_path / "out.img", in_place=True, wheel=wheel)
+    xz = tmp_path / "pynq.img.xz"
+    xz.write_bytes(base_xz)
+    with pytest.raises(UsageError, match=r"pynq.img.xz is xz-compressed: stage into a copy with --out NEW.img"):
+        stage(xz, overlay, model, in_place=True, wheel=wheel)
+    assert fingerprint_of(image) == before and xz.read_bytes() == base_xz and not (tmp_path / "out.img").exists()
+
+
+def test_a_write_that_fails_part_way_in_place_says_the_image_is_partly_staged(
+    image, overlay, model, wheel, monkeypatch
+):
+    monkeypatch.setattr(stagemod, "_check_space", lambda *a: None)  # debugfs runs out of blocks half way
+    (model / "weights.bin").write_bytes(os.urandom(30 * 1024 * 1024))
+    said = rf"^the root partition is full: .*; {re.escape(str(image))} is now partly staged: stage it again, or restore"
+    with pytest.raises(ImageError, match=said):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+
+
+def test_an_out_linked_to_a_staged_image_replaces_that_image_and_keeps_the_link(image, overlay, model, wheel, tmp_path):
+    real = tmp_path / "images" / "staged.img"
+    real.parent.mkdir()
+    stage(image, overlay, model, out=real, wheel=wheel)
+    link = tmp_path / "latest.img"
+    link.symlink_to(real)
+    (model / "dpu0.onnx").write_bytes(b"a new subgraph")
+    stage(image, overlay, model, out=link, wheel=wheel)
+    assert link.is_symlink() and link.resolve() == real
+    assert debugfs_cat(real, ROOT_START, f"{ROOT}/model/dpu0.onnx") == b"a new subgraph"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["staged.img"]
+
+
+def test_a_folder_made_outside_the_board_folder_belongs_to_root(image, overlay, model, wheel):
+    # An image without multi-user.target.wants: the folder made for the unit's link is systemd's, not xilinx's.
+    wants = layout.FIRSTBOOT_WANTS.parent
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"rmdir {wants}", f"{image}?offset={ROOT_START}"], check=True, capture_output=True
+    )
+    assert wants.name not in ls_p(image, wants.parent)
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    mode, uid, gid = ls_p(image, wants.parent)[wants.name]
+    assert (mode & 0o170000, uid, gid) == (0o040000, 0, 0)
+    assert ls_p(image, layout.BOARD_ROOT.parent)["dpupose"][1:] == (1000, 1000)
+
+
+def test_a_boot_copy_or_link_that_did_not_land_fails_the_read_back(image, overlay, model, wheel, tmp_path, monkeypatch):
+    from dpupose.board.extfs import DebugFs
+    from dpupose.board.fatfs import FatFs
+
+    other = tmp_path / "other.json"
+    other.write_text("{}\n")
+    real_put, real_apply = FatFs.put, DebugFs.apply
+
+    def put(self, source, path):  # the boot partition kept another manifest
+        real_put(self, other if path == stagemod.BOOT_MANIFEST else source, path)
+
+    monkeypatch.setattr(FatFs, "put", put)
+    with pytest.raises(
+        ImageError, match=r"did not read back correctly: boot partition /dpupose/manifest.json differs \("
+    ):
+        stage(image, overlay, model, out=tmp_path / "a.img", wheel=wheel)
+    monkeypatch.setattr(FatFs, "put", real_put)
+
+    def apply(self, commands):  # the unit's link was not made
+        real_apply(self, [c for c in commands if not c.startswith("symlink ")])
+
+    monkeypatch.setattr(DebugFs, "apply", apply)
+    with pytest.raises(ImageError, match=rf"did not read back correctly: {layout.FIRSTBOOT_WANTS} is not a link \("):
+        stage(image, overlay, model, out=tmp_path / "b.img", wheel=wheel)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".img") == ["pynq.img"]
+
+
+def test_ls_says_when_the_boot_copy_differs_and_when_the_unit_is_not_linked(
+    image, overlay, model, wheel, tmp_path, cli, capsys
+):
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    other = tmp_path / "other.json"
+    other.write_text("{}\n")
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    mcopy = ["mcopy", "-o", "-i", f"{image}@@{FAT_START}", str(other), "::/dpupose/manifest.json"]
+    subprocess.run(mcopy, env=env, check=True, capture_output=True)
+    assert cli(["sdcard", "ls", str(image)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == [
+        "  first-boot setup enabled",
+        f"{image}: the boot partition's manifest copy differs: stage it again",
+    ]
+    # The unit's link replaced by a plain file: systemd does not start the setup from it.
+    link = layout.FIRSTBOOT_WANTS
+    commands = tmp_path / "cmds"
+    commands.write_text(f"rm {link}\ncd {link.parent}\nwrite {other} {link.name}\n")
+    subprocess.run(
+        ["debugfs", "-w", "-f", str(commands), f"{image}?offset={ROOT_START}"], check=True, capture_output=True
+    )
+    assert ls_p(image, link.parent)[link.name][0] & 0o170000 == 0o100000
+    cli(["sdcard", "ls", str(image)])
+    assert "  first-boot setup NOT enabled" in capsys.readouterr().out.splitlines()
+
+
+def test_a_debugfs_that_could_not_open_the_image_but_exited_0_is_an_error(monkeypatch, image):
+    # Older debugfs exits 0 after "... while trying to open ...", and then reads no directory at all.
+    import subprocess as sp
+
+    from dpupose.board import extfs
+    from dpupose.board.partitions import find_pynq_partitions as parts_of
+
+    said = "debugfs 1.45.5 (07-Jan-2020)\ndebugfs: Bad magic number in super-block while trying to open x.img\n"
+    monkeypatch.setattr(extfs, "run_tool", lambda argv, **kw: sp.CompletedProcess(argv, 0, "", said))
+    fs = extfs.DebugFs(image, parts_of(image).root)
+    with pytest.raises(ImageError, match="debugfs cannot open the root file system .debugfs: Bad magic number"):
+        fs.list_dirs([layout.BOARD_ROOT])
+
+
+def test_a_stale_file_already_gone_from_the_image_is_not_removed_again(image, overlay, model, wheel):
+    # A file an earlier staging put there (in its manifest) and someone removed since: `rm` of it failed.
+    (model / "old.bin").write_bytes(b"old")
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    subprocess.run(
+        ["debugfs", "-w", "-R", f"rm {ROOT}/model/old.bin", f"{image}?offset={ROOT_START}"],
+        check=True,
+        capture_output=True,
+    )
+    (model / "old.bin").unlink()
+    stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert {c.status for c in list_staged(image).checks} == {"ok"}
+    assert "old.bin" not in ls_p(image, f"{ROOT}/model")
+
+
+def test_an_image_without_holes_on_a_full_disk_is_staged(image, overlay, model, wheel, small_fs):
+    # Every block of it is on the disk already: staging writes over them and needs no room there.
+    from conftest import fill
+
+    fs = small_fs(70 * 1024)
+    target = fs / "pynq.img"
+    subprocess.run(["cp", "--sparse=never", str(image), str(target)], check=True)
+    fill(fs, leave=100 * 1024)
+    stage(target, overlay, model, in_place=True, wheel=wheel)
+    assert {c.status for c in list_staged(target).checks} == {"ok"}
+
+
+def test_out_naming_the_image_itself_says_what_to_give(image, base_xz, overlay, model, tmp_path):
+    with pytest.raises(UsageError, match=r"is the image itself: use --in-place to stage into it$"):
+        stage(image, overlay, model, out=image)
+    xz = tmp_path / "pynq.img.xz"
+    xz.write_bytes(base_xz)
+    with pytest.raises(UsageError, match=r"is the image itself: give a new file name for the staged copy$"):
+        stage(xz, overlay, model, out=xz)
