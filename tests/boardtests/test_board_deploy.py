@@ -128,6 +128,9 @@ def test_the_laid_out_folder_holds_what_sha256sum_checks(overlay, model, wheel, 
                 seen["names"] = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
             return super().run(argv, capture=capture, check=check)
 
+    (model / ".ipynb_checkpoints").mkdir()  # hidden files and folders stay behind
+    (model / ".ipynb_checkpoints" / "notes.ipynb").write_text("{}")
+    (model / ".DS_Store").write_bytes(bytes(8))
     deploy("pynq", overlay, model, wheel=wheel, runner=Copying(files=board_files()), echo=print, use_rsync=True)
     assert seen["sums"].returncode == 0, seen["sums"].stdout
     assert seen["names"] == sorted(
@@ -223,7 +226,7 @@ def test_an_ordinary_host_is_taken(overlay, model, host):
     assert report.commands
 
 
-@pytest.mark.parametrize("name", ["notes\n0123  dpu0.onnx", 'say "hi".txt', "caf\udce9.txt"])
+@pytest.mark.parametrize("name", ["notes\n0123  dpu0.onnx", 'say "hi".txt', "caf\udce9.txt", "rub\x7fout.txt"])
 def test_a_model_file_name_the_board_copy_cannot_carry_is_refused_before_anything_runs(overlay, model, name):
     """SHA256SUMS names one file a line: a name with a line break gave `sha256sum -c` on the board a line of
     its own, the check failed after the copy; a name that is not UTF-8 stopped laying out with a traceback."""
@@ -531,3 +534,65 @@ def test_a_plan_with_a_file_from_another_split_is_refused_before_anything_is_cop
     with pytest.raises(ArtifactError, match=r"dpu0.onnx is not the file subgraph 'dpu0' was split into"):
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
     assert runner.calls == []  # the working deployment on the board is left as it was
+
+
+def test_an_ipv6_zone_is_one_percent_sign(overlay, model):
+    # ssh expands %-tokens (%h, %r, %d) in a ProxyCommand or ControlPath: only the zone's one '%' is let through.
+    runner = RecordingRunner()
+    with pytest.raises(UsageError, match=re.escape("--host 'fe80::1%eth0%h' holds '%'")):
+        deploy("fe80::1%eth0%h", overlay, model, dry_run=True, runner=runner, echo=print)
+    assert runner.calls == []
+
+
+@pytest.mark.parametrize("board_plan", [None, "0x42"])
+def test_a_board_plan_that_is_not_the_deployed_one_says_the_copy_did_not_complete(
+    overlay, model, wheel, tools_present, board_plan
+):
+    # Checked before the fingerprints: a plan missing on the board had the check skipped ("not checked").
+    runner = RecordingRunner(files=board_files(plan_fp=board_plan))
+    said = (
+        rf"the split plan on the board has fingerprint {board_plan}, the deployed one {FINGERPRINT}: the copy did not"
+    )
+    with pytest.raises(ArtifactError, match=said):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+
+
+def test_fingerprints_written_in_decimal_and_hex_are_one_number(overlay, model, wheel, tools_present):
+    # 0x101000016010407 is 72339069383803911: an arch.json may give it either way.
+    (overlay / "arch.json").write_text(json.dumps({"fingerprint": "72339069383803911"}))
+    lines = []
+    deploy("pynq", overlay, model, wheel=wheel, runner=RecordingRunner(files=board_files()), echo=lines.append)
+    assert lines[0] == "fingerprint 72339069383803911 matches (overlay and split plan)"
+
+
+def test_old_folders_left_by_a_move_cut_short_do_not_stop_the_next_move(tmp_path):
+    """A connection dropped while the deployed folders were being moved aside leaves .previous/ holding some:
+    the next move into place (run here by bash, the board's folder under tmp_path) clears it first."""
+    deployed = tmp_path / "xilinx" / "dpupose"
+    (deployed / ".previous" / "model").mkdir(parents=True)
+    (deployed / ".previous" / "model" / "old.onnx").write_bytes(b"old")
+    (deployed / "model").mkdir()
+    (deployed / "model" / "old.onnx").write_bytes(b"old")
+    incoming = deployed / ".incoming"
+    for name in deploymod.TOP_LEVEL:
+        if name in deploymod.FOLDERS:
+            (incoming / name).mkdir(parents=True)
+            (incoming / name / "new").write_text(name)
+        else:
+            (incoming / name).write_text(name)
+    command = move_into_place_argv(Remote("pynq"))[-1].replace("/home/xilinx/", f"{tmp_path}/xilinx/")
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+    tree = {str(p.relative_to(deployed)) for p in deployed.rglob("*")}
+    assert tree == {*deploymod.TOP_LEVEL, "overlay/new", "model/new", "wheels/new"}
+
+
+def test_an_empty_model_folder_is_refused_before_anything_runs(overlay, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / ".ipynb_checkpoints").mkdir(parents=True)  # only hidden files: nothing to copy
+    (empty / ".ipynb_checkpoints" / "x.ipynb").write_text("{}")
+    runner = RecordingRunner()
+    with pytest.raises(
+        ArtifactError, match=rf"^model folder {re.escape(str(empty))} is empty: compile the model first$"
+    ):
+        deploy("pynq", overlay, empty, dry_run=True, runner=runner, echo=print)
+    assert runner.calls == []
