@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -165,8 +166,16 @@ def test_a_replaced_file_keeps_its_permissions_and_links(image, tmp_path):
 
 
 def test_missing_device_node(image):
-    with pytest.raises(DeviceError, match="does not exist"):
-        flash(image, "/dev/dpupose-no-such-card", use_bmaptool=False)
+    """A name under /dev that is not there is refused, never made: were the /dev check broken, the flash
+    would write a regular file there, which is removed here so that one failure does not outlive its run."""
+    node = Path(f"/dev/dpupose-no-such-card-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with pytest.raises(DeviceError, match="does not exist"):
+            flash(image, str(node), use_bmaptool=False)
+        assert not node.exists()
+    finally:
+        if node.is_file():
+            node.unlink()
 
 
 def test_a_folder_or_character_device_target_says_what_to_pass(image, tmp_path):
