@@ -278,6 +278,28 @@ def two_scales_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def image_twice_model(path: Path, second_fp: int | None = None, seed: int = 0) -> Path:
+    """image -Q/DQ-> conv1 (3 -> 3, stride 1) + ReLU -Q/DQ-> c1 -> Sigmoid (CPU) -Q/DQ-> mid, then an Add of mid
+    and the image on the DPU, conv3 (3 -> J, stride 4) and the head: the image feeds two DPU subgraphs, dpu0
+    (conv1) and dpu1 (the Add, after the CPU's sigmoid). The Add reads the image at conv1's fix point (its
+    DequantizeLinear output itself), or with second_fp from a second Q/DQ pair of it at that fix point."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    image = b.qdq("image", FP["image"], "image_dq")
+    b.node("Relu", [b.conv(image, "conv1", 3, 3, 1, rng)], "conv1_float", name="conv1/relu")
+    c1 = b.qdq("conv1_float", FP["c1"], "c1")
+    b.node("Sigmoid", [c1], "mid_float", name="mid/sigmoid")
+    mid = b.qdq("mid_float", FP["mid"], "mid")
+    second = image if second_fp is None else b.qdq("image", second_fp, "image_b")
+    b.node("Add", [mid, second], "sum_float", name="skip/add")
+    x = b.qdq("sum_float", FP["sum"], "sum")
+    b.qdq(b.conv(x, "conv3", 3, J, 4, rng), FP["logits"], "logits")
+    b.head("logits")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(b.model("qdq_image_twice", H), str(path))
+    return path
+
+
 def save(middle: str, path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(middle, seed), str(path))

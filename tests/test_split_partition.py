@@ -25,6 +25,7 @@ from split_models import (
     dpu_heatmaps_model,
     float_model,
     global_pool_model,
+    image_twice_model,
     op_model,
     qoperator_model,
     read_heatmaps_model,
@@ -848,44 +849,64 @@ def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
 
 
 # Boundary tensors of the test models (split_models, 16 x 16 input): image 3*16*16 = 768 floats -> int8 (5 ops
-# + 5 bytes each: tests/test_split_optimize.py), c1 and c2 8*8*8 = 512 and logits / heatmaps 16*4*4 = 256 int8
-# -> float (3 ops + 5 bytes each), at 1e9 ops/s and 1e9 bytes/s.
+# + 5 bytes each: tests/test_split_optimize.py) unless only DPU subgraphs read it, at one fix point (then
+# pre-processing makes it int8: no conversion), c1 and c2 8*8*8 = 512 and logits / heatmaps 16*4*4 = 256 int8
+# -> float (3 ops + 5 bytes each), at 1e9 ops/s and 1e9 bytes/s. image_twice_model's c1 and mid are 3*16*16 = 768.
 BOUNDARY_CASES = {
     # the heatmaps (conv4's) leave the DPU for the caller only, the logits for the head on the CPU
-    "a plan output no cpu subgraph reads": (lambda p: (dpu_heatmaps_model(p), None), 768 * 10 + 256 * 8 * 2),
+    "a plan output no cpu subgraph reads": (lambda p: (dpu_heatmaps_model(p), None), "dc", 256 * 8 * 2),
     # the logits are the heatmaps output and the head's input: converted for cpu0, then again for the caller
-    "a plan output a cpu subgraph reads": (lambda p: (conv_heatmaps_model(p), None), 768 * 10 + 256 * 8 * 2),
+    "a plan output a cpu subgraph reads": (lambda p: (conv_heatmaps_model(p), None), "dc", 256 * 8 * 2),
     # c1 is read by cpu0 (the sigmoid) and cpu1 (the add, forced): converted for each; mid_float back to int8
     "two cpu subgraphs read one dpu output": (
         lambda p: (save("skip", p), "skip/add"),
-        768 * 10 + 512 * 8 * 2 + 512 * 10 + 512 * 8,
+        "dcdc",
+        512 * 8 * 2 + 512 * 10 + 512 * 8,
+    ),
+    # dpu0 (conv1) and dpu1 (the add) read the image at one fix point: pre-processing's int8 tensor serves both;
+    # c1 to the sigmoid, mid back to int8, the logits to the head
+    "the image feeds two dpu subgraphs at one fix point": (
+        lambda p: (image_twice_model(p), None),
+        "dcdc",
+        768 * 8 + 768 * 10 + 256 * 8,
+    ),
+    # the add reads the image at 2**-6, conv1 at 2**-5: pre-processing gives float, quantized by each
+    "the image feeds two dpu subgraphs at two fix points": (
+        lambda p: (image_twice_model(p, second_fp=6), None),
+        "dcdc",
+        2 * 768 * 10 + 768 * 8 + 768 * 10 + 256 * 8,
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(BOUNDARY_CASES))
 def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_path, monkeypatch, case):
-    """split's prediction and the plan files' count every conversion the executor makes: each reader converts
-    its own copy of a DPU output, and the caller gets a plan output made on the DPU converted once more."""
+    """split's prediction and the plan files' count every conversion the executor makes on a frame: each reader
+    converts its own copy of a DPU output, the caller gets a plan output made on the DPU converted once more,
+    and an image only DPU subgraphs read, at one fix point, is made int8 by pre-processing (input_lut)."""
     import dpupose.runtime.executor as executor
     from dpupose.split.a53 import A53Model
     from dpupose.split.cost import predict_plan
 
-    make, hand = BOUNDARY_CASES[case]
+    make, devices, hand = BOUNDARY_CASES[case]
     model, cpu_from = make(tmp_path / "m.onnx")
     hand_ms = hand / 1e9 * 1e3
     inf = float("inf")
     a53 = A53Model(inf, inf, 0.0, copy_bandwidth=1e9, dpu_job_overhead_s=0.0, element_ops_rate=1e9)
     result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan", cpu_from=cpu_from), a53=a53)
     plan = load_plan(result.folder)
+    assert _devices(plan) == [{"d": "dpu", "c": "cpu"}[k] for k in devices]
     if case.startswith("two"):
-        assert _devices(plan) == ["dpu", "cpu", "dpu", "cpu"]
         assert [[t.name for t in sg.inputs] for sg in plan.subgraphs[1::2]] == [["c1"], ["c1", "c2"]]
+    elif case.startswith("the image"):
+        image_fps = [t.fix_point for sg in plan.subgraphs for t in sg.inputs if t.name == "image"]
+        assert image_fps == ([5, 5] if case.endswith("one fix point") else [5, 6])
     else:
-        assert _devices(plan) == ["dpu", "cpu"] and plan.outputs.heatmaps in [t.name for t in plan.subgraphs[0].outputs]
+        assert plan.outputs.heatmaps in [t.name for t in plan.subgraphs[0].outputs]
     assert result.prediction.boundary_ms == pytest.approx(hand_ms)
     assert predict_plan(plan, a53).boundary_ms == pytest.approx(hand_ms)
-    # The executor's own conversions, int8 <-> float, run on the emulator, charged as the A53 model charges them.
+    # The executor's own conversions, int8 <-> float, run on the emulator on a frame (the frame path of
+    # dpupose run: pre-processing, the subgraphs, the outputs), charged as the A53 model charges them.
     made: list[float] = []
     convert = executor.convert
 
@@ -896,7 +917,11 @@ def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_
 
     monkeypatch.setattr(executor, "convert", counted)
     ex = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all())
-    ex.infer_tensor(np.zeros(plan.input.shape, np.float32))
+    frame = np.random.default_rng(0).integers(0, 256, (plan.input_size, plan.input_size, 3), np.uint8)
+    _, env = ex.start(frame)
+    for i in range(len(plan.subgraphs)):
+        ex.run_subgraph(i, env)
+    ex.outputs(env)
     assert sum(made) * 1e3 == pytest.approx(hand_ms)
 
 

@@ -7,12 +7,17 @@
   first DPU subgraph) and the CPU's share of each DPU job. The conversions are counted as the split
   executor (dpupose.runtime.executor) makes them: a float tensor once for every DPU subgraph that reads
   it, and a DPU subgraph's output once for every CPU subgraph that reads it and once more when it is one of
-  the plan's outputs (coords, heatmaps), which the caller gets as float.
+  the plan's outputs (coords, heatmaps), which the caller gets as float. The image is the exception: when
+  only DPU subgraphs read it, at one fix point, pre-processing makes their int8 tensor directly (the
+  executor's input_lut, a table look-up in place of normalizing), so it costs no conversion here, being
+  part of the pre-processing these figures leave out (below).
 - Pipelined throughput = 1 / max(DPU stage, CPU stage): the DPU and the CPU work on different frames at
   once. Sequential = 1 / (DPU stage + CPU stage).
 
-Pre-processing (letterbox, normalization) and drawing are outside the model: the figures are for the
-network and its boundaries, like the study's rows. Everything here is "predicted".
+Pre-processing (letterbox, normalization, and the image's int8 look-up where it replaces them) and drawing
+are outside the model: the figures are for the network and its boundaries, like the study's rows (which
+start from the normalized image) and like the DPU estimates (which leave out host_ms, the per-frame CPU
+time of the end-to-end figures they were fitted on). Everything here is "predicted".
 """
 
 from __future__ import annotations
@@ -90,17 +95,38 @@ def plan_outputs(g: QdqGraph) -> set[str]:
     return {t for t in (names.coords, names.heatmaps) if t is not None}
 
 
+def int8_image(g: QdqGraph, groups: list[Group]) -> str | None:
+    """The image input when pre-processing makes it int8 for the DPU (module docstring): every subgraph that
+    reads it is a DPU subgraph and they read it at one fix point; else None."""
+    from dpupose.errors import ModelFileError
+    from dpupose.split.partition import dpu_fix_point
+
+    for image in g.graph_inputs:
+        readers = [grp for grp in groups if image in grp.inputs]
+        if not readers or any(grp.device != DPU for grp in readers):
+            continue
+        try:  # a candidate the split would refuse for it is costed as quantized by each reader
+            fix_points = {dpu_fix_point(g, grp, image, "input") for grp in readers}
+        except ModelFileError:
+            continue
+        if len(fix_points) == 1:
+            return image
+    return None
+
+
 def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
     """CPU time of converting and moving every tensor that crosses between the DPU and the CPU, counted as the
     executor converts them (module docstring): each reader converts its own copy, and a plan output made on
-    the DPU is converted once more for the caller."""
+    the DPU is converted once more for the caller; an image only DPU subgraphs read, at one fix point, is
+    made int8 by pre-processing."""
     finals = plan_outputs(g)
+    made_int8 = int8_image(g, groups)
     total = 0.0
     for grp in groups:
         if grp.device != DPU:
             continue
         for t in grp.inputs:
-            if t not in grp.requant_inputs:  # float from the CPU (or the image) -> int8
+            if t not in grp.requant_inputs and t != made_int8:  # float from the CPU (or the image) -> int8
                 total += a53.boundary_s(math.prod(g.shapes[t]), to_float=False)
         for t in grp.outputs:
             readers = sum(1 for other in groups if t in other.inputs and other.device != DPU)
@@ -172,6 +198,10 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
     dpu = cpu = edges = 0.0
     dpu_made: set[str] = set()
     finals = {t for t in (plan.outputs.coords, plan.outputs.heatmaps) if t is not None}
+    # the image, when pre-processing makes it int8 (module docstring): only DPU subgraphs read it, at one fix point
+    image = [(sg.is_dpu, t.fix_point) for sg in plan.subgraphs for t in sg.inputs if t.name == plan.input.name]
+    lut = image and all(dpu for dpu, _ in image) and len({fp for _, fp in image}) == 1 and image[0][1] is not None
+    made_int8 = plan.input.name if lut else None
     for sg in plan.subgraphs:
         path = plan.path(sg.file)
         if sg.is_dpu:
@@ -179,7 +209,7 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
             dpu += ms
             cpu += a53.dpu_job_overhead_s * 1e3
             for t in sg.inputs:
-                if t.name not in dpu_made:
+                if t.name not in dpu_made and t.name != made_int8:
                     edges += a53.boundary_s(math.prod(t.shape), to_float=False) * 1e3
             dpu_made.update(t.name for t in sg.outputs)
             for t in sg.outputs:  # converted for the caller (module docstring)

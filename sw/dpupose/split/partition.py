@@ -161,18 +161,24 @@ def resolve_cpu_from(g: QdqGraph, name: str) -> dict[int, str]:
     return {u.index: reason for u in g.units[unit.index :]}
 
 
+def dpu_fix_point(g: QdqGraph, grp: Group, tensor: str, side: str) -> int:
+    """The fix point at which DPU subgraph `grp` takes or gives `tensor`: its Q/DQ pair's when it is a DQ
+    output, else that of the subgraph's own QuantizeLinear nodes of the float tensor (the image, a CPU
+    output); ModelFileError unless there is one."""
+    if tensor in g.pair_of_dq_output:
+        return g.pairs[g.pair_of_dq_output[tensor]].fix_point
+    own = set(grp.nodes)
+    fps = {g.pairs[k].fix_point for k in g.pairs_of_tensor.get(tensor, []) if g.pairs[k].q in own}
+    if len(fps) != 1:
+        raise ModelFileError(f"DPU subgraph {grp.name}: {side} {tensor!r} has no single fix point")
+    return fps.pop()
+
+
 def _boundary(g: QdqGraph, grp: Group, tensor: str, side: str) -> BoundaryTensor:
     shape = g.shapes[tensor]
     if grp.device != DPU:
         return BoundaryTensor(tensor, shape, layout_for(len(shape)), "float32", None)
-    if tensor in g.pair_of_dq_output:
-        fp = g.pairs[g.pair_of_dq_output[tensor]].fix_point
-    else:
-        own = set(grp.nodes)
-        fps = {g.pairs[k].fix_point for k in g.pairs_of_tensor.get(tensor, []) if g.pairs[k].q in own}
-        if len(fps) != 1:
-            raise ModelFileError(f"DPU subgraph {grp.name}: {side} {tensor!r} has no single fix point")
-        fp = fps.pop()
+    fp = dpu_fix_point(g, grp, tensor, side)
     if len(shape) == 4:
         n, c, h, w = shape
         return BoundaryTensor(tensor, (n, h, w, c), "NHWC", "int8", fp)
