@@ -855,8 +855,8 @@ def test_predictions_from_the_plan_files_equal_the_partitioner_s(tmp_path):
 BOUNDARY_CASES = {
     # the heatmaps (conv4's) leave the DPU for the caller only, the logits for the head on the CPU
     "a plan output no cpu subgraph reads": (lambda p: (dpu_heatmaps_model(p), None), "dc", 256 * 8 * 2),
-    # the logits are the heatmaps output and the head's input: converted for cpu0, then again for the caller
-    "a plan output a cpu subgraph reads": (lambda p: (conv_heatmaps_model(p), None), "dc", 256 * 8 * 2),
+    # the logits are the heatmaps output and the head's input: converted for cpu0, whose copy the caller gets
+    "a plan output a cpu subgraph reads": (lambda p: (conv_heatmaps_model(p), None), "dc", 256 * 8),
     # c1 is read by cpu0 (the sigmoid) and cpu1 (the add, forced): converted for each; mid_float back to int8
     "two cpu subgraphs read one dpu output": (
         lambda p: (save("skip", p), "skip/add"),
@@ -882,8 +882,9 @@ BOUNDARY_CASES = {
 @pytest.mark.parametrize("case", list(BOUNDARY_CASES))
 def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_path, monkeypatch, case):
     """split's prediction and the plan files' count every conversion the executor makes on a frame: each reader
-    converts its own copy of a DPU output, the caller gets a plan output made on the DPU converted once more,
-    and an image only DPU subgraphs read, at one fix point, is made int8 by pre-processing (input_lut)."""
+    converts its own copy of a DPU output, the caller gets a plan output made on the DPU converted for it unless
+    a CPU subgraph took it as float, and an image only DPU subgraphs read, at one fix point, is made int8 by
+    pre-processing (input_lut)."""
     import dpupose.runtime.executor as executor
     from dpupose.split.a53 import A53Model
     from dpupose.split.cost import predict_plan
@@ -923,6 +924,46 @@ def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_
         ex.run_subgraph(i, env)
     ex.outputs(env)
     assert sum(made) * 1e3 == pytest.approx(hand_ms)
+
+
+def test_a_plan_output_a_cpu_subgraph_reads_is_converted_once_and_handed_out_unchanged(tmp_path, monkeypatch):
+    """conv_heatmaps_model's logits, int8 out of dpu0, are the heatmaps output and cpu0's input: the executor
+    dequantizes them once, for cpu0, and hands that float copy out, the same bits as converting them again."""
+    import dpupose.runtime.executor as executor
+    from dpupose.runtime.frames import Frame
+
+    result = split_model(SplitOptions(conv_heatmaps_model(tmp_path / "m.onnx"), CONFIG, tmp_path / "plan"))
+    plan = load_plan(result.folder)
+    assert plan.outputs.heatmaps == "logits" and _devices(plan) == ["dpu", "cpu"]
+    assert [t.name for t in plan.subgraphs[1].inputs] == ["logits"]
+    to_float: list[str] = []
+    convert = executor.convert
+
+    def counted(x, src, dst):
+        if src.dtype == "int8" and dst.dtype != "int8":
+            to_float.append(src.name)
+        return convert(x, src, dst)
+
+    monkeypatch.setattr(executor, "convert", counted)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all())
+    frame = np.random.default_rng(1).integers(0, 256, (plan.input_size, plan.input_size, 3), np.uint8)
+    _, env = ex.start(frame)
+    for i in range(len(plan.subgraphs)):
+        ex.run_subgraph(i, env)
+    out = ex.outputs(env)
+    assert to_float == ["logits"]
+    # the int8 logits dpu0 made, dequantized and put in NCHW here, independently: int8 * 2**-fix_point
+    q, info = env["logits"]
+    assert info.dtype == "int8" and info.layout == "NHWC" and q.dtype == np.int8
+    expected = (q.astype(np.float64) * 2.0**-info.fix_point).transpose(0, 3, 1, 2).astype(np.float32)
+    assert out["heatmaps"].dtype == np.float32 and out["heatmaps"].flags.c_contiguous
+    np.testing.assert_array_equal(out["heatmaps"], expected)
+    np.testing.assert_array_equal(out["heatmaps"], as_float_nchw(q, info))
+    # the whole frame gives the same results as before: the coords from cpu0, the heatmaps as converted
+    monkeypatch.setattr(executor, "convert", convert)
+    res = ex.process(Frame(0, frame, "x"))
+    np.testing.assert_array_equal(res.coords, out["coords"].reshape(-1, 2))
+    assert np.isnan(res.confidence).all()  # the heatmaps are a conv's logits: no confidence
 
 
 def test_predictions_of_a_plan_cost_its_cpu_subgraphs_at_the_int8_rate_when_asked(tmp_path):

@@ -9,7 +9,9 @@ emulator or ONNX Runtime for everything):
 - int8 -> int8 between DPU runners: passed as it is when the fix points agree, requantized (the same
   rounding, exact) when they differ;
 - the plan's outputs: float32 NCHW whichever runner produced them (a DPU runner's int8 NHWC heatmaps, a
-  conv's output on the DPU, dequantized and transposed as leaving it).
+  conv's output on the DPU, dequantized and transposed as leaving it). One that a CPU runner has already
+  taken as float32 NCHW is handed out as that same copy, not converted again (the same values: both are
+  int8 * 2**-fix_point in NCHW).
 
 Post-processing: the coordinates (normalized in the S x S letterboxed input: the plan's DSNT output, or
 with decode="local" the mean within a window around each heatmap's maximum, dpupose.eval.dsnt_np) -> input pixels
@@ -39,7 +41,9 @@ from dpupose.split.plan import RESPLIT, SOFTMAX_EXPORT, BoundaryTensor, Plan, he
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 CONFIDENCE_WINDOW = 1  # heatmap pixels each side of the mode: a 3 x 3 window
 
-Env = dict[str, tuple[np.ndarray, TensorInfo]]  # tensor name -> (array, how the array is stored)
+# tensor name -> (array, how the array is stored); (name, "float32") -> the float32 NCHW copy of a plan output
+# made on the DPU, kept where a CPU runner took it so (SplitExecutor.outputs hands it out)
+Env = dict[str | tuple[str, str], tuple[np.ndarray, TensorInfo]]
 
 
 def _relayout_view(x: np.ndarray, src: str, dst: str) -> np.ndarray:
@@ -76,9 +80,12 @@ def convert(x: np.ndarray, src: TensorInfo, dst: TensorInfo) -> np.ndarray:
     return relayout(x, src.layout, dst.layout).astype(dst.dtype, copy=False)
 
 
+def _float_nchw_info(x: np.ndarray, info: TensorInfo) -> TensorInfo:
+    return TensorInfo(info.name, info.shape, "float32", None, "NCHW" if x.ndim == 4 else info.layout)
+
+
 def as_float_nchw(x: np.ndarray, info: TensorInfo) -> np.ndarray:
-    target = TensorInfo(info.name, info.shape, "float32", None, "NCHW" if x.ndim == 4 else info.layout)
-    return convert(x, info, target)
+    return convert(x, info, _float_nchw_info(x, info))
 
 
 @dataclass
@@ -252,6 +259,7 @@ class SplitExecutor:
                 self._start_info = TensorInfo(plan.input.name, (1, self.size, self.size, 3), "int8", fp, "NHWC")
         # Tensors that can be dropped after each subgraph (no later consumer, not a final output).
         finals = {plan.outputs.coords, plan.outputs.heatmaps}
+        self._finals = {n for n in finals if n is not None}
         last_use: dict[str, int] = {}
         for i, sg in enumerate(plan.subgraphs):
             for t in sg.inputs:
@@ -278,6 +286,11 @@ class SplitExecutor:
         for info in runner.inputs:
             x, stored = env[info.name]
             feeds[info.name] = convert(x, stored, info)
+            if info.name in self._finals and stored.dtype == "int8" and info.dtype == "float32":
+                # a plan output made on the DPU, taken as float: kept for the caller when in its form
+                target = _float_nchw_info(x, stored)
+                if x.ndim != 4 or info.layout == target.layout:
+                    env.setdefault((info.name, "float32"), (feeds[info.name], target))
         results = runner.run(feeds)
         for info in runner.outputs:
             env[info.name] = (results[info.name], info)
@@ -285,10 +298,16 @@ class SplitExecutor:
             env.pop(name, None)
 
     def outputs(self, env: Env) -> dict[str, np.ndarray]:
-        """The final tensors as float: {"coords": (1, 16, 2), "heatmaps": (1, 16, H, W) or absent}."""
-        out = {"coords": as_float_nchw(*env[self.plan.outputs.coords])}
+        """The final tensors as float: {"coords": (1, 16, 2), "heatmaps": (1, 16, H, W) or absent}; a float copy a
+        CPU runner already took is handed out as it is (module docstring)."""
+
+        def final(name: str) -> np.ndarray:
+            copy = env.get((name, "float32"))
+            return copy[0] if copy is not None else as_float_nchw(*env[name])
+
+        out = {"coords": final(self.plan.outputs.coords)}
         if self.plan.outputs.heatmaps is not None:
-            out["heatmaps"] = as_float_nchw(*env[self.plan.outputs.heatmaps])
+            out["heatmaps"] = final(self.plan.outputs.heatmaps)
         return out
 
     def finish(self, frame: Frame, prepared: Prepared, env: Env) -> FrameResult:

@@ -6,8 +6,9 @@
   DDR transfer of every boundary tensor between the DPU and the CPU (including the image entering the
   first DPU subgraph) and the CPU's share of each DPU job. The conversions are counted as the split
   executor (dpupose.runtime.executor) makes them: a float tensor once for every DPU subgraph that reads
-  it, and a DPU subgraph's output once for every CPU subgraph that reads it and once more when it is one of
-  the plan's outputs (coords, heatmaps), which the caller gets as float. The image is the exception: when
+  it, and a DPU subgraph's output once for every CPU subgraph that reads it; one of the plan's outputs
+  (coords, heatmaps), which the caller gets as float, once for the caller when no CPU subgraph reads it
+  (else the caller gets the float copy a CPU subgraph took). The image is the exception: when
   only DPU subgraphs read it, at one fix point, pre-processing makes their int8 tensor directly (the
   executor's input_lut, a table look-up in place of normalizing), so it costs no conversion here, being
   part of the pre-processing these figures leave out (below).
@@ -116,9 +117,9 @@ def int8_image(g: QdqGraph, groups: list[Group]) -> str | None:
 
 def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
     """CPU time of converting and moving every tensor that crosses between the DPU and the CPU, counted as the
-    executor converts them (module docstring): each reader converts its own copy, and a plan output made on
-    the DPU is converted once more for the caller; an image only DPU subgraphs read, at one fix point, is
-    made int8 by pre-processing."""
+    executor converts them (module docstring): each reader converts its own copy, a plan output made on the
+    DPU that no CPU subgraph reads is converted for the caller, and an image only DPU subgraphs read, at one
+    fix point, is made int8 by pre-processing."""
     finals = plan_outputs(g)
     made_int8 = int8_image(g, groups)
     total = 0.0
@@ -130,7 +131,8 @@ def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
                 total += a53.boundary_s(math.prod(g.shapes[t]), to_float=False)
         for t in grp.outputs:
             readers = sum(1 for other in groups if t in other.inputs and other.device != DPU)
-            total += (readers + (t in finals)) * a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
+            for_caller = t in finals and not readers
+            total += (readers + for_caller) * a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
     return total
 
 
@@ -202,6 +204,7 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
     image = [(sg.is_dpu, t.fix_point) for sg in plan.subgraphs for t in sg.inputs if t.name == plan.input.name]
     lut = image and all(dpu for dpu, _ in image) and len({fp for _, fp in image}) == 1 and image[0][1] is not None
     made_int8 = plan.input.name if lut else None
+    cpu_read = {t.name for sg in plan.subgraphs if not sg.is_dpu for t in sg.inputs}
     for sg in plan.subgraphs:
         path = plan.path(sg.file)
         if sg.is_dpu:
@@ -212,8 +215,8 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
                 if t.name not in dpu_made and t.name != made_int8:
                     edges += a53.boundary_s(math.prod(t.shape), to_float=False) * 1e3
             dpu_made.update(t.name for t in sg.outputs)
-            for t in sg.outputs:  # converted for the caller (module docstring)
-                if t.name in finals:
+            for t in sg.outputs:  # converted for the caller unless a CPU subgraph took it (module docstring)
+                if t.name in finals and t.name not in cpu_read:
                     edges += a53.boundary_s(math.prod(t.shape), to_float=True) * 1e3
         else:
             c = graph_counts(onnx.load(str(path)))
