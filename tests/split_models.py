@@ -207,6 +207,17 @@ def conv_heatmaps_model(path: Path) -> Path:
     return path
 
 
+def extra_output_model(path: Path) -> Path:
+    """build("none") that also outputs c2, conv2's quantized result (8 x 8 x 8), which conv3 reads on the DPU: a
+    model output made on the DPU that is neither the coords nor the heatmaps."""
+    model = build("none")
+    model.graph.output.append(helper.make_tensor_value_info("c2", TensorProto.FLOAT, [1, 8, H * 2, H * 2]))
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def dpu_heatmaps_model(path: Path, seed: int = 0) -> Path:
     """image -> conv1 + ReLU -> conv2 + ReLU -Q/DQ-> c2, then two 3x3 convs of c2 to J channels at stride 2 on
     the DPU: conv3's logits give the coords (flat softmax and DSNT on the CPU), conv4's quantized result is the

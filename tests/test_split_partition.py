@@ -23,6 +23,7 @@ from split_models import (
     conv_heatmaps_model,
     conv_limit_model,
     dpu_heatmaps_model,
+    extra_output_model,
     float_model,
     global_pool_model,
     image_twice_model,
@@ -857,6 +858,9 @@ BOUNDARY_CASES = {
     "a plan output no cpu subgraph reads": (lambda p: (dpu_heatmaps_model(p), None), "dc", 256 * 8 * 2),
     # the logits are the heatmaps output and the head's input: converted for cpu0, whose copy the caller gets
     "a plan output a cpu subgraph reads": (lambda p: (conv_heatmaps_model(p), None), "dc", 256 * 8),
+    # c2 is a model output dpu0 makes, int8, but no plan output (coords, heatmaps): never converted; the logits
+    # are converted for the head
+    "a model output other than the plan's made on the dpu": (lambda p: (extra_output_model(p), None), "dc", 256 * 8),
     # c1 is read by cpu0 (the sigmoid) and cpu1 (the add, forced): converted for each; mid_float back to int8
     "two cpu subgraphs read one dpu output": (
         lambda p: (save("skip", p), "skip/add"),
@@ -899,6 +903,10 @@ def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_
     assert _devices(plan) == [{"d": "dpu", "c": "cpu"}[k] for k in devices]
     if case.startswith("two"):
         assert [[t.name for t in sg.inputs] for sg in plan.subgraphs[1::2]] == [["c1"], ["c1", "c2"]]
+    elif case.startswith("a model output"):
+        (c2,) = [t for t in plan.subgraphs[0].outputs if t.name == "c2"]
+        assert c2.dtype == "int8" and c2.shape == (1, 8, 8, 8)
+        assert not any(t.name == "c2" for sg in plan.subgraphs for t in sg.inputs)
     elif case.startswith("the image"):
         image_fps = [t.fix_point for sg in plan.subgraphs for t in sg.inputs if t.name == "image"]
         assert image_fps == ([5, 5] if case.endswith("one fix point") else [5, 6])
