@@ -181,6 +181,33 @@ def test_deploy_check_against_ort_passes_a_correct_model_and_names_a_wrong_layer
     assert f"first layer that diverges (> 1 LSB): {victim}, {off[victim]} LSB off" in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        ((), "all 1 layers agree with ort within 1 LSB (ONNX Runtime rounds ties to even, the DPU up)"),
+        (("--tolerance", "3"), "all 1 layers agree with ort within 3 LSB"),  # the user's, not the ties' 1 LSB
+        (("--tolerance", "0"), "all 1 layers agree with ort within 0 LSB"),
+    ],
+)
+def test_deploy_check_says_why_1_lsb_only_for_the_default_tolerance_against_ort(
+    tmp_path, monkeypatch, capsys, argv, line
+):
+    import dpupose.quant.compare
+    import dpupose.runtime.qdq_graph
+
+    def report(path, images, against, tolerance, dump):  # the check itself is tested above: its result line here
+        used = dpupose.quant.compare.default_tolerance(against) if tolerance is None else tolerance
+        row = {"tensor": "t_int8", "shape": [1, 2, 2, 3], "max_lsb": 0, "mean_lsb": 0.0, "mismatch_fraction": 0.0}
+        return {"tolerance_lsb": used, "first_divergent": None, "layers": [row], "fix_points": {"t_int8": 4}}
+
+    program = types.SimpleNamespace(inputs=[types.SimpleNamespace(shape_nchw=(1, 3, 16, 16))])
+    monkeypatch.setattr(dpupose.runtime.qdq_graph, "load_program", lambda path: program)
+    monkeypatch.setattr(dpupose.quant.compare, "deploy_check", report)
+    (tmp_path / "dpu0.onnx").write_bytes(b"")
+    assert _run_cli("deploy-check", tmp_path / "dpu0.onnx", "--against", "ort", *argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == line
+
+
 @pytest.mark.parametrize("option", ["--dump", "--json"])
 def test_deploy_check_refuses_an_output_it_cannot_write_before_any_work(result, synth_root, monkeypatch, option):
     import dpupose.quant.compare

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         )
     first = report["first_divergent"]
     tolerance = report["tolerance_lsb"]
-    why = " (ONNX Runtime rounds ties to even, the DPU up)" if args.against == "ort" and tolerance else ""
+    # Why the default against ort is 1 LSB; a --tolerance the user chose has reasons of its own.
+    why = " (ONNX Runtime rounds ties to even, the DPU up)" if args.against == "ort" and args.tolerance is None else ""
     if first is None:
         print(f"all {len(report['layers'])} layers agree with {args.against} within {tolerance} LSB{why}")
     else:
