@@ -366,6 +366,59 @@ def test_heatmaps_not_normalized_follows_the_values_to_their_op(graph, why):
     assert heatmaps_not_normalized("h", graph) == why
 
 
+@pytest.mark.parametrize(
+    ("graph", "opset", "why"),
+    [  # a Softmax straight on the (N, J, H, W) maps: only over H and W together is each map normalized
+        ({"h": ("Softmax", "s", ["l"], {"axis": 1})}, 17, "Softmax 's' over axis 1 (the joints), not over each map"),
+        ({"h": ("Softmax", "s", ["l"], {})}, 17, "Softmax 's' over axis -1 (each map's rows), not over each map"),
+        ({"h": ("Softmax", "s", ["l"], {"axis": 2})}, 0, "Softmax 's' over axis 2 (each map's columns), not over"),
+        # before opset 13 the axes from `axis` on (default 1), flattened: axis 2 is H and W
+        ({"h": ("Softmax", "s", ["l"], {})}, 11, "over axis 1 (all the maps of an image together), not over each"),
+        ({"h": ("Softmax", "s", ["l"], {"axis": -1})}, 12, "over axis -1 (each map's rows), not over each map"),
+        (
+            {
+                "h": ("DequantizeLinear", "dq", ["q", "s"], {}),
+                "q": ("QuantizeLinear", "q", ["sm", "s"], {}),
+                "sm": ("Softmax", "s", ["l"], {"axis": -2}),
+            },
+            11,
+            None,
+        ),
+        # after a reshape the softmax's axes are not known: a flat softmax over H * W, as the soft-argmax's
+        ({"h": ("Reshape", "r", ["sm", "k"], {}), "sm": ("Softmax", "s", ["f"], {"axis": 1})}, 17, None),
+    ],
+)
+def test_a_softmax_on_the_maps_themselves_must_normalize_each_map(graph, opset, why):
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    got, _ = heatmaps_not_normalized("h", graph, opset=opset)
+    assert got == why if why is None else why in got
+
+
+def test_heatmaps_that_are_a_softmax_over_the_joints_give_no_confidence(tmp_path):
+    """A softmax over the joints (axis 1 of the 4-D logits) makes maps that do not each sum to 1: the split
+    warns, naming it, and the plan's confidence and local decoding are refused as for a conv's logits."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+
+    model = build("none")
+    (old,) = [n for n in model.graph.node if n.name == "head/heatmaps"]
+    model.graph.node.remove(old)
+    model.graph.node.append(onnx.helper.make_node("Softmax", ["logits"], ["heatmaps"], name="head/hm", axis=1))
+    onnx.save(model, tmp_path / "m.onnx")
+    result = split_model(SplitOptions(tmp_path / "m.onnx", CONFIG, tmp_path / "plan"))
+    why = "the output of Softmax 'head/hm' over axis 1 (the joints), not over each map"
+    assert [w.split(":")[0] for w in result.warnings if "heatmaps" in w] == [f"the heatmaps output 'heatmaps' is {why}"]
+    assert heatmaps_problem(result.plan) == why.replace("'head/hm'", "'head/hm' in cpu0")
+    with pytest.raises(UsageError, match=re.escape("heatmaps are the output of Softmax 'head/hm' in cpu0 over")):
+        check_decode(result.plan, "local")
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    from dpupose.runtime.frames import Frame
+
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
+    assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
+
+
 def test_a_mul_by_a_constant_on_the_dpu_runs_on_the_emulator(tmp_path):
     model, result = _split(tmp_path, "mul")
     assert _devices(result.plan) == ["dpu", "cpu"] and _rows(result)["mid/mul"]["device"] == "dpu"

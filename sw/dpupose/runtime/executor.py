@@ -197,8 +197,8 @@ def heatmaps_problem(plan: Plan) -> str | None:
             graph = load_model(plan.path(sg.file))
         except (ModelFileError, OSError):
             return None
-        producer = {o: (n.op_type, n.name, n.inputs) for n in graph.nodes for o in n.outputs}
-        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}")
+        producer = {o: (n.op_type, n.name, n.inputs, n.attrs) for n in graph.nodes for o in n.outputs}
+        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}", graph.opset)
         if why is not None:
             return why
     return None

@@ -378,8 +378,15 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
 
     warnings: list[str] = []
     if outputs.heatmaps is not None:
-        producer = {o: (n.op_type, n.name, list(n.input)) for n in g.nodes for o in n.output}
-        why, _ = heatmaps_not_normalized(outputs.heatmaps, producer)
+        from dpupose.dpu.ops import model_opset
+
+        # a Softmax's axis, the one attribute the walk reads (an INT: no other attribute is decoded)
+        producer = {
+            o: (n.op_type, n.name, list(n.input), {a.name: a.i for a in n.attribute if a.name == "axis"})
+            for n in g.nodes
+            for o in n.output
+        }
+        why, _ = heatmaps_not_normalized(outputs.heatmaps, producer, opset=model_opset(g.model))
         if why is not None:
             warnings.append(
                 f"the heatmaps output {outputs.heatmaps!r} is {why}: the keypoint confidence and --decode local read "

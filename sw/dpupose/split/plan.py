@@ -387,6 +387,8 @@ def save_plan(plan: Plan, directory: str | Path, check_paths: bool = True) -> Pa
 # Ops that leave a heatmap's values as they are (layout, type, a Q/DQ pair): looked through to the op that made it.
 SAME_VALUES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Cast", "QuantizeLinear",
                "DequantizeLinear")  # fmt: skip
+# Of those, the ones that change the shape: past one, the axes a Softmax normalizes are not the heatmaps'.
+RESHAPING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 SOFTMAX_EXPORT = (
     "export the softmaxed maps as the heatmaps output (a Reshape of the soft-argmax's softmax to (N, 16, H, W)) "
     "and split the model again"
@@ -394,21 +396,41 @@ SOFTMAX_EXPORT = (
 
 
 def heatmaps_not_normalized(
-    name: str, producer: Mapping[str, tuple[str, str, Sequence[str]]], where: str = ""
+    name: str,
+    producer: Mapping[str, tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Mapping[str, object]]],
+    where: str = "",
+    opset: int = 0,
 ) -> tuple[str | None, str | None]:
     """Follow heatmaps tensor `name` back through SAME_VALUES ops to the op that made it, in a graph given as
-    `producer` (tensor -> (op_type, node name, inputs)). (why not, None) when that op is not a normalization
-    (a Softmax, or a Div by a ReduceSum), (None, the tensor it started from) when the graph only passes on
-    one of its inputs, (None, None) when the maps are normalized."""
+    `producer` (tensor -> (op_type, node name, inputs), or with the node's attributes as a fourth item).
+    (why not, None) when that op is not a normalization (a Softmax, or a Div by a ReduceSum), (None, the tensor
+    it started from) when the graph only passes on one of its inputs, (None, None) when the maps are
+    normalized. A Softmax with no reshape between it and the heatmaps (N, J, H, W) normalizes each map only
+    when it normalizes the last two axes, H and W: before opset 13 (`opset`, 0: the newest) with axis 2 or -2
+    (it normalizes the axes from `axis` on, flattened); from opset 13 on a Softmax normalizes `axis` alone, so
+    it is over each map's rows, columns or the joints, not over the map. After a reshape its axes are not
+    known here, and it is taken as the maps' (a flat softmax over H * W, as the soft-argmax's)."""
     seen = set()
+    reshaped = False
     while name in producer and name not in seen:
         seen.add(name)
-        op, node, inputs = producer[name]
+        op, node, inputs, *rest = producer[name]
         if op in SAME_VALUES and inputs:
+            reshaped = reshaped or op in RESHAPING
             name = inputs[0]
             continue
         if op == "Softmax":
-            return None, None
+            if reshaped:
+                return None, None
+            newer = opset == 0 or opset >= 13
+            axis = int(dict(rest[0] if rest else {}).get("axis", -1 if newer else 1))
+            if not newer and axis in (2, -2):
+                return None, None
+            if newer:  # one axis
+                what = {0: "the batch", 1: "the joints", 2: "each map's columns", 3: "each map's rows"}[axis % 4]
+            else:  # the axes from `axis` on
+                what = {0: "the whole batch", 1: "all the maps of an image together", 3: "each map's rows"}[axis % 4]
+            return f"the output of Softmax {node!r}{where} over axis {axis} ({what}), not over each map", None
         if op == "Div" and len(inputs) == 2 and producer.get(inputs[1], ("",))[0] == "ReduceSum":
             return None, None
         return f"the output of {op} {node!r}{where}, not of a softmax", None
