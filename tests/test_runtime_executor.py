@@ -4,6 +4,7 @@ and the pipelined mode (order, stage timings, drop-late, errors)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import random
 import threading
@@ -16,6 +17,7 @@ import pytest
 import tinyplan
 
 from dpupose.errors import DataError, DeviceError, ModelFileError, UsageError
+from dpupose.fsio import json_text
 from dpupose.runtime.backends import RunnerFactory
 from dpupose.runtime.base import Runner, TensorInfo
 from dpupose.runtime.executor import (
@@ -26,11 +28,12 @@ from dpupose.runtime.executor import (
     input_lut,
     preprocess,
     preprocess_int8,
+    relayout,
     to_frame_pixels,
 )
-from dpupose.runtime.frames import Frame
-from dpupose.runtime.pipeline import Pipeline
-from dpupose.split.plan import PLAN_FILE, OutputNames, load_plan
+from dpupose.runtime.frames import Frame, FrameResult
+from dpupose.runtime.pipeline import Pipeline, RunStats
+from dpupose.split.plan import PLAN_FILE, BoundaryTensor, InputSpec, ModelInfo, OutputNames, Plan, Subgraph, load_plan
 
 
 def nchw(name: str, shape: tuple[int, ...]) -> TensorInfo:
@@ -386,3 +389,181 @@ def test_source_error_arrives_after_the_frames_before_it(split: Path) -> None:
         for r in Pipeline(ex, None).run(unplugged()):
             got.append(r.index)
     assert got == [0, 1, 2, 3]
+
+
+def _timed(timings: dict[str, float]) -> FrameResult:
+    return FrameResult(0, "x", np.zeros((16, 2), np.float32), np.ones(16, np.float32), np.zeros((16, 2)), timings)
+
+
+def test_run_stats_weigh_each_stage_by_its_workers_and_write_run_json_s_units() -> None:
+    """By hand: dpu0 takes 30 ms a frame on 3 workers (10 ms a frame at full overlap), cpu0 15 ms on one.
+    Pipelined, cpu0 is the slowest stage though its mean is the smaller, and the bound is 1 / 15 ms; run in
+    sequence, 1 / (30 + 15) ms. run.json gives the means in ms, each stage's workers, wall_s to 0.1 ms."""
+    stats = RunStats.for_stages(["dpu0", "cpu0"], {"dpu0": 3}, pipelined=True)
+    for _ in range(4):
+        stats.add(_timed({"dpu0": 0.030, "cpu0": 0.015}))
+    stats.wall_seconds = 0.12345678
+    doc = stats.to_dict()
+    assert stats.slowest == "cpu0" and doc["slowest_stage"] == "cpu0"
+    assert doc["bound_fps"] == round(1 / 0.015, 3) == 66.667
+    assert doc["wall_s"] == 0.1235 and doc["fps"] == round(4 / 0.12345678, 3) == 32.4
+    assert doc["stages"] == {
+        "dpu0": {"workers": 3, "mean_ms": 30.0, "frames": 4},
+        "cpu0": {"workers": 1, "mean_ms": 15.0, "frames": 4},
+    }
+    sequential = RunStats.for_stages(["dpu0", "cpu0"])
+    for _ in range(4):
+        sequential.add(_timed({"dpu0": 0.030, "cpu0": 0.015}))
+    assert sequential.slowest == "dpu0" and sequential.to_dict()["bound_fps"] == round(1 / 0.045, 3) == 22.222
+
+
+def test_run_stats_of_a_run_that_took_no_time_or_frames_are_zero_not_an_error() -> None:
+    doc = RunStats.for_stages(["preprocess", "postprocess"], pipelined=True).to_dict()
+    assert (doc["frames"], doc["wall_s"], doc["fps"], doc["bound_fps"], doc["slowest_stage"]) == (0, 0, 0.0, 0.0, None)
+
+
+def test_a_pipeline_of_no_dpu_jobs_or_no_queue_is_refused(split: Path) -> None:
+    plan = load_plan(split)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    for jobs, size in ((0, 2), (2, 0)):
+        with pytest.raises(ValueError, match="dpu_jobs and queue_size must be at least 1"):
+            Pipeline(ex, None, dpu_jobs=jobs, queue_size=size)
+
+
+def test_closing_the_results_early_stops_every_thread_at_once(split: Path) -> None:
+    """A run stopped by its reader (--max-frames reached, q pressed, Ctrl-C) on a source that never ends:
+    every stage thread and the source's thread end with it, without waiting for their join timeouts."""
+    plan = load_plan(split)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    before = threading.active_count()
+    image = frames(1)[0].image
+
+    def endless():
+        for i in itertools.count():
+            yield Frame(i, image, "camera:0")
+
+    results = Pipeline(ex, None).run(endless())
+    got = [next(results).index for _ in range(3)]
+    start = time.monotonic()
+    results.close()
+    assert got == [0, 1, 2]
+    assert time.monotonic() - start < 1.5  # a thread left running is waited for 2 s
+    assert threading.active_count() == before
+
+
+def test_confidence_of_a_map_wider_than_it_is_high() -> None:
+    """A 2 x 3 map with its mode at row 1, column 0 (flat index 3): the 3 x 3 window there holds columns
+    0-1 of both rows, 0.5 + 0.1 + 0.1 of the mass, not column 2's 0.3."""
+    hm = np.array([[[0.1, 0.0, 0.15], [0.5, 0.1, 0.15]]])
+    np.testing.assert_allclose(heatmap_confidence(hm), [0.7], rtol=1e-6)
+
+
+class _Reshaped(Runner):
+    """A runner whose inputs are those of `inner` with one changed (a subgraph file of another split)."""
+
+    def __init__(self, inner: Runner, inputs: list[TensorInfo]) -> None:
+        self.inner, self._inputs = inner, inputs
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self.inner.outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.inner.run(feeds)
+
+
+def test_a_subgraph_file_of_another_split_is_refused_by_its_inputs(split: Path) -> None:
+    """cpu0.onnx taking an input the plan does not feed, or its one input with another channel count
+    (the same H x W): both refused when the executor is made, naming the subgraph and the tensor."""
+    plan = load_plan(split)
+    runners = RunnerFactory(plan, "cpu").create_all()
+    feat = runners["cpu0"].inputs[0]
+    n, c, h, w = feat.shape
+    for inputs, message in [
+        ([feat, TensorInfo("mask", (1, 1, h, w), "float32", None, "NCHW")], r"takes inputs \['mask'\] the plan"),
+        ([dataclasses.replace(feat, shape=(n, c + 1, h, w))], rf"'feat' is \[1, {c + 1}, {h}, {w}\] .* in the runner"),
+    ]:
+        changed = {**runners, "cpu0": _Reshaped(runners["cpu0"], inputs)}
+        with pytest.raises(ModelFileError, match=rf"subgraph 'cpu0' \(cpu0.onnx\).*{message}"):
+            SplitExecutor(plan, changed)
+
+
+class _Recorder(Runner):
+    """Takes the image at one fix point and records what it was fed; gives `out` zeros."""
+
+    def __init__(self, image: TensorInfo, out: TensorInfo) -> None:
+        self.image, self.out = image, out
+        self.fed: list[np.ndarray] = []
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [self.image]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [self.out]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.fed.append(feeds[self.image.name])
+        return {self.out.name: np.zeros(self.out.shape, np.float32)}
+
+
+def test_an_image_two_dpu_subgraphs_take_at_two_fix_points_reaches_each_at_its_own(tmp_path: Path) -> None:
+    """Each DPU runner gets the image quantized at its own fix point (5 and 6), as the float path gives it:
+    one int8 tensor written at 6 and requantized to 5 would be clipped at 2.0 (127 / 64) instead of 3.97."""
+    image_t = BoundaryTensor("image", (1, 32, 32, 3), "NHWC", "int8", 5)
+    at5 = TensorInfo("image", (1, 32, 32, 3), "int8", 5, "NHWC")
+    at6 = dataclasses.replace(at5, fix_point=6)
+    feat = BoundaryTensor("feat", (1, 1, 1, 1), "NCHW", "float32", None)
+    coords = BoundaryTensor("coords", (1, 16, 2), "NJC", "float32", None)
+    plan = Plan(
+        fingerprint=tinyplan.FINGERPRINT,
+        dpu_config="u96v2-b1600-pynq",
+        model=ModelInfo("two", 32, "0" * 64),
+        input=InputSpec("image", (1, 3, 32, 32)),
+        outputs=OutputNames("coords", None),
+        subgraphs=(
+            Subgraph("a", "dpu", "a.onnx", (image_t,), (feat,)),
+            Subgraph("b", "dpu", "b.onnx", (dataclasses.replace(image_t, fix_point=6),), (coords,)),
+        ),
+        generated_by="test",
+    )
+    a = _Recorder(at5, TensorInfo("feat", (1, 1, 1, 1), "float32", None, "NCHW"))
+    b = _Recorder(at6, TensorInfo("coords", (1, 16, 2), "float32", None, "NJC"))
+    ex = SplitExecutor(plan, {"a": a, "b": b})
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    ex.process(Frame(0, image, "x"))
+    float_image = preprocess(image, 32).tensor
+    for runner, info in ((a, at5), (b, at6)):
+        np.testing.assert_array_equal(runner.fed[0], convert(float_image, ex.image_info, info))
+    assert a.fed[0].max() > 64  # values over 2.0 were there to be clipped
+
+
+def test_a_plan_without_heatmaps_gives_no_confidence(split: Path) -> None:
+    """Confidence is read off the heatmaps: a plan that outputs coordinates only gives NaN for every joint,
+    written as null in keypoints.jsonl (0 would read as a joint surely missed)."""
+    plan = load_plan(split)
+    coords_only = dataclasses.replace(plan, outputs=OutputNames("coords", None))
+    ex = SplitExecutor(coords_only, RunnerFactory(plan, "cpu").create_all())
+    result = ex.process(frames(1)[0])
+    assert result.confidence.shape == (16,) and np.isnan(result.confidence).all()
+    assert json.loads(json_text(result.to_json()))["confidence"] == [None] * 16
+
+
+def test_infer_tensor_refuses_a_tensor_of_another_shape(split: Path) -> None:
+    plan = load_plan(split)
+    ex = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
+    with pytest.raises(ValueError, match=r"input tensor is \(1, 3, 64, 64\), the plan takes \(1, 3, 32, 32\)"):
+        ex.infer_tensor(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_tensors_of_other_ranks_keep_their_order_across_layouts() -> None:
+    """relayout moves axes of 4-D tensors only: (1, 16, 2) coordinates described as NHWC go through as they are."""
+    x = np.arange(32, dtype=np.int8).reshape(1, 16, 2)
+    assert relayout(x, "NHWC", "NCHW") is x
+    y = convert(x, TensorInfo("c", (1, 16, 2), "int8", 3, "NHWC"), nchw("c", (1, 16, 2)))
+    np.testing.assert_array_equal(y, x / 8.0)
