@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import random
 import threading
 import time
@@ -567,3 +568,51 @@ def test_tensors_of_other_ranks_keep_their_order_across_layouts() -> None:
     assert relayout(x, "NHWC", "NCHW") is x
     y = convert(x, TensorInfo("c", (1, 16, 2), "int8", 3, "NHWC"), nchw("c", (1, 16, 2)))
     np.testing.assert_array_equal(y, x / 8.0)
+
+
+class _Tracked(Runner):
+    def __init__(self, inner: Runner) -> None:
+        self.inner, self.closed = inner, False
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self.inner.inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self.inner.outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.inner.run(feeds)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_runners_made_before_one_that_fails_to_load_are_closed(split: Path) -> None:
+    """dpu1's file does not load: dpu0's runner, made before it (on the board a DPU runner holding the
+    device), is closed before the error is raised, not left open."""
+    made: list[_Tracked] = []
+
+    def make(path: Path) -> Runner:
+        if path.name == "dpu1.onnx":
+            raise ModelFileError(f"{path}: cut short")
+        made.append(_Tracked(tinyplan.QdqInt8Runner(path)))
+        return made[-1]
+
+    plan = load_plan(split)
+    with pytest.raises(ModelFileError, match=r"subgraph 'dpu1' \(.*dpu1.onnx\) cannot be loaded: cut short; copy"):
+        RunnerFactory(plan, "emulate", dpu_runner=make).create_all()
+    assert [r.closed for r in made] == [True]
+
+
+def test_a_plan_output_fix_point_other_than_the_subgraph_file_s_is_named(tmp_path: Path, caplog) -> None:
+    tinyplan.write_split_plan(tmp_path)
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    data["subgraphs"][0]["outputs"][0]["fix_point"] = 2  # dpu0.onnx's feat is at 4
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    plan = load_plan(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        runner = RunnerFactory(plan, "emulate", dpu_runner=tinyplan.QdqInt8Runner).create(plan.subgraphs[0])
+    assert runner.outputs[0].fix_point == tinyplan.FP["feat"] == 4
+    assert "dpu0: tensor feat has fix_point 4 in dpu0.onnx but 2 in the plan; using the file's" in caplog.text

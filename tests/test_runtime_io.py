@@ -15,7 +15,7 @@ import pytest
 from media import FakeCapture, corrupt_frame, grey, jpeg_with_orientation, png_claiming_size, write_video
 
 from dpupose.errors import DataError, DeviceError, UsageError
-from dpupose.runtime import sources
+from dpupose.runtime import sinks, sources
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.imagefile import read_bgr
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, VideoSink, annotate
@@ -569,3 +569,136 @@ def test_a_fifo_made_at_a_frame_name_during_a_run_is_refused_not_replaced(tmp_pa
     assert os.listdir(tmp_path) == ["000000.jpg"]
     sink.write(result(1), grey(0))
     assert sorted(os.listdir(tmp_path)) == ["000000.jpg", "000001.jpg"]
+
+
+def test_subfolders_are_named_up_to_five_then_counted(tmp_path: Path) -> None:
+    for i in range(5):
+        (tmp_path / f"day{i}").mkdir()
+    with pytest.raises(DataError, match=r"pass one of them \(day0, day1, day2, day3, day4\) as --source$"):
+        ImageFolderSource(tmp_path)
+    (tmp_path / "day5").mkdir()
+    with pytest.raises(DataError, match=r"pass one of them \(day0, day1, day2, day3, day4 and 1 more\) as --source$"):
+        ImageFolderSource(tmp_path)
+
+
+def test_camera_frames_of_one_or_four_channels_are_made_bgr() -> None:
+    """A grey (H, W, 1) frame has its value in all three channels, a BGRA one loses its alpha; a frame of two
+    channels stops the run naming its form."""
+    bgra = np.zeros((6, 8, 4), np.uint8)
+    bgra[...] = (10, 20, 30, 255)
+    script = [np.full((6, 8, 1), 77, np.uint8), bgra, np.zeros((6, 8, 2), np.uint8)]
+    frames = iter(CameraSource(0, FakeCapture.factory([script]), reconnect_attempts=0, sleep=lambda s: None))
+    grey_frame, colour = next(frames), next(frames)
+    assert grey_frame.image.shape == colour.image.shape == (6, 8, 3)
+    assert (grey_frame.image == 77).all() and (colour.image == (10, 20, 30)).all()
+    with pytest.raises(DataError, match=r"camera 0: frame 2 is uint8 of shape \(6, 8, 2\), not an 8-bit colour"):
+        next(frames)
+
+
+def test_a_camera_closed_while_it_waits_to_reconnect_is_not_opened_again() -> None:
+    """close() from the main thread (a pipelined run stopping) during the pause before a reconnect: the
+    source ends there, and no capture is opened after it (one would be left open, never released)."""
+    FakeCapture.opens, FakeCapture.made = [], []
+    cam = CameraSource(1, FakeCapture.factory([[5, None], [6]]), reconnect_attempts=3, sleep=lambda s: cam.close())
+    assert [f.index for f in cam] == [0]
+    assert len(FakeCapture.opens) == 1 and [c.released for c in FakeCapture.made] == [True]
+
+
+class _FailingAfter:
+    """A video's capture that announces 100 frames at 10 FPS and decodes only the first `good`."""
+
+    def __init__(self, good: int) -> None:
+        self.good, self.reads = good, 0
+
+    def isOpened(self) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FRAME_COUNT: 100.0, cv2.CAP_PROP_FPS: 10.0}.get(prop, 0.0)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.reads += 1
+        return (True, grey(self.reads)) if self.reads <= self.good else (False, None)
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_video_stops_at_its_max_bad_run_of_undecodable_frames(tmp_path: Path, caplog) -> None:
+    """Frames 0-1 decode, then none does: with max_bad_run 3 the source reads frames 2, 3 and 4 and stops
+    there, 3 skipped, not one read more."""
+    (tmp_path / "cut.mp4").write_bytes(b"\0")
+    capture = _FailingAfter(2)
+    src = VideoFileSource(tmp_path / "cut.mp4", open_capture=lambda path: capture, max_bad_run=3)
+    with caplog.at_level(logging.WARNING):
+        assert [f.index for f in src] == [0, 1]
+    assert capture.reads == 5 and src.skipped == 3
+    assert "cut.mp4: 3 frames in a row from frame 2 could not be decoded" in caplog.text
+    assert "stopping (the file announces 100)" in caplog.text
+
+
+def test_an_image_file_of_an_upper_case_extension_is_read_as_an_image(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "photo.JPG"), grey(40))
+    assert sources.is_image_source(str(tmp_path / "photo.JPG"))
+    src = open_source(str(tmp_path / "photo.JPG"))
+    assert isinstance(src, ImageFolderSource) and [f.source for f in src] == ["photo.JPG"]
+
+
+def test_a_frames_folder_that_was_there_stays_when_no_frame_comes(tmp_path: Path) -> None:
+    """close() with no frame written removes the folder the sink made, and only that one: an empty folder
+    that was there before (made by the user, or an earlier run's emptied frames/) stays."""
+    (tmp_path / "there").mkdir()
+    for name in ("there", "made"):
+        FolderSink(tmp_path / name, by_frame_number=True).close()
+    assert (tmp_path / "there").is_dir() and not (tmp_path / "made").exists()
+
+
+def test_a_video_of_a_source_of_unknown_rate_plays_at_15_fps(tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "a.avi", fps=None)
+    for i in range(3):
+        sink.write(result(i, grey(10 * i)), grey(10 * i))
+    sink.close()
+    capture = cv2.VideoCapture(str(tmp_path / "a.avi"))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0) and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    capture.release()
+
+
+def test_a_plan_without_confidence_still_has_its_skeleton_drawn() -> None:
+    """Confidence NaN (a plan without heatmaps) is no confidence at all: every joint is drawn, as at
+    confidence 1, not none of them (NaN >= 0 is false)."""
+    unknown = result(0, np.zeros((64, 64, 3), np.uint8))
+    unknown.confidence = np.full(16, np.nan, np.float32)
+    sure = result(0, np.zeros((64, 64, 3), np.uint8))
+    sure.confidence = np.ones(16, np.float32)
+    drawn = annotate(unknown)
+    assert drawn.any()
+    np.testing.assert_array_equal(drawn, annotate(sure))
+
+
+@pytest.mark.parametrize(("key", "quits"), [(ord("q"), True), (27, True), (ord(" "), False)])
+def test_q_or_esc_in_the_window_asks_the_run_to_stop(monkeypatch: pytest.MonkeyPatch, key: int, quits: bool) -> None:
+    shown = []
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(sinks.cv2, "namedWindow", lambda *a: None)
+    monkeypatch.setattr(sinks.cv2, "imshow", lambda title, image: shown.append(title))
+    monkeypatch.setattr(sinks.cv2, "waitKey", lambda delay: key)
+    sink = DisplaySink("pose")
+    sink.write(result(0), np.zeros((4, 4, 3), np.uint8))
+    assert shown == ["pose"] and sink.quit_requested is quits
+
+
+def test_a_video_says_once_that_it_scales_frames_of_another_size(tmp_path: Path, caplog) -> None:
+    sink = VideoSink(tmp_path / "a.avi", fps=10)
+    with caplog.at_level(logging.WARNING):
+        for i, (h, w) in enumerate([(32, 48), (16, 24), (40, 40)]):
+            sink.write(result(i), np.zeros((h, w, 3), np.uint8))
+    sink.close()
+    said = [r.getMessage() for r in caplog.records if "scales" in r.getMessage()]
+    assert said == [
+        "a.avi: frame 1 is 24x16, not 48x32 as the first: the video scales it (and each other frame of another "
+        "size) to 48x32; keypoints.jsonl keeps each frame's own pixels"
+    ]
+    capture = cv2.VideoCapture(str(tmp_path / "a.avi"))
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (48, 32)
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    capture.release()

@@ -20,6 +20,7 @@ from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.base import TensorInfo
 from dpupose.runtime.executor import SplitExecutor, preprocess
 from dpupose.runtime.frames import Frame
+from dpupose.runtime.guard import VITIS_AI_25_TARGETS, arch_fingerprint, describe
 from dpupose.runtime.pipeline import Pipeline
 from dpupose.split.plan import load_plan
 
@@ -392,3 +393,71 @@ def test_backend_argument_then_environment_then_availability(monkeypatch: pytest
 
 def test_vart_is_available_where_pynq_dpu_is(board) -> None:
     assert backends.vart_available()
+
+
+def test_an_overlay_given_as_its_dpu_bit_is_checked_against_the_arch_json_beside_it(tmp_path: Path) -> None:
+    """The arch.json beside dpu.bit is read (not one inside a folder named dpu.bit); the overlay's fingerprint
+    is that of two configurations (b2304-avnet and -dsphigh), so the fix names neither for --config."""
+    tinyplan.write_split_plan(tmp_path / "plan")
+    overlay = make_overlay(tmp_path / "ov", OTHER_FP)
+    with pytest.raises(FingerprintMismatch) as e:
+        RunnerFactory(load_plan(tmp_path / "plan"), "cpu", overlay=overlay / "dpu.bit")
+    msg = str(e.value)
+    assert f"the overlay ({overlay / 'arch.json'}) is for 0x{OTHER_FP:x}" in msg
+    assert "configuration u96v2-b2304-avnet or u96v2-b2304-dsphigh" in msg
+    assert "(`dpupose split ... --config <its configuration>`)" in msg
+
+
+def test_an_arch_json_s_fingerprint_is_read_before_its_target() -> None:
+    data = {"fingerprint": "0x1234", "target": "DPUCZDX8G_ISA1_B4096"}
+    assert arch_fingerprint(data, "arch.json") == 0x1234 != VITIS_AI_25_TARGETS["DPUCZDX8G_ISA1_B4096"]
+
+
+def test_a_vitis_ai_target_is_named_as_vitis_ai_spells_it() -> None:
+    with pytest.raises(ModelFileError, match=r"names target 'dpuczdx8g_isa1_b4096', which is not a Vitis AI 2.5"):
+        arch_fingerprint({"target": "dpuczdx8g_isa1_b4096"}, "arch.json")
+
+
+def test_a_mismatch_describes_the_other_fingerprint_by_its_own_flags() -> None:
+    """The B1600 word 0x101000016010404 with bit 26 (channel augmentation) or bit 28 (conv LeakyReLU) cleared
+    names the one that is left (the fingerprint's layout: dpupose.dpu.fingerprint)."""
+    b1600 = "B1600, 2 bank groups, ALU parallel 4"
+    assert describe(0x101000016010404 & ~(1 << 26)) == f"{b1600}, conv LeakyReLU"
+    assert describe(0x101000016010404 & ~(1 << 28)) == f"{b1600}, channel augmentation"
+
+
+def test_the_vart_backend_takes_the_overlay_in_the_plan_folder_when_none_is_given(board, tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    make_overlay(tmp_path / "plan")  # as `sdcard stage` copies it beside plan.json
+    factory = RunnerFactory(load_plan(tmp_path / "plan"), "vart")
+    assert factory.overlay == tmp_path / "plan" / "dpu.bit"
+    assert list(factory.guard.checked) == [
+        f"overlay {tmp_path / 'plan' / 'arch.json'}",
+        f"xmodel {tmp_path / 'plan' / 'tiny.xmodel'}:subgraph_conv0",
+        f"xmodel {tmp_path / 'plan' / 'tiny.xmodel'}:subgraph_conv1",
+    ]
+
+
+def test_the_emulate_backend_runs_exact_unless_told_otherwise(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    dpu0 = plan.subgraphs[0]
+    assert RunnerFactory(plan, "emulate").create(dpu0).exact is True
+    assert RunnerFactory(plan, "emulate", exact=False).create(dpu0).exact is False
+
+
+def test_a_dpu_subgraph_file_that_does_not_load_is_named_once(tmp_path: Path) -> None:
+    """The ONNX reader's message names the file: the error says which subgraph and what to do, with the
+    path once (taken off the reader's message, or the reader's message as it is where it names it itself)."""
+    tinyplan.write_split_plan(tmp_path / "plan")
+    plan = load_plan(tmp_path / "plan")
+    path = tmp_path / "plan" / "dpu0.onnx"
+    path.write_bytes(b"not onnx")
+    with pytest.raises(ModelFileError) as e:
+        RunnerFactory(plan, "emulate").create_all()
+    assert str(e.value).startswith(f"subgraph 'dpu0' ({path}) cannot be loaded: malformed ONNX protobuf")
+    assert str(e.value).count(str(path)) == 1 and str(e.value).endswith("re-split the model with `dpupose split`")
+    path.unlink()  # removed after the plan was read
+    with pytest.raises(ModelFileError) as e:
+        RunnerFactory(plan, "emulate").create_all()
+    assert str(e.value) == f"ONNX file not found: {path}"
