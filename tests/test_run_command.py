@@ -18,6 +18,7 @@ import tinyplan
 from media import FakeCapture, corrupt_frame, write_video
 
 from dpupose.cli import main
+from dpupose.errors import UsageError
 from dpupose.runtime import app, sources
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.sources import FrameSource
@@ -205,6 +206,10 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
     assert "would overwrite its own input" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
     assert {n: (out / n).read_bytes() for n in kept} == kept  # a refused run touches nothing
+    one = sorted((out / "frames").iterdir())[0]  # one of them, as a single image: frames/ would take its name
+    assert main([*common, "--source", str(one)]) == 2
+    assert f"--source {one} is where this run writes frames" in capsys.readouterr().err
+    assert one.read_bytes() == before[one.name]
     (tmp_path / "v").mkdir()
     clip = write_video(tmp_path / "v" / "annotated.mp4", 3)
     data = clip.read_bytes()
@@ -453,8 +458,9 @@ def test_camera_with_drop_late_keeps_the_driver_queue(plan_dir: Path, tmp_path: 
     FakeCapture.made = []
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture.factory([[10, 20]]))
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--drop-late"]
-    assert main([*argv, "--max-frames", "2"]) == 0
+    assert main([*argv, "--max-frames", "2", "--out", str(tmp_path / "out")]) == 0
     assert FakeCapture.made[0].props == {}  # read continuously: the pipeline drops what it cannot take
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["pipelined"] is True  # implies --pipeline
 
 
 def scripted(script: list):
@@ -791,3 +797,111 @@ def test_a_frame_name_of_a_single_image_source_taken_by_a_fifo_is_refused_before
     os.mkfifo(frames / "shot.jpg")
     with pytest.raises(UsageError, match=r"frames/shot\.jpg is a FIFO, not a file, and this run writes an annotated"):
         _check_outputs_are_files(opts)
+
+
+def test_options_out_of_range_are_refused_by_the_library_too(plan_dir: Path, images: Path) -> None:
+    """app.run, called without the command line's checks (the notebook, a script), refuses them itself."""
+    for field, value, message in [
+        ("threads", 0, "--threads must be at least 1"),
+        ("max_frames", 0, "--max-frames must be at least 1"),
+        ("dpu_jobs", 0, "--dpu-jobs must be at least 1"),
+        ("annotate", "all", "--annotate must be one of auto, frames, video, none"),
+    ]:
+        opts = app.RunOptions(plan_dir, str(images), backend="cpu", **{field: value})
+        with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+            app.run(opts)
+
+
+def test_a_pipelined_run_gives_each_dpu_subgraph_its_dpu_jobs(plan_dir: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main([*argv, "--pipeline", "--dpu-jobs", "3"]) == 0
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert {name: s["workers"] for name, s in stages.items()} == {
+        "preprocess": 1,
+        "dpu0": 3,
+        "cpu0": 1,
+        "dpu1": 3,
+        "head": 1,
+        "postprocess": 1,
+    }
+    assert all(s["frames"] == 4 for s in stages.values())
+
+
+def test_q_in_the_window_stops_the_run_after_that_frame(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DISPLAY", ":0")
+    for name in ("namedWindow", "imshow", "destroyWindow"):
+        monkeypatch.setattr(cv2, name, lambda *a: None)
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: ord("q"))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out), "--show"]
+    assert main(argv) == 0
+    assert [line["source"] for line in lines(out / "keypoints.jsonl")] == ["im0.png"]
+    assert json.loads((out / "run.json").read_text())["frames"] == 1
+
+
+def test_the_first_sink_that_cannot_finalize_is_the_error_and_every_sink_is_closed(caplog) -> None:
+    class Broken(app.Sink):
+        def __init__(self, name: str) -> None:
+            self.name, self.closed = name, False
+
+        def close(self) -> None:
+            self.closed = True
+            raise OSError(f"{self.name} could not be written")
+
+    sinks = [Broken("first"), Broken("second")]
+    summary = app.RunSummary("cpu", app.RunStats.for_stages(["preprocess"]))
+    failed = app._finish(summary, sinks, FrameSource(), None, app.RunOptions(Path("plan"), "images"))
+    assert str(failed) == "first could not be written" and all(s.closed for s in sinks)
+    assert "could not finalize Broken: second could not be written" in caplog.text
+
+
+def test_an_interrupted_run_whose_video_cannot_be_finalized_still_ends_as_interrupted(
+    plan_dir: Path, tmp_path: Path, monkeypatch, capsys, caplog, sigint_raises
+) -> None:
+    """Ctrl-C, then the video does not read back (a full disk): the run ends as interrupted (130), the
+    video's error logged, not raised in place of the interruption."""
+    from dpupose.runtime import sinks
+
+    monkeypatch.setattr(sinks, "_reads_back", lambda path: False)
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: Interrupted(20, at=3, signum=signal.SIGINT))
+    out = tmp_path / "out"
+    rc = main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", "camera:0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 130 and "interrupted; outputs so far are kept" in err
+    assert f"could not finalize VideoSink: the annotated video {out / 'annotated.mp4'} could not" in caplog.text
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted"] and run["frames"] == 3 and run["outputs"] == ["keypoints.jsonl"]
+
+
+def test_outputs_of_another_program_in_out_are_not_called_an_earlier_run_s(
+    plan_dir: Path, images: Path, tmp_path: Path, caplog
+) -> None:
+    """The warning about an earlier run's annotations is for an --out that a run wrote (its run.json is there)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "annotated.mp4").write_bytes(b"a video of its own")
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "still holds" not in caplog.text and (out / "annotated.mp4").read_bytes() == b"a video of its own"
+
+
+def test_annotations_without_an_out_folder_are_refused(plan_dir: Path, images: Path, capsys) -> None:
+    for mode in ("frames", "video"):
+        assert (
+            main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--annotate", mode]) == 2
+        )
+        assert capsys.readouterr().err.strip() == f"dpupose: error: --annotate {mode} needs --out DIR"
+
+
+def test_one_image_as_the_source_is_annotated_as_a_frame_not_a_video(
+    plan_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    source = images / "im2.png"
+    assert main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(source), "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["im2.jpg"]
+    assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl", "frames"]
