@@ -346,7 +346,6 @@ def test_heatmaps_that_are_not_a_softmax_give_no_confidence_and_no_local_decodin
     ("graph", "why"),
     [
         ({"h": ("Reshape", "r", ["sm", "shape"]), "sm": ("Softmax", "s", ["flat"])}, (None, None)),
-        ({"h": ("Div", "d", ["e", "sum"]), "sum": ("ReduceSum", "rs", ["e"]), "e": ("Exp", "x", ["l"])}, (None, None)),
         ({"h": ("Div", "d", ["e", "k"]), "e": ("Exp", "x", ["l"])}, ("the output of Div 'd', not of a softmax", None)),
         (
             {
@@ -393,6 +392,162 @@ def test_a_softmax_on_the_maps_themselves_must_normalize_each_map(graph, opset, 
 
     got, _ = heatmaps_not_normalized("h", graph, opset=opset)
     assert got == why if why is None else why in got
+
+
+_EXP = {"e": ("Exp", "x", ["l"], {})}
+
+
+@pytest.mark.parametrize(
+    ("graph", "opset", "why"),
+    [  # a Div by a ReduceSum of the (N, J, H, W) maps: only a sum over H and W alone, kept, is each map's own
+        # before opset 13 the axes are an attribute
+        ({"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [2, 3]}), **_EXP}, 11, None),
+        ({"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [-1, -2]}), **_EXP}, 12, None),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [1]}), **_EXP},
+            11,
+            "the output of Div 'd' by ReduceSum 'rs' over axes [1] (the joints), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [-1]}), **_EXP},
+            11,
+            "by ReduceSum 'rs' over axes [-1] (each map's rows), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {}), **_EXP},
+            12,
+            "by ReduceSum 'rs' over axes all (the whole batch), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [1, 2, 3]}), **_EXP},
+            11,
+            "over axes [1, 2, 3] (all the maps of an image together), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [2, 3], "keepdims": 0})},
+            11,
+            "over axes [2, 3] with keepdims 0 (its sums do not line up with the maps), not over each map",
+        ),
+        # from opset 13 the axes are the second input, a constant; an attribute of that name is not read
+        ({"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e", "hw"], {}), **_EXP}, 13, None),
+        ({"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e", "hw"], {"keepdims": 1})}, 0, None),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e", "j"], {"axes": [2, 3]}), **_EXP},
+            17,
+            "the output of Div 'd' by ReduceSum 'rs' over axes [1] (the joints), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e"], {"axes": [2, 3]}), **_EXP},
+            18,
+            "by ReduceSum 'rs' over axes all (the whole batch), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e", ""], {"noop_with_empty_axes": 1})},
+            0,
+            "by ReduceSum 'rs' over no axes (noop_with_empty_axes: it sums nothing), not over each map",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["e", "made"], {}), **_EXP},
+            17,
+            "by ReduceSum 'rs' over axes not known here (its input 'made' is not a constant), not over each map",
+        ),
+        # through Q/DQ; after a reshape its axes are not known: a flat sum over H * W, as a flat softmax's
+        (
+            {
+                "h": ("DequantizeLinear", "dq", ["q", "k"], {}),
+                "q": ("QuantizeLinear", "q", ["d", "k"], {}),
+                "d": ("Div", "d", ["e", "s"], {}),
+                "s": ("ReduceSum", "rs", ["e", "hw"], {}),
+            },
+            17,
+            None,
+        ),
+        (
+            {
+                "h": ("Reshape", "r", ["d", "k"], {}),
+                "d": ("Div", "d", ["e", "s"], {}),
+                "s": ("ReduceSum", "rs", ["e", "j"], {}),
+            },
+            17,
+            None,
+        ),
+    ],
+)
+def test_a_div_by_a_reduce_sum_must_divide_each_map_by_its_own_sum(graph, opset, why):
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    constants = {"hw": np.array([-2, -1], np.int64), "j": np.array([1], np.int64), "k": np.float32(0.01)}
+    got, _ = heatmaps_not_normalized("h", graph, opset=opset, constants=constants)
+    assert got == why if why is None else why in got
+
+
+def _sum_normalized_model(tmp_path, axes, opset: int, as_constant_node: bool = False) -> Path:
+    """build("none") whose heatmaps are Exp(logits) / ReduceSum(Exp(logits), axes) (keepdims), the ReduceSum's
+    axes an attribute at `opset` before 13 and from 13 an initializer or a Constant node."""
+    model = build("none")
+    model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
+    model.opset_import[0].version = opset
+    if opset < 13:
+        rs = onnx.helper.make_node("ReduceSum", ["hm_exp"], ["hm_sum"], name="head/sum", axes=axes)
+    elif as_constant_node:
+        const = onnx.numpy_helper.from_array(np.array(axes, np.int64), "hm_axes")
+        model.graph.node.append(onnx.helper.make_node("Constant", [], ["hm_axes"], name="head/axes", value=const))
+        rs = onnx.helper.make_node("ReduceSum", ["hm_exp", "hm_axes"], ["hm_sum"], name="head/sum")
+    else:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(axes, np.int64), "hm_axes"))
+        rs = onnx.helper.make_node("ReduceSum", ["hm_exp", "hm_axes"], ["hm_sum"], name="head/sum")
+    model.graph.node.extend(
+        [
+            onnx.helper.make_node("Exp", ["logits"], ["hm_exp"], name="head/exp"),
+            rs,
+            onnx.helper.make_node("Div", ["hm_exp", "hm_sum"], ["heatmaps"], name="head/div"),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
+@pytest.mark.parametrize(("opset", "as_constant_node"), [(11, False), (17, False), (17, True)])
+def test_heatmaps_divided_by_a_sum_over_each_map_give_a_confidence(tmp_path, opset, as_constant_node):
+    """Exp(logits) / ReduceSum over H and W: each map sums to 1, so the split gives no warning and run a
+    confidence and --decode local, reading the sum's axes from the attribute (opset 11) or the constant
+    (opset 17) in cpu0.onnx as the split read them from the model."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+    from dpupose.runtime.frames import Frame
+
+    path = _sum_normalized_model(tmp_path, [2, 3] if opset < 13 else [-1, -2], opset, as_constant_node)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert not [w for w in result.warnings if "heatmaps" in w]
+    assert heatmaps_problem(result.plan) is None
+    check_decode(result.plan, "local", 0.5)
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all(), "local")
+    assert np.allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 1, atol=1e-5)  # what the check says
+    assert np.isfinite(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
+
+
+@pytest.mark.parametrize(("opset", "as_constant_node"), [(11, False), (17, False), (17, True)])
+def test_heatmaps_divided_by_a_sum_over_the_joints_give_no_confidence(tmp_path, opset, as_constant_node):
+    """Exp(logits) / ReduceSum over the joints (axis 1): maps that do not each sum to 1. The split warns,
+    naming the sum, and run reads the subgraph file the same way: no confidence, --decode local refused."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+    from dpupose.runtime.frames import Frame
+
+    result = split_model(
+        SplitOptions(_sum_normalized_model(tmp_path, [1], opset, as_constant_node), CONFIG, tmp_path / "p")
+    )
+    why = "the output of Div 'head/div' by ReduceSum 'head/sum' over axes [1] (the joints), not over each map"
+    assert [w.split(":")[0] for w in result.warnings if "heatmaps" in w] == [f"the heatmaps output 'heatmaps' is {why}"]
+    assert heatmaps_problem(result.plan) == why.replace("'head/div'", "'head/div' in cpu0")
+    with pytest.raises(UsageError, match=re.escape("heatmaps are the output of Div 'head/div' in cpu0 by")):
+        check_decode(result.plan, "local")
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
+    assert not np.allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 1, atol=1e-3)
+    assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
 
 
 def test_heatmaps_that_are_a_softmax_over_the_joints_give_no_confidence(tmp_path):

@@ -198,7 +198,9 @@ def heatmaps_problem(plan: Plan) -> str | None:
         except (ModelFileError, OSError):
             return None
         producer = {o: (n.op_type, n.name, n.inputs, n.attrs) for n in graph.nodes for o in n.outputs}
-        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}", graph.opset)
+        constants = dict(graph.initializers)  # and Constant nodes' values (a ReduceSum's axes)
+        constants.update({n.outputs[0]: n.attrs.get("value") for n in graph.nodes if n.op_type == "Constant"})
+        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}", graph.opset, constants)
         if why is not None:
             return why
     return None

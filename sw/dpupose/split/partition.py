@@ -378,15 +378,23 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
 
     warnings: list[str] = []
     if outputs.heatmaps is not None:
+        from onnx.helper import get_attribute_value
+
         from dpupose.dpu.ops import model_opset
 
-        # a Softmax's axis, the one attribute the walk reads (an INT: no other attribute is decoded)
+        # the attributes the walk reads: a Softmax's axis, a ReduceSum's axes (before opset 13) and flags
+        read = ("axis", "axes", "keepdims", "noop_with_empty_axes")
         producer = {
-            o: (n.op_type, n.name, list(n.input), {a.name: a.i for a in n.attribute if a.name == "axis"})
+            o: (
+                n.op_type,
+                n.name,
+                list(n.input),
+                {a.name: get_attribute_value(a) for a in n.attribute if a.name in read},
+            )
             for n in g.nodes
             for o in n.output
         }
-        why, _ = heatmaps_not_normalized(outputs.heatmaps, producer, opset=model_opset(g.model))
+        why, _ = heatmaps_not_normalized(outputs.heatmaps, producer, opset=model_opset(g.model), constants=g.constants)
         if why is not None:
             warnings.append(
                 f"the heatmaps output {outputs.heatmaps!r} is {why}: the keypoint confidence and --decode local read "

@@ -400,6 +400,7 @@ def heatmaps_not_normalized(
     producer: Mapping[str, tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Mapping[str, object]]],
     where: str = "",
     opset: int = 0,
+    constants: Mapping[str, object] | None = None,
 ) -> tuple[str | None, str | None]:
     """Follow heatmaps tensor `name` back through SAME_VALUES ops to the op that made it, in a graph given as
     `producer` (tensor -> (op_type, node name, inputs), or with the node's attributes as a fourth item).
@@ -408,8 +409,12 @@ def heatmaps_not_normalized(
     normalized. A Softmax with no reshape between it and the heatmaps (N, J, H, W) normalizes each map only
     when it normalizes the last two axes, H and W: before opset 13 (`opset`, 0: the newest) with axis 2 or -2
     (it normalizes the axes from `axis` on, flattened); from opset 13 on a Softmax normalizes `axis` alone, so
-    it is over each map's rows, columns or the joints, not over the map. After a reshape its axes are not
-    known here, and it is taken as the maps' (a flat softmax over H * W, as the soft-argmax's)."""
+    it is over each map's rows, columns or the joints, not over the map. A Div by a ReduceSum likewise only
+    when the sum is over H and W alone (axes 2 and 3, or -2 and -1), kept (keepdims 1, the default) so
+    that each map is divided by its own sum: before opset 13 the axes are its attribute, from opset 13 its
+    second input, a constant looked up in `constants` (tensor -> value: initializers, Constant nodes), and
+    no axes sum everything. After a reshape the axes of either are not known here, and it is taken as the
+    maps' (a flat softmax over H * W, as the soft-argmax's)."""
     seen = set()
     reshaped = False
     while name in producer and name not in seen:
@@ -432,6 +437,58 @@ def heatmaps_not_normalized(
                 what = {0: "the whole batch", 1: "all the maps of an image together", 3: "each map's rows"}[axis % 4]
             return f"the output of Softmax {node!r}{where} over axis {axis} ({what}), not over each map", None
         if op == "Div" and len(inputs) == 2 and producer.get(inputs[1], ("",))[0] == "ReduceSum":
-            return None, None
+            if reshaped:
+                return None, None
+            why = _sum_not_over_each_map(producer[inputs[1]], opset, constants or {})
+            if why is None:
+                return None, None
+            return f"the output of Div {node!r}{where} by {why}, not over each map", None
         return f"the output of {op} {node!r}{where}, not of a softmax", None
     return None, name
+
+
+# What a Softmax's axis or a ReduceSum's axes (mod 4) cover of the (N, J, H, W) heatmaps.
+_SUM_OVER = {
+    (0,): "the batch",
+    (1,): "the joints",
+    (2,): "each map's columns",
+    (3,): "each map's rows",
+    (1, 2, 3): "all the maps of an image together",
+    (0, 1, 2, 3): "the whole batch",
+}
+
+
+def _sum_not_over_each_map(
+    reduce_sum: tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Mapping[str, object]],
+    opset: int,
+    constants: Mapping[str, object],
+) -> str | None:
+    """Why a ReduceSum (a `producer` entry) that a Div of (N, J, H, W) maps divides by is not each map's own
+    sum ('ReduceSum NAME over ...'), or None when it is: over axes 2 and 3 alone, with keepdims 1."""
+    _, node, inputs, *rest = reduce_sum
+    attrs = dict(rest[0] if rest else {})
+    if opset == 0 or opset >= 13:  # the axes are the second input, a constant
+        name = inputs[1] if len(inputs) > 1 else ""
+        value = constants.get(name) if name else []
+        if value is None:
+            return f"ReduceSum {node!r} over axes not known here (its input {name!r} is not a constant)"
+        axes = [int(a) for a in _flat_ints(value)]
+        if not axes and int(attrs.get("noop_with_empty_axes", 0)):
+            return f"ReduceSum {node!r} over no axes (noop_with_empty_axes: it sums nothing)"
+    else:
+        axes = [int(a) for a in _flat_ints(attrs.get("axes", []))]
+    covered = tuple(sorted({a % 4 for a in axes})) if axes else (0, 1, 2, 3)
+    if covered != (2, 3):
+        what = _SUM_OVER.get(covered, "axes " + ", ".join(str(a) for a in covered))
+        return f"ReduceSum {node!r} over axes {axes or 'all'} ({what})"
+    if not int(attrs.get("keepdims", 1)):
+        return f"ReduceSum {node!r} over axes {axes} with keepdims 0 (its sums do not line up with the maps)"
+    return None
+
+
+def _flat_ints(value: object) -> list[int]:
+    """The integers of a constant: a list, a scalar or an array (numpy's, read with tolist)."""
+    value = value.tolist() if hasattr(value, "tolist") else value
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _flat_ints(item)]
+    return [int(value)]
