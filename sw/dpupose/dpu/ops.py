@@ -94,7 +94,14 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.config import DpuConfig
-from dpupose.runtime.dpu_ops import LINEAR_RESIZE_SCALES, is_hard_sigmoid, pad_args, pad_hw, pixel_shuffle_refusal
+from dpupose.runtime.dpu_ops import (
+    LINEAR_RESIZE_SCALES,
+    depth_to_space_mode,
+    is_hard_sigmoid,
+    pad_args,
+    pad_hw,
+    pixel_shuffle_refusal,
+)
 from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
@@ -693,16 +700,10 @@ def _pad(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     return True, f"Pad of 0 (top, left, bottom, right {list(hw)}: the load engine's pad-fix)"
 
 
-def depth_to_space_mode(node: Any, opset: int) -> str:
-    """A DepthToSpace's mode as the ONNX spec reads it at `opset` (0: the newest): DepthToSpace-1 has no mode
-    and is DCR; from DepthToSpace-11 on the attribute, default DCR."""
-    return "DCR" if 0 < opset < 11 else str(attr(node, "mode", "DCR"))
-
-
 def _depth_to_space(node: Any, info: GraphInfo) -> Support:
     """A DepthToSpace as XIR's pixel-shuffle(-fix) with upscale: mode CRD only (`dpu_ops.pixel_shuffle_refusal`;
     vai_q_pytorch's DPU op filter has no filter of its own for a pixel shuffle, and sees only PyTorch's)."""
-    reason = pixel_shuffle_refusal(depth_to_space_mode(node, info.opset))
+    reason = pixel_shuffle_refusal(depth_to_space_mode(attr(node, "mode"), info.opset))
     if reason is not None:
         return _cpu(reason)
     return True, "DepthToSpace (pixel shuffle)"

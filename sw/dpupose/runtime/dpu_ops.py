@@ -507,6 +507,13 @@ def requantize_int8(x: np.ndarray, fp_in: int, fp_out: int) -> np.ndarray:
     return saturate_int8(round_shift(x.astype(np.int64), fp_in - fp_out))
 
 
+def depth_to_space_mode(mode: object, opset: int) -> str:
+    """A DepthToSpace's mode as the ONNX spec reads it at `opset` (0: the newest), given its `mode` attribute
+    (None: absent): DepthToSpace-1 (before opset 11) has no mode and is DCR, whatever the node says; from
+    DepthToSpace-11 on the attribute, default DCR. The operator rules and the emulator's parser read it here."""
+    return "DCR" if 0 < opset < 11 or mode is None else str(mode)
+
+
 def pixel_shuffle_refusal(mode: str) -> str | None:
     """Why a DepthToSpace of `mode` is not the DPU's pixel shuffle, or None for CRD. XIR's pixel-shuffle(-fix) with
     upscale is PyTorch's PixelShuffle (XIR's op definition names it, built_in_ops.cpp): VART's cpu-runner

@@ -291,7 +291,7 @@ class _Parser:
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
             if op == "DequantizeLinear":
                 return Step("requant", out, fp_out, [src], [fp], label)
-            mode = "DCR" if 0 < self.g.opset < 11 else str(node.attrs.get("mode", "DCR"))  # DepthToSpace-1: DCR
+            mode = dpu_ops.depth_to_space_mode(node.attrs.get("mode"), self.g.opset)
             refused = dpu_ops.pixel_shuffle_refusal(mode)
             if refused is not None:
                 raise NotEmulated(f"{where}: {refused}")
