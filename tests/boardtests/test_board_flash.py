@@ -428,6 +428,34 @@ def test_a_card_flash_stopped_mid_write_says_the_card_is_incomplete(
     ]
 
 
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")])
+def test_a_card_flash_stopped_before_any_write_gives_no_warning_and_leaves_the_card(
+    image, fake_device, monkeypatch, capsys, signum, said
+):
+    """Ctrl-C or `kill` while the card is opened for writing is held back until the descriptor is named (for
+    the close) and delivered then, before any write: the card is as it was, and the warning that it may hold
+    part of the image, which would have it flashed again for nothing, is not given."""
+    from dpupose.cli import main
+
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    before = card.read_bytes()
+    real_open, writes = os.open, []
+
+    def open_(path, flags, *args, **kw):
+        fd = real_open(path, flags, *args, **kw)
+        if os.fspath(path) == str(card) and flags & os.O_WRONLY:
+            signal.raise_signal(signum)  # as the open returns: held back until `fd` names the descriptor
+        return fd
+
+    monkeypatch.setattr(flashmod.os, "open", open_)
+    monkeypatch.setattr(flashmod, "_pwrite_all", lambda fd, data, offset: writes.append(offset))
+    rc = main(["sdcard", "flash", str(image), "--device", str(card), "--no-bmaptool", "--yes", "--no-progress"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == (130 if signum == signal.SIGINT else 143)
+    assert err == [f"dpupose: {said}"]
+    assert writes == [] and card.read_bytes() == before
+
+
 def test_a_file_that_fails_verification_is_not_put_in_place(image, tmp_path, monkeypatch):
     old = tmp_path / "card.img"
     old.write_bytes(OLD_CARD)

@@ -86,10 +86,20 @@ def _classify(target: Path) -> str:
     )
 
 
-def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | None = None) -> list[bytes]:
+@dataclass
+class Writing:
+    """Whether a write to the target has begun: from then on a first byte may have landed on it."""
+
+    begun: bool = False
+
+
+def stream_copy(
+    info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | None = None, writing: Writing | None = None
+) -> list[bytes]:
     """Copy the image's raw bytes to fd from offset 0; returns the SHA-256 of each CHUNK.
 
     sparse: skip writing all-zero chunks (only for a fresh file, whose holes read as zeros).
+    writing: marked begun before the first write to fd.
     """
     digests: list[bytes] = []
     buf = bytearray(CHUNK)
@@ -104,6 +114,8 @@ def stream_copy(info: ImageInfo, fd: int, *, sparse: bool, progress: Progress | 
             # bytearray == bytes compares with memcmp; a memoryview comparison would be ~50x slower.
             zero = sparse and (buf == ZEROS if n == CHUNK else buf[:n] == ZEROS[:n])
             if not zero:
+                if writing is not None:
+                    writing.begun = True
                 _pwrite_all(fd, data, pos)
             pos += n
             if not sparse and pos % SYNC_EVERY == 0:
@@ -184,7 +196,9 @@ def _write_and_verify(
     fresh_file: bool,
     exclusive: bool,
     progress_on: bool,
+    writing: Writing | None = None,
 ) -> tuple[str, int, int]:
+    """Write the image to `dest` and read it back; `writing` is marked begun once a byte may be on `dest`."""
     if bmap_path is not None:
         bm = bmaplib.parse_bmap(bmap_path)
         if bm.image_size != info.size:
@@ -192,6 +206,8 @@ def _write_and_verify(
                 f"block map {bmap_path} is for an image of {bm.image_size} bytes, not {info.size}: "
                 "give the matching .bmap or --no-bmaptool"
             )
+        if writing is not None:  # bmaptool writes from its start on
+            writing.begun = True
         run_tool(bmaplib.bmaptool_copy_argv(info.path, bmap_path, str(dest)), capture=not progress_on)
         checked = Progress(bm.mapped_bytes(), "verify", enabled=progress_on)
         if all(c is not None for _, _, c in bm.byte_ranges()):
@@ -217,7 +233,7 @@ def _write_and_verify(
                 raise DeviceError(f"no permission to write {dest}: run as root (sudo)") from None
             raise DeviceError(f"cannot open {dest}: {exc.strerror}") from None
         bar = Progress(info.size, "write ", enabled=progress_on)
-        digests = stream_copy(info, fd, sparse=fresh_file, progress=bar)
+        digests = stream_copy(info, fd, sparse=fresh_file, progress=bar, writing=writing)
         bar.close()
         if fresh_file:
             os.ftruncate(fd, info.size)
@@ -355,16 +371,26 @@ def _flash_device(
     log.info("%s", text)
     if confirm is not None and not confirm(text):
         raise UsageError("not confirmed: nothing was written")
+    writing = Writing()
     with _device_locked(real):  # let go once verified: udev may look at the new partitions then
         try:
             method, written, verified = _write_and_verify(
-                info, Path(real), bmap_path=bmap_path, fresh_file=False, exclusive=not force, progress_on=progress
+                info,
+                Path(real),
+                bmap_path=bmap_path,
+                fresh_file=False,
+                exclusive=not force,
+                progress_on=progress,
+                writing=writing,
             )
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the CLI says only "interrupted"/"terminated"
-            print(
-                f"dpupose: warning: {dev.path} may hold part of the image: flash it again before booting from it",
-                file=sys.stderr,
-            )
+            # Before the first write (one held back while the card was opened, given once its descriptor is
+            # named for the close), the card is as it was: nothing to flash again.
+            if writing.begun:
+                print(
+                    f"dpupose: warning: {dev.path} may hold part of the image: flash it again before booting from it",
+                    file=sys.stderr,
+                )
             raise
     _reread_partitions(Path(real))
     return FlashReport(info, device, method, written, verified)
