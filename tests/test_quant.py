@@ -635,3 +635,372 @@ def test_an_activation_after_a_pixel_shuffle_is_refused_saying_to_put_it_before(
     refused.c = model.c
     x = torch.randn(1, 3, 4, 4)
     assert torch.equal(model(x), refused(x))
+
+
+# ---- fusion: what is folded, what is refused --------------------------------------------------------
+class _Seq(torch.nn.Module):
+    def __init__(self, *mods) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(*mods)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_hardtanh_is_a_relu6_only_between_0_and_6():
+    conv = torch.nn.Conv2d(3, 4, 1)
+    assert build_qgraph(_Seq(conv, torch.nn.Hardtanh(0.0, 6.0)), (3, 4, 4)).ops[0].act == "relu6"
+    for bounds in ((0.0, 7.0), (-1.0, 6.0)):
+        with pytest.raises(QuantizationError, match="Hardtanh has no DPU mapping"):
+            build_qgraph(_Seq(torch.nn.Conv2d(3, 4, 1), torch.nn.Hardtanh(*bounds)), (3, 4, 4))
+
+
+def test_a_batchnorm_without_affine_parameters_is_folded_as_its_running_statistics_say():
+    # weight 1 everywhere, bias 0.5; BatchNorm(affine=False) of mean m, variance v: (y - m) / sqrt(v + eps)
+    conv = torch.nn.Conv2d(2, 2, 1)
+    bn = torch.nn.BatchNorm2d(2, affine=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(0.5)
+        bn.running_mean.copy_(torch.tensor([1.0, -2.0]))
+        bn.running_var.copy_(torch.tensor([4.0 - 1e-5, 0.25 - 1e-5]))
+    net = _Seq(conv, bn).eval()
+    (op,) = build_qgraph(net, (2, 3, 3)).ops
+    np.testing.assert_allclose(op.weight.reshape(2, 2), [[0.5, 0.5], [2.0, 2.0]], rtol=1e-6)
+    np.testing.assert_allclose(op.bias, [(0.5 - 1.0) / 2, (0.5 + 2.0) * 2], rtol=1e-6)
+    x = torch.randn(1, 2, 3, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(QuantNet(build_qgraph(net, (2, 3, 3)))(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+class _Branch(torch.nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.bn = torch.nn.BatchNorm2d(3, track_running_stats=(kind != "no-stats"))
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.kind == "after-relu":
+            return self.bn(self.relu(y))
+        if self.kind == "shared":
+            return self.bn(y) + y
+        return self.bn(y)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("after-relu", "BatchNorm must follow a convolution to be folded"),
+        ("shared", "must directly follow a conv/add whose output it alone uses"),
+        ("no-stats", "BatchNorm without running statistics cannot be folded"),
+    ],
+)
+def test_a_batchnorm_that_cannot_be_folded_is_refused(kind, message):
+    with pytest.raises(QuantizationError, match=message):
+        build_qgraph(_Branch(kind).eval(), (3, 4, 4))
+
+
+class _Odd(torch.nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect" if kind == "reflect" else "zeros")
+        self.conv2 = torch.nn.Conv2d(4, 4, 1)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.kind == "alpha":
+            return torch.add(y, self.conv2(y), alpha=2)
+        if self.kind == "not-last":
+            self.conv2(y)
+            return y
+        if self.kind == "dropout":
+            return self.conv2(torch.relu(self.drop(y)))
+        if self.kind == "shared":
+            return self.conv2(self.conv2(self.conv2(y)))
+        return y
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("reflect", "only explicit zero padding runs on the DPU"),
+        ("alpha", "only a plain sum of two tensors maps to the DPU's add"),
+        ("not-last", "the DPU part's output must be its last operation"),
+    ],
+)
+def test_what_the_dpu_cannot_compute_is_refused_with_its_reason(kind, message):
+    with pytest.raises(QuantizationError, match=message):
+        build_qgraph(_Odd(kind).eval(), (3, 4, 4))
+
+
+class _TwoInputs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+
+    def forward(self, x, y):
+        return self.conv(x) + self.conv(y)
+
+
+def test_a_dpu_part_of_two_inputs_is_refused():
+    with pytest.raises(QuantizationError, match="the DPU part must take exactly one input"):
+        build_qgraph(_TwoInputs().eval(), (3, 4, 4))
+
+
+def test_dropout_passes_its_input_through_and_names_stay_unique():
+    graph = build_qgraph(_Odd("dropout").eval(), (3, 4, 4))
+    assert [(type(op).__name__, op.name, op.act) for op in graph.ops] == [
+        ("ConvOp", "conv", "relu"),
+        ("ConvOp", "logits", "none"),
+    ]
+    # a module called twice gives two ops, the second named after it with .2
+    graph = build_qgraph(_Odd("shared").eval(), (3, 4, 4))
+    assert [op.name for op in graph.ops] == ["conv", "conv2", "conv2.2", "logits"]
+
+
+# ---- a conv of unequal strides, pads and dilations, through fusion, fake quantization and export -----------
+class _Oblong(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.c1 = torch.nn.Conv2d(3, 4, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1))
+        self.c2 = torch.nn.Conv2d(4, 16, 1)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.c1(x)))
+
+
+def _emulated_equals_fake_quant(graph: QGraph, fix: FixPoints, x: np.ndarray, path) -> dict:
+    """Every tensor of the emulator (running the exported file) and of the torch reference equals QuantNet's
+    fake quantization, bit for bit; returns the emulator's trace."""
+    onnx.save(qdq_model(graph, fix), path)
+    env = EmulatorRunner(path).trace({"image": quantize_to_int8(x.transpose(0, 2, 3, 1), fix.activations["image"])})
+    ref = TorchQdqReference(path).trace({"image": x})
+    trace: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        QuantNet(graph, fix).set_mode("fake").double()(torch.from_numpy(x).double(), trace=trace)
+    for name, t in trace.items():
+        want = np.rint(t.numpy() * 2.0 ** fix.activations[name]).astype(np.int8).transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(env[f"{name}_int8"], want, err_msg=name)
+        np.testing.assert_array_equal(ref[f"{name}_int8"], want, err_msg=name)
+    return env
+
+
+def test_a_conv_of_unequal_strides_pads_and_dilations_keeps_each_axis_through_export(tmp_path):
+    net = _Oblong().eval()
+    graph = build_qgraph(net, (3, 6, 8))
+    c1 = graph.ops[0]
+    assert (c1.stride, c1.pads, c1.dilation) == ((1, 2), (2, 1, 2, 1), (2, 1))
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 6, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x))
+        torch.testing.assert_close(QuantNet(graph)(torch.from_numpy(x)), want, rtol=1e-5, atol=1e-5)
+    # H: 6 + 4 - 2 * 2 = 6 rows at stride 1; W: (8 + 2 - 1 - 1) // 2 + 1 = 5 columns
+    assert tuple(want.shape) == (2, 16, 6, 5)
+    fix, _ = calibrate(graph, [x])
+    model = qdq_model(graph, fix)
+    (conv,) = [n for n in model.graph.node if n.name == c1.name]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+    assert (attrs["strides"], attrs["pads"], attrs["dilations"]) == ([1, 2], [2, 1, 2, 1], [2, 1])
+    dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 16, 6, 5]
+    env = _emulated_equals_fake_quant(graph, fix, x, tmp_path / "oblong.onnx")
+    assert env["logits_int8"].shape == (2, 6, 5, 16)
+
+
+def test_a_conv_of_unequal_pads_on_each_side_is_fake_quantized_and_exported_as_the_emulator_runs_it(tmp_path):
+    # fusion gives equal pads on opposite sides; a QGraph made otherwise (top 0, left 1, bottom 2, right 0)
+    rng = np.random.default_rng(2)
+    w = rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32)
+    b = rng.normal(0, 0.1, 16).astype(np.float32)
+    graph = QGraph([ConvOp("logits", "image", w, b, pads=(0, 1, 2, 0))], (3, 5, 6))
+    fix = FixPoints({"image": 5, "logits": 4}, {"logits": 7}, {"logits": 7})
+    model = qdq_model(graph, fix)
+    dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 16, 5, 5]  # H: 5 + 0 + 2 - 2 = 5, W: 6 + 1 + 0 - 2 = 5
+    x = rng.normal(0, 1, (2, 3, 5, 6)).astype(np.float32)
+    env = _emulated_equals_fake_quant(graph, fix, x, tmp_path / "pads.onnx")
+    # and by hand: the output's top-left pixel sees rows 0..2 and, left of column 0, a zero column
+    xq = env["image_int8"].transpose(0, 3, 1, 2).astype(np.float64) * 2.0**-5
+    wq = np.clip(np.sign(w) * np.floor(np.abs(w) * 2.0**7 + 0.5), -128, 127) * 2.0**-7
+    bq = np.clip(np.sign(b) * np.floor(np.abs(b) * 2.0**7 + 0.5), -128, 127) * 2.0**-7
+    acc = np.einsum("nchw,ochw->no", xq[:, :, 0:3, 0:2], wq[:, :, :, 1:3]) + bq
+    np.testing.assert_array_equal(env["logits_int8"][:, 0, 0, :], np.clip(np.floor(acc * 2.0**4 + 0.5), -128, 127))
+
+
+# ---- diffs and the constraints at their bounds ----------------------------------------------------------
+def test_the_overflow_free_position_takes_minus_128_and_plus_127_5():
+    # one position searched (the network input's): floor(log2(1 / step)), step = max(min / -128.5, max / 127.5).
+    # -1.0 is -128 steps at 7; +1.0 needs 6 (128 steps at 7 would overflow 127)
+    assert diffs_fix_pos(np.array([-1.0, 0.5]), search=1) == 7
+    assert diffs_fix_pos(np.array([-0.5, 1.0]), search=1) == 6
+    assert diffs_fix_pos(np.array([-1.0]), search=5) == 7  # exact there, and clipped above
+
+
+def test_diffs_reaches_the_fourth_position_above_the_overflow_free_one():
+    # 2e6 values of 1/1024 and one 1.0 (overflow-free position 6). By hand: the small ones are exact from 10 on
+    # and round to 0 below (2e6 * 2**-20 = 1.907 in all); the 1.0 is exact at 6 and clips to 127 / 2**p above:
+    # 6 -> 1.907, 7 -> 1.907, 8 -> 2.161, 9 -> 2.473, 10 -> (1 - 127/1024)**2 = 0.768, the least.
+    x = np.concatenate([np.full(2_000_000, 1 / 1024), [1.0]])
+    assert diffs_fix_pos(x) == 10
+
+
+def test_the_last_representable_position_is_minus_16():
+    # 127 * 2**16 is 127 steps at -16 (exact); 1e7 needs floor(log2(127.5 / 1e7)) = -17
+    assert diffs_fix_pos(np.array([127 * 2.0**16])) == -16
+    with pytest.raises(QuantizationError, match=r"needs fix position -17.*positions >= -16"):
+        diffs_fix_pos(np.array([1e7]), name="activation 'x'")
+
+
+def _w(o: int, c: int) -> np.ndarray:
+    return np.zeros((o, c, 1, 1), np.float32)
+
+
+def test_a_pixel_shuffle_and_its_input_move_together():
+    # A hard sigmoid's input (a pixel shuffle's output) above 10 comes down to 10, and the conv before the shuffle
+    # with it: a pixel shuffle only moves values, so its input and output keep one position.
+    g = QGraph(
+        [ConvOp("c", "image", _w(8, 3), None), DepthToSpaceOp("d", "c", 2), HardActOp("logits", "d", "hsigmoid")],
+        (3, 2, 2),
+    )
+    out, notes = apply_constraints(g, FixPoints({"image": 7, "c": 12, "d": 12, "logits": 7}, {"c": 7}, {}))
+    assert (out.activations["c"], out.activations["d"]) == (10, 10)
+    assert "c: activation fix position 12 -> 10 (pixel shuffle input follows its output)" in notes
+    # A ReLU6 conv's output below 4 goes up to 4, and the pixel shuffle after it with it.
+    g = QGraph(
+        [
+            ConvOp("c", "image", _w(8, 3), None, act="relu6"),
+            DepthToSpaceOp("d", "c", 2),
+            ConvOp("logits", "d", _w(2, 2), None),
+        ],
+        (3, 2, 2),
+    )
+    out, notes = apply_constraints(g, FixPoints({"image": 7, "c": 3, "d": 3, "logits": 3}, {"c": 7, "logits": 7}, {}))
+    assert (out.activations["c"], out.activations["d"]) == (4, 4)
+    assert "d: activation fix position 3 -> 4 (pixel shuffle output follows its input)" in notes
+
+
+def test_an_add_input_too_fine_comes_down_to_exactly_15_above_the_other():
+    g = QGraph(
+        [ConvOp("a", "image", _w(2, 3), None), ConvOp("b", "image", _w(2, 3), None), AddOp("logits", "a", "b")],
+        (3, 2, 2),
+    )
+    fix = FixPoints({"image": 10, "a": 0, "b": 16, "logits": 0}, {"a": 0, "b": 10}, {})
+    out, notes = apply_constraints(g, fix)
+    assert out.activations == {"image": 10, "a": 0, "b": 15, "logits": 0}
+    assert notes == ["b: activation fix position 16 -> 15 (add shift_read <= 15)"]
+
+
+def test_weights_too_fine_for_the_output_come_down_to_a_shift_cut_of_exactly_16():
+    # no bias to move them again: shift_cut 4 + 20 - 5 = 19 > 16 lowers the weights to 5 - 4 + 16 = 17
+    g = QGraph([ConvOp("logits", "image", _w(2, 3), None)], (3, 2, 2))
+    out, notes = apply_constraints(g, FixPoints({"image": 4, "logits": 5}, {"logits": 20}, {}))
+    assert out.weights == {"logits": 17}
+    assert notes == ["logits: weights fix position 20 -> 17 (shift_cut <= 16)"]
+
+
+def test_validate_holds_every_position_to_minus_16_31_and_every_shift_cut_to_0_16():
+    g = QGraph([ConvOp("logits", "image", _w(2, 3), np.zeros(2, np.float32))], (3, 2, 2))
+    # at the bounds: shift_cut -16 + 31 - 15 = 0, shift_bias 15 - 31 = -16 = min(0, 0 - 16)
+    edge = FixPoints({"image": -16, "logits": 15}, {"logits": 31}, {"logits": 31})
+    validate(g, edge)
+    for table, name, value in (("activations", "image", -17), ("weights", "logits", 32), ("biases", "logits", 32)):
+        bad = edge.copy()
+        getattr(bad, table)[name] = value
+        with pytest.raises(QuantizationError, match=rf"'{name}' needs fix position {value}, outside the DPU range"):
+            validate(g, bad)
+    for fp_out, sc in ((16, -1), (-2, 17)):
+        bad = FixPoints({"image": 0, "logits": fp_out}, {"logits": 15}, {"logits": 15})
+        with pytest.raises(QuantizationError, match=rf"conv 'logits': shift_cut {sc} outside \(0, 16\)"):
+            validate(g, bad)
+
+
+def test_diffs_takes_the_first_position_on_a_tie():
+    # [1/64, 2]: overflow-free position 5, where 2 is 64 steps and 1/64 half a step (error (1/64)**2 / 4 =
+    # 1/4096); at 6, 1/64 is exact and 2 (128 steps) clips to 127 (error (1/64)**2 = 1/4096 too). 5 comes first.
+    assert diffs_fix_pos(np.array([1 / 64, 2.0])) == 5
+
+
+# ---- fake quantization: parameters, bias alignment, add guard bits, leaky slope, QAT --------------------------
+def _one_pixel(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64).reshape(1, -1, 1, 1)
+
+
+def test_fake_quantized_weights_and_biases_round_half_away_from_zero_and_saturate():
+    # as qdq_export writes them (vai_q_pytorch's rule for parameters): a 1 x 1 conv of one input pixel 1.0
+    steps = np.array([-200.0, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 200.0])
+    want = [-128, -3, -2, -1, 1, 2, 3, 127]
+    g = QGraph([ConvOp("logits", "image", (steps * 2.0**-6).reshape(8, 1, 1, 1).astype(np.float32), None)], (1, 1, 1))
+    net = QuantNet(g, FixPoints({"image": 0, "logits": 6}, {"logits": 6}, {})).double().set_mode("fake")
+    with torch.no_grad():
+        assert (net(_one_pixel([1.0])) * 2.0**6).reshape(-1).tolist() == want
+    # the bias alone (zero weights), at 2**-9 with the accumulator at 2**-(3 + 6 + 1): no flooring
+    g = QGraph(
+        [ConvOp("logits", "image", np.zeros((8, 1, 1, 1), np.float32), (steps * 2.0**-9).astype(np.float32))], (1, 1, 1)
+    )
+    net = QuantNet(g, FixPoints({"image": 3, "logits": 9}, {"logits": 6}, {"logits": 9})).double().set_mode("fake")
+    with torch.no_grad():
+        assert (net(_one_pixel([1.0])) * 2.0**9).reshape(-1).tolist() == want
+
+
+def test_a_bias_finer_than_the_accumulator_is_floored_one_bit_below_it(tmp_path):
+    # x = 1 step at 2**0, w = 1 step at 2**-10, b = -3 steps at 2**-13 (shift_bias 0 + 10 - 13 = -3): the DPU
+    # floors the bias to 2**-11, floor(-3/4) = -1 there, half an output step at 2**-10; 1 - 1/2 rounds half up
+    # to 1 (floored to 2**-10 instead, -1 there, it would be 0)
+    g = QGraph(
+        [ConvOp("logits", "image", np.full((1, 1, 1, 1), 2.0**-10, np.float32), np.array([-3 * 2.0**-13], np.float32))],
+        (1, 1, 1),
+    )
+    fix = FixPoints({"image": 0, "logits": 10}, {"logits": 10}, {"logits": 13})
+    validate(g, fix)
+    with torch.no_grad():
+        assert float(QuantNet(g, fix).double().set_mode("fake")(_one_pixel([1.0]))) * 2**10 == 1
+    _emulated_equals_fake_quant(g, fix, np.ones((1, 1, 1, 1), np.float32), tmp_path / "bias.onnx")
+
+
+def test_an_add_truncates_the_finer_input_two_bits_below_the_coarser(tmp_path):
+    # x = 9/128: a = conv (weight 1) at fp 4 -> 1/16; b at fp 7 -> 9/128, truncated to 2**-(4 + 2): 8/128;
+    # the sum 16/128 is 16 at fp 7 (9/128 kept whole would give 17)
+    one = np.ones((1, 1, 1, 1), np.float32)
+    g = QGraph([ConvOp("a", "image", one, None), ConvOp("b", "image", one, None), AddOp("logits", "a", "b")], (1, 1, 1))
+    fix = FixPoints({"image": 7, "a": 4, "b": 7, "logits": 7}, {"a": 0, "b": 0}, {})
+    validate(g, fix)
+    with torch.no_grad():
+        assert float(QuantNet(g, fix).double().set_mode("fake")(_one_pixel([9 / 128]))) * 128 == 16
+    _emulated_equals_fake_quant(g, fix, np.full((1, 1, 1, 1), 9 / 128, np.float32), tmp_path / "add.onnx")
+
+
+def test_a_leaky_relu_is_fake_quantized_with_the_dpu_s_slope(tmp_path):
+    # x = 1 (4 steps at fp 2), w = -2: -2 * 26/256 = -52/256 is -52 at fp 8 (0.1 would give -51.2 -> -51)
+    g = QGraph([ConvOp("logits", "image", np.full((1, 1, 1, 1), -2.0, np.float32), None, act="leaky")], (1, 1, 1))
+    fix = FixPoints({"image": 2, "logits": 8}, {"logits": 6}, {})
+    with torch.no_grad():
+        assert float(QuantNet(g, fix).double().set_mode("fake")(_one_pixel([1.0]))) * 256 == -52
+        assert float(QuantNet(g, fix).double()(_one_pixel([1.0]))) == -52 / 256
+    _emulated_equals_fake_quant(g, fix, np.ones((1, 1, 1, 1), np.float32), tmp_path / "leaky.onnx")
+
+
+def test_qat_starts_at_the_calibrated_positions_and_rounds_as_they_do():
+    from dpupose.quant.fakequant import learned_fix_point, ste_fake_quantize
+
+    w = np.ones((2, 1, 1, 1), np.float32)
+    g = QGraph([ConvOp("logits", "image", w, np.zeros(2, np.float32))], (1, 1, 1))
+    fix = FixPoints({"image": 3, "logits": -2}, {"logits": 12}, {"logits": 0})
+    net = QuantNet(g, fix).set_mode("qat")
+    assert net.learned_fix_points() == fix
+    # a learned threshold t stands for fix position 7 - ceil(t): 0.3 -> 6. Half a step rounds up, as the DPU.
+    t = torch.tensor(0.3)
+    assert learned_fix_point(t) == 6
+    x = torch.tensor([0.5, -0.5, 1.5, -2.5, 200.0, -200.0], dtype=torch.float64) / 64
+    assert (ste_fake_quantize(x, t) * 64).tolist() == [1, 0, 2, -2, 127, -128]
+    # the fine-tuned biases go into the graph with the weights
+    with torch.no_grad():
+        net.biases["logits"].fill_(0.25)
+        net.weights["logits"].fill_(0.5)
+    out = net.to_graph().convs()[0]
+    assert out.bias.tolist() == [0.25, 0.25] and out.weight.reshape(-1).tolist() == [0.5, 0.5]
