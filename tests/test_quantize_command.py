@@ -23,6 +23,7 @@ from dpupose.commands import deploy_check as deploy_check_cmd
 from dpupose.commands import quantize as quantize_cmd
 from dpupose.errors import CheckpointError, DataError, QuantizationError, ToolNotFoundError, UsageError
 from dpupose.model.checkpoint import load_checkpoint
+from dpupose.quant.compare import compare_traces, read_dump_dir
 from dpupose.quant.data import calibration_batches
 from dpupose.quant.pipeline import QuantizeConfig, quantize
 from dpupose.runtime.emulator import EmulatorRunner
@@ -613,3 +614,74 @@ def test_cached_quantizations_are_not_reused_by_another_dpupose_version(ckpt, tm
     assert len(made) == 4  # once per version and cache, the second 0.1.0 round reused both
     assert [p.parent for p in made] == [tmp_path / "eval", tmp_path / "bench" / "quantized"] * 2
     assert made[0] != made[2] and made[1] != made[3] and made[2].name.endswith("-v0.2.0")
+
+
+# ---- the comparison of traces, dumps, and the printed summary -------------------------------------------
+def test_compare_traces_counts_the_lsbs_of_each_tensor_in_order():
+    ref = {"a": np.array([[0, 1, 2, 3]], np.int8), "b": np.array([[5, 5, 5, 5]], np.int8)}
+    emu = {"a": np.array([[0, 1, 4, 3]], np.int8), "b": np.array([[4, 5, 5, 6]], np.int8), "c": np.zeros((1, 4))}
+    report = compare_traces(ref, emu, ["a", "b", "c"], tolerance=0)
+    assert report == {
+        "tolerance_lsb": 0,
+        "first_divergent": "a",
+        "layers": [
+            {"tensor": "a", "shape": [1, 4], "max_lsb": 2, "mean_lsb": 0.5, "mismatch_fraction": 0.25},
+            {"tensor": "b", "shape": [1, 4], "max_lsb": 1, "mean_lsb": 0.5, "mismatch_fraction": 0.5},
+        ],
+    }
+    assert compare_traces(ref, emu, ["a", "b"], tolerance=1)["first_divergent"] == "a"
+    assert compare_traces(ref, emu, ["b", "a"], tolerance=1)["first_divergent"] == "a"
+    assert compare_traces(ref, emu, ["b", "a"], tolerance=0)["first_divergent"] == "b"
+    assert compare_traces(ref, emu, ["a", "b"], tolerance=2)["first_divergent"] is None
+    # a tensor of another shape is named, not broadcast against the other
+    with pytest.raises(DataError, match=r"tensor 'a': reference shape \(1, 4\), emulator shape \(4,\)"):
+        compare_traces(ref, {"a": np.array([0, 1, 2, 3], np.int8)}, ["a"])
+    with pytest.raises(DataError, match="no tensor in common"):
+        compare_traces(ref, emu, ["c"])
+
+
+def test_a_dump_of_another_shape_or_size_is_named(tmp_path):
+    shapes = {"x/a": (1, 2, 2, 3), "y": (1, 1, 1, 4)}
+    np.save(tmp_path / "x_a.npy", np.zeros((1, 2, 3, 2), np.int8))
+    with pytest.raises(DataError, match=r"dumped 'x/a' has shape \(1, 2, 3, 2\), the emulator's is \(1, 2, 2, 3\)"):
+        read_dump_dir(tmp_path, shapes)
+    (tmp_path / "x_a.npy").unlink()
+    (tmp_path / "y.bin").write_bytes(bytes(range(5)))
+    with pytest.raises(DataError, match=r"y\.bin has 5 bytes, tensor 'y' needs 4"):
+        read_dump_dir(tmp_path, shapes)
+    (tmp_path / "y.bin").write_bytes(bytes([1, 2, 255, 128]))
+    got = read_dump_dir(tmp_path, shapes)
+    assert list(got) == ["y"] and got["y"].tolist() == [[[[1, 2, -1, -128]]]]
+
+
+def test_quantize_prints_the_lowest_per_layer_sqnr(monkeypatch, capsys):
+    from dpupose.quant import pipeline
+
+    doc = {
+        "engine": "native",
+        "calibration": {"samples": 4},
+        "accuracy": {
+            "samples": 2,
+            "fp32_vs_int8": {"coords_mean_distance_px": 1.234, "heatmap_js_divergence_mean": 0.01234},
+            "vs_labels": {"fp32_euclidean_px": 3.0, "int8_euclidean_px": 3.5},
+            "ort_vs_emulator_logits_lsb": {"max": 1, "mean": 0.125},
+            "per_layer": [
+                {"tensor": "a", "sqnr_db": 30.0},
+                {"tensor": "b", "sqnr_db": 12.5},
+                {"tensor": "image", "sqnr_db": None},
+                {"tensor": "c", "sqnr_db": 20.0},
+            ],
+        },
+    }
+    monkeypatch.setattr(pipeline, "quantize", lambda cfg: doc)
+    parser = argparse.ArgumentParser(prog="dpupose")
+    quantize_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["quantize", "--checkpoint", "c.pt", "--out", "q"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "wrote q (native engine, 4 calibration samples)",
+        "FP32 vs INT8 (emulated DPU) on 2 samples: mean joint distance 1.23 px, heatmap JSD 0.0123",
+        "vs labels: FP32 3.00 px, INT8 3.50 px",
+        "ONNX Runtime fast path vs emulator (logits): max 1 LSB, mean 0.125 LSB",
+        "lowest per-layer SQNR: 12.5 dB at b",
+    ]

@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -345,8 +346,6 @@ def test_an_arch_json_for_another_dpu_than_the_plans_is_refused_before_compiling
 
 def test_run_vai_q_quantizes_and_exports_the_cut_part(tmp_path, monkeypatch):
     """vai_q (a recording stand-in) is handed the cut part; its test step completes it to coordinates."""
-    import types
-
     from dpupose.quant.dpu_cut import cut_index
 
     model = sane_model().eval()
@@ -429,3 +428,56 @@ def _python37() -> str | None:
     for candidate in sorted(pyenv.glob("3.7*/bin/python")):
         return str(candidate)
     return None
+
+
+def test_vai_q_takes_a_target_where_its_torch_quantizer_has_one_or_takes_any_keyword():
+    def v25(quant_mode, module, input_args=None, output_dir="quantize_result", device=None):
+        pass
+
+    def v30(quant_mode, module, input_args=None, output_dir="quantize_result", device=None, target=None):
+        pass
+
+    def wrapped(quant_mode, module, *args, **kwargs):
+        pass
+
+    assert [vai_q._takes_target(f) for f in (v25, v30, wrapped)] == [False, True, True]
+
+
+def test_vai_q_s_test_step_runs_16_samples_and_measures_their_joints_in_pixels(tmp_path, monkeypatch):
+    # A stand-in quantizer whose "quantized" DPU part halves the logits: the report's distance is the mean over
+    # the 16 tested samples (of 20) and 16 joints of |coords - FP32 coords|, times S / 2 px (coords span 2).
+    model = sane_model().eval()
+    forwards = []
+
+    class Quantizer:
+        def __init__(self, mode, module, inputs, output_dir, device, **kwargs):
+            self.module, self.mode = module, mode
+
+            def half(x):
+                forwards.append((mode, x.shape[0]))
+                return module(x) * 0.5
+
+            self.quant_model = half
+
+        def export_quant_config(self):
+            pass
+
+        def export_xmodel(self, output_dir, deploy_check=False):
+            (Path(output_dir) / f"{type(self.module).__name__}_int.xmodel").write_bytes(b"xmodel")
+
+    apis = types.ModuleType("pytorch_nndct.apis")
+    apis.torch_quantizer = Quantizer
+    monkeypatch.setitem(sys.modules, "pytorch_nndct", types.ModuleType("pytorch_nndct"))
+    monkeypatch.setitem(sys.modules, "pytorch_nndct.apis", apis)
+    rng = np.random.default_rng(0)
+    images = [rng.normal(size=(4, 3, 64, 64)).astype(np.float32) for _ in range(5)]
+    info = vai_q.run_vai_q(model, images, tmp_path)
+    assert info["test_samples"] == 16
+    assert [f for f in forwards if f[0] == "test"] == [("test", 1)] * 16
+    x = torch.from_numpy(np.concatenate(images)[:16])
+    with torch.no_grad():
+        c8, _ = model.cpu_part(model.dpu_part(x) * 0.5)
+        c32, _ = model(x)
+    want = float(torch.linalg.vector_norm(c8 - c32, dim=-1).mean()) * 64 / 2
+    assert want > 0.1
+    assert info["fp32_vs_int8"]["coords_mean_distance_px"] == pytest.approx(want, rel=1e-5)
