@@ -85,7 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float_in(0.0, 1.0),
         default=0.0,
         help="do not draw joints below this confidence (0 to 1, default 0); refused above 0 for a plan whose "
-        "heatmaps are not a softmax's (its confidence is null)",
+        "heatmaps are not normalized over each map (a Softmax, or a Div by a ReduceSum, over H and W; its confidence "
+        "is null)",
     )
     p.add_argument(
         "--decode",
@@ -93,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="dsnt",
         help="dsnt: keypoints from the plan's DSNT output (the default); local: re-read from its heatmaps within 4 "
         "heatmap pixels of each maximum (stays on the stronger of two candidate places; refused for heatmaps that "
-        "are not a softmax's; see docs/runtime.md)",
+        "are not normalized over each map; see docs/runtime.md)",
     )
     p.add_argument(
         "--camera-retries",

@@ -18,8 +18,9 @@ with decode="local" the mean within a window around each heatmap's maximum, dpup
 (dpupose.data.transforms.from_normalized) -> frame pixels (inverse letterbox affine). Confidence of a
 joint: the probability mass of its heatmap in the 3 x 3 heatmap pixels around the heatmap's maximum
 (heatmaps are flat-softmax outputs that sum to 1): near 1 for a sharp peak, about 9 / (H * W) for a flat
-map. Heatmaps that are not a softmax's output (a conv's logits, `heatmaps_problem`, decided from the graph)
-have no such meaning: their confidence is NaN, and local decoding and a minimum confidence are refused.
+map. Heatmaps that are not normalized over each map (not a Softmax, or a Div by a ReduceSum, over H and W: a
+conv's logits, say; `heatmaps_problem`, decided from the graph) have no such meaning: their confidence is NaN,
+and local decoding and a minimum confidence are refused.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ class SplitExecutor:
         check_decode(plan, decode)
         self.plan = plan
         self.decode = decode
-        # Heatmaps that are not a softmax's (a conv's logits) give no confidence (module docstring).
+        # Heatmaps not normalized over each map (a conv's logits) give no confidence (module docstring).
         self.heatmaps_problem = heatmaps_problem(plan)
         self.size = plan.input_size
         self.runners = dict(runners)
