@@ -85,3 +85,12 @@ def test_the_printed_report_when_every_elbow_misses():
     assert "  elbow angle 165-180 deg:     1 elbows,    1 misses, PCKh 0.000" in lines
     assert "  elbow angle  90-120 deg:     1 elbows,    1 misses, PCKh 0.000" in lines
     assert "  elbow angle   0- 90 deg:     0 elbows,    0 misses, PCKh -" in lines
+
+
+def test_the_threshold_itself_is_a_hit_and_within_reach_of_the_other_elbow():
+    """As PCKh (error <= 0.5 x head size): an elbow exactly 4 px off is a hit; a miss exactly 4 px from the
+    other elbow is counted as a swap (every value here is exact in binary)."""
+    p, t = scene((20, 34), (24, 30))  # right: 4 px below its elbow; left: 16 px off, 4 px from the right elbow
+    r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
+    assert (r["elbows"], r["misses"], r["within_threshold_of_other_elbow"]) == (2, 1, 1)
+    assert r["median_miss_distance_in_thresholds"] == 4.0

@@ -827,3 +827,74 @@ def test_image_names_written_from_the_root_are_answered_with_the_names_to_write(
     with pytest.raises(DataError) as info:
         check_images(records[:1], root / "images")
     assert "is there" not in str(info.value)
+
+
+def test_the_first_validation_scene_is_the_one_the_shipped_figures_were_measured_on():
+    """The synthetic validation set is fixed: every figure in the model card was measured on it. Its first
+    scene's record (default seed and size) as generated when the card was written; the record's box is the
+    joints' box, its scale 1.15 x the box's longer side / 200 px, its head box the square on the head segment."""
+    _, rec = render_scene(0, "valid", 0, 256)
+    joints = [[110.26, 157.0], [127.3, 125.24], [136.78, 120.8], [158.72, 120.89], [178.77, 141.73],
+              [184.23, 166.84], [147.84, 119.22], [148.2, 70.08], [148.28, 59.49], [145.38, 38.8],
+              [126.33, 118.85], [126.84, 98.33], [130.86, 72.01], [165.5, 72.98], [165.78, 92.97],
+              [168.16, 114.36]]  # fmt: skip
+    assert rec == {
+        "center": [147.24, 102.82],
+        "scale": 0.7362,
+        "joints": joints,
+        "joints_vis": [1] * 16,
+        "head_box": [136.39, 38.7, 157.27, 59.59],
+    }
+    pts = np.array(joints)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    assert rec["center"] == pytest.approx((lo + hi) / 2, abs=0.01)
+    assert rec["scale"] * 200 == pytest.approx(1.15 * (hi - lo).max(), abs=0.02)
+
+
+def test_the_projection_turns_3d_up_into_image_up_and_rolls_about_the_centre():
+    from dpupose.data.synthetic import _project
+
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 5.0]])  # depth is dropped: orthographic
+    extra = np.array([[0.0, 2.0, 0.0]])
+    pts, more = _project(points, 10.0, np.array([50.0, 50.0]), 0.0, extra)
+    # (x, y) -> (10 x, -10 y): the box (0..10, -20..0) centred on (50, 50)
+    np.testing.assert_allclose(pts, [[45.0, 60.0], [55.0, 40.0]])
+    np.testing.assert_allclose(more, [[45.0, 40.0]])
+    rolled, _ = _project(points, 10.0, np.array([50.0, 50.0]), np.pi / 2)
+    # a quarter turn of (0, 0) and (10, -20): (u, v) -> (-v, u), giving (0, 0) and (20, 10), box centred
+    np.testing.assert_allclose(rolled, [[40.0, 45.0], [60.0, 55.0]], atol=1e-12)
+
+
+def test_each_synthetic_scene_is_written_at_its_own_jpeg_quality(tmp_path):
+    from dpupose.data.synthetic import _render_chunk
+
+    records = _render_chunk((4, "valid", 2, 4, 64, str(tmp_path)))
+    assert [r["image"] for r in records] == ["valid_000002.jpg", "valid_000003.jpg"]
+    for i, quality in ((2, 70 + (2 * 7919 + 4) % 26), (3, 70 + (3 * 7919 + 4) % 26)):
+        image, rec = render_scene(4, "valid", i, 64)
+        ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert (tmp_path / f"valid_{i:06d}.jpg").read_bytes() == buf.tobytes()
+        assert records[i - 2] == {"image": f"valid_{i:06d}.jpg", **rec}
+    assert (70 + (2 * 7919 + 4) % 26, 70 + (3 * 7919 + 4) % 26) == (78, 93)  # two different qualities
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "r"),
+    [((16.0, 16.0), (28.0, 32.0), 5.0), ((10.3, 40.7), (50.2, 12.9), 7.5), ((30.0, 30.0), (30.0, 30.0), 6.0)],
+)
+def test_a_capsule_covers_its_area(a, b, r):
+    """A capsule of radius r around a segment of length L covers pi r^2 + 2 r L; the pixels rasterized hold at
+    least that and at most half its perimeter (2 pi r + 2 L) more, the boundary pixels."""
+    from dpupose.data.render import capsule_mask
+
+    mask = np.zeros((64, 64), np.uint8)
+    capsule_mask(mask, np.array(a), np.array(b), r, r)
+    length = math.dist(a, b)
+    area = math.pi * r * r + 2 * r * length
+    assert area <= (mask > 0).sum() <= area + math.pi * r + length
+    # every pixel within r - 1 of the segment is covered, none farther than r + 1
+    yy, xx = np.mgrid[0:64, 0:64].astype(float)
+    p, d = np.stack([xx, yy], -1), np.array(b) - np.array(a)
+    t = np.clip(((p - a) @ d) / max(d @ d, 1e-12), 0, 1)
+    dist = np.linalg.norm(p - (np.array(a) + t[..., None] * d), axis=-1)
+    assert mask[dist <= r - 1].all() and not mask[dist > r + 1].any()

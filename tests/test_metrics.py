@@ -252,3 +252,78 @@ def test_quantize_summary_jsd_of_nearly_equal_maps_is_not_negative():
     expected = 0.5 * (0.5 * np.log(0.25 / 0.375) + 0.5 * np.log(0.25 / 0.125)) + 0.5 * np.log(0.5 / 0.375)
     got = heatmap_jsd(torch.from_numpy(a).float(), torch.from_numpy(b).float())
     assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_head_size_of_zero_is_unknown_and_per_joint_figures_are_in_their_own_units():
+    """A head size of 0 gives no threshold: its joints are left out of PCKh (as are those of -1), not scored
+    against a threshold of 0 px. Each joint's row has its PCKh over the samples with a head size, its
+    error in input pixels, and the JSD is a mean over annotated joints only."""
+    size = 64  # one normalized unit = 32 input pixels
+    target = np.zeros((2, 16, 2))
+    coords = np.zeros((2, 16, 2))
+    coords[0, 0, 0] = 0.25  # sample 0, r_ankle: 8 px off, over its 4 px threshold
+    visible = np.ones((2, 16))
+    visible[0, 1] = 0  # sample 0, r_knee: not annotated, and its map lies far from the target
+    hm = dsnt_np.gaussian_heatmaps(target, 8, 8)
+    hm[0, 1] = 0.0
+    hm[0, 1, 0, 0] = 1.0
+    acc = MetricAccumulator(size)
+    acc.add(coords, hm, target, visible, np.array([8.0, 0.0]))
+    s = acc.summary()
+    # sample 0 only: 15 annotated joints, 13 without pelvis and thorax, the ankle missed
+    assert s["pckh@0.5"] == pytest.approx(12 / 13)
+    assert s["pckh@0.5_all_joints"] == pytest.approx(14 / 15)
+    ankle, knee, hip = s["per_joint"][:3]
+    assert (ankle["count"], ankle["euclidean"], ankle["euclidean_px"], ankle["pckh@0.5"]) == (2, 0.125, 4.0, 0.0)
+    assert (knee["count"], knee["pckh@0.5"]) == (1, None)  # annotated only in the sample without a head size
+    assert hip["pckh@0.5"] == 1.0  # sample 1's exact hip has no threshold: not a miss
+    assert dsnt_np.js_divergence(hm, dsnt_np.gaussian_heatmaps(target, 8, 8))[0, 1] > 0.5
+    assert s["jsd"] == pytest.approx(0.0, abs=1e-12)  # the unannotated knee's map is not measured
+    only_zero = MetricAccumulator(size)
+    only_zero.add(coords[1:], hm[1:], target[1:], visible[1:], np.array([0.0]))
+    assert only_zero.summary()["pckh@0.5"] is None
+
+
+def test_flat_softmax_of_large_logits_is_exact():
+    """Logits of an untrained or a diverging network can be large: exp(1000) overflows unless the maximum
+    is taken off first."""
+    logits = np.array([[[[1000.0, 1000.0 + np.log(3.0)]], [[-1000.0, -1000.0 - np.log(3.0)]]]])
+    np.testing.assert_allclose(dsnt_np.flat_softmax(logits)[0, :, 0], [[0.25, 0.75], [0.75, 0.25]], rtol=1e-12)
+    expected = dsnt_torch.flat_softmax(torch.from_numpy(logits)).numpy()
+    np.testing.assert_allclose(dsnt_np.flat_softmax(logits), expected, rtol=1e-12)
+
+
+def test_evaluation_head_sizes_are_in_crop_pixels(tmp_path):
+    """A head size is given in image pixels and PCKh compares it with errors in crop pixels: the crop of
+    scale 0.4 is 200 x 0.4 x 1.25 = 100 image px wide, so at 64 px a 10 px head is 6.4 crop px."""
+    import cv2
+
+    from dpupose.data.records import PoseRecord
+    from dpupose.eval.evaluate import iter_batches
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((400, 400, 3), np.uint8))
+    joints = np.full((16, 2), 200.0, np.float32)
+    centre = np.array([200.0, 200.0], np.float32)
+    recs = [PoseRecord("a.png", centre, 0.4, joints, np.ones(16, bool), head_size=10.0),
+            PoseRecord("a.png", centre, 0.8, joints, np.ones(16, bool), head_size=None)]  # fmt: skip
+    ((_, _, _, heads),) = list(iter_batches(recs, tmp_path, 64, 4))
+    assert heads.tolist() == pytest.approx([6.4, -1.0])
+
+
+def test_the_torch_predictor_runs_the_network_in_eval_mode():
+    """A network handed over in training mode: BatchNorm would normalize with the batch's own statistics, and
+    an image's keypoints would depend on the other images of its batch."""
+    from dpupose.eval.evaluate import torch_predictor
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    torch.manual_seed(0)
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25)).eval()
+    with torch.no_grad():
+        net.dpu_part.backbone.features[0][1].running_mean.fill_(0.5)  # statistics unlike a batch's own
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        coords, heatmaps = net(images)
+    predict = torch_predictor(net.train())
+    got_coords, got_maps = predict(images.numpy())
+    np.testing.assert_allclose(got_coords, coords.numpy(), atol=1e-6)
+    np.testing.assert_allclose(got_maps, heatmaps.numpy(), atol=1e-7)

@@ -141,3 +141,65 @@ def test_every_checkpoint_refusal_names_both_commands_that_write_one(tmp_path):
         with pytest.raises(CheckpointError) as caught:
             refuse()
         assert both in str(caught.value), str(caught.value)
+
+
+def _paper_backbone_params(width: float) -> int:
+    """MobileNetV2's feature parameters counted from the paper's Table 2, independently of the module: conv
+    weights (no bias) and each BatchNorm's weight and bias; channels rounded to multiples of 8 as
+    torchvision's _make_divisible does (nearest, never more than 10% down); the last conv keeps 1280 below
+    width 1."""
+
+    def divisible(v: float) -> int:
+        n = max(8, int(v + 4) // 8 * 8)
+        return n + 8 if n < 0.9 * v else n
+
+    def conv_bn(cin: int, cout: int, k: int, groups: int = 1) -> int:
+        return cout * (cin // groups) * k * k + 2 * cout
+
+    table = [(1, 16, 1), (6, 24, 2), (6, 32, 3), (6, 64, 4), (6, 96, 3), (6, 160, 3), (6, 320, 1)]  # t, c, n
+    cin = divisible(32 * width)
+    total = conv_bn(3, cin, 3)
+    for t, c, n in table:
+        cout = divisible(c * width)
+        for _ in range(n):
+            hidden = cin * t
+            total += (conv_bn(cin, hidden, 1) if t != 1 else 0) + conv_bn(hidden, hidden, 3, hidden)
+            total += conv_bn(hidden, cout, 1)
+            cin = cout
+    return total + conv_bn(cin, divisible(1280 * max(1.0, width)), 1)
+
+
+@pytest.mark.parametrize("width", [0.35, 0.5, 1.0, 1.4])
+def test_backbone_has_the_papers_layers_at_every_width(width):
+    """The count of 4.0-4.2 M for the whole network at width 1 let a dropped or added block, an expansion conv
+    in the first (t = 1) block or the last conv shrunk below width 1 pass: the backbone is counted exactly."""
+    from dpupose.model.mobilenetv2 import MobileNetV2Features, make_divisible
+
+    backbone = MobileNetV2Features(width)
+    assert count_params(backbone) == _paper_backbone_params(width)
+    if width == 1.0:  # torchvision's mobilenet_v2: 3,504,872 parameters, less its 1280 x 1000 classifier
+        assert count_params(backbone) == 3_504_872 - 1_281_000
+    assert backbone.out_channels == (1280 if width <= 1 else make_divisible(1280 * width))
+    # 32 x 0.35 = 11.2 rounds to 8, 29% down: one step up instead; 16 x 0.35 = 5.6 goes up to the minimum 8
+    assert (make_divisible(11.2), make_divisible(5.6), make_divisible(44.8), make_divisible(20)) == (16, 8, 48, 24)
+
+
+def test_backbone_activations_are_relu6():
+    from dpupose.model.mobilenetv2 import ConvBNReLU6, MobileNetV2Features
+
+    backbone = MobileNetV2Features(0.35).eval()  # fresh BatchNorm: the identity in eval mode
+    outs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o)) for m in backbone.modules()
+             if isinstance(m, ConvBNReLU6)]  # fmt: skip
+    with torch.no_grad():
+        backbone(torch.full((1, 3, 64, 64), 100.0))
+    for h in hooks:
+        h.remove()
+    assert max(o.max().item() for o in outs) == 6.0  # capped at 6, which large inputs reach
+    assert min(o.min().item() for o in outs) == 0.0
+
+
+def test_a_width_of_zero_is_refused():
+    for width in (0, 0.0, -0.5):
+        with pytest.raises(ValueError, match="width_mult must be a positive number"):
+            ModelConfig(width_mult=width)

@@ -685,3 +685,178 @@ def test_only_rank_0_gives_the_loaders_notes(tmp_path, caplog, quiet):
         train_mod._load_splits(cfg, quiet=quiet)
     assert ("a folder too deep to be read" in caplog.text) is (not quiet)
     assert logging.getLogger("dpupose.data").level == logging.NOTSET  # put back as it was
+
+
+def test_each_process_gets_its_share_of_a_new_order_every_epoch():
+    """Five samples over two processes: the order is padded with its first sample so each gets three; the
+    shares together are the whole epoch; each epoch and each seed has its own order; a resumed epoch skips
+    the samples already trained on."""
+    from dpupose.train import EpochSampler
+
+    shares = []
+    for rank in (0, 1):
+        sampler = EpochSampler(5, seed=3, rank=rank, world=2)
+        sampler.set_epoch(4)
+        shares.append(list(sampler))
+        assert len(sampler) == 3
+    order = [shares[i % 2][i // 2] for i in range(6)]  # interleaved back: the padded order
+    assert sorted(order[:5]) == [0, 1, 2, 3, 4] and order[5] == order[0]
+
+    def order_of(seed: int, epoch: int, n: int = 24) -> list[int]:
+        sampler = EpochSampler(n, seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert sorted(order_of(0, 0)) == list(range(24))
+    assert order_of(0, 0) == order_of(0, 0)
+    assert len({tuple(order_of(0, e)) for e in range(4)} | {tuple(order_of(1, 0))}) == 5
+    sampler = EpochSampler(24, 0)
+    sampler.set_epoch(2, skip=8)
+    assert list(sampler) == order_of(0, 2)[8:] and len(sampler) == 16
+
+
+def test_cosine_schedule_decays_to_one_percent_over_the_run(synth_root, tmp_path):
+    # epoch e (from 0) of E trains at lr * (0.01 + 0.99 * (1 + cos(pi * e / E)) / 2)
+    train(tiny(synth_root, tmp_path / "r", epochs=3, max_steps_per_epoch=1, schedule="cosine"))
+    rows = read_checkpoint(tmp_path / "r" / "last.pt")["history"]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3 * (0.01 + 0.99 * 0.75), 1e-3 * (0.01 + 0.99 * 0.25)])
+
+
+def test_best_pt_holds_the_epoch_of_the_lowest_validation_loss(synth_root, tmp_path, monkeypatch):
+    losses = iter([2.0, 1.0, 1.5, 1.2])
+    metrics = {"euclidean": 0.5, "euclidean_px": 16.0, "jsd": 0.1, "pckh@0.5": 0.25}
+    monkeypatch.setattr(train_mod, "validate", lambda *args: {"val_loss": next(losses), **metrics})
+    train(tiny(synth_root, tmp_path / "r", epochs=4, max_steps_per_epoch=1))
+    best, last = read_checkpoint(tmp_path / "r" / "best.pt"), read_checkpoint(tmp_path / "r" / "last.pt")
+    assert (best["epoch"], best["best_val_loss"]) == (2, 1.0)
+    assert (last["epoch"], last["best_val_loss"]) == (4, 1.0)
+    assert [r["val_loss"] for r in last["history"]] == [2.0, 1.0, 1.5, 1.2]
+
+
+def test_validation_loss_is_the_mean_over_the_validation_samples(synth_root, tmp_path):
+    """Batches of 5 over the 12 validation samples (5, 5 and 2): val_loss is the loss of all 12 at once."""
+    from dpupose.data.dataset import PoseDataset
+    from dpupose.data.sources import load_data
+    from dpupose.model.losses import pose_loss
+
+    train(tiny(synth_root, tmp_path / "r", epochs=1, batch_size=5, max_steps_per_epoch=1))
+    model, state = load_checkpoint(tmp_path / "r" / "last.pt")
+    split = load_data("synthetic", "valid", str(synth_root))
+    items = [PoseDataset(split.records, split.image_dir, 64, None, 0)[i] for i in range(12)]
+    batch = {k: torch.stack([item[k] for item in items]) for k in ("image", "target", "visible")}
+    with torch.no_grad():
+        coords, heatmaps = model(batch["image"])
+        expected = pose_loss(coords, heatmaps, batch["target"], batch["visible"]).item()
+    assert state["history"][0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_train_loss_of_an_epoch_is_the_mean_of_its_steps(synth_root, tmp_path, monkeypatch):
+    steps = []
+    real_loss = train_mod.pose_loss
+
+    def recording_loss(coords, *args, **kwargs):
+        loss = real_loss(coords, *args, **kwargs)
+        if coords.requires_grad:  # a training step, not validation
+            steps.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(train_mod, "pose_loss", recording_loss)
+    train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=2))
+    rows = read_checkpoint(tmp_path / "r" / "last.pt")["history"]
+    assert len(steps) == 4
+    assert [r["train_loss"] for r in rows] == pytest.approx([(steps[0] + steps[1]) / 2, (steps[2] + steps[3]) / 2])
+
+
+def test_init_starts_from_the_checkpoints_weights(synth_root, tmp_path):
+    torch.manual_seed(123)  # weights unlike those of the run's own seed
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    init = save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict()}, tmp_path / "init.pt")
+    # one step at a rate of 1e-9: Adam moves each weight by about 1e-9
+    train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1, lr=1e-9, init=str(init)))
+    trained = read_checkpoint(tmp_path / "r" / "last.pt")["model"]
+    for name, value in net.named_parameters():
+        assert torch.allclose(trained[name], value.detach(), atol=1e-6), name
+    assert not torch.allclose(trained["dpu_part.head.weight"], PoseNet(net.config).dpu_part.head.weight, atol=1e-3)
+
+
+def test_a_diverged_loss_stops_the_run_in_one_line(synth_root, tmp_path, monkeypatch):
+    real_loss = train_mod.pose_loss
+    monkeypatch.setattr(train_mod, "pose_loss", lambda *a, **k: real_loss(*a, **k) * float("nan"))
+    with pytest.raises(UsageError, match=r"the loss became nan at epoch 1: training diverged; start again"):
+        train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1))
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_path):
+    from dpupose.commands.export import export_checkpoint
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    src = tmp_path / "run" / "best.pt"
+    src.parent.mkdir()
+    args = {"data": "synthetic", "epochs": 3, "out": "runs/x"}
+    state = {"model": net.state_dict(), "model_config": net.config.to_dict(), "optimizer": {}, "scheduler": {},
+             "epoch": 3, "history": [{"epoch": 3}], "best_val_loss": 0.25, "args": args, "world_size": 1}  # fmt: skip
+    save_checkpoint(state, src)
+    export_checkpoint(str(src), str(tmp_path / "model.pt"))
+    slim = read_checkpoint(tmp_path / "model.pt")
+    assert sorted(slim) == sorted(["format", "model", "model_config", "epoch", "history", "best_val_loss", "args",
+                                   "exported_from"])  # fmt: skip
+    assert (slim["best_val_loss"], slim["args"], slim["exported_from"]) == (0.25, args, "best.pt")
+    before = src.read_bytes()
+    for out in (src, tmp_path / "run" / ".." / "run" / "best.pt"):
+        with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
+            export_checkpoint(str(src), str(out), force=True)
+    assert src.read_bytes() == before
+
+
+def test_a_file_without_the_checkpoint_marker_is_refused_and_names_are_counted(tmp_path):
+    """torch.save of a bare {'model': ...} dict (another program's, or hand-made) is not a dpupose checkpoint,
+    though it holds weights of the right names."""
+    from dpupose.model.checkpoint import model_from_state
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    bare = tmp_path / "bare.pt"
+    torch.save({"model": net.state_dict(), "model_config": net.config.to_dict()}, bare)
+    with pytest.raises(CheckpointError, match=r"is not a dpupose checkpoint \(no 'dpupose-checkpoint' marker\)"):
+        read_checkpoint(bare)
+    weights = dict(net.state_dict())
+    removed = list(weights)[-4:]
+    for name in removed:
+        del weights[name]
+    weights["module.extra"] = weights["extra"] = torch.zeros(1)  # one wrapped name among others: not a wrapper
+    with pytest.raises(CheckpointError) as info:
+        model_from_state({"model": weights, "model_config": net.config.to_dict()}, "x.pt")
+    shown = ", ".join(repr(k) for k in removed[:3])
+    expected = f"(missing 4: {shown}, ...; unexpected 2: 'module.extra', 'extra'): it holds the weights of another"
+    assert expected in str(info.value)
+    del weights["module.extra"]  # three missing are shown whole, without '...'
+    weights[removed[3]] = net.state_dict()[removed[3]]
+    with pytest.raises(CheckpointError) as info:
+        model_from_state({"model": weights, "model_config": net.config.to_dict()}, "x.pt")
+    assert f"(missing 3: {shown}; unexpected 1: 'extra')" in str(info.value)
+
+
+def test_resume_refuses_another_loss_or_init_and_takes_the_same_init_spelled_otherwise(synth_root, tmp_path,
+                                                                                         monkeypatch):  # fmt: skip
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    for name in ("init.pt", "other.pt"):
+        save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict()}, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    init = str(tmp_path / "init.pt")
+    train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1, init=init))
+    more = dict(epochs=2, max_steps_per_epoch=1)
+    with pytest.raises(UsageError, match=r"trained with js_weight=1\.0, not 0\.5; resume with the same settings"):
+        train(tiny(synth_root, tmp_path / "r", js_weight=0.5, init=init, **more), resume=True)
+    with pytest.raises(UsageError, match=r"trained with init='.*init\.pt', not 'other\.pt'"):
+        train(tiny(synth_root, tmp_path / "r", init="other.pt", **more), resume=True)
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
+    train(tiny(synth_root, tmp_path / "r", init="./init.pt", **more), resume=True)  # the same file
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
+
+
+def test_a_synthetic_root_smaller_than_asked_for_is_used_with_a_warning(synth_root, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="dpupose.train"):
+        train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1, num_train=100, num_valid=12))
+    assert f"--num-train 100: {synth_root} holds only 24; using those" in caplog.text
+    assert "--num-valid" not in caplog.text  # 12 asked for, 12 there
+    assert "training: 24 records" in caplog.text
