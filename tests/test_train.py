@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -860,3 +861,15 @@ def test_a_synthetic_root_smaller_than_asked_for_is_used_with_a_warning(synth_ro
     assert f"--num-train 100: {synth_root} holds only 24; using those" in caplog.text
     assert "--num-valid" not in caplog.text  # 12 asked for, 12 there
     assert "training: 24 records" in caplog.text
+
+
+def test_a_finished_cosine_run_resumed_for_more_epochs_goes_on_at_the_stretched_schedules_rate(synth_root, tmp_path):
+    """Two cosine epochs, then --resume with --epochs 4: epochs 3 and 4 train at the 4-epoch schedule's rate,
+    lr * (0.01 + 0.99 * (1 + cos(pi * e / 4)) / 2) for e = 2, 3. The optimizer's saved rate, the 2-epoch
+    schedule's end (1%), had epoch 3 train at 1e-5 and the rate jump back up to 15% for epoch 4."""
+    train(tiny(synth_root, tmp_path / "r", epochs=2, max_steps_per_epoch=1, schedule="cosine"))
+    train(tiny(synth_root, tmp_path / "r", epochs=4, max_steps_per_epoch=1, schedule="cosine"), resume=True)
+    rows = read_checkpoint(tmp_path / "r" / "last.pt")["history"]
+    stretched = [1e-3 * (0.01 + 0.99 * (1 + math.cos(math.pi * e / 4)) / 2) for e in (2, 3)]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3 * 0.505, *stretched])
+    assert stretched == pytest.approx([5.05e-4, 1.5498e-4], rel=1e-4)

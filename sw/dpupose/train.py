@@ -350,6 +350,14 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state.get("step_in_epoch", 0) == 0:
+            # An epoch about to start trains at this run's schedule: the saved optimizer holds the rate the
+            # saved run's schedule set, which for a cosine stretched by a larger --epochs is not this one's
+            # (a finished run extended trained its next epoch at the old schedule's last 1%). Inside an epoch
+            # the rate it started at stays.
+            e = scheduler.last_epoch
+            for group, base, rate in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+                group["lr"] = base * rate(e)
         history = state.get("history", [])
         best = state.get("best_val_loss", float("inf"))
         start_epoch, start_step = state["epoch"], state.get("step_in_epoch", 0)
