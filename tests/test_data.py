@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import shlex
@@ -898,3 +899,17 @@ def test_a_capsule_covers_its_area(a, b, r):
     t = np.clip(((p - a) @ d) / max(d @ d, 1e-12), 0, 1)
     dist = np.linalg.norm(p - (np.array(a) + t[..., None] * d), axis=-1)
     assert mask[dist <= r - 1].all() and not mask[dist > r + 1].any()
+
+
+def test_a_synthetic_root_of_other_settings_is_generated_again_and_one_of_the_same_reused(tmp_path, monkeypatch):
+    from dpupose.data import synthetic
+
+    spec = synthetic.SynthSpec(seed=1, num_train=1, num_valid=1, image_size=64)
+    root = synthetic.ensure(tmp_path / "root", spec)
+    more = synthetic.SynthSpec(seed=1, num_train=1, num_valid=2, image_size=64)
+    synthetic.ensure(root, more)
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["train_000000.jpg", "valid_000000.jpg",
+                                                                    "valid_000001.jpg"]  # fmt: skip
+    assert json.loads((root / "synthetic.json").read_text())["num_valid"] == 2
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: pytest.fail("generated a root it had"))
+    assert synthetic.ensure(root, more) == root

@@ -327,3 +327,27 @@ def test_the_torch_predictor_runs_the_network_in_eval_mode():
     got_coords, got_maps = predict(images.numpy())
     np.testing.assert_allclose(got_coords, coords.numpy(), atol=1e-6)
     np.testing.assert_allclose(got_maps, heatmaps.numpy(), atol=1e-7)
+
+
+def test_eval_notes_a_short_split_only_when_it_is_short(synth_root, tmp_path, capsys):
+    from dpupose.cli import main
+    from dpupose.model.checkpoint import save_checkpoint
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    ckpt = save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict()}, tmp_path / "m.pt")
+    common = ["eval", "--checkpoint", str(ckpt), "--data", "synthetic", "--data-root", str(synth_root), "--json"]
+    assert main([*common, "--device", "cpu", "--num-samples", "12"]) == 0  # the 12 the root holds
+    captured = capsys.readouterr()
+    assert "note" not in captured.err and '"num_samples": 12' in captured.out
+    assert main([*common, "--device", "cpu", "--num-samples", "13"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note" in line]
+    said = f"dpupose: note: --num-samples 13, but {synth_root} holds 12 validation records: evaluating those 12"
+    assert notes == [said]
+
+
+def test_local_decoding_of_radius_zero_is_the_maximum_pixels_centre():
+    hm = np.zeros((1, 1, 4, 6))
+    hm[0, 0, 2, 5] = 0.7  # the maximum, at row 2, column 5
+    hm[0, 0, 2, 4] = 0.3
+    np.testing.assert_allclose(dsnt_np.local_dsnt(hm, radius=0)[0, 0], [centre(5, 6), centre(2, 4)])

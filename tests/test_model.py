@@ -203,3 +203,15 @@ def test_a_width_of_zero_is_refused():
     for width in (0, 0.0, -0.5):
         with pytest.raises(ValueError, match="width_mult must be a positive number"):
             ModelConfig(width_mult=width)
+
+
+def test_onnx_export_and_mac_counting_leave_the_module_in_the_mode_it_was_in(tmp_path):
+    from dpupose.model.export import export_onnx
+
+    for training in (True, False):
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train(training)
+        export_onnx(net, torch.zeros(1, 3, 8, 8), tmp_path / "m.onnx", ["x"], ["y"])
+        assert [m.training for m in net.modules()] == [training] * 3
+        assert (tmp_path / "m.onnx").stat().st_size > 0
+        assert count_macs(net, (3, 8, 8)) == 4 * 6 * 6 * 3 * 3 * 3  # and so does counting its MACs
+        assert [m.training for m in net.modules()] == [training] * 3

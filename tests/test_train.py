@@ -873,3 +873,77 @@ def test_a_finished_cosine_run_resumed_for_more_epochs_goes_on_at_the_stretched_
     stretched = [1e-3 * (0.01 + 0.99 * (1 + math.cos(math.pi * e / 4)) / 2) for e in (2, 3)]
     assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3 * 0.505, *stretched])
     assert stretched == pytest.approx([5.05e-4, 1.5498e-4], rel=1e-4)
+
+
+def test_the_weights_digest_covers_names_kinds_and_shapes_not_only_the_bytes():
+    """weights_digest is recorded by `dpupose quantize` (summary.json) and compared by eval --quantized: the
+    same bytes under another name, kind of number or shape are other weights, and the text hashed is
+    name|dtype|shape| then the bytes, per tensor (as folders already written record it)."""
+    import hashlib
+
+    from dpupose.model.checkpoint import weights_digest
+
+    def module(**tensors):
+        m = torch.nn.Module()
+        for name, value in tensors.items():
+            m.register_buffer(name, value)
+        return m
+
+    zeros = weights_digest(module(w=torch.zeros(2, 3)))
+    expected = hashlib.sha256(b"w|torch.float32|(2, 3)|" + bytes(24)).hexdigest()
+    assert zeros == expected
+    others = [module(v=torch.zeros(2, 3)), module(w=torch.zeros(3, 2)), module(w=torch.zeros(2, 3, dtype=torch.int32))]
+    assert len({zeros, *(weights_digest(m) for m in others)}) == 4
+
+
+def test_validation_during_training_measures_what_eval_measures(synth_root, tmp_path):
+    """history.jsonl's euclidean, euclidean_px, jsd and pckh@0.5 are `dpupose eval`'s for the epoch's weights on
+    the same records: every annotated joint counted (inside the crop or not), head sizes in crop pixels."""
+    import shutil
+
+    from dpupose.data.sources import load_data
+    from dpupose.eval.evaluate import evaluate, torch_predictor
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    path = root / "annot" / "valid.json"
+    records = json.loads(path.read_text())
+    for r in records:
+        r["scale"] *= 0.6  # crops that cut off some annotated joints
+    path.write_text(json.dumps(records))
+    train(tiny(root, tmp_path / "r", data="mpii", epochs=1, max_steps_per_epoch=1))
+    model, state = load_checkpoint(tmp_path / "r" / "last.pt")
+    split = load_data("mpii", "valid", str(root))
+    expected = evaluate(torch_predictor(model), split.records, split.image_dir, 64, batch_size=4)
+    row = state["history"][0]
+    for key in ("euclidean", "euclidean_px", "jsd", "pckh@0.5"):
+        assert row[key] == pytest.approx(expected[key], rel=1e-5), key
+    assert 0 < expected["pckh@0.5"] < 1  # a score a wrong joint count or head size would change
+    # a crop reaches 200 x scale x 1.25 / 2 = 125 x scale image px either side of its centre
+    assert any((abs(r.joints - r.center) > 125 * r.scale).any() for r in split.records)
+
+
+def test_an_epoch_is_its_whole_batches(synth_root, tmp_path, monkeypatch):
+    """24 records: a batch of 24 makes one step; batches of 5 make four, the last 4 records left out of the
+    epoch (a short last batch would be a step of another size, and a batch of 1 has no BatchNorm statistics)."""
+    steps = []
+    real_loss = train_mod.pose_loss
+
+    def recording_loss(coords, *args, **kwargs):
+        if coords.requires_grad:
+            steps.append(len(coords))
+        return real_loss(coords, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "pose_loss", recording_loss)
+    train(tiny(synth_root, tmp_path / "whole", epochs=1, batch_size=24))
+    assert steps == [24]
+    steps.clear()
+    train(tiny(synth_root, tmp_path / "fives", epochs=1, batch_size=5))
+    assert steps == [5, 5, 5, 5]
+
+
+def test_an_onnx_file_is_named_as_one_whatever_the_case_of_its_suffix(tmp_path):
+    for name in ("model.onnx", "MODEL.ONNX", "Model.Onnx"):
+        (tmp_path / name).write_bytes(b"onnx")
+        with pytest.raises(CheckpointError, match=rf"{name} is an ONNX model, not a checkpoint"):
+            read_checkpoint(tmp_path / name)
