@@ -154,3 +154,57 @@ def test_each_row_is_costed_with_its_own_dpus_walk(tmp_path, monkeypatch):
     wide, narrow = (graphs[graph_key(r)] for r in rows)
     assert "mid" in {layer.name for layer in wide.layers} and wide.too_wide == []
     assert "mid" not in {layer.name for layer in narrow.layers} and narrow.too_wide == ["mid"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((r"(?m)^host_ms = [0-9.]+", "host_ms = -0.5"), r"host_ms must be a non-negative number, got -0\.5$"),
+        ((r"(?m)^host_ms = .*\n", ""), r"constants\.toml: missing host_ms$"),
+    ],
+)
+def test_a_negative_or_missing_constant_is_named(tmp_path, edit, message):
+    from dpupose.errors import ConfigError
+
+    text, n = re.subn(*edit, constants_path().read_text())
+    assert n == 1
+    (tmp_path / "constants.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_constants(tmp_path / "constants.toml")
+
+
+def test_a_ddr_efficiency_of_one_is_the_whole_peak_and_taken(tmp_path):
+    text = re.sub(r"(?m)^ddr_efficiency = [0-9.]+", "ddr_efficiency = 1", constants_path().read_text())
+    (tmp_path / "constants.toml").write_text(text)
+    assert load_constants(tmp_path / "constants.toml").ddr_efficiency == 1.0
+
+
+def test_the_rms_log_error_is_over_all_sixteen_figures(cal):
+    import math
+
+    logs = [math.log(r[f"{k}_predicted"] / r[f"{k}_published"]) for r in cal.report for k in ("single", "multi")]
+    assert len(logs) == 16
+    # the report's predictions are rounded to 0.1 FPS: within 1e-3 of the root mean square of the fit's residuals
+    assert cal.rms_log_error == pytest.approx(math.sqrt(sum(x * x for x in logs) / 16), abs=1e-3)
+
+
+def test_the_worst_row_error_is_over_both_figures_of_every_row():
+    from dpupose.dpu.calibrate import Calibration
+    from dpupose.dpu.perf import PerfConstants
+
+    report = [{"single_err_pct": 3.0, "multi_err_pct": -12.5}, {"single_err_pct": -7.0, "multi_err_pct": 1.0}]
+    cal = Calibration(PerfConstants(1.0, 0.5, 0.1), report, rms_log_error=0.25)
+    assert cal.max_abs_error_pct == 12.5
+    assert "# rms log error 0.2500, worst row error 12.5%\n" in constants_toml(cal.constants, cal)
+
+
+def test_dpu_calibrate_write_writes_the_fit_once_and_then_says_it_is_unchanged(cal, monkeypatch, capsys, tmp_path):
+    from dpupose.cli import main
+
+    target = tmp_path / "constants.toml"
+    monkeypatch.setattr("dpupose.dpu.calibrate.calibrate", lambda: cal)
+    monkeypatch.setattr("dpupose.dpu.calibrate.constants_path", lambda: target)
+    for said in ("constants written", "constants unchanged"):
+        assert main(["dpu", "calibrate", "--write", "--json"]) == 0
+        assert capsys.readouterr().err.splitlines()[-1] == said
+        assert target.read_text() == constants_toml(cal.constants, cal)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from doc_keys import table_keys
@@ -392,3 +393,128 @@ def test_the_json_keys_are_those_dpu_configurations_md_lists(capsys, pose_onnx):
         list(fit[k]) == ["lut", "ff", "bram36", "uram", "dsp"] for k in ("dpu", "total", "available", "utilization_pct")
     )
     assert list(cal["constants"]) == ["layer_overhead_cycles", "ddr_efficiency", "host_ms"]
+
+
+def test_estimate_s_ad_hoc_defaults_refusals_and_ignore_fit(capsys, pose_onnx):
+    # --arch alone: 200 MHz, one core, as the help says, the same figures as with both spelled out
+    rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--arch", "B1600", "--json")
+    d = json.loads(out)
+    assert rc == 0 and (d["config"], d["clock_mhz"], d["cores"]) == ("b1600-200mhz", 200, 1)
+    spelled = run(capsys, "dpu", "estimate", str(pose_onnx), "--arch", "B1600", "--freq-mhz", "200", "--cores", "1",
+                  "--json")  # fmt: skip
+    assert json.loads(spelled[1]) == d
+    # a --config file sets its own clock and cores
+    for option in ("--freq-mhz", "--cores"):
+        rc, out, err = run(capsys, "dpu", "estimate", str(pose_onnx), "--config", "u96v2-b1600-pynq", option, "2")
+        assert (rc, out) == (2, "")
+        assert err == "dpupose: error: --freq-mhz and --cores go with --arch; a --config file sets its own\n"
+    # a configuration that does not fit is estimated with --ignore-fit, and the JSON says it does not fit
+    rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--config", "u96v2-b2304-dsphigh", "--ignore-fit",
+                     "--json")  # fmt: skip
+    assert rc == 0 and json.loads(out)["fits"] is False and json.loads(out)["config"] == "u96v2-b2304-dsphigh"
+
+
+def test_estimate_s_text_gives_the_time_by_kind_largest_first_and_counts_what_it_left_out(capsys, pose_onnx, tmp_path):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    # conv0 (1x1) -> Softmax (the CPU) -> convs a and b: a DPU layer, three ops left out
+    w = [numpy_helper.from_array(np.zeros((16, 16, 1, 1), np.float32), n) for n in ("w0", "wa", "wb")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["s"], name="conv0", kernel_shape=[1, 1]),
+        helper.make_node("Softmax", ["s"], ["t"], name="softmax", axis=1),
+        helper.make_node("Conv", ["t", "wa"], ["u"], name="a", kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["u", "wb"], ["y"], name="b", kernel_shape=[1, 1]),
+    ]
+    vi = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1, 16, 8, 8]) for n in ("x", "y")]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", vi[:1], vi[1:], w), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    rc, out, _ = run(capsys, "dpu", "estimate", str(tmp_path / "m.onnx"), "--config", "u96v2-b1600-pynq")
+    assert rc == 0 and "  not estimated (3 ops, not DPU ops or after one): Conv, Softmax\n" in out
+    # the pose network's DPU part: each kind's time (the JSON's, to 3 decimals), the largest first
+    rc, out, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--config", "u96v2-b1600-pynq")
+    line = next(x for x in out.splitlines() if x.startswith("  time by layer kind: "))
+    shown = [(k, float(v.removesuffix(" ms"))) for k, v in (p.split(" ", 1) for p in line[22:].split(", "))]
+    rc, js, _ = run(capsys, "dpu", "estimate", str(pose_onnx), "--config", "u96v2-b1600-pynq", "--json")
+    by_kind = json.loads(js)["time_by_kind_ms"]
+    assert len(shown) == len(by_kind) >= 3 and {k: pytest.approx(v, abs=1e-3) for k, v in by_kind.items()} == dict(
+        shown
+    )
+    assert [v for _, v in shown] == sorted((v for _, v in shown), reverse=True)
+
+
+def test_a_long_layer_name_is_cut_to_the_column_from_its_start():
+    from dpupose.commands.dpu import _tail
+
+    assert _tail("a" * 40, 40) == "a" * 40  # fits: as it is
+    assert _tail("abc" + "d" * 38, 40) == "…c" + "d" * 38  # 41 characters: its last 39 after the mark
+    assert len(_tail("x" * 100, 40)) == 40
+
+
+def test_a_fingerprint_is_decoded_from_hex_or_decimal(capsys):
+    hexed = run(capsys, "dpu", "fingerprint", "--decode", "0x101000016010404")
+    assert run(capsys, "dpu", "fingerprint", "--decode", str(0x101000016010404)) == hexed and hexed[0] == 0
+
+
+def test_compare_of_a_board_no_configuration_is_shipped_for_says_to_sweep(capsys, pose_onnx):
+    rc, out, err = run(capsys, "dpu", "compare", "--board", "zcu104", "--model", str(pose_onnx))
+    assert (rc, out) == (2, "")
+    assert err == (
+        "dpupose: error: no shipped configuration is meant for zcu104; compare the grid with --sweep "
+        "(make compare BOARD=zcu104 COMPARE_ARGS=--sweep)\n"
+    )
+
+
+def test_compare_refuses_a_plot_name_before_any_work(capsys, pose_onnx, tmp_path):
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--plot", str(tmp_path / "p.jpg"))
+    assert (rc, out) == (2, "") and "name the plot file .png, .svg or .pdf" in err
+    from dpupose.dpu.compare import plot_format
+
+    assert [plot_format(f"p.{s}") for s in ("PNG", "Svg", "pdf")] == ["png", "svg", "pdf"]
+
+
+def test_compare_s_rows_and_table_shipped_first_by_dsp_then_the_grid(pose_onnx):
+    from dpupose.dpu.board import load_board
+    from dpupose.dpu.compare import compare, format_table
+    from dpupose.dpu.config import list_configs
+
+    u96 = load_board("ultra96v2")
+    plain = compare(pose_onnx, u96)
+    assert sorted(r.config for r in plain) == sorted(list_configs()) and all(r.shipped for r in plain)
+    rows = compare(pose_onnx, u96, sweep=True)
+    shipped = [r for r in rows if r.shipped]
+    assert rows[: len(shipped)] == shipped and len(shipped) == len(plain)
+    for group in (shipped, rows[len(shipped) :]):
+        assert [(r.dsp, r.config) for r in group] == sorted((r.dsp, r.config) for r in group)
+    # the Ultra96-V2's ZU3EG has no URAM: no grid point puts banks there, and the small ones fit
+    assert all(r.uram == 0 for r in rows) and any(r.fits and not r.shipped for r in rows)
+    for r in rows:
+        assert r.fps == pytest.approx(1000 / r.latency_ms, rel=2e-3)
+        # two cores: more throughput than one frame at a time (one core: the same)
+        assert (r.throughput_fps > r.fps) if r.cores == 2 else (r.throughput_fps == r.fps)
+    table = format_table(rows).splitlines()
+    (default,) = [line for line in table if line.startswith("u96v2-b1600-pynq ")]
+    assert default.split()[:3] == ["u96v2-b1600-pynq", "(default)", "B1600"]
+    (x2,) = [line for line in table if line.startswith("b4096-dsphigh-ramlow-x2-200mhz ")]
+    assert x2.split()[1] == "B4096x2"
+    (risky,) = [line for line in table if line.startswith("u96v2-b1600-300mhz ")]
+    assert risky.endswith("  power; tight")  # each risk's first word
+
+
+def test_compare_sweeps_a_board_with_uram_into_its_uram():
+    from dpupose.dpu.board import load_board
+    from dpupose.dpu.compare import sweep_configs
+
+    grid = sweep_configs(load_board("zcu104"))
+    assert grid and all((c.uram_wgt_banks, c.uram_bias_banks) == (c.arch.ocp + 1, 1) for c in grid)
+    assert all(c.uram_wgt_banks == 0 for c in sweep_configs(load_board("ultra96v2")))
+
+
+def test_fit_text_gives_a_dash_for_a_resource_the_board_lacks(capsys, tmp_path):
+    cfg = tmp_path / "uram.toml"
+    cfg.write_text('arch = "B1600"\nclock_mhz = 200\nuram_wgt_banks = 11\nuram_bias_banks = 1\n')
+    rc, out, _ = run(capsys, "dpu", "fit", "--config", str(cfg))
+    (uram,) = [line for line in out.splitlines() if line.startswith("URAM ")]
+    assert rc == 1 and uram.split()[-2:] == ["0", "-"]

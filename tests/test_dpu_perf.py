@@ -448,3 +448,257 @@ def test_a_conv_wider_than_the_split_takes_on_the_dpu_is_left_out_with_a_warning
             f"this estimate leaves them and everything after them out, first: {first}"
         )
         assert est.too_wide_warning in est.warnings  # with the one on conv3, after a CPU op, not estimated
+
+
+# Layer kinds and fields the tests above leave alone, each worked by hand on the B1600 (PP 8, ICP = OCP 10, ALU PP 4).
+def _graph(nodes, inputs, outputs, inits=()):
+    from dpu_onnx import _model, _vi
+
+    return _model(nodes, [_vi(n, s) for n, s in inputs], [_vi(n, s) for n, s in outputs], inits)
+
+
+def _weight(name, shape):
+    return onnx.numpy_helper.from_array(np.zeros(shape, np.float32), name)
+
+
+def test_a_fully_connected_layer_is_costed_over_its_input_and_output_channel_groups():
+    # ceil(IC / ICP) * ceil(OC / OCP): 37 -> 25 is ceil(37 / 10) = 4 input groups * 3 output groups = 12 cycles
+    gemm = onnx.helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)
+    model = _graph([gemm], [("x", (1, 37))], [("y", (1, 25))], [_weight("w", (25, 37))])
+    (layer,) = extract_layers(model, B1600).layers
+    assert (layer.kind, layer.inputs, layer.output) == ("fc", ((1, 37, 1, 1),), (1, 25, 1, 1))
+    assert layer_cycles(layer, B1600) == 12 and layer.macs == 37 * 25
+
+
+def test_pools_are_costed_at_their_own_kernel_on_each_axis():
+    # a global average pool of a 7 x 5 map: one output pixel, ceil(1 / 4) * ceil(37 / 10) = 4 * 35 taps = 140
+    gap = onnx.helper.make_node("GlobalAveragePool", ["x"], ["y"], name="gap")
+    (layer,) = extract_layers(_graph([gap], [("x", (1, 37, 7, 5))], [("y", (1, 37, 1, 1))]), B1600).layers
+    assert (layer.kind, layer.kernel) == ("gap", (7, 5)) and layer_cycles(layer, B1600) == 140
+    # a 2 x 3 max pool at strides (2, 3), 8 x 9 -> 4 x 3: 4 rows * ceil(3 / 4) * 4 channel groups * 6 taps = 96
+    pool = onnx.helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 3], strides=[2, 3])
+    (layer,) = extract_layers(_graph([pool], [("x", (1, 37, 8, 9))], [("y", (1, 37, 4, 3))]), B1600).layers
+    assert (layer.kind, layer.kernel, layer.stride) == ("pool", (2, 3), (2, 3)) and layer_cycles(layer, B1600) == 96
+
+
+def test_a_transposed_conv_of_unequal_strides_takes_ceil_k_over_stride_taps_per_axis():
+    # 3x3 at strides (2, 1), pads 1, 7x7 -> 13x7, 32 -> 20 channels: ceil(3/2) * ceil(3/1) = 6 taps, so
+    # 13 * ceil(7 / 8) * ceil(20 / 10) * 6 * ceil(32 / 10) = 13 * 1 * 2 * 6 * 4 = 624 cycles
+    node = onnx.helper.make_node(
+        "ConvTranspose", ["x", "w"], ["y"], name="deconv", kernel_shape=[3, 3], strides=[2, 1], pads=[1, 1, 1, 1]
+    )
+    model = _graph([node], [("x", (1, 32, 7, 7))], [("y", (1, 20, 13, 7))], [_weight("w", (32, 20, 3, 3))])
+    (layer,) = extract_layers(model, B1600).layers
+    assert (layer.kind, layer.stride) == ("deconv", (2, 1))
+    assert layer_cycles(layer, B1600) == 624 and layer.macs == 13 * 7 * 20 * 6 * 32
+
+
+def test_a_layer_whose_overhead_exceeds_its_compute_and_traffic_is_overhead_bound():
+    # conv(16, 16, 8, 3): 8 * 1 * 2 * 9 * 2 = 288 cycles, 2368 + 16 * 16 * 9 + 16 bytes; 10000 cycles of overhead
+    nbytes = 16 * 64 * 2 + 16 * 16 * 9 + 16
+    slow = PerfConstants(layer_overhead_cycles=10000.0, ddr_efficiency=1.0, host_ms=0.0)
+    layer = one_layer(conv(16, 16, 8, 3), constants=slow)
+    assert layer.compute_ms == pytest.approx(288 / F * 1e3) and layer.memory_ms == pytest.approx(nbytes / BW * 1e3)
+    assert layer.bound == "overhead" and layer.time_ms == pytest.approx((10000 + 288) / F * 1e3)
+    assert one_layer(conv(16, 16, 8, 3)).bound == "compute"
+
+
+def _two_convs_after(first):
+    """x -> `first` (a 1x1 conv, or a Softmax: a CPU op) -> conv a -> conv b, 16 channels of 8 x 8, no activation."""
+    nodes = [
+        first,
+        onnx.helper.make_node("Conv", ["t", "wa"], ["u"], name="a", kernel_shape=[1, 1]),
+        onnx.helper.make_node("Conv", ["u", "wb"], ["y"], name="b", kernel_shape=[1, 1]),
+    ]
+    inits = [_weight(n, (16, 16, 1, 1)) for n in ("w0", "wa", "wb")]
+    return _graph(nodes, [("x", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))], inits)
+
+
+def test_convs_after_a_cpu_op_are_counted_and_the_first_named_in_the_warning():
+    conv0 = onnx.helper.make_node("Conv", ["x", "w0"], ["s"], name="conv0", kernel_shape=[1, 1])
+    model = _two_convs_after(conv0)
+    model.graph.node.insert(1, onnx.helper.make_node("Softmax", ["s"], ["t"], name="softmax", axis=1))
+    est = estimate(model, B1600, U96, NO_OVERHEAD)
+    assert [row.name for row in est.layers] == ["conv0"]
+    assert est.excluded == [("softmax", "Softmax", "not a DPU op"), ("a", "Conv", "after a CPU op"),
+                            ("b", "Conv", "after a CPU op")]  # fmt: skip
+    assert est.warnings == [
+        "2 conv/FC/pool layer(s) after a CPU op are not estimated (they would need another DPU subgraph), first: a"
+    ]
+
+
+def test_the_time_by_kind_sums_the_layers_of_each_kind_and_the_json_rounds_as_documented():
+    model = _two_convs_after(onnx.helper.make_node("Conv", ["x", "w0"], ["t"], name="conv0", kernel_shape=[1, 1]))
+    slow = PerfConstants(layer_overhead_cycles=333.0, ddr_efficiency=1.0, host_ms=0.0)
+    est = estimate(model, B1600, U96, slow)
+    # each 1x1 conv: 8 * 1 * 2 * 1 * 2 = 32 cycles < its 2 * 1024 + 256 + 16 (a bias, as the DPU's) bytes at
+    # 4.27 GB/s; plus 333 cycles
+    one = (2 * 16 * 64 + 16 * 16 + 16) / BW + 333 / F
+    assert [row.time_ms for row in est.layers] == pytest.approx([one * 1e3] * 3)
+    assert est.breakdown() == {"conv": pytest.approx(3 * one * 1e3)}
+    d = est.to_dict()
+    assert d["time_by_kind_ms"] == {"conv": round(3 * one * 1e3, 4)}
+    assert (d["latency_ms"], d["fps"]) == (round(3 * one * 1e3, 6), round(1 / (3 * one), 2))
+
+
+def test_a_board_named_to_estimate_sets_the_bandwidth_not_the_configuration_s_board():
+    # the B1600's board is the Ultra96-V2 (4.27 GB/s); named "zcu104", its 19.2 GB/s (under the 6.4 GB/s of the
+    # core's ports at 200 MHz, so those): a memory-bound 1280 -> 1000 1x1 conv streams at 6.4 GB/s
+    nbytes = 1280 + 1000 + 1280 * 1000 + 1000
+    est = estimate(conv(1280, 1000, 1, 1, relu6=False), B1600, "zcu104", NO_OVERHEAD)
+    assert est.board == "zcu104" and est.layers[0].memory_ms == pytest.approx(nbytes / 6.4e9 * 1e3)
+    assert estimate(conv(1280, 1000, 1, 1, relu6=False), B1600, None, NO_OVERHEAD).board == "ultra96v2"
+
+
+def _ones(name, shape):
+    return onnx.numpy_helper.from_array(np.ones(shape, np.float32), name)
+
+
+def _bn(x, y, c):
+    """A BatchNormalization node of `c` channels, x -> y, and its four initializers."""
+    node = onnx.helper.make_node("BatchNormalization", [x, "s", "b", "m", "v"], [y], name="bn")
+    return node, [_ones(n, (c,)) for n in ("s", "b", "m", "v")]
+
+
+def _walk(nodes, inputs, outputs, inits=()):
+    graph = extract_layers(_graph(nodes, inputs, outputs, inits), B1600)
+    return [(layer.name, layer.kind) for layer in graph.layers], graph.excluded
+
+
+def test_a_batch_norm_is_folded_into_a_fully_connected_layer_and_through_an_identity():
+    # after_conv: a Gemm's float output, and a conv's through an Identity, are folded (no layer of their own)
+    bn, inits = _bn("f", "y", 25)
+    gemm = onnx.helper.make_node("Gemm", ["x", "w"], ["f"], name="fc", transB=1)
+    assert _walk([gemm, bn], [("x", (1, 37))], [("y", (1, 25))], [_weight("w", (25, 37)), *inits]) == (
+        [("fc", "fc")], []
+    )  # fmt: skip
+    bn, inits = _bn("i", "y", 16)
+    conv1 = onnx.helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1])
+    ident = onnx.helper.make_node("Identity", ["c"], ["i"], name="id")
+    nodes, io = [conv1, ident, bn], ([("x", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))])
+    assert _walk(nodes, *io, [_weight("w", (16, 16, 1, 1)), *inits]) == ([("conv", "conv")], [])
+
+
+STANDALONE_RELU = (
+    "not a DPU op (standalone Relu: the DPU fuses activations into the conv, depthwise conv or element-wise op "
+    "before them)"
+)
+
+
+def test_an_activation_is_fused_only_as_the_one_reader_of_an_output_that_is_no_model_output():
+    conv1 = onnx.helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1])
+    relu = onnx.helper.make_node("Relu", ["c"], ["y"], name="relu")
+    x, t, w = ("x", (1, 16, 8, 8)), (1, 16, 8, 8), _weight("w", (16, 16, 1, 1))
+    assert _walk([conv1, relu], [x], [("y", t)], [w]) == ([("conv", "conv")], [])  # fused: free
+    # the conv's output is a model output too: the split keeps it unfused, so the Relu stands alone (the CPU)
+    assert _walk([conv1, relu], [x], [("c", t), ("y", t)], [w]) == (
+        [("conv", "conv")], [("relu", "Relu", STANDALONE_RELU)]
+    )  # fmt: skip
+    # another conv reads it as well
+    conv2 = onnx.helper.make_node("Conv", ["c", "w"], ["z"], name="conv2", kernel_shape=[1, 1])
+    assert _walk([conv1, relu, conv2], [x], [("y", t), ("z", t)], [w]) == (
+        [("conv", "conv"), ("conv2", "conv")], [("relu", "Relu", STANDALONE_RELU)]
+    )  # fmt: skip
+
+
+def test_a_batch_norm_after_a_fused_activation_is_a_layer_of_its_own():
+    # conv -> Relu -> BatchNormalization: the Relu is fused into the conv; the batch norm, reading the Relu's
+    # output (no conv's), is the 1x1 depthwise conv: 8 * ceil(8 / 4) * ceil(16 / 10) * 1 tap = 32 cycles
+    bn, inits = _bn("r", "y", 16)
+    conv1 = onnx.helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1])
+    relu = onnx.helper.make_node("Relu", ["c"], ["r"], name="relu")
+    model = _graph(
+        [conv1, relu, bn], [("x", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))], [_weight("w", (16, 16, 1, 1)), *inits]
+    )
+    graph = extract_layers(model, B1600)
+    assert [(layer.name, layer.kind) for layer in graph.layers] == [("conv", "conv"), ("bn", "dwconv")]
+    assert graph.excluded == [] and layer_cycles(graph.layers[1], B1600) == 32
+
+
+def test_a_resize_without_a_mode_is_nearest_data_movement():
+    # ONNX's default mode is nearest: moved, not the bilinear transposed depthwise conv
+    scales = onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = onnx.helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up")
+    assert _walk([node], [("x", (1, 16, 7, 7))], [("y", (1, 16, 14, 14))], [scales]) == ([("up", "move")], [])
+
+
+def test_a_depthwise_conv_with_a_channel_multiplier_is_costed_on_the_alu():
+    # group = C_in = 16, 32 outputs (two per input channel): 8 * ceil(8 / 4) * ceil(32 / 10) * 9 = 576 cycles
+    node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="conv", kernel_shape=[3, 3], pads=[1] * 4, group=16)
+    model = _graph([node], [("x", (1, 16, 8, 8))], [("y", (1, 32, 8, 8))], [_weight("w", (32, 1, 3, 3))])
+    (layer,) = extract_layers(model, B1600).layers
+    assert layer.kind == "dwconv" and layer_cycles(layer, B1600) == 576 and layer.macs == 8 * 8 * 32 * 9
+
+
+@pytest.mark.parametrize(("dim", "value", "shown"), [(2, 0, "1x16x0x14"), (1, "C", "1xCx14x14")])
+def test_an_input_of_a_zero_or_symbolic_size_past_the_batch_is_refused(dim, value, shown):
+    model = conv(16, 8, 14, 3)
+    d = model.graph.input[0].type.tensor_type.shape.dim[dim]
+    if isinstance(value, str):
+        d.dim_param = value
+    else:
+        d.dim_value = value
+    with pytest.raises(ModelFileError, match=rf"input 'x' has sizes that are not fixed \({shown}\): export"):
+        estimate(model, B1600, U96, NO_OVERHEAD)
+
+
+def test_a_two_dimensional_input_of_a_symbolic_size_is_refused_too():
+    gemm = onnx.helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)
+    model = _graph([gemm], [("x", (1, "F"))], [("y", (1, 25))], [_weight("w", (25, 37))])
+    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(1xF\): export"):
+        extract_layers(model, B1600)
+
+
+def test_every_conv_over_the_channel_limit_is_counted_the_first_named_and_no_other_op():
+    # two 1x1 convs of 2561 input channels (over 256 x ICP = 2560 on the B1600) and an Add the rules refuse for
+    # its broadcast, of those channels too (not a conv: no channel limit of its own), beside a conv they take
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w"], ["a_out"], name="a", kernel_shape=[1, 1]),
+        onnx.helper.make_node("Conv", ["x", "w"], ["b_out"], name="b", kernel_shape=[1, 1]),
+        onnx.helper.make_node("Add", ["x", "x1"], ["s"], name="add"),
+        onnx.helper.make_node("Conv", ["x2", "w2"], ["c_out"], name="c", kernel_shape=[1, 1]),
+    ]
+    wide, narrow = (1, 2561, 4, 4), (1, 16, 4, 4)
+    inputs = [("x", wide), ("x1", (1, 2561, 1, 1)), ("x2", narrow)]
+    outputs = [("a_out", narrow), ("b_out", narrow), ("s", wide), ("c_out", narrow)]
+    model = _graph(nodes, inputs, outputs, [_weight("w", (16, 2561, 1, 1)), _weight("w2", (16, 16, 1, 1))])
+    graph = extract_layers(model, B1600)
+    assert [layer.name for layer in graph.layers] == ["c"] and graph.too_wide == ["a", "b"]
+    assert [name for name, _, _ in graph.excluded] == ["a", "b", "add"]
+    est = estimate(model, B1600, U96, NO_OVERHEAD)
+    warning = (
+        "2 conv layer(s) have more than 256 x ICP = 2560 channels, which `dpupose split` runs on the CPU: this "
+        "estimate leaves them and everything after them out, first: a"
+    )
+    assert est.too_wide_warning == warning and est.warnings == [warning]
+
+
+def test_a_mul_takes_the_1x1_depthwise_conv_up_to_the_alu_s_channels_and_of_two_activations_the_eltwise_mult():
+    # 256 x ICP = 2560 channels on the B1600: still the depthwise conv (2561: the eltwise mult, above)
+    (layer,) = extract_layers(mul_const(2560, 2), B1600).layers
+    assert (layer.kind, layer.groups) == ("dwconv", 2560)
+    # two activations: the eltwise engine, 8 * ceil(8 / 4) * ceil(16 / 10) * 2 inputs = 64 cycles
+    mul = onnx.helper.make_node("Mul", ["a", "b"], ["y"], name="mul")
+    model = _graph([mul], [("a", (1, 16, 8, 8)), ("b", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))])
+    (layer,) = extract_layers(model, B1600).layers
+    assert layer.kind == "eltwise" and layer_cycles(layer, B1600) == 64
+
+
+def test_an_activation_with_nothing_to_fuse_into_is_left_to_the_cpu_with_what_reads_it():
+    relu = onnx.helper.make_node("Relu", ["x"], ["r"], name="relu")
+    conv1 = onnx.helper.make_node("Conv", ["r", "w"], ["y"], name="conv", kernel_shape=[1, 1])
+    io = ([("x", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))])
+    assert _walk([relu, conv1], *io, [_weight("w", (16, 16, 1, 1))]) == (
+        [], [("relu", "Relu", STANDALONE_RELU), ("conv", "Conv", "after a CPU op")]
+    )  # fmt: skip
+
+
+def test_an_empty_file_and_a_qoperator_model_are_refused(tmp_path):
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"empty\.onnx: not an ONNX model \(no graph nodes\); give an \.onnx file"):
+        estimate(tmp_path / "empty.onnx", B1600, U96, NO_OVERHEAD)
+    # ONNX Runtime's integer-only ConvInteger, as QLinearConv, is no DPU layer
+    node = onnx.helper.make_node("ConvInteger", ["x", "w"], ["y"], name="ci")
+    model = _graph([node], [("x", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))], [_weight("w", (16, 16, 1, 1))])
+    with pytest.raises(ModelFileError, match=r"^ConvInteger 'ci' is ONNX Runtime's QOperator format"):
+        extract_layers(model, B1600)
