@@ -702,3 +702,20 @@ def test_an_empty_file_and_a_qoperator_model_are_refused(tmp_path):
     model = _graph([node], [("x", (1, 16, 8, 8))], [("y", (1, 16, 8, 8))], [_weight("w", (16, 16, 1, 1))])
     with pytest.raises(ModelFileError, match=r"^ConvInteger 'ci' is ONNX Runtime's QOperator format"):
         extract_layers(model, B1600)
+
+
+@pytest.mark.parametrize(
+    ("x", "w", "y", "rows", "cout"),
+    [((1, 37), (37, 25), (1, 25), 1, 25), ((1, 4, 37), (37, 25), (1, 4, 25), 4, 25), ((2, 3, 37), (37,), (2, 3), 6, 1)],
+)
+def test_a_matmul_is_a_fully_connected_layer_per_row_of_its_input(x, w, y, rows, cout):
+    # MatMul multiplies each row (every dimension but the last) by the weight: a (1, 4, 37) input by (37, 25) is
+    # 4 rows of 37 -> 25, 4 * ceil(37 / 10) * ceil(25 / 10) = 48 cycles and 3700 MACs. It was costed as one
+    # layer of 148 -> 100 channels: 150 cycles and 14800 MACs, four times the product's.
+    node = onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    model = _graph([node], [("x", x)], [("y", y)], [_weight("w", w)])
+    (layer,) = extract_layers(model, B1600).layers
+    assert (layer.kind, layer.inputs, layer.output) == ("fc", ((rows, 37, 1, 1),), (rows, cout, 1, 1))
+    assert layer_cycles(layer, B1600) == rows * 4 * math.ceil(cout / 10) and layer.macs == rows * 37 * cout
+    row = one_layer(model)  # its traffic: the input, the output and the weights
+    assert row.memory_ms == pytest.approx((math.prod(x) + math.prod(y) + math.prod(w)) / BW * 1e3)

@@ -8,7 +8,8 @@ Each node is classified:
   DPU, otherwise not a DPU op with their reason: Conv (groups = 1 or depthwise) and ConvTranspose (their kernel, stride,
   pad, channel and weight-bank limits; a conv of more than 256 x ICP channels is also listed in DpuGraph.too_wide; a
   depthwise ConvTranspose is an ALU layer of kind "dwdeconv", as a bilinear Resize's, and fuses no activation either),
-  Gemm/MatMul with a constant weight (fully connected; not with transA),
+  Gemm/MatMul with a constant weight (fully connected, one per row: a MatMul's rows are its every dimension before
+  the last; not with transA),
   MaxPool/AveragePool/GlobalAveragePool/GlobalMaxPool (kernel, stride, the ALU engine's pads, a global pool's H and W),
   Add/Mul (element-wise, the eltwise engine: two activations of one shape, no broadcast, no constant operand; a Mul by a
   constant, where the rules take it (one value or one per channel): a 1x1 depthwise conv on the ALU, vai_q_pytorch's
@@ -462,9 +463,13 @@ class _Walker:
             if len(node.input) < 2 or node.input[1] in dyn:
                 return None
             w = self.shape(node.input[1])
-            cin = math.prod(ins[0][1:])
-            fc_in = ((ins[0][0], cin, 1, 1),)
-            return Layer(name, op, "fc", fc_in, (out[0], math.prod(out[1:]), 1, 1), weight_bytes=math.prod(w))
+            # A fully connected layer per row: Gemm's rows are its input's N, MatMul's every dimension before its
+            # last (a (1, 4, 37) input by a (37, 25) weight is 4 rows of 37 -> 25, not one layer of 148 -> 100; a
+            # 1-D weight gives one output per row)
+            x, y = [max(1, d) for d in self.shape(dyn[0])], [max(1, d) for d in self.shape(node.output[0])]
+            cout = y[-1] if len(w) > 1 and y else 1
+            rows = math.prod(y) // cout
+            return Layer(name, op, "fc", ((rows, x[-1], 1, 1),), (rows, cout, 1, 1), weight_bytes=math.prod(w))
         if op in ("MaxPool", "AveragePool"):
             k = [*_attr(node, "kernel_shape", [1, 1]), 1]
             s = [*_attr(node, "strides", [1, 1]), 1]

@@ -10,7 +10,7 @@ Per layer (cycles at the 1x clock f; PP/ICP/OCP from the ARCH, ALU_PP from the A
             fixed weights):
             OH * ceil(OW/ALU_PP) * ceil(C/ICP) * ceil(KH/s) * ceil(KW/s), the depthwise formula with the
             transposed conv's ceil(K/stride) taps (4 at every scale)
-- fc:       ceil(IC/ICP) * ceil(OC/OCP)
+- fc:       ceil(IC/ICP) * ceil(OC/OCP) per row (a Gemm's N; a MatMul's every dimension before the last)
 - depthwise / pool (ALU engine): OH * ceil(OW/ALU_PP) * ceil(C/ICP) * KH * KW; a Mul by a constant is a 1x1
             depthwise conv (vai_q_pytorch's filter_eltwise), one tap, up to 256 x ICP channels (over that, the
             eltwise mult the op filter falls back to); so is a batch norm not folded into a conv (one tap)
