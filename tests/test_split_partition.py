@@ -1693,6 +1693,7 @@ OP_RULES = {
     "gemm": (True, None),
     "gemm_transA": (False, "Gemm with transA"),
     "matmul": (True, None),
+    "matmul_batched": (False, "MatMul by a 3-D weight (a batched product"),
     "pad": (True, None),
     "pad_value": (False, "Pad with value 0.5: the DPU's pad-fix fills int8 0"),
     "pad_reflect": (False, "Pad in mode 'reflect'"),

@@ -25,7 +25,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   table of the activations each conv op fuses, check_nonlinear's, lists none for DEPTHWISE_CONVTRANSPOSE2D:
   an activation after it runs on the CPU with it, as after a bilinear Resize). Other groups: CPU. A dilated
   one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
-- Gemm / MatMul with a constant weight: fully connected (a Gemm with transA: CPU).
+- Gemm / MatMul with a constant weight: fully connected (a Gemm with transA, a MatMul by a weight of more than
+  two dimensions: CPU).
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
   input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
@@ -447,6 +448,11 @@ def _fc(node: Any, info: GraphInfo) -> Support:
         return _cpu(f"{node.op_type} of two activations (only a constant weight is a fully connected layer)")
     if node.op_type == "Gemm" and int(attr(node, "transA", 0)):
         return _cpu("Gemm with transA")
+    weight = info.shape(node.input[1]) or getattr(info.constants.get(node.input[1]), "shape", None)
+    if node.op_type == "MatMul" and weight is not None and len(weight) > 2:
+        # a fully connected layer's weight (nn.Linear's, XIR's inner product) is one matrix; a stack of them
+        # multiplies a batch of products, which the DPU's conv engine does not take as one layer
+        return _cpu(f"MatMul by a {len(weight)}-D weight (a batched product; a fully connected layer's weight is 2-D)")
     return True, "fully connected (conv engine)"
 
 
