@@ -461,3 +461,12 @@ def test_a_dpu_subgraph_file_that_does_not_load_is_named_once(tmp_path: Path) ->
     with pytest.raises(ModelFileError) as e:
         RunnerFactory(plan, "emulate").create_all()
     assert str(e.value) == f"ONNX file not found: {path}"
+
+
+def test_load_overlay_reads_vart_conf_where_vart_conf_says(board, tmp_path: Path) -> None:
+    # The fixture points VART_CONF at tmp_path / "vart.conf": load_overlay must read that file, not the
+    # /etc/vart.conf the default argument held when the module was imported (on a board, the real one).
+    (tmp_path / "vart.conf").write_text("firmware: /usr/lib/other.xclbin\n")
+    with pytest.raises(DeviceError, match=r"vart.conf points VART at another firmware .*not /usr/lib/dpu.xclbin"):
+        vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    assert board.CALLS == []

@@ -78,8 +78,10 @@ def overlay_bitfile(overlay: str | Path) -> Path:
     return bit
 
 
-def check_vart_conf(xclbin_name: str, conf: Path = VART_CONF) -> None:
-    """VART loads the firmware /etc/vart.conf names; it must be the xclbin pynq_dpu copied for this overlay."""
+def check_vart_conf(xclbin_name: str, conf: Path | None = None) -> None:
+    """VART loads the firmware /etc/vart.conf (VART_CONF, read when called) names; it must be the xclbin
+    pynq_dpu copied for this overlay."""
+    conf = VART_CONF if conf is None else conf
     if not conf.is_file():
         return  # VART's default is /usr/lib/dpu.xclbin
     text = conf.read_text(errors="replace")
