@@ -188,3 +188,29 @@ def test_inputs_and_weights_the_bound_does_not_cover_are_refused():
         dpu_ops.ConvKernel(w.astype(np.float32) / 2, None, fp_in=0, fp_w=0, fp_b=None, fp_out=0)
     with pytest.raises(ValueError, match="must be integer arrays"):
         dpu_ops.ConvKernel(w, np.array([0.5]), fp_in=0, fp_w=0, fp_b=0, fp_out=0)
+
+
+def test_the_bound_counts_an_input_of_minus_128():
+    # |x| <= 128, not 127: 512 taps of -128 x -128 sum to 2**23, so n + h = 2**24 + 1 (s = 1), one bit
+    # past float32's significand; a bound of 127 * sum|w| (2**24 - 2**17 + 1) would pick float32 and
+    # accumulate u = 2**23 + 1/2 as 2**23.
+    x = np.full((1, 1, 1, 512), -128, dtype=np.int8)
+    w = np.full((1, 512, 1, 1), -128, dtype=np.int8)
+    kernel = dpu_ops.ConvKernel(w, None, fp_in=0, fp_w=0, fp_b=None, fp_out=0)
+    assert kernel.bound == 2**24 + 1 and kernel.dtype is np.float64
+    assert float(kernel._accumulate(x).reshape(-1)[0]) == 2**23 + 0.5
+
+
+def test_a_prepared_conv_refuses_shapes_it_cannot_run():
+    with pytest.raises(ValueError, match=r"conv shapes do not match: weights \(5, 2, 3, 3\), groups 2"):
+        dpu_ops.ConvKernel(np.zeros((5, 2, 3, 3), np.int8), None, fp_in=0, fp_w=0, fp_b=None, fp_out=0, groups=2)
+    dense = dpu_ops.ConvKernel(np.ones((2, 3, 3, 3), np.int8), None, fp_in=0, fp_w=0, fp_b=None, fp_out=0)
+    depthwise = dpu_ops.ConvKernel(np.ones((4, 1, 3, 3), np.int8), None, fp_in=0, fp_w=0, fp_b=None, fp_out=0, groups=4)
+    # more channels than the weights take (the first 3 would be used), or one channel (broadcast over 4)
+    for kernel, channels in ((dense, 5), (depthwise, 1)):
+        with pytest.raises(ValueError, match="conv shapes do not match: input"):
+            kernel(np.ones((1, 4, 4, channels), np.int8))
+    # a 3 x 3 kernel over 2 x 2 without padding has no output pixel: refused, not an empty result
+    with pytest.raises(ValueError, match="smaller than its kernel"):
+        dense(np.ones((1, 2, 2, 3), np.int8))
+    assert dense(np.ones((1, 3, 3, 3), np.int8)).reshape(-1).tolist() == [27, 27]  # one pixel: 27 taps of 1

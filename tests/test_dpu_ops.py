@@ -114,3 +114,68 @@ def test_depth_to_space_crd_is_torch_pixel_shuffle():
     want = torch.nn.functional.pixel_shuffle(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32)), 2)
     got = dpu_ops.depth_to_space(x, 2, "CRD")
     np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want.numpy().astype(np.int8))
+
+
+def _loop_sums(x, w, stride, pads, dilation):
+    """Exact sums of a convolution (groups 1) by direct loops over the zero-padded input."""
+    n, h, wd, c = x.shape
+    o, _c, kh, kw = w.shape
+    top, left, bottom, right = pads
+    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, oh, ow, o), dtype=np.int64)
+    for ni, y, xx, oc, ci, i, j in np.ndindex(n, oh, ow, o, c, kh, kw):
+        iy, ix = y * stride[0] + i * dilation[0] - top, xx * stride[1] + j * dilation[1] - left
+        if 0 <= iy < h and 0 <= ix < wd:
+            out[ni, y, xx, oc] += int(x[ni, iy, ix, ci]) * int(w[oc, ci, i, j])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("k", "stride", "pads", "dilation"),
+    [
+        (1, (1, 2), (0, 0, 0, 0), (1, 1)),  # the 1 x 1 path, rows and columns strided differently
+        (1, (2, 1), (1, 0, 0, 1), (1, 1)),
+        (3, (1, 1), (2, 1, 2, 1), (1, 2)),  # the windowed path, rows and columns dilated differently
+        (3, (2, 1), (1, 2, 1, 2), (2, 1)),
+    ],
+)
+def test_the_int64_sums_of_unequal_strides_and_dilations_are_the_loops(k, stride, pads, dilation):
+    # conv_accumulate is the int64 path of a layer too large for a float kernel (and the tests' reference):
+    # every other case above is square in its strides and dilations.
+    rng = np.random.default_rng(k + 10 * stride[0] + 100 * dilation[0])
+    x = rand_int8(rng, (2, 7, 8, 3))
+    w = rand_int8(rng, (4, 3, k, k))
+    got = dpu_ops.conv_accumulate(x, w, stride, pads, dilation)
+    np.testing.assert_array_equal(got, _loop_sums(x, w, stride, pads, dilation))
+
+
+def test_the_int64_sums_refuse_what_they_cannot_compute():
+    x = np.zeros((1, 4, 4, 6), dtype=np.int8)
+    with pytest.raises(ValueError, match="conv shapes do not match"):
+        dpu_ops.conv_accumulate(x, np.zeros((4, 4, 3, 3), np.int8))  # 6 channels, weights for 4
+    with pytest.raises(ValueError, match="conv shapes do not match"):
+        dpu_ops.conv_accumulate(x, np.zeros((5, 3, 3, 3), np.int8), groups=2)  # 5 outputs in 2 groups
+    # 2**39 products of up to 2**14 each reach 2**53, past float64's exact integers (zero-sized arrays: the
+    # refusal comes before any sum)
+    big = np.zeros((0, 2**19, 2**10, 2**10), np.int8)
+    with pytest.raises(ValueError, match="too large for exact float64"):
+        dpu_ops.conv_accumulate(np.zeros((0, 2**10, 2**10, 2**19), np.int8), big)
+
+
+def test_an_unknown_activation_is_refused_not_taken_as_none():
+    n = np.array([-300, 5, 300], dtype=np.int64)
+    with pytest.raises(ValueError, match="unknown activation 'sigmoid'"):
+        dpu_ops.requantize(n, 1, "sigmoid", 4)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        dpu_ops.eltwise_add([np.ones((1, 1, 1, 1), np.int8)] * 2, [3, 3], 3, "tanh")
+
+
+def test_depth_to_space_reads_the_mode_from_opset_11_and_names_a_bad_channel_count():
+    # DepthToSpace-1 (opsets 1-10) has no mode: DCR whatever the node says; DepthToSpace-11 reads it.
+    assert dpu_ops.depth_to_space_mode("CRD", 10) == "DCR"
+    assert dpu_ops.depth_to_space_mode("CRD", 11) == "CRD"
+    assert dpu_ops.depth_to_space_mode("CRD", 0) == "CRD"  # opset unknown: the newest
+    assert dpu_ops.depth_to_space_mode(None, 13) == "DCR"
+    with pytest.raises(ValueError, match="DepthToSpace: 6 channels not divisible by 2x2"):
+        dpu_ops.depth_to_space(np.zeros((1, 2, 2, 6), np.int8), 2)

@@ -15,6 +15,7 @@ from dpupose.runtime import dpu_ops
 from dpupose.runtime.base import Runner
 from dpupose.runtime.emulator import EmulatorRunner, QdqOrtRunner, tie_offsets
 from dpupose.runtime.onnx_lite import add_input_offsets
+from dpupose.runtime.qdq_graph import Program, Step
 
 
 def _conv(rng, name, src, cin, cout, k, stride=1, groups=1, act="none", bias=True):
@@ -425,3 +426,43 @@ def test_overlapping_blas_limits_give_the_count_back_when_the_last_one_ends(open
     assert get() == 1  # the second still runs
     second.__exit__(None, None, None)
     assert get() == 3
+
+
+def _step(kind, fps_in, fp_out, act="none", fp_w=None, fp_b=None, **attrs) -> Step:
+    """One step of a program, for the grid its output value lies on (its inputs are not read)."""
+    return Step(kind, f"{kind}{len(attrs)}_{fp_out}_{act}_int8", fp_out, ["x"] * len(fps_in), fps_in, kind, act,
+                fp_w=fp_w, fp_b=fp_b, attrs=attrs)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("step", "offset"),
+    [
+        # the grid of a conv's sum: fp_in + fp_w, or the bias' where it is finer (13 > 5 + 7)
+        (dict(kind="conv", fps_in=[5], fp_out=4, fp_w=7, fp_b=13), 2.0**-14),
+        (dict(kind="conv", fps_in=[5], fp_out=4, fp_w=7, fp_b=9), 2.0**-13),
+        (dict(kind="conv", fps_in=[4], fp_out=8, fp_w=6, fp_b=None, act="leaky"), 2.0**-18),  # 26/256 = 13/2**7
+        (dict(kind="emul", fps_in=[5, 6], fp_out=7), 2.0**-12),  # a product: 2**-(5 + 6)
+        (dict(kind="add", fps_in=[4, 6], fp_out=5), 2.0**-7),
+        (dict(kind="add", fps_in=[4, 4], fp_out=4), None),  # on the output's grid: no ties
+        # 16 fractional bits: 2**7 steps and the offset fill float32's 24 bits; 17 would not fit
+        (dict(kind="conv", fps_in=[10], fp_out=-6, fp_w=0, fp_b=None), 2.0**-11),
+        (dict(kind="conv", fps_in=[10], fp_out=-7, fp_w=0, fp_b=None), None),
+        (dict(kind="resize_linear", fps_in=[3], fp_out=3, half_pixel=False, scale=2), 2.0**-8),  # 1/16 steps
+        (dict(kind="resize_linear", fps_in=[3], fp_out=3, half_pixel=False, sizes=[1, 1, 8, 8]), 2.0**-12),  # x8
+        (dict(kind="resize_linear", fps_in=[3], fp_out=3, half_pixel=True, sizes=[1, 1, 8, 8]), 2.0**-10),  # x4
+        (dict(kind="hswish", fps_in=[5], fp_out=3), None),  # 1/6 taken as a float: on no grid
+        (dict(kind="avgpool", fps_in=[5], fp_out=3, kernel=(3, 3)), None),
+        (dict(kind="hsigmoid", fps_in=[5], fp_out=7), None),
+    ],
+)
+def test_tie_offsets_are_half_a_step_of_the_values_grid(step, offset):
+    s = _step(**step)
+    got = tie_offsets(Program([], [], [s], {}))
+    assert got == ({} if offset is None else {s.out: offset})
+
+
+def test_a_batch_dimension_of_0_is_read_as_1(qdq_file):
+    m = onnx.load(qdq_file)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0  # some writers' unknown size
+    emu = EmulatorRunner(m.SerializeToString())
+    assert emu.inputs[0].shape == (1, 10, 12, 3)

@@ -129,3 +129,88 @@ def test_add_input_offsets_changes_only_the_named_nodes_input():
     np.testing.assert_array_equal(r, np.maximum(x, 0))
     with pytest.raises(ModelFileError, match="truncated ONNX protobuf"):
         add_input_offsets(b"\x0a\x05ab", {"shifted": 0.25})
+
+
+def test_int64_values_at_both_ends_are_read_from_varints():
+    # int64_data travels as varints of the two's complement: -2**63 is the varint 2**63
+    t = helper.make_tensor("v", TensorProto.INT64, [4], [-(2**63), 2**63 - 1, -1, 0])
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("v", TensorProto.INT64, [4])], [t])
+    g = load_model(helper.make_model(graph).SerializeToString())
+    assert g.initializers["v"].dtype == np.int64
+    assert g.initializers["v"].tolist() == [-(2**63), 2**63 - 1, -1, 0]
+
+
+def test_a_varint_longer_than_any_64_bit_value_is_malformed_not_read_on():
+    # field 1, length-delimited, its length a varint of 12 continuation bytes, then one that ends it
+    with pytest.raises(ModelFileError, match="varint too long"):
+        load_model(b"\x0a" + b"\xff" * 12 + b"\x01" + b"\x00" * 64)
+
+
+def test_a_value_count_other_than_the_shape_s_and_float16_bit_patterns():
+    short = helper.make_tensor("short", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])
+    del short.float_data[2]  # 2 values for 3
+    graph = helper.make_graph([], "g", [], [], [short])
+    with pytest.raises(ModelFileError, match=r"initializer 'short' has 2 values for shape \[3\]"):
+        load_model(helper.make_model(graph).SerializeToString())
+    # float16 without raw_data travels as its bit patterns in int32_data (0x3E00 is 1.5, 0xC000 is -2)
+    half = helper.make_tensor("half", TensorProto.FLOAT16, [2], np.array([1.5, -2.0], np.float16))
+    assert list(half.int32_data) == [0x3E00, 0xC000]
+    graph = helper.make_graph([], "g", [], [], [half])
+    got = load_model(helper.make_model(graph).SerializeToString()).initializers["half"]
+    assert got.dtype == np.float16 and got.tolist() == [1.5, -2.0]
+
+
+def test_the_opset_of_the_default_domain_by_either_name_and_initializers_listed_as_inputs():
+    t = numpy_helper.from_array(np.ones((2,), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in ("x", "w")],  # w listed, as IR 3 did
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [t],
+    )
+    ops = [helper.make_opsetid("com.microsoft", 1), helper.make_opsetid("ai.onnx", 13)]
+    g = load_model(helper.make_model(graph, opset_imports=ops).SerializeToString())
+    assert g.opset == 13
+    assert [i.name for i in g.inputs] == ["x"]
+
+
+def test_an_attribute_of_type_tensor_without_its_tensor_is_none():
+    attr = onnx.AttributeProto(name="value", type=onnx.AttributeProto.TENSOR)
+    node = helper.make_node("Constant", [], ["c"])
+    node.attribute.append(attr)
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("c", TensorProto.FLOAT, [])])
+    (n,) = load_model(helper.make_model(graph).SerializeToString()).nodes
+    assert n.attrs == {"value": None}
+
+
+def test_an_offset_named_by_a_node_s_first_of_two_outputs_is_added_to_its_input():
+    ort = pytest.importorskip("onnxruntime")
+    split = helper.make_node("Split", ["x"], ["lo", "hi"], axis=1, num_outputs=2)
+    graph = helper.make_graph(
+        [split],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in ("lo", "hi")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    out = add_input_offsets(model.SerializeToString(), {"lo": 0.5})
+    edited = onnx.load_model_from_string(out)
+    assert [n.op_type for n in edited.graph.node] == ["Add", "Split"]
+    x = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    lo, hi = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert lo.tolist() == [[1.5, 2.5]] and hi.tolist() == [[3.5, 4.5]]
+
+
+def test_a_dimension_of_neither_size_nor_name_is_unknown_not_0():
+    vi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 0])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [vi], [])
+    (x,) = load_model(helper.make_model(graph).SerializeToString()).inputs
+    assert x.shape == ("?", 3, 0)
+
+
+def test_a_graph_output_that_is_not_a_tensor_has_no_element_type_or_shape():
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [2, 3])
+    graph = helper.make_graph([helper.make_node("SequenceEmpty", [], ["s"])], "g", [], [seq])
+    (s,) = load_model(helper.make_model(graph).SerializeToString()).outputs
+    assert (s.name, s.elem_type, s.shape) == ("s", 0, ())

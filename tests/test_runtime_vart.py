@@ -14,7 +14,7 @@ import tinyplan
 from onnx import TensorProto, helper, numpy_helper
 from tinyplan import make_overlay
 
-from dpupose.errors import DeviceError, FingerprintMismatch, ModelFileError, ToolNotFoundError, UsageError
+from dpupose.errors import DataError, DeviceError, FingerprintMismatch, ModelFileError, ToolNotFoundError, UsageError
 from dpupose.runtime import backends, vart_runner
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.base import TensorInfo
@@ -461,6 +461,145 @@ def test_a_dpu_subgraph_file_that_does_not_load_is_named_once(tmp_path: Path) ->
     with pytest.raises(ModelFileError) as e:
         RunnerFactory(plan, "emulate").create_all()
     assert str(e.value) == f"ONNX file not found: {path}"
+
+
+def _two_input_runner(board, tmp_path: Path, dims_a, dims_b, plan=None) -> vart_runner.VartRunner:
+    """A VartRunner over a fake subgraph of two int8 inputs a_fix (fix point 2) and b_fix (fix point 4); its
+    ONNX file is never run by these tests (they stop before execute_async)."""
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    board.write_fake_xmodel(
+        tmp_path / "two.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "a_fix", "dims": dims_a, "fix_point": 2, "onnx_name": "x"},
+                        {"name": "b_fix", "dims": dims_b, "fix_point": 4, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    return vart_runner.VartRunner(vart_runner.Xmodel(tmp_path / "two.xmodel"), inputs=plan)
+
+
+def test_the_plan_s_names_are_bound_to_vart_s_tensors_by_name_then_shape_then_order(board, tmp_path: Path) -> None:
+    def info(name, shape, fp=0):
+        return TensorInfo(name, shape, "int8", fp, "NHWC")
+
+    def bound(dims_a, dims_b, plan):
+        runner = _two_input_runner(board, tmp_path, dims_a, dims_b, plan)
+        return [(i.name, i.shape, i.fix_point) for i in runner.inputs]
+
+    a, b = [1, 2, 3, 4], [1, 5, 6, 7]
+    # equal names in another order: each VART tensor keeps its own name
+    plan = [info("b_fix", (1, 5, 6, 7), 4), info("a_fix", (1, 2, 3, 4), 2)]
+    assert bound(a, b, plan) == [("a_fix", (1, 2, 3, 4), 2), ("b_fix", (1, 5, 6, 7), 4)]
+    # other names, shapes unique: by shape, whatever the order
+    plan = [info("q", (1, 5, 6, 7)), info("p", (1, 2, 3, 4))]
+    assert bound(a, b, plan) == [("p", (1, 2, 3, 4), 2), ("q", (1, 5, 6, 7), 4)]
+    # two tensors of one shape: by order
+    plan = [info("p", (1, 2, 3, 4)), info("q", (1, 2, 3, 4))]
+    assert bound(a, a, plan) == [("p", (1, 2, 3, 4), 2), ("q", (1, 2, 3, 4), 4)]
+    # shapes that do not match the plan's: named, not bound by order
+    plan = [info("p", (1, 2, 3, 4)), info("q", (1, 2, 3, 5))]
+    with pytest.raises(ModelFileError, match=r"two.xmodel:sg: xmodel tensor shapes .* do not match the plan's"):
+        bound(a, a, plan)
+
+
+def test_inputs_of_two_batch_sizes_or_a_batch_over_the_runner_s_are_refused(board, tmp_path: Path) -> None:
+    runner = _two_input_runner(board, tmp_path, [2, 2, 3, 4], [2, 5, 6, 7])
+    one, three = (np.zeros((n, 2, 3, 4), np.int8) for n in (1, 3))
+    with pytest.raises(DataError, match="sg: inputs have different batch sizes"):
+        runner.run({"a_fix": one, "b_fix": np.zeros((2, 5, 6, 7), np.int8)})
+    with pytest.raises(DataError, match="sg: batch 3 is larger than the DPU runner's 2"):
+        runner.run({"a_fix": three, "b_fix": np.zeros((3, 5, 6, 7), np.int8)})
+    assert [c for c in board.CALLS if c[0] == "execute_async"] == []
+
+
+def test_a_vart_job_that_fails_is_waited_and_its_status_named(board, tmp_path: Path, monkeypatch) -> None:
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [2, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [2, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    runner = vart_runner.VartRunner(vart_runner.Xmodel(tmp_path / "rq.xmodel"))
+    x = np.full((1, 2, 3, 4), 8, np.int8)  # 8 * 2**-3 = 1.0 -> 2 at 2**-1
+    out = runner.run({"x_fix": x})["y_fix"]  # batch 1 of a batch-2 runner: the padding is not returned
+    assert out.shape == (1, 2, 3, 4) and (out == 2).all()
+    execute, wait = board.Runner.execute_async, board.Runner.wait
+    monkeypatch.setattr(board.Runner, "execute_async", lambda self, i, o: (execute(self, i, o)[0], 3))
+    with pytest.raises(DeviceError, match="sg: VART execute_async failed with status 3"):
+        runner.run({"x_fix": x})
+    assert board.unwaited_jobs() == []  # the failed job was waited before the error
+    monkeypatch.setattr(board.Runner, "execute_async", execute)
+    monkeypatch.setattr(board.Runner, "wait", lambda self, job: wait(self, job) + 1)
+    with pytest.raises(DeviceError, match="sg: VART wait returned status 1"):
+        runner.run({"x_fix": x})
+    monkeypatch.setattr(board.Runner, "wait", lambda self, job: (wait(self, job), None)[1])  # some VARTs: None
+    assert (runner.run({"x_fix": x})["y_fix"] == 2).all()
+
+
+def test_an_overlay_without_its_xclbin_is_named_before_loading(board, tmp_path: Path) -> None:
+    overlay = make_overlay(tmp_path / "ov")
+    (overlay / "dpu.xclbin").unlink()
+    with pytest.raises(ModelFileError, match=r"overlay .*dpu\.bit needs dpu\.xclbin beside it"):
+        vart_runner.load_overlay(overlay)
+    assert board.CALLS == []
+    # /etc/vart.conf that is not a file (here a folder) is no firmware setting: VART's default applies
+    (tmp_path / "conf").mkdir()
+    vart_runner.check_vart_conf("dpu.xclbin", tmp_path / "conf")
+
+
+def test_the_overlay_is_programmed_once_and_checked_against_vart_conf(board, tmp_path: Path) -> None:
+    overlay = make_overlay(tmp_path / "ov")
+    (tmp_path / "vart.conf").write_text("firmware: /usr/lib/dpu.xclbin\n")  # what pynq_dpu installs for dpu.bit
+    first = vart_runner.load_overlay(overlay)
+    assert vart_runner.load_overlay(overlay / "dpu.bit") is first
+    assert [c[0] for c in board.CALLS] == ["DpuOverlay"]
+
+
+def test_only_the_xmodel_s_dpu_subgraphs_are_taken_and_one_must_be_named_of_two(board, tmp_path: Path) -> None:
+    path = tinyplan.write_xmodel(tmp_path / "tiny.xmodel", PLAN_FP)
+    xmodel = vart_runner.Xmodel(path)
+    assert xmodel.names() == ["subgraph_conv0", "subgraph_conv1"]  # not the CPU ones between them
+    with pytest.raises(ModelFileError, match=r"has 2 DPU subgraphs \(subgraph_conv0, subgraph_conv1\): the plan"):
+        xmodel.subgraph(None)
+    with pytest.raises(ModelFileError, match=r"has no DPU subgraph 'conv2' \(it has subgraph_conv0, subgraph_conv1\)"):
+        xmodel.subgraph("conv2")
+    assert xmodel.subgraph("subgraph_conv1").get_name() == "subgraph_conv1"
+    # a compiled xmodel's input subgraph is the USER device's: neither CPU nor DPU
+    board.write_fake_xmodel(
+        tmp_path / "user.xmodel",
+        [{"name": "subgraph_input", "device": "USER"}, {"name": "subgraph_cpu", "device": "CPU"}],
+    )
+    with pytest.raises(ModelFileError, match="has no DPU subgraph: was it compiled with vai_c_xir"):
+        vart_runner.Xmodel(tmp_path / "user.xmodel")
+
+
+def test_a_vart_tensor_that_is_not_xint8_or_has_no_fix_point_is_refused(board, tmp_path: Path, monkeypatch) -> None:
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+
+    def runner(dtype):
+        board.write_fake_xmodel(
+            tmp_path / "rq.xmodel",
+            [
+                {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+                 "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x", "dtype": dtype}],
+                 "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+            ],
+        )  # fmt: skip
+        return vart_runner.VartRunner(vart_runner.Xmodel(tmp_path / "rq.xmodel"))
+
+    with pytest.raises(ModelFileError, match=r"rq.xmodel:sg: tensor 'x_fix' is xfloat32, expected xint8"):
+        runner("xfloat32")
+    assert runner("XINT8").inputs[0].fix_point == 3
+    monkeypatch.setattr(board.Tensor, "has_attr", lambda self, name: name != "fix_point")
+    with pytest.raises(ModelFileError, match=r"rq.xmodel:sg: tensor 'x_fix' has no fix_point attribute"):
+        runner("xint8")
 
 
 def test_load_overlay_reads_vart_conf_where_vart_conf_says(board, tmp_path: Path) -> None:
