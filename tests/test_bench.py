@@ -112,7 +112,7 @@ def test_cpu_fp32_row_equals_a_direct_evaluation(result, quantized, synth_root):
         acc.add(coords, heatmaps, targets, visible, heads)
     want = acc.summary()
     got = result.rows[3].metrics
-    for key in ("euclidean", "jsd", "num_samples"):
+    for key in ("euclidean", "euclidean_px", "jsd", "pckh@0.5", "num_samples"):  # px and PCKh: each sample's head
         assert got[key] == pytest.approx(want[key], rel=1e-5)
     # INT8 differs from FP32 somewhere, but not wildly.
     assert result.rows[1].metrics["euclidean"] != got["euclidean"]
@@ -256,7 +256,10 @@ def test_bench_writes_only_into_its_work_folder(result, quantized, synth_root, t
     with pytest.raises(KeyboardInterrupt):
         run_bench(BenchOptions(plan=plan, work=work, **opts))
     monkeypatch.undo()
-    run_bench(BenchOptions(plan=plan, work=work, **opts))
+    # More samples asked for than the root's 12 validation records: the count given is the count scored.
+    done = run_bench(BenchOptions(plan=plan, work=work, **{**opts, "num_samples": 20}))
+    assert done.info["samples"] == 12 and [r.metrics["num_samples"] for r in done.rows] == [12] * 4
+    assert format_table(done).startswith("dpupose bench: 12 synthetic samples")
 
 
 def test_bench_refuses_options_it_would_ignore_and_foreign_outputs(quantized, result, tmp_path, capsys):
@@ -375,6 +378,7 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     assert all(f"`{k}`" in said for row in doc["configurations"] for k in row)
     assert "total" in doc["seconds"]
     assert doc["standin_note"] is None
+    assert doc["bench"]["info"]["emulator"] == "fast"  # as report.md says the table's accuracy is
     assert doc["plan"].startswith("build") and doc["dpu_config"] == "u96v2-b1600-pynq"  # split here, not shipped
     assert {c["config"] for c in doc["configurations"]} >= {"u96v2-b1600-pynq", "u96v2-b512"}
     md = (out / "report.md").read_text()
@@ -387,9 +391,13 @@ def test_demo_end_to_end(quantized, tmp_path, monkeypatch):
     assert "fast path" in md and ("give the same DPU outputs" in md or "int8 values (" in md)
     # A second run reuses the cached quantized model and plan.
     cached = sorted(p.name for p in (tmp_path / "build" / "cache" / "quantized").iterdir())
-    assert demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "1",
+    # (more images than bench samples: as many samples are loaded as either needs)
+    assert demo.main(["--model", str(quantized["ckpt"]), "--out", "build/demo", "--num-images", "3",
                       "--num-samples", "2", "--fps-frames", "2"]) == 0  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "build" / "cache" / "quantized").iterdir()) == cached
+    doc = json.loads((out / "demo.json").read_text())
+    assert doc["images"]["images"] == [f"images/sample_{i:02d}.jpg" for i in range(3)]
+    assert doc["bench"]["info"]["samples"] == 2
 
 
 def test_the_demo_runs_the_shipped_plan_for_the_shipped_model(monkeypatch, tmp_path):
@@ -603,3 +611,329 @@ def test_every_dpu_subgraph_is_checked_for_the_emulator_past_a_damaged_one(monke
     plan = SimpleNamespace(subgraphs=subgraphs, path=lambda name: Path("plan") / name)
     with pytest.raises(ModelFileError, match=r"^subgraph 'dpu1' of the plan runs on the DPU but not on the emulator"):
         bench._check_emulated(plan)
+
+
+def test_each_figure_comes_from_its_own_measurement_or_prediction(result):
+    """Every field of a row is the figure it names: the host's pipelined and sequential FPS as measured, the
+    board FPS as the predictions compute them on their own (predict_plan for the split rows, the A53 model's
+    closed form for the whole-model rows), the study's own FPS per row, and 'DPU emulated' only where a DPU
+    part was emulated. Swapped or mislabelled, a predicted figure would read as measured, or one row's as another's."""
+    from dpupose.eval.bench import STUDY
+    from dpupose.split.a53 import default_model
+    from dpupose.split.cost import predict_plan
+
+    a53 = default_model()
+    variant = load_plan(result.plan.root.parent / "work" / "split-int8-cpu")
+    assert variant.generated_by == "dpupose bench"
+    for sg, was in zip(variant.subgraphs, result.plan.subgraphs):  # the INT8 CPU subgraphs say so
+        assert sg.reason == (was.reason if sg.is_dpu else f"{was.reason} (ONNX Runtime static INT8)")
+    want_split = {
+        ROWS[0]: predict_plan(variant, a53, cpu_int8=True).to_dict(),
+        ROWS[1]: predict_plan(result.plan, a53, cpu_int8=False).to_dict(),
+    }
+    counts = graph_counts(onnx.load(str(result.quantized / "model_fp32.onnx")))
+    for row in result.rows:
+        j, host = row.to_json(), row.host
+        assert host["frames"] == 4  # fps_frames, every one timed
+        assert j["host_fps"] == host["pipelined_fps"] and j["host_fps_sequential"] == host["sequential_fps"]
+        assert j["host_bound_fps"] == host["bound_fps"]
+        assert j["host_pipeline_efficiency"] == pytest.approx(host["pipelined_fps"] / host["bound_fps"])
+        # stages_ms are the pipelined run's, whose bound is 1 / max(stage time / workers), DPU stages on two
+        per_frame = [ms / (host["dpu_jobs"] if n.startswith("dpu") else 1) for n, ms in host["stages_ms"].items()]
+        assert 1e3 / host["bound_fps"] == pytest.approx(max(per_frame), abs=5e-4)
+        assert j["host_stages_ms"] == host["stages_ms"] and host["dpu_jobs"] == 2
+        assert j["study_fps"] == STUDY[row.row]["fps"]
+        if row.row in want_split:
+            want = want_split[row.row]
+            assert j["host_note"] == "host, measured (DPU emulated with ONNX Runtime's QDQ path)"
+            assert j["notes"] == ["accuracy with the exact DPU emulator"]  # the fixture's default emulator
+        else:
+            ms = a53.compute_s(counts["macs"], counts["element_ops"], counts["nodes"], row.row == ROWS[2]) * 1e3
+            want = {"dpu_ms": 0.0, "cpu_ms": ms, "pipelined_fps": 1e3 / ms, "sequential_fps": 1e3 / ms}
+            assert j["host_note"] == "host, measured"
+            assert j["notes"] == ["ONNX Runtime static INT8" if row.row == ROWS[2] else "float"]
+        got = [j[f"predicted_{k}"] for k in ("board_fps", "board_fps_sequential", "dpu_ms", "cpu_ms")]
+        assert got == pytest.approx([want[k] for k in ("pipelined_fps", "sequential_fps", "dpu_ms", "cpu_ms")])
+
+
+def test_the_table_shows_each_row_s_figures_in_their_columns(result):
+    """Each number of a row's line read back is the row's figure of that column: host sequential, host
+    pipelined, bound and efficiency (in percent) under 'host', the predicted board FPS and the study's FPS last."""
+    lines = format_table(result).splitlines()
+    for row in result.rows:
+        j = row.to_json()
+        line = next(x for x in lines if x.startswith(f"{row.row:<26} "))
+        accuracy, host, board = line[26:].split("|")
+        want = [j["euclidean"], j["euclidean_px"], j["jsd"], j["pckh@0.5"]]
+        for shown, value, decimals in zip(accuracy.split(), want, (4, 2, 4, 3)):
+            assert float(shown) == pytest.approx(value, abs=0.51 * 10**-decimals)
+        seq, pipel, bound, eff = host.split()
+        assert float(seq) == pytest.approx(j["host_fps_sequential"], abs=0.051)
+        assert float(pipel) == pytest.approx(j["host_fps"], abs=0.051)
+        assert float(bound) == pytest.approx(j["host_bound_fps"], abs=0.051)
+        assert eff.endswith("%") and float(eff[:-1]) == pytest.approx(100 * j["host_pipeline_efficiency"], abs=0.51)
+        predicted, study = board.split()
+        assert float(predicted) == pytest.approx(j["predicted_board_fps"], abs=0.051)
+        assert float(study) == j["study_fps"]
+
+
+def test_the_samples_hand_the_fps_runs_the_crops_the_accuracy_rows_score(synth_root):
+    """frames_bgr (what the FPS runs and the demo's images go through) are the scored crops as uint8 BGR:
+    the runtime's own pre-processing gives back each image to within half a uint8 step (rounded, not cut)."""
+    from dpupose.data.transforms import IMAGENET_STD
+    from dpupose.eval.bench_measure import load_samples
+    from dpupose.runtime.executor import preprocess
+
+    samples = load_samples("synthetic", synth_root, 3, 64)
+    assert len(samples.frames_bgr) == 3
+    bound = 0.5 / 255 / min(IMAGENET_STD) + 1e-5
+    for frame, image in zip(samples.frames_bgr, samples.images):
+        assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+        assert np.abs(preprocess(frame, 64).tensor[0] - image).max() <= bound
+
+
+def test_the_caching_runner_shares_only_identical_inputs_and_keeps_its_results():
+    """Two rows' DPU subgraphs share results only for the same inputs under the same names; a caller changing
+    what it got does not change what the next one gets; the oldest of more than `size` inputs is run again."""
+    from dpupose.eval.bench_measure import CachingRunner
+
+    calls = []
+
+    class Recording:
+        inputs = outputs = ()
+
+        def run(self, feeds):  # each input's name and value: a -> 97, so a = 1 gives 9701
+            calls.append(sorted(feeds))
+            return {"y": np.array([ord(name) * 100 + int(v[0]) for name, v in sorted(feeds.items())])}
+
+        def close(self):
+            calls.append("closed")
+
+    one, two = np.array([1], np.int8), np.array([2], np.int8)
+    named = CachingRunner(Recording())
+    assert named.run({"a": one, "b": two})["y"].tolist() == [9701, 9802]
+    assert named.run({"b": one, "c": two})["y"].tolist() == [9801, 9902]  # the same bytes under other names
+    calls.clear()
+    cache = CachingRunner(Recording(), size=2)
+    assert cache.run({"a": one, "b": two})["y"].tolist() == [9701, 9802]
+    assert cache.run({"a": two, "b": one})["y"].tolist() == [9702, 9801]
+    got = cache.run({"a": one, "b": two})
+    assert got["y"].tolist() == [9701, 9802] and len(calls) == 2  # taken from the cache
+    got["y"][0] = 99
+    assert cache.run({"a": one, "b": two})["y"].tolist() == [9701, 9802]
+    cache.run({"a": one, "b": one})  # a third input: the oldest, (1, 2), makes way (first in, first out)
+    assert len(calls) == 3
+    cache.run({"a": two, "b": one})
+    assert len(calls) == 3
+    assert cache.run({"a": one, "b": two})["y"].tolist() == [9701, 9802] and len(calls) == 4
+    cache.close()
+    assert calls[-1] == "closed"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fps_frames": 1}, "--fps-frames at least 2"),
+        ({"num_samples": 0}, "--num-samples must be at least 1"),
+        ({"emulator": "slow"}, "--emulator must be one of exact, fast"),
+    ],
+)
+def test_bench_options_the_command_line_refuses_are_refused_from_python_too(tmp_path, change, message):
+    opts = BenchOptions(checkpoint=tmp_path / "x.pt", work=tmp_path / "work", **change)
+    with pytest.raises(UsageError, match=message):
+        run_bench(opts)
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_quantized_folder_without_its_qdq_model_is_named(tmp_path):
+    from dpupose.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match=f"^{tmp_path} holds no model_qdq.onnx: pass a folder written by"):
+        resolve_inputs(BenchOptions(quantized=tmp_path))
+
+
+def test_a_plan_anywhere_under_a_variant_folder_is_refused(tmp_path):
+    """A plan folder two levels into work/split-int8-cpu would be deleted with the variant it sits in."""
+    from types import SimpleNamespace
+
+    from dpupose.eval.bench_plans import check_variant_folder
+
+    variant = tmp_path / "work" / "split-int8-cpu"
+    for inside in (variant, variant / "a" / "plan"):
+        with pytest.raises(UsageError, match=r"is inside .*split-int8-cpu, where bench writes its plan variants"):
+            check_variant_folder(variant, SimpleNamespace(root=inside))
+    check_variant_folder(variant, SimpleNamespace(root=tmp_path / "work" / "plan"))  # beside it: fine
+
+
+def test_a_split_plan_where_bench_writes_a_variant_is_not_replaced(result, tmp_path):
+    """A `dpupose split` plan folder holds only the files its plan.json records, as a variant does: only its
+    generated_by tells them apart."""
+    from dpupose.eval.bench_plans import check_variant_folder
+
+    variant = tmp_path / "work" / "split-int8-cpu"
+    shutil.copytree(result.plan.root, variant)
+    with pytest.raises(UsageError, match="holds a plan that `dpupose bench` did not write; pass another --work"):
+        check_variant_folder(variant)
+
+
+def test_bench_passes_every_option_on_and_keeps_json_stdout_clean(tmp_path, capsys, monkeypatch):
+    """--threads, --num-samples, --fps-frames reach the bench as given; with --json, stdout is the JSON alone
+    and the note of the rows skipped goes to stderr."""
+    import types
+
+    import dpupose.eval.bench as bench_mod
+
+    seen = []
+
+    def fake(opts):
+        seen.append(opts)
+        return types.SimpleNamespace(rows=[], info={"skipped": "CPU ONNX rows: no model_fp32.onnx"})
+
+    monkeypatch.setattr(bench_mod, "run_bench", fake)
+    argv = ["bench", "--plan", str(tmp_path), "--json", "--work", str(tmp_path / "w"), "--threads", "3",
+            "--num-samples", "5", "--fps-frames", "7", "--emulator", "fast"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == []
+    assert err == "note: skipped CPU ONNX rows: no model_fp32.onnx\n"
+    opts = seen[0]
+    assert (opts.threads, opts.num_samples, opts.fps_frames, opts.emulator) == (3, 5, 7, "fast")
+
+
+def test_a_quantized_model_of_the_plan_s_size_on_one_side_only_is_refused(quantized, result, tmp_path):
+    """--quantized with --plan: a model whose height or width alone differs from the plan's (64 x 96 against
+    64 px) is another network as much as one of another square size."""
+    for sides in ((64, 96), (96, 64)):
+        other = tmp_path / f"q{sides[0]}x{sides[1]}"
+        other.mkdir()
+        m = onnx.load(str(quantized["q"] / "model_fp32.onnx"))
+        for d, side in zip(m.graph.input[0].type.tensor_type.shape.dim[2:], sides):
+            d.dim_value = side
+        onnx.save(m, str(other / "model_fp32.onnx"))
+        with pytest.raises(UsageError, match=f"is a {sides[0]}x{sides[1]} px model but --plan is for 64 px"):
+            resolve_inputs(BenchOptions(plan=result.plan.root, quantized=other))
+
+
+def test_the_demo_times_each_emulator_per_frame(result, monkeypatch, tmp_path):
+    """exact_seconds_per_frame is the exact emulator's time and fast_seconds_per_frame the fast path's, each per
+    frame: on a clock that only the runners move (1 s per subgraph run exact, 0.25 s fast), two frames through
+    n subgraphs give n and n / 4 seconds per frame."""
+    from types import SimpleNamespace
+
+    from dpupose import demo
+    from dpupose.runtime import backends
+
+    clock = [0.0]
+
+    class Timed(backends.RunnerFactory):
+        def __init__(self, *args, exact=True, **kwargs):
+            super().__init__(*args, exact=exact, **kwargs)
+            self.step = 1.0 if exact else 0.25
+
+        def create_all(self):
+            runners = super().create_all()
+            for r in runners.values():
+
+                def timed(feeds, run=r.run):
+                    clock[0] += self.step
+                    return run(feeds)
+
+                r.run = timed
+            return runners
+
+    monkeypatch.setattr(backends, "RunnerFactory", Timed)
+    monkeypatch.setattr(demo, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    frames = [np.full((64, 64, 3), v, np.uint8) for v in (40, 200)]
+    got = demo.annotated_images(result.plan.root, frames, tmp_path / "images")
+    n = len(result.plan.subgraphs)
+    assert (got["exact_seconds_per_frame"], got["fast_seconds_per_frame"]) == (n * 1.0, n * 0.25)
+    assert got["images"] == ["images/sample_00.jpg", "images/sample_01.jpg"]
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["sample_00.jpg", "sample_01.jpg", "samples.jpg"]
+
+
+def test_a_plan_without_a_dpu_subgraph_is_said_to_run_its_split_rows_on_the_cpu(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from dpupose.eval import bench, bench_plans
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args):
+        raise Stop
+
+    monkeypatch.setattr(bench_plans, "int8_cpu_plan", stop)
+    for devices, warned in ((["cpu"], True), (["dpu", "cpu"], False)):
+        caplog.clear()
+        plan = SimpleNamespace(root=Path("p"), subgraphs=[SimpleNamespace(is_dpu=d == "dpu") for d in devices])
+        with pytest.raises(Stop):
+            bench._split_rows(BenchOptions(work=Path("w")), plan, None, [], None)
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        warning = "the plan p has no DPU subgraph: its 'split' rows run every subgraph on the CPU"
+        assert said == ([warning] if warned else [])
+
+
+def test_host_fps_runs_the_fast_path_and_gives_each_run_its_own_figures(result, monkeypatch):
+    """The host FPS runs use the fast emulator (the exact one measures numpy, not a DPU), and each figure is
+    its own run's: on a clock that only the runners move, 1 s a subgraph in the sequential run (the main
+    thread) and 0.25 s in the pipeline's workers, 4 frames through n subgraphs run at 1 / n and 4 / n FPS."""
+    import threading
+    from types import SimpleNamespace
+
+    from dpupose.eval import bench_measure
+    from dpupose.runtime import backends
+
+    made, clock, lock = [], [0.0], threading.Lock()
+
+    class Timed(backends.RunnerFactory):
+        def __init__(self, *args, exact=True, **kwargs):
+            made.append(exact)
+            super().__init__(*args, exact=exact, **kwargs)
+
+        def create(self, sg):
+            runner = super().create(sg)
+
+            def timed(feeds, run=runner.run):
+                with lock:
+                    clock[0] += 1.0 if threading.current_thread() is threading.main_thread() else 0.25
+                return run(feeds)
+
+            runner.run = timed
+            return runner
+
+    monkeypatch.setattr(backends, "RunnerFactory", Timed)
+    monkeypatch.setattr(bench_measure, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    frames = [np.full((64, 64, 3), v, np.uint8) for v in (0, 80, 160, 240)]
+    got = bench_measure.host_fps(result.plan, frames, threads=1)
+    n = len(result.plan.subgraphs)
+    assert made == [False]
+    assert got["frames"] == 4
+    assert (got["sequential_fps"], got["pipelined_fps"]) == (pytest.approx(1 / n), pytest.approx(4 / n))
+
+
+def test_the_split_rows_predict_only_the_int8_cpu_variant_at_the_int8_rate(monkeypatch):
+    """predict_plan is asked for the INT8 DPU + INT8 CPU row's variant with cpu_int8 and for the plan itself
+    (INT8 DPU + FP32 CPU) without: the tiny plan's CPU part has no MACs, so the rows' figures alone cannot
+    tell the rates apart."""
+    from types import SimpleNamespace
+
+    from dpupose.eval import bench, bench_measure, bench_plans
+    from dpupose.runtime import backends, executor
+    from dpupose.split import cost
+
+    plan, variant = SimpleNamespace(subgraphs=[], root=Path("p")), SimpleNamespace(subgraphs=[])
+    calls = []
+
+    def predict(p, a53, cpu_int8=False):
+        calls.append((p, cpu_int8))
+        return SimpleNamespace(to_dict=dict)
+
+    monkeypatch.setattr(bench_plans, "int8_cpu_plan", lambda p, out, calib: variant)
+    monkeypatch.setattr(bench_measure, "accuracy", lambda ex, samples: ({}, None))
+    monkeypatch.setattr(bench_measure, "host_fps", lambda p, frames, threads: {})
+    monkeypatch.setattr(backends, "RunnerFactory", lambda *args, **kwargs: None)
+    monkeypatch.setattr(executor, "SplitExecutor", lambda p, runners: None)
+    monkeypatch.setattr(cost, "predict_plan", predict)
+    rows = bench._split_rows(BenchOptions(work=Path("w")), plan, SimpleNamespace(frames_bgr=[]), [], None)
+    assert [r.row for r in rows] == list(ROWS[:2])
+    assert calls == [(variant, True), (plan, False)]

@@ -744,3 +744,87 @@ def test_eval_says_where_the_head_sizes_of_the_records_it_evaluated_came_from(sy
     assert out["num_samples"] == 2 and out["head_size_sources"] == {"head_box": 2}
     assert main(common) == 0
     assert "validation; head sizes: 2 from the records' head_box\n" in capsys.readouterr().out
+
+
+def test_a_joint_is_off_its_image_only_past_the_margin():
+    """The image's pixel area spans -0.5 to width - 0.5 (0-based pixel centres), and a joint may lie 2 px past
+    it: in a 40 x 30 image, x from -2.5 to 41.5 and y from -2.5 to 31.5 are on it; unannotated joints are not
+    looked at."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from dpupose.commands.data import _joint_off_image
+
+    def off(x, y, visible=True):
+        joints = np.zeros((16, 2))
+        joints[5] = (x, y)
+        shown = np.zeros(16, bool)
+        shown[5] = visible
+        return _joint_off_image(SimpleNamespace(joints=joints, visible=shown), 40, 30)
+
+    for x, y in ((41.5, 0), (-2.5, 0), (0, 31.5), (0, -2.5), (41.5, 31.5)):
+        assert not off(x, y), (x, y)
+    for x, y in ((41.51, 0), (-2.51, 0), (0, 31.51), (0, -2.51)):
+        assert off(x, y), (x, y)
+    assert not off(500, -500, visible=False)
+
+
+def test_data_check_fails_an_image_in_a_folder_beside_images(synth_root, tmp_path, capsys):
+    """A record naming ../images-extra/NAME is outside images/ although its path starts with .../images; that
+    alone is a problem (exit 1)."""
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    records = json.loads((root / "annot" / "valid.json").read_text())
+    (root / "images-extra").mkdir()
+    shutil.copy(root / "images" / records[0]["image"], root / "images-extra" / "a.jpg")
+    records[0]["image"] = "../images-extra/a.jpg"
+    (root / "annot" / "valid.json").write_text(json.dumps(records))
+    assert main(["data", "check", "--data-root", str(root)]) == 1
+    assert "0 missing, 0 undecodable, 1 outside images/ (first: ../images-extra/a.jpg)" in capsys.readouterr().out
+
+
+def test_a_group_without_its_subcommand_prints_that_group_s_help(capsys):
+    assert main(["data"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: dpupose data [-h] ACTION ...") and "synth" in out and "check" in out
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    """`dpupose zoo export ... | head`: the reader gone, the command ends with 141 (as a shell reports SIGPIPE)
+    and no traceback or error line."""
+
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("dpupose.commands.zoo.cmd_export", closed)
+    assert main(["zoo", "export", "mobilenet_v2", "--out", "x.onnx"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_os_error_lines_without_a_path_and_a_device_index_of_other_digits():
+    from dpupose.cli import os_error_line
+    from dpupose.commands.argtypes import device_spec
+
+    assert os_error_line(OSError(30, "Read-only file system")) == "Read-only file system"
+    assert device_spec("cuda:07") == "cuda:7"
+    for text in ("cuda:\u00b2", "cuda:\u0663"):  # a superscript two and an Arabic-Indic three: digits to str
+        with pytest.raises(argparse.ArgumentTypeError, match="expected auto, cpu, cuda or cuda:N"):
+            device_spec(text)
+
+
+def test_data_synth_of_no_images_is_refused(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--num-train", "0", "--num-valid", "0"]) == 2
+    assert "ask for at least one image: --num-train and --num-valid are both 0" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_verbose_keeps_the_traceback_of_a_missing_host_package(monkeypatch):
+    """--verbose shows what failed to import, and from where, instead of the one line."""
+
+    def needs_scipy(args):
+        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+    monkeypatch.setattr("dpupose.commands.deploy.run", needs_scipy)
+    with pytest.raises(ModuleNotFoundError, match="scipy"):
+        main(["--verbose", "deploy", "--host", "pynq", "--overlay", "o", "--model", "m"])

@@ -162,3 +162,78 @@ def test_a_bad_demo_option_is_one_line_and_every_option_is_explained(capsys):
     shown = " ".join(capsys.readouterr().out.split())
     for line in ("--out OUT folder of the report and run (default build/demo)", "(default 4)", "(default 16)"):
         assert line in shown
+
+
+def test_dpu_outputs_that_differ_are_said_to_differ_though_the_keypoints_do_not():
+    """'give the same DPU outputs ... and the same keypoints' only when both are the same: int8 values that differ
+    under keypoints that do not (or the other way round) are reported as differences."""
+    plan = SimpleNamespace(metadata={}, fingerprint="0x1", subgraphs=[])
+    for differing, coord in ((7, 0.0), (0, 0.001)):
+        d = doc(2)
+        d["images"]["exact_vs_fast"].update(
+            dpu_values_differing=differing, dpu_max_lsb=1 if differing else 0, max_coord_diff=coord,
+            mean_coord_diff=coord / 2,
+        )  # fmt: skip
+        text = _markdown(d, plan, "table", [])
+        assert "give the same DPU outputs" not in text
+        assert f"differ in {differing} of the DPU's 401,408 int8 values" in text
+
+
+def test_the_report_gives_the_plan_s_predicted_figures_each_as_itself():
+    plan = SimpleNamespace(
+        metadata={"predicted": {"dpu_ms": 8.27, "cpu_ms": 3.57, "pipelined_fps": 120.9, "sequential_fps": 84.6}},
+        fingerprint="0x101000016010404",
+        subgraphs=[SimpleNamespace(name="dpu0", device="dpu")],
+    )
+    text = _markdown(doc(1), plan, "table", [])
+    assert (
+        "- predicted on the Ultra96-V2: DPU 8.27 ms, CPU 3.57 ms per frame -> **120.9 FPS pipelined** (84.6 sequential)"
+        in text.splitlines()
+    )
+
+
+def test_the_html_report_renders_tables_code_and_text_escaped():
+    from dpupose.eval.demo_report import _html
+
+    markdown = "\n".join(
+        ["<!-- made -->", "# A & B", "", "| name | fits |", "|---|---|", "| b<1> | yes |", "", "```", "x < y & z",
+         "| not a table |", "```", "- one & two", "> care", "![a plot](p.png)", "plain <b>", "| last | row |"]
+    )  # fmt: skip
+    page = _html(markdown)
+    body = page.split("<body>\n", 1)[1].rsplit("\n</body>", 1)[0]
+    assert body.splitlines() == [
+        "<!-- made -->",
+        "<h1>A &amp; B</h1>",
+        "<table>",
+        "<tr><th>name</th><th>fits</th></tr>",
+        "<tr><td>b&lt;1&gt;</td><td>yes</td></tr>",
+        "</table>",
+        "<pre>",
+        "x &lt; y &amp; z",
+        "| not a table |",
+        "</pre>",
+        "<li>one &amp; two</li>",
+        "<blockquote>care</blockquote>",
+        '<p><img src="p.png" alt="a plot" style="max-width:100%"></p>',
+        "<p>plain &lt;b&gt;</p>",
+        "<table>",
+        "<tr><th>last</th><th>row</th></tr>",
+        "</table>",
+    ]
+
+
+def test_the_demo_gives_back_the_sigterm_handler_it_found(monkeypatch, tmp_path):
+    import signal
+
+    from dpupose import demo
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        monkeypatch.setattr(demo, "run", lambda args: None)
+        assert demo.main(["--out", str(tmp_path / "demo")]) == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
