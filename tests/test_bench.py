@@ -692,6 +692,20 @@ def test_the_samples_hand_the_fps_runs_the_crops_the_accuracy_rows_score(synth_r
         assert np.abs(preprocess(frame, 64).tensor[0] - image).max() <= bound
 
 
+def test_fewer_validation_records_than_asked_for_are_measured_with_a_note(synth_root, capsys):
+    """A data root of 12 validation scenes and --num-samples 20: the 12 are scored, and the bench says so as
+    dpupose eval does, instead of a table of 12 samples under an asked-for 20 with no word."""
+    from dpupose.eval.bench_measure import load_samples
+
+    samples = load_samples("synthetic", synth_root, 20, 64)
+    assert len(samples.images) == len(samples.frames_bgr) == 12
+    assert capsys.readouterr().err == (
+        f"dpupose: note: --num-samples 20, but {synth_root} holds 12 validation records: measuring those 12\n"
+    )
+    load_samples("synthetic", synth_root, 12, 64)
+    assert capsys.readouterr().err == ""
+
+
 def test_the_caching_runner_shares_only_identical_inputs_and_keeps_its_results():
     """Two rows' DPU subgraphs share results only for the same inputs under the same names; a caller changing
     what it got does not change what the next one gets; the oldest of more than `size` inputs is run again."""

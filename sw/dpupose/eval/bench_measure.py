@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,12 @@ def load_samples(kind: str, data_root: Path | None, count: int, size: int) -> Sa
 
     split = load_data(kind, "valid", data_root, count=count if kind == "synthetic" else None)
     records = split.records[:count]
+    if len(records) < count:  # as dpupose eval says it: the figures are of fewer samples than asked for
+        print(
+            f"dpupose: note: --num-samples {count}, but {split.root} holds {len(records)} validation records: "
+            f"measuring those {len(records)}",
+            file=sys.stderr,
+        )
     imgs, tgts, vis, heads = [], [], [], []
     for batch in iter_batches(records, split.image_dir, size, 16):
         imgs.append(batch[0])
