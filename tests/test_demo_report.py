@@ -222,6 +222,19 @@ def test_the_html_report_renders_tables_code_and_text_escaped():
     ]
 
 
+def test_a_code_fence_or_comment_right_after_a_table_row_closes_the_table_first():
+    """A fence straight after a row opened <pre> inside <table> (the table closed only at a later plain line), and
+    a comment landed inside it too: a table ends at its first line that is not a row, whatever that line is."""
+    from dpupose.eval.demo_report import _html
+
+    page = _html("\n".join(["| a |", "|---|", "| 1 |", "```", "x", "```", "| b |", "<!-- c -->", "end"]))
+    body = page.split("<body>\n", 1)[1].rsplit("\n</body>", 1)[0]
+    assert body.splitlines() == [
+        "<table>", "<tr><th>a</th></tr>", "<tr><td>1</td></tr>", "</table>", "<pre>", "x", "</pre>",
+        "<table>", "<tr><th>b</th></tr>", "</table>", "<!-- c -->", "<p>end</p>",
+    ]  # fmt: skip
+
+
 def test_the_demo_gives_back_the_sigterm_handler_it_found(monkeypatch, tmp_path):
     import signal
 

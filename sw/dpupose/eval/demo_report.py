@@ -178,6 +178,9 @@ def _html(markdown: str) -> str:
     body: list[str] = []
     in_code = in_table = False
     for line in markdown.splitlines():
+        if in_table and not in_code and not line.startswith("|"):  # a table ends at its first other line
+            body.append("</table>")
+            in_table = False
         if line.startswith("<!--"):
             body.append(line)
             continue
@@ -198,9 +201,6 @@ def _html(markdown: str) -> str:
                 in_table = True
             body.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
             continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
         if line.startswith("!["):
             alt, src = line[2:].split("](", 1)
             body.append(f'<p><img src="{html.escape(src[:-1])}" alt="{html.escape(alt)}" style="max-width:100%"></p>')
