@@ -395,6 +395,8 @@ def test_a_softmax_on_the_maps_themselves_must_normalize_each_map(graph, opset, 
 
 
 _EXP = {"e": ("Exp", "x", ["l"], {})}
+# e through a Q/DQ pair: rounded, so not the tensor e itself
+_QDQ_E = {"q": ("DequantizeLinear", "dq", ["qi", "k"], {}), "qi": ("QuantizeLinear", "qn", ["e", "k"], {})}
 
 
 @pytest.mark.parametrize(
@@ -451,6 +453,38 @@ _EXP = {"e": ("Exp", "x", ["l"], {})}
             17,
             "by ReduceSum 'rs' over axes not known here (its input 'made' is not a constant), not over each map",
         ),
+        # the sum must be of what the Div divides: the same tensor, or the same through Identity ops
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["o", "hw"], {}), **_EXP},
+            17,
+            "the output of Div 'd' by ReduceSum 'rs' of another tensor ('o', where the Div divides 'e'), not over each",
+        ),
+        (
+            {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["q", "hw"], {}), **_EXP, **_QDQ_E},
+            17,
+            "by ReduceSum 'rs' of another tensor ('q', where the Div divides 'e'), not over each map",
+        ),
+        (
+            {
+                "h": ("Div", "d", ["i", "s"], {}),
+                "i": ("Identity", "id", ["e"], {}),
+                "s": ("ReduceSum", "rs", ["i2", "hw"], {}),
+                "i2": ("Identity", "id2", ["i3"], {}),
+                "i3": ("Identity", "id3", ["e"], {}),
+                **_EXP,
+            },
+            17,
+            None,
+        ),
+        (  # after a reshape, a sum of another tensor is still not the maps' own
+            {
+                "h": ("Reshape", "r", ["d", "k"], {}),
+                "d": ("Div", "d", ["e", "s"], {}),
+                "s": ("ReduceSum", "rs", ["o", "j"], {}),
+            },
+            17,
+            "by ReduceSum 'rs' of another tensor ('o', where the Div divides 'e'), not over each map",
+        ),
         # through Q/DQ; after a reshape its axes are not known: a flat sum over H * W, as a flat softmax's
         (
             {
@@ -481,24 +515,33 @@ def test_a_div_by_a_reduce_sum_must_divide_each_map_by_its_own_sum(graph, opset,
     assert got == why if why is None else why in got
 
 
-def _sum_normalized_model(tmp_path, axes, opset: int, as_constant_node: bool = False) -> Path:
+def _sum_normalized_model(
+    tmp_path, axes, opset: int, as_constant_node: bool = False, sum_of_double: bool = False
+) -> Path:
     """build("none") whose heatmaps are Exp(logits) / ReduceSum(Exp(logits), axes) (keepdims), the ReduceSum's
-    axes an attribute at `opset` before 13 and from 13 an initializer or a Constant node."""
+    axes an attribute at `opset` before 13 and from 13 an initializer or a Constant node; `sum_of_double`
+    sums 2 * Exp(logits) instead (another tensor: each map then sums to 1/2)."""
     model = build("none")
+    summed = "hm_double" if sum_of_double else "hm_exp"
     model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
     model.opset_import[0].version = opset
     if opset < 13:
-        rs = onnx.helper.make_node("ReduceSum", ["hm_exp"], ["hm_sum"], name="head/sum", axes=axes)
+        rs = onnx.helper.make_node("ReduceSum", [summed], ["hm_sum"], name="head/sum", axes=axes)
     elif as_constant_node:
         const = onnx.numpy_helper.from_array(np.array(axes, np.int64), "hm_axes")
         model.graph.node.append(onnx.helper.make_node("Constant", [], ["hm_axes"], name="head/axes", value=const))
-        rs = onnx.helper.make_node("ReduceSum", ["hm_exp", "hm_axes"], ["hm_sum"], name="head/sum")
+        rs = onnx.helper.make_node("ReduceSum", [summed, "hm_axes"], ["hm_sum"], name="head/sum")
     else:
         model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(axes, np.int64), "hm_axes"))
-        rs = onnx.helper.make_node("ReduceSum", ["hm_exp", "hm_axes"], ["hm_sum"], name="head/sum")
+        rs = onnx.helper.make_node("ReduceSum", [summed, "hm_axes"], ["hm_sum"], name="head/sum")
+    double = []
+    if sum_of_double:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(2, np.float32), "two"))
+        double = [onnx.helper.make_node("Mul", ["hm_exp", "two"], [summed], name="head/double")]
     model.graph.node.extend(
         [
             onnx.helper.make_node("Exp", ["logits"], ["hm_exp"], name="head/exp"),
+            *double,
             rs,
             onnx.helper.make_node("Div", ["hm_exp", "hm_sum"], ["heatmaps"], name="head/div"),
         ]
@@ -546,6 +589,33 @@ def test_heatmaps_divided_by_a_sum_over_the_joints_give_no_confidence(tmp_path, 
     image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
     ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
     assert not np.allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 1, atol=1e-3)
+    assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_heatmaps_divided_by_the_sum_of_another_tensor_give_no_confidence(tmp_path, opset):
+    """Exp(logits) / ReduceSum(2 * Exp(logits)) over H and W: the sum is over each map, but of another tensor,
+    so each map sums to 1/2. The split warns, naming the sum and what it sums, and run reads cpu0.onnx the
+    same way: the same reason, no confidence, --decode local refused."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+    from dpupose.runtime.frames import Frame
+
+    path = _sum_normalized_model(tmp_path, [2, 3], opset, sum_of_double=True)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    why = (
+        "the output of Div 'head/div' by ReduceSum 'head/sum' of another tensor ('hm_double', where the Div "
+        "divides 'hm_exp'), not over each map"
+    )
+    assert [w.split(": the keypoint")[0] for w in result.warnings if "heatmaps" in w] == [
+        f"the heatmaps output 'heatmaps' is {why}"
+    ]
+    assert heatmaps_problem(result.plan) == why.replace("'head/div'", "'head/div' in cpu0")
+    with pytest.raises(UsageError, match=re.escape("heatmaps are the output of Div 'head/div' in cpu0 by ReduceSum")):
+        check_decode(result.plan, "local")
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
+    np.testing.assert_allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 0.5, atol=1e-5)  # not 1
     assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
     ex.close()
 

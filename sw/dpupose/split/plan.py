@@ -409,7 +409,8 @@ def heatmaps_not_normalized(
     normalized. A Softmax with no reshape between it and the heatmaps (N, J, H, W) normalizes each map only
     when it normalizes the last two axes, H and W: before opset 13 (`opset`, 0: the newest) with axis 2 or -2
     (it normalizes the axes from `axis` on, flattened); from opset 13 on a Softmax normalizes `axis` alone, so
-    it is over each map's rows, columns or the joints, not over the map. A Div by a ReduceSum likewise only
+    it is over each map's rows, columns or the joints, not over the map. A Div by a ReduceSum only when the
+    ReduceSum sums what the Div divides (the same tensor, or the same through Identity ops), and only
     when the sum is over H and W alone (axes 2 and 3, or -2 and -1), kept (keepdims 1, the default) so
     that each map is divided by its own sum: before opset 13 the axes are its attribute, from opset 13 its
     second input, a constant looked up in `constants` (tensor -> value: initializers, Constant nodes), and
@@ -437,14 +438,36 @@ def heatmaps_not_normalized(
                 what = {0: "the whole batch", 1: "all the maps of an image together", 3: "each map's rows"}[axis % 4]
             return f"the output of Softmax {node!r}{where} over axis {axis} ({what}), not over each map", None
         if op == "Div" and len(inputs) == 2 and producer.get(inputs[1], ("",))[0] == "ReduceSum":
-            if reshaped:
+            why = _sum_of_another(inputs[0], producer[inputs[1]], producer)
+            if why is None and reshaped:
                 return None, None
-            why = _sum_not_over_each_map(producer[inputs[1]], opset, constants or {})
+            why = why or _sum_not_over_each_map(producer[inputs[1]], opset, constants or {})
             if why is None:
                 return None, None
             return f"the output of Div {node!r}{where} by {why}, not over each map", None
         return f"the output of {op} {node!r}{where}, not of a softmax", None
     return None, name
+
+
+def _passed_on(name: str, producer: Mapping[str, tuple]) -> str:
+    """The tensor `name` is, looked back through Identity ops (which pass a tensor on unchanged)."""
+    seen = set()
+    while name not in seen and producer.get(name, ("",))[0] == "Identity" and producer[name][2]:
+        seen.add(name)
+        name = producer[name][2][0]
+    return name
+
+
+def _sum_of_another(dividend: str, reduce_sum: tuple, producer: Mapping[str, tuple]) -> str | None:
+    """Why a Div of `dividend` by a ReduceSum (a `producer` entry) is not a division by the dividend's own sum
+    ('ReduceSum NAME of ...'), or None when the ReduceSum sums the dividend itself: the same tensor, or the
+    same through Identity ops. Anything else in between (a Q/DQ pair that rounds, a Cast, a Mul, a reshape)
+    makes another tensor, whose sum is not the dividend's."""
+    _, node, inputs, *_ = reduce_sum
+    summed = inputs[0] if inputs else ""
+    if _passed_on(summed, producer) == _passed_on(dividend, producer):
+        return None
+    return f"ReduceSum {node!r} of another tensor ({summed!r}, where the Div divides {dividend!r})"
 
 
 # What a Softmax's axis or a ReduceSum's axes (mod 4) cover of the (N, J, H, W) heatmaps.
