@@ -453,6 +453,57 @@ _QDQ_E = {"q": ("DequantizeLinear", "dq", ["qi", "k"], {}), "qi": ("QuantizeLine
             17,
             "by ReduceSum 'rs' over axes not known here (its input 'made' is not a constant), not over each map",
         ),
+        # keepdims 0 and an Unsqueeze that gives back exactly the summed axes: the same sums as keepdims 1
+        (
+            {
+                "h": ("Div", "d", ["e", "u"], {}),
+                "u": ("Unsqueeze", "un", ["s"], {"axes": [-2, -1]}),
+                "s": ("ReduceSum", "rs", ["e"], {"axes": [2, 3], "keepdims": 0}),
+                **_EXP,
+            },
+            11,
+            None,
+        ),
+        (
+            {
+                "h": ("Div", "d", ["e", "u"], {}),
+                "u": ("Unsqueeze", "un", ["s", "hw"], {}),
+                "s": ("ReduceSum", "rs", ["e", "hw"], {"keepdims": 0}),
+                **_EXP,
+            },
+            13,
+            None,
+        ),
+        (
+            {
+                "h": ("Div", "d", ["e", "u"], {}),
+                "u": ("Unsqueeze", "un", ["s", "j"], {"axes": [2, 3]}),
+                "s": ("ReduceSum", "rs", ["e", "hw"], {"keepdims": 0}),
+                **_EXP,
+            },
+            17,
+            "ReduceSum 'rs' over axes [-2, -1] with keepdims 0, then Unsqueeze 'un' at axes [1], not the summed ones",
+        ),
+        (
+            {
+                "h": ("Div", "d", ["e", "u"], {}),
+                "u": ("Unsqueeze", "un", ["s", "made"], {}),
+                "s": ("ReduceSum", "rs", ["e", "hw"], {"keepdims": 0}),
+                **_EXP,
+            },
+            17,
+            "keepdims 0, then Unsqueeze 'un' at axes not known here (its input 'made' is not a constant), not over",
+        ),
+        (
+            {
+                "h": ("Div", "d", ["e", "u"], {}),
+                "u": ("Unsqueeze", "un", ["s", "hw"], {}),
+                "s": ("ReduceSum", "rs", ["e", "hw"], {}),
+                **_EXP,
+            },
+            17,
+            "over axes [-2, -1] with keepdims 1, then Unsqueeze 'un' (more axes than maps), not over each map",
+        ),
         # the sum must be of what the Div divides: the same tensor, or the same through Identity ops
         (
             {"h": ("Div", "d", ["e", "s"], {}), "s": ("ReduceSum", "rs", ["o", "hw"], {}), **_EXP},
@@ -516,33 +567,49 @@ def test_a_div_by_a_reduce_sum_must_divide_each_map_by_its_own_sum(graph, opset,
 
 
 def _sum_normalized_model(
-    tmp_path, axes, opset: int, as_constant_node: bool = False, sum_of_double: bool = False
+    tmp_path,
+    axes,
+    opset: int,
+    as_constant_node: bool = False,
+    sum_of_double: bool = False,
+    unsqueeze_axes: list[int] | None = None,
 ) -> Path:
     """build("none") whose heatmaps are Exp(logits) / ReduceSum(Exp(logits), axes) (keepdims), the ReduceSum's
     axes an attribute at `opset` before 13 and from 13 an initializer or a Constant node; `sum_of_double`
-    sums 2 * Exp(logits) instead (another tensor: each map then sums to 1/2)."""
+    sums 2 * Exp(logits) instead (another tensor: each map then sums to 1/2); `unsqueeze_axes` sums with
+    keepdims 0 and divides by an Unsqueeze of the sum at those axes (an attribute before opset 13, from 13 an
+    initializer)."""
     model = build("none")
     summed = "hm_double" if sum_of_double else "hm_exp"
+    kept = {} if unsqueeze_axes is None else {"keepdims": 0}
+    sums = "hm_sum" if unsqueeze_axes is None else "hm_sum0"
     model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
     model.opset_import[0].version = opset
     if opset < 13:
-        rs = onnx.helper.make_node("ReduceSum", [summed], ["hm_sum"], name="head/sum", axes=axes)
+        rs = onnx.helper.make_node("ReduceSum", [summed], [sums], name="head/sum", axes=axes, **kept)
     elif as_constant_node:
         const = onnx.numpy_helper.from_array(np.array(axes, np.int64), "hm_axes")
         model.graph.node.append(onnx.helper.make_node("Constant", [], ["hm_axes"], name="head/axes", value=const))
-        rs = onnx.helper.make_node("ReduceSum", [summed, "hm_axes"], ["hm_sum"], name="head/sum")
+        rs = onnx.helper.make_node("ReduceSum", [summed, "hm_axes"], [sums], name="head/sum", **kept)
     else:
         model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(axes, np.int64), "hm_axes"))
-        rs = onnx.helper.make_node("ReduceSum", [summed, "hm_axes"], ["hm_sum"], name="head/sum")
+        rs = onnx.helper.make_node("ReduceSum", [summed, "hm_axes"], [sums], name="head/sum", **kept)
     double = []
     if sum_of_double:
         model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(2, np.float32), "two"))
         double = [onnx.helper.make_node("Mul", ["hm_exp", "two"], [summed], name="head/double")]
+    back = []
+    if unsqueeze_axes is not None and opset < 13:
+        back = [onnx.helper.make_node("Unsqueeze", [sums], ["hm_sum"], name="head/unsqueeze", axes=unsqueeze_axes)]
+    elif unsqueeze_axes is not None:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(unsqueeze_axes, np.int64), "hm_back"))
+        back = [onnx.helper.make_node("Unsqueeze", [sums, "hm_back"], ["hm_sum"], name="head/unsqueeze")]
     model.graph.node.extend(
         [
             onnx.helper.make_node("Exp", ["logits"], ["hm_exp"], name="head/exp"),
             *double,
             rs,
+            *back,
             onnx.helper.make_node("Div", ["hm_exp", "hm_sum"], ["heatmaps"], name="head/div"),
         ]
     )
@@ -618,6 +685,56 @@ def test_heatmaps_divided_by_the_sum_of_another_tensor_give_no_confidence(tmp_pa
     np.testing.assert_allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 0.5, atol=1e-5)  # not 1
     assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
     ex.close()
+
+
+@pytest.mark.parametrize(("opset", "back"), [(11, [2, 3]), (12, [-1, -2]), (13, [3, 2]), (17, [-2, -1])])
+def test_a_sum_without_its_axes_unsqueezed_back_normalizes_each_map(tmp_path, opset, back):
+    """Exp(logits) / Unsqueeze(ReduceSum(Exp(logits), H and W, keepdims 0), H and W): the sums given their
+    axes back are each map's own, as with keepdims 1. The Unsqueeze's axes are its attribute before opset 13
+    and its second input from 13, read so by the split (no warning) and by run (a confidence, --decode
+    local), and each map sums to 1."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+    from dpupose.runtime.frames import Frame
+
+    path = _sum_normalized_model(tmp_path, [2, 3], opset, unsqueeze_axes=back)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert not [w for w in result.warnings if "heatmaps" in w]
+    assert heatmaps_problem(result.plan) is None
+    check_decode(result.plan, "local", 0.5)
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all(), "local")
+    np.testing.assert_allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 1, atol=1e-5)
+    assert np.isfinite(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
+
+
+@pytest.mark.parametrize(("opset", "back"), [(11, [0, 1]), (17, [1, -1]), (17, [2])])
+def test_a_sum_unsqueezed_at_other_axes_is_not_each_maps_own(tmp_path, opset, back):
+    """The same sums given back other axes (or too few) do not line up with the maps. Such a Div cannot run
+    on these (1, 16, 4, 4) maps (ONNX Runtime refuses it, and so the split), so the plan of the right model
+    has its cpu0.onnx given those axes afterwards (the attribute at opset 11, the initializer at 17): run
+    reads them there and refuses --decode local, naming them."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+
+    path = _sum_normalized_model(tmp_path, [2, 3], opset, unsqueeze_axes=[2, 3])
+    plan = split_model(SplitOptions(path, CONFIG, tmp_path / "plan")).plan
+    assert heatmaps_problem(plan) is None
+    cpu0 = onnx.load(plan.path(plan.subgraphs[-1].file))
+    (unsqueeze,) = [n for n in cpu0.graph.node if n.op_type == "Unsqueeze"]
+    if opset < 13:
+        unsqueeze.attribute[0].CopyFrom(onnx.helper.make_attribute("axes", back))
+    else:
+        (init,) = [t for t in cpu0.graph.initializer if t.name == unsqueeze.input[1]]
+        init.CopyFrom(onnx.numpy_helper.from_array(np.array(back, np.int64), init.name))
+    onnx.save(cpu0, plan.path(plan.subgraphs[-1].file))
+    why = (
+        "the output of Div 'head/div' in cpu0 by ReduceSum 'head/sum' over axes [2, 3] with keepdims 0, then "
+        f"Unsqueeze 'head/unsqueeze' at axes {back}, not the summed ones (its sums do not line up with the maps), "
+        "not over each map"
+    )
+    assert heatmaps_problem(plan) == why
+    with pytest.raises(UsageError, match=re.escape(f"heatmaps are {why}: use --decode dsnt")):
+        check_decode(plan, "local")
 
 
 def test_heatmaps_that_are_a_softmax_over_the_joints_give_no_confidence(tmp_path):

@@ -411,10 +411,11 @@ def heatmaps_not_normalized(
     (it normalizes the axes from `axis` on, flattened); from opset 13 on a Softmax normalizes `axis` alone, so
     it is over each map's rows, columns or the joints, not over the map. A Div by a ReduceSum only when the
     ReduceSum sums what the Div divides (the same tensor, or the same through Identity ops), and only
-    when the sum is over H and W alone (axes 2 and 3, or -2 and -1), kept (keepdims 1, the default) so
-    that each map is divided by its own sum: before opset 13 the axes are its attribute, from opset 13 its
-    second input, a constant looked up in `constants` (tensor -> value: initializers, Constant nodes), and
-    no axes sum everything. After a reshape the axes of either are not known here, and it is taken as the
+    when the sum is over H and W alone (axes 2 and 3, or -2 and -1), kept (keepdims 1, the default), or
+    not kept (keepdims 0) and given back by an Unsqueeze at exactly those axes, so that each map is divided
+    by its own sum: before opset 13 the axes of both are their attribute, from opset 13 their second input,
+    a constant looked up in `constants` (tensor -> value: initializers, Constant nodes), and no axes sum
+    everything. After a reshape the axes of either are not known here, and it is taken as the
     maps' (a flat softmax over H * W, as the soft-argmax's)."""
     seen = set()
     reshaped = False
@@ -437,11 +438,13 @@ def heatmaps_not_normalized(
             else:  # the axes from `axis` on
                 what = {0: "the whole batch", 1: "all the maps of an image together", 3: "each map's rows"}[axis % 4]
             return f"the output of Softmax {node!r}{where} over axis {axis} ({what}), not over each map", None
-        if op == "Div" and len(inputs) == 2 and producer.get(inputs[1], ("",))[0] == "ReduceSum":
-            why = _sum_of_another(inputs[0], producer[inputs[1]], producer)
+        divisor = _divisor_sum(inputs[1], producer) if op == "Div" and len(inputs) == 2 else None
+        if divisor is not None:
+            reduce_sum, unsqueeze = divisor
+            why = _sum_of_another(inputs[0], reduce_sum, producer)
             if why is None and reshaped:
                 return None, None
-            why = why or _sum_not_over_each_map(producer[inputs[1]], opset, constants or {})
+            why = why or _sum_not_over_each_map(reduce_sum, opset, constants or {}, unsqueeze)
             if why is None:
                 return None, None
             return f"the output of Div {node!r}{where} by {why}, not over each map", None
@@ -481,31 +484,70 @@ _SUM_OVER = {
 }
 
 
-def _sum_not_over_each_map(
-    reduce_sum: tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Mapping[str, object]],
-    opset: int,
-    constants: Mapping[str, object],
-) -> str | None:
-    """Why a ReduceSum (a `producer` entry) that a Div of (N, J, H, W) maps divides by is not each map's own
-    sum ('ReduceSum NAME over ...'), or None when it is: over axes 2 and 3 alone, with keepdims 1."""
-    _, node, inputs, *rest = reduce_sum
-    attrs = dict(rest[0] if rest else {})
+def _divisor_sum(divisor: str, producer: Mapping[str, tuple]) -> tuple[tuple, tuple | None] | None:
+    """(the ReduceSum, the Unsqueeze after it or None) that a Div's `divisor` is, looked back through Identity
+    ops: a ReduceSum, or an Unsqueeze of one (a sum with keepdims 0 given its axes back); None otherwise."""
+    entry = producer.get(_passed_on(divisor, producer), ("",))
+    if entry[0] == "ReduceSum":
+        return entry, None
+    if entry[0] == "Unsqueeze" and entry[2]:
+        inner = producer.get(_passed_on(entry[2][0], producer), ("",))
+        if inner[0] == "ReduceSum":
+            return inner, entry
+    return None
+
+
+def _axes(entry: tuple, opset: int, constants: Mapping[str, object]) -> list[int] | str:
+    """The axes of a ReduceSum or an Unsqueeze (a `producer` entry): its attribute before opset 13, from
+    opset 13 its second input, a constant ([] when it has none); why not when that input is not a constant."""
+    op, node, inputs, *rest = entry
     if opset == 0 or opset >= 13:  # the axes are the second input, a constant
         name = inputs[1] if len(inputs) > 1 else ""
         value = constants.get(name) if name else []
         if value is None:
-            return f"ReduceSum {node!r} over axes not known here (its input {name!r} is not a constant)"
-        axes = [int(a) for a in _flat_ints(value)]
-        if not axes and int(attrs.get("noop_with_empty_axes", 0)):
-            return f"ReduceSum {node!r} over no axes (noop_with_empty_axes: it sums nothing)"
-    else:
-        axes = [int(a) for a in _flat_ints(attrs.get("axes", []))]
+            where = "over" if op == "ReduceSum" else "at"
+            return f"{op} {node!r} {where} axes not known here (its input {name!r} is not a constant)"
+        return [int(a) for a in _flat_ints(value)]
+    return [int(a) for a in _flat_ints(dict(rest[0] if rest else {}).get("axes", []))]
+
+
+def _sum_not_over_each_map(
+    reduce_sum: tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Mapping[str, object]],
+    opset: int,
+    constants: Mapping[str, object],
+    unsqueeze: tuple | None = None,
+) -> str | None:
+    """Why a ReduceSum (a `producer` entry) that a Div of (N, J, H, W) maps divides by, or an `unsqueeze` of
+    it, is not each map's own sum ('ReduceSum NAME over ...'), or None when it is: over axes 2 and 3 alone,
+    with keepdims 1 and no Unsqueeze, or with keepdims 0 and an Unsqueeze at exactly those axes (of its 4-D
+    output: 2 and 3, or -2 and -1), which gives the reduced axes back as 1s."""
+    _, node, _, *rest = reduce_sum
+    attrs = dict(rest[0] if rest else {})
+    axes = _axes(reduce_sum, opset, constants)
+    if isinstance(axes, str):
+        return axes
+    if not axes and (opset == 0 or opset >= 13) and int(attrs.get("noop_with_empty_axes", 0)):
+        return f"ReduceSum {node!r} over no axes (noop_with_empty_axes: it sums nothing)"
     covered = tuple(sorted({a % 4 for a in axes})) if axes else (0, 1, 2, 3)
     if covered != (2, 3):
         what = _SUM_OVER.get(covered, "axes " + ", ".join(str(a) for a in covered))
         return f"ReduceSum {node!r} over axes {axes or 'all'} ({what})"
-    if not int(attrs.get("keepdims", 1)):
-        return f"ReduceSum {node!r} over axes {axes} with keepdims 0 (its sums do not line up with the maps)"
+    kept = int(attrs.get("keepdims", 1))
+    if unsqueeze is None:
+        if not kept:
+            return f"ReduceSum {node!r} over axes {axes} with keepdims 0 (its sums do not line up with the maps)"
+        return None
+    _, unode, *_ = unsqueeze
+    if kept:
+        return f"ReduceSum {node!r} over axes {axes} with keepdims 1, then Unsqueeze {unode!r} (more axes than maps)"
+    back = _axes(unsqueeze, opset, constants)
+    if isinstance(back, str):
+        return f"ReduceSum {node!r} over axes {axes} with keepdims 0, then {back}"
+    if len(back) != 2 or tuple(sorted({a % 4 for a in back})) != (2, 3):
+        return (
+            f"ReduceSum {node!r} over axes {axes} with keepdims 0, then Unsqueeze {unode!r} at axes {back}, not the "
+            "summed ones (its sums do not line up with the maps)"
+        )
     return None
 
 
