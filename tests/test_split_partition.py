@@ -365,6 +365,14 @@ def test_heatmaps_not_normalized_follows_the_values_to_their_op(graph, why):
     assert heatmaps_not_normalized("h", graph) == why
 
 
+# h = Reshape(Softmax(f), k): f = Reshape(m, flat), m the (1, 16, 4, 4) maps a Reshape by constant m made
+_FLAT = {
+    "h": ("Reshape", "r", ["sm", "k"], {}),
+    "f": ("Reshape", "r0", ["l", "flat"], {}),
+    "l": ("Reshape", "rl", ["c", "m"], {}),
+}
+
+
 @pytest.mark.parametrize(
     ("graph", "opset", "why"),
     [  # a Softmax straight on the (N, J, H, W) maps: only over H and W together is each map normalized
@@ -383,14 +391,68 @@ def test_heatmaps_not_normalized_follows_the_values_to_their_op(graph, why):
             11,
             None,
         ),
-        # after a reshape the softmax's axes are not known: a flat softmax over H * W, as the soft-argmax's
+        # after a reshape of shapes not known here: taken as a flat softmax over H * W, as the soft-argmax's
         ({"h": ("Reshape", "r", ["sm", "k"], {}), "sm": ("Softmax", "s", ["f"], {"axis": 1})}, 17, None),
+        # with the shapes known (constants: (1, 16, 16) and (1, 16, 4, 4)), what the axis covers of the maps
+        ({**_FLAT, "sm": ("Softmax", "s", ["f"], {"axis": -1})}, 17, None),
+        (
+            {**_FLAT, "sm": ("Softmax", "s", ["f"], {"axis": 1})},
+            17,
+            "axis 1 of its input reshaped to 3 dimensions (the joints)",
+        ),
+        (
+            {**_FLAT, "sm": ("Softmax", "s", ["f"], {"axis": 0})},
+            17,
+            "reshaped to 3 dimensions (the batch), not over each",
+        ),
+        (
+            {**_FLAT, "sm": ("Softmax", "s", ["f"], {})},
+            11,
+            "reshaped to 3 dimensions (all the maps of an image together)",
+        ),
+        (
+            {**_FLAT, "sm": ("Softmax", "s", ["f"], {"axis": 0})},
+            11,
+            "reshaped to 3 dimensions (all the maps of an image together)",
+        ),
+        ({**_FLAT, "sm": ("Softmax", "s", ["f"], {"axis": 2})}, 12, None),
+        (
+            {**_FLAT, "f": ("Reshape", "r0", ["l", "rows"], {}), "sm": ("Softmax", "s", ["f"], {})},
+            17,
+            "(each map's rows)",
+        ),
+        ({**_FLAT, "f": ("Reshape", "r0", ["l", "rows"], {}), "sm": ("Softmax", "s", ["f"], {"axis": 2})}, 11, None),
+        # a -1 is what the other sizes leave; a 0 is the input's size there
+        (
+            {**_FLAT, "f": ("Reshape", "r0", ["l", "free"], {}), "sm": ("Softmax", "s", ["f"], {"axis": 1})},
+            17,
+            "joints",
+        ),
+        ({**_FLAT, "f": ("Reshape", "r0", ["l", "free"], {}), "sm": ("Softmax", "s", ["f"], {"axis": 2})}, 17, None),
+        # through a Transpose the values are in another order: not known here
+        (
+            {
+                **_FLAT,
+                "h": ("Transpose", "t", ["h2"], {}),
+                "h2": ("Reshape", "r", ["sm", "k"], {}),
+                "sm": ("Softmax", "s", ["f"], {"axis": 1}),
+            },
+            17,
+            None,
+        ),
     ],
 )
 def test_a_softmax_on_the_maps_themselves_must_normalize_each_map(graph, opset, why):
     from dpupose.split.plan import heatmaps_not_normalized
 
-    got, _ = heatmaps_not_normalized("h", graph, opset=opset)
+    constants = {
+        "flat": np.array([1, 16, 16], np.int64),
+        "rows": np.array([1, 16, 4, 4], np.int64),
+        "free": np.array([1, 16, -1], np.int64),
+        "k": np.array([1, 16, 4, 4], np.int64),
+        "m": np.array([1, 16, 4, 4], np.int64),
+    }
+    got, _ = heatmaps_not_normalized("h", graph, opset=opset, constants=constants)
     assert got == why if why is None else why in got
 
 
@@ -735,6 +797,89 @@ def test_a_sum_unsqueezed_at_other_axes_is_not_each_maps_own(tmp_path, opset, ba
     assert heatmaps_problem(plan) == why
     with pytest.raises(UsageError, match=re.escape(f"heatmaps are {why}: use --decode dsnt")):
         check_decode(plan, "local")
+
+
+def _reshaped_softmax_model(tmp_path, axis: int, opset: int, computed: bool) -> Path:
+    """build("none"): heatmaps = Reshape(Softmax(Reshape(logits, (1, 16, 16)), axis), (1, 16, 4, 4)), the
+    Softmax at `axis` and `opset`; `computed`: both shapes made from Shape(logits) as torch exports a
+    reshape by the input's sizes (Gather, Mul, Unsqueeze, Concat), the model's own flat softmax."""
+    model = build("none")
+    model.opset_import[0].version = opset
+    nodes = list(model.graph.node)
+    (softmax,) = [n for n in nodes if n.name == "head/softmax"]
+    softmax.attribute[0].CopyFrom(onnx.helper.make_attribute("axis", axis))
+    if computed:
+        make = onnx.helper.make_node
+        added = [make("Shape", ["logits"], ["sizes"], name="head/shape")]
+        for k in range(4):
+            added.append(
+                make("Constant", [], [f"at{k}"], name=f"head/at{k}", value=onnx.helper.make_tensor("v", 7, [], [k]))
+            )
+            added.append(make("Gather", ["sizes", f"at{k}"], [f"size{k}"], name=f"head/size{k}", axis=0))
+        added.append(make("Mul", ["size2", "size3"], ["size4"], name="head/hw"))
+        for k in range(5):
+            if opset < 13:
+                added.append(make("Unsqueeze", [f"size{k}"], [f"dim{k}"], name=f"head/dim{k}", axes=[0]))
+            else:
+                model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0], np.int64), f"zero{k}"))
+                added.append(make("Unsqueeze", [f"size{k}", f"zero{k}"], [f"dim{k}"], name=f"head/dim{k}"))
+        added.append(make("Concat", ["dim0", "dim1", "dim4"], ["flat_dyn"], name="head/flat_shape", axis=0))
+        added.append(make("Concat", ["dim0", "dim1", "dim2", "dim3"], ["map_dyn"], name="head/map_shape", axis=0))
+        (flatten,) = [n for n in nodes if n.name == "head/flatten"]
+        (back,) = [n for n in nodes if n.name == "head/heatmaps"]
+        flatten.input[1], back.input[1] = "flat_dyn", "map_dyn"
+        at = nodes.index(flatten)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes[:at] + added + nodes[at:])
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
+@pytest.mark.parametrize(
+    ("opset", "axis", "computed", "why"),
+    [
+        (17, -1, False, None),  # over H * W: the soft-argmax's flat softmax
+        (17, -1, True, None),
+        (17, 2, True, None),
+        (11, -1, True, None),  # before opset 13 the axes from `axis` on: the last one alone here
+        (11, 2, False, None),
+        (17, 1, False, "over axis 1 of its input reshaped to 3 dimensions (the joints)"),
+        (17, 1, True, "over axis 1 of its input reshaped to 3 dimensions (the joints)"),
+        (11, 1, True, "over axis 1 of its input reshaped to 3 dimensions (all the maps of an image together)"),
+        (11, 1, False, "over axis 1 of its input reshaped to 3 dimensions (all the maps of an image together)"),
+    ],
+)
+def test_a_softmax_between_reshapes_must_be_over_each_maps_h_times_w(tmp_path, opset, axis, computed, why):
+    """Reshape to (N, J, H * W), Softmax, Reshape back: over each map only when the softmax's groups are the
+    H * W values of each map, read from the reshapes' shapes (constants, or computed from Shape(logits) as
+    torch exports them) with the Softmax's semantics at the opset. The split and run agree: no warning and a
+    confidence, or the same reason in both; the maps sum to 1 each exactly when the check says so."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+    from dpupose.runtime.frames import Frame
+
+    result = split_model(SplitOptions(_reshaped_softmax_model(tmp_path, axis, opset, computed), CONFIG, tmp_path / "p"))
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
+    sums = ex.infer(image)["heatmaps"][0].sum(axis=(1, 2))
+    warned = [w.split(": the keypoint")[0] for w in result.warnings if "heatmaps" in w]
+    if why is None:
+        assert warned == [] and heatmaps_problem(result.plan) is None
+        check_decode(result.plan, "local", 0.5)
+        np.testing.assert_allclose(sums, 1, atol=1e-5)
+        assert np.isfinite(ex.process(Frame(0, image, "x")).confidence).all()
+    else:
+        assert warned == [
+            f"the heatmaps output 'heatmaps' is the output of Softmax 'head/softmax' {why}, not over each map"
+        ]
+        assert heatmaps_problem(result.plan) == f"the output of Softmax 'head/softmax' in cpu0 {why}, not over each map"
+        with pytest.raises(
+            UsageError, match=re.escape(f"heatmaps are the output of Softmax 'head/softmax' in cpu0 {why}")
+        ):
+            check_decode(result.plan, "local")
+        assert not np.allclose(sums, 1, atol=1e-3)
+        assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
 
 
 def test_heatmaps_that_are_a_softmax_over_the_joints_give_no_confidence(tmp_path):

@@ -382,8 +382,10 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
 
         from dpupose.dpu.ops import model_opset
 
-        # the attributes the walk reads: a Softmax's axis, a ReduceSum's axes (before opset 13) and flags
-        read = ("axis", "axes", "keepdims", "noop_with_empty_axes")
+        # the attributes the walk reads: a Softmax's axis, a ReduceSum's or an Unsqueeze's axes (before opset
+        # 13) and flags, and to know a reshape's shape, a Reshape's allowzero, a Shape's start and end, a
+        # Flatten's, a Gather's or a Concat's axis
+        read = ("axis", "axes", "keepdims", "noop_with_empty_axes", "allowzero", "start", "end")
         producer = {
             o: (
                 n.op_type,

@@ -415,22 +415,29 @@ def heatmaps_not_normalized(
     not kept (keepdims 0) and given back by an Unsqueeze at exactly those axes, so that each map is divided
     by its own sum: before opset 13 the axes of both are their attribute, from opset 13 their second input,
     a constant looked up in `constants` (tensor -> value: initializers, Constant nodes), and no axes sum
-    everything. After a reshape the axes of either are not known here, and it is taken as the
-    maps' (a flat softmax over H * W, as the soft-argmax's)."""
+    everything. A Softmax after a reshape only when its groups are each map's H * W values, read from the
+    reshapes' shapes (_reshaped_softmax); where those are not known here, and for a Div by a ReduceSum after
+    a reshape, it is taken as the maps' (a flat softmax over H * W, as the soft-argmax's)."""
     seen = set()
-    reshaped = False
+    reshaped = transposed = False
+    top = name
     while name in producer and name not in seen:
         seen.add(name)
         op, node, inputs, *rest = producer[name]
         if op in SAME_VALUES and inputs:
             reshaped = reshaped or op in RESHAPING
+            transposed = transposed or op == "Transpose"
             name = inputs[0]
             continue
         if op == "Softmax":
-            if reshaped:
-                return None, None
             newer = opset == 0 or opset >= 13
             axis = int(dict(rest[0] if rest else {}).get("axis", -1 if newer else 1))
+            if reshaped:  # through a Transpose the order of the values is not the maps': not known here
+                shapes = _Shapes(producer, constants or {})
+                why = None if transposed else _reshaped_softmax(top, inputs[0] if inputs else "", axis, newer, shapes)
+                if why is None:
+                    return None, None
+                return f"the output of Softmax {node!r}{where} {why}, not over each map", None
             if not newer and axis in (2, -2):
                 return None, None
             if newer:  # one axis
@@ -450,6 +457,176 @@ def heatmaps_not_normalized(
             return f"the output of Div {node!r}{where} by {why}, not over each map", None
         return f"the output of {op} {node!r}{where}, not of a softmax", None
     return None, name
+
+
+# A dimension's size as a coefficient times a product of symbols, (tensor, axis): the sizes the graph reads
+# with Shape ops, each taken as any size (what is over each map must be so whatever they are).
+Dim = tuple[int, tuple[tuple[str, int], ...]]
+ONE: Dim = (1, ())
+# Ops whose output has their first input's shape.
+SAME_SHAPE = ("Identity", "Cast", "QuantizeLinear", "DequantizeLinear", "Softmax")
+
+
+def _times(a: Dim, b: Dim) -> Dim:
+    return a[0] * b[0], tuple(sorted(a[1] + b[1]))
+
+
+def _product(dims: Sequence[Dim]) -> Dim:
+    out = ONE
+    for d in dims:
+        out = _times(out, d)
+    return out
+
+
+def _same(a: Dim, b: Dim) -> bool | None:
+    """Whether two sizes are equal: True or False when the graph says, None when one is a number and the other
+    a product of sizes read with Shape ops (equal only for some inputs)."""
+    if a == b:
+        return True
+    if bool(a[1]) != bool(b[1]):
+        return None
+    return False
+
+
+class _Shapes:
+    """The shapes of a graph's tensors, as far as Reshape and Flatten and their shape inputs (constants, or
+    Shape, Gather, Concat, Unsqueeze, Squeeze, Cast and Mul of them) say; None where they do not."""
+
+    def __init__(self, producer: Mapping[str, tuple], constants: Mapping[str, object]) -> None:
+        self.producer = producer
+        self.constants = constants
+        self.busy: set[str] = set()
+
+    def _entry(self, t: str) -> tuple[str, Sequence[str], dict]:
+        op, _, inputs, *rest = self.producer.get(t, ("", "", []))
+        return op, inputs, dict(rest[0] if rest else {})
+
+    def root(self, t: str) -> str:
+        """`t`, looked back through ops that keep its shape: the tensor whose sizes the symbols name."""
+        seen = set()
+        while t not in seen and self._entry(t)[0] in SAME_SHAPE and self._entry(t)[1]:
+            seen.add(t)
+            t = self._entry(t)[1][0]
+        return t
+
+    def dim(self, t: str, i: int) -> Dim | None:
+        dims = self.dims(t)
+        if dims is not None:
+            return dims[i] if -len(dims) <= i < len(dims) else None
+        return (1, ((self.root(t), i),)) if i >= 0 else None
+
+    def dims(self, t: str) -> list[Dim] | None:
+        if t in self.busy:  # a cycle
+            return None
+        self.busy.add(t)
+        try:
+            return self._dims(t)
+        finally:
+            self.busy.discard(t)
+
+    def _dims(self, t: str) -> list[Dim] | None:
+        op, inputs, attrs = self._entry(t)
+        if op in SAME_SHAPE and inputs:
+            return self.dims(inputs[0])
+        if op == "Flatten" and inputs:
+            dims = self.dims(inputs[0])
+            axis = int(attrs.get("axis", 1))
+            if dims is None or not -len(dims) <= axis <= len(dims):
+                return None
+            axis += len(dims) if axis < 0 else 0
+            return [_product(dims[:axis]), _product(dims[axis:])]
+        if op != "Reshape" or len(inputs) < 2:
+            return None
+        shape = self.values(inputs[1])
+        if shape is None:
+            return None
+        out: list[Dim | None] = []
+        for i, v in enumerate(shape):
+            if v == (0, ()) and not int(attrs.get("allowzero", 0)):
+                v = self.dim(inputs[0], i)  # 0: the input's size there
+                if v is None:
+                    return None
+            out.append(None if v == (-1, ()) else v)
+        if None in out:  # -1: what the others leave of the input's size
+            if out.count(None) > 1 or (given := self.dims(inputs[0])) is None:
+                return None
+            total, rest = _product(given), _product([d for d in out if d is not None])
+            left = list(total[1])
+            for sym in rest[1]:
+                if sym not in left:
+                    return None
+                left.remove(sym)
+            if rest[0] == 0 or total[0] % rest[0]:
+                return None
+            out[out.index(None)] = (total[0] // rest[0], tuple(left))
+        return out  # type: ignore[return-value]
+
+    def values(self, t: str) -> list[Dim] | None:
+        """The values of a 1-D (or scalar) integer tensor, a shape: each a Dim."""
+        value = self.constants.get(t)
+        if value is not None:
+            return [(int(v), ()) for v in _flat_ints(value)]
+        op, inputs, attrs = self._entry(t)
+        if op in ("Cast", "Identity", "Unsqueeze", "Squeeze") and inputs:
+            return self.values(inputs[0])  # of a scalar or a 1-D shape: the same values
+        if op == "Concat" and int(attrs.get("axis", 0)) in (0, -1):
+            parts = [self.values(i) for i in inputs]
+            return None if any(p is None for p in parts) else [d for p in parts for d in p]  # type: ignore[union-attr]
+        if op == "Mul" and len(inputs) == 2:
+            a, b = self.values(inputs[0]), self.values(inputs[1])
+            if a is None or b is None or len(a) != len(b):
+                return None
+            return [_times(x, y) for x, y in zip(a, b)]
+        if op == "Shape" and inputs:
+            dims = self.dims(inputs[0])
+            if dims is None:
+                return None
+            return dims[int(attrs.get("start", 0)) : int(attrs["end"]) if "end" in attrs else None]
+        if op == "Gather" and len(inputs) == 2 and int(attrs.get("axis", 0)) == 0:
+            index = self.constants.get(inputs[1])
+            if index is None:
+                return None
+            picks = [int(i) for i in _flat_ints(index)]
+            data_op, data_inputs, data_attrs = self._entry(inputs[0])
+            if data_op == "Shape" and data_inputs and self.dims(data_inputs[0]) is None:
+                start = int(data_attrs.get("start", 0))  # a shape of a tensor of sizes not known here
+                if start < 0 or "end" in data_attrs or any(i < 0 for i in picks):
+                    return None
+                return [(1, ((self.root(data_inputs[0]), start + i),)) for i in picks]
+            data = self.values(inputs[0])
+            if data is None or not all(-len(data) <= i < len(data) for i in picks):
+                return None
+            return [data[i] for i in picks]
+        return None
+
+
+def _reshaped_softmax(top: str, softmax_input: str, axis: int, newer: bool, shapes: _Shapes) -> str | None:
+    """Why a Softmax on `softmax_input`, reshaped (no Transpose) into the heatmaps `top`, does not normalize
+    each map, or None when it does or when the shapes are not known here. With nothing but reshapes between,
+    both hold the values in the same order, so it normalizes each map when its groups are each map's H * W
+    values: from opset 13 (`newer`) the sizes before `axis` multiply to N * J, `axis` is of size H * W and
+    the sizes after it are 1; before opset 13 the sizes before `axis` multiply to N * J (the rest, flattened,
+    being H * W)."""
+    dims, maps = shapes.dims(softmax_input), shapes.dims(top)
+    if dims is None or maps is None or len(maps) != 4 or not -len(dims) <= axis < len(dims):
+        return None
+    a = axis % len(dims)
+    before = _product(dims[:a])
+    over, after = (dims[a], _product(dims[a + 1 :])) if newer else (_product(dims[a:]), ONE)
+    n, j, h, w = maps
+    nj, hw = _times(n, j), _times(h, w)
+    if False not in (_same(before, nj), _same(over, hw), _same(after, ONE)):  # each map's H * W values
+        return None  # (or not known to be otherwise)
+    named = [  # (before, over, after): with N = 1 the image's maps are the batch's
+        (ONE, n, _times(j, hw), "the batch"),
+        (n, j, hw, "the joints"),
+        (n, _times(j, hw), ONE, "all the maps of an image together"),
+        (ONE, _product(maps), ONE, "the whole batch"),
+        (_times(nj, h), w, ONE, "each map's rows"),
+        (nj, h, w, "each map's columns"),
+    ]
+    what = next((v for b, o, r, v in named if _same(before, b) and _same(over, o) and _same(after, r)), "")
+    return f"over axis {axis} of its input reshaped to {len(dims)} dimensions ({what or 'other values than a map'})"
 
 
 def _passed_on(name: str, producer: Mapping[str, tuple]) -> str:
