@@ -311,6 +311,32 @@ def image_twice_model(path: Path, second_fp: int | None = None, seed: int = 0) -
     return path
 
 
+def two_readers_model(path: Path, seed: int = 0) -> Path:
+    """image -> conv1 + ReLU -> conv3 (8 -> J, stride 2) -Q/DQ-> logits on the DPU, the heatmaps output itself;
+    a Sigmoid of the logits on the CPU -Q/DQ-> gate, conv4 (J -> J) of it on the DPU -Q/DQ-> g4, and a Sub of
+    the logits and g4 on the CPU, whose flat softmax gives the coords (DSNT): the logits, a plan output made on
+    the DPU, are read by two CPU subgraphs, cpu0 (the sigmoid) and cpu1 (the Sub and the head)."""
+    rng = np.random.default_rng(seed)
+    b = Builder()
+    c1 = b.stem(rng)
+    logits = b.qdq(b.conv(c1, "conv3", 8, J, 2, rng), FP["logits"], "logits")
+    b.node("Sigmoid", [logits], "gate_float", name="gate/sigmoid")
+    gate = b.qdq("gate_float", 7, "gate")
+    w = b.param("conv4.weight", rng.integers(-40, 41, (J, J, 3, 3)).astype(np.int8), 7)
+    bias = b.param("conv4.bias", rng.integers(-20, 21, (J,)).astype(np.int8), 6)
+    b.node("Conv", [gate, w, bias], "conv4_float", name="conv4", kernel_shape=[3, 3], pads=[1] * 4)
+    g4 = b.qdq("conv4_float", FP["logits"], "g4")
+    b.node("Sub", [logits, g4], "diff", name="head/sub")
+    b.head("diff")
+    model = b.model("qdq_two_readers", H)
+    model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
+    next(o for o in model.graph.output if o.name == "heatmaps").name = "logits"
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def save(middle: str, path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build(middle, seed), str(path))

@@ -31,6 +31,7 @@ from split_models import (
     qoperator_model,
     read_heatmaps_model,
     save,
+    two_readers_model,
     two_scales_model,
 )
 
@@ -1401,11 +1402,19 @@ BOUNDARY_CASES = {
     # c2 is a model output dpu0 makes, int8, but no plan output (coords, heatmaps): never converted; the logits
     # are converted for the head
     "a model output other than the plan's made on the dpu": (lambda p: (extra_output_model(p), None), "dc", 256 * 8),
-    # c1 is read by cpu0 (the sigmoid) and cpu1 (the add, forced): converted for each; mid_float back to int8
+    # c1 is read by cpu0 (the sigmoid) and cpu1 (the add, forced): converted once, for cpu0, whose float copy
+    # cpu1 takes; mid_float back to int8, c2 to cpu1
     "two cpu subgraphs read one dpu output": (
         lambda p: (save("skip", p), "skip/add"),
         "dcdc",
-        512 * 8 * 2 + 512 * 10 + 512 * 8,
+        512 * 8 + 512 * 10 + 512 * 8,
+    ),
+    # the logits, the heatmaps output, are read by cpu0 (the sigmoid) and cpu1 (the sub): converted once, that
+    # copy also the caller's; gate_float back to int8, g4 to cpu1
+    "two cpu subgraphs read one plan output made on the dpu": (
+        lambda p: (two_readers_model(p), None),
+        "dcdc",
+        256 * 8 + 256 * 10 + 256 * 8,
     ),
     # dpu0 (conv1) and dpu1 (the add) read the image at one fix point: pre-processing's int8 tensor serves both;
     # c1 to the sigmoid, mid back to int8, the logits to the head
@@ -1425,10 +1434,10 @@ BOUNDARY_CASES = {
 
 @pytest.mark.parametrize("case", list(BOUNDARY_CASES))
 def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_path, monkeypatch, case):
-    """split's prediction and the plan files' count every conversion the executor makes on a frame: each reader
-    converts its own copy of a DPU output, the caller gets a plan output made on the DPU converted for it unless
-    a CPU subgraph took it as float, and an image only DPU subgraphs read, at one fix point, is made int8 by
-    pre-processing (input_lut)."""
+    """split's prediction and the plan files' count every conversion the executor makes on a frame: a DPU output
+    is converted once for all the CPU subgraphs that read it, the caller gets a plan output made on the DPU
+    converted for it unless a CPU subgraph took it as float, each DPU reader quantizes its own copy of a float
+    tensor, and an image only DPU subgraphs read, at one fix point, is made int8 by pre-processing (input_lut)."""
     import dpupose.runtime.executor as executor
     from dpupose.split.a53 import A53Model
     from dpupose.split.cost import predict_plan
@@ -1441,8 +1450,11 @@ def test_both_predictions_count_the_boundary_conversions_the_executor_makes(tmp_
     result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan", cpu_from=cpu_from), a53=a53)
     plan = load_plan(result.folder)
     assert _devices(plan) == [{"d": "dpu", "c": "cpu"}[k] for k in devices]
-    if case.startswith("two"):
+    if case == "two cpu subgraphs read one dpu output":
         assert [[t.name for t in sg.inputs] for sg in plan.subgraphs[1::2]] == [["c1"], ["c1", "c2"]]
+    elif case.startswith("two"):
+        assert plan.outputs.heatmaps == "logits" in [t.name for t in plan.subgraphs[0].outputs]
+        assert [sorted(t.name for t in sg.inputs) for sg in plan.subgraphs[1::2]] == [["logits"], ["g4", "logits"]]
     elif case.startswith("a model output"):
         (c2,) = [t for t in plan.subgraphs[0].outputs if t.name == "c2"]
         assert c2.dtype == "int8" and c2.shape == (1, 8, 8, 8)
@@ -1512,6 +1524,66 @@ def test_a_plan_output_a_cpu_subgraph_reads_is_converted_once_and_handed_out_unc
     res = ex.process(Frame(0, frame, "x"))
     np.testing.assert_array_equal(res.coords, out["coords"].reshape(-1, 2))
     assert np.isnan(res.confidence).all()  # the heatmaps are a conv's logits: no confidence
+
+
+def test_a_dpu_output_two_cpu_subgraphs_read_is_converted_once_and_shared_read_only(tmp_path, monkeypatch):
+    """two_readers_model's logits, int8 out of dpu0, are read by cpu0 and cpu1 and are the heatmaps output: the
+    executor dequantizes them once on a frame, both runners get that one float array, read-only (a runner
+    writing into its input would change what the other reads), and the caller gets it too; the values are
+    int8 * 2**-fix_point in NCHW, and the frame's results are those of each runner given its own copy."""
+    import dpupose.runtime.executor as executor
+    from dpupose.runtime.frames import Frame
+
+    result = split_model(SplitOptions(two_readers_model(tmp_path / "m.onnx"), CONFIG, tmp_path / "plan"))
+    plan = load_plan(result.folder)
+    assert _devices(plan) == ["dpu", "cpu", "dpu", "cpu"] and plan.outputs.heatmaps == "logits"
+    to_float: list[str] = []
+    convert = executor.convert
+
+    def counted(x, src, dst):
+        if src.dtype == "int8" and dst.dtype != "int8":
+            to_float.append(src.name)
+        return convert(x, src, dst)
+
+    taken: dict[str, list[np.ndarray]] = {}
+
+    class Recording:
+        def __init__(self, runner):
+            self.runner, self.inputs, self.outputs = runner, runner.inputs, runner.outputs
+
+        def run(self, feeds):
+            for k, v in feeds.items():
+                taken.setdefault(k, []).append(v)
+            return self.runner.run(feeds)
+
+        def close(self):
+            self.runner.close()
+
+    monkeypatch.setattr(executor, "convert", counted)
+    runners = RunnerFactory(plan, "emulate").create_all()
+    ex = SplitExecutor(plan, {k: Recording(r) if k.startswith("cpu") else r for k, r in runners.items()})
+    frame = np.random.default_rng(2).integers(0, 256, (plan.input_size, plan.input_size, 3), np.uint8)
+    _, env = ex.start(frame)
+    for i in range(len(plan.subgraphs)):
+        ex.run_subgraph(i, env)
+    out = ex.outputs(env)
+    assert sorted(to_float) == ["g4", "logits"]
+    first, second = taken["logits"]
+    assert first is second is out["heatmaps"]
+    assert not first.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0, 0, 0] = 1.0
+    q, info = env["logits"]
+    expected = (q.astype(np.float64) * 2.0**-info.fix_point).transpose(0, 3, 1, 2).astype(np.float32)
+    np.testing.assert_array_equal(out["heatmaps"], expected)
+    # cpu1 (the Sub and the head) given its own copies of the logits and g4 gives the same coords
+    (g4,) = taken["g4"]
+    own = runners["cpu1"].run({"logits": expected.copy(), "g4": g4.copy()})
+    np.testing.assert_array_equal(out["coords"], own["coords"])
+    # the frame path (the decode and the confidence read the shared heatmaps) gives the same coords
+    res = ex.process(Frame(0, frame, "x"))
+    np.testing.assert_array_equal(res.coords, out["coords"].reshape(-1, 2))
+    assert np.isnan(res.confidence).all()  # a conv's logits: no confidence
 
 
 def test_predictions_of_a_plan_cost_its_cpu_subgraphs_at_the_int8_rate_when_asked(tmp_path):

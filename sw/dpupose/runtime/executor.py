@@ -5,13 +5,15 @@ emulator or ONNX Runtime for everything):
 - float -> int8 entering a DPU runner: NCHW -> NHWC, then round(x * 2**fix_point) half up, saturated to
   [-128, 127] (dpupose.runtime.base.quantize_to_int8, the DPU's input rounding); the image itself, when
   only DPU runners take it, is made int8 by pre-processing directly (input_lut: the same values);
-- int8 -> float leaving it: int8 * 2**-fix_point, NHWC -> NCHW;
+- int8 -> float leaving it: int8 * 2**-fix_point, NHWC -> NCHW, once per frame: every CPU runner that reads
+  the tensor in that form gets the one float copy, made read-only (a runner or caller that wrote into it
+  would change what the others read);
 - int8 -> int8 between DPU runners: passed as it is when the fix points agree, requantized (the same
   rounding, exact) when they differ;
 - the plan's outputs: float32 NCHW whichever runner produced them (a DPU runner's int8 NHWC heatmaps, a
   conv's output on the DPU, dequantized and transposed as leaving it). One that a CPU runner has already
-  taken as float32 NCHW is handed out as that same copy, not converted again (the same values: both are
-  int8 * 2**-fix_point in NCHW).
+  taken as float32 NCHW is handed out as that same read-only copy, not converted again (the same values: both
+  are int8 * 2**-fix_point in NCHW).
 
 Post-processing: the coordinates (normalized in the S x S letterboxed input: the plan's DSNT output, or
 with decode="local" the mean within a window around each heatmap's maximum, dpupose.eval.dsnt_np) -> input pixels
@@ -42,8 +44,9 @@ from dpupose.split.plan import RESPLIT, SOFTMAX_EXPORT, BoundaryTensor, Plan, he
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 CONFIDENCE_WINDOW = 1  # heatmap pixels each side of the mode: a 3 x 3 window
 
-# tensor name -> (array, how the array is stored); (name, "float32") -> the float32 NCHW copy of a plan output
-# made on the DPU, kept where a CPU runner took it so (SplitExecutor.outputs hands it out)
+# tensor name -> (array, how the array is stored); (name, "float") -> the read-only float copy of an int8 tensor
+# made for the first CPU runner that took it, shared by every runner that takes it in that form (and handed out
+# by SplitExecutor.outputs when it is float32 NCHW)
 Env = dict[str | tuple[str, str], tuple[np.ndarray, TensorInfo]]
 
 
@@ -87,6 +90,26 @@ def _float_nchw_info(x: np.ndarray, info: TensorInfo) -> TensorInfo:
 
 def as_float_nchw(x: np.ndarray, info: TensorInfo) -> np.ndarray:
     return convert(x, info, _float_nchw_info(x, info))
+
+
+def _same_float(x: np.ndarray, a: TensorInfo, b: TensorInfo) -> bool:
+    """Whether converting int8 `x` to `a` and to `b` gives the same array (the layout matters for 4-D only)."""
+    return a.dtype == b.dtype and (x.ndim != 4 or a.layout == b.layout)
+
+
+def _dequantized_once(env: Env, x: np.ndarray, stored: TensorInfo, info: TensorInfo) -> np.ndarray:
+    """int8 `x` as runner input `info` wants it as float: the frame's one float copy of it when one is in that
+    form (made read-only, since every reader and the caller share it), else converted here (and kept as the
+    frame's copy when it is the first)."""
+    key = (info.name, "float")
+    copy = env.get(key)
+    if copy is not None and _same_float(x, copy[1], info):
+        return copy[0]
+    y = convert(x, stored, info)
+    if copy is None:
+        y.flags.writeable = False
+        env[key] = (y, TensorInfo(info.name, tuple(y.shape), info.dtype, None, info.layout))
+    return y
 
 
 @dataclass
@@ -288,25 +311,27 @@ class SplitExecutor:
         feeds = {}
         for info in runner.inputs:
             x, stored = env[info.name]
-            feeds[info.name] = convert(x, stored, info)
-            if info.name in self._finals and stored.dtype == "int8" and info.dtype == "float32":
-                # a plan output made on the DPU, taken as float: kept for the caller when in its form
-                target = _float_nchw_info(x, stored)
-                if x.ndim != 4 or info.layout == target.layout:
-                    env.setdefault((info.name, "float32"), (feeds[info.name], target))
+            if stored.dtype == "int8" and info.dtype != "int8":
+                feeds[info.name] = _dequantized_once(env, x, stored, info)
+            else:
+                feeds[info.name] = convert(x, stored, info)
         results = runner.run(feeds)
         for info in runner.outputs:
             env[info.name] = (results[info.name], info)
         for name in self._drop_after[index]:
             env.pop(name, None)
+            env.pop((name, "float"), None)
 
     def outputs(self, env: Env) -> dict[str, np.ndarray]:
         """The final tensors as float: {"coords": (1, 16, 2), "heatmaps": (1, 16, H, W) or absent}; a float copy a
-        CPU runner already took is handed out as it is (module docstring)."""
+        CPU runner already took is handed out as it is, read-only (module docstring)."""
 
         def final(name: str) -> np.ndarray:
-            copy = env.get((name, "float32"))
-            return copy[0] if copy is not None else as_float_nchw(*env[name])
+            x, stored = env[name]
+            copy = env.get((name, "float"))
+            if copy is not None and _same_float(x, copy[1], _float_nchw_info(x, stored)):
+                return copy[0]
+            return as_float_nchw(x, stored)
 
         out = {"coords": final(self.plan.outputs.coords)}
         if self.plan.outputs.heatmaps is not None:

@@ -6,9 +6,10 @@
   DDR transfer of every boundary tensor between the DPU and the CPU (including the image entering the
   first DPU subgraph) and the CPU's share of each DPU job. The conversions are counted as the split
   executor (dpupose.runtime.executor) makes them: a float tensor once for every DPU subgraph that reads
-  it, and a DPU subgraph's output once for every CPU subgraph that reads it; one of the plan's outputs
-  (coords, heatmaps), which the caller gets as float, once for the caller when no CPU subgraph reads it
-  (else the caller gets the float copy a CPU subgraph took). The image is the exception: when
+  it, and a DPU subgraph's output once when any CPU subgraph reads it (the executor converts it for the
+  first and shares that float copy with the others); one of the plan's outputs (coords, heatmaps), which
+  the caller gets as float, once for the caller when no CPU subgraph reads it (else the caller gets the
+  float copy the CPU subgraphs took). The image is the exception: when
   only DPU subgraphs read it, at one fix point, pre-processing makes their int8 tensor directly (the
   executor's input_lut, a table look-up in place of normalizing), so it costs no conversion here, being
   part of the pre-processing these figures leave out (below).
@@ -117,9 +118,10 @@ def int8_image(g: QdqGraph, groups: list[Group]) -> str | None:
 
 def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
     """CPU time of converting and moving every tensor that crosses between the DPU and the CPU, counted as the
-    executor converts them (module docstring): each reader converts its own copy, a plan output made on the
-    DPU that no CPU subgraph reads is converted for the caller, and an image only DPU subgraphs read, at one
-    fix point, is made int8 by pre-processing."""
+    executor converts them (module docstring): each DPU reader quantizes its own copy of a float tensor, a DPU
+    output that CPU subgraphs read is converted once for them all, a plan output made on the DPU that no CPU
+    subgraph reads is converted for the caller, and an image only DPU subgraphs read, at one fix point, is
+    made int8 by pre-processing."""
     finals = plan_outputs(g)
     made_int8 = int8_image(g, groups)
     total = 0.0
@@ -129,10 +131,10 @@ def boundary_s(g: QdqGraph, groups: list[Group], a53: A53Model) -> float:
         for t in grp.inputs:
             if t not in grp.requant_inputs and t != made_int8:  # float from the CPU (or the image) -> int8
                 total += a53.boundary_s(math.prod(g.shapes[t]), to_float=False)
-        for t in grp.outputs:
-            readers = sum(1 for other in groups if t in other.inputs and other.device != DPU)
-            for_caller = t in finals and not readers
-            total += (readers + for_caller) * a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
+        for t in grp.outputs:  # once for all the CPU subgraphs that read it, else for the caller or not at all
+            cpu_read = any(t in other.inputs for other in groups if other.device != DPU)
+            if cpu_read or t in finals:
+                total += a53.boundary_s(math.prod(g.shapes[t]), to_float=True)
     return total
 
 
@@ -199,6 +201,7 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
     per: dict[str, float] = {}
     dpu = cpu = edges = 0.0
     dpu_made: set[str] = set()
+    dequantized: set[str] = set()
     finals = {t for t in (plan.outputs.coords, plan.outputs.heatmaps) if t is not None}
     # the image, when pre-processing makes it int8 (module docstring): only DPU subgraphs read it, at one fix point
     image = [(sg.is_dpu, t.fix_point) for sg in plan.subgraphs for t in sg.inputs if t.name == plan.input.name]
@@ -222,8 +225,9 @@ def predict_plan(plan: Any, a53: A53Model, cpu_int8: bool = False) -> Prediction
             c = graph_counts(onnx.load(str(path)))
             ms = a53.compute_s(c["macs"], c["element_ops"], c["nodes"], cpu_int8) * 1e3
             cpu += ms
-            for t in sg.inputs:
-                if t.name in dpu_made:
+            for t in sg.inputs:  # a DPU output, converted for the first CPU subgraph that reads it only
+                if t.name in dpu_made and t.name not in dequantized:
+                    dequantized.add(t.name)
                     edges += a53.boundary_s(math.prod(t.shape), to_float=True) * 1e3
         per[sg.name] = ms
     return Prediction(dpu, cpu + edges, edges, per)
