@@ -905,3 +905,47 @@ def test_one_image_as_the_source_is_annotated_as_a_frame_not_a_video(
     assert main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(source), "--out", str(out)]) == 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["im2.jpg"]
     assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl", "frames"]
+
+
+@pytest.mark.parametrize("decode", ["dsnt", "local"])
+@pytest.mark.parametrize("sha", [False, True], ids=["no-sha256", "sha256"])
+def test_a_run_reads_each_plan_file_once(tmp_path: Path, images: Path, monkeypatch, decode: str, sha: bool) -> None:
+    """The heatmaps check (check_decode before the runners, SplitExecutor after) and the ONNX Runtime session of
+    the subgraph whose graph it reads share one read of its file: a run opens each subgraph file once, plus
+    once to check its sha256 on loading the plan where the plan records one (it used to read head.onnx three
+    more times with --decode local, once more without)."""
+    import builtins
+    import collections
+    import hashlib
+    import io
+
+    import onnxruntime as ort
+
+    folder = tmp_path / "plan"
+    tinyplan.write_split_plan(folder)
+    if sha:
+        data = json.loads((folder / PLAN_FILE).read_text())
+        for sg in data["subgraphs"]:
+            sg["sha256"] = hashlib.sha256((folder / sg["file"]).read_bytes()).hexdigest()
+        (folder / PLAN_FILE).write_text(json.dumps(data))
+    reads: collections.Counter[str] = collections.Counter()
+    real_open, session = io.open, ort.InferenceSession
+
+    def counted_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).parent == folder and "r" in mode:
+            reads[Path(file).name] += 1
+        return real_open(file, mode, *args, **kwargs)
+
+    class CountedSession(session):  # ONNX Runtime reads a file it is given by path itself
+        def __init__(self, model, *args, **kwargs) -> None:
+            if isinstance(model, (str, Path)) and Path(model).parent == folder:
+                reads[Path(model).name] += 1
+            super().__init__(model, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counted_open)
+    monkeypatch.setattr(builtins, "open", counted_open)
+    monkeypatch.setattr(ort, "InferenceSession", CountedSession)
+    argv = ["run", "--plan", str(folder), "--backend", "cpu", "--source", str(images), "--max-frames", "1"]
+    assert main([*argv, "--annotate", "none", "--out", str(tmp_path / "out"), "--decode", decode]) == 0
+    onnx_reads = {name: n for name, n in reads.items() if name.endswith(".onnx")}
+    assert onnx_reads == {name: 1 + sha for name in ("dpu0.onnx", "cpu0.onnx", "dpu1.onnx", "head.onnx")}

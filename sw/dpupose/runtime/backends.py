@@ -144,8 +144,8 @@ class RunnerFactory:
 
     def create(self, sg: Subgraph) -> Runner:
         path = self.plan.path(sg.file)
-        if not sg.is_dpu or self.backend == "cpu":
-            return OnnxRunner(path, self.threads)
+        if not sg.is_dpu or self.backend == "cpu":  # the file's bytes if the heatmaps check read them (check_decode)
+            return OnnxRunner(path, self.threads, model=self.plan.take_file(sg.file))
         if self.backend == "vart":
             from dpupose.runtime.vart_runner import VartRunner
 

@@ -206,7 +206,15 @@ def _check_interface(sg_name: str, file: str, side: str, plan_t: tuple[BoundaryT
 def heatmaps_problem(plan: Plan) -> str | None:
     """Why this plan's heatmaps output is not maps that each sum to 1 (a softmax's, what the confidence and
     local decoding read), decided from its subgraphs' graphs; None when it is, when the plan has no heatmaps,
-    or when a file cannot be read here (its runner says so)."""
+    or when a file cannot be read here (its runner says so). Worked out once per plan object (kept in
+    plan.cache), from files read with plan.read_file, whose bytes the runner of that subgraph then loads
+    (RunnerFactory.create): each file is read once."""
+    if "heatmaps_problem" not in plan.cache:
+        plan.cache["heatmaps_problem"] = _heatmaps_problem(plan)
+    return plan.cache["heatmaps_problem"]
+
+
+def _heatmaps_problem(plan: Plan) -> str | None:
     from dpupose.runtime.onnx_lite import load_model
 
     name = plan.outputs.heatmaps
@@ -218,7 +226,7 @@ def heatmaps_problem(plan: Plan) -> str | None:
         if sg.device == "dpu":  # the DPU runs no softmax: a layer's int8 result (split.md)
             return f"the raw output {name!r} of a layer in DPU subgraph {sg.name}, not of a softmax"
         try:
-            graph = load_model(plan.path(sg.file))
+            graph = load_model(plan.read_file(sg.file))
         except (ModelFileError, OSError):
             return None
         producer = {o: (n.op_type, n.name, n.inputs, n.attrs) for n in graph.nodes for o in n.outputs}
@@ -232,7 +240,8 @@ def heatmaps_problem(plan: Plan) -> str | None:
 
 def check_decode(plan: Plan, decode: str, min_confidence: float = 0.0) -> None:
     """Raise UsageError unless `decode` is a known decoder that this plan's outputs allow, and a minimum
-    confidence only for heatmaps that give one."""
+    confidence only for heatmaps that give one. Called before the runners are made, it works out the heatmaps
+    check whatever the decoder (SplitExecutor needs it too), so that the files it reads are read once."""
     if decode not in DECODERS:
         raise UsageError(f"unknown decoder {decode!r}; use one of: {', '.join(DECODERS)}")
     if decode == "local" and plan.outputs.heatmaps is None:
@@ -241,17 +250,16 @@ def check_decode(plan: Plan, decode: str, min_confidence: float = 0.0) -> None:
             '(--decode dsnt; decode="dsnt" in PoseSession), or split the model again so that the plan keeps its '
             "heatmaps output"
         )
-    if decode == "local" or min_confidence > 0:
-        why = heatmaps_problem(plan)
-        if why is not None:
-            if decode == "local":
-                what, instead = "local decoding", 'use --decode dsnt (decode="dsnt" in PoseSession)'
-            else:
-                what, instead = "a minimum confidence", "leave out --min-confidence"
-            raise UsageError(
-                f"{what} reads heatmaps that each sum to 1 (a softmax over the map), but this plan's heatmaps are "
-                f"{why}: {instead}, or {SOFTMAX_EXPORT}"
-            )
+    why = heatmaps_problem(plan)
+    if (decode == "local" or min_confidence > 0) and why is not None:
+        if decode == "local":
+            what, instead = "local decoding", 'use --decode dsnt (decode="dsnt" in PoseSession)'
+        else:
+            what, instead = "a minimum confidence", "leave out --min-confidence"
+        raise UsageError(
+            f"{what} reads heatmaps that each sum to 1 (a softmax over the map), but this plan's heatmaps are "
+            f"{why}: {instead}, or {SOFTMAX_EXPORT}"
+        )
 
 
 class SplitExecutor:
@@ -263,6 +271,8 @@ class SplitExecutor:
         self.decode = decode
         # Heatmaps not normalized over each map (a conv's logits) give no confidence (module docstring).
         self.heatmaps_problem = heatmaps_problem(plan)
+        for sg in plan.subgraphs:  # the runners are made: file bytes the check kept would only take memory now
+            plan.take_file(sg.file)
         self.size = plan.input_size
         self.runners = dict(runners)
         for sg in plan.subgraphs:

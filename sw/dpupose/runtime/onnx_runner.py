@@ -39,13 +39,14 @@ def _info(arg: object) -> TensorInfo:
 
 
 class OnnxRunner(Runner):
-    """ONNX Runtime on the CPU. `threads` sets intra-op threads (None: ONNX Runtime's default)."""
+    """ONNX Runtime on the CPU. `threads` sets intra-op threads (None: ONNX Runtime's default); `model`, the
+    file's bytes when they have been read already (the path then only names it)."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, model: bytes | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
-        if not self.path.is_file():
+        if model is None and not self.path.is_file():
             raise ModelFileError(f"ONNX file {self.path} is missing")
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
@@ -55,7 +56,8 @@ class OnnxRunner(Runner):
         if threads is not None:
             opts.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            source = str(self.path) if model is None else model
+            self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise ModelFileError(f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0]}") from None
         self._inputs = [_info(a) for a in self._session.get_inputs()]

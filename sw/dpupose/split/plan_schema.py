@@ -100,10 +100,25 @@ class Plan:
     generated_by: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     root: Path | None = field(default=None, compare=False)  # the plan folder (set by load_plan)
+    # What this plan object has read of its files (read_file), and answers worked out from them (the runtime's
+    # heatmaps check): not part of the plan, and empty in a copy made with dataclasses.replace.
+    cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def path(self, relative: str) -> Path:
         """A file named in the plan, resolved against the plan folder."""
         return (self.root or Path(".")) / relative
+
+    def read_file(self, relative: str) -> bytes:
+        """A file named in the plan, read once and kept (OSError as reading it raises) until take_file."""
+        key = ("bytes", relative)
+        if key not in self.cache:
+            self.cache[key] = self.path(relative).read_bytes()
+        return self.cache[key]
+
+    def take_file(self, relative: str) -> bytes | None:
+        """The bytes read_file kept of a file (forgotten here), or None when it has not read them: what loads the
+        file takes them instead of reading it again."""
+        return self.cache.pop(("bytes", relative), None)
 
     @property
     def input_size(self) -> int:
