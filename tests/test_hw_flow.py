@@ -3,7 +3,9 @@
 import hashlib
 import json
 import os
+import re
 import shlex
+from datetime import datetime
 
 import pytest
 from doc_keys import table_keys
@@ -241,19 +243,32 @@ def test_configuration_for_another_board_is_refused(capsys, env):
     assert "is for board ultra96v2, not zcu104" in err and "or leave out --board (BOARD= with make)" in err
 
 
+def status(capsys, env, config=CONFIG):
+    common = ["--config", config, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
+    rc = cli.main(["hw", "status", *common])
+    return rc, capsys.readouterr().out.splitlines()
+
+
+def assert_failed_line(line, step, before, detail):
+    """`line` says `step` failed at a minute between `before` and now, with `detail` after the time."""
+    m = re.fullmatch(rf"{step:9s} failed \(last run (\d{{4}}-\d\d-\d\d \d\d:\d\d); (.*)\)", line)
+    assert m, line
+    when = datetime.strptime(m[1], "%Y-%m-%d %H:%M")
+    assert before.replace(second=0, microsecond=0) <= when <= datetime.now(), line
+    assert m[2] == detail, line
+
+
 def test_status_and_commands(capsys, env, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL", "link")
+    before = datetime.now()
     build(capsys, env)
     monkeypatch.delenv("FAKE_FAIL")
     common = ["--config", CONFIG, "--trd", str(env["trd"]), "--board-repo", str(env["repo"]), "--out", str(env["out"])]
-    assert cli.main(["hw", "status", *common]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines() == [
-        "platform  up to date",
-        "kernel    up to date",
-        "link      not built",
-        "published: nothing",
-    ]
+    rc, lines = status(capsys, env)
+    assert rc == 0
+    assert lines[:2] == ["platform  up to date", "kernel    up to date"]
+    assert_failed_line(lines[2], "link", before, f"see {env['out'] / 'logs' / 'link.log'}")  # not "not built"
+    assert lines[3:] == ["published: nothing"]  # and no previous/: nothing was published before
     (env["out"] / "gen" / "params.tcl").write_text("# edited\n")
     assert cli.main(["hw", "status", *common]) == 0
     assert capsys.readouterr().out.splitlines()[:2] == ["platform  stale", "kernel    stale"]
@@ -572,7 +587,7 @@ def test_a_failed_rerun_of_a_step_drops_its_stamp_and_a_failed_collect_its_publi
     assert build(capsys, env)[0] == 0
     monkeypatch.setenv("FAKE_FAIL", "link")
     assert build(capsys, env, "--from", "link", "--force")[0] == 2
-    assert not (env["out"] / "stamps" / "link.json").exists()  # `hw status`: link not built, not stale
+    assert not (env["out"] / "stamps" / "link.json").exists()  # `hw status`: link failed, not stale
     monkeypatch.delenv("FAKE_FAIL")
     assert build(capsys, env)[0] == 0 and (env["out"] / "dpu.bit").is_file()
     # The link's files changed since they were published: collecting them again unpublishes first.
@@ -727,3 +742,186 @@ def test_commands_read_a_trd_folder_where_it_is(capsys, env):
         link
     )
     assert str(env["out"] / "trd") not in "\n".join(lines)
+
+
+PUBLISHED = (*DELIVERABLES, "build_info.json")
+
+
+def published_bytes(folder):
+    return {name: (folder / name).read_bytes() for name in PUBLISHED if (folder / name).is_file()}
+
+
+def edited_config(tmp_path):
+    """The configuration without channel augmentation, under the same name (so the same build folder): its
+    kernel, link and published arch.json differ (fingerprint 0x101000012010404)."""
+    options = load_config(CONFIG).to_dict()
+    options["channel_augmentation"] = False
+    edited = tmp_path / "edited" / f"{CONFIG}.toml"
+    edited.parent.mkdir(exist_ok=True)
+    edited.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items()) + "\n")
+    return str(edited)
+
+
+def test_a_failed_rebuild_keeps_the_last_published_set_in_previous_and_status_says_so(capsys, env, monkeypatch):
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    first = published_bytes(out)
+    assert sorted(first) == sorted(PUBLISHED)
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    before = datetime.now()
+    rc, _, err = build(capsys, env, "--from", "link", "--force")
+    assert rc == 2 and "fake link failure" in err
+    assert f"dpupose: nothing is published now; the last published set is kept in {prev}\n" in err
+    # Nothing current is published (no mix of builds); the last set is whole, byte for byte, in previous/.
+    assert not any(os.path.lexists(out / n) for n in PUBLISHED)
+    assert published_bytes(prev) == first and sorted(os.listdir(prev)) == sorted(PUBLISHED)
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[:2] == ["platform  up to date", "kernel    up to date"]
+    assert_failed_line(lines[2], "link", before, f"see {out / 'logs' / 'link.log'}")
+    assert lines[3:] == [
+        "published: nothing",
+        f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} "
+        "(published before the last rebuild; fingerprint 0x101000016010404, WNS 0.021 ns)",
+    ]
+    # A second failure finds nothing published: previous/ stays the last set that worked.
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    assert published_bytes(prev) == first
+    # A good run publishes the new set; previous/ stays the one before, and the output says so.
+    monkeypatch.delenv("FAKE_FAIL")
+    rc, stdout, err = build(capsys, env)
+    assert rc == 0, err
+    assert published_bytes(out).keys() == first.keys() and published_bytes(prev) == first
+    assert (
+        stdout.splitlines()[-1] == f"the set published before it is kept in {prev} (until the next rebuild replaces it)"
+    )
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[:3] == ["platform  up to date", "kernel    up to date", "link      up to date"]
+    assert lines[3].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met")
+    assert not (out / "stamps" / "link.failed.json").exists()
+    # The next rebuild that publishes moves this set into previous/, replacing the older one whole.
+    second = published_bytes(out)
+    rc, _, err = build(capsys, env, config=edited_config(env["tmp"]))
+    assert rc == 0, err
+    assert published_bytes(prev) == second and sorted(os.listdir(prev)) == sorted(PUBLISHED)
+    assert json.loads((out / "arch.json").read_text())["fingerprint"] == "0x101000012010404"
+    assert json.loads((prev / "arch.json").read_text())["fingerprint"] == "0x101000016010404"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]  # no temporary left
+
+
+def test_a_failed_report_or_interrupted_step_is_named_by_status(capsys, env, monkeypatch):
+    from dpupose.hwbuild import flow
+
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_TIMING_RPT", "timing_failed.rpt")
+    before = datetime.now()
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[2] == "link      up to date"
+    assert lines[3].startswith("report    failed (last run ")
+    error = lines[3].split("; ", 1)[1][:-1]  # the error's first line, shortened to 200 characters
+    assert error.startswith("timing is not met: setup WNS -0.187 ns on 612 endpoints") and len(error) <= 200
+    assert_failed_line(lines[3], "report", before, error)
+    assert lines[4] == "published: nothing" and lines[5].startswith("previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json")
+    # Ctrl-C in the link: "interrupted", and the earlier failure of report stays until report next succeeds.
+    monkeypatch.delenv("FAKE_TIMING_RPT")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(flow, "run_tool", stopped)
+        assert build(capsys, env, "--from", "link", "--force")[0] == 130
+    rc, lines = status(capsys, env)
+    assert re.fullmatch(r"link      interrupted \(last run \d{4}-\d\d-\d\d \d\d:\d\d\)", lines[2]), lines[2]
+    assert lines[3].startswith("report    failed (")
+    assert build(capsys, env)[0] == 0
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[2] == "link      up to date" and lines[3].startswith("published: dpu.bit")
+
+
+@pytest.mark.parametrize("where", ["linking", "swapping"])
+def test_a_rebuild_stopped_while_keeping_the_published_set_loses_neither_set(capsys, env, monkeypatch, where):
+    """Ctrl-C while the published files are linked into the new previous/, or an error as it replaces the older
+    previous/: the published set and the older previous/ stay whole and as they were, and no tool ran."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    assert build(capsys, env, config=edited_config(env["tmp"]))[0] == 0
+    current = published_bytes(out)
+    assert published_bytes(prev) == older and current["arch.json"] != older["arch.json"]
+    calls = len(tool_calls(env["log"]))
+    monkeypatch.setenv("FAKE_FAIL", "link")  # without the keeping, the rebuild would lose both sets
+    real_link, real_replace, linked = os.link, os.replace, []
+
+    def link(src, dst, *args, **kwargs):
+        linked.append(dst)
+        if len(linked) == 3:
+            raise KeyboardInterrupt
+        return real_link(src, dst, *args, **kwargs)
+
+    def replace(src, dst, *args, **kwargs):
+        if os.fspath(dst) == os.fspath(prev) and os.fspath(src).endswith(".tmp"):  # the new folder, not the old
+            raise OSError(28, "No space left on device", os.fspath(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, *(("link", link) if where == "linking" else ("replace", replace)))
+        rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited_config(env["tmp"]))
+    assert rc == (130 if where == "linking" else 2), err
+    assert len(tool_calls(env["log"])) == calls  # stopped before the link ran
+    assert published_bytes(out) == current and published_bytes(prev) == older
+    assert sorted(os.listdir(prev)) == sorted(PUBLISHED)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]  # no temporary left
+    rc, lines = status(capsys, env, config=edited_config(env["tmp"]))
+    assert rc == 0 and lines[-2].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met")
+    assert lines[-1].startswith(f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} (")
+
+
+def test_previous_is_refused_in_a_folder_no_build_made_and_where_a_build_did_not_put_its_files(capsys, env):
+    out, prev = env["out"], env["out"] / "previous"
+    prev.mkdir(parents=True)
+    (prev / "dpu.bit").write_text("my earlier bitstream")
+    rc, _, err = build(capsys, env)
+    assert rc == 2 and "not a dpupose hardware build folder" in err and "but holds previous, which" in err
+    assert (prev / "dpu.bit").read_text() == "my earlier bitstream" and tool_calls(env["log"]) == []
+    (prev / "dpu.bit").unlink()
+    prev.rmdir()
+    assert build(capsys, env)[0] == 0
+    # In a build's folder, previous/ holds only what a rebuild put there: a file of the user's is not replaced.
+    prev.mkdir()
+    (prev / "notes.txt").write_text("mine")
+    calls = len(tool_calls(env["log"]))
+    rc, _, err = build(capsys, env, "--from", "link", "--force")
+    assert rc == 2 and err.endswith(
+        f"dpupose: error: {prev} holds notes.txt, which no build put there, and a rebuild replaces previous/ "
+        "whole: move it elsewhere\n"
+    )
+    assert (prev / "notes.txt").read_text() == "mine" and len(tool_calls(env["log"])) == calls
+    assert sorted(published_bytes(out)) == sorted(PUBLISHED)  # nothing was taken down
+    (prev / "notes.txt").unlink()
+    prev.rmdir()
+    prev.symlink_to(env["tmp"])
+    rc, _, err = build(capsys, env, "--from", "link", "--force")
+    assert rc == 2 and f"{prev} is not a folder a build made (a link)" in err and len(tool_calls(env["log"])) == calls
+
+
+@pytest.mark.parametrize("damage", ["missing", "cut short"])
+def test_a_published_set_that_is_not_one_build_s_does_not_replace_previous(capsys, env, monkeypatch, damage):
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    assert build(capsys, env, config=edited_config(env["tmp"]))[0] == 0
+    if damage == "missing":
+        (out / "dpu.hwh").unlink()
+    else:  # not the size build_info.json records: not the file that build published
+        (out / "dpu.bit").write_bytes((out / "dpu.bit").read_bytes()[:-1])
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    assert published_bytes(prev) == older  # the last complete set stays
+    assert not any(os.path.lexists(out / n) for n in PUBLISHED)  # the mix is not published
+    (prev / "dpu.hwh").write_text("<MODULE/>")  # edited in previous/: status says so, and still exits 0
+    rc, lines = status(capsys, env, config=edited_config(env["tmp"]))
+    assert rc == 0 and lines[-2:] == [
+        "published: nothing",
+        f"previous: {prev} is not a complete set (a file missing, or not the size its build_info.json records)",
+    ]

@@ -3,7 +3,7 @@
     dpupose hw check --config NAME [--trd DPUCZDX8G.tar.gz] [--board-repo BDF] [--i-know] [--json]
     dpupose hw build --config NAME [--trd ...] [--board-repo ...] [--from STEP] [--to STEP] [--force]
     dpupose hw commands --config NAME ...    the exact tool command lines the build runs
-    dpupose hw status --config NAME          which steps are up to date, what is published
+    dpupose hw status --config NAME          which steps are up to date or failed, what is published and kept
 
 --trd and --board-repo default to $DPU_TRD and $BOARD_REPO. Only the standard library is imported here.
 """
@@ -50,8 +50,9 @@ def register(subparsers: Any) -> None:
 
     s = sub.add_parser(
         "status",
-        help="show which build steps are up to date and what is published (exit 1 if a published file is "
-        "missing or changed since, 2 if the configuration cannot be read)",
+        help="show which build steps are up to date (or failed, and when), what is published, and the set "
+        "published before the last rebuild, kept in previous/ (exit 1 if a published file is missing or changed "
+        "since, 2 if the configuration cannot be read)",
     )
     _common(s)
     s.set_defaults(func=cmd_status)
@@ -128,19 +129,32 @@ def _preflight_or_stop(args: argparse.Namespace, steps: list[str]) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from dpupose.hwbuild.flow import BuildContext, run_build, select
+    from dpupose.hwbuild.flow import BuildContext, published_set, run_build, select
     from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
 
     steps = [s.name for s in select(args.start, args.stop)]
     pre = _preflight_or_stop(args, steps)
     paths = BuildPaths.for_config(pre.cfg.name, args.out)
     ctx = BuildContext.from_preflight(pre, paths, _request(args))
-    for run in run_build(ctx, args.start, args.stop, force=args.force):
+    try:
+        runs = run_build(ctx, args.start, args.stop, force=args.force)
+    except BaseException:
+        # A step that failed hours in, or Ctrl-C: the set it took down was kept in previous/ (run_build's
+        # _unpublish); say where before the error, which names only what failed.
+        if ctx.unpublished and published_set(paths.root) is None and published_set(paths.previous) is not None:
+            print(
+                f"dpupose: nothing is published now; the last published set is kept in {paths.previous}",
+                file=sys.stderr,
+            )
+        raise
+    for run in runs:
         took = f" ({run.seconds / 60:.1f} min)" if run.seconds >= 60 else ""
         print(f"{run.step:9s} {run.status}{took}")
     published = [paths.deliverable(n) for n in DELIVERABLES if paths.deliverable(n).is_file()]
     if published and (args.stop in (None, "report")):
         print(f"built {', '.join(p.name for p in published)} in {paths.root}")
+        if published_set(paths.previous) is not None:
+            print(f"the set published before it is kept in {paths.previous} (until the next rebuild replaces it)")
     return 0
 
 
@@ -201,7 +215,7 @@ def cmd_commands(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from dpupose.hwbuild.check import preflight
     from dpupose.hwbuild.flow import BuildContext, step_status
-    from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
+    from dpupose.hwbuild.layout import BuildPaths
 
     pre = preflight(_request(args), set(STEP_NAMES))
     if pre.cfg is None:  # a configuration or board that cannot be read: the command could not run (2), no check
@@ -212,6 +226,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctx = BuildContext.from_preflight(pre, paths, _request(args))
     for name, state in step_status(ctx).items():
         print(f"{name:9s} {state}")
+    rc = _print_published(args, paths)
+    kept = _previous_line(paths)
+    if kept:
+        print(kept)
+    return rc
+
+
+def _previous_line(paths: Any) -> str | None:
+    """What previous/ holds: the set published before the last rebuild (a tool step or collect re-run), which
+    a failed rebuild leaves as the one set that worked. None where there is no previous/."""
+    from dpupose.hwbuild.flow import published_set
+    from dpupose.hwbuild.layout import DELIVERABLES
+
+    prev = paths.previous
+    if not prev.exists():
+        return None
+    info = published_set(prev)
+    if info is None:
+        return f"previous: {prev} is not a complete set (a file missing, or not the size its build_info.json records)"
+    facts = [f"fingerprint {info['fingerprint']}"] if isinstance(info.get("fingerprint"), str) else []
+    timing = info.get("timing")
+    if isinstance(timing, dict) and isinstance(timing.get("wns_ns"), (int, float)):
+        facts.append(f"WNS {timing['wns_ns']} ns")
+    more = f"; {', '.join(facts)}" if facts else ""
+    return f"previous: {', '.join(DELIVERABLES)} in {prev} (published before the last rebuild{more})"
+
+
+def _print_published(args: argparse.Namespace, paths: Any) -> int:
+    from dpupose.hwbuild.layout import DELIVERABLES
+
     published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
     if not paths.build_info.is_file():
         if not published:

@@ -10,7 +10,11 @@
 A tool step writes a stamp (stamps/<step>.json) with hashes of everything it read (files, scripts, the
 tool's version) and of what it wrote; while those still match, the step is skipped. So a failed link
 re-runs only the link, and editing the DPU options re-runs kernel and link but not the platform. The
-published files are removed as soon as any tool step has to run, and come back only from `report`.
+published files are taken down as soon as any tool step (or collect) has to run, and come back only from
+`report`; a complete set (one build's four files and build_info.json) is first kept in previous/, which it
+replaces whole, so a re-run that fails hours later has not lost the last bitstream that worked. A step that
+fails or is interrupted leaves stamps/<step>.failed.json (when, why, its log), removed when it next succeeds,
+so that `hw status` says "failed" rather than "not built".
 `generate` runs before any selection (it is cheap and rewrites only changed files), so a later step never
 reads files generated from an older version of the configuration.
 
@@ -19,6 +23,7 @@ API:
     BuildContext.from_preflight(preflight, paths, request)
     run_build(ctx, start=None, stop=None, force=False) -> list[StepRun]
     step_status(ctx) -> dict[str, str]
+    published_set(folder) -> build_info of the complete set in folder, or None
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +44,12 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import UsageError
-from dpupose.fsio import json_text, sha256_file
+from dpupose.fsio import atomic_dir, json_text, sha256_file, signals_deferred
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
 from dpupose.hwbuild.inputs import POSTLINK_TCL, BoardFiles, TrdInfo, extract_trd
-from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
+from dpupose.hwbuild.layout import DELIVERABLES, PUBLISHED, BuildPaths
 from dpupose.hwbuild.params import write_params_tcl, write_platform_xdc
 from dpupose.hwbuild.platform import PlatformRecord
 from dpupose.hwbuild.runner import run_tool
@@ -62,6 +69,7 @@ class BuildContext:
     board_files: BoardFiles | None = None
     tools: dict[str, ToolInfo] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    unpublished: bool = False  # this build took the published set down (kept in previous/ where complete)
     _trd_root: Path | None = None
 
     @classmethod
@@ -330,19 +338,129 @@ def _write_stamp(ctx: BuildContext, step: Step) -> None:
     write_if_changed(_stamp_path(ctx, step), json_text(stamp, indent=2) + "\n")
 
 
+def published_set(folder: Path) -> dict[str, Any] | None:
+    """The build_info.json of the complete published set in `folder` (the build folder, or its previous/): the
+    four files and build_info.json, each a file (no link), each deliverable of the size build_info.json
+    records for it, so all five are one build's. None where any of that does not hold."""
+    if any((folder / name).is_symlink() or not (folder / name).is_file() for name in PUBLISHED):
+        return None
+    try:
+        info = json.loads((folder / "build_info.json").read_text())
+        artifacts = info["artifacts"]
+        for name in DELIVERABLES:
+            size = artifacts[name]["bytes"]
+            if not isinstance(size, int) or isinstance(size, bool) or size != (folder / name).stat().st_size:
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link (instant, no second copy of a bitstream on disk), or a copy where the file system has none."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
 def _unpublish(ctx: BuildContext) -> None:
-    for name in (*DELIVERABLES, "build_info.json"):
-        ctx.paths.deliverable(name).unlink(missing_ok=True)
+    """Take the published set down before a step that makes new files runs, so that no mix of an old and a new
+    build is ever published. A complete set (published_set) is kept in previous/ first: its files are linked
+    into a new folder that replaces an older previous/ only once it is whole (atomic_dir), and only then are
+    the published names removed; an error or Ctrl-C before that leaves the published set and the older
+    previous/ as they were. An incomplete set (a file missing, or not the size build_info.json records) is
+    not one build's and is removed without replacing previous/."""
+    paths = ctx.paths
+    ctx.unpublished = True
+    if published_set(paths.root) is not None:
+        with atomic_dir(paths.previous) as staging:
+            for name in PUBLISHED:
+                _link_or_copy(paths.deliverable(name), staging / name)
+        log.info(
+            "kept the published %s in %s (the last set published; a rebuild that fails leaves it there)",
+            ", ".join(PUBLISHED),
+            paths.previous,
+        )
+    with signals_deferred():  # all five go, or none
+        for name in PUBLISHED:
+            paths.deliverable(name).unlink(missing_ok=True)
+
+
+def _failed_path(ctx: BuildContext, step: Step) -> Path:
+    return ctx.paths.stamps / f"{step.name}.failed.json"
+
+
+def _log_file(ctx: BuildContext, step: Step) -> Path:
+    return ctx.paths.logs / f"{step.name}.log"
+
+
+def _log_state(ctx: BuildContext, step: Step) -> tuple[int, int, int] | None:
+    """The step's log as it is now (inode, size, modification time), None where there is none."""
+    try:
+        st = _log_file(ctx, step).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _record_failure(ctx: BuildContext, step: Step, exc: BaseException, log_before: tuple[int, int, int] | None) -> None:
+    """Write stamps/<step>.failed.json for a run of `step` that raised `exc`: when, why (the message's first
+    line), and the step's log where this run wrote it (run_tool starts it as it starts the tool; one as it
+    was before the run, `log_before`, is an earlier run's). Removed by the step's next successful run."""
+    log_file = _log_file(ctx, step)
+    now = _log_state(ctx, step)
+    wrote_log = step.name in TOOL_STEPS and now is not None and now != log_before
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    error = "" if interrupted else (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+    record = {
+        "generated_by": "dpupose.hwbuild.flow: this step's last run did not finish; removed when it next does",
+        "step": step.name,
+        "outcome": "interrupted" if interrupted else "failed",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "error": error if len(error) <= 200 else error[:197] + "...",
+        "log": log_file.relative_to(ctx.paths.root).as_posix() if wrote_log else None,
+    }
+    try:
+        write_if_changed(_failed_path(ctx, step), json_text(record, indent=2) + "\n")
+    except OSError as err:  # the step's own error is the one to report
+        log.warning("could not record the failure of step %s in %s: %s", step.name, _failed_path(ctx, step), err)
+
+
+def _failure(ctx: BuildContext, step: Step) -> str | None:
+    """How the last run of `step` ended, where it failed or was interrupted (its .failed.json), else None."""
+    path = _failed_path(ctx, step)
+    if not path.is_file():
+        return None
+    record = _read_stamp(path) or {}
+    outcome = "interrupted" if record.get("outcome") == "interrupted" else "failed"
+    parts = []
+    try:
+        when = datetime.fromisoformat(record["when"]).astimezone()
+        parts.append(f"last run {when:%Y-%m-%d %H:%M}")
+    except (KeyError, TypeError, ValueError):
+        pass
+    logged, error = record.get("log"), record.get("error")
+    if isinstance(logged, str) and logged:
+        parts.append(f"see {ctx.paths.root / logged}")
+    elif isinstance(error, str) and error:
+        parts.append(error)
+    return f"{outcome} ({'; '.join(parts)})" if parts else outcome
 
 
 def step_status(ctx: BuildContext) -> dict[str, str]:
-    """For each tool step: "up to date", "stale" (stamp present, inputs or outputs changed) or "not built"."""
+    """For each tool step: "up to date", "stale" (stamp present, inputs or outputs changed), "failed (last run
+    WHEN; see LOG)" or "interrupted (...)" (no stamp, and its last run did not finish) or "not built"; and any
+    other step whose last run did not finish, "failed (last run WHEN; ERROR)"."""
     out = {}
     for step in STEPS:
+        failure = _failure(ctx, step)
         if step.inputs is None:
+            if failure:
+                out[step.name] = failure
             continue
         if not _stamp_path(ctx, step).is_file():
-            out[step.name] = "not built"
+            out[step.name] = failure or "not built"
         else:
             try:
                 out[step.name] = "up to date" if _up_to_date(ctx, step) else "stale"
@@ -352,18 +470,20 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
 
 
 # What a build deletes (the step folders, emptied before each tool run) or replaces (the files it
-# publishes and generates); logs/ and stamps/ only receive files of its own names.
+# publishes and generates, and previous/, which keeps the set published before); logs/ and stamps/ only
+# receive files of its own names.
 BUILD_ENTRIES = (
     *("platform", "kernel", "link", "collect", "trd"),
-    *DELIVERABLES,
-    "build_info.json",
+    *PUBLISHED,
     *(f"gen/{n}" for n in ("params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config", "arch.json")),
+    "previous",
 )
 
 
 def check_build_folder(paths: BuildPaths) -> None:
     """Refuse a build folder that holds what a build would replace or delete, unless an earlier build made
-    it (its gen/params.tcl says so): a user's own dpu.bit or platform/ there must not be lost."""
+    it (its gen/params.tcl says so): a user's own dpu.bit or platform/ there must not be lost. In a build's
+    folder, previous/ (replaced whole by a rebuild) must hold only what a build put there."""
     root = paths.root
     if not root.exists():
         return
@@ -374,6 +494,7 @@ def check_build_folder(paths: BuildPaths) -> None:
     except OSError:
         ours = False
     if ours:
+        _check_previous(paths)
         return
     clash = [n for n in BUILD_ENTRIES if (root / n).exists() or (root / n).is_symlink()]
     if clash:
@@ -382,6 +503,27 @@ def check_build_folder(paths: BuildPaths) -> None:
             f"{root} is not a dpupose hardware build folder (it has no gen/params.tcl from an earlier build), "
             f"but holds {shown}, which a build would replace or delete: move "
             f"{'it' if len(clash) == 1 else 'them'} elsewhere, or choose another --out (a new or empty folder)"
+        )
+
+
+def _check_previous(paths: BuildPaths) -> None:
+    prev = paths.previous
+    if not os.path.lexists(prev):
+        return
+    if prev.is_symlink() or not prev.is_dir():
+        raise UsageError(
+            f"{prev} is not a folder a build made ({'a link' if prev.is_symlink() else 'a file'}), and a rebuild "
+            "keeps the published files there: move it elsewhere"
+        )
+    try:
+        others = sorted(n for n in os.listdir(prev) if n not in PUBLISHED)
+    except OSError as exc:
+        raise UsageError(f"{prev} cannot be read ({exc.strerror}), and a rebuild replaces it: fix or move it") from None
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise UsageError(
+            f"{prev} holds {shown}, which no build put there, and a rebuild replaces previous/ whole: move "
+            f"{'it' if len(others) == 1 else 'them'} elsewhere"
         )
 
 
@@ -419,9 +561,15 @@ def _run_steps(ctx: BuildContext, start: str | None, stop: str | None, force: bo
         log.info("%s: running", step.name)
         if step.inputs is not None:
             _stamp_path(ctx, step).unlink(missing_ok=True)
-        step.run(ctx)
+        log_before = _log_state(ctx, step)
+        try:
+            step.run(ctx)
+        except BaseException as exc:  # Ctrl-C too: the step did not finish, and `hw status` says so
+            _record_failure(ctx, step, exc, log_before)
+            raise
         ctx.seconds[step.name] = time.monotonic() - t0
         if step.inputs is not None:
             _write_stamp(ctx, step)
+        _failed_path(ctx, step).unlink(missing_ok=True)  # after the stamp: a stop between leaves it built
         runs.append(StepRun(step.name, "ran", ctx.seconds[step.name]))
     return runs

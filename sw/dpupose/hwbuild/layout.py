@@ -8,6 +8,7 @@ build/hw/<config>/
   trd/        the DPU TRD parts unpacked from DPU_TRD when it is an archive
   logs/       one log per tool run       stamps/  one stamp per tool step
   dpu.bit dpu.hwh dpu.xclbin arch.json build_info.json                     (steps collect, report)
+  previous/   the set published before the last rebuild (moved there when a tool step or collect re-runs)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from dpupose.dpu.paths import hw_dir
 
 DELIVERABLES = ("dpu.bit", "dpu.hwh", "dpu.xclbin", "arch.json")
+PUBLISHED = (*DELIVERABLES, "build_info.json")  # what `report` publishes, and previous/ keeps
 
 
 def tcl_dir() -> Path:
@@ -97,6 +99,10 @@ class BuildPaths:
     @property
     def build_info(self) -> Path:
         return self.root / "build_info.json"
+
+    @property
+    def previous(self) -> Path:
+        return self.root / "previous"
 
     def deliverable(self, name: str) -> Path:
         return self.root / name
