@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dpupose.errors import ModelFileError
 from dpupose.quant.torch_ref import TorchQdqReference
+from dpupose.runtime import dpu_ops
 from dpupose.runtime.emulator import EmulatorRunner, QdqOrtRunner
 from dpupose.runtime.qdq_graph import NotEmulated
 
@@ -72,7 +73,8 @@ def feeds(runner, seed: int = 0) -> dict[str, np.ndarray]:
 def torch_ref(model: bytes, x: dict[str, np.ndarray], fps: list[int]) -> np.ndarray:
     """The float64 torch interpreter of the same file (dpupose.quant.torch_ref), int8 NHWC."""
     ref = TorchQdqReference(onnx.load_from_string(model))
-    floats = {k: v.transpose(0, 3, 1, 2).astype(np.float64) * 2.0**-fp for (k, v), fp in zip(x.items(), fps)}
+    nchw = {k: v.transpose(0, 3, 1, 2) if v.ndim == 4 else v for k, v in x.items()}
+    floats = {k: v.astype(np.float64) * 2.0**-fp for (k, v), fp in zip(nchw.items(), fps)}
     return ref.trace(floats)["y_int8"].astype(np.int64)
 
 
@@ -1435,3 +1437,162 @@ def test_a_pad_of_more_channels_than_the_load_engine_takes_goes_to_the_cpu():
         supported, reason = dpu_support(node, gi, cfg)
         assert supported is ok, reason
     assert reason == "Pad of 2561 channels: over the load engine's 256 x ICP = 2560"
+
+
+def _fc_by_hand(act: str | None) -> bytes:
+    """x (1, 2, 1, 2) at fix point 1 -> Flatten -> Gemm (transB) by a (4, 4) weight at 2 with a bias at 3 [-> act]
+    -> y (1, 4) at 1."""
+    m = Model()
+    x = m.input((1, 2, 1, 2), 1)
+    w = np.array([[0, 1, 0, 0], [0, 0, 1, 1], [2, -1, 1, 3], [127, 127, 127, 0]], np.int8)
+    wq = m.const_dq("w", w, 2)
+    bq = m.const_dq("b", np.array([8, 1, -3, 0], np.int8), 3)
+    m.nodes.append(helper.make_node("Flatten", [x], ["flat"], name="flatten"))
+    out = "y_float" if act is None else "fc"
+    m.nodes.append(helper.make_node("Gemm", ["flat", wq, bq], [out], name="op", transB=1))
+    if act is not None:
+        m.nodes.append(helper.make_node(act, ["fc"], ["y_float"], name="act"))
+    return m.build(1, (1, 4))
+
+
+@pytest.mark.parametrize(("act", "expected"), [(None, [3, 0, -3, 127]), ("Relu", [3, 0, 0, 127])])
+def test_a_fully_connected_layer_is_the_conv_engine_s_sum_on_onnx_s_flatten_order(act, expected):
+    # the emulator refused a Gemm / MatMul (and the Flatten before it) though the operator rules put it on the DPU.
+    # By hand: x in NCHW is channel 0 (1, 2) and channel 1 (3, -4), Flatten's order [1, 2, 3, -4] (NHWC's would be
+    # [1, 3, 2, -4]); the products at 2**-3 are [2, -1, 2 - 2 + 3 - 12, 127 * 6] = [2, -1, -9, 762], the bias (at
+    # 2**-3 as well) makes [10, 0, -12, 762], and fix point 1 divides by 4: [2.5, 0, -3, 190.5], rounded half up
+    # and saturated [3, 0, -3, 127] (a ReLU first: -3 -> 0). ONNX Runtime rounds the tie 2.5 to even, 2.
+    model = _fc_by_hand(act)
+    emu = EmulatorRunner(model)
+    assert [(i.shape, i.layout) for i in emu.outputs] == [((1, 4), "NC")]
+    x = {"x0": np.array([[[[1, 3], [2, -4]]]], np.int8)}  # NHWC
+    y = emu.run(x)["y"]
+    assert y.dtype == np.int8 and y.tolist() == [expected]
+    assert ort_plain(model, x).tolist() == [[2, *expected[1:]]]
+    np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)  # its tie offset: up
+    np.testing.assert_array_equal(torch_ref(model, x, [1]), y)
+    # the kernel on its own: the rows in ONNX's order, the weight as MatMul reads it (K, N)
+    w = np.array([[0, 1, 0, 0], [0, 0, 1, 1], [2, -1, 1, 3], [127, 127, 127, 0]], np.int8).T
+    rows = np.array([[1, 2, 3, -4]], np.int8)
+    b = np.array([8, 1, -3, 0], np.int8)
+    got = dpu_ops.fully_connected(rows, w, b, fp_in=1, fp_w=2, fp_b=3, fp_out=1, act="relu" if act else "none")
+    assert got.tolist() == [expected]
+
+
+def _fc_model(case: str) -> tuple[bytes, list[int]]:
+    """Fully connected layers the operator rules put on the DPU, through the layout ops before them, random int8."""
+    rng = np.random.default_rng(7)
+    m = Model()
+    ints = lambda *shape: rng.integers(-128, 128, shape).astype(np.int8)
+    small = lambda *shape: rng.integers(-4, 5, shape).astype(np.int8)  # weights: sums that drop a few bits
+    if case == "reshape_gemm":  # (1, 8, 3, 5) -> Reshape [0, -1] -> Gemm (120 -> 24) with a bias (shift_bias 1), ReLU
+        x = m.input((1, 8, 3, 5), 4)
+        m.nodes.append(helper.make_node("Reshape", [x, m.const("shape", np.array([0, -1], np.int64))], ["flat"]))
+        ins = ["flat", m.const_dq("w", small(120, 24), 9), m.const_dq("b", ints(24), 12)]
+        m.nodes.append(helper.make_node("Gemm", ins, ["fc"], name="op"))
+        m.nodes.append(helper.make_node("Relu", ["fc"], ["y_float"]))
+        return m.build(8, (1, 24)), [4]
+    if case == "squeeze_gemm":  # (1, 6, 1, 1) -> Squeeze -> Gemm transB (6 -> 5), a (1, 5) bias 1 bit finer than sums
+        x = m.input((1, 6, 1, 1), 5)
+        m.nodes.append(helper.make_node("Squeeze", [x, m.const("axes", np.array([3, 2], np.int64))], ["flat"]))
+        ins = ["flat", m.const_dq("w", small(5, 6), 7), m.const_dq("b", ints(1, 5), 13)]
+        m.nodes.append(helper.make_node("Gemm", ins, ["y_float"], name="op", transB=1))
+        return m.build(9, (1, 5)), [5]
+    if case == "matmul_rows":  # (1, 4, 37) by a (37, 25) weight: 4 rows, with a LeakyReLU of 26/256
+        x = m.input((1, 4, 37), 3)
+        m.nodes.append(helper.make_node("MatMul", [x, m.const_dq("w", small(37, 25), 8)], ["fc"], name="op"))
+        m.nodes.append(helper.make_node("LeakyRelu", ["fc"], ["y_float"], alpha=26 / 256))
+        return m.build(7, (1, 4, 25)), [3]
+    if case == "matmul_4d":  # a MatMul of a 4-D map (1, 3, 4, 6) by a (6, 2) weight: along W, NHWC back out
+        x = m.input((1, 3, 4, 6), 4)
+        m.nodes.append(helper.make_node("MatMul", [x, m.const_dq("w", small(6, 2), 7)], ["y_float"], name="op"))
+        return m.build(8, (1, 3, 4, 2)), [4]
+    # "unsqueeze_flatten_matmul": (1, 2, 3, 2) -> Unsqueeze [2] -> Flatten -> MatMul by a vector (12,): one value
+    x = m.input((1, 2, 3, 2), 4)
+    m.nodes.append(helper.make_node("Unsqueeze", [x, m.const("axes", np.array([2], np.int64))], ["five"]))
+    m.nodes.append(helper.make_node("Flatten", ["five"], ["flat"]))
+    m.nodes.append(helper.make_node("MatMul", ["flat", m.const_dq("w", small(12), 6)], ["y_float"], name="op"))
+    return m.build(6, (1,)), [4]
+
+
+FC_CASES = ["reshape_gemm", "squeeze_gemm", "matmul_rows", "matmul_4d", "unsqueeze_flatten_matmul"]
+
+
+@pytest.mark.parametrize("case", FC_CASES)
+def test_fully_connected_layers_equal_onnx_semantics_rounded_as_the_dpu(case):
+    # against ONNX Runtime on the same QDQ file (ties to even: one LSB, only where the exact value is a tie) and
+    # the float64 torch interpreter (the DPU's rounding: every value); the fast path's offsets round ties up
+    model, fps = _fc_model(case)
+    emu = EmulatorRunner(model)
+    ys, diffs = [], []
+    for seed in range(40):
+        x = feeds(emu, seed)
+        y = emu.run(x)["y"].astype(np.int64)
+        np.testing.assert_array_equal(y, torch_ref(model, x, fps))
+        diffs.append(y - ort_plain(model, x))
+        np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+        ys.append(y)
+    assert set(np.unique(diffs)) == {0, 1}  # ties, and only ties, differ
+    assert np.mean(np.abs(ys) >= 127) < 0.2  # mostly within range: the sums, not the saturation, are compared
+
+
+def test_a_batch_of_images_is_multiplied_image_by_image():
+    model, _ = _fc_model("reshape_gemm")
+    emu = EmulatorRunner(model)
+    x = {"x0": np.concatenate([feeds(emu, s)["x0"] for s in range(3)])}
+    y = emu.run(x)["y"]
+    assert y.shape == (3, 24)
+    for i in range(3):
+        np.testing.assert_array_equal(y[i : i + 1], emu.run({"x0": x["x0"][i : i + 1]})["y"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"transA": 1}, "a Gemm with transA is not a fully connected layer"),
+        ({"alpha": 0.5}, "a Gemm with alpha 0.5 and beta 1"),
+        ({"beta": 2.0}, "a Gemm with alpha 1 and beta 2"),
+        ("bias_rows", r"C of shape \[2, 4\]: the emulator takes a bias of one value per output \(4\)"),
+        ("activations", "a weight that is an int8 initializer behind a DequantizeLinear"),
+    ],
+)
+def test_other_gemms_are_not_emulated(edit, message):
+    m = Model()
+    x = m.input((2, 4), 3)
+    if edit == "activations":  # a product of two activations: not a fully connected layer
+        m.op("MatMul", [x, m.input((4, 4), 3)])
+    else:
+        bias = np.ones((2, 4) if edit == "bias_rows" else (4,), np.int8)
+        m.op(
+            "Gemm",
+            [x, m.const_dq("w", np.ones((4, 4), np.int8), 4), m.const_dq("b", bias, 4)],
+            **(edit if isinstance(edit, dict) else {}),
+        )
+    with pytest.raises(NotEmulated, match=message):
+        EmulatorRunner(m.build(3, (2, 4)))
+
+
+def test_a_reshape_that_moves_the_batch_axis_is_refused_when_it_runs():
+    m = Model()
+    x = m.input((1, 4, 2, 2), 3)
+    m.op("Reshape", [x, m.const("shape", np.array([4, 4], np.int64))])
+    model = m.build(3, (4, 4))
+    refused = r"a reshape of one image of \[1, 4, 2, 2\] to \[4, 4\]: the emulator runs a"
+    with pytest.raises(ModelFileError, match=refused):
+        EmulatorRunner(model).run({"x0": np.zeros((1, 2, 2, 4), np.int8)})
+    with pytest.raises(ModelFileError, match="keeps the batch axis first; run this model with the cpu backend"):
+        EmulatorRunner(model, exact=False)  # the fast path refuses it when it loads a file of static shapes
+
+
+def test_a_reshape_with_its_own_quantization_keeps_onnx_s_order():
+    # DQ -> Reshape (1, 4, 2, 3) to (1, 2, 12) -> Q at another fix point: reshape-fix then the requantization
+    m = Model()
+    x = m.input((1, 4, 2, 3), 5)
+    m.op("Reshape", [x, m.const("shape", np.array([1, 2, 12], np.int64))])
+    model = m.build(4, (1, 2, 12))
+    emu = EmulatorRunner(model)
+    xin = feeds(emu)
+    y = emu.run(xin)["y"].astype(np.int64)
+    expected = np.floor(xin["x0"].transpose(0, 3, 1, 2).reshape(1, 2, 12) / 2 + 0.5)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(y, torch_ref(model, xin, [5]))

@@ -225,6 +225,38 @@ def test_a_global_average_pool_the_emulator_cannot_average_is_split_with_a_warni
     assert result.plan.metadata["warnings"] == result.warnings
 
 
+@pytest.mark.parametrize("case", ["gemm", "matmul"])
+def test_a_fully_connected_layer_split_onto_the_dpu_runs_on_the_emulator(tmp_path, case):
+    # the operator rules put c1's Reshape (with its own Q/DQ) and a Gemm / MatMul by a constant weight on the DPU,
+    # and the emulator refused the plan ("does not run Reshape"; split warned, use --backend cpu): it now runs
+    # them with the DPU's arithmetic, the values in ONNX's NCHW flatten order
+    from dpupose.quant.torch_ref import TorchQdqReference
+    from dpupose.runtime.emulator import EmulatorRunner
+
+    path = tmp_path / "m.onnx"
+    onnx.save(op_model(case), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    plan = result.plan
+    assert _rows(result)["mid"]["device"] == "dpu" and _rows(result)["mid/flatten"]["device"] == "dpu"
+    assert _devices(plan) == ["dpu", "cpu"] and result.warnings == []
+    dpu0 = plan.path(plan.subgraphs[0].file)
+    emu, fast, ref = EmulatorRunner(dpu0), EmulatorRunner(dpu0, exact=False), TorchQdqReference(dpu0)
+    assert [(o.name, o.shape) for o in emu.outputs] == [("logits_flat", (1, 256))]
+    rng = np.random.default_rng(5)
+    for _ in range(4):  # the float64 interpreter and ONNX Runtime with the DPU's ties, layer by layer
+        x = {"image": rng.integers(-128, 128, (1, S, S, 3)).astype(np.int8)}
+        layers = emu.trace(x)
+        floats = ref.trace({"image": x["image"].transpose(0, 3, 1, 2) * 2.0 ** -FP["image"]})
+        assert {"flat_in_int8", "logits_flat_int8"} <= set(layers)
+        for name, y in layers.items():
+            np.testing.assert_array_equal(y, floats[name], err_msg=name)
+        np.testing.assert_array_equal(fast.run(x)["logits_flat"], layers["logits_flat_int8"])
+    image = rng.normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(image)["coords"]
+    on_cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(image)["coords"]
+    np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
+
+
 def test_requantization_stays_on_the_dpu(tmp_path):
     _, result = _split(tmp_path, "requant")
     assert _devices(result.plan) == ["dpu", "cpu"]

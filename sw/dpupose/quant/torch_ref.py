@@ -5,7 +5,8 @@ QuantizeLinear rounds half up and saturates like the DPU, DequantizeLinear multi
 and ConvTranspose run as torch's float64 convolution and transposed convolution (exact for int8-valued
 operands), with the bias floored to the accumulator's resolution, Add inputs truncated to two guard bits,
 an average pool's reciprocal and a hard sigmoid's 1/6 (2731 / 2**14, and a hard swish's rounded to 2**-7)
-as the DPU does; a bilinear resize interpolates in float64 (exact for its power-of-two fractions). It must
+as the DPU does; a bilinear resize interpolates in float64 (exact for its power-of-two fractions), a Gemm or
+MatMul is the float64 product with a Gemm's bias as a conv's, and the layout ops reshape in ONNX's order. It must
 reproduce the emulator bit for bit; `dpupose deploy-check --against torch` compares the two layer by layer.
 """
 
@@ -79,6 +80,27 @@ class TorchQdqReference:
             pairs[ax] = (pads[i], pads[i + len(axes)])
         flat = [p for ax in reversed(range(x.dim())) for p in pairs[ax]]
         return F.pad(x, flat, value=value)
+
+    def _layout(self, node: onnx.NodeProto, a: dict, x: torch.Tensor) -> torch.Tensor:
+        """ONNX's Reshape (0 copies the input's size unless allowzero), Flatten, Squeeze and Unsqueeze (axes an
+        attribute before opset 13, an input from it) on the values in ONNX's order; the fix point passes."""
+        op = node.op_type
+        if op == "Flatten":
+            axis = a.get("axis", 1)
+            axis = axis + x.dim() if axis < 0 else axis
+            return x.reshape(math.prod(x.shape[:axis]), -1)
+        if op == "Reshape":
+            shape = [int(d) for d in self.inits[node.input[1]].reshape(-1)]
+            if not a.get("allowzero", 0):
+                shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+            return x.reshape(shape)
+        axes = a["axes"] if "axes" in a else [int(v) for v in self.inits[node.input[1]].reshape(-1)]
+        if op == "Squeeze":
+            return x.squeeze(tuple(ax % x.dim() for ax in axes))
+        rank = x.dim() + len(axes)
+        for ax in sorted(ax % rank for ax in axes):
+            x = x.unsqueeze(ax)
+        return x
 
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """feeds: float NCHW inputs (already on their Q grid or not: they are quantized here)."""
@@ -211,6 +233,19 @@ class TorchQdqReference:
                 env[node.output[0]] = torch.cat([env[i] for i in node.input], dim=a.get("axis", 1))
             elif op == "Pad":  # the ONNX constant pad (the DPU's pad-fix fills int8 0; the rules take value 0)
                 env[node.output[0]] = self._pad(node, a, env[node.input[0]])
+            elif op in ("Gemm", "MatMul"):  # x times the weight in float64 (exact), the bias as a conv's
+                x, w = env[node.input[0]], env[node.input[1]]
+                if op == "Gemm" and a.get("transB", 0):
+                    w = w.T
+                y = x @ w
+                if op == "Gemm" and len(node.input) > 2 and node.input[2]:
+                    acc_fp = self.fp[node.input[0]] + self.fp[node.input[1]] + 1
+                    y = y + torch.floor(env[node.input[2]] * 2.0**acc_fp) * 2.0**-acc_fp
+                env[node.output[0]] = y
+            elif op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+                env[node.output[0]] = self._layout(node, a, env[node.input[0]])
+                if node.input[0] in self.fp:  # the values and their fix point pass through
+                    self.fp[node.output[0]] = self.fp[node.input[0]]
             else:
                 raise ModelFileError(f"the torch reference does not implement {op}")
         return ints

@@ -22,6 +22,10 @@ confirmed with `dpupose deploy-check` on board dumps.
   stride-dilated input padded by kernel - 1 - pad, a depthwise conv of stride 1 over it with depthwise-conv2d-
   fix's sum, bias, shift, rounding and saturation; the ONNX weight (C, 1, KH, KW) flipped. No activation is
   fused into it (vai_q_pytorch's DPU op filter lists none for the transposed depthwise conv).
+- fully connected (Gemm / MatMul by a constant 2-D weight, XIR's inner product on the conv engine): a 1 x 1
+  conv2d-fix of K input channels per row, its sum, bias, shift, activation, rounding and saturation
+  (`FcKernel`); VART's cpu-runner matmul-fix agrees where the bias is at most one bit finer than the sum.
+  Rows are ONNX's: a Flatten or Reshape before it takes the values in NCHW order (reshape-fix moves data only).
 - rounding ("DPURound"): round half toward +infinity (floor(v + 0.5)) on the exact value, then saturation
   to [-128, 127].
 - ReLU: max(v, 0) before rounding. LeakyReLU: v * 26 / 256 for v < 0 before rounding (the hardware slope
@@ -489,6 +493,120 @@ def conv_transpose2d(
         stride=stride, pads=pads, dilation=dilation, groups=groups, act=act,
     )  # fmt: skip
     return kernel(x)
+
+
+class FcKernel:
+    """A fully connected layer prepared once (ONNX Gemm / MatMul by a constant 2-D weight; XIR's inner product, which
+    vai_q_pytorch exports as matmul with transpose_b: nndct_shared/compile/xop_creator.py, dense), `kernel(x)` on
+    int8 rows in ONNX's layout, (..., K) in and (..., N) out. The operator rules put it on the conv engine, where it
+    is a 1 x 1 convolution of K input channels over one pixel per row: conv2d-fix's exact sum, bias at its fix point
+    (n = 2 * acc + floor(b * 2**(shift_bias + 1))), shift, fused activation, DPURound and saturation (VART's
+    cpu-runner conv2d_fix.cpp; `ConvKernel` runs it). VART's cpu-runner matmul-fix (matmul_fix.cpp: the exact sum
+    scaled by 2**-(fp_in + fp_w), plus the bias at 2**-fp_b, times 2**fp_out, rounded in the output's round_mode,
+    DPU_ROUND: half toward +infinity) gives the same integers wherever the bias is at most one bit finer than the
+    accumulator (shift_bias >= -1: the conv's floor then drops nothing) and the result within int8; past int8 it
+    casts where the conv engine saturates, and a DPU's output is int8, so saturation is followed. `w` is the
+    weight as ONNX's MatMul reads it, (K, N) (a Gemm's with transB given transposed), `b` int8 (N,) or None."""
+
+    def __init__(
+        self,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        *,
+        fp_in: int,
+        fp_w: int,
+        fp_b: int | None,
+        fp_out: int,
+        act: str = "none",
+    ) -> None:
+        if w.ndim != 2:
+            raise ValueError(f"a fully connected layer's weight is one matrix, not of shape {w.shape}")
+        self.k, self.n = w.shape
+        if b is not None and b.shape != (self.n,):
+            raise ValueError(f"a fully connected layer's bias of shape {b.shape} for {self.n} outputs")
+        conv_w = np.ascontiguousarray(w.T).reshape(self.n, self.k, 1, 1)  # (O, C, 1, 1): output j reads column j
+        self.kernel = ConvKernel(conv_w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out, act=act)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 1 or x.shape[-1] != self.k:
+            raise ValueError(f"a fully connected layer of {self.k} inputs given rows of shape {x.shape}")
+        y = self.kernel(np.ascontiguousarray(x).reshape(-1, 1, 1, self.k))
+        return y.reshape(*x.shape[:-1], self.n)
+
+
+def fully_connected(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    *,
+    fp_in: int,
+    fp_w: int,
+    fp_b: int | None,
+    fp_out: int,
+    act: str = "none",
+) -> np.ndarray:
+    """x (..., K) int8 times the int8 weight (K, N), with bias and activation, to int8 (..., N): `FcKernel`."""
+    return FcKernel(w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out, act=act)(x)
+
+
+def layout_shape(spec: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of an ONNX layout op on an input of `shape` (ONNX's layout). `spec` is ("reshape", shape,
+    allowzero), ("flatten", axis), ("squeeze", axes) or ("unsqueeze", axes), as the emulator's parser reads the node.
+    XIR's reshape-fix only moves data (its fix point passes through); the values keep ONNX's (row-major) order."""
+    kind = spec[0]
+    rank = len(shape)
+    if kind == "reshape":
+        target, allowzero = spec[1], spec[2]
+        out = []
+        for i, d in enumerate(target):
+            if d == 0 and not allowzero:
+                if i >= rank:
+                    raise ValueError(f"a Reshape to {list(target)} copies axis {i} of a {rank}-D input")
+                d = shape[i]
+            out.append(d)
+        known = math.prod(d for d in out if d != -1)
+        total = math.prod(shape)
+        if out.count(-1) > 1 or any(d < -1 for d in out):
+            raise ValueError(f"a Reshape to {list(target)}")
+        if -1 in out:
+            if known == 0 or total % known:
+                raise ValueError(f"a Reshape of {list(shape)} to {list(target)}")
+            out[out.index(-1)] = total // known
+        if math.prod(out) != total:
+            raise ValueError(f"a Reshape of {list(shape)} ({total} values) to {list(target)}")
+        return tuple(out)
+    if kind == "flatten":
+        axis = spec[1] + rank if spec[1] < 0 else spec[1]
+        if not 0 <= axis <= rank:
+            raise ValueError(f"a Flatten at axis {spec[1]} of a {rank}-D input")
+        return math.prod(shape[:axis]), math.prod(shape[axis:])
+    if kind == "squeeze":
+        axes = sorted({a + rank if a < 0 else a for a in spec[1]})
+        if any(not 0 <= a < rank or shape[a] != 1 for a in axes):
+            raise ValueError(f"a Squeeze of axes {list(spec[1])} of {list(shape)}")
+        return tuple(d for i, d in enumerate(shape) if i not in axes)
+    if kind == "unsqueeze":
+        out_rank = rank + len(spec[1])
+        axes = {a + out_rank if a < 0 else a for a in spec[1]}
+        if len(axes) != len(spec[1]) or any(not 0 <= a < out_rank for a in axes):
+            raise ValueError(f"an Unsqueeze at axes {list(spec[1])} of a {rank}-D input")
+        rest = iter(shape)
+        return tuple(1 if i in axes else next(rest) for i in range(out_rank))
+    raise ValueError(f"unknown layout op {kind!r}")
+
+
+def apply_layout(x: np.ndarray, specs: Sequence[tuple]) -> np.ndarray:
+    """`x` (ONNX's layout, batch first) through the layout ops `specs` (`layout_shape`), one image at a time as the
+    emulator runs: each op's shape is worked out on one image (batch 1) and must keep the batch axis first and 1."""
+    for spec in specs:
+        shape = layout_shape(spec, (1, *x.shape[1:]))
+        if not shape or shape[0] != 1:
+            raise ValueError(
+                f"a {spec[0]} of one image of {[1, *x.shape[1:]]} to {list(shape)}: the emulator runs a layout op "
+                "that keeps the batch axis first"
+            )
+        x = x.reshape(x.shape[0], *shape[1:])
+    return x
 
 
 def eltwise_add(xs: list[np.ndarray], fps: list[int], fp_out: int, act: str = "none") -> np.ndarray:

@@ -56,6 +56,7 @@ RUN_STEP_KINDS = (
     "emul",
     "resize_linear",
     "pad",
+    "reshape",
 )
 
 
@@ -77,8 +78,13 @@ def _static(program: Program) -> bool:
 
 def shape_checked(step: Step) -> bool:
     """Whether the exact path checks `step` only when it runs, with its input's shape: a resize by sizes (whole
-    multiples of the input), a global average pool (its window, the whole map, over AVGPOOL_MAX_PIXELS)."""
-    return "sizes" in step.attrs or (step.kind == "avgpool" and step.attrs.get("kernel") is None)
+    multiples of the input), a global average pool (its window, the whole map, over AVGPOOL_MAX_PIXELS), a layout
+    op (its shape against the input's) and a fully connected layer (its rows' length)."""
+    return (
+        "sizes" in step.attrs
+        or (step.kind == "avgpool" and step.attrs.get("kernel") is None)
+        or step.kind in ("reshape", "fc")
+    )
 
 
 def check_feeds(infos: list[TensorInfo], feeds: dict[str, np.ndarray]) -> None:
@@ -131,6 +137,13 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             kernel = dpu_ops.ConvKernel(step.weight, step.bias, groups=a["groups"], **layer)
         src = step.inputs[0]
         return lambda env: kernel(env[src])
+    if step.kind == "fc":
+        assert step.weight is not None and step.fp_w is not None
+        fc = dpu_ops.FcKernel(
+            step.weight, step.bias, fp_in=step.fps_in[0], fp_w=step.fp_w, fp_b=step.fp_b, fp_out=step.fp_out,
+            act=step.act,
+        )  # fmt: skip
+        return lambda env: fully_connected(step, fc, env[step.inputs[0]])
     if step.kind in RUN_STEP_KINDS:
         return lambda env: run_step(step, env)
     raise ValueError(f"unknown step kind {step.kind!r}")
@@ -139,8 +152,11 @@ def compile_step(step: Step) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
 def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     """One DPU step on int8 NHWC tensors from env."""
     xs = [env[t] for t in step.inputs]
-    if step.kind == "conv":
+    if step.kind in ("conv", "fc"):
         return compile_step(step)(env)
+    if step.kind == "reshape":  # reshape-fix: the values in ONNX's order, then the Q's fix point
+        y = nchw_to_nhwc(dpu_ops.apply_layout(nhwc_to_nchw(xs[0]), step.attrs["layout"]))
+        return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
     if step.kind == "add":
         return dpu_ops.eltwise_add(xs, step.fps_in, step.fp_out, step.act)
     if step.kind == "depth_to_space":
@@ -180,6 +196,19 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     raise ValueError(f"unknown step kind {step.kind!r}")
 
 
+def fully_connected(step: Step, fc: dpu_ops.FcKernel, x: np.ndarray) -> np.ndarray:
+    """A fully connected step on the runner's tensor `x`: its values in ONNX's layout (NCHW for a 4-D tensor, so a
+    Flatten takes them in ONNX's order, C then H then W), through the step's layout ops, each row (the last axis)
+    times the weight (`dpu_ops.FcKernel`), back in the runner's layout (NHWC where the result is 4-D)."""
+    rows = dpu_ops.apply_layout(nhwc_to_nchw(x), step.attrs["layout"])
+    if step.attrs.get("gemm") and rows.ndim != 2:
+        raise ValueError(f"a Gemm of a {rows.ndim}-D input {list(rows.shape)}: ONNX's Gemm multiplies a matrix")
+    if rows.ndim < 2:
+        raise ValueError(f"a MatMul of a {rows.ndim}-D input: the emulator takes rows after the batch axis")
+    y = fc(rows)
+    return nchw_to_nhwc(y[..., 0] if step.attrs.get("vector") else y)
+
+
 def resize_scale(step: Step, x: np.ndarray) -> tuple[int, int]:
     """(sh, sw) of a resize step: its constant scales, or its sizes over the input's H and W (int8 NHWC `x`),
     which must be whole multiples of them, N and C unchanged (what the operator rules put on the DPU)."""
@@ -198,7 +227,7 @@ def resize_scale(step: Step, x: np.ndarray) -> tuple[int, int]:
 
 def _grid(step: Step) -> int:
     """g: the float value ONNX Runtime quantizes in `step` is a multiple of 2**-g."""
-    if step.kind in ("conv", "mul"):
+    if step.kind in ("conv", "fc", "mul"):
         assert step.fp_w is not None
         g = step.fps_in[0] + step.fp_w
         if step.fp_b is not None:

@@ -9,8 +9,9 @@ The QDQ conventions (written by `dpupose quantize`, cut only at Q/DQ boundaries 
 
 Each QuantizeLinear that does not quantize a graph input is one DPU step: the Conv / ConvTranspose / Add /
 DepthToSpace / Concat / Pad / nearest or bilinear Resize / MaxPool / (Global)AveragePool / HardSigmoid /
-HardSwish / Mul (or a bare DequantizeLinear, i.e. a change of fix position) feeding it, with the fused
-activation. Step tensors are named by the Q node's int8 output.
+HardSwish / Mul / Gemm / MatMul / Reshape / Flatten / Squeeze / Unsqueeze (or a bare DequantizeLinear, i.e. a
+change of fix position) feeding it, with the fused activation; a Gemm or MatMul may read its input through
+layout ops with no Q/DQ pair between. Step tensors are named by the Q node's int8 output.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dpupose.runtime import dpu_ops
 from dpupose.runtime.onnx_lite import Graph, Node, load_model
 
 ACT_OPS = ("Relu", "Clip", "LeakyRelu")
+LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")  # XIR reshape-fix: data movement only
 # Resize-11 coordinate mappings that take output pixel x from input pixel floor(x / s) at every integer
 # scale s: x_in = (x + 1/2) / s - 1/2 is floor(x / s) plus a fraction in (-1/2, 1/2), which either rounding
 # takes to floor(x / s); x / s and (x + 1/2) / s have floor(x / s) as their floor. Resize-19's
@@ -60,7 +62,8 @@ EMULATED = (
     "sizes that are whole multiples of the input's), max and average pools, pixel shuffles (mode CRD), constant "
     "pads of 0 on H and W, Muls by a scalar or per-channel constant, element-wise Muls of two activations, and hard "
     "sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 after one) and hard swishes (with a ReLU after one) "
-    "of a dequantized activation"
+    "of a dequantized activation, fully connected layers (Gemm, MatMul by a constant weight) and the reshapes, "
+    "flattens, squeezes and unsqueezes that keep the batch axis"
 )
 
 
@@ -87,8 +90,9 @@ class Step:
     fps_in: list[int]
     label: str  # the float tensor the Q quantizes, for reports
     act: str = "none"
-    weight: np.ndarray | None = None  # conv: int8 (O, C/g, KH, KW), transposed (C, O, KH, KW); mul: int8 (1,) or (C,)
-    bias: np.ndarray | None = None  # conv: int8 (O,)
+    # conv: int8 (O, C/g, KH, KW), transposed (C, O, KH, KW); fc: int8 (K, N); mul: int8 (1,) or (C,)
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None  # conv, fc: int8 (O,)
     fp_w: int | None = None
     fp_b: int | None = None
     attrs: dict = field(default_factory=dict)
@@ -217,6 +221,87 @@ class _Parser:
             raise ModelFileError(f"{where}: input {name!r} is not a dequantized activation")
         return self.act_dq[name]
 
+    def layout_input(self, name: str, where: str) -> tuple[str, int, list[tuple]]:
+        """(int8 tensor, fix point, layout ops) of an input that is a dequantized activation or one through
+        Reshape / Flatten / Squeeze / Unsqueeze nodes (each read by this one consumer): the layout ops in the
+        order they apply (`dpu_ops.layout_shape`)."""
+        specs = []
+        while name not in self.act_dq:
+            node = self.producer.get(name)
+            if node is None or node.op_type not in LAYOUT_OPS:
+                raise ModelFileError(f"{where}: input {name!r} is not a dequantized activation")
+            self.single_use(name, where)
+            self.mark(node)
+            specs.append(self.layout_spec(node))
+            name = node.inputs[0]
+        src, fp = self.act_dq[name]
+        return src, fp, specs[::-1]
+
+    def layout_spec(self, node: Node) -> tuple:
+        """A layout op as `dpu_ops.layout_shape` takes it: its shape or axes constant (Squeeze-13 and Unsqueeze-13
+        on take the axes as an input, before as an attribute)."""
+        op = node.op_type
+        what = f"{op} {node.name or node.outputs[0]!r}"
+        if op == "Flatten":
+            return ("flatten", int(node.attrs.get("axis", 1)))
+        if op == "Reshape":
+            if len(node.inputs) < 2 or node.inputs[1] not in self.inits:
+                raise NotEmulated(f"{what}: the emulator takes a Reshape to a constant shape")
+            shape = tuple(int(d) for d in np.asarray(self.inits[node.inputs[1]]).reshape(-1))
+            return ("reshape", shape, int(node.attrs.get("allowzero", 0)))
+        if self.g.opset >= 13 or "axes" not in node.attrs:
+            name = node.inputs[1] if len(node.inputs) > 1 else ""
+            if not name or name not in self.inits:
+                raise NotEmulated(f"{what}: the emulator takes a {op} with constant axes")
+            axes = tuple(int(a) for a in np.asarray(self.inits[name]).reshape(-1))
+        else:
+            axes = tuple(int(a) for a in node.attrs["axes"])
+        return (op.lower(), axes)
+
+    def fc(self, node: Node, out: str, fp_out: int, label: str, act: str, where: str) -> Step:
+        """A fully connected layer (`dpu_ops.FcKernel`): a Gemm (transA 0, alpha and beta 1; transB either) or a
+        MatMul of an activation, through any layout ops, by an int8 weight behind its DequantizeLinear, 2-D (or
+        a MatMul's 1-D vector, one output per row), with a Gemm's int8 bias C of one value per output, and the
+        conv engine's fused activation. The weight is kept as MatMul reads it, (K, N)."""
+        op = node.op_type
+        what = f"{op} {node.name or node.outputs[0]!r}"
+        if len(node.inputs) < 2 or node.inputs[1] not in self.const_dq:
+            raise NotEmulated(
+                f"{what}: the emulator runs a fully connected layer, by a weight that is an int8 initializer behind "
+                "a DequantizeLinear"
+            )
+        w, fp_w = self.const_dq[node.inputs[1]]
+        vector = op == "MatMul" and w.ndim == 1
+        if vector:
+            w = w.reshape(-1, 1)
+        if w.ndim != 2:
+            raise NotEmulated(f"{what}: a weight of shape {list(w.shape)}: a fully connected layer's is one matrix")
+        b = fp_b = None
+        if op == "Gemm":
+            if int(node.attrs.get("transA", 0)):
+                raise NotEmulated(f"{what}: a Gemm with transA is not a fully connected layer")
+            alpha, beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
+            has_c = len(node.inputs) > 2 and bool(node.inputs[2])
+            if alpha != 1.0 or (has_c and beta != 1.0):
+                raise NotEmulated(f"{what}: a Gemm with alpha {alpha:g} and beta {beta:g} (XIR's inner product has 1)")
+            if int(node.attrs.get("transB", 0)):
+                w = w.T
+            if has_c:
+                if node.inputs[2] not in self.const_dq:
+                    raise NotEmulated(f"{what}: its C must be an int8 initializer behind a DequantizeLinear (the bias)")
+                b, fp_b = self.const_dq[node.inputs[2]]
+                if b.size == 1:
+                    b = np.full(w.shape[1], b.reshape(-1)[0], dtype=b.dtype)
+                elif b.shape not in ((w.shape[1],), (1, w.shape[1])):
+                    raise NotEmulated(
+                        f"{what}: C of shape {list(b.shape)}: the emulator takes a bias of one value per output "
+                        f"({w.shape[1]})"
+                    )
+                b = b.reshape(-1)
+        src, fp_in, layout = self.layout_input(node.inputs[0], where)
+        attrs = {"layout": layout, "vector": vector, "gemm": op == "Gemm"}
+        return Step("fc", out, fp_out, [src], [fp_in], label, act, np.ascontiguousarray(w), b, fp_w, fp_b, attrs)
+
     def single_use(self, tensor: str, where: str) -> None:
         if len(self.consumers.get(tensor, [])) != 1:
             raise ModelFileError(f"{where}: intermediate float tensor {tensor!r} must have one consumer")
@@ -273,6 +358,11 @@ class _Parser:
                         f"{what}: kernel {kh}x{kw}: the emulator averages up to {dpu_ops.AVGPOOL_MAX_PIXELS} pixels"
                     )
             return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
+        if op in ("Gemm", "MatMul"):
+            return self.fc(node, out, fp_out, label, act, where)
+        if op in LAYOUT_OPS and act == "none":
+            src, fp, layout = self.layout_input(node.outputs[0], where)
+            return Step("reshape", out, fp_out, [src], [fp], label, attrs={"layout": layout})
         if op == "Mul":
             return self.mul(node, out, fp_out, label, act, where)
         if op in ("HardSigmoid", "HardSwish"):
