@@ -713,13 +713,47 @@ def test_global_average_pool(hw, factor, shift):
     assert np.all(np.abs(y - ort_plain(model, x)) <= bound)
 
 
-def test_an_average_pool_over_too_many_pixels_is_not_emulated():
-    # 17 x 17 = 289 pixels, over the 256 the emulator averages: refused as the file loads, not as it runs
+def test_an_average_pool_over_more_than_256_pixels_is_the_dpu_s_reciprocal_too():
+    # 17 x 17 = 289 pixels was refused ("the emulator averages up to 256 pixels") though the operator rules put a
+    # pool of kernel sides up to 256 on the DPU; Xilinx's references search the same factor / 2**shift for any
+    # kernel (cpu-runner pool_fix.cpp, vai_q_pytorch's get_avgpool_dpu_coeff): 113 / 2**15 for 289 pixels
+    assert dpu_ops.avgpool_factors(17, 17) == (113, 15)
     m = Model()
     x = m.input((1, 2, 17, 17), 4)
     m.op("AveragePool", [x], kernel_shape=[17, 17])
-    with pytest.raises(NotEmulated, match="kernel 17x17: the emulator averages up to 256 pixels"):
+    model = m.build(5, (1, 2, 1, 1))
+    emu = EmulatorRunner(model)
+    xin = feeds(emu, 4)
+    sums = xin["x0"].astype(np.int64).sum(axis=(1, 2), keepdims=True)
+    y = emu.run(xin)["y"].astype(np.int64)
+    np.testing.assert_array_equal(y, np.clip(np.floor(sums * 113 * 2.0 ** (1 - 15) + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, xin, [4]), y)
+    # a kernel side over the ALU engine's 256 is not the DPU's (the operator rules put it on the CPU)
+    m = Model()
+    x = m.input((1, 2, 1, 257), 4)
+    m.op("AveragePool", [x], kernel_shape=[1, 257])
+    with pytest.raises(NotEmulated, match="kernel 1x257: the DPU's pool kernel is 1 to 256 a side"):
         EmulatorRunner(m.build(4, (1, 2, 1, 1)))
+
+
+def test_a_large_global_average_pool_rounds_its_product_to_float32_as_the_reference():
+    # a 9 x 229 map (2061 pixels, factor 127 / 2**18): the cpu-runner multiplies the sum by the factor in float32,
+    # exact below 2**24 only. A sum of 147585 is 71.49999 exactly, 71; its float32 product is 71.5, which DPURound
+    # takes to 72 (ONNX Runtime's exact mean, 71.6, gives 72 as well)
+    assert dpu_ops.avgpool_factors(9, 229) == (127, 18)
+    assert 147585 * 127 / 2**18 < 71.5 and np.float32(147585) * np.float32(127 / 2**18) == np.float32(71.5)
+    model = _pool("GlobalAveragePool", 4, 4, (9, 229), (1, 1))
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 2)
+    ch = np.full(9 * 229, 71, np.int8)
+    ch[: 147585 - 71 * 9 * 229] = 72  # 1254 pixels of 72, the rest 71: the sum 147585
+    x["x0"][0, :, :, 0] = ch.reshape(9, 229)
+    y = emu.run(x)["y"].astype(np.int64)
+    assert y[0, 0, 0, 0] == 72
+    sums = x["x0"].astype(np.int64).sum(axis=(1, 2), keepdims=True)
+    product = (sums.astype(np.float32) * np.float32(127 / 2**18)).astype(np.float64)
+    np.testing.assert_array_equal(y, np.clip(np.floor(product + 0.5), -128, 127))
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
 
 
 def test_a_padded_average_pool_without_count_include_pad_is_not_emulated():
@@ -730,22 +764,22 @@ def test_a_padded_average_pool_without_count_include_pad_is_not_emulated():
         EmulatorRunner(m.build(4, (1, 2, 6, 6)))
 
 
-def test_a_global_average_pool_too_large_to_emulate_is_one_error_naming_it():
-    """Its window is the whole map, whose size a hand-made file tells only when it runs: a 17 x 17 map
-    (289 pixels, over the 256 the emulator averages) stopped the run with a ValueError traceback."""
+def test_a_global_average_pool_too_large_for_the_dpu_is_one_error_naming_it():
+    """Its window is the whole map, whose size a hand-made file tells only when it runs: a 257 x 2 map (a side
+    over the DPU's 256) stopped the run with a ValueError traceback."""
     from dpupose.errors import ModelFileError
 
-    emu = EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (17, 17), (1, 1)))
-    with pytest.raises(ModelFileError, match=r"^DPU step avgpool at 'y_float': average pool over 17x17 pixels") as e:
+    emu = EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (257, 2), (1, 1)))
+    with pytest.raises(ModelFileError, match=r"^DPU step avgpool at 'y_float': average pool over 257x2 pixels") as e:
         emu.run(feeds(emu))
     # bench and the notebook's PoseSession meet it too: not --backend alone, which only dpupose run has
     assert str(e.value).endswith('run this model with the cpu backend (dpupose run --backend cpu; backend="cpu" in '
                                  "PoseSession)")  # fmt: skip
     # the fast path (ONNX Runtime, which averages any map) refuses it too, when loaded: the file's input shape
-    # is static, so the window is known then; 16 x 16 (256 pixels) still loads and runs
-    with pytest.raises(ModelFileError, match=r"^DPU step avgpool at 'y_float': average pool over 17x17 pixels"):
-        EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (17, 17), (1, 1)), exact=False)
-    fast = EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (16, 16), (1, 1)), exact=False)
+    # is static, so the window is known then; 256 x 2 still loads and runs
+    with pytest.raises(ModelFileError, match=r"^DPU step avgpool at 'y_float': average pool over 257x2 pixels"):
+        EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (257, 2), (1, 1)), exact=False)
+    fast = EmulatorRunner(_pool("GlobalAveragePool", 4, 5, (256, 2), (1, 1)), exact=False)
     assert fast.run(feeds(fast))["y"].shape == (1, 1, 1, 4)
 
 

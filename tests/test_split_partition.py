@@ -202,27 +202,26 @@ def test_dpu_subgraph_reading_another_dpu_subgraph_gets_an_exact_boundary(tmp_pa
 
 
 @pytest.mark.parametrize("batch", [1, "batch"])
-@pytest.mark.parametrize("side", [16, 17])
-def test_a_global_average_pool_the_emulator_cannot_average_is_split_with_a_warning(tmp_path, side, batch):
-    # the operator rules take a global pool of H and W up to 256 each; the emulator averages up to 256 pixels, a
-    # window known with the map's shape: 17 x 17 was split without a warning, its plan refused only when it ran
-    # (and run by the fast emulator, ONNX Runtime, without a word); a symbolic batch (`dpupose quantize`'s image)
-    # leaves the map's shape known
+@pytest.mark.parametrize("side", [16, 17, 40])
+def test_a_global_average_pool_the_rules_put_on_the_dpu_is_emulated(tmp_path, side, batch):
+    # the operator rules take a global pool of H and W up to 256 each; the emulator averaged up to 256 pixels, so
+    # 17 x 17 was split with a warning and its plan refused by emulate: it now averages any window the rules take,
+    # with the DPU's reciprocal (a symbolic batch, `dpupose quantize`'s image, leaves the map's shape known)
+    from dpupose.quant.torch_ref import TorchQdqReference
+    from dpupose.runtime.emulator import EmulatorRunner
+
     path = tmp_path / "gap.onnx"
     onnx.save(global_pool_model(side, batch), path)
     result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
     assert _rows(result)["mid"]["device"] == "dpu"
     assert _devices(result.plan) == ["dpu", "cpu"]
-    if side == 16:  # 256 pixels: emulated
-        assert result.warnings == []
-        RunnerFactory(result.plan, "emulate").create_all()
-        return
-    assert result.warnings == [
-        "DPU subgraph dpu0 cannot run on the emulator (DPU step avgpool at 'mid_float': average pool over 17x17 "
-        "pixels: the emulator averages up to 256; run this model with the cpu backend (dpupose run --backend cpu; "
-        'backend="cpu" in PoseSession)); use --backend cpu on a PC'
-    ]
-    assert result.plan.metadata["warnings"] == result.warnings
+    assert result.warnings == []
+    RunnerFactory(result.plan, "emulate").create_all()
+    dpu0 = result.plan.path(result.plan.subgraphs[0].file)
+    x = np.random.default_rng(side).integers(-128, 128, (1, 2 * side, 2 * side, 3)).astype(np.int8)
+    layers = EmulatorRunner(dpu0).trace({"image": x})
+    floats = TorchQdqReference(dpu0).trace({"image": x.transpose(0, 3, 1, 2) * 2.0 ** -FP["image"]})
+    np.testing.assert_array_equal(layers["mid_q_int8"], floats["mid_q_int8"])
 
 
 @pytest.mark.parametrize("case", ["gemm", "matmul"])

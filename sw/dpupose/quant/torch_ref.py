@@ -217,8 +217,8 @@ class TorchQdqReference:
                 t, left, bo, r = a.get("pads", [0, 0, 0, 0])
                 x = F.pad(x, (left, r, t, bo))
                 sums = F.avg_pool2d(x, kernel, tuple(a.get("strides", [1, 1])), divisor_override=1)
-                factor, shift = avgpool_factors(*kernel)
-                env[node.output[0]] = sums * (factor * 2.0**-shift)
+                factor, shift = avgpool_factors(*kernel)  # the product rounded to float32 as the reference's
+                env[node.output[0]] = (sums * (factor * 2.0**-shift)).float().double()
             elif op == "HardSigmoid":  # the DPU's relu6(x + 3) * 2731 / 2**14 (XIR hard-sigmoid-fix), not 1/6
                 env[node.output[0]] = torch.clamp(env[node.input[0]] + 3.0, 0.0, 6.0) * (
                     HSIGMOID_NUMERATOR * 2.0**-HSIGMOID_SHIFT

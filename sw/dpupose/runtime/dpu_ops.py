@@ -57,8 +57,9 @@ confirmed with `dpupose deploy-check` on board dumps.
 - average pool (cpu-runner pool-fix, AVG): a window's sum over the zero-padded input (a pad counts as a
   pixel) times the DPU's reciprocal of the kernel's pixel count, factor / 2**shift (7/64 for 3x3, 10/256
   for 5x5, 7/256 for 6x6, 21/1024 for 7x7, 21/4096 for 14x14; otherwise the closest such fraction with a
-  shift below log2(128 * pixels), exact for powers of two), then DPURound of that times
-  2**(fp_out - fp_in), saturated. A global pool is the same over the whole map.
+  shift below log2(128 * pixels), exact for powers of two, for a kernel of any size), then DPURound of that
+  times 2**(fp_out - fp_in), saturated; a product past float32's 24 bits (windows over 1032 pixels) rounded to
+  float32 first, as the reference computes it. A global pool is the same over the whole map.
 - nearest-neighbour upsampling (cpu-runner resize, NEAREST, no align_corners): output pixel (h, w) is
   input pixel (h // sh, w // sw) for whole-number scales; a fix-position change is a rounding shift.
 - hard sigmoid (Vitis AI cpu_task hard-sigmoid-fix; XIR: relu6(x + 3) * 2731 / 2**14): DPURound of
@@ -795,10 +796,12 @@ def max_pool(
 
 
 # The DPU's reciprocal of the kernel's pixel count as factor / 2**shift (cpu-runner pool-fix,
-# get_avgpool_dpu_factors): fixed for square kernels of 3, 5, 6, 7 and 14; otherwise the closest with a
+# get_avgpool_dpu_factors, and vai_q_pytorch's get_avgpool_dpu_coeff, nndct_shared/utils/dpu_utils.py, the same
+# search for a kernel of any size): fixed for square kernels of 3, 5, 6, 7 and 14; otherwise the closest with a
 # shift below log2(128 * pixels).
 AVGPOOL_FACTORS = {3: (7, 6), 5: (10, 8), 6: (7, 8), 7: (21, 10), 14: (21, 12)}
-AVGPOOL_MAX_PIXELS = 256  # |sum| * factor < 2**24: the reference's float32 product is exact
+POOL_MAX_KERNEL = 256  # a pool's kernel side on the ALU engine (alu_limit; the operator rules' MAX_ALU_KERNEL)
+FLOAT32_EXACT = 2**24  # the reference's float32 product sum * factor / 2**shift is exact below this
 
 
 @functools.cache  # a pool step asks at every frame; the search takes as long as a small pool itself
@@ -824,19 +827,31 @@ def avg_pool(
     fp_in: int,
     fp_out: int,
 ) -> np.ndarray:
-    """cpu-runner pool-fix AVG: each window's sum over the zero-padded input times the DPU's reciprocal
-    (`avgpool_factors`, the whole kernel's whatever the padding), DPURound of that times
-    2**(fp_out - fp_in), saturated: round_shift(sum * factor, shift + fp_in - fp_out)."""
+    """cpu-runner pool-fix AVG (VART's cpu-runner pool_fix.cpp, avg_pool_fix_one): each window's sum over the
+    zero-padded input times the DPU's reciprocal (`avgpool_factors`, the whole kernel's whatever the padding),
+    DPURound of that times 2**(fp_out - fp_in), saturated. The reference multiplies the sum by factor / 2**shift in
+    float32: exact while |sum| * factor < 2**24, which every kernel of up to 1032 pixels keeps (|sum| <= 128 per
+    pixel), and then round_shift(sum * factor, shift + fp_in - fp_out); a larger window (a global pool over a map of
+    up to 256 x 256, as the operator rules take it) can give a product past float32's 24 bits, which the reference
+    rounds to float32 (to nearest, ties to even) before the shift and DPURound: that product is computed here the
+    same way (numpy's float32 multiply is IEEE's)."""
     kh, kw = kernel
-    if kh * kw > AVGPOOL_MAX_PIXELS:
-        raise ValueError(f"average pool over {kh}x{kw} pixels: the emulator averages up to {AVGPOOL_MAX_PIXELS}")
+    if kh > POOL_MAX_KERNEL or kw > POOL_MAX_KERNEL:
+        raise ValueError(
+            f"average pool over {kh}x{kw} pixels: the DPU's pool kernel is 1 to {POOL_MAX_KERNEL} a side (the ALU "
+            "engine's alu_limit)"
+        )
     top, left, bottom, right = pads
     xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))) if any(pads) else x
     if xp.shape[1] < kh or xp.shape[2] < kw:
         raise ValueError(f"pool input {x.shape} is smaller than its kernel {kernel} (with padding)")
     sums = _windows(xp.astype(np.int64), kernel, stride).sum(axis=(-2, -1))
     factor, shift = avgpool_factors(kh, kw)
-    return saturate_int8(round_shift(sums * factor, shift + fp_in - fp_out))
+    if (INT8_MAX + 1) * kh * kw * factor < FLOAT32_EXACT:  # every |sum| * factor: the exact integers
+        return saturate_int8(round_shift(sums * factor, shift + fp_in - fp_out))
+    product = sums.astype(np.float32) * np.float32(factor * 2.0**-shift)  # the reference's float32 product
+    value = product.astype(np.float64) * 2.0 ** (fp_out - fp_in)
+    return saturate_int8(np.clip(np.floor(value + 0.5), INT8_MIN, INT8_MAX).astype(np.int64))
 
 
 # Hard sigmoid (cpu-runner hard-sigmoid-fix; XIR's hard-sigmoid-fix is relu6(x + 3) * 2731 / 2**14):

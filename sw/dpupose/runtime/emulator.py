@@ -78,8 +78,8 @@ def _static(program: Program) -> bool:
 
 def shape_checked(step: Step) -> bool:
     """Whether the exact path checks `step` only when it runs, with its input's shape: a resize by sizes (whole
-    multiples of the input), a global average pool (its window, the whole map, over AVGPOOL_MAX_PIXELS), a layout
-    op (its shape against the input's) and a fully connected layer (its rows' length)."""
+    multiples of the input), a global average pool (its window, the whole map, up to POOL_MAX_KERNEL a side), a
+    layout op (its shape against the input's) and a fully connected layer (its rows' length)."""
     return (
         "sizes" in step.attrs
         or (step.kind == "avgpool" and step.attrs.get("kernel") is None)
@@ -279,9 +279,10 @@ class EmulatorRunner(Runner):
 
     def check_shapes(self) -> None:
         """Refuse now what the exact path refuses only when it runs, with its input's shape: a resize by sizes is
-        the DPU's only at whole multiples of its input, and a global average pool is emulated over at most
-        AVGPOOL_MAX_PIXELS. Checked once, on zeros of the subgraph's input shapes (one sample), where they are
-        static but for the batch (a plan's subgraphs' are); the fast path and `dpupose split`'s warning ask it."""
+        the DPU's only at whole multiples of its input, a global average pool's map is at most POOL_MAX_KERNEL a
+        side (the DPU's), a layout op keeps the batch axis and a fully connected layer's rows are its length.
+        Checked once, on zeros of the subgraph's input shapes (one sample), where they are static but for the
+        batch (a plan's subgraphs' are); the fast path and `dpupose split`'s warning ask it."""
         if _static(self.program) and any(shape_checked(s) for s in self.program.steps):
             self.trace({i.name: np.zeros(i.shape, np.int8) for i in self._inputs})
 

@@ -353,9 +353,9 @@ class _Parser:
                         "every window by the whole kernel: count_include_pad 1)"
                     )
                 kh, kw = attrs["kernel"]
-                if kh * kw > dpu_ops.AVGPOOL_MAX_PIXELS:
+                if max(kh, kw) > dpu_ops.POOL_MAX_KERNEL:
                     raise NotEmulated(
-                        f"{what}: kernel {kh}x{kw}: the emulator averages up to {dpu_ops.AVGPOOL_MAX_PIXELS} pixels"
+                        f"{what}: kernel {kh}x{kw}: the DPU's pool kernel is 1 to {dpu_ops.POOL_MAX_KERNEL} a side"
                     )
             return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
         if op in ("Gemm", "MatMul"):
