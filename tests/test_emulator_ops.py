@@ -461,15 +461,61 @@ def test_an_activation_after_a_bilinear_resize_is_not_emulated():
         EmulatorRunner(_bilinear(4, 4, 2, act="Relu"))
 
 
-def test_a_resize_whose_axes_reorder_the_scales_is_not_emulated():
-    # Resize-18's axes [0, 1, 3, 2] give scales [1, 1, 3, 2] as W 3 times and H twice; read in order they
-    # would be H 3 times and W twice, so the emulator refuses axes
+def _resize_axes(mode: str, axes: list[int], by: str, values: list[int], out_hw: tuple[int, int], **attrs) -> bytes:
+    """x (1, 2, 4, 4) -> Resize-18 (opset 18) with `axes`, by `values` ("scales" or "sizes") for those axes."""
     m = Model()
     x = m.input((1, 2, 4, 4), 4)
-    scales = m.const("scales", np.array([1, 1, 3, 2], np.float32))
-    m.op("Resize", [x, "", scales], mode="nearest", axes=[0, 1, 3, 2])
-    with pytest.raises(NotEmulated, match="not 'axes'"):
-        EmulatorRunner(m.build(4, (1, 2, 8, 12), opset=18))
+    if by == "scales":
+        inputs = [x, "", m.const("scales", np.array(values, np.float32))]
+    else:
+        inputs = [x, "", "", m.const("sizes", np.array(values, np.int64))]
+    m.op("Resize", inputs, mode=mode, axes=axes, **attrs)
+    return m.build(4, (1, 2, *out_hw), opset=18)
+
+
+@pytest.mark.parametrize(
+    ("mode", "axes", "by", "values", "out_hw"),
+    [
+        ("nearest", [2, 3], "scales", [2, 3], (8, 12)),
+        ("nearest", [-1, -2], "scales", [3, 2], (8, 12)),  # W 3 times, H twice: the scales in the axes' order
+        ("nearest", [0, 1, 3, 2], "scales", [1, 1, 3, 2], (8, 12)),
+        ("nearest", [3, 2], "sizes", [12, 8], (8, 12)),
+        ("linear", [2, 3], "scales", [2, 2], (8, 8)),
+        ("linear", [-2, -1], "sizes", [16, 16], (16, 16)),
+    ],
+)
+def test_a_resize_with_axes_is_read_in_the_axes_order(mode, axes, by, values, out_hw):
+    # Resize-18's axes name the axes its scales or sizes are for, in that order, the others unchanged: the
+    # emulator refused any axes though the operator rules (which read the shapes) put such a resize on the DPU
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    model = _resize_axes(mode, axes, by, values, out_hw)
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Resize")
+    ok, reason = dpu_support(node, g.info(), load_config("u96v2-b1600-pynq"))
+    assert ok, reason
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 3)
+    y = emu.run(x)["y"]
+    assert y.shape == (1, *out_hw, 2)
+    sh, sw = out_hw[0] // 4, out_hw[1] // 4
+    if mode == "nearest":  # the pixels repeated, as ONNX Runtime's
+        np.testing.assert_array_equal(y, np.repeat(np.repeat(x["x0"], sh, axis=1), sw, axis=2))
+        np.testing.assert_array_equal(y, ort_plain(model, x))
+    else:  # the same integers as the bilinear resize by scales [1, 1, s, s], within ONNX Runtime's ties of it
+        m = Model()
+        xin = m.input((1, 2, 4, 4), 4)
+        m.op("Resize", [xin, "", m.const("scales", np.array([1, 1, sh, sw], np.float32))], mode="linear")
+        np.testing.assert_array_equal(y, EmulatorRunner(m.build(4, (1, 2, *out_hw))).run(x)["y"])
+        assert np.abs(y.astype(np.int64) - ort_plain(model, x)).max() <= 1
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), y)
+
+
+def test_a_resize_with_fewer_scales_than_axes_is_not_emulated():
+    with pytest.raises(NotEmulated, match=r"2 scales for axes \[0, 1, 2, 3\]"):
+        EmulatorRunner(_resize_axes("nearest", [0, 1, 2, 3], "scales", [2, 2], (8, 8)))
 
 
 def _resize_sizes(mode, sizes, opset, fp_in=4, fp_out=4, hw=(4, 5), **attrs) -> bytes:

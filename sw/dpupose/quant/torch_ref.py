@@ -193,14 +193,21 @@ class TorchQdqReference:
                 env[node.output[0]] = y
             elif op == "Resize":  # nearest or bilinear, whole-number scales or sizes (what the emulator reads)
                 x = env[node.input[0]]
+                axes = [ax % 4 for ax in a.get("axes", [0, 1, 2, 3])]  # Resize-18: the axes given, in order
                 if len(node.input) > 3 and node.input[3]:  # sizes: whole multiples of the input's H and W
-                    _, _, h, w = (int(s) for s in self.inits[node.input[3]])
+                    size = list(x.shape)
+                    for ax, s in zip(axes, self.inits[node.input[3]].reshape(-1)):
+                        size[ax] = int(s)
+                    _, _, h, w = size
                     if h % x.shape[2] or w % x.shape[3]:
                         raise ModelFileError(f"a resize to {h}x{w} of {tuple(x.shape[2:])}: not a whole multiple")
                     sh, sw = h // x.shape[2], w // x.shape[3]
                 else:
-                    scales = node.input[2] if len(node.input) > 2 else node.input[1]
-                    _, _, sh, sw = (int(s) for s in self.inits[scales])
+                    name = node.input[2] if len(node.input) > 2 else node.input[1]
+                    scale = [1.0] * 4
+                    for ax, s in zip(axes, self.inits[name].reshape(-1)):
+                        scale[ax] = float(s)
+                    _, _, sh, sw = (int(s) for s in scale)
                 if _text(a.get("mode", "nearest")) == "linear":
                     ctm = _text(a.get("coordinate_transformation_mode", "half_pixel")) if self.opset >= 11 else ""
                     half = ctm in ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric")  # whole scales

@@ -211,12 +211,14 @@ def fully_connected(step: Step, fc: dpu_ops.FcKernel, x: np.ndarray) -> np.ndarr
 
 def resize_scale(step: Step, x: np.ndarray) -> tuple[int, int]:
     """(sh, sw) of a resize step: its constant scales, or its sizes over the input's H and W (int8 NHWC `x`),
-    which must be whole multiples of them, N and C unchanged (what the operator rules put on the DPU)."""
+    which must be whole multiples of them, N and C unchanged (what the operator rules put on the DPU); a size
+    None (an axis Resize-18's `axes` leaves out) is the input's."""
     scale = step.attrs.get("scale")
     if scale is not None:
         return (scale, scale) if isinstance(scale, int) else scale
-    n, c, h, w = step.attrs["sizes"]
     shape = x.shape
+    given = zip(step.attrs["sizes"], (shape[0], shape[3], shape[1], shape[2]))
+    n, c, h, w = (d if s is None else s for s, d in given)
     if (n, c) != (shape[0], shape[3]) or h % shape[1] or w % shape[2]:
         raise ValueError(
             f"a resize to sizes {[n, c, h, w]} of an input of {shape[0]} x {shape[3]} x {shape[1]} x {shape[2]} "

@@ -522,18 +522,27 @@ class _Parser:
         """{"scale": (sh, sw)} of a Resize by constant whole-number scales [1, 1, sh, sw], or {"sizes": (N, C,
         H, W)} of one by constant `sizes` (Resize-11 on), which is that resize where H and W are whole
         multiples of the input's (the operator rules put any other on the CPU): the scales are known with the
-        input's shape, when it runs (`emulator.resize_scale`)."""
+        input's shape, when it runs (`emulator.resize_scale`). Resize-18's `axes` name the axes the scales or
+        sizes are given for, in that order; the others keep their size (scale 1)."""
+        axes = None
         if self.g.opset >= 11:
             if "axes" in node.attrs:
-                raise NotEmulated(f"{where}: the emulator takes a resize's scales for all four axes, not 'axes'")
+                axes = self.resize_axes(node, where)
             if len(node.inputs) > 3 and node.inputs[3]:
-                return self.resize_sizes(node, where)
+                return self.resize_sizes(node, where, axes)
             name = node.inputs[2] if len(node.inputs) > 2 else ""
         else:  # Resize-10: scales the second input
             name = node.inputs[1] if len(node.inputs) > 1 else ""
         if name not in self.inits:
             raise NotEmulated(f"{where}: the emulator takes a resize by constant scales")
         scales = [float(s) for s in np.asarray(self.inits[name]).reshape(-1)]
+        if axes is not None:
+            if len(scales) != len(axes):
+                raise NotEmulated(f"{where}: {len(scales)} scales for axes {list(axes)}")
+            full = [1.0] * 4
+            for a, s in zip(axes, scales):
+                full[a] = s
+            scales = full
         if len(scales) != 4 or scales[:2] != [1.0, 1.0] or not all(s >= 1 and s == int(s) for s in scales[2:]):
             raise NotEmulated(
                 f"{where}: scales {scales}: the emulator runs a resize that repeats each pixel a whole number of "
@@ -541,9 +550,18 @@ class _Parser:
             )
         return {"scale": (int(scales[2]), int(scales[3]))}
 
-    def resize_sizes(self, node: Node, where: str) -> dict:
+    def resize_axes(self, node: Node, where: str) -> list[int]:
+        """Resize-18's `axes` of a 4-D input, each once, as 0 to 3."""
+        axes = [int(a) for a in node.attrs["axes"]]
+        full = [a + 4 if a < 0 else a for a in axes]
+        if any(not 0 <= a < 4 for a in full) or len(set(full)) != len(full):
+            raise NotEmulated(f"{where}: axes {axes}: the emulator resizes a 4-D tensor, each axis once")
+        return full
+
+    def resize_sizes(self, node: Node, where: str, axes: list[int] | None = None) -> dict:
         """{"sizes": (N, C, H, W)} of a Resize by constant `sizes` with no scales (an empty one, as Resize-11
-        requires, or none) and the default keep_aspect_ratio_policy "stretch"."""
+        requires, or none) and the default keep_aspect_ratio_policy "stretch"; with `axes`, the sizes of those
+        axes, None for the others (which keep the input's)."""
         scales = node.inputs[2] if len(node.inputs) > 2 else ""
         if scales and (scales not in self.inits or np.asarray(self.inits[scales]).size):
             raise NotEmulated(f"{where}: a resize given both scales and sizes is not emulated")
@@ -552,6 +570,13 @@ class _Parser:
         if node.inputs[3] not in self.inits:
             raise NotEmulated(f"{where}: the emulator takes a resize by constant scales or sizes")
         sizes = [int(s) for s in np.asarray(self.inits[node.inputs[3]]).reshape(-1)]
+        if axes is not None:
+            if len(sizes) != len(axes) or min(sizes, default=1) < 1:
+                raise NotEmulated(f"{where}: sizes {sizes} for axes {list(axes)}")
+            full: list[int | None] = [None] * 4
+            for a, s in zip(axes, sizes):
+                full[a] = s
+            return {"sizes": tuple(full)}
         if len(sizes) != 4 or min(sizes) < 1:
             raise NotEmulated(f"{where}: sizes {sizes}: the emulator takes the four sizes [N, C, H, W]")
         return {"sizes": tuple(sizes)}
