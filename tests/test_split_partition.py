@@ -225,7 +225,7 @@ def test_a_global_average_pool_the_rules_put_on_the_dpu_is_emulated(tmp_path, si
 
 
 @pytest.mark.parametrize("case", ["gemm", "matmul"])
-def test_a_fully_connected_layer_split_onto_the_dpu_runs_on_the_emulator(tmp_path, case):
+def test_a_fully_connected_layer_split_onto_the_dpu_runs_on_the_emulator(tmp_path, capsys, case):
     # the operator rules put c1's Reshape (with its own Q/DQ) and a Gemm / MatMul by a constant weight on the DPU,
     # and the emulator refused the plan ("does not run Reshape"; split warned, use --backend cpu): it now runs
     # them with the DPU's arithmetic, the values in ONNX's NCHW flatten order
@@ -250,6 +250,10 @@ def test_a_fully_connected_layer_split_onto_the_dpu_runs_on_the_emulator(tmp_pat
         for name, y in layers.items():
             np.testing.assert_array_equal(y, floats[name], err_msg=name)
         np.testing.assert_array_equal(fast.run(x)["logits_flat"], layers["logits_flat_int8"])
+    # deploy-check against the torch reference runs its two images one at a time, as the emulator: the Reshape
+    # [1, -1] flattens each image's values (the whole batch at once made a (1, 1024) row for a 512-input layer)
+    assert main(["deploy-check", str(dpu0), "--against", "torch", "--num", "2"]) == 0
+    assert "all 4 layers agree with torch within 0 LSB" in capsys.readouterr().out
     image = rng.normal(0, 1, (1, 3, S, S)).astype(np.float32)
     emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(image)["coords"]
     on_cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(image)["coords"]

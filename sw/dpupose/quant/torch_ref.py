@@ -103,7 +103,17 @@ class TorchQdqReference:
         return x
 
     def trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """feeds: float NCHW inputs (already on their Q grid or not: they are quantized here)."""
+        """feeds: float NCHW inputs (already on their Q grid or not: they are quantized here), batch first. A
+        batch runs one image at a time, as the emulator runs it: a Reshape or Flatten before a fully connected
+        layer then flattens each image's values, not the batch's together."""
+        arrays = {k: np.asarray(v) for k, v in feeds.items()}
+        n = min((v.shape[0] for v in arrays.values() if v.ndim), default=1)
+        if n <= 1:
+            return self._trace(arrays)
+        parts = [self._trace({k: v[i : i + 1] for k, v in arrays.items()}) for i in range(n)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _trace(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, torch.Tensor] = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in feeds.items()}
         ints: dict[str, np.ndarray] = {}
         for node in self.graph.node:
