@@ -385,6 +385,37 @@ def test_status_of_a_published_file_cut_short_says_so(capsys, env):
     assert capsys.readouterr().out.splitlines()[-1].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (")
 
 
+def flip_last_byte(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    return data
+
+
+def test_build_info_records_each_file_s_sha256_and_status_holds_the_files_to_it(capsys, env):
+    """build_info.json recorded each published file's size only, so a file edited or replaced by another of
+    the same size (another build's dpu.hwh, a bit flipped) was reported as published, timing met: it records
+    the sha256 too, and status compares it."""
+    assert build(capsys, env)[0] == 0
+    out = env["out"]
+    info = json.loads((out / "build_info.json").read_text())
+    for name in DELIVERABLES:
+        data = (out / name).read_bytes()
+        assert info["artifacts"][name] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
+    flip_last_byte(out / "dpu.bit")
+    rc, lines = status(capsys, env)
+    assert rc == 1 and lines[-1] == (
+        "published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json; dpu.bit (same size, not the sha256 published) changed "
+        f"since the build published it (publish them again with `dpupose hw build --config {CONFIG} --out {out} "
+        "--from collect`)"
+    )
+    # A build_info.json written before the sha256 was recorded: the sizes only, as before.
+    for entry in info["artifacts"].values():
+        del entry["sha256"]
+    (out / "build_info.json").write_text(json.dumps(info))
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[-1].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met")
+
+
 @pytest.mark.parametrize("damaged", ["[1]", "null", '"x"', "5", '{"inputs": "x", "outputs": []}'])
 def test_a_stamp_of_another_shape_marks_its_step_stale(capsys, env, damaged):
     """A stamp that is JSON but not a stamp's object (a list, null, a string) ended status and build in
@@ -905,7 +936,7 @@ def test_previous_is_refused_in_a_folder_no_build_made_and_where_a_build_did_not
     assert rc == 2 and f"{prev} is not a folder a build made (a link)" in err and len(tool_calls(env["log"])) == calls
 
 
-@pytest.mark.parametrize("damage", ["missing", "cut short"])
+@pytest.mark.parametrize("damage", ["missing", "cut short", "same size"])
 def test_a_published_set_that_is_not_one_build_s_does_not_replace_previous(capsys, env, monkeypatch, damage):
     out, prev = env["out"], env["out"] / "previous"
     assert build(capsys, env)[0] == 0
@@ -913,8 +944,10 @@ def test_a_published_set_that_is_not_one_build_s_does_not_replace_previous(capsy
     assert build(capsys, env, config=edited_config(env["tmp"]))[0] == 0
     if damage == "missing":
         (out / "dpu.hwh").unlink()
-    else:  # not the size build_info.json records: not the file that build published
+    elif damage == "cut short":  # not the size build_info.json records: not the file that build published
         (out / "dpu.bit").write_bytes((out / "dpu.bit").read_bytes()[:-1])
+    else:  # the size build_info.json records, but not the sha256: another file than the one published
+        flip_last_byte(out / "dpu.bit")
     monkeypatch.setenv("FAKE_FAIL", "link")
     assert build(capsys, env, "--from", "link", "--force")[0] == 2
     assert published_bytes(prev) == older  # the last complete set stays
@@ -923,5 +956,39 @@ def test_a_published_set_that_is_not_one_build_s_does_not_replace_previous(capsy
     rc, lines = status(capsys, env, config=edited_config(env["tmp"]))
     assert rc == 0 and lines[-2:] == [
         "published: nothing",
-        f"previous: {prev} is not a complete set (a file missing, or not the size its build_info.json records)",
+        f"previous: {prev} is not a complete set: dpu.hwh changed since its build published it "
+        f"(9 bytes, {len(older['dpu.hwh'])} as published)",
     ]
+
+
+def test_status_names_a_kept_file_that_no_longer_matches_its_build_info(capsys, env, monkeypatch):
+    """previous/ was judged by sizes alone: a kept file edited or replaced by one of the same size was shown as
+    the set that worked. Each file is held to the sha256 its build_info.json records (the size where an older
+    build_info.json has none), and the previous: line names the files that no longer match."""
+    prev = env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    info = json.loads((prev / "build_info.json").read_text())
+    for name in DELIVERABLES:
+        data = (prev / name).read_bytes()
+        assert info["artifacts"][name] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
+    kept_line = f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} (published before the last rebuild"
+    assert status(capsys, env)[1][-1].startswith(kept_line)
+    original = flip_last_byte(prev / "dpu.bit")
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[-1] == (
+        f"previous: {prev} is not a complete set: dpu.bit changed since its build published it "
+        "(same size, not the sha256 published)"
+    )
+    # An older build_info.json, without sha256: held to the sizes, as before.
+    for entry in info["artifacts"].values():
+        del entry["sha256"]
+    (prev / "build_info.json").write_text(json.dumps(info))
+    assert status(capsys, env)[1][-1].startswith(kept_line)
+    (prev / "dpu.bit").write_bytes(original + b"!")
+    (prev / "arch.json").unlink()
+    assert status(capsys, env)[1][-1] == (
+        f"previous: {prev} is not a complete set: arch.json is missing; dpu.bit changed since its build published "
+        f"it ({len(original) + 1} bytes, {len(original)} as published)"
+    )

@@ -235,16 +235,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _previous_line(paths: Any) -> str | None:
     """What previous/ holds: the set published before the last rebuild (a tool step or collect re-run), which
-    a failed rebuild leaves as the one set that worked. None where there is no previous/."""
-    from dpupose.hwbuild.flow import published_set
+    a failed rebuild leaves as the one set that worked, or why it is not one build's complete set (a file
+    missing, or no longer the one its build_info.json records). None where there is no previous/."""
+    from dpupose.hwbuild.flow import set_problems
     from dpupose.hwbuild.layout import DELIVERABLES
 
     prev = paths.previous
     if not prev.exists():
         return None
-    info = published_set(prev)
-    if info is None:
-        return f"previous: {prev} is not a complete set (a file missing, or not the size its build_info.json records)"
+    info, problems = set_problems(prev)
+    if info is None or problems:
+        return f"previous: {prev} is not a complete set: {'; '.join(problems)}"
     facts = [f"fingerprint {info['fingerprint']}"] if isinstance(info.get("fingerprint"), str) else []
     timing = info.get("timing")
     if isinstance(timing, dict) and isinstance(timing.get("wns_ns"), (int, float)):
@@ -254,6 +255,7 @@ def _previous_line(paths: Any) -> str | None:
 
 
 def _print_published(args: argparse.Namespace, paths: Any) -> int:
+    from dpupose.hwbuild.flow import artifact_change
     from dpupose.hwbuild.layout import DELIVERABLES
 
     published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
@@ -284,16 +286,14 @@ def _print_published(args: argparse.Namespace, paths: Any) -> int:
             f"(rebuild {them} with `dpupose hw build {_same_build(args)} --from collect`)"
         )
         return 1
-    # build_info.json records each file's size as published: one truncated or replaced since (a copy cut short,
-    # an edit) was reported as published, timing met.
+    # build_info.json records each file's size and sha256 as published (an older one the size only): one cut
+    # short, edited or replaced since was reported as published, timing met.
     recorded = info.get("artifacts") if isinstance(info, dict) else None
     changed = []
     for name in DELIVERABLES:
-        entry = recorded.get(name) if isinstance(recorded, dict) else None
-        size = entry.get("bytes") if isinstance(entry, dict) else None
-        now = paths.deliverable(name).stat().st_size
-        if isinstance(size, int) and not isinstance(size, bool) and now != size:
-            changed.append(f"{name} ({now} bytes, {size} as published)")
+        change = artifact_change(paths.deliverable(name), recorded.get(name) if isinstance(recorded, dict) else None)
+        if change:
+            changed.append(f"{name} ({change})")
     if changed:
         print(
             f"published: {', '.join(DELIVERABLES)}; {', '.join(changed)} changed since the build published it "

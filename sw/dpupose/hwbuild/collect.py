@@ -4,7 +4,8 @@
 ``collect/`` under their PYNQ names and checks them (arch.json's fingerprint must be the configuration's).
 `report` reads the implementation's utilization and timing reports, stops with `TimingNotMet` if any
 slack is negative, and otherwise publishes the four files to ``build/hw/<config>/`` and writes
-``build_info.json`` (tool versions, fingerprint, resources used against the model's estimate, timing).
+``build_info.json`` (tool versions, fingerprint, resources used against the model's estimate, timing, and
+each published file's size and sha256, by which `hw status` and a rebuild tell that a set is still one build's).
 
 API:
     collect(paths, cfg) -> dict[str, Path]
@@ -26,7 +27,7 @@ from dpupose.dpu.fingerprint import fingerprint, fingerprint_hex
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import ArtifactError, FingerprintMismatch
-from dpupose.fsio import atomic_path, json_text
+from dpupose.fsio import atomic_path, json_text, sha256_file
 from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
 from dpupose.hwbuild.reports import find_report, parse_timing_summary, parse_utilization
 
@@ -144,6 +145,7 @@ def report(paths: BuildPaths, cfg: DpuConfig, board: Board, facts: dict[str, Any
     }
     for name in DELIVERABLES:
         _copy(stage / name, paths.deliverable(name))
-        info["artifacts"][name] = {"bytes": paths.deliverable(name).stat().st_size}
+        published = paths.deliverable(name)
+        info["artifacts"][name] = {"bytes": published.stat().st_size, "sha256": sha256_file(published)}
     write_if_changed(paths.build_info, json_text(info, indent=2) + "\n")
     return info

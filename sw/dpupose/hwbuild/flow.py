@@ -24,6 +24,8 @@ API:
     run_build(ctx, start=None, stop=None, force=False) -> list[StepRun]
     step_status(ctx) -> dict[str, str]
     published_set(folder) -> build_info of the complete set in folder, or None
+    set_problems(folder) -> (build_info or None, why the set in folder is not complete)
+    artifact_change(path, entry) -> how a published file differs from its build_info.json entry, or None
 """
 
 from __future__ import annotations
@@ -338,22 +340,71 @@ def _write_stamp(ctx: BuildContext, step: Step) -> None:
     write_if_changed(_stamp_path(ctx, step), json_text(stamp, indent=2) + "\n")
 
 
-def published_set(folder: Path) -> dict[str, Any] | None:
-    """The build_info.json of the complete published set in `folder` (the build folder, or its previous/): the
-    four files and build_info.json, each a file (no link), each deliverable of the size build_info.json
-    records for it, so all five are one build's. None where any of that does not hold."""
-    if any((folder / name).is_symlink() or not (folder / name).is_file() for name in PUBLISHED):
-        return None
+def artifact_change(path: Path, entry: Any) -> str | None:
+    """How the file `path` differs from what its `artifacts` entry in build_info.json (`entry`) records: its
+    size ("N bytes, M as published"), or where the entry has its sha256 (recorded since build_info.json has
+    it) its contents ("same size, not the sha256 published": an edit or a copy of another build's file of
+    the same size). None where it matches, or where the entry records neither. OSError where `path` cannot
+    be read."""
+    size = entry.get("bytes") if isinstance(entry, dict) else None
+    digest = entry.get("sha256") if isinstance(entry, dict) else None
+    if isinstance(size, int) and not isinstance(size, bool):
+        now = path.stat().st_size
+        if now != size:
+            return f"{now} bytes, {size} as published"
+    if isinstance(digest, str) and sha256_file(path) != digest:
+        return "same size, not the sha256 published"
+    return None
+
+
+def set_problems(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The build_info.json of the published set in `folder` (the build folder, or its previous/) and what
+    keeps it from being one build's complete set: the four files and build_info.json must each be a file (no
+    link), and each deliverable the one build_info.json records (its sha256, or its size where an older
+    build_info.json has no sha256). ([...], []) for a complete set; (None, [...]) where build_info.json
+    cannot be read."""
+    problems = []
+    for name in PUBLISHED:
+        path = folder / name
+        if path.is_symlink():
+            problems.append(f"{name} is a link")
+        elif not path.is_file():
+            problems.append(f"{name} is missing" if not os.path.lexists(path) else f"{name} is not a file")
+    info_path = folder / "build_info.json"
+    if info_path.is_symlink() or not info_path.is_file():
+        return None, problems
     try:
-        info = json.loads((folder / "build_info.json").read_text())
-        artifacts = info["artifacts"]
-        for name in DELIVERABLES:
-            size = artifacts[name]["bytes"]
-            if not isinstance(size, int) or isinstance(size, bool) or size != (folder / name).stat().st_size:
-                return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info if isinstance(info, dict) else None
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, [*problems, f"build_info.json cannot be read ({exc})"]
+    artifacts = info.get("artifacts") if isinstance(info, dict) else None
+    if not isinstance(artifacts, dict):
+        return None, [*problems, "build_info.json records no artifacts"]
+    for name in DELIVERABLES:
+        if not (folder / name).is_file() or (folder / name).is_symlink():
+            continue
+        entry = artifacts.get(name)
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        digest = entry.get("sha256", "") if isinstance(entry, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or not isinstance(digest, str):
+            problems.append(f"build_info.json records no size or sha256 for {name}")
+            continue
+        try:
+            change = artifact_change(folder / name, entry)
+        except OSError as exc:
+            change = f"cannot be read: {exc.strerror}"
+        if change:
+            problems.append(f"{name} changed since its build published it ({change})")
+    return info, problems
+
+
+def published_set(folder: Path) -> dict[str, Any] | None:
+    """The build_info.json of the complete published set in `folder` (the build folder, or its previous/):
+    the four files and build_info.json, each a file (no link), each deliverable the one build_info.json
+    records (set_problems: its sha256, or its size for an older build_info.json), so all five are one
+    build's. None where any of that does not hold."""
+    info, problems = set_problems(folder)
+    return info if info is not None and not problems else None
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -369,7 +420,7 @@ def _unpublish(ctx: BuildContext) -> None:
     build is ever published. A complete set (published_set) is kept in previous/ first: its files are linked
     into a new folder that replaces an older previous/ only once it is whole (atomic_dir), and only then are
     the published names removed; an error or Ctrl-C before that leaves the published set and the older
-    previous/ as they were. An incomplete set (a file missing, or not the size build_info.json records) is
+    previous/ as they were. An incomplete set (a file missing, or not the one build_info.json records) is
     not one build's and is removed without replacing previous/."""
     paths = ctx.paths
     ctx.unpublished = True
