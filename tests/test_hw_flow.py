@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 from datetime import datetime
 
 import pytest
@@ -992,3 +993,88 @@ def test_status_names_a_kept_file_that_no_longer_matches_its_build_info(capsys, 
         f"previous: {prev} is not a complete set: arch.json is missing; dpu.bit changed since its build published "
         f"it ({len(original) + 1} bytes, {len(original)} as published)"
     )
+
+
+def stop_between_the_renames(out, pid):
+    """The build folder as a rebuild killed outright (kill -9, a power cut) between atomic_dir's two renames
+    leaves it: the older previous/ moved aside to .previous.old-PID, the new folder (links to the published
+    set, still published) not yet in place, no previous/."""
+    hidden = out / f".previous.old-{pid}"
+    os.rename(out / "previous", hidden)
+    new = out / f".previous.{pid}-k1ll3d9x.tmp"
+    new.mkdir()
+    for name in PUBLISHED:
+        os.link(out / name, new / name)
+    return hidden
+
+
+@pytest.mark.parametrize("pid", ["ended", "reused"])
+def test_a_kept_set_left_hidden_by_a_rebuild_killed_while_replacing_previous_is_shown_and_put_back(
+    capsys, env, monkeypatch, pid
+):
+    """A rebuild killed between moving previous/ aside and putting the new one in place left the kept set
+    under .previous.old-PID: hw status showed no previous: line, and only a later rebuild that replaced
+    previous/ again put it back, and not even that where another process had that PID since (a reboot):
+    then it stayed hidden for good. Status shows it where it is; the next build, whatever it runs, puts it
+    back and removes the temporaries."""
+    import subprocess
+
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    current = published_bytes(out)
+    assert published_bytes(prev) == older
+    if pid == "ended":
+        child = subprocess.Popen(["true"])
+        child.wait()
+        number = child.pid
+    else:
+        number = 1  # running (init): a PID that another process has now
+    hidden = stop_between_the_renames(out, number)
+    rc, lines = status(capsys, env, config=edited)
+    assert rc == 0 and lines[-2].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met")
+    assert lines[-1] == (
+        f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {hidden} (published before the last rebuild; the "
+        "last rebuild was stopped while replacing previous/ and left it here; the next `dpupose hw build` puts it "
+        "back as previous/; fingerprint 0x101000016010404, WNS 0.021 ns)"
+    )
+    (hidden / "dpu.hwh").write_text("<MODULE/>")  # a damaged one is named where it is too
+    assert status(capsys, env, config=edited)[1][-1] == (
+        f"previous: {hidden} is not a complete set: dpu.hwh changed since its build published it (9 bytes, "
+        f"{len(older['dpu.hwh'])} as published) (the last rebuild was stopped while replacing previous/ and left "
+        "it here; the next `dpupose hw build` puts it back as previous/)"
+    )
+    (hidden / "dpu.hwh").unlink()
+    (hidden / "dpu.hwh").write_bytes(older["dpu.hwh"])
+    # The next build, though it runs no tool and publishes nothing (all up to date, --to link), puts it back
+    # and leaves no temporary.
+    calls = len(tool_calls(env["log"]))
+    rc, _, err = build(capsys, env, "--to", "link", config=edited)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) == calls
+    assert published_bytes(prev) == older and sorted(os.listdir(prev)) == sorted(PUBLISHED)
+    assert published_bytes(out) == current
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+    assert status(capsys, env, config=edited)[1][-1].startswith(
+        f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} (published before the last rebuild; fing"
+    )
+
+
+def test_a_rebuild_killed_after_replacing_previous_leaves_nothing_hidden(capsys, env, monkeypatch):
+    """Killed after the new previous/ was put in place, before the older one (moved aside) was removed, or
+    before the new folder was put in place at all: previous/ is the one status shows, and the next build
+    removes what was left, whichever PID it names."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    shutil.copytree(prev, out / ".previous.old-1")  # the older set being removed
+    (out / ".previous.1-a2b3c4d5.tmp").mkdir()  # a new folder never put in place
+    rc, lines = status(capsys, env, config=edited)
+    assert rc == 0 and lines[-1].startswith(f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} (")
+    assert build(capsys, env, "--to", "link", config=edited)[0] == 0
+    assert published_bytes(prev) == older
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]

@@ -236,22 +236,32 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _previous_line(paths: Any) -> str | None:
     """What previous/ holds: the set published before the last rebuild (a tool step or collect re-run), which
     a failed rebuild leaves as the one set that worked, or why it is not one build's complete set (a file
-    missing, or no longer the one its build_info.json records). None where there is no previous/."""
-    from dpupose.hwbuild.flow import set_problems
+    missing, or no longer the one its build_info.json records). Where a rebuild was killed while replacing
+    previous/ (kill -9, a power cut), the set it left under a hidden name, which the next build puts back.
+    None where there is neither."""
+    from dpupose.hwbuild.flow import set_problems, stopped_swap
     from dpupose.hwbuild.layout import DELIVERABLES
 
-    prev = paths.previous
-    if not prev.exists():
-        return None
-    info, problems = set_problems(prev)
+    where, note, stopped = paths.previous, "published before the last rebuild", ""
+    if not where.exists():
+        hidden = stopped_swap(paths)
+        if hidden is None:
+            return None
+        where = hidden
+        stopped = (
+            "the last rebuild was stopped while replacing previous/ and left it here; the next `dpupose hw "
+            "build` puts it back as previous/"
+        )
+        note = f"{note}; {stopped}"
+    info, problems = set_problems(where)
     if info is None or problems:
-        return f"previous: {prev} is not a complete set: {'; '.join(problems)}"
+        return f"previous: {where} is not a complete set: {'; '.join(problems)}" + (f" ({stopped})" if stopped else "")
     facts = [f"fingerprint {info['fingerprint']}"] if isinstance(info.get("fingerprint"), str) else []
     timing = info.get("timing")
     if isinstance(timing, dict) and isinstance(timing.get("wns_ns"), (int, float)):
         facts.append(f"WNS {timing['wns_ns']} ns")
     more = f"; {', '.join(facts)}" if facts else ""
-    return f"previous: {', '.join(DELIVERABLES)} in {prev} (published before the last rebuild{more})"
+    return f"previous: {', '.join(DELIVERABLES)} in {where} ({note}{more})"
 
 
 def _print_published(args: argparse.Namespace, paths: Any) -> int:
