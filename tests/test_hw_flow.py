@@ -1078,3 +1078,25 @@ def test_a_rebuild_killed_after_replacing_previous_leaves_nothing_hidden(capsys,
     assert build(capsys, env, "--to", "link", config=edited)[0] == 0
     assert published_bytes(prev) == older
     assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+
+
+def test_a_rebuild_from_a_shell_inside_previous_says_to_cd_out_of_it(capsys, env, monkeypatch):
+    """A shell standing in previous/ stopped the rebuild with atomic_dir's message, which calls it the current
+    folder and asks for another folder name: the build folder was not named, and previous/ is no option. One
+    line says to cd out of it, before any tool runs, with both sets left as they were."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    current = published_bytes(out)
+    calls = len(tool_calls(env["log"]))
+    monkeypatch.chdir(prev)
+    rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"dpupose: error: the current folder is {prev}, which this rebuild replaces with the set it takes down: "
+        f"cd out of it (cd {out}) and build again; nothing was changed"
+    )
+    assert len(tool_calls(env["log"])) == calls
+    assert published_bytes(out) == current and published_bytes(prev) == older
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]

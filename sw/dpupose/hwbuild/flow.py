@@ -426,6 +426,7 @@ def _unpublish(ctx: BuildContext) -> None:
     paths = ctx.paths
     ctx.unpublished = True
     if published_set(paths.root) is not None:
+        _refuse_shell_in_previous(paths)
         with atomic_dir(paths.previous) as staging:
             for name in PUBLISHED:
                 _link_or_copy(paths.deliverable(name), staging / name)
@@ -437,6 +438,23 @@ def _unpublish(ctx: BuildContext) -> None:
     with signals_deferred():  # all five go, or none
         for name in PUBLISHED:
             paths.deliverable(name).unlink(missing_ok=True)
+
+
+def _refuse_shell_in_previous(paths: BuildPaths) -> None:
+    """UsageError, before anything is moved, where the current folder is previous/ or inside it: atomic_dir
+    refuses to replace it (the shell would be left in a removed folder), but its message asks for another
+    output folder, which the user did not give and cannot choose."""
+    try:
+        cwd = Path.cwd()
+    except OSError:  # the current folder was removed: it is not previous/
+        return
+    prev = Path(os.path.realpath(paths.previous))
+    if cwd == prev or prev in cwd.parents:
+        where = f"is {paths.previous}" if cwd == prev else f"{cwd} is inside {paths.previous}"
+        raise UsageError(
+            f"the current folder {where}, which this rebuild replaces with the set it takes down: cd out of it "
+            f"(cd {paths.root}) and build again; nothing was changed"
+        )
 
 
 def _failed_path(ctx: BuildContext, step: Step) -> Path:
