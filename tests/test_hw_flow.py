@@ -1100,3 +1100,36 @@ def test_a_rebuild_from_a_shell_inside_previous_says_to_cd_out_of_it(capsys, env
     assert len(tool_calls(env["log"])) == calls
     assert published_bytes(out) == current and published_bytes(prev) == older
     assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+
+
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_previous_holding_a_folder_or_link_under_a_published_name_is_refused(capsys, env, monkeypatch, kind):
+    """previous/ was checked for names only: a folder named dpu.bit there (a user's files under it) passed, and
+    the rebuild removed previous/ whole, that folder with it; so did a link (the link only). Each entry must
+    be a regular file, as a build puts there."""
+    prev = env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    monkeypatch.delenv("FAKE_FAIL")
+    assert build(capsys, env)[0] == 0  # published again; previous/ holds the first set
+    (prev / "dpu.bit").unlink()
+    mine = env["tmp"] / "mine.bit"
+    mine.write_text("my own bitstream")
+    if kind == "folder":
+        (prev / "dpu.bit").mkdir()
+        (prev / "dpu.bit" / "notes.txt").write_text("mine")
+    else:
+        (prev / "dpu.bit").symlink_to(mine)
+    calls = len(tool_calls(env["log"]))
+    rc, _, err = build(capsys, env, "--from", "link", "--force")
+    what = "not a file" if kind == "folder" else "a link"
+    assert rc == 2 and err.endswith(
+        f"dpupose: error: {prev} holds dpu.bit ({what}), which no build put there, and a rebuild replaces "
+        "previous/ whole: move it elsewhere\n"
+    )
+    assert len(tool_calls(env["log"])) == calls
+    if kind == "folder":
+        assert (prev / "dpu.bit" / "notes.txt").read_text() == "mine"
+    else:
+        assert (prev / "dpu.bit").is_symlink() and mine.read_text() == "my own bitstream"

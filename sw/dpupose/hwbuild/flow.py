@@ -627,7 +627,13 @@ def _check_previous(paths: BuildPaths) -> None:
             "keeps the published files there: move it elsewhere"
         )
     try:
-        others = sorted(n for n in os.listdir(prev) if n not in PUBLISHED)
+        # A build puts only regular files there: a folder under a published name (its files would go with
+        # previous/, removed whole), a link or a FIFO was put there by someone else.
+        others = sorted(
+            n if n not in PUBLISHED else f"{n} ({'a link' if os.path.islink(prev / n) else 'not a file'})"
+            for n in os.listdir(prev)
+            if n not in PUBLISHED or os.path.islink(prev / n) or not os.path.isfile(prev / n)
+        )
     except OSError as exc:
         raise UsageError(f"{prev} cannot be read ({exc.strerror}), and a rebuild replaces it: fix or move it") from None
     if others:
