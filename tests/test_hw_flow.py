@@ -1133,3 +1133,36 @@ def test_previous_holding_a_folder_or_link_under_a_published_name_is_refused(cap
         assert (prev / "dpu.bit" / "notes.txt").read_text() == "mine"
     else:
         assert (prev / "dpu.bit").is_symlink() and mine.read_text() == "my own bitstream"
+
+
+@pytest.mark.parametrize("how", [(), ("--from", "collect")])
+def test_a_rebuild_that_changes_nothing_keeps_previous(capsys, env, how):
+    """collect runs in every build (it has no stamp), so a build with every tool step up to date (`make hw`
+    run again) took the published set down into previous/ and published the same files again: previous/ then
+    held the published set itself, and the set before it, the one to swap back to, was gone. A set that
+    collect gathers again byte for byte stays published and previous/ as it was; a link output that differs
+    is taken down into previous/ as before."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    current = published_bytes(out)
+    calls = len(tool_calls(env["log"]))
+    rc, stdout, err = build(capsys, env, *how, config=edited)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) == calls  # no tool ran
+    assert published_bytes(prev) == older
+    assert {n: b for n, b in published_bytes(out).items() if n != "build_info.json"} == {
+        n: b for n, b in current.items() if n != "build_info.json"
+    }
+    kept_line = f"the set published before it is kept in {prev} (until the next rebuild replaces it)"
+    assert stdout.splitlines()[-1] == kept_line
+    # The link's bitstream changed since (a link run by hand): collect gathers another set, and the published
+    # one is kept in previous/ in place of the older, as for any rebuild.
+    (bit,) = (out / "link").rglob("prj.runs/impl_1/*.bit")
+    bit.write_bytes(bit.read_bytes() + b"\0")
+    assert build(capsys, env, *how, config=edited)[0] == 0
+    kept = published_bytes(prev)
+    assert kept["dpu.bit"] == current["dpu.bit"] and kept["arch.json"] == current["arch.json"]
+    assert published_bytes(out)["dpu.bit"] == current["dpu.bit"] + b"\0"

@@ -8,6 +8,7 @@ slack is negative, and otherwise publishes the four files to ``build/hw/<config>
 each published file's size and sha256, by which `hw status` and a rebuild tell that a set is still one build's).
 
 API:
+    link_outputs(paths, warn=True) -> dict[str, Path]    where the link left each deliverable
     collect(paths, cfg) -> dict[str, Path]
     report(paths, cfg, board, facts) -> dict          facts: tools, TRD, board files, step times
     TimingNotMet
@@ -75,21 +76,29 @@ def _check_arch_json(path: Path, cfg: DpuConfig) -> None:
         )
 
 
-def collect(paths: BuildPaths, cfg: DpuConfig) -> dict[str, Path]:
-    """Copy the link's outputs into collect/ under their PYNQ names, after checking them."""
+def link_outputs(paths: BuildPaths, warn: bool = True) -> dict[str, Path]:
+    """Where the link left each deliverable (ArtifactError where it left none, or several): what collect
+    copies, unchecked. `warn`: say where the generated arch.json stands in for the link's."""
     vpl = paths.link_dir / VPL_PROJECT
-    stage = paths.root / "collect"
-    if stage.exists():
-        shutil.rmtree(stage)
     found: dict[str, Path] = {"dpu.xclbin": paths.linked_xclbin}
     for name, pattern in LINK_ARTIFACTS.items():
         hit = _one(vpl, pattern, name)
         if hit is None and name == "arch.json":
-            log.warning("the link left no arch.json under %s; using the generated %s", vpl, paths.arch_json)
+            if warn:
+                log.warning("the link left no arch.json under %s; using the generated %s", vpl, paths.arch_json)
             hit = paths.arch_json
         if hit is None:
             raise ArtifactError(f"the link left no {pattern} under {vpl}; see {paths.logs / 'link.log'}")
         found[name] = hit
+    return found
+
+
+def collect(paths: BuildPaths, cfg: DpuConfig) -> dict[str, Path]:
+    """Copy the link's outputs into collect/ under their PYNQ names, after checking them."""
+    stage = paths.root / "collect"
+    if stage.exists():
+        shutil.rmtree(stage)
+    found = link_outputs(paths)
     with found["dpu.xclbin"].open("rb") as f:
         if f.read(len(XCLBIN_MAGIC)) != XCLBIN_MAGIC:
             raise ArtifactError(f"{found['dpu.xclbin']} is not an xclbin (no xclbin2 header)")

@@ -46,7 +46,7 @@ from typing import Any
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
-from dpupose.errors import UsageError
+from dpupose.errors import ArtifactError, UsageError
 from dpupose.fsio import atomic_dir, json_text, sha256_file, signals_deferred
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
@@ -440,6 +440,23 @@ def _unpublish(ctx: BuildContext) -> None:
             paths.deliverable(name).unlink(missing_ok=True)
 
 
+def _collects_the_published_set(ctx: BuildContext) -> bool:
+    """Whether `collect`, about to run with no tool step run before it in this build (every `hw build` whose
+    tool steps are up to date, or `--from collect`), gathers the set that is published: a complete set
+    (published_set) whose four files are byte for byte the link's outputs. Taken down, it would replace
+    previous/ with itself (report publishes the same files again), and the set published before it, the one
+    to swap back to, was lost to a build that changed nothing. It stays published instead: collect and report
+    write the same bytes over it, so no mix of builds is published at any time."""
+    root = ctx.paths.root
+    if ctx.unpublished or published_set(root) is None:
+        return False
+    try:
+        found = collect_mod.link_outputs(ctx.paths, warn=False)
+        return all(sha256_file(found[n]) == sha256_file(root / n) for n in DELIVERABLES)
+    except (ArtifactError, OSError):
+        return False
+
+
 def _refuse_shell_in_previous(paths: BuildPaths) -> None:
     """UsageError, before anything is moved, where the current folder is previous/ or inside it: atomic_dir
     refuses to replace it (the shell would be left in a removed folder), but its message asks for another
@@ -676,7 +693,7 @@ def _run_steps(ctx: BuildContext, start: str | None, stop: str | None, force: bo
             log.info("%s: up to date", step.name)
             runs.append(StepRun(step.name, "up to date", 0.0))
             continue
-        if step.name in TOOL_STEPS or step.name == "collect":
+        if step.name in TOOL_STEPS or (step.name == "collect" and not _collects_the_published_set(ctx)):
             _unpublish(ctx)
         log.info("%s: running", step.name)
         if step.inputs is not None:
