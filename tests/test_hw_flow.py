@@ -1166,3 +1166,31 @@ def test_a_rebuild_that_changes_nothing_keeps_previous(capsys, env, how):
     kept = published_bytes(prev)
     assert kept["dpu.bit"] == current["dpu.bit"] and kept["arch.json"] == current["arch.json"]
     assert published_bytes(out)["dpu.bit"] == current["dpu.bit"] + b"\0"
+
+
+def test_a_read_only_previous_is_refused(capsys, env, monkeypatch):
+    """A previous/ made read-only (to keep the set in it) was renamed aside all the same (a rename needs only
+    the build folder writable), and its removal then failed unseen (ignore_errors), leaving each rebuild's
+    older set hidden as .previous.old-PID for good (for root, the set was replaced as if writable). It is
+    refused before any tool runs."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    prev.chmod(0o555)
+    try:
+        calls = len(tool_calls(env["log"]))
+        rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
+        assert rc == 2 and err.endswith(
+            f"dpupose: error: {prev} is read-only, and a rebuild replaces previous/ whole: make it writable "
+            f"(chmod u+w {prev}), or move it elsewhere to keep it\n"
+        )
+        assert len(tool_calls(env["log"])) == calls
+        assert published_bytes(prev) == older
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+    finally:
+        prev.chmod(0o755)
+    rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
+    assert rc == 0, err  # writable again: the rebuild keeps the published set in previous/
+    assert published_bytes(prev)["arch.json"] != older["arch.json"]

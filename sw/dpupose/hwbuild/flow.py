@@ -643,6 +643,13 @@ def _check_previous(paths: BuildPaths) -> None:
             f"{prev} is not a folder a build made ({'a link' if prev.is_symlink() else 'a file'}), and a rebuild "
             "keeps the published files there: move it elsewhere"
         )
+    if not prev.stat().st_mode & 0o222 or not os.access(prev, os.W_OK | os.X_OK):
+        # Made read-only to keep it, or not ours to write: the swap renames it aside all the same (a rename
+        # needs only the build folder writable) and then cannot empty it, leaving it hidden as .previous.old-PID.
+        raise UsageError(
+            f"{prev} is read-only, and a rebuild replaces previous/ whole: make it writable (chmod u+w {prev}), "
+            "or move it elsewhere to keep it"
+        )
     try:
         # A build puts only regular files there: a folder under a published name (its files would go with
         # previous/, removed whole), a link or a FIFO was put there by someone else.
