@@ -1,5 +1,6 @@
 """`dpupose hw build` end to end with recording fakes of vivado and v++: outputs, resume, failures, bad input."""
 
+import errno
 import hashlib
 import json
 import os
@@ -1194,3 +1195,36 @@ def test_a_read_only_previous_is_refused(capsys, env, monkeypatch):
     rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
     assert rc == 0, err  # writable again: the rebuild keeps the published set in previous/
     assert published_bytes(prev)["arch.json"] != older["arch.json"]
+
+
+@pytest.mark.parametrize("code", [errno.EBUSY, errno.EXDEV])
+def test_a_previous_that_cannot_be_renamed_is_named_with_what_to_do(capsys, env, monkeypatch, code):
+    """previous/ a mount point (another file system, a bind mount): renaming it aside fails (EBUSY; EXDEV
+    where the two names are on different mounts), and the rebuild stopped with 'cannot use A -> B: Device or
+    resource busy (check the path, its permissions and the free space)'. One line says why and what to do;
+    nothing is taken down and no tool runs."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    current = published_bytes(out)
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if os.fspath(src) == os.fspath(prev):  # moving previous/ aside
+            raise OSError(code, os.strerror(code), os.fspath(src), None, os.fspath(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    calls = len(tool_calls(env["log"]))
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", replace)
+        rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
+    assert rc == 2 and err.splitlines()[-1] == (
+        f"dpupose: error: {prev} could not be replaced ({os.strerror(code)}): a rebuild replaces previous/ whole "
+        f"by renaming it within {out}, which a mount point (another file system, a bind mount) does not allow: "
+        "unmount it, or copy its files elsewhere and remove it; nothing was taken down"
+    )
+    assert len(tool_calls(env["log"])) == calls
+    assert published_bytes(out) == current and published_bytes(prev) == older
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]

@@ -31,6 +31,7 @@ API:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -427,9 +428,20 @@ def _unpublish(ctx: BuildContext) -> None:
     ctx.unpublished = True
     if published_set(paths.root) is not None:
         _refuse_shell_in_previous(paths)
-        with atomic_dir(paths.previous) as staging:
-            for name in PUBLISHED:
-                _link_or_copy(paths.deliverable(name), staging / name)
+        try:
+            with atomic_dir(paths.previous) as staging:
+                for name in PUBLISHED:
+                    _link_or_copy(paths.deliverable(name), staging / name)
+        except OSError as exc:
+            # The swap renames previous/ aside within the build folder: a mount point there (another file
+            # system, a bind mount) refuses (EBUSY, EXDEV), and the OSError named two paths and no remedy.
+            if exc.errno not in (errno.EBUSY, errno.EXDEV):
+                raise
+            raise UsageError(
+                f"{paths.previous} could not be replaced ({exc.strerror}): a rebuild replaces previous/ whole by "
+                f"renaming it within {paths.root}, which a mount point (another file system, a bind mount) does "
+                "not allow: unmount it, or copy its files elsewhere and remove it; nothing was taken down"
+            ) from None
         log.info(
             "kept the published %s in %s (the last set published; a rebuild that fails leaves it there)",
             ", ".join(PUBLISHED),
