@@ -1228,3 +1228,32 @@ def test_a_previous_that_cannot_be_renamed_is_named_with_what_to_do(capsys, env,
     assert len(tool_calls(env["log"])) == calls
     assert published_bytes(out) == current and published_bytes(prev) == older
     assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+
+
+def test_the_kept_set_is_on_disk_before_the_published_names_are_removed(capsys, env, monkeypatch):
+    """atomic_dir flushed the kept files but not the folders' entries (the links in previous/, its rename into
+    place) before the published names were removed: a power cut on a file system that does not write metadata
+    in order could keep the removals and lose the rest, the set in neither place. previous/ and the build
+    folder are flushed first."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    events = []
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def unlink(path, *args, **kwargs):
+        events.append(("unlink", os.fspath(path)))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", fsync)
+        m.setattr(os, "unlink", unlink)
+        assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    first_removal = events.index(("unlink", str(out / "dpu.bit")))
+    assert ("fsync", os.path.realpath(prev)) in events[:first_removal]
+    assert ("fsync", os.path.realpath(out)) in events[:first_removal]
+    assert sorted(os.listdir(prev)) == sorted(PUBLISHED)

@@ -442,6 +442,11 @@ def _unpublish(ctx: BuildContext) -> None:
                 f"renaming it within {paths.root}, which a mount point (another file system, a bind mount) does "
                 "not allow: unmount it, or copy its files elsewhere and remove it; nothing was taken down"
             ) from None
+        # On disk before the published names go: atomic_dir flushes the files, not the folders' entries (the
+        # links in previous/, its rename into place), and a file system that does not write metadata in order
+        # could keep the removals below and lose those after a power cut: the set in neither place.
+        _sync_folder(paths.previous)
+        _sync_folder(paths.root)
         log.info(
             "kept the published %s in %s (the last set published; a rebuild that fails leaves it there)",
             ", ".join(PUBLISHED),
@@ -450,6 +455,21 @@ def _unpublish(ctx: BuildContext) -> None:
     with signals_deferred():  # all five go, or none
         for name in PUBLISHED:
             paths.deliverable(name).unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush `folder`'s entries (names added, removed, renamed) to disk; a file system that cannot (an error
+    from fsync on a folder: some network ones) is left to its own ordering, as before."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        log.debug("could not flush %s: %s", folder, exc)
+    finally:
+        os.close(fd)
 
 
 def _collects_the_published_set(ctx: BuildContext) -> bool:
