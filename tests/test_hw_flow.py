@@ -1257,3 +1257,24 @@ def test_the_kept_set_is_on_disk_before_the_published_names_are_removed(capsys, 
     assert ("fsync", os.path.realpath(prev)) in events[:first_removal]
     assert ("fsync", os.path.realpath(out)) in events[:first_removal]
     assert sorted(os.listdir(prev)) == sorted(PUBLISHED)
+
+
+def test_keeping_the_published_set_leaves_its_files_modes_alone(capsys, env, monkeypatch):
+    """The kept files are hard links to the published ones, and atomic_dir set every file in its new folder
+    to 0666 less the umask (mkstemp's files are owner-only): the published files' own mode was changed (one
+    made read-only writable again), and where another user owns them (a shared build folder) the chmod
+    failed and no rebuild could run. A hard-linked file keeps its mode."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    (out / "dpu.bit").chmod(0o400)
+    (out / "dpu.xclbin").chmod(0o640)
+    hwh_mode = (out / "dpu.hwh").stat().st_mode & 0o777
+    umask = os.umask(0o022)
+    try:
+        monkeypatch.setenv("FAKE_FAIL", "link")
+        assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    finally:
+        os.umask(umask)
+    assert (prev / "dpu.bit").stat().st_mode & 0o777 == 0o400
+    assert (prev / "dpu.xclbin").stat().st_mode & 0o777 == 0o640
+    assert (prev / "dpu.hwh").stat().st_mode & 0o777 == hwh_mode  # as published

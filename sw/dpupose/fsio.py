@@ -371,7 +371,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         entries = [tmp, *tmp.rglob("*")]
         _fsync_all([p for p in entries if p.is_file() and not p.is_symlink()], path)
         for p in entries:  # mkdtemp/mkstemp create owner-only entries
-            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1):
+                # A link's target, or a file hard-linked in (hw build's previous/ links the published files),
+                # has its own mode, shared with its other names: not the temporary's, and maybe not ours to set.
+                continue
+            os.chmod(p, (0o777 if stat.S_ISDIR(st.st_mode) else 0o666) & ~umask)
         old: Path | None = None
         try:
             with _parent_locked(path):  # another process's swap into `path` waits (see _parent_locked)
