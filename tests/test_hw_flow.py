@@ -936,6 +936,14 @@ def test_previous_is_refused_in_a_folder_no_build_made_and_where_a_build_did_not
     prev.symlink_to(env["tmp"])
     rc, _, err = build(capsys, env, "--from", "link", "--force")
     assert rc == 2 and f"{prev} is not a folder a build made (a link)" in err and len(tool_calls(env["log"])) == calls
+    # status does not show the set a link leads to as the one a rebuild kept (here the first build's).
+    prev.unlink()
+    shutil.copytree(out, env["tmp"] / "elsewhere", symlinks=True, ignore=shutil.ignore_patterns("previous"))
+    prev.symlink_to(env["tmp"] / "elsewhere")
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[-1] == (
+        f"previous: {prev} is a link, not a folder a build made; a build refuses to run until it is moved elsewhere"
+    )
 
 
 @pytest.mark.parametrize("damage", ["missing", "cut short", "same size"])

@@ -243,6 +243,12 @@ def _previous_line(paths: Any) -> str | None:
     from dpupose.hwbuild.layout import DELIVERABLES
 
     where, note, stopped = paths.previous, "published before the last rebuild", ""
+    if where.is_symlink() or (where.exists() and not where.is_dir()):
+        # Not what a build made (it refuses to run so): the set a link leads to is not one a rebuild kept.
+        return (
+            f"previous: {where} is {'a link' if where.is_symlink() else 'a file'}, not a folder a build made; "
+            "a build refuses to run until it is moved elsewhere"
+        )
     if not where.exists():
         hidden = stopped_swap(paths)
         if hidden is None:
