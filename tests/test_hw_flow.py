@@ -1286,3 +1286,25 @@ def test_keeping_the_published_set_leaves_its_files_modes_alone(capsys, env, mon
     assert (prev / "dpu.bit").stat().st_mode & 0o777 == 0o400
     assert (prev / "dpu.xclbin").stat().st_mode & 0o777 == 0o640
     assert (prev / "dpu.hwh").stat().st_mode & 0o777 == hwh_mode  # as published
+
+
+def test_a_published_file_that_cannot_be_read_is_judged_by_its_size(capsys, env, monkeypatch):
+    """A published file this user may not read (its mode 0 or another owner's, as the size can still be read)
+    counted as not the one build_info.json records once sets were judged by sha256: the rebuild removed the
+    set instead of keeping it in previous/. Its size is what can be told, as before the sha256 was recorded."""
+    from dpupose.hwbuild import flow
+
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    first = published_bytes(out)
+    real_sha256 = flow.sha256_file
+
+    def sha256_file(path):
+        if os.path.basename(path) == "dpu.bit":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_sha256(path)
+
+    monkeypatch.setattr(flow, "sha256_file", sha256_file)
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2
+    assert published_bytes(prev) == first

@@ -346,16 +346,23 @@ def artifact_change(path: Path, entry: Any) -> str | None:
     """How the file `path` differs from what its `artifacts` entry in build_info.json (`entry`) records: its
     size ("N bytes, M as published"), or where the entry has its sha256 (recorded since build_info.json has
     it) its contents ("same size, not the sha256 published": an edit or a copy of another build's file of
-    the same size). None where it matches, or where the entry records neither. OSError where `path` cannot
-    be read."""
+    the same size). None where it matches, where the entry records neither, or where only the size can be
+    read (a file this user may not read). OSError where `path` cannot be examined."""
     size = entry.get("bytes") if isinstance(entry, dict) else None
     digest = entry.get("sha256") if isinstance(entry, dict) else None
     if isinstance(size, int) and not isinstance(size, bool):
         now = path.stat().st_size
         if now != size:
             return f"{now} bytes, {size} as published"
-    if isinstance(digest, str) and sha256_file(path) != digest:
-        return "same size, not the sha256 published"
+    if isinstance(digest, str):
+        try:
+            now_digest = sha256_file(path)
+        except PermissionError:
+            # Not readable to this user (its size was): judged by its size, as before the sha256 was recorded;
+            # counted incomplete, the set was removed rather than kept in previous/.
+            return None
+        if now_digest != digest:
+            return "same size, not the sha256 published"
     return None
 
 
