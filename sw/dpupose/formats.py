@@ -22,3 +22,31 @@ def newer_format_refusal(what: str, value: str, ours: str, by: str = "a newer dp
     knows it) is format `value`, written by `by`; this dpupose reads `ours`, the whole marker. The caller adds
     what to do."""
     return f"{what} is format {value}, written by {by}; this dpupose ({__version__}) reads {ours}"
+
+
+def not_onnx(path: object) -> str | None:
+    """What a file given where an ONNX model is wanted is instead, when that can be told from its bytes:
+    "checkpoint" (a PyTorch checkpoint: torch.save's zip, which holds a data.pkl, or its older pickle),
+    "plan" (a split plan's plan.json), else None. Only read after the file failed to load as ONNX."""
+    import json
+    import zipfile
+    from pathlib import Path
+
+    path = Path(str(path))
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                if any(n == "data.pkl" or n.endswith("/data.pkl") for n in zf.namelist()):
+                    return "checkpoint"
+            return None
+        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle (torch.save before 1.6)
+            return "checkpoint"
+        if head[:1] == b"{" and path.stat().st_size < 64 * 1024 * 1024:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and "subgraphs" in doc and "fingerprint" in doc:
+                return "plan"
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return None

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.dump, args.json):  # now, not after the calibration images and the check
         if out is not None:
             check_can_create(out)
+    _refuse_plan_or_checkpoint(args.model)
     path = args.model / "dpu_part_qdq.onnx" if args.model.is_dir() else args.model
     if not path.is_file():
         raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
@@ -111,6 +112,35 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report)
     return 0 if first is None else 1
+
+
+def _refuse_plan_or_checkpoint(given) -> None:
+    """UsageError naming the file to give instead, for what a newcomer gives in place of a DPU subgraph: a
+    split plan's folder or its plan.json (one of its dpuN.onnx), or a checkpoint (quantize it first)."""
+    import json
+
+    from dpupose.errors import UsageError
+    from dpupose.formats import not_onnx
+
+    plan = given / "plan.json" if given.is_dir() else given
+    kind = not_onnx(plan) if plan.is_file() else None
+    if kind == "checkpoint":
+        raise UsageError(
+            f"{given} is a PyTorch checkpoint, not ONNX: quantize it first, `dpupose quantize --checkpoint {given} "
+            "--out DIR`, and check DIR"
+        )
+    if kind == "plan":
+        subgraphs = json.loads(plan.read_text(encoding="utf-8")).get("subgraphs")
+        files = [
+            str(plan.parent / sg["file"])
+            for sg in (subgraphs if isinstance(subgraphs, list) else [])
+            if isinstance(sg, dict) and sg.get("device") == "dpu" and isinstance(sg.get("file"), str)
+        ]
+        which = f": {' or '.join(files)}" if files else " (its dpuN.onnx)"
+        raise UsageError(
+            f"{given} is a split plan{' folder' if given.is_dir() else ''}; deploy-check takes one DPU subgraph "
+            f"file{which}"
+        )
 
 
 def _is_report(path) -> bool:

@@ -146,10 +146,30 @@ def load_model(model: Any) -> Any:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types for garbage input
+        _refuse_not_onnx(path)
         raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__}); give an .onnx file") from None
     if not proto.graph.node:
+        _refuse_not_onnx(path)
         raise ModelFileError(f"{path}: not an ONNX model (no graph nodes); give an .onnx file")
     return proto
+
+
+def _refuse_not_onnx(path: Path) -> None:
+    """ModelFileError saying where the ONNX file is, for a PyTorch checkpoint or a split plan given instead."""
+    from dpupose.formats import not_onnx
+
+    kind = not_onnx(path)
+    if kind == "checkpoint":
+        raise ModelFileError(
+            f"{path} is a PyTorch checkpoint, not ONNX: export the network to ONNX (torch.onnx.export); for "
+            f"dpupose's own, `dpupose quantize --checkpoint {path} --out DIR` writes DIR/model_fp32.onnx and "
+            "DIR/model_qdq.onnx"
+        )
+    if kind == "plan":
+        raise ModelFileError(
+            f"{path} is a split plan, not a model: give one of its subgraph files (the plan's dpuN.onnx) or the "
+            "whole model it was split from"
+        )
 
 
 def _shape4(dims: list[int] | tuple[int, ...]) -> tuple[int, int, int, int]:

@@ -124,11 +124,30 @@ def load_onnx(path: str | Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on garbage
+        _refuse_not_onnx(path)
         raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
     if not model.graph.node:
+        _refuse_not_onnx(path)
         raise ModelFileError(f"{path}: not an ONNX model (no nodes)")
     _load_external_data(model, path)
     return model
+
+
+def _refuse_not_onnx(path: Path) -> None:
+    """ModelFileError saying what to do, for a file that is not ONNX but one of the files a newcomer gives in
+    its place: the checkpoint (quantize it first) or a plan (split its source model)."""
+    from dpupose.formats import not_onnx
+
+    kind = not_onnx(path)
+    if kind == "checkpoint":
+        raise ModelFileError(
+            f"{path} is a PyTorch checkpoint, not ONNX: quantize it first, `dpupose quantize --checkpoint {path} "
+            "--out DIR`, and split DIR/model_qdq.onnx"
+        )
+    if kind == "plan":
+        raise ModelFileError(
+            f"{path} is a split plan, not a model: split the model_qdq.onnx written by `dpupose quantize`"
+        )
 
 
 def _load_external_data(model: Any, path: Path) -> None:

@@ -1,0 +1,96 @@
+"""A newcomer's wrong file where an ONNX model is wanted: the checkpoint itself (before `dpupose quantize`), or
+a split plan's folder or plan.json (deploy-check takes one of its DPU subgraph files). Each is one line that
+says what to give instead, exit status 2, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+from dpupose.cli import main
+from dpupose.formats import not_onnx
+
+PLAN = {
+    "version": 1,
+    "fingerprint": "0x101000016010404",
+    "subgraphs": [
+        {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx"},
+        {"name": "cpu0", "device": "cpu", "file": "cpu0.onnx"},
+        {"name": "dpu1", "device": "dpu", "file": "dpu1.onnx"},
+    ],
+}
+
+
+@pytest.fixture
+def files(tmp_path):
+    torch.save({"format": "dpupose-checkpoint/1", "model": {"w": torch.zeros(2)}}, tmp_path / "best.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    plan = tmp_path / "split"
+    plan.mkdir()
+    (plan / "plan.json").write_text(json.dumps(PLAN))
+    return tmp_path
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("dpupose: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_what_a_file_that_is_not_onnx_is(files, tmp_path):
+    assert not_onnx(files / "best.pt") == "checkpoint"  # torch.save's zip
+    assert not_onnx(files / "old.pth") == "checkpoint"  # its pickle before torch 1.6
+    assert not_onnx(files / "split" / "plan.json") == "plan"
+    other_zip = tmp_path / "other.zip"
+    with zipfile.ZipFile(other_zip, "w") as zf:
+        zf.writestr("pynq.img", b"\0" * 512)
+    other_json = tmp_path / "summary.json"
+    other_json.write_text('{"format": "dpupose-quantize-summary/1"}')
+    garbage = tmp_path / "x.onnx"
+    garbage.write_bytes(b"hello")
+    assert [not_onnx(p) for p in (other_zip, other_json, garbage, tmp_path / "none")] == [None] * 4
+
+
+@pytest.mark.parametrize("name", ["best.pt", "old.pth"])
+def test_a_checkpoint_given_to_split_says_to_quantize_it_first(files, capsys, name):
+    ckpt = files / name
+    err = one_line_error(capsys, ["split", str(ckpt), "--out", str(files / "out")])
+    assert f"{ckpt} is a PyTorch checkpoint, not ONNX: quantize it first, `dpupose quantize --checkpoint {ckpt}" in err
+    assert "split DIR/model_qdq.onnx" in err
+    assert not (files / "out").exists()
+
+
+def test_a_plan_given_to_split_is_named_as_a_plan(files, capsys):
+    plan = files / "split" / "plan.json"
+    err = one_line_error(capsys, ["split", str(plan), "--out", str(files / "out")])
+    assert f"{plan} is a split plan, not a model: split the model_qdq.onnx" in err
+    assert not (files / "out").exists()
+
+
+def test_a_checkpoint_given_to_the_dpu_model_says_where_its_onnx_comes_from(files, capsys):
+    ckpt = files / "best.pt"
+    estimate = ["dpu", "estimate", str(ckpt), "--config", "u96v2-b1600-pynq"]
+    for argv in (estimate, ["dpu", "compare", "--model", str(ckpt)]):
+        err = one_line_error(capsys, argv)
+        assert f"{ckpt} is a PyTorch checkpoint, not ONNX: export the network to ONNX" in err
+        assert "writes DIR/model_fp32.onnx and DIR/model_qdq.onnx" in err
+
+
+def test_deploy_check_of_a_plan_names_its_dpu_subgraph_files(files, capsys):
+    folder = files / "split"
+    want = f"deploy-check takes one DPU subgraph file: {folder / 'dpu0.onnx'} or {folder / 'dpu1.onnx'}\n"
+    err = one_line_error(capsys, ["deploy-check", str(folder), "--json", str(files / "r.json")])
+    assert err == f"dpupose: error: {folder} is a split plan folder; {want}"
+    err = one_line_error(capsys, ["deploy-check", str(folder / "plan.json")])
+    assert err == f"dpupose: error: {folder / 'plan.json'} is a split plan; {want}"
+    assert not (files / "r.json").exists()
+
+
+def test_deploy_check_of_a_checkpoint_says_to_quantize_it_first(files, capsys):
+    ckpt = files / "best.pt"
+    err = one_line_error(capsys, ["deploy-check", str(ckpt)])
+    assert f"{ckpt} is a PyTorch checkpoint, not ONNX: quantize it first" in err and "and check DIR" in err
