@@ -12,8 +12,10 @@ import pytest
 
 from boardtests.helpers import FINGERPRINT
 from dpupose.board import deploy as deploymod
+from dpupose.board.artifacts import compare_fingerprints
 from dpupose.board.deploy import Remote, deploy, install_argv, move_into_place_argv, rsync_argv, scp_argvs
 from dpupose.board.tools import CommandRunner
+from dpupose.cli import main
 from dpupose.errors import ArtifactError, DeviceError, FingerprintMismatch, ToolFailed, ToolNotFoundError, UsageError
 
 SSH_ARGV = [
@@ -323,10 +325,35 @@ def test_missing_fingerprints_are_said(overlay, model, wheel, tools_present):
     assert "the overlay" in lines[0] and "has no arch.json" in lines[0]
     assert report.deployed.startswith("on the board: fingerprint not checked")
 
+    verdict = compare_fingerprints(None, None, overlay=str(overlay), model=str(model))
+    assert "no arch.json fingerprint and the model no split plan fingerprint" in verdict
+
+
+def test_a_model_folder_without_a_plan_is_refused_before_anything_runs(overlay, model, tmp_path, capsys):
+    # `dpupose run` on the board reads plan.json and nothing else: a folder without one was deployed (and
+    # staged) with a `--backend vart` run command the board then refused ("no split plan").
     (model / "plan.json").unlink()
     runner = RecordingRunner(files=board_files(overlay_fp=None, plan_fp=None))
-    report = deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=lines.append, use_rsync=True)
-    assert "no arch.json fingerprint and the model no split plan fingerprint" in report.verdict
+    with pytest.raises(ArtifactError) as e:
+        deploy("pynq", overlay, model, dry_run=True, runner=runner, echo=print)
+    assert str(e.value) == (
+        f"model folder {model} has no plan.json, so `dpupose run` on the board could not run it: pass the split "
+        "plan folder `dpupose split` wrote (the shipped model's: models/dpupose-synth/split)"
+    )
+    assert runner.calls == []
+    # A `dpupose quantize` folder, the step before the split, gets the split command.
+    quantized = tmp_path / "q"
+    quantized.mkdir()
+    for name in ("model_qdq.onnx", "model_fp32.onnx", "summary.json"):
+        (quantized / name).write_bytes(b"x")
+    argv = ["deploy", "--host", "pynq", "--overlay", str(overlay), "--model", str(quantized), "--dry-run"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"dpupose: error: model folder {quantized} has no plan.json, so `dpupose run` on the board could not run "
+        f"it: it is a `dpupose quantize` folder; split it first, `dpupose split {quantized / 'model_qdq.onnx'} "
+        "--out DIR --optimize`, and pass DIR\n"
+    )
 
 
 def test_missing_tool_is_named_before_anything_runs(overlay, model, wheel, monkeypatch):

@@ -32,7 +32,7 @@ def check_overlay(folder: Path) -> list[Path]:
 
 def check_model(folder: Path) -> list[Path]:
     """Every file of the compiled model folder (recursively, through linked folders, hidden files
-    skipped); a split plan there must find every file it names."""
+    skipped); it must hold a split plan (`dpupose run` reads one), which must find every file it names."""
     if folder.is_file():
         raise UsageError(f"--model {folder} is a file: pass the split plan folder that holds it")
     if not folder.is_dir():
@@ -42,21 +42,34 @@ def check_model(folder: Path) -> list[Path]:
         raise ArtifactError(f"model folder {folder} is empty: compile the model first")
     for path in files:
         _check_board_name(path.relative_to(folder).as_posix(), folder)
-    if (folder / layout.PLAN_FILE).is_file():
-        from dpupose.split.plan import recorded_files  # board-safe: no torch, no onnx
+    if not (folder / layout.PLAN_FILE).is_file():
+        raise ArtifactError(_no_plan(folder))
+    from dpupose.split.plan import recorded_files  # board-safe: no torch, no onnx
 
-        _check_plan_version(folder)
-        have = {p.relative_to(folder).as_posix() for p in files}
-        recorded, _ = recorded_files(folder)
-        missing = [f for f in recorded if PurePosixPath(f).as_posix() not in have]
-        if missing:
-            raise ArtifactError(
-                f"the split plan in {folder} names {', '.join(missing)}, which "
-                f"{'is' if len(missing) == 1 else 'are'} not in the folder, so the board could not run it: "
-                "split again into a new folder, or copy the missing files there"
-            )
-        _check_plan_loads(folder)
+    _check_plan_version(folder)
+    have = {p.relative_to(folder).as_posix() for p in files}
+    recorded, _ = recorded_files(folder)
+    missing = [f for f in recorded if PurePosixPath(f).as_posix() not in have]
+    if missing:
+        raise ArtifactError(
+            f"the split plan in {folder} names {', '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not in the folder, so the board could not run it: "
+            "split again into a new folder, or copy the missing files there"
+        )
+    _check_plan_loads(folder)
     return files
+
+
+def _no_plan(folder: Path) -> str:
+    """Why a model folder without plan.json is refused, and what to pass: `dpupose run` on the board reads a
+    split plan, and nothing else, so the board could not run what was copied."""
+    head = f"model folder {folder} has no {layout.PLAN_FILE}, so `dpupose run` on the board could not run it"
+    if (folder / "model_qdq.onnx").is_file():  # a `dpupose quantize` folder: the step before the split
+        return (
+            f"{head}: it is a `dpupose quantize` folder; split it first, `dpupose split {folder / 'model_qdq.onnx'} "
+            "--out DIR --optimize`, and pass DIR"
+        )
+    return f"{head}: pass the split plan folder `dpupose split` wrote (the shipped model's: models/dpupose-synth/split)"
 
 
 def _check_board_name(name: str, folder: Path) -> None:
