@@ -805,9 +805,20 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     assert (slim["best_val_loss"], slim["args"], slim["exported_from"]) == (0.25, args, "best.pt")
     before = src.read_bytes()
     for out in (src, tmp_path / "run" / ".." / "run" / "best.pt"):
-        with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
-            export_checkpoint(str(src), str(out), force=True)
+        for force in (True, False):  # without --force too: not "exists; pass --force", which would overwrite it
+            with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
+                export_checkpoint(str(src), str(out), force=force)
     assert src.read_bytes() == before
+    # The checkpoint is read before --out is looked at: a missing one, or a run folder given in its place, is
+    # named as such, not answered with "--out exists; pass --force", and the existing --out stays as it was.
+    shipped = (tmp_path / "model.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*nosuch\.pt not found$"):
+        export_checkpoint(str(tmp_path / "nosuch.pt"), str(tmp_path / "model.pt"))
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*run is a folder; give a checkpoint file"):
+        export_checkpoint(str(src.parent), str(tmp_path / "model.pt"))
+    with pytest.raises(UsageError, match=r"model\.pt exists; pass --force to replace it$"):
+        export_checkpoint(str(src), str(tmp_path / "model.pt"))
+    assert (tmp_path / "model.pt").read_bytes() == shipped
 
 
 def test_a_file_without_the_checkpoint_marker_is_refused_and_names_are_counted(tmp_path):

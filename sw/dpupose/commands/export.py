@@ -31,12 +31,14 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     from dpupose.errors import UsageError
     from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 
-    if Path(out).exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to replace it")
     if Path(out).resolve() == Path(src).resolve():
         raise UsageError("--out must differ from --checkpoint")
+    # The checkpoint first: "--out exists; pass --force" for a checkpoint that is not there (or a folder)
+    # had the user replace a file only to be told next that there was nothing to replace it with.
     state = read_checkpoint(src)
     model_from_state(state, src)  # refuses weights that do not fit the model before anything is written
+    if Path(out).exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
     slim = {k: state[k] for k in KEEP if k in state}
     slim["exported_from"] = Path(src).name
     save_checkpoint(slim, out)
