@@ -347,6 +347,25 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert os.listdir(tmp_path / "demo") == [".dpupose.lock"]
 
 
+def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cached(tmp_path, monkeypatch, capsys):
+    # A run folder given as the checkpoint was said not to exist; an ONNX file was refused only after
+    # "quantizing ... into build/cache/..." was logged and that cache's folder and lock were made for it.
+    from dpupose import demo
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "model_qdq.onnx").write_bytes(b"\x08\x08")
+    assert main(["bench", "--checkpoint", "runs/x", "--work", "work"]) == 2
+    want = "is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)\n"
+    assert capsys.readouterr().err == f"dpupose: error: --checkpoint runs/x {want}"
+    assert demo.main(["--model", "runs/x", "--out", "demo"]) == 2
+    assert capsys.readouterr().err.endswith(f"demo: error: --model runs/x {want}")
+    assert main(["bench", "--checkpoint", "model_qdq.onnx", "--work", "work"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dpupose: error: model_qdq.onnx is an ONNX model, not a checkpoint")
+    assert sorted(os.listdir(tmp_path)) == ["model_qdq.onnx", "runs"]  # no build/cache, no work
+
+
 def test_bench_without_a_model_says_what_to_pass(tmp_path, capsys):
     rc = main(["bench", "--checkpoint", str(tmp_path / "missing.pt")])
     assert rc == 2

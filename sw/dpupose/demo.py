@@ -76,6 +76,8 @@ def _model(args: argparse.Namespace) -> tuple[Path, str | None]:
     from dpupose.eval.prepare import standin_checkpoint
 
     if args.model is not None:
+        if args.model.is_dir():
+            raise UsageError(f"--model {args.model} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
         if not args.model.is_file():
             raise UsageError(f"--model {args.model} does not exist")
         return args.model, None

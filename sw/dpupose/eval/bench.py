@@ -133,6 +133,8 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
         return plan, qdir
     if qdir is None:
         ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
+        if ckpt.is_dir():  # a run folder: it exists, so "does not exist" was not the answer
+            raise UsageError(f"--checkpoint {ckpt} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
         if not ckpt.is_file():
             raise UsageError(
                 f"no model to benchmark: {ckpt} does not exist{SHIPPED_WHERE if opts.checkpoint is None else ''}; "

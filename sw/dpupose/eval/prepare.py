@@ -42,6 +42,11 @@ def _key(*parts: str) -> str:
 
 def quantized(checkpoint: Path, settings: QuantSettings | None = None, cache: Path = CACHE) -> Path:
     """The `dpupose quantize` folder of `checkpoint` (made on first use)."""
+    from dpupose.model.checkpoint import check_checkpoint_path
+
+    # Not a checkpoint by what it is (an ONNX file, a folder): said now, before "quantizing" is logged and a
+    # cache folder and its lock are made for it.
+    check_checkpoint_path(checkpoint)
     settings = settings or QuantSettings()
     key = _key(sha256_file(checkpoint), json.dumps(asdict(settings), sort_keys=True), __version__)
     out = cache / "quantized" / f"{checkpoint.stem}-{key}"

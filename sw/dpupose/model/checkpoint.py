@@ -70,8 +70,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw dict, or CheckpointError saying why it is unusable."""
+def check_checkpoint_path(path: str | Path) -> Path:
+    """CheckpointError for a path that cannot be a checkpoint by what it is, without reading it: a folder,
+    nothing, an ONNX file; else the path."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
@@ -82,6 +83,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is an ONNX model, not a checkpoint: this command takes a checkpoint of dpupose's own "
             f"network, {WRITTEN_BY}; {OWN_MODEL}"
         )
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw dict, or CheckpointError saying why it is unusable."""
+    path = check_checkpoint_path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle of another program, random bytes...
