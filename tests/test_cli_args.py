@@ -828,3 +828,30 @@ def test_verbose_keeps_the_traceback_of_a_missing_host_package(monkeypatch):
     monkeypatch.setattr("dpupose.commands.deploy.run", needs_scipy)
     with pytest.raises(ModuleNotFoundError, match="scipy"):
         main(["--verbose", "deploy", "--host", "pynq", "--overlay", "o", "--model", "m"])
+
+
+@pytest.mark.parametrize(
+    "command", [["eval", "--checkpoint", "x.pt", "--data", "synthetic", "--engine", "int8-emulated"], ["bench"]]
+)
+def test_a_quantized_folder_of_the_wrong_kind_is_named_with_the_folder_to_give(tmp_path, capsys, command):
+    # The readers looked inside it for dpu_part_qdq.onnx or model_fp32.onnx: a file inside a quantize folder was
+    # answered with 'model_qdq.onnx/dpu_part_qdq.onnx not found', a plan folder with its missing file.
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "summary.json").write_text("{}")
+    (q / "model_qdq.onnx").write_bytes(b"x")
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "plan.json").write_text("{}")
+    (tmp_path / "loose.onnx").write_bytes(b"x")
+    prog = f"dpupose {command[0]}: error: argument --quantized: "
+    help_ = f" (see `dpupose {command[0]} --help`)\n"
+    cases = {
+        q / "model_qdq.onnx": f"{q / 'model_qdq.onnx'} is a file; give the `dpupose quantize` folder (here the one "
+        f"holding it, {q})",
+        tmp_path / "loose.onnx": f"{tmp_path / 'loose.onnx'} is a file; give a folder written by `dpupose quantize`",
+        tmp_path / "split": f"{tmp_path / 'split'} is a split plan folder, not a `dpupose quantize` folder: give the "
+        "folder `dpupose quantize` wrote (the plan's model_qdq.onnx came from it)",
+        tmp_path / "none": f"{tmp_path / 'none'} does not exist; give a folder written by `dpupose quantize`",
+    }
+    for given, message in cases.items():
+        assert refused([*command, "--quantized", str(given)], capsys) == prog + message + help_

@@ -124,6 +124,30 @@ def output_dir(text: str) -> Path:
     return path
 
 
+def quantize_folder(text: str) -> Path:
+    """A `dpupose quantize` folder to read (--quantized): what a newcomer gives in its place is named with the
+    folder to give, where the reader would look inside it for dpu_part_qdq.onnx ('model_qdq.onnx/dpu_part_qdq.onnx
+    not found') or model_fp32.onnx: one of its files, a split plan's folder, a path that is not there."""
+    path = Path(text)
+    try:
+        if path.is_file():
+            raise argparse.ArgumentTypeError(
+                f"{text} is a file; give the `dpupose quantize` folder (here the one holding it, {path.parent})"
+                if (path.parent / "summary.json").is_file()
+                else f"{text} is a file; give a folder written by `dpupose quantize`"
+            )
+        if (path / "plan.json").is_file():
+            raise argparse.ArgumentTypeError(
+                f"{text} is a split plan folder, not a `dpupose quantize` folder: give the folder `dpupose quantize` "
+                "wrote (the plan's model_qdq.onnx came from it)"
+            )
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{text} does not exist; give a folder written by `dpupose quantize`")
+    except OSError as exc:
+        raise _refused(text, exc) from None
+    return path
+
+
 def payload_options(p: argparse.ArgumentParser) -> None:
     """--overlay and --model: what `dpupose sdcard stage` and `dpupose deploy` put onto the board."""
     p.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import int_at_least, output_file, positive_int, thread_count
+from dpupose.commands.argtypes import int_at_least, output_file, positive_int, quantize_folder, thread_count
 from dpupose.fsio import json_text
 
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", type=Path, help="checkpoint to quantize and split (default: the shipped model)")
     p.add_argument(
         "--quantized",
-        type=Path,
+        type=quantize_folder,
         help="`dpupose quantize` folder (split here; also gives the CPU rows): alone, or with --plan for its CPU "
         "rows; not with --checkpoint",
     )

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import device_spec, positive_int
+from dpupose.commands.argtypes import device_spec, positive_int, quantize_folder
 from dpupose.fsio import json_text
 
 
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--quantized",
+        type=quantize_folder,
         help="a `dpupose quantize` output folder for the int8 engines (default: quantize once, cached in build/)",
     )
     p.add_argument(
