@@ -341,6 +341,14 @@ def test_a_model_folder_without_a_plan_is_refused_before_anything_runs(overlay, 
         "plan folder `dpupose split` wrote (the shipped model's: models/dpupose-synth/split)"
     )
     assert runner.calls == []
+    # A model card's folder, its plan one level down, gets that folder.
+    card = tmp_path / "card"
+    (card / "split").mkdir(parents=True)
+    (card / "split" / "plan.json").write_text("{}")
+    (card / "model.pt").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match=rf"has no plan\.json, .*: pass the split plan folder inside it, "
+                       rf"{re.escape(str(card / 'split'))}$"):  # fmt: skip
+        deploy("pynq", overlay, card, dry_run=True, runner=runner, echo=print)
     # A `dpupose quantize` folder, the step before the split, gets the split command.
     quantized = tmp_path / "q"
     quantized.mkdir()
