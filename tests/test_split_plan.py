@@ -198,6 +198,22 @@ def test_not_a_plan(tmp_path: Path) -> None:
         load_plan(tmp_path / "dpu0.onnx")
 
 
+def test_a_folder_whose_plan_is_one_level_down_names_it(tmp_path: Path) -> None:
+    # A model card's folder (models/dpupose-synth, its plan in split/) given as --plan: the plan is named.
+    card = tmp_path / "card"
+    for name in ("split", "split-b2304", "notes"):
+        (card / name).mkdir(parents=True)
+    for name in ("split", "split-b2304"):
+        (card / name / PLAN_FILE).write_text("{}")
+    (card / "notes" / "x.json").write_text("{}")
+    with pytest.raises(ModelFileError) as e:
+        load_plan(card)
+    assert str(e.value) == (
+        f"no split plan at {card / PLAN_FILE}: pass the split plan folder inside it, {card / 'split'} or "
+        f"{card / 'split-b2304'}"
+    )
+
+
 def test_save_is_atomic_and_refuses_invalid_plans(tmp_path: Path) -> None:
     plan = tinyplan.write_split_plan(tmp_path)
     before = (tmp_path / PLAN_FILE).read_text()

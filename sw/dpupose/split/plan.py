@@ -35,6 +35,7 @@ Board-safe: standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -352,11 +353,17 @@ def recorded_files(folder: str | Path) -> tuple[list[str], str | None]:
 def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
     """Read `DIR/plan.json` (or the given .json file) and check it; `plan.root` is its folder."""
     path = Path(dir_or_file)
+    inside: list[Path] = []
     if path.is_dir():
+        with contextlib.suppress(OSError):  # a model card's folder (models/dpupose-synth): its plan one level down
+            inside = sorted(d for d in path.iterdir() if d.is_dir() and (d / PLAN_FILE).is_file())
         path = path / PLAN_FILE
     if not path.is_file():
+        where = f"the split plan folder inside it, {' or '.join(str(d) for d in inside)}" if inside else ""
         raise ModelFileError(
-            f"no split plan at {path}: pass the folder written by `dpupose split` (it holds {PLAN_FILE})"
+            f"no split plan at {path}: pass {where}"
+            if where
+            else f"no split plan at {path}: pass the folder written by `dpupose split` (it holds {PLAN_FILE})"
         )
     if path.suffix.lower() != ".json":
         raise ModelFileError(
