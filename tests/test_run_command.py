@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import signal
 import sys
@@ -193,6 +194,32 @@ def test_out_inside_the_plan_folder_through_a_link_is_refused(
     rc = main(["run", "--plan", str(plan), "--backend", "cpu", "--source", str(images), "--out", str(out)])
     assert rc == 2 and "is inside the plan folder" in capsys.readouterr().err
     assert sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*")) == before
+
+
+def test_the_source_image_folder_as_out_is_refused_before_anything_is_written(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    # --out the image folder itself put keypoints.jsonl, run.json and frames/ among the images, where the
+    # next run of the folder warned of each as a file that is not an image and a subfolder it does not read.
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for p in images.iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    before = sorted(os.listdir(folder))
+    (tmp_path / "link").symlink_to(folder)
+    for out in (folder, tmp_path / "link", Path(f"{folder}/")):
+        argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(out)]
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"dpupose: error: --out {out} is the --source image folder: keypoints.jsonl, run.json and the annotated "
+            "frames would go among its images, and a later run of the folder would find them there; choose another "
+            "--out\n"
+        )
+        assert sorted(os.listdir(folder)) == before  # not even the run's lock
+    # Its parent is an --out like any other.
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert (tmp_path / "frames").is_dir() and sorted(os.listdir(folder)) == before
 
 
 def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:

@@ -223,6 +223,12 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
                 f"--out {opts.out} is inside the plan folder {plan.root}: `sdcard stage` and `deploy` would copy "
                 "this run's outputs with the plan; choose another --out"
             )
+        src = Path(opts.source)
+        if not opts.source.startswith("camera:") and src.is_dir() and src.resolve() == out:
+            raise UsageError(
+                f"--out {opts.out} is the --source image folder: keypoints.jsonl, run.json and the annotated frames "
+                "would go among its images, and a later run of the folder would find them there; choose another --out"
+            )
         _check_outputs_are_files(opts)
     check_decode(plan, opts.decode, opts.min_confidence)  # before any runner (or the DPU) is opened
     backend = resolve_backend(opts.backend)
