@@ -62,7 +62,8 @@ if [ "$dry_run" = 0 ]; then
   command -v docker >/dev/null 2>&1 || die "docker not found on PATH; install Docker and pull $image"
 fi
 
-[ "$dry_run" = 1 ] || mkdir -p "$out"  # --dry-run writes nothing
+# DIR is made by the host step (DIR/staging), once it has checked the checkpoint, --arch and --plan: a refused
+# run leaves no DIR behind; --dry-run writes nothing.
 out="$(realpath -m "$out")"
 arch_dir="$(cd "$(dirname "$arch")" && pwd)"
 arch_name="$(basename "$arch")"

@@ -123,6 +123,29 @@ def test_full_flow_with_a_recording_docker(inputs, tmp_path):
     assert state["model_config"] == TINY.to_dict()
 
 
+def test_a_refused_host_step_leaves_no_out_folder(inputs, tmp_path):
+    # The script made --out before the host step checked anything, so an ONNX file given as the checkpoint, or
+    # a bitstream as --arch, left an empty DIR (and its parents) behind the one-line refusal.
+    ckpt, arch, synth_root = inputs
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/usr/bin/env bash\nexit 99\n")  # never reached
+    (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable}
+    onnx_file = tmp_path / "model_qdq.onnx"
+    onnx_file.write_bytes(b"\x08\x08")
+    bit = tmp_path / "dpu.bit"
+    bit.write_bytes(b"\x00\x09bitstream")
+    out = tmp_path / "vai_q" / "x"
+    for args, said in (
+        (["--checkpoint", onnx_file, "--arch", arch], "is an ONNX model, not a checkpoint"),
+        (["--checkpoint", ckpt, "--arch", bit], "cannot read it as JSON"),
+    ):
+        res = _run([*args, "--out", out, "--data-root", synth_root, "--num-calib", 2], env=env)
+        assert res.returncode == 2 and said in res.stderr and res.stderr.count("\n") == 1, res.stderr
+        assert not (tmp_path / "vai_q").exists()
+
+
 def test_container_step_runs_from_the_work_folder(inputs, tmp_path, monkeypatch):
     """`run` rebuilds the model from the staging folder and drives vai_q (here a minimal stand-in)."""
     ckpt, _, synth_root = inputs
