@@ -51,8 +51,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$checkpoint" ] && [ -n "$arch" ] && [ -n "$out" ] || usage
+[ ! -d "$checkpoint" ] || die "checkpoint $checkpoint is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)"
 [ -f "$checkpoint" ] || die "checkpoint $checkpoint not found"
 [ -z "$plan" ] || [ -f "$plan/plan.json" ] || [ -f "$plan" ] || die "--plan $plan holds no plan.json (give the folder \`dpupose split\` wrote)"
+[ ! -d "$arch" ] || die "--arch $arch is a folder; give the arch.json file in it ($arch/arch.json)"
 [ -f "$arch" ] || die "arch.json $arch not found (make hw writes one per DPU configuration)"
 case "$image" in
   *:2.5|*:2.5.*) ;;

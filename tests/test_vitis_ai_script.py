@@ -81,6 +81,23 @@ def test_missing_docker_and_bad_paths_are_clear(inputs, tmp_path):
     assert res.returncode == 2 and "none.pt not found" in res.stderr
 
 
+def test_a_folder_given_as_the_checkpoint_or_arch_is_named_as_one(inputs, tmp_path):
+    # Both were said not to be found, though they are there: a run folder, the overlay folder.
+    ckpt, arch, _ = inputs
+    res = _run(["--checkpoint", tmp_path, "--arch", arch, "--out", tmp_path / "o", "--dry-run"])
+    assert (res.returncode, res.stderr) == (
+        2,
+        f"vitis_ai_quantize: error: checkpoint {tmp_path} is a folder; give a checkpoint file (e.g. "
+        "runs/NAME/best.pt)\n",
+    )
+    folder = Path(arch).parent
+    res = _run(["--checkpoint", ckpt, "--arch", folder, "--out", tmp_path / "o", "--dry-run"])
+    assert (res.returncode, res.stderr) == (
+        2,
+        f"vitis_ai_quantize: error: --arch {folder} is a folder; give the arch.json file in it ({folder}/arch.json)\n",
+    )
+
+
 def test_help_is_printed_to_stdout_with_exit_status_0():
     for flag in ("--help", "-h"):
         res = _run([flag])
