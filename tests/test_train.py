@@ -263,6 +263,20 @@ def test_an_epoch_without_a_step_is_refused(synth_root, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_batch_above_the_synthetic_num_train_is_refused_before_any_data_is_made(tmp_path, monkeypatch):
+    # --num-train 16 with the default --batch-size 32 generated the 1000-image validation set (minutes on a
+    # small machine) before the epoch without a step was refused; the count is known from the options.
+    def no_data(*args, **kwargs):
+        raise AssertionError(f"data read or generated: {args}")
+
+    monkeypatch.setattr(train_mod, "load_data", no_data)
+    cfg = TrainConfig(data="synthetic", out=str(tmp_path / "r"), epochs=1, batch_size=32, num_train=16,
+                      input_size=64, width_mult=0.25, workers=0, threads=1)  # fmt: skip
+    with pytest.raises(UsageError, match=r"^--batch-size 32 is larger than the 16 training records per process: "):
+        train(cfg)
+    assert not (tmp_path / "r").exists()
+
+
 def test_checkpoint_errors(tmp_path):
     good = tmp_path / "good.pt"
     from dpupose.model.pose import ModelConfig, PoseNet

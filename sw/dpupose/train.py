@@ -25,7 +25,7 @@ from torch.distributed.constants import default_pg_timeout
 from torch.utils.data import DataLoader, Sampler
 
 from dpupose.data.dataset import PoseDataset
-from dpupose.data.sources import Split, load_data
+from dpupose.data.sources import DEFAULT_SYNTH_TRAIN, Split, load_data
 from dpupose.data.transforms import Augment
 from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
@@ -301,6 +301,15 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         if cfg.init:
             init_model = _read_init(cfg)
 
+    # A generated synthetic set holds --num-train records: a --batch-size above its share is refused now, not
+    # after minutes of generating the validation set (the same check on the records read follows the data).
+    if cfg.data == "synthetic" and cfg.data_root is None:
+        per_process = math.ceil((cfg.num_train or DEFAULT_SYNTH_TRAIN) / world)
+        if per_process < cfg.batch_size:
+            raise UsageError(
+                f"--batch-size {cfg.batch_size} is larger than the {per_process} training records per process: an "
+                "epoch would make no step; lower --batch-size or use more training data"
+            )
     # Data: rank 0 generates/caches synthetic data first; the others wait and then read it.
     if rank == 0:
         train_split, val_split = _load_splits(cfg, quiet=False)
