@@ -165,6 +165,28 @@ def test_raw_gzip_missing_and_empty(raw, tmp_path):
         open_image(empty)
 
 
+def test_a_folder_given_as_the_image_names_the_images_in_it(tmp_path):
+    # "image DIR is not a regular file" said what it was not, not what to give.
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    with pytest.raises(ImageError) as e:
+        open_image(folder)
+    assert str(e.value) == f"image {folder} is a folder; give the image file: a .img, .img.xz or .zip holding one"
+    for name in ("pynq.img.xz", "notes.txt", "b.zip", "A.IMG"):
+        (folder / name).write_bytes(b"x")
+    (folder / "sub.img").mkdir()
+    with pytest.raises(ImageError) as e:
+        open_image(folder)
+    assert str(e.value) == (
+        f"image {folder} is a folder; give the image file (A.IMG, b.zip, pynq.img.xz here): a .img, .img.xz or .zip "
+        "holding one"
+    )
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match=r"pipe is not a regular file; give the image file: a \.img, \.img\.xz"):
+        open_image(fifo)
+
+
 def test_a_file_without_partition_table_is_not_an_image(tmp_path):
     model = tmp_path / "model.img"
     model.write_bytes(os.urandom(4096))

@@ -75,8 +75,19 @@ def _identify(path: str | Path) -> ImageInfo:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image {path} does not exist")
+    if path.is_dir():  # the download folder, or build/sdcard: name the image(s) in it
+        try:
+            found = sorted(
+                p.name for p in path.iterdir() if p.is_file() and p.name.lower().endswith((".img", ".img.xz", ".zip"))
+            )
+        except OSError:
+            found = []
+        inside = f" ({', '.join(found[:5])}{' ...' if len(found) > 5 else ''} here)" if found else ""
+        raise ImageError(f"image {path} is a folder; give the image file{inside}: a .img, .img.xz or .zip holding one")
     if not path.is_file():
-        raise ImageError(f"image {path} is not a regular file")
+        raise ImageError(
+            f"image {path} is not a regular file; give the image file: a .img, .img.xz or .zip holding one"
+        )
     with path.open("rb") as f:
         head = f.read(6)
     name = path.name.lower()
