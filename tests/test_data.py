@@ -168,6 +168,30 @@ def test_an_empty_synthetic_root_is_answered_with_a_command_that_pastes_as_it_is
     assert shlex.split(command) == ["dpupose", "data", "synth", "--out", str(root)]
 
 
+def test_a_synthetic_data_root_of_the_wrong_folder_is_not_answered_with_mpii_s_layout(synth_root, tmp_path):
+    # --data synthetic --data-root build/q (a quantize folder) was told to lay it out as images/ + annot/*.json
+    # or put MPII's .mat there; a synthetic root's images/ folder is named with the root, as before.
+    from dpupose.data.sources import load_data
+
+    other = tmp_path / "q"
+    other.mkdir()
+    (other / "summary.json").write_text("{}")
+    with pytest.raises(DataError) as exc:
+        load_data("synthetic", "valid", other)
+    assert str(exc.value) == (
+        f"{other} is not a synthetic data root (no synthetic.json, no annot/valid.json): give the folder "
+        "`dpupose data synth --out DIR` wrote, or leave out --data-root (a generated set is cached under build/data/)"
+    )
+    with pytest.raises(DataError) as exc:
+        load_data("synthetic", "train", synth_root / "images")
+    assert (
+        str(exc.value)
+        == f"{synth_root / 'images'} is not a synthetic data root but a folder inside one: give {synth_root}"
+    )
+    with pytest.raises(DataError, match=r"has neither annot/valid\.json nor mpii_human_pose"):  # as MPII: as before
+        load_data("mpii", "valid", other)
+
+
 def _write_mat(root, people_per_image, train_flags):
     annolist = []
     for name, people in people_per_image:

@@ -98,6 +98,19 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
             raise DataError(
                 f"{exc} (write a synthetic data root with `dpupose data synth --out {shlex.quote(str(root))}`)"
             ) from None
+        if kind == "synthetic" and data_root is not None and root.is_dir() and not (root / SYNTH_MARKER).is_file():
+            # Another folder (a quantize or run folder, the wrong level of a data root): not answered with the
+            # MPII layout, which --data synthetic does not read.
+            parent = root.resolve().parent
+            if (parent / SYNTH_MARKER).is_file():  # its images/ or annot/ given for the root
+                raise DataError(
+                    f"{root} is not a synthetic data root but a folder inside one: give {root.parent}"
+                ) from None
+            raise DataError(
+                f"{root} is not a synthetic data root (no {SYNTH_MARKER}, no annot/{split}.json): give the folder "
+                "`dpupose data synth --out DIR` wrote, or leave out --data-root (a generated set is cached under "
+                "build/data/)"
+            ) from None
         raise
     if kind == "synthetic" and data_root is not None and not (root / SYNTH_MARKER).is_file():
         # Without the marker the records were read as MPII's (1-based, the crop centre 15 * scale px lower), and
