@@ -462,7 +462,8 @@ def _head_from(b: Builder, logits: str, side: int) -> None:
 # DPU (on the B1600) is the test's, not the builder's.
 OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
-    "gemm", "gemm_transA", "matmul", "matmul_batched", "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel",
+    "gemm", "gemm_transA", "gemm_bias", "gemm_alpha", "gemm_beta", "gemm_bias_rows", "matmul", "matmul_batched",
+    "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel",
     "pad_crop",
     "pad_relu", "depth_to_space", "depth_to_space_dcr", "depth_to_space_relu", "bn", "bn_relu", "bn_2560", "bn_2561",
     "reshape", "reshape_relu", "unsqueeze",
@@ -475,8 +476,10 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     quantized: "add" c1 + c1; "add_broadcast" c1 + its global average (1, 8, 1, 1); "add_const" c1 + a
     per-channel constant; "add_relu6" c1 + c1 then ReLU6; "mul_broadcast" c1 times its global average;
     "gemm" / "matmul" the flattened c1 by a constant (512, 256) weight, "gemm_transA" c1 reshaped to (512, 1) by
-    the same weight with transA, "matmul_batched" the flattened c1 by a constant (2, 512, 128) weight (a batched
-    product, (2, 1, 128)); "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect"
+    the same weight with transA, "gemm_bias" with an int8 bias C of 256 values, "gemm_alpha" with alpha 0.5,
+    "gemm_beta" with that bias and beta 2, "gemm_bias_rows" c1 reshaped to (8, 64) by a (64, 32) weight with a
+    bias C of (8, 32) (one row each), "matmul_batched" the flattened c1 by a constant (2, 512, 128) weight (a
+    batched product, (2, 1, 128)); "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect"
     and "pad_edge" in those modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
     "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_dcr" in mode DCR, "depth_to_space_relu"
@@ -503,14 +506,24 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     elif case == "add_const":
         bias = b.param("mid.bias", rng.integers(-20, 21, (1, 8, 1, 1)).astype(np.int8), 4)
         b.node("Add", [c1, bias], "mid_float", name="mid")
-    elif case in ("gemm", "gemm_transA", "matmul", "matmul_batched"):
-        shape = (2, 8 * side * side, J * 8) if case == "matmul_batched" else (8 * side * side, J * 16)
+    elif case.startswith(("gemm", "matmul")):
+        flat_in, shape = [1, -1], (8 * side * side, J * 16)
+        if case == "matmul_batched":
+            shape = (2, 8 * side * side, J * 8)
+        elif case == "gemm_transA":
+            flat_in = [8 * side * side, 1]
+        elif case == "gemm_bias_rows":
+            flat_in, shape = [8, -1], (side * side, J * 2)
         w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 9)
-        b.const("flat_in_shape", np.array([8 * side * side, 1] if case == "gemm_transA" else [1, -1], np.int64))
+        b.const("flat_in_shape", np.array(flat_in, np.int64))
         b.node("Reshape", [c1, "flat_in_shape"], "flat_float", name="mid/flatten")
         flat = b.qdq("flat_float", FP["c1"], "flat_in")
-        attrs = {"transA": 1} if case == "gemm_transA" else {}
-        b.node("Gemm" if case.startswith("gemm") else "MatMul", [flat, w], "mid_float", name="mid", **attrs)
+        ins, attrs = [flat, w], {"transA": 1} if case == "gemm_transA" else {}
+        if case in ("gemm_bias", "gemm_beta", "gemm_bias_rows"):
+            rows = (8, shape[1]) if case == "gemm_bias_rows" else (shape[1],)
+            ins.append(b.param("mid.bias", rng.integers(-60, 61, rows).astype(np.int8), 12))
+        attrs.update({"gemm_alpha": {"alpha": 0.5}, "gemm_beta": {"beta": 2.0}}.get(case, {}))
+        b.node("Gemm" if case.startswith("gemm") else "MatMul", ins, "mid_float", name="mid", **attrs)
         b.qdq("mid_float", FP["logits"], "logits_flat")
         b.const("logits_shape", np.array([1, J, 4, 4], np.int64))
         b.node("Reshape", ["logits_flat", "logits_shape"], "logits", name="mid/unflatten")

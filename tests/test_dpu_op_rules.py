@@ -730,3 +730,15 @@ def test_a_mul_by_a_constant_over_the_alus_channels_is_the_eltwise_mult(c, engin
     ok, why = activation_support(clip, engine_of(node, gi, CFG), CFG, gi)
     assert ok is relu6, why
     assert activation_support(helper.make_node("Relu", ["y"], ["z"]), engine_of(node, gi, CFG), CFG, gi)[0]
+
+
+def test_a_gemm_s_bias_is_a_constant():
+    # XIR's fully connected layer adds a constant bias; a C computed on the way (the emulator refuses one too)
+    # leaves the Gemm to the CPU
+    node = helper.make_node("Gemm", ["x", "w", "c"], ["y"])
+    shapes = {"x": (1, 4), "w": (4, 3), "c": (1, 3), "y": (1, 3)}
+    assert dpu_support(node, info(shapes, ("w", "c")), CFG) == (True, "fully connected (conv engine)")
+    assert dpu_support(node, info(shapes, ("w",)), CFG) == (
+        False,
+        "Gemm with a C that is not constant (a fully connected layer's bias is a constant)",
+    )

@@ -1632,7 +1632,7 @@ def test_a_batch_of_images_is_multiplied_image_by_image():
         ({"transA": 1}, "a Gemm with transA is not a fully connected layer"),
         ({"alpha": 0.5}, "a Gemm with alpha 0.5 and beta 1"),
         ({"beta": 2.0}, "a Gemm with alpha 1 and beta 2"),
-        ("bias_rows", r"C of shape \[2, 4\]: the emulator takes a bias of one value per output \(4\)"),
+        ("bias_rows", r"C of shape \[2, 4\]: XIR's fully connected layer adds one bias value per output \(4\)"),
         ("activations", "a weight that is an int8 initializer behind a DequantizeLinear"),
     ],
 )
@@ -1650,6 +1650,60 @@ def test_other_gemms_are_not_emulated(edit, message):
         )
     with pytest.raises(NotEmulated, match=message):
         EmulatorRunner(m.build(3, (2, 4)))
+
+
+@pytest.mark.parametrize(
+    ("attrs", "bias", "on_dpu"),
+    [
+        ({}, None, True),
+        ({}, (3,), True),
+        ({}, (1, 3), True),
+        ({}, (1,), True),  # one value for every output
+        ({"beta": 2.0}, None, True),  # beta scales C, and there is none
+        ({"alpha": 0.5}, None, False),
+        ({"alpha": 2.0}, (3,), False),
+        ({"beta": 0.5}, (3,), False),
+        ({"beta": 0.0}, (3,), False),
+        ({}, (2, 3), False),  # a bias of its own for each of two rows
+        ({}, (2, 1), False),
+        ({"transB": 1}, (3,), True),
+    ],
+)
+def test_the_rules_put_a_gemm_on_the_dpu_exactly_when_the_emulator_runs_it(attrs, bias, on_dpu):
+    # the operator rules put every Gemm of a constant weight (without transA) on the DPU, though XIR's fully
+    # connected layer has no alpha or beta and one bias value per output, and the emulator refused those; both
+    # now give the same reason (dpu_ops.gemm_refusal), and dpu estimate's walk asks the rules
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    rows = 2 if bias is not None and bias[0] == 2 else 1
+    m = Model()
+    x = m.input((rows, 4), 3)
+    w = np.arange(-6, 6, dtype=np.int8).reshape((3, 4) if attrs.get("transB") else (4, 3))
+    ins = [x, m.const_dq("w", w, 4)]
+    if bias is not None:
+        ins.append(m.const_dq("b", np.arange(math.prod(bias), dtype=np.int8).reshape(bias), 7))
+    m.op("Gemm", ins, **attrs)
+    model = m.build(3, (rows, 3))
+    cfg = load_config("u96v2-b1600-pynq")
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.op_type == "Gemm")
+    ok, reason = dpu_support(node, g.info(), cfg)
+    assert ok is on_dpu, reason
+    walked = extract_layers(onnx.load_from_string(model), cfg)
+    assert any(layer.name == "op" for layer in walked.layers) is on_dpu
+    if on_dpu:
+        emu = EmulatorRunner(model)
+        x = feeds(emu, 2)
+        y = emu.run(x)["y"].astype(np.int64)
+        np.testing.assert_array_equal(y, torch_ref(model, x, [3]))
+        assert np.abs(y - ort_plain(model, x)).max() <= 1  # ONNX Runtime's ties to even
+    else:
+        assert reason.startswith("Gemm with ")
+        with pytest.raises(NotEmulated, match=re.escape(f"Gemm 'op': a {reason}")):
+            EmulatorRunner(model)
 
 
 def test_a_reshape_that_moves_the_batch_axis_is_refused_when_it_runs():

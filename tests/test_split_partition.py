@@ -224,7 +224,7 @@ def test_a_global_average_pool_the_rules_put_on_the_dpu_is_emulated(tmp_path, si
     np.testing.assert_array_equal(layers["mid_q_int8"], floats["mid_q_int8"])
 
 
-@pytest.mark.parametrize("case", ["gemm", "matmul"])
+@pytest.mark.parametrize("case", ["gemm", "gemm_bias", "matmul"])
 def test_a_fully_connected_layer_split_onto_the_dpu_runs_on_the_emulator(tmp_path, capsys, case):
     # the operator rules put c1's Reshape (with its own Q/DQ) and a Gemm / MatMul by a constant weight on the DPU,
     # and the emulator refused the plan ("does not run Reshape"; split warned, use --backend cpu): it now runs
@@ -255,6 +255,33 @@ def test_a_fully_connected_layer_split_onto_the_dpu_runs_on_the_emulator(tmp_pat
     assert main(["deploy-check", str(dpu0), "--against", "torch", "--num", "2"]) == 0
     assert "all 4 layers agree with torch within 0 LSB" in capsys.readouterr().out
     image = rng.normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(image)["coords"]
+    on_cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(image)["coords"]
+    np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("gemm_alpha", "Gemm with alpha 0.5 and beta 1: XIR's fully connected layer (inner-product, matmul) has no"),
+        ("gemm_beta", "Gemm with alpha 1 and beta 2: XIR's fully connected layer (inner-product, matmul) has no"),
+    ],
+)
+def test_a_gemm_with_alpha_or_beta_runs_on_the_cpu(tmp_path, case, why):
+    # the operator rules put a Gemm with alpha or beta other than 1 on the DPU, whose inner product has neither
+    # (no Xilinx source folds them when compiling), and the emulator refused the plan (split warned to use --backend
+    # cpu): the rules now leave it to the CPU with the emulator's own reason, and the plan runs on emulate, the
+    # Gemm's scale applied by ONNX Runtime
+    path = tmp_path / "m.onnx"
+    onnx.save(op_model(case), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    rows = _rows(result)
+    assert (rows["mid"]["device"], rows["mid/flatten"]["device"]) == ("cpu", "dpu")
+    assert rows["mid"]["reason"].startswith(why)
+    assert "fold alpha into the weight and beta into the bias before quantizing" in rows["mid"]["reason"]
+    assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
+    plan = result.plan
+    image = np.random.default_rng(3).normal(0, 1, (1, 3, S, S)).astype(np.float32)
     emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(image)["coords"]
     on_cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(image)["coords"]
     np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
@@ -2133,6 +2160,11 @@ OP_RULES = {
     "mul_broadcast": (False, "Mul of tensors with different shapes (broadcasting)"),
     "gemm": (True, None),
     "gemm_transA": (False, "Gemm with transA"),
+    "gemm_bias": (True, None),
+    # XIR's inner-product / matmul has no alpha or beta and adds one bias value per output
+    "gemm_alpha": (False, "Gemm with alpha 0.5 and beta 1: XIR's fully connected layer (inner-product, matmul) has"),
+    "gemm_beta": (False, "Gemm with alpha 1 and beta 2: XIR's fully connected layer"),
+    "gemm_bias_rows": (False, "Gemm with a bias C of shape [8, 32]: XIR's fully connected layer adds one bias value"),
     "matmul": (True, None),
     "matmul_batched": (False, "MatMul by a 3-D weight (a batched product"),
     "pad": (True, None),

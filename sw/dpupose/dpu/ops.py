@@ -26,7 +26,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   an activation after it runs on the CPU with it, as after a bilinear Resize). Other groups: CPU. A dilated
   one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
 - Gemm / MatMul with a constant weight: fully connected (a Gemm with transA, a MatMul by a weight of more than
-  two dimensions: CPU).
+  two dimensions: CPU). XIR's inner-product / matmul has no alpha or beta and adds a constant bias of one value
+  per output (dpu_ops.gemm_refusal, which the emulator shares): a Gemm with alpha, or beta with a C, other than
+  1, a C that is not constant, or a C of more than one value per output (rows of their own): CPU.
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
   input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
@@ -98,6 +100,7 @@ from dpupose.dpu.config import DpuConfig
 from dpupose.runtime.dpu_ops import (
     LINEAR_RESIZE_SCALES,
     depth_to_space_mode,
+    gemm_refusal,
     is_hard_sigmoid,
     pad_args,
     pad_hw,
@@ -448,12 +451,31 @@ def _fc(node: Any, info: GraphInfo) -> Support:
         return _cpu(f"{node.op_type} of two activations (only a constant weight is a fully connected layer)")
     if node.op_type == "Gemm" and int(attr(node, "transA", 0)):
         return _cpu("Gemm with transA")
-    weight = info.shape(node.input[1]) or getattr(info.constants.get(node.input[1]), "shape", None)
+    weight = _const_shape(node.input[1], info)
     if node.op_type == "MatMul" and weight is not None and len(weight) > 2:
         # a fully connected layer's weight (nn.Linear's, XIR's inner product) is one matrix; a stack of them
         # multiplies a batch of products, which the DPU's conv engine does not take as one layer
         return _cpu(f"MatMul by a {len(weight)}-D weight (a batched product; a fully connected layer's weight is 2-D)")
+    if node.op_type == "Gemm":
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        if bias is not None and not info.is_const(bias):
+            return _cpu("Gemm with a C that is not constant (a fully connected layer's bias is a constant)")
+        out = info.shape(node.output[0])
+        outputs = out[-1] if out else None
+        if weight is not None and len(weight) == 2:
+            outputs = weight[0] if int(attr(node, "transB", 0)) else weight[1]
+        bias_shape = None if bias is None else (_const_shape(bias, info) or ())  # (): not known, not checked
+        alpha, beta = float(attr(node, "alpha", 1.0)), float(attr(node, "beta", 1.0))
+        why = gemm_refusal(alpha, beta, bias_shape, outputs)
+        if why is not None:
+            return _cpu(f"Gemm with {why}")
     return True, "fully connected (conv engine)"
+
+
+def _const_shape(name: str, info: GraphInfo) -> tuple[int, ...] | None:
+    """The shape of a constant input (its inferred one, else its value's), None if not known."""
+    shape = info.shape(name) or getattr(info.constants.get(name), "shape", None)
+    return None if shape is None else tuple(shape)
 
 
 def _pool(node: Any, info: GraphInfo) -> Support:

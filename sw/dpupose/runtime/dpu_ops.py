@@ -550,6 +550,30 @@ def fully_connected(
     return FcKernel(w, b, fp_in=fp_in, fp_w=fp_w, fp_b=fp_b, fp_out=fp_out, act=act)(x)
 
 
+def gemm_refusal(alpha: float, beta: float, bias_shape: tuple[int, ...] | None, outputs: int | None) -> str | None:
+    """Why a Gemm (transA 0) of `outputs` outputs is not the DPU's fully connected layer, or None when it is: XIR's
+    inner-product and matmul (Vitis AI's built_in_ops.cpp; vai_q_pytorch writes a Linear as matmul) multiply by
+    the weight and add a bias of one value per output ("1-dimension, OC"), with no alpha or beta. No Xilinx
+    source folds a QDQ file's alpha or beta when compiling: vai_q_pytorch's addmm takes them and drops them, and
+    ONNX Runtime's QDQ quantizer (vai_q_onnx's for Gemm) scales the bias by beta before writing it, with beta 1
+    (alpha it keeps), so a QDQ Gemm with alpha or beta other than 1 states a product the DPU is not shown to
+    compute. `bias_shape` is C's (None: no C), `outputs` N (None: not known, C's shape then not checked). The
+    operator rules and the emulator's parser refuse with this reason (after "Gemm with")."""
+    if alpha != 1.0 or (bias_shape is not None and beta != 1.0):
+        return (
+            f"alpha {alpha:g} and beta {beta:g}: XIR's fully connected layer (inner-product, matmul) has no scale; "
+            "fold alpha into the weight and beta into the bias before quantizing"
+        )
+    if outputs is None or bias_shape is None or math.prod(bias_shape) == 1:
+        return None
+    if tuple(bias_shape) not in ((outputs,), (1, outputs)):
+        return (
+            f"a bias C of shape {list(bias_shape)}: XIR's fully connected layer adds one bias value per output "
+            f"({outputs}), the same to every row"
+        )
+    return None
+
+
 def layout_shape(spec: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The output shape of an ONNX layout op on an input of `shape` (ONNX's layout). `spec` is ("reshape", shape,
     allowzero), ("flatten", axis), ("squeeze", axes) or ("unsqueeze", axes), as the emulator's parser reads the node.

@@ -282,22 +282,17 @@ class _Parser:
                 raise NotEmulated(f"{what}: a Gemm with transA is not a fully connected layer")
             alpha, beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
             has_c = len(node.inputs) > 2 and bool(node.inputs[2])
-            if alpha != 1.0 or (has_c and beta != 1.0):
-                raise NotEmulated(f"{what}: a Gemm with alpha {alpha:g} and beta {beta:g} (XIR's inner product has 1)")
             if int(node.attrs.get("transB", 0)):
                 w = w.T
+            if has_c and node.inputs[2] not in self.const_dq:
+                raise NotEmulated(f"{what}: its C must be an int8 initializer behind a DequantizeLinear (the bias)")
             if has_c:
-                if node.inputs[2] not in self.const_dq:
-                    raise NotEmulated(f"{what}: its C must be an int8 initializer behind a DequantizeLinear (the bias)")
                 b, fp_b = self.const_dq[node.inputs[2]]
-                if b.size == 1:
-                    b = np.full(w.shape[1], b.reshape(-1)[0], dtype=b.dtype)
-                elif b.shape not in ((w.shape[1],), (1, w.shape[1])):
-                    raise NotEmulated(
-                        f"{what}: C of shape {list(b.shape)}: the emulator takes a bias of one value per output "
-                        f"({w.shape[1]})"
-                    )
-                b = b.reshape(-1)
+            why = dpu_ops.gemm_refusal(alpha, beta, None if b is None else b.shape, w.shape[1])
+            if why is not None:  # the operator rules' reason, which puts such a Gemm on the CPU
+                raise NotEmulated(f"{what}: a Gemm with {why}")
+            if b is not None:
+                b = np.full(w.shape[1], b.reshape(-1)[0], dtype=b.dtype) if b.size == 1 else b.reshape(-1)
         src, fp_in, layout = self.layout_input(node.inputs[0], where)
         attrs = {"layout": layout, "vector": vector, "gemm": op == "Gemm"}
         return Step("fc", out, fp_out, [src], [fp_in], label, act, np.ascontiguousarray(w), b, fp_w, fp_b, attrs)
