@@ -1718,6 +1718,52 @@ def test_a_reshape_that_moves_the_batch_axis_is_refused_when_it_runs():
         EmulatorRunner(model, exact=False)  # the fast path refuses it when it loads a file of static shapes
 
 
+@pytest.mark.parametrize(
+    ("op", "arg", "out", "on_dpu"),
+    [
+        ("Reshape", [1, -1], (1, 16), True),
+        ("Reshape", [0, 2, 8], (1, 2, 8), True),
+        ("Reshape", [4, 4], (4, 4), False),
+        ("Reshape", [16, 1], (16, 1), False),
+        ("Reshape", [-1], (16,), False),
+        ("Flatten", 1, (1, 16), True),
+        ("Flatten", 2, (4, 4), False),
+        ("Unsqueeze", [1], (1, 1, 4, 2, 2), True),
+        ("Squeeze", [0], (4, 2, 2), False),
+    ],
+)
+def test_the_rules_put_a_layout_op_on_the_dpu_exactly_when_the_emulator_runs_it(op, arg, out, on_dpu):
+    # a layout op that moves the batch axis from the front (its output on one image not of batch 1) was put on the
+    # DPU by the operator rules, which the emulator refused when it ran (split warned to use --backend cpu); the
+    # rules now leave it to the CPU, deciding with the emulator's own check (dpu_ops.layout_moves_batch)
+    from dpupose.dpu.config import load_config
+    from dpupose.split.assign import CPU, assign
+    from dpupose.split.graph import analyze
+
+    m = Model()
+    eye = m.const_dq("w", np.eye(4, dtype=np.int8).reshape(4, 4, 1, 1), 0)  # a DPU op before it: the input itself
+    m.nodes.append(helper.make_node("Conv", [m.input((1, 4, 2, 2), 3), eye], ["c_float"], kernel_shape=[1, 1]))
+    x = m.qdq("c_float", 3, "c")
+    if op == "Flatten":
+        m.op(op, [x], axis=arg)
+    else:
+        m.op(op, [x, m.const("arg", np.array(arg, np.int64))])
+    model = m.build(3, out)
+    g = analyze(onnx.load_from_string(model))
+    a = assign(g, load_config("u96v2-b1600-pynq"))
+    k = next(u.index for u in g.units if u.op == op)
+    assert (a.devices[k] != CPU) is on_dpu, a.reasons[k]
+    x = {"x0": np.arange(16, dtype=np.int8).reshape(1, 2, 2, 4)}  # NHWC
+    if on_dpu:
+        y = EmulatorRunner(model).run(x)["y"]
+        np.testing.assert_array_equal(y, x["x0"].transpose(0, 3, 1, 2).reshape(out))  # ONNX's order, fix point kept
+        return
+    moves = f"{op} of [1, 4, 2, 2] to {list(out)} (batch 1) moves the batch axis from the front: an image's values"
+    assert a.reasons[k].startswith(moves)
+    with pytest.raises(ModelFileError, match="the emulator runs a layout op that keeps the batch axis first"):
+        EmulatorRunner(model).run(x)
+
+
 def test_a_reshape_with_its_own_quantization_keeps_onnx_s_order():
     # DQ -> Reshape (1, 4, 2, 3) to (1, 2, 12) -> Q at another fix point: reshape-fix then the requantization
     m = Model()

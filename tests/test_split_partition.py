@@ -287,6 +287,30 @@ def test_a_gemm_with_alpha_or_beta_runs_on_the_cpu(tmp_path, case, why):
     np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
 
 
+@pytest.mark.parametrize(("case", "shape"), [("gemm_transA", [512, 1]), ("gemm_bias_rows", [8, 64])])
+def test_a_reshape_that_moves_the_batch_axis_runs_on_the_cpu(tmp_path, case, shape):
+    # the operator rules put c1's Reshape to (512, 1) (or (8, 64)) on the DPU as layout only, and the emulator
+    # refused the plan (split warned: a reshape of one image of [1, 8, 8, 8] to that shape, use --backend cpu);
+    # the rules now leave it to the CPU with the emulator's check, so the split warns of nothing and the plan
+    # runs on emulate
+    path = tmp_path / "m.onnx"
+    onnx.save(op_model(case), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    rows = _rows(result)
+    assert rows["mid/flatten"]["device"] == "cpu" and rows["mid"]["device"] == "cpu"
+    assert rows["mid/flatten"]["reason"] == (
+        f"Reshape of [1, 8, 8, 8] to {shape} (batch 1) moves the batch axis from the front: an image's values would "
+        "not be its own, and the DPU runs a layout op on each image"
+    )
+    assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
+    plan = result.plan
+    assert [(t.name, t.shape) for t in plan.subgraphs[0].outputs] == [("c1", (1, 8, 8, 8))]
+    image = np.random.default_rng(4).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(image)["coords"]
+    on_cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(image)["coords"]
+    np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
+
+
 def test_requantization_stays_on_the_dpu(tmp_path):
     _, result = _split(tmp_path, "requant")
     assert _devices(result.plan) == ["dpu", "cpu"]

@@ -58,7 +58,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   attributes; from Pad-11 on initializer or Constant inputs, Pad-18's axes too). XIR's SYMMETRIC mirrors
   including the edge pixel, which neither ONNX 'reflect' (edge left out) nor 'edge' (edge repeated) is:
   those, a non-zero value, a pad of N or C and a negative pad (a crop) run on the CPU.
-- Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves).
+- Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves) and
+  the output, at batch 1, keeps the batch axis first and 1 (dpu_ops.layout_moves_batch, the emulator's check: a
+  Reshape of (1, 8, 8, 8) to (512, 1) makes rows of one image's values; CPU).
 - BatchNormalization: folded into the conv before it, or a 1x1 depthwise conv (ALU engine) of C <= 256 * ICP,
   a depthwise conv's channel limit (the target factory has no batch norm op of its own).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
@@ -102,6 +104,7 @@ from dpupose.runtime.dpu_ops import (
     depth_to_space_mode,
     gemm_refusal,
     is_hard_sigmoid,
+    layout_moves_batch,
     pad_args,
     pad_hw,
     pixel_shuffle_refusal,
@@ -871,9 +874,15 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         return _fc(node, info)
     if op in LAYOUT_OPS:
         acts = info.activations(node)
-        if acts and all(info.on_dpu(t) for t in acts):
-            return True, f"{op} of a DPU tensor (layout only)"
-        return _cpu(f"{op} of a tensor the DPU does not produce")
+        if not (acts and all(info.on_dpu(t) for t in acts)):
+            return _cpu(f"{op} of a tensor the DPU does not produce")
+        x, y = info.shape(acts[0]), info.shape(node.output[0])
+        if x is not None and y is not None and x[:1] == (1,) and layout_moves_batch(y):
+            return _cpu(
+                f"{op} of {list(x)} to {list(y)} (batch 1) moves the batch axis from the front: an image's values "
+                "would not be its own, and the DPU runs a layout op on each image"
+            )
+        return True, f"{op} of a DPU tensor (layout only)"
     if op in PASS_THROUGH_OPS:
         return True, f"{op} (no-op)"
     if op == "Softmax":

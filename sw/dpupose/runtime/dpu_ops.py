@@ -574,6 +574,14 @@ def gemm_refusal(alpha: float, beta: float, bias_shape: tuple[int, ...] | None, 
     return None
 
 
+def layout_moves_batch(shape: tuple[int, ...]) -> bool:
+    """Whether a layout op (Reshape, Flatten, Squeeze, Unsqueeze) whose output on one image (batch 1) is `shape`
+    does not keep the batch axis first and 1, so that an image's values are not its own (a Reshape of
+    (1, 8, 8, 8) to (512, 1) makes 512 rows of one image). The emulator runs a layout op one image at a time and
+    refuses such a one; the operator rules leave it to the CPU."""
+    return not shape or shape[0] != 1
+
+
 def layout_shape(spec: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The output shape of an ONNX layout op on an input of `shape` (ONNX's layout). `spec` is ("reshape", shape,
     allowzero), ("flatten", axis), ("squeeze", axes) or ("unsqueeze", axes), as the emulator's parser reads the node.
@@ -625,7 +633,7 @@ def apply_layout(x: np.ndarray, specs: Sequence[tuple]) -> np.ndarray:
     emulator runs: each op's shape is worked out on one image (batch 1) and must keep the batch axis first and 1."""
     for spec in specs:
         shape = layout_shape(spec, (1, *x.shape[1:]))
-        if not shape or shape[0] != 1:
+        if layout_moves_batch(shape):
             raise ValueError(
                 f"a {spec[0]} of one image of {[1, *x.shape[1:]]} to {list(shape)}: the emulator runs a layout op "
                 "that keeps the batch axis first"
