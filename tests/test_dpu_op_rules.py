@@ -742,3 +742,16 @@ def test_a_gemm_s_bias_is_a_constant():
         False,
         "Gemm with a C that is not constant (a fully connected layer's bias is a constant)",
     )
+
+
+def test_a_layout_op_the_emulator_cannot_read_is_not_put_on_the_dpu():
+    # the emulator refuses a Squeeze without axes and a shape or axes that are not constants; the rules put neither
+    # on the DPU: a Squeeze without axes removes the batch axis of one image (its output never keeps it first and
+    # 1), and a computed shape is a tensor the DPU does not produce (Shape and its arithmetic run on the CPU)
+    squeeze = helper.make_node("Squeeze", ["a"], ["y"])
+    for x, y in (((1, 8, 1, 1), (8,)), ((1, 1, 1, 1), ()), ((1, 1, 8, 1), (8,))):
+        ok, why = dpu_support(squeeze, GraphInfo({"a": x, "y": y}, {}, lambda _t: True), CFG)
+        assert not ok and "moves the batch axis from the front" in why
+    reshape = helper.make_node("Reshape", ["a", "shape"], ["y"])
+    computed = GraphInfo({"a": (1, 8, 2, 2), "shape": (2,), "y": (1, 32)}, {}, lambda t: t == "a")
+    assert dpu_support(reshape, computed, CFG) == (False, "Reshape of a tensor the DPU does not produce")
