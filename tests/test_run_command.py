@@ -976,3 +976,29 @@ def test_a_run_reads_each_plan_file_once(tmp_path: Path, images: Path, monkeypat
     assert main([*argv, "--annotate", "none", "--out", str(tmp_path / "out"), "--decode", decode]) == 0
     onnx_reads = {name: n for name, n in reads.items() if name.endswith(".onnx")}
     assert onnx_reads == {name: 1 + sha for name in ("dpu0.onnx", "cpu0.onnx", "dpu1.onnx", "head.onnx")}
+
+
+def test_a_plan_file_with_external_data_runs_as_its_own_folder_says(tmp_path: Path, images: Path, monkeypatch) -> None:
+    """A subgraph file that keeps its weights beside it (ONNX external data: onnx.save(...,
+    save_as_external_data=True)) is loaded by ONNX Runtime from its path, which finds them in the plan folder;
+    the heatmaps check reads the file once for the runner too (above), but from its bytes ONNX Runtime looks
+    for them in the current folder: the run failed ("External data path ... does not exist"), or read a
+    same-named file there. The keypoints are the plan's with its weights inside its file."""
+    import onnx
+
+    plain, external = tmp_path / "plain", tmp_path / "external"
+    tinyplan.write_split_plan(plain)
+    tinyplan.write_split_plan(external)
+    model = onnx.load(str(external / "head.onnx"))
+    assert any(t.name == "grid" for t in model.graph.initializer)
+    # the soft-argmax grid (512 bytes) goes to head.data; the reshapes' small shapes stay inside
+    onnx.save(model, str(external / "head.onnx"), save_as_external_data=True, location="head.data", size_threshold=100)
+    assert (external / "head.data").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for plan in (plain, external):
+        argv = ["run", "--plan", str(plan), "--backend", "cpu", "--source", str(images), "--annotate", "none"]
+        assert main([*argv, "--out", str(tmp_path / f"out-{plan.name}"), "--decode", "local"]) == 0
+    got, want = lines(tmp_path / "out-external" / "keypoints.jsonl"), lines(tmp_path / "out-plain" / "keypoints.jsonl")
+    assert [r["keypoints"] for r in got] == [r["keypoints"] for r in want] and len(got) == 4

@@ -208,7 +208,8 @@ def heatmaps_problem(plan: Plan) -> str | None:
     local decoding read), decided from its subgraphs' graphs; None when it is, when the plan has no heatmaps,
     or when a file cannot be read here (its runner says so). Worked out once per plan object (kept in
     plan.cache), from files read with plan.read_file, whose bytes the runner of that subgraph then loads
-    (RunnerFactory.create): each file is read once."""
+    (RunnerFactory.create): each file is read once. A file the check cannot decode is not kept (its runner
+    reads it by path: ONNX external data is found beside it only so)."""
     if "heatmaps_problem" not in plan.cache:
         plan.cache["heatmaps_problem"] = _heatmaps_problem(plan)
     return plan.cache["heatmaps_problem"]
@@ -228,6 +229,10 @@ def _heatmaps_problem(plan: Plan) -> str | None:
         try:
             graph = load_model(plan.read_file(sg.file))
         except (ModelFileError, OSError):
+            # Its runner loads it by path, not from these bytes: a tensor this reader refuses may be ONNX external
+            # data, which ONNX Runtime finds beside the file only when given its path (from bytes, in the
+            # current folder).
+            plan.take_file(sg.file)
             return None
         producer = {o: (n.op_type, n.name, n.inputs, n.attrs) for n in graph.nodes for o in n.outputs}
         constants = dict(graph.initializers)  # and Constant nodes' values (a ReduceSum's axes)
