@@ -101,6 +101,7 @@ import numpy as np
 from dpupose.dpu.config import DpuConfig
 from dpupose.runtime.dpu_ops import (
     LINEAR_RESIZE_SCALES,
+    MAX_ALU_KERNEL,
     depth_to_space_mode,
     gemm_refusal,
     is_hard_sigmoid,
@@ -122,7 +123,6 @@ ELTWISE_ENGINE = "eltwise"
 
 MAX_CONV_KERNEL = 16
 MAX_CONV_STRIDE = 8
-MAX_ALU_KERNEL = 256
 MAX_ALU_STRIDE = 256  # alu_limit (VART's target factory): kernel_size and stride 1-256
 MAX_DW_PAD = 15  # the ALU engine's pad_limit (VART's target factory): pad_left, pad_top 0-15
 MAX_ALU_FAR_PAD = 255  # pad_right, pad_bottom 0-255

@@ -832,7 +832,7 @@ def max_pool(
 # search for a kernel of any size): fixed for square kernels of 3, 5, 6, 7 and 14; otherwise the closest with a
 # shift below log2(128 * pixels).
 AVGPOOL_FACTORS = {3: (7, 6), 5: (10, 8), 6: (7, 8), 7: (21, 10), 14: (21, 12)}
-POOL_MAX_KERNEL = 256  # a pool's kernel side on the ALU engine (alu_limit; the operator rules' MAX_ALU_KERNEL)
+MAX_ALU_KERNEL = 256  # a kernel side on the ALU engine (VART's alu_limit): a pool's, a depthwise conv's (dpu.ops)
 FLOAT32_EXACT = 2**24  # the reference's float32 product sum * factor / 2**shift is exact below this
 
 
@@ -868,9 +868,9 @@ def avg_pool(
     rounds to float32 (to nearest, ties to even) before the shift and DPURound: that product is computed here the
     same way (numpy's float32 multiply is IEEE's)."""
     kh, kw = kernel
-    if kh > POOL_MAX_KERNEL or kw > POOL_MAX_KERNEL:
+    if kh > MAX_ALU_KERNEL or kw > MAX_ALU_KERNEL:
         raise ValueError(
-            f"average pool over {kh}x{kw} pixels: the DPU's pool kernel is 1 to {POOL_MAX_KERNEL} a side (the ALU "
+            f"average pool over {kh}x{kw} pixels: the DPU's pool kernel is 1 to {MAX_ALU_KERNEL} a side (the ALU "
             "engine's alu_limit)"
         )
     top, left, bottom, right = pads

@@ -78,7 +78,7 @@ def _static(program: Program) -> bool:
 
 def shape_checked(step: Step) -> bool:
     """Whether the exact path checks `step` only when it runs, with its input's shape: a resize by sizes (whole
-    multiples of the input), a global average pool (its window, the whole map, up to POOL_MAX_KERNEL a side), a
+    multiples of the input), a global average pool (its window, the whole map, up to MAX_ALU_KERNEL a side), a
     layout op (its shape against the input's) and a fully connected layer (its rows' length)."""
     return (
         "sizes" in step.attrs
@@ -281,7 +281,7 @@ class EmulatorRunner(Runner):
 
     def check_shapes(self) -> None:
         """Refuse now what the exact path refuses only when it runs, with its input's shape: a resize by sizes is
-        the DPU's only at whole multiples of its input, a global average pool's map is at most POOL_MAX_KERNEL a
+        the DPU's only at whole multiples of its input, a global average pool's map is at most MAX_ALU_KERNEL a
         side (the DPU's), a layout op keeps the batch axis and a fully connected layer's rows are its length.
         Checked once, on zeros of the subgraph's input shapes (one sample), where they are static but for the
         batch (a plan's subgraphs' are); the fast path and `dpupose split`'s warning ask it."""

@@ -348,9 +348,9 @@ class _Parser:
                         "every window by the whole kernel: count_include_pad 1)"
                     )
                 kh, kw = attrs["kernel"]
-                if max(kh, kw) > dpu_ops.POOL_MAX_KERNEL:
+                if max(kh, kw) > dpu_ops.MAX_ALU_KERNEL:
                     raise NotEmulated(
-                        f"{what}: kernel {kh}x{kw}: the DPU's pool kernel is 1 to {dpu_ops.POOL_MAX_KERNEL} a side"
+                        f"{what}: kernel {kh}x{kw}: the DPU's pool kernel is 1 to {dpu_ops.MAX_ALU_KERNEL} a side"
                     )
             return Step("avgpool", out, fp_out, [src], [fp], label, attrs=attrs)
         if op in ("Gemm", "MatMul"):
