@@ -2471,3 +2471,36 @@ def test_a_unit_is_refused_for_its_first_fused_activation_the_dpu_cannot_run():
     g.node.insert(i + 1, second)
     device, reason = _devices_of(m)["conv2"]
     assert device == "cpu" and "slope 0.2" in reason and "slope 0.3" not in reason
+
+
+@pytest.mark.parametrize("act", ["Relu", "Sigmoid", "Clip", "LeakyRelu"])
+def test_sizes_read_from_an_activation_of_the_logits_are_the_logits_sizes(act):
+    """A Softmax over (N, J, H * W) of the logits, reshaped back with the sizes of an activation of them (torch:
+    `b, j, h, w = torch.relu(y).shape` after `y.view(b, j, h * w)` of y's own): an element-wise op keeps its
+    input's shape, so both reshapes name the same sizes. They were taken as sizes of two unrelated tensors,
+    'other values than a map', and such a model's flat softmax lost its confidence and --decode local. One of
+    two different tensors' sizes (a strided conv's) still counts as another size."""
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    def sizes(of: str, prefix: str) -> dict:
+        graph = {f"{prefix}s": ("Shape", f"{prefix}shape", [of], {})}
+        for k in range(4):
+            graph[f"{prefix}{k}"] = ("Gather", f"{prefix}g{k}", [f"{prefix}s", f"at{k}"], {"axis": 0})
+        return graph
+
+    constants = {f"at{k}": np.array(k, np.int64) for k in range(4)}
+    graph = {
+        **sizes("y", "y"),
+        "hw": ("Mul", "hw", ["y2", "y3"], {}),
+        "flat_shape": ("Concat", "fc", ["y0", "y1", "hw"], {"axis": 0}),
+        "flat": ("Reshape", "flat", ["y", "flat_shape"], {}),
+        "sm": ("Softmax", "s", ["flat"], {"axis": -1}),
+        "z": (act, "act", ["y"], {}),
+        **sizes("z", "z"),
+        "map_shape": ("Concat", "mc", ["z0", "z1", "z2", "z3"], {"axis": 0}),
+        "h": ("Reshape", "back", ["sm", "map_shape"], {}),
+    }
+    assert heatmaps_not_normalized("h", graph, opset=17, constants=constants) == (None, None)
+    graph["z"] = ("Conv", "strided", ["y", "w"], {})
+    got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
+    assert got is not None and "(other values than a map)" in got

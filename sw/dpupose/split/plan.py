@@ -470,8 +470,11 @@ def heatmaps_not_normalized(
 # with Shape ops, each taken as any size (what is over each map must be so whatever they are).
 Dim = tuple[int, tuple[tuple[str, int], ...]]
 ONE: Dim = (1, ())
-# Ops whose output has their first input's shape.
-SAME_SHAPE = ("Identity", "Cast", "QuantizeLinear", "DequantizeLinear", "Softmax")
+# Ops whose output has their first input's shape (a Clip's other inputs are scalars): the sizes of a tensor and of
+# an activation of it, read with Shape ops, are the same sizes.
+SAME_SHAPE = ("Identity", "Cast", "QuantizeLinear", "DequantizeLinear", "Softmax", "LogSoftmax", "Relu", "LeakyRelu",
+              "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Exp", "Log", "Neg", "Abs", "Sqrt", "Elu",
+              "Selu", "Softplus", "Erf")  # fmt: skip
 
 
 def _times(a: Dim, b: Dim) -> Dim:
