@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tinyplan
@@ -15,7 +16,7 @@ import tinyplan
 from dpupose.cli import main
 from dpupose.runtime import app
 from dpupose.runtime.frames import Frame
-from dpupose.runtime.sources import FrameSource
+from dpupose.runtime.sources import FrameSource, ImageFolderSource
 
 CONTAINERS = (list, dict, set)  # what grows in place (a tuple, such as a video's size once set, does not)
 PER_FRAME = {"Frame", "FrameResult", "_Job"}  # one a frame in flight: their number is bounded instead
@@ -116,6 +117,44 @@ def test_what_a_run_keeps_does_not_grow_with_its_frames(
     run = json.loads((out / "run.json").read_text())
     assert run["frames"] + run["dropped"] == 420
     assert all(stage["frames"] == run["frames"] for stage in run["stages"].values())
+
+
+class CountedFolder(ImageFolderSource):
+    """An image folder whose census is taken as frames `at` are read."""
+
+    def __init__(self, path: Path, at: tuple[int, int], census: Census) -> None:
+        super().__init__(path)
+        self.at, self.census = at, census
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in super().__iter__():
+            if frame.index in self.at:
+                self.census.take()
+            yield frame
+
+
+def test_frames_of_an_image_folder_are_named_without_keeping_every_name(
+    plan_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """frames/' sink remembered the name of every image it wrote, to give a second image of one stem its
+    whole name (a.png.jpg beside a.jpg): 100 bytes or more a frame, for as long as the run went on. It now
+    keeps only the names two of the folder's images can ask for (from its listing): between frames 100 and
+    400 of 420 images nothing any of dpupose's objects holds grows, and the names are still told apart."""
+    src = tmp_path / "src"
+    src.mkdir()
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    names = ["a.jpg", "a.png", "a.png.jpg", *(f"im{i:04d}.png" for i in range(417))]
+    for name in names:
+        cv2.imwrite(str(src / name), image)
+    census = Census()
+    monkeypatch.setattr(app, "open_source", lambda spec, **kw: CountedFolder(Path(spec), (100, 400), census))
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(src), "--out", str(out)]
+    assert main([*argv, "--threads", "1"]) == 0
+    assert census.grown == {}
+    written = sorted(p.name for p in (out / "frames").iterdir())
+    assert written[:3] == ["a.jpg", "a.png.jpg", "a.png.jpg.jpg"]
+    assert written[3:] == [f"im{i:04d}.jpg" for i in range(417)]
 
 
 class StallingCamera(FrameSource):

@@ -359,6 +359,30 @@ def test_folder_sink_names_and_annotation(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "cam").iterdir()] == ["000003.jpg"]
 
 
+def test_folder_sink_keeping_only_shared_names_names_frames_as_keeping_every_name(tmp_path: Path) -> None:
+    """FolderSink given the folder's shared_stems keeps only the names two images can ask for: it must name
+    every frame as the sink that keeps every name does, for listings of stems that clash (a.jpg, a.png), whole
+    names that are other images' stems (a.png beside a.png.jpg) and images skipped before they are written
+    (a.jpg unreadable: a.png is then a.jpg). 300 random listings in name order, as an image folder reads them."""
+    rng = np.random.default_rng(0)
+    pool = [stem + ext for stem in ("a", "a.png", "a.jpg", "a.b", "b", "b.png") for ext in (".jpg", ".png", ".bmp")]
+    image = grey(0, 4, 4)
+    for case in range(300):
+        listing = sorted(rng.choice(pool, size=int(rng.integers(1, 9)), replace=False).tolist())
+        written = [n for n in listing if rng.random() < 0.8]  # the others are skipped (do not decode)
+        frames = []
+        for shared in (None, sinks.shared_stems(listing)):
+            folder = tmp_path / f"{case}-{shared is None}"
+            sink = FolderSink(folder, by_frame_number=False, shared=shared)
+            for i, name in enumerate(written):
+                sink.write(FrameResult(i, name, np.zeros((16, 2)), np.ones(16), np.zeros((16, 2))), image)
+            frames.append(sorted(p.name for p in folder.iterdir()))
+        assert frames[1] == frames[0], listing
+        assert len(frames[0]) == len(written)
+    assert sinks.shared_stems(["a.jpg", "a.png", "a.png.jpg", "b.jpg"]) == {"a", "a.png"}
+    assert sinks.shared_stems([f"im{i}.png" for i in range(100)]) == set()
+
+
 def test_a_full_disk_leaves_whole_json_lines_and_no_part_file(tmp_path: Path, monkeypatch) -> None:
     """A write the disk has room for only in part: the file keeps the lines before it (a reader of JSON lines
     would choke on half a line), and the error names the file; an annotated frame leaves no .part file."""

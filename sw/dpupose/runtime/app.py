@@ -36,6 +36,7 @@ from dpupose.runtime.sinks import (
     frame_stems,
     may_write_frame,
     refuse_non_file,
+    shared_stems,
 )
 from dpupose.runtime.sources import FrameSource, ImageFolderSource, is_image_source, open_source
 from dpupose.split.plan import load_plan
@@ -181,8 +182,11 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":
-                by_number = not isinstance(source, ImageFolderSource)
-                sinks.append(FolderSink(opts.out / "frames", by_frame_number=by_number))
+                if isinstance(source, ImageFolderSource):  # its listing says which names two images ask for
+                    shared = shared_stems([p.name for p in source.files])
+                    sinks.append(FolderSink(opts.out / "frames", by_frame_number=False, shared=shared))
+                else:
+                    sinks.append(FolderSink(opts.out / "frames", by_frame_number=True))
             elif mode == "video":
                 sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps, realtime=source.live))
         except BaseException:

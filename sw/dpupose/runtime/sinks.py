@@ -85,6 +85,16 @@ def frame_stems(image_names: Collection[str]) -> frozenset[str]:
     return frozenset(Path(n).stem for n in image_names) | frozenset(image_names)
 
 
+def shared_stems(image_names: Collection[str]) -> frozenset[str]:
+    """The names FolderSink must remember having written for a source of these image file names: a stem
+    two of them have (a.jpg and a.png: the second is written as a.png.jpg), and a whole name that is another
+    one's stem (a.png beside a.png.jpg, whose frame is then a.png.jpg.jpg). No other image can ask for the name
+    any other stem gives, so nothing is kept for it: what the sink holds is bounded by the source's listing
+    (nothing, for a folder without such names) instead of growing by a name every frame."""
+    stems = collections.Counter(Path(n).stem for n in image_names)
+    return frozenset(s for s, k in stems.items() if k > 1) | frozenset(n for n in image_names if n in stems)
+
+
 def may_write_frame(name: str, stems: AbstractSet[str] | None) -> bool:
     """Whether FolderSink may write `name` (STEM.jpg, or .STEM.part.jpg while it is written) for an image
     source of these `frame_stems`, or for a video's or camera's numbered frames when `stems` is None."""
@@ -111,17 +121,22 @@ def refuse_non_file(path: Path, what: str) -> None:
 
 class FolderSink(Sink):
     """Annotated frames as JPEG files: the source image's name, or the frame number for videos/cameras.
-    Two sources with one stem (a.jpg, a.png) keep their whole names (a.jpg.jpg is not made: a.png.jpg)."""
+    Two sources with one stem (a.jpg, a.png) keep their whole names (a.jpg.jpg is not made: a.png.jpg).
+
+    `shared`: the names it must remember having written, for a source whose image names are known
+    (`shared_stems` of them); None remembers every one (a set that grows by a name a frame)."""
 
     wants_image = True
 
-    def __init__(self, folder: str | Path, by_frame_number: bool) -> None:
+    def __init__(self, folder: str | Path, by_frame_number: bool, shared: AbstractSet[str] | None = None) -> None:
         self.folder = Path(folder)
         self._made = not self.folder.exists()  # removed again by close() if no frame came
         self.folder.mkdir(parents=True, exist_ok=True)
         self.by_frame_number = by_frame_number
         self.count = 0
-        self._written: set[str] = set()  # stems of an image folder's files (a frame number is never repeated)
+        self._shared = shared
+        # names given to an image folder's files that a later file may ask for (a frame number is never repeated)
+        self._written: set[str] = set()
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         if annotated is None:
@@ -132,7 +147,8 @@ class FolderSink(Sink):
             stem = Path(result.source).stem
             if stem in self._written:  # another source of this run has the same stem
                 stem = Path(result.source).name
-            self._written.add(stem)
+            if self._shared is None or stem in self._shared:
+                self._written.add(stem)
         path = self.folder / f"{stem}.jpg"
         tmp = self.folder / f".{stem}.part.jpg"
         for taken in (path, tmp):  # refused before the run (app._check_outputs_are_files) unless made since
