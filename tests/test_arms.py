@@ -94,3 +94,111 @@ def test_the_threshold_itself_is_a_hit_and_within_reach_of_the_other_elbow():
     r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
     assert (r["elbows"], r["misses"], r["within_threshold_of_other_elbow"]) == (2, 1, 1)
     assert r["median_miss_distance_in_thresholds"] == 4.0
+
+
+def test_a_miss_as_far_from_its_shoulder_as_from_its_elbow_is_not_closer_to_the_shoulder():
+    """'closer to the shoulder' (and to the wrist) is strictly closer: the right elbow predicted at (20, 25) lies
+    5 px from both its elbow (20, 30) and its shoulder (20, 20), a miss over the 4 px threshold that is neither."""
+    p, t = scene((20, 25), (40, 30), r_wrist=(20, 40))  # the right wrist 10 px below the elbow
+    r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
+    assert (r["elbows"], r["misses"], r["closer_to_shoulder"], r["closer_to_wrist"]) == (2, 1, 0, 0)
+    p, t = scene((20, 35), (40, 30), r_wrist=(20, 40))  # 5 px from the elbow and from the wrist
+    r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
+    assert (r["misses"], r["closer_to_shoulder"], r["closer_to_wrist"]) == (1, 0, 0)
+
+
+def test_an_arm_bent_at_a_right_angle_is_counted_in_the_bin_that_starts_there():
+    """The bend bins are [lo, hi): the right arm here bends at exactly 90 degrees (shoulder above the elbow, wrist
+    beside it), so it counts in 90-120, not in 0-90; the straight left arm (180) in 165-180."""
+    p, t = scene((20, 30), (40, 30), r_wrist=(30, 30))
+    r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
+    counts = {tuple(b["angle_deg"]): b["elbows"] for b in r["by_bend"]}
+    assert counts == {(0, 90): 0, (90, 120): 1, (120, 150): 0, (150, 165): 0, (165, 181): 1}
+
+
+def test_medians_are_taken_over_their_own_groups():
+    """The hits' mass median over the hits alone, the threshold median over the samples with a head size: in
+    three scenes, one without a head size (-1), the right elbows' maps hold 0.75, 0.25 (and 0.5) of their mass at
+    the true elbow, the left ones' 0.125."""
+    p, t = scene((20, 30), (40, 30))  # both elbows exactly right
+    coords, targets = np.stack([p, p, p]), np.stack([t, t, t])
+    heat = np.zeros((3, 16, 16, 16))
+    # the true elbows (20, 30) and (40, 30) px of 64 are heatmap (4.5, 7) and (9.5, 7): mass at pixel (4, 7) or
+    # (9, 7) lies within 2 heatmap px; the rest at the far corner (15, 0)
+    for i, share in enumerate((0.75, 0.25, 0.5)):
+        heat[i, J["r_elbow"], 7, 4], heat[i, J["r_elbow"], 0, 15] = share, 1 - share
+        heat[i, J["l_elbow"], 7, 9], heat[i, J["l_elbow"], 0, 15] = 0.125, 0.875
+    heads = np.array([8.0, 6.0, -1.0])
+    r = elbow_report(coords, heat, targets, np.ones((3, 16)), heads, SIZE)
+    assert (r["elbows"], r["misses"]) == (4, 0)
+    assert r["median_mass_near_truth_hits"] == pytest.approx((0.125 + 0.25) / 2)  # of 0.75, 0.25, 0.125, 0.125
+    assert r["median_threshold_px"] == pytest.approx(3.5)  # of 4 and 3 px; not 3 px with the -0.5 of no head
+    # the upper arms are 10 px long: 10 / 8 and 10 / 6 head sizes, the fifths' edges between them
+    edges = [b["upper_arm_over_head"] for b in r["by_foreshortening"]]
+    assert edges[0][0] == pytest.approx(10 / 8) and edges[-1][1] == pytest.approx(10 / 6)
+    # and the hits' median when every other elbow misses: over the two that hit, not over all four
+    far = coords.copy()
+    far[:, J["l_elbow"]] = norm((40, 40))
+    r = elbow_report(far, heat, targets, np.ones((3, 16)), heads, SIZE)
+    assert (r["misses"], r["median_mass_near_truth_hits"]) == (2, pytest.approx(0.5))  # 0.75 and 0.25
+    assert r["median_mass_near_truth_misses"] == pytest.approx(0.125)
+    r = elbow_report(far[:1], heat[:1], targets[:1], np.ones((1, 16)), heads[:1], SIZE)
+    assert (r["misses"], r["median_mass_near_truth_hits"]) == (1, pytest.approx(0.75))  # the right one alone
+
+
+def test_the_printed_report_without_misses_has_no_line_about_misses():
+    p, t = scene((20, 30), (40, 30))
+    r = elbow_report(p[None], np.full((1, 16, 16, 16), 1 / 256), t[None], np.ones((1, 16)), np.array([8.0]), SIZE)
+    r.update({"checkpoint": "m.pt", "decode": "dsnt", "scenes": 1})
+    lines = report_lines(r)
+    assert lines[1] == (
+        "  misses 0 of 2: closer to the shoulder 0, to the wrist 0; within the threshold of the other elbow 0"
+    )
+    assert not any("misses lie" in line for line in lines)
+    assert lines[2].startswith("  upper arm  1.25-  1.25 head sizes:     0 elbows")
+
+
+def same(a, b) -> bool:
+    """Equal JSON values, numbers within float32 rounding (the command batches the images otherwise)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-5)
+    return a == b
+
+
+def test_the_command_reports_elbow_report_of_the_network_s_own_predictions(synth_root, tmp_path, monkeypatch, capsys):
+    """python -m dpupose.eval.arms on a root of 12 validation scenes, asked for 20: its figures are elbow_report's
+    on the network's predictions of those 12, read as --decode says, and it says 12 scenes."""
+    import json
+
+    from quant_helpers import sane_model, save_checkpoint
+
+    from dpupose.data import sources
+    from dpupose.eval.arms import main
+    from dpupose.eval.dsnt_np import local_dsnt
+    from dpupose.eval.evaluate import iter_batches, torch_predictor
+
+    real = sources.load_data
+
+    def load_data(kind, split, root, count=None):  # the command's default root is the test's 12 scenes
+        return real(kind, split, synth_root, count)
+
+    monkeypatch.setattr(sources, "load_data", load_data)
+    model = sane_model()
+    ckpt = save_checkpoint(model, tmp_path / "tiny.pt")
+    split = real("synthetic", "valid", synth_root)
+    size = model.config.input_size
+    images, targets, visible, heads = next(iter_batches(split.records, split.image_dir, size, len(split.records)))
+    assert len(images) == 12
+    coords, heat = torch_predictor(model)(images)
+    got = {}
+    for decode, xy in (("dsnt", coords), ("local", local_dsnt(heat))):
+        assert main(["--checkpoint", str(ckpt), "--num-samples", "20", "--decode", decode, "--json"]) == 0
+        got[decode] = json.loads(capsys.readouterr().out)
+        want = elbow_report(xy, heat, targets, visible, heads, size)
+        want.update({"checkpoint": str(ckpt), "decode": decode, "scenes": 12})
+        assert same(got[decode], json.loads(json.dumps(want)))
+    assert got["dsnt"]["median_miss_distance_in_thresholds"] != got["local"]["median_miss_distance_in_thresholds"]
