@@ -166,6 +166,14 @@ def assert_edited_board_refused(tmp_path, monkeypatch, line: str, value: str, me
         ("ddr_bandwidth_gbps = ", "-1", r"ddr_bandwidth_gbps: expected a positive number, got -1"),
         ("max_safe_dpu_clock_mhz = ", '"200"', r"max_safe_dpu_clock_mhz: expected a positive integer"),
         ("dsp_fmax_mhz = ", "645.5", r"dsp_fmax_mhz: expected a positive integer"),
+        ("ddr_bandwidth_gbps = ", "nan", r"ddr_bandwidth_gbps: expected a positive number, got nan"),
+        ("platform_clocks_mhz = ", "[]", r"platform_clocks_mhz: expected a list of clock frequencies in MHz, got \[\]"),
+        ("dsp = ", "true", r"resources\.dsp: expected a non-negative number, got True"),
+        ("dsp = ", "360\ncolour = 1", r"resources: unknown key\(s\) colour; allowed keys: bram36, dsp, ff, lut, uram"),
+        ("title = ", "3", r"title must be a string, got 3"),
+        ("default_dpu_config = ", "3", r"default_dpu_config must be a string, got 3"),
+        ("dpu_ports = ", "[]", r"dpu_ports must list \[GP0, HP0, HP2\] platform ports \(strings\) per core"),
+        ("dpu_ports = ", '[["HPC0", "HP0"]]', r"dpu_ports must list \[GP0, HP0, HP2\]"),
     ],
 )
 def test_board_record_values_of_the_wrong_kind_are_named(tmp_path, monkeypatch, line, value, message):
@@ -196,6 +204,34 @@ def test_board_record_values_that_go_into_the_link_configuration_are_plain(tmp_p
     """impl_strategy, dpu_ports and softmax_port are lines of the v++ link configuration (prj_config): a line
     break in one adds a line of its own, here a Tcl hook Vivado would run or a fourth DPU core."""
     assert_edited_board_refused(tmp_path, monkeypatch, line, value, message)
+
+
+def test_a_board_record_without_a_required_key_or_a_default_configuration_is_named(tmp_path, monkeypatch):
+    hw = tmp_path / "hw"
+    (hw / "dpu" / "configs").mkdir(parents=True)
+    (hw / "boards" / "b").mkdir(parents=True)
+    lines = (hw_dir() / "boards" / "ultra96v2" / "board.toml").read_text().splitlines()
+    monkeypatch.setenv(HW_DIR_ENV, str(hw))
+
+    def without(*keys: str) -> None:
+        kept = [row for row in lines if not row.startswith(keys)]
+        assert len(kept) == len(lines) - len(keys)
+        (hw / "boards" / "b" / "board.toml").write_text("\n".join(kept) + "\n")
+
+    without("dsp_fmax_mhz = ", "cpu = ")
+    with pytest.raises(ConfigError, match=r"board\.toml: missing key\(s\) cpu, dsp_fmax_mhz$"):
+        load_board("b")
+    without("default_dpu_config = ")  # a record may leave it out; asking for it is then an error
+    assert load_board("b").default_dpu_config is None
+    with pytest.raises(ConfigError, match=r"^board b names no default DPU configuration \(default_dpu_config\)$"):
+        default_config_name("b")
+
+
+def test_board_names_are_read_without_case_dashes_or_underscores():
+    assert {load_board(n).name for n in ("ultra96v2", "Ultra96-V2", "ULTRA96_V2", " zcu_104 ")} == {
+        "ultra96v2",
+        "zcu104",
+    }
 
 
 def test_the_shipped_boards_load():
