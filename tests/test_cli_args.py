@@ -742,8 +742,14 @@ def test_eval_says_where_the_head_sizes_of_the_records_it_evaluated_came_from(sy
     assert main([*common, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["num_samples"] == 2 and out["head_size_sources"] == {"head_box": 2}
+    assert out["head_size_source"] == "head_box 2"
     assert main(common) == 0
     assert "validation; head sizes: 2 from the records' head_box\n" in capsys.readouterr().out
+    assert main([*common, "--decode", "local", "--flip"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        f"{ckpt} on mpii validation, local decoding, flip-averaged; head sizes: 2 from the records' head_box"
+    )
 
 
 def test_a_joint_is_off_its_image_only_past_the_margin():

@@ -217,6 +217,40 @@ def test_the_start_line_names_the_device(monkeypatch):
     assert device_mod.describe(torch.device("cpu"), "cpu") == "the CPU"
 
 
+def test_eval_runs_the_network_on_the_device_asked_for_and_names_a_gpu_out_of_memory(synth_root, capsys, monkeypatch):
+    """The fp32 engine's predictor is made on the resolved --device (cuda:1 of two GPUs here; the predictor
+    itself is the CPU's, as this machine may have none); --device cuda:N with an int8 engine is refused as
+    --device cuda is; a GPU that runs out of memory is one line naming --batch-size."""
+    from dpupose.eval import evaluate
+    from dpupose.quant import engines
+
+    gpus(monkeypatch, 2)
+    devices = []
+    real = evaluate.torch_predictor
+
+    def torch_predictor(model, threads=None, device=None):
+        devices.append(device)
+        return real(model)
+
+    monkeypatch.setattr(evaluate, "torch_predictor", torch_predictor)
+    monkeypatch.setattr(engines, "cached_quantization", lambda *a, **k: pytest.fail("quantized"))
+    common = ["eval", "--checkpoint", CKPT, "--data", "synthetic", "--data-root", str(synth_root), "--num-samples", "2"]
+    assert main([*common, "--json", "--device", "cuda:1"]) == 0
+    assert devices == [torch.device("cuda", 1)]
+    capsys.readouterr()
+    assert main([*common, "--engine", "int8-ort", "--device", "cuda:1"]) == 2
+    assert "--device cuda:1 is for --engine fp32: the int8 engines (int8-ort here)" in capsys.readouterr().err
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(evaluate, "evaluate", out_of_memory)
+    assert main([*common, "--device", "cuda:1", "--batch-size", "64"]) == 2
+    assert capsys.readouterr().err == (
+        "dpupose: error: the GPU ran out of memory at --batch-size 64: pass a lower --batch-size\n"
+    )
+
+
 def test_eval_device(synth_root, capsys, monkeypatch, caplog):
     common = ["eval", "--checkpoint", CKPT, "--data", "synthetic", "--data-root", str(synth_root), "--num-samples", "4"]
     with caplog.at_level(logging.INFO, logger="dpupose.commands.eval"):

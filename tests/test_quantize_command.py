@@ -558,6 +558,9 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
     shallower = sane_model(dataclasses.replace(TINY, duc_blocks=2))  # not the network the folder holds
     with pytest.raises(UsageError, match=r"another network \(duc_blocks 3 there, 2 here\)"):
         _check_quantized_matches(folder, shallower)
+    # A summary.json that is not an object is left to int8_predictor, which says what the folder lacks.
+    (folder / "summary.json").write_text("[]")
+    assert _check_quantized_matches(folder, model) is None
     # A newer version: a summary format it does not read, or a model_config field it does not know.
     summary(format="dpupose-quantize-summary/2")
     newer = (
