@@ -1002,3 +1002,55 @@ def test_a_plan_file_with_external_data_runs_as_its_own_folder_says(tmp_path: Pa
         assert main([*argv, "--out", str(tmp_path / f"out-{plan.name}"), "--decode", "local"]) == 0
     got, want = lines(tmp_path / "out-external" / "keypoints.jsonl"), lines(tmp_path / "out-plain" / "keypoints.jsonl")
     assert [r["keypoints"] for r in got] == [r["keypoints"] for r in want] and len(got) == 4
+
+
+def test_the_command_passes_every_option_on_and_prints_the_summary_line_by_line(tmp_path, monkeypatch, capsys):
+    """`dpupose run` hands the runtime each option as given (and its defaults otherwise), and prints the run's
+    summary: here 40 frames in 8 s through a preprocess stage of 5 ms and a DPU stage of 100 ms in 2 workers,
+    and a CPU stage that never ran (not printed). Pipelined, the bound is 1 / max(5, 100 / 2) ms = 20 FPS;
+    sequential 1 / (5 + 100) ms = 9.52 FPS."""
+    from dpupose.runtime.frames import FPS_WINDOW_TEXT
+    from dpupose.runtime.pipeline import RunStats, StageStats
+
+    seen: list[app.RunOptions] = []
+
+    def stats(pipelined: bool) -> RunStats:
+        stages = [StageStats("preprocess", 1, 40, 0.2), StageStats("dpu0", 2, 40, 4.0), StageStats("cpu0", 1, 0, 0.0)]
+        return RunStats({s.name: s for s in stages}, frames=40, wall_seconds=8.0, pipelined=pipelined, recent_fps=5.5)
+
+    summaries = [
+        app.RunSummary("emulate", stats(True), outputs=[tmp_path / "o" / "keypoints.jsonl"], skipped=3,
+                       peak_rss_mb=123.4),
+        app.RunSummary("cpu", stats(False)),
+    ]  # fmt: skip
+
+    def run(opts, progress):
+        seen.append(opts)
+        return summaries[len(seen) - 1]
+
+    monkeypatch.setattr(app, "run", run)
+    argv = ["run", "--plan", "p", "--backend", "emulate", "--source", "camera:1", "--out", str(tmp_path / "o"),
+            "--drop-late", "--max-frames", "9", "--threads", "3", "--overlay", "ov", "--dpu-jobs", "4", "--show",
+            "--annotate", "video", "--fast-emulator", "--min-confidence", "0.25", "--decode", "local",
+            "--camera-retries", "7", "--camera-retry-delay", "0.5"]  # fmt: skip
+    assert main(argv) == 0
+    assert seen[0] == app.RunOptions(
+        plan=Path("p"), source="camera:1", backend="emulate", out=tmp_path / "o", pipeline=False, drop_late=True,
+        max_frames=9, threads=3, overlay=Path("ov"), dpu_jobs=4, show=True, annotate="video", exact=False,
+        min_confidence=0.25, decode="local", report_every_s=30.0, camera_retries=7, camera_retry_delay_s=0.5,
+    )  # fmt: skip
+    # (stderr is not a terminal here: a progress line every 30 s)
+    assert capsys.readouterr().out.splitlines() == [
+        "backend emulate: 40 frames in 8.00 s, 5.00 FPS over the whole run (pipelined; stage bound 20.00 FPS)",
+        f"  at the end 5.50 FPS ({FPS_WINDOW_TEXT})",
+        "  preprocess           5.00 ms/frame  x1",
+        "  dpu0               100.00 ms/frame  x2",
+        "  dropped (late) 0, skipped (unreadable) 3",
+        "  peak memory 123 MB (this process, resident)",
+        f"  wrote {tmp_path / 'o' / 'keypoints.jsonl'}",
+    ]
+    assert main(["run", "--plan", "p", "--source", "images", "--pipeline"]) == 0
+    assert seen[1] == app.RunOptions(plan=Path("p"), source="images", pipeline=True, report_every_s=30.0)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "backend cpu: 40 frames in 8.00 s, 5.00 FPS over the whole run (sequential; stage bound 9.52 FPS)"
+    )
