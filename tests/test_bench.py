@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -452,6 +453,32 @@ def test_the_demo_leaves_a_shipped_plan_split_from_another_model(monkeypatch, tm
     assert demo.shipped_plan(model, q) is None
 
 
+@pytest.mark.parametrize("recorded", [None, "{}", "[]", '{"model": "m_qdq.onnx"}', "{ not json"])
+def test_a_shipped_plan_that_records_no_model_is_not_run(monkeypatch, tmp_path, caplog, recorded):
+    """A shipped plan folder without its plan.json (a checkout that left it out) is no plan: not handed back,
+    with the quantization or without, and without a warning about retraining. One whose plan.json records no
+    model digest (another program's file, a damaged one) is not run either: the demo splits the model itself
+    and says why, where it stopped with a KeyError or TypeError traceback."""
+    from dpupose import demo
+
+    model, plan = tmp_path / "model.pt", tmp_path / "split"
+    model.write_bytes(b"weights")
+    plan.mkdir()
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", model)
+    monkeypatch.setattr(demo, "SHIPPED_PLAN", plan)
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "model_qdq.onnx").write_bytes(b"the quantized model")
+    if recorded is None:
+        assert demo.shipped_plan(model) is None and demo.shipped_plan(model, q) is None
+        assert caplog.text == ""
+        return
+    (plan / "plan.json").write_text(recorded)
+    assert demo.shipped_plan(model) == plan  # the shipped model's plan, when the caller has no quantization
+    assert demo.shipped_plan(model, q) is None
+    assert "was not split from the quantization the demo made" in caplog.text
+
+
 def test_an_installed_package_names_the_shipped_model_as_the_docs_do(monkeypatch, tmp_path, capsys):
     """A wheel carries no model and has no checkout above it: bench names models/dpupose-synth/model.pt and
     says where it comes from, not a path inside the Python installation."""
@@ -882,6 +909,12 @@ def test_the_demo_times_each_emulator_per_frame(result, monkeypatch, tmp_path):
     assert (got["exact_seconds_per_frame"], got["fast_seconds_per_frame"]) == (n * 1.0, n * 0.25)
     assert got["images"] == ["images/sample_00.jpg", "images/sample_01.jpg"]
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["sample_00.jpg", "sample_01.jpg", "samples.jpg"]
+    tiles = [cv2.imread(str(tmp_path / "images" / f"sample_0{i}.jpg")) for i in (0, 1)]
+    montage = cv2.imread(str(tmp_path / "images" / "samples.jpg"))
+    assert tiles[0].shape == tiles[1].shape and montage.shape == (tiles[0].shape[0], 2 * tiles[0].shape[1], 3)
+    # side by side, in order: the montage's halves are the two frames (within JPEG's loss)
+    for half, tile in zip(np.split(montage.astype(int), 2, axis=1), tiles, strict=True):
+        assert np.abs(half - tile).mean() < 4
 
 
 def test_a_plan_without_a_dpu_subgraph_is_said_to_run_its_split_rows_on_the_cpu(monkeypatch, caplog):
@@ -970,3 +1003,58 @@ def test_the_split_rows_predict_only_the_int8_cpu_variant_at_the_int8_rate(monke
     rows = bench._split_rows(BenchOptions(work=Path("w")), plan, SimpleNamespace(frames_bgr=[]), [], None)
     assert [r.row for r in rows] == list(ROWS[:2])
     assert calls == [(variant, True), (plan, False)]
+
+
+def test_a_whole_model_plan_is_the_model_alone_and_a_model_without_the_plan_s_outputs_is_named(result, quantized,
+                                                                                                tmp_path):  # fmt: skip
+    """The CPU ONNX FP32 row's plan: one CPU subgraph, the model file, NCHW float image in and the plan's coords
+    and heatmaps out, with none of the split plan's metadata (its predictions and DPU configuration are not this
+    plan's); a model lacking those outputs is named with what it lacks."""
+    from dpupose.eval.bench_plans import GENERATED_BY, whole_model_plan
+
+    fp32 = quantized["q"] / "model_fp32.onnx"
+    plan = whole_model_plan(fp32, tmp_path / "cpu-onnx-fp32", result.plan, "cpu_onnx_fp32")
+    (sg,) = plan.subgraphs
+    assert (sg.device, sg.file, sg.reason) == ("cpu", "cpu_onnx_fp32.onnx", "the whole model on the CPU")
+    assert (tmp_path / "cpu-onnx-fp32" / sg.file).read_bytes() == fp32.read_bytes()
+    size = result.plan.input_size
+    assert [(t.name, t.shape, t.layout) for t in sg.inputs] == [(result.plan.input.name, (1, 3, size, size), "NCHW")]
+    assert [t.name for t in sg.outputs] == [result.plan.outputs.coords, result.plan.outputs.heatmaps]
+    assert plan.metadata == {} and "predicted" in result.plan.metadata and plan.generated_by == GENERATED_BY
+    m = onnx.load(str(fp32))
+    dropped = m.graph.output[0].name  # still computed, no longer an output of the model
+    assert dropped in (result.plan.outputs.coords, result.plan.outputs.heatmaps)
+    del m.graph.output[0]
+    onnx.save(m, str(tmp_path / "other.onnx"))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'other.onnx'} lacks outputs \['{dropped}'\]$"):
+        whole_model_plan(tmp_path / "other.onnx", tmp_path / "cpu-onnx-other", result.plan, "x")
+
+
+def test_onnx_runtime_s_quantization_hint_is_hidden_only_while_it_quantizes(caplog):
+    """quantize_static's 'Please consider ...' line on the root logger is filtered inside the context alone;
+    other records pass, and the filter is gone from the root logger and its handlers after it."""
+    import logging
+
+    from dpupose.eval.bench_plans import quiet_ort_quantization
+
+    class Seen(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    root = logging.getLogger()
+    handler = Seen()
+    root.addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING), quiet_ort_quantization():
+            logging.warning("Please consider to run pre-processing before quantization.")
+            logging.warning("calibrating")
+        assert caplog.messages == handler.messages == ["calibrating"]
+        assert not handler.filters and not root.filters
+        logging.warning("Please consider this after the quantization")
+        assert caplog.messages[-1] == handler.messages[-1] == "Please consider this after the quantization"
+    finally:
+        root.removeHandler(handler)

@@ -96,8 +96,9 @@ def test_exact_vs_fast_figures():
 
     from dpupose.demo import exact_vs_fast
 
-    a = [SimpleNamespace(index=i, coords=np.zeros((16, 2), np.float32)) for i in range(2)]
-    b = [SimpleNamespace(index=i, coords=np.zeros((16, 2), np.float32)) for i in range(2)]
+    # frames 10 and 11 (the sample named is the frame's index, not its place in the list)
+    a = [SimpleNamespace(index=10 + i, coords=np.zeros((16, 2), np.float32)) for i in range(2)]
+    b = [SimpleNamespace(index=10 + i, coords=np.zeros((16, 2), np.float32)) for i in range(2)]
     b[1].coords[14, 0] = 0.5
     b[0].coords[2, 1] = -0.1
     dpu_a = [np.zeros((1, 2, 2, 4), np.int8), np.zeros((1, 2, 2, 4), np.int8)]
@@ -108,7 +109,7 @@ def test_exact_vs_fast_figures():
     assert got == {
         "max_coord_diff": 0.5,
         "mean_coord_diff": pytest.approx(0.6 / 64),
-        "max_at": {"sample": 1, "joint": "l_elbow"},
+        "max_at": {"sample": 11, "joint": "l_elbow"},
         "dpu_values": 32,
         "dpu_values_differing": 1 + 14,
         "dpu_max_lsb": 128,  # int8 differences taken in int64: -128 vs 0 is 128 LSB, no wrap-around
@@ -250,3 +251,131 @@ def test_the_demo_gives_back_the_sigterm_handler_it_found(monkeypatch, tmp_path)
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_report_says_each_part_of_the_document_in_its_place(tmp_path, monkeypatch):
+    """report.md line by line from a document with a stand-in note, a configuration with risks, plots and
+    timings; report.html is the HTML of that markdown, not of the table alone."""
+    from dpupose.eval import demo_report
+
+    plan = SimpleNamespace(
+        metadata={}, fingerprint="0x1", subgraphs=[SimpleNamespace(name="dpu0", device="dpu"),
+                                                   SimpleNamespace(name="cpu0", device="cpu")],
+    )  # fmt: skip
+    d = doc(1)
+    d["standin_note"] = "a stand-in network: its keypoints are meaningless"
+    d["configurations"][0]["risks"] = ["300 MHz is above the board's safe 200", "one more"]
+    d["seconds"] = {"model": 0.5, "bench": 23.0, "total": 30.25}
+    plots = [("fps_rows.png", "FPS per row"), ("stages.png", "Stage times")]
+    lines = demo_report._markdown(d, plan, "the table", plots).splitlines()
+    assert lines[:5] == [
+        f"<!-- {demo_report.GENERATED} -->",
+        "# dpupose demo",
+        "",
+        "> **Note:** a stand-in network: its keypoints are meaningless",
+        "",
+    ]
+    assert lines[5:7] == [
+        "- model: `models/dpupose-synth/model.pt`; quantized: `build/q`",
+        "- split plan: `build/split` for `u96v2-b1600-pynq` (0x1), subgraphs: dpu0 (dpu), cpu0 (cpu)",
+    ]
+    assert (
+        "| u96v2-b1600-pynq | yes | - | 8.27 | 3.57 | 120.9 | 300 MHz is above the board's safe 200; one more |"
+        in lines
+    )
+    at = lines.index("## Plots")
+    assert lines[at:] == [
+        "## Plots", "",
+        "![FPS per row](fps_rows.png)", "", "*FPS per row*", "",
+        "![Stage times](stages.png)", "", "*Stage times*", "",
+        "## Time taken (s)", "", "model 0.5, bench 23.0, total 30.25",
+    ]  # fmt: skip
+    del d["standin_note"]
+    assert not any(line.startswith("> ") for line in demo_report._markdown(d, plan, "t", plots).splitlines())
+
+    monkeypatch.setattr(demo_report, "_plots", lambda out, doc: plots)
+    md, page = demo_report.write_report(tmp_path, d, plan, "the table")
+    assert (md, page) == (tmp_path / "report.md", tmp_path / "report.html")
+    assert page.read_text() == demo_report._html(md.read_text())
+    assert "<h2>Time taken (s)</h2>" in page.read_text() and "<pre>\nthe table\n</pre>" in page.read_text()
+
+
+def test_the_demo_hands_each_step_what_the_one_before_made(tmp_path, monkeypatch, capsys):
+    """The demo's steps with each one's work replaced by a recorder: what each is asked for, which DPU
+    configurations are compared (the Ultra96-V2's only, though hw/ holds another board's), and what is
+    printed at the end (the table, the stand-in note, where the report is)."""
+    import json
+
+    from dpupose import demo
+    from dpupose.dpu import config as config_mod
+    from dpupose.eval import bench, bench_measure, demo_report, prepare
+    from dpupose.split import compare
+    from dpupose.split import plan as plan_mod
+
+    got: dict = {}
+    model, q, plan_dir = tmp_path / "model.pt", tmp_path / "q", tmp_path / "plan"
+    plan = SimpleNamespace(input_size=64, dpu_config="u96v2-b1600-pynq")
+    frames = [f"frame{i}" for i in range(9)]
+
+    def record(name, value):
+        def step(*args, **kwargs):
+            got[name] = args
+            return value
+
+        return step
+
+    monkeypatch.setattr(demo, "_model", lambda args: (model, "a stand-in network"))
+    monkeypatch.setattr(prepare, "quantized", record("quantized", q))
+    monkeypatch.setattr(prepare, "split_plan", lambda qdir, config, optimize: got.setdefault("split", (qdir, config,
+                        optimize)) and plan_dir)  # fmt: skip
+    monkeypatch.setattr(plan_mod, "load_plan", lambda folder: plan if folder == plan_dir else pytest.fail(folder))
+    monkeypatch.setattr(bench_measure, "load_samples", record("samples", SimpleNamespace(frames_bgr=frames)))
+    monkeypatch.setattr(demo, "annotated_images", record("images", {"images": []}))
+    monkeypatch.setattr(bench, "run_bench", record("bench", SimpleNamespace(info={"samples": 3}, rows=[])))
+    monkeypatch.setattr(bench, "format_table", lambda result: "THE TABLE")
+    boards = {"u96v2-b512": "ultra96v2", "zcu104-b4096": "zcu104", "u96v2-b1600-pynq": "ultra96v2"}
+    monkeypatch.setattr(config_mod, "list_configs", lambda: list(boards))
+    monkeypatch.setattr(config_mod, "load_config", lambda name: SimpleNamespace(board=boards[name]))
+    monkeypatch.setattr(compare, "best_split_per_config", record("configs", [{"config": "u96v2-b512"}]))
+    monkeypatch.setattr(demo_report, "write_report", record("report", None))
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--num-images", "5", "--num-samples", "3", "--fps-frames", "7"]
+    assert demo.main(argv) == 0
+    assert got["quantized"] == (model, prepare.QuantSettings(num_calib=16, summary_samples=1))
+    assert got["split"] == (q, "u96v2-b1600-pynq", True)
+    assert got["samples"] == ("synthetic", None, 5, 64)  # as many as the images or the bench need
+    assert got["images"] == (plan_dir, frames[:5], out / "images")
+    (opts,) = got["bench"]
+    assert (opts.plan, opts.quantized, opts.num_samples, opts.fps_frames, opts.emulator, opts.work) == (
+        plan_dir, q, 3, 7, "fast", out / "bench",
+    )  # fmt: skip
+    assert got["configs"] == (q / "model_qdq.onnx", ["u96v2-b512", "u96v2-b1600-pynq"])
+    doc = json.loads((out / "demo.json").read_text())
+    assert got["report"][0] == out and got["report"][3] == "THE TABLE"
+    assert doc["standin_note"] == "a stand-in network" and doc["configurations"] == [{"config": "u96v2-b512"}]
+    assert (doc["model"], doc["quantized"], doc["plan"], doc["dpu_config"]) == (
+        str(model), str(q), str(plan_dir), "u96v2-b1600-pynq",
+    )  # fmt: skip
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == ["THE TABLE", "", "note: a stand-in network"]
+    assert printed[4].startswith(f"report: {out}/report.md and {out}/report.html (")
+
+
+def test_the_demo_takes_the_model_asked_for_else_the_shipped_one_else_a_stand_in(tmp_path, monkeypatch, caplog):
+    from argparse import Namespace
+
+    from dpupose import demo
+    from dpupose.eval import prepare
+
+    shipped, mine = tmp_path / "shipped.pt", tmp_path / "mine.pt"
+    shipped.write_bytes(b"shipped")
+    mine.write_bytes(b"mine")
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", shipped)
+    monkeypatch.setattr(prepare, "standin_checkpoint", lambda path: tmp_path / "standin.pt")
+    assert demo._model(Namespace(model=mine)) == (mine, None)
+    assert demo._model(Namespace(model=None)) == (shipped, None)
+    shipped.unlink()
+    path, note = demo._model(Namespace(model=None))
+    assert path == tmp_path / "standin.pt"
+    assert note.startswith(f"{shipped} is not here (it comes with the repository, not with the installed package)")
+    assert "Its keypoints and accuracy are meaningless" in note and note in caplog.text
