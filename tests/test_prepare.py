@@ -137,3 +137,22 @@ def test_the_standin_is_made_once_in_eval_mode(tmp_path, monkeypatch):
     before = path.read_bytes()
     monkeypatch.setattr(prepare, "sane_random_model", lambda *a, **k: pytest.fail("made again"))
     assert prepare.standin_checkpoint(path, input_size=64) == path and path.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "file_missing"])
+def test_a_damaged_cached_plan_is_split_again(qdir, tmp_path, monkeypatch, damage):
+    """A cached plan damaged since (its plan.json cut short, or a subgraph file gone: a full disk, an
+    interrupted copy) is not reused, and is made again in its place: split itself refuses a folder holding a
+    plan.json it cannot read ("remove the folder yourself, or choose another --out"), advice bench and the
+    demo cannot take, since the cache folder is theirs and they have no --out for it."""
+    calls = record_splits(monkeypatch)
+    cache = tmp_path / "cache"
+    folder = prepare.split_plan(qdir, CONFIG, cache=cache)
+    if damage == "truncated":
+        text = (folder / "plan.json").read_text()
+        (folder / "plan.json").write_text(text[: len(text) // 2])
+    else:
+        (folder / load_plan(folder).subgraphs[0].file).unlink()
+    assert prepare.split_plan(qdir, CONFIG, cache=cache) == folder and len(calls) == 2
+    assert load_plan(folder).split_from(qdir / "model_qdq.onnx")
+    assert all((folder / sg.file).is_file() for sg in load_plan(folder).subgraphs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,8 +118,26 @@ def split_plan(quantized_dir: Path, config: str, optimize: bool = True, cache: P
         return out
     with cache_lock(out):  # another process splitting it at once: wait for it, then use its plan
         if not cached():
+            _drop_unreadable_plan(out)
             split_model(SplitOptions(model, config, out, optimize=optimize))
     return out
+
+
+def _drop_unreadable_plan(out: Path) -> None:
+    """Remove a cache folder whose plan.json cannot be read (cut short by a full disk, an interrupted run):
+    split refuses to write over such a folder, as it cannot tell its files from a user's, and says to remove
+    it or choose another --out, which bench and the demo cannot take. The folder is the cache's own (named
+    by split_plan, under the lock), so it is made again in its place."""
+    from dpupose.errors import ModelFileError
+    from dpupose.split.plan import load_plan
+
+    if not (out / "plan.json").is_file():
+        return
+    try:
+        load_plan(out)
+    except ModelFileError as exc:
+        log.warning("the cached split plan %s cannot be read (%s); splitting again", out, exc)
+        shutil.rmtree(out)
 
 
 class _torch_threads:
