@@ -547,6 +547,14 @@ def test_a_softmax_on_the_maps_themselves_must_normalize_each_map(graph, opset, 
 _EXP = {"e": ("Exp", "x", ["l"], {})}
 # e through a Q/DQ pair: rounded, so not the tensor e itself
 _QDQ_E = {"q": ("DequantizeLinear", "dq", ["qi", "k"], {}), "qi": ("QuantizeLinear", "qn", ["e", "k"], {})}
+# Exp's values quantized once, a DequantizeLinear for the Div ('a') and one for the ReduceSum ('b', per case)
+_PER_READER = {
+    "h": ("Div", "d", ["a", "s"], {}),
+    "s": ("ReduceSum", "rs", ["b", "hw"], {}),
+    "a": ("DequantizeLinear", "dq", ["qi", "k"], {}),
+    "qi": ("QuantizeLinear", "qn", ["e", "k"], {}),
+    **_EXP,
+}
 
 
 @pytest.mark.parametrize(
@@ -677,6 +685,58 @@ _QDQ_E = {"q": ("DequantizeLinear", "dq", ["qi", "k"], {}), "qi": ("QuantizeLine
             17,
             None,
         ),
+        # a second DequantizeLinear of the same quantized tensor (a quantizer's Q/DQ pair per consumer): the same
+        # values, when its scale and zero point are the same tensors or equal constants (an absent one is 0)
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k"], {})}, 17, None),
+        (
+            {**_PER_READER, "b": ("Identity", "id", ["b2"], {}), "b2": ("DequantizeLinear", "dq2", ["qi", "k"], {})},
+            17,
+            None,
+        ),
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k2"], {})}, 17, None),
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k", "z"], {})}, 17, None),
+        (
+            {
+                **_PER_READER,
+                "a": ("DequantizeLinear", "dq", ["qi", "k", "z"], {"axis": 1}),
+                "b": ("DequantizeLinear", "dq2", ["qi", "k2", "z2"], {}),
+            },
+            17,
+            None,
+        ),
+        # another Q, another scale or zero point, another axis, or a scale not known here: another tensor
+        (
+            {
+                **_PER_READER,
+                "b": ("DequantizeLinear", "dq2", ["qi2", "k"], {}),
+                "qi2": ("QuantizeLinear", "qn2", ["e", "k"], {}),
+            },
+            17,
+            "by ReduceSum 'rs' of another tensor ('b', where the Div divides 'a'), not over each map",
+        ),
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k3"], {})}, 17, "another tensor ('b', where"),
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k64"], {})}, 17, "another tensor ('b', where"),
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k", "z3"], {})}, 17, "another tensor ('b', where"),
+        (
+            {
+                **_PER_READER,
+                "a": ("DequantizeLinear", "dq", ["qi", "k", "z"], {}),
+                "b": ("DequantizeLinear", "dq2", ["qi", "k", "zu"], {}),
+            },
+            17,
+            "another tensor ('b', where",
+        ),
+        ({**_PER_READER, "b": ("DequantizeLinear", "dq2", ["qi", "k"], {"axis": 0})}, 17, "another tensor ('b', wh"),
+        (
+            {
+                **_PER_READER,
+                "a": ("DequantizeLinear", "dq", ["qi", "made"], {}),
+                "b": ("DequantizeLinear", "dq2", ["qi", "made2"], {}),
+            },
+            17,
+            "another tensor ('b', where",
+        ),
+        ({**_PER_READER, "b": ("QuantizeLinear", "qn2", ["e", "k"], {})}, 17, "another tensor ('b', where"),
         (  # after a reshape, a sum of another tensor is still not the maps' own
             {
                 "h": ("Reshape", "r", ["d", "k"], {}),
@@ -711,7 +771,18 @@ _QDQ_E = {"q": ("DequantizeLinear", "dq", ["qi", "k"], {}), "qi": ("QuantizeLine
 def test_a_div_by_a_reduce_sum_must_divide_each_map_by_its_own_sum(graph, opset, why):
     from dpupose.split.plan import heatmaps_not_normalized
 
-    constants = {"hw": np.array([-2, -1], np.int64), "j": np.array([1], np.int64), "k": np.float32(0.01)}
+    constants = {
+        "hw": np.array([-2, -1], np.int64),
+        "j": np.array([1], np.int64),
+        "k": np.float32(0.01),
+        "k2": np.array(0.01, np.float32),
+        "k3": np.float32(0.02),
+        "k64": np.float64(0.01),
+        "z": np.int8(0),
+        "z2": np.array(0, np.int8),
+        "z3": np.int8(3),
+        "zu": np.uint8(0),
+    }
     got, _ = heatmaps_not_normalized("h", graph, opset=opset, constants=constants)
     assert got == why if why is None else why in got
 
@@ -723,14 +794,42 @@ def _sum_normalized_model(
     as_constant_node: bool = False,
     sum_of_double: bool = False,
     unsqueeze_axes: list[int] | None = None,
+    per_reader: str | None = None,
 ) -> Path:
     """build("none") whose heatmaps are Exp(logits) / ReduceSum(Exp(logits), axes) (keepdims), the ReduceSum's
     axes an attribute at `opset` before 13 and from 13 an initializer or a Constant node; `sum_of_double`
     sums 2 * Exp(logits) instead (another tensor: each map then sums to 1/2); `unsqueeze_axes` sums with
     keepdims 0 and divides by an Unsqueeze of the sum at those axes (an attribute before opset 13, from 13 an
-    initializer)."""
+    initializer); `per_reader` quantizes Exp(logits) once (a QuantizeLinear) and dequantizes it twice, one
+    DequantizeLinear for the Div and one for the ReduceSum, as a quantizer with a Q/DQ pair per consumer
+    writes it ("same"); "other_q" reads the sum's from a second QuantizeLinear of Exp(logits), of another
+    scale."""
     model = build("none")
     summed = "hm_double" if sum_of_double else "hm_exp"
+    divided = "hm_exp"
+    per = []
+    if per_reader is not None:
+        summed, divided = "hm_read_sum", "hm_read_div"
+        model.graph.initializer.extend(
+            [
+                onnx.numpy_helper.from_array(np.array(0.125, np.float32), "hm_scale"),  # a power of two, the DPU's
+                onnx.numpy_helper.from_array(np.array(0.25, np.float32), "hm_scale2"),
+                onnx.numpy_helper.from_array(np.array(0, np.int8), "hm_zero"),
+            ]
+        )
+        per = [
+            onnx.helper.make_node("QuantizeLinear", ["hm_exp", "hm_scale", "hm_zero"], ["hm_q"], name="head/q"),
+            onnx.helper.make_node("DequantizeLinear", ["hm_q", "hm_scale", "hm_zero"], [divided], name="head/dq"),
+        ]
+        if per_reader == "same":
+            per.append(
+                onnx.helper.make_node("DequantizeLinear", ["hm_q", "hm_scale", "hm_zero"], [summed], name="head/dq2")
+            )
+        else:
+            per += [
+                onnx.helper.make_node("QuantizeLinear", ["hm_exp", "hm_scale2", "hm_zero"], ["hm_q2"], name="head/q2"),
+                onnx.helper.make_node("DequantizeLinear", ["hm_q2", "hm_scale2", "hm_zero"], [summed], name="head/dq2"),
+            ]
     kept = {} if unsqueeze_axes is None else {"keepdims": 0}
     sums = "hm_sum" if unsqueeze_axes is None else "hm_sum0"
     model.graph.node.remove(next(n for n in model.graph.node if n.name == "head/heatmaps"))
@@ -757,10 +856,11 @@ def _sum_normalized_model(
     model.graph.node.extend(
         [
             onnx.helper.make_node("Exp", ["logits"], ["hm_exp"], name="head/exp"),
+            *per,
             *double,
             rs,
             *back,
-            onnx.helper.make_node("Div", ["hm_exp", "hm_sum"], ["heatmaps"], name="head/div"),
+            onnx.helper.make_node("Div", [divided, "hm_sum"], ["heatmaps"], name="head/div"),
         ]
     )
     onnx.checker.check_model(model)
@@ -835,6 +935,42 @@ def test_heatmaps_divided_by_the_sum_of_another_tensor_give_no_confidence(tmp_pa
     np.testing.assert_allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 0.5, atol=1e-5)  # not 1
     assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
     ex.close()
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_a_sum_of_a_second_dequantize_of_the_maps_normalizes_each_map(tmp_path, opset):
+    """Exp(logits) quantized once and dequantized twice, for the Div and for the ReduceSum (a quantizer's Q/DQ
+    pair per consumer): both DequantizeLinear give the same values, so the sum is the maps' own. The split
+    gives no warning and run a confidence and --decode local, each map summing to 1. A DequantizeLinear of
+    a second QuantizeLinear (another scale, other rounding) is another tensor: warned of, --decode local
+    refused."""
+    from dpupose.runtime.executor import check_decode, heatmaps_problem
+    from dpupose.runtime.frames import Frame
+
+    image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
+    path = _sum_normalized_model(tmp_path, [2, 3] if opset < 13 else [-1, -2], opset, per_reader="same")
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert not [w for w in result.warnings if "heatmaps" in w]
+    assert heatmaps_problem(result.plan) is None
+    check_decode(result.plan, "local", 0.5)
+    ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all(), "local")
+    np.testing.assert_allclose(ex.infer(image)["heatmaps"][0].sum(axis=(1, 2)), 1, atol=1e-5)
+    assert np.isfinite(ex.process(Frame(0, image, "x")).confidence).all()
+    ex.close()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    path = _sum_normalized_model(other, [2, 3] if opset < 13 else [-1, -2], opset, per_reader="other_q")
+    result = split_model(SplitOptions(path, CONFIG, other / "plan"))
+    why = (
+        "the output of Div 'head/div' by ReduceSum 'head/sum' of another tensor ('hm_read_sum', where the Div "
+        "divides 'hm_read_div'), not over each map"
+    )
+    assert [w.split(": the keypoint")[0] for w in result.warnings if "heatmaps" in w] == [
+        f"the heatmaps output 'heatmaps' is {why}"
+    ]
+    with pytest.raises(UsageError, match=re.escape("heatmaps are the output of Div 'head/div' in cpu0 by ReduceSum")):
+        check_decode(result.plan, "local")
 
 
 @pytest.mark.parametrize(("opset", "back"), [(11, [2, 3]), (12, [-1, -2]), (13, [3, 2]), (17, [-2, -1])])

@@ -455,7 +455,7 @@ def heatmaps_not_normalized(
         divisor = _divisor_sum(inputs[1], producer) if op == "Div" and len(inputs) == 2 else None
         if divisor is not None:
             reduce_sum, unsqueeze = divisor
-            why = _sum_of_another(inputs[0], reduce_sum, producer)
+            why = _sum_of_another(inputs[0], reduce_sum, producer, constants or {})
             if why is None and reshaped:
                 return None, None
             why = why or _sum_not_over_each_map(reduce_sum, opset, constants or {}, unsqueeze)
@@ -648,16 +648,77 @@ def _passed_on(name: str, producer: Mapping[str, tuple]) -> str:
     return name
 
 
-def _sum_of_another(dividend: str, reduce_sum: tuple, producer: Mapping[str, tuple]) -> str | None:
+def _sum_of_another(
+    dividend: str, reduce_sum: tuple, producer: Mapping[str, tuple], constants: Mapping[str, object]
+) -> str | None:
     """Why a Div of `dividend` by a ReduceSum (a `producer` entry) is not a division by the dividend's own sum
-    ('ReduceSum NAME of ...'), or None when the ReduceSum sums the dividend itself: the same tensor, or the
-    same through Identity ops. Anything else in between (a Q/DQ pair that rounds, a Cast, a Mul, a reshape)
-    makes another tensor, whose sum is not the dividend's."""
+    ('ReduceSum NAME of ...'), or None when the ReduceSum sums the dividend itself (_same_values): the same
+    tensor, the same through Identity ops, or a second DequantizeLinear of the same quantized tensor. Anything
+    else in between (a Q/DQ pair that rounds, a Cast, a Mul, a reshape) makes another tensor, whose sum is
+    not the dividend's."""
     _, node, inputs, *_ = reduce_sum
     summed = inputs[0] if inputs else ""
-    if _passed_on(summed, producer) == _passed_on(dividend, producer):
+    if _same_values(summed, dividend, producer, constants):
         return None
     return f"ReduceSum {node!r} of another tensor ({summed!r}, where the Div divides {dividend!r})"
+
+
+# A DequantizeLinear's attributes with their defaults: two of one quantized tensor agree on all of them.
+_DQ_DEFAULTS = {"axis": 1, "block_size": 0, "output_dtype": 0}
+
+
+def _same_values(a: str, b: str, producer: Mapping[str, tuple], constants: Mapping[str, object]) -> bool:
+    """Whether tensors `a` and `b` hold the same values as far as the graph says: the same tensor, looked back
+    through Identity ops, or two DequantizeLinear of the same quantized tensor (as a quantizer with a Q/DQ
+    pair per consumer writes one per reader) with the same attributes and the same scale and zero point: the
+    same tensors, or constants of equal values (an absent zero point is 0)."""
+    a, b = _passed_on(a, producer), _passed_on(b, producer)
+    if a == b:
+        return True
+    entries = [producer.get(a, ("",)), producer.get(b, ("",))]
+    if any(e[0] != "DequantizeLinear" or len(e[2]) < 2 for e in entries):
+        return False
+    (_, _, ins_a, *rest_a), (_, _, ins_b, *rest_b) = entries
+    attrs_a = {**_DQ_DEFAULTS, **dict(rest_a[0] if rest_a else {})}
+    attrs_b = {**_DQ_DEFAULTS, **dict(rest_b[0] if rest_b else {})}
+    if _passed_on(ins_a[0], producer) != _passed_on(ins_b[0], producer) or attrs_a != attrs_b:
+        return False
+    zero_a, zero_b = (ins[2] if len(ins) > 2 else "" for ins in (ins_a, ins_b))
+    return _same_constant(ins_a[1], ins_b[1], producer, constants, None) and _same_constant(
+        zero_a, zero_b, producer, constants, 0
+    )
+
+
+def _same_constant(
+    a: str, b: str, producer: Mapping[str, tuple], constants: Mapping[str, object], absent: int | None
+) -> bool:
+    """Whether operands `a` and `b` ("" where not given: `absent`, or never equal when None) are the same
+    tensor (through Identity ops) or constants of equal values, shapes and types."""
+    if a and b and _passed_on(a, producer) == _passed_on(b, producer):
+        return True
+    if not a and not b:
+        return True
+    values = [constants.get(_passed_on(t, producer)) if t else absent for t in (a, b)]
+    if any(v is None for v in values):
+        return False
+    if not a or not b:  # one given, one absent: equal when the given one is all `absent`
+        return all(v == absent for v in _flat_values(values[0] if a else values[1]))
+    x, y = values
+    same_type = str(getattr(x, "dtype", type(x))) == str(getattr(y, "dtype", type(y)))
+    return same_type and getattr(x, "shape", None) == getattr(y, "shape", None) and _listed(x) == _listed(y)
+
+
+def _listed(value: object) -> object:
+    """A constant as nested lists (numpy's tolist), to compare by value."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _flat_values(value: object) -> list[object]:
+    """The values of a constant, flattened: a list, a scalar or an array (numpy's, read with tolist)."""
+    value = _listed(value)
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _flat_values(item)]
+    return [value]
 
 
 # What a Softmax's axis or a ReduceSum's axes (mod 4) cover of the (N, J, H, W) heatmaps.
