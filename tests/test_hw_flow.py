@@ -418,6 +418,60 @@ def test_build_info_records_each_file_s_sha256_and_status_holds_the_files_to_it(
     assert rc == 0 and lines[-1].startswith("published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met")
 
 
+def failing_reads(monkeypatch, failures):
+    """flow.sha256_file raising `failures[path]` (an OSError) for those paths, as a disk's read error (EIO, which
+    names no file) or a folder put where the file was after it was listed; the others read as they are."""
+    from dpupose import fsio
+    from dpupose.hwbuild import flow
+
+    real = fsio.sha256_file
+
+    def sha256_file(path):
+        if str(path) in failures:
+            raise failures[str(path)]
+        return real(path)
+
+    monkeypatch.setattr(flow, "sha256_file", sha256_file)
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [(OSError(errno.EIO, "Input/output error"), "Input/output error"), (OSError("no words"), "no words")],
+)
+def test_status_names_a_file_it_cannot_read_and_its_error(capsys, env, monkeypatch, error, words):
+    """A published, kept (previous/) or stamped file whose read fails with an OSError other than a permission
+    error (EIO) ended `hw status` in a traceback where it was published, and named no file where it was a
+    step's: each is a status line naming the file and the error. A published one is not known to be the
+    build's (exit 1); one in previous/ makes that set incomplete and a step's makes it undecided, neither
+    changing the exit status."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env, "--from", "link", "--force")[0] == 2  # the set kept in previous/, none published
+    monkeypatch.delenv("FAKE_FAIL")
+    assert build(capsys, env, "--from", "link")[0] == 0  # published again
+    params = out / "gen" / "params.tcl"
+    failing_reads(monkeypatch, {str(out / "dpu.bit"): error, str(prev / "dpu.hwh"): error, str(params): error})
+    rc, lines = status(capsys, env)
+    assert rc == 1
+    assert lines[:2] == [
+        f"{step:9s} built, cannot tell if current ({params}: {words})" for step in ("platform", "kernel")
+    ]
+    assert lines[3:] == [
+        f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json; {out / 'dpu.bit'} ({words}) cannot be read "
+        f"(publish them again with `dpupose hw build --config {CONFIG} --out {out} --from collect`)",
+        f"previous: {prev} is not a complete set: dpu.hwh cannot be read ({words})",
+    ]
+    # A folder put where a published file was (after status listed it) is the same: a line, no traceback.
+    failing_reads(monkeypatch, {str(out / "arch.json"): IsADirectoryError(errno.EISDIR, "Is a directory", "x")})
+    rc, lines = status(capsys, env)
+    assert rc == 1 and lines[3] == (
+        f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json; {out / 'arch.json'} (Is a directory) cannot be read "
+        f"(publish them again with `dpupose hw build --config {CONFIG} --out {out} --from collect`)"
+    )
+    assert lines[:3] == ["platform  up to date", "kernel    up to date", "link      up to date"]
+
+
 @pytest.mark.parametrize("damaged", ["[1]", "null", '"x"', "5", '{"inputs": "x", "outputs": []}'])
 def test_a_stamp_of_another_shape_marks_its_step_stale(capsys, env, damaged):
     """A stamp that is JSON but not a stamp's object (a list, null, a string) ended status and build in

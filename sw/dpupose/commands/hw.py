@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser(
         "status",
         help="show which build steps are up to date (or failed, and when), what is published, and the set "
-        "published before the last rebuild, kept in previous/ (exit 1 if a published file is missing or changed "
-        "since, 2 if the configuration cannot be read)",
+        "published before the last rebuild, kept in previous/ (exit 1 if a published file is missing, unreadable "
+        "or changed since, 2 if the configuration cannot be read)",
     )
     _common(s)
     s.set_defaults(func=cmd_status)
@@ -271,7 +271,7 @@ def _previous_line(paths: Any) -> str | None:
 
 
 def _print_published(args: argparse.Namespace, paths: Any) -> int:
-    from dpupose.hwbuild.flow import artifact_change
+    from dpupose.hwbuild.flow import artifact_change, os_error_words
     from dpupose.hwbuild.layout import DELIVERABLES
 
     published = [n for n in DELIVERABLES if paths.deliverable(n).is_file()]
@@ -305,15 +305,24 @@ def _print_published(args: argparse.Namespace, paths: Any) -> int:
     # build_info.json records each file's size and sha256 as published (an older one the size only): one cut
     # short, edited or replaced since was reported as published, timing met.
     recorded = info.get("artifacts") if isinstance(info, dict) else None
-    changed = []
+    changed, unread = [], []
     for name in DELIVERABLES:
-        change = artifact_change(paths.deliverable(name), recorded.get(name) if isinstance(recorded, dict) else None)
+        try:
+            change = artifact_change(
+                paths.deliverable(name), recorded.get(name) if isinstance(recorded, dict) else None
+            )
+        except OSError as exc:  # EIO, a folder put where the file was since it was listed: no traceback
+            unread.append(f"{paths.deliverable(name)} ({os_error_words(exc)})")
+            continue
         if change:
             changed.append(f"{name} ({change})")
-    if changed:
+    problems = [f"{', '.join(changed)} changed since the build published it"] if changed else []
+    if unread:  # not known to be the file the build published
+        problems.append(f"{', '.join(unread)} cannot be read")
+    if problems:
         print(
-            f"published: {', '.join(DELIVERABLES)}; {', '.join(changed)} changed since the build published it "
-            f"(publish them again with `dpupose hw build {_same_build(args)} --from collect`)"
+            f"published: {', '.join(DELIVERABLES)}; {'; '.join(problems)} (publish them again with "
+            f"`dpupose hw build {_same_build(args)} --from collect`)"
         )
         return 1
     print(f"published: {', '.join(DELIVERABLES)} (timing met, WNS {wns} ns)")

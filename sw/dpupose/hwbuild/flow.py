@@ -146,6 +146,28 @@ def _platform(ctx: BuildContext) -> None:
     run_tool(argv, cwd=p.platform_dir, log_file=p.logs / "platform.log", expect=[p.xsa])
 
 
+def file_digest(path: Path) -> str:
+    """sha256_file of `path`; an OSError it raises (EIO, a folder where the file was) names `path` where it
+    named no file (a read error does not), so that whoever reports it can say which file it was."""
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, os_error_words(exc), str(path)) from exc  # of the same subclass, by errno
+
+
+def os_error_words(exc: OSError) -> str:
+    """What an OSError says went wrong: its own words (strerror), else its text, else its type's name."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def read_failure(exc: OSError) -> str:
+    """An OSError as 'FILE: what went wrong'."""
+    what = os_error_words(exc)
+    return f"{exc.filename}: {what}" if exc.filename is not None else what
+
+
 def _board_folder_digest(board_files: BoardFiles) -> str:
     """sha256 of the board's folder in the board repository (board.xml, preset.xml, part0_pins.xml ...), by
     the files' names within it and their contents: not where the repository is, so a build folder copied to
@@ -153,7 +175,7 @@ def _board_folder_digest(board_files: BoardFiles) -> str:
     folder = board_files.board_xml.parent
     h = hashlib.sha256()
     for name in sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file()):
-        h.update(f"{name}\0{sha256_file(folder / name)}\0".encode())
+        h.update(f"{name}\0{file_digest(folder / name)}\0".encode())
     return h.hexdigest()
 
 
@@ -162,9 +184,9 @@ def _platform_inputs(ctx: BuildContext) -> dict[str, str]:
     _board_repo(ctx)  # the step needs the board files
     assert ctx.board_files is not None  # _board_repo checked it
     return {
-        "params.tcl": sha256_file(p.params),
-        "platform.xdc": sha256_file(p.xdc),
-        "platform.tcl": sha256_file(p.platform_tcl),
+        "params.tcl": file_digest(p.params),
+        "platform.xdc": file_digest(p.xdc),
+        "platform.tcl": file_digest(p.platform_tcl),
         "board files": _board_folder_digest(ctx.board_files),
         "vivado": ctx.tool("vivado").banner,
     }
@@ -175,7 +197,7 @@ def _platform_inputs_by_path(ctx: BuildContext) -> dict[str, str]:
     inputs = _platform_inputs(ctx)
     del inputs["board files"]
     assert ctx.board_files is not None
-    return {**inputs, "board.xml": sha256_file(ctx.board_files.board_xml), "board_repo": str(_board_repo(ctx))}
+    return {**inputs, "board.xml": file_digest(ctx.board_files.board_xml), "board_repo": str(_board_repo(ctx))}
 
 
 def _kernel(ctx: BuildContext) -> None:
@@ -190,9 +212,9 @@ def _kernel_inputs(ctx: BuildContext) -> dict[str, str]:
     if ctx.trd is None:
         raise UsageError("the kernel step needs the DPU TRD: pass --trd /path/to/DPUCZDX8G.tar.gz (DPU_TRD= with make)")
     return {
-        "params.tcl": sha256_file(p.params),
-        "dpu_conf.vh": sha256_file(p.dpu_conf),
-        "kernel.tcl": sha256_file(p.kernel_tcl),
+        "params.tcl": file_digest(p.params),
+        "dpu_conf.vh": file_digest(p.dpu_conf),
+        "kernel.tcl": file_digest(p.kernel_tcl),
         "trd": ctx.trd.digest(),
         "vivado": ctx.tool("vivado").banner,
     }
@@ -211,10 +233,10 @@ def _link_inputs(ctx: BuildContext) -> dict[str, str]:
         raise UsageError("the link step needs the DPU TRD: pass --trd /path/to/DPUCZDX8G.tar.gz (DPU_TRD= with make)")
     postlink = ctx.trd_root() / POSTLINK_TCL
     return {
-        "platform.xsa": sha256_file(p.xsa),
-        "dpu.xo": sha256_file(p.xo),
-        "prj_config": sha256_file(p.prj_config),
-        "postlink": sha256_file(postlink) if ctx.trd.has_postlink else "",
+        "platform.xsa": file_digest(p.xsa),
+        "dpu.xo": file_digest(p.xo),
+        "prj_config": file_digest(p.prj_config),
+        "postlink": file_digest(postlink) if ctx.trd.has_postlink else "",
         "v++": ctx.tool("v++").banner,
     }
 
@@ -328,7 +350,7 @@ def _up_to_date(ctx: BuildContext, step: Step) -> bool:
 def _stamp_outputs(ctx: BuildContext, outputs: list[Path]) -> dict[str, str]:
     """A stamp's outputs and their sha256, named relative to the build folder: a folder moved or copied
     whole (another checkout, another machine) stays up to date."""
-    return {o.relative_to(ctx.paths.root).as_posix(): sha256_file(o) for o in outputs}
+    return {o.relative_to(ctx.paths.root).as_posix(): file_digest(o) for o in outputs}
 
 
 def _write_stamp(ctx: BuildContext, step: Step) -> None:
@@ -356,7 +378,7 @@ def artifact_change(path: Path, entry: Any) -> str | None:
             return f"{now} bytes, {size} as published"
     if isinstance(digest, str):
         try:
-            now_digest = sha256_file(path)
+            now_digest = file_digest(path)
         except PermissionError:
             # Not readable to this user (its size was): judged by its size, as before the sha256 was recorded;
             # counted incomplete, the set was removed rather than kept in previous/.
@@ -401,7 +423,8 @@ def set_problems(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
         try:
             change = artifact_change(folder / name, entry)
         except OSError as exc:
-            change = f"cannot be read: {exc.strerror}"
+            problems.append(f"{name} cannot be read ({os_error_words(exc)})")
+            continue
         if change:
             problems.append(f"{name} changed since its build published it ({change})")
     return info, problems
@@ -491,7 +514,7 @@ def _collects_the_published_set(ctx: BuildContext) -> bool:
         return False
     try:
         found = collect_mod.link_outputs(ctx.paths, warn=False)
-        return all(sha256_file(found[n]) == sha256_file(root / n) for n in DELIVERABLES)
+        return all(file_digest(found[n]) == file_digest(root / n) for n in DELIVERABLES)
     except (ArtifactError, OSError):
         return False
 
@@ -590,7 +613,9 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
         else:
             try:
                 out[step.name] = "up to date" if _up_to_date(ctx, step) else "stale"
-            except (OSError, UsageError) as exc:
+            except OSError as exc:  # a file it hashes cannot be read (EIO, a folder where a file was)
+                out[step.name] = f"built, cannot tell if current ({read_failure(exc)})"
+            except UsageError as exc:
                 out[step.name] = f"built, cannot tell if current ({exc})"
     return out
 
