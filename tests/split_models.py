@@ -462,7 +462,8 @@ def _head_from(b: Builder, logits: str, side: int) -> None:
 # DPU (on the B1600) is the test's, not the builder's.
 OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
-    "gemm", "gemm_transA", "gemm_bias", "gemm_alpha", "gemm_beta", "gemm_bias_rows", "matmul", "matmul_batched",
+    "gemm", "gemm_transA", "gemm_bias", "gemm_alpha", "gemm_beta", "gemm_bias_rows", "gemm_rows",
+    "matmul", "matmul_rows", "matmul_batched",
     "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel",
     "pad_crop",
     "pad_relu", "depth_to_space", "depth_to_space_dcr", "depth_to_space_relu", "bn", "bn_relu", "bn_2560", "bn_2561",
@@ -478,9 +479,11 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     "gemm" / "matmul" the flattened c1 by a constant (512, 256) weight, "gemm_transA" c1 reshaped to (512, 1) by
     the same weight with transA, "gemm_bias" with an int8 bias C of 256 values, "gemm_alpha" with alpha 0.5,
     "gemm_beta" with that bias and beta 2, "gemm_bias_rows" c1 reshaped to (8, 64) by a (64, 32) weight with a
-    bias C of (8, 32) (one row each), "matmul_batched" the flattened c1 by a constant (2, 512, 128) weight (a
-    batched product, (2, 1, 128)); "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect"
-    and "pad_edge" in those modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
+    bias C of (8, 32) (one row each), "gemm_rows" c1 reshaped to (8, 64) by that weight without a bias,
+    "matmul_rows" c1 reshaped to (1, 8, 64) (8 rows of one image) by that weight, "matmul_batched" the
+    flattened c1 by a constant (2, 512, 128) weight (a batched product, (2, 1, 128));
+    "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect" and "pad_edge" in those
+    modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
     "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_dcr" in mode DCR, "depth_to_space_relu"
     with a ReLU after it; "bn" a
@@ -512,8 +515,10 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
             shape = (2, 8 * side * side, J * 8)
         elif case == "gemm_transA":
             flat_in = [8 * side * side, 1]
-        elif case == "gemm_bias_rows":
+        elif case in ("gemm_bias_rows", "gemm_rows"):
             flat_in, shape = [8, -1], (side * side, J * 2)
+        elif case == "matmul_rows":
+            flat_in, shape = [1, 8, -1], (side * side, J * 2)
         w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 9)
         b.const("flat_in_shape", np.array(flat_in, np.int64))
         b.node("Reshape", [c1, "flat_in_shape"], "flat_float", name="mid/flatten")

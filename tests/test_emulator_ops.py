@@ -1578,15 +1578,11 @@ def _fc_model(case: str) -> tuple[bytes, list[int]]:
         ins = ["flat", m.const_dq("w", small(5, 6), 7), m.const_dq("b", ints(1, 5), 13)]
         m.nodes.append(helper.make_node("Gemm", ins, ["y_float"], name="op", transB=1))
         return m.build(9, (1, 5)), [5]
-    if case == "matmul_rows":  # (1, 4, 37) by a (37, 25) weight: 4 rows, with a LeakyReLU of 26/256
-        x = m.input((1, 4, 37), 3)
+    if case == "matmul_leaky":  # (1, 1, 37) by a (37, 25) weight: one row, with a LeakyReLU of 26/256
+        x = m.input((1, 1, 37), 3)
         m.nodes.append(helper.make_node("MatMul", [x, m.const_dq("w", small(37, 25), 8)], ["fc"], name="op"))
         m.nodes.append(helper.make_node("LeakyRelu", ["fc"], ["y_float"], alpha=26 / 256))
-        return m.build(7, (1, 4, 25)), [3]
-    if case == "matmul_4d":  # a MatMul of a 4-D map (1, 3, 4, 6) by a (6, 2) weight: along W, NHWC back out
-        x = m.input((1, 3, 4, 6), 4)
-        m.nodes.append(helper.make_node("MatMul", [x, m.const_dq("w", small(6, 2), 7)], ["y_float"], name="op"))
-        return m.build(8, (1, 3, 4, 2)), [4]
+        return m.build(7, (1, 1, 25)), [3]
     # "unsqueeze_flatten_matmul": (1, 2, 3, 2) -> Unsqueeze [2] -> Flatten -> MatMul by a vector (12,): one value
     x = m.input((1, 2, 3, 2), 4)
     m.nodes.append(helper.make_node("Unsqueeze", [x, m.const("axes", np.array([2], np.int64))], ["five"]))
@@ -1595,7 +1591,7 @@ def _fc_model(case: str) -> tuple[bytes, list[int]]:
     return m.build(6, (1,)), [4]
 
 
-FC_CASES = ["reshape_gemm", "squeeze_gemm", "matmul_rows", "matmul_4d", "unsqueeze_flatten_matmul"]
+FC_CASES = ["reshape_gemm", "squeeze_gemm", "matmul_leaky", "unsqueeze_flatten_matmul"]
 
 
 @pytest.mark.parametrize("case", FC_CASES)
@@ -1703,6 +1699,71 @@ def test_the_rules_put_a_gemm_on_the_dpu_exactly_when_the_emulator_runs_it(attrs
     else:
         assert reason.startswith("Gemm with ")
         with pytest.raises(NotEmulated, match=re.escape(f"Gemm 'op': a {reason}")):
+            EmulatorRunner(model)
+
+
+def _rows_model(case: str) -> bytes:
+    """A Gemm / MatMul by a constant (4, 3) weight of `case`'s input: "one_row" (1, 4); "gemm_rows" a graph input
+    of (8, 4) at batch 1, as a plan's DPU subgraph declares the (8, 4) a CPU Reshape made of one image; "matmul_rows"
+    (1, 2, 4); "matmul_4d" a (1, 2, 2, 4) map; "after_conv" a 1x1 conv's (1, 4, 2, 2) reshaped to (1, 4, 4) on
+    the DPU (a step's output: its rows are known only when it runs)."""
+    m = Model()
+    w = m.const_dq("w", np.arange(-6, 6, dtype=np.int8).reshape(4, 3), 4)
+    shape = {"one_row": (1, 4), "gemm_rows": (8, 4), "matmul_rows": (1, 2, 4), "matmul_4d": (1, 2, 2, 4)}
+    if case == "after_conv":
+        eye = m.const_dq("eye", np.eye(4, dtype=np.int8).reshape(4, 4, 1, 1), 0)
+        m.nodes.append(helper.make_node("Conv", [m.input((1, 4, 2, 2), 3), eye], ["c_float"], kernel_shape=[1, 1]))
+        c = m.qdq("c_float", 3, "c")
+        m.nodes.append(helper.make_node("Reshape", [c, m.const("shape", np.array([0, 4, 4], np.int64))], ["rows"]))
+        x, out = "rows", (1, 4, 3)
+    else:
+        x, out = m.input(shape[case], 3), (*shape[case][:-1], 3)
+    m.nodes.append(helper.make_node("Gemm" if case in ("one_row", "gemm_rows") else "MatMul", [x, w], ["y_float"]))
+    m.nodes[-1].name = "op"
+    return m.build(3, out)
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("one_row", None),
+        ("gemm_rows", "Gemm of an input of [8, 4] at batch 1 (8 rows of one image): XIR's fully connected layer"),
+        ("matmul_rows", "MatMul of an input of [1, 2, 4] at batch 1 (2 rows of one image)"),
+        ("matmul_4d", "MatMul of an input of [1, 2, 2, 4] at batch 1 (4 rows of one image)"),
+        ("after_conv", "MatMul of an input of [1, 4, 4] at batch 1 (4 rows of one image)"),
+    ],
+)
+def test_the_rules_put_a_fully_connected_layer_on_the_dpu_exactly_when_the_emulator_runs_it(case, why):
+    # a Gemm / MatMul of more than one row of one image (a CPU Reshape's (8, 4) at batch 1, whose rows the emulator
+    # ran as 8 images; several rows after the batch axis; a 4-D map) was put on the DPU, though XIR's inner-product
+    # takes each image as one vector: the rules leave it to the CPU and the emulator refuses it, both with
+    # dpu_ops.fc_rows_refusal's reason: a graph input's declared rows when it loads, a step's when it runs
+    from dpupose.dpu.config import load_config
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.dpu.ops import dpu_support
+    from dpupose.split.graph import analyze
+
+    model = _rows_model(case)
+    cfg = load_config("u96v2-b1600-pynq")
+    g = analyze(onnx.load_from_string(model))
+    node = next(n for n in g.nodes if n.name == "op")
+    ok, reason = dpu_support(node, g.info(), cfg)
+    assert ok is (why is None) and (why is None or reason.startswith(why)), reason
+    walked = extract_layers(onnx.load_from_string(model), cfg)
+    assert any(layer.name == "op" for layer in walked.layers) is ok
+    if ok:
+        emu = EmulatorRunner(model)
+        x = feeds(emu, 3)
+        np.testing.assert_array_equal(emu.run(x)["y"].astype(np.int64), torch_ref(model, x, [3]))
+    elif case == "after_conv":  # refused when it runs, and by the fast path when it loads a file of static shapes
+        emu = EmulatorRunner(model)
+        refused = re.escape(f"DPU step fc at 'y_float': a {reason}; run this model with the cpu backend")
+        with pytest.raises(ModelFileError, match=refused):
+            emu.run(feeds(emu, 3))
+        with pytest.raises(ModelFileError, match=re.escape(f"a {reason}")):
+            EmulatorRunner(model, exact=False)
+    else:
+        with pytest.raises(NotEmulated, match=re.escape(f"{node.op_type} 'op': a {reason}")):
             EmulatorRunner(model)
 
 

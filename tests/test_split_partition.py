@@ -311,6 +311,32 @@ def test_a_reshape_that_moves_the_batch_axis_runs_on_the_cpu(tmp_path, case, sha
     np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
 
 
+@pytest.mark.parametrize(
+    ("case", "shape", "reshape"), [("gemm_rows", [8, 64], "cpu"), ("matmul_rows", [1, 8, 64], "dpu")]
+)
+def test_a_fully_connected_layer_of_several_rows_of_one_image_runs_on_the_cpu(tmp_path, case, shape, reshape):
+    # the operator rules put a Gemm of c1 reshaped (on the CPU) to (8, 64) on the DPU, and the emulator ran its 8
+    # rows as 8 images; no Xilinx source shows the DPU doing so (XIR's inner-product flattens each image to one
+    # vector), so the rules leave a Gemm / MatMul of more than one row per image to the CPU, with the emulator's
+    # own check (dpu_ops.fc_rows_refusal): the split warns of nothing and the plan runs on emulate as on cpu
+    path = tmp_path / "m.onnx"
+    onnx.save(op_model(case), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    rows = _rows(result)
+    assert (rows["mid"]["device"], rows["mid/flatten"]["device"]) == ("cpu", reshape)
+    op = "Gemm" if case.startswith("gemm") else "MatMul"
+    assert rows["mid"]["reason"] == (
+        f"{op} of an input of {shape} at batch 1 (8 rows of one image): XIR's fully connected layer (inner-product) "
+        "takes each image as one vector"
+    )
+    assert _devices(result.plan) == ["dpu", "cpu"] and result.warnings == []
+    plan = result.plan
+    image = np.random.default_rng(5).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    emulated = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(image)["coords"]
+    on_cpu = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(image)["coords"]
+    np.testing.assert_allclose(emulated, on_cpu, atol=0.05)
+
+
 def test_requantization_stays_on_the_dpu(tmp_path):
     _, result = _split(tmp_path, "requant")
     assert _devices(result.plan) == ["dpu", "cpu"]
@@ -2325,7 +2351,9 @@ OP_RULES = {
     "gemm_alpha": (False, "Gemm with alpha 0.5 and beta 1: XIR's fully connected layer (inner-product, matmul) has"),
     "gemm_beta": (False, "Gemm with alpha 1 and beta 2: XIR's fully connected layer"),
     "gemm_bias_rows": (False, "Gemm with a bias C of shape [8, 32]: XIR's fully connected layer adds one bias value"),
+    "gemm_rows": (False, "Gemm of an input of [8, 64] at batch 1 (8 rows of one image): XIR's fully connected layer"),
     "matmul": (True, None),
+    "matmul_rows": (False, "MatMul of an input of [1, 8, 64] at batch 1 (8 rows of one image)"),
     "matmul_batched": (False, "MatMul by a 3-D weight (a batched product"),
     "pad": (True, None),
     "pad_value": (False, "Pad with value 0.5: the DPU's pad-fix fills int8 0"),

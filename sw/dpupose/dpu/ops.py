@@ -28,7 +28,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - Gemm / MatMul with a constant weight: fully connected (a Gemm with transA, a MatMul by a weight of more than
   two dimensions: CPU). XIR's inner-product / matmul has no alpha or beta and adds a constant bias of one value
   per output (dpu_ops.gemm_refusal, which the emulator shares): a Gemm with alpha, or beta with a C, other than
-  1, a C that is not constant, or a C of more than one value per output (rows of their own): CPU.
+  1, a C that is not constant, or a C of more than one value per output (rows of their own): CPU. It flattens
+  each image to one vector: an input of more than one row for one image at batch 1 (a CPU Reshape to (8, 64), a
+  MatMul of a 4-D map; dpu_ops.fc_rows_refusal, the emulator's check too): CPU.
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
   input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
@@ -103,6 +105,7 @@ from dpupose.runtime.dpu_ops import (
     LINEAR_RESIZE_SCALES,
     MAX_ALU_KERNEL,
     depth_to_space_mode,
+    fc_rows_refusal,
     gemm_refusal,
     is_hard_sigmoid,
     layout_moves_batch,
@@ -472,6 +475,10 @@ def _fc(node: Any, info: GraphInfo) -> Support:
         why = gemm_refusal(alpha, beta, bias_shape, outputs)
         if why is not None:
             return _cpu(f"Gemm with {why}")
+    x = info.shape(node.input[0])
+    why = None if x is None else fc_rows_refusal(x)
+    if why is not None:
+        return _cpu(f"{node.op_type} of {why}")
     return True, "fully connected (conv engine)"
 
 

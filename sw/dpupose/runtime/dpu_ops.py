@@ -25,7 +25,8 @@ confirmed with `dpupose deploy-check` on board dumps.
 - fully connected (Gemm / MatMul by a constant 2-D weight, XIR's inner product on the conv engine): a 1 x 1
   conv2d-fix of K input channels per row, its sum, bias, shift, activation, rounding and saturation
   (`FcKernel`); VART's cpu-runner matmul-fix agrees where the bias is at most one bit finer than the sum.
-  Rows are ONNX's: a Flatten or Reshape before it takes the values in NCHW order (reshape-fix moves data only).
+  Rows are ONNX's: a Flatten or Reshape before it takes the values in NCHW order (reshape-fix moves data only),
+  one row per image (`fc_rows_refusal`: XIR's inner product takes each image as one vector).
 - rounding ("DPURound"): round half toward +infinity (floor(v + 0.5)) on the exact value, then saturation
   to [-128, 127].
 - ReLU: max(v, 0) before rounding. LeakyReLU: v * 26 / 256 for v < 0 before rounding (the hardware slope
@@ -572,6 +573,24 @@ def gemm_refusal(alpha: float, beta: float, bias_shape: tuple[int, ...] | None, 
             f"({outputs}), the same to every row"
         )
     return None
+
+
+def fc_rows_refusal(shape: Sequence[int]) -> str | None:
+    """Why a fully connected layer (a Gemm or MatMul by a constant weight) whose input on one image (batch 1) is
+    `shape` is not the DPU's, or None when it is one row per image ((1, K), or (1, 1, ..., K)). XIR's inner-product
+    flattens each image to one vector of K values, and no Xilinx source shows the DPU taking several rows of one
+    image (a CPU Reshape to (8, 64) at batch 1, a MatMul of a 4-D map) as a batch of products; the emulator would run
+    them as images. The operator rules leave such a layer to the CPU and the emulator refuses it, with this reason
+    (after "Gemm of" / "MatMul of")."""
+    if len(shape) < 2:
+        return f"an input of {list(shape)} at batch 1 (no batch axis before its row of values)"
+    rows = math.prod(shape[:-1])
+    if rows == 1:
+        return None
+    return (
+        f"an input of {list(shape)} at batch 1 ({rows} rows of one image): XIR's fully connected layer "
+        "(inner-product) takes each image as one vector"
+    )
 
 
 def layout_moves_batch(shape: tuple[int, ...]) -> bool:

@@ -203,8 +203,9 @@ def fully_connected(step: Step, fc: dpu_ops.FcKernel, x: np.ndarray) -> np.ndarr
     rows = dpu_ops.apply_layout(nhwc_to_nchw(x), step.attrs["layout"])
     if step.attrs.get("gemm") and rows.ndim != 2:
         raise ValueError(f"a Gemm of a {rows.ndim}-D input {list(rows.shape)}: ONNX's Gemm multiplies a matrix")
-    if rows.ndim < 2:
-        raise ValueError(f"a MatMul of a {rows.ndim}-D input: the emulator takes rows after the batch axis")
+    why = dpu_ops.fc_rows_refusal((1, *rows.shape[1:]) if rows.ndim else ())  # one image's (the operator rules')
+    if why is not None:
+        raise ValueError(f"a {'Gemm' if step.attrs.get('gemm') else 'MatMul'} of {why}")
     y = fc(rows)
     return nchw_to_nhwc(y[..., 0] if step.attrs.get("vector") else y)
 

@@ -134,6 +134,7 @@ class _Parser:
         self.producer: dict[str, Node] = {}
         self.consumers: dict[str, list[Node]] = {}
         self.used: set[int] = set()
+        self.input_shapes: dict[str, tuple[int | str, ...]] = {}  # a graph input's int8 tensor -> its declared shape
         for node in graph.nodes:
             # A Constant node is an initializer written as a node: torch.onnx.export gives a ReLU6's
             # Clip bounds so, and the partitioner copies such nodes into every subgraph that reads them.
@@ -190,6 +191,7 @@ class _Parser:
             self.fix[q.outputs[0]] = fp
             self.mark(q)
             inputs.append(Boundary(vi.name, q.outputs[0], fp, vi.shape))
+            self.input_shapes[q.outputs[0]] = tuple(vi.shape)
         steps = []
         for node in g.nodes:
             if node.op_type == "QuantizeLinear" and node.inputs[0] not in graph_inputs:
@@ -294,8 +296,28 @@ class _Parser:
             if b is not None:
                 b = np.full(w.shape[1], b.reshape(-1)[0], dtype=b.dtype) if b.size == 1 else b.reshape(-1)
         src, fp_in, layout = self.layout_input(node.inputs[0], where)
+        why = self.rows_refusal(src, layout)
+        if why is not None:  # the operator rules' reason, which puts such a layer on the CPU
+            raise NotEmulated(f"{what}: a {op} of {why}")
         attrs = {"layout": layout, "vector": vector, "gemm": op == "Gemm"}
         return Step("fc", out, fp_out, [src], [fp_in], label, act, np.ascontiguousarray(w), b, fp_w, fp_b, attrs)
+
+    def rows_refusal(self, src: str, layout: list[tuple]) -> str | None:
+        """dpu_ops.fc_rows_refusal of a fully connected layer's input where it is a graph input (through `layout`)
+        whose declared shape is known but for a symbolic batch (1): a plan's subgraph declares its inputs at batch 1,
+        so a CPU Reshape's (8, 64) comes in as 8 rows of one image, which the emulator, running the batch one image
+        at a time, would take for 8 images. Rows of a step's output are checked when it runs
+        (emulator.fully_connected), one image at a time."""
+        declared = self.input_shapes.get(src)
+        if declared is None or not all(isinstance(d, int) and d > 0 for d in declared[1:]):
+            return None
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in declared[:1]) + tuple(declared[1:])
+        try:
+            for spec in layout:
+                shape = dpu_ops.layout_shape(spec, shape)  # type: ignore[arg-type]
+        except ValueError:
+            return None  # a layout op that does not fit: refused when it runs, with its own reason
+        return dpu_ops.fc_rows_refusal(shape)
 
     def single_use(self, tensor: str, where: str) -> None:
         if len(self.consumers.get(tensor, [])) != 1:
