@@ -471,6 +471,7 @@ def test_heatmaps_that_are_not_a_softmax_give_no_confidence_and_no_local_decodin
         ),
         ({"h": ("Identity", "i", ["input"])}, (None, "input")),  # made before this graph: followed there
         ({"h": ("Identity", "i", ["h2"]), "h2": ("Identity", "j", ["h"])}, (None, "h")),  # a cycle ends
+        ({"h": ("Identity", "i", [])}, ("the output of Identity 'i', not of a softmax", None)),  # no input to follow
     ],
 )
 def test_heatmaps_not_normalized_follows_the_values_to_their_op(graph, why):
@@ -554,6 +555,20 @@ _FLAT = {
             17,
             None,
         ),
+        # a Q/DQ pair between the softmax and a reshape of shapes not known here: the same (a quantized
+        # soft-argmax's maps)
+        (
+            {
+                "h": ("Reshape", "r", ["dq", "k"], {}),
+                "dq": ("DequantizeLinear", "dq", ["q", "s"], {}),
+                "q": ("QuantizeLinear", "q", ["sm", "s"], {}),
+                "sm": ("Softmax", "s", ["f"], {"axis": 1}),
+            },
+            17,
+            None,
+        ),
+        # opset 13 is the first of the one-axis Softmax: its default axis is -1
+        ({"h": ("Softmax", "s", ["l"], {})}, 13, "Softmax 's' over axis -1 (each map's rows), not over each map"),
     ],
 )
 def test_a_softmax_on_the_maps_themselves_must_normalize_each_map(graph, opset, why):

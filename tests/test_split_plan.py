@@ -264,3 +264,50 @@ def test_split_from_is_the_recorded_sha256_of_the_source(plan_dir: Path, data: d
     source.write_bytes(b"another model quantized into its folder")
     assert not plan.split_from(source)
     assert not plan.split_from(tmp_path / "missing.onnx") and not plan.split_from(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [  # each check below was dropped without a test noticing (a mutation audit of the plan writer)
+        (lambda d: d.update(version=True), "field version is missing or not an integer"),  # JSON true, not 1
+        (lambda d: d["subgraphs"][1]["inputs"][0].update(layout="N1HW"), "'N1HW' does not name the 4 axes"),
+        (lambda d: d["input"].update(layout="NHWC"), "input.layout must be NCHW with dtype float32"),
+        (  # coords (1, 16, 2) has the joints in its second axis too: its rank is what tells it from heatmaps
+            lambda d: d["outputs"].update(heatmaps="coords"),
+            "outputs.heatmaps 'coords' has shape [1, 16, 2], not (1, 16, H, W)",
+        ),
+    ],
+)
+def test_more_bad_plans_are_refused_with_the_field(plan_dir: Path, data: dict, edit, expected: str) -> None:
+    edit(data)
+    assert expected in _error(data, plan_dir)
+
+
+def test_a_null_metadata_is_no_metadata(plan_dir: Path, data: dict) -> None:
+    data["metadata"] = None  # an optional field written as null, as generated_by may be
+    assert plan_from_dict(data, "plan.json", plan_dir).metadata == {}
+
+
+def test_a_plan_file_named_in_capitals_is_read(plan_dir: Path, tmp_path: Path) -> None:
+    # the file itself may be given in place of its folder; its suffix is compared whatever its case
+    for sub in ("dpu0.onnx", "dpu1.onnx", "cpu0.onnx", "head.onnx"):
+        (tmp_path / sub).write_bytes((plan_dir / sub).read_bytes())
+    (tmp_path / "PLAN.JSON").write_text((plan_dir / PLAN_FILE).read_text())
+    plan = load_plan(tmp_path / "PLAN.JSON")
+    assert plan.root == tmp_path and [sg.name for sg in plan.subgraphs] == ["dpu0", "cpu0", "dpu1", "head"]
+
+
+def test_recorded_files_are_the_names_a_plan_gives_read_leniently(plan_dir: Path, data: dict, tmp_path: Path) -> None:
+    """What replacing a plan folder may delete: the subgraph files and xmodels plan.json names (strings only),
+    and ([], None) for a plan.json that cannot be read as one, never an exception."""
+    from dpupose.split.plan import recorded_files
+
+    data["subgraphs"][0]["xmodel"] = "model.xmodel"
+    data["subgraphs"][1]["file"] = 5  # a damaged entry: not a name
+    data["subgraphs"][2]["xmodel"] = None
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    assert recorded_files(tmp_path) == (["dpu0.onnx", "model.xmodel", "dpu1.onnx", "head.onnx"], data["generated_by"])
+    for damaged in ("{ truncated", "[1, 2]", '{"generated_by": "x"}', '{"subgraphs": [1]}', '{"subgraphs": 3}'):
+        (tmp_path / PLAN_FILE).write_text(damaged)
+        assert recorded_files(tmp_path) == ([], None), damaged
+    assert recorded_files(tmp_path / "missing") == ([], None)
