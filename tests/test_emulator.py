@@ -236,6 +236,19 @@ def test_torch_reference_reads_clip_bounds_given_as_attributes(qdq_file):
         np.testing.assert_array_equal(ref[name], arr, err_msg=name)
 
 
+def test_a_clip_without_an_upper_bound_is_a_relu_in_the_torch_reference(qdq_file):
+    """Clip(x, 0) with no max (an input or an attribute left out) is a ReLU, as the emulator reads it: no cap at 6."""
+    m = onnx.load(qdq_file)
+    for n in (n for n in m.graph.node if n.op_type == "Clip"):
+        del n.input[2:]
+    x = _image(2, seed=5) * 3
+    env = EmulatorRunner(m.SerializeToString()).trace(_feed(x))
+    ref = TorchQdqReference(m).trace({"image": x})
+    assert np.any(ref["c1_int8"] > 96)  # above ReLU6's cap at fp 4
+    for name, arr in ref.items():
+        np.testing.assert_array_equal(env[name], arr, err_msg=name)
+
+
 def _lsb(a, b) -> np.ndarray:
     return np.abs(a.astype(int) - b.astype(int))
 

@@ -1837,3 +1837,112 @@ def test_a_reshape_with_its_own_quantization_keeps_onnx_s_order():
     expected = np.floor(xin["x0"].transpose(0, 3, 1, 2).reshape(1, 2, 12) / 2 + 0.5)
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(y, torch_ref(model, xin, [5]))
+
+
+# ---- the torch reference (dpupose.quant.torch_ref) on what the cases above left out (a mutation audit) --------
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+def test_the_torch_reference_floors_a_bias_finer_than_the_accumulator_one_bit_below_it(op):
+    # x at fp 0 times a weight of 1 at fp 0: sums on the integers; a bias of 7 at fp 3 (0.875) floors to 0.5 on
+    # the accumulator's grid plus one bit, so the output at fp 1 is 2x + 1 (2x + 2 with the bias as it is, 2x
+    # with it floored to the integers)
+    m = Model()
+    x = m.input((1, 1, 2, 3), 0)
+    w = m.const_dq("w", np.ones((1, 1, 1, 1), np.int8), 0)
+    b = m.const_dq("b", np.array([7], np.int8), 3)
+    m.op(op, [x, w, b], kernel_shape=[1, 1])
+    model = m.build(1, (1, 1, 2, 3))
+    feed = {"x0": np.array([-3, -2, -1, 0, 1, 2], np.int8).reshape(1, 2, 3, 1)}
+    want = 2 * feed["x0"].astype(np.int64) + 1
+    np.testing.assert_array_equal(torch_ref(model, feed, [0]), want)
+    np.testing.assert_array_equal(EmulatorRunner(model).run(feed)["y"], want)
+
+
+def test_the_torch_reference_truncates_an_add_input_two_bits_below_the_coarser():
+    # x0 at fp 6 plus x1 at fp 2 into fp 6: x0 is truncated to 2**-4 first, floor(x0 / 4) / 16, so the output
+    # is 4 floor(x0 / 4) + 16 x1 steps (15/64 + 1/4 gives 28, not 31 exactly nor 24 truncated to 2**-3)
+    m = Model()
+    m.op("Add", [m.input((1, 1, 1, 4), 6), m.input((1, 1, 1, 4), 2)])
+    model = m.build(6, (1, 1, 1, 4))
+    feed = {"x0": np.array([15, -15, 63, 1], np.int8).reshape(1, 1, 4, 1), "x1": np.array([1, 1, -2, 0], np.int8)}
+    feed["x1"] = feed["x1"].reshape(1, 1, 4, 1)
+    want = np.array([28, 0, 28, 0]).reshape(1, 1, 4, 1)
+    np.testing.assert_array_equal(torch_ref(model, feed, [6, 2]), want)
+    np.testing.assert_array_equal(EmulatorRunner(model).run(feed)["y"], want)
+
+
+def test_the_torch_reference_pads_a_conv_top_left_bottom_right_as_onnx_orders_them():
+    # pads [1, 0, 0, 1]: a row above and a column on the right (the same counts either way round per axis)
+    rng = np.random.default_rng(3)
+    m = Model()
+    x = m.input((1, 2, 5, 6), 4)
+    w = m.const_dq("w", rng.integers(-128, 128, (3, 2, 3, 3)).astype(np.int8), 7)
+    m.op("Conv", [x, w], kernel_shape=[3, 3], pads=[1, 0, 0, 1])
+    model = m.build(2, (1, 3, 4, 5))
+    emu = EmulatorRunner(model)
+    feed = feeds(emu, 3)
+    y = emu.run(feed)["y"].astype(np.int64)
+    assert y.shape == (1, 4, 5, 3) and len(np.unique(y)) > 10
+    np.testing.assert_array_equal(torch_ref(model, feed, [4]), y)
+    assert set(np.unique(y - ort_plain(model, feed))) <= {0, 1}  # ONNX Runtime: ties to even, no other change
+
+
+def test_the_torch_reference_reads_a_depth_to_space_without_a_mode_as_onnx_s_default_dcr():
+    m = Model()
+    m.op("DepthToSpace", [m.input((1, 8, 3, 4), 5)], blocksize=2)
+    model = m.build(5, (1, 2, 6, 8))
+    import onnxruntime as ort
+
+    feed = {"x0": np.random.default_rng(0).integers(-128, 128, (1, 3, 4, 8)).astype(np.int8)}
+    x = feed["x0"].transpose(0, 3, 1, 2).astype(np.float32) / 2**5
+    (y,) = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x0": x})
+    want = np.round(y * 2**5).astype(np.int64).transpose(0, 2, 3, 1)  # a permutation: exact
+    assert len(np.unique(want)) > 10
+    np.testing.assert_array_equal(torch_ref(model, feed, [5]), want)
+
+
+def test_the_torch_reference_refuses_a_resize_by_sizes_that_are_not_whole_multiples():
+    model = _resize_sizes("nearest", [1, 3, 6, 10], 13)  # 6 rows of 4
+    ref = TorchQdqReference(onnx.load_from_string(model))
+    with pytest.raises(ModelFileError, match=r"a resize to 6x10 of \(4, 5\): not a whole multiple"):
+        ref.trace({"x0": np.zeros((1, 3, 4, 5))})
+
+
+def test_the_torch_reference_concatenates_along_the_axis_the_node_names():
+    # along H (axis 2) at one fix point: the int8 values side by side, as the emulator puts them
+    m = Model()
+    m.op("Concat", [m.input((1, 3, 2, 5), 4), m.input((1, 3, 4, 5), 4)], axis=2)
+    model = m.build(4, (1, 3, 6, 5))
+    emu = EmulatorRunner(model)
+    feed = feeds(emu, 1)
+    want = np.concatenate([feed["x0"], feed["x1"]], axis=1).astype(np.int64)  # NHWC: H is axis 1
+    np.testing.assert_array_equal(emu.run(feed)["y"], want)
+    np.testing.assert_array_equal(torch_ref(model, feed, [4, 4]), want)
+
+
+def test_the_torch_reference_reads_the_opset_of_the_ai_onnx_domain_by_its_long_name():
+    # a model importing the default domain as "ai.onnx" (the emulator's reader takes that name too): at opset
+    # 17 a bilinear resize without a coordinate mode is half_pixel, not the asymmetric mapping of opset 10
+    model = onnx.load_from_string(_bilinear(4, 4, 2))
+    model.opset_import[0].domain = "ai.onnx"
+    model = model.SerializeToString()
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 6)
+    v = _bilinear_closed_form(x["x0"].astype(np.int64), 2, True)
+    want = np.vectorize(lambda q: min(max((q + Fraction(1, 2)).__floor__(), -128), 127))(v).astype(np.int64)
+    np.testing.assert_array_equal(emu.run(x)["y"], want)
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), want)
+
+
+def test_the_torch_reference_pools_a_kernel_of_other_height_and_width_padded_on_two_sides():
+    # a 2 x 4 window (8 pixels: the reciprocal is 1/8 exactly), stride (2, 4), a padded row on top and a padded
+    # column on the right (count_include_pad: a pad is a 0 pixel)
+    model = _pool("AveragePool", 4, 4, (5, 7), (3, 2), kernel_shape=[2, 4], strides=[2, 4], pads=[1, 0, 0, 1],
+                  count_include_pad=1)  # fmt: skip
+    emu = EmulatorRunner(model)
+    x = feeds(emu, 9)
+    padded = np.pad(x["x0"][0].astype(np.int64), ((1, 0), (0, 1), (0, 0)))  # H, W, C
+    windows = [[padded[2 * i : 2 * i + 2, 4 * j : 4 * j + 4] for j in range(2)] for i in range(3)]
+    sums = np.array([[w.sum(axis=(0, 1)) for w in row] for row in windows])
+    want = np.floor(sums[None] / 8 + 0.5).astype(np.int64)
+    np.testing.assert_array_equal(emu.run(x)["y"], want)
+    np.testing.assert_array_equal(torch_ref(model, x, [4]), want)
