@@ -1004,3 +1004,55 @@ def test_qat_starts_at_the_calibrated_positions_and_rounds_as_they_do():
         net.weights["logits"].fill_(0.5)
     out = net.to_graph().convs()[0]
     assert out.bias.tolist() == [0.25, 0.25] and out.weight.reshape(-1).tolist() == [0.5, 0.5]
+
+
+def test_fix_points_json_gives_each_layer_its_shifts_worked_by_hand():
+    """fix_points.json of a hand-made graph, every figure worked by hand: a conv's shift_cut is fp_in + fp_w -
+    fp_out and its shift_bias fp_in + fp_w - fp_b (only with a bias); an add's shift_read is each input's fix
+    position above the coarser one and its shift_write the coarser one's less the output's."""
+    import json
+
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    graph = QGraph(
+        [
+            ConvOp("c1", "image", w, np.zeros(4, np.float32), act="relu"),
+            ConvOp("c2", "c1", np.zeros((4, 1, 3, 3), np.float32), None, groups=4),
+            AddOp("a", "c1", "c2"),
+            HardActOp("h", "a", kind="hswish"),
+            DepthToSpaceOp("logits", "h"),
+        ],
+        (3, 8, 8),
+    )
+    fix = FixPoints({"image": 6, "c1": 4, "c2": 5, "a": 3, "h": 5, "logits": 5}, {"c1": 7, "c2": 6}, {"c1": 9})
+    doc = fix.to_json(graph)
+    assert doc["format"] == "dpupose-fix-points/1"
+    assert doc["input"] == {"name": "image", "fix_point": 6} and doc["output"] == {"name": "logits", "fix_point": 5}
+    assert list(doc["activations"].items()) == [("image", 6), ("c1", 4), ("c2", 5), ("a", 3), ("h", 5), ("logits", 5)]
+    assert doc["weights"] == {"c1": 7, "c2": 6} and doc["biases"] == {"c1": 9}
+    c1, c2, a, h, logits = doc["layers"]
+    assert c1 == {
+        "name": "c1", "op": "conv", "inputs": ["image"], "input_fix_points": [6], "output_fix_point": 4,
+        "act": "relu", "weights_fix_point": 7, "bias_fix_point": 9, "shift_cut": 6 + 7 - 4, "shift_bias": 6 + 7 - 9,
+    }  # fmt: skip
+    assert c2 == {
+        "name": "c2", "op": "conv", "inputs": ["c1"], "input_fix_points": [4], "output_fix_point": 5,
+        "act": "none", "weights_fix_point": 6, "bias_fix_point": None, "shift_cut": 4 + 6 - 5,
+    }  # fmt: skip
+    assert a == {
+        "name": "a", "op": "add", "inputs": ["c1", "c2"], "input_fix_points": [4, 5], "output_fix_point": 3,
+        "act": "none", "shift_read": [0, 1], "shift_write": 4 - 3,
+    }  # fmt: skip
+    assert h == {
+        "name": "h", "op": "hswish", "inputs": ["a"], "input_fix_points": [3], "output_fix_point": 5, "act": "none"
+    }  # fmt: skip
+    assert logits["op"] == "depthtospace" and logits["input_fix_points"] == [5]
+    json.dumps(doc)  # plain JSON
+    # the graph's own look-ups: every reader of a tensor, in order; the op that makes one
+    assert [op.name for op in graph.consumers("c1")] == ["c2", "a"]
+    assert graph.producer("a") is graph.op("a") and graph.producer("image") is None
+    # a copy of the fix points is the calibrated positions' own: a constraint moving one leaves them alone
+    moved = fix.copy()
+    moved.activations["a"] = 2
+    moved.weights["c1"] = 6
+    moved.biases["c1"] = 8
+    assert fix.activations["a"] == 3 and fix.weights["c1"] == 7 and fix.biases["c1"] == 9
