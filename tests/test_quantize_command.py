@@ -688,3 +688,69 @@ def test_quantize_prints_the_lowest_per_layer_sqnr(monkeypatch, capsys):
         "ONNX Runtime fast path vs emulator (logits): max 1 LSB, mean 0.125 LSB",
         "lowest per-layer SQNR: 12.5 dB at b",
     ]
+
+
+# ---- what a mutation audit of the pipeline found untested ------------------------------------------------
+def test_the_summary_lists_every_file_and_records_the_checkpoints_epoch(result):
+    summary = json.loads((result / "summary.json").read_text())
+    assert summary["files"] == [*sorted(p.name for p in result.iterdir() if p.name != "summary.json"), "summary.json"]
+    assert summary["epoch"] == 3  # quant_helpers.save_checkpoint writes epoch 3
+    assert json.loads((result / "fix_points.json").read_text())["generated_by"] == "dpupose quantize"
+
+
+def test_bad_options_and_outputs_are_refused_before_the_calibration_set_is_opened(tmp_path, ckpt, monkeypatch):
+    """Each refusal comes before the calibration set is chosen (and, for synthetic data, generated: minutes)."""
+    import dpupose.quant.data
+
+    def never(*args, **kwargs):
+        raise AssertionError("the calibration set was opened")
+
+    monkeypatch.setattr(dpupose.quant.data, "open_calibration_set", never)
+    (tmp_path / "file").write_text("x")
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(ckpt.read_bytes()[:5000])
+    cases = (
+        ({"qat_epochs": -1}, UsageError, r"^--qat-epochs must be >= 0$"),
+        ({"target": "DPUCZDX8G_ISA1_B1600"}, UsageError, r"--target names the DPU for --engine vai_q; --engine native"),
+        ({"out": tmp_path / "file" / "q"}, NotADirectoryError, "is not a folder"),
+        ({"out": foreign}, UsageError, "is not an earlier `dpupose quantize` result"),
+        ({"checkpoint": damaged}, CheckpointError, "truncated"),
+    )
+    for change, error, message in cases:
+        cfg = dataclasses.replace(QuantizeConfig(checkpoint=ckpt, out=tmp_path / "q", num_calib=2), **change)
+        with pytest.raises(error, match=message):
+            quantize(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.pt", "file", "precious"]
+
+
+def test_an_earlier_result_whose_file_list_holds_other_than_names_is_replaced(tmp_path):
+    from dpupose.quant.pipeline import staged_dir
+
+    out = tmp_path / "q"
+    out.mkdir()
+    (out / "model_qdq.onnx").write_bytes(b"old")
+    (out / "summary.json").write_text(json.dumps({"files": [7, None, "model_qdq.onnx", "summary.json"]}))
+    with staged_dir(out) as tmp:
+        (tmp / "summary.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_a_qat_run_records_its_epochs_steps_and_last_loss(tmp_path, ckpt, synth_root, monkeypatch):
+    import dpupose.quant.qat
+
+    calls = []
+
+    def recorded(graph, fix, images, epochs, seed=0):
+        calls.append((epochs, seed, [len(x) for x in images]))
+        return graph, fix, [0.5, 0.25, 0.125]
+
+    monkeypatch.setattr(dpupose.quant.qat, "qat_finetune", recorded)
+    cfg = QuantizeConfig(checkpoint=ckpt, out=tmp_path / "q", data_root=synth_root, num_calib=4, batch_size=2,
+                         qat_epochs=2, summary_samples=2, seed=5)  # fmt: skip
+    doc = quantize(cfg)
+    assert calls == [(2, 5, [2, 2])]
+    assert doc["qat"] == {"epochs": 2, "steps": 3, "final_loss": 0.125}
+    assert json.loads((tmp_path / "q" / "summary.json").read_text())["qat"] == doc["qat"]
