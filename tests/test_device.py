@@ -282,3 +282,14 @@ def test_torch_predictor_returns_numpy_from_the_device():
         want_coords, want_heatmaps = model(torch.from_numpy(images))
     assert isinstance(coords, np.ndarray) and np.array_equal(coords, want_coords.numpy())
     assert np.array_equal(heatmaps, want_heatmaps.numpy())
+
+
+def test_containers_holding_a_gpu_tensor_keep_their_kind():
+    """on_cpu copies a list or a tuple holding a GPU tensor as a list or a tuple (a tuple stays a tuple), its
+    other items as they are."""
+    t = torch.arange(3.0).as_subclass(OnGpu)
+    moved = on_cpu({"pair": (t, 2), "list": [t, "x"], "n": 3})
+    assert type(moved["pair"]) is tuple and type(moved["list"]) is list
+    assert moved["pair"][1] == 2 and moved["list"][1] == "x" and moved["n"] == 3
+    for value in (moved["pair"][0], moved["list"][0]):
+        assert type(value) is torch.Tensor and torch.equal(value, torch.arange(3.0))

@@ -972,3 +972,49 @@ def test_an_onnx_file_is_named_as_one_whatever_the_case_of_its_suffix(tmp_path):
         (tmp_path / name).write_bytes(b"onnx")
         with pytest.raises(CheckpointError, match=rf"{name} is an ONNX model, not a checkpoint"):
             read_checkpoint(tmp_path / name)
+
+
+def test_a_checkpoint_refusal_counts_the_weights_of_other_shapes_and_names_missing_ones_in_the_networks_order(
+    tmp_path,
+):
+    """A width-0.5 network's weights under a model_config of 1.4: the count of weights of other shapes is the
+    two networks' own (their state_dicts compared here); names missing from a file are shown in the network's
+    order, the first three; a value that is not a tensor is named by torch's line for it."""
+    import re
+
+    small = PoseNet(ModelConfig(input_size=64, width_mult=0.5)).state_dict()
+    wide = PoseNet(ModelConfig(input_size=64, width_mult=1.4)).state_dict()
+    differ = sum(small[k].shape != wide[k].shape for k in small)
+    assert 200 < differ < len(small)
+    edited = save_checkpoint(
+        {"model": small, "model_config": ModelConfig(input_size=64, width_mult=1.4).to_dict()}, tmp_path / "e.pt"
+    )
+    with pytest.raises(CheckpointError, match=rf"does not match the model \({differ} weight\(s\) of other shapes"):
+        load_checkpoint(edited)
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    names = list(net.state_dict())
+    partial = save_checkpoint(
+        {"model": {k: v for k, v in net.state_dict().items() if k.startswith("dpu_part.head")},
+         "model_config": net.config.to_dict()},
+        tmp_path / "p.pt",
+    )  # fmt: skip
+    missing = [k for k in names if not k.startswith("dpu_part.head")]
+    shown = ", ".join(repr(k) for k in missing[:3])
+    with pytest.raises(CheckpointError, match=re.escape(f"(missing {len(missing)}: {shown}, ...)")):
+        load_checkpoint(partial)
+    weights = dict(net.state_dict())
+    weights["dpu_part.head.weight"] = 5
+    odd = save_checkpoint({"model": weights, "model_config": net.config.to_dict()}, tmp_path / "o.pt")
+    with pytest.raises(
+        CheckpointError, match=r'does not match the model \(While copying the parameter named "dpu_part'
+    ):
+        load_checkpoint(odd)
+
+
+def test_a_file_with_the_format_but_no_weights_is_refused_by_name(tmp_path):
+    from dpupose.model.checkpoint import FORMAT
+
+    path = tmp_path / "no_weights.pt"
+    torch.save({"format": FORMAT, "model_config": ModelConfig(input_size=64).to_dict(), "epoch": 2}, path)
+    with pytest.raises(CheckpointError, match=r"no_weights\.pt is not a dpupose checkpoint \(no 'dpupose-checkpoint'"):
+        load_checkpoint(path)
