@@ -96,7 +96,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be truncated or from another "
             f"program: use a checkpoint {WRITTEN_BY}"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+    if isinstance(state, dict) and state.get("format") == FORMAT and "model" not in state:
+        raise CheckpointError(
+            f"{path} is marked as a dpupose checkpoint but holds no network weights (no 'model' entry): it was "
+            f"damaged or written by another program; use a checkpoint {WRITTEN_BY}"
+        )
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a dpupose checkpoint (no '{FORMAT}' marker): this command takes checkpoints of "
             f"dpupose's own network, {WRITTEN_BY}; {OWN_MODEL}"
