@@ -288,6 +288,13 @@ def test_a_null_metadata_is_no_metadata(plan_dir: Path, data: dict) -> None:
     assert plan_from_dict(data, "plan.json", plan_dir).metadata == {}
 
 
+@pytest.mark.parametrize("value", [[], "", 0, False])
+def test_a_metadata_of_another_kind_is_refused_even_when_empty(plan_dir: Path, data: dict, value) -> None:
+    # an empty list or string, 0 or false is as much not an object as ["predicted"] is: a hand edit gone wrong
+    data["metadata"] = value
+    assert "plan.metadata must be a JSON object" in _error(data, plan_dir)
+
+
 def test_a_plan_file_named_in_capitals_is_read(plan_dir: Path, tmp_path: Path) -> None:
     # the file itself may be given in place of its folder; its suffix is compared whatever its case
     for sub in ("dpu0.onnx", "dpu1.onnx", "cpu0.onnx", "head.onnx"):

@@ -244,7 +244,9 @@ def plan_from_dict(data: object, source: str = PLAN_FILE, root: Path | None = No
     if not isinstance(subs, list) or not subs:
         raise r.fail("subgraphs", "must be a non-empty list")
     subgraphs = tuple(_subgraph(s, k, source) for k, s in enumerate(subs))
-    metadata = data.get("metadata") or {}
+    metadata = data.get("metadata")
+    if metadata is None:  # missing or null: none
+        metadata = {}
     if not isinstance(metadata, dict):
         raise r.fail("metadata", "must be a JSON object")
     plan = Plan(
