@@ -39,10 +39,6 @@ class ConvOp:
     def inputs(self) -> list[str]:
         return [self.input]
 
-    @property
-    def depthwise(self) -> bool:
-        return self.weight.shape[1] == 1 and self.groups > 1
-
 
 @dataclass
 class AddOp:
