@@ -446,11 +446,11 @@ def conv_limit_model(
     return model
 
 
-def _head_from(b: Builder, logits: str, side: int) -> None:
-    """The flat softmax and DSNT head on `logits` (1, J, side, side), as build()'s."""
+def _head_from(b: Builder, logits: str, side: int, batch: int = 1) -> None:
+    """The flat softmax and DSNT head on `logits` (batch, J, side, side), as build()'s."""
     grid = np.array([[pixel_centres(side)[i % side], pixel_centres(side)[i // side]] for i in range(side * side)])
-    b.const("flat_shape", np.array([1, J, side * side], np.int64))
-    b.const("map_shape", np.array([1, J, side, side], np.int64))
+    b.const("flat_shape", np.array([batch, J, side * side], np.int64))
+    b.const("map_shape", np.array([batch, J, side, side], np.int64))
     b.const("grid", grid.astype(np.float32))
     b.node("Reshape", [logits, "flat_shape"], "flat", name="head/flatten")
     b.node("Softmax", ["flat"], "flat_sm", name="head/softmax", axis=-1)
@@ -471,7 +471,7 @@ OP_CASES = (
 )  # fmt: skip
 
 
-def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
+def op_model(case: str, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     """image -> conv1 (3 -> 8, stride 2) + ReLU -> `case` (OP_CASES) named "mid" -> a 3x3 conv to J channels (or,
     after a fully connected "mid" of J x 16 outputs, its result itself) -> the head, every tensor between ops
     quantized: "add" c1 + c1; "add_broadcast" c1 + its global average (1, 8, 1, 1); "add_const" c1 + a
@@ -491,7 +491,8 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
     "bn_2561" of that many channels (the channel concat "pre" of two 1x1 convs of c1, 1280 channels and the
     rest, each within a conv's 256 x ICP on the B1600); "reshape" a
     Reshape of c1 to its own shape, "reshape_relu" with a ReLU after it, "unsqueeze" an Unsqueeze of c1 to 5-D
-    then (quantized) a Squeeze "mid/squeeze" back."""
+    then (quantized) a Squeeze "mid/squeeze" back. `batch` is the image's fixed first dimension (every reshape
+    keeps it: a fully connected case's rows are per image)."""
     rng = np.random.default_rng(seed)
     b = Builder()
     c1 = b.stem(rng)
@@ -510,15 +511,15 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         bias = b.param("mid.bias", rng.integers(-20, 21, (1, 8, 1, 1)).astype(np.int8), 4)
         b.node("Add", [c1, bias], "mid_float", name="mid")
     elif case.startswith(("gemm", "matmul")):
-        flat_in, shape = [1, -1], (8 * side * side, J * 16)
+        flat_in, shape = [batch, -1], (8 * side * side, J * 16)
         if case == "matmul_batched":
             shape = (2, 8 * side * side, J * 8)
         elif case == "gemm_transA":
             flat_in = [8 * side * side, 1]
         elif case in ("gemm_bias_rows", "gemm_rows"):
-            flat_in, shape = [8, -1], (side * side, J * 2)
+            flat_in, shape = [8 * batch, -1], (side * side, J * 2)
         elif case == "matmul_rows":
-            flat_in, shape = [1, 8, -1], (side * side, J * 2)
+            flat_in, shape = [batch, 8, -1], (side * side, J * 2)
         w = b.param("mid.weight", rng.integers(-40, 41, shape).astype(np.int8), 9)
         b.const("flat_in_shape", np.array(flat_in, np.int64))
         b.node("Reshape", [c1, "flat_in_shape"], "flat_float", name="mid/flatten")
@@ -530,7 +531,7 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         attrs.update({"gemm_alpha": {"alpha": 0.5}, "gemm_beta": {"beta": 2.0}}.get(case, {}))
         b.node("Gemm" if case.startswith("gemm") else "MatMul", ins, "mid_float", name="mid", **attrs)
         b.qdq("mid_float", FP["logits"], "logits_flat")
-        b.const("logits_shape", np.array([1, J, 4, 4], np.int64))
+        b.const("logits_shape", np.array([batch, J, 4, 4], np.int64))
         b.node("Reshape", ["logits_flat", "logits_shape"], "logits", name="mid/unflatten")
         channels, side = 0, 4
     elif case.startswith("pad"):
@@ -594,8 +595,8 @@ def op_model(case: str, seed: int = 0) -> onnx.ModelProto:
         x = b.qdq(out, FP["mid"], "mid_q")
         y = b.conv(x, "conv3", channels, J, 1, rng)
         b.qdq(y, FP["logits"], "logits")
-    _head_from(b, "logits", side)
-    model = b.model(f"qdq_{case}", side)
+    _head_from(b, "logits", side, batch)
+    model = b.model(f"qdq_{case}", side, image_batch=batch, out_batch=batch)
     return model
 
 

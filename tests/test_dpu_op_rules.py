@@ -755,3 +755,57 @@ def test_a_layout_op_the_emulator_cannot_read_is_not_put_on_the_dpu():
     reshape = helper.make_node("Reshape", ["a", "shape"], ["y"])
     computed = GraphInfo({"a": (1, 8, 2, 2), "shape": (2,), "y": (1, 32)}, {}, lambda t: t == "a")
     assert dpu_support(reshape, computed, CFG) == (False, "Reshape of a tensor the DPU does not produce")
+
+
+@pytest.mark.parametrize(
+    ("case", "rows", "reshape"),
+    [("gemm", 0, "dpu"), ("gemm_bias", 0, "dpu"), ("matmul", 0, "dpu"), ("gemm_rows", [16, 64], "cpu"),
+     ("matmul_rows", [2, 8, 64], "dpu")],
+)  # fmt: skip
+def test_a_fully_connected_layer_s_rows_are_judged_at_the_model_s_fixed_batch(case, rows, reshape):
+    # a model exported with a fixed batch of 2: the rules read its shapes as batch 1, so the flattened c1 (2, 512)
+    # was '2 rows of one image at batch 1' and every ordinary Gemm / MatMul went to the CPU (and out of dpu
+    # estimate's walk); rows are now per image of the image input's batch, by the rules and the walk alike
+    from split_models import op_model
+
+    from dpupose.dpu.graph import extract_layers
+    from dpupose.split.assign import assign
+    from dpupose.split.graph import analyze
+
+    model = op_model(case, batch=2)
+    g = analyze(model)
+    a = assign(g, CFG)
+    device = {u.name: (a.devices[u.index], a.reasons[u.index]) for u in g.units}
+    walk = extract_layers(model, CFG)
+    fc = [(layer.inputs, layer.output) for layer in walk.layers if layer.name == "mid"]
+    op = "Gemm" if case.startswith("gemm") else "MatMul"
+    assert device["mid/flatten"][0] == reshape
+    if not rows:
+        assert device["mid"] == ("dpu", "fully connected (conv engine)")
+        assert fc == [(((2, 512, 1, 1),), (2, 256, 1, 1))]  # two images, one row each
+        return
+    why = (
+        f"{op} of an input of {rows} at batch 2 (8 rows of one image): XIR's fully connected layer (inner-product) "
+        "takes each image as one vector"
+    )
+    assert device["mid"] == ("cpu", why)
+    assert fc == [] and ("mid", op, f"not a DPU op ({why})") in walk.excluded
+    if reshape == "cpu":  # (2, 8, 8, 8) to (16, 64): the batch axis moved, as (1, 8, 8, 8) to (8, 64) at batch 1
+        assert device["mid/flatten"][1] == (
+            "Reshape of [2, 8, 8, 8] to [16, 64] (batch 2) moves the batch axis from the front: an image's values "
+            "would not be its own, and the DPU runs a layout op on each image"
+        )
+
+
+@pytest.mark.parametrize(
+    ("shape", "batch", "rows"),
+    [((1, 64), 1, None), ((2, 64), 2, None), ((2, 1, 64), 2, None), ((2, 64), 1, "2 rows"), ((8, 64), 2, "4 rows"),
+     ((2, 3, 64), 2, "3 rows"), ((1, 2, 64), 2, "its first axis is not the batch"), ((64,), 2, "no batch axis")],
+)  # fmt: skip
+def test_fc_rows_refusal_counts_rows_per_image_of_the_batch(shape, batch, rows):
+    from dpupose.runtime.dpu_ops import fc_rows_refusal
+
+    why = fc_rows_refusal(shape, batch)
+    assert (why is None) == (rows is None)
+    if rows is not None:
+        assert why.startswith(f"an input of {list(shape)} at batch {batch} ({rows}")

@@ -58,6 +58,7 @@ from dpupose.dpu.ops import (
     dpu_support,
     engine_of,
     hard_activation_support,
+    image_batch,
     max_alu_channels,
     max_conv_channels,
     model_opset,
@@ -244,6 +245,8 @@ class _Walker:
         graph_inputs = {i.name for i in g.input} - self.const
         self.on_dpu: dict[str, bool] = dict.fromkeys(graph_inputs, True)
         self.graph_outputs = {o.name for o in g.output}
+        # the model's batch (a symbolic one is 1), which a fully connected layer's rows are judged per image of
+        self.batch = image_batch(self.shapes, [i.name for i in g.input if i.name not in self.const])
         self.chained: set[int] = set()  # id() of the activations (and folded ops) fused into a DPU op
         self.result = DpuGraph()
 
@@ -417,7 +420,7 @@ class _Walker:
         names = {t for n in nodes for t in [*n.input, *n.output] if t}
         shapes = {t: tuple(self.shapes[t]) for t in names if t in self.shapes}
         constants = {t: self.value(t) for t in names if t in self.const}
-        return GraphInfo(shapes, constants, opset=self.opset)
+        return GraphInfo(shapes, constants, opset=self.opset, batch=self.batch)
 
     def value(self, name: str) -> Any:
         from onnx import numpy_helper

@@ -29,8 +29,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   two dimensions: CPU). XIR's inner-product / matmul has no alpha or beta and adds a constant bias of one value
   per output (dpu_ops.gemm_refusal, which the emulator shares): a Gemm with alpha, or beta with a C, other than
   1, a C that is not constant, or a C of more than one value per output (rows of their own): CPU. It flattens
-  each image to one vector: an input of more than one row for one image at batch 1 (a CPU Reshape to (8, 64), a
-  MatMul of a 4-D map; dpu_ops.fc_rows_refusal, the emulator's check too): CPU.
+  each image to one vector: an input of more than one row for one image (a CPU Reshape to (8, 64) at batch 1, a
+  MatMul of a 4-D map; dpu_ops.fc_rows_refusal, the emulator's check too), judged at the model's batch (its image
+  input's first dimension, 1 when symbolic: (2, 512) at a fixed batch of 2 is one row per image): CPU.
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
   input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
@@ -61,8 +62,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   including the edge pixel, which neither ONNX 'reflect' (edge left out) nor 'edge' (edge repeated) is:
   those, a non-zero value, a pad of N or C and a negative pad (a crop) run on the CPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves) and
-  the output, at batch 1, keeps the batch axis first and 1 (dpu_ops.layout_moves_batch, the emulator's check: a
-  Reshape of (1, 8, 8, 8) to (512, 1) makes rows of one image's values; CPU).
+  the output, at the model's batch, keeps the batch axis first and the batch (dpu_ops.layout_moves_batch, the
+  emulator's check at batch 1: a Reshape of (1, 8, 8, 8) to (512, 1), or of (2, 8, 8, 8) to (16, 64) at a fixed
+  batch of 2, makes rows of one image's values; CPU).
 - BatchNormalization: folded into the conv before it, or a 1x1 depthwise conv (ALU engine) of C <= 256 * ICP,
   a depthwise conv's channel limit (the target factory has no batch norm op of its own).
 - DepthToSpace (pixel shuffle): the configuration's `depth_to_space_on_dpu` switch (whether the compiler
@@ -94,7 +96,7 @@ Host only (needs the `onnx` package for attributes).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,16 +171,19 @@ POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 class GraphInfo:
     """What a rule needs to know about the graph around a node.
 
-    shapes: tensor -> static shape (batch 1) where known; constants: initializer / Constant values;
-    on_dpu: tensor -> whether its producer is on the DPU (None when not decided yet or a graph input);
+    shapes: tensor -> static shape (a symbolic batch taken as 1) where known; constants: initializer / Constant
+    values; on_dpu: tensor -> whether its producer is on the DPU (None when not decided yet or a graph input);
     opset: the model's default-domain (ai.onnx) opset, which decides how some attributes read (0: not
-    known, read as the newest).
+    known, read as the newest); batch: the model's batch, its image input's first dimension in `shapes` (1 for
+    a symbolic one, `image_batch`), which a fully connected layer's rows and a layout op's output are judged per
+    image of.
     """
 
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     constants: Mapping[str, np.ndarray | None] = field(default_factory=dict)  # None: constant, value unknown
     on_dpu: Callable[[str], bool | None] = lambda _name: None
     opset: int = 0
+    batch: int = 1
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         return self.shapes.get(name)
@@ -202,6 +207,17 @@ def attr(node: Any, name: str, default: Any = None) -> Any:
 
 
 Support = tuple[bool, str]
+
+
+def image_batch(shapes: Mapping[str, Sequence[int]], inputs: Sequence[str]) -> int:
+    """The model's batch: the first dimension of its first 4-D graph input (the image, or a DPU subgraph's feature
+    map) in `shapes` (where a symbolic batch is 1); 1 if it has none (a subgraph reading only the (8, 64) rows a
+    CPU Reshape made of one image declares no batch of its own)."""
+    for name in inputs:
+        shape = shapes.get(name)
+        if shape is not None and len(shape) == 4:
+            return max(1, int(shape[0]))
+    return 1
 
 
 def model_opset(model: Any) -> int:
@@ -476,7 +492,7 @@ def _fc(node: Any, info: GraphInfo) -> Support:
         if why is not None:
             return _cpu(f"Gemm with {why}")
     x = info.shape(node.input[0])
-    why = None if x is None else fc_rows_refusal(x)
+    why = None if x is None else fc_rows_refusal(x, info.batch)
     if why is not None:
         return _cpu(f"{node.op_type} of {why}")
     return True, "fully connected (conv engine)"
@@ -884,10 +900,10 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
         if not (acts and all(info.on_dpu(t) for t in acts)):
             return _cpu(f"{op} of a tensor the DPU does not produce")
         x, y = info.shape(acts[0]), info.shape(node.output[0])
-        if x is not None and y is not None and x[:1] == (1,) and layout_moves_batch(y):
+        if x is not None and y is not None and x[:1] == (info.batch,) and layout_moves_batch(y, info.batch):
             return _cpu(
-                f"{op} of {list(x)} to {list(y)} (batch 1) moves the batch axis from the front: an image's values "
-                "would not be its own, and the DPU runs a layout op on each image"
+                f"{op} of {list(x)} to {list(y)} (batch {info.batch}) moves the batch axis from the front: an "
+                "image's values would not be its own, and the DPU runs a layout op on each image"
             )
         return True, f"{op} of a DPU tensor (layout only)"
     if op in PASS_THROUGH_OPS:

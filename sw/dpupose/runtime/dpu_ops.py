@@ -575,30 +575,37 @@ def gemm_refusal(alpha: float, beta: float, bias_shape: tuple[int, ...] | None, 
     return None
 
 
-def fc_rows_refusal(shape: Sequence[int]) -> str | None:
-    """Why a fully connected layer (a Gemm or MatMul by a constant weight) whose input on one image (batch 1) is
-    `shape` is not the DPU's, or None when it is one row per image ((1, K), or (1, 1, ..., K)). XIR's inner-product
-    flattens each image to one vector of K values, and no Xilinx source shows the DPU taking several rows of one
-    image (a CPU Reshape to (8, 64) at batch 1, a MatMul of a 4-D map) as a batch of products; the emulator would run
-    them as images. The operator rules leave such a layer to the CPU and the emulator refuses it, with this reason
-    (after "Gemm of" / "MatMul of")."""
+def fc_rows_refusal(shape: Sequence[int], batch: int = 1) -> str | None:
+    """Why a fully connected layer (a Gemm or MatMul by a constant weight) whose input is `shape` at the model's batch
+    `batch` (its image input's first dimension; a symbolic one is taken as 1) is not the DPU's, or None when it is one
+    row per image ((batch, K), or (batch, 1, ..., K)). XIR's inner-product flattens each image to one vector of K
+    values, and no Xilinx source shows the DPU taking several rows of one image (a CPU Reshape to (8, 64) at batch 1,
+    a MatMul of a 4-D map) as a batch of products; the emulator would run them as images. The operator rules leave
+    such a layer to the CPU and the emulator refuses it, with this reason (after "Gemm of" / "MatMul of"); the
+    emulator asks at batch 1 (it runs one image at a time)."""
     if len(shape) < 2:
-        return f"an input of {list(shape)} at batch 1 (no batch axis before its row of values)"
-    rows = math.prod(shape[:-1])
-    if rows == 1:
+        return f"an input of {list(shape)} at batch {batch} (no batch axis before its row of values)"
+    if shape[0] == batch and math.prod(shape[1:-1]) == 1:
         return None
+    rows = math.prod(shape[:-1])
+    if shape[0] % batch:
+        return (
+            f"an input of {list(shape)} at batch {batch} (its first axis is not the batch): XIR's fully connected "
+            "layer (inner-product) takes each image as one vector"
+        )
     return (
-        f"an input of {list(shape)} at batch 1 ({rows} rows of one image): XIR's fully connected layer "
-        "(inner-product) takes each image as one vector"
+        f"an input of {list(shape)} at batch {batch} ({rows // batch} rows of one image): XIR's fully connected "
+        "layer (inner-product) takes each image as one vector"
     )
 
 
-def layout_moves_batch(shape: tuple[int, ...]) -> bool:
-    """Whether a layout op (Reshape, Flatten, Squeeze, Unsqueeze) whose output on one image (batch 1) is `shape`
-    does not keep the batch axis first and 1, so that an image's values are not its own (a Reshape of
-    (1, 8, 8, 8) to (512, 1) makes 512 rows of one image). The emulator runs a layout op one image at a time and
-    refuses such a one; the operator rules leave it to the CPU."""
-    return not shape or shape[0] != 1
+def layout_moves_batch(shape: tuple[int, ...], batch: int = 1) -> bool:
+    """Whether a layout op (Reshape, Flatten, Squeeze, Unsqueeze) whose output at the model's batch `batch` (1 for
+    one image) is `shape` does not keep the batch axis first and `batch`, so that an image's values are not its own
+    (a Reshape of (1, 8, 8, 8) to (512, 1) makes 512 rows of one image, one of (2, 8, 8, 8) to (16, 64) 8 rows of
+    each). The emulator runs a layout op one image at a time and refuses such a one; the operator rules leave it
+    to the CPU."""
+    return not shape or shape[0] != batch
 
 
 def layout_shape(spec: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dpupose.dpu.graph import qoperator_node
-from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, model_opset
+from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, image_batch, model_opset
 from dpupose.errors import ModelFileError
 
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -76,7 +76,13 @@ class QdqGraph:
     quantized: bool  # has activation Q/DQ pairs at all
 
     def info(self, on_dpu: Any = None) -> GraphInfo:
-        return GraphInfo(self.shapes, self.constants, on_dpu or (lambda _t: None), model_opset(self.model))
+        return GraphInfo(
+            self.shapes,
+            self.constants,
+            on_dpu or (lambda _t: None),
+            model_opset(self.model),
+            image_batch(self.shapes, self.graph_inputs),
+        )
 
     def unit_by_name(self, name: str) -> Unit | None:
         """The unit holding node `name`, or producing tensor `name` (a Q/DQ node maps to its producer)."""
