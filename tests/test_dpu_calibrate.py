@@ -208,3 +208,24 @@ def test_dpu_calibrate_write_writes_the_fit_once_and_then_says_it_is_unchanged(c
         assert main(["dpu", "calibrate", "--write", "--json"]) == 0
         assert capsys.readouterr().err.splitlines()[-1] == said
         assert target.read_text() == constants_toml(cal.constants, cal)
+
+
+def test_a_row_of_ip_v3_is_walked_without_the_ops_its_ip_lacks(tmp_path, monkeypatch):
+    # the walk asks the operator rules at the row's IP (IP v3.x has no hsigmoid and no eltwise mult): one walk per
+    # network and DPU was shared by rows of IP v3.x and v4, so a v3.x row would have costed a hard swish
+    import onnx
+    from dpu_onnx import hard_activation
+
+    from dpupose.dpu import zoo
+    from dpupose.dpu.calibrate import Row, graph_key, network_graphs
+
+    def export(name, path, input_size=224):
+        onnx.save(hard_activation("HardSwish", 64, 28), str(path))
+        return path
+
+    monkeypatch.setattr(zoo, "export", export)
+    rows = [Row("net", 224, 1.0, "ZCU104", 1, "B4096", 300, ip, 100.0, 100.0, "test") for ip in ("3.4", "4.1")]
+    graphs = network_graphs(rows, tmp_path)
+    v3, v4 = (graphs[graph_key(r)] for r in rows)
+    assert v3.layers == [] and v3.excluded[0][2].startswith("not a DPU op (HardSwish on DPUCZDX8G IP v3.4: ")
+    assert [layer.kind for layer in v4.layers] == ["hsigmoid", "eltwise"]

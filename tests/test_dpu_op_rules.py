@@ -809,3 +809,44 @@ def test_fc_rows_refusal_counts_rows_per_image_of_the_batch(shape, batch, rows):
     assert (why is None) == (rows is None)
     if rows is not None:
         assert why.startswith(f"an input of {list(shape)} at batch {batch} ({rows}")
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_the_rules_put_no_hard_activation_or_eltwise_mult_on_ip_v3(ip):
+    # IP v3.x's VART targets (expired_targets/DPUCZDX8G_ISA0_*.prototxt, Xilinx/Vitis-AI b2b227921b66) have no
+    # hsigmoid op and an eltwise engine of elew_type add only; IP v4's (create_target_DPUCZDX8G_ISA1.cpp) both. The
+    # rules took IP v4's op set at every version: they now say which IP lacks what, and take an Add at either
+    v3 = ip.startswith("3.")
+    gi = info({"y": (1, 8, 8, 8), "z": (1, 8, 8, 8)})
+    lacks = (
+        f"on DPUCZDX8G IP v{ip}: its VART targets (DPUCZDX8G_ISA0_*) have no hsigmoid op (its pool and dwconv "
+        "engines have none)"
+    )
+    hsig = helper.make_node("HardSigmoid", ["y"], ["z"], alpha=1 / 6, beta=0.5)
+    hswish = helper.make_node("HardSwish", ["y"], ["z"])
+    mul = helper.make_node("Mul", ["y", "y"], ["z"])
+    add = helper.make_node("Add", ["y", "y"], ["z"])
+    if v3:
+        assert dpu_support(hsig, gi, CFG, ip) == (False, f"HardSigmoid {lacks}")
+        assert dpu_support(hswish, gi, CFG, ip) == (
+            False, f"HardSwish {lacks} and an eltwise engine that adds only (elew_type add, no mult)"
+        )  # fmt: skip
+        assert dpu_support(mul, gi, CFG, ip) == (
+            False,
+            f"an element-wise Mul of two activations on DPUCZDX8G IP v{ip}: its VART targets (DPUCZDX8G_ISA0_*) have "
+            "an eltwise engine that adds only (elew_type add, no mult)",
+        )
+    else:
+        assert dpu_support(hsig, gi, CFG, ip) == (True, "hard sigmoid relu6(x + 3) / 6 (ALU engine hsigmoid)")
+        assert dpu_support(hswish, gi, CFG, ip)[0] and dpu_support(mul, gi, CFG, ip)[0]
+    assert dpu_support(add, gi, CFG, ip) == (True, "element-wise Add (eltwise engine)")
+    # a Mul by a per-channel constant is the ALU's 1x1 depthwise conv at either IP
+    per_channel = helper.make_node("Mul", ["y", "c"], ["z"])
+    assert dpu_support(per_channel, info({"y": (1, 8, 8, 8), "c": (1, 8, 1, 1), "z": (1, 8, 8, 8)}, ("c",)), CFG, ip)[0]
+
+
+def test_an_unknown_ip_version_is_refused_by_the_rules():
+    from dpupose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown DPUCZDX8G IP version '3\.0'"):
+        dpu_support(helper.make_node("HardSwish", ["y"], ["z"]), info({"y": (1, 8, 8, 8)}), CFG, "3.0")

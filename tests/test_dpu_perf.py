@@ -200,10 +200,17 @@ def test_a_mul_by_a_constant_is_the_1x1_depthwise_conv_the_op_filter_makes_of_it
         assert layer_cycles(layer, b1600, "4.0") == layer_cycles(layer, b1600, "3.4") == 208
         assert layer.macs == 13 * 13 * 37 and layer.weight_bytes == 2 * 37  # C weights and C biases
     # over 256 x ICP = 2560 channels the depthwise check fails (check_load_jump_write): the eltwise mult,
-    # 13 * 4 * ceil(2561 / 10) = 257 at IP v4 and 13 * 13 * 257 at IP v3.x (1 pixel per cycle)
+    # 13 * 4 * ceil(2561 / 10) = 257 at IP v4; IP v3.x's eltwise engine adds only, so there it is no DPU layer
     (wide,) = extract_layers(mul_const(2561, 13), b1600).layers
     assert wide.kind == "eltwise"
-    assert (layer_cycles(wide, b1600, "4.0"), layer_cycles(wide, b1600, "3.4")) == (13 * 4 * 257, 13 * 13 * 257)
+    assert layer_cycles(wide, b1600, "4.0") == 13 * 4 * 257
+    for ip in ("3.3", "3.4"):
+        walk = extract_layers(mul_const(2561, 13), b1600, ip=ip)
+        assert walk.layers == [] and walk.excluded[0][2].startswith(
+            "not a DPU op (a Mul by a constant of 2561 channels (over 256 x ICP = 2560: the eltwise mult, not a 1x1 "
+            f"depthwise conv) on DPUCZDX8G IP v{ip}: its VART targets (DPUCZDX8G_ISA0_*) have an eltwise engine that "
+            "adds only"
+        )
 
 
 def test_a_batch_norm_not_folded_into_a_conv_is_a_1x1_depthwise_conv_and_one_after_a_conv_is_free():
@@ -264,6 +271,7 @@ def test_hard_activations_are_alu_and_eltwise_layers_not_fused():
     assert mult.compute_ms == pytest.approx(2 * pass_ms)  # x and hsigmoid(x)
     assert mult.memory_ms == pytest.approx(3 * tensor / BW * 1e3)
     assert swish.latency_ms == pytest.approx(hsig.time_ms + mult.time_ms)
+    assert estimate(hard_activation("HardSwish", 64, 28), B1600, U96, slow, ip="4.1").layers == swish.layers
     # ONNX's default HardSigmoid (0.2 x + 0.5) is not the DPU's: excluded for the operator rules' reason.
     graph = extract_layers(hard_activation("HardSigmoid", 64, 28), B1600)
     assert not graph.layers
@@ -732,3 +740,35 @@ def test_a_matmul_is_a_fully_connected_layer_per_row_of_its_input(x, w, y, rows,
     assert layer_cycles(layer, B1600) == rows * 4 * math.ceil(cout / 10) and layer.macs == rows * 37 * cout
     row = one_layer(model)  # its traffic: the input, the output and the weights
     assert row.memory_ms == pytest.approx((math.prod(x) + math.prod(y) + math.prod(w)) / BW * 1e3)
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4"])
+def test_ip_v3_has_no_hard_activation_and_no_eltwise_mult(ip):
+    # IP v3.x's VART targets (Xilinx/Vitis-AI b2b227921b66, src/vai_runtime/target_factory/expired_targets/
+    # DPUCZDX8G_ISA0_<ARCH>_{MAX,MAX_BG2,MIN}.prototxt) have no hsigmoid op on any engine and an eltwise engine of
+    # elew_type add only (a mult only in DPUCZDX8G_ISA0_B4096_MAX_EM): the estimate at ip 3.x costed a hard sigmoid
+    # as an ALU hsigmoid and a hard swish as that and an eltwise mult; the walk now leaves them out with the
+    # operator rules' reason naming the version, and an element-wise Mul of two activations too, not an Add
+    lacks = (
+        f"on DPUCZDX8G IP v{ip}: its VART targets (DPUCZDX8G_ISA0_*) have no hsigmoid op (its pool and dwconv "
+        "engines have none)"
+    )
+    sig = extract_layers(hard_activation("HardSigmoid", 64, 28, alpha=1 / 6, beta=0.5), B1600, ip=ip)
+    assert sig.layers == [] and sig.excluded == [("hard", "HardSigmoid", f"not a DPU op (HardSigmoid {lacks})")]
+    swish = extract_layers(hard_activation("HardSwish", 64, 28), B1600, ip=ip)
+    assert swish.layers == [] and swish.excluded == [
+        ("hard", "HardSwish",
+         f"not a DPU op (HardSwish {lacks} and an eltwise engine that adds only (elew_type add, no mult))")
+    ]  # fmt: skip
+    with pytest.raises(ModelFileError, match="no layer the DPU runs"):
+        estimate(hard_activation("HardSwish", 64, 28), B1600, U96, NO_OVERHEAD, ip=ip)
+    mul = _graph(
+        [onnx.helper.make_node("Mul", ["x", "x"], ["y"], name="sq")], [("x", [1, 8, 6, 6])], [("y", [1, 8, 6, 6])]
+    )
+    assert [layer.kind for layer in extract_layers(mul, B1600).layers] == ["eltwise"]
+    walk = extract_layers(mul, B1600, ip=ip)
+    assert walk.layers == [] and walk.excluded == [
+        ("sq", "Mul", f"not a DPU op (an element-wise Mul of two activations on DPUCZDX8G IP v{ip}: its VART "
+         "targets (DPUCZDX8G_ISA0_*) have an eltwise engine that adds only (elew_type add, no mult))")
+    ]  # fmt: skip
+    assert [layer.kind for layer in extract_layers(add(8, 6), B1600, ip=ip).layers] == ["eltwise"]

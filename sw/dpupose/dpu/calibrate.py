@@ -196,8 +196,9 @@ def row_config(row: Row | ValidationRow) -> DpuConfig:
 
 def graph_key(row: Row | ValidationRow) -> tuple[Any, ...]:
     """The key of a row's network walk in `network_graphs`: the network, its input and what the operator rules
-    read of the row's DPU (graph.rules_key), so a row of another ARCH is not costed with another's walk."""
-    return (row.model, row.input_size, rules_key(row_config(row)))
+    read of the row's DPU (graph.rules_key, and its IP version: IP v3.x has no hsigmoid and no eltwise mult), so a
+    row of another ARCH or IP is not costed with another's walk."""
+    return (row.model, row.input_size, rules_key(row_config(row)), row.dpu_ip)
 
 
 def network_graphs(rows: Sequence[Row | ValidationRow], folder: Path) -> dict[tuple[Any, ...], DpuGraph]:
@@ -212,7 +213,7 @@ def network_graphs(rows: Sequence[Row | ValidationRow], folder: Path) -> dict[tu
             net = (row.model, row.input_size)
             if net not in paths:
                 paths[net] = zoo.export(row.model, folder / f"{row.model}_{row.input_size}.onnx", row.input_size)
-            graphs[key] = extract_layers(paths[net], row_config(row))
+            graphs[key] = extract_layers(paths[net], row_config(row), ip=row.dpu_ip)
     return graphs
 
 

@@ -23,6 +23,8 @@ Each node is classified:
 - HardSigmoid (relu6(x + 3) / 6; other alpha/beta: not a DPU op) and HardSwish are never fused (VART's
   DPUCZDX8G target factory fuses relu, leaky_relu and relu_six only): a HardSigmoid is one ALU hsigmoid
   layer, a HardSwish two layers of the node's name, the ALU hsigmoid and the eltwise mult x * hsigmoid(x);
+  on IP v3.x (extract_layers' ip; its targets have no hsigmoid and an eltwise engine that adds only) neither,
+  nor an element-wise Mul, is a DPU op;
 - fused, no cost: Relu, Clip (ReLU6), LeakyRelu where the operator rules fuse them after the op before
   them (its engine's activations: dpupose.dpu.ops.activation_support, as the split asks; an op whose
   activation they do not fuse is not a DPU op, nor is an activation with nothing to fuse into);
@@ -38,7 +40,7 @@ Each node is classified:
 - unknown (an op ONNX itself does not define, e.g. a custom domain): an error by default, or a
   conservative estimate when asked for, listed in the estimate's warnings.
 
-API: load_model(path_or_proto) -> onnx.ModelProto; extract_layers(model, cfg, unknown="error") -> DpuGraph
+API: load_model(path_or_proto) -> onnx.ModelProto; extract_layers(model, cfg, unknown="error", ip="4.0") -> DpuGraph
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ from typing import Any
 
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.ops import (
+    DEFAULT_IP,
     FUSED_ACTIVATION_OPS,
     HARD_ACTIVATION_OPS,
     GraphInfo,
     activation_support,
     attr,
+    check_ip,
     dpu_support,
     engine_of,
     hard_activation_support,
@@ -196,11 +200,12 @@ def _attr(node: Any, name: str, default: Any) -> Any:
 
 
 class _Walker:
-    def __init__(self, model: Any, cfg: DpuConfig, unknown: str) -> None:
+    def __init__(self, model: Any, cfg: DpuConfig, unknown: str, ip: str = DEFAULT_IP) -> None:
         import onnx
 
         self.onnx = onnx
         self.cfg = cfg
+        self.ip = check_ip(ip)  # the DPUCZDX8G IP version the rules are asked at (IP v3.x: no hsigmoid, no mult)
         self.unknown_policy = unknown
         try:
             model = onnx.shape_inference.infer_shapes(model)
@@ -346,7 +351,7 @@ class _Walker:
         """A hard sigmoid: one ALU hsigmoid layer. A hard swish: that, then the eltwise mult of its input by
         the hsigmoid's result (both layers named after the node, so a split costs them to its unit)."""
         op = node.op_type
-        on_dpu, why = hard_activation_support(node)  # the operator rules' decision, so the two cannot part
+        on_dpu, why = hard_activation_support(node, self.ip)  # the operator rules' decision: the two cannot part
         if not on_dpu:
             self.exclude(node, name, f"not a DPU op ({why})")
             return
@@ -430,7 +435,7 @@ class _Walker:
 
     def refused(self, node: Any) -> str | None:
         """The operator rules' reason for putting `node` on the CPU, or None when they put it on the DPU."""
-        ok, why = dpu_support(node, self.info(node), self.cfg)
+        ok, why = dpu_support(node, self.info(node), self.cfg, self.ip)
         return None if ok else why
 
     def too_wide(self, node: Any, dyn: list[str]) -> bool:
@@ -524,8 +529,9 @@ def qoperator_node(model: Any) -> str | None:
     return None
 
 
-def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error") -> DpuGraph:
-    """The DPU layers of `model` (path or ModelProto) under `cfg`'s rules.
+def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error", ip: str = DEFAULT_IP) -> DpuGraph:
+    """The DPU layers of `model` (path or ModelProto) under `cfg`'s rules on DPUCZDX8G IP version `ip` (IP v3.x
+    has no hsigmoid and no eltwise mult: a hard activation and an element-wise Mul are not DPU ops there).
 
     unknown: "error" raises ModelFileError naming ops ONNX does not define; "conservative" costs them
     as a heavy ALU pass plus their DDR traffic and lists them in DpuGraph.unknown.
@@ -539,4 +545,4 @@ def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error") -> DpuGra
             f"{qop} is ONNX Runtime's QOperator format, whose int8 operators are not DPU layers: give the FP32 "
             "model, or quantize it in QDQ format (quantize_static(..., quant_format=QuantFormat.QDQ))"
         )
-    return _Walker(proto, cfg, unknown).walk()
+    return _Walker(proto, cfg, unknown, ip).walk()

@@ -1,4 +1,5 @@
-"""Which ONNX operators the DPU runs (DPUCZDX8G IP v4, Vitis AI 2.5 partitioner rules), per configuration.
+"""Which ONNX operators the DPU runs (DPUCZDX8G IP v4, Vitis AI 2.5 partitioner rules), per configuration (and
+IP v3.x's lack of hard activations and of an element-wise mult, for the performance model's older rows).
 
 `dpu_support(node, info, cfg) -> (supported, reason)` answers for one ONNX node; the reason says what the
 DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG1414, see the DPU facts):
@@ -85,7 +86,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   own (add_alu_type(Target::Alu::hsigmoid)). A HardSigmoid that is relu6(x + 3) / 6 (as
   relu6(x + 3) * 2731 / 16384) is an ALU hsigmoid op; a HardSwish is x * hsigmoid(x): an ALU hsigmoid and
   an eltwise mult. Both read their input at its own fix point, so the quantizer puts a Q/DQ pair between
-  the op before and them; other alpha/beta: CPU.
+  the op before and them; other alpha/beta: CPU. On DPUCZDX8G IP v3.x (ISA0, `ip` of dpu_support; dpu estimate's
+  walk asks at its IP) neither is a DPU op, nor an element-wise Mul: its targets have no hsigmoid and an eltwise
+  engine that adds only (isa0_refusal).
 - Softmax: CPU. The compiler's DPUCZDX8G target has no softmax engine; the optional softmax kernel
   (`softmax = true`) is called by the Vitis AI Library's softmax function, outside the xmodel.
 - Everything else (sigmoid, tanh, exp, reductions, shape arithmetic, non-4-D tensors): CPU.
@@ -116,6 +119,15 @@ from dpupose.runtime.dpu_ops import (
     pixel_shuffle_refusal,
 )
 from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
+
+# DPUCZDX8G IP versions -> the ISA of their VART targets: v3.3 (DPU TRD of Vitis AI 1.3/1.4), v3.4 (Vitis AI
+# 2.0) are ISA0; v4.0 (Vitis AI 2.5), v4.1 (Vitis AI 3.0/3.5) ISA1. The rules are IP v4's (every shipped
+# configuration's); on ISA0 (VART's expired_targets/DPUCZDX8G_ISA0_<ARCH>_{MAX,MAX_BG2,MIN}.prototxt, Vitis-AI
+# b2b227921b66) the eltwise engine has elew_type add only (a mult only in DPUCZDX8G_ISA0_B4096_MAX_EM, which no
+# configuration here describes) and no engine an hsigmoid op, so a hard activation and an element-wise mult are
+# not DPU ops there (isa0_refusal). The performance model costs the eltwise engine's rate by it too (dpu.perf).
+IP_VERSIONS = {"3.3": 0, "3.4": 0, "4.0": 1, "4.1": 1}
+DEFAULT_IP = "4.0"
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
 FUSED_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu")  # the engines' nonlinear types: relu, relu_six, leaky_relu
@@ -816,9 +828,37 @@ NOT_FUSED = (
 )
 
 
-def hard_activation_support(node: Any) -> Support:
-    """A HardSigmoid / HardSwish as a DPU op of its own (ALU hsigmoid; a hard swish adds an eltwise mult)."""
-    if node.op_type == "HardSwish":
+def check_ip(ip: str) -> str:
+    """`ip` if it is a DPUCZDX8G IP version the rules and the performance model know, else ConfigError naming them."""
+    if ip not in IP_VERSIONS:
+        from dpupose.errors import ConfigError
+
+        raise ConfigError(f"unknown DPUCZDX8G IP version {ip!r}; the performance model knows {', '.join(IP_VERSIONS)}")
+    return ip
+
+
+def isa0_refusal(what: str, ip: str, mult: bool = False, hsigmoid: bool = False) -> str | None:
+    """Why `what` (a hard activation: `hsigmoid`; an element-wise mult: `mult`) is not a DPU op on DPUCZDX8G IP
+    version `ip`, or None on IP v4 (ISA1: VART's create_target_DPUCZDX8G_ISA1.cpp gives the ALU engine hsigmoid and
+    the eltwise engine add and mult). IP v3.x's targets (ISA0, DPUCZDX8G_ISA0_*.prototxt) have no hsigmoid op and an
+    eltwise engine that adds only."""
+    if IP_VERSIONS[check_ip(ip)] == 1:
+        return None
+    lacks = [
+        *(["no hsigmoid op (its pool and dwconv engines have none)"] if hsigmoid else []),
+        *(["an eltwise engine that adds only (elew_type add, no mult)"] if mult else []),
+    ]
+    return f"{what} on DPUCZDX8G IP v{ip}: its VART targets (DPUCZDX8G_ISA0_*) have {' and '.join(lacks)}"
+
+
+def hard_activation_support(node: Any, ip: str = DEFAULT_IP) -> Support:
+    """A HardSigmoid / HardSwish as a DPU op of its own (ALU hsigmoid; a hard swish adds an eltwise mult) on
+    DPUCZDX8G IP version `ip` (IP v3.x has neither: `isa0_refusal`)."""
+    swish = node.op_type == "HardSwish"
+    why = isa0_refusal(node.op_type, ip, mult=swish, hsigmoid=True)
+    if why is not None:
+        return _cpu(why)
+    if swish:
         return True, "hard swish x * hsigmoid(x) (ALU engine hsigmoid + eltwise engine mult)"
     alpha, beta = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
     if not is_hard_sigmoid(alpha, beta):
@@ -888,8 +928,10 @@ def engine_of(node: Any, info: GraphInfo, cfg: DpuConfig | None = None) -> str:
     return ALU_ENGINE
 
 
-def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
-    """(True, what the DPU does with it) or (False, why it runs on the CPU) for one ONNX node under `cfg`."""
+def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig, ip: str = DEFAULT_IP) -> Support:
+    """(True, what the DPU does with it) or (False, why it runs on the CPU) for one ONNX node under `cfg`, on
+    DPUCZDX8G IP version `ip` (the split's is IP v4, every shipped configuration's; dpu estimate's walk asks at
+    its own: IP v3.x runs no hard activation and no element-wise mult, `isa0_refusal`)."""
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
         return _cpu(f"{node.domain}::{op} is a custom operator")
@@ -922,7 +964,20 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if op in POOL_OPS:
         return _pool(node, info)
     if op in ("Add", "Mul"):
-        return _eltwise(node, info)
+        ok, why = _eltwise(node, info)
+        if ok and node.op_type == "Mul" and engine_of(node, info, cfg) == ELTWISE_ENGINE:
+            acts = info.activations(node)
+            x = info.shape(acts[0])
+            what = (
+                "an element-wise Mul of two activations"
+                if len(acts) > 1
+                else f"a Mul by a constant of {x[1] if x else '?'} channels (over 256 x ICP = "
+                f"{max_alu_channels(cfg)}: the eltwise mult, not a 1x1 depthwise conv)"
+            )
+            refused = isa0_refusal(what, ip, mult=True)
+            if refused is not None:
+                return _cpu(refused)
+        return ok, why
     if op in ("Resize", "Upsample"):
         return _resize(node, info, cfg)
     if op == "Concat":
@@ -936,7 +991,7 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     if op == "BatchNormalization":
         return _batch_norm(node, info, cfg)
     if op in HARD_ACTIVATION_OPS:
-        return hard_activation_support(node)
+        return hard_activation_support(node, ip)
     if op in FUSED_ACTIVATION_OPS:
         return _cpu(
             f"standalone {op}: the DPU fuses activations into the conv, depthwise conv or element-wise op before them"

@@ -36,7 +36,8 @@ API: estimate(model_or_path, cfg, board=None, constants=None, unknown="error", i
      estimate_graph(graph, cfg, board, constants, ip=DEFAULT_IP) -> Estimate  (on an already extracted DpuGraph)
      ip: the DPUCZDX8G IP version, one of IP_VERSIONS; default "4.0", the IP of Vitis AI 2.5 and its DPU-PYNQ
      overlays (fingerprint 0x101000016010404 in DPU-PYNQ 2.5's host/arch_ultra96.json: ISA1). The op set
-     is IP v4's whatever `ip` is: only the eltwise rate follows it.
+     is IP v4's whatever `ip` is, but for what IP v3.x lacks (no hsigmoid, no eltwise mult: a hard sigmoid, a
+     hard swish and an element-wise Mul are not DPU layers there, dpu.ops.isa0_refusal) and the eltwise rate.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from typing import Any
 from dpupose.dpu.board import Board, load_board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.graph import DpuGraph, Layer, extract_layers
-from dpupose.dpu.ops import max_conv_channels
+from dpupose.dpu.ops import DEFAULT_IP, IP_VERSIONS, check_ip, max_conv_channels
 from dpupose.dpu.paths import hw_dir
 from dpupose.dpu.tomlload import read_toml, reject_unknown
 from dpupose.errors import ConfigError, ModelFileError
@@ -57,11 +58,9 @@ from dpupose.errors import ConfigError, ModelFileError
 AXI_BYTES_PER_CYCLE = 32  # per core: two 128-bit data masters at the 1x clock
 UNKNOWN_ALU_PASSES = 18  # conservative cost of an op the model does not know
 HEAVY_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool"}
-# DPUCZDX8G IP versions -> the ISA of their VART targets: v3.3 (DPU TRD of Vitis AI 1.3/1.4), v3.4 (Vitis AI
-# 2.0) are ISA0; v4.0 (Vitis AI 2.5), v4.1 (Vitis AI 3.0/3.5) ISA1. The eltwise engine runs 1 pixel per cycle
-# on ISA0 (DPUCZDX8G_ISA0_<ARCH>_MAX.prototxt) and ALU_PP on ISA1; every other engine rate is the same.
-IP_VERSIONS = {"3.3": 0, "3.4": 0, "4.0": 1, "4.1": 1}
-DEFAULT_IP = "4.0"
+# DPUCZDX8G IP versions (dpu.ops.IP_VERSIONS) -> the ISA of their VART targets: v3.3, v3.4 ISA0; v4.0, v4.1 ISA1.
+# The eltwise engine runs 1 pixel per cycle on ISA0 (DPUCZDX8G_ISA0_<ARCH>_MAX.prototxt) and ALU_PP on ISA1; every
+# other engine rate is the same. ISA0 has no hsigmoid and no eltwise mult: the walk leaves them out (dpu.ops).
 
 
 @dataclass(frozen=True)
@@ -109,13 +108,6 @@ def _conv_cycles(oh: int, ow: int, cin: int, cout: int, kh: int, kw: int, cfg: D
 
 def _alu_cycles(oh: int, ow: int, c: int, taps: int, cfg: DpuConfig, pp: int | None = None) -> int:
     return oh * math.ceil(ow / (pp or cfg.alu_pp)) * math.ceil(c / cfg.icp) * taps
-
-
-def check_ip(ip: str) -> str:
-    """`ip` if it is an IP version the model knows, else ConfigError naming them."""
-    if ip not in IP_VERSIONS:
-        raise ConfigError(f"unknown DPUCZDX8G IP version {ip!r}; the performance model knows {', '.join(IP_VERSIONS)}")
-    return ip
 
 
 def eltwise_pixel_parallel(cfg: DpuConfig, ip: str = DEFAULT_IP) -> int:
@@ -324,9 +316,10 @@ def estimate(
 
     board defaults to the configuration's board (it sets the DDR bandwidth). Ops that are not DPU ops are
     excluded (listed in Estimate.excluded); unknown ops raise ModelFileError unless unknown="conservative".
-    ip is the DPUCZDX8G IP version (IP_VERSIONS), which sets the eltwise engine's rate.
+    ip is the DPUCZDX8G IP version (IP_VERSIONS), which sets the eltwise engine's rate and, on IP v3.x, leaves
+    out the hard activations and element-wise mults it has no op for.
     """
     check_ip(ip)
     b = board if isinstance(board, Board) else load_board(board or cfg.board)
-    graph = extract_layers(model, cfg, unknown=unknown)
+    graph = extract_layers(model, cfg, unknown=unknown, ip=ip)
     return estimate_graph(graph, cfg, b, constants or load_constants(), ip=ip)
