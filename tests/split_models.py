@@ -464,7 +464,7 @@ OP_CASES = (
     "add", "add_broadcast", "add_const", "add_relu6", "mul_broadcast",
     "gemm", "gemm_transA", "gemm_bias", "gemm_alpha", "gemm_beta", "gemm_bias_rows", "gemm_rows",
     "matmul", "matmul_rows", "matmul_batched",
-    "pad", "pad_value", "pad_reflect", "pad_edge", "pad_channel",
+    "pad", "pad_value", "pad_reflect", "pad_edge", "pad_edge2", "pad_channel",
     "pad_crop",
     "pad_relu", "depth_to_space", "depth_to_space_dcr", "depth_to_space_relu", "bn", "bn_relu", "bn_2560", "bn_2561",
     "reshape", "reshape_relu", "unsqueeze",
@@ -483,8 +483,8 @@ def op_model(case: str, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     "matmul_rows" c1 reshaped to (1, 8, 64) (8 rows of one image) by that weight, "matmul_batched" the
     flattened c1 by a constant (2, 512, 128) weight (a batched product, (2, 1, 128));
     "pad" a constant Pad of 1 on H and W (of 0), "pad_value" of 0.5, "pad_reflect" and "pad_edge" in those
-    modes, "pad_channel" also of 1 on C (before and after), "pad_crop" of -1 on H and W,
-    "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
+    modes, "pad_edge2" in mode edge of 2 on H and W, "pad_channel" also of 1 on C (before and after), "pad_crop"
+    of -1 on H and W, "pad_relu" with a ReLU after it; "depth_to_space" a DepthToSpace of
     block 2 (CRD, as torch's PixelShuffle exports), "depth_to_space_dcr" in mode DCR, "depth_to_space_relu"
     with a ReLU after it; "bn" a
     BatchNormalization of the quantized c1 (not folded into conv1), "bn_relu" with a ReLU after it, "bn_2560" /
@@ -535,14 +535,14 @@ def op_model(case: str, seed: int = 0, batch: int = 1) -> onnx.ModelProto:
         b.node("Reshape", ["logits_flat", "logits_shape"], "logits", name="mid/unflatten")
         channels, side = 0, 4
     elif case.startswith("pad"):
-        hw = -1 if case == "pad_crop" else 1
+        hw = {"pad_crop": -1, "pad_edge2": 2}.get(case, 1)
         c = 1 if case == "pad_channel" else 0
         b.const("mid_pads", np.array([0, c, hw, hw, 0, c, hw, hw], np.int64))
         ins = [c1, "mid_pads"]
         if case == "pad_value":
             b.const("mid_value", np.array(0.5, np.float32))
             ins.append("mid_value")
-        mode = {"pad_reflect": "reflect", "pad_edge": "edge"}.get(case, "constant")
+        mode = {"pad_reflect": "reflect", "pad_edge": "edge", "pad_edge2": "edge"}.get(case, "constant")
         b.node("Pad", ins, "mid_float", name="mid", mode=mode)
         if case == "pad_relu":
             b.node("Relu", ["mid_float"], "mid_act", name="mid/relu")

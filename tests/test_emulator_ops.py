@@ -1470,8 +1470,12 @@ def test_a_constant_pad_of_zero_is_the_input_with_int8_zeros_around_it(pads, ops
         ([0, 0, 1, 1, 0, 0, 1, 1], {"value": 0.5}, False, OPSET, "Pad with value 0.5: the DPU's pad-fix fills int8 0"),
         ([0, 0, 1, 1, 0, 0, 1, 1], {"value": -1.0}, False, 10, "Pad with value -1: the DPU's pad-fix fills int8 0"),
         ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "reflect"}, False, OPSET, "Pad in mode 'reflect': the DPU pads in XIR"),
-        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}, False, OPSET, "Pad in mode 'edge'"),
-        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}, False, 10, "Pad in mode 'edge'"),
+        # 'edge' with pads of 0 or 1 is XIR's SYMMETRIC (the mirrored edge pixel is the edge pixel); 2 is not
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}, False, OPSET, None),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}, False, 10, None),
+        ([0, 0, 0, 1, 0, 0, 1, 0], {"mode": "edge", "value": 0.5}, False, OPSET, None),  # edge reads no value
+        ([0, 0, 2, 0, 0, 0, 1, 1], {"mode": "edge"}, False, OPSET, "Pad in mode 'edge' with pads [2, 0, 1, 1]"),
+        ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "wrap"}, False, 19, "Pad in mode 'wrap'"),
         ([0, 1, 0, 0, 0, 0, 0, 0], {}, False, OPSET, "Pad of the batch or channel axis"),
         ([1, 0, 0, 0, 0, 0, 0, 0], {}, False, OPSET, "Pad of the batch or channel axis"),
         ([0, 0, -1, 0, 0, 0, 0, 1], {}, False, OPSET, "Pad with negative pads [0, 0, -1, 0, 0, 0, 0, 1] (a crop)"),
@@ -1502,6 +1506,38 @@ def test_the_rules_put_a_pad_on_the_dpu_exactly_when_the_emulator_runs_it(pads, 
     else:  # the emulator refuses it with the rules' reason: one reader of a Pad's mode, pads, value and axes
         with pytest.raises(NotEmulated, match=re.escape(reason)):
             EmulatorRunner(model)
+
+
+@pytest.mark.parametrize("tlbr", [(1, 1, 1, 1), (1, 0, 0, 1), (0, 1, 1, 0), (0, 0, 1, 0), (1, 1, 0, 0), (0, 0, 0, 0)])
+@pytest.mark.parametrize(("fp_in", "fp_out", "opset"), [(4, 4, OPSET), (3, 4, OPSET), (5, 5, 10)])
+def test_an_edge_pad_of_one_is_the_dpu_s_symmetric_pad_and_equals_onnx_runtime(tlbr, fp_in, fp_out, opset):
+    # ONNX 'edge' with each H and W pad 0 or 1 repeats the edge pixel once, which is what XIR pad-fix's SYMMETRIC
+    # mirror gives there (VART's cpu-runner pad-fix: before the input, index pad - 1 - min(h, pad - 1)); the rules
+    # left it to the CPU as not SYMMETRIC. It is now on the DPU, a copy of values (no arithmetic): ONNX Runtime's
+    # int8 exactly, where the Q after it keeps the fix point or gains bits (no rounding), and np.pad's edge mode
+    t, left, b, r = tlbr
+    model = _pad(fp_in, fp_out, [0, 0, t, left, 0, 0, b, r], opset, mode="edge")
+    emu = EmulatorRunner(model)
+    for seed in range(3):
+        x = feeds(emu, seed)
+        y = emu.run(x)["y"].astype(np.int64)
+        edge = np.pad(x["x0"].astype(np.int64), ((0, 0), (t, b), (left, r), (0, 0)), mode="edge")
+        np.testing.assert_array_equal(y, np.clip(edge * 2 ** (fp_out - fp_in), -128, 127))
+        np.testing.assert_array_equal(y, ort_plain(model, x))
+        np.testing.assert_array_equal(EmulatorRunner(model, exact=False).run(x)["y"], y)
+        np.testing.assert_array_equal(torch_ref(model, x, [fp_in]), y)  # deploy-check --against torch's reference
+
+
+def test_pad_fix_symmetric_mirrors_with_the_edge_pixel():
+    # XIR's pad-fix annotation (built_in_ops.cpp): [[1, 2], [3, 4]] padded [0, 1, 1, 0] (one column before, one
+    # row after) in SYMMETRIC is [[1, 1, 2], [3, 3, 4], [3, 3, 4]]; a pad of 2 takes rows 1, 0 | 0, 1 (VART's
+    # cpu-runner pad-fix), not 'edge''s 0, 0 and not 'reflect''s 2, 1
+    from dpupose.runtime.dpu_ops import pad_symmetric
+
+    x = np.array([[1, 2], [3, 4]], np.int8).reshape(1, 2, 2, 1)
+    np.testing.assert_array_equal(pad_symmetric(x, (0, 1, 1, 0))[0, ..., 0], [[1, 1, 2], [3, 3, 4], [3, 3, 4]])
+    col = np.arange(3, dtype=np.int8).reshape(1, 3, 1, 1)
+    np.testing.assert_array_equal(pad_symmetric(col, (2, 0, 3, 0))[0, :, 0, 0], [1, 0, 0, 1, 2, 2, 1, 0])
 
 
 def test_a_pad_of_more_channels_than_the_load_engine_takes_goes_to_the_cpu():

@@ -1212,6 +1212,46 @@ def test_a_pad_before_a_conv_is_split_onto_the_dpu_and_the_emulator_runs_it_as_t
     np.testing.assert_allclose(e["coords"], c["coords"], atol=0.05)
 
 
+def test_an_edge_pad_of_one_is_split_onto_the_dpu_and_the_emulator_runs_it_as_onnx_runtime(tmp_path):
+    # an 'edge' Pad of 1 on H and W (torch's ReplicationPad2d(1)) is XIR pad-fix's SYMMETRIC there, which
+    # vai_q_pytorch's DPU op filter takes, but the rules cut the DPU part at it: conv1, the Pad and conv3 are now
+    # one DPU subgraph, and the Pad's int8 output on the emulator is ONNX Runtime's exactly (values only move)
+    from dpupose.runtime.emulator import EmulatorRunner
+
+    path = tmp_path / "pad.onnx"
+    onnx.save(op_model("pad_edge"), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    plan, rows = result.plan, _rows(result)
+    assert _devices(plan) == ["dpu", "cpu"] and result.warnings == []
+    assert rows["mid"]["device"] == "dpu" and rows["conv3"]["device"] == "dpu"
+    assert rows["mid"]["reason"] == (
+        "Pad of the edge pixel (top, left, bottom, right [1, 1, 1, 1]: the load engine's SYMMETRIC pad-fix)"
+    )
+    dpu0 = plan.path(plan.subgraphs[0].file)
+    emu = EmulatorRunner(dpu0)
+    traced = onnx.load(str(dpu0))  # ONNX Runtime on the same file, the Pad's input and output read out
+    traced.graph.output.extend(onnx.helper.ValueInfoProto(name=n) for n in ("c1_int8", "mid_q_int8"))
+    session = ort.InferenceSession(traced.SerializeToString(), providers=["CPUExecutionProvider"])
+    fp_in = plan.subgraphs[0].inputs[0].fix_point
+    rng = np.random.default_rng(8)
+
+    def edge(c1: np.ndarray, axes: tuple[int, int]) -> np.ndarray:  # np.pad's edge mode, moved from fp 4 to 6
+        pads = [(0, 0)] * 4
+        pads[axes[0]] = pads[axes[1]] = (1, 1)
+        return np.clip(np.pad(c1.astype(np.int64), pads, mode="edge") * 4, -128, 127)
+
+    for _ in range(3):
+        x = rng.integers(-128, 128, (1, S, S, 3)).astype(np.int8)
+        layers = emu.trace({"image": x})
+        np.testing.assert_array_equal(layers["mid_q_int8"], edge(layers["c1_int8"], (1, 2)))  # NHWC
+        _, c1, mid = session.run(None, {"image": (x.transpose(0, 3, 1, 2) * 2.0**-fp_in).astype(np.float32)})
+        np.testing.assert_array_equal(mid, edge(c1, (2, 3)))  # NCHW: ONNX Runtime's edge Pad is the same copy
+    img = np.random.default_rng(9).normal(0, 1, (1, 3, S, S)).astype(np.float32)
+    e = SplitExecutor(plan, RunnerFactory(plan, "emulate").create_all()).infer_tensor(img)
+    c = SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all()).infer_tensor(img)
+    np.testing.assert_allclose(e["coords"], c["coords"], atol=0.05)
+
+
 def test_a_max_pool_on_the_dpu_runs_on_the_emulator(tmp_path):
     _, result = _split(tmp_path, "pool")
     assert _rows(result)["mid/pool"]["device"] == "dpu" and result.warnings == []
@@ -2373,7 +2413,8 @@ OP_RULES = {
     "pad": (True, None),
     "pad_value": (False, "Pad with value 0.5: the DPU's pad-fix fills int8 0"),
     "pad_reflect": (False, "Pad in mode 'reflect'"),
-    "pad_edge": (False, "Pad in mode 'edge'"),
+    "pad_edge": (True, None),  # pads of 1: XIR's SYMMETRIC (the edge pixel mirrored is the edge pixel)
+    "pad_edge2": (False, "Pad in mode 'edge' with pads [2, 2, 2, 2] (top, left, bottom, right): the DPU's SYMMETRIC"),
     "pad_channel": (False, "Pad of the batch or channel axis"),
     "pad_crop": (False, "Pad with negative pads"),
     "pad_relu": (False, "Relu after a Pad"),

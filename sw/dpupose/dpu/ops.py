@@ -60,8 +60,10 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   engine's channel_parallel, ICP; VART's cpu-runner pad-fix pads H and W only and fills a CONSTANT pad with
   int8 0 whatever its value): mode 'constant' with value 0, pads >= 0 on H and W only, constant (Pad-2's
   attributes; from Pad-11 on initializer or Constant inputs, Pad-18's axes too). XIR's SYMMETRIC mirrors
-  including the edge pixel, which neither ONNX 'reflect' (edge left out) nor 'edge' (edge repeated) is:
-  those, a non-zero value, a pad of N or C and a negative pad (a crop) run on the CPU.
+  including the edge pixel (the cpu-runner's pad-fix), which ONNX 'edge' (edge repeated) is where each H and
+  W pad is 0 or 1: such a Pad is SYMMETRIC on the DPU (dpu_ops.pad_hw, the emulator's check too). 'reflect'
+  (edge left out), 'edge' with a pad of 2 or more, a non-zero value, a pad of N or C and a negative pad (a
+  crop) run on the CPU.
 - Reshape / Flatten / Squeeze / Unsqueeze: only when the producer is on the DPU (they become layout moves) and
   the output, at the model's batch, keeps the batch axis first and the batch (dpu_ops.layout_moves_batch, the
   emulator's check at batch 1: a Reshape of (1, 8, 8, 8) to (512, 1), or of (2, 8, 8, 8) to (16, 64) at a fixed
@@ -116,6 +118,7 @@ from dpupose.runtime.dpu_ops import (
     layout_moves_batch,
     pad_args,
     pad_hw,
+    pad_xir_mode,
     pixel_shuffle_refusal,
 )
 from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
@@ -751,9 +754,10 @@ def pad_inputs(node: Any, info: GraphInfo) -> tuple[str, list[int], float, list[
 
 
 def _pad(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
-    """vai_q_pytorch's DPU op filter (filter_pad): XIR's CONSTANT (or SYMMETRIC) mode, C <= 256 x the load
+    """vai_q_pytorch's DPU op filter (filter_pad): XIR's CONSTANT or SYMMETRIC mode, C <= 256 x the load
     engine's channel_parallel (check_load_jump_write; VART's target factory sets it to ICP); VART's cpu-runner
-    pad-fix: H and W only, a constant pad of int8 0 (dpu_ops.pad_hw)."""
+    pad-fix: H and W only, a constant pad of int8 0, or SYMMETRIC, which is ONNX 'edge' for pads of 0 or 1
+    (dpu_ops.pad_hw)."""
     read = pad_inputs(node, info)
     if isinstance(read, str):
         return _cpu(read)
@@ -763,6 +767,8 @@ def _pad(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     x = info.shape(node.input[0])
     if x is not None and len(x) == 4 and x[1] > max_alu_channels(cfg):
         return _cpu(f"Pad of {x[1]} channels: over the load engine's 256 x ICP = {max_alu_channels(cfg)}")
+    if pad_xir_mode(read[0]) == "SYMMETRIC":
+        return True, f"Pad of the edge pixel (top, left, bottom, right {list(hw)}: the load engine's SYMMETRIC pad-fix)"
     return True, f"Pad of 0 (top, left, bottom, right {list(hw)}: the load engine's pad-fix)"
 
 

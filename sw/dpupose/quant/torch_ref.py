@@ -65,20 +65,25 @@ class TorchQdqReference:
         return torch.from_numpy(np.asarray(self.inits[name], dtype=np.float64))
 
     def _pad(self, node: onnx.NodeProto, a: dict, x: torch.Tensor) -> torch.Tensor:
-        """ONNX Pad in mode 'constant': Pad-2's pads and value attributes, or Pad-11's inputs (and Pad-18's
-        axes), read as the operator rules and the emulator read them (`dpu_ops.pad_args`), as torch's F.pad,
-        which takes (begin, end) pairs from the last axis back."""
+        """ONNX Pad in mode 'constant', or 'edge' of H and W (torch's replicate, the DPU's SYMMETRIC pad-fix where
+        each pad is 0 or 1): Pad-2's pads and value attributes, or Pad-11's inputs (and Pad-18's axes), read as the
+        operator rules and the emulator read them (`dpu_ops.pad_args`), as torch's F.pad, which takes (begin, end)
+        pairs from the last axis back."""
         read = pad_args(self.opset, a.get, node.input, self.inits.get)
         if isinstance(read, str):
             raise ModelFileError(f"the torch reference: {read}")
         mode, pads, value, axes = read
-        if mode != "constant":
-            raise ModelFileError(f"the torch reference pads in mode 'constant' only, not {mode!r}")
+        if mode not in ("constant", "edge"):
+            raise ModelFileError(f"the torch reference pads in mode 'constant' or 'edge' only, not {mode!r}")
         axes = list(range(x.dim())) if axes is None else [ax % x.dim() for ax in axes]
         pairs = [(0, 0)] * x.dim()
         for i, ax in enumerate(axes):
             pairs[ax] = (pads[i], pads[i + len(axes)])
         flat = [p for ax in reversed(range(x.dim())) for p in pairs[ax]]
+        if mode == "edge":
+            if x.dim() != 4 or any(flat[4:]):
+                raise ModelFileError("the torch reference pads in mode 'edge' a 4-D tensor's H and W only")
+            return F.pad(x, flat[:4], mode="replicate")
         return F.pad(x, flat, value=value)
 
     def _layout(self, node: onnx.NodeProto, a: dict, x: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,8 @@ confirmed with `dpupose deploy-check` on board dumps.
   exactly: all three agree while the input positions differ by at most 2. On the DPU an add fuses ReLU
   only (the partitioner keeps other activations after an add on the CPU); the others are computed here
   as after a conv.
+- pad (cpu-runner pad-fix): CONSTANT, rows and columns of int8 0 (ONNX 'constant' with value 0); SYMMETRIC, a copy
+  of the mirrored pixel, the edge included (ONNX 'edge' with every pad 0 or 1). Values only move.
 - pixel shuffle (DepthToSpace, mode CRD: VART's cpu-runner pixel_shuffle.cpp, PyTorch's PixelShuffle): a pure
   permutation, exact; the fix position passes through.
 - concat (cpu-runner concat-fix): each input moved to the output's fix position, DPURound of
@@ -757,18 +759,21 @@ def pad_hw(mode: str, pads: list[int], value: float, axes: list[int] | None = No
     cannot. `pads` in ONNX order (every axis' begin, then every axis' end; for `axes` only where given).
 
     vai_q_pytorch's DPU op filter (hardware/dpu_op_filter.py, filter_pad) takes XIR's CONSTANT and SYMMETRIC
-    modes only; VART's cpu-runner pad-fix (vai_library/cpu_task/ops/pad-fix) pads H and W only (N and C must
-    stay) and fills a CONSTANT pad with int8 0 whatever the pad value, so the DPU takes a constant pad of 0
-    (0.0 at every fix point: the zero point is 0). SYMMETRIC mirrors including the edge pixel (input rows
-    1, 0 | 0, 1, ...): ONNX 'reflect' leaves the edge out (2, 1 | 0, 1, 2) and 'edge' repeats it (0, 0 | 0,
-    1), so no ONNX mode is SYMMETRIC in general (only 'edge' with every pad at most 1 agrees with it): they
-    run on the CPU."""
-    if mode != "constant":
+    modes only (XIR's pad-fix, built_in_ops.cpp: mode CONSTANT, REFLECT or SYMMETRIC); VART's cpu-runner pad-fix
+    (vai_library/cpu_task/ops/pad-fix) pads H and W only (N and C must stay) and fills a CONSTANT pad with int8 0
+    whatever the pad value, so the DPU takes a constant pad of 0 (0.0 at every fix point: the zero point is 0).
+    SYMMETRIC mirrors including the edge pixel (input rows 1, 0 | 0, 1, ...; the cpu-runner's index
+    pad - 1 - min(h, pad - 1) before the input, `pad_symmetric`): ONNX 'reflect' leaves the edge out
+    (2, 1 | 0, 1, 2) and 'edge' repeats it (0, 0 | 0, 1), so the two agree only where every pad is at most 1
+    (one row or column: the edge pixel itself). An 'edge' Pad with each H and W pad 0 or 1 is SYMMETRIC
+    (`pad_xir_mode`); 'reflect', and 'edge' with a pad of 2 or more, run on the CPU. ONNX reads no value in
+    'edge' mode."""
+    if mode not in ("constant", "edge"):
         return (
             f"Pad in mode {mode!r}: the DPU pads in XIR's CONSTANT or SYMMETRIC mode (mirrored with the edge "
-            "pixel), which ONNX's 'reflect' and 'edge' are not"
+            "pixel), which ONNX's 'reflect' is not (it leaves the edge pixel out)"
         )
-    if value != 0:
+    if mode == "constant" and value != 0:
         return f"Pad with value {value:g}: the DPU's pad-fix fills int8 0 (value 0 only)"
     rank = 4
     axes = list(range(rank)) if axes is None else [a % rank for a in axes]
@@ -781,13 +786,46 @@ def pad_hw(mode: str, pads: list[int], value: float, axes: list[int] | None = No
         return f"Pad of the batch or channel axis (pads {full}): the DPU pads H and W only"
     if any(p < 0 for p in full):
         return f"Pad with negative pads {full} (a crop): the DPU's pads are 0 or more"
-    return full[2], full[3], full[6], full[7]
+    hw = full[2], full[3], full[6], full[7]
+    if mode == "edge" and max(hw) > 1:
+        return (
+            f"Pad in mode 'edge' with pads {list(hw)} (top, left, bottom, right): the DPU's SYMMETRIC pad mirrors "
+            "including the edge pixel, which is 'edge' only for pads of 0 or 1 (a second row is the next one, not "
+            "the edge again)"
+        )
+    return hw
+
+
+def pad_xir_mode(mode: str) -> str:
+    """XIR pad-fix's mode of an ONNX Pad that `pad_hw` takes: CONSTANT for 'constant', SYMMETRIC for 'edge'."""
+    return "SYMMETRIC" if mode == "edge" else "CONSTANT"
 
 
 def pad_constant(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
     """pad-fix in CONSTANT mode on NHWC int8 data: (top, left, bottom, right) rows and columns of int8 0, the
     values copied (the output keeps the input's fix point)."""
     return _pad_nhwc(x, pads)
+
+
+def _symmetric_index(n: int, before: int, after: int) -> np.ndarray:
+    """The input index of each of before + n + after output positions in VART's cpu-runner pad-fix SYMMETRIC:
+    p - before inside, before - 1 - min(p, before - 1) before it, n - 1 - min(p - before - n, n - 1) after it."""
+    p = np.arange(before + n + after)
+    idx = p - before
+    idx = np.where(p < before, before - 1 - np.minimum(p, before - 1), idx)
+    return np.where(p >= n + before, n - 1 - np.minimum(p - before - n, n - 1), idx)
+
+
+def pad_symmetric(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """pad-fix in SYMMETRIC mode on NHWC int8 data (VART's cpu-runner, vai_library/cpu_task/ops/pad-fix): each
+    output pixel a copy of the input pixel its mirrored index names, the edge included (rows 1, 0 | 0, 1, ...), no
+    arithmetic (the output keeps the input's fix point). With every pad 0 or 1 this is ONNX's 'edge' mode."""
+    top, left, bottom, right = pads
+    if not any(pads):
+        return x
+    rows = _symmetric_index(x.shape[1], top, bottom)
+    cols = _symmetric_index(x.shape[2], left, right)
+    return np.ascontiguousarray(x[:, rows][:, :, cols])
 
 
 def concat(xs: list[np.ndarray], fps: list[int], fp_out: int, axis: int) -> np.ndarray:

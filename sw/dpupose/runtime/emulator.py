@@ -165,7 +165,8 @@ def run_step(step: Step, env: dict[str, np.ndarray]) -> np.ndarray:
     if step.kind == "requant":
         return dpu_ops.requantize_int8(xs[0], step.fps_in[0], step.fp_out)
     if step.kind == "pad":
-        y = dpu_ops.pad_constant(xs[0], step.attrs["pads"])
+        symmetric = step.attrs.get("mode") == "SYMMETRIC"
+        y = (dpu_ops.pad_symmetric if symmetric else dpu_ops.pad_constant)(xs[0], step.attrs["pads"])
         return dpu_ops.requantize_int8(y, step.fps_in[0], step.fp_out)
     if step.kind == "resize":
         y = dpu_ops.upsample_nearest(xs[0], *resize_scale(step, xs[0]))

@@ -60,10 +60,10 @@ EMULATED = (
     "convolutions, depthwise convolutions, transposed convolutions (dense, or depthwise with no activation), "
     "element-wise adds, concats, nearest-neighbour and bilinear upsampling by whole numbers (constant scales, or "
     "sizes that are whole multiples of the input's), max and average pools, pixel shuffles (mode CRD), constant "
-    "pads of 0 on H and W, Muls by a scalar or per-channel constant, element-wise Muls of two activations, and hard "
-    "sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 after one) and hard swishes (with a ReLU after one) "
-    "of a dequantized activation, fully connected layers (Gemm, MatMul by a constant weight) and the reshapes, "
-    "flattens, squeezes and unsqueezes that keep the batch axis"
+    "pads of 0 and 'edge' pads of 0 or 1 on H and W, Muls by a scalar or per-channel constant, element-wise Muls of "
+    "two activations, and hard sigmoids (with a ReLU, ReLU6 or LeakyReLU of slope 26/256 after one) and hard "
+    "swishes (with a ReLU after one) of a dequantized activation, fully connected layers (Gemm, MatMul by a "
+    "constant weight) and the reshapes, flattens, squeezes and unsqueezes that keep the batch axis"
 )
 
 
@@ -392,7 +392,7 @@ class _Parser:
             return Step("resize", out, fp_out, [src], [fp], label, attrs=attrs)
         if op == "Pad" and act == "none":
             src, fp = self.act_input(node.inputs[0], where)
-            attrs = {"pads": self.pad_hw(node, f"{op} {node.name or node.outputs[0]!r}")}
+            attrs = self.pad_hw(node, f"{op} {node.name or node.outputs[0]!r}")
             return Step("pad", out, fp_out, [src], [fp], label, attrs=attrs)
         if op in ("DepthToSpace", "DequantizeLinear") and act == "none":
             src, fp = self.act_input(node.outputs[0] if op == "DequantizeLinear" else node.inputs[0], where)
@@ -598,9 +598,10 @@ class _Parser:
             raise NotEmulated(f"{where}: sizes {sizes}: the emulator takes the four sizes [N, C, H, W]")
         return {"sizes": tuple(sizes)}
 
-    def pad_hw(self, node: Node, where: str) -> tuple[int, int, int, int]:
-        """A Pad's (top, left, bottom, right) where the DPU runs it (`dpu_ops.pad_hw`: mode 'constant', value
-        0, H and W only): Pad-2's attributes, or from Pad-11 on its constant inputs (`dpu_ops.pad_args`)."""
+    def pad_hw(self, node: Node, where: str) -> dict:
+        """{"pads": (top, left, bottom, right), "mode": XIR's CONSTANT or SYMMETRIC} of a Pad where the DPU runs it
+        (`dpu_ops.pad_hw`: mode 'constant' with value 0, or 'edge' with every pad 0 or 1, H and W only): Pad-2's
+        attributes, or from Pad-11 on its constant inputs (`dpu_ops.pad_args`)."""
         read = dpu_ops.pad_args(self.g.opset, node.attrs.get, node.inputs, self.inits.get)
         if isinstance(read, str):
             raise NotEmulated(f"{where}: {read}")
@@ -608,7 +609,7 @@ class _Parser:
         hw = dpu_ops.pad_hw(mode, pads, value, axes)
         if isinstance(hw, str):
             raise NotEmulated(f"{where}: {hw}")
-        return hw
+        return {"pads": hw, "mode": dpu_ops.pad_xir_mode(mode)}
 
     def nearest_scale(self, node: Node, where: str) -> dict:
         """{"scale": (sh, sw)} (or {"sizes": ...}, `resize_scales`) of a nearest-neighbour Resize the DPU's
