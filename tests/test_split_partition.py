@@ -2473,6 +2473,23 @@ def test_a_model_s_image_input_is_one_square_rgb_image():
         image_input(inputs("image", "mask", image=[1, 3, 32, 32], mask=[1, 1, 32, 32]), source)
 
 
+def test_a_model_of_a_fixed_batch_over_one_is_refused_before_anything_is_written(tmp_path, capsys):
+    """A (2, 3, S, S) export: the plan feeds one frame at a time, so its DPU subgraphs' (2, ...) inputs could never
+    be fed. It was split as far as the plan check, which named a temporary folder and said to re-split; now
+    refused up front, one line saying how to export it, no --out folder made."""
+    path = tmp_path / "b2.onnx"
+    onnx.save(op_model("pad", batch=2), path)
+    out = tmp_path / "plan"
+    assert main(["split", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "input 'image' is (2, 3, 16, 16), a fixed batch of 2; dpupose run feeds one frame at a time" in err
+    assert "dynamic_axes={'image': {0: 'batch'}}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b2.onnx"]
+    onnx.save(op_model("pad", batch=1), path)  # the same model at batch 1 splits
+    assert main(["split", str(path), "--out", str(out)]) == 0 and (out / "plan.json").is_file()
+
+
 @pytest.mark.parametrize(
     ("path", "name"), [("mynet/model.onnx", "mynet"), ("q/model_qdq.onnx", "q"), ("q/pose.onnx", "pose")]
 )

@@ -137,6 +137,12 @@ def image_input(g: QdqGraph | _Io, source: Path) -> InputSpec:
             f"{source}: input {name!r} is {shape}; expected a square RGB image (N, 3, S, S), channels first: "
             "dpupose run letterboxes every frame into S x S, so export the model with such an input"
         )
+    if isinstance(shape[0], int) and shape[0] > 1:
+        raise ModelFileError(
+            f"{source}: input {name!r} is {shape}, a fixed batch of {shape[0]}; dpupose run feeds one frame at a "
+            "time, so export the model with a batch of 1 or a symbolic one (torch.onnx.export's "
+            "dynamic_axes={'" + name + "': {0: 'batch'}})"
+        )
     return InputSpec(name, (1, 3, shape[2], shape[3]))
 
 
