@@ -1982,3 +1982,125 @@ def test_the_torch_reference_pools_a_kernel_of_other_height_and_width_padded_on_
     want = np.floor(sums[None] / 8 + 0.5).astype(np.int64)
     np.testing.assert_array_equal(emu.run(x)["y"], want)
     np.testing.assert_array_equal(torch_ref(model, x, [4]), want)
+
+
+LAYOUT_CASES = [  # (spec as the emulator's parser reads the node, the input's shape at batch 1)
+    (("reshape", (0, -1), 0), (1, 2, 3, 4)),
+    (("reshape", (1, 4, -1), 0), (1, 2, 3, 4)),
+    (("reshape", (0, 0, 12), 0), (1, 2, 3, 4)),
+    (("reshape", (1, 24), 1), (1, 2, 3, 4)),
+    (("flatten", 0), (1, 2, 3, 4)),
+    (("flatten", 2), (1, 2, 3, 4)),
+    (("flatten", 4), (1, 2, 3, 4)),
+    (("flatten", -1), (1, 2, 3, 4)),
+    (("flatten", -4), (1, 2, 3, 4)),
+    (("squeeze", (2,)), (1, 2, 1, 4)),
+    (("squeeze", (-2, 0)), (1, 2, 1, 4)),
+    (("unsqueeze", (1,)), (1, 8)),
+    (("unsqueeze", (-1, 1)), (1, 8)),
+    (("unsqueeze", (0, 3)), (1, 8)),
+]
+
+
+def _onnx_layout(spec: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape ONNX's reference implementation gives the layout op `spec` on zeros of `shape`."""
+    from onnx.reference import ReferenceEvaluator
+
+    kind, inputs, inits, attrs = spec[0], ["x"], [], {}
+    if kind == "reshape":
+        inputs.append("s")
+        inits.append(numpy_helper.from_array(np.array(spec[1], np.int64), "s"))
+        attrs["allowzero"] = spec[2]
+    elif kind == "flatten":
+        attrs["axis"] = spec[1]
+    else:
+        inputs.append("a")
+        inits.append(numpy_helper.from_array(np.array(spec[1], np.int64), "a"))
+    node = helper.make_node(kind.capitalize(), inputs, ["y"], **attrs)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 19)]
+    )
+    return tuple(ReferenceEvaluator(model).run(None, {"x": np.zeros(shape, np.float32)})[0].shape)
+
+
+@pytest.mark.parametrize(("spec", "shape"), LAYOUT_CASES)
+def test_a_layout_op_s_shape_is_onnx_s(spec, shape):
+    # the emulator works out a layout op's output shape itself (dpu_ops.layout_shape): 0 copies the input's size
+    # (unless allowzero), -1 takes what is left, a negative axis counts from the end of the input (Flatten,
+    # Squeeze) or of the output (Unsqueeze); checked against ONNX's reference implementation
+    assert dpu_ops.layout_shape(spec, shape) == _onnx_layout(spec, shape)
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape"),
+    [
+        (("reshape", (0, 24), 1), (1, 2, 3, 4)),  # allowzero: 0 is a size of 0, not the input's 1
+        (("reshape", (2, -1, -1), 0), (1, 2, 3, 4)),  # two -1s
+        (("reshape", (1, 5, -1), 0), (1, 2, 3, 4)),  # 24 values are not rows of 5
+        (("reshape", (1, 25), 0), (1, 2, 3, 4)),
+        (("squeeze", (1,)), (1, 2, 1, 4)),  # an axis that is not 1
+        (("squeeze", (4,)), (1, 2, 1, 4)),
+        (("unsqueeze", (1, 1)), (1, 8)),  # an axis twice
+        (("unsqueeze", (1, -3)), (1, 8)),  # the same axis of the 4-D output, twice
+        (("unsqueeze", (3,)), (1, 8)),
+    ],
+)
+def test_a_layout_op_onnx_refuses_is_refused(spec, shape):
+    with pytest.raises(Exception):  # noqa: B017 (whichever error the reference raises)
+        _onnx_layout(spec, shape)
+    with pytest.raises(ValueError):
+        dpu_ops.layout_shape(spec, shape)
+
+
+def test_layout_ops_run_on_each_image_of_a_batch():
+    # the emulator works a layout op out on one image (batch 1) and applies it to each: a Reshape to [1, -1] of a
+    # batch of 3 gives each image's values as its own row (on the whole batch it would be one row of all three)
+    x = np.arange(3 * 2 * 3 * 4).reshape(3, 2, 3, 4)
+    y = dpu_ops.apply_layout(x, [("reshape", (1, -1), 0)])
+    np.testing.assert_array_equal(y, x.reshape(3, 24))
+    y = dpu_ops.apply_layout(x, [("flatten", 1), ("unsqueeze", (1,)), ("reshape", (0, 0, 6, 4), 0)])
+    np.testing.assert_array_equal(y, x.reshape(3, 1, 6, 4))
+    with pytest.raises(ValueError, match=r"a reshape of one image of \[1, 2, 3, 4\] to \[2, 12\]"):
+        dpu_ops.apply_layout(x, [("reshape", (2, 12), 0)])
+
+
+@pytest.mark.parametrize("axis", [5, -5])
+def test_a_flatten_outside_its_input_s_axes_is_refused(axis):
+    # ONNX's Flatten takes an axis in [-r, r] of an input of rank r
+    with pytest.raises(ValueError, match=f"a Flatten at axis {axis} of a 4-D input"):
+        dpu_ops.layout_shape(("flatten", axis), (1, 2, 3, 4))
+
+
+def test_a_gemm_of_rows_that_are_not_a_matrix_is_refused_when_it_runs():
+    # ONNX's Gemm multiplies a matrix: a (1, 1, 8) input (one row, so the rows rule lets it through) is refused,
+    # not taken as a MatMul's rows
+    m = Model()
+    x = m.input((1, 1, 8), 3)
+    m.op("Gemm", [x, m.const_dq("w", np.ones((8, 3), np.int8), 0)])
+    model = m.build(3, (1, 1, 3))
+    with pytest.raises(ModelFileError, match=r"a Gemm of a 3-D input \[1, 1, 8\]: ONNX's Gemm multiplies a matrix"):
+        EmulatorRunner(model).run({"x0": np.zeros((1, 1, 8), np.int8)})
+
+
+def test_a_large_average_pool_rounds_its_ties_half_up_after_the_fix_point_change():
+    # a 9 x 229 window (factor 127 / 2**18, the float32 path) over one pixel of v and zeros: v * 127 / 2**18 times
+    # 2**(fp_out - fp_in), exact in float32 here, then DPURound (half toward +infinity: -63.5 -> -63, 63.5 -> 64;
+    # numpy's round would give -64 and 64) and saturation; the closed form in exact fractions
+    vs = np.arange(-6, 7)
+    x = np.zeros((1, 9, 229, vs.size), np.int8)
+    x[0, 4, 100, :] = vs
+    for fp_in, fp_out in ((0, 16), (0, 17), (3, 21), (2, 2), (19, 1)):
+        y = dpu_ops.avg_pool(x, (9, 229), (1, 1), (0, 0, 0, 0), fp_in, fp_out)
+        exact = [Fraction(int(v) * 127, 2**18) * Fraction(2) ** (fp_out - fp_in) for v in vs]
+        expected = [max(-128, min(127, math.floor(e + Fraction(1, 2)))) for e in exact]
+        assert y.reshape(-1).tolist() == expected, (fp_in, fp_out)
+    assert dpu_ops.avg_pool(x, (9, 229), (1, 1), (0, 0, 0, 0), 0, 17).reshape(-1).tolist()[5:8] == [-63, 0, 64]
+
+
+def test_a_resize_with_an_axis_twice_or_a_size_of_zero_is_not_emulated():
+    with pytest.raises(NotEmulated, match=r"axes \[2, 2\]: the emulator resizes a 4-D tensor, each axis once"):
+        EmulatorRunner(_resize_axes("nearest", [2, 2], "scales", [2, 2], (8, 4)))
+    with pytest.raises(NotEmulated, match=r"sizes \[0, 8\] for axes \[2, 3\]"):
+        EmulatorRunner(_resize_axes("nearest", [2, 3], "sizes", [0, 8], (0, 8)))
