@@ -1873,6 +1873,8 @@ def test_a_dpu_output_two_cpu_subgraphs_read_is_converted_once_and_shared_read_o
         ex.run_subgraph(i, env)
     out = ex.outputs(env)
     assert sorted(to_float) == ["g4", "logits"]
+    # g4's float copy went with g4 after its last reader; the logits' stays for the caller
+    assert "g4" not in env and [k for k in env if isinstance(k, tuple)] == [("logits", "float")]
     first, second = taken["logits"]
     assert first is second is out["heatmaps"]
     assert not first.flags.writeable
@@ -2741,3 +2743,129 @@ def test_sizes_read_from_an_activation_of_the_logits_are_the_logits_sizes(act):
     graph["z"] = ("Conv", "strided", ["y", "w"], {})
     got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
     assert got is not None and "(other values than a map)" in got
+
+
+def _shape_of(of: str, prefix: str, start: int = 0) -> dict:
+    """Shape(of) (from `start`) and a Gather of each of its values at at0, at1...: {prefix}0, {prefix}1..."""
+    graph = {f"{prefix}s": ("Shape", f"{prefix}shape", [of], {"start": start} if start else {})}
+    for k in range(4 - start):
+        graph[f"{prefix}{k}"] = ("Gather", f"{prefix}g{k}", [f"{prefix}s", f"at{k}"], {"axis": 0})
+    return graph
+
+
+# y: the logits, made by a Conv (sizes not known here); h = Reshape(Softmax(Reshape(y, flat_shape)), map_shape)
+_BACK = {
+    "y": ("Conv", "conv", ["x", "w"], {}),
+    **_shape_of("y", "y"),
+    "map_shape": ("Concat", "mc", ["y0", "y1", "y2", "y3"], {"axis": 0}),
+    "h": ("Reshape", "back", ["sm", "map_shape"], {}),
+    "sm": ("Softmax", "s", ["flat"], {"axis": -1}),
+    "flat": ("Reshape", "flat", ["y", "flat_shape"], {}),
+}
+
+
+@pytest.mark.parametrize(
+    ("graph", "why"),
+    [
+        # the flat shape a constant (1, 16, 16), the maps' read from y: 16 and 16 are not known to be N * J and
+        # H * W, nor known not to be: taken as the maps' (as a reshape of shapes not known at all)
+        ({**_BACK, "flat_shape": ("Identity", "i", ["flat16"], {})}, None),
+        # a Shape from axis 1 (start): its first value is J, not N
+        (
+            {
+                **_BACK,
+                **_shape_of("y", "j", start=1),
+                "hw": ("Mul", "hw", ["y2", "y3"], {}),
+                "flat_shape": ("Concat", "fc", ["y0", "j0", "hw"], {"axis": 0}),
+            },
+            None,
+        ),
+        # [N, 16, -1] of y's sizes (N, J, H, W): the -1 is J * H * W / 16, not a product of them: not known here
+        (
+            {
+                **_BACK,
+                "flat": ("Reshape", "flat", ["l", "flat_shape"], {}),
+                "l": ("Reshape", "l", ["y", "map_shape"], {}),
+                "flat_shape": ("Concat", "fc", ["y0", "c16", "free"], {"axis": 0}),
+            },
+            None,
+        ),
+        # through a Transpose after the Softmax the values are not in the maps' order: not known here
+        (
+            {
+                **_BACK,
+                "h": ("Reshape", "back", ["t", "map_shape"], {}),
+                "t": ("Transpose", "t", ["sm"], {"perm": [0, 2, 1]}),
+                "sm": ("Softmax", "s", ["flat"], {"axis": 1}),
+                "flat_shape": ("Concat", "fc", ["y0", "y1", "hw"], {"axis": 0}),
+                "hw": ("Mul", "hw", ["y2", "y3"], {}),
+            },
+            None,
+        ),
+    ],
+)
+def test_a_reshaped_softmax_reads_the_sizes_it_is_given(graph, why):
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    constants = {
+        **{f"at{k}": np.array(k, np.int64) for k in range(4)},
+        "flat16": np.array([1, 16, 16], np.int64),
+        "c16": np.array([16], np.int64),
+        "free": np.array([-1], np.int64),
+    }
+    got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
+    assert got == why if why is None else why in got
+    if "t" in graph:  # without the Transpose: over the joints
+        graph = {**graph, "h": ("Reshape", "back", ["sm", "map_shape"], {})}
+        got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
+        assert got is not None and "(the joints)" in got
+
+
+def test_a_shape_from_an_axis_of_known_sizes_starts_there():
+    # maps (1, 16, 4, 8) of a constant reshape; the flat shape [1, 16, H * W] with H and W read by Shape(l, start=2):
+    # [4, 8], so H * W is 32, each map's values (from axis 0 it would be 1 * 16, not the maps' 32)
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    graph = {
+        "h": ("Reshape", "r", ["sm", "k"], {}),
+        "sm": ("Softmax", "s", ["f"], {"axis": -1}),
+        "f": ("Reshape", "r0", ["l", "flat"], {}),
+        "l": ("Reshape", "rl", ["c", "k"], {}),
+        **_shape_of("l", "l", start=2),
+        "hw": ("Mul", "hw", ["l0", "l1"], {}),
+        "flat": ("Concat", "fc", ["nj", "hw"], {"axis": 0}),
+    }
+    constants = {
+        **{f"at{k}": np.array(k, np.int64) for k in range(4)},
+        "k": np.array([1, 16, 4, 8], np.int64),
+        "nj": np.array([1, 16], np.int64),
+    }
+    assert heatmaps_not_normalized("h", graph, opset=17, constants=constants) == (None, None)
+
+
+def _div_by_unsqueezed_sum(back: list[int], between: dict | None = None) -> dict:
+    unsqueezed_from = "i" if between else "s"
+    return {
+        "h": ("Div", "d", ["e", "u"], {}),
+        "u": ("Unsqueeze", "un", [unsqueezed_from, "back"], {}),
+        "s": ("ReduceSum", "rs", ["e", "axes"], {"keepdims": 0}),
+        **(between or {}),
+        **_EXP,
+    }
+
+
+@pytest.mark.parametrize(
+    ("graph", "back", "why"),
+    [
+        # an Identity between the sum and its Unsqueeze passes the sums on
+        (_div_by_unsqueezed_sum([2, 3], {"i": ("Identity", "id", ["s"], {})}), [2, 3], None),
+        # the sums given three axes back, (N, J, 1, 1, 1): more axes than the maps, though each is 2 or 3 mod 4
+        (_div_by_unsqueezed_sum([-2, -1, 2]), [-2, -1, 2], "at axes [-2, -1, 2], not the summed ones"),
+    ],
+)
+def test_a_sum_given_its_axes_back_through_an_identity_or_at_three_axes(graph, back, why):
+    from dpupose.split.plan import heatmaps_not_normalized
+
+    constants = {"axes": np.array([2, 3], np.int64), "back": np.array(back, np.int64)}
+    got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
+    assert got == why if why is None else why in got
