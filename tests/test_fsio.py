@@ -772,3 +772,19 @@ def test_write_json_writes_null_for_what_is_not_a_finite_number(tmp_path):
     # numpy's float64 is a float: its NaN and infinities are null too, its finite values numbers
     nan, inf, half = np.float64("nan"), np.float64("inf"), np.float64(1.5)
     assert json_text({"a": nan, "b": [-inf, half]}) == '{"a": null, "b": [null, 1.5]}'
+
+
+def test_atomic_dir_leaves_the_mode_of_what_a_link_in_it_leads_to_alone(tmp_path):
+    # the entries atomic_dir makes get the umask's modes; a link put in the folder is not one of them: its target
+    # (the user's file elsewhere, or nothing: a dangling link) keeps its own mode and does not stop the swap
+    target = tmp_path / "theirs.txt"
+    target.write_text("x")
+    target.chmod(0o600)
+    out = tmp_path / "out"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("a")
+        os.symlink(target, tmp / "link")
+        os.symlink(tmp_path / "missing", tmp / "dangling")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert (out / "link").read_text() == "x" and (out / "dangling").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "dangling", "link"]

@@ -1249,6 +1249,7 @@ def test_a_read_only_previous_is_refused(capsys, env, monkeypatch):
             f"dpupose: error: {prev} is read-only, and a rebuild replaces previous/ whole: make it writable "
             f"(chmod u+w {prev}), or move it elsewhere to keep it\n"
         )
+        assert "nothing is published" not in err  # refused before the published set was taken down
         assert len(tool_calls(env["log"])) == calls
         assert published_bytes(prev) == older
         assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
@@ -1362,3 +1363,42 @@ def test_a_published_file_that_cannot_be_read_is_judged_by_its_size(capsys, env,
     monkeypatch.setenv("FAKE_FAIL", "link")
     assert build(capsys, env, "--from", "link", "--force")[0] == 2
     assert published_bytes(prev) == first
+
+
+def test_of_several_kept_sets_left_hidden_the_newest_is_the_one_shown(tmp_path):
+    # two kill -9s in a row can leave two .previous.old-PID folders (never one swap): the one whose build_info.json
+    # was written last is the set the last rebuild kept; none is shown where previous/ is in place
+    from dpupose.hwbuild.flow import stopped_swap
+    from dpupose.hwbuild.layout import BuildPaths
+
+    paths = BuildPaths(tmp_path, tmp_path / "tcl")
+    for name, when in ((".previous.old-9", 2_000_000_000), (".previous.old-10", 1_000_000_000)):
+        (tmp_path / name).mkdir()
+        info = tmp_path / name / "build_info.json"
+        info.write_text("{}")
+        os.utime(info, ns=(when, when))
+    (tmp_path / ".previous.old-11").mkdir()  # no build_info.json: the oldest
+    assert stopped_swap(paths) == tmp_path / ".previous.old-9"
+    (tmp_path / "previous").mkdir()
+    assert stopped_swap(paths) is None
+
+
+def test_a_failure_is_recorded_with_the_first_line_of_its_error(tmp_path):
+    # an error's first line says what failed (the rest: its details, a tool's output); a long one is cut at 200
+    from types import SimpleNamespace
+
+    from dpupose.hwbuild.flow import _record_failure
+    from dpupose.hwbuild.layout import BuildPaths
+
+    ctx = SimpleNamespace(paths=BuildPaths(tmp_path, tmp_path / "tcl"))
+    (tmp_path / "stamps").mkdir()
+    error = RuntimeError("timing not met: WNS -0.2 ns:\n  path a -> b\n  see the report")
+    _record_failure(ctx, SimpleNamespace(name="report"), error, None)
+    record = json.loads((tmp_path / "stamps" / "report.failed.json").read_text())
+    assert (record["outcome"], record["error"], record["log"]) == ("failed", "timing not met: WNS -0.2 ns", None)
+    _record_failure(ctx, SimpleNamespace(name="collect"), ValueError("x" * 300 + "\nmore"), None)
+    record = json.loads((tmp_path / "stamps" / "collect.failed.json").read_text())
+    assert record["error"] == "x" * 197 + "..."
+    _record_failure(ctx, SimpleNamespace(name="collect"), KeyboardInterrupt(), None)
+    record = json.loads((tmp_path / "stamps" / "collect.failed.json").read_text())
+    assert (record["outcome"], record["error"]) == ("interrupted", "")
