@@ -94,3 +94,26 @@ def test_deploy_check_of_a_checkpoint_says_to_quantize_it_first(files, capsys):
     ckpt = files / "best.pt"
     err = one_line_error(capsys, ["deploy-check", str(ckpt)])
     assert f"{ckpt} is a PyTorch checkpoint, not ONNX: quantize it first" in err and "and check DIR" in err
+
+
+def test_what_a_file_is_by_its_marks_alone(tmp_path):
+    # a checkpoint's zip names data.pkl at its top or in its folder, a pickle starts with protocol 2 to 5 (torch.save
+    # writes 2, pickle.dumps up to 5), and a plan.json has both the subgraphs and the fingerprint
+    import pickle
+
+    top = tmp_path / "top.pt"
+    with zipfile.ZipFile(top, "w") as zf:
+        zf.writestr("data.pkl", pickle.dumps({}))
+    paths = {}
+    for protocol in (2, 5):
+        paths[protocol] = tmp_path / f"p{protocol}.pth"
+        paths[protocol].write_bytes(pickle.dumps({"w": [0.0]}, protocol=protocol))
+    not_a_plan = tmp_path / "subgraphs.json"
+    not_a_plan.write_text(json.dumps({k: v for k, v in PLAN.items() if k != "fingerprint"}))
+    named = tmp_path / "named.zip"
+    with zipfile.ZipFile(named, "w") as zf:
+        zf.writestr("my_data.pkl", b"")
+    later = tmp_path / "p6.bin"
+    later.write_bytes(b"\x80\x06" + pickle.dumps({}, protocol=5)[2:])  # a protocol no Python writes yet
+    assert [not_onnx(p) for p in (top, paths[2], paths[5])] == ["checkpoint"] * 3
+    assert [not_onnx(p) for p in (not_a_plan, named, later)] == [None] * 3
