@@ -850,3 +850,87 @@ def test_an_unknown_ip_version_is_refused_by_the_rules():
 
     with pytest.raises(ConfigError, match=r"unknown DPUCZDX8G IP version '3\.0'"):
         dpu_support(helper.make_node("HardSwish", ["y"], ["z"]), info({"y": (1, 8, 8, 8)}), CFG, "3.0")
+
+
+def _pool_node(op: str, kernel=None, stride=None, pads=None, hw=(32, 32)):
+    attrs = {} if kernel is None else {"kernel_shape": kernel, "strides": stride or [1, 1], "pads": pads or [0] * 4}
+    return helper.make_node(op, ["x"], ["y"], **attrs), info({"x": (1, 8, *hw), "y": (1, 8, 1, 1)})
+
+
+def _dw_node(k: int, s: int = 1, pads: int = 0):
+    node, gi = conv(k=k, s=s, group=8, pads=pads)
+    return node, gi
+
+
+def _dw_deconv_node(k: int, s: int, pads: int):
+    return deconv(k=k, s=s, pads=pads, group=8)
+
+
+# Each limit where IP v3.x's targets (Xilinx/Vitis-AI b2b227921b66, src/vai_runtime/target_factory/
+# expired_targets/DPUCZDX8G_ISA0_<ARCH>_{MAX,MAX_BG2}.prototxt: a dwconv engine of dwconv_limit kernel_size 1-16,
+# stride 1-8; a pool engine of max_limit kernel_size 1-8, avg_limit 2-8, stride 1-8; no pad_limit) are tighter than
+# IP v4's ALU engine (create_target_DPUCZDX8G_ISA1.cpp: alu_limit 1-256, pad_limit 0-15 / 0-255), at its last
+# value (on the DPU at every IP) and its first value past (on the CPU at 3.3 and 3.4, with a reason naming the
+# version; on the DPU at 4.0 and 4.1). The rules took IP v4's limits at every version.
+V3_LIMITS = [
+    # (the value at the v3.x limit, the first value past it, the v3.x reason's words)
+    (("MaxPool", [8, 8]), ("MaxPool", [9, 9]), "MaxPool kernel [9, 9] outside 1-8 (DPUCZDX8G IP v{ip}'s pool engine"),
+    (("AveragePool", [8, 8]), ("AveragePool", [9, 9]), "AveragePool kernel [9, 9] outside 2-8 (DPUCZDX8G IP v{ip}"),
+    (("AveragePool", [2, 2]), ("AveragePool", [1, 1]), "AveragePool kernel [1, 1] outside 2-8"),
+    (("AveragePool", [3, 3]), ("AveragePool", [3, 2]), "AveragePool kernel [3, 2] is not square (DPUCZDX8G IP v{ip}"),
+    (("MaxPool", [2, 2], [8, 8]), ("MaxPool", [2, 2], [9, 9]), "MaxPool stride [9, 9] outside 1-8 (DPUCZDX8G IP v{ip}"),
+    (("AveragePool", [2, 2], [1, 8]), ("AveragePool", [2, 2], [1, 9]), "AveragePool stride [1, 9] outside 1-8"),
+    (("MaxPool", [3, 3], [1, 1], [3] * 4), ("MaxPool", [3, 3], [1, 1], [3, 3, 4, 3]),
+     "MaxPool pads [3, 3, 4, 3] exceed the kernel [3, 3] (DPUCZDX8G IP v{ip}: its DPUCZDX8G_ISA0 targets have no "
+     "pad_limit)"),
+    (("GlobalMaxPool", None, None, None, (8, 8)), ("GlobalMaxPool", None, None, None, (8, 9)),
+     "GlobalMaxPool over 8x9: its kernel, the input's H x W, exceeds 8 on a side (DPUCZDX8G IP v{ip}'s pool"),
+    (("GlobalAveragePool", None, None, None, (8, 8)), ("GlobalAveragePool", None, None, None, (9, 9)),
+     "GlobalAveragePool over 9x9: its kernel, the input's H x W, is outside 2-8 on a side"),
+    (("GlobalAveragePool", None, None, None, (2, 2)), ("GlobalAveragePool", None, None, None, (1, 1)),
+     "GlobalAveragePool over 1x1: its kernel, the input's H x W, is outside 2-8 on a side"),
+    (("GlobalAveragePool", None, None, None, (7, 7)), ("GlobalAveragePool", None, None, None, (7, 8)),
+     "GlobalAveragePool over 7x8: its kernel, the input's H x W, is not square"),
+    ((16,), (17,), "depthwise kernel [17, 17] / stride [1, 1] outside 1-16 / 1-8 (DPUCZDX8G IP v{ip}'s dwconv engine"),
+    ((3, 8, 1), (3, 9, 1), "depthwise kernel [3, 3] / stride [9, 9] outside 1-16 / 1-8"),
+    ((3, 1, 2), (3, 1, 3), "depthwise conv pads [3, 3, 3, 3] exceed the dilated kernel - 1 [2, 2] (DPUCZDX8G IP v{ip}"),
+    ((16, 1, 0, "t"), (17, 1, 0, "t"),
+     "depthwise ConvTranspose kernel [17, 17] / stride [1, 1]: kernel // stride outside 1-16 (DPUCZDX8G IP v{ip}'s "
+     "dwconv engine: the dwconv_limit of its DPUCZDX8G_ISA0 targets)"),
+    ((4, 2, 4, "t"), (4, 2, 5, "t"), "depthwise ConvTranspose pads [5, 5, 5, 5] exceed the kernel [4, 4]"),
+]  # fmt: skip
+
+
+def _v3_case(spec):
+    if isinstance(spec[0], str):
+        op, kernel, *rest = spec
+        stride, pads, hw = [*rest, None, None, None][:3]
+        return _pool_node(op, kernel, stride, pads, hw or (32, 32))
+    if spec[-1] == "t":
+        return _dw_deconv_node(*spec[:3])
+    return _dw_node(*spec)
+
+
+@pytest.mark.parametrize(("at", "past", "words"), V3_LIMITS)
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_ip_v3_has_its_own_tighter_depthwise_and_pool_limits(ip, at, past, words):
+    node, gi = _v3_case(at)
+    assert dpu_support(node, gi, CFG, ip)[0], dpu_support(node, gi, CFG, ip)
+    node, gi = _v3_case(past)
+    supported, reason = dpu_support(node, gi, CFG, ip)
+    if ip.startswith("3."):
+        assert not supported and words.format(ip=ip) in reason, reason
+    else:
+        assert supported, reason
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_conv_and_conv_transpose_limits_are_the_same_at_every_ip(ip):
+    # conv_limit (kernel_size 1-16, stride 1-8) and the channel and weight-bank limits are alike in the ISA0
+    # targets and IP v4's: a dense conv and a transposed one are judged as before at every version
+    for kwargs, ok in (({"k": 16}, True), ({"k": 17}, False), ({"s": 8}, True), ({"s": 9}, False)):
+        node, gi = conv(**kwargs)
+        assert dpu_support(node, gi, CFG, ip) == dpu_support(node, gi, CFG) and dpu_support(node, gi, CFG)[0] is ok
+    for kwargs, ok in (({"k": 32, "s": 2, "pads": 0}, True), ({"k": 33, "s": 2, "pads": 0}, False)):
+        node, gi = deconv(**kwargs)
+        assert dpu_support(node, gi, CFG, ip) == dpu_support(node, gi, CFG) and dpu_support(node, gi, CFG)[0] is ok

@@ -772,3 +772,21 @@ def test_ip_v3_has_no_hard_activation_and_no_eltwise_mult(ip):
          "targets (DPUCZDX8G_ISA0_*) have an eltwise engine that adds only (elew_type add, no mult))")
     ]  # fmt: skip
     assert [layer.kind for layer in extract_layers(add(8, 6), B1600, ip=ip).layers] == ["eltwise"]
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4"])
+def test_ip_v3_walk_leaves_out_a_pool_past_its_pool_engine_s_limits(ip):
+    # IP v3.x's pool engine (DPUCZDX8G_ISA0_<ARCH>_MAX.prototxt: max_limit kernel_size 1-8) runs no 9 x 9 max pool,
+    # which IP v4's ALU engine (alu_limit 1-256) does: the walk at ip 3.x costed it; it now leaves it out with the
+    # operator rules' reason, and costs an 8 x 8 one at either version
+    def pool(k):
+        node = onnx.helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[k, k], strides=[k, k])
+        return _graph([node], [("x", [1, 8, 72, 72])], [("y", [1, 8, 72 // k, 72 // k])])
+
+    assert [layer.kind for layer in extract_layers(pool(9), B1600).layers] == ["pool"]
+    walk = extract_layers(pool(9), B1600, ip=ip)
+    assert walk.layers == [] and walk.excluded == [
+        ("mp", "MaxPool", f"not a DPU op (MaxPool kernel [9, 9] outside 1-8 (DPUCZDX8G IP v{ip}'s pool engine: the "
+         "max_limit / avg_limit of its DPUCZDX8G_ISA0 targets))")
+    ]  # fmt: skip
+    assert [layer.kind for layer in extract_layers(pool(8), B1600, ip=ip).layers] == ["pool"]

@@ -1,5 +1,6 @@
 """Which ONNX operators the DPU runs (DPUCZDX8G IP v4, Vitis AI 2.5 partitioner rules), per configuration (and
-IP v3.x's lack of hard activations and of an element-wise mult, for the performance model's older rows).
+IP v3.x's lack of hard activations and of an element-wise mult, and its own depthwise conv and pool limits, for
+the performance model's older rows: IP_LIMITS).
 
 `dpu_support(node, info, cfg) -> (supported, reason)` answers for one ONNX node; the reason says what the
 DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG1414, see the DPU facts):
@@ -15,7 +16,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   VART's target factory, which vai_q_pytorch's DPU op filter checks), input and output channels <= 256 * ICP
   (the op filter's check_load_jump_write / check_save_jump_read at the ALU engine's channel_parallel, ICP), kernel_h *
   kernel_w <= 2048 (the depthwise weight bank, ICP wide: check_dwconv_weights_bank_depth). Other grouped
-  convs run on the CPU.
+  convs run on the CPU. On IP v3.x (ISA0's dwconv engine, dwconv_limit): kernel 1-16, stride 1-8, each pad 0
+  to the dilated kernel - 1 (no pad_limit; UG1414 v1.4.1).
 - ConvTranspose (vai_q_pytorch's DPU op filter, filter_transpose_conv2d): dense (groups 1), no
   output_padding, kernel // stride in 1-16, kernel_h * kernel_w * ceil(C_in / ICP) <= 2048 (the weight
   bank's depth), C_in and C_out <= 256 * ICP, each pad 0 to the kernel; conv engine, its activations. A
@@ -25,7 +27,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   check for it but which holds the ALU engine's kernels); ALU engine, no activation fused (vai_q_pytorch's
   table of the activations each conv op fuses, check_nonlinear's, lists none for DEPTHWISE_CONVTRANSPOSE2D:
   an activation after it runs on the CPU with it, as after a bilinear Resize). Other groups: CPU. A dilated
-  one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently).
+  one: CPU (Xilinx's CPU reference and the ONNX spec pad it differently). On IP v3.x a depthwise one's
+  kernel // stride is 1-16 (dwconv_limit), each pad 0 to the kernel (check_pad: no pad_limit).
 - Gemm / MatMul with a constant weight: fully connected (a Gemm with transA, a MatMul by a weight of more than
   two dimensions: CPU). XIR's inner-product / matmul has no alpha or beta and adds a constant bias of one value
   per output (dpu_ops.gemm_refusal, which the emulator shares): a Gemm with alpha, or beta with a C, other than
@@ -36,7 +39,9 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
 - MaxPool / AveragePool (ALU, vai_q_pytorch's DPU op filter, filter_pool, with the target factory's
   alu_limit and pad_limit): kernel 1-256, stride 1-256 (not checked where the kernel covers the whole
   input), the ALU engine's pads (left/top 0-15, right/bottom 0-255); GlobalAveragePool / GlobalMaxPool
-  (a pool whose kernel is the input's H x W) when H and W are each 1-256.
+  (a pool whose kernel is the input's H x W) when H and W are each 1-256. On IP v3.x (ISA0's pool engine,
+  max_limit / avg_limit): a max pool's kernel 1-8, an average pool's 2-8 and square, stride 1-8, each pad 0 to
+  the kernel (no pad_limit).
 - Add / Mul: element-wise on two 4-D activations of one shape (eltwise engine); Mul by a per-channel (or
   scalar) constant becomes a 1 x 1 depthwise conv (ALU engine): per channel as ONNX broadcasts it, non-1 on
   the C axis only (shape [C, 1, 1] or [1, C, 1, 1]; [1, 1, 1, C] broadcasts along W: CPU).
@@ -128,9 +133,73 @@ from dpupose.runtime.qdq_graph import FLOOR_MAPPINGS
 # configuration's); on ISA0 (VART's expired_targets/DPUCZDX8G_ISA0_<ARCH>_{MAX,MAX_BG2,MIN}.prototxt, Vitis-AI
 # b2b227921b66) the eltwise engine has elew_type add only (a mult only in DPUCZDX8G_ISA0_B4096_MAX_EM, which no
 # configuration here describes) and no engine an hsigmoid op, so a hard activation and an element-wise mult are
-# not DPU ops there (isa0_refusal). The performance model costs the eltwise engine's rate by it too (dpu.perf).
+# not DPU ops there (isa0_refusal); its depthwise conv and pool limits are its own, tighter (IP_LIMITS). The
+# performance model costs the eltwise engine's rate by it too (dpu.perf).
 IP_VERSIONS = {"3.3": 0, "3.4": 0, "4.0": 1, "4.1": 1}
 DEFAULT_IP = "4.0"
+MAX_ALU_STRIDE = 256  # alu_limit (VART's target factory): kernel_size and stride 1-256
+MAX_DW_PAD = 15  # the ALU engine's pad_limit (VART's target factory): pad_left, pad_top 0-15
+MAX_ALU_FAR_PAD = 255  # pad_right, pad_bottom 0-255
+
+
+@dataclass(frozen=True)
+class IpLimits:
+    """One DPUCZDX8G ISA's limits on the ops whose limits differ between IP versions: a depthwise conv (and a
+    transposed one's kernel // stride) and a pool. IP v4 (ISA1) runs both on its ALU engine (alu_limit, pad_limit);
+    IP v3.x (ISA0) on a dwconv engine (dwconv_limit) and a pool engine (max_limit, avg_limit), with no pad_limit:
+    there a depthwise conv's pads are UG1414's (v1.4.1, DPUCZDX8G_ISA0_B4096_MAX_BG2: 0 to the dilated kernel - 1,
+    as a dense conv's) and a pool's and a transposed depthwise conv's the op filter's check_pad (0 to the kernel).
+    The dense conv's and transposed conv's limits (conv_limit: kernel 1-16, stride 1-8), the channels (256 x ICP:
+    the dwconv engine's channel_parallel is ICP too) and the weight banks (2048 deep) are the same at both.
+    The notes are what a reason cites, `{ip}` the version asked at."""
+
+    dw_kernel: int  # a depthwise conv's kernel side 1 to this; a transposed depthwise conv's kernel // stride too
+    dw_stride: int  # a depthwise conv's stride 1 to this
+    pool_kernel: Mapping[str, tuple[int, int]]  # "max" / "avg" -> (lowest, highest) kernel side
+    pool_stride: int  # a pool's stride 1 to this (unchecked where the kernel covers the input: one output pixel)
+    square_avg_pool: bool  # an average pool's kernel must be square (the op filter's pool-engine check)
+    pad_limit: tuple[int, int] | None  # (top and left, bottom and right) highest pads; None: bounded by the kernel
+    dw_note: str  # after a depthwise conv's kernel / stride reason
+    tdw_note: str  # after a transposed depthwise conv's kernel // stride reason
+    pool_note: str  # after a pool's kernel reason
+    stride_note: str  # after a pool's stride reason
+    pad_note: str  # after a depthwise conv's or pool's pad reason
+
+
+# IP v4: VART's create_target_DPUCZDX8G_ISA1.cpp (targets/DPUCZDX8G_ISA1_B*.prototxt): alu_limit kernel_size and
+# stride 1-256, pad_limit pad_left / pad_top 0-15, pad_right / pad_bottom 0-255, for every ALU op.
+ISA1_LIMITS = IpLimits(
+    dw_kernel=MAX_ALU_KERNEL,
+    dw_stride=MAX_ALU_STRIDE,
+    pool_kernel={"max": (1, MAX_ALU_KERNEL), "avg": (1, MAX_ALU_KERNEL)},
+    pool_stride=MAX_ALU_STRIDE,
+    square_avg_pool=False,
+    pad_limit=(MAX_DW_PAD, MAX_ALU_FAR_PAD),
+    dw_note="",
+    tdw_note=" (the ALU engine's alu_limit)",
+    pool_note="",
+    stride_note=" (the ALU engine's alu_limit)",
+    pad_note=" (the ALU engine's pad_limit)",
+)
+# IP v3.x: every DPUCZDX8G_ISA0_<ARCH>_MAX / _MAX_BG2 target (expired_targets/, Vitis-AI b2b227921b66):
+# dwconv_limit kernel_size 1-16, stride 1-8; max_limit kernel_size 1-8, avg_limit kernel_size 2-8, stride 1-8; no
+# pad_limit. vai_q_pytorch's DPU op filter (filter_pool) takes an average pool on a pool engine only square. (The
+# max_reduce pool_type, a max pool of kernel width to 100 and height 1-2, is left out: filter_pool's check of it
+# misspells its variable and fails.)
+ISA0_LIMITS = IpLimits(
+    dw_kernel=16,
+    dw_stride=8,
+    pool_kernel={"max": (1, 8), "avg": (2, 8)},
+    pool_stride=8,
+    square_avg_pool=True,
+    pad_limit=None,
+    dw_note=" (DPUCZDX8G IP v{ip}'s dwconv engine: the dwconv_limit of its DPUCZDX8G_ISA0 targets)",
+    tdw_note=" (DPUCZDX8G IP v{ip}'s dwconv engine: the dwconv_limit of its DPUCZDX8G_ISA0 targets)",
+    pool_note=" (DPUCZDX8G IP v{ip}'s pool engine: the max_limit / avg_limit of its DPUCZDX8G_ISA0 targets)",
+    stride_note=" (DPUCZDX8G IP v{ip}'s pool engine: the max_limit / avg_limit of its DPUCZDX8G_ISA0 targets)",
+    pad_note=" (DPUCZDX8G IP v{ip}: its DPUCZDX8G_ISA0 targets have no pad_limit)",
+)
+IP_LIMITS = {0: ISA0_LIMITS, 1: ISA1_LIMITS}  # by ISA (IP_VERSIONS)
 
 LEAKY_SLOPE = 26 / 256  # the DPU's LeakyReLU slope; 0.1 is not representable
 FUSED_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu")  # the engines' nonlinear types: relu, relu_six, leaky_relu
@@ -143,9 +212,6 @@ ELTWISE_ENGINE = "eltwise"
 
 MAX_CONV_KERNEL = 16
 MAX_CONV_STRIDE = 8
-MAX_ALU_STRIDE = 256  # alu_limit (VART's target factory): kernel_size and stride 1-256
-MAX_DW_PAD = 15  # the ALU engine's pad_limit (VART's target factory): pad_left, pad_top 0-15
-MAX_ALU_FAR_PAD = 255  # pad_right, pad_bottom 0-255
 MAX_CONV_CHANNELS_PER_ICP = 256  # a dense conv's input and output channels: at most 256 x ICP
 WEIGHT_BANK_DEPTH = 2048  # the weight banks' depth (VART's DPUCZDX8G target factory: CONVW, DWCONVW bank_depth)
 # A bilinear Resize's coordinate mappings the DPU runs -> its scales (vai_q_pytorch's DPU op filter,
@@ -277,7 +343,7 @@ def _four_d(node: Any, info: GraphInfo) -> str | None:
     return None
 
 
-def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
+def _conv(node: Any, info: GraphInfo, cfg: DpuConfig, ip: str = DEFAULT_IP) -> Support:
     op = node.op_type
     if len(node.input) < 2 or not info.is_const(node.input[1]):
         return _cpu(f"{op} without a constant weight")
@@ -296,15 +362,18 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     cout = w[1] * groups if op == "ConvTranspose" else w[0]
     if op == "ConvTranspose":
         if groups != 1 and groups == cin and cout == cin:
-            return _dw_conv_transpose(node, cfg, kernel, strides, dilations, pads, cin)
+            return _dw_conv_transpose(node, cfg, kernel, strides, dilations, pads, cin, ip)
         return _conv_transpose(node, cfg, kernel, strides, dilations, pads, groups, cin, cout)
     depthwise = op == "Conv" and groups > 1 and groups == cin and w[1] == 1
     if groups > 1 and not depthwise:
         return _cpu(f"grouped {op} (groups={groups}) is neither dense nor depthwise")
     if depthwise:
-        if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel) or not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
-            return _cpu(f"depthwise kernel {kernel} / stride {strides} outside 1-{MAX_ALU_KERNEL}")
-        reason = _alu_pads("depthwise conv", pads)
+        lim = ip_limits(ip)
+        if not all(1 <= k <= lim.dw_kernel for k in kernel) or not all(1 <= s <= lim.dw_stride for s in strides):
+            span = f"1-{lim.dw_kernel}" + ("" if lim.dw_stride == lim.dw_kernel else f" / 1-{lim.dw_stride}")
+            return _cpu(f"depthwise kernel {kernel} / stride {strides} outside {span}{lim.dw_note.format(ip=ip)}")
+        dilated = [d * (k - 1) for k, d in zip([*kernel, 1, 1][:2], [*dilations, 1, 1][:2])]
+        reason = _alu_pads("depthwise conv", pads, ip, dilated, "the dilated kernel - 1")
         if reason is not None:
             return _cpu(reason)
         limit = max_alu_channels(cfg)
@@ -342,17 +411,27 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig) -> Support:
     return True, f"conv {kernel[0]}x{kernel[1]} s{strides[0]} (conv engine)"
 
 
-def _alu_pads(what: str, pads: list[int]) -> str | None:
-    """Why the ALU engine cannot take `pads` (ONNX order: top, left, bottom, right), or None: VART's DPUCZDX8G ISA1
-    target factory gives it a pad_limit, pad_left and pad_top 0-15, pad_right and pad_bottom 0-255, which
-    vai_q_pytorch's DPU op filter checks (check_pad_with_limit) on a depthwise conv and a pool."""
+def _alu_pads(what: str, pads: list[int], ip: str, bound: list[int], bound_name: str) -> str | None:
+    """Why the engine of a depthwise conv or a pool on IP version `ip` cannot take `pads` (ONNX order: top, left,
+    bottom, right), or None. IP v4: VART's DPUCZDX8G ISA1 target factory gives the ALU engine a pad_limit, pad_left
+    and pad_top 0-15, pad_right and pad_bottom 0-255, which vai_q_pytorch's DPU op filter checks
+    (check_pad_with_limit) on a depthwise conv and a pool. IP v3.x's targets (ISA0) have no pad_limit: each pad is
+    at most `bound` (H's, W's), which the caller names in `bound_name` (IpLimits)."""
+    lim = ip_limits(ip)
     top, left, bottom, right = [*pads, 0, 0, 0, 0][:4]
     if min(top, left, bottom, right) < 0:
-        return f"{what} with negative pads {list(pads)} (the ALU engine's pads are 0 or more)"
-    if top > MAX_DW_PAD or left > MAX_DW_PAD:
-        return f"{what} top/left pads {[top, left]} exceed {MAX_DW_PAD} (the ALU engine's pad_limit)"
-    if bottom > MAX_ALU_FAR_PAD or right > MAX_ALU_FAR_PAD:
-        return f"{what} bottom/right pads {[bottom, right]} exceed {MAX_ALU_FAR_PAD} (the ALU engine's pad_limit)"
+        engine = "the ALU engine's" if lim.pad_limit is not None else f"DPUCZDX8G IP v{ip}'s"
+        return f"{what} with negative pads {list(pads)} ({engine} pads are 0 or more)"
+    note = lim.pad_note.format(ip=ip)
+    if lim.pad_limit is None:
+        if top > bound[0] or bottom > bound[0] or left > bound[1] or right > bound[1]:
+            return f"{what} pads {[top, left, bottom, right]} exceed {bound_name} {bound}{note}"
+        return None
+    near, far = lim.pad_limit
+    if top > near or left > near:
+        return f"{what} top/left pads {[top, left]} exceed {near}{note}"
+    if bottom > far or right > far:
+        return f"{what} bottom/right pads {[bottom, right]} exceed {far}{note}"
     return None
 
 
@@ -441,6 +520,7 @@ def _dw_conv_transpose(
     dilations: list[int],
     pads: list[int],
     channels: int,
+    ip: str = DEFAULT_IP,
 ) -> Support:
     """A depthwise ConvTranspose (groups = input channels = output channels) as vai_q_pytorch's DPU op filter
     takes it on the ALU engine (filter_transpose_depthwise_conv2d, with VART's DPUCZDX8G ISA1 target factory's
@@ -454,16 +534,19 @@ def _dw_conv_transpose(
     there as a depthwise conv's is: kernel_h * kernel_w <= 2048 (check_dwconv_weights_bank_depth's rows; a
     compiler that split it by stride phase would need fewer, which is not public, so the rules take the whole
     kernel). VART's cpu-runner (tdwconv.cpp) refuses a dilated kernel. No activation is fused into it
-    (engine_of: TRANSPOSED_DW_ENGINE)."""
+    (engine_of: TRANSPOSED_DW_ENGINE). On IP v3.x (ISA0: the dwconv engine, filter_transpose_depthwise_conv2d's
+    other branch) kernel // stride is in its dwconv_limit's 1-16 and each pad 0 to the kernel (check_pad: no
+    pad_limit), IpLimits."""
     reason = _transposed_attrs(node, dilations)
     if reason is not None:
         return _cpu(reason)
+    lim = ip_limits(ip)
     for k, st in zip(kernel, strides):
         taps = k // st if st >= 1 else 0
-        if not (1 <= taps <= MAX_ALU_KERNEL and (k % st == 0 or taps + 1 <= MAX_ALU_KERNEL)):
+        if not (1 <= taps <= lim.dw_kernel and (k % st == 0 or taps + 1 <= lim.dw_kernel)):
             return _cpu(
                 f"depthwise ConvTranspose kernel {kernel} / stride {strides}: kernel // stride outside "
-                f"1-{MAX_ALU_KERNEL} (the ALU engine's alu_limit)"
+                f"1-{lim.dw_kernel}{lim.tdw_note.format(ip=ip)}"
             )
     limit = max_alu_channels(cfg)
     if channels > limit:
@@ -477,7 +560,7 @@ def _dw_conv_transpose(
             f"depthwise ConvTranspose weights {kernel[0]}x{kernel[1]} take {rows} rows of the {WEIGHT_BANK_DEPTH}-deep "
             "depthwise weight bank (kernel_h * kernel_w; the ALU engine keeps them there as a depthwise conv's)"
         )
-    reason = _alu_pads("depthwise ConvTranspose", pads)
+    reason = _alu_pads("depthwise ConvTranspose", pads, ip, [*kernel, 1, 1][:2], "the kernel")
     if reason is not None:
         return _cpu(reason)
     return True, f"transposed depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} (ALU engine)"
@@ -519,22 +602,33 @@ def _const_shape(name: str, info: GraphInfo) -> tuple[int, ...] | None:
     return None if shape is None else tuple(shape)
 
 
-def _pool(node: Any, info: GraphInfo) -> Support:
-    """A pool as vai_q_pytorch's DPU op filter takes it on the ALU engine (filter_pool, with VART's DPUCZDX8G ISA1
-    target factory's alu_limit and pad_limit): each kernel side 1-256 (a global pool's kernel is its input's
-    H x W), each stride 1-256 unless the kernel covers the whole input and its output is one pixel (the op filter
-    checks no stride then; with pads a stride over 256 can still give two), the ALU engine's pads."""
+def _pool(node: Any, info: GraphInfo, ip: str = DEFAULT_IP) -> Support:
+    """A pool as vai_q_pytorch's DPU op filter takes it (filter_pool) on DPUCZDX8G IP version `ip`. IP v4: on the
+    ALU engine, with VART's DPUCZDX8G ISA1 target factory's alu_limit and pad_limit: each kernel side 1-256 (a
+    global pool's kernel is its input's H x W), each stride 1-256 unless the kernel covers the whole input and its
+    output is one pixel (the op filter checks no stride then; with pads a stride over 256 can still give two), the
+    ALU engine's pads. IP v3.x: on the pool engine of its ISA0 targets, a max pool's kernel side 1-8, an average
+    pool's 2-8 and square, each stride 1-8 (as above), each pad 0 to the kernel (IpLimits)."""
     op = node.op_type
+    lim = ip_limits(ip)
+    lo, hi = lim.pool_kernel["max" if "Max" in op else "avg"]
+    note = lim.pool_note.format(ip=ip)
+    square = lim.square_avg_pool and "Average" in op
     x = info.shape(node.input[0])
     if op.startswith("Global"):
         if x is None or len(x) != 4:
             return _cpu(f"{op} on a tensor of unknown shape")
-        if not all(1 <= k <= MAX_ALU_KERNEL for k in x[2:]):
-            return _cpu(f"{op} over {x[2]}x{x[3]}: its kernel, the input's H x W, exceeds {MAX_ALU_KERNEL} on a side")
+        if not all(lo <= k <= hi for k in x[2:]):
+            span = f"exceeds {hi}" if lo == 1 else f"is outside {lo}-{hi}"
+            return _cpu(f"{op} over {x[2]}x{x[3]}: its kernel, the input's H x W, {span} on a side{note}")
+        if square and x[2] != x[3]:
+            return _cpu(f"{op} over {x[2]}x{x[3]}: its kernel, the input's H x W, is not square{note}")
         return True, f"{op} (ALU engine)"
     kernel = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
-    if not all(1 <= k <= MAX_ALU_KERNEL for k in kernel):
-        return _cpu(f"{op} kernel {kernel} outside 1-{MAX_ALU_KERNEL}")
+    if not all(lo <= k <= hi for k in kernel):
+        return _cpu(f"{op} kernel {kernel} outside {lo}-{hi}{note}")
+    if square and len(set(kernel)) > 1:
+        return _cpu(f"{op} kernel {kernel} is not square{note}")
     strides = [int(s) for s in attr(node, "strides", [1] * len(kernel))]
     whole = x is not None and len(x) == 4 and list(x[2:]) == kernel
     one_pixel = (
@@ -543,8 +637,8 @@ def _pool(node: Any, info: GraphInfo) -> Support:
         and min(strides) >= 1
         and _pool_output_hw(node, [int(d) for d in x[2:]], kernel, strides) == [1, 1]
     )
-    if not one_pixel and not all(1 <= s <= MAX_ALU_STRIDE for s in strides):
-        return _cpu(f"{op} stride {strides} outside 1-{MAX_ALU_STRIDE} (the ALU engine's alu_limit)")
+    if not one_pixel and not all(1 <= s <= lim.pool_stride for s in strides):
+        return _cpu(f"{op} stride {strides} outside 1-{lim.pool_stride}{lim.stride_note.format(ip=ip)}")
     auto_pad = attr(node, "auto_pad", "NOTSET")
     if auto_pad in ("NOTSET", ""):
         pads = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
@@ -554,7 +648,7 @@ def _pool(node: Any, info: GraphInfo) -> Support:
         return _cpu(f"{op} with auto_pad {auto_pad} on a tensor of unknown shape (its pads cannot be checked)")
     else:
         pads = _same_pads(node, [int(d) for d in x[2:]], kernel, strides)
-    reason = _alu_pads(op, pads)
+    reason = _alu_pads(op, pads, ip, [*kernel, 1, 1][:2], "the kernel")
     if reason is not None:
         return _cpu(reason)
     return True, f"{op} {kernel[0]}x{kernel[1]} (ALU engine)"
@@ -843,6 +937,11 @@ def check_ip(ip: str) -> str:
     return ip
 
 
+def ip_limits(ip: str) -> IpLimits:
+    """The depthwise conv and pool limits of DPUCZDX8G IP version `ip`'s ISA (IP_LIMITS; ConfigError if unknown)."""
+    return IP_LIMITS[IP_VERSIONS[check_ip(ip)]]
+
+
 def isa0_refusal(what: str, ip: str, mult: bool = False, hsigmoid: bool = False) -> str | None:
     """Why `what` (a hard activation: `hsigmoid`; an element-wise mult: `mult`) is not a DPU op on DPUCZDX8G IP
     version `ip`, or None on IP v4 (ISA1: VART's create_target_DPUCZDX8G_ISA1.cpp gives the ALU engine hsigmoid and
@@ -966,9 +1065,9 @@ def dpu_support(node: Any, info: GraphInfo, cfg: DpuConfig, ip: str = DEFAULT_IP
     if reason is not None:
         return _cpu(reason)
     if op in ("Conv", "ConvTranspose"):
-        return _conv(node, info, cfg)
+        return _conv(node, info, cfg, ip)
     if op in POOL_OPS:
-        return _pool(node, info)
+        return _pool(node, info, ip)
     if op in ("Add", "Mul"):
         ok, why = _eltwise(node, info)
         if ok and node.op_type == "Mul" and engine_of(node, info, cfg) == ELTWISE_ENGINE:
