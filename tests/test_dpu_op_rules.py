@@ -934,3 +934,15 @@ def test_conv_and_conv_transpose_limits_are_the_same_at_every_ip(ip):
     for kwargs, ok in (({"k": 32, "s": 2, "pads": 0}, True), ({"k": 33, "s": 2, "pads": 0}, False)):
         node, gi = deconv(**kwargs)
         assert dpu_support(node, gi, CFG, ip) == dpu_support(node, gi, CFG) and dpu_support(node, gi, CFG)[0] is ok
+
+
+@pytest.mark.parametrize(
+    ("ip", "dw", "pool"), [("3.4", "dwconv engine", "pool engine"), ("4.0", "ALU engine", "ALU engine")]
+)
+def test_a_depthwise_conv_s_and_a_pool_s_reason_names_the_ip_s_engine(ip, dw, pool):
+    # IP v3.x ran depthwise convs on a dwconv engine and pools on a pool engine (DPUCZDX8G_ISA0_*.prototxt's
+    # dwconv_engine, pool_engine), which IP v4 merged into its ALU engine: a reason at 3.4 said "ALU engine"
+    assert dpu_support(*_dw_node(3, 1, 1), CFG, ip) == (True, f"depthwise conv 3x3 s1 ({dw})")
+    assert dpu_support(*_dw_deconv_node(4, 2, 1), CFG, ip) == (True, f"transposed depthwise conv 4x4 s2 ({dw})")
+    assert dpu_support(*_pool_node("MaxPool", [3, 3]), CFG, ip) == (True, f"MaxPool 3x3 ({pool})")
+    assert dpu_support(*_pool_node("GlobalAveragePool", hw=(7, 7)), CFG, ip) == (True, f"GlobalAveragePool ({pool})")

@@ -164,6 +164,8 @@ class IpLimits:
     pool_note: str  # after a pool's kernel reason
     stride_note: str  # after a pool's stride reason
     pad_note: str  # after a depthwise conv's or pool's pad reason
+    dw_engine: str  # the engine a depthwise conv (and a transposed one) runs on, as its reason names it
+    pool_engine: str  # the engine a pool runs on
 
 
 # IP v4: VART's create_target_DPUCZDX8G_ISA1.cpp (targets/DPUCZDX8G_ISA1_B*.prototxt): alu_limit kernel_size and
@@ -180,6 +182,8 @@ ISA1_LIMITS = IpLimits(
     pool_note="",
     stride_note=" (the ALU engine's alu_limit)",
     pad_note=" (the ALU engine's pad_limit)",
+    dw_engine="ALU engine",
+    pool_engine="ALU engine",
 )
 # IP v3.x: every DPUCZDX8G_ISA0_<ARCH>_MAX / _MAX_BG2 target (expired_targets/, Vitis-AI b2b227921b66):
 # dwconv_limit kernel_size 1-16, stride 1-8; max_limit kernel_size 1-8, avg_limit kernel_size 2-8, stride 1-8; no
@@ -198,6 +202,8 @@ ISA0_LIMITS = IpLimits(
     pool_note=" (DPUCZDX8G IP v{ip}'s pool engine: the max_limit / avg_limit of its DPUCZDX8G_ISA0 targets)",
     stride_note=" (DPUCZDX8G IP v{ip}'s pool engine: the max_limit / avg_limit of its DPUCZDX8G_ISA0 targets)",
     pad_note=" (DPUCZDX8G IP v{ip}: its DPUCZDX8G_ISA0 targets have no pad_limit)",
+    dw_engine="dwconv engine",
+    pool_engine="pool engine",
 )
 IP_LIMITS = {0: ISA0_LIMITS, 1: ISA1_LIMITS}  # by ISA (IP_VERSIONS)
 
@@ -388,7 +394,7 @@ def _conv(node: Any, info: GraphInfo, cfg: DpuConfig, ip: str = DEFAULT_IP) -> S
                 f"depthwise weights {kernel[0]}x{kernel[1]} take {rows} rows of the {WEIGHT_BANK_DEPTH}-deep "
                 "depthwise weight bank (kernel_h * kernel_w)"
             )
-        return True, f"depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} (ALU engine)"
+        return True, f"depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} ({lim.dw_engine})"
     if not all(1 <= k <= MAX_CONV_KERNEL for k in kernel):
         return _cpu(f"{op} kernel {kernel} outside 1-{MAX_CONV_KERNEL}")
     if not all(1 <= s <= MAX_CONV_STRIDE for s in strides):
@@ -563,7 +569,7 @@ def _dw_conv_transpose(
     reason = _alu_pads("depthwise ConvTranspose", pads, ip, [*kernel, 1, 1][:2], "the kernel")
     if reason is not None:
         return _cpu(reason)
-    return True, f"transposed depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} (ALU engine)"
+    return True, f"transposed depthwise conv {kernel[0]}x{kernel[1]} s{strides[0]} ({lim.dw_engine})"
 
 
 def _fc(node: Any, info: GraphInfo) -> Support:
@@ -623,7 +629,7 @@ def _pool(node: Any, info: GraphInfo, ip: str = DEFAULT_IP) -> Support:
             return _cpu(f"{op} over {x[2]}x{x[3]}: its kernel, the input's H x W, {span} on a side{note}")
         if square and x[2] != x[3]:
             return _cpu(f"{op} over {x[2]}x{x[3]}: its kernel, the input's H x W, is not square{note}")
-        return True, f"{op} (ALU engine)"
+        return True, f"{op} ({lim.pool_engine})"
     kernel = [int(k) for k in attr(node, "kernel_shape", [1, 1])]
     if not all(lo <= k <= hi for k in kernel):
         return _cpu(f"{op} kernel {kernel} outside {lo}-{hi}{note}")
@@ -651,7 +657,7 @@ def _pool(node: Any, info: GraphInfo, ip: str = DEFAULT_IP) -> Support:
     reason = _alu_pads(op, pads, ip, [*kernel, 1, 1][:2], "the kernel")
     if reason is not None:
         return _cpu(reason)
-    return True, f"{op} {kernel[0]}x{kernel[1]} (ALU engine)"
+    return True, f"{op} {kernel[0]}x{kernel[1]} ({lim.pool_engine})"
 
 
 def _same_pads(node: Any, hw: list[int], kernel: list[int], strides: list[int]) -> list[int]:
