@@ -748,6 +748,50 @@ def test_verify_of_a_card_written_from_the_staged_copy_points_at_that_copy(
     assert "the card may be failing or fake" in capsys.readouterr().out
 
 
+def test_verify_of_a_file_with_itself_is_refused_and_a_staged_copy_is_not_pointed_at_itself(
+    image, overlay, model, wheel, tmp_path, cli, capsys, monkeypatch
+):
+    # `sdcard verify X --device X` compares a file with itself: refused in one line before anything is read,
+    # however the same file is named (by device and inode: a symbolic link, a hard link, another spelling).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.img").symlink_to(image)
+    os.link(image, tmp_path / "hard.img")
+    for device in (str(image), "link.img", "hard.img", f"./{image.name}"):
+        assert cli(["sdcard", "verify", str(image), "--device", device, "--no-progress"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert err.startswith(f"dpupose: error: --device {device} is the image {image} itself (the same file)")
+        assert "/dev/sdX" in err
+    # The staged copy given as the card: it differs from the image by the staged files, and the command it was
+    # told to run compared it with itself. It is now named as the copy itself, with the command for a card.
+    args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    assert cli([*args, "--out", "build/sdcard/staged.img"]) == 0
+    capsys.readouterr()
+    assert cli(["sdcard", "verify", str(image), "--device", "build/sdcard/staged.img", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"verification failed: build/sdcard/staged.img differs from {image.name} from byte ")
+    assert "is the staged copy of pynq.img itself (build/sdcard/staged.img" in out
+    assert "dpupose sdcard verify build/sdcard/staged.img --device /dev/sdX" in out
+    assert "--device build/sdcard/staged.img" not in out
+    # `dpupose sdcard stage` without --out writes build/sdcard/pynq-dpupose.img: the same, by its own name.
+    assert cli(args) == 0
+    capsys.readouterr()
+    os.remove("build/sdcard/staged.img")
+    default = tmp_path / "build" / "sdcard" / "pynq-dpupose.img"
+    assert default.is_file()
+    assert cli(["sdcard", "verify", str(image), "--device", str(default), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "is the staged copy of pynq.img itself (build/sdcard/pynq-dpupose.img" in out
+    # A card written from that copy is pointed at the copy that is there, not at make sdcard's absent one.
+    card = tmp_path / "card.img"
+    shutil.copyfile(default, card)
+    assert cli(["sdcard", "verify", str(image), "--device", str(card), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"dpupose sdcard verify build/sdcard/pynq-dpupose.img --device {card}" in out
+    assert "the copy `dpupose sdcard stage` made" in out and "itself" not in out
+    assert cli(["sdcard", "verify", str(default), "--device", str(card), "--no-progress"]) == 0
+
+
 # --- found by a mutation audit: behaviour no test above pinned ---------------------------------
 
 

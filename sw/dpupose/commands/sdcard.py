@@ -136,29 +136,69 @@ def run_verify(args: argparse.Namespace) -> int:
     from dpupose.board.images import open_image
     from dpupose.board.progress import Progress, progress_wanted
     from dpupose.board.verify import VerificationFailed, compare_with_image
+    from dpupose.errors import UsageError
 
     info = open_image(args.image)
+    device = Path(args.device)
+    if _same_file(info.path, device):  # nothing to learn from a file compared with itself
+        raise UsageError(
+            f"--device {args.device} is the image {args.image} itself (the same file): comparing it with itself "
+            "checks nothing; give as --device the card the image was written to (/dev/sdX, /dev/mmcblkN) or the "
+            "file `dpupose sdcard flash` wrote it to"
+        )
     bar = Progress(info.size, "verify", enabled=progress_wanted(args.progress))
     try:
-        compare_with_image(info, Path(args.device), progress=bar)
+        compare_with_image(info, device, progress=bar)
     except VerificationFailed as exc:  # the check failed (1), as opposed to bad input (2)
         bar.close()
-        if exc.offset is not None and _staged(Path(args.device)) and not _staged(info.path):
-            # Not a failing card: one written from a staged copy (`make sdcard` with OVERLAY= and MODEL_DIR=
-            # writes build/sdcard/staged.img) differs from the image it was staged from by the staged files.
-            print(
-                f"verification failed: {args.device} differs from {info.path.name} from byte {exc.offset}: it holds "
-                "an image dpupose staged (dpupose/manifest.json on its boot partition), which differs from the "
-                f"image it was staged from by the staged files; compare it with the staged copy it was written "
-                f"from: dpupose sdcard verify build/sdcard/staged.img --device {shlex.quote(args.device)} "
-                "(the copy `make sdcard` stages)"
-            )
+        if exc.offset is not None and _staged(device) and not _staged(info.path):
+            print(_staged_card_note(args.device, info.path, exc.offset))
         else:
             print(exc)
         return 1
     bar.close()
     print(f"{args.device} holds {info.path.name} ({info.size} bytes): identical")
     return 0
+
+
+def _same_file(a, b) -> bool:
+    """Whether two paths name one file (the same device and inode: a link or another spelling of the path is
+    the same file); False where either cannot be read."""
+    import os
+
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _staged_card_note(device: str, image, offset: int) -> str:
+    """The verdict for a staged card or file compared with the image it was staged from: not a failing card.
+    The staged copies are `make sdcard`'s build/sdcard/staged.img and `sdcard stage`'s default for IMAGE; where
+    --device is one of them (the same file), it is the copy itself, and comparing it with itself checks nothing."""
+    from pathlib import Path
+
+    from dpupose.board.stage import default_output
+
+    copies = list(dict.fromkeys([Path("build/sdcard/staged.img"), default_output(image)]))
+    head = f"verification failed: {device} differs from {image.name} from byte {offset}: "
+    itself = next((c for c in copies if _same_file(c, device)), None)
+    if itself is not None:
+        return (
+            head + f"it is the staged copy of {image.name} itself ({itself}, with dpupose/manifest.json on its boot "
+            "partition), which differs from the image by the staged files, as it should; comparing it with itself "
+            f"checks nothing: to check a card written from it, dpupose sdcard verify {shlex.quote(str(itself))} "
+            "--device /dev/sdX (the card)"
+        )
+    there = [c for c in copies if c.is_file()]
+    copy = there[0] if len(there) == 1 else copies[0]
+    which = "the copy `make sdcard` stages" if copy == copies[0] else "the copy `dpupose sdcard stage` made"
+    return (
+        head + "it holds an image dpupose staged (dpupose/manifest.json on its boot partition), which differs from "
+        "the image it was staged from by the staged files; compare it with the staged copy it was written from: "
+        f"dpupose sdcard verify {shlex.quote(str(copy))} --device {shlex.quote(device)} ({which})"
+    )
 
 
 def _staged(image) -> bool:
