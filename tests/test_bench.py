@@ -185,7 +185,14 @@ def test_a_plan_whose_source_was_quantized_again_gets_no_cpu_rows_of_that_model(
         "from the plan's: quantized again since?); pass --quantized DIR, the folder the plan was split from"
     )
     (q / "model_qdq.onnx").unlink()
-    assert resolve_inputs(BenchOptions(plan=plan_dir))[1] is None
+    plan, found = resolve_inputs(BenchOptions(plan=plan_dir))
+    assert found is None
+    # The source gone (the shipped plan in a fresh checkout, whose source was quantized elsewhere): named as
+    # not there, not as a folder without model_fp32.onnx (it has one).
+    assert _no_cpu_rows_reason(plan) == (
+        f"CPU ONNX rows: the plan's source model {q / 'model_qdq.onnx'} is not there; pass --quantized DIR, a "
+        "`dpupose quantize` folder of the checkpoint the plan was split from"
+    )
 
 
 def test_the_cpu_rows_of_a_model_of_ones_own_come_from_its_float_export_beside_it(tmp_path):
@@ -200,8 +207,8 @@ def test_the_cpu_rows_of_a_model_of_ones_own_come_from_its_float_export_beside_i
     plan, found = resolve_inputs(BenchOptions(plan=plan_dir))
     assert found is None
     assert _no_cpu_rows_reason(plan) == (
-        "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR, or for a network "
-        "of your own put its float export there under that name"
+        f"CPU ONNX rows: no model_fp32.onnx beside the plan's source model ({own}); pass --quantized DIR, or for "
+        "a network of your own put its float export there under that name"
     )
     float_model(own / "model_fp32.onnx")
     assert resolve_inputs(BenchOptions(plan=plan_dir))[1] == plan_dir / ".." / "own"

@@ -167,14 +167,20 @@ def _source_quantized(plan: Any) -> Path | None:
 
 def _no_cpu_rows_reason(plan: Any) -> str:
     source = _plan_source(plan)
+    if source is not None and not source.is_file():  # the shipped plan in a fresh checkout: never quantized here
+        return (
+            f"CPU ONNX rows: the plan's source model {os.path.normpath(source)} is not there; pass --quantized DIR, "
+            "a `dpupose quantize` folder of the checkpoint the plan was split from"
+        )
     if source is not None and (source.parent / "model_fp32.onnx").is_file():
         return (
             f"CPU ONNX rows: {os.path.normpath(source)} is not the model the plan was split from (its sha256 "
             "differs from the plan's: quantized again since?); pass --quantized DIR, the folder the plan was split from"
         )
+    where = f" ({os.path.normpath(source.parent)})" if source is not None else ""
     return (
-        "CPU ONNX rows: no model_fp32.onnx beside the plan's source model; pass --quantized DIR, or for a network "
-        "of your own put its float export there under that name"
+        f"CPU ONNX rows: no model_fp32.onnx beside the plan's source model{where}; pass --quantized DIR, or for a "
+        "network of your own put its float export there under that name"
     )
 
 
