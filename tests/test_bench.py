@@ -324,6 +324,29 @@ def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monke
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii"))
 
 
+def test_an_unknown_config_is_refused_before_any_quantization(tmp_path, monkeypatch, capsys):
+    """`--config u96v2-b1600` (the shipped name is u96v2-b1600-pynq) was refused by the split, after the
+    checkpoint had been quantized into build/cache/ (minutes): now first, with nothing written."""
+    from dpupose.cli import main
+    from dpupose.dpu.config import list_configs
+    from dpupose.eval import prepare
+
+    def no_quantize(*args, **kwargs):
+        raise AssertionError("quantized before --config was checked")
+
+    monkeypatch.setattr(prepare, "quantized", no_quantize)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"a checkpoint")
+    for argv in (["--checkpoint", "model.pt"], ["--quantized", str(tmp_path)], []):
+        assert main(["bench", *argv, "--config", "u96v2-b1600"]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"dpupose: error: unknown DPU configuration 'u96v2-b1600'; shipped: {', '.join(list_configs())} (or "
+            "give a path to a .toml file)\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no build/ (--work, cache) made
+
+
 def test_a_bench_into_a_work_folder_in_use_is_refused_before_any_quantization(tmp_path, monkeypatch):
     """Its --work was locked only once its inputs were resolved: a second bench quantized (minutes) first."""
     from dpupose.eval import prepare

@@ -327,6 +327,10 @@ def run_bench(opts: BenchOptions) -> BenchResult:
         raise DataError(f"--data-root {opts.data_root} is not a folder; give the data set's root folder")
     if opts.plan is not None:  # before the lock makes --work (and its lock file) in the plan folder
         _check_work_outside(opts.work, opts.plan)
+    elif opts.config is not None:  # a mistyped name was refused only by the split, after the quantization
+        from dpupose.dpu.config import load_config
+
+        load_config(opts.config)
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)  # ONNX Runtime's quantization tools warn about every folded constant
