@@ -1019,3 +1019,59 @@ def test_a_file_with_the_format_but_no_weights_is_refused_by_name(tmp_path):
     # the marker is there: what is missing is the weights, and the message says so (not "no marker")
     with pytest.raises(CheckpointError, match=r"no_weights\.pt is marked as a dpupose checkpoint but holds no network"):
         load_checkpoint(path)
+
+
+def test_a_json_file_given_as_a_checkpoint_is_named_as_what_it_is(tmp_path, capsys):
+    """A split plan's plan.json or a run's config.json as --checkpoint was 'not a readable checkpoint
+    (UnpicklingError); it may be truncated or from another program'."""
+    import json
+
+    from dpupose.cli import main
+
+    plan = tmp_path / "split" / "plan.json"
+    plan.parent.mkdir()
+    plan.write_text(json.dumps({"version": 1, "fingerprint": "0x1", "subgraphs": []}, indent=2))
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(plan)
+    assert str(err.value) == (
+        f"{plan} is a split plan, not a checkpoint: give a checkpoint written by `dpupose train` or `dpupose "
+        f"export` (runs/NAME/best.pt, models/NAME/model.pt); a plan runs with `dpupose run --plan {plan.parent}`"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('\n  {"data": "synthetic"}\n')
+    expected = (
+        f"{run / 'config.json'} is a JSON file, not a checkpoint: give a checkpoint written by `dpupose train` or "
+        "`dpupose export` (runs/NAME/best.pt)"
+    )
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(run / "config.json")
+    assert str(err.value) == expected
+    (run / "best.pt").write_bytes(b"weights")  # named where it is there
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(run / "config.json")
+    assert str(err.value) == f"{expected}: the run's checkpoint is {run / 'best.pt'}"
+    (run / "notes.txt").write_text("not JSON")  # other bytes: as before
+    with pytest.raises(CheckpointError, match=r"notes\.txt is not a readable checkpoint \(UnpicklingError\)"):
+        read_checkpoint(run / "notes.txt")
+    # From the command line: one line, exit 2, nothing written.
+    assert main(["export", "--checkpoint", str(plan), "--out", str(tmp_path / "m.pt")]) == 2
+    assert capsys.readouterr().err.startswith(f"dpupose: error: {plan} is a split plan, not a checkpoint")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_export_refuses_an_out_named_onnx_before_reading_anything(tmp_path, capsys):
+    """`dpupose export --out model.onnx` wrote a torch checkpoint under an ONNX name, which every command then
+    refused as an ONNX model (and split as not ONNX)."""
+    from dpupose.cli import main
+
+    for name in ("model.onnx", "MODEL.ONNX"):
+        out = tmp_path / "ship" / name
+        assert main(["export", "--checkpoint", str(tmp_path / "nosuch.pt"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"dpupose: error: --out {out} names an ONNX file, but dpupose export writes a checkpoint (torch.save, "
+            "weights only): name it .pt (e.g. models/NAME/model.pt); the ONNX models come from `dpupose quantize` "
+            "(DIR/model_fp32.onnx, DIR/model_qdq.onnx)\n"
+        )
+        assert not (tmp_path / "ship").exists()

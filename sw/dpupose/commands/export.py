@@ -31,6 +31,12 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     from dpupose.errors import UsageError
     from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 
+    if Path(out).suffix.lower() == ".onnx":  # every command would take the file for an ONNX model and refuse it
+        raise UsageError(
+            f"--out {out} names an ONNX file, but dpupose export writes a checkpoint (torch.save, weights only): "
+            "name it .pt (e.g. models/NAME/model.pt); the ONNX models come from `dpupose quantize` "
+            "(DIR/model_fp32.onnx, DIR/model_qdq.onnx)"
+        )
     if Path(out).resolve() == Path(src).resolve():
         raise UsageError("--out must differ from --checkpoint")
     # The checkpoint first: "--out exists; pass --force" for a checkpoint that is not there (or a folder)

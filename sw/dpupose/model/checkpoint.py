@@ -86,6 +86,28 @@ def check_checkpoint_path(path: str | Path) -> Path:
     return path
 
 
+def _json_instead(path: Path) -> str | None:
+    """The refusal for a JSON file given as a checkpoint (a split plan's plan.json, a run's config.json beside
+    its best.pt), named as what it is; None for anything else."""
+    from dpupose.formats import not_onnx
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(64).lstrip()
+    except OSError:
+        return None
+    if not head.startswith(b"{"):
+        return None
+    if not_onnx(path) == "plan":
+        return (
+            f"{path} is a split plan, not a checkpoint: give a checkpoint {WRITTEN_BY} (runs/NAME/best.pt, "
+            f"models/NAME/model.pt); a plan runs with `dpupose run --plan {path.parent}`"
+        )
+    beside = path.parent / "best.pt"
+    instead = f": the run's checkpoint is {beside}" if beside.is_file() else ""
+    return f"{path} is a JSON file, not a checkpoint: give a checkpoint {WRITTEN_BY} (runs/NAME/best.pt){instead}"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw dict, or CheckpointError saying why it is unusable."""
     path = check_checkpoint_path(path)
@@ -93,8 +115,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle of another program, random bytes...
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be truncated or from another "
-            f"program: use a checkpoint {WRITTEN_BY}"
+            _json_instead(path)
+            or (
+                f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be truncated or from another "
+                f"program: use a checkpoint {WRITTEN_BY}"
+            )
         ) from None
     if isinstance(state, dict) and state.get("format") == FORMAT and "model" not in state:
         raise CheckpointError(
