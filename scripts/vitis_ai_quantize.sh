@@ -50,7 +50,15 @@ while [ $# -gt 0 ]; do
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
-[ -n "$checkpoint" ] && [ -n "$arch" ] && [ -n "$out" ] || usage
+missing=()  # named, then the usage: the usage alone did not say which of them the command line lacked
+[ -n "$checkpoint" ] || missing+=(--checkpoint)
+[ -n "$arch" ] || missing+=(--arch)
+[ -n "$out" ] || missing+=(--out)
+if [ ${#missing[@]} -gt 0 ]; then
+  list=$(IFS=,; echo "${missing[*]}")
+  echo "vitis_ai_quantize: error: missing ${list//,/, }: --checkpoint, --arch and --out are required" >&2
+  usage
+fi
 [ ! -d "$checkpoint" ] || die "checkpoint $checkpoint is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)"
 [ -f "$checkpoint" ] || die "checkpoint $checkpoint not found"
 [ -z "$plan" ] || [ -f "$plan/plan.json" ] || [ -f "$plan" ] || die "--plan $plan holds no plan.json (give the folder \`dpupose split\` wrote)"

@@ -105,6 +105,17 @@ def test_help_is_printed_to_stdout_with_exit_status_0():
         assert res.stdout.startswith("scripts/vitis_ai_quantize.sh --checkpoint CKPT --arch ARCH_JSON --out DIR")
     res = _run(["--dry-run"])  # the usage for a command line without the required options stays an error
     assert res.returncode == 2 and res.stdout == "" and "--checkpoint CKPT" in res.stderr
+    # ... and names the ones missing first: the model card's `--plan models/dpupose-synth/split` alone got
+    # the usage without a word on what it lacked.
+    required = ": --checkpoint, --arch and --out are required\n"
+    for args, missing in (
+        (["--plan", "models/dpupose-synth/split"], "--checkpoint, --arch, --out"),
+        (["--arch", "a.json", "--dry-run"], "--checkpoint, --out"),
+        (["--checkpoint", "m.pt", "--arch", "a.json"], "--out"),
+    ):
+        res = _run(args)
+        assert res.returncode == 2 and res.stdout == ""
+        assert res.stderr.startswith(f"vitis_ai_quantize: error: missing {missing}{required}scripts/vitis_ai_quantize")
 
 
 def test_an_option_given_last_without_its_value_is_named():
