@@ -292,13 +292,18 @@ def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
     assert main(["data", "check", "--data-root", str(root)]) == 1  # the valid split's problems remain
     train_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("train:"))
     assert "0 missing, 0 undecodable, 0 outside images/" in train_line
-    assert main(["data", "check", "--data-root", str(root / "synthetic.json")]) == 1
-    out = capsys.readouterr().out
-    assert "is a file, not a folder" in out and len(out.splitlines()) == 1  # once, not for each split
-    assert main(["data", "check", "--data-root", str(root / "nothing")]) == 1
-    assert (
-        capsys.readouterr().out
-        == f"data root {root / 'nothing'} does not exist; give the folder holding images/ and annot/\n"
+    # A root that is not a folder leaves nothing to check: a command not carried out (exit 2, as every other
+    # command says it), not a check that failed (exit 1, which it was, on stdout without dpupose: error:).
+    assert main(["data", "check", "--data-root", str(root / "synthetic.json")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"dpupose: error: data root {root / 'synthetic.json'} is a file, not a folder; give the folder holding "
+        "images/ and annot/\n"
+    )  # once, not for each split
+    assert main(["data", "check", "--data-root", str(root / "nothing")]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"dpupose: error: data root {root / 'nothing'} does not exist; give the folder holding images/ and annot/\n",
     )
     # A root with validation records only (what `data synth --num-train 0` makes, to evaluate or run on) is
     # fine; one with none in either split is not.

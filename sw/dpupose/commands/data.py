@@ -65,12 +65,9 @@ def check(args: argparse.Namespace) -> int:
     from dpupose.runtime.imagefile import read_bgr
 
     root = Path(args.data_root)
-    if not root.is_dir():  # said once, not for each split
-        try:
-            load_split(root, "train")
-        except DataError as exc:
-            print(exc)
-        return 1
+    if not root.is_dir():  # said once, not for each split; nothing to check: a command not carried out (2)
+        load_split(root, "train")  # raises the DataError that names what the path is instead
+        raise DataError(f"data root {root} is not a folder; give the folder holding images/ and annot/")
     images = os.path.normpath(root / "images")
     problems = 0
     empty = []
