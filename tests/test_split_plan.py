@@ -214,6 +214,38 @@ def test_a_folder_whose_plan_is_one_level_down_names_it(tmp_path: Path) -> None:
     )
 
 
+def test_a_quantize_folder_or_a_training_run_given_as_the_plan_is_named_with_the_steps_before_it(
+    tmp_path: Path, capsys
+) -> None:
+    # `make run PLAN=build/q` (the quantize folder, one step short) was told only that no plan.json is there.
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "model_qdq.onnx").write_bytes(b"onnx")
+    with pytest.raises(ModelFileError) as e:
+        load_plan(q)
+    assert str(e.value) == (
+        f"no split plan at {q / PLAN_FILE}: {q} is a `dpupose quantize` folder; split it first, `dpupose split "
+        f"{q / 'model_qdq.onnx'} --out DIR --optimize`, and pass DIR"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"weights")
+    with pytest.raises(ModelFileError) as e:
+        load_plan(run)
+    assert str(e.value) == (
+        f"no split plan at {run / PLAN_FILE}: {run} is a training run; quantize and split it first, `dpupose "
+        f"quantize --checkpoint {run / 'best.pt'} --out Q` and `dpupose split Q/model_qdq.onnx --out DIR "
+        "--optimize`, and pass DIR"
+    )
+    # From the command line, before anything is written.
+    from dpupose.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", "--plan", str(q), "--source", str(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(f"dpupose: error: no split plan at {q / PLAN_FILE}: {q} is a `dpupose")
+    assert not out.exists()
+
+
 def test_save_is_atomic_and_refuses_invalid_plans(tmp_path: Path) -> None:
     plan = tinyplan.write_split_plan(tmp_path)
     before = (tmp_path / PLAN_FILE).read_text()

@@ -356,12 +356,25 @@ def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
     """Read `DIR/plan.json` (or the given .json file) and check it; `plan.root` is its folder."""
     path = Path(dir_or_file)
     inside: list[Path] = []
+    folder = None
     if path.is_dir():
+        folder = path
         with contextlib.suppress(OSError):  # a model card's folder (models/dpupose-synth): its plan one level down
             inside = sorted(d for d in path.iterdir() if d.is_dir() and (d / PLAN_FILE).is_file())
         path = path / PLAN_FILE
     if not path.is_file():
         where = f"the split plan folder inside it, {' or '.join(str(d) for d in inside)}" if inside else ""
+        if folder is not None and (folder / "model_qdq.onnx").is_file():  # the step before the split
+            raise ModelFileError(
+                f"no split plan at {path}: {folder} is a `dpupose quantize` folder; split it first, `dpupose split "
+                f"{folder / 'model_qdq.onnx'} --out DIR --optimize`, and pass DIR"
+            )
+        if folder is not None and any((folder / n).is_file() for n in ("best.pt", "last.pt")):  # a training run
+            raise ModelFileError(
+                f"no split plan at {path}: {folder} is a training run; quantize and split it first, `dpupose "
+                f"quantize --checkpoint {folder / 'best.pt'} --out Q` and `dpupose split Q/model_qdq.onnx --out DIR "
+                "--optimize`, and pass DIR"
+            )
         raise ModelFileError(
             f"no split plan at {path}: pass {where}"
             if where
