@@ -792,6 +792,34 @@ def test_verify_of_a_file_with_itself_is_refused_and_a_staged_copy_is_not_pointe
     assert cli(["sdcard", "verify", str(default), "--device", str(card), "--no-progress"]) == 0
 
 
+def test_verify_refuses_a_device_that_is_no_card_or_file_before_opening_it(image, tmp_path):
+    # A folder was read back as 'read error at byte 0 of DIR: Is a directory', a missing file as 'cannot read
+    # X back for verification: No such file or directory', /dev/null as a card that ends at byte 0 (exit 1),
+    # and a FIFO was opened, waiting for a writer for good, past SIGTERM (the open holds signals back).
+    import sys
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    what = (
+        "give the card the image was written to (/dev/sdX, /dev/mmcblkN; `lsblk` lists them) or the file it was "
+        "written to"
+    )
+    cases = [
+        (tmp_path, "is a folder, not a card or an image file"),
+        (tmp_path / "card.img", "does not exist"),
+        ("/dev/sdzz", "does not exist (is the card reader plugged in?)"),
+        (fifo, "is a FIFO, not a card or an image file"),
+    ]
+    if os.path.exists("/dev/null"):
+        cases.append(("/dev/null", "is a character device, not a card or an image file"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for device, said in cases:
+        argv = [sys.executable, "-m", "dpupose", "sdcard", "verify", str(image), "--device", str(device)]
+        res = subprocess.run([*argv, "--no-progress"], capture_output=True, text=True, timeout=60, env=env)
+        assert (res.returncode, res.stdout) == (2, ""), device
+        assert res.stderr == f"dpupose: error: --device {device} {said}: {what}\n"
+
+
 # --- found by a mutation audit: behaviour no test above pinned ---------------------------------
 
 

@@ -140,6 +140,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     info = open_image(args.image)
     device = Path(args.device)
+    _check_readable_target(device, args.device)
     if _same_file(info.path, device):  # nothing to learn from a file compared with itself
         raise UsageError(
             f"--device {args.device} is the image {args.image} itself (the same file): comparing it with itself "
@@ -159,6 +160,33 @@ def run_verify(args: argparse.Namespace) -> int:
     bar.close()
     print(f"{args.device} holds {info.path.name} ({info.size} bytes): identical")
     return 0
+
+
+def _check_readable_target(device, given: str) -> None:
+    """UsageError, before anything is opened, for a --device that is not a card or a file: nothing there, a folder
+    (read back as 'Is a directory'), a FIFO (whose open waited for a writer, for good) or another device."""
+    import os
+    import stat
+
+    from dpupose.errors import UsageError
+
+    what = (
+        "give the card the image was written to (/dev/sdX, /dev/mmcblkN; `lsblk` lists them) or the file it was "
+        "written to"
+    )
+    try:
+        mode = os.stat(device).st_mode
+    except FileNotFoundError:
+        hint = " (is the card reader plugged in?)" if given.startswith("/dev/") else ""
+        raise UsageError(f"--device {given} does not exist{hint}: {what}") from None
+    except OSError as exc:
+        raise UsageError(f"--device {given} cannot be read ({exc.strerror}): {what}") from None
+    if stat.S_ISBLK(mode) or stat.S_ISREG(mode):
+        return
+    kind = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device"}.get(
+        stat.S_IFMT(mode), "not a disk or a file"
+    )
+    raise UsageError(f"--device {given} is {kind}, not a card or an image file: {what}")
 
 
 def _same_file(a, b) -> bool:
