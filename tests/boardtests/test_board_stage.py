@@ -792,6 +792,25 @@ def test_verify_of_a_file_with_itself_is_refused_and_a_staged_copy_is_not_pointe
     assert cli(["sdcard", "verify", str(default), "--device", str(card), "--no-progress"]) == 0
 
 
+def test_verify_of_a_card_without_the_staged_files_against_a_staged_image_says_so(
+    image, overlay, model, wheel, tmp_path, cli, capsys
+):
+    # The staged copy as IMAGE and a card written before staging (or the two given the other way round): it
+    # differs by the staged files, and was called a failing or fake card.
+    staged = tmp_path / "staged.img"
+    args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    assert cli([*args, "--out", str(staged)]) == 0
+    capsys.readouterr()
+    card = tmp_path / "card.img"
+    shutil.copyfile(image, card)
+    assert cli(["sdcard", "verify", str(staged), "--device", str(card), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"verification failed: {card} differs from staged.img from byte ")
+    assert "staged.img is an image dpupose staged" in out and f"{card} holds none of the staged files" in out
+    assert out.endswith(f"dpupose sdcard verify IMAGE --device {card}\n") and "failing" not in out
+    assert cli(["sdcard", "verify", str(image), "--device", str(card), "--no-progress"]) == 0
+
+
 def test_verify_refuses_a_device_that_is_no_card_or_file_before_opening_it(image, tmp_path):
     # A folder was read back as 'read error at byte 0 of DIR: Is a directory', a missing file as 'cannot read
     # X back for verification: No such file or directory', /dev/null as a card that ends at byte 0 (exit 1),

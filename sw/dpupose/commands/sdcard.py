@@ -152,8 +152,19 @@ def run_verify(args: argparse.Namespace) -> int:
         compare_with_image(info, device, progress=bar)
     except VerificationFailed as exc:  # the check failed (1), as opposed to bad input (2)
         bar.close()
-        if exc.offset is not None and _staged(device) and not _staged(info.path):
+        device_staged = exc.offset is not None and _staged(device)
+        image_staged = exc.offset is not None and _staged(info.path)
+        if device_staged and not image_staged:
             print(_staged_card_note(args.device, info.path, exc.offset))
+        elif image_staged and not device_staged:
+            # The other way round (the arguments swapped, or a card written before staging): not a failing card.
+            print(
+                f"verification failed: {args.device} differs from {info.path.name} from byte {exc.offset}: "
+                f"{info.path.name} is an image dpupose staged (dpupose/manifest.json on its boot partition) and "
+                f"{args.device} holds none of the staged files, so it was written from an image before staging "
+                f"(or the two are given the other way round: the image first, the card as --device); compare it "
+                f"with the image it was written from: dpupose sdcard verify IMAGE --device {shlex.quote(args.device)}"
+            )
         else:
             print(exc)
         return 1
