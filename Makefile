@@ -116,10 +116,11 @@ compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU 
 	mv -- "$$tmp" 'build/compare/$(call esc,BOARD)-sweep.json'
 
 QUANT_OUT ?= build/quantized/model
-quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir QUANT_OUT=build/quantized/model]
+QUANT_ARGS ?=
+quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir QUANT_OUT=build/quantized/model QUANT_ARGS=...]
 	@test -n $(call q,CHECKPOINT) || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
 	$(DPUPOSE) quantize --checkpoint $(call q,CHECKPOINT) --calib-data $(or $(CALIB),synthetic) \
-		$(if $(DATA_ROOT),--data-root $(call q,DATA_ROOT)) --out $(call q,QUANT_OUT)
+		$(if $(DATA_ROOT),--data-root $(call q,DATA_ROOT)) --out $(call q,QUANT_OUT) $(QUANT_ARGS)
 
 RUN_BACKEND ?= emulate
 RUN_OUT ?= build/run

@@ -58,6 +58,16 @@ def test_quantize_passes_paths_with_spaces_as_one_argument(tmp_path):
     ]  # fmt: skip
 
 
+def test_quantize_passes_its_other_options_on(tmp_path):
+    # --num-calib and the rest had no way through make: a small --data-root failed with no way round but
+    # calling dpupose quantize directly
+    calls = make(tmp_path, "quantize", "CHECKPOINT=c.pt", "QUANT_ARGS=--num-calib 20 --seed 3")
+    assert calls == [
+        ["quantize", "--checkpoint", "c.pt", "--calib-data", "synthetic", "--out", "build/quantized/model",
+         "--num-calib", "20", "--seed", "3"]
+    ]  # fmt: skip
+
+
 def test_hw_passes_a_configuration_path_with_spaces_as_one_argument(tmp_path):
     calls = make(tmp_path, "hw-check", "DPU=my configs/b1600.toml", "BOARD=ultra96v2", "DPU_TRD=dl/DPU TRD.tar.gz")
     assert calls == [
