@@ -1065,10 +1065,14 @@ def test_a_sum_unsqueezed_at_other_axes_is_not_each_maps_own(tmp_path, opset, ba
         check_decode(plan, "local")
 
 
-def _reshaped_softmax_model(tmp_path, axis: int, opset: int, computed: bool) -> Path:
+def _reshaped_softmax_model(
+    tmp_path, axis: int, opset: int, computed: bool, joints: int | None = None, read: str = "logits"
+) -> Path:
     """build("none"): heatmaps = Reshape(Softmax(Reshape(logits, (1, 16, 16)), axis), (1, 16, 4, 4)), the
     Softmax at `axis` and `opset`; `computed`: both shapes made from Shape(logits) as torch exports a
-    reshape by the input's sizes (Gather, Mul, Unsqueeze, Concat), the model's own flat softmax."""
+    reshape by the input's sizes (Gather, Mul, Unsqueeze, Concat), the model's own flat softmax; `joints`: the
+    flat shape's second size that number instead of the one read (torch: x.view(b, 16, h * w)); `read`: the
+    sizes read from Identity(logits) ("identity", a tensor made in the CPU subgraph) instead."""
     model = build("none")
     model.opset_import[0].version = opset
     nodes = list(model.graph.node)
@@ -1076,7 +1080,8 @@ def _reshaped_softmax_model(tmp_path, axis: int, opset: int, computed: bool) -> 
     softmax.attribute[0].CopyFrom(onnx.helper.make_attribute("axis", axis))
     if computed:
         make = onnx.helper.make_node
-        added = [make("Shape", ["logits"], ["sizes"], name="head/shape")]
+        added = [make("Identity", ["logits"], ["logits_id"], name="head/id")] if read == "identity" else []
+        added.append(make("Shape", ["logits_id" if added else "logits"], ["sizes"], name="head/shape"))
         for k in range(4):
             added.append(
                 make("Constant", [], [f"at{k}"], name=f"head/at{k}", value=onnx.helper.make_tensor("v", 7, [], [k]))
@@ -1089,7 +1094,10 @@ def _reshaped_softmax_model(tmp_path, axis: int, opset: int, computed: bool) -> 
             else:
                 model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0], np.int64), f"zero{k}"))
                 added.append(make("Unsqueeze", [f"size{k}", f"zero{k}"], [f"dim{k}"], name=f"head/dim{k}"))
-        added.append(make("Concat", ["dim0", "dim1", "dim4"], ["flat_dyn"], name="head/flat_shape", axis=0))
+        if joints is not None:
+            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([joints], np.int64), "joints"))
+        flat = ["dim0", "dim1" if joints is None else "joints", "dim4"]
+        added.append(make("Concat", flat, ["flat_dyn"], name="head/flat_shape", axis=0))
         added.append(make("Concat", ["dim0", "dim1", "dim2", "dim3"], ["map_dyn"], name="head/map_shape", axis=0))
         (flatten,) = [n for n in nodes if n.name == "head/flatten"]
         (back,) = [n for n in nodes if n.name == "head/heatmaps"]
@@ -1121,10 +1129,17 @@ def test_a_softmax_between_reshapes_must_be_over_each_maps_h_times_w(tmp_path, o
     H * W values of each map, read from the reshapes' shapes (constants, or computed from Shape(logits) as
     torch exports them) with the Softmax's semantics at the opset. The split and run agree: no warning and a
     confidence, or the same reason in both; the maps sum to 1 each exactly when the check says so."""
+    _split_and_run_agree(_reshaped_softmax_model(tmp_path, axis, opset, computed), tmp_path / "p", why)
+
+
+def _split_and_run_agree(model: Path, out: Path, why: str | None, softmax: str = "head/softmax"):
+    """Split `model` into `out` and run its plan: with `why` None no heatmaps warning, a confidence and maps
+    that each sum to 1; else the split's warning and run's refusal both say that Softmax `softmax` is `why`
+    (in cpu0), no confidence, and maps that do not each sum to 1. Returns the split's result."""
     from dpupose.runtime.executor import check_decode, heatmaps_problem
     from dpupose.runtime.frames import Frame
 
-    result = split_model(SplitOptions(_reshaped_softmax_model(tmp_path, axis, opset, computed), CONFIG, tmp_path / "p"))
+    result = split_model(SplitOptions(model, CONFIG, out))
     image = (np.random.default_rng(4).random((40, 50, 3)) * 255).astype(np.uint8)
     ex = SplitExecutor(result.plan, RunnerFactory(result.plan, "cpu").create_all())
     sums = ex.infer(image)["heatmaps"][0].sum(axis=(1, 2))
@@ -1136,16 +1151,87 @@ def test_a_softmax_between_reshapes_must_be_over_each_maps_h_times_w(tmp_path, o
         assert np.isfinite(ex.process(Frame(0, image, "x")).confidence).all()
     else:
         assert warned == [
-            f"the heatmaps output 'heatmaps' is the output of Softmax 'head/softmax' {why}, not over each map"
+            f"the heatmaps output 'heatmaps' is the output of Softmax {softmax!r} {why}, not over each map"
         ]
-        assert heatmaps_problem(result.plan) == f"the output of Softmax 'head/softmax' in cpu0 {why}, not over each map"
+        assert heatmaps_problem(result.plan) == f"the output of Softmax {softmax!r} in cpu0 {why}, not over each map"
         with pytest.raises(
-            UsageError, match=re.escape(f"heatmaps are the output of Softmax 'head/softmax' in cpu0 {why}")
+            UsageError, match=re.escape(f"heatmaps are the output of Softmax {softmax!r} in cpu0 {why}")
         ):
             check_decode(result.plan, "local")
         assert not np.allclose(sums, 1, atol=1e-3)
         assert np.isnan(ex.process(Frame(0, image, "x")).confidence).all()
     ex.close()
+    return result
+
+
+JOINTS_AXIS_1 = "over axis 1 of its input reshaped to 3 dimensions (the joints)"
+
+
+@pytest.mark.parametrize(
+    ("opset", "axis", "read", "why"),
+    [
+        (17, -1, "logits", None),
+        (17, -1, "identity", None),
+        (11, -1, "logits", None),
+        (17, 1, "logits", JOINTS_AXIS_1),
+        (17, 1, "identity", JOINTS_AXIS_1),
+        (11, 1, "identity", JOINTS_AXIS_1.replace("the joints", "all the maps of an image together")),
+    ],
+)
+def test_a_joint_count_written_as_a_number_is_the_joints_read_with_shape(tmp_path, opset, axis, read, why):
+    """torch: `b, j, h, w = y.shape; y.view(b, 16, h * w).softmax(-1).view(b, j, h, w)`, the flat shape's 16
+    a constant and the maps' J read with Shape: N * 16 was compared with N * J, a number with a size taken as
+    any size, and the model's flat softmax warned as 'other values than a map' (no confidence, no --decode
+    local). Only the batch varies: the logits' J is 16 at batch 1, in the split (the model's static shapes)
+    and in run (the CPU subgraph's inputs, or the value_info the split writes for a tensor made in it whose
+    sizes a Shape reads, here an Identity of the logits). A softmax over that 16 (axis 1) is still over the
+    joints. A plan whose file lacks that value_info (split before) reads J as any size, as before."""
+    from dpupose.runtime.executor import heatmaps_problem
+
+    model = _reshaped_softmax_model(tmp_path, axis, opset, True, joints=16, read=read)
+    result = _split_and_run_agree(model, tmp_path / "p", why)
+    cpu0 = onnx.load(result.plan.path(result.plan.subgraphs[-1].file))
+    given = {
+        vi.name: [d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim] for vi in cpu0.graph.value_info
+    }
+    if read == "identity":
+        assert given["logits_id"] == ["batch", 16, 4, 4]
+        del cpu0.graph.value_info[:]
+        onnx.save(cpu0, result.plan.path(result.plan.subgraphs[-1].file))
+        again = heatmaps_problem(dataclasses.replace(result.plan))
+        assert again is not None and again.endswith("(other values than a map), not over each map")
+    else:
+        assert "logits" not in given and "logits" in [t.name for t in result.plan.subgraphs[-1].inputs]
+
+
+@pytest.mark.parametrize(("axis", "why"), [(-1, None), (1, JOINTS_AXIS_1)])
+def test_a_torch_export_of_a_softmax_over_16_rows_of_h_times_w(tmp_path, axis, why):
+    """The same head as torch exports it with a symbolic batch (each size read with Shape and Gather, the 16
+    a constant): y.view(b, 16, h * w).softmax(axis).view(b, j, h, w) of a quantized conv's 16 maps."""
+    torch = pytest.importorskip("torch")
+    from dpupose.model.export import export_onnx
+
+    def fq(t, fp: int):
+        return torch.fake_quantize_per_tensor_affine(t, 2.0**-fp, 0, -128, 127)
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3, stride=4, padding=1)
+
+        def forward(self, x):
+            y = torch.nn.functional.conv2d(fq(x, 6), fq(self.conv.weight, 7), self.conv.bias, stride=4, padding=1)
+            y = fq(y, 4)
+            b, j, h, w = y.shape
+            hm = y.view(b, 16, h * w).softmax(axis).view(b, j, h, w)
+            centres = torch.linspace(-0.75, 0.75, 4)
+            return hm, torch.stack([(hm.sum(2) * centres).sum(-1), (hm.sum(3) * centres).sum(-1)], -1)
+
+    torch.manual_seed(0)
+    path = export_onnx(Head(), torch.zeros(1, 3, 16, 16), tmp_path / "m.onnx", ["image"], ["heatmaps", "coords"], True)
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert {"Shape", "Gather", "Mul", "Concat"} <= set(ops)  # the sizes read as the graph runs
+    _split_and_run_agree(path, tmp_path / "p", why, softmax="/Softmax")
 
 
 def test_heatmaps_that_are_a_softmax_over_the_joints_give_no_confidence(tmp_path):
@@ -2819,6 +2905,43 @@ def test_a_reshaped_softmax_reads_the_sizes_it_is_given(graph, why):
         graph = {**graph, "h": ("Reshape", "back", ["sm", "map_shape"], {})}
         got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
         assert got is not None and "(the joints)" in got
+
+
+@pytest.mark.parametrize(
+    ("joints", "axis", "static", "why"),
+    [
+        # y.view(b, 16, h * w).softmax(-1).view(b, j, h, w) with y (N, 16, 4, 4): N * 16 is N * J
+        (16, -1, (1, 16, 4, 4), None),
+        (16, -1, ("batch", 16, 4, 4), None),
+        # not given J, nor the maps' number of joints: N * 16 against N * J, not known to be equal (as before)
+        (16, -1, None, "(other values than a map)"),
+        (16, -1, ("batch", "joints", 4, 4), "(other values than a map)"),
+        # y of 8 joints (4 x 8 maps): the flat shape's 16 rows of 16 values are not the 8 maps of 32
+        (16, -1, (1, 8, 4, 8), "(other values than a map)"),
+        # over the 16 itself: the joints
+        (16, 1, (1, 16, 4, 4), "(the joints)"),
+        # the joints read with Shape both times: the same as given its number
+        (None, -1, (1, 16, 4, 4), None),
+        (None, 1, (1, 16, 4, 4), "(the joints)"),
+    ],
+)
+def test_a_size_read_with_shape_is_its_static_size_but_the_batch(joints, axis, static, why):
+    from dpupose.split.plan import _Shapes, heatmaps_not_normalized
+
+    graph = {
+        **_BACK,
+        "sm": ("Softmax", "s", ["flat"], {"axis": axis}),
+        "hw": ("Mul", "hw", ["y2", "y3"], {}),
+        "flat_shape": ("Concat", "fc", ["y0", "y1" if joints is None else "c16", "hw"], {"axis": 0}),
+    }
+    constants = {**{f"at{k}": np.array(k, np.int64) for k in range(4)}, "c16": np.array([16], np.int64)}
+    shapes = {"y": static} if static else None
+    got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants, static=shapes)
+    assert got == why if why is None else why in got
+    # only the batch's size (axis 0) stays any size: the others are the numbers given, a str not a number
+    sizes = _Shapes(graph, constants, {"y": ("batch", 16, 4, "w"), "z": (1, 16)})
+    assert [sizes.size("y", i) for i in range(4)] == [(1, (("y", 0),)), (16, ()), (4, ()), (1, (("y", 3),))]
+    assert sizes.size("z", 0) == (1, (("z", 0),)) and sizes.size("z", 1) == (16, ())
 
 
 def test_a_shape_from_an_axis_of_known_sizes_starts_there():

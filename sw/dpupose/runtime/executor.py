@@ -237,7 +237,11 @@ def _heatmaps_problem(plan: Plan) -> str | None:
         producer = {o: (n.op_type, n.name, n.inputs, n.attrs) for n in graph.nodes for o in n.outputs}
         constants = dict(graph.initializers)  # and Constant nodes' values (a ReduceSum's axes)
         constants.update({n.outputs[0]: n.attrs.get("value") for n in graph.nodes if n.op_type == "Constant"})
-        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}", graph.opset, constants)
+        # the static shapes the file gives (its inputs, outputs, the value_info the split writes for the tensors
+        # whose sizes a Shape or Reshape reads, constants), as the split read them from the whole model
+        static: dict[str, tuple] = {t: a.shape for t, a in constants.items() if hasattr(a, "shape")}
+        static.update({vi.name: vi.shape for vi in graph.inputs + graph.outputs + graph.value_info})
+        why, name = heatmaps_not_normalized(name, producer, f" in {sg.name}", graph.opset, constants, static)
         if why is not None:
             return why
     return None

@@ -3,8 +3,8 @@ objects, with numpy arrays for initializers. No `onnx` package needed (the board
 only, and onnxruntime exposes no graph structure or initializer values).
 
 Only what a runner needs is decoded: the graph's nodes (op_type, inputs, outputs, attributes), initializers,
-graph inputs/outputs with their shapes, and the opset. External data, sparse initializers and sub-graphs are
-not supported (a DPU subgraph has none); they raise ModelFileError.
+graph inputs/outputs and value_info with their shapes, and the opset. External data, sparse initializers
+and sub-graphs are not supported (a DPU subgraph has none); they raise ModelFileError.
 
 `add_input_offsets` writes one edit back: a float32 constant added to the first input of named nodes (an
 Add node each), every other field copied as it was read.
@@ -69,6 +69,7 @@ class Graph:
     inputs: list[ValueInfo]
     outputs: list[ValueInfo]
     opset: int
+    value_info: list[ValueInfo] = field(default_factory=list)  # other tensors' types and shapes, where given
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -297,6 +298,8 @@ def parse_model(data: bytes) -> Graph:
             graph.inputs.append(_value_info(val))
         elif num == 12:
             graph.outputs.append(_value_info(val))
+        elif num == 13:
+            graph.value_info.append(_value_info(val))
         elif num == 15:
             raise ModelFileError("sparse initializers are not supported by this reader")
     # Graph inputs that are initializers (older exporters list them) are not real inputs.

@@ -402,7 +402,9 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
             for n in g.nodes
             for o in n.output
         }
-        why, _ = heatmaps_not_normalized(outputs.heatmaps, producer, opset=model_opset(g.model), constants=g.constants)
+        why, _ = heatmaps_not_normalized(
+            outputs.heatmaps, producer, opset=model_opset(g.model), constants=g.constants, static=g.shapes
+        )
         if why is not None:
             warnings.append(
                 f"the heatmaps output {outputs.heatmaps!r} is {why}: the keypoint confidence and --decode local read "

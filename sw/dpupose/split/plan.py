@@ -423,6 +423,7 @@ def heatmaps_not_normalized(
     where: str = "",
     opset: int = 0,
     constants: Mapping[str, object] | None = None,
+    static: Mapping[str, Sequence[int | str]] | None = None,
 ) -> tuple[str | None, str | None]:
     """Follow heatmaps tensor `name` back through SAME_VALUES ops to the op that made it, in a graph given as
     `producer` (tensor -> (op_type, node name, inputs), or with the node's attributes as a fourth item).
@@ -439,7 +440,10 @@ def heatmaps_not_normalized(
     a constant looked up in `constants` (tensor -> value: initializers, Constant nodes), and no axes sum
     everything. A Softmax after a reshape only when its groups are each map's H * W values, read from the
     reshapes' shapes (_reshaped_softmax); where those are not known here, and for a Div by a ReduceSum after
-    a reshape, it is taken as the maps' (a flat softmax over H * W, as the soft-argmax's)."""
+    a reshape, it is taken as the maps' (a flat softmax over H * W, as the soft-argmax's). A size the graph
+    reads with a Shape op is taken as any size, except where `static` (tensor -> its static shape at batch 1,
+    a str for a symbolic size) gives the tensor's size at an axis other than 0: only the batch varies, so
+    that size is the number (a joint count written as 16 is then the logits' 16 joints read with Shape)."""
     seen = set()
     reshaped = transposed = False
     top = name
@@ -455,7 +459,7 @@ def heatmaps_not_normalized(
             newer = opset == 0 or opset >= 13
             axis = int(dict(rest[0] if rest else {}).get("axis", -1 if newer else 1))
             if reshaped:  # through a Transpose the order of the values is not the maps': not known here
-                shapes = _Shapes(producer, constants or {})
+                shapes = _Shapes(producer, constants or {}, static or {})
                 why = None if transposed else _reshaped_softmax(top, inputs[0] if inputs else "", axis, newer, shapes)
                 if why is None:
                     return None, None
@@ -482,7 +486,8 @@ def heatmaps_not_normalized(
 
 
 # A dimension's size as a coefficient times a product of symbols, (tensor, axis): the sizes the graph reads
-# with Shape ops, each taken as any size (what is over each map must be so whatever they are).
+# with Shape ops, each taken as any size (what is over each map must be so whatever they are), except those
+# the static shapes give at an axis other than the batch's (0), which are numbers.
 Dim = tuple[int, tuple[tuple[str, int], ...]]
 ONE: Dim = (1, ())
 # Ops whose output has their first input's shape (a Clip's other inputs are scalars): the sizes of a tensor and of
@@ -517,9 +522,15 @@ class _Shapes:
     """The shapes of a graph's tensors, as far as Reshape and Flatten and their shape inputs (constants, or
     Shape, Gather, Concat, Unsqueeze, Squeeze, Cast and Mul of them) say; None where they do not."""
 
-    def __init__(self, producer: Mapping[str, tuple], constants: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        producer: Mapping[str, tuple],
+        constants: Mapping[str, object],
+        static: Mapping[str, Sequence[int | str]] | None = None,
+    ) -> None:
         self.producer = producer
         self.constants = constants
+        self.static = static or {}
         self.busy: set[str] = set()
 
     def _entry(self, t: str) -> tuple[str, Sequence[str], dict]:
@@ -534,11 +545,20 @@ class _Shapes:
             t = self._entry(t)[1][0]
         return t
 
+    def size(self, t: str, i: int) -> Dim:
+        """Size `i` (>= 0) of tensor `t`, whose sizes are not known from its op here: the number its static
+        shape gives, at an axis other than the batch's (0), or the symbol (tensor, axis) that stands for any
+        size, the tensor being `t` looked back through ops that keep its shape (root)."""
+        shape = self.static.get(t)
+        if i > 0 and shape is not None and i < len(shape) and isinstance(shape[i], int) and shape[i] > 0:
+            return (int(shape[i]), ())
+        return (1, ((self.root(t), i),))
+
     def dim(self, t: str, i: int) -> Dim | None:
         dims = self.dims(t)
         if dims is not None:
             return dims[i] if -len(dims) <= i < len(dims) else None
-        return (1, ((self.root(t), i),)) if i >= 0 else None
+        return self.size(t, i) if i >= 0 else None
 
     def dims(self, t: str) -> list[Dim] | None:
         if t in self.busy:  # a cycle
@@ -617,7 +637,7 @@ class _Shapes:
                 start = int(data_attrs.get("start", 0))  # a shape of a tensor of sizes not known here
                 if start < 0 or "end" in data_attrs or any(i < 0 for i in picks):
                     return None
-                return [(1, ((self.root(data_inputs[0]), start + i),)) for i in picks]
+                return [self.size(data_inputs[0], start + i) for i in picks]
             data = self.values(inputs[0])
             if data is None or not all(-len(data) <= i < len(data) for i in picks):
                 return None
