@@ -192,6 +192,23 @@ def test_a_synthetic_data_root_of_the_wrong_folder_is_not_answered_with_mpii_s_l
         load_data("mpii", "valid", other)
 
 
+def test_a_synthetic_root_s_inside_folder_given_as_dot_or_through_a_link_is_answered_with_the_root(
+    synth_root, tmp_path, monkeypatch
+):
+    # images/ given as "." or through a link was answered with its spelling's parent: "give .", the very folder
+    # refused, or the folder that holds the link; a spelling whose parent is the root still names it so
+    from dpupose.data.sources import load_data
+
+    link = tmp_path / "elsewhere" / "imgs"
+    link.parent.mkdir()
+    link.symlink_to(synth_root / "images")
+    monkeypatch.chdir(synth_root / "images")
+    for given, root in ((".", synth_root.resolve()), (link, synth_root.resolve()), ("../images", "..")):
+        with pytest.raises(DataError) as exc:
+            load_data("synthetic", "valid", given)
+        assert str(exc.value) == f"{given} is not a synthetic data root but a folder inside one: give {root}"
+
+
 def _write_mat(root, people_per_image, train_flags):
     annolist = []
     for name, people in people_per_image:

@@ -101,11 +101,11 @@ def load_data(kind: str, split: str, data_root: str | Path | None, count: int | 
         if kind == "synthetic" and data_root is not None and root.is_dir() and not (root / SYNTH_MARKER).is_file():
             # Another folder (a quantize or run folder, the wrong level of a data root): not answered with the
             # MPII layout, which --data synthetic does not read.
+            # Resolved: ".", "../images" or a link have no (or another) parent in their spelling.
             parent = root.resolve().parent
             if (parent / SYNTH_MARKER).is_file():  # its images/ or annot/ given for the root
-                raise DataError(
-                    f"{root} is not a synthetic data root but a folder inside one: give {root.parent}"
-                ) from None
+                shown = root.parent if root.parent.resolve() == parent else parent
+                raise DataError(f"{root} is not a synthetic data root but a folder inside one: give {shown}") from None
             raise DataError(
                 f"{root} is not a synthetic data root (no {SYNTH_MARKER}, no annot/{split}.json): give the folder "
                 "`dpupose data synth --out DIR` wrote, or leave out --data-root (a generated set is cached under "
