@@ -69,9 +69,11 @@ def _no_plan(folder: Path) -> str:
             f"{head}: it is a `dpupose quantize` folder; split it first, `dpupose split {folder / 'model_qdq.onnx'} "
             "--out DIR --optimize`, and pass DIR"
         )
-    inside = sorted(d for d in folder.iterdir() if d.is_dir() and (d / layout.PLAN_FILE).is_file())
+    from dpupose.split.plan import plan_folders_inside  # board-safe: no torch, no onnx
+
+    inside = plan_folders_inside(folder)
     if inside:  # a model card's folder (models/dpupose-synth): its plan is one level down
-        return f"{head}: pass the split plan folder inside it, {' or '.join(str(d) for d in inside)}"
+        return f"{head}: pass {inside}"
     return f"{head}: pass the split plan folder `dpupose split` wrote (the shipped model's: models/dpupose-synth/split)"
 
 

@@ -352,18 +352,23 @@ def recorded_files(folder: str | Path) -> tuple[list[str], str | None]:
         return [], None
 
 
+def plan_folders_inside(folder: Path) -> str | None:
+    """'the split plan folder inside it, A or B' for a folder without a plan whose subfolders hold one (a model
+    card's folder, models/dpupose-synth, keeps its plan in split/), None where none does or it cannot be listed:
+    what `dpupose run` and the board's staging say to pass instead."""
+    inside: list[Path] = []
+    with contextlib.suppress(OSError):
+        inside = sorted(d for d in folder.iterdir() if d.is_dir() and (d / PLAN_FILE).is_file())
+    return f"the split plan folder inside it, {' or '.join(str(d) for d in inside)}" if inside else None
+
+
 def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
     """Read `DIR/plan.json` (or the given .json file) and check it; `plan.root` is its folder."""
     path = Path(dir_or_file)
-    inside: list[Path] = []
-    folder = None
-    if path.is_dir():
-        folder = path
-        with contextlib.suppress(OSError):  # a model card's folder (models/dpupose-synth): its plan one level down
-            inside = sorted(d for d in path.iterdir() if d.is_dir() and (d / PLAN_FILE).is_file())
+    folder = path if path.is_dir() else None
+    if folder is not None:
         path = path / PLAN_FILE
     if not path.is_file():
-        where = f"the split plan folder inside it, {' or '.join(str(d) for d in inside)}" if inside else ""
         if folder is not None and (folder / "model_qdq.onnx").is_file():  # the step before the split
             raise ModelFileError(
                 f"no split plan at {path}: {folder} is a `dpupose quantize` folder; split it first, `dpupose split "
@@ -375,6 +380,7 @@ def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
                 f"quantize --checkpoint {folder / 'best.pt'} --out Q` and `dpupose split Q/model_qdq.onnx --out DIR "
                 "--optimize`, and pass DIR"
             )
+        where = plan_folders_inside(folder) if folder is not None else None
         raise ModelFileError(
             f"no split plan at {path}: pass {where}"
             if where
