@@ -131,8 +131,9 @@ run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|image|video|ca
 		$(if $(OVERLAY),--overlay $(call q,OVERLAY)) $(RUN_ARGS)
 
 # SD card and board (use 2). IMAGE: a PYNQ image (.img, .img.xz, .zip); DEVICE: the card (/dev/sdX) or an
-# image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (compiled model folder): when given,
-# they are staged onto a copy of IMAGE (build/sdcard/staged.img) and that copy is written.
+# image file to write; OVERLAY (dpu.bit/.hwh/.xclbin folder) and MODEL_DIR (a split plan folder, the one holding
+# plan.json: dpupose split's --out, or models/dpupose-synth/split): when given, they are staged onto a copy of
+# IMAGE (build/sdcard/staged.img) and that copy is written.
 IMAGE ?=
 DEVICE ?=
 OVERLAY ?=
