@@ -156,3 +156,28 @@ def test_a_damaged_cached_plan_is_split_again(qdir, tmp_path, monkeypatch, damag
     assert prepare.split_plan(qdir, CONFIG, cache=cache) == folder and len(calls) == 2
     assert load_plan(folder).split_from(qdir / "model_qdq.onnx")
     assert all((folder / sg.file).is_file() for sg in load_plan(folder).subgraphs)
+
+
+def test_a_damaged_cached_plan_killed_while_it_is_removed_is_split_again(qdir, tmp_path, monkeypatch):
+    """The damaged cached plan is removed before it is split again; a kill (Ctrl-C, SIGTERM) during that removal
+    left the folder without its plan.json but with its other files, which split refuses for good ('exists and is
+    not an earlier split plan folder (it has no plan.json)'), so every later bench and make demo stopped there.
+    The folder is now moved aside in one rename before it is removed: whatever is left of it is a temporary that
+    the next split's clean-up removes, and the next run splits again in its place."""
+    calls = record_splits(monkeypatch)
+    cache = tmp_path / "cache"
+    folder = prepare.split_plan(qdir, CONFIG, cache=cache)
+    (folder / "plan.json").write_text("{")
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *args, **kwargs):  # plan.json goes first, then the kill
+        Path(path, "plan.json").unlink(missing_ok=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.split_plan(qdir, CONFIG, cache=cache)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert prepare.split_plan(qdir, CONFIG, cache=cache) == folder and len(calls) == 2
+    assert load_plan(folder).split_from(qdir / "model_qdq.onnx")
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, f".{folder.name}.lock"])

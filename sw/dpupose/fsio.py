@@ -128,6 +128,17 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}-"
 
 
+def remove_dir(path: str | Path) -> None:
+    """Remove the folder `path` so that a kill while it is removed leaves nothing at `path`: it is first renamed
+    to a temporary of this process beside it (`.NAME.PID-XXXXXXXX.tmp`, one rename), which atomic_path and
+    atomic_dir remove once it is stale (_remove_stale_temporaries), then removed. Removed in place, a folder
+    killed halfway keeps some of its files under its own name, where no one can tell it from a whole one."""
+    path = Path(path)
+    aside = path.with_name(f"{_temp_prefix(path)}{os.urandom(4).hex()}.tmp")
+    os.replace(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _naming(exc: OSError, tmp: str | Path, path: str | Path) -> OSError:
     """`exc` with the names the user knows: a file in the temporary `tmp` becomes the same file in `path`,
     and an error that names no file (a write or close on a full disk: No space left on device) names

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,8 +126,10 @@ def _drop_unreadable_plan(out: Path) -> None:
     """Remove a cache folder whose plan.json cannot be read (cut short by a full disk, an interrupted run):
     split refuses to write over such a folder, as it cannot tell its files from a user's, and says to remove
     it or choose another --out, which bench and the demo cannot take. The folder is the cache's own (named
-    by split_plan, under the lock), so it is made again in its place."""
+    by split_plan, under the lock), so it is made again in its place. It is removed by fsio.remove_dir: a kill
+    while it goes leaves no folder of some of its files there, which split would refuse for good."""
     from dpupose.errors import ModelFileError
+    from dpupose.fsio import remove_dir
     from dpupose.split.plan import load_plan
 
     if not (out / "plan.json").is_file():
@@ -137,7 +138,7 @@ def _drop_unreadable_plan(out: Path) -> None:
         load_plan(out)
     except ModelFileError as exc:
         log.warning("the cached split plan %s cannot be read (%s); splitting again", out, exc)
-        shutil.rmtree(out)
+        remove_dir(out)
 
 
 class _torch_threads:
