@@ -88,6 +88,10 @@ def test_deploy_check_of_a_plan_names_its_dpu_subgraph_files(files, capsys):
     err = one_line_error(capsys, ["deploy-check", str(folder / "plan.json")])
     assert err == f"dpupose: error: {folder / 'plan.json'} is a split plan; {want}"
     assert not (files / "r.json").exists()
+    # the folder above it (a model card's, models/dpupose-synth, holds its plan in split/) was answered
+    # "<folder>/dpu_part_qdq.onnx not found; give a QDQ ONNX file or a `dpupose quantize` output folder"
+    err = one_line_error(capsys, ["deploy-check", str(files)])
+    assert err == f"dpupose: error: {folder} is a split plan folder; {want}"
 
 
 def test_deploy_check_of_a_checkpoint_says_to_quantize_it_first(files, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from dpupose.commands.argtypes import nonnegative_int, output_dir, output_file, positive_int
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
             check_can_create(out)
     _refuse_plan_or_checkpoint(args.model)
     path = args.model / "dpu_part_qdq.onnx" if args.model.is_dir() else args.model
+    if not path.is_file() and args.model.is_dir():  # a model card's folder: its plan one level down (split/)
+        with contextlib.suppress(OSError):
+            for inside in sorted(d for d in args.model.iterdir() if (d / "plan.json").is_file()):
+                _refuse_plan_or_checkpoint(inside)
     if not path.is_file():
         raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
     try:
