@@ -946,3 +946,49 @@ def test_a_depthwise_conv_s_and_a_pool_s_reason_names_the_ip_s_engine(ip, dw, po
     assert dpu_support(*_dw_deconv_node(4, 2, 1), CFG, ip) == (True, f"transposed depthwise conv 4x4 s2 ({dw})")
     assert dpu_support(*_pool_node("MaxPool", [3, 3]), CFG, ip) == (True, f"MaxPool 3x3 ({pool})")
     assert dpu_support(*_pool_node("GlobalAveragePool", hw=(7, 7)), CFG, ip) == (True, f"GlobalAveragePool ({pool})")
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_ip_v3_dwconv_engine_fuses_relu_and_relu6_only(ip):
+    # IP v3.x runs a depthwise conv (and the 1x1 one a BatchNormalization or a Mul by a constant becomes) on its
+    # dwconv engine, whose nonlinear_type every DPUCZDX8G_ISA0_<ARCH>_{MAX,MAX_BG2} target (Xilinx/Vitis-AI
+    # b2b227921b66, expired_targets/) lists as relu and relu_six: no leaky_relu, whatever the ALU setting. IP v4's
+    # ALU engine fuses a LeakyReLU where the configuration builds it in (alu_activations), as before
+    full = dataclasses.replace(CFG, alu_activations=CFG.conv_activations)  # leaky on every engine
+    consts = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0), "inf": np.array(np.inf)})
+    dw, gi = conv(cin=8, cout=8, group=8)
+    assert engine_of(dw, gi) == ALU_ENGINE
+    bn = helper.make_node("BatchNormalization", ["a", "s", "b", "m", "v"], ["y"])
+    assert engine_of(bn, info({"a": (1, 8, 4, 4), "y": (1, 8, 4, 4)})) == ALU_ENGINE
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    relu6 = helper.make_node("Clip", ["y", "lo", "hi"], ["z"])
+    clip_relu = helper.make_node("Clip", ["y", "lo", "inf"], ["z"])
+    leaky = helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256)
+    assert activation_support(relu, ALU_ENGINE, full, consts, ip) == (True, "ReLU (fused)")
+    assert activation_support(relu6, ALU_ENGINE, full, consts, ip) == (True, "ReLU6 (fused)")
+    assert activation_support(clip_relu, ALU_ENGINE, full, consts, ip) == (True, "ReLU (fused)")
+    if ip.startswith("3."):
+        assert activation_support(leaky, ALU_ENGINE, full, consts, ip) == (
+            False,
+            f"LeakyRelu after a depthwise conv on DPUCZDX8G IP v{ip}: its dwconv engine fuses relu and relu_six "
+            "only (the nonlinear_type of its DPUCZDX8G_ISA0 targets)",
+        )
+    else:
+        assert activation_support(leaky, ALU_ENGINE, full, consts, ip) == (True, "LeakyReLU 26/256 (fused)")
+    assert activation_support(leaky, ALU_ENGINE, CFG, consts, ip) == (
+        False,
+        "LeakyRelu after the alu engine: the DPU is built without it (alu_activations = relu_relu6)"
+        if ip.startswith("4.")
+        else f"LeakyRelu after a depthwise conv on DPUCZDX8G IP v{ip}: its dwconv engine fuses relu and relu_six "
+        "only (the nonlinear_type of its DPUCZDX8G_ISA0 targets)",
+    )
+    # the conv engine's and the eltwise engine's are those of IP v4 at both: LeakyReLU after a dense conv, ReLU
+    # only after an element-wise op; a LeakyReLU of another slope is refused for its slope
+    assert activation_support(leaky, CONV_ENGINE, CFG, consts, ip) == (True, "LeakyReLU 26/256 (fused)")
+    assert activation_support(relu, ELTWISE_ENGINE, CFG, consts, ip) == (True, "ReLU (fused)")
+    assert not activation_support(relu6, ELTWISE_ENGINE, CFG, consts, ip)[0]
+    other = helper.make_node("LeakyRelu", ["y"], ["z"], alpha=0.1)
+    assert activation_support(other, ALU_ENGINE, full, consts, ip) == (
+        False,
+        "LeakyRelu slope 0.1: the DPU's slope is 26/256 = 0.1015625",
+    )

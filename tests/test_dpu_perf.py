@@ -790,3 +790,39 @@ def test_ip_v3_walk_leaves_out_a_pool_past_its_pool_engine_s_limits(ip):
          "max_limit / avg_limit of its DPUCZDX8G_ISA0 targets))")
     ]  # fmt: skip
     assert [layer.kind for layer in extract_layers(pool(8), B1600, ip=ip).layers] == ["pool"]
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_ip_v3_walk_leaves_out_a_depthwise_conv_with_a_leaky_relu(ip):
+    # IP v3.x's dwconv engine (DPUCZDX8G_ISA0_<ARCH>_MAX.prototxt: nonlinear_type relu, relu_six) fuses no
+    # LeakyReLU, which IP v4's ALU engine does where it is built in: the walk at ip 3.x costed the depthwise conv
+    # with its LeakyReLU fused; it now leaves it out with the operator rules' reason (as the split puts both on the
+    # CPU), and costs one with a ReLU6 at either version
+    import dataclasses
+
+    from dpupose.dpu.config import Activations
+
+    cfg = dataclasses.replace(B1600, alu_activations=Activations.RELU_LEAKYRELU_RELU6)
+
+    def dw(act):
+        conv = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="dw", kernel_shape=[3, 3], pads=[1] * 4, group=8)
+        nodes = [conv]
+        if act == "leaky":
+            nodes.append(onnx.helper.make_node("LeakyRelu", ["y"], ["z"], name="act", alpha=26 / 256))
+        else:
+            nodes.append(onnx.helper.make_node("Clip", ["y", "lo", "hi"], ["z"], name="act"))
+        inits = [_weight("w", (8, 1, 3, 3)), onnx.numpy_helper.from_array(np.array(0.0, np.float32), "lo")]
+        inits.append(onnx.numpy_helper.from_array(np.array(6.0, np.float32), "hi"))
+        return _graph(nodes, [("x", [1, 8, 16, 16])], [("z", [1, 8, 16, 16])], inits)
+
+    assert [layer.kind for layer in extract_layers(dw("relu6"), cfg, ip=ip).layers] == ["dwconv"]
+    walk = extract_layers(dw("leaky"), cfg, ip=ip)
+    if ip.startswith("4."):
+        assert [layer.kind for layer in walk.layers] == ["dwconv"] and walk.excluded == []
+    else:
+        assert walk.layers == []
+        assert walk.excluded[0] == (
+            "dw", "Conv", "not a DPU op (its fused activation cannot run on the DPU: LeakyRelu after a depthwise conv "
+            f"on DPUCZDX8G IP v{ip}: its dwconv engine fuses relu and relu_six only (the nonlinear_type of its "
+            "DPUCZDX8G_ISA0 targets))"
+        )  # fmt: skip

@@ -26,7 +26,7 @@ Each node is classified:
   on IP v3.x (extract_layers' ip; its targets have no hsigmoid and an eltwise engine that adds only) neither,
   nor an element-wise Mul, is a DPU op;
 - fused, no cost: Relu, Clip (ReLU6), LeakyRelu where the operator rules fuse them after the op before
-  them (its engine's activations: dpupose.dpu.ops.activation_support, as the split asks; an op whose
+  them (its engine's activations at the walk's IP: dpupose.dpu.ops.activation_support, as the split asks; an op whose
   activation they do not fuse is not a DPU op, nor is an activation with nothing to fuse into);
   BatchNormalization folded into the conv or fully connected layer whose float output it reads (through
   Identity / Dropout), Identity, Dropout, Q/DQ, Concat;
@@ -393,7 +393,7 @@ class _Walker:
                 for act in chain:
                     if act.op_type not in FUSED_ACTIVATION_OPS:
                         continue
-                    ok, why = activation_support(act, engine, self.cfg, info)
+                    ok, why = activation_support(act, engine, self.cfg, info, self.ip)
                     if not ok:
                         self.exclude(node, name, f"not a DPU op (its fused activation cannot run on the DPU: {why})")
                         return

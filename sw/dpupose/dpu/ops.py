@@ -80,7 +80,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   XIR's pixel shuffle is PyTorch's PixelShuffle (VART's cpu-runner pixel_shuffle.cpp reads input channel
   c * r * r + i * r + j), ONNX's CRD; DCR (the ONNX default, TensorFlow's depth_to_space): CPU.
 - Activations are fused into the conv engine (ReLU, ReLU6, LeakyReLU if `conv_activations` has it) or
-  the ALU engine's depthwise convs (`alu_activations`); LeakyReLU only with slope 26/256 = 0.1015625. An
+  the ALU engine's depthwise convs (`alu_activations`; on IP v3.x its dwconv engine's ReLU and ReLU6 only,
+  IpLimits.fused); LeakyReLU only with slope 26/256 = 0.1015625. An
   element-wise Add or Mul of two activations runs on the eltwise engine, which fuses ReLU only, whatever the
   configuration. None is fused into a depthwise ConvTranspose or a bilinear resize (vai_q_pytorch lists
   none for the transposed depthwise conv both are), nor into a pool, concat, nearest resize, pixel shuffle,
@@ -141,6 +142,10 @@ MAX_ALU_STRIDE = 256  # alu_limit (VART's target factory): kernel_size and strid
 MAX_DW_PAD = 15  # the ALU engine's pad_limit (VART's target factory): pad_left, pad_top 0-15
 MAX_ALU_FAR_PAD = 255  # pad_right, pad_bottom 0-255
 
+CONV_ENGINE = "conv"
+ALU_ENGINE = "alu"
+ELTWISE_ENGINE = "eltwise"
+
 
 @dataclass(frozen=True)
 class IpLimits:
@@ -166,6 +171,10 @@ class IpLimits:
     pad_note: str  # after a depthwise conv's or pool's pad reason
     dw_engine: str  # the engine a depthwise conv (and a transposed one) runs on, as its reason names it
     pool_engine: str  # the engine a pool runs on
+    # The ops' engine (engine_of) -> the nonlinear types its targets fuse after it, where the ISA's own list is not
+    # the rules' default (the conv and ALU engines': relu, relu_six, leaky_relu as the configuration builds them;
+    # the eltwise engine's relu; none into an XIR op without a nonlinear attribute, UNFUSED_OPS).
+    fused: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 # IP v4: VART's create_target_DPUCZDX8G_ISA1.cpp (targets/DPUCZDX8G_ISA1_B*.prototxt): alu_limit kernel_size and
@@ -184,6 +193,7 @@ ISA1_LIMITS = IpLimits(
     pad_note=" (the ALU engine's pad_limit)",
     dw_engine="ALU engine",
     pool_engine="ALU engine",
+    fused={},  # the factory's alu_engine nonlinear: relu, relu_six, leaky_relu where the ALU is built with it
 )
 # IP v3.x: every DPUCZDX8G_ISA0_<ARCH>_MAX / _MAX_BG2 target (expired_targets/, Vitis-AI b2b227921b66):
 # dwconv_limit kernel_size 1-16, stride 1-8; max_limit kernel_size 1-8, avg_limit kernel_size 2-8, stride 1-8; no
@@ -204,6 +214,10 @@ ISA0_LIMITS = IpLimits(
     pad_note=" (DPUCZDX8G IP v{ip}: its DPUCZDX8G_ISA0 targets have no pad_limit)",
     dw_engine="dwconv engine",
     pool_engine="pool engine",
+    # dwconv_engine nonlinear relu, relu_six (no leaky_relu, whatever the ALU setting; the MIN targets have no
+    # dwconv engine at all): a LeakyReLU after a depthwise conv, a BatchNormalization's or a Mul by a constant's
+    # 1x1 depthwise conv is not fused
+    fused={ALU_ENGINE: frozenset({"relu", "relu_six"})},
 )
 IP_LIMITS = {0: ISA0_LIMITS, 1: ISA1_LIMITS}  # by ISA (IP_VERSIONS)
 
@@ -212,9 +226,6 @@ FUSED_ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu")  # the engines' nonlinear t
 HARD_ACTIVATION_OPS = ("HardSigmoid", "HardSwish")  # DPU ops of their own (ALU hsigmoid, + eltwise mult)
 PASS_THROUGH_OPS = ("Identity", "Dropout")
 LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
-CONV_ENGINE = "conv"
-ALU_ENGINE = "alu"
-ELTWISE_ENGINE = "eltwise"
 
 MAX_CONV_KERNEL = 16
 MAX_CONV_STRIDE = 8
@@ -881,11 +892,24 @@ def _depth_to_space(node: Any, info: GraphInfo) -> Support:
     return True, "DepthToSpace (pixel shuffle)"
 
 
-def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None) -> Support:
+def activation_support(
+    node: Any, engine: str, cfg: DpuConfig, info: GraphInfo | None = None, ip: str = DEFAULT_IP
+) -> Support:
     """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise"; a bilinear
     resize's transposed depthwise conv, a depthwise ConvTranspose or an XIR op without a nonlinear attribute,
-    UNFUSED_OPS, fuse none)?"""
+    UNFUSED_OPS, fuse none) on DPUCZDX8G IP version `ip`? Where the version's targets list the engine's nonlinear
+    types themselves (IpLimits.fused: IP v3.x's dwconv engine, relu and relu_six) only those fuse."""
     op = node.op_type
+    lim = ip_limits(ip)
+    allowed = lim.fused.get(engine)
+    kind = _nonlinear_type(node, info)
+    # kind None: an activation the DPU fuses after no engine, refused below as at IP v4
+    if allowed is not None and kind is not None and kind not in allowed:
+        what, name = ("a depthwise conv", lim.dw_engine) if engine == ALU_ENGINE else ("a pool", lim.pool_engine)
+        return _cpu(
+            f"{_nonlinear_label(node, info)} after {what} on DPUCZDX8G IP v{ip}: its {name} fuses "
+            f"{' and '.join(sorted(allowed))} only (the nonlinear_type of its DPUCZDX8G_ISA0 targets)"
+        )
     if engine == ELTWISE_ENGINE:
         return _eltwise_activation(node, info)
     if engine == TRANSPOSED_DW_ENGINE:
@@ -924,6 +948,27 @@ def activation_support(node: Any, engine: str, cfg: DpuConfig, info: GraphInfo |
     if op in HARD_ACTIVATION_OPS:
         return _cpu(f"{op} after the {engine} engine: {NOT_FUSED}")
     return _cpu(f"{op} is not an activation the DPU fuses")
+
+
+def _nonlinear_type(node: Any, info: GraphInfo | None) -> str | None:
+    """The VART target nonlinear_type an activation is ("relu", "relu_six", "leaky_relu"), or None where it is
+    none the DPU fuses (a LeakyRelu of another slope, a Clip that is neither, another op)."""
+    op = node.op_type
+    if op == "Relu":
+        return "relu"
+    if op == "LeakyRelu":
+        return "leaky_relu" if np.float32(attr(node, "alpha", 0.01)) == np.float32(LEAKY_SLOPE) else None
+    if op == "Clip":
+        lo, hi = _clip_bounds(node, info)
+        if lo == 0.0 and hi == 6.0:
+            return "relu_six"
+        return "relu" if lo == 0.0 and (hi is None or math.isinf(hi)) else None
+    return None
+
+
+def _nonlinear_label(node: Any, info: GraphInfo | None) -> str:
+    """How a reason names an activation: its op, a Clip as the ReLU6 it is."""
+    return "ReLU6" if node.op_type == "Clip" and _nonlinear_type(node, info) == "relu_six" else node.op_type
 
 
 # Why a hard activation is not fused (VART's DPUCZDX8G ISA1 target factory, Vitis AI 2.5-3.5).
