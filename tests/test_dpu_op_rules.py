@@ -992,3 +992,56 @@ def test_ip_v3_dwconv_engine_fuses_relu_and_relu6_only(ip):
         False,
         "LeakyRelu slope 0.1: the DPU's slope is 26/256 = 0.1015625",
     )
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_ip_v3_pool_engine_fuses_relu(ip):
+    # IP v3.x's pool engine lists nonlinear_type relu in every DPUCZDX8G_ISA0 target (expired_targets/, MAX,
+    # MAX_BG2 and MIN alike), so a ReLU (or a Clip(0, inf)) after a max, average or global pool fuses there, and
+    # nothing else does; IP v4 has no pool engine (its ALU engine runs the pools, and no Xilinx tool fuses an
+    # activation into one: XIR's pool-fix has no nonlinear attribute) and fuses none, as before
+    full = dataclasses.replace(CFG, alu_activations=CFG.conv_activations)  # leaky on every engine
+    consts = GraphInfo({}, {"lo": np.array(0.0), "hi": np.array(6.0), "inf": np.array(np.inf)})
+    pools = [
+        (helper.make_node("MaxPool", ["a"], ["y"], kernel_shape=[2, 2], strides=[2, 2]), (1, 8, 4, 4)),
+        (helper.make_node("AveragePool", ["a"], ["y"], kernel_shape=[2, 2], strides=[2, 2]), (1, 8, 4, 4)),
+        (helper.make_node("GlobalAveragePool", ["a"], ["y"]), (1, 8, 1, 1)),
+    ]
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    clip_relu = helper.make_node("Clip", ["y", "lo", "inf"], ["z"])
+    others = [
+        ("ReLU6", helper.make_node("Clip", ["y", "lo", "hi"], ["z"])),
+        ("LeakyRelu", helper.make_node("LeakyRelu", ["y"], ["z"], alpha=26 / 256)),
+        ("HardSigmoid", helper.make_node("HardSigmoid", ["y"], ["z"], alpha=1 / 6)),
+    ]
+    for pool, out in pools:
+        gi = info({"a": (1, 8, 8, 8), "y": out})
+        assert dpu_support(pool, gi, CFG, ip)[0]
+        engine = engine_of(pool, gi)
+        assert engine == "pool-fix"
+        for act in (relu, clip_relu):
+            got = activation_support(act, engine, full, consts, ip)
+            if ip.startswith("3."):
+                assert got == (True, "ReLU (fused)")
+            else:
+                assert got == (
+                    False,
+                    "Relu after a pool: the DPU fuses no activation into it (XIR's pool-fix has no nonlinear "
+                    "attribute; only the conv ops and eltwise-fix have one)"
+                    if act is relu
+                    else "Clip after a pool: the DPU fuses no activation into it (XIR's pool-fix has no nonlinear "
+                    "attribute; only the conv ops and eltwise-fix have one)",
+                )
+        for label, act in others:
+            ok, why = activation_support(act, engine, full, consts, ip)
+            assert not ok
+            if ip.startswith("3."):
+                assert why == (
+                    f"{label} after a pool on DPUCZDX8G IP v{ip}: its pool engine fuses relu only (the "
+                    "nonlinear_type of its DPUCZDX8G_ISA0 targets)"
+                )
+            else:
+                assert why.startswith(f"{act.op_type} after a pool: the DPU fuses no activation into it")
+    # the other ops whose XIR op has no nonlinear attribute fuse none at either
+    concat = helper.make_node("Concat", ["a", "b"], ["y"], axis=1)
+    assert not activation_support(relu, engine_of(concat, info({"a": (1, 8, 8, 8)})), full, consts, ip)[0]

@@ -826,3 +826,34 @@ def test_ip_v3_walk_leaves_out_a_depthwise_conv_with_a_leaky_relu(ip):
             f"on DPUCZDX8G IP v{ip}: its dwconv engine fuses relu and relu_six only (the nonlinear_type of its "
             "DPUCZDX8G_ISA0 targets))"
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("ip", ["3.3", "3.4", "4.0", "4.1"])
+def test_ip_v3_walk_costs_a_pool_with_its_relu_fused(ip):
+    # IP v3.x's pool engine (DPUCZDX8G_ISA0_<ARCH>_MAX.prototxt: nonlinear_type relu) fuses a ReLU after a pool:
+    # the walk at ip 3.x left the pool out as at IP v4 (whose pools fuse none); it now costs the pool, the ReLU
+    # fused at no cost, and still leaves out a pool followed by a ReLU6
+    def pool(act):
+        nodes = [onnx.helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2], strides=[2, 2])]
+        if act == "relu":
+            nodes.append(onnx.helper.make_node("Relu", ["y"], ["z"], name="act"))
+        else:
+            nodes.append(onnx.helper.make_node("Clip", ["y", "lo", "hi"], ["z"], name="act"))
+        inits = [onnx.numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0.0), ("hi", 6.0))]
+        return _graph(nodes, [("x", [1, 8, 16, 16])], [("z", [1, 8, 8, 8])], inits)
+
+    walk = extract_layers(pool("relu"), B1600, ip=ip)
+    six = extract_layers(pool("relu6"), B1600, ip=ip)
+    assert six.layers == [] and six.excluded[0][:2] == ("mp", "MaxPool")
+    if ip.startswith("3."):
+        assert [(layer.name, layer.kind) for layer in walk.layers] == [("mp", "pool")] and walk.excluded == []
+        assert six.excluded[0][2] == (
+            f"not a DPU op (its fused activation cannot run on the DPU: ReLU6 after a pool on DPUCZDX8G IP v{ip}: "
+            "its pool engine fuses relu only (the nonlinear_type of its DPUCZDX8G_ISA0 targets))"
+        )
+    else:
+        assert walk.layers == [] and walk.excluded[0] == (
+            "mp", "MaxPool", "not a DPU op (its fused activation cannot run on the DPU: Relu after a pool: the DPU "
+            "fuses no activation into it (XIR's pool-fix has no nonlinear attribute; only the conv ops and "
+            "eltwise-fix have one))"
+        )  # fmt: skip

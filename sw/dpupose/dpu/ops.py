@@ -87,7 +87,8 @@ DPU does with it, or why the node has to run on the CPU. The rules (PG338 / UG14
   none for the transposed depthwise conv both are), nor into a pool, concat, nearest resize, pixel shuffle,
   reshape or pad: their XIR
   ops (pool-fix, concat-fix, upsample-fix, pixel-shuffle-fix, reshape-fix, pad-fix) have no nonlinear attribute, so the
-  op and its activation run on the CPU. A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
+  op and its activation run on the CPU; but on IP v3.x a ReLU after a pool is fused, as its pool engine's
+  nonlinear_type (relu) says (IpLimits.fused). A standalone ReLU / ReLU6 / LeakyReLU has nothing to fuse into: CPU.
 - HardSigmoid / HardSwish are never fused: VART's DPUCZDX8G ISA1 target factory
   (create_target_DPUCZDX8G_ISA1.cpp, Vitis AI 2.5-3.5) gives the conv and ALU engines the nonlinear types
   relu, leaky_relu and relu_six only, and the eltwise engine relu only; hsigmoid is an ALU op type of its
@@ -193,7 +194,11 @@ ISA1_LIMITS = IpLimits(
     pad_note=" (the ALU engine's pad_limit)",
     dw_engine="ALU engine",
     pool_engine="ALU engine",
-    fused={},  # the factory's alu_engine nonlinear: relu, relu_six, leaky_relu where the ALU is built with it
+    # the factory's alu_engine nonlinear: relu, relu_six, leaky_relu where the ALU is built with it, as the
+    # configuration says. None into a pool: ISA1 has no pool engine of its own, no Xilinx tool fuses an activation
+    # into its ALU engine's pools (vai_q_pytorch's check_nonlinear lists none for a pool; vai_q_tensorflow2 checks a
+    # pool's against a pool engine's list only) and XIR's pool-fix has no nonlinear attribute (UNFUSED_OPS)
+    fused={},
 )
 # IP v3.x: every DPUCZDX8G_ISA0_<ARCH>_MAX / _MAX_BG2 target (expired_targets/, Vitis-AI b2b227921b66):
 # dwconv_limit kernel_size 1-16, stride 1-8; max_limit kernel_size 1-8, avg_limit kernel_size 2-8, stride 1-8; no
@@ -217,7 +222,10 @@ ISA0_LIMITS = IpLimits(
     # dwconv_engine nonlinear relu, relu_six (no leaky_relu, whatever the ALU setting; the MIN targets have no
     # dwconv engine at all): a LeakyReLU after a depthwise conv, a BatchNormalization's or a Mul by a constant's
     # 1x1 depthwise conv is not fused
-    fused={ALU_ENGINE: frozenset({"relu", "relu_six"})},
+    # pool_engine nonlinear relu: a ReLU after a pool is fused (vai_q_tensorflow2's target check, vai_utf's
+    # MaxPool2DLimits / AvgPool2DLimits.in_act_limits, takes a pool and its ReLU against this list), though XIR's
+    # pool-fix (Vitis AI 1.3's too) has no nonlinear attribute: how the compiler carries it is not public
+    fused={ALU_ENGINE: frozenset({"relu", "relu_six"}), "pool-fix": frozenset({"relu"})},
 )
 IP_LIMITS = {0: ISA0_LIMITS, 1: ISA1_LIMITS}  # by ISA (IP_VERSIONS)
 
@@ -898,13 +906,14 @@ def activation_support(
     """Can `node` (an activation) be fused after an op of `engine` ("conv", "alu", "eltwise"; a bilinear
     resize's transposed depthwise conv, a depthwise ConvTranspose or an XIR op without a nonlinear attribute,
     UNFUSED_OPS, fuse none) on DPUCZDX8G IP version `ip`? Where the version's targets list the engine's nonlinear
-    types themselves (IpLimits.fused: IP v3.x's dwconv engine, relu and relu_six) only those fuse."""
+    types themselves (IpLimits.fused: IP v3.x's dwconv engine, relu and relu_six; its pool engine, relu) only those
+    fuse."""
     op = node.op_type
     lim = ip_limits(ip)
     allowed = lim.fused.get(engine)
     kind = _nonlinear_type(node, info)
-    # kind None: an activation the DPU fuses after no engine, refused below as at IP v4
-    if allowed is not None and kind is not None and kind not in allowed:
+    # kind None: an activation the DPU fuses after no engine, refused below as at IP v4 (after a pool: here)
+    if allowed is not None and kind not in allowed and (kind is not None or engine in UNFUSED_OPS):
         what, name = ("a depthwise conv", lim.dw_engine) if engine == ALU_ENGINE else ("a pool", lim.pool_engine)
         return _cpu(
             f"{_nonlinear_label(node, info)} after {what} on DPUCZDX8G IP v{ip}: its {name} fuses "
@@ -922,7 +931,7 @@ def activation_support(
             f"{op} after a bilinear Resize: the compiler runs that as a transposed depthwise conv with no "
             "activation fused (vai_q_pytorch's DPU op filter)"
         )
-    if engine in UNFUSED_OPS:
+    if engine in UNFUSED_OPS and allowed is None:
         return _cpu(
             f"{op} after {UNFUSED_OPS[engine]}: the DPU fuses no activation into it (XIR's {engine} has no "
             "nonlinear attribute; only the conv ops and eltwise-fix have one)"
