@@ -1066,13 +1066,21 @@ def test_a_sum_unsqueezed_at_other_axes_is_not_each_maps_own(tmp_path, opset, ba
 
 
 def _reshaped_softmax_model(
-    tmp_path, axis: int, opset: int, computed: bool, joints: int | None = None, read: str = "logits"
+    tmp_path,
+    axis: int,
+    opset: int,
+    computed: bool,
+    joints: int | None = None,
+    read: str = "logits",
+    rest: bool = False,
 ) -> Path:
     """build("none"): heatmaps = Reshape(Softmax(Reshape(logits, (1, 16, 16)), axis), (1, 16, 4, 4)), the
     Softmax at `axis` and `opset`; `computed`: both shapes made from Shape(logits) as torch exports a
     reshape by the input's sizes (Gather, Mul, Unsqueeze, Concat), the model's own flat softmax; `joints`: the
     flat shape's second size that number instead of the one read (torch: x.view(b, 16, h * w)); `read`: the
-    sizes read from Identity(logits) ("identity", a tensor made in the CPU subgraph) instead."""
+    sizes read from Identity(logits) ("identity", a tensor made in the CPU subgraph) or from logits + 0
+    ("add", one whose shape no op here gives) instead; `rest`: the flat shape's last size -1 (torch:
+    x.view(b, 16, -1)) and the flat Reshape of that tensor read."""
     model = build("none")
     model.opset_import[0].version = opset
     nodes = list(model.graph.node)
@@ -1081,6 +1089,9 @@ def _reshaped_softmax_model(
     if computed:
         make = onnx.helper.make_node
         added = [make("Identity", ["logits"], ["logits_id"], name="head/id")] if read == "identity" else []
+        if read == "add":
+            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0, np.float32), "nought"))
+            added.append(make("Add", ["logits", "nought"], ["logits_id"], name="head/add"))
         added.append(make("Shape", ["logits_id" if added else "logits"], ["sizes"], name="head/shape"))
         for k in range(4):
             added.append(
@@ -1096,12 +1107,16 @@ def _reshaped_softmax_model(
                 added.append(make("Unsqueeze", [f"size{k}", f"zero{k}"], [f"dim{k}"], name=f"head/dim{k}"))
         if joints is not None:
             model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([joints], np.int64), "joints"))
-        flat = ["dim0", "dim1" if joints is None else "joints", "dim4"]
+        if rest:
+            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1], np.int64), "rest"))
+        flat = ["dim0", "dim1" if joints is None else "joints", "rest" if rest else "dim4"]
         added.append(make("Concat", flat, ["flat_dyn"], name="head/flat_shape", axis=0))
         added.append(make("Concat", ["dim0", "dim1", "dim2", "dim3"], ["map_dyn"], name="head/map_shape", axis=0))
         (flatten,) = [n for n in nodes if n.name == "head/flatten"]
         (back,) = [n for n in nodes if n.name == "head/heatmaps"]
         flatten.input[1], back.input[1] = "flat_dyn", "map_dyn"
+        if rest:
+            flatten.input[0] = added[0].output[0] if read != "logits" else "logits"
         at = nodes.index(flatten)
         del model.graph.node[:]
         model.graph.node.extend(nodes[:at] + added + nodes[at:])
@@ -1176,6 +1191,8 @@ JOINTS_AXIS_1 = "over axis 1 of its input reshaped to 3 dimensions (the joints)"
         (17, 1, "logits", JOINTS_AXIS_1),
         (17, 1, "identity", JOINTS_AXIS_1),
         (11, 1, "identity", JOINTS_AXIS_1.replace("the joints", "all the maps of an image together")),
+        (17, -1, "add", None),
+        (17, 1, "add", JOINTS_AXIS_1),
     ],
 )
 def test_a_joint_count_written_as_a_number_is_the_joints_read_with_shape(tmp_path, opset, axis, read, why):
@@ -1184,8 +1201,9 @@ def test_a_joint_count_written_as_a_number_is_the_joints_read_with_shape(tmp_pat
     any size, and the model's flat softmax warned as 'other values than a map' (no confidence, no --decode
     local). Only the batch varies: the logits' J is 16 at batch 1, in the split (the model's static shapes)
     and in run (the CPU subgraph's inputs, or the value_info the split writes for a tensor made in it whose
-    sizes a Shape reads, here an Identity of the logits). A softmax over that 16 (axis 1) is still over the
-    joints. A plan whose file lacks that value_info (split before) reads J as any size, as before."""
+    sizes a Shape reads, here an Identity of the logits or logits + 0). A softmax over that 16 (axis 1) is still
+    over the joints. A plan whose file lacks that value_info (split before) reads J as any size, as before,
+    where nothing else in the file gives it: an Identity of the logits has the CPU subgraph input's shape."""
     from dpupose.runtime.executor import heatmaps_problem
 
     model = _reshaped_softmax_model(tmp_path, axis, opset, True, joints=16, read=read)
@@ -1194,20 +1212,122 @@ def test_a_joint_count_written_as_a_number_is_the_joints_read_with_shape(tmp_pat
     given = {
         vi.name: [d.dim_value or d.dim_param for d in vi.type.tensor_type.shape.dim] for vi in cpu0.graph.value_info
     }
-    if read == "identity":
+    if read != "logits":
         assert given["logits_id"] == ["batch", 16, 4, 4]
         del cpu0.graph.value_info[:]
         onnx.save(cpu0, result.plan.path(result.plan.subgraphs[-1].file))
         again = heatmaps_problem(dataclasses.replace(result.plan))
-        assert again is not None and again.endswith("(other values than a map), not over each map")
+        if read == "add":
+            assert again is not None and again.endswith("(other values than a map), not over each map")
+        else:  # the split's answer, whose maps' sums _split_and_run_agree checked
+            assert again == (why and f"the output of Softmax 'head/softmax' in cpu0 {why}, not over each map")
     else:
         assert "logits" not in given and "logits" in [t.name for t in result.plan.subgraphs[-1].inputs]
 
 
+@pytest.mark.parametrize(
+    ("opset", "axis", "read", "why"),
+    [
+        (17, -1, "logits", None),
+        (17, 2, "logits", None),
+        (17, 1, "logits", JOINTS_AXIS_1),
+        (11, 1, "logits", JOINTS_AXIS_1.replace("the joints", "all the maps of an image together")),
+        (17, -1, "add", None),
+        (17, 1, "add", JOINTS_AXIS_1),
+    ],
+)
+def test_a_minus_one_of_the_logits_is_what_their_static_shape_leaves(tmp_path, opset, axis, read, why):
+    """torch: `b, j, h, w = y.shape; y.view(b, 16, -1).softmax(axis).view(b, j, h, w)`: the -1 is what N * 16
+    leaves of y's N * 16 * H * W, known from y's static shape (the model's in the split; in run the CPU
+    subgraph's input, or the value_info the split writes for a tensor made in it that a Reshape reads, here
+    logits + 0). Its sizes were not known, so any axis was taken as the maps': the softmax over the joints
+    (axis 1) was accepted and run gave its maps, which do not each sum to 1, a confidence. A plan whose file
+    lacks that value_info (split before) reads logits + 0 as not known, as before."""
+    from dpupose.runtime.executor import heatmaps_problem
+
+    model = _reshaped_softmax_model(tmp_path, axis, opset, True, joints=16, read=read, rest=True)
+    flat = next(n for n in onnx.load(model).graph.node if n.name == "head/flatten")
+    assert flat.input[0] == ("logits" if read == "logits" else "logits_id")
+    result = _split_and_run_agree(model, tmp_path / "p", why)
+    if read == "add":
+        cpu0 = onnx.load(result.plan.path(result.plan.subgraphs[-1].file))
+        assert "logits_id" in [vi.name for vi in cpu0.graph.value_info]
+        del cpu0.graph.value_info[:]
+        onnx.save(cpu0, result.plan.path(result.plan.subgraphs[-1].file))
+        assert heatmaps_problem(dataclasses.replace(result.plan)) is None
+
+
+@pytest.mark.parametrize(
+    ("axis", "why"),
+    [(2, None), (1, "over axis -1 of its input reshaped to 2 dimensions (other values than a map)")],
+)
+def test_a_flatten_of_a_tensor_made_in_the_cpu_subgraph_reads_its_static_shape(tmp_path, axis, why):
+    """Softmax(Flatten(logits + 0, axis), -1) reshaped to the maps: at axis 2 each map's 16 values, at axis 1
+    all 256 of an image. The Flatten's input had no sizes known, so both were accepted; now its static shape
+    gives them, in the split and in run (the value_info the split writes for a tensor a Flatten reads)."""
+    model = build("none")
+    make = onnx.helper.make_node
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0, np.float32), "nought"))
+    nodes = list(model.graph.node)
+    (flatten,) = [n for n in nodes if n.name == "head/flatten"]
+    (dsnt,) = [n for n in nodes if n.name == "head/dsnt"]
+    at = nodes.index(flatten)
+    added = [
+        make("Add", ["logits", "nought"], ["logits_add"], name="head/add"),
+        make("Flatten", ["logits_add"], ["flat"], name="head/flatten", axis=axis),
+    ]
+    rows = make("Reshape", ["flat_sm", flatten.input[1]], ["flat_rows"], name="head/rows")
+    dsnt.input[0] = "flat_rows"
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[:at] + added + nodes[at + 1 : at + 2] + [rows] + nodes[at + 2 :])
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "m.onnx")
+    result = _split_and_run_agree(tmp_path / "m.onnx", tmp_path / "p", why)
+    cpu0 = onnx.load(result.plan.path(result.plan.subgraphs[-1].file))
+    assert "logits_add" in [vi.name for vi in cpu0.graph.value_info]
+
+
+@pytest.mark.parametrize(
+    ("opset", "axis", "why"),
+    [
+        (17, -1, "over axis -1 of its input reshaped to 4 dimensions (other values than a map)"),
+        (11, 2, None),  # before opset 13 the axes from 2 on: each map
+        (11, 1, "over axis 1 of its input reshaped to 4 dimensions (other values than a map)"),
+    ],
+)
+def test_a_softmax_of_a_tensor_made_in_the_cpu_subgraph_reads_its_static_shape(tmp_path, opset, axis, why):
+    """heatmaps = Reshape(Softmax(logits + 0, axis), (1, 16, 4, 4)): the Softmax's input had no sizes known,
+    so any axis was accepted; now its static shape (N, 16, 4, 4) gives them, in the split and in run (the
+    value_info the split writes for a Softmax's input)."""
+    model = build("none")
+    model.opset_import[0].version = opset
+    make = onnx.helper.make_node
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0, np.float32), "nought"))
+    nodes = list(model.graph.node)
+    (back,) = [n for n in nodes if n.name == "head/heatmaps"]
+    at = nodes.index(back)
+    added = [
+        make("Add", ["logits", "nought"], ["logits_add"], name="head/add"),
+        make("Softmax", ["logits_add"], ["maps_sm"], name="head/maps_softmax", axis=axis),
+    ]
+    back.input[0] = "maps_sm"
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[:at] + added + nodes[at:])
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "m.onnx")
+    result = _split_and_run_agree(tmp_path / "m.onnx", tmp_path / "p", why, softmax="head/maps_softmax")
+    cpu0 = onnx.load(result.plan.path(result.plan.subgraphs[-1].file))
+    assert "logits_add" in [vi.name for vi in cpu0.graph.value_info]
+
+
+@pytest.mark.parametrize("flat", ["h * w", "-1", "flatten(2)"])
 @pytest.mark.parametrize(("axis", "why"), [(-1, None), (1, JOINTS_AXIS_1)])
-def test_a_torch_export_of_a_softmax_over_16_rows_of_h_times_w(tmp_path, axis, why):
+def test_a_torch_export_of_a_softmax_over_16_rows_of_h_times_w(tmp_path, axis, why, flat):
     """The same head as torch exports it with a symbolic batch (each size read with Shape and Gather, the 16
-    a constant): y.view(b, 16, h * w).softmax(axis).view(b, j, h, w) of a quantized conv's 16 maps."""
+    a constant): y.view(b, 16, h * w).softmax(axis).view(b, j, h, w) of a quantized conv's 16 maps, or
+    y.view(b, 16, -1) (a -1 in the flat shape, what y's static shape leaves). y.flatten(2), a shape sliced
+    from Shape(y), is not read here: taken as the maps' whatever the axis (as before), not a batch of its own
+    (its static shape with the batch a size of its own would not be N * 16 rows)."""
     torch = pytest.importorskip("torch")
     from dpupose.model.export import export_onnx
 
@@ -1223,7 +1343,8 @@ def test_a_torch_export_of_a_softmax_over_16_rows_of_h_times_w(tmp_path, axis, w
             y = torch.nn.functional.conv2d(fq(x, 6), fq(self.conv.weight, 7), self.conv.bias, stride=4, padding=1)
             y = fq(y, 4)
             b, j, h, w = y.shape
-            hm = y.view(b, 16, h * w).softmax(axis).view(b, j, h, w)
+            rows = y.flatten(2) if flat == "flatten(2)" else y.view(b, 16, -1 if flat == "-1" else h * w)
+            hm = rows.softmax(axis).view(b, j, h, w)
             centres = torch.linspace(-0.75, 0.75, 4)
             return hm, torch.stack([(hm.sum(2) * centres).sum(-1), (hm.sum(3) * centres).sum(-1)], -1)
 
@@ -1231,6 +1352,12 @@ def test_a_torch_export_of_a_softmax_over_16_rows_of_h_times_w(tmp_path, axis, w
     path = export_onnx(Head(), torch.zeros(1, 3, 16, 16), tmp_path / "m.onnx", ["image"], ["heatmaps", "coords"], True)
     ops = [n.op_type for n in onnx.load(path).graph.node]
     assert {"Shape", "Gather", "Mul", "Concat"} <= set(ops)  # the sizes read as the graph runs
+    if flat == "flatten(2)" and why is not None:  # not known: accepted, though these maps do not each sum to 1
+        from dpupose.runtime.executor import heatmaps_problem
+
+        result = split_model(SplitOptions(path, CONFIG, tmp_path / "p"))
+        assert not [w for w in result.warnings if "heatmaps" in w] and heatmaps_problem(result.plan) is None
+        return
     _split_and_run_agree(path, tmp_path / "p", why, softmax="/Softmax")
 
 
@@ -2942,6 +3069,45 @@ def test_a_size_read_with_shape_is_its_static_size_but_the_batch(joints, axis, s
     sizes = _Shapes(graph, constants, {"y": ("batch", 16, 4, "w"), "z": (1, 16)})
     assert [sizes.size("y", i) for i in range(4)] == [(1, (("y", 0),)), (16, ()), (4, ()), (1, (("y", 3),))]
     assert sizes.size("z", 0) == (1, (("z", 0),)) and sizes.size("z", 1) == (16, ())
+
+
+@pytest.mark.parametrize(
+    ("axis", "static", "why"),
+    [
+        # y.view(b, 16, -1).softmax(axis).view(b, j, h, w) with y (N, 16, 4, 4): the -1 is 16, each map's H * W
+        (-1, (1, 16, 4, 4), None),
+        (2, ("batch", 16, 4, 4), None),
+        (1, (1, 16, 4, 4), "(the joints)"),
+        (1, ("batch", 16, 4, 4), "(the joints)"),
+        # y of 8 joints (8 maps of 4 x 8): the 16 rows of 16 values are not the maps
+        (-1, (1, 8, 4, 8), "(other values than a map)"),
+        # y's sizes not given: the -1 is not known, taken as the maps' (as before)
+        (1, None, None),
+        # J given as a symbol: the -1 is J, and N * 16 not known to be N * J, as with h * w written out
+        (-1, ("batch", "joints", 4, 4), "(other values than a map)"),
+        (1, ("batch", "joints", 4, 4), "(other values than a map)"),
+    ],
+)
+def test_a_minus_one_of_a_tensor_not_reshaped_is_what_its_static_shape_leaves(axis, static, why):
+    from dpupose.split.plan import _Shapes, heatmaps_not_normalized
+
+    graph = {
+        **_BACK,
+        "sm": ("Softmax", "s", ["flat"], {"axis": axis}),
+        "flat_shape": ("Concat", "fc", ["y0", "c16", "rest"], {"axis": 0}),
+    }
+    constants = {
+        **{f"at{k}": np.array(k, np.int64) for k in range(4)},
+        "c16": np.array([16], np.int64),
+        "rest": np.array([-1], np.int64),
+    }
+    shapes = {"y": static} if static else None
+    got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants, static=shapes)
+    assert got == why if why is None else why in got
+    if static == (1, 16, 4, 4):  # y's dims: its static shape, the batch any size; the -1 what N * 16 leaves
+        sizes = _Shapes(graph, constants, shapes)
+        assert sizes.dims("y") == [(1, (("y", 0),)), (16, ()), (4, ()), (4, ())]
+        assert sizes.dims("flat") == [(1, (("y", 0),)), (16, ()), (16, ())]
 
 
 def test_a_shape_from_an_axis_of_known_sizes_starts_there():

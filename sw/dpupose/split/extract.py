@@ -2,8 +2,8 @@
 
 The subgraph keeps the source's nodes, names, opset and IR version; its inputs and outputs are the
 group's boundary tensors (float32; the batch dimension as in the source model, the rest static). A CPU
-subgraph's value_info gives the static shapes of the tensors whose sizes its Shape and Reshape nodes read
-(the batch as in the source model), for the heatmaps check at run time. The
+subgraph's value_info gives the static shapes of the tensors whose sizes its Shape, Reshape, Flatten and
+Softmax nodes read (the batch as in the source model), for the heatmaps check at run time. The
 constants a node reads (initializers, Constant nodes, int8 weights behind DequantizeLinear) are copied
 in. A DPU subgraph input that is another DPU subgraph's DequantizeLinear output gets a QuantizeLinear /
 DequantizeLinear pair with that tensor's own scale (exact: the value is already on that grid), so every
@@ -61,14 +61,16 @@ def _value_info(g: QdqGraph, name: str, symbolic_batch: str | None) -> Any:
 
 
 def _read_sizes(g: QdqGraph, nodes: list[Any], given: set[str], symbolic_batch: str | None) -> list[Any]:
-    """value_info for the tensors whose sizes a Shape or a Reshape (a 0 in its shape) of `nodes` reads, other
-    than those `given` (inputs, outputs, constants): their static shapes, the batch's as in _value_info. The
-    heatmaps check at run time (runtime.executor.heatmaps_problem) reads them as the split's does from the
-    whole model: only the batch of a size read with Shape varies (plan.heatmaps_not_normalized)."""
+    """value_info for the tensors whose sizes a Shape, a Reshape (a 0 or a -1 in its shape), a Flatten or a
+    Softmax (its axis) of `nodes` reads, other than those `given` (inputs, outputs, constants): their static
+    shapes, the batch's as in _value_info. The heatmaps check at run time (runtime.executor.heatmaps_problem)
+    reads them as the split's does from the whole model: only the batch of a size read with Shape varies,
+    and a tensor whose sizes no op there gives has its static shape (plan.heatmaps_not_normalized)."""
     from onnx import helper
 
     out = []
-    for t in dict.fromkeys(n.input[0] for n in nodes if n.op_type in ("Shape", "Reshape") and n.input):
+    reading = ("Shape", "Reshape", "Flatten", "Softmax")
+    for t in dict.fromkeys(n.input[0] for n in nodes if n.op_type in reading and n.input):
         shape = g.shapes.get(t)
         if not t or t in given or shape is None or t not in g.dtypes:
             continue

@@ -449,7 +449,9 @@ def heatmaps_not_normalized(
     a reshape, it is taken as the maps' (a flat softmax over H * W, as the soft-argmax's). A size the graph
     reads with a Shape op is taken as any size, except where `static` (tensor -> its static shape at batch 1,
     a str for a symbolic size) gives the tensor's size at an axis other than 0: only the batch varies, so
-    that size is the number (a joint count written as 16 is then the logits' 16 joints read with Shape)."""
+    that size is the number (a joint count written as 16 is then the logits' 16 joints read with Shape).
+    A tensor whose shape no Reshape or Flatten here gives has its static shape, the batch any size (so a -1
+    in a reshape of the logits, torch's y.view(b, 16, -1), is what the other sizes leave)."""
     seen = set()
     reshaped = transposed = False
     top = name
@@ -526,7 +528,8 @@ def _same(a: Dim, b: Dim) -> bool | None:
 
 class _Shapes:
     """The shapes of a graph's tensors, as far as Reshape and Flatten and their shape inputs (constants, or
-    Shape, Gather, Concat, Unsqueeze, Squeeze, Cast and Mul of them) say; None where they do not."""
+    Shape, Gather, Concat, Unsqueeze, Squeeze, Cast and Mul of them) say, or else as `static` gives them
+    (the batch, axis 0, any size: size); None where neither does."""
 
     def __init__(
         self,
@@ -571,9 +574,16 @@ class _Shapes:
             return None
         self.busy.add(t)
         try:
-            return self._dims(t)
+            dims = self._dims(t)
         finally:
             self.busy.discard(t)
+        # Not known from its op: its static shape, the batch any size (the symbol of the tensor it keeps the
+        # shape of, as a Shape of it reads). Not for a reshape whose shape is not read here (a shape made
+        # otherwise): its batch would be a symbol of its own, not the one its input's sizes carry.
+        shape = self.static.get(t)
+        if dims is None and shape is not None and self._entry(self.root(t))[0] not in RESHAPING:
+            return [self.size(t, i) for i in range(len(shape))]
+        return dims
 
     def _dims(self, t: str) -> list[Dim] | None:
         op, inputs, attrs = self._entry(t)
