@@ -643,6 +643,8 @@ class _Shapes:
             if dims is None:
                 return None
             return dims[int(attrs.get("start", 0)) : int(attrs["end"]) if "end" in attrs else None]
+        if op == "Slice" and inputs:  # a run of a shape (torch's flatten(2): Shape(y)[0:2]), step 1 only
+            return self._slice(inputs, attrs)
         if op == "Gather" and len(inputs) == 2 and int(attrs.get("axis", 0)) == 0:
             index = self.constants.get(inputs[1])
             if index is None:
@@ -659,6 +661,31 @@ class _Shapes:
                 return None
             return [data[i] for i in picks]
         return None
+
+    def _slice(self, inputs: Sequence[str], attrs: dict) -> list[Dim] | None:
+        """A Slice of a 1-D shape: starts, ends (and axes 0, steps 1) its inputs from opset 10, its attributes
+        before; None for anything else (another axis or step, or values not constants)."""
+        data = self.values(inputs[0])
+        if data is None:
+            return None
+        keys = ("starts", "ends", "axes", "steps")
+        if len(inputs) > 1:  # opset 10 on: inputs, "" or left out where not given
+            named = dict(zip(keys, inputs[1:5]))
+            given = {k: self.constants.get(n) for k, n in named.items() if n}
+            if len(given) != len([n for n in named.values() if n]) or any(v is None for v in given.values()):
+                return None  # one given, not as a constant
+        else:
+            given = {k: attrs[k] for k in keys if k in attrs}
+        got = {k: [int(v) for v in _flat_ints(v)] for k, v in given.items()}
+        starts, ends = got.get("starts", []), got.get("ends", [])
+        if (
+            len(starts) != 1
+            or len(ends) != 1
+            or got.get("axes", [0]) not in ([0], [-1])
+            or got.get("steps", [1]) != [1]
+        ):
+            return None
+        return data[starts[0] : ends[0]]
 
 
 def _reshaped_softmax(top: str, softmax_input: str, axis: int, newer: bool, shapes: _Shapes) -> str | None:
