@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from quant_helpers import TINY, sane_model, save_checkpoint
 
 from dpupose.cli import main
 from dpupose.data.sources import load_data
-from dpupose.errors import UsageError
+from dpupose.errors import CheckpointError, UsageError
 from dpupose.eval.bench import ROWS, BenchOptions, format_table, resolve_inputs, run_bench, study_network_note
 from dpupose.eval.evaluate import iter_batches
 from dpupose.eval.metrics import MetricAccumulator
+from dpupose.model.checkpoint import check_checkpoint_path
 from dpupose.model.complexity import count_macs
 from dpupose.model.export import export_onnx
 from dpupose.quant.pipeline import QuantizeConfig, quantize
@@ -371,7 +373,7 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert main(["bench", "--checkpoint", "missing.pt", "--work", "runs/work"]) == 2
     assert "no model to benchmark" in capsys.readouterr().err
     assert demo.main(["--model", "missing.pt", "--out", "runs/demo"]) == 2
-    assert "--model missing.pt does not exist" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("demo: error: --model missing.pt not found\n")  # as export says it
     assert os.listdir(tmp_path) == []  # nor runs/, which they made
     (tmp_path / "demo").mkdir()  # a folder that was there stays
     assert demo.main(["--model", "missing.pt", "--out", "demo"]) == 2
@@ -391,6 +393,21 @@ def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cac
     assert capsys.readouterr().err == f"dpupose: error: --checkpoint runs/x {want}"
     assert demo.main(["--model", "runs/x", "--out", "demo"]) == 2
     assert capsys.readouterr().err.endswith(f"demo: error: --model runs/x {want}")
+    # A folder holding a checkpoint names it (the same wording as every command reading a checkpoint): a run's
+    # best.pt before its last.pt, a model card's model.pt, a run stopped before its first validation's last.pt.
+    for files, named in ((("last.pt", "best.pt"), "best.pt"), (("model.pt",), "model.pt"), (("last.pt",), "last.pt")):
+        run = tmp_path / "runs" / named.removesuffix(".pt")
+        run.mkdir()
+        for f in files:
+            (run / f).write_bytes(b"a checkpoint")
+        folder = f"runs/{run.name}"
+        want = f"is a folder; give the checkpoint file in it ({folder}/{named})\n"
+        assert main(["bench", "--checkpoint", folder, "--work", "work"]) == 2
+        assert capsys.readouterr().err == f"dpupose: error: --checkpoint {folder} {want}"
+        assert demo.main(["--model", folder, "--out", "demo"]) == 2
+        assert capsys.readouterr().err.endswith(f"demo: error: --model {folder} {want}")
+        with pytest.raises(CheckpointError, match=rf"^checkpoint {folder} {re.escape(want.strip())}$"):
+            check_checkpoint_path(folder)
     assert main(["bench", "--checkpoint", "model_qdq.onnx", "--work", "work"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dpupose: error: model_qdq.onnx is an ONNX model, not a checkpoint")

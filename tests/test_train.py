@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -828,7 +829,10 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     shipped = (tmp_path / "model.pt").read_bytes()
     with pytest.raises(CheckpointError, match=r"^checkpoint .*nosuch\.pt not found$"):
         export_checkpoint(str(tmp_path / "nosuch.pt"), str(tmp_path / "model.pt"))
-    with pytest.raises(CheckpointError, match=r"^checkpoint .*run is a folder; give a checkpoint file"):
+    run = re.escape(str(src.parent))  # a run folder: its best.pt is named
+    with pytest.raises(
+        CheckpointError, match=rf"^checkpoint {run} is a folder; give the checkpoint file in it \({run}/best\.pt\)$"
+    ):
         export_checkpoint(str(src.parent), str(tmp_path / "model.pt"))
     with pytest.raises(UsageError, match=r"model\.pt exists; pass --force to replace it$"):
         export_checkpoint(str(src), str(tmp_path / "model.pt"))

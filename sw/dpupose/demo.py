@@ -72,15 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _model(args: argparse.Namespace) -> tuple[Path, str | None]:
-    from dpupose.errors import UsageError
     from dpupose.eval.prepare import standin_checkpoint
+    from dpupose.model.checkpoint import check_checkpoint_path
 
     if args.model is not None:
-        if args.model.is_dir():
-            raise UsageError(f"--model {args.model} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
-        if not args.model.is_file():
-            raise UsageError(f"--model {args.model} does not exist")
-        return args.model, None
+        return check_checkpoint_path(args.model, "--model"), None
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL, None
     note = (

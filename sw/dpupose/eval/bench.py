@@ -110,6 +110,7 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     """The split plan and the quantized folder (for the whole-model CPU rows) the bench runs."""
     from dpupose.dpu.board import default_config_name
     from dpupose.eval.prepare import quantized, split_plan
+    from dpupose.model.checkpoint import check_checkpoint_path
     from dpupose.split.cost import plan_config
     from dpupose.split.plan import load_plan
 
@@ -133,13 +134,13 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
         return plan, qdir
     if qdir is None:
         ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
-        if ckpt.is_dir():  # a run folder: it exists, so "does not exist" was not the answer
-            raise UsageError(f"--checkpoint {ckpt} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
-        if not ckpt.is_file():
+        if not ckpt.is_file() and not ckpt.is_dir():
             raise UsageError(
                 f"no model to benchmark: {ckpt} does not exist{SHIPPED_WHERE if opts.checkpoint is None else ''}; "
                 "pass --plan DIR, --quantized DIR or --checkpoint PATH"
             )
+        # A run folder (it exists, so "does not exist" is not the answer) or an ONNX file: refused before the cache
+        check_checkpoint_path(ckpt, "--checkpoint" if opts.checkpoint is not None else "checkpoint")
         qdir = quantized(ckpt)
     if not (qdir / "model_qdq.onnx").is_file():
         raise ModelFileError(f"{qdir} holds no model_qdq.onnx: pass a folder written by `dpupose quantize`")

@@ -70,14 +70,22 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def check_checkpoint_path(path: str | Path) -> Path:
-    """CheckpointError for a path that cannot be a checkpoint by what it is, without reading it: a folder,
-    nothing, an ONNX file; else the path."""
+# The checkpoint a folder given in its place holds, in the order named: a training run's best, a model card's
+# (dpupose export's --out), a run stopped before its first validation.
+FOLDER_CHECKPOINTS = ("best.pt", "model.pt", "last.pt")
+
+
+def check_checkpoint_path(path: str | Path, name: str = "checkpoint") -> Path:
+    """CheckpointError for a path that cannot be a checkpoint by what it is, without reading it: a folder
+    (naming the checkpoint file in it when it holds one), nothing, an ONNX file; else the path. `name` is
+    what the path is called in the message: 'checkpoint', or the option that gave it (`--model`)."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)")
+        inside = next((path / f for f in FOLDER_CHECKPOINTS if (path / f).is_file()), None)
+        hint = f"the checkpoint file in it ({inside})" if inside else "a checkpoint file (e.g. runs/NAME/best.pt)"
+        raise CheckpointError(f"{name} {path} is a folder; give {hint}")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+        raise CheckpointError(f"{name} {path} not found")
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             f"{path} is an ONNX model, not a checkpoint: this command takes a checkpoint of dpupose's own "
