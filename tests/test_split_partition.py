@@ -3179,3 +3179,36 @@ def test_a_sum_given_its_axes_back_through_an_identity_or_at_three_axes(graph, b
     constants = {"axes": np.array([2, 3], np.int64), "back": np.array(back, np.int64)}
     got, _ = heatmaps_not_normalized("h", graph, opset=17, constants=constants)
     assert got == why if why is None else why in got
+
+
+# --- found by a mutation audit of the Slice reading and the CPU subgraphs' value_info --------------------------
+
+
+def test_a_slice_of_a_shape_at_axis_minus_one_is_that_run_of_sizes():
+    # a shape is 1-D, so its axis -1 is its axis 0: Slice(Shape(y), [1], [9], axes=[-1]) is sizes 1 on, as numpy's
+    # slice of y's shape (the batch still any size, as in every run read from Shape)
+    from dpupose.split.plan import _Shapes
+
+    graph = {
+        "sh": ("Shape", "sh", ["y"], {}),
+        "s10": ("Slice", "s10", ["sh", "c1", "c9", "cm1"], {}),
+        "s9": ("Slice", "s9", ["sh"], {"starts": [0], "ends": [2], "axes": [-1]}),
+    }
+    constants = {f"c{k}": np.array([k], np.int64) for k in (1, 9)} | {"cm1": np.array([-1], np.int64)}
+    static = (1, 16, 4, 8)
+    sizes = _Shapes(graph, constants, {"y": static})
+    assert sizes.values("s10") == [(v, ()) for v in np.array(static)[1:9]]
+    assert sizes.values("s9") == [(1, (("y", 0),)), (16, ())]
+
+
+def test_a_dpu_subgraph_file_gets_no_value_info_though_it_reshapes(tmp_path):
+    # the value_info of the tensors whose sizes a Reshape, Flatten, Shape or Softmax reads is for the heatmaps check,
+    # which reads CPU subgraphs only: a DPU subgraph's file keeps the source's nodes and nothing more, though its
+    # Reshape (op_model's gemm_alpha, c1 flattened on the DPU) reads a tensor made inside it; the CPU one has them
+    path = tmp_path / "m.onnx"
+    onnx.save(op_model("gemm_alpha"), path)
+    result = split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    files = {sg.device: onnx.load(tmp_path / "plan" / sg.file) for sg in result.plan.subgraphs}
+    assert "Reshape" in [n.op_type for n in files["dpu"].graph.node]
+    assert list(files["dpu"].graph.value_info) == []
+    assert {"logits", "flat"} <= {v.name for v in files["cpu"].graph.value_info}

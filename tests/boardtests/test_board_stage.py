@@ -1075,3 +1075,27 @@ def test_out_naming_the_image_itself_says_what_to_give(image, base_xz, overlay, 
     xz.write_bytes(base_xz)
     with pytest.raises(UsageError, match=r"is the image itself: give a new file name for the staged copy$"):
         stage(xz, overlay, model, out=xz)
+
+
+def test_verify_takes_a_block_device_as_the_card(monkeypatch):
+    # A card is a block device (/dev/sdX, /dev/mmcblkN): the check that refuses a folder, a FIFO or a character
+    # device before anything is opened lets it through. A block device node is made here by its stat (a test cannot
+    # plug in a card); one of this machine's own, where there is one it can see, is taken too.
+    import stat
+    from pathlib import Path
+
+    from dpupose.commands.sdcard import _check_readable_target
+
+    real_stat = os.stat
+
+    def fake_stat(path, *args, **kwargs):
+        if str(path) == "/dev/sdq":
+            return os.stat_result((stat.S_IFBLK | 0o660, 0, 5, 1, 0, 6, 0, 0, 0, 0))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", fake_stat)
+    assert _check_readable_target(Path("/dev/sdq"), "/dev/sdq") is None
+    monkeypatch.setattr(os, "stat", real_stat)
+    blocks = [p for p in sorted(Path("/dev").glob("loop*")) if stat.S_ISBLK(os.stat(p).st_mode)][:1]
+    for device in blocks:
+        assert _check_readable_target(device, str(device)) is None
