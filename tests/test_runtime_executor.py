@@ -275,11 +275,11 @@ def test_plan_for_another_input_size_is_refused_by_the_executor(tmp_path: Path) 
         SplitExecutor(plan, RunnerFactory(plan, "cpu").create_all())
 
 
-class Jittery(Runner):
-    """Wraps a runner; sleeps a random few milliseconds so parallel workers finish out of order."""
+class _Wrapper(Runner):
+    """A runner passing everything on to `inner`: the wrappers below change one thing each."""
 
-    def __init__(self, inner: Runner, seed: int, fail_on: int | None = None) -> None:
-        self.inner, self.rng, self.fail_on, self.count = inner, random.Random(seed), fail_on, 0
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -288,6 +288,16 @@ class Jittery(Runner):
     @property
     def outputs(self) -> list[TensorInfo]:
         return self.inner.outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.inner.run(feeds)
+
+
+class Jittery(_Wrapper):
+    """Wraps a runner; sleeps a random few milliseconds so parallel workers finish out of order."""
+
+    def __init__(self, inner: Runner, seed: int, fail_on: int | None = None) -> None:
+        self.inner, self.rng, self.fail_on, self.count = inner, random.Random(seed), fail_on, 0
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.count += 1
@@ -327,19 +337,11 @@ def test_pipeline_keeps_order_drops_nothing_and_times_every_stage(split: Path) -
     assert stats.bound_fps == pytest.approx(1 / max(per_frame.values()))
 
 
-class Gate(Runner):
+class Gate(_Wrapper):
     """Blocks until the source has produced everything: frames pile up in front of the pipeline."""
 
     def __init__(self, inner: Runner, gate: threading.Event) -> None:
         self.inner, self.gate = inner, gate
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self.inner.inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self.inner.outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.gate.wait(30)
@@ -459,7 +461,7 @@ def test_confidence_of_a_map_wider_than_it_is_high() -> None:
     np.testing.assert_allclose(heatmap_confidence(hm), [0.7], rtol=1e-6)
 
 
-class _Reshaped(Runner):
+class _Reshaped(_Wrapper):
     """A runner whose inputs are those of `inner` with one changed (a subgraph file of another split)."""
 
     def __init__(self, inner: Runner, inputs: list[TensorInfo]) -> None:
@@ -468,13 +470,6 @@ class _Reshaped(Runner):
     @property
     def inputs(self) -> list[TensorInfo]:
         return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self.inner.outputs
-
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.inner.run(feeds)
 
 
 def test_a_subgraph_file_of_another_split_is_refused_by_its_inputs(split: Path) -> None:
@@ -570,20 +565,9 @@ def test_tensors_of_other_ranks_keep_their_order_across_layouts() -> None:
     np.testing.assert_array_equal(y, x / 8.0)
 
 
-class _Tracked(Runner):
+class _Tracked(_Wrapper):
     def __init__(self, inner: Runner) -> None:
         self.inner, self.closed = inner, False
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self.inner.inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self.inner.outputs
-
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.inner.run(feeds)
 
     def close(self) -> None:
         self.closed = True
