@@ -27,12 +27,6 @@ class TensorInfo:
     fix_point: int | None = None  # DPU tensors only: real = int8 * 2**-fix_point
     layout: str = "NCHW"  # "NHWC" for DPU tensors
 
-    def scale(self) -> float:
-        """The real value of one int8 step (2**-fix_point)."""
-        if self.fix_point is None:
-            raise ValueError(f"tensor {self.name!r} has no fix_point")
-        return 2.0 ** (-self.fix_point)
-
 
 class Runner(ABC):
     """Executes one subgraph. Use as a context manager or call close()."""
