@@ -441,6 +441,52 @@ def test_overlapping_blas_limits_give_the_count_back_when_the_last_one_ends(open
     assert get() == 3
 
 
+def test_an_empty_blas_thread_variable_is_no_count_the_user_set(openblas_at_3, monkeypatch):
+    # OpenBLAS reads an empty OPENBLAS_NUM_THREADS as 0, its own default (a thread per core): nothing the user
+    # chose, so the emulator's limit applies
+    from dpupose.runtime.blas import ENVIRONMENT, one_blas_thread
+
+    get = openblas_at_3
+    for name in ENVIRONMENT:
+        monkeypatch.setenv(name, "")
+    with one_blas_thread():
+        assert get() == 1
+    assert get() == 3
+
+
+def test_the_openblas_libraries_are_read_off_the_process_s_mappings(monkeypatch):
+    """Each OpenBLAS file once (a library is mapped several times, by permissions), whatever its case; a
+    system libblas in an OpenBLAS folder (Debian's openblas-pthread) is one; other files and anonymous
+    mappings are not; a path with spaces is whole."""
+    import io
+
+    from dpupose.runtime import blas
+
+    numpys = "/usr/lib/python3/numpy.libs/libscipy_openblas64_-ff651d7f.so"
+    maps = f"""\
+55d4c3a00000-55d4c3a01000 r--p 00000000 08:01 1311 /usr/bin/python3.12
+7f1c2a000000-7f1c2a100000 r--p 00000000 08:01 2201 {numpys}
+7f1c2a100000-7f1c2a900000 r-xp 00100000 08:01 2201 {numpys}
+7f1c2a900000-7f1c2a920000 rw-p 00900000 08:01 2201 {numpys}
+7f1c2b000000-7f1c2b100000 r-xp 00000000 08:01 2202 /opt/My Libs/libOpenBLAS.so.0
+7f1c2c000000-7f1c2c100000 r-xp 00000000 08:01 2203 /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+7f1c2d000000-7f1c2d001000 r--p 00000000 08:01 2204 /home/user/openblas-notes.txt
+7f1c2e000000-7f1c2e021000 rw-p 00000000 00:00 0
+7ffd1a000000-7ffd1a021000 rw-p 00000000 00:00 0                          [stack]
+"""
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return io.StringIO(maps) if path == "/proc/self/maps" else real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(blas, "open", fake_open, raising=False)
+    assert blas._loaded_openblas() == [
+        numpys,
+        "/opt/My Libs/libOpenBLAS.so.0",
+        "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3",
+    ]
+
+
 def _step(kind, fps_in, fp_out, act="none", fp_w=None, fp_b=None, **attrs) -> Step:
     """One step of a program, for the grid its output value lies on (its inputs are not read)."""
     return Step(kind, f"{kind}{len(attrs)}_{fp_out}_{act}_int8", fp_out, ["x"] * len(fps_in), fps_in, kind, act,

@@ -351,3 +351,15 @@ def test_local_decoding_of_radius_zero_is_the_maximum_pixels_centre():
     hm[0, 0, 2, 5] = 0.7  # the maximum, at row 2, column 5
     hm[0, 0, 2, 4] = 0.3
     np.testing.assert_allclose(dsnt_np.local_dsnt(hm, radius=0)[0, 0], [centre(5, 6), centre(2, 4)])
+
+
+def test_a_target_far_outside_the_crop_is_a_map_of_zeros_and_its_jsd_is_half_log_2():
+    """Every Gaussian value of a joint 40 half-widths off the crop underflows to 0: the target map is zeros (as
+    the torch loss's, which clamps the sum too), not 0 / 0, and the JSD of any map p against it is
+    0.5 * KL(p || p / 2) = 0.5 * log 2."""
+    target = np.array([[[40.0, 0.0], [0.0, -40.0]]])
+    g = dsnt_np.gaussian_heatmaps(target, 8, 6)
+    np.testing.assert_array_equal(g, np.zeros((1, 2, 8, 6)))
+    np.testing.assert_array_equal(gauss_torch(torch.from_numpy(target), 8, 6).numpy(), g)
+    p = dsnt_np.flat_softmax(np.random.default_rng(2).normal(size=(1, 2, 8, 6)))
+    np.testing.assert_allclose(dsnt_np.js_divergence(p, g), [[0.5 * np.log(2)] * 2], rtol=1e-12)

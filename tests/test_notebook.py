@@ -166,6 +166,10 @@ def test_a_closed_session_says_so(tmp_path):
     session.close()
     with pytest.raises(UsageError, match=r"this model is closed \(close\(\) was called\): load it again"):
         next(session.run(frames))
+    with PoseSession(tmp_path / "plan", backend="cpu") as session:  # the with block closes it as it ends
+        assert len(list(session.run(frames))) == 1
+    with pytest.raises(UsageError, match=r"this model is closed"):
+        next(session.run(frames))
 
 
 @pytest.mark.parametrize(
@@ -189,6 +193,10 @@ def test_where_each_stage_runs(tmp_path, backend, dpu):
         "head": "CPU (ONNX Runtime)",
         "postprocess": "CPU",
     }
+    # a DPU subgraph without a compiled .xmodel runs from its ONNX file on every backend
+    assert {sg.name: runs_file(plan, backend, sg.name) for sg in plan.subgraphs} == {
+        "dpu0": "dpu0.onnx", "cpu0": "cpu0.onnx", "dpu1": "dpu1.onnx", "head": "head.onnx",
+    }  # fmt: skip
     # and from which file: the compiled .xmodel with vart (the notebook printed dpu0.onnx there too)
     compiled = tinyplan.write_split_plan(tmp_path / "compiled", xmodel=True)
     files = {sg.name: runs_file(compiled, backend, sg.name) for sg in compiled.subgraphs}
@@ -276,3 +284,73 @@ def test_errors_in_the_notebook_name_the_session_argument(tmp_path, monkeypatch)
     camera = r"video2 is a camera device: give camera:2 as the source for it"
     with PoseSession(tmp_path / "plan", backend="cpu") as session, pytest.raises(UsageError, match=camera):
         next(session.run(str(tmp_path / "video2")))
+
+
+def test_each_frame_is_labelled_with_the_backend_and_shown_in_the_view(tmp_path, monkeypatch):
+    """The annotated frame the view shows is the one the result holds, with 'backend: ...' on the second row
+    below the FPS."""
+    import dpupose.runtime.notebook as notebook
+
+    labels = []
+    real_draw_label = notebook.draw_label
+
+    def draw_label(frame, text, row=0):
+        labels.append((text, row))
+        return real_draw_label(frame, text, row)
+
+    monkeypatch.setattr(notebook, "draw_label", draw_label)
+
+    class Recording:
+        def __init__(self):
+            self.shown = []
+
+        def show(self, frame_bgr):
+            self.shown.append(frame_bgr)
+
+    tinyplan.write_split_plan(tmp_path / "plan")
+    frames = _images(tmp_path / "frames", 2)
+    view = Recording()
+    with notebook.PoseSession(tmp_path / "plan", backend="emulate") as session:
+        results = list(session.run(str(frames), view=view))
+    assert labels == [("backend: emulate", 1)] * 2
+    assert len(view.shown) == 2 and all(shown is r.image for shown, r in zip(view.shown, results))
+    original = cv2.imread(str(frames / "0.png"))
+    assert results[0].image.shape == original.shape and (results[0].image != original).any()
+
+
+def test_the_live_view_shows_a_jpeg_of_the_frame_in_jupyter_and_nothing_outside(monkeypatch):
+    import sys
+    import types
+
+    from dpupose.runtime.notebook import LiveView
+
+    frame = np.zeros((24, 32, 3), np.uint8)
+    frame[:, 16:] = (0, 0, 255)  # left black, right red
+    monkeypatch.setitem(sys.modules, "IPython", None)  # IPython missing: import fails
+    outside = LiveView()
+    assert outside.active is False
+    outside.show(frame)  # nothing to show it in, and no error
+
+    updates, displayed = [], []
+
+    class Handle:
+        def update(self, obj):
+            updates.append(obj)
+
+    display = types.ModuleType("IPython.display")
+    display.Image = lambda data: ("Image", data)
+    display.display = lambda obj, display_id: (displayed.append((obj, display_id)), Handle())[1]
+    ipython = types.ModuleType("IPython")
+    ipython.display = display
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    view = LiveView()
+    assert view.active is True and displayed == [(None, True)]  # one output, updated in place
+    view.show(frame)
+    view.show(frame[:, ::-1])
+    assert [kind for kind, _ in updates] == ["Image", "Image"]
+    shown = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for _, data in updates]
+    assert all(image.shape == (24, 32, 3) for image in shown)
+    for image, want in zip(shown, (frame, frame[:, ::-1])):  # away from the edge JPEG blurs (8 columns each side)
+        for side in (slice(0, 8), slice(24, 32)):
+            assert np.abs(image[:, side].astype(int) - want[:, side]).max() < 16

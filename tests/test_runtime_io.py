@@ -726,3 +726,58 @@ def test_a_video_says_once_that_it_scales_frames_of_another_size(tmp_path: Path,
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (48, 32)
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
     capture.release()
+
+
+def test_an_empty_image_file_reads_as_none(tmp_path: Path) -> None:
+    # None, as for any file that does not decode (OpenCV's imdecode raises on an empty buffer instead)
+    (tmp_path / "a.jpg").write_bytes(b"")
+    assert read_bgr(tmp_path / "a.jpg") is None
+
+
+def test_an_opencv_error_other_than_its_size_limit_is_one_line_with_its_reason(tmp_path: Path, monkeypatch) -> None:
+    from dpupose.runtime import imagefile
+
+    def refuses(data, flags):
+        error = cv2.error("OpenCV(4.9.0) loadsave.cpp:812: error: (-2:Unspecified error) in function 'imdecode_'\n")
+        error.err = "broken stream"
+        raise error
+
+    (tmp_path / "a.png").write_bytes(b"\x89PNG")
+    monkeypatch.setattr(imagefile.cv2, "imdecode", refuses)
+    with pytest.raises(DataError) as error:
+        read_bgr(tmp_path / "a.png")
+    assert str(error.value) == f"{tmp_path / 'a.png'}: cannot decode the image: OpenCV stops on it (broken stream)"
+
+
+def test_write_jpeg_writes_at_the_quality_given(tmp_path: Path) -> None:
+    from dpupose.runtime.imagefile import write_jpeg
+
+    image = np.random.default_rng(5).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # noise: size follows quality
+    sizes = {}
+    for quality in (0, 50, 95, 100, None):
+        assert write_jpeg(tmp_path / f"{quality}.jpg", image, quality) is True
+        sizes[quality] = (tmp_path / f"{quality}.jpg").stat().st_size
+    assert sizes[0] < sizes[50] < sizes[95] < sizes[100]
+    assert (tmp_path / "None.jpg").read_bytes() == (tmp_path / "95.jpg").read_bytes()  # OpenCV's default: 95
+    assert read_bgr(tmp_path / "100.jpg").shape == (48, 64, 3)
+
+
+def test_write_jpeg_of_an_image_jpeg_cannot_hold_is_false_and_writes_nothing(tmp_path: Path) -> None:
+    from dpupose.runtime.imagefile import write_jpeg
+
+    # JPEG's sides stop at 65535 (OpenCV's encoder at 65500): imencode gives False
+    assert write_jpeg(tmp_path / "tall.jpg", np.zeros((70000, 2, 3), np.uint8)) is False
+    assert not (tmp_path / "tall.jpg").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_write_jpeg_on_a_full_disk_names_the_file() -> None:
+    # A write's ENOSPC names no file; write_jpeg's names the one it wrote (/dev/full: every write is ENOSPC)
+    import errno
+
+    from dpupose.runtime.imagefile import write_jpeg
+
+    with pytest.raises(OSError) as error:
+        write_jpeg("/dev/full", grey(10))
+    assert (error.value.errno, error.value.filename) == (errno.ENOSPC, "/dev/full")
+    assert str(error.value) == f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: '/dev/full'"

@@ -438,6 +438,18 @@ def test_the_vart_backend_takes_the_overlay_in_the_plan_folder_when_none_is_give
     ]
 
 
+def test_a_notebook_overlay_that_is_not_there_leaves_vart_the_one_in_the_plan_folder(board, tmp_path: Path) -> None:
+    """PoseSession refuses a missing OVERLAY with vart only where the plan folder holds no dpu.bit either;
+    where it does (`sdcard stage` copies the overlay beside plan.json), vart programs and checks that one."""
+    from dpupose.runtime.notebook import PoseSession
+
+    tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    make_overlay(tmp_path / "plan")
+    with PoseSession(tmp_path / "plan", backend="vart", overlay=tmp_path / "missing") as session:
+        assert session.factory.overlay == tmp_path / "plan" / "dpu.bit"
+        assert session.guard.startswith("DPU fingerprints match")
+
+
 def test_the_emulate_backend_runs_exact_unless_told_otherwise(tmp_path: Path) -> None:
     tinyplan.write_split_plan(tmp_path / "plan")
     plan = load_plan(tmp_path / "plan")
