@@ -788,3 +788,29 @@ def test_atomic_dir_leaves_the_mode_of_what_a_link_in_it_leads_to_alone(tmp_path
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert (out / "link").read_text() == "x" and (out / "dangling").is_symlink()
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", "dangling", "link"]
+
+
+def test_a_full_disk_at_the_lock_files_pid_keeps_the_lock_and_names_the_output(tmp_path, monkeypatch):
+    """A new --out on a full disk: the holder's PID written into the lock file just made failed, and its error
+    (a write's: no file named) stopped bench, run and train with 'No space left on device: free some space, or
+    write elsewhere', leaving the folder bench had made with its empty lock file. The PID only names the holder:
+    the lock is held without it, and the command's first output fails, naming that output, and leaves nothing."""
+    from dpupose import fsio
+    from dpupose.errors import UsageError
+
+    def pwrite(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsio.os, "pwrite", pwrite)
+    work = tmp_path / "new" / "work"
+    plan = work / "split-int8-cpu" / "plan.json"
+    with pytest.raises(OSError) as info, fsio.lock_output_folder(work, "dpupose bench", "--work"):
+        held = r"--work .* is in use by another `dpupose bench` \(another process\)"  # no PID written
+        with pytest.raises(UsageError, match=held), fsio.lock_folder(work, "dpupose bench", "--work"):
+            pass
+        raise OSError(errno.ENOSPC, "No space left on device", str(plan))
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(plan))
+    assert os.listdir(tmp_path) == []
+    entry = tmp_path / "cache" / "entry"
+    with fsio.cache_lock(entry):
+        assert entry.with_name(".entry.lock").read_bytes() == b""

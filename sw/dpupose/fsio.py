@@ -428,9 +428,15 @@ def _lock_holder(fd: int) -> str:
 
 
 def _mark_holder(fd: int) -> None:
-    """Write this process's PID into the lock file `fd` it has just locked, for the next one to name."""
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    """Write this process's PID into the lock file `fd` it has just locked, for the next one to name. The PID
+    only names the holder: a write that fails (a full disk or quota) leaves the file empty, which the next one
+    names 'another process', and the lock held. Raised, its error named no file (a write's), and it came
+    before the command's first output, whose failure names that output and removes a folder the command made."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        log.debug("could not write the lock holder's PID: %s", exc)
 
 
 def _still_at(fd: int, path: Path) -> bool:
