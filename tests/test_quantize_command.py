@@ -657,6 +657,60 @@ def test_a_dump_of_another_shape_or_size_is_named(tmp_path):
     assert list(got) == ["y"] and got["y"].tolist() == [[[[1, 2, -1, -128]]]]
 
 
+@pytest.mark.parametrize("room", [0, 200, 400])
+def test_a_dump_that_does_not_fit_keeps_the_earlier_one_and_names_its_file(tmp_path, monkeypatch, room):
+    """deploy-check --dump on a full disk wrote each tensor with np.save in place: an earlier dump's first files
+    were replaced, the one that did not fit was left cut short under its name, and the error was numpy's
+    ('49152 requested and 32640 written': no errno, no file) or a write's (no file). The dump is now written
+    as a set: the earlier one stays whole, nothing else is left, and the error names the file. `room`: the
+    bytes the disk takes before it is full (the first tensor is 328 bytes as a .npy, the second 192)."""
+    import builtins
+    import errno
+
+    import dpupose.quant.compare as compare
+
+    folder = tmp_path / "d"
+    trace = {"a": np.arange(200, dtype=np.int8).reshape(1, 5, 5, 8), "b/c": np.ones((1, 4, 4, 4), np.int8)}
+    compare.write_dump_dir(folder, {k: -v for k, v in trace.items()})
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    left = [room]
+    real_open = builtins.open
+
+    class Full:  # a file on a disk that takes `room` bytes in all, then fails as a full one does
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            data = bytes(data)
+            self.f.write(data[: left[0]])
+            if len(data) > left[0]:
+                left[0] = 0
+                raise OSError(errno.ENOSPC, "No space left on device")
+            left[0] -= len(data)
+            return len(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def full_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Full(f) if "w" in mode and str(file).startswith(str(folder)) else f
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(OSError) as info:
+        compare.write_dump_dir(folder, trace)
+    monkeypatch.undo()
+    failed = folder / ("a.npy" if room < 328 else "b_c.npy")
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(failed))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporary either
+
+
 def test_quantize_prints_the_lowest_per_layer_sqnr(monkeypatch, capsys):
     from dpupose.quant import pipeline
 

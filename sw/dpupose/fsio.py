@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -245,6 +245,26 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             _WRITING.discard(str(Path(tmp)))
+
+
+def write_set(files: Iterable[tuple[str | Path, bytes]]) -> None:
+    """Write files that belong together (one configuration's generated files, a dump of tensors), each given as
+    (path, bytes), through atomic_path: every one is written and flushed to disk before the first is renamed
+    into place, the renames held from Ctrl-C and SIGTERM, so a failure (a full disk) leaves the earlier set
+    whole, not some new files beside the earlier others, and no temporary; its error names the file that did
+    not fit. `files` may be a generator: one file's bytes are held at a time."""
+    with ExitStack() as deferred, ExitStack() as stack:
+        written = []
+        for path, data in files:
+            tmp = stack.enter_context(atomic_path(path))  # a write that fails is named by this, the innermost
+            with open(tmp, "wb") as f:
+                f.write(data)
+            written.append((tmp, path))
+        # Every file reaches the disk before the first rename (the contexts rename in turn as they close): a
+        # sync that fails, as NFS reports a full disk, must not come after another file is in place.
+        for tmp, path in written:
+            sync_file(tmp, path)
+        deferred.enter_context(signals_deferred())  # closes after `stack`: after the last rename
 
 
 def special_kind(path: str | Path) -> str:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import ExitStack
 from pathlib import Path
 
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import AluParallel, DpuConfig
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.errors import ConfigError
-from dpupose.fsio import atomic_path, signals_deferred, sync_file, write_text
+from dpupose.fsio import write_set, write_text
 
 GENERATOR = "dpupose.dpu.writers"
 KERNEL = "DPUCZDX8G"
@@ -85,18 +84,7 @@ def write_generated_set(texts: dict[Path, str]) -> dict[Path, bool]:
             changed[path] = path.read_text() != text
         except (FileNotFoundError, UnicodeDecodeError):
             changed[path] = True
-    with ExitStack() as deferred, ExitStack() as stack:
-        written = []
-        for path, text in texts.items():
-            if changed[path]:
-                tmp = stack.enter_context(atomic_path(path))
-                tmp.write_bytes(text.encode("utf-8"))
-                written.append((tmp, path))
-        # Every file reaches the disk before the first rename (the contexts rename in turn as they close): a
-        # sync that fails, as NFS reports a full disk, must not come after another file is in place.
-        for tmp, path in written:
-            sync_file(tmp, path)
-        deferred.enter_context(signals_deferred())  # closes after `stack`: after the last rename
+    write_set((path, text.encode("utf-8")) for path, text in texts.items() if changed[path])
     return changed
 
 

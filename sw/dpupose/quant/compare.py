@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import DataError, UsageError
+from dpupose.fsio import write_set
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
 
@@ -39,9 +40,18 @@ def dump_name(tensor: str) -> str:
 
 
 def write_dump_dir(folder: Path, trace: dict[str, np.ndarray]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in trace.items():
-        np.save(folder / f"{dump_name(name)}.npy", arr)
+    """One `<name>.npy` per tensor in `folder`, as a set (fsio.write_set): a full disk leaves an earlier dump's
+    files as they were and no file cut short, and its error names the file. Each is made in memory: np.save's
+    own write into a file reported a full disk as '49152 requested and 32640 written', no errno and no file."""
+    import io
+
+    def files():
+        for name, arr in trace.items():
+            data = io.BytesIO()
+            np.save(data, arr)
+            yield folder / f"{dump_name(name)}.npy", data.getvalue()
+
+    write_set(files())
 
 
 def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
