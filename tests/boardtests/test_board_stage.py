@@ -1041,6 +1041,36 @@ def test_a_debugfs_that_could_not_open_the_image_but_exited_0_is_an_error(monkey
         fs.list_dirs([layout.BOARD_ROOT])
 
 
+def test_a_full_temporary_folder_while_reading_back_is_a_full_disk_not_changed_files(monkeypatch, image, tmp_path):
+    """debugfs copies the staged files out into a temporary folder to check them, and on a full TMPDIR says
+    'dump: No space left on device while writing file' and exits 0, leaving them empty: stage failed with
+    'staged files did not read back correctly: ... changed' for every file and `sdcard ls` said they had
+    changed (exit 1). The read-back now stops on the full disk, naming where it copied them."""
+    import errno
+    import subprocess as sp
+
+    from dpupose.board import extfs
+    from dpupose.board.partitions import find_pynq_partitions as parts_of
+
+    fs = extfs.DebugFs(image, parts_of(image).root)
+    for command, said, reading in (
+        ("rdump", "No space left on device", lambda: fs.dump_tree(layout.BOARD_ROOT, tmp_path / "root")),
+        ("dump", "Disk quota exceeded", lambda: fs.read(layout.MANIFEST)),
+    ):
+        stderr = f"debugfs 1.47.0 (5-Feb-2023)\n{command}: {said} while writing file\n"
+        monkeypatch.setattr(
+            extfs, "run_tool", lambda argv, stderr=stderr, **kw: sp.CompletedProcess(argv, 0, "", stderr)
+        )
+        with pytest.raises(OSError) as info:
+            reading()
+        assert (info.value.errno, info.value.strerror) == ({"rdump": errno.ENOSPC, "dump": errno.EDQUOT}[command], said)
+        assert command == "dump" or info.value.filename == str(tmp_path / "root")
+    said = "debugfs 1.47.0 (5-Feb-2023)\nrdump: Permission denied while writing file\n"
+    monkeypatch.setattr(extfs, "run_tool", lambda argv, **kw: sp.CompletedProcess(argv, 0, "", said))
+    with pytest.raises(ImageError, match=r"could not copy /home/xilinx/dpupose out of the image into .*: rdump: Perm"):
+        fs.dump_tree(layout.BOARD_ROOT, tmp_path / "root")
+
+
 def test_a_stale_file_already_gone_from_the_image_is_not_removed_again(image, overlay, model, wheel):
     # A file an earlier staging put there (in its manifest) and someone removed since: `rm` of it failed.
     (model / "old.bin").write_bytes(b"old")

@@ -11,6 +11,7 @@ exist before writing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -83,9 +84,14 @@ class DebugFs:
 
     def run(self, commands: list[str], *, write: bool = False) -> tuple[str, list[str]]:
         """Run commands in one debugfs process; returns (stdout, error lines)."""
-        with tempfile.NamedTemporaryFile("w", prefix="dpupose-debugfs-", suffix=".cmd", delete=False) as f:
-            f.write("\n".join(commands) + "\n")
-            cmdfile = Path(f.name)
+        fd, name = tempfile.mkstemp(prefix="dpupose-debugfs-", suffix=".cmd")
+        cmdfile = Path(name)
+        try:
+            with open(fd, "w") as f:
+                f.write("\n".join(commands) + "\n")
+        except OSError as exc:  # a full TMPDIR: the write's error names no file
+            cmdfile.unlink(missing_ok=True)
+            raise type(exc)(exc.errno, exc.strerror, str(cmdfile)) from None
         try:
             proc = run_tool(self.argv(cmdfile, write), check=False)
         finally:
@@ -106,13 +112,15 @@ class DebugFs:
         """A file's bytes, or None if it does not exist."""
         with tempfile.TemporaryDirectory(prefix="dpupose-debugfs-") as tmp:
             dest = Path(tmp) / "out"
-            self.run([f"dump {quote(path)} {quote(dest)}"])
+            _, errors = self.run([f"dump {quote(path)} {quote(dest)}"])
+            _check_copied_out(errors, path, dest)
             return dest.read_bytes() if dest.exists() else None
 
     def dump_tree(self, path: PurePosixPath, dest: Path) -> Path | None:
         """Copy a directory tree out to dest/<basename>; None if it does not exist."""
         dest.mkdir(parents=True, exist_ok=True)
-        self.run([f"rdump {quote(path)} {quote(dest)}"])
+        _, errors = self.run([f"rdump {quote(path)} {quote(dest)}"])
+        _check_copied_out(errors, path, dest)
         out = dest / path.name
         return out if out.is_dir() else None
 
@@ -124,6 +132,25 @@ class DebugFs:
             full = any(m in e for e in errors for m in FULL_MESSAGES)
             what = "the root partition is full" if full else "debugfs could not write the root partition"
             raise ImageError(f"{what}: {'; '.join(errors[:4])}")
+
+
+# How debugfs's dump and rdump end a line about a host file they could not write, and the errors it names.
+_WRITING_OUT = " while writing file"
+_HOST_ERRORS = {os.strerror(code): code for code in (errno.ENOSPC, errno.EDQUOT)}
+
+
+def _check_copied_out(errors: list[str], path: PurePosixPath, dest: Path) -> None:
+    """Raise when debugfs could not write the copy of `path` it made at `dest` (a temporary folder): it says so
+    on stderr only ('dump: No space left on device while writing file') and exits 0, leaving the file empty or
+    cut short, which the read-back then called changed ('staged files did not read back correctly', `sdcard ls`
+    exit 1) on a full TMPDIR. A full disk or quota is an OSError naming `dest` (the CLI's message for a full
+    disk); another error an ImageError with debugfs's line."""
+    for line in errors:
+        if line.endswith(_WRITING_OUT):
+            what = line.split(": ", 1)[-1][: -len(_WRITING_OUT)]
+            if what in _HOST_ERRORS:
+                raise OSError(_HOST_ERRORS[what], what, str(dest))
+            raise ImageError(f"debugfs could not copy {path} out of the image into {dest}: {line}")
 
 
 @dataclass(frozen=True)
