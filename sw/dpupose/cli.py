@@ -250,6 +250,13 @@ def os_error_line(exc: OSError) -> str:
     read-only file system say so with what to do (for a copy, the target is the last path)."""
     what = exc.strerror or str(exc)
     paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    temporary = own_temporary(paths[-1]) if paths and exc.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    if temporary is not None:  # not a path the user chose, and gone by now: the folder and how to choose another
+        room = "your quota there is used up" if exc.errno == errno.EDQUOT else f"{free_space(temporary)} free there"
+        return (
+            f"{what} in the temporary folder {temporary} ({room}), where this command makes its working copies: "
+            "free some space there, or set TMPDIR to a folder on a disk with room"
+        )
     if exc.errno == errno.EDQUOT:  # the user's quota: the file system's free space says nothing about it
         where = f" for {paths[-1]}" if paths else ""
         return (
@@ -268,6 +275,19 @@ def os_error_line(exc: OSError) -> str:
     if not paths:
         return what
     return f"cannot use {' -> '.join(paths)}: {what} (check the path, its permissions and the free space)"
+
+
+def own_temporary(path: str) -> str | None:
+    """The temporary folder (TMPDIR, tempfile.gettempdir()) when `path` lies in one of the temporary folders
+    dpupose makes there (dpupose-*: stage's and deploy's layouts, bench's scratch copies), else None."""
+    import tempfile
+
+    temp = tempfile.gettempdir()
+    try:
+        first = os.path.relpath(os.path.abspath(path), temp).split(os.sep, 1)[0]
+    except ValueError:  # another drive (Windows)
+        return None
+    return temp if first.startswith("dpupose-") else None
 
 
 if __name__ == "__main__":
