@@ -604,6 +604,32 @@ def test_the_wheel_holds_the_source_as_it_is_and_leaves_the_checkout_clean(tmp_p
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
 
 
+def test_a_full_temporary_folder_while_copying_the_source_for_the_wheel_is_one_full_disk_line(tmp_path, monkeypatch):
+    """The source is copied into TMPDIR to build the wheel; there copytree went on past the first file that did
+    not fit and raised shutil.Error listing every file, each error as text: `sdcard stage` and `deploy` without
+    --wheel ended on a line of hundreds of kilobytes (no errno). The first failed copy stops it, as itself."""
+    import errno
+
+    from dpupose.board import wheel as wheelmod
+    from dpupose.cli import os_error_line
+
+    copied = []
+    real = shutil.copy2
+
+    def copy2(src, dst, **kw):
+        if len(copied) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", src, None, dst)
+        copied.append(dst)
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", copy2)
+    with pytest.raises(OSError) as info:
+        wheelmod._clean_copy(wheelmod.project_root(), tmp_path / "src")
+    assert (type(info.value), info.value.errno) == (OSError, errno.ENOSPC) and len(copied) == 3
+    assert info.value.filename2.startswith(str(tmp_path / "src" / "sw" / "dpupose"))
+    assert os_error_line(info.value).startswith(f"No space left on device for {info.value.filename2} (")
+
+
 def test_an_existing_file_that_is_not_a_staged_image_is_not_replaced(image, overlay, model, wheel, tmp_path):
     mine = tmp_path / "notes.txt"
     mine.write_text("precious")

@@ -92,8 +92,32 @@ def _clean_copy(root: Path, dst: Path) -> Path:
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copyfile(root / name, dst / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    shutil.copytree(root / "sw" / "dpupose", dst / "sw" / "dpupose", ignore=ignore)
+    try:
+        shutil.copytree(root / "sw" / "dpupose", dst / "sw" / "dpupose", ignore=ignore, copy_function=_copy_or_stop)
+    except _CopyFailed as failed:
+        raise failed.error from None
+    except shutil.Error as exc:  # not a file's copy (a folder's): the first of its list, on one line
+        src, target, why = exc.args[0][0]
+        raise ArtifactError(f"cannot copy {src} to {target} to build the wheel: {why}") from None
     return dst
+
+
+class _CopyFailed(Exception):
+    """A file's copy failed: not an OSError, so that copytree stops at once instead of collecting it."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _copy_or_stop(src: str, dst: str) -> object:
+    """shutil.copy2 for copytree, stopping it at the first file that cannot be copied (a full TMPDIR): copytree
+    goes on through every other file and then raises shutil.Error with the list of them all (one message of
+    hundreds of kilobytes, each error as text, the full disk no longer an errno)."""
+    try:
+        return shutil.copy2(src, dst)
+    except OSError as exc:
+        raise _CopyFailed(exc) from None
 
 
 def wheel_requirements(wheel: Path) -> list[str]:
