@@ -866,3 +866,43 @@ def test_a_quantized_folder_of_the_wrong_kind_is_named_with_the_folder_to_give(t
     }
     for given, message in cases.items():
         assert refused([*command, "--quantized", str(given)], capsys) == prog + message + help_
+
+
+@pytest.mark.parametrize("fails_at", ["write", "flush"])
+def test_stdout_on_a_full_disk_is_named(tmp_path, monkeypatch, capsys, fails_at):
+    """`dpupose dpu list > FILE` (a table, or any --json) on a full disk said 'No space left on device: free
+    some space, or write elsewhere', naming nothing: a write's error names no file. It names the file stdout
+    goes to; what is still buffered when the command ends is flushed then, and fails the same way."""
+    import errno
+
+    from dpupose import cli
+
+    out = tmp_path / "list.txt"
+    out.touch()
+    fd = os.open(out, os.O_WRONLY)
+
+    class FullDisk:  # a file stdout is redirected to, on a disk that is full
+        def write(self, text):
+            if fails_at == "write":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(text)
+
+        def flush(self):
+            if fails_at == "flush":
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self):
+            return fd
+
+    try:
+        monkeypatch.setattr(sys, "stdout", FullDisk())
+        rc = cli.main(["dpu", "list"])
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"dpupose: error: No space left on device for {out} (")
+    assert err.count("\n") == 1
+    # stdout on /dev/full: a device, whose disk's free space (the root file system's) means nothing
+    assert cli.os_error_line(OSError(errno.ENOSPC, "No space left on device", "/dev/full")) == (
+        "No space left on device for /dev/full: free some space on that file system, or write elsewhere"
+    )

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from dpupose import __version__
 from dpupose.errors import DpuposeError, Terminated
@@ -148,8 +149,12 @@ def _main(argv: Sequence[str] | None) -> int:
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     _lenient_stdout()
+    stdout = sys.stdout
+    sys.stdout = NamedStdout(stdout)
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # what is still buffered fails here, named, not at exit as an 'Exception ignored'
+        return code
     except DpuposeError as exc:
         print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -179,6 +184,41 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout = stdout
+
+
+class NamedStdout:
+    """sys.stdout for a command's run, whose write errors name where stdout goes: a `--json > FILE` (or a table)
+    on a full disk was 'No space left on device: free some space, or write elsewhere', naming nothing (a
+    write's error names no file). The file's path, where /proc tells it. Everything else is the stream's own."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _named(self, exc: OSError) -> OSError:
+        if exc.filename is not None or exc.errno in (None, errno.EPIPE):  # a closed pipe: exit status 141
+            return exc
+        try:
+            path = os.readlink(f"/proc/self/fd/{self._stream.fileno()}")
+        except (OSError, ValueError, AttributeError):  # no /proc (macOS), a stream without a descriptor
+            return exc
+        return type(exc)(exc.errno, exc.strerror, path) if os.path.isabs(path) else exc  # not 'pipe:[123]'
 
 
 def quiet_libraries(verbose: bool = False) -> None:
@@ -266,10 +306,9 @@ def os_error_line(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         if not paths:
             return f"{what}: free some space, or write elsewhere"
-        return (
-            f"{what} for {paths[-1]} ({free_space(paths[-1])} free there): free some space on that file system, "
-            "or write elsewhere"
-        )
+        special = os.path.exists(paths[-1]) and not os.path.isfile(paths[-1]) and not os.path.isdir(paths[-1])
+        free = "" if special else f" ({free_space(paths[-1])} free there)"  # /dev/full's is another disk's
+        return f"{what} for {paths[-1]}{free}: free some space on that file system, or write elsewhere"
     if exc.errno == errno.EROFS and paths:
         return f"{paths[-1]} is on a read-only file system: write elsewhere, or remount it read-write"
     if not paths:
