@@ -191,6 +191,47 @@ def test_container_step_runs_from_the_work_folder(inputs, tmp_path, monkeypatch)
     assert (tmp_path / "vai_q_summary.json").is_file()
 
 
+def test_prepare_on_a_full_disk_is_one_line_naming_the_file_and_writes_nothing(inputs, tmp_path, monkeypatch, capsys):
+    """The host step wrote calib.npy with np.save, model.pt with torch.save and the part's JSON one by one: on a
+    full disk it stopped in a traceback (np.save's 'requested and written', no errno on a real disk), leaving
+    the files it had written and one cut short. It writes them as a set, and says which did not fit."""
+    import builtins
+    import errno
+
+    ckpt, _, synth_root = inputs
+    work = tmp_path / "staging"
+    real_open = builtins.open
+
+    class FullDisk:  # a file on a disk that takes 100 bytes, then fails as a full one does
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def full_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return FullDisk(f) if "w" in mode and str(file).startswith(str(work)) else f
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    argv = ["prepare", "--checkpoint", str(ckpt), "--work", str(work), "--data-root", str(synth_root)]
+    assert vai_q.main([*argv, "--num-calib", "2"]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"vai_q: error: No space left on device for {work / 'calib.npy'} (")
+    assert os.listdir(work) == []
+
+
 # ---- a DPU part cut where a split plan's DPU subgraph ends ---------------------------------------------
 def _cli(*args) -> int:
     from dpupose.cli import main

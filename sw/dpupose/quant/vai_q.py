@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import io
 import json
 import logging
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, UsageError
-from dpupose.fsio import json_text
+from dpupose.fsio import json_text, write_set
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,20 @@ def prepare(
     part["macs"] = _part_macs(model, cut)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    np.save(work / "calib.npy", images)
     state = {"model": model.state_dict(), "model_config": model.config.to_dict(), "cut": cut}
-    torch.save(state, work / "model.pt")
-    (work / DPU_PART_FILE).write_text(json_text(part, indent=2) + "\n")
+    # Made in memory and written as a set (fsio.write_set): on a full disk np.save's own write said '...
+    # requested and ... written' and torch.save's a RuntimeError, naming no file, and left them cut short.
+    calib, weights = io.BytesIO(), io.BytesIO()
+    np.save(calib, images)
+    torch.save(state, weights)
+    part_json = (json_text(part, indent=2) + "\n").encode("utf-8")
+    write_set(
+        [
+            (work / "calib.npy", calib.getvalue()),
+            (work / "model.pt", weights.getvalue()),
+            (work / DPU_PART_FILE, part_json),
+        ]
+    )
     return work
 
 
@@ -369,6 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     except DpuposeError as exc:
         print(f"vai_q: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a folder that cannot be made: one line naming the path, as dpupose's
+        from dpupose.cli import os_error_line
+
+        print(f"vai_q: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     return 0
 
