@@ -172,6 +172,56 @@ def test_an_earlier_runs_other_outputs_stay_and_are_named(plan_dir: Path, images
     assert "still holds frames from an earlier run" in caplog.text
 
 
+def test_a_run_that_stops_before_its_record_leaves_no_earlier_record(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A run into an earlier run's --out emptied keypoints.jsonl at its start, and a run that then stopped
+    before writing its own run.json (here its disk full at run.json) left the earlier run's record beside
+    its own keypoints: run.json said 4 frames, keypoints.jsonl held 1. The earlier run.json is removed before
+    anything of the new run is written: no run.json is a run that did not finish."""
+    import errno
+
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main(common) == 0 and json.loads((out / "run.json").read_text())["frames"] == 4
+    (out / "notes.txt").write_text("mine")
+
+    def full(path, data, indent=2):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(app, "write_json", full)
+    assert main([*common, "--max-frames", "1"]) == 2
+    assert f"No space left on device for {out / 'run.json'}" in capsys.readouterr().err
+    assert [r["source"] for r in lines(out / "keypoints.jsonl")] == ["im0.png"]
+    assert not (out / "run.json").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_killed_into_an_earlier_runs_folder_leaves_no_record(
+    plan_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    """Killed (SIGKILL: nothing is finalized) after its first line, a run left the earlier run's run.json."""
+    import subprocess
+
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main(common) == 0 and (out / "run.json").is_file()
+    script = (
+        "import os, signal, sys\n"
+        "from dpupose.runtime import sinks\n"
+        "from dpupose.cli import main\n"
+        "write = sinks.JsonLinesSink.write\n"
+        "def killed(self, result, annotated):\n"
+        "    write(self, result, annotated)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "sinks.JsonLinesSink.write = killed\n"
+        "main(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sw")}
+    r = subprocess.run([sys.executable, "-c", script, *common], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert len(lines(out / "keypoints.jsonl")) == 1 and not (out / "run.json").exists()
+
+
 @pytest.mark.parametrize("where", [".", "runs/today"])
 def test_out_inside_the_plan_folder_is_refused(plan_dir: Path, images: Path, where: str, capsys) -> None:
     # The plan folder is what `sdcard stage` and `deploy` copy to the board: a run's outputs do not belong there.

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.errors import DpuposeError, Terminated, UsageError
-from dpupose.fsio import lock_folder, special_kind, write_json
+from dpupose.fsio import lock_folder, special_kind, sync_file, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -172,6 +172,18 @@ def _image_names(source: str) -> list[str]:
         return []
 
 
+def _remove_earlier_record(out: Path) -> None:
+    """Remove an earlier run's run.json (the record of a finished run) before this run writes anything, the
+    removal flushed to disk: a run that stops before writing its own (killed, a full disk, a power cut) leaves a
+    folder without run.json, an unfinished run, instead of the earlier run's record beside this run's
+    keypoints.jsonl. (_check_outputs_are_files refused anything but a file there.)"""
+    try:
+        (out / "run.json").unlink()
+    except FileNotFoundError:
+        return
+    sync_file(out, out)
+
+
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
     sinks: list[Sink] = []
     if opts.out is not None:
@@ -179,6 +191,8 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         writes = _annotations(mode)
         # Before any sink opens (and empties) a file.
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes])
+        earlier = (opts.out / "run.json").exists()
+        _remove_earlier_record(opts.out)
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":
@@ -194,7 +208,7 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
                 sink.close()
             raise
         stale = [n for n in ("frames", "annotated.mp4", "annotated.avi") if n not in writes and (opts.out / n).exists()]
-        if stale and (opts.out / "run.json").exists():  # an earlier run's annotations, kept, not replaced
+        if stale and earlier:  # an earlier run's annotations, kept, not replaced
             log.warning(
                 "%s still holds %s from an earlier run, which this run does not replace (run.json lists this "
                 "run's outputs); use another --out to keep runs apart",
