@@ -160,16 +160,87 @@ def test_video_with_corrupt_frame_pipelined_and_max_frames(plan_dir: Path, tmp_p
     assert json.loads((out / "run.json").read_text())["skipped_inputs"] == 1
 
 
-def test_an_earlier_runs_other_outputs_stay_and_are_named(plan_dir: Path, images: Path, tmp_path: Path, caplog) -> None:
+def _user_files(out: Path, tmp_path: Path) -> dict[str, bytes]:
+    """A user's files in a run's --out and in its frames/, none at a name a run writes: a note, an image of
+    another kind, a subfolder with a .jpg in it, and a link named like a frame (to a file outside)."""
+    (out / "frames" / "sub").mkdir(parents=True, exist_ok=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "clip.mp4").write_bytes(b"my video")
+    (out / "frames" / "notes.txt").write_text("mine too")
+    (out / "frames" / "mine.png").write_bytes(b"a png")
+    (out / "frames" / "sub" / "000001.jpg").write_bytes(b"kept")
+    (tmp_path / "photo.jpg").write_bytes(b"a photo")
+    (out / "frames" / "link.jpg").symlink_to(tmp_path / "photo.jpg")
+    names = ["notes.txt", "clip.mp4", "frames/notes.txt", "frames/mine.png", "frames/sub/000001.jpg"]
+    names.append("frames/link.jpg")
+    return {n: (out / n).read_bytes() for n in names}
+
+
+def test_an_earlier_runs_frames_past_this_runs_last_are_removed(plan_dir: Path, tmp_path: Path) -> None:
+    """A run of 5 numbered frames, then one of 2 into the same --out: frames/ kept 000002.jpg to 000004.jpg
+    beside the new run's two, one folder of two runs' frames. An earlier run's frames are removed before the
+    new run writes; a user's other files there stay."""
+    out = tmp_path / "out"
+    clip = write_video(tmp_path / "clip.avi", 5)
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*common, "--annotate", "frames"]) == 0
+    assert len(list((out / "frames").glob("0*.jpg"))) == 5
+    (out / "frames" / ".000007.part.jpg").write_bytes(b"a killed run's")
+    mine = _user_files(out, tmp_path)
+    assert main([*common, "--annotate", "frames", "--max-frames", "2"]) == 0
+    assert sorted(p.name for p in (out / "frames").glob("*.jpg")) == ["000000.jpg", "000001.jpg", "link.jpg"]
+    assert not (out / "frames" / ".000007.part.jpg").exists()
+    assert {n: (out / n).read_bytes() for n in mine} == mine and (tmp_path / "photo.jpg").read_bytes() == b"a photo"
+
+
+@pytest.mark.parametrize("annotate", ["frames", "none"])
+def test_an_earlier_runs_video_is_removed_when_this_run_writes_none(
+    plan_dir: Path, images: Path, tmp_path: Path, annotate: str
+) -> None:
+    """A video run, then an image run into the same --out: annotated.mp4 (and a .part one a full disk had left)
+    stayed beside the new run's frames, as if this run's. They are removed before the new run writes."""
+    out = tmp_path / "out"
+    clip = write_video(tmp_path / "clip.avi", 3)
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(clip)]) == 0 and video_frames(out / "annotated.mp4") == 3
+    (out / "annotated.part.avi").write_bytes(b"cut short")
+    (out / "my.annotated.mp4").write_bytes(b"mine")
+    assert main([*common, "--source", str(images), "--annotate", annotate]) == 0
+    written = ["frames"] if annotate == "frames" else []
+    kept = [".dpupose.lock", "keypoints.jsonl", "run.json", "my.annotated.mp4", *written]
+    assert sorted(os.listdir(out)) == sorted(kept)
+    assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl", *written]
+
+
+def test_an_earlier_runs_frames_are_removed_when_this_run_writes_none(
+    plan_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    """An image run, then a video run into the same --out: frames/ stayed, listed in no run.json. Its frames are
+    removed, and frames/ with them, or kept for a user's files in it."""
     out = tmp_path / "out"
     common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
-    assert main([*common, "--source", str(images)]) == 0
-    frames = sorted(p.name for p in (out / "frames").iterdir())
+    assert main([*common, "--source", str(images)]) == 0 and len(os.listdir(out / "frames")) == 4
     clip = write_video(tmp_path / "clip.avi", 3)
-    with caplog.at_level("WARNING"):
-        assert main([*common, "--source", str(clip)]) == 0
-    assert sorted(p.name for p in (out / "frames").iterdir()) == frames  # kept, not deleted
-    assert "still holds frames from an earlier run" in caplog.text
+    assert main([*common, "--source", str(clip)]) == 0
+    assert sorted(os.listdir(out)) == [".dpupose.lock", "annotated.mp4", "keypoints.jsonl", "run.json"]
+    assert main([*common, "--source", str(images)]) == 0
+    mine = _user_files(out, tmp_path)
+    assert main([*common, "--source", str(clip)]) == 0
+    assert sorted(os.listdir(out / "frames")) == ["link.jpg", "mine.png", "notes.txt", "sub"]
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+
+
+def test_a_folder_no_run_wrote_keeps_its_frames(plan_dir: Path, tmp_path: Path) -> None:
+    """Without keypoints.jsonl or run.json, --out is no run's: a frames/ there is not emptied."""
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "000004.jpg").write_bytes(b"not a run's")
+    (out / "annotated.avi").write_bytes(b"not a run's either")
+    clip = write_video(tmp_path / "clip.avi", 2)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "frames"]) == 0
+    assert sorted(os.listdir(out / "frames")) == ["000000.jpg", "000001.jpg", "000004.jpg"]
+    assert (out / "annotated.avi").read_bytes() == b"not a run's either"
 
 
 def test_a_run_that_stops_before_its_record_leaves_no_earlier_record(
@@ -301,8 +372,22 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
         main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(avi.parent), "--source", str(avi)]) == 2
     )
     assert avi.read_bytes() == data
-    # Not an output of this run: --annotate none writes no frames, so the folder may be read.
-    assert main([*common, "--source", str(out / "frames"), "--annotate", "none", "--max-frames", "1"]) == 0
+    # Not an output of this run (--annotate none writes no frames), but an earlier run's, which this run
+    # removes: refused too. Into another --out the folder may be read.
+    capsys.readouterr()
+    assert main([*common, "--source", str(out / "frames"), "--annotate", "none", "--max-frames", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: --source {out / 'frames'} is an earlier run's frames under --out {out}, which this run "
+        "removes before it starts: choose another --out\n"
+    )
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
+    (clip.parent / "keypoints.jsonl").write_text("")  # v/ as a run's: its video is removed by a run of frames
+    data = clip.read_bytes()
+    video = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(clip.parent), "--annotate", "frames"]
+    assert main([*video, "--source", str(clip)]) == 2
+    assert "is an earlier run's annotated.mp4" in capsys.readouterr().err and clip.read_bytes() == data
+    other = ["--out", str(tmp_path / "other"), "--annotate", "none", "--max-frames", "1"]
+    assert main([*common[:-2], "--source", str(out / "frames"), *other]) == 0
 
 
 @pytest.mark.parametrize(
@@ -811,7 +896,7 @@ def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
     assert r.returncode == 0, r.stderr
     stems = ["im0", "im1", "im2", "im3"] if source == "images" else ["000000", "000001", "000002"]
     written = {f"{stem}.jpg" for stem in stems}
-    assert set(os.listdir(out / "frames")) == {"im0.jpg", "other.jpg"} | written
+    assert set(os.listdir(out / "frames")) == {"other.jpg"} | written  # the earlier run's im0.jpg removed
     assert stat.S_ISFIFO(os.stat(out / "frames" / "other.jpg").st_mode)
 
 
@@ -956,7 +1041,8 @@ def test_an_interrupted_run_whose_video_cannot_be_finalized_still_ends_as_interr
 def test_outputs_of_another_program_in_out_are_not_called_an_earlier_run_s(
     plan_dir: Path, images: Path, tmp_path: Path, caplog
 ) -> None:
-    """The warning about an earlier run's annotations is for an --out that a run wrote (its run.json is there)."""
+    """An --out that no run wrote (no keypoints.jsonl or run.json): its annotated.mp4 is no earlier run's, and
+    is neither removed nor warned of."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "annotated.mp4").write_bytes(b"a video of its own")

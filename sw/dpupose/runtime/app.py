@@ -8,6 +8,7 @@ disappears, an error), what was produced so far is finalized.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -95,19 +96,25 @@ class RunSummary:
         }
 
 
-def _check_source_is_not_an_output(opts: RunOptions, names: list[str]) -> None:
-    """Refuse a --source that this run's outputs would overwrite (an earlier run's frames/ or video)."""
+def _check_source_is_not_an_output(opts: RunOptions, names: list[str], removed: list[str]) -> None:
+    """Refuse a --source that this run's outputs would overwrite (`names`: an earlier run's frames/ or video),
+    or that is among an earlier run's outputs this run removes before it starts (`removed`)."""
     assert opts.out is not None
     src = Path(opts.source)
     if opts.source.startswith("camera:") or not src.exists():
         return
     src = src.resolve()
-    for name in names:
+    for name in [*names, *removed]:
         target = (opts.out / name).resolve()
         if src == target or target in src.parents:
+            if name in names:
+                raise UsageError(
+                    f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
+                    "overwrite its own input; choose another --out"
+                )
             raise UsageError(
-                f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
-                "overwrite its own input; choose another --out"
+                f"--source {opts.source} is an earlier run's {name} under --out {opts.out}, which this run removes "
+                "before it starts: choose another --out"
             )
 
 
@@ -184,15 +191,48 @@ def _remove_earlier_record(out: Path) -> None:
     sync_file(out, out)
 
 
+# What a run may have left under --out besides keypoints.jsonl and run.json: the annotated video (and its .part
+# name, kept where it did not read back) and frames/, whose .jpg files are the annotated frames.
+EARLIER_VIDEOS = ("annotated.mp4", "annotated.avi", "annotated.part.mp4", "annotated.part.avi")
+
+
+def _holds_a_run(out: Path) -> bool:
+    """Whether --out holds a run's outputs: its keypoints.jsonl (a run's first file) or its run.json. A folder
+    without either is no run's, and nothing in it is removed."""
+    return any((out / name).is_file() for name in ("keypoints.jsonl", "run.json"))
+
+
+def _remove_earlier_annotations(out: Path) -> None:
+    """Remove an earlier run's annotated video and annotated frames before this run writes its own, so that
+    none of them (the video when this run writes frames, the frames past this run's last) is taken for this
+    run's. Only regular files at the names a run writes them under: the videos' names, and frames/' .jpg files
+    (a frame's name is its image's or its number); anything else there (a user's other files, links,
+    subfolders, FIFOs) stays, and frames/ itself goes only when that leaves it empty."""
+    frames = out / "frames"
+    paths = [out / name for name in EARLIER_VIDEOS]
+    if frames.is_dir():
+        with os.scandir(frames) as entries:
+            paths += [Path(e.path) for e in entries if e.name.endswith(".jpg")]
+    for path in paths:
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    if frames.is_dir() and not frames.is_symlink():
+        with contextlib.suppress(OSError):  # not empty: a user's files stay in it
+            frames.rmdir()
+
+
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
     sinks: list[Sink] = []
     if opts.out is not None:
         mode = _annotate_mode(opts)
         writes = _annotations(mode)
         # Before any sink opens (and empties) a file.
-        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes])
-        earlier = (opts.out / "run.json").exists()
-        _remove_earlier_record(opts.out)
+        earlier = _holds_a_run(opts.out)
+        removed = ["frames", *EARLIER_VIDEOS] if earlier else []
+        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
+        _remove_earlier_record(opts.out)  # first: from here on, the folder holds a run that did not finish
+        if earlier:
+            _remove_earlier_annotations(opts.out)
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":
@@ -207,14 +247,6 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
             for sink in sinks:
                 sink.close()
             raise
-        stale = [n for n in ("frames", "annotated.mp4", "annotated.avi") if n not in writes and (opts.out / n).exists()]
-        if stale and earlier:  # an earlier run's annotations, kept, not replaced
-            log.warning(
-                "%s still holds %s from an earlier run, which this run does not replace (run.json lists this "
-                "run's outputs); use another --out to keep runs apart",
-                opts.out,
-                " and ".join(stale),
-            )
     elif opts.annotate in ("frames", "video"):
         raise UsageError(f"--annotate {opts.annotate} needs --out DIR")
     if opts.show:
