@@ -1190,3 +1190,23 @@ def test_the_command_passes_every_option_on_and_prints_the_summary_line_by_line(
     assert capsys.readouterr().out.splitlines()[0] == (
         "backend cpu: 40 frames in 8.00 s, 5.00 FPS over the whole run (sequential; stage bound 9.52 FPS)"
     )
+
+
+def test_a_frames_link_of_an_earlier_run_keeps_the_folder_it_points_to(
+    plan_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    """An earlier run's frames/ that is a link to a folder (a user's photo folder, say): the new video run
+    removed every .jpg in the folder it points to. A link to a folder is left whole."""
+    out = tmp_path / "out"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"a photo")
+    out.mkdir()
+    (out / "frames").symlink_to(photos)
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images)]) == 0
+    written = sorted(os.listdir(photos))
+    assert "holiday.jpg" in written and len(written) == 5
+    assert main([*common, "--source", str(write_video(tmp_path / "clip.avi", 2))]) == 0
+    assert sorted(os.listdir(photos)) == written and (photos / "holiday.jpg").read_bytes() == b"a photo"
+    assert (out / "frames").is_symlink()

@@ -207,10 +207,11 @@ def _remove_earlier_annotations(out: Path) -> None:
     none of them (the video when this run writes frames, the frames past this run's last) is taken for this
     run's. Only regular files at the names a run writes them under: the videos' names, and frames/' .jpg files
     (a frame's name is its image's or its number); anything else there (a user's other files, links,
-    subfolders, FIFOs) stays, and frames/ itself goes only when that leaves it empty."""
+    subfolders, FIFOs) stays, and frames/ itself goes only when that leaves it empty. A frames/ that is a link
+    to a folder is left whole, with every file in the folder it points to."""
     frames = out / "frames"
     paths = [out / name for name in EARLIER_VIDEOS]
-    if frames.is_dir():
+    if frames.is_dir() and not frames.is_symlink():  # a link to a folder: its files are not the run's to remove
         with os.scandir(frames) as entries:
             paths += [Path(e.path) for e in entries if e.name.endswith(".jpg")]
     for path in paths:
