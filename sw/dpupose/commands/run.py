@@ -36,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source", required=True, metavar="SRC", help="image folder, image, video file, or camera:N")
     p.add_argument(
-        "--out", type=output_dir, metavar="DIR", help="write keypoints.jsonl, annotated frames/video and run.json here"
+        "--out",
+        type=output_dir,
+        metavar="DIR",
+        help="write keypoints.jsonl, annotated frames/video and run.json here (an earlier run's there are replaced)",
     )
     p.add_argument("--pipeline", action="store_true", help="overlap pre-processing, DPU, CPU and post-processing")
     p.add_argument(
