@@ -365,6 +365,10 @@ def test_tcl_list_parser_follows_tcl_rules():
     assert split_list('a {b c} "d e" f\\ g {x {y z}} ""') == ["a", "b c", "d e", "f g", "x {y z}", ""]
     assert split_list('"tab\\there" \\x41\\u00e9 {keep \\n}') == ["tab\there", "Aé", "keep \\n"]
     assert list_dict('id "4" is_default "true" memory "ps HP0_DDR_LOW"')["memory"] == "ps HP0_DDR_LOW"
+    # \U stops before a digit that could take it past U+10FFFF, as Tcl's parser does (Tcl 8.6 itself cannot
+    # hold those characters, so this is not compared with the interpreter below).
+    high = [chr(0x11000) + "0", chr(0x10FFFF) + "F", chr(0x1F600) + "1"]
+    assert split_list("\\U110000 \\U0010FFFFF \\U0001F6001") == high
     for bad in ("{open", '"open', "{a}b", "k"):
         with pytest.raises(TclListError):
             list_dict(bad) if bad == "k" else split_list(bad)
@@ -393,6 +397,7 @@ def test_tcl_list_parser_agrees_with_tcl():
         'a\\ b "c\\"d" {e\\}f} \\{g \\101\\x42 "\\u0043\\n" {}',
         "  lead and\ttabs\n newline  ",
         '{nested {deep {deeper}}} "q {not a brace}" x\\\n   y',
+        "\\400 \\477 \\3777 \\0401 \\12",  # octal stops before passing \377: \400 is a space and a 0
     ]
     for text in cases:
         assert split_list(text) == tcl_split(text), text

@@ -49,19 +49,19 @@ def _backslash(text: str, i: int) -> tuple[str, int]:
         while j < len(text) and text[j] in " \t":
             j += 1
         return " ", j
-    if c in "01234567":
-        j = i + 1
-        while j < len(text) and j < i + 4 and text[j] in "01234567":
-            j += 1
-        return chr(int(text[i + 1 : j], 8) & 0xFF), j
+    if c in "01234567":  # up to three digits, stopping before the value passes \377 (\400: a space, then 0)
+        value, j = int(c), i + 2
+        while j < len(text) and j < i + 4 and text[j] in "01234567" and value < 0o40:
+            value, j = value * 8 + int(text[j]), j + 1
+        return chr(value), j
     for prefix, width in (("x", 2), ("u", 4), ("U", 8)):
-        if c == prefix:
-            j = i + 2
-            while j < len(text) and j < i + 2 + width and text[j] in _HEX:
-                j += 1
+        if c == prefix:  # stopping, as Tcl does, before a digit that could take the value past U+10FFFF
+            value, j = 0, i + 2
+            while j < len(text) and j < i + 2 + width and text[j] in _HEX and value <= 0x10FFF:
+                value, j = value * 16 + int(text[j], 16), j + 1
             if j == i + 2:
                 return c, i + 2
-            return chr(int(text[i + 2 : j], 16)), j
+            return chr(value), j
     return c, i + 2
 
 
