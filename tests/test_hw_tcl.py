@@ -14,8 +14,8 @@ from dpupose.hwbuild.layout import tcl_dir
 from dpupose.hwbuild.params import write_params_tcl, write_platform_xdc
 from dpupose.hwbuild.pfmcheck import check_platform, parse_xdc_pins
 from dpupose.hwbuild.platform import load_platform
-from dpupose.hwbuild.standin import Design, run_standin
-from dpupose.hwbuild.tclcheck import check_kernel_tcl, check_platform_tcl
+from dpupose.hwbuild.standin import Call, Design, run_standin
+from dpupose.hwbuild.tclcheck import _args, check_kernel_tcl, check_platform_tcl
 from dpupose.hwbuild.tcllist import TclListError, list_dict, split_list
 
 U96 = load_board("ultra96v2")
@@ -275,6 +275,10 @@ def test_the_stand_in_does_not_touch_files_and_refuses_exec_and_exit(tmp_path):
     assert run_standin(script, []).error == "the script called exit 3"
 
 
+REST_N_2 = "ipx::infer_bus_interface ap_rst_n_2 xilinx.com:signal:reset_rtl:1.0 $core\n"
+PACKAGE_XO = "package_xo -xo_path $xo_file -kernel_name DPUCZDX8G -ip_directory $packaged -kernel_xml $kernel_xml"
+
+
 def kernel_problems(tmp_path, names=None, old=None, new=None):
     script = mutated(tmp_path, KERNEL_TCL, old, new) if old else None
     (tmp_path / "w").mkdir()
@@ -315,6 +319,24 @@ def test_kernel_packaging_needs_every_trd_file(tmp_path):
             "",
             "the IP's sdx_kernel_type is None, a Vitis RTL kernel needs 'rtl'",
         ),
+        (
+            "    [trd_files $ip_dir inc/function.vh] \\\n",
+            "",
+            "does not include the TRD's dpu_ip/DPUCZDX8G_v*/inc/function.vh",
+        ),
+        ("{M_AXI_GP0 M_AXI_HP0 M_AXI_HP2 S_AXI_CONTROL}", "{M_AXI_GP0 M_AXI_HP0 M_AXI_HP2}", "S_AXI_CONTROL is not"),
+        (
+            REST_N_2,
+            REST_N_2 + "ipx::associate_bus_interfaces -busif M_AXI_HP0 -clock ap_clk_2 $core\n",
+            "M_AXI_HP0 is not",
+        ),
+        ('puts "dpupose: wrote $xo_file"', PACKAGE_XO, "package_xo is called 2 times, expected once"),
+        ('puts "dpupose: wrote $xo_file"', "ipx::save_core $core", "package_xo runs before ipx::save_core"),
+        ("-xo_path $xo_file", "-xo_path dpu.xo", "package_xo -xo_path 'dpu.xo', expected '"),
+        ("-ip_directory $packaged", "-ip_directory ./other", "-ip_directory './other', expected './packaged_kernel'"),
+        ("    -kernel_xml $kernel_xml", "    -kernel_xml kernel.xml", "-kernel_xml 'kernel.xml', expected '"),
+        ("-library RTLKernel", "-library user", "ipx::package_project -library RTLKernel -import_files is not called"),
+        ("-part $dpupose(part)", "-part xczu9eg-ffvb1156-2-e", "the board's part is 'xczu3eg-sbva484-1-i'"),
     ],
 )
 def test_a_broken_kernel_script_fails_the_check(tmp_path, old, new, problem):
@@ -326,6 +348,11 @@ FREQ_HZ = (
     "set_property value_resolve_type user "
     "[ipx::get_bus_parameters FREQ_HZ -of_objects [ipx::get_bus_interfaces {} -of_objects $core]]\n"
 )
+
+
+def test_an_option_followed_by_another_option_has_no_value():
+    call = Call(0, "package_xo", ("-a", "-b", "x", "-c", "y", "z", "-d"))
+    assert _args(call) == {"-a": "", "-b": "x", "-c": "y", "-d": ""}
 
 
 def test_a_bus_interface_is_only_there_once_the_packager_or_the_script_made_it(tmp_path):
@@ -365,6 +392,7 @@ def test_tcl_list_parser_follows_tcl_rules():
     assert split_list('a {b c} "d e" f\\ g {x {y z}} ""') == ["a", "b c", "d e", "f g", "x {y z}", ""]
     assert split_list('"tab\\there" \\x41\\u00e9 {keep \\n}') == ["tab\there", "Aé", "keep \\n"]
     assert list_dict('id "4" is_default "true" memory "ps HP0_DDR_LOW"')["memory"] == "ps HP0_DDR_LOW"
+    assert list_dict("k 1 j 2 k 3") == {"k": "3", "j": "2"}  # as Tcl's dict get: the later value of a key
     # \U stops before a digit that could take it past U+10FFFF, as Tcl's parser does (Tcl 8.6 itself cannot
     # hold those characters, so this is not compared with the interpreter below).
     high = [chr(0x11000) + "0", chr(0x10FFFF) + "F", chr(0x1F600) + "1"]
@@ -397,6 +425,8 @@ def test_tcl_list_parser_agrees_with_tcl():
         'a\\ b "c\\"d" {e\\}f} \\{g \\101\\x42 "\\u0043\\n" {}',
         "  lead and\ttabs\n newline  ",
         '{nested {deep {deeper}}} "q {not a brace}" x\\\n   y',
+        "x\\\n\t \ty trailing\\",  # a continuation's blanks are spaces and tabs; a last backslash is itself
+        "\\x414 \\x4A \\xg \\U000000E91 \\a\\b a\vb\fc",  # \x takes 2 digits, \U 8; none: the letter
         "\\400 \\477 \\3777 \\0401 \\12",  # octal stops before passing \377: \400 is a space and a 0
     ]
     for text in cases:
