@@ -16,6 +16,7 @@ import onnx
 import pytest
 import torch
 from quant_helpers import TINY, sane_model, save_checkpoint
+from torch import nn
 
 from dpupose.quant import vai_q
 from dpupose.split.a53 import graph_counts
@@ -271,11 +272,56 @@ def test_the_cut_dpu_part_computes_the_quantizer_graphs_tensor(tensor):
         head, rest = split_layers(dpu_part, cut_index(dpu_part, tensor, size))
         mid = head(x)
         whole = dpu_part(x)
-        again = rest(mid)
+        again = rest(mid.clone())  # a ReLU(inplace=True) first in the rest would change mid
     assert tensor in trace and mid.shape == trace[tensor].shape
     scale = float(trace[tensor].abs().max())  # BatchNorm folding changes the float rounding a little
     torch.testing.assert_close(mid, trace[tensor], rtol=1e-3, atol=1e-4 * scale)
     torch.testing.assert_close(again, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "act"), [("decoder.2.0", nn.LeakyReLU(26 / 256)), ("decoder.1.0", nn.Hardtanh(0, 6))]
+)
+def test_a_cut_takes_the_leaky_relu_or_hardtanh_the_quantizer_folds_into_its_conv(tensor, act):
+    """A decoder whose activation is a LeakyReLU(26/256) or a Hardtanh(0, 6) (a ReLU6 by another name): the
+    quantizer fuses it into the conv before it, so the cut part ends after it, as the quantizer's tensor does."""
+    from dpupose.quant.dpu_cut import cut_index, dpu_layers, split_layers
+    from dpupose.quant.fakequant import QuantNet
+    from dpupose.quant.fuse import build_qgraph
+
+    dpu_part = sane_model().dpu_part.eval()
+    block = getattr(dpu_part.decoder, tensor.split(".")[1])
+    block[2] = act
+    size = TINY.input_size
+    cut = cut_index(dpu_part, tensor, size)
+    assert [p for p, _ in dpu_layers(dpu_part)][cut - 3 : cut] == [tensor[:-1] + str(k) for k in range(3)]
+    trace = {}
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        QuantNet(build_qgraph(dpu_part, (3, size, size)))(x, trace)
+        head, _ = split_layers(dpu_part, cut)
+        mid = head(x)
+    if isinstance(act, nn.LeakyReLU):
+        assert float(mid.min()) < 0  # its slope, not a ReLU's zeros
+    torch.testing.assert_close(mid, trace[tensor], rtol=1e-3, atol=1e-4 * float(trace[tensor].abs().max()))
+
+
+def test_a_cut_after_the_last_layer_is_the_whole_part_and_others_outside_are_refused():
+    from dpupose.errors import QuantizationError
+    from dpupose.quant.dpu_cut import dpu_layers, split_layers
+
+    dpu_part = sane_model().dpu_part.eval()
+    n = len(dpu_layers(dpu_part))
+    x = torch.randn(1, 3, TINY.input_size, TINY.input_size, generator=torch.Generator().manual_seed(2))
+    head, rest = split_layers(dpu_part, n)  # the plan's DPU subgraph ends at the logits
+    assert len(head.layers) == n and len(rest) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), dpu_part(x), rtol=0, atol=0)
+    head, rest = split_layers(dpu_part, 1)
+    assert len(head.layers) == 1 and len(rest) == n - 1
+    for cut in (0, n + 1):
+        with pytest.raises(QuantizationError, match=f"cut {cut} is outside the DPU part's {n} layers"):
+            split_layers(dpu_part, cut)
 
 
 def test_a_cut_inside_a_residual_block_or_an_unknown_tensor_is_refused():
