@@ -1,5 +1,7 @@
 """ONNX Runtime static INT8 of the CPU part (softmax + DSNT): a runnable QDQ model close to FP32."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -51,6 +53,62 @@ def test_bad_feeds_are_rejected(cpu_part, tmp_path):
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         quantize_cpu_subgraph(cpu_part, tmp_path / "a.onnx", [{"logits": bad}])
+    bad[0, 0, 0, 0] = -np.inf
+    with pytest.raises(DataError, match="input 'logits' contains NaN or infinity"):
+        quantize_cpu_subgraph(cpu_part, tmp_path / "a.onnx", [{"logits": _logits(1, 1)}, {"logits": bad}])
     with pytest.raises(ModelFileError, match="not found"):
         quantize_cpu_subgraph(tmp_path / "none.onnx", tmp_path / "a.onnx", [{"logits": bad}])
     assert not (tmp_path / "a.onnx").exists()
+
+
+def _conv_model(path):
+    """x (1, 4, 6, 6) -> Conv 4 -> 8, 3 x 3 with a bias -> Relu -> y: a CPU subgraph with weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [w, b],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_the_int8_model_is_qdq_with_int8_per_tensor_parameters_and_leaves_the_source_folder_alone(
+    tmp_path, monkeypatch
+):
+    src = tmp_path / "plan"
+    src.mkdir()
+    fp32 = _conv_model(src / "cpu0.onnx")
+    feeds = [{"x": np.random.default_rng(s).normal(0, 1, (1, 4, 6, 6))} for s in range(3)]  # float64 taken too
+    written = []  # quantize_static writes <stem>-inferred.onnx beside the model it reads (then deletes it)
+    infer = onnx.shape_inference.infer_shapes_path
+
+    def recording(source, target, *args, **kwargs):
+        written.append(Path(target))
+        return infer(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", recording)
+    out = quantize_cpu_subgraph(fp32, tmp_path / "cpu_int8.onnx", feeds)
+    assert written and all(w.parent != src for w in written), written
+    assert sorted(p.name for p in src.iterdir()) == ["cpu0.onnx"]
+    model = onnx.load(str(out))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Conv" in ops and "QuantizeLinear" in ops and not any(op.startswith("QLinear") for op in ops), ops
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    (conv,) = [n for n in model.graph.node if n.op_type == "Conv"]
+    weight = dq[conv.input[1]]
+    assert inits[weight.input[0]].dtype == np.int8 and inits[weight.input[1]].shape == ()  # int8, per tensor
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[2] in inits and n is not dq[conv.input[2]]:
+            assert inits[n.input[1]].shape == () and inits[n.input[2]].dtype == np.int8, n.name
+    x = np.random.default_rng(9).normal(0, 1, (1, 4, 6, 6)).astype(np.float32)
+    (y32,) = ort.InferenceSession(str(fp32)).run(None, {"x": x})
+    (y8,) = ort.InferenceSession(str(out)).run(None, {"x": x})
+    assert np.abs(y8 - y32).max() < 0.05 * np.abs(y32).max()

@@ -592,6 +592,92 @@ def test_eval_of_a_vai_q_folder_says_its_dpu_part_is_the_xmodel(tmp_path):
         int8_predictor(folder, "int8-ort")
 
 
+def test_the_int8_engines_quantize_once_per_checkpoint_and_data_root_calibrating_on_at_most_100(tmp_path, monkeypatch):
+    """cached_quantization's folder is keyed by the checkpoint's bytes and the data root (two roots calibrate on
+    other images); a root of 7 training samples calibrates on those 7, one of 500 on the default 100."""
+    from dpupose.quant import engines
+    from dpupose.quant import pipeline as pipeline_mod
+
+    made = []
+
+    def fake_quantize(cfg):
+        made.append((Path(cfg.out), cfg.num_calib, cfg.data_root))
+        Path(cfg.out).mkdir(parents=True)
+        (Path(cfg.out) / "summary.json").write_text("{}")
+
+    sizes = {"small": 7, "large": 500}
+
+    def fake_load_data(kind, split, root, *args, **kwargs):
+        assert (kind, split) == ("synthetic", "train")
+        if Path(root).name == "broken":
+            raise DataError(f"{root} has no train split")
+        return types.SimpleNamespace(records=[None] * sizes[Path(root).name])
+
+    monkeypatch.setattr(pipeline_mod, "quantize", fake_quantize)
+    monkeypatch.setattr("dpupose.data.sources.load_data", fake_load_data)
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights")
+    cache = tmp_path / "cache"
+    small = engines.cached_quantization(ckpt, "synthetic", tmp_path / "small", cache=cache)
+    large = engines.cached_quantization(ckpt, "synthetic", tmp_path / "large", cache=cache)
+    again = engines.cached_quantization(ckpt, "synthetic", tmp_path / "x" / ".." / "small", cache=cache)
+    assert small != large and again == small
+    assert [(out, n) for out, n, _ in made] == [(small, 7), (large, 100)]
+    with pytest.raises(DataError, match=r"calibrating on the train split: .*broken has no train split \(or pass"):
+        engines.cached_quantization(ckpt, "synthetic", tmp_path / "broken", cache=cache)
+    with pytest.raises(UsageError, match=r"checkpoint .*none\.pt not found"):
+        engines.cached_quantization(tmp_path / "none.pt", "synthetic", None, cache=cache)
+    assert len(made) == 2
+
+
+def test_an_int8_predictor_for_another_engine_is_refused(tmp_path):
+    from dpupose.quant.engines import int8_predictor
+
+    (tmp_path / "dpu_part_qdq.onnx").write_bytes(b"")
+    for engine in ("fp32", "int8"):
+        with pytest.raises(UsageError, match=f"unknown INT8 engine '{engine}'"):
+            int8_predictor(tmp_path, engine)
+
+
+@pytest.mark.parametrize("engine", ["int8-emulated", "int8-ort"])
+def test_an_int8_predictor_quantizes_at_the_input_s_fix_point_and_dequantizes_at_the_output_s(
+    tmp_path, monkeypatch, engine
+):
+    """A runner whose input is at fix point 3 and output at 6 (a stand-in for the file's): the images go in NHWC,
+    rounded half up at 2**3, and the heatmaps are the flat softmax of its int8 NHWC output times 2**-6."""
+    from dpupose.quant.engines import int8_predictor
+    from dpupose.runtime import emulator
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 4, (2, 3, 4, 6)).astype(np.float32)  # (N, 3, H, W): H and W differ
+    out_q = rng.integers(-128, 128, (2, 2, 3, 16)).astype(np.int8)  # (N, h, w, joints)
+    seen = {}
+
+    class Runner:
+        def __init__(self, path, **kwargs):
+            seen["runner"] = (type(self).__name__, kwargs)
+            self.inputs = [types.SimpleNamespace(name="image", fix_point=3)]
+            self.outputs = [types.SimpleNamespace(name="logits", fix_point=6)]
+
+        def run(self, feeds):
+            seen["x"] = feeds["image"]
+            return {"logits": out_q}
+
+    monkeypatch.setattr(emulator, "EmulatorRunner", type("EmulatorRunner", (Runner,), {}))
+    monkeypatch.setattr(emulator, "QdqOrtRunner", type("QdqOrtRunner", (Runner,), {}))
+    (tmp_path / "dpu_part_qdq.onnx").write_bytes(b"")
+    coords, heatmaps = int8_predictor(tmp_path, engine)(images)
+    assert seen["runner"] == (
+        ("EmulatorRunner", {}) if engine == "int8-emulated" else ("QdqOrtRunner", {"round_ties_up": False})
+    )
+    x = images.transpose(0, 2, 3, 1) * 8
+    np.testing.assert_array_equal(seen["x"], np.clip(np.floor(x + 0.5), -128, 127).astype(np.int8))
+    logits = out_q.transpose(0, 3, 1, 2).reshape(2, 16, 6) / 64.0
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(heatmaps.reshape(2, 16, 6), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    assert heatmaps.shape == (2, 16, 2, 3) and coords.shape == (2, 16, 2) and coords.dtype == np.float32
+
+
 def test_cached_quantizations_are_not_reused_by_another_dpupose_version(ckpt, tmp_path, monkeypatch):
     # The caches of eval's int8 engines and of bench/demo are keyed by the dpupose version too: another
     # version's quantizer may calibrate or fold differently, and an update must not reuse what it made.
