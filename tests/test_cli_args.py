@@ -199,6 +199,20 @@ def test_an_output_file_that_is_a_device_or_a_fifo_is_refused_as_such(tmp_path, 
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and os.listdir(tmp_path) == ["pipe"]
 
 
+@pytest.mark.parametrize("line", ["split x.onnx --out {path}", "deploy-check build/none --dump {path}"])
+def test_an_output_folder_that_is_a_fifo_is_refused_as_such(tmp_path, capsys, line):
+    """A FIFO given where a folder is written was refused as 'is a file; give a folder': it is named for what
+    it is, as the file options name it, and left as it was."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    err = refused(line.format(path=fifo).split(), capsys)
+    option = line.split()[-2]
+    assert f"argument {option}: {fifo} is a FIFO; give a folder" in err
+    err = refused(line.format(path=fifo / "inside").split(), capsys)
+    assert f"argument {option}: {fifo} is a FIFO, so {fifo / 'inside'} cannot be made" in err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and os.listdir(tmp_path) == ["pipe"]
+
+
 @pytest.mark.parametrize(
     "line",
     ["data synth --out {long}", "bench --out {long}/bench.json", "dpu files --config u96v2-b1600-pynq --out {long}"],

@@ -81,11 +81,16 @@ def device_spec(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (N = 0, 1, ...), got {text!r}")
 
 
+def _not_a_folder(path: Path) -> str:
+    """What an existing path that is not a folder is: 'a file', or 'a FIFO', 'a device', ... (special_kind)."""
+    return "a file" if path.is_file() else special_kind(path)
+
+
 def _check_parents(path: Path) -> None:
     for parent in path.parents:  # nearest first; missing folders are made when the output is written
         if parent.exists():
             if not parent.is_dir():
-                raise argparse.ArgumentTypeError(f"{parent} is a file, so {path} cannot be made")
+                raise argparse.ArgumentTypeError(f"{parent} is {_not_a_folder(parent)}, so {path} cannot be made")
             return
 
 
@@ -117,7 +122,7 @@ def output_dir(text: str) -> Path:
     path = Path(text)
     try:
         if path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+            raise argparse.ArgumentTypeError(f"{text} is {_not_a_folder(path)}; give a folder")
         _check_parents(path)
     except OSError as exc:
         raise _refused(text, exc) from None
