@@ -1024,6 +1024,31 @@ def test_host_fps_runs_the_fast_path_and_gives_each_run_its_own_figures(result, 
     assert (got["sequential_fps"], got["pipelined_fps"]) == (pytest.approx(1 / n), pytest.approx(4 / n))
 
 
+def test_host_fps_runs_as_many_dpu_jobs_as_it_reports(result, monkeypatch):
+    """host_fps's dpu_jobs is the pipeline's: 1 and 3 (bench asks for the default, 2) run each DPU subgraph
+    with that many runners, and the figures say so."""
+    from dpupose.eval import bench_measure
+    from dpupose.runtime import pipeline
+
+    workers = []
+
+    class Recording(pipeline.Pipeline):
+        def new_stats(self):
+            workers.append(dict(self.workers))
+            return super().new_stats()
+
+    monkeypatch.setattr(pipeline, "Pipeline", Recording)
+    frames = [np.zeros((64, 64, 3), np.uint8)] * 2
+    dpu = [sg.name for sg in result.plan.subgraphs if sg.is_dpu]
+    assert dpu
+    for jobs in (1, 3):
+        workers.clear()
+        got = bench_measure.host_fps(result.plan, frames, threads=1, dpu_jobs=jobs)
+        assert got["dpu_jobs"] == jobs and [{name: w[name] for name in dpu} for w in workers] == [
+            dict.fromkeys(dpu, jobs)
+        ]
+
+
 def test_the_split_rows_predict_only_the_int8_cpu_variant_at_the_int8_rate(monkeypatch):
     """predict_plan is asked for the INT8 DPU + INT8 CPU row's variant with cpu_int8 and for the plan itself
     (INT8 DPU + FP32 CPU) without: the tiny plan's CPU part has no MACs, so the rows' figures alone cannot

@@ -158,6 +158,10 @@ OUTPUT_CASES = [
     ("dpu compare --model x.onnx --plot {folder}", "--plot", "is a folder; give a file name"),
     ("sdcard stage x.img --overlay o --model m --out {folder}", "--out", "is a folder; give a file name"),
     ("deploy-check build/none --json {file}/report.json", "--json", "is a file, so"),
+    # a file further up than the parent: each folder above is looked at until one is there
+    (f"bench --plan {PLAN} --out {{file}}/runs/bench.json", "--out", "notes.txt is a file, so"),
+    ("split x.onnx --out {file}/runs/split", "--out", "notes.txt is a file, so"),
+    ("data synth --out {file}/data", "--out", "notes.txt is a file, so"),
 ]
 
 

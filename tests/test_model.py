@@ -215,3 +215,44 @@ def test_onnx_export_and_mac_counting_leave_the_module_in_the_mode_it_was_in(tmp
         assert (tmp_path / "m.onnx").stat().st_size > 0
         assert count_macs(net, (3, 8, 8)) == 4 * 6 * 6 * 3 * 3 * 3  # and so does counting its MACs
         assert [m.training for m in net.modules()] == [training] * 3
+
+
+def test_mac_counts_of_depthwise_pointwise_and_linear_layers_are_their_closed_forms():
+    """A 3x3 depthwise conv (one input channel per output), a 1x3 conv and a linear layer over a 4 x 5 x 5
+    input: 100 outputs x 9, 150 outputs x 4 inputs x 3, 7 outputs x 150 inputs (the BatchNorm between them
+    none). Counting twice gives the same, leaves no hook on the model and, run in eval mode, leaves the
+    BatchNorm's statistics as they were in a model being trained."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False),
+        torch.nn.Conv2d(4, 6, (1, 3), padding=(0, 1)),
+        torch.nn.BatchNorm2d(6),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 5 * 5, 7),
+    )
+    expected = 4 * 5 * 5 * 9 + 6 * 5 * 5 * 4 * 3 + 7 * 150
+    assert count_macs(net, (4, 5, 5)) == expected == 3750
+    assert count_macs(net, (4, 5, 5)) == expected
+    assert [dict(m._forward_hooks) for m in net.modules()] == [{}] * 6
+    bn = net[2]
+    assert net.training and bn.num_batches_tracked.item() == 0 and not bn.running_mean.any()
+
+
+def test_an_inverted_residual_adds_its_input_only_at_stride_1_between_equal_widths():
+    """With its last BatchNorm set to give -1 everywhere (weight 0, bias -1) a block's own path is -1, kept
+    negative (the projection is linear, no ReLU6 after it): a block of stride 1 from 8 to 8 channels gives
+    x - 1; from 8 to 16 channels, or at stride 2, only the -1. At width 1 the backbone has the paper's 10
+    residual blocks (the repeats of stride 1: 1 + 2 + 3 + 2 + 2)."""
+    from dpupose.model.mobilenetv2 import InvertedResidual, MobileNetV2Features
+
+    x = torch.randn(1, 8, 6, 6, generator=torch.Generator().manual_seed(0))
+    for cin, cout, stride, residual in ((8, 8, 1, True), (8, 16, 1, False), (8, 8, 2, False)):
+        block = InvertedResidual(cin, cout, stride, 6).eval()
+        last = [m for m in block.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(-1.0)
+            y = block(x)
+        assert y.shape == (1, cout, 6 // stride, 6 // stride)
+        assert torch.equal(y, x - 1 if residual else torch.full_like(y, -1.0)), (cin, cout, stride)
+    blocks = [m for m in MobileNetV2Features(1.0).modules() if isinstance(m, InvertedResidual)]
+    assert len(blocks) == 17 and sum(b.use_residual for b in blocks) == 10
