@@ -924,3 +924,15 @@ def test_stdout_on_a_full_disk_is_named(tmp_path, monkeypatch, capsys, fails_at)
     assert cli.os_error_line(OSError(errno.ENOSPC, "No space left on device", "/dev/full")) == (
         "No space left on device for /dev/full: free some space on that file system, or write elsewhere"
     )
+
+
+def test_a_closed_stdout_is_no_traceback(monkeypatch, capsys):
+    """With stdout closed (`dpupose dpu list >&-`) Python has no sys.stdout and print() writes nothing; the
+    wrapper that names stdout's file on a full disk wrapped None, so the first print (and the flush at the end)
+    stopped the command with an AttributeError traceback. It runs as without the wrapper: nothing printed,
+    exit 0."""
+    from dpupose import cli
+
+    monkeypatch.setattr(sys, "stdout", None)
+    assert cli.main(["dpu", "list"]) == 0
+    assert capsys.readouterr().err == ""

@@ -150,10 +150,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     _lenient_stdout()
     stdout = sys.stdout
-    sys.stdout = NamedStdout(stdout)
+    if stdout is not None:  # None: stdout closed (`>&-`), where print() writes nothing, as it did
+        sys.stdout = NamedStdout(stdout)
     try:
         code = int(func(args) or 0)
-        sys.stdout.flush()  # what is still buffered fails here, named, not at exit as an 'Exception ignored'
+        if sys.stdout is not None:
+            sys.stdout.flush()  # what is still buffered fails here, named, not at exit as an 'Exception ignored'
         return code
     except DpuposeError as exc:
         print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
