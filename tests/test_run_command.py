@@ -381,7 +381,8 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
         "removes before it starts: choose another --out\n"
     )
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
-    (clip.parent / "keypoints.jsonl").write_text("")  # v/ as a run's: its video is removed by a run of frames
+    # v/ as a run's (its keypoints.jsonl a run's): its video is removed by a run of frames
+    (clip.parent / "keypoints.jsonl").write_bytes((out / "keypoints.jsonl").read_bytes())
     data = clip.read_bytes()
     video = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(clip.parent), "--annotate", "frames"]
     assert main([*video, "--source", str(clip)]) == 2
@@ -864,7 +865,8 @@ def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
 
     out = tmp_path / "out"
     (out / "frames").mkdir(parents=True)
-    (out / "keypoints.jsonl").write_text("earlier\n")
+    earlier = '{"frame": 0, "source": "im0.png", "keypoints": [], "confidence": [], "timings_ms": {}}\n'
+    (out / "keypoints.jsonl").write_text(earlier)  # a run's record: the folder is an earlier run's
     (out / "frames" / "im0.jpg").write_bytes(b"earlier frame")
     if kind == "a FIFO":
         os.mkfifo(out / "frames" / name)
@@ -886,7 +888,7 @@ def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
     )
     assert sorted(os.listdir(out)) == ["frames", "keypoints.jsonl"]  # not even the lock: before any work
     assert sorted(os.listdir(out / "frames")) == before
-    assert (out / "keypoints.jsonl").read_text() == "earlier\n"
+    assert (out / "keypoints.jsonl").read_text() == earlier
     assert (out / "frames" / "im0.jpg").read_bytes() == b"earlier frame"
     assert stat.S_ISFIFO(os.stat(out / "frames" / name).st_mode) == (kind == "a FIFO")
     # Moved away, the run writes its frames; a FIFO at a name it does not write stays beside them.
@@ -1210,3 +1212,26 @@ def test_a_frames_link_of_an_earlier_run_keeps_the_folder_it_points_to(
     assert main([*common, "--source", str(write_video(tmp_path / "clip.avi", 2))]) == 0
     assert sorted(os.listdir(photos)) == written and (photos / "holiday.jpg").read_bytes() == b"a photo"
     assert (out / "frames").is_symlink()
+
+
+@pytest.mark.parametrize("theirs", ["keypoints.jsonl", "run.json"])
+def test_a_users_own_keypoints_or_run_json_does_not_make_a_folder_a_runs(
+    plan_dir: Path, tmp_path: Path, theirs: str
+) -> None:
+    """A folder of a user's photos with a frames/ of their own and a keypoints.jsonl (or run.json) another
+    program wrote, given as --out: any file of those names made it an earlier run's, and every .jpg in frames/
+    and their annotated.avi were removed before the run started. A run's folder is one whose keypoints.jsonl
+    starts with a run's record or whose run.json is a run's."""
+    out = tmp_path / "photos"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "holiday.jpg").write_bytes(b"a photo")
+    (out / "frames" / "000004.jpg").write_bytes(b"a camera's photo")
+    (out / "annotated.avi").write_bytes(b"a video of their own")
+    text = {"keypoints.jsonl": '{"image": "holiday.jpg", "keypoints": [[1, 2]]}\n', "run.json": '{"name": "trip"}'}
+    (out / theirs).write_text(text[theirs])
+    clip = write_video(tmp_path / "clip.avi", 1)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "none"]) == 0
+    assert sorted(os.listdir(out / "frames")) == ["000004.jpg", "holiday.jpg"]
+    assert (out / "frames" / "holiday.jpg").read_bytes() == b"a photo"
+    assert (out / "annotated.avi").read_bytes() == b"a video of their own"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import sys
@@ -196,10 +197,32 @@ def _remove_earlier_record(out: Path) -> None:
 EARLIER_VIDEOS = ("annotated.mp4", "annotated.avi", "annotated.part.mp4", "annotated.part.avi")
 
 
+# The keys of a keypoints.jsonl line (FrameResult.to_json) and of run.json (RunSummary.to_dict) that tell a
+# run's file from another program's of the same name.
+RECORD_KEYS = frozenset({"frame", "source", "keypoints", "confidence", "timings_ms"})
+RUN_KEYS = frozenset({"backend", "decode", "skipped_inputs", "fingerprint_check", "outputs"})
+
+
 def _holds_a_run(out: Path) -> bool:
-    """Whether --out holds a run's outputs: its keypoints.jsonl (a run's first file) or its run.json. A folder
-    without either is no run's, and nothing in it is removed."""
-    return any((out / name).is_file() for name in ("keypoints.jsonl", "run.json"))
+    """Whether --out holds a run's outputs: a keypoints.jsonl whose first line is a run's record (a run's first
+    file), or a run's run.json. A file of either name that no run wrote (a user's own keypoints.jsonl, in a
+    folder of their photos with a frames/ of their own) does not make it a run's folder: nothing in a folder
+    that is no run's is removed."""
+    return _starts_with(out / "keypoints.jsonl", RECORD_KEYS, line=True) or _starts_with(out / "run.json", RUN_KEYS)
+
+
+def _starts_with(path: Path, keys: frozenset[str], line: bool = False) -> bool:
+    """Whether `path` is a regular file holding a JSON object with `keys` (its first line's, for `line`); read up
+    to 1 MB (a run's record and run.json are a few kB)."""
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            data = f.readline(1 << 20) if line else f.read(1 << 20)
+        value = json.loads(data)
+    except (OSError, ValueError):  # unreadable, not JSON (UnicodeDecodeError is a ValueError)
+        return False
+    return isinstance(value, dict) and keys <= value.keys()
 
 
 def _remove_earlier_annotations(out: Path) -> None:
