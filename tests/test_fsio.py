@@ -819,7 +819,7 @@ def test_a_full_disk_at_the_lock_files_pid_keeps_the_lock_and_names_the_output(t
 def test_a_full_temporary_folder_is_named_with_tmpdir_to_set(tmp_path, monkeypatch):
     """deploy lays the files out, sdcard stage copies them out to check them, and bench converts a model, in
     folders dpupose makes in the temporary folder: a full one was 'No space left on device for
-    /tmp/dpupose-deploy-1a2b/dpupose/overlay/dpu.bit (...): free some space on that file system, or write
+    /tmp/dpupose-deploy-1a2b3c4d/dpupose/overlay/dpu.bit (...): free some space on that file system, or write
     elsewhere', a path gone by then that no option chooses. The temporary folder is named, and TMPDIR to set."""
     import tempfile
 
@@ -831,17 +831,42 @@ def test_a_full_temporary_folder_is_named_with_tmpdir_to_set(tmp_path, monkeypat
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(os, "statvfs", lambda path: Usage)
     copy = OSError(
-        errno.ENOSPC, "No space left on device", "dpu.bit", None, str(tmp_path / "dpupose-deploy-1a2b" / "x")
+        errno.ENOSPC, "No space left on device", "dpu.bit", None, str(tmp_path / "dpupose-deploy-1a2b3c4d" / "x")
     )
     assert os_error_line(copy) == (
         f"No space left on device in the temporary folder {tmp_path} (0.1 MB free there), where this command makes "
         "its working copies: free some space there, or set TMPDIR to a folder on a disk with room"
     )
-    quota = OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp_path / "dpupose-ls-9z" / "root"))
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp_path / "dpupose-ls-9z8y_7x6" / "root"))
     assert os_error_line(quota).startswith(f"Disk quota exceeded in the temporary folder {tmp_path} (your quota there")
-    made = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "dpupose-stage-7c"))  # mkdtemp's
+    made = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "dpupose-stage-7c6b5a4z"))  # mkdtemp's
     assert os_error_line(made).startswith(f"No space left on device in the temporary folder {tmp_path} (0.1 MB")
     own = tmp_path / "run" / "dpupose-x.json"  # an output the user chose there: named as any other
     assert os_error_line(OSError(errno.ENOSPC, "No space left on device", str(own))).startswith(
         f"No space left on device for {own} (0.1 MB free there): free some space on that file system"
     )
+
+
+def test_a_users_output_named_dpupose_in_the_temporary_folder_is_named_as_itself(tmp_path, monkeypatch):
+    """Any path under the temporary folder whose first name starts dpupose- was taken for a working copy of
+    dpupose's: a user's `--out /tmp/dpupose-run` (or `bench --out /tmp/dpupose-bench.json`) on a full disk
+    said 'in the temporary folder /tmp, where this command makes its working copies: ... set TMPDIR', which
+    moves nothing the user chose. Only tempfile's names (a dpupose-KIND- prefix and 8 random characters) are."""
+    import tempfile
+
+    from dpupose.cli import os_error_line
+
+    class Usage:
+        f_bavail, f_frsize = 25, 4096  # 0.1 MB
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(os, "statvfs", lambda path: Usage)
+    for mine in ("dpupose-run/keypoints.jsonl", "dpupose-bench.json", "dpupose-x/dpupose-stage-1/a"):
+        line = os_error_line(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / mine)))
+        assert line == (
+            f"No space left on device for {tmp_path / mine} (0.1 MB free there): free some space on that file "
+            "system, or write elsewhere"
+        )
+    for ours in ("dpupose-debugfs-k2_9ab0x.cmd", "dpupose-ort-int8-abcdefgh/model.onnx"):
+        line = os_error_line(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ours)))
+        assert line.startswith(f"No space left on device in the temporary folder {tmp_path} (0.1 MB free there)")

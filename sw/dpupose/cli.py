@@ -318,6 +318,12 @@ def os_error_line(exc: OSError) -> str:
     return f"cannot use {' -> '.join(paths)}: {what} (check the path, its permissions and the free space)"
 
 
+# The name tempfile gives what dpupose makes in the temporary folder: its prefix (dpupose-stage-, ...), then 8
+# random characters (and debugfs's command file's suffix). A user's output there (/tmp/dpupose-run,
+# /tmp/dpupose-bench.json) is no such name, and is named as any other output.
+_TEMPORARY_NAME = re.compile(r"dpupose-[a-z0-9-]+-[a-z0-9_]{8}(\.cmd)?")
+
+
 def own_temporary(path: str) -> str | None:
     """The temporary folder (TMPDIR, tempfile.gettempdir()) when `path` lies in one of the temporary folders
     dpupose makes there (dpupose-*: stage's and deploy's layouts, bench's scratch copies), else None."""
@@ -328,7 +334,7 @@ def own_temporary(path: str) -> str | None:
         first = os.path.relpath(os.path.abspath(path), temp).split(os.sep, 1)[0]
     except ValueError:  # another drive (Windows)
         return None
-    return temp if first.startswith("dpupose-") else None
+    return temp if _TEMPORARY_NAME.fullmatch(first) else None
 
 
 if __name__ == "__main__":
