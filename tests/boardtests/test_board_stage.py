@@ -1097,6 +1097,37 @@ def test_a_full_temporary_folder_while_reading_back_is_a_full_disk_not_changed_f
         fs.dump_tree(layout.BOARD_ROOT, tmp_path / "root")
 
 
+def test_a_folder_or_file_that_cannot_be_made_in_a_full_temporary_folder_is_a_full_disk(monkeypatch, image, tmp_path):
+    """A TMPDIR with no room for a folder (or no inode left) fails debugfs before any write: 'rdump: No space
+    left on device while making directory ...' or '... while opening ...' (its lines, as debugfs 1.47.0 printed
+    them into a tmpfs out of inodes), exit 0, and the read-back then called the files not made missing. Those
+    are a full disk too; a copy whose ownership a user other than root cannot set is no failed copy."""
+    import errno
+    import subprocess as sp
+
+    from dpupose.board import extfs
+    from dpupose.board.partitions import find_pynq_partitions as parts_of
+
+    fs = extfs.DebugFs(image, parts_of(image).root)
+    dest = tmp_path / "root"
+    for said, reading in (
+        (f"rdump: No space left on device while making directory {dest}/dpupose/overlay", "tree"),
+        (f"rdump: No space left on device while opening {dest}/dpupose/manifest.json", "tree"),
+        (f"dump: Disk quota exceeded while opening {tmp_path}/out for dump_inode", "file"),
+    ):
+        stderr = f"debugfs 1.47.0 (5-Feb-2023)\n{said}\n"
+        monkeypatch.setattr(
+            extfs, "run_tool", lambda argv, stderr=stderr, **kw: sp.CompletedProcess(argv, 0, "", stderr)
+        )
+        with pytest.raises(OSError) as info:
+            fs.dump_tree(layout.BOARD_ROOT, dest) if reading == "tree" else fs.read(layout.MANIFEST)
+        code = errno.EDQUOT if "quota" in said else errno.ENOSPC
+        assert (info.value.errno, info.value.strerror) == (code, os.strerror(code))
+    said = f"debugfs 1.47.0 (5-Feb-2023)\nrdump: Operation not permitted while changing ownership of {dest}/x\n"
+    monkeypatch.setattr(extfs, "run_tool", lambda argv, **kw: sp.CompletedProcess(argv, 0, "", said))
+    assert fs.dump_tree(layout.BOARD_ROOT, dest) is None  # nothing made here; no error raised
+
+
 def test_a_stale_file_already_gone_from_the_image_is_not_removed_again(image, overlay, model, wheel):
     # A file an earlier staging put there (in its manifest) and someone removed since: `rm` of it failed.
     (model / "old.bin").write_bytes(b"old")

@@ -134,20 +134,26 @@ class DebugFs:
             raise ImageError(f"{what}: {'; '.join(errors[:4])}")
 
 
-# How debugfs's dump and rdump end a line about a host file they could not write, and the errors it names.
-_WRITING_OUT = " while writing file"
+# How debugfs's dump and rdump begin a line about a host file or folder they could not make or write: 'dump: No
+# space left on device while writing file', rdump's '... while making directory /tmp/.../sub' (a full disk or no
+# inode left for it) and '... while opening /tmp/.../x', dump's '... while opening /tmp/x for dump_inode'; and
+# the errors it names that are a full disk or quota. (Its other lines, such as 'while changing ownership' of a
+# copy, which a user other than root cannot do, say nothing of the copy's bytes.)
+_COPYING_OUT = re.compile(r"r?dump: (?P<what>.+?) while (?:writing file$|making directory |opening )")
 _HOST_ERRORS = {os.strerror(code): code for code in (errno.ENOSPC, errno.EDQUOT)}
 
 
 def _check_copied_out(errors: list[str], path: PurePosixPath, dest: Path) -> None:
-    """Raise when debugfs could not write the copy of `path` it made at `dest` (a temporary folder): it says so
-    on stderr only ('dump: No space left on device while writing file') and exits 0, leaving the file empty or
-    cut short, which the read-back then called changed ('staged files did not read back correctly', `sdcard ls`
-    exit 1) on a full TMPDIR. A full disk or quota is an OSError naming `dest` (the CLI's message for a full
-    disk); another error an ImageError with debugfs's line."""
+    """Raise when debugfs could not make or write the copy of `path` it made at `dest` (a temporary folder): it
+    says so on stderr only ('dump: No space left on device while writing file') and exits 0, leaving a file
+    empty or cut short, or a file or folder not made, which the read-back then called changed or missing
+    ('staged files did not read back correctly', `sdcard ls` exit 1) on a full TMPDIR. A full disk or quota is
+    an OSError naming `dest` (the CLI's message for a full disk); another error an ImageError with debugfs's
+    line."""
     for line in errors:
-        if line.endswith(_WRITING_OUT):
-            what = line.split(": ", 1)[-1][: -len(_WRITING_OUT)]
+        found = _COPYING_OUT.match(line)
+        if found:
+            what = found["what"]
             if what in _HOST_ERRORS:
                 raise OSError(_HOST_ERRORS[what], what, str(dest))
             raise ImageError(f"debugfs could not copy {path} out of the image into {dest}: {line}")
