@@ -936,3 +936,39 @@ def test_a_closed_stdout_is_no_traceback(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", None)
     assert cli.main(["dpu", "list"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stdout_that_cannot_be_written_ends_on_the_command_s_line_and_status(tmp_path):
+    """With stdout buffered (a file or pipe, PYTHONUNBUFFERED unset), what a command printed was kept in the
+    buffer after stdout failed, and Python's own flush at exit failed on it again: `dpupose dpu list >
+    /dev/full` said its full-disk line, then 'Exception ignored in: <_io.TextIOWrapper ...>' and exited 120,
+    and so did a closed pipe (`| true`: 141 expected, silently) and a command that failed after printing (its
+    own error first). Each ends on its own line and exit status."""
+    sw = str(Path(__file__).resolve().parents[1] / "sw")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": sw}
+    failing = (  # a command that prints, then fails on a bad input
+        "import sys\nfrom dpupose import cli\nfrom dpupose.commands import dpu\nfrom dpupose.errors import UsageError\n"
+        "def failing(args):\n    print('a table')\n    raise UsageError('the real error')\n"
+        "dpu.cmd_list = failing\nsys.exit(cli.main(['dpu', 'list']))\n"
+    )
+    listing = [sys.executable, "-m", "dpupose", "dpu", "list"]
+    full = "dpupose: error: No space left on device for /dev/full: free some space on that file system, or write "
+    full += "elsewhere\n"
+    for argv, stdout, expected in (
+        (listing, "full", (2, full)),
+        (listing, "closed pipe", (141, "")),
+        ([sys.executable, "-c", failing], "full", (2, "dpupose: error: the real error\n")),
+        ([sys.executable, "-c", failing], "closed pipe", (2, "dpupose: error: the real error\n")),
+    ):
+        if stdout == "full":
+            with open("/dev/full", "w") as out:
+                r = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        else:
+            read, write = os.pipe()
+            os.close(read)  # no reader: a write fails with EPIPE (Python ignores SIGPIPE)
+            try:
+                r = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+            finally:
+                os.close(write)
+        assert (r.returncode, r.stderr) == expected, (argv[-1][:20], stdout)

@@ -188,6 +188,30 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     finally:
         sys.stdout = stdout
+        if stdout is not None:
+            _flush_or_drop(stdout)
+
+
+def _flush_or_drop(stream: Any) -> None:
+    """Flush what the command left in stdout's buffer (on an error, its output until then), and where that
+    fails (a full disk, a closed pipe: the command has said so, or has its own error to tell) point stdout's
+    descriptor at /dev/null: what is still buffered was kept, and Python's own flush at exit failed on it again,
+    'Exception ignored in: <_io.TextIOWrapper name='<stdout>'...>' after the command's line, and exit status
+    120 in place of its own."""
+    try:
+        stream.flush()
+        return
+    except OSError:
+        pass
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a stream in memory): nothing at exit to fail
+        return
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class NamedStdout:
