@@ -943,8 +943,8 @@ def test_stdout_that_cannot_be_written_ends_on_the_command_s_line_and_status(tmp
     """With stdout buffered (a file or pipe, PYTHONUNBUFFERED unset), what a command printed was kept in the
     buffer after stdout failed, and Python's own flush at exit failed on it again: `dpupose dpu list >
     /dev/full` said its full-disk line, then 'Exception ignored in: <_io.TextIOWrapper ...>' and exited 120,
-    and so did a closed pipe (`| true`: 141 expected, silently) and a command that failed after printing (its
-    own error first). Each ends on its own line and exit status."""
+    and so did a closed pipe (`| true`: 141 expected, silently), a command that failed after printing (its
+    own error first), and --help. Each ends on its own line and exit status."""
     sw = str(Path(__file__).resolve().parents[1] / "sw")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": sw}
     failing = (  # a command that prints, then fails on a bad input
@@ -960,6 +960,8 @@ def test_stdout_that_cannot_be_written_ends_on_the_command_s_line_and_status(tmp
         (listing, "closed pipe", (141, "")),
         ([sys.executable, "-c", failing], "full", (2, "dpupose: error: the real error\n")),
         ([sys.executable, "-c", failing], "closed pipe", (2, "dpupose: error: the real error\n")),
+        ([sys.executable, "-m", "dpupose", "dpu", "--help"], "full", (0, "")),  # argparse drops the error itself
+        ([sys.executable, "-m", "dpupose", "dpu"], "closed pipe", (2, "")),  # a group's help
     ):
         if stdout == "full":
             with open("/dev/full", "w") as out:

@@ -125,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if sys.stdout is not None:  # the command's output, its --help's, a group's help
+            _flush_or_drop(sys.stdout)
 
 
 def stopped(exc: KeyboardInterrupt, prog: str = "dpupose") -> int:
@@ -188,8 +190,6 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     finally:
         sys.stdout = stdout
-        if stdout is not None:
-            _flush_or_drop(stdout)
 
 
 def _flush_or_drop(stream: Any) -> None:
