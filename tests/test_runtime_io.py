@@ -765,8 +765,23 @@ def test_write_jpeg_writes_at_the_quality_given(tmp_path: Path) -> None:
 def test_write_jpeg_of_an_image_jpeg_cannot_hold_is_false_and_writes_nothing(tmp_path: Path) -> None:
     from dpupose.runtime.imagefile import write_jpeg
 
-    # JPEG's sides stop at 65535 (OpenCV's encoder at 65500): imencode gives False
+    # JPEG's sides stop at 65535 (OpenCV's encoder at 65500): imencode gives False (5.x) or raises (4.x)
     assert write_jpeg(tmp_path / "tall.jpg", np.zeros((70000, 2, 3), np.uint8)) is False
+    assert not (tmp_path / "tall.jpg").exists()
+
+
+def test_write_jpeg_where_opencv_raises_is_false_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """The board's OpenCV 4.x raises cv2.error for an image its JPEG encoder refuses (a side over 65500),
+    where 5.x returns False: write_jpeg let the error through, a traceback in the middle of a run."""
+    import cv2
+
+    from dpupose.runtime import imagefile
+
+    def refusing(ext, image, params=None):
+        raise cv2.error("Raw image encoder error: Maximum supported image dimension is 65500 pixels")
+
+    monkeypatch.setattr(imagefile.cv2, "imencode", refusing)
+    assert imagefile.write_jpeg(tmp_path / "tall.jpg", np.zeros((4, 2, 3), np.uint8)) is False
     assert not (tmp_path / "tall.jpg").exists()
 
 

@@ -40,7 +40,10 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) 
     """Encode `image` (BGR) as JPEG and write it to `path`; False if OpenCV cannot encode it. A file that
     cannot be written (a full disk) is an OSError naming `path`, where cv2.imwrite would only return False."""
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []
-    ok, buf = cv2.imencode(".jpg", image, params)
+    try:
+        ok, buf = cv2.imencode(".jpg", image, params)
+    except cv2.error:  # OpenCV 4.x (the board's) raises where 5.x returns False, e.g. for a side over 65500
+        return False
     if not ok:
         return False
     try:
