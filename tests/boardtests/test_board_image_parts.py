@@ -349,3 +349,18 @@ def test_a_file_changed_in_place_at_its_size_or_a_folder_where_it_was_is_not_ok(
 def test_a_manifest_of_the_wrong_shape_is_an_error_that_says_what_to_do(text, said):
     with pytest.raises(ArtifactError, match=said):
         parse_manifest(text, "card.img")
+
+
+def test_the_board_command_docs_runtime_md_shows_is_the_one_stage_and_deploy_print():
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "runtime.md").read_text()
+    section = text.split("## On the board", 1)[1]
+    shown = re.search(r"```sh\n(sudo bash -c .*?)\n```", section, re.S).group(1)
+
+    def words(command):
+        outer = shlex.split(command)
+        return outer[:3], outer[3].replace("\\\n", " ").split()  # the inner shell joins its lines
+
+    assert words(shown) == words(layout.run_command("vart"))
