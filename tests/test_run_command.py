@@ -185,11 +185,11 @@ def test_an_earlier_runs_frames_past_this_runs_last_are_removed(plan_dir: Path, 
     common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
     assert main([*common, "--annotate", "frames"]) == 0
     assert len(list((out / "frames").glob("0*.jpg"))) == 5
-    (out / "frames" / ".000007.part.jpg").write_bytes(b"a killed run's")
+    (out / "frames" / ".000004.part.jpg").write_bytes(b"a killed run's")  # a frame its records name
     mine = _user_files(out, tmp_path)
     assert main([*common, "--annotate", "frames", "--max-frames", "2"]) == 0
     assert sorted(p.name for p in (out / "frames").glob("*.jpg")) == ["000000.jpg", "000001.jpg", "link.jpg"]
-    assert not (out / "frames" / ".000007.part.jpg").exists()
+    assert not (out / "frames" / ".000004.part.jpg").exists()
     assert {n: (out / n).read_bytes() for n in mine} == mine and (tmp_path / "photo.jpg").read_bytes() == b"a photo"
 
 
@@ -1235,3 +1235,102 @@ def test_a_users_own_keypoints_or_run_json_does_not_make_a_folder_a_runs(
     assert sorted(os.listdir(out / "frames")) == ["000004.jpg", "holiday.jpg"]
     assert (out / "frames" / "holiday.jpg").read_bytes() == b"a photo"
     assert (out / "annotated.avi").read_bytes() == b"a video of their own"
+
+
+def _record(frame: object, source: object) -> str:
+    return json.dumps({"frame": frame, "source": source, "keypoints": [], "confidence": [], "timings_ms": {}})
+
+
+def _run_into(out: Path, plan_dir: Path, tmp_path: Path) -> None:
+    """A run into `out` that writes no frames (a video, --annotate none): what it removes is all that changes
+    in frames/."""
+    clip = write_video(tmp_path / "clip.avi", 1)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "none"]) == 0
+
+
+def test_a_users_photos_in_frames_outlive_a_run_that_wrote_none(plan_dir: Path, tmp_path: Path) -> None:
+    """A folder of a user's photos in frames/, given as --out to a run of --annotate none: that run wrote its
+    keypoints.jsonl there, and the next run into the folder took it for a run's and removed every .jpg in
+    frames/, photos included. Only frames the earlier run may have written go: none for a run whose run.json
+    lists no frames/, and without run.json (a run that did not finish) the names its records give."""
+    out = tmp_path / "photos"
+    (out / "frames").mkdir(parents=True)
+    photos = {"holiday.jpg": b"a photo", "im0.jpg": b"one named as a frame of im0.png", "000000.jpg": b"a third"}
+    for name, data in photos.items():
+        (out / "frames" / name).write_bytes(data)
+    images = tmp_path / "images"  # images of the names of two of the photos
+    images.mkdir()
+    cv2.imwrite(str(images / "im0.png"), np.full((30, 40, 3), 90, np.uint8))
+    cv2.imwrite(str(images / "holiday.png"), np.full((30, 40, 3), 90, np.uint8))
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "none"]
+    assert main([*argv, "--source", str(images)]) == 0
+    assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl"]
+    _run_into(out, plan_dir, tmp_path)  # a video's run: its records name 000000.jpg
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == photos
+    _run_into(out, plan_dir, tmp_path)
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == photos
+    # Without run.json (killed before its end) the records say which frames it may have written: 000000.jpg
+    # (its frame 0 of a video) goes, and so would the image run's im0.jpg and holiday.jpg, run the same way.
+    (out / "run.json").unlink()
+    _run_into(out, plan_dir, tmp_path)
+    assert sorted(os.listdir(out / "frames")) == ["holiday.jpg", "im0.jpg"]
+
+
+def test_an_earlier_runs_image_frames_are_told_by_its_records(plan_dir: Path, tmp_path: Path) -> None:
+    """An earlier image run's frames are the names its records give (an image's stem, its whole name for a
+    second image of that stem, and the .part.jpg names of a frame being written), not every .jpg in frames/;
+    a half-written last line (a run killed while writing it, its frame not written yet) and lines that are no
+    run's record are passed over, and frames/ stays for what is left in it."""
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    records = [_record(0, "a.jpg"), _record(1, "a.png"), _record(2, "a.png.jpg"), _record(3, "x.png")]
+    records += ['{"frame": 4, "source": "c.png"}', _record("5", "d.png"), _record(6, ["e.png"]), "not json"]
+    long = json.loads(_record(8, "g.png")) | {"padding": "x" * app.RECORD_LINE_LIMIT}  # no run's: passed over
+    records += [json.dumps(long), _record(9, "b.PNG")]  # read on after it
+    records.append(_record(7, "f.png")[:30])  # the half-written last line, no newline
+    (out / "keypoints.jsonl").write_text("\n".join(records))
+    ours = ["a.jpg", "a.png.jpg", "a.png.jpg.jpg", ".a.part.jpg", ".a.png.jpg.part.jpg", "b.jpg"]
+    theirs = ["a.jpeg.jpg", "a.jpg.jpg.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg", "000000.jpg", ".b.jpg"]
+    theirs.append("bb.jpg")
+    for name in [*ours, *theirs]:
+        (out / "frames" / name).write_bytes(name.encode())
+    (out / "frames" / "notes.txt").write_text("mine")
+    _run_into(out, plan_dir, tmp_path)
+    assert sorted(os.listdir(out / "frames")) == sorted([*theirs, "notes.txt"])
+    assert all((out / "frames" / name).read_bytes() == name.encode() for name in theirs)
+
+
+def test_an_earlier_runs_numbered_frames_are_told_by_its_records(plan_dir: Path, tmp_path: Path) -> None:
+    """A video's or camera's run: the frame numbers its records give (a video's skipped frames leave gaps),
+    and frames/ goes when nothing else is left in it."""
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    records = [_record(0, "clip.mp4"), _record(2, "clip.mp4"), _record(1234567, "camera:0"), _record(5, "x")]
+    (out / "keypoints.jsonl").write_text("\n".join(records) + "\n")
+    ours = ["000000.jpg", "000002.jpg", "1234567.jpg", ".000005.part.jpg"]
+    theirs = ["000001.jpg", "clip.jpg", "clip.mp4.jpg", "0.jpg", "000005.png"]
+    for name in [*ours, *theirs]:
+        (out / "frames" / name).write_bytes(b"x")
+    _run_into(out, plan_dir, tmp_path)
+    assert sorted(os.listdir(out / "frames")) == sorted(theirs)
+    for name in theirs:
+        (out / "frames" / name).unlink()
+    (out / "keypoints.jsonl").write_text(records[0] + "\n")  # and no run.json: a run that did not finish
+    (out / "run.json").unlink()
+    (out / "frames" / "000000.jpg").write_bytes(b"x")
+    _run_into(out, plan_dir, tmp_path)
+    assert not (out / "frames").exists()
+
+
+def test_an_earlier_run_with_only_its_run_json_keeps_frames(plan_dir: Path, tmp_path: Path) -> None:
+    """An earlier run's run.json without its keypoints.jsonl: which frames it wrote is said nowhere, and every
+    .jpg in frames/ was removed; none is now."""
+    out = tmp_path / "out"
+    clip = write_video(tmp_path / "clip.avi", 2)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "frames"]) == 0
+    assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl", "frames"]
+    (out / "keypoints.jsonl").unlink()
+    _run_into(out, plan_dir, tmp_path)
+    assert sorted(os.listdir(out / "frames")) == ["000000.jpg", "000001.jpg"]

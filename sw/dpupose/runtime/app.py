@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dpupose.errors import DpuposeError, Terminated, UsageError
 from dpupose.fsio import lock_folder, special_kind, sync_file, write_json
@@ -37,6 +37,7 @@ from dpupose.runtime.sinks import (
     annotate,
     frame_stems,
     may_write_frame,
+    record_frame_names,
     refuse_non_file,
     shared_stems,
 )
@@ -225,24 +226,90 @@ def _starts_with(path: Path, keys: frozenset[str], line: bool = False) -> bool:
     return isinstance(value, dict) and keys <= value.keys()
 
 
-def _remove_earlier_annotations(out: Path) -> None:
+def _remove_earlier_annotations(out: Path, wrote: set[str] | None) -> None:
     """Remove an earlier run's annotated video and annotated frames before this run writes its own, so that
     none of them (the video when this run writes frames, the frames past this run's last) is taken for this
-    run's. Only regular files at the names a run writes them under: the videos' names, and frames/' .jpg files
-    (a frame's name is its image's or its number); anything else there (a user's other files, links,
+    run's. Only regular files at the names that run wrote them under: the videos' names, and in frames/ the
+    frames its keypoints.jsonl's records name (`_earlier_frames`; `wrote`: what its run.json, read before that
+    was removed, lists, None without one); anything else there (a user's photos and other files, links,
     subfolders, FIFOs) stays, and frames/ itself goes only when that leaves it empty. A frames/ that is a link
     to a folder is left whole, with every file in the folder it points to."""
-    frames = out / "frames"
-    paths = [out / name for name in EARLIER_VIDEOS]
-    if frames.is_dir() and not frames.is_symlink():  # a link to a folder: its files are not the run's to remove
-        with os.scandir(frames) as entries:
-            paths += [Path(e.path) for e in entries if e.name.endswith(".jpg")]
-    for path in paths:
+    for path in (out / name for name in EARLIER_VIDEOS):
         if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
-    if frames.is_dir() and not frames.is_symlink():
-        with contextlib.suppress(OSError):  # not empty: a user's files stay in it
-            frames.rmdir()
+    frames = out / "frames"
+    if not frames.is_dir() or frames.is_symlink():  # a link to a folder: its files are not the run's to remove
+        return
+    with os.scandir(frames) as entries:  # listed first: what is looked up in keypoints.jsonl is bounded by it
+        present = {e.name for e in entries if e.name.endswith(".jpg") and e.is_file(follow_symlinks=False)}
+    for name in _earlier_frames(out, present, wrote):
+        path = frames / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: a user's files stay in it
+        frames.rmdir()
+
+
+# The longest keypoints.jsonl line read as a record (a run's is about 1 kB); a longer one is passed over.
+RECORD_LINE_LIMIT = 1 << 20
+
+
+def _earlier_frames(out: Path, present: set[str], wrote: set[str] | None) -> set[str]:
+    """Which of `present` (the .jpg files in frames/) the earlier run in `out` may have written: those its
+    keypoints.jsonl's records name (sinks.record_frame_names: an image's name, a frame number, and the
+    .part.jpg name a run killed while writing the frame leaves; the record is written before its frame). Read
+    in one pass, line by line, keeping only names of `present`: a camera's run of hours has 100,000s of lines.
+    A line that is not a run's record is passed over: the last one a killed run left half written (its frame
+    was not written yet), and anything another program added.
+
+    Nothing when the earlier run's run.json said it wrote no frames/ (`wrote`, what it lists: --annotate none
+    or video, or no frame written): every file there is then someone else's, whatever its name. Nothing either
+    without keypoints.jsonl (only run.json left, the keypoints removed): which frames that run wrote is said
+    nowhere else, and a frames/ there may be a user's own, so nothing in it is taken for that run's."""
+    if not present or (wrote is not None and "frames" not in wrote):
+        return set()
+    found: set[str] = set()
+    try:
+        with open(out / "keypoints.jsonl", "rb") as f:
+            for line in _lines(f, RECORD_LINE_LIMIT):
+                try:
+                    record = json.loads(line)
+                except ValueError:  # half written (a killed run's last line), or not JSON at all
+                    continue
+                if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
+                    continue
+                frame, source = record["frame"], record["source"]
+                if type(frame) is not int or frame < 0 or not isinstance(source, str):
+                    continue
+                found.update(name for name in record_frame_names(frame, source) if name in present)
+    except OSError:  # gone or unreadable: what was read so far (nothing, if it is not there)
+        pass
+    return found
+
+
+def _run_outputs(path: Path) -> set[str] | None:
+    """The names of the outputs a run's run.json at `path` lists (their last part: frames, annotated.mp4), or
+    None when there is no run's run.json there (a run that did not finish, or another program's file)."""
+    if not _starts_with(path, RUN_KEYS):
+        return None
+    try:
+        outputs = json.loads(path.read_bytes())["outputs"]
+    except (OSError, ValueError):
+        return None
+    if not isinstance(outputs, list) or not all(isinstance(p, str) for p in outputs):
+        return None
+    return {Path(p).name for p in outputs}
+
+
+def _lines(f: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The lines of the binary file `f`, each at most `limit` bytes: a longer one is skipped whole (read
+    `limit` bytes at a time, never held)."""
+    while line := f.readline(limit):
+        if len(line) == limit and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = f.readline(limit)
+            continue
+        yield line
 
 
 def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
@@ -254,9 +321,10 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         earlier = _holds_a_run(opts.out)
         removed = ["frames", *EARLIER_VIDEOS] if earlier else []
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
+        wrote = _run_outputs(opts.out / "run.json") if earlier else None  # read before it is removed
         _remove_earlier_record(opts.out)  # first: from here on, the folder holds a run that did not finish
         if earlier:
-            _remove_earlier_annotations(opts.out)
+            _remove_earlier_annotations(opts.out, wrote)
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":

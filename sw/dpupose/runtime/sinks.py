@@ -28,6 +28,7 @@ from dpupose.fsio import free_space, json_text, special_kind
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FPS_HORIZON_S, FPS_WINDOW, FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
+from dpupose.runtime.sources import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,37 @@ class JsonLinesSink(Sink):
             self._f = None
 
 
+def numbered_stem(index: int) -> str:
+    """The stem FolderSink gives a video's or camera's frame `index` (its frame number): 000012."""
+    return f"{index:06d}"
+
+
+def image_stems(name: str) -> tuple[str, str]:
+    """The stems FolderSink may give the frame of the image file `name`: its stem, or its whole name where an
+    earlier image of the run had that stem (a.png beside a.jpg: a.png.jpg)."""
+    return Path(name).stem, name
+
+
+def frame_file_names(stem: str) -> tuple[str, str]:
+    """The names FolderSink writes a frame of this stem under: STEM.jpg, and .STEM.part.jpg while it is written
+    (left behind by a run killed then)."""
+    return f"{stem}.jpg", f".{stem}.part.jpg"
+
+
+def record_frame_names(frame: int, source: str) -> tuple[str, ...]:
+    """The names in frames/ a run may have written the frame of its keypoints.jsonl record (`frame`, `source`)
+    under: an image's stems when `source` is an image's name (an image source's records name its files, and
+    open_source reads a name with an image extension as an image, never a video), else the frame number (a
+    video's name or camera:N). A run with its frames in a video, or none, wrote none of them."""
+    stems = image_stems(source) if Path(source).suffix.lower() in IMAGE_EXTENSIONS else (numbered_stem(frame),)
+    return tuple(name for stem in stems for name in frame_file_names(stem))
+
+
 def frame_stems(image_names: Collection[str]) -> frozenset[str]:
     """The stems FolderSink may give the frames of a source of these image file names (in any order, skipped
     ones too): each name's stem, and the whole name (two sources of one stem, a.jpg and a.png, keep theirs).
     Made once for a run: `may_write_frame` then looks each of frames/' entries up in it."""
-    return frozenset(Path(n).stem for n in image_names) | frozenset(image_names)
+    return frozenset(stem for n in image_names for stem in image_stems(n))
 
 
 def shared_stems(image_names: Collection[str]) -> frozenset[str]:
@@ -142,15 +169,14 @@ class FolderSink(Sink):
         if annotated is None:
             return
         if self.by_frame_number:  # a camera's or video's: not kept, a camera's run goes on for hours
-            stem = f"{result.index:06d}"
+            stem = numbered_stem(result.index)
         else:
-            stem = Path(result.source).stem
+            stem, whole = image_stems(result.source)
             if stem in self._written:  # another source of this run has the same stem
-                stem = Path(result.source).name
+                stem = whole
             if self._shared is None or stem in self._shared:
                 self._written.add(stem)
-        path = self.folder / f"{stem}.jpg"
-        tmp = self.folder / f".{stem}.part.jpg"
+        path, tmp = (self.folder / name for name in frame_file_names(stem))
         for taken in (path, tmp):  # refused before the run (app._check_outputs_are_files) unless made since
             refuse_non_file(taken, "an annotated frame")
         try:
