@@ -1912,11 +1912,45 @@ def _with_output(node: onnx.NodeProto, output: onnx.ValueInfoProto, tmp_path: Pa
 
 
 def test_a_boundary_tensor_that_is_not_float_is_refused_naming_it(tmp_path):
-    """An ArgMax of the flat heatmaps given out as a model output: an int64 boundary tensor of the CPU subgraph."""
+    """An ArgMax of the flat heatmaps given out as a model output: an int64 boundary tensor of the CPU subgraph.
+    The refusal advised `--cpu-from NODE`, which moves no model output inside a subgraph: it says what does, and
+    what it says (a Cast to FLOAT after it) splits."""
     node = onnx.helper.make_node("ArgMax", ["flat_sm"], ["peak"], axis=-1, name="head/peak")
     path = _with_output(node, onnx.helper.make_tensor_value_info("peak", onnx.TensorProto.INT64, [1, 16, 1]), tmp_path)
-    with pytest.raises(ModelFileError, match=r"boundary tensor 'peak' is not float32 \(INT64\); subgraphs exchange"):
+    with pytest.raises(ModelFileError) as info:
         split_model(SplitOptions(path, CONFIG, tmp_path / "plan"))
+    assert str(info.value) == (
+        "boundary tensor 'peak' is not float32 (INT64); subgraphs exchange float32 (CPU) and int8 (DPU) tensors "
+        "only: it is an output of the model, which no cut (--cpu-from) keeps inside a subgraph: give a model with "
+        "it cast to float32 (a Cast to FLOAT after it), or without it as an output"
+    )
+    assert not (tmp_path / "plan").exists()
+    model = onnx.load(str(path))
+    model.graph.node[-1].output[0] = "peak_int"
+    model.graph.node.append(onnx.helper.make_node("Cast", ["peak_int"], ["peak"], to=onnx.TensorProto.FLOAT))
+    model.graph.output[-1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    onnx.save(model, str(path))
+    plan = split_model(SplitOptions(path, CONFIG, tmp_path / "plan")).plan
+    peak = plan.subgraphs[-1].outputs[-1]
+    assert (peak.name, peak.dtype, peak.shape) == ("peak", "float32", (1, 16, 1))
+
+
+def test_a_model_input_that_is_not_float_is_refused_with_what_helps(tmp_path):
+    """A uint8 image input cast to float32 inside the model: no cut moves a model input, so --cpu-from is not the
+    advice; a float32 input is."""
+    model = build("none")
+    model.graph.input[0].name = "raw"
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    model.graph.node.insert(0, onnx.helper.make_node("Cast", ["raw"], ["image"], to=onnx.TensorProto.FLOAT))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelFileError) as info:
+        split_model(SplitOptions(tmp_path / "m.onnx", CONFIG, tmp_path / "plan"))
+    assert str(info.value) == (
+        "boundary tensor 'raw' is not float32 (UINT8); subgraphs exchange float32 (CPU) and int8 (DPU) tensors "
+        "only: it is an input of the model, which no cut (--cpu-from) keeps inside a subgraph: give a model whose "
+        "input is float32 (the runtime feeds it float32 images)"
+    )
     assert not (tmp_path / "plan").exists()
 
 

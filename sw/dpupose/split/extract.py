@@ -49,10 +49,23 @@ def _value_info(g: QdqGraph, name: str, symbolic_batch: str | None) -> Any:
         raise ModelFileError(f"no static shape for boundary tensor {name!r}")
     elem = g.dtypes.get(name, TensorProto.FLOAT)
     if elem != TensorProto.FLOAT:
+        # A tensor between two subgraphs moves inside one with another cut; a model input or output is a
+        # boundary whatever the cut, and only another model helps.
+        if name in g.graph_outputs:
+            fix = (
+                "it is an output of the model, which no cut (--cpu-from) keeps inside a subgraph: give a model "
+                "with it cast to float32 (a Cast to FLOAT after it), or without it as an output"
+            )
+        elif name in g.graph_inputs:
+            fix = (
+                "it is an input of the model, which no cut (--cpu-from) keeps inside a subgraph: give a model "
+                "whose input is float32 (the runtime feeds it float32 images)"
+            )
+        else:
+            fix = "split with `dpupose split --cpu-from NODE` to keep this part of the graph together"
         raise ModelFileError(
             f"boundary tensor {name!r} is not float32 ({TensorProto.DataType.Name(elem)}); subgraphs exchange "
-            "float32 (CPU) and int8 (DPU) tensors only: split with `dpupose split --cpu-from NODE` to keep this "
-            "part of the graph together"
+            f"float32 (CPU) and int8 (DPU) tensors only: {fix}"
         )
     dims: list[int | str] = list(shape)
     if symbolic_batch is not None and dims:
