@@ -1629,6 +1629,31 @@ def test_deploy_check_of_a_subgraph_after_a_cpu_one_names_the_dump_it_needs(tmp_
     assert "all 1 layers agree" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("axis", "size"), [(3, 2 * S), (2, "H"), (3, "W")])
+def test_deploy_check_of_an_input_no_calibration_image_fits_names_the_dump_it_needs(tmp_path, capsys, axis, size):
+    """Calibration images are (N, 3, S, S): a DPU subgraph whose input is S x 2S was fed them and stopped in the
+    emulator ('input 'image' has shape (1, 16, 16, 3), expected (N, (16, 32, 3))', of images the user never
+    gave), and a symbolic width was read as 1 there; a symbolic height was refused already (as not an image)."""
+    model = save("none", tmp_path / "m.onnx")
+    result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    m = onnx.load(str(result.plan.path("dpu0.onnx")))
+    dim = m.graph.input[0].type.tensor_type.shape.dim[axis]
+    if isinstance(size, int):
+        dim.dim_value = size
+    else:
+        dim.dim_param = size
+    path = tmp_path / "dpu0.onnx"
+    onnx.save(m, str(path))
+    shape = ["batch", 3, S, S]
+    shape[axis] = size
+    assert main(["deploy-check", str(path), "--num", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: the subgraph's input {tuple(shape)} is not a square image of a fixed size (N, 3, S, S), as "
+        "calibration images are, so none can feed it: give --against DUMP_DIR holding its input as "
+        "image_dq_int8.npy (int8, NHWC), e.g. dumped on the board\n"
+    )
+
+
 def test_deploy_check_of_a_subgraph_of_two_inputs_names_the_dumps_it_needs(tmp_path, capsys):
     # "skip"'s dpu1 reads the sigmoid's output and c1 from dpu0: no image feeds two inputs, and the error
     # named neither file ("dump the inputs instead"); it names both, and a folder with them runs

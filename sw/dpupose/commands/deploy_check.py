@@ -86,13 +86,17 @@ def run(args: argparse.Namespace) -> int:
     def images():  # only when no dump folder holds the inputs
         import numpy as np
 
-        if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
+        # Calibration images are (N, 3, S, S): a subgraph of another input (not 3 channels, S x 2S, a symbolic
+        # size) was fed them and failed in the emulator ('has shape (1, 16, 16, 3), expected (N, (16, 32, 3))').
+        square = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) and shape[2] == shape[3]
+        if not square or shape[1] != 3:
             from dpupose.quant.compare import dump_name
 
             files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
             raise UsageError(
-                f"the subgraph's input {shape} is not an image, so no calibration image can feed it: give "
-                f"--against DUMP_DIR holding its input as {files} (int8, NHWC), e.g. dumped on the board"
+                f"the subgraph's input {shape} is not a square image of a fixed size (N, 3, S, S), as calibration "
+                f"images are, so none can feed it: give --against DUMP_DIR holding its input as {files} (int8, "
+                "NHWC), e.g. dumped on the board"
             )
         batches = calibration_batches(args.calib_data, args.data_root, args.num, shape[2], count_option="--num")
         return np.concatenate(list(batches))
