@@ -106,6 +106,10 @@ def test_a_path_starting_with_a_dash_is_answered_with_how_to_give_it(capsys):
     # No such hint where no word starts with a dash, or only a named option is missing.
     assert "write it after" not in refused(["split", "--out", "s"], capsys)
     assert "write it after" not in refused(["split", "m.onnx", "--bogus"], capsys)
+    # A word of two dashes is a mistyped option, not a path: the missing model is said alone.
+    assert refused(["split", "--bogus", "--out", "s"], capsys) == (
+        "dpupose split: error: the following arguments are required: model (see `dpupose split --help`)\n"
+    )
 
 
 def test_range_types_accept_their_bounds_and_refuse_just_outside():
@@ -241,6 +245,12 @@ def test_deploy_check_json_replaces_only_an_earlier_report(paths, capsys):
     report.write_text('{"tolerance_lsb": 0, "first_divergent": null, "layers": []}')
     assert main(["deploy-check", str(paths / "none"), "--json", str(report)]) == 2
     assert "none not found; give a QDQ ONNX file" in capsys.readouterr().err
+    # A JSON file with one of the report's keys (another tool's list of layers) is not one.
+    other = paths / "layers.json"
+    other.write_text('{"layers": ["conv1", "conv2"]}')
+    assert main(["deploy-check", str(paths / "none"), "--json", str(other)]) == 2
+    assert "is not an earlier `dpupose deploy-check` report" in capsys.readouterr().err
+    assert other.read_text() == '{"layers": ["conv1", "conv2"]}'
 
 
 def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
@@ -584,6 +594,9 @@ def test_every_command_s_help_says_what_it_does():
     shown = {prog: " ".join(parser.format_help().split()) for prog, parser in parsers.items()}
     assert "exit 1 if a published file is missing" in shown["dpupose hw status"]
     assert "(exit 1 if not)" in shown["dpupose dpu fit"]
+    # A command with a description of its own keeps it: its one-line help is the shorter text.
+    own = parsers["dpupose deploy-check"].description
+    assert own.startswith("Run a DPU-subgraph QDQ file (or a `dpupose quantize`")
 
 
 _SIGNAL_WHILE_THE_PARSER_IS_BUILT = """
@@ -920,6 +933,7 @@ def test_stdout_on_a_full_disk_is_named(tmp_path, monkeypatch, capsys, fails_at)
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"dpupose: error: No space left on device for {out} (")
     assert err.count("\n") == 1
+    assert type(sys.stdout) is FullDisk  # the command's wrapper is gone with the command
     # stdout on /dev/full: a device, whose disk's free space (the root file system's) means nothing
     assert cli.os_error_line(OSError(errno.ENOSPC, "No space left on device", "/dev/full")) == (
         "No space left on device for /dev/full: free some space on that file system, or write elsewhere"
@@ -974,3 +988,44 @@ def test_stdout_that_cannot_be_written_ends_on_the_command_s_line_and_status(tmp
             finally:
                 os.close(write)
         assert (r.returncode, r.stderr) == expected, (argv[-1][:20], stdout)
+
+
+def test_stdout_s_errors_name_a_file_only_where_stdout_is_one(tmp_path):
+    """NamedStdout names the file stdout goes to in an error that names none: not a pipe's 'pipe:[123]' (no file
+    to free space for), and not over a file an error already names (a stream that writes elsewhere)."""
+    import errno
+
+    from dpupose.cli import NamedStdout
+
+    class Failing:
+        def __init__(self, fd, exc):
+            self.fd, self.exc = fd, exc
+
+        def write(self, text):
+            raise self.exc
+
+        def flush(self):
+            raise self.exc
+
+        def fileno(self):
+            return self.fd
+
+    out = tmp_path / "out.txt"
+    out.touch()
+    fd = os.open(out, os.O_WRONLY)
+    read_end, write_end = os.pipe()
+    try:
+        full = OSError(errno.ENOSPC, "No space left on device")
+        with pytest.raises(OSError) as info:
+            NamedStdout(Failing(fd, full)).write("x")
+        assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(out))
+        with pytest.raises(OSError) as info:
+            NamedStdout(Failing(write_end, full)).flush()
+        assert info.value is full and info.value.filename is None
+        named = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "log.txt"))
+        with pytest.raises(OSError) as info:
+            NamedStdout(Failing(fd, named)).write("x")
+        assert info.value is named
+    finally:
+        for f in (fd, read_end, write_end):
+            os.close(f)

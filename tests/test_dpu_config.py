@@ -301,3 +301,24 @@ def test_a_file_named_without_toml_is_read_as_a_path(tmp_path, monkeypatch):
     write(tmp_path, 'arch = "B800"\nclock_mhz = 150\n', "mine")
     cfg = load_config("mine")
     assert (cfg.name, cfg.arch, cfg.clock_mhz) == ("mine", Arch.B800, 150)
+
+
+def test_a_configuration_file_s_errors_say_where(tmp_path):
+    """A missing file, TOML's own error with its line and column, the first byte that is not UTF-8 (counted from
+    0), and every unknown key (sorted), each named."""
+    missing = tmp_path / "none.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert str(info.value) == f"{missing}: no such file"
+    bad = write(tmp_path, 'arch = "B1600"\nclock_mhz = 2 00\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).startswith(f"{bad}: not valid TOML: ")
+    assert str(info.value).endswith("(at line 2, column 15)")  # the second 0
+    latin = write(tmp_path, 'arch = "B1600"\n# caf\xe9\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(latin)
+    assert str(info.value) == f"{latin}: not a TOML text file (byte 20 is not UTF-8)"  # 15 + len("# caf")
+    odd = write(tmp_path, 'arch = "B1600"\nclock_mhz = 200\nzeta = 1\nalpha = 2\n')
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) alpha, zeta; allowed keys: alu_activations, "):
+        load_config(odd)

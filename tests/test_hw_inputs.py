@@ -279,3 +279,19 @@ def test_check_warns_of_little_disk_for_a_link_alone_and_takes_a_trd_archive_fro
     assert not [f for f in pre.findings if f.topic == "paths"]  # v++ reads the archive's unpacked copy
     monkeypatch.setattr(check.shutil, "disk_usage", lambda path: usage(0, 0, 100e9))
     assert not [f for f in preflight(req, {"link"}).findings if f.topic == "disk"]
+
+
+def test_a_tool_without_a_version_is_refused_with_its_banner_and_the_path_is_the_one_on_path(tmp_path, monkeypatch):
+    """A vivado on PATH whose -version names no release (a wrapper script, another tool by that name) is refused
+    naming where it is and what it said; one that does is recorded with its own path, and v++'s patch release
+    is read as Vivado's is."""
+    install_fake_tools(tmp_path / "bin", monkeypatch)
+    vivado = tmp_path / "bin" / "vivado"
+    assert probe_vivado().path == str(vivado) and probe_vpp().path == str(tmp_path / "bin" / "v++")
+    monkeypatch.setenv("FAKE_VIVADO_BANNER", "** Vivado wrapper (64-bit) **")
+    with pytest.raises(ToolNotFoundError) as info:
+        probe_vivado()
+    assert str(info.value).startswith(
+        f"{vivado} did not report a version ('Vivado wrapper (64-bit)'); install Vivado 2022.1 (AMD Unified"
+    )
+    assert parse_vpp_version("****** v++ v2022.1.2 (64-bit)") == "2022.1.2"

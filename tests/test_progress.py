@@ -84,3 +84,77 @@ def test_a_resumed_bar_counts_only_this_run_in_its_rate(monkeypatch):
     bar = Progress(625, "epoch 2/8", "batch", stream=log, initial=375)
     bar.count += 10
     assert bar._line(1050.0).startswith("epoch 2/8 [##############          ] 385/625 0.2 batch/s eta 1200s")
+
+
+class Clock:
+    """time.monotonic for the bar, moved by hand."""
+
+    def __init__(self, monkeypatch, start: float = 1000.0) -> None:
+        self.now = start
+        monkeypatch.setattr("dpupose.progress.time.monotonic", lambda: self.now)
+
+
+def test_a_terminal_is_redrawn_at_most_every_0_2_s_and_at_the_last_unit(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    clock, tty = Clock(monkeypatch), Tty()
+    bar = Progress(3, "eval", stream=tty)
+    clock.now += 0.1
+    bar.update()  # 0.1 s after the start: not drawn
+    assert tty.getvalue() == ""
+    clock.now += 0.15
+    bar.update()  # 0.25 s: drawn
+    assert tty.getvalue().count("\r") == 1 and " 2/3 " in tty.getvalue()
+    clock.now += 0.05
+    bar.update()  # the last unit, 0.05 s after the last draw: drawn all the same
+    assert tty.getvalue().count("\r") == 2 and tty.getvalue().split("\r")[-1].startswith("eval [" + "#" * 24 + "] 3/3")
+
+
+def test_a_log_gets_a_line_every_30_s_and_none_for_the_last_unit(monkeypatch):
+    """Not a terminal: one line per 30 s, counted from the last line (not one per update after the first 30 s),
+    and none when the count reaches the total, as close() writes the final one."""
+    clock, log = Clock(monkeypatch), io.StringIO()
+    with Progress(6, "eval", stream=log) as bar:
+        for at, expected in ((29.0, 0), (31.0, 1), (32.0, 1), (60.0, 1), (61.5, 2)):
+            clock.now = 1000.0 + at
+            bar.update()
+            assert log.getvalue().count("\n") == expected, at
+        assert log.getvalue().splitlines()[-1].startswith("eval [####################    ] 5/6 0.1 it/s eta 12s")
+        clock.now += 40.0
+        bar.update()  # 6/6, 40 s after the last line
+        assert log.getvalue().count("\n") == 2
+    lines = log.getvalue().splitlines()  # the with block's close() wrote the final line
+    assert len(lines) == 3 and lines[-1].startswith("eval [########################] 6/6 0.1 it/s eta 0s")
+
+
+def test_an_empty_or_negative_total_is_a_full_bar_of_0(monkeypatch):
+    for total in (0, -2):
+        log = io.StringIO()
+        Progress(total, "none", stream=log).close()
+        assert log.getvalue().startswith("none [########################] 0/0 ")
+
+
+def test_the_width_is_columns_when_set_else_the_terminal_else_the_fallback(monkeypatch):
+    """COLUMNS comes first, also over the terminal's own width; a terminal that reports 0 columns (a pty whose
+    size no one set: `docker run -t`, `script`) is no width, and the fallback (80 where nothing says) is used."""
+    import fcntl
+    import shutil
+    import struct
+    import termios
+
+    from dpupose.progress import terminal_columns
+
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=False) as tty:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+            monkeypatch.setenv("COLUMNS", "55")
+            assert terminal_columns(tty) == 55
+            monkeypatch.delenv("COLUMNS")
+            assert terminal_columns(tty) == 40
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((66, 24)))  # stdout's
+            assert terminal_columns(tty) == 66
+            assert terminal_columns(io.StringIO()) == 66
+    finally:
+        os.close(slave)
+        os.close(master)

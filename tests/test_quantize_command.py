@@ -209,6 +209,36 @@ def test_deploy_check_says_why_1_lsb_only_for_the_default_tolerance_against_ort(
     assert capsys.readouterr().out.splitlines()[-1] == line
 
 
+def test_deploy_check_s_table_cuts_long_names_and_gives_the_mismatch_in_percent(tmp_path, monkeypatch, capsys):
+    """Each row: the tensor's name cut to its 60 columns (a longer one pushed the row's numbers out of line), its
+    fix point, max and mean LSB off, and the share of values that differ in percent; the last line names the
+    first layer past the tolerance in full, with its max LSB off."""
+    import dpupose.quant.compare
+    import dpupose.runtime.qdq_graph
+
+    long = "decoder/" + "x" * 70 + "_int8"
+    rows = [
+        {"tensor": "image_int8", "max_lsb": 0, "mean_lsb": 0.0, "mismatch_fraction": 0.0},
+        {"tensor": long, "max_lsb": 3, "mean_lsb": 0.5, "mismatch_fraction": 0.125},
+    ]
+
+    def report(path, images, against, tolerance, dump):
+        fix = {"image_int8": 6, long: -2}
+        return {"tolerance_lsb": 0, "first_divergent": long, "layers": rows, "fix_points": fix}
+
+    program = types.SimpleNamespace(inputs=[types.SimpleNamespace(shape_nchw=(1, 3, 16, 16))])
+    monkeypatch.setattr(dpupose.runtime.qdq_graph, "load_program", lambda path: program)
+    monkeypatch.setattr(dpupose.quant.compare, "deploy_check", report)
+    (tmp_path / "dpu0.onnx").write_bytes(b"")
+    assert _run_cli("deploy-check", tmp_path / "dpu0.onnx") == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "tensor" + " " * 54 + "  fp  max     mean  differ",
+        "image_int8" + " " * 50 + "   6    0   0.0000   0.00%",
+        long[:60] + "  -2    3   0.5000  12.50%",
+        f"first layer that diverges (> 0 LSB): {long}, 3 LSB off",
+    ]
+
+
 @pytest.mark.parametrize("option", ["--dump", "--json"])
 def test_deploy_check_refuses_an_output_it_cannot_write_before_any_work(result, synth_root, monkeypatch, option):
     import dpupose.quant.compare
