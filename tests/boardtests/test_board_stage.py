@@ -18,7 +18,7 @@ from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
 from dpupose.board.stage import list_staged, stage
 from dpupose.board.wheel import check_wheel, wheel_requirements
-from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError, ToolFailed, UsageError
+from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError, ToolFailed, ToolNotFoundError, UsageError
 
 pytestmark = needs_image_tools
 ROOT = str(layout.BOARD_ROOT)
@@ -1186,3 +1186,45 @@ def test_verify_takes_a_block_device_as_the_card(monkeypatch):
     blocks = [p for p in sorted(Path("/dev").glob("loop*")) if stat.S_ISBLK(os.stat(p).st_mode)][:1]
     for device in blocks:
         assert _check_readable_target(device, str(device)) is None
+
+
+def test_a_user_without_the_system_folders_on_path_stages_and_lists(
+    image, overlay, model, wheel, tmp_path, cli, capsys, monkeypatch
+):
+    """Debian installs debugfs in /usr/sbin, which only root's PATH holds by default: an ordinary user's
+    `dpupose sdcard stage` of an image file (no root needed) was told "'debugfs' is not installed or not on
+    PATH: install it (sudo apt-get install e2fsprogs)", installed as it was. The system folders are looked
+    in after PATH. Here PATH holds mtools and no debugfs, and the one debugfs is in a system folder."""
+    from dpupose.board import tools
+
+    bin_dir, sbin = tmp_path / "bin", tmp_path / "sbin"
+    bin_dir.mkdir()
+    sbin.mkdir()
+    for name in ("mdir", "mmd", "mcopy", "mtype"):
+        (bin_dir / name).symlink_to(shutil.which(name))
+    (sbin / "debugfs").symlink_to(shutil.which("debugfs"))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(tools, "SYSTEM_DIRS", ("/nonexistent", str(sbin)), raising=False)
+    out = tmp_path / "staged.img"
+    assert "matches" in stage(image, overlay, model, out=out, wheel=wheel).verdict
+    assert cli(["sdcard", "ls", str(out)]) == 0
+    assert "all SHA-256 sums match" in capsys.readouterr().out
+    monkeypatch.setattr(tools, "SYSTEM_DIRS", ("/nonexistent",), raising=False)
+    with pytest.raises(ToolNotFoundError, match=r"^'debugfs' is not installed .*apt-get install e2fsprogs"):
+        stage(image, overlay, model, out=tmp_path / "again.img", wheel=wheel)
+
+
+def test_a_tool_on_path_comes_before_the_system_folders(tmp_path, monkeypatch):
+    from dpupose.board import tools
+
+    bin_dir, sbin = tmp_path / "bin", tmp_path / "sbin"
+    for folder in (bin_dir, sbin):
+        folder.mkdir()
+        (folder / "debugfs").write_text("#!/bin/sh\necho " + folder.name + "\n")
+        (folder / "debugfs").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(tools, "SYSTEM_DIRS", (str(sbin),), raising=False)
+    assert tools.require_tool("debugfs") == str(bin_dir / "debugfs")
+    assert tools.run_tool(["debugfs"]).stdout == "bin\n"
+    (bin_dir / "debugfs").unlink()
+    assert tools.run_tool(["debugfs"]).stdout == "sbin\n" and tools.have_tool("debugfs")

@@ -1,9 +1,9 @@
 """Running the external tools the board code needs (lsblk, mtools, debugfs, bmaptool, ssh, rsync, pip).
 
-Every tool call goes through `run_tool`: it finds the tool with `shutil.which` (a missing tool raises
-ToolNotFoundError naming the Debian package to install), logs the command line, and turns a failure
-into a DpuposeError that carries the tool's own message. Command lines are built by pure functions
-elsewhere, so tests can assert on them.
+Every tool call goes through `run_tool`: it finds the tool with `shutil.which` on PATH, then in the
+system folders SYSTEM_DIRS (a missing tool raises ToolNotFoundError naming the Debian package to install),
+logs the command line, and turns a failure into a DpuposeError that carries the tool's own message. Command
+lines are built by pure functions elsewhere, so tests can assert on them.
 """
 
 from __future__ import annotations
@@ -34,9 +34,19 @@ TOOL_PACKAGES: dict[str, str] = {
 }
 
 
+# Debian puts debugfs (e2fsprogs) in /usr/sbin, which only root's PATH holds by default: an ordinary user,
+# who may stage an image file, was told to install a tool that is installed. Looked up after PATH.
+SYSTEM_DIRS: tuple[str, ...] = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def find_tool(name: str) -> str | None:
+    """The absolute path of `name`: on PATH, else in SYSTEM_DIRS; None where it is in neither."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SYSTEM_DIRS))
+
+
 def require_tool(name: str) -> str:
-    """The absolute path of `name`, or ToolNotFoundError saying how to install it."""
-    path = shutil.which(name)
+    """The absolute path of `name` (find_tool), or ToolNotFoundError saying how to install it."""
+    path = find_tool(name)
     if path is None:
         package = TOOL_PACKAGES.get(name)
         hint = f" (Debian/Ubuntu: sudo apt-get install {package})" if package else ""
@@ -45,7 +55,7 @@ def require_tool(name: str) -> str:
 
 
 def have_tool(name: str) -> bool:
-    return shutil.which(name) is not None
+    return find_tool(name) is not None
 
 
 def run_tool(
@@ -57,7 +67,7 @@ def run_tool(
     env: Mapping[str, str] | None = None,
     text: bool = True,
 ) -> subprocess.CompletedProcess:
-    """Run argv[0] (looked up on PATH) with the rest as arguments.
+    """Run argv[0] (looked up on PATH, then in SYSTEM_DIRS) with the rest as arguments.
 
     capture: collect stdout/stderr (otherwise they go to the terminal, for interactive tools).
     check: raise ToolFailed on a non-zero exit.
