@@ -20,8 +20,20 @@ ROOT_SIZE = 24 * MiB
 IMAGE_SIZE = ROOT_START + ROOT_SIZE + MiB
 FINGERPRINT = "0x101000016010407"
 OLD_CARD = b"old card".ljust(510, b"\0") + b"\x55\xaa"  # an earlier image's first sector: an MBR
-IMAGE_TOOLS = ("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "mdir", "mtype", "mmd", "debugfs", "e2fsck")
-MISSING = [t for t in IMAGE_TOOLS if shutil.which(t) is None]
+IMAGE_TOOLS = ("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "mdir", "mtype", "mmd", "debugfs", "e2fsck", "dumpe2fs")
+# Debian installs sfdisk, mkfs.*, e2fsck, dumpe2fs and debugfs in /usr/sbin, which only root's PATH holds by
+# default: for an ordinary user every image test was skipped as if they were not installed. Looked for on PATH,
+# then there (as dpupose's own tool lookup does).
+SYSTEM_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def tool(name: str) -> str:
+    """The absolute path of the tool `name`, on PATH or in a system folder (its bare name where it is in neither:
+    the tests that need it are skipped, and a run of it fails saying which)."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SYSTEM_DIRS)) or name
+
+
+MISSING = [t for t in IMAGE_TOOLS if tool(t) == t]
 needs_image_tools = pytest.mark.skipif(
     bool(MISSING),
     reason=f"needs {', '.join(MISSING)} (apt-get install fdisk dosfstools mtools e2fsprogs; .ci/run does)",
@@ -33,12 +45,14 @@ def sha256(path: Path) -> str:
 
 
 def run(*argv: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=True, capture_output=True, **kw)
+    return subprocess.run([tool(argv[0]), *argv[1:]], check=True, capture_output=True, **kw)
 
 
 def debugfs_cat(image: Path, offset: int, path: str) -> bytes | None:
     """Read a file from the ext4 partition directly with debugfs (independent of dpupose.board)."""
-    proc = subprocess.run(["debugfs", "-R", f"cat {path}", f"{image}?offset={offset}"], capture_output=True, check=True)
+    proc = subprocess.run(
+        [tool("debugfs"), "-R", f"cat {path}", f"{image}?offset={offset}"], capture_output=True, check=True
+    )
     return None if b"not found" in proc.stderr else proc.stdout
 
 

@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from boardtests.helpers import MiB, needs_image_tools, run
-from dpupose.board import layout
+from boardtests.helpers import MiB, needs_image_tools, run, tool
+from dpupose.board import layout, tools
 from dpupose.board.fatfs import FatFs
 from dpupose.board.firstboot import firstboot_script, firstboot_unit
 from dpupose.board.manifest import build_manifest, check_files, parse_manifest
@@ -66,7 +66,7 @@ def poke(path, offset, fmt, *values):
 
 @needs_image_tools
 def test_four_partitions_the_last_ending_with_the_file_are_read_as_sfdisk_lists_them(four):
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(four)], capture_output=True, check=True).stdout)
+    table = json.loads(subprocess.run([tool("sfdisk"), "--json", str(four)], capture_output=True, check=True).stdout)
     listed = [(e["start"] * 512, e["size"] * 512, int(e["type"], 16)) for e in table["partitiontable"]["partitions"]]
     parts = read_mbr(four)
     assert [(p.offset, p.size, p.type_id) for p in parts] == listed
@@ -233,9 +233,9 @@ def run_firstboot(tmp_path, *, online_after, setup_code, wheel="dpupose-0.1.0-py
     for name, body in stub.items():
         (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
         (stubs / name).chmod(0o755)
-    for tool in ("stat", "cat"):
-        if not (stubs / tool).exists():
-            (stubs / tool).symlink_to(shutil.which(tool))
+    for program in ("stat", "cat"):
+        if not (stubs / program).exists():
+            (stubs / program).symlink_to(shutil.which(program))
     text = firstboot_script(wheel)
     assert text.count(str(layout.FIRSTBOOT_LOG)) == 1
     script = tmp_path / "firstboot.sh"
@@ -364,3 +364,34 @@ def test_the_board_command_docs_runtime_md_shows_is_the_one_stage_and_deploy_pri
         return outer[:3], outer[3].replace("\\\n", " ").split()  # the inner shell joins its lines
 
     assert words(shown) == words(layout.run_command("vart"))
+
+
+def test_a_tool_on_path_comes_before_the_system_folders(tmp_path, monkeypatch):
+    bin_dir, sbin = tmp_path / "bin", tmp_path / "sbin"
+    for folder in (bin_dir, sbin):
+        folder.mkdir()
+        (folder / "debugfs").write_text("#!/bin/sh\necho " + folder.name + "\n")
+        (folder / "debugfs").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(tools, "SYSTEM_DIRS", (str(sbin),))
+    assert tools.require_tool("debugfs") == str(bin_dir / "debugfs")
+    assert tools.run_tool(["debugfs"]).stdout == "bin\n"
+    (bin_dir / "debugfs").unlink()
+    assert tools.run_tool(["debugfs"]).stdout == "sbin\n" and tools.have_tool("debugfs")
+
+
+def test_the_tests_find_the_image_tools_in_the_system_folders(tmp_path, monkeypatch):
+    """The image tests' own lookup: sfdisk, mkfs.*, e2fsck and debugfs are in /usr/sbin on Debian, which an
+    ordinary user's PATH lacks, and every image test was skipped for such a user as if they were missing."""
+    from boardtests import helpers
+
+    bin_dir, sbin = tmp_path / "bin", tmp_path / "sbin"
+    bin_dir.mkdir()
+    sbin.mkdir()
+    (sbin / "sfdisk").write_text('#!/bin/sh\necho sbin "$@"\n')
+    (sbin / "sfdisk").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(helpers, "SYSTEM_DIRS", ("/nonexistent", str(sbin)))
+    assert helpers.tool("sfdisk") == str(sbin / "sfdisk")
+    assert helpers.run("sfdisk", "--json", "x.img").stdout == b"sbin --json x.img\n"
+    assert helpers.tool("no-such-tool") == "no-such-tool"

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from boardtests.helpers import FAT_START, ROOT_START, debugfs_cat, needs_image_tools, sha256
+from boardtests.helpers import FAT_START, ROOT_START, debugfs_cat, needs_image_tools, sha256, tool
 from dpupose.board import layout
 from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
@@ -42,20 +42,20 @@ def staged_files(overlay, model, wheel):
 
 def boot_file(image, name):
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    cmd = ["mtype", "-i", f"{image}@@{FAT_START}", f"::/dpupose/{name}"]
+    cmd = [tool("mtype"), "-i", f"{image}@@{FAT_START}", f"::/dpupose/{name}"]
     return subprocess.run(cmd, capture_output=True, env=env, check=True).stdout
 
 
 def ls_p(image, path):
     out = subprocess.run(
-        ["debugfs", "-R", f"ls -p {path}", f"{image}?offset={ROOT_START}"], capture_output=True, text=True
+        [tool("debugfs"), "-R", f"ls -p {path}", f"{image}?offset={ROOT_START}"], capture_output=True, text=True
     ).stdout
     rows = [line.split("/") for line in out.splitlines() if line.startswith("/")]
     return {r[5]: (int(r[2], 8), int(r[3]), int(r[4])) for r in rows if r[5] not in (".", "..")}
 
 
 def test_mbr_and_superblocks_match_sfdisk_and_dumpe2fs(image):
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True).stdout)
+    table = json.loads(subprocess.run([tool("sfdisk"), "--json", str(image)], capture_output=True, check=True).stdout)
     parts = read_mbr(image)
     assert [(p.offset // 512, p.size // 512) for p in parts] == [
         (e["start"], e["size"]) for e in table["partitiontable"]["partitions"]
@@ -63,7 +63,7 @@ def test_mbr_and_superblocks_match_sfdisk_and_dumpe2fs(image):
     layout_ = find_pynq_partitions(image)
     assert layout_.boot.offset == FAT_START and layout_.boot_fs.label == "PYNQ"
     dump = subprocess.run(
-        ["dumpe2fs", "-h", f"{image}?offset={ROOT_START}"], capture_output=True, text=True, check=True
+        [tool("dumpe2fs"), "-h", f"{image}?offset={ROOT_START}"], capture_output=True, text=True, check=True
     ).stdout
     fields = dict(line.split(":", 1) for line in dump.splitlines() if ":" in line)
     ext = read_ext(image, layout_.root)
@@ -161,7 +161,7 @@ def test_stage_into_a_copy(image, overlay, model, wheel, tmp_path, cli, capsys):
     assert f"--overlay {layout.OVERLAY_DIR}" in report.run_command
 
     # The file system is consistent after debugfs's writes.
-    fsck = subprocess.run(["e2fsck", "-fn", f"{out}?offset={ROOT_START}"], capture_output=True, text=True)
+    fsck = subprocess.run([tool("e2fsck"), "-fn", f"{out}?offset={ROOT_START}"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
     assert cli(["sdcard", "ls", str(out)]) == 0
@@ -255,7 +255,7 @@ def test_in_place_restage_replaces_and_prunes(image, overlay, model, wheel):
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/overlay/dpu.bit") == b"new bitstream" * 1000
     listing = list_staged(image)
     assert {c.status for c in listing.checks} == {"ok"}
-    fsck = subprocess.run(["e2fsck", "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
+    fsck = subprocess.run([tool("e2fsck"), "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout
 
 
@@ -265,12 +265,12 @@ def test_changed_file_is_reported_by_ls(image, overlay, model, wheel, tmp_path, 
     evil.write_bytes(b"tampered")
     target = f"{ROOT}/overlay/dpu.hwh"
     subprocess.run(
-        ["debugfs", "-w", "-R", f"rm {target}", f"{image}?offset={ROOT_START}"],
+        [tool("debugfs"), "-w", "-R", f"rm {target}", f"{image}?offset={ROOT_START}"],
         capture_output=True,
         check=True,
     )
     subprocess.run(
-        ["debugfs", "-w", "-R", f"write {evil} {target}", f"{image}?offset={ROOT_START}"],
+        [tool("debugfs"), "-w", "-R", f"write {evil} {target}", f"{image}?offset={ROOT_START}"],
         capture_output=True,
         check=True,
     )
@@ -448,8 +448,8 @@ def test_first_boot_moves_a_clock_behind_the_staging_time_forward(tmp_path, ntp,
         (stubs / "ntpdate").write_text(f"#!/bin/bash\necho {ntp} > {now}\n")
     for stub in stubs.iterdir():
         stub.chmod(0o755)
-    for tool in ("stat", "cat"):  # and nothing else of the host's (no ntpdate of its own)
-        (stubs / tool).symlink_to(shutil.which(tool))
+    for program in ("stat", "cat"):  # and nothing else of the host's (no ntpdate of its own)
+        (stubs / program).symlink_to(shutil.which(program))
     script = tmp_path / "firstboot.sh"
     script.write_text(function + "sync_clock\n")
     os.utime(script, (1_700_000_000, 1_700_000_000))  # staged then
@@ -707,7 +707,7 @@ def test_staging_again_counts_the_files_it_replaces_as_free(image, overlay, mode
     stage(image, overlay, model, in_place=True, wheel=wheel)
     assert len(debugfs_cat(image, ROOT_START, f"{ROOT}/model/weights.bin")) == free * 85 // 100
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/old.bin") is None
-    fsck = subprocess.run(["e2fsck", "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
+    fsck = subprocess.run([tool("e2fsck"), "-fn", f"{image}?offset={ROOT_START}"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout
 
 
@@ -898,7 +898,7 @@ def test_the_free_space_check_counts_blocks_inodes_and_the_boot_partition_as_wor
     # Where a staged file was, a link now: a fast symlink's target is in its inode, so it frees no block.
     stale = [PurePosixPath("/home/xilinx/old.onnx")]
     subprocess.run(
-        ["debugfs", "-w", "-R", f"symlink {stale[0]} /etc/hostname", f"{image}?offset={ROOT_START}"],
+        [tool("debugfs"), "-w", "-R", f"symlink {stale[0]} /etc/hostname", f"{image}?offset={ROOT_START}"],
         check=True,
         capture_output=True,
     )
@@ -990,7 +990,7 @@ def test_a_folder_made_outside_the_board_folder_belongs_to_root(image, overlay, 
     # An image without multi-user.target.wants: the folder made for the unit's link is systemd's, not xilinx's.
     wants = layout.FIRSTBOOT_WANTS.parent
     subprocess.run(
-        ["debugfs", "-w", "-R", f"rmdir {wants}", f"{image}?offset={ROOT_START}"], check=True, capture_output=True
+        [tool("debugfs"), "-w", "-R", f"rmdir {wants}", f"{image}?offset={ROOT_START}"], check=True, capture_output=True
     )
     assert wants.name not in ls_p(image, wants.parent)
     stage(image, overlay, model, in_place=True, wheel=wheel)
@@ -1033,7 +1033,7 @@ def test_ls_says_when_the_boot_copy_differs_and_when_the_unit_is_not_linked(
     other = tmp_path / "other.json"
     other.write_text("{}\n")
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    mcopy = ["mcopy", "-o", "-i", f"{image}@@{FAT_START}", str(other), "::/dpupose/manifest.json"]
+    mcopy = [tool("mcopy"), "-o", "-i", f"{image}@@{FAT_START}", str(other), "::/dpupose/manifest.json"]
     subprocess.run(mcopy, env=env, check=True, capture_output=True)
     assert cli(["sdcard", "ls", str(image)]) == 1
     out = capsys.readouterr().out.splitlines()
@@ -1046,7 +1046,7 @@ def test_ls_says_when_the_boot_copy_differs_and_when_the_unit_is_not_linked(
     commands = tmp_path / "cmds"
     commands.write_text(f"rm {link}\ncd {link.parent}\nwrite {other} {link.name}\n")
     subprocess.run(
-        ["debugfs", "-w", "-f", str(commands), f"{image}?offset={ROOT_START}"], check=True, capture_output=True
+        [tool("debugfs"), "-w", "-f", str(commands), f"{image}?offset={ROOT_START}"], check=True, capture_output=True
     )
     assert ls_p(image, link.parent)[link.name][0] & 0o170000 == 0o100000
     cli(["sdcard", "ls", str(image)])
@@ -1133,7 +1133,7 @@ def test_a_stale_file_already_gone_from_the_image_is_not_removed_again(image, ov
     (model / "old.bin").write_bytes(b"old")
     stage(image, overlay, model, in_place=True, wheel=wheel)
     subprocess.run(
-        ["debugfs", "-w", "-R", f"rm {ROOT}/model/old.bin", f"{image}?offset={ROOT_START}"],
+        [tool("debugfs"), "-w", "-R", f"rm {ROOT}/model/old.bin", f"{image}?offset={ROOT_START}"],
         check=True,
         capture_output=True,
     )
@@ -1202,7 +1202,7 @@ def test_a_user_without_the_system_folders_on_path_stages_and_lists(
     sbin.mkdir()
     for name in ("mdir", "mmd", "mcopy", "mtype"):
         (bin_dir / name).symlink_to(shutil.which(name))
-    (sbin / "debugfs").symlink_to(shutil.which("debugfs"))
+    (sbin / "debugfs").symlink_to(tool("debugfs"))
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setattr(tools, "SYSTEM_DIRS", ("/nonexistent", str(sbin)), raising=False)
     out = tmp_path / "staged.img"
@@ -1212,19 +1212,3 @@ def test_a_user_without_the_system_folders_on_path_stages_and_lists(
     monkeypatch.setattr(tools, "SYSTEM_DIRS", ("/nonexistent",), raising=False)
     with pytest.raises(ToolNotFoundError, match=r"^'debugfs' is not installed .*apt-get install e2fsprogs"):
         stage(image, overlay, model, out=tmp_path / "again.img", wheel=wheel)
-
-
-def test_a_tool_on_path_comes_before_the_system_folders(tmp_path, monkeypatch):
-    from dpupose.board import tools
-
-    bin_dir, sbin = tmp_path / "bin", tmp_path / "sbin"
-    for folder in (bin_dir, sbin):
-        folder.mkdir()
-        (folder / "debugfs").write_text("#!/bin/sh\necho " + folder.name + "\n")
-        (folder / "debugfs").chmod(0o755)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(tools, "SYSTEM_DIRS", (str(sbin),), raising=False)
-    assert tools.require_tool("debugfs") == str(bin_dir / "debugfs")
-    assert tools.run_tool(["debugfs"]).stdout == "bin\n"
-    (bin_dir / "debugfs").unlink()
-    assert tools.run_tool(["debugfs"]).stdout == "sbin\n" and tools.have_tool("debugfs")
