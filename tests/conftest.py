@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,13 @@ import pytest
 from dpupose.data.synthetic import SynthSpec, generate
 
 BOARD_PY_MARK = "pytestmark = pytest.mark.board_py"
+
+# A process started with SIGINT ignored (a shell script's `make test &`: without job control the shell
+# ignores SIGINT in background commands) gets no KeyboardInterrupt from Python, and every test of what
+# Ctrl-C leaves behind failed there ("DID NOT RAISE KeyboardInterrupt"). The tests send SIGINT themselves,
+# so they take Python's own handler whatever the disposition they were started with.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
