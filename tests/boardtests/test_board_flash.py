@@ -3,9 +3,11 @@
 import fcntl
 import lzma
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -737,3 +739,35 @@ def test_a_new_file_gets_the_umask_s_permissions(image, tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "new.img").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_card_this_user_may_not_write_is_refused_before_the_question_with_the_command_for_root(
+    image, fake_device, monkeypatch, tmp_path
+):
+    """An ordinary user (no root, not in the disk group) was shown the card, typed yes, and only then read
+    "no permission to write /dev/sdb: run as root (sudo)"; and `sudo dpupose ...` is "command not found"
+    where dpupose lives in a virtual environment (sudo's secure_path). It is refused before the question,
+    with the command to run: the same one, with sudo and dpupose's full path."""
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)  # lsblk names it /dev/sdb
+    card.chmod(0o444)  # not writable for an ordinary user; root writes it all the same, so os.access is asked
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: real_access(p, mode, **kw) and str(p) != str(card))
+    program = tmp_path / "venv" / "bin" / "dpupose"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "argv", [str(program), "sdcard", "flash", "my card.img", "--device", str(card)])
+    asked = []
+    with pytest.raises(DeviceError) as caught:
+        flash(image, card, use_bmaptool=False, confirm=lambda text: asked.append(text) or True)
+    assert str(caught.value) == (
+        "no permission to write /dev/sdb: writing a card needs root; run the command with sudo and dpupose's full "
+        f"path (sudo does not keep a virtual environment on PATH): sudo {program} sdcard flash 'my card.img' "
+        f"--device {card}"
+    )
+    assert asked == [] and card.read_bytes()[:4096] == b"\xa5" * 4096
+    monkeypatch.setattr(sys, "argv", [os.path.join("sw", "dpupose", "__main__.py"), "sdcard", "flash", "x.img"])
+    with pytest.raises(DeviceError, match=rf"PATH\): sudo {re.escape(sys.executable)} -m dpupose sdcard flash x.img$"):
+        flash(image, card, use_bmaptool=False)
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py"])  # not a command line: no command to give
+    with pytest.raises(DeviceError, match=r"^no permission to write /dev/sdb: run as root \(sudo\)$"):
+        flash(image, card, use_bmaptool=False)

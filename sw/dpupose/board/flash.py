@@ -23,6 +23,7 @@ import errno
 import fcntl
 import logging
 import os
+import shlex
 import stat
 import sys
 import tempfile
@@ -230,7 +231,7 @@ def _write_and_verify(
             if exc.errno == errno.EBUSY:
                 raise DeviceError(f"{dest} is in use (mounted or held by another program): unmount it") from None
             if exc.errno in (errno.EACCES, errno.EPERM):
-                raise DeviceError(f"no permission to write {dest}: run as root (sudo)") from None
+                raise _no_permission(dest, card=not fresh_file) from None
             raise DeviceError(f"cannot open {dest}: {exc.strerror}") from None
         bar = Progress(info.size, "write ", enabled=progress_on)
         digests = stream_copy(info, fd, sparse=fresh_file, progress=bar, writing=writing)
@@ -261,7 +262,7 @@ def _device_locked(device: str) -> Iterator[None]:
                 fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
-                raise DeviceError(f"no permission to write {device}: run as root (sudo)") from None
+                raise _no_permission(device) from None
             raise DeviceError(f"cannot open {device}: {exc.strerror}") from None
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:
@@ -341,6 +342,25 @@ def _check_replaceable_file(target: Path) -> None:
         )
 
 
+def _no_permission(device: str | Path, card: bool = True) -> DeviceError:
+    """Writing a card needs root (or the disk group). `sudo dpupose ...` finds no dpupose where it lives in a
+    virtual environment (sudo's secure_path replaces PATH): run from the command line, the command itself is
+    given with dpupose's full path."""
+    argv = list(sys.argv)
+    if not card:
+        return DeviceError(f"no permission to write {device}: run as root (sudo)")
+    if argv and os.path.basename(argv[0]) == "dpupose" and os.path.isfile(argv[0]):
+        command = [os.path.abspath(argv[0]), *argv[1:]]
+    elif argv and argv[0].endswith(os.path.join("dpupose", "__main__.py")):  # python -m dpupose
+        command = [sys.executable, "-m", "dpupose", *argv[1:]]
+    else:
+        return DeviceError(f"no permission to write {device}: run as root (sudo)")
+    return DeviceError(
+        f"no permission to write {device}: writing a card needs root; run the command with sudo and "
+        f"dpupose's full path (sudo does not keep a virtual environment on PATH): sudo {shlex.join(command)}"
+    )
+
+
 def _lsblk(device: str) -> str:
     """lsblk's JSON listing of the device; util-linux before 2.37 refuses the MOUNTPOINTS column (its
     message may be translated), so a failure is retried with the columns every lsblk with --json has."""
@@ -369,6 +389,8 @@ def _flash_device(
         f"Everything on {dev.path} will be replaced by {info.path.name} ({devices.human_bytes(info.size)})."
     )
     log.info("%s", text)
+    if not os.access(real, os.W_OK):  # before the question: a `yes` would only be refused after it
+        raise _no_permission(dev.path)
     if confirm is not None and not confirm(text):
         raise UsageError("not confirmed: nothing was written")
     writing = Writing()
