@@ -8,17 +8,26 @@ import shlex
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 
 import pytest
 
-from boardtests.helpers import FAT_START, ROOT_START, debugfs_cat, needs_image_tools, sha256, tool
+from boardtests.helpers import FAT_START, OLD_CARD, ROOT_START, debugfs_cat, needs_image_tools, sha256, tool
 from dpupose.board import layout
 from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
 from dpupose.board.stage import list_staged, stage
 from dpupose.board.wheel import check_wheel, wheel_requirements
-from dpupose.errors import ArtifactError, FingerprintMismatch, ImageError, ToolFailed, ToolNotFoundError, UsageError
+from dpupose.errors import (
+    ArtifactError,
+    DeviceError,
+    FingerprintMismatch,
+    ImageError,
+    ToolFailed,
+    ToolNotFoundError,
+    UsageError,
+)
 
 pytestmark = needs_image_tools
 ROOT = str(layout.BOARD_ROOT)
@@ -1181,11 +1190,47 @@ def test_verify_takes_a_block_device_as_the_card(monkeypatch):
         return real_stat(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", fake_stat)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: str(path) == "/dev/sdq")  # readable by this user
     assert _check_readable_target(Path("/dev/sdq"), "/dev/sdq") is None
-    monkeypatch.setattr(os, "stat", real_stat)
+    monkeypatch.undo()
     blocks = [p for p in sorted(Path("/dev").glob("loop*")) if stat.S_ISBLK(os.stat(p).st_mode)][:1]
     for device in blocks:
-        assert _check_readable_target(device, str(device)) is None
+        if os.access(device, os.R_OK):  # root's, or the disk group's
+            assert _check_readable_target(device, str(device)) is None
+        else:  # an ordinary user's: the next test
+            with pytest.raises(DeviceError, match=f"^no permission to read --device {device}: reading a card"):
+                _check_readable_target(device, str(device))
+
+
+def test_verify_of_a_card_this_user_may_not_read_gives_the_command_for_root(monkeypatch, tmp_path, cli, capsys):
+    """An ordinary user's `sdcard verify IMG --device /dev/sdb` read "cannot read /dev/sdb back for
+    verification: Permission denied" (nothing was written back), and `sudo dpupose ...` is "command not found"
+    where dpupose is in a virtual environment (sudo's secure_path): the command to run is given, with sudo and
+    dpupose's full path."""
+    import stat
+
+    real_stat = os.stat
+
+    def fake_stat(path, *args, **kwargs):
+        if str(path) == "/dev/sdq":
+            return os.stat_result((stat.S_IFBLK | 0o660, 0, 5, 1, 0, 6, 0, 0, 0, 0))
+        return real_stat(path, *args, **kwargs)
+
+    image = tmp_path / "pynq.img"
+    image.write_bytes(OLD_CARD)
+    program = tmp_path / "venv" / "bin" / "dpupose"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    argv = ["sdcard", "verify", str(image), "--device", "/dev/sdq"]
+    monkeypatch.setattr(sys, "argv", [str(program), *argv])
+    monkeypatch.setattr(os, "stat", fake_stat)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: str(path) != "/dev/sdq")  # root's and disk's only
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == (
+        "dpupose: error: no permission to read --device /dev/sdq: reading a card needs root; run the command with "
+        "sudo and dpupose's full path (sudo does not keep a virtual environment on PATH): "
+        f"sudo {program} sdcard verify {image} --device /dev/sdq\n"
+    )
 
 
 def test_a_user_without_the_system_folders_on_path_stages_and_lists(

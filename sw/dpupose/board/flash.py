@@ -23,7 +23,6 @@ import errno
 import fcntl
 import logging
 import os
-import shlex
 import stat
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from dpupose.board import devices
 from dpupose.board.images import ImageInfo, ImageKind, image_stream, open_image, read_chunk
 from dpupose.board.partitions import read_mbr
 from dpupose.board.progress import Progress
-from dpupose.board.tools import have_tool, require_tool, run_tool
+from dpupose.board.tools import have_tool, require_tool, run_tool, sudo_command
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
 from dpupose.fsio import current_umask, signals_deferred
@@ -343,21 +342,13 @@ def _check_replaceable_file(target: Path) -> None:
 
 
 def _no_permission(device: str | Path, card: bool = True) -> DeviceError:
-    """Writing a card needs root (or the disk group). `sudo dpupose ...` finds no dpupose where it lives in a
-    virtual environment (sudo's secure_path replaces PATH): run from the command line, the command itself is
-    given with dpupose's full path."""
-    argv = list(sys.argv)
-    if not card:
-        return DeviceError(f"no permission to write {device}: run as root (sudo)")
-    if argv and os.path.basename(argv[0]) == "dpupose" and os.path.isfile(argv[0]):
-        command = [os.path.abspath(argv[0]), *argv[1:]]
-    elif argv and argv[0].endswith(os.path.join("dpupose", "__main__.py")):  # python -m dpupose
-        command = [sys.executable, "-m", "dpupose", *argv[1:]]
-    else:
+    """Writing a card needs root (or the disk group): the command to run, where this is the dpupose command."""
+    command = sudo_command() if card else None
+    if command is None:
         return DeviceError(f"no permission to write {device}: run as root (sudo)")
     return DeviceError(
         f"no permission to write {device}: writing a card needs root; run the command with sudo and "
-        f"dpupose's full path (sudo does not keep a virtual environment on PATH): sudo {shlex.join(command)}"
+        f"dpupose's full path (sudo does not keep a virtual environment on PATH): {command}"
     )
 
 

@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 from dpupose.errors import ToolFailed, ToolNotFoundError
@@ -56,6 +57,20 @@ def require_tool(name: str) -> str:
 
 def have_tool(name: str) -> bool:
     return find_tool(name) is not None
+
+
+def sudo_command() -> str | None:
+    """This command line as root: `sudo` and dpupose's full path, since sudo's secure_path replaces PATH and
+    `sudo dpupose ...` finds no dpupose in a virtual environment. None where this process is not the dpupose
+    command (a notebook, a test)."""
+    argv = list(sys.argv)
+    if argv and os.path.basename(argv[0]) == "dpupose" and os.path.isfile(argv[0]):
+        command = [os.path.abspath(argv[0]), *argv[1:]]
+    elif argv and argv[0].endswith(os.path.join("dpupose", "__main__.py")):  # python -m dpupose
+        command = [sys.executable, "-m", "dpupose", *argv[1:]]
+    else:
+        return None
+    return f"sudo {shlex.join(command)}"
 
 
 def run_tool(

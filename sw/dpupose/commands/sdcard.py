@@ -192,6 +192,18 @@ def _check_readable_target(device, given: str) -> None:
         raise UsageError(f"--device {given} does not exist{hint}: {what}") from None
     except OSError as exc:
         raise UsageError(f"--device {given} cannot be read ({exc.strerror}): {what}") from None
+    if stat.S_ISBLK(mode) and not os.access(device, os.R_OK):  # else "cannot read /dev/sdb back for verification"
+        from dpupose.board.tools import sudo_command
+        from dpupose.errors import DeviceError
+
+        command = sudo_command()
+        how = (
+            f"run the command with sudo and dpupose's full path (sudo does not keep a virtual environment on "
+            f"PATH): {command}"
+            if command
+            else "run it as root (sudo)"
+        )
+        raise DeviceError(f"no permission to read --device {given}: reading a card needs root; {how}")
     if stat.S_ISBLK(mode) or stat.S_ISREG(mode):
         return
     kind = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device"}.get(
