@@ -888,3 +888,11 @@ def test_the_ctrl_c_tests_pass_when_started_with_sigint_ignored(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as the shell does for `make test &`
     )
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_the_tests_on_a_small_file_system_say_they_need_root(small_fs, monkeypatch):
+    """As an ordinary user (make test needs no root) they were skipped as 'mounting a tmpfs is not permitted
+    here', which said neither why nor what would run them."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match=r"^needs root: it mounts a small tmpfs \(a real full or read-only"):
+        small_fs(64)
