@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -576,10 +577,14 @@ def test_ctrl_c_as_the_image_file_temporary_is_made_leaves_none(image, tmp_path,
 
     monkeypatch.setattr(flashmod, "_write_and_verify", write)
     out = tmp_path / "card.img"
+    temporary = tmp_path / "tmp"  # flash's working folder goes there: Ctrl-C inside mkdtemp left it behind
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     for point in signal_sweep(signal.SIGINT):
         with pytest.raises((KeyboardInterrupt, Written)), point.armed():
             flash(image, out, use_bmaptool=False)
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["pynq.img"], point
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["pynq.img", "tmp"], point
+        assert os.listdir(temporary) == [], point
     assert point.n > 3  # signalled inside mkdtemp and mkstemp
 
 

@@ -23,6 +23,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -316,13 +317,21 @@ def flash(
     kind = _classify(target)
     if kind != "new" and os.path.samefile(info.path, target):
         raise UsageError(f"{target} is the image itself: give another target")
-    with tempfile.TemporaryDirectory(prefix="dpupose-flash-") as work:
+    work: str | None = None
+    try:
+        # Ctrl-C or SIGTERM inside mkdtemp, after it made the folder, left it in the temporary folder (each
+        # run of the tests left some): held back until `work` names it for the finally below.
+        with signals_deferred():
+            work = tempfile.mkdtemp(prefix="dpupose-flash-")
         bmap_path = _bmap_for(info, Path(bmap) if bmap else None, Path(work), use_bmaptool)
         if kind == "block":
             return _flash_device(info, target, bmap_path, force=force, confirm=confirm, progress=progress)
         if kind == "file" and not force:
             _check_replaceable_file(target)
         return _flash_file(info, target, bmap_path, exists=kind == "file", confirm=confirm, progress=progress)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _check_replaceable_file(target: Path) -> None:
