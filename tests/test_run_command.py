@@ -1334,3 +1334,141 @@ def test_an_earlier_run_with_only_its_run_json_keeps_frames(plan_dir: Path, tmp_
     (out / "keypoints.jsonl").unlink()
     _run_into(out, plan_dir, tmp_path)
     assert sorted(os.listdir(out / "frames")) == ["000000.jpg", "000001.jpg"]
+
+
+@pytest.mark.parametrize("annotate", ["video", "none"])
+def test_a_fifo_in_frames_does_not_stop_a_run_that_writes_no_frames(
+    plan_dir: Path, tmp_path: Path, annotate: str
+) -> None:
+    """frames/ is checked only for a run that writes its frames there: a FIFO at a frame's name in it is no
+    reason to refuse a run whose frames go into a video, or nowhere, and stays as it was."""
+    import stat
+
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    os.mkfifo(out / "frames" / "000000.jpg")
+    clip = write_video(tmp_path / "clip.avi", 2)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", annotate]) == 0
+    assert stat.S_ISFIFO(os.stat(out / "frames" / "000000.jpg").st_mode)
+
+
+def test_the_earlier_record_s_removal_is_flushed_before_the_run_writes(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The earlier run.json's removal reaches the disk (its folder flushed) before the new run empties
+    keypoints.jsonl: after a power cut the folder must not hold the earlier record beside the new keypoints."""
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main(common) == 0
+    flushed = []
+    real = app.sync_file
+
+    def sync(path, shown):
+        flushed.append((Path(path), Path(shown), (out / "run.json").exists(), len(lines(out / "keypoints.jsonl"))))
+        real(path, shown)
+
+    monkeypatch.setattr(app, "sync_file", sync)
+    assert main([*common, "--max-frames", "1"]) == 0
+    assert flushed == [(out, out, False, 4)]  # run.json gone, the earlier run's 4 lines still there
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("keypoints.jsonl", '[{"frame": 0, "source": "clip.mp4"}]\n'),
+        ("keypoints.jsonl", "7\n"),
+        ("keypoints.jsonl", '{"frame": 0, "source": "clip.mp4", "keypoints": [[1, 2]]}\n'),  # no confidence
+        ("run.json", '["backend", "decode", "skipped_inputs", "fingerprint_check", "outputs"]'),
+        ("run.json", '{"backend": "tensorrt", "outputs": ["frames"]}'),  # another program's record of a run
+    ],
+)
+def test_a_file_of_a_run_s_name_that_is_not_a_run_s_removes_nothing(
+    plan_dir: Path, tmp_path: Path, name: str, text: str
+) -> None:
+    """A keypoints.jsonl or run.json of JSON that is no object, or an object without every key a run's has,
+    is another program's: the folder is no run's, and its frames and videos stay (a JSON list or number read
+    as an object was an AttributeError's traceback)."""
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "000000.jpg").write_bytes(b"a photo")
+    (out / "annotated.avi").write_bytes(b"a video of their own")
+    (out / name).write_text(text)
+    _run_into(out, plan_dir, tmp_path)
+    assert os.listdir(out / "frames") == ["000000.jpg"]
+    assert (out / "annotated.avi").read_bytes() == b"a video of their own"
+
+
+def test_an_earlier_runs_videos_are_removed_and_a_link_at_their_name_is_not(plan_dir: Path, tmp_path: Path) -> None:
+    """An earlier run's videos under each name it writes them (annotated.avi where OpenCV cannot write MP4,
+    and the .part name of one that did not read back) are removed; a link at such a name stays, as does the
+    file it points to."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keypoints.jsonl").write_text(_record(0, "clip.mp4") + "\n")
+    for name in ("annotated.mp4", "annotated.avi", "annotated.part.mp4", "annotated.part.avi"):
+        (out / name).write_bytes(b"an earlier run's")
+    _run_into(out, plan_dir, tmp_path)
+    assert sorted(os.listdir(out)) == [".dpupose.lock", "keypoints.jsonl", "run.json"]
+    (tmp_path / "mine.mp4").write_bytes(b"my video")
+    (out / "annotated.mp4").symlink_to(tmp_path / "mine.mp4")
+    _run_into(out, plan_dir, tmp_path)
+    assert (out / "annotated.mp4").is_symlink() and (tmp_path / "mine.mp4").read_bytes() == b"my video"
+
+
+def test_records_of_no_frame_number_name_no_frame(plan_dir: Path, tmp_path: Path) -> None:
+    """A record's frame is a whole number from 0: true (a bool is an int in Python), -1 or 2.0 name no frame,
+    so 000001.jpg, -00001.jpg and 000002.jpg stay; the record of frame 3 removes its frame."""
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    records = [_record(True, "clip.mp4"), _record(-1, "clip.mp4"), _record(2.0, "clip.mp4"), _record(3, "clip.mp4")]
+    (out / "keypoints.jsonl").write_text("\n".join(records) + "\n")
+    theirs = ["000001.jpg", "-00001.jpg", ".-00001.part.jpg", "-1.jpg", "000002.jpg"]
+    for name in [*theirs, "000003.jpg"]:
+        (out / "frames" / name).write_bytes(b"x")
+    _run_into(out, plan_dir, tmp_path)
+    assert sorted(os.listdir(out / "frames")) == sorted(theirs)
+
+
+def test_an_earlier_run_json_naming_its_outputs_by_path_still_says_which(plan_dir: Path, tmp_path: Path) -> None:
+    """run.json's outputs were the paths as the run opened them (absolute, or relative to where it ran) before
+    they were named relative to run.json's folder: frames/ is one whose last part is frames, whatever comes
+    before. A list holding something that is no name says nothing (the records decide), and is no traceback."""
+    out = tmp_path / "out"
+    cases = [
+        ([str(out / "keypoints.jsonl"), str(out / "frames")], []),  # frames/ listed: its frame goes
+        (["runs/out/keypoints.jsonl", "runs/out/frames"], []),
+        ([str(out / "keypoints.jsonl")], ["000000.jpg"]),  # no frames/ listed: nothing in it goes
+        ([None, "keypoints.jsonl"], []),  # no listing: the record names 000000.jpg
+    ]
+    for outputs, left in cases:
+        (out / "frames").mkdir(parents=True, exist_ok=True)
+        (out / "frames" / "000000.jpg").write_bytes(b"x")
+        (out / "frames" / "photo.jpg").write_bytes(b"mine")
+        (out / "keypoints.jsonl").write_text(_record(0, "clip.mp4") + "\n")
+        run = {"backend": "cpu", "decode": "dsnt", "skipped_inputs": 0, "fingerprint_check": None, "outputs": outputs}
+        (out / "run.json").write_text(json.dumps(run))
+        _run_into(out, plan_dir, tmp_path)
+        assert sorted(os.listdir(out / "frames")) == sorted(["photo.jpg", *left]), outputs
+
+
+def test_a_record_line_of_the_limit_is_read_and_a_longer_one_passed_over_whole(tmp_path: Path) -> None:
+    """keypoints.jsonl's lines are read up to 1 MiB (1048576 bytes, the newline included); a longer one is
+    passed over whole, its tail too (a record after 1 MiB of spaces is JSON, but the line is too long)."""
+    import io
+
+    data = b"abcdefg\n" + b"abcdefgh" + b"ijk\n" + b"x\n" + b"12345678" * 2 + b"9\n" + b"end"
+    assert list(app._lines(io.BytesIO(data), 8)) == [b"abcdefg\n", b"x\n", b"end"]
+
+    def padded(frame: int, size: int) -> str:  # a record whose line is `size` bytes
+        base = json.loads(_record(frame, "clip.mp4"))
+        pad = size - len(json.dumps(base | {"pad": ""})) - 1
+        line = json.dumps(base | {"pad": "x" * pad}) + "\n"
+        assert len(line) == size
+        return line
+
+    limit = 1 << 20
+    text = padded(1, limit) + padded(2, limit + 1) + " " * limit + _record(3, "clip.mp4") + "\n" + _record(4, "x")
+    (tmp_path / "keypoints.jsonl").write_text(text)
+    present = {f"{i:06d}.jpg" for i in range(1, 5)}
+    assert app._earlier_frames(tmp_path, present, None) == {"000001.jpg", "000004.jpg"}

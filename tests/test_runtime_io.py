@@ -796,3 +796,25 @@ def test_write_jpeg_on_a_full_disk_names_the_file() -> None:
         write_jpeg("/dev/full", grey(10))
     assert (error.value.errno, error.value.filename) == (errno.ENOSPC, "/dev/full")
     assert str(error.value) == f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: '/dev/full'"
+
+
+def test_a_video_opencv_cannot_write_as_mp4_is_written_as_avi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where OpenCV cannot write MP4 (a build without its encoder) the video is MJPG in annotated.avi, written as
+    annotated.part.avi until it reads back; the annotated.part.mp4 a writer that failed to open may leave is
+    not left behind."""
+    real = cv2.VideoWriter
+
+    def writer(path, fourcc, fps, size):
+        if fourcc == cv2.VideoWriter_fourcc(*"mp4v"):
+            Path(path).write_bytes(b"")  # made, then not opened
+            return real()
+        return real(path, fourcc, fps, size)
+
+    monkeypatch.setattr(sinks.cv2, "VideoWriter", writer)
+    sink = VideoSink(tmp_path / "annotated.mp4", fps=10)
+    for i in range(3):
+        sink.write(result(i), grey(60 * i, 40, 60))
+    assert sink.part == tmp_path / "annotated.part.avi" and os.listdir(tmp_path) == ["annotated.part.avi"]
+    sink.close()
+    assert sink.path == tmp_path / "annotated.avi" and os.listdir(tmp_path) == ["annotated.avi"]
+    assert [round(float(f.mean()) / 60) * 60 for f in read_video(tmp_path / "annotated.avi")] == [0, 60, 120]
