@@ -1472,3 +1472,66 @@ def test_a_record_line_of_the_limit_is_read_and_a_longer_one_passed_over_whole(t
     (tmp_path / "keypoints.jsonl").write_text(text)
     present = {f"{i:06d}.jpg" for i in range(1, 5)}
     assert app._earlier_frames(tmp_path, present, None) == {"000001.jpg", "000004.jpg"}
+
+
+def test_a_source_among_the_outputs_is_refused_when_both_are_relative(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """--out and --source relative to the working directory name the same files as their absolute paths: an
+    earlier run's frames given as the source of a run into that folder are refused, and stay."""
+    monkeypatch.chdir(tmp_path)
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", "out"]
+    assert main([*common, "--source", str(images)]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "frames").iterdir()}
+    capsys.readouterr()
+    assert main([*common, "--source", "out/frames", "--annotate", "none"]) == 2
+    assert capsys.readouterr().err == (
+        "dpupose: error: --source out/frames is an earlier run's frames under --out out, which this run removes "
+        "before it starts: choose another --out\n"
+    )
+    assert main([*common, "--source", "out/frames/im0.jpg"]) == 2
+    assert "--source out/frames/im0.jpg is where this run writes frames (under --out out)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out" / "frames").iterdir()} == before
+
+
+def test_an_earlier_runs_video_names_held_by_no_file_stay(plan_dir: Path, tmp_path: Path) -> None:
+    """Only regular files at an earlier run's video names are its videos: a folder at annotated.avi (with a
+    file in it) and a FIFO at annotated.part.mp4 stay, and are no traceback, for a run that writes no video."""
+    import stat
+
+    out = tmp_path / "out"
+    (out / "annotated.avi").mkdir(parents=True)
+    (out / "annotated.avi" / "mine.txt").write_text("mine")
+    os.mkfifo(out / "annotated.part.mp4")
+    (out / "keypoints.jsonl").write_text(_record(0, "clip.mp4") + "\n")
+    _run_into(out, plan_dir, tmp_path)
+    assert (out / "annotated.avi" / "mine.txt").read_text() == "mine"
+    assert stat.S_ISFIFO(os.stat(out / "annotated.part.mp4").st_mode)
+
+
+def test_an_earlier_record_that_cannot_be_removed_stops_the_run_before_it_writes(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """An earlier run.json that cannot be removed (a folder whose entries cannot change, its files writable)
+    stops the run in one line before keypoints.jsonl is emptied: the earlier record must not stay beside
+    this run's keypoints."""
+    import errno
+    import pathlib
+
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main(common) == 0
+    kept = {n: (out / n).read_bytes() for n in ("keypoints.jsonl", "run.json")}
+    unlink = pathlib.Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.name == "run.json":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refused)
+    capsys.readouterr()
+    assert main([*common, "--max-frames", "1"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("dpupose: error: ") and err.count("\n") == 1 and str(out / "run.json") in err, err
+    assert {n: (out / n).read_bytes() for n in kept} == kept
