@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -89,6 +91,47 @@ def fill(folder: Path, leave: int = 0) -> None:
     size = max(0, st.f_bavail * st.f_frsize - leave)
     with open(folder / ".filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
         f.write(bytes(size))  # an error: the last block did not fit, as full as it gets
+
+
+class FullDiskFile:
+    """A file on a disk that takes `room[0]` more bytes (one list shared by every file on that disk), then
+    fails as a full one does: what fits is written, the rest is an ENOSPC that names no file."""
+
+    def __init__(self, f, room: list[int]) -> None:
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        fits = min(len(data), self.room[0])
+        self.f.write(data[:fits])
+        self.room[0] -= fits
+        if fits < len(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fits
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
+
+    def __enter__(self) -> FullDiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+
+def full_disk_open(room: int, under: Path | None = None):
+    """A stand-in for `open` whose files opened for writing (under the folder `under`, or anywhere) are on
+    a disk with `room` bytes left in all (FullDiskFile); every other file is opened as usual."""
+    real_open = builtins.open
+    left = [room]
+
+    def opener(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and (under is None or str(file).startswith(str(under))):
+            return FullDiskFile(f, left)
+        return f
+
+    return opener
 
 
 @pytest.fixture(scope="session")

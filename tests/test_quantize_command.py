@@ -789,36 +789,9 @@ def test_a_dump_that_does_not_fit_keeps_the_earlier_one_and_names_its_file(tmp_p
     trace = {"a": np.arange(200, dtype=np.int8).reshape(1, 5, 5, 8), "b/c": np.ones((1, 4, 4, 4), np.int8)}
     compare.write_dump_dir(folder, {k: -v for k, v in trace.items()})
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    left = [room]
-    real_open = builtins.open
+    from conftest import full_disk_open
 
-    class Full:  # a file on a disk that takes `room` bytes in all, then fails as a full one does
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            data = bytes(data)
-            self.f.write(data[: left[0]])
-            if len(data) > left[0]:
-                left[0] = 0
-                raise OSError(errno.ENOSPC, "No space left on device")
-            left[0] -= len(data)
-            return len(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    def full_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return Full(f) if "w" in mode and str(file).startswith(str(folder)) else f
-
-    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(builtins, "open", full_disk_open(room, under=folder))
     with pytest.raises(OSError) as info:
         compare.write_dump_dir(folder, trace)
     monkeypatch.undo()

@@ -336,35 +336,16 @@ def test_a_full_disk_while_a_checkpoint_is_saved_names_it_and_keeps_it(tmp_path,
     """torch's zip writer turns the write's ENOSPC into its own RuntimeError ('unexpected pos'), which ended a
     training run that filled its disk with a traceback; the OSError, naming the checkpoint, is what the CLI
     reports in one line."""
-    import builtins
     import errno
 
     import dpupose.model.checkpoint as ckpt_mod
 
     last = save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1}, tmp_path / "last.pt")
 
-    class FullDisk:  # a file that takes 4 KiB, then refuses like a full disk (nothing left for close to flush)
-        def __init__(self, f):
-            self.f, self.left = f, 4096
+    from conftest import full_disk_open
 
-        def write(self, data):
-            data = memoryview(data).cast("B")
-            if len(data) > self.left:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            self.left -= len(data)
-            return self.f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    opener = lambda *a, **k: FullDisk(builtins.open(*a, **k))  # noqa: SIM115 - closed by save_checkpoint
-    monkeypatch.setattr(ckpt_mod, "open", opener, raising=False)
+    # the checkpoint on a disk that takes 4 KiB, then refuses (nothing left for close to flush)
+    monkeypatch.setattr(ckpt_mod, "open", full_disk_open(4096), raising=False)
     with pytest.raises(OSError) as info:
         save_checkpoint({"model": {"w": torch.zeros(100_000)}, "epoch": 2}, last)
     assert (type(info.value), info.value.errno, info.value.filename) == (OSError, errno.ENOSPC, str(last))

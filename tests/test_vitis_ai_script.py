@@ -197,34 +197,12 @@ def test_prepare_on_a_full_disk_is_one_line_naming_the_file_and_writes_nothing(i
     full disk it stopped in a traceback (np.save's 'requested and written', no errno on a real disk), leaving
     the files it had written and one cut short. It writes them as a set, and says which did not fit."""
     import builtins
-    import errno
 
     ckpt, _, synth_root = inputs
     work = tmp_path / "staging"
-    real_open = builtins.open
+    from conftest import full_disk_open
 
-    class FullDisk:  # a file on a disk that takes 100 bytes, then fails as a full one does
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(bytes(data)[:100])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    def full_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return FullDisk(f) if "w" in mode and str(file).startswith(str(work)) else f
-
-    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(builtins, "open", full_disk_open(100, under=work))  # 100 bytes fit, then full
     argv = ["prepare", "--checkpoint", str(ckpt), "--work", str(work), "--data-root", str(synth_root)]
     assert vai_q.main([*argv, "--num-calib", "2"]) == 2
     monkeypatch.undo()
