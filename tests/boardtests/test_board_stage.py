@@ -1257,3 +1257,25 @@ def test_a_user_without_the_system_folders_on_path_stages_and_lists(
     monkeypatch.setattr(tools, "SYSTEM_DIRS", ("/nonexistent",), raising=False)
     with pytest.raises(ToolNotFoundError, match=r"^'debugfs' is not installed .*apt-get install e2fsprogs"):
         stage(image, overlay, model, out=tmp_path / "again.img", wheel=wheel)
+
+
+def test_the_flash_hint_after_staging_is_a_command_an_ordinary_user_can_run(
+    image, overlay, model, wheel, tmp_path, monkeypatch, cli, capsys
+):
+    """`sdcard stage` ended with 'write it to a card: dpupose sdcard flash IMG --device /dev/sdX', which an
+    ordinary user could not run (no permission on the card; `sudo dpupose` finds no dpupose in a virtual
+    environment). For them the hint is the command as root with dpupose's full path; for root the plain one."""
+    import sys
+
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "dpupose").write_text("#!/bin/sh\n")
+    args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
+    for uid, who in ((1000, ["sudo", str(venv_bin / "dpupose")]), (0, ["dpupose"])):
+        out = tmp_path / f"card of {uid}.img"
+        monkeypatch.setattr(sys, "argv", [str(venv_bin / "dpupose"), *args, "--out", str(out)])
+        monkeypatch.setattr(os, "geteuid", lambda uid=uid: uid)
+        expected = [*who, "sdcard", "flash", str(out), "--device", "/dev/sdX"]
+        assert cli([*args, "--out", str(out)]) == 0
+        hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("write it to a card: "))
+        assert shlex.split(hint.removeprefix("write it to a card: ")) == expected

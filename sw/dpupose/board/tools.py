@@ -63,11 +63,17 @@ def sudo_command() -> str | None:
     """This command line as root: `sudo` and dpupose's full path, since sudo's secure_path replaces PATH and
     `sudo dpupose ...` finds no dpupose in a virtual environment. None where this process is not the dpupose
     command (a notebook, a test)."""
+    return root_command(sys.argv[1:])
+
+
+def root_command(args: Sequence[str]) -> str | None:
+    """The dpupose command line with `args` as root (sudo_command), or None where this process is not the
+    dpupose command."""
     argv = list(sys.argv)
     if argv and os.path.basename(argv[0]) == "dpupose" and os.path.isfile(argv[0]):
-        command = [os.path.abspath(argv[0]), *argv[1:]]
+        command = [os.path.abspath(argv[0]), *args]
     elif argv and argv[0].endswith(os.path.join("dpupose", "__main__.py")):  # python -m dpupose
-        command = [sys.executable, "-m", "dpupose", *argv[1:]]
+        command = [sys.executable, "-m", "dpupose", *args]
     else:
         return None
     return f"sudo {shlex.join(command)}"

@@ -9,6 +9,7 @@ dpupose sdcard ls IMAGE
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -287,7 +288,13 @@ def run_stage(args: argparse.Namespace) -> int:
         print(f"note: {report.backend_note}")
     print(f"staged {len(report.manifest.entries)} files onto {report.image}")
     print(f"list them: dpupose sdcard ls {shlex.quote(str(report.image))}")
-    print(f"write it to a card: dpupose sdcard flash {shlex.quote(str(report.image))} --device /dev/sdX")
+    from dpupose.board.tools import root_command
+
+    flash = ["sdcard", "flash", str(report.image), "--device", "/dev/sdX"]
+    # writing a card needs root: an ordinary user is shown the command that works for them (dpupose's full
+    # path after sudo, which does not keep a virtual environment on PATH)
+    as_root = root_command(flash) if os.geteuid() != 0 else None
+    print(f"write it to a card: {as_root or 'dpupose ' + shlex.join(flash)}")
     print(f"on the board, after the first boot: {report.run_command}")
     return 0
 
