@@ -1629,11 +1629,8 @@ def test_deploy_check_of_a_subgraph_after_a_cpu_one_names_the_dump_it_needs(tmp_
     assert "all 1 layers agree" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("axis", "size"), [(3, 2 * S), (2, "H"), (3, "W")])
-def test_deploy_check_of_an_input_no_calibration_image_fits_names_the_dump_it_needs(tmp_path, capsys, axis, size):
-    """Calibration images are (N, 3, S, S): a DPU subgraph whose input is S x 2S was fed them and stopped in the
-    emulator ('input 'image' has shape (1, 16, 16, 3), expected (N, (16, 32, 3))', of images the user never
-    gave), and a symbolic width was read as 1 there; a symbolic height was refused already (as not an image)."""
+def _dpu0_with_input_size(tmp_path: Path, axis: int, size: int | str) -> Path:
+    """dpu0.onnx of a plan of the "none" model, its input's `axis` made `size` (a dim_param where a str)."""
     model = save("none", tmp_path / "m.onnx")
     result = split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
     m = onnx.load(str(result.plan.path("dpu0.onnx")))
@@ -1644,13 +1641,44 @@ def test_deploy_check_of_an_input_no_calibration_image_fits_names_the_dump_it_ne
         dim.dim_param = size
     path = tmp_path / "dpu0.onnx"
     onnx.save(m, str(path))
-    shape = ["batch", 3, S, S]
-    shape[axis] = size
+    return path
+
+
+def test_deploy_check_of_an_input_no_calibration_image_fits_names_the_dump_it_needs(tmp_path, capsys):
+    """Calibration images are (N, 3, S, S): a DPU subgraph whose input is S x 2S was fed them and stopped in the
+    emulator ('input 'image' has shape (1, 16, 16, 3), expected (N, (16, 32, 3))', of images the user never
+    gave)."""
+    path = _dpu0_with_input_size(tmp_path, 3, 2 * S)
     assert main(["deploy-check", str(path), "--num", "1"]) == 2
     assert capsys.readouterr().err == (
-        f"dpupose: error: the subgraph's input {tuple(shape)} is not a square image of a fixed size (N, 3, S, S), as "
-        "calibration images are, so none can feed it: give --against DUMP_DIR holding its input as "
-        "image_dq_int8.npy (int8, NHWC), e.g. dumped on the board\n"
+        f"dpupose: error: the subgraph's input ('batch', 3, {S}, {2 * S}) is not a square image of a fixed size "
+        "(N, 3, S, S), as calibration images are, so none can feed it: give --against DUMP_DIR holding its input "
+        "as image_dq_int8.npy (int8, NHWC), e.g. dumped on the board\n"
+    )
+
+
+@pytest.mark.parametrize(("axis", "size"), [(2, "H"), (3, "W")])
+@pytest.mark.parametrize("dumped", [None, 1, 2 * S])
+def test_deploy_check_of_a_symbolic_input_size_is_refused_up_front(tmp_path, capsys, axis, size, dumped):
+    """A symbolic width or height (the batch alone may be: the DPU runs fixed sizes) was read as 1 by the
+    emulator: without a dump deploy-check said to give --against DUMP_DIR, and a dump of the declared shape
+    (S x 2S) was passed over as not the emulator's (S x 1), so the same line asked again for the dump given;
+    a dump of S x 1 was compared as if the model ran at that size. All are refused before anything is read."""
+    path = _dpu0_with_input_size(tmp_path, axis, size)
+    args = ["deploy-check", str(path), "--num", "1"]
+    if dumped is not None:
+        shape = [1, S, S, 3]
+        shape[axis - 1] = dumped
+        (tmp_path / "dump").mkdir()
+        np.save(tmp_path / "dump" / "image_dq_int8.npy", np.zeros(shape, np.int8))
+        args += ["--against", str(tmp_path / "dump")]
+    declared = ["batch", 3, S, S]
+    declared[axis] = size
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: {path}: input 'image' {tuple(declared)} has a size that is not fixed ({size}): the DPU, "
+        "and deploy-check, run fixed sizes only (the batch alone may be symbolic); export the model with the size "
+        "the DPU will run\n"
     )
 
 

@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
     def images():  # only when no dump folder holds the inputs
         import numpy as np
 
-        # Calibration images are (N, 3, S, S): a subgraph of another input (not 3 channels, S x 2S, a symbolic
-        # size) was fed them and failed in the emulator ('has shape (1, 16, 16, 3), expected (N, (16, 32, 3))').
+        # Calibration images are (N, 3, S, S): a subgraph of another input (not 3 channels, S x 2S) was fed them
+        # and failed in the emulator ('has shape (1, 16, 16, 3), expected (N, (16, 32, 3))'). A symbolic size but
+        # the batch is refused before this (quant.compare.deploy_check).
         square = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) and shape[2] == shape[3]
         if not square or shape[1] != 3:
             from dpupose.quant.compare import dump_name
