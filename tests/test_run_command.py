@@ -1535,3 +1535,40 @@ def test_an_earlier_record_that_cannot_be_removed_stops_the_run_before_it_writes
     err = capsys.readouterr().err
     assert err.startswith("dpupose: error: ") and err.count("\n") == 1 and str(out / "run.json") in err, err
     assert {n: (out / n).read_bytes() for n in kept} == kept
+
+
+def test_a_source_in_frames_no_earlier_run_wrote_is_read_not_refused(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """Only what this run removes is refused as --source: a run of --annotate none lists no frames/ in its
+    run.json, so nothing in frames/ is removed, yet a later run of the images there was refused as 'an earlier
+    run's frames ..., which this run removes'; so was a user's own image beside an earlier run's frames. Those
+    runs read their source and it stays; an earlier run's frame, which the run does remove, is still refused."""
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images), "--annotate", "none"]) == 0
+    (out / "frames").mkdir()  # the user's own images, of the names that run's frames would have had
+    for image in images.iterdir():
+        cv2.imwrite(str(out / "frames" / f"{image.stem}.jpg"), cv2.imread(str(image)))
+    mine = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    capsys.readouterr()
+    assert main([*common, "--source", str(out / "frames"), "--annotate", "none"]) == 0, capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == mine
+    assert sorted(r["source"] for r in lines(out / "keypoints.jsonl")) == sorted(mine)  # the run read them all
+
+    out = tmp_path / "frames-run"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images)]) == 0
+    earlier = sorted(p.name for p in (out / "frames").iterdir())
+    (out / "frames" / "mine.jpg").write_bytes((out / "frames" / earlier[0]).read_bytes())
+    capsys.readouterr()
+    one = out / "frames" / earlier[0]
+    assert main([*common, "--source", str(one), "--annotate", "none"]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: --source {one} is an earlier run's frames under --out {out}, which this run removes "
+        "before it starts: choose another --out\n"
+    )
+    assert sorted(os.listdir(out / "frames")) == sorted([*earlier, "mine.jpg"])
+    assert main([*common, "--source", str(out / "frames" / "mine.jpg"), "--annotate", "none"]) == 0
+    assert os.listdir(out / "frames") == ["mine.jpg"]  # the earlier run's frames removed, the user's read and kept
+    assert [r["source"] for r in lines(out / "keypoints.jsonl")] == ["mine.jpg"]

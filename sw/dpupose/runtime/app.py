@@ -98,25 +98,28 @@ class RunSummary:
         }
 
 
-def _check_source_is_not_an_output(opts: RunOptions, names: list[str], removed: list[str]) -> None:
+def _check_source_is_not_an_output(opts: RunOptions, names: list[str], removed: list[Path]) -> None:
     """Refuse a --source that this run's outputs would overwrite (`names`: an earlier run's frames/ or video),
-    or that is among an earlier run's outputs this run removes before it starts (`removed`)."""
+    or that is, or is the folder of, a file of an earlier run this run removes before it starts (`removed`:
+    what `_earlier_annotations` found, the files `_remove_earlier_annotations` removes)."""
     assert opts.out is not None
     src = Path(opts.source)
     if opts.source.startswith("camera:") or not src.exists():
         return
     src = src.resolve()
-    for name in [*names, *removed]:
+    for name in names:
         target = (opts.out / name).resolve()
         if src == target or target in src.parents:
-            if name in names:
-                raise UsageError(
-                    f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
-                    "overwrite its own input; choose another --out"
-                )
             raise UsageError(
-                f"--source {opts.source} is an earlier run's {name} under --out {opts.out}, which this run removes "
-                "before it starts: choose another --out"
+                f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
+                "overwrite its own input; choose another --out"
+            )
+    for path in removed:
+        resolved = path.resolve()
+        if src in (resolved, resolved.parent):
+            raise UsageError(
+                f"--source {opts.source} is an earlier run's {path.relative_to(opts.out).parts[0]} under --out "
+                f"{opts.out}, which this run removes before it starts: choose another --out"
             )
 
 
@@ -226,28 +229,33 @@ def _starts_with(path: Path, keys: frozenset[str], line: bool = False) -> bool:
     return isinstance(value, dict) and keys <= value.keys()
 
 
-def _remove_earlier_annotations(out: Path, wrote: set[str] | None) -> None:
-    """Remove an earlier run's annotated video and annotated frames before this run writes its own, so that
-    none of them (the video when this run writes frames, the frames past this run's last) is taken for this
-    run's. Only regular files at the names that run wrote them under: the videos' names, and in frames/ the
-    frames its keypoints.jsonl's records name (`_earlier_frames`; `wrote`: what its run.json, read before that
-    was removed, lists, None without one); anything else there (a user's photos and other files, links,
-    subfolders, FIFOs) stays, and frames/ itself goes only when that leaves it empty. A frames/ that is a link
-    to a folder is left whole, with every file in the folder it points to."""
-    for path in (out / name for name in EARLIER_VIDEOS):
+def _earlier_annotations(out: Path, wrote: set[str] | None) -> list[Path]:
+    """An earlier run's annotated video and annotated frames, which this run removes before it writes its own
+    (`_remove_earlier_annotations`), so that none of them (the video when this run writes frames, the frames
+    past this run's last) is taken for this run's. Only regular files at the names that run wrote them under:
+    the videos' names, and in frames/ the frames its keypoints.jsonl's records name (`_earlier_frames`;
+    `wrote`: what its run.json, read before that was removed, lists, None without one); anything else there (a
+    user's photos and other files, links, subfolders, FIFOs) stays. A frames/ that is a link to a folder is left
+    whole, with every file in the folder it points to."""
+    found = [path for path in (out / name for name in EARLIER_VIDEOS) if path.is_file() and not path.is_symlink()]
+    frames = out / "frames"
+    if not frames.is_dir() or frames.is_symlink():  # a link to a folder: its files are not the run's to remove
+        return found
+    with os.scandir(frames) as entries:  # listed first: what is looked up in keypoints.jsonl is bounded by it
+        present = {e.name for e in entries if e.name.endswith(".jpg") and e.is_file(follow_symlinks=False)}
+    return found + [frames / name for name in sorted(_earlier_frames(out, present, wrote))]
+
+
+def _remove_earlier_annotations(out: Path, earlier: list[Path]) -> None:
+    """Remove the files `_earlier_annotations` found (still regular files), and frames/ when that leaves it
+    empty (not empty: a user's files stay in it)."""
+    for path in earlier:
         if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
     frames = out / "frames"
-    if not frames.is_dir() or frames.is_symlink():  # a link to a folder: its files are not the run's to remove
-        return
-    with os.scandir(frames) as entries:  # listed first: what is looked up in keypoints.jsonl is bounded by it
-        present = {e.name for e in entries if e.name.endswith(".jpg") and e.is_file(follow_symlinks=False)}
-    for name in _earlier_frames(out, present, wrote):
-        path = frames / name
-        if path.is_file() and not path.is_symlink():
-            path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # not empty: a user's files stay in it
-        frames.rmdir()
+    if frames.is_dir() and not frames.is_symlink():
+        with contextlib.suppress(OSError):
+            frames.rmdir()
 
 
 # The longest keypoints.jsonl line read as a record (a run's is about 1 kB); a longer one is passed over.
@@ -318,13 +326,15 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         mode = _annotate_mode(opts)
         writes = _annotations(mode)
         # Before any sink opens (and empties) a file.
+        # What an earlier run left that this run removes: found first, so that --source is refused only where
+        # it is among those (or it is what this run writes), and removed as found.
         earlier = _holds_a_run(opts.out)
-        removed = ["frames", *EARLIER_VIDEOS] if earlier else []
-        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
         wrote = _run_outputs(opts.out / "run.json") if earlier else None  # read before it is removed
+        removed = _earlier_annotations(opts.out, wrote) if earlier else []
+        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
         _remove_earlier_record(opts.out)  # first: from here on, the folder holds a run that did not finish
         if earlier:
-            _remove_earlier_annotations(opts.out, wrote)
+            _remove_earlier_annotations(opts.out, removed)
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":
