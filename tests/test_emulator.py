@@ -525,3 +525,14 @@ def test_a_batch_dimension_of_0_is_read_as_1(qdq_file):
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0  # some writers' unknown size
     emu = EmulatorRunner(m.SerializeToString())
     assert emu.inputs[0].shape == (1, 10, 12, 3)
+
+
+def test_a_feed_of_another_shape_is_named_with_the_shape_the_subgraph_takes() -> None:
+    """The message read 'expected (N, (2, 3, 4)) NHWC', a tuple inside the shape; it is the shape as written."""
+    from dpupose.runtime.base import TensorInfo
+    from dpupose.runtime.emulator import check_feeds
+
+    info = TensorInfo("x", (1, 2, 3, 4), "int8", 3, "NHWC")
+    check_feeds([info], {"x": np.zeros((5, 2, 3, 4), np.int8)})  # any batch
+    with pytest.raises(DataError, match=r"^input 'x' has shape \(1, 3, 2, 4\), expected \(N, 2, 3, 4\) NHWC$"):
+        check_feeds([info], {"x": np.zeros((1, 3, 2, 4), np.int8)})

@@ -99,6 +99,8 @@ def test_runner_passes_int8_nhwc_with_the_xmodels_fix_points(board, tmp_path: Pa
     assert execs == [("execute_async", "sg", execs[0][2], ((1, 2, 3, 4),), ("int8",), ((1, 2, 3, 4),), ("int8",))]
     with pytest.raises(Exception, match="must be int8"):
         runner.run({"x_fix": x.astype(np.float32)})  # no float conversion inside VART
+    with pytest.raises(Exception, match=r"^sg: input 'x_fix' is \(1, 3, 2, 4\), expected \(N, 2, 3, 4\) NHWC$"):
+        runner.run({"x_fix": x.reshape(1, 3, 2, 4)})  # the shape as it is, not (N, (2, 3, 4))
     # VART's binding asks for writable buffers, inputs too: a read-only feed is copied, not refused
     frozen = x.copy()
     frozen.setflags(write=False)

@@ -27,6 +27,10 @@ class TensorInfo:
     fix_point: int | None = None  # DPU tensors only: real = int8 * 2**-fix_point
     layout: str = "NCHW"  # "NHWC" for DPU tensors
 
+    def any_batch(self) -> str:
+        """The shape with any batch, as a message gives it: (N, 16, 32, 3)."""
+        return f"({', '.join(['N', *map(str, self.shape[1:])])})"
+
 
 class Runner(ABC):
     """Executes one subgraph. Use as a context manager or call close()."""

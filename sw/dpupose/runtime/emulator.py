@@ -97,7 +97,7 @@ def check_feeds(infos: list[TensorInfo], feeds: dict[str, np.ndarray]) -> None:
         if not isinstance(x, np.ndarray) or x.dtype != np.int8:
             raise DataError(f"input {info.name!r} must be an int8 numpy array (quantize with its fix_point)")
         if x.ndim != len(info.shape) or tuple(x.shape[1:]) != tuple(info.shape[1:]):
-            raise DataError(f"input {info.name!r} has shape {x.shape}, expected (N, {info.shape[1:]}) NHWC")
+            raise DataError(f"input {info.name!r} has shape {x.shape}, expected {info.any_batch()} NHWC")
 
 
 def nhwc_to_nchw(x: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ class OnnxRunner(Runner):
                 x = x.astype(info.dtype)
             if x.ndim != len(info.shape) or tuple(x.shape[1:]) != tuple(info.shape[1:]):
                 raise DataError(
-                    f"{self.path.name}: input {info.name!r} has shape {x.shape}, expected (N, {info.shape[1:]})"
+                    f"{self.path.name}: input {info.name!r} has shape {x.shape}, expected {info.any_batch()}"
                 )
             ort_feeds[info.name] = x
         names = [o.name for o in self._outputs]

@@ -254,7 +254,7 @@ class VartRunner(Runner):
             if not isinstance(x, np.ndarray) or x.dtype != np.int8:
                 raise DataError(f"{self.name}: input {info.name!r} must be int8 (quantize by its fix_point)")
             if x.ndim != len(info.shape) or x.shape[1:] != info.shape[1:]:
-                raise DataError(f"{self.name}: input {info.name!r} is {x.shape}, expected (N, {info.shape[1:]}) NHWC")
+                raise DataError(f"{self.name}: input {info.name!r} is {x.shape}, expected {info.any_batch()} NHWC")
             if batch is not None and x.shape[0] != batch:
                 raise DataError(f"{self.name}: inputs have different batch sizes")
             batch = x.shape[0]
