@@ -363,3 +363,30 @@ def test_a_target_far_outside_the_crop_is_a_map_of_zeros_and_its_jsd_is_half_log
     np.testing.assert_array_equal(gauss_torch(torch.from_numpy(target), 8, 6).numpy(), g)
     p = dsnt_np.flat_softmax(np.random.default_rng(2).normal(size=(1, 2, 8, 6)))
     np.testing.assert_allclose(dsnt_np.js_divergence(p, g), [[0.5 * np.log(2)] * 2], rtol=1e-12)
+
+
+def test_eval_notes_samples_past_the_fixed_synthetic_set(tmp_path, monkeypatch, capsys):
+    """--num-samples above the fixed synthetic validation set's 1000 scenes generated further seeded scenes and
+    scored them with it, without a word: figures not comparable with the model card's. A note says so, only
+    then (the data itself is not made here: load_data stops the run once the note is out)."""
+    from dpupose.cli import main
+    from dpupose.data import sources
+    from dpupose.errors import DataError
+    from dpupose.model.checkpoint import save_checkpoint
+    from dpupose.model.pose import ModelConfig, PoseNet
+
+    def stop(*args, **kwargs):
+        raise DataError("stopped before generating any data")
+
+    monkeypatch.setattr(sources, "load_data", stop)
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    ckpt = save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict()}, tmp_path / "m.pt")
+    common = ["eval", "--checkpoint", str(ckpt), "--data", "synthetic", "--device", "cpu"]
+    for n, note in ((1000, None), (1500, 500), (None, None)):
+        assert main([*common, *(["--num-samples", str(n)] if n else [])]) == 2
+        notes = [line for line in capsys.readouterr().err.splitlines() if "note" in line]
+        assert notes == ([] if note is None else [
+            f"dpupose: note: --num-samples {n}: the fixed synthetic validation set is the first 1000 scenes; the "
+            f"{note} after them are further seeded scenes, so these figures are not comparable with those on that "
+            "set (the model card's)"
+        ])  # fmt: skip

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dpupose.data.mpii import describe_head_sizes, head_size_counts
-    from dpupose.data.sources import load_data
+    from dpupose.data.sources import DEFAULT_SYNTH_VALID, load_data
     from dpupose.device import describe, resolve_device
     from dpupose.eval.evaluate import evaluate, flip_averaged, torch_predictor
     from dpupose.eval.metrics import format_table
@@ -91,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device) if args.engine == "fp32" else None
     model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
+    if args.data == "synthetic" and args.data_root is None and (args.num_samples or 0) > DEFAULT_SYNTH_VALID:
+        print(
+            f"dpupose: note: --num-samples {args.num_samples}: the fixed synthetic validation set is the first "
+            f"{DEFAULT_SYNTH_VALID} scenes; the {args.num_samples - DEFAULT_SYNTH_VALID} after them are further "
+            "seeded scenes, so these figures are not comparable with those on that set (the model card's)",
+            file=sys.stderr,
+        )
     split = load_data(args.data, "valid", args.data_root, count=args.num_samples)
     records = split.records[: args.num_samples] if args.num_samples else split.records
     if args.num_samples and len(records) < args.num_samples:
