@@ -867,6 +867,7 @@ def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
     (out / "frames").mkdir(parents=True)
     earlier = '{"frame": 0, "source": "im0.png", "keypoints": [], "confidence": [], "timings_ms": {}}\n'
     (out / "keypoints.jsonl").write_text(earlier)  # a run's record: the folder is an earlier run's
+    _finished(out)  # which wrote frames/
     (out / "frames" / "im0.jpg").write_bytes(b"earlier frame")
     if kind == "a FIFO":
         os.mkfifo(out / "frames" / name)
@@ -886,7 +887,7 @@ def test_a_frame_name_taken_by_a_fifo_or_folder_is_refused_before_any_work(
         f"dpupose: error: {out / 'frames' / name} is {kind}, not a file, and this run writes an annotated frame "
         "there: move it away, or choose another --out\n"
     )
-    assert sorted(os.listdir(out)) == ["frames", "keypoints.jsonl"]  # not even the lock: before any work
+    assert sorted(os.listdir(out)) == ["frames", "keypoints.jsonl", "run.json"]  # not even the lock: before any work
     assert sorted(os.listdir(out / "frames")) == before
     assert (out / "keypoints.jsonl").read_text() == earlier
     assert (out / "frames" / "im0.jpg").read_bytes() == b"earlier frame"
@@ -1241,6 +1242,14 @@ def _record(frame: object, source: object) -> str:
     return json.dumps({"frame": frame, "source": source, "keypoints": [], "confidence": [], "timings_ms": {}})
 
 
+def _finished(out: Path) -> None:
+    """The run.json of a finished run that wrote frames/: its records then say which frames it wrote (without
+    one, a run that did not finish, only their .part.jpg names)."""
+    outputs = ["keypoints.jsonl", "frames"]
+    run = {"backend": "cpu", "decode": "dsnt", "skipped_inputs": 0, "fingerprint_check": None, "outputs": outputs}
+    (out / "run.json").write_text(json.dumps(run))
+
+
 def _run_into(out: Path, plan_dir: Path, tmp_path: Path) -> None:
     """A run into `out` that writes no frames (a video, --annotate none): what it removes is all that changes
     in frames/."""
@@ -1253,10 +1262,14 @@ def test_a_users_photos_in_frames_outlive_a_run_that_wrote_none(plan_dir: Path, 
     """A folder of a user's photos in frames/, given as --out to a run of --annotate none: that run wrote its
     keypoints.jsonl there, and the next run into the folder took it for a run's and removed every .jpg in
     frames/, photos included. Only frames the earlier run may have written go: none for a run whose run.json
-    lists no frames/, and without run.json (a run that did not finish) the names its records give."""
+    lists no frames/, and without run.json (a run that did not finish, which says nowhere whether it wrote
+    any) none but the hidden .part.jpg names its records give."""
     out = tmp_path / "photos"
     (out / "frames").mkdir(parents=True)
-    photos = {"holiday.jpg": b"a photo", "im0.jpg": b"one named as a frame of im0.png", "000000.jpg": b"a third"}
+    photos = {  # JPEGs: the last run reads them
+        name: cv2.imencode(".jpg", np.full((30, 40, 3), shade, np.uint8))[1].tobytes()
+        for name, shade in (("holiday.jpg", 40), ("im0.jpg", 90), ("000000.jpg", 200))  # im0: a frame's name
+    }
     for name, data in photos.items():
         (out / "frames" / name).write_bytes(data)
     images = tmp_path / "images"  # images of the names of two of the photos
@@ -1270,11 +1283,19 @@ def test_a_users_photos_in_frames_outlive_a_run_that_wrote_none(plan_dir: Path, 
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == photos
     _run_into(out, plan_dir, tmp_path)
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == photos
-    # Without run.json (killed before its end) the records say which frames it may have written: 000000.jpg
-    # (its frame 0 of a video) goes, and so would the image run's im0.jpg and holiday.jpg, run the same way.
+    # Without run.json (a run killed before its end, or stopped by a full disk at run.json) nothing says
+    # whether it wrote frames: its records name 000000.jpg (frame 0 of a video), and those of a run that read
+    # the photos themselves (--source photos/frames) every photo. None goes; only the hidden .part.jpg a run
+    # killed while writing a frame leaves, at a name its records give.
+    (out / "run.json").unlink()
+    (out / "frames" / ".000000.part.jpg").write_bytes(b"a killed run's")
+    _run_into(out, plan_dir, tmp_path)
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == photos
+    assert main([*argv, "--source", str(out / "frames")]) == 0
+    assert [r["source"] for r in lines(out / "keypoints.jsonl")] == ["000000.jpg", "holiday.jpg", "im0.jpg"]
     (out / "run.json").unlink()
     _run_into(out, plan_dir, tmp_path)
-    assert sorted(os.listdir(out / "frames")) == ["holiday.jpg", "im0.jpg"]
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == photos
 
 
 def test_an_earlier_runs_image_frames_are_told_by_its_records(plan_dir: Path, tmp_path: Path) -> None:
@@ -1290,6 +1311,7 @@ def test_an_earlier_runs_image_frames_are_told_by_its_records(plan_dir: Path, tm
     records += [json.dumps(long), _record(9, "b.PNG")]  # read on after it
     records.append(_record(7, "f.png")[:30])  # the half-written last line, no newline
     (out / "keypoints.jsonl").write_text("\n".join(records))
+    _finished(out)
     ours = ["a.jpg", "a.png.jpg", "a.png.jpg.jpg", ".a.part.jpg", ".a.png.jpg.part.jpg", "b.jpg"]
     theirs = ["a.jpeg.jpg", "a.jpg.jpg.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg", "000000.jpg", ".b.jpg"]
     theirs.append("bb.jpg")
@@ -1308,6 +1330,7 @@ def test_an_earlier_runs_numbered_frames_are_told_by_its_records(plan_dir: Path,
     (out / "frames").mkdir(parents=True)
     records = [_record(0, "clip.mp4"), _record(2, "clip.mp4"), _record(1234567, "camera:0"), _record(5, "x")]
     (out / "keypoints.jsonl").write_text("\n".join(records) + "\n")
+    _finished(out)
     ours = ["000000.jpg", "000002.jpg", "1234567.jpg", ".000005.part.jpg"]
     theirs = ["000001.jpg", "clip.jpg", "clip.mp4.jpg", "0.jpg", "000005.png"]
     for name in [*ours, *theirs]:
@@ -1316,8 +1339,8 @@ def test_an_earlier_runs_numbered_frames_are_told_by_its_records(plan_dir: Path,
     assert sorted(os.listdir(out / "frames")) == sorted(theirs)
     for name in theirs:
         (out / "frames" / name).unlink()
-    (out / "keypoints.jsonl").write_text(records[0] + "\n")  # and no run.json: a run that did not finish
-    (out / "run.json").unlink()
+    (out / "keypoints.jsonl").write_text(records[0] + "\n")
+    _finished(out)
     (out / "frames" / "000000.jpg").write_bytes(b"x")
     _run_into(out, plan_dir, tmp_path)
     assert not (out / "frames").exists()
@@ -1423,6 +1446,7 @@ def test_records_of_no_frame_number_name_no_frame(plan_dir: Path, tmp_path: Path
     (out / "frames").mkdir(parents=True)
     records = [_record(True, "clip.mp4"), _record(-1, "clip.mp4"), _record(2.0, "clip.mp4"), _record(3, "clip.mp4")]
     (out / "keypoints.jsonl").write_text("\n".join(records) + "\n")
+    _finished(out)
     theirs = ["000001.jpg", "-00001.jpg", ".-00001.part.jpg", "-1.jpg", "000002.jpg"]
     for name in [*theirs, "000003.jpg"]:
         (out / "frames" / name).write_bytes(b"x")
@@ -1433,13 +1457,14 @@ def test_records_of_no_frame_number_name_no_frame(plan_dir: Path, tmp_path: Path
 def test_an_earlier_run_json_naming_its_outputs_by_path_still_says_which(plan_dir: Path, tmp_path: Path) -> None:
     """run.json's outputs were the paths as the run opened them (absolute, or relative to where it ran) before
     they were named relative to run.json's folder: frames/ is one whose last part is frames, whatever comes
-    before. A list holding something that is no name says nothing (the records decide), and is no traceback."""
+    before. A list holding something that is no name is no run's run.json, and no traceback: the folder's is
+    then a run that did not finish, whose frames stay."""
     out = tmp_path / "out"
     cases = [
         ([str(out / "keypoints.jsonl"), str(out / "frames")], []),  # frames/ listed: its frame goes
         (["runs/out/keypoints.jsonl", "runs/out/frames"], []),
         ([str(out / "keypoints.jsonl")], ["000000.jpg"]),  # no frames/ listed: nothing in it goes
-        ([None, "keypoints.jsonl"], []),  # no listing: the record names 000000.jpg
+        ([None, "keypoints.jsonl"], ["000000.jpg"]),  # no listing: no run's run.json, a run that did not finish
     ]
     for outputs, left in cases:
         (out / "frames").mkdir(parents=True, exist_ok=True)
@@ -1471,7 +1496,7 @@ def test_a_record_line_of_the_limit_is_read_and_a_longer_one_passed_over_whole(t
     text = padded(1, limit) + padded(2, limit + 1) + " " * limit + _record(3, "clip.mp4") + "\n" + _record(4, "x")
     (tmp_path / "keypoints.jsonl").write_text(text)
     present = {f"{i:06d}.jpg" for i in range(1, 5)}
-    assert app._earlier_frames(tmp_path, present, None) == {"000001.jpg", "000004.jpg"}
+    assert app._earlier_frames(tmp_path, present, {"frames"}) == {"000001.jpg", "000004.jpg"}
 
 
 def test_a_source_among_the_outputs_is_refused_when_both_are_relative(

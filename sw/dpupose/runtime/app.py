@@ -273,9 +273,13 @@ def _earlier_frames(out: Path, present: set[str], wrote: set[str] | None) -> set
     Nothing when the earlier run's run.json said it wrote no frames/ (`wrote`, what it lists: --annotate none
     or video, or no frame written): every file there is then someone else's, whatever its name. Nothing either
     without keypoints.jsonl (only run.json left, the keypoints removed): which frames that run wrote is said
-    nowhere else, and a frames/ there may be a user's own, so nothing in it is taken for that run's."""
+    nowhere else, and a frames/ there may be a user's own, so nothing in it is taken for that run's. And without
+    the run's run.json (`wrote` None: a run that did not finish, killed or stopped by a full disk) only the
+    hidden .part.jpg names: its records name an image or frame number whatever it wrote, and those of an
+    --annotate none run of a user's photos (--source OUT/frames) name the photos themselves."""
     if not present or (wrote is not None and "frames" not in wrote):
         return set()
+    finished = wrote is not None
     found: set[str] = set()
     try:
         with open(out / "keypoints.jsonl", "rb") as f:
@@ -289,7 +293,8 @@ def _earlier_frames(out: Path, present: set[str], wrote: set[str] | None) -> set
                 frame, source = record["frame"], record["source"]
                 if type(frame) is not int or frame < 0 or not isinstance(source, str):
                     continue
-                found.update(name for name in record_frame_names(frame, source) if name in present)
+                names = record_frame_names(frame, source, finished=finished)
+                found.update(name for name in names if name in present)
     except OSError:  # gone or unreadable: what was read so far (nothing, if it is not there)
         pass
     return found

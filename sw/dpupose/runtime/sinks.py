@@ -96,13 +96,14 @@ def frame_file_names(stem: str) -> tuple[str, str]:
     return f"{stem}.jpg", f".{stem}.part.jpg"
 
 
-def record_frame_names(frame: int, source: str) -> tuple[str, ...]:
+def record_frame_names(frame: int, source: str, finished: bool = True) -> tuple[str, ...]:
     """The names in frames/ a run may have written the frame of its keypoints.jsonl record (`frame`, `source`)
     under: an image's stems when `source` is an image's name (an image source's records name its files, and
     open_source reads a name with an image extension as an image, never a video), else the frame number (a
-    video's name or camera:N). A run with its frames in a video, or none, wrote none of them."""
+    video's name or camera:N). A run with its frames in a video, or none, wrote none of them. Not `finished`:
+    only the temporary names (a run that did not finish says nowhere whether it wrote frames)."""
     stems = image_stems(source) if Path(source).suffix.lower() in IMAGE_EXTENSIONS else (numbered_stem(frame),)
-    return tuple(name for stem in stems for name in frame_file_names(stem))
+    return tuple(name for stem in stems for name in frame_file_names(stem)[0 if finished else 1 :])
 
 
 def frame_stems(image_names: Collection[str]) -> frozenset[str]:
