@@ -861,7 +861,9 @@ def test_a_users_output_named_dpupose_in_the_temporary_folder_is_named_as_itself
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(os, "statvfs", lambda path: Usage)
-    for mine in ("dpupose-run/keypoints.jsonl", "dpupose-bench.json", "dpupose-x/dpupose-stage-1/a"):
+    users = ["dpupose-run/keypoints.jsonl", "dpupose-bench.json", "dpupose-x/dpupose-stage-1/a"]
+    users.append("dpupose-run-20261201/keypoints.jsonl")  # a date: 8 characters as tempfile's, no kind of ours
+    for mine in users:
         line = os_error_line(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / mine)))
         assert line == (
             f"No space left on device for {tmp_path / mine} (0.1 MB free there): free some space on that file "
@@ -870,6 +872,19 @@ def test_a_users_output_named_dpupose_in_the_temporary_folder_is_named_as_itself
     for ours in ("dpupose-debugfs-k2_9ab0x.cmd", "dpupose-ort-int8-abcdefgh/model.onnx"):
         line = os_error_line(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ours)))
         assert line.startswith(f"No space left on device in the temporary folder {tmp_path} (0.1 MB free there)")
+
+
+def test_every_temporary_folder_prefix_of_dpupose_s_is_a_kind_the_cli_knows():
+    """The full-disk line for dpupose's working copies knows them by their prefixes (cli.TEMPORARY_KINDS): each
+    prefix="dpupose-KIND-" in the package is one, and each one is in use."""
+    import re
+    from pathlib import Path
+
+    from dpupose import cli
+
+    sw = Path(__file__).resolve().parents[1] / "sw" / "dpupose"
+    used = {m for p in sw.rglob("*.py") for m in re.findall(r'prefix="dpupose-([a-z0-9-]+)-"', p.read_text())}
+    assert used == set(cli.TEMPORARY_KINDS)
 
 
 def test_the_ctrl_c_tests_pass_when_started_with_sigint_ignored(tmp_path):

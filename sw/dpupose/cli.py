@@ -342,10 +342,15 @@ def os_error_line(exc: OSError) -> str:
     return f"cannot use {' -> '.join(paths)}: {what} (check the path, its permissions and the free space)"
 
 
-# The name tempfile gives what dpupose makes in the temporary folder: its prefix (dpupose-stage-, ...), then 8
-# random characters (and debugfs's command file's suffix). A user's output there (/tmp/dpupose-run,
-# /tmp/dpupose-bench.json) is no such name, and is named as any other output.
-_TEMPORARY_NAME = re.compile(r"dpupose-[a-z0-9-]+-[a-z0-9_]{8}(\.cmd)?")
+# The name tempfile gives what dpupose makes in the temporary folder: its prefix, dpupose-KIND- with KIND one of
+# these, then 8 random characters (and debugfs's command file's suffix). A user's output there (/tmp/dpupose-run,
+# /tmp/dpupose-bench.json, /tmp/dpupose-run-20261201: a date is 8 characters too) is no such name, and is named
+# as any other output.
+TEMPORARY_KINDS = (
+    *("bench", "calib", "debugfs", "deploy", "fat", "flash", "hwcheck"),
+    *("ls", "ort-int8", "stage", "standin", "valid", "wheel"),
+)
+_TEMPORARY_NAME = re.compile(rf"dpupose-(?:{'|'.join(TEMPORARY_KINDS)})-[a-z0-9_]{{8}}(\.cmd)?")
 
 
 def own_temporary(path: str) -> str | None:
