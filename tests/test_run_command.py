@@ -1534,6 +1534,34 @@ def test_an_earlier_runs_video_names_held_by_no_file_stay(plan_dir: Path, tmp_pa
     assert stat.S_ISFIFO(os.stat(out / "annotated.part.mp4").st_mode)
 
 
+def test_a_run_stopped_while_removing_an_earlier_runs_frames_leaves_the_rest_to_the_next(
+    plan_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Ctrl-C while a run removed an earlier run's frames: run.json had gone first, and the folder then held a
+    run that did not finish, whose frames no later run removes (nothing says it wrote any). run.json goes
+    last: the next run finds the earlier run's record and removes the frames that are left."""
+    import pathlib
+
+    out = tmp_path / "out"
+    clip = write_video(tmp_path / "clip.avi", 3)
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*common, "--annotate", "frames"]) == 0
+    unlink = pathlib.Path.unlink
+
+    def interrupted(self, missing_ok=False):
+        if self.name == "000001.jpg":
+            raise KeyboardInterrupt
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", interrupted)
+    assert main([*common, "--annotate", "none"]) == 130
+    assert capsys.readouterr().err == "dpupose: interrupted\n"
+    assert (out / "frames" / "000001.jpg").exists() and len(lines(out / "keypoints.jsonl")) == 3
+    monkeypatch.undo()
+    assert main([*common, "--annotate", "none"]) == 0
+    assert not (out / "frames").exists()
+
+
 def test_an_earlier_record_that_cannot_be_removed_stops_the_run_before_it_writes(
     plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

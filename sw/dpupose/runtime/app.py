@@ -337,9 +337,9 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         wrote = _run_outputs(opts.out / "run.json") if earlier else None  # read before it is removed
         removed = _earlier_annotations(opts.out, wrote) if earlier else []
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
-        _remove_earlier_record(opts.out)  # first: from here on, the folder holds a run that did not finish
-        if earlier:
+        if earlier:  # first: a run stopped while it removes them leaves run.json to say what is left
             _remove_earlier_annotations(opts.out, removed)
+        _remove_earlier_record(opts.out)  # then: from here on, the folder holds a run that did not finish
         try:
             sinks.append(JsonLinesSink(opts.out / "keypoints.jsonl"))
             if mode == "frames":
