@@ -1,5 +1,8 @@
 """The board's ONNX reader against the `onnx` package on models with every field kind it decodes."""
 
+import contextlib
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -214,3 +217,56 @@ def test_a_graph_output_that_is_not_a_tensor_has_no_element_type_or_shape():
     graph = helper.make_graph([helper.make_node("SequenceEmpty", [], ["s"])], "g", [], [seq])
     (s,) = load_model(helper.make_model(graph).SerializeToString()).outputs
     assert (s.name, s.elem_type, s.shape) == ("s", 0, ())
+
+
+def _pb_varint(v: int) -> bytes:
+    out = b""
+    while v > 0x7F:
+        out += bytes([v & 0x7F | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def _pb(num: int, wt: int, value: int | bytes) -> bytes:
+    """One protobuf field written by hand: varint (0), fixed64 (1), length-delimited (2) or fixed32 (5)."""
+    key = _pb_varint(num << 3 | wt)
+    if wt == 0:
+        return key + _pb_varint(value)
+    if wt == 2:
+        return key + _pb_varint(len(value)) + value
+    return key + value
+
+
+def _in_graph(*fields: bytes) -> bytes:
+    """A ModelProto whose graph holds these fields."""
+    return _pb(7, 2, b"".join(fields))
+
+
+def test_a_field_of_the_wrong_wire_type_or_a_value_past_its_type_is_a_damaged_file_not_a_traceback(tmp_path):
+    """A damaged file (a byte changed) whose field has another wire type than ONNX's gave a TypeError or an
+    AttributeError (an int where bytes were read: its .decode(), len()), and one whose varint held more than
+    64 bits, or a float16 bit pattern past 16 bits, an OverflowError."""
+    name_as_varint = _in_graph(_pb(1, 2, _pb(3, 0, 5)))  # NodeProto.name, a string, written as the number 5
+    with pytest.raises(ModelFileError, match=r"^malformed ONNX protobuf \(field 3 of wire type 0\)$"):
+        load_model(name_as_varint)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(name_as_varint)
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}: malformed .*; the file is damaged or not"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match=r"^malformed ONNX protobuf \(field 2 of wire type 0\)$"):
+        add_input_offsets(_in_graph(_pb(1, 2, _pb(1, 2, b"x") + _pb(2, 0, 5))), {"y": 0.5})
+    # protobuf keeps a varint's low 64 bits: 2**65 - 1 in ten bytes is read as -1, as the onnx package reads it
+    tensor = _pb(1, 0, 1) + _pb(2, 0, TensorProto.INT64) + _pb(8, 2, b"v") + _pb(7, 0, 2**65 - 1)
+    assert list(TensorProto.FromString(tensor).int64_data) == [-1]
+    assert load_model(_in_graph(_pb(5, 2, tensor))).initializers["v"].tolist() == [-1]
+    half = _pb(1, 0, 1) + _pb(2, 0, TensorProto.FLOAT16) + _pb(8, 2, b"h") + _pb(5, 0, 2**64 - 128)  # -128
+    with pytest.raises(ModelFileError, match=r"^cannot decode ONNX model \(.*-128.*\); the file is corrupt or not"):
+        load_model(_in_graph(_pb(5, 2, half)))
+    # every byte of a model changed in its low three bits (a wire type's): a model or a ModelFileError
+    data = _model().SerializeToString()
+    for pos in range(len(data)):
+        for bits in range(1, 8):
+            changed = data[:pos] + bytes([data[pos] ^ bits]) + data[pos + 1 :]
+            for read in (load_model, lambda d: add_input_offsets(d, {"y": 0.5, "wf": 1.0})):
+                with contextlib.suppress(ModelFileError):
+                    read(changed)

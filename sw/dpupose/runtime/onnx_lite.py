@@ -82,7 +82,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
-            return result, pos
+            return result & 0xFFFF_FFFF_FFFF_FFFF, pos  # as protobuf reads it: the low 64 bits
         shift += 7
         if shift > 70:
             raise ModelFileError("malformed ONNX protobuf (varint too long)")
@@ -92,8 +92,24 @@ def _signed64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
-    """Decode one message level: [(field_number, wire_type, value)], value = int or bytes."""
+# The wire types each decoded field may have (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32; a repeated
+# number packed or not), by message; a field of another wire type is malformed. Fields not listed are skipped.
+_MODEL = {7: (2,), 8: (2,)}
+_OPSET_ID = {1: (2,), 2: (0,)}
+_GRAPH = {1: (2,), 5: (2,), 11: (2,), 12: (2,), 13: (2,), 15: (2,)}
+_NODE = {1: (2,), 2: (2,), 3: (2,), 4: (2,), 5: (2,), 7: (2,)}
+_ATTRIBUTE = {1: (2,), 2: (5,), 3: (0,), 4: (2,), 5: (2,), 7: (5, 2), 8: (0, 2), 20: (0,)}
+_TENSOR = {1: (0, 2), 2: (0,), 4: (5, 2), 5: (0, 2), 7: (0, 2), 8: (2,), 9: (2,), 10: (1, 2), 14: (0,)}
+_VALUE_INFO = {1: (2,), 2: (2,)}
+_TYPE = {1: (2,)}
+_TENSOR_TYPE = {1: (0,), 2: (2,)}
+_SHAPE = {1: (2,)}
+_DIMENSION = {1: (0,), 2: (2,)}
+
+
+def _fields(buf: bytes, wire: Mapping[int, tuple[int, ...]]) -> list[tuple[int, int, Any]]:
+    """Decode one message level: [(field_number, wire_type, value)], value = int or bytes, each field of
+    `wire` of a wire type it allows."""
     out = []
     pos = 0
     n = len(buf)
@@ -116,6 +132,8 @@ def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
             raise ModelFileError(f"malformed ONNX protobuf (wire type {wt})")
         if pos > n:
             raise ModelFileError("truncated ONNX protobuf (field runs past the end)")
+        if wt not in wire.get(num, (wt,)):
+            raise ModelFileError(f"malformed ONNX protobuf (field {num} of wire type {wt})")
         out.append((num, wt, val))
     return out
 
@@ -145,7 +163,7 @@ def _tensor(buf: bytes) -> tuple[str, np.ndarray]:
     floats: list[float] = []
     ints: list[int] = []
     doubles: list[float] = []
-    for num, wt, val in _fields(buf):
+    for num, wt, val in _fields(buf, _TENSOR):
         if num == 1:
             dims += _packed_varints(wt, val)
         elif num == 2:
@@ -187,7 +205,7 @@ def _attribute(buf: bytes) -> tuple[str, Any]:
     found: dict[int, Any] = {}
     floats: list[float] = []
     ints: list[int] = []
-    for num, wt, val in _fields(buf):
+    for num, wt, val in _fields(buf, _ATTRIBUTE):
         if num == 1:
             name = val.decode()
         elif num == 2:
@@ -223,7 +241,7 @@ def _attribute(buf: bytes) -> tuple[str, Any]:
 
 def _node(buf: bytes) -> Node:
     node = Node(op_type="", inputs=[], outputs=[])
-    for num, _wt, val in _fields(buf):
+    for num, _wt, val in _fields(buf, _NODE):
         if num == 1:
             node.inputs.append(val.decode())
         elif num == 2:
@@ -244,22 +262,22 @@ def _value_info(buf: bytes) -> ValueInfo:
     name = ""
     elem = 0
     shape: list[int | str] = []
-    for num, _wt, val in _fields(buf):
+    for num, _wt, val in _fields(buf, _VALUE_INFO):
         if num == 1:
             name = val.decode()
         elif num == 2:
-            for tnum, _twt, tval in _fields(val):
+            for tnum, _twt, tval in _fields(val, _TYPE):
                 if tnum != 1:  # only tensor types
                     continue
-                for enum_, _ewt, evalue in _fields(tval):
+                for enum_, _ewt, evalue in _fields(tval, _TENSOR_TYPE):
                     if enum_ == 1:
                         elem = evalue
                     elif enum_ == 2:
-                        for dnum, _dwt, dval in _fields(evalue):
+                        for dnum, _dwt, dval in _fields(evalue, _SHAPE):
                             if dnum != 1:
                                 continue
                             dim: int | str = "?"
-                            for k, _kwt, kval in _fields(dval):
+                            for k, _kwt, kval in _fields(dval, _DIMENSION):
                                 if k == 1:
                                     dim = _signed64(kval)
                                 elif k == 2:
@@ -272,13 +290,13 @@ def parse_model(data: bytes) -> Graph:
     """Decode a serialized ModelProto."""
     graph_buf = None
     opset = 0
-    for num, _wt, val in _fields(data):
+    for num, _wt, val in _fields(data, _MODEL):
         if num == 7:
             graph_buf = val
         elif num == 8:
             domain = ""
             version = 0
-            for onum, _owt, oval in _fields(val):
+            for onum, _owt, oval in _fields(val, _OPSET_ID):
                 if onum == 1:
                     domain = oval.decode()
                 elif onum == 2:
@@ -288,7 +306,7 @@ def parse_model(data: bytes) -> Graph:
     if graph_buf is None:
         raise ModelFileError("not an ONNX model (no graph); check the file")
     graph = Graph(nodes=[], initializers={}, inputs=[], outputs=[], opset=opset)
-    for num, _wt, val in _fields(graph_buf):
+    for num, _wt, val in _fields(graph_buf, _GRAPH):
         if num == 1:
             graph.nodes.append(_node(val))
         elif num == 5:
@@ -321,7 +339,7 @@ def load_model(path_or_bytes: str | Path | bytes) -> Graph:
         data = path.read_bytes()
     try:
         return parse_model(data)
-    except (UnicodeDecodeError, struct.error, ValueError) as exc:
+    except (UnicodeDecodeError, struct.error, ValueError, OverflowError) as exc:  # Overflow: a value past its type
         where = f"{path}: " if path is not None else ""
         raise ModelFileError(f"{where}cannot decode ONNX model ({exc}); the file is corrupt or not ONNX") from exc
     except ModelFileError as exc:
@@ -361,8 +379,8 @@ def offset_names(node_output: str) -> tuple[str, str]:
 def _graph_with_offsets(buf: bytes, offsets: Mapping[str, float]) -> bytes:
     out = bytearray()
     constants = []
-    for num, wt, val in _fields(buf):
-        node = _fields(val) if num == 1 else []
+    for num, wt, val in _fields(buf, _GRAPH):
+        node = _fields(val, _NODE) if num == 1 else []
         outputs = [v.decode() for n, _w, v in node if n == 2]
         inputs = [v for n, _w, v in node if n == 1]
         if not outputs or outputs[0] not in offsets or not inputs:
@@ -394,7 +412,7 @@ def add_input_offsets(data: bytes, offsets: Mapping[str, float]) -> bytes:
     try:
         return b"".join(
             _enc_field(num, wt, _graph_with_offsets(val, offsets) if num == 7 else val)
-            for num, wt, val in _fields(data)
+            for num, wt, val in _fields(data, _MODEL)
         )
     except (UnicodeDecodeError, struct.error, ValueError) as exc:
         raise ModelFileError(f"cannot decode ONNX model ({exc}); the file is corrupt or not ONNX") from exc
