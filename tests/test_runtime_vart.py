@@ -623,3 +623,24 @@ def test_load_overlay_reads_vart_conf_where_vart_conf_says(board, tmp_path: Path
     with pytest.raises(DeviceError, match=r"vart.conf points VART at another firmware .*not /usr/lib/dpu.xclbin"):
         vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
     assert board.CALLS == []
+
+
+def test_a_closed_runner_lets_go_of_vart_s_and_runs_no_more(board, tmp_path: Path) -> None:
+    """close() drops VART's runner (its DPU context goes with it); a run after it is refused as OnnxRunner's
+    is, not an AttributeError of None."""
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    path = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    x = np.full((1, 2, 3, 4), 8, np.int8)
+    with vart_runner.VartRunner(vart_runner.Xmodel(path)) as runner:
+        assert (runner.run({"x_fix": x})["y_fix"] == 2).all()
+    with pytest.raises(RuntimeError, match="^runner is closed$"):
+        runner.run({"x_fix": x})
+    assert len([c for c in board.CALLS if c[0] == "execute_async"]) == 1

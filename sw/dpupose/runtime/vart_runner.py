@@ -269,6 +269,8 @@ class VartRunner(Runner):
 
     def submit(self, feeds: dict[str, np.ndarray]) -> tuple[Any, list[np.ndarray], int]:
         """Start one DPU job; pass what it returns to collect()."""
+        if self._runner is None:
+            raise RuntimeError("runner is closed")
         buffers, batch = self._input_buffers(feeds)
         outs = [np.empty(info.shape, dtype=np.int8, order="C") for info in self._outputs]
         job = self._runner.execute_async(buffers, outs)
