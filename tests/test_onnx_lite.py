@@ -2,6 +2,7 @@
 
 import contextlib
 import re
+import struct
 
 import numpy as np
 import onnx
@@ -270,3 +271,125 @@ def test_a_field_of_the_wrong_wire_type_or_a_value_past_its_type_is_a_damaged_fi
             for read in (load_model, lambda d: add_input_offsets(d, {"y": 0.5, "wf": 1.0})):
                 with contextlib.suppress(ModelFileError):
                     read(changed)
+
+
+def _one_node(*attrs: onnx.AttributeProto, domain: str = "") -> object:
+    node = helper.make_node("Custom", ["x"], ["y"], name="n", domain=domain)
+    node.attribute.extend(attrs)
+    (n,) = load_model(helper.make_model(helper.make_graph([node], "g", [], [])).SerializeToString()).nodes
+    return n
+
+
+def test_attributes_whose_value_or_type_is_left_out_and_negative_ints():
+    A = onnx.AttributeProto
+    # a writer of onnx.proto3 leaves out a value equal to its default: the field's 0.0, 0 and ''
+    n = _one_node(A(name="alpha", type=A.FLOAT), A(name="axis", type=A.INT), A(name="mode", type=A.STRING))
+    assert n.attrs == {"alpha": 0.0, "axis": 0, "mode": ""}
+    assert [type(v) for v in n.attrs.values()] == [float, int, str]
+    # an INT travels as the varint of its 64-bit two's complement: -1 is 2**64 - 1
+    n = _one_node(helper.make_attribute("axis", -1), helper.make_attribute("pads", [-2, 3]))
+    assert n.attrs == {"axis": -1, "pads": [-2, 3]}
+    # attributes of IR version 1 have no type: the value that is there is the value, a scalar or a list
+    n = _one_node(A(name="k", i=5), A(name="f", f=0.5), A(name="s", s=b"CRD"))
+    assert n.attrs == {"k": 5, "f": 0.5, "s": "CRD"}
+    n = _one_node(A(name="fs", floats=[1.5, -2.0]), A(name="is", ints=[3, -4]))
+    assert n.attrs == {"fs": [1.5, -2.0], "is": [3, -4]}
+
+
+def test_a_node_s_name_and_domain_and_the_default_domain_s_opset_listed_first():
+    n = _one_node(domain="com.microsoft")
+    assert (n.name, n.domain, n.op_type, n.inputs, n.outputs) == ("n", "com.microsoft", "Custom", ["x"], ["y"])
+    ops = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(helper.make_graph([], "g", [], []), opset_imports=ops)
+    assert load_model(model.SerializeToString()).opset == 13
+
+
+def test_doubles_packed_or_not_and_unknown_fixed_width_fields_are_read_as_written():
+    # 0.1 is no float32: read through float32 it would be 0.10000000149011612
+    t = helper.make_tensor("d", TensorProto.DOUBLE, [2], [0.1, -2.5])
+    assert list(t.double_data) == [0.1, -2.5] and not t.raw_data
+    graph = helper.make_graph([], "g", [], [], [t])
+    got = load_model(helper.make_model(graph).SerializeToString()).initializers["d"]
+    assert got.dtype == np.float64 and got.tolist() == [0.1, -2.5]
+    # the same tensor by hand, its doubles as unpacked fixed64 fields (protobuf readers take both) with an
+    # unknown fixed64 field (99) and fixed32 field (98) between them, each skipped whole
+    tensor = b"".join(
+        [
+            _pb(1, 0, 2),  # dims [2]
+            _pb(2, 0, TensorProto.DOUBLE),
+            _pb(8, 2, b"d"),
+            _pb(10, 1, struct.pack("<d", 0.1)),
+            _pb(99, 1, struct.pack("<d", 7.0)),
+            _pb(98, 5, struct.pack("<f", 7.0)),
+            _pb(10, 1, struct.pack("<d", -2.5)),
+        ]
+    )
+    got = load_model(_in_graph(_pb(5, 2, tensor))).initializers["d"]
+    assert got.dtype == np.float64 and got.tolist() == [0.1, -2.5]
+
+
+def test_an_initializer_is_a_writable_array_of_its_own():
+    data = _model().SerializeToString()
+    w = load_model(data).initializers["w"]  # from raw_data
+    assert w.flags.writeable
+    w[0, 0, 0, 0] = 99
+    assert load_model(data).initializers["w"][0, 0, 0, 0] == -12
+
+
+def test_what_the_reader_does_not_read_is_refused_and_data_that_is_no_onnx_is_named(tmp_path):
+    bf16 = helper.make_tensor("h", TensorProto.BFLOAT16, [1], [1.0])
+    with pytest.raises(ModelFileError, match=r"^initializer 'h' has unsupported data type 16$"):
+        load_model(helper.make_model(helper.make_graph([], "g", [], [], [bf16])).SerializeToString())
+    sparse = helper.make_sparse_tensor(
+        helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]),
+        helper.make_tensor("i", TensorProto.INT64, [1], [0]),
+        [4],
+    )
+    graph = helper.make_graph([], "g", [], [])
+    graph.sparse_initializer.append(sparse)
+    with pytest.raises(ModelFileError, match=r"^sparse initializers are not supported by this reader$"):
+        load_model(helper.make_model(graph).SerializeToString())
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "b", [], [])
+    node = helper.make_node("Loop", ["n", "c"], ["y"], body=branch)
+    with pytest.raises(ModelFileError, match=r"^attribute 'body' holds a sub-graph or tensor list"):
+        load_model(helper.make_model(helper.make_graph([node], "g", [], [])).SerializeToString())
+
+    with pytest.raises(ModelFileError, match=r"^not an ONNX model \(no graph\); check the file$"):
+        load_model(b"")
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(_pb(1, 0, 7))  # an ir_version and nothing else: not called damaged
+    with pytest.raises(
+        ModelFileError, match=rf"^{re.escape(str(empty))}: not an ONNX model \(no graph\); check the file$"
+    ):
+        load_model(empty)
+    # a varint cut off at the end of the data, and wire type 3 (a group: no ONNX field is one)
+    with pytest.raises(ModelFileError, match=r"^truncated ONNX protobuf \(varint runs past the end\)$"):
+        load_model(b"\x08\x96")
+    with pytest.raises(ModelFileError, match=r"^malformed ONNX protobuf \(wire type 3\)$"):
+        load_model(b"\x0b")
+    # a packed float list of 5 bytes (struct's error), and a node name that is not UTF-8: the file is named
+    short = _in_graph(_pb(5, 2, _pb(1, 0, 1) + _pb(2, 0, TensorProto.FLOAT) + _pb(4, 2, b"\0\0\x80\x3f\0")))
+    latin = _in_graph(_pb(1, 2, _pb(3, 2, "né".encode("latin-1"))))
+    for name, data, reason in (("short", short, "unpack requires"), ("latin", latin, "'utf-8' codec can't decode")):
+        with pytest.raises(
+            ModelFileError, match=rf"^cannot decode ONNX model \({reason}.*; the file is corrupt or not ONNX$"
+        ):
+            load_model(data)
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(data)
+        with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}: cannot decode ONNX model \({reason}"):
+            load_model(path)
+
+
+def test_add_input_offsets_passes_over_a_node_without_inputs_and_names_undecodable_data():
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=helper.make_tensor("v", TensorProto.FLOAT, [], [1.0]))],
+        "g",
+        [],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [])],
+    )
+    data = helper.make_model(graph).SerializeToString()
+    assert add_input_offsets(data, {"c": 0.5}) == data  # nothing to add the offset to
+    latin = _in_graph(_pb(1, 2, _pb(1, 2, b"x") + _pb(2, 2, "né".encode("latin-1"))))
+    with pytest.raises(ModelFileError, match=r"^cannot decode ONNX model \('utf-8' codec can't decode .*; the file is"):
+        add_input_offsets(latin, {"c": 0.5})
