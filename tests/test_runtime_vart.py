@@ -644,3 +644,123 @@ def test_a_closed_runner_lets_go_of_vart_s_and_runs_no_more(board, tmp_path: Pat
     with pytest.raises(RuntimeError, match="^runner is closed$"):
         runner.run({"x_fix": x})
     assert len([c for c in board.CALLS if c[0] == "execute_async"]) == 1
+
+
+def test_an_overlay_is_its_dpu_bit_file_with_both_siblings_named_when_missing(board, tmp_path: Path) -> None:
+    overlay = make_overlay(tmp_path / "ov")
+    for given in (overlay / "dpu.hwh", overlay / "dpu.xclbin"):  # a sibling of dpu.bit is no bitstream
+        with pytest.raises(ModelFileError, match=rf"^no overlay bitstream at {given}: pass --overlay with the folder"):
+            vart_runner.overlay_bitfile(given)
+    (overlay / "dpu.bit").unlink()  # a folder with the others but no dpu.bit
+    with pytest.raises(ModelFileError, match=rf"^no overlay bitstream at {overlay / 'dpu.bit'}: "):
+        vart_runner.overlay_bitfile(overlay)
+    bare = make_overlay(tmp_path / "bare")
+    (bare / "dpu.hwh").unlink()
+    (bare / "dpu.xclbin").unlink()
+    with pytest.raises(ModelFileError, match=r"dpu\.bit needs dpu\.hwh, dpu\.xclbin beside it \(pynq needs"):
+        vart_runner.load_overlay(bare)
+    assert board.CALLS == []
+
+
+def test_the_overlay_is_programmed_once_whatever_path_names_it(board, tmp_path: Path, monkeypatch) -> None:
+    overlay = make_overlay(tmp_path / "ov")
+    monkeypatch.chdir(tmp_path)
+    first = vart_runner.load_overlay("ov")
+    assert vart_runner.load_overlay(overlay / "dpu.bit") is first
+    assert vart_runner.load_overlay(Path("ov/../ov/dpu.bit")) is first
+    assert [c[0] for c in board.CALLS] == ["DpuOverlay"]
+
+
+def test_an_empty_xilinx_xrt_is_not_pynq_s_environment(board, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XILINX_XRT", "")
+    with pytest.raises(DeviceError, match=r"^XILINX_XRT is not set, so PYNQ finds no device"):
+        vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    assert board.CALLS == []
+
+
+def test_vart_conf_must_name_the_xclbin_of_the_overlay_s_own_name(board, tmp_path: Path) -> None:
+    """pynq_dpu copies dpu_b1600.xclbin (beside dpu_b1600.bit) to /usr/lib/dpu_b1600.xclbin."""
+    folder = tmp_path / "ov"
+    folder.mkdir()
+    for suffix in (".bit", ".hwh", ".xclbin"):
+        (folder / f"dpu_b1600{suffix}").write_bytes(b"\0")
+    (tmp_path / "vart.conf").write_text("firmware: /usr/lib/dpu.xclbin\n")
+    with pytest.raises(DeviceError, match=r"not /usr/lib/dpu_b1600\.xclbin that the overlay installs"):
+        vart_runner.load_overlay(folder / "dpu_b1600.bit")
+    (tmp_path / "vart.conf").write_text("firmware: /usr/lib/dpu_b1600.xclbin\n")
+    vart_runner.load_overlay(folder / "dpu_b1600.bit")
+    assert [c[0] for c in board.CALLS] == ["DpuOverlay"]
+
+
+def test_an_overlay_pynq_cannot_load_is_a_device_error_naming_it(board, tmp_path: Path, monkeypatch) -> None:
+    def unreadable(self, bitfile_name, *args, **kwargs):
+        raise ValueError("bitstream header is corrupt")
+
+    monkeypatch.setattr(board.DpuOverlay, "__init__", unreadable)
+    bit = make_overlay(tmp_path / "ov") / "dpu.bit"
+    with pytest.raises(DeviceError, match=rf"^cannot load overlay {bit}: bitstream header is corrupt$"):
+        vart_runner.load_overlay(bit.parent)
+    assert vart_runner._overlay == {}
+
+
+def test_an_xmodel_that_is_missing_or_not_read_and_dpu_in_any_case(board, tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match=r"^xmodel .*gone\.xmodel is missing: compile the DPU subgraphs"):
+        vart_runner.Xmodel(tmp_path / "gone.xmodel")
+    assert board.CALLS == []
+    (tmp_path / "plan.json").write_text("{}")
+    with pytest.raises(ModelFileError, match=r"^cannot read xmodel .*plan\.json: \[XIR_PROTOBUF_LOADING_FAILED\]"):
+        vart_runner.Xmodel(tmp_path / "plan.json")
+    board.write_fake_xmodel(tmp_path / "m.xmodel", [{"name": "a", "device": "Dpu"}, {"name": "b", "device": "CPU"}])
+    assert vart_runner.Xmodel(tmp_path / "m.xmodel").names() == ["a"]
+
+
+def test_a_runner_vart_cannot_make_and_a_plan_of_another_count_or_other_shapes(board, tmp_path: Path) -> None:
+    def info(name, shape):
+        return TensorInfo(name, shape, "int8", 0, "NHWC")
+
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    path = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    xmodel = vart_runner.Xmodel(path)
+    with pytest.raises(DeviceError, match=r"^cannot create a VART runner for rq\.xmodel:sg: cannot open DPU"):
+        vart_runner.VartRunner(xmodel)  # no overlay programmed: VART finds no DPU
+    with pytest.raises(ModelFileError) as e:
+        _two_input_runner(board, tmp_path, [1, 2, 3, 4], [1, 5, 6, 7], [info("p", (1, 2, 3, 4))])
+    assert str(e.value) == (
+        "two.xmodel:sg: the xmodel has 2 tensors (a_fix, b_fix) where the plan has 1 (p); recompile the xmodel "
+        "from this split"
+    )
+    # shapes each unique but not the plan's: named, not a ValueError of list.index
+    plan = [info("p", (1, 2, 3, 4)), info("q", (1, 9, 9, 9))]
+    with pytest.raises(ModelFileError, match=r"xmodel tensor shapes \[\(2, 3, 4\), \(5, 6, 7\)\] do not match"):
+        _two_input_runner(board, tmp_path, [1, 2, 3, 4], [1, 5, 6, 7], plan)
+
+
+def test_an_output_s_fix_point_other_than_the_plan_s_is_warned(board, tmp_path: Path, caplog) -> None:
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    path = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    plan_in = [TensorInfo("x_fix", (1, 2, 3, 4), "int8", 3, "NHWC")]
+    plan_out = [TensorInfo("y_fix", (1, 2, 3, 4), "int8", 2, "NHWC")]
+    with caplog.at_level(logging.WARNING):
+        runner = vart_runner.VartRunner(vart_runner.Xmodel(path), inputs=plan_in, outputs=plan_out)
+    assert "rq.xmodel:sg: tensor y_fix has fix_point 1 in the xmodel but 2 in the plan" in caplog.text
+    assert "x_fix" not in caplog.text and runner.outputs[0].fix_point == 1
+    x = np.asfortranarray(np.arange(-12, 12, dtype=np.int8).reshape(1, 2, 3, 4) * 4)  # not C-contiguous
+    assert not x.flags.c_contiguous
+    np.testing.assert_array_equal(runner.run({"x_fix": x})["y_fix"], np.rint(x / 4))  # copied for VART
+    with pytest.raises(DataError, match=r"^sg: missing input 'x_fix'$"):
+        runner.run({"x": x})
