@@ -818,3 +818,16 @@ def test_a_video_opencv_cannot_write_as_mp4_is_written_as_avi(tmp_path: Path, mo
     sink.close()
     assert sink.path == tmp_path / "annotated.avi" and os.listdir(tmp_path) == ["annotated.avi"]
     assert [round(float(f.mean()) / 60) * 60 for f in read_video(tmp_path / "annotated.avi")] == [0, 60, 120]
+
+
+def test_a_frame_s_json_record_rounds_to_a_hundredth_pixel_a_ten_thousandth_and_a_microsecond() -> None:
+    kp = np.zeros((16, 2), np.float32)
+    kp[0] = (12.3456, 7.891)
+    conf = np.full(16, np.nan, np.float32)
+    conf[0], conf[1] = 0.123456, 0.98766  # float32: 0.12345600 and 0.98765999
+    r = FrameResult(7, "clip.mp4", kp, conf, kp / 64, {"dpu0": 0.0123456, "cpu0": 0.0004}, None)
+    j = r.to_json()
+    assert (j["frame"], j["source"]) == (7, "clip.mp4")
+    assert j["keypoints"][0] == [12.35, 7.89] and j["keypoints"][1] == [0.0, 0.0]
+    assert j["confidence"][:3] == [0.1235, 0.9877, None]
+    assert j["timings_ms"] == {"dpu0": 12.346, "cpu0": 0.4}
