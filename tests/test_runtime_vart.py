@@ -379,6 +379,75 @@ def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
     vart_runner.check_vart_conf("dpu.xclbin", conf)
 
 
+@pytest.mark.parametrize(
+    ("text", "stem", "refusal"),
+    [
+        # VART skips a comment line: the firmware is the second line's, whatever the first says
+        ("# firmware: /usr/lib/dpu.xclbin\nfirmware: /media/sd/dpu.xclbin\n", "dpu",
+         r"vart.conf points VART at another firmware \('/media/sd/dpu.xclbin', .*vart.conf line 2\)"),
+        # another file whose name starts with the expected one's
+        ("firmware: /usr/lib/dpu.xclbin.old\n", "dpu", r"another firmware \('/usr/lib/dpu.xclbin.old'"),
+        # a comment after the value, spaces around the colon: the value is the path alone
+        ("  firmware :  /usr/lib/dpu.xclbin   # pynq_dpu's copy\n", "dpu", None),
+        ("firmware: /usr/lib//dpu.xclbin", "dpu", None),  # the same path, written otherwise
+        # no firmware line (no file at all: the next case): VART's default /usr/lib/dpu.xclbin
+        ("other: 1\n", "dpu", None),
+        ("other: 1\n", "dpu_b1600",
+         r"VART loads its default firmware /usr/lib/dpu.xclbin \(.*vart.conf names none\), not "
+         r"/usr/lib/dpu_b1600.xclbin .*echo 'firmware: /usr/lib/dpu_b1600.xclbin' \| sudo tee"),
+        # VART's regex stops at a carriage return (a file saved with Windows line ends): the line is skipped
+        ("firmware: /usr/lib/dpu_b1600.xclbin\r\n", "dpu_b1600",
+         r"default firmware /usr/lib/dpu.xclbin \(.*vart.conf line 1 is no line VART reads: 'firmware: PATH' "
+         r"with spaces, no tab, no carriage return\)"),
+        # a tab after the colon is part of the value VART opens
+        ("firmware:\t/usr/lib/dpu.xclbin\n", "dpu", r"another firmware \('\\t/usr/lib/dpu.xclbin'"),
+        # VART aborts on a key given twice, and on a key starting 'firmware' without a 'firmware' one
+        ("firmware: /usr/lib/dpu.xclbin\nfirmware: /usr/lib/dpu.xclbin\n", "dpu",
+         r"vart.conf line 2 defines 'firmware' a second time, and VART stops \(abort\)"),
+        ("firmware_old: /usr/lib/a.xclbin\n", "dpu", r"has 'firmware_old' but no 'firmware' line, and VART stops"),
+    ],
+)  # fmt: skip
+def test_vart_conf_is_read_as_vart_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, stem: str, refusal: str | None
+) -> None:
+    monkeypatch.delenv("XLNX_VART_FIRMWARE", raising=False)
+    conf = tmp_path / "vart.conf"
+    conf.write_bytes(text.encode())
+    if refusal is None:
+        vart_runner.check_vart_conf(f"{stem}.xclbin", conf)
+    else:
+        with pytest.raises(DeviceError, match=refusal):
+            vart_runner.check_vart_conf(f"{stem}.xclbin", conf)
+
+
+def test_vart_without_vart_conf_loads_its_default_firmware(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XLNX_VART_FIRMWARE", raising=False)
+    vart_runner.check_vart_conf("dpu.xclbin", tmp_path / "absent")
+    (tmp_path / "empty").write_bytes(b"")  # VART takes an empty file as none
+    vart_runner.check_vart_conf("dpu.xclbin", tmp_path / "empty")
+    with pytest.raises(DeviceError, match=r"default firmware /usr/lib/dpu.xclbin \(.*absent names none\)"):
+        vart_runner.check_vart_conf("u96.xclbin", tmp_path / "absent")
+
+
+def test_xlnx_vart_firmware_overrides_vart_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "vart.conf"
+    conf.write_text("firmware: /usr/lib/dpu.xclbin\n")
+    monkeypatch.setenv("XLNX_VART_FIRMWARE", "/media/sd/other.xclbin")
+    with pytest.raises(
+        DeviceError,
+        match=r"XLNX_VART_FIRMWARE points VART at another firmware \('/media/sd/other.xclbin'\), not "
+        r"/usr/lib/dpu.xclbin .*Fix: unset XLNX_VART_FIRMWARE \(VART then reads .*vart.conf\), or set it to "
+        r"/usr/lib/dpu.xclbin",
+    ):
+        vart_runner.check_vart_conf("dpu.xclbin", conf)
+    conf.write_text("firmware: /media/sd/stale.xclbin\n")  # not read while the variable is set
+    monkeypatch.setenv("XLNX_VART_FIRMWARE", "/usr/lib/dpu.xclbin")
+    vart_runner.check_vart_conf("dpu.xclbin", conf)
+    monkeypatch.setenv("XLNX_VART_FIRMWARE", "")  # empty: VART reads the file
+    with pytest.raises(DeviceError, match=r"another firmware \('/media/sd/stale.xclbin'"):
+        vart_runner.check_vart_conf("dpu.xclbin", conf)
+
+
 # --- backend choice -------------------------------------------------------------------------------------
 
 

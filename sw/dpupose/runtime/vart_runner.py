@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,20 +79,90 @@ def overlay_bitfile(overlay: str | Path) -> Path:
     return bit
 
 
-def check_vart_conf(xclbin_name: str, conf: Path | None = None) -> None:
-    """VART loads the firmware /etc/vart.conf (VART_CONF, read when called) names; it must be the xclbin
-    pynq_dpu copied for this overlay."""
+# /etc/vart.conf as VART's SimpleConfig reads it (vitis/ai/simple_config.cpp): a line "KEY: VALUE" (spaces only,
+# no tabs, around the colon and at the ends; '#' starts a comment anywhere in the value), a comment line, a blank
+# line; any other line is skipped with "unknown config" (so is a line ending in a carriage return: the regex's '.'
+# stops there). A key defined twice makes VART abort.
+_CONF_LINE = re.compile(r" *([^: ]+) *: *([^\r\n]*?) *(#[^\r\n]*)*")
+DEFAULT_FIRMWARE = "/usr/lib/dpu.xclbin"  # VART's own default, and where pynq_dpu copies dpu.bit's xclbin
+
+
+def vart_firmware(conf: Path | None = None) -> tuple[str, str, str]:
+    """(the xclbin VART will load, what says so: "env", "conf" or "default", a note on where), found as VART
+    finds it: $XLNX_VART_FIRMWARE when set and not empty, else /etc/vart.conf's `firmware` (VART_CONF, read
+    when called), else VART's default. DeviceError where VART itself would stop reading the file (abort)."""
+    env = os.environ.get("XLNX_VART_FIRMWARE", "")
+    if env:
+        return env, "env", "XLNX_VART_FIRMWARE"
     conf = VART_CONF if conf is None else conf
-    if not conf.is_file():
-        return  # VART's default is /usr/lib/dpu.xclbin
-    text = conf.read_text(errors="replace")
-    expected = str(XCLBIN_DIR / xclbin_name)
-    if expected not in text:
+    try:
+        if not conf.is_file() or conf.stat().st_size == 0:
+            return DEFAULT_FIRMWARE, "default", f"{conf} names none"
+        lines = conf.read_bytes().decode("utf-8", errors="replace").split("\n")
+    except OSError as exc:
+        raise DeviceError(f"cannot read {conf} (which firmware VART loads): {exc.strerror or exc}") from None
+    values: dict[str, tuple[str, int]] = {}
+    unread = None  # the first line naming the firmware that VART skips ("unknown config")
+    for number, line in enumerate(lines, 1):
+        match = _CONF_LINE.fullmatch(line)
+        if match is None:
+            if unread is None and "firmware" in line and not line.lstrip(" ").startswith("#"):
+                unread = number
+            continue  # a comment, a blank line, or a line VART skips as "unknown config"
+        key, value = match.group(1), match.group(2)
+        if key in values:
+            raise DeviceError(
+                f"{conf} line {number} defines {key!r} a second time, and VART stops (abort) on a key defined "
+                f"twice: keep one line 'firmware: {DEFAULT_FIRMWARE}' (or the overlay's xclbin) in {conf}"
+            )
+        values[key] = value, number
+    if "firmware" in values:
+        value, number = values["firmware"]
+        return value, "conf", f"{conf} line {number}"
+    others = [key for key in values if key.startswith("firmware")]
+    if others:  # VART's has("firmware") takes any key starting so, then finds no "firmware" and aborts
         raise DeviceError(
-            f"{conf} points VART at another firmware ({text.strip()!r}), not {expected} that the overlay "
-            f"installs; running would use a mismatched xclbin. Fix: echo 'firmware: {expected}' | "
-            f"sudo tee {conf}"
+            f"{conf} has {others[0]!r} but no 'firmware' line, and VART stops (abort) reading it: rename the "
+            f"line to 'firmware: ...' or remove it"
         )
+    if unread is not None:
+        return (
+            DEFAULT_FIRMWARE,
+            "default",
+            (f"{conf} line {unread} is no line VART reads: 'firmware: PATH' with spaces, no tab, no carriage return"),
+        )
+    return DEFAULT_FIRMWARE, "default", f"{conf} names none"
+
+
+def _same_path(a: str, b: str) -> bool:
+    if os.path.normpath(a) == os.path.normpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either one missing: pynq_dpu copies the overlay's xclbin only when it programs it
+        return False
+
+
+def check_vart_conf(xclbin_name: str, conf: Path | None = None) -> None:
+    """VART loads the firmware vart_firmware names; it must be the xclbin pynq_dpu copies for this overlay
+    (XCLBIN_DIR / xclbin_name)."""
+    conf = VART_CONF if conf is None else conf
+    firmware, said_by, where = vart_firmware(conf)
+    expected = str(XCLBIN_DIR / xclbin_name)
+    if _same_path(firmware, expected):
+        return
+    if said_by == "env":
+        what = f"XLNX_VART_FIRMWARE points VART at another firmware ({firmware!r})"
+        fix = f"unset XLNX_VART_FIRMWARE (VART then reads {conf}), or set it to {expected}"
+    elif said_by == "conf":
+        what = f"{conf} points VART at another firmware ({firmware!r}, {where})"
+        fix = f"echo 'firmware: {expected}' | sudo tee {conf}"
+    else:
+        what = f"VART loads its default firmware {firmware} ({where})"
+        fix = f"echo 'firmware: {expected}' | sudo tee {conf}"
+    raise DeviceError(
+        f"{what}, not {expected} that the overlay installs; running would use a mismatched xclbin. Fix: {fix}"
+    )
 
 
 def load_overlay(overlay: str | Path) -> Any:
