@@ -293,3 +293,42 @@ def test_containers_holding_a_gpu_tensor_keep_their_kind():
     assert moved["pair"][1] == 2 and moved["list"][1] == "x" and moved["n"] == 3
     for value in (moved["pair"][0], moved["list"][0]):
         assert type(value) is torch.Tensor and torch.equal(value, torch.arange(3.0))
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_the_last_visible_gpu_is_the_highest_index_taken(monkeypatch):
+    """Of two GPUs, cuda:1 and LOCAL_RANK 1 are the last taken; cuda:2 and LOCAL_RANK 2 (one past them) are
+    refused with the full range and the process count to start."""
+    gpus(monkeypatch, 2)
+    assert device_mod.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(UsageError, match=r"^--device cuda:2: this machine has 2 visible GPU\(s\), cuda:0 to cuda:1; "):
+        device_mod.resolve_device("cuda:2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(UsageError, match="LOCAL_RANK=2, but this machine has 2 visible GPU"):
+        device_mod.resolve_device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(UsageError) as exc:
+        device_mod.resolve_device("auto")
+    assert str(exc.value) == (
+        "--device auto: torchrun started process LOCAL_RANK=3, but this machine has 2 visible GPU(s): start at "
+        "most 2 processes per node (--nproc_per_node)"
+    )
+
+
+def test_a_rocm_build_that_sees_no_gpu_is_not_called_cpu_only(monkeypatch):
+    """A ROCm build of PyTorch has no torch.version.cuda but a torch.version.hip, and answers through
+    torch.cuda: seeing no GPU, it is told to check the driver, not to install another build."""
+    gpus(monkeypatch, 0, cuda_build=False)
+    monkeypatch.setattr(torch.version, "hip", "6.2.41133", raising=False)
+    with pytest.raises(UsageError, match=r"has CUDA but sees no GPU: check the driver") as exc:
+        device_mod.resolve_device("cuda")
+    assert "CPU-only" not in str(exc.value)
+
+
+def test_the_start_line_names_the_gpu_in_use(monkeypatch):
+    gpus(monkeypatch, 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"GPU number {torch.device(device).index}")
+    assert device_mod.describe(torch.device("cuda", 1), "cuda:1") == "cuda:1 (GPU number 1)"

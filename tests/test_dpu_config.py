@@ -322,3 +322,30 @@ def test_a_configuration_file_s_errors_say_where(tmp_path):
     odd = write(tmp_path, 'arch = "B1600"\nclock_mhz = 200\nzeta = 1\nalpha = 2\n')
     with pytest.raises(ConfigError, match=r"unknown key\(s\) alpha, zeta; allowed keys: alu_activations, "):
         load_config(odd)
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_hw_dir_override_needs_both_configs_and_boards_and_an_empty_one_is_unset(tmp_path, monkeypatch):
+    """$DPUPOSE_HW_DIR is taken only as a folder with both dpu/configs/ and boards/ (one of them alone is another
+    folder given by mistake), and set empty it is not set (the one dpupose carries)."""
+    from dpupose.dpu import paths
+
+    for present in (["dpu/configs"], ["boards"], ["dpu/configs", "boards"]):
+        hw = tmp_path / "-".join(p.replace("/", "_") for p in present) / "hw"
+        for folder in present:
+            (hw / folder).mkdir(parents=True)
+        monkeypatch.setenv(HW_DIR_ENV, str(hw))
+        if len(present) == 2:
+            assert hw_dir() == hw and paths.configs_dir() == hw / "dpu" / "configs"
+            assert paths.boards_dir() == hw / "boards"
+            continue
+        with pytest.raises(ConfigError) as exc:
+            hw_dir()
+        assert str(exc.value) == (
+            f"no hw/ folder with dpu/configs/ and boards/ at ${HW_DIR_ENV}={hw}; set {HW_DIR_ENV} to a hw/ folder of "
+            "the repository, or unset it to use the one dpupose carries"
+        )
+    monkeypatch.setenv(HW_DIR_ENV, "")
+    assert hw_dir() == Path(__file__).resolve().parents[1] / "hw"

@@ -256,3 +256,39 @@ def test_an_inverted_residual_adds_its_input_only_at_stride_1_between_equal_widt
         assert torch.equal(y, x - 1 if residual else torch.full_like(y, -1.0)), (cin, cout, stride)
     blocks = [m for m in MobileNetV2Features(1.0).modules() if isinstance(m, InvertedResidual)]
     assert len(blocks) == 17 and sum(b.use_residual for b in blocks) == 10
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_onnx_export_folds_batchnorm_at_opset_17_and_names_a_dynamic_batch(tmp_path):
+    """A conv and a BatchNorm with running statistics of their own, in training mode: the ONNX file (written
+    into folders that are not there yet) holds one Conv and no BatchNormalization at opset 17, and gives what the
+    module gives in eval mode (its running statistics, not the batch's). With dynamic_batch, every input and
+    output's first dimension is the symbol "batch" (the runtime feeds any batch); without, the example's 1."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from dpupose.model.export import export_onnx
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    net.train()
+    x = torch.randn(2, 3, 8, 8)
+    for dynamic in (True, False):
+        path = export_onnx(net, x[:1], tmp_path / "a" / "b" / "m.onnx", ["x"], ["y"], dynamic_batch=dynamic)
+        model = onnx.load(path)
+        assert [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")] == [17]
+        assert [node.op_type for node in model.graph.node] == ["Conv"]
+        first = [v.type.tensor_type.shape.dim[0] for v in (*model.graph.input, *model.graph.output)]
+        dims = [d.dim_param or d.dim_value for d in first]
+        assert dims == (["batch", "batch"] if dynamic else [1, 1])
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed = x if dynamic else x[:1]
+        with torch.no_grad():
+            want = net.eval()(feed).numpy()
+        net.train()
+        np.testing.assert_allclose(session.run(None, {"x": feed.numpy()})[0], want, rtol=1e-4, atol=1e-5)

@@ -354,3 +354,70 @@ def test_the_live_view_shows_a_jpeg_of_the_frame_in_jupyter_and_nothing_outside(
     for image, want in zip(shown, (frame, frame[:, ::-1])):  # away from the edge JPEG blurs (8 columns each side)
         for side in (slice(0, 8), slice(24, 32)):
             assert np.abs(image[:, side].astype(int) - want[:, side]).max() < 16
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_the_notebook_s_defaults_calls_and_interrupt(monkeypatch, capsys):
+    """The notebook's cells against recording stand-ins for PoseSession and LiveView, with no DPUPOSE_NOTEBOOK_*
+    variable set: the plan and overlay are where `dpupose sdcard stage` and `deploy` put them (layout), the
+    source is the board command's camera, 300 frames, decode dsnt and an empty DPUPOSE_BACKEND no choice (the
+    plan's own); the run shows its frames in the view; Ctrl-C (KeyboardInterrupt) in the run ends it with the
+    frames so far, whose per-stage times are their means; the last cell closes the session."""
+    from types import SimpleNamespace
+
+    from dpupose.board import layout
+    from dpupose.runtime import notebook
+
+    for name in ("PLAN", "OVERLAY", "SOURCE", "FRAMES", "DECODE"):
+        monkeypatch.delenv(f"DPUPOSE_NOTEBOOK_{name}", raising=False)
+    monkeypatch.setenv("DPUPOSE_BACKEND", "")
+    calls = []
+
+    class View:
+        def __init__(self):
+            calls.append(("view", self))
+
+    class Session:
+        backend, guard = "cpu", "fingerprint 0x1 matches"
+        plan = SimpleNamespace(subgraphs=[SimpleNamespace(name="dpu0", device="dpu")])
+        fps = SimpleNamespace(fps=12.5)
+
+        def __init__(self, plan, **kwargs):
+            calls.append(("session", plan, kwargs))
+
+        def runs_on(self, stage):
+            return f"where {stage}"
+
+        def runs_file(self, name):
+            return f"{name}.onnx"
+
+        def run(self, source, **kwargs):
+            calls.append(("run", source, kwargs))
+            yield SimpleNamespace(timings={"preprocess": 0.001, "dpu0": 0.010})
+            yield SimpleNamespace(timings={"preprocess": 0.003, "dpu0": 0.030})
+            raise KeyboardInterrupt  # Ctrl-C (the kernel interrupted) during the third frame
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setattr(notebook, "PoseSession", Session)
+    monkeypatch.setattr(notebook, "LiveView", View)
+    namespace: dict = {}
+    for cell in json.loads(NOTEBOOK.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), str(NOTEBOOK), "exec"), namespace)
+    view = calls[1][1]
+    assert calls == [
+        ("session", str(layout.MODEL_DIR), {"backend": None, "overlay": str(layout.OVERLAY_DIR), "decode": "dsnt"}),
+        ("view", view),
+        ("run", "camera:0", {"max_frames": 300, "view": view}),
+        ("close",),
+    ]
+    assert "--source camera:0 " in layout.run_command()  # the camera the board command reads
+    printed = capsys.readouterr().out
+    assert "  dpu0       DPU subgraph, runs on where dpu0  (dpu0.onnx)\n" in printed
+    assert "2 frames, 12.5 FPS over the last frames\n" in printed
+    assert "preprocess        2.00 ms per frame  on where preprocess\n" in printed  # (1 + 3) / 2 ms
+    assert "dpu0             20.00 ms per frame  on where dpu0\n" in printed  # (10 + 30) / 2 ms

@@ -1060,3 +1060,34 @@ def test_export_refuses_an_out_named_onnx_before_reading_anything(tmp_path, caps
             "(DIR/model_fp32.onnx, DIR/model_qdq.onnx)\n"
         )
         assert not (tmp_path / "ship").exists()
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def test_export_says_what_it_wrote_and_refuses_a_folder_as_out(tmp_path, capsys):
+    """`dpupose export` prints the file, its size in MB (10**6 bytes) and the epoch; an --out that is a folder
+    is refused by the argument check in one line, --force or not, the folder and what it holds left as they were."""
+    from dpupose.cli import main
+
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    src = tmp_path / "best.pt"
+    save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), "epoch": 7}, src)
+    out = tmp_path / "model.pt"
+    assert main(["export", "--checkpoint", str(src), "--out", str(out)]) == 0
+    size = out.stat().st_size
+    assert 100_000 < size < 10_000_000  # one decimal of MB says something
+    assert capsys.readouterr().out == f"wrote {out} ({size / 1e6:.1f} MB; epoch 7, weights only)\n"
+    folder = tmp_path / "ship"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    for force in ([], ["--force"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["export", "--checkpoint", str(src), "--out", str(folder), *force])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"dpupose export: error: argument --out: {folder} is a folder; give a file name "
+            "(see `dpupose export --help`)\n"
+        )
+    assert sorted(os.listdir(folder)) == ["notes.txt"] and (folder / "notes.txt").read_text() == "mine"
