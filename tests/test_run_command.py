@@ -1222,7 +1222,8 @@ def test_a_users_own_keypoints_or_run_json_does_not_make_a_folder_a_runs(
     """A folder of a user's photos with a frames/ of their own and a keypoints.jsonl (or run.json) another
     program wrote, given as --out: any file of those names made it an earlier run's, and every .jpg in frames/
     and their annotated.avi were removed before the run started. A run's folder is one whose keypoints.jsonl
-    starts with a run's record or whose run.json is a run's."""
+    starts with a run's record or whose run.json is a run's. The file itself, which the run would write over,
+    stops it before anything is removed or written; moved away, the run goes and the photos stay."""
     out = tmp_path / "photos"
     (out / "frames").mkdir(parents=True)
     (out / "frames" / "holiday.jpg").write_bytes(b"a photo")
@@ -1232,6 +1233,9 @@ def test_a_users_own_keypoints_or_run_json_does_not_make_a_folder_a_runs(
     (out / theirs).write_text(text[theirs])
     clip = write_video(tmp_path / "clip.avi", 1)
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "none"]) == 2
+    assert (out / theirs).read_text() == text[theirs]
+    (out / theirs).rename(tmp_path / theirs)
     assert main([*argv, "--annotate", "none"]) == 0
     assert sorted(os.listdir(out / "frames")) == ["000004.jpg", "holiday.jpg"]
     assert (out / "frames" / "holiday.jpg").read_bytes() == b"a photo"
@@ -1411,13 +1415,18 @@ def test_a_file_of_a_run_s_name_that_is_not_a_run_s_removes_nothing(
 ) -> None:
     """A keypoints.jsonl or run.json of JSON that is no object, or an object without every key a run's has,
     is another program's: the folder is no run's, and its frames and videos stay (a JSON list or number read
-    as an object was an AttributeError's traceback)."""
+    as an object was an AttributeError's traceback). The file itself, which a run would write over, stops the
+    run before anything is removed or written."""
     out = tmp_path / "out"
     (out / "frames").mkdir(parents=True)
     (out / "frames" / "000000.jpg").write_bytes(b"a photo")
     (out / "annotated.avi").write_bytes(b"a video of their own")
     (out / name).write_text(text)
-    _run_into(out, plan_dir, tmp_path)
+    assert not app._holds_a_run(out)
+    clip = write_video(tmp_path / "clip.avi", 1)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "none"]) == 2
+    assert (out / name).read_text() == text
     assert os.listdir(out / "frames") == ["000000.jpg"]
     assert (out / "annotated.avi").read_bytes() == b"a video of their own"
 
@@ -1625,3 +1634,96 @@ def test_a_source_in_frames_no_earlier_run_wrote_is_read_not_refused(
     assert main([*common, "--source", str(out / "frames" / "mine.jpg"), "--annotate", "none"]) == 0
     assert os.listdir(out / "frames") == ["mine.jpg"]  # the earlier run's frames removed, the user's read and kept
     assert [r["source"] for r in lines(out / "keypoints.jsonl")] == ["mine.jpg"]
+
+
+@pytest.mark.parametrize("annotate", ["frames", "video"])
+def test_a_users_files_at_the_names_a_run_writes_stop_it_before_anything_changes(
+    plan_dir: Path, tmp_path: Path, annotate: str, capsys
+) -> None:
+    """A folder of a user's own files given as --out, none of them a run's: a photo in frames/ at the name an
+    image's frame is written under (a.jpg for a.png), a keypoints.jsonl and a run.json of another program, an
+    annotated.mp4 of theirs. The run wrote over every one of them (the photo replaced by the annotated frame,
+    the other files emptied or replaced), though only an earlier run's outputs are replaced. Such a file stops
+    the run before anything is removed or written, naming the files; the files are as they were."""
+    out = tmp_path / "photos"
+    (out / "frames").mkdir(parents=True)
+    mine = {"frames/a.jpg": b"my photo", "frames/b.jpg": b"another photo", "frames/000001.jpg": b"a camera's photo"}
+    mine |= {"keypoints.jsonl": b"my notes\n", "run.json": b'{"trip": "Rome"}', "annotated.mp4": b"my video"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    source = tmp_path / "images" / "a.png" if annotate == "frames" else write_video(tmp_path / "clip.avi", 3)
+    if annotate == "frames":
+        source.parent.mkdir()
+        cv2.imwrite(str(source), np.full((30, 40, 3), 90, np.uint8))
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(source.parent)]
+    if annotate == "video":
+        argv[-1] = str(source)
+    before = sorted(os.listdir(out))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    taken = ["keypoints.jsonl", "run.json", "frames/a.jpg" if annotate == "frames" else "annotated.mp4"]
+    assert err == (
+        f"dpupose: error: --out {out} holds {', '.join(taken)}, which no finished dpupose run wrote there and this "
+        "run would write over: move them elsewhere (or remove them, if they are an unfinished run's), or choose "
+        "another --out\n"
+    )
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+    assert sorted(os.listdir(out)) == sorted({*before, ".dpupose.lock"})
+    assert sorted(os.listdir(out / "frames")) == ["000001.jpg", "a.jpg", "b.jpg"]
+
+
+def test_the_frame_names_a_run_may_write_are_refused_and_no_others(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    """Which files in frames/ stop a run: those at the names its frames are written under (a video's frame
+    numbers below its length, their hidden .part.jpg names, a link there), whoever's they are; a run that did
+    not finish (no run.json) says nowhere which frames were its, so its frames stop the next run too. A name
+    past the video's last frame, or an earlier finished run's frame (removed first), does not."""
+    out = tmp_path / "out"
+    clip = write_video(tmp_path / "clip.avi", 3)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    argv += ["--annotate", "frames"]
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "000003.jpg").write_bytes(b"past the last frame")  # frames 0 to 2 only
+    assert main(argv) == 0
+    assert main(argv) == 0  # the earlier run's frames go first
+    (out / "run.json").unlink()  # as a run killed before its end leaves it
+    assert main(argv) == 2
+    assert "holds frames/000000.jpg, frames/000001.jpg, frames/000002.jpg, which" in capsys.readouterr().err
+    for name in ("000000.jpg", "000001.jpg", "000002.jpg", "../keypoints.jsonl"):  # no run's folder now
+        (out / "frames" / name).unlink()
+    (tmp_path / "photo.jpg").write_bytes(b"a photo")
+    (out / "frames" / "000001.jpg").symlink_to(tmp_path / "photo.jpg")
+    (out / "frames" / ".000002.part.jpg").write_bytes(b"mine")
+    assert main(argv) == 2
+    assert "holds frames/.000002.part.jpg, frames/000001.jpg, which" in capsys.readouterr().err
+    assert (out / "frames" / "000001.jpg").is_symlink() and (tmp_path / "photo.jpg").read_bytes() == b"a photo"
+    (out / "frames" / "000001.jpg").unlink()
+    (out / "frames" / ".000002.part.jpg").unlink()
+    assert main(argv) == 0
+    assert sorted(os.listdir(out / "frames")) == ["000000.jpg", "000001.jpg", "000002.jpg", "000003.jpg"]
+    assert (out / "frames" / "000003.jpg").read_bytes() == b"past the last frame"
+
+
+def test_a_frames_link_to_a_photo_folder_is_not_written_over(plan_dir: Path, tmp_path: Path) -> None:
+    """frames/ a link to a folder of photos: the run's frames went into it, replacing a photo of a frame's name."""
+    out = tmp_path / "out"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "000000.jpg").write_bytes(b"a photo")
+    out.mkdir()
+    (out / "frames").symlink_to(photos)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "frames"]
+    assert main([*argv, "--source", str(write_video(tmp_path / "clip.avi", 2))]) == 2
+    assert os.listdir(photos) == ["000000.jpg"] and (photos / "000000.jpg").read_bytes() == b"a photo"
+
+
+@pytest.mark.parametrize("text", ["", '{"frame": 0, "sour'])
+def test_a_keypoints_file_a_killed_run_left_before_its_first_record_is_replaced(
+    plan_dir: Path, images: Path, tmp_path: Path, text: str
+) -> None:
+    """A run killed before its first record was whole leaves keypoints.jsonl empty, or the start of that record:
+    the run's own, replaced by the next run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keypoints.jsonl").write_text(text)
+    assert main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(images)]) == 0
+    assert len(lines(out / "keypoints.jsonl")) == 4

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=output_dir,
         metavar="DIR",
-        help="write keypoints.jsonl, annotated frames/video and run.json here (an earlier run's there are replaced)",
+        help="write keypoints.jsonl, annotated frames/video and run.json here (an earlier run's there are replaced; "
+        "a file of those names that no run wrote stops the run)",
     )
     p.add_argument("--pipeline", action="store_true", help="overlap pre-processing, DPU, CPU and post-processing")
     p.add_argument(

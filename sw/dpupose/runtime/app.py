@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +42,7 @@ from dpupose.runtime.sinks import (
     refuse_non_file,
     shared_stems,
 )
-from dpupose.runtime.sources import FrameSource, ImageFolderSource, is_image_source, open_source
+from dpupose.runtime.sources import FrameSource, ImageFolderSource, VideoFileSource, is_image_source, open_source
 from dpupose.split.plan import load_plan
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,76 @@ def _check_source_is_not_an_output(opts: RunOptions, names: list[str], removed: 
                 f"--source {opts.source} is an earlier run's {path.relative_to(opts.out).parts[0]} under --out "
                 f"{opts.out}, which this run removes before it starts: choose another --out"
             )
+
+
+def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: FrameSource, removed: list[Path]) -> None:
+    """Refuse, before anything is removed or written, a file under --out that this run would write over and that
+    is no run's: a keypoints.jsonl whose first line is no run's record or a run.json that is no run's (another
+    program's, or the user's: `_holds_a_run` does not take them for a run's, and the run emptied or replaced
+    them all the same), an annotated video at the names a video run writes, or a file (or link) in frames/ at
+    a name this run writes a frame under, which an earlier run did not write (`removed`: what
+    `_earlier_annotations` found, removed before this run writes): a user's photo there, or a frame of a run that
+    did not finish (its records do not tell its frames from a user's photos), was replaced by the new frame.
+    A video's frame numbers are bounded by its length where it gives one; a camera's are not."""
+    assert opts.out is not None
+    out = opts.out
+    taken: list[str] = []
+    keypoints = out / "keypoints.jsonl"
+    if _has_data(keypoints) and not (_starts_with(keypoints, RECORD_KEYS, line=True) or _cut_first_record(keypoints)):
+        taken.append("keypoints.jsonl")
+    if _has_data(out / "run.json") and not _starts_with(out / "run.json", RUN_KEYS):
+        taken.append("run.json")
+    gone = set(removed)
+    if mode == "video":
+        taken += [name for name in EARLIER_VIDEOS if os.path.lexists(out / name) and out / name not in gone]
+    frames = out / "frames"
+    if mode == "frames" and frames.is_dir():
+        if isinstance(source, ImageFolderSource):
+            stems: frozenset[str] | None = frame_stems([p.name for p in source.files])
+        else:
+            stems = None
+        count = getattr(source, "count", 0) if isinstance(source, VideoFileSource) else 0
+        for entry in sorted(os.listdir(frames)):
+            path = frames / entry
+            if path in gone or not may_write_frame(entry, stems) or not os.path.lexists(path):
+                continue
+            if stems is None and count > 0 and _frame_number(entry) >= count:  # past the video's last frame
+                continue
+            taken.append(f"frames/{entry}")
+    if taken:
+        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        it, they = ("it", "it is") if len(taken) == 1 else ("them", "they are")
+        raise UsageError(
+            f"--out {out} holds {shown}, which no finished dpupose run wrote there and this run would write over: "
+            f"move {it} elsewhere (or remove {it}, if {they} an unfinished run's), or choose another --out"
+        )
+
+
+def _has_data(path: Path) -> bool:
+    """Whether something other than an empty regular file (or nothing) is at `path`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return not (stat.S_ISREG(st.st_mode) and st.st_size == 0)
+
+
+def _cut_first_record(path: Path) -> bool:
+    """Whether `path` holds only the beginning of a run's first record, cut short (a run killed as it wrote it):
+    a record starts with its frame number."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return False
+    return b"\n" not in data and data.startswith(b'{"frame": ')
+
+
+def _frame_number(name: str) -> int:
+    """The frame number in a numbered frame's name (000012.jpg, .000012.part.jpg)."""
+    return int(name.lstrip(".").split(".")[0])
 
 
 def _annotations(mode: str) -> list[str]:
@@ -337,6 +408,7 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
         wrote = _run_outputs(opts.out / "run.json") if earlier else None  # read before it is removed
         removed = _earlier_annotations(opts.out, wrote) if earlier else []
         _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
+        _check_nothing_of_yours_is_replaced(opts, mode, source, removed)
         if earlier:  # first: a run stopped while it removes them leaves run.json to say what is left
             _remove_earlier_annotations(opts.out, removed)
         _remove_earlier_record(opts.out)  # then: from here on, the folder holds a run that did not finish
