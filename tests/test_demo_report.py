@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from dpupose.errors import UsageError
 from dpupose.eval.demo_report import _markdown
 
 
@@ -379,3 +380,105 @@ def test_the_demo_takes_the_model_asked_for_else_the_shipped_one_else_a_stand_in
     assert path == tmp_path / "standin.pt"
     assert note.startswith(f"{shipped} is not here (it comes with the repository, not with the installed package)")
     assert "Its keypoints and accuracy are meaningless" in note and note in caplog.text
+
+
+def _demo_files(folder, mark: bool = True) -> dict[str, bytes]:
+    """Files as the demo writes them into `folder`: demo.json, report.md and .html, a Matplotlib plot and two
+    annotated images (marked as the demo marks them, unless not `mark`: an earlier version's)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from dpupose.demo import IMAGE_MARK
+    from dpupose.eval.demo_report import GENERATED, _html
+    from dpupose.runtime.imagefile import write_jpeg
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "demo.json").write_text(json.dumps({"generated_by": "python -m dpupose.demo", "rows": []}))
+    md = f"<!-- {GENERATED} -->\n# dpupose demo\n"
+    (folder / "report.md").write_text(md)
+    (folder / "report.html").write_text(_html(md))
+    fig = plt.figure()
+    fig.savefig(folder / "stages.png", format="png")
+    plt.close(fig)
+    for name in ("sample_00.jpg", "samples.jpg"):
+        write_jpeg(folder / "images" / name, np.zeros((8, 8, 3), np.uint8), comment=IMAGE_MARK if mark else None)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_users_files_at_the_demo_s_names_stop_it_before_any_work(monkeypatch, capsys, tmp_path):
+    """`python -m dpupose.demo --out DIR`, DIR a folder of the user's: a report.md, a photo images/sample_00.jpg,
+    a demo.json of another program, a link report.html to a file elsewhere, a plot's name were written over
+    (through the link: the file it points to) without a word. Such files stop the demo before any work, named,
+    and stay as they were; the demo's own files (a demo run again into its folder) do not."""
+    import os
+
+    import cv2
+    import numpy as np
+
+    from dpupose import demo
+
+    monkeypatch.setattr(demo, "_run", lambda args, out: pytest.fail("the demo ran"))
+    out = tmp_path / "mine"
+    (out / "images").mkdir(parents=True)
+    mine = {"report.md": b"# my report\n", "demo.json": b'{"generated_by": "my script"}', "fps_rows.png": b"png"}
+    mine["images/sample_00.jpg"] = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    mine["images/sample_07.jpg"] = b"past --num-images 4: no name the demo writes"
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    (tmp_path / "thesis.html").write_text("<p>my thesis</p>")
+    (out / "report.html").symlink_to(tmp_path / "thesis.html")
+    assert demo.main(["--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"demo: error: --out {out} holds report.md, report.html, demo.json, fps_rows.png and 1 more, which the demo "
+        "did not write and would write over: move them elsewhere, or choose another --out\n"
+    )
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+    assert (tmp_path / "thesis.html").read_text() == "<p>my thesis</p>" and (out / "report.html").is_symlink()
+    assert sorted(os.listdir(out)) == [
+        ".dpupose.lock",
+        "demo.json",
+        "fps_rows.png",
+        "images",
+        "report.html",
+        "report.md",
+    ]
+    with pytest.raises(UsageError, match=r"holds report\.md, report\.html, demo\.json, fps_rows\.png and 2 more,"):
+        demo.check_out(out, num_images=8)  # images/sample_07.jpg too
+
+
+def test_the_demo_s_own_files_are_told_from_a_user_s(tmp_path):
+    """A demo's folder (its files as it writes them) is the demo's to write over; so are an earlier version's
+    unmarked images beside that demo's demo.json (a demo that finished), but not without it."""
+    from dpupose.demo import check_out
+
+    ours = tmp_path / "demo"
+    _demo_files(ours)
+    check_out(ours, num_images=4)
+    older = tmp_path / "older"
+    _demo_files(older, mark=False)
+    check_out(older, num_images=4)
+    (older / "demo.json").unlink()  # an earlier version's demo stopped before its end: its images tell nothing
+    with pytest.raises(UsageError, match=r"holds images/sample_00\.jpg, images/samples\.jpg, which the demo did"):
+        check_out(older, num_images=4)
+
+
+def test_a_jpeg_comment_is_written_after_the_jfif_header_and_changes_no_pixel(tmp_path):
+    import cv2
+    import numpy as np
+
+    from dpupose.runtime.imagefile import read_bgr, write_jpeg
+
+    image = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    write_jpeg(tmp_path / "plain.jpg", image)
+    write_jpeg(tmp_path / "marked.jpg", image, comment=b"made here")
+    plain, marked = (tmp_path / "plain.jpg").read_bytes(), (tmp_path / "marked.jpg").read_bytes()
+    assert plain[2:4] == b"\xff\xe0"  # JFIF's APP0, kept first
+    at = 4 + int.from_bytes(plain[4:6], "big")
+    assert marked == plain[:at] + b"\xff\xfe\x00\x0bmade here" + plain[at:]
+    assert np.array_equal(read_bgr(tmp_path / "marked.jpg"), read_bgr(tmp_path / "plain.jpg"))
+    assert cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_COLOR).shape == (16, 24, 3)

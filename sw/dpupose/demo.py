@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
+from dpupose.errors import UsageError
 from dpupose.fsio import lock_output_folder, signals_deferred, write_json
 
 DEFAULT_MODEL = shipped_model()
@@ -36,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = Parser(prog="python -m dpupose.demo", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--out", type=output_dir, default=Path("build/demo"), help="folder of the report and run (default build/demo)"
+        "--out",
+        type=output_dir,
+        default=Path("build/demo"),
+        help="folder of the report and run (default build/demo); a file there at a name the demo writes "
+        "that no demo wrote stops it",
     )
     parser.add_argument("--model", type=Path, help=f"checkpoint (default {DEFAULT_MODEL})")
     parser.add_argument(
@@ -148,10 +154,11 @@ def annotated_images(plan_dir: Path, frames: list, out: Path) -> dict:
     tiles = []
     for r in results[True]:
         img = annotate(r)
-        write_jpeg(out / f"sample_{r.index:02d}.jpg", img)  # an OSError on a full disk (imwrite returns False)
+        # an OSError on a full disk (imwrite returns False); marked, for the next demo to tell it from a user's image
+        write_jpeg(out / f"sample_{r.index:02d}.jpg", img, comment=IMAGE_MARK)
         tiles.append(img)
     if tiles:
-        write_jpeg(out / "samples.jpg", np.concatenate(tiles, axis=1))
+        write_jpeg(out / "samples.jpg", np.concatenate(tiles, axis=1), comment=IMAGE_MARK)
     return {
         "images": [f"images/sample_{r.index:02d}.jpg" for r in results[True]],
         "montage": "images/samples.jpg",
@@ -191,11 +198,65 @@ def shipped_plan(model: Path, qdir: Path | None = None) -> Path | None:
     return SHIPPED_PLAN
 
 
+# In a comment segment of each annotated image the demo writes: what tells it from a user's image of its name.
+IMAGE_MARK = b"Written by python -m dpupose.demo"
+REPORT_FILES = ("report.md", "report.html", "demo.json", "fps_rows.png", "fps_configs.png", "stages.png")
+
+
+def _demo_output_names(num_images: int) -> list[str]:
+    """The files the demo writes into --out (bench/ holds plan variants, which bench checks itself)."""
+    return [*REPORT_FILES, *(f"images/sample_{i:02d}.jpg" for i in range(num_images)), "images/samples.jpg"]
+
+
+def _written_by_the_demo(path: Path, earlier: bool) -> bool:
+    """Whether the file at `path` (one of _demo_output_names) is one the demo wrote: demo.json by its
+    generated_by, the report by the line it starts with, the plots by Matplotlib's name in them, the images
+    by IMAGE_MARK, or, in a folder holding an earlier demo's demo.json (`earlier`: a demo that finished), any
+    image (earlier versions wrote no mark)."""
+    from dpupose.eval.demo_report import GENERATED
+    from dpupose.fsio import read_own_json
+
+    if not path.is_file():  # a folder, a FIFO, a link to nothing
+        return False
+    if path.name == "demo.json":
+        doc = read_own_json(path)
+        return isinstance(doc, dict) and doc.get("generated_by") == "python -m dpupose.demo"
+    if path.suffix == ".jpg" and earlier:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if path.suffix in (".md", ".html"):
+        return GENERATED.encode() in head
+    return (b"Matplotlib" if path.suffix == ".png" else IMAGE_MARK) in head
+
+
+def check_out(out: Path, num_images: int) -> None:
+    """Refuse, before any work, an --out holding a file at a name the demo writes that the demo did not write
+    (a user's report.md or photo images/sample_00.jpg, a link to a file elsewhere): it would be written over."""
+    earlier = _written_by_the_demo(out / "demo.json", earlier=False)
+    theirs = [
+        name
+        for name in _demo_output_names(num_images)
+        if os.path.lexists(out / name) and not _written_by_the_demo(out / name, earlier)
+    ]
+    if theirs:
+        shown = ", ".join(theirs[:4]) + (f" and {len(theirs) - 4} more" if len(theirs) > 4 else "")
+        it = "it" if len(theirs) == 1 else "them"
+        raise UsageError(
+            f"--out {out} holds {shown}, which the demo did not write and would write over: move {it} elsewhere, "
+            "or choose another --out"
+        )
+
+
 def run(args: argparse.Namespace) -> None:
     out: Path = args.out
     # A second demo into this folder (two `make demo`s) would mix its images, report and demo.json with this
     # one's: it is refused, naming this one. A demo refused later leaves no --out it made.
     with lock_output_folder(out, "python -m dpupose.demo"):
+        check_out(out, args.num_images)
         _run(args, out)
 
 

@@ -36,9 +36,11 @@ def read_bgr(path: str | Path) -> np.ndarray | None:
         raise DataError(f"{path}: cannot decode the image: OpenCV stops on it ({reason})") from None
 
 
-def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) -> bool:
+def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None, comment: bytes | None = None) -> bool:
     """Encode `image` (BGR) as JPEG and write it to `path`; False if OpenCV cannot encode it. A file that
-    cannot be written (a full disk) is an OSError naming `path`, where cv2.imwrite would only return False."""
+    cannot be written (a full disk) is an OSError naming `path`, where cv2.imwrite would only return False.
+    `comment`: put in a JPEG comment (COM) segment near the file's start, after the JFIF header (what wrote
+    the file, for the next run of that writer to tell it from someone else's image of the same name)."""
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []
     try:
         ok, buf = cv2.imencode(".jpg", image, params)
@@ -46,8 +48,12 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None) 
         return False
     if not ok:
         return False
+    data = buf.tobytes()
+    if comment is not None:
+        at = 4 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 2  # after SOI and APP0
+        data = data[:at] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[at:]
     try:
-        Path(path).write_bytes(buf.tobytes())
+        Path(path).write_bytes(data)
     except OSError as exc:  # a write's error names no file
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     return True
