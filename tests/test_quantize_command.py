@@ -773,6 +773,50 @@ def test_a_dump_of_another_shape_or_size_is_named(tmp_path):
     assert list(got) == ["y"] and got["y"].tolist() == [[[[1, 2, -1, -128]]]]
 
 
+def test_a_dump_folder_of_tensors_no_dump_wrote_is_refused_before_any_work(result, synth_root, tmp_path, monkeypatch):
+    """deploy-check --dump into a folder of a board's dumps (the format --against reads): the emulator's
+    tensors replaced the board's of the same names without a word, and its .npy hid a board's .bin of a tensor
+    from the next --against. A file at those names that no earlier --dump wrote (its dump.json lists those)
+    stops the check before any work; the emulator's own dump is written over again."""
+    from dpupose.quant import compare
+
+    common = ("deploy-check", result, "--data-root", synth_root, "--num", 1)
+    emu = tmp_path / "emulator"
+    assert _run_cli(*common, "--dump", emu) == 0
+    names = sorted(p.name for p in emu.glob("*.npy"))
+    assert len(names) > 60
+    assert json.loads((emu / "dump.json").read_text()) == {
+        "generated_by": "dpupose deploy-check --dump",
+        "files": names,
+    }
+    (emu / "notes.txt").write_text("mine")
+    assert _run_cli(*common, "--dump", emu) == 0  # its own files: replaced
+    assert sorted(p.name for p in emu.iterdir()) == sorted([*names, "dump.json", "notes.txt"])
+    board = tmp_path / "board"
+    board.mkdir()
+    mine = {names[3]: b"the board's tensor", names[5].replace(".npy", ".bin"): b"raw", "notes.txt": b"mine"}
+    for name, data in mine.items():
+        (board / name).write_bytes(data)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the check ran")
+
+    monkeypatch.setattr(compare, "quantize_to_int8", no_work)
+    with pytest.raises(UsageError) as info:
+        _run_cli(*common, "--dump", board)
+    assert str(info.value) == (
+        f"--dump {board} holds {names[3]}, {names[5].replace('.npy', '.bin')}, which no earlier --dump wrote there "
+        "(its dump.json lists those) and this dump would write over or hide: move them elsewhere, or choose "
+        "another --dump"
+    )
+    assert {p.name: p.read_bytes() for p in board.iterdir()} == mine
+    (board / "dump.json").write_text('{"generated_by": "my board script"}')  # another program's record
+    (board / names[3]).unlink()
+    (board / names[5].replace(".npy", ".bin")).unlink()
+    with pytest.raises(UsageError, match=rf"--dump {re.escape(str(board))} holds dump\.json, which no earlier"):
+        _run_cli(*common, "--dump", board)
+
+
 @pytest.mark.parametrize("room", [0, 200, 400])
 def test_a_dump_that_does_not_fit_keeps_the_earlier_one_and_names_its_file(tmp_path, monkeypatch, room):
     """deploy-check --dump on a full disk wrote each tensor with np.save in place: an earlier dump's first files

@@ -41,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="LSBs a layer may differ before it counts (default 0; 1 with --against ort, as ONNX Runtime rounds "
         "ties to even and the DPU rounds them up)",
     )
-    p.add_argument("--dump", type=output_dir, help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC)")
+    p.add_argument(
+        "--dump",
+        type=output_dir,
+        help="also write the emulator's tensors here (<tensor>.npy, int8 NHWC, and dump.json; a file there of those "
+        "names that no --dump wrote stops the check)",
+    )
     p.add_argument("--json", type=output_file, metavar="FILE", help="also write the full report as JSON to FILE")
     p.set_defaults(func=run)
 

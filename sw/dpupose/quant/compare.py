@@ -13,14 +13,15 @@ taken on a board with the same input image compares directly.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import write_set
+from dpupose.fsio import json_text, read_own_json, write_set
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
 
@@ -39,17 +40,62 @@ def dump_name(tensor: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", tensor)
 
 
+# Beside an emulator dump's files: which of the folder's files --dump wrote, the ones a later --dump replaces.
+DUMP_RECORD = "dump.json"
+DUMP_GENERATED_BY = "dpupose deploy-check --dump"
+
+
+def _dumped_before(folder: Path) -> set[str] | None:
+    """The files an earlier --dump wrote into `folder`, as its DUMP_RECORD lists them; None without one."""
+    doc = read_own_json(folder / DUMP_RECORD)
+    if not isinstance(doc, dict) or doc.get("generated_by") != DUMP_GENERATED_BY:
+        return None
+    files = doc.get("files")
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else None
+
+
+def check_dump_dir(folder: Path, tensors: Iterable[str]) -> None:
+    """Refuse (UsageError), before any work, a --dump folder holding a file that no earlier --dump wrote at a
+    name this dump writes (`<name>.npy` of each of `tensors`) or reads first (a `<name>.bin`, which a `.npy`
+    beside it hides from --against), or a DUMP_RECORD of another program: a board's dumps of the same tensors,
+    say, were replaced by the emulator's without a word."""
+    ours = _dumped_before(folder)
+    taken = [DUMP_RECORD] if ours is None and os.path.lexists(folder / DUMP_RECORD) else []
+    ours = ours or set()
+    for tensor in tensors:
+        for name in (f"{dump_name(tensor)}.npy", f"{dump_name(tensor)}.bin"):
+            if name not in ours and name not in taken and os.path.lexists(folder / name):
+                taken.append(name)
+    if taken:
+        taken = taken[:1] + sorted(taken[1:]) if taken[0] == DUMP_RECORD else sorted(taken)  # as `ls` lists them
+        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        it = "it" if len(taken) == 1 else "them"
+        raise UsageError(
+            f"--dump {folder} holds {shown}, which no earlier --dump wrote there (its {DUMP_RECORD} lists those) and "
+            f"this dump would write over or hide: move {it} elsewhere, or choose another --dump"
+        )
+
+
+def _record(files: list[str]) -> dict:
+    return {"generated_by": DUMP_GENERATED_BY, "files": files}
+
+
 def write_dump_dir(folder: Path, trace: dict[str, np.ndarray]) -> None:
-    """One `<name>.npy` per tensor in `folder`, as a set (fsio.write_set): a full disk leaves an earlier dump's
-    files as they were and no file cut short, and its error names the file. Each is made in memory: np.save's
-    own write into a file reported a full disk as '49152 requested and 32640 written', no errno and no file."""
+    """One `<name>.npy` per tensor in `folder`, and DUMP_RECORD listing them (and an earlier dump's still
+    there), as a set (fsio.write_set): a full disk leaves an earlier dump's files as they were and no file cut
+    short, and its error names the file. Each is made in memory: np.save's own write into a file reported a
+    full disk as '49152 requested and 32640 written', no errno and no file."""
     import io
 
+    names = [f"{dump_name(name)}.npy" for name in trace]
+    earlier = {f for f in _dumped_before(folder) or () if f.endswith(".npy") and (folder / f).is_file()}
+
     def files():
-        for name, arr in trace.items():
+        for name, arr in zip(names, trace.values()):
             data = io.BytesIO()
             np.save(data, arr)
-            yield folder / f"{dump_name(name)}.npy", data.getvalue()
+            yield folder / name, data.getvalue()
+        yield folder / DUMP_RECORD, (json_text(_record(sorted(earlier | set(names))), indent=2) + "\n").encode()
 
     write_set(files())
 
@@ -185,6 +231,8 @@ def deploy_check(
             f"--dump {dump} is the folder --against reads: the emulator's tensors would replace the ones "
             "compared with; choose another --dump"
         )
+    if dump is not None:  # before any work: the names are the subgraph's tensors
+        check_dump_dir(dump, [b.tensor for b in program.inputs] + [s.out for s in program.steps])
     feeds: dict[str, np.ndarray] = {}
     if dump_folder is not None:
         shapes = {b.tensor: tuple(i.shape) for b, i in zip(program.inputs, emu.inputs)}
