@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
         "--plot",
         type=output_file,
         metavar="OUT.png",
-        help="write a plot of predicted FPS against DSP use (.png, .svg or .pdf)",
+        help="write a plot of predicted FPS against DSP use (.png, .svg or .pdf; a file of that name is replaced)",
     )
     s.set_defaults(func=cmd_compare)
 
