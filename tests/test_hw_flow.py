@@ -522,6 +522,21 @@ def test_a_folder_that_no_build_made_is_not_emptied(capsys, env):
     assert tool_calls(env["log"]) == [] and not (out / "gen").exists()
 
 
+@pytest.mark.parametrize("theirs", ["logs/link.log", "logs/vpp/v++.log", "stamps/kernel.json"])
+def test_a_folder_no_build_made_keeps_its_logs_and_stamps_of_a_build_s_names(capsys, env, theirs):
+    """A folder of the user's own earlier (hand-run) build given as --out: its logs/link.log was emptied by the
+    build's link (each tool's log is opened for writing), a v++ log in logs/vpp/ written over, a stamp
+    replaced. Such names, as the build's own step folders, stop a build of a folder no build made."""
+    out = env["out"]
+    (out / theirs).parent.mkdir(parents=True)
+    (out / theirs).write_text("mine")
+    rc, _, err = build(capsys, env)
+    assert rc == 2 and "not a dpupose hardware build folder" in err
+    assert f"but holds {theirs.split('/v++')[0]}, which a build would replace or delete" in err
+    assert (out / theirs).read_text() == "mine"
+    assert tool_calls(env["log"]) == [] and not (out / "gen").exists()
+
+
 def test_a_folder_with_only_unrelated_files_builds_and_keeps_them(capsys, env):
     out = env["out"]
     (out / "logs").mkdir(parents=True)  # logs/ only receives logs of the build's own names

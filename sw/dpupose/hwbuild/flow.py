@@ -622,12 +622,16 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
 
 # What a build deletes (the step folders, emptied before each tool run) or replaces (the files it
 # publishes and generates, and previous/, which keeps the set published before); logs/ and stamps/ only
-# receive files of its own names.
+# receive files of its own names, which it writes over: each tool's log (v++'s in logs/vpp/), each step's
+# stamp and failure record.
 BUILD_ENTRIES = (
     *("platform", "kernel", "link", "collect", "trd"),
     *PUBLISHED,
     *(f"gen/{n}" for n in ("params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config", "arch.json")),
     "previous",
+    *(f"logs/{n}.log" for n in step_names()),
+    "logs/vpp",
+    *(f"stamps/{n}{end}" for n in step_names() for end in (".json", ".failed.json")),
 )
 
 
