@@ -31,6 +31,7 @@ if args[0] == "-c":
 elif args[:2] == ["-m", "venv"]:
     bin_dir = os.path.join(args[2], "bin")
     os.makedirs(bin_dir, exist_ok=True)
+    open(os.path.join(args[2], "pyvenv.cfg"), "w").close()
     with open(__file__) as src, open(os.path.join(bin_dir, "python"), "w") as dst:
         dst.write(src.read().replace("BASE = None", f"BASE = {{os.path.abspath(__file__)!r}}"))
     with open(os.path.join(bin_dir, "pip"), "w") as pip:
@@ -75,6 +76,7 @@ def test_setup_makes_a_venv_of_another_python_again(tmp_path):
     .venv left by a failed setup under the host's default Python kept failing with PYTHON=python3.12."""
     venv = tmp_path / "venv"
     fake_python(venv / "bin" / "python", (3, 9, 18))
+    (venv / "pyvenv.cfg").touch()
     (venv / "old").touch()
     rebuilt = make_setup(fake_python(tmp_path / "py312" / "python3", (3, 12, 1)), venv)
     assert f"make setup: {venv} was made by another Python than PYTHON=" in rebuilt.stdout
@@ -89,6 +91,32 @@ def test_setup_makes_a_venv_of_another_python_again(tmp_path):
     plain = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=without_python())
     assert "made by another Python" not in plain.stdout and (venv / "old").exists()
     assert (venv / "bin" / "pip.log").read_text().count("install -q --upgrade pip") == 3
+
+
+@needs_make
+@pytest.mark.parametrize("target", ["setup", "board"])
+def test_setup_refuses_a_venv_folder_that_is_no_virtual_environment(tmp_path, target):
+    """VENV (or BOARD_VENV) naming a folder that is no venv, such as one holding several (VENV=~/envs): setup
+    found no Python of the version wanted in it and removed the whole folder (rm -rf) to make it again. A
+    folder without pyvenv.cfg, which every venv has, is refused, and stays as it was."""
+    folder = tmp_path / "envs"
+    (folder / "project-a" / "bin").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    python = fake_python(tmp_path / "py312" / "python3", (3, 12, 1))
+    if target == "setup":
+        argv = ["make", "-s", "setup", f"PYTHON={python}", f"VENV={folder}", "TORCH_INDEX_ARG="]
+        said = f"make setup: VENV={folder} exists"
+    else:
+        argv = ["make", "-s", f"BOARD_VENV={folder}", f"{folder}/.installed", f"PY310={python}"]
+        said = f"make {folder}/.installed: BOARD_VENV={folder} exists"
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[0] == (
+        f"{said} and is no virtual environment (it has no pyvenv.cfg), which "
+        f"{'setup' if target == 'setup' else 'this'} would remove and make again: give another "
+        f"{'VENV' if target == 'setup' else 'BOARD_VENV'}"
+    )
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "project-a" / "bin").is_dir()
 
 
 def without_python() -> dict[str, str]:
