@@ -14,6 +14,7 @@
 #    DIR/DpuPart_int.xmodel), then `vai_c_xir -x DIR/DpuPart_int.xmodel -a arch.json -o DIR/compiled -n NAME`;
 # 3. checks that DIR/compiled/NAME.xmodel exists and copies dpu_part.json beside it as NAME.dpupose.json
 #    (what the xmodel computes; `dpupose split --xmodel` checks it against the split).
+# Files of those names already in DIR are replaced without asking: give a new DIR or one this script wrote.
 # Environment: VAI_DOCKER_IMAGE (default xilinx/vitis-ai-cpu:2.5), VAI_CONDA_ENV (default vitis-ai-pytorch),
 # PYTHON (default: the project's .venv/bin/python, else python3).
 set -euo pipefail
