@@ -199,6 +199,25 @@ def test_a_temporary_left_by_a_killed_process_goes_at_the_next_write(tmp_path, k
 
 
 @pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])
+def test_a_users_hidden_file_of_a_temporary_s_like_name_stays(tmp_path, kind):
+    """A stale temporary was any `.NAME.DIGITS-WORD` + suffix whose DIGITS no running process has: a user's
+    hidden `.out.2024-backup.tmp` beside the output (2024 read as a dead process's id) was removed at the
+    next write. Only tempfile's 8 characters (lower-case letters, digits, _) make a temporary's name."""
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    out = tmp_path / "out"
+    theirs = [f".out.{dead.pid}-{rest}.tmp" for rest in ("backup", "Backup12", "my-notes", "2024-01-01", "abcdefghi")]
+    for name in theirs:
+        (tmp_path / name).write_text("mine")
+    ours = tmp_path / f".out.{dead.pid}-ab_9xyz0.tmp"
+    ours.write_text("a killed write's")
+    with globals()[kind](out) as tmp:
+        (tmp / "new.bin" if tmp.is_dir() else tmp).write_bytes(b"new")
+    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, "out"])
+    assert all((tmp_path / name).read_text() == "mine" for name in theirs)
+
+
+@pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])
 def test_a_temporary_of_this_pid_goes_unless_this_process_is_writing_it(tmp_path, kind):
     # A container's command has the same PID at every start: the temporary a killed one left carries this
     # process's PID, and only the ones this process is writing now stay (here, a nested write of `out`).

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import stat
@@ -102,6 +103,7 @@ def _remove_stale_old(path: Path) -> None:
 
 
 _WRITING: set[str] = set()  # the temporaries atomic_path and atomic_dir of this process are writing now
+_TEMP_NAME = re.compile(r"[a-z0-9_]{8}")  # tempfile's random part (its alphabet); remove_dir's 8 hex digits
 
 
 def _remove_stale_temporaries(path: Path, suffix: str) -> None:
@@ -113,7 +115,9 @@ def _remove_stale_temporaries(path: Path, suffix: str) -> None:
     start, end = len(path.name) + 2, len(suffix)
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*{glob.escape(suffix)}"):
         pid, dash, rest = tmp.name[start:-end].partition("-")
-        if not dash or not rest or "." in rest or not left_by_dead_process(pid) or str(tmp) in _WRITING:
+        # rest: the 8 characters tempfile (or remove_dir's hex) gives; a user's hidden file of a like name
+        # (.out.2024-backup.tmp) is not one of these
+        if not dash or not _TEMP_NAME.fullmatch(rest) or not left_by_dead_process(pid) or str(tmp) in _WRITING:
             continue
         try:
             if tmp.is_dir() and not tmp.is_symlink():
