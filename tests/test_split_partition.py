@@ -2666,6 +2666,52 @@ def test_cli_prints_the_split_and_the_candidates(tmp_path, capsys):
     assert "a network of your own to QDQ with per-tensor power-of-two scales (docs/split.md, A model of" in err
 
 
+def test_cli_prints_each_subgraph_s_prediction_as_plan_json_records_it(tmp_path, capsys):
+    from dpupose.split.a53 import default_model
+
+    model = save("sigmoid", tmp_path / "m.onnx")
+    out = tmp_path / "p"
+    assert main(["split", str(model), "--out", str(out), "--nodes"]) == 0  # no --config: the Ultra96-V2's default
+    lines = capsys.readouterr().out.splitlines()
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["dpu_config"] == "u96v2-b1600-pynq"
+    pred = doc["metadata"]["predicted"]
+    ms = pred["subgraph_ms"]
+    assert "  mid/sigmoid    Sigmoid          CPU  Sigmoid is not a DPU operator" in lines
+    start = lines.index(f"split {model} for u96v2-b1600-pynq ({doc['fingerprint']}): 4 subgraph(s)")
+    # the figures as printed (3 decimals of ms, 1 of FPS) and as plan.json holds them (4 and 2): within a rounding
+    shown = lines[start + 1 : start + 7] + lines[-2:]
+    figures = [float(x) for line in shown for x in re.findall(r"\d+\.\d+", line)]
+    assert [re.sub(r"\d+\.\d+", "X", line) for line in shown] == [
+        "  dpu0   DPU     X ms predicted  image -> c1",
+        "  cpu0   CPU     X ms predicted  c1 -> mid_float",
+        "         CPU because: Sigmoid is not a DPU operator",
+        "  dpu1   DPU     X ms predicted  mid_float -> logits",
+        "  cpu1   CPU     X ms predicted  logits -> heatmaps, coords",
+        lines[start + 6],  # the head's reasons
+        "predicted on the board: DPU X ms, CPU X ms per frame (boundaries X ms, DPU job calls X ms) -> X FPS "
+        "pipelined, X FPS sequential",
+        f"wrote {out}/plan.json and 4 ONNX file(s)",
+    ]
+    # the CPU stage: the CPU subgraphs, the boundaries' conversions and one DPU job call per DPU subgraph
+    jobs = 2 * default_model().dpu_job_overhead_s * 1e3
+    assert pred["cpu_ms"] == pytest.approx(ms["cpu0"] + ms["cpu1"] + pred["boundary_ms"] + jobs, abs=2e-4)
+    ms_figures = [ms["dpu0"], ms["cpu0"], ms["dpu1"], ms["cpu1"], pred["dpu_ms"], pred["cpu_ms"], pred["boundary_ms"]]
+    assert figures[:-2] == pytest.approx([*ms_figures, jobs], abs=6e-4)
+    assert figures[-2:] == pytest.approx([pred["pipelined_fps"], pred["sequential_fps"]], abs=0.06)
+    # --xmodel: recorded for the DPU subgraph, and said under it
+    xmodel = tmp_path / "compiled" / "pose.xmodel"
+    xmodel.parent.mkdir()
+    xmodel.write_bytes(b"\x0a\x04root compiled graph")
+    none = save("none", tmp_path / "n.onnx")
+    assert main(["split", str(none), "--out", str(tmp_path / "x"), "--xmodel", str(xmodel)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not [line for line in lines if line.startswith("  conv1 ")]  # the node table only with --nodes
+    at = next(i for i, line in enumerate(lines) if line.startswith("  dpu0   DPU "))
+    assert lines[at + 1] == "         compiled: pose.xmodel (for --backend vart)"
+    assert (tmp_path / "x" / "pose.xmodel").read_bytes() == xmodel.read_bytes()
+
+
 def _split_dpu_until_cpu(model, cfg, costed_only: bool = True) -> set[str]:
     """The names of the split's DPU units of a costed op up to the first CPU one (what dpu estimate costs), or
     with costed_only=False of every op (a layout op too, which the estimate takes at no cost)."""
