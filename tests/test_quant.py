@@ -1056,3 +1056,168 @@ def test_fix_points_json_gives_each_layer_its_shifts_worked_by_hand():
     moved.weights["c1"] = 6
     moved.biases["c1"] = 8
     assert fix.activations["a"] == 3 and fix.weights["c1"] == 7 and fix.biases["c1"] == 9
+
+
+def test_calibration_keeps_the_position_most_batches_picked_and_names_the_batch_that_fails():
+    # an identity 1x1 conv: its output is its input, so each batch of a constant c picks the largest position c
+    # is exact at and that holds it, floor(log2(127.5 / c)): 1.0 -> 6, 0.25 -> 8, 4.0 -> 4
+    graph = QGraph([ConvOp("logits", "image", np.ones((1, 1, 1, 1), np.float32), None)], (1, 4, 4))
+    batches = [np.full((n, 1, 4, 4), c, np.float32) for n, c in ((2, 1.0), (1, 1.0), (3, 0.25), (1, 4.0))]
+    fix, samples = calibrate(graph, batches)
+    assert samples == 7
+    assert (fix.activations, fix.weights, fix.biases) == ({"image": 6, "logits": 6}, {"logits": 6}, {})
+    bad = [batches[0], batches[0], np.full((1, 1, 4, 4), np.nan, np.float32)]
+    with pytest.raises(QuantizationError, match=r"^activation 'image' \(calibration batch 2\) .*NaN"):
+        calibrate(graph, bad)
+    with pytest.raises(QuantizationError, match=r"^the calibration set is empty$"):
+        calibrate(graph, [])
+    for shape in ((1, 2, 4, 4), (1, 4, 4), (1, 1, 4, 4, 1)):
+        with pytest.raises(QuantizationError) as err:
+            calibrate(graph, [np.zeros(shape, np.float32)])
+        assert str(err.value) == f"calibration batch has shape {shape}, the model takes (N, (1, 4, 4))"
+
+
+def test_calibration_gives_each_bias_its_own_position():
+    w = np.ones((2, 1, 1, 1), np.float32)
+    graph = QGraph([ConvOp("logits", "image", w, np.array([0.75, -3.0], np.float32))], (1, 4, 4))
+    fix, _ = calibrate(graph, [np.full((1, 1, 4, 4), 0.5, np.float32)])
+    assert fix.biases == {"logits": diffs_fix_pos(np.array([0.75, -3.0]))} == {"logits": 5}
+
+
+def test_calibration_takes_a_float64_batch_as_the_float32_the_model_runs():
+    # 127.5 / 1.9921875 = 64: the input's overflow-free position is 6 at float32's 1.9921875, which 1.9921875 +
+    # 1e-12 rounds to; kept in float64, the value would be a hair too large for 6 and get 5
+    graph = QGraph([ConvOp("logits", "image", np.ones((1, 1, 1, 1), np.float32), None)], (1, 4, 4))
+    fix, _ = calibrate(graph, [np.full((1, 1, 4, 4), 1.9921875 + 1e-12, np.float64)])
+    assert fix.activations["image"] == 6
+
+
+def test_calibration_applies_the_dpu_s_shift_constraints_to_the_positions_it_found():
+    # image 1.0: 6; weight 2**-9: exact from 9 up, capped at 12; bias 50 and output 50 + 2**-9: 1 (127.5 / 50 is
+    # 2.55). The shift cut 6 + 12 - 1 = 17 is over 16: the weights come down to 11.
+    w = np.full((1, 1, 1, 1), 2.0**-9, np.float32)
+    graph = QGraph([ConvOp("logits", "image", w, np.array([50.0], np.float32))], (1, 4, 4))
+    fix, _ = calibrate(graph, [np.ones((1, 1, 4, 4), np.float32)])
+    assert (fix.activations, fix.weights, fix.biases) == ({"image": 6, "logits": 1}, {"logits": 11}, {"logits": 1})
+
+
+# ---- QAT on a graph of two convs, against the loss and Adam's first step worked outside it -------------------------
+def _two_convs_qat():
+    """image (3, 4, 4) -> a 1x1 conv + ReLU to 4 channels -> a 1x1 conv to 2 heatmaps of 4 x 4, calibrated on three
+    images. (The last conv's bias adds a constant to a whole map, which its softmax takes away: no gradient.)"""
+    rng = np.random.default_rng(3)
+    w1, w2 = rng.normal(0, 0.8, (4, 3, 1, 1)).astype(np.float32), rng.normal(0, 0.8, (2, 4, 1, 1)).astype(np.float32)
+    b1 = np.array([0.3, -0.2, 0.1, 0.5], np.float32)
+    ops = [ConvOp("c1", "image", w1, b1, act="relu"), ConvOp("logits", "c1", w2, np.zeros(2, np.float32))]
+    graph = QGraph(ops, (3, 4, 4))
+    images = [rng.normal(0, 1, (1, 3, 4, 4)).astype(np.float32) for _ in range(3)]
+    fix, _ = calibrate(graph, images)
+    return graph, fix, images
+
+
+def _distillation_loss(student: np.ndarray, teacher: np.ndarray) -> tuple[float, float]:
+    """(mean Euclidean distance of the DSNT coordinates, mean JS divergence of the heatmaps) of two (N, J, H, W)
+    logits, in numpy: softmax over each map, coordinates at the pixel centres (2i + 1) / n - 1."""
+
+    def heat(z):
+        e = np.exp(z - z.max(axis=(2, 3), keepdims=True))
+        return e / e.sum(axis=(2, 3), keepdims=True)
+
+    def coords(p):
+        _, _, h, w = p.shape
+        xs, ys = (2 * np.arange(w) + 1) / w - 1, (2 * np.arange(h) + 1) / h - 1
+        return np.stack([(p.sum(axis=2) * xs).sum(-1), (p.sum(axis=3) * ys).sum(-1)], axis=-1)
+
+    p, q = heat(student.astype(np.float64)), heat(teacher.astype(np.float64))
+    m = (p + q) / 2
+    js = 0.5 * (p * np.log(p / m)).sum(axis=(2, 3)) + 0.5 * (q * np.log(q / m)).sum(axis=(2, 3))
+    return float(np.linalg.norm(coords(p) - coords(q), axis=-1).mean()), float(js.mean())
+
+
+def test_qat_s_loss_is_the_distance_plus_the_js_divergence_over_each_image_in_a_seeded_order_per_epoch():
+    graph, fix, images = _two_convs_qat()
+    qat = QuantNet(graph, fix).set_mode("qat")
+    parts = []
+    with torch.no_grad():
+        for x in images:
+            student, teacher = (net(torch.from_numpy(x)).numpy() for net in (qat, QuantNet(graph)))
+            parts.append(_distillation_loss(student, teacher))
+    assert all(min(d, js) > 3e-3 * (d + js) for d, js in parts)  # neither term negligible
+    per_image = [d + js for d, js in parts]
+    assert len(set(np.round(per_image, 6))) == 3
+    # learning rates of 0: each step's loss is its image's; epoch e visits default_rng(seed + e)'s order
+    _, new_fix, losses = qat_finetune(graph, fix, images, epochs=2, lr_weights=0.0, lr_thresholds=0.0, seed=4)
+    orders = [[int(i) for i in np.random.default_rng(4 + e).permutation(3)] for e in (0, 1)]
+    assert orders[0] != orders[1]
+    assert losses == pytest.approx([per_image[i] for i in orders[0] + orders[1]], rel=1e-4)  # float32
+    assert new_fix.activations == fix.activations and new_fix.weights == fix.weights
+    # max_steps stops at that many steps, across epochs
+    _, _, four = qat_finetune(graph, fix, images, epochs=2, lr_weights=0.0, lr_thresholds=0.0, seed=4, max_steps=4)
+    assert four == losses[:4]
+
+
+def _moves(new: FixPoints, old: FixPoints) -> list[int]:
+    """How far each position of `old` moved in `new`."""
+    tables = zip((new.activations, new.weights, new.biases), (old.activations, old.weights, old.biases))
+    return [new_t[k] - old_t[k] for new_t, old_t in tables for k in old_t]
+
+
+def test_qat_trains_weights_and_biases_at_lr_weights_and_the_thresholds_at_lr_thresholds(monkeypatch):
+    import dpupose.quant.qat
+
+    graph, fix, images = _two_convs_qat()
+    c1, logits = graph.convs()
+
+    def moved(new_graph):
+        new_c1, new_logits = new_graph.convs()
+        return (
+            np.abs(new_c1.weight - c1.weight),
+            np.abs(new_c1.bias - c1.bias),
+            np.abs(new_logits.weight - logits.weight),
+        )
+
+    # Adam's first step moves every parameter with a gradient by its learning rate (g / (|g| + 1e-8))
+    for lr in (1e-3, None):  # None: the default, 1e-5 (docs/quantization.md)
+        kwargs = {} if lr is None else {"lr_weights": lr}
+        new_graph, new_fix, _ = qat_finetune(graph, fix, images[:1], epochs=1, lr_thresholds=0.0, **kwargs)
+        lr = lr or 1e-5
+        for d in moved(new_graph):
+            assert d.max() == pytest.approx(lr, abs=2e-7) and d.max() <= lr + 2e-7  # float32 weights near 1
+        assert (new_fix.activations, new_fix.weights, new_fix.biases) == (fix.activations, fix.weights, fix.biases)
+    # the thresholds alone: a log2 threshold starts mid-interval (6.5 - fix point) and moves 3 or stays, so each
+    # position the training learned (before the DPU's constraints, left out here) moves by 3 or not at all
+    learned = []
+    monkeypatch.setattr(dpupose.quant.qat, "apply_constraints", lambda g, f: (learned.append(f) or f, []))
+    new_graph, _, _ = qat_finetune(graph, fix, images[:1], epochs=1, lr_weights=0.0, lr_thresholds=3.0)
+    assert all(d.max() == 0 for d in moved(new_graph))
+    (got,) = learned
+    assert set(_moves(got, fix)) <= {-3, 0, 3} and set(_moves(got, fix)) != {0}
+    # the default threshold rate, 1e-2 (docs/quantization.md): 60 steps move a threshold by about 0.6 at most, so a
+    # position by 1 at most, and some (their gradients of one sign) by 1; at 1e-3 none would leave its interval
+    learned.clear()
+    qat_finetune(graph, fix, images[:1] * 60, epochs=1, lr_weights=0.0)
+    assert set(_moves(learned[0], fix)) <= {-1, 0, 1} and set(_moves(learned[0], fix)) != {0}
+
+
+def test_qat_s_steps_each_start_from_their_own_gradients():
+    # a second implementation of three steps of the weights alone (the thresholds at a rate of 0 stay)
+    from dpupose.model.dsnt import dsnt, flat_softmax
+    from dpupose.model.losses import euclidean_losses, js_divergence
+
+    graph, fix, images = _two_convs_qat()
+    new_graph, _, _ = qat_finetune(graph, fix, images, epochs=1, lr_weights=1e-2, lr_thresholds=0.0, seed=2)
+    student, teacher = QuantNet(graph, fix).set_mode("qat"), QuantNet(graph)
+    opt = torch.optim.Adam([*student.weights.parameters(), *student.biases.parameters()], lr=1e-2)
+    for i in np.random.default_rng(2).permutation(3):
+        x = torch.from_numpy(images[i])
+        with torch.no_grad():
+            target = flat_softmax(teacher(x))
+        heat = flat_softmax(student(x))
+        loss = euclidean_losses(dsnt(heat), dsnt(target)).mean() + js_divergence(heat, target).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for op, want in zip(new_graph.convs(), student.to_graph().convs()):
+        np.testing.assert_array_equal(op.weight, want.weight)
+        np.testing.assert_array_equal(op.bias, want.bias)
+    assert not np.array_equal(new_graph.convs()[0].weight, graph.convs()[0].weight)
