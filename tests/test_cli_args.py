@@ -1029,3 +1029,78 @@ def test_stdout_s_errors_name_a_file_only_where_stdout_is_one(tmp_path):
     finally:
         for f in (fd, read_end, write_end):
             os.close(f)
+
+
+def test_data_synth_writes_the_set_of_its_seed_and_image_size_and_says_how_many(tmp_path, capsys):
+    """The set --seed and --image-size ask for, the same files the generator writes for that spec, and the
+    counts said the right way round."""
+    import cv2
+
+    from dpupose.data.synthetic import SynthSpec, generate
+
+    out = tmp_path / "s"
+    argv = ["data", "synth", "--out", str(out), "--num-train", "2", "--num-valid", "1", "--seed", "3"]
+    assert main([*argv, "--image-size", "64", "--workers", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote 2 training and 1 validation images to {out}"
+    meta = json.loads((out / "synthetic.json").read_text())
+    assert (meta["seed"], meta["num_train"], meta["num_valid"], meta["image_size"]) == (3, 2, 1, 64)
+    reference = generate(tmp_path / "ref", SynthSpec(seed=3, num_train=2, num_valid=1, image_size=64), workers=1)
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names == sorted(p.name for p in (reference / "images").iterdir()) and len(names) == 3
+    for name in names:
+        assert cv2.imread(str(out / "images" / name)).shape == (64, 64, 3)
+        assert (out / "images" / name).read_bytes() == (reference / "images" / name).read_bytes()
+    for split in ("train", "valid"):
+        assert (out / "annot" / f"{split}.json").read_text() == (reference / "annot" / f"{split}.json").read_text()
+    other = generate(tmp_path / "seed0", SynthSpec(seed=0, num_train=0, num_valid=1, image_size=64), workers=1)
+    assert (other / "images" / "valid_000000.jpg").read_bytes() != (out / "images" / "valid_000000.jpg").read_bytes()
+
+
+def test_data_check_says_what_a_split_without_records_is_needed_for_and_fails_an_unreadable_one(
+    synth_root, tmp_path, capsys
+):
+    for kept, lacking, command in (("valid", "train", "train"), ("train", "valid", "eval")):
+        root = tmp_path / f"{kept}-only"
+        (root / "annot").mkdir(parents=True)
+        shutil.copytree(synth_root / "images", root / "images")
+        shutil.copy(synth_root / "annot" / f"{kept}.json", root / "annot")
+        assert main(["data", "check", "--data-root", str(root)]) == 0
+        (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{lacking}:")]
+        assert line.startswith(f"{lacking}: no records ({root} has neither annot/{lacking}.json")
+        assert line.endswith(f"; `dpupose {command}` needs them")
+    # A split whose annotations cannot be read is a problem (exit 1), said on its line; the other split is checked.
+    (tmp_path / "valid-only" / "annot" / "train.json").write_text("[{not json")
+    assert main(["data", "check", "--data-root", str(tmp_path / "valid-only")]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    train_line = next(x for x in lines if x.startswith("train: "))
+    assert "annot/train.json" in train_line and "no records" not in train_line
+    assert any(x.startswith("valid: 12 records") for x in lines)
+
+
+def test_data_check_counts_a_folder_at_an_image_s_name_as_missing_and_names_the_image_to_write(
+    synth_root, tmp_path, capsys
+):
+    """As train and eval's image check (check_images) counts them, and with its hint for a name written from the
+    root (images/a.jpg)."""
+    from dpupose.data.dataset import check_images
+    from dpupose.data.mpii import load_split
+    from dpupose.errors import DataError
+
+    root = tmp_path / "root"
+    shutil.copytree(synth_root, root)
+    records = json.loads((root / "annot" / "valid.json").read_text())
+    first = records[0]["image"]
+    records[0]["image"] = f"images/{first}"
+    (root / "images" / records[1]["image"]).unlink()
+    (root / "images" / records[1]["image"]).mkdir()
+    (root / "annot" / "valid.json").write_text(json.dumps(records))
+    assert main(["data", "check", "--data-root", str(root)]) == 1
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("valid:")]
+    hint = (
+        f"; {root / 'images' / first} is there: image names are read inside images/, so drop the folders before "
+        f"the file name from the records' 'image' (images/{first} -> {first})"
+    )
+    assert f"; 2 missing (first: images/{first}), 0 undecodable, 0 outside images/" in line and line.endswith(hint)
+    with pytest.raises(DataError, match=r"^2 of 12 annotated images are missing") as exc:
+        check_images(load_split(root, "valid"), root / "images")
+    assert str(exc.value).endswith(hint)

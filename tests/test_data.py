@@ -1172,3 +1172,85 @@ def test_a_synthetic_root_of_other_settings_is_generated_again_and_one_of_the_sa
     assert json.loads((root / "synthetic.json").read_text())["num_valid"] == 2
     monkeypatch.setattr(synthetic, "generate", lambda *a, **k: pytest.fail("generated a root it had"))
     assert synthetic.ensure(root, more) == root
+
+
+def test_a_cached_synthetic_root_is_reused_only_whole_and_of_the_same_seed_and_version(tmp_path, monkeypatch):
+    """Scene i is the same in every root of one seed and generator version, so a larger whole one serves a smaller
+    request; one of another seed or version, one without its synthetic.json (cut short) or a folder whose count is
+    not a number is not taken."""
+    from dpupose.data import sources
+    from dpupose.data.synthetic import SynthSpec
+
+    version = SynthSpec().version
+    made = []
+
+    def generate(root, spec, split):
+        made.append((root.name, spec.seed, spec.num_train, spec.num_valid))
+        root.mkdir(parents=True)
+        (root / "synthetic.json").write_text("{}")
+
+    monkeypatch.setattr(sources, "_generate_synthetic", generate)
+
+    def cached(*names, whole=True):
+        cache = tmp_path / f"cache{len(list(tmp_path.iterdir()))}"
+        for name in names:
+            (cache / name).mkdir(parents=True)
+            if whole:
+                (cache / name / "synthetic.json").write_text("{}")
+        return cache
+
+    cache = cached(f"synthetic-valid-s0-n8-v{version}")
+    assert sources.synthetic_root("valid", 4, cache=cache) == cache / f"synthetic-valid-s0-n8-v{version}"
+    assert sources.synthetic_root("valid", 8, cache=cache) == cache / f"synthetic-valid-s0-n8-v{version}"
+    assert made == []
+    # a larger root cut short (no synthetic.json) sorts first ("n16" < "n8") and is passed over
+    cut = cached(f"synthetic-valid-s0-n16-v{version}", whole=False)
+    (cut / f"synthetic-valid-s0-n8-v{version}").mkdir()
+    (cut / f"synthetic-valid-s0-n8-v{version}" / "synthetic.json").write_text("{}")
+    assert sources.synthetic_root("valid", 4, cache=cut) == cut / f"synthetic-valid-s0-n8-v{version}"
+    for others in (
+        (f"synthetic-valid-s1-n8-v{version}", f"synthetic-train-s0-n8-v{version}"),  # another seed, another split
+        (f"synthetic-valid-s0-n8-v{version - 1}", f"synthetic-valid-s0-n8-v{version}0"),  # other versions
+        (f"synthetic-valid-s0-n0x-v{version}", f"synthetic-valid-s0-n-9-v{version}"),  # no count
+    ):
+        cache = cached(*others)
+        made.clear()
+        assert sources.synthetic_root("valid", 4, cache=cache) == cache / f"synthetic-valid-s0-n4-v{version}"
+        assert made == [(f"synthetic-valid-s0-n4-v{version}", 0, 0, 4)], others
+    cache = cached(f"synthetic-valid-s0-n8-v{version}")
+    made.clear()
+    assert sources.synthetic_root("train", 4, seed=0, cache=cache) == cache / f"synthetic-train-s0-n4-v{version}"
+    assert made == [(f"synthetic-train-s0-n4-v{version}", 0, 4, 0)]
+
+
+def test_load_data_asks_for_the_documented_synthetic_set_and_cuts_only_synthetic_records(
+    synth_root, tmp_path, monkeypatch
+):
+    """--data synthetic without --data-root: 20,000 training and 1,000 validation scenes by default (docs/training.md),
+    of the seed given; count cuts a synthetic root's records, never MPII's (train says --num-train is ignored for
+    it); an unknown data set is named."""
+    from dpupose.data import sources
+    from dpupose.errors import UsageError
+
+    asked = []
+
+    def synthetic_root(split, count, seed=0, cache=None):
+        asked.append((split, count, seed))
+        return synth_root
+
+    monkeypatch.setattr(sources, "synthetic_root", synthetic_root)
+    sources.load_data("synthetic", "train", None)
+    sources.load_data("synthetic", "valid", None, seed=5)
+    sources.load_data("synthetic", "valid", None, 3, seed=2)
+    assert asked == [("train", 20000, 0), ("valid", 1000, 5), ("valid", 3, 2)]
+    everything = load_split(synth_root, "valid")
+    assert len(everything) == 12
+    five = sources.load_data("synthetic", "valid", synth_root, count=5).records
+    assert [r.image for r in five] == [r.image for r in everything[:5]]
+    mpii = tmp_path / "mpii"
+    shutil.copytree(synth_root / "annot", mpii / "annot")
+    (mpii / "images").mkdir()
+    assert len(sources.load_data("mpii", "valid", mpii, count=5).records) == 12
+    with pytest.raises(UsageError) as exc:
+        sources.load_data("coco", "valid", mpii)
+    assert str(exc.value) == "unknown data set 'coco'; use one of: synthetic, mpii"

@@ -284,6 +284,43 @@ def test_zoo_export_builds_the_standard_architectures(capsys, tmp_path, network,
     assert graph.layers[-1].output == (1, 1000, 1, 1)
 
 
+def test_zoo_mobilenet_v1_is_the_paper_s_table_and_its_convs_are_followed_by_relu(tmp_path):
+    """MobileNetV1 (Howard et al. 2017, Table 1) at 224 x 224: its MACs summed by hand from the table's output sizes
+    (112, 56, 28, 14, 7: stride 2 at the first conv and the 2nd, 4th, 6th and 12th depthwise blocks) are 568.7 M,
+    the paper's 569 M; the layer kinds alone (test above) did not see a stride moved or dropped."""
+    import onnx
+
+    from dpupose.dpu import zoo
+    from dpupose.model.complexity import count_macs
+
+    macs = 112 * 112 * 32 * 27  # the first 3 x 3 conv, 3 -> 32, stride 2
+    blocks = [(112, 32, 64), (56, 64, 128), (56, 128, 128), (28, 128, 256), (28, 256, 256), (14, 256, 512)]
+    blocks += [(14, 512, 512)] * 5 + [(7, 512, 1024), (7, 1024, 1024)]  # (output side, cin, cout)
+    for side, cin, cout in blocks:
+        macs += side * side * cin * 9 + side * side * cin * cout  # depthwise 3 x 3, then pointwise
+    macs += 1024 * 1000  # the classifier
+    assert macs == 568_740_352
+    assert count_macs(zoo.build("mobilenet_v1"), (3, 224, 224)) == macs
+    # Every conv of MobileNetV1 and ResNet-50 is followed by BatchNorm and ReLU (ResNet's third 1 x 1 conv of a
+    # bottleneck by the ReLU after the sum): 27 and 1 + 16 x 3 ReLUs.
+    for name, relus in (("mobilenet_v1", 27), ("resnet50", 49)):
+        path = zoo.export(name, tmp_path / f"{name}.onnx", 32)
+        assert [n.op_type for n in onnx.load(str(path)).graph.node].count("Relu") == relus, name
+
+
+def test_zoo_weights_are_seeded_and_an_unknown_network_is_named():
+    from dpupose.dpu import zoo
+    from dpupose.errors import UsageError
+
+    torch.manual_seed(123)
+    first = zoo.build("mobilenet_v1").state_dict()
+    second = zoo.build("mobilenet_v1").state_dict()  # after the first one's draws: the same weights
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    with pytest.raises(UsageError) as exc:
+        zoo.build("vgg16")
+    assert str(exc.value) == "unknown network 'vgg16'; choose one of mobilenet_v2, mobilenet_v1, resnet50, pose_dpu"
+
+
 def test_zoo_export_bad_input_size(capsys, tmp_path):
     rc, _, err = run(capsys, "zoo", "export", "resnet50", "--out", str(tmp_path / "r.onnx"), "--input-size", "50")
     assert rc == 2 and "--input-size must be a multiple of 32 (the network's stride), got 50: use 32 or 64" in err

@@ -121,3 +121,34 @@ def test_what_a_file_is_by_its_marks_alone(tmp_path):
     later.write_bytes(b"\x80\x06" + pickle.dumps({}, protocol=5)[2:])  # a protocol no Python writes yet
     assert [not_onnx(p) for p in (top, paths[2], paths[5])] == ["checkpoint"] * 3
     assert [not_onnx(p) for p in (not_a_plan, named, later)] == [None] * 3
+
+
+def test_a_file_starting_with_a_brace_that_is_no_json_is_nothing_named(tmp_path):
+    # read only after the file failed to load as ONNX: a broken JSON or one that is not UTF-8 is not named, no error
+    broken = tmp_path / "broken.onnx"
+    broken.write_text('{"subgraphs": [], "fingerprint": ')
+    latin = tmp_path / "latin.onnx"
+    latin.write_bytes(b'{"subgraphs": "caf\xe9", "fingerprint": 1}')
+    assert [not_onnx(broken), not_onnx(latin)] == [None, None]
+
+
+def test_a_newer_format_is_a_higher_number_of_the_same_marker_and_its_refusal_names_this_version():
+    from dpupose import __version__
+    from dpupose.board.manifest import parse_manifest
+    from dpupose.errors import ArtifactError
+    from dpupose.formats import newer_format
+
+    ours = "dpupose-staged/9"
+    assert [newer_format(v, ours) for v in ("dpupose-staged/10", "dpupose-staged/09", "dpupose-staged/011")] == [
+        True,
+        False,
+        True,
+    ]  # numbers, not strings: "10" < "9" and "011" < "9" as text
+    for value in ("dpupose-staged/10x", "dpupose-staged/10 ", "xdpupose-staged/10", "dpupose-staged/", 10, None):
+        assert not newer_format(value, ours), value  # not the marker: damaged, not newer
+    with pytest.raises(ArtifactError) as exc:
+        parse_manifest('{"format": "dpupose-staged/2", "generated_by": "dpupose 9.0.0"}', "card.img")
+    assert str(exc.value).startswith(
+        f"the manifest in card.img is format dpupose-staged/2, written by dpupose 9.0.0; this dpupose ({__version__}) "
+        "reads dpupose-staged/1: "
+    )
