@@ -776,11 +776,60 @@ def test_an_xmodel_that_is_missing_or_not_read_and_dpu_in_any_case(board, tmp_pa
     with pytest.raises(ModelFileError, match=r"^xmodel .*gone\.xmodel is missing: compile the DPU subgraphs"):
         vart_runner.Xmodel(tmp_path / "gone.xmodel")
     assert board.CALLS == []
-    (tmp_path / "plan.json").write_text("{}")
-    with pytest.raises(ModelFileError, match=r"^cannot read xmodel .*plan\.json: \[XIR_PROTOBUF_LOADING_FAILED\]"):
-        vart_runner.Xmodel(tmp_path / "plan.json")
     board.write_fake_xmodel(tmp_path / "m.xmodel", [{"name": "a", "device": "Dpu"}, {"name": "b", "device": "CPU"}])
     assert vart_runner.Xmodel(tmp_path / "m.xmodel").names() == ["a"]
+
+
+def test_a_file_xir_cannot_parse_is_refused_before_xir_aborts_on_it(board, tmp_path: Path) -> None:
+    """XIR 2.5's deserialize aborts the process (XIR_READ_PB_FAILURE is FATAL) on a file protobuf does not parse
+    as its serial_v2.Graph: a plan.json given as the xmodel, a copy cut short, a damaged byte. Each is refused
+    before XIR sees it, and what is let through parses (the fake parses with the protobuf package, and
+    aborts as XIR does)."""
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    with pytest.raises(ModelFileError) as err:
+        vart_runner.Xmodel(plan)
+    assert str(err.value) == (
+        f"{plan} is not an xmodel XIR can read (as its protobuf: a fixed32 value cut off at byte 1), and XIR "
+        "would stop the process on it: give the .xmodel vai_c_xir compiled, or copy it again if it was cut short"
+    )
+    (tmp_path / "empty.xmodel").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"^xmodel .*empty\.xmodel is empty: copy it again, or compile it"):
+        vart_runner.Xmodel(tmp_path / "empty.xmodel")
+    assert board.CALLS == []
+
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    whole = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    ).read_bytes()  # fmt: skip
+    graph_name = whole[whole.index(b"{") :]
+    named = b"\x0a" + whole[1 : whole.index(b"{")]  # graph_name's tag and length, as written
+    # a real xmodel's root subgraph after the name: SubGraph "root" with a child of attribute device "DPU"
+    child = b"\x0a\x02sg\x1a\x01a" + b"\x2a\x0f\x0a\x06device\x12\x05\x5a\x03DPU"
+    root = b"\x0a\x04root" + b"\x52" + bytes([len(child)]) + child
+    data = named + graph_name + b"\x52" + bytes([len(root)]) + root
+    rng = np.random.default_rng(0)
+    variants = [data[:end] for end in range(1, len(data))]
+    variants += [data[:1] + b"\xc3\x28" + data[3:]]  # not UTF-8 in graph_name
+    for _ in range(300):
+        damaged = bytearray(data)
+        damaged[rng.integers(len(data))] ^= 1 << int(rng.integers(8))
+        variants.append(bytes(damaged))
+    path = tmp_path / "d.xmodel"
+    refused = 0
+    for variant in variants:
+        path.write_bytes(variant)
+        try:
+            vart_runner.Xmodel(path)
+        except ModelFileError:
+            refused += 1
+    assert [c for c in board.CALLS if c[0] == "abort"] == []
+    assert refused > len(data)  # every cut (but the one at the end of a field) and some of the damage
 
 
 def test_a_runner_vart_cannot_make_and_a_plan_of_another_count_or_other_shapes(board, tmp_path: Path) -> None:

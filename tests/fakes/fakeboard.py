@@ -64,12 +64,29 @@ def _dump_log() -> None:  # for subprocess tests: FAKEBOARD_LOG=path
 atexit.register(_dump_log)
 
 
+class ProcessAborted(BaseException):
+    """What the real modules do instead of raising: XIR and VART report their errors through glog's FATAL
+    (UNI_LOG_FATAL, CHECK), which aborts the process. Not an Exception, so no `except Exception` in the code
+    under test stops it, as nothing stops an abort; a test that meets it has found a path the board dies on."""
+
+
+def abort(reason: str) -> None:
+    record("abort", reason)
+    raise ProcessAborted(reason)
+
+
 def write_fake_xmodel(path: str | Path, subgraphs: list[dict]) -> Path:
     """A fake .xmodel. Each DPU subgraph: {"name", "device": "DPU", "fingerprint": int|None, "onnx": path
     relative to the xmodel, "inputs"/"outputs": [{"name", "dims", "fix_point", "onnx_name"}]}; other
-    devices: {"name", "device": "CPU"}."""
+    devices: {"name", "device": "CPU"}. Written as XIR's serial_v2.Graph protobuf (what the real
+    deserialize parses) whose graph_name (field 1) holds that description as JSON."""
     path = Path(path)
-    path.write_text(json.dumps({"fake_xmodel": 1, "subgraphs": subgraphs}))
+    text = json.dumps({"fake_xmodel": 1, "subgraphs": subgraphs}).encode()
+    length, size = bytearray(), len(text)
+    while size > 0x7F:
+        length.append(size & 0x7F | 0x80)
+        size >>= 7
+    path.write_bytes(b"\x0a" + bytes(length) + bytes([size]) + text)
     return path
 
 
@@ -144,13 +161,22 @@ class Graph:
 
     @staticmethod
     def deserialize(path: str) -> Graph:
+        """As XIR 2.5's Graph::deserialize: the file parsed as a serial_v2.Graph protobuf, and the process
+        aborted (XIR_READ_PB_FAILURE, FATAL) when protobuf refuses it or the file cannot be read."""
+        from google.protobuf.message import DecodeError
+        from xir_pb import Graph as GraphProto
+
         record("deserialize", path)
         p = Path(path)
         try:
-            data = json.loads(p.read_text())
+            proto = GraphProto.FromString(p.read_bytes())
+        except (OSError, DecodeError):
+            abort(f"[XIR_READ_PB_FAILURE] file = {path}")
+        try:
+            data = json.loads(proto.graph_name)
             assert data["fake_xmodel"] == 1
-        except (OSError, ValueError, KeyError, AssertionError) as exc:
-            raise RuntimeError(f"[XIR_PROTOBUF_LOADING_FAILED] cannot read {path}") from exc
+        except (ValueError, TypeError, KeyError, AssertionError):
+            data = {"subgraphs": []}  # a graph the fake knows nothing of: a root without children
         children = [Subgraph(s, p.parent) for s in data["subgraphs"]]
         return Graph(p, Subgraph({"name": "root", "device": "USER"}, p.parent, children))
 

@@ -15,6 +15,8 @@ Board only (PYNQ 3.0.1 + pynq-dpu 2.5.1). `pynq_dpu`, `vart` and `xir` are impor
   VART's binding takes each buffer as a writable pointer to the whole tensor (dims, batch dims[0]) and
   checks neither shape nor strides, so buffers are made exactly so here.
 - `execute_async(inputs, outputs)` returns a (job id, status) pair; every job is waited with `wait(job)`.
+- XIR and VART report most errors through glog's FATAL, which aborts the process: nothing here can catch
+  them, so what would make them abort is checked first (an xmodel protobuf cannot parse: check_xmodel_file).
 """
 
 from __future__ import annotations
@@ -197,6 +199,25 @@ def dpu_subgraphs(graph: Any) -> list[Any]:
     ]
 
 
+def check_xmodel_file(path: Path) -> None:
+    """ModelFileError for a file XIR cannot parse as an xmodel: `xir.Graph.deserialize` does not raise on
+    one, it aborts the process (see xmodel_wire)."""
+    from dpupose.runtime.xmodel_wire import problem
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read xmodel {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise ModelFileError(f"xmodel {path} is empty: copy it again, or compile it again with vai_c_xir")
+    found = problem(data)
+    if found is not None:
+        raise ModelFileError(
+            f"{path} is not an xmodel XIR can read (as its protobuf: {found}), and XIR would stop the process "
+            "on it: give the .xmodel vai_c_xir compiled, or copy it again if it was cut short"
+        )
+
+
 class Xmodel:
     """A deserialized .xmodel (kept alive while runners use its subgraphs)."""
 
@@ -205,9 +226,10 @@ class Xmodel:
         if not self.path.is_file():
             raise ModelFileError(f"xmodel {self.path} is missing: compile the DPU subgraphs with Vitis AI first")
         _, _, xir = import_board_modules()
+        check_xmodel_file(self.path)
         try:
             self.graph = xir.Graph.deserialize(str(self.path))
-        except Exception as exc:  # xir raises RuntimeError-like errors for foreign files
+        except Exception as exc:  # what XIR does not stop the process on (check_xmodel_file: most of it does)
             raise ModelFileError(f"cannot read xmodel {self.path}: {exc}") from None
         self.subgraphs = dpu_subgraphs(self.graph)
         if not self.subgraphs:
