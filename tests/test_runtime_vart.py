@@ -832,7 +832,7 @@ def test_a_file_xir_cannot_parse_is_refused_before_xir_aborts_on_it(board, tmp_p
     assert refused > len(data)  # every cut (but the one at the end of a field) and some of the damage
 
 
-def test_a_runner_vart_cannot_make_and_a_plan_of_another_count_or_other_shapes(board, tmp_path: Path) -> None:
+def test_what_vart_aborts_on_is_refused_and_a_plan_of_another_count_or_other_shapes(board, tmp_path: Path) -> None:
     def info(name, shape):
         return TensorInfo(name, shape, "int8", 0, "NHWC")
 
@@ -846,8 +846,24 @@ def test_a_runner_vart_cannot_make_and_a_plan_of_another_count_or_other_shapes(b
         ],
     )  # fmt: skip
     xmodel = vart_runner.Xmodel(path)
-    with pytest.raises(DeviceError, match=r"^cannot create a VART runner for rq\.xmodel:sg: cannot open DPU"):
-        vart_runner.VartRunner(xmodel)  # no overlay programmed: VART finds no DPU
+    with pytest.raises(DeviceError) as e:
+        vart_runner.VartRunner(xmodel)
+    assert str(e.value) == (
+        "rq.xmodel:sg: no DPU overlay was loaded in this process, and VART stops the process (abort) when it finds "
+        "no DPU: load it first with load_overlay(OVERLAY) (PoseSession and `dpupose run --backend vart --overlay "
+        "OVERLAY` do)"
+    )
+    assert [c for c in board.CALLS if c[0] in ("create_runner", "abort")] == []
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    for runners in (None, {"ref": "libvart-cpu-runner.so"}):  # no attribute, or no library for mode "run"
+        board.write_fake_xmodel(path, [{**xmodel.subgraphs[0].spec, "runner": runners}])
+        with pytest.raises(ModelFileError) as e:
+            vart_runner.VartRunner(vart_runner.Xmodel(path))
+        assert str(e.value) == (
+            f"rq.xmodel:sg: the DPU subgraph names no VART runner for mode 'run' (its \"runner\" attribute is "
+            f"{runners or {}!r}), and VART stops the process (abort) on it: compile the xmodel again with vai_c_xir"
+        )
+    assert [c for c in board.CALLS if c[0] in ("create_runner", "abort")] == []
     with pytest.raises(ModelFileError) as e:
         _two_input_runner(board, tmp_path, [1, 2, 3, 4], [1, 5, 6, 7], [info("p", (1, 2, 3, 4))])
     assert str(e.value) == (

@@ -7,7 +7,8 @@ Call shapes follow the real modules:
 - `xir.Graph.deserialize(path)` -> Graph; `graph.get_root_subgraph()` -> Subgraph with `is_leaf`,
   `toposort_child_subgraph()`, `get_name()`, `has_attr(name)`, `get_attr(name)` ("device" is "USER", "DPU"
   or "CPU"; DPU subgraphs carry "dpu_fingerprint", a uint64).
-- `vart.Runner.create_runner(subgraph, "run")`; `runner.get_input_tensors()` / `get_output_tensors()` ->
+- `vart.Runner.create_runner(subgraph, "run")`, which aborts (ProcessAborted) without a DPU or without a
+  "runner" attribute naming a library for the mode; `runner.get_input_tensors()` / `get_output_tensors()` ->
   xir.Tensor with `name`, `dims` (NHWC list), `dtype` ("xint8"), `ndim`, `get_attr("fix_point")`;
   `runner.execute_async(inputs, outputs)` takes lists of writable, C-contiguous numpy arrays whose shape
   is the tensor's dims (int8, or float32 which VART converts) and returns a (job_id, status) pair;
@@ -115,12 +116,19 @@ class Tensor:
         return self.get_element_num()
 
 
+DPU_RUNNERS = {"ref": "libvart-cpu-runner.so", "sim": "libvart-sim-runner.so", "run": "libvart-dpu-runner.so"}
+
+
 class Subgraph:
     def __init__(self, spec: dict, base: Path, children: list[Subgraph] | None = None) -> None:
         self.spec = spec
         self.base = base
         self._children = children or []
         self._attrs = {"device": spec["device"]}
+        if spec["device"] == "DPU":  # what vai_c_xir gives a DPU subgraph: VART's runner library per mode
+            self._attrs["runner"] = spec.get("runner", DPU_RUNNERS)
+            if self._attrs["runner"] is None:
+                del self._attrs["runner"]
         if spec.get("fingerprint") is not None:
             self._attrs["dpu_fingerprint"] = int(spec["fingerprint"])
             self._attrs["dpu_name"] = "DPUCZDX8G_ISA1_B1600"
@@ -202,9 +210,15 @@ class Runner:
 
     @staticmethod
     def create_runner(subgraph: Subgraph, mode: str = "") -> Runner:
+        """As VART 2.5's Runner::create_runner, whose checks are UNI_LOG_CHECK / CHECK (an abort): the
+        subgraph's "runner" attribute must name a library for `mode`, and the DPU runner must find a DPU
+        compute unit in the xclbin it loads ("no dpu cu detected"): here, an overlay loaded by DpuOverlay."""
         record("create_runner", subgraph.get_name(), mode)
+        runners = subgraph._attrs.get("runner")
+        if not isinstance(runners, dict) or mode not in runners:
+            abort(f"[VART_RUNNER_CONSTRUCTION_FAIL] Cannot find runner for mode {mode} in {subgraph.get_name()}")
         if STATE["overlay"] is None:
-            raise RuntimeError("cannot open DPU: no overlay loaded (xrt device not found)")
+            abort("Check failed: xrt_cu->get_num_of_cu() != 0u no dpu cu detected. please check /usr/lib/dpu.xclbin")
         if subgraph.get_attr("device") != "DPU" or mode != "run":
             raise RuntimeError(f"fake vart only makes DPU runners in mode 'run' (got {mode!r})")
         return Runner(subgraph)

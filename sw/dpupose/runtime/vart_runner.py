@@ -263,6 +263,25 @@ class Xmodel:
         }
 
 
+def check_runnable(subgraph: Any, where: str) -> None:
+    """What VART 2.5's Runner::create_runner would abort the process on, refused first: no overlay programmed
+    by this process (VART then finds no DPU compute unit, or drives a PL that holds none), and a subgraph
+    without the "runner" attribute (library per mode) naming one for mode "run", which vai_c_xir gives each
+    DPU subgraph."""
+    if not _overlay:
+        raise DeviceError(
+            f"{where}: no DPU overlay was loaded in this process, and VART stops the process (abort) when it "
+            "finds no DPU: load it first with load_overlay(OVERLAY) (PoseSession and `dpupose run --backend "
+            "vart --overlay OVERLAY` do)"
+        )
+    runners = subgraph.get_attr("runner") if subgraph.has_attr("runner") else {}
+    if not isinstance(runners, dict) or "run" not in runners:
+        raise ModelFileError(
+            f"{where}: the DPU subgraph names no VART runner for mode 'run' (its \"runner\" attribute is "
+            f"{runners!r}), and VART stops the process (abort) on it: compile the xmodel again with vai_c_xir"
+        )
+
+
 def _tensor_info(tensor: Any, name: str, where: str) -> TensorInfo:
     if str(tensor.dtype).lower() != "xint8":
         raise ModelFileError(f"{where}: tensor {tensor.name!r} is {tensor.dtype}, expected xint8")
@@ -308,9 +327,10 @@ class VartRunner(Runner):
         self.subgraph = xmodel.subgraph(subgraph_name)
         self.name = self.subgraph.get_name()
         where = f"{xmodel.path.name}:{self.name}"
+        check_runnable(self.subgraph, where)
         try:
             self._runner = vart.Runner.create_runner(self.subgraph, "run")
-        except Exception as exc:  # VART reports a missing DPU / xclbin mismatch as RuntimeError
+        except Exception as exc:  # what VART raises (its own checks abort: check_runnable comes first)
             raise DeviceError(f"cannot create a VART runner for {where}: {exc}") from None
         vin, vout = self._runner.get_input_tensors(), self._runner.get_output_tensors()
         self._in_tensors, self._out_tensors = list(vin), list(vout)
