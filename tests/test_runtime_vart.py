@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,9 +36,12 @@ def fresh_board_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.syspath_prepend(str(tinyplan.FAKES))
     monkeypatch.setattr(vart_runner, "_overlay", {})
     monkeypatch.setattr(vart_runner, "VART_CONF", tmp_path / "vart.conf")
+    monkeypatch.setattr(vart_runner, "VART_LOCK_DIR", tmp_path)
+    monkeypatch.setattr(vart_runner, "_live_runners", [0])
     import fakeboard
 
     fakeboard.reset()
+    fakeboard.STATE["lock_dir"] = tmp_path  # VART's lock files, where the runtime looks for them
     return fakeboard
 
 
@@ -46,7 +50,9 @@ def board(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """The fake board modules importable as pynq_dpu / vart / xir, with a fresh call record, in PYNQ's
     environment (XILINX_XRT set, as /etc/profile.d/xrt_setup.sh does)."""
     monkeypatch.setenv("XILINX_XRT", "/usr")
-    yield fresh_board_modules(monkeypatch, tmp_path)
+    fake = fresh_board_modules(monkeypatch, tmp_path)
+    yield fake
+    fake.reset()  # lets the DPU lock go, as the process's end does
     for name in BOARD_MODULES:
         sys.modules.pop(name, None)
 
@@ -898,3 +904,69 @@ def test_an_output_s_fix_point_other_than_the_plan_s_is_warned(board, tmp_path: 
     np.testing.assert_array_equal(runner.run({"x_fix": x})["y_fix"], np.rint(x / 4))  # copied for VART
     with pytest.raises(DataError, match=r"^sg: missing input 'x_fix'$"):
         runner.run({"x": x})
+
+
+HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o666)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+TRY_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def test_a_dpu_another_process_holds_is_named_and_this_process_s_hold_kept(board, tmp_path: Path) -> None:
+    """VART 2.5 takes a lockf lock on /tmp/DPU_0 at a process's first runner and keeps it while the process has
+    runners; another process's first runner waits, silently, until that process ends (a notebook's kernel
+    holding the DPU, and `dpupose run` over ssh). The runner is refused instead, naming that process; and the
+    check, which opens the lock file, is not made while this process holds the lock (closing any descriptor of
+    the file would let this process's lock go)."""
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    path = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    xmodel = vart_runner.Xmodel(path)
+    lock = tmp_path / "DPU_0"
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline() == "locked\n"
+        with pytest.raises(DeviceError) as e:
+            vart_runner.VartRunner(xmodel)
+        assert str(e.value).startswith(f"rq.xmodel:sg: the DPU is in use by process {other.pid} ({sys.executable} -c ")
+        assert str(e.value).endswith(
+            f"(it holds VART's lock {lock}), and VART would wait without a word until that process ends: stop it "
+            "(a notebook's kernel: Kernel > Shut Down Kernel) or let it finish, then run again"
+        )
+        assert [c for c in board.CALLS if c[0] in ("create_runner", "hang")] == []
+    finally:
+        other.communicate("")  # the other process ends, and its lock with it
+    first = vart_runner.VartRunner(xmodel)
+    second = vart_runner.VartRunner(xmodel)  # a pipelined job's runner, while the first holds the lock
+
+    def probe() -> str:
+        return subprocess.run([sys.executable, "-c", TRY_LOCK, str(lock)], capture_output=True, text=True).stdout
+
+    assert probe() == "held\n"
+    first.close()
+    assert probe() == "held\n"  # VART keeps it while a runner is left
+    second.close()
+    board.reset()  # VART lets it go with the last runner
+    assert probe() == "free\n"

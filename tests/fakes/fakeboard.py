@@ -35,7 +35,9 @@ import numpy as np
 _lock = threading.Lock()
 XRT_AT_IMPORT = "XILINX_XRT" in os.environ  # as pynq.pl_server decides when pynq is imported
 CALLS: list[tuple] = []  # ("DpuOverlay", path), ("deserialize", path), ("create_runner", sg, mode), ...
-STATE: dict = {"overlay": None, "jobs": {}}
+# lock_dir: where VART's per-DPU lock files are (VART: /tmp; a test gives its own folder, else none is taken);
+# dpu_lock: the descriptor of the lock this process holds (VART holds it while the process has a runner)
+STATE: dict = {"overlay": None, "jobs": {}, "lock_dir": None, "dpu_lock": None}
 _job_ids = itertools.count(1)  # the fake's own job numbers, for the call record
 EDGE_JOB_ID = 1  # what VART 2.5's edge DPU runner returns for every job
 
@@ -50,6 +52,10 @@ def reset() -> None:
         CALLS.clear()
         STATE["overlay"] = None
         STATE["jobs"] = {}
+        STATE["lock_dir"] = None
+        if STATE["dpu_lock"] is not None:
+            os.close(STATE["dpu_lock"])  # the process "ends": its lock goes
+        STATE["dpu_lock"] = None
 
 
 def unwaited_jobs() -> list[int]:
@@ -63,6 +69,28 @@ def _dump_log() -> None:  # for subprocess tests: FAKEBOARD_LOG=path
 
 
 atexit.register(_dump_log)
+
+
+class ProcessHung(BaseException):
+    """Where the real module would wait for as long as another process lives (VART's lock on the DPU)."""
+
+
+def _take_dpu_lock() -> None:
+    """As VART 2.5's XRT device handle does at the first runner of a process: lockf on DPU_0 in the lock
+    folder (VART: /tmp/DPU_0, created world-writable), waiting while another process holds it (here:
+    ProcessHung, after recording it), then held for as long as the process has runners."""
+    import fcntl
+
+    if STATE["lock_dir"] is None or STATE["dpu_lock"] is not None:
+        return
+    fd = os.open(Path(STATE["lock_dir"]) / "DPU_0", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        record("hang", "waiting for process to release the resource: DPU_0")
+        raise ProcessHung("waiting for process to release the resource: DPU_0") from None
+    STATE["dpu_lock"] = fd
 
 
 class ProcessAborted(BaseException):
@@ -221,6 +249,7 @@ class Runner:
             abort("Check failed: xrt_cu->get_num_of_cu() != 0u no dpu cu detected. please check /usr/lib/dpu.xclbin")
         if subgraph.get_attr("device") != "DPU" or mode != "run":
             raise RuntimeError(f"fake vart only makes DPU runners in mode 'run' (got {mode!r})")
+        _take_dpu_lock()
         return Runner(subgraph)
 
     def get_input_tensors(self) -> list[Tensor]:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ VART_CONF = Path("/etc/vart.conf")
 XCLBIN_DIR = Path("/usr/lib")  # where pynq_dpu 2.5.1 copies dpu.xclbin
 
 _overlay: dict[str, Any] = {}  # bitfile path -> DpuOverlay: a process programs the PL once
+# VART 2.5 holds a lockf lock on /tmp/DPU_<device> (its FileLock) while a process has a DPU runner; another
+# process's runner waits for it, for as long as that process lives.
+VART_LOCK_DIR = Path("/tmp")
+_live_runners = [0]  # VartRunners of this process not closed: while there are any, VART holds that lock
+_live_lock = threading.Lock()
 
 
 def import_board_modules() -> tuple[Any, Any, Any]:
@@ -263,16 +270,58 @@ class Xmodel:
         }
 
 
+def dpu_lock_holder(lock_dir: Path | None = None) -> tuple[Path, int] | None:
+    """(the lock file, the process id) of another process that holds VART's lock on a DPU, or None. Only
+    asked while this process holds no VART runner: closing a file of a lock this process holds (as VART does
+    while it has a runner) would let that lock go."""
+    import fcntl  # Linux, as VART
+
+    lock_dir = VART_LOCK_DIR if lock_dir is None else lock_dir
+    for path in sorted(lock_dir.glob("DPU_*")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone, or not ours to read: VART would open it for writing and fail (abort) anyway
+        try:
+            probe = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)  # struct flock: the whole file
+            kind, _, _, _, pid = struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, probe))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if kind != fcntl.F_UNLCK:
+            return path, pid
+    return None
+
+
+def _process_name(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    text = " ".join(w.decode("utf-8", "replace") for w in words if w)
+    return f" ({text[:120]})" if text else ""
+
+
 def check_runnable(subgraph: Any, where: str) -> None:
     """What VART 2.5's Runner::create_runner would abort the process on, refused first: no overlay programmed
     by this process (VART then finds no DPU compute unit, or drives a PL that holds none), and a subgraph
     without the "runner" attribute (library per mode) naming one for mode "run", which vai_c_xir gives each
-    DPU subgraph."""
+    DPU subgraph. And where it would wait for as long as another process lives: that one holds the DPU."""
     if not _overlay:
         raise DeviceError(
             f"{where}: no DPU overlay was loaded in this process, and VART stops the process (abort) when it "
             "finds no DPU: load it first with load_overlay(OVERLAY) (PoseSession and `dpupose run --backend "
             "vart --overlay OVERLAY` do)"
+        )
+    with _live_lock:
+        held = dpu_lock_holder() if _live_runners[0] == 0 else None
+    if held is not None:
+        path, pid = held
+        raise DeviceError(
+            f"{where}: the DPU is in use by process {pid}{_process_name(pid)} (it holds VART's lock {path}), "
+            "and VART would wait without a word until that process ends: stop it (a notebook's kernel: Kernel > "
+            "Shut Down Kernel) or let it finish, then run again"
         )
     runners = subgraph.get_attr("runner") if subgraph.has_attr("runner") else {}
     if not isinstance(runners, dict) or "run" not in runners:
@@ -332,12 +381,19 @@ class VartRunner(Runner):
             self._runner = vart.Runner.create_runner(self.subgraph, "run")
         except Exception as exc:  # what VART raises (its own checks abort: check_runnable comes first)
             raise DeviceError(f"cannot create a VART runner for {where}: {exc}") from None
-        vin, vout = self._runner.get_input_tensors(), self._runner.get_output_tensors()
-        self._in_tensors, self._out_tensors = list(vin), list(vout)
-        in_names = bind_names(vin, inputs, where)
-        out_names = bind_names(vout, outputs, where)
-        self._inputs = [_tensor_info(t, n, where) for t, n in zip(vin, in_names)]
-        self._outputs = [_tensor_info(t, n, where) for t, n in zip(vout, out_names)]
+        with _live_lock:
+            _live_runners[0] += 1
+        self._counted = True
+        try:
+            vin, vout = self._runner.get_input_tensors(), self._runner.get_output_tensors()
+            self._in_tensors, self._out_tensors = list(vin), list(vout)
+            in_names = bind_names(vin, inputs, where)
+            out_names = bind_names(vout, outputs, where)
+            self._inputs = [_tensor_info(t, n, where) for t, n in zip(vin, in_names)]
+            self._outputs = [_tensor_info(t, n, where) for t, n in zip(vout, out_names)]
+        except BaseException:
+            self.close()  # VART's runner goes with it, and VART's lock with the last one
+            raise
         for mine, theirs in ((self._inputs, inputs), (self._outputs, outputs)):
             for info in mine:
                 plan_fp = next((t.fix_point for t in theirs or () if t.name == info.name), info.fix_point)
@@ -406,3 +462,7 @@ class VartRunner(Runner):
 
     def close(self) -> None:
         self._runner = None
+        with _live_lock:
+            if getattr(self, "_counted", False):
+                self._counted = False
+                _live_runners[0] -= 1
