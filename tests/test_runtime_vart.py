@@ -337,8 +337,9 @@ def test_an_arch_json_naming_a_vitis_ai_25_target_is_read_as_that_targets_finger
 
 
 def test_without_xrt_environment_the_overlay_is_refused_with_the_fix(monkeypatch, tmp_path: Path) -> None:
-    """`sudo` drops XILINX_XRT, and PYNQ 3.0.1 then registers no device ("No Devices Found" from the
-    overlay): the runtime says which profile script to source before anything is programmed."""
+    """Without XILINX_XRT (a command given to ssh, a systemd unit: no login shell sourced xrt_setup.sh),
+    PYNQ 3.0.1 registers no device ("No Devices Found" from the overlay): the runtime says which profile
+    script to source before anything is programmed."""
     monkeypatch.delenv("XILINX_XRT", raising=False)
     try:
         fake = fresh_board_modules(monkeypatch, tmp_path)

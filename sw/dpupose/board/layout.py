@@ -42,7 +42,8 @@ PLAN_FILE = "plan.json"  # the split plan inside the model folder; top-level "fi
 
 PYNQ_DPU_VERSION = "2.5.1"
 PYNQ_VENV_PROFILE = "/etc/profile.d/pynq_venv.sh"  # PYNQ 3.0: activates /usr/local/share/pynq-venv
-# PYNQ 3.0: exports XILINX_XRT=/usr, without which pynq registers no device (sudo does not pass it on)
+# PYNQ 3.0: exports XILINX_XRT=/usr, without which pynq registers no device. Login shells source it; a
+# command given to ssh and a systemd unit do not (PYNQ 3.0.1's sudo keeps the caller's environment as it is).
 XRT_PROFILE = "/etc/profile.d/xrt_setup.sh"
 
 

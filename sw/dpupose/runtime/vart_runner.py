@@ -6,7 +6,8 @@ Board only (PYNQ 3.0.1 + pynq-dpu 2.5.1). `pynq_dpu`, `vart` and `xir` are impor
 - The overlay (`dpu.bit` with `dpu.hwh` and `dpu.xclbin` beside it) is loaded once per process with
   `pynq_dpu.DpuOverlay(bitfile)`, which programs the PL and copies the xclbin to /usr/lib for VART.
   PYNQ 3.0.1 sees the board's device only when XILINX_XRT is set as pynq is imported (PYNQ's
-  /etc/profile.d/xrt_setup.sh sets it; `sudo` drops it), so that is checked first.
+  /etc/profile.d/xrt_setup.sh sets it for login shells; a command given to ssh or a systemd unit has
+  none), so that is checked first.
 - `pynq_dpu`'s own `load_model` accepts an xmodel with exactly one DPU subgraph. A split model can have
   several, so runners are made here from the xmodel directly: `xir.Graph.deserialize(path)`, root
   subgraph -> child subgraphs whose "device" attribute is "DPU", `vart.Runner.create_runner(sg, "run")`.
