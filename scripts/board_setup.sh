@@ -44,12 +44,27 @@ import socket
 socket.create_connection(("pypi.org", 443), timeout=10).close()
 EOF
 
+# pynq-dpu 2.5.1 is a source package: building it on the board downloads the Vitis AI runtime (VART's .deb
+# packages) from www.xilinx.com and installs them with apt-get, and its setup.py ignores that step's exit status,
+# so pip reports pynq-dpu installed where VART is not (no route to xilinx.com, apt busy). pip also keeps the
+# wheel it built, and installing that again skips the build: a repair reinstalls without pip's cache.
+vart_importable() {  # where VART's Python modules are (pynq_dpu adds the folder to sys.path itself)
+  python3 -c 'import sys; sys.path.append("/usr/lib/python3/site-packages"); import vart, xir' >/dev/null 2>&1
+}
 installed=$(pip3 show pynq-dpu 2>/dev/null | sed -n 's/^Version: //p' || true)  # not installed: empty
-if [ "$installed" = "$PYNQ_DPU_VERSION" ]; then
+if [ "$installed" = "$PYNQ_DPU_VERSION" ] && vart_importable; then
   echo "pynq-dpu $PYNQ_DPU_VERSION already installed"
 else
-  echo "installing pynq-dpu $PYNQ_DPU_VERSION (several minutes on the Cortex-A53)"
-  pip3 install --no-build-isolation "pynq-dpu==$PYNQ_DPU_VERSION"
+  if [ "$installed" = "$PYNQ_DPU_VERSION" ]; then
+    echo "pynq-dpu $PYNQ_DPU_VERSION is installed but VART is not: installing it again (its build installs VART)"
+    pip3 install --no-build-isolation --no-cache-dir --force-reinstall --no-deps "pynq-dpu==$PYNQ_DPU_VERSION"
+  else
+    echo "installing pynq-dpu $PYNQ_DPU_VERSION (several minutes on the Cortex-A53)"
+    pip3 install --no-build-isolation --no-cache-dir "pynq-dpu==$PYNQ_DPU_VERSION"
+  fi
+  vart_importable || die "pynq-dpu $PYNQ_DPU_VERSION is installed but VART (import vart, xir) is not: building \
+pynq-dpu downloads the Vitis AI runtime from www.xilinx.com and installs it with apt-get, and goes on when that \
+fails; check that www.xilinx.com can be reached and that no other apt-get is running, then run this script again"
 fi
 
 mkdir -p "$STAMP_DIR"
