@@ -6,8 +6,9 @@ A DPU configuration's fingerprint is a 64-bit word (see dpupose.dpu.fingerprint)
   word VART compares with the DPU's version registers;
 - the overlay: arch.json next to dpu.bit, `{"fingerprint": "0x..."}`, or the name of a Vitis AI 2.5
   target, `{"target": "DPUCZDX8G_ISA1_B4096"}` (the form of the arch.json files in the Vitis AI image).
-An xmodel compiled for one fingerprint does not run on a DPU with another (VART fails, or the board
-hangs), so the runtime compares them first and names both sides and the fix on a mismatch.
+An xmodel compiled for one fingerprint does not run on a DPU with another (VART 2.5 compares the subgraph's
+with the DPU's registers at every run and aborts the process on a difference), so the runtime compares them
+first and names both sides and the fix on a mismatch.
 """
 
 from __future__ import annotations
