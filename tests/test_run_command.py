@@ -1674,9 +1674,9 @@ def test_a_users_files_at_the_names_a_run_writes_stop_it_before_anything_changes
 
 def test_the_frame_names_a_run_may_write_are_refused_and_no_others(plan_dir: Path, tmp_path: Path, capsys) -> None:
     """Which files in frames/ stop a run: those at the names its frames are written under (a video's frame
-    numbers below its length, their hidden .part.jpg names, a link there), whoever's they are; a run that did
-    not finish (no run.json) says nowhere which frames were its, so its frames stop the next run too. A name
-    past the video's last frame, or an earlier finished run's frame (removed first), does not."""
+    numbers below its length, their hidden .part.jpg names, a link there), whoever's they are, but for an
+    earlier run's frames, removed first: a finished run's, and those of a run that did not finish (no run.json)
+    that bear its mark. A name past the video's last frame does not."""
     out = tmp_path / "out"
     clip = write_video(tmp_path / "clip.avi", 3)
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
@@ -1686,8 +1686,9 @@ def test_the_frame_names_a_run_may_write_are_refused_and_no_others(plan_dir: Pat
     assert main(argv) == 0
     assert main(argv) == 0  # the earlier run's frames go first
     (out / "run.json").unlink()  # as a run killed before its end leaves it
-    assert main(argv) == 2
-    assert "holds frames/000000.jpg, frames/000001.jpg, frames/000002.jpg, which" in capsys.readouterr().err
+    (out / "frames" / "000001.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    assert main(argv) == 2  # a frame without the run's mark, as an earlier version wrote, or a photo
+    assert "holds frames/000001.jpg, which" in capsys.readouterr().err
     for name in ("000000.jpg", "000001.jpg", "000002.jpg", "../keypoints.jsonl"):  # no run's folder now
         (out / "frames" / name).unlink()
     (tmp_path / "photo.jpg").write_bytes(b"a photo")
@@ -1714,6 +1715,37 @@ def test_a_frames_link_to_a_photo_folder_is_not_written_over(plan_dir: Path, tmp
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "frames"]
     assert main([*argv, "--source", str(write_video(tmp_path / "clip.avi", 2))]) == 2
     assert os.listdir(photos) == ["000000.jpg"] and (photos / "000000.jpg").read_bytes() == b"a photo"
+
+
+def test_a_killed_runs_frames_are_replaced_by_the_next_run_and_a_photo_among_them_stays(
+    plan_dir: Path, tmp_path: Path
+) -> None:
+    """A run killed (kill -9, the OOM killer, a power cut) leaves keypoints.jsonl and frames/ without run.json.
+    Its frames stopped the same command run again, naming every one 'which no finished dpupose run wrote'
+    (a camera's run: thousands), for the user to remove by hand. Each frame carries the run's mark, a JPEG
+    comment that changes no pixel: those its records name go, and a photo at a name they give, unmarked, stays
+    (the records of an --annotate none run of the photos name the photos themselves)."""
+    from dpupose.runtime.imagefile import has_jpeg_comment, read_bgr
+    from dpupose.runtime.sinks import FRAME_MARK
+
+    out = tmp_path / "out"
+    clip = write_video(tmp_path / "clip.avi", 3)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main([*argv, "--annotate", "frames"]) == 0
+    frame = out / "frames" / "000000.jpg"
+    data = frame.read_bytes()
+    assert data[20:24] == b"\xff\xfe" + (len(FRAME_MARK) + 2).to_bytes(2, "big") and has_jpeg_comment(frame, FRAME_MARK)
+    bare = data[:20] + data[24 + len(FRAME_MARK) :]  # the same JPEG without the comment: the same pixels
+    assert np.array_equal(read_bgr(frame), cv2.imdecode(np.frombuffer(bare, np.uint8), cv2.IMREAD_COLOR))
+    (out / "run.json").unlink()  # as a killed run leaves it
+    assert main([*argv, "--annotate", "frames", "--max-frames", "2"]) == 0
+    assert sorted(os.listdir(out / "frames")) == ["000000.jpg", "000001.jpg"]  # the killed run's 000002 gone
+    assert len(lines(out / "keypoints.jsonl")) == 2
+
+    (out / "run.json").unlink()
+    (out / "frames" / "000001.jpg").write_bytes(bare)  # a photo of a frame's name: no mark
+    assert main([*argv, "--annotate", "none"]) == 0
+    assert os.listdir(out / "frames") == ["000001.jpg"] and (out / "frames" / "000001.jpg").read_bytes() == bare
 
 
 @pytest.mark.parametrize("text", ["", '{"frame": 0, "sour'])

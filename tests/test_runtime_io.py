@@ -414,7 +414,7 @@ def test_a_full_disk_leaves_whole_json_lines_and_no_part_file(tmp_path: Path, mo
     sink.close()
     assert [json.loads(line)["frame"] for line in (tmp_path / "k.jsonl").read_text().splitlines()] == [0]
 
-    def full_disk(path, image, quality=None):
+    def full_disk(path, image, quality=None, comment=None):
         Path(path).write_bytes(b"\xff\xd8 half")
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -27,8 +27,10 @@ from dpupose.fsio import lock_folder, special_kind, sync_file, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.imagefile import has_jpeg_comment
 from dpupose.runtime.pipeline import Pipeline, RunStats
 from dpupose.runtime.sinks import (
+    FRAME_MARK,
     DisplaySink,
     FolderSink,
     FpsMeter,
@@ -130,8 +132,8 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
     program's, or the user's: `_holds_a_run` does not take them for a run's, and the run emptied or replaced
     them all the same), an annotated video at the names a video run writes, or a file (or link) in frames/ at
     a name this run writes a frame under, which an earlier run did not write (`removed`: what
-    `_earlier_annotations` found, removed before this run writes): a user's photo there, or a frame of a run that
-    did not finish (its records do not tell its frames from a user's photos), was replaced by the new frame.
+    `_earlier_annotations` found, removed before this run writes): a user's photo there, or a frame without
+    FRAME_MARK of a run that did not finish (an earlier version's), was replaced by the new frame.
     A video's frame numbers are bounded by its length where it gives one; a camera's are not."""
     assert opts.out is not None
     out = opts.out
@@ -346,8 +348,9 @@ def _earlier_frames(out: Path, present: set[str], wrote: set[str] | None) -> set
     without keypoints.jsonl (only run.json left, the keypoints removed): which frames that run wrote is said
     nowhere else, and a frames/ there may be a user's own, so nothing in it is taken for that run's. And without
     the run's run.json (`wrote` None: a run that did not finish, killed or stopped by a full disk) only the
-    hidden .part.jpg names: its records name an image or frame number whatever it wrote, and those of an
-    --annotate none run of a user's photos (--source OUT/frames) name the photos themselves."""
+    hidden .part.jpg names and the frames that bear the run's FRAME_MARK: its records name an image or frame
+    number whatever it wrote, and those of an --annotate none run of a user's photos (--source OUT/frames) name
+    the photos themselves, which bear no such mark."""
     if not present or (wrote is not None and "frames" not in wrote):
         return set()
     finished = wrote is not None
@@ -364,8 +367,12 @@ def _earlier_frames(out: Path, present: set[str], wrote: set[str] | None) -> set
                 frame, source = record["frame"], record["source"]
                 if type(frame) is not int or frame < 0 or not isinstance(source, str):
                     continue
-                names = record_frame_names(frame, source, finished=finished)
-                found.update(name for name in names if name in present)
+                found.update(
+                    name
+                    for name in record_frame_names(frame, source)
+                    if name in present
+                    and (finished or name.startswith(".") or has_jpeg_comment(out / "frames" / name, FRAME_MARK))
+                )
     except OSError:  # gone or unreadable: what was read so far (nothing, if it is not there)
         pass
     return found

@@ -50,8 +50,8 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None, 
         return False
     data = buf.tobytes()
     if comment is not None:
-        at = 4 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 2  # after SOI and APP0
-        data = data[:at] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[at:]
+        at = _comment_at(data)
+        data = data[:at] + _comment_segment(comment) + data[at:]
     try:
         Path(path).write_bytes(data)
     except OSError as exc:  # a write's error names no file
@@ -72,3 +72,23 @@ def opencv_path(path: str | Path) -> str:
             "UTF-8; rename it"
         ) from None
     return os.path.abspath(text)
+
+
+def _comment_at(data: bytes) -> int:
+    """Where write_jpeg puts its comment in the JPEG `data` (or its first bytes): after SOI and APP0."""
+    return 4 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 2
+
+
+def _comment_segment(comment: bytes) -> bytes:
+    return b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment
+
+
+def has_jpeg_comment(path: str | Path, comment: bytes) -> bool:
+    """Whether the file at `path` is a JPEG write_jpeg wrote with `comment` (its first kB read, no more)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return False
+    at, segment = _comment_at(head), _comment_segment(comment)
+    return head.startswith(b"\xff\xd8") and head[at : at + len(segment)] == segment

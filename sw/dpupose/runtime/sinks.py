@@ -96,14 +96,13 @@ def frame_file_names(stem: str) -> tuple[str, str]:
     return f"{stem}.jpg", f".{stem}.part.jpg"
 
 
-def record_frame_names(frame: int, source: str, finished: bool = True) -> tuple[str, ...]:
+def record_frame_names(frame: int, source: str) -> tuple[str, ...]:
     """The names in frames/ a run may have written the frame of its keypoints.jsonl record (`frame`, `source`)
     under: an image's stems when `source` is an image's name (an image source's records name its files, and
     open_source reads a name with an image extension as an image, never a video), else the frame number (a
-    video's name or camera:N). A run with its frames in a video, or none, wrote none of them. Not `finished`:
-    only the temporary names (a run that did not finish says nowhere whether it wrote frames)."""
+    video's name or camera:N). A run with its frames in a video, or none, wrote none of them."""
     stems = image_stems(source) if Path(source).suffix.lower() in IMAGE_EXTENSIONS else (numbered_stem(frame),)
-    return tuple(name for stem in stems for name in frame_file_names(stem)[0 if finished else 1 :])
+    return tuple(name for stem in stems for name in frame_file_names(stem))
 
 
 def frame_stems(image_names: Collection[str]) -> frozenset[str]:
@@ -147,6 +146,11 @@ def refuse_non_file(path: Path, what: str) -> None:
         )
 
 
+# In a comment segment of each annotated frame: what tells a frame of a run that did not finish (no run.json says
+# it wrote frames) from a user's photo of its name, so that the next run into the folder replaces it.
+FRAME_MARK = b"Written by dpupose run"
+
+
 class FolderSink(Sink):
     """Annotated frames as JPEG files: the source image's name, or the frame number for videos/cameras.
     Two sources with one stem (a.jpg, a.png) keep their whole names (a.jpg.jpg is not made: a.png.jpg).
@@ -181,7 +185,7 @@ class FolderSink(Sink):
         for taken in (path, tmp):  # refused before the run (app._check_outputs_are_files) unless made since
             refuse_non_file(taken, "an annotated frame")
         try:
-            if not write_jpeg(tmp, annotated):
+            if not write_jpeg(tmp, annotated, comment=FRAME_MARK):
                 raise DeviceError(f"cannot encode the annotated frame for {path} as JPEG")
             os.replace(tmp, path)
         except OSError as exc:  # a full disk: no part file stays, and the error names the frame's file
