@@ -38,10 +38,10 @@ $(STAMP): pyproject.toml constraints.txt
 		echo "make setup: PYTHON=$(PYTHON) does not run; give a Python 3.10 or newer: make setup PYTHON=python3.12" >&2; exit 2; }; \
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
 		echo "make setup: PYTHON=$(PYTHON) is Python $$v; dpupose needs 3.10 or newer: make setup PYTHON=python3.12" >&2; exit 2; }; \
-	if [ -e $(call q,VENV) ] && [ ! -f $(call q,VENV)/pyvenv.cfg ]; then \
+	if [ -e $(call q,VENV) ] && [ ! -f $(call q,VENV)/pyvenv.cfg ] && [ -n "$$(ls -A $(call q,VENV) 2>&1)" ]; then \
 		echo "make setup: VENV=$(VENV) exists and is no virtual environment (it has no pyvenv.cfg), which setup would remove and make again: give another VENV" >&2; exit 2; \
 	fi; \
-	if [ -e $(call q,VENV) ] && [ "$$($(BIN)/python -c '$(PY_VERSION)' 2>/dev/null)" != "$$v" ]; then \
+	if [ -f $(call q,VENV)/pyvenv.cfg ] && [ "$$($(BIN)/python -c '$(PY_VERSION)' 2>/dev/null)" != "$$v" ]; then \
 		echo "make setup: $(VENV) was made by another Python than PYTHON=$(PYTHON) ($$v); making it again"; rm -rf -- $(call q,VENV); \
 	fi
 	$(PYTHON) -m venv $(VENV)
@@ -78,10 +78,10 @@ INDEX_PROBE = import os, urllib.request as u; \
 
 $(BOARD_STAMP): pyproject.toml constraints-board.txt
 	@test -n "$(PY310)" || { echo "make $@: give PY310=<a Python 3.10>, or run make test-board-py" >&2; exit 2; }
-	@if [ -e $(call q,BOARD_VENV) ] && [ ! -f $(call q,BOARD_VENV)/pyvenv.cfg ]; then \
+	@if [ -e $(call q,BOARD_VENV) ] && [ ! -f $(call q,BOARD_VENV)/pyvenv.cfg ] && [ -n "$$(ls -A $(call q,BOARD_VENV) 2>&1)" ]; then \
 		echo "make $@: BOARD_VENV=$(BOARD_VENV) exists and is no virtual environment (it has no pyvenv.cfg), which this would remove and make again: give another BOARD_VENV" >&2; exit 2; \
 	fi
-	rm -rf -- $(call q,BOARD_VENV)
+	[ ! -f $(call q,BOARD_VENV)/pyvenv.cfg ] || rm -rf -- $(call q,BOARD_VENV)
 	"$(PY310)" -m venv $(BOARD_VENV)
 	$(BOARD_VENV)/bin/pip install -q --upgrade pip
 	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark

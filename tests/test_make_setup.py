@@ -119,6 +119,27 @@ def test_setup_refuses_a_venv_folder_that_is_no_virtual_environment(tmp_path, ta
     assert (folder / "notes.txt").read_text() == "mine" and (folder / "project-a" / "bin").is_dir()
 
 
+@needs_make
+@pytest.mark.parametrize("target", ["setup", "board"])
+def test_an_empty_venv_folder_is_made_the_venv_in_place(tmp_path, target):
+    """VENV (or BOARD_VENV) an empty folder, such as a volume mounted for it in a container: refused as 'no
+    virtual environment', though `python -m venv` makes one in it and nothing of anyone's is there to lose.
+    It is made the venv, in place (a mount point cannot be removed and made again)."""
+    folder = tmp_path / "venv"
+    folder.mkdir()
+    inode = folder.stat().st_ino
+    python = fake_python(tmp_path / "py312" / "python3", (3, 12, 1))
+    if target == "setup":
+        argv = ["make", "-s", "setup", f"PYTHON={python}", f"VENV={folder}", "TORCH_INDEX_ARG="]
+    else:
+        argv = ["make", "-s", f"BOARD_VENV={folder}", f"{folder}/.installed", f"PY310={python}"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0  # the stand-in's pip fails: no stamp
+    assert "no virtual environment" not in done.stderr and "made by another Python" not in done.stdout
+    assert (folder / "bin" / "pip.log").read_text() == "install -q --upgrade pip\n"
+    assert folder.stat().st_ino == inode and (folder / "pyvenv.cfg").is_file()
+
+
 def without_python() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHON"}
 
