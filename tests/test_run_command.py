@@ -1748,6 +1748,29 @@ def test_a_killed_runs_frames_are_replaced_by_the_next_run_and_a_photo_among_the
     assert os.listdir(out / "frames") == ["000001.jpg"] and (out / "frames" / "000001.jpg").read_bytes() == bare
 
 
+def test_a_finished_runs_frames_without_its_keypoints_are_written_over_not_refused(
+    plan_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    """A finished run's folder whose keypoints.jsonl was removed (only run.json and frames/ left): nothing says
+    which frames were the run's, so none is removed, and the same run again was refused, its frames named as
+    files 'which no finished dpupose run wrote there'. They bear a run's mark: written over; a photo of the
+    user's at such a name still stops the run."""
+    out = tmp_path / "out"
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(images)]
+    assert main(argv) == 0
+    (out / "keypoints.jsonl").unlink()
+    (out / "frames" / "mine.jpg").write_bytes(b"a photo at no name the run writes")
+    frames = sorted(os.listdir(out / "frames"))
+    before = {name: (out / "frames" / name).stat().st_ino for name in frames}
+    assert main(argv) == 0
+    assert sorted(os.listdir(out / "frames")) == frames and len(lines(out / "keypoints.jsonl")) == 4
+    assert all((out / "frames" / n).stat().st_ino != before[n] for n in frames if n != "mine.jpg")  # written anew
+    (out / "keypoints.jsonl").unlink()
+    first = frames[0] if frames[0] != "mine.jpg" else frames[1]
+    (out / "frames" / first).write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    assert main(argv) == 2  # unmarked: a photo of the user's
+
+
 @pytest.mark.parametrize("text", ["", '{"frame": 0, "sour'])
 def test_a_keypoints_file_a_killed_run_left_before_its_first_record_is_replaced(
     plan_dir: Path, images: Path, tmp_path: Path, text: str

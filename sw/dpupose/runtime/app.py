@@ -132,8 +132,9 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
     program's, or the user's: `_holds_a_run` does not take them for a run's, and the run emptied or replaced
     them all the same), an annotated video at the names a video run writes, or a file (or link) in frames/ at
     a name this run writes a frame under, which an earlier run did not write (`removed`: what
-    `_earlier_annotations` found, removed before this run writes): a user's photo there, or a frame without
-    FRAME_MARK of a run that did not finish (an earlier version's), was replaced by the new frame.
+    `_earlier_annotations` found, removed before this run writes) and that bears no FRAME_MARK (a run's frame
+    all the same, where its records are gone): a user's photo there, or a frame without FRAME_MARK of a run
+    that did not finish (an earlier version's), was replaced by the new frame.
     A video's frame numbers are bounded by its length where it gives one; a camera's are not."""
     assert opts.out is not None
     out = opts.out
@@ -159,6 +160,8 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
                 continue
             if stems is None and count > 0 and _frame_number(entry) >= count:  # past the video's last frame
                 continue
+            if path.is_file() and not path.is_symlink() and has_jpeg_comment(path, FRAME_MARK):
+                continue  # a run's frame (its keypoints.jsonl gone, say), no photo of the user's
             taken.append(f"frames/{entry}")
     if taken:
         shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
