@@ -717,9 +717,12 @@ def test_a_closed_runner_lets_go_of_vart_s_and_runs_no_more(board, tmp_path: Pat
     x = np.full((1, 2, 3, 4), 8, np.int8)
     with vart_runner.VartRunner(vart_runner.Xmodel(path)) as runner:
         assert (runner.run({"x_fix": x})["y_fix"] == 2).all()
+        pending = runner.submit({"x_fix": x})
     with pytest.raises(RuntimeError, match="^runner is closed$"):
         runner.run({"x_fix": x})
-    assert len([c for c in board.CALLS if c[0] == "execute_async"]) == 1
+    with pytest.raises(RuntimeError, match="^runner is closed$"):  # a job submitted before close() is not waited on
+        runner.collect(pending)
+    assert len([c for c in board.CALLS if c[0] == "execute_async"]) == 2
 
 
 def test_an_overlay_is_its_dpu_bit_file_with_both_siblings_named_when_missing(board, tmp_path: Path) -> None:

@@ -453,6 +453,8 @@ class VartRunner(Runner):
     def collect(self, pending: tuple[Any, list[np.ndarray], int]) -> dict[str, np.ndarray]:
         """Wait for a job from submit() and return its int8 NHWC outputs."""
         job, outs, batch = pending
+        if self._runner is None:
+            raise RuntimeError("runner is closed")
         status = self._runner.wait(job)
         if status not in (0, None):
             raise DeviceError(f"{self.name}: VART wait returned status {status}")
