@@ -375,9 +375,9 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert demo.main(["--model", "missing.pt", "--out", "runs/demo"]) == 2
     assert capsys.readouterr().err.endswith("demo: error: --model missing.pt not found\n")  # as export says it
     assert os.listdir(tmp_path) == []  # nor runs/, which they made
-    (tmp_path / "demo").mkdir()  # a folder that was there stays
+    (tmp_path / "demo").mkdir()  # a folder that was there stays, without the lock file the demo made
     assert demo.main(["--model", "missing.pt", "--out", "demo"]) == 2
-    assert os.listdir(tmp_path / "demo") == [".dpupose.lock"]
+    assert os.listdir(tmp_path / "demo") == []
 
 
 def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cached(tmp_path, monkeypatch, capsys):

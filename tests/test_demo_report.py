@@ -439,14 +439,7 @@ def test_a_users_files_at_the_demo_s_names_stop_it_before_any_work(monkeypatch, 
     )
     assert {n: (out / n).read_bytes() for n in mine} == mine
     assert (tmp_path / "thesis.html").read_text() == "<p>my thesis</p>" and (out / "report.html").is_symlink()
-    assert sorted(os.listdir(out)) == [
-        ".dpupose.lock",
-        "demo.json",
-        "fps_rows.png",
-        "images",
-        "report.html",
-        "report.md",
-    ]
+    assert sorted(os.listdir(out)) == ["demo.json", "fps_rows.png", "images", "report.html", "report.md"]
     with pytest.raises(UsageError, match=r"holds report\.md, report\.html, demo\.json, fps_rows\.png and 2 more,"):
         demo.check_out(out, num_images=8)  # images/sample_07.jpg too
 

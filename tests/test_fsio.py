@@ -519,15 +519,15 @@ def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
             assert sorted(os.listdir(new)) == [".dpupose.lock"]  # held before the work
             raise exc
         assert os.listdir(tmp_path) == []  # a/ and a/b/ were made by it too
-    # A folder that was there stays, and so does one the run wrote into.
+    # A folder that was there stays (without the lock file the run made), and so does one the run wrote into.
     (tmp_path / "old").mkdir()
     with pytest.raises(UsageError), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
         raise UsageError("refused")
-    assert os.listdir(tmp_path / "old") == [".dpupose.lock"]
+    assert os.listdir(tmp_path / "old") == []
     with pytest.raises(UsageError), lock_output_folder(new, "dpupose bench", "--work"):
         (new / "plan.json").write_text("{}")
         raise UsageError("refused after writing")
-    assert sorted(os.listdir(new)) == [".dpupose.lock", "plan.json"]
+    assert sorted(os.listdir(new)) == ["plan.json"]
     # A run refused by another's lock takes nothing of the other's away.
     shutil.rmtree(tmp_path / "a")
     with lock_output_folder(new, "python -m dpupose.demo"):
@@ -537,6 +537,75 @@ def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
             pass
         assert os.listdir(new) == [".dpupose.lock"]
     assert os.listdir(new) == [".dpupose.lock"]  # a run that ended well keeps its folder
+
+
+def test_a_command_refused_in_a_folder_of_the_users_leaves_it_as_it_found_it(tmp_path):
+    """run, train and hw build lock a folder that is there (a user's) before their checks: one refused by them
+    left its empty .dpupose.lock there for good. The lock file it made goes when the block fails, while still
+    held; one that was there stays, as does the lock file of a block that ended well, and a second command is
+    refused as before."""
+    from dpupose.errors import UsageError
+    from dpupose.fsio import lock_folder
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"a photo")
+    for exc in (UsageError("refused"), KeyboardInterrupt(), OSError(28, "No space left on device")):
+        with pytest.raises(type(exc)), lock_folder(folder, "dpupose run"):
+            assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]  # held during the block
+            with pytest.raises(UsageError, match="in use by another `dpupose run`"), lock_folder(folder, "dpupose run"):
+                pass  # a second one is refused, and takes the first one's lock file nowhere
+            assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]
+            raise exc
+        assert os.listdir(folder) == ["a.jpg"]
+    with lock_folder(folder, "dpupose run"):  # one that ends well keeps it, as a lock file that was there stays
+        pass
+    assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]
+    (folder / ".dpupose.lock").write_bytes(b"12\n")
+    with pytest.raises(UsageError), lock_folder(folder, "dpupose run"):
+        raise UsageError("refused")
+    assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]
+
+
+def test_a_refused_commands_lock_file_removal_takes_no_other_lock_away(tmp_path, monkeypatch):
+    """A refused command removes the lock file it made while holding it. A second command that opened that file
+    just before locks it just after, finds it gone (_still_at) and locks the file there now; a third is refused
+    by it. A lock file made at that name by another command after the removal is not removed."""
+    from dpupose import fsio
+    from dpupose.errors import UsageError
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    lock = folder / ".dpupose.lock"
+    first = fsio.lock_folder(folder, "dpupose run")
+    first.__enter__()
+    real_open = os.open
+    hooked = []
+
+    def first_refused_after_open(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if str(path) == str(lock) and not hooked:  # the second's open, before its flock
+            hooked.append(path)
+            assert first.__exit__(UsageError, UsageError("refused"), None) is False
+            assert os.listdir(folder) == []  # the first removed the lock file it made
+        return fd
+
+    monkeypatch.setattr(fsio.os, "open", first_refused_after_open)
+    with fsio.lock_folder(folder, "dpupose run"):
+        monkeypatch.undo()
+        assert hooked and os.listdir(folder) == [".dpupose.lock"]
+        held = f"in use by another `dpupose run` \\(process {os.getpid()}\\)"
+        with pytest.raises(UsageError, match=held), fsio.lock_folder(folder, "dpupose run"):
+            pass
+    # The lock file removed and another made at its name while a failing block still holds the old one open.
+    held = fsio.lock_folder(folder, "dpupose run")
+    lock.unlink()
+    with pytest.raises(UsageError, match="refused"), held:
+        lock.unlink()
+        lock.write_bytes(b"")  # as another command's, made after the removal
+        other = os.stat(lock).st_ino
+        raise UsageError("refused")
+    assert os.stat(lock).st_ino == other
 
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])

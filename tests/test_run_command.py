@@ -365,7 +365,7 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
         main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(clip.parent), "--source", str(clip)])
         == 2
     )
-    assert clip.read_bytes() == data
+    assert clip.read_bytes() == data and os.listdir(clip.parent) == ["annotated.mp4"]  # no lock file left there
     avi = write_video(tmp_path / "v" / "annotated.avi", 3)  # where OpenCV could not write MP4
     data = avi.read_bytes()
     assert (
@@ -389,6 +389,31 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
     assert "is an earlier run's annotated.mp4" in capsys.readouterr().err and clip.read_bytes() == data
     other = ["--out", str(tmp_path / "other"), "--annotate", "none", "--max-frames", "1"]
     assert main([*common[:-2], "--source", str(out / "frames"), *other]) == 0
+
+
+def test_a_run_refused_once_it_holds_out_leaves_it_as_it_found_it(
+    plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A run refused by the checks it makes holding --out's lock (_sinks') left the lock file it made there, and
+    the --out folder (with its parents) it made for it. Neither stays; a lock file that was there does."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keypoints.jsonl").write_bytes(b"my notes\n")
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--annotate", "none"]
+    assert main([*argv, "--out", str(mine)]) == 2
+    assert "holds keypoints.jsonl, which no finished dpupose run wrote" in capsys.readouterr().err
+    assert os.listdir(mine) == ["keypoints.jsonl"]
+    (mine / ".dpupose.lock").write_bytes(b"")  # an earlier run's
+    assert main([*argv, "--out", str(mine)]) == 2
+    assert sorted(os.listdir(mine)) == [".dpupose.lock", "keypoints.jsonl"]
+
+    def refused(*args) -> None:
+        raise UsageError("refused")
+
+    monkeypatch.setattr(app, "_check_nothing_of_yours_is_replaced", refused)
+    assert main([*argv, "--out", str(tmp_path / "new" / "out")]) == 2
+    assert "refused" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["mine"]
 
 
 @pytest.mark.parametrize(
@@ -747,12 +772,7 @@ def test_a_video_that_does_not_read_back_fails_the_run_and_keeps_its_part_name(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith(f"dpupose: error: the annotated video {out / 'annotated.mp4'} could not")
-    assert sorted(p.name for p in out.iterdir()) == [
-        ".dpupose.lock",
-        "annotated.part.mp4",
-        "keypoints.jsonl",
-        "run.json",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.part.mp4", "keypoints.jsonl", "run.json"]
     assert json.loads((out / "run.json").read_text())["outputs"] == ["keypoints.jsonl"]  # not the video
 
 
@@ -1668,7 +1688,7 @@ def test_a_users_files_at_the_names_a_run_writes_stop_it_before_anything_changes
         "another --out\n"
     )
     assert {n: (out / n).read_bytes() for n in mine} == mine
-    assert sorted(os.listdir(out)) == sorted({*before, ".dpupose.lock"})
+    assert sorted(os.listdir(out)) == before  # and no .dpupose.lock left behind
     assert sorted(os.listdir(out / "frames")) == ["000001.jpg", "a.jpg", "b.jpg"]
 
 

@@ -139,6 +139,7 @@ def test_a_new_run_never_overwrites_what_its_folder_holds(synth_root, tmp_path):
     with pytest.raises(UsageError, match="config.json that `dpupose train` did not write"):
         train(tiny(synth_root, other, epochs=1, max_steps_per_epoch=1))
     assert (other / "config.json").read_text() == '{"theme": "dark"}'
+    assert os.listdir(other) == ["config.json"]  # no lock file left behind
 
 
 def test_resume_refuses_what_it_would_ignore_or_misread(synth_root, tmp_path):

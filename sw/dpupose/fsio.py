@@ -483,11 +483,13 @@ def lock_folder(
     """Hold an exclusive lock on `folder` (an existing folder) for the block: a second `command` writing
     into it at once would mix its files with this one's (two runs' checkpoints, config and history in one
     folder). UsageError naming the process that holds it. The lock is a BSD lock (flock) on the hidden file
-    `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked). A file
-    system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the block runs
-    unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there). A lock
-    taken on a lock file that its holder removed meanwhile is no lock (_still_at): it is taken again on the
-    file there now, `make` (when given) making the folder again first."""
+    `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked). A block
+    that fails (an error, a refusal, Ctrl-C) removes the lock file when this call made it, while the lock is
+    still held: a refused command leaves a folder of the user's as it found it (a lock file that was there
+    stays). A file system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the
+    block runs unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there).
+    A lock taken on a lock file that its holder removed meanwhile is no lock (_still_at): it is taken again on
+    the file there now, `make` (when given) making the folder again first."""
     import fcntl
 
     from dpupose.errors import UsageError
@@ -503,7 +505,10 @@ def lock_folder(
                 # Ctrl-C or SIGTERM as os.open returned, before `fd` named the descriptor, lost it (open for the
                 # life of the process, a notebook's): held back until the finally below can close it.
                 with signals_deferred():
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                    try:  # made by this call (for a failed block to remove), or there already
+                        fd, made = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), True
+                    except FileExistsError:
+                        fd, made = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), False
             except OSError as exc:
                 if exc.errno != errno.EROFS:  # name the folder the user gave
                     raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
@@ -533,7 +538,15 @@ def lock_folder(
                 if not _still_at(fd, path):
                     continue  # its holder removed it (the finally closes it): lock the one there now
                 _mark_holder(fd)
-            yield
+            try:
+                yield
+            except BaseException:
+                # Still held and still the file at its name (lock_output_folder's clean-up may have removed it,
+                # and another command made a new one there since): no other command's lock is taken away.
+                if made and _still_at(fd, path):
+                    with suppress(OSError):
+                        path.unlink()
+                raise
             return
         finally:
             if fd is not None:
@@ -547,7 +560,7 @@ def lock_output_folder(folder: str | Path, command: str, option: str = "--out") 
     block) that made the folder and wrote nothing into it leaves no trace: the folder, its lock file and the
     parents this call made are removed, while the lock is still held (a second command's lock is never taken
     away: one that opened the lock file before its removal locks the new one, see _still_at). A folder that
-    was there, or holds anything else, stays as it is."""
+    was there, or holds anything else, stays (less the lock file, when lock_folder made it)."""
     folder = Path(folder)
     made: list[Path] = []  # the folders this call makes, the innermost first
 

@@ -30,7 +30,7 @@ from dpupose.data.transforms import Augment
 from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import json_text, lock_folder, write_bytes, write_text
+from dpupose.fsio import json_text, lock_folder, lock_output_folder, write_bytes, write_text
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -399,9 +399,8 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         }
 
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if not locked:  # made by this run (or by another one started at the same time)
-            lock.enter_context(lock_folder(out, "dpupose train"))
+        if not locked:  # made by this run (or by another one started at the same time); removed if refused
+            lock.enter_context(lock_output_folder(out, "dpupose train"))
             if state is None:
                 _check_new_run_folder(out)  # what another run put there meanwhile
         write_text(out / "config.json", json_text(asdict(cfg), indent=2))  # atomically: a resume rewrites it

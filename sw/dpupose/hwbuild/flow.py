@@ -742,11 +742,10 @@ def run_build(
     """Run the selected steps in order, skipping tool steps whose stamp still matches (unless `force`), with
     the build folder locked: a second build into it (a second terminal, `make -j`) would run Vivado on the
     same project and v++ over the same outputs, hours of work each spoiling the other's."""
-    from dpupose.fsio import lock_folder
+    from dpupose.fsio import lock_output_folder
 
     check_build_folder(ctx.paths)
-    ctx.paths.root.mkdir(parents=True, exist_ok=True)
-    with lock_folder(ctx.paths.root, "dpupose hw build"):
+    with lock_output_folder(ctx.paths.root, "dpupose hw build"):  # a refused build leaves no lock file, no folder
         if _made_by_a_build(ctx.paths):
             _finish_stopped_swap(ctx.paths)
             _check_previous(ctx.paths)  # what was put back, too

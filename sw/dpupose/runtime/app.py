@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dpupose.errors import DpuposeError, Terminated, UsageError
-from dpupose.fsio import lock_folder, special_kind, sync_file, write_json
+from dpupose.fsio import lock_output_folder, special_kind, sync_file, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -501,9 +501,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
             stats = RunStats.for_stages(executor.stage_names)
             results = (executor.process(f) for f in frames)
         if opts.out is not None:
-            opts.out.mkdir(parents=True, exist_ok=True)
-            # Before a sink empties a file: two runs into one folder would interleave keypoints.jsonl.
-            stack.enter_context(lock_folder(opts.out, "dpupose run"))
+            # Before a sink empties a file: two runs into one folder would interleave keypoints.jsonl. A run
+            # refused from here on (_sinks' checks) leaves --out as it found it: no lock file, no folder it made.
+            stack.enter_context(lock_output_folder(opts.out, "dpupose run"))
         sinks = _sinks(opts, source)
         summary = RunSummary(backend, stats, guard=guard, decode=opts.decode)
         try:
