@@ -391,6 +391,27 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
     assert main([*common[:-2], "--source", str(out / "frames"), *other]) == 0
 
 
+@pytest.mark.parametrize("name", ["annotated.part.mp4", "annotated.part.avi"])
+def test_a_source_at_the_video_s_temporary_name_is_refused_as_an_output(
+    plan_dir: Path, tmp_path: Path, name: str, capsys
+) -> None:
+    """A video run writes its annotated video under a .part name first (annotated.part.avi where OpenCV cannot
+    write MP4): a --source there, in an --out that holds no earlier run, is where this run writes, and is
+    refused as the other outputs are, not taken for a file of the user's to move."""
+    out = tmp_path / "out"
+    out.mkdir()
+    clip = write_video(out / name, 3)
+    data = clip.read_bytes()
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(clip)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: --source {clip} is where this run writes {name} (under --out {out}): it would overwrite "
+        "its own input; choose another --out\n"
+    )
+    assert clip.read_bytes() == data and os.listdir(out) == [name]
+    assert main([*argv, "--annotate", "frames", "--max-frames", "1"]) == 0  # a run of frames writes no video
+
+
 def test_a_run_refused_once_it_holds_out_leaves_it_as_it_found_it(
     plan_dir: Path, images: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

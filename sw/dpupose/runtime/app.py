@@ -205,6 +205,14 @@ def _annotations(mode: str) -> list[str]:
     return {"frames": ["frames"], "video": ["annotated.mp4", "annotated.avi"]}.get(mode, [])
 
 
+def _written(mode: str) -> list[str]:
+    """What a run with --annotate `mode` writes under --out: keypoints.jsonl, run.json, its annotations, and
+    the .part names its video is written under until it reads back (kept there when it does not)."""
+    videos = [n for n in _annotations(mode) if n != "frames"]
+    parts = [f"{Path(n).stem}.part{Path(n).suffix}" for n in videos]
+    return ["keypoints.jsonl", "run.json", *_annotations(mode), *parts]
+
+
 def _annotate_mode(opts: RunOptions) -> str:
     """--annotate with 'auto' resolved: frames/ for an image folder or image (open_source reads those as
     images), the video otherwise."""
@@ -222,10 +230,7 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
     (at its temporary name, the write blocked for ever)."""
     assert opts.out is not None
     mode = _annotate_mode(opts)
-    files = ["keypoints.jsonl", "run.json"]
-    if mode == "video":  # and the .part names the video is written under until it reads back
-        files += [name for n in _annotations(mode) for name in (n, f"{Path(n).stem}.part{Path(n).suffix}")]
-    for name in files:
+    for name in (n for n in _written(mode) if n != "frames"):
         path = opts.out / name
         if os.path.exists(path) and not path.is_file():
             what = "a folder" if path.is_dir() else special_kind(path)
@@ -410,14 +415,13 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
     sinks: list[Sink] = []
     if opts.out is not None:
         mode = _annotate_mode(opts)
-        writes = _annotations(mode)
         # Before any sink opens (and empties) a file.
         # What an earlier run left that this run removes: found first, so that --source is refused only where
         # it is among those (or it is what this run writes), and removed as found.
         earlier = _holds_a_run(opts.out)
         wrote = _run_outputs(opts.out / "run.json") if earlier else None  # read before it is removed
         removed = _earlier_annotations(opts.out, wrote) if earlier else []
-        _check_source_is_not_an_output(opts, ["keypoints.jsonl", "run.json", *writes], removed)
+        _check_source_is_not_an_output(opts, _written(mode), removed)
         _check_nothing_of_yours_is_replaced(opts, mode, source, removed)
         if earlier:  # first: a run stopped while it removes them leaves run.json to say what is left
             _remove_earlier_annotations(opts.out, removed)
