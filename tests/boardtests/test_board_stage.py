@@ -1109,8 +1109,11 @@ def test_a_full_temporary_folder_while_reading_back_is_a_full_disk_not_changed_f
 def test_a_folder_or_file_that_cannot_be_made_in_a_full_temporary_folder_is_a_full_disk(monkeypatch, image, tmp_path):
     """A TMPDIR with no room for a folder (or no inode left) fails debugfs before any write: 'rdump: No space
     left on device while making directory ...' or '... while opening ...' (its lines, as debugfs 1.47.0 printed
-    them into a tmpfs out of inodes), exit 0, and the read-back then called the files not made missing. Those
-    are a full disk too; a copy whose ownership a user other than root cannot set is no failed copy."""
+    them into a tmpfs out of inodes), exit 0, and the read-back then called the files not made missing. So does
+    a link rdump cannot make ('... while creating symlink TARGET -> PATH', as 1.47.0 printed it into a tmpfs of
+    3 inodes) and a close that reports the failed write (a quota, a network file system: debugfs/dump.c's
+    wording). Those are a full disk too; a copy whose ownership a user other than root cannot set is no failed
+    copy."""
     import errno
     import subprocess as sp
 
@@ -1123,6 +1126,9 @@ def test_a_folder_or_file_that_cannot_be_made_in_a_full_temporary_folder_is_a_fu
         (f"rdump: No space left on device while making directory {dest}/dpupose/overlay", "tree"),
         (f"rdump: No space left on device while opening {dest}/dpupose/manifest.json", "tree"),
         (f"dump: Disk quota exceeded while opening {tmp_path}/out for dump_inode", "file"),
+        (f"rdump: No space left on device while creating symlink ../overlay/dpu.bit -> {dest}/dpupose/dpu.bit", "tree"),
+        (f"rdump: Disk quota exceeded while closing {dest}/dpupose/manifest.json", "tree"),
+        (f"dump: No space left on device while closing {tmp_path}/out for dump_inode", "file"),
     ):
         stderr = f"debugfs 1.47.0 (5-Feb-2023)\n{said}\n"
         monkeypatch.setattr(

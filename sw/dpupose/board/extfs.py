@@ -134,12 +134,16 @@ class DebugFs:
             raise ImageError(f"{what}: {'; '.join(errors[:4])}")
 
 
-# How debugfs's dump and rdump begin a line about a host file or folder they could not make or write: 'dump: No
-# space left on device while writing file', rdump's '... while making directory /tmp/.../sub' (a full disk or no
-# inode left for it) and '... while opening /tmp/.../x', dump's '... while opening /tmp/x for dump_inode'; and
-# the errors it names that are a full disk or quota. (Its other lines, such as 'while changing ownership' of a
-# copy, which a user other than root cannot do, say nothing of the copy's bytes.)
-_COPYING_OUT = re.compile(r"r?dump: (?P<what>.+?) while (?:writing file$|making directory |opening )")
+# How debugfs's dump and rdump begin a line about a host file, folder or link they could not make or write
+# (debugfs/dump.c): 'dump: No space left on device while writing file', rdump's '... while making directory
+# /tmp/.../sub' (a full disk or no inode left for it), '... while creating symlink TARGET -> /tmp/.../link' and
+# '... while opening /tmp/.../x', dump's '... while opening /tmp/x for dump_inode', and the close of a file written
+# ('... while closing /tmp/.../x', dump's '... for dump_inode': where a network file system or quota reports the
+# failed write); and the errors it names that are a full disk or quota. (Its other lines, such as 'while changing
+# ownership' of a copy, which a user other than root cannot do, say nothing of the copy's bytes.)
+_COPYING_OUT = re.compile(
+    r"r?dump: (?P<what>.+?) while (?:writing file$|making directory |creating symlink |opening |closing )"
+)
 _HOST_ERRORS = {os.strerror(code): code for code in (errno.ENOSPC, errno.EDQUOT)}
 
 
