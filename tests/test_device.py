@@ -318,14 +318,22 @@ def test_the_last_visible_gpu_is_the_highest_index_taken(monkeypatch):
     )
 
 
-def test_a_rocm_build_that_sees_no_gpu_is_not_called_cpu_only(monkeypatch):
+@pytest.mark.parametrize(("cuda", "hip"), [("12.6", None), (None, "6.2.41133")])
+def test_a_gpu_build_that_sees_no_gpu_is_told_its_own_driver(monkeypatch, cuda, hip):
     """A ROCm build of PyTorch has no torch.version.cuda but a torch.version.hip, and answers through
-    torch.cuda: seeing no GPU, it is told to check the driver, not to install another build."""
-    gpus(monkeypatch, 0, cuda_build=False)
-    monkeypatch.setattr(torch.version, "hip", "6.2.41133", raising=False)
-    with pytest.raises(UsageError, match=r"has CUDA but sees no GPU: check the driver") as exc:
-        device_mod.resolve_device("cuda")
-    assert "CPU-only" not in str(exc.value)
+    torch.cuda: seeing no GPU, it is told to check the driver, not to install another build; and it is named a
+    ROCm build, with ROCm's tool and variable, not told it has CUDA and to run nvidia-smi."""
+    gpus(monkeypatch, 0)
+    monkeypatch.setattr(torch.version, "cuda", cuda)
+    monkeypatch.setattr(torch.version, "hip", hip, raising=False)
+    monkeypatch.setattr(torch, "__version__", "2.13.0+rocm6.2" if hip else "2.13.0+cu126")
+    with pytest.raises(UsageError) as exc:
+        device_mod.resolve_device("cuda:0")
+    said = {
+        "12.6": "has CUDA but sees no GPU: check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
+        None: "has ROCm but sees no GPU: check the driver (rocm-smi) and HIP_VISIBLE_DEVICES",
+    }[cuda]
+    assert str(exc.value) == f"--device cuda:0: this PyTorch ({torch.__version__}) {said}, or pass --device cpu"
 
 
 def test_the_start_line_names_the_gpu_in_use(monkeypatch):

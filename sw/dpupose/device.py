@@ -20,7 +20,14 @@ INSTALL_CUDA = (
 
 
 def _no_cuda(spec: str) -> UsageError:
-    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+    """Why `spec` cannot be had: a CPU-only build, or a GPU build (CUDA, or ROCm: torch.version.hip, answering
+    through torch.cuda too) that sees no GPU, with the driver's tool and the variable that hides GPUs for it."""
+    if getattr(torch.version, "hip", None) is not None:
+        return UsageError(
+            f"--device {spec}: this PyTorch ({torch.__version__}) has ROCm but sees no GPU: check the driver "
+            "(rocm-smi) and HIP_VISIBLE_DEVICES, or pass --device cpu"
+        )
+    if torch.version.cuda is None:
         return UsageError(f"--device {spec}: this PyTorch ({torch.__version__}) is a CPU-only build; {INSTALL_CUDA}")
     return UsageError(
         f"--device {spec}: this PyTorch ({torch.__version__}) has CUDA but sees no GPU: check the driver "
