@@ -6,11 +6,13 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +64,8 @@ def test_a_file_given_by_a_link_is_replaced_and_the_link_kept(tmp_path):
 
 
 def test_a_folder_given_by_a_link_is_replaced_and_the_link_kept(tmp_path):
-    # The link itself was replaced: a new folder in its place, the linked folder stale, a .plan.old-PID link left.
+    # The link itself was replaced: a new folder in its place, the linked folder stale, a .plan.old-PID-XXXXXXXX
+    # link left.
     (tmp_path / "plans" / "v1").mkdir(parents=True)
     (tmp_path / "plans" / "v1" / "old.onnx").write_text("old")
     link = tmp_path / "plan"
@@ -151,16 +154,55 @@ def test_an_fsync_error_among_many_files_names_the_output(tmp_path, monkeypatch)
 
 
 def test_an_old_folder_left_by_a_killed_process_is_removed(tmp_path):
-    # A process killed between putting its new folder in place and removing the old one leaves .NAME.old-PID.
+    # A process killed between putting its new folder in place and removing the old one leaves
+    # .NAME.old-PID-XXXXXXXX (8 hex digits).
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    (tmp_path / f".plan.old-{dead.pid}").mkdir()
-    (tmp_path / f".plan.old-{dead.pid}" / "a.onnx").write_text("old")
-    (tmp_path / f".plan.old-{os.getppid()}").mkdir()  # a running process's: left alone
-    (tmp_path / ".planb.old-1").mkdir()  # another folder's
+    (tmp_path / f".plan.old-{dead.pid}-0a1b2c3d").mkdir()
+    (tmp_path / f".plan.old-{dead.pid}-0a1b2c3d" / "a.onnx").write_text("old")
+    (tmp_path / f".plan.old-{os.getppid()}-0a1b2c3d").mkdir()  # a running process's: left alone
+    (tmp_path / ".planb.old-1-0a1b2c3d").mkdir()  # another folder's
     with atomic_dir(tmp_path / "plan") as tmp:
         (tmp / "b.onnx").write_text("new")
-    assert sorted(os.listdir(tmp_path)) == [f".plan.old-{os.getppid()}", ".planb.old-1", "plan"]
+    assert sorted(os.listdir(tmp_path)) == [f".plan.old-{os.getppid()}-0a1b2c3d", ".planb.old-1-0a1b2c3d", "plan"]
+
+
+@pytest.mark.parametrize("plan_there", [True, False])
+def test_a_users_hidden_folder_of_an_old_folder_s_like_name_stays(tmp_path, plan_there):
+    """The earlier folder moved aside was `.NAME.old-PID`, and any `.NAME.old-DIGITS` whose DIGITS no running
+    process has was taken for one a killed write left: a user's hidden `.plan.old-2019` beside plan was
+    removed at the next write of plan, or, with no plan there, moved into its place. Only
+    `.NAME.old-PID-XXXXXXXX` (8 hex digits) is one now; an earlier version's `.NAME.old-PID` stays too."""
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    theirs = [
+        ".plan.old-2019",
+        f".plan.old-{dead.pid}",
+        f".plan.old-{dead.pid}-backup",
+        f".plan.old-{dead.pid}-0A1B2C3D",
+        f".plan.old-{dead.pid}-0a1b2c3d4",
+        f".plan.old-{dead.pid}-0a1b2c3d-x",
+        f".plan.old-0{dead.pid}-0a1b2c3d",
+        ".plan.old--0a1b2c3d",
+    ]
+    for name in theirs:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text(name)
+    if plan_there:
+        (tmp_path / "plan").mkdir()
+        (tmp_path / "plan" / "a.onnx").write_text("earlier")
+    ours = tmp_path / f".plan.old-{dead.pid}-0a1b2c3d"  # a killed write's
+    ours.mkdir()
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "plan") as tmp:
+        (tmp / "b.onnx").write_text("half")
+        raise RuntimeError("the new write fails")
+    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, "plan"])
+    assert all((tmp_path / name / "notes.txt").read_text() == name for name in theirs)
+    # With plan there, the killed write's aside folder was an older one: removed. Without, it was put back.
+    assert os.listdir(tmp_path / "plan") == (["a.onnx"] if plan_there else [])
+    with atomic_dir(tmp_path / "plan") as tmp:
+        (tmp / "b.onnx").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, "plan"]) and os.listdir(tmp_path / "plan") == ["b.onnx"]
 
 
 def _killed_while_writing(out, kind):
@@ -236,12 +278,13 @@ def test_a_temporary_of_this_pid_goes_unless_this_process_is_writing_it(tmp_path
 
 
 def test_an_earlier_folder_a_kill_left_moved_aside_is_put_back(tmp_path):
-    # Killed between moving the earlier folder aside and putting the new one in place: only .plan.old-PID
-    # is left. The next writer puts it back first, so that its own failure leaves the earlier output there.
+    # Killed between moving the earlier folder aside and putting the new one in place: only
+    # .plan.old-PID-XXXXXXXX is left. The next writer puts it back first, so that its own failure leaves the
+    # earlier output there.
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    (tmp_path / f".plan.old-{dead.pid}").mkdir()
-    (tmp_path / f".plan.old-{dead.pid}" / "a.onnx").write_text("earlier")
+    (tmp_path / f".plan.old-{dead.pid}-89abcdef").mkdir()
+    (tmp_path / f".plan.old-{dead.pid}-89abcdef" / "a.onnx").write_text("earlier")
     with pytest.raises(RuntimeError), atomic_dir(tmp_path / "plan") as tmp:
         (tmp / "b.onnx").write_text("half")
         raise RuntimeError("the new write fails")
@@ -249,13 +292,12 @@ def test_an_earlier_folder_a_kill_left_moved_aside_is_put_back(tmp_path):
 
 
 def test_an_old_folder_with_this_process_s_pid_does_not_stop_the_write(tmp_path):
-    # A container's processes get the same small PIDs at every start: the .NAME.old-PID a killed one left
-    # can carry the PID of the process that writes NAME next, which must not fail renaming the earlier
-    # folder to that very name (a non-empty folder is there).
+    # A container's processes get the same small PIDs at every start: the .NAME.old-PID-XXXXXXXX a killed one
+    # left can carry the PID of the process that writes NAME next, and is as stale as any dead process's.
     out = tmp_path / "plan"
     with atomic_dir(out) as tmp:
         (tmp / "a.onnx").write_text("first")
-    stale = tmp_path / f".plan.old-{os.getpid()}"
+    stale = tmp_path / f".plan.old-{os.getpid()}-01234567"
     stale.mkdir()
     (stale / "a.onnx").write_text("older")
     with atomic_dir(out) as tmp:
@@ -279,6 +321,31 @@ def test_an_interrupt_while_the_old_folder_is_removed_still_removes_it(tmp_path,
     with pytest.raises(KeyboardInterrupt), atomic_dir(out) as tmp:
         (tmp / "b.onnx").write_text("second")
     assert interrupted and os.listdir(tmp_path) == ["plan"] and os.listdir(out) == ["b.onnx"]
+    # The earlier folder was moved aside as .NAME.old-PID-XXXXXXXX, the form the clean-up takes.
+    assert re.fullmatch(rf"\.plan\.old-{os.getpid()}-[0-9a-f]{{8}}", Path(interrupted[0]).name)
+
+
+def test_a_folder_this_process_is_swapping_is_no_stale_old_folder(tmp_path, monkeypatch):
+    # Another thread's write of the same output looks for stale folders moved aside while this one's swap
+    # is between its renames: the folder carries this process's PID, which counts as stale, yet it is no
+    # killed write's, and putting it back in place would fail the swap (the new folder's rename: not empty).
+    from dpupose import fsio
+
+    out = tmp_path / "plan"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.onnx").write_text("first")
+    real_replace, seen = os.replace, []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if Path(src) == out and not seen:  # the earlier folder just moved aside
+            seen.append(dst)
+            fsio._remove_stale_old(out)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with atomic_dir(out) as tmp:
+        (tmp / "b.onnx").write_text("second")
+    assert seen and os.listdir(tmp_path) == ["plan"] and os.listdir(out) == ["b.onnx"]
 
 
 def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
@@ -754,7 +821,7 @@ def test_a_lock_file_replaced_between_its_open_and_its_lock_is_locked_again(tmp_
 def test_ctrl_c_anywhere_in_a_folder_write_leaves_the_earlier_or_the_new_and_nothing_else(tmp_path):
     """A sweep (signal_sweep): Ctrl-C at each point of the write in turn. The folder is the earlier one or the
     new one, whole, and nothing is left beside it: a signal just after mkdtemp made the temporary left it, and
-    one as the lock on the parent was let go left the earlier folder as .plan.old-PID. The umask stays."""
+    one as the lock on the parent was let go left the earlier folder as .plan.old-PID-XXXXXXXX. The umask stays."""
     from signal_sweep import signal_sweep
 
     out = tmp_path / "plan"

@@ -1075,9 +1075,9 @@ def test_status_names_a_kept_file_that_no_longer_matches_its_build_info(capsys, 
 
 def stop_between_the_renames(out, pid):
     """The build folder as a rebuild killed outright (kill -9, a power cut) between atomic_dir's two renames
-    leaves it: the older previous/ moved aside to .previous.old-PID, the new folder (links to the published
-    set, still published) not yet in place, no previous/."""
-    hidden = out / f".previous.old-{pid}"
+    leaves it: the older previous/ moved aside to .previous.old-PID-XXXXXXXX, the new folder (links to the
+    published set, still published) not yet in place, no previous/."""
+    hidden = out / f".previous.old-{pid}-5e7a9c01"
     os.rename(out / "previous", hidden)
     new = out / f".previous.{pid}-k1ll3d9x.tmp"
     new.mkdir()
@@ -1091,7 +1091,7 @@ def test_a_kept_set_left_hidden_by_a_rebuild_killed_while_replacing_previous_is_
     capsys, env, monkeypatch, pid
 ):
     """A rebuild killed between moving previous/ aside and putting the new one in place left the kept set
-    under .previous.old-PID: hw status showed no previous: line, and only a later rebuild that replaced
+    under .previous.old-PID-XXXXXXXX: hw status showed no previous: line, and only a later rebuild that replaced
     previous/ again put it back, and not even that where another process had that PID since (a reboot):
     then it stayed hidden for good. Status shows it where it is; the next build, whatever it runs, puts it
     back and removes the temporaries."""
@@ -1149,13 +1149,15 @@ def test_a_rebuild_killed_after_replacing_previous_leaves_nothing_hidden(capsys,
     older = published_bytes(out)
     edited = edited_config(env["tmp"])
     assert build(capsys, env, config=edited)[0] == 0
-    shutil.copytree(prev, out / ".previous.old-1")  # the older set being removed
+    shutil.copytree(prev, out / ".previous.old-1-0f1e2d3c")  # the older set being removed
     (out / ".previous.1-a2b3c4d5.tmp").mkdir()  # a new folder never put in place
+    mine = out / ".previous.old-1"  # a user's hidden folder (or an earlier version's leftover): stays
+    shutil.copytree(prev, mine)
     rc, lines = status(capsys, env, config=edited)
     assert rc == 0 and lines[-1].startswith(f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} (")
     assert build(capsys, env, "--to", "link", config=edited)[0] == 0
-    assert published_bytes(prev) == older
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+    assert published_bytes(prev) == older and published_bytes(mine) == older
+    assert [p.name for p in out.iterdir() if p.name.startswith(".previous")] == [mine.name]
 
 
 def test_a_rebuild_from_a_shell_inside_previous_says_to_cd_out_of_it(capsys, env, monkeypatch):
@@ -1249,7 +1251,7 @@ def test_a_rebuild_that_changes_nothing_keeps_previous(capsys, env, how):
 def test_a_read_only_previous_is_refused(capsys, env, monkeypatch):
     """A previous/ made read-only (to keep the set in it) was renamed aside all the same (a rename needs only
     the build folder writable), and its removal then failed unseen (ignore_errors), leaving each rebuild's
-    older set hidden as .previous.old-PID for good (for root, the set was replaced as if writable). It is
+    older set hidden as .previous.old-PID-XXXXXXXX for good (for root, the set was replaced as if writable). It is
     refused before any tool runs."""
     out, prev = env["out"], env["out"] / "previous"
     assert build(capsys, env)[0] == 0
@@ -1381,21 +1383,28 @@ def test_a_published_file_that_cannot_be_read_is_judged_by_its_size(capsys, env,
 
 
 def test_of_several_kept_sets_left_hidden_the_newest_is_the_one_shown(tmp_path):
-    # two kill -9s in a row can leave two .previous.old-PID folders (never one swap): the one whose build_info.json
-    # was written last is the set the last rebuild kept; none is shown where previous/ is in place
+    # two kill -9s in a row can leave two .previous.old-PID-XXXXXXXX folders (never one swap): the one whose
+    # build_info.json was written last is the set the last rebuild kept; none is shown where previous/ is in
+    # place, and a folder of another form (an earlier version's .previous.old-PID, a user's) is none of them
     from dpupose.hwbuild.flow import stopped_swap
     from dpupose.hwbuild.layout import BuildPaths
 
     paths = BuildPaths(tmp_path, tmp_path / "tcl")
-    for name, when in ((".previous.old-9", 2_000_000_000), (".previous.old-10", 1_000_000_000)):
+    for name, when in ((".previous.old-9-aaaaaaaa", 2_000_000_000), (".previous.old-10-bbbbbbbb", 1_000_000_000)):
         (tmp_path / name).mkdir()
         info = tmp_path / name / "build_info.json"
         info.write_text("{}")
         os.utime(info, ns=(when, when))
-    (tmp_path / ".previous.old-11").mkdir()  # no build_info.json: the oldest
-    assert stopped_swap(paths) == tmp_path / ".previous.old-9"
+    (tmp_path / ".previous.old-11-cccccccc").mkdir()  # no build_info.json: the oldest
+    for name in (".previous.old-12", ".previous.old-2019-backup1", ".previous.old-13-dddddddd.x"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "build_info.json").write_text("{}")  # the newest of all, but no such folder
+    assert stopped_swap(paths) == tmp_path / ".previous.old-9-aaaaaaaa"
     (tmp_path / "previous").mkdir()
     assert stopped_swap(paths) is None
+    for name in ("previous", ".previous.old-9-aaaaaaaa", ".previous.old-10-bbbbbbbb", ".previous.old-11-cccccccc"):
+        shutil.rmtree(tmp_path / name)
+    assert stopped_swap(paths) is None  # only the others: no kept set
 
 
 def test_a_failure_is_recorded_with_the_first_line_of_its_error(tmp_path):

@@ -85,14 +85,42 @@ def left_by_dead_process(pid: str) -> bool:
     return False
 
 
+_WRITING: set[str] = set()  # the temporaries (and atomic_dir's folders moved aside) this process is writing now
+_OLD_REST = re.compile(r"([1-9][0-9]*)-[0-9a-f]{8}")  # after `.NAME.old-`: the PID, 8 random hex digits
+
+
+def _old_name(path: Path) -> Path:
+    """A new name to move the folder `path` aside to: `.NAME.old-PID-XXXXXXXX` (8 random hex digits), a name
+    no folder of a user's plausibly has and that moved_aside recognises exactly."""
+    while True:
+        old = path.with_name(f".{path.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
+        if not os.path.lexists(old):
+            return old
+
+
+def moved_aside(path: str | Path) -> list[tuple[Path, str]]:
+    """The folders beside `path` that atomic_dir moved an earlier `path` aside to (`.NAME.old-PID-XXXXXXXX`,
+    see _old_name) and a process killed before it removed them left, with the PID of the process that
+    moved each one, sorted by name; links and files of such names are not among them. Only names of exactly
+    that form: a user's hidden `.NAME.old-2019` is not one. (Before, the name was `.NAME.old-PID`, which no
+    one can tell from such a folder of a user's: an earlier version's leftover of that form stays.)"""
+    path = Path(path)
+    start, found = len(path.name) + 6, []
+    for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*-*")):
+        match = _OLD_REST.fullmatch(old.name[start:])
+        if match and old.is_dir() and not old.is_symlink():
+            found.append((old, match[1]))
+    return found
+
+
 def _remove_stale_old(path: Path) -> None:
-    """Remove `.NAME.old-PID` folders that atomic_dir left beside `path` when a process was killed between
-    putting the new folder in place and removing the old one (PID no longer running); one left by a kill
-    between moving the earlier folder aside and putting the new one in place (no `path`) is put back. One with this
-    process's PID is stale as well (left_by_dead_process): left there, it would stop this write, whose rename
-    of the earlier folder to that name fails (not empty)."""
-    for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
-        if not left_by_dead_process(old.name.rpartition("-")[2]) or not old.is_dir() or old.is_symlink():
+    """Remove the `.NAME.old-PID-XXXXXXXX` folders (moved_aside) that atomic_dir left beside `path` when a
+    process was killed between putting the new folder in place and removing the old one (PID no longer
+    running); one left by a kill between moving the earlier folder aside and putting the new one in place (no
+    `path`) is put back. One with this process's PID is stale as well (left_by_dead_process: a container's
+    command has the same PID at every start) unless this process is swapping it now (another thread)."""
+    for old, pid in moved_aside(path):
+        if not left_by_dead_process(pid) or str(old) in _WRITING:
             continue
         if not os.path.lexists(path):
             # Killed between its two renames: the earlier folder was moved aside and no new one is in
@@ -102,7 +130,6 @@ def _remove_stale_old(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-_WRITING: set[str] = set()  # the temporaries atomic_path and atomic_dir of this process are writing now
 _TEMP_NAME = re.compile(r"[a-z0-9_]{8}")  # tempfile's random part (its alphabet); remove_dir's 8 hex digits
 
 
@@ -385,7 +412,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     removed only after the new one is in place), on failure it disappears and `path` is untouched. A `path`
     that is a symbolic link keeps it: the folder it points to is the one replaced."""
     path = refuse_current_folder(path)
-    if path.is_symlink():  # replaced itself, the link became a folder and the old one a stray .old-PID link
+    if path.is_symlink():  # replaced itself, the link became a folder and the old one a stray .old-PID-XXXXXXXX link
         path = refuse_current_folder(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_old(path)
@@ -415,9 +442,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         old: Path | None = None
         try:
             with _parent_locked(path):  # another process's swap into `path` waits (see _parent_locked)
-                old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+                old = _old_name(path) if path.exists() else None
                 try:
                     if old is not None:
+                        _WRITING.add(str(old))  # another thread's _remove_stale_old leaves it
                         os.replace(path, old)
                     os.replace(tmp, path)
                 except BaseException:  # the new folder is not in place: the old one goes back
@@ -427,12 +455,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         finally:
             # Once the new folder is in place (its temporary name gone) the old one goes, however this ends: Ctrl-C
             # or SIGTERM as the lock was let go left it, and one mid-removal is finished.
-            if old is not None and not tmp.exists():
-                try:
-                    shutil.rmtree(old, ignore_errors=True)
-                except BaseException:
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
+            try:
+                if old is not None and not tmp.exists():
+                    try:
+                        shutil.rmtree(old, ignore_errors=True)
+                    except BaseException:
+                        shutil.rmtree(old, ignore_errors=True)
+                        raise
+            finally:
+                if old is not None:
+                    _WRITING.discard(str(old))
     finally:
         if tmp is not None:
             if tmp.exists():

@@ -48,7 +48,7 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import ArtifactError, UsageError
-from dpupose.fsio import atomic_dir, json_text, sha256_file, signals_deferred
+from dpupose.fsio import atomic_dir, json_text, moved_aside, sha256_file, signals_deferred
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
@@ -666,14 +666,15 @@ def _made_by_a_build(paths: BuildPaths) -> bool:
 
 def stopped_swap(paths: BuildPaths) -> Path | None:
     """The set a rebuild killed outright (kill -9, a power cut: no clean-up ran) left under a hidden name as it
-    replaced previous/: atomic_dir moves the older previous/ aside to `.previous.old-PID` and then puts the
-    new folder in place, so a kill between the two renames leaves no previous/ and the kept set there (the
-    published set it was to replace stays published). None where previous/ is in place (a `.previous.old-PID`
-    beside it is the older set the swap was removing) or there is no such folder. Of several (never left by
-    one swap), the one whose build_info.json is the newest."""
+    replaced previous/: atomic_dir moves the older previous/ aside to `.previous.old-PID-XXXXXXXX` and then
+    puts the new folder in place, so a kill between the two renames leaves no previous/ and the kept set there
+    (the published set it was to replace stays published). None where previous/ is in place (such a folder
+    beside it is the older set the swap was removing) or there is no such folder (fsio.moved_aside: names of
+    exactly that form; an earlier version's `.previous.old-PID` is left alone). Of several (never left by one
+    swap), the one whose build_info.json is the newest."""
     if os.path.lexists(paths.previous):
         return None
-    left = [p for p in paths.root.glob(".previous.old-*") if p.is_dir() and not p.is_symlink()]
+    left = [p for p, _ in moved_aside(paths.previous)]
 
     def written(folder: Path) -> int:
         try:
@@ -686,8 +687,8 @@ def stopped_swap(paths: BuildPaths) -> Path | None:
 
 def _finish_stopped_swap(paths: BuildPaths) -> None:
     """Finish what a rebuild killed while replacing previous/ left, as its swap would have: the kept set from
-    its hidden name back to previous/ (stopped_swap), then the older sets (`.previous.old-PID`) and the new
-    folder never put in place (`.previous.PID-XXXXXXXX.tmp`, links to the set still published) removed.
+    its hidden name back to previous/ (stopped_swap), then the older sets (`.previous.old-PID-XXXXXXXX`) and
+    the new folder never put in place (`.previous.PID-XXXXXXXX.tmp`, links to the set still published) removed.
     Called under the build folder's lock, which every build holds while it swaps: each of these is a dead
     build's, whatever its PID (atomic_dir's own clean-up asks whether the PID still runs, and after a reboot
     an unrelated process can have it: the kept set then stayed hidden for good)."""
@@ -695,7 +696,7 @@ def _finish_stopped_swap(paths: BuildPaths) -> None:
     if kept is not None:
         os.replace(kept, paths.previous)
         log.info("put back %s as %s (a rebuild was stopped while replacing it)", kept.name, paths.previous)
-    for left in [*paths.root.glob(".previous.old-*"), *paths.root.glob(".previous.*-*.tmp")]:
+    for left in [*(p for p, _ in moved_aside(paths.previous)), *paths.root.glob(".previous.*-*.tmp")]:
         if left.is_dir() and not left.is_symlink():
             shutil.rmtree(left, ignore_errors=True)
             if left.exists():
@@ -713,7 +714,8 @@ def _check_previous(paths: BuildPaths) -> None:
         )
     if not prev.stat().st_mode & 0o222 or not os.access(prev, os.W_OK | os.X_OK):
         # Made read-only to keep it, or not ours to write: the swap renames it aside all the same (a rename
-        # needs only the build folder writable) and then cannot empty it, leaving it hidden as .previous.old-PID.
+        # needs only the build folder writable) and then cannot empty it, leaving it hidden as
+        # .previous.old-PID-XXXXXXXX.
         raise UsageError(
             f"{prev} is read-only, and a rebuild replaces previous/ whole: make it writable (chmod u+w {prev}), "
             "or move it elsewhere to keep it"
