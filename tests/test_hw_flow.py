@@ -1153,11 +1153,13 @@ def test_a_rebuild_killed_after_replacing_previous_leaves_nothing_hidden(capsys,
     (out / ".previous.1-a2b3c4d5.tmp").mkdir()  # a new folder never put in place
     mine = out / ".previous.old-1"  # a user's hidden folder (or an earlier version's leftover): stays
     shutil.copytree(prev, mine)
+    backup = out / ".previous.2024-backup.tmp"  # a user's, of a temporary's like name: stays too
+    shutil.copytree(prev, backup)
     rc, lines = status(capsys, env, config=edited)
     assert rc == 0 and lines[-1].startswith(f"previous: dpu.bit, dpu.hwh, dpu.xclbin, arch.json in {prev} (")
     assert build(capsys, env, "--to", "link", config=edited)[0] == 0
-    assert published_bytes(prev) == older and published_bytes(mine) == older
-    assert [p.name for p in out.iterdir() if p.name.startswith(".previous")] == [mine.name]
+    assert published_bytes(prev) == older and published_bytes(mine) == older and published_bytes(backup) == older
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".previous")) == [backup.name, mine.name]
 
 
 def test_a_rebuild_from_a_shell_inside_previous_says_to_cd_out_of_it(capsys, env, monkeypatch):

@@ -130,21 +130,32 @@ def _remove_stale_old(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-_TEMP_NAME = re.compile(r"[a-z0-9_]{8}")  # tempfile's random part (its alphabet); remove_dir's 8 hex digits
+_TEMP_REST = re.compile(r"([0-9]+)-[a-z0-9_]{8}")  # the PID, tempfile's 8 (its alphabet; remove_dir's hex)
+
+
+def temporaries(path: str | Path, suffix: str = ".tmp") -> list[tuple[Path, str]]:
+    """The temporaries beside `path` that atomic_path, atomic_dir and remove_dir name after it
+    (`.NAME.PID-XXXXXXXX` + suffix, files, folders or links), with the PID of the process that made each.
+    Only names of exactly that form: XXXXXXXX is the 8 characters tempfile (or remove_dir's hex) gives, so a
+    user's hidden file of a like name (`.out.2024-backup.tmp`) is not one of these."""
+    path = Path(path)
+    start, end = len(path.name) + 2, len(suffix)
+    found = []
+    for tmp in sorted(path.parent.glob(f".{glob.escape(path.name)}.*-*{glob.escape(suffix)}")):
+        match = _TEMP_REST.fullmatch(tmp.name[start : len(tmp.name) - end])
+        if match:
+            found.append((tmp, match[1]))
+    return found
 
 
 def _remove_stale_temporaries(path: Path, suffix: str) -> None:
-    """Remove the temporaries (`.NAME.PID-XXXXXXXX` + suffix, files or folders) that atomic_path and
-    atomic_dir left beside `path` when their process was killed (kill -9, the OOM killer, a power cut): a
-    data set's can be gigabytes, and nothing else would ever remove it. Only those of a process no longer
-    running go, or of this PID (left_by_dead_process: a container's command has the same PID at every
-    start) but not being written now (another thread may be writing one)."""
-    start, end = len(path.name) + 2, len(suffix)
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*{glob.escape(suffix)}"):
-        pid, dash, rest = tmp.name[start:-end].partition("-")
-        # rest: the 8 characters tempfile (or remove_dir's hex) gives; a user's hidden file of a like name
-        # (.out.2024-backup.tmp) is not one of these
-        if not dash or not _TEMP_NAME.fullmatch(rest) or not left_by_dead_process(pid) or str(tmp) in _WRITING:
+    """Remove the temporaries (`.NAME.PID-XXXXXXXX` + suffix, files or folders: see temporaries) that
+    atomic_path and atomic_dir left beside `path` when their process was killed (kill -9, the OOM killer, a
+    power cut): a data set's can be gigabytes, and nothing else would ever remove it. Only those of a process
+    no longer running go, or of this PID (left_by_dead_process: a container's command has the same PID at
+    every start) but not being written now (another thread may be writing one)."""
+    for tmp, pid in temporaries(path, suffix):
+        if not left_by_dead_process(pid) or str(tmp) in _WRITING:
             continue
         try:
             if tmp.is_dir() and not tmp.is_symlink():

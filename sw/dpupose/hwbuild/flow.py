@@ -48,7 +48,7 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import ArtifactError, UsageError
-from dpupose.fsio import atomic_dir, json_text, moved_aside, sha256_file, signals_deferred
+from dpupose.fsio import atomic_dir, json_text, moved_aside, sha256_file, signals_deferred, temporaries
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
@@ -688,7 +688,8 @@ def stopped_swap(paths: BuildPaths) -> Path | None:
 def _finish_stopped_swap(paths: BuildPaths) -> None:
     """Finish what a rebuild killed while replacing previous/ left, as its swap would have: the kept set from
     its hidden name back to previous/ (stopped_swap), then the older sets (`.previous.old-PID-XXXXXXXX`) and
-    the new folder never put in place (`.previous.PID-XXXXXXXX.tmp`, links to the set still published) removed.
+    the new folder never put in place (`.previous.PID-XXXXXXXX.tmp`, links to the set still published) removed
+    (names of exactly those forms: a user's `.previous.2024-backup.tmp` stays).
     Called under the build folder's lock, which every build holds while it swaps: each of these is a dead
     build's, whatever its PID (atomic_dir's own clean-up asks whether the PID still runs, and after a reboot
     an unrelated process can have it: the kept set then stayed hidden for good)."""
@@ -696,7 +697,7 @@ def _finish_stopped_swap(paths: BuildPaths) -> None:
     if kept is not None:
         os.replace(kept, paths.previous)
         log.info("put back %s as %s (a rebuild was stopped while replacing it)", kept.name, paths.previous)
-    for left in [*(p for p, _ in moved_aside(paths.previous)), *paths.root.glob(".previous.*-*.tmp")]:
+    for left, _ in [*moved_aside(paths.previous), *temporaries(paths.previous)]:
         if left.is_dir() and not left.is_symlink():
             shutil.rmtree(left, ignore_errors=True)
             if left.exists():
