@@ -259,6 +259,21 @@ def test_a_users_hidden_file_of_a_temporary_s_like_name_stays(tmp_path, kind):
     assert all((tmp_path / name).read_text() == "mine" for name in theirs)
 
 
+def test_a_hidden_file_named_with_other_digits_is_no_process_s(tmp_path):
+    """left_by_dead_process took any str.isdigit() text for a PID, and int() refuses most of those ('²'): a
+    user's hidden `.sd.img.².partial` beside the image `board stage` writes stopped it with a ValueError's
+    traceback. Such text is no PID; the file stays, and a killed stage's copy still goes."""
+    from dpupose.board.stage import _remove_stale_partials
+
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    dest = tmp_path / "sd.img"
+    for name in (".sd.img.².partial", ".sd.img.٣.partial", f".sd.img.{dead.pid}.partial"):
+        (tmp_path / name).write_text("x")
+    _remove_stale_partials(dest)
+    assert sorted(os.listdir(tmp_path)) == [".sd.img.².partial", ".sd.img.٣.partial"]
+
+
 @pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])
 def test_a_temporary_of_this_pid_goes_unless_this_process_is_writing_it(tmp_path, kind):
     # A container's command has the same PID at every start: the temporary a killed one left carries this

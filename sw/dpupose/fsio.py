@@ -71,8 +71,8 @@ def left_by_dead_process(pid: str) -> bool:
     """Whether a temporary named after process `pid` (decimal text) is stale: that process is not running,
     or is this one (whose own temporaries exist only inside the call that makes them; a dead process can
     have had this PID, as a container's processes get the same small PIDs at every start). Text that is no
-    PID: False."""
-    if not pid.isdigit():
+    PID: False, as is a string of other scripts' digits ('²', '٣': str.isdigit's, which int() refuses)."""
+    if not (pid.isascii() and pid.isdigit()):
         return False
     if int(pid) == os.getpid():
         return True
