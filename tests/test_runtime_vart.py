@@ -974,3 +974,38 @@ def test_a_dpu_another_process_holds_is_named_and_this_process_s_hold_kept(board
     second.close()
     board.reset()  # VART lets it go with the last runner
     assert probe() == "free\n"
+
+
+def test_a_runner_made_while_another_thread_s_is_made_leaves_vart_s_lock_held(
+    board, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A POSIX lock goes when its process closes any descriptor of the file. A runner asked for while another
+    thread's create_runner has taken VART's lock (that runner not yet counted) looks for a holder, and must not
+    let this process's lock go in doing so: another process would then drive the DPU at the same time."""
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    path = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    xmodel = vart_runner.Xmodel(path)
+    create = board.Runner.create_runner
+    others: list = []
+
+    def create_runner(subgraph, mode=""):  # the other thread's runner, asked for as VART makes this one
+        made = create(subgraph, mode)
+        if not others:
+            others.append(None)
+            others[0] = vart_runner.VartRunner(xmodel)
+        return made
+
+    monkeypatch.setattr(board.Runner, "create_runner", staticmethod(create_runner))
+    first = vart_runner.VartRunner(xmodel)
+    held = subprocess.run([sys.executable, "-c", TRY_LOCK, str(tmp_path / "DPU_0")], capture_output=True, text=True)
+    assert held.stdout == "held\n"
+    first.close()
+    others[0].close()

@@ -52,6 +52,7 @@ _overlay: dict[str, Any] = {}  # bitfile path -> DpuOverlay: a process programs 
 VART_LOCK_DIR = Path("/tmp")
 _live_runners = [0]  # VartRunners of this process not closed: while there are any, VART holds that lock
 _live_lock = threading.Lock()
+_probe_fds: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) of a lock file -> dpu_lock_holder's descriptor
 
 
 def import_board_modules() -> tuple[Any, Any, Any]:
@@ -272,15 +273,20 @@ class Xmodel:
 
 
 def dpu_lock_holder(lock_dir: Path | None = None) -> tuple[Path, int] | None:
-    """(the lock file, the process id) of another process that holds VART's lock on a DPU, or None. Only
-    asked while this process holds no VART runner: closing a file of a lock this process holds (as VART does
-    while it has a runner) would let that lock go."""
+    """(the lock file, the process id) of another process that holds VART's lock on a DPU, or None (a lock
+    this process holds is not seen: F_GETLK reports only other processes' locks). Each lock file is opened
+    once and its descriptor kept for the life of the process: closing any descriptor of a file lets go of a
+    POSIX lock this process holds on it, as VART does while a runner is alive (one another thread is making
+    now, one a closed VartRunner's job still keeps, one of pynq_dpu's own)."""
     import fcntl  # Linux, as VART
 
     lock_dir = VART_LOCK_DIR if lock_dir is None else lock_dir
     for path in sorted(lock_dir.glob("DPU_*")):
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            st = os.stat(path)
+            fd = _probe_fds.get((st.st_dev, st.st_ino))
+            if fd is None:
+                fd = _probe_fds[(st.st_dev, st.st_ino)] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue  # gone, or not ours to read: VART would open it for writing and fail (abort) anyway
         try:
@@ -288,8 +294,6 @@ def dpu_lock_holder(lock_dir: Path | None = None) -> tuple[Path, int] | None:
             kind, _, _, _, pid = struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, probe))
         except OSError:
             continue
-        finally:
-            os.close(fd)
         if kind != fcntl.F_UNLCK:
             return path, pid
     return None
