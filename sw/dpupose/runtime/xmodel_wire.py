@@ -20,6 +20,8 @@ attribute without a value): those are not checked here.
 
 from __future__ import annotations
 
+import re
+
 # serial_v2's messages: field number -> kind. "s" string (UTF-8), "b" bytes, "v" a varint scalar,
 # "v*"/"f*"/"d*" a repeated varint / fixed32 / fixed64 (packed or not), else the name of a message.
 _ATTR_MAP = "map<string,AttrValue>"
@@ -76,6 +78,9 @@ for _name, _value in _MAP_VALUES.items():
     SCHEMA[f"MapString2{_name}"] = {1: f"map<string,{_name}>"}
     SCHEMA[f"map<string,{_name}>"] = {1: "s", 2: _value}
 
+_SCALAR = frozenset(("b", "v", "f", "d"))  # kinds never descended into
+_PACKED = frozenset(("v*", "f*", "d*"))
+_UNKNOWN: dict[int, str] = {}  # the fields of a group (or of a message the schema does not have)
 RECURSION_LIMIT = 100  # protobuf's default: messages (and groups) nested deeper do not parse
 
 
@@ -109,8 +114,15 @@ def _tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise _Malformed("a tag longer than 5 bytes", pos)
 
 
+_LONG_VARINT = re.compile(rb"[\x80-\xff]{10}")  # 10 bytes that each say another follows: 11 or more
+
+
 def _packed(data: bytes, start: int, end: int, kind: str) -> None:
     if kind == "v*":
+        # Whole varints of at most 10 bytes: the last byte ends one, and no 10 bytes in a row go on (found at C
+        # speed; the varints read one by one only to say where it goes wrong).
+        if start == end or (data[end - 1] < 0x80 and not _LONG_VARINT.search(data, start, end)):
+            return
         pos = start
         while pos < end:
             _, pos = _varint(data, pos, end)
@@ -118,58 +130,81 @@ def _packed(data: bytes, start: int, end: int, kind: str) -> None:
         raise _Malformed(f"packed {'fixed32' if kind == 'f*' else 'fixed64'} values of {end - start} bytes", start)
 
 
-def _message(data: bytes, start: int, end: int, message: str | None, depth: int, group: int | None = None) -> int:
-    """Check data[start:end] as `message` (None: an unknown one, skipped as protobuf skips it); inside a group
-    (its field number), stop at its end-group tag and return where that ends."""
-    if depth > RECURSION_LIMIT:
-        raise _Malformed(f"messages nested more than {RECURSION_LIMIT} deep", start)
-    fields = SCHEMA[message] if message is not None else {}
-    pos = start
-    while pos < end:
+def _message(data: bytes, start: int, end: int, message: str) -> None:
+    """Check data[start:end] as `message`, and the messages (and groups) in it, as protobuf parses them:
+    a field of another message, or of one the schema does not have (None: skipped as protobuf skips it), is
+    checked where it is met, the enclosing one's place kept on a stack (deep nesting, no recursion)."""
+    stack: list[tuple[int, dict[int, str], int | None]] = []  # (end, fields, group) of the enclosing ones
+    fields, group, pos = SCHEMA[message], None, start
+    while True:
+        if pos >= end:
+            if group is not None:
+                raise _Malformed(f"group {group} without its end", end)
+            if not stack:
+                return
+            end, fields, group = stack.pop()  # on past the nested message, which ends where its field does
+            continue
         at = pos
-        tag, pos = _tag(data, pos, end)
+        tag = data[pos]
+        if tag < 0x80:  # one byte: field numbers 1..15
+            pos += 1
+        else:
+            tag, pos = _tag(data, pos, end)
         number, wire = tag >> 3, tag & 7
         if number == 0:
             raise _Malformed("field number 0", at)
-        kind = fields.get(number)
-        if wire == 0:
-            _, pos = _varint(data, pos, end)
+        if wire == 2:
+            if pos < end and data[pos] < 0x80:
+                length, pos = data[pos], pos + 1
+            else:
+                length, pos = _varint(data, pos, end)
+            if length > 0x7FFF_FFFF or pos + length > end:
+                raise _Malformed(f"field {number}'s {length} bytes running past the end", at)
+            body, pos = pos, pos + length
+            kind = fields.get(number)
+            if kind is None or kind in _SCALAR:
+                continue  # bytes, unknown, or a scalar's field sent length-delimited (unknown to protobuf)
+            if kind == "s":
+                text = data[body:pos]
+                if not text.isascii():
+                    try:
+                        text.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _Malformed(f"field {number}, a string, not UTF-8", body) from None
+            elif kind in _PACKED:
+                _packed(data, body, pos, kind)
+            else:  # a nested message: checked from here on, then on past it
+                stack.append((end, fields, group))
+                if len(stack) > RECURSION_LIMIT:
+                    raise _Malformed(f"messages nested more than {RECURSION_LIMIT} deep", body)
+                end, fields, group, pos = pos, SCHEMA[kind], None, body
+        elif wire == 0:
+            if pos < end and data[pos] < 0x80:
+                pos += 1
+            else:
+                _, pos = _varint(data, pos, end)
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
             if pos > end:
                 raise _Malformed(f"a {'fixed64' if wire == 1 else 'fixed32'} value cut off", at)
-        elif wire == 2:
-            length, pos = _varint(data, pos, end)
-            if length > 0x7FFF_FFFF or pos + length > end:
-                raise _Malformed(f"field {number}'s {length} bytes running past the end", at)
-            body, pos = (pos, pos + length), pos + length
-            if kind == "s":
-                try:
-                    data[body[0] : body[1]].decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _Malformed(f"field {number}, a string, not UTF-8", body[0]) from None
-            elif kind in ("v*", "f*", "d*"):
-                _packed(data, *body, kind)
-            elif kind is not None and kind not in ("b", "v", "f", "d"):
-                _message(data, *body, kind, depth + 1)
-        elif wire == 3:
-            pos = _message(data, pos, end, None, depth + 1, group=number)
+        elif wire == 3:  # a group: its fields are unknown ones, up to its end-group tag
+            stack.append((end, fields, group))
+            if len(stack) > RECURSION_LIMIT:
+                raise _Malformed(f"messages nested more than {RECURSION_LIMIT} deep", pos)
+            fields, group = _UNKNOWN, number
         elif wire == 4:
             if group != number:
                 raise _Malformed(f"an end of group {number} outside it", at)
-            return pos
+            end, fields, group = stack.pop()  # on past it, in the enclosing message
         else:
             raise _Malformed(f"wire type {wire}", at)
-    if group is not None:
-        raise _Malformed(f"group {group} without its end", end)
-    return pos
 
 
 def problem(data: bytes) -> str | None:
     """Why protobuf cannot parse `data` as an xmodel's serial_v2.Graph (e.g. "a varint cut off at byte 12"),
     or None when it can."""
     try:
-        _message(data, 0, len(data), "Graph", 0)
+        _message(data, 0, len(data), "Graph")
     except _Malformed as exc:
         return str(exc)
     return None
