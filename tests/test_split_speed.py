@@ -1,7 +1,7 @@
 """pytest-benchmark figures for the partitioner, one split frame, and the CPU work around the DPU on the
-shipped plan: pre-processing a 640 x 480 frame into the DPU's int8 input, and the DPU output's conversion for
-ONNX Runtime (skipped by default: run with `pytest tests/test_split_speed.py --benchmark-only`). Speeds are
-recorded, never asserted."""
+shipped plan: pre-processing a 640 x 480 frame into the DPU's int8 input, the DPU output's conversion for
+ONNX Runtime, and the check of a large xmodel that the board runs before XIR reads it (skipped by default: run
+with `pytest tests/test_split_speed.py --benchmark-only`). Speeds are recorded, never asserted."""
 
 from __future__ import annotations
 
@@ -51,3 +51,14 @@ def test_dpu_to_cpu_boundary_speed(benchmark):
     q = np.random.default_rng(0).integers(-128, 128, src.shape, dtype=np.int8)
     x = benchmark(convert, q, src, dst)
     assert x.shape == dst.shape and x.dtype == np.float32
+
+
+def test_xmodel_check_speed(benchmark):
+    """xmodel_wire.problem on a 27 MB xmodel of 1,500 ops, which the board runs once before each run (a fraction
+    of a second on this PC; the Cortex-A53 is several times slower)."""
+    from test_xmodel_wire import large_xmodel
+
+    from dpupose.runtime.xmodel_wire import problem
+
+    data = large_xmodel(1500)
+    assert benchmark(problem, data) is None

@@ -149,18 +149,15 @@ def wide_tag(data: bytes) -> bool:
     return any(all(x & 0x80 for x in data[i : i + 4]) and 0x10 <= data[i + 4] < 0x80 for i in range(len(data) - 4))
 
 
-def test_a_large_xmodel_is_checked_at_a_few_times_protobufs_own_cost() -> None:
-    """vai_c_xir's xmodels run to tens of MB and a hundred thousand fields or more (each op's attributes and
-    tensor, the weights as bytes, the DPU code), checked on the board's Cortex-A53 before every run: the check
-    costs a few times what protobuf's own (compiled) parse does, not twenty. CPU time, the least of three."""
-    import time
-
+def large_xmodel(ops: int) -> bytes:
+    """An xmodel of vai_c_xir's make: `ops` ops, each with its attributes, its tensor and its weights as bytes, and
+    a DPU subgraph with its code and registers (tens of MB at 1,500 ops)."""
     g = xir_pb.Graph(graph_name="pose")
     child = g.subg_root.subg_child.add(subgraph_name="subgraph_dpu")
     child.subg_attr["mc_code"].bytes_value.value = bytes(4_000_000)
     child.subg_attr["reg"].map_string_2_bytes_value.value["REG_0"].value = bytes(range(256)) * 40_000
     child.subg_attr["ids"].int32_vec_value.value.extend(range(-50_000, 50_000))
-    for i in range(1500):
+    for i in range(ops):
         op = g.op_node.add(op_name=f"op{i}", op_type="conv2d-fix")
         op.args.add(arg_name="input", arg_ops=[f"op{i - 1}"])
         t = op.output_tensor
@@ -171,17 +168,12 @@ def test_a_large_xmodel_is_checked_at_a_few_times_protobufs_own_cost() -> None:
         for j in range(10):
             op.op_attr[f"kernel{j}"].int32_vec_value.value.extend([3, 3, 1, 1])
         op.op_attr["data"].bytes_value.value = bytes(8000)
-    data = g.SerializeToString()
-    assert len(data) > 25_000_000
+    return g.SerializeToString()
 
-    def cpu(f) -> float:
-        def once() -> float:
-            t = time.process_time()
-            f()
-            return time.process_time() - t
 
-        return min(once() for _ in range(3))
-
-    ours, protobufs = cpu(lambda: problem(data)), cpu(lambda: xir_pb.Graph.FromString(data))
+def test_a_large_xmodel_passes() -> None:
+    """Large bytes fields (the DPU code, registers), a long packed list, many ops: nothing wrong, as protobuf
+    finds. How long the check takes is a benchmark (tests/test_split_speed.py), not asserted here."""
+    data = large_xmodel(150)
+    assert len(data) > 5_000_000 and parses(data)
     assert problem(data) is None
-    assert ours < 8 * protobufs, (ours, protobufs)
