@@ -976,6 +976,23 @@ def test_a_dpu_another_process_holds_is_named_and_this_process_s_hold_kept(board
     assert probe() == "free\n"
 
 
+def test_a_dpu_held_from_another_container_is_said_so(board, tmp_path: Path, monkeypatch) -> None:
+    """F_GETLK reports process 0 for a holder in another PID namespace: no 'process 0' in the refusal."""
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    path = board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    monkeypatch.setattr(vart_runner, "dpu_lock_holder", lambda: (tmp_path / "DPU_0", 0))
+    with pytest.raises(DeviceError, match=r"^rq.xmodel:sg: the DPU is in use by a process in another container \(it "):
+        vart_runner.VartRunner(vart_runner.Xmodel(path))
+
+
 def test_a_runner_made_while_another_thread_s_is_made_leaves_vart_s_lock_held(
     board, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -323,8 +323,10 @@ def check_runnable(subgraph: Any, where: str) -> None:
         held = dpu_lock_holder() if _live_runners[0] == 0 else None
     if held is not None:
         path, pid = held
+        # F_GETLK gives 0 for a holder in another PID namespace (a container), whose number this one cannot see
+        who = f"process {pid}{_process_name(pid)}" if pid > 0 else "a process in another container"
         raise DeviceError(
-            f"{where}: the DPU is in use by process {pid}{_process_name(pid)} (it holds VART's lock {path}), "
+            f"{where}: the DPU is in use by {who} (it holds VART's lock {path}), "
             "and VART would wait without a word until that process ends: stop it (a notebook's kernel: Kernel > "
             "Shut Down Kernel) or let it finish, then run again"
         )
