@@ -268,10 +268,10 @@ def test_a_hidden_file_named_with_other_digits_is_no_process_s(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     dest = tmp_path / "sd.img"
-    for name in (".sd.img.².partial", ".sd.img.٣.partial", f".sd.img.{dead.pid}.partial"):
+    for name in (".sd.img.²-0123abcd.partial", ".sd.img.٣-0123abcd.partial", f".sd.img.{dead.pid}-0123abcd.partial"):
         (tmp_path / name).write_text("x")
     _remove_stale_partials(dest)
-    assert sorted(os.listdir(tmp_path)) == [".sd.img.².partial", ".sd.img.٣.partial"]
+    assert sorted(os.listdir(tmp_path)) == [".sd.img.²-0123abcd.partial", ".sd.img.٣-0123abcd.partial"]
 
 
 @pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])

@@ -211,7 +211,7 @@ def test_a_copy_onto_a_read_only_file_system_names_the_out_the_user_gave(
     image, overlay, model, wheel, small_fs, cli, capsys
 ):
     # The clean-up of the copy that was never made failed too (unlink: EROFS) and was reported instead,
-    # naming the hidden .NAME.PID.partial.
+    # naming the hidden .NAME.PID-XXXXXXXX.partial.
     out = small_fs(1024, read_only=True) / "staged.img"
     args = ["sdcard", "stage", str(image), "--overlay", str(overlay), "--model", str(model), "--wheel", str(wheel)]
     assert cli([*args, "--out", str(out)]) == 2
@@ -384,35 +384,64 @@ def test_a_sparse_image_on_a_full_disk_is_refused_before_it_is_staged(image, ove
 def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, model, wheel, tmp_path, monkeypatch):
     """Two stages into one --out shared .NAME.partial: one renamed or removed the copy the other was still
     writing, which then failed ('debugfs cannot open the root file system ... the image is damaged') or
-    put a copy mixed from both in place."""
+    put a copy mixed from both in place. Each writes .NAME.PID-XXXXXXXX.partial now; a killed one's goes."""
     from pathlib import Path
 
     out = tmp_path / "out.img"
-    running = tmp_path / ".out.img.1.partial"  # another stage's copy: PID 1 is always running
+    running = tmp_path / ".out.img.1-0123abcd.partial"  # another stage's copy: PID 1 is always running
     running.write_bytes(b"being written")
-    # Earlier versions' one shared copy: removed once it has not changed for 10 minutes, not while it may
-    # still be written.
-    unnumbered = tmp_path / ".out.img.partial"
-    unnumbered.write_bytes(b"an earlier version's copy")
-    os.utime(unnumbered, (0, os.stat(unnumbered).st_mtime - stagemod.STALE_UNNUMBERED_SECONDS + 60))
-    stagemod._remove_stale_partials(out)
-    assert unnumbered.exists()
-    os.utime(unnumbered, (0, os.stat(unnumbered).st_mtime - 120))
-    killed = tmp_path / ".out.img.999999999.partial"  # a killed stage's: no such process
+    killed = tmp_path / ".out.img.999999999-89abcdef.partial"  # a killed stage's: no such process
     killed.write_bytes(b"left behind")
     copies = []
     real_flash = stagemod.flash
 
     def flash(image, target, **kwargs):
         copies.append(Path(target).name)
+        assert not killed.exists()  # removed before the copy is made: the disk may not hold both
         return real_flash(image, target, **kwargs)
 
     monkeypatch.setattr(stagemod, "flash", flash)
     stage(image, overlay, model, out=out, wheel=wheel)
-    assert copies == [f".out.img.{os.getpid()}.partial"]
-    assert running.read_bytes() == b"being written" and not killed.exists()
-    assert sorted(p.name for p in tmp_path.iterdir() if "out.img" in p.name) == [".out.img.1.partial", "out.img"]
+    assert len(copies) == 1 and re.fullmatch(rf"\.out\.img\.{os.getpid()}-[0-9a-f]{{8}}\.partial", copies[0])
+    assert running.read_bytes() == b"being written"
+    assert sorted(p.name for p in tmp_path.iterdir() if "out.img" in p.name) == [running.name, "out.img"]
     assert all(c.status == "ok" for c in list_staged(out).checks)
+    stage(image, overlay, model, out=out, wheel=wheel)  # again: a new name each time
+    assert len(copies) == 2 and copies[1] != copies[0]
+
+
+def test_the_clean_up_of_killed_stages_copies_leaves_a_user_s_hidden_files(tmp_path, monkeypatch):
+    """The clean-up before a stage removed any .NAME.DIGITS.partial beside the image whose DIGITS no running
+    process has, so a user's own hidden .out.img.2024.partial went, and a .NAME.partial once unchanged for
+    10 minutes (the name earlier versions gave the copy). Only a stage's own name (.NAME.PID-XXXXXXXX.partial,
+    8 random hex digits) is taken now; the earlier versions' forms cannot be told from a user's and stay."""
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    out = tmp_path / "out.img"
+    theirs = [
+        ".out.img.partial",  # an earlier version's form, untouched for a day
+        f".out.img.{dead.pid}.partial",  # an earlier version's form, or a user's: no one can tell
+        ".out.img.2024.partial",
+        f".out.img.{dead.pid}-0123abc.partial",  # 7 digits
+        f".out.img.{dead.pid}-0123abcde.partial",  # 9 digits
+        f".out.img.{dead.pid}-0123ABCD.partial",  # not lowercase hex: no name a stage gives
+        f".out.img.{dead.pid}-backup_1.partial",
+        f".out.img.0{dead.pid}-0123abcd.partial",
+        f".out.img.{dead.pid}-0123abcd.partial.bak",
+        f".other.img.{dead.pid}-0123abcd.partial",
+    ]
+    for name in theirs:
+        (tmp_path / name).write_text("mine")
+    os.utime(tmp_path / ".out.img.partial", (0, os.stat(tmp_path / ".out.img.partial").st_mtime - 86400))
+    stale = [f".out.img.{dead.pid}-0123abcd.partial", f".out.img.{os.getpid()}-fedcba98.partial"]
+    for name in stale:
+        (tmp_path / name).write_text("a killed stage's")
+    writing = tmp_path / f".out.img.{os.getpid()}-00000000.partial"  # this process's, being staged now
+    writing.write_text("being written")
+    monkeypatch.setattr(stagemod, "_STAGING", {str(writing)}, raising=False)
+    stagemod._remove_stale_partials(out)
+    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, writing.name])
+    assert all((tmp_path / name).read_text() == "mine" for name in theirs)
 
 
 def test_generated_scripts_are_valid_shell(tmp_path, wheel):
@@ -730,6 +759,19 @@ def test_an_interrupt_while_staging_in_place_says_the_image_may_be_partly_staged
     with pytest.raises(KeyboardInterrupt):
         stage(image, overlay, model, in_place=True, wheel=wheel)
     assert f"dpupose: warning: {image} may be partly staged: stage it again, or restore it\n" in capsys.readouterr().err
+
+
+def test_an_interrupt_while_staging_into_a_copy_leaves_no_copy(image, overlay, model, wheel, tmp_path, monkeypatch):
+    def interrupted(target, *args, **kwargs):
+        assert str(target) in stagemod._STAGING  # the clean-up of another thread's stage leaves it
+        raise KeyboardInterrupt  # Ctrl-C or SIGTERM between two of the files written into the copy
+
+    monkeypatch.setattr(stagemod, "_write", interrupted)
+    out = tmp_path / "out.img"
+    with pytest.raises(KeyboardInterrupt):
+        stage(image, overlay, model, out=out, wheel=wheel)
+    assert sorted(p.name for p in tmp_path.iterdir() if "out.img" in p.name) == []
+    assert not stagemod._STAGING
 
 
 def test_a_manifest_a_newer_dpupose_staged_is_said_to_be_newer_not_unreadable():

@@ -12,14 +12,12 @@ image's xilinx user), the systemd unit and its multi-user.target.wants link. On 
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import logging
 import os
-import stat
+import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -108,10 +106,11 @@ def stage(
         if dest.is_symlink():  # a link to an image staged before: replace that image, keep the link
             dest = Path(os.path.realpath(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # This process's own: another stage into the same --out at once writes its own copy (the last
+        # This stage's own: another stage into the same --out at once writes its own copy (the last
         # one to finish is the image), instead of both writing, renaming and removing one file.
-        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
         _remove_stale_partials(dest)
+        partial = _partial_name(dest)
+        _STAGING.add(str(partial))
         try:
             try:
                 flash(info.path, partial, use_bmaptool=False, progress=progress)
@@ -126,25 +125,45 @@ def stage(
         finally:
             if os.path.lexists(partial):  # unlink of a missing file on a read-only file system fails (EROFS)
                 partial.unlink()
+            _STAGING.discard(str(partial))
         return StageReport(dest, manifest, payload.verdict, **done)
 
 
-STALE_UNNUMBERED_SECONDS = 600
+_STAGING: set[str] = set()  # the copies this process is writing now (another thread's stage)
+_PARTIAL_REST = re.compile(r"([1-9][0-9]*)-[0-9a-f]{8}")  # after `.NAME.`: the PID, 8 random hex digits
+
+
+def _partial_name(dest: Path) -> Path:
+    """A new name for the copy staged for `dest`: `.NAME.PID-XXXXXXXX.partial` (8 random hex digits), a name no
+    file of a user's plausibly has and that _partials recognises exactly."""
+    while True:
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.partial")
+        if not os.path.lexists(partial):
+            return partial
+
+
+def _partials(dest: Path) -> list[tuple[Path, str]]:
+    """The stages' copies beside `dest` (`.NAME.PID-XXXXXXXX.partial`, see _partial_name), with the PID of the
+    stage that wrote each, sorted by name. Only names of exactly that form: a user's hidden `.sd.img.2024.partial`
+    is not one, nor are an earlier version's `.NAME.PID.partial` and `.NAME.partial`, which no one can tell
+    from such a file of a user's (they stay)."""
+    start, end = len(dest.name) + 2, len(".partial")
+    found = []
+    for copy in sorted(dest.parent.glob(f".{glob.escape(dest.name)}.*-*.partial")):
+        match = _PARTIAL_REST.fullmatch(copy.name[start : len(copy.name) - end])
+        if match:
+            found.append((copy, match[1]))
+    return found
 
 
 def _remove_stale_partials(dest: Path) -> None:
-    """Remove the `.NAME.PID.partial` copies that a killed stage (PID no longer running) left beside
-    `dest`: each is as large as the image. A `.NAME.partial` (the name earlier versions gave every stage's copy,
-    which no stage now writes) goes too once it has not changed for STALE_UNNUMBERED_SECONDS."""
-    unnumbered = dest.with_name(f".{dest.name}.partial")
-    with contextlib.suppress(OSError):
-        st = unnumbered.lstat()
-        if stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > STALE_UNNUMBERED_SECONDS:
-            unnumbered.unlink()
-    for old in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
-        pid = old.name[len(dest.name) + 2 : -len(".partial")]
-        if left_by_dead_process(pid) and old.is_file() and not old.is_symlink():
-            old.unlink(missing_ok=True)
+    """Remove the copies (`.NAME.PID-XXXXXXXX.partial`, see _partials) that a killed stage left beside `dest`:
+    each is as large as the image, and nothing else would remove it. Only those of a process no longer running
+    go, or of this PID (left_by_dead_process: a container's command has the same PID at every start) but not
+    being written now (another thread's stage); only regular files, not links."""
+    for copy, pid in _partials(dest):
+        if left_by_dead_process(pid) and str(copy) not in _STAGING and copy.is_file() and not copy.is_symlink():
+            copy.unlink(missing_ok=True)
 
 
 def _check_destination(dest: Path, info) -> None:
