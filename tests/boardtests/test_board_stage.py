@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -410,6 +411,39 @@ def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, m
     assert len(copies) == 2 and copies[1] != copies[0]
 
 
+@pytest.mark.parametrize("killed_in", ["copy", "staging"])
+def test_a_copy_a_stage_killed_left_is_removed_by_the_next(image, overlay, model, wheel, tmp_path, killed_in):
+    """A stage killed (kill -9, the OOM killer) while it copied the image left the copy under the name flash
+    gives its temporary (.{copy's name}.XXXXXXXX.partial), which the clean-up did not take: as large as the
+    image, it stayed beside --out for good. Killed in either step, its copy goes at the next stage."""
+    out = tmp_path / "out.img"
+    child = """
+import os, signal, sys
+from dpupose.board import flash, stage
+
+image, overlay, model, wheel, out, killed_in = sys.argv[1:]
+
+def killed(*args, **kwargs):
+    if killed_in == "copy":
+        real(*args, **kwargs)  # the whole image is copied into flash's temporary, not yet renamed
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if killed_in == "copy":
+    real, flash._write_and_verify = flash._write_and_verify, killed
+else:
+    stage._write = killed
+stage.stage(image, overlay, model, out=out, wheel=wheel)
+"""
+    args = [sys.executable, "-c", child, *map(str, (image, overlay, model, wheel, out)), killed_in]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert len(left) == 1 and left[0].stat().st_size == image.stat().st_size
+    stage(image, overlay, model, out=out, wheel=wheel)
+    assert sorted(p.name for p in tmp_path.iterdir() if "out.img" in p.name) == ["out.img"]
+
+
 def test_the_clean_up_of_killed_stages_copies_leaves_a_user_s_hidden_files(tmp_path, monkeypatch):
     """The clean-up before a stage removed any .NAME.DIGITS.partial beside the image whose DIGITS no running
     process has, so a user's own hidden .out.img.2024.partial went, and a .NAME.partial once unchanged for
@@ -429,18 +463,29 @@ def test_the_clean_up_of_killed_stages_copies_leaves_a_user_s_hidden_files(tmp_p
         f".out.img.0{dead.pid}-0123abcd.partial",
         f".out.img.{dead.pid}-0123abcd.partial.bak",
         f".other.img.{dead.pid}-0123abcd.partial",
+        f"..out.img.{dead.pid}.partial.k3j4_5m6.partial",  # flash's temporary for an earlier version's copy
+        f"..out.img.{dead.pid}-0123abcd.partial.k3j4_5m.partial",
+        f"..out.img.{dead.pid}-0123abcd.partial.k3j4-5m6.partial",
+        f"...out.img.{dead.pid}-0123abcd.partial.k3j4_5m6.partial",
     ]
     for name in theirs:
         (tmp_path / name).write_text("mine")
     os.utime(tmp_path / ".out.img.partial", (0, os.stat(tmp_path / ".out.img.partial").st_mtime - 86400))
-    stale = [f".out.img.{dead.pid}-0123abcd.partial", f".out.img.{os.getpid()}-fedcba98.partial"]
+    stale = [
+        f".out.img.{dead.pid}-0123abcd.partial",
+        f".out.img.{os.getpid()}-fedcba98.partial",
+        f"..out.img.{dead.pid}-0123abcd.partial.k3j4_5m6.partial",  # flash's temporary: killed while copying
+        f"..out.img.{os.getpid()}-fedcba98.partial.00000000.partial",
+    ]
     for name in stale:
         (tmp_path / name).write_text("a killed stage's")
     writing = tmp_path / f".out.img.{os.getpid()}-00000000.partial"  # this process's, being staged now
-    writing.write_text("being written")
+    copying = tmp_path / f".{writing.name}.abcdefgh.partial"
+    for path in (writing, copying):
+        path.write_text("being written")
     monkeypatch.setattr(stagemod, "_STAGING", {str(writing)}, raising=False)
     stagemod._remove_stale_partials(out)
-    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, writing.name])
+    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, writing.name, copying.name])
     assert all((tmp_path / name).read_text() == "mine" for name in theirs)
 
 

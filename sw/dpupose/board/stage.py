@@ -130,7 +130,8 @@ def stage(
 
 
 _STAGING: set[str] = set()  # the copies this process is writing now (another thread's stage)
-_PARTIAL_REST = re.compile(r"([1-9][0-9]*)-[0-9a-f]{8}")  # after `.NAME.`: the PID, 8 random hex digits
+_PARTIAL_REST = re.compile(r"([1-9][0-9]*)-([0-9a-f]{8})")  # after `.NAME.`: the PID, 8 random hex digits
+_COPYING_REST = re.compile(r"([1-9][0-9]*)-([0-9a-f]{8})\.partial\.[a-z0-9_]{8}")  # and flash's 8 (tempfile's)
 
 
 def _partial_name(dest: Path) -> Path:
@@ -142,28 +143,32 @@ def _partial_name(dest: Path) -> Path:
             return partial
 
 
-def _partials(dest: Path) -> list[tuple[Path, str]]:
-    """The stages' copies beside `dest` (`.NAME.PID-XXXXXXXX.partial`, see _partial_name), with the PID of the
-    stage that wrote each, sorted by name. Only names of exactly that form: a user's hidden `.sd.img.2024.partial`
-    is not one, nor are an earlier version's `.NAME.PID.partial` and `.NAME.partial`, which no one can tell
-    from such a file of a user's (they stay)."""
-    start, end = len(dest.name) + 2, len(".partial")
+def _partials(dest: Path) -> list[tuple[Path, str, Path]]:
+    """The stages' copies beside `dest` (`.NAME.PID-XXXXXXXX.partial`, see _partial_name) and the temporaries
+    flash copied the image into for them (`..NAME.PID-XXXXXXXX.partial.YYYYYYYY.partial`, tempfile's 8
+    characters: a stage killed while copying leaves this one), each with the PID of the stage that wrote it and
+    the copy it is for, sorted by name. Only names of exactly these forms: a user's hidden
+    `.sd.img.2024.partial` is not one, nor are an earlier version's `.NAME.PID.partial` and `.NAME.partial`,
+    which no one can tell from such a file of a user's (they stay)."""
     found = []
-    for copy in sorted(dest.parent.glob(f".{glob.escape(dest.name)}.*-*.partial")):
-        match = _PARTIAL_REST.fullmatch(copy.name[start : len(copy.name) - end])
-        if match:
-            found.append((copy, match[1]))
-    return found
+    for prefix, rest in (("", _PARTIAL_REST), (".", _COPYING_REST)):
+        start, end = len(prefix) + len(dest.name) + 2, len(".partial")
+        for path in dest.parent.glob(f"{prefix}.{glob.escape(dest.name)}.*-*.partial"):
+            match = rest.fullmatch(path.name[start : len(path.name) - end])
+            if match:
+                found.append((path, match[1], dest.with_name(f".{dest.name}.{match[1]}-{match[2]}.partial")))
+    return sorted(found)
 
 
 def _remove_stale_partials(dest: Path) -> None:
-    """Remove the copies (`.NAME.PID-XXXXXXXX.partial`, see _partials) that a killed stage left beside `dest`:
-    each is as large as the image, and nothing else would remove it. Only those of a process no longer running
-    go, or of this PID (left_by_dead_process: a container's command has the same PID at every start) but not
-    being written now (another thread's stage); only regular files, not links."""
-    for copy, pid in _partials(dest):
-        if left_by_dead_process(pid) and str(copy) not in _STAGING and copy.is_file() and not copy.is_symlink():
-            copy.unlink(missing_ok=True)
+    """Remove the copies (`.NAME.PID-XXXXXXXX.partial` and flash's temporaries for them, see _partials) that a
+    killed stage left beside `dest`: each is as large as the image, and nothing else would remove it. Only
+    those of a process no longer running go, or of this PID (left_by_dead_process: a container's command has
+    the same PID at every start) but not being written now (another thread's stage); only regular files, not
+    links."""
+    for path, pid, copy in _partials(dest):
+        if left_by_dead_process(pid) and str(copy) not in _STAGING and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
 
 
 def _check_destination(dest: Path, info) -> None:
