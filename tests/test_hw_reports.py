@@ -105,3 +105,99 @@ def test_a_negative_pulse_width_slack_alone_fails_timing():
     t = TimingSummary(0.1, 0.0, 0, 0.01, 0.0, 0, -0.2, 3, constraints_met=False)
     assert not t.met and t.failure() == "pulse width WPWS -0.200 ns"
     assert TimingSummary(0.0, 0.0, 0, 0.0, 0.0, 0, 0.0, 0, constraints_met=True).met
+
+
+# --- each test below kills changes a mutation audit of the readers made without a test noticing -------------
+
+
+def _failed_with(values: str | None = None, clocks: dict[str, str] | None = None) -> str:
+    """timing_failed.rpt with the Design Timing Summary's value line and some intra-clock WNS replaced."""
+    lines = (DATA / "timing_failed.rpt").read_text().splitlines()
+    if values is not None:
+        at = next(i for i, line in enumerate(lines) if line.startswith("     -0.187      -41.223"))
+        lines[at] = values
+    for clock, wns in (clocks or {}).items():
+        at = next(i for i, line in enumerate(lines) if line.split()[:1] == [clock] and "{" not in line)
+        parts = lines[at].split()
+        lines[at] = "  ".join([clock, wns, *parts[2:]])
+    return "\n".join(lines) + "\n"
+
+
+def test_every_design_timing_summary_column_is_read_from_its_own_header():
+    # twelve different figures: a column read from its neighbour's header gives another number
+    values = "     -0.187  -41.223  612  231847  -0.021  -0.350  17  231799  -0.113  -0.452  4  95516"
+    t = parse_timing_summary(_failed_with(values))
+    got = (t.wns_ns, t.tns_ns, t.tns_failing_endpoints, t.whs_ns, t.ths_ns, t.ths_failing_endpoints, t.wpws_ns)
+    assert got == (-0.187, -41.223, 612, -0.021, -0.350, 17, -0.113) and t.tpws_failing_endpoints == 4
+    assert t.failure() == (
+        "setup WNS -0.187 ns on 612 endpoints (worst clocks: clk_out6_dpu_platform_clk_wiz_0_0 -0.187 ns); "
+        "hold WHS -0.021 ns on 17 endpoints; pulse width WPWS -0.113 ns"
+    )
+
+
+def test_the_failure_names_the_three_worst_clocks_worst_first():
+    lines = _failed_with(clocks={"clk_pl_0": "-0.050", "clk_out5_dpu_platform_clk_wiz_0_0": "-0.300"}).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:2] == ["clk_out6_dpu_platform_clk_wiz_0_0", "-0.187"])
+    lines.insert(at + 1, "    clk_out7_x  -0.010  -0.020  2  100  0.013  0.000  0  100  0.000  0.000  0  10")
+    t = parse_timing_summary("\n".join(lines))
+    assert t.clocks["clk_out7_x"] == -0.010 and t.clocks["clk_pl_0"] == -0.050
+    assert t.failure() == (
+        "setup WNS -0.187 ns on 612 endpoints (worst clocks: clk_out5_dpu_platform_clk_wiz_0_0 -0.300 ns, "
+        "clk_out6_dpu_platform_clk_wiz_0_0 -0.187 ns, clk_pl_0 -0.050 ns)"
+    )
+
+
+def test_a_timing_summary_cut_short_or_missing_a_value_is_refused_by_name():
+    text = (DATA / "timing_failed.rpt").read_text()
+    cut = text[: text.index("     -0.187      -41.223")]  # the header and its dashes, then nothing
+    with pytest.raises(ArtifactError, match="^timing report: no WNS table in the Design Timing Summary$"):
+        parse_timing_summary(cut)
+    short = "     -0.187  -41.223  612  231847  0.010  0.000  0  231799  0.000  0.000  0"
+    with pytest.raises(ArtifactError, match=r"^timing report: 12 columns but 11 values: '     -0\.187  -41"):
+        parse_timing_summary(_failed_with(short))
+
+
+def test_a_timing_report_without_an_intra_clock_table_has_no_clocks():
+    text = (DATA / "timing_failed.rpt").read_text().replace("| Intra Clock Table", "| Other Table")
+    t = parse_timing_summary(text)
+    assert t.clocks == {} and t.wns_ns == -0.187
+    assert t.failure() == "setup WNS -0.187 ns on 612 endpoints"
+
+
+def test_utilization_figures_with_thousands_separators_and_an_empty_available_cell():
+    text = (DATA / "utilization_placed.rpt").read_text()
+    text = text.replace("| CLB LUTs                   | 41867 |", "| CLB LUTs                   | 41,867 |")
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| Block RAM Tile"))
+    lines.insert(at + 1, "| URAM              |     0 |     0 |            |           |       |")
+    u = parse_utilization("\n".join(lines))
+    assert u["lut"].used == 41867 and (u["uram"].used, u["uram"].available, u["uram"].fraction) == (0, 0, 0.0)
+
+
+def test_utilization_rows_of_another_width_are_passed_over_and_a_table_without_available_is_refused():
+    # a row of fewer cells than its table's header (a note, a sub-table) is no resource row
+    text = (DATA / "utilization_placed.rpt").read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| CLB LUTs "))
+    lines.insert(at, "| CLB LUTs | 7 |")
+    assert parse_utilization("\n".join(lines))["lut"].used == 41867
+    two = "| Site Type | Used |\n| CLB LUTs | 5 |\n"
+    with pytest.raises(ArtifactError) as e:
+        parse_utilization(two)
+    assert str(e.value) == "utilization table without Used/Available columns: ['Site Type', 'Used']"
+
+
+def test_reports_outside_impl_1_are_found_by_their_second_pattern(tmp_path):
+    # the v++ link folder of another layout: the routed reports beside the run, not under prj.runs/impl_1
+    (tmp_path / "link" / "reports").mkdir(parents=True)
+    util = tmp_path / "link" / "reports" / "dpu_full_util_routed.rpt"
+    timing = tmp_path / "link" / "reports" / "dpu_timing_summary_routed.rpt"
+    util.write_text("x")
+    timing.write_text("x")
+    assert find_report(tmp_path, "utilization") == util and find_report(tmp_path, "timing") == timing
+    with pytest.raises(ArtifactError) as e:
+        find_report(tmp_path / "link" / "elsewhere", "utilization")
+    assert str(e.value) == (
+        f"no utilization report under {tmp_path / 'link' / 'elsewhere'} "
+        "(**/prj.runs/impl_1/*_utilization_placed.rpt or **/*_full_util_routed.rpt)"
+    )

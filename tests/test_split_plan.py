@@ -350,3 +350,69 @@ def test_recorded_files_are_the_names_a_plan_gives_read_leniently(plan_dir: Path
         (tmp_path / PLAN_FILE).write_text(damaged)
         assert recorded_files(tmp_path) == ([], None), damaged
     assert recorded_files(tmp_path / "missing") == ([], None)
+
+
+# --- each test below kills changes a mutation audit of plan_schema made without a test noticing --------------
+
+
+def test_a_plan_reads_a_file_once_and_hands_its_bytes_over_once(tmp_path: Path) -> None:
+    tinyplan.write_split_plan(tmp_path)
+    plan = load_plan(tmp_path)
+    first = plan.read_file("dpu1.onnx")
+    assert first == (tmp_path / "dpu1.onnx").read_bytes()
+    (tmp_path / "dpu1.onnx").unlink()  # kept: not read again
+    assert plan.read_file("dpu1.onnx") is first
+    assert plan.take_file("dpu1.onnx") is first and plan.take_file("dpu1.onnx") is None  # forgotten once taken
+    assert plan.take_file("head.onnx") is None  # never read
+    with pytest.raises(FileNotFoundError):
+        plan.read_file("dpu1.onnx")
+    assert plan.path("dpu1.onnx") == tmp_path / "dpu1.onnx"
+    assert dataclasses.replace(plan, root=None).path("cpu/x.onnx") == Path("cpu/x.onnx")  # no folder: as written
+    assert plan.subgraph("cpu0") is plan.subgraphs[1]
+    with pytest.raises(KeyError, match="nowhere"):
+        plan.subgraph("nowhere")
+
+
+def test_a_plan_without_a_generator_or_metadata_is_written_without_those_fields(plan_dir: Path, data: dict) -> None:
+    plan = dataclasses.replace(plan_from_dict(data, "plan.json", plan_dir), generated_by=None, metadata={})
+    written = plan.to_dict()
+    assert list(written) == ["version", "fingerprint", "dpu_config", "model", "input", "outputs", "subgraphs"]
+    assert plan_from_dict(written, "plan.json", plan_dir) == plan
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0x101000016010404", 0x101000016010404),
+        (" 0x101000016010404 ", 0x101000016010404),
+        ("72339069383803908", 0x101000016010404),  # decimal, as a string
+        (0x101000016010404, 0x101000016010404),
+        (2**64 - 1, 2**64 - 1),
+        ("0", 0),
+    ],
+)
+def test_fingerprints_are_read_in_hex_or_decimal(value, expected: int) -> None:
+    from dpupose.split.plan import parse_fingerprint
+
+    assert parse_fingerprint(value, "plan.json fingerprint") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (True, 'plan.json fingerprint: fingerprint must be a hex string like "0x101000016010404"'),
+        (1.0, 'plan.json fingerprint: fingerprint must be a hex string like "0x101000016010404"'),
+        (None, 'plan.json fingerprint: fingerprint must be a hex string like "0x101000016010404"'),
+        (2**64, "plan.json fingerprint: fingerprint 18446744073709551616 is not a 64-bit number"),
+        ("0x10000000000000000", "plan.json fingerprint: fingerprint '0x10000000000000000' is not a 64-bit number"),
+        (-1, "plan.json fingerprint: fingerprint -1 is not a 64-bit number"),
+        ("-0x1", "plan.json fingerprint: fingerprint '-0x1' is not a 64-bit number"),
+        ("B1600", "plan.json fingerprint: 'B1600' is not a fingerprint (expected \"0x...\")"),
+    ],
+)
+def test_fingerprints_that_are_no_64_bit_number_are_refused(value, message: str) -> None:
+    from dpupose.split.plan import parse_fingerprint
+
+    with pytest.raises(ModelFileError) as e:
+        parse_fingerprint(value, "plan.json fingerprint")
+    assert str(e.value) == message

@@ -1,0 +1,211 @@
+"""The wheel build's pieces without pip: its command line and the copy it is built from (run_tool stood in
+for), the setuptools check, and check_wheel's reading of a wheel's requirements."""
+
+from __future__ import annotations
+
+import errno
+import importlib.metadata
+import importlib.util
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dpupose.board import wheel as wheelmod
+from dpupose.errors import ArtifactError, UsageError
+
+
+def write_wheel(path: Path, requires: list[str], *, metadata: bytes | None = None) -> Path:
+    lines = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("dpupose/__init__.py", "")
+        meta = metadata if metadata is not None else f"Metadata-Version: 2.4\nName: dpupose\n{lines}".encode()
+        zf.writestr("dpupose-1.0.dist-info/METADATA", meta)
+    return path
+
+
+def fake_root(tmp_path: Path) -> Path:
+    """A source tree: what the wheel is built from, and caches, build output and tests beside it."""
+    root = tmp_path / "repo"
+    files = {
+        "pyproject.toml": '[project]\nname = "dpupose"\n',
+        "README.md": "readme",
+        "LICENSE": "licence",
+        "sw/dpupose/__init__.py": "",
+        "sw/dpupose/sub/m.py": "X = 1\n",
+        "sw/dpupose/__pycache__/__init__.cpython-312.pyc": "",
+        "sw/dpupose/sub/stale.pyc": "",
+        "sw/dpupose/old.egg-info/PKG-INFO": "",
+        "sw/dpupose.egg-info/PKG-INFO": "",
+        "build/lib/dpupose/removed.py": "",
+        "tests/test_x.py": "",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+class FakePip:
+    """run_tool standing in for `pip wheel`: records the command line and the files of the folder it builds
+    from, and writes `wheel` (by default a wheel requiring numpy) into the -w folder."""
+
+    def __init__(self, requires: tuple[str, ...] = ("numpy",)) -> None:
+        self.requires = requires
+        self.argv: list[str] = []
+        self.files: set[str] = set()
+
+    def __call__(self, argv: list[str], **kw: object) -> None:
+        self.argv = list(argv)
+        src = Path(argv[-1])
+        self.files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+        outdir = Path(argv[argv.index("-w") + 1])
+        outdir.mkdir(parents=True, exist_ok=True)  # as pip does
+        write_wheel(outdir / "dpupose-1.0-py3-none-any.whl", list(self.requires))
+
+
+@pytest.fixture
+def new_setuptools(monkeypatch):
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "80.9.0" if name == "setuptools" else "0")
+
+
+def test_pip_builds_without_dependencies_from_a_clean_copy_of_the_sources(tmp_path, monkeypatch, new_setuptools):
+    root = fake_root(tmp_path)
+    pip = FakePip()
+    monkeypatch.setattr(wheelmod, "run_tool", pip)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert wheelmod.build_wheel(out, root=root) == out / "dpupose-1.0-py3-none-any.whl"
+    src = Path(pip.argv[-1])
+    assert pip.argv == [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out),
+                        "--no-build-isolation", str(src)]  # fmt: skip
+    assert src.name == "src" and src.parent.name.startswith("dpupose-wheel-") and not src.exists()  # removed
+    assert pip.files == {"pyproject.toml", "README.md", "LICENSE", "sw/dpupose/__init__.py", "sw/dpupose/sub/m.py"}
+
+
+def test_a_wheel_pip_builds_is_checked_and_must_be_the_only_one(tmp_path, monkeypatch, new_setuptools):
+    root = fake_root(tmp_path)
+    monkeypatch.setattr(wheelmod, "run_tool", FakePip(requires=("numpy", "torch>=2")))
+    with pytest.raises(ArtifactError, match="^dpupose-1.0-py3-none-any.whl requires torch without an extra"):
+        wheelmod.build_wheel(tmp_path / "a", root=root)
+    monkeypatch.setattr(wheelmod, "run_tool", FakePip())
+    old = tmp_path / "b"
+    old.mkdir()
+    write_wheel(old / "dpupose-0.9-py3-none-any.whl", ["numpy"])  # an earlier build left in the folder
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.build_wheel(old, root=root)
+    assert str(e.value) == f"pip wheel made 2 dpupose wheels in {old}, expected one"
+
+
+def test_an_installation_without_a_source_tree_is_told_to_pass_a_wheel(tmp_path, monkeypatch):
+    monkeypatch.setattr(wheelmod, "project_root", lambda: None)
+    monkeypatch.setattr(wheelmod, "run_tool", lambda *a, **kw: pytest.fail("pip was run"))
+    with pytest.raises(UsageError) as e:
+        wheelmod.build_wheel(tmp_path)
+    assert str(e.value) == "cannot build the dpupose wheel: this installation has no source tree; pass --wheel FILE"
+
+
+def test_the_source_tree_is_the_folder_of_dpupose_s_own_pyproject(tmp_path, monkeypatch):
+    # dpupose installed in a virtual environment inside another project's folder: that project is not built
+    import dpupose
+
+    outer = tmp_path / "outer"
+    package = outer / "other" / ".venv" / "site-packages" / "dpupose"
+    package.mkdir(parents=True)
+    (outer / "other" / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    monkeypatch.setattr(dpupose, "__file__", str(package / "__init__.py"))
+    assert wheelmod.project_root() is None
+    (outer / "pyproject.toml").write_text('[project]\nname = "dpupose"\nversion = "1"\n')
+    assert wheelmod.project_root() == outer
+
+
+@pytest.mark.parametrize(
+    ("found", "version", "can_build"),
+    [
+        (True, "77", True),
+        (True, "80.9.0", True),
+        (True, "76.99.1", False),
+        (True, "unknown", False),  # no leading number: not known to be new enough
+        (True, None, False),  # importable without metadata
+        (False, "80.9.0", False),  # metadata of a setuptools that cannot be imported
+    ],
+)
+def test_the_installed_setuptools_is_used_only_when_known_to_be_77_or_later(monkeypatch, found, version, can_build):
+    def version_of(name: str) -> str:
+        if version is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: real(name) if found else None)
+    monkeypatch.setattr(importlib.metadata, "version", version_of)
+    assert wheelmod._setuptools_can_build() is can_build
+
+
+def test_a_folder_that_cannot_be_copied_for_the_wheel_is_one_line(tmp_path, monkeypatch):
+    root = fake_root(tmp_path)
+    real = shutil.copystat
+
+    def copystat(src, dst, **kw):
+        if Path(src) == root / "sw" / "dpupose" / "sub":
+            raise OSError(errno.EPERM, "Operation not permitted")
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(shutil, "copystat", copystat)
+    with pytest.raises(ArtifactError) as e:
+        wheelmod._clean_copy(root, tmp_path / "copy")
+    assert str(e.value) == (
+        f"cannot copy {root / 'sw' / 'dpupose' / 'sub'} to {tmp_path / 'copy' / 'sw' / 'dpupose' / 'sub'} to build "
+        "the wheel: [Errno 1] Operation not permitted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("requires", "wrong"),
+    [
+        (["Torch>=2"], "torch"),  # names compare whatever their case
+        (["torch[cuda]>=2"], "torch"),  # and without their extras
+        (["opencv_python_headless", 'opencv-python-headless; extra == "host"'], "opencv-python-headless"),
+        (["pytest", 'pytest>=8; extra == "dev"'], "pytest"),  # the dev extra's too
+        (["scipy", "matplotlib", 'matplotlib; extra == "host"', "scipy; extra == 'host'"], "matplotlib, scipy"),
+        (['torch>=2; extra=="host"', 'scipy; extra == "board"', 'scipy; extra == "host"'], None),
+        (['numpy<2; platform_machine == "aarch64" and extra == "board"', 'numpy; extra == "host"'], None),
+        ([], None),  # no Requires-Dist at all
+    ],
+)
+def test_check_wheel_refuses_base_requirements_of_the_host_only(tmp_path, requires, wrong):
+    wheel = write_wheel(tmp_path / "dpupose-1.0-py3-none-any.whl", requires)
+    assert wheelmod.wheel_requirements(wheel) == requires
+    if wrong is None:
+        wheelmod.check_wheel(wheel)
+        return
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(wheel)
+    assert str(e.value) == (
+        f"{wheel.name} requires {wrong} without an extra, but the board runs without them: move them to the host "
+        "extra in pyproject.toml"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["dpupose-1.0-py3-none-any.whl.bak", "dpupose-1.0-py3-none-any.whl.whl2", "dpupose-1.0-py3-any.whl"]
+)
+def test_a_name_with_a_wheel_name_at_its_start_is_no_wheel_name(tmp_path, name):
+    wheel = write_wheel(tmp_path / name, ["numpy"])
+    with pytest.raises(ArtifactError, match=f"^'{name}' is not a dpupose wheel's name"):
+        wheelmod.check_wheel(wheel)
+
+
+def test_the_setup_script_missing_from_the_package_is_named(tmp_path, monkeypatch):
+    import importlib.resources
+
+    assert wheelmod.setup_script().read_text().startswith("#!")
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.setup_script()
+    assert str(e.value) == (
+        f"the board setup script is missing from the package ({tmp_path / 'resources/board/board_setup.sh'}): "
+        "reinstall dpupose"
+    )
