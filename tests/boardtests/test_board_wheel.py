@@ -209,3 +209,33 @@ def test_the_setup_script_missing_from_the_package_is_named(tmp_path, monkeypatc
         f"the board setup script is missing from the package ({tmp_path / 'resources/board/board_setup.sh'}): "
         "reinstall dpupose"
     )
+
+
+def test_a_zip_without_metadata_or_with_damaged_metadata_is_said_to_be_no_wheel(tmp_path):
+    # A zip without METADATA was 'is not a wheel ()' (an exception is always true, its StopIteration's text empty),
+    # METADATA not in UTF-8 a UnicodeDecodeError's traceback and damaged compressed data a zlib.error's.
+    bare = tmp_path / "dpupose-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(bare, "w") as zf:
+        zf.writestr("dpupose/__init__.py", "")
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(bare)
+    assert str(e.value) == f"{bare} is not a wheel (it has no .dist-info/METADATA)"
+    latin = write_wheel(tmp_path / "dpupose-2.0-py3-none-any.whl", [], metadata=b"Name: dpupose\nAuthor: Andr\xe9\n")
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(latin)
+    assert str(e.value).startswith(f"{latin} is not a wheel (its METADATA is not UTF-8: 'utf-8' codec can't decode")
+    damaged = tmp_path / "dpupose-3.0-py3-none-any.whl"
+    with zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("dpupose-3.0.dist-info/METADATA", "Requires-Dist: numpy\n" * 200)
+    data = bytearray(damaged.read_bytes())
+    at = data.index(b"METADATA") + len("METADATA")  # the local header's name, then the compressed bytes
+    data[at + 5 : at + 25] = bytes(b ^ 0xFF for b in data[at + 5 : at + 25])
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(damaged)
+    assert str(e.value).startswith(f"{damaged} is not a wheel (")
+    text = tmp_path / "dpupose-4.0-py3-none-any.whl"
+    text.write_text("not a zip")
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(text)
+    assert str(e.value) == f"{text} is not a wheel (File is not a zip file)"

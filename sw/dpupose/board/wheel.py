@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import dpupose
@@ -124,10 +125,14 @@ def wheel_requirements(wheel: Path) -> list[str]:
     """The Requires-Dist lines of a wheel's METADATA."""
     try:
         with zipfile.ZipFile(wheel) as zf:
-            meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
-            meta = email.parser.Parser().parsestr(zf.read(meta_name).decode())
-    except (zipfile.BadZipFile, StopIteration, OSError) as exc:
-        raise ArtifactError(f"{wheel} is not a wheel ({exc or 'no METADATA'})") from None
+            names = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+            if not names:
+                raise ArtifactError(f"{wheel} is not a wheel (it has no .dist-info/METADATA)")
+            meta = email.parser.Parser().parsestr(zf.read(names[0]).decode())
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # not a zip, or a damaged one
+        raise ArtifactError(f"{wheel} is not a wheel ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{wheel} is not a wheel (its METADATA is not UTF-8: {exc})") from None
     return meta.get_all("Requires-Dist") or []
 
 
