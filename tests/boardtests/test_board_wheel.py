@@ -170,6 +170,9 @@ def test_a_folder_that_cannot_be_copied_for_the_wheel_is_one_line(tmp_path, monk
         (["opencv_python_headless", 'opencv-python-headless; extra == "host"'], "opencv-python-headless"),
         (["pytest", 'pytest>=8; extra == "dev"'], "pytest"),  # the dev extra's too
         (["scipy", "matplotlib", 'matplotlib; extra == "host"', "scipy; extra == 'host'"], "matplotlib, scipy"),
+        # the host extra written without blanks (it was taken as no extra of the host's, and scipy let through)
+        (["scipy", 'scipy; extra=="host"', "onnx", "onnx; extra =='dev'"], "onnx, scipy"),
+        (['scipy; extra=="board"', 'scipy; extra == "host"', 'pytest; python_version < "3.11" and extra=="dev"'], None),
         (['torch>=2; extra=="host"', 'scipy; extra == "board"', 'scipy; extra == "host"'], None),
         (['numpy<2; platform_machine == "aarch64" and extra == "board"', 'numpy; extra == "host"'], None),
         ([], None),  # no Requires-Dist at all

@@ -155,10 +155,10 @@ def check_wheel(wheel: Path) -> None:
     base: set[str] = set()
     host_only = set(HOST_ONLY)
     for req in wheel_requirements(wheel):
-        marker = req.partition(";")[2].replace("extra==", "extra ==")
-        if re.search(r"extra == .(host|dev).", marker):
+        marker = req.partition(";")[2]  # extra == "host", or written without the blanks
+        if re.search(r"""\bextra\s*==\s*["'](host|dev)["']""", marker):
             host_only.add(_name(req))
-        elif "extra ==" not in marker:
+        elif not re.search(r"\bextra\s*==", marker):
             base.add(_name(req))
     wrong = sorted(base & host_only)
     if wrong:
