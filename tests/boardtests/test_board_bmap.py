@@ -55,6 +55,20 @@ def test_the_checksum_type_is_the_map_s_or_its_format_s(tmp_path, version, check
     assert bm.checksum_type == expected
 
 
+@pytest.mark.parametrize(
+    ("version", "attribute", "read"),
+    [("1.3", "sha1", True), ("1.3", "chksum", False), ("1.4", "chksum", True), ("1.4", "sha1", False),
+     ("2.0", "chksum", True), ("2.0", "sha1", False), (None, "sha1", True)],
+)  # fmt: skip
+def test_a_range_s_checksum_is_read_from_its_format_s_attribute(tmp_path, version, attribute, read):
+    """bmap-tools' BmapCopy reads a range's checksum from "sha1" in formats 1.0 to 1.3 and from "chksum" in 1.4
+    (2.0 released under a wrong number) and 2.x; the other name is no checksum there."""
+    digest = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    ranges = f'<Range {attribute}="{digest}"> 0-1 </Range>'
+    bm = parse_bmap(write_bmap(tmp_path / "a.bmap", version=version, checksum_type=None, ranges=ranges))
+    assert bm.ranges == (BmapRange(0, 1, digest if read else None),)
+
+
 def test_what_is_no_block_map_is_refused_by_name(tmp_path):
     def refused(path: Path) -> str:
         with pytest.raises(ImageError) as e:

@@ -63,13 +63,16 @@ def parse_bmap(path: Path) -> Bmap:
         ctype = "sha1" if version.startswith("1.") else "sha256"
     if ctype not in hashlib.algorithms_available:
         raise ImageError(f"block map {path} uses an unknown checksum type {ctype!r}")
+    # bmap-tools' formats 1.0 to 1.3 named a range's SHA-1 "sha1" (1.3 first wrote them); 1.4, a mistaken name
+    # of 2.0, and 2.x name it "chksum", of the ChecksumType
+    attribute = "sha1" if version.strip() in ("1.0", "1.1", "1.2", "1.3") else "chksum"
     ranges = []
     block_map = root.find("BlockMap")
     for el in block_map if block_map is not None else []:
         text = (el.text or "").strip()
         first, _, last = text.partition("-")
         try:
-            ranges.append(BmapRange(int(first), int(last or first), el.get("chksum")))
+            ranges.append(BmapRange(int(first), int(last or first), el.get(attribute)))
         except ValueError:
             raise ImageError(f"block map {path} has a bad range {text!r}") from None
     return Bmap(image_size, block_size, ctype, tuple(ranges))
