@@ -263,14 +263,14 @@ def test_a_hidden_file_named_with_other_digits_is_no_process_s(tmp_path):
     """left_by_dead_process took any str.isdigit() text for a PID, and int() refuses most of those ('²'): a
     user's hidden `.sd.img.².partial` beside the image `board stage` writes stopped it with a ValueError's
     traceback. Such text is no PID; the file stays, and a killed stage's copy still goes."""
-    from dpupose.board.stage import _remove_stale_partials
+    from dpupose.fsio import remove_stale_partials
 
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     dest = tmp_path / "sd.img"
     for name in (".sd.img.²-0123abcd.partial", ".sd.img.٣-0123abcd.partial", f".sd.img.{dead.pid}-0123abcd.partial"):
         (tmp_path / name).write_text("x")
-    _remove_stale_partials(dest)
+    remove_stale_partials(dest)
     assert sorted(os.listdir(tmp_path)) == [".sd.img.²-0123abcd.partial", ".sd.img.٣-0123abcd.partial"]
 
 

@@ -130,6 +130,91 @@ def _remove_stale_old(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+_PARTIAL_ID = r"([1-9][0-9]*)-([0-9a-f]{8})"  # in a copy's name: the PID, 8 random hex digits
+# After `..NAME.`: a copy's copy (_PARTIAL_ID twice), or tempfile's 8 characters (flash's temporary before)
+_INNER_REST = re.compile(rf"{_PARTIAL_ID}\.partial\.(?:{_PARTIAL_ID}|[a-z0-9_]{{8}})")
+_PARTIAL_REST = re.compile(_PARTIAL_ID)
+
+
+def partial_name(dest: str | Path) -> Path:
+    """A new name for a copy of `dest` written beside it before it is renamed into place (`sdcard flash` to a
+    file, `sdcard stage`'s copy): `.NAME.PID-XXXXXXXX.partial` (8 random hex digits), a name no file of a
+    user's plausibly has and that partials recognises exactly. Not made: the caller makes it (or has it made)
+    inside partial_copy, or marks it being written some other way."""
+    dest = Path(dest)
+    while True:
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.partial")
+        if not os.path.lexists(partial):
+            return partial
+
+
+def partials(dest: str | Path) -> list[tuple[Path, Path, list[str]]]:
+    """The copies of `dest` beside it (`.NAME.PID-XXXXXXXX.partial`, see partial_name) and the copies of those
+    (`..NAME.PID-XXXXXXXX.partial.PID-YYYYYYYY.partial`: flash's temporary for a stage's copy, which a stage
+    killed while copying leaves; an earlier version gave it tempfile's 8 characters for PID-YYYYYYYY), each
+    with the copy of `dest` it is or is for and the PIDs in its name, sorted by name. Only names of exactly
+    these forms: a user's hidden `.sd.img.2024.partial` is not one, nor are an earlier version's
+    `.NAME.PID.partial` and `.NAME.partial`, which no one can tell from such a file of a user's."""
+    dest = Path(dest)
+    found = []
+    for prefix, rest in (("", _PARTIAL_REST), (".", _INNER_REST)):
+        start, end = len(prefix) + len(dest.name) + 2, len(".partial")
+        for path in dest.parent.glob(f"{prefix}.{glob.escape(dest.name)}.*-*.partial"):
+            match = rest.fullmatch(path.name[start : len(path.name) - end])
+            if match:
+                copy = dest.with_name(f".{dest.name}.{match[1]}-{match[2]}.partial")
+                found.append((path, copy, [pid for pid in match.groups()[::2] if pid]))  # (PID, digits) pairs
+    return sorted(found)
+
+
+def remove_stale_partials(dest: str | Path) -> None:
+    """Remove the copies of `dest` (see partials) that a killed process (kill -9, the OOM killer, a power cut)
+    left beside it: each is as large as the image, and nothing else would remove it. Only those of a process
+    no longer running go, or of this PID (left_by_dead_process: a container's command has the same PID at
+    every start) but not being written now (partial_copy: another thread's); only regular files, not links,
+    and only those this user may remove (another user's in a shared folder stays, and the write goes on)."""
+    for path, copy, pids in partials(dest):
+        if (
+            all(left_by_dead_process(pid) for pid in pids)
+            and str(path) not in _WRITING
+            and str(copy) not in _WRITING
+            and path.is_file()
+            and not path.is_symlink()
+        ):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # another user's in a shared folder (/tmp): leave it, as no copy of this one
+                log.debug("could not remove stale %s: %s", path, exc)
+
+
+@contextmanager
+def partial_copy(dest: str | Path) -> Iterator[Path]:
+    """A new name for a copy of `dest` (partial_name), this process's for the block: remove_stale_partials
+    leaves it (another thread may be cleaning up beside `dest`), and whatever is at the name when the block
+    ends (the copy, unless it was renamed into place) is removed."""
+    partial = partial_name(dest)
+    try:
+        _WRITING.add(str(partial))
+        yield partial
+    finally:
+        # Ctrl-C or SIGTERM between the check and the removal would leave the copy: held back until it is gone,
+        # and one that came as the holding back began (it raises there) is raised once the copy is gone.
+        try:
+            with signals_deferred():
+                _remove_partial(partial)
+        except BaseException:
+            _remove_partial(partial)
+            raise
+
+
+def _remove_partial(partial: Path) -> None:
+    try:
+        if os.path.lexists(partial):  # unlink of a missing file on a read-only file system fails (EROFS)
+            partial.unlink()
+    finally:
+        _WRITING.discard(str(partial))
+
+
 _TEMP_REST = re.compile(r"([0-9]+)-[a-z0-9_]{8}")  # the PID, tempfile's 8 (its alphabet; remove_dir's hex)
 
 

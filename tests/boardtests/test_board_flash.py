@@ -588,6 +588,59 @@ def test_ctrl_c_as_the_image_file_temporary_is_made_leaves_none(image, tmp_path,
     assert point.n > 3  # signalled inside mkdtemp and mkstemp
 
 
+@pytest.mark.parametrize("writer", ["stream", pytest.param("bmaptool", marks=needs_bmaptool)])
+def test_a_copy_a_flash_killed_mid_write_left_is_removed_by_the_next(image, tmp_path, writer):
+    """A flash to a file killed (kill -9, the OOM killer) while it wrote the image left its temporary
+    (.NAME.XXXXXXXX.partial, tempfile's name, no PID) beside the file: it grows to the image's size, nothing
+    removed it, and its name could not be told from a user's. It is .NAME.PID-XXXXXXXX.partial now, and the
+    next flash to that file removes it (its process is gone); another running flash's and a user's stay."""
+    out = tmp_path / "card.img"
+    out.write_bytes(OLD_CARD)
+    running = tmp_path / ".card.img.1-0123abcd.partial"  # another flash's: PID 1 is always running
+    users = tmp_path / ".card.img.2024.partial"
+    for path in (running, users):
+        path.write_text("kept")
+    child = """
+import os, signal, sys
+from dpupose.board import flash
+
+image, out, writer = sys.argv[1:]
+written = []
+
+def pwrite_all(fd, data, offset):
+    if len(written) == 2:  # two chunks are in the temporary and more are to come: killed mid-copy
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(fd, data, offset)
+    written.append(offset)
+
+def run_tool(argv, **kwargs):
+    done = real(argv, **kwargs)
+    if "copy" in argv:  # bmaptool wrote the image into the temporary, not yet checked nor renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return done
+
+if writer == "stream":
+    real, flash._pwrite_all = flash._pwrite_all, pwrite_all
+else:
+    real, flash.run_tool = flash.run_tool, run_tool
+flash.flash(image, out, use_bmaptool=writer == "bmaptool")
+"""
+    args = [sys.executable, "-c", child, str(image), str(out), writer]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    killed = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    _, stderr = killed.communicate()
+    assert killed.returncode == -signal.SIGKILL, stderr
+    left = [p for p in tmp_path.iterdir() if p.name.endswith(".partial") and p not in (running, users)]
+    assert len(left) == 1 and re.fullmatch(rf"\.card\.img\.{killed.pid}-[0-9a-f]{{8}}\.partial", left[0].name)
+    size = left[0].stat().st_size
+    assert 2 * CHUNK <= size < IMAGE_SIZE if writer == "stream" else size == IMAGE_SIZE
+    assert out.read_bytes() == OLD_CARD  # the earlier file is as it was
+    report = flash(image, out, use_bmaptool=writer == "bmaptool")
+    assert report.method == writer and sha256(out) == sha256(image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, users.name, "card.img", "pynq.img"])
+    assert running.read_text() == users.read_text() == "kept"
+
+
 @pytest.mark.parametrize("target", ["file", "card", "verify"])
 def test_ctrl_c_anywhere_in_flash_or_verify_leaves_no_file_descriptor_open(tmp_path, fake_device, monkeypatch, target):
     """A sweep (signal_sweep) over flash to a file and to a card, and over sdcard verify's read-back: Ctrl-C at

@@ -15,6 +15,7 @@ import zipfile
 import pytest
 
 from boardtests.helpers import FAT_START, OLD_CARD, ROOT_START, debugfs_cat, needs_image_tools, sha256, tool
+from dpupose import fsio
 from dpupose.board import layout
 from dpupose.board import stage as stagemod
 from dpupose.board.partitions import find_pynq_partitions, read_ext, read_mbr
@@ -448,7 +449,9 @@ def test_the_clean_up_of_killed_stages_copies_leaves_a_user_s_hidden_files(tmp_p
     """The clean-up before a stage removed any .NAME.DIGITS.partial beside the image whose DIGITS no running
     process has, so a user's own hidden .out.img.2024.partial went, and a .NAME.partial once unchanged for
     10 minutes (the name earlier versions gave the copy). Only a stage's own name (.NAME.PID-XXXXXXXX.partial,
-    8 random hex digits) is taken now; the earlier versions' forms cannot be told from a user's and stay."""
+    8 random hex digits) is taken now, and flash's temporary for it (that name's own .PID-YYYYYYYY.partial, or
+    tempfile's 8 characters as an earlier flash named it); the earlier versions' forms cannot be told from a
+    user's and stay."""
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     out = tmp_path / "out.img"
@@ -467,6 +470,10 @@ def test_the_clean_up_of_killed_stages_copies_leaves_a_user_s_hidden_files(tmp_p
         f"..out.img.{dead.pid}-0123abcd.partial.k3j4_5m.partial",
         f"..out.img.{dead.pid}-0123abcd.partial.k3j4-5m6.partial",
         f"...out.img.{dead.pid}-0123abcd.partial.k3j4_5m6.partial",
+        f"..out.img.{dead.pid}-0123abcd.partial.{dead.pid}-89abcde.partial",
+        f"..out.img.{dead.pid}-0123abcd.partial.1-89abcdef.partial",  # a running flash's (PID 1) into a copy
+        f"..out.img.1-0123abcd.partial.{dead.pid}-89abcdef.partial",
+        f"..out.img.{dead.pid}-0123abcd.partial.{dead.pid}-89abcdef.partial.partial",
     ]
     for name in theirs:
         (tmp_path / name).write_text("mine")
@@ -476,16 +483,20 @@ def test_the_clean_up_of_killed_stages_copies_leaves_a_user_s_hidden_files(tmp_p
         f".out.img.{os.getpid()}-fedcba98.partial",
         f"..out.img.{dead.pid}-0123abcd.partial.k3j4_5m6.partial",  # flash's temporary: killed while copying
         f"..out.img.{os.getpid()}-fedcba98.partial.00000000.partial",
+        f"..out.img.{dead.pid}-0123abcd.partial.{dead.pid}-89abcdef.partial",  # flash's temporary now
+        f"..out.img.{os.getpid()}-fedcba98.partial.{os.getpid()}-76543210.partial",
     ]
     for name in stale:
         (tmp_path / name).write_text("a killed stage's")
     writing = tmp_path / f".out.img.{os.getpid()}-00000000.partial"  # this process's, being staged now
     copying = tmp_path / f".{writing.name}.abcdefgh.partial"
-    for path in (writing, copying):
+    flashing = tmp_path / f".{writing.name}.{os.getpid()}-11111111.partial"  # being flashed into for it
+    into = tmp_path / f"..out.img.{os.getpid()}-22222222.partial.{os.getpid()}-33333333.partial"  # a flash's
+    for path in (writing, copying, flashing, into):
         path.write_text("being written")
-    monkeypatch.setattr(stagemod, "_STAGING", {str(writing)}, raising=False)
-    stagemod._remove_stale_partials(out)
-    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, writing.name, copying.name])
+    monkeypatch.setattr(fsio, "_WRITING", {str(writing), str(into)})
+    fsio.remove_stale_partials(out)
+    assert sorted(os.listdir(tmp_path)) == sorted([*theirs, writing.name, copying.name, flashing.name, into.name])
     assert all((tmp_path / name).read_text() == "mine" for name in theirs)
 
 
@@ -807,8 +818,11 @@ def test_an_interrupt_while_staging_in_place_says_the_image_may_be_partly_staged
 
 
 def test_an_interrupt_while_staging_into_a_copy_leaves_no_copy(image, overlay, model, wheel, tmp_path, monkeypatch):
+    copies = []
+
     def interrupted(target, *args, **kwargs):
-        assert str(target) in stagemod._STAGING  # the clean-up of another thread's stage leaves it
+        assert str(target) in fsio._WRITING  # the clean-up of another thread's stage leaves it
+        copies.append(str(target))
         raise KeyboardInterrupt  # Ctrl-C or SIGTERM between two of the files written into the copy
 
     monkeypatch.setattr(stagemod, "_write", interrupted)
@@ -816,7 +830,7 @@ def test_an_interrupt_while_staging_into_a_copy_leaves_no_copy(image, overlay, m
     with pytest.raises(KeyboardInterrupt):
         stage(image, overlay, model, out=out, wheel=wheel)
     assert sorted(p.name for p in tmp_path.iterdir() if "out.img" in p.name) == []
-    assert not stagemod._STAGING
+    assert len(copies) == 1 and copies[0] not in fsio._WRITING
 
 
 def test_a_manifest_a_newer_dpupose_staged_is_said_to_be_newer_not_unreadable():

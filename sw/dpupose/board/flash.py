@@ -13,8 +13,8 @@ and partitions and must confirm. The device is opened with O_EXCL (the kernel re
 it mounted), and a BSD lock (flock LOCK_EX) on it is held while it is written and read back: udev
 leaves a locked disk alone, so the new partitions are not probed and automounted (a mounted ext4
 changes under the verification) before the image is checked. A regular-file target is written to a
-temporary file beside it and renamed into place only after verification; the image file itself is
-only ever read.
+temporary file beside it (`.NAME.PID-XXXXXXXX.partial`, which the next flash to it removes if a killed
+flash left it) and renamed into place only after verification; the image file itself is only ever read.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool, sudo_command
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
-from dpupose.fsio import current_umask, signals_deferred
+from dpupose.fsio import current_umask, partial_copy, remove_stale_partials, signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -434,17 +434,18 @@ def _flash_file(
         target = Path(os.path.realpath(target))  # a link to the file: replace the file, keep the link
         mode = stat.S_IMODE(target.stat().st_mode)  # and keep its permissions
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp: Path | None = None
-    try:
-        # Ctrl-C or SIGTERM inside mkstemp, after it made the temporary, would leave it behind (the image's
-        # size, once written to): held back until `tmp` names it for the finally below.
+    # The copy a flash killed mid-write (kill -9, the OOM killer, a power cut) left, as large as the image,
+    # goes first: nothing else would remove it, and the disk may not hold two.
+    remove_stale_partials(target)
+    with partial_copy(target) as tmp:  # .NAME.PID-XXXXXXXX.partial, removed unless renamed into place
+        # Ctrl-C or SIGTERM as os.open made the file, before the descriptor is closed, would leave it open: held
+        # back until it is closed (the file itself goes with partial_copy's block).
         with signals_deferred():
             try:
-                fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             except OSError as exc:  # name the file the user gave, not the temporary one
                 raise type(exc)(exc.errno, exc.strerror, str(given)) from None
             os.close(fd)
-            tmp = Path(tmp_name)
         if bmap_path is not None:
             tmp.unlink()  # bmaptool creates the file itself
         try:
@@ -455,9 +456,6 @@ def _flash_file(
             if exc.filename not in (None, str(tmp)) or exc.errno is None:  # the image's own (a read error)
                 raise
             raise type(exc)(exc.errno, exc.strerror, str(given)) from None
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())  # mkstemp makes 0600
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())  # made 0600 until verified
         os.replace(tmp, target)
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
     return FlashReport(info, given, method, written, verified)

@@ -12,10 +12,8 @@ image's xilinx user), the systemd unit and its multi-user.target.wants link. On 
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from dpupose.board.partitions import PynqLayout, find_pynq_partitions
 from dpupose.board.tools import require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script
 from dpupose.errors import ArtifactError, DpuposeError, ImageError, UsageError
-from dpupose.fsio import left_by_dead_process
+from dpupose.fsio import partial_copy, remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -106,69 +104,23 @@ def stage(
         if dest.is_symlink():  # a link to an image staged before: replace that image, keep the link
             dest = Path(os.path.realpath(dest))
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # A killed stage's or flash's copy goes first: the disk may not hold two.
+        remove_stale_partials(dest)
         # This stage's own: another stage into the same --out at once writes its own copy (the last
         # one to finish is the image), instead of both writing, renaming and removing one file.
-        _remove_stale_partials(dest)
-        partial = _partial_name(dest)
-        _STAGING.add(str(partial))
-        try:
+        with partial_copy(dest) as partial:
             try:
-                flash(info.path, partial, use_bmaptool=False, progress=progress)
-            except OSError as exc:  # name the file the user gave, not the temporary copy
-                if exc.filename != str(partial):
-                    raise
-                raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
-            _write(partial, _prepare(partial, files, tmp), tmp)
-            os.replace(partial, dest)
-        except ImageError as exc:
-            raise ImageError(f"{exc} ({dest} was not written; {info.path} is unchanged)") from None
-        finally:
-            if os.path.lexists(partial):  # unlink of a missing file on a read-only file system fails (EROFS)
-                partial.unlink()
-            _STAGING.discard(str(partial))
+                try:
+                    flash(info.path, partial, use_bmaptool=False, progress=progress)
+                except OSError as exc:  # name the file the user gave, not the temporary copy
+                    if exc.filename != str(partial):
+                        raise
+                    raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
+                _write(partial, _prepare(partial, files, tmp), tmp)
+                os.replace(partial, dest)
+            except ImageError as exc:
+                raise ImageError(f"{exc} ({dest} was not written; {info.path} is unchanged)") from None
         return StageReport(dest, manifest, payload.verdict, **done)
-
-
-_STAGING: set[str] = set()  # the copies this process is writing now (another thread's stage)
-_PARTIAL_REST = re.compile(r"([1-9][0-9]*)-([0-9a-f]{8})")  # after `.NAME.`: the PID, 8 random hex digits
-_COPYING_REST = re.compile(r"([1-9][0-9]*)-([0-9a-f]{8})\.partial\.[a-z0-9_]{8}")  # and flash's 8 (tempfile's)
-
-
-def _partial_name(dest: Path) -> Path:
-    """A new name for the copy staged for `dest`: `.NAME.PID-XXXXXXXX.partial` (8 random hex digits), a name no
-    file of a user's plausibly has and that _partials recognises exactly."""
-    while True:
-        partial = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.partial")
-        if not os.path.lexists(partial):
-            return partial
-
-
-def _partials(dest: Path) -> list[tuple[Path, str, Path]]:
-    """The stages' copies beside `dest` (`.NAME.PID-XXXXXXXX.partial`, see _partial_name) and the temporaries
-    flash copied the image into for them (`..NAME.PID-XXXXXXXX.partial.YYYYYYYY.partial`, tempfile's 8
-    characters: a stage killed while copying leaves this one), each with the PID of the stage that wrote it and
-    the copy it is for, sorted by name. Only names of exactly these forms: a user's hidden
-    `.sd.img.2024.partial` is not one, nor are an earlier version's `.NAME.PID.partial` and `.NAME.partial`,
-    which no one can tell from such a file of a user's (they stay)."""
-    found = []
-    for prefix, rest in (("", _PARTIAL_REST), (".", _COPYING_REST)):
-        start, end = len(prefix) + len(dest.name) + 2, len(".partial")
-        for path in dest.parent.glob(f"{prefix}.{glob.escape(dest.name)}.*-*.partial"):
-            match = rest.fullmatch(path.name[start : len(path.name) - end])
-            if match:
-                found.append((path, match[1], dest.with_name(f".{dest.name}.{match[1]}-{match[2]}.partial")))
-    return sorted(found)
-
-
-def _remove_stale_partials(dest: Path) -> None:
-    """Remove the copies (`.NAME.PID-XXXXXXXX.partial` and flash's temporaries for them, see _partials) that a
-    killed stage left beside `dest`: each is as large as the image, and nothing else would remove it. Only
-    those of a process no longer running go, or of this PID (left_by_dead_process: a container's command has
-    the same PID at every start) but not being written now (another thread's stage); only regular files, not
-    links."""
-    for path, pid, copy in _partials(dest):
-        if left_by_dead_process(pid) and str(copy) not in _STAGING and path.is_file() and not path.is_symlink():
-            path.unlink(missing_ok=True)
 
 
 def _check_destination(dest: Path, info) -> None:
