@@ -23,6 +23,7 @@ from dpupose.fsio import (
     atomic_path,
     check_can_create,
     json_text,
+    moved_aside,
     read_own_json,
     sha256_file,
     write_json,
@@ -193,11 +194,22 @@ def test_a_users_hidden_folder_of_an_old_folder_s_like_name_stays(tmp_path, plan
         (tmp_path / "plan" / "a.onnx").write_text("earlier")
     ours = tmp_path / f".plan.old-{dead.pid}-0a1b2c3d"  # a killed write's
     ours.mkdir()
+    # A file and a link to a folder elsewhere at a killed write's name: no folder atomic_dir moved aside, neither
+    # put in plan's place nor removed (what the link points to included).
+    (tmp_path / f".plan.old-{dead.pid}-0a1b2c3e").write_text("a file")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("elsewhere")
+    (tmp_path / f".plan.old-{dead.pid}-0a1b2c3f").symlink_to(tmp_path / "elsewhere")
+    theirs += [f".plan.old-{dead.pid}-0a1b2c3e", f".plan.old-{dead.pid}-0a1b2c3f", "elsewhere"]
+    assert moved_aside(tmp_path / "plan") == [(ours, str(dead.pid))]
     with pytest.raises(RuntimeError), atomic_dir(tmp_path / "plan") as tmp:
         (tmp / "b.onnx").write_text("half")
         raise RuntimeError("the new write fails")
     assert sorted(os.listdir(tmp_path)) == sorted([*theirs, "plan"])
-    assert all((tmp_path / name / "notes.txt").read_text() == name for name in theirs)
+    assert (tmp_path / f".plan.old-{dead.pid}-0a1b2c3e").read_text() == "a file"
+    assert (tmp_path / f".plan.old-{dead.pid}-0a1b2c3f").is_symlink()
+    assert all((tmp_path / name / "notes.txt").read_text() == name for name in theirs[:-3])
+    assert (tmp_path / "elsewhere" / "notes.txt").read_text() == "elsewhere"
     # With plan there, the killed write's aside folder was an older one: removed. Without, it was put back.
     assert os.listdir(tmp_path / "plan") == (["a.onnx"] if plan_there else [])
     with atomic_dir(tmp_path / "plan") as tmp:
@@ -606,6 +618,11 @@ def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
     with pytest.raises(UsageError), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
         raise UsageError("refused")
     assert os.listdir(tmp_path / "old") == []
+    (tmp_path / "old" / ".dpupose.lock").write_bytes(b"")  # an earlier command's lock file: not this run's to remove
+    with pytest.raises(UsageError), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
+        raise UsageError("refused")
+    assert os.listdir(tmp_path / "old") == [".dpupose.lock"]
+    (tmp_path / "old" / ".dpupose.lock").unlink()
     with pytest.raises(UsageError), lock_output_folder(new, "dpupose bench", "--work"):
         (new / "plan.json").write_text("{}")
         raise UsageError("refused after writing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -412,6 +413,9 @@ def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
         ("firmware: /usr/lib/dpu.xclbin\nfirmware: /usr/lib/dpu.xclbin\n", "dpu",
          r"vart.conf line 2 defines 'firmware' a second time, and VART stops \(abort\)"),
         ("firmware_old: /usr/lib/a.xclbin\n", "dpu", r"has 'firmware_old' but no 'firmware' line, and VART stops"),
+        # a comment line that names a firmware is no line VART skips as unreadable: the file names none
+        ("# firmware: /usr/lib/dpu_b1600.xclbin\n", "dpu_b1600",
+         r"default firmware /usr/lib/dpu.xclbin \(.*vart.conf names none\), not /usr/lib/dpu_b1600.xclbin"),
     ],
 )  # fmt: skip
 def test_vart_conf_is_read_as_vart_reads_it(
@@ -1026,3 +1030,98 @@ def test_a_runner_made_while_another_thread_s_is_made_leaves_vart_s_lock_held(
     assert held.stdout == "held\n"
     first.close()
     others[0].close()
+
+
+def test_vart_conf_naming_the_overlay_s_xclbin_through_a_link_is_that_xclbin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VART opens the file the path names: a link to the xclbin pynq_dpu copies is that xclbin; a copy of it
+    elsewhere (a file of its own) is not."""
+    monkeypatch.delenv("XLNX_VART_FIRMWARE", raising=False)
+    monkeypatch.setattr(vart_runner, "XCLBIN_DIR", tmp_path / "lib")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "dpu.xclbin").write_bytes(b"xclbin")
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "link.xclbin").symlink_to(tmp_path / "lib" / "dpu.xclbin")
+    (tmp_path / "firmware" / "copy.xclbin").write_bytes(b"xclbin")
+    conf = tmp_path / "vart.conf"
+    conf.write_text(f"firmware: {tmp_path}/firmware/link.xclbin\n")
+    vart_runner.check_vart_conf("dpu.xclbin", conf)
+    conf.write_text(f"firmware: {tmp_path}/firmware/copy.xclbin\n")
+    with pytest.raises(DeviceError, match=r"another firmware \('.*/firmware/copy\.xclbin', .*vart\.conf line 1\)"):
+        vart_runner.check_vart_conf("dpu.xclbin", conf)
+
+
+def _rq_xmodel(board, tmp_path: Path) -> Path:
+    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
+    return board.write_fake_xmodel(
+        tmp_path / "rq.xmodel",
+        [
+            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
+             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
+             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
+        ],
+    )  # fmt: skip
+
+
+def _refused_while_another_process_holds(board, tmp_path: Path, xmodel, lock_kind: str = "LOCK_EX") -> None:
+    """Another process holds the lock on DPU_0 (lockf `lock_kind`): a new VartRunner is refused naming it."""
+    if board.STATE["dpu_lock"] is not None:  # this process's VART lets go of DPU_0 (as at the process's end)
+        os.close(board.STATE["dpu_lock"])
+        board.STATE["dpu_lock"] = None
+    lock = tmp_path / "DPU_0"
+    hold = HOLD_LOCK.replace("os.O_WRONLY", "os.O_RDWR").replace("LOCK_EX", lock_kind)
+    other = subprocess.Popen(
+        [sys.executable, "-c", hold, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline() == "locked\n"
+        with pytest.raises(DeviceError, match=rf"^rq\.xmodel:sg: the DPU is in use by process {other.pid} "):
+            vart_runner.VartRunner(xmodel)
+    finally:
+        other.communicate("")
+
+
+def test_a_runner_closed_twice_or_refused_after_vart_made_it_leaves_the_dpu_check_on(board, tmp_path: Path) -> None:
+    """The count of this process's runners (while there are any, the holder is not looked for) goes down once
+    per runner: closed twice it is closed once, and one refused after VART made it (a plan of another tensor
+    count) is closed too. Otherwise the count stays off and a DPU another process holds is never named again:
+    VART waits without a word."""
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    xmodel = vart_runner.Xmodel(_rq_xmodel(board, tmp_path))
+    first, second = vart_runner.VartRunner(xmodel), vart_runner.VartRunner(xmodel)
+    first.close()
+    first.close()
+    second.close()
+    assert vart_runner._live_runners == [0]
+    _refused_while_another_process_holds(board, tmp_path, xmodel)
+    plan = [TensorInfo("p", (1, 2, 3, 4), "int8", 0, "NHWC"), TensorInfo("q", (1, 2, 3, 4), "int8", 0, "NHWC")]
+    with pytest.raises(ModelFileError, match=r"the xmodel has 1 tensors \(x_fix\) where the plan has 2"):
+        vart_runner.VartRunner(xmodel, inputs=plan)
+    assert vart_runner._live_runners == [0]
+    _refused_while_another_process_holds(board, tmp_path, xmodel)
+
+
+def test_a_dpu_another_process_holds_with_a_shared_lock_is_named(board, tmp_path: Path) -> None:
+    """VART's lockf needs the lock alone: a read (shared) lock of another process's stops it as well."""
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    xmodel = vart_runner.Xmodel(_rq_xmodel(board, tmp_path))
+    _refused_while_another_process_holds(board, tmp_path, xmodel, "LOCK_SH")
+
+
+def test_looking_for_the_dpu_s_holder_opens_each_lock_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each look (one per runner asked for) reuses the descriptor kept for the lock file: no descriptor more."""
+    monkeypatch.setattr(vart_runner, "_probe_fds", {})
+    (tmp_path / "DPU_0").write_bytes(b"")
+    (tmp_path / "DPU_1").write_bytes(b"")
+    assert vart_runner.dpu_lock_holder(tmp_path) is None
+    kept = dict(vart_runner._probe_fds)
+    assert len(kept) == 2
+    assert sorted(Path(os.readlink(f"/proc/self/fd/{fd}")).name for fd in kept.values()) == ["DPU_0", "DPU_1"]
+    for _ in range(3):
+        assert vart_runner.dpu_lock_holder(tmp_path) is None
+    assert vart_runner._probe_fds == kept  # the same descriptors: none opened again (and none leaked)
+    for fd in vart_runner._probe_fds.values():
+        os.close(fd)
