@@ -475,3 +475,55 @@ def test_a_jpeg_comment_is_written_after_the_jfif_header_and_changes_no_pixel(tm
     assert marked == plain[:at] + b"\xff\xfe\x00\x0bmade here" + plain[at:]
     assert np.array_equal(read_bgr(tmp_path / "marked.jpg"), read_bgr(tmp_path / "plain.jpg"))
     assert cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_COLOR).shape == (16, 24, 3)
+
+
+def test_every_report_file_of_the_users_and_a_fifo_stop_the_demo(tmp_path):
+    """Each of the report's six files (stages.png the last) of the user's is named; a named pipe at report.md
+    is refused without opening it (reading it would wait for a writer for ever)."""
+    import os
+    import re
+    import threading
+
+    from dpupose.demo import check_out
+
+    for name in ("report.md", "report.html", "demo.json", "fps_rows.png", "fps_configs.png", "stages.png"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / name).write_bytes(b"mine")
+        with pytest.raises(UsageError, match=rf"holds {re.escape(name)}, which the demo did not write"):
+            check_out(folder, num_images=1)
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "report.md")
+    raised: list = []
+
+    def check() -> None:
+        try:
+            check_out(fifo, num_images=1)
+        except UsageError as exc:
+            raised.append(str(exc))
+
+    thread = threading.Thread(target=check, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # opened for reading: a writer lets it go
+        os.close(os.open(fifo / "report.md", os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail("check_out opened the named pipe")
+    assert raised and raised[0].startswith(f"--out {fifo} holds report.md, which the demo did not write")
+
+
+def test_a_file_with_the_comment_but_no_jpeg_start_is_not_a_marked_jpeg(tmp_path):
+    import numpy as np
+
+    from dpupose.runtime.imagefile import has_jpeg_comment, write_jpeg
+
+    write_jpeg(tmp_path / "marked.jpg", np.zeros((8, 8, 3), np.uint8), comment=b"made here")
+    data = (tmp_path / "marked.jpg").read_bytes()
+    assert has_jpeg_comment(tmp_path / "marked.jpg", b"made here")
+    assert not has_jpeg_comment(tmp_path / "marked.jpg", b"made there")
+    (tmp_path / "other").write_bytes(b"GIF" + data[3:])  # the same bytes after a start that is no JPEG's SOI
+    assert not has_jpeg_comment(tmp_path / "other", b"made here")
+    at = 4 + int.from_bytes(data[4:6], "big")
+    (tmp_path / "bare").write_bytes(b"\0\0" + data[at : at + 13])  # the comment at byte 2, where no APP0 is
+    assert not has_jpeg_comment(tmp_path / "bare", b"made here")

@@ -941,3 +941,33 @@ def test_a_qat_run_records_its_epochs_steps_and_last_loss(tmp_path, ckpt, synth_
     assert calls == [(2, 5, [2, 2])]
     assert doc["qat"] == {"epochs": 2, "steps": 3, "final_loss": 0.125}
     assert json.loads((tmp_path / "q" / "summary.json").read_text())["qat"] == doc["qat"]
+
+
+def test_dump_json_lists_the_dumps_files_still_there_and_only_its_own_are_written_over(tmp_path):
+    """write_dump_dir's dump.json lists this dump's files and an earlier dump's still in the folder (a dump of
+    another subgraph beside it), not one removed since: a file of the user's put at that name later is not the
+    dump's to write over. A dump.json of another program lists nothing of the dump's, even with a "files"
+    list, and is named first."""
+    import numpy as np
+
+    from dpupose.quant.compare import check_dump_dir, write_dump_dir
+
+    def record():
+        return json.loads((tmp_path / "dump.json").read_text())
+
+    x = np.zeros((1, 2, 2, 1), np.int8)
+    write_dump_dir(tmp_path, {"a": x, "b/1": x})
+    assert record() == {"generated_by": "dpupose deploy-check --dump", "files": ["a.npy", "b_1.npy"]}
+    write_dump_dir(tmp_path, {"c": x})
+    assert record()["files"] == ["a.npy", "b_1.npy", "c.npy"]
+    (tmp_path / "a.npy").unlink()
+    write_dump_dir(tmp_path, {"c": x})
+    assert record()["files"] == ["b_1.npy", "c.npy"]
+    check_dump_dir(tmp_path, ["a", "b/1", "c"])
+    (tmp_path / "a.npy").write_bytes(b"the board's")
+    with pytest.raises(UsageError, match=r"holds a\.npy, which no earlier --dump wrote"):
+        check_dump_dir(tmp_path, ["a", "c"])
+    (tmp_path / "dump.json").write_text('{"generated_by": "my board script", "files": ["a.npy", "c.npy"]}')
+    with pytest.raises(UsageError) as info:
+        check_dump_dir(tmp_path, ["c", "a"])
+    assert str(info.value).startswith(f"--dump {tmp_path} holds dump.json, a.npy, c.npy, which no earlier --dump")

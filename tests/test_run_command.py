@@ -1823,3 +1823,107 @@ def test_a_keypoints_file_a_killed_run_left_before_its_first_record_is_replaced(
     (out / "keypoints.jsonl").write_text(text)
     assert main(["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(images)]) == 0
     assert len(lines(out / "keypoints.jsonl")) == 4
+
+
+def _argv(plan_dir: Path, out: Path, source: Path, *more: str) -> list[str]:
+    return ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--source", str(source), *more]
+
+
+def test_a_one_byte_keypoints_file_of_a_users_stops_the_run(plan_dir: Path, images: Path, tmp_path: Path, capsys):
+    """Only an empty keypoints.jsonl (a run killed before its first record) is nothing to write over; one byte
+    of the user's is data."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keypoints.jsonl").write_bytes(b"x")
+    assert main(_argv(plan_dir, out, images)) == 2
+    assert f"--out {out} holds keypoints.jsonl, which no finished dpupose run" in capsys.readouterr().err
+    assert (out / "keypoints.jsonl").read_bytes() == b"x"
+
+
+def test_a_video_run_again_into_its_own_folder_replaces_its_video(plan_dir: Path, tmp_path: Path) -> None:
+    """The earlier run's annotated video is what _earlier_annotations removes: not a file of the user's."""
+    out = tmp_path / "out"
+    argv = _argv(plan_dir, out, write_video(tmp_path / "clip.avi", 2), "--annotate", "video")
+    assert main(argv) == 0
+    videos = [n for n in os.listdir(out) if n.startswith("annotated.")]
+    assert len(videos) == 1
+    assert main(argv) == 0
+    assert [n for n in os.listdir(out) if n.startswith("annotated.")] == videos and len(
+        lines(out / "keypoints.jsonl")
+    ) == 2
+
+
+def test_a_link_in_frames_to_a_runs_frame_elsewhere_stops_the_run(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    """A link at a frame's name is the user's, whatever it points to (a marked frame of another run's)."""
+    clip = write_video(tmp_path / "clip.avi", 2)
+    assert main(_argv(plan_dir, tmp_path / "first", clip, "--annotate", "frames")) == 0
+    target = tmp_path / "first" / "frames" / "000001.jpg"
+    kept = target.read_bytes()
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "000001.jpg").symlink_to(target)
+    assert main(_argv(plan_dir, out, clip, "--annotate", "frames")) == 2
+    assert f"--out {out} holds frames/000001.jpg, which" in capsys.readouterr().err
+    assert (out / "frames" / "000001.jpg").is_symlink() and target.read_bytes() == kept
+
+
+def test_five_files_of_the_users_are_four_named_and_1_more(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    out, photos = tmp_path / "out", tmp_path / "photos"
+    (out / "frames").mkdir(parents=True)
+    photos.mkdir()
+    for stem in "abc":
+        cv2.imwrite(str(photos / f"{stem}.png"), np.full((30, 40, 3), 90, np.uint8))
+        (out / "frames" / f"{stem}.jpg").write_bytes(b"my photo")
+    (out / "keypoints.jsonl").write_text("my notes\n")
+    (out / "run.json").write_text('{"trip": "Rome"}')
+    assert main(_argv(plan_dir, out, photos)) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: --out {out} holds keypoints.jsonl, run.json, frames/a.jpg, frames/b.jpg and 1 more, which "
+        "no finished dpupose run wrote there and this run would write over: move them elsewhere (or remove them, "
+        "if they are an unfinished run's), or choose another --out\n"
+    )
+
+
+def test_a_run_stopped_while_removing_the_earlier_runs_frames_keeps_its_run_json(
+    plan_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier finished run's frames (unmarked, as an earlier version wrote them) are removed before its
+    run.json: a run stopped between the two (Ctrl-C) leaves run.json saying which frames were that run's, and
+    the next run removes the rest, instead of refusing them as an unfinished run's unmarked frames."""
+    from dpupose.runtime.imagefile import _comment_at
+    from dpupose.runtime.sinks import FRAME_MARK
+
+    out = tmp_path / "out"
+    argv = _argv(plan_dir, out, write_video(tmp_path / "clip.avi", 3), "--annotate", "frames")
+    assert main(argv) == 0
+    for frame in (out / "frames").iterdir():
+        data = frame.read_bytes()
+        at = _comment_at(data)
+        frame.write_bytes(data[:at] + data[at + 4 + len(FRAME_MARK) :])  # the mark's segment taken out
+    remove = app._remove_earlier_annotations
+
+    def stopped(folder: Path, earlier: list[Path]) -> None:
+        remove(folder, sorted(earlier)[:1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "_remove_earlier_annotations", stopped)
+    assert main(argv) != 0
+    assert sorted(os.listdir(out / "frames")) == ["000001.jpg", "000002.jpg"] and (out / "run.json").is_file()
+    monkeypatch.setattr(app, "_remove_earlier_annotations", remove)
+    assert main(argv) == 0
+    assert sorted(os.listdir(out / "frames")) == ["000000.jpg", "000001.jpg", "000002.jpg"]
+
+
+def test_a_video_of_unknown_length_may_write_any_frame_number(tmp_path: Path) -> None:
+    """A video whose length OpenCV does not give (count 0) can reach any frame number: a photo at 000005.jpg
+    stops the run. Of a video of 3 frames it does not (frames 0 to 2 only)."""
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / "000005.jpg").write_bytes(b"my photo")
+    opts = app.RunOptions(plan=tmp_path, source="clip.avi", out=out, annotate="frames")
+    video = object.__new__(sources.VideoFileSource)
+    video.count = 3
+    app._check_nothing_of_yours_is_replaced(opts, "frames", video, [])
+    video.count = 0
+    with pytest.raises(UsageError, match=r"holds frames/000005\.jpg, which no finished dpupose run"):
+        app._check_nothing_of_yours_is_replaced(opts, "frames", video, [])
