@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ def fresh_board_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setattr(vart_runner, "_overlay", {})
     monkeypatch.setattr(vart_runner, "VART_CONF", tmp_path / "vart.conf")
     monkeypatch.setattr(vart_runner, "VART_LOCK_DIR", tmp_path)
-    monkeypatch.setattr(vart_runner, "_live_runners", [0])
+    monkeypatch.setattr(vart_runner, "_live_runners", weakref.WeakSet())
     import fakeboard
 
     fakeboard.reset()
@@ -1093,12 +1095,25 @@ def test_a_runner_closed_twice_or_refused_after_vart_made_it_leaves_the_dpu_chec
     first.close()
     first.close()
     second.close()
-    assert vart_runner._live_runners == [0]
+    assert len(vart_runner._live_runners) == 0
     _refused_while_another_process_holds(board, tmp_path, xmodel)
     plan = [TensorInfo("p", (1, 2, 3, 4), "int8", 0, "NHWC"), TensorInfo("q", (1, 2, 3, 4), "int8", 0, "NHWC")]
     with pytest.raises(ModelFileError, match=r"the xmodel has 1 tensors \(x_fix\) where the plan has 2"):
         vart_runner.VartRunner(xmodel, inputs=plan)
-    assert vart_runner._live_runners == [0]
+    assert len(vart_runner._live_runners) == 0
+    _refused_while_another_process_holds(board, tmp_path, xmodel)
+
+
+def test_a_runner_dropped_without_close_leaves_the_dpu_check_on(board, tmp_path: Path) -> None:
+    """A VartRunner let go without close() takes VART's runner with it (VART lets its lock go with the last
+    one): it no longer counts as this process's, and a DPU another process holds is named again."""
+    vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
+    xmodel = vart_runner.Xmodel(_rq_xmodel(board, tmp_path))
+    runner = vart_runner.VartRunner(xmodel)
+    assert len(vart_runner._live_runners) == 1
+    del runner
+    gc.collect()
+    assert len(vart_runner._live_runners) == 0
     _refused_while_another_process_holds(board, tmp_path, xmodel)
 
 

@@ -27,6 +27,7 @@ import os
 import re
 import struct
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ _overlay: dict[str, Any] = {}  # bitfile path -> DpuOverlay: a process programs 
 # VART 2.5 holds a lockf lock on /tmp/DPU_<device> (its FileLock) while a process has a DPU runner; another
 # process's runner waits for it, for as long as that process lives.
 VART_LOCK_DIR = Path("/tmp")
-_live_runners = [0]  # VartRunners of this process not closed: while there are any, VART holds that lock
+# VartRunners of this process that hold a VART runner (neither closed nor collected: a dropped one lets VART's runner
+# go with it): while there are any, VART holds that lock
+_live_runners: weakref.WeakSet[VartRunner] = weakref.WeakSet()
 _live_lock = threading.Lock()
 _probe_fds: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) of a lock file -> dpu_lock_holder's descriptor
 
@@ -320,7 +323,7 @@ def check_runnable(subgraph: Any, where: str) -> None:
             "vart --overlay OVERLAY` do)"
         )
     with _live_lock:
-        held = dpu_lock_holder() if _live_runners[0] == 0 else None
+        held = dpu_lock_holder() if len(_live_runners) == 0 else None
     if held is not None:
         path, pid = held
         # F_GETLK gives 0 for a holder in another PID namespace (a container), whose number this one cannot see
@@ -389,8 +392,7 @@ class VartRunner(Runner):
         except Exception as exc:  # what VART raises (its own checks abort: check_runnable comes first)
             raise DeviceError(f"cannot create a VART runner for {where}: {exc}") from None
         with _live_lock:
-            _live_runners[0] += 1
-        self._counted = True
+            _live_runners.add(self)
         try:
             vin, vout = self._runner.get_input_tensors(), self._runner.get_output_tensors()
             self._in_tensors, self._out_tensors = list(vin), list(vout)
@@ -472,6 +474,4 @@ class VartRunner(Runner):
     def close(self) -> None:
         self._runner = None
         with _live_lock:
-            if getattr(self, "_counted", False):
-                self._counted = False
-                _live_runners[0] -= 1
+            _live_runners.discard(self)
