@@ -242,3 +242,21 @@ def test_a_zip_without_metadata_or_with_damaged_metadata_is_said_to_be_no_wheel(
     with pytest.raises(ArtifactError) as e:
         wheelmod.check_wheel(text)
     assert str(e.value) == f"{text} is not a wheel (File is not a zip file)"
+
+
+@pytest.mark.parametrize(("flag_bits", "method", "said"), [(0, 99, "compression method"), (1, 0, "encrypted")])
+def test_a_wheel_whose_metadata_zipfile_cannot_read_is_said_to_be_no_wheel(tmp_path, flag_bits, method, said):
+    # A METADATA of a compression method zipfile does not read (a damaged header's, AES's 99) was a
+    # NotImplementedError's traceback, an encrypted one a RuntimeError's (a password required).
+    wheel = write_wheel(tmp_path / "dpupose-1.0-py3-none-any.whl", ["numpy"])
+    data = bytearray(wheel.read_bytes())
+    for header, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # each entry's local and directory headers
+        at = data.find(header)
+        while at >= 0:
+            data[at + flags_at] |= flag_bits
+            data[at + flags_at + 2 : at + flags_at + 4] = method.to_bytes(2, "little")
+            at = data.find(header, at + 4)
+    wheel.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(wheel)
+    assert str(e.value).startswith(f"{wheel} is not a wheel (") and said in str(e.value)

@@ -131,6 +131,10 @@ def wheel_requirements(wheel: Path) -> list[str]:
             meta = email.parser.Parser().parsestr(zf.read(names[0]).decode())
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # not a zip, or a damaged one
         raise ArtifactError(f"{wheel} is not a wheel ({exc})") from None
+    except NotImplementedError as exc:  # a compression method zipfile does not read (a damaged header's)
+        raise ArtifactError(f"{wheel} is not a wheel ({exc}: its METADATA cannot be read)") from None
+    except RuntimeError as exc:  # an encrypted METADATA ("password required"), which pip does not read either
+        raise ArtifactError(f"{wheel} is not a wheel ({exc})") from None
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{wheel} is not a wheel (its METADATA is not UTF-8: {exc})") from None
     return meta.get_all("Requires-Dist") or []
