@@ -286,6 +286,27 @@ def test_a_hidden_file_named_with_other_digits_is_no_process_s(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [".sd.img.²-0123abcd.partial", ".sd.img.٣-0123abcd.partial"]
 
 
+def test_a_hidden_file_named_with_a_number_too_large_for_a_pid_stays(tmp_path):
+    """A number of more digits than a PID has ('202401011200', a date and time) was handed to os.kill, whose
+    OverflowError's traceback stopped every write beside such a file of a user's: `.model.pt.202401011200-snapshot.tmp`
+    (tempfile's 8 characters: a temporary's form), `.plan.old-202401011200-0a1b2c3d`,
+    `.sd.img.2147483648-0123abcd.partial`. No process has such a PID (Linux's at most 2**22): the files stay, and
+    the writes go on."""
+    from dpupose.fsio import remove_stale_partials
+
+    names = [".model.pt.202401011200-snapshot.tmp", ".sd.img.2147483648-0123abcd.partial"]
+    for name in names:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / ".plan.old-202401011200-0a1b2c3d").mkdir()
+    write_json(tmp_path / "model.pt", {"a": 1})
+    with atomic_dir(tmp_path / "plan") as tmp:
+        (tmp / "a.onnx").write_text("new")
+    remove_stale_partials(tmp_path / "sd.img")
+    expected = [*names, ".plan.old-202401011200-0a1b2c3d", "model.pt", "plan"]
+    assert sorted(os.listdir(tmp_path)) == sorted(expected)
+    assert all((tmp_path / name).read_text() == "mine" for name in names)
+
+
 @pytest.mark.parametrize("kind", ["atomic_dir", "atomic_path"])
 def test_a_temporary_of_this_pid_goes_unless_this_process_is_writing_it(tmp_path, kind):
     # A container's command has the same PID at every start: the temporary a killed one left carries this

@@ -67,12 +67,16 @@ def _fsync_all(paths: Sequence[Path], shown: str | Path) -> None:
             pass
 
 
+PID_MAX = 2**22  # Linux's largest (kernel.pid_max's limit); os.kill takes no number above 2**31 - 1
+
+
 def left_by_dead_process(pid: str) -> bool:
     """Whether a temporary named after process `pid` (decimal text) is stale: that process is not running,
     or is this one (whose own temporaries exist only inside the call that makes them; a dead process can
     have had this PID, as a container's processes get the same small PIDs at every start). Text that is no
-    PID: False, as is a string of other scripts' digits ('²', '٣': str.isdigit's, which int() refuses)."""
-    if not (pid.isascii() and pid.isdigit()):
+    PID: False, as is a string of other scripts' digits ('²', '٣': str.isdigit's, which int() refuses) and a
+    number above any PID (a date and time, '202401011200': os.kill refuses it, OverflowError)."""
+    if not (pid.isascii() and pid.isdigit()) or int(pid) > PID_MAX:
         return False
     if int(pid) == os.getpid():
         return True
