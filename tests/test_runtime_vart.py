@@ -710,15 +710,7 @@ def test_load_overlay_reads_vart_conf_where_vart_conf_says(board, tmp_path: Path
 def test_a_closed_runner_lets_go_of_vart_s_and_runs_no_more(board, tmp_path: Path) -> None:
     """close() drops VART's runner (its DPU context goes with it); a run after it is refused as OnnxRunner's
     is, not an AttributeError of None."""
-    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
-    path = board.write_fake_xmodel(
-        tmp_path / "rq.xmodel",
-        [
-            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
-             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
-             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
-        ],
-    )  # fmt: skip
+    path = _rq_xmodel(board, tmp_path)
     vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
     x = np.full((1, 2, 3, 4), 8, np.int8)
     with vart_runner.VartRunner(vart_runner.Xmodel(path)) as runner:
@@ -852,15 +844,7 @@ def test_what_vart_aborts_on_is_refused_and_a_plan_of_another_count_or_other_sha
     def info(name, shape):
         return TensorInfo(name, shape, "int8", 0, "NHWC")
 
-    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
-    path = board.write_fake_xmodel(
-        tmp_path / "rq.xmodel",
-        [
-            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
-             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
-             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
-        ],
-    )  # fmt: skip
+    path = _rq_xmodel(board, tmp_path)
     xmodel = vart_runner.Xmodel(path)
     with pytest.raises(DeviceError) as e:
         vart_runner.VartRunner(xmodel)
@@ -893,15 +877,7 @@ def test_what_vart_aborts_on_is_refused_and_a_plan_of_another_count_or_other_sha
 
 
 def test_an_output_s_fix_point_other_than_the_plan_s_is_warned(board, tmp_path: Path, caplog) -> None:
-    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
-    path = board.write_fake_xmodel(
-        tmp_path / "rq.xmodel",
-        [
-            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
-             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
-             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
-        ],
-    )  # fmt: skip
+    path = _rq_xmodel(board, tmp_path)
     vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
     plan_in = [TensorInfo("x_fix", (1, 2, 3, 4), "int8", 3, "NHWC")]
     plan_out = [TensorInfo("y_fix", (1, 2, 3, 4), "int8", 2, "NHWC")]
@@ -941,15 +917,7 @@ def test_a_dpu_another_process_holds_is_named_and_this_process_s_hold_kept(board
     holding the DPU, and `dpupose run` over ssh). The runner is refused instead, naming that process; and the
     check, which opens the lock file, is not made while this process holds the lock (closing any descriptor of
     the file would let this process's lock go)."""
-    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
-    path = board.write_fake_xmodel(
-        tmp_path / "rq.xmodel",
-        [
-            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
-             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
-             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
-        ],
-    )  # fmt: skip
+    path = _rq_xmodel(board, tmp_path)
     vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
     xmodel = vart_runner.Xmodel(path)
     lock = tmp_path / "DPU_0"
@@ -984,15 +952,7 @@ def test_a_dpu_another_process_holds_is_named_and_this_process_s_hold_kept(board
 
 def test_a_dpu_held_from_another_container_is_said_so(board, tmp_path: Path, monkeypatch) -> None:
     """F_GETLK reports process 0 for a holder in another PID namespace: no 'process 0' in the refusal."""
-    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
-    path = board.write_fake_xmodel(
-        tmp_path / "rq.xmodel",
-        [
-            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
-             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
-             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
-        ],
-    )  # fmt: skip
+    path = _rq_xmodel(board, tmp_path)
     vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
     monkeypatch.setattr(vart_runner, "dpu_lock_holder", lambda: (tmp_path / "DPU_0", 0))
     with pytest.raises(DeviceError, match=r"^rq.xmodel:sg: the DPU is in use by a process in another container \(it "):
@@ -1005,15 +965,7 @@ def test_a_runner_made_while_another_thread_s_is_made_leaves_vart_s_lock_held(
     """A POSIX lock goes when its process closes any descriptor of the file. A runner asked for while another
     thread's create_runner has taken VART's lock (that runner not yet counted) looks for a holder, and must not
     let this process's lock go in doing so: another process would then drive the DPU at the same time."""
-    requant_model(tmp_path / "rq.onnx", 3, 1, (1, 4, 2, 3))
-    path = board.write_fake_xmodel(
-        tmp_path / "rq.xmodel",
-        [
-            {"name": "sg", "device": "DPU", "fingerprint": PLAN_FP, "onnx": "rq.onnx",
-             "inputs": [{"name": "x_fix", "dims": [1, 2, 3, 4], "fix_point": 3, "onnx_name": "x"}],
-             "outputs": [{"name": "y_fix", "dims": [1, 2, 3, 4], "fix_point": 1, "onnx_name": "y"}]},
-        ],
-    )  # fmt: skip
+    path = _rq_xmodel(board, tmp_path)
     vart_runner.load_overlay(make_overlay(tmp_path / "ov"))
     xmodel = vart_runner.Xmodel(path)
     create = board.Runner.create_runner
