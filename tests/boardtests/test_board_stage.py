@@ -392,7 +392,9 @@ def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, m
     out = tmp_path / "out.img"
     running = tmp_path / ".out.img.1-0123abcd.partial"  # another stage's copy: PID 1 is always running
     running.write_bytes(b"being written")
-    killed = tmp_path / ".out.img.999999999-89abcdef.partial"  # a killed stage's: no such process
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = tmp_path / f".out.img.{dead.pid}-89abcdef.partial"  # a killed stage's: that process is gone
     killed.write_bytes(b"left behind")
     copies = []
     real_flash = stagemod.flash
