@@ -710,7 +710,7 @@ def test_a_dangling_link_of_a_build_s_name_and_many_clashes_are_named(capsys, en
     for name in ("platform", "kernel", "link", "collect", "trd", "dpu.hwh"):
         (out / name).mkdir()
     rc, _, err = build(capsys, env)
-    assert rc == 2 and "holds platform, kernel, link, collect, trd and 2 more, which a build" in err
+    assert rc == 2 and "holds platform, kernel, link, collect and 3 more, which a build" in err
 
 
 def test_a_renamed_file_of_the_board_s_folder_rebuilds_the_platform(capsys, env):

@@ -595,13 +595,13 @@ def test_a_fifo_made_at_a_frame_name_during_a_run_is_refused_not_replaced(tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["000000.jpg", "000001.jpg"]
 
 
-def test_subfolders_are_named_up_to_five_then_counted(tmp_path: Path) -> None:
-    for i in range(5):
+def test_subfolders_are_named_up_to_four_then_counted(tmp_path: Path) -> None:
+    for i in range(4):
         (tmp_path / f"day{i}").mkdir()
-    with pytest.raises(DataError, match=r"pass one of them \(day0, day1, day2, day3, day4\) as --source$"):
+    with pytest.raises(DataError, match=r"pass one of them \(day0, day1, day2, day3\) as --source$"):
         ImageFolderSource(tmp_path)
-    (tmp_path / "day5").mkdir()
-    with pytest.raises(DataError, match=r"pass one of them \(day0, day1, day2, day3, day4 and 1 more\) as --source$"):
+    (tmp_path / "day4").mkdir()
+    with pytest.raises(DataError, match=r"pass one of them \(day0, day1, day2, day3 and 1 more\) as --source$"):
         ImageFolderSource(tmp_path)
 
 

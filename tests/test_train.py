@@ -832,20 +832,23 @@ def test_a_file_without_the_checkpoint_marker_is_refused_and_names_are_counted(t
     with pytest.raises(CheckpointError, match=r"is not a dpupose checkpoint \(no 'dpupose-checkpoint' marker\)"):
         read_checkpoint(bare)
     weights = dict(net.state_dict())
-    removed = list(weights)[-4:]
+    removed = list(weights)[-5:]
     for name in removed:
         del weights[name]
     weights["module.extra"] = weights["extra"] = torch.zeros(1)  # one wrapped name among others: not a wrapper
     with pytest.raises(CheckpointError) as info:
         model_from_state({"model": weights, "model_config": net.config.to_dict()}, "x.pt")
-    shown = ", ".join(repr(k) for k in removed[:3])
-    expected = f"(missing 4: {shown}, ...; unexpected 2: 'module.extra', 'extra'): it holds the weights of another"
+    a, b, c, d, _ = (repr(k) for k in removed)
+    expected = (
+        f"(missing 5: {a}, {b}, {c}, {d} and 1 more; unexpected 2: 'module.extra', 'extra'): it holds the weights "
+        "of another"
+    )
     assert expected in str(info.value)
-    del weights["module.extra"]  # three missing are shown whole, without '...'
-    weights[removed[3]] = net.state_dict()[removed[3]]
+    del weights["module.extra"]  # four missing are shown whole, without 'and N more'
+    weights[removed[4]] = net.state_dict()[removed[4]]
     with pytest.raises(CheckpointError) as info:
         model_from_state({"model": weights, "model_config": net.config.to_dict()}, "x.pt")
-    assert f"(missing 3: {shown}; unexpected 1: 'extra')" in str(info.value)
+    assert f"(missing 4: {a}, {b}, {c}, {d}; unexpected 1: 'extra')" in str(info.value)
 
 
 def test_resume_refuses_another_loss_or_init_and_takes_the_same_init_spelled_otherwise(synth_root, tmp_path,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
-from dpupose.errors import UsageError
+from dpupose.errors import UsageError, shortlist
 from dpupose.fsio import lock_output_folder, signals_deferred, write_json
 
 DEFAULT_MODEL = shipped_model()
@@ -243,7 +243,7 @@ def check_out(out: Path, num_images: int) -> None:
         if os.path.lexists(out / name) and not _written_by_the_demo(out / name, earlier)
     ]
     if theirs:
-        shown = ", ".join(theirs[:4]) + (f" and {len(theirs) - 4} more" if len(theirs) > 4 else "")
+        shown = shortlist(theirs)
         it = "it" if len(theirs) == 1 else "them"
         raise UsageError(
             f"--out {out} holds {shown}, which the demo did not write and would write over: move {it} elsewhere, "

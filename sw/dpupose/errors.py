@@ -7,6 +7,16 @@ import re
 import shlex
 from collections.abc import Sequence
 
+SHOWN = 4  # names a message lists before "and N more"
+
+
+def shortlist(names: Sequence[str], limit: int = SHOWN) -> str:
+    """`names` as a message lists them: the first `limit` joined with ", ", then "and N more" for the rest
+    ("a, b, c, d and 2 more"); "" for none. The messages that name what is in the way (a user's files in an
+    output folder, a folder's subfolders) all say it this way, with the same number shown."""
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
 
 class DpuposeError(Exception):
     """Base class of errors reported to the user without a traceback."""

@@ -776,7 +776,7 @@ def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str,
     """Refuse (UsageError) to replace `out` unless it is missing, empty, or `what` (a folder holding
     `marker`) that holds nothing but `marker` and the files it lists as written (`written`, relative
     paths): replacing a folder deletes everything in it, so a user's own file there must stop the command."""
-    from dpupose.errors import UsageError
+    from dpupose.errors import UsageError, shortlist
 
     if not out.exists():
         return
@@ -790,7 +790,7 @@ def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str,
     ours = {marker} | {Path(w).parts[0] for w in written if w}
     extra = [e for e in entries if e not in ours]
     if extra:
-        shown = ", ".join(extra[:4]) + (f" and {len(extra) - 4} more" if len(extra) > 4 else "")
+        shown = shortlist(extra)
         raise UsageError(
             f"{out} is {what}, but also holds {shown}, which replacing it would delete: move "
             f"{'it' if len(extra) == 1 else 'them'} elsewhere, or choose another {option}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dpupose.errors import ImageError
+from dpupose.errors import ImageError, shortlist
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 XZ_FOOTER_MAGIC = b"YZ"
@@ -82,7 +82,7 @@ def _identify(path: str | Path) -> ImageInfo:
             )
         except OSError:
             found = []
-        inside = f" ({', '.join(found[:5])}{' ...' if len(found) > 5 else ''} here)" if found else ""
+        inside = f" ({shortlist(found)} here)" if found else ""
         raise ImageError(f"image {path} is a folder; give the image file{inside}: a .img, .img.xz or .zip holding one")
     if not path.is_file():
         raise ImageError(
@@ -186,9 +186,7 @@ def _zip_member(path: Path) -> tuple[str, int]:
             images = [i for i in files if i.filename.lower().endswith(".img")]
             chosen = images if images else files
             if len(chosen) != 1:
-                names = ", ".join(i.filename for i in files[:5]) or "nothing"
-                if len(files) > 5:
-                    names += f" and {len(files) - 5} more files"
+                names = shortlist([i.filename for i in files]) or "nothing"
                 hint = (
                     " (a PyTorch checkpoint, not an SD card image)"
                     if any(i.filename.endswith("data.pkl") for i in files)

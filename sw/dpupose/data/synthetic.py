@@ -34,7 +34,7 @@ from dpupose.data.render import (
     random_colour,
     skin_colour,
 )
-from dpupose.errors import DataError
+from dpupose.errors import DataError, shortlist
 from dpupose.fsio import atomic_dir, check_replaceable, refuse_current_folder
 from dpupose.runtime.imagefile import write_jpeg
 
@@ -196,7 +196,7 @@ def _check_only_generated(root: Path) -> None:
             continue
         foreign = sorted(p.name for p in folder.iterdir() if not (p.is_file() and pattern.fullmatch(p.name)))
         if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            shown = shortlist(foreign)
             raise UsageError(
                 f"{root} is a synthetic data root, but {sub}/ also holds {shown}, which replacing it would "
                 f"delete: move {'it' if len(foreign) == 1 else 'them'} elsewhere, or choose another folder"

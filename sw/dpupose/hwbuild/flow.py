@@ -47,7 +47,7 @@ from typing import Any
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
-from dpupose.errors import ArtifactError, UsageError
+from dpupose.errors import ArtifactError, UsageError, shortlist
 from dpupose.fsio import atomic_dir, json_text, moved_aside, sha256_file, signals_deferred, temporaries
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
@@ -649,7 +649,7 @@ def check_build_folder(paths: BuildPaths) -> None:
         return
     clash = [n for n in BUILD_ENTRIES if (root / n).exists() or (root / n).is_symlink()]
     if clash:
-        shown = ", ".join(clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
+        shown = shortlist(clash)
         raise UsageError(
             f"{root} is not a dpupose hardware build folder (it has no gen/params.tcl from an earlier build), "
             f"but holds {shown}, which a build would replace or delete: move "
@@ -732,7 +732,7 @@ def _check_previous(paths: BuildPaths) -> None:
     except OSError as exc:
         raise UsageError(f"{prev} cannot be read ({exc.strerror}), and a rebuild replaces it: fix or move it") from None
     if others:
-        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        shown = shortlist(others)
         raise UsageError(
             f"{prev} holds {shown}, which no build put there, and a rebuild replaces previous/ whole: move "
             f"{'it' if len(others) == 1 else 'them'} elsewhere"

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from dpupose import __version__
-from dpupose.errors import CheckpointError
+from dpupose.errors import CheckpointError, shortlist
 from dpupose.fsio import atomic_path
 from dpupose.model.pose import ModelConfig, PoseNet
 
@@ -143,8 +143,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _names(keys: list[str]) -> str:
-    shown = ", ".join(repr(k) for k in keys[:3])
-    return f"{len(keys)}: {shown}{', ...' if len(keys) > 3 else ''}"
+    return f"{len(keys)}: {shortlist([repr(k) for k in keys])}"
 
 
 def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseNet:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import DataError, ModelFileError, UsageError
+from dpupose.errors import DataError, ModelFileError, UsageError, shortlist
 from dpupose.fsio import json_text, read_own_json, write_set
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
@@ -68,7 +68,7 @@ def check_dump_dir(folder: Path, tensors: Iterable[str]) -> None:
                 taken.append(name)
     if taken:
         taken = taken[:1] + sorted(taken[1:]) if taken[0] == DUMP_RECORD else sorted(taken)  # as `ls` lists them
-        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        shown = shortlist(taken)
         it = "it" if len(taken) == 1 else "them"
         raise UsageError(
             f"--dump {folder} holds {shown}, which no earlier --dump wrote there (its {DUMP_RECORD} lists those) and "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dpupose.errors import DpuposeError, Terminated, UsageError
+from dpupose.errors import DpuposeError, Terminated, UsageError, shortlist
 from dpupose.fsio import lock_output_folder, special_kind, sync_file, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
@@ -164,7 +164,7 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
                 continue  # a run's frame (its keypoints.jsonl gone, say), no photo of the user's
             taken.append(f"frames/{entry}")
     if taken:
-        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        shown = shortlist(taken)
         it, they = ("it", "it is") if len(taken) == 1 else ("them", "they are")
         raise UsageError(
             f"--out {out} holds {shown}, which no finished dpupose run wrote there and this run would write over: "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import ModelFileError
+from dpupose.errors import ModelFileError, shortlist
 from dpupose.runtime import dpu_ops
 from dpupose.runtime.onnx_lite import Graph, Node, load_model
 
@@ -214,7 +214,7 @@ class _Parser:
             outputs.append(Boundary(vi.name, src, fp, vi.shape))
         stray = [n for n in g.nodes if id(n) not in self.used]
         if stray:
-            names = ", ".join(f"{n.op_type} {n.name or n.outputs[0]!r}" for n in stray[:5])
+            names = shortlist([f"{n.op_type} {n.name or n.outputs[0]!r}" for n in stray])
             raise ModelFileError(f"nodes outside the DPU's Q/DQ patterns: {names}")
         return Program(inputs, outputs, steps, dict(self.fix))
 

@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dpupose.errors import DataError, DeviceError, UsageError
+from dpupose.errors import DataError, DeviceError, UsageError, shortlist
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.imagefile import opencv_path, read_bgr
 
@@ -118,7 +118,7 @@ class ImageFolderSource(FrameSource):
         else:
             raise UsageError(f"image source {self.path} {_not_a_file(self.path)}")
         # Subfolders are not read (their images would need names of their own in frames/): said, not passed over.
-        names = ", ".join(subfolders[:5]) + (f" and {len(subfolders) - 5} more" if len(subfolders) > 5 else "")
+        names = shortlist(subfolders)
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in self.files):
             if subfolders:
                 raise DataError(

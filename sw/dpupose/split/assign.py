@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.ops import HARD_ACTIVATION_OPS, NOT_FUSED, activation_support, dpu_support, engine_of
-from dpupose.errors import ModelFileError
+from dpupose.errors import ModelFileError, shortlist
 from dpupose.split.graph import QdqGraph, Unit
 
 DPU = "dpu"
@@ -154,8 +154,7 @@ def _summary(g: QdqGraph, a: Assignment, units: list[int]) -> str:
         if all(op in reason for op in ops):
             parts.append(reason)
         else:
-            more = f" and {len(ops) - MAX_REASONS} more" if len(ops) > MAX_REASONS else ""
-            parts.append(f"{', '.join(ops[:MAX_REASONS])}{more}: {reason}")
+            parts.append(f"{shortlist(ops, MAX_REASONS)}: {reason}")
     text = "; ".join(parts[:MAX_REASONS])
     if len(parts) > MAX_REASONS:
         text += f"; {len(parts) - MAX_REASONS} other reason(s)"
