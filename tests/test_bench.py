@@ -373,7 +373,7 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert main(["bench", "--checkpoint", "missing.pt", "--work", "runs/work"]) == 2
     assert "no model to benchmark" in capsys.readouterr().err
     assert demo.main(["--model", "missing.pt", "--out", "runs/demo"]) == 2
-    assert capsys.readouterr().err.endswith("demo: error: --model missing.pt not found\n")  # as export says it
+    assert capsys.readouterr().err.endswith("dpupose: error: --model missing.pt not found\n")  # as export says it
     assert os.listdir(tmp_path) == []  # nor runs/, which they made
     (tmp_path / "demo").mkdir()  # a folder that was there stays, without the lock file the demo made
     assert demo.main(["--model", "missing.pt", "--out", "demo"]) == 2
@@ -392,7 +392,7 @@ def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cac
     want = "is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)\n"
     assert capsys.readouterr().err == f"dpupose: error: --checkpoint runs/x {want}"
     assert demo.main(["--model", "runs/x", "--out", "demo"]) == 2
-    assert capsys.readouterr().err.endswith(f"demo: error: --model runs/x {want}")
+    assert capsys.readouterr().err.endswith(f"dpupose: error: --model runs/x {want}")
     # A folder holding a checkpoint names it (the same wording as every command reading a checkpoint): a run's
     # best.pt before its last.pt, a model card's model.pt, a run stopped before its first validation's last.pt.
     for files, named in ((("last.pt", "best.pt"), "best.pt"), (("model.pt",), "model.pt"), (("last.pt",), "last.pt")):
@@ -405,7 +405,7 @@ def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cac
         assert main(["bench", "--checkpoint", folder, "--work", "work"]) == 2
         assert capsys.readouterr().err == f"dpupose: error: --checkpoint {folder} {want}"
         assert demo.main(["--model", folder, "--out", "demo"]) == 2
-        assert capsys.readouterr().err.endswith(f"demo: error: --model {folder} {want}")
+        assert capsys.readouterr().err.endswith(f"dpupose: error: --model {folder} {want}")
         with pytest.raises(CheckpointError, match=rf"^checkpoint {folder} {re.escape(want.strip())}$"):
             check_checkpoint_path(folder)
     assert main(["bench", "--checkpoint", "model_qdq.onnx", "--work", "work"]) == 2

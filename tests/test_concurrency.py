@@ -213,7 +213,7 @@ def test_a_second_demo_into_one_folder_is_refused_naming_the_first(tmp_path):
     assert "the first demo stops here" in a_err
     assert procs[1].returncode == 2, b_err
     assert b_err.strip() == (
-        f"demo: error: --out {out} is in use by another `python -m dpupose.demo` (process {procs[0].pid}): "
+        f"dpupose: error: --out {out} is in use by another `python -m dpupose.demo` (process {procs[0].pid}): "
         "wait for it to end, or choose another --out"
     )
     # Nothing of the second's; and the first, refused before it wrote anything, took away the folder it made.

@@ -123,15 +123,16 @@ def test_an_output_folder_the_file_system_refuses_is_one_line(capsys, small_fs):
 
     assert main(["--out", "/proc/dpupose-demo"]) == 2  # /proc takes no folder, whoever asks
     err = capsys.readouterr().err
-    assert err.startswith("demo: error: cannot use /proc/dpupose-demo: ") and err.count("\n") == 1
+    assert err.startswith("dpupose: error: cannot use /proc/dpupose-demo: ") and err.count("\n") == 1
     read_only = small_fs(64, read_only=True)
     assert main(["--out", str(read_only / "demo")]) == 2
     assert capsys.readouterr().err == (
-        f"demo: error: {read_only / 'demo'} is on a read-only file system: write elsewhere, or remount it read-write\n"
+        f"dpupose: error: {read_only / 'demo'} is on a read-only file system: write elsewhere, or remount it "
+        "read-write\n"
     )
 
 
-@pytest.mark.parametrize(("signum", "rc", "said"), [(2, 130, "demo: interrupted"), (15, 143, "demo: terminated")])
+@pytest.mark.parametrize(("signum", "rc", "said"), [(2, 130, "dpupose: interrupted"), (15, 143, "dpupose: terminated")])
 def test_the_demo_stops_on_ctrl_c_or_sigterm_with_one_line(monkeypatch, capsys, tmp_path, signum, rc, said):
     import os
     import signal
@@ -434,7 +435,7 @@ def test_a_users_files_at_the_demo_s_names_stop_it_before_any_work(monkeypatch, 
     (out / "report.html").symlink_to(tmp_path / "thesis.html")
     assert demo.main(["--out", str(out)]) == 2
     assert capsys.readouterr().err == (
-        f"demo: error: --out {out} holds report.md, report.html, demo.json, fps_rows.png and 1 more, which the demo "
+        f"dpupose: error: --out {out} holds report.md, report.html, demo.json, fps_rows.png and 1 more, which the demo "
         "did not write and would write over: move them elsewhere, or choose another --out\n"
     )
     assert {n: (out / n).read_bytes() for n in mine} == mine
@@ -527,3 +528,25 @@ def test_a_file_with_the_comment_but_no_jpeg_start_is_not_a_marked_jpeg(tmp_path
     at = 4 + int.from_bytes(data[4:6], "big")
     (tmp_path / "bare").write_bytes(b"\0\0" + data[at : at + 13])  # the comment at byte 2, where no APP0 is
     assert not has_jpeg_comment(tmp_path / "bare", b"made here")
+
+
+def test_make_demo_s_errors_are_dpupose_s(tmp_path):
+    """`make demo` runs `python -m dpupose.demo`, whose errors said `demo: error: ...` where every command of
+    dpupose says `dpupose: error: ...`; a script or a reader looking for dpupose's errors missed them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sw = str(Path(__file__).resolve().parents[1] / "sw")
+    env = {**os.environ, "PYTHONPATH": sw + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-m", "dpupose.demo", "--model", "nope.pt", "--out", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", "dpupose: error: --model nope.pt not found\n")
+    assert os.listdir(tmp_path) == []

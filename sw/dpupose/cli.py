@@ -129,11 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _flush_or_drop(sys.stdout)
 
 
-def stopped(exc: KeyboardInterrupt, prog: str = "dpupose") -> int:
+def stopped(exc: KeyboardInterrupt) -> int:
     """Say how a command was stopped, on its one line, and return its exit status: 143 for SIGTERM
     (Terminated), 130 for Ctrl-C."""
     terminated = isinstance(exc, Terminated)
-    print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    print(f"dpupose: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
     return 143 if terminated else 130
 
 

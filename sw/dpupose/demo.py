@@ -56,21 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import _raise_on_sigterm, os_error_line, quiet_libraries, stopped
+    from dpupose.cli import _raise_on_sigterm, one_line, os_error_line, quiet_libraries, stopped
     from dpupose.errors import DpuposeError
 
     quiet_libraries()
     previous = _raise_on_sigterm()  # SIGTERM unwinds as Ctrl-C does: temporaries removed, the lock released
+    # Its errors and stops are said as every dpupose command's are (cli._main), `dpupose: error: ...`
     try:
         run(args)
     except DpuposeError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
+        print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a full disk, a read-only folder: one line, as from `dpupose`
-        print(f"demo: error: {os_error_line(exc)}", file=sys.stderr)
+    except OSError as exc:  # a full disk, a read-only folder
+        print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
-        return stopped(exc, "demo")
+        return stopped(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
