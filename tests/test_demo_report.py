@@ -550,3 +550,31 @@ def test_make_demo_s_errors_are_dpupose_s(tmp_path):
     )
     assert (done.returncode, done.stdout, done.stderr) == (2, "", "dpupose: error: --model nope.pt not found\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_demo_without_the_host_packages_says_what_to_install(tmp_path):
+    """An install without the host extra (the board's packages: no torch, no onnx) ended the demo with a
+    ModuleNotFoundError traceback where every dpupose command says on one line what to install."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sw = str(Path(__file__).resolve().parents[1] / "sw")
+    env = {**os.environ, "PYTHONPATH": sw + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = "import sys; sys.modules.update(torch=None, onnx=None); from dpupose.demo import main; sys.exit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--out", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("dpupose: error: the demo needs "), done.stderr
+    assert "(module torch)" in done.stderr or "(module onnx)" in done.stderr
+    fix = "install dpupose with its host extra: pip install 'dpupose[host]'"
+    assert done.stderr.endswith(f", which is not installed: {fix}\n")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert os.listdir(tmp_path) == []  # no --out folder, no lock left

@@ -304,11 +304,13 @@ def _raise_on_sigterm():
 
 
 def missing_module_line(command: str, module: str) -> str:
-    """'dpupose train needs PyTorch (module torch), which is not installed: ...' with what to install."""
+    """'dpupose train needs PyTorch (module torch), which is not installed: ...' with what to install
+    (`command` is what needs it: a subcommand's name, or a whole phrase such as 'the demo')."""
     fix = "install dpupose with its host extra: pip install 'dpupose[host]'"
     if module == "cv2":
         fix = f"pip install opencv-python-headless, or {fix}"
-    return f"dpupose {command} needs {HOST_MODULES[module]} (module {module}), which is not installed: {fix}"
+    who = command if " " in command else f"dpupose {command}"
+    return f"{who} needs {HOST_MODULES[module]} (module {module}), which is not installed: {fix}"
 
 
 def os_error_line(exc: OSError) -> str:

@@ -56,7 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import _raise_on_sigterm, one_line, os_error_line, quiet_libraries, stopped
+    from dpupose.cli import (
+        HOST_MODULES,
+        _raise_on_sigterm,
+        missing_module_line,
+        one_line,
+        os_error_line,
+        quiet_libraries,
+        stopped,
+    )
     from dpupose.errors import DpuposeError
 
     quiet_libraries()
@@ -66,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except DpuposeError as exc:
         print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an install without the host extra (the board's packages)
+        if exc.name not in HOST_MODULES:
+            raise  # not a host package: a broken installation, shown as it is
+        print(f"dpupose: error: {missing_module_line('the demo', exc.name)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only folder
         print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
