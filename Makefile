@@ -69,7 +69,7 @@ test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 PY310 ?=
 BOARD_VENV := .venv-board
 BOARD_STAMP := $(BOARD_VENV)/.installed
-FIND_PY310 = for p in $(or $(PY310),python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10); do \
+FIND_PY310 = for p in $(if $(PY310),$(call q,PY310),python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
 	done
 # Whether pip's index answers: without it the venv cannot be built (pip would only report a resolver conflict).
@@ -77,19 +77,19 @@ INDEX_PROBE = import os, urllib.request as u; \
 	u.urlopen((os.environ.get('PIP_INDEX_URL') or 'https://pypi.org/simple').rstrip('/') + '/pip/', timeout=10)
 
 $(BOARD_STAMP): pyproject.toml constraints-board.txt
-	@test -n "$(PY310)" || { echo "make $@: give PY310=<a Python 3.10>, or run make test-board-py" >&2; exit 2; }
+	@test -n $(call q,PY310) || { echo "make $@: give PY310=<a Python 3.10>, or run make test-board-py" >&2; exit 2; }
 	@if [ -e $(call q,BOARD_VENV) ] && [ ! -f $(call q,BOARD_VENV)/pyvenv.cfg ] && [ -n "$$(ls -A $(call q,BOARD_VENV) 2>&1)" ]; then \
 		echo "make $@: BOARD_VENV=$(BOARD_VENV) exists and is no virtual environment (it has no pyvenv.cfg), which this would remove and make again: give another BOARD_VENV" >&2; exit 2; \
 	fi
 	[ ! -f $(call q,BOARD_VENV)/pyvenv.cfg ] || rm -rf -- $(call q,BOARD_VENV)
-	"$(PY310)" -m venv $(BOARD_VENV)
+	$(call q,PY310) -m venv $(BOARD_VENV)
 	$(BOARD_VENV)/bin/pip install -q --upgrade pip
 	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark
 	touch $@
 
 test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (PY310=path; skipped without 3.10)
 	@py=$$($(FIND_PY310)); if [ -z "$$py" ]; then $(if $(PY310), \
-		echo "make test-board-py: PY310=$(PY310) is not a Python 3.10" >&2; exit 2;, \
+		echo 'make test-board-py: PY310='$(call q,PY310)' is not a Python 3.10' >&2; exit 2;, \
 		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
 	fi; \
 	if ! $(MAKE) -q --no-print-directory $(BOARD_STAMP) PY310="$$py" && ! "$$py" -c $(call q,INDEX_PROBE) >/dev/null 2>&1; then \

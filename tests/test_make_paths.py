@@ -117,3 +117,24 @@ def test_quotes_backticks_and_commas_in_a_path_stay_the_path_s(tmp_path):
     assert calls[0][:5] == ["dpu", "compare", "--board", "a'b", "--model"]
     assert calls[0][6:8] == ["--plot", "build/compare/a'b.png"]
     assert (tmp_path / "build" / "compare" / "a'b-sweep.json").exists()
+
+
+def test_test_board_py_takes_a_python_path_with_blanks_and_quotes(tmp_path):
+    # PY310 was read unquoted (`for p in $(PY310)`): a Python 3.10 under a folder with a blank was taken as two
+    # words, and the target said PY310 "is not a Python 3.10". A stand-in 3.10 whose package index cannot be
+    # reached: the target finds it and says it skipped, exit 0.
+    folder = tmp_path / 'my "py" it\'s'
+    folder.mkdir()
+    python = folder / "python3.10"
+    python.write_text('#!/bin/sh\ncase "$2" in *version_info*) exit 0 ;; esac\nexit 1\n')
+    python.chmod(0o755)
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "test-board-py", f"PY310={python}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped: .venv-board needs building and the package index" in proc.stdout
+    assert not (tmp_path / ".venv-board").exists()
