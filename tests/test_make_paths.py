@@ -138,3 +138,24 @@ def test_test_board_py_takes_a_python_path_with_blanks_and_quotes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "skipped: .venv-board needs building and the package index" in proc.stdout
     assert not (tmp_path / ".venv-board").exists()
+
+
+@pytest.mark.parametrize("venv", ["my venv", ""])
+def test_setup_refuses_a_venv_of_a_blank_or_nothing_before_making_one(tmp_path, venv):
+    # `python -m venv $(VENV)` made a venv of each word (one of them in the checkout) and named the stamp after
+    # the last; an empty VENV made BIN /bin. A stand-in Python records what it is asked to do.
+    calls = tmp_path / "calls"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho 3.12\n')
+    python.chmod(0o755)
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "setup", f"VENV={venv}", f"PYTHON={python}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert f"VENV={venv} BOARD_VENV=.venv-board: each must name one folder, by a path without blanks" in proc.stderr
+    assert not calls.exists() or "venv" not in calls.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["python"]
