@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from boardtests.helpers import DATA, FINGERPRINT, MISSING, build_image, run
+from boardtests.helpers import DATA, FINGERPRINT, MISSING, build_image, run, xmodel_bytes
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def model(tmp_path: Path) -> Path:
         "subgraphs": subgraphs,
     }  # fmt: skip
     (folder / "plan.json").write_text(json.dumps(plan))  # a plan as `dpupose run` reads it (no file sha256s)
-    (folder / "dpu_part.xmodel").write_bytes(os.urandom(150_000))
+    (folder / "dpu_part.xmodel").write_bytes(xmodel_bytes("tiny", 150_000))  # one XIR would read
     (folder / "dpu0.onnx").write_bytes(os.urandom(20_000))
     (folder / "cpu" / "head part.onnx").write_bytes(os.urandom(50_000))  # a space in the name
     return folder

@@ -40,6 +40,18 @@ needs_image_tools = pytest.mark.skipif(
 )
 
 
+def xmodel_bytes(name: str, size: int = 0) -> bytes:
+    """An .xmodel XIR's protobuf parse takes (serial_v2.Graph with only its graph_name, field 1, a string), of
+    `size` bytes where given: what stage and deploy check of a plan's compiled .xmodel is that it parses."""
+    text = name.encode()
+    if size:
+        text = text.ljust(size - 4, b"x")  # a tag byte and a 3-byte length below 2**21
+    length, n = b"", len(text)
+    while n >= 0x80:
+        length, n = length + bytes([n & 0x7F | 0x80]), n >> 7
+    return b"\x0a" + length + bytes([n]) + text
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

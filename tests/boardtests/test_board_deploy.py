@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from boardtests.helpers import FINGERPRINT
+from boardtests.helpers import FINGERPRINT, xmodel_bytes
 from dpupose.board import deploy as deploymod
 from dpupose.board.artifacts import compare_fingerprints
 from dpupose.board.deploy import Remote, deploy, install_argv, move_into_place_argv, rsync_argv, scp_argvs
@@ -490,14 +490,14 @@ def test_a_copy_cut_short_leaves_the_deployed_model_as_it_was(overlay, model, wh
     assert first["model/dpu0.onnx"] == (model / "dpu0.onnx").read_bytes()
 
     (model / "dpu0.onnx").write_bytes(b"a new subgraph")
-    (model / "dpu_part.xmodel").write_bytes(b"a new xmodel")
+    (model / "dpu_part.xmodel").write_bytes(xmodel_bytes("a new xmodel"))
     with pytest.raises(ToolFailed, match="exit 12"):
         deploy("pynq", overlay, model, wheel=wheel, runner=LocalBoard(board, drop=True), echo=print, use_rsync=True)
     assert board_tree(deployed / "model") == {k[6:]: v for k, v in first.items() if k.startswith("model/")}
 
     deploy("pynq", overlay, model, wheel=wheel, runner=LocalBoard(board), echo=lambda _: None, use_rsync=True)
     now = board_tree(deployed)
-    assert now["model/dpu0.onnx"] == b"a new subgraph" and now["model/dpu_part.xmodel"] == b"a new xmodel"
+    assert now["model/dpu0.onnx"] == b"a new subgraph" and now["model/dpu_part.xmodel"] == xmodel_bytes("a new xmodel")
     assert sorted(p.name for p in deployed.iterdir()) == sorted(
         ["SHA256SUMS", "board_setup.sh", "manifest.json", "model", "overlay", "wheels"]
     )  # nothing left of the copy and the old folders
@@ -569,6 +569,17 @@ def test_a_plan_with_a_file_from_another_split_is_refused_before_anything_is_cop
     with pytest.raises(ArtifactError, match=r"dpu0.onnx is not the file subgraph 'dpu0' was split into"):
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
     assert runner.calls == []  # the working deployment on the board is left as it was
+
+
+def test_a_compiled_xmodel_cut_short_is_refused_before_anything_is_copied(overlay, model, wheel):
+    # The plan records no sha256 of its .xmodel; `dpupose run --backend vart` on the board refuses one XIR cannot
+    # parse, after the working deployment there was replaced.
+    xmodel = model / "dpu_part.xmodel"
+    xmodel.write_bytes(xmodel.read_bytes()[:1000])
+    runner = RecordingRunner(files=board_files())
+    with pytest.raises(ArtifactError, match=r"dpu_part\.xmodel is not an xmodel XIR can read .*--backend vart"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert runner.calls == []
 
 
 def test_an_ipv6_zone_is_one_percent_sign(overlay, model):

@@ -14,7 +14,16 @@ import zipfile
 
 import pytest
 
-from boardtests.helpers import FAT_START, OLD_CARD, ROOT_START, debugfs_cat, needs_image_tools, sha256, tool
+from boardtests.helpers import (
+    FAT_START,
+    OLD_CARD,
+    ROOT_START,
+    debugfs_cat,
+    needs_image_tools,
+    sha256,
+    tool,
+    xmodel_bytes,
+)
 from dpupose import fsio
 from dpupose.board import layout
 from dpupose.board import stage as stagemod
@@ -255,14 +264,14 @@ def test_in_place_restage_replaces_and_prunes(image, overlay, model, wheel):
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/dpu_part.xmodel") is not None
     # A new model with another xmodel (its plan says so) and a changed overlay.
     (model / "dpu_part.xmodel").unlink()
-    (model / "other.xmodel").write_bytes(b"new model")
+    (model / "other.xmodel").write_bytes(xmodel_bytes("new model"))
     plan = json.loads((model / "plan.json").read_text())
     plan["subgraphs"][0]["xmodel"] = "other.xmodel"
     (model / "plan.json").write_text(json.dumps(plan))
     (overlay / "dpu.bit").write_bytes(b"new bitstream" * 1000)
     stage(image, overlay, model, in_place=True, wheel=wheel)
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/dpu_part.xmodel") is None
-    assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/other.xmodel") == b"new model"
+    assert debugfs_cat(image, ROOT_START, f"{ROOT}/model/other.xmodel") == xmodel_bytes("new model")
     assert debugfs_cat(image, ROOT_START, f"{ROOT}/overlay/dpu.bit") == b"new bitstream" * 1000
     listing = list_staged(image)
     assert {c.status for c in listing.checks} == {"ok"}
@@ -318,6 +327,34 @@ def test_a_plan_without_a_compiled_xmodel_is_staged_to_run_on_the_cpu(image, ove
     assert "no compiled .xmodel for DPU subgraph dpu0" in report.backend_note
     readme = boot_file(tmp_path / "out.img", "README.txt").decode()
     assert report.run_command in readme and report.backend_note in readme
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda data: data[: len(data) // 2],
+            r"is not an xmodel XIR can read \(as its protobuf: field 1's 149996 bytes running past the end",
+        ),
+        (lambda data: b"", r"xmodel .*dpu_part\.xmodel is empty"),
+        (lambda data: b'{"version": 1}', r"is not an xmodel XIR can read"),
+    ],
+    ids=["cut short", "empty", "a plan.json under its name"],
+)
+def test_a_compiled_xmodel_xir_cannot_read_is_refused_before_anything_is_written(
+    image, overlay, model, wheel, tmp_path, damage, message
+):
+    # The card's README.txt gives the vart command for a plan that records its .xmodel, and `dpupose run --backend
+    # vart` there refuses one XIR cannot parse: staged as it was, the card only failed on the board.
+    before = fingerprint_of(image)
+    xmodel = model / "dpu_part.xmodel"
+    xmodel.write_bytes(damage(xmodel.read_bytes()))
+    with pytest.raises(ArtifactError, match=message + r".*could not run this plan with --backend vart"):
+        stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
+    with pytest.raises(ArtifactError, match=message):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert not (tmp_path / "out.img").exists()
+    assert fingerprint_of(image) == before
 
 
 def test_folders_are_checked_before_the_wheel_is_built(image, overlay, model, tmp_path, monkeypatch):
