@@ -1256,6 +1256,33 @@ def test_a_frames_link_of_an_earlier_run_keeps_the_folder_it_points_to(
     assert (out / "frames").is_symlink()
 
 
+def test_an_earlier_runs_keypoints_kept_under_another_name_outlive_the_next_run(
+    plan_dir: Path, images: Path, tmp_path: Path
+) -> None:
+    """An earlier run's keypoints.jsonl kept by a hard link elsewhere (`ln OUT/keypoints.jsonl kept.jsonl`, a
+    `cp -al` snapshot): the next run into --out emptied the file in place, and the kept name with it. The new
+    run writes a new file; through a symbolic link, the file it points to is replaced, the link kept."""
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "none"]
+    assert main([*common, "--source", str(images)]) == 0
+    kept = tmp_path / "kept.jsonl"
+    os.link(out / "keypoints.jsonl", kept)
+    before = kept.read_bytes()
+    assert len(before.splitlines()) == 4
+    assert main([*common, "--source", str(images / "im0.png")]) == 0
+    assert kept.read_bytes() == before
+    assert [r["source"] for r in lines(out / "keypoints.jsonl")] == ["im0.png"]
+    # a link to a run's keypoints.jsonl elsewhere: that file is replaced, and its other name keeps the earlier
+    target, other = tmp_path / "elsewhere.jsonl", tmp_path / "other.jsonl"
+    os.replace(out / "keypoints.jsonl", target)
+    os.link(target, other)
+    (out / "keypoints.jsonl").symlink_to(target)
+    assert main([*common, "--source", str(images / "im1.png")]) == 0
+    assert (out / "keypoints.jsonl").is_symlink()
+    assert [r["source"] for r in lines(target)] == ["im1.png"]
+    assert [r["source"] for r in lines(other)] == ["im0.png"]
+
+
 @pytest.mark.parametrize("theirs", ["keypoints.jsonl", "run.json"])
 def test_a_users_own_keypoints_or_run_json_does_not_make_a_folder_a_runs(
     plan_dir: Path, tmp_path: Path, theirs: str

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +376,24 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             _WRITING.discard(str(Path(tmp)))
+
+
+def open_new(path: str | Path) -> BinaryIO:
+    """`path` opened for writing (binary, unbuffered) as a new file, for an output written as it goes (a run's
+    keypoints.jsonl, a tool's log): a regular file already there is removed first, not emptied. Emptied and
+    written in place, it changed every other name the file has: a hard link kept elsewhere (`ln
+    OUT/keypoints.jsonl kept.jsonl`, a `cp -al` snapshot of the folder) lost what it held, where atomic_path's
+    rename leaves it as it was. A `path` that is a symbolic link keeps it, as in atomic_path: the file it
+    points to is the one replaced. Anything else there (a FIFO, a device) is opened as it is."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return open(path, "wb", buffering=0)  # the caller closes it
 
 
 def write_set(files: Iterable[tuple[str | Path, bytes]]) -> None:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DeviceError, UsageError
-from dpupose.fsio import free_space, json_text, special_kind
+from dpupose.fsio import free_space, json_text, open_new, special_kind
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FPS_HORIZON_S, FPS_WINDOW, FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
@@ -55,8 +55,9 @@ class JsonLinesSink(Sink):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Unbuffered: each line goes to the file as it is written, and a failed write leaves nothing queued.
-        self._f: IO[bytes] | None = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        # Unbuffered: each line goes to the file as it is written, and a failed write leaves nothing queued. A new
+        # file (open_new): an earlier run's, emptied in place, was emptied under its other names too (a hard link).
+        self._f: IO[bytes] | None = open_new(self.path)
         self._size = 0
         self.count = 0
 
