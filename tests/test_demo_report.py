@@ -578,3 +578,27 @@ def test_the_demo_without_the_host_packages_says_what_to_install(tmp_path):
     assert done.stderr.endswith(f", which is not installed: {fix}\n")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert os.listdir(tmp_path) == []  # no --out folder, no lock left
+
+
+def test_an_earlier_demo_image_kept_under_another_name_outlives_the_next_demo(tmp_path):
+    """The demo writes its images (images/samples.jpg, ...) with write_jpeg, which wrote into the file at the
+    name: a hard link kept elsewhere to an earlier demo's montage (`ln`, a `cp -al` snapshot) was rewritten
+    with the new one. The new image is a new file; the kept name holds the earlier image."""
+    import os
+
+    import numpy as np
+
+    from dpupose.demo import IMAGE_MARK, check_out
+    from dpupose.runtime.imagefile import read_bgr, write_jpeg
+
+    out = tmp_path / "demo"
+    (out / "images").mkdir(parents=True)
+    dark, light = np.full((8, 16, 3), 30, np.uint8), np.full((8, 16, 3), 220, np.uint8)
+    write_jpeg(out / "images" / "samples.jpg", dark, comment=IMAGE_MARK)
+    kept = tmp_path / "kept.jpg"
+    os.link(out / "images" / "samples.jpg", kept)
+    before = kept.read_bytes()
+    check_out(out, num_images=1)  # the demo's own image: the next demo may replace it
+    write_jpeg(out / "images" / "samples.jpg", light, comment=IMAGE_MARK)
+    assert kept.read_bytes() == before
+    assert int(read_bgr(kept).mean()) in range(25, 36) and int(read_bgr(out / "images" / "samples.jpg").mean()) > 200

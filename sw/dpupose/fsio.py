@@ -378,10 +378,10 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             _WRITING.discard(str(Path(tmp)))
 
 
-def open_new(path: str | Path) -> BinaryIO:
-    """`path` opened for writing (binary, unbuffered) as a new file, for an output written as it goes (a run's
-    keypoints.jsonl, a tool's log): a regular file already there is removed first, not emptied. Emptied and
-    written in place, it changed every other name the file has: a hard link kept elsewhere (`ln
+def open_new(path: str | Path, buffered: bool = False) -> BinaryIO:
+    """`path` opened for writing (binary; unbuffered unless `buffered`) as a new file, for an output written as
+    it goes (a run's keypoints.jsonl, an image): a regular file already there is removed first, not emptied.
+    Emptied and written in place, it changed every other name the file has: a hard link kept elsewhere (`ln
     OUT/keypoints.jsonl kept.jsonl`, a `cp -al` snapshot of the folder) lost what it held, where atomic_path's
     rename leaves it as it was. A `path` that is a symbolic link keeps it, as in atomic_path: the file it
     points to is the one replaced. Anything else there (a FIFO, a device) is opened as it is."""
@@ -393,7 +393,7 @@ def open_new(path: str | Path) -> BinaryIO:
             os.unlink(path)
     except FileNotFoundError:
         pass
-    return open(path, "wb", buffering=0)  # the caller closes it
+    return open(path, "wb", buffering=-1 if buffered else 0)  # the caller closes it
 
 
 def write_set(files: Iterable[tuple[str | Path, bytes]]) -> None:

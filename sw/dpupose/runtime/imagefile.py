@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DataError
+from dpupose.fsio import open_new
 
 
 def read_bgr(path: str | Path) -> np.ndarray | None:
@@ -40,7 +41,8 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None, 
     """Encode `image` (BGR) as JPEG and write it to `path`; False if OpenCV cannot encode it. A file that
     cannot be written (a full disk) is an OSError naming `path`, where cv2.imwrite would only return False.
     `comment`: put in a JPEG comment (COM) segment near the file's start, after the JFIF header (what wrote
-    the file, for the next run of that writer to tell it from someone else's image of the same name)."""
+    the file, for the next run of that writer to tell it from someone else's image of the same name). A file
+    already at `path` is replaced by a new one, not written into (fsio.open_new)."""
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []
     try:
         ok, buf = cv2.imencode(".jpg", image, params)
@@ -53,7 +55,10 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int | None = None, 
         at = _comment_at(data)
         data = data[:at] + _comment_segment(comment) + data[at:]
     try:
-        Path(path).write_bytes(data)
+        # A new file (open_new): an image written into the one at `path` (an earlier demo's samples.jpg) changed
+        # it under its other names too (a hard link kept elsewhere).
+        with open_new(path, buffered=True) as f:
+            f.write(data)
     except OSError as exc:  # a write's error names no file
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     return True
