@@ -90,6 +90,32 @@ def test_second_build_runs_no_tool(capsys, env):
     assert (env["out"] / "dpu.bit").is_file()
 
 
+def test_a_failed_link_s_log_kept_under_another_name_outlives_the_rerun(capsys, env, monkeypatch):
+    """A failed link's log kept by a hard link (`ln logs/link.log failed-link.log`, a `cp -al` snapshot of the
+    build folder) before the link is run again: the rerun opened logs/link.log for writing, emptying the kept
+    log too. The rerun's log is a new file; a log that is a symbolic link stays one, its file replaced."""
+    monkeypatch.setenv("FAKE_FAIL", "link")
+    assert build(capsys, env)[0] == 2
+    logs = env["out"] / "logs"
+    kept = env["tmp"] / "failed-link.log"
+    os.link(logs / "link.log", kept)
+    failed = kept.read_text()
+    assert "fake link failure" in failed
+    monkeypatch.delenv("FAKE_FAIL")
+    assert build(capsys, env)[0] == 0
+    assert kept.read_text() == failed
+    assert "fake link failure" not in (logs / "link.log").read_text()
+    elsewhere = env["tmp"] / "kernel.log"
+    os.replace(logs / "kernel.log", elsewhere)
+    (logs / "kernel.log").symlink_to(elsewhere)
+    other = env["tmp"] / "kernel-kept.log"
+    os.link(elsewhere, other)
+    other_text = other.read_text()
+    assert build(capsys, env, "--from", "kernel", "--to", "kernel", "--force")[0] == 0
+    assert (logs / "kernel.log").is_symlink() and other.read_text() == other_text
+    assert elsewhere.read_text().startswith("# ") and not os.path.samefile(elsewhere, other)
+
+
 def test_failed_link_is_resumed_without_rebuilding_platform_or_kernel(capsys, env, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL", "link")
     rc, _, err = build(capsys, env)

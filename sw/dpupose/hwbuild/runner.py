@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dpupose.errors import ArtifactError, ToolNotFoundError
+from dpupose.fsio import open_new
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 15  # log lines quoted in an error message
@@ -71,8 +72,9 @@ def run_tool(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join(argv)
     log.info("running %s (log: %s)", command, log_file)
-    with log_file.open("w") as out:
-        out.write(f"# {command}\n# in {cwd}\n")
+    # A new file (open_new): an earlier log emptied in place was emptied under its other names too (a hard link).
+    with open_new(log_file, buffered=True) as out:
+        out.write(f"# {command}\n# in {cwd}\n".encode())
         out.flush()
         try:
             subprocess.run(list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, check=True)
