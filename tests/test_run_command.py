@@ -1261,7 +1261,7 @@ def test_an_earlier_runs_keypoints_kept_under_another_name_outlive_the_next_run(
 ) -> None:
     """An earlier run's keypoints.jsonl kept by a hard link elsewhere (`ln OUT/keypoints.jsonl kept.jsonl`, a
     `cp -al` snapshot): the next run into --out emptied the file in place, and the kept name with it. The new
-    run writes a new file; through a symbolic link, the file it points to is replaced, the link kept."""
+    run writes a new file."""
     out = tmp_path / "out"
     common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "none"]
     assert main([*common, "--source", str(images)]) == 0
@@ -1272,15 +1272,27 @@ def test_an_earlier_runs_keypoints_kept_under_another_name_outlive_the_next_run(
     assert main([*common, "--source", str(images / "im0.png")]) == 0
     assert kept.read_bytes() == before
     assert [r["source"] for r in lines(out / "keypoints.jsonl")] == ["im0.png"]
-    # a link to a run's keypoints.jsonl elsewhere: that file is replaced, and its other name keeps the earlier
-    target, other = tmp_path / "elsewhere.jsonl", tmp_path / "other.jsonl"
-    os.replace(out / "keypoints.jsonl", target)
-    os.link(target, other)
-    (out / "keypoints.jsonl").symlink_to(target)
-    assert main([*common, "--source", str(images / "im1.png")]) == 0
-    assert (out / "keypoints.jsonl").is_symlink()
-    assert [r["source"] for r in lines(target)] == ["im1.png"]
-    assert [r["source"] for r in lines(other)] == ["im0.png"]
+
+
+def test_a_keypoints_link_to_a_runs_file_elsewhere_is_refused_and_kept(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """An --out whose keypoints.jsonl is a link to another run's (a run folder copied as links, `cp -rs`): the
+    run took it for its own earlier file and emptied the one it points to, that run's records. A link there,
+    as in frames/ and at the video's names, is no file a run wrote there: refused, nothing written."""
+    first, out = tmp_path / "first", tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--annotate", "none", "--source", str(images)]
+    assert main([*common, "--out", str(first)]) == 0
+    out.mkdir()
+    for name in ("keypoints.jsonl", "run.json"):
+        (out / name).symlink_to(first / name)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    capsys.readouterr()
+    assert main([*common, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} holds keypoints.jsonl, which no finished dpupose run wrote there" in err
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    assert sorted(os.listdir(out)) == ["keypoints.jsonl", "run.json"]
 
 
 @pytest.mark.parametrize("theirs", ["keypoints.jsonl", "run.json"])

@@ -140,7 +140,11 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
     out = opts.out
     taken: list[str] = []
     keypoints = out / "keypoints.jsonl"
-    if _has_data(keypoints) and not (_starts_with(keypoints, RECORD_KEYS, line=True) or _cut_first_record(keypoints)):
+    # A link, even to a run's keypoints.jsonl elsewhere (a folder copied as links, `cp -rs`): that file is not
+    # this folder's to replace.
+    if _has_data(keypoints) and (
+        keypoints.is_symlink() or not (_starts_with(keypoints, RECORD_KEYS, line=True) or _cut_first_record(keypoints))
+    ):
         taken.append("keypoints.jsonl")
     if _has_data(out / "run.json") and not _starts_with(out / "run.json", RUN_KEYS):
         taken.append("run.json")
