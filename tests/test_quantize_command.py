@@ -971,3 +971,32 @@ def test_dump_json_lists_the_dumps_files_still_there_and_only_its_own_are_writte
     with pytest.raises(UsageError) as info:
         check_dump_dir(tmp_path, ["c", "a"])
     assert str(info.value).startswith(f"--dump {tmp_path} holds dump.json, a.npy, c.npy, which no earlier --dump")
+
+
+def test_a_link_at_a_dump_file_s_name_is_refused_and_what_it_points_to_kept(tmp_path):
+    """An earlier dump's file replaced by a link (to a board's dump of that tensor elsewhere, to compare), or its
+    dump.json a link to another dump folder's (a folder copied as links, `cp -rs`): the names were the earlier
+    dump's, and the next --dump wrote the emulator's tensors through the links, over the files they point to.
+    A link at a name the dump writes is refused, listed or not."""
+    import numpy as np
+
+    from dpupose.quant.compare import check_dump_dir, write_dump_dir
+
+    x = np.zeros((1, 2, 2, 1), np.int8)
+    dump, board = tmp_path / "dump", tmp_path / "board"
+    board.mkdir()
+    write_dump_dir(dump, {"a": x, "c": x})
+    check_dump_dir(dump, ["a", "c"])  # its own files: written over
+    (board / "a.npy").write_bytes(b"the board's")
+    (dump / "a.npy").unlink()
+    (dump / "a.npy").symlink_to(board / "a.npy")
+    with pytest.raises(UsageError, match=r"holds a\.npy, which no earlier --dump wrote"):
+        check_dump_dir(dump, ["a", "c"])
+    check_dump_dir(dump, ["c"])  # a link at a name this dump does not write stays, and stops nothing
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dump.json").symlink_to(dump / "dump.json")
+    (other / "c.npy").symlink_to(dump / "c.npy")
+    with pytest.raises(UsageError, match=r"holds dump\.json, c\.npy, which no earlier --dump wrote"):
+        check_dump_dir(other, ["c"])
+    assert (board / "a.npy").read_bytes() == b"the board's"

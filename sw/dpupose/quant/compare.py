@@ -58,13 +58,16 @@ def check_dump_dir(folder: Path, tensors: Iterable[str]) -> None:
     """Refuse (UsageError), before any work, a --dump folder holding a file that no earlier --dump wrote at a
     name this dump writes (`<name>.npy` of each of `tensors`) or reads first (a `<name>.bin`, which a `.npy`
     beside it hides from --against), or a DUMP_RECORD of another program: a board's dumps of the same tensors,
-    say, were replaced by the emulator's without a word."""
-    ours = _dumped_before(folder)
-    taken = [DUMP_RECORD] if ours is None and os.path.lexists(folder / DUMP_RECORD) else []
+    say, were replaced by the emulator's without a word. A link at any of those names is no earlier --dump's file,
+    listed or not: written through, the file it points to (a board's dump elsewhere) was replaced."""
+    record = folder / DUMP_RECORD
+    ours = None if record.is_symlink() else _dumped_before(folder)
+    taken = [DUMP_RECORD] if ours is None and os.path.lexists(record) else []
     ours = ours or set()
     for tensor in tensors:
         for name in (f"{dump_name(tensor)}.npy", f"{dump_name(tensor)}.bin"):
-            if name not in ours and name not in taken and os.path.lexists(folder / name):
+            path = folder / name
+            if (name not in ours or path.is_symlink()) and name not in taken and os.path.lexists(path):
                 taken.append(name)
     if taken:
         taken = taken[:1] + sorted(taken[1:]) if taken[0] == DUMP_RECORD else sorted(taken)  # as `ls` lists them
