@@ -116,6 +116,33 @@ def test_a_failed_link_s_log_kept_under_another_name_outlives_the_rerun(capsys, 
     assert elsewhere.read_text().startswith("# ") and not os.path.samefile(elsewhere, other)
 
 
+@pytest.mark.parametrize(
+    ("option", "where"), [("trd", "trd/DPUCZDX8G-new.tar.gz"), ("trd", "kernel/trd"), ("repo", "platform/bdf")]
+)
+def test_an_input_inside_a_folder_the_build_removes_is_refused_and_kept(capsys, env, option, where):
+    """A TRD archive put in the build's trd/ (a newer release), a TRD folder or the board repository copied into
+    a step folder: the build removed it with the folder (the archive's unpacking replaces trd/ whole, each tool
+    step empties its own folder), then failed for want of it. Refused before any step, the input kept."""
+    assert build(capsys, env)[0] == 0
+    calls = len(tool_calls(env["log"]))
+    given = env["out"] / where
+    if option == "repo":
+        make_board_repo(given)
+    elif where.endswith(".tar.gz"):
+        make_trd_archive(given, [*TRD_SKELETON, "dpu_ip/extra.v"])
+    else:
+        make_trd_archive(env["tmp"] / "t.tar.gz", TRD_SKELETON, top="")
+        shutil.unpack_archive(env["tmp"] / "t.tar.gz", given)
+    before = sorted(p.relative_to(given).as_posix() for p in [given, *given.rglob("*")])
+    env[option] = given
+    rc, _, err = build(capsys, env, "--force")
+    folder = env["out"] / where.split("/")[0]
+    label = "--trd (DPU_TRD)" if option == "trd" else "--board-repo (BOARD_REPO)"
+    assert rc == 2 and f"{label} {given} is in {folder}, which the build removes whole" in err
+    assert sorted(p.relative_to(given).as_posix() for p in [given, *given.rglob("*")]) == before
+    assert len(tool_calls(env["log"])) == calls
+
+
 def test_failed_link_is_resumed_without_rebuilding_platform_or_kernel(capsys, env, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL", "link")
     rc, _, err = build(capsys, env)
