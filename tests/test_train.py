@@ -806,6 +806,14 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
             with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
                 export_checkpoint(str(src), str(out), force=force)
     assert src.read_bytes() == before
+    # The checkpoint under a name resolve() does not tie to it: a bind mount of its folder elsewhere, or the other
+    # case of its name on a case-insensitive file system (macOS, Windows), with --force replaced the run's
+    # checkpoint by the weights-only copy. A hard link is such a name here: the same file, device and inode.
+    other = tmp_path / "Best.pt"
+    os.link(src, other)
+    with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
+        export_checkpoint(str(src), str(other), force=True)
+    assert src.read_bytes() == before
     # The checkpoint is read before --out is looked at: a missing one, or a run folder given in its place, is
     # named as such, not answered with "--out exists; pass --force", and the existing --out stays as it was.
     shipped = (tmp_path / "model.pt").read_bytes()

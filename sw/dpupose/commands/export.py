@@ -37,7 +37,9 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
             "name it .pt (e.g. models/NAME/model.pt); the ONNX models come from `dpupose quantize` "
             "(DIR/model_fp32.onnx, DIR/model_qdq.onnx)"
         )
-    if Path(out).resolve() == Path(src).resolve():
+    # The same file by another name: a link, `..` (resolve), or one resolve cannot see through, a bind mount of its
+    # folder or the other case of its name on a case-insensitive file system (samefile), which --force replaced.
+    if Path(out).resolve() == Path(src).resolve() or _same_file(out, src):
         raise UsageError("--out must differ from --checkpoint")
     # The checkpoint first: "--out exists; pass --force" for a checkpoint that is not there (or a folder)
     # had the user replace a file only to be told next that there was nothing to replace it with.
@@ -49,6 +51,15 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     slim["exported_from"] = Path(src).name
     save_checkpoint(slim, out)
     return slim
+
+
+def _same_file(a: str, b: str) -> bool:
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either missing (or unreadable): not one file
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
