@@ -391,6 +391,47 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
     assert main([*common[:-2], "--source", str(out / "frames"), *other]) == 0
 
 
+def _bind(source: Path, target: Path) -> bool:
+    """Bind-mount the folder `source` at `target` (made), where this process may (root): False where it may not."""
+    import subprocess
+
+    target.mkdir()
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True).returncode == 0
+
+
+def test_a_source_among_the_outputs_under_a_name_resolve_does_not_tie_to_them_is_refused(
+    plan_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """An earlier run's annotated video given as --source through a bind mount of --out (or in the other case
+    on a case-insensitive file system): compared by resolved path only, it was not taken for the run's own, and
+    the run replaced the video it read. They are compared by folder and inode too (a same-folder hard link is
+    such a name here, where no mount can be made); a hard link elsewhere keeps the file, and is read."""
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "video"]
+    assert main([*common, "--source", str(write_video(tmp_path / "clip.avi", 3))]) == 0
+    video = next(p for p in out.iterdir() if p.name.startswith("annotated."))
+    data = video.read_bytes()
+    os.link(video, out / f"mine{video.suffix}")
+    capsys.readouterr()
+    assert main([*common, "--source", str(out / f"mine{video.suffix}"), "--annotate", "frames"]) == 2
+    assert "is an earlier run's" in capsys.readouterr().err and video.read_bytes() == data
+    bound = tmp_path / "bound"
+    if _bind(out, bound):
+        try:
+            assert main([*common, "--source", str(bound / video.name)]) == 2
+            assert "would overwrite its own input" in capsys.readouterr().err and video.read_bytes() == data
+        finally:
+            import subprocess
+
+            subprocess.run(["umount", str(bound)], check=True)
+    os.unlink(out / f"mine{video.suffix}")
+    os.link(video, tmp_path / f"kept{video.suffix}")  # elsewhere: it keeps the video, so it may be read
+    assert main([*common, "--source", str(tmp_path / f"kept{video.suffix}")]) == 0
+    assert (tmp_path / f"kept{video.suffix}").read_bytes() == data
+
+
 @pytest.mark.parametrize("name", ["annotated.part.mp4", "annotated.part.avi"])
 def test_a_source_at_the_video_s_temporary_name_is_refused_as_an_output(
     plan_dir: Path, tmp_path: Path, name: str, capsys

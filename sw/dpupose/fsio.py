@@ -378,6 +378,16 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             _WRITING.discard(str(Path(tmp)))
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether `a` and `b` are one file or folder (device and inode), however named: through a link, `..`, a hard
+    link, a bind mount of a folder above it, the other case of a name on a case-insensitive file system; the
+    last two are names that resolve() and realpath do not tie together. False where either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
 def open_new(path: str | Path, buffered: bool = False) -> BinaryIO:
     """`path` opened for writing (binary; unbuffered unless `buffered`) as a new file, for an output written as
     it goes (a run's keypoints.jsonl, an image): a regular file already there is removed first, not emptied.

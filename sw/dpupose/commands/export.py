@@ -29,6 +29,7 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     from pathlib import Path
 
     from dpupose.errors import UsageError
+    from dpupose.fsio import same_file
     from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 
     if Path(out).suffix.lower() == ".onnx":  # every command would take the file for an ONNX model and refuse it
@@ -39,7 +40,7 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
         )
     # The same file by another name: a link, `..` (resolve), or one resolve cannot see through, a bind mount of its
     # folder or the other case of its name on a case-insensitive file system (samefile), which --force replaced.
-    if Path(out).resolve() == Path(src).resolve() or _same_file(out, src):
+    if Path(out).resolve() == Path(src).resolve() or same_file(out, src):
         raise UsageError("--out must differ from --checkpoint")
     # The checkpoint first: "--out exists; pass --force" for a checkpoint that is not there (or a folder)
     # had the user replace a file only to be told next that there was nothing to replace it with.
@@ -51,15 +52,6 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     slim["exported_from"] = Path(src).name
     save_checkpoint(slim, out)
     return slim
-
-
-def _same_file(a: str, b: str) -> bool:
-    import os
-
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either missing (or unreadable): not one file
-        return False
 
 
 def run(args: argparse.Namespace) -> int:
