@@ -143,6 +143,26 @@ def test_an_input_inside_a_folder_the_build_removes_is_refused_and_kept(capsys, 
     assert len(tool_calls(env["log"])) == calls
 
 
+@pytest.mark.parametrize("name", ["link", "platform"])
+def test_a_step_folder_that_is_a_link_is_refused_before_any_step_and_its_folder_kept(capsys, env, name):
+    """A build's link/ moved to a bigger disk and linked back: the rebuild ran the platform and kernel (hours
+    with the real tools) and took the published set down, then stopped at the link's start with 'Cannot call
+    rmtree on a symbolic link'. Refused before anything runs, the folder it points to as it was."""
+    assert build(capsys, env)[0] == 0
+    out, big = env["out"], env["tmp"] / "bigdisk"
+    big.mkdir()
+    shutil.move(out / name, big / name)
+    (big / name / "mine.txt").write_text("mine")
+    (out / name).symlink_to(big / name)
+    before = sorted(p.relative_to(big).as_posix() for p in big.rglob("*"))
+    calls = len(tool_calls(env["log"]))
+    published = {n: (out / n).read_bytes() for n in DELIVERABLES}
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 2 and f"{out / name} is a link to {big / name}, and a build removes {name}/ whole" in err
+    assert len(tool_calls(env["log"])) == calls and {n: (out / n).read_bytes() for n in DELIVERABLES} == published
+    assert sorted(p.relative_to(big).as_posix() for p in big.rglob("*")) == before
+
+
 def test_failed_link_is_resumed_without_rebuilding_platform_or_kernel(capsys, env, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL", "link")
     rc, _, err = build(capsys, env)

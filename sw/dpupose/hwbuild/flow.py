@@ -645,6 +645,7 @@ def check_build_folder(paths: BuildPaths) -> None:
     if not root.is_dir():
         raise UsageError(f"{root} exists and is not a folder; choose another --out")
     if _made_by_a_build(paths):
+        _check_step_folders(paths)
         _check_previous(paths)
         return
     clash = [n for n in BUILD_ENTRIES if (root / n).exists() or (root / n).is_symlink()]
@@ -657,6 +658,27 @@ def check_build_folder(paths: BuildPaths) -> None:
         )
 
 
+# The folders a build removes whole and makes again: each tool step's before it runs, collect's, and trd/ where
+# a TRD archive is unpacked.
+STEP_FOLDERS = ("platform", "kernel", "link", "collect", "trd")
+
+
+def _check_step_folders(paths: BuildPaths) -> None:
+    """UsageError, before anything runs, where a step folder of a build's folder is a link or no folder: a link
+    (link/ moved to a bigger disk and linked back) stopped the build only at that step's start, once the steps
+    before it had run and the published set was taken down, with shutil's 'Cannot call rmtree on a symbolic
+    link' (the folder it points to is not the build's to empty: it may hold anything). trd/ is left to
+    extract_trd: a link there to the TRD unpacked before is read as it is."""
+    for name in STEP_FOLDERS[:-1]:
+        path = paths.root / name
+        if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+            what = f"a link to {os.readlink(path)}" if path.is_symlink() else "not a folder"
+            raise UsageError(
+                f"{path} is {what}, and a build removes {name}/ whole before it makes it again: remove it (for a "
+                "build on another disk, give --out there)"
+            )
+
+
 def check_inputs_outside_emptied_folders(ctx: BuildContext) -> None:
     """UsageError, before anything runs, where the TRD (archive or folder) or the board files' repository lies
     in a folder of the build folder that a build removes whole: the step folders platform/, kernel/, link/ and
@@ -664,9 +686,7 @@ def check_inputs_outside_emptied_folders(ctx: BuildContext) -> None:
     in place of what is there. The build removed its own input with them (a TRD archive put in trd/, a board
     repository copied into platform/), and the step then failed for want of it."""
     p = ctx.paths
-    emptied = [p.platform_dir, p.kernel_dir, p.link_dir, p.root / "collect"]
-    if ctx.trd is not None and ctx.trd.archive:
-        emptied.append(p.trd_dir)
+    emptied = [p.root / name for name in STEP_FOLDERS if name != "trd" or (ctx.trd is not None and ctx.trd.archive)]
     given: list[tuple[str, Path]] = []
     if ctx.trd is not None:
         given.append(("--trd (DPU_TRD)", ctx.trd.path))
