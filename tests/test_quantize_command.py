@@ -4,8 +4,10 @@ formats, bad input leaving nothing behind, the vai_q path through a recording fa
 import argparse
 import dataclasses
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -127,6 +129,17 @@ def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, 
     with pytest.raises(UsageError, match="is the folder --against reads"):
         _run_cli("deploy-check", result, "--against", tmp_path / "d", "--dump", tmp_path / "d" / ".")
     assert np.load(f).reshape(-1)[0] == arr.reshape(-1)[0]
+    # Through a bind mount of it elsewhere (where this process may make one: root), a name resolve() does not tie
+    # to it: the emulator's tensors replaced the edited one compared with.
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    if os.geteuid() == 0 and subprocess.run(["mount", "--bind", str(tmp_path / "d"), str(bound)]).returncode == 0:
+        try:
+            with pytest.raises(UsageError, match="is the folder --against reads"):
+                _run_cli("deploy-check", result, "--against", tmp_path / "d", "--dump", bound)
+        finally:
+            subprocess.run(["umount", str(bound)], check=True)
+        assert np.load(f).reshape(-1)[0] == arr.reshape(-1)[0]
     # A damaged dump (truncated, or a pickle) is named, not a numpy traceback.
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(DataError, match=rf"{f.name} is not a readable \.npy file"):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import DataError, ModelFileError, UsageError, shortlist
-from dpupose.fsio import json_text, read_own_json, write_set
+from dpupose.fsio import json_text, read_own_json, same_file, write_set
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
 
@@ -229,7 +229,12 @@ def deploy_check(
         raise UsageError(
             f"--against must be {' or '.join(SOURCES)}, or a folder of dumped tensors; {against} is neither"
         )
-    if dump is not None and dump_folder is not None and dump.resolve() == dump_folder.resolve():
+    # By device and inode too (same_file): a bind mount of the folder elsewhere is a name resolve() does not tie to it.
+    if (
+        dump is not None
+        and dump_folder is not None
+        and (dump.resolve() == dump_folder.resolve() or same_file(dump, dump_folder))
+    ):
         raise UsageError(
             f"--dump {dump} is the folder --against reads: the emulator's tensors would replace the ones "
             "compared with; choose another --dump"
