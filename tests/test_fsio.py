@@ -1119,3 +1119,36 @@ def test_the_tests_on_a_small_file_system_say_they_need_root(small_fs, monkeypat
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.skip.Exception, match=r"^needs root: it mounts a small tmpfs \(a real full or read-only"):
         small_fs(64)
+
+
+def test_open_new_writes_a_new_file_and_leaves_one_made_read_only(tmp_path, monkeypatch):
+    """open_new (a run's keypoints.jsonl, a tool's log, write_jpeg's images): a new file in place of the one at
+    the name, whose other names (a hard link kept elsewhere) keep what it held; a link keeps it and its file is
+    replaced. A file made read-only to keep it was refused by open() before, and is refused still, not removed
+    (the directory's write permission alone would let the removal through)."""
+    import errno
+
+    from dpupose.fsio import open_new
+
+    out, kept = tmp_path / "keypoints.jsonl", tmp_path / "kept.jsonl"
+    out.write_bytes(b"earlier\n")
+    os.link(out, kept)
+    with open_new(out) as f:
+        f.write(b"new\n")
+    assert (out.read_bytes(), kept.read_bytes()) == (b"new\n", b"earlier\n")
+    link, target = tmp_path / "link.log", tmp_path / "target.log"
+    target.write_bytes(b"earlier")
+    os.link(target, tmp_path / "target-kept.log")
+    link.symlink_to(target)
+    with open_new(link, buffered=True) as f:
+        f.write(b"log")
+    assert link.is_symlink() and target.read_bytes() == b"log"
+    assert (tmp_path / "target-kept.log").read_bytes() == b"earlier"
+    out.chmod(0o444)
+    if os.geteuid() == 0:  # root may write any file: answer as for another user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
+    with pytest.raises(PermissionError) as info:
+        open_new(out)
+    assert (info.value.errno, info.value.filename) == (errno.EACCES, str(out))
+    assert out.read_bytes() == b"new\n"

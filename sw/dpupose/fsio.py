@@ -394,12 +394,15 @@ def open_new(path: str | Path, buffered: bool = False) -> BinaryIO:
     Emptied and written in place, it changed every other name the file has: a hard link kept elsewhere (`ln
     OUT/keypoints.jsonl kept.jsonl`, a `cp -al` snapshot of the folder) lost what it held, where atomic_path's
     rename leaves it as it was. A `path` that is a symbolic link keeps it, as in atomic_path: the file it
-    points to is the one replaced. Anything else there (a FIFO, a device) is opened as it is."""
+    points to is the one replaced. A file this process may not write (made read-only to keep it) is refused with
+    PermissionError, as open() refused it, not removed. Anything else there (a FIFO, a device) is opened as it is."""
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     try:
         if stat.S_ISREG(os.lstat(path).st_mode):
+            if not os.access(path, os.W_OK):  # refused, as open() refused it: a file made read-only to keep it
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             os.unlink(path)
     except FileNotFoundError:
         pass
