@@ -831,6 +831,38 @@ def test_a_lock_file_removed_between_its_open_and_its_lock_is_locked_again(tmp_p
             os.close(fd)
 
 
+def test_a_folder_a_refused_commands_clean_up_removed_before_the_lock_files_open_is_made_again(tmp_path, monkeypatch):
+    """A run refused in the --out it made removes its lock file and the folder, while holding the lock. A second
+    run that found the folder there (so made none) and opened its lock file just after that removal failed
+    with 'No such file or directory' naming --out, which it was to make: it makes the folder again and runs."""
+    from dpupose import fsio
+    from dpupose.errors import UsageError
+
+    new = tmp_path / "a" / "out"
+    lock = new / ".dpupose.lock"
+    first = fsio.lock_output_folder(new, "dpupose run")
+    first.__enter__()
+    real_open = os.open
+    hooked = []
+
+    def first_refused_before_open(path, flags, *args, **kwargs):
+        if str(path) == str(lock) and not hooked:  # the second's open, after its make() found the folder there
+            hooked.append(path)
+            assert first.__exit__(UsageError, UsageError("refused"), None) is False
+            assert os.listdir(tmp_path) == []  # the first removed its lock file and the folders it made
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(fsio.os, "open", first_refused_before_open)
+    with pytest.raises(UsageError, match="refused later"), fsio.lock_output_folder(new, "dpupose run"):
+        monkeypatch.undo()
+        assert hooked and os.listdir(new) == [".dpupose.lock"]
+        held = f"in use by another `dpupose run` \\(process {os.getpid()}\\)"
+        with pytest.raises(UsageError, match=held), fsio.lock_output_folder(new, "dpupose run"):
+            pass
+        raise UsageError("refused later")
+    assert os.listdir(tmp_path) == []  # the folders it made again are its own: removed when it is refused
+
+
 @pytest.mark.parametrize("which", ["lock_folder", "cache_lock"])
 def test_a_lock_file_replaced_between_its_open_and_its_lock_is_locked_again(tmp_path, monkeypatch, which):
     """The lock file this process opened is removed and a new one made at its name (another process's

@@ -652,7 +652,8 @@ def lock_folder(
     stays). A file system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the
     block runs unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there).
     A lock taken on a lock file that its holder removed meanwhile is no lock (_still_at): it is taken again on
-    the file there now, `make` (when given) making the folder again first."""
+    the file there now, `make` (when given) making the folder again first, as it does when that holder removed
+    the folder itself before the lock file's open."""
     import fcntl
 
     from dpupose.errors import UsageError
@@ -673,6 +674,8 @@ def lock_folder(
                     except FileExistsError:
                         fd, made = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), False
             except OSError as exc:
+                if exc.errno == errno.ENOENT and make is not None:
+                    continue  # another command's clean-up removed the folder after `make` found it: made again
                 if exc.errno != errno.EROFS:  # name the folder the user gave
                     raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
                 # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
