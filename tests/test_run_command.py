@@ -2007,3 +2007,23 @@ def test_a_video_of_unknown_length_may_write_any_frame_number(tmp_path: Path) ->
     video.count = 0
     with pytest.raises(UsageError, match=r"holds frames/000005\.jpg, which no finished dpupose run"):
         app._check_nothing_of_yours_is_replaced(opts, "frames", video, [])
+
+
+@pytest.mark.parametrize("name", ["²³⁴⁵⁶⁷.jpg", "١٢٣٤٥٦.jpg"])
+def test_a_photo_named_in_other_scripts_digits_is_no_frame_a_video_run_writes(
+    plan_dir: Path, tmp_path: Path, capsys, name: str
+) -> None:
+    """A video's frames are 000012.jpg, ASCII digits. A photo in frames/ named in superscript digits (which
+    str.isdigit takes and int() refuses) stopped a video run with a ValueError traceback, and one in
+    Arabic-Indic digits (which int() reads) was taken for one (refused, where a camera's run has no last frame)."""
+    from dpupose.runtime.sinks import may_write_frame
+
+    assert not may_write_frame(name, None) and not may_write_frame(f".{name[:-4]}.part.jpg", None)
+    assert may_write_frame("000012.jpg", None) and may_write_frame(".000012.part.jpg", None)
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    (out / "frames" / name).write_bytes(b"a photo")
+    argv = _argv(plan_dir, out, write_video(tmp_path / "clip.avi", 2), "--annotate", "frames")
+    assert main(argv) == 0, capsys.readouterr().err
+    assert sorted(os.listdir(out / "frames")) == sorted(["000000.jpg", "000001.jpg", name])
+    assert (out / "frames" / name).read_bytes() == b"a photo"

@@ -132,7 +132,7 @@ def may_write_frame(name: str, stems: AbstractSet[str] | None) -> bool:
     if name.startswith(".") and name.endswith(".part.jpg"):
         candidates.add(name[1 : -len(".part.jpg")])
     if stems is None:
-        return any(stem.isdigit() and len(stem) >= 6 for stem in candidates)
+        return any(stem.isascii() and stem.isdigit() and len(stem) >= 6 for stem in candidates)  # numbered_stem's
     return not stems.isdisjoint(candidates)
 
 
