@@ -567,7 +567,8 @@ def test_a_forked_child_dies_of_sigterm_while_the_parent_unwinds():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        cli.restore_signals(previous)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_every_argument_says_what_it_is():
@@ -676,6 +677,55 @@ def test_a_signal_while_python_m_dpupose_starts_is_one_line(script, signum, rc, 
     or SIGTERM as main() was entered, before its handler and its try, ended in a KeyboardInterrupt traceback."""
     proc = signalled(script, signum)
     assert (proc.returncode, proc.stderr) == (rc, f"dpupose: {line}\n")
+
+
+_SIGNAL_WHILE_AN_EXTENSION_INITIALISES = """
+import os, signal, sys, time
+import dpupose.commands.dpu as dpu
+def extension_init(lost):  # an extension module's init, as numpy's and onnxruntime's fail on a signal in them
+    failed = None
+    try:
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        time.sleep(10)
+    except BaseException as exc:
+        failed = exc
+    if lost:  # numpy: PyCapsule_Import's own ImportError takes the signal's place, then numpy's wraps that
+        raise ImportError("Importing the numpy C-extensions failed")
+    raise ImportError("initialization failed") from failed  # onnxruntime's pybind11 module
+def run(args):
+    extension_init(sys.argv[2] == "lost")
+dpu.cmd_list = run
+if sys.argv[3] == "demo":
+    from dpupose import demo
+    demo.run = run
+    sys.exit(demo.main([]))
+from dpupose import cli
+sys.exit(cli.main(["dpu", "list"]))
+"""
+
+
+@pytest.mark.parametrize("prog", ["dpupose", "demo"])
+@pytest.mark.parametrize(
+    ("signum", "chain", "rc", "line"),
+    [
+        (s, chain, rc, line)
+        for s, rc, line in (("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated"))
+        for chain in ("kept", "lost")
+    ],
+)
+def test_a_signal_while_an_extension_module_initialises_is_one_line(signum, chain, rc, line, prog):
+    """Ctrl-C or SIGTERM while `dpupose run` imported numpy or onnxruntime (half a second in, on a board longer)
+    ended in an ImportError traceback: 'initialization failed' (onnxruntime), or numpy's 'Importing the numpy
+    C-extensions failed ... a bad install', whose chain no longer holds the signal's exception. The handlers
+    main() sets record what they raised; Python's own handler for Ctrl-C is put back after."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_WHILE_AN_EXTENSION_INITIALISES, signum, chain, prog],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert (proc.returncode, proc.stderr) == (rc, f"{prog}: {line}\n")
 
 
 def test_ctrl_c_while_torch_loads_prints_only_the_interrupted_line():

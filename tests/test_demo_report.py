@@ -251,6 +251,7 @@ def test_the_demo_gives_back_the_sigterm_handler_it_found(monkeypatch, tmp_path)
         monkeypatch.setattr(demo, "run", lambda args: None)
         assert demo.main(["--out", str(tmp_path / "demo")]) == 0
         assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own, as it was
     finally:
         signal.signal(signal.SIGTERM, previous)
 

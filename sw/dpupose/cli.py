@@ -122,9 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt as exc:
         return stopped(exc)
+    except ImportError as exc:
+        stop = stop_behind(exc)
+        if stop is None:
+            raise
+        return stopped(stop)
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            restore_signals(previous)
         if sys.stdout is not None:  # the command's output, its --help's, a group's help
             _flush_or_drop(sys.stdout)
 
@@ -135,6 +140,22 @@ def stopped(exc: KeyboardInterrupt) -> int:
     terminated = isinstance(exc, Terminated)
     print(f"dpupose: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
     return 143 if terminated else 130
+
+
+def stop_behind(exc: ImportError) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that an extension module's import turned into `exc`: a signal while its init runs
+    (numpy's, onnxruntime's: a `dpupose run` stopped in its first second) is an ImportError ('initialization
+    failed'; numpy's 'Importing the numpy C-extensions failed', which tells of a bad install). Found in its
+    chain, or, where the extension let it go (numpy's), by the handler that raised it (_on_sigterm,
+    _on_sigint). None: an ImportError of its own."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return _STOPPED_BY() if _STOPPED_BY is not None else None
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -282,25 +303,46 @@ def _lenient_stdout() -> None:
 
 
 _MAIN_PID: int | None = None
+# What the last of _on_sigterm and _on_sigint raised in this command's run (see stop_behind): None if neither.
+_STOPPED_BY: type[KeyboardInterrupt] | None = None
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    global _STOPPED_BY
     if os.getpid() != _MAIN_PID:  # a forked worker (data, DataLoader, pool) inherited the handler: die as usual
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
+    _STOPPED_BY = Terminated
     raise Terminated()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Python's own Ctrl-C handler (KeyboardInterrupt), which also records that it raised it."""
+    global _STOPPED_BY
+    _STOPPED_BY = KeyboardInterrupt
+    signal.default_int_handler(signum, frame)
 
 
 def _raise_on_sigterm():
     """Turn SIGTERM into Terminated (a KeyboardInterrupt) for the command's run, so that it unwinds as
     for Ctrl-C (temporary files removed, `run`'s outputs finished) instead of dying mid-write; returns the
     handler to restore (None where no handler can be set: not the main thread)."""
-    global _MAIN_PID
+    global _MAIN_PID, _STOPPED_BY
     if threading.current_thread() is not threading.main_thread():
         return None
-    _MAIN_PID = os.getpid()
+    _MAIN_PID, _STOPPED_BY = os.getpid(), None
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Ctrl-C raises as before, recorded
+        signal.signal(signal.SIGINT, _on_sigint)
     return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def restore_signals(previous: Any) -> None:
+    """Put back the handlers _raise_on_sigterm replaced: SIGTERM's `previous` (what it returned), and Python's
+    own for Ctrl-C."""
+    signal.signal(signal.SIGTERM, previous)
+    if signal.getsignal(signal.SIGINT) is _on_sigint:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def missing_module_line(command: str, module: str) -> str:

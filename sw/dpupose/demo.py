@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -63,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         one_line,
         os_error_line,
         quiet_libraries,
+        restore_signals,
+        stop_behind,
         stopped,
     )
     from dpupose.errors import DpuposeError
@@ -85,9 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
         return stopped(exc)
+    except ImportError as exc:  # either one while an extension module (numpy's, onnxruntime's) initialised
+        stop = stop_behind(exc)
+        if stop is None:
+            raise
+        return stopped(stop)
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            restore_signals(previous)
     return 0
 
 
