@@ -2027,3 +2027,30 @@ def test_a_photo_named_in_other_scripts_digits_is_no_frame_a_video_run_writes(
     assert main(argv) == 0, capsys.readouterr().err
     assert sorted(os.listdir(out / "frames")) == sorted(["000000.jpg", "000001.jpg", name])
     assert (out / "frames" / name).read_bytes() == b"a photo"
+
+
+def test_a_frame_saved_again_by_an_editor_goes_with_its_finished_run_and_stops_the_next_after_an_unfinished_one(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """Saved again (here by OpenCV, as by an image editor), a frame loses the run's mark. After a finished run its
+    records say it was the run's: removed with the rest. After a run that did not finish nothing says so."""
+    out = tmp_path / "out"
+    argv = _argv(plan_dir, out, images)
+    assert main(argv) == 0
+    edited = out / "frames" / "im0.jpg"
+
+    def edit() -> None:
+        picture = cv2.imread(str(edited))
+        picture[0, 0] = 0
+        assert cv2.imwrite(str(edited), picture)
+
+    edit()
+    assert main([*argv, "--max-frames", "1", "--annotate", "none"]) == 0
+    assert not (out / "frames").exists()  # all four the finished run's, the edited one too
+    assert main(argv) == 0
+    (out / "run.json").unlink()  # as a run killed before it wrote it leaves the folder
+    edit()
+    before = edited.read_bytes()
+    assert main(argv) == 2
+    assert f"--out {out} holds frames/im0.jpg, which no finished dpupose run wrote" in capsys.readouterr().err
+    assert edited.read_bytes() == before
