@@ -462,6 +462,28 @@ def test_the_demo_s_own_files_are_told_from_a_user_s(tmp_path):
         check_out(older, num_images=4)
 
 
+def test_a_link_at_a_name_the_demo_writes_in_a_demo_s_folder_stops_it(tmp_path):
+    """A link in a demo's folder at an image's name (beside that demo's demo.json, where any image counts as the
+    demo's) to a photo elsewhere, or at the report's name to another demo's report: the demo writes its images
+    and report through it, over the file it points to, which benchmarks.md says a link never gets."""
+    import cv2
+    import numpy as np
+
+    from dpupose.demo import check_out
+
+    ours, other = tmp_path / "demo", tmp_path / "other"
+    _demo_files(ours)
+    _demo_files(other)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    (ours / "images" / "sample_00.jpg").unlink()
+    (ours / "images" / "sample_00.jpg").symlink_to(photo)
+    (ours / "report.md").unlink()
+    (ours / "report.md").symlink_to(other / "report.md")
+    with pytest.raises(UsageError, match=r"holds report\.md, images/sample_00\.jpg, which the demo did not write"):
+        check_out(ours, num_images=4)
+
+
 def test_a_jpeg_comment_is_written_after_the_jfif_header_and_changes_no_pixel(tmp_path):
     import cv2
     import numpy as np

@@ -232,11 +232,11 @@ def _written_by_the_demo(path: Path, earlier: bool) -> bool:
     """Whether the file at `path` (one of _demo_output_names) is one the demo wrote: demo.json by its
     generated_by, the report by the line it starts with, the plots by Matplotlib's name in them, the images
     by IMAGE_MARK, or, in a folder holding an earlier demo's demo.json (`earlier`: a demo that finished), any
-    image (earlier versions wrote no mark)."""
+    image (earlier versions wrote no mark). Never a link: the demo writes through it, over the file elsewhere."""
     from dpupose.eval.demo_report import GENERATED
     from dpupose.fsio import read_own_json
 
-    if not path.is_file():  # a folder, a FIFO, a link to nothing
+    if not path.is_file() or path.is_symlink():  # a folder, a FIFO; a link: written through, to a file elsewhere
         return False
     if path.name == "demo.json":
         doc = read_own_json(path)
