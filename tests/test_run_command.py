@@ -2054,3 +2054,20 @@ def test_a_frame_saved_again_by_an_editor_goes_with_its_finished_run_and_stops_t
     assert main(argv) == 2
     assert f"--out {out} holds frames/im0.jpg, which no finished dpupose run wrote" in capsys.readouterr().err
     assert edited.read_bytes() == before
+
+
+def test_a_keypoints_link_to_another_runs_file_stops_the_run(plan_dir: Path, images: Path, tmp_path: Path, capsys):
+    """keypoints.jsonl in --out a link to another run's: the run emptied and wrote it through the link, the other
+    run's records cut to this one's beside its run.json, which still counted all of them."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    assert main(_argv(plan_dir, archive, images, "--annotate", "none")) == 0
+    before = (archive / "keypoints.jsonl").read_bytes()
+    out.mkdir()
+    (out / "keypoints.jsonl").symlink_to(archive / "keypoints.jsonl")
+    assert main(_argv(plan_dir, out, images, "--max-frames", "1", "--annotate", "none")) == 2
+    assert f"--out {out} holds keypoints.jsonl, which no finished dpupose run wrote there" in capsys.readouterr().err
+    assert (archive / "keypoints.jsonl").read_bytes() == before and (out / "keypoints.jsonl").is_symlink()
+    (out / "keypoints.jsonl").unlink()
+    (out / "keypoints.jsonl").symlink_to(tmp_path / "nowhere.jsonl")  # to nothing: the open would make the file
+    assert main(_argv(plan_dir, out, images, "--max-frames", "1", "--annotate", "none")) == 2
+    assert not (tmp_path / "nowhere.jsonl").exists()

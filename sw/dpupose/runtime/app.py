@@ -137,9 +137,10 @@ def _same_entry(a: Path, b: Path) -> bool:
 
 def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: FrameSource, removed: list[Path]) -> None:
     """Refuse, before anything is removed or written, a file under --out that this run would write over and that
-    is no run's: a keypoints.jsonl whose first line is no run's record or a run.json that is no run's (another
-    program's, or the user's: `_holds_a_run` does not take them for a run's, and the run emptied or replaced
-    them all the same), an annotated video at the names a video run writes, or a file (or link) in frames/ at
+    is no run's: a keypoints.jsonl whose first line is no run's record, or that is a link (to another run's: the
+    run empties and writes the file it points to), or a run.json that is no run's (another program's, or the
+    user's: `_holds_a_run` does not take them for a run's, and the run emptied or replaced them all the same),
+    an annotated video at the names a video run writes, or a file (or link) in frames/ at
     a name this run writes a frame under, which an earlier run did not write (`removed`: what
     `_earlier_annotations` found, removed before this run writes) and that bears no FRAME_MARK (a run's frame
     all the same, where its records are gone): a user's photo there, or a frame without FRAME_MARK of a run
@@ -149,10 +150,10 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
     out = opts.out
     taken: list[str] = []
     keypoints = out / "keypoints.jsonl"
-    # A link, even to a run's keypoints.jsonl elsewhere (a folder copied as links, `cp -rs`): that file is not
-    # this folder's to replace.
-    if _has_data(keypoints) and (
-        keypoints.is_symlink() or not (_starts_with(keypoints, RECORD_KEYS, line=True) or _cut_first_record(keypoints))
+    # A link, even to a run's keypoints.jsonl elsewhere (a folder copied as links, `cp -rs`) or to nothing: the
+    # run would empty and write the file it points to, which is not this folder's to replace.
+    if keypoints.is_symlink() or (
+        _has_data(keypoints) and not (_starts_with(keypoints, RECORD_KEYS, line=True) or _cut_first_record(keypoints))
     ):
         taken.append("keypoints.jsonl")
     if _has_data(out / "run.json") and not _starts_with(out / "run.json", RUN_KEYS):
