@@ -117,6 +117,8 @@ def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
         open_source(str(tmp_path / "missing.mp4"))
     with pytest.raises(UsageError, match="camera:N"):
         open_source("camera:front")
+    with pytest.raises(UsageError, match="camera:N"):  # str.isdigit's digits, which int() refused: a ValueError
+        open_source("camera:²")
     for name in ("pipe.mp4", "pipe.jpg"):  # was "does not exist"
         os.mkfifo(tmp_path / name)
         with pytest.raises(UsageError, match=rf"{name} is not a regular file \(a pipe or a device\?\): pass an"):

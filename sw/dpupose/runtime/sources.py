@@ -369,7 +369,7 @@ def open_source(spec: str, **camera_options: Any) -> FrameSource:
     """ "camera" / "camera:N", an image folder or file, or a video file."""
     if spec == "camera" or spec.startswith("camera:"):
         text = spec.partition(":")[2] or "0"
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):  # str.isdigit alone takes '²', which int() refuses
             # A file of that name (camera:1.mp4) is given with a folder in front: ./camera:1.mp4
             named = f"; for the file {spec}, pass ./{spec}" if os.path.exists(spec) else ""
             raise UsageError(f"camera source {spec!r}: use camera:N with N the camera number (0 for the first){named}")
