@@ -956,6 +956,7 @@ def test_the_demo_times_each_emulator_per_frame(result, monkeypatch, tmp_path):
     assert (got["exact_seconds_per_frame"], got["fast_seconds_per_frame"]) == (n * 1.0, n * 0.25)
     assert got["images"] == ["images/sample_00.jpg", "images/sample_01.jpg"]
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["sample_00.jpg", "sample_01.jpg", "samples.jpg"]
+    demo.check_out(tmp_path, num_images=2)  # marked: the next demo into the folder (no demo.json yet) writes over them
     tiles = [cv2.imread(str(tmp_path / "images" / f"sample_0{i}.jpg")) for i in (0, 1)]
     montage = cv2.imread(str(tmp_path / "images" / "samples.jpg"))
     assert tiles[0].shape == tiles[1].shape and montage.shape == (tiles[0].shape[0], 2 * tiles[0].shape[1], 3)
