@@ -900,7 +900,7 @@ def test_a_lock_file_replaced_between_its_open_and_its_lock_is_locked_again(tmp_
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-        assert path.read_text() == f"{os.getpid()}\n"
+        assert path.read_text() == f"{os.getpid()}\n" + ("dpupose bench\n" if which == "lock_folder" else "")
 
 
 def test_ctrl_c_anywhere_in_a_folder_write_leaves_the_earlier_or_the_new_and_nothing_else(tmp_path):
@@ -1184,3 +1184,29 @@ def test_open_new_writes_a_new_file_and_leaves_one_made_read_only(tmp_path, monk
         open_new(out)
     assert (info.value.errno, info.value.filename) == (errno.EACCES, str(out))
     assert out.read_bytes() == b"new\n"
+
+
+def test_a_folder_another_command_holds_is_said_to_be_that_commands(tmp_path):
+    """Two commands of different kinds into one folder (`dpupose run --out build/demo` while the demo writes
+    there): the second was told the folder 'is in use by another `dpupose run`', the holder named as a command
+    of its own kind, which no process was. The holder's command is written beside its PID; a lock file of an
+    earlier version (its PID only) still names the process, as a command of the refused one's kind."""
+    from dpupose.errors import UsageError
+    from dpupose.fsio import lock_folder, lock_output_folder
+
+    folder = tmp_path / "demo"
+    pid = os.getpid()
+    with lock_output_folder(folder, "python -m dpupose.demo"):
+        with pytest.raises(UsageError) as refused, lock_folder(folder, "dpupose run"):
+            pass
+        assert str(refused.value) == (
+            f"--out {folder} is in use by `python -m dpupose.demo` (process {pid}): wait for it to end, or choose "
+            "another --out"
+        )
+        same = rf"in use by another `python -m dpupose.demo` \(process {pid}\)"
+        with pytest.raises(UsageError, match=same), lock_folder(folder, "python -m dpupose.demo"):
+            pass
+        (folder / ".dpupose.lock").write_bytes(f"{pid}\n".encode())  # as an earlier version wrote it
+        older = rf"in use by another `dpupose run` \(process {pid}\)"
+        with pytest.raises(UsageError, match=older), lock_folder(folder, "dpupose run"):
+            pass

@@ -607,21 +607,30 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 _NO_LOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 
+def _holder_lines(fd: int) -> tuple[str | None, str | None]:
+    """(PID, command) as the holder of the lock file `fd` wrote them there (_mark_holder), each None when not
+    written (a full disk; an earlier version wrote the PID only) or unreadable."""
+    lines = os.pread(fd, 256, 0).decode("utf-8", "replace").split("\n")
+    pid, command = lines[0].strip(), lines[1].strip() if len(lines) > 1 else ""
+    return (pid if pid.isascii() and pid.isdigit() else None), (command or None)
+
+
 def _lock_holder(fd: int) -> str:
     """Who holds the lock on the lock file `fd`: 'process PID', as the holder wrote it there (_mark_holder),
     or 'another process' when it wrote nothing readable."""
-    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-    return f"process {holder}" if holder.isdigit() else "another process"
+    pid = _holder_lines(fd)[0]
+    return f"process {pid}" if pid is not None else "another process"
 
 
-def _mark_holder(fd: int) -> None:
-    """Write this process's PID into the lock file `fd` it has just locked, for the next one to name. The PID
-    only names the holder: a write that fails (a full disk or quota) leaves the file empty, which the next one
-    names 'another process', and the lock held. Raised, its error named no file (a write's), and it came
-    before the command's first output, whose failure names that output and removes a folder the command made."""
+def _mark_holder(fd: int, command: str | None = None) -> None:
+    """Write this process's PID, and the `command` it runs, into the lock file `fd` it has just locked, for the
+    next one to name. They only name the holder: a write that fails (a full disk or quota) leaves the file empty,
+    which the next one names 'another process', and the lock held. Raised, its error named no file (a write's),
+    and it came before the command's first output, whose failure names that output and removes a folder the
+    command made."""
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, (f"{os.getpid()}\n" + (f"{command}\n" if command else "")).encode(), 0)
     except OSError as exc:
         log.debug("could not write the lock holder's PID: %s", exc)
 
@@ -645,15 +654,16 @@ def lock_folder(
 ) -> Iterator[None]:
     """Hold an exclusive lock on `folder` (an existing folder) for the block: a second `command` writing
     into it at once would mix its files with this one's (two runs' checkpoints, config and history in one
-    folder). UsageError naming the process that holds it. The lock is a BSD lock (flock) on the hidden file
-    `.dpupose.lock` there, released when the block ends or the process dies (the file stays, unlocked). A block
-    that fails (an error, a refusal, Ctrl-C) removes the lock file when this call made it, while the lock is
-    still held: a refused command leaves a folder of the user's as it found it (a lock file that was there
-    stays). A file system that takes no lock (NFS without its lock service: ENOLCK) gets a warning, and the
-    block runs unlocked, as before there was a lock; so does a read-only one, quietly (nothing can write there).
-    A lock taken on a lock file that its holder removed meanwhile is no lock (_still_at): it is taken again on
-    the file there now, `make` (when given) making the folder again first, as it does when that holder removed
-    the folder itself before the lock file's open."""
+    folder). UsageError naming the process that holds it, and its command where it is another kind (written
+    beside its PID). The lock is a BSD lock (flock) on the hidden file `.dpupose.lock` there, released when the
+    block ends or the process dies (the file stays, unlocked). A block that fails (an error, a refusal, Ctrl-C)
+    removes the lock file when this call made it, while the lock is still held: a refused command leaves a
+    folder of the user's as it found it (a lock file that was there stays). A file system that takes no lock
+    (NFS without its lock service: ENOLCK) gets a warning, and the block runs unlocked, as before there was a
+    lock; so does a read-only one, quietly (nothing can write there). A lock taken on a lock file that its
+    holder removed meanwhile is no lock (_still_at): it is taken again on the file there now, `make` (when
+    given) making the folder again first, as it does when that holder removed the folder itself before the
+    lock file's open."""
     import fcntl
 
     from dpupose.errors import UsageError
@@ -685,9 +695,11 @@ def lock_folder(
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                other = _holder_lines(fd)[1]  # another kind of command (a demo into a run's --out), or this one's
+                who = f"another `{command}`" if other in (None, command) else f"`{other}`"
                 raise UsageError(
-                    f"{option} {folder} is in use by another `{command}` ({_lock_holder(fd)}): wait for it to "
-                    f"end, or choose another {option}"
+                    f"{option} {folder} is in use by {who} ({_lock_holder(fd)}): wait for it to end, or choose "
+                    f"another {option}"
                 ) from None
             except OSError as exc:
                 if exc.errno not in _NO_LOCK:
@@ -703,7 +715,7 @@ def lock_folder(
             else:
                 if not _still_at(fd, path):
                     continue  # its holder removed it (the finally closes it): lock the one there now
-                _mark_holder(fd)
+                _mark_holder(fd, command)
             try:
                 yield
             except BaseException:
