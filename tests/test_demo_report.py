@@ -484,6 +484,26 @@ def test_a_link_at_a_name_the_demo_writes_in_a_demo_s_folder_stops_it(tmp_path):
         check_out(ours, num_images=4)
 
 
+def test_an_image_is_the_demo_s_by_its_comment_where_the_demo_writes_it_not_by_the_words_anywhere(tmp_path):
+    """The demo told its images by IMAGE_MARK's bytes anywhere in their first 4 kB, where `dpupose run` asks
+    has_jpeg_comment (a JPEG with the comment where write_jpeg puts it): a photo whose EXIF or comment quotes
+    the words, or a file that is no JPEG at all, was the demo's to write over."""
+    import cv2
+    import numpy as np
+
+    from dpupose.demo import IMAGE_MARK, check_out
+
+    folder = tmp_path / "mine"
+    (folder / "images").mkdir(parents=True)
+    photo = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    at = 4 + int.from_bytes(photo[4:6], "big")
+    quoted = b"\xff\xfe" + (len(IMAGE_MARK) + 9).to_bytes(2, "big") + b"caption: " + IMAGE_MARK  # a caption quoting it
+    (folder / "images" / "sample_00.jpg").write_bytes(photo[:at] + quoted + photo[at:])
+    (folder / "images" / "samples.jpg").write_bytes(b"notes: " + IMAGE_MARK)
+    with pytest.raises(UsageError, match=r"holds images/sample_00\.jpg, images/samples\.jpg, which the demo did"):
+        check_out(folder, num_images=1)
+
+
 def test_a_jpeg_comment_is_written_after_the_jfif_header_and_changes_no_pixel(tmp_path):
     import cv2
     import numpy as np

@@ -231,18 +231,20 @@ def _demo_output_names(num_images: int) -> list[str]:
 def _written_by_the_demo(path: Path, earlier: bool) -> bool:
     """Whether the file at `path` (one of _demo_output_names) is one the demo wrote: demo.json by its
     generated_by, the report by the line it starts with, the plots by Matplotlib's name in them, the images
-    by IMAGE_MARK, or, in a folder holding an earlier demo's demo.json (`earlier`: a demo that finished), any
-    image (earlier versions wrote no mark). Never a link: the demo writes through it, over the file elsewhere."""
+    by IMAGE_MARK in the comment write_jpeg puts after their JFIF header (has_jpeg_comment), or, in a folder
+    holding an earlier demo's demo.json (`earlier`: a demo that finished), any image (earlier versions wrote
+    no mark). Never a link: the demo writes through it, over the file elsewhere."""
     from dpupose.eval.demo_report import GENERATED
     from dpupose.fsio import read_own_json
+    from dpupose.runtime.imagefile import has_jpeg_comment
 
     if not path.is_file() or path.is_symlink():  # a folder, a FIFO; a link: written through, to a file elsewhere
         return False
     if path.name == "demo.json":
         doc = read_own_json(path)
         return isinstance(doc, dict) and doc.get("generated_by") == "python -m dpupose.demo"
-    if path.suffix == ".jpg" and earlier:
-        return True
+    if path.suffix == ".jpg":
+        return earlier or has_jpeg_comment(path, IMAGE_MARK)  # as `dpupose run` tells its frames
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -250,7 +252,7 @@ def _written_by_the_demo(path: Path, earlier: bool) -> bool:
         return False
     if path.suffix in (".md", ".html"):
         return GENERATED.encode() in head
-    return (b"Matplotlib" if path.suffix == ".png" else IMAGE_MARK) in head
+    return b"Matplotlib" in head  # the plots (.png)
 
 
 def check_out(out: Path, num_images: int) -> None:
