@@ -112,6 +112,19 @@ def test_a_path_starting_with_a_dash_is_answered_with_how_to_give_it(capsys):
     )
 
 
+def test_an_unknown_option_is_answered_with_the_subcommands_help_not_the_command_list(capsys):
+    # argparse's top parser reports the words no subcommand took, with its own prog: `dpupose --help` lists the
+    # commands, not the options the user was looking for (`sdcard stage` takes the image as IMAGE, not --image).
+    assert refused(["sdcard", "stage", "--image", "x.img", "--overlay", "o", "--model", "m"], capsys) == (
+        "dpupose sdcard stage: error: unrecognized arguments: --image (see `dpupose sdcard stage --help`)\n"
+    )
+    assert refused(["run", "--plan", "p", "--source", "s", "extra"], capsys) == (
+        "dpupose run: error: unrecognized arguments: extra (see `dpupose run --help`)\n"
+    )
+    # Before any subcommand: the command list is the help to see.
+    assert refused(["--bogus"], capsys) == "dpupose: error: unrecognized arguments: --bogus (see `dpupose --help`)\n"
+
+
 def test_range_types_accept_their_bounds_and_refuse_just_outside():
     assert int_at_least(2)("2") == 2
     with pytest.raises(argparse.ArgumentTypeError):

@@ -51,11 +51,20 @@ class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (what is wrong, and where the usage is) instead of the usage
     text followed by the error; subcommand parsers are of this class too."""
 
+    # The parser that read the command line last: a subcommand's reads the rest of the line after its parent's.
+    _innermost: Parser | None = None
+
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         self._given = list(sys.argv[1:] if args is None else args)
+        Parser._innermost = self
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str):  # type: ignore[override]
+        # The top parser reports the words no parser took, after the subcommand's has read the rest: the options
+        # to look up are the subcommand's (`dpupose sdcard stage --help`), not the list of commands.
+        inner = Parser._innermost
+        if message.startswith("unrecognized arguments: ") and inner is not None and inner is not self:
+            inner.error(message)
         self.exit(2, f"{self.prog}: error: {message}{self._dash_hint(message)} (see `{self.prog} --help`)\n")
 
     def _dash_hint(self, message: str) -> str:
