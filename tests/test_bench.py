@@ -373,7 +373,10 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert main(["bench", "--checkpoint", "missing.pt", "--work", "runs/work"]) == 2
     assert "no model to benchmark" in capsys.readouterr().err
     assert demo.main(["--model", "missing.pt", "--out", "runs/demo"]) == 2
-    assert capsys.readouterr().err.endswith("dpupose: error: --model missing.pt not found\n")  # as export says it
+    assert capsys.readouterr().err.endswith(
+        "dpupose: error: --model missing.pt not found: give a checkpoint written by `dpupose train` or "
+        "`dpupose export` (e.g. runs/NAME/best.pt)\n"
+    )  # as export says it
     assert os.listdir(tmp_path) == []  # nor runs/, which they made
     (tmp_path / "demo").mkdir()  # a folder that was there stays, without the lock file the demo made
     assert demo.main(["--model", "missing.pt", "--out", "demo"]) == 2

@@ -1167,3 +1167,26 @@ def test_data_check_counts_a_folder_at_an_image_s_name_as_missing_and_names_the_
     with pytest.raises(DataError, match=r"^2 of 12 annotated images are missing") as exc:
         check_images(load_split(root, "valid"), root / "images")
     assert str(exc.value).endswith(hint)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["quantize", "--out", "q"],
+        ["eval", "--data", "synthetic"],
+        ["export", "--out", "m.pt"],
+        ["train", "--data", "synthetic", "--out", "t", "--epochs", "1", "--init"],
+    ],
+)
+def test_a_missing_checkpoint_is_named_by_its_option_with_what_to_give(tmp_path, monkeypatch, capsys, command):
+    # It was 'checkpoint nope.pt not found': no option named (train takes two checkpoints, --init and --resume's)
+    # and nothing said of what a checkpoint is or where one comes from.
+    monkeypatch.chdir(tmp_path)
+    option = "--init" if command[-1] == "--init" else "--checkpoint"
+    argv = [*command, "nope.pt"] if option == "--init" else [*command, "--checkpoint", "nope.pt"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: {option} nope.pt not found: give a checkpoint written by `dpupose train` or "
+        "`dpupose export` (e.g. runs/NAME/best.pt)\n"
+    )
+    assert os.listdir(tmp_path) == []  # nor the --out it would have made

@@ -591,7 +591,12 @@ def test_make_demo_s_errors_are_dpupose_s(tmp_path):
         text=True,
         timeout=300,
     )
-    assert (done.returncode, done.stdout, done.stderr) == (2, "", "dpupose: error: --model nope.pt not found\n")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        "dpupose: error: --model nope.pt not found: give a checkpoint written by `dpupose train` or "
+        "`dpupose export` (e.g. runs/NAME/best.pt)\n",
+    )
     assert os.listdir(tmp_path) == []
 
 

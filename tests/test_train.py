@@ -215,7 +215,9 @@ def test_cheap_checks_come_before_the_data(synth_root, tmp_path, monkeypatch):
         raise AssertionError("the data were loaded before the cheap checks")
 
     monkeypatch.setattr(train_mod, "load_data", no_data)
-    with pytest.raises(CheckpointError, match=r"^--init: .*nope\.pt"):
+    with pytest.raises(
+        CheckpointError, match=r"^--init .*nope\.pt not found: give a checkpoint written by `dpupose train`"
+    ):
         train(tiny(synth_root, tmp_path / "a", init=str(tmp_path / "nope.pt")))
     wide = tmp_path / "wide.pt"
     save_checkpoint({"model": PoseNet(ModelConfig(input_size=64, width_mult=0.5)).state_dict(),
@@ -817,11 +819,15 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     # The checkpoint is read before --out is looked at: a missing one, or a run folder given in its place, is
     # named as such, not answered with "--out exists; pass --force", and the existing --out stays as it was.
     shipped = (tmp_path / "model.pt").read_bytes()
-    with pytest.raises(CheckpointError, match=r"^checkpoint .*nosuch\.pt not found$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^--checkpoint .*nosuch\.pt not found: give a checkpoint written by `dpupose train` or "
+        r"`dpupose export` \(e\.g\. runs/NAME/best\.pt\)$",
+    ):
         export_checkpoint(str(tmp_path / "nosuch.pt"), str(tmp_path / "model.pt"))
     run = re.escape(str(src.parent))  # a run folder: its best.pt is named
     with pytest.raises(
-        CheckpointError, match=rf"^checkpoint {run} is a folder; give the checkpoint file in it \({run}/best\.pt\)$"
+        CheckpointError, match=rf"^--checkpoint {run} is a folder; give the checkpoint file in it \({run}/best\.pt\)$"
     ):
         export_checkpoint(str(src.parent), str(tmp_path / "model.pt"))
     with pytest.raises(UsageError, match=r"model\.pt exists; pass --force to replace it$"):

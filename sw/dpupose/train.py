@@ -242,9 +242,9 @@ def _read_init(cfg: TrainConfig) -> PoseNet:
     """The --init checkpoint's network, checked against the run's width."""
     assert cfg.init is not None
     try:
-        init_model = model_from_state(read_checkpoint(cfg.init), cfg.init)
+        init_model = model_from_state(read_checkpoint(cfg.init, "--init"), cfg.init)
     except CheckpointError as exc:
-        raise CheckpointError(f"--init: {exc}") from None
+        raise CheckpointError(str(exc) if str(exc).startswith("--init ") else f"--init: {exc}") from None
     if init_model.config.width_mult != cfg.width_mult:
         raise CheckpointError(
             f"--init {cfg.init} has width {init_model.config.width_mult}, not {cfg.width_mult}: pass --width "

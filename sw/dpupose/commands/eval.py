@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             "CPU; leave out --device"
         )
     device = resolve_device(args.device) if args.engine == "fp32" else None
-    model, _ = load_checkpoint(args.checkpoint)  # a bad checkpoint is reported before any data is made
+    model, _ = load_checkpoint(args.checkpoint, "--checkpoint")  # a bad checkpoint is reported before any data is made
     if args.data == "synthetic" and args.data_root is None and (args.num_samples or 0) > DEFAULT_SYNTH_VALID:
         print(
             f"dpupose: note: --num-samples {args.num_samples}: the fixed synthetic validation set is the first "

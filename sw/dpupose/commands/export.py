@@ -44,7 +44,7 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
         raise UsageError("--out must differ from --checkpoint")
     # The checkpoint first: "--out exists; pass --force" for a checkpoint that is not there (or a folder)
     # had the user replace a file only to be told next that there was nothing to replace it with.
-    state = read_checkpoint(src)
+    state = read_checkpoint(src, "--checkpoint")
     model_from_state(state, src)  # refuses weights that do not fit the model before anything is written
     if Path(out).exists() and not force:
         raise UsageError(f"{out} exists; pass --force to replace it")

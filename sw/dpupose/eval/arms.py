@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from dpupose.model.checkpoint import load_checkpoint
 
     try:
-        model, _ = load_checkpoint(args.checkpoint)
+        model, _ = load_checkpoint(args.checkpoint, "--checkpoint")
         split = load_data("synthetic", "valid", None, args.num_samples)
     except DpuposeError as exc:
         print(f"dpupose: error: {exc}", file=sys.stderr)

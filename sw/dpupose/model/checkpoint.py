@@ -85,7 +85,7 @@ def check_checkpoint_path(path: str | Path, name: str = "checkpoint") -> Path:
         hint = f"the checkpoint file in it ({inside})" if inside else "a checkpoint file (e.g. runs/NAME/best.pt)"
         raise CheckpointError(f"{name} {path} is a folder; give {hint}")
     if not path.is_file():
-        raise CheckpointError(f"{name} {path} not found")
+        raise CheckpointError(f"{name} {path} not found: give a checkpoint {WRITTEN_BY} (e.g. runs/NAME/best.pt)")
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             f"{path} is an ONNX model, not a checkpoint: this command takes a checkpoint of dpupose's own "
@@ -116,9 +116,9 @@ def _json_instead(path: Path) -> str | None:
     return f"{path} is a JSON file, not a checkpoint: give a checkpoint {WRITTEN_BY} (runs/NAME/best.pt){instead}"
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw dict, or CheckpointError saying why it is unusable."""
-    path = check_checkpoint_path(path)
+def read_checkpoint(path: str | Path, name: str = "checkpoint") -> dict[str, Any]:
+    """The raw dict, or CheckpointError saying why it is unusable (`name`: as in check_checkpoint_path)."""
+    path = check_checkpoint_path(path, name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle of another program, random bytes...
@@ -265,8 +265,8 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(path: str | Path) -> tuple[PoseNet, dict[str, Any]]:
-    """(model in eval mode, the checkpoint dict)."""
-    state = read_checkpoint(path)
+def load_checkpoint(path: str | Path, name: str = "checkpoint") -> tuple[PoseNet, dict[str, Any]]:
+    """(model in eval mode, the checkpoint dict); `name`: as in check_checkpoint_path."""
+    state = read_checkpoint(path, name)
     model = model_from_state(state, str(path)).eval()
     return model, state

@@ -112,7 +112,8 @@ def quantize(cfg: QuantizeConfig) -> dict:
         raise UsageError(f"--target names the DPU for --engine vai_q; --engine {cfg.engine} does not use it: drop it")
     _check_out(cfg.out)
     check_can_create(cfg.out)  # a folder that cannot be written fails now, not after calibration
-    read_checkpoint(cfg.checkpoint)  # a wrong file is reported before the calibration set is made (minutes)
+    # A wrong file is reported before the calibration set is made (minutes).
+    read_checkpoint(cfg.checkpoint, "--checkpoint")
     calib_set = open_calibration_set(cfg.calib_data, cfg.data_root, cfg.num_calib, cfg.seed)
     model, state = load_checkpoint(cfg.checkpoint)
     size = model.config.input_size

@@ -170,7 +170,7 @@ def prepare(
     from dpupose.quant.data import open_calibration_set
 
     fingerprint = _arch_fingerprint(arch, plan) if arch is not None else None
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint, "--checkpoint")
     part = {"input": "image", "output": "logits", "checkpoint": Path(checkpoint).name}
     if fingerprint is not None:
         part["fingerprint"] = f"0x{fingerprint:x}"
