@@ -101,7 +101,9 @@ def test_a_record_that_is_no_object_and_a_file_that_is_no_list_are_refused(tmp_p
     path.write_text(json.dumps([person(), ["a.jpg"]]))
     with pytest.raises(DataError) as e:
         load_json_records(path)
-    assert str(e.value) == f"{path}: record 1: a record must be a JSON object"
+    assert str(e.value) == (
+        f"{path}: record 1: a record must be a JSON object; correct that record (counting from 0) or remove it"
+    )
     path.write_text(json.dumps({"records": [person()]}))
     with pytest.raises(DataError) as e:
         load_json_records(path)

@@ -35,11 +35,17 @@ def read_rgb(path: Path) -> np.ndarray:
     except FileNotFoundError:
         img = None
     except OSError as exc:
-        raise DataError(f"image {path} cannot be read ({exc.strerror or exc})") from None
+        raise DataError(
+            f"image {path} cannot be read ({exc.strerror or exc}): make it readable, or replace it"
+        ) from None
     if img is None:
         if not path.exists():
             raise DataError(f"image {path} is missing; check --data-root (images/ must hold every annotated image)")
-        raise DataError(f"image {path} cannot be decoded; replace or remove it")
+        # Not "remove it": its record stays, and the next run stops on the image as missing.
+        raise DataError(
+            f"image {path} cannot be decoded (damaged, or not an image): replace it with a good copy, or take its "
+            "record out of the annotations (`dpupose data check` counts every such image)"
+        )
     return img[..., ::-1]
 
 

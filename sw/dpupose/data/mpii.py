@@ -74,7 +74,10 @@ def read_mat(path: str | Path) -> list[MatPerson]:
     try:
         mat = loadmat(str(path), struct_as_record=False, squeeze_me=True)
     except Exception as exc:  # scipy raises several types for damaged files
-        raise DataError(f"{path} is not a readable MATLAB file ({exc})") from None
+        raise DataError(
+            f"{path} is not a readable MATLAB file ({exc}): download and unpack the official annotation again, or "
+            "lay the root out as annot/train.json + annot/valid.json instead (docs/training.md, Data)"
+        ) from None
     if "RELEASE" not in mat:
         raise DataError(f"{path} has no RELEASE struct: is it mpii_human_pose_v1_u12_1.mat?")
     release = mat["RELEASE"]
@@ -255,7 +258,11 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
             "lay it out as images/ + annot/train.json + annot/valid.json, or put the official .mat at its root"
         )
     if not records:
-        raise EmptySplitError(f"{root}: the {split} split holds no person records")
+        source = f"annot/{SPLIT_FILES[split]}" if json_path.is_file() else MAT_NAME
+        raise EmptySplitError(
+            f"{root}: the {split} split holds no person records (none in {source}): add some there, or give a "
+            f"--data-root whose {split} split has them"
+        )
     for rec in records:
         rec.resolve_head_size()
     return records

@@ -142,7 +142,7 @@ def load_json_records(path: str | Path) -> list[PoseRecord]:
         try:
             records.append(parse_record(item))
         except ValueError as exc:
-            raise DataError(f"{path}: record {i}: {exc}") from None
+            raise DataError(f"{path}: record {i}: {exc}; correct that record (counting from 0) or remove it") from None
     return records
 
 
