@@ -1190,3 +1190,33 @@ def test_a_missing_checkpoint_is_named_by_its_option_with_what_to_give(tmp_path,
         "`dpupose export` (e.g. runs/NAME/best.pt)\n"
     )
     assert os.listdir(tmp_path) == []  # nor the --out it would have made
+
+
+def test_a_missing_overlay_or_model_folder_is_named_by_its_option_with_what_to_give(tmp_path, monkeypatch, capsys):
+    # They were 'overlay folder ov does not exist', 'model folder m does not exist' (no way forward) and 'model
+    # folder m is empty: compile the model first', though the board runs a split plan, compiled or not.
+    monkeypatch.chdir(tmp_path)
+    overlay = tmp_path / "ov"
+    overlay.mkdir()
+    for name in ("dpu.bit", "dpu.hwh", "dpu.xclbin"):
+        (overlay / name).touch()
+    (tmp_path / "empty").mkdir()
+    split = "give the split plan folder `dpupose split MODEL --out DIR` wrote"
+    cases = {
+        (
+            "nope",
+            "m",
+        ): "--overlay nope does not exist: give the folder `make hw DPU=<config>` writes (build/hw/<config>)",
+        ("ov", "m"): f"--model m does not exist: {split}",
+        ("ov", "empty"): f"--model empty is empty: {split}",
+    }
+    for (ov, model), said in cases.items():
+        assert main(["deploy", "--host", "pynq", "--overlay", ov, "--model", model]) == 2
+        assert capsys.readouterr().err == f"dpupose: error: {said}\n"
+    # The image, which stage reads first: said what to give too (it was 'image pynq.img does not exist').
+    assert main(["sdcard", "stage", "pynq.img", "--out", "out.img", "--overlay", "ov", "--model", "m"]) == 2
+    assert capsys.readouterr().err == (
+        "dpupose: error: image pynq.img does not exist: give the PYNQ image for the Ultra96-V2 "
+        "(.img, .img.xz or .zip)\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["empty", "ov"]

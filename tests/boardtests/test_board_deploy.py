@@ -638,7 +638,9 @@ def test_an_empty_model_folder_is_refused_before_anything_runs(overlay, tmp_path
     (empty / ".ipynb_checkpoints" / "x.ipynb").write_text("{}")
     runner = RecordingRunner()
     with pytest.raises(
-        ArtifactError, match=rf"^model folder {re.escape(str(empty))} is empty: compile the model first$"
+        ArtifactError,
+        match=rf"^--model {re.escape(str(empty))} is empty: give the split plan folder `dpupose split MODEL --out DIR` "
+        "wrote$",
     ):
         deploy("pynq", overlay, empty, dry_run=True, runner=runner, echo=print)
     assert runner.calls == []

@@ -158,11 +158,14 @@ def test_raw_gzip_missing_and_empty(raw, tmp_path):
     gz.write_bytes(b"\x1f\x8b\x08\x00rest")
     with pytest.raises(ImageError, match="gzip"):
         open_image(gz)
-    with pytest.raises(ImageError, match="does not exist"):
+    with pytest.raises(ImageError) as info:
         open_image(tmp_path / "nope.img")
+    assert str(info.value) == (
+        f"image {tmp_path / 'nope.img'} does not exist: give the PYNQ image for the Ultra96-V2 (.img, .img.xz or .zip)"
+    )
     empty = tmp_path / "empty.img"
     empty.touch()
-    with pytest.raises(ImageError, match="empty"):
+    with pytest.raises(ImageError, match=r"^image .*empty\.img is empty: download the PYNQ image again$"):
         open_image(empty)
 
 

@@ -362,8 +362,12 @@ def test_folders_are_checked_before_the_wheel_is_built(image, overlay, model, tm
         raise AssertionError("the wheel was built before the model folder was checked")
 
     monkeypatch.setattr(stagemod, "build_wheel", no_build)
-    with pytest.raises(UsageError, match="model folder .* does not exist"):
+    with pytest.raises(UsageError) as info:
         stage(image, overlay, tmp_path / "no-such-model", out=tmp_path / "out.img")
+    assert str(info.value) == (
+        f"--model {tmp_path / 'no-such-model'} does not exist: give the split plan folder `dpupose split MODEL "
+        "--out DIR` wrote"
+    )
     assert not (tmp_path / "out.img").exists()
 
 

@@ -19,7 +19,9 @@ def check_overlay(folder: Path) -> list[Path]:
     if folder.is_file():
         raise UsageError(f"--overlay {folder} is a file: pass the folder that holds dpu.bit, dpu.hwh and dpu.xclbin")
     if not folder.is_dir():
-        raise UsageError(f"overlay folder {folder} does not exist (build it with `make hw DPU=<config>`)")
+        raise UsageError(
+            f"--overlay {folder} does not exist: give the folder `make hw DPU=<config>` writes (build/hw/<config>)"
+        )
     missing = [name for name in layout.OVERLAY_FILES if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(
@@ -36,10 +38,15 @@ def check_model(folder: Path) -> list[Path]:
     if folder.is_file():
         raise UsageError(f"--model {folder} is a file: pass the split plan folder that holds it")
     if not folder.is_dir():
-        raise UsageError(f"model folder {folder} does not exist")
+        raise UsageError(
+            f"--model {folder} does not exist: give the split plan folder `dpupose split MODEL --out DIR` wrote"
+        )
     files = sorted(_walk(folder))
     if not files:
-        raise ArtifactError(f"model folder {folder} is empty: compile the model first")
+        # Not "compile the model first": what the board runs is a split plan; a compiled xmodel is optional.
+        raise ArtifactError(
+            f"--model {folder} is empty: give the split plan folder `dpupose split MODEL --out DIR` wrote"
+        )
     for path in files:
         _check_board_name(path.relative_to(folder).as_posix(), folder)
     if not (folder / layout.PLAN_FILE).is_file():

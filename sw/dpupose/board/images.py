@@ -74,7 +74,7 @@ def open_image(path: str | Path) -> ImageInfo:
 def _identify(path: str | Path) -> ImageInfo:
     path = Path(path)
     if not path.exists():
-        raise ImageError(f"image {path} does not exist")
+        raise ImageError(f"image {path} does not exist: give the PYNQ image for the Ultra96-V2 (.img, .img.xz or .zip)")
     if path.is_dir():  # the download folder, or build/sdcard: name the image(s) in it
         try:
             found = sorted(
@@ -102,7 +102,7 @@ def _identify(path: str | Path) -> ImageInfo:
         raise ImageError(f"{path} is gzip-compressed; use the .img.xz or .zip image, or gunzip it first")
     size = path.stat().st_size
     if size == 0:
-        raise ImageError(f"image {path} is empty")
+        raise ImageError(f"image {path} is empty: download the PYNQ image again")
     return ImageInfo(path, ImageKind.RAW, size)
 
 
