@@ -522,6 +522,12 @@ def test_wrong_source_and_options(plan_dir: Path, tmp_path: Path, capsys) -> Non
     base = ["run", "--plan", str(plan_dir), "--backend", "cpu"]
     assert main([*base, "--source", str(tmp_path / "none.mp4")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # An image's name said only 'image source X does not exist'; a video's said what to pass, as both do now.
+    assert main([*base, "--source", str(tmp_path / "none.jpg")]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: image source {tmp_path / 'none.jpg'} does not exist: pass an image folder, an image, a "
+        "video file or camera:N\n"
+    )
     assert main([*base, "--source", ""]) == 2  # not the current folder
     assert "--source is empty" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # refused while the command line is read

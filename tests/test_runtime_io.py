@@ -69,7 +69,11 @@ def test_subfolders_and_broken_links_are_said_not_passed_over(tmp_path: Path, ca
     assert f"{tmp_path}: not reading its subfolders (day1); pass one as --source" in caplog.text
     assert "gone.jpg: a link to elsewhere/gone.jpg, which does not exist" in caplog.text
     assert ".ipynb_checkpoints" not in caplog.text
-    with pytest.raises(UsageError, match=r"gone.jpg is a link to elsewhere/gone.jpg, which does not exist$"):
+    with pytest.raises(
+        UsageError,
+        match=r"gone.jpg is a link to elsewhere/gone.jpg, which does not exist: pass an image folder, an image, a "
+        r"video file or camera:N$",
+    ):
         open_source(str(tmp_path / "gone.jpg"))
     # A folder whose images are all in subfolders says where they are, not only that it holds none.
     (tmp_path / "a.png").unlink()

@@ -75,7 +75,8 @@ def _camera_name(path: Path) -> str | None:
 def _not_a_file(path: Path) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
-        return f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist"
+        what = f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist"
+        return f"{what}: pass an image folder, an image, a video file or camera:N"
     camera = _camera_name(path) if path.is_char_device() else None
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
         number = camera[5:]
