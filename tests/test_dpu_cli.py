@@ -228,7 +228,7 @@ def test_outputs_that_are_not_ours_are_kept(capsys, pose_onnx, tmp_path):
     onnx_file = tmp_path / "m.onnx"
     onnx_file.write_text("mine")
     rc, _, err = run(capsys, "zoo", "export", "mobilenet_v1", "--out", str(onnx_file), "--input-size", "32")
-    assert rc == 2 and "exists; pass --force" in err and onnx_file.read_text() == "mine"
+    assert rc == 2 and f"error: --out {onnx_file} exists; pass --force" in err and onnx_file.read_text() == "mine"
     args = ("zoo", "export", "mobilenet_v1", "--out", str(onnx_file), "--input-size", "32", "--force")
     assert run(capsys, *args)[:2] == (0, f"{onnx_file}: mobilenet_v1, input 1x3x32x32, random weights\n")
     assert onnx_file.stat().st_size > 1000

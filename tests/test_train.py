@@ -805,15 +805,19 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     before = src.read_bytes()
     for out in (src, tmp_path / "run" / ".." / "run" / "best.pt"):
         for force in (True, False):  # without --force too: not "exists; pass --force", which would overwrite it
-            with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
+            with pytest.raises(UsageError) as info:
                 export_checkpoint(str(src), str(out), force=force)
+            assert str(info.value) == (
+                f"--out {out} is the --checkpoint itself, which the weights-only copy would replace: give --out a "
+                "new file (e.g. models/NAME/model.pt)"
+            )
     assert src.read_bytes() == before
     # The checkpoint under a name resolve() does not tie to it: a bind mount of its folder elsewhere, or the other
     # case of its name on a case-insensitive file system (macOS, Windows), with --force replaced the run's
     # checkpoint by the weights-only copy. A hard link is such a name here: the same file, device and inode.
     other = tmp_path / "Best.pt"
     os.link(src, other)
-    with pytest.raises(UsageError, match="--out must differ from --checkpoint"):
+    with pytest.raises(UsageError, match="is the --checkpoint itself, which the weights-only copy would replace"):
         export_checkpoint(str(src), str(other), force=True)
     assert src.read_bytes() == before
     # The checkpoint is read before --out is looked at: a missing one, or a run folder given in its place, is
@@ -830,7 +834,7 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
         CheckpointError, match=rf"^--checkpoint {run} is a folder; give the checkpoint file in it \({run}/best\.pt\)$"
     ):
         export_checkpoint(str(src.parent), str(tmp_path / "model.pt"))
-    with pytest.raises(UsageError, match=r"model\.pt exists; pass --force to replace it$"):
+    with pytest.raises(UsageError, match=r"^--out .*model\.pt exists; pass --force to replace it$"):
         export_checkpoint(str(src), str(tmp_path / "model.pt"))
     assert (tmp_path / "model.pt").read_bytes() == shipped
 

@@ -41,13 +41,16 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     # The same file by another name: a link, `..` (resolve), or one resolve cannot see through, a bind mount of its
     # folder or the other case of its name on a case-insensitive file system (samefile), which --force replaced.
     if Path(out).resolve() == Path(src).resolve() or same_file(out, src):
-        raise UsageError("--out must differ from --checkpoint")
+        raise UsageError(
+            f"--out {out} is the --checkpoint itself, which the weights-only copy would replace: give --out a new "
+            "file (e.g. models/NAME/model.pt)"
+        )
     # The checkpoint first: "--out exists; pass --force" for a checkpoint that is not there (or a folder)
     # had the user replace a file only to be told next that there was nothing to replace it with.
     state = read_checkpoint(src, "--checkpoint")
     model_from_state(state, src)  # refuses weights that do not fit the model before anything is written
     if Path(out).exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to replace it")
+        raise UsageError(f"--out {out} exists; pass --force to replace it")
     slim = {k: state[k] for k in KEEP if k in state}
     slim["exported_from"] = Path(src).name
     save_checkpoint(slim, out)

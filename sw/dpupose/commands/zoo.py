@@ -38,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dpupose.errors import UsageError
 
     if Path(args.out).exists() and not args.force:
-        raise UsageError(f"{args.out} exists; pass --force to replace it")
+        raise UsageError(f"--out {args.out} exists; pass --force to replace it")
     path = zoo.export(args.network, args.out, args.input_size)
     print(f"{path}: {args.network}, input 1x3x{args.input_size}x{args.input_size}, random weights")
     return 0
