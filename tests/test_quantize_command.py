@@ -774,13 +774,25 @@ def test_compare_traces_counts_the_lsbs_of_each_tensor_in_order():
 
 def test_a_dump_of_another_shape_or_size_is_named(tmp_path):
     shapes = {"x/a": (1, 2, 2, 3), "y": (1, 1, 1, 4)}
-    np.save(tmp_path / "x_a.npy", np.zeros((1, 2, 3, 2), np.int8))
-    with pytest.raises(DataError, match=r"dumped 'x/a' has shape \(1, 2, 3, 2\), the emulator's is \(1, 2, 2, 3\)"):
+    again = "dump it again from this subgraph (int8, NHWC), or remove it"
+    # A folder without them says which files it reads (it said '<tensor>.npy or <tensor>.bin' only).
+    with pytest.raises(DataError) as info:
         read_dump_dir(tmp_path, shapes)
+    assert str(info.value) == (
+        f"{tmp_path} holds no dumped tensor of this subgraph: it reads x_a.npy, y.npy (or .bin, int8 NHWC); dump "
+        "them from this subgraph, or give the folder that holds them"
+    )
+    np.save(tmp_path / "x_a.npy", np.zeros((1, 2, 3, 2), np.int8))
+    with pytest.raises(DataError) as info:
+        read_dump_dir(tmp_path, shapes)
+    assert str(info.value) == (
+        f"{tmp_path / 'x_a.npy'}: dumped 'x/a' has shape (1, 2, 3, 2), the emulator's is (1, 2, 2, 3) (NHWC): {again}"
+    )
     (tmp_path / "x_a.npy").unlink()
     (tmp_path / "y.bin").write_bytes(bytes(range(5)))
-    with pytest.raises(DataError, match=r"y\.bin has 5 bytes, tensor 'y' needs 4"):
+    with pytest.raises(DataError) as info:
         read_dump_dir(tmp_path, shapes)
+    assert str(info.value) == f"{tmp_path / 'y.bin'} has 5 bytes, tensor 'y' needs 4 (shape (1, 1, 1, 4)): {again}"
     (tmp_path / "y.bin").write_bytes(bytes([1, 2, 255, 128]))
     got = read_dump_dir(tmp_path, shapes)
     assert list(got) == ["y"] and got["y"].tolist() == [[[[1, 2, -1, -128]]]]

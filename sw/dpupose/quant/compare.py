@@ -105,9 +105,11 @@ def write_dump_dir(folder: Path, trace: dict[str, np.ndarray]) -> None:
 
 def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     out = {}
+    again = "dump it again from this subgraph (int8, NHWC), or remove it"
     for name, shape in shapes.items():
         npy = folder / f"{dump_name(name)}.npy"
         raw = folder / f"{dump_name(name)}.bin"
+        path = npy if npy.is_file() else raw
         if npy.is_file():
             try:
                 arr = np.load(npy, allow_pickle=False)
@@ -116,15 +118,24 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
         elif raw.is_file():
             arr = np.fromfile(raw, dtype=np.int8)
             if arr.size != int(np.prod(shape)):
-                raise DataError(f"{raw} has {arr.size} bytes, tensor {name!r} needs {int(np.prod(shape))}")
+                raise DataError(
+                    f"{raw} has {arr.size} bytes, tensor {name!r} needs {int(np.prod(shape))} "
+                    f"(shape {tuple(shape)}): {again}"
+                )
             arr = arr.reshape(shape)
         else:
             continue
         if arr.shape != tuple(shape):
-            raise DataError(f"dumped {name!r} has shape {arr.shape}, the emulator's is {tuple(shape)} (NHWC)")
+            raise DataError(
+                f"{path}: dumped {name!r} has shape {arr.shape}, the emulator's is {tuple(shape)} (NHWC): {again}"
+            )
         out[name] = arr.astype(np.int8)
     if not out:
-        raise DataError(f"{folder} holds no dumped tensor of this subgraph (<tensor>.npy or <tensor>.bin)")
+        files = shortlist([f"{dump_name(name)}.npy" for name in shapes])
+        raise DataError(
+            f"{folder} holds no dumped tensor of this subgraph: it reads {files} (or .bin, int8 NHWC); dump them "
+            "from this subgraph, or give the folder that holds them"
+        )
     return out
 
 
