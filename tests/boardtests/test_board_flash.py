@@ -749,12 +749,37 @@ def test_a_card_that_takes_no_more_says_at_which_byte(monkeypatch):
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
         with pytest.raises(
-            DeviceError, match=r"^no space left on the target at byte 5096: it is smaller than the image"
+            DeviceError,
+            match=r"^no space left on the target at byte 5096: it is smaller than the image; write it to a larger "
+            "card$",
         ):
             flashmod._pwrite_all(fd, memoryview(bytes(3000)), 4096)
     finally:
         os.close(fd)
     assert calls == [4096, 5096]
+
+
+def test_a_write_error_names_the_card_and_what_to_try(image, fake_device, monkeypatch):
+    """It said 'write error at byte N: Input/output error', naming neither the card nor what to do."""
+    import errno
+
+    def failing(fd, data, offset):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(flashmod.os, "pwrite", failing)
+    fd = os.open("/dev/full", os.O_WRONLY)  # a device, as a card is
+    try:
+        with pytest.raises(DeviceError) as info:
+            flashmod._pwrite_all(fd, memoryview(bytes(10)), 4096)
+    finally:
+        os.close(fd)
+    assert str(info.value) == (
+        "write error at byte 4096: Input/output error; the card or its reader may be failing: try another reader "
+        "or card"
+    )
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)  # a file standing in for /dev/sdX
+    with pytest.raises(DeviceError, match=rf"^{re.escape(str(card))}: write error at byte 0: Input/output error$"):
+        flash(image, card, use_bmaptool=False)
 
 
 def test_bmaptool_asked_for_is_required_and_not_replaced_by_the_stream_copy(image, tmp_path, monkeypatch):

@@ -144,9 +144,15 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
                 raise
             if exc.errno == errno.ENOSPC:
                 raise DeviceError(
-                    f"no space left on the target at byte {offset + done}: it is smaller than the image"
+                    f"no space left on the target at byte {offset + done}: it is smaller than the image; write it to "
+                    "a larger card"
                 ) from None
-            raise DeviceError(f"write error at byte {offset + done}: {exc.strerror}") from None
+            try:
+                card = not stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                card = False
+            advice = "; the card or its reader may be failing: try another reader or card" if card else ""
+            raise DeviceError(f"write error at byte {offset + done}: {exc.strerror}{advice}") from None
 
 
 def _bmap_for(info: ImageInfo, given: Path | None, workdir: Path, use_bmaptool: bool | None) -> Path | None:
@@ -234,7 +240,12 @@ def _write_and_verify(
                 raise _no_permission(dest, card=not fresh_file) from None
             raise DeviceError(f"cannot open {dest}: {exc.strerror}") from None
         bar = Progress(info.size, "write ", enabled=progress_on)
-        digests = stream_copy(info, fd, sparse=fresh_file, progress=bar, writing=writing)
+        try:
+            digests = stream_copy(info, fd, sparse=fresh_file, progress=bar, writing=writing)
+        except DeviceError as exc:  # _pwrite_all's, which knows the descriptor only: the card is named
+            if fresh_file:  # a temporary .partial's name, which is not the file the user gave
+                raise
+            raise DeviceError(f"{dest}: {exc}") from None
         bar.close()
         if fresh_file:
             os.ftruncate(fd, info.size)
