@@ -1220,3 +1220,31 @@ def test_a_missing_overlay_or_model_folder_is_named_by_its_option_with_what_to_g
         "(.img, .img.xz or .zip)\n"
     )
     assert sorted(os.listdir(tmp_path)) == ["empty", "ov"]
+
+
+def test_a_file_that_is_no_onnx_is_said_so_in_words_not_by_protobufs_exception(tmp_path, monkeypatch, capsys):
+    # It was 'junk.onnx: not an ONNX model (DecodeError)', the name of an exception type the user never met.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.onnx").write_bytes(bytes(range(256)) * 2)
+    not_parsed = "junk.onnx: not an ONNX model (it does not parse as one: damaged, or another kind of file)"
+    assert main(["split", "junk.onnx", "--out", "s"]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: {not_parsed}; give the model_qdq.onnx written by `dpupose quantize`\n"
+    )
+    assert main(["dpu", "estimate", "junk.onnx", "--config", "u96v2-b1600-pynq"]) == 2
+    assert capsys.readouterr().err == f"dpupose: error: {not_parsed}; give an ONNX file\n"
+    assert main(["dpu", "estimate", "nope.onnx", "--config", "u96v2-b1600-pynq"]) == 2
+    assert capsys.readouterr().err == "dpupose: error: nope.onnx: no such file; give an ONNX file\n"
+    assert os.listdir(tmp_path) == ["junk.onnx"]
+
+
+def test_a_configuration_file_that_is_not_there_is_answered_with_what_config_takes(tmp_path, monkeypatch, capsys):
+    # It was 'none.toml: no such file', though --config takes a shipped configuration's name as well.
+    from dpupose.dpu.config import list_configs
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["dpu", "fit", "--config", "none.toml"]) == 2
+    assert capsys.readouterr().err == (
+        "dpupose: error: none.toml: no such file; give the path of a configuration .toml, or a shipped "
+        f"configuration's name: {', '.join(list_configs())}\n"
+    )

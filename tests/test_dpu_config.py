@@ -309,7 +309,10 @@ def test_a_configuration_file_s_errors_say_where(tmp_path):
     missing = tmp_path / "none.toml"
     with pytest.raises(ConfigError) as info:
         load_config(missing)
-    assert str(info.value) == f"{missing}: no such file"
+    assert str(info.value) == (
+        f"{missing}: no such file; give the path of a configuration .toml, or a shipped configuration's name: "
+        f"{', '.join(list_configs())}"
+    )
     bad = write(tmp_path, 'arch = "B1600"\nclock_mhz = 2 00\n')
     with pytest.raises(ConfigError) as info:
         load_config(bad)

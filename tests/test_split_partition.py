@@ -3049,7 +3049,9 @@ def test_unnamed_nodes_get_names_no_other_node_has(tmp_path):
 def test_a_file_without_nodes_is_not_an_onnx_model(tmp_path):
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")  # parses as an empty ModelProto
-    with pytest.raises(ModelFileError, match=r"empty\.onnx: not an ONNX model \(no nodes\)"):
+    with pytest.raises(
+        ModelFileError, match=r"empty\.onnx: not an ONNX model \(it has no nodes\); give the model_qdq\.onnx written by"
+    ):
         load_onnx(empty)
 
 

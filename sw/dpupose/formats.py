@@ -24,6 +24,11 @@ def newer_format_refusal(what: str, value: str, ours: str, by: str = "a newer dp
     return f"{what} is format {value}, written by {by}; this dpupose ({__version__}) reads {ours}"
 
 
+# Why a file onnx cannot load is not an ONNX model, in a user's words (protobuf's exception types, DecodeError
+# and others, name nothing the user did).
+NOT_PARSED = "it does not parse as one: damaged, or another kind of file"
+
+
 def not_onnx(path: object) -> str | None:
     """What a file given where an ONNX model is wanted is instead, when that can be told from its bytes:
     "checkpoint" (a PyTorch checkpoint: torch.save's zip, which holds a data.pkl, or its older pickle),

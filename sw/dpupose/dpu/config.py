@@ -15,6 +15,7 @@ API:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -320,6 +321,11 @@ def list_configs() -> list[str]:
 def config_path(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text or Path(text).is_file():
+        if not os.path.lexists(text):  # said with what else it takes, not only 'no such file'
+            raise ConfigError(
+                f"{text}: no such file; give the path of a configuration .toml, or a shipped configuration's name: "
+                f"{', '.join(list_configs())}"
+            )
         return Path(text)
     path = configs_dir() / f"{text}.toml"
     if not path.is_file():

@@ -69,6 +69,7 @@ from dpupose.dpu.ops import (
     resize_support,
 )
 from dpupose.errors import ModelFileError
+from dpupose.formats import NOT_PARSED
 
 COSTED_OPS = {
     "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -147,12 +148,12 @@ def load_model(model: Any) -> Any:
         return model
     path = Path(model)
     if not path.is_file():
-        raise ModelFileError(f"{path}: {'is a folder; give an ONNX file' if path.is_dir() else 'no such file'}")
+        raise ModelFileError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; give an ONNX file")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several unrelated types for garbage input
+    except Exception:  # protobuf raises several unrelated types for garbage input
         _refuse_not_onnx(path)
-        raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__}); give an .onnx file") from None
+        raise ModelFileError(f"{path}: not an ONNX model ({NOT_PARSED}); give an ONNX file") from None
     if not proto.graph.node:
         _refuse_not_onnx(path)
         raise ModelFileError(f"{path}: not an ONNX model (no graph nodes); give an .onnx file")

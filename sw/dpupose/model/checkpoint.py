@@ -121,12 +121,12 @@ def read_checkpoint(path: str | Path, name: str = "checkpoint") -> dict[str, Any
     path = check_checkpoint_path(path, name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle of another program, random bytes...
+    except Exception:  # truncated zip, pickle of another program, random bytes...
         raise CheckpointError(
             _json_instead(path)
             or (
-                f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be truncated or from another "
-                f"program: use a checkpoint {WRITTEN_BY}"
+                f"{path} is not a readable checkpoint (not a file torch.save wrote, or one cut short): use a "
+                f"checkpoint {WRITTEN_BY}"
             )
         ) from None
     if isinstance(state, dict) and state.get("format") == FORMAT and "model" not in state:

@@ -25,6 +25,7 @@ import numpy as np
 from dpupose.dpu.graph import qoperator_node
 from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, image_batch, model_opset
 from dpupose.errors import ModelFileError
+from dpupose.formats import NOT_PARSED
 
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -120,21 +121,24 @@ class QdqGraph:
         return 0
 
 
+QUANTIZED_MODEL = "give the model_qdq.onnx written by `dpupose quantize`"
+
+
 def load_onnx(path: str | Path) -> Any:
     import onnx
 
     path = Path(path)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "no such file"
-        raise ModelFileError(f"{path}: {what}; give the model_qdq.onnx written by `dpupose quantize`")
+        raise ModelFileError(f"{path}: {what}; {QUANTIZED_MODEL}")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several unrelated types on garbage
+    except Exception:  # protobuf raises several unrelated types on garbage
         _refuse_not_onnx(path)
-        raise ModelFileError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: not an ONNX model ({NOT_PARSED}); {QUANTIZED_MODEL}") from None
     if not model.graph.node:
         _refuse_not_onnx(path)
-        raise ModelFileError(f"{path}: not an ONNX model (no nodes)")
+        raise ModelFileError(f"{path}: not an ONNX model (it has no nodes); {QUANTIZED_MODEL}")
     _load_external_data(model, path)
     return model
 
