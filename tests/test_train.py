@@ -310,8 +310,11 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path)
     # Damaged fields of a dpupose checkpoint: named, never a torch or OpenCV traceback later on.
     for change, message in (
-        ({"model": [1, 2]}, "'model' entry is a list, not the weights"),
-        ({"model": None}, "'model' entry is a NoneType"),
+        ({"model": [1, 2]}, r"'model' entry is not the network's weights \(tensors by name\): the file is damaged or"),
+        (
+            {"model": None},
+            r"'model' entry is not the network's weights .*; use a checkpoint written by `dpupose train`",
+        ),
         ({"model_config": {**net.config.to_dict(), "width_mult": "abc"}}, "width_mult must be a positive number"),
         ({"model_config": {**net.config.to_dict(), "input_size": 224.0}}, "input_size must be a positive integer"),
         ({"model_config": {**net.config.to_dict(), "num_joints": True}}, "num_joints must be a positive integer"),

@@ -168,7 +168,11 @@ def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseN
             f"{origin}: bad model_config ({exc}); the file is damaged: use a checkpoint {WRITTEN_BY}"
         ) from None
     if not isinstance(state["model"], dict):
-        raise CheckpointError(f"{origin}: its 'model' entry is a {type(state['model']).__name__}, not the weights")
+        # Not its Python type's name ('a NoneType'), which says nothing to a user.
+        raise CheckpointError(
+            f"{origin}: its 'model' entry is not the network's weights (tensors by name): the file is damaged or "
+            f"from another program; use a checkpoint {WRITTEN_BY}"
+        )
     with torch.device("meta"):
         shell = PoseNet(cfg)
     _check_names(shell, state["model"], origin)
