@@ -94,7 +94,7 @@ $(BOARD_STAMP): pyproject.toml constraints-board.txt
 
 test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (PY310=path; skipped without 3.10)
 	@py=$$($(FIND_PY310)); if [ -z "$$py" ]; then $(if $(PY310), \
-		echo 'make test-board-py: PY310='$(call q,PY310)' is not a Python 3.10' >&2; exit 2;, \
+		echo 'make test-board-py: PY310='$(call q,PY310)' is not a Python 3.10: give the path of one as PY310=/usr/bin/python3.10 or leave PY310 out to look for one' >&2; exit 2;, \
 		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
 	fi; \
 	if ! $(MAKE) -q --no-print-directory $(BOARD_STAMP) PY310="$$py" && ! "$$py" -c $(call q,INDEX_PROBE) >/dev/null 2>&1; then \

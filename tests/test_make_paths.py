@@ -140,6 +140,25 @@ def test_test_board_py_takes_a_python_path_with_blanks_and_quotes(tmp_path):
     assert not (tmp_path / ".venv-board").exists()
 
 
+def test_test_board_py_says_what_to_give_for_a_py310_that_is_not_one(tmp_path):
+    # It said only 'PY310=... is not a Python 3.10'.
+    python = tmp_path / "python3.12"
+    python.write_text("#!/bin/sh\nexit 1\n")  # sys.version_info[:2] != (3, 10)
+    python.chmod(0o755)
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "test-board-py", f"PY310={python}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines()[0] + "\n" == (  # make adds its 'make: *** [...] Error 2'
+        f"make test-board-py: PY310={python} is not a Python 3.10: give the path of one as PY310=/usr/bin/python3.10 "
+        "or leave PY310 out to look for one\n"
+    )
+
+
 @pytest.mark.parametrize("venv", ["my venv", ""])
 def test_setup_refuses_a_venv_of_a_blank_or_nothing_before_making_one(tmp_path, venv):
     # `python -m venv $(VENV)` made a venv of each word (one of them in the checkout) and named the stamp after
