@@ -603,6 +603,16 @@ def test_a_board_plan_that_is_not_the_deployed_one_says_the_copy_did_not_complet
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
 
 
+def test_a_board_plan_that_is_not_json_says_the_copy_did_not_complete(overlay, model, wheel, tools_present):
+    # It said only '/home/xilinx/dpupose/model/plan.json on the board is not valid JSON'.
+    files = {**board_files(), "/home/xilinx/dpupose/model/plan.json": '{"fingerprint": "0x1'}  # cut short
+    with pytest.raises(ArtifactError) as info:
+        deploy("pynq", overlay, model, wheel=wheel, runner=RecordingRunner(files=files), echo=print, use_rsync=True)
+    assert str(info.value) == (
+        "/home/xilinx/dpupose/model/plan.json on the board is not valid JSON: the copy did not complete; deploy again"
+    )
+
+
 def test_fingerprints_written_in_decimal_and_hex_are_one_number(overlay, model, wheel, tools_present):
     # 0x101000016010407 is 72339069383803911: an arch.json may give it either way.
     (overlay / "arch.json").write_text(json.dumps({"fingerprint": "72339069383803911"}))

@@ -233,7 +233,7 @@ def _remote_fingerprint(runner: CommandRunner, remote: Remote, path: PurePosixPa
     try:
         value = json.loads(proc.stdout).get("fingerprint")
     except (ValueError, AttributeError):
-        raise ArtifactError(f"{path} on the board is not valid JSON") from None
+        raise ArtifactError(f"{path} on the board is not valid JSON: the copy did not complete; deploy again") from None
     return None if value is None else str(value)
 
 
