@@ -143,7 +143,9 @@ def read_checkpoint(path: str | Path, name: str = "checkpoint") -> dict[str, Any
 
 
 def _names(keys: list[str]) -> str:
-    return f"{len(keys)}: {shortlist([repr(k) for k in keys])}"
+    # Three: a weight's name is long ('module.dpu_part.backbone.features.0.0.weight'), and a wrapper's message
+    # names both its missing and its unexpected ones on one line.
+    return f"{len(keys)}: {shortlist([repr(k) for k in keys], 3)}"
 
 
 def model_from_state(state: dict[str, Any], origin: str = "checkpoint") -> PoseNet:
