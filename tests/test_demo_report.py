@@ -650,3 +650,22 @@ def test_an_earlier_demo_image_kept_under_another_name_outlives_the_next_demo(tm
     write_jpeg(out / "images" / "samples.jpg", light, comment=IMAGE_MARK)
     assert kept.read_bytes() == before
     assert int(read_bgr(kept).mean()) in range(25, 36) and int(read_bgr(out / "images" / "samples.jpg").mean()) > 200
+
+
+def test_a_missing_module_no_extra_provides_keeps_its_traceback_in_the_demo(monkeypatch, capsys, tmp_path):
+    """As in the CLI: only the host packages are named on one line; another missing module is a broken
+    installation, raised as it is (not a KeyError from looking it up among the host packages)."""
+    from dpupose import demo
+
+    def needs(module):
+        def run(args):
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+        return run
+
+    monkeypatch.setattr(demo, "run", needs("yaml"))
+    with pytest.raises(ModuleNotFoundError, match="yaml"):
+        demo.main(["--out", str(tmp_path / "demo")])
+    monkeypatch.setattr(demo, "run", needs("cv2"))
+    assert demo.main(["--out", str(tmp_path / "demo")]) == 2
+    assert capsys.readouterr().err.startswith("dpupose: error: the demo needs OpenCV (module cv2), which is not")

@@ -1177,9 +1177,10 @@ def test_open_new_writes_a_new_file_and_leaves_one_made_read_only(tmp_path, monk
     assert link.is_symlink() and target.read_bytes() == b"log"
     assert (tmp_path / "target-kept.log").read_bytes() == b"earlier"
     out.chmod(0o444)
-    if os.geteuid() == 0:  # root may write any file: answer as for another user
+    if os.geteuid() == 0:  # root may write any file: answer as for another user, by the file's bits for others
         real = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
+        as_others = lambda p, mode: mode & ~os.stat(p).st_mode & 0o7 == 0  # r--: R_OK only
+        monkeypatch.setattr(os, "access", lambda p, mode: as_others(p, mode) if Path(p) == out else real(p, mode))
     with pytest.raises(PermissionError) as info:
         open_new(out)
     assert (info.value.errno, info.value.filename) == (errno.EACCES, str(out))
@@ -1210,3 +1211,22 @@ def test_a_folder_another_command_holds_is_said_to_be_that_commands(tmp_path):
         older = rf"in use by another `dpupose run` \(process {pid}\)"
         with pytest.raises(UsageError, match=older), lock_folder(folder, "dpupose run"):
             pass
+
+
+def test_open_new_opens_a_fifo_as_it_is(tmp_path):
+    """Only a regular file is removed first: a FIFO at the name (a reader waiting on it) is written into, and
+    stays a FIFO."""
+    import stat
+
+    from dpupose.fsio import open_new
+
+    fifo = tmp_path / "keypoints.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with open_new(fifo) as f:
+            f.write(b"line\n")
+        assert os.read(reader, 100) == b"line\n"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

@@ -117,7 +117,8 @@ def test_a_failed_link_s_log_kept_under_another_name_outlives_the_rerun(capsys, 
 
 
 @pytest.mark.parametrize(
-    ("option", "where"), [("trd", "trd/DPUCZDX8G-new.tar.gz"), ("trd", "kernel/trd"), ("repo", "platform/bdf")]
+    ("option", "where"),
+    [("trd", "trd/DPUCZDX8G-new.tar.gz"), ("trd", "kernel/trd"), ("repo", "platform/bdf"), ("trd", "kernel")],
 )
 def test_an_input_inside_a_folder_the_build_removes_is_refused_and_kept(capsys, env, option, where):
     """A TRD archive put in the build's trd/ (a newer release), a TRD folder or the board repository copied into
@@ -141,6 +142,62 @@ def test_an_input_inside_a_folder_the_build_removes_is_refused_and_kept(capsys, 
     assert rc == 2 and f"{label} {given} is in {folder}, which the build removes whole" in err
     assert sorted(p.relative_to(given).as_posix() for p in [given, *given.rglob("*")]) == before
     assert len(tool_calls(env["log"])) == calls
+
+
+@pytest.mark.parametrize("via", ["the input", "--out"])
+def test_an_input_inside_a_step_folder_reached_through_a_link_is_refused(capsys, env, via):
+    """The TRD folder copied into kernel/ and given by a link to it elsewhere, or the build folder given by a link
+    to it: the input is inside kernel/ all the same, which the kernel step empties. Compared by real path."""
+    assert build(capsys, env)[0] == 0
+    calls = len(tool_calls(env["log"]))
+    inside = env["out"] / "kernel" / "trd"
+    make_trd_archive(env["tmp"] / "t.tar.gz", TRD_SKELETON, top="")
+    shutil.unpack_archive(env["tmp"] / "t.tar.gz", inside)
+    before = sorted(p.relative_to(inside).as_posix() for p in inside.rglob("*"))
+    if via == "the input":
+        env["trd"] = env["tmp"] / "trd-link"
+        env["trd"].symlink_to(inside)
+    else:
+        env["trd"] = inside
+        env["out"] = env["tmp"] / "out-link"
+        env["out"].symlink_to(inside.parents[1])
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 2 and f"--trd (DPU_TRD) {env['trd']} is in {inside.parent}, which the build removes" in err
+    assert sorted(p.relative_to(inside).as_posix() for p in inside.rglob("*")) == before
+    assert len(tool_calls(env["log"])) == calls
+
+
+def test_a_trd_folder_in_trd_or_a_link_there_is_used_as_it_is(capsys, env):
+    """trd/ is emptied only where a TRD archive is unpacked into it: a TRD folder kept there (the one the
+    archive gave, say) is read as it is and stays, and so is a trd/ that is a link to the TRD unpacked before
+    (moved elsewhere), which a build leaves to the unpacking, where each tool step's folder may not be a link."""
+    assert build(capsys, env)[0] == 0
+    out = env["out"]
+    trd = out / "trd"
+    listing = sorted(p.relative_to(trd).as_posix() for p in trd.rglob("*"))
+    assert any(n.startswith("dpu_ip/") for n in listing)
+    rc, _, err = build(capsys, {**env, "trd": trd}, "--force")
+    assert rc == 0, err
+    assert sorted(p.relative_to(trd).as_posix() for p in trd.rglob("*")) == listing
+    elsewhere = env["tmp"] / "unpacked"
+    shutil.move(trd, elsewhere)
+    trd.symlink_to(elsewhere)
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 0, err
+    assert trd.is_symlink() and sorted(p.relative_to(elsewhere).as_posix() for p in elsewhere.rglob("*")) == listing
+
+
+def test_a_step_folder_that_is_a_file_is_refused_before_any_step_and_kept(capsys, env):
+    """A file at link/ (the folder's name taken by the user's notes): the rebuild ran the platform and kernel,
+    then failed at the link. Refused before anything runs, the file as it was."""
+    assert build(capsys, env)[0] == 0
+    out = env["out"]
+    shutil.rmtree(out / "link")
+    (out / "link").write_text("mine")
+    calls = len(tool_calls(env["log"]))
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 2 and f"{out / 'link'} is not a folder, and a build removes link/ whole" in err
+    assert len(tool_calls(env["log"])) == calls and (out / "link").read_text() == "mine"
 
 
 @pytest.mark.parametrize("name", ["link", "platform"])

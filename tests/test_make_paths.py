@@ -140,11 +140,42 @@ def test_test_board_py_takes_a_python_path_with_blanks_and_quotes(tmp_path):
     assert not (tmp_path / ".venv-board").exists()
 
 
-def test_test_board_py_says_what_to_give_for_a_py310_that_is_not_one(tmp_path):
-    # It said only 'PY310=... is not a Python 3.10'.
-    python = tmp_path / "python3.12"
-    python.write_text("#!/bin/sh\nexit 1\n")  # sys.version_info[:2] != (3, 10)
+def _python_in_a_folder_with_a_blank_and_quotes(tmp_path: Path, script: str) -> Path:
+    folder = tmp_path / "my \"py it's"  # one double quote: an unterminated string where "$(PY310)" is read
+    folder.mkdir()
+    python = folder / "python3.10"
+    python.write_text(script)
     python.chmod(0o755)
+    return python
+
+
+def test_the_board_venv_is_made_by_a_python_at_a_path_with_blanks_and_quotes(tmp_path):
+    # The stamp's recipe read PY310 as "$(PY310)": a quote in its path broke the shell before the venv was made.
+    # A stand-in 3.10 records its arguments and makes a venv whose pip records its own.
+    calls = tmp_path / "calls"
+    python = _python_in_a_folder_with_a_blank_and_quotes(
+        tmp_path,
+        f'#!/bin/sh\necho "python $*" >> {calls}\nmkdir -p "$3/bin"\n'
+        f'printf \'#!/bin/sh\\necho "pip $*" >> {calls}\\n\' > "$3/bin/pip" && chmod +x "$3/bin/pip"\n',
+    )
+    for name in ("pyproject.toml", "constraints-board.txt"):
+        (tmp_path / name).touch()
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), ".venv-board/.installed", f"PY310={python}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = calls.read_text().splitlines()
+    assert lines[0] == "python -m venv .venv-board"
+    assert [line.split()[:2] for line in lines[1:]] == [["pip", "install"]] * 2
+    assert (tmp_path / ".venv-board" / ".installed").exists()
+
+
+def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(tmp_path):
+    python = _python_in_a_folder_with_a_blank_and_quotes(tmp_path, "#!/bin/sh\nexit 1\n")
     proc = subprocess.run(
         ["make", "-s", "-f", str(ROOT / "Makefile"), "test-board-py", f"PY310={python}"],
         cwd=tmp_path,
@@ -159,8 +190,8 @@ def test_test_board_py_says_what_to_give_for_a_py310_that_is_not_one(tmp_path):
     )
 
 
-@pytest.mark.parametrize("venv", ["my venv", ""])
-def test_setup_refuses_a_venv_of_a_blank_or_nothing_before_making_one(tmp_path, venv):
+@pytest.mark.parametrize(("variable", "value"), [("VENV", "my venv"), ("VENV", ""), ("BOARD_VENV", "board venv")])
+def test_setup_refuses_a_venv_of_a_blank_or_nothing_before_making_one(tmp_path, variable, value):
     # `python -m venv $(VENV)` made a venv of each word (one of them in the checkout) and named the stamp after
     # the last; an empty VENV made BIN /bin. A stand-in Python records what it is asked to do.
     calls = tmp_path / "calls"
@@ -168,13 +199,15 @@ def test_setup_refuses_a_venv_of_a_blank_or_nothing_before_making_one(tmp_path, 
     python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho 3.12\n')
     python.chmod(0o755)
     proc = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "setup", f"VENV={venv}", f"PYTHON={python}"],
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "setup", f"{variable}={value}", f"PYTHON={python}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 2
-    assert f"VENV={venv} BOARD_VENV=.venv-board: each must name one folder, by a path without blanks" in proc.stderr
+    venvs = {"VENV": ".venv", "BOARD_VENV": ".venv-board", variable: value}
+    said = f"VENV={venvs['VENV']} BOARD_VENV={venvs['BOARD_VENV']}: each must name one folder, by a path without blanks"
+    assert said in proc.stderr
     assert not calls.exists() or "venv" not in calls.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["python"]

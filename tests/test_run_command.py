@@ -432,6 +432,35 @@ def test_a_source_among_the_outputs_under_a_name_resolve_does_not_tie_to_them_is
     assert (tmp_path / f"kept{video.suffix}").read_bytes() == data
 
 
+def test_a_source_in_or_of_an_earlier_runs_frames_through_a_bind_mount_is_refused(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """Through a bind mount of --out, as by its own name: the earlier run's frames/ as --source of a run that
+    removes those frames first, and an image inside frames/ as --source of a run that writes frames/."""
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images), "--annotate", "frames"]) == 0
+    import shutil
+
+    shutil.copy(images / "im0.png", out / "frames" / "mine.png")
+    before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    bound = tmp_path / "bound"
+    if not _bind(out, bound):
+        pytest.skip("needs root: it bind-mounts --out")
+    try:
+        for where in (out, bound):  # its own name, then the bind mount's
+            capsys.readouterr()
+            assert main([*common, "--source", str(where / "frames"), "--annotate", "none"]) == 2
+            assert f"--source {where / 'frames'} is an earlier run's frames under --out" in capsys.readouterr().err
+            assert main([*common, "--source", str(where / "frames" / "mine.png"), "--annotate", "frames"]) == 2
+            assert "is where this run writes frames (under --out" in capsys.readouterr().err
+    finally:
+        import subprocess
+
+        subprocess.run(["umount", str(bound)], check=True)
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
+
+
 @pytest.mark.parametrize("name", ["annotated.part.mp4", "annotated.part.avi"])
 def test_a_source_at_the_video_s_temporary_name_is_refused_as_an_output(
     plan_dir: Path, tmp_path: Path, name: str, capsys

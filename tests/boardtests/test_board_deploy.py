@@ -582,6 +582,25 @@ def test_a_compiled_xmodel_cut_short_is_refused_before_anything_is_copied(overla
     assert runner.calls == []
 
 
+def test_each_dpu_subgraph_s_compiled_xmodel_is_checked_not_only_the_first(overlay, model, wheel):
+    # A plan split into two DPU subgraphs, each with its .xmodel: the second one cut short is refused as the
+    # first is, before anything is copied.
+    plan = json.loads((model / "plan.json").read_text())
+    first, cpu = plan["subgraphs"]
+    second = {**first, "name": "dpu1", "file": "dpu1.onnx", "xmodel": "dpu_part1.xmodel"}
+    second["inputs"] = first["outputs"]
+    second["outputs"] = [{**first["outputs"][0], "name": "features1"}]
+    cpu["inputs"] = [{**cpu["inputs"][0], "name": "features1"}]
+    plan["subgraphs"] = [first, second, cpu]
+    (model / "plan.json").write_text(json.dumps(plan))
+    shutil.copy(model / "dpu0.onnx", model / "dpu1.onnx")
+    (model / "dpu_part1.xmodel").write_bytes(xmodel_bytes("tiny", 150_000)[:1000])
+    runner = RecordingRunner(files=board_files())
+    with pytest.raises(ArtifactError, match=r"dpu_part1\.xmodel is not an xmodel XIR can read .*--backend vart"):
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert runner.calls == []
+
+
 def test_an_ipv6_zone_is_one_percent_sign(overlay, model):
     # ssh expands %-tokens (%h, %r, %d) in a ProxyCommand or ControlPath: only the zone's one '%' is let through.
     runner = RecordingRunner()
