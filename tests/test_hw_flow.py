@@ -187,6 +187,25 @@ def test_a_trd_folder_in_trd_or_a_link_there_is_used_as_it_is(capsys, env):
     assert trd.is_symlink() and sorted(p.relative_to(elsewhere).as_posix() for p in elsewhere.rglob("*")) == listing
 
 
+def test_another_trd_archive_replaces_a_trd_link_and_keeps_the_folder_it_points_to(capsys, env):
+    """trd/ moved to another disk and linked back, then a newer TRD archive given: the unpacking removed trd/
+    with shutil.rmtree, which refuses a link ('Cannot call rmtree on a symbolic link'), so the build failed once
+    the published set was taken down. The new TRD is unpacked in place of the link; the folder it points to
+    is not the build's to empty, and stays as it was."""
+    assert build(capsys, env)[0] == 0
+    out = env["out"]
+    trd, elsewhere = out / "trd", env["tmp"] / "unpacked"
+    shutil.move(trd, elsewhere)
+    trd.symlink_to(elsewhere)
+    listing = sorted(p.relative_to(elsewhere).as_posix() for p in elsewhere.rglob("*"))
+    env["trd"] = make_trd_archive(env["tmp"] / "downloads" / "DPUCZDX8G-new.tar.gz", [*TRD_SKELETON, "dpu_ip/extra.v"])
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 0, err
+    assert not trd.is_symlink() and (trd / "dpu_ip" / "extra.v").read_text() == "// dpu_ip/extra.v\n"
+    assert sorted(p.relative_to(elsewhere).as_posix() for p in elsewhere.rglob("*")) == listing
+    assert all((out / n).is_file() for n in DELIVERABLES)
+
+
 def test_a_step_folder_that_is_a_file_is_refused_before_any_step_and_kept(capsys, env):
     """A file at link/ (the folder's name taken by the user's notes): the rebuild ran the platform and kernel,
     then failed at the link. Refused before anything runs, the file as it was."""

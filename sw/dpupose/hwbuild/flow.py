@@ -668,7 +668,8 @@ def _check_step_folders(paths: BuildPaths) -> None:
     (link/ moved to a bigger disk and linked back) stopped the build only at that step's start, once the steps
     before it had run and the published set was taken down, with shutil's 'Cannot call rmtree on a symbolic
     link' (the folder it points to is not the build's to empty: it may hold anything). trd/ is left to
-    extract_trd: a link there to the TRD unpacked before is read as it is."""
+    extract_trd: a link there to the TRD unpacked before is read as it is, and replaced, the folder it points to
+    kept, where another TRD archive is unpacked."""
     for name in STEP_FOLDERS[:-1]:
         path = paths.root / name
         if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):

@@ -168,7 +168,11 @@ def extract_trd(info: TrdInfo, dest: Path) -> Path:
                 with source, target.open("wb") as out:
                     shutil.copyfileobj(source, out)
         (tmp / ".complete").write_text(info.digest())
-        if dest.exists():
+        # A dest that is a link (the TRD unpacked before, moved to another disk and linked back) is replaced by
+        # the new TRD; the folder it points to is not the build's to empty, and stays as it was.
+        if dest.is_symlink():
+            dest.unlink()
+        elif dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:
