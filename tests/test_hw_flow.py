@@ -206,6 +206,29 @@ def test_another_trd_archive_replaces_a_trd_link_and_keeps_the_folder_it_points_
     assert all((out / n).is_file() for n in DELIVERABLES)
 
 
+def test_a_file_at_trd_is_refused_before_any_step_where_an_archive_is_unpacked_there(capsys, env):
+    """A file at a build's trd/ (the name taken by the user's notes) with a TRD archive given: the unpacking
+    stopped on it ('Not a directory') once the published set was taken down. Refused before anything runs, the
+    file and the published set as they were; with a TRD folder, trd/ is not used and the build runs."""
+    assert build(capsys, env)[0] == 0
+    out = env["out"]
+    shutil.rmtree(out / "trd")
+    (out / "trd").write_text("mine")
+    calls = len(tool_calls(env["log"]))
+    published = {n: (out / n).read_bytes() for n in DELIVERABLES}
+    rc, _, err = build(capsys, env, "--force")
+    assert rc == 2 and f"{out / 'trd'} is not a folder, and the TRD archive {env['trd']} is unpacked in" in err
+    assert "nothing is published now" not in err
+    assert len(tool_calls(env["log"])) == calls and {n: (out / n).read_bytes() for n in DELIVERABLES} == published
+    assert (out / "trd").read_text() == "mine"
+    folder = env["tmp"] / "trd-folder"
+    make_trd_archive(env["tmp"] / "t.tar.gz", TRD_SKELETON, top="")
+    shutil.unpack_archive(env["tmp"] / "t.tar.gz", folder)
+    rc, _, err = build(capsys, {**env, "trd": folder}, "--force")
+    assert rc == 0, err
+    assert (out / "trd").read_text() == "mine"
+
+
 def test_a_step_folder_that_is_a_file_is_refused_before_any_step_and_kept(capsys, env):
     """A file at link/ (the folder's name taken by the user's notes): the rebuild ran the platform and kernel,
     then failed at the link. Refused before anything runs, the file as it was."""
