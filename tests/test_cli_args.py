@@ -1248,3 +1248,21 @@ def test_a_configuration_file_that_is_not_there_is_answered_with_what_config_tak
         "dpupose: error: none.toml: no such file; give the path of a configuration .toml, or a shipped "
         f"configuration's name: {', '.join(list_configs())}\n"
     )
+
+
+def test_a_symlink_loop_given_as_a_path_is_one_line(tmp_path, capsys):
+    # Path.resolve() raises RuntimeError('Symlink loop from ...') for it before Python 3.13 (an OSError after).
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    out = tmp_path / "slim.pt"
+    for argv in (
+        ["export", "--checkpoint", str(loop), "--out", str(out)],
+        ["export", "--checkpoint", CKPT, "--out", str(loop)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"dpupose: error: {loop}: too many levels of symbolic links (a link on that path leads back to itself): "
+            "fix or remove that link\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop"]

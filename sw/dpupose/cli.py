@@ -200,6 +200,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"dpupose: error: {missing_module_line(args.command, exc.name)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
+        loop = _symlink_loop(exc)
+        if loop is not None and not args.verbose:
+            print(f"dpupose: error: {os_error_line(loop)}", file=sys.stderr)
+            return 2
         # Under torchrun, a process whose peer stopped (rank 0 refusing a locked --out, say, while this one
         # waits at a barrier) gets the collective's lost connection; the peer has said why on its own line.
         if args.verbose or not _peer_lost(exc):
@@ -286,6 +290,16 @@ def quiet_libraries(verbose: bool = False) -> None:
     if not verbose:
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
         logging.getLogger("torch").setLevel(logging.WARNING)
+
+
+def _symlink_loop(exc: RuntimeError) -> OSError | None:
+    """The OSError (ELOOP, naming the link) behind pathlib's RuntimeError 'Symlink loop from PATH', which
+    Path.resolve() raises before Python 3.13 for a link that leads back to itself, where every other path the
+    file system refuses is an OSError; None for any other RuntimeError."""
+    context = exc.__context__
+    if str(exc).startswith("Symlink loop from ") and isinstance(context, OSError) and context.errno == errno.ELOOP:
+        return context
+    return None
 
 
 def _peer_lost(exc: RuntimeError) -> bool:
@@ -388,6 +402,11 @@ def os_error_line(exc: OSError) -> str:
         special = os.path.exists(paths[-1]) and not os.path.isfile(paths[-1]) and not os.path.isdir(paths[-1])
         free = "" if special else f" ({free_space(paths[-1])} free there)"  # /dev/full's is another disk's
         return f"{what} for {paths[-1]}{free}: free some space on that file system, or write elsewhere"
+    if exc.errno == errno.ELOOP and paths:
+        return (
+            f"{paths[-1]}: too many levels of symbolic links (a link on that path leads back to itself): fix "
+            "or remove that link"
+        )
     if exc.errno == errno.EROFS and paths:
         return f"{paths[-1]} is on a read-only file system: write elsewhere, or remount it read-write"
     if not paths:
