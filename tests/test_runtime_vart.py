@@ -415,6 +415,8 @@ def test_vart_conf_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
         ("firmware: /usr/lib/dpu.xclbin\nfirmware: /usr/lib/dpu.xclbin\n", "dpu",
          r"vart.conf line 2 defines 'firmware' a second time, and VART stops \(abort\)"),
         ("firmware_old: /usr/lib/a.xclbin\n", "dpu", r"has 'firmware_old' but no 'firmware' line, and VART stops"),
+        # a NUL byte in the value (a damaged file): no path of the xclbin's, refused, the byte shown
+        ("firmware: /usr/lib/dpu.xclbin\0\n", "dpu", r"another firmware \('/usr/lib/dpu.xclbin\\x00', .*line 1\)"),
         # a comment line that names a firmware is no line VART skips as unreadable: the file names none
         ("# firmware: /usr/lib/dpu_b1600.xclbin\n", "dpu_b1600",
          r"default firmware /usr/lib/dpu.xclbin \(.*vart.conf names none\), not /usr/lib/dpu_b1600.xclbin"),

@@ -155,6 +155,8 @@ def _same_path(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # either one missing: pynq_dpu copies the overlay's xclbin only when it programs it
         return False
+    except ValueError:  # a NUL byte in vart.conf's value (os.stat refuses it): no file of that name to be the xclbin
+        return False
 
 
 def check_vart_conf(xclbin_name: str, conf: Path | None = None) -> None:
