@@ -292,3 +292,19 @@ def test_onnx_export_folds_batchnorm_at_opset_17_and_names_a_dynamic_batch(tmp_p
             want = net.eval()(feed).numpy()
         net.train()
         np.testing.assert_allclose(session.run(None, {"x": feed.numpy()})[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_export_writes_a_file_whose_name_is_not_utf8(tmp_path):
+    """A name of bytes that are not UTF-8 (os.fsdecode gives surrogates for them), which torch's exporter takes
+    only as UTF-8 when given the name: the file is written under that name and holds the module."""
+    import os
+
+    import onnx
+
+    from dpupose.model.export import export_onnx
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    path = tmp_path / os.fsdecode(b"m\xff\xfe.onnx")
+    assert export_onnx(net, torch.randn(1, 3, 8, 8), path, ["x"], ["y"]) == path
+    assert os.listdir(os.fsencode(tmp_path)) == [b"m\xff\xfe.onnx"]
+    assert [node.op_type for node in onnx.load(path).graph.node] == ["Conv", "Relu"]

@@ -35,12 +35,15 @@ def export_onnx(
     if dynamic_batch:
         dynamic_axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
     try:
-        with atomic_path(path) as tmp, warnings.catch_warnings():
+        # The exporter is given the open file, not its name: its C++ side takes a name only as UTF-8, and a name
+        # of other bytes (os.fsdecode's surrogates) failed with a TypeError. Nothing is lost: the file holds the
+        # whole model either way (no external data, which needs a name, under the 2 GB ONNX limit).
+        with atomic_path(path) as tmp, warnings.catch_warnings(), open(tmp, "wb") as file:
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 module,
                 example_inputs,
-                str(tmp),
+                file,
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=list(input_names),
