@@ -1266,3 +1266,15 @@ def test_a_symlink_loop_given_as_a_path_is_one_line(tmp_path, capsys):
             "fix or remove that link\n"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loop"]
+
+
+@pytest.mark.parametrize("line", [c[0] for c in OUTPUT_CASES if c[0].split()[-1] in ("{file}", "{folder}", "--force")])
+def test_an_empty_output_path_is_refused_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch, line):
+    """Path('') is '.': `--out "$OUT"` with OUT unset wrote the outputs into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["" if word in ("{file}", "{folder}") else word for word in line.split()]
+    option = argv[argv.index("") - 1]
+    err = refused(argv, capsys)
+    what = "a file name" if "give a file name" in dict((c[0], c[2]) for c in OUTPUT_CASES)[line] else "a folder"
+    assert f"argument {option}: the path is empty (a shell variable that is not set gives one); give {what}" in err
+    assert os.listdir(tmp_path) == []

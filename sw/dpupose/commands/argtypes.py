@@ -100,9 +100,21 @@ def _refused(text: str, exc: OSError) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}; give a shorter or other path")
 
 
+def _not_empty(text: str, what: str) -> None:
+    """An empty path names nothing (mkdir, open: 'No such file or directory'), but Path('') is '.': an output
+    given as "$OUT" with OUT unset was written into the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError(
+            f"the path is empty (a shell variable that is not set gives one); give {what}, or . for the current folder"
+            if what == "a folder"
+            else f"the path is empty (a shell variable that is not set gives one); give {what}"
+        )
+
+
 def output_file(text: str) -> Path:
     """A file to write: not an existing folder or other non-regular file (a device, a FIFO: the output
-    would be renamed into its place, `/dev/null` as root replaced by a file), and not under a file."""
+    would be renamed into its place, `/dev/null` as root replaced by a file), and not under a file; not ''."""
+    _not_empty(text, "a file name")
     path = Path(text)
     try:
         if path.is_dir():
@@ -118,7 +130,8 @@ def output_file(text: str) -> Path:
 
 
 def output_dir(text: str) -> Path:
-    """A folder to write into: not an existing file, and not under a file."""
+    """A folder to write into: not an existing file, and not under a file; not ''."""
+    _not_empty(text, "a folder")
     path = Path(text)
     try:
         if path.exists() and not path.is_dir():
