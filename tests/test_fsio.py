@@ -23,6 +23,7 @@ from dpupose.fsio import (
     atomic_path,
     check_can_create,
     json_text,
+    loads_json,
     moved_aside,
     read_own_json,
     sha256_file,
@@ -1230,3 +1231,17 @@ def test_open_new_opens_a_fifo_as_it_is(tmp_path):
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_json_nested_deeper_than_python_reads_is_invalid_json_not_a_recursion_error(tmp_path):
+    """json.loads raises RecursionError for nesting past the interpreter's recursion limit (a few kB of '['),
+    which no reader's `except ValueError` took: every command stopped there with a traceback."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for text in (deep, deep.encode(), '{"a": ' * 100_000 + "1" + "}" * 100_000):
+        with pytest.raises(json.JSONDecodeError, match="nested deeper than can be read"):
+            loads_json(text)
+    assert loads_json('{"a": [1, [2.5, null]]}') == {"a": [1, [2.5, None]]}
+    assert loads_json(b"[" * 50 + b"]" * 50) == json.loads("[" * 50 + "]" * 50)
+    path = tmp_path / "deep.json"
+    path.write_text(deep)
+    assert read_own_json(path) is None

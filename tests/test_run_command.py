@@ -2106,3 +2106,19 @@ def test_a_keypoints_link_to_another_runs_file_stops_the_run(plan_dir: Path, ima
     (out / "keypoints.jsonl").symlink_to(tmp_path / "nowhere.jsonl")  # to nothing: the open would make the file
     assert main(_argv(plan_dir, out, images, "--max-frames", "1", "--annotate", "none")) == 2
     assert not (tmp_path / "nowhere.jsonl").exists()
+
+
+def test_a_plan_json_nested_too_deep_to_read_is_one_line_naming_it(plan_dir: Path, tmp_path: Path, capsys) -> None:
+    """JSON nested past Python's recursion limit stopped the run with a RecursionError's traceback."""
+    plan = tmp_path / "plan"
+    plan.mkdir()
+    for f in plan_dir.iterdir():
+        (plan / f.name).write_bytes(f.read_bytes())
+    (plan / PLAN_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    argv = ["run", "--plan", str(plan), "--source", str(image), "--out", str(tmp_path / "out"), "--backend", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dpupose: error: {plan / PLAN_FILE} is not valid JSON (nested deeper than can be read")
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()

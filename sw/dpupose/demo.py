@@ -23,7 +23,7 @@ from pathlib import Path
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import UsageError, shortlist
-from dpupose.fsio import lock_output_folder, signals_deferred, write_json
+from dpupose.fsio import loads_json, lock_output_folder, signals_deferred, write_json
 
 DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
@@ -195,7 +195,6 @@ def shipped_plan(model: Path, qdir: Path | None = None) -> Path | None:
     With `qdir` (that quantization), only while the plan was split from the same model_qdq.onnx: weights
     retrained into models/ (another width, say) before the plan was made again would have run the old
     plan's DPU part beside the new model's CPU rows."""
-    import json
 
     from dpupose.fsio import sha256_file
 
@@ -203,7 +202,7 @@ def shipped_plan(model: Path, qdir: Path | None = None) -> Path | None:
         return None
     if qdir is not None:
         try:
-            recorded = json.loads((SHIPPED_PLAN / "plan.json").read_text(encoding="utf-8"))["model"]["sha256"]
+            recorded = loads_json((SHIPPED_PLAN / "plan.json").read_text(encoding="utf-8"))["model"]["sha256"]
         except (OSError, ValueError, KeyError, TypeError):
             recorded = None
         if recorded != sha256_file(qdir / "model_qdq.onnx"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from dpupose import __version__
+from dpupose.fsio import loads_json
 
 
 def newer_format(value: object, ours: str) -> bool:
@@ -33,7 +34,6 @@ def not_onnx(path: object) -> str | None:
     """What a file given where an ONNX model is wanted is instead, when that can be told from its bytes:
     "checkpoint" (a PyTorch checkpoint: torch.save's zip, which holds a data.pkl, or its older pickle),
     "plan" (a split plan's plan.json), else None. Only read after the file failed to load as ONNX."""
-    import json
     import zipfile
     from pathlib import Path
 
@@ -49,7 +49,7 @@ def not_onnx(path: object) -> str | None:
         if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle (torch.save before 1.6)
             return "checkpoint"
         if head[:1] == b"{" and path.stat().st_size < 64 * 1024 * 1024:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = loads_json(path.read_text(encoding="utf-8"))
             if isinstance(doc, dict) and "subgraphs" in doc and "fingerprint" in doc:
                 return "plan"
     except (OSError, ValueError, zipfile.BadZipFile):

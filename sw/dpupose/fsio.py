@@ -481,6 +481,18 @@ def check_can_create(path: str | Path) -> None:
 OWN_JSON_LIMIT = 64 << 20
 
 
+def loads_json(text: str | bytes) -> Any:
+    """json.loads, where JSON nested deeper than Python's parser goes (its recursion limit, about 1000 levels: a
+    file of a few kilobytes of '[') is the JSONDecodeError, a ValueError, that any other invalid JSON gets, so
+    that the reader's own message names the file, not a RecursionError's traceback. Every JSON dpupose reads is
+    read with it."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise json.JSONDecodeError("nested deeper than can be read", doc, 0) from None
+
+
 def read_own_json(path: str | Path) -> Any:
     """The JSON in `path` when it is a regular file of at most OWN_JSON_LIMIT bytes that parses, else None.
     Nothing else is read: a device (/dev/full and /dev/zero read zeros for ever: `bench --out /dev/full` took
@@ -489,7 +501,7 @@ def read_own_json(path: str | Path) -> Any:
     try:
         if not path.is_file() or path.stat().st_size > OWN_JSON_LIMIT:
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
 

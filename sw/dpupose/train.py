@@ -8,7 +8,6 @@ of each epoch and every `checkpoint_minutes` inside one, `best.pt` whenever vali
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,7 +29,7 @@ from dpupose.data.transforms import Augment
 from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import json_text, lock_folder, lock_output_folder, write_bytes, write_text
+from dpupose.fsio import json_text, loads_json, lock_folder, lock_output_folder, write_bytes, write_text
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -229,7 +228,7 @@ def _check_new_run_folder(out: Path) -> None:
         )
     if (out / "config.json").exists():  # a run that stopped before its first epoch leaves only this
         try:
-            saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+            saved = loads_json((out / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
             saved = None
         if not isinstance(saved, dict) or not {"data", "epochs", "input_size"} <= saved.keys():

@@ -3,13 +3,13 @@ fingerprints, and the list of (host file, board path) pairs shared by staging an
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dpupose.board import layout
 from dpupose.errors import ArtifactError, FingerprintMismatch, ModelFileError, UsageError
+from dpupose.fsio import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _check_plan_version(folder: Path) -> None:
     from dpupose.split.plan_schema import PLAN_VERSION
 
     try:
-        version = json.loads((folder / layout.PLAN_FILE).read_text(encoding="utf-8")).get("version")
+        version = loads_json((folder / layout.PLAN_FILE).read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         return  # what is wrong with a damaged plan is for `dpupose run` to say
     if isinstance(version, int) and not isinstance(version, bool) and version > PLAN_VERSION:
@@ -167,7 +167,7 @@ def _fingerprint(path: Path, what: str) -> str | None:
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text()).get("fingerprint")
+        value = loads_json(path.read_text()).get("fingerprint")
     except (ValueError, AttributeError) as exc:
         raise ArtifactError(f"{what} {path} is not valid JSON ({exc})") from None
     return None if value is None else str(value)
@@ -179,7 +179,7 @@ def arch_json_fingerprint(text: str, where: str) -> str:
     from dpupose.runtime.guard import arch_fingerprint
 
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError as exc:
         raise ArtifactError(f"arch.json {where} is not valid JSON ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("fingerprint"), str):
@@ -215,7 +215,7 @@ def board_backend(model: Path) -> tuple[str, str | None]:
     A folder without a readable plan is left to `dpupose run` to judge (vart).
     """
     try:
-        subgraphs = json.loads((model / layout.PLAN_FILE).read_text()).get("subgraphs", [])
+        subgraphs = loads_json((model / layout.PLAN_FILE).read_text()).get("subgraphs", [])
         lacking = [sg.get("name", "?") for sg in subgraphs if sg.get("device") == "dpu" and not sg.get("xmodel")]
     except (OSError, ValueError, AttributeError, TypeError):
         return "vart", None

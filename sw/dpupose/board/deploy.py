@@ -18,7 +18,6 @@ All ssh calls share one connection (ControlMaster), so a password is asked once.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import pwd
@@ -35,6 +34,7 @@ from dpupose.board.manifest import build_manifest
 from dpupose.board.tools import CommandRunner, have_tool, require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_name
 from dpupose.errors import ArtifactError, DeviceError, FingerprintMismatch, ToolFailed, UsageError
+from dpupose.fsio import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _remote_fingerprint(runner: CommandRunner, remote: Remote, path: PurePosixPa
     if path.name == "arch.json":
         return artifacts.arch_json_fingerprint(proc.stdout, f"{path} on the board")
     try:
-        value = json.loads(proc.stdout).get("fingerprint")
+        value = loads_json(proc.stdout).get("fingerprint")
     except (ValueError, AttributeError):
         raise ArtifactError(f"{path} on the board is not valid JSON: the copy did not complete; deploy again") from None
     return None if value is None else str(value)

@@ -20,13 +20,13 @@ the last three unless forced.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from dpupose.errors import DeviceError
+from dpupose.fsio import loads_json
 
 LSBLK_COLUMNS = "NAME,PATH,PKNAME,SIZE,MODEL,RM,HOTPLUG,TRAN,TYPE,RO,MOUNTPOINTS,FSTYPE,LABEL,MAJ:MIN"
 LSBLK_COLUMNS_OLD = "NAME,PKNAME,SIZE,MODEL,RM,HOTPLUG,TRAN,TYPE,RO,MOUNTPOINT,FSTYPE,LABEL,MAJ:MIN"  # 2.27+
@@ -109,7 +109,7 @@ def mmc_card_type(name: str, sys_root: str = "/sys") -> str | None:
 def inspect_device(lsblk_json: str | dict[str, Any], device: str, mmc_type: str | None = None) -> DeviceInfo:
     """The DeviceInfo of `device` from lsblk's JSON output; DeviceError if lsblk did not list it.
     mmc_type: `mmc_card_type` of an mmcblk disk ("MMC", an eMMC chip, is not removable)."""
-    data = json.loads(lsblk_json) if isinstance(lsblk_json, str) else lsblk_json
+    data = loads_json(lsblk_json) if isinstance(lsblk_json, str) else lsblk_json
     nodes = data.get("blockdevices") or []
     wanted = os.path.basename(device)
     node = next((n for n in nodes if n.get("path") == device or n.get("name") == wanted), None)

@@ -6,7 +6,6 @@ the dpupose folder) for `sha256sum -c` on the board.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -15,7 +14,7 @@ from typing import Any
 from dpupose import __version__
 from dpupose.errors import ArtifactError
 from dpupose.formats import newer_format, newer_format_refusal
-from dpupose.fsio import json_text, sha256_file
+from dpupose.fsio import json_text, loads_json, sha256_file
 
 FORMAT = "dpupose-staged/1"
 
@@ -73,7 +72,7 @@ def build_manifest(
 
 def parse_manifest(text: str | bytes, where: str) -> Manifest:
     try:
-        data = json.loads(text)
+        data = loads_json(text)
         if newer_format(data.get("format"), FORMAT):
             by = data.get("generated_by")
             refusal = newer_format_refusal(

@@ -7,6 +7,7 @@ import contextlib
 from pathlib import Path
 
 from dpupose.commands.argtypes import nonnegative_int, output_dir, output_file, positive_int
+from dpupose.fsio import loads_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -132,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
 def _refuse_plan_or_checkpoint(given) -> None:
     """UsageError naming the file to give instead, for what a newcomer gives in place of a DPU subgraph: a
     split plan's folder or its plan.json (one of its dpuN.onnx), or a checkpoint (quantize it first)."""
-    import json
 
     from dpupose.errors import UsageError
     from dpupose.formats import not_onnx
@@ -145,7 +145,7 @@ def _refuse_plan_or_checkpoint(given) -> None:
             "--out DIR`, and check DIR"
         )
     if kind == "plan":
-        subgraphs = json.loads(plan.read_text(encoding="utf-8")).get("subgraphs")
+        subgraphs = loads_json(plan.read_text(encoding="utf-8")).get("subgraphs")
         files = [
             str(plan.parent / sg["file"])
             for sg in (subgraphs if isinstance(subgraphs, list) else [])

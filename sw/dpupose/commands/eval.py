@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import device_spec, positive_int, quantize_folder
-from dpupose.fsio import json_text
+from dpupose.fsio import json_text, loads_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -160,7 +159,7 @@ def _check_quantized_matches(folder: Path, model) -> None:
 
     config = model.config.to_dict()
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = loads_json((folder / "summary.json").read_text())
         made_from = summary.get("model_config")
     except (OSError, ValueError, AttributeError):
         return  # int8_predictor says what is wrong with the folder

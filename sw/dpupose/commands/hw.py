@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.commands.argtypes import output_dir
+from dpupose.fsio import loads_json
 
 STEP_NAMES = ("generate", "platform", "kernel", "link", "collect", "report")
 
@@ -285,7 +285,7 @@ def _print_published(args: argparse.Namespace, paths: Any) -> int:
         )
         return 1
     try:
-        info = json.loads(paths.build_info.read_text())
+        info = loads_json(paths.build_info.read_text())
         wns = info["timing"]["wns_ns"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(

@@ -6,7 +6,6 @@ One record per person: `image`, `center` [x, y], `scale` (person height / 200 px
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -15,6 +14,7 @@ import numpy as np
 
 from dpupose.data.joints import HEAD_JOINTS, NUM_JOINTS
 from dpupose.errors import DataError
+from dpupose.fsio import loads_json
 
 # MPII's head size: 0.6 x the head box diagonal. Without a box, a square box whose side is the
 # upper-neck -> head-top segment is assumed: 0.6 * sqrt(2) * segment.
@@ -130,7 +130,7 @@ def parse_record(raw: object) -> PoseRecord:
 def load_json_records(path: str | Path) -> list[PoseRecord]:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = loads_json(path.read_text())
     except FileNotFoundError:
         raise DataError(f"annotation file {path} not found") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -35,7 +35,7 @@ from dpupose.data.render import (
     skin_colour,
 )
 from dpupose.errors import DataError, shortlist
-from dpupose.fsio import atomic_dir, check_replaceable, refuse_current_folder
+from dpupose.fsio import atomic_dir, check_replaceable, loads_json, refuse_current_folder
 from dpupose.runtime.imagefile import write_jpeg
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ def ensure(root: str | Path, spec: SynthSpec, progress: Callable[[int, int], Non
     meta = root / "synthetic.json"
     if meta.is_file():
         try:
-            if json.loads(meta.read_text()) == asdict(spec):
+            if loads_json(meta.read_text()) == asdict(spec):
                 return root
         except (OSError, ValueError):
             pass

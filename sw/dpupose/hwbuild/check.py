@@ -11,7 +11,6 @@ API:
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import arch_json, dpu_conf_vh, prj_config
 from dpupose.errors import ConfigError, DpuposeError
-from dpupose.fsio import json_text
+from dpupose.fsio import json_text, loads_json
 from dpupose.hwbuild.inputs import BoardFiles, TrdInfo, find_board_files, inspect_trd
 from dpupose.hwbuild.params import dpu_clock_ids, params_tcl, platform_xdc
 from dpupose.hwbuild.platform import PlatformRecord, load_platform
@@ -145,7 +144,7 @@ def _files_and_tcl(p: Preflight, steps: set[str], trd_names: list[str] | None) -
     except DpuposeError as exc:
         p.add("error", "files", f"cannot generate the build files: {exc}")
         return
-    if json.loads(texts[-1])["fingerprint"] != fingerprint_hex(cfg) or f"`define {cfg.arch.value}" not in texts[2]:
+    if loads_json(texts[-1])["fingerprint"] != fingerprint_hex(cfg) or f"`define {cfg.arch.value}" not in texts[2]:
         p.add("error", "files", "arch.json / dpu_conf.vh disagree with the configuration")
     else:
         p.add("ok", "files", "params.tcl, platform.xdc, dpu_conf.vh, prj_config and arch.json generate")

@@ -16,7 +16,6 @@ API:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -28,7 +27,7 @@ from dpupose.dpu.fingerprint import fingerprint, fingerprint_hex
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import ArtifactError, FingerprintMismatch
-from dpupose.fsio import atomic_path, json_text, sha256_file
+from dpupose.fsio import atomic_path, json_text, loads_json, sha256_file
 from dpupose.hwbuild.layout import DELIVERABLES, BuildPaths
 from dpupose.hwbuild.reports import find_report, parse_timing_summary, parse_utilization
 
@@ -63,7 +62,7 @@ def _copy(src: Path, dest: Path) -> None:
 
 def _check_arch_json(path: Path, cfg: DpuConfig) -> None:
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text())
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path} is not JSON: {exc}") from None
     text = data.get("fingerprint") if isinstance(data, dict) else None

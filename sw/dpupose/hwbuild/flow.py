@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -48,7 +47,7 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import ArtifactError, UsageError, shortlist
-from dpupose.fsio import atomic_dir, json_text, moved_aside, sha256_file, signals_deferred, temporaries
+from dpupose.fsio import atomic_dir, json_text, loads_json, moved_aside, sha256_file, signals_deferred, temporaries
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
@@ -320,7 +319,7 @@ def _read_stamp(path: Path) -> dict[str, Any] | None:
     of another shape, a list or a string, ended status and build in AttributeError tracebacks) marks its step
     stale, as a missing one marks it not built."""
     try:
-        stamp = json.loads(path.read_text())
+        stamp = loads_json(path.read_text())
     except (OSError, ValueError):
         return None
     return stamp if isinstance(stamp, dict) else None
@@ -405,7 +404,7 @@ def set_problems(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     if info_path.is_symlink() or not info_path.is_file():
         return None, problems
     try:
-        info = json.loads(info_path.read_text())
+        info = loads_json(info_path.read_text())
     except (OSError, ValueError) as exc:
         return None, [*problems, f"build_info.json cannot be read ({exc})"]
     artifacts = info.get("artifacts") if isinstance(info, dict) else None

@@ -14,7 +14,6 @@ API:
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpupose.errors import ArtifactError, ToolNotFoundError
+from dpupose.fsio import loads_json
 from dpupose.hwbuild.tcllist import list_dict, split_list
 
 STANDIN_TCL = Path(__file__).with_name("standin.tcl")
@@ -80,7 +80,7 @@ def run_standin(script: str | Path, argv: Sequence[str], engine: str = "auto") -
                 raise ArtifactError(f"tclsh could not run the stand-in: {proc.stderr.strip()[-500:]}")
         else:
             raise ValueError(f"unknown Tcl engine {engine!r}")
-        data = json.loads(result.read_text(encoding="utf-8"))
+        data = loads_json(result.read_text(encoding="utf-8"))
     calls = [Call(i, c[0], tuple(c[1:])) for i, c in enumerate(data["calls"])]
     return StandinRun(calls, data["error"], data["output"])
 

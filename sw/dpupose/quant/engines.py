@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import DpuposeError, ModelFileError, UsageError
-from dpupose.fsio import cache_lock, sha256_file
+from dpupose.fsio import cache_lock, loads_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,10 @@ def int8_predictor(quantized: str | Path, engine: str) -> Predictor:
     path = Path(quantized) / "dpu_part_qdq.onnx"
     if not path.is_file():
         import contextlib
-        import json
 
         engine_used = None
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            engine_used = json.loads((Path(quantized) / "summary.json").read_text()).get("engine")
+            engine_used = loads_json((Path(quantized) / "summary.json").read_text()).get("engine")
         if engine_used == "vai_q":  # its DPU part is DpuPart_int.xmodel, for the board's DPU only
             raise ModelFileError(
                 f"--quantized {quantized} was quantized with --engine vai_q, whose DPU part is the compiled "

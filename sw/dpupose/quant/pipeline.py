@@ -13,7 +13,6 @@ vai_q engine: the three FP32 files, DpuPart_int.xmodel, vai_q/ (vai_q_pytorch's 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.errors import ToolNotFoundError, UsageError
-from dpupose.fsio import atomic_dir, check_can_create, check_replaceable, json_text
+from dpupose.fsio import atomic_dir, check_can_create, check_replaceable, json_text, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def _check_out(out: Path) -> None:
     summary.json lists (a checkpoint or anything else kept there would be lost)."""
     written: list[str] = []
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-        written = [f for f in json.loads((out / SUMMARY).read_text())["files"] if isinstance(f, str)]
+        written = [f for f in loads_json((out / SUMMARY).read_text())["files"] if isinstance(f, str)]
     check_replaceable(out, SUMMARY, written, "an earlier `dpupose quantize` result")
 
 

@@ -24,7 +24,6 @@ import argparse
 import importlib.util
 import inspect
 import io
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import ArtifactError, DpuposeError, ToolNotFoundError, UsageError
-from dpupose.fsio import json_text, write_set
+from dpupose.fsio import json_text, loads_json, write_set
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +210,7 @@ def _arch_fingerprint(arch: str | Path, plan: str | Path | None) -> int:
 
     path = Path(arch)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"--arch {arch}: cannot read it as JSON ({exc}); give the overlay's arch.json") from None
     try:
@@ -345,7 +344,7 @@ def run_from_work(work: str | Path, out: str | Path, target: str | None = None, 
     batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
     info = run_vai_q(model, batches, out, target=target, cut=state.get("cut"))
     if (work / DPU_PART_FILE).is_file():
-        info["dpu_part"] = json.loads((work / DPU_PART_FILE).read_text())
+        info["dpu_part"] = loads_json((work / DPU_PART_FILE).read_text())
     (out / "vai_q_summary.json").write_text(json_text(info, indent=2) + "\n")
     return info
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import stat
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dpupose.errors import DpuposeError, Terminated, UsageError, shortlist
-from dpupose.fsio import lock_output_folder, same_file, special_kind, sync_file, write_json
+from dpupose.fsio import loads_json, lock_output_folder, same_file, special_kind, sync_file, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -318,7 +317,7 @@ def _starts_with(path: Path, keys: frozenset[str], line: bool = False) -> bool:
     try:
         with open(path, "rb") as f:
             data = f.readline(1 << 20) if line else f.read(1 << 20)
-        value = json.loads(data)
+        value = loads_json(data)
     except (OSError, ValueError):  # unreadable, not JSON (UnicodeDecodeError is a ValueError)
         return False
     return isinstance(value, dict) and keys <= value.keys()
@@ -381,7 +380,7 @@ def _earlier_frames(out: Path, present: set[str], wrote: set[str] | None) -> set
         with open(out / "keypoints.jsonl", "rb") as f:
             for line in _lines(f, RECORD_LINE_LIMIT):
                 try:
-                    record = json.loads(line)
+                    record = loads_json(line)
                 except ValueError:  # half written (a killed run's last line), or not JSON at all
                     continue
                 if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
@@ -406,7 +405,7 @@ def _run_outputs(path: Path) -> set[str] | None:
     if not _starts_with(path, RUN_KEYS):
         return None
     try:
-        outputs = json.loads(path.read_bytes())["outputs"]
+        outputs = loads_json(path.read_bytes())["outputs"]
     except (OSError, ValueError):
         return None
     if not isinstance(outputs, list) or not all(isinstance(p, str) for p in outputs):

@@ -13,13 +13,13 @@ first and names both sides and the fix on a mismatch.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpupose.errors import FingerprintMismatch, ModelFileError, UsageError
+from dpupose.fsio import loads_json
 from dpupose.split.plan import Plan, parse_fingerprint
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def read_arch_json(path: Path) -> int | None:
         )
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is not valid JSON ({exc}): rebuild the overlay with `make hw`") from None
     return arch_fingerprint(data, str(path))

@@ -28,7 +28,7 @@ from typing import Any
 
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError, UsageError
-from dpupose.fsio import atomic_dir, check_replaceable, sha256_file
+from dpupose.fsio import atomic_dir, check_replaceable, loads_json, sha256_file
 from dpupose.quant.ir import OUTPUT_NAME as DPU_PART_OUTPUT
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, infer_shapes, load_onnx
@@ -218,13 +218,12 @@ XMODEL_PART_SUFFIX = ".dpupose.json"  # beside NAME.xmodel: what scripts/vitis_a
 def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
     """(input, output, where that was read) of the DPU part an xmodel computes: from NAME.dpupose.json,
     which scripts/vitis_ai_quantize.sh writes beside it, else the whole DPU part (image -> logits)."""
-    import json
 
     side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
     if not side.is_file():
         return image, DPU_PART_OUTPUT, f"no {side.name} beside it, so taken as the whole DPU part"
     try:
-        part = json.loads(side.read_text(encoding="utf-8"))
+        part = loads_json(side.read_text(encoding="utf-8"))
         src, dst, how = part["input"], part["output"], part.get("split")
         if not (isinstance(src, str) and isinstance(dst, str) and src and dst):
             raise TypeError("input/output must be names")
@@ -237,13 +236,12 @@ def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
 
 def xmodel_fingerprint(xmodel: Path) -> int | None:
     """The DPU fingerprint NAME.dpupose.json says the xmodel was compiled for (None: it does not say)."""
-    import json
 
     side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
     if not side.is_file():
         return None
     try:
-        value = json.loads(side.read_text(encoding="utf-8")).get("fingerprint")
+        value = loads_json(side.read_text(encoding="utf-8")).get("fingerprint")
         return None if value is None else int(value, 16)
     except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as exc:
         raise ModelFileError(
@@ -253,13 +251,12 @@ def xmodel_fingerprint(xmodel: Path) -> int | None:
 
 def xmodel_macs(xmodel: Path) -> int | None:
     """The multiply-accumulates NAME.dpupose.json says the xmodel's part has (None: it does not say)."""
-    import json
 
     side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
     if not side.is_file():
         return None
     try:
-        value = json.loads(side.read_text(encoding="utf-8")).get("macs")
+        value = loads_json(side.read_text(encoding="utf-8")).get("macs")
     except (ValueError, UnicodeDecodeError, AttributeError) as exc:
         raise ModelFileError(
             f"{side} is damaged ({exc}); compile again with scripts/vitis_ai_quantize.sh, which writes it"

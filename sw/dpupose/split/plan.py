@@ -42,7 +42,7 @@ from pathlib import Path
 
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError
-from dpupose.fsio import sha256_file, write_json
+from dpupose.fsio import loads_json, sha256_file, write_json
 from dpupose.split.plan_schema import (
     DEVICES,
     DTYPES,
@@ -345,7 +345,7 @@ def recorded_files(folder: str | Path) -> tuple[list[str], str | None]:
     """(the files a folder's plan.json names: subgraph files and xmodels, and its generated_by), read
     leniently ([], None for a missing or damaged plan): what replacing a plan folder may delete."""
     try:
-        doc = json.loads((Path(folder) / PLAN_FILE).read_text())
+        doc = loads_json((Path(folder) / PLAN_FILE).read_text())
         files = [sg[k] for sg in doc["subgraphs"] for k in ("file", "xmodel") if isinstance(sg.get(k), str)]
         return files, doc.get("generated_by")
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
@@ -391,7 +391,7 @@ def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
             f"{path} is not a split plan: pass the folder written by `dpupose split` (the one holding {PLAN_FILE})"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is not valid JSON ({exc}); {RESPLIT}") from None
     plan = plan_from_dict(data, str(path), root=path.parent)
@@ -406,7 +406,7 @@ def save_plan(plan: Plan, directory: str | Path, check_paths: bool = True) -> Pa
     directory.mkdir(parents=True, exist_ok=True)
     data = plan.to_dict()
     # Round-trip through the parser so that nothing unreadable is ever written.
-    checked = plan_from_dict(json.loads(json.dumps(data)), f"plan for {directory}", root=directory)
+    checked = plan_from_dict(loads_json(json.dumps(data)), f"plan for {directory}", root=directory)
     if check_paths:
         check_files(checked, f"plan for {directory}")
     return write_json(directory / PLAN_FILE, data)
