@@ -152,3 +152,27 @@ def test_a_newer_format_is_a_higher_number_of_the_same_marker_and_its_refusal_na
         f"the manifest in card.img is format dpupose-staged/2, written by dpupose 9.0.0; this dpupose ({__version__}) "
         "reads dpupose-staged/1: "
     )
+
+
+def test_a_fifo_a_device_or_a_dangling_link_given_as_a_model_is_named_for_what_it_is(tmp_path, capsys):
+    """split, dpu estimate and split --xmodel said 'no such file' (or 'does not exist') of a FIFO, /dev/null or a
+    link to nothing, which the user sees there."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "gone").symlink_to("nothing/here")
+    (tmp_path / "loop").symlink_to("loop")
+    kinds = [
+        (tmp_path / "pipe", "is a FIFO"),
+        ("/dev/null", "is a device"),
+        (tmp_path / "gone", "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"),
+        (tmp_path / "loop", "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"),
+        (tmp_path / "absent", "no such file"),
+    ]
+    out = tmp_path / "out"
+    for path, what in kinds:
+        err = one_line_error(capsys, ["split", str(path), "--out", str(out)])
+        assert err == f"dpupose: error: {path}: {what}; give the model_qdq.onnx written by `dpupose quantize`\n"
+        err = one_line_error(capsys, ["dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq"])
+        assert err == f"dpupose: error: {path}: {what}; give an ONNX file\n"
+    assert not out.exists()

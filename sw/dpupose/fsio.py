@@ -437,6 +437,23 @@ def special_kind(path: str | Path) -> str:
     return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
+def not_a_file(path: str | Path, missing: str = "no such file") -> str:
+    """Why `path`, given as a file to read, is none: 'is a folder', 'is a FIFO' (a device, ...: special_kind), 'is
+    a symbolic link that leads nowhere' (its target missing, or back to itself), else `missing`. A FIFO or
+    /dev/null was reported as no such file, though the user can see it there."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return "is a folder"
+        if path.exists():
+            return f"is {special_kind(path)}"
+        if path.is_symlink():
+            return "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+    except OSError:  # a name too long, a folder that cannot be searched: the caller's own words
+        pass
+    return missing
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back for the block, then deliver the first that came to the handler there was:

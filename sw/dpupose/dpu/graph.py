@@ -70,6 +70,7 @@ from dpupose.dpu.ops import (
 )
 from dpupose.errors import ModelFileError
 from dpupose.formats import NOT_PARSED
+from dpupose.fsio import not_a_file
 
 COSTED_OPS = {
     "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -149,6 +150,8 @@ def load_model(model: Any) -> Any:
     path = Path(model)
     if not path.is_file():
         raise ModelFileError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; give an ONNX file")
+
+        raise ModelFileError(f"{path}: {not_a_file(path)}; give an ONNX file")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf raises several unrelated types for garbage input

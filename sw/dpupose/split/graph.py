@@ -26,6 +26,7 @@ from dpupose.dpu.graph import qoperator_node
 from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, image_batch, model_opset
 from dpupose.errors import ModelFileError
 from dpupose.formats import NOT_PARSED
+from dpupose.fsio import not_a_file
 
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -131,6 +132,8 @@ def load_onnx(path: str | Path) -> Any:
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "no such file"
         raise ModelFileError(f"{path}: {what}; {QUANTIZED_MODEL}")
+
+        raise ModelFileError(f"{path}: {not_a_file(path)}; give the model_qdq.onnx written by `dpupose quantize`")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf raises several unrelated types on garbage

@@ -28,7 +28,7 @@ from typing import Any
 
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError, UsageError
-from dpupose.fsio import atomic_dir, check_replaceable, loads_json, sha256_file
+from dpupose.fsio import atomic_dir, check_replaceable, loads_json, not_a_file, sha256_file
 from dpupose.quant.ir import OUTPUT_NAME as DPU_PART_OUTPUT
 from dpupose.split.assign import DPU, Assignment, Group, assign, group
 from dpupose.split.graph import QdqGraph, analyze, infer_shapes, load_onnx
@@ -272,7 +272,7 @@ def check_xmodel(
     a network of the DPU subgraph's multiply-accumulates (`dpu_macs`) where it says them: the names and shapes
     are the same for a model of another width. VART checks the tensors' shapes on the board."""
     if not xmodel.is_file():
-        what = "is a folder" if xmodel.is_dir() else "does not exist"
+        what = not_a_file(xmodel, "does not exist")
         raise UsageError(f"--xmodel {xmodel} {what}; give the .xmodel that vai_c_xir compiled")
     if xmodel.suffix != ".xmodel":  # copied into the plan folder by name: plan.json or dpu0.onnx would be replaced
         raise UsageError(f"--xmodel {xmodel} is not named .xmodel; give the .xmodel that vai_c_xir compiled")
