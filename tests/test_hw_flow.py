@@ -1600,3 +1600,17 @@ def test_a_failure_is_recorded_with_the_first_line_of_its_error(tmp_path):
     _record_failure(ctx, SimpleNamespace(name="collect"), KeyboardInterrupt(), None)
     record = json.loads((tmp_path / "stamps" / "collect.failed.json").read_text())
     assert (record["outcome"], record["error"]) == ("interrupted", "")
+
+
+def test_commands_refuse_a_board_that_is_unknown_or_not_the_configuration_s(capsys, env):
+    """hw commands did not look at --board: an unknown board, or another board than the configuration's, printed
+    the configuration's commands with exit status 0, where check, build and status refuse it."""
+    for board, message in (
+        ("bogus", "unknown board 'bogus'; known boards: kv260, ultra96v2, zcu102, zcu104"),
+        ("zcu104", f"configuration {CONFIG} is for board ultra96v2, not zcu104; pick a configuration for zcu104"),
+    ):
+        assert cli.main(["hw", "commands", "--config", CONFIG, "--board", board, "--out", str(env["out"])]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"dpupose: error: {message}") and err.count("\n") == 1
+    assert cli.main(["hw", "commands", "--config", CONFIG, "--board", "ultra96v2", "--out", str(env["out"])]) == 0
+    assert "vivado -mode batch" in capsys.readouterr().out

@@ -175,12 +175,12 @@ def _shell_word(word: str, variables: tuple[str, ...]) -> str:
 
 
 def cmd_commands(args: argparse.Namespace) -> int:
-    from dpupose.dpu.config import load_config
+    from dpupose.hwbuild.check import config_and_board
     from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
     from dpupose.hwbuild.inputs import POSTLINK_TCL, inspect_trd
     from dpupose.hwbuild.layout import BuildPaths
 
-    cfg = load_config(args.config)
+    cfg, _ = config_and_board(args.config, args.board)  # --board was not looked at: an unknown one printed lines
     paths = BuildPaths.for_config(cfg.name, args.out)
     trd, postlink = Path("$DPU_TRD"), True
     if args.trd:

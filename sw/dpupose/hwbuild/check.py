@@ -79,15 +79,22 @@ class Preflight:
         return json_text([f.__dict__ for f in self.findings], indent=2)
 
 
+def config_and_board(config: str, board_name: str | None) -> tuple[DpuConfig, Board]:
+    """The configuration and its board; ConfigError where --board names an unknown board or another board than
+    the configuration's."""
+    cfg = load_config(config)
+    board = load_board(board_name or cfg.board)
+    if board_name and board.name != load_board(cfg.board).name:
+        raise ConfigError(
+            f"configuration {cfg.name} is for board {cfg.board}, not {board.name}; "
+            f"pick a configuration for {board.name}, or leave out --board (BOARD= with make)"
+        )
+    return cfg, board
+
+
 def _config(p: Preflight, req: BuildRequest) -> None:
     try:
-        cfg = load_config(req.config)
-        board = load_board(req.board or cfg.board)
-        if req.board and board.name != load_board(cfg.board).name:
-            raise ConfigError(
-                f"configuration {cfg.name} is for board {cfg.board}, not {board.name}; "
-                f"pick a configuration for {board.name}, or leave out --board (BOARD= with make)"
-            )
+        cfg, board = config_and_board(req.config, req.board)
         pfm = load_platform(board.name)
     except DpuposeError as exc:
         p.add("error", "config", str(exc))
