@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -1429,3 +1430,28 @@ def test_the_flash_hint_after_staging_is_a_command_an_ordinary_user_can_run(
         assert cli([*args, "--out", str(out)]) == 0
         hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("write it to a card: "))
         assert shlex.split(hint.removeprefix("write it to a card: ")) == expected
+
+
+def test_a_fifo_a_device_or_a_dangling_link_given_as_a_payload_is_named_for_what_it_is(tmp_path):
+    """--overlay, --model and --wheel (sdcard stage and deploy) said 'does not exist' of a FIFO, /dev/null or a
+    link to nothing, which the user sees there."""
+    from dpupose.board.artifacts import check_model, check_overlay
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "gone").symlink_to("nothing/here")
+    link = "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+    for path, what in (
+        (tmp_path / "pipe", "is a FIFO"),
+        (Path("/dev/null"), "is a device"),
+        (tmp_path / "gone", link),
+        (tmp_path / "absent", "does not exist"),
+    ):
+        with pytest.raises(UsageError) as info:
+            check_overlay(path)
+        assert str(info.value) == f"overlay folder {path} {what} (build it with `make hw DPU=<config>`)"
+        with pytest.raises(UsageError) as info:
+            check_model(path)
+        assert str(info.value) == f"model folder {path} {what}: pass the split plan folder `dpupose split` wrote"
+        with pytest.raises(ArtifactError) as info:
+            check_wheel(path)
+        assert str(info.value) == f"wheel {path} {what} (leave --wheel out to build one from this checkout)"

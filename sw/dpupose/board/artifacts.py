@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from dpupose.board import layout
 from dpupose.errors import ArtifactError, FingerprintMismatch, ModelFileError, UsageError
-from dpupose.fsio import loads_json
+from dpupose.fsio import loads_json, not_a_file
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ def check_overlay(folder: Path) -> list[Path]:
         raise UsageError(
             f"--overlay {folder} does not exist: give the folder `make hw DPU=<config>` writes (build/hw/<config>)"
         )
+
+        what = not_a_file(folder, "does not exist")
+        raise UsageError(f"overlay folder {folder} {what} (build it with `make hw DPU=<config>`)")
     missing = [name for name in layout.OVERLAY_FILES if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(
@@ -41,6 +44,9 @@ def check_model(folder: Path) -> list[Path]:
         raise UsageError(
             f"--model {folder} does not exist: give the split plan folder `dpupose split MODEL --out DIR` wrote"
         )
+
+        what = not_a_file(folder, "does not exist")
+        raise UsageError(f"model folder {folder} {what}: pass the split plan folder `dpupose split` wrote")
     files = sorted(_walk(folder))
     if not files:
         # Not "compile the model first": what the board runs is a split plan; a compiled xmodel is optional.

@@ -25,6 +25,7 @@ from pathlib import Path
 import dpupose
 from dpupose.board.tools import run_tool
 from dpupose.errors import ArtifactError, ToolFailed, UsageError
+from dpupose.fsio import not_a_file
 
 HOST_ONLY = ("torch", "torchvision")  # never on the board (PYNQ 3.0.1, aarch64, Python 3.10)
 # pyproject.toml's [build-system] requires: its SPDX `license = "..."` string fails validation before 77.
@@ -149,7 +150,8 @@ def check_wheel(wheel: Path) -> None:
     in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
     or `dev` extras."""
     if not wheel.is_file():
-        raise ArtifactError(f"wheel {wheel} does not exist (leave --wheel out to build one from this checkout)")
+        what = not_a_file(wheel, "does not exist")
+        raise ArtifactError(f"wheel {wheel} {what} (leave --wheel out to build one from this checkout)")
     if not WHEEL_NAME.fullmatch(wheel.name):
         # pip takes no other name; and the name goes into the board's shell command lines
         raise ArtifactError(
