@@ -609,7 +609,7 @@ def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
         assert "License-Expression: Apache-2.0\n" in meta
     bad = tmp_path / "dpupose-0.0.1-py3-none-any.whl"
     with zipfile.ZipFile(bad, "w") as zf:
-        zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\nRequires-Dist: torch>=2\n")
+        zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\nVersion: 0.0.1\nRequires-Dist: torch>=2\n")
     with pytest.raises(ArtifactError, match="requires torch without an extra"):
         check_wheel(bad)
     with zipfile.ZipFile(bad, "w") as zf:
@@ -618,7 +618,7 @@ def test_wheel_needs_no_torch_on_the_board(wheel, tmp_path):
             'Requires-Dist: scipy>=1; extra == "host"\n'
             'Requires-Dist: tomli; python_version < "3.11"\n'
         )
-        zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\n" + meta)
+        zf.writestr("dpupose-0.0.1.dist-info/METADATA", "Name: dpupose\nVersion: 0.0.1\n" + meta)
     with pytest.raises(ArtifactError, match="requires scipy without an extra"):
         check_wheel(bad)
 

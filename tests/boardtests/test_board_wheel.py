@@ -21,8 +21,11 @@ def write_wheel(path: Path, requires: list[str], *, metadata: bytes | None = Non
     lines = "".join(f"Requires-Dist: {r}\n" for r in requires)
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("dpupose/__init__.py", "")
-        meta = metadata if metadata is not None else f"Metadata-Version: 2.4\nName: dpupose\n{lines}".encode()
-        zf.writestr("dpupose-1.0.dist-info/METADATA", meta)
+        version = path.name.split("-")[1]  # as pip checks it: the METADATA's is the file name's
+        meta = (
+            metadata if metadata is not None else f"Metadata-Version: 2.4\nName: dpupose\nVersion: {version}\n{lines}"
+        )
+        zf.writestr("dpupose-1.0.dist-info/METADATA", meta if isinstance(meta, bytes) else meta.encode())
     return path
 
 
@@ -260,3 +263,29 @@ def test_a_wheel_whose_metadata_zipfile_cannot_read_is_said_to_be_no_wheel(tmp_p
     with pytest.raises(ArtifactError) as e:
         wheelmod.check_wheel(wheel)
     assert str(e.value).startswith(f"{wheel} is not a wheel (") and said in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "refusal"),
+    [
+        (b"Name: other\nVersion: 1.0\n", "is not dpupose's wheel: its METADATA names 'other' (pip would refuse it on"),
+        (b"Version: 1.0\n", "is not dpupose's wheel: its METADATA names no project (pip would refuse it on"),
+        (b"", "is not dpupose's wheel: its METADATA names no project"),
+        (
+            b"Name: dpupose\nVersion: 2.0\n",
+            "is not a wheel pip installs: its METADATA gives version '2.0' where its file",
+        ),
+        (b"Name: dpupose\n", "is not a wheel pip installs: its METADATA gives version none where its file name gives"),
+        (b"Name: DPUpose\nVersion: 1.0\n", None),  # pip compares names whatever their case
+    ],
+)
+def test_a_wheel_whose_metadata_names_another_project_or_version_is_refused(tmp_path, metadata, refusal):
+    """pip refuses a wheel whose METADATA's name or version is not its file name's ('Wheel has unexpected file
+    name'); check_wheel let one through, and the board's first-boot install failed after the card was written."""
+    wheel = write_wheel(tmp_path / "dpupose-1.0-py3-none-any.whl", [], metadata=metadata)
+    if refusal is None:
+        wheelmod.check_wheel(wheel)
+        return
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(wheel)
+    assert str(e.value).startswith(f"{wheel} {refusal}")

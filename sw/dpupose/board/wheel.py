@@ -10,6 +10,7 @@ the other host tools may only appear behind the `host` extra.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import importlib.metadata
 import importlib.resources
@@ -124,6 +125,11 @@ def _copy_or_stop(src: str, dst: str) -> object:
 
 def wheel_requirements(wheel: Path) -> list[str]:
     """The Requires-Dist lines of a wheel's METADATA."""
+    return _metadata(wheel).get_all("Requires-Dist") or []
+
+
+def _metadata(wheel: Path) -> email.message.Message:
+    """A wheel's METADATA, parsed; ArtifactError where there is none that can be read."""
     try:
         with zipfile.ZipFile(wheel) as zf:
             names = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
@@ -138,7 +144,12 @@ def wheel_requirements(wheel: Path) -> list[str]:
         raise ArtifactError(f"{wheel} is not a wheel ({exc})") from None
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{wheel} is not a wheel (its METADATA is not UTF-8: {exc})") from None
-    return meta.get_all("Requires-Dist") or []
+    return meta
+
+
+def _canonical(name: str) -> str:
+    """A project name as pip compares them (PEP 503: case, and runs of -, _ and . alike)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _name(req: str) -> str:
@@ -158,9 +169,25 @@ def check_wheel(wheel: Path) -> None:
             f"{wheel.name!r} is not a dpupose wheel's name (dpupose-VERSION-py3-none-any.whl, as pip wheel names "
             "it): give the wheel under its own name"
         )
+    # pip refuses a wheel whose METADATA names another project or version than its file name ("Wheel has
+    # unexpected file name"): the board's first-boot install would fail, after the card was written.
+    meta = _metadata(wheel)
+    name, version = meta.get("Name"), meta.get("Version")
+    file_version = wheel.name.split("-")[1]
+    if name is None or _canonical(name.strip()) != "dpupose":
+        raise ArtifactError(
+            f"{wheel} is not dpupose's wheel: its METADATA names {'no project' if name is None else repr(name)} "
+            "(pip would refuse it on the board): give a wheel built from dpupose, or leave --wheel out"
+        )
+    if version is None or _canonical(version.strip()) != _canonical(file_version):
+        raise ArtifactError(
+            f"{wheel} is not a wheel pip installs: its METADATA gives version "
+            f"{'none' if version is None else repr(version)} where its file name gives {file_version!r}: give the "
+            "wheel pip wheel wrote, or leave --wheel out"
+        )
     base: set[str] = set()
     host_only = set(HOST_ONLY)
-    for req in wheel_requirements(wheel):
+    for req in meta.get_all("Requires-Dist") or []:
         marker = req.partition(";")[2]  # extra == "host", or written without the blanks
         if re.search(r"""\bextra\s*==\s*["'](host|dev)["']""", marker):
             host_only.add(_name(req))
