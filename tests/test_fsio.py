@@ -1245,3 +1245,19 @@ def test_json_nested_deeper_than_python_reads_is_invalid_json_not_a_recursion_er
     path = tmp_path / "deep.json"
     path.write_text(deep)
     assert read_own_json(path) is None
+
+
+def test_a_folder_at_the_lock_file_s_name_is_named_as_such(tmp_path):
+    """A folder at .dpupose.lock was 'cannot use FOLDER: Is a directory', of the output folder itself."""
+    from dpupose.errors import UsageError
+    from dpupose.fsio import lock_folder
+
+    (tmp_path / ".dpupose.lock").mkdir()
+    (tmp_path / ".dpupose.lock" / "inside").write_text("keep")
+    with pytest.raises(UsageError) as info, lock_folder(tmp_path, "dpupose run"):
+        pass
+    assert str(info.value) == (
+        f"--out {tmp_path} holds a folder named .dpupose.lock, the name of the lock file dpupose keeps there: move "
+        "that folder elsewhere, or choose another --out"
+    )
+    assert (tmp_path / ".dpupose.lock" / "inside").read_text() == "keep"

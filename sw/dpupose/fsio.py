@@ -715,6 +715,12 @@ def lock_folder(
             except OSError as exc:
                 if exc.errno == errno.ENOENT and make is not None:
                     continue  # another command's clean-up removed the folder after `make` found it: made again
+
+                if exc.errno == errno.EISDIR:  # 'cannot use FOLDER: Is a directory' said nothing of what was wrong
+                    raise UsageError(
+                        f"{option} {folder} holds a folder named .dpupose.lock, the name of the lock file dpupose "
+                        f"keeps there: move that folder elsewhere, or choose another {option}"
+                    ) from None
                 if exc.errno != errno.EROFS:  # name the folder the user gave
                     raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
                 # A read-only file system: no one writes into the folder, so there is no writer to refuse; the
