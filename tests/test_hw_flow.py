@@ -1614,3 +1614,27 @@ def test_commands_refuse_a_board_that_is_unknown_or_not_the_configuration_s(caps
         assert out == "" and err.startswith(f"dpupose: error: {message}") and err.count("\n") == 1
     assert cli.main(["hw", "commands", "--config", CONFIG, "--board", "ultra96v2", "--out", str(env["out"])]) == 0
     assert "vivado -mode batch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["gen", "logs", "stamps"])
+def test_a_file_where_a_build_keeps_a_folder_is_refused_before_anything_is_written(capsys, env, name):
+    """A file at stamps/ (logs/, gen/) stopped the build after its first step, at its first write there ('cannot
+    use .../stamps/generate.json: Not a directory'), with gen/ already written into the user's folder."""
+    import os
+
+    holds = {"gen": "generated files", "logs": "tool logs", "stamps": "step records"}[name]
+    env["out"].mkdir(parents=True)
+    (env["out"] / "notes.txt").write_text("keep")
+    for kind in ("file", "link"):
+        if kind == "file":
+            (env["out"] / name).write_text("mine")
+        else:
+            (env["out"] / name).unlink()
+            (env["out"] / name).symlink_to("nowhere")
+        rc, _, err = build(capsys, env, "--to", "generate")
+        what = "a file" if kind == "file" else "a symbolic link that leads nowhere"
+        assert rc == 2 and err.splitlines()[-1] == (
+            f"dpupose: error: {env['out'] / name} is {what}, where a build keeps its {holds} in a folder: move it "
+            "elsewhere, or choose another --out"
+        )
+        assert sorted(os.listdir(env["out"])) == sorted(["notes.txt", name])

@@ -47,7 +47,16 @@ from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.writers import write_arch_json, write_dpu_conf_vh, write_if_changed, write_prj_config
 from dpupose.errors import ArtifactError, UsageError, shortlist
-from dpupose.fsio import atomic_dir, json_text, loads_json, moved_aside, sha256_file, signals_deferred, temporaries
+from dpupose.fsio import (
+    atomic_dir,
+    json_text,
+    loads_json,
+    moved_aside,
+    not_a_file,
+    sha256_file,
+    signals_deferred,
+    temporaries,
+)
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
@@ -643,6 +652,18 @@ def check_build_folder(paths: BuildPaths) -> None:
         return
     if not root.is_dir():
         raise UsageError(f"{root} exists and is not a folder; choose another --out")
+    # The folders a build writes its files into: a file (or a FIFO, a link to nothing) at one of their names
+    # stopped the build after its first step, at the first write there ('cannot use .../stamps/generate.json:
+    # Not a directory'), the generated files already written beside it.
+    for name, holds in (("gen", "generated files"), ("logs", "tool logs"), ("stamps", "step records")):
+        folder = root / name
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            what = not_a_file(folder) if folder.exists() else "a symbolic link that leads nowhere"
+            what = "a file" if folder.is_file() else what.removeprefix("is ")
+            raise UsageError(
+                f"{folder} is {what}, where a build keeps its {holds} in a folder: move it elsewhere, or choose "
+                "another --out"
+            )
     if _made_by_a_build(paths):
         _check_step_folders(paths)
         _check_previous(paths)
