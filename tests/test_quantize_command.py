@@ -798,6 +798,29 @@ def test_a_dump_of_another_shape_or_size_is_named(tmp_path):
     assert list(got) == ["y"] and got["y"].tolist() == [[[[1, 2, -1, -128]]]]
 
 
+@pytest.mark.parametrize("kind", ["folder", "FIFO", "link"])
+def test_a_dump_name_that_is_no_file_is_named_not_skipped_as_not_dumped(tmp_path, kind):
+    """A folder, a FIFO or a link to nothing at a tensor's .npy (or .bin) was taken for a tensor not dumped: the
+    comparison left that layer out and said every layer agreed."""
+    import os
+
+    shapes = {"x/a": (1, 1, 1, 2), "y": (1, 1, 1, 2)}
+    np.save(tmp_path / "y.npy", np.zeros((1, 1, 1, 2), np.int8))
+    for name in ("x_a.npy", "x_a.bin"):
+        path = tmp_path / name
+        {"folder": path.mkdir, "FIFO": lambda p=path: os.mkfifo(p), "link": lambda p=path: p.symlink_to("gone")}[kind]()
+        what = {"folder": "is a folder", "FIFO": "is a FIFO", "link": "is a symbolic link that leads nowhere"}[kind]
+        with pytest.raises(DataError) as info:
+            read_dump_dir(tmp_path, shapes)
+        assert str(info.value).startswith(f"{path} {what}")
+        assert str(info.value).endswith(
+            ", where the dump of tensor 'x/a' is read from: put the dumped tensor's file there, or move it away to "
+            "leave that tensor out"
+        )
+        path.rmdir() if kind == "folder" else path.unlink()
+    assert list(read_dump_dir(tmp_path, shapes)) == ["y"]  # not dumped at all: left out, as before
+
+
 def test_a_dump_folder_of_tensors_no_dump_wrote_is_refused_before_any_work(result, synth_root, tmp_path, monkeypatch):
     """deploy-check --dump into a folder of a board's dumps (the format --against reads): the emulator's
     tensors replaced the board's of the same names without a word, and its .npy hid a board's .bin of a tensor

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import DataError, ModelFileError, UsageError, shortlist
-from dpupose.fsio import json_text, read_own_json, same_file, write_set
+from dpupose.fsio import json_text, not_a_file, read_own_json, same_file, write_set
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
 
@@ -110,6 +110,13 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
         npy = folder / f"{dump_name(name)}.npy"
         raw = folder / f"{dump_name(name)}.bin"
         path = npy if npy.is_file() else raw
+
+        for path in (npy, raw):  # a tensor not dumped is skipped; one at its name that is no file was skipped too
+            if os.path.lexists(path) and not path.is_file():
+                raise DataError(
+                    f"{path} {not_a_file(path)}, where the dump of tensor {name!r} is read from: put the dumped "
+                    "tensor's file there, or move it away to leave that tensor out"
+                )
         if npy.is_file():
             try:
                 arr = np.load(npy, allow_pickle=False)
