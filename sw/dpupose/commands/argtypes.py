@@ -8,7 +8,9 @@ loaded or written.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,12 +113,27 @@ def _not_empty(text: str, what: str) -> None:
         )
 
 
+def _not_a_loop(path: Path) -> None:
+    """A link that leads back to itself (or a chain of too many) is no output: exists() says False of it, and the
+    command did its work (quantize: half a minute) before the last rename into place failed, naming its own
+    temporary."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise argparse.ArgumentTypeError(
+                f"{path}: too many levels of symbolic links (a link on that path leads back to itself): fix or "
+                "remove that link"
+            ) from None
+
+
 def output_file(text: str) -> Path:
     """A file to write: not an existing folder or other non-regular file (a device, a FIFO: the output
     would be renamed into its place, `/dev/null` as root replaced by a file), and not under a file; not ''."""
     _not_empty(text, "a file name")
     path = Path(text)
     try:
+        _not_a_loop(path)
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
         if path.exists() and not path.is_file():
@@ -134,6 +151,7 @@ def output_dir(text: str) -> Path:
     _not_empty(text, "a folder")
     path = Path(text)
     try:
+        _not_a_loop(path)
         if path.exists() and not path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is {_not_a_folder(path)}; give a folder")
         _check_parents(path)
