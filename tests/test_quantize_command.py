@@ -951,7 +951,11 @@ def test_bad_options_and_outputs_are_refused_before_the_calibration_set_is_opene
         ({"target": "DPUCZDX8G_ISA1_B1600"}, UsageError, r"--target names the DPU for --engine vai_q; --engine native"),
         ({"out": tmp_path / "file" / "q"}, NotADirectoryError, "is not a folder"),
         ({"out": foreign}, UsageError, "is not an earlier `dpupose quantize` result"),
-        ({"checkpoint": damaged}, CheckpointError, "truncated"),
+        (
+            {"checkpoint": damaged},
+            CheckpointError,
+            r"not a readable checkpoint \(not a file torch.save wrote, or one cut",
+        ),
     )
     for change, error, message in cases:
         cfg = dataclasses.replace(QuantizeConfig(checkpoint=ckpt, out=tmp_path / "q", num_calib=2), **change)

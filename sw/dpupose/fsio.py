@@ -715,7 +715,6 @@ def lock_folder(
             except OSError as exc:
                 if exc.errno == errno.ENOENT and make is not None:
                     continue  # another command's clean-up removed the folder after `make` found it: made again
-
                 if exc.errno == errno.EISDIR:  # 'cannot use FOLDER: Is a directory' said nothing of what was wrong
                     raise UsageError(
                         f"{option} {folder} holds a folder named .dpupose.lock, the name of the lock file dpupose "

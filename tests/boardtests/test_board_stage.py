@@ -1448,10 +1448,16 @@ def test_a_fifo_a_device_or_a_dangling_link_given_as_a_payload_is_named_for_what
     ):
         with pytest.raises(UsageError) as info:
             check_overlay(path)
-        assert str(info.value) == f"overlay folder {path} {what} (build it with `make hw DPU=<config>`)"
+        assert (
+            str(info.value)
+            == f"--overlay {path} {what}: give the folder `make hw DPU=<config>` writes (build/hw/<config>)"
+        )
         with pytest.raises(UsageError) as info:
             check_model(path)
-        assert str(info.value) == f"model folder {path} {what}: pass the split plan folder `dpupose split` wrote"
+        assert (
+            str(info.value)
+            == f"--model {path} {what}: give the split plan folder `dpupose split MODEL --out DIR` wrote"
+        )
         with pytest.raises(ArtifactError) as info:
             check_wheel(path)
         assert str(info.value) == f"wheel {path} {what} (leave --wheel out to build one from this checkout)"

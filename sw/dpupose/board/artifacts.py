@@ -19,12 +19,10 @@ def check_overlay(folder: Path) -> list[Path]:
     if folder.is_file():
         raise UsageError(f"--overlay {folder} is a file: pass the folder that holds dpu.bit, dpu.hwh and dpu.xclbin")
     if not folder.is_dir():
-        raise UsageError(
-            f"--overlay {folder} does not exist: give the folder `make hw DPU=<config>` writes (build/hw/<config>)"
-        )
-
         what = not_a_file(folder, "does not exist")
-        raise UsageError(f"overlay folder {folder} {what} (build it with `make hw DPU=<config>`)")
+        raise UsageError(
+            f"--overlay {folder} {what}: give the folder `make hw DPU=<config>` writes (build/hw/<config>)"
+        )
     missing = [name for name in layout.OVERLAY_FILES if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(
@@ -41,12 +39,8 @@ def check_model(folder: Path) -> list[Path]:
     if folder.is_file():
         raise UsageError(f"--model {folder} is a file: pass the split plan folder that holds it")
     if not folder.is_dir():
-        raise UsageError(
-            f"--model {folder} does not exist: give the split plan folder `dpupose split MODEL --out DIR` wrote"
-        )
-
         what = not_a_file(folder, "does not exist")
-        raise UsageError(f"model folder {folder} {what}: pass the split plan folder `dpupose split` wrote")
+        raise UsageError(f"--model {folder} {what}: give the split plan folder `dpupose split MODEL --out DIR` wrote")
     files = sorted(_walk(folder))
     if not files:
         # Not "compile the model first": what the board runs is a split plan; a compiled xmodel is optional.

@@ -149,8 +149,6 @@ def load_model(model: Any) -> Any:
         return model
     path = Path(model)
     if not path.is_file():
-        raise ModelFileError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; give an ONNX file")
-
         raise ModelFileError(f"{path}: {not_a_file(path)}; give an ONNX file")
     try:
         proto = onnx.load(str(path), load_external_data=False)

@@ -109,14 +109,13 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
     for name, shape in shapes.items():
         npy = folder / f"{dump_name(name)}.npy"
         raw = folder / f"{dump_name(name)}.bin"
-        path = npy if npy.is_file() else raw
-
-        for path in (npy, raw):  # a tensor not dumped is skipped; one at its name that is no file was skipped too
-            if os.path.lexists(path) and not path.is_file():
+        for at in (npy, raw):  # a tensor not dumped is skipped; one at its name that is no file was skipped too
+            if os.path.lexists(at) and not at.is_file():
                 raise DataError(
-                    f"{path} {not_a_file(path)}, where the dump of tensor {name!r} is read from: put the dumped "
+                    f"{at} {not_a_file(at)}, where the dump of tensor {name!r} is read from: put the dumped "
                     "tensor's file there, or move it away to leave that tensor out"
                 )
+        path = npy if npy.is_file() else raw
         if npy.is_file():
             try:
                 arr = np.load(npy, allow_pickle=False)

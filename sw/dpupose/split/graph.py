@@ -130,10 +130,7 @@ def load_onnx(path: str | Path) -> Any:
 
     path = Path(path)
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "no such file"
-        raise ModelFileError(f"{path}: {what}; {QUANTIZED_MODEL}")
-
-        raise ModelFileError(f"{path}: {not_a_file(path)}; give the model_qdq.onnx written by `dpupose quantize`")
+        raise ModelFileError(f"{path}: {not_a_file(path)}; {QUANTIZED_MODEL}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf raises several unrelated types on garbage
