@@ -1261,3 +1261,23 @@ def test_a_folder_at_the_lock_file_s_name_is_named_as_such(tmp_path):
         "that folder elsewhere, or choose another --out"
     )
     assert (tmp_path / ".dpupose.lock" / "inside").read_text() == "keep"
+
+
+def test_open_new_writes_through_a_link_to_a_pipe_as_open_did(tmp_path):
+    """A link at the name to /dev/stdout (a tool's log watched as it runs: `ln -s /dev/stdout logs/link.log`),
+    with stdout a pipe: realpath reads /proc's /proc/self/fd/1 as text, 'pipe:[N]', and open_new created a file
+    of that name under /proc/PID/fd/ (FileNotFoundError), where open() had written into the pipe. Only a regular
+    file found at the link's end is replaced; anything else is opened through the link, as open() opens it."""
+    from dpupose.fsio import open_new
+
+    reader, writer = os.pipe()
+    try:
+        link = tmp_path / "link.log"
+        link.symlink_to(f"/proc/self/fd/{writer}")
+        with open_new(link) as f:
+            f.write(b"log\n")
+        assert os.read(reader, 100) == b"log\n"
+        assert link.is_symlink()
+    finally:
+        os.close(reader)
+        os.close(writer)

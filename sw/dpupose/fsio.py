@@ -393,18 +393,21 @@ def open_new(path: str | Path, buffered: bool = False) -> BinaryIO:
     it goes (a run's keypoints.jsonl, an image): a regular file already there is removed first, not emptied.
     Emptied and written in place, it changed every other name the file has: a hard link kept elsewhere (`ln
     OUT/keypoints.jsonl kept.jsonl`, a `cp -al` snapshot of the folder) lost what it held, where atomic_path's
-    rename leaves it as it was. A `path` that is a symbolic link keeps it, as in atomic_path: the file it
+    rename leaves it as it was. The new file gets the usual permissions (0666 less the umask), as atomic_path's
+    do, not the earlier one's. A `path` that is a symbolic link keeps it, as in atomic_path: the regular file it
     points to is the one replaced. A file this process may not write (made read-only to keep it) is refused with
-    PermissionError, as open() refused it, not removed. Anything else there (a FIFO, a device) is opened as it is."""
+    PermissionError, as open() refused it, not removed. Anything else there, or at the link's end (a FIFO, a
+    device, /dev/stdout: /proc's link to a pipe, 'pipe:[N]', which realpath reads as a name), is opened as it is,
+    through the link."""
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            if not os.access(path, os.W_OK):  # refused, as open() refused it: a file made read-only to keep it
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-            os.unlink(path)
-    except FileNotFoundError:
+        if stat.S_ISREG(os.lstat(target).st_mode):
+            if not os.access(target, os.W_OK):  # refused, as open() refused it: a file made read-only to keep it
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+            os.unlink(target)
+            path = target  # made again at the link's end, the link kept
+    except FileNotFoundError:  # nothing there, or a link to nothing: open() makes the file it names
         pass
     return open(path, "wb", buffering=-1 if buffered else 0)  # the caller closes it
 
