@@ -901,7 +901,8 @@ def test_a_lock_file_replaced_between_its_open_and_its_lock_is_locked_again(tmp_
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-        assert path.read_text() == f"{os.getpid()}\n" + ("dpupose bench\n" if which == "lock_folder" else "")
+        held_by = [line.strip() for line in path.read_text().splitlines()]
+        assert held_by == [str(os.getpid())] + (["dpupose bench"] if which == "lock_folder" else [])
 
 
 def test_ctrl_c_anywhere_in_a_folder_write_leaves_the_earlier_or_the_new_and_nothing_else(tmp_path):
@@ -1281,3 +1282,26 @@ def test_open_new_writes_through_a_link_to_a_pipe_as_open_did(tmp_path):
     finally:
         os.close(reader)
         os.close(writer)
+
+
+def test_an_earlier_version_still_names_the_process_in_a_lock_file_with_a_command(tmp_path):
+    """The lock file holds the holder's command beside its PID; an earlier version, refused by a lock a newer
+    one holds, reads the file's first 64 bytes, stripped, as the PID, and named a 'PID\\ncommand' file's holder
+    'another process'. The command is written past those 64 bytes (the PID's line padded with blanks), so the
+    earlier reader still finds the PID alone, and this one both."""
+    from dpupose.fsio import _holder_lines, _mark_holder
+
+    def earlier_reader(fd: int) -> str:  # _lock_holder of the versions that wrote the PID only
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return f"process {holder}" if holder.isdigit() else "another process"
+
+    fd = os.open(tmp_path / ".dpupose.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        _mark_holder(fd, "python -m dpupose.demo")
+        assert earlier_reader(fd) == f"process {os.getpid()}"
+        assert _holder_lines(fd) == (str(os.getpid()), "python -m dpupose.demo")
+        _mark_holder(fd)  # a cache's lock: the PID only
+        assert earlier_reader(fd) == f"process {os.getpid()}"
+        assert _holder_lines(fd) == (str(os.getpid()), None)
+    finally:
+        os.close(fd)

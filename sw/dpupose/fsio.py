@@ -639,6 +639,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 _NO_LOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 
+HOLDER_PID_BYTES = 64  # what earlier versions read of a lock file, the holder's PID (stripped)
+
+
 def _holder_lines(fd: int) -> tuple[str | None, str | None]:
     """(PID, command) as the holder of the lock file `fd` wrote them there (_mark_holder), each None when not
     written (a full disk; an earlier version wrote the PID only) or unreadable."""
@@ -659,10 +662,15 @@ def _mark_holder(fd: int, command: str | None = None) -> None:
     next one to name. They only name the holder: a write that fails (a full disk or quota) leaves the file empty,
     which the next one names 'another process', and the lock held. Raised, its error named no file (a write's),
     and it came before the command's first output, whose failure names that output and removes a folder the
-    command made."""
+    command made. The command comes after the first HOLDER_PID_BYTES, the PID's line padded with blanks: an
+    earlier version reads those bytes, stripped, as the PID, and named a holder whose command followed it at once
+    'another process'."""
+    text = f"{os.getpid()}\n"
+    if command:  # on the next line, after the blanks that fill HOLDER_PID_BYTES
+        text = text.ljust(HOLDER_PID_BYTES) + f"{command}\n"
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (f"{os.getpid()}\n" + (f"{command}\n" if command else "")).encode(), 0)
+        os.pwrite(fd, text.encode(), 0)
     except OSError as exc:
         log.debug("could not write the lock holder's PID: %s", exc)
 
