@@ -815,14 +815,29 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
                 "new file (e.g. models/NAME/model.pt)"
             )
     assert src.read_bytes() == before
-    # The checkpoint under a name resolve() does not tie to it: a bind mount of its folder elsewhere, or the other
-    # case of its name on a case-insensitive file system (macOS, Windows), with --force replaced the run's
-    # checkpoint by the weights-only copy. A hard link is such a name here: the same file, device and inode.
-    other = tmp_path / "Best.pt"
+    # The checkpoint under a name resolve() does not tie to it: a bind mount of its folder elsewhere (where this
+    # process may make one: root), or the other case of its name on a case-insensitive file system (macOS,
+    # Windows; a hard link of that name beside it here), with --force replaced the run's checkpoint by the copy.
+    other = src.parent / "Best.pt"
     os.link(src, other)
     with pytest.raises(UsageError, match="is the --checkpoint itself, which the weights-only copy would replace"):
         export_checkpoint(str(src), str(other), force=True)
+    other.unlink()
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    if os.geteuid() == 0 and subprocess.run(["mount", "--bind", str(src.parent), str(bound)]).returncode == 0:
+        try:
+            with pytest.raises(UsageError, match="is the --checkpoint itself"):
+                export_checkpoint(str(src), str(bound / "best.pt"), force=True)
+        finally:
+            subprocess.run(["umount", str(bound)], check=True)
     assert src.read_bytes() == before
+    # A hard link of another name (a copy kept as `ln`, elsewhere) is not the checkpoint's name: the copy is
+    # renamed over it, and the checkpoint stays as it was. It was refused as 'the --checkpoint itself'.
+    kept = tmp_path / "kept.pt"
+    os.link(src, kept)
+    export_checkpoint(str(src), str(kept), force=True)
+    assert src.read_bytes() == before and read_checkpoint(kept)["exported_from"] == "best.pt"
     # The checkpoint is read before --out is looked at: a missing one, or a run folder given in its place, is
     # named as such, not answered with "--out exists; pass --force", and the existing --out stays as it was.
     shipped = (tmp_path / "model.pt").read_bytes()

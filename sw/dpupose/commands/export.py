@@ -39,8 +39,15 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
             "(DIR/model_fp32.onnx, DIR/model_qdq.onnx)"
         )
     # The same file by another name: a link, `..` (resolve), or one resolve cannot see through, a bind mount of its
-    # folder or the other case of its name on a case-insensitive file system (samefile), which --force replaced.
-    if Path(out).resolve() == Path(src).resolve() or same_file(out, src):
+    # folder or the other case of its name on a case-insensitive file system (samefile of the file and of its
+    # folder, the names alike but for case), which --force replaced. Not a hard link of another name: the copy is
+    # renamed over that name (save_checkpoint), and the checkpoint's stays as it was.
+    out_path, src_path = Path(out), Path(src)
+    if out_path.resolve() == src_path.resolve() or (
+        same_file(out_path, src_path)
+        and same_file(out_path.parent, src_path.parent)
+        and out_path.name.casefold() == src_path.name.casefold()
+    ):
         raise UsageError(
             f"--out {out} is the --checkpoint itself, which the weights-only copy would replace: give --out a new "
             "file (e.g. models/NAME/model.pt)"
