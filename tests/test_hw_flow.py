@@ -1638,3 +1638,35 @@ def test_a_file_where_a_build_keeps_a_folder_is_refused_before_anything_is_writt
             "elsewhere, or choose another --out"
         )
         assert sorted(os.listdir(env["out"])) == sorted(["notes.txt", name])
+
+
+def test_a_failed_tools_log_linked_to_a_pipe_is_not_read_back(tmp_path):
+    """A step's log that is a link to /dev/stdout (the tool watched as it runs) with stdout a pipe, or to a FIFO:
+    the tool's output goes into it, and its failure quoted 'the end of' the log by reading it back, which on a
+    pipe waits for every writer to close it, run_tool's own among them: the build hung. Only a regular file's
+    end is quoted. Run in a child process, which the test ends if it hangs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    child = f"""
+import os, threading
+from pathlib import Path
+from dpupose.hwbuild.runner import ToolFailed, run_tool
+
+reader, writer = os.pipe()
+got = []
+threading.Thread(target=lambda: got.append(os.read(reader, 1000)), daemon=True).start()
+log = Path({str(tmp_path)!r}) / "logs" / "link.log"
+log.parent.mkdir()
+log.symlink_to(f"/proc/self/fd/{{writer}}")
+try:
+    run_tool(["sh", "-c", "echo tool-said-this; exit 3"], cwd=log.parent.parent / "link", log_file=log, expect=[])
+except ToolFailed as exc:
+    print("refused:", exc)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode == 0, proc.stderr
+    log = tmp_path / "logs" / "link.log"
+    assert proc.stdout == f"refused: sh failed with exit status 3; its output went to {log}\n"

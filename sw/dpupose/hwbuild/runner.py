@@ -37,11 +37,16 @@ def _which(tool: str) -> str:
 
 
 def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """'the end of LOG:' and the last `lines` of the log `path`, for an error message; where the log is no
+    regular file (a link to /dev/stdout or a FIFO, to watch the tool), where the output went: read back, a pipe
+    waits for every writer to close it, run_tool's own among them."""
+    if not path.is_file():
+        return f"its output went to {path}"
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
-        return ""
-    return "\n".join(text[-lines:])
+        text = []
+    return f"the end of {path}:\n" + "\n".join(text[-lines:])
 
 
 def query_tool(argv: Sequence[str], timeout: float = 300) -> str:
@@ -81,11 +86,7 @@ def run_tool(
         except subprocess.CalledProcessError as exc:
             for path in expect:
                 path.unlink(missing_ok=True)  # a half-written output must not look finished
-            raise ToolFailed(
-                f"{argv[0]} failed with exit status {exc.returncode}; the end of {log_file}:\n{_tail(log_file)}"
-            ) from None
+            raise ToolFailed(f"{argv[0]} failed with exit status {exc.returncode}; {_tail(log_file)}") from None
     missing = [str(p) for p in expect if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        raise ArtifactError(
-            f"{argv[0]} finished but did not write {', '.join(missing)}; the end of {log_file}:\n{_tail(log_file)}"
-        )
+        raise ArtifactError(f"{argv[0]} finished but did not write {', '.join(missing)}; {_tail(log_file)}")
