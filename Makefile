@@ -70,9 +70,10 @@ PY310 ?=
 BOARD_VENV := .venv-board
 BOARD_STAMP := $(BOARD_VENV)/.installed
 # make names files by words: a VENV with a blank cannot be a target (its stamp), `python -m venv` would make a venv
-# of each word (one of them in the checkout), and an empty one would make BIN /bin.
-ifneq ($(words $(VENV)) $(words $(BOARD_VENV)),1 1)
-$(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): each must name one folder, by a path without blanks (make cannot take a file name with one))
+# of each word (one of them in the checkout), and an empty one would make BIN /bin. A quote in either broke a
+# recipe's shell line (their paths are written unquoted there: $(BIN)/pip) with a syntax error.
+ifneq ($(words $(VENV)) $(words $(BOARD_VENV))$(findstring ',$(VENV)$(BOARD_VENV))$(findstring ",$(VENV)$(BOARD_VENV)),1 1)
+$(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): each must name one folder, by a path without blanks or quotes (make cannot take a file name with a blank, and its recipes write these paths as they are))
 endif
 FIND_PY310 = for p in $(if $(PY310),$(call q,PY310),python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
