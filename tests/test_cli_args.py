@@ -1287,3 +1287,48 @@ def test_an_empty_output_path_is_refused_not_taken_for_the_current_folder(tmp_pa
     what = "a file name" if "give a file name" in dict((c[0], c[2]) for c in OUTPUT_CASES)[line] else "a folder"
     assert f"argument {option}: the path is empty (a shell variable that is not set gives one); give {what}" in err
     assert os.listdir(tmp_path) == []
+
+
+# Input options given "" ({}), as `--config "$CONFIG"` with CONFIG unset gives: each line is complete otherwise.
+EMPTY_INPUT_CASES = [
+    "data check --data-root {}",
+    "eval --checkpoint c.pt --data synthetic --data-root {}",
+    "train --data synthetic --epochs 1 --out o --data-root {}",
+    "quantize --checkpoint c.pt --out o --data-root {}",
+    "quantize --checkpoint c.pt --out o --target {}",
+    "deploy-check m.onnx --data-root {}",
+    "bench --data-root {}",
+    "bench --config {}",
+    "split m.onnx --out o --config {}",
+    "dpu fingerprint --config {}",
+    "dpu fit --config {}",
+    "dpu fit --config u96v2-b1152 --board {}",
+    "dpu files --config u96v2-b1152 --out o --board {}",
+    "dpu estimate m.onnx --config {}",
+    "dpu estimate m.onnx --config u96v2-b1152 --board {}",
+    "dpu compare --model m.onnx --board {}",
+    "hw check --config {}",
+    "hw commands --config u96v2-b1152 --board {}",
+    "hw build --config u96v2-b1152 --trd {}",
+    "hw status --config u96v2-b1152 --board-repo {}",
+    "sdcard flash p.img --device card.img --bmap {}",
+    "sdcard stage p.img --overlay o --model m --out n.img --wheel {}",
+    "sdcard stage p.img --overlay {} --model m --out n.img",
+    "sdcard stage p.img --overlay o --model {} --out n.img",
+    "deploy --host pynq --overlay o --model m --wheel {}",
+    "deploy --host pynq --overlay {} --model m",
+    "run --plan p --source s --overlay {}",
+]
+
+
+@pytest.mark.parametrize("line", EMPTY_INPUT_CASES)
+def test_an_empty_input_value_is_refused_naming_the_option(tmp_path, capsys, monkeypatch, line):
+    """'' was taken as the option not given (the configuration's board, the wheel built from the source, the
+    block map beside the image, no --target) or as the current folder (Path('') is '.': `data check` checked
+    it and exited 0)."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["" if word == "{}" else word for word in line.split()]
+    option = argv[argv.index("") - 1]
+    err = refused(argv, capsys)
+    assert f"error: argument {option}: the value is empty (a shell variable that is not set gives one); give " in err
+    assert os.listdir(tmp_path) == []

@@ -113,6 +113,33 @@ def _not_empty(text: str, what: str) -> None:
         )
 
 
+def given(what: str) -> Callable[[str], str]:
+    """An input option's value, which must not be empty: `--config "$CONFIG"` with CONFIG unset gave '', which
+    the command took as the option not given (its default configuration, board, wheel or block map) or, as a path,
+    as the current folder (Path('') is '.'), some of them with exit status 0. `what` says what to give."""
+
+    def parse(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(
+                f"the value is empty (a shell variable that is not set gives one); give {what}"
+            )
+        return text
+
+    parse.__name__ = "value"
+    return parse
+
+
+def given_path(what: str) -> Callable[[str], Path]:
+    """given(), as a Path."""
+    check = given(what)
+
+    def parse(text: str) -> Path:
+        return Path(check(text))
+
+    parse.__name__ = "path"
+    return parse
+
+
 def _not_a_loop(path: Path) -> None:
     """A link that leads back to itself (or a chain of too many) is no output: exists() says False of it, and the
     command did its work (quantize: half a minute) before the last rename into place failed, naming its own
@@ -188,11 +215,13 @@ def payload_options(p: argparse.ArgumentParser) -> None:
     """--overlay and --model: what `dpupose sdcard stage` and `dpupose deploy` put onto the board."""
     p.add_argument(
         "--overlay",
+        type=given("the overlay folder"),
         required=True,
         help="overlay folder with dpu.bit, dpu.hwh, dpu.xclbin [arch.json] (`make hw` writes build/hw/<config>)",
     )
     p.add_argument(
         "--model",
+        type=given("the split plan folder"),
         required=True,
         help="split plan folder (`dpupose split --out`), with the compiled .xmodel for vart if there is one",
     )

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import int_at_least, output_file, positive_int, quantize_folder, thread_count
+from dpupose.commands.argtypes import (
+    given,
+    given_path,
+    int_at_least,
+    output_file,
+    positive_int,
+    quantize_folder,
+    thread_count,
+)
 from dpupose.fsio import json_text
 
 
@@ -32,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--config",
+        type=given("a shipped configuration name or a .toml path"),
         metavar="NAME|PATH",
         help="DPU configuration for splitting: shipped name or .toml path (default: the Ultra96-V2's default, "
         "which `dpupose dpu list` names); not with --plan, which is split already",
@@ -47,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data-root",
-        type=Path,
+        type=given_path("the data set folder"),
         help="data set folder (mpii: required; synthetic: default a generated set cached under build/data/)",
     )
     p.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dpupose.commands.argtypes import int_at_least, nonnegative_int, output_dir, thread_count
+from dpupose.commands.argtypes import given, int_at_least, nonnegative_int, output_dir, thread_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check",
         help="load every record of a data root, read every image, report problems (exit 1 if any)",
     )
-    c.add_argument("--data-root", required=True, help="the data root to check (images/ and annot/*.json, or the .mat)")
+    c.add_argument(
+        "--data-root",
+        type=given("the data set folder"),
+        required=True,
+        help="the data root to check (images/ and annot/*.json, or the .mat)",
+    )
     c.set_defaults(func=check)
 
 

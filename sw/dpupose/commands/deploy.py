@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from dpupose.commands.argtypes import payload_options
+from dpupose.commands.argtypes import given, payload_options
 
 HELP = "copy overlay, model and package to a board over ssh and install them"
 
@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "so another login must be able to write there",
     )
     payload_options(p)
-    p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
+    p.add_argument(
+        "--wheel",
+        type=given("a dpupose wheel (.whl)"),
+        help="use this dpupose wheel instead of building one from the source tree",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument(
         "--copy-with",

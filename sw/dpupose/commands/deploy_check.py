@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from dpupose.commands.argtypes import nonnegative_int, output_dir, output_file, positive_int
+from dpupose.commands.argtypes import given_path, nonnegative_int, output_dir, output_file, positive_int
 from dpupose.fsio import loads_json
 
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data-root",
-        type=Path,
+        type=given_path("the data set folder"),
         help="data set folder for --calib-data (mpii: required; synthetic: default a generated set cached under "
         "build/data/)",
     )

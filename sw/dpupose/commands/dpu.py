@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from dpupose.commands.argtypes import output_dir, output_file, positive_int
+from dpupose.commands.argtypes import given, output_dir, output_file, positive_int
 from dpupose.fsio import json_text
 
 PREDICTED_NOTE = "predicted by the DPU performance model (not measured)"
@@ -29,13 +29,28 @@ def register(subparsers: Any) -> None:
 
     s = sub.add_parser("fingerprint", help="print a configuration's fingerprint (0x...) or decode one")
     g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--config", metavar="NAME|PATH", help="shipped configuration name or .toml path")
+    g.add_argument(
+        "--config",
+        type=given("a shipped configuration name or a .toml path"),
+        metavar="NAME|PATH",
+        help="shipped configuration name or .toml path",
+    )
     g.add_argument("--decode", metavar="0xWORD", help="decode a fingerprint into its fields")
     s.set_defaults(func=cmd_fingerprint)
 
     s = sub.add_parser("fit", help="resources of a configuration and whether it fits a board (exit 1 if not)")
-    s.add_argument("--config", required=True, metavar="NAME|PATH", help="shipped configuration name or .toml path")
-    s.add_argument("--board", help="board record name (default: the configuration's board)")
+    s.add_argument(
+        "--config",
+        type=given("a shipped configuration name or a .toml path"),
+        required=True,
+        metavar="NAME|PATH",
+        help="shipped configuration name or .toml path",
+    )
+    s.add_argument(
+        "--board",
+        type=given("a board record name (`dpupose dpu list` names them)"),
+        help="board record name (default: the configuration's board)",
+    )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_fit)
 
@@ -56,7 +71,12 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser(
         "compare", help="compare the board's shipped configurations (and with --sweep the grid) for one model"
     )
-    s.add_argument("--board", default="ultra96v2", help="board record name (default: ultra96v2)")
+    s.add_argument(
+        "--board",
+        type=given("a board record name (`dpupose dpu list` names them)"),
+        default="ultra96v2",
+        help="board record name (default: ultra96v2)",
+    )
     s.add_argument("--model", required=True, metavar="X.onnx", help="the ONNX model to predict FPS for")
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
@@ -75,18 +95,37 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("files", help="write dpu_conf.vh, prj_config and arch.json for a configuration")
-    s.add_argument("--config", required=True, metavar="NAME|PATH", help="shipped configuration name or .toml path")
-    s.add_argument("--board", help="board record name (default: the configuration's board)")
+    s.add_argument(
+        "--config",
+        type=given("a shipped configuration name or a .toml path"),
+        required=True,
+        metavar="NAME|PATH",
+        help="shipped configuration name or .toml path",
+    )
+    s.add_argument(
+        "--board",
+        type=given("a board record name (`dpupose dpu list` names them)"),
+        help="board record name (default: the configuration's board)",
+    )
     s.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_files)
 
 
 def _config_args(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--config", metavar="NAME|PATH", help="shipped configuration name or .toml path (or --arch)")
+    s.add_argument(
+        "--config",
+        type=given("a shipped configuration name or a .toml path"),
+        metavar="NAME|PATH",
+        help="shipped configuration name or .toml path (or --arch)",
+    )
     s.add_argument("--arch", help="ad-hoc configuration: ARCH (B512 ... B4096), DPU-PYNQ defaults otherwise")
     s.add_argument("--freq-mhz", type=positive_int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)")
     s.add_argument("--cores", type=positive_int, default=None, help="with --arch: number of DPU cores (default 1)")
-    s.add_argument("--board", help="board record (default: the configuration's board, else ultra96v2)")
+    s.add_argument(
+        "--board",
+        type=given("a board record name (`dpupose dpu list` names them)"),
+        help="board record (default: the configuration's board, else ultra96v2)",
+    )
 
 
 def _resolve_config(args: argparse.Namespace) -> Any:

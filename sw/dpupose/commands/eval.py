@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import device_spec, positive_int, quantize_folder
+from dpupose.commands.argtypes import device_spec, given, positive_int, quantize_folder
 from dpupose.fsio import json_text, loads_json
 
 
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="the validation set")
     p.add_argument(
         "--data-root",
+        type=given("the data set folder"),
         help="MPII root (required for mpii), or a generated synthetic root (synthetic: default a generated set "
         "cached under build/data/)",
     )

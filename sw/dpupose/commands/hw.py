@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpupose.commands.argtypes import output_dir
+from dpupose.commands.argtypes import given, output_dir
 from dpupose.fsio import loads_json
 
 STEP_NAMES = ("generate", "platform", "kernel", "link", "collect", "report")
@@ -59,16 +59,28 @@ def register(subparsers: Any) -> None:
 
 
 def _common(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--config", required=True, metavar="NAME|PATH", help="DPU configuration (hw/dpu/configs)")
-    s.add_argument("--board", help="board record (default: the configuration's board)")
+    s.add_argument(
+        "--config",
+        type=given("a shipped configuration name or a .toml path"),
+        required=True,
+        metavar="NAME|PATH",
+        help="DPU configuration (hw/dpu/configs)",
+    )
+    s.add_argument(
+        "--board",
+        type=given("a board record name (`dpupose dpu list` names them)"),
+        help="board record (default: the configuration's board)",
+    )
     s.add_argument(
         "--trd",
+        type=given("the DPU TRD archive or its folder"),
         default=os.environ.get("DPU_TRD") or None,
         metavar="PATH",
         help="Vitis AI 2.5 DPU TRD: DPUCZDX8G.tar.gz or its folder (default $DPU_TRD)",
     )
     s.add_argument(
         "--board-repo",
+        type=given("the board files folder"),
         default=os.environ.get("BOARD_REPO") or None,
         metavar="DIR",
         help="board files repository, e.g. a checkout of Avnet's bdf (default $BOARD_REPO)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dpupose.commands.argtypes import nonnegative_int, output_dir, positive_int
+from dpupose.commands.argtypes import given, given_path, nonnegative_int, output_dir, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data-root",
-        type=Path,
+        type=given_path("the data set folder"),
         help="data set folder (mpii: required; synthetic: default a generated set cached under build/data/)",
     )
     p.add_argument("--num-calib", type=positive_int, default=100, help="number of calibration samples (default 100)")
@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--target",
+        type=given("a DPU target name, e.g. DPUCZDX8G_ISA1_B1600"),
         help="vai_q 3.0+ only (2.5 has none): DPU target name, e.g. DPUCZDX8G_ISA1_B1600",
     )
     p.add_argument(

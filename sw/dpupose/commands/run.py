@@ -11,6 +11,7 @@ import sys
 from dpupose.commands.argtypes import (
     float_at_least,
     float_in,
+    given,
     int_at_least,
     nonnegative_int,
     output_dir,
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--overlay",
+        type=given("the overlay folder (or its dpu.bit)"),
         metavar="DIR",
         help="overlay folder (or its dpu.bit) with dpu.bit, dpu.hwh, dpu.xclbin, arch.json: vart programs it (default: "
         "a dpu.bit in the plan folder); emulate and cpu only check its arch.json against the plan",

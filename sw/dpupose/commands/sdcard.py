@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 
-from dpupose.commands.argtypes import output_file, payload_options
+from dpupose.commands.argtypes import given, output_file, payload_options
 
 HELP = "write a PYNQ image to an SD card; stage the overlay, model and package onto an image"
 
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--bmap",
+        type=given("a block map file (.bmap), or --no-bmaptool"),
         help="block map for bmaptool (default: one beside the image, IMAGE.bmap or its name without the "
         "compression suffix or .img + .bmap)",
     )
@@ -83,7 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=output_file, help="the staged copy to write (default build/sdcard/<name>-dpupose.img)"
     )
     where.add_argument("--in-place", action="store_true", help="stage into IMAGE itself (raw .img only)")
-    p.add_argument("--wheel", help="use this dpupose wheel instead of building one from the source tree")
+    p.add_argument(
+        "--wheel",
+        type=given("a dpupose wheel (.whl)"),
+        help="use this dpupose wheel instead of building one from the source tree",
+    )
     progress_flags(p)
     p.set_defaults(func=run_stage)
 

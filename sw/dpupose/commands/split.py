@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import output_dir
+from dpupose.commands.argtypes import given, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path, help="whole-model QDQ ONNX (model_qdq.onnx from `dpupose quantize`)")
     p.add_argument(
         "--config",
+        type=given("a shipped configuration name or a .toml path"),
         metavar="NAME|PATH",
         help="DPU configuration: shipped name or .toml path (default: the Ultra96-V2's default, which "
         "`dpupose dpu list` names)",

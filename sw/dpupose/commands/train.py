@@ -9,6 +9,7 @@ from dpupose.commands.argtypes import (
     MAX_THREADS,
     device_spec,
     float_above,
+    given,
     int_at_least,
     nonnegative_int,
     output_dir,
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="data set")
     p.add_argument(
         "--data-root",
+        type=given("the data set folder"),
         help="MPII root (images/, annot/*.json and/or the official .mat); "
         "for synthetic, an existing generated root to use instead of the cache under build/data/",
     )
