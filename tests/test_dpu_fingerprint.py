@@ -131,3 +131,17 @@ def test_decode_rejects_bad_words():
         decode(0)  # not a fingerprint: its ARCH bits happen to name B512
     with pytest.raises(ConfigError, match="ALU parallelism 3"):
         decode(0x101000016010304)
+
+
+@pytest.mark.parametrize("word", [1 << 64, -1, 0x101000016010409, 0x10100001601040F, 0])
+def test_every_decode_error_says_where_to_copy_a_word_from(word):
+    """'is not a 64-bit word' and 'ARCH index N, not a DPUCZDX8G size' said nothing of what to give, where the
+    other decode errors name the fields' legal values and where a fingerprint is found."""
+    with pytest.raises(ConfigError) as exc:
+        decode(word)
+    text = str(exc.value)
+    assert text.endswith("copy the word from arch.json's \"fingerprint\" or an xmodel's dpu_fingerprint"), text
+    if not 0 <= word < 1 << 64:
+        assert "(0 to 0xffffffffffffffff)" in text
+    elif word & 0xF > 7:
+        assert f"ARCH index {word & 0xF} in its low 4 bits, not a DPUCZDX8G size (0 to 7: B512 to B4096)" in text

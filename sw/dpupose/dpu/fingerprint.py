@@ -83,21 +83,28 @@ def encode(f: Fields) -> int:
     return word
 
 
+# What every decode error says to give instead.
+_WHERE = "copy the word from arch.json's \"fingerprint\" or an xmodel's dpu_fingerprint"
+
+
 def decode(word: int) -> Fields:
     """Split a fingerprint (or a 48-bit feature code, read as ISA 1 / family 1) into its fields."""
     if not 0 <= word < 1 << 64:
-        raise ConfigError(f"fingerprint {word:#x} is not a 64-bit word")
+        raise ConfigError(f"fingerprint {word:#x} is not a 64-bit word (0 to 0xffffffffffffffff): {_WHERE}")
     arch_index = word & 0xF
     if arch_index >= len(Arch):
-        raise ConfigError(f"fingerprint {word:#x} has ARCH index {arch_index}, not a DPUCZDX8G size")
+        sizes = [a.value for a in Arch]
+        raise ConfigError(
+            f"fingerprint {word:#x} has ARCH index {arch_index} in its low 4 bits, not a DPUCZDX8G size (0 to "
+            f"{len(sizes) - 1}: {sizes[0]} to {sizes[-1]}): {_WHERE}"
+        )
     isa = (word >> 48) & 0xFF
     family = (word >> 56) & 0xFF
     alu_parallel, bank_groups = (word >> 8) & 0xFF, (word >> 24) & 0x3
     if alu_parallel not in (1, 2, 4, 8) or bank_groups not in (2, 3):
         raise ConfigError(
             f"fingerprint {word:#x} has ALU parallelism {alu_parallel} and {bank_groups} bank groups, which no "
-            'DPUCZDX8G has (1, 2, 4 or 8; 2 or 3): copy the word from arch.json\'s "fingerprint" or an '
-            "xmodel's dpu_fingerprint"
+            f"DPUCZDX8G has (1, 2, 4 or 8; 2 or 3): {_WHERE}"
         )
     return Fields(
         arch=list(Arch)[arch_index],
