@@ -289,3 +289,37 @@ def test_a_wheel_whose_metadata_names_another_project_or_version_is_refused(tmp_
     with pytest.raises(ArtifactError) as e:
         wheelmod.check_wheel(wheel)
     assert str(e.value).startswith(f"{wheel} {refusal}")
+
+
+@pytest.mark.parametrize("packaging", [True, False], ids=["packaging", "without-packaging"])
+@pytest.mark.parametrize(
+    ("requires", "bad"),
+    [
+        (["numpy>=1.21", "(((("], "(((("),
+        (["a b"], "a b"),
+        (["-numpy"], "-numpy"),
+        (["onnxruntime>=1.10", "numpy<2; "], "numpy<2;"),
+        (
+            ["numpy>=1.21", "onnxruntime (>=1.10)", "tomli>=1.1; python_version < '3.11'", "x[y,z]@ https://e/x.whl"],
+            None,
+        ),
+    ],
+)
+def test_a_requires_dist_line_pip_cannot_read_is_refused(tmp_path, monkeypatch, packaging, requires, bad):
+    """pip parses every Requires-Dist line and refuses to install a wheel with one it cannot read; check_wheel
+    let `Requires-Dist: ((((` through, and the board's first-boot install failed after the card was written.
+    Without packaging (which the board's Python may lack; dpupose does not require it) the name part is checked."""
+    if not packaging:
+        monkeypatch.setitem(sys.modules, "packaging.requirements", None)  # import fails
+    elif importlib.util.find_spec("packaging") is None:
+        pytest.skip("needs packaging")
+    if bad == "numpy<2;" and not packaging:
+        bad = None  # a name and a version: the name check passes it
+    wheel = write_wheel(tmp_path / "dpupose-1.0-py3-none-any.whl", requires)
+    if bad is None:
+        wheelmod.check_wheel(wheel)
+        return
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(wheel)
+    assert str(e.value).startswith(f"{wheel} is not a wheel pip installs: its METADATA requires {bad!r}, which is no ")
+    assert str(e.value).endswith(": fix it in pyproject.toml and build the wheel again, or leave --wheel out")

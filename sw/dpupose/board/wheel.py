@@ -156,6 +156,31 @@ def _name(req: str) -> str:
     return re.split(r"[\s<>=!~\[(;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+# PEP 508: a requirement starts with the project's name, then (after blanks) extras, a version, a URL, a marker
+# or nothing.
+_REQ_NAME = re.compile(r"\s*[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:$|[\[(<>=!~;@])")
+
+
+def requirement_error(req: str) -> str | None:
+    """Why pip would not read `req`, a Requires-Dist line, as a requirement (None if it would). pip parses each
+    with packaging's Requirement and refuses the wheel's install when one does not parse, so that is the check
+    where packaging is installed (it is imported here only, as the board's Python runs this module too); else
+    the name part is checked, which catches a line that is no requirement at all."""
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:
+        return (
+            None
+            if _REQ_NAME.match(req)
+            else "it is not a project name followed by extras, a version, a URL, a marker or nothing"
+        )
+    try:
+        Requirement(req)
+    except InvalidRequirement as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
 def check_wheel(wheel: Path) -> None:
     """ArtifactError unless the wheel is dpupose's and its base requirements (what a plain install pulls
     in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
@@ -188,6 +213,12 @@ def check_wheel(wheel: Path) -> None:
     base: set[str] = set()
     host_only = set(HOST_ONLY)
     for req in meta.get_all("Requires-Dist") or []:
+        why = requirement_error(req)
+        if why is not None:
+            raise ArtifactError(
+                f"{wheel} is not a wheel pip installs: its METADATA requires {req.strip()!r}, which is no requirement "
+                f"({why}): fix it in pyproject.toml and build the wheel again, or leave --wheel out"
+            )
         marker = req.partition(";")[2]  # extra == "host", or written without the blanks
         if re.search(r"""\bextra\s*==\s*["'](host|dev)["']""", marker):
             host_only.add(_name(req))
