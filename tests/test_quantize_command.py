@@ -601,8 +601,23 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
     shallower = sane_model(dataclasses.replace(TINY, duc_blocks=2))  # not the network the folder holds
     with pytest.raises(UsageError, match=r"another network \(duc_blocks 3 there, 2 here\)"):
         _check_quantized_matches(folder, shallower)
-    # A summary.json that is not an object is left to int8_predictor, which says what the folder lacks.
-    (folder / "summary.json").write_text("[]")
+    # A damaged summary.json was taken for none, and the checks above skipped (exit 0 with another network's
+    # or other weights' results); one that is missing is left to int8_predictor, which says what the folder lacks.
+    for damaged, said in [
+        ("{{{{", r"is damaged \(not JSON: Expecting property name"),
+        ("[]", "is not a JSON object"),
+        ('{"model_config": 3}', "has a model_config that is not an object"),
+        ('{"weights_sha256": [1]}', "has a weights_sha256 that is not a string"),
+    ]:
+        (folder / "summary.json").write_text(damaged)
+        with pytest.raises(
+            UsageError,
+            match=rf"^--quantized {re.escape(str(folder))}: its summary\.json {said}.*, so "
+            r"whether the folder was quantized from --checkpoint cannot be told; quantize --checkpoint "
+            r"again with `dpupose quantize`, or copy the folder whole again$",
+        ):
+            _check_quantized_matches(folder, model)
+    (folder / "summary.json").unlink()
     assert _check_quantized_matches(folder, model) is None
     # A newer version: a summary format it does not read, or a model_config field it does not know.
     summary(format="dpupose-quantize-summary/2")

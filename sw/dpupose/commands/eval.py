@@ -159,11 +159,38 @@ def _check_quantized_matches(folder: Path, model) -> None:
     from dpupose.quant.pipeline import SUMMARY_FORMAT
 
     config = model.config.to_dict()
+    path = folder / "summary.json"
+    redo_damaged = "quantize --checkpoint again with `dpupose quantize`, or copy the folder whole again"
     try:
-        summary = loads_json((folder / "summary.json").read_text())
-        made_from = summary.get("model_config")
-    except (OSError, ValueError, AttributeError):
-        return  # int8_predictor says what is wrong with the folder
+        summary = loads_json(path.read_bytes())
+    except FileNotFoundError:
+        return  # a folder copied without it: int8_predictor says what else it lacks
+    except OSError as exc:  # a folder at its name, no permission: the checks below cannot be made
+        raise UsageError(
+            f"--quantized {folder}: cannot read its summary.json ({exc.strerror or exc}); {redo_damaged}"
+        ) from None
+    except ValueError as exc:
+        # Taken for no summary, a damaged one skipped the checks below: int8 results of another network or other
+        # weights than --checkpoint's, exit status 0.
+        raise UsageError(
+            f"--quantized {folder}: its summary.json is damaged (not JSON: {exc}), so whether the folder was "
+            f"quantized from --checkpoint cannot be told; {redo_damaged}"
+        ) from None
+    damaged = (
+        "is not a JSON object"
+        if not isinstance(summary, dict)
+        else "has a model_config that is not an object"
+        if not isinstance(summary.get("model_config", {}), dict)
+        else "has a weights_sha256 that is not a string"
+        if not isinstance(summary.get("weights_sha256", ""), str)
+        else None
+    )
+    if damaged is not None:
+        raise UsageError(
+            f"--quantized {folder}: its summary.json {damaged}, so whether the folder was quantized from --checkpoint "
+            f"cannot be told; {redo_damaged}"
+        )
+    made_from = summary.get("model_config")
     redo = "quantize --checkpoint with this version's `dpupose quantize`, or evaluate with the version that made it"
     if newer_format(summary.get("format"), SUMMARY_FORMAT):
         refusal = newer_format_refusal(f"--quantized {folder}: its summary.json", summary["format"], SUMMARY_FORMAT)
