@@ -1332,3 +1332,25 @@ def test_an_empty_input_value_is_refused_naming_the_option(tmp_path, capsys, mon
     err = refused(argv, capsys)
     assert f"error: argument {option}: the value is empty (a shell variable that is not set gives one); give " in err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "written"),
+    [
+        ("dpu files --config u96v2-b1152 --out {}", ["arch.json", "dpu_conf.vh", "prj_config"]),
+        ("data synth --num-train 1 --num-valid 1 --out {}", ["annot", "images", "synthetic.json"]),
+    ],
+)
+def test_an_output_folder_given_as_a_link_that_leads_nowhere_yet_is_made_where_it_leads(
+    tmp_path, capsys, line, written
+):
+    """architecture.md: an output given as a link stays one, and what it leads to is written. `dpu files`
+    refused such a link with 'cannot use LINK: File exists', where `data synth`, split and quantize wrote through
+    it; the folder is made where the link leads (folders above it too), as by every command."""
+    link = tmp_path / "out"
+    link.symlink_to(os.path.join("elsewhere", "out"))
+    argv = [str(link) if word == "{}" else word for word in line.split()]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert os.readlink(link) == os.path.join("elsewhere", "out")
+    assert sorted(os.listdir(tmp_path / "elsewhere" / "out")) == written
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere", "out"]

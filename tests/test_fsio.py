@@ -79,6 +79,39 @@ def test_a_folder_given_by_a_link_is_replaced_and_the_link_kept(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["plan", "plans"] and os.listdir(tmp_path / "plans") == ["v1"]
 
 
+def test_a_link_that_leads_nowhere_yet_is_written_through_as_the_link_says(tmp_path):
+    """An output (or the folder of one) given as a symbolic link that leads nowhere yet: what the link names is
+    made, folders above it too, and the link stays. Inside such a folder mkdir refused the link ('File exists':
+    `dpu files --out LINK`), where a file or folder given as the link itself was written through."""
+    from dpupose.fsio import lock_output_folder, make_dirs
+
+    (tmp_path / "out").symlink_to(os.path.join("elsewhere", "out"))
+    write_text(tmp_path / "out" / "a.txt", "a")  # atomic_path, into the folder the link names
+    assert (tmp_path / "elsewhere" / "out" / "a.txt").read_text() == "a"
+    (tmp_path / "plan").symlink_to(os.path.join("plans", "v1"))
+    with atomic_dir(tmp_path / "plan" / "sub") as tmp:
+        (tmp / "p.onnx").write_text("p")
+    assert (tmp_path / "plans" / "v1" / "sub" / "p.onnx").read_text() == "p"
+    (tmp_path / "run").symlink_to(os.path.join("runs", "r1"))
+    with lock_output_folder(tmp_path / "run", "test"):
+        (tmp_path / "run" / "keypoints.jsonl").write_text("k")
+    assert (tmp_path / "runs" / "r1" / "keypoints.jsonl").read_text() == "k"
+    assert [os.readlink(tmp_path / name) for name in ("out", "plan", "run")] == [
+        os.path.join("elsewhere", "out"),
+        os.path.join("plans", "v1"),
+        os.path.join("runs", "r1"),
+    ]
+    (tmp_path / "file").write_text("mine")  # no link: a file where a folder is needed is still refused
+    with pytest.raises(FileExistsError):
+        make_dirs(tmp_path / "file")
+    (tmp_path / "to-file").symlink_to("file")  # nor is one a link leads to
+    with pytest.raises(FileExistsError, match=r"the symbolic link there leads to .*file"):
+        make_dirs(tmp_path / "to-file")
+    with pytest.raises(NotADirectoryError):
+        make_dirs(tmp_path / "to-file" / "sub")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
 def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     out = tmp_path / "plan"
     with atomic_dir(out) as tmp:

@@ -322,6 +322,25 @@ def test_video_is_finalized_on_close_and_only_then_named(tmp_path: Path) -> None
     assert n == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 60
 
 
+def test_a_video_given_by_a_link_is_written_where_it_leads_and_the_link_kept(tmp_path: Path) -> None:
+    """The finished video was renamed over the link, which became a file, and what it led to stayed as it was
+    (architecture.md: an output given as a link stays one); a link that leads nowhere yet is written through."""
+    (tmp_path / "old.avi").write_bytes(b"an earlier video")
+    for target in ("old.avi", os.path.join("videos", "new.avi")):
+        link = tmp_path / "v.avi"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        sink = VideoSink(link, fps=12)
+        for i in range(3):
+            sink.write(result(i), grey(30 * i, 40, 60))
+        sink.close()
+        assert os.readlink(link) == target
+        assert len(read_video(tmp_path / target)) == 3
+    assert sorted(os.listdir(tmp_path)) == ["old.avi", "v.avi", "videos"] and os.listdir(tmp_path / "videos") == [
+        "new.avi"
+    ]
+
+
 def read_video(path: Path) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     frames = []

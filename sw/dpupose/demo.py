@@ -23,7 +23,7 @@ from pathlib import Path
 from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import UsageError, shortlist
-from dpupose.fsio import loads_json, lock_output_folder, signals_deferred, write_json
+from dpupose.fsio import loads_json, lock_output_folder, make_dirs, signals_deferred, write_json
 
 DEFAULT_MODEL = shipped_model()
 SHIPPED_PLAN = DEFAULT_MODEL.parent / "split"  # made from DEFAULT_MODEL (tests/test_shipped_plan.py)
@@ -151,7 +151,7 @@ def annotated_images(plan_dir: Path, frames: list, out: Path) -> dict:
     from dpupose.split.plan import load_plan
 
     plan = load_plan(plan_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     results: dict[bool, list] = {}
     dpu_outputs: dict[bool, list] = {}
     for exact in (True, False):

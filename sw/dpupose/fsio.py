@@ -336,6 +336,23 @@ def _default_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def make_dirs(path: str | Path) -> None:
+    """`path` and the folders above it, made where missing, as mkdir -p does, also where one of them is a
+    symbolic link that leads nowhere (yet): the folder it names is made, as the link says where the output goes
+    (architecture.md), where mkdir refused it with 'File exists' (`dpu files --out LINK`)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        real = Path(os.path.realpath(path))
+        if real == Path(os.path.abspath(path)):  # no link on the way: what is there is no folder
+            raise
+        try:
+            real.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # name the path the user gave, and where its link leads
+            raise type(exc)(exc.errno, f"{exc.strerror} (the symbolic link there leads to {real})", str(path)) from None
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary sibling of `path` to write to; renamed over `path` on success. A `path` that is a
@@ -350,7 +367,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
         what = "a folder" if path.is_dir() else special_kind(path)
         raise UsageError(f"{path} is {what}, not a file, and the output would take its place; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     _remove_stale_temporaries(path, suffix)
     tmp: str | None = None
     try:
@@ -577,7 +594,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = refuse_current_folder(path)
     if path.is_symlink():  # replaced itself, the link became a folder and the old one a stray .old-PID-XXXXXXXX link
         path = refuse_current_folder(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     _remove_stale_old(path)
     _remove_stale_temporaries(path, ".tmp")
     tmp: Path | None = None
@@ -793,7 +810,7 @@ def lock_output_folder(folder: str | Path, command: str, option: str = "--out") 
                 break
             if p not in made:
                 made.append(p)
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder)
 
     with lock_folder(folder, command, option, make=make):
         try:

@@ -168,6 +168,18 @@ def test_a_replaced_file_keeps_its_permissions_and_links(image, tmp_path):
     assert (fresh.stat().st_mode & 0o777) == 0o644  # as any new file, not mkstemp's 0600
 
 
+def test_a_link_that_leads_nowhere_yet_is_written_through_and_stays_a_link(image, tmp_path):
+    """As every output's (architecture.md): the file is made where the link leads, in a folder made for it; the
+    copy was renamed over the link, which became a file."""
+    link = tmp_path / "link.img"
+    link.symlink_to("cards/new.img")
+    report = flash(image, link, use_bmaptool=False)
+    assert report.target == link and link.is_symlink() and os.readlink(link) == "cards/new.img"
+    assert sha256(tmp_path / "cards" / "new.img") == sha256(image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cards", "link.img", "pynq.img"]  # no copy left
+    assert os.listdir(tmp_path / "cards") == ["new.img"]
+
+
 def test_missing_device_node(image):
     """A name under /dev that is not there is refused, never made: were the /dev check broken, the flash
     would write a regular file there, which is removed here so that one failure does not outlive its run."""

@@ -42,7 +42,7 @@ from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool, sudo_command
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
-from dpupose.fsio import current_umask, partial_copy, remove_stale_partials, signals_deferred
+from dpupose.fsio import current_umask, make_dirs, partial_copy, remove_stale_partials, signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -441,10 +441,11 @@ def _flash_file(
     if exists and confirm is not None and not confirm(f"{target} exists and will be replaced by the image."):
         raise UsageError("not confirmed: nothing was written")
     mode, given = None, target
+    if target.is_symlink():  # a link to the file, or to none yet: write the file there, keep the link
+        target = Path(os.path.realpath(target))
     if exists:
-        target = Path(os.path.realpath(target))  # a link to the file: replace the file, keep the link
-        mode = stat.S_IMODE(target.stat().st_mode)  # and keep its permissions
-    target.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(target.stat().st_mode)  # keep its permissions
+    make_dirs(target.parent)
     # The copy a flash killed mid-write (kill -9, the OOM killer, a power cut) left, as large as the image,
     # goes first: nothing else would remove it, and the disk may not hold two.
     remove_stale_partials(target)

@@ -28,7 +28,7 @@ from dpupose.board.partitions import PynqLayout, find_pynq_partitions
 from dpupose.board.tools import require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script
 from dpupose.errors import ArtifactError, DpuposeError, ImageError, UsageError
-from dpupose.fsio import partial_copy, remove_stale_partials
+from dpupose.fsio import make_dirs, partial_copy, remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ def stage(
                 raise
             return StageReport(info.path, manifest, payload.verdict, **done)
         assert dest is not None
-        if dest.is_symlink():  # a link to an image staged before: replace that image, keep the link
+        if dest.is_symlink():  # a link to an image staged before, or to none yet: write there, keep the link
             dest = Path(os.path.realpath(dest))
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(dest.parent)
         # A killed stage's or flash's copy goes first: the disk may not hold two.
         remove_stale_partials(dest)
         # This stage's own: another stage into the same --out at once writes its own copy (the last
@@ -126,10 +126,8 @@ def stage(
 def _check_destination(dest: Path, info) -> None:
     """--out may be new, or an image that an earlier `stage` wrote (replaced by the new copy); anything
     else there (the source image, a bitstream, someone's disk image) is refused before any work."""
-    if not dest.exists() and not dest.is_symlink():
+    if not dest.exists():  # new; or a symbolic link that leads nowhere yet, written through as any output's
         return
-    if not dest.exists():
-        raise UsageError(f"--out {dest} is a link to nothing: give the path of the image file to write")
     if dest.is_dir():
         raise UsageError(f"--out {dest} is a folder: give the path of the image file to write")
     if not dest.is_file():

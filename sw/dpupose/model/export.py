@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dpupose.fsio import atomic_path
+from dpupose.fsio import atomic_path, make_dirs
 
 OPSET = 17
 
@@ -28,7 +28,7 @@ def export_onnx(
 ) -> Path:
     """Export `module` in eval mode to `path` atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     was_training = module.training
     module.eval()
     dynamic_axes = None

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DeviceError, UsageError
-from dpupose.fsio import free_space, json_text, open_new, special_kind
+from dpupose.fsio import free_space, json_text, make_dirs, open_new, special_kind
 from dpupose.runtime.draw import draw_label, draw_skeleton
 from dpupose.runtime.frames import FPS_HORIZON_S, FPS_WINDOW, FrameResult
 from dpupose.runtime.imagefile import opencv_path, write_jpeg
@@ -54,7 +54,7 @@ class JsonLinesSink(Sink):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         # Unbuffered: each line goes to the file as it is written, and a failed write leaves nothing queued. A new
         # file (open_new): an earlier run's, emptied in place, was emptied under its other names too (a hard link).
         self._f: IO[bytes] | None = open_new(self.path)
@@ -164,7 +164,7 @@ class FolderSink(Sink):
     def __init__(self, folder: str | Path, by_frame_number: bool, shared: AbstractSet[str] | None = None) -> None:
         self.folder = Path(folder)
         self._made = not self.folder.exists()  # removed again by close() if no frame came
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.folder)
         self.by_frame_number = by_frame_number
         self.count = 0
         self._shared = shared
@@ -230,9 +230,11 @@ class VideoSink(Sink):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
+        if self.path.is_symlink():  # renamed over, the link became a file: the file it points to is replaced
+            self.path = Path(os.path.realpath(self.path))
         if self.path.suffix.lower() not in VIDEO_CODECS:
             raise ValueError(f"video output must end in one of {', '.join(VIDEO_CODECS)}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         self.part = self.path.with_name(self.path.stem + ".part" + self.path.suffix)
         self.fps = fps if fps and fps > 0 else 15.0
         self._writer: cv2.VideoWriter | None = None
