@@ -1335,6 +1335,34 @@ def test_an_empty_input_value_is_refused_naming_the_option(tmp_path, capsys, mon
 
 
 @pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("eval --checkpoint {} --data synthetic", "--checkpoint"),
+        ("export --checkpoint {} --out m.pt", "--checkpoint"),
+        ("quantize --checkpoint {} --out q", "--checkpoint"),
+        ("bench --checkpoint {}", "--checkpoint"),
+        ("bench --plan {}", "--plan"),
+        ("train --data synthetic --epochs 1 --out t --init {}", "--init"),
+        ("run --plan {} --source s --out o", "--plan/--model"),
+        ("run --model {} --source s --out o", "--plan/--model"),
+        ("split {} --out s", "model"),
+        ("deploy-check {}", "model"),
+        ("dpu estimate {}", "MODEL.onnx"),
+        ("dpu compare --model {}", "--model"),
+    ],
+)
+def test_an_empty_model_checkpoint_or_plan_is_refused_naming_it(tmp_path, capsys, monkeypatch, line, name):
+    """'' as the checkpoint, the plan or the model (`--checkpoint "$CKPT"` with CKPT unset) was taken as the
+    current folder: '--checkpoint . is a folder', 'no split plan at plan.json', '.: is a folder', naming a
+    folder the user never gave."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["" if word == "{}" else word for word in line.split()]
+    err = refused(argv, capsys)
+    assert f"error: argument {name}: the value is empty (a shell variable that is not set gives one); give " in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
     ("line", "written"),
     [
         ("dpu files --config u96v2-b1152 --out {}", ["arch.json", "dpu_conf.vh", "prj_config"]),

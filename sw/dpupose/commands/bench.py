@@ -30,8 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--plan", type=Path, help="plan folder from `dpupose split`")
-    src.add_argument("--checkpoint", type=Path, help="checkpoint to quantize and split (default: the shipped model)")
+    src.add_argument("--plan", type=given_path("the split plan folder"), help="plan folder from `dpupose split`")
+    src.add_argument(
+        "--checkpoint",
+        type=given_path("a checkpoint (.pt)"),
+        help="checkpoint to quantize and split (default: the shipped model)",
+    )
     p.add_argument(
         "--quantized",
         type=quantize_folder,

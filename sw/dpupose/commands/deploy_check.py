@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from pathlib import Path
 
 from dpupose.commands.argtypes import given_path, nonnegative_int, output_dir, output_file, positive_int
 from dpupose.fsio import loads_json
@@ -20,7 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(exit 1 if one does)."
         ),
     )
-    p.add_argument("model", type=Path, help="QDQ ONNX of a DPU subgraph, or a `dpupose quantize` output folder")
+    p.add_argument(
+        "model",
+        type=given_path("a QDQ ONNX file or a quantize folder"),
+        help="QDQ ONNX of a DPU subgraph, or a `dpupose quantize` output folder",
+    )
     p.add_argument(
         "--against",
         default="torch",

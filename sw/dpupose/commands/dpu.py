@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         description="Predicted DPU latency and FPS of an ONNX model (FP32 or QDQ) on one configuration: a shipped "
         "or .toml one (--config), or an ad-hoc one (--arch, with --freq-mhz and --cores); give one of the two.",
     )
-    s.add_argument("model", metavar="MODEL.onnx", help="the network to estimate (ONNX)")
+    s.add_argument("model", metavar="MODEL.onnx", type=given("an ONNX model"), help="the network to estimate (ONNX)")
     _config_args(s)
     s.add_argument("--per-layer", action="store_true", help="show every layer's compute/memory/overhead time")
     s.add_argument("--json", action="store_true", help="print JSON (latency_ms, fps, ...)")
@@ -77,7 +77,13 @@ def register(subparsers: Any) -> None:
         default="ultra96v2",
         help="board record name (default: ultra96v2)",
     )
-    s.add_argument("--model", required=True, metavar="X.onnx", help="the ONNX model to predict FPS for")
+    s.add_argument(
+        "--model",
+        required=True,
+        metavar="X.onnx",
+        type=given("an ONNX model"),
+        help="the ONNX model to predict FPS for",
+    )
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
     s.add_argument("--allow-unknown", action="store_true", help="estimate ops the model does not know conservatively")

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a checkpoint on the validation split: Euclidean error (normalized and in input "
         "pixels), JS divergence to a Gaussian at the true joint, PCKh@0.5 and a per-joint table.",
     )
-    p.add_argument("--checkpoint", required=True, help="the model checkpoint (.pt) to evaluate")
+    p.add_argument(
+        "--checkpoint", required=True, type=given("a checkpoint (.pt)"), help="the model checkpoint (.pt) to evaluate"
+    )
     p.add_argument("--data", required=True, choices=["synthetic", "mpii"], help="the validation set")
     p.add_argument(
         "--data-root",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dpupose.commands.argtypes import output_file
+from dpupose.commands.argtypes import given, output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(about a third of the size): model weights, model configuration, the epoch, the validation history "
         "and the training arguments. Every command that takes --checkpoint reads it; it cannot be resumed.",
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `dpupose train` (best.pt, last.pt)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=given("a checkpoint (.pt)"),
+        help="a checkpoint written by `dpupose train` (best.pt, last.pt)",
+    )
     p.add_argument("--out", type=output_file, required=True, help="the file to write (e.g. models/NAME/model.pt)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from dpupose.commands.argtypes import given, given_path, nonnegative_int, output_dir, positive_int
 
@@ -18,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--checkpoint", type=Path, required=True, help="checkpoint written by `dpupose train` or `dpupose export`"
+        "--checkpoint",
+        type=given_path("a checkpoint (.pt)"),
+        required=True,
+        help="checkpoint written by `dpupose train` or `dpupose export`",
     )
     p.add_argument(
         "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="calibration set (default synthetic)"

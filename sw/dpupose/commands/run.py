@@ -28,7 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(VART on the board, the bit-accurate emulator on a PC) and the CPU subgraph(s) (ONNX Runtime), "
         "optionally pipelined across frames. Writes keypoints as JSON lines and annotated frames.",
     )
-    p.add_argument("--plan", "--model", dest="plan", required=True, metavar="DIR", help="split plan folder")
+    p.add_argument(
+        "--plan",
+        "--model",
+        dest="plan",
+        required=True,
+        metavar="DIR",
+        type=given("the split plan folder"),
+        help="split plan folder",
+    )
     p.add_argument(
         "--backend",
         choices=["vart", "emulate", "cpu"],

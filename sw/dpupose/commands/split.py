@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dpupose.commands.argtypes import given, output_dir
+from dpupose.commands.argtypes import given, given_path, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "plus one ONNX file per subgraph into --out. Timings shown are predictions for the board."
         ),
     )
-    p.add_argument("model", type=Path, help="whole-model QDQ ONNX (model_qdq.onnx from `dpupose quantize`)")
+    p.add_argument(
+        "model",
+        type=given_path("the model_qdq.onnx from `dpupose quantize`"),
+        help="whole-model QDQ ONNX (model_qdq.onnx from `dpupose quantize`)",
+    )
     p.add_argument(
         "--config",
         type=given("a shipped configuration name or a .toml path"),

@@ -74,7 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="auto (the default: the GPU when this PyTorch has CUDA and sees one, else the CPU), cpu, cuda or "
         "cuda:N; under torchrun cuda is each process's cuda:LOCAL_RANK",
     )
-    p.add_argument("--init", help="start from this checkpoint's weights (e.g. trained at a smaller input size)")
+    p.add_argument(
+        "--init",
+        type=given("a checkpoint (.pt)"),
+        help="start from this checkpoint's weights (e.g. trained at a smaller input size)",
+    )
     p.add_argument(
         "--checkpoint-minutes", type=positive_float, default=10.0, help="also save mid-epoch this often (default 10)"
     )
