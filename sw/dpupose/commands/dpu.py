@@ -39,18 +39,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_fingerprint)
 
     s = sub.add_parser("fit", help="resources of a configuration and whether it fits a board (exit 1 if not)")
-    s.add_argument(
-        "--config",
-        type=given("a shipped configuration name or a .toml path"),
-        required=True,
-        metavar="NAME|PATH",
-        help="shipped configuration name or .toml path",
-    )
-    s.add_argument(
-        "--board",
-        type=given("a board record name (`dpupose dpu list` names them)"),
-        help="board record name (default: the configuration's board)",
-    )
+    _config_and_board(s)
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_fit)
 
@@ -101,6 +90,13 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("files", help="write dpu_conf.vh, prj_config and arch.json for a configuration")
+    _config_and_board(s)
+    s.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
+    s.set_defaults(func=cmd_files)
+
+
+def _config_and_board(s: argparse.ArgumentParser) -> None:
+    """fit's and files' --config (required) and --board."""
     s.add_argument(
         "--config",
         type=given("a shipped configuration name or a .toml path"),
@@ -113,8 +109,6 @@ def register(subparsers: Any) -> None:
         type=given("a board record name (`dpupose dpu list` names them)"),
         help="board record name (default: the configuration's board)",
     )
-    s.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
-    s.set_defaults(func=cmd_files)
 
 
 def _config_args(s: argparse.ArgumentParser) -> None:
