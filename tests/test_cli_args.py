@@ -1264,6 +1264,16 @@ def test_a_symlink_loop_given_as_a_path_is_one_line(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loop"]
 
 
+def test_verbose_keeps_the_traceback_of_a_symlink_loop(tmp_path):
+    """--verbose shows where the loop was met (pathlib's RuntimeError before Python 3.13, an OSError after), as it
+    does for any other file system refusal, instead of the one line."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    with pytest.raises((RuntimeError, OSError), match="[Ss]ymlink loop|Too many levels of symbolic links"):
+        main(["--verbose", "export", "--checkpoint", str(loop), "--out", str(tmp_path / "slim.pt")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop"]
+
+
 @pytest.mark.parametrize("line", [c[0] for c in OUTPUT_CASES if c[0].split()[-1] in ("{file}", "{folder}", "--force")])
 def test_an_output_path_through_a_symlink_loop_is_refused_before_the_work(tmp_path, capsys, line):
     """exists() is False for such a link: quantize did its half minute of work, then the rename into place failed
@@ -1285,7 +1295,9 @@ def test_an_empty_output_path_is_refused_not_taken_for_the_current_folder(tmp_pa
     option = argv[argv.index("") - 1]
     err = refused(argv, capsys)
     what = "a file name" if "give a file name" in dict((c[0], c[2]) for c in OUTPUT_CASES)[line] else "a folder"
-    assert f"argument {option}: the path is empty (a shell variable that is not set gives one); give {what}" in err
+    tail = ", or . for the current folder" if what == "a folder" else ""  # '.' is no file name
+    empty = "the path is empty (a shell variable that is not set gives one)"
+    assert f"argument {option}: {empty}; give {what}{tail} (see" in err
     assert os.listdir(tmp_path) == []
 
 

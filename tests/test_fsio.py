@@ -25,6 +25,7 @@ from dpupose.fsio import (
     json_text,
     loads_json,
     moved_aside,
+    not_a_file,
     read_own_json,
     sha256_file,
     write_json,
@@ -1338,3 +1339,24 @@ def test_an_earlier_version_still_names_the_process_in_a_lock_file_with_a_comman
         assert _holder_lines(fd) == (str(os.getpid()), None)
     finally:
         os.close(fd)
+
+
+def test_not_a_file_names_what_is_there_and_leaves_a_path_it_cannot_look_at_to_the_caller(tmp_path):
+    """What a path given as a file to read is instead; where the file system cannot look at the path at all (a
+    name longer than it takes, ENAMETOOLONG, which Path.is_dir() raises), the caller's own words."""
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to("gone")
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "notes.txt").write_text("x")
+    link = "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+    assert not_a_file(tmp_path / "folder") == "is a folder"
+    assert not_a_file(tmp_path / "fifo") == "is a FIFO"
+    assert not_a_file("/dev/null") == "is a device"
+    assert not_a_file(tmp_path / "dangling") == link
+    assert not_a_file(str(tmp_path / "loop")) == link
+    assert not_a_file(tmp_path / "none") == "no such file"
+    assert not_a_file(tmp_path / "none", "does not exist") == "does not exist"
+    assert not_a_file(tmp_path / "notes.txt" / "inside", "does not exist") == "does not exist"  # ENOTDIR
+    too_long = tmp_path / ("x" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+    assert not_a_file(too_long, "does not exist") == "does not exist"
