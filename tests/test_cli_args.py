@@ -1248,6 +1248,15 @@ def test_a_configuration_file_that_is_not_there_is_answered_with_what_config_tak
         "dpupose: error: none.toml: no such file; give the path of a configuration .toml, or a shipped "
         f"configuration's name: {', '.join(list_configs())}\n"
     )
+    # A link to nothing (or back to itself) was 'dangling.toml: no such file', with no way forward.
+    (tmp_path / "dangling.toml").symlink_to("gone.toml")
+    (tmp_path / "loop.toml").symlink_to("loop.toml")
+    for name in ("dangling.toml", "loop.toml"):
+        assert main(["dpu", "fit", "--config", name]) == 2
+        assert capsys.readouterr().err == (
+            f"dpupose: error: {name}: a symbolic link that leads nowhere; give the path of a configuration .toml, "
+            f"or a shipped configuration's name: {', '.join(list_configs())}\n"
+        )
 
 
 def test_a_symlink_loop_given_as_a_path_is_one_line(tmp_path, capsys):

@@ -321,9 +321,11 @@ def list_configs() -> list[str]:
 def config_path(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text or Path(text).is_file():
-        if not os.path.lexists(text):  # said with what else it takes, not only 'no such file'
+        if not os.path.exists(text):  # said with what else it takes, not only 'no such file'
+            # A link to nothing (or back to itself) is named as such: 'no such file' of a name the user sees there.
+            what = "a symbolic link that leads nowhere" if os.path.lexists(text) else "no such file"
             raise ConfigError(
-                f"{text}: no such file; give the path of a configuration .toml, or a shipped configuration's name: "
+                f"{text}: {what}; give the path of a configuration .toml, or a shipped configuration's name: "
                 f"{', '.join(list_configs())}"
             )
         return Path(text)
