@@ -311,7 +311,7 @@ def test_nothing_staged(image, cli, capsys):
 def test_missing_overlay_file_writes_nothing(image, overlay, model, wheel, tmp_path):
     before = fingerprint_of(image)
     (overlay / "dpu.xclbin").unlink()
-    with pytest.raises(ArtifactError, match=r"lacks dpu\.xclbin"):
+    with pytest.raises(ArtifactError, match=rf"^--overlay {re.escape(str(overlay))} lacks dpu\.xclbin: "):
         stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
     with pytest.raises(ArtifactError, match=r"lacks dpu\.xclbin"):
         stage(image, overlay, model, in_place=True, wheel=wheel)

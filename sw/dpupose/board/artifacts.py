@@ -26,7 +26,7 @@ def check_overlay(folder: Path) -> list[Path]:
     missing = [name for name in layout.OVERLAY_FILES if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(
-            f"overlay folder {folder} lacks {', '.join(missing)}: pynq_dpu needs dpu.bit, dpu.hwh and "
+            f"--overlay {folder} lacks {', '.join(missing)}: pynq_dpu needs dpu.bit, dpu.hwh and "
             "dpu.xclbin side by side (rebuild with `make hw`, or copy the missing files there)"
         )
     names = [*layout.OVERLAY_FILES, *(n for n in layout.OVERLAY_OPTIONAL if (folder / n).is_file())]
