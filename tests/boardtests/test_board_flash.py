@@ -193,6 +193,26 @@ def test_missing_device_node(image):
             node.unlink()
 
 
+def test_a_link_to_a_missing_device_node_is_refused_not_written_through(image, tmp_path):
+    """A link to a card that is not plugged in (`ln -s /dev/disk/by-id/usb-... card`) leads nowhere: taken for a
+    new file's link, it was written through, the image copied into /dev (as root: into memory). It is refused as
+    the missing name under /dev is, and the link stays as it was."""
+    node = Path(f"/dev/dpupose-no-such-card-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    link = tmp_path / "card"
+    link.symlink_to(node)
+    try:
+        with pytest.raises(DeviceError) as info:
+            flash(image, link, use_bmaptool=False)
+        assert str(info.value) == (
+            f"{link} does not exist (the symbolic link leads to {node}): is the card reader plugged in? "
+            "(`lsblk` lists disks)"
+        )
+        assert not node.exists() and os.readlink(link) == str(node)
+    finally:
+        if node.is_file():
+            node.unlink()
+
+
 def test_a_folder_or_character_device_target_says_what_to_pass(image, tmp_path):
     folder = tmp_path / "cards"
     folder.mkdir()

@@ -71,9 +71,13 @@ def _classify(target: Path) -> str:
     try:
         st = target.stat()
     except FileNotFoundError:
-        if str(target).startswith("/dev/"):
+        # A name under /dev, or a link to one (`ln -s /dev/disk/by-id/usb-... card`) with the card unplugged: never
+        # made. Taken for a new file, the link was written through, the image copied into /dev (memory, as root).
+        real = os.path.realpath(target)
+        if str(target).startswith("/dev/") or real.startswith("/dev/"):
+            where = "" if real == os.path.abspath(target) else f" (the symbolic link leads to {real})"
             raise DeviceError(
-                f"{target} does not exist: is the card reader plugged in? (`lsblk` lists disks)"
+                f"{target} does not exist{where}: is the card reader plugged in? (`lsblk` lists disks)"
             ) from None
         return "new"
     if stat.S_ISBLK(st.st_mode):
