@@ -1318,6 +1318,34 @@ def test_open_new_writes_through_a_link_to_a_pipe_as_open_did(tmp_path):
         os.close(writer)
 
 
+@pytest.mark.parametrize("via", ["/proc/self/fd/{fd}", "/dev/fd/{fd}", "/proc/{pid}/fd/{fd}", "chain"])
+def test_open_new_writes_into_its_own_descriptor_a_file_through_a_link(tmp_path, via):
+    """A link to /dev/stdout (a tool's log watched as it runs) with stdout a file (`make hw > build.txt`, nohup's
+    nohup.out): realpath named that file, which open_new removed and made again, so what the command had written
+    to it before was lost, and what it wrote after went to the removed file. The descriptor is written into, as
+    the shell's `2>&1` writes one: both writers' lines, in order, in the one file."""
+    from dpupose.fsio import open_new
+
+    out = tmp_path / "build.txt"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # as the shell's `> build.txt`
+    try:
+        link = tmp_path / "link.log"
+        if via == "chain":  # a link to a link to /dev/fd/N, as /dev/stdout is one to /proc/self/fd/1
+            (tmp_path / "fd").symlink_to(f"/dev/fd/{fd}")
+            link.symlink_to("fd")
+        else:
+            link.symlink_to(via.format(fd=fd, pid=os.getpid()))
+        inode = os.stat(out).st_ino
+        os.write(fd, b"before\n")
+        with open_new(link) as f:
+            f.write(b"tool\n")
+        os.write(fd, b"after\n")
+        assert out.read_bytes() == b"before\ntool\nafter\n" and os.stat(out).st_ino == inode
+        assert link.is_symlink()
+    finally:
+        os.close(fd)
+
+
 def test_an_earlier_version_still_names_the_process_in_a_lock_file_with_a_command(tmp_path):
     """The lock file holds the holder's command beside its PID; an earlier version, refused by a lock a newer
     one holds, reads the file's first 64 bytes, stripped, as the PID, and named a 'PID\\ncommand' file's holder

@@ -405,6 +405,23 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+_OWN_FD = re.compile(r"/(?:dev/fd|proc/(?:self|thread-self|(\d+))/fd)/(\d+)")
+
+
+def _own_descriptor(path: Path) -> int | None:
+    """The descriptor N of this process that the symbolic link `path` leads to, through links (/dev/stdout is one
+    to /proc/self/fd/1), or None: none of them names /dev/fd/N or /proc/self/fd/N (or this process's PID's)."""
+    hops = 0
+    here = str(path)
+    while hops < 40 and os.path.islink(here):
+        here = os.path.join(os.path.dirname(os.path.abspath(here)), os.readlink(here))
+        found = _OWN_FD.fullmatch(os.path.normpath(here))
+        if found:
+            return int(found[2]) if found[1] is None or int(found[1]) == os.getpid() else None
+        hops += 1
+    return None
+
+
 def open_new(path: str | Path, buffered: bool = False) -> BinaryIO:
     """`path` opened for writing (binary; unbuffered unless `buffered`) as a new file, for an output written as
     it goes (a run's keypoints.jsonl, an image): a regular file already there is removed first, not emptied.
@@ -415,8 +432,14 @@ def open_new(path: str | Path, buffered: bool = False) -> BinaryIO:
     points to is the one replaced. A file this process may not write (made read-only to keep it) is refused with
     PermissionError, as open() refused it, not removed. Anything else there, or at the link's end (a FIFO, a
     device, /dev/stdout: /proc's link to a pipe, 'pipe:[N]', which realpath reads as a name), is opened as it is,
-    through the link."""
+    through the link. A link to one of this process's descriptors (/dev/stdout, /dev/fd/N, /proc/self/fd/N) is
+    that descriptor, duplicated, whatever it leads to: with stdout a file (`make hw > build.txt`, nohup's
+    nohup.out) realpath named that file, which was removed and made again, all that was written to it lost."""
     path = Path(path)
+    fd = _own_descriptor(path)
+    if fd is not None:
+        with suppress(OSError):  # not open: open() says why, as it did
+            return os.fdopen(os.dup(fd), "wb", buffering=-1 if buffered else 0)
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
         if stat.S_ISREG(os.lstat(target).st_mode):
