@@ -627,6 +627,10 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
     )
     with pytest.raises(UsageError, match=newer):
         _check_quantized_matches(folder, model)
+    # Its fields may be of other kinds: that is the newer format, not damage ('quantize again' would not help).
+    summary(format="dpupose-quantize-summary/2", model_config="mobilenet_v2-224", weights_sha256=[1, 2])
+    with pytest.raises(UsageError, match=newer):
+        _check_quantized_matches(folder, model)
     summary(format="dpupose-quantize-summary/\u00b2")  # str.isdigit() holds, int() refuses: no newer format
     _check_quantized_matches(folder, model)
     summary(model_config={**model.config.to_dict(), "activation": "hswish"})

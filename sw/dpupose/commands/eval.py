@@ -178,6 +178,11 @@ def _check_quantized_matches(folder: Path, model) -> None:
             f"--quantized {folder}: its summary.json is damaged (not JSON: {exc}), so whether the folder was "
             f"quantized from --checkpoint cannot be told; {redo_damaged}"
         ) from None
+    redo = "quantize --checkpoint with this version's `dpupose quantize`, or evaluate with the version that made it"
+    # A newer format first: its fields may be of other kinds, which are no damage (and no reason to quantize again).
+    if isinstance(summary, dict) and newer_format(summary.get("format"), SUMMARY_FORMAT):
+        refusal = newer_format_refusal(f"--quantized {folder}: its summary.json", summary["format"], SUMMARY_FORMAT)
+        raise UsageError(f"{refusal}: {redo}")
     damaged = (
         "is not a JSON object"
         if not isinstance(summary, dict)
@@ -193,10 +198,6 @@ def _check_quantized_matches(folder: Path, model) -> None:
             f"cannot be told; {redo_damaged}"
         )
     made_from = summary.get("model_config")
-    redo = "quantize --checkpoint with this version's `dpupose quantize`, or evaluate with the version that made it"
-    if newer_format(summary.get("format"), SUMMARY_FORMAT):
-        refusal = newer_format_refusal(f"--quantized {folder}: its summary.json", summary["format"], SUMMARY_FORMAT)
-        raise UsageError(f"{refusal}: {redo}")
     if isinstance(made_from, dict):
         unknown = ModelConfig.unknown_fields(made_from)
         if unknown:
