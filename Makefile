@@ -176,10 +176,10 @@ deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOAR
 # BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
 # [HW_FLAGS="--from link --to report --force"]. BOARD is passed only when given on the command line.
 DPU ?= u96v2-b1600-pynq
-HW_ARGS = --config $(call q,DPU) $(if $(filter command line,$(origin BOARD)),--board $(call q,BOARD)) \
+HW_ARGS = --config $(call q,DPU) $(if $(and $(filter command line,$(origin BOARD)),$(BOARD)),--board $(call q,BOARD)) \
 	$(if $(DPU_TRD),--trd $(call q,DPU_TRD)) $(if $(BOARD_REPO),--board-repo $(call q,BOARD_REPO)) $(if $(I_KNOW),--i-know)
 
-hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json: make hw DPU_TRD=tar.gz BOARD_REPO=dir [DPU=u96v2-b1600-pynq BOARD= I_KNOW=1 HW_FLAGS=...] (Vivado/Vitis 2022.1; docs/hardware.md)
+hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json: make hw DPU_TRD=tar.gz BOARD_REPO=dir [DPU=u96v2-b1600-pynq BOARD=<board> I_KNOW=1 HW_FLAGS=...] (Vivado/Vitis 2022.1; docs/hardware.md)
 	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)
 
 hw-check: $(STAMP) ## check a hardware build before the long tool run: config, fit, clocks, Tcl, tool versions, inputs (make hw's variables)

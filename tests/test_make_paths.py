@@ -75,6 +75,13 @@ def test_hw_passes_a_configuration_path_with_spaces_as_one_argument(tmp_path):
     ]
 
 
+def test_hw_with_an_empty_board_takes_the_configuration_s(tmp_path):
+    # BOARD= on make's command line (BOARD=$(MY_BOARD) with it unset) was passed on as --board '', which dpupose
+    # refuses; like DPU_TRD and BOARD_REPO, an empty one is left out: the configuration's board.
+    calls = make(tmp_path, "hw-check", "DPU=u96v2-b1600-pynq", "BOARD=")
+    assert calls == [["hw", "check", "--config", "u96v2-b1600-pynq"]]
+
+
 def test_compare_takes_a_model_with_spaces_and_does_not_make_it(tmp_path):
     (tmp_path / "build" / "compare").mkdir(parents=True)
     calls = make(tmp_path, "compare", "MODEL=my models/dpu part.onnx")
