@@ -179,7 +179,7 @@ DPU ?= u96v2-b1600-pynq
 HW_ARGS = --config $(call q,DPU) $(if $(and $(filter command line,$(origin BOARD)),$(BOARD)),--board $(call q,BOARD)) \
 	$(if $(DPU_TRD),--trd $(call q,DPU_TRD)) $(if $(BOARD_REPO),--board-repo $(call q,BOARD_REPO)) $(if $(I_KNOW),--i-know)
 
-hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json: make hw DPU_TRD=tar.gz BOARD_REPO=dir [DPU=u96v2-b1600-pynq BOARD=<board> I_KNOW=1 HW_FLAGS=...] (Vivado/Vitis 2022.1; docs/hardware.md)
+hw: $(STAMP) ## build build/hw/<DPU>/ dpu.bit .hwh .xclbin arch.json: make hw DPU_TRD=tar.gz BOARD_REPO=dir [DPU=u96v2-b1600-pynq BOARD (default: the configuration's) I_KNOW=1 HW_FLAGS=...] (Vivado/Vitis 2022.1; docs/hardware.md)
 	$(DPUPOSE) hw build $(HW_ARGS) $(HW_FLAGS)
 
 hw-check: $(STAMP) ## check a hardware build before the long tool run: config, fit, clocks, Tcl, tool versions, inputs (make hw's variables)
