@@ -126,25 +126,10 @@ def test_quotes_backticks_and_commas_in_a_path_stay_the_path_s(tmp_path):
     assert (tmp_path / "build" / "compare" / "a'b-sweep.json").exists()
 
 
-def test_test_board_py_takes_a_python_path_with_blanks_and_quotes(tmp_path):
-    # PY310 was read unquoted (`for p in $(PY310)`): a Python 3.10 under a folder with a blank was taken as two
-    # words, and the target said PY310 "is not a Python 3.10". A stand-in 3.10 whose package index cannot be
-    # reached: the target finds it and says it skipped, exit 0.
-    folder = tmp_path / 'my "py" it\'s'
-    folder.mkdir()
-    python = folder / "python3.10"
-    python.write_text('#!/bin/sh\ncase "$2" in *version_info*) exit 0 ;; esac\nexit 1\n')
-    python.chmod(0o755)
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "test-board-py", f"PY310={python}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "skipped: .venv-board needs building and the package index" in proc.stdout
-    assert not (tmp_path / ".venv-board").exists()
+def _make_plain(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """`make -s ARGUMENTS...` in tmp_path, dpupose not recorded (the venv targets)."""
+    argv = ["make", "-s", "-f", str(ROOT / "Makefile"), *arguments]
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
 
 def _python_in_a_folder_with_a_blank_and_quotes(tmp_path: Path, script: str) -> Path:
@@ -154,6 +139,19 @@ def _python_in_a_folder_with_a_blank_and_quotes(tmp_path: Path, script: str) -> 
     python.write_text(script)
     python.chmod(0o755)
     return python
+
+
+def test_test_board_py_takes_a_python_path_with_blanks_and_quotes(tmp_path):
+    # PY310 was read unquoted (`for p in $(PY310)`): a Python 3.10 under a folder with a blank was taken as two
+    # words, and the target said PY310 "is not a Python 3.10". A stand-in 3.10 whose package index cannot be
+    # reached: the target finds it and says it skipped, exit 0.
+    python = _python_in_a_folder_with_a_blank_and_quotes(
+        tmp_path, '#!/bin/sh\ncase "$2" in *version_info*) exit 0 ;; esac\nexit 1\n'
+    )
+    proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped: .venv-board needs building and the package index" in proc.stdout
+    assert not (tmp_path / ".venv-board").exists()
 
 
 def test_the_board_venv_is_made_by_a_python_at_a_path_with_blanks_and_quotes(tmp_path):
@@ -167,13 +165,7 @@ def test_the_board_venv_is_made_by_a_python_at_a_path_with_blanks_and_quotes(tmp
     )
     for name in ("pyproject.toml", "constraints-board.txt"):
         (tmp_path / name).touch()
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "Makefile"), ".venv-board/.installed", f"PY310={python}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _make_plain(tmp_path, ".venv-board/.installed", f"PY310={python}")
     assert proc.returncode == 0, proc.stderr
     lines = calls.read_text().splitlines()
     assert lines[0] == "python -m venv .venv-board"
@@ -183,13 +175,7 @@ def test_the_board_venv_is_made_by_a_python_at_a_path_with_blanks_and_quotes(tmp
 
 def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(tmp_path):
     python = _python_in_a_folder_with_a_blank_and_quotes(tmp_path, "#!/bin/sh\nexit 1\n")
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "test-board-py", f"PY310={python}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}")
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.splitlines()[0] + "\n" == (  # make adds its 'make: *** [...] Error 2'
         f"make test-board-py: PY310={python} is not a Python 3.10: give the path of one as PY310=/usr/bin/python3.10 "
@@ -209,13 +195,7 @@ def test_setup_refuses_a_venv_of_a_blank_a_quote_or_nothing_before_making_one(tm
     python = tmp_path / "python"
     python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho 3.12\n')
     python.chmod(0o755)
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "setup", f"{variable}={value}", f"PYTHON={python}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _make_plain(tmp_path, "setup", f"{variable}={value}", f"PYTHON={python}")
     assert proc.returncode == 2
     venvs = {"VENV": ".venv", "BOARD_VENV": ".venv-board", variable: value}
     said = (
