@@ -669,3 +669,28 @@ def test_a_missing_module_no_extra_provides_keeps_its_traceback_in_the_demo(monk
     monkeypatch.setattr(demo, "run", needs("cv2"))
     assert demo.main(["--out", str(tmp_path / "demo")]) == 2
     assert capsys.readouterr().err.startswith("dpupose: error: the demo needs OpenCV (module cv2), which is not")
+
+
+def test_the_demo_reports_errors_through_the_cli_s_one_reporter(monkeypatch, tmp_path, capsys):
+    """The demo kept its own copy of the CLI's error handling, without a symbolic link loop's line (a
+    RuntimeError traceback) or a closed stdout's exit status 141; both now go through cli.run_reported."""
+    from pathlib import Path
+
+    from dpupose import demo
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+
+    def loops(args):
+        Path(loop).resolve(strict=True)  # RuntimeError('Symlink loop from ...') on Python 3.11
+
+    def closed(args):
+        raise BrokenPipeError
+
+    out = ["--out", str(tmp_path / "demo")]
+    monkeypatch.setattr(demo, "run", loops)
+    assert demo.main(out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dpupose: error: ") and str(loop) in err and err.count("\n") == 1, err
+    monkeypatch.setattr(demo, "run", closed)
+    assert demo.main(out) == 141

@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dpupose import __version__
@@ -185,7 +185,18 @@ def _main(argv: Sequence[str] | None) -> int:
     if stdout is not None:  # None: stdout closed (`>&-`), where print() writes nothing, as it did
         sys.stdout = NamedStdout(stdout)
     try:
-        code = int(func(args) or 0)
+        return run_reported(lambda: func(args), args.command, args.verbose)
+    finally:
+        sys.stdout = stdout
+
+
+def run_reported(call: Callable[[], Any], command: str, verbose: bool) -> int:
+    """Run a command's work and return its exit status, its errors said on one line as dpupose's
+    (`dpupose: error: ...`): dpupose's own, a host package missing (`command` needs it: a subcommand's name, or a
+    phrase such as 'the demo'), a file system refusal, a symbolic link loop, a lost torchrun peer; stdout closed
+    by its reader is 141. `verbose` keeps the traceback of what is not dpupose's own."""
+    try:
+        code = int(call() or 0)
         if sys.stdout is not None:
             sys.stdout.flush()  # what is still buffered fails here, named, not at exit as an 'Exception ignored'
         return code
@@ -195,18 +206,18 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         return 141
     except ModuleNotFoundError as exc:
-        if exc.name not in HOST_MODULES or args.verbose:
+        if exc.name not in HOST_MODULES or verbose:
             raise
-        print(f"dpupose: error: {missing_module_line(args.command, exc.name)}", file=sys.stderr)
+        print(f"dpupose: error: {missing_module_line(command, exc.name)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         loop = _symlink_loop(exc)
-        if loop is not None and not args.verbose:
+        if loop is not None and not verbose:
             print(f"dpupose: error: {os_error_line(loop)}", file=sys.stderr)
             return 2
         # Under torchrun, a process whose peer stopped (rank 0 refusing a locked --out, say, while this one
         # waits at a barrier) gets the collective's lost connection; the peer has said why on its own line.
-        if args.verbose or not _peer_lost(exc):
+        if verbose or not _peer_lost(exc):
             raise
         rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
         print(
@@ -218,12 +229,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         # A file system refusal (permission, disk full, read-only, a missing parent) that no check foresaw:
         # one line naming the path, as for any other bad input; --verbose keeps the traceback.
-        if args.verbose:
+        if verbose:
             raise
         print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
-    finally:
-        sys.stdout = stdout
 
 
 def _flush_or_drop(stream: Any) -> None:

@@ -55,35 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import (
-        HOST_MODULES,
-        _raise_on_sigterm,
-        missing_module_line,
-        one_line,
-        os_error_line,
-        quiet_libraries,
-        restore_signals,
-        stop_behind,
-        stopped,
-    )
-    from dpupose.errors import DpuposeError
+    from dpupose.cli import _raise_on_sigterm, quiet_libraries, restore_signals, run_reported, stop_behind, stopped
 
     quiet_libraries()
     previous = _raise_on_sigterm()  # SIGTERM unwinds as Ctrl-C does: temporaries removed, the lock released
     # Its errors and stops are said as every dpupose command's are (cli._main), `dpupose: error: ...`
     try:
-        run(args)
-    except DpuposeError as exc:
-        print(f"dpupose: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:  # an install without the host extra (the board's packages)
-        if exc.name not in HOST_MODULES:
-            raise  # not a host package: a broken installation, shown as it is
-        print(f"dpupose: error: {missing_module_line('the demo', exc.name)}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a read-only folder
-        print(f"dpupose: error: {os_error_line(exc)}", file=sys.stderr)
-        return 2
+        return run_reported(lambda: run(args), "the demo", verbose=False)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
         return stopped(exc)
     except ImportError as exc:  # either one while an extension module (numpy's, onnxruntime's) initialised
@@ -94,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             restore_signals(previous)
-    return 0
 
 
 def _model(args: argparse.Namespace) -> tuple[Path, str | None]:
