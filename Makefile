@@ -90,7 +90,7 @@ $(BOARD_STAMP): pyproject.toml constraints-board.txt
 	[ ! -f $(call q,BOARD_VENV)/pyvenv.cfg ] || rm -rf -- $(call q,BOARD_VENV)
 	$(call q,PY310) -m venv $(BOARD_VENV)
 	$(BOARD_VENV)/bin/pip install -q --upgrade pip
-	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark
+	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark pytest-timeout
 	touch $@
 
 test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (PY310=path; skipped without 3.10)

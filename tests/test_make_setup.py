@@ -171,3 +171,11 @@ def test_constraints_pin_one_release_of_each_requirement_for_every_host_python(p
             assert req.name in pins, f"{req.name} has no pin for Python {python}"
             assert pins[req.name][0] in req.specifier, f"{req.name}=={pins[req.name][0]} is outside {req}"
     assert ("tomli" in pins) == (python == "3.10")
+
+
+def test_every_test_runs_under_the_hang_guard(request):
+    """pytest-timeout is loaded (a dev requirement) and takes pyproject's limit: without the plugin the ini key
+    is unknown, and a test that hangs would stall the run until CI's own limit rather than fail by name."""
+    assert request.config.pluginmanager.has_plugin("timeout")
+    limit = read_toml(ROOT / "pyproject.toml")["tool"]["pytest"]["ini_options"]["timeout"]
+    assert float(request.config.getini("timeout")) == limit == 300
