@@ -323,3 +323,70 @@ def test_a_requires_dist_line_pip_cannot_read_is_refused(tmp_path, monkeypatch, 
         wheelmod.check_wheel(wheel)
     assert str(e.value).startswith(f"{wheel} is not a wheel pip installs: its METADATA requires {bad!r}, which is no ")
     assert str(e.value).endswith(": fix it in pyproject.toml and build the wheel again, or leave --wheel out")
+
+
+@pytest.mark.parametrize("packaging", [True, False], ids=["packaging", "without-packaging"])
+@pytest.mark.parametrize(
+    ("file_version", "metadata_version", "refusal"),
+    [
+        ("1.0", "1.0.0", None),  # pip compares versions as PEP 440 reads them, not as text
+        ("1.0.0.post0", "1.0.post0", None),
+        ("1.0RC1", "1.0rc1", None),
+        ("1.0.post1", "1.0-1", None),
+        ("2.0.dev0", "2.0dev", None),
+        ("1.0", "1.0.1", "its METADATA gives version '1.0.1' where its file name gives '1.0'"),
+        ("1.0rc1", "1.0", "its METADATA gives version '1.0' where its file name gives '1.0rc1'"),
+        ("1.0", "one", "its METADATA gives version 'one', which is no version pip reads (PEP 440"),
+        ("one", "one", "its file name gives version 'one', which is no version pip reads (PEP 440"),
+    ],
+)
+def test_a_wheel_s_versions_are_compared_as_pip_compares_them(
+    tmp_path, monkeypatch, packaging, file_version, metadata_version, refusal
+):
+    """check_wheel compared the METADATA's version with the file name's as text: a wheel pip installs (1.0
+    named, 1.0.0 inside) was refused; a version pip cannot read at all passed where both were the same text."""
+    if not packaging:
+        monkeypatch.setitem(sys.modules, "packaging.version", None)  # import fails, as on a board without it
+    elif importlib.util.find_spec("packaging") is None:
+        pytest.skip("needs packaging")
+    metadata = f"Metadata-Version: 2.4\nName: dpupose\nVersion: {metadata_version}\n".encode()
+    wheel = write_wheel(tmp_path / f"dpupose-{file_version}-py3-none-any.whl", [], metadata=metadata)
+    if refusal is None:
+        wheelmod.check_wheel(wheel)
+        return
+    with pytest.raises(ArtifactError) as e:
+        wheelmod.check_wheel(wheel)
+    assert str(e.value).startswith(f"{wheel} is not a wheel pip installs: {refusal}")
+    assert str(e.value).endswith(": give the wheel pip wheel wrote, or leave --wheel out")
+
+
+VERSIONS = [
+    *("1.0", "1.0.0", "1", "0", "0.0", "v1.0", "1!1.0", "2.0", "1.0.1", "1.0.post0", "1.0post0", "1.0-0"),
+    *("1.0.0.post0", "1.0-1", "1.0r1", "1.0rev1", "1.0.post1", "1.0RC1", "1.0rc1", "1.0c1", "1.0-rc.1", "1.0pre1"),
+    *("1.0preview1", "1.0rc2", "1.0.b1", "1.0beta1", "1.0a", "1.0alpha0", "1.0_a_1", "1.0a1.post2.dev3"),
+    *("1.0.dev", "1.0dev0", "1.0.DEV0", "1.0+local.1", "1.0+LOCAL-01", "1.0+local.01", " 1.0 "),
+    *("abc", "1.0-", "1..0", "", "1.0+", "1.0.post1-1", "1.0.x", "-1.0"),
+]
+
+
+def test_the_version_reading_without_packaging_is_packaging_s(monkeypatch):
+    """Where packaging is missing (the board may lack it) version_key reads PEP 440 itself: the same versions
+    valid, and the same pairs equal, as packaging's Version (which pip uses)."""
+    if importlib.util.find_spec("packaging") is None:
+        pytest.skip("needs packaging")
+    from packaging.version import InvalidVersion, Version
+
+    def packaging_key(text):
+        try:
+            return Version(text)
+        except InvalidVersion:
+            return None
+
+    monkeypatch.setitem(sys.modules, "packaging.version", None)
+    ours = {v: wheelmod.version_key(v) for v in VERSIONS}
+    theirs = {v: packaging_key(v) for v in VERSIONS}
+    assert {v for v in VERSIONS if ours[v] is None} == {v for v in VERSIONS if theirs[v] is None}
+    valid = [v for v in VERSIONS if theirs[v] is not None]
+    assert [(a, b) for a in valid for b in valid if ours[a] == ours[b]] == [
+        (a, b) for a in valid for b in valid if theirs[a] == theirs[b]
+    ]

@@ -181,6 +181,48 @@ def requirement_error(req: str) -> str | None:
     return None
 
 
+# PEP 440's version syntax (its appendix's pattern, as packaging reads it), for where packaging is not installed.
+_PEP440 = re.compile(
+    r"""
+    v?
+    (?:(?P<epoch>[0-9]+)!)?
+    (?P<release>[0-9]+(?:\.[0-9]+)*)
+    (?:[-_.]?(?P<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?P<pre_n>[0-9]+)?)?
+    (?:-(?P<post_n1>[0-9]+)|[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>[0-9]+)?)?
+    (?:[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?
+    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_PRE = {"alpha": "a", "a": "a", "beta": "b", "b": "b", "c": "rc", "pre": "rc", "preview": "rc", "rc": "rc"}
+
+
+def version_key(text: str) -> object | None:
+    """What pip compares a version by (PEP 440: 1.0 is 1.0.0, 1.0RC1 is 1.0rc1, 1.0-1 is 1.0.post1), None for
+    text that is no version. packaging's Version where it is installed, as pip's own; else the same reading
+    of PEP 440's syntax here (the board's Python may lack packaging; dpupose does not require it)."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        pass
+    else:
+        try:
+            return Version(text)
+        except InvalidVersion:
+            return None
+    m = _PEP440.fullmatch(text.strip())
+    if m is None:
+        return None
+    release = tuple(int(part) for part in m["release"].split("."))
+    while len(release) > 1 and release[-1] == 0:
+        release = release[:-1]
+    pre = (_PRE[m["pre_l"].lower()], int(m["pre_n"] or 0)) if m["pre_l"] else None
+    post = m["post_n1"] or m["post_n2"] or ("0" if m["post_l"] else None)
+    local = m["local"] and tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"[-_.]", m["local"]))
+    dev = int(m["dev_n"] or 0) if m["dev_l"] else None
+    return (int(m["epoch"] or 0), release, pre, None if post is None else int(post), dev, local or None)
+
+
 def check_wheel(wheel: Path) -> None:
     """ArtifactError unless the wheel is dpupose's and its base requirements (what a plain install pulls
     in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
@@ -204,11 +246,22 @@ def check_wheel(wheel: Path) -> None:
             f"{wheel} is not dpupose's wheel: its METADATA names {'no project' if name is None else repr(name)} "
             "(pip would refuse it on the board): give a wheel built from dpupose, or leave --wheel out"
         )
-    if version is None or _canonical(version.strip()) != _canonical(file_version):
+    if version is None:
         raise ArtifactError(
-            f"{wheel} is not a wheel pip installs: its METADATA gives version "
-            f"{'none' if version is None else repr(version)} where its file name gives {file_version!r}: give the "
-            "wheel pip wheel wrote, or leave --wheel out"
+            f"{wheel} is not a wheel pip installs: its METADATA gives version none where its file name gives "
+            f"{file_version!r}: give the wheel pip wheel wrote, or leave --wheel out"
+        )
+    for where, text in (("file name", file_version), ("METADATA", version.strip())):
+        if version_key(text) is None:
+            raise ArtifactError(
+                f"{wheel} is not a wheel pip installs: its {where} gives version {text!r}, which is no version "
+                "pip reads (PEP 440, such as 1.0, 1.0.post1, 2.0rc1): give the wheel pip wheel wrote, or leave "
+                "--wheel out"
+            )
+    if version_key(version.strip()) != version_key(file_version):  # 1.0 and 1.0.0 are one version to pip
+        raise ArtifactError(
+            f"{wheel} is not a wheel pip installs: its METADATA gives version {version!r} where its file name "
+            f"gives {file_version!r}: give the wheel pip wheel wrote, or leave --wheel out"
         )
     base: set[str] = set()
     host_only = set(HOST_ONLY)
