@@ -3,6 +3,20 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
+BOARD_VENV := .venv-board
+# BOARD_VENV: the board Python's venv (make test-board-py, below). make names files by words: a VENV with a
+# blank cannot be a target (its stamp), `python -m venv` would make a venv of each word (one of them in the
+# checkout), and an empty one would make BIN /bin. Their paths are written unquoted in the recipes ($(BIN)/pip)
+# and in $(shell) below: a quote broke the shell line with a syntax error, and a character the shell reads ran
+# as shell code (VENV='v;x' ran x, 'v>f' made the file f, 'v$$(x)' ran x) or stopped make itself (a ; or : in
+# a rule's target). Checked here, before either path is used.
+lparen := (
+rparen := )
+VENV_SHELL_CHARS := ; & | $(lparen) $(rparen) $$ ` < > \ * ? [ { } : \#
+VENV_BAD := $(strip $(foreach c,$(VENV_SHELL_CHARS),$(findstring $c,$(VENV)$(BOARD_VENV))))
+ifneq ($(words $(VENV)) $(words $(BOARD_VENV))$(findstring ',$(VENV)$(BOARD_VENV))$(findstring ",$(VENV)$(BOARD_VENV))$(VENV_BAD),1 1)
+$(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): each must name one folder, by a path without blanks, quotes or any of $(VENV_SHELL_CHARS) (make cannot take a file name with a blank, and its recipes write these paths as they are))
+endif
 BIN := $(VENV)/bin
 # PYTHON: the interpreter `make setup` builds the venv with. Not given, it is the one the existing venv was
 # made with (so a venv of python3.12 is not remade with python3 when the pins change), else python3.
@@ -67,14 +81,7 @@ test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 # run` and the notebook on the shipped plan, sources, sinks, file output) run there for real. Python 3.10 is
 # PY310=path, else python3.10 on PATH, else pyenv's (whose shim runs only where 3.10 is selected).
 PY310 ?=
-BOARD_VENV := .venv-board
 BOARD_STAMP := $(BOARD_VENV)/.installed
-# make names files by words: a VENV with a blank cannot be a target (its stamp), `python -m venv` would make a venv
-# of each word (one of them in the checkout), and an empty one would make BIN /bin. A quote in either broke a
-# recipe's shell line (their paths are written unquoted there: $(BIN)/pip) with a syntax error.
-ifneq ($(words $(VENV)) $(words $(BOARD_VENV))$(findstring ',$(VENV)$(BOARD_VENV))$(findstring ",$(VENV)$(BOARD_VENV)),1 1)
-$(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): each must name one folder, by a path without blanks or quotes (make cannot take a file name with a blank, and its recipes write these paths as they are))
-endif
 FIND_PY310 = for p in $(if $(PY310),$(call q,PY310),python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
 	done

@@ -185,23 +185,28 @@ def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(t
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("VENV", "my venv"), ("VENV", ""), ("BOARD_VENV", "board venv"), ("VENV", "it's"), ("BOARD_VENV", 'b"v')],
+    [
+        *[("VENV", "my venv"), ("VENV", ""), ("BOARD_VENV", "board venv"), ("VENV", "it's"), ("BOARD_VENV", 'b"v')],
+        *[("VENV", f"v{c}x") for c in ";&|()`<>\\*?[{}:#"],
+        *[("VENV", "v$$(touch ran)"), ("VENV", "v;touch$${IFS}ran"), ("BOARD_VENV", "b>ran"), ("BOARD_VENV", "b&x")],
+    ],
 )
 def test_setup_refuses_a_venv_of_a_blank_a_quote_or_nothing_before_making_one(tmp_path, variable, value):
     # `python -m venv $(VENV)` made a venv of each word (one of them in the checkout) and named the stamp after
     # the last; an empty VENV made BIN /bin; a quote stopped the recipe with bash's 'syntax error near unexpected
-    # token'. A stand-in Python records what it is asked to do.
+    # token'. A character the shell reads ran as code there (VENV='v;touch ran' ran touch, 'b>ran' made ran) or
+    # stopped make (a ; in the stamp's rule: 'missing separator'). A stand-in Python records what it is asked to do.
     calls = tmp_path / "calls"
     python = tmp_path / "python"
     python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho 3.12\n')
     python.chmod(0o755)
     proc = _make_plain(tmp_path, "setup", f"{variable}={value}", f"PYTHON={python}")
     assert proc.returncode == 2
-    venvs = {"VENV": ".venv", "BOARD_VENV": ".venv-board", variable: value}
+    venvs = {"VENV": ".venv", "BOARD_VENV": ".venv-board", variable: value.replace("$$", "$")}  # make reads $$
     said = (
-        f"VENV={venvs['VENV']} BOARD_VENV={venvs['BOARD_VENV']}: each must name one folder, by a path without blanks "
-        "or quotes"
+        f"VENV={venvs['VENV']} BOARD_VENV={venvs['BOARD_VENV']}: each must name one folder, by a path without blanks, "
+        "quotes or any of ; & | ( ) $ ` < > \\ * ? [ { } : # (make cannot"
     )
-    assert said in proc.stderr
+    assert said in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not calls.exists() or "venv" not in calls.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["python"]
