@@ -694,6 +694,34 @@ def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
     assert os.listdir(new) == [".dpupose.lock"]  # a run that ended well keeps its folder
 
 
+def test_a_run_refused_in_an_output_folder_it_made_through_a_dangling_link_leaves_no_trace(tmp_path):
+    """--out a symbolic link that leads nowhere yet is written through (architecture.md): the folder is made
+    where the link leads. A run refused after that (or interrupted) left that folder, and the folders above it
+    that it made, at the link's target, where one refused with --out a plain new name leaves nothing; the link
+    stays as it was."""
+    from dpupose.errors import UsageError
+    from dpupose.fsio import lock_output_folder
+
+    (tmp_path / "run").symlink_to(os.path.join("runs", "day1", "r1"))
+    (tmp_path / "to").symlink_to("nowhere")  # a dangling link above the output folder
+    for out in (tmp_path / "run", tmp_path / "to" / "sub" / "work"):
+        for exc in (UsageError("refused"), KeyboardInterrupt()):
+            with pytest.raises(type(exc)), lock_output_folder(out, "dpupose run"):
+                assert sorted(os.listdir(out)) == [".dpupose.lock"]  # made through the link, and held
+                raise exc
+            assert sorted(os.listdir(tmp_path)) == ["run", "to"]
+    assert [os.readlink(tmp_path / name) for name in ("run", "to")] == [os.path.join("runs", "day1", "r1"), "nowhere"]
+    # What was there before the run stays: a folder on the way, and the output folder once written into.
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(UsageError), lock_output_folder(tmp_path / "run", "dpupose run"):
+        raise UsageError("refused")
+    assert sorted(os.listdir(tmp_path)) == ["run", "runs", "to"] and os.listdir(tmp_path / "runs") == []
+    with pytest.raises(UsageError), lock_output_folder(tmp_path / "run", "dpupose run"):
+        (tmp_path / "run" / "keypoints.jsonl").write_text("")
+        raise UsageError("refused after writing")
+    assert os.listdir(tmp_path / "runs" / "day1" / "r1") == ["keypoints.jsonl"]
+
+
 def test_a_command_refused_in_a_folder_of_the_users_leaves_it_as_it_found_it(tmp_path):
     """run, train and hw build lock a folder that is there (a user's) before their checks: one refused by them
     left its empty .dpupose.lock there for good. The lock file it made goes when the block fails, while still

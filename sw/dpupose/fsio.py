@@ -336,21 +336,29 @@ def _default_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def make_dirs(path: str | Path) -> None:
+def make_dirs(path: str | Path) -> list[Path]:
     """`path` and the folders above it, made where missing, as mkdir -p does, also where one of them is a
     symbolic link that leads nowhere (yet): the folder it names is made, as the link says where the output goes
-    (architecture.md), where mkdir refused it with 'File exists' (`dpu files --out LINK`)."""
+    (architecture.md), where mkdir refused it with 'File exists' (`dpu files --out LINK`). Returns the folders
+    it made, the innermost first, as they are on disk (at the link's target where it made them there), for a
+    command that fails to remove again."""
     path = Path(path)
+    real = Path(os.path.realpath(path))
+    missing: list[Path] = []
+    for p in (real, *real.parents):
+        if os.path.lexists(p):
+            break
+        missing.append(p)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        real = Path(os.path.realpath(path))
         if real == Path(os.path.abspath(path)):  # no link on the way: what is there is no folder
             raise
         try:
             real.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # name the path the user gave, and where its link leads
             raise type(exc)(exc.errno, f"{exc.strerror} (the symbolic link there leads to {real})", str(path)) from None
+    return [p for p in missing if p.is_dir()]
 
 
 @contextmanager
@@ -825,15 +833,10 @@ def lock_output_folder(folder: str | Path, command: str, option: str = "--out") 
     away: one that opened the lock file before its removal locks the new one, see _still_at). A folder that
     was there, or holds anything else, stays (less the lock file, when lock_folder made it)."""
     folder = Path(folder)
-    made: list[Path] = []  # the folders this call makes, the innermost first
+    made: list[Path] = []  # the folders this call makes, the innermost first (through a link: where it leads)
 
     def make() -> None:  # again when another run's clean-up removed the folder as this one took its lock
-        for p in (folder, *folder.parents):
-            if os.path.lexists(p):
-                break
-            if p not in made:
-                made.append(p)
-        make_dirs(folder)
+        made[:0] = [p for p in make_dirs(folder) if p not in made]
 
     with lock_folder(folder, command, option, make=make):
         try:
