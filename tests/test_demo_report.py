@@ -150,6 +150,43 @@ def test_the_demo_stops_on_ctrl_c_or_sigterm_with_one_line(monkeypatch, capsys, 
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+STOPPED_WHILE_PARSING = """
+import os, sys
+from dpupose import demo
+
+
+def stopped_here(text):
+    os.kill(os.getpid(), int(sys.argv[1]))  # as a Ctrl-C or `kill` while the options are read
+    raise AssertionError("not reached: the signal unwinds")
+
+
+def ran(args):
+    raise AssertionError("the demo ran")
+
+
+demo.output_dir, demo.run = stopped_here, ran
+sys.exit(demo.main(["--out", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize(("signum", "rc", "said"), [(2, 130, "dpupose: interrupted"), (15, 143, "dpupose: terminated")])
+def test_the_demo_stopped_while_it_reads_its_options_says_one_line(tmp_path, signum, rc, said):
+    """The demo kept its own copy of cli.main's outer layer, begun only after its options were read: a Ctrl-C
+    then was a KeyboardInterrupt traceback and a SIGTERM killed it without a word, where every dpupose command
+    says its one line; both now run through cli.run_stoppable. (In a process of its own: the old copy's
+    signal would have stopped the tests.)"""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sw")}
+    argv = [sys.executable, "-c", STOPPED_WHILE_PARSING, str(signum), str(tmp_path / "demo")]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert (proc.returncode, proc.stderr) == (rc, said + "\n")
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_bad_demo_option_is_one_line_and_every_option_is_explained(capsys):
     """`make demo` and `python -m dpupose.demo` answer a bad option as dpupose does: one line, where the help is."""
     from dpupose.demo import main

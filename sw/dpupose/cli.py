@@ -123,12 +123,20 @@ def one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # SIGTERM unwinds from the start: building the parser imports every command's module (a few hundred ms),
-    # and Ctrl-C or `kill` then is as likely as later; either ends on its one line, not a traceback.
+    return run_stoppable(lambda: _main(argv))
+
+
+def run_stoppable(call: Callable[[], int]) -> int:
+    """Run a whole command (its parsing too) and return its exit status, a Ctrl-C or SIGTERM said on its one
+    line (stopped), also where one came while an extension module initialised (stop_behind); what is left in
+    stdout's buffer is flushed, or dropped where that fails. `dpupose` and the demo (python -m dpupose.demo)
+    both run through it. SIGTERM unwinds from the start: building the parser imports every command's module (a
+    few hundred ms), and Ctrl-C or `kill` then is as likely as later; either ends on its one line, not a
+    traceback."""
     previous = None
     try:
         previous = _raise_on_sigterm()
-        return _main(argv)
+        return call()
     except KeyboardInterrupt as exc:
         return stopped(exc)
     except ImportError as exc:

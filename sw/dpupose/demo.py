@@ -33,6 +33,13 @@ log = logging.getLogger("dpupose.demo")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dpupose.cli import run_stoppable
+
+    # A Ctrl-C or SIGTERM (during its parsing too) is said on one line, as every dpupose command's (cli.main).
+    return run_stoppable(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     from dpupose.cli import Parser  # errors on one line, as dpupose's
 
     parser = Parser(prog="python -m dpupose.demo", description=__doc__.split("\n")[0])
@@ -55,23 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dpupose.cli import _raise_on_sigterm, quiet_libraries, restore_signals, run_reported, stop_behind, stopped
+    from dpupose.cli import quiet_libraries, run_reported
 
     quiet_libraries()
-    previous = _raise_on_sigterm()  # SIGTERM unwinds as Ctrl-C does: temporaries removed, the lock released
-    # Its errors and stops are said as every dpupose command's are (cli._main), `dpupose: error: ...`
-    try:
-        return run_reported(lambda: run(args), "the demo", verbose=False)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
-        return stopped(exc)
-    except ImportError as exc:  # either one while an extension module (numpy's, onnxruntime's) initialised
-        stop = stop_behind(exc)
-        if stop is None:
-            raise
-        return stopped(stop)
-    finally:
-        if previous is not None:
-            restore_signals(previous)
+    # Its errors are said as every dpupose command's are (cli._main), `dpupose: error: ...`
+    return run_reported(lambda: run(args), "the demo", verbose=False)
 
 
 def _model(args: argparse.Namespace) -> tuple[Path, str | None]:
