@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -249,6 +252,49 @@ def test_vart_backend_needs_compiled_xmodels_and_an_overlay(board, tmp_path: Pat
     (tmp_path / "ov" / "dpu.hwh").unlink()
     with pytest.raises(ModelFileError, match=r"needs dpu\.hwh beside it"):
         RunnerFactory(plan, "vart", overlay=tmp_path / "ov")
+
+
+def test_an_xmodel_other_than_the_one_split_recorded_is_refused_before_the_dpu(board, tmp_path: Path, capsys) -> None:
+    """Another compile copied over the plan's .xmodel under its name (another checkpoint or width: the same
+    fingerprint and tensors, other weights and fix points) ran on the DPU without a word. `split --xmodel`
+    records the sha256 of the one it copied; `dpupose run --backend vart` refuses another in one line, before
+    the xmodel is deserialized or the DPU programmed, and runs the recorded one."""
+    import cv2
+
+    from dpupose.cli import main
+
+    plan = tinyplan.write_split_plan(tmp_path / "plan", xmodel=True)
+    xmodel = tmp_path / "plan" / "tiny.xmodel"
+    recorded = xmodel.read_bytes()
+    doc = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    for sg in doc["subgraphs"]:  # as split --xmodel writes it
+        if "xmodel" in sg:
+            sg["xmodel_sha256"] = hashlib.sha256(recorded).hexdigest()
+    (tmp_path / "plan" / "plan.json").write_text(json.dumps(doc))
+    tinyplan.write_xmodel(xmodel, PLAN_FP, fp_shift=1)  # another compile: other fix points, the same name
+    assert xmodel.read_bytes() != recorded
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "0.png"), np.zeros((30, 40, 3), np.uint8))
+    overlay = make_overlay(tmp_path / "ov", PLAN_FP)
+    args = ["run", "--plan", str(tmp_path / "plan"), "--backend", "vart", "--overlay", str(overlay)]
+    args += ["--source", str(tmp_path / "images"), "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: {tmp_path / 'plan' / 'plan.json'}: {xmodel} is not the .xmodel subgraph 'dpu0' was split "
+        "with (sha256 differs: another compile copied over it, or a copy cut short), which VART would run with no "
+        "error and wrong keypoints; copy the plan folder again, or split the model again the same way with "
+        f"--xmodel the .xmodel to use (`dpupose split MODEL --out {tmp_path / 'plan'} --xmodel NAME.xmodel`, "
+        "docs/quantization.md)\n"
+    )
+    assert board.CALLS == []  # neither deserialized nor the DPU programmed
+    xmodel.write_bytes(recorded)
+    assert main(args) == 0
+    assert len((tmp_path / "out" / "keypoints.jsonl").read_text().splitlines()) == 1
+    assert [c[0] for c in board.CALLS].count("deserialize") == 1
+    assert load_plan(tmp_path / "plan").subgraphs == tuple(
+        dataclasses.replace(sg, xmodel_sha256=hashlib.sha256(recorded).hexdigest() if sg.xmodel else None)
+        for sg in plan.subgraphs
+    )
 
 
 # --- fingerprint guard ----------------------------------------------------------------------------------

@@ -1773,6 +1773,46 @@ def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_pat
     assert not (tmp_path / "cut").exists()
 
 
+def test_split_xmodel_records_its_sha256_and_loading_refuses_another_compile_under_its_name(tmp_path):
+    """A compile of another checkpoint or width, copied over the plan's .xmodel under its name, has the plan's
+    fingerprint and tensors: VART ran it without a word, giving wrong keypoints. The plan records the sha256 of
+    the xmodel it was split with, and loading (dpupose run, on the board too; staging) refuses another."""
+    model = save("none", tmp_path / "m.onnx")
+    compiled = b"\x0a\x04root compiled graph"
+    xmodel = tmp_path / "compiled" / "pose.xmodel"
+    xmodel.parent.mkdir()
+    xmodel.write_bytes(compiled)
+    out = tmp_path / "plan"
+    split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))
+    (dpu,) = [sg for sg in json.loads((out / "plan.json").read_text())["subgraphs"] if sg["device"] == "dpu"]
+    assert (dpu["xmodel"], dpu["xmodel_sha256"]) == ("pose.xmodel", hashlib.sha256(compiled).hexdigest())
+    assert load_plan(out).subgraph("dpu0").xmodel_sha256 == hashlib.sha256(compiled).hexdigest()
+
+    (out / "pose.xmodel").write_bytes(b"\x0a\x05other compiled graph")  # another compile, the same name
+    expected = (
+        f"{out / 'plan.json'}: {out / 'pose.xmodel'} is not the .xmodel subgraph 'dpu0' was split "
+        "with (sha256 differs: another compile copied over it, or a copy cut short), which VART would run with no "
+        "error and wrong keypoints; copy the plan folder again, or split the model again the same way with "
+        f"--xmodel the .xmodel to use (`dpupose split MODEL --out {out} --xmodel NAME.xmodel`, "
+        "docs/quantization.md)"
+    )
+    with pytest.raises(ModelFileError) as err:
+        load_plan(out)
+    assert str(err.value) == expected
+    # As the message says: split again with --xmodel the one to use (here the copy in the plan folder).
+    split_model(SplitOptions(model, CONFIG, out, xmodel=out / "pose.xmodel"))
+    other = hashlib.sha256(b"\x0a\x05other compiled graph").hexdigest()
+    assert load_plan(out).subgraph("dpu0").xmodel_sha256 == other
+    # A plan split without --xmodel records neither; one split before the digest was recorded loads as it did.
+    plain = split_model(SplitOptions(model, CONFIG, tmp_path / "plain")).plan
+    assert [(sg.xmodel, sg.xmodel_sha256) for sg in plain.subgraphs] == [(None, None)] * len(plain.subgraphs)
+    doc = json.loads((out / "plan.json").read_text())
+    del doc["subgraphs"][0]["xmodel_sha256"]
+    (out / "plan.json").write_text(json.dumps(doc))
+    (out / "pose.xmodel").write_bytes(compiled)
+    assert load_plan(out).subgraph("dpu0").xmodel == "pose.xmodel"
+
+
 def test_an_empty_or_folder_argument_is_refused(tmp_path):
     model = save("none", tmp_path / "m.onnx")
     with pytest.raises(UsageError, match="--cpu-from '': no such node"):

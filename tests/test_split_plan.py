@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -169,6 +171,49 @@ def test_a_sha256_written_in_capitals_is_the_same_digest(tmp_path: Path) -> None
     data["subgraphs"][0]["sha256"] = sha256_file(tmp_path / "dpu0.onnx").upper()
     (tmp_path / PLAN_FILE).write_text(json.dumps(data))
     assert load_plan(tmp_path).subgraphs[0].sha256 == data["subgraphs"][0]["sha256"]
+
+
+def test_an_xmodel_sha256_is_checked_against_its_xmodel_on_load(tmp_path: Path) -> None:
+    """xmodel_sha256 (split --xmodel) is the digest of the subgraph's xmodel: another file under that name is
+    refused on load, naming the subgraph; a plan without it (split before it was recorded) loads whatever the
+    xmodel is, and a missing xmodel is still the vart backend's to refuse (the cpu backend does not need it)."""
+    tinyplan.write_split_plan(tmp_path, xmodel=True)
+    xmodel = tmp_path / "tiny.xmodel"
+    recorded = xmodel.read_bytes()
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    assert all("xmodel_sha256" not in sg for sg in data["subgraphs"])
+    tinyplan.write_xmodel(xmodel, int(tinyplan.FINGERPRINT, 0), fp_shift=1)  # another compile, the same name
+    load_plan(tmp_path)  # nothing recorded: nothing to tell it by
+    data["subgraphs"][0]["xmodel_sha256"] = hashlib.sha256(recorded).hexdigest().upper()  # capitals: the same
+    data["subgraphs"][2]["xmodel_sha256"] = hashlib.sha256(recorded).hexdigest()
+    (tmp_path / PLAN_FILE).write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(tmp_path / PLAN_FILE))}: {re.escape(str(xmodel))} "
+                       r"is not the \.xmodel subgraph 'dpu0' was split with \(sha256 differs.*split the model again "
+                       r"the same way with --xmodel the \.xmodel to use"):  # fmt: skip
+        load_plan(tmp_path)
+    xmodel.write_bytes(recorded)
+    plan = load_plan(tmp_path)
+    assert plan.to_dict() == data  # kept as written, beside xmodel
+    digest = hashlib.sha256(recorded).hexdigest()
+    assert [sg.xmodel_sha256 for sg in plan.subgraphs] == [digest.upper(), None, digest, None]
+    xmodel.unlink()
+    load_plan(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["subgraphs"][1].update(xmodel_sha256="0" * 64), "subgraphs[1].xmodel_sha256 is given without"),
+        (lambda d: d["subgraphs"][0].update(xmodel_sha256="0" * 63), f"is '{'0' * 63}', not a sha256"),
+        (lambda d: d["subgraphs"][0].update(xmodel_sha256="g" * 64), "not a sha256 (64 hexadecimal digits)"),
+        (lambda d: d["subgraphs"][0].update(xmodel_sha256=64), "subgraphs[0].xmodel_sha256 must be a non-empty string"),
+    ],
+)
+def test_an_xmodel_sha256_of_the_wrong_kind_or_place_is_refused(tmp_path: Path, edit, expected: str) -> None:
+    tinyplan.write_split_plan(tmp_path, xmodel=True)
+    data = json.loads((tmp_path / PLAN_FILE).read_text())
+    edit(data)
+    assert expected in _error(data, tmp_path)
 
 
 def test_save_refuses_a_plan_whose_files_are_not_in_the_folder(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Deployment command lines and flow, against a recording fake of the command runner (no network)."""
 
+import hashlib
 import json
 import re
 import shlex
@@ -580,6 +581,32 @@ def test_a_compiled_xmodel_cut_short_is_refused_before_anything_is_copied(overla
     with pytest.raises(ArtifactError, match=r"dpu_part\.xmodel is not an xmodel XIR can read .*--backend vart"):
         deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
     assert runner.calls == []
+
+
+def test_a_compiled_xmodel_other_than_the_one_split_recorded_is_refused_before_anything_is_copied(
+    overlay, model, wheel, tools_present
+):
+    # Another compile copied over the plan's .xmodel (another checkpoint: the plan's fingerprint and tensors)
+    # parses, and VART on the board would run it with wrong keypoints; split --xmodel records its sha256.
+    xmodel = model / "dpu_part.xmodel"
+    plan = json.loads((model / "plan.json").read_text())
+    plan["subgraphs"][0]["xmodel_sha256"] = hashlib.sha256(xmodel.read_bytes()).hexdigest()
+    (model / "plan.json").write_text(json.dumps(plan))
+    recorded = xmodel.read_bytes()
+    xmodel.write_bytes(xmodel_bytes("another compile", 150_000))
+    runner = RecordingRunner(files=board_files())
+    with pytest.raises(ArtifactError) as err:
+        deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert str(err.value) == (
+        f"{model / 'plan.json'}: {xmodel} is not the .xmodel subgraph 'dpu0' was split with (sha256 differs: another "
+        "compile copied over it, or a copy cut short), which VART would run with no error and wrong keypoints; copy "
+        "the plan folder again, or split the model again the same way with --xmodel the .xmodel to use (`dpupose "
+        f"split MODEL --out {model} --xmodel NAME.xmodel`, docs/quantization.md) (the board could not run this plan)"
+    )
+    assert runner.calls == []  # the working deployment on the board is left as it was
+    xmodel.write_bytes(recorded)  # the one recorded is deployed
+    deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=print, use_rsync=True)
+    assert runner.calls[1].startswith("rsync ")
 
 
 def test_each_dpu_subgraph_s_compiled_xmodel_is_checked_not_only_the_first(overlay, model, wheel):

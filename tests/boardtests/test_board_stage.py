@@ -358,6 +358,33 @@ def test_a_compiled_xmodel_xir_cannot_read_is_refused_before_anything_is_written
     assert fingerprint_of(image) == before
 
 
+def test_a_compiled_xmodel_other_than_the_one_split_recorded_is_refused_before_anything_is_written(
+    image, overlay, model, wheel, tmp_path
+):
+    # Another compile copied over the plan's .xmodel parses, and the card's --backend vart command would run it
+    # with wrong keypoints; split --xmodel records its sha256, which staging checks as `dpupose run` does.
+    xmodel = model / "dpu_part.xmodel"
+    recorded = xmodel.read_bytes()
+    plan = json.loads((model / "plan.json").read_text())
+    plan["subgraphs"][0]["xmodel_sha256"] = hashlib.sha256(recorded).hexdigest()
+    (model / "plan.json").write_text(json.dumps(plan))
+    xmodel.write_bytes(xmodel_bytes("another compile", 150_000))
+    before = fingerprint_of(image)
+    message = (
+        r"dpu_part\.xmodel is not the \.xmodel subgraph 'dpu0' was split with \(sha256 differs.*split the model "
+        r"again the same way with --xmodel the \.xmodel to use .*\(the board could not run this plan\)$"
+    )
+    with pytest.raises(ArtifactError, match=message):
+        stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
+    with pytest.raises(ArtifactError, match=message):
+        stage(image, overlay, model, in_place=True, wheel=wheel)
+    assert not (tmp_path / "out.img").exists()
+    assert fingerprint_of(image) == before
+    xmodel.write_bytes(recorded)
+    report = stage(image, overlay, model, out=tmp_path / "out.img", wheel=wheel)
+    assert "--backend vart" in report.run_command
+
+
 def test_folders_are_checked_before_the_wheel_is_built(image, overlay, model, tmp_path, monkeypatch):
     def no_build(*_args, **_kw):
         raise AssertionError("the wheel was built before the model folder was checked")

@@ -99,10 +99,10 @@ def _check_board_name(name: str, folder: Path) -> None:
 
 
 def _check_plan_loads(folder: Path) -> None:
-    """The plan reads as `dpupose run` reads it on the board (its fields, each file against the sha256 the plan
-    records, and each compiled .xmodel as XIR would parse it): a damaged plan.json, a subgraph file from another
-    split, or an .xmodel that is empty or cut short, is refused here, before the card or the board's working
-    deployment is touched, not found out on the board."""
+    """The plan reads as `dpupose run` reads it on the board (its fields, each file, a compiled .xmodel too,
+    against the sha256 the plan records, and each compiled .xmodel as XIR would parse it): a damaged plan.json, a
+    subgraph file or an .xmodel from another split or compile, or an .xmodel that is empty or cut short, is
+    refused here, before the card or the board's working deployment is touched, not found out on the board."""
     from dpupose.runtime.vart_runner import check_xmodel_file  # board-safe: VART is imported only to run
     from dpupose.split.plan import load_plan  # board-safe: no torch, no onnx
 
@@ -110,9 +110,10 @@ def _check_plan_loads(folder: Path) -> None:
         plan = load_plan(folder)
     except ModelFileError as exc:
         raise ArtifactError(f"{exc} (the board could not run this plan)") from None
-    # The plan records no sha256 of a compiled .xmodel, and `dpupose run --backend vart` on the board refuses one
-    # XIR cannot read (empty, cut short, another file under its name) before XIR would abort on it: refused here
-    # too, before the card or the board's working deployment is touched, as the command printed for it is vart's.
+    # load_plan refused an .xmodel other than the one its plan records (xmodel_sha256); a plan split before that
+    # was recorded has none, and `dpupose run --backend vart` on the board refuses one XIR cannot read (empty, cut
+    # short, another file under its name) before XIR would abort on it: refused here too, before the card or the
+    # board's working deployment is touched, as the command printed for it is vart's.
     for sg in plan.subgraphs:
         if sg.xmodel is not None:
             try:

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="record the .xmodel that scripts/vitis_ai_quantize.sh compiled for the DPU subgraph (checked "
         "against NAME.dpupose.json beside it: the whole DPU part, or the plan given to the script with --plan), "
-        "so that `dpupose run --backend vart` can run the plan; both are copied into --out",
+        "so that `dpupose run --backend vart` can run the plan; both are copied into --out, and the xmodel's "
+        "sha256 recorded (loading the plan refuses another file copied over it)",
     )
     p.add_argument("--nodes", action="store_true", help="list every node's device and reason")
     p.set_defaults(func=run)

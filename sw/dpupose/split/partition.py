@@ -420,13 +420,14 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
         for grp in groups:
             model = build_subgraph(g, grp, name)
             path = save_model(model, tmp / f"{grp.name}.onnx")
-            xmodel = None
+            xmodel = xmodel_sha256 = None
             if grp.device == DPU:
                 estimates[grp.name] = estimate(model, cfg, board)
                 warnings += _emulator_warning(path, grp.name)
                 if opts.xmodel is not None:
                     xmodel = Path(opts.xmodel).name
                     shutil.copyfile(opts.xmodel, tmp / xmodel)
+                    xmodel_sha256 = sha256_file(tmp / xmodel)  # loading refuses another compile copied over it
                     side = Path(opts.xmodel).with_name(Path(opts.xmodel).stem + XMODEL_PART_SUFFIX)
                     if side.is_file():  # travels with the xmodel: a later split --xmodel from here checks it
                         shutil.copyfile(side, tmp / side.name)
@@ -440,6 +441,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
                     reason=grp.reason,
                     sha256=sha256_file(path),
                     xmodel=xmodel,
+                    xmodel_sha256=xmodel_sha256,
                 )
             )
         prediction = predict(g, groups, dpu_ms, a53)

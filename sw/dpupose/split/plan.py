@@ -16,6 +16,7 @@ be copied to a board as it is):
       "subgraphs": [                               in execution order
         {"name": "dpu0", "device": "dpu", "file": "dpu0.onnx",
          "xmodel": "model.xmodel", "xmodel_subgraph": "subgraph_...",   optional, DPU only (board)
+         "xmodel_sha256": "...",                   optional, with xmodel: checked against it when loading
          "sha256": "...",                          optional: checked against `file` when loading
          "reason": "...",                          optional, CPU only: why it is not on the DPU
          "inputs": [TENSOR, ...], "outputs": [TENSOR, ...]}
@@ -29,6 +30,13 @@ them; CPU-side tensors are float32 NCHW. A model output a DPU subgraph produces 
 outputs; the runtime hands it out as float32 NCHW (as at a DPU -> CPU boundary). A DPU subgraph's `file` is
 a QDQ ONNX whose inputs are float tensors consumed by QuantizeLinear and whose outputs come out of
 DequantizeLinear (the emulator and the `cpu` backend run it; the board runs `xmodel`).
+
+`xmodel_sha256`, which `split --xmodel` writes, keeps a compile of another checkpoint or width copied over
+`xmodel` under its name (the plan's fingerprint and tensors: VART runs it without a word) from being run:
+loading refuses it. Plans holding it are still version 1: one without it (split before it was recorded, or
+with no xmodel) reads as before, and a dpupose from before it refuses one holding it as it refuses any field it
+does not know ("unknown field(s) xmodel_sha256 in subgraphs[0]: the plan was written by another dpupose
+version; ..."), naming the cause. Version 2 would have turned away every new plan, with an xmodel or not.
 
 Board-safe: standard library only.
 """
@@ -157,7 +165,10 @@ def _tensor(obj: object, where: str, source: str) -> BoundaryTensor:
 def _subgraph(obj: object, index: int, source: str) -> Subgraph:
     where = f"subgraphs[{index}]"
     r = _Reader(obj, where, source)
-    r.check_keys(("name", "device", "file", "inputs", "outputs"), ("xmodel", "xmodel_subgraph", "reason", "sha256"))
+    r.check_keys(
+        ("name", "device", "file", "inputs", "outputs"),
+        ("xmodel", "xmodel_sha256", "xmodel_subgraph", "reason", "sha256"),
+    )
     name = r.text("name")
     device = r.choice("device", DEVICES)
     file = r.text("file")
@@ -171,6 +182,11 @@ def _subgraph(obj: object, index: int, source: str) -> Subgraph:
     xmodel_subgraph = r.text("xmodel_subgraph", nullable=True)
     if device == "cpu" and (xmodel or xmodel_subgraph):
         raise r.fail("xmodel", "is only for DPU subgraphs")
+    xmodel_sha256 = r.text("xmodel_sha256", nullable=True)
+    if xmodel_sha256 is not None and xmodel is None:
+        raise r.fail("xmodel_sha256", "is given without xmodel (the .xmodel it is the sha256 of)")
+    if xmodel_sha256 is not None and (len(xmodel_sha256) != 64 or not _is_hex(xmodel_sha256)):
+        raise r.fail("xmodel_sha256", f"is {xmodel_sha256!r}, not a sha256 (64 hexadecimal digits)")
     for t in (*tensors["inputs"], *tensors["outputs"]):
         if device == "dpu" and t.dtype != "int8":
             raise r.fail("inputs/outputs", f"tensor {t.name!r} of a DPU subgraph must be int8 (is {t.dtype})")
@@ -189,7 +205,12 @@ def _subgraph(obj: object, index: int, source: str) -> Subgraph:
         xmodel_subgraph=xmodel_subgraph,
         reason=r.text("reason", nullable=True),
         sha256=r.text("sha256", nullable=True),
+        xmodel_sha256=xmodel_sha256,
     )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def plan_from_dict(data: object, source: str = PLAN_FILE, root: Path | None = None) -> Plan:
@@ -316,7 +337,8 @@ def check_dataflow(plan: Plan, source: str = PLAN_FILE) -> None:
 
 
 def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
-    """The subgraph files exist inside the plan folder (and match their sha256 when the plan records one)."""
+    """The subgraph files exist inside the plan folder (and match their sha256 when the plan records one), and a
+    compiled xmodel, where it is there, matches its xmodel_sha256 when the plan records one."""
     for sg in plan.subgraphs:
         for key in ("file", "xmodel"):
             rel = getattr(sg, key)
@@ -326,8 +348,9 @@ def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
                 raise ModelFileError(
                     f"{source}: subgraph {sg.name!r} {key} {rel!r} must be a path inside the plan folder; {RESPLIT}"
                 )
-            if key == "xmodel":
-                continue  # only the vart backend needs it; checked there
+            if key == "xmodel":  # only the vart backend needs it: a missing one is refused there
+                _check_xmodel_digest(plan, sg, source)
+                continue
             path = plan.path(rel)
             if not path.is_file():
                 raise ModelFileError(
@@ -339,6 +362,22 @@ def check_files(plan: Plan, source: str = PLAN_FILE) -> None:
                     f"{source}: {path} is not the file subgraph {sg.name!r} was split into (sha256 differs): the "
                     f"folder mixes files from different splits or model versions; {RESPLIT}"
                 )
+
+
+def _check_xmodel_digest(plan: Plan, sg: Subgraph, source: str) -> None:
+    """A DPU subgraph's .xmodel, where it is there, is the one `split --xmodel` recorded (xmodel_sha256): a
+    compile of another checkpoint or width copied over it under the same name has the plan's fingerprint and
+    tensors, and VART would run it without a word, giving wrong keypoints. Hashed once per load (a few MB)."""
+    if sg.xmodel is None or sg.xmodel_sha256 is None:
+        return  # a plan written before split recorded it, or one without a compiled xmodel
+    path = plan.path(sg.xmodel)
+    if path.is_file() and sha256_file(path) != sg.xmodel_sha256.lower():
+        raise ModelFileError(
+            f"{source}: {path} is not the .xmodel subgraph {sg.name!r} was split with (sha256 differs: another "
+            "compile copied over it, or a copy cut short), which VART would run with no error and wrong keypoints; "
+            "copy the plan folder again, or split the model again the same way with --xmodel the .xmodel to use "
+            f"(`dpupose split MODEL --out {plan.root or '.'} --xmodel NAME.xmodel`, docs/quantization.md)"
+        )
 
 
 def recorded_files(folder: str | Path) -> tuple[list[str], str | None]:

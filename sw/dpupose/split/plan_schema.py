@@ -49,6 +49,7 @@ class Subgraph:
     xmodel_subgraph: str | None = None  # DPU only: the DPU child subgraph's name in the xmodel
     reason: str | None = None  # CPU only: why this part is not on the DPU
     sha256: str | None = None  # of `file`, checked when loading
+    xmodel_sha256: str | None = None  # of `xmodel` (split --xmodel records it), checked when loading
 
     @property
     def is_dpu(self) -> bool:
@@ -56,7 +57,7 @@ class Subgraph:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "device": self.device, "file": self.file}
-        for key in ("xmodel", "xmodel_subgraph", "reason", "sha256"):
+        for key in ("xmodel", "xmodel_sha256", "xmodel_subgraph", "reason", "sha256"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         d["inputs"] = [t.to_dict() for t in self.inputs]
