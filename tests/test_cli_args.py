@@ -126,20 +126,24 @@ def test_an_unknown_option_is_answered_with_the_subcommands_help_not_the_command
 
 
 def test_range_types_accept_their_bounds_and_refuse_just_outside():
+    """Each refusal is the one line argparse puts after the option's name: which bound, and the value given."""
     assert int_at_least(2)("2") == 2
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^must be at least 2, got 1$"):
         int_at_least(2)("1")
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^expected an integer, got '1\.5'$"):
         int_at_least(0)("1.5")  # not an integer
     assert float_above(0.0)("1e-9") == 1e-9
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^must be greater than 0, got 0$"):
         float_above(0.0)("0")
     assert float_in(0.0, 1.0)("0") == 0.0 and float_in(0.0, 1.0)("1") == 1.0
-    for bad in ("1.0001", "-0.0001", "inf", "nan"):
-        with pytest.raises(argparse.ArgumentTypeError):
+    for bad in ("1.0001", "-0.0001"):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be between 0 and 1, got {bad}$"):
+            float_in(0.0, 1.0)(bad)
+    for bad in ("inf", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"^expected a finite number, got '{bad}'$"):
             float_in(0.0, 1.0)(bad)
     assert nonnegative_float("0") == 0.0
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^expected a finite number, got '-inf'$"):
         nonnegative_float("-inf")
     assert int_at_least(0)(str(2**31 - 1)) == 2**31 - 1  # the largest C int
     with pytest.raises(argparse.ArgumentTypeError, match="at most 2147483647"):

@@ -2034,24 +2034,29 @@ def test_a_layout_op_s_shape_is_onnx_s(spec, shape):
 
 
 @pytest.mark.parametrize(
-    ("spec", "shape"),
+    ("spec", "shape", "refusal"),
     [
-        (("reshape", (0, 24), 1), (1, 2, 3, 4)),  # allowzero: 0 is a size of 0, not the input's 1
-        (("reshape", (2, -1, -1), 0), (1, 2, 3, 4)),  # two -1s
-        (("reshape", (1, 5, -1), 0), (1, 2, 3, 4)),  # 24 values are not rows of 5
-        (("reshape", (1, 25), 0), (1, 2, 3, 4)),
-        (("squeeze", (1,)), (1, 2, 1, 4)),  # an axis that is not 1
-        (("squeeze", (4,)), (1, 2, 1, 4)),
-        (("unsqueeze", (1, 1)), (1, 8)),  # an axis twice
-        (("unsqueeze", (1, -3)), (1, 8)),  # the same axis of the 4-D output, twice
-        (("unsqueeze", (3,)), (1, 8)),
+        # allowzero: 0 is a size of 0, not the input's 1
+        (("reshape", (0, 24), 1), (1, 2, 3, 4), "a Reshape of [1, 2, 3, 4] (24 values) to [0, 24]"),
+        (("reshape", (2, -1, -1), 0), (1, 2, 3, 4), "a Reshape to [2, -1, -1]"),  # two -1s
+        (("reshape", (1, 5, -1), 0), (1, 2, 3, 4), "a Reshape of [1, 2, 3, 4] to [1, 5, -1]"),  # 24 not rows of 5
+        (("reshape", (1, 25), 0), (1, 2, 3, 4), "a Reshape of [1, 2, 3, 4] (24 values) to [1, 25]"),
+        (("squeeze", (1,)), (1, 2, 1, 4), "a Squeeze of axes [1] of [1, 2, 1, 4]"),  # an axis that is not 1
+        (("squeeze", (4,)), (1, 2, 1, 4), "a Squeeze of axes [4] of [1, 2, 1, 4]"),
+        (("unsqueeze", (1, 1)), (1, 8), "an Unsqueeze at axes [1, 1] of a 2-D input"),  # an axis twice
+        # the same axis of the 4-D output, twice
+        (("unsqueeze", (1, -3)), (1, 8), "an Unsqueeze at axes [1, -3] of a 2-D input"),
+        (("unsqueeze", (3,)), (1, 8), "an Unsqueeze at axes [3] of a 2-D input"),
     ],
 )
-def test_a_layout_op_onnx_refuses_is_refused(spec, shape):
+def test_a_layout_op_onnx_refuses_is_refused(spec, shape, refusal):
+    """Refused by the check for that fault, in its words: any ValueError had passed (two -1s let through were
+    still refused, by the later check of the number of values, and called a Reshape of the wrong size)."""
     with pytest.raises(Exception):  # noqa: B017 (whichever error the reference raises)
         _onnx_layout(spec, shape)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as refused:
         dpu_ops.layout_shape(spec, shape)
+    assert str(refused.value) == refusal
 
 
 def test_layout_ops_run_on_each_image_of_a_batch():

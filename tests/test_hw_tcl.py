@@ -397,9 +397,17 @@ def test_tcl_list_parser_follows_tcl_rules():
     # hold those characters, so this is not compared with the interpreter below).
     high = [chr(0x11000) + "0", chr(0x10FFFF) + "F", chr(0x1F600) + "1"]
     assert split_list("\\U110000 \\U0010FFFFF \\U0001F6001") == high
-    for bad in ("{open", '"open', "{a}b", "k"):
-        with pytest.raises(TclListError):
+    refusals = {
+        "{open": "unmatched open brace in list: '{open'",
+        '"open': "unmatched open quote in list: '\"open'",
+        "{a}b": "list element in braces followed by 'b'",
+        '"a"b': "list element in quotes followed by 'b'",
+        "k": "missing value to go with key in dict: 'k'",
+    }
+    for bad, refusal in refusals.items():
+        with pytest.raises(TclListError) as refused:
             list_dict(bad) if bad == "k" else split_list(bad)
+        assert str(refused.value) == refusal, bad
 
 
 SPLIT_SCRIPT = """
