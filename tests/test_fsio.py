@@ -665,21 +665,22 @@ def test_a_run_refused_in_an_output_folder_it_made_leaves_no_trace(tmp_path):
 
     new = tmp_path / "a" / "b" / "work"
     for exc in (UsageError("refused"), KeyboardInterrupt()):
-        with pytest.raises(type(exc)), lock_output_folder(new, "dpupose bench", "--work"):
+        with pytest.raises(type(exc)) as raised, lock_output_folder(new, "dpupose bench", "--work"):
             assert sorted(os.listdir(new)) == [".dpupose.lock"]  # held before the work
             raise exc
+        assert raised.value is exc  # the block's own, not a refusal of the lock
         assert os.listdir(tmp_path) == []  # a/ and a/b/ were made by it too
     # A folder that was there stays (without the lock file the run made), and so does one the run wrote into.
     (tmp_path / "old").mkdir()
-    with pytest.raises(UsageError), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
+    with pytest.raises(UsageError, match="^refused$"), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
         raise UsageError("refused")
     assert os.listdir(tmp_path / "old") == []
     (tmp_path / "old" / ".dpupose.lock").write_bytes(b"")  # an earlier command's lock file: not this run's to remove
-    with pytest.raises(UsageError), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
+    with pytest.raises(UsageError, match="^refused$"), lock_output_folder(tmp_path / "old", "dpupose bench", "--work"):
         raise UsageError("refused")
     assert os.listdir(tmp_path / "old") == [".dpupose.lock"]
     (tmp_path / "old" / ".dpupose.lock").unlink()
-    with pytest.raises(UsageError), lock_output_folder(new, "dpupose bench", "--work"):
+    with pytest.raises(UsageError, match="^refused after writing$"), lock_output_folder(new, "dpupose bench", "--work"):
         (new / "plan.json").write_text("{}")
         raise UsageError("refused after writing")
     assert sorted(os.listdir(new)) == ["plan.json"]
@@ -734,18 +735,19 @@ def test_a_command_refused_in_a_folder_of_the_users_leaves_it_as_it_found_it(tmp
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"a photo")
     for exc in (UsageError("refused"), KeyboardInterrupt(), OSError(28, "No space left on device")):
-        with pytest.raises(type(exc)), lock_folder(folder, "dpupose run"):
+        with pytest.raises(type(exc)) as raised, lock_folder(folder, "dpupose run"):
             assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]  # held during the block
             with pytest.raises(UsageError, match="in use by another `dpupose run`"), lock_folder(folder, "dpupose run"):
                 pass  # a second one is refused, and takes the first one's lock file nowhere
             assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]
             raise exc
+        assert raised.value is exc  # the block's own, not a refusal of the lock
         assert os.listdir(folder) == ["a.jpg"]
     with lock_folder(folder, "dpupose run"):  # one that ends well keeps it, as a lock file that was there stays
         pass
     assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]
     (folder / ".dpupose.lock").write_bytes(b"12\n")
-    with pytest.raises(UsageError), lock_folder(folder, "dpupose run"):
+    with pytest.raises(UsageError, match="^refused$"), lock_folder(folder, "dpupose run"):
         raise UsageError("refused")
     assert sorted(os.listdir(folder)) == [".dpupose.lock", "a.jpg"]
 
