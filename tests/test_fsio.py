@@ -49,7 +49,7 @@ def test_success_replaces_with_usual_permissions(tmp_path):
 def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "plan.json"
     write_json(path, {"version": 1})
-    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+    with pytest.raises(RuntimeError, match="^crash while writing$"), atomic_path(path) as tmp:
         tmp.write_text("half")
         raise RuntimeError("crash while writing")
     assert path.read_text() == '{\n  "version": 1\n}\n'
@@ -118,7 +118,7 @@ def test_folder_is_replaced_whole_or_not_at_all(tmp_path):
     with atomic_dir(out) as tmp:
         (tmp / "a.onnx").write_text("first")
         (tmp / "sub").mkdir()
-    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+    with pytest.raises(RuntimeError, match="^crash while writing$"), atomic_dir(out) as tmp:
         (tmp / "b.onnx").write_text("half")
         raise RuntimeError("crash while writing")
     assert sorted(p.name for p in out.iterdir()) == ["a.onnx", "sub"]  # the first folder, untouched
@@ -237,7 +237,7 @@ def test_a_users_hidden_folder_of_an_old_folder_s_like_name_stays(tmp_path, plan
     (tmp_path / f".plan.old-{dead.pid}-0a1b2c3f").symlink_to(tmp_path / "elsewhere")
     theirs += [f".plan.old-{dead.pid}-0a1b2c3e", f".plan.old-{dead.pid}-0a1b2c3f", "elsewhere"]
     assert moved_aside(tmp_path / "plan") == [(ours, str(dead.pid))]
-    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "plan") as tmp:
+    with pytest.raises(RuntimeError, match="^the new write fails$"), atomic_dir(tmp_path / "plan") as tmp:
         (tmp / "b.onnx").write_text("half")
         raise RuntimeError("the new write fails")
     assert sorted(os.listdir(tmp_path)) == sorted([*theirs, "plan"])
@@ -368,7 +368,7 @@ def test_an_earlier_folder_a_kill_left_moved_aside_is_put_back(tmp_path):
     dead.wait()
     (tmp_path / f".plan.old-{dead.pid}-89abcdef").mkdir()
     (tmp_path / f".plan.old-{dead.pid}-89abcdef" / "a.onnx").write_text("earlier")
-    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "plan") as tmp:
+    with pytest.raises(RuntimeError, match="^the new write fails$"), atomic_dir(tmp_path / "plan") as tmp:
         (tmp / "b.onnx").write_text("half")
         raise RuntimeError("the new write fails")
     assert os.listdir(tmp_path) == ["plan"] and (tmp_path / "plan" / "a.onnx").read_text() == "earlier"
@@ -443,7 +443,7 @@ def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(OSError), atomic_dir(out) as tmp:
+    with pytest.raises(OSError, match="Input/output error"), atomic_dir(out) as tmp:
         (tmp / "b.onnx").write_text("second")
     monkeypatch.undo()
     assert [p.name for p in out.iterdir()] == ["a.onnx"]
