@@ -531,9 +531,9 @@ def test_deploy_makes_the_ssh_folder_before_the_first_command(
             assert (home / ".ssh").is_dir(), "an ssh command ran before ~/.ssh existed"
             return super().run(argv, **kwargs)
 
-    deploy(
-        "pynq", overlay, model, wheel=wheel, runner=Checking(files=board_files()), echo=lambda _: None, use_rsync=True
-    )
+    runner = Checking(files=board_files())
+    deploy("pynq", overlay, model, wheel=wheel, runner=runner, echo=lambda _: None, use_rsync=True)
+    assert runner.calls[0].startswith("ssh ")  # the check above ran, from the first command on
 
 
 @pytest.mark.parametrize(("code", "hinted"), [(255, True), (1, False)])

@@ -857,8 +857,9 @@ def test_files_in_a_linked_folder_are_staged(image, overlay, model, wheel, tmp_p
     (model / "cpu2").symlink_to(real, target_is_directory=True)  # a second name for the same folder
     out = tmp_path / "staged.img"
     stage(image, overlay, model, out=out, wheel=wheel)
-    assert debugfs_cat(out, ROOT_START, f'"{ROOT}/model/cpu/head part.onnx"') is not None
-    assert debugfs_cat(out, ROOT_START, f'"{ROOT}/model/cpu2/head part.onnx"') is not None
+    want = (real / "head part.onnx").read_bytes()
+    assert debugfs_cat(out, ROOT_START, f'"{ROOT}/model/cpu/head part.onnx"') == want
+    assert debugfs_cat(out, ROOT_START, f'"{ROOT}/model/cpu2/head part.onnx"') == want
 
 
 def test_staging_again_counts_the_files_it_replaces_as_free(image, overlay, model, wheel):
