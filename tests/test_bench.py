@@ -87,7 +87,7 @@ def test_rows_and_json_fields(result):
         assert "pipelined run's stage times (ms per frame in one worker, 2 DPU jobs at once)" in line
     for line in stage_lines[2:]:
         assert "(ms per frame in one worker)" in line and "DPU jobs" not in line
-    for line, row in zip(stage_lines, result.rows):  # each stage as 'NAME MS', not a Python dict
+    for line, row in zip(stage_lines, result.rows, strict=True):  # each stage as 'NAME MS', not a Python dict
         listed = ", ".join(f"{name} {ms:.3f}" for name, ms in row.host["stages_ms"].items())
         assert line.endswith(f"): {listed}") and "{" not in line
     assert "bound = 1 / max(stage time / workers)" in table
@@ -721,7 +721,7 @@ def test_each_figure_comes_from_its_own_measurement_or_prediction(result):
     a53 = default_model()
     variant = load_plan(result.plan.root.parent / "work" / "split-int8-cpu")
     assert variant.generated_by == "dpupose bench"
-    for sg, was in zip(variant.subgraphs, result.plan.subgraphs):  # the INT8 CPU subgraphs say so
+    for sg, was in zip(variant.subgraphs, result.plan.subgraphs, strict=True):  # the INT8 CPU subgraphs say so
         assert sg.reason == (was.reason if sg.is_dpu else f"{was.reason} (ONNX Runtime static INT8)")
     want_split = {
         ROWS[0]: predict_plan(variant, a53, cpu_int8=True).to_dict(),
@@ -761,7 +761,7 @@ def test_the_table_shows_each_row_s_figures_in_their_columns(result):
         line = next(x for x in lines if x.startswith(f"{row.row:<26} "))
         accuracy, host, board = line[26:].split("|")
         want = [j["euclidean"], j["euclidean_px"], j["jsd"], j["pckh@0.5"]]
-        for shown, value, decimals in zip(accuracy.split(), want, (4, 2, 4, 3)):
+        for shown, value, decimals in zip(accuracy.split(), want, (4, 2, 4, 3), strict=True):
             assert float(shown) == pytest.approx(value, abs=0.51 * 10**-decimals)
         seq, pipel, bound, eff = host.split()
         assert float(seq) == pytest.approx(j["host_fps_sequential"], abs=0.051)
@@ -783,7 +783,7 @@ def test_the_samples_hand_the_fps_runs_the_crops_the_accuracy_rows_score(synth_r
     samples = load_samples("synthetic", synth_root, 3, 64)
     assert len(samples.frames_bgr) == 3
     bound = 0.5 / 255 / min(IMAGENET_STD) + 1e-5
-    for frame, image in zip(samples.frames_bgr, samples.images):
+    for frame, image in zip(samples.frames_bgr, samples.images, strict=True):
         assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
         assert np.abs(preprocess(frame, 64).tensor[0] - image).max() <= bound
 

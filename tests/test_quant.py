@@ -1217,7 +1217,7 @@ def test_qat_s_steps_each_start_from_their_own_gradients():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    for op, want in zip(new_graph.convs(), student.to_graph().convs()):
+    for op, want in zip(new_graph.convs(), student.to_graph().convs(), strict=True):
         np.testing.assert_array_equal(op.weight, want.weight)
         np.testing.assert_array_equal(op.bias, want.bias)
     assert not np.array_equal(new_graph.convs()[0].weight, graph.convs()[0].weight)

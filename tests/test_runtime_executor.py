@@ -326,7 +326,7 @@ def test_pipeline_keeps_order_drops_nothing_and_times_every_stage(split: Path) -
         stats.add(r)
     pipe.close()
     assert [r.index for r in results] == list(range(24))
-    for a, b in zip(sequential, results):
+    for a, b in zip(sequential, results, strict=True):
         np.testing.assert_array_equal(a.keypoints, b.keypoints)
     assert pipe.dropped == 0
     assert pipe.workers == {"preprocess": 1, "dpu0": 3, "cpu0": 1, "dpu1": 3, "head": 1, "postprocess": 1}

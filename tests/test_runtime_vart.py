@@ -134,7 +134,7 @@ def test_split_plan_on_the_fake_board(board, tmp_path: Path) -> None:
     pipe = Pipeline(ex, factory.create, dpu_jobs=2)
     pipelined = list(pipe.run(iter(inputs)))
     reference = SplitExecutor(plan, RunnerFactory(plan, "emulate", dpu_runner=tinyplan.QdqInt8Runner).create_all())
-    for f, a, b in zip(inputs, sequential, pipelined):
+    for f, a, b in zip(inputs, sequential, pipelined, strict=True):
         expected = reference.infer(f.image)["coords"].reshape(16, 2)
         np.testing.assert_array_equal(a.coords, expected)
         np.testing.assert_array_equal(b.coords, expected)
@@ -195,7 +195,7 @@ def test_a_model_output_from_a_dpu_subgraph_on_the_fake_board(board, tmp_path: P
     whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = frames(3)
     pipelined = list(Pipeline(ex, factory.create, dpu_jobs=2).run(iter(inputs)))
-    for f, piped in zip(inputs, pipelined):
+    for f, piped in zip(inputs, pipelined, strict=True):
         x = preprocess(f.image, S).tensor
         logits, coords = whole.run(["logits", "coords"], {"image": x})
         out = ex.infer(f.image)
