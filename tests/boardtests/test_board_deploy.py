@@ -225,8 +225,15 @@ def test_a_host_or_user_a_shell_would_read_is_refused(overlay, model, host, user
 
 @pytest.mark.parametrize("host", ["pynq", "pynq-2.local", "192.168.3.1", "my_board", "fe80::1%eth0"])
 def test_an_ordinary_host_is_taken(overlay, model, host):
+    """Taken as given: every command goes to xilinx@HOST (scp's copy to an IPv6 address in brackets)."""
     report = deploy(host, overlay, model, dry_run=True, runner=RecordingRunner(), echo=lambda _: None)
-    assert report.commands
+    copy_to = f"xilinx@[{host}]" if ":" in host else f"xilinx@{host}"
+    assert [argv[0] for argv in report.commands] == ["ssh", "ssh", "scp", "ssh", "ssh", "ssh"]
+    for argv in report.commands:
+        if argv[0] == "ssh":
+            assert argv[-2] == f"xilinx@{host}", argv
+        else:
+            assert argv[-1] == f"{copy_to}:/home/xilinx/dpupose/.incoming/", argv
 
 
 @pytest.mark.parametrize("name", ["notes\n0123  dpu0.onnx", 'say "hi".txt', "caf\udce9.txt", "rub\x7fout.txt"])
