@@ -1388,6 +1388,34 @@ def test_an_empty_model_checkpoint_or_plan_is_refused_naming_it(tmp_path, capsys
 
 
 @pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("eval --checkpoint {} --data synthetic", "a checkpoint (.pt)"),
+        ("dpu fit --config {}", "a shipped configuration name or a .toml path"),
+        ("dpu compare --model m.onnx --board {}", "a board record name (`dpupose dpu list` names them)"),
+        ("sdcard flash p.img --device card.img --bmap {}", "a block map file (.bmap), or --no-bmaptool"),
+        ("deploy --host pynq --overlay o --model m --wheel {}", "a dpupose wheel (.whl)"),
+        ("hw build --config u96v2-b1152 --trd {}", "the DPU TRD archive or its folder"),
+    ],
+)
+def test_an_empty_input_value_says_what_to_give_for_that_option(tmp_path, capsys, monkeypatch, line, what):
+    """The refusal ends with what the option takes, which differs by option (the tests above pin the common
+    part only)."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["" if word == "{}" else word for word in line.split()]
+    err = refused(argv, capsys)
+    assert f"the value is empty (a shell variable that is not set gives one); give {what} (see `dpupose " in err
+
+
+@pytest.mark.parametrize("line", ["dpu fit", "dpu fit --board ultra96v2", "dpu files --out o"])
+def test_dpu_fit_and_files_require_config(tmp_path, capsys, monkeypatch, line):
+    """--config has no default in fit and files (one helper declares it for both)."""
+    monkeypatch.chdir(tmp_path)
+    assert "the following arguments are required: --config" in refused(line.split(), capsys)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
     ("line", "written"),
     [
         ("dpu files --config u96v2-b1152 --out {}", ["arch.json", "dpu_conf.vh", "prj_config"]),

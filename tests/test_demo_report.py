@@ -731,3 +731,21 @@ def test_the_demo_reports_errors_through_the_cli_s_one_reporter(monkeypatch, tmp
     assert err.startswith("dpupose: error: ") and str(loop) in err and err.count("\n") == 1, err
     monkeypatch.setattr(demo, "run", closed)
     assert demo.main(out) == 141
+
+
+def test_the_demo_s_images_folder_given_by_a_link_that_leads_nowhere_yet_is_made_where_it_leads(tmp_path):
+    """images/ in a demo's folder that is a link to a folder not made yet (kept elsewhere): the images go where it
+    leads and the link stays, as every output's (architecture.md); mkdir refused the link with 'File exists'."""
+    import os
+
+    import numpy as np
+
+    from dpupose.demo import SHIPPED_PLAN, annotated_images
+    from dpupose.split.plan import load_plan
+
+    (tmp_path / "images").symlink_to(os.path.join("kept", "images"))
+    size = load_plan(SHIPPED_PLAN).input_size
+    made = annotated_images(SHIPPED_PLAN, [np.full((size, size, 3), 90, np.uint8)], tmp_path / "images")
+    assert made["images"] == ["images/sample_00.jpg"]
+    assert os.readlink(tmp_path / "images") == os.path.join("kept", "images")
+    assert sorted(os.listdir(tmp_path / "kept" / "images")) == ["sample_00.jpg", "samples.jpg"]

@@ -103,11 +103,20 @@ def test_a_link_that_leads_nowhere_yet_is_written_through_as_the_link_says(tmp_p
         os.path.join("runs", "r1"),
     ]
     (tmp_path / "file").write_text("mine")  # no link: a file where a folder is needed is still refused
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError) as plain:
         make_dirs(tmp_path / "file")
+    assert plain.value.filename == str(tmp_path / "file") and "symbolic link" not in str(plain.value)  # there is none
     (tmp_path / "to-file").symlink_to("file")  # nor is one a link leads to
-    with pytest.raises(FileExistsError, match=r"the symbolic link there leads to .*file"):
+    with pytest.raises(FileExistsError, match=r"the symbolic link there leads to .*file") as linked:
         make_dirs(tmp_path / "to-file")
+    assert linked.value.filename == str(tmp_path / "to-file")  # the path given, its link's end in the message
+    # A link that leads below a file: the error keeps its kind and names the path given and where the link leads.
+    (tmp_path / "under-file").symlink_to(os.path.join("file", "sub"))
+    with pytest.raises(NotADirectoryError) as under:
+        make_dirs(tmp_path / "under-file")
+    assert under.value.filename == str(tmp_path / "under-file")
+    assert under.value.strerror.endswith(f"(the symbolic link there leads to {tmp_path / 'file' / 'sub'})")
+    assert (tmp_path / "file").read_text() == "mine"
     with pytest.raises(NotADirectoryError):
         make_dirs(tmp_path / "to-file" / "sub")
     assert (tmp_path / "file").read_text() == "mine"

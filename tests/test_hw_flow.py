@@ -1670,3 +1670,23 @@ except ToolFailed as exc:
     assert proc.returncode == 0, proc.stderr
     log = tmp_path / "logs" / "link.log"
     assert proc.stdout == f"refused: sh failed with exit status 3; its output went to {log}\n"
+
+
+def test_a_failed_tools_log_that_cannot_be_read_back_is_still_named(tmp_path, monkeypatch):
+    """The refusal says where the tool's output went even when the log cannot be read back (no permission, an
+    I/O error): 'the end of LOG:' with nothing after it, the log still named."""
+    from pathlib import Path
+
+    from dpupose.hwbuild.runner import ToolFailed, run_tool
+
+    log = tmp_path / "logs" / "tool.log"
+
+    def unreadable(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    with pytest.raises(ToolFailed) as exc:
+        run_tool(["sh", "-c", "echo tool-said-this; exit 3"], cwd=tmp_path, log_file=log, expect=[])
+    assert str(exc.value) == f"sh failed with exit status 3; the end of {log}:\n"
+    monkeypatch.undo()
+    assert log.read_text().strip().endswith("tool-said-this")

@@ -187,6 +187,7 @@ def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(t
     ("variable", "value"),
     [
         *[("VENV", "my venv"), ("VENV", ""), ("BOARD_VENV", "board venv"), ("VENV", "it's"), ("BOARD_VENV", 'b"v')],
+        *[("BOARD_VENV", "b'v"), ("VENV", 'a"b')],  # each quote in each variable
         *[("VENV", f"v{c}x") for c in ";&|()`<>\\*?[{}:#"],
         *[("VENV", "v$$(touch ran)"), ("VENV", "v;touch$${IFS}ran"), ("BOARD_VENV", "b>ran"), ("BOARD_VENV", "b&x")],
     ],

@@ -617,8 +617,23 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
             r"again with `dpupose quantize`, or copy the folder whole again$",
         ):
             _check_quantized_matches(folder, model)
+    # One that cannot be read (a folder at its name) is refused so too, with why, not taken for none.
     (folder / "summary.json").unlink()
+    (folder / "summary.json").mkdir()
+    with pytest.raises(
+        UsageError,
+        match=rf"^--quantized {re.escape(str(folder))}: cannot read its summary\.json \(Is a directory\); quantize "
+        r"--checkpoint again with `dpupose quantize`, or copy the folder whole again$",
+    ):
+        _check_quantized_matches(folder, model)
+    (folder / "summary.json").rmdir()
     assert _check_quantized_matches(folder, model) is None
+    # A field left out is no damage: without weights_sha256 the network is still checked, the weights are not.
+    (folder / "summary.json").write_text(json.dumps({"model_config": model.config.to_dict()}))
+    _check_quantized_matches(folder, model)
+    with pytest.raises(UsageError, match=r"another network \(duc_blocks 3 there, 2 here\)"):
+        _check_quantized_matches(folder, shallower)
+    (folder / "summary.json").unlink()
     # A newer version: a summary format it does not read, or a model_config field it does not know.
     summary(format="dpupose-quantize-summary/2")
     newer = (

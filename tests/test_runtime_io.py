@@ -341,6 +341,26 @@ def test_a_video_given_by_a_link_is_written_where_it_leads_and_the_link_kept(tmp
     ]
 
 
+def test_sinks_in_a_folder_given_by_a_link_that_leads_nowhere_yet_write_where_it_leads(tmp_path: Path) -> None:
+    """A run's frames/ that is a link to a folder not made yet (architecture.md: what a link names is made, the
+    link stays), and keypoints.jsonl in such a folder: mkdir refused the link itself ('File exists')."""
+    (tmp_path / "frames").symlink_to(os.path.join("kept", "frames"))
+    (tmp_path / "out").symlink_to(os.path.join("runs", "r1"))
+    folder = FolderSink(tmp_path / "frames", by_frame_number=True)
+    folder.write(result(3), grey(80, 40, 60))
+    folder.close()
+    lines = JsonLinesSink(tmp_path / "out" / "keypoints.jsonl")
+    lines.write(result(3), None)
+    lines.close()
+    assert [os.readlink(tmp_path / n) for n in ("frames", "out")] == [
+        os.path.join("kept", "frames"),
+        os.path.join("runs", "r1"),
+    ]
+    (frame,) = (tmp_path / "kept" / "frames").iterdir()
+    assert read_bgr(frame).shape == (40, 60, 3)
+    assert json.loads((tmp_path / "runs" / "r1" / "keypoints.jsonl").read_text())["frame"] == 3
+
+
 def read_video(path: Path) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     frames = []

@@ -838,6 +838,13 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     os.link(src, kept)
     export_checkpoint(str(src), str(kept), force=True)
     assert src.read_bytes() == before and read_checkpoint(kept)["exported_from"] == "best.pt"
+    # Nor is one beside it under another name (its folder is the checkpoint's, the name is not), nor one of the
+    # same name in another folder (the name is alike, the folder is not): both get the copy.
+    for name in (src.parent / "kept.pt", tmp_path / "other" / "best.pt"):
+        name.parent.mkdir(exist_ok=True)
+        os.link(src, name)
+        export_checkpoint(str(src), str(name), force=True)
+        assert src.read_bytes() == before and read_checkpoint(name)["exported_from"] == "best.pt"
     # The checkpoint is read before --out is looked at: a missing one, or a run folder given in its place, is
     # named as such, not answered with "--out exists; pass --force", and the existing --out stays as it was.
     shipped = (tmp_path / "model.pt").read_bytes()

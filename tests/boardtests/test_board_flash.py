@@ -180,6 +180,18 @@ def test_a_link_that_leads_nowhere_yet_is_written_through_and_stays_a_link(image
     assert os.listdir(tmp_path / "cards") == ["new.img"]
 
 
+def test_a_file_in_a_folder_given_by_a_link_that_leads_nowhere_yet_is_made_where_it_leads(image, tmp_path):
+    """--device FOLDER/card.img with FOLDER a link to a folder not made yet: the folder is made where the link
+    leads, as every command's output folder (mkdir refused the link with 'File exists')."""
+    (tmp_path / "cards").symlink_to(os.path.join("usb", "cards"))
+    report = flash(image, tmp_path / "cards" / "new.img", use_bmaptool=False)
+    assert report.target == tmp_path / "cards" / "new.img" and os.readlink(tmp_path / "cards") == os.path.join(
+        "usb", "cards"
+    )
+    assert sha256(tmp_path / "usb" / "cards" / "new.img") == sha256(image)
+    assert os.listdir(tmp_path / "usb" / "cards") == ["new.img"]
+
+
 def test_missing_device_node(image):
     """A name under /dev that is not there is refused, never made: were the /dev check broken, the flash
     would write a regular file there, which is removed here so that one failure does not outlive its run."""

@@ -1172,6 +1172,18 @@ def test_an_out_linked_to_a_staged_image_replaces_that_image_and_keeps_the_link(
     assert sorted(p.name for p in real.parent.iterdir()) == ["staged.img"]
 
 
+def test_an_out_in_a_folder_given_by_a_link_that_leads_nowhere_yet_is_made_where_it_leads(
+    image, overlay, model, wheel, tmp_path
+):
+    """--out FOLDER/x.img with FOLDER a link to a folder not made yet: the folder is made where the link leads
+    and the link stays, as every command's output folder (mkdir refused the link with 'File exists')."""
+    (tmp_path / "images").symlink_to(os.path.join("made", "images"))
+    stage(image, overlay, model, out=tmp_path / "images" / "staged.img", wheel=wheel)
+    assert os.readlink(tmp_path / "images") == os.path.join("made", "images")
+    assert os.listdir(tmp_path / "made" / "images") == ["staged.img"]
+    assert debugfs_cat(tmp_path / "made" / "images" / "staged.img", ROOT_START, f"{ROOT}/model/dpu0.onnx") is not None
+
+
 def test_a_folder_made_outside_the_board_folder_belongs_to_root(image, overlay, model, wheel):
     # An image without multi-user.target.wants: the folder made for the unit's link is systemd's, not xilinx's.
     wants = layout.FIRSTBOOT_WANTS.parent

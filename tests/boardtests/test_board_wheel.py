@@ -303,6 +303,8 @@ def test_a_wheel_whose_metadata_names_another_project_or_version_is_refused(tmp_
             ["numpy>=1.21", "onnxruntime (>=1.10)", "tomli>=1.1; python_version < '3.11'", "x[y,z]@ https://e/x.whl"],
             None,
         ),
+        # A URL after the bare name (PEP 508's `name @ url`) and blanks before the name: pip reads both.
+        (["x @ https://e/x.whl", " numpy"], None),
     ],
 )
 def test_a_requires_dist_line_pip_cannot_read_is_refused(tmp_path, monkeypatch, packaging, requires, bad):
@@ -323,6 +325,7 @@ def test_a_requires_dist_line_pip_cannot_read_is_refused(tmp_path, monkeypatch, 
         wheelmod.check_wheel(wheel)
     assert str(e.value).startswith(f"{wheel} is not a wheel pip installs: its METADATA requires {bad!r}, which is no ")
     assert str(e.value).endswith(": fix it in pyproject.toml and build the wheel again, or leave --wheel out")
+    assert "\n" not in str(e.value)  # packaging's own message spans three lines (the text and a ^ under it)
 
 
 @pytest.mark.parametrize("packaging", [True, False], ids=["packaging", "without-packaging"])
