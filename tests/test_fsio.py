@@ -732,6 +732,35 @@ def test_a_run_refused_in_an_output_folder_it_made_through_a_dangling_link_leave
     assert os.listdir(tmp_path / "runs" / "day1" / "r1") == ["keypoints.jsonl"]
 
 
+def test_folders_made_again_after_another_run_s_clean_up_are_removed_innermost_first(tmp_path, monkeypatch):
+    """lock_folder makes the folder again when another run's clean-up removed it after `make` found it (the lock
+    file's open: ENOENT). The first make here made only work/ (a/b/ were there); the clean-up then removed
+    work/, b/ and a/, and the second made all three. lock_output_folder put the second make's new folders
+    (b/, a/) before work/, so a refused run's rmdir began at b/, which holds work/, and left a/b/work/."""
+    from dpupose import fsio
+    from dpupose.errors import UsageError
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    work = tmp_path / "a" / "b" / "work"
+    real_make_dirs = fsio.make_dirs
+    calls = []
+
+    def make_dirs_then_cleaned_up(path):
+        made = real_make_dirs(path)
+        calls.append([p.relative_to(tmp_path).as_posix() for p in made])
+        if len(calls) == 1:  # another run's clean-up, as the lock file is opened
+            for p in (work, work.parent, work.parent.parent):
+                p.rmdir()
+        return made
+
+    monkeypatch.setattr(fsio, "make_dirs", make_dirs_then_cleaned_up)
+    with pytest.raises(UsageError, match="^refused$"), fsio.lock_output_folder(work, "dpupose run"):
+        assert os.listdir(work) == [".dpupose.lock"]
+        raise UsageError("refused")
+    assert calls == [["a/b/work"], ["a/b/work", "a/b", "a"]]  # made again, whole
+    assert os.listdir(tmp_path) == []  # each folder this run made is removed
+
+
 def test_a_command_refused_in_a_folder_of_the_users_leaves_it_as_it_found_it(tmp_path):
     """run, train and hw build lock a folder that is there (a user's) before their checks: one refused by them
     left its empty .dpupose.lock there for good. The lock file it made goes when the block fails, while still

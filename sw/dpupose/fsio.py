@@ -836,7 +836,10 @@ def lock_output_folder(folder: str | Path, command: str, option: str = "--out") 
     made: list[Path] = []  # the folders this call makes, the innermost first (through a link: where it leads)
 
     def make() -> None:  # again when another run's clean-up removed the folder as this one took its lock
-        made[:0] = [p for p in make_dirs(folder) if p not in made]
+        # Made again, the folders new to the list are above those made before (the clean-up removed folders
+        # below them first): kept innermost first, deepest first, for the rmdir below to begin at the folder.
+        made.extend(p for p in make_dirs(folder) if p not in made)
+        made.sort(key=lambda p: len(p.parts), reverse=True)
 
     with lock_folder(folder, command, option, make=make):
         try:
