@@ -211,3 +211,17 @@ def test_setup_refuses_a_venv_of_a_blank_a_quote_or_nothing_before_making_one(tm
     assert said in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not calls.exists() or "venv" not in calls.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["python"]
+
+
+@pytest.mark.parametrize("value", ["v$$(touch ran)", "v;touch$${IFS}ran", "v`touch ran`"])
+def test_a_venv_that_would_run_code_is_refused_before_make_finds_its_python(tmp_path, value):
+    # Without PYTHON, make asks $(VENV)/bin/python for the interpreter the venv was made with, in a $(shell)
+    # read with the Makefile, before any target: VENV='v$$(touch ran)' ran touch there, on every make (help
+    # too), where the check stood below it. It stands above now, so no make reads such a path.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VENV", "BOARD_VENV", "MAKEFLAGS")}
+    argv = ["make", "-s", "-f", str(ROOT / "Makefile"), "help", f"VENV={value}"]
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    said = f"VENV={value.replace('$$', '$')} BOARD_VENV=.venv-board: each must name one folder, by a path without"
+    assert said in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert os.listdir(tmp_path) == []  # no file 'ran'

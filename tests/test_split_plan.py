@@ -198,6 +198,8 @@ def test_an_xmodel_sha256_is_checked_against_its_xmodel_on_load(tmp_path: Path) 
     assert [sg.xmodel_sha256 for sg in plan.subgraphs] == [digest.upper(), None, digest, None]
     xmodel.unlink()
     load_plan(tmp_path)
+    xmodel.mkdir()  # no file at its name, as none: the vart backend's to refuse, not a hash of a folder
+    assert load_plan(tmp_path).to_dict() == data
 
 
 @pytest.mark.parametrize(
@@ -206,6 +208,7 @@ def test_an_xmodel_sha256_is_checked_against_its_xmodel_on_load(tmp_path: Path) 
         (lambda d: d["subgraphs"][1].update(xmodel_sha256="0" * 64), "subgraphs[1].xmodel_sha256 is given without"),
         (lambda d: d["subgraphs"][0].update(xmodel_sha256="0" * 63), f"is '{'0' * 63}', not a sha256"),
         (lambda d: d["subgraphs"][0].update(xmodel_sha256="g" * 64), "not a sha256 (64 hexadecimal digits)"),
+        (lambda d: d["subgraphs"][0].update(xmodel_sha256="0" * 63 + "g"), "not a sha256 (64 hexadecimal digits)"),
         (lambda d: d["subgraphs"][0].update(xmodel_sha256=64), "subgraphs[0].xmodel_sha256 must be a non-empty string"),
     ],
 )

@@ -337,6 +337,8 @@ def test_a_requires_dist_line_pip_cannot_read_is_refused(tmp_path, monkeypatch, 
         ("1.0RC1", "1.0rc1", None),
         ("1.0.post1", "1.0-1", None),
         ("2.0.dev0", "2.0dev", None),
+        ("1.0.post0", "1.0.post", None),  # a post label without its number is post 0, not no post release
+        ("1.0", "1.0rev", "its METADATA gives version '1.0rev' where its file name gives '1.0'"),
         ("1.0", "1.0.1", "its METADATA gives version '1.0.1' where its file name gives '1.0'"),
         ("1.0rc1", "1.0", "its METADATA gives version '1.0' where its file name gives '1.0rc1'"),
         ("1.0", "one", "its METADATA gives version 'one', which is no version pip reads (PEP 440"),
@@ -368,6 +370,7 @@ VERSIONS = [
     *("1.0.0.post0", "1.0-1", "1.0r1", "1.0rev1", "1.0.post1", "1.0RC1", "1.0rc1", "1.0c1", "1.0-rc.1", "1.0pre1"),
     *("1.0preview1", "1.0rc2", "1.0.b1", "1.0beta1", "1.0a", "1.0alpha0", "1.0_a_1", "1.0a1.post2.dev3"),
     *("1.0.dev", "1.0dev0", "1.0.DEV0", "1.0+local.1", "1.0+LOCAL-01", "1.0+local.01", " 1.0 "),
+    *("1.0.post", "1.0rev", "1.0-r", "1.0.post.dev0"),
     *("abc", "1.0-", "1..0", "", "1.0+", "1.0.post1-1", "1.0.x", "-1.0"),
 ]
 
