@@ -172,6 +172,7 @@ OUTPUT_CASES = [
     ("dpu files --config u96v2-b1600-pynq --out {file}", "--out", "is a file; give a folder"),
     ("hw build --config u96v2-b1600-pynq --out {file}", "--out", "is a file; give a folder"),
     ("deploy-check build/none --dump {file}", "--dump", "is a file; give a folder"),
+    (f"bench --plan {PLAN} --work {{file}}", "--work", "is a file; give a folder"),
     (f"export --checkpoint {CKPT} --out {{folder}} --force", "--out", "is a folder; give a file name"),
     ("zoo export mobilenet_v2 --out {folder}", "--out", "is a folder; give a file name"),
     (f"bench --plan {PLAN} --out {{folder}}", "--out", "is a folder; give a file name"),

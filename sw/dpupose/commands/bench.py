@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from dpupose.commands.argtypes import (
     given,
     given_path,
     int_at_least,
+    output_dir,
     output_file,
     positive_int,
     quantize_folder,
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ONNX Runtime intra-op threads per subgraph (default: ONNX Runtime's, all cores)",
     )
     p.add_argument(
-        "--work", type=Path, default=Path("build/bench"), help="folder for the plan variants (default build/bench)"
+        "--work", type=output_dir, default="build/bench", help="folder for the plan variants (default build/bench)"
     )
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     p.add_argument("--out", type=output_file, help="also write the rows and settings to this JSON file")
@@ -84,12 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Before minutes of work: --work must be a folder (or new), --out a new file or an earlier bench's."""
+    """Before minutes of work: --work (a folder or new: output_dir) and --out (a new file or an earlier bench's)
+    can be written."""
     from dpupose.errors import UsageError
     from dpupose.fsio import check_can_create, read_own_json
 
-    if args.work.exists() and not args.work.is_dir():
-        raise UsageError(f"--work {args.work} exists and is not a folder; choose another --work")
     for path in (args.work / "probe", args.out):  # a place nothing can be written fails now, not at the end
         if path is not None:
             check_can_create(path)
