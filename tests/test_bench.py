@@ -382,6 +382,22 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert os.listdir(tmp_path / "demo") == []
 
 
+def test_the_demo_refuses_an_empty_model_as_every_command_does(tmp_path, monkeypatch, capsys):
+    """--model "$M" with M unset was Path('') == '.', which the demo called '--model . is a folder', naming a folder
+    the user never gave; it is refused as every command's empty input is (argtypes.given_path)."""
+    from dpupose import demo
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--model", "", "--out", "demo"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "python -m dpupose.demo: error: argument --model: the value is empty (a shell variable that is not set "
+        "gives one); give a checkpoint (.pt)"
+    )
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cached(tmp_path, monkeypatch, capsys):
     # A run folder given as the checkpoint was said not to exist; an ONNX file was refused only after
     # "quantizing ... into build/cache/..." was logged and that cache's folder and lock were made for it.

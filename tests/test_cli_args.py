@@ -1344,6 +1344,13 @@ EMPTY_INPUT_CASES = [
     "deploy --host pynq --overlay o --model m --wheel {}",
     "deploy --host pynq --overlay {} --model m",
     "run --plan p --source s --overlay {}",
+    "sdcard flash p.img --device {}",
+    "sdcard verify p.img --device {}",
+    "deploy --host {} --overlay o --model m",
+    "deploy --host pynq --user {} --overlay o --model m",
+    "split m.onnx --out o --cpu-from {}",
+    "split m.onnx --out o --xmodel {}",
+    "dpu estimate m.onnx --arch {}",
 ]
 
 
@@ -1375,6 +1382,10 @@ def test_an_empty_input_value_is_refused_naming_the_option(tmp_path, capsys, mon
         ("deploy-check {}", "model"),
         ("dpu estimate {}", "MODEL.onnx"),
         ("dpu compare --model {}", "--model"),
+        ("sdcard flash {} --device card.img", "image"),
+        ("sdcard verify {} --device card.img", "image"),
+        ("sdcard stage {} --overlay o --model m --out n.img", "image"),
+        ("sdcard ls {}", "image"),
     ],
 )
 def test_an_empty_model_checkpoint_or_plan_is_refused_naming_it(tmp_path, capsys, monkeypatch, line, name):

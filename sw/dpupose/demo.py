@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from dpupose.commands.argtypes import int_at_least, output_dir, positive_int
+from dpupose.commands.argtypes import given_path, int_at_least, output_dir, positive_int
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import UsageError, shortlist
 from dpupose.fsio import loads_json, lock_output_folder, make_dirs, signals_deferred, write_json
@@ -50,7 +50,7 @@ def _main(argv: list[str] | None) -> int:
         help="folder of the report and run (default build/demo); a file there at a name the demo writes "
         "that no demo wrote stops it",
     )
-    parser.add_argument("--model", type=Path, help=f"checkpoint (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", type=given_path("a checkpoint (.pt)"), help=f"checkpoint (default {DEFAULT_MODEL})")
     parser.add_argument(
         "--num-images", type=positive_int, default=4, help="annotated images, exact emulator (default 4)"
     )

@@ -15,9 +15,15 @@ HELP = "copy overlay, model and package to a board over ssh and install them"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("deploy", help=HELP, description=HELP)
-    p.add_argument("--host", required=True, help="the board's host name or address (pynq; 192.168.3.1 over USB)")
+    p.add_argument(
+        "--host",
+        type=given("the board's host name or address"),
+        required=True,
+        help="the board's host name or address (pynq; 192.168.3.1 over USB)",
+    )
     p.add_argument(
         "--user",
+        type=given("the login on the board (xilinx)"),
         default="xilinx",
         help="login on the board (default: xilinx); the files go to /home/xilinx/dpupose whoever logs in, "
         "so another login must be able to write there",

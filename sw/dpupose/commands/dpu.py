@@ -118,7 +118,11 @@ def _config_args(s: argparse.ArgumentParser) -> None:
         metavar="NAME|PATH",
         help="shipped configuration name or .toml path (or --arch)",
     )
-    s.add_argument("--arch", help="ad-hoc configuration: ARCH (B512 ... B4096), DPU-PYNQ defaults otherwise")
+    s.add_argument(
+        "--arch",
+        type=given("an ARCH, B512 ... B4096"),
+        help="ad-hoc configuration: ARCH (B512 ... B4096), DPU-PYNQ defaults otherwise",
+    )
     s.add_argument("--freq-mhz", type=positive_int, default=None, help="with --arch: 1x DPU clock in MHz (default 200)")
     s.add_argument("--cores", type=positive_int, default=None, help="with --arch: number of DPU cores (default 1)")
     s.add_argument(

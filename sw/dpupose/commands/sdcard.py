@@ -16,6 +16,8 @@ import sys
 from dpupose.commands.argtypes import given, output_file, payload_options
 
 HELP = "write a PYNQ image to an SD card; stage the overlay, model and package onto an image"
+IMAGE = given("the PYNQ image (.img, .img.xz or .zip)")
+DEVICE = given("the card (/dev/sdX, /dev/mmcblkN) or an image file")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write an image to an SD card (or a regular file) and read it back to verify. "
         "Refuses mounted, system and non-removable disks unless --force; asks before writing unless --yes.",
     )
-    p.add_argument("image", help="PYNQ image: .img, .img.xz or .zip holding one .img")
-    p.add_argument("--device", required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to write")
+    p.add_argument("image", type=IMAGE, help="PYNQ image: .img, .img.xz or .zip holding one .img")
+    p.add_argument("--device", type=DEVICE, required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to write")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
     p.add_argument(
         "--force",
@@ -66,8 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "card that has not booted since it was written: PYNQ's first boot grows the root partition. Exit 1 if they "
         "differ.",
     )
-    p.add_argument("image", help="the image the card was written from: .img, .img.xz or .zip holding one .img")
-    p.add_argument("--device", required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to compare")
+    p.add_argument(
+        "image", type=IMAGE, help="the image the card was written from: .img, .img.xz or .zip holding one .img"
+    )
+    p.add_argument(
+        "--device", type=DEVICE, required=True, help="the card (/dev/sdX, /dev/mmcblkN) or a file to compare"
+    )
     progress_flags(p)
     p.set_defaults(func=run_verify)
 
@@ -77,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Stage dpu.bit/.hwh/.xclbin, the compiled model, the dpupose wheel and a first-boot "
         "setup onto a PYNQ image without root. The image is copied first unless --in-place.",
     )
-    p.add_argument("image", help="PYNQ image (.img; .img.xz and .zip are decompressed into the copy)")
+    p.add_argument("image", type=IMAGE, help="PYNQ image (.img; .img.xz and .zip are decompressed into the copy)")
     payload_options(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -97,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list what is staged on an image and check every file's SHA-256 (exit 1 if nothing is staged or a "
         "file changed)",
     )
-    p.add_argument("image", help="a raw .img")
+    p.add_argument("image", type=given("a raw .img"), help="a raw .img")
     p.set_defaults(func=run_ls)
 
 

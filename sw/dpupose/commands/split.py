@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from dpupose.commands.argtypes import given, given_path, output_dir
 
@@ -32,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`dpupose dpu list` names)",
     )
     p.add_argument("--out", type=output_dir, required=True, help="plan folder (replaced only if an earlier plan)")
-    p.add_argument("--cpu-from", metavar="NODE", help="run NODE and every node after it on the CPU")
+    p.add_argument(
+        "--cpu-from",
+        type=given("a node name (`dpupose split --nodes` lists them)"),
+        metavar="NODE",
+        help="run NODE and every node after it on the CPU",
+    )
     p.add_argument(
         "--optimize",
         action="store_true",
@@ -41,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--xmodel",
-        type=Path,
+        type=given_path("the compiled .xmodel"),
         metavar="FILE",
         help="record the .xmodel that scripts/vitis_ai_quantize.sh compiled for the DPU subgraph (checked "
         "against NAME.dpupose.json beside it: the whole DPU part, or the plan given to the script with --plan), "
