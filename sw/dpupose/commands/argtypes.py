@@ -129,6 +129,11 @@ def given(what: str) -> Callable[[str], str]:
     return parse
 
 
+# The --config and --board of dpu, hw, split and bench: one wording of what to give for each.
+config_name = given("a shipped configuration name or a .toml path")
+board_name = given("a board record name (`dpupose dpu list` names them)")
+
+
 def given_path(what: str) -> Callable[[str], Path]:
     """given(), as a Path."""
     check = given(what)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from dpupose.commands.argtypes import (
-    given,
+    config_name,
     given_path,
     int_at_least,
     output_dir,
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--config",
-        type=given("a shipped configuration name or a .toml path"),
+        type=config_name,
         metavar="NAME|PATH",
         help="DPU configuration for splitting: shipped name or .toml path (default: the Ultra96-V2's default, "
         "which `dpupose dpu list` names); not with --plan, which is split already",

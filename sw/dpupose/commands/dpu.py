@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from dpupose.commands.argtypes import given, output_dir, output_file, positive_int
+from dpupose.commands.argtypes import board_name, config_name, given, output_dir, output_file, positive_int
 from dpupose.fsio import json_text
 
 PREDICTED_NOTE = "predicted by the DPU performance model (not measured)"
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument(
         "--config",
-        type=given("a shipped configuration name or a .toml path"),
+        type=config_name,
         metavar="NAME|PATH",
         help="shipped configuration name or .toml path",
     )
@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument(
         "--board",
-        type=given("a board record name (`dpupose dpu list` names them)"),
+        type=board_name,
         default="ultra96v2",
         help="board record name (default: ultra96v2)",
     )
@@ -99,14 +99,14 @@ def _config_and_board(s: argparse.ArgumentParser) -> None:
     """fit's and files' --config (required) and --board."""
     s.add_argument(
         "--config",
-        type=given("a shipped configuration name or a .toml path"),
+        type=config_name,
         required=True,
         metavar="NAME|PATH",
         help="shipped configuration name or .toml path",
     )
     s.add_argument(
         "--board",
-        type=given("a board record name (`dpupose dpu list` names them)"),
+        type=board_name,
         help="board record name (default: the configuration's board)",
     )
 
@@ -114,7 +114,7 @@ def _config_and_board(s: argparse.ArgumentParser) -> None:
 def _config_args(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--config",
-        type=given("a shipped configuration name or a .toml path"),
+        type=config_name,
         metavar="NAME|PATH",
         help="shipped configuration name or .toml path (or --arch)",
     )
@@ -127,7 +127,7 @@ def _config_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--cores", type=positive_int, default=None, help="with --arch: number of DPU cores (default 1)")
     s.add_argument(
         "--board",
-        type=given("a board record name (`dpupose dpu list` names them)"),
+        type=board_name,
         help="board record (default: the configuration's board, else ultra96v2)",
     )
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dpupose.commands.argtypes import given, output_dir
+from dpupose.commands.argtypes import board_name, config_name, given, output_dir
 from dpupose.fsio import loads_json
 
 STEP_NAMES = ("generate", "platform", "kernel", "link", "collect", "report")
@@ -61,14 +61,14 @@ def register(subparsers: Any) -> None:
 def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--config",
-        type=given("a shipped configuration name or a .toml path"),
+        type=config_name,
         required=True,
         metavar="NAME|PATH",
         help="DPU configuration (hw/dpu/configs)",
     )
     s.add_argument(
         "--board",
-        type=given("a board record name (`dpupose dpu list` names them)"),
+        type=board_name,
         help="board record (default: the configuration's board)",
     )
     s.add_argument(

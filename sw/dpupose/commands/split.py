@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dpupose.commands.argtypes import given, given_path, output_dir
+from dpupose.commands.argtypes import config_name, given, given_path, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--config",
-        type=given("a shipped configuration name or a .toml path"),
+        type=config_name,
         metavar="NAME|PATH",
         help="DPU configuration: shipped name or .toml path (default: the Ultra96-V2's default, which "
         "`dpupose dpu list` names)",
