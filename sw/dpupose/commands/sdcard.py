@@ -14,6 +14,7 @@ import shlex
 import sys
 
 from dpupose.commands.argtypes import given, output_file, payload_options
+from dpupose.fsio import same_file
 
 HELP = "write a PYNQ image to an SD card; stage the overlay, model and package onto an image"
 IMAGE = given("the PYNQ image (.img, .img.xz or .zip)")
@@ -153,7 +154,7 @@ def run_verify(args: argparse.Namespace) -> int:
     info = open_image(args.image)
     device = Path(args.device)
     _check_readable_target(device, args.device)
-    if _same_file(info.path, device):  # nothing to learn from a file compared with itself
+    if same_file(info.path, device):  # nothing to learn from a file compared with itself
         raise UsageError(
             f"--device {args.device} is the image {args.image} itself (the same file): comparing it with itself "
             "checks nothing; give as --device the card the image was written to (/dev/sdX, /dev/mmcblkN) or the "
@@ -224,18 +225,6 @@ def _check_readable_target(device, given: str) -> None:
     raise UsageError(f"--device {given} is {kind}, not a card or an image file: {what}")
 
 
-def _same_file(a, b) -> bool:
-    """Whether two paths name one file (the same device and inode: a link or another spelling of the path is
-    the same file); False where either cannot be read."""
-    import os
-
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
 def _staged_card_note(device: str, image, offset: int) -> str:
     """The verdict for a staged card or file compared with the image it was staged from: not a failing card.
     The staged copies are `make sdcard`'s build/sdcard/staged.img and `sdcard stage`'s default for IMAGE; where
@@ -246,7 +235,7 @@ def _staged_card_note(device: str, image, offset: int) -> str:
 
     copies = list(dict.fromkeys([Path("build/sdcard/staged.img"), default_output(image)]))
     head = f"verification failed: {device} differs from {image.name} from byte {offset}: "
-    itself = next((c for c in copies if _same_file(c, device)), None)
+    itself = next((c for c in copies if same_file(c, device)), None)
     if itself is not None:
         return (
             head + f"it is the staged copy of {image.name} itself ({itself}, with dpupose/manifest.json on its boot "

@@ -36,6 +36,7 @@ import numpy as np
 
 from dpupose.board.layout import PYNQ_VENV_PROFILE, XRT_PROFILE
 from dpupose.errors import DataError, DeviceError, ModelFileError, ToolNotFoundError
+from dpupose.fsio import same_file
 from dpupose.runtime.base import Runner, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -149,14 +150,9 @@ def vart_firmware(conf: Path | None = None) -> tuple[str, str, str]:
 
 
 def _same_path(a: str, b: str) -> bool:
-    if os.path.normpath(a) == os.path.normpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either one missing: pynq_dpu copies the overlay's xclbin only when it programs it
-        return False
-    except ValueError:  # a NUL byte in vart.conf's value (os.stat refuses it): no file of that name to be the xclbin
-        return False
+    # same_file is False where either is missing (pynq_dpu copies the overlay's xclbin only when it programs it) or
+    # holds a NUL byte (a damaged vart.conf's value: no file of that name to be the xclbin).
+    return os.path.normpath(a) == os.path.normpath(b) or same_file(a, b)
 
 
 def check_vart_conf(xclbin_name: str, conf: Path | None = None) -> None:
