@@ -176,3 +176,32 @@ def test_a_fifo_a_device_or_a_dangling_link_given_as_a_model_is_named_for_what_i
         err = one_line_error(capsys, ["dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq"])
         assert err == f"dpupose: error: {path}: {what}; give an ONNX file\n"
     assert not out.exists()
+
+
+def test_a_fifo_a_device_or_a_dangling_link_given_as_a_checkpoint_or_subgraph_is_named_for_what_it_is(tmp_path, capsys):
+    """The checkpoint readers (eval, export, quantize, bench, train --init, the demo: check_checkpoint_path) and
+    deploy-check said 'not found' of a FIFO, /dev/null or a link to nothing, and sdcard 'does not exist' of an image
+    that is a link to nothing, where split and dpu estimate name what is there."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "gone").symlink_to("nothing/here")
+    nowhere = "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+    kinds = [(tmp_path / "pipe", "is a FIFO"), ("/dev/null", "is a device"), (tmp_path / "gone", nowhere)]
+    kinds.append((tmp_path / "absent", None))
+    slim = tmp_path / "slim.pt"
+    for path, what in kinds:
+        err = one_line_error(capsys, ["export", "--checkpoint", str(path), "--out", str(slim)])
+        assert err == (
+            f"dpupose: error: --checkpoint {path} {what or 'not found'}: give a checkpoint written by `dpupose train` "
+            "or `dpupose export` (e.g. runs/NAME/best.pt)\n"
+        )
+        err = one_line_error(capsys, ["deploy-check", str(path)])
+        assert err == (
+            f"dpupose: error: {path} {what or 'not found'}; give a QDQ ONNX file or a `dpupose quantize` output "
+            "folder\n"
+        )
+    for path, what in ((tmp_path / "gone", nowhere), (tmp_path / "absent", "does not exist")):
+        err = one_line_error(capsys, ["sdcard", "ls", str(path)])
+        assert err.startswith(f"dpupose: error: image {path} {what}: give the PYNQ image for the Ultra96-V2 ")
+    assert not slim.exists()

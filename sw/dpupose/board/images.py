@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dpupose.errors import ImageError, shortlist
+from dpupose.fsio import not_a_file
 
 XZ_MAGIC = b"\xfd7zXZ\x00"
 XZ_FOOTER_MAGIC = b"YZ"
@@ -73,8 +74,11 @@ def open_image(path: str | Path) -> ImageInfo:
 
 def _identify(path: str | Path) -> ImageInfo:
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"image {path} does not exist: give the PYNQ image for the Ultra96-V2 (.img, .img.xz or .zip)")
+    if not path.exists():  # a link to nothing is named as such
+        raise ImageError(
+            f"image {path} {not_a_file(path, 'does not exist')}: give the PYNQ image for the Ultra96-V2 (.img, .img.xz "
+            "or .zip)"
+        )
     if path.is_dir():  # the download folder, or build/sdcard: name the image(s) in it
         try:
             found = sorted(

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 
 from dpupose.commands.argtypes import given_path, nonnegative_int, output_dir, output_file, positive_int
-from dpupose.fsio import loads_json
+from dpupose.fsio import loads_json, not_a_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
             for inside in sorted(d for d in args.model.iterdir() if (d / "plan.json").is_file()):
                 _refuse_plan_or_checkpoint(inside)
     if not path.is_file():
-        raise ModelFileError(f"{path} not found; give a QDQ ONNX file or a `dpupose quantize` output folder")
+        why = not_a_file(path, "not found")  # a FIFO, /dev/null or a link to nothing is named as such
+        raise ModelFileError(f"{path} {why}; give a QDQ ONNX file or a `dpupose quantize` output folder")
     try:
         program = load_program(path)
     except NotADpuSubgraph as exc:

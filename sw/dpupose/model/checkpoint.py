@@ -19,7 +19,7 @@ import torch
 
 from dpupose import __version__
 from dpupose.errors import CheckpointError, shortlist
-from dpupose.fsio import atomic_path
+from dpupose.fsio import atomic_path, not_a_file
 from dpupose.model.pose import ModelConfig, PoseNet
 
 FORMAT = "dpupose-checkpoint"
@@ -84,8 +84,9 @@ def check_checkpoint_path(path: str | Path, name: str = "checkpoint") -> Path:
         inside = next((path / f for f in FOLDER_CHECKPOINTS if (path / f).is_file()), None)
         hint = f"the checkpoint file in it ({inside})" if inside else "a checkpoint file (e.g. runs/NAME/best.pt)"
         raise CheckpointError(f"{name} {path} is a folder; give {hint}")
-    if not path.is_file():
-        raise CheckpointError(f"{name} {path} not found: give a checkpoint {WRITTEN_BY} (e.g. runs/NAME/best.pt)")
+    if not path.is_file():  # a FIFO, /dev/null or a link to nothing is named as such, not 'not found'
+        why = not_a_file(path, "not found")
+        raise CheckpointError(f"{name} {path} {why}: give a checkpoint {WRITTEN_BY} (e.g. runs/NAME/best.pt)")
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
             f"{path} is an ONNX model, not a checkpoint: this command takes a checkpoint of dpupose's own "
