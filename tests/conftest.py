@@ -85,6 +85,30 @@ def small_fs(tmp_path: Path):
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
+@pytest.fixture
+def bind_mount(tmp_path: Path):
+    """bind(folder): `folder` bind-mounted at a new folder under tmp_path (returned), a name of it that real paths
+    do not tie to it, unmounted at the end; the test is skipped where mounting is not permitted."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def bind(folder: Path) -> Path:
+        point = tmp_path / f"bound{len(mounted)}"
+        point.mkdir()
+        if os.geteuid() != 0:  # as an ordinary user's `make test`
+            pytest.skip("needs root: it bind-mounts a folder")
+        proc = subprocess.run(["mount", "--bind", str(folder), str(point)], capture_output=True, text=True)
+        if proc.returncode != 0:  # root in a container without CAP_SYS_ADMIN, say
+            pytest.skip(f"bind-mounting a folder is not permitted here: {proc.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield bind
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
 def fill(folder: Path, leave: int = 0) -> None:
     """Fill the file system of `folder` until at most `leave` bytes are free (a file named .filler)."""
     st = os.statvfs(folder)

@@ -382,6 +382,27 @@ def test_a_refused_bench_or_demo_leaves_no_folder_it_made(tmp_path, monkeypatch,
     assert os.listdir(tmp_path / "demo") == []
 
 
+def test_work_in_the_plan_folder_or_the_plan_in_a_variant_folder_is_refused_through_a_bind_mount(tmp_path, bind_mount):
+    """The plan folder and --work compared by real path only: through a bind mount of either elsewhere, --work in
+    the plan folder had the variants written among the plan's files, and a plan in a variant folder was replaced."""
+    import types
+
+    from dpupose.eval.bench import _check_work_outside
+    from dpupose.eval.bench_plans import check_variant_folder
+
+    plan = tmp_path / "plan"
+    plan.mkdir()
+    bound = bind_mount(plan)
+    with pytest.raises(UsageError, match=r"is the plan folder .* or inside it"):
+        _check_work_outside(bound / "bench", plan)
+    variant = tmp_path / "work" / "split-int8-cpu"
+    variant.mkdir(parents=True)
+    inside = bind_mount(variant)
+    with pytest.raises(UsageError, match=r"is inside .*split-int8-cpu, where bench writes its plan variants"):
+        check_variant_folder(variant, types.SimpleNamespace(root=inside))
+    _check_work_outside(tmp_path / "work", plan)  # elsewhere: nothing to refuse
+
+
 def test_the_demo_refuses_an_empty_model_as_every_command_does(tmp_path, monkeypatch, capsys):
     """--model "$M" with M unset was Path('') == '.', which the demo called '--model . is a folder', naming a folder
     the user never gave; it is refused as every command's empty input is (argtypes.given_path)."""

@@ -1462,3 +1462,23 @@ def test_not_a_file_names_what_is_there_and_leaves_a_path_it_cannot_look_at_to_t
     assert not_a_file(tmp_path / "notes.txt" / "inside", "does not exist") == "does not exist"  # ENOTDIR
     too_long = tmp_path / ("x" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
     assert not_a_file(too_long, "does not exist") == "does not exist"
+
+
+def test_within_ties_a_path_to_a_folder_by_any_name(tmp_path, bind_mount):
+    """A path is in a folder by its real path (a link to it or above it) and by a bind mount of the folder or of a
+    folder above it elsewhere, which real paths do not tie together; a path that is not there yet counts by the
+    folders above it; a sibling whose name starts with the folder's does not."""
+    from dpupose.fsio import within
+
+    plan = tmp_path / "work" / "plan"
+    (plan / "sub").mkdir(parents=True)
+    (tmp_path / "work" / "plan2").mkdir()
+    (tmp_path / "link").symlink_to(plan)
+    assert within(plan, plan) and within(plan / "sub" / "new" / "x.json", plan)
+    assert within(tmp_path / "link" / "sub", plan) and within(plan / "sub", tmp_path / "link")
+    assert not within(tmp_path / "work" / "plan2", plan) and not within(tmp_path / "work", plan)
+    assert not within(tmp_path / "elsewhere" / "new", plan) and not within(plan, tmp_path / "missing")
+    bound = bind_mount(tmp_path / "work")  # work/plan is bound/plan too
+    assert within(bound / "plan" / "sub" / "new", plan) and within(bound / "plan", plan)
+    assert within(plan / "sub", bound / "plan") and within(bound / "plan2" / "x", tmp_path / "work")
+    assert not within(bound / "plan2", plan)

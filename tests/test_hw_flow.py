@@ -144,10 +144,11 @@ def test_an_input_inside_a_folder_the_build_removes_is_refused_and_kept(capsys, 
     assert len(tool_calls(env["log"])) == calls
 
 
-@pytest.mark.parametrize("via", ["the input", "--out"])
-def test_an_input_inside_a_step_folder_reached_through_a_link_is_refused(capsys, env, via):
-    """The TRD folder copied into kernel/ and given by a link to it elsewhere, or the build folder given by a link
-    to it: the input is inside kernel/ all the same, which the kernel step empties. Compared by real path."""
+@pytest.mark.parametrize("via", ["the input", "--out", "a bind mount"])
+def test_an_input_inside_a_step_folder_reached_through_a_link_is_refused(capsys, env, via, bind_mount):
+    """The TRD folder copied into kernel/ and given by a link to it elsewhere, or through a bind mount of kernel/
+    elsewhere (a name no real path ties to kernel/), or the build folder given by a link to it: the input is
+    inside kernel/ all the same, which the kernel step empties. Compared by real path, and by folder inode."""
     assert build(capsys, env)[0] == 0
     calls = len(tool_calls(env["log"]))
     inside = env["out"] / "kernel" / "trd"
@@ -157,6 +158,8 @@ def test_an_input_inside_a_step_folder_reached_through_a_link_is_refused(capsys,
     if via == "the input":
         env["trd"] = env["tmp"] / "trd-link"
         env["trd"].symlink_to(inside)
+    elif via == "a bind mount":
+        env["trd"] = bind_mount(inside.parent) / "trd"
     else:
         env["trd"] = inside
         env["out"] = env["tmp"] / "out-link"

@@ -303,14 +303,17 @@ def test_out_inside_the_plan_folder_is_refused(plan_dir: Path, images: Path, whe
     assert sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*")) == before
 
 
-@pytest.mark.parametrize("linked", ["plan", "out"])
+@pytest.mark.parametrize("linked", ["plan", "out", "out through a bind mount"])
 def test_out_inside_the_plan_folder_through_a_link_is_refused(
-    plan_dir: Path, images: Path, tmp_path: Path, linked: str, capsys
+    plan_dir: Path, images: Path, tmp_path: Path, linked: str, capsys, bind_mount
 ) -> None:
-    # The same folder by another name: a link to the plan given as --plan, or a link to it in --out's path.
+    # The same folder by another name: a link to the plan given as --plan, or a link to it in --out's path, or a
+    # bind mount of it elsewhere (which no real path ties to it).
     link = tmp_path / "link"
     link.symlink_to(plan_dir, target_is_directory=True)
     plan, out = (link, plan_dir / "run") if linked == "plan" else (plan_dir, link / "run")
+    if linked == "out through a bind mount":
+        out = bind_mount(plan_dir) / "run"
     before = sorted(p.relative_to(plan_dir) for p in plan_dir.rglob("*"))
     rc = main(["run", "--plan", str(plan), "--backend", "cpu", "--source", str(images), "--out", str(out)])
     assert rc == 2 and "is inside the plan folder" in capsys.readouterr().err

@@ -413,6 +413,17 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def within(path: str | Path, folder: str | Path) -> bool:
+    """Whether `path` is `folder` or lies inside it, however either is named: by real path (links, `..`), or by
+    device and inode of `path` or a folder above it (same_file: a bind mount of `folder` or of a folder above it
+    elsewhere, the other case of a name on a case-insensitive file system), which real paths do not tie together.
+    `path` need not exist yet (an output to make)."""
+    real, where = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    if real == where or where in real.parents:
+        return True
+    return os.path.isdir(where) and any(same_file(p, where) for p in (real, *real.parents))
+
+
 _OWN_FD = re.compile(r"/(?:dev/fd|proc/(?:self|thread-self|(\d+))/fd)/(\d+)")
 
 

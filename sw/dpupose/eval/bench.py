@@ -30,7 +30,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import lock_output_folder
+from dpupose.fsio import lock_output_folder, within
 
 log = logging.getLogger(__name__)
 
@@ -346,9 +346,9 @@ def run_bench(opts: BenchOptions) -> BenchResult:
 
 
 def _check_work_outside(work: Path, plan_root: Path) -> None:
-    """The variants would be written into (or above) the plan folder being read."""
-    src, resolved = Path(plan_root).resolve(), work.resolve()
-    if src == resolved or src in resolved.parents:
+    """UsageError where --work is the plan folder being read or inside it (by any name: fsio.within), where the
+    plan variants would be written among its files."""
+    if within(work, plan_root):
         raise UsageError(
             f"--work {work} is the plan folder {plan_root} or inside it: bench writes its plan variants there; "
             "pass another --work (default build/bench)"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import UsageError
-from dpupose.fsio import atomic_dir, check_replaceable, sha256_file
+from dpupose.fsio import atomic_dir, check_replaceable, sha256_file, within
 from dpupose.split.plan import PLAN_FILE, BoundaryTensor, Plan, Subgraph, load_plan, recorded_files, save_plan
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,11 @@ VARIANT_FOLDERS = ("split-int8-cpu", "cpu-onnx-int8", "cpu-onnx-fp32")  # under 
 def check_variant_folder(out: Path, reading: Plan | None = None) -> None:
     """`out` may be replaced by a plan variant: missing, empty, or a folder an earlier bench wrote (its
     plan says generated_by dpupose bench and it holds nothing else); never the plan being read."""
-    if reading is not None and reading.root is not None:
-        src, dst = reading.root.resolve(), out.resolve()
-        if src == dst or dst in src.parents:
-            raise UsageError(
-                f"--plan {reading.root} is inside {out}, where bench writes its plan variants: copy the plan "
-                "elsewhere or pass another --work"
-            )
+    if reading is not None and reading.root is not None and within(reading.root, out):  # by any name: fsio.within
+        raise UsageError(
+            f"--plan {reading.root} is inside {out}, where bench writes its plan variants: copy the plan "
+            "elsewhere or pass another --work"
+        )
     written, generated_by = recorded_files(out)
     check_replaceable(out, PLAN_FILE, written, "a plan variant folder of an earlier `dpupose bench`", "--work")
     if out.is_dir() and any(out.iterdir()) and generated_by != GENERATED_BY:

@@ -56,6 +56,7 @@ from dpupose.fsio import (
     sha256_file,
     signals_deferred,
     temporaries,
+    within,
 )
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
@@ -714,10 +715,8 @@ def check_inputs_outside_emptied_folders(ctx: BuildContext) -> None:
     if ctx.request.board_repo is not None:
         given.append(("--board-repo (BOARD_REPO)", Path(ctx.request.board_repo).expanduser()))
     for option, path in given:
-        real = Path(os.path.realpath(path))
         for folder in emptied:
-            where = Path(os.path.realpath(folder))
-            if real == where or where in real.parents:
+            if within(path, folder):  # through a link or a bind mount of the folder too
                 raise UsageError(
                     f"{option} {path} is in {folder}, which the build removes whole and makes again: move it out "
                     "of the build folder"

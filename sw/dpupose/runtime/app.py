@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dpupose.errors import DpuposeError, Terminated, UsageError, shortlist
-from dpupose.fsio import loads_json, lock_output_folder, same_file, special_kind, sync_file, write_json
+from dpupose.fsio import loads_json, lock_output_folder, same_file, special_kind, sync_file, within, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -472,9 +472,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         raise UsageError(f"--annotate must be one of {', '.join(ANNOTATE)}")
     plan = load_plan(opts.plan)
     if opts.out is not None:
-        # Resolved: a link to the plan folder (as --plan, or in --out's path) is the same folder.
-        out, root = Path(os.path.realpath(opts.out)), Path(os.path.realpath(plan.root))
-        if out == root or root in out.parents:
+        # By any name (fsio.within): a link to the plan folder (as --plan, or in --out's path), a bind mount of it.
+        out = Path(os.path.realpath(opts.out))
+        if within(opts.out, plan.root):
             raise UsageError(
                 f"--out {opts.out} is inside the plan folder {plan.root}: `sdcard stage` and `deploy` would copy "
                 "this run's outputs with the plan; choose another --out"
