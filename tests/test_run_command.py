@@ -405,34 +405,32 @@ def _bind(source: Path, target: Path) -> bool:
 
 
 def test_a_source_among_the_outputs_under_a_name_resolve_does_not_tie_to_them_is_refused(
-    plan_dir: Path, tmp_path: Path, capsys
+    plan_dir: Path, tmp_path: Path, capsys, bind_mount
 ) -> None:
     """An earlier run's annotated video given as --source through a bind mount of --out (or in the other case
     on a case-insensitive file system): compared by resolved path only, it was not taken for the run's own, and
-    the run replaced the video it read. They are compared by folder and inode too (a same-folder hard link is
-    such a name here, where no mount can be made); a hard link elsewhere keeps the file, and is read."""
+    the run replaced the video it read. They are compared by folder and inode too. A hard link under another
+    name, in --out or elsewhere, keeps the file when the video's name is replaced or removed, and is read: one in
+    --out was refused as the earlier run's video."""
     out = tmp_path / "out"
     common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out), "--annotate", "video"]
     assert main([*common, "--source", str(write_video(tmp_path / "clip.avi", 3))]) == 0
     video = next(p for p in out.iterdir() if p.name.startswith("annotated."))
     data = video.read_bytes()
-    os.link(video, out / f"mine{video.suffix}")
-    capsys.readouterr()
-    assert main([*common, "--source", str(out / f"mine{video.suffix}"), "--annotate", "frames"]) == 2
+    for kept in (out / f"mine{video.suffix}", tmp_path / f"kept{video.suffix}"):
+        os.link(video, kept)
+        capsys.readouterr()
+        assert main([*common, "--source", str(kept), "--annotate", "frames"]) == 0, capsys.readouterr().err
+        assert kept.read_bytes() == data and not video.exists()  # the earlier video removed, the link's kept
+        os.link(kept, video)
+        assert main([*common, "--source", str(kept)]) == 0  # its video replaced, the link's kept
+        assert kept.read_bytes() == data and video.read_bytes() != data
+        os.replace(kept, video)
+    bound = bind_mount(out)
+    assert main([*common, "--source", str(bound / video.name)]) == 2
+    assert "would overwrite its own input" in capsys.readouterr().err and video.read_bytes() == data
+    assert main([*common, "--source", str(bound / video.name), "--annotate", "frames"]) == 2
     assert "is an earlier run's" in capsys.readouterr().err and video.read_bytes() == data
-    bound = tmp_path / "bound"
-    if _bind(out, bound):
-        try:
-            assert main([*common, "--source", str(bound / video.name)]) == 2
-            assert "would overwrite its own input" in capsys.readouterr().err and video.read_bytes() == data
-        finally:
-            import subprocess
-
-            subprocess.run(["umount", str(bound)], check=True)
-    os.unlink(out / f"mine{video.suffix}")
-    os.link(video, tmp_path / f"kept{video.suffix}")  # elsewhere: it keeps the video, so it may be read
-    assert main([*common, "--source", str(tmp_path / f"kept{video.suffix}")]) == 0
-    assert (tmp_path / f"kept{video.suffix}").read_bytes() == data
 
 
 def test_a_source_in_or_of_an_earlier_runs_frames_through_a_bind_mount_is_refused(

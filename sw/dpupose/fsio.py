@@ -413,6 +413,16 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def same_entry(a: str | Path, b: str | Path) -> bool:
+    """Whether `a` and `b` are one name of one file or folder: the same file (same_file) under the same name (but for
+    case) in the same folder (same_file of their folders): a name seen through a bind mount of a folder above it,
+    or in the other case on a case-insensitive file system. A hard link under another name, in the same folder or
+    elsewhere, is not: replacing one name's file (a rename over it) or removing it leaves the other's file as it
+    was."""
+    a, b = Path(a), Path(b)  # not made absolute: `link/..` is the folder above where the link leads
+    return same_file(a, b) and same_file(a.parent, b.parent) and a.name.casefold() == b.name.casefold()
+
+
 def within(path: str | Path, folder: str | Path) -> bool:
     """Whether `path` is `folder` or lies inside it, however either is named: by real path (links, `..`), or by
     device and inode of `path` or a folder above it (same_file: a bind mount of `folder` or of a folder above it

@@ -34,7 +34,7 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     from pathlib import Path
 
     from dpupose.errors import UsageError
-    from dpupose.fsio import same_file
+    from dpupose.fsio import same_entry
     from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 
     if Path(out).suffix.lower() == ".onnx":  # every command would take the file for an ONNX model and refuse it
@@ -48,11 +48,7 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
     # folder, the names alike but for case), which --force replaced. Not a hard link of another name: the copy is
     # renamed over that name (save_checkpoint), and the checkpoint's stays as it was.
     out_path, src_path = Path(out), Path(src)
-    if out_path.resolve() == src_path.resolve() or (
-        same_file(out_path, src_path)
-        and same_file(out_path.parent, src_path.parent)
-        and out_path.name.casefold() == src_path.name.casefold()
-    ):
+    if out_path.resolve() == src_path.resolve() or same_entry(out_path, src_path):
         raise UsageError(
             f"--out {out} is the --checkpoint itself, which the weights-only copy would replace: give --out a new "
             "file (e.g. models/NAME/model.pt)"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dpupose.errors import DpuposeError, Terminated, UsageError, shortlist
-from dpupose.fsio import loads_json, lock_output_folder, same_file, special_kind, sync_file, within, write_json
+from dpupose.fsio import loads_json, lock_output_folder, same_entry, special_kind, sync_file, within, write_json
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -108,30 +108,24 @@ def _check_source_is_not_an_output(opts: RunOptions, names: list[str], removed: 
     src = Path(opts.source)
     if opts.source.startswith("camera:") or not src.exists():
         return
-    # Compared by name and by folder and inode too (_same_entry): a bind mount of --out elsewhere is a name that
-    # resolve() does not tie to it, and the earlier run's video read through it was replaced by this run's.
+    # Compared by name and by folder and inode too (fsio.same_entry): a bind mount of --out elsewhere is a name that
+    # resolve() does not tie to it, and the earlier run's video read through it was replaced by this run's. A hard
+    # link under another name keeps its file when the output's name is replaced or removed, and is read.
     given, src = src, src.resolve()
     for name in names:
         target = (opts.out / name).resolve()
-        if src == target or target in src.parents or any(_same_entry(p, target) for p in (given, *given.parents)):
+        if src == target or target in src.parents or any(same_entry(p, target) for p in (given, *given.parents)):
             raise UsageError(
                 f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
                 "overwrite its own input; choose another --out"
             )
     for path in removed:
         resolved = path.resolve()
-        if src in (resolved, resolved.parent) or _same_entry(given, path) or _same_entry(given, path.parent):
+        if src in (resolved, resolved.parent) or same_entry(given, path) or same_entry(given, path.parent):
             raise UsageError(
                 f"--source {opts.source} is an earlier run's {path.relative_to(opts.out).parts[0]} under --out "
                 f"{opts.out}, which this run removes before it starts: choose another --out"
             )
-
-
-def _same_entry(a: Path, b: Path) -> bool:
-    """Whether `a` and `b` are one file or folder in one folder (same_file, and their folders too): the same name
-    seen through a bind mount, or in the other case on a case-insensitive file system. A hard link elsewhere to
-    a file this run removes or replaces is not: that name keeps the file."""
-    return same_file(a, b) and same_file(a.parent, b.parent)
 
 
 def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: FrameSource, removed: list[Path]) -> None:
