@@ -394,16 +394,6 @@ def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: 
     assert main([*common[:-2], "--source", str(out / "frames"), *other]) == 0
 
 
-def _bind(source: Path, target: Path) -> bool:
-    """Bind-mount the folder `source` at `target` (made), where this process may (root): False where it may not."""
-    import subprocess
-
-    target.mkdir()
-    if os.geteuid() != 0:
-        return False
-    return subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True).returncode == 0
-
-
 def test_a_source_among_the_outputs_under_a_name_resolve_does_not_tie_to_them_is_refused(
     plan_dir: Path, tmp_path: Path, capsys, bind_mount
 ) -> None:
@@ -434,7 +424,7 @@ def test_a_source_among_the_outputs_under_a_name_resolve_does_not_tie_to_them_is
 
 
 def test_a_source_in_or_of_an_earlier_runs_frames_through_a_bind_mount_is_refused(
-    plan_dir: Path, images: Path, tmp_path: Path, capsys
+    plan_dir: Path, images: Path, tmp_path: Path, capsys, bind_mount
 ) -> None:
     """Through a bind mount of --out, as by its own name: the earlier run's frames/ as --source of a run that
     removes those frames first, and an image inside frames/ as --source of a run that writes frames/."""
@@ -445,20 +435,13 @@ def test_a_source_in_or_of_an_earlier_runs_frames_through_a_bind_mount_is_refuse
 
     shutil.copy(images / "im0.png", out / "frames" / "mine.png")
     before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
-    bound = tmp_path / "bound"
-    if not _bind(out, bound):
-        pytest.skip("needs root: it bind-mounts --out")
-    try:
-        for where in (out, bound):  # its own name, then the bind mount's
-            capsys.readouterr()
-            assert main([*common, "--source", str(where / "frames"), "--annotate", "none"]) == 2
-            assert f"--source {where / 'frames'} is an earlier run's frames under --out" in capsys.readouterr().err
-            assert main([*common, "--source", str(where / "frames" / "mine.png"), "--annotate", "frames"]) == 2
-            assert "is where this run writes frames (under --out" in capsys.readouterr().err
-    finally:
-        import subprocess
-
-        subprocess.run(["umount", str(bound)], check=True)
+    bound = bind_mount(out)
+    for where in (out, bound):  # its own name, then the bind mount's
+        capsys.readouterr()
+        assert main([*common, "--source", str(where / "frames"), "--annotate", "none"]) == 2
+        assert f"--source {where / 'frames'} is an earlier run's frames under --out" in capsys.readouterr().err
+        assert main([*common, "--source", str(where / "frames" / "mine.png"), "--annotate", "frames"]) == 2
+        assert "is where this run writes frames (under --out" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
 
 
