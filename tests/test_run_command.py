@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -344,6 +345,21 @@ def test_the_source_image_folder_as_out_is_refused_before_anything_is_written(
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "frames").is_dir() and sorted(os.listdir(folder)) == before
+
+
+def test_the_source_image_folder_as_out_through_a_bind_mount_is_refused(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys, bind_mount
+) -> None:
+    """--out the image folder by a name no real path ties to it (a bind mount of it elsewhere), as --out and
+    --plan are compared (fsio.within): the outputs went among the images."""
+    folder = tmp_path / "pictures"  # a copy: the module's images stay as they are should the run write
+    shutil.copytree(images, folder)
+    before = sorted(os.listdir(folder))
+    out = bind_mount(folder)
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(folder), "--out", str(out)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"dpupose: error: --out {out} is the --source image folder: ")
+    assert sorted(os.listdir(folder)) == before
 
 
 def test_a_source_among_the_outputs_is_refused_and_kept(plan_dir: Path, images: Path, tmp_path: Path, capsys) -> None:

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dpupose.errors import DpuposeError, Terminated, UsageError, shortlist
-from dpupose.fsio import loads_json, lock_output_folder, same_entry, special_kind, sync_file, within, write_json
+from dpupose.fsio import (
+    loads_json,
+    lock_output_folder,
+    same_entry,
+    same_file,
+    special_kind,
+    sync_file,
+    within,
+    write_json,
+)
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
@@ -474,7 +483,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
                 "this run's outputs with the plan; choose another --out"
             )
         src = Path(opts.source)
-        if not opts.source.startswith("camera:") and src.is_dir() and src.resolve() == out:
+        # By device and inode too (same_file): a bind mount of the folder elsewhere is a name resolve() does not tie
+        # to it.
+        if not opts.source.startswith("camera:") and src.is_dir() and (src.resolve() == out or same_file(src, out)):
             raise UsageError(
                 f"--out {opts.out} is the --source image folder: keypoints.jsonl, run.json and the annotated frames "
                 "would go among its images, and a later run of the folder would find them there; choose another --out"
