@@ -242,6 +242,7 @@ def test_a_step_folder_that_is_a_file_is_refused_before_any_step_and_kept(capsys
     calls = len(tool_calls(env["log"]))
     rc, _, err = build(capsys, env, "--force")
     assert rc == 2 and f"{out / 'link'} is not a folder, and a build removes link/ whole" in err
+    assert err.endswith("makes it again: move it elsewhere\n")  # the user's file, as at gen/ or trd/: not 'remove it'
     assert len(tool_calls(env["log"])) == calls and (out / "link").read_text() == "mine"
 
 
@@ -261,6 +262,7 @@ def test_a_step_folder_that_is_a_link_is_refused_before_any_step_and_its_folder_
     published = {n: (out / n).read_bytes() for n in DELIVERABLES}
     rc, _, err = build(capsys, env, "--force")
     assert rc == 2 and f"{out / name} is a link to {big / name}, and a build removes {name}/ whole" in err
+    assert err.endswith("makes it again: remove the link (for a build on another disk, give --out there)\n")
     assert len(tool_calls(env["log"])) == calls and {n: (out / n).read_bytes() for n in DELIVERABLES} == published
     assert sorted(p.relative_to(big).as_posix() for p in big.rglob("*")) == before
 

@@ -694,11 +694,13 @@ def _check_step_folders(paths: BuildPaths) -> None:
     for name in STEP_FOLDERS[:-1]:
         path = paths.root / name
         if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
-            what = f"a link to {os.readlink(path)}" if path.is_symlink() else "not a folder"
-            raise UsageError(
-                f"{path} is {what}, and a build removes {name}/ whole before it makes it again: remove it (for a "
-                "build on another disk, give --out there)"
+            # A link is removed and nothing is lost; a file there may be the user's, moved as at gen/ or trd/.
+            what, fix = (
+                (f"a link to {os.readlink(path)}", "remove the link (for a build on another disk, give --out there)")
+                if path.is_symlink()
+                else ("not a folder", "move it elsewhere")
             )
+            raise UsageError(f"{path} is {what}, and a build removes {name}/ whole before it makes it again: {fix}")
 
 
 def check_inputs_outside_emptied_folders(ctx: BuildContext) -> None:
