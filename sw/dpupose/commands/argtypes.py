@@ -1,8 +1,8 @@
-"""Argument types for numeric options that have a valid range, and for output paths.
+"""Argument types for numeric options that have a valid range, for output paths, and for input values.
 
-Used as `type=` in `add_argument`, so a value out of range, or an output file that is a folder (or the
-other way round), is refused while the command line is read, with the option's name, before anything is
-loaded or written.
+Used as `type=` in `add_argument`, so a value out of range, an output file that is a folder (or the other way
+round), or an empty value of an input option (`given`, `given_path`: `--config "$CONFIG"` with CONFIG unset)
+is refused while the command line is read, with the option's name, before anything is loaded or written.
 """
 
 from __future__ import annotations
