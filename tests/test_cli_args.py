@@ -1351,6 +1351,9 @@ EMPTY_INPUT_CASES = [
     "split m.onnx --out o --cpu-from {}",
     "split m.onnx --out o --xmodel {}",
     "dpu estimate m.onnx --arch {}",
+    "deploy-check m.onnx --against {}",
+    "bench --quantized {}",
+    "eval --checkpoint c.pt --data synthetic --engine int8-ort --quantized {}",
 ]
 
 

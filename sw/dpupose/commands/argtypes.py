@@ -192,11 +192,15 @@ def output_dir(text: str) -> Path:
     return path
 
 
+_quantize_folder_given = given("a folder written by `dpupose quantize`")
+
+
 def quantize_folder(text: str) -> Path:
     """A `dpupose quantize` folder to read (--quantized): what a newcomer gives in its place is named with the
     folder to give, where the reader would look inside it for dpu_part_qdq.onnx ('model_qdq.onnx/dpu_part_qdq.onnx
-    not found') or model_fp32.onnx: one of its files, a split plan's folder, a path that is not there."""
-    path = Path(text)
+    not found') or model_fp32.onnx: one of its files, a split plan's folder, a path that is not there; not ''
+    (taken for the current folder: '. holds no model_qdq.onnx')."""
+    path = Path(_quantize_folder_given(text))
     try:
         if path.is_file():
             raise argparse.ArgumentTypeError(

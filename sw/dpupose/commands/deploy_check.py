@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from dpupose.commands.argtypes import given_path, nonnegative_int, output_dir, output_file, positive_int
+from dpupose.commands.argtypes import given, given_path, nonnegative_int, output_dir, output_file, positive_int
 from dpupose.fsio import loads_json, not_a_file
 
 
@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--against",
+        type=given("torch, ort or a folder of dumped tensors"),
         default="torch",
         help="torch (the default: float64 fake quantization), ort (ONNX Runtime), or a folder of dumped tensors",
     )
