@@ -29,7 +29,7 @@ from dpupose.data.transforms import Augment
 from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import json_text, loads_json, lock_folder, lock_output_folder, write_bytes, write_text
+from dpupose.fsio import json_text, lock_folder, lock_output_folder, read_own_json, write_bytes, write_text
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -197,9 +197,9 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) 
 def _repair_history(out: Path, state: dict) -> None:
     """A kill after last.pt was saved but before history.jsonl was: write the file from the checkpoint."""
     text = _history_text(state.get("history", []))
-    try:
-        current = (out / "history.jsonl").read_text()
-    except OSError:
+    try:  # a regular file only: a FIFO there was waited on for ever (write_bytes refuses it, named)
+        current = (out / "history.jsonl").read_text() if (out / "history.jsonl").is_file() else None
+    except (OSError, UnicodeDecodeError):
         current = None
     if current != text:
         write_bytes(out / "history.jsonl", text.encode())
@@ -227,10 +227,7 @@ def _check_new_run_folder(out: Path) -> None:
             "overwrite or append to: move them elsewhere, or choose another --out"
         )
     if (out / "config.json").exists():  # a run that stopped before its first epoch leaves only this
-        try:
-            saved = loads_json((out / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
-            saved = None
+        saved = read_own_json(out / "config.json")  # a regular file only: a FIFO there was waited on for ever
         if not isinstance(saved, dict) or not {"data", "epochs", "input_size"} <= saved.keys():
             raise UsageError(
                 f"--out {out} holds a config.json that `dpupose train` did not write; choose another --out"

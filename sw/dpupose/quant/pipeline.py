@@ -12,7 +12,6 @@ vai_q engine: the three FP32 files, DpuPart_int.xmodel, vai_q/ (vai_q_pytorch's 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.errors import ToolNotFoundError, UsageError
-from dpupose.fsio import atomic_dir, check_can_create, check_replaceable, json_text, loads_json
+from dpupose.fsio import atomic_dir, check_can_create, check_replaceable, json_text, read_own_json
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +47,9 @@ class QuantizeConfig:
 def _check_out(out: Path) -> None:
     """An existing --out is replaced only if it is an earlier result holding only the files its
     summary.json lists (a checkpoint or anything else kept there would be lost)."""
-    written: list[str] = []
-    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
-        written = [f for f in loads_json((out / SUMMARY).read_text())["files"] if isinstance(f, str)]
+    doc = read_own_json(out / SUMMARY)  # a regular file only: a FIFO there was waited on for ever
+    files = doc.get("files") if isinstance(doc, dict) else None
+    written = [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
     check_replaceable(out, SUMMARY, written, "an earlier `dpupose quantize` result")
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError
-from dpupose.fsio import loads_json, sha256_file, write_json
+from dpupose.fsio import loads_json, read_own_json, sha256_file, write_json
 from dpupose.split.plan_schema import (
     DEVICES,
     DTYPES,
@@ -383,11 +383,11 @@ def _check_xmodel_digest(plan: Plan, sg: Subgraph, source: str) -> None:
 def recorded_files(folder: str | Path) -> tuple[list[str], str | None]:
     """(the files a folder's plan.json names: subgraph files and xmodels, and its generated_by), read
     leniently ([], None for a missing or damaged plan): what replacing a plan folder may delete."""
+    doc = read_own_json(Path(folder) / PLAN_FILE)  # a regular file only: a FIFO there was waited on for ever
     try:
-        doc = loads_json((Path(folder) / PLAN_FILE).read_text())
         files = [sg[k] for sg in doc["subgraphs"] for k in ("file", "xmodel") if isinstance(sg.get(k), str)]
         return files, doc.get("generated_by")
-    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+    except (AttributeError, TypeError, KeyError):  # no plan (None), or one of another shape
         return [], None
 
 
