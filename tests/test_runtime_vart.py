@@ -837,6 +837,26 @@ def test_an_xmodel_that_is_missing_or_not_read_and_dpu_in_any_case(board, tmp_pa
     assert vart_runner.Xmodel(tmp_path / "m.xmodel").names() == ["a"]
 
 
+def test_something_at_the_xmodel_s_name_that_is_no_file_is_named_not_called_missing(board, tmp_path: Path) -> None:
+    """A folder, a FIFO or a link that leads nowhere at the .xmodel's name is what the user sees there: the
+    message says so, where 'is missing' sent them looking for a file that is, to them, there."""
+    (tmp_path / "dir.xmodel").mkdir()
+    os.mkfifo(tmp_path / "fifo.xmodel")
+    (tmp_path / "link.xmodel").symlink_to(tmp_path / "nowhere.xmodel")
+    for name, what in (
+        ("dir", "is a folder"),
+        ("fifo", "is a FIFO"),
+        ("link", "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"),
+    ):
+        path = tmp_path / f"{name}.xmodel"
+        with pytest.raises(ModelFileError) as err:
+            vart_runner.Xmodel(path)
+        assert str(err.value) == (
+            f"xmodel {path} {what}: put the .xmodel vai_c_xir compiled there (copy the plan folder again)"
+        )
+    assert board.CALLS == []
+
+
 def test_a_file_xir_cannot_parse_is_refused_before_xir_aborts_on_it(board, tmp_path: Path) -> None:
     """XIR 2.5's deserialize aborts the process (XIR_READ_PB_FAILURE is FATAL) on a file protobuf does not parse
     as its serial_v2.Graph: a plan.json given as the xmodel, a copy cut short, a damaged byte. Each is refused

@@ -36,7 +36,7 @@ import numpy as np
 
 from dpupose.board.layout import PYNQ_VENV_PROFILE, XRT_PROFILE
 from dpupose.errors import DataError, DeviceError, ModelFileError, ToolNotFoundError
-from dpupose.fsio import same_file
+from dpupose.fsio import not_a_file, same_file
 from dpupose.runtime.base import Runner, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,13 @@ class Xmodel:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise ModelFileError(f"xmodel {self.path} is missing: compile the DPU subgraphs with Vitis AI first")
+            what = not_a_file(self.path, "")
+            if not what:
+                raise ModelFileError(f"xmodel {self.path} is missing: compile the DPU subgraphs with Vitis AI first")
+            # a folder, a FIFO, a link that leads nowhere: the user sees something at the name, not a missing file
+            raise ModelFileError(
+                f"xmodel {self.path} {what}: put the .xmodel vai_c_xir compiled there (copy the plan folder again)"
+            )
         _, _, xir = import_board_modules()
         check_xmodel_file(self.path)
         try:
