@@ -144,7 +144,7 @@ def partial_name(dest: str | Path) -> Path:
     """A new name for a copy of `dest` written beside it before it is renamed into place (`sdcard flash` to a
     file, `sdcard stage`'s copy): `.NAME.PID-XXXXXXXX.partial` (8 random hex digits), a name no file of a
     user's plausibly has and that partials recognises exactly. Not made: the caller makes it (or has it made)
-    inside partial_copy, or marks it being written some other way."""
+    after new_partial, or marks it being written some other way."""
     dest = Path(dest)
     while True:
         partial = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.partial")
@@ -175,7 +175,7 @@ def remove_stale_partials(dest: str | Path) -> None:
     """Remove the copies of `dest` (see partials) that a killed process (kill -9, the OOM killer, a power cut)
     left beside it: each is as large as the image, and nothing else would remove it. Only those of a process
     no longer running go, or of this PID (left_by_dead_process: a container's command has the same PID at
-    every start) but not being written now (partial_copy: another thread's); only regular files, not links,
+    every start) but not being written now (new_partial: another thread's); only regular files, not links,
     and only those this user may remove (another user's in a shared folder stays, and the write goes on)."""
     for path, copy, pids in partials(dest):
         if (
@@ -191,27 +191,31 @@ def remove_stale_partials(dest: str | Path) -> None:
                 log.debug("could not remove stale %s: %s", path, exc)
 
 
-@contextmanager
-def partial_copy(dest: str | Path) -> Iterator[Path]:
-    """A new name for a copy of `dest` (partial_name), this process's for the block: remove_stale_partials
-    leaves it (another thread may be cleaning up beside `dest`), and whatever is at the name when the block
-    ends (the copy, unless it was renamed into place) is removed."""
-    partial = partial_name(dest)
-    try:
-        _WRITING.add(str(partial))
-        yield partial
-    finally:
-        # Ctrl-C or SIGTERM between the check and the removal would leave the copy: held back until it is gone,
-        # and one that came as the holding back began (it raises there) is raised once the copy is gone.
+def new_partial(dest: str | Path) -> Path:
+    """A new name for a copy of `dest` (partial_name), this process's until remove_partial: remove_stale_partials
+    leaves it (another thread may be cleaning up beside `dest`). Made and removed in one frame, as
+
+        partial = new_partial(dest)
         try:
-            with signals_deferred():
-                _remove_partial(partial)
-        except BaseException:
-            _remove_partial(partial)
-            raise
+            ...  # make the copy at `partial`, and rename it into place
+        finally:
+            try:
+                remove_partial(partial)
+            finally:  # Ctrl-C or SIGTERM as the first began, before it removed anything
+                remove_partial(partial)
+
+    not as a generator context manager's: a signal as its __exit__ began, before it resumed the generator, left
+    the copy to the generator's collection, which the exception's traceback (kept by a caller, a notebook's
+    last exception) put off for as long as it was kept. One signal, wherever it lands, is outlived by one of
+    the two removals; each is a no-op once the copy is gone (renamed into place, or removed)."""
+    partial = partial_name(dest)
+    _WRITING.add(str(partial))
+    return partial
 
 
-def _remove_partial(partial: Path) -> None:
+def remove_partial(partial: Path) -> None:
+    """Remove whatever is at `partial` (new_partial's name: a copy not renamed into place), and mark it no
+    longer this process's."""
     try:
         if os.path.lexists(partial):  # unlink of a missing file on a read-only file system fails (EROFS)
             partial.unlink()

@@ -42,7 +42,14 @@ from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool, sudo_command
 from dpupose.board.verify import CHUNK, chunk_digest, compare_with_image, verify_bmap, verify_digests
 from dpupose.errors import DeviceError, ImageError, ToolFailed, UsageError
-from dpupose.fsio import current_umask, make_dirs, partial_copy, remove_stale_partials, signals_deferred
+from dpupose.fsio import (
+    current_umask,
+    make_dirs,
+    new_partial,
+    remove_partial,
+    remove_stale_partials,
+    signals_deferred,
+)
 
 log = logging.getLogger(__name__)
 
@@ -453,9 +460,10 @@ def _flash_file(
     # The copy a flash killed mid-write (kill -9, the OOM killer, a power cut) left, as large as the image,
     # goes first: nothing else would remove it, and the disk may not hold two.
     remove_stale_partials(target)
-    with partial_copy(target) as tmp:  # .NAME.PID-XXXXXXXX.partial, removed unless renamed into place
+    tmp = new_partial(target)  # .NAME.PID-XXXXXXXX.partial, removed unless renamed into place
+    try:
         # Ctrl-C or SIGTERM as os.open made the file, before the descriptor is closed, would leave it open: held
-        # back until it is closed (the file itself goes with partial_copy's block).
+        # back until it is closed (the file itself goes in the finally).
         with signals_deferred():
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -474,4 +482,9 @@ def _flash_file(
             raise type(exc)(exc.errno, exc.strerror, str(given)) from None
         os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())  # made 0600 until verified
         os.replace(tmp, target)
+    finally:  # in this frame, not a context manager's __exit__: see new_partial
+        try:
+            remove_partial(tmp)
+        finally:  # Ctrl-C or SIGTERM as the first began
+            remove_partial(tmp)
     return FlashReport(info, given, method, written, verified)

@@ -28,7 +28,7 @@ from dpupose.board.partitions import PynqLayout, find_pynq_partitions
 from dpupose.board.tools import require_tool
 from dpupose.board.wheel import build_wheel, check_wheel, setup_script
 from dpupose.errors import ArtifactError, DpuposeError, ImageError, UsageError
-from dpupose.fsio import make_dirs, partial_copy, remove_stale_partials
+from dpupose.fsio import make_dirs, new_partial, remove_partial, remove_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +108,23 @@ def stage(
         remove_stale_partials(dest)
         # This stage's own: another stage into the same --out at once writes its own copy (the last
         # one to finish is the image), instead of both writing, renaming and removing one file.
-        with partial_copy(dest) as partial:
+        partial = new_partial(dest)
+        try:
             try:
-                try:
-                    flash(info.path, partial, use_bmaptool=False, progress=progress)
-                except OSError as exc:  # name the file the user gave, not the temporary copy
-                    if exc.filename != str(partial):
-                        raise
-                    raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
-                _write(partial, _prepare(partial, files, tmp), tmp)
-                os.replace(partial, dest)
-            except ImageError as exc:
-                raise ImageError(f"{exc} ({dest} was not written; {info.path} is unchanged)") from None
+                flash(info.path, partial, use_bmaptool=False, progress=progress)
+            except OSError as exc:  # name the file the user gave, not the temporary copy
+                if exc.filename != str(partial):
+                    raise
+                raise type(exc)(exc.errno, exc.strerror, str(dest)) from None
+            _write(partial, _prepare(partial, files, tmp), tmp)
+            os.replace(partial, dest)
+        except ImageError as exc:
+            raise ImageError(f"{exc} ({dest} was not written; {info.path} is unchanged)") from None
+        finally:  # in this frame, not a context manager's __exit__: see new_partial
+            try:
+                remove_partial(partial)
+            finally:  # Ctrl-C or SIGTERM as the first began
+                remove_partial(partial)
         return StageReport(dest, manifest, payload.verdict, **done)
 
 
