@@ -761,6 +761,44 @@ def test_folders_made_again_after_another_run_s_clean_up_are_removed_innermost_f
     assert os.listdir(tmp_path) == []  # each folder this run made is removed
 
 
+def test_make_dirs_returns_the_folders_it_made_though_a_parent_went_after_it_looked(tmp_path, monkeypatch):
+    """make_dirs looked for the missing folders first and then ran mkdir -p: a parent that another run's
+    clean-up removed in between was made again but not returned, so a refused run that made work/ under it
+    left it behind. Each mkdir is its own now, and what it made is returned; a folder another process made
+    first is not. The stand-in for the clean-up removes a/ (there when make_dirs began) at the first mkdir."""
+    from dpupose import fsio
+    from dpupose.errors import UsageError
+
+    real_mkdir, calls = os.mkdir, []
+
+    def mkdir_after_a_clean_up(path, *args, **kwargs):
+        calls.append(Path(path).relative_to(tmp_path).as_posix())
+        if len(calls) == 1:
+            (tmp_path / "a").rmdir()
+        return real_mkdir(path, *args, **kwargs)
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(os, "mkdir", mkdir_after_a_clean_up)
+    made = fsio.make_dirs(tmp_path / "a" / "b" / "c")
+    assert made == [tmp_path / "a" / "b" / "c", tmp_path / "a" / "b", tmp_path / "a"]  # each, innermost first
+    # A run refused in that folder removes all it made: a/ too, which was there when it began.
+    for p in made:
+        p.rmdir()
+    (tmp_path / "a").mkdir()
+    calls.clear()
+    with pytest.raises(UsageError, match="^refused$"), fsio.lock_output_folder(tmp_path / "a" / "work", "dpupose run"):
+        raise UsageError("refused")
+    assert calls[0] == "a/work" and os.listdir(tmp_path) == []  # a/ was left (made again, and not in the list)
+
+    def made_by_another(path, *args, **kwargs):  # another process makes the folder just before this one does
+        real_mkdir(path, *args, **kwargs)
+        raise FileExistsError(17, "File exists", str(path))
+
+    monkeypatch.setattr(os, "mkdir", made_by_another)
+    assert fsio.make_dirs(tmp_path / "x" / "y") == []  # neither is this run's to remove
+    assert (tmp_path / "x" / "y").is_dir()
+
+
 def test_a_command_refused_in_a_folder_of_the_users_leaves_it_as_it_found_it(tmp_path):
     """run, train and hw build lock a folder that is there (a user's) before their checks: one refused by them
     left its empty .dpupose.lock there for good. The lock file it made goes when the block fails, while still

@@ -345,24 +345,44 @@ def make_dirs(path: str | Path) -> list[Path]:
     symbolic link that leads nowhere (yet): the folder it names is made, as the link says where the output goes
     (architecture.md), where mkdir refused it with 'File exists' (`dpu files --out LINK`). Returns the folders
     it made, the innermost first, as they are on disk (at the link's target where it made them there), for a
-    command that fails to remove again."""
+    command that fails to remove again: those its own mkdir made, not those found missing before it began (a
+    parent another run's clean-up removed in between, made again here, is one; one another process made is
+    not)."""
     path = Path(path)
     real = Path(os.path.realpath(path))
-    missing: list[Path] = []
-    for p in (real, *real.parents):
-        if os.path.lexists(p):
-            break
-        missing.append(p)
+    made: list[Path] = []
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        _mkdir_parents(path, made)
     except FileExistsError:
         if real == Path(os.path.abspath(path)):  # no link on the way: what is there is no folder
             raise
         try:
-            real.mkdir(parents=True, exist_ok=True)
+            _mkdir_parents(real, made)
         except OSError as exc:  # name the path the user gave, and where its link leads
             raise type(exc)(exc.errno, f"{exc.strerror} (the symbolic link there leads to {real})", str(path)) from None
-    return [p for p in missing if p.is_dir()]
+    return made[::-1]
+
+
+def _mkdir_parents(path: Path, made: list[Path]) -> None:
+    """pathlib's mkdir(parents=True, exist_ok=True), its errors included, appending each folder its own mkdir
+    made (where it is on disk: through a link, at its target) to `made`, the outermost first."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        _mkdir_parents(path.parent, made)
+        try:
+            os.mkdir(path)
+        except OSError:  # FileExistsError where another process made it after its parent was made
+            if not path.is_dir():
+                raise
+            return
+    except OSError:  # FileExistsError where another made it (or it was there); else a folder it cannot be
+        if not path.is_dir():
+            raise
+        return
+    made.append(Path(os.path.realpath(path)))
 
 
 @contextmanager
