@@ -226,6 +226,47 @@ def test_a_link_to_a_missing_device_node_is_refused_not_written_through(image, t
             node.unlink()
 
 
+def _shm_folder() -> Path:
+    """A new folder in /dev/shm, a tmpfs mounted below /dev (skipped where it is /dev's own file system)."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == Path("/dev").stat().st_dev or not os.access(shm, os.W_OK):
+        pytest.skip("needs /dev/shm mounted as a file system of its own that this user can write")
+    return Path(tempfile.mkdtemp(dir=shm, prefix="dpupose-test-"))
+
+
+def test_a_new_file_on_a_file_system_mounted_below_dev_is_written(image):
+    """/dev/shm (a tmpfs) is an ordinary place for an image file: a new name there was refused as a card not
+    plugged in, since it starts with /dev/, as was a stage's --out there (its copy is made by flash). Only a
+    missing name on /dev's own file system is a card."""
+    folder = _shm_folder()
+    try:
+        target = folder / "card.img"
+        report = flash(image, target, use_bmaptool=False)
+        assert report.target == target and sha256(target) == sha256(image)
+        assert os.listdir(folder) == ["card.img"]
+        with pytest.raises(DeviceError, match="is the card reader plugged in"):  # the narrowing keeps /dev's own
+            flash(image, "/dev/dpupose-no-such-card/in/a/folder", use_bmaptool=False)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_verify_of_a_missing_file_below_dev_shm_asks_for_no_card_reader(image):
+    folder = _shm_folder()
+    try:
+        missing = folder / "card.img"
+        res = subprocess.run(
+            [sys.executable, "-m", "dpupose", "sdcard", "verify", str(image), "--device", str(missing)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )  # fmt: skip
+        assert (res.returncode, res.stderr) == (
+            2,
+            f"dpupose: error: --device {missing} does not exist: give the card the image was written to "
+            "(/dev/sdX, /dev/mmcblkN; `lsblk` lists them) or the file it was written to\n",
+        )
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_a_folder_or_character_device_target_says_what_to_pass(image, tmp_path):
     folder = tmp_path / "cards"
     folder.mkdir()

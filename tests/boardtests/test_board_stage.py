@@ -452,6 +452,22 @@ def test_a_sparse_image_on_a_full_disk_is_refused_before_it_is_staged(image, ove
     assert list_staged(target).manifest is not None
 
 
+def test_a_stage_out_on_dev_shm_is_written(image, overlay, model, wheel):
+    """--out on /dev/shm (a tmpfs mounted below /dev): the copy beside it was refused as a card not plugged in."""
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == Path("/dev").stat().st_dev:
+        pytest.skip("needs /dev/shm mounted as a file system of its own")
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="dpupose-test-"))
+    try:
+        out = folder / "staged.img"
+        stage(image, overlay, model, out=out, wheel=wheel)
+        assert list_staged(out).manifest is not None and os.listdir(folder) == ["staged.img"]
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, model, wheel, tmp_path, monkeypatch):
     """Two stages into one --out shared .NAME.partial: one renamed or removed the copy the other was still
     writing, which then failed ('debugfs cannot open the root file system ... the image is damaged') or

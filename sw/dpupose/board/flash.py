@@ -73,6 +73,23 @@ class FlashReport:
     verified: int  # bytes read back and checked
 
 
+def in_device_folder(path: str | os.PathLike) -> bool:
+    """Whether a missing `path` (through links) would be made in /dev's own file system, where the kernel makes
+    device nodes (/dev/sdb, /dev/disk/by-id/...): a name there that is missing is a card not plugged in, never a
+    new file. A file system mounted below /dev, such as /dev/shm's tmpfs, is an ordinary place for files."""
+    real = os.path.realpath(path)
+    if not (real == "/dev" or real.startswith("/dev/")):
+        return False
+    folder = os.path.dirname(real)
+    while True:  # the nearest folder that is there: /dev itself when /dev/disk/by-id is not
+        try:
+            return os.stat(folder).st_dev == os.stat("/dev").st_dev
+        except FileNotFoundError:
+            folder = os.path.dirname(folder)
+        except OSError:
+            return True
+
+
 def _classify(target: Path) -> str:
     """ "block", "file" (existing regular file), "new" (to be created)."""
     try:
@@ -80,8 +97,9 @@ def _classify(target: Path) -> str:
     except FileNotFoundError:
         # A name under /dev, or a link to one (`ln -s /dev/disk/by-id/usb-... card`) with the card unplugged: never
         # made. Taken for a new file, the link was written through, the image copied into /dev (memory, as root).
+        # A file system mounted below /dev (/dev/shm) takes new files as any other does.
         real = os.path.realpath(target)
-        if str(target).startswith("/dev/") or real.startswith("/dev/"):
+        if in_device_folder(target):
             where = "" if real == os.path.abspath(target) else f" (the symbolic link leads to {real})"
             raise DeviceError(
                 f"{target} does not exist{where}: is the card reader plugged in? (`lsblk` lists disks)"

@@ -201,7 +201,9 @@ def _check_readable_target(device, given: str) -> None:
     try:
         mode = os.stat(device).st_mode
     except FileNotFoundError:
-        hint = " (is the card reader plugged in?)" if given.startswith("/dev/") else ""
+        from dpupose.board.flash import in_device_folder
+
+        hint = " (is the card reader plugged in?)" if in_device_folder(device) else ""
         raise UsageError(f"--device {given} does not exist{hint}: {what}") from None
     except OSError as exc:
         raise UsageError(f"--device {given} cannot be read ({exc.strerror}): {what}") from None
