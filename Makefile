@@ -82,6 +82,13 @@ test: $(STAMP) ## run the tests (tool- and board-only tests excluded)
 # PY310=path, else python3.10 on PATH, else pyenv's (whose shim runs only where 3.10 is selected).
 PY310 ?=
 BOARD_STAMP := $(BOARD_VENV)/.installed
+# test-board-py's own make asks for the stamp by BOARD_STAMP_GOAL=1, not by its name: make reads a goal with
+# an = (BOARD_VENV=venvs/py=3.10) as a variable's assignment, and made its default goal, help, in its place.
+# (this Makefile, by the name make was given it: make -f path/Makefile test-board-py from elsewhere)
+SELF := $(firstword $(MAKEFILE_LIST))
+ifdef BOARD_STAMP_GOAL
+.DEFAULT_GOAL := $(BOARD_STAMP)
+endif
 FIND_PY310 = for p in $(if $(PY310),$(call q,PY310),python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
 	done
@@ -105,11 +112,11 @@ test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, 
 		echo 'make test-board-py: PY310='$(call q,PY310)' is not a Python 3.10: give the path of one as PY310=/usr/bin/python3.10 or leave PY310 out to look for one' >&2; exit 2;, \
 		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
 	fi; \
-	if ! $(MAKE) -q --no-print-directory $(BOARD_STAMP) PY310="$$py" && ! "$$py" -c $(call q,INDEX_PROBE) >/dev/null 2>&1; then \
+	if ! $(MAKE) -f $(call q,SELF) -q --no-print-directory BOARD_STAMP_GOAL=1 PY310="$$py" && ! "$$py" -c $(call q,INDEX_PROBE) >/dev/null 2>&1; then \
 		echo "make test-board-py: skipped: .venv-board needs building and the package index (PIP_INDEX_URL, else PyPI) cannot be reached"; \
 		exit 0; \
 	fi; \
-	$(MAKE) --no-print-directory $(BOARD_STAMP) PY310="$$py" && DPUPOSE_BOARD_PY=1 $(BOARD_VENV)/bin/pytest -q -m board_py
+	$(MAKE) -f $(call q,SELF) --no-print-directory BOARD_STAMP_GOAL=1 PY310="$$py" && DPUPOSE_BOARD_PY=1 $(BOARD_VENV)/bin/pytest -q -m board_py
 
 demo: $(STAMP) ## the main job on the shipped model with the emulated DPU; output in build/demo/
 	$(BIN)/python -m dpupose.demo --out build/demo

@@ -173,6 +173,31 @@ def test_the_board_venv_is_made_by_a_python_at_a_path_with_blanks_and_quotes(tmp
     assert (tmp_path / ".venv-board" / ".installed").exists()
 
 
+@pytest.mark.parametrize("board_venv", ["venvs/py=3.10", "b%1", "b@x+1", "/ABS/b-1.v_2"])
+def test_test_board_py_builds_and_runs_in_a_board_venv_whose_path_has_an_equals_sign(tmp_path, board_venv):
+    # test-board-py made the stamp by a make of its own with the stamp's path as the goal, which make reads as a
+    # variable's assignment when it holds an = (BOARD_VENV=venvs/py=3.10): that make ran help, the venv was never
+    # built, and the tests stopped at 'venvs/py=3.10/bin/pytest: No such file or directory'. A stand-in 3.10 that
+    # makes a venv whose pip and pytest record their arguments.
+    board_venv = board_venv.replace("/ABS", str(tmp_path))
+    calls = tmp_path / "calls"
+    python = tmp_path / "python3.10"
+    tool = f'#!/bin/sh\necho "$(basename $0) $*" >> {calls}\n'
+    python.write_text(
+        f'#!/bin/sh\nif [ "$1" = -m ]; then echo "venv $3" >> {calls}; mkdir -p "$3/bin"\n'
+        f'  for t in pip pytest; do printf \'{tool}\' > "$3/bin/$t"; chmod +x "$3/bin/$t"; done\nfi\nexit 0\n'
+    )
+    python.chmod(0o755)
+    for name in ("pyproject.toml", "constraints-board.txt"):
+        (tmp_path / name).touch()
+    proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}", f"BOARD_VENV={board_venv}")
+    assert proc.returncode == 0, proc.stderr
+    lines = calls.read_text().splitlines()
+    assert lines[0] == f"venv {board_venv}"
+    assert [line.split()[:2] for line in lines[1:]] == [["pip", "install"]] * 2 + [["pytest", "-q"]]
+    assert (tmp_path / board_venv / ".installed").exists()
+
+
 def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(tmp_path):
     python = _python_in_a_folder_with_a_blank_and_quotes(tmp_path, "#!/bin/sh\nexit 1\n")
     proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}")
