@@ -173,6 +173,22 @@ def test_a_wheel_whose_name_is_no_wheel_name_is_refused_before_anything_runs(ove
     assert runner.calls == []
 
 
+def test_a_wheel_given_by_a_link_of_another_name_goes_to_the_board_under_its_own(overlay, model, wheel, tmp_path):
+    """`ln -s dpupose-0.1.0-py3-none-any.whl latest.whl` (a common way to keep one) was refused as no wheel's name;
+    the file it leads to is checked and copied, under the name pip reads. A link to a renamed copy is still refused."""
+    kept = tmp_path / "dist"
+    kept.mkdir()
+    shutil.copyfile(wheel, kept / wheel.name)
+    (kept / "latest.whl").symlink_to(wheel.name)
+    said: list[str] = []
+    deploy("pynq", overlay, model, wheel=kept / "latest.whl", dry_run=True, runner=RecordingRunner(), echo=said.append)
+    assert shlex.join(install_argv(Remote("pynq"), wheel.name)) in said
+    shutil.copyfile(wheel, kept / "renamed.whl")
+    (kept / "other.whl").symlink_to("renamed.whl")
+    with pytest.raises(ArtifactError, match=re.escape("'other.whl' is not a dpupose wheel's name")):
+        deploy("pynq", overlay, model, wheel=kept / "other.whl", dry_run=True, runner=RecordingRunner(), echo=print)
+
+
 def test_the_wheel_path_is_one_word_for_the_board_s_shell():
     # A name that check_wheel refuses still reaches board_setup.sh as one argument, not as shell code.
     command = install_argv(Remote("pynq"), "dpupose-0.1 $(x);y.whl")[-1]

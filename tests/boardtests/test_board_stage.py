@@ -468,6 +468,18 @@ def test_a_stage_out_on_dev_shm_is_written(image, overlay, model, wheel):
         shutil.rmtree(folder)
 
 
+def test_a_wheel_given_by_a_link_of_another_name_is_staged_under_its_own(image, overlay, model, wheel, tmp_path):
+    """--wheel latest.whl, a link to dpupose-VERSION-py3-none-any.whl, was refused as no wheel's name."""
+    link = tmp_path / "latest.whl"
+    link.symlink_to(wheel)
+    out = tmp_path / "out.img"
+    stage(image, overlay, model, out=out, wheel=link)
+    manifest = list_staged(out).manifest
+    assert manifest.wheel == wheel.name and f"/home/xilinx/dpupose/wheels/{wheel.name}" in [
+        e.path for e in manifest.entries
+    ]
+
+
 def test_stages_into_one_out_at_once_write_copies_of_their_own(image, overlay, model, wheel, tmp_path, monkeypatch):
     """Two stages into one --out shared .NAME.partial: one renamed or removed the copy the other was still
     writing, which then failed ('debugfs cannot open the root file system ... the image is damaged') or

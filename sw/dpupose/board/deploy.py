@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from dpupose.board import artifacts, layout
 from dpupose.board.manifest import build_manifest
 from dpupose.board.tools import CommandRunner, have_tool, require_tool
-from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_name
+from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_file, wheel_name
 from dpupose.errors import ArtifactError, DeviceError, FingerprintMismatch, ToolFailed, UsageError
 from dpupose.fsio import loads_json
 
@@ -259,7 +259,7 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="dpupose-deploy-") as tmp_name:
         tmp = Path(tmp_name)
         if wheel is not None:
-            wheel_path = Path(wheel)
+            wheel_path = wheel_file(Path(wheel))
             check_wheel(wheel_path)
         elif dry_run:
             wheel_path = tmp / wheel_name()  # named, not built

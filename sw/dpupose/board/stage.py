@@ -26,7 +26,7 @@ from dpupose.board.images import ImageKind, open_image
 from dpupose.board.manifest import Check, Manifest, build_manifest, check_files, parse_manifest
 from dpupose.board.partitions import PynqLayout, find_pynq_partitions
 from dpupose.board.tools import require_tool
-from dpupose.board.wheel import build_wheel, check_wheel, setup_script
+from dpupose.board.wheel import build_wheel, check_wheel, setup_script, wheel_file
 from dpupose.errors import ArtifactError, DpuposeError, ImageError, UsageError
 from dpupose.fsio import make_dirs, new_partial, remove_partial, remove_stale_partials
 
@@ -82,7 +82,7 @@ def stage(
     artifacts.precheck(Path(overlay), Path(model))  # before the wheel is built
     with tempfile.TemporaryDirectory(prefix="dpupose-stage-") as tmp_name:
         tmp = Path(tmp_name)
-        wheel_path = Path(wheel) if wheel else build_wheel(tmp / "wheel")
+        wheel_path = wheel_file(Path(wheel)) if wheel else build_wheel(tmp / "wheel")
         check_wheel(wheel_path)
         payload = artifacts.collect(Path(overlay), Path(model), wheel_path, setup_script())
         files, manifest = _files_with_manifest(payload, tmp)

@@ -15,6 +15,7 @@ import email.parser
 import importlib.metadata
 import importlib.resources
 import importlib.util
+import os
 import re
 import shutil
 import sys
@@ -223,6 +224,17 @@ def version_key(text: str) -> object | None:
     return (int(m["epoch"] or 0), release, pre, None if post is None else int(post), dev, local or None)
 
 
+def wheel_file(wheel: Path) -> Path:
+    """The wheel to check and copy for `--wheel WHEEL`: WHEEL, or, where WHEEL is a symbolic link under another
+    name (`ln -s dpupose-0.1.0-py3-none-any.whl latest.whl`), the file it leads to, whose name pip reads and the
+    board gets. A link whose own name is a wheel's, or whose file's is not, is taken as it is (check_wheel
+    names it)."""
+    if WHEEL_NAME.fullmatch(wheel.name) or not wheel.is_symlink():
+        return wheel
+    real = Path(os.path.realpath(wheel))
+    return real if WHEEL_NAME.fullmatch(real.name) else wheel
+
+
 def check_wheel(wheel: Path) -> None:
     """ArtifactError unless the wheel is dpupose's and its base requirements (what a plain install pulls
     in on the board) include nothing host-only: torch, nor anything the project lists under its `host`
@@ -234,7 +246,7 @@ def check_wheel(wheel: Path) -> None:
         # pip takes no other name; and the name goes into the board's shell command lines
         raise ArtifactError(
             f"{wheel.name!r} is not a dpupose wheel's name (dpupose-VERSION-py3-none-any.whl, as pip wheel names "
-            "it): give the wheel under its own name"
+            "it): give the wheel under its own name, or a symbolic link to it"
         )
     # pip refuses a wheel whose METADATA names another project or version than its file name ("Wheel has
     # unexpected file name"): the board's first-boot install would fail, after the card was written.
