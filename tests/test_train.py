@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -193,6 +194,30 @@ def test_resume_reads_a_relative_data_root_where_the_run_started(synth_root, tmp
     # Another spelling of the same folder is the same data.
     train(tiny(str(tmp_path / "a" / "data"), tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
+
+
+def test_resume_takes_the_data_root_through_a_bind_mount_of_it(synth_root, tmp_path):
+    """The same data folder reached through a bind mount (as a container mounts it at another path) was refused as
+    other data, 'trained on the data in A, not in B', since A and B are two real paths; it is the same folder by
+    device and inode. A copy of the data elsewhere is still another data set. Needs root for the mount."""
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(data), str(bound)]).returncode != 0:
+        pytest.skip("needs root to bind-mount a folder")
+    try:
+        train(tiny(str(data), tmp_path / "r", epochs=1, max_steps_per_epoch=1))
+        train(tiny(str(bound), tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+        assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2
+    finally:
+        subprocess.run(["umount", str(bound)], check=True)
+    # the run still names the folder it started on, not the mount, now an empty folder
+    train(tiny(str(data), tmp_path / "r", epochs=3, max_steps_per_epoch=1), resume=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    with pytest.raises(UsageError, match=r"trained on the data in .*/data, not in .*/copy: resume with the same"):
+        train(tiny(str(copy), tmp_path / "r", epochs=4, max_steps_per_epoch=1), resume=True)
 
 
 def test_resuming_a_finished_run_reads_no_data(synth_root, tmp_path, monkeypatch):

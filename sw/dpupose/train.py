@@ -153,6 +153,18 @@ def _same(key: str, a: object, b: object) -> bool:
     return a == b
 
 
+def _same_folder(where: str, given: str) -> bool:
+    """Whether --data-root `given` is the folder `where` (its real path when the run started): by real path, or,
+    where both are there, as one folder by device and inode (a bind mount of it, the folder a container
+    mounts at another path), which realpath does not see through."""
+    if os.path.realpath(given) == where:
+        return True
+    try:
+        return os.path.samefile(where, given)
+    except OSError:  # the folder it started on is gone (moved, unmounted): another folder
+        return False
+
+
 def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) -> None:
     missing = [k for k in _TRAINING_STATE if k not in state]
     if missing:
@@ -171,7 +183,7 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) 
                 f"--resume: {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}; "
                 "resume with the same settings (only --epochs may change), or start a new --out"
             )
-    if where is not None and cfg.data_root is not None and os.path.realpath(cfg.data_root) != where:
+    if where is not None and cfg.data_root is not None and not _same_folder(where, cfg.data_root):
         relative = "" if os.path.isabs(cfg.data_root) else " (a relative --data-root is read from the current folder)"
         raise UsageError(
             f"--resume: {path} was trained on the data in {where}, not in {os.path.realpath(cfg.data_root)}"
@@ -374,6 +386,10 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     data_root_resolved = os.path.realpath(cfg.data_root) if cfg.data_root else None
+    if state is not None and cfg.data_root and state.get("data_root_resolved"):
+        # the folder the run started on, kept: a resume through a bind mount of it (_same_folder) records the
+        # folder, not the mount, which the next resume may find gone or empty
+        data_root_resolved = state["data_root_resolved"]
     running: list[float] = []  # this epoch's step losses (saved with a mid-epoch checkpoint)
     if state is not None and start_step > 0:
         running.extend(state.get("epoch_losses", []))
