@@ -167,8 +167,8 @@ MODEL_DIR ?=
 BOARD_HOST ?= pynq
 BOARD_USER ?= xilinx
 STAGED := build/sdcard/staged.img
-# Writing a block device needs root; image files and staging do not.
-FLASH_SUDO = $(if $(filter /dev/%,$(DEVICE)),$(if $(filter 0,$(shell id -u)),,sudo))
+# Writing a block device needs root; image files and staging do not, an image file on /dev/shm (a tmpfs) neither.
+FLASH_SUDO = $(if $(filter /dev/%,$(filter-out /dev/shm/%,$(DEVICE))),$(if $(filter 0,$(shell id -u)),,sudo))
 
 sdcard: $(STAMP) ## flash a PYNQ image: make sdcard IMAGE=x.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]; no DEVICE: stage only -> build/sdcard/staged.img
 	@test -n $(call q,IMAGE) || { echo "usage: make sdcard IMAGE=pynq.img.xz DEVICE=/dev/sdX [OVERLAY=dir MODEL_DIR=dir]" >&2; exit 2; }

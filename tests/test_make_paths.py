@@ -110,6 +110,25 @@ def test_run_sdcard_and_deploy_pass_paths_with_spaces_as_one_argument(tmp_path):
     assert calls == [["deploy", "--host", "pynq", "--user", "xilinx", "--overlay", "hw out", "--model", "my model"]]
 
 
+def test_sdcard_writes_an_image_file_on_dev_shm_without_sudo(tmp_path):
+    # make sdcard ran the flash under sudo for any DEVICE under /dev/, so an ordinary user writing an image file
+    # on /dev/shm (a tmpfs) was asked for a password and got a file owned by root. A card (/dev/sdb) still gets
+    # sudo. Stand-ins: `id` says an ordinary user, `sudo` records its use and runs the command.
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "sudo").write_text(f'#!/bin/sh\necho sudo >> {tmp_path / "sudo.log"}\nexec "$@"\n')
+    for tool in ("id", "sudo"):
+        (bin_dir / tool).chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    calls = make(tmp_path, "sdcard", "IMAGE=x.img", "DEVICE=/dev/shm/card.img", env=env)
+    assert calls == [["sdcard", "flash", "x.img", "--device", "/dev/shm/card.img"]]
+    assert not (tmp_path / "sudo.log").exists()
+    calls = make(tmp_path, "sdcard", "IMAGE=x.img", "DEVICE=/dev/sdb", env=env)
+    assert calls == [["sdcard", "flash", "x.img", "--device", "/dev/sdb"]]
+    assert (tmp_path / "sudo.log").read_text() == "sudo\n"
+
+
 def test_quotes_backticks_and_commas_in_a_path_stay_the_path_s(tmp_path):
     # Double quotes would end at a '"' and run a backtick's command; each value goes in single quotes (a ','
     # in it must not split make's $(call)).
