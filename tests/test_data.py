@@ -1266,3 +1266,23 @@ def test_load_data_asks_for_the_documented_synthetic_set_and_cuts_only_synthetic
     with pytest.raises(UsageError) as exc:
         sources.load_data("coco", "valid", mpii)
     assert str(exc.value) == "unknown data set 'coco'; use one of: synthetic, mpii"
+
+
+def test_a_synthetic_set_that_cannot_be_cached_in_the_current_folder_says_where_and_what_to_do(tmp_path, monkeypatch):
+    """eval (no output of its own) run from a read-only folder was told 'build/data/... is on a read-only file
+    system: write elsewhere', a folder the user never gave. A cached set found there is still used (cache_lock)."""
+    from dpupose.data import sources
+    from dpupose.errors import DataError
+
+    def read_only(entry):
+        raise OSError(errno.EROFS, "Read-only file system", str(entry))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "cache_lock", read_only)
+    with pytest.raises(DataError) as info:
+        sources.synthetic_root("valid", 2)
+    assert str(info.value) == (
+        "the generated synthetic valid set is kept in build/data/ under the current folder, which cannot be "
+        "written (Read-only file system): run the command from a folder you can write, or give --data-root a set "
+        "that `dpupose data synth --out DIR` wrote"
+    )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,22 @@ def synthetic_root(split: str, count: int, seed: int = DEFAULT_SYNTH_SEED, cache
     found = _cached_synthetic(cache, split, seed, count, spec.version)
     if found is not None:
         return found
-    with cache_lock(root):  # another process making it at once: wait for it, then use its root
-        found = _cached_synthetic(cache, split, seed, count, spec.version)
-        if found is not None:
-            return found
-        _generate_synthetic(root, spec, split)
+    try:
+        with cache_lock(root):  # another process making it at once: wait for it, then use its root
+            found = _cached_synthetic(cache, split, seed, count, spec.version)
+            if found is not None:
+                return found
+            _generate_synthetic(root, spec, split)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        # A command with no output of its own (eval) run from a read-only folder was told '<cache> is on a
+        # read-only file system: write elsewhere', naming a folder the user never gave.
+        raise DataError(
+            f"the generated synthetic {split} set is kept in {cache}/ under the current folder, which cannot be "
+            f"written ({exc.strerror}): run the command from a folder you can write, or give --data-root a set "
+            "that `dpupose data synth --out DIR` wrote"
+        ) from None
     return root
 
 
