@@ -128,7 +128,12 @@ bench: $(STAMP) ## the original study's table on this machine -> build/bench/ben
 # The model `make compare` predicts FPS for: override with MODEL=path/to/dpu_part.onnx. By default the pose
 # network's DPU part is exported with random weights (the performance does not depend on the weights).
 MODEL ?= build/compare/pose_dpu.onnx
+# A variable with a default given empty on make's command line (RUN_OUT=$(MY_OUT) with it unset) is that
+# default, as an empty BOARD is for make hw: dpupose refuses an empty --out, --user or --config.
+override MODEL := $(or $(MODEL),build/compare/pose_dpu.onnx)
 BOARD ?= ultra96v2
+# compare's board: an empty BOARD= (BOARD=$(MY_BOARD) with it unset) is the default, as it is for make hw
+COMPARE_BOARD := $(or $(BOARD),ultra96v2)
 
 build/compare/pose_dpu.onnx: | $(STAMP)
 	$(DPUPOSE) zoo export pose_dpu --out $@
@@ -136,12 +141,13 @@ build/compare/pose_dpu.onnx: | $(STAMP)
 COMPARE_ARGS ?=
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
 compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx BOARD=ultra96v2 COMPARE_ARGS=--sweep)
-	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,BOARD).png' $(COMPARE_ARGS)
-	tmp='build/compare/$(call esc,BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
-	$(DPUPOSE) dpu compare --board $(call q,BOARD) --model $(call q,MODEL) --sweep --json > "$$tmp" && \
-	mv -- "$$tmp" 'build/compare/$(call esc,BOARD)-sweep.json'
+	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,COMPARE_BOARD).png' $(COMPARE_ARGS)
+	tmp='build/compare/$(call esc,COMPARE_BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
+	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) --sweep --json > "$$tmp" && \
+	mv -- "$$tmp" 'build/compare/$(call esc,COMPARE_BOARD)-sweep.json'
 
 QUANT_OUT ?= build/quantized/model
+override QUANT_OUT := $(or $(QUANT_OUT),build/quantized/model)
 QUANT_ARGS ?=
 quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=synthetic|mpii DATA_ROOT=dir QUANT_OUT=build/quantized/model QUANT_ARGS=...]
 	@test -n $(call q,CHECKPOINT) || { echo "usage: make quantize CHECKPOINT=<checkpoint> [CALIB=synthetic|mpii DATA_ROOT=dir]" >&2; exit 2; }
@@ -149,7 +155,9 @@ quantize: $(STAMP) ## INT8 for the DPU: make quantize CHECKPOINT=path [CALIB=syn
 		$(if $(DATA_ROOT),--data-root $(call q,DATA_ROOT)) --out $(call q,QUANT_OUT) $(QUANT_ARGS)
 
 RUN_BACKEND ?= emulate
+override RUN_BACKEND := $(or $(RUN_BACKEND),emulate)
 RUN_OUT ?= build/run
+override RUN_OUT := $(or $(RUN_OUT),build/run)
 RUN_ARGS ?=
 run: $(STAMP) ## split inference: make run PLAN=DIR SOURCE=images|image|video|camera:N [RUN_BACKEND=emulate|cpu|vart OVERLAY=dir RUN_OUT=build/run RUN_ARGS=...]
 	@test -n $(call q,PLAN) -a -n $(call q,SOURCE) || { echo "usage: make run PLAN=<plan folder> SOURCE=<image folder, image, video or camera:N>" >&2; exit 2; }
@@ -165,7 +173,9 @@ DEVICE ?=
 OVERLAY ?=
 MODEL_DIR ?=
 BOARD_HOST ?= pynq
+override BOARD_HOST := $(or $(BOARD_HOST),pynq)
 BOARD_USER ?= xilinx
+override BOARD_USER := $(or $(BOARD_USER),xilinx)
 STAGED := build/sdcard/staged.img
 # Writing a block device needs root; image files and staging do not, an image file on /dev/shm (a tmpfs) neither.
 FLASH_SUDO = $(if $(filter /dev/%,$(filter-out /dev/shm/%,$(DEVICE))),$(if $(filter 0,$(shell id -u)),,sudo))
@@ -190,6 +200,7 @@ deploy: $(STAMP) ## copy overlay, model and package to a board: make deploy BOAR
 # BOARD_REPO=<board files checkout> [I_KNOW=1: accept clocks above the board's safe limit]
 # [HW_FLAGS="--from link --to report --force"]. BOARD is passed only when given on the command line.
 DPU ?= u96v2-b1600-pynq
+override DPU := $(or $(DPU),u96v2-b1600-pynq)
 HW_ARGS = --config $(call q,DPU) $(if $(and $(filter command line,$(origin BOARD)),$(BOARD)),--board $(call q,BOARD)) \
 	$(if $(DPU_TRD),--trd $(call q,DPU_TRD)) $(if $(BOARD_REPO),--board-repo $(call q,BOARD_REPO)) $(if $(I_KNOW),--i-know)
 

@@ -129,6 +129,29 @@ def test_sdcard_writes_an_image_file_on_dev_shm_without_sudo(tmp_path):
     assert (tmp_path / "sudo.log").read_text() == "sudo\n"
 
 
+def test_a_variable_with_a_default_given_empty_is_its_default(tmp_path):
+    # RUN_OUT=$(MY_OUT) with MY_OUT unset went to dpupose as --out '', refused as empty ('give a folder'), where
+    # make help gives RUN_OUT=build/run; so did RUN_BACKEND, QUANT_OUT, BOARD_HOST, BOARD_USER, DPU, compare's
+    # BOARD and MODEL. Each is its default, as an empty BOARD is for make hw.
+    calls = make(tmp_path, "run", "PLAN=p", "SOURCE=s", "RUN_OUT=", "RUN_BACKEND=")
+    assert calls == [
+        ["run", "--plan", "p", "--source", "s", "--backend", "emulate", "--out", "build/run", "--pipeline"]
+    ]
+    calls = make(tmp_path, "quantize", "CHECKPOINT=c.pt", "QUANT_OUT=")
+    assert calls == [
+        ["quantize", "--checkpoint", "c.pt", "--calib-data", "synthetic", "--out", "build/quantized/model"]
+    ]
+    calls = make(tmp_path, "deploy", "OVERLAY=o", "MODEL_DIR=m", "BOARD_HOST=", "BOARD_USER=")
+    assert calls == [["deploy", "--host", "pynq", "--user", "xilinx", "--overlay", "o", "--model", "m"]]
+    calls = make(tmp_path, "hw-check", "DPU=")
+    assert calls == [["hw", "check", "--config", "u96v2-b1600-pynq"]]
+    (tmp_path / "build" / "compare").mkdir(parents=True)
+    (tmp_path / "build" / "compare" / "pose_dpu.onnx").touch()
+    calls = make(tmp_path, "compare", "BOARD=", "MODEL=")
+    assert calls[0][:6] == ["dpu", "compare", "--board", "ultra96v2", "--model", "build/compare/pose_dpu.onnx"]
+    assert (tmp_path / "build" / "compare" / "ultra96v2-sweep.json").exists()
+
+
 def test_quotes_backticks_and_commas_in_a_path_stay_the_path_s(tmp_path):
     # Double quotes would end at a '"' and run a backtick's command; each value goes in single quotes (a ','
     # in it must not split make's $(call)).
