@@ -271,7 +271,7 @@ def test_deploy_check_json_replaces_only_an_earlier_report(paths, capsys):
     assert other.read_text() == '{"layers": ["conv1", "conv2"]}'
 
 
-def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
+def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys, monkeypatch):
     assert main(["data", "synth", "--out", str(paths / "folder"), "--num-train", "1", "--num-valid", "1"]) == 2
     assert "is not a synthetic data root" in capsys.readouterr().err
     assert [p.name for p in (paths / "folder").iterdir()] == ["a.txt"]
@@ -303,12 +303,9 @@ def test_data_synth_does_not_replace_a_folder_it_did_not_make(paths, capsys):
     err = capsys.readouterr().err
     assert "/proc/dpupose-test" in err and ".tmp" not in err
     # "." is the folder the shell stands in: refused before any image is rendered
-    os.chdir(paths / "empty")
-    try:
-        assert main(["data", "synth", "--out", ".", "--num-train", "1", "--num-valid", "1"]) == 2
-        assert "is the current folder or holds it" in capsys.readouterr().err
-    finally:
-        os.chdir(paths)
+    monkeypatch.chdir(paths / "empty")  # and back to the folder the run started in after the test
+    assert main(["data", "synth", "--out", ".", "--num-train", "1", "--num-valid", "1"]) == 2
+    assert "is the current folder or holds it" in capsys.readouterr().err
 
 
 def test_data_check_reads_every_image(synth_root, tmp_path, capsys):
