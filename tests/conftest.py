@@ -26,6 +26,19 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True)
+def _the_current_folder_is_put_back():
+    """A test that changes the process's folder (os.chdir) without putting it back makes every later test run
+    from there, and the one that reads a path relative to the checkout fails far from the cause: it is put back,
+    and the test that moved it fails by name (monkeypatch.chdir puts it back itself)."""
+    before = os.getcwd()
+    yield
+    after = os.getcwd()
+    if after != before:
+        os.chdir(before)
+        pytest.fail(f"the test left the process in {after} (it started in {before}): use monkeypatch.chdir")
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """With `-m board_py` (make test-board-py: Python 3.10, no torch or onnx) only the test modules marked
     board_py at module level are imported: the others import host packages, and their tests would all be
