@@ -140,7 +140,7 @@ build/compare/pose_dpu.onnx: | $(STAMP)
 
 COMPARE_ARGS ?=
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
-compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx BOARD=ultra96v2 COMPARE_ARGS=--sweep)
+compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx, default the pose network's DPU part; BOARD=ultra96v2 COMPARE_ARGS=--sweep)
 	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,COMPARE_BOARD).png' $(COMPARE_ARGS)
 	tmp='build/compare/$(call esc,COMPARE_BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
 	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) --sweep --json > "$$tmp" && \
