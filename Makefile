@@ -63,7 +63,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt $(TORCH_INDEX_ARG) -e '.[host,dev]'
 	touch $@
 
-setup: $(STAMP) ## create .venv (PYTHON=python3.10 to 3.13) and install the package with host and dev extras (pinned; TORCH_INDEX=url: another torch build)
+setup: $(STAMP) ## create .venv (VENV=.venv PYTHON=python3.10 to 3.13) and install the package with host and dev extras (pinned; TORCH_INDEX=url: another torch build)
 
 lint: $(STAMP) ## ruff lint and format check (fails on any finding)
 	$(BIN)/ruff check .
@@ -107,7 +107,7 @@ $(BOARD_STAMP): pyproject.toml constraints-board.txt
 	$(BOARD_VENV)/bin/pip install -q -c constraints-board.txt -e . 'numpy<2' opencv-python-headless pytest pytest-benchmark pytest-timeout
 	touch $@
 
-test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (PY310=path; skipped without 3.10)
+test-board-py: ## the board-safe tests under Python 3.10 without torch or onnx, in .venv-board (BOARD_VENV=.venv-board PY310=path; skipped without 3.10)
 	@py=$$($(FIND_PY310)); if [ -z "$$py" ]; then $(if $(PY310), \
 		echo 'make test-board-py: PY310='$(call q,PY310)' is not a Python 3.10: give the path of one as PY310=/usr/bin/python3.10 or leave PY310 out to look for one' >&2; exit 2;, \
 		echo "make test-board-py: skipped: no Python 3.10 (neither python3.10 on PATH nor pyenv's); install one or give PY310=path"; exit 0;) \
