@@ -19,9 +19,10 @@ $(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): each must name one folder, by a p
 endif
 BIN := $(VENV)/bin
 # PYTHON: the interpreter `make setup` builds the venv with. Not given, it is the one the existing venv was
-# made with (so a venv of python3.12 is not remade with python3 when the pins change), else python3.
-ifeq ($(origin PYTHON),undefined)
-PYTHON := $(or $(shell $(BIN)/python -c 'import sys; print(sys._base_executable)' 2>/dev/null),python3)
+# made with (so a venv of python3.12 is not remade with python3 when the pins change), else python3. Given
+# empty (PYTHON=$(MY_PYTHON) with it unset) it is that default too, as the verbs' variables are.
+ifeq ($(strip $(PYTHON)),)
+override PYTHON := $(or $(shell $(BIN)/python -c 'import sys; print(sys._base_executable)' 2>/dev/null),python3)
 endif
 STAMP := $(VENV)/.installed
 DPUPOSE := $(BIN)/dpupose

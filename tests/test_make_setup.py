@@ -140,6 +140,20 @@ def test_an_empty_venv_folder_is_made_the_venv_in_place(tmp_path, target):
     assert folder.stat().st_ino == inode and (folder / "pyvenv.cfg").is_file()
 
 
+@needs_make
+def test_setup_with_an_empty_python_takes_the_default(tmp_path):
+    """PYTHON=$(MY_PYTHON) with it unset: an empty PYTHON was run as the interpreter ('make setup: PYTHON= does
+    not run'), where the verbs' variables given empty take their default; it is the venv's own Python."""
+    venv = tmp_path / "venv"
+    fake_python(venv / "bin" / "python", (3, 12, 1))  # the venv of a Python that is not the host's python3
+    (venv / "pyvenv.cfg").touch()
+    (venv / "old").touch()
+    argv = ["make", "-s", "setup", "PYTHON=", f"VENV={venv}", "TORCH_INDEX_ARG="]
+    empty = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=without_python())
+    assert "does not run" not in empty.stderr and "made by another Python" not in empty.stdout
+    assert (venv / "old").exists() and (venv / "bin" / "pip.log").read_text() == "install -q --upgrade pip\n"
+
+
 def without_python() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHON"}
 
