@@ -2122,3 +2122,25 @@ def test_a_plan_json_nested_too_deep_to_read_is_one_line_naming_it(plan_dir: Pat
     err = capsys.readouterr().err
     assert err.startswith(f"dpupose: error: {plan / PLAN_FILE} is not valid JSON (nested deeper than can be read")
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_source_in_or_of_an_earlier_runs_frames_through_a_bind_mount_of_frames_is_refused(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys, bind_mount
+) -> None:
+    """Through a bind mount of --out's frames/ itself (not of --out): the folder is frames/ by device and inode,
+    but its mount point has another name in another folder, which same_entry (a file's name in its folder) took
+    for another folder. A folder has no other name but a mount's: it is compared as one folder (fsio.within)."""
+    out = tmp_path / "out"
+    common = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--out", str(out)]
+    assert main([*common, "--source", str(images), "--annotate", "frames"]) == 0
+    import shutil
+
+    shutil.copy(images / "im0.png", out / "frames" / "mine.png")
+    before = {p.name: p.read_bytes() for p in (out / "frames").iterdir()}
+    bound = bind_mount(out / "frames")
+    capsys.readouterr()
+    assert main([*common, "--source", str(bound), "--annotate", "none"]) == 2
+    assert f"--source {bound} is an earlier run's frames under --out" in capsys.readouterr().err
+    assert main([*common, "--source", str(bound / "mine.png"), "--annotate", "frames"]) == 2
+    assert "is where this run writes frames (under --out" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before

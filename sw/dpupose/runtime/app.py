@@ -119,18 +119,20 @@ def _check_source_is_not_an_output(opts: RunOptions, names: list[str], removed: 
         return
     # Compared by name and by folder and inode too (fsio.same_entry): a bind mount of --out elsewhere is a name that
     # resolve() does not tie to it, and the earlier run's video read through it was replaced by this run's. A hard
-    # link under another name keeps its file when the output's name is replaced or removed, and is read.
+    # link under another name keeps its file when the output's name is replaced or removed, and is read. A folder
+    # (frames/, or the folder of a file in it) has no other name but a mount's, whatever that is called: one folder
+    # by device and inode (fsio.within, fsio.same_file), as a bind mount of frames/ itself.
     given, src = src, src.resolve()
     for name in names:
         target = (opts.out / name).resolve()
-        if src == target or target in src.parents or any(same_entry(p, target) for p in (given, *given.parents)):
+        if within(given, target) or same_entry(given, target):
             raise UsageError(
                 f"--source {opts.source} is where this run writes {name} (under --out {opts.out}): it would "
                 "overwrite its own input; choose another --out"
             )
     for path in removed:
         resolved = path.resolve()
-        if src in (resolved, resolved.parent) or same_entry(given, path) or same_entry(given, path.parent):
+        if src in (resolved, resolved.parent) or same_entry(given, path) or same_file(given, path.parent):
             raise UsageError(
                 f"--source {opts.source} is an earlier run's {path.relative_to(opts.out).parts[0]} under --out "
                 f"{opts.out}, which this run removes before it starts: choose another --out"
