@@ -1,4 +1,7 @@
 # dpupose: the verbs. `make help` lists them.
+# This Makefile, by the name make was given it (test-board-py's own make reads it again): the last file make has
+# read, here before any other; the first one make read may be another (MAKEFILES=extra.mk, make -f a.mk -f Makefile).
+SELF := $(lastword $(MAKEFILE_LIST))
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -85,8 +88,7 @@ PY310 ?=
 BOARD_STAMP := $(BOARD_VENV)/.installed
 # test-board-py's own make asks for the stamp by BOARD_STAMP_GOAL=1, not by its name: make reads a goal with
 # an = (BOARD_VENV=venvs/py=3.10) as a variable's assignment, and made its default goal, help, in its place.
-# (this Makefile, by the name make was given it: make -f path/Makefile test-board-py from elsewhere)
-SELF := $(firstword $(MAKEFILE_LIST))
+# (this Makefile, SELF, by the name make was given it: make -f path/Makefile test-board-py from elsewhere)
 ifdef BOARD_STAMP_GOAL
 .DEFAULT_GOAL := $(BOARD_STAMP)
 endif

@@ -240,6 +240,33 @@ def test_test_board_py_builds_and_runs_in_a_board_venv_whose_path_has_an_equals_
     assert (tmp_path / board_venv / ".installed").exists()
 
 
+@pytest.mark.parametrize("how", ["MAKEFILES", "-f"])
+def test_test_board_py_builds_where_make_read_another_makefile_first(tmp_path, how):
+    # test-board-py's own make read the first makefile make had read as this one (firstword of MAKEFILE_LIST),
+    # which is another where MAKEFILES names one or -f gives two: that make had no target ('No targets. Stop.')
+    # and test-board-py failed. The same stand-in 3.10 as above.
+    calls = tmp_path / "calls"
+    python = tmp_path / "python3.10"
+    tool = f'#!/bin/sh\necho "$(basename $0) $*" >> {calls}\n'
+    python.write_text(
+        f'#!/bin/sh\nif [ "$1" = -m ]; then echo "venv $3" >> {calls}; mkdir -p "$3/bin"\n'
+        f'  for t in pip pytest; do printf \'{tool}\' > "$3/bin/$t"; chmod +x "$3/bin/$t"; done\nfi\nexit 0\n'
+    )
+    python.chmod(0o755)
+    for name in ("pyproject.toml", "constraints-board.txt"):
+        (tmp_path / name).touch()
+    extra = tmp_path / "extra.mk"
+    extra.write_text("EXTRA_SETTING := 1\n")
+    env = {**os.environ, "MAKEFILES": str(extra)} if how == "MAKEFILES" else dict(os.environ)
+    first = [] if how == "MAKEFILES" else ["-f", str(extra)]
+    argv = ["make", "-s", *first, "-f", str(ROOT / "Makefile"), "test-board-py", f"PY310={python}"]
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = calls.read_text().splitlines()
+    assert lines[0] == "venv .venv-board"
+    assert [line.split()[:2] for line in lines[1:]] == [["pip", "install"]] * 2 + [["pytest", "-q"]]
+
+
 def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(tmp_path):
     python = _python_in_a_folder_with_a_blank_and_quotes(tmp_path, "#!/bin/sh\nexit 1\n")
     proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}")
