@@ -39,6 +39,38 @@ def _the_current_folder_is_put_back():
         pytest.fail(f"the test left the process in {after} (it started in {before}): use monkeypatch.chdir")
 
 
+class Hung(BaseException):
+    """A test's own wait limit (hang_guard) ran out: not an Exception, so no except clause in the code under test
+    takes it for an error of its own."""
+
+
+@pytest.fixture
+def hang_guard():
+    """guard(seconds, what): a block that raises Hung(what) after `seconds` (a command that waits on a FIFO for
+    ever), sooner and by name, where pytest-timeout's limit (300 s) would fail the whole test. Both use SIGALRM's
+    one timer: pytest-timeout's is put back after the block, less the time the block took, where a test's own
+    signal.alarm(0) had cancelled it, leaving the rest of the test without a guard."""
+    import time
+
+    @contextlib.contextmanager
+    def guard(seconds: float, what: str):
+        def hung(signum, frame):
+            raise Hung(what)
+
+        previous = signal.signal(signal.SIGALRM, hung)
+        pending, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # pytest-timeout's, 0 without it
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if pending:  # at once, if it ran out meanwhile: the test is past pytest-timeout's limit
+                signal.setitimer(signal.ITIMER_REAL, max(pending - (time.monotonic() - start), 1e-3))
+
+    return guard
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """With `-m board_py` (make test-board-py: Python 3.10, no torch or onnx) only the test modules marked
     board_py at module level are imported: the others import host packages, and their tests would all be

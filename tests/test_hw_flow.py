@@ -233,29 +233,16 @@ def test_a_file_at_trd_is_refused_before_any_step_where_an_archive_is_unpacked_t
 
 
 @pytest.mark.parametrize("name", ["gen/params.tcl", "stamps/link.json"])
-def test_a_fifo_at_a_file_a_build_reads_is_not_waited_on(capsys, env, name):
+def test_a_fifo_at_a_file_a_build_reads_is_not_waited_on(capsys, env, name, hang_guard):
     """A build read gen/params.tcl (is the folder a build's?) and each step's stamp whole: a FIFO at either name
     waited for a writer for ever. Neither is read: a FIFO at gen/params.tcl is no build's, and one at a stamp no
     stamp (its step runs again)."""
-    import signal
-
-    class Hung(BaseException):
-        pass
-
-    def hung(signum, frame):
-        raise Hung(f"the build waited on the FIFO at {name}")
-
     assert build(capsys, env)[0] == 0
     fifo = env["out"] / name
     fifo.unlink()
     os.mkfifo(fifo)
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    try:
+    with hang_guard(60, f"the build waited on the FIFO at {name}"):
         rc, _, err = build(capsys, env)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     if name == "gen/params.tcl":  # no build's own: its files are named, to move, the FIFO kept
         assert rc == 2 and fifo.is_fifo()
         assert "is not a dpupose hardware build folder (it has no gen/params.tcl from an earlier build)" in err

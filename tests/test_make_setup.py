@@ -193,3 +193,26 @@ def test_every_test_runs_under_the_hang_guard(request):
     assert request.config.pluginmanager.has_plugin("timeout")
     limit = read_toml(ROOT / "pyproject.toml")["tool"]["pytest"]["ini_options"]["timeout"]
     assert float(request.config.getini("timeout")) == limit == 300
+
+
+def test_a_test_s_own_wait_limit_keeps_the_hang_guard(hang_guard):
+    """Two tests of a FIFO that would be waited on for ever set their own, shorter SIGALRM limit and then cancelled
+    the process's one alarm timer (signal.alarm(0)), which is pytest-timeout's too: the rest of each test ran with
+    no guard. Such a limit is conftest's hang_guard, which puts pytest-timeout's back; no test sets SIGALRM itself."""
+    import re
+    import signal
+    import time
+
+    from conftest import Hung
+
+    before = signal.getitimer(signal.ITIMER_REAL)[0]
+    assert 0 < before <= 300  # pytest-timeout's, running
+    with pytest.raises(Hung, match="^waited$"), hang_guard(0.05, "waited"):
+        time.sleep(5)
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= before
+    with hang_guard(30, "not reached"):
+        pass
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= before
+    own = re.compile(r"signal\.(alarm|setitimer)\(|SIGALRM")
+    tests = [p for p in sorted((ROOT / "tests").rglob("test_*.py")) if p.resolve() != Path(__file__).resolve()]
+    assert [p.name for p in tests if own.search(p.read_text())] == []

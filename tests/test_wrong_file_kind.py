@@ -207,37 +207,25 @@ def test_a_fifo_a_device_or_a_dangling_link_given_as_a_checkpoint_or_subgraph_is
     assert not slim.exists()
 
 
-def test_a_fifo_at_an_earlier_result_s_record_is_not_waited_on(tmp_path):
+def test_a_fifo_at_an_earlier_result_s_record_is_not_waited_on(tmp_path, hang_guard):
     """Whether --out holds an earlier result was read from its record whole (quantize's summary.json, a plan
     folder's plan.json for split and bench, train's config.json and, on --resume, history.jsonl): a FIFO there
     waited for a writer for ever. They are read as read_own_json reads, a regular file only."""
     import os
-    import signal
 
     from dpupose.errors import UsageError
     from dpupose.quant.pipeline import _check_out
     from dpupose.split.plan import recorded_files
     from dpupose.train import _check_new_run_folder, _repair_history
 
-    class Hung(BaseException):
-        pass
-
-    def hung(signum, frame):
-        raise Hung("waited on a FIFO")
-
     for name in ("summary.json", "plan.json", "config.json", "history.jsonl"):
         (tmp_path / name.split(".")[0]).mkdir()
         os.mkfifo(tmp_path / name.split(".")[0] / name)
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    try:
+    with hang_guard(30, "waited on a FIFO"):
         _check_out(tmp_path / "summary")  # nothing but the record's name there: replaceable, as an empty folder
         assert recorded_files(tmp_path / "plan") == ([], None)
         with pytest.raises(UsageError, match="config.json that `dpupose train` did not write"):
             _check_new_run_folder(tmp_path / "config")
         with pytest.raises(UsageError, match="is a FIFO, not a file, and the output would take its place"):
             _repair_history(tmp_path / "history", {"history": [{"epoch": 1}]})
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert all((tmp_path / n.split(".")[0] / n).is_fifo() for n in ("plan.json", "config.json", "history.jsonl"))
