@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 from quant_helpers import TINY, sane_model
 
-from dpupose.errors import QuantizationError
+from dpupose.errors import ModelFileError, QuantizationError
 from dpupose.quant.calibrate import calibrate
 from dpupose.quant.data import calibration_batches
 from dpupose.quant.fakequant import QuantNet
@@ -329,6 +329,31 @@ class _HardNet(torch.nn.Module):
 
     def forward(self, x):
         return self.c3(self.hard(self.c2(self.relu(self.bn(self.c1(x))))))
+
+
+def test_tensor_names_both_parts_use_are_named_as_other_lists_of_names_are():
+    # seven names in both parts: the first four (sorted), then how many more (errors.shortlist), and whose
+    # fault it is, never a Python list cut short without a count
+    from onnx import TensorProto, helper
+
+    def part(inp: str | None, out: str, names: list[str]) -> onnx.ModelProto:
+        nodes = [helper.make_node("Identity", [n], [f"{out}_{n}"]) for n in names]
+        nodes.append(helper.make_node("Identity", [inp or names[0]], [out]))
+        inputs = [helper.make_tensor_value_info(inp, TensorProto.FLOAT, [1])] if inp else []
+        inits = [onnx.numpy_helper.from_array(np.zeros(1, np.float32), n) for n in names]
+        graph = helper.make_graph(
+            nodes, out, inputs, [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1])], inits
+        )
+        return helper.make_model(graph)
+
+    names = [f"t{k}" for k in range(7)]
+    with pytest.raises(ModelFileError) as raised:
+        append_cpu_part(part(None, "logits", names), part("logits", "coords", names))
+    assert str(raised.value) == (
+        "tensor names used by both parts: 't0', 't1', 't2', 't3' and 3 more: the quantized DPU part and the "
+        "exported CPU part are both dpupose's own, so this is a fault of its export, not of the checkpoint (the "
+        "folder is left as it was)"
+    )
 
 
 def _pose_head() -> onnx.ModelProto:

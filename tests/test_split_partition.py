@@ -3065,16 +3065,59 @@ def _stray_dequantize(g) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (_q_output_read_by_a_cast, "QuantizeLinear 'c1/quantize': its int8 output feeds ['peek'] (only Dequantize"),
-        (_dq_of_another_scale, "Q/DQ pair of 'conv1_float' has two scales (2**-4 and 2**-3)"),
-        (_stray_dequantize, "Q/DQ nodes outside the activation Q -> DQ pattern: ['stray']"),
+        (
+            _q_output_read_by_a_cast,
+            "QuantizeLinear 'c1/quantize': its int8 output feeds 'peek' (only DequantizeLinear may read it): "
+            "quantize the model as docs/quantization.md (QDQ conventions) says",
+        ),
+        (
+            _dq_of_another_scale,
+            "Q/DQ pair of 'conv1_float' has two scales (2**-4 and 2**-3): quantize the model as docs/quantization.md "
+            "(QDQ conventions) says",
+        ),
+        (
+            _stray_dequantize,
+            "Q/DQ nodes outside the activation Q -> DQ pattern: 'stray': quantize the model as docs/quantization.md "
+            "(QDQ conventions) says",
+        ),
     ],
 )
 def test_q_dq_nodes_outside_the_dpu_s_pattern_are_refused_naming_them(edit, message):
     m = build("none")
     edit(m.graph)
-    with pytest.raises(ModelFileError, match=re.escape(message)):
+    with pytest.raises(ModelFileError, match=f"^{re.escape(message)}$"):
         analyze(m)
+
+
+def test_many_q_dq_nodes_outside_the_pattern_are_named_as_other_lists_of_names_are():
+    # seven stray DequantizeLinear nodes and seven readers of a QuantizeLinear's int8 output: the first four
+    # of each, then how many more (errors.shortlist), never a Python list cut short without a count
+    m = build("none")
+    for k in range(7):
+        m.graph.node.append(
+            onnx.helper.make_node("Cast", ["conv1_float"], [f"cast{k}"], name=f"cast{k}", to=onnx.TensorProto.INT8)
+        )
+        m.graph.node.append(
+            onnx.helper.make_node("DequantizeLinear", [f"cast{k}", "c1_scale", "c1_zp"], [f"s{k}"], name=f"stray{k}")
+        )
+    stray = "'stray0', 'stray1', 'stray2', 'stray3' and 3 more"
+    with pytest.raises(ModelFileError) as raised:
+        analyze(m)
+    assert str(raised.value) == (
+        f"Q/DQ nodes outside the activation Q -> DQ pattern: {stray}: quantize the model as docs/quantization.md "
+        "(QDQ conventions) says"
+    )
+    m = build("none")
+    for k in range(7):
+        m.graph.node.append(
+            onnx.helper.make_node("Cast", ["c1_int8"], [f"peek{k}"], name=f"peek{k}", to=onnx.TensorProto.FLOAT)
+        )
+    with pytest.raises(ModelFileError) as raised:
+        analyze(m)
+    assert str(raised.value) == (
+        "QuantizeLinear 'c1/quantize': its int8 output feeds 'peek0', 'peek1', 'peek2', 'peek3' and 3 more "
+        "(only DequantizeLinear may read it): quantize the model as docs/quantization.md (QDQ conventions) says"
+    )
 
 
 def test_unnamed_nodes_get_names_no_other_node_has(tmp_path):

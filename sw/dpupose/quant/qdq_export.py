@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from dpupose.errors import ModelFileError
+from dpupose.errors import ModelFileError, shortlist
 from dpupose.model.export import OPSET
 from dpupose.quant.ir import AddOp, ConvOp, DepthToSpaceOp, FixPoints, HardActOp, QGraph
 from dpupose.runtime.dpu_ops import HARD_SIGMOID
@@ -198,7 +198,11 @@ def append_cpu_part(dpu: onnx.ModelProto, cpu: onnx.ModelProto) -> onnx.ModelPro
     cpu_names = {t for n in cpu.graph.node for t in n.output} | {t.name for t in cpu.graph.initializer}
     clash = (dpu_names & cpu_names) - {dpu_out.name}
     if clash:
-        raise ModelFileError(f"tensor names used by both parts: {sorted(clash)[:5]}")
+        raise ModelFileError(
+            f"tensor names used by both parts: {shortlist([repr(n) for n in sorted(clash)])}: the "
+            "quantized DPU part and the exported CPU part are both dpupose's own, so this is a fault of its export, "
+            "not of the checkpoint (the folder is left as it was)"
+        )
     graph = helper.make_graph(
         list(dpu.graph.node) + list(cpu.graph.node),
         "model_qdq",

@@ -24,7 +24,7 @@ import numpy as np
 
 from dpupose.dpu.graph import qoperator_node
 from dpupose.dpu.ops import FUSED_ACTIVATION_OPS, GraphInfo, image_batch, model_opset
-from dpupose.errors import ModelFileError
+from dpupose.errors import ModelFileError, shortlist
 from dpupose.formats import NOT_PARSED
 from dpupose.fsio import not_a_file
 
@@ -123,6 +123,7 @@ class QdqGraph:
 
 
 QUANTIZED_MODEL = "give the model_qdq.onnx written by `dpupose quantize`"
+QDQ_CONVENTIONS = "quantize the model as docs/quantization.md (QDQ conventions) says"
 
 
 def load_onnx(path: str | Path) -> Any:
@@ -388,16 +389,24 @@ def analyze(model: Any, inferred: tuple[dict[str, tuple[int, ...]], dict[str, in
         dqs = [c for c in consumers.get(node.output[0], []) if nodes[c].op_type == "DequantizeLinear"]
         others = [nodes[c].name for c in consumers.get(node.output[0], []) if c not in dqs]
         if others:
-            raise ModelFileError(f"{where}: its int8 output feeds {others} (only DequantizeLinear may read it)")
+            raise ModelFileError(
+                f"{where}: its int8 output feeds {shortlist([repr(n) for n in others])} (only DequantizeLinear may "
+                f"read it): {QDQ_CONVENTIONS}"
+            )
         for d in dqs:
             dfp = fix_point_of(consts.get(nodes[d].input[1]), f"DequantizeLinear {nodes[d].name!r}")
             if dfp != fp:
-                raise ModelFileError(f"Q/DQ pair of {node.input[0]!r} has two scales (2**-{fp} and 2**-{dfp})")
+                raise ModelFileError(
+                    f"Q/DQ pair of {node.input[0]!r} has two scales (2**-{fp} and 2**-{dfp}): {QDQ_CONVENTIONS}"
+                )
         pairs.append(QPair(node.input[0], i, dqs, [nodes[d].output[0] for d in dqs], fp))
         in_pair.update([i, *dqs])
     stray_q = [n.name for i, n in enumerate(nodes) if n.op_type in QUANT_OPS and i not in in_pair | const_nodes]
     if stray_q:
-        raise ModelFileError(f"Q/DQ nodes outside the activation Q -> DQ pattern: {stray_q[:5]}")
+        raise ModelFileError(
+            f"Q/DQ nodes outside the activation Q -> DQ pattern: "
+            f"{shortlist([repr(n) for n in stray_q])}: {QDQ_CONVENTIONS}"
+        )
     pair_of_dq_output = {o: k for k, p in enumerate(pairs) for o in p.outputs}
     pairs_of_tensor: dict[str, list[int]] = {}
     for k, p in enumerate(pairs):
