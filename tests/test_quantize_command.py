@@ -617,13 +617,15 @@ def test_eval_reads_a_quantized_folder_of_another_version_by_its_summary(tmp_pat
             r"again with `dpupose quantize`, or copy the folder whole again$",
         ):
             _check_quantized_matches(folder, model)
-    # One that cannot be read (a folder at its name) is refused so too, with why, not taken for none.
+    # One that is no file (a folder at its name; a FIFO: test_wrong_file_kind.py) is refused so too, naming what
+    # is there, not taken for none.
     (folder / "summary.json").unlink()
     (folder / "summary.json").mkdir()
     with pytest.raises(
         UsageError,
-        match=rf"^--quantized {re.escape(str(folder))}: cannot read its summary\.json \(Is a directory\); quantize "
-        r"--checkpoint again with `dpupose quantize`, or copy the folder whole again$",
+        match=rf"^--quantized {re.escape(str(folder))}: its summary\.json is a folder, so whether the folder was "
+        r"quantized from --checkpoint cannot be told; quantize --checkpoint again with `dpupose quantize`, or copy "
+        r"the folder whole again$",
     ):
         _check_quantized_matches(folder, model)
     (folder / "summary.json").rmdir()

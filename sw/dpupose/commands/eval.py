@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dpupose.commands.argtypes import device_spec, given, positive_int, quantize_folder
-from dpupose.fsio import json_text, loads_json
+from dpupose.fsio import json_text, loads_json, not_a_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -163,11 +163,18 @@ def _check_quantized_matches(folder: Path, model) -> None:
     config = model.config.to_dict()
     path = folder / "summary.json"
     redo_damaged = "quantize --checkpoint again with `dpupose quantize`, or copy the folder whole again"
+    if path.exists() and not path.is_file():
+        # A folder, FIFO or device at its name: a FIFO's read waits for a writer for ever, a device such as
+        # /dev/zero is read without end; none is a record, so the checks below cannot be made.
+        raise UsageError(
+            f"--quantized {folder}: its summary.json {not_a_file(path)}, so whether the folder was quantized from "
+            f"--checkpoint cannot be told; {redo_damaged}"
+        )
     try:
         summary = loads_json(path.read_bytes())
     except FileNotFoundError:
         return  # a folder copied without it: int8_predictor says what else it lacks
-    except OSError as exc:  # a folder at its name, no permission: the checks below cannot be made
+    except OSError as exc:  # no permission: the checks below cannot be made
         raise UsageError(
             f"--quantized {folder}: cannot read its summary.json ({exc.strerror or exc}); {redo_damaged}"
         ) from None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dpupose.errors import DpuposeError, ModelFileError, UsageError
-from dpupose.fsio import cache_lock, loads_json, sha256_file
+from dpupose.fsio import cache_lock, read_own_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,9 @@ def int8_predictor(quantized: str | Path, engine: str) -> Predictor:
 
     path = Path(quantized) / "dpu_part_qdq.onnx"
     if not path.is_file():
-        import contextlib
-
-        engine_used = None
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            engine_used = loads_json((Path(quantized) / "summary.json").read_text()).get("engine")
+        # Read only as a regular file (read_own_json): a FIFO at its name would wait for a writer for ever.
+        summary = read_own_json(Path(quantized) / "summary.json")
+        engine_used = summary.get("engine") if isinstance(summary, dict) else None
         if engine_used == "vai_q":  # its DPU part is DpuPart_int.xmodel, for the board's DPU only
             raise ModelFileError(
                 f"--quantized {quantized} was quantized with --engine vai_q, whose DPU part is the compiled "
