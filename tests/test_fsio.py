@@ -28,6 +28,7 @@ from dpupose.fsio import (
     not_a_file,
     read_own_json,
     sha256_file,
+    what_is_at,
     write_json,
     write_text,
 )
@@ -1520,3 +1521,23 @@ def test_within_ties_a_path_to_a_folder_by_any_name(tmp_path, bind_mount):
     assert within(bound / "plan" / "sub" / "new", plan) and within(bound / "plan", plan)
     assert within(plan / "sub", bound / "plan") and within(bound / "plan2" / "x", tmp_path / "work")
     assert not within(bound / "plan2", plan)
+
+
+def test_what_is_at_names_each_kind_of_entry_in_one_phrase(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link").symlink_to("folder")
+    (tmp_path / "dangling").symlink_to("gone")
+    (tmp_path / "loop").symlink_to("loop")
+    kinds = {n: what_is_at(tmp_path / n) for n in ("fifo", "file", "folder", "link", "dangling", "loop", "gone")}
+    assert kinds == {
+        "fifo": "a FIFO",
+        "file": "a file",
+        "folder": "a folder",
+        "link": "a link to folder",
+        "dangling": "a symbolic link that leads nowhere",
+        "loop": "a symbolic link that leads nowhere",
+        "gone": "nothing",
+    }
+    assert what_is_at("/dev/null") == "a device"

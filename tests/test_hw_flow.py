@@ -220,7 +220,7 @@ def test_a_file_at_trd_is_refused_before_any_step_where_an_archive_is_unpacked_t
     calls = len(tool_calls(env["log"]))
     published = {n: (out / n).read_bytes() for n in DELIVERABLES}
     rc, _, err = build(capsys, env, "--force")
-    assert rc == 2 and f"{out / 'trd'} is not a folder, and the TRD archive {env['trd']} is unpacked in" in err
+    assert rc == 2 and f"{out / 'trd'} is a file, and the TRD archive {env['trd']} is unpacked in" in err
     assert "nothing is published now" not in err
     assert len(tool_calls(env["log"])) == calls and {n: (out / n).read_bytes() for n in DELIVERABLES} == published
     assert (out / "trd").read_text() == "mine"
@@ -259,7 +259,7 @@ def test_a_step_folder_that_is_a_file_is_refused_before_any_step_and_kept(capsys
     (out / "link").write_text("mine")
     calls = len(tool_calls(env["log"]))
     rc, _, err = build(capsys, env, "--force")
-    assert rc == 2 and f"{out / 'link'} is not a folder, and a build removes link/ whole" in err
+    assert rc == 2 and f"{out / 'link'} is a file, and a build removes link/ whole" in err
     assert err.endswith("makes it again: move it elsewhere\n")  # the user's file, as at gen/ or trd/: not 'remove it'
     assert len(tool_calls(env["log"])) == calls and (out / "link").read_text() == "mine"
 
@@ -1199,14 +1199,16 @@ def test_previous_is_refused_in_a_folder_no_build_made_and_where_a_build_did_not
     prev.rmdir()
     prev.symlink_to(env["tmp"])
     rc, _, err = build(capsys, env, "--from", "link", "--force")
-    assert rc == 2 and f"{prev} is not a folder a build made (a link)" in err and len(tool_calls(env["log"])) == calls
+    made = f"{prev} is a link to {env['tmp']}, not a folder a build made, and a rebuild keeps the published files"
+    assert rc == 2 and made in err and len(tool_calls(env["log"])) == calls
     # status does not show the set a link leads to as the one a rebuild kept (here the first build's).
     prev.unlink()
     shutil.copytree(out, env["tmp"] / "elsewhere", symlinks=True, ignore=shutil.ignore_patterns("previous"))
     prev.symlink_to(env["tmp"] / "elsewhere")
     rc, lines = status(capsys, env)
     assert rc == 0 and lines[-1] == (
-        f"previous: {prev} is a link, not a folder a build made; a build refuses to run until it is moved elsewhere"
+        f"previous: {prev} is a link to {env['tmp'] / 'elsewhere'}, not a folder a build made; a build refuses to "
+        "run until it is moved elsewhere"
     )
 
 
@@ -1400,7 +1402,7 @@ def test_previous_holding_a_folder_or_link_under_a_published_name_is_refused(cap
         (prev / "dpu.bit").symlink_to(mine)
     calls = len(tool_calls(env["log"]))
     rc, _, err = build(capsys, env, "--from", "link", "--force")
-    what = "not a file" if kind == "folder" else "a link"
+    what = "a folder" if kind == "folder" else f"a link to {mine}"  # named, as what_is_at names it
     assert rc == 2 and err.endswith(
         f"dpupose: error: {prev} holds dpu.bit ({what}), which no build put there, and a rebuild replaces "
         "previous/ whole: move it elsewhere\n"
@@ -1713,3 +1715,47 @@ def test_a_failed_tools_log_that_cannot_be_read_back_is_still_named(tmp_path, mo
     assert str(exc.value) == f"sh failed with exit status 3; the end of {log}:\n"
     monkeypatch.undo()
     assert log.read_text().strip().endswith("tool-said-this")
+
+
+def test_a_wrong_kind_of_entry_at_a_build_folder_s_name_is_named_alike_everywhere(capsys, env):
+    """hw build's refusals of what is at a folder's name said 'is not a folder' at trd/, link/ and previous/ (a
+    FIFO, a device and a file alike) and 'is a file' at gen/, and hw status 'is a file' of a FIFO at previous/;
+    each names what is there now, in the same words (fsio.what_is_at)."""
+    assert build(capsys, env)[0] == 0
+    out = env["out"]
+    calls = len(tool_calls(env["log"]))
+    for name, said in [
+        ("trd", f"{out / 'trd'} is a FIFO, and the TRD archive {env['trd']} is unpacked in its place: move it "
+                "elsewhere"),
+        ("link", f"{out / 'link'} is a FIFO, and a build removes link/ whole before it makes it again: move it "
+                 "elsewhere"),
+        ("logs", f"{out / 'logs'} is a FIFO, where a build keeps its tool logs in a folder: move it elsewhere, or "
+                 "choose another --out"),
+        ("previous", f"{out / 'previous'} is a FIFO, not a folder a build made, and a rebuild keeps the published "
+                     "files there: move it elsewhere"),
+    ]:  # fmt: skip
+        kept = env["tmp"] / f"kept-{name}"
+        if os.path.lexists(out / name):
+            (out / name).rename(kept)
+        os.mkfifo(out / name)
+        rc, _, err = build(capsys, env, "--force")
+        assert rc == 2 and err.splitlines()[-1] == f"dpupose: error: {said}"
+        assert (out / name).is_fifo() and len(tool_calls(env["log"])) == calls
+        if name == "previous":
+            rc, lines = status(capsys, env)
+            assert rc == 0 and lines[-1] == (
+                f"previous: {out / 'previous'} is a FIFO, not a folder a build made; a build refuses to run until it "
+                "is moved elsewhere"
+            )
+        (out / name).unlink()
+        if os.path.lexists(kept):
+            kept.rename(out / name)
+    # --out itself: refused as the command line is read (output_dir), and by check_build_folder where it is
+    # reached otherwise (the build's API), in the same words
+    from dpupose.errors import UsageError
+    from dpupose.hwbuild.flow import check_build_folder
+    from dpupose.hwbuild.layout import BuildPaths
+
+    os.mkfifo(env["tmp"] / "fifo-out")
+    with pytest.raises(UsageError, match=f"^{re.escape(str(env['tmp'] / 'fifo-out'))} is a FIFO, not a folder: choose"):
+        check_build_folder(BuildPaths.for_config(CONFIG, env["tmp"] / "fifo-out"))

@@ -253,8 +253,28 @@ def test_release_2022_10_is_not_2022_1_and_xrt_must_be_a_folder(tmp_path, monkey
         probe_vivado()
     (tmp_path / "xrt").write_text("not a folder")
     monkeypatch.setenv("XILINX_XRT", str(tmp_path / "xrt"))
-    with pytest.raises(ToolNotFoundError, match=r"XILINX_XRT=.*xrt is not a folder: install XRT 2022.1"):
+    with pytest.raises(ToolNotFoundError, match=r"XILINX_XRT=.*xrt is a file, not a folder: install XRT 2022.1"):
         check_xrt()
+    monkeypatch.setenv("XILINX_XRT", str(tmp_path / "gone"))  # nothing there: not said to be 'not a folder'
+    with pytest.raises(ToolNotFoundError, match=r"XILINX_XRT=.*gone: no such folder: install XRT 2022.1"):
+        check_xrt()
+
+
+def test_an_input_folder_of_the_wrong_kind_is_named_for_what_it_is(tmp_path):
+    # BOARD_REPO of a file was 'no such folder', DPU_TRD of a FIFO 'no such file or folder', though both are
+    # there: each names what is there, as the build folder's refusals do (fsio.what_is_at)
+    import os
+
+    (tmp_path / "bdf").write_text("notes")
+    with pytest.raises(UsageError, match=r"^BOARD_REPO=\S*bdf is a file, not a folder; get them from "):
+        find_board_files(tmp_path / "bdf", PFM)
+    with pytest.raises(UsageError, match=r"^BOARD_REPO=\S*gone: no such folder; get them from "):
+        find_board_files(tmp_path / "gone", PFM)
+    os.mkfifo(tmp_path / "trd.tar.gz")
+    with pytest.raises(UsageError, match=r"^DPU_TRD=\S*trd\.tar\.gz is a FIFO, not a file or folder: download "):
+        inspect_trd(tmp_path / "trd.tar.gz")
+    with pytest.raises(UsageError, match=r"^DPU_TRD=\S*gone: no such file or folder: download "):
+        inspect_trd(tmp_path / "gone")
 
 
 def test_check_refuses_what_the_2_5_trd_cannot_build_and_names_a_missing_platform_clock_once(tmp_path):

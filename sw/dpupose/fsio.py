@@ -550,6 +550,24 @@ def not_a_file(path: str | Path, missing: str = "no such file") -> str:
     return missing
 
 
+def what_is_at(path: str | Path) -> str:
+    """What is at `path`, as a phrase for a refusal of the wrong kind of entry at a folder's (or a file's) name:
+    'a link to TARGET' (a symbolic link that leads somewhere), 'a symbolic link that leads nowhere', 'a folder',
+    'a file', 'a FIFO' or 'a device' (special_kind), or 'nothing'. One phrase per case, so that the messages
+    that name what is where a folder goes say the same thing of the same entry."""
+    path = Path(path)
+    try:
+        if path.is_symlink():
+            return f"a link to {os.readlink(path)}" if path.exists() else "a symbolic link that leads nowhere"
+        if path.is_dir():
+            return "a folder"
+        if path.is_file():
+            return "a file"
+        return special_kind(path) if path.exists() else "nothing"
+    except OSError:  # a name too long, a folder that cannot be searched
+        return "something that cannot be examined"
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back for the block, then deliver the first that came to the handler there was:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dpupose.commands.argtypes import board_name, config_name, given, output_dir
-from dpupose.fsio import loads_json
+from dpupose.fsio import loads_json, what_is_at
 
 STEP_NAMES = ("generate", "platform", "kernel", "link", "collect", "report")
 
@@ -258,7 +258,7 @@ def _previous_line(paths: Any) -> str | None:
     if where.is_symlink() or (where.exists() and not where.is_dir()):
         # Not what a build made (it refuses to run so): the set a link leads to is not one a rebuild kept.
         return (
-            f"previous: {where} is {'a link' if where.is_symlink() else 'a file'}, not a folder a build made; "
+            f"previous: {where} is {what_is_at(where)}, not a folder a build made; "
             "a build refuses to run until it is moved elsewhere"
         )
     if not where.exists():

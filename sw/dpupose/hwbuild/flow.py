@@ -52,10 +52,10 @@ from dpupose.fsio import (
     json_text,
     loads_json,
     moved_aside,
-    not_a_file,
     sha256_file,
     signals_deferred,
     temporaries,
+    what_is_at,
     within,
 )
 from dpupose.hwbuild import collect as collect_mod
@@ -654,18 +654,16 @@ def check_build_folder(paths: BuildPaths) -> None:
     if not root.exists():
         return
     if not root.is_dir():
-        raise UsageError(f"{root} exists and is not a folder; choose another --out")
+        raise UsageError(f"{root} is {what_is_at(root)}, not a folder: choose another --out")
     # The folders a build writes its files into: a file (or a FIFO, a link to nothing) at one of their names
     # stopped the build after its first step, at the first write there ('cannot use .../stamps/generate.json:
     # Not a directory'), the generated files already written beside it.
     for name, holds in (("gen", "generated files"), ("logs", "tool logs"), ("stamps", "step records")):
         folder = root / name
         if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
-            what = not_a_file(folder) if folder.exists() else "a symbolic link that leads nowhere"
-            what = "a file" if folder.is_file() else what.removeprefix("is ")
             raise UsageError(
-                f"{folder} is {what}, where a build keeps its {holds} in a folder: move it elsewhere, or choose "
-                "another --out"
+                f"{folder} is {what_is_at(folder)}, where a build keeps its {holds} in a folder: move it elsewhere, "
+                "or choose another --out"
             )
     if _made_by_a_build(paths):
         _check_step_folders(paths)
@@ -697,12 +695,14 @@ def _check_step_folders(paths: BuildPaths) -> None:
         path = paths.root / name
         if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
             # A link is removed and nothing is lost; a file there may be the user's, moved as at gen/ or trd/.
-            what, fix = (
-                (f"a link to {os.readlink(path)}", "remove the link (for a build on another disk, give --out there)")
+            fix = (
+                "remove the link (for a build on another disk, give --out there)"
                 if path.is_symlink()
-                else ("not a folder", "move it elsewhere")
+                else "move it elsewhere"
             )
-            raise UsageError(f"{path} is {what}, and a build removes {name}/ whole before it makes it again: {fix}")
+            raise UsageError(
+                f"{path} is {what_is_at(path)}, and a build removes {name}/ whole before it makes it again: {fix}"
+            )
 
 
 def check_inputs_outside_emptied_folders(ctx: BuildContext) -> None:
@@ -735,7 +735,7 @@ def check_trd_folder(ctx: BuildContext) -> None:
     if ctx.trd is None or not ctx.trd.archive or trd.is_symlink() or not os.path.lexists(trd) or trd.is_dir():
         return
     raise UsageError(
-        f"{trd} is not a folder, and the TRD archive {ctx.trd.path} is unpacked in its place: move it elsewhere"
+        f"{trd} is {what_is_at(trd)}, and the TRD archive {ctx.trd.path} is unpacked in its place: move it elsewhere"
     )
 
 
@@ -794,8 +794,8 @@ def _check_previous(paths: BuildPaths) -> None:
         return
     if prev.is_symlink() or not prev.is_dir():
         raise UsageError(
-            f"{prev} is not a folder a build made ({'a link' if prev.is_symlink() else 'a file'}), and a rebuild "
-            "keeps the published files there: move it elsewhere"
+            f"{prev} is {what_is_at(prev)}, not a folder a build made, and a rebuild keeps the published files "
+            "there: move it elsewhere"
         )
     if not prev.stat().st_mode & 0o222 or not os.access(prev, os.W_OK | os.X_OK):
         # Made read-only to keep it, or not ours to write: the swap renames it aside all the same (a rename
@@ -809,7 +809,7 @@ def _check_previous(paths: BuildPaths) -> None:
         # A build puts only regular files there: a folder under a published name (its files would go with
         # previous/, removed whole), a link or a FIFO was put there by someone else.
         others = sorted(
-            n if n not in PUBLISHED else f"{n} ({'a link' if os.path.islink(prev / n) else 'not a file'})"
+            n if n not in PUBLISHED else f"{n} ({what_is_at(prev / n)})"
             for n in os.listdir(prev)
             if n not in PUBLISHED or os.path.islink(prev / n) or not os.path.isfile(prev / n)
         )

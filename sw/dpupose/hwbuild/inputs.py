@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dpupose.errors import UsageError
-from dpupose.fsio import sha256_file, signals_deferred
+from dpupose.fsio import sha256_file, signals_deferred, what_is_at
 from dpupose.hwbuild.platform import PlatformRecord
 
 TRD_URL = "https://www.xilinx.com/bin/public/openDownload?filename=DPUCZDX8G.tar.gz"  # DPU-PYNQ 2.5's boards/Makefile
@@ -127,7 +127,12 @@ def inspect_trd(path: str | Path | None) -> TrdInfo:
             names += [f"{rel}/{f}" if rel != "." else f for f in filenames]
         return _layout(path, names, archive=False)
     if not path.is_file():
-        raise UsageError(f"DPU_TRD={path}: no such file or folder: {TRD_HINT}")
+        what = what_is_at(path)
+        raise UsageError(
+            f"DPU_TRD={path}: no such file or folder: {TRD_HINT}"
+            if what == "nothing"
+            else f"DPU_TRD={path} is {what}, not a file or folder: {TRD_HINT}"
+        )
     try:
         with tarfile.open(path, "r:*") as tar:
             names = [m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()]
@@ -211,7 +216,12 @@ def find_board_files(repo: str | Path | None, pfm: PlatformRecord) -> BoardFiles
         raise UsageError(f"BOARD_REPO is not set: the build needs the {want} board files; {hint}")
     repo = Path(repo).expanduser()
     if not repo.is_dir():
-        raise UsageError(f"BOARD_REPO={repo}: no such folder; {hint}")
+        what = what_is_at(repo)
+        raise UsageError(
+            f"BOARD_REPO={repo}: no such folder; {hint}"
+            if what == "nothing"
+            else f"BOARD_REPO={repo} is {what}, not a folder; {hint}"
+        )
     found: list[BoardFiles] = []
     for dirpath, dirnames, filenames in os.walk(repo):
         depth = len(Path(dirpath).relative_to(repo).parts)

@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 
 from dpupose.errors import ToolNotFoundError
+from dpupose.fsio import what_is_at
 from dpupose.hwbuild.commands import VIVADO, VPP, vivado_version_argv, vpp_version_argv
 from dpupose.hwbuild.params import VIVADO_VERSION
 from dpupose.hwbuild.runner import query_tool
@@ -92,5 +93,10 @@ def check_xrt() -> str:
     if not root:
         raise ToolNotFoundError(f"XILINX_XRT is not set: {INSTALL['xrt']}")
     if not os.path.isdir(root):
-        raise ToolNotFoundError(f"XILINX_XRT={root} is not a folder: {INSTALL['xrt']}")
+        what = what_is_at(root)
+        raise ToolNotFoundError(
+            f"XILINX_XRT={root}: no such folder: {INSTALL['xrt']}"
+            if what == "nothing"
+            else f"XILINX_XRT={root} is {what}, not a folder: {INSTALL['xrt']}"
+        )
     return root
