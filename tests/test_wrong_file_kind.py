@@ -266,3 +266,22 @@ def test_a_fifo_at_a_quantized_folder_s_summary_is_not_waited_on(tmp_path):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert (tmp_path / "summary.json").is_fifo()
+
+
+def test_a_fifo_at_a_plan_folder_s_plan_json_is_named(tmp_path, capsys):
+    """A FIFO at --plan's plan.json, or given as the plan file, was 'no split plan at ...', of a name the user can
+    see there; it is named for what it is, and not opened."""
+    import os
+
+    from dpupose.cli import main
+
+    os.mkfifo(tmp_path / "plan.json")
+    out = tmp_path.parent / f"{tmp_path.name}-out"
+    for given in (tmp_path, tmp_path / "plan.json"):
+        rc = main(["run", "--plan", str(given), "--backend", "cpu", "--source", str(tmp_path), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and err == (
+            f"dpupose: error: {tmp_path / 'plan.json'} is a FIFO, not a split plan: pass the folder written by "
+            "`dpupose split` (it holds a plan.json file)\n"
+        )
+    assert (tmp_path / "plan.json").is_fifo() and not os.path.exists(out)

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.errors import ModelFileError
-from dpupose.fsio import loads_json, read_own_json, sha256_file, write_json
+from dpupose.fsio import loads_json, not_a_file, read_own_json, sha256_file, write_json
 from dpupose.split.plan_schema import (
     DEVICES,
     DTYPES,
@@ -407,6 +407,13 @@ def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
     folder = path if path.is_dir() else None
     if folder is not None:
         path = path / PLAN_FILE
+    if path.exists() and not path.is_file():
+        # A FIFO, device or folder at plan.json (or a FIFO given as the .json): there, but no plan, never read (a FIFO
+        # waits for a writer for ever); it was "no split plan at", of a name the user can see.
+        raise ModelFileError(
+            f"{path} {not_a_file(path)}, not a split plan: pass the folder written by `dpupose split` (it holds a "
+            f"{PLAN_FILE} file)"
+        )
     if not path.is_file():
         if folder is not None and (folder / "model_qdq.onnx").is_file():  # the step before the split
             raise ModelFileError(
