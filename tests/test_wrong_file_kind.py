@@ -231,29 +231,20 @@ def test_a_fifo_at_an_earlier_result_s_record_is_not_waited_on(tmp_path, hang_gu
     assert all((tmp_path / n.split(".")[0] / n).is_fifo() for n in ("plan.json", "config.json", "history.jsonl"))
 
 
-def test_a_fifo_at_a_quantized_folder_s_summary_is_not_waited_on(tmp_path):
+def test_a_fifo_at_a_quantized_folder_s_summary_is_not_waited_on(tmp_path, hang_guard):
     """eval's and the int8 engines' --quantized read its summary.json whole (whether it was quantized from
     --checkpoint; which engine made a folder without dpu_part_qdq.onnx): a FIFO there waited for a writer for
     ever. eval refuses it, naming what is there; the engines pass it over, as read_own_json does."""
     import os
     import re
-    import signal
     from types import SimpleNamespace
 
     from dpupose.commands.eval import _check_quantized_matches
     from dpupose.errors import ModelFileError, UsageError
     from dpupose.quant.engines import int8_predictor
 
-    class Hung(BaseException):
-        pass
-
-    def hung(signum, frame):
-        raise Hung("waited on a FIFO")
-
     os.mkfifo(tmp_path / "summary.json")
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    try:
+    with hang_guard(30, "waited on a FIFO"):
         with pytest.raises(
             UsageError,
             match=rf"^--quantized {re.escape(str(tmp_path))}: its summary\.json is a FIFO, so whether the folder "
@@ -262,9 +253,6 @@ def test_a_fifo_at_a_quantized_folder_s_summary_is_not_waited_on(tmp_path):
             _check_quantized_matches(tmp_path, SimpleNamespace(config=SimpleNamespace(to_dict=dict)))
         with pytest.raises(ModelFileError, match=r"dpu_part_qdq\.onnx not found; --quantized must be a `dpupose "):
             int8_predictor(tmp_path, "int8-emulated")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert (tmp_path / "summary.json").is_fifo()
 
 
