@@ -1,7 +1,6 @@
 """Flashing to files (the real copy and verification code paths) and to a stand-in block device."""
 
 import fcntl
-import gc
 import lzma
 import os
 import re
@@ -688,10 +687,6 @@ def test_ctrl_c_as_the_image_file_temporary_is_made_leaves_none(image, tmp_path,
         assert os.listdir(temporary) == [], point
     # Signalled with the working folder made and with the .partial made: the sweep went through both
     assert any(folders for folders, _ in there) and any(partials for _, partials in there)
-    # The image's file, which image_stream (a generator context manager) closes, is still left open by the one
-    # whose __exit__ the signal began: closed here, not in a later test that counts descriptors
-    kept.clear()
-    gc.collect()
 
 
 @pytest.mark.parametrize("writer", ["stream", pytest.param("bmaptool", marks=needs_bmaptool)])
@@ -773,23 +768,27 @@ def test_ctrl_c_anywhere_in_flash_or_verify_leaves_no_file_descriptor_open(tmp_p
         else:
             compare_with_image(open_image(image), card)
 
-    watched = ("flash.py", "verify.py", "fsio.py", "contextlib.py")
+    watched = ("flash.py", "verify.py", "images.py", "fsio.py", "contextlib.py")
     before = sorted(os.listdir("/proc/self/fd"))
-    signalled = []
+    signalled, kept = [], []
     for point in signal_sweep(signal.SIGINT, watched=watched):
         interrupted = False
         try:
             with point.armed():
                 run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             interrupted = True
             signalled.append(point.where)
+            # Kept, as a notebook keeps its last exception: its traceback holds the frames, and no descriptor
+            # may wait for their collection (a generator context manager's did, where the signal came as its
+            # __exit__ began, before it resumed the generator)
+            kept.append(exc)
         assert interrupted == point.sent, point  # a signal sent is not lost
         assert sorted(os.listdir("/proc/self/fd")) == before, point
     if target == "card":
         with card.open("rb") as f:  # the udev lock let go
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    opened = {"file": "_write_and_verify", "card": "_device_locked", "verify": "_opened_uncached"}[target]
+    opened = {"file": "_write_and_verify", "card": "_open_to_lock", "verify": "_open_uncached"}[target]
     assert any(where.startswith(f"{opened}:") for where in signalled)  # the sweep went through the opens
     run()  # and it still works
     if target == "file":

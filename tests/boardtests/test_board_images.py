@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from dpupose.board.images import ImageKind, image_stream, open_image, read_chunk
+from dpupose.board.images import ImageKind, image_reader, open_image, read_chunk
 from dpupose.errors import ImageError
 
 needs_xz = pytest.mark.skipif(shutil.which("xz") is None, reason="needs the xz command for an independent listing")
@@ -24,7 +24,8 @@ def xz_listed_size(path) -> int:
 def read_all(info) -> bytes:
     buf = bytearray(1 << 16)
     parts = []
-    with image_stream(info) as s:
+    with open(info.path, "rb") as f:
+        s = image_reader(info, f)
         while n := read_chunk(s, buf, info):
             parts.append(bytes(buf[:n]))
     return b"".join(parts)

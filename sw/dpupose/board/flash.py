@@ -29,14 +29,13 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dpupose.board import bmap as bmaplib
 from dpupose.board import devices
-from dpupose.board.images import ImageInfo, ImageKind, image_stream, open_image, read_chunk
+from dpupose.board.images import ImageInfo, ImageKind, image_reader, open_image, read_chunk
 from dpupose.board.partitions import read_mbr
 from dpupose.board.progress import Progress
 from dpupose.board.tools import have_tool, require_tool, run_tool, sudo_command
@@ -134,7 +133,8 @@ def stream_copy(
     digests: list[bytes] = []
     buf = bytearray(CHUNK)
     pos = 0
-    with image_stream(info) as stream:
+    with open(info.path, "rb") as f:  # closed in this frame: see image_reader
+        stream = image_reader(info, f)
         while True:
             n = read_chunk(stream, buf, info)
             if n == 0:
@@ -288,44 +288,39 @@ def _write_and_verify(
     return "stream", info.size, info.size
 
 
-@contextmanager
-def _device_locked(device: str) -> Iterator[None]:
-    """Hold a BSD lock (LOCK_EX) on the whole disk for the block. systemd-udevd does not process a disk
-    locked so (https://systemd.io/BLOCK_DEVICE_LOCKING/); otherwise closing the written device makes it
-    re-read the partition table at once, and a desktop automounts the new partitions while they are being
-    read back. Read-only and without O_EXCL, so that bmaptool (O_EXCL) can open it. The descriptor is
-    closed (the lock let go) however the block ends, a Ctrl-C while waiting for the lock included."""
-    fd: int | None = None
+def _open_to_lock(device: str) -> int:
+    """The whole disk's descriptor for _lock_device: read-only and without O_EXCL, so that bmaptool (O_EXCL)
+    can open it. Opened with signals deferred and closed in the caller's own frame (see _flash_device)."""
     try:
+        return os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise _no_permission(device) from None
+        raise DeviceError(f"cannot open {device}: {exc.strerror}") from None
+
+
+def _lock_device(fd: int, device: str) -> None:
+    """Take a BSD lock (LOCK_EX) on the whole disk, held until `fd` is closed. systemd-udevd does not process a
+    disk locked so (https://systemd.io/BLOCK_DEVICE_LOCKING/); otherwise closing the written device makes it
+    re-read the partition table at once, and a desktop automounts the new partitions while they are being
+    read back."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
         try:
-            with signals_deferred():  # until `fd` names the descriptor, for the finally to close it
-                fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                raise _no_permission(device) from None
-            raise DeviceError(f"cannot open {device}: {exc.strerror}") from None
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DeviceError(
-                        f"{device} is locked by another program (a partitioning or flashing tool?): close it and "
-                        "try again"
-                    ) from None
-                time.sleep(0.1)
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    f"{device} is locked by another program (a partitioning or flashing tool?): close it and try again"
+                ) from None
+            time.sleep(0.1)
 
 
 def _reread_partitions(device: Path) -> None:
     fd: int | None = None
     try:
-        with signals_deferred():  # as in _device_locked: until `fd` names it, for the finally to close it
+        with signals_deferred():  # as in _flash_device: until `fd` names it, for the finally to close it
             fd = os.open(device, os.O_RDONLY)
         fcntl.ioctl(fd, BLKRRPART)
     except OSError as exc:
@@ -434,7 +429,16 @@ def _flash_device(
     if confirm is not None and not confirm(text):
         raise UsageError("not confirmed: nothing was written")
     writing = Writing()
-    with _device_locked(real):  # let go once verified: udev may look at the new partitions then
+    # The card locked against udev (_lock_device) until it is verified: udev may look at the new partitions then.
+    # Closed, the lock let go, in this frame's finally however the write ends, a Ctrl-C while waiting for the lock
+    # included; not in a generator context manager's __exit__, which a signal as it began (before it resumed the
+    # generator) left to the generator's collection: the card open and locked, the next flash refused, for as long
+    # as the exception's traceback was kept (a notebook's last exception).
+    lock: int | None = None
+    try:
+        with signals_deferred():  # until `lock` names the descriptor, for the finally to close it
+            lock = _open_to_lock(real)
+        _lock_device(lock, real)
         try:
             method, written, verified = _write_and_verify(
                 info,
@@ -454,6 +458,9 @@ def _flash_device(
                     file=sys.stderr,
                 )
             raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     _reread_partitions(Path(real))
     return FlashReport(info, device, method, written, verified)
 

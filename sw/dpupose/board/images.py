@@ -2,8 +2,8 @@
 
 `open_image` checks the container before anything is written and learns the raw size up front: a raw
 image's file size, the uncompressed sizes in an xz file's index (read from the end of the file, so a
-truncated download is caught here), or the zip member's size from the central directory. `image_stream`
-then yields the raw bytes as one stream, decompressing on the fly (nothing is extracted to disk).
+truncated download is caught here), or the zip member's size from the central directory. `image_reader`
+then gives the raw bytes as one stream, decompressing on the fly (nothing is extracted to disk).
 The image file is only ever opened for reading.
 """
 
@@ -15,8 +15,6 @@ import lzma
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -55,8 +53,8 @@ def check_partition_table(info: ImageInfo) -> None:
     """An SD card image starts with a partition table; anything else (a model, an archive of other
     files, a half-downloaded page) is refused before it can be written to a card."""
     buf = bytearray(512)
-    with image_stream(info) as stream:
-        n = read_chunk(stream, buf, info)
+    with open(info.path, "rb") as f:
+        n = read_chunk(image_reader(info, f), buf, info)
     if n < 512 or bytes(buf[510:512]) != MBR_SIGNATURE:
         raise ImageError(
             f"{info.path} does not look like an SD card image (no partition table in its first sector): "
@@ -262,19 +260,19 @@ class XzReader(io.RawIOBase):
         return n
 
 
-@contextmanager
-def image_stream(info: ImageInfo) -> Iterator[BinaryIO]:
-    """A read-only stream of the image's raw bytes; read it with `read_chunk`, which turns
-    decompression errors into ImageError."""
+def image_reader(info: ImageInfo, f: BinaryIO) -> BinaryIO:
+    """The image's raw bytes, read from `f`, the image's file that the caller opened for reading
+    (`open(info.path, "rb")`) and closes; read them with `read_chunk`, which turns decompression errors into
+    ImageError. The file is the only thing open: an xz file's decoder and a zip's reader (given the file, the
+    zip closes nothing) hold no descriptor. So the caller closes it in its own `with`, never a generator
+    context manager: a Ctrl-C or SIGTERM as one's __enter__ ended or its __exit__ began, before it resumed
+    the generator, left the image open until the generator was collected, which the exception's traceback
+    (kept by a caller, a notebook's last exception) put off for as long as it was kept."""
     if info.kind is ImageKind.RAW:
-        with info.path.open("rb") as f:
-            yield f
-    elif info.kind is ImageKind.XZ:
-        with info.path.open("rb") as f:
-            yield XzReader(f)  # type: ignore[misc]
-    else:
-        with zipfile.ZipFile(info.path) as zf, zf.open(info.member or "") as f:
-            yield f  # type: ignore[misc]
+        return f
+    if info.kind is ImageKind.XZ:
+        return XzReader(f)  # type: ignore[return-value]
+    return zipfile.ZipFile(f).open(info.member or "")  # type: ignore[return-value]
 
 
 def read_chunk(stream: BinaryIO, buf: bytearray, info: ImageInfo) -> int:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from dpupose.board.bmap import Bmap
-from dpupose.board.images import ImageInfo, image_stream, read_chunk
+from dpupose.board.images import ImageInfo, image_reader, read_chunk
 from dpupose.board.progress import Progress
 from dpupose.errors import DeviceError
 from dpupose.fsio import signals_deferred
@@ -33,25 +33,20 @@ class VerificationFailed(DeviceError):
     offset: int | None = None
 
 
-@contextlib.contextmanager
-def _opened_uncached(target: Path) -> Iterator[int]:
-    """A descriptor reading `target` past the page cache, for the block; closed however the block ends."""
-    fd: int | None = None
+def _open_uncached(target: Path) -> int:
+    """A descriptor reading `target` past the page cache. The caller opens it with signals deferred and closes it
+    in its own frame's finally (a Ctrl-C or SIGTERM as os.open returned, before a name held the descriptor, left
+    the card open for the life of a notebook's process), not in a generator context manager's __exit__: one a
+    signal began, before it resumed the generator, left the card open until the generator was collected, which
+    the exception's traceback (a notebook's last exception) put off for as long as it was kept."""
     try:
-        try:
-            # Ctrl-C or SIGTERM as os.open returned, before `fd` named the descriptor, would leave the card open
-            # (for the life of a notebook's process): held back until the finally below can close it.
-            with signals_deferred():
-                fd = os.open(target, os.O_RDONLY)
-        except OSError as exc:
-            raise DeviceError(f"cannot read {target} back for verification: {exc.strerror}") from None
-        # Where fadvise is not supported the read-back may come from the cache.
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        yield fd
-    finally:
-        if fd is not None:
-            os.close(fd)
+        fd = os.open(target, os.O_RDONLY)
+    except OSError as exc:
+        raise DeviceError(f"cannot read {target} back for verification: {exc.strerror}") from None
+    # Where fadvise is not supported the read-back may come from the cache.
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return fd
 
 
 def _pread_exact(fd: int, length: int, offset: int, target: Path) -> bytes:
@@ -92,7 +87,10 @@ def verify_digests(
     """Check bytes [0, size) of target chunk by chunk against `digests` (SHA-256 of each chunk)."""
     if len(digests) != (size + chunk - 1) // chunk:
         raise ValueError("digest count does not match the size")
-    with _opened_uncached(target) as fd:
+    fd: int | None = None
+    try:
+        with signals_deferred():  # until `fd` names the descriptor, for the finally to close it: see _open_uncached
+            fd = _open_uncached(target)
         for i, want in enumerate(digests):
             offset = i * chunk
             length = min(chunk, size - offset)
@@ -101,11 +99,17 @@ def verify_digests(
                 raise _mismatch(target, offset, length)
             if progress:
                 progress.update(length)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def verify_bmap(target: Path, bmap: Bmap, progress: Progress | None = None) -> None:
     """Check every mapped range of target against the block map's per-range checksum."""
-    with _opened_uncached(target) as fd:
+    fd: int | None = None
+    try:
+        with signals_deferred():  # until `fd` names the descriptor, for the finally to close it: see _open_uncached
+            fd = _open_uncached(target)
         for offset, length, checksum in bmap.byte_ranges():
             if checksum is None:
                 raise ValueError("range without checksum")
@@ -119,6 +123,9 @@ def verify_bmap(target: Path, bmap: Bmap, progress: Progress | None = None) -> N
                     progress.update(n)
             if h.hexdigest() != checksum.lower():
                 raise _mismatch(target, offset, length)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def compare_with_image(
@@ -130,20 +137,28 @@ def compare_with_image(
     """Check target against the image's raw bytes; only within `ranges` (offset, length) if given."""
     wanted = sorted(ranges) if ranges is not None else [(0, info.size)]
     buf = bytearray(CHUNK)
-    with _opened_uncached(target) as fd, image_stream(info) as stream:
-        pos = 0
-        while pos < info.size:
-            n = read_chunk(stream, buf, info)
-            if n == 0:
-                break
-            for start, length in wanted:
-                lo, hi = max(start, pos), min(start + length, pos + n)
-                if lo >= hi:
-                    continue
-                got, want = _pread_exact(fd, hi - lo, lo, target), bytes(buf[lo - pos : hi - pos])
-                if got != want:
-                    first = next(i for i, (x, y) in enumerate(zip(got, want)) if x != y)
-                    raise _mismatch(target, lo + first, 1)
-            pos += n
-            if progress:
-                progress.update(n)
+    fd: int | None = None
+    try:
+        with signals_deferred():  # until `fd` names the descriptor, for the finally to close it: see _open_uncached
+            fd = _open_uncached(target)
+        with open(info.path, "rb") as f:  # closed in this frame: see image_reader
+            stream = image_reader(info, f)
+            pos = 0
+            while pos < info.size:
+                n = read_chunk(stream, buf, info)
+                if n == 0:
+                    break
+                for start, length in wanted:
+                    lo, hi = max(start, pos), min(start + length, pos + n)
+                    if lo >= hi:
+                        continue
+                    got, want = _pread_exact(fd, hi - lo, lo, target), bytes(buf[lo - pos : hi - pos])
+                    if got != want:
+                        first = next(i for i, (x, y) in enumerate(zip(got, want)) if x != y)
+                        raise _mismatch(target, lo + first, 1)
+                pos += n
+                if progress:
+                    progress.update(n)
+    finally:
+        if fd is not None:
+            os.close(fd)
