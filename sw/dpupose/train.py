@@ -29,7 +29,15 @@ from dpupose.data.transforms import Augment
 from dpupose.device import describe, resolve_device
 from dpupose.errors import CheckpointError, DataError, UsageError
 from dpupose.eval.metrics import MetricAccumulator
-from dpupose.fsio import json_text, lock_folder, lock_output_folder, read_own_json, write_bytes, write_text
+from dpupose.fsio import (
+    json_text,
+    lock_folder,
+    lock_output_folder,
+    read_own_json,
+    same_file,
+    write_bytes,
+    write_text,
+)
 from dpupose.model.checkpoint import model_from_state, read_checkpoint, save_checkpoint
 from dpupose.model.losses import pose_loss
 from dpupose.model.pose import ModelConfig, PoseNet
@@ -153,18 +161,6 @@ def _same(key: str, a: object, b: object) -> bool:
     return a == b
 
 
-def _same_folder(where: str, given: str) -> bool:
-    """Whether --data-root `given` is the folder `where` (its real path when the run started): by real path, or,
-    where both are there, as one folder by device and inode (a bind mount of it, the folder a container
-    mounts at another path), which realpath does not see through."""
-    if os.path.realpath(given) == where:
-        return True
-    try:
-        return os.path.samefile(where, given)
-    except OSError:  # the folder it started on is gone (moved, unmounted): another folder
-        return False
-
-
 def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) -> None:
     missing = [k for k in _TRAINING_STATE if k not in state]
     if missing:
@@ -183,7 +179,10 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) 
                 f"--resume: {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}; "
                 "resume with the same settings (only --epochs may change), or start a new --out"
             )
-    if where is not None and cfg.data_root is not None and not _same_folder(where, cfg.data_root):
+    # The folder it started on, by real path, or, where both are there, as one folder by device and inode (a bind
+    # mount of it, the folder a container mounts at another path), which realpath does not see through.
+    given = cfg.data_root
+    if where is not None and given is not None and not (os.path.realpath(given) == where or same_file(where, given)):
         relative = "" if os.path.isabs(cfg.data_root) else " (a relative --data-root is read from the current folder)"
         raise UsageError(
             f"--resume: {path} was trained on the data in {where}, not in {os.path.realpath(cfg.data_root)}"
@@ -387,7 +386,7 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
 
     data_root_resolved = os.path.realpath(cfg.data_root) if cfg.data_root else None
     if state is not None and cfg.data_root and state.get("data_root_resolved"):
-        # the folder the run started on, kept: a resume through a bind mount of it (_same_folder) records the
+        # the folder the run started on, kept: a resume through a bind mount of it (same_file) records the
         # folder, not the mount, which the next resume may find gone or empty
         data_root_resolved = state["data_root_resolved"]
     running: list[float] = []  # this epoch's step losses (saved with a mid-epoch checkpoint)
