@@ -1170,3 +1170,29 @@ def test_onnx_runtime_s_quantization_hint_is_hidden_only_while_it_quantizes(capl
         assert caplog.messages[-1] == handler.messages[-1] == "Please consider this after the quantization"
     finally:
         root.removeHandler(handler)
+
+
+def test_the_int8_cpu_variant_names_no_xmodel_it_does_not_hold(tmp_path):
+    """The split-int8-cpu variant copied each DPU subgraph's ONNX file but kept its `xmodel` and `xmodel_sha256`
+    without copying the .xmodel: its plan named a file its folder did not hold (the vart backend would look for
+    it there). Bench emulates the variant's DPU subgraphs from their ONNX files: the variant names no .xmodel."""
+    from dpupose.eval.bench_plans import int8_cpu_plan
+    from dpupose.fsio import sha256_file
+
+    plan_dir = tmp_path / "plan"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "dpupose-synth" / "split", plan_dir)
+    (plan_dir / "dpu0.xmodel").write_bytes(b"a compiled subgraph")  # as split --xmodel records one
+    data = json.loads((plan_dir / "plan.json").read_text())
+    dpu = next(sg for sg in data["subgraphs"] if sg["device"] == "dpu")
+    dpu.update(xmodel="dpu0.xmodel", xmodel_sha256=sha256_file(plan_dir / "dpu0.xmodel"), xmodel_subgraph="subgraph_0")
+    (plan_dir / "plan.json").write_text(json.dumps(data))
+    plan = load_plan(plan_dir)
+    image = np.random.default_rng(0).standard_normal((3, plan.input_size, plan.input_size)).astype(np.float32)
+    variant = int8_cpu_plan(plan, tmp_path / "work" / "split-int8-cpu", [image])
+    written = json.loads((variant.root / "plan.json").read_text())["subgraphs"]
+    assert [sg["name"] for sg in written] == [sg.name for sg in plan.subgraphs]
+    for sg in written:
+        assert not {"xmodel", "xmodel_sha256", "xmodel_subgraph"} & sg.keys(), sg["name"]
+        assert (variant.root / sg["file"]).is_file()
+    assert sorted(p.name for p in variant.root.iterdir()) == sorted(["plan.json", *(sg["file"] for sg in written)])
+    assert load_plan(plan_dir).subgraphs[0].xmodel == "dpu0.xmodel"  # the plan itself as it was

@@ -89,7 +89,8 @@ def check_variant_folder(out: Path, reading: Plan | None = None) -> None:
 
 
 def int8_cpu_plan(plan: Plan, out: Path, calib_images: list[np.ndarray]) -> Plan:
-    """`plan` with its CPU subgraphs as ONNX Runtime static INT8 models, written to `out`."""
+    """`plan` with its CPU subgraphs as ONNX Runtime static INT8 models, written to `out`; its DPU subgraphs are the
+    plan's ONNX files, without their compiled .xmodel (bench emulates them)."""
     from dpupose.quant.ort_int8 import quantize_cpu_subgraph
 
     check_variant_folder(out, plan)
@@ -100,7 +101,9 @@ def int8_cpu_plan(plan: Plan, out: Path, calib_images: list[np.ndarray]) -> Plan
             src = plan.path(sg.file)
             if sg.is_dpu:
                 shutil.copyfile(src, tmp / sg.file)
-                subgraphs.append(sg)
+                # The variant is measured with the emulator, from the ONNX file: the compiled .xmodel is not copied,
+                # so the plan does not name it (a plan that did would send the vart backend to a missing file)
+                subgraphs.append(dataclasses.replace(sg, xmodel=None, xmodel_sha256=None, xmodel_subgraph=None))
                 continue
             names = [t.name for t in sg.inputs]
             feeds = [{n: f[n] for n in names} for f in calib]
