@@ -319,7 +319,7 @@ def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monke
         raise AssertionError("quantized before the data root was checked")
 
     monkeypatch.setattr(prepare, "quantized", no_quantize)
-    with pytest.raises(DataError, match="--data-root .*nope is not a folder"):
+    with pytest.raises(DataError, match="--data-root .*nope does not exist; give the data set's root folder"):
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=tmp_path / "nope"))
     with pytest.raises(UsageError, match="MPII data needs --data-root DIR"):
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii"))

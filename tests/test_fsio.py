@@ -488,12 +488,54 @@ def test_check_replaceable(tmp_path):
     with pytest.raises(UsageError, match=r"is an earlier result, but also holds notes\.txt, .* move it elsewhere"):
         check(ours)
     (tmp_path / "plain").write_text("x")
-    with pytest.raises(UsageError, match="exists and is not a folder"):
+    with pytest.raises(UsageError, match=r"plain is a file, not a folder; choose another --out$"):
         check(tmp_path / "plain")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "a.onnx").write_text("x")
     with pytest.raises(UsageError, match=r"is not an earlier result \(it has no mark\.json\)"):
         check(tmp_path / "other")
+
+
+def test_what_is_at_a_folders_name_is_named_as_hw_build_names_it(tmp_path, monkeypatch):
+    """A FIFO, or a link to a file, where a folder goes was 'exists and is not a folder' (check_replaceable: the
+    split, quantize, synthetic data and bench variant folders; train's --out), 'is not a folder' (an output's
+    parent; bench's --data-root, of a missing one too) or 'is a file, not a folder' (a data root, whatever was
+    there), where hw build names what is there (what_is_at): each names it now, 'a FIFO', 'a link to X'."""
+    import argparse
+
+    from dpupose.commands.argtypes import output_dir, output_file
+    from dpupose.data.mpii import load_split
+    from dpupose.errors import DataError, UsageError
+    from dpupose.eval.bench import BenchOptions, run_bench
+    from dpupose.fsio import check_can_create, check_replaceable
+    from dpupose.train import _check_new_run_folder
+
+    fifo, note = tmp_path / "fifo", tmp_path / "note.txt"
+    os.mkfifo(fifo)
+    note.write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(note.name)
+    for path, what in ((fifo, "a FIFO"), (link, "a link to note.txt")):
+        with pytest.raises(
+            UsageError, match=rf"^{re.escape(str(path))} is {what}, not a folder; choose another --out$"
+        ):
+            check_replaceable(path, "mark.json", [], "an earlier result")
+        with pytest.raises(UsageError, match=rf"^--out {re.escape(str(path))} is {what}, not a folder; choose another"):
+            _check_new_run_folder(path)
+        with pytest.raises(NotADirectoryError) as raised:
+            check_can_create(path / "out")
+        assert (raised.value.strerror, raised.value.filename) == (f"{path} is {what}, not a folder", str(path / "out"))
+        with pytest.raises(DataError, match=rf"^data root {re.escape(str(path))} is {what}, not a folder; give"):
+            load_split(path, "valid")
+        with pytest.raises(DataError, match=rf"^--data-root {re.escape(str(path))} is {what}, not a folder; give"):
+            run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=path))
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"^{re.escape(str(path))} is {what}; give a folder$"):
+            output_dir(str(path))
+        with pytest.raises(
+            argparse.ArgumentTypeError, match=rf"^{re.escape(str(path))} is {what}, so .*y\.json cannot be made$"
+        ):
+            output_file(str(path / "x" / "y.json"))
+    assert fifo.exists() and note.read_text() == "mine" and os.readlink(link) == "note.txt"
 
 
 def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path):

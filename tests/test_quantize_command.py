@@ -987,7 +987,7 @@ def test_bad_options_and_outputs_are_refused_before_the_calibration_set_is_opene
     cases = (
         ({"qat_epochs": -1}, UsageError, r"^--qat-epochs must be >= 0$"),
         ({"target": "DPUCZDX8G_ISA1_B1600"}, UsageError, r"--target names the DPU for --engine vai_q; --engine native"),
-        ({"out": tmp_path / "file" / "q"}, NotADirectoryError, "is not a folder"),
+        ({"out": tmp_path / "file" / "q"}, NotADirectoryError, "file is a file, not a folder"),
         ({"out": foreign}, UsageError, "is not an earlier `dpupose quantize` result"),
         (
             {"checkpoint": damaged},

@@ -599,7 +599,7 @@ def check_can_create(path: str | Path) -> None:
         parent = parent.parent
     try:
         if not parent.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a folder")
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is {what_is_at(parent)}, not a folder")
         # Ctrl-C or SIGTERM after mkdtemp made the probe and before its removal would leave it: held back.
         with signals_deferred():
             os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".probe", dir=parent))
@@ -981,7 +981,7 @@ def check_replaceable(out: Path, marker: str, written: Iterable[str], what: str,
     if not out.exists():
         return
     if not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder; choose another {option}")
+        raise UsageError(f"{out} is {what_is_at(out)}, not a folder; choose another {option}")
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
         return

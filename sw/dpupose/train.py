@@ -35,6 +35,7 @@ from dpupose.fsio import (
     lock_output_folder,
     read_own_json,
     same_file,
+    what_is_at,
     write_bytes,
     write_text,
 )
@@ -228,7 +229,7 @@ def _check_new_run_folder(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder; choose another --out")
+        raise UsageError(f"--out {out} is {what_is_at(out)}, not a folder; choose another --out")
     if (out / "last.pt").exists():
         raise UsageError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     results = [name for name in ("best.pt", "history.jsonl") if (out / name).exists()]

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from dpupose.fsio import special_kind
+from dpupose.fsio import special_kind, what_is_at
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -83,16 +83,11 @@ def device_spec(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N (N = 0, 1, ...), got {text!r}")
 
 
-def _not_a_folder(path: Path) -> str:
-    """What an existing path that is not a folder is: 'a file', or 'a FIFO', 'a device', ... (special_kind)."""
-    return "a file" if path.is_file() else special_kind(path)
-
-
 def _check_parents(path: Path) -> None:
     for parent in path.parents:  # nearest first; missing folders are made when the output is written
         if parent.exists():
             if not parent.is_dir():
-                raise argparse.ArgumentTypeError(f"{parent} is {_not_a_folder(parent)}, so {path} cannot be made")
+                raise argparse.ArgumentTypeError(f"{parent} is {what_is_at(parent)}, so {path} cannot be made")
             return
 
 
@@ -185,7 +180,7 @@ def output_dir(text: str) -> Path:
     try:
         _not_a_loop(path)
         if path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text} is {_not_a_folder(path)}; give a folder")
+            raise argparse.ArgumentTypeError(f"{text} is {what_is_at(path)}; give a folder")
         _check_parents(path)
     except OSError as exc:
         raise _refused(text, exc) from None

@@ -25,6 +25,7 @@ import numpy as np
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.data.records import PoseRecord, head_size_from_box, load_json_records
 from dpupose.errors import DataError, EmptySplitError
+from dpupose.fsio import what_is_at
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     if split not in SPLIT_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'valid'")
     if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else "does not exist"
+        what = f"is {what_is_at(root)}, not a folder" if root.exists() else "does not exist"
         raise DataError(f"data root {root} {what}; give the folder holding images/ and annot/")
     json_path = root / "annot" / SPLIT_FILES[split]
     mat_path = root / MAT_NAME
