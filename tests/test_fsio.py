@@ -498,9 +498,10 @@ def test_check_replaceable(tmp_path):
 
 def test_what_is_at_a_folders_name_is_named_as_hw_build_names_it(tmp_path, monkeypatch):
     """A FIFO, or a link to a file, where a folder goes was 'exists and is not a folder' (check_replaceable: the
-    split, quantize, synthetic data and bench variant folders; train's --out), 'is not a folder' (an output's
-    parent; bench's --data-root, of a missing one too) or 'is a file, not a folder' (a data root, whatever was
-    there), where hw build names what is there (what_is_at): each names it now, 'a FIFO', 'a link to X'."""
+    split, quantize, synthetic data and bench variant folders; train's --out, in test_train.py: this module is
+    board_py, without torch), 'is not a folder' (an output's parent; bench's --data-root, of a missing one too) or
+    'is a file, not a folder' (a data root, whatever was there), where hw build names what is there (what_is_at):
+    each names it now, 'a FIFO', 'a link to X'."""
     import argparse
 
     from dpupose.commands.argtypes import output_dir, output_file
@@ -508,7 +509,6 @@ def test_what_is_at_a_folders_name_is_named_as_hw_build_names_it(tmp_path, monke
     from dpupose.errors import DataError, UsageError
     from dpupose.eval.bench import BenchOptions, run_bench
     from dpupose.fsio import check_can_create, check_replaceable
-    from dpupose.train import _check_new_run_folder
 
     fifo, note = tmp_path / "fifo", tmp_path / "note.txt"
     os.mkfifo(fifo)
@@ -520,8 +520,6 @@ def test_what_is_at_a_folders_name_is_named_as_hw_build_names_it(tmp_path, monke
             UsageError, match=rf"^{re.escape(str(path))} is {what}, not a folder; choose another --out$"
         ):
             check_replaceable(path, "mark.json", [], "an earlier result")
-        with pytest.raises(UsageError, match=rf"^--out {re.escape(str(path))} is {what}, not a folder; choose another"):
-            _check_new_run_folder(path)
         with pytest.raises(NotADirectoryError) as raised:
             check_can_create(path / "out")
         assert (raised.value.strerror, raised.value.filename) == (f"{path} is {what}, not a folder", str(path / "out"))

@@ -899,6 +899,21 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     assert (tmp_path / "model.pt").read_bytes() == shipped
 
 
+def test_a_fifo_or_a_link_to_a_file_at_out_is_named(tmp_path):
+    """--out a FIFO, or a link to a file, was 'exists and is not a folder': it names what is there (what_is_at),
+    as the other outputs' refusals do, and leaves it as it was."""
+    fifo, note = tmp_path / "fifo", tmp_path / "note.txt"
+    os.mkfifo(fifo)
+    note.write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(note.name)
+    for path, what in ((fifo, "a FIFO"), (link, "a link to note.txt")):
+        with pytest.raises(UsageError) as raised:
+            train_mod._check_new_run_folder(path)
+        assert str(raised.value) == f"--out {path} is {what}, not a folder; choose another --out"
+    assert fifo.exists() and note.read_text() == "mine" and os.readlink(link) == "note.txt"
+
+
 def test_a_file_without_the_checkpoint_marker_is_refused_and_names_are_counted(tmp_path):
     """torch.save of a bare {'model': ...} dict (another program's, or hand-made) is not a dpupose checkpoint,
     though it holds weights of the right names."""
