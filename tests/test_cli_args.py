@@ -164,15 +164,15 @@ def paths(tmp_path):
 
 # (command line; {file}, {folder} are the user's; option, message part)
 OUTPUT_CASES = [
-    ("train --data synthetic --epochs 1 --out {file}", "--out", "is a file; give a folder"),
-    ("data synth --out {file}", "--out", "is a file; give a folder"),
-    (f"run --plan {PLAN} --source x.jpg --out {{file}}", "--out", "is a file; give a folder"),
-    (f"quantize --checkpoint {CKPT} --out {{file}}", "--out", "is a file; give a folder"),
-    ("split x.onnx --out {file}", "--out", "is a file; give a folder"),
-    ("dpu files --config u96v2-b1600-pynq --out {file}", "--out", "is a file; give a folder"),
-    ("hw build --config u96v2-b1600-pynq --out {file}", "--out", "is a file; give a folder"),
-    ("deploy-check build/none --dump {file}", "--dump", "is a file; give a folder"),
-    (f"bench --plan {PLAN} --work {{file}}", "--work", "is a file; give a folder"),
+    ("train --data synthetic --epochs 1 --out {file}", "--out", "is a file, not a folder; give a folder"),
+    ("data synth --out {file}", "--out", "is a file, not a folder; give a folder"),
+    (f"run --plan {PLAN} --source x.jpg --out {{file}}", "--out", "is a file, not a folder; give a folder"),
+    (f"quantize --checkpoint {CKPT} --out {{file}}", "--out", "is a file, not a folder; give a folder"),
+    ("split x.onnx --out {file}", "--out", "is a file, not a folder; give a folder"),
+    ("dpu files --config u96v2-b1600-pynq --out {file}", "--out", "is a file, not a folder; give a folder"),
+    ("hw build --config u96v2-b1600-pynq --out {file}", "--out", "is a file, not a folder; give a folder"),
+    ("deploy-check build/none --dump {file}", "--dump", "is a file, not a folder; give a folder"),
+    (f"bench --plan {PLAN} --work {{file}}", "--work", "is a file, not a folder; give a folder"),
     (f"export --checkpoint {CKPT} --out {{folder}} --force", "--out", "is a folder; give a file name"),
     ("zoo export mobilenet_v2 --out {folder}", "--out", "is a folder; give a file name"),
     (f"bench --plan {PLAN} --out {{folder}}", "--out", "is a folder; give a file name"),
@@ -233,7 +233,7 @@ def test_an_output_folder_that_is_a_fifo_is_refused_as_such(tmp_path, capsys, li
     os.mkfifo(fifo)
     err = refused(line.format(path=fifo).split(), capsys)
     option = line.split()[-2]
-    assert f"argument {option}: {fifo} is a FIFO; give a folder" in err
+    assert f"argument {option}: {fifo} is a FIFO, not a folder; give a folder" in err
     err = refused(line.format(path=fifo / "inside").split(), capsys)
     assert f"argument {option}: {fifo} is a FIFO, so {fifo / 'inside'} cannot be made" in err
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and os.listdir(tmp_path) == ["pipe"]

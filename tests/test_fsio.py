@@ -527,7 +527,9 @@ def test_what_is_at_a_folders_name_is_named_as_hw_build_names_it(tmp_path, monke
             load_split(path, "valid")
         with pytest.raises(DataError, match=rf"^--data-root {re.escape(str(path))} is {what}, not a folder; give"):
             run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=path))
-        with pytest.raises(argparse.ArgumentTypeError, match=rf"^{re.escape(str(path))} is {what}; give a folder$"):
+        with pytest.raises(
+            argparse.ArgumentTypeError, match=rf"^{re.escape(str(path))} is {what}, not a folder; give a folder$"
+        ):
             output_dir(str(path))
         with pytest.raises(
             argparse.ArgumentTypeError, match=rf"^{re.escape(str(path))} is {what}, so .*y\.json cannot be made$"

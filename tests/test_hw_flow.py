@@ -1751,11 +1751,23 @@ def test_a_wrong_kind_of_entry_at_a_build_folder_s_name_is_named_alike_everywher
         if os.path.lexists(kept):
             kept.rename(out / name)
     # --out itself: refused as the command line is read (output_dir), and by check_build_folder where it is
-    # reached otherwise (the build's API), in the same words
+    # reached otherwise (the build's API), in the same words as the other commands' output folders
+    # (check_replaceable); they read 'is a FIFO; give a folder', '..., not a folder: choose' and '...; choose'.
+    import argparse
+
+    from dpupose.commands.argtypes import output_dir
     from dpupose.errors import UsageError
+    from dpupose.fsio import check_replaceable
     from dpupose.hwbuild.flow import check_build_folder
     from dpupose.hwbuild.layout import BuildPaths
 
-    os.mkfifo(env["tmp"] / "fifo-out")
-    with pytest.raises(UsageError, match=f"^{re.escape(str(env['tmp'] / 'fifo-out'))} is a FIFO, not a folder: choose"):
-        check_build_folder(BuildPaths.for_config(CONFIG, env["tmp"] / "fifo-out"))
+    fifo = env["tmp"] / "fifo-out"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError) as built:
+        check_build_folder(BuildPaths.for_config(CONFIG, fifo))
+    with pytest.raises(UsageError) as replaced:
+        check_replaceable(fifo, "mark.json", [], "an earlier result")
+    with pytest.raises(argparse.ArgumentTypeError) as given:
+        output_dir(str(fifo))
+    assert str(built.value) == str(replaced.value) == f"{fifo} is a FIFO, not a folder; choose another --out"
+    assert str(given.value) == f"{fifo} is a FIFO, not a folder; give a folder"

@@ -180,7 +180,7 @@ def output_dir(text: str) -> Path:
     try:
         _not_a_loop(path)
         if path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text} is {what_is_at(path)}; give a folder")
+            raise argparse.ArgumentTypeError(f"{text} is {what_is_at(path)}, not a folder; give a folder")
         _check_parents(path)
     except OSError as exc:
         raise _refused(text, exc) from None

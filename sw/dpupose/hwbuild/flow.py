@@ -654,7 +654,7 @@ def check_build_folder(paths: BuildPaths) -> None:
     if not root.exists():
         return
     if not root.is_dir():
-        raise UsageError(f"{root} is {what_is_at(root)}, not a folder: choose another --out")
+        raise UsageError(f"{root} is {what_is_at(root)}, not a folder; choose another --out")
     # The folders a build writes its files into: a file (or a FIFO, a link to nothing) at one of their names
     # stopped the build after its first step, at the first write there ('cannot use .../stamps/generate.json:
     # Not a directory'), the generated files already written beside it.
