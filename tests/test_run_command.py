@@ -2144,3 +2144,24 @@ def test_a_source_in_or_of_an_earlier_runs_frames_through_a_bind_mount_of_frames
     assert main([*common, "--source", str(bound / "mine.png"), "--annotate", "frames"]) == 2
     assert "is where this run writes frames (under --out" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (out / "frames").iterdir()} == before
+
+
+def test_a_fifo_or_a_link_to_a_file_at_frames_is_named_as_other_folders_names_are(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """Where --annotate frames writes its folder, a link to a file was 'a file' (and a FIFO 'a FIFO'), where every
+    other refusal of the wrong kind of entry at a folder's name names what is there (fsio.what_is_at): 'a link to
+    X'. Left as it was, and nothing written."""
+    for name, make in (("fifo", lambda p: os.mkfifo(p)), ("link", lambda p: p.symlink_to("../note.txt"))):
+        out = tmp_path / name
+        out.mkdir()
+        (tmp_path / "note.txt").write_text("mine")
+        make(out / "frames")
+        what = "a FIFO" if name == "fifo" else "a link to ../note.txt"
+        argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+        assert main([*argv, "--annotate", "frames"]) == 2
+        assert capsys.readouterr().err == (
+            f"dpupose: error: {out / 'frames'} is {what}, not a folder, and this run writes its annotated frames "
+            "there: move it away, or choose another --out\n"
+        )
+        assert os.listdir(out) == ["frames"] and (tmp_path / "note.txt").read_text() == "mine"

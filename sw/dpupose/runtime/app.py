@@ -29,6 +29,7 @@ from dpupose.fsio import (
     same_file,
     special_kind,
     sync_file,
+    what_is_at,
     within,
     write_json,
 )
@@ -258,10 +259,9 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
             )
     frames = opts.out / "frames"
     if mode == "frames" and os.path.exists(frames) and not frames.is_dir():
-        what = "a file" if frames.is_file() else special_kind(frames)
         raise UsageError(
-            f"{frames} is {what}, not a folder, and this run writes its annotated frames there: move it away, "
-            "or choose another --out"
+            f"{frames} is {what_is_at(frames)}, not a folder, and this run writes its annotated frames there: move it "
+            "away, or choose another --out"
         )
     if mode == "frames" and frames.is_dir():
         # the stems looked up per entry: a folder of many images into frames/ of as many earlier frames
