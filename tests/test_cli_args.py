@@ -1408,6 +1408,23 @@ def test_an_empty_model_checkpoint_or_plan_is_refused_naming_it(tmp_path, capsys
         ("sdcard flash p.img --device card.img --bmap {}", "a block map file (.bmap), or --no-bmaptool"),
         ("deploy --host pynq --overlay o --model m --wheel {}", "a dpupose wheel (.whl)"),
         ("hw build --config u96v2-b1152 --trd {}", "the DPU TRD archive or its folder"),
+        # config_name and board_name in each command that takes them, and the inputs aaab4ef checked
+        ("hw check --config {}", "a shipped configuration name or a .toml path"),
+        ("split m.onnx --out o --config {}", "a shipped configuration name or a .toml path"),
+        ("bench --config {}", "a shipped configuration name or a .toml path"),
+        ("dpu estimate m.onnx --config {}", "a shipped configuration name or a .toml path"),
+        ("hw commands --config u96v2-b1152 --board {}", "a board record name (`dpupose dpu list` names them)"),
+        ("dpu files --config u96v2-b1152 --out o --board {}", "a board record name (`dpupose dpu list` names them)"),
+        ("split m.onnx --out o --cpu-from {}", "a node name (`dpupose split --nodes` lists them)"),
+        ("split m.onnx --out o --xmodel {}", "the compiled .xmodel"),
+        ("sdcard flash p.img --device {}", "the card (/dev/sdX, /dev/mmcblkN) or an image file"),
+        ("sdcard verify p.img --device {}", "the card (/dev/sdX, /dev/mmcblkN) or an image file"),
+        ("sdcard flash {} --device card.img", "the PYNQ image (.img, .img.xz or .zip)"),
+        ("deploy --host {} --overlay o --model m", "the board's host name or address"),
+        ("deploy --host pynq --user {} --overlay o --model m", "the login on the board (xilinx)"),
+        ("dpu estimate m.onnx --arch {}", "an ARCH, B512 ... B4096"),
+        ("deploy-check m.onnx --against {}", "torch, ort or a folder of dumped tensors"),
+        ("bench --quantized {}", "a folder written by `dpupose quantize`"),
     ],
 )
 def test_an_empty_input_value_says_what_to_give_for_that_option(tmp_path, capsys, monkeypatch, line, what):

@@ -1268,14 +1268,24 @@ def test_load_data_asks_for_the_documented_synthetic_set_and_cuts_only_synthetic
     assert str(exc.value) == "unknown data set 'coco'; use one of: synthetic, mpii"
 
 
-def test_a_synthetic_set_that_cannot_be_cached_in_the_current_folder_says_where_and_what_to_do(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("code", "strerror"),
+    [
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),  # another user's checkout
+        (errno.EPERM, "Operation not permitted"),
+    ],
+)
+def test_a_synthetic_set_that_cannot_be_cached_in_the_current_folder_says_where_and_what_to_do(
+    tmp_path, monkeypatch, code, strerror
+):
     """eval (no output of its own) run from a read-only folder was told 'build/data/... is on a read-only file
     system: write elsewhere', a folder the user never gave. A cached set found there is still used (cache_lock)."""
     from dpupose.data import sources
     from dpupose.errors import DataError
 
     def read_only(entry):
-        raise OSError(errno.EROFS, "Read-only file system", str(entry))
+        raise OSError(code, strerror, str(entry))
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sources, "cache_lock", read_only)
@@ -1283,6 +1293,21 @@ def test_a_synthetic_set_that_cannot_be_cached_in_the_current_folder_says_where_
         sources.synthetic_root("valid", 2)
     assert str(info.value) == (
         "the generated synthetic valid set is kept in build/data/ under the current folder, which cannot be "
-        "written (Read-only file system): run the command from a folder you can write, or give --data-root a set "
+        f"written ({strerror}): run the command from a folder you can write, or give --data-root a set "
         "that `dpupose data synth --out DIR` wrote"
     )
+
+
+def test_a_synthetic_set_that_cannot_be_cached_for_another_reason_is_that_error(tmp_path, monkeypatch):
+    """A full disk is no fault of the folder chosen: it is reported as it is, not as a folder that cannot be
+    written."""
+    from dpupose.data import sources
+
+    def full(entry):
+        raise OSError(errno.ENOSPC, "No space left on device", str(entry))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "cache_lock", full)
+    with pytest.raises(OSError) as info:
+        sources.synthetic_root("valid", 2)
+    assert info.value.errno == errno.ENOSPC and type(info.value) is OSError

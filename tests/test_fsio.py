@@ -842,6 +842,22 @@ def test_make_dirs_returns_the_folders_it_made_though_a_parent_went_after_it_loo
     assert (tmp_path / "x" / "y").is_dir()
 
 
+def test_make_dirs_returns_the_folders_it_made_where_they_are_on_disk(tmp_path, monkeypatch):
+    """Through a link to a folder the folders are made at its target, and returned there, absolute: a refused run
+    removes them by those paths, so a link changed meanwhile (or a relative path read from another folder) does
+    not lead its clean-up to folders of the same names elsewhere."""
+    from dpupose import fsio
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "link").symlink_to("store")
+    made = fsio.make_dirs(tmp_path / "link" / "a" / "b")
+    assert made == [tmp_path / "store" / "a" / "b", tmp_path / "store" / "a"]
+    monkeypatch.chdir(tmp_path)
+    assert fsio.make_dirs(Path("rel") / "x") == [tmp_path / "rel" / "x", tmp_path / "rel"]
+    assert fsio.make_dirs(Path("link") / "c") == [tmp_path / "store" / "c"]
+    assert sorted(os.listdir(tmp_path / "store")) == ["a", "c"] and (tmp_path / "rel" / "x").is_dir()
+
+
 def test_a_command_refused_in_a_folder_of_the_users_leaves_it_as_it_found_it(tmp_path):
     """run, train and hw build lock a folder that is there (a user's) before their checks: one refused by them
     left its empty .dpupose.lock there for good. The lock file it made goes when the block fails, while still

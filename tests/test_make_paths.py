@@ -267,6 +267,28 @@ def test_test_board_py_builds_where_make_read_another_makefile_first(tmp_path, h
     assert [line.split()[:2] for line in lines[1:]] == [["pip", "install"]] * 2 + [["pytest", "-q"]]
 
 
+def test_test_board_py_runs_in_a_built_board_venv_from_another_folder_without_the_index(tmp_path):
+    # Its first make asks whether the venv is up to date (-q) before it probes the package index: asked without
+    # this Makefile (-f), from a folder with no makefile of its own (make -f path/Makefile), that make found no
+    # target and the venv, built, was taken for one that needs building: with no index, the tests were skipped.
+    # A stand-in 3.10 that cannot reach the index, and a venv already built whose pytest records its arguments.
+    calls = tmp_path / "calls"
+    python = tmp_path / "python3.10"
+    python.write_text('#!/bin/sh\ncase "$2" in *version_info*) exit 0 ;; esac\nexit 1\n')  # no index
+    python.chmod(0o755)
+    for name in ("pyproject.toml", "constraints-board.txt"):
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (0, 0))
+    (tmp_path / ".venv-board" / "bin").mkdir(parents=True)
+    pytest_tool = tmp_path / ".venv-board" / "bin" / "pytest"
+    pytest_tool.write_text(f'#!/bin/sh\necho "pytest $*" >> {calls}\n')
+    pytest_tool.chmod(0o755)
+    (tmp_path / ".venv-board" / ".installed").touch()
+    proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" not in proc.stdout and calls.read_text() == "pytest -q -m board_py\n"
+
+
 def test_test_board_py_names_a_python_that_is_not_3_10_whatever_its_path_holds(tmp_path):
     python = _python_in_a_folder_with_a_blank_and_quotes(tmp_path, "#!/bin/sh\nexit 1\n")
     proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}")

@@ -231,6 +231,27 @@ def test_a_fifo_at_an_earlier_result_s_record_is_not_waited_on(tmp_path, hang_gu
     assert all((tmp_path / n.split(".")[0] / n).is_fifo() for n in ("plan.json", "config.json", "history.jsonl"))
 
 
+def test_a_quantize_summary_whose_files_is_no_list_lists_no_file_to_replace(tmp_path):
+    """quantize replaces an earlier --out only where it holds nothing but summary.json and the files its "files"
+    list names; a "files" of another shape (a JSON object, whose keys iterate as names) is no list of files, so
+    a user's model.pt beside it stops the command, as it does where summary.json lists nothing."""
+    import json
+
+    from dpupose.errors import UsageError
+    from dpupose.quant.pipeline import _check_out
+
+    out = tmp_path / "q"
+    out.mkdir()
+    (out / "model.pt").write_text("mine")
+    for files in ({"model.pt": "sha256"}, "model.pt", None):
+        (out / "summary.json").write_text(json.dumps({"files": files}))
+        with pytest.raises(UsageError, match=r"but also holds model\.pt, which replacing it would delete"):
+            _check_out(out)
+    (out / "summary.json").write_text(json.dumps({"files": ["model.pt"]}))  # listed: an earlier result's own
+    _check_out(out)
+    assert (out / "model.pt").read_text() == "mine"
+
+
 def test_a_fifo_at_a_quantized_folder_s_summary_is_not_waited_on(tmp_path, hang_guard):
     """eval's and the int8 engines' --quantized read its summary.json whole (whether it was quantized from
     --checkpoint; which engine made a folder without dpu_part_qdq.onnx): a FIFO there waited for a writer for

@@ -189,6 +189,26 @@ def test_a_wheel_given_by_a_link_of_another_name_goes_to_the_board_under_its_own
         deploy("pynq", overlay, model, wheel=kept / "other.whl", dry_run=True, runner=RecordingRunner(), echo=print)
 
 
+def test_a_link_whose_own_name_is_a_wheel_s_is_taken_by_that_name(overlay, model, wheel, tmp_path):
+    """wheel_file follows only a link whose own name is no wheel's: a link named as a wheel is the name the user
+    gave, which pip on the board reads, so it is checked as it is; leading to a wheel of another version it is
+    refused as pip would refuse that file, not swapped silently for the wheel it leads to."""
+    from dpupose.board.wheel import wheel_file
+
+    version = wheel.name.split("-")[1]
+    other = tmp_path / "dpupose-9.9.9-py3-none-any.whl"
+    other.symlink_to(wheel)
+    assert wheel_file(other) == other and wheel_file(wheel) == wheel
+    message = f"its METADATA gives version '{version}' where its file name gives '9.9.9'"
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        deploy("pynq", overlay, model, wheel=other, dry_run=True, runner=RecordingRunner(), echo=print)
+    same = tmp_path / wheel.name  # a link of the wheel's own name: the same name either way
+    same.symlink_to(wheel)
+    said: list[str] = []
+    deploy("pynq", overlay, model, wheel=same, dry_run=True, runner=RecordingRunner(), echo=said.append)
+    assert shlex.join(install_argv(Remote("pynq"), wheel.name)) in said
+
+
 def test_the_wheel_path_is_one_word_for_the_board_s_shell():
     # A name that check_wheel refuses still reaches board_setup.sh as one argument, not as shell code.
     command = install_argv(Remote("pynq"), "dpupose-0.1 $(x);y.whl")[-1]

@@ -266,6 +266,26 @@ def test_verify_of_a_missing_file_below_dev_shm_asks_for_no_card_reader(image):
         shutil.rmtree(folder)
 
 
+def test_a_missing_name_below_a_dev_folder_that_cannot_be_examined_is_a_card_not_a_new_file(image, monkeypatch):
+    """in_device_folder looks for the nearest folder of a missing name under /dev to tell /dev's own file system
+    from one mounted below it (/dev/shm): one it cannot examine (no search permission, as an ordinary user in a
+    folder of root's) is taken for /dev's, the card not plugged in, never a place to make an image file."""
+    real_stat = os.stat
+    locked = "/dev/dpupose-locked"
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    assert flashmod.in_device_folder(f"{locked}/card") is True
+    assert flashmod.in_device_folder("/dev/dpupose-no-such/by-id/card") is True  # /dev itself, the nearest there
+    with pytest.raises(DeviceError, match="is the card reader plugged in"):
+        flash(image, f"{locked}/card", use_bmaptool=False)
+    assert not os.path.lexists(locked)
+
+
 def test_a_folder_or_character_device_target_says_what_to_pass(image, tmp_path):
     folder = tmp_path / "cards"
     folder.mkdir()
