@@ -2165,3 +2165,25 @@ def test_a_fifo_or_a_link_to_a_file_at_frames_is_named_as_other_folders_names_ar
             "there: move it away, or choose another --out\n"
         )
         assert os.listdir(out) == ["frames"] and (tmp_path / "note.txt").read_text() == "mine"
+
+
+def test_a_link_that_leads_nowhere_at_frames_is_refused_and_nothing_is_written(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """A symbolic link that leads nowhere at --out's frames/ was written through: the run made the folder it
+    named (elsewhere) and wrote its frames there, where runtime.md refuses anything but a folder at frames (and
+    architecture.md a link at a name a run replaces as its own). Refused, naming it; nothing made or written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frames").symlink_to("../elsewhere")
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
+    assert main([*argv, "--annotate", "frames"]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: {out / 'frames'} is a symbolic link that leads nowhere, not a folder, and this run writes "
+        "its annotated frames there: move it away, or choose another --out\n"
+    )
+    assert os.listdir(out) == ["frames"] and not os.path.lexists(tmp_path / "elsewhere")
+    # a link to a folder is written through, as runtime.md says (left as it is when an earlier run is removed)
+    (tmp_path / "elsewhere").mkdir()
+    assert main([*argv, "--annotate", "frames"]) == 0
+    assert (out / "frames").is_symlink() and len(os.listdir(tmp_path / "elsewhere")) == len(os.listdir(images))

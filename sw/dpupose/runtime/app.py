@@ -258,7 +258,9 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
                 "another --out"
             )
     frames = opts.out / "frames"
-    if mode == "frames" and os.path.exists(frames) and not frames.is_dir():
+    # lexists: a link that leads nowhere was written through, the folder it names made (make_dirs) and the
+    # frames written there, where anything but a folder at frames/ is refused (runtime.md)
+    if mode == "frames" and os.path.lexists(frames) and not frames.is_dir():
         raise UsageError(
             f"{frames} is {what_is_at(frames)}, not a folder, and this run writes its annotated frames there: move it "
             "away, or choose another --out"
