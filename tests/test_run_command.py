@@ -1366,7 +1366,7 @@ def test_a_keypoints_link_to_a_runs_file_elsewhere_is_refused_and_kept(
     capsys.readouterr()
     assert main([*common, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"--out {out} holds keypoints.jsonl, which no finished dpupose run wrote there" in err
+    assert f"--out {out} holds keypoints.jsonl, run.json, which no finished dpupose run wrote there" in err
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before
     assert sorted(os.listdir(out)) == ["keypoints.jsonl", "run.json"]
 
@@ -2187,3 +2187,26 @@ def test_a_link_that_leads_nowhere_at_frames_is_refused_and_nothing_is_written(
     (tmp_path / "elsewhere").mkdir()
     assert main([*argv, "--annotate", "frames"]) == 0
     assert (out / "frames").is_symlink() and len(os.listdir(tmp_path / "elsewhere")) == len(os.listdir(images))
+
+
+def test_a_link_at_run_json_is_refused_as_one_at_keypoints_jsonl_is(
+    plan_dir: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    """A link at --out's run.json to a run's run.json elsewhere made --out a run's folder: the run removed the link
+    and wrote its own run.json there, where a link at keypoints.jsonl, even to a run's, is refused (what it points
+    to is not this folder's) and architecture.md refuses a link at a name a run replaces as its own. Refused as
+    that one is; the link and its run kept."""
+    argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--annotate", "none"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    record = (tmp_path / "a" / "run.json").read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").symlink_to("../a/run.json")
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"dpupose: error: --out {out} holds run.json, which no finished dpupose run wrote there and this run would "
+        "write over: move it elsewhere (or remove it, if it is an unfinished run's), or choose another --out\n"
+    )
+    assert os.listdir(out) == ["run.json"] and (out / "run.json").is_symlink()
+    assert (tmp_path / "a" / "run.json").read_bytes() == record

@@ -161,7 +161,10 @@ def _check_nothing_of_yours_is_replaced(opts: RunOptions, mode: str, source: Fra
         _has_data(keypoints) and not (_starts_with(keypoints, RECORD_KEYS, line=True) or _cut_first_record(keypoints))
     ):
         taken.append("keypoints.jsonl")
-    if _has_data(out / "run.json") and not _starts_with(out / "run.json", RUN_KEYS):
+    # run.json alike: a link to a run's elsewhere made this a run's folder, the link removed for this run's record
+    if (out / "run.json").is_symlink() or (
+        _has_data(out / "run.json") and not _starts_with(out / "run.json", RUN_KEYS)
+    ):
         taken.append("run.json")
     gone = set(removed)
     if mode == "video":
