@@ -342,8 +342,9 @@ def test_a_video_given_by_a_link_is_written_where_it_leads_and_the_link_kept(tmp
 
 
 def test_sinks_in_a_folder_given_by_a_link_that_leads_nowhere_yet_write_where_it_leads(tmp_path: Path) -> None:
-    """A run's frames/ that is a link to a folder not made yet (architecture.md: what a link names is made, the
-    link stays), and keypoints.jsonl in such a folder: mkdir refused the link itself ('File exists')."""
+    """A sink's folder that is a link to a folder not made yet (architecture.md: what a link names is made, the
+    link stays; a run's --out given so), and keypoints.jsonl in such a folder: mkdir refused the link itself
+    ('File exists'). (`dpupose run` refuses such a link at frames/ inside its --out before any sink is made.)"""
     (tmp_path / "frames").symlink_to(os.path.join("kept", "frames"))
     (tmp_path / "out").symlink_to(os.path.join("runs", "r1"))
     folder = FolderSink(tmp_path / "frames", by_frame_number=True)
