@@ -1089,3 +1089,45 @@ def test_a_link_at_a_dump_file_s_name_is_refused_and_what_it_points_to_kept(tmp_
     with pytest.raises(UsageError, match=r"holds dump\.json, c\.npy, which no earlier --dump wrote"):
         check_dump_dir(other, ["c"])
     assert (board / "a.npy").read_bytes() == b"the board's"
+
+
+def test_eval_names_a_summary_json_it_may_not_look_at_as_one_it_may_not_read(tmp_path, monkeypatch):
+    """A summary.json that is a link into a folder the user may not search (--quantized's own check, of the
+    folder itself, lets it by): its stat, made before the read's try, was refused outside it, and the command
+    said only 'cannot use .../summary.json: Permission denied'. It is named as an unreadable one is, with what
+    to do. (Run as root, which searches any folder, the refusal is the stat's own, PermissionError as a user
+    gets it.)"""
+    import errno
+    import os
+    from types import SimpleNamespace
+
+    from dpupose.commands.argtypes import quantize_folder
+    from dpupose.commands.eval import _check_quantized_matches
+
+    locked, folder = tmp_path / "locked", tmp_path / "q"
+    locked.mkdir()
+    folder.mkdir()
+    (locked / "summary.json").write_text("{}")
+    (folder / "summary.json").symlink_to(locked / "summary.json")
+    locked.chmod(0)
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(os.fspath(path)).startswith(str(locked)) or (
+            str(os.fspath(path)) == str(folder / "summary.json") and kwargs.get("follow_symlinks", True)
+        ):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(os, "stat", stat)
+        given = quantize_folder(str(folder))  # the folder itself is read
+        with pytest.raises(
+            UsageError,
+            match=rf"^--quantized {re.escape(str(folder))}: cannot read its summary\.json \(Permission denied\); "
+            r"quantize --checkpoint again with `dpupose quantize`, or copy the folder whole again$",
+        ):
+            _check_quantized_matches(given, SimpleNamespace(config=SimpleNamespace(to_dict=dict)))
+    finally:
+        monkeypatch.undo()
+        locked.chmod(0o755)

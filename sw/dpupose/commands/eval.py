@@ -163,14 +163,16 @@ def _check_quantized_matches(folder: Path, model) -> None:
     config = model.config.to_dict()
     path = folder / "summary.json"
     redo_damaged = "quantize --checkpoint again with `dpupose quantize`, or copy the folder whole again"
-    if path.exists() and not path.is_file():
-        # A folder, FIFO or device at its name: a FIFO's read waits for a writer for ever, a device such as
-        # /dev/zero is read without end; none is a record, so the checks below cannot be made.
-        raise UsageError(
-            f"--quantized {folder}: its summary.json {not_a_file(path)}, so whether the folder was quantized from "
-            f"--checkpoint cannot be told; {redo_damaged}"
-        )
     try:
+        # In the try: its stat is refused too where its read is (a link at it into a folder the user may not
+        # search, which --quantized's own check, of the folder, lets by), and was the bare 'cannot use' line.
+        if path.exists() and not path.is_file():
+            # A folder, FIFO or device at its name: a FIFO's read waits for a writer for ever, a device such as
+            # /dev/zero is read without end; none is a record, so the checks below cannot be made.
+            raise UsageError(
+                f"--quantized {folder}: its summary.json {not_a_file(path)}, so whether the folder was quantized "
+                f"from --checkpoint cannot be told; {redo_damaged}"
+            )
         summary = loads_json(path.read_bytes())
     except FileNotFoundError:
         return  # a folder copied without it: int8_predictor says what else it lacks
