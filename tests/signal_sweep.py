@@ -49,7 +49,11 @@ class SignalAt:
         try:
             yield
         finally:
-            sys.setprofile(None)
+            # Only its own: a signal that came as this generator's __exit__ began leaves the generator to be
+            # finalized when collected (later, with the exception kept), and its finally would then take
+            # another point's profile away in the middle of that point's block, which ran to its end unswept.
+            if sys.getprofile() is profile:
+                sys.setprofile(None)
 
     def __repr__(self) -> str:
         return f"{signal.Signals(self.signum).name} at point {self.n} ({self.where or 'not reached'})"
