@@ -215,13 +215,9 @@ def test_the_board_venv_is_made_by_a_python_at_a_path_with_blanks_and_quotes(tmp
     assert (tmp_path / ".venv-board" / ".installed").exists()
 
 
-@pytest.mark.parametrize("board_venv", ["venvs/py=3.10", "b%1", "b@x+1", "/ABS/b-1.v_2"])
-def test_test_board_py_builds_and_runs_in_a_board_venv_whose_path_has_an_equals_sign(tmp_path, board_venv):
-    # test-board-py made the stamp by a make of its own with the stamp's path as the goal, which make reads as a
-    # variable's assignment when it holds an = (BOARD_VENV=venvs/py=3.10): that make ran help, the venv was never
-    # built, and the tests stopped at 'venvs/py=3.10/bin/pytest: No such file or directory'. A stand-in 3.10 that
-    # makes a venv whose pip and pytest record their arguments.
-    board_venv = board_venv.replace("/ABS", str(tmp_path))
+def _recording_python310(tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in Python 3.10 in tmp_path whose `-m venv DIR` makes a venv with a pip and a pytest that record
+    their arguments, as the venv's own line, in tmp_path/calls; with the files the board venv's stamp needs."""
     calls = tmp_path / "calls"
     python = tmp_path / "python3.10"
     tool = f'#!/bin/sh\necho "$(basename $0) $*" >> {calls}\n'
@@ -232,6 +228,16 @@ def test_test_board_py_builds_and_runs_in_a_board_venv_whose_path_has_an_equals_
     python.chmod(0o755)
     for name in ("pyproject.toml", "constraints-board.txt"):
         (tmp_path / name).touch()
+    return python, calls
+
+
+@pytest.mark.parametrize("board_venv", ["venvs/py=3.10", "b%1", "b@x+1", "/ABS/b-1.v_2"])
+def test_test_board_py_builds_and_runs_in_a_board_venv_whose_path_has_an_equals_sign(tmp_path, board_venv):
+    # test-board-py made the stamp by a make of its own with the stamp's path as the goal, which make reads as a
+    # variable's assignment when it holds an = (BOARD_VENV=venvs/py=3.10): that make ran help, the venv was never
+    # built, and the tests stopped at 'venvs/py=3.10/bin/pytest: No such file or directory'.
+    board_venv = board_venv.replace("/ABS", str(tmp_path))
+    python, calls = _recording_python310(tmp_path)
     proc = _make_plain(tmp_path, "test-board-py", f"PY310={python}", f"BOARD_VENV={board_venv}")
     assert proc.returncode == 0, proc.stderr
     lines = calls.read_text().splitlines()
@@ -244,17 +250,8 @@ def test_test_board_py_builds_and_runs_in_a_board_venv_whose_path_has_an_equals_
 def test_test_board_py_builds_where_make_read_another_makefile_first(tmp_path, how):
     # test-board-py's own make read the first makefile make had read as this one (firstword of MAKEFILE_LIST),
     # which is another where MAKEFILES names one or -f gives two: that make had no target ('No targets. Stop.')
-    # and test-board-py failed. The same stand-in 3.10 as above.
-    calls = tmp_path / "calls"
-    python = tmp_path / "python3.10"
-    tool = f'#!/bin/sh\necho "$(basename $0) $*" >> {calls}\n'
-    python.write_text(
-        f'#!/bin/sh\nif [ "$1" = -m ]; then echo "venv $3" >> {calls}; mkdir -p "$3/bin"\n'
-        f'  for t in pip pytest; do printf \'{tool}\' > "$3/bin/$t"; chmod +x "$3/bin/$t"; done\nfi\nexit 0\n'
-    )
-    python.chmod(0o755)
-    for name in ("pyproject.toml", "constraints-board.txt"):
-        (tmp_path / name).touch()
+    # and test-board-py failed.
+    python, calls = _recording_python310(tmp_path)
     extra = tmp_path / "extra.mk"
     extra.write_text("EXTRA_SETTING := 1\n")
     env = {**os.environ, "MAKEFILES": str(extra)} if how == "MAKEFILES" else dict(os.environ)
