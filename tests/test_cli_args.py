@@ -247,7 +247,31 @@ def test_an_output_name_too_long_for_the_file_system_is_one_line(tmp_path, capsy
     # The name's length error came from the option's check, outside the CLI's error handling: a traceback.
     long = str(tmp_path / ("n" * 300))  # longer than any Linux file system's 255-byte names
     err = refused(line.format(long=long).split(), capsys)
-    assert f"argument --out: cannot use {long}" in err and "File name too long" in err
+    assert f"argument --out: cannot use {long}" in err and "File name too long; give a shorter path" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_below_a_folder_this_user_may_not_search_is_not_told_to_be_shorter(tmp_path, capsys, monkeypatch):
+    """Every OSError of an output's look-up was told 'give a shorter or other path', written for a name too long;
+    one refused for permission (a folder above it this user may not search, as a non-root user meets it) is told
+    what fits. Root searches every folder, so the look-up's refusal is made by a stand-in."""
+    import errno
+
+    out = tmp_path / "locked" / "run"
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "locked")):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    err = refused(["data", "synth", "--out", str(out)], capsys)
+    assert (
+        f"argument --out: cannot use {out}: Permission denied; give a path this user may reach, or ask for access to "
+        "the folders above it (see `dpupose data synth --help`)"
+    ) in err
+    assert "shorter" not in err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -92,9 +92,16 @@ def _check_parents(path: Path) -> None:
 
 
 def _refused(text: str, exc: OSError) -> argparse.ArgumentTypeError:
-    """A path the file system will not even look up (a name too long): argparse passes on only its own
-    error, so an OSError here was a traceback."""
-    return argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}; give a shorter or other path")
+    """A path the file system will not even look up (a name too long, a folder above it this user may not
+    search): argparse passes on only its own error, so an OSError here was a traceback. The way forward fits
+    the reason: 'shorter' only where the name is too long."""
+    if exc.errno == errno.ENAMETOOLONG:
+        forward = "give a shorter path"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        forward = "give a path this user may reach, or ask for access to the folders above it"
+    else:
+        forward = "give another path"
+    return argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}; {forward}")
 
 
 def _not_empty(text: str, what: str) -> None:
