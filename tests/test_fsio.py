@@ -777,14 +777,14 @@ def test_a_run_refused_in_an_output_folder_it_made_through_a_dangling_link_leave
 
 def test_folders_made_again_after_another_run_s_clean_up_are_removed_innermost_first(tmp_path, monkeypatch):
     """lock_folder makes the folder again when another run's clean-up removed it after `make` found it (the lock
-    file's open: ENOENT). The first make here made only work/ (a/b/ were there); the clean-up then removed
-    work/, b/ and a/, and the second made all three. lock_output_folder put the second make's new folders
-    (b/, a/) before work/, so a refused run's rmdir began at b/, which holds work/, and left a/b/work/."""
+    file's open: ENOENT). The first make here made only out/ (a/b/ were there); the clean-up then removed
+    out/, b/ and a/, and the second made all three. lock_output_folder put the second make's new folders
+    (b/, a/) before out/, so a refused run's rmdir began at b/, which holds out/, and left a/b/out/."""
     from dpupose import fsio
     from dpupose.errors import UsageError
 
     (tmp_path / "a" / "b").mkdir(parents=True)
-    work = tmp_path / "a" / "b" / "work"
+    out = tmp_path / "a" / "b" / "out"
     real_make_dirs = fsio.make_dirs
     calls = []
 
@@ -792,21 +792,21 @@ def test_folders_made_again_after_another_run_s_clean_up_are_removed_innermost_f
         made = real_make_dirs(path)
         calls.append([p.relative_to(tmp_path).as_posix() for p in made])
         if len(calls) == 1:  # another run's clean-up, as the lock file is opened
-            for p in (work, work.parent, work.parent.parent):
+            for p in (out, out.parent, out.parent.parent):
                 p.rmdir()
         return made
 
     monkeypatch.setattr(fsio, "make_dirs", make_dirs_then_cleaned_up)
-    with pytest.raises(UsageError, match="^refused$"), fsio.lock_output_folder(work, "dpupose run"):
-        assert os.listdir(work) == [".dpupose.lock"]
+    with pytest.raises(UsageError, match="^refused$"), fsio.lock_output_folder(out, "dpupose run"):
+        assert os.listdir(out) == [".dpupose.lock"]
         raise UsageError("refused")
-    assert calls == [["a/b/work"], ["a/b/work", "a/b", "a"]]  # made again, whole
+    assert calls == [["a/b/out"], ["a/b/out", "a/b", "a"]]  # made again, whole
     assert os.listdir(tmp_path) == []  # each folder this run made is removed
 
 
 def test_make_dirs_returns_the_folders_it_made_though_a_parent_went_after_it_looked(tmp_path, monkeypatch):
     """make_dirs looked for the missing folders first and then ran mkdir -p: a parent that another run's
-    clean-up removed in between was made again but not returned, so a refused run that made work/ under it
+    clean-up removed in between was made again but not returned, so a refused run that made out/ under it
     left it behind. Each mkdir is its own now, and what it made is returned; a folder another process made
     first is not. The stand-in for the clean-up removes a/ (there when make_dirs began) at the first mkdir."""
     from dpupose import fsio
@@ -829,9 +829,9 @@ def test_make_dirs_returns_the_folders_it_made_though_a_parent_went_after_it_loo
         p.rmdir()
     (tmp_path / "a").mkdir()
     calls.clear()
-    with pytest.raises(UsageError, match="^refused$"), fsio.lock_output_folder(tmp_path / "a" / "work", "dpupose run"):
+    with pytest.raises(UsageError, match="^refused$"), fsio.lock_output_folder(tmp_path / "a" / "out", "dpupose run"):
         raise UsageError("refused")
-    assert calls[0] == "a/work" and os.listdir(tmp_path) == []  # a/ was left (made again, and not in the list)
+    assert calls[0] == "a/out" and os.listdir(tmp_path) == []  # a/ was left (made again, and not in the list)
 
     def made_by_another(path, *args, **kwargs):  # another process makes the folder just before this one does
         real_mkdir(path, *args, **kwargs)
