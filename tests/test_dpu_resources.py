@@ -199,6 +199,36 @@ def test_the_ports_risk_only_for_more_cores_than_the_board_has_ports_for():
     assert [r for r in two.risks if r.startswith("ports")] == ["ports: the board record lists AXI ports for 1 core(s)"]
 
 
+def test_the_build_risk_names_the_options_dpu_files_and_hw_build_refuse(tmp_path):
+    # softmax = true and save_argmax = true fit the ZU3EG, but `dpu files` (no softmax_port) and `hw build`
+    # (no softmax kernel packaged; a v4.0 TRD) refuse them: the fit report says so, not only the build.
+    from dpupose.dpu.writers import prj_config
+    from dpupose.errors import ConfigError
+    from dpupose.hwbuild.check import BuildRequest, preflight
+
+    board = load_board("ultra96v2")
+    assert not [r for r in check_fit(cfg("B1152"), board).risks if r.startswith("build")]
+    softmax = check_fit(cfg("B1152", softmax=True), board)
+    assert softmax.fits
+    assert [r for r in softmax.risks if r.startswith("build")] == [
+        "build: softmax = true (`dpu files` and `hw build` refuse it: the build packages no softmax kernel); "
+        "set it to false to build this configuration"
+    ]
+    argmax = [r for r in check_fit(cfg("B1152", save_argmax=True), board).risks if r.startswith("build")]
+    assert len(argmax) == 1 and argmax[0].startswith("build: save_argmax = true (`hw build` refuses it")
+    with pytest.raises(ConfigError, match=r"names no softmax_port to connect it to; set softmax = false"):
+        prj_config(cfg("B1152", softmax=True), board)
+    # hw check says it once, as the configuration's error with what to do, not again as a fit warning.
+    path = tmp_path / "c.toml"
+    path.write_text('arch = "B1152"\nclock_mhz = 200\nsoftmax = true\n')
+    findings = preflight(BuildRequest(str(path)), set()).findings
+    assert [f.message for f in findings if f.topic == "config" and f.level == "error"] == [
+        "softmax = true: this flow packages only the DPUCZDX8G kernel, not sfm_xrt_top: set softmax = false "
+        "(a model's Softmax runs on the CPU either way)"
+    ]
+    assert not [f for f in findings if f.message.startswith("build:")]
+
+
 def test_lutram_banks_move_bram_to_luts():
     # One B1600 image bank (10 bytes x 2048) in LUTRAM: 163840 bits / 64 bits a LUT = 2560 LUTs, and the
     # bank's ceil(80 / 9) = 9 BRAM18 (4.5 BRAM36) freed.

@@ -173,6 +173,15 @@ def check_fit(cfg: DpuConfig, board: Board) -> FitReport:
         risks.append(f"tight: {', '.join(tight)} above {TIGHT_FRACTION:.0%} (placement and timing harder)")
     if cfg.cores > board.max_cores_by_ports:
         risks.append(f"ports: the board record lists AXI ports for {board.max_cores_by_ports} core(s)")
+    unbuildable = []
+    if cfg.softmax:
+        unbuildable.append(
+            "softmax = true (`dpu files` and `hw build` refuse it: the build packages no softmax kernel)"
+        )
+    if cfg.save_argmax:
+        unbuildable.append("save_argmax = true (`hw build` refuses it: an IP v4.1 option, the TRD it builds is v4.0)")
+    if unbuildable:
+        risks.append(f"build: {' and '.join(unbuildable)}; set it to false to build this configuration")
     return FitReport(
         config=cfg.name,
         board=board.name,

@@ -167,7 +167,7 @@ def prj_config(cfg: DpuConfig, board: Board) -> str:
         if not board.softmax_port:
             raise ConfigError(
                 f"{cfg.name} enables the softmax kernel, but hw/boards/{board.name}/board.toml names no "
-                f"softmax_port to connect it to"
+                f"softmax_port to connect it to; set softmax = false (a model's Softmax runs on the CPU either way)"
             )
         clock.append(f"id={id1}:{SOFTMAX_KERNEL}_1.aclk")
         connectivity += [f"sp={SOFTMAX_KERNEL}_1.M_AXI:{board.softmax_port}", f"nk={SOFTMAX_KERNEL}:1"]

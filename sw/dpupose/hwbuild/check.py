@@ -103,9 +103,18 @@ def _config(p: Preflight, req: BuildRequest) -> None:
     what = f"{cfg.arch.value} x{cfg.cores} at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz"
     p.add("ok", "config", f"{cfg.name}: {what}, fingerprint {fingerprint_hex(cfg)}, board {board.title}")
     if cfg.save_argmax:
-        p.add("error", "config", "save_argmax needs DPUCZDX8G IP v4.1 (Vitis AI 3.0); the 2.5 TRD cannot build it")
+        p.add(
+            "error",
+            "config",
+            "save_argmax needs DPUCZDX8G IP v4.1 (Vitis AI 3.0); the 2.5 TRD cannot build it: set save_argmax = false",
+        )
     if cfg.softmax:
-        p.add("error", "config", "softmax = true: this flow packages only the DPUCZDX8G kernel, not sfm_xrt_top")
+        p.add(
+            "error",
+            "config",
+            "softmax = true: this flow packages only the DPUCZDX8G kernel, not sfm_xrt_top: set softmax = false "
+            "(a model's Softmax runs on the CPU either way)",
+        )
 
 
 def _fit_and_clocks(p: Preflight, req: BuildRequest) -> None:
@@ -118,7 +127,8 @@ def _fit_and_clocks(p: Preflight, req: BuildRequest) -> None:
     else:
         p.add("error", "fit", f"does not fit the {board.device}: {'; '.join(fit.reasons)} ({util})")
     for risk in fit.risks:
-        if not risk.startswith(("power:", "clock:", "platform-clock:")):  # the clock checks below say these
+        # the clock checks below say these, the configuration's errors above what `build:` says
+        if not risk.startswith(("power:", "clock:", "platform-clock:", "build:")):
             p.add("warn", "fit", risk)
     try:
         id_1x, id_2x = dpu_clock_ids(cfg, board)
