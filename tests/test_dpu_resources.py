@@ -196,7 +196,15 @@ def test_the_ports_risk_only_for_more_cores_than_the_board_has_ports_for():
     assert board.max_cores_by_ports == 1
     assert not [r for r in check_fit(cfg("B512"), board).risks if r.startswith("ports")]
     two = check_fit(cfg("B512", cores=2), board)
-    assert [r for r in two.risks if r.startswith("ports")] == ["ports: the board record lists AXI ports for 1 core(s)"]
+    assert [r for r in two.risks if r.startswith("ports")] == [
+        "ports: the board record lists AXI ports for 1 core(s), so `dpu files` and `hw build` refuse 2 cores "
+        "until its dpu_ports has more"
+    ]
+    from dpupose.dpu.writers import prj_config
+    from dpupose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="2 cores, but the Avnet Ultra96-V2 record lists AXI ports for 1"):
+        prj_config(cfg("B512", cores=2), board)  # as the risk says
 
 
 def test_the_build_risk_names_the_options_dpu_files_and_hw_build_refuse(tmp_path):

@@ -172,7 +172,10 @@ def check_fit(cfg: DpuConfig, board: Board) -> FitReport:
     if tight:
         risks.append(f"tight: {', '.join(tight)} above {TIGHT_FRACTION:.0%} (placement and timing harder)")
     if cfg.cores > board.max_cores_by_ports:
-        risks.append(f"ports: the board record lists AXI ports for {board.max_cores_by_ports} core(s)")
+        risks.append(
+            f"ports: the board record lists AXI ports for {board.max_cores_by_ports} core(s), so `dpu files` and "
+            f"`hw build` refuse {cfg.cores} cores until its dpu_ports has more"
+        )
     unbuildable = []
     if cfg.softmax:
         unbuildable.append(
