@@ -356,3 +356,33 @@ def test_hw_dir_override_needs_both_configs_and_boards_and_an_empty_one_is_unset
         )
     monkeypatch.setenv(HW_DIR_ENV, "")
     assert hw_dir() == Path(__file__).resolve().parents[1] / "hw"
+
+
+def test_every_command_with_a_config_option_takes_a_path_and_the_docs_name_them_all():
+    # dpu-configurations.md tells a user with a configuration of their own which commands take its path;
+    # that list is the parser's commands with --config, and each one's help says it takes a path.
+    import argparse
+
+    from dpupose.cli import build_parser
+
+    def commands(parser, prefix=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, (*prefix, name))
+            elif "--config" in action.option_strings:
+                yield " ".join(prefix), action
+
+    found = dict(commands(build_parser()))
+    assert {"dpu fit", "hw build", "split"} <= set(found)
+    for name, action in found.items():
+        assert action.metavar == "NAME|PATH" and ".toml path" in action.help, (name, action.help)
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dpu-configurations.md").read_text()
+    para = re.search(r"Your own configuration: (.*?)\n\n", text, re.S)
+    assert para, "dpu-configurations.md says how to use a configuration of one's own"
+    (listed,) = re.findall(r"wherever a\s+command takes `--config` \((.*?)\)", para.group(1), re.S)
+    documented = set()
+    for group in re.findall(r"`dpupose ([^`]+)`", listed):
+        words = group.split()
+        documented |= {" ".join([*words[:-1], last]) for last in words[-1].split("|")}
+    assert documented == set(found)

@@ -64,7 +64,7 @@ def _common(s: argparse.ArgumentParser) -> None:
         type=config_name,
         required=True,
         metavar="NAME|PATH",
-        help="DPU configuration (hw/dpu/configs)",
+        help="DPU configuration: shipped name (hw/dpu/configs) or .toml path",
     )
     s.add_argument(
         "--board",
