@@ -66,7 +66,12 @@ def test_load_by_path(tmp_path):
     [
         ('arch = "B1600"\nclock_mhz = 200\nram_usag = "low"\n', "unknown key.*ram_usag"),
         ('arch = "B9999"\nclock_mhz = 200\n', "unknown DPU ARCH 'B9999'"),
-        ("clock_mhz = 200\n", "'arch' and 'clock_mhz' are required"),
+        ("clock_mhz = 200\n", r"c\.toml: arch is required: add a line such as arch = \"B1600\" \(the DPU size\)$"),
+        (
+            'arch = "B1600"\n',
+            r"c\.toml: clock_mhz is required: add a line such as clock_mhz = 200 \(the 1x clock in MHz\)$",
+        ),
+        ("", r"c\.toml: arch and clock_mhz are required: add lines such as arch = \"B1600\" \(the DPU size\) and "),
         ('arch = "B1600"\nclock_mhz = 200\ndsp_usage = "medium"\n', "dsp_usage = 'medium' is not one of"),
         ('arch = "B1600"\nclock_mhz = "fast"\n', "clock_mhz must be of type int"),
         ('arch = "B1600"\nclock_mhz = 200\nsoftmax = 1\n', "softmax must be of type bool"),

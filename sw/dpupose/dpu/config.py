@@ -216,8 +216,14 @@ class DpuConfig:
     def from_dict(cls, data: dict[str, Any], name: str, where: str = "configuration") -> DpuConfig:
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "name"}
         reject_unknown(data, fields, where)
-        if "arch" not in data or "clock_mhz" not in data:
-            raise ConfigError(f"{where}: 'arch' and 'clock_mhz' are required")
+        missing = [key for key in ("arch", "clock_mhz") if key not in data]
+        if missing:
+            example = {"arch": 'arch = "B1600" (the DPU size)', "clock_mhz": "clock_mhz = 200 (the 1x clock in MHz)"}
+            one = len(missing) == 1
+            raise ConfigError(
+                f"{where}: {' and '.join(missing)} {'is' if one else 'are'} required: add "
+                f"{'a line' if one else 'lines'} such as {' and '.join(example[key] for key in missing)}"
+            )
         kwargs: dict[str, Any] = {"name": name}
         for key, value in data.items():
             kwargs[key] = _coerce(key, value, str(fields[key].type), where)
