@@ -64,7 +64,16 @@ def test_load_by_path(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('arch = "B1600"\nclock_mhz = 200\nram_usag = "low"\n', "unknown key.*ram_usag"),
+        (
+            'arch = "B1600"\nclock_mhz = 200\nram_usag = "low"\n',
+            r"unknown key\(s\) ram_usag \(did you mean ram_usage\?\);",
+        ),
+        (
+            'arch = "B1600"\nclock_mhz = 200\nram_usgae = "low"\n',
+            r"unknown key\(s\) ram_usgae \(did you mean ram_usage\?\);",
+        ),
+        ('arch = "B1600"\nclock_mhz = 200\nspeed = 1\n', r"unknown key\(s\) speed; allowed keys: alu_activations, "),
+        ('arch = "B1600"\nclock_mhz = 200\ncore = 2\n', r"unknown key\(s\) core \(did you mean cores\?\);"),
         ('arch = "B9999"\nclock_mhz = 200\n', "unknown DPU ARCH 'B9999'"),
         ("clock_mhz = 200\n", r"c\.toml: arch is required: add a line such as arch = \"B1600\" \(the DPU size\)$"),
         (

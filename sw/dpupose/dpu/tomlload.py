@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,4 +34,8 @@ def reject_unknown(data: dict[str, Any], allowed: Iterable[str], where: str) -> 
     allowed = set(allowed)
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(sorted(allowed))}")
+        named = []
+        for key in unknown:  # a misspelt key is told the one it is close to
+            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
+            named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(named)}; allowed keys: {', '.join(sorted(allowed))}")
