@@ -95,6 +95,10 @@ def test_load_by_path(tmp_path):
         ('arch = "B1600"\nclock_mhz = 200\nuram_wgt_banks = 12\n', "exceeds the 11 wgt banks"),
         ('arch = "B1600"\nclock_mhz = 200\nuram_img_banks = 2\nlutram_wgt_banks = 1\n', "cannot both"),
         ('arch = "B1600"\nclock_mhz = [200\n', "not valid TOML"),
+        (
+            'arch = "B1600"\nclock_mhz = 200\narch = "B800"\n',
+            r"not valid TOML: Cannot overwrite a value \(at line 3, column 14\): arch is given a value twice; keep one",
+        ),
         ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = true\n', "alu_parallel = True is not one of"),
         ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = "4"\n', "alu_parallel = '4' is not one of"),
         ("arch = 1600\nclock_mhz = 200\n", 'arch must be a string such as "B1600", got 1600'),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,9 +26,22 @@ def read_toml(path: Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise ConfigError(f"{path} is a folder; give a configuration file (.toml)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}{_given_twice(path, str(exc))}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a TOML text file (byte {exc.start} is not UTF-8)") from None
+
+
+def _given_twice(path: Path, message: str) -> str:
+    """What TOML's 'Cannot overwrite a value (at line N, ...)' means, naming the key of that line."""
+    found = re.match(r"Cannot overwrite a value \(at line (\d+),", message)
+    if not found:
+        return ""
+    try:
+        line = path.read_text(encoding="utf-8").splitlines()[int(found.group(1)) - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return ""
+    key = line.split("=", 1)[0].strip()
+    return f": {key} is given a value twice; keep one line for it" if key else ""
 
 
 def reject_unknown(data: dict[str, Any], allowed: Iterable[str], where: str) -> None:
