@@ -556,3 +556,22 @@ def test_fit_text_gives_a_dash_for_a_resource_the_board_lacks(capsys, tmp_path):
     rc, out, _ = run(capsys, "dpu", "fit", "--config", str(cfg))
     (uram,) = [line for line in out.splitlines() if line.startswith("URAM ")]
     assert rc == 1 and uram.split()[-2:] == ["0", "-"]
+
+
+def test_dpu_list_names_the_hw_folder_it_read(capsys, tmp_path, monkeypatch):
+    # With $DPUPOSE_HW_DIR naming a copy of hw/ (holding a configuration of one's own), the listing says
+    # that folder, not the package's hw/dpu/configs it did not read.
+    import shutil
+
+    from dpupose.dpu.paths import HW_DIR_ENV, packaged_hw_dir
+
+    monkeypatch.delenv(HW_DIR_ENV, raising=False)
+    rc, out, _ = run(capsys, "dpu", "list")
+    assert rc == 0 and "DPU configurations (hw/dpu/configs):\n" in out and "Boards (hw/boards):\n" in out
+    mine = tmp_path / "myhw"
+    shutil.copytree(packaged_hw_dir(), mine)
+    (mine / "dpu" / "configs" / "my-b1152.toml").write_text('arch = "B1152"\nclock_mhz = 200\nram_usage = "high"\n')
+    monkeypatch.setenv(HW_DIR_ENV, str(mine))
+    rc, out, _ = run(capsys, "dpu", "list")
+    assert rc == 0 and f"DPU configurations ({mine}/dpu/configs):\n  my-b1152 " in out
+    assert f"Boards ({mine}/boards):\n" in out
