@@ -40,7 +40,7 @@ def test_validation_csv_holds_measurements_of_smaller_dpus_with_their_sources():
     assert len(rows) == len(PINNED)
     for row in rows:
         assert Arch.parse(row.arch).peak_ops_per_cycle < Arch.B4096.peak_ops_per_cycle, row
-        assert row.figure in FIGURES and row.threads >= 1
+        assert row.figure in FIGURES and (row.threads is None or row.threads >= 1)
         assert row.measured_by and "github.com/" in row.source, row
 
 
@@ -61,6 +61,29 @@ def test_each_field_of_a_validation_row_is_read_from_its_column(tmp_path):
     )
     with pytest.raises(DataError, match=r"resnet50 on ultra96v2 B2304: threads must be positive, got 0"):
         read_validation(tmp_path / "v.csv")
+
+
+def test_a_multi_thread_figure_whose_source_gives_no_thread_count_is_read_with_none(tmp_path):
+    """The model zoo's 'Multi Thread' column says no count: such a row leaves threads empty, read as None; a
+    single-thread figure must give its count, and a count is a whole number, each refused in one line."""
+    head = ",".join(VALIDATION_COLUMNS)
+    line = validation_csv().read_text().splitlines()[1]
+    (tmp_path / "v.csv").write_text(f"{head}\n{line.replace(',multi_thread,8,', ',multi_thread,,')}\n")
+    (row,) = read_validation(tmp_path / "v.csv")
+    assert (row.figure, row.threads, row.fps) == ("multi_thread", None, 27.65)
+    (tmp_path / "v.csv").write_text(f"{head}\n{line.replace(',multi_thread,8,', ',single_thread,,')}\n")
+    with pytest.raises(DataError) as exc:
+        read_validation(tmp_path / "v.csv")
+    assert str(exc.value) == (
+        f"{tmp_path / 'v.csv'}: line 2: resnet50 on ultra96v2 B2304: threads may be empty only for a "
+        "multi_thread figure; give the count"
+    )
+    (tmp_path / "v.csv").write_text(f"{head}\n{line.replace(',multi_thread,8,', ',multi_thread,2.5,')}\n")
+    with pytest.raises(DataError) as exc:
+        read_validation(tmp_path / "v.csv")
+    assert str(exc.value) == (
+        f"{tmp_path / 'v.csv'}: line 2: resnet50 on ultra96v2 B2304: threads must be a whole number, got '2.5'"
+    )
 
 
 def test_every_row_is_predicted_and_its_error_pinned(report):

@@ -83,7 +83,7 @@ class ValidationRow:
     clock_mhz: int
     dpu_ip: str  # the DPUCZDX8G IP version measured (perf.IP_VERSIONS)
     figure: str  # one of FIGURES
-    threads: int
+    threads: int | None  # None: a multi-thread figure whose source does not say how many (the model zoo's)
     fps: float
     measured_by: str
     source: str
@@ -105,9 +105,12 @@ def calibration_csv() -> Path:
     return hw_dir() / "dpu" / "perf" / "calibration.csv"
 
 
-def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind: str) -> Iterator[tuple[dict, int]]:
-    """Each record of the CSV `p` (which must have `columns`) with its square input's side, after the checks
-    both tables share: the columns, a square input, the `positive` fields above 0, a known DPU IP version.
+def _records(
+    p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind: str, may_be_empty: tuple[str, ...] = ()
+) -> Iterator[tuple[dict, int, str]]:
+    """Each record of the CSV `p` (which must have `columns`) with its square input's side and what names it in
+    a message (its line and what it measured), after the checks both tables share: the columns, a square
+    input, the `positive` fields above 0 (those of `may_be_empty` may also be empty), a known DPU IP version.
     DataError names the file and the row."""
     try:
         with p.open(newline="") as f:
@@ -120,6 +123,8 @@ def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind:
                     raise DataError(f"{p}: only square inputs are supported, got {rec['input']}")
                 what = f"line {reader.line_num}: {rec['model']} on {rec['board']} {rec['arch']}"
                 for key in positive:
+                    if key in may_be_empty and rec[key] == "":
+                        continue
                     if not float(rec[key]) > 0:
                         raise DataError(f"{p}: {what}: {key} must be positive, got {rec[key]}")
                 if rec["dpu_ip"] not in IP_VERSIONS:
@@ -127,7 +132,7 @@ def _records(p: Path, columns: tuple[str, ...], positive: tuple[str, ...], kind:
                         f"{p}: {what}: dpu_ip must be the DPUCZDX8G IP version measured, one of "
                         f"{', '.join(IP_VERSIONS)}, got {rec['dpu_ip']!r}"
                     )
-                yield rec, w
+                yield rec, w, what
     except FileNotFoundError:
         raise DataError(f"{p}: {kind} data missing") from None
     except (KeyError, ValueError) as exc:
@@ -159,7 +164,7 @@ def read_rows(path: str | Path | None = None) -> list[Row]:
             float(rec["fps_multi_thread"]),
             rec["source"],
         )
-        for rec, w in _records(p, COLUMNS, positive, "calibration")
+        for rec, w, _ in _records(p, COLUMNS, positive, "calibration")
     ]
 
 
@@ -170,17 +175,23 @@ def validation_csv() -> Path:
 def read_validation(path: str | Path | None = None) -> list[ValidationRow]:
     p = Path(path) if path else validation_csv()
     rows = []
-    for rec, w in _records(
-        p, VALIDATION_COLUMNS, ("gops", "fps_measured", "cores", "clock_mhz", "threads"), "validation"
-    ):
+    positive = ("gops", "fps_measured", "cores", "clock_mhz", "threads")
+    for rec, w, what in _records(p, VALIDATION_COLUMNS, positive, "validation", may_be_empty=("threads",)):
         if rec["figure"] not in FIGURES:
-            what = f"{rec['model']} on {rec['board']} {rec['arch']}"
             raise DataError(f"{p}: {what}: figure must be one of {', '.join(FIGURES)}, got {rec['figure']!r}")
+        # threads: the count the source gives; empty only where a multi-thread figure's source gives none (the
+        # model zoo's 'Multi Thread' column): the prediction does not use it (all cores busy).
+        if rec["threads"] == "" and rec["figure"] != "multi_thread":
+            raise DataError(f"{p}: {what}: threads may be empty only for a multi_thread figure; give the count")
+        try:
+            threads = int(rec["threads"]) if rec["threads"] != "" else None
+        except ValueError:
+            raise DataError(f"{p}: {what}: threads must be a whole number, got {rec['threads']!r}") from None
         rows.append(
             ValidationRow(
                 *_network_fields(rec, w),
                 rec["figure"],
-                int(rec["threads"]),
+                threads,
                 float(rec["fps_measured"]),
                 rec["measured_by"],
                 rec["source"],
