@@ -107,11 +107,12 @@ def test_dpu_calibrate_prints_the_validation_rows(cal, monkeypatch, capsys):
     assert main(["dpu", "calibrate"]) == 0
     out = capsys.readouterr().out.splitlines()
     start = out.index("validation (measured figures, not fitted: hw/dpu/perf/validation.csv):")
-    (r,) = cal.validation
-    line = out[start + 2].split()
-    assert line[:5] == [r["model"], r["board"], r["arch"], str(r["cores"]), str(r["clock_mhz"])]
-    assert line[5:9] == [r["figure"], f"{r['measured']:.2f}", f"{r['predicted']:.1f}", f"{r['err_pct']:.1f}%"]
-    assert out[start + 2].endswith(f"%  {r['measured_by']}")  # who measured it, last
+    assert len(cal.validation) > 1
+    for i, r in enumerate(cal.validation):  # one line each, in the CSV's order
+        line = out[start + 2 + i].split()
+        assert line[:5] == [r["model"], r["board"], r["arch"], str(r["cores"]), str(r["clock_mhz"])]
+        assert line[5:9] == [r["figure"], f"{r['measured']:.2f}", f"{r['predicted']:.1f}", f"{r['err_pct']:.1f}%"]
+        assert out[start + 2 + i].endswith(f"%  {r['measured_by']}")  # who measured it, last
     assert main(["dpu", "calibrate", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["validation"] == cal.validation
 

@@ -5,8 +5,8 @@ ResNet-50 on ZCU102/ZCU104 B4096 DPUs), and nothing else. The reference networks
 `dpupose.dpu.zoo` (random weights, 224x224) into a temporary folder: only their layer shapes matter.
 
 Each row names the DPUCZDX8G IP version it was measured on (column dpu_ip), and is costed at that IP's
-engine rates: the Vitis AI 2.0 rows and the validation row ran IP v3.x, whose eltwise engine takes 1 pixel
-per cycle, not v4's ALU_PP (perf.IP_VERSIONS).
+engine rates: the Vitis AI 2.0 rows and the validation rows of Vitis AI 1.4 and 2.0 ran IP v3.x, whose eltwise
+engine takes 1 pixel per cycle, not v4's ALU_PP (perf.IP_VERSIONS).
 
 Model of a published figure (the zoo measures end to end, including CPU pre-processing):
     single thread:  fps = 1000 / (DPU latency on one core + host_ms)
