@@ -538,6 +538,29 @@ def test_what_is_at_a_folders_name_is_named_as_hw_build_names_it(tmp_path, monke
     assert fifo.exists() and note.read_text() == "mine" and os.readlink(link) == "note.txt"
 
 
+def test_a_data_root_that_is_a_link_leading_nowhere_is_named_not_said_missing(tmp_path):
+    """A data root given as a symbolic link that leads nowhere was 'does not exist' (load_split's and bench's
+    --data-root alike), though the user sees it there and every file input, and the data root of every other
+    wrong kind (above), names what is there; a name with nothing at it still does not exist."""
+    from dpupose.data.mpii import load_split
+    from dpupose.errors import DataError
+    from dpupose.eval.bench import BenchOptions, run_bench
+    from dpupose.fsio import not_a_folder
+
+    link, none = tmp_path / "data", tmp_path / "none"
+    link.symlink_to("moved-away")
+    assert not_a_folder(link) == "is a symbolic link that leads nowhere, not a folder"
+    assert not_a_folder(none) == "does not exist" and not_a_folder(none, "no such folder") == "no such folder"
+    for path, what in ((link, "is a symbolic link that leads nowhere, not a folder"), (none, "does not exist")):
+        with pytest.raises(DataError) as raised:
+            load_split(path, "valid")
+        assert str(raised.value) == f"data root {path} {what}; give the folder holding images/ and annot/"
+        with pytest.raises(DataError) as raised:
+            run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=path))
+        assert str(raised.value) == f"--data-root {path} {what}; give the data set's root folder"
+    assert os.readlink(link) == "moved-away" and os.listdir(tmp_path) == ["data"]
+
+
 def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
     # 250 characters is a legal name; the temporary sibling's longer name is not.
     path = tmp_path / ("x" * 250)

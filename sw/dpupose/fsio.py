@@ -568,6 +568,15 @@ def what_is_at(path: str | Path) -> str:
         return "something that cannot be examined"
 
 
+def not_a_folder(path: str | Path, missing: str = "does not exist") -> str:
+    """Why `path`, given as a folder to read (a data root, --quantized), is none: 'is WHAT, not a folder' with
+    what is there (what_is_at: a file, a FIFO, a link to a file, a symbolic link that leads nowhere), else
+    `missing`; not_a_file's counterpart. A link that leads nowhere was 'does not exist', though the user sees it
+    there."""
+    what = what_is_at(path)
+    return missing if what == "nothing" else f"is {what}, not a folder"
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back for the block, then deliver the first that came to the handler there was:

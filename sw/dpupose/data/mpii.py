@@ -25,7 +25,7 @@ import numpy as np
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.data.records import PoseRecord, head_size_from_box, load_json_records
 from dpupose.errors import DataError, EmptySplitError
-from dpupose.fsio import what_is_at
+from dpupose.fsio import not_a_folder
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,7 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     if split not in SPLIT_FILES:
         raise DataError(f"unknown split {split!r}; use 'train' or 'valid'")
     if not root.is_dir():
-        what = f"is {what_is_at(root)}, not a folder" if root.exists() else "does not exist"
-        raise DataError(f"data root {root} {what}; give the folder holding images/ and annot/")
+        raise DataError(f"data root {root} {not_a_folder(root)}; give the folder holding images/ and annot/")
     json_path = root / "annot" / SPLIT_FILES[split]
     mat_path = root / MAT_NAME
     # Each is there but of the wrong kind: said as such, not as images "missing" or no annotations found.

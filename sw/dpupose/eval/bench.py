@@ -30,7 +30,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import lock_output_folder, what_is_at, within
+from dpupose.fsio import lock_output_folder, not_a_folder, within
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +325,7 @@ def run_bench(opts: BenchOptions) -> BenchResult:
     if opts.data == "mpii" and opts.data_root is None:  # before any quantization, as a wrong folder is
         raise UsageError("MPII data needs --data-root DIR (images/ and annot/*.json or the official .mat)")
     if opts.data_root is not None and not Path(opts.data_root).is_dir():  # before any quantization
-        what = f"is {what_is_at(opts.data_root)}, not a folder" if os.path.exists(opts.data_root) else "does not exist"
-        raise DataError(f"--data-root {opts.data_root} {what}; give the data set's root folder")
+        raise DataError(f"--data-root {opts.data_root} {not_a_folder(opts.data_root)}; give the data set's root folder")
     if opts.plan is not None:  # before the lock makes --work (and its lock file) in the plan folder
         _check_work_outside(opts.work, opts.plan)
     elif opts.config is not None:  # a mistyped name was refused only by the split, after the quantization
