@@ -135,14 +135,17 @@ def test_empty_and_missing_roots(tmp_path):
         ("images", "file", r"/images is a file, not a folder: it must be the folder holding the annotated images"),
         ("annot", "file", r"/annot is a file, not a folder: it must be the folder holding train\.json"),
         ("annot/valid.json", "folder", r"/valid\.json is a folder, not a file: it must be the valid split's JSON"),
-        ("annot/valid.json", "link", r"/valid\.json is a link to nothing, not a file"),
-        ("images", "fifo", r"/images is neither a file nor a folder \(a device, a FIFO or a socket\), not a folder"),
+        ("annot/valid.json", "link", r"/valid\.json is a symbolic link that leads nowhere, not a file"),
+        ("images", "fifo", r"/images is a FIFO, not a folder: it must be the folder holding the annotated images"),
+        ("images", "file link", r"/images is a link to notes\.txt, not a folder: it must be the folder holding the"),
         (MAT_NAME, "folder", rf"/{MAT_NAME} is a folder, not a file: it must be the official MPII \.mat"),
     ],
 )
 def test_a_root_entry_of_the_wrong_kind_is_named_as_such(tmp_path, name, make, message):
     """images/ as a file was reported as every image missing, annot/valid.json as a folder as a root that 'has
-    neither annot/valid.json nor' the .mat (for `data check`, a split that is fine to lack)."""
+    neither annot/valid.json nor' the .mat (for `data check`, a split that is fine to lack). What is there is
+    said in the words the data root itself is (fsio.what_is_at), not in a second set ('a link to nothing',
+    'neither a file nor a folder (a device, a FIFO or a socket)', a link to a file called 'a file')."""
     import os
     import shutil
 
@@ -152,7 +155,13 @@ def test_a_root_entry_of_the_wrong_kind_is_named_as_such(tmp_path, name, make, m
     (root / "images").mkdir()
     path = root / name
     shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    makers = {"file": path.touch, "folder": path.mkdir, "fifo": lambda: os.mkfifo(path)}
+    (root / "notes.txt").touch()
+    makers = {
+        "file": path.touch,
+        "folder": path.mkdir,
+        "fifo": lambda: os.mkfifo(path),
+        "file link": lambda: path.symlink_to("notes.txt"),
+    }
     makers.get(make, lambda: path.symlink_to(tmp_path / "nothing"))()
     split = "valid" if "valid" in name else "train"
     with pytest.raises(DataError, match=message) as info:

@@ -25,7 +25,7 @@ import numpy as np
 from dpupose.data.joints import NUM_JOINTS
 from dpupose.data.records import PoseRecord, head_size_from_box, load_json_records
 from dpupose.errors import DataError, EmptySplitError
-from dpupose.fsio import not_a_folder
+from dpupose.fsio import not_a_folder, what_is_at
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def load_split(root: str | Path, split: str) -> list[PoseRecord]:
     ):
         if os.path.lexists(path) and not (path.is_dir() if folder else path.is_file()):
             raise DataError(
-                f"{path} is {_kind(path)}, not a {'folder' if folder else 'file'}: it must be {what}; "
+                f"{path} is {what_is_at(path)}, not a {'folder' if folder else 'file'}: it must be {what}; "
                 f"move it away or replace it (check --data-root)"
             )
     people = read_mat(mat_path) if mat_path.is_file() else None
@@ -275,16 +275,6 @@ def _nested_mat(root: Path) -> Path | None:
     except OSError:
         return None
     return next((f for f in found if f.is_file()), None)
-
-
-def _kind(path: Path) -> str:
-    if path.is_dir():
-        return "a folder"
-    if path.is_file():
-        return "a file"
-    if not path.exists():
-        return "a link to nothing"
-    return "neither a file nor a folder (a device, a FIFO or a socket)"
 
 
 # What each PoseRecord.head_size_source means, in the words the commands print.
