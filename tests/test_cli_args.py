@@ -983,7 +983,14 @@ def test_a_quantized_folder_of_the_wrong_kind_is_named_with_the_folder_to_give(t
         tmp_path / "split": f"{tmp_path / 'split'} is a split plan folder, not a `dpupose quantize` folder: give the "
         "folder `dpupose quantize` wrote (the plan's model_qdq.onnx came from it)",
         tmp_path / "none": f"{tmp_path / 'none'} does not exist; give a folder written by `dpupose quantize`",
+        # no folder of any kind: a FIFO was read as one, 'cannot read its summary.json (Not a directory)' (eval) once
+        # the run had set up; a link that leads nowhere was said not to exist, though it is there
+        tmp_path / "fifo": f"{tmp_path / 'fifo'} is a FIFO, not a folder; give a folder written by `dpupose quantize`",
+        tmp_path / "gone": f"{tmp_path / 'gone'} is a symbolic link that leads nowhere, not a folder; give a folder "
+        "written by `dpupose quantize`",
     }
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "gone").symlink_to("moved-away")
     for given, message in cases.items():
         assert refused([*command, "--quantized", str(given)], capsys) == prog + message + help_
 

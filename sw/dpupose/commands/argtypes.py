@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from dpupose.fsio import special_kind, what_is_at
+from dpupose.fsio import not_a_folder, special_kind, what_is_at
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -200,7 +200,8 @@ _quantize_folder_given = given("a folder written by `dpupose quantize`")
 def quantize_folder(text: str) -> Path:
     """A `dpupose quantize` folder to read (--quantized): what a newcomer gives in its place is named with the
     folder to give, where the reader would look inside it for dpu_part_qdq.onnx ('model_qdq.onnx/dpu_part_qdq.onnx
-    not found') or model_fp32.onnx: one of its files, a split plan's folder, a path that is not there; not ''
+    not found') or model_fp32.onnx: one of its files, a split plan's folder, a path that is not there or is no
+    folder (a FIFO, a link that leads nowhere: fsio.not_a_folder); not ''
     (taken for the current folder: '. holds no model_qdq.onnx')."""
     path = Path(_quantize_folder_given(text))
     try:
@@ -215,8 +216,11 @@ def quantize_folder(text: str) -> Path:
                 f"{text} is a split plan folder, not a `dpupose quantize` folder: give the folder `dpupose quantize` "
                 "wrote (the plan's model_qdq.onnx came from it)"
             )
-        if not path.exists():
-            raise argparse.ArgumentTypeError(f"{text} does not exist; give a folder written by `dpupose quantize`")
+        if not path.is_dir():
+            # A FIFO or device was 'cannot read its summary.json (Not a directory)' once the run had set up, a link
+            # that leads nowhere 'does not exist': each is named, as a data root's is.
+            why = not_a_folder(path)
+            raise argparse.ArgumentTypeError(f"{text} {why}; give a folder written by `dpupose quantize`")
     except OSError as exc:
         raise _refused(text, exc) from None
     return path
