@@ -397,8 +397,9 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         # /dev/null, a named pipe) would be replaced by a regular file, /dev/null included when run as root.
         from dpupose.errors import UsageError
 
-        what = "a folder" if path.is_dir() else special_kind(path)
-        raise UsageError(f"{path} is {what}, not a file, and the output would take its place; give a file name")
+        raise UsageError(
+            f"{path} is {special_kind(path)}, not a file, and the output would take its place; give a file name"
+        )
     make_dirs(path.parent)
     _remove_stale_temporaries(path, suffix)
     tmp: str | None = None
@@ -526,8 +527,11 @@ def write_set(files: Iterable[tuple[str | Path, bytes]]) -> None:
 
 
 def special_kind(path: str | Path) -> str:
-    """What an existing path that is no regular file or folder is, as a phrase ('a device', 'a FIFO', ...)."""
+    """What an existing path that is no regular file is, as a phrase ('a folder', 'a device', 'a FIFO', ...),
+    for the refusals of one where a file goes."""
     mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        return "a folder"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
     return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"

@@ -27,7 +27,6 @@ from dpupose.fsio import (
     lock_output_folder,
     same_entry,
     same_file,
-    special_kind,
     sync_file,
     what_is_at,
     within,
@@ -253,13 +252,7 @@ def _check_outputs_are_files(opts: RunOptions) -> None:
     assert opts.out is not None
     mode = _annotate_mode(opts)
     for name in (n for n in _written(mode) if n != "frames"):
-        path = opts.out / name
-        if os.path.exists(path) and not path.is_file():
-            what = "a folder" if path.is_dir() else special_kind(path)
-            raise UsageError(
-                f"{path} is {what}, not a file, and this run writes its {name} there: move it away, or choose "
-                "another --out"
-            )
+        refuse_non_file(opts.out / name, f"its {name}")
     frames = opts.out / "frames"
     # lexists: a link that leads nowhere was written through, the folder it names made (make_dirs) and the
     # frames written there, where anything but a folder at frames/ is refused (runtime.md)

@@ -141,9 +141,9 @@ def refuse_non_file(path: Path, what: str) -> None:
     run writes `what`: written aside and renamed over it, the file would take its place (a FIFO at the
     temporary name blocks the write for ever)."""
     if os.path.exists(path) and not path.is_file():
-        kind = "a folder" if path.is_dir() else special_kind(path)
         raise UsageError(
-            f"{path} is {kind}, not a file, and this run writes {what} there: move it away, or choose another --out"
+            f"{path} is {special_kind(path)}, not a file, and this run writes {what} there: move it away, or choose "
+            "another --out"
         )
 
 
