@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from dpupose.board import layout
 from dpupose.errors import ArtifactError, FingerprintMismatch, ModelFileError, UsageError
-from dpupose.fsio import loads_json, not_a_file
+from dpupose.fsio import loads_json, not_a_file, read_own_json
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,8 @@ def _check_plan_version(folder: Path) -> None:
     from dpupose import __version__
     from dpupose.split.plan_schema import PLAN_VERSION
 
-    try:
-        version = loads_json((folder / layout.PLAN_FILE).read_text(encoding="utf-8")).get("version")
-    except (OSError, ValueError, AttributeError):
-        return  # what is wrong with a damaged plan is for `dpupose run` to say
+    doc = read_own_json(folder / layout.PLAN_FILE)  # None for a damaged plan: for `dpupose run` to say what is wrong
+    version = doc.get("version") if isinstance(doc, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > PLAN_VERSION:
         raise ArtifactError(
             f"the split plan in {folder} is version {version}, written by a newer dpupose: this dpupose "
@@ -215,10 +213,11 @@ def board_backend(model: Path) -> tuple[str, str | None]:
     ("xmodel"); a plan whose DPU subgraphs lack one runs on the board with ONNX Runtime (`--backend cpu`).
     A folder without a readable plan is left to `dpupose run` to judge (vart).
     """
+    doc = read_own_json(model / layout.PLAN_FILE)
+    subgraphs = doc.get("subgraphs", []) if isinstance(doc, dict) else None
     try:
-        subgraphs = loads_json((model / layout.PLAN_FILE).read_text()).get("subgraphs", [])
         lacking = [sg.get("name", "?") for sg in subgraphs if sg.get("device") == "dpu" and not sg.get("xmodel")]
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (AttributeError, TypeError):  # no plan (None), or one of another shape
         return "vart", None
     if not lacking:
         return "vart", None

@@ -35,7 +35,7 @@ from dpupose.data.render import (
     skin_colour,
 )
 from dpupose.errors import DataError, shortlist
-from dpupose.fsio import atomic_dir, check_replaceable, loads_json, refuse_current_folder
+from dpupose.fsio import atomic_dir, check_replaceable, read_own_json, refuse_current_folder
 from dpupose.runtime.imagefile import write_jpeg
 
 if TYPE_CHECKING:
@@ -285,11 +285,8 @@ def ensure(root: str | Path, spec: SynthSpec, progress: Callable[[int, int], Non
     root = Path(root)
     meta = root / "synthetic.json"
     if meta.is_file():
-        try:
-            if loads_json(meta.read_text()) == asdict(spec):
-                return root
-        except (OSError, ValueError):
-            pass
+        if read_own_json(meta) == asdict(spec):
+            return root
         log.info("synthetic data at %s was made with other settings; regenerating", root)
     log.info("generating synthetic data (%d train, %d valid) in %s", spec.num_train, spec.num_valid, root)
     return generate(root, spec, progress=progress)

@@ -52,6 +52,7 @@ from dpupose.fsio import (
     json_text,
     loads_json,
     moved_aside,
+    read_own_json,
     sha256_file,
     signals_deferred,
     temporaries,
@@ -328,12 +329,7 @@ def _read_stamp(path: Path) -> dict[str, Any] | None:
     """A stamp's JSON object, or None where it cannot be read or is no object: a damaged stamp (valid JSON
     of another shape, a list or a string, ended status and build in AttributeError tracebacks) marks its step
     stale, as a missing one marks it not built."""
-    try:
-        if not path.is_file():  # a FIFO there was waited on for ever: no stamp, as a missing one
-            return None
-        stamp = loads_json(path.read_text())
-    except (OSError, ValueError):
-        return None
+    stamp = read_own_json(path)  # a regular file only: a FIFO there was waited on for ever (no stamp)
     return stamp if isinstance(stamp, dict) else None
 
 
