@@ -221,6 +221,24 @@ def test_resume_takes_the_data_root_through_a_bind_mount_of_it(synth_root, tmp_p
         train(tiny(str(copy), tmp_path / "r", epochs=4, max_steps_per_epoch=1), resume=True)
 
 
+def test_resume_takes_the_init_checkpoint_through_a_bind_mount_of_its_folder(synth_root, tmp_path, bind_mount):
+    """The --init checkpoint reached through a bind mount of its folder (a container's other path to it) was
+    refused on resume as another init, 'trained with init=A, not B', though it is the same file, where the data
+    root so reached is taken (the test above); a checkpoint of its own elsewhere is still another init."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    for name in ("init.pt", "copy.pt"):
+        save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict()}, weights / name)
+    train(tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1, init=str(weights / "init.pt")))
+    bound = bind_mount(weights)
+    # the finished run, resumed, checks its settings and trains nothing
+    again = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1, init=str(bound / "init.pt"))
+    assert train(again, resume=True) == tmp_path / "r"
+    with pytest.raises(UsageError, match=r"trained with init='.*/weights/init\.pt', not '.*/bound0/copy\.pt'"):
+        train(tiny(synth_root, tmp_path / "r", epochs=1, init=str(bound / "copy.pt")), resume=True)
+
+
 def test_resuming_a_finished_run_reads_no_data(synth_root, tmp_path, monkeypatch):
     cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
     train(cfg)

@@ -158,7 +158,11 @@ _RESUME_FIXED += ("schedule", "lr", "lr_step", "lr_gamma", "js_weight")
 
 def _same(key: str, a: object, b: object) -> bool:
     if key in ("data_root", "init") and isinstance(a, str) and isinstance(b, str):
-        return os.path.realpath(a) == os.path.realpath(b) or os.path.normpath(a) == os.path.normpath(b)
+        # By real path, or as one file or folder by device and inode (same_file), as the data root is below: the
+        # --init checkpoint through a bind mount of its folder (a container's other path) is the same file.
+        return (
+            os.path.realpath(a) == os.path.realpath(b) or os.path.normpath(a) == os.path.normpath(b) or same_file(a, b)
+        )
     return a == b
 
 
