@@ -561,6 +561,28 @@ def test_a_data_root_that_is_a_link_leading_nowhere_is_named_not_said_missing(tm
     assert os.readlink(link) == "moved-away" and os.listdir(tmp_path) == ["data"]
 
 
+def test_the_current_folder_reached_through_a_link_above_it_is_not_replaced(tmp_path, monkeypatch):
+    """The folder the shell stands in, given by a path through a link to a folder above it (`--out ../l/out`, l
+    a link to the folder above), was compared by name alone and replaced: the shell was left in a removed folder
+    (its cwd '(deleted)'), as given by its own name it is refused."""
+    from dpupose.errors import UsageError
+
+    (tmp_path / "a" / "out").mkdir(parents=True)
+    (tmp_path / "l").symlink_to("a")
+    (tmp_path / "t").symlink_to(".")
+    monkeypatch.chdir(tmp_path / "a" / "out")
+    for given in (tmp_path / "l" / "out", tmp_path / "t" / "a"):  # the folder itself; one that holds it
+        with (
+            pytest.raises(UsageError, match=r"is the current folder or holds it; replacing it would pull it"),
+            atomic_dir(given) as tmp,
+        ):
+            (tmp / "new.txt").write_text("x")
+        assert os.path.samefile(os.getcwd(), tmp_path / "a" / "out") and os.listdir(tmp_path / "a" / "out") == []
+    with atomic_dir(tmp_path / "l" / "other") as tmp:  # beside it: written through the link as before
+        (tmp / "new.txt").write_text("x")
+    assert (tmp_path / "a" / "other" / "new.txt").read_text() == "x"
+
+
 def test_a_file_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
     # 250 characters is a legal name; the temporary sibling's longer name is not.
     path = tmp_path / ("x" * 250)

@@ -652,10 +652,10 @@ def read_own_json(path: str | Path) -> Any:
 
 def refuse_current_folder(path: str | Path) -> Path:
     """`path` made absolute; UsageError if it is the current folder or holds it (a folder replaced whole
-    would be pulled from under the shell standing in it)."""
+    would be pulled from under the shell standing in it), by any name (within): through a link above it as well
+    (`--out ../link/NAME`, the link to the folder above this one), or a bind mount."""
     path = Path(os.path.abspath(path))
-    cwd = Path.cwd()
-    if path == cwd or path in cwd.parents:
+    if within(Path.cwd(), path):
         from dpupose.errors import UsageError
 
         raise UsageError(
