@@ -123,10 +123,13 @@ def test_folder_without_images_and_missing_paths(tmp_path: Path) -> None:
         open_source("camera:front")
     with pytest.raises(UsageError, match="camera:N"):  # str.isdigit's digits, which int() refused: a ValueError
         open_source("camera:²")
-    for name in ("pipe.mp4", "pipe.jpg"):  # was "does not exist"
+    for name in ("pipe.mp4", "pipe.jpg"):  # was "does not exist", then "not a regular file (a pipe or a device?)"
         os.mkfifo(tmp_path / name)
-        with pytest.raises(UsageError, match=rf"{name} is not a regular file \(a pipe or a device\?\): pass an"):
+        with pytest.raises(UsageError, match=rf"{name} is a FIFO: pass an image folder, an image, a video file or"):
             open_source(str(tmp_path / name))
+    (tmp_path / "disk.mp4").symlink_to("/dev/zero")  # a device that is no camera, named as such
+    with pytest.raises(UsageError, match=r"disk\.mp4 is a device: pass an image folder, an image, a video file or"):
+        open_source(str(tmp_path / "disk.mp4"))
     # A camera's device node (here a character device by that name) is camera:N, not a video file.
     (tmp_path / "video2").symlink_to("/dev/null")
     camera = r" is a camera device: give camera:2 as the source for it \(--source camera:2\)$"

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DataError, DeviceError, UsageError, shortlist
+from dpupose.fsio import special_kind
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.imagefile import opencv_path, read_bgr
 
@@ -82,7 +83,8 @@ def _not_a_file(path: Path) -> str:
         number = camera[5:]
         source = f"camera:{number if number.isdigit() else 'N'}"
         return f"is a camera device: give {source} as the source for it (--source {source})"
-    return "is not a regular file (a pipe or a device?): pass an image folder, an image, a video file or camera:N"
+    # what it is, as every other input names it (fsio.special_kind), not a guess ('a pipe or a device?')
+    return f"is {special_kind(path)}: pass an image folder, an image, a video file or camera:N"
 
 
 def _bgr8(image: np.ndarray, where: str) -> np.ndarray:
