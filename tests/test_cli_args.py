@@ -986,8 +986,8 @@ def test_a_quantized_folder_of_the_wrong_kind_is_named_with_the_folder_to_give(t
         # no folder of any kind: a FIFO was read as one, 'cannot read its summary.json (Not a directory)' (eval) once
         # the run had set up; a link that leads nowhere was said not to exist, though it is there
         tmp_path / "fifo": f"{tmp_path / 'fifo'} is a FIFO, not a folder; give a folder written by `dpupose quantize`",
-        tmp_path / "gone": f"{tmp_path / 'gone'} is a symbolic link that leads nowhere, not a folder; give a folder "
-        "written by `dpupose quantize`",
+        tmp_path / "gone": f"{tmp_path / 'gone'} is a symbolic link that leads nowhere (to moved-away), not a folder; "
+        "give a folder written by `dpupose quantize`",
     }
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "gone").symlink_to("moved-away")
@@ -1284,11 +1284,11 @@ def test_a_configuration_file_that_is_not_there_is_answered_with_what_config_tak
     # A link to nothing (or back to itself) was 'dangling.toml: no such file', with no way forward.
     (tmp_path / "dangling.toml").symlink_to("gone.toml")
     (tmp_path / "loop.toml").symlink_to("loop.toml")
-    for name in ("dangling.toml", "loop.toml"):
+    for name, target in (("dangling.toml", "gone.toml"), ("loop.toml", "loop.toml")):
         assert main(["dpu", "fit", "--config", name]) == 2
         assert capsys.readouterr().err == (
-            f"dpupose: error: {name}: a symbolic link that leads nowhere; give the path of a configuration .toml, "
-            f"or a shipped configuration's name: {', '.join(list_configs())}\n"
+            f"dpupose: error: {name}: a symbolic link that leads nowhere (to {target}); give the path of a "
+            f"configuration .toml, or a shipped configuration's name: {', '.join(list_configs())}\n"
         )
 
 

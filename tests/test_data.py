@@ -135,7 +135,7 @@ def test_empty_and_missing_roots(tmp_path):
         ("images", "file", r"/images is a file, not a folder: it must be the folder holding the annotated images"),
         ("annot", "file", r"/annot is a file, not a folder: it must be the folder holding train\.json"),
         ("annot/valid.json", "folder", r"/valid\.json is a folder, not a file: it must be the valid split's JSON"),
-        ("annot/valid.json", "link", r"/valid\.json is a symbolic link that leads nowhere, not a file"),
+        ("annot/valid.json", "link", r"/valid\.json is a symbolic link that leads nowhere \(to /\S*/nothing\), not a "),
         ("images", "fifo", r"/images is a FIFO, not a folder: it must be the folder holding the annotated images"),
         ("images", "file link", r"/images is a link to notes\.txt, not a folder: it must be the folder holding the"),
         (MAT_NAME, "folder", rf"/{MAT_NAME} is a folder, not a file: it must be the official MPII \.mat"),

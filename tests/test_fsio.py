@@ -549,9 +549,10 @@ def test_a_data_root_that_is_a_link_leading_nowhere_is_named_not_said_missing(tm
 
     link, none = tmp_path / "data", tmp_path / "none"
     link.symlink_to("moved-away")
-    assert not_a_folder(link) == "is a symbolic link that leads nowhere, not a folder"
+    nowhere = "is a symbolic link that leads nowhere (to moved-away), not a folder"
+    assert not_a_folder(link) == nowhere
     assert not_a_folder(none) == "does not exist" and not_a_folder(none, "no such folder") == "no such folder"
-    for path, what in ((link, "is a symbolic link that leads nowhere, not a folder"), (none, "does not exist")):
+    for path, what in ((link, nowhere), (none, "does not exist")):
         with pytest.raises(DataError) as raised:
             load_split(path, "valid")
         assert str(raised.value) == f"data root {path} {what}; give the folder holding images/ and annot/"
@@ -1593,12 +1594,11 @@ def test_not_a_file_names_what_is_there_and_leaves_a_path_it_cannot_look_at_to_t
     (tmp_path / "dangling").symlink_to("gone")
     (tmp_path / "loop").symlink_to("loop")
     (tmp_path / "notes.txt").write_text("x")
-    link = "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
     assert not_a_file(tmp_path / "folder") == "is a folder"
     assert not_a_file(tmp_path / "fifo") == "is a FIFO"
     assert not_a_file("/dev/null") == "is a device"
-    assert not_a_file(tmp_path / "dangling") == link
-    assert not_a_file(str(tmp_path / "loop")) == link
+    assert not_a_file(tmp_path / "dangling") == "is a symbolic link that leads nowhere (to gone)"
+    assert not_a_file(str(tmp_path / "loop")) == "is a symbolic link that leads nowhere (to loop)"
     assert not_a_file(tmp_path / "none") == "no such file"
     assert not_a_file(tmp_path / "none", "does not exist") == "does not exist"
     assert not_a_file(tmp_path / "notes.txt" / "inside", "does not exist") == "does not exist"  # ENOTDIR
@@ -1639,8 +1639,8 @@ def test_what_is_at_names_each_kind_of_entry_in_one_phrase(tmp_path):
         "file": "a file",
         "folder": "a folder",
         "link": "a link to folder",
-        "dangling": "a symbolic link that leads nowhere",
-        "loop": "a symbolic link that leads nowhere",
+        "dangling": "a symbolic link that leads nowhere (to gone)",
+        "loop": "a symbolic link that leads nowhere (to loop)",
         "gone": "nothing",
     }
     assert what_is_at("/dev/null") == "a device"

@@ -1657,7 +1657,7 @@ def test_a_file_where_a_build_keeps_a_folder_is_refused_before_anything_is_writt
             (env["out"] / name).unlink()
             (env["out"] / name).symlink_to("nowhere")
         rc, _, err = build(capsys, env, "--to", "generate")
-        what = "a file" if kind == "file" else "a symbolic link that leads nowhere"
+        what = "a file" if kind == "file" else "a symbolic link that leads nowhere (to nowhere)"
         assert rc == 2 and err.splitlines()[-1] == (
             f"dpupose: error: {env['out'] / name} is {what}, where a build keeps its {holds} in a folder: move it "
             "elsewhere, or choose another --out"

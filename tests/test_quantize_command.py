@@ -847,7 +847,8 @@ def test_a_dump_name_that_is_no_file_is_named_not_skipped_as_not_dumped(tmp_path
     for name in ("x_a.npy", "x_a.bin"):
         path = tmp_path / name
         {"folder": path.mkdir, "FIFO": lambda p=path: os.mkfifo(p), "link": lambda p=path: p.symlink_to("gone")}[kind]()
-        what = {"folder": "is a folder", "FIFO": "is a FIFO", "link": "is a symbolic link that leads nowhere"}[kind]
+        nowhere = "is a symbolic link that leads nowhere (to gone)"
+        what = {"folder": "is a folder", "FIFO": "is a FIFO", "link": nowhere}[kind]
         with pytest.raises(DataError) as info:
             read_dump_dir(tmp_path, shapes)
         assert str(info.value).startswith(f"{path} {what}")

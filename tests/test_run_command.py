@@ -2179,8 +2179,8 @@ def test_a_link_that_leads_nowhere_at_frames_is_refused_and_nothing_is_written(
     argv = ["run", "--plan", str(plan_dir), "--backend", "cpu", "--source", str(images), "--out", str(out)]
     assert main([*argv, "--annotate", "frames"]) == 2
     assert capsys.readouterr().err == (
-        f"dpupose: error: {out / 'frames'} is a symbolic link that leads nowhere, not a folder, and this run writes "
-        "its annotated frames there: move it away, or choose another --out\n"
+        f"dpupose: error: {out / 'frames'} is a symbolic link that leads nowhere (to ../elsewhere), not a folder, "
+        "and this run writes its annotated frames there: move it away, or choose another --out\n"
     )
     assert os.listdir(out) == ["frames"] and not os.path.lexists(tmp_path / "elsewhere")
     # a link to a folder is written through, as runtime.md says (left as it is when an earlier run is removed)

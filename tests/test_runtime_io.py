@@ -67,11 +67,12 @@ def test_subfolders_and_broken_links_are_said_not_passed_over(tmp_path: Path, ca
         got = [f.source for f in src]
     assert got == ["a.png"] and src.skipped == 1  # the link is an input that could not be read
     assert f"{tmp_path}: not reading its subfolders (day1); pass one as --source" in caplog.text
-    assert "gone.jpg: a link to elsewhere/gone.jpg, which does not exist" in caplog.text
+    assert "gone.jpg: a symbolic link that leads nowhere (to elsewhere/gone.jpg)" in caplog.text
     assert ".ipynb_checkpoints" not in caplog.text
     with pytest.raises(
         UsageError,
-        match=r"gone.jpg is a link to elsewhere/gone.jpg, which does not exist: pass an image folder, an image, a "
+        match=r"gone.jpg is a symbolic link that leads nowhere \(to elsewhere/gone.jpg\): pass an image folder, an "
+        r"image, a "
         r"video file or camera:N$",
     ):
         open_source(str(tmp_path / "gone.jpg"))

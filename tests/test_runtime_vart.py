@@ -846,7 +846,7 @@ def test_something_at_the_xmodel_s_name_that_is_no_file_is_named_not_called_miss
     for name, what in (
         ("dir", "is a folder"),
         ("fifo", "is a FIFO"),
-        ("link", "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"),
+        ("link", f"is a symbolic link that leads nowhere (to {tmp_path / 'nowhere.xmodel'})"),
     ):
         path = tmp_path / f"{name}.xmodel"
         with pytest.raises(ModelFileError) as err:

@@ -165,8 +165,8 @@ def test_a_fifo_a_device_or_a_dangling_link_given_as_a_model_is_named_for_what_i
     kinds = [
         (tmp_path / "pipe", "is a FIFO"),
         ("/dev/null", "is a device"),
-        (tmp_path / "gone", "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"),
-        (tmp_path / "loop", "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"),
+        (tmp_path / "gone", "is a symbolic link that leads nowhere (to nothing/here)"),
+        (tmp_path / "loop", "is a symbolic link that leads nowhere (to loop)"),
         (tmp_path / "absent", "no such file"),
     ]
     out = tmp_path / "out"
@@ -186,7 +186,7 @@ def test_a_fifo_a_device_or_a_dangling_link_given_as_a_checkpoint_or_subgraph_is
 
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "gone").symlink_to("nothing/here")
-    nowhere = "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+    nowhere = "is a symbolic link that leads nowhere (to nothing/here)"
     kinds = [(tmp_path / "pipe", "is a FIFO"), ("/dev/null", "is a device"), (tmp_path / "gone", nowhere)]
     kinds.append((tmp_path / "absent", None))
     slim = tmp_path / "slim.pt"

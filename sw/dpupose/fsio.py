@@ -537,10 +537,21 @@ def special_kind(path: str | Path) -> str:
     return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
+def dangling_link(path: str | Path) -> str:
+    """The one phrase for a symbolic link that leads nowhere (its target missing, or a link back to itself):
+    'a symbolic link that leads nowhere (to TARGET)', TARGET as the link holds it (os.readlink), or without it
+    where it cannot be read. Every refusal of such a link says this (not_a_file, what_is_at, not_a_folder, run's
+    --source), so one case reads one way wherever it is met."""
+    try:
+        return f"a symbolic link that leads nowhere (to {os.readlink(path)})"
+    except (OSError, ValueError):  # gone since, or not a link after all
+        return "a symbolic link that leads nowhere"
+
+
 def not_a_file(path: str | Path, missing: str = "no such file") -> str:
     """Why `path`, given as a file to read, is none: 'is a folder', 'is a FIFO' (a device, ...: special_kind), 'is
-    a symbolic link that leads nowhere' (its target missing, or back to itself), else `missing`. A FIFO or
-    /dev/null was reported as no such file, though the user can see it there."""
+    a symbolic link that leads nowhere (to TARGET)' (dangling_link: its target missing, or back to itself), else
+    `missing`. A FIFO or /dev/null was reported as no such file, though the user can see it there."""
     path = Path(path)
     try:
         if path.is_dir():
@@ -548,7 +559,7 @@ def not_a_file(path: str | Path, missing: str = "no such file") -> str:
         if path.exists():
             return f"is {special_kind(path)}"
         if path.is_symlink():
-            return "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+            return f"is {dangling_link(path)}"
     except OSError:  # a name too long, a folder that cannot be searched: the caller's own words
         pass
     return missing
@@ -556,13 +567,14 @@ def not_a_file(path: str | Path, missing: str = "no such file") -> str:
 
 def what_is_at(path: str | Path) -> str:
     """What is at `path`, as a phrase for a refusal of the wrong kind of entry at a folder's (or a file's) name:
-    'a link to TARGET' (a symbolic link that leads somewhere), 'a symbolic link that leads nowhere', 'a folder',
+    'a link to TARGET' (a symbolic link that leads somewhere), 'a symbolic link that leads nowhere (to TARGET)'
+    (dangling_link), 'a folder',
     'a file', 'a FIFO' or 'a device' (special_kind), or 'nothing'. One phrase per case, so that the messages
     that name what is where a folder goes say the same thing of the same entry."""
     path = Path(path)
     try:
         if path.is_symlink():
-            return f"a link to {os.readlink(path)}" if path.exists() else "a symbolic link that leads nowhere"
+            return f"a link to {os.readlink(path)}" if path.exists() else dangling_link(path)
         if path.is_dir():
             return "a folder"
         if path.is_file():

@@ -1511,7 +1511,7 @@ def test_a_fifo_a_device_or_a_dangling_link_given_as_a_payload_is_named_for_what
 
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "gone").symlink_to("nothing/here")
-    link = "is a symbolic link that leads nowhere (to a path that is not there, or back to itself)"
+    link = "is a symbolic link that leads nowhere (to nothing/here)"
     for path, what in (
         (tmp_path / "pipe", "is a FIFO"),
         (Path("/dev/null"), "is a device"),

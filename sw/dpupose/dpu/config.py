@@ -25,6 +25,7 @@ from dpupose.dpu.board import load_board
 from dpupose.dpu.paths import configs_dir
 from dpupose.dpu.tomlload import read_toml, reject_unknown
 from dpupose.errors import ConfigError
+from dpupose.fsio import dangling_link
 
 
 class Arch(Enum):
@@ -329,7 +330,7 @@ def config_path(name_or_path: str | Path) -> Path:
     if text.endswith(".toml") or "/" in text or Path(text).is_file():
         if not os.path.exists(text):  # said with what else it takes, not only 'no such file'
             # A link to nothing (or back to itself) is named as such: 'no such file' of a name the user sees there.
-            what = "a symbolic link that leads nowhere" if os.path.lexists(text) else "no such file"
+            what = dangling_link(text) if os.path.lexists(text) else "no such file"
             raise ConfigError(
                 f"{text}: {what}; give the path of a configuration .toml, or a shipped configuration's name: "
                 f"{', '.join(list_configs())}"

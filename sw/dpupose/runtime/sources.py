@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DataError, DeviceError, UsageError, shortlist
-from dpupose.fsio import special_kind
+from dpupose.fsio import dangling_link, special_kind
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.imagefile import opencv_path, read_bgr
 
@@ -76,7 +76,7 @@ def _camera_name(path: Path) -> str | None:
 def _not_a_file(path: Path) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
-        what = f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "does not exist"
+        what = f"is {dangling_link(path)}" if path.is_symlink() else "does not exist"
         return f"{what}: pass an image folder, an image, a video file or camera:N"
     camera = _camera_name(path) if path.is_char_device() else None
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
@@ -142,7 +142,7 @@ class ImageFolderSource(FrameSource):
                 log.warning("skipping %s: not an image", p)  # not an input: not counted as skipped
                 continue
             if p.is_symlink() and not p.exists():
-                log.warning("skipping %s: a link to %s, which does not exist", p, os.readlink(p))
+                log.warning("skipping %s: %s", p, dangling_link(p))
                 self.skipped += 1
                 continue
             try:
