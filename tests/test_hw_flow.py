@@ -1381,6 +1381,30 @@ def test_a_rebuild_from_a_shell_inside_previous_says_to_cd_out_of_it(capsys, env
     assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
 
 
+def test_a_rebuild_from_a_shell_in_a_bind_mount_of_previous_says_to_cd_out_of_it(capsys, env, monkeypatch, bind_mount):
+    """The check above compared real paths, which a bind mount of previous/ (or of the build folder above it)
+    does not tie to it: a shell standing there was left to atomic_dir's message, which asks for another output
+    folder. It asks fsio.within, as every other inside-a-folder check does: the same one line, and nothing
+    changed."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    current = published_bytes(out)
+    calls = len(tool_calls(env["log"]))
+    for cwd in (bind_mount(prev), bind_mount(out) / "previous"):  # previous/ itself, or the folder above it
+        monkeypatch.chdir(cwd)
+        rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
+        assert rc == 2 and err.splitlines()[-1] == (
+            f"dpupose: error: the current folder {cwd} is {prev}, which this rebuild replaces with the set it takes "
+            f"down: cd out of it (cd {out}) and build again; nothing was changed"
+        )
+    assert len(tool_calls(env["log"])) == calls
+    assert published_bytes(out) == current and published_bytes(prev) == older
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
+
+
 @pytest.mark.parametrize("kind", ["folder", "link"])
 def test_previous_holding_a_folder_or_link_under_a_published_name_is_refused(capsys, env, monkeypatch, kind):
     """previous/ was checked for names only: a folder named dpu.bit there (a user's files under it) passed, and

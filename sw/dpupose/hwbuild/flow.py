@@ -53,6 +53,7 @@ from dpupose.fsio import (
     loads_json,
     moved_aside,
     read_own_json,
+    same_file,
     sha256_file,
     signals_deferred,
     temporaries,
@@ -527,16 +528,19 @@ def _collects_the_published_set(ctx: BuildContext) -> bool:
 
 
 def _refuse_shell_in_previous(paths: BuildPaths) -> None:
-    """UsageError, before anything is moved, where the current folder is previous/ or inside it: atomic_dir
-    refuses to replace it (the shell would be left in a removed folder), but its message asks for another
-    output folder, which the user did not give and cannot choose."""
+    """UsageError, before anything is moved, where the current folder is previous/ or inside it, by any name
+    (fsio.within: through a link, or a bind mount of previous/ or of a folder above it, which real paths do not
+    tie to it): atomic_dir refuses to replace it (the shell would be left in a removed folder), but its message
+    asks for another output folder, which the user did not give and cannot choose."""
     try:
         cwd = Path.cwd()
     except OSError:  # the current folder was removed: it is not previous/
         return
-    prev = Path(os.path.realpath(paths.previous))
-    if cwd == prev or prev in cwd.parents:
-        where = f"is {paths.previous}" if cwd == prev else f"{cwd} is inside {paths.previous}"
+    if within(cwd, paths.previous):
+        if cwd == Path(os.path.realpath(paths.previous)):
+            where = f"is {paths.previous}"
+        else:  # below it, or it (or below it) by another name
+            where = f"{cwd} is {'' if same_file(cwd, paths.previous) else 'inside '}{paths.previous}"
         raise UsageError(
             f"the current folder {where}, which this rebuild replaces with the set it takes down: cd out of it "
             f"(cd {paths.root}) and build again; nothing was changed"
