@@ -352,6 +352,23 @@ def test_emulate_backend_checks_an_overlay_when_given(tmp_path: Path) -> None:
     (tmp_path / "frame.jpg").write_bytes(b"x")
     with pytest.raises(UsageError, match="is neither a folder nor a .bit file"):
         RunnerFactory(plan, "cpu", overlay=tmp_path / "frame.jpg")
+    # A FIFO (named as the .bit, or as the folder) was taken for the overlay, its arch.json looked for beside it
+    # or in it, and the check skipped; a link that leads nowhere 'does not exist': each is named, as other inputs.
+    os.mkfifo(tmp_path / "dpu.bit")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "gone").symlink_to("ov-moved")
+    what = "give the overlay folder (dpu.bit, dpu.hwh, dpu.xclbin, arch.json) or its dpu.bit"
+    for name, kind in (
+        ("dpu.bit", "is a FIFO"),
+        ("fifo", "is a FIFO"),
+        ("gone", "is a symbolic link that leads nowhere (to ov-moved)"),
+    ):
+        with pytest.raises(UsageError) as err:
+            RunnerFactory(plan, "cpu", overlay=tmp_path / name)
+        assert str(err.value) == f"--overlay {tmp_path / name} {kind}: {what}"
+    with pytest.raises(UsageError) as err:
+        RunnerFactory(plan, "cpu", overlay=Path("/dev/null"))
+    assert str(err.value) == f"--overlay /dev/null is a device: {what}"
 
 
 def test_an_arch_json_naming_a_vitis_ai_25_target_is_read_as_that_targets_fingerprint(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpupose.errors import FingerprintMismatch, ModelFileError, UsageError
-from dpupose.fsio import loads_json
+from dpupose.fsio import loads_json, not_a_file
 from dpupose.split.plan import Plan, parse_fingerprint
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,10 @@ def check_fingerprints(
     report = GuardReport(plan_fp)
     if overlay is not None:
         what = "give the overlay folder (dpu.bit, dpu.hwh, dpu.xclbin, arch.json) or its dpu.bit"
-        if not Path(overlay).exists():
-            raise UsageError(f"--overlay {overlay} does not exist: {what}")
+        if not Path(overlay).is_dir() and not Path(overlay).is_file():
+            # a FIFO, a device or a link that leads nowhere is named for what it is, as every other input is: a FIFO
+            # named NAME.bit was taken for the .bit and its arch.json looked for beside it
+            raise UsageError(f"--overlay {overlay} {not_a_file(overlay, 'does not exist')}: {what}")
         if Path(overlay).is_file() and Path(overlay).suffix != ".bit":
             raise UsageError(f"--overlay {overlay} is neither a folder nor a .bit file: {what}")
         arch = overlay_arch_json(overlay)
