@@ -277,6 +277,27 @@ def test_a_fifo_at_a_quantized_folder_s_summary_is_not_waited_on(tmp_path, hang_
     assert (tmp_path / "summary.json").is_fifo()
 
 
+def test_a_dangling_link_at_a_quantized_folder_s_summary_is_named_not_taken_for_none(tmp_path):
+    """A symbolic link that leads nowhere at --quantized's summary.json was taken for a folder copied without one,
+    and eval's checks that the folder was quantized from --checkpoint skipped in silence: it is named, as a FIFO
+    there is; a folder with nothing at that name still skips them."""
+    from types import SimpleNamespace
+
+    from dpupose.commands.eval import _check_quantized_matches
+    from dpupose.errors import UsageError
+
+    model = SimpleNamespace(config=SimpleNamespace(to_dict=dict))
+    _check_quantized_matches(tmp_path, model)  # none: nothing to compare with
+    (tmp_path / "summary.json").symlink_to("../elsewhere/summary.json")
+    with pytest.raises(UsageError) as info:
+        _check_quantized_matches(tmp_path, model)
+    assert str(info.value) == (
+        f"--quantized {tmp_path}: its summary.json is a symbolic link that leads nowhere (to "
+        "../elsewhere/summary.json), so whether the folder was quantized from --checkpoint cannot be told; "
+        "quantize --checkpoint again with `dpupose quantize`, or copy the folder whole again"
+    )
+
+
 def test_a_fifo_at_a_plan_folder_s_plan_json_is_named(tmp_path, capsys):
     """A FIFO at --plan's plan.json, or given as the plan file, was 'no split plan at ...', of a name the user can
     see there; it is named for what it is, and not opened."""

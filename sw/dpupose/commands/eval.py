@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -166,9 +167,11 @@ def _check_quantized_matches(folder: Path, model) -> None:
     try:
         # In the try: its stat is refused too where its read is (a link at it into a folder the user may not
         # search, which --quantized's own check, of the folder, lets by), and was the bare 'cannot use' line.
-        if path.exists() and not path.is_file():
+        if os.path.lexists(path) and not path.is_file():
             # A folder, FIFO or device at its name: a FIFO's read waits for a writer for ever, a device such as
-            # /dev/zero is read without end; none is a record, so the checks below cannot be made.
+            # /dev/zero is read without end; none is a record, so the checks below cannot be made. A symbolic
+            # link that leads nowhere is no folder copied without it (which skips them, below): it was taken for
+            # one, and the checks skipped in silence.
             raise UsageError(
                 f"--quantized {folder}: its summary.json {not_a_file(path)}, so whether the folder was quantized "
                 f"from --checkpoint cannot be told; {redo_damaged}"
