@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -1771,6 +1772,33 @@ def test_a_compiled_xmodel_is_recorded_only_for_the_dpu_part_it_computes(tmp_pat
     with pytest.raises(UsageError, match=r"dpu0.onnx is not named .xmodel"):
         split_model(SplitOptions(model, CONFIG, tmp_path / "cut", xmodel=other))
     assert not (tmp_path / "cut").exists()
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "link"])
+def test_something_at_the_xmodel_s_part_file_that_is_no_file_is_refused_not_taken_for_none(tmp_path, kind):
+    """A FIFO, or a symbolic link that leads nowhere, at NAME.dpupose.json beside --xmodel was taken for no such
+    file: the xmodel was checked (and recorded) as the whole DPU part, whatever part it was compiled for. It is
+    refused, named, and nothing is written; with nothing at that name the xmodel is still the whole part."""
+    model = save("none", tmp_path / "m.onnx")
+    xmodel = tmp_path / "compiled" / "pose.xmodel"
+    xmodel.parent.mkdir()
+    xmodel.write_bytes(b"\x0a\x04root compiled graph")
+    side = xmodel.with_name("pose.dpupose.json")
+    os.mkfifo(side) if kind == "FIFO" else side.symlink_to("../elsewhere/pose.dpupose.json")
+    what = (
+        "is a FIFO" if kind == "FIFO" else "is a symbolic link that leads nowhere (to ../elsewhere/pose.dpupose.json)"
+    )
+    out = tmp_path / "plan"
+    with pytest.raises(ModelFileError) as err:
+        split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))
+    assert str(err.value) == (
+        f"{side} {what}, where scripts/vitis_ai_quantize.sh writes which part pose.xmodel computes: move it away "
+        "(the xmodel is then taken as the whole DPU part), or compile again with the script"
+    )
+    assert not out.exists() and os.path.lexists(side)
+    side.unlink()
+    result = split_model(SplitOptions(model, CONFIG, out, xmodel=xmodel))
+    assert [t.name for sg in result.plan.subgraphs if sg.is_dpu for t in sg.outputs] == ["logits"]
 
 
 def test_split_xmodel_records_its_sha256_and_loading_refuses_another_compile_under_its_name(tmp_path):

@@ -215,13 +215,29 @@ def _dpu_unit_ms(g: QdqGraph, cfg: Any, board: Any, model_name: str) -> dict[int
 XMODEL_PART_SUFFIX = ".dpupose.json"  # beside NAME.xmodel: what scripts/vitis_ai_quantize.sh compiled
 
 
+def xmodel_part_file(xmodel: Path) -> Path | None:
+    """NAME.dpupose.json beside `xmodel`, None where nothing is at that name (the xmodel is then the whole DPU
+    part). Anything but a regular file there (a folder, a FIFO, a device, a symbolic link that leads nowhere) is
+    refused, named: taken for none, the xmodel was checked as the whole DPU part (and a FIFO, read, would wait for
+    a writer for ever)."""
+    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
+    if side.is_file():
+        return side
+    if os.path.lexists(side):
+        raise ModelFileError(
+            f"{side} {not_a_file(side)}, where scripts/vitis_ai_quantize.sh writes which part {xmodel.name} "
+            "computes: move it away (the xmodel is then taken as the whole DPU part), or compile again with the script"
+        )
+    return None
+
+
 def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
     """(input, output, where that was read) of the DPU part an xmodel computes: from NAME.dpupose.json,
     which scripts/vitis_ai_quantize.sh writes beside it, else the whole DPU part (image -> logits)."""
 
-    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
-    if not side.is_file():
-        return image, DPU_PART_OUTPUT, f"no {side.name} beside it, so taken as the whole DPU part"
+    side = xmodel_part_file(xmodel)
+    if side is None:
+        return image, DPU_PART_OUTPUT, f"no {xmodel.stem}{XMODEL_PART_SUFFIX} beside it, so taken as the whole DPU part"
     try:
         part = loads_json(side.read_text(encoding="utf-8"))
         src, dst, how = part["input"], part["output"], part.get("split")
@@ -237,8 +253,8 @@ def xmodel_part(xmodel: Path, image: str) -> tuple[str, str, str]:
 def xmodel_fingerprint(xmodel: Path) -> int | None:
     """The DPU fingerprint NAME.dpupose.json says the xmodel was compiled for (None: it does not say)."""
 
-    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
-    if not side.is_file():
+    side = xmodel_part_file(xmodel)
+    if side is None:
         return None
     try:
         value = loads_json(side.read_text(encoding="utf-8")).get("fingerprint")
@@ -252,8 +268,8 @@ def xmodel_fingerprint(xmodel: Path) -> int | None:
 def xmodel_macs(xmodel: Path) -> int | None:
     """The multiply-accumulates NAME.dpupose.json says the xmodel's part has (None: it does not say)."""
 
-    side = xmodel.with_name(xmodel.stem + XMODEL_PART_SUFFIX)
-    if not side.is_file():
+    side = xmodel_part_file(xmodel)
+    if side is None:
         return None
     try:
         value = loads_json(side.read_text(encoding="utf-8")).get("macs")
@@ -428,8 +444,8 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
                     xmodel = Path(opts.xmodel).name
                     shutil.copyfile(opts.xmodel, tmp / xmodel)
                     xmodel_sha256 = sha256_file(tmp / xmodel)  # loading refuses another compile copied over it
-                    side = Path(opts.xmodel).with_name(Path(opts.xmodel).stem + XMODEL_PART_SUFFIX)
-                    if side.is_file():  # travels with the xmodel: a later split --xmodel from here checks it
+                    side = xmodel_part_file(Path(opts.xmodel))
+                    if side is not None:  # travels with the xmodel: a later split --xmodel from here checks it
                         shutil.copyfile(side, tmp / side.name)
             subgraphs.append(
                 Subgraph(
