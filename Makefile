@@ -20,6 +20,13 @@ VENV_BAD := $(strip $(foreach c,$(VENV_SHELL_CHARS),$(findstring $c,$(VENV)$(BOA
 ifneq ($(words $(VENV)) $(words $(BOARD_VENV))$(findstring ',$(VENV)$(BOARD_VENV))$(findstring ",$(VENV)$(BOARD_VENV))$(VENV_BAD),1 1)
 $(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): each must name one folder, by a path without blanks, quotes or any of $(VENV_SHELL_CHARS) (make cannot take a file name with a blank, and its recipes write these paths as they are))
 endif
+# A leading ~ that reached make unexpanded (VENV='~/venvs/dp', quoted) is read two ways: make takes a target
+# ~/... as the home folder's, the shell expands it where a recipe writes the path bare, but not where it is
+# quoted, so setup's check that VENV is no folder of the user's looked at ./~/venvs/dp and the venv was made
+# over $HOME/venvs/dp whatever it held. Refused here, as the characters above are.
+ifneq ($(filter ~%,$(VENV) $(BOARD_VENV)),)
+$(error VENV=$(VENV) BOARD_VENV=$(BOARD_VENV): a path that starts with ~ reached make unexpanded (quoted), and make and the shell read it apart: write $$HOME/... or an absolute path)
+endif
 BIN := $(VENV)/bin
 # PYTHON: the interpreter `make setup` builds the venv with. Not given, it is the one the existing venv was
 # made with (so a venv of python3.12 is not remade with python3 when the pins change), else python3. Given

@@ -326,6 +326,35 @@ def test_setup_refuses_a_venv_of_a_blank_a_quote_or_nothing_before_making_one(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["python"]
 
 
+@pytest.mark.parametrize(("variable", "value"), [("VENV", "~/venvs/dp"), ("BOARD_VENV", "~/b"), ("VENV", "~")])
+def test_a_venv_with_a_leading_tilde_make_was_given_unexpanded_is_refused(tmp_path, variable, value):
+    # make VENV='~/venvs/dp' (quoted: the shell left the ~): make takes the stamp's target as $HOME's, the
+    # recipe's bare `python -m venv ~/venvs/dp` too, but its quoted check that VENV is no folder of the user's
+    # looked at ./~/venvs/dp: the venv was made over $HOME/venvs/dp, files and all. Refused on one line first.
+    home = tmp_path / "home"
+    (home / "venvs" / "dp").mkdir(parents=True)
+    (home / "venvs" / "dp" / "notes.txt").write_text("mine")
+    calls = tmp_path / "calls"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho 3.12\n')
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VENV", "BOARD_VENV", "MAKEFLAGS")}
+    argv = ["make", "-s", "-f", str(ROOT / "Makefile"), "setup", f"{variable}={value}", f"PYTHON={python}"]
+    proc = subprocess.run(
+        argv, cwd=tmp_path, env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    venvs = {"VENV": ".venv", "BOARD_VENV": ".venv-board", variable: value}
+    said = (
+        f"VENV={venvs['VENV']} BOARD_VENV={venvs['BOARD_VENV']}: a path that starts with ~ reached make unexpanded "
+        "(quoted), and make and the shell read it apart: write $HOME/... or an absolute path"
+    )
+    assert said in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not calls.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "python"]
+    assert os.listdir(home / "venvs" / "dp") == ["notes.txt"]
+
+
 @pytest.mark.parametrize("value", ["v$$(touch ran)", "v;touch$${IFS}ran", "v`touch ran`"])
 def test_a_venv_that_would_run_code_is_refused_before_make_finds_its_python(tmp_path, value):
     # Without PYTHON, make asks $(VENV)/bin/python for the interpreter the venv was made with, in a $(shell)
