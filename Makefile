@@ -149,11 +149,14 @@ build/compare/pose_dpu.onnx: | $(STAMP)
 	$(DPUPOSE) zoo export pose_dpu --out $@
 
 COMPARE_ARGS ?=
+# DPU=my.toml on make's command line (as for make hw) adds that configuration to the comparison; DPU's default
+# (make hw's configuration, set below) is not added. Read here, before the override below sets it.
+COMPARE_DPU := $(if $(filter command line,$(origin DPU)),$(DPU))
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
-compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx, default the pose network's DPU part; BOARD=ultra96v2 COMPARE_ARGS=--sweep)
-	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) --plot 'build/compare/$(call esc,COMPARE_BOARD).png' $(COMPARE_ARGS)
+compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx, default the pose network's DPU part; BOARD=ultra96v2 COMPARE_ARGS=--sweep; DPU given: add that .toml)
+	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) $(if $(COMPARE_DPU),--config $(call q,COMPARE_DPU)) --plot 'build/compare/$(call esc,COMPARE_BOARD).png' $(COMPARE_ARGS)
 	tmp='build/compare/$(call esc,COMPARE_BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
-	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) --sweep --json > "$$tmp" && \
+	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) $(if $(COMPARE_DPU),--config $(call q,COMPARE_DPU)) --sweep --json > "$$tmp" && \
 	mv -- "$$tmp" 'build/compare/$(call esc,COMPARE_BOARD)-sweep.json'
 
 QUANT_OUT ?= build/quantized/model

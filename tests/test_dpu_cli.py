@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -575,3 +576,65 @@ def test_dpu_list_names_the_hw_folder_it_read(capsys, tmp_path, monkeypatch):
     rc, out, _ = run(capsys, "dpu", "list")
     assert rc == 0 and f"DPU configurations ({mine}/dpu/configs):\n  my-b1152 " in out
     assert f"Boards ({mine}/boards):\n" in out
+
+
+def test_compare_adds_configurations_of_one_s_own_as_fit_and_estimate_see_them(capsys, pose_onnx, tmp_path):
+    """--config adds a .toml of one's own to the shipped rows: its row is what `dpu fit` and `dpu estimate` say
+    of it (another path through the code), and a file named like a shipped configuration is told apart."""
+    from dpupose.dpu.config import list_configs
+    from dpupose.dpu.paths import configs_dir
+
+    mine = tmp_path / "b1152-ramhigh.toml"
+    mine.write_text('arch = "B1152"\nclock_mhz = 200\nram_usage = "high"\n')
+    (tmp_path / "slow").mkdir()
+    twin = tmp_path / "slow" / "u96v2-b512.toml"  # named like a shipped one, at 150 MHz
+    twin.write_text((configs_dir() / "u96v2-b512.toml").read_text().replace("clock_mhz = 200", "clock_mhz = 150"))
+    argv = ["dpu", "compare", "--model", str(pose_onnx), "--config", str(mine), "--config", str(twin)]
+    rc, out, _ = run(capsys, *argv, "--config", "u96v2-b512", "--json")  # a shipped name: already there
+    rows = json.loads(out)
+    assert rc == 0 and len(rows) == len(list_configs()) + 2
+    assert sorted(r["config"] for r in rows if r["path"] is None) == sorted(list_configs())
+    by_path = {r["path"]: r for r in rows if r["path"] is not None}
+    assert set(by_path) == {str(mine), str(twin)}
+    for path, row in by_path.items():
+        assert row["config"] == Path(path).stem and not row["shipped"] and not row["default"]
+        rc, out, _ = run(capsys, "dpu", "fit", "--config", path, "--board", "ultra96v2", "--json")
+        fit = json.loads(out)
+        assert rc == 0 and (row["fits"], row["limiting"], row["reasons"], row["risks"]) == (
+            fit["fits"], fit["limiting"], fit["reasons"], fit["risks"]
+        )  # fmt: skip
+        total = fit["total"]
+        assert (row["dsp"], row["bram"], row["lut"], row["ff"], row["uram"]) == (
+            total["dsp"], total["bram36"], total["lut"], total["ff"], total["uram"]
+        )  # fmt: skip
+        assert row["utilization_pct"] == fit["utilization_pct"]
+        est = json.loads(run(capsys, "dpu", "estimate", str(pose_onnx), "--config", path, "--json")[1])
+        assert row["fps"] == round(est["fps"], 1) and row["latency_ms"] == round(est["latency_ms"], 3)
+        assert row["fingerprint"] == run(capsys, "dpu", "fingerprint", "--config", path)[1].strip()
+    # the twin is told apart from the shipped u96v2-b512: its own row, slower at 150 MHz
+    (shipped_b512,) = [r for r in rows if r["config"] == "u96v2-b512" and r["shipped"]]
+    assert by_path[str(twin)]["fps"] < shipped_b512["fps"]
+    rc, out, _ = run(capsys, *argv)
+    names = [line.split("  ")[0] for line in out.splitlines()]
+    assert rc == 0 and {"u96v2-b512", str(twin), str(mine)} <= set(names)
+
+
+def test_compare_refuses_a_configuration_path_that_is_not_there_in_one_line(capsys, pose_onnx, tmp_path):
+    png = tmp_path / "p.png"
+    missing = tmp_path / "nothere.toml"
+    argv = ["dpu", "compare", "--model", str(pose_onnx), "--config", str(missing), "--plot", str(png)]
+    rc, out, err = run(capsys, *argv)
+    assert (rc, out) == (2, "") and err.count("\n") == 1 and not png.exists()
+    assert err.startswith(f"dpupose: error: {missing}: no such file; give the path of a configuration .toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('arch = "B1152"\n')
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--config", str(bad))
+    assert (rc, out) == (2, "") and err.count("\n") == 1 and f"{bad}: clock_mhz is required" in err
+
+
+def test_compare_warns_of_a_configuration_meant_for_another_board(capsys, pose_onnx, tmp_path):
+    other = tmp_path / "zcu.toml"
+    other.write_text('arch = "B512"\nclock_mhz = 200\nboard = "zcu104"\n')
+    rc, out, err = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--config", str(other), "--json")
+    assert rc == 0 and [r["path"] for r in json.loads(out) if r["path"]] == [str(other)]
+    assert f"dpupose: warning: {other} is meant for zcu104; it is compared on ultra96v2" in err

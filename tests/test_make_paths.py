@@ -367,3 +367,12 @@ def test_a_venv_that_would_run_code_is_refused_before_make_finds_its_python(tmp_
     said = f"VENV={value.replace('$$', '$')} BOARD_VENV=.venv-board: each must name one folder, by a path without"
     assert said in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert os.listdir(tmp_path) == []  # no file 'ran'
+
+
+def test_compare_adds_a_dpu_given_on_the_command_line_and_not_make_hw_s_default(tmp_path):
+    (tmp_path / "build" / "compare").mkdir(parents=True)
+    calls = make(tmp_path, "compare", "MODEL=m.onnx", "DPU=my configs/b1152.toml")
+    assert [c[6:8] for c in calls] == [["--config", "my configs/b1152.toml"]] * 2  # the table and plot; the sweep
+    for assignments in ((), ("DPU=",)):  # DPU's default (make hw's configuration), or an empty DPU: nothing added
+        calls = make(tmp_path, "compare", "MODEL=m.onnx", *assignments)
+        assert len(calls) == 2 and not any("--config" in c for c in calls)

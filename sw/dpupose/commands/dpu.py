@@ -59,7 +59,11 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_estimate)
 
     s = sub.add_parser(
-        "compare", help="compare the board's shipped configurations (and with --sweep the grid) for one model"
+        "compare",
+        help="compare the board's shipped configurations (and your own, --config; with --sweep the grid) for one model",
+        description="Compare DPU configurations on a board for one ONNX model: fit, resources, fingerprint and "
+        "predicted FPS of every shipped configuration meant for the board, of each configuration given with "
+        "--config (a .toml of your own, shown by its path), and with --sweep of the legal grid.",
     )
     s.add_argument(
         "--board",
@@ -73,6 +77,14 @@ def register(subparsers: Any) -> None:
         metavar="X.onnx",
         type=given("an ONNX model"),
         help="the ONNX model to predict FPS for",
+    )
+    s.add_argument(
+        "--config",
+        type=config_name,
+        action="append",
+        metavar="NAME|PATH",
+        help="also compare this configuration (a .toml path, shown by its path, or a shipped name), on --board; "
+        "repeat it for more",
     )
     s.add_argument("--sweep", action="store_true", help="also sweep the legal grid of configurations")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
@@ -299,12 +311,26 @@ def _tail(name: str, width: int) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from dpupose.dpu.board import load_board
-    from dpupose.dpu.compare import compare, format_table, plot, plot_format
+    from dpupose.dpu.compare import compare, format_table, given_configs, plot, plot_format
 
     if args.plot:
         plot_format(args.plot)  # before the comparison's work
     board = load_board(args.board)
-    rows = compare(args.model, board, sweep=args.sweep, unknown="conservative" if args.allow_unknown else "error")
+    given = given_configs(args.config or [])  # a path that is not there, or no configuration, before the model's work
+    for cfg, path in given:
+        if cfg.board != board.name:
+            print(
+                f"dpupose: warning: {path or cfg.name} is meant for {cfg.board}; it is compared on {board.name} "
+                f"(--board {cfg.board} compares it on its own board)",
+                file=sys.stderr,
+            )
+    rows = compare(
+        args.model,
+        board,
+        sweep=args.sweep,
+        unknown="conservative" if args.allow_unknown else "error",
+        given=args.config or [],
+    )
     if not rows:
         from dpupose.errors import ConfigError
 

@@ -1,24 +1,27 @@
 """Compare DPU configurations on a board for one model: fit, resources, fingerprint, predicted FPS.
 
-Rows cover every shipped configuration meant for the board and, with sweep=True, the legal grid (every
-ARCH x DSP usage x RAM usage x 1-2 cores x the board's safe clocks, other options at DPU-PYNQ defaults).
+Rows cover every shipped configuration meant for the board, the configurations given (`given`: .toml paths or
+shipped names, `dpu compare --config`) and, with sweep=True, the legal grid (every ARCH x DSP usage x RAM usage
+x 1-2 cores x the board's safe clocks, other options at DPU-PYNQ defaults).
 FPS figures are predicted by `dpupose.dpu.perf` (single thread, DPU only), never measured.
 
-API: compare(model, board, configs=None, sweep=False) -> list[CompareRow]
+API: compare(model, board, configs=None, sweep=False, given=()) -> list[CompareRow]
      format_table(rows) -> str;  plot(rows, path, title) -> Path  (matplotlib, Agg backend)
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dpupose.dpu.board import Board, load_board
-from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, list_configs, load_config
+from dpupose.dpu.config import Arch, DpuConfig, DspUsage, RamUsage, config_path, list_configs, load_config
 from dpupose.dpu.fingerprint import fingerprint_hex
 from dpupose.dpu.graph import DpuGraph, extract_layers, load_model, rules_key
+from dpupose.dpu.paths import configs_dir
 from dpupose.dpu.perf import PerfConstants, estimate_graph, load_constants
 from dpupose.dpu.resources import ESTIMATED, check_fit, utilization_pct
 from dpupose.fsio import atomic_path
@@ -29,7 +32,8 @@ SWEEP_CORES = (1, 2)
 @dataclass(frozen=True)
 class CompareRow:
     config: str
-    shipped: bool  # a file in hw/dpu/configs (False: a sweep point)
+    shipped: bool  # a file in hw/dpu/configs (False: a sweep point, or a file given by path)
+    path: str | None  # the .toml file a configuration given by path was read from, as given (else None)
     default: bool  # the board's default configuration
     arch: str
     dsp_usage: str
@@ -54,6 +58,12 @@ class CompareRow:
     not_estimated: list[str] = field(default_factory=list)  # op types left out of the FPS (not DPU ops)
     unknown_ops: list[str] = field(default_factory=list)  # op types ONNX does not define, costed conservatively
     too_wide: list[str] = field(default_factory=list)  # convs wider than 256 x ICP: the split runs them on the CPU
+
+    @property
+    def label(self) -> str:
+        """The name the table and the plot show: a configuration given by path is shown by its path, so that a
+        file named like a shipped configuration (or like another given one) is told apart from it."""
+        return self.path if self.path is not None else self.config
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,8 +99,31 @@ def shipped_configs(board: Board) -> list[DpuConfig]:
     return [c for c in (load_config(n) for n in list_configs()) if c.board == board.name]
 
 
+def given_configs(names: Sequence[str | Path]) -> list[tuple[DpuConfig, str | None]]:
+    """Each configuration given (a .toml path or a shipped name, as --config takes them) with the path it was
+    read from as given, None for a shipped file; one read twice (the same file) is kept once. ConfigError for
+    a path that is not there or a file that is not a configuration, naming it."""
+    shipped_dir = configs_dir().resolve()
+    seen: set[Path] = set()
+    out = []
+    for name in names:
+        path = config_path(name)
+        real = path.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        out.append((load_config(name), None if real.parent == shipped_dir else str(name)))
+    return out
+
+
 def _row(
-    cfg: DpuConfig, board: Board, graph: DpuGraph, consts: PerfConstants, shipped: bool, default: str
+    cfg: DpuConfig,
+    board: Board,
+    graph: DpuGraph,
+    consts: PerfConstants,
+    shipped: bool,
+    default: str,
+    path: str | None = None,
 ) -> CompareRow:
     fit = check_fit(cfg, board)
     est = estimate_graph(graph, cfg, board, consts)
@@ -98,7 +131,8 @@ def _row(
     return CompareRow(
         config=cfg.name,
         shipped=shipped,
-        default=cfg.name == default,
+        path=path,
+        default=shipped and cfg.name == default,
         arch=cfg.arch.value,
         dsp_usage=cfg.dsp_usage.value,
         ram_usage=cfg.ram_usage.value,
@@ -132,26 +166,32 @@ def compare(
     sweep: bool = False,
     constants: PerfConstants | None = None,
     unknown: str = "error",
+    given: Sequence[str | Path] = (),
 ) -> list[CompareRow]:
-    """One row per configuration (shipped first, then by DSP); resources include the platform overhead. An op
-    ONNX does not define is refused (ModelFileError) unless unknown="conservative", as in perf.estimate."""
+    """One row per configuration (shipped and given first, then the grid; each group by DSP); resources include
+    the platform overhead. `given`: configurations to add (.toml paths or shipped names), compared on `board`
+    whatever board they name; one already among the shipped rows is not added twice. An op ONNX does not
+    define is refused (ModelFileError) unless unknown="conservative", as in perf.estimate."""
     b = board if isinstance(board, Board) else load_board(board)
     proto = load_model(model)
     consts = constants or load_constants()
     default = b.default_dpu_config or ""
     shipped = configs if configs is not None else shipped_configs(b)
-    candidates = [(c, True) for c in shipped]
+    candidates: list[tuple[DpuConfig, bool, str | None]] = [(c, True, None) for c in shipped]
+    for cfg, path in given_configs(given):
+        if path is not None or not any(c == cfg for c in shipped):  # a shipped one already there is not repeated
+            candidates.append((cfg, path is None, path))
     if sweep:
-        candidates += [(c, False) for c in sweep_configs(b)]
+        candidates += [(c, False, None) for c in sweep_configs(b)]
     graphs: dict[tuple[Any, ...], DpuGraph] = {}
     rows = []
-    for cfg, is_shipped in candidates:
+    for cfg, is_shipped, path in candidates:
         key = rules_key(cfg)  # configurations alike in what the operator rules read of them walk alike
         if key not in graphs:
             graphs[key] = extract_layers(proto, cfg, unknown=unknown)
-        rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default))
-    # Shipped configurations first, each group by DSP use (the cost axis of the plot).
-    return sorted(rows, key=lambda r: (not r.shipped, r.dsp, r.config))
+        rows.append(_row(cfg, b, graphs[key], consts, is_shipped, default, path))
+    # Shipped and given configurations first, then the grid, each group by DSP use (the cost axis of the plot).
+    return sorted(rows, key=lambda r: (not (r.shipped or r.path is not None), r.dsp, r.config, r.path or ""))
 
 
 def format_table(rows: list[CompareRow]) -> str:
@@ -171,7 +211,7 @@ def format_table(rows: list[CompareRow]) -> str:
     lines = [head]
     for r in rows:
         risks = "; ".join(x.split(":")[0] for x in r.risks) or "-"
-        name = r.config + (" (default)" if r.default else "")
+        name = r.label + (" (default)" if r.default else "")
         lines.append(
             (
                 name,
@@ -217,7 +257,8 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
 
     path = Path(path)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    sweep = [r for r in rows if not r.shipped]
+    named = [r for r in rows if r.shipped or r.path is not None]  # shipped and given: marked and labelled
+    sweep = [r for r in rows if r not in named]
     if sweep:
         for fits, marker, label in (
             (True, "o", "grid point, fits"),
@@ -234,26 +275,26 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
                     label=label,
                     zorder=1,
                 )
-    shipped = [r for r in rows if r.shipped]
-    for fits, marker, color, label in (
-        (True, "o", "tab:green", "fits"),
-        (False, "X", "tab:red", "does not fit"),
+    for group, marker_fits, color, edge, what in (
+        ([r for r in named if r.shipped], "o", "tab:green", "black", "shipped config"),
+        ([r for r in named if not r.shipped], "D", "tab:blue", "tab:blue", "given config (--config)"),
     ):
-        pts = [r for r in shipped if r.fits == fits]
-        if pts:
-            ax.scatter(
-                [r.dsp for r in pts],
-                [r.fps for r in pts],
-                marker=marker,
-                s=80,
-                color=color,
-                edgecolor="black",
-                label=f"shipped config, {label}",
-                zorder=3,
-            )
-    for r in shipped:
+        for fits, marker, label in ((True, marker_fits, "fits"), (False, "X", "does not fit")):
+            pts = [r for r in group if r.fits == fits]
+            if pts:
+                ax.scatter(
+                    [r.dsp for r in pts],
+                    [r.fps for r in pts],
+                    marker=marker,
+                    s=80,
+                    color=color if fits else "tab:red",
+                    edgecolor=edge,
+                    label=f"{what}, {label}",
+                    zorder=3,
+                )
+    for r in named:
         risks = [x.split(":")[0] for x in r.risks if not x.startswith("tight")]
-        text = r.config + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
+        text = r.label + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
         weight = "bold" if r.default else "normal"
         offset = (6, 4) if r.fits else (6, -12)  # keeps neighbouring labels apart
         ax.annotate(text, (r.dsp, r.fps), textcoords="offset points", xytext=offset, fontsize=8, fontweight=weight)
