@@ -156,3 +156,40 @@ def test_slave_ports_are_those_of_the_configuration_s_cores_each_once():
     one = params_tcl(config_from_arch("B512", 200), board, PFM)
     line = next(x for x in one.splitlines() if x.startswith("set dpupose(slave_ports)"))
     assert "HP2" not in line and "{HP1 S_AXI_HP1_FPD 3 128}" in line
+
+
+def test_board_record_errors_name_the_file_read_where_dpupose_hw_dir_names_another(tmp_path, monkeypatch):
+    """They named hw/boards/<board>/board.toml (and .../platform.toml) whatever hw/ folder was read: with
+    $DPUPOSE_HW_DIR naming a copy, the user was sent to fix the package's file, not the one read."""
+    import dataclasses
+
+    from dpupose.dpu.paths import HW_DIR_ENV, packaged_hw_dir
+    from dpupose.dpu.writers import prj_config
+
+    b512 = load_config("u96v2-b512")
+    two_cores = dataclasses.replace(b512, cores=2)
+    softmax = dataclasses.replace(b512, softmax=True)
+
+    def messages(board):
+        out = []
+        for call in (
+            lambda: prj_config(two_cores, board),
+            lambda: prj_config(softmax, dataclasses.replace(board, softmax_port=None)),
+            lambda: params_tcl(b512, dataclasses.replace(board, platform_clocks_mhz=(100, 100)), PFM),
+            lambda: params_tcl(b512, dataclasses.replace(board, dpu_ports=(("X", "Y", "Z"),)), PFM),
+            lambda: load_platform("zcu104"),
+        ):
+            with pytest.raises(ConfigError) as err:
+                call()
+            out.append(str(err.value))
+        return out
+
+    monkeypatch.delenv(HW_DIR_ENV, raising=False)
+    package = messages(load_board("ultra96v2"))
+    assert all("hw/boards/" in m for m in package), package
+    mine = tmp_path / "myhw"
+    shutil.copytree(packaged_hw_dir(), mine)
+    monkeypatch.setenv(HW_DIR_ENV, str(mine))
+    copy = messages(load_board("ultra96v2"))
+    for message, record in zip(copy, ["ultra96v2/board.toml"] * 4 + ["zcu104/platform.toml"]):
+        assert f"{mine}/boards/{record}" in message and "hw/boards/" not in message.replace(f"{mine}/", ""), message

@@ -400,7 +400,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"{r['source']}"
             )
         if cal.validation:
-            print("validation (measured figures, not fitted: hw/dpu/perf/validation.csv):")
+            from dpupose.dpu.calibrate import validation_csv
+            from dpupose.dpu.paths import shown
+
+            print(f"validation (measured figures, not fitted: {shown(validation_csv())}):")
             print(
                 f"{'model':13s} {'board':9s} {'arch':5s} {'cores':>5s} {'MHz':>4s} {'figure':12s}  "
                 f"{'measured':>8s} {'pred':>7s} {'err':>6s}  measured by"

@@ -52,6 +52,22 @@ def hw_dir() -> Path:
     return path
 
 
+def shown(path: Path) -> str:
+    """A file under the hw/ folder as a message names it: ``hw/...`` where it is the package's hw/ (the name the
+    docs use), the whole path where $DPUPOSE_HW_DIR names another folder, so that the file named is the one read."""
+    if os.environ.get(HW_DIR_ENV):
+        return str(path)
+    try:
+        return str(Path("hw") / path.relative_to(packaged_hw_dir()))
+    except ValueError:
+        return str(path)
+
+
+def board_file(board: str, name: str = "board.toml") -> str:
+    """hw/boards/<board>/<name> (board.toml, platform.toml) as a message names it (`shown`)."""
+    return shown(boards_dir() / board / name)
+
+
 def configs_dir() -> Path:
     return hw_dir() / "dpu" / "configs"
 

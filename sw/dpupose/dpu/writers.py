@@ -23,6 +23,7 @@ from pathlib import Path
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import AluParallel, DpuConfig
 from dpupose.dpu.fingerprint import fingerprint_hex
+from dpupose.dpu.paths import board_file
 from dpupose.errors import ConfigError
 from dpupose.fsio import special_kind, write_set, write_text
 
@@ -151,7 +152,7 @@ def prj_config(cfg: DpuConfig, board: Board) -> str:
     if cfg.cores > len(board.dpu_ports):
         raise ConfigError(
             f"{cfg.name}: {cfg.cores} cores, but the {board.title} record lists AXI ports for "
-            f"{len(board.dpu_ports)}; add ports to hw/boards/{board.name}/board.toml or use fewer cores"
+            f"{len(board.dpu_ports)}; add ports to {board_file(board.name)} or use fewer cores"
         )
     id1 = _clock_id(board, cfg.clock_mhz, "1x DPU clock")
     id2 = _clock_id(board, cfg.clock_2x_mhz, "2x DPU clock")
@@ -166,7 +167,7 @@ def prj_config(cfg: DpuConfig, board: Board) -> str:
     if cfg.softmax:
         if not board.softmax_port:
             raise ConfigError(
-                f"{cfg.name} enables the softmax kernel, but hw/boards/{board.name}/board.toml names no "
+                f"{cfg.name} enables the softmax kernel, but {board_file(board.name)} names no "
                 f"softmax_port to connect it to; set softmax = false (a model's Softmax runs on the CPU either way)"
             )
         clock.append(f"id={id1}:{SOFTMAX_KERNEL}_1.aclk")

@@ -24,6 +24,7 @@ from typing import Any
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
 from dpupose.dpu.fingerprint import fingerprint, fingerprint_hex
+from dpupose.dpu.paths import board_file
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import write_if_changed
 from dpupose.errors import ArtifactError, FingerprintMismatch
@@ -127,7 +128,7 @@ def report(paths: BuildPaths, cfg: DpuConfig, board: Board, facts: dict[str, Any
         raise TimingNotMet(
             f"timing is not met: {timing.failure()} ({timing_path}). Nothing was published; the files are in "
             f"{paths.root / 'collect'}. Try a lower clock_mhz or a smaller ARCH, or another implementation "
-            f"strategy in hw/boards/{board.name}/board.toml"
+            f"strategy in {board_file(board.name)}"
         )
     stage = paths.root / "collect"
     missing = [n for n in DELIVERABLES if not (stage / n).is_file()]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dpupose.dpu.board import Board
 from dpupose.dpu.config import DpuConfig
+from dpupose.dpu.paths import board_file
 from dpupose.dpu.writers import KERNEL, write_if_changed
 from dpupose.errors import ConfigError
 from dpupose.hwbuild.platform import PlatformRecord
@@ -88,16 +89,16 @@ def _validate_board(board: Board) -> None:
     clocks = board.platform_clocks_mhz
     if not 1 <= len(clocks) <= CLK_WIZ_MAX_OUTPUTS:
         raise ConfigError(
-            f"hw/boards/{board.name}/board.toml: platform_clocks_mhz has {len(clocks)} clocks; the clock "
+            f"{board_file(board.name)}: platform_clocks_mhz has {len(clocks)} clocks; the clock "
             f"wizard has at most {CLK_WIZ_MAX_OUTPUTS} outputs"
         )
     if len(set(clocks)) != len(clocks):
-        raise ConfigError(f"hw/boards/{board.name}/board.toml: platform_clocks_mhz lists a clock twice")
+        raise ConfigError(f"{board_file(board.name)}: platform_clocks_mhz lists a clock twice")
     for core_ports in board.dpu_ports:
         for port in core_ports:
             if port not in PS_SLAVE_PORTS:
                 raise ConfigError(
-                    f"hw/boards/{board.name}/board.toml: dpu_ports names {port!r}; the platform offers "
+                    f"{board_file(board.name)}: dpu_ports names {port!r}; the platform offers "
                     f"{', '.join(PS_SLAVE_PORTS)}"
                 )
 

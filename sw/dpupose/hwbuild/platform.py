@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dpupose.dpu.paths import boards_dir
+from dpupose.dpu.paths import board_file, boards_dir
 from dpupose.dpu.tomlload import read_toml, reject_unknown
 from dpupose.errors import ConfigError
 
@@ -93,6 +93,6 @@ def load_platform(board: str) -> PlatformRecord:
         have = sorted(p.parent.name for p in boards_dir().glob("*/platform.toml"))
         raise ConfigError(
             f"board {board!r} has no platform record ({path}); the hardware build supports: "
-            f"{', '.join(have) or 'none'}. Add hw/boards/{board}/platform.toml (see ultra96v2's) to build for it"
+            f"{', '.join(have) or 'none'}. Add {board_file(board, 'platform.toml')} (see ultra96v2's) to build for it"
         )
     return platform_from_dict(read_toml(path), board, str(path))
