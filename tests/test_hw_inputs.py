@@ -341,3 +341,36 @@ def test_a_tool_without_a_version_is_refused_with_its_banner_and_the_path_is_the
         f"{vivado} did not report a version ('Vivado wrapper (64-bit)'); install Vivado 2022.1 (AMD Unified"
     )
     assert parse_vpp_version("****** v++ v2022.1.2 (64-bit)") == "2022.1.2"
+
+
+def test_a_configuration_of_one_s_own_named_like_a_shipped_one_is_told_it_shares_its_build_folder(
+    capsys, tmp_path, monkeypatch, only_hw_command
+):
+    """my/u96v2-b512.toml builds, without --out, into the shipped u96v2-b512's build/hw/u96v2-b512/: each build
+    replaced the other's with no word. hw check and hw build (make hw) say so, naming both files."""
+    from pathlib import Path
+
+    from dpupose.dpu.paths import configs_dir
+    from dpupose.hwbuild.check import BuildRequest, preflight
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my").mkdir()
+    twin = tmp_path / "my" / "u96v2-b512.toml"
+    twin.write_text((configs_dir() / "u96v2-b512.toml").read_text().replace("200", "150"))
+    own = tmp_path / "my" / "b512-own.toml"
+    own.write_text(twin.read_text())
+
+    def shared(config, out=None):
+        return [f for f in preflight(BuildRequest(config, out=out), set()).findings if f.topic == "out"]
+
+    (finding,) = shared("my/u96v2-b512.toml")
+    assert finding.level == "warn" and finding.message.startswith(
+        "my/u96v2-b512.toml is named like the shipped configuration u96v2-b512 (hw/dpu/configs/u96v2-b512.toml): "
+        "both build into build/hw/u96v2-b512/, so a build of one replaces the other's"
+    )
+    assert shared(str(twin), out=Path("build/hw/mine")) == []  # --out keeps them apart
+    assert shared("u96v2-b512") == shared(str(configs_dir() / "u96v2-b512.toml")) == []  # the shipped file itself
+    assert shared(str(own)) == []  # a name of its own: a folder of its own
+    cli.main(["hw", "check", "--config", "my/u96v2-b512.toml"])
+    out = capsys.readouterr().out
+    assert "  warn  " in out and "my/u96v2-b512.toml is named like the shipped configuration u96v2-b512" in out

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpupose.dpu.board import Board, load_board
-from dpupose.dpu.config import DpuConfig, load_config
+from dpupose.dpu.config import DpuConfig, config_path, load_config
 from dpupose.dpu.fingerprint import fingerprint_hex
+from dpupose.dpu.paths import configs_dir, shown
 from dpupose.dpu.resources import check_fit
 from dpupose.dpu.writers import arch_json, dpu_conf_vh, prj_config
 from dpupose.errors import ConfigError, DpuposeError
@@ -102,6 +103,7 @@ def _config(p: Preflight, req: BuildRequest) -> None:
     p.cfg, p.board, p.pfm = cfg, board, pfm
     what = f"{cfg.arch.value} x{cfg.cores} at {cfg.clock_mhz}/{cfg.clock_2x_mhz} MHz"
     p.add("ok", "config", f"{cfg.name}: {what}, fingerprint {fingerprint_hex(cfg)}, board {board.title}")
+    _shares_a_build_folder(p, req, cfg)
     if cfg.save_argmax:
         p.add(
             "error",
@@ -115,6 +117,21 @@ def _config(p: Preflight, req: BuildRequest) -> None:
             "softmax = true: this flow packages only the DPUCZDX8G kernel, not sfm_xrt_top: set softmax = false "
             "(a model's Softmax runs on the CPU either way)",
         )
+
+
+def _shares_a_build_folder(p: Preflight, req: BuildRequest, cfg: DpuConfig) -> None:
+    """A .toml of one's own named like a shipped configuration builds, without --out, into that one's
+    build/hw/<name>/: a build of either replaces the other's (the older set kept in previous/) with no word."""
+    shipped = configs_dir() / f"{cfg.name}.toml"
+    if req.out is not None or not shipped.is_file() or config_path(req.config).resolve() == shipped.resolve():
+        return
+    p.add(
+        "warn",
+        "out",
+        f"{req.config} is named like the shipped configuration {cfg.name} ({shown(shipped)}): both build into "
+        f"build/hw/{cfg.name}/, so a build of one replaces the other's (the older set moves to previous/); rename "
+        "your file (its name names the build folder) or give --out another folder to keep both",
+    )
 
 
 def _fit_and_clocks(p: Preflight, req: BuildRequest) -> None:
