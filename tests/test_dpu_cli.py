@@ -638,3 +638,36 @@ def test_compare_warns_of_a_configuration_meant_for_another_board(capsys, pose_o
     rc, out, err = run(capsys, "dpu", "compare", "--model", str(pose_onnx), "--config", str(other), "--json")
     assert rc == 0 and [r["path"] for r in json.loads(out) if r["path"]] == [str(other)]
     assert f"dpupose: warning: {other} is meant for zcu104; it is compared on ultra96v2" in err
+
+
+def test_compare_plot_labels_of_nearly_the_same_point_do_not_overlap(pose_onnx, tmp_path, monkeypatch):
+    """Two configurations of nearly the same DSP count and FPS: the second label is moved off the first (the
+    labels were drawn at one fixed offset, one over the other); labels far apart keep that offset."""
+    from dpupose.dpu import compare as cmp
+
+    def disjoint(boxes):
+        return not any(cmp._overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+    texts = ["u96v2-b1152", "my/u96v2-b1152.toml", "u96v2-b2304-dsphigh"]
+    anchors = [(200.0, 150.0), (200.5, 150.2), (300.0, 60.0)]
+    offsets = cmp.label_offsets(anchors, texts, [True, True, False])
+    assert offsets[0] == (6.0, 4.0) and offsets[2] == (6.0, -12.0)  # nothing in their way: the usual places
+    assert offsets[1] != (6.0, 4.0)
+    assert disjoint([cmp.label_box(a, o, t, cmp.LABEL_FONTSIZE) for a, o, t in zip(anchors, offsets, texts)])
+    # plot() places its labels so: a file of one's own alike the shipped u96v2-b1152 lands on its point
+    twin = tmp_path / "my" / "u96v2-b1152.toml"
+    twin.parent.mkdir()
+    twin.write_text((cmp.configs_dir() / "u96v2-b1152.toml").read_text())
+    rows = cmp.compare(pose_onnx, "ultra96v2", given=[str(twin)])
+    seen = []
+    place = cmp.label_offsets
+
+    def recording(anchors, texts, fits, fontsize):
+        out = place(anchors, texts, fits, fontsize)
+        seen.append([cmp.label_box(a, o, t, fontsize) for a, o, t in zip(anchors, out, texts)])
+        return out
+
+    monkeypatch.setattr(cmp, "label_offsets", recording)
+    cmp.plot(rows, tmp_path / "p.png", "t", 360)
+    (boxes,) = seen
+    assert len(boxes) == len(rows) and disjoint(boxes)

@@ -246,6 +246,44 @@ def plot_format(path: str | Path) -> str:
     return fmt
 
 
+LABEL_FONTSIZE = 8
+
+
+def label_box(
+    anchor: tuple[float, float], offset: tuple[float, float], text: str, fontsize: float
+) -> tuple[float, ...]:
+    """(left, bottom, right, top), in points, of a label drawn at `offset` points from `anchor` (its lower left
+    corner there), its size estimated from the text (0.62 em a character, 1.25 em a line: no renderer needed)."""
+    left, bottom = anchor[0] + offset[0], anchor[1] + offset[1]
+    return left, bottom, left + 0.62 * fontsize * len(text), bottom + 1.25 * fontsize
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_offsets(
+    anchors: list[tuple[float, float]], texts: list[str], fits: list[bool], fontsize: float = LABEL_FONTSIZE
+) -> list[tuple[float, float]]:
+    """Where each point's label goes, in points from the point: to its right, above it (below it for a
+    configuration that does not fit), unless that box would overlap a label placed before it (two configurations
+    of nearly the same DSP count and FPS): then moved down, or up, a line at a time to the nearest free place."""
+    placed: list[tuple[float, ...]] = []
+    out = []
+    line = 1.25 * fontsize + 1
+    for anchor, text, ok in zip(anchors, texts, fits):
+        base = (6.0, 4.0 if ok else -12.0)
+        chosen = base
+        for step in (0, *(s * k for k in range(1, 21) for s in (-1, 1))):
+            offset = (base[0], base[1] + step * line)
+            if not any(_overlap(label_box(anchor, offset, text, fontsize), box) for box in placed):
+                chosen = offset
+                break
+        placed.append(label_box(anchor, chosen, text, fontsize))
+        out.append(chosen)
+    return out
+
+
 def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: float | None = None) -> Path:
     """Predicted FPS against DSP use; fitting configurations filled, others crossed; written atomically in
     the format the file name asks for (plot_format)."""
@@ -292,12 +330,6 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
                     label=f"{what}, {label}",
                     zorder=3,
                 )
-    for r in named:
-        risks = [x.split(":")[0] for x in r.risks if not x.startswith("tight")]
-        text = r.label + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else "")
-        weight = "bold" if r.default else "normal"
-        offset = (6, 4) if r.fits else (6, -12)  # keeps neighbouring labels apart
-        ax.annotate(text, (r.dsp, r.fps), textcoords="offset points", xytext=offset, fontsize=8, fontweight=weight)
     xs = [r.dsp for r in rows] + ([dsp_available] if dsp_available else [])
     ys = [r.fps for r in rows]
     ax.set_xlim(0, max(xs) * 1.3)  # room for the labels on the right
@@ -317,6 +349,25 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
+    # The labels last, where the axes now are: each is placed off the ones before it (label_offsets).
+    texts = []
+    for r in named:
+        risks = [x.split(":")[0] for x in r.risks if not x.startswith("tight")]
+        texts.append(r.label + (" (default)" if r.default else "") + (f" [risk: {', '.join(risks)}]" if risks else ""))
+    points_per_pixel = 72 / fig.dpi
+    anchors = [tuple(v * points_per_pixel for v in ax.transData.transform((r.dsp, r.fps))) for r in named]
+    offsets = label_offsets(anchors, texts, [r.fits for r in named], LABEL_FONTSIZE)
+    for r, text, offset in zip(named, texts, offsets):
+        weight = "bold" if r.default else "normal"
+        ax.annotate(
+            text,
+            (r.dsp, r.fps),
+            textcoords="offset points",
+            xytext=offset,
+            fontsize=LABEL_FONTSIZE,
+            fontweight=weight,
+            va="bottom",
+        )
     try:
         with atomic_path(path, suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt)
