@@ -881,3 +881,22 @@ def test_a_frame_s_json_record_rounds_to_a_hundredth_pixel_a_ten_thousandth_and_
     assert j["keypoints"][0] == [12.35, 7.89] and j["keypoints"][1] == [0.0, 0.0]
     assert j["confidence"][:3] == [0.1235, 0.9877, None]
     assert j["timings_ms"] == {"dpu0": 12.346, "cpu0": 0.4}
+
+
+def test_an_image_of_one_pixel_is_letterboxed_and_scaled_into_a_video(tmp_path: Path) -> None:
+    # OpenCV 4.5.4 (a PYNQ 3.0.1 board's) stops with an assertion enlarging a one-pixel colour image, which
+    # `dpupose run` did for a 1 x 1 PNG, a traceback on the board; make test-board-py runs this under 4.5.4
+    from dpupose.data.transforms import letterbox
+
+    pixel = np.array([[[10, 20, 30]]], np.uint8)
+    boxed, affine = letterbox(pixel, 8)
+    np.testing.assert_array_equal(boxed, np.full((8, 8, 3), (10, 20, 30), np.uint8))  # no bars: it is square
+    np.testing.assert_allclose(affine @ [0.0, 0.0, 1.0], [3.5, 3.5])  # its centre at the crop's
+    sink = VideoSink(tmp_path / "a.avi", fps=10)
+    sink.write(result(0), np.zeros((16, 24, 3), np.uint8))
+    sink.write(result(1), np.full((1, 1, 3), 200, np.uint8))  # scaled to the first frame's size
+    sink.close()
+    capture = cv2.VideoCapture(str(tmp_path / "a.avi"))
+    frames = [capture.read()[1] for _ in range(2)]
+    capture.release()
+    assert frames[1].shape == (16, 24, 3) and abs(int(frames[1].mean()) - 200) <= 2

@@ -113,6 +113,15 @@ def crop_person(
     return crop, pts, vis & inside, size / side
 
 
+def resize(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    """cv2.resize to `size` (width, height). OpenCV 4.5.4, a PYNQ 3.0.1 board's, refuses to enlarge an image of
+    one pixel with more than one channel (an assertion, `_step >= minstep`): every interpolation of one pixel
+    is that pixel, so it is repeated."""
+    if image.shape[:2] == (1, 1):
+        return np.broadcast_to(image, (size[1], size[0], *image.shape[2:])).copy()
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Fit a whole frame into S x S keeping its aspect ratio (black bars).
 
@@ -122,7 +131,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     s = size / max(h, w)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     left, top = (size - nw) // 2, (size - nh) // 2
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    resized = resize(image, (nw, nh), cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     out = np.zeros((size, size, *image.shape[2:]), image.dtype)
     out[top : top + nh, left : left + nw] = resized
     # cv2.resize maps pixel centres as x' = (x + 0.5) * sx - 0.5.

@@ -23,6 +23,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from dpupose.data.transforms import resize
 from dpupose.errors import DeviceError, UsageError
 from dpupose.fsio import free_space, json_text, make_dirs, open_new, special_kind
 from dpupose.runtime.draw import draw_label, draw_skeleton
@@ -273,7 +274,7 @@ class VideoSink(Sink):
                     *self._size,
                 )
                 self._resized = True
-            annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
+            annotated = resize(annotated, self._size, cv2.INTER_AREA)
         for _ in range(copies):
             self._writer.write(annotated)
         self.count += copies
