@@ -900,3 +900,44 @@ def test_an_image_of_one_pixel_is_letterboxed_and_scaled_into_a_video(tmp_path: 
     frames = [capture.read()[1] for _ in range(2)]
     capture.release()
     assert frames[1].shape == (16, 24, 3) and abs(int(frames[1].mean()) - 200) <= 2
+
+
+def test_a_pattern_given_as_the_source_is_answered_with_its_folder(tmp_path: Path, capsys, monkeypatch) -> None:
+    # `--source images/*.jpg` unquoted reaches dpupose as one word per file, the first the source and the
+    # rest unrecognized; quoted, as a path that is not there: each says to give the folder
+    from dpupose.cli import main
+
+    for name in ("a.jpg", "b.jpg", "c.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((4, 4, 3), np.uint8))
+    monkeypatch.chdir(tmp_path.parent)
+    here = tmp_path.name
+
+    def refused(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as exc:
+            main(["run", "--plan", "p", *argv])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        return err
+
+    assert refused(["--source", f"{here}/a.jpg", f"{here}/b.jpg", f"{here}/c.png"]) == (
+        f"dpupose run: error: unrecognized arguments: {here}/b.jpg {here}/c.png; --source takes one image folder, "
+        "image, video or camera:N, not 3 files (a pattern such as *.jpg, which the shell expands into a word per "
+        f"file): pass their folder, --source {here} (see `dpupose run --help`)\n"
+    )
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "sub" / "d.jpg"), np.zeros((4, 4, 3), np.uint8))
+    assert f"pass each of their folders in a run of its own ({here}, {here}/sub)" in refused(
+        ["--source", f"{here}/a.jpg", f"{here}/sub/d.jpg"]
+    )
+    # A word that is no file is an ordinary unrecognized argument.
+    assert refused(["--source", f"{here}/a.jpg", "extra"]).endswith(
+        "unrecognized arguments: extra (see `dpupose run --help`)\n"
+    )
+    with pytest.raises(UsageError, match=r"does not exist \(dpupose expands no pattern such as \*\.jpg: give the"):
+        open_source(f"{here}/*.jpg")
+    with pytest.raises(UsageError, match=r"does not exist \(dpupose expands no pattern"):
+        open_source(f"{here}/clip?.mp4")
+    with pytest.raises(UsageError) as error:
+        open_source(f"{here}/x.jpg")
+    assert "expands no pattern" not in str(error.value)

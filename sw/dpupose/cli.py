@@ -65,7 +65,29 @@ class Parser(argparse.ArgumentParser):
         inner = Parser._innermost
         if message.startswith("unrecognized arguments: ") and inner is not None and inner is not self:
             inner.error(message)
-        self.exit(2, f"{self.prog}: error: {message}{self._dash_hint(message)} (see `{self.prog} --help`)\n")
+        hint = self._dash_hint(message) or self._pattern_hint(message)
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see `{self.prog} --help`)\n")
+
+    def _pattern_hint(self, message: str) -> str:
+        """What to give `run --source` for the files a pattern named (`--source images/*.jpg`, which the shell
+        expands into a word per file: the first taken as the source, the rest unrecognized)."""
+        prefix = "unrecognized arguments: "
+        given = getattr(self, "_given", [])
+        if not message.startswith(prefix) or "--source" not in self._option_string_actions or "--source" not in given:
+            return ""
+        at = given.index("--source") + 1
+        files = given[at : at + 1] + message[len(prefix) :].split(" ")
+        if len(files) < 2 or not all(os.path.isfile(w) for w in files):
+            return ""
+        folders = sorted({os.path.dirname(w) or "." for w in files})
+        fix = f"pass their folder, --source {folders[0]}"
+        if len(folders) > 1:
+            named = ", ".join(folders[:4]) + " ..." * (len(folders) > 4)
+            fix = f"pass each of their folders in a run of its own ({named})"
+        return (
+            f"; --source takes one image folder, image, video or camera:N, not {len(files)} files (a pattern such "
+            f"as *.jpg, which the shell expands into a word per file): {fix}"
+        )
 
     def _dash_hint(self, message: str) -> str:
         """How to give a value that starts with '-' (a path such as -x.onnx), which argparse reads as an

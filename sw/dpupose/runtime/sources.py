@@ -73,10 +73,19 @@ def _camera_name(path: Path) -> str | None:
     return None
 
 
+def _pattern(spec: str) -> str:
+    """For a --source that is not there and holds a pattern's characters (`--source 'images/*.jpg'`, quoted so
+    the shell left it), that dpupose takes no pattern."""
+    if not any(c in spec for c in "*?["):
+        return ""
+    return " (dpupose expands no pattern such as *.jpg: give the folder, and every image in it runs)"
+
+
 def _not_a_file(path: Path) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
         what = f"is {dangling_link(path)}" if path.is_symlink() else "does not exist"
+        what += _pattern(str(path))
         return f"{what}: pass an image folder, an image, a video file or camera:N"
     camera = _camera_name(path) if path.is_char_device() else None
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
@@ -383,5 +392,7 @@ def open_source(spec: str, **camera_options: Any) -> FrameSource:
     if is_image_source(spec):
         return ImageFolderSource(path)
     if not path.exists():
-        raise UsageError(f"source {spec} does not exist: pass an image folder, an image, a video file or camera:N")
+        raise UsageError(
+            f"source {spec} does not exist{_pattern(spec)}: pass an image folder, an image, a video file or camera:N"
+        )
     return VideoFileSource(path)
