@@ -659,7 +659,7 @@ def test_the_demo_without_the_host_packages_says_what_to_install(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("dpupose: error: the demo needs "), done.stderr
     assert "(module torch)" in done.stderr or "(module onnx)" in done.stderr
-    fix = "install dpupose with its host extra: pip install 'dpupose[host]'"
+    fix = "it runs on a PC, not on the board; on a PC, install dpupose with its host extra: pip install 'dpupose[host]'"
     assert done.stderr.endswith(f", which is not installed: {fix}\n")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert os.listdir(tmp_path) == []  # no --out folder, no lock left

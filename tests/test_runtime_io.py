@@ -941,3 +941,29 @@ def test_a_pattern_given_as_the_source_is_answered_with_its_folder(tmp_path: Pat
     with pytest.raises(UsageError) as error:
         open_source(f"{here}/x.jpg")
     assert "expands no pattern" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("missing", "line", "names"),
+    [
+        ("torch,onnx", "train --data synthetic --epochs 1", "dpupose train needs PyTorch (module torch)"),
+        ("torch,onnx", "split model.onnx", "dpupose split needs onnx (module onnx)"),
+    ],
+)
+def test_a_host_command_on_the_board_says_it_runs_on_a_pc(tmp_path: Path, missing: str, line: str, names: str) -> None:
+    # The board (no torch, no onnx) was told to `pip install 'dpupose[host]'`, PyTorch on the Ultra96, as if
+    # the command were for it; it says the command is a PC's
+    code = "import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(','))); from dpupose.cli import main; "
+    code += "sys.exit(main(sys.argv[2:]))"
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", code, missing, *line.split(), "--out", str(out)]
+    import subprocess
+
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        f"dpupose: error: {names}, which is not installed: it runs on a PC, not on the board; on a PC, install "
+        "dpupose with its host extra: pip install 'dpupose[host]'\n"
+    )
+    assert not out.exists()

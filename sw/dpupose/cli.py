@@ -411,8 +411,10 @@ def missing_module_line(command: str, module: str) -> str:
     """'dpupose train needs PyTorch (module torch), which is not installed: ...' with what to install
     (`command` is what needs it: a subcommand's name, or a whole phrase such as 'the demo')."""
     fix = "install dpupose with its host extra: pip install 'dpupose[host]'"
-    if module == "cv2":
+    if module == "cv2":  # the board has it from its image: `dpupose run` and `data` run there
         fix = f"pip install opencv-python-headless, or {fix}"
+    else:  # a command for the PC: pip would not make the board (a PYNQ image, 2 GB) a place to run it
+        fix = f"it runs on a PC, not on the board; on a PC, {fix}"
     who = command if " " in command else f"dpupose {command}"
     return f"{who} needs {HOST_MODULES[module]} (module {module}), which is not installed: {fix}"
 
