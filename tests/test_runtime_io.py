@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.imagefile import read_bgr
 from dpupose.runtime.sinks import DisplaySink, FolderSink, FpsMeter, JsonLinesSink, VideoSink, annotate
 from dpupose.runtime.sources import CameraSource, ImageFolderSource, VideoFileSource, open_source
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.board_py
 
@@ -573,6 +576,7 @@ def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
         f.write(cv2.imencode(".jpg", grey(30))[1].tobytes())
     code = f"""
 import os
+import subprocess
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.imagefile import read_bgr
 from dpupose.runtime.sinks import FolderSink
@@ -958,8 +962,6 @@ def test_a_host_command_on_the_board_says_it_runs_on_a_pc(tmp_path: Path, missin
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
     out = tmp_path / "out"
     argv = [sys.executable, "-c", code, missing, *line.split(), "--out", str(out)]
-    import subprocess
-
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (
@@ -967,3 +969,35 @@ def test_a_host_command_on_the_board_says_it_runs_on_a_pc(tmp_path: Path, missin
         "dpupose with its host extra: pip install 'dpupose[host]'\n"
     )
     assert not out.exists()
+
+
+def _without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`dpupose ARGS` in a subprocess where torch and onnx cannot be imported, as on the board."""
+    code = "import sys; sys.modules.update(torch=None, onnx=None); from dpupose.cli import main; "
+    code += "sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_deploy_check_needs_no_torch_against_a_dump_and_says_so_first_against_torch(tmp_path: Path) -> None:
+    # Without torch, deploy-check made its calibration images (256 synthetic scenes under build/data, a
+    # minute) before it found torch missing; and against a board's dump, which needs neither torch nor onnx,
+    # it stopped on torch anyway, reading those images through the torch Dataset's module
+    from dpupose.data.synthetic import SynthSpec, generate
+    from dpupose.quant.compare import dump_name
+    from dpupose.runtime.emulator import EmulatorRunner
+
+    dpu0 = ROOT / "models" / "dpupose-synth" / "split" / "dpu0.onnx"
+    for against, module in (("torch", "PyTorch (module torch)"), ("ort", "onnx (module onnx)")):
+        proc = _without_torch(["deploy-check", str(dpu0), "--against", against], tmp_path)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"dpupose: error: dpupose deploy-check needs {module}")
+        assert os.listdir(tmp_path) == [], "calibration images were made first"
+    root = generate(tmp_path / "data", SynthSpec(seed=3, num_train=2, num_valid=0, image_size=96), workers=1)
+    emulator = EmulatorRunner(dpu0)
+    first = emulator.program.steps[0].out
+    shape = emulator.trace({"image": np.zeros(emulator.inputs[0].shape, np.int8)})[first].shape
+    (tmp_path / "dump").mkdir()
+    np.save(tmp_path / "dump" / f"{dump_name(first)}.npy", np.zeros(shape, np.int8))
+    args = ["deploy-check", str(dpu0), "--against", "dump", "--data-root", str(root), "--num", "1"]
+    proc = _without_torch(args, tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the zeros differ from the emulator's layer
+    assert proc.stdout.splitlines()[1].startswith(first) and "needs" not in proc.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 
 from dpupose.commands.argtypes import given, given_path, nonnegative_int, output_dir, output_file, positive_int
 from dpupose.fsio import loads_json, not_a_file
@@ -92,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
             f"{path}: {exc}: deploy-check checks the emulator's layers, and the emulator runs {EMULATED} "
             "only, so this subgraph can be checked on the board alone"
         ) from None
+    # The second source's packages, before any work (the calibration images: a minute of synthetic scenes made,
+    # then a missing PyTorch named): torch's reference reads the file with onnx too. A dump folder needs neither.
+    for module in {"torch": ("torch", "onnx"), "ort": ("onnx",)}.get(args.against, ()):
+        importlib.import_module(module)
     shape = program.inputs[0].shape_nchw if len(program.inputs) == 1 else ()
 
     def images():  # only when no dump folder holds the inputs

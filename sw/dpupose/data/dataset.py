@@ -12,41 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dpupose.data.records import PoseRecord, missing_image_hint
+from dpupose.data.records import PoseRecord, check_images, read_rgb
 from dpupose.data.transforms import Augment, crop_person, normalize, to_normalized
 from dpupose.errors import DataError
-from dpupose.runtime.imagefile import read_bgr
 
-
-def check_images(records: list[PoseRecord], image_dir: Path) -> None:
-    """Fail before any work starts when annotated images are missing."""
-    missing = [r.image for r in records if not (image_dir / r.image).is_file()]
-    if missing:
-        raise DataError(
-            f"{len(missing)} of {len(records)} annotated images are missing from {image_dir} "
-            f"(first: {missing[0]}); check --data-root (images/ must hold every annotated image)"
-            + missing_image_hint(image_dir, missing[0])
-        )
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    try:
-        img = read_bgr(path)
-    except FileNotFoundError:
-        img = None
-    except OSError as exc:
-        raise DataError(
-            f"image {path} cannot be read ({exc.strerror or exc}): make it readable, or replace it"
-        ) from None
-    if img is None:
-        if not path.exists():
-            raise DataError(f"image {path} is missing; check --data-root (images/ must hold every annotated image)")
-        # Not "remove it": its record stays, and the next run stops on the image as missing.
-        raise DataError(
-            f"image {path} cannot be decoded (damaged, or not an image): replace it with a good copy, or take its "
-            "record out of the annotations (`dpupose data check` counts every such image)"
-        )
-    return img[..., ::-1]
+__all__ = ["PoseDataset", "check_images", "read_rgb"]  # the image readers, torch-free, live in records
 
 
 class PoseDataset(Dataset):

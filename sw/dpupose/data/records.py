@@ -156,3 +156,38 @@ def missing_image_hint(image_dir: Path, name: str) -> str:
             f"the file name from the records' 'image' ({name} -> {flat})"
         )
     return ""
+
+
+def check_images(records: list[PoseRecord], image_dir: Path) -> None:
+    """Fail before any work starts when annotated images are missing."""
+    missing = [r.image for r in records if not (image_dir / r.image).is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(records)} annotated images are missing from {image_dir} "
+            f"(first: {missing[0]}); check --data-root (images/ must hold every annotated image)"
+            + missing_image_hint(image_dir, missing[0])
+        )
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An annotated image as RGB, or a DataError saying what to do (torch-free: `deploy-check` and `eval`'s
+    int8 engines read their images so, where a base install has no torch)."""
+    from dpupose.runtime.imagefile import read_bgr
+
+    try:
+        img = read_bgr(path)
+    except FileNotFoundError:
+        img = None
+    except OSError as exc:
+        raise DataError(
+            f"image {path} cannot be read ({exc.strerror or exc}): make it readable, or replace it"
+        ) from None
+    if img is None:
+        if not path.exists():
+            raise DataError(f"image {path} is missing; check --data-root (images/ must hold every annotated image)")
+        # Not "remove it": its record stays, and the next run stops on the image as missing.
+        raise DataError(
+            f"image {path} cannot be decoded (damaged, or not an image): replace it with a good copy, or take its "
+            "record out of the annotations (`dpupose data check` counts every such image)"
+        )
+    return img[..., ::-1]

@@ -26,7 +26,7 @@ def iter_batches(records: list[PoseRecord], image_dir, input_size: int, batch_si
     A joint counts when it is annotated, inside the crop or not: MPII's evaluation (evaluatePCKh.m, as
     HRNet's and pytorch-pose's evaluate it) scores every annotated joint, and one outside the crop is a
     miss the network cannot avoid, not a joint to leave out (the training loss leaves such joints out)."""
-    from dpupose.data.dataset import check_images, read_rgb
+    from dpupose.data.records import check_images, read_rgb
 
     check_images(records, image_dir)
     for start in range(0, len(records), batch_size):
