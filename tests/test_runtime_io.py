@@ -1001,3 +1001,30 @@ def test_deploy_check_needs_no_torch_against_a_dump_and_says_so_first_against_to
     proc = _without_torch(args, tmp_path)
     assert proc.returncode in (0, 1), proc.stderr  # 1: the zeros differ from the emulator's layer
     assert proc.stdout.splitlines()[1].startswith(first) and "needs" not in proc.stderr
+
+
+def test_deploy_check_feeds_a_dumped_input_of_several_images(tmp_path: Path) -> None:
+    # --dump writes --num images (2 by default), and a board's dump holds as many as it ran; a dumped input of
+    # more than one image was refused by its shape without a word and the calibration images fed instead,
+    # which on another machine (another OpenCV draws other synthetic scenes) differ from the dumped ones
+    from dpupose.quant.compare import dump_name
+    from dpupose.runtime.emulator import EmulatorRunner
+
+    dpu0 = ROOT / "models" / "dpupose-synth" / "split" / "dpu0.onnx"
+    emulator = EmulatorRunner(dpu0)
+    image = emulator.program.inputs[0]
+    first = emulator.program.steps[0].out
+    x = np.random.default_rng(0).integers(-128, 128, (3, *emulator.inputs[0].shape[1:]), dtype=np.int8)
+    trace = emulator.trace({image.name: x})
+    (tmp_path / "dump").mkdir()
+    for name in (image.tensor, first):
+        np.save(tmp_path / "dump" / f"{dump_name(name)}.npy", trace[name])
+    proc = _without_torch(["deploy-check", str(dpu0), "--against", "dump"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "all 2 layers agree with dump within 0 LSB"
+    assert not (tmp_path / "build").exists()  # no calibration image was made
+    # An input dumped at another size is said, not passed over for the calibration images.
+    np.save(tmp_path / "dump" / f"{dump_name(image.tensor)}.npy", x[:, :100])
+    proc = _without_torch(["deploy-check", str(dpu0), "--against", "dump"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("dpupose: error: "), proc.stderr
+    assert "dumped 'image_int8' has shape (3, 100, 224, 3), the emulator's is (1, 224, 224, 3)" in proc.stderr

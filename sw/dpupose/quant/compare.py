@@ -103,7 +103,9 @@ def write_dump_dir(folder: Path, trace: dict[str, np.ndarray]) -> None:
     write_set(files())
 
 
-def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]], any_batch: bool = False) -> dict[str, np.ndarray]:
+    """The dumped tensors of `shapes` found in `folder`; any_batch: a .npy of any number of images (the inputs,
+    whose count sets the batch; a .bin, having no shape, is of the batch in `shapes`)."""
     out = {}
     again = "dump it again from this subgraph (int8, NHWC), or remove it"
     for name, shape in shapes.items():
@@ -131,7 +133,7 @@ def read_dump_dir(folder: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
             arr = arr.reshape(shape)
         else:
             continue
-        if arr.shape != tuple(shape):
+        if arr.shape != tuple(shape) and not (any_batch and arr.shape[1:] == tuple(shape)[1:] and arr.ndim > 0):
             raise DataError(
                 f"{path}: dumped {name!r} has shape {arr.shape}, the emulator's is {tuple(shape)} (NHWC): {again}"
             )
@@ -260,11 +262,11 @@ def deploy_check(
         check_dump_dir(dump, [b.tensor for b in program.inputs] + [s.out for s in program.steps])
     feeds: dict[str, np.ndarray] = {}
     if dump_folder is not None:
+        # Of the batch dumped (--dump writes --num images): the emulator runs them one at a time.
         shapes = {b.tensor: tuple(i.shape) for b, i in zip(program.inputs, emu.inputs)}
-        try:
-            dumped_inputs = read_dump_dir(dump_folder, shapes)
-        except DataError:
-            dumped_inputs = {}
+        names = [dump_folder / f"{dump_name(t)}{ext}" for t in shapes for ext in (".npy", ".bin")]
+        # None dumped: the images feed it; one that is there but does not fit is said, not passed over for them.
+        dumped_inputs = read_dump_dir(dump_folder, shapes, any_batch=True) if any(map(os.path.lexists, names)) else {}
         feeds = {b.name: dumped_inputs[b.tensor] for b in program.inputs if b.tensor in dumped_inputs}
     if len(feeds) != len(program.inputs):
         files = ", ".join(f"{dump_name(b.tensor)}.npy" for b in program.inputs)
