@@ -33,6 +33,7 @@ from dpupose.fsio import (
     write_json,
 )
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
+from dpupose.runtime.draw import draw_label
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.imagefile import has_jpeg_comment
@@ -529,7 +530,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         sinks = _sinks(opts, source)
         summary = RunSummary(backend, stats, guard=guard, decode=opts.decode)
         try:
-            _consume(opts, stack.enter_context(closing(results)), sinks, stats, progress)
+            _consume(opts, stack.enter_context(closing(results)), sinks, stats, progress, backend)
         except KeyboardInterrupt as exc:
             summary.interrupted = True
             summary.terminated = isinstance(exc, Terminated)
@@ -551,6 +552,7 @@ def _consume(
     sinks: list[Sink],
     stats: RunStats,
     progress: Callable[[str], None] | None,
+    backend: str,
 ) -> None:
     wants_image = any(s.wants_image for s in sinks)
     start = time.perf_counter()
@@ -562,6 +564,8 @@ def _consume(
             fps = meter.tick(now)
             stats.add(result)
             image = annotate(result, fps, opts.min_confidence) if wants_image else None
+            if image is not None:  # as the notebook does: an emulator's FPS is not taken for the board's
+                draw_label(image, f"backend: {backend}", row=1)
             for sink in sinks:
                 sink.write(result, image)
             result.image = None
