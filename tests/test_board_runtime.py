@@ -172,3 +172,27 @@ def test_this_python_is_the_boards() -> None:
     assert int(np.__version__.split(".")[0]) == 1
     assert importlib.util.find_spec("torch") is None and importlib.util.find_spec("onnx") is None
     assert cv2.__version__ and onnxruntime.__version__
+
+
+def test_on_the_board_a_plan_without_its_xmodel_runs_on_the_cpu_unless_vart_is_asked_for(setup: dict) -> None:
+    # With pynq_dpu installed (the board), the default backend was vart whatever the plan, so README's command
+    # for the shipped plan (no .xmodel) stopped asking for --overlay, then, given one, for an .xmodel or
+    # --backend cpu; the notebook chooses cpu for such a plan, and so does dpupose run now, saying so
+    root = setup["root"]
+    args = ["run", "--plan", str(PLAN), "--source", str(setup["synth"] / "images"), "--max-frames", "1"]
+    _, out = run_torch_free(args, root, "default", str(FAKES), xrt=True)
+    assert json.loads((out / "run.json").read_text())["backend"] == "cpu"
+    board = root / "default.board.json"
+    assert not board.exists() or "DpuOverlay" not in board.read_text()  # the DPU is not touched
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKES), os.environ.get("PYTHONPATH", "")])}
+    env.pop("DPUPOSE_BACKEND", None)
+    for asked in (["--backend", "vart"], []):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dpupose", *args, *asked],
+            env={**env, "DPUPOSE_BACKEND": "vart"} if not asked else env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr  # asked for, by option or environment: refused, not changed
+        assert "vart backend needs the DPU overlay" in proc.stderr

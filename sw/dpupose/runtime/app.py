@@ -32,6 +32,7 @@ from dpupose.fsio import (
     within,
     write_json,
 )
+from dpupose.runtime.backends import ENV_VAR as BACKEND_VAR
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.draw import draw_label
 from dpupose.runtime.executor import SplitExecutor, check_decode
@@ -494,6 +495,16 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
         _check_outputs_are_files(opts)
     check_decode(plan, opts.decode, opts.min_confidence)  # before any runner (or the DPU) is opened
     backend = resolve_backend(opts.backend)
+    uncompiled = [sg.name for sg in plan.subgraphs if sg.is_dpu and sg.xmodel is None]
+    if backend == "vart" and uncompiled and not (opts.backend or os.environ.get(BACKEND_VAR)):
+        # Chosen, not asked for: VART cannot run a DPU subgraph without its .xmodel (the shipped plan's), so the
+        # board runs it on the CPU, as the notebook chooses (runtime.notebook.default_backend).
+        log.warning(
+            "the plan records no compiled .xmodel for %s, which VART needs: running it with --backend cpu (ONNX "
+            "Runtime on the CPU); compile and split it with --xmodel to run it on the DPU (docs/quantization.md)",
+            shortlist(uncompiled),
+        )
+        backend = "cpu"
     pipelined = opts.pipeline or opts.drop_late
     with ExitStack() as stack:
         factory = RunnerFactory(plan, backend, opts.threads, opts.overlay, opts.exact)
