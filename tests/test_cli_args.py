@@ -465,7 +465,7 @@ MISSING_MODULE = "import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split
     [
         ("torch", "train --data synthetic --epochs 1 --out {out}", "dpupose train needs PyTorch (module torch)"),
         ("torch,onnx", f"quantize --checkpoint {CKPT} --out {{out}}", "dpupose quantize needs"),
-        ("cv2", "data synth --out {out} --num-train 0 --num-valid 1", "dpupose data needs OpenCV (module cv2)"),
+        ("cv2", "data synth --out {out} --num-train 0 --num-valid 1", "dpupose data synth needs OpenCV (module cv2)"),
         ("cv2", f"run --plan {PLAN} --source {PLAN} --backend cpu --out {{out}}", "dpupose run needs OpenCV"),
     ],
 )

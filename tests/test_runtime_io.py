@@ -1059,3 +1059,13 @@ def test_run_draws_its_backend_under_the_fps_as_the_notebook_does(
     drawn.clear()
     app.run(app.RunOptions(plan, str(tmp_path / "in"), backend=backend, out=tmp_path / "out", annotate="none"))
     assert drawn == []  # no frame to draw on
+
+
+def test_a_host_subcommand_is_named_with_its_group(tmp_path: Path) -> None:
+    # 'dpupose dpu needs onnx' named the group, not the command that needs it, `dpupose dpu estimate`
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
+    argv = ["dpu", "estimate", "model.onnx", "--config", "u96v2-b1600-pynq"]
+    proc = _without_torch(argv, tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith(
+        "dpupose: error: dpupose dpu estimate needs onnx (module onnx), which is not installed: it runs on a PC"
+    ), proc.stderr

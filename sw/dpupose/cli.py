@@ -215,7 +215,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if stdout is not None:  # None: stdout closed (`>&-`), where print() writes nothing, as it did
         sys.stdout = NamedStdout(stdout)
     try:
-        return run_reported(lambda: func(args), args.command, args.verbose)
+        # Named as typed, its subcommand too (`dpupose dpu estimate`, not `dpupose dpu`): the parser that read it last.
+        inner = Parser._innermost
+        command = inner.prog if inner is not None and inner.prog.startswith("dpupose ") else args.command
+        return run_reported(lambda: func(args), command, args.verbose)
     finally:
         sys.stdout = stdout
 
