@@ -1069,3 +1069,32 @@ def test_a_host_subcommand_is_named_with_its_group(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.startswith(
         "dpupose: error: dpupose dpu estimate needs onnx (module onnx), which is not installed: it runs on a PC"
     ), proc.stderr
+
+
+def test_a_frame_stopped_before_its_line_is_not_counted_in_run_json(tmp_path: Path, monkeypatch) -> None:
+    # Ctrl-C while a large frame was drawn (an 8000 x 6000 photo takes seconds on the board) left run.json
+    # saying `frames: 1` over a keypoints.jsonl of no line: the frame was counted before its outputs
+    from dpupose.runtime import app
+
+    real, calls = app.annotate, []
+
+    def stopped_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app, "annotate", stopped_on_the_second)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), np.full((60, 80, 3), 60 * i, np.uint8))
+    plan = ROOT / "models" / "dpupose-synth" / "split"
+    out = tmp_path / "out"
+    summary = app.run(app.RunOptions(plan, str(tmp_path / "in"), backend="cpu", out=out, annotate="frames"))
+    assert summary.interrupted and summary.stats.frames == 1
+    lines = (out / "keypoints.jsonl").read_text().splitlines()
+    record = json.loads((out / "run.json").read_text())
+    assert [json.loads(line)["source"] for line in lines] == ["0.png"]
+    assert record["interrupted"] and record["frames"] == 1 == len(lines)
+    assert all(stage["frames"] == 1 for stage in record["stages"].values())
+    assert sorted(os.listdir(out / "frames")) == ["0.jpg"]

@@ -566,6 +566,9 @@ def _consume(
     backend: str,
 ) -> None:
     wants_image = any(s.wants_image for s in sinks)
+    # A frame counts in run.json's `frames` once its keypoints.jsonl line is written (with no --out, once it
+    # is processed): Ctrl-C while a large frame is drawn counted it with no line in the file.
+    record = next((s for s in sinks if isinstance(s, JsonLinesSink)), None)
     start = time.perf_counter()
     meter = FpsMeter(clock=time.perf_counter, start=start)
     last_report = start
@@ -573,12 +576,15 @@ def _consume(
         for result in results:
             now = time.perf_counter()
             fps = meter.tick(now)
-            stats.add(result)
+            if record is None:
+                stats.add(result)
             image = annotate(result, fps, opts.min_confidence) if wants_image else None
             if image is not None:  # as the notebook does: an emulator's FPS is not taken for the board's
                 draw_label(image, f"backend: {backend}", row=1)
             for sink in sinks:
                 sink.write(result, image)
+                if sink is record:
+                    stats.add(result)
             result.image = None
             if progress is not None and now - last_report >= opts.report_every_s:
                 progress(f"frame {result.index}: {fps:.1f} FPS")
