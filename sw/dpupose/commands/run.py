@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--backend",
         choices=["vart", "emulate", "cpu"],
         help="vart: the board's DPU; emulate: bit-accurate DPU emulator; cpu: ONNX Runtime for every subgraph "
-        "(default: $DPUPOSE_BACKEND, else vart where pynq_dpu is installed, else emulate)",
+        "(default: $DPUPOSE_BACKEND, else vart where pynq_dpu is installed, cpu there for a plan without its "
+        "compiled .xmodel, else emulate)",
     )
     p.add_argument("--source", required=True, metavar="SRC", help="image folder, image, video file, or camera:N")
     p.add_argument(
