@@ -536,3 +536,36 @@ def test_a_feed_of_another_shape_is_named_with_the_shape_the_subgraph_takes() ->
     check_feeds([info], {"x": np.zeros((5, 2, 3, 4), np.int8)})  # any batch
     with pytest.raises(DataError, match=r"^input 'x' has shape \(1, 3, 2, 4\), expected \(N, 2, 3, 4\) NHWC$"):
         check_feeds([info], {"x": np.zeros((1, 3, 2, 4), np.int8)})
+
+
+@pytest.mark.parametrize(("axes", "shown"), [({2: "h", 3: "w"}, "h, w"), ({1: "c"}, "c")])
+@pytest.mark.parametrize("runner", [EmulatorRunner, QdqOrtRunner])
+def test_a_symbolic_size_past_the_batch_is_refused_naming_the_input_and_axis(qdq_file, tmp_path, axes, shown, runner):
+    """The same subgraph with its height and width, or its channels, symbolic (torch.onnx.export's dynamic_axes)
+    read them as 1: the runner took (N, 1, 1, 3) and refused every image of the size the fixed file runs at as
+    the wrong shape ('expected (N, 1, 1, 3) NHWC'; eval --quantized said only that). Refused when loaded, naming
+    the input, its symbolic axes and the export to make."""
+    fixed = runner(qdq_file).run(_feed(_image(2)))["logits"]  # the fixed-size file runs these images
+    assert fixed.shape == (2, 10, 12, 5)
+
+    def symbolic(m):
+        dims = m.graph.input[0].type.tensor_type.shape.dim
+        dims[0].dim_param = "N"
+        for axis, name in axes.items():
+            dims[axis].dim_param = name
+
+    path = tmp_path / "dynamic.onnx"
+    path.write_bytes(_mutated(qdq_file, symbolic))
+    declared = ["N", 3, 10, 12]
+    for axis, name in axes.items():
+        declared[axis] = name
+    with pytest.raises(ModelFileError) as info:
+        runner(path).run(_feed(_image(2)))
+    assert str(info.value) == (
+        f"{path}: input 'image' {tuple(declared)} has a size that is not fixed ({shown}): the DPU, and "
+        f"{'the emulator' if runner is EmulatorRunner else 'the emulator' + chr(39) + 's ONNX Runtime path'}, run "
+        "fixed sizes only (the batch alone may be symbolic); export the model with the size the DPU will run "
+        "(torch.onnx.export's dynamic_axes for the batch alone: {'image': {0: 'batch'}})"
+    )
+    with pytest.raises(ModelFileError, match="not fixed"):  # a model given as bytes is named as what it is
+        runner(path.read_bytes())

@@ -1679,7 +1679,7 @@ def test_deploy_check_of_a_symbolic_input_size_is_refused_up_front(tmp_path, cap
     assert capsys.readouterr().err == (
         f"dpupose: error: {path}: input 'image' {tuple(declared)} has a size that is not fixed ({size}): the DPU, "
         "and deploy-check, run fixed sizes only (the batch alone may be symbolic); export the model with the size "
-        "the DPU will run\n"
+        "the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: {'image': {0: 'batch'}})\n"
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import DataError, ModelFileError, UsageError, shortlist
+from dpupose.errors import DataError, UsageError, shortlist
 from dpupose.fsio import json_text, not_a_file, read_own_json, same_file, write_set
 from dpupose.runtime.base import quantize_to_int8
 from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
@@ -233,16 +233,8 @@ def deploy_check(
     qdq_path = Path(qdq_path)
     if tolerance is None:
         tolerance = default_tolerance(against)
-    emu = EmulatorRunner(qdq_path)
+    emu = EmulatorRunner(qdq_path, who="deploy-check")  # refuses a symbolic size but the batch (check_fixed_sizes)
     program = emu.program
-    for b in program.inputs:  # the emulator runs a symbolic size but the batch as 1: refused, not compared at 1
-        symbols = [d for d in b.shape_nchw[1:] if not (isinstance(d, int) and d > 0)]
-        if symbols:
-            raise ModelFileError(
-                f"{qdq_path}: input {b.name!r} {tuple(b.shape_nchw)} has a size that is not fixed "
-                f"({', '.join(map(str, symbols))}): the DPU, and deploy-check, run fixed sizes only (the batch alone "
-                "may be symbolic); export the model with the size the DPU will run"
-            )
     dump_folder = None if against in SOURCES else Path(against)
     if dump_folder is not None and not dump_folder.is_dir():
         raise UsageError(

@@ -76,6 +76,22 @@ def _static(program: Program) -> bool:
     return all(all(isinstance(d, int) and d > 0 for d in b.shape_nchw[1:]) for b in program.inputs)
 
 
+def check_fixed_sizes(program: Program, source: object, who: str = "the emulator") -> None:
+    """Refuse a subgraph whose input has a symbolic (or zero) size past the batch: `_info` would take it as 1, so
+    every real input would be refused as the wrong shape ('expected (N, 1, 1, 3)'), and the DPU runs fixed sizes.
+    `source` names the file (a path; anything else is 'the DPU subgraph'), `who` the command refusing it."""
+    where = source if isinstance(source, (str, Path)) else "the DPU subgraph"
+    for b in program.inputs:
+        symbols = [d for d in b.shape_nchw[1:] if not (isinstance(d, int) and d > 0)]
+        if symbols:
+            raise ModelFileError(
+                f"{where}: input {b.name!r} {tuple(b.shape_nchw)} has a size that is not fixed "
+                f"({', '.join(map(str, symbols))}): the DPU, and {who}, run fixed sizes only (the batch alone may be "
+                "symbolic); export the model with the size the DPU will run (torch.onnx.export's dynamic_axes for "
+                f"the batch alone: {{{b.name!r}: {{0: 'batch'}}}})"
+            )
+
+
 def shape_checked(step: Step) -> bool:
     """Whether the exact path checks `step` only when it runs, with its input's shape: a resize by sizes (whole
     multiples of the input), a global average pool (its window, the whole map, up to MAX_ALU_KERNEL a side), a
@@ -269,8 +285,11 @@ def tie_offsets(program: Program) -> dict[str, float]:
 class EmulatorRunner(Runner):
     """Bit-accurate DPU emulator for a QDQ ONNX DPU subgraph (see the module docstring)."""
 
-    def __init__(self, path_or_model: str | Path | bytes | object, exact: bool = True) -> None:
+    def __init__(
+        self, path_or_model: str | Path | bytes | object, exact: bool = True, who: str = "the emulator"
+    ) -> None:
         self.program: Program = load_program(path_or_model)
+        check_fixed_sizes(self.program, path_or_model, who)  # `who`: the command named in its refusal
         self.exact = exact
         self._ort: QdqOrtRunner | None = None
         if not exact:
@@ -346,6 +365,7 @@ class QdqOrtRunner(Runner):
         import onnxruntime as ort
 
         self.program = program or load_program(path_or_model)
+        check_fixed_sizes(self.program, path_or_model, "the emulator's ONNX Runtime path")
         if hasattr(path_or_model, "SerializeToString"):
             model = path_or_model.SerializeToString()
         elif isinstance(path_or_model, (bytes, bytearray)):
