@@ -1942,7 +1942,7 @@ def test_a_dpu_part_is_told_to_split_the_whole_model(tmp_path):
         # a lone 4-D output of 8 channels was told it was heatmaps without coordinates
         (_segmenter, rf"outputs c1 \[1, 8, {S // 2}, {S // 2}\], not a pose model's coords .*dpu estimate MODEL"),
         (_channels_last, rf"input 'image' is \(1, {S}, {S}, 3\); expected .* \(N, 3, S, S\), channels first"),
-        (_symbolic_size, r"'image' needs a static shape .*: export the model with the input size it will run at"),
+        (_symbolic_size, r"'image' \('batch', 3, 'height', 'width'\) has a size that is not fixed \(height, width\)"),
         (_scale_not_a_power_of_two, r"0.0123 is not a power of two.*a network of your own to QDQ with per-tensor"),
     ],
 )
@@ -3547,3 +3547,30 @@ def test_a_dpu_subgraph_file_gets_no_value_info_though_it_reshapes(tmp_path):
     assert "Reshape" in [n.op_type for n in files["dpu"].graph.node]
     assert list(files["dpu"].graph.value_info) == []
     assert {"logits", "flat"} <= {v.name for v in files["cpu"].graph.value_info}
+
+
+@pytest.mark.parametrize(("axes", "shown"), [({2: "h", 3: "w"}, "h, w"), ({1: "c"}, "c"), ({3: ""}, "?")])
+def test_a_symbolic_size_past_the_batch_is_refused_naming_the_input_and_axis(tmp_path, axes, shown):
+    """The model with its height and width, or its channels, symbolic (torch.onnx.export's dynamic_axes) was
+    refused by shape inference as 'graph input 'image' needs a static shape', naming neither the file nor the
+    axis nor how to export it; the same model at fixed sizes splits. Refused first, naming all three."""
+    assert split_model(SplitOptions(_edited(tmp_path, lambda g: None), CONFIG, tmp_path / "fixed")).plan.subgraphs
+
+    def symbolic(g) -> None:
+        dims = g.input[0].type.tensor_type.shape.dim
+        dims[0].dim_param = "N"
+        for axis, name in axes.items():
+            dims[axis].dim_param = name
+
+    model = _edited(tmp_path, symbolic)
+    declared = ["N", 3, S, S]
+    for axis, name in axes.items():
+        declared[axis] = name or "?"
+    with pytest.raises(ModelFileError) as err:
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    assert str(err.value) == (
+        f"{model}: input 'image' {tuple(declared)} has a size that is not fixed ({shown}): the DPU runs fixed sizes "
+        "only (the batch alone may be symbolic); export the model with the size the DPU will run "
+        "(torch.onnx.export's dynamic_axes for the batch alone: {'image': {0: 'batch'}})"
+    )
+    assert not (tmp_path / "plan").exists()

@@ -127,6 +127,26 @@ def model_outputs(g: QdqGraph | _Io, source: Path) -> OutputNames:
     return OutputNames(coords, heat)
 
 
+def check_fixed_input_sizes(model: Any, source: Path) -> None:
+    """Refuse a graph input of a symbolic (or zero) size past the batch, as torch.onnx.export's dynamic_axes for
+    a height, width or channel count writes it, naming the input and those axes, before shape inference (which
+    cannot work out the model's sizes from it and said only 'needs a static shape')."""
+    inits = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        shown = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+        symbols = [str(s) for d, s in zip(dims[1:], shown[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
+        if symbols:
+            raise ModelFileError(
+                f"{source}: input {vi.name!r} {shown} has a size that is not fixed ({', '.join(symbols)}): the "
+                "DPU runs fixed sizes only (the batch alone may be symbolic); export the model with the "
+                "size the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
+                f"{{{vi.name!r}: {{0: 'batch'}}}})"
+            )
+
+
 def image_input(g: QdqGraph | _Io, source: Path) -> InputSpec:
     if len(g.graph_inputs) != 1:
         raise ModelFileError(f"{source} takes {len(g.graph_inputs)} inputs; a pose model takes one image")
@@ -367,6 +387,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     model = load_onnx(source)
     # A pose model's input and outputs first: a classifier or a detector told to quantize (or to quantize
     # otherwise) would be refused only after that work.
+    check_fixed_input_sizes(model, source)
     inferred = infer_shapes(model)
     io = _Io([vi.name for vi in model.graph.input if vi.name not in {t.name for t in model.graph.initializer}])
     io.graph_outputs, io.shapes = [vi.name for vi in model.graph.output], inferred[0]
