@@ -275,7 +275,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"{args.model} on {cfg.name} ({cfg.arch.value} x{cfg.cores}, {cfg.clock_mhz} MHz, "
         f"{board.title}), {PREDICTED_NOTE}:"
     )
-    print(f"  latency {est.latency_ms:.3f} ms  ->  {est.fps:.1f} FPS single thread (DPU only)")
+    run = f" per run of {est.batch} images (the model's fixed batch)" if est.batch > 1 else ""
+    print(f"  latency {est.latency_ms:.3f} ms{run}  ->  {est.fps:.1f} FPS single thread (DPU only)")
     print(
         f"  throughput with {cfg.cores} core(s): {est.throughput_fps:.1f} FPS;  "
         f"{est.gops:.3f} GOPs in {len(est.layers)} DPU layers"

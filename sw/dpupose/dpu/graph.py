@@ -135,6 +135,7 @@ class DpuGraph:
     excluded: list[tuple[str, str, str]] = field(default_factory=list)  # (node, op, reason)
     unknown: list[tuple[str, str]] = field(default_factory=list)  # (node, op) estimated conservatively
     too_wide: list[str] = field(default_factory=list)  # convs the rules refuse for more than 256 x ICP channels
+    batch: int = 1  # images per run: the image input's first dimension (a symbolic one is 1), the layers' batch
 
     @property
     def macs(self) -> int:
@@ -255,7 +256,7 @@ class _Walker:
         # the model's batch (a symbolic one is 1), which a fully connected layer's rows are judged per image of
         self.batch = image_batch(self.shapes, [i.name for i in g.input if i.name not in self.const])
         self.chained: set[int] = set()  # id() of the activations (and folded ops) fused into a DPU op
-        self.result = DpuGraph()
+        self.result = DpuGraph(batch=self.batch)
 
     def shape(self, name: str) -> list[int]:
         if name not in self.shapes:

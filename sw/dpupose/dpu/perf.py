@@ -178,9 +178,9 @@ class Estimate:
     arch: str
     clock_mhz: int
     cores: int
-    latency_ms: float  # one frame, one thread, one core busy (DPU time only)
-    fps: float  # 1000 / latency_ms
-    throughput_fps: float  # all cores busy, DDR shared
+    latency_ms: float  # one run (`batch` frames), one thread, one core busy (DPU time only)
+    fps: float  # frames per second: batch * 1000 / latency_ms
+    throughput_fps: float  # frames per second, all cores busy, DDR shared
     macs: int
     layers: list[LayerEstimate] = field(default_factory=list)
     excluded: list[tuple[str, str, str]] = field(default_factory=list)
@@ -189,6 +189,8 @@ class Estimate:
     # The one of `warnings` about convs wider than the DPU takes (None: none is), which `dpu compare` repeats.
     too_wide_warning: str | None = None
     constants: PerfConstants | None = None
+    # Images per run (a model exported at a fixed batch of 2 costs two frames a run; a symbolic batch is 1).
+    batch: int = 1
 
     @property
     def gops(self) -> float:
@@ -209,6 +211,7 @@ class Estimate:
             "arch": self.arch,
             "clock_mhz": self.clock_mhz,
             "cores": self.cores,
+            "batch": self.batch,
             "latency_ms": round(self.latency_ms, 6),
             "fps": round(self.fps, 2),
             "throughput_fps": round(self.throughput_fps, 2),
@@ -292,8 +295,8 @@ def estimate_graph(
         clock_mhz=cfg.clock_mhz,
         cores=cfg.cores,
         latency_ms=latency * 1e3,
-        fps=1.0 / latency,
-        throughput_fps=cfg.cores / busy,
+        fps=graph.batch / latency,  # frames, not runs: a run of a model at a fixed batch of 2 is two frames
+        throughput_fps=cfg.cores * graph.batch / busy,
         macs=graph.macs,
         layers=rows,
         excluded=list(graph.excluded),
@@ -301,6 +304,7 @@ def estimate_graph(
         warnings=warnings,
         too_wide_warning=too_wide_warning,
         constants=constants,
+        batch=graph.batch,
     )
 
 
