@@ -3574,3 +3574,20 @@ def test_a_symbolic_size_past_the_batch_is_refused_naming_the_input_and_axis(tmp
         "(torch.onnx.export's dynamic_axes for the batch alone: {'image': {0: 'batch'}})"
     )
     assert not (tmp_path / "plan").exists()
+
+
+@pytest.mark.parametrize("num", [2, 3])
+def test_deploy_check_against_ort_of_a_subgraph_at_a_fixed_batch_of_two(tmp_path, capsys, num):
+    """ONNX Runtime's side of deploy-check ran one sample at a time, which a file exported at a fixed batch of 2
+    refuses: 'Got invalid dimensions for input: image ... Got: 1 Expected: 2' and a traceback, whatever --num.
+    It runs in twos (the last padded, its outputs dropped) and reports what the same subgraph with a symbolic
+    batch reports."""
+    symbolic = _dpu0_with_input_size(tmp_path / "a", 0, "batch")
+    fixed = _dpu0_with_input_size(tmp_path / "b", 0, 2)
+    reports = []
+    for path in (symbolic, fixed):
+        report = path.parent / "report.json"
+        assert main(["deploy-check", str(path), "--num", str(num), "--against", "ort", "--json", str(report)]) == 0
+        reports.append(json.loads(report.read_text()))
+    capsys.readouterr()
+    assert reports[0]["layers"] and reports[1]["layers"] == reports[0]["layers"]

@@ -162,6 +162,10 @@ def ort_trace(
     import onnxruntime as ort
 
     model = onnx.load(str(qdq_path))
+    inits = {t.name for t in model.graph.initializer}
+    first = next((vi.type.tensor_type.shape.dim for vi in model.graph.input if vi.name not in inits), [])
+    # the images a run takes: a file exported at a fixed batch (2, say) takes that many, any other count none
+    batch = first[0].dim_value if first and first[0].HasField("dim_value") and first[0].dim_value > 0 else 1
     q_outputs = [n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     have = {o.name for o in model.graph.output}
     for name in q_outputs:
@@ -180,12 +184,21 @@ def ort_trace(
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feeds = {k: nhwc_to_nchw(v).astype(np.float32) * np.float32(2.0 ** -fix[k]) for k, v in feeds_int8.items()}
     feeds |= {fed: nhwc_to_nchw(emulated[name]) for name, fed in cut.items()}
-    # One sample at a time: a file exported with a fixed batch of 1 takes no other (the emulator and the torch
-    # interpreter take any batch).
+    # `batch` samples a run (one for a symbolic batch): a file exported with a fixed batch takes no other count
+    # (the emulator and the torch interpreter take any batch); the last run is padded with zeros, their outputs
+    # dropped, as QdqOrtRunner does.
     count = next(iter(feeds_int8.values())).shape[0]
-    runs = [sess.run(q_outputs, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(count)]
+    runs = []
+    for start in range(0, count, batch):
+        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+        m = next(iter(chunk.values())).shape[0]
+        if m < batch:
+            chunk = {k: np.concatenate([v, np.zeros((batch - m, *v.shape[1:]), v.dtype)]) for k, v in chunk.items()}
+        runs.append((m, sess.run(q_outputs, chunk)))
     results = [
-        np.concatenate([r[j] for r in runs]) if runs[0][j].ndim and runs[0][j].shape[0] == 1 else runs[0][j]
+        np.concatenate([r[j][:m] for m, r in runs])
+        if runs[0][1][j].ndim and runs[0][1][j].shape[0] == batch
+        else runs[0][1][j]
         for j in range(len(q_outputs))
     ]
     return {n: (r.transpose(0, 2, 3, 1) if r.ndim == 4 else r) for n, r in zip(q_outputs, results)}

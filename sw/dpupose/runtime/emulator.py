@@ -393,6 +393,24 @@ class QdqOrtRunner(Runner):
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self._inputs, feeds)
+        n = next(iter(feeds.values())).shape[0] if feeds else 0
+        # A file exported at a fixed batch B (2, say) is all ONNX Runtime runs: any other count of images (the
+        # runners take any, as the emulator does) goes in runs of B, the last padded with zeros, as VART pads a
+        # DPU batch, and the padding's outputs dropped.
+        fixed = [b.shape_nchw[0] for b in self.program.inputs if isinstance(b.shape_nchw[0], int)]
+        batch = fixed[0] if fixed and fixed[0] > 0 else None
+        if batch is None or n == batch or n == 0:
+            return self._run(feeds)
+        parts = []
+        for start in range(0, n, batch):
+            chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+            m = next(iter(chunk.values())).shape[0]
+            if m < batch:
+                chunk = {k: np.concatenate([v, np.zeros((batch - m, *v.shape[1:]), v.dtype)]) for k, v in chunk.items()}
+            parts.append({k: v[:m] for k, v in self._run(chunk).items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ort_feeds = {
             i.name: nhwc_to_nchw(feeds[i.name]).astype(np.float32) * np.float32(2.0**-i.fix_point) for i in self._inputs
         }
