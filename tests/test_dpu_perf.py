@@ -424,7 +424,7 @@ def test_input_sizes_that_are_not_fixed_are_refused_but_a_symbolic_batch_is_fine
     dims[0].dim_param = "N"  # a dynamic batch: costed as batch 1, like the fixed model
     assert estimate(model, B1600, U96, NO_OVERHEAD).layers[0].time_ms == one_layer(conv(16, 8, 14, 3)).time_ms
     dims[2].dim_param, dims[3].dim_param = "H", "W"  # unknown image size: every layer's cost unknown
-    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(Nx16xHxW\)"):
+    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(Nx16xHxW; not fixed: H, W\)"):
         estimate(model, B1600, U96, NO_OVERHEAD)
 
 
@@ -638,7 +638,9 @@ def test_a_depthwise_conv_with_a_channel_multiplier_is_costed_on_the_alu():
     assert layer.kind == "dwconv" and layer_cycles(layer, B1600) == 576 and layer.macs == 8 * 8 * 32 * 9
 
 
-@pytest.mark.parametrize(("dim", "value", "shown"), [(2, 0, "1x16x0x14"), (1, "C", "1xCx14x14")])
+@pytest.mark.parametrize(
+    ("dim", "value", "shown"), [(2, 0, "1x16x0x14; not fixed: 0"), (1, "C", "1xCx14x14; not fixed: C")]
+)
 def test_an_input_of_a_zero_or_symbolic_size_past_the_batch_is_refused(dim, value, shown):
     model = conv(16, 8, 14, 3)
     d = model.graph.input[0].type.tensor_type.shape.dim[dim]
@@ -653,7 +655,7 @@ def test_an_input_of_a_zero_or_symbolic_size_past_the_batch_is_refused(dim, valu
 def test_a_two_dimensional_input_of_a_symbolic_size_is_refused_too():
     gemm = onnx.helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)
     model = _graph([gemm], [("x", (1, "F"))], [("y", (1, 25))], [_weight("w", (25, 37))])
-    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(1xF\): export"):
+    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(1xF; not fixed: F\): export"):
         extract_layers(model, B1600)
 
 
@@ -883,3 +885,32 @@ def test_a_model_at_a_fixed_batch_of_two_is_predicted_in_frames_per_second(tmp_p
     assert e2.fps == pytest.approx(2000 / e2.latency_ms)
     assert e2.throughput_fps == pytest.approx(e2.fps)  # one core
     assert e2.to_dict()["batch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("axes", "shown"),
+    [({0: "batch", 2: "h", 3: "w"}, "batchx3xhxw; not fixed: h, w"), ({1: "c"}, "1xcx32x32; not fixed: c")],
+)
+def test_a_torch_export_with_dynamic_axes_past_the_batch_is_refused_naming_the_file_axes_and_export(
+    tmp_path, axes, shown
+):
+    """torch.onnx.export's dynamic_axes for the height and width (or channels) of a net whose fixed export is
+    estimated: the refusal said 'input 'image' has sizes that are not fixed (batchx3xhxw)', neither the file
+    nor which axes nor how to export it. It names all three."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1))
+    fixed = export_onnx(net, torch.zeros(1, 3, 32, 32), tmp_path / "fixed.onnx", ["image"], ["y"])
+    assert estimate(str(fixed), B1600, U96).latency_ms > 0
+    path = tmp_path / "dynamic.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            net, torch.zeros(1, 3, 32, 32), str(path), input_names=["image"], output_names=["y"],
+            dynamic_axes={"image": axes}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    with pytest.raises(ModelFileError) as err:
+        estimate(str(path), B1600, U96)
+    assert str(err.value) == (
+        f"{path}: input 'image' has sizes that are not fixed ({shown}): export the model with a fixed input size "
+        "(e.g. 1x3x224x224), the size the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
+        "{'image': {0: 'batch'}})"
+    )

@@ -203,7 +203,7 @@ def _attr(node: Any, name: str, default: Any) -> Any:
 
 
 class _Walker:
-    def __init__(self, model: Any, cfg: DpuConfig, unknown: str, ip: str = DEFAULT_IP) -> None:
+    def __init__(self, model: Any, cfg: DpuConfig, unknown: str, ip: str = DEFAULT_IP, source: str = "") -> None:
         import onnx
 
         self.onnx = onnx
@@ -225,10 +225,13 @@ class _Walker:
                 continue
             # The batch may be symbolic (it is taken as 1); the other sizes decide every layer's cost.
             if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims[1:]):
-                shown = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+                sizes = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+                axes = [n for d, n in zip(dims[1:], sizes[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
                 raise ModelFileError(
-                    f"input {vi.name!r} has sizes that are not fixed ({shown}): export the model with a fixed "
-                    "input size (e.g. 1x3x224x224), the size the DPU will run"
+                    f"{source}input {vi.name!r} has sizes that are not fixed ({'x'.join(sizes)}; not fixed: "
+                    f"{', '.join(axes)}): export the model with a fixed input size (e.g. 1x3x224x224), the size "
+                    "the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
+                    f"{{{vi.name!r}: {{0: 'batch'}}}})"
                 )
         for vi in [*g.input, *g.value_info, *g.output]:
             t = vi.type.tensor_type
@@ -548,4 +551,5 @@ def extract_layers(model: Any, cfg: DpuConfig, unknown: str = "error", ip: str =
             f"{qop} is ONNX Runtime's QOperator format, whose int8 operators are not DPU layers: give the FP32 "
             "model, or quantize it in QDQ format (quantize_static(..., quant_format=QuantFormat.QDQ))"
         )
-    return _Walker(proto, cfg, unknown, ip).walk()
+    source = f"{model}: " if isinstance(model, (str, Path)) else ""  # names the file in an input's refusal
+    return _Walker(proto, cfg, unknown, ip, source).walk()
