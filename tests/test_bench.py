@@ -323,6 +323,13 @@ def test_a_missing_data_root_is_reported_before_any_quantization(tmp_path, monke
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=tmp_path / "nope"))
     with pytest.raises(UsageError, match="MPII data needs --data-root DIR"):
         run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii"))
+    # what is there where the folder goes is named, as in the other commands' refusals (fsio.what_is_at)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_text("")
+    (tmp_path / "link").symlink_to("file")
+    for name, what in (("fifo", "a FIFO"), ("file", "a file"), ("link", "a link to file")):
+        with pytest.raises(DataError, match=f"--data-root .*/{name} is {what}, not a folder; give the data set's root"):
+            run_bench(BenchOptions(checkpoint=tmp_path / "x.pt", data="mpii", data_root=tmp_path / name))
 
 
 def test_an_unknown_config_is_refused_before_any_quantization(tmp_path, monkeypatch, capsys):

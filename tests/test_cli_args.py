@@ -1495,3 +1495,34 @@ def test_an_output_folder_given_as_a_link_that_leads_nowhere_yet_is_made_where_i
     assert os.readlink(link) == os.path.join("elsewhere", "out")
     assert sorted(os.listdir(tmp_path / "elsewhere" / "out")) == written
     assert sorted(os.listdir(tmp_path)) == ["elsewhere", "out"]
+
+
+@pytest.mark.parametrize(
+    ("err", "forward"),
+    [
+        ("EPERM", "give a path this user may reach, or ask for access to the folders above it"),
+        ("EIO", "give another path"),
+    ],
+)
+def test_an_output_look_up_refused_otherwise_is_told_what_fits_its_errno(tmp_path, capsys, monkeypatch, err, forward):
+    """_refused's way forward by errno: EPERM is a refusal for permission as EACCES is (a security module's, a
+    FUSE mount's), told to reach another path or ask for access; any other errno (a disk's I/O error) is told
+    to give another path, not a shorter one, which fits only ENAMETOOLONG."""
+    import errno
+
+    code = getattr(errno, err)
+    out = tmp_path / "odd" / "run"
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "odd")):
+            raise OSError(code, os.strerror(code), str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    err_text = refused(["data", "synth", "--out", str(out)], capsys)
+    assert f"argument --out: cannot use {out}: {os.strerror(code)}; {forward} (see `dpupose data synth --help`)" in (
+        err_text
+    )
+    assert "shorter" not in err_text
+    assert list(tmp_path.iterdir()) == []

@@ -1644,3 +1644,72 @@ def test_what_is_at_names_each_kind_of_entry_in_one_phrase(tmp_path):
         "gone": "nothing",
     }
     assert what_is_at("/dev/null") == "a device"
+
+
+def test_within_takes_a_path_below_a_folder_not_made_yet(tmp_path):
+    """By real path alone where the folder is not there (yet) to compare by device and inode: a path below it is in
+    it, one below a sibling of a like name is not."""
+    from dpupose.fsio import within
+
+    missing = tmp_path / "missing"
+    assert within(missing / "sub" / "x.json", missing) and within(missing / "x", tmp_path / "link" / ".." / "missing")
+    assert not within(tmp_path / "missing2" / "x", missing) and not within(tmp_path, missing)
+
+
+def test_same_entry_is_one_name_in_one_folder(tmp_path):
+    """same_entry: the same file under the same name in the same folder, however the folder is named; a hard link
+    of the same name in another folder, or under another name in the same folder, is another entry."""
+    from dpupose.fsio import same_entry
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x").write_text("x")
+    os.link(tmp_path / "a" / "x", tmp_path / "b" / "x")
+    os.link(tmp_path / "a" / "x", tmp_path / "a" / "y")
+    (tmp_path / "to-a").symlink_to("a")
+    assert same_entry(tmp_path / "a" / "x", tmp_path / "to-a" / "x")
+    assert same_entry(tmp_path / "a" / "x", tmp_path / "b" / ".." / "a" / "x")
+    assert not same_entry(tmp_path / "a" / "x", tmp_path / "b" / "x")
+    assert not same_entry(tmp_path / "a" / "x", tmp_path / "a" / "y")
+
+
+def test_what_is_at_a_name_it_cannot_look_at_says_so(tmp_path):
+    """A name longer than the file system takes (ENAMETOOLONG, which pathlib's is_symlink raises) is 'something that
+    cannot be examined', for the refusal that names it, not an OSError in its place."""
+    too_long = tmp_path / ("x" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+    assert what_is_at(too_long) == "something that cannot be examined"
+
+
+def test_a_partial_being_written_is_this_process_s_until_removed(tmp_path):
+    """new_partial's name is this process's while it is written: remove_stale_partials (another thread cleaning up
+    beside the same image) leaves it, though its PID is this one's. remove_partial removes whatever is there, a
+    symbolic link that leads nowhere included, and gives the name up: a file left at it later is stale."""
+    from dpupose.fsio import new_partial, remove_partial, remove_stale_partials
+
+    dest = tmp_path / "sd.img"
+    partial = new_partial(dest)
+    try:
+        partial.write_bytes(b"half an image")
+        remove_stale_partials(dest)
+        assert partial.read_bytes() == b"half an image"
+        partial.unlink()
+        partial.symlink_to("gone")
+    finally:
+        remove_partial(partial)
+    assert not os.path.lexists(partial)
+    partial.write_bytes(b"left by a process of this PID before")
+    remove_stale_partials(dest)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_own_json_reads_a_record_of_the_limit_and_not_one_byte_more(tmp_path, monkeypatch):
+    """The size limit is exact: a record that parses, padded with blanks to OWN_JSON_LIMIT bytes, is read; one byte
+    more and it is not (a limit of 100 bytes stands in for the 64 MiB)."""
+    import dpupose.fsio as fsio
+
+    monkeypatch.setattr(fsio, "OWN_JSON_LIMIT", 100)
+    path = tmp_path / "r.json"
+    path.write_text('{"generated_by": "dpupose bench"}'.ljust(100))
+    assert read_own_json(path) == {"generated_by": "dpupose bench"}
+    path.write_text('{"generated_by": "dpupose bench"}'.ljust(101))
+    assert read_own_json(path) is None

@@ -239,6 +239,20 @@ def test_resume_takes_the_init_checkpoint_through_a_bind_mount_of_its_folder(syn
         train(tiny(synth_root, tmp_path / "r", epochs=1, init=str(bound / "copy.pt")), resume=True)
 
 
+def test_resume_with_its_data_root_gone_says_the_folder_is_missing_not_that_it_is_other_data(synth_root, tmp_path):
+    """The data folder a run started on, moved away since, and given again by the same path: the same folder by real
+    path, which same_file (of two missing paths, False) cannot tell, so the resume goes on to the data's own
+    refusal, that the folder does not exist, not 'trained on the data in DATA, not in DATA'."""
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    train(tiny(str(data), tmp_path / "r", epochs=1, max_steps_per_epoch=1))
+    data.rename(tmp_path / "moved")
+    with pytest.raises(DataError) as exc:
+        train(tiny(str(data), tmp_path / "r", epochs=2, max_steps_per_epoch=1), resume=True)
+    assert f"{data} does not exist" in str(exc.value) and "trained on the data in" not in str(exc.value)
+    assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
+
+
 def test_resuming_a_finished_run_reads_no_data(synth_root, tmp_path, monkeypatch):
     cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
     train(cfg)

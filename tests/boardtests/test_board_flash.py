@@ -981,3 +981,28 @@ def test_a_card_this_user_may_not_write_is_refused_before_the_question_with_the_
     monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py"])  # not a command line: no command to give
     with pytest.raises(DeviceError, match=r"^no permission to write /dev/sdb: run as root \(sudo\)$"):
         flash(image, card, use_bmaptool=False)
+
+
+def test_a_card_the_lock_may_not_open_is_refused_with_the_command_for_root(image, fake_device, monkeypatch):
+    """The udev lock's read-only open of the card is told as the write's is: a card this user may write but not
+    read (mode 0200; os.access asked W_OK only) is 'no permission', with what to do, not the bare errno; another
+    error is 'cannot open CARD: ERROR'. Nothing is written either way."""
+    card = fake_device("usb_card_reader.json", IMAGE_SIZE * 2)
+    real_open = os.open
+
+    def refusing(err):
+        def open_(path, flags, *args, **kwargs):
+            if os.fspath(path) == os.path.realpath(card) and flags == os.O_RDONLY | os.O_CLOEXEC:
+                raise OSError(err, os.strerror(err), os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        return open_
+
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py"])  # not a command line: no command to give
+    monkeypatch.setattr(os, "open", refusing(13))
+    with pytest.raises(DeviceError, match=r"^no permission to write .*: run as root \(sudo\)$"):
+        flash(image, card, use_bmaptool=False)
+    monkeypatch.setattr(os, "open", refusing(5))
+    with pytest.raises(DeviceError, match=rf"^cannot open {re.escape(os.path.realpath(card))}: Input/output error$"):
+        flash(image, card, use_bmaptool=False)
+    assert card.read_bytes()[:4096] == b"\xa5" * 4096

@@ -246,3 +246,37 @@ def test_an_xz_footer_that_fails_its_crc_is_caught_before_reading(raw, tmp_path)
     xz.write_bytes(bytes(data))
     with pytest.raises(ImageError, match=r"truncated or corrupt \(no stream footer at the end\)"):
         open_image(xz)
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+def _descriptors_of(path) -> int:
+    real = os.path.realpath(path)
+    links = [f"/proc/self/fd/{fd}" for fd in os.listdir("/proc/self/fd")]
+    return sum(os.path.exists(link) and os.readlink(link) == real for link in links)  # not the listing's, closed
+
+
+@needs_xz
+@pytest.mark.parametrize("kind", ["raw", "xz", "zip"])
+def test_the_reader_holds_no_descriptor_of_its_own(raw, tmp_path, kind):
+    """image_reader reads through the caller's file alone (a zip's reader is given it, an xz decoder wraps it), so
+    the caller's `with` closes everything it opened: one descriptor of the image while it is read, none once the
+    `with` ends though the reader is still referenced (kept, as a kept exception's traceback keeps a frame)."""
+    path = raw
+    if kind == "xz":
+        path = tmp_path / "x.img.xz"
+        path.write_bytes(lzma.compress(raw.read_bytes(), preset=0))
+    elif kind == "zip":
+        path = tmp_path / "x.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.write(raw, "x.img")
+    info = open_image(path)
+    buf = bytearray(1 << 16)
+    counts = []
+    with open(info.path, "rb") as f:
+        reader = image_reader(info, f)
+        while read_chunk(reader, buf, info):
+            counts.append(_descriptors_of(path))
+    assert counts and set(counts) == {1}
+    assert _descriptors_of(path) == 0 and reader is not None

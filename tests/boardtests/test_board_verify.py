@@ -172,3 +172,104 @@ def test_comparing_with_the_image_within_ranges(tmp_path):
     flip(target, size - 1)  # the image's last byte
     with pytest.raises(VerificationFailed, match=rf"bytes {size - 1}-{size - 1} of "):
         compare_with_image(info, target)
+
+
+# --- found by a mutation audit: behaviour no test above pinned ---------------------------------
+
+
+@pytest.mark.parametrize("unsupported", ["refused", "absent"])
+def test_each_check_still_reads_where_the_page_cache_cannot_be_dropped(tmp_path, monkeypatch, unsupported):
+    """Where fadvise is refused (a file system without it: EINVAL, ESPIPE) or absent from os (macOS), the read-back
+    goes on from what the kernel gives: a card that matches passes and one that differs still fails."""
+    target = tmp_path / "card.img"
+    data = random_file(target, 10_000)
+    if unsupported == "refused":
+
+        def refuse(fd, offset, length, advice):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(os, "posix_fadvise", refuse)
+    else:
+        monkeypatch.delattr(os, "posix_fadvise")
+    checks = {
+        "digests": lambda: verify_digests(target, 10_000, [sha256(data)], chunk=16_384),
+        "bmap": lambda: verify_bmap(target, Bmap(10_000, 4096, "sha256", (BmapRange(0, 2, sha256(data).hex()),))),
+        "compare": lambda: compare_with_image(ImageInfo(image, ImageKind.RAW, 10_000), target),
+    }
+    image = tmp_path / "pynq.img"
+    image.write_bytes(data)
+    for check in checks.values():
+        check()
+    flip(target, 9_999)
+    for name, check in checks.items():
+        with pytest.raises(VerificationFailed):
+            check()
+        assert name
+
+
+def test_each_check_closes_the_target_whether_it_passes_or_fails(tmp_path):
+    """The read-back's descriptor (an int from os.open, which nothing closes but the check itself) is closed as each
+    check ends, passed, failed or refused: none of the target's is left in /proc/self/fd, the exception kept."""
+    target = tmp_path / "card.img"
+    data = random_file(target, 10_000)
+    image = tmp_path / "pynq.img"
+    image.write_bytes(data)
+
+    def open_of_target() -> int:
+        real = os.path.realpath(target)
+        links = [f"/proc/self/fd/{fd}" for fd in os.listdir("/proc/self/fd")]
+        return sum(os.path.exists(link) and os.readlink(link) == real for link in links)
+
+    checks = {
+        "digests": lambda: verify_digests(target, 10_000, [sha256(data)], chunk=16_384),
+        "bmap": lambda: verify_bmap(target, Bmap(10_000, 4096, "sha256", (BmapRange(0, 2, sha256(data).hex()),))),
+        "bmap without checksum": lambda: verify_bmap(target, Bmap(10_000, 4096, "sha256", (BmapRange(0, 2, None),))),
+        "compare": lambda: compare_with_image(ImageInfo(image, ImageKind.RAW, 10_000), target),
+    }
+    kept = []
+    for name, check in checks.items():
+        try:
+            check()
+        except ValueError as exc:
+            kept.append(exc)
+        assert open_of_target() == 0, name
+    flip(target, 9_999)
+    for name, check in checks.items():
+        with pytest.raises((VerificationFailed, ValueError)) as exc:
+            check()
+        kept.append(exc.value)
+        assert open_of_target() == 0, name
+    assert len(kept) == 5
+
+
+@pytest.mark.parametrize("check", ["digests", "bmap", "compare"])
+def test_ctrl_c_as_the_target_is_opened_is_held_back_until_it_can_be_closed(tmp_path, monkeypatch, check):
+    """A Ctrl-C that lands as os.open returns the read-back's descriptor, before a name holds it, is held back until
+    the finally that closes it can: the check stops (KeyboardInterrupt) with none of the target's left open."""
+    import signal
+
+    target = tmp_path / "card.img"
+    data = random_file(target, 10_000)
+    image = tmp_path / "pynq.img"
+    image.write_bytes(data)
+    real, real_open = os.path.realpath(target), os.open
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if os.path.realpath(path) == real:
+            signal.raise_signal(signal.SIGINT)
+        return fd
+
+    def open_of_target() -> int:
+        links = [f"/proc/self/fd/{fd}" for fd in os.listdir("/proc/self/fd")]
+        return sum(os.path.exists(link) and os.readlink(link) == real for link in links)
+
+    run = {
+        "digests": lambda: verify_digests(target, 10_000, [sha256(data)], chunk=16_384),
+        "bmap": lambda: verify_bmap(target, Bmap(10_000, 4096, "sha256", (BmapRange(0, 2, sha256(data).hex()),))),
+        "compare": lambda: compare_with_image(ImageInfo(image, ImageKind.RAW, 10_000), target),
+    }[check]
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(KeyboardInterrupt) as kept:
+        run()
+    assert open_of_target() == 0 and kept.value is not None
