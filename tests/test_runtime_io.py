@@ -1098,3 +1098,38 @@ def test_a_frame_stopped_before_its_line_is_not_counted_in_run_json(tmp_path: Pa
     assert record["interrupted"] and record["frames"] == 1 == len(lines)
     assert all(stage["frames"] == 1 for stage in record["stages"].values())
     assert sorted(os.listdir(out / "frames")) == ["0.jpg"]
+
+
+def _notebook_cells() -> list[str]:
+    import dpupose.notebooks
+
+    path = Path(dpupose.notebooks.__file__).parent / "pose_camera.ipynb"
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize(
+    ("value", "frames"),
+    [("25", 25), (" 7 ", 7), ("", 300), (None, 300), ("abc", None), ("2.5", None), ("0", None), ("-3", None)],
+)
+def test_the_notebook_s_frame_limit_from_the_environment(monkeypatch: pytest.MonkeyPatch, value, frames) -> None:
+    # The first cell did int(os.environ["DPUPOSE_NOTEBOOK_FRAMES"]): a word there was a ValueError traceback,
+    # and an empty value (unset, as make's empty variables are) one too
+    if value is None:
+        monkeypatch.delenv("DPUPOSE_NOTEBOOK_FRAMES", raising=False)
+    else:
+        monkeypatch.setenv("DPUPOSE_NOTEBOOK_FRAMES", value)
+    for name in ("PLAN", "SOURCE"):
+        monkeypatch.setenv(f"DPUPOSE_NOTEBOOK_{name}", "")  # empty: the default too
+    namespace: dict = {}
+    first = _notebook_cells()[0]
+    if frames is not None:
+        exec(compile(first, "pose_camera.ipynb", "exec"), namespace)
+        assert namespace["MAX_FRAMES"] == frames
+        assert (namespace["PLAN"], namespace["SOURCE"]) == ("/home/xilinx/dpupose/model", "camera:0")
+        return
+    with pytest.raises(UsageError) as refused:
+        exec(compile(first, "pose_camera.ipynb", "exec"), namespace)
+    assert refused.value._render_traceback_() == [
+        f"UsageError: DPUPOSE_NOTEBOOK_FRAMES is {value!r}: give a whole number of frames, 1 or more, or leave it "
+        "empty (or unset) for 300"
+    ]

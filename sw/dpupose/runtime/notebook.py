@@ -7,6 +7,7 @@ notebook is tested on a PC with the emulator backend.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,20 @@ class LiveView:
         ok, jpeg = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
             self._handle.update(self._image(data=jpeg.tobytes()))
+
+
+def frames_from_env(name: str, default: int) -> int:
+    """The frame limit the environment variable `name` gives (the notebook's DPUPOSE_NOTEBOOK_FRAMES): a whole
+    number of at least 1, `default` where it is unset or empty (as make takes an empty variable). Anything
+    else is refused in one line naming the variable (int() raised a ValueError traceback of the first cell)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise UsageError(
+            f"{name} is {text!r}: give a whole number of frames, 1 or more, or leave it empty (or unset) for {default}"
+        )
+    return int(text)
 
 
 def default_backend(plan: Plan) -> str:
