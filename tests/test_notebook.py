@@ -116,8 +116,8 @@ def test_each_run_of_a_session_starts_afresh(tmp_path, monkeypatch):
 
     real_open_source, opened, closed = notebook.open_source, [], []
 
-    def recording_open_source(spec):
-        source = real_open_source(spec)
+    def recording_open_source(spec, **options):
+        source = real_open_source(spec, **options)
         real_close = source.close
         source.close = lambda: (closed.append(source), real_close())
         opened.append(source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import logging
@@ -1133,3 +1134,64 @@ def test_the_notebook_s_frame_limit_from_the_environment(monkeypatch: pytest.Mon
         f"UsageError: DPUPOSE_NOTEBOOK_FRAMES is {value!r}: give a whole number of frames, 1 or more, or leave it "
         "empty (or unset) for 300"
     ]
+
+
+def test_the_notebook_says_what_run_says_of_a_source_without_a_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
+) -> None:
+    # The notebook printed '0 frames' where `dpupose run` stops with what to do, and its messages about the
+    # source named run's --source, an option the notebook's user never typed
+    from dpupose.commands.run import run as run_command
+    from dpupose.runtime.notebook import PoseSession
+
+    plan = ROOT / "models" / "dpupose-synth" / "split"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (bad / name).write_bytes(b"not an image")
+    empty = write_video(tmp_path / "empty.avi", 0)
+    (tmp_path / "nested" / "day1").mkdir(parents=True)
+    (tmp_path / "nested" / "day1" / "0.png").write_bytes(b"")
+    (tmp_path / "video2").symlink_to("/dev/null")
+    cli = {}
+    for spec in (bad, empty):
+        args = argparse.Namespace(
+            plan=str(plan), source=str(spec), backend="cpu", out=None, pipeline=False, drop_late=False,
+            max_frames=None, threads=None, overlay=None, dpu_jobs=2, show=False, annotate="none",
+            fast_emulator=False, min_confidence=0.0, decode="dsnt", camera_retries=0, camera_retry_delay=0.0,
+        )  # fmt: skip
+        assert run_command(args) == 2
+        cli[spec] = capsys.readouterr().err.strip().splitlines()[-1].removeprefix("dpupose: error: ")
+    assert cli[bad] == (
+        f"none of the 2 input(s) of {bad} could be decoded; check that they are images or a video OpenCV can read"
+    )
+    assert cli[empty].endswith("check that it plays, or pass another --source")
+
+    cells = _notebook_cells()
+    monkeypatch.setenv("DPUPOSE_NOTEBOOK_PLAN", str(plan))
+    monkeypatch.setenv("DPUPOSE_NOTEBOOK_OVERLAY", str(tmp_path / "no-overlay"))
+    monkeypatch.setenv("DPUPOSE_BACKEND", "cpu")
+    for spec in (bad, empty):
+        monkeypatch.setenv("DPUPOSE_NOTEBOOK_SOURCE", str(spec))
+        namespace: dict = {}
+        for cell in cells[:2]:  # settings, the session
+            exec(compile(cell, "pose_camera.ipynb", "exec"), namespace)
+        capsys.readouterr()
+        with pytest.raises(DataError) as stopped:  # the run cell: one line in Jupyter, not '0 frames'
+            exec(compile(cells[2], "pose_camera.ipynb", "exec"), namespace)
+        assert "frames," not in capsys.readouterr().out
+        namespace["session"].close()
+        want = cli[spec].replace("pass another --source", "set SOURCE to another source")
+        assert stopped.value._render_traceback_() == [f"DataError: {want}"]
+    assert want.endswith("check that it plays, or set SOURCE to another source")
+    with PoseSession(plan, backend="cpu") as session:
+        with pytest.raises(DataError, match=r"not read: set SOURCE to one of them \(day1\)$"):
+            next(session.run(str(tmp_path / "nested")))
+        with pytest.raises(UsageError, match=r'give camera:2 as the source for it \(SOURCE = "camera:2"\)$'):
+            next(session.run(str(tmp_path / "video2")))
+        with pytest.raises(UsageError, match=r"^SOURCE is empty: pass an image folder"):
+            next(session.run(""))
+        caplog.clear()
+        (tmp_path / "nested" / "1.png").write_bytes(cv2.imencode(".png", grey(10))[1].tobytes())
+        assert len(list(session.run(str(tmp_path / "nested")))) == 1
+        assert "not reading its subfolders (day1); set SOURCE to one for its images" in caplog.text

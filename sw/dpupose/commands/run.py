@@ -181,18 +181,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 143 if summary.terminated else 130
-    if s.frames == 0 and summary.skipped:
-        print(
-            f"dpupose: error: none of the {summary.skipped} input(s) of {args.source} could be decoded; "
-            "check that they are images or a video OpenCV can read",
-            file=sys.stderr,
-        )
-        return 2
-    if s.frames == 0:  # a video that holds no frame (or whose length OpenCV does not know, and none decodes)
-        print(
-            f"dpupose: error: {args.source} gave no frame: a video with no frames, or none that OpenCV can "
-            "decode; check that it plays, or pass another --source",
-            file=sys.stderr,
-        )
+    if s.frames == 0:  # nothing decoded, or a video that holds no frame (the notebook says the same)
+        from dpupose.runtime.sources import no_frame_message
+
+        print(f"dpupose: error: {no_frame_message(args.source, summary.skipped)}", file=sys.stderr)
         return 2
     return 0

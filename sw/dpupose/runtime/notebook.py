@@ -15,14 +15,16 @@ import cv2
 import numpy as np
 
 from dpupose.board.layout import OVERLAY_DIR
-from dpupose.errors import UsageError
+from dpupose.errors import DataError, UsageError
 from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.draw import draw_label
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.sinks import FpsMeter, annotate
-from dpupose.runtime.sources import open_source
+from dpupose.runtime.sources import no_frame_message, open_source
 from dpupose.split.plan import Plan, load_plan
+
+SOURCE_NAME = "SOURCE"  # the notebook's variable for run()'s source, named in the messages about it
 
 
 class LiveView:
@@ -148,7 +150,8 @@ class PoseSession:
             raise UsageError(f"max_frames is {max_frames}: give at least 1, or None for every frame of the source")
         self.fps = FpsMeter()  # not a rate over the pause since an earlier run
         count = 0
-        with open_source(source) as frames:
+        # Messages about the source name the notebook's SOURCE, not the --source of `dpupose run`.
+        with open_source(source, option=SOURCE_NAME) as frames:
             for frame in frames:
                 if max_frames is not None and count >= max_frames:
                     break
@@ -163,6 +166,8 @@ class PoseSession:
                 if view is not None:
                     view.show(annotated)
                 yield result
+            if count == 0:  # as `dpupose run` stops: what went wrong, not "0 frames"
+                raise DataError(no_frame_message(source, frames.skipped, SOURCE_NAME))
 
     def close(self) -> None:
         """Release the runners; a second call does nothing."""

@@ -81,7 +81,40 @@ def _pattern(spec: str) -> str:
     return " (dpupose expands no pattern such as *.jpg: give the folder, and every image in it runs)"
 
 
-def _not_a_file(path: Path) -> str:
+OPTION = "--source"  # what the messages call the source: the notebook's is its SOURCE variable
+
+
+def _give(option: str, what: str) -> str:
+    """'pass WHAT as --source' on the command line; 'set SOURCE to WHAT' for a variable (the notebook's)."""
+    return f"pass {what} as {option}" if option.startswith("-") else f"set {option} to {what}"
+
+
+def _another(option: str) -> str:
+    """'pass another --source'; 'set SOURCE to another source' for a variable."""
+    return f"pass another {option}" if option.startswith("-") else f"set {option} to another source"
+
+
+def _setting(option: str, value: str) -> str:
+    """How the user gives `value`: '--source camera:2', or 'SOURCE = "camera:2"'."""
+    return f"{option} {value}" if option.startswith("-") else f'{option} = "{value}"'
+
+
+def no_frame_message(spec: str, skipped: int, option: str = OPTION) -> str:
+    """What `dpupose run` and the notebook say of a source that gave no frame: `skipped` inputs that did not
+    decode, or a video with none (or none that decodes)."""
+    if skipped:
+        return (
+            f"none of the {skipped} input(s) of {spec} could be decoded; check that they are images or a video "
+            "OpenCV can read"
+        )
+    # a video that holds no frame (or whose length OpenCV does not know, and none decodes)
+    return (
+        f"{spec} gave no frame: a video with no frames, or none that OpenCV can decode; check that it plays, or "
+        f"{_another(option)}"
+    )
+
+
+def _not_a_file(path: Path, option: str = OPTION) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
         what = f"is {dangling_link(path)}" if path.is_symlink() else "does not exist"
@@ -91,7 +124,7 @@ def _not_a_file(path: Path) -> str:
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
         number = camera[5:]
         source = f"camera:{number if number.isdigit() else 'N'}"
-        return f"is a camera device: give {source} as the source for it (--source {source})"
+        return f"is a camera device: give {source} as the source for it ({_setting(option, source)})"
     # what it is, as every other input names it (fsio.special_kind), not a guess ('a pipe or a device?')
     return f"is {special_kind(path)}: pass an image folder, an image, a video file or camera:N"
 
@@ -114,7 +147,7 @@ def _bgr8(image: np.ndarray, where: str) -> np.ndarray:
 class ImageFolderSource(FrameSource):
     """Images of a folder in sorted name order (or a single image file)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, option: str = OPTION) -> None:
         super().__init__()
         self.path = Path(path)
         self.name = str(self.path)
@@ -128,21 +161,22 @@ class ImageFolderSource(FrameSource):
         elif self.path.is_file():
             self.files = [self.path]
         else:
-            raise UsageError(f"image source {self.path} {_not_a_file(self.path)}")
+            raise UsageError(f"image source {self.path} {_not_a_file(self.path, option)}")
         # Subfolders are not read (their images would need names of their own in frames/): said, not passed over.
         names = shortlist(subfolders)
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in self.files):
             if subfolders:
                 raise DataError(
                     f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) itself, and subfolders are "
-                    f"not read: pass one of them ({names}) as --source"
+                    f"not read: {_give(option, f'one of them ({names})')}"
                 )
             raise DataError(
                 f"{self.path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); pass a folder of images, "
                 "a video file or camera:N"
             )
         if subfolders:
-            log.warning("%s: not reading its subfolders (%s); pass one as --source for its images", self.path, names)
+            pass_one = _give(option, "one")
+            log.warning("%s: not reading its subfolders (%s); %s for its images", self.path, names, pass_one)
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -179,18 +213,24 @@ class ImageFolderSource(FrameSource):
 class VideoFileSource(FrameSource):
     """Frames of a video file; a frame that does not decode is skipped with a warning."""
 
-    def __init__(self, path: str | Path, open_capture: CaptureFactory | None = None, max_bad_run: int = 25) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        open_capture: CaptureFactory | None = None,
+        max_bad_run: int = 25,
+        option: str = OPTION,
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.name = str(self.path)
         if not self.path.is_file():
-            raise UsageError(f"video source {self.path} {_not_a_file(self.path)}")
+            raise UsageError(f"video source {self.path} {_not_a_file(self.path, option)}")
         self.cap = (open_capture or cv2.VideoCapture)(opencv_path(self.path))
         if not self.cap.isOpened():
             raise DataError(
                 f"cannot open video {self.path}: not a video OpenCV can decode, or one cut short (an MP4 or MOV "
-                "recording stopped before its end has no index and does not open); check that it plays, or pass "
-                "another --source"
+                f"recording stopped before its end has no index and does not open); check that it plays, or "
+                f"{_another(option)}"
             )
         self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # 0: unknown
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -377,8 +417,9 @@ def is_image_source(spec: str) -> bool:
     return Path(spec).is_dir() or Path(spec).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def open_source(spec: str, **camera_options: Any) -> FrameSource:
-    """ "camera" / "camera:N", an image folder or file, or a video file."""
+def open_source(spec: str, option: str = OPTION, **camera_options: Any) -> FrameSource:
+    """ "camera" / "camera:N", an image folder or file, or a video file. `option`: what the messages call the
+    source (`--source`; the notebook's `SOURCE`)."""
     if spec == "camera" or spec.startswith("camera:"):
         text = spec.partition(":")[2] or "0"
         if not (text.isascii() and text.isdigit()):  # str.isdigit alone takes '²', which int() refuses
@@ -387,12 +428,12 @@ def open_source(spec: str, **camera_options: Any) -> FrameSource:
             raise UsageError(f"camera source {spec!r}: use camera:N with N the camera number (0 for the first){named}")
         return CameraSource(int(text), **camera_options)
     if not spec.strip():  # Path("") is the current folder
-        raise UsageError("--source is empty: pass an image folder, an image, a video file or camera:N")
+        raise UsageError(f"{option} is empty: pass an image folder, an image, a video file or camera:N")
     path = Path(spec)
     if is_image_source(spec):
-        return ImageFolderSource(path)
+        return ImageFolderSource(path, option)
     if not path.exists():
         raise UsageError(
             f"source {spec} does not exist{_pattern(spec)}: pass an image folder, an image, a video file or camera:N"
         )
-    return VideoFileSource(path)
+    return VideoFileSource(path, option=option)
