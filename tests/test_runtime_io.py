@@ -1195,3 +1195,50 @@ def test_the_notebook_says_what_run_says_of_a_source_without_a_frame(
         (tmp_path / "nested" / "1.png").write_bytes(cv2.imencode(".png", grey(10))[1].tobytes())
         assert len(list(session.run(str(tmp_path / "nested")))) == 1
         assert "not reading its subfolders (day1); set SOURCE to one for its images" in caplog.text
+
+
+def test_a_video_whose_first_image_is_one_pixel_takes_the_model_s_input_size(tmp_path: Path, caplog) -> None:
+    # An image folder whose first image was 1 pixel wide or tall sized the video so: OpenCV's MP4 writer refused
+    # it with an error dump, a warning blamed the place ('OpenCV cannot write annotated.mp4 here') and every
+    # later frame was shrunk into a 1 x 1 annotated.avi
+    from dpupose.runtime import app
+
+    plan = ROOT / "models" / "dpupose-synth" / "split"
+    for first in ((1, 1), (1, 90), (90, 1)):
+        folder, out = tmp_path / f"in{first}", tmp_path / f"out{first}"
+        folder.mkdir()
+        cv2.imwrite(str(folder / "0.png"), np.full((*first, 3), 200, np.uint8))
+        cv2.imwrite(str(folder / "1.png"), np.full((120, 160, 3), 90, np.uint8))
+        caplog.clear()
+        app.run(app.RunOptions(plan, str(folder), backend="cpu", out=out, annotate="video"))
+        assert sorted(os.listdir(out)) == [".dpupose.lock", "annotated.mp4", "keypoints.jsonl", "run.json"]
+        frames = read_video(out / "annotated.mp4")
+        assert [f.shape for f in frames] == [(224, 224, 3)] * 2  # the plan's input size (model.input_size)
+        assert abs(float(np.median(frames[1])) - 90) <= 3  # the second image, scaled, not shrunk to a pixel
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            f"annotated.mp4: the first frame (0.png) is {first[1]}x{first[0]}, too small to size the video by: the "
+            "video is 224x224 (the model's input size), each frame scaled to it; keypoints.jsonl keeps each "
+            "frame's own pixels"
+        ]
+    sink = VideoSink(tmp_path / "small.avi", fps=10)  # without a size given: MIN_VIDEO_SIDE square
+    sink.write(result(0), grey(50, 4, 30))
+    sink.close()
+    assert [f.shape for f in read_video(tmp_path / "small.avi")] == [(16, 16, 3)]
+
+
+def test_a_video_mp4_cannot_be_written_as_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    real = cv2.VideoWriter
+    monkeypatch.setattr(
+        sinks.cv2,
+        "VideoWriter",
+        lambda p, fourcc, fps, size: real() if fourcc == real.fourcc(*"mp4v") else real(p, fourcc, fps, size),
+    )
+    sink = VideoSink(tmp_path / "annotated.mp4", fps=12)
+    sink.write(result(0), grey(60, 40, 60))
+    sink.close()
+    assert "here" not in caplog.text
+    assert (
+        "this OpenCV cannot write annotated.mp4 (MPEG-4, mp4v, 60x40 at 12 FPS: a build without that encoder); "
+        "writing annotated.avi (MJPG) instead" in caplog.text
+    )

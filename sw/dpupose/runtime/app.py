@@ -429,7 +429,7 @@ def _lines(f: BinaryIO, limit: int) -> Iterator[bytes]:
         yield line
 
 
-def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
+def _sinks(opts: RunOptions, source: FrameSource, input_size: int) -> list[Sink]:
     sinks: list[Sink] = []
     if opts.out is not None:
         mode = _annotate_mode(opts)
@@ -453,7 +453,9 @@ def _sinks(opts: RunOptions, source: FrameSource) -> list[Sink]:
                 else:
                     sinks.append(FolderSink(opts.out / "frames", by_frame_number=True))
             elif mode == "video":
-                sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps, realtime=source.live))
+                # a first frame too small to size the video (a 1-pixel image) gives it the model's input size
+                square = (input_size, input_size)
+                sinks.append(VideoSink(opts.out / "annotated.mp4", source.fps, source.live, small_frame_size=square))
         except BaseException:
             for sink in sinks:
                 sink.close()
@@ -538,7 +540,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunS
             # Before a sink empties a file: two runs into one folder would interleave keypoints.jsonl. A run
             # refused from here on (_sinks' checks) leaves --out as it found it: no lock file, no folder it made.
             stack.enter_context(lock_output_folder(opts.out, "dpupose run"))
-        sinks = _sinks(opts, source)
+        sinks = _sinks(opts, source, plan.input_size)
         summary = RunSummary(backend, stats, guard=guard, decode=opts.decode)
         try:
             _consume(opts, stack.enter_context(closing(results)), sinks, stats, progress, backend)

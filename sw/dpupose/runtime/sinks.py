@@ -34,6 +34,9 @@ from dpupose.runtime.sources import IMAGE_EXTENSIONS
 log = logging.getLogger(__name__)
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+# A first frame narrower or lower than this does not size the video: OpenCV's MP4 writer refuses a side of one
+# pixel (with an error dump), and a video a few pixels across shows nothing of the later frames scaled to it.
+MIN_VIDEO_SIDE = 16
 
 
 class Sink:
@@ -210,7 +213,9 @@ class FolderSink(Sink):
 
 
 class VideoSink(Sink):
-    """Annotated frames into a video file (mp4v for .mp4, MJPG for .avi/.mkv), sized by the first frame.
+    """Annotated frames into a video file (mp4v for .mp4, MJPG for .avi/.mkv), sized by the first frame; by
+    `small_frame_size` (w, h) instead where the first frame has a side under MIN_VIDEO_SIDE (`dpupose run`
+    gives the model's input size), which the frames are then scaled to.
 
     A file source's frames are written one each, at the source's rate, so the video keeps its timing. A live
     source (`realtime`) delivers frames at its own rate while the run processes fewer: each annotated frame
@@ -229,6 +234,7 @@ class VideoSink(Sink):
         fps: float | None = None,
         realtime: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        small_frame_size: tuple[int, int] = (MIN_VIDEO_SIDE, MIN_VIDEO_SIDE),
     ) -> None:
         self.path = Path(path)
         if self.path.is_symlink():  # renamed over, the link became a file: the file it points to is replaced
@@ -245,6 +251,7 @@ class VideoSink(Sink):
         self._start: float | None = None
         self.count = 0  # frames in the file (a repeated frame counts each time)
         self._resized = False  # a frame of another size than the first has come
+        self.small_frame_size = (max(small_frame_size[0], MIN_VIDEO_SIDE), max(small_frame_size[1], MIN_VIDEO_SIDE))
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> None:
         if annotated is None:
@@ -259,8 +266,21 @@ class VideoSink(Sink):
                 return
         h, w = annotated.shape[:2]
         if self._writer is None:
-            self._writer = self._open(w, h)
-            self._size = (w, h)
+            size = (w, h)
+            if min(w, h) < MIN_VIDEO_SIDE:
+                size = self.small_frame_size
+                log.warning(
+                    "%s: the first frame (%s) is %dx%d, too small to size the video by: the video is %dx%d (the "
+                    "model's input size), each frame scaled to it; keypoints.jsonl keeps each frame's own pixels",
+                    self.path.name,
+                    result.source,
+                    w,
+                    h,
+                    *size,
+                )
+                self._resized = True  # said: the scaling of later frames of other sizes is not said again
+            self._writer = self._open(*size)
+            self._size = size
         if (w, h) != self._size:
             if not self._resized:  # once: a source whose frames change size changes it for every frame after
                 log.warning(
@@ -290,7 +310,15 @@ class VideoSink(Sink):
         if writer.isOpened():
             return writer
         if self.path.suffix.lower() != ".avi":  # MJPG in AVI is built into every OpenCV
-            log.warning("OpenCV cannot write %s here; writing %s instead", self.path.name, self.path.stem + ".avi")
+            log.warning(
+                "this OpenCV cannot write %s (MPEG-4, mp4v, %dx%d at %g FPS: a build without that encoder); writing "
+                "%s (MJPG) instead",
+                self.path.name,
+                w,
+                h,
+                self.fps,
+                self.path.stem + ".avi",
+            )
             self.part.unlink(missing_ok=True)
             self.path = self.path.with_suffix(".avi")
             self.part = self.path.with_name(self.path.stem + ".part.avi")
