@@ -1795,3 +1795,37 @@ def test_a_wrong_kind_of_entry_at_a_build_folder_s_name_is_named_alike_everywher
         output_dir(str(fifo))
     assert str(built.value) == str(replaced.value) == f"{fifo} is a FIFO, not a folder; choose another --out"
     assert str(given.value) == f"{fifo} is a FIFO, not a folder; give a folder"
+
+
+def test_status_says_which_configuration_the_published_set_was_built_from(capsys, env, monkeypatch):
+    """hw status read whatever build was in build/hw/<name>/, which a .toml of one's own named like a shipped
+    configuration shares with it (hw check and build warn of that): it reported the shipped one's set as the
+    file's, timing met, exit 0. It warns as they do, and says the set was built from another configuration,
+    naming what differs."""
+    from pathlib import Path
+
+    from dpupose.dpu.paths import configs_dir
+
+    monkeypatch.chdir(env["tmp"])
+    env["out"] = Path("build") / "hw" / CONFIG  # where both build without --out
+    assert build(capsys, env)[0] == 0
+    (env["tmp"] / "my").mkdir()
+    twin = Path("my") / f"{CONFIG}.toml"
+    shipped = (configs_dir() / f"{CONFIG}.toml").read_text()
+    assert "clock_mhz = 200 " in shipped
+    twin.write_text(shipped.replace("clock_mhz = 200 ", "clock_mhz = 150 "))
+    repos = ["--trd", str(env["trd"]), "--board-repo", str(env["repo"])]
+    rc = cli.main(["hw", "status", "--config", str(twin), *repos])
+    out, err = capsys.readouterr()
+    assert f"{twin} is named like the shipped configuration {CONFIG}" in err
+    wns = json.loads((env["out"] / "build_info.json").read_text())["timing"]["wns_ns"]
+    assert rc == 1 and out.splitlines()[-1] == (
+        f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met, WNS {wns} ns), but built from another "
+        f"configuration {CONFIG} (clock_mhz 200 there, 150 in yours), not from {twin}: rebuild with `dpupose hw "
+        f"build --config {twin}` for yours (or give --out another folder to keep both)"
+    )
+    # The shipped name, and a twin of the same values, read the set as theirs.
+    twin.write_text(shipped)
+    for config in (CONFIG, str(twin)):
+        rc = cli.main(["hw", "status", "--config", config, *repos])
+        assert rc == 0 and capsys.readouterr().out.splitlines()[-1].startswith("published: dpu.bit, dpu.hwh")

@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
         "status",
         help="show which build steps are up to date (or failed, and when), what is published, and the set "
         "published before the last rebuild, kept in previous/ (exit 1 if a published file is missing, unreadable "
-        "or changed since, 2 if the configuration cannot be read)",
+        "or changed since, or the set was built from another configuration, 2 if the configuration cannot be "
+        "read)",
     )
     _common(s)
     s.set_defaults(func=cmd_status)
@@ -234,11 +235,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         from dpupose.errors import ConfigError
 
         raise ConfigError("; ".join(f.message for f in pre.errors if f.topic == "config"))
+    # A .toml of one's own named like a shipped configuration shares its build folder: said as check and build
+    # say it (the status read is of whichever of the two built there last).
+    shared = [f for f in pre.findings if f.level == "warn" and f.topic == "out"]
+    if shared:
+        _print_findings(shared, sys.stderr)
     paths = BuildPaths.for_config(pre.cfg.name, args.out)
     ctx = BuildContext.from_preflight(pre, paths, _request(args))
     for name, state in step_status(ctx).items():
         print(f"{name:9s} {state}")
-    rc = _print_published(args, paths)
+    rc = _print_published(args, paths, pre.cfg)
     kept = _previous_line(paths)
     if kept:
         print(kept)
@@ -282,7 +288,32 @@ def _previous_line(paths: Any) -> str | None:
     return f"previous: {', '.join(DELIVERABLES)} in {where} ({note}{more})"
 
 
-def _print_published(args: argparse.Namespace, paths: Any) -> int:
+def _other_configuration(info: Any, cfg: Any) -> str | None:
+    """How the configuration a published set's build_info.json records differs from `cfg` (--config's): its
+    name and the values that differ, or its fingerprint where it records no configuration; None where it is
+    the same (or build_info.json records neither)."""
+    from dpupose.dpu.fingerprint import fingerprint_hex
+    from dpupose.fsio import json_text
+
+    recorded = info.get("configuration")
+    if isinstance(recorded, dict):
+        given = loads_json(json_text(cfg.to_dict()))  # as build_info.json holds it (lists, enum values)
+        keys = sorted(k for k in recorded.keys() | given.keys() if recorded.get(k) != given.get(k))
+        if not keys:
+            return None
+        shown = [f"{k} {json_text(recorded.get(k))} there, {json_text(given.get(k))} in yours" for k in keys[:4]]
+        more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+        what = "; ".join(shown) + more
+    else:
+        mine = fingerprint_hex(cfg)
+        if not isinstance(info.get("fingerprint"), str) or info["fingerprint"] == mine:
+            return None
+        what = f"fingerprint {info['fingerprint']} there, {mine} in yours"
+    name = info.get("config") if isinstance(info.get("config"), str) else "?"
+    return f"configuration {name} ({what})"
+
+
+def _print_published(args: argparse.Namespace, paths: Any, cfg: Any) -> int:
     from dpupose.hwbuild.flow import artifact_change, os_error_words
     from dpupose.hwbuild.layout import DELIVERABLES
 
@@ -335,6 +366,16 @@ def _print_published(args: argparse.Namespace, paths: Any) -> int:
         print(
             f"published: {', '.join(DELIVERABLES)}; {'; '.join(problems)} (publish them again with "
             f"`dpupose hw build {_same_build(args)} --from collect`)"
+        )
+        return 1
+    other = _other_configuration(info, cfg) if isinstance(info, dict) else None
+    if other is not None:
+        # A .toml of one's own named like a shipped configuration (or the shipped one) built there last: the
+        # set is that one's, not what --config would publish.
+        print(
+            f"published: {', '.join(DELIVERABLES)} (timing met, WNS {wns} ns), but built from another {other}, "
+            f"not from {args.config}: rebuild with `dpupose hw build {_same_build(args)}` for yours (or give --out "
+            "another folder to keep both)"
         )
         return 1
     print(f"published: {', '.join(DELIVERABLES)} (timing met, WNS {wns} ns)")
