@@ -196,3 +196,14 @@ def test_on_the_board_a_plan_without_its_xmodel_runs_on_the_cpu_unless_vart_is_a
         )
         assert proc.returncode == 2, proc.stderr  # asked for, by option or environment: refused, not changed
         assert "vart backend needs the DPU overlay" in proc.stderr
+
+
+def test_on_the_board_a_compiled_plan_runs_on_the_dpu_without_backend_given(setup: dict) -> None:
+    # The cpu default is for a plan whose DPU subgraphs lack an .xmodel; the cpu subgraphs of a compiled plan
+    # (which never have one) leave it on the DPU
+    root = setup["root"]
+    plan = vart_plan(root / "plan-compiled-default")
+    args = ["run", "--plan", str(plan), "--overlay", str(root / "overlay"), "--source", str(setup["synth"] / "images")]
+    _, out = run_torch_free([*args, "--max-frames", "1"], root, "compiled-default", str(FAKES), xrt=True)
+    assert json.loads((out / "run.json").read_text())["backend"] == "vart"
+    assert "DpuOverlay" in (root / "compiled-default.board.json").read_text()  # the (fake) DPU ran it

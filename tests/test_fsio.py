@@ -1713,3 +1713,15 @@ def test_read_own_json_reads_a_record_of_the_limit_and_not_one_byte_more(tmp_pat
     assert read_own_json(path) == {"generated_by": "dpupose bench"}
     path.write_text('{"generated_by": "dpupose bench"}'.ljust(101))
     assert read_own_json(path) is None
+
+
+def test_a_link_whose_target_cannot_be_read_is_said_to_lead_nowhere_without_one(tmp_path, monkeypatch):
+    """dangling_link names the target the link holds; where that cannot be read (the link removed or replaced
+    by a file since), the phrase without it, not a target made up."""
+    from dpupose import fsio
+
+    (tmp_path / "dangling").symlink_to("gone")
+    assert fsio.dangling_link(tmp_path / "dangling") == "a symbolic link that leads nowhere (to gone)"
+    (tmp_path / "file").write_text("x")
+    assert fsio.dangling_link(tmp_path / "file") == "a symbolic link that leads nowhere"  # EINVAL: no link
+    assert fsio.dangling_link(tmp_path / "none") == "a symbolic link that leads nowhere"  # ENOENT: gone since

@@ -1405,6 +1405,23 @@ def test_a_rebuild_from_a_shell_in_a_bind_mount_of_previous_says_to_cd_out_of_it
     assert not [p.name for p in out.iterdir() if p.name.startswith(".previous")]
 
 
+def test_a_rebuild_from_a_shell_in_the_build_folder_above_previous_goes_ahead(capsys, env, monkeypatch):
+    """Only a shell in previous/ (or below it) is refused: one in the build folder, which holds previous/ and is
+    not replaced, rebuilds."""
+    out, prev = env["out"], env["out"] / "previous"
+    assert build(capsys, env)[0] == 0
+    older = published_bytes(out)
+    edited = edited_config(env["tmp"])
+    assert build(capsys, env, config=edited)[0] == 0
+    current = published_bytes(out)
+    calls = len(tool_calls(env["log"]))
+    monkeypatch.chdir(out)
+    rc, _, err = build(capsys, env, "--from", "link", "--force", config=edited)
+    assert rc == 0, err
+    assert len(tool_calls(env["log"])) > calls  # it ran its steps
+    assert published_bytes(out).keys() == current.keys() and published_bytes(prev).keys() == older.keys()
+
+
 @pytest.mark.parametrize("kind", ["folder", "link"])
 def test_previous_holding_a_folder_or_link_under_a_published_name_is_refused(capsys, env, monkeypatch, kind):
     """previous/ was checked for names only: a folder named dpu.bit there (a user's files under it) passed, and

@@ -1132,3 +1132,16 @@ def test_eval_names_a_summary_json_it_may_not_look_at_as_one_it_may_not_read(tmp
     finally:
         monkeypatch.undo()
         locked.chmod(0o755)
+
+
+def test_deploy_check_against_torch_without_onnx_says_so_before_any_work(tmp_path, monkeypatch, capsys):
+    """torch's reference reads the file with onnx too: with PyTorch installed but onnx not, --against torch made
+    its calibration images first (a minute of synthetic scenes) and only then found onnx missing."""
+    from dpupose.cli import main
+
+    dpu0 = Path(__file__).resolve().parents[1] / "models" / "dpupose-synth" / "split" / "dpu0.onnx"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["deploy-check", str(dpu0), "--against", "torch"]) == 2
+    assert capsys.readouterr().err.startswith("dpupose: error: dpupose deploy-check needs onnx (module onnx)")
+    assert os.listdir(tmp_path) == []  # no calibration image made

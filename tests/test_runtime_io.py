@@ -1242,3 +1242,57 @@ def test_a_video_mp4_cannot_be_written_as_says_why(tmp_path: Path, monkeypatch: 
         "this OpenCV cannot write annotated.mp4 (MPEG-4, mp4v, 60x40 at 12 FPS: a build without that encoder); "
         "writing annotated.avi (MJPG) instead" in caplog.text
     )
+
+
+def test_a_frame_stopped_while_its_line_is_written_is_not_counted_in_run_json(tmp_path: Path, monkeypatch) -> None:
+    # A frame counts once its keypoints.jsonl line is written, not as that write starts: Ctrl-C during the
+    # second frame's write leaves one line, and run.json says 1 frame
+    from dpupose.runtime import app
+
+    real, calls = JsonLinesSink.write, []
+
+    def stopped_on_the_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(JsonLinesSink, "write", stopped_on_the_second)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), np.full((60, 80, 3), 60 * i, np.uint8))
+    plan = ROOT / "models" / "dpupose-synth" / "split"
+    out = tmp_path / "out"
+    summary = app.run(app.RunOptions(plan, str(tmp_path / "in"), backend="cpu", out=out))
+    lines = (out / "keypoints.jsonl").read_text().splitlines()
+    record = json.loads((out / "run.json").read_text())
+    assert summary.interrupted and len(lines) == 1
+    assert summary.stats.frames == 1 and record["frames"] == 1
+    assert all(stage["frames"] == 1 for stage in record["stages"].values())
+
+
+def test_a_pattern_s_folders_are_named_four_at_most_and_this_one_as_dot(tmp_path: Path, capsys, monkeypatch) -> None:
+    # `--source a/*.jpg b/*.jpg ...` over many folders names the first four of them, '...' only past four
+    from dpupose.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in "abcde":
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.jpg").write_bytes(b"")
+
+    def hint(folders: str) -> str:
+        with pytest.raises(SystemExit):
+            main(["run", "--plan", "p", "--source", *(f"{f}/x.jpg" for f in folders)])
+        return capsys.readouterr().err
+
+    assert "pass each of their folders in a run of its own (a, b, c, d) (see" in hint("abcd")
+    assert "pass each of their folders in a run of its own (a, b, c, d ...) (see" in hint("abcde")
+    # files of the current folder: '.' is their folder, not an empty word
+    for name in ("y.jpg", "z.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["run", "--plan", "p", "--source", "y.jpg", "z.jpg"])
+    assert (
+        "not 2 files (a pattern such as *.jpg, which the shell expands into a word per file): pass their "
+        "folder, --source . (see" in capsys.readouterr().err
+    )

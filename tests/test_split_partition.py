@@ -3576,6 +3576,20 @@ def test_a_symbolic_size_past_the_batch_is_refused_naming_the_input_and_axis(tmp
     assert not (tmp_path / "plan").exists()
 
 
+def test_an_input_of_a_zero_size_past_the_batch_is_refused_as_not_fixed(tmp_path):
+    """A size of 0 (a dim_value of 0, which no image has) is no fixed size either: refused as a symbolic one is,
+    naming the axis, before shape inference."""
+
+    def zero(g) -> None:
+        g.input[0].type.tensor_type.shape.dim[2].dim_value = 0
+
+    model = _edited(tmp_path, zero)
+    with pytest.raises(ModelFileError) as err:
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    assert str(err.value).startswith(f"{model}: input 'image' ('batch', 3, 0, {S}) has a size that is not fixed (0): ")
+    assert not (tmp_path / "plan").exists()
+
+
 @pytest.mark.parametrize("num", [2, 3])
 def test_deploy_check_against_ort_of_a_subgraph_at_a_fixed_batch_of_two(tmp_path, capsys, num):
     """ONNX Runtime's side of deploy-check ran one sample at a time, which a file exported at a fixed batch of 2

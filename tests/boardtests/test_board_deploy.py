@@ -743,3 +743,17 @@ def test_an_empty_model_folder_is_refused_before_anything_runs(overlay, tmp_path
     ):
         deploy("pynq", overlay, empty, dry_run=True, runner=runner, echo=print)
     assert runner.calls == []
+
+
+@pytest.mark.parametrize("plan", [None, "{", "[1, 2]"])
+def test_a_folder_without_a_readable_plan_is_left_to_run_to_judge(tmp_path, plan):
+    # board_backend: no plan, or one that does not parse, is vart (dpupose run says what is wrong with it);
+    # check_model: a plan that is JSON of another shape is refused as no split plan, in one line
+    from dpupose.board.artifacts import board_backend, check_model
+
+    if plan is not None:
+        (tmp_path / "plan.json").write_text(plan)
+    assert board_backend(tmp_path) == ("vart", None)
+    if plan == "[1, 2]":
+        with pytest.raises(ArtifactError, match=r"plan\.json: not a split plan \(expected a JSON object\)"):
+            check_model(tmp_path)
