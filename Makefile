@@ -153,7 +153,7 @@ COMPARE_ARGS ?=
 # (make hw's configuration, set below) is not added. Read here, before the override below sets it.
 COMPARE_DPU := $(if $(filter command line,$(origin DPU)),$(DPU))
 # The default MODEL is made by the rule above; a MODEL given is not a make target (a name with a space would be two).
-compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx, default the pose network's DPU part; BOARD=ultra96v2 COMPARE_ARGS=--sweep; DPU given: add that .toml)
+compare: $(STAMP) $(filter build/compare/pose_dpu.onnx,$(MODEL)) ## compare DPU configurations (predicted FPS, fit) -> build/compare/ (MODEL=x.onnx, default the pose network's DPU part; BOARD=ultra96v2 COMPARE_ARGS=--sweep; DPU, given: also compare that configuration, a .toml path or shipped name)
 	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) $(if $(COMPARE_DPU),--config $(call q,COMPARE_DPU)) --plot 'build/compare/$(call esc,COMPARE_BOARD).png' $(COMPARE_ARGS)
 	tmp='build/compare/$(call esc,COMPARE_BOARD)-sweep.json.tmp'; trap 'rm -f -- "$$tmp"' EXIT; \
 	$(DPUPOSE) dpu compare --board $(call q,COMPARE_BOARD) --model $(call q,MODEL) $(if $(COMPARE_DPU),--config $(call q,COMPARE_DPU)) --sweep --json > "$$tmp" && \
