@@ -58,6 +58,20 @@ def test_an_image_over_opencvs_size_limit_is_skipped_with_what_to_do(tmp_path: P
         read_bgr(tmp_path / "huge.png")
 
 
+def test_a_video_or_other_source_that_is_a_link_leading_nowhere_is_named_so(tmp_path: Path) -> None:
+    # A link to a video on a disk not mounted (or to a name without an image's extension) was 'source ... does
+    # not exist', though the user sees the link there; an image's link was named for what it is.
+    for name, target in (("clip.mp4", "mnt/usb/clip.mp4"), ("latest", "latest"), ("gone.jpg", "elsewhere/x.jpg")):
+        (tmp_path / name).symlink_to(target)
+        with pytest.raises(UsageError) as exc:
+            open_source(str(tmp_path / name))
+        assert f"{tmp_path / name} is a symbolic link that leads nowhere (to {target}): pass an image folder" in str(
+            exc.value
+        )
+    with pytest.raises(UsageError, match=r"source \S*nothing.mp4 does not exist: pass an image folder"):
+        open_source(str(tmp_path / "nothing.mp4"))
+
+
 def test_subfolders_and_broken_links_are_said_not_passed_over(tmp_path: Path, caplog) -> None:
     # Both were left out of the folder's listing without a word: a user whose photos sit in subfolders, or
     # whose links point at a disk not mounted, saw fewer frames than images and no reason.

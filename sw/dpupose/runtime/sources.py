@@ -433,7 +433,10 @@ def open_source(spec: str, option: str = OPTION, **camera_options: Any) -> Frame
     if is_image_source(spec):
         return ImageFolderSource(path, option)
     if not path.exists():
+        # A link that leads nowhere (a video on a disk not mounted) is named so, as an image's link is: the user
+        # sees it there, so 'does not exist' would send them looking for a typing mistake.
+        what = f"is {dangling_link(path)}" if path.is_symlink() else "does not exist"
         raise UsageError(
-            f"source {spec} does not exist{_pattern(spec)}: pass an image folder, an image, a video file or camera:N"
+            f"source {spec} {what}{_pattern(spec)}: pass an image folder, an image, a video file or camera:N"
         )
     return VideoFileSource(path, option=option)
