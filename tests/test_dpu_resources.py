@@ -1,5 +1,7 @@
 """Resources against PG338's per-core table (every row) and fit verdicts on the boards."""
 
+import dataclasses
+
 import pytest
 
 from dpupose.dpu.board import load_board
@@ -235,6 +237,14 @@ def test_the_build_risk_names_the_options_dpu_files_and_hw_build_refuse(tmp_path
         "(a model's Softmax runs on the CPU either way)"
     ]
     assert not [f for f in findings if f.message.startswith("build:")]
+    # A board record of the user's that names a softmax_port: dpu files writes the softmax kernel's connection,
+    # so only hw build is named as refusing it.
+    ported = dataclasses.replace(board, softmax_port="HP1")
+    assert "sp=sfm_xrt_top_1.M_AXI:HP1" in prj_config(cfg("B1152", softmax=True), ported)
+    assert [r for r in check_fit(cfg("B1152", softmax=True), ported).risks if r.startswith("build")] == [
+        "build: softmax = true (`hw build` refuses it: the build packages no softmax kernel); "
+        "set it to false to build this configuration"
+    ]
 
 
 def test_lutram_banks_move_bram_to_luts():

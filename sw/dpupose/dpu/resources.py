@@ -178,9 +178,9 @@ def check_fit(cfg: DpuConfig, board: Board) -> FitReport:
         )
     unbuildable = []
     if cfg.softmax:
-        unbuildable.append(
-            "softmax = true (`dpu files` and `hw build` refuse it: the build packages no softmax kernel)"
-        )
+        # dpu files connects a softmax kernel where the board record names a softmax_port; hw build never packages one
+        refusers = "`hw build` refuses" if board.softmax_port else "`dpu files` and `hw build` refuse"
+        unbuildable.append(f"softmax = true ({refusers} it: the build packages no softmax kernel)")
     if cfg.save_argmax:
         unbuildable.append("save_argmax = true (`hw build` refuses it: an IP v4.1 option, the TRD it builds is v4.0)")
     if unbuildable:
