@@ -885,6 +885,13 @@ def test_a_model_at_a_fixed_batch_of_two_is_predicted_in_frames_per_second(tmp_p
     assert e2.fps == pytest.approx(2000 / e2.latency_ms)
     assert e2.throughput_fps == pytest.approx(e2.fps)  # one core
     assert e2.to_dict()["batch"] == 2
+    # dpu compare's rows too: its JSON gave the run's latency_ms beside fps in frames, with no batch to read
+    # one from the other (estimate's JSON has it)
+    from dpupose.dpu.compare import compare
+
+    rows = {p: compare(str(p), U96, configs=[B1600])[0].to_dict() for p in (one, two)}
+    assert (rows[one]["batch"], rows[two]["batch"]) == (1, 2)
+    assert rows[two]["fps"] == pytest.approx(2000 / rows[two]["latency_ms"], rel=1e-2)  # both rounded
 
 
 @pytest.mark.parametrize(

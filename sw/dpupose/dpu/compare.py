@@ -50,8 +50,9 @@ class CompareRow:
     utilization_pct: dict[str, float | None]  # None: needed, but the board has none
     peak_gops: float
     fps: float  # predicted, single thread, DPU only
-    latency_ms: float  # predicted
+    latency_ms: float  # predicted, one run of `batch` images
     throughput_fps: float  # predicted, all cores
+    batch: int  # images a run: the model's fixed batch (a symbolic one is 1); fps counts frames, batch a run
     fingerprint: str
     reasons: list[str] = field(default_factory=list)
     risks: list[str] = field(default_factory=list)
@@ -150,6 +151,7 @@ def _row(
         fps=round(est.fps, 1),
         latency_ms=round(est.latency_ms, 3),
         throughput_fps=round(est.throughput_fps, 1),
+        batch=est.batch,
         fingerprint=fingerprint_hex(cfg),
         reasons=fit.reasons,
         risks=fit.risks,
