@@ -7,7 +7,6 @@ that need them. Every FPS figure printed is predicted by the performance model, 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -177,15 +176,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     from dpupose.dpu.board import list_boards, load_board
     from dpupose.dpu.config import list_configs, load_config
     from dpupose.dpu.fingerprint import fingerprint_hex
-    from dpupose.dpu.paths import HW_DIR_ENV, hw_dir
+    from dpupose.dpu.paths import boards_dir, configs_dir, shown
 
     # The folders read: the package's hw/, or where $DPUPOSE_HW_DIR names another (said, with its path).
-    where = f"{hw_dir()}/" if os.environ.get(HW_DIR_ENV) else "hw/"
-    print(f"DPU configurations ({where}dpu/configs):")
+    print(f"DPU configurations ({shown(configs_dir())}):")
     for name in list_configs():
         cfg = load_config(name)
         print(f"  {name:24s} {fingerprint_hex(cfg)}  {cfg.board:10s} {cfg.description}")
-    print(f"Boards ({where}boards):")
+    print(f"Boards ({shown(boards_dir())}):")
     for name in list_boards():
         b = load_board(name)
         default = f"  default DPU: {b.default_dpu_config}" if b.default_dpu_config else ""
