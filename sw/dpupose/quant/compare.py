@@ -23,7 +23,7 @@ import numpy as np
 from dpupose.errors import DataError, UsageError, shortlist
 from dpupose.fsio import json_text, not_a_file, read_own_json, same_file, write_set
 from dpupose.runtime.base import quantize_to_int8
-from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw
+from dpupose.runtime.emulator import EmulatorRunner, nhwc_to_nchw, runs_of
 
 SOURCES = ("torch", "ort")
 # LSBs a layer may differ by default: torch and a board's dumps compute what the DPU does, bit for bit; ONNX
@@ -187,14 +187,7 @@ def ort_trace(
     # `batch` samples a run (one for a symbolic batch): a file exported with a fixed batch takes no other count
     # (the emulator and the torch interpreter take any batch); the last run is padded with zeros, their outputs
     # dropped, as QdqOrtRunner does.
-    count = next(iter(feeds_int8.values())).shape[0]
-    runs = []
-    for start in range(0, count, batch):
-        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
-        m = next(iter(chunk.values())).shape[0]
-        if m < batch:
-            chunk = {k: np.concatenate([v, np.zeros((batch - m, *v.shape[1:]), v.dtype)]) for k, v in chunk.items()}
-        runs.append((m, sess.run(q_outputs, chunk)))
+    runs = [(m, sess.run(q_outputs, chunk)) for m, chunk in runs_of(feeds, batch)]
     results = [
         np.concatenate([r[j][:m] for m, r in runs])
         if runs[0][1][j].ndim and runs[0][1][j].shape[0] == batch

@@ -28,7 +28,7 @@ the value is within 0.02 LSB of a rounding step), and a hard swish (x times that
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +350,19 @@ class EmulatorRunner(Runner):
             self._ort.close()
 
 
+def runs_of(feeds: dict[str, np.ndarray], batch: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """`feeds` (arrays of one count of images) in runs of `batch` images, for a file exported at that fixed batch:
+    (how many of the run's images are real, the run's feeds), the last run padded with zeros, as VART pads a DPU
+    batch; the caller keeps the first that many of each output."""
+    n = next(iter(feeds.values())).shape[0]
+    for start in range(0, n, batch):
+        chunk = {k: v[start : start + batch] for k, v in feeds.items()}
+        m = next(iter(chunk.values())).shape[0]
+        if m < batch:
+            chunk = {k: np.concatenate([v, np.zeros((batch - m, *v.shape[1:]), v.dtype)]) for k, v in chunk.items()}
+        yield m, chunk
+
+
 class QdqOrtRunner(Runner):
     """The same QDQ file in ONNX Runtime, behind the DPU runners' int8 NHWC interface, ties rounded up as
     the DPU does (bit-exact but for what the module docstring lists); with round_ties_up=False the file as
@@ -401,13 +414,7 @@ class QdqOrtRunner(Runner):
         batch = fixed[0] if fixed and fixed[0] > 0 else None
         if batch is None or n == batch or n == 0:
             return self._run(feeds)
-        parts = []
-        for start in range(0, n, batch):
-            chunk = {k: v[start : start + batch] for k, v in feeds.items()}
-            m = next(iter(chunk.values())).shape[0]
-            if m < batch:
-                chunk = {k: np.concatenate([v, np.zeros((batch - m, *v.shape[1:]), v.dtype)]) for k, v in chunk.items()}
-            parts.append({k: v[:m] for k, v in self._run(chunk).items()})
+        parts = [{k: v[:m] for k, v in self._run(chunk).items()} for m, chunk in runs_of(feeds, batch)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
