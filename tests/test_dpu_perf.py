@@ -424,7 +424,7 @@ def test_input_sizes_that_are_not_fixed_are_refused_but_a_symbolic_batch_is_fine
     dims[0].dim_param = "N"  # a dynamic batch: costed as batch 1, like the fixed model
     assert estimate(model, B1600, U96, NO_OVERHEAD).layers[0].time_ms == one_layer(conv(16, 8, 14, 3)).time_ms
     dims[2].dim_param, dims[3].dim_param = "H", "W"  # unknown image size: every layer's cost unknown
-    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(Nx16xHxW; not fixed: H, W\)"):
+    with pytest.raises(ModelFileError, match=r"input 'x' \('N', 16, 'H', 'W'\) has a size that is not fixed \(H, W\)"):
         estimate(model, B1600, U96, NO_OVERHEAD)
 
 
@@ -639,7 +639,11 @@ def test_a_depthwise_conv_with_a_channel_multiplier_is_costed_on_the_alu():
 
 
 @pytest.mark.parametrize(
-    ("dim", "value", "shown"), [(2, 0, "1x16x0x14; not fixed: 0"), (1, "C", "1xCx14x14; not fixed: C")]
+    ("dim", "value", "shown"),
+    [
+        (2, 0, r"\(1, 16, 0, 14\) has a size that is not fixed \(0\)"),
+        (1, "C", r"\(1, 'C', 14, 14\) has a size that is not fixed \(C\)"),
+    ],
 )
 def test_an_input_of_a_zero_or_symbolic_size_past_the_batch_is_refused(dim, value, shown):
     model = conv(16, 8, 14, 3)
@@ -648,14 +652,14 @@ def test_an_input_of_a_zero_or_symbolic_size_past_the_batch_is_refused(dim, valu
         d.dim_param = value
     else:
         d.dim_value = value
-    with pytest.raises(ModelFileError, match=rf"input 'x' has sizes that are not fixed \({shown}\): export"):
+    with pytest.raises(ModelFileError, match=rf"input 'x' {shown}: the DPU runs fixed sizes only"):
         estimate(model, B1600, U96, NO_OVERHEAD)
 
 
 def test_a_two_dimensional_input_of_a_symbolic_size_is_refused_too():
     gemm = onnx.helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)
     model = _graph([gemm], [("x", (1, "F"))], [("y", (1, 25))], [_weight("w", (25, 37))])
-    with pytest.raises(ModelFileError, match=r"input 'x' has sizes that are not fixed \(1xF; not fixed: F\): export"):
+    with pytest.raises(ModelFileError, match=r"input 'x' \(1, 'F'\) has a size that is not fixed \(F\): the DPU runs"):
         extract_layers(model, B1600)
 
 
@@ -896,7 +900,10 @@ def test_a_model_at_a_fixed_batch_of_two_is_predicted_in_frames_per_second(tmp_p
 
 @pytest.mark.parametrize(
     ("axes", "shown"),
-    [({0: "batch", 2: "h", 3: "w"}, "batchx3xhxw; not fixed: h, w"), ({1: "c"}, "1xcx32x32; not fixed: c")],
+    [
+        ({0: "batch", 2: "h", 3: "w"}, "('batch', 3, 'h', 'w') has a size that is not fixed (h, w)"),
+        ({1: "c"}, "(1, 'c', 32, 32) has a size that is not fixed (c)"),
+    ],
 )
 def test_a_torch_export_with_dynamic_axes_past_the_batch_is_refused_naming_the_file_axes_and_export(
     tmp_path, axes, shown
@@ -917,7 +924,14 @@ def test_a_torch_export_with_dynamic_axes_past_the_batch_is_refused_naming_the_f
     with pytest.raises(ModelFileError) as err:
         estimate(str(path), B1600, U96)
     assert str(err.value) == (
-        f"{path}: input 'image' has sizes that are not fixed ({shown}): export the model with a fixed input size "
-        "(e.g. 1x3x224x224), the size the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
+        f"{path}: input 'image' {shown}: the DPU runs fixed sizes only (the batch alone may be symbolic); export "
+        "the model with the size the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
         "{'image': {0: 'batch'}})"
     )
+    # dpupose split refuses the same file in the same words (it said 'has a size that is not fixed (h, w): the
+    # DPU runs ...', estimate 'has sizes that are not fixed (batchx3xhxw; not fixed: h, w): export ...')
+    from dpupose.split.partition import check_fixed_input_sizes
+
+    with pytest.raises(ModelFileError) as split_err:
+        check_fixed_input_sizes(onnx.load(str(path)), path)
+    assert str(split_err.value) == str(err.value)

@@ -202,6 +202,22 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
+def check_fixed_input(vi: Any, source: str = "") -> None:
+    """Refuse a graph input (an ONNX ValueInfoProto) of a symbolic (or zero) size past the batch, as
+    torch.onnx.export's dynamic_axes for a height, width or channel count writes it, naming the input, its sizes
+    and those axes; `source` ('FILE: ', or '') leads the message. One refusal for `dpu estimate`/`compare` and
+    `dpupose split` (and in the same words the emulator's, runtime.emulator.check_fixed_sizes)."""
+    dims = vi.type.tensor_type.shape.dim
+    shown = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+    symbols = [str(s) for d, s in zip(dims[1:], shown[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
+    if symbols:
+        raise ModelFileError(
+            f"{source}input {vi.name!r} {shown} has a size that is not fixed ({', '.join(symbols)}): the DPU runs "
+            "fixed sizes only (the batch alone may be symbolic); export the model with the size the DPU will run "
+            f"(torch.onnx.export's dynamic_axes for the batch alone: {{{vi.name!r}: {{0: 'batch'}}}})"
+        )
+
+
 class _Walker:
     def __init__(self, model: Any, cfg: DpuConfig, unknown: str, ip: str = DEFAULT_IP, source: str = "") -> None:
         import onnx
@@ -224,15 +240,7 @@ class _Walker:
             if vi.name in initializers or len(dims) < 2:
                 continue
             # The batch may be symbolic (it is taken as 1); the other sizes decide every layer's cost.
-            if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims[1:]):
-                sizes = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-                axes = [n for d, n in zip(dims[1:], sizes[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
-                raise ModelFileError(
-                    f"{source}input {vi.name!r} has sizes that are not fixed ({'x'.join(sizes)}; not fixed: "
-                    f"{', '.join(axes)}): export the model with a fixed input size (e.g. 1x3x224x224), the size "
-                    "the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
-                    f"{{{vi.name!r}: {{0: 'batch'}}}})"
-                )
+            check_fixed_input(vi, source)
         for vi in [*g.input, *g.value_info, *g.output]:
             t = vi.type.tensor_type
             if t.HasField("shape"):

@@ -131,20 +131,12 @@ def check_fixed_input_sizes(model: Any, source: Path) -> None:
     """Refuse a graph input of a symbolic (or zero) size past the batch, as torch.onnx.export's dynamic_axes for
     a height, width or channel count writes it, naming the input and those axes, before shape inference (which
     cannot work out the model's sizes from it and said only 'needs a static shape')."""
+    from dpupose.dpu.graph import check_fixed_input  # dpu estimate's refusal of the same input, in its words
+
     inits = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims = vi.type.tensor_type.shape.dim
-        shown = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
-        symbols = [str(s) for d, s in zip(dims[1:], shown[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
-        if symbols:
-            raise ModelFileError(
-                f"{source}: input {vi.name!r} {shown} has a size that is not fixed ({', '.join(symbols)}): the "
-                "DPU runs fixed sizes only (the batch alone may be symbolic); export the model with the "
-                "size the DPU will run (torch.onnx.export's dynamic_axes for the batch alone: "
-                f"{{{vi.name!r}: {{0: 'batch'}}}})"
-            )
+        if vi.name not in inits:
+            check_fixed_input(vi, f"{source}: ")
 
 
 def image_input(g: QdqGraph | _Io, source: Path) -> InputSpec:
