@@ -582,16 +582,11 @@ def test_show_without_a_display_warns(monkeypatch: pytest.MonkeyPatch, caplog) -
 def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
     """OpenCV's own file functions crash the process on such names; a child process keeps a regression
     from taking the test run down with it."""
-    import os
-    import subprocess
-    import sys
-
     raw = os.fsencode(tmp_path) + b"/caf\xe9.jpg"  # Latin-1 "café": not UTF-8
     with open(raw, "wb") as f:
         f.write(cv2.imencode(".jpg", grey(30))[1].tobytes())
     code = f"""
 import os
-import subprocess
 from dpupose.runtime.frames import FrameResult
 from dpupose.runtime.imagefile import read_bgr
 from dpupose.runtime.sinks import FolderSink
