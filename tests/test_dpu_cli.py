@@ -668,6 +668,22 @@ def test_compare_plot_labels_of_nearly_the_same_point_do_not_overlap(pose_onnx, 
         return out
 
     monkeypatch.setattr(cmp, "label_offsets", recording)
+    import matplotlib.pyplot as plt
+
+    extents = []  # each label as matplotlib drew it, read before plot() closes its figure
+    close = plt.close
+
+    def closing(fig):
+        renderer = fig.canvas.get_renderer()
+        extents.append([t.get_window_extent(renderer) for t in fig.axes[0].texts])
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", closing)
     cmp.plot(rows, tmp_path / "p.png", "t", 360)
     (boxes,) = seen
     assert len(boxes) == len(rows) and disjoint(boxes)
+    # and as matplotlib draws them (label_box only estimates a text's size): no two labels drawn overlap, nor
+    # the DSP line's
+    (drawn,) = extents
+    assert len(drawn) == len(rows) + 1
+    assert not any(a.overlaps(b) for i, a in enumerate(drawn) for b in drawn[i + 1 :])
