@@ -1143,5 +1143,8 @@ def test_deploy_check_against_torch_without_onnx_says_so_before_any_work(tmp_pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert main(["deploy-check", str(dpu0), "--against", "torch"]) == 2
-    assert capsys.readouterr().err.startswith("dpupose: error: dpupose deploy-check needs onnx (module onnx)")
+    err = capsys.readouterr().err
+    assert err.startswith("dpupose: error: dpupose deploy-check needs onnx (module onnx)")
     assert os.listdir(tmp_path) == []  # no calibration image made
+    # A board user (no torch, no onnx) is told the option that runs there, not that the command does not.
+    assert "(on the board, give --against a folder of dumped tensors, which needs neither)" in err

@@ -416,6 +416,11 @@ def missing_module_line(command: str, module: str) -> str:
     fix = "install dpupose with its host extra: pip install 'dpupose[host]'"
     if module == "cv2":  # the board has it from its image: `dpupose run` and `data` run there
         fix = f"pip install opencv-python-headless, or {fix}"
+    elif command in ("deploy-check", "dpupose deploy-check"):  # against dumped tensors it needs neither
+        fix = (
+            "against torch or ort it runs on a PC, not on the board (on the board, give --against a folder of "
+            f"dumped tensors, which needs neither); on a PC, {fix}"
+        )
     else:  # a command for the PC: pip would not make the board (a PYNQ image, 2 GB) a place to run it
         fix = f"it runs on a PC, not on the board; on a PC, {fix}"
     who = command if " " in command else f"dpupose {command}"
