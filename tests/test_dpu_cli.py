@@ -619,6 +619,41 @@ def test_compare_adds_configurations_of_one_s_own_as_fit_and_estimate_see_them(c
     assert rc == 0 and {"u96v2-b512", str(twin), str(mine)} <= set(names)
 
 
+def test_compare_keeps_one_file_given_twice_once_and_a_copy_of_the_default_is_not_the_default(
+    capsys, pose_onnx, tmp_path, monkeypatch
+):
+    """The same .toml given twice (by two spellings of its path) is one row; a copy of the board's default
+    configuration given by path is a row of its own, not marked the default: the shipped file is."""
+    from dpupose.dpu.paths import configs_dir
+
+    copy = tmp_path / "u96v2-b1600-pynq.toml"
+    copy.write_text((configs_dir() / "u96v2-b1600-pynq.toml").read_text())
+    monkeypatch.chdir(tmp_path)
+    argv = ["dpu", "compare", "--model", str(pose_onnx), "--config", str(copy), "--config", "./u96v2-b1600-pynq.toml"]
+    rc, out, _ = run(capsys, *argv, "--json")
+    rows = json.loads(out)
+    assert rc == 0 and [r["path"] for r in rows if r["path"] is not None] == [str(copy)]
+    (default,) = [r for r in rows if r["default"]]
+    (mine,) = [r for r in rows if r["path"] == str(copy)]
+    assert (default["config"], default["path"], default["shipped"]) == ("u96v2-b1600-pynq", None, True)
+    assert mine["fps"] == default["fps"] and not mine["default"]  # the same configuration, read from the copy
+    rc, out, _ = run(capsys, *argv)
+    assert rc == 0 and out.count("(default)") == 1 and f"\n{copy}  " in out
+
+
+def test_compare_puts_the_configurations_given_before_the_grid_as_their_kind(pose_onnx, tmp_path):
+    """On a board no configuration is shipped for, a shipped name given is a shipped row (marked and labelled
+    as one), and it and a file given by path come before the grid, by DSP; the grid follows."""
+    from dpupose.dpu.compare import compare
+
+    mine = tmp_path / "b4096.toml"
+    mine.write_text('arch = "B4096"\nclock_mhz = 200\nboard = "kv260"\n')
+    rows = compare(pose_onnx, "kv260", sweep=True, given=["u96v2-b512", str(mine)])
+    named = [(r.config, r.shipped, r.path) for r in rows[:2]]
+    assert named == [("u96v2-b512", True, None), ("b4096", False, str(mine))]
+    assert len(rows) > 2 and all(not r.shipped and r.path is None for r in rows[2:])
+
+
 def test_compare_refuses_a_configuration_path_that_is_not_there_in_one_line(capsys, pose_onnx, tmp_path):
     png = tmp_path / "p.png"
     missing = tmp_path / "nothere.toml"
@@ -687,3 +722,56 @@ def test_compare_plot_labels_of_nearly_the_same_point_do_not_overlap(pose_onnx, 
     (drawn,) = extents
     assert len(drawn) == len(rows) + 1
     assert not any(a.overlaps(b) for i, a in enumerate(drawn) for b in drawn[i + 1 :])
+
+
+def test_label_offsets_keep_labels_apart_each_a_line_from_the_next_free_place():
+    """label_offsets' rules in numbers: labels side by side keep the usual place; the second on a point goes a
+    line (1.25 em + 1 pt) down, then up, until a free place, however many share it; a long label's width counts."""
+    from dpupose.dpu import compare as cmp
+
+    line = 1.25 * cmp.LABEL_FONTSIZE + 1
+    # the same height, far apart: neither moves (only boxes overlapping in both axes are in each other's way)
+    assert cmp.label_offsets([(100.0, 100.0), (400.0, 100.0)], ["a", "b"], [True, True]) == [(6.0, 4.0)] * 2
+    # on one point: the second a line down, the third a line up, the fourth two down, ...
+    offsets = cmp.label_offsets([(100.0, 100.0)] * 7, [f"config-{i}" for i in range(7)], [True] * 7)
+    assert offsets == [(6.0, 4.0 + k * line) for k in (0, -1, 1, -2, 2, -3, 3)]
+    # 60 pt apart at one height: a 30-character label (about 115 pt at 8 pt) reaches the next one's place
+    long = ["x" * 30, "y" * 30]
+    assert cmp.label_offsets([(100.0, 100.0), (160.0, 100.0)], long, [True, True])[1] != (6.0, 4.0)
+
+
+def test_compare_plot_draws_each_label_inside_the_box_its_placement_assumed(pose_onnx, tmp_path, monkeypatch):
+    """The places are worked out in points from the points' positions on the canvas: each label as drawn (the
+    renderer's own extent) starts where its box does and lies inside it, so boxes kept apart are labels apart."""
+    import matplotlib.figure
+
+    from dpupose.dpu import compare as cmp
+
+    twin = tmp_path / "u96v2-b1152.toml"
+    twin.write_text((cmp.configs_dir() / "u96v2-b1152.toml").read_text())
+    rows = cmp.compare(pose_onnx, "ultra96v2", given=[str(twin)])
+    seen, figures = [], []
+    place, save = cmp.label_offsets, matplotlib.figure.Figure.savefig
+
+    def recording(anchors, texts, fits, fontsize):
+        out = place(anchors, texts, fits, fontsize)
+        seen.append([cmp.label_box(a, o, t, fontsize) for a, o, t in zip(anchors, out, texts)])
+        return out
+
+    def saving(fig, *args, **kwargs):
+        out = save(fig, *args, **kwargs)  # then each label's extent as the renderer drew it, in pixels
+        renderer = fig.canvas.get_renderer()
+        figures.append((fig.dpi, [t.get_window_extent(renderer) for t in fig.axes[0].texts]))
+        return out
+
+    monkeypatch.setattr(cmp, "label_offsets", recording)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saving)
+    cmp.plot(rows, tmp_path / "p.png", "t", 360)
+    (boxes,), ((dpi, texts),) = seen, figures
+    drawn = texts[-len(boxes) :]  # the labels are the last texts drawn (the DSP line's comes before them)
+    assert len(boxes) == len(rows) and len(texts) == len(rows) + 1
+    points = 72 / dpi
+    for extent, (left, bottom, right, top) in zip(drawn, boxes):
+        assert extent.x0 * points == pytest.approx(left, abs=1.5)
+        assert extent.y0 * points == pytest.approx(bottom, abs=1.5)
+        assert extent.x1 * points <= right + 0.5 and extent.y1 * points <= top + 0.5

@@ -99,6 +99,10 @@ def test_load_by_path(tmp_path):
             'arch = "B1600"\nclock_mhz = 200\narch = "B800"\n',
             r"not valid TOML: Cannot overwrite a value \(at line 3, column 14\): arch is given a value twice; keep one",
         ),
+        (  # the line TOML names read whole: the 12th, not the 1st
+            'arch = "B1600"\n' + "# a note\n" * 9 + "clock_mhz = 200\nclock_mhz = 250\n",
+            r"\(at line 12, column 16\): clock_mhz is given a value twice; keep one line for it$",
+        ),
         ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = true\n', "alu_parallel = True is not one of"),
         ('arch = "B1600"\nclock_mhz = 200\nalu_parallel = "4"\n', "alu_parallel = '4' is not one of"),
         ("arch = 1600\nclock_mhz = 200\n", 'arch must be a string such as "B1600", got 1600'),

@@ -865,7 +865,7 @@ def test_ip_v3_walk_costs_a_pool_with_its_relu_fused(ip):
         )  # fmt: skip
 
 
-def test_a_model_at_a_fixed_batch_of_two_is_predicted_in_frames_per_second(tmp_path):
+def test_a_model_at_a_fixed_batch_of_two_is_predicted_in_frames_per_second(tmp_path, capsys):
     """A model exported at a fixed batch of 2 costs two images a run, and its FPS was 1000 / that run's latency,
     runs per second: about half the same network's at batch 1 (dpu estimate: 62.8 FPS for the pose model against
     119.4), so dpu compare ranked it so too. FPS counts frames (2 a run); the latency is the run's, said so."""
@@ -896,6 +896,13 @@ def test_a_model_at_a_fixed_batch_of_two_is_predicted_in_frames_per_second(tmp_p
     rows = {p: compare(str(p), U96, configs=[B1600])[0].to_dict() for p in (one, two)}
     assert (rows[one]["batch"], rows[two]["batch"]) == (1, 2)
     assert rows[two]["fps"] == pytest.approx(2000 / rows[two]["latency_ms"], rel=1e-2)  # both rounded
+    # dpu estimate says the latency is a run's where a run is two images, and only there
+    from dpupose import cli
+
+    for path, est, run in ((one, e1, ""), (two, e2, " per run of 2 images (the model's fixed batch)")):
+        assert cli.main(["dpu", "estimate", str(path), "--config", "u96v2-b1600-pynq"]) == 0
+        out = capsys.readouterr().out
+        assert f"  latency {est.latency_ms:.3f} ms{run}  ->  {est.fps:.1f} FPS single thread (DPU only)\n" in out
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,17 @@ def test_the_build_risk_names_the_options_dpu_files_and_hw_build_refuse(tmp_path
     ]
 
 
+def test_the_build_risk_of_both_options_names_both_in_one_flag():
+    # softmax and save_argmax together: one build risk naming each option and what refuses it, neither left out.
+    board = load_board("ultra96v2")
+    both = [r for r in check_fit(cfg("B1152", softmax=True, save_argmax=True), board).risks if r.startswith("build")]
+    assert both == [
+        "build: softmax = true (`dpu files` and `hw build` refuse it: the build packages no softmax kernel) and "
+        "save_argmax = true (`hw build` refuses it: an IP v4.1 option, the TRD it builds is v4.0); set it to false "
+        "to build this configuration"
+    ]
+
+
 def test_lutram_banks_move_bram_to_luts():
     # One B1600 image bank (10 bytes x 2048) in LUTRAM: 163840 bits / 64 bits a LUT = 2560 LUTs, and the
     # bank's ceil(80 / 9) = 9 BRAM18 (4.5 BRAM36) freed.

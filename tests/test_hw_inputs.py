@@ -374,3 +374,34 @@ def test_a_configuration_of_one_s_own_named_like_a_shipped_one_is_told_it_shares
     cli.main(["hw", "check", "--config", "my/u96v2-b512.toml"])
     out = capsys.readouterr().out
     assert "  warn  " in out and "my/u96v2-b512.toml is named like the shipped configuration u96v2-b512" in out
+
+
+def test_the_shipped_file_given_another_way_is_not_its_own_twin_and_a_copy_s_twin_names_the_copy(tmp_path, monkeypatch):
+    """The shipped u96v2-b512.toml given by a relative path from elsewhere, or through a link named like it,
+    is the shipped configuration itself (its build folder is its own), not a twin; with $DPUPOSE_HW_DIR naming
+    a copy of hw/, a twin is told of the copy's file, the one that builds into the same folder."""
+    import os
+
+    from dpupose.dpu.paths import HW_DIR_ENV, configs_dir, packaged_hw_dir
+    from dpupose.hwbuild.check import BuildRequest, preflight
+
+    def shared(config):
+        return [f.message for f in preflight(BuildRequest(config), set()).findings if f.topic == "out"]
+
+    monkeypatch.delenv(HW_DIR_ENV, raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    shipped = configs_dir() / "u96v2-b512.toml"
+    assert shared(os.path.relpath(shipped)) == []
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "u96v2-b512.toml").symlink_to(shipped)
+    assert shared(str(tmp_path / "link" / "u96v2-b512.toml")) == []
+    mine = tmp_path / "myhw"
+    shutil.copytree(packaged_hw_dir(), mine)
+    monkeypatch.setenv(HW_DIR_ENV, str(mine))
+    twin = tmp_path / "u96v2-b512.toml"
+    twin.write_text(shipped.read_text().replace("200", "150"))
+    (message,) = shared(str(twin))
+    assert message.startswith(
+        f"{twin} is named like the shipped configuration u96v2-b512 ({mine}/dpu/configs/u96v2-b512.toml): "
+    )

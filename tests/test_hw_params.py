@@ -187,9 +187,12 @@ def test_board_record_errors_name_the_file_read_where_dpupose_hw_dir_names_anoth
     monkeypatch.delenv(HW_DIR_ENV, raising=False)
     package = messages(load_board("ultra96v2"))
     assert all("hw/boards/" in m for m in package), package
+    # the record to add is the platform record, not the board record the message names first
+    assert "Add hw/boards/zcu104/platform.toml (see ultra96v2's) to build for it" in package[4]
     mine = tmp_path / "myhw"
     shutil.copytree(packaged_hw_dir(), mine)
     monkeypatch.setenv(HW_DIR_ENV, str(mine))
     copy = messages(load_board("ultra96v2"))
     for message, record in zip(copy, ["ultra96v2/board.toml"] * 4 + ["zcu104/platform.toml"]):
         assert f"{mine}/boards/{record}" in message and "hw/boards/" not in message.replace(f"{mine}/", ""), message
+    assert f"Add {mine}/boards/zcu104/platform.toml (see ultra96v2's)" in copy[4]

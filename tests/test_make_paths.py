@@ -376,3 +376,6 @@ def test_compare_adds_a_dpu_given_on_the_command_line_and_not_make_hw_s_default(
     for assignments in ((), ("DPU=",)):  # DPU's default (make hw's configuration), or an empty DPU: nothing added
         calls = make(tmp_path, "compare", "MODEL=m.onnx", *assignments)
         assert len(calls) == 2 and not any("--config" in c for c in calls)
+    # a DPU in the environment (exported for make hw) is not one given to compare on its command line
+    calls = make(tmp_path, "compare", "MODEL=m.onnx", env={"DPU": "mine.toml"})
+    assert len(calls) == 2 and not any("--config" in c for c in calls)

@@ -3549,7 +3549,9 @@ def test_a_dpu_subgraph_file_gets_no_value_info_though_it_reshapes(tmp_path):
     assert {"logits", "flat"} <= {v.name for v in files["cpu"].graph.value_info}
 
 
-@pytest.mark.parametrize(("axes", "shown"), [({2: "h", 3: "w"}, "h, w"), ({1: "c"}, "c"), ({3: ""}, "?")])
+@pytest.mark.parametrize(
+    ("axes", "shown"), [({2: "h", 3: "w"}, "h, w"), ({1: "c"}, "c"), ({3: ""}, "?"), ({2: 0}, "0")]
+)
 def test_a_symbolic_size_past_the_batch_is_refused_naming_the_input_and_axis(tmp_path, axes, shown):
     """The model with its height and width, or its channels, symbolic (torch.onnx.export's dynamic_axes) was
     refused by shape inference as 'graph input 'image' needs a static shape', naming neither the file nor the
@@ -3560,12 +3562,15 @@ def test_a_symbolic_size_past_the_batch_is_refused_naming_the_input_and_axis(tmp
         dims = g.input[0].type.tensor_type.shape.dim
         dims[0].dim_param = "N"
         for axis, name in axes.items():
-            dims[axis].dim_param = name
+            if name == 0:  # a size of 0, some writers' unknown one
+                dims[axis].dim_value = 0
+            else:
+                dims[axis].dim_param = name
 
     model = _edited(tmp_path, symbolic)
     declared = ["N", 3, S, S]
     for axis, name in axes.items():
-        declared[axis] = name or "?"
+        declared[axis] = name if name == 0 else name or "?"
     with pytest.raises(ModelFileError) as err:
         split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
     assert str(err.value) == (
