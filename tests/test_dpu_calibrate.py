@@ -88,6 +88,15 @@ def test_a_calibration_row_with_a_zero_figure_is_named(tmp_path):
     (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"mobilenet_v2 on ZCU104 B4096: fps_single_thread must be positive, got 0"):
         read_rows(tmp_path / "c.csv")
+    # a figure that is no number (a unit typed after it): its row and column named, as for 0
+    lines[1] = lines[1].replace(",0,", ",267.3 fps,")
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as exc:
+        read_rows(tmp_path / "c.csv")
+    assert str(exc.value) == (
+        f"{tmp_path / 'c.csv'}: line 2: mobilenet_v2 on ZCU104 B4096: fps_single_thread must be a positive number, "
+        "got '267.3 fps'"
+    )
 
 
 def test_the_validation_rows_are_reported_beside_the_fit_and_not_fitted(cal):

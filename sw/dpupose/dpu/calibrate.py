@@ -125,7 +125,11 @@ def _records(
                 for key in positive:
                     if key in may_be_empty and rec[key] == "":
                         continue
-                    if not float(rec[key]) > 0:
+                    try:
+                        value = float(rec[key])
+                    except ValueError:  # an empty field or a word: named with its row, not a bare 'malformed row'
+                        raise DataError(f"{p}: {what}: {key} must be a positive number, got {rec[key]!r}") from None
+                    if not value > 0:
                         raise DataError(f"{p}: {what}: {key} must be positive, got {rec[key]}")
                 if rec["dpu_ip"] not in IP_VERSIONS:
                     raise DataError(
