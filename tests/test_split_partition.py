@@ -3595,6 +3595,25 @@ def test_an_input_of_a_zero_size_past_the_batch_is_refused_as_not_fixed(tmp_path
     assert not (tmp_path / "plan").exists()
 
 
+def test_a_batch_of_zero_is_refused_naming_the_file_and_the_export(tmp_path):
+    """A batch written as 0 (a size some writers give an unknown one) passed the check of the other sizes and
+    stopped shape inference with 'graph input 'image' needs a static shape (batch may be symbolic)', naming
+    neither the file nor the axis; the same model at a batch of 1 splits."""
+
+    def zero(g) -> None:
+        g.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+
+    model = _edited(tmp_path, zero)
+    with pytest.raises(ModelFileError) as err:
+        split_model(SplitOptions(model, CONFIG, tmp_path / "plan"))
+    assert str(err.value) == (
+        f"{model}: input 'image' (0, 3, {S}, {S}) has a batch of 0, which holds no image: export the model with a "
+        "batch of 1 or a symbolic one (torch.onnx.export's dynamic_axes for the batch: {'image': {0: 'batch'}})"
+    )
+    assert not (tmp_path / "plan").exists()
+    assert split_model(SplitOptions(_edited(tmp_path, lambda g: None), CONFIG, tmp_path / "plan")).plan.subgraphs
+
+
 @pytest.mark.parametrize("num", [2, 3])
 def test_deploy_check_against_ort_of_a_subgraph_at_a_fixed_batch_of_two(tmp_path, capsys, num):
     """ONNX Runtime's side of deploy-check ran one sample at a time, which a file exported at a fixed batch of 2
