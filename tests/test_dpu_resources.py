@@ -253,7 +253,7 @@ def test_the_build_risk_of_both_options_names_both_in_one_flag():
     both = [r for r in check_fit(cfg("B1152", softmax=True, save_argmax=True), board).risks if r.startswith("build")]
     assert both == [
         "build: softmax = true (`dpu files` and `hw build` refuse it: the build packages no softmax kernel) and "
-        "save_argmax = true (`hw build` refuses it: an IP v4.1 option, the TRD it builds is v4.0); set it to false "
+        "save_argmax = true (`hw build` refuses it: an IP v4.1 option, the TRD it builds is v4.0); set both to false "
         "to build this configuration"
     ]
 

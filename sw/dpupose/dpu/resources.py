@@ -184,7 +184,8 @@ def check_fit(cfg: DpuConfig, board: Board) -> FitReport:
     if cfg.save_argmax:
         unbuildable.append("save_argmax = true (`hw build` refuses it: an IP v4.1 option, the TRD it builds is v4.0)")
     if unbuildable:
-        risks.append(f"build: {' and '.join(unbuildable)}; set it to false to build this configuration")
+        which = "both" if len(unbuildable) > 1 else "it"
+        risks.append(f"build: {' and '.join(unbuildable)}; set {which} to false to build this configuration")
     return FitReport(
         config=cfg.name,
         board=board.name,
