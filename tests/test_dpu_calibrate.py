@@ -97,6 +97,13 @@ def test_a_calibration_row_with_a_zero_figure_is_named(tmp_path):
         f"{tmp_path / 'c.csv'}: line 2: mobilenet_v2 on ZCU104 B4096: fps_single_thread must be a positive number, "
         "got '267.3 fps'"
     )
+    # 'nan' is a float to Python, and no more a positive figure than 0 (NaN > 0 is false)
+    lines[1] = lines[1].replace(",267.3 fps,", ",nan,")
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataError, match=r"line 2: mobilenet_v2 on ZCU104 B4096: fps_single_thread must be positive, got nan$"
+    ):
+        read_rows(tmp_path / "c.csv")
 
 
 def test_the_validation_rows_are_reported_beside_the_fit_and_not_fitted(cal):

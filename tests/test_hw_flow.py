@@ -1846,3 +1846,41 @@ def test_status_says_which_configuration_the_published_set_was_built_from(capsys
     for config in (CONFIG, str(twin)):
         rc = cli.main(["hw", "status", "--config", config, *repos])
         assert rc == 0 and capsys.readouterr().out.splitlines()[-1].startswith("published: dpu.bit, dpu.hwh")
+
+
+def test_status_names_up_to_four_values_of_another_configuration_or_its_fingerprint(capsys, env):
+    """Where the published set's build_info.json records another configuration, status names at most four of the
+    values that differ (a key the record lacks among them, as null) and how many more; where it records none (an
+    older build_info.json), or something that is not a configuration, the fingerprints are compared."""
+    assert build(capsys, env)[0] == 0
+    info_path = env["out"] / "build_info.json"
+    info = json.loads(info_path.read_text())
+    status = ["hw", "status", "--config", CONFIG, "--out", str(env["out"])]
+    status += ["--trd", str(env["trd"]), "--board-repo", str(env["repo"])]
+
+    def published(edited) -> tuple[int, str]:
+        info_path.write_text(json.dumps(edited))
+        rc = cli.main(status)
+        return rc, capsys.readouterr().out.splitlines()[-1]
+
+    recorded = dict(info["configuration"])
+    assert (recorded["arch"], recorded["clock_mhz"], recorded["cores"]) == ("B1600", 200, 1)
+    del recorded["alu_activations"]
+    recorded.update(arch="B4096", clock_mhz=300, cores=2, low_power=True, softmax=True)
+    rc, line = published({**info, "configuration": recorded})
+    assert rc == 1
+    assert (
+        f'but built from another configuration {CONFIG} (alu_activations null there, "relu_relu6" in yours; arch '
+        f'"B4096" there, "B1600" in yours; clock_mhz 300 there, 200 in yours; cores 2 there, 1 in yours and 2 '
+        f"more), not from {CONFIG}: rebuild with"
+    ) in line
+    older = {k: v for k, v in info.items() if k != "configuration"}
+    rc, line = published({**older, "fingerprint": "0x1"})
+    assert rc == 1
+    assert (
+        f"but built from another configuration {CONFIG} (fingerprint 0x1 there, {info['fingerprint']} in yours)" in line
+    )
+    wns = info["timing"]["wns_ns"]
+    for same in (older, {**info, "configuration": CONFIG}):  # the same fingerprint: the set taken as ours
+        rc, line = published(same)
+        assert (rc, line) == (0, f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met, WNS {wns} ns)")

@@ -1148,3 +1148,21 @@ def test_deploy_check_against_torch_without_onnx_says_so_before_any_work(tmp_pat
     assert os.listdir(tmp_path) == []  # no calibration image made
     # A board user (no torch, no onnx) is told the option that runs there, not that the command does not.
     assert "(on the board, give --against a folder of dumped tensors, which needs neither)" in err
+
+
+def test_the_missing_package_line_of_deploy_check_by_its_subcommand_name_names_the_board_s_option():
+    """missing_module_line takes a subcommand's name as well as the line as typed: both are deploy-check's line,
+    which names the option that runs on the board; another command's says it runs on a PC."""
+    from dpupose.cli import missing_module_line
+
+    line = missing_module_line("deploy-check", "torch")
+    assert line == missing_module_line("dpupose deploy-check", "torch")
+    assert line == (
+        "dpupose deploy-check needs PyTorch (module torch), which is not installed: against torch or ort it runs "
+        "on a PC, not on the board (on the board, give --against a folder of dumped tensors, which needs "
+        "neither); on a PC, install dpupose with its host extra: pip install 'dpupose[host]'"
+    )
+    assert missing_module_line("quantize", "torch").endswith(
+        "which is not installed: it runs on a PC, not on the board; on a PC, install dpupose with its host extra: "
+        "pip install 'dpupose[host]'"
+    )

@@ -1119,7 +1119,11 @@ def _notebook_cells() -> list[str]:
 
 @pytest.mark.parametrize(
     ("value", "frames"),
-    [("25", 25), (" 7 ", 7), ("", 300), (None, 300), ("abc", None), ("2.5", None), ("0", None), ("-3", None)],
+    [
+        *[("25", 25), (" 7 ", 7), ("", 300), (None, 300), ("abc", None), ("2.5", None), ("0", None), ("-3", None)],
+        ("\u00b2", None),  # a digit to str.isdigit, which int() refuses with a ValueError
+        ("\u0663", None),  # an Arabic-Indic 3, which int() reads as 3: no whole number a user types as such
+    ],
 )
 def test_the_notebook_s_frame_limit_from_the_environment(monkeypatch: pytest.MonkeyPatch, value, frames) -> None:
     # The first cell did int(os.environ["DPUPOSE_NOTEBOOK_FRAMES"]): a word there was a ValueError traceback,
@@ -1128,14 +1132,19 @@ def test_the_notebook_s_frame_limit_from_the_environment(monkeypatch: pytest.Mon
         monkeypatch.delenv("DPUPOSE_NOTEBOOK_FRAMES", raising=False)
     else:
         monkeypatch.setenv("DPUPOSE_NOTEBOOK_FRAMES", value)
-    for name in ("PLAN", "SOURCE"):
+    for name in ("PLAN", "SOURCE", "OVERLAY", "DECODE"):
         monkeypatch.setenv(f"DPUPOSE_NOTEBOOK_{name}", "")  # empty: the default too
     namespace: dict = {}
     first = _notebook_cells()[0]
     if frames is not None:
         exec(compile(first, "pose_camera.ipynb", "exec"), namespace)
         assert namespace["MAX_FRAMES"] == frames
-        assert (namespace["PLAN"], namespace["SOURCE"]) == ("/home/xilinx/dpupose/model", "camera:0")
+        assert [namespace[name] for name in ("PLAN", "SOURCE", "OVERLAY", "DECODE")] == [
+            "/home/xilinx/dpupose/model",
+            "camera:0",
+            "/home/xilinx/dpupose/overlay",
+            "dsnt",
+        ]
         return
     with pytest.raises(UsageError) as refused:
         exec(compile(first, "pose_camera.ipynb", "exec"), namespace)
@@ -1143,6 +1152,18 @@ def test_the_notebook_s_frame_limit_from_the_environment(monkeypatch: pytest.Mon
         f"UsageError: DPUPOSE_NOTEBOOK_FRAMES is {value!r}: give a whole number of frames, 1 or more, or leave it "
         "empty (or unset) for 300"
     ]
+
+
+def test_frames_from_env_gives_the_default_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dpupose.runtime.notebook import frames_from_env
+
+    monkeypatch.delenv("DPUPOSE_TEST_FRAMES", raising=False)
+    assert frames_from_env("DPUPOSE_TEST_FRAMES", 12) == 12
+    monkeypatch.setenv("DPUPOSE_TEST_FRAMES", " ")
+    assert frames_from_env("DPUPOSE_TEST_FRAMES", 5) == 5
+    monkeypatch.setenv("DPUPOSE_TEST_FRAMES", "0")
+    with pytest.raises(UsageError, match=r"^DPUPOSE_TEST_FRAMES is '0': .* \(or unset\) for 5$"):
+        frames_from_env("DPUPOSE_TEST_FRAMES", 5)
 
 
 def test_the_notebook_says_what_run_says_of_a_source_without_a_frame(
@@ -1206,6 +1227,30 @@ def test_the_notebook_says_what_run_says_of_a_source_without_a_frame(
         assert "not reading its subfolders (day1); set SOURCE to one for its images" in caplog.text
 
 
+def test_the_notebook_names_source_for_a_video_that_does_not_open_and_an_image_name_at_a_camera(
+    tmp_path: Path,
+) -> None:
+    # The messages of a video OpenCV does not open and of an image's name at a camera's device node named
+    # run's --source in the notebook, whose user sets SOURCE
+    from dpupose.runtime.notebook import PoseSession
+
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    (tmp_path / "video0").symlink_to("/dev/null")  # a camera's device node, by its name
+    (tmp_path / "cam.jpg").symlink_to("video0")
+    camera = f"image source {tmp_path / 'cam.jpg'} is a camera device: give camera:0 as the source for it"
+    with pytest.raises(UsageError) as given:
+        open_source(str(tmp_path / "cam.jpg"))
+    assert str(given.value) == f"{camera} (--source camera:0)"
+    with PoseSession(ROOT / "models" / "dpupose-synth" / "split", backend="cpu") as session:
+        with pytest.raises(DataError) as unopened:
+            next(session.run(str(tmp_path / "clip.mp4")))
+        with pytest.raises(UsageError) as given:
+            next(session.run(str(tmp_path / "cam.jpg")))
+    assert str(unopened.value).startswith(f"cannot open video {tmp_path / 'clip.mp4'}: not a video OpenCV can decode")
+    assert str(unopened.value).endswith("; check that it plays, or set SOURCE to another source")
+    assert str(given.value) == f'{camera} (SOURCE = "camera:0")'
+
+
 def test_a_video_whose_first_image_is_one_pixel_takes_the_model_s_input_size(tmp_path: Path, caplog) -> None:
     # An image folder whose first image was 1 pixel wide or tall sized the video so: OpenCV's MP4 writer refused
     # it with an error dump, a warning blamed the place ('OpenCV cannot write annotated.mp4 here') and every
@@ -1234,6 +1279,11 @@ def test_a_video_whose_first_image_is_one_pixel_takes_the_model_s_input_size(tmp
     sink.write(result(0), grey(50, 4, 30))
     sink.close()
     assert [f.shape for f in read_video(tmp_path / "small.avi")] == [(16, 16, 3)]
+    # a size given under MIN_VIDEO_SIDE (a model's input of 8 pixels) is raised to it, the other side kept
+    sink = VideoSink(tmp_path / "given.avi", fps=10, small_frame_size=(40, 8))
+    sink.write(result(0), grey(50, 4, 30))
+    sink.close()
+    assert [f.shape for f in read_video(tmp_path / "given.avi")] == [(16, 40, 3)]
 
 
 def test_a_video_mp4_cannot_be_written_as_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:

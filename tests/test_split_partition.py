@@ -3614,6 +3614,20 @@ def test_a_batch_of_zero_is_refused_naming_the_file_and_the_export(tmp_path):
     assert split_model(SplitOptions(_edited(tmp_path, lambda g: None), CONFIG, tmp_path / "plan")).plan.subgraphs
 
 
+def test_initializers_listed_as_inputs_are_not_checked_as_the_image(tmp_path):
+    """An exporter's keep_initializers_as_inputs lists every weight among the graph's inputs, an empty one (a
+    Resize's roi) at a first size of 0: the fixed-size and batch checks are of the image, not of those."""
+
+    def as_inputs(g) -> None:
+        g.initializer.append(onnx.numpy_helper.from_array(np.zeros((0,), np.float32), "roi"))
+        for init in g.initializer:
+            g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+
+    listed = split_model(SplitOptions(_edited(tmp_path, as_inputs), CONFIG, tmp_path / "listed")).plan
+    plain = split_model(SplitOptions(_edited(tmp_path, lambda g: None), CONFIG, tmp_path / "plain")).plan
+    assert [(sg.name, sg.device) for sg in listed.subgraphs] == [(sg.name, sg.device) for sg in plain.subgraphs]
+
+
 @pytest.mark.parametrize("num", [2, 3])
 def test_deploy_check_against_ort_of_a_subgraph_at_a_fixed_batch_of_two(tmp_path, capsys, num):
     """ONNX Runtime's side of deploy-check ran one sample at a time, which a file exported at a fixed batch of 2
