@@ -466,9 +466,15 @@ def test_status_and_commands(capsys, env, monkeypatch):
     assert lines[:2] == ["platform  up to date", "kernel    up to date"]
     assert_failed_line(lines[2], "link", before, f"see {env['out'] / 'logs' / 'link.log'}")  # not "not built"
     assert lines[3:] == ["published: nothing"]  # and no previous/: nothing was published before
+    # A generated file edited by hand: the next build's generate step writes it again as the configuration has
+    # it, before any tool step is judged, so they stay up to date (and status writes nothing there).
     (env["out"] / "gen" / "params.tcl").write_text("# edited\n")
     assert cli.main(["hw", "status", *common]) == 0
-    assert capsys.readouterr().out.splitlines()[:2] == ["platform  stale", "kernel    stale"]
+    assert capsys.readouterr().out.splitlines()[:2] == ["platform  up to date", "kernel    up to date"]
+    assert (env["out"] / "gen" / "params.tcl").read_text() == "# edited\n"
+    (env["out"] / "kernel" / "dpu.xo").write_text("edited\n")  # an output changed since its stamp
+    assert cli.main(["hw", "status", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["platform  up to date", "kernel    stale"]
     assert cli.main(["hw", "commands", *common]) == 0
     lines = capsys.readouterr().out.splitlines()
     out = env["out"]
@@ -645,12 +651,14 @@ def test_status_names_a_file_it_cannot_read_and_its_error(capsys, env, monkeypat
     assert build(capsys, env, "--from", "link", "--force")[0] == 2  # the set kept in previous/, none published
     monkeypatch.delenv("FAKE_FAIL")
     assert build(capsys, env, "--from", "link")[0] == 0  # published again
-    params = out / "gen" / "params.tcl"
-    failing_reads(monkeypatch, {str(out / "dpu.bit"): error, str(prev / "dpu.hwh"): error, str(params): error})
+    xsa = out / "platform" / "platform.xsa"  # the platform's output, the link's input
+    failing_reads(monkeypatch, {str(out / "dpu.bit"): error, str(prev / "dpu.hwh"): error, str(xsa): error})
     rc, lines = status(capsys, env)
     assert rc == 1
-    assert lines[:2] == [
-        f"{step:9s} built, cannot tell if current ({params}: {words})" for step in ("platform", "kernel")
+    assert lines[:3] == [
+        f"platform  built, cannot tell if current ({xsa}: {words})",
+        "kernel    up to date",
+        f"link      built, cannot tell if current ({xsa}: {words})",
     ]
     assert lines[3:] == [
         f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json; {out / 'dpu.bit'} ({words}) cannot be read "
@@ -686,7 +694,7 @@ def test_a_stamp_of_another_shape_marks_its_step_stale(capsys, env, damaged):
     assert capsys.readouterr().out.splitlines()[:3] == [
         "platform  up to date",
         "kernel    stale",
-        "link      up to date",
+        "link      up to date, but kernel runs first (a dpu.xo that differs runs link again)",
     ]
     before = steps_run(env)
     rc, out, err = build(capsys, env)
@@ -1884,3 +1892,91 @@ def test_status_names_up_to_four_values_of_another_configuration_or_its_fingerpr
     for same in (older, {**info, "configuration": CONFIG}):  # the same fingerprint: the set taken as ours
         rc, line = published(same)
         assert (rc, line) == (0, f"published: dpu.bit, dpu.hwh, dpu.xclbin, arch.json (timing met, WNS {wns} ns)")
+
+
+def status_then_build(capsys, env, config):
+    """`hw status --config config`'s step lines, the files of the build folder (to show status wrote nothing),
+    then the tool steps the next `hw build --config config` runs and the link's inputs before and after it."""
+    rc, lines = status(capsys, env, config=config)
+    assert rc in (0, 1), lines
+    files = {p: p.read_bytes() for p in env["out"].rglob("*") if p.is_file()}
+    xo = (env["out"] / "kernel" / "dpu.xo").read_bytes()
+    before = len(steps_run(env))
+    rc, _, err = build(capsys, env, config=config)
+    assert rc == 0, err
+    return lines[:3], files, steps_run(env)[before:], xo != (env["out"] / "kernel" / "dpu.xo").read_bytes()
+
+
+def test_status_judges_the_steps_by_what_the_given_configuration_generates(capsys, env):
+    """hw status compared the stamps with the files in gen/, generated from whichever configuration built there
+    last: a .toml of one's own named like a shipped configuration but with another clock, sharing its folder,
+    read 'up to date' for every step, and `hw build` with it then ran all three again. Each step reads as the
+    next build judges it: out of date where the generated files it reads would change, and only those steps
+    run again; status writes nothing in the build folder."""
+    from dpupose.dpu.paths import configs_dir
+
+    assert build(capsys, env)[0] == 0
+    shipped = (configs_dir() / f"{CONFIG}.toml").read_text()
+    twin = env["tmp"] / "my" / f"{CONFIG}.toml"
+    twin.parent.mkdir()
+    twin.write_text(shipped.replace("clock_mhz = 200 ", "clock_mhz = 150 "))
+    # Which generated files the other clock changes, by a build of the twin into a folder of its own.
+    elsewhere = env["tmp"] / "elsewhere"
+    rc = cli.main(["hw", "build", "--config", str(twin), "--out", str(elsewhere), "--to", "generate"])
+    assert rc == 0
+    capsys.readouterr()
+    differ = [
+        n
+        for n in ("params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config")
+        if (env["out"] / "gen" / n).read_bytes() != (elsewhere / "gen" / n).read_bytes()
+    ]
+    assert "params.tcl" in differ and "prj_config" in differ  # the platform's clocks, v++'s clock ids
+    reads = {
+        "platform": ("params.tcl", "platform.xdc"),
+        "kernel": ("params.tcl", "dpu_conf.vh"),
+        "link": ("prj_config",),
+    }
+    expected = []
+    for step, names in reads.items():
+        changed = ", ".join(f"gen/{n}" for n in names if n in differ)
+        expected.append(f"{step:9s} out of date (the configuration differs: {changed} would change)")
+    out = env["out"]
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    lines, seen, ran, _ = status_then_build(capsys, env, str(twin))
+    assert lines == expected
+    assert seen == files  # status wrote nothing
+    assert ran == ["platform", "kernel", "link"]
+    # Built with it, the twin's steps are up to date, and the shipped configuration's are out of date in turn.
+    lines, _, ran, _ = status_then_build(capsys, env, str(twin))
+    assert lines == [f"{s:9s} up to date" for s in reads] and ran == []
+    lines, _, ran, _ = status_then_build(capsys, env, CONFIG)
+    assert [line.split(" (")[0] for line in lines] == [f"{s:9s} out of date" for s in reads]
+    assert ran == ["platform", "kernel", "link"]
+    # The same configuration, by its shipped name or a twin of the same values: all up to date, and no tool runs.
+    twin.write_text(shipped)
+    for config in (CONFIG, str(twin)):
+        lines, _, ran, _ = status_then_build(capsys, env, config)
+        assert lines == [f"{s:9s} up to date" for s in reads] and ran == []
+
+
+def test_status_of_an_edited_shipped_configuration_says_what_the_build_runs_again(capsys, env, monkeypatch):
+    """The shipped .toml edited after the build (a DPU option changed): status read gen/ as the build left it,
+    'up to date' for every step. The kernel (dpu_conf.vh) and the link (prj_config, which records the fingerprint)
+    are out of date, the platform is not, as the build runs them."""
+    hw = env["tmp"] / "hw"
+    shutil.copytree(tcl_dir().parent, hw)
+    monkeypatch.setenv("DPUPOSE_HW_DIR", str(hw))
+    assert build(capsys, env)[0] == 0
+    toml = hw / "dpu" / "configs" / f"{CONFIG}.toml"
+    text = toml.read_text()
+    assert "channel_augmentation = true\n" in text
+    toml.write_text(text.replace("channel_augmentation = true\n", "channel_augmentation = false\n"))
+    lines, _, ran, new_xo = status_then_build(capsys, env, CONFIG)
+    assert lines == [
+        "platform  up to date",
+        "kernel    out of date (the configuration differs: gen/dpu_conf.vh would change)",
+        "link      out of date (the configuration differs: gen/prj_config would change)",
+    ]
+    assert new_xo and ran == ["kernel", "link"]  # the stand-in's dpu.xo carries the fingerprint: a new one
+    lines, _, ran, _ = status_then_build(capsys, env, CONFIG)
+    assert lines == [f"{s:9s} up to date" for s in ("platform", "kernel", "link")] and ran == []

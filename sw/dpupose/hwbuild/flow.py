@@ -31,11 +31,13 @@ API:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,7 +130,11 @@ class StepRun:
 
 # Steps ------------------------------------------------------------------------------------------------
 def _generate(ctx: BuildContext) -> None:
-    p, cfg, board, pfm = ctx.paths, ctx.cfg, ctx.board, ctx.pfm
+    generate_files(ctx.cfg, ctx.board, ctx.pfm, ctx.paths)
+
+
+def generate_files(cfg: DpuConfig, board: Board, pfm: PlatformRecord, p: BuildPaths) -> None:
+    """The generate step: gen/'s files (GEN_FILES) for `cfg`, each written only where it changed."""
     write_params_tcl(cfg, board, pfm, p.params)
     write_platform_xdc(cfg, board, pfm, p.xdc)
     write_dpu_conf_vh(cfg, p.dpu_conf)
@@ -284,9 +290,11 @@ def _report(ctx: BuildContext) -> None:
     log.info("timing met (WNS %.3f ns); published %s", info["timing"]["wns_ns"], ", ".join(DELIVERABLES))
 
 
+GEN_FILES = ("params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config", "arch.json")  # what generate writes in gen/
+
+
 def _gen_files(ctx: BuildContext) -> list[tuple[Path, str]]:
-    p = ctx.paths
-    return [(f, "generate") for f in (p.params, p.xdc, p.dpu_conf, p.prj_config, p.arch_json)]
+    return [(ctx.paths.gen / name, "generate") for name in GEN_FILES]
 
 
 STEPS: tuple[Step, ...] = (
@@ -609,10 +617,36 @@ def _failure(ctx: BuildContext, step: Step) -> str | None:
 
 
 def step_status(ctx: BuildContext) -> dict[str, str]:
-    """For each tool step: "up to date", "stale" (stamp present, inputs or outputs changed), "failed (last run
-    WHEN; see LOG)" or "interrupted (...)" (no stamp, and its last run did not finish) or "not built"; and any
-    other step whose last run did not finish, "failed (last run WHEN; ERROR)"."""
+    """For each tool step: "up to date", "stale" (stamp present, inputs or outputs changed), "out of date (the
+    configuration differs: gen/FILE ... would change)", "failed (last run WHEN; see LOG)" or "interrupted (...)"
+    (no stamp, and its last run did not finish) or "not built"; and any other step whose last run did not
+    finish, "failed (last run WHEN; ERROR)".
+    Each tool step is judged as the next `hw build` with `ctx.cfg` judges it: the build first generates gen/'s
+    files from the configuration given, which need not be the one gen/ holds (a .toml of one's own named like a
+    shipped one shares its folder; the file may have been edited since), so the stamps are compared with the files
+    generate would write, written apart in a temporary folder (nothing is written in the build folder). A step
+    whose own inputs hold but that reads what a tool step running before it makes is "up to date, but STEP runs
+    first (a FILE that differs runs it again)": the build runs it again only if that file comes out different."""
+    with tempfile.TemporaryDirectory(prefix="dpupose-status-") as tmp:
+        ahead = dataclasses.replace(ctx, paths=dataclasses.replace(ctx.paths, generated=Path(tmp) / "gen"))
+        generate_files(ctx.cfg, ctx.board, ctx.pfm, ahead.paths)
+        changed = {n for n in GEN_FILES if not _same_bytes(ctx.paths.gen / n, ahead.paths.gen / n)}
+        return _step_lines(ahead, changed)
+
+
+def _same_bytes(path: Path, other: Path) -> bool:
+    """Whether `path` is a regular file (a FIFO there is not waited on) holding what `other` holds."""
+    try:
+        return path.is_file() and path.read_bytes() == other.read_bytes()
+    except OSError:
+        return False
+
+
+def _step_lines(ctx: BuildContext, changed: set[str]) -> dict[str, str]:
+    """step_status's lines, `ctx` reading the generated files as generate would write them now, which differ from
+    gen/'s where named in `changed`."""
     out = {}
+    runs: list[str] = []  # the tool steps so far that a build runs again
     for step in STEPS:
         failure = _failure(ctx, step)
         if step.inputs is None:
@@ -621,14 +655,45 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
             continue
         if not _stamp_path(ctx, step).is_file():
             out[step.name] = failure or "not built"
-        else:
-            try:
-                out[step.name] = "up to date" if _up_to_date(ctx, step) else "stale"
-            except OSError as exc:  # a file it hashes cannot be read (EIO, a folder where a file was)
-                out[step.name] = f"built, cannot tell if current ({read_failure(exc)})"
-            except UsageError as exc:
-                out[step.name] = f"built, cannot tell if current ({exc})"
+            runs.append(step.name)
+            continue
+        try:
+            if _up_to_date(ctx, step):
+                out[step.name] = "up to date" + _after(ctx, step, runs)
+            else:
+                out[step.name] = _why_not_up_to_date(ctx, step, changed)
+                runs.append(step.name)
+        except OSError as exc:  # a file it hashes cannot be read (EIO, a folder where a file was)
+            out[step.name] = f"built, cannot tell if current ({read_failure(exc)})"
+        except UsageError as exc:
+            out[step.name] = f"built, cannot tell if current ({exc})"
     return out
+
+
+def _why_not_up_to_date(ctx: BuildContext, step: Step, changed: set[str]) -> str:
+    """ "out of date (the configuration differs: ...)" where inputs of `step` that its stamp recorded are generated
+    files that generate would write anew (`changed`) and differently; else "stale"."""
+    assert step.inputs is not None
+    recorded = (_read_stamp(_stamp_path(ctx, step)) or {}).get("inputs")
+    now = step.inputs(ctx)
+    if not isinstance(recorded, dict):
+        return "stale"
+    differ = [n for n in GEN_FILES if n in changed and n in now and recorded.get(n) != now[n]]
+    if differ:
+        return f"out of date (the configuration differs: {', '.join(f'gen/{n}' for n in differ)} would change)"
+    return "stale"
+
+
+def _after(ctx: BuildContext, step: Step, runs: list[str]) -> str:
+    """For an up-to-date `step`, the tool steps in `runs` (run again by the build before it) whose outputs it
+    reads: the build runs it again where one of those comes out different (a tool writes a new file each run)."""
+    read = [(f.name, maker) for f, maker in step.requires(ctx) if maker in runs]
+    if not read:
+        return ""
+    makers = list(dict.fromkeys(maker for _, maker in read))
+    files = " or a ".join(name for name, _ in read)
+    verb = "runs" if len(makers) == 1 else "run"
+    return f", but {' and '.join(makers)} {verb} first (a {files} that differs runs {step.name} again)"
 
 
 # What a build deletes (the step folders, emptied before each tool run) or replaces (the files it
@@ -638,7 +703,7 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
 BUILD_ENTRIES = (
     *("platform", "kernel", "link", "collect", "trd"),
     *PUBLISHED,
-    *(f"gen/{n}" for n in ("params.tcl", "platform.xdc", "dpu_conf.vh", "prj_config", "arch.json")),
+    *(f"gen/{n}" for n in GEN_FILES),
     "previous",
     *(f"logs/{n}.log" for n in step_names()),
     "logs/vpp",

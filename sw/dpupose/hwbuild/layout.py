@@ -30,6 +30,9 @@ def tcl_dir() -> Path:
 class BuildPaths:
     root: Path  # build/hw/<config>
     tcl: Path  # hw/tcl
+    # Where the generated files are read from, if not root/gen: `hw status` generates them apart (in a temporary
+    # folder) to compare what a build would generate with what the steps' stamps recorded.
+    generated: Path | None = None
 
     @classmethod
     def for_config(cls, name: str, out: Path | None = None) -> BuildPaths:
@@ -38,7 +41,7 @@ class BuildPaths:
 
     @property
     def gen(self) -> Path:
-        return self.root / "gen"
+        return self.generated if self.generated is not None else self.root / "gen"
 
     @property
     def params(self) -> Path:
