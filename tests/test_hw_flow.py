@@ -1980,3 +1980,16 @@ def test_status_of_an_edited_shipped_configuration_says_what_the_build_runs_agai
     assert new_xo and ran == ["kernel", "link"]  # the stand-in's dpu.xo carries the fingerprint: a new one
     lines, _, ran, _ = status_then_build(capsys, env, CONFIG)
     assert lines == [f"{s:9s} up to date" for s in ("platform", "kernel", "link")] and ran == []
+
+
+def test_status_does_not_unpack_the_trd_into_the_build_folder(capsys, env):
+    """The link's stamp hashes the TRD's post-link script, read from the archive unpacked in trd/: with trd/
+    removed (to save space, or a build folder copied without it), `hw status` unpacked the archive there again.
+    It unpacks it in a temporary folder, and reads the link as the next build does (up to date: no tool runs)."""
+    assert build(capsys, env)[0] == 0
+    shutil.rmtree(env["out"] / "trd")
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[:3] == [f"{s:9s} up to date" for s in ("platform", "kernel", "link")]
+    assert not (env["out"] / "trd").exists()
+    before = len(steps_run(env))
+    assert build(capsys, env)[0] == 0 and steps_run(env)[before:] == []

@@ -65,7 +65,7 @@ from dpupose.fsio import (
 from dpupose.hwbuild import collect as collect_mod
 from dpupose.hwbuild.check import BuildRequest, Preflight
 from dpupose.hwbuild.commands import kernel_argv, link_argv, platform_argv
-from dpupose.hwbuild.inputs import POSTLINK_TCL, BoardFiles, TrdInfo, extract_trd
+from dpupose.hwbuild.inputs import POSTLINK_TCL, BoardFiles, TrdInfo, extract_trd, trd_unpacked
 from dpupose.hwbuild.layout import DELIVERABLES, PUBLISHED, BuildPaths
 from dpupose.hwbuild.params import write_params_tcl, write_platform_xdc
 from dpupose.hwbuild.platform import PlatformRecord
@@ -87,6 +87,9 @@ class BuildContext:
     tools: dict[str, ToolInfo] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     unpublished: bool = False  # this build took the published set down (kept in previous/ where complete)
+    # Where to unpack a TRD archive that is not unpacked in trd/ already, if not there: `hw status`, which writes
+    # nothing in the build folder, unpacks it in a temporary folder to hash the link's post-link script.
+    trd_scratch: Path | None = None
     _trd_root: Path | None = None
 
     @classmethod
@@ -101,7 +104,10 @@ class BuildContext:
                 raise UsageError(
                     "this step needs the DPU TRD: pass --trd /path/to/DPUCZDX8G.tar.gz (DPU_TRD= with make)"
                 )
-            self._trd_root = extract_trd(self.trd, self.paths.trd_dir).resolve()
+            dest = self.paths.trd_dir
+            if self.trd_scratch is not None and self.trd.archive and not trd_unpacked(self.trd, dest):
+                dest = self.trd_scratch
+            self._trd_root = extract_trd(self.trd, dest).resolve()
         return self._trd_root
 
     def tool(self, name: str) -> ToolInfo:
@@ -624,11 +630,13 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
     Each tool step is judged as the next `hw build` with `ctx.cfg` judges it: the build first generates gen/'s
     files from the configuration given, which need not be the one gen/ holds (a .toml of one's own named like a
     shipped one shares its folder; the file may have been edited since), so the stamps are compared with the files
-    generate would write, written apart in a temporary folder (nothing is written in the build folder). A step
+    generate would write, written apart in a temporary folder (nothing is written in the build folder: a TRD
+    archive not unpacked in trd/, whose post-link script the link's stamp hashes, is unpacked there too). A step
     whose own inputs hold but that reads what a tool step running before it makes is "up to date, but STEP runs
     first (a FILE that differs runs it again)": the build runs it again only if that file comes out different."""
     with tempfile.TemporaryDirectory(prefix="dpupose-status-") as tmp:
-        ahead = dataclasses.replace(ctx, paths=dataclasses.replace(ctx.paths, generated=Path(tmp) / "gen"))
+        generated = dataclasses.replace(ctx.paths, generated=Path(tmp) / "gen")
+        ahead = dataclasses.replace(ctx, paths=generated, trd_scratch=Path(tmp) / "trd")
         generate_files(ctx.cfg, ctx.board, ctx.pfm, ahead.paths)
         changed = {n for n in GEN_FILES if not _same_bytes(ctx.paths.gen / n, ahead.paths.gen / n)}
         return _step_lines(ahead, changed)

@@ -10,6 +10,7 @@ Every problem raises `UsageError` with what to fetch or set.
 
 API:
     inspect_trd(path) -> TrdInfo              extract_trd(info, dest) -> Path (the TRD root folder)
+    trd_unpacked(info, dest) -> whether the archive is unpacked whole in dest
     find_board_files(repo, pfm) -> BoardFiles
 """
 
@@ -141,13 +142,18 @@ def inspect_trd(path: str | Path | None) -> TrdInfo:
     return _layout(path, names, archive=True)
 
 
+def trd_unpacked(info: TrdInfo, dest: Path) -> bool:
+    """Whether the archive `info` is unpacked whole in `dest` (extract_trd's marker names its sha256)."""
+    marker = dest / ".complete"
+    return marker.is_file() and marker.read_text() == info.digest()
+
+
 def extract_trd(info: TrdInfo, dest: Path) -> Path:
     """The TRD root folder: the user's folder as is, or the archive's dpu_ip/ and prj/Vitis/ unpacked
     into `dest` (atomically: a half-unpacked tree is never left at `dest`)."""
     if not info.archive:
         return info.path / info.prefix
-    marker = dest / ".complete"
-    if marker.is_file() and marker.read_text() == info.digest():
+    if trd_unpacked(info, dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp: Path | None = None
