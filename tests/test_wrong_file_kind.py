@@ -315,3 +315,29 @@ def test_a_fifo_at_a_plan_folder_s_plan_json_is_named(tmp_path, capsys):
             "`dpupose split` (it holds a plan.json file)\n"
         )
     assert (tmp_path / "plan.json").is_fifo() and not os.path.exists(out)
+
+
+def test_a_dangling_link_at_a_plan_or_its_plan_json_is_named(tmp_path, capsys):
+    """A symbolic link that leads nowhere given as --plan (a plan on a disk not mounted), or at a plan folder's
+    plan.json, was 'no split plan at ...', of a name the user sees there, where every other input names such a
+    link (fsio.dangling_link): it is named so, with its target."""
+    import os
+
+    from dpupose.cli import main
+
+    (tmp_path / "gone").symlink_to("nothing/here")
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    (folder / "plan.json").symlink_to("../elsewhere/plan.json")
+    out = tmp_path / "out"
+    for given, link, target in (
+        (tmp_path / "gone", tmp_path / "gone", "nothing/here"),
+        (folder, folder / "plan.json", "../elsewhere/plan.json"),
+    ):
+        rc = main(["run", "--plan", str(given), "--backend", "cpu", "--source", str(tmp_path), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and err == (
+            f"dpupose: error: {link} is a symbolic link that leads nowhere (to {target}), not a split plan: pass the "
+            "folder written by `dpupose split` (it holds a plan.json file)\n"
+        )
+    assert not os.path.exists(out)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -407,9 +408,10 @@ def load_plan(dir_or_file: str | Path, check_paths: bool = True) -> Plan:
     folder = path if path.is_dir() else None
     if folder is not None:
         path = path / PLAN_FILE
-    if path.exists() and not path.is_file():
-        # A FIFO, device or folder at plan.json (or a FIFO given as the .json): there, but no plan, never read (a FIFO
-        # waits for a writer for ever); it was "no split plan at", of a name the user can see.
+    if os.path.lexists(path) and not path.is_file():
+        # A FIFO, device or folder at plan.json (or a FIFO given as the .json), or a symbolic link that leads
+        # nowhere (at either): there, but no plan, never read (a FIFO waits for a writer for ever); it was "no split
+        # plan at", of a name the user can see.
         raise ModelFileError(
             f"{path} {not_a_file(path)}, not a split plan: pass the folder written by `dpupose split` (it holds a "
             f"{PLAN_FILE} file)"
