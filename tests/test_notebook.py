@@ -265,6 +265,32 @@ def test_an_overlay_folder_that_is_not_there(tmp_path):
         assert session.guard.startswith("DPU fingerprints match")
 
 
+def test_an_overlay_of_the_wrong_kind_names_overlay(tmp_path):
+    """An OVERLAY that is there but no folder or .bit file (a FIFO, a text file) was refused as '--overlay PATH is a
+    FIFO: give ...', `dpupose run`'s option, which the notebook has not; a symbolic link that leads nowhere was
+    taken for a folder not there (not found, fingerprints not compared on cpu; 'does not exist' for vart), where
+    `dpupose run --overlay` names it. Each names OVERLAY, says what is there and what to set it to."""
+    import os
+
+    from dpupose.errors import UsageError
+    from dpupose.runtime.notebook import PoseSession
+
+    tinyplan.write_split_plan(tmp_path / "plan")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "notes.txt").write_text("not an overlay")
+    (tmp_path / "gone").symlink_to("nothing/here")
+    fix = "set OVERLAY to the overlay folder (dpu.bit, dpu.hwh, dpu.xclbin, arch.json) or its dpu.bit"
+    for name, what in (
+        ("fifo", "is a FIFO"),
+        ("notes.txt", "is neither a folder nor a .bit file"),
+        ("gone", "is a symbolic link that leads nowhere (to nothing/here)"),
+    ):
+        for backend in ("cpu", "emulate"):
+            with pytest.raises(UsageError) as refused:
+                PoseSession(tmp_path / "plan", backend=backend, overlay=tmp_path / name)
+            assert str(refused.value) == f"OVERLAY {tmp_path / name} {what}: {fix}"
+
+
 def test_errors_in_the_notebook_name_the_session_argument(tmp_path, monkeypatch):
     """Messages shared with `dpupose run` named only its options ('use --backend emulate', 'pass --source
     camera:2'), which a notebook user does not type: they name the value (and PoseSession's argument) too."""

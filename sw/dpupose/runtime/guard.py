@@ -156,6 +156,19 @@ def _mismatch(plan: Plan, plan_src: str, other: int, other_src: str, what: str) 
     )
 
 
+def check_overlay_path(overlay: str | Path, option: str = "--overlay") -> None:
+    """UsageError unless `overlay` is a folder or a .bit file. `option`: what the message calls it (`--overlay`;
+    the notebook's `OVERLAY`, a variable the user sets)."""
+    thing = "the overlay folder (dpu.bit, dpu.hwh, dpu.xclbin, arch.json) or its dpu.bit"
+    what = f"give {thing}" if option.startswith("-") else f"set {option} to {thing}"
+    if not Path(overlay).is_dir() and not Path(overlay).is_file():
+        # a FIFO, a device or a link that leads nowhere is named for what it is, as every other input is: a FIFO
+        # named NAME.bit was taken for the .bit and its arch.json looked for beside it
+        raise UsageError(f"{option} {overlay} {not_a_file(overlay, 'does not exist')}: {what}")
+    if Path(overlay).is_file() and Path(overlay).suffix != ".bit":
+        raise UsageError(f"{option} {overlay} is neither a folder nor a .bit file: {what}")
+
+
 def check_fingerprints(
     plan: Plan,
     overlay: str | Path | None = None,
@@ -170,13 +183,7 @@ def check_fingerprints(
     plan_src = str(plan.path("plan.json"))
     report = GuardReport(plan_fp)
     if overlay is not None:
-        what = "give the overlay folder (dpu.bit, dpu.hwh, dpu.xclbin, arch.json) or its dpu.bit"
-        if not Path(overlay).is_dir() and not Path(overlay).is_file():
-            # a FIFO, a device or a link that leads nowhere is named for what it is, as every other input is: a FIFO
-            # named NAME.bit was taken for the .bit and its arch.json looked for beside it
-            raise UsageError(f"--overlay {overlay} {not_a_file(overlay, 'does not exist')}: {what}")
-        if Path(overlay).is_file() and Path(overlay).suffix != ".bit":
-            raise UsageError(f"--overlay {overlay} is neither a folder nor a .bit file: {what}")
+        check_overlay_path(overlay)
         arch = overlay_arch_json(overlay)
         fp = read_arch_json(arch)
         if fp is None:

@@ -20,11 +20,13 @@ from dpupose.runtime.backends import RunnerFactory, resolve_backend
 from dpupose.runtime.draw import draw_label
 from dpupose.runtime.executor import SplitExecutor, check_decode
 from dpupose.runtime.frames import FrameResult
+from dpupose.runtime.guard import check_overlay_path
 from dpupose.runtime.sinks import FpsMeter, annotate
 from dpupose.runtime.sources import no_frame_message, open_source
 from dpupose.split.plan import Plan, load_plan
 
 SOURCE_NAME = "SOURCE"  # the notebook's variable for run()'s source, named in the messages about it
+OVERLAY_NAME = "OVERLAY"  # and its overlay's
 
 
 class LiveView:
@@ -107,7 +109,11 @@ class PoseSession:
         self.plan = load_plan(plan)
         check_decode(self.plan, decode)
         self.backend = backend if backend is not None else default_backend(self.plan)
-        self.overlay_missing = Path(overlay) if overlay is not None and not Path(overlay).exists() else None
+        # Not there at all: a PC without the staged folder (said in `guard`). Anything else but a folder or a .bit
+        # file (a FIFO, a symbolic link that leads nowhere) is refused naming OVERLAY, not `dpupose run`'s --overlay.
+        self.overlay_missing = Path(overlay) if overlay is not None and not os.path.lexists(overlay) else None
+        if overlay is not None and self.overlay_missing is None:
+            check_overlay_path(overlay, OVERLAY_NAME)
         if self.overlay_missing is not None:
             overlay = None
             if self.backend == "vart" and not self.plan.path("dpu.bit").is_file():
