@@ -18,6 +18,20 @@ def shortlist(names: Sequence[str], limit: int = SHOWN) -> str:
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
+def size_not_fixed(where: str, name: str, shape: Sequence[object], symbols: Sequence[object], who: str = "") -> str:
+    """The refusal of an image input whose size past the batch is symbolic (or 0), as torch.onnx.export's
+    dynamic_axes for a height, width or channel count writes it: `where` ('FILE: ', or '') leads, then the input,
+    its sizes and those axes, and the export to make; `who` (the emulator, deploy-check) is named beside the DPU.
+    One wording for `dpu estimate`, `split` (dpu.graph.check_fixed_input) and the emulator's runners
+    (runtime.emulator.check_fixed_sizes)."""
+    runs = f"the DPU, and {who}, run" if who else "the DPU runs"
+    return (
+        f"{where}input {name!r} {tuple(shape)} has a size that is not fixed ({', '.join(map(str, symbols))}): {runs} "
+        "fixed sizes only (the batch alone may be symbolic); export the model with the size the DPU will run "
+        f"(torch.onnx.export's dynamic_axes for the batch alone: {{{name!r}: {{0: 'batch'}}}})"
+    )
+
+
 class DpuposeError(Exception):
     """Base class of errors reported to the user without a traceback."""
 

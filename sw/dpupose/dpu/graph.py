@@ -68,7 +68,7 @@ from dpupose.dpu.ops import (
     model_opset,
     resize_support,
 )
-from dpupose.errors import ModelFileError
+from dpupose.errors import ModelFileError, size_not_fixed
 from dpupose.formats import NOT_PARSED
 from dpupose.fsio import not_a_file
 
@@ -206,16 +206,12 @@ def check_fixed_input(vi: Any, source: str = "") -> None:
     """Refuse a graph input (an ONNX ValueInfoProto) of a symbolic (or zero) size past the batch, as
     torch.onnx.export's dynamic_axes for a height, width or channel count writes it, naming the input, its sizes
     and those axes; `source` ('FILE: ', or '') leads the message. One refusal for `dpu estimate`/`compare` and
-    `dpupose split` (and in the same words the emulator's, runtime.emulator.check_fixed_sizes)."""
+    `dpupose split`, worded as the emulator's (errors.size_not_fixed)."""
     dims = vi.type.tensor_type.shape.dim
     shown = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
     symbols = [str(s) for d, s in zip(dims[1:], shown[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
     if symbols:
-        raise ModelFileError(
-            f"{source}input {vi.name!r} {shown} has a size that is not fixed ({', '.join(symbols)}): the DPU runs "
-            "fixed sizes only (the batch alone may be symbolic); export the model with the size the DPU will run "
-            f"(torch.onnx.export's dynamic_axes for the batch alone: {{{vi.name!r}: {{0: 'batch'}}}})"
-        )
+        raise ModelFileError(size_not_fixed(source, vi.name, shown, symbols))
 
 
 class _Walker:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpupose.errors import DataError, ModelFileError
+from dpupose.errors import DataError, ModelFileError, size_not_fixed
 from dpupose.runtime import dpu_ops
 from dpupose.runtime.base import CPU_BACKEND, Runner, TensorInfo
 from dpupose.runtime.blas import one_blas_thread
@@ -84,12 +84,7 @@ def check_fixed_sizes(program: Program, source: object, who: str = "the emulator
     for b in program.inputs:
         symbols = [d for d in b.shape_nchw[1:] if not (isinstance(d, int) and d > 0)]
         if symbols:
-            raise ModelFileError(
-                f"{where}: input {b.name!r} {tuple(b.shape_nchw)} has a size that is not fixed "
-                f"({', '.join(map(str, symbols))}): the DPU, and {who}, run fixed sizes only (the batch alone may be "
-                "symbolic); export the model with the size the DPU will run (torch.onnx.export's dynamic_axes for "
-                f"the batch alone: {{{b.name!r}: {{0: 'batch'}}}})"
-            )
+            raise ModelFileError(size_not_fixed(f"{where}: ", b.name, b.shape_nchw, symbols, who))
 
 
 def shape_checked(step: Step) -> bool:
