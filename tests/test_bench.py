@@ -1203,3 +1203,24 @@ def test_the_int8_cpu_variant_names_no_xmodel_it_does_not_hold(tmp_path):
         assert (variant.root / sg["file"]).is_file()
     assert sorted(p.name for p in variant.root.iterdir()) == sorted(["plan.json", *(sg["file"] for sg in written)])
     assert load_plan(plan_dir).subgraphs[0].xmodel == "dpu0.xmodel"  # the plan itself as it was
+
+
+def test_a_checkpoint_that_is_a_fifo_or_a_dangling_link_is_named_for_what_it_is(tmp_path, capsys):
+    """bench's --checkpoint of a FIFO, or of a symbolic link that leads nowhere, was 'no model to benchmark: PATH
+    does not exist', of a name the user sees there, where eval's --checkpoint (and every other input) names
+    each; a path that is not there is still 'does not exist'."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.pt")
+    (tmp_path / "gone.pt").symlink_to("runs/old/best.pt")
+    for name, what in (
+        ("fifo.pt", "is a FIFO"),
+        ("gone.pt", "is a symbolic link that leads nowhere (to runs/old/best.pt)"),
+        ("missing.pt", "does not exist"),
+    ):
+        assert main(["bench", "--checkpoint", str(tmp_path / name), "--work", str(tmp_path / "work")]) == 2
+        assert capsys.readouterr().err == (
+            f"dpupose: error: no model to benchmark: {tmp_path / name} {what}; pass --plan DIR, --quantized DIR or "
+            "--checkpoint PATH\n"
+        )
+    assert not (tmp_path / "work").exists() and (tmp_path / "fifo.pt").is_fifo()

@@ -30,7 +30,7 @@ from typing import Any
 
 from dpupose.dpu.paths import shipped_model
 from dpupose.errors import DataError, ModelFileError, UsageError
-from dpupose.fsio import lock_output_folder, not_a_folder, within
+from dpupose.fsio import lock_output_folder, not_a_file, not_a_folder, within
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,12 @@ def resolve_inputs(opts: BenchOptions) -> tuple[Any, Path | None]:
     if qdir is None:
         ckpt = opts.checkpoint or DEFAULT_CHECKPOINT
         if not ckpt.is_file() and not ckpt.is_dir():
+            # A FIFO, a device or a symbolic link that leads nowhere is named for what it is, as eval's --checkpoint
+            # names it: 'does not exist' of a name the user sees there.
+            what = not_a_file(ckpt, "does not exist")
+            where = SHIPPED_WHERE if opts.checkpoint is None and what == "does not exist" else ""
             raise UsageError(
-                f"no model to benchmark: {ckpt} does not exist{SHIPPED_WHERE if opts.checkpoint is None else ''}; "
-                "pass --plan DIR, --quantized DIR or --checkpoint PATH"
+                f"no model to benchmark: {ckpt} {what}{where}; pass --plan DIR, --quantized DIR or --checkpoint PATH"
             )
         # A run folder (it exists, so "does not exist" is not the answer) or an ONNX file: refused before the cache
         check_checkpoint_path(ckpt, "--checkpoint" if opts.checkpoint is not None else "checkpoint")
