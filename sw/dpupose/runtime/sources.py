@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from dpupose.errors import DataError, DeviceError, UsageError, shortlist
-from dpupose.fsio import dangling_link, special_kind
+from dpupose.fsio import dangling_link, not_a_file, special_kind
 from dpupose.runtime.frames import Frame
 from dpupose.runtime.imagefile import opencv_path, read_bgr
 
@@ -117,8 +117,8 @@ def no_frame_message(spec: str, skipped: int, option: str = OPTION) -> str:
 def _not_a_file(path: Path, option: str = OPTION) -> str:
     """What is wrong with a --source path that is not a folder or a regular file, and what to pass instead."""
     if not path.exists():
-        what = f"is {dangling_link(path)}" if path.is_symlink() else "does not exist"
-        what += _pattern(str(path))
+        # not_a_file: a link that leads nowhere is named so (dangling_link), else 'does not exist'
+        what = not_a_file(path, "does not exist") + _pattern(str(path))
         return f"{what}: pass an image folder, an image, a video file or camera:N"
     camera = _camera_name(path) if path.is_char_device() else None
     if camera is not None:  # /dev/videoN (or a link to it, /dev/v4l/by-id/...), which OpenCV opens as camera N
@@ -435,8 +435,5 @@ def open_source(spec: str, option: str = OPTION, **camera_options: Any) -> Frame
     if not path.exists():
         # A link that leads nowhere (a video on a disk not mounted) is named so, as an image's link is: the user
         # sees it there, so 'does not exist' would send them looking for a typing mistake.
-        what = f"is {dangling_link(path)}" if path.is_symlink() else "does not exist"
-        raise UsageError(
-            f"source {spec} {what}{_pattern(spec)}: pass an image folder, an image, a video file or camera:N"
-        )
+        raise UsageError(f"source {spec} {_not_a_file(path, option)}")
     return VideoFileSource(path, option=option)
