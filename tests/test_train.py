@@ -110,6 +110,16 @@ def test_refuses_to_overwrite_or_resume_nothing(synth_root, tmp_path):
     cfg = tiny(synth_root, tmp_path / "r", epochs=1, max_steps_per_epoch=1)
     with pytest.raises(UsageError, match="not found; start the run without --resume"):
         train(cfg, resume=True)
+    # a last.pt that is a symbolic link that leads nowhere is named as one, not 'not found'
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "last.pt").symlink_to(tmp_path / "moved.pt")
+    with pytest.raises(UsageError) as err:
+        train(cfg, resume=True)
+    assert str(err.value) == (
+        f"--resume: {tmp_path / 'r' / 'last.pt'} is a symbolic link that leads nowhere (to {tmp_path / 'moved.pt'}); "
+        "start the run without --resume"
+    )
+    (tmp_path / "r" / "last.pt").unlink()
     train(cfg)
     with pytest.raises(UsageError, match="already holds a run"):
         train(cfg)

@@ -33,6 +33,7 @@ from dpupose.fsio import (
     json_text,
     lock_folder,
     lock_output_folder,
+    not_a_file,
     read_own_json,
     same_file,
     what_is_at,
@@ -297,8 +298,8 @@ def _train(cfg: TrainConfig, resume: bool, lock: ExitStack) -> Path:
     state: dict | None = None
     init_model: PoseNet | None = None
     if resume:
-        if not last.exists():
-            raise UsageError(f"--resume: {last} not found; start the run without --resume")
+        if not last.exists():  # a link that leads nowhere is named as one, not 'not found', which the user can see
+            raise UsageError(f"--resume: {last} {not_a_file(last, 'not found')}; start the run without --resume")
         state = read_checkpoint(last)
         _check_resumable(state, cfg, last, world)
         if state["epoch"] >= cfg.epochs:  # finished: nothing to load or train
