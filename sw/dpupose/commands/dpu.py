@@ -97,7 +97,11 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("calibrate", help="fit the performance model to the published figures, report errors")
-    s.add_argument("--write", action="store_true", help="write the fitted constants to hw/dpu/perf/constants.toml")
+    s.add_argument(
+        "--write",
+        action="store_true",
+        help="write the fitted constants to dpu/perf/constants.toml in hw/ (or in $DPUPOSE_HW_DIR where set)",
+    )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_calibrate)
 
