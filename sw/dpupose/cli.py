@@ -469,7 +469,7 @@ def os_error_line(exc: OSError) -> str:
 # as any other output.
 TEMPORARY_KINDS = (
     *("bench", "calib", "debugfs", "deploy", "fat", "flash", "hwcheck"),
-    *("ls", "ort-int8", "stage", "standin", "valid", "wheel"),
+    *("ls", "ort-int8", "stage", "standin", "status", "valid", "wheel"),
 )
 _TEMPORARY_NAME = re.compile(rf"dpupose-(?:{'|'.join(TEMPORARY_KINDS)})-[a-z0-9_]{{8}}(\.cmd)?")
 
