@@ -967,6 +967,34 @@ def test_a_quantized_model_of_the_plan_s_size_on_one_side_only_is_refused(quanti
             resolve_inputs(BenchOptions(plan=result.plan.root, quantized=other))
 
 
+def test_a_quantized_folder_of_other_weights_than_the_plan_s_is_refused(quantized, result, synth_root, tmp_path):
+    """--quantized with --plan: a folder of the same network (width, size, so the same MACs) quantized from other
+    weights gave the CPU rows of another model beside the plan's split rows; it is refused, naming the folder
+    the plan was split from. The plan's own checkpoint calibrated again (other fix points) is still taken."""
+    other_ckpt = save_checkpoint(sane_model(seed=1), tmp_path / "other.pt")
+    other = tmp_path / "q-other"
+    again = tmp_path / "q-again"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        quantize(QuantizeConfig(other_ckpt, other, data_root=synth_root, num_calib=8, batch_size=4, summary_samples=1))
+        quantize(
+            QuantizeConfig(quantized["ckpt"], again, data_root=synth_root, num_calib=4, batch_size=4, summary_samples=1)
+        )
+    finally:
+        torch.set_num_threads(threads)
+    plan = result.plan.root
+    with pytest.raises(UsageError) as err:
+        resolve_inputs(BenchOptions(plan=plan, quantized=other))
+    assert str(err.value) == (
+        f"--quantized {other} holds other weights than --plan {plan} (quantized from {other_ckpt}; the plan was "
+        f"split from {os.path.normpath(quantized['q'] / 'model_qdq.onnx')}, quantized from {quantized['ckpt']}): "
+        f"give --quantized {os.path.normpath(quantized['q'])}, or leave --quantized out"
+    )
+    assert (again / "model_qdq.onnx").read_bytes() != (quantized["q"] / "model_qdq.onnx").read_bytes()
+    assert resolve_inputs(BenchOptions(plan=plan, quantized=again))[1] == again
+
+
 def test_the_demo_times_each_emulator_per_frame(result, monkeypatch, tmp_path):
     """exact_seconds_per_frame is the exact emulator's time and fast_seconds_per_frame the fast path's, each per
     frame: on a clock that only the runners move (1 s per subgraph run exact, 0.25 s fast), two frames through

@@ -21,6 +21,7 @@ emulator measures numpy, not a DPU).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -225,6 +226,40 @@ def _check_same_network(qdir: Path, plan: Any) -> None:
             f"plan's {plan_macs / 1e9:.3f} (another --width or decoder at the same {size} px): give the quantized "
             "folder the plan was split from"
         )
+    _check_same_weights(qdir, plan)
+
+
+def _quantized_from(folder: Path) -> tuple[str, str] | None:
+    """(weights_sha256, checkpoint) of a `dpupose quantize` folder's summary.json, or None where it has none."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    digest = summary.get("weights_sha256") if isinstance(summary, dict) else None
+    if not isinstance(digest, str):
+        return None
+    return digest, str(summary.get("checkpoint", "?"))
+
+
+def _check_same_weights(qdir: Path, plan: Any) -> None:
+    """--quantized with --plan, the same network: its weights must be the plan's too. Another checkpoint of the
+    same --width and size (a later epoch, another run) passed the size and MAC checks and gave CPU rows of
+    other weights beside the plan's split rows. Decided by the weights' digest in summary.json of --quantized
+    and of the folder the plan was split from (while its model_qdq.onnx is still the plan's); the same
+    checkpoint calibrated again (other fix points, the same float model) is the same."""
+    if plan.split_from(qdir / "model_qdq.onnx"):
+        return
+    source = _plan_source(plan)
+    if source is None or not plan.split_from(source):
+        return  # the plan's own folder is not there to say which weights it holds
+    given, own = _quantized_from(qdir), _quantized_from(source.parent)
+    if given is None or own is None or given[0] == own[0]:
+        return
+    raise UsageError(
+        f"--quantized {qdir} holds other weights than --plan {plan.root} (quantized from {given[1]}; the plan was "
+        f"split from {os.path.normpath(source)}, quantized from {own[1]}): give --quantized "
+        f"{os.path.normpath(source.parent)}, or leave --quantized out"
+    )
 
 
 def _check_emulated(plan: Any) -> None:
