@@ -225,6 +225,16 @@ def test_an_output_file_that_is_a_device_or_a_fifo_is_refused_as_such(tmp_path, 
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and os.listdir(tmp_path) == ["pipe"]
 
 
+@pytest.mark.parametrize(("line", "option"), FILE_OPTIONS, ids=[" ".join(c[0].split()[:2]) for c in FILE_OPTIONS])
+def test_an_output_file_named_with_a_trailing_slash_is_refused(tmp_path, capsys, line, option):
+    """A file option given a name ending in '/' (a folder, not there yet) wrote a file of that name without the
+    slash (`export --out models/mine/` a file models/mine): it is refused as a folder's name, nothing made."""
+    given = f"{tmp_path / 'mine'}/"
+    err = refused(line.format(path=given).split(), capsys)
+    assert f"argument {option}: {given} ends in '/', as a folder does; give a file name" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("line", ["split x.onnx --out {path}", "deploy-check build/none --dump {path}"])
 def test_an_output_folder_that_is_a_fifo_is_refused_as_such(tmp_path, capsys, line):
     """A FIFO given where a folder is written was refused as 'is a file; give a folder': it is named for what

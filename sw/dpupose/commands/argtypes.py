@@ -165,6 +165,8 @@ def output_file(text: str) -> Path:
     """A file to write: not an existing folder or other non-regular file (a device, a FIFO: the output
     would be renamed into its place, `/dev/null` as root replaced by a file), and not under a file; not ''."""
     _not_empty(text, "a file name")
+    if text.endswith(("/", os.sep)):  # Path() drops the separator: the output was written as a file of that name
+        raise argparse.ArgumentTypeError(f"{text} ends in '{text[-1]}', as a folder does; give a file name")
     path = Path(text)
     try:
         _not_a_loop(path)
