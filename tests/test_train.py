@@ -941,6 +941,26 @@ def test_export_keeps_the_provenance_and_refuses_to_overwrite_its_source(tmp_pat
     assert (tmp_path / "model.pt").read_bytes() == shipped
 
 
+def test_export_to_a_name_without_a_suffix_is_refused(tmp_path):
+    """`--out models/mine`, a folder's name as quantize and split take it, wrote the checkpoint as a file named
+    `mine`, which no command looks in for a model.pt; it is refused with the file to give, nothing written."""
+    from dpupose.commands.export import export_checkpoint
+
+    src = tmp_path / "best.pt"
+    net = PoseNet(ModelConfig(input_size=64, width_mult=0.25))
+    save_checkpoint({"model": net.state_dict(), "model_config": net.config.to_dict(), "epoch": 1}, src)
+    for out in (tmp_path / "models" / "mine", tmp_path / "models" / ".mine"):
+        with pytest.raises(UsageError) as info:
+            export_checkpoint(str(src), str(out))
+        assert str(info.value) == (
+            f"--out {out} has no suffix, as a folder's name: dpupose export writes one checkpoint file, not a "
+            f"folder; give {out / 'model.pt'} (a file named .pt)"
+        )
+    assert not (tmp_path / "models").exists()
+    export_checkpoint(str(src), str(tmp_path / "models" / "mine" / "model.pt"))
+    assert read_checkpoint(tmp_path / "models" / "mine" / "model.pt")["epoch"] == 1
+
+
 def test_a_fifo_or_a_link_to_a_file_at_out_is_named(tmp_path):
     """--out a FIFO, or a link to a file, was 'exists and is not a folder': it names what is there (what_is_at),
     as the other outputs' refusals do, and leaves it as it was."""

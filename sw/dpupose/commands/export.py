@@ -43,6 +43,14 @@ def export_checkpoint(src: str, out: str, force: bool = False) -> dict:
             "name it .pt (e.g. models/NAME/model.pt); the ONNX models come from `dpupose quantize` "
             "(DIR/model_fp32.onnx, DIR/model_qdq.onnx)"
         )
+    # A folder's name (models/NAME, as quantize and split take --out): the copy was written as a file of that name,
+    # without a suffix, and no command looks for a checkpoint there (a folder given in a checkpoint's place is
+    # searched for its model.pt).
+    if not Path(out).suffix:
+        raise UsageError(
+            f"--out {out} has no suffix, as a folder's name: dpupose export writes one checkpoint file, not a "
+            f"folder; give {Path(out) / 'model.pt'} (a file named .pt)"
+        )
     # The same file by another name: a link, `..` (resolve), or one resolve cannot see through, a bind mount of its
     # folder or the other case of its name on a case-insensitive file system (samefile of the file and of its
     # folder, the names alike but for case), which --force replaced. Not a hard link of another name: the copy is
