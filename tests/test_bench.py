@@ -426,6 +426,44 @@ def test_the_demo_refuses_an_empty_model_as_every_command_does(tmp_path, monkeyp
     assert os.listdir(tmp_path) == []
 
 
+def test_a_quantize_or_plan_folder_given_as_the_checkpoint_names_what_to_give(tmp_path, monkeypatch, capsys):
+    """A later step's folder given as --checkpoint (eval --engine int8-emulated --checkpoint Q, bench --checkpoint
+    Q) was 'is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)', not saying that the checkpoint is the
+    one summary.json records, nor that the folder goes to --quantized (or a plan's to --plan)."""
+    monkeypatch.chdir(tmp_path)
+    q, plan = Path("q"), Path("plan")
+    q.mkdir()
+    (q / "summary.json").write_text(json.dumps({"generated_by": "dpupose quantize", "checkpoint": "runs/a/best.pt"}))
+    plan.mkdir()
+    (plan / "plan.json").write_text("{}")
+    lines = [
+        ["eval", "--data", "synthetic", "--engine", "int8-emulated", "--checkpoint", "q"],
+        ["bench", "--checkpoint", "q", "--work", "work"],
+        ["export", "--checkpoint", "q", "--out", "m.pt"],
+        ["quantize", "--checkpoint", "q", "--out", "q2"],
+        ["train", "--data", "synthetic", "--epochs", "1", "--out", "run", "--init", "q"],
+    ]
+    for argv in lines:
+        assert main(argv) == 2
+        option = "--init" if argv[0] == "train" else "--checkpoint"
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"dpupose: error: {option} q is a folder; give the checkpoint it was quantized from (runs/a/best.pt, as "
+            "summary.json records it), not the `dpupose quantize` folder, which `dpupose eval` (with an int8 "
+            "--engine) and `dpupose bench` take as --quantized q"
+        )
+    assert main(["export", "--checkpoint", "plan", "--out", "m.pt"]) == 2
+    assert capsys.readouterr().err == (
+        "dpupose: error: --checkpoint plan is a folder; give a checkpoint written by `dpupose train` or "
+        "`dpupose export`, not a split plan folder, which runs with `dpupose run --plan plan` and `dpupose bench "
+        "--plan plan`\n"
+    )
+    # another program's summary.json names nothing
+    (q / "summary.json").write_text('{"generated_by": "other"}')
+    assert main(["export", "--checkpoint", "q", "--out", "m.pt"]) == 2
+    assert capsys.readouterr().err.endswith("q is a folder; give a checkpoint file (e.g. runs/NAME/best.pt)\n")
+    assert sorted(os.listdir(tmp_path)) == ["plan", "q"]
+
+
 def test_a_checkpoint_folder_or_file_of_another_kind_is_named_and_nothing_is_cached(tmp_path, monkeypatch, capsys):
     # A run folder given as the checkpoint was said not to exist; an ONNX file was refused only after
     # "quantizing ... into build/cache/..." was logged and that cache's folder and lock were made for it.

@@ -83,7 +83,7 @@ def check_checkpoint_path(path: str | Path, name: str = "checkpoint") -> Path:
     if path.is_dir():
         inside = next((path / f for f in FOLDER_CHECKPOINTS if (path / f).is_file()), None)
         hint = f"the checkpoint file in it ({inside})" if inside else "a checkpoint file (e.g. runs/NAME/best.pt)"
-        raise CheckpointError(f"{name} {path} is a folder; give {hint}")
+        raise CheckpointError(f"{name} {path} is a folder; give {_output_folder(path) or hint}")
     if not path.is_file():  # a FIFO, /dev/null or a link to nothing is named as such, not 'not found'
         why = not_a_file(path, "not found")
         raise CheckpointError(f"{name} {path} {why}: give a checkpoint {WRITTEN_BY} (e.g. runs/NAME/best.pt)")
@@ -93,6 +93,30 @@ def check_checkpoint_path(path: str | Path, name: str = "checkpoint") -> Path:
             f"network, {WRITTEN_BY}; {OWN_MODEL}"
         )
     return path
+
+
+def _output_folder(path: Path) -> str | None:
+    """What to give for a later step's output folder given as a checkpoint, or None: a `dpupose quantize` folder
+    (its summary.json names the checkpoint, as given to quantize) or a split plan folder."""
+    import json
+
+    if (path / "plan.json").is_file():
+        return (
+            f"a checkpoint {WRITTEN_BY}, not a split plan folder, which runs with `dpupose run --plan {path}` "
+            f"and `dpupose bench --plan {path}`"
+        )
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("generated_by") != "dpupose quantize":
+        return None
+    source = summary.get("checkpoint")
+    was = f" ({source}, as summary.json records it)" if isinstance(source, str) and source else ""
+    return (
+        f"the checkpoint it was quantized from{was}, not the `dpupose quantize` folder, which `dpupose eval` "
+        f"(with an int8 --engine) and `dpupose bench` take as --quantized {path}"
+    )
 
 
 def _json_instead(path: Path) -> str | None:
