@@ -775,3 +775,39 @@ def test_compare_plot_draws_each_label_inside_the_box_its_placement_assumed(pose
         assert extent.x0 * points == pytest.approx(left, abs=1.5)
         assert extent.y0 * points == pytest.approx(bottom, abs=1.5)
         assert extent.x1 * points <= right + 0.5 and extent.y1 * points <= top + 0.5
+
+
+def test_an_output_folder_given_as_the_onnx_model_names_the_file_to_give(tmp_path, monkeypatch, capsys):
+    """A pipeline step's folder given where an ONNX file goes (split build/q, dpu compare --model PLAN) was
+    'build/q: is a folder; give an ONNX file': the folder's own file is named (a quantize folder's model_qdq.onnx
+    to split, its two models to compare; a plan's DPU subgraph files), and a run folder's checkpoint is named
+    with the quantize command that makes ONNX of it. Another folder keeps the plain line; nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    for folder, files in (("q", ("summary.json", "model_qdq.onnx")), ("plan", ("plan.json", "dpu0.onnx", "cpu0.onnx")),
+                          ("run", ("last.pt", "best.pt")), ("other", ("a.txt",))):  # fmt: skip
+        Path(folder).mkdir()
+        for f in files:
+            Path(folder, f).write_text("x")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    split = {
+        "q": "q is a `dpupose quantize` folder: give its q/model_qdq.onnx",
+        "plan": "plan is a split plan folder, split already: split the model_qdq.onnx written by `dpupose quantize`",
+        "run": "run is a folder holding a checkpoint, not ONNX: quantize it first, `dpupose quantize --checkpoint "
+        "run/best.pt --out DIR`, and split DIR/model_qdq.onnx",
+        "other": "other: is a folder; give the model_qdq.onnx written by `dpupose quantize`",
+    }
+    compare = {
+        "q": "q is a `dpupose quantize` folder: give one of its models, q/model_fp32.onnx (the whole model, float) "
+        "or q/dpu_part_qdq.onnx (the DPU part, quantized)",
+        "plan": "plan is a split plan folder: give one of its DPU subgraph files (plan/dpu0.onnx)",
+        "run": "run is a folder holding a checkpoint, not ONNX: quantize it first, `dpupose quantize --checkpoint "
+        "run/best.pt --out DIR`, which writes DIR/model_fp32.onnx and DIR/model_qdq.onnx",
+        "other": "other: is a folder; give an ONNX file",
+    }
+    for folder in split:
+        rc, _, err = run(capsys, "split", folder, "--out", "out")
+        assert (rc, err) == (2, f"dpupose: error: {split[folder]}\n")
+        for argv in (("dpu", "compare", "--model", folder), ("dpu", "estimate", folder, "--config", "u96v2-b512")):
+            rc, _, err = run(capsys, *argv)
+            assert (rc, err) == (2, f"dpupose: error: {compare[folder]}\n")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -55,3 +55,37 @@ def not_onnx(path: object) -> str | None:
     except (OSError, ValueError, zipfile.BadZipFile):
         return None
     return None
+
+
+def onnx_in_folder(path: object, whole: bool) -> str | None:
+    """What to give for a dpupose output folder given where an ONNX model is wanted, or None for another folder:
+    a `dpupose quantize` folder's model_qdq.onnx (`whole`: split's MODEL, a whole model) or its files by part,
+    a split plan folder's subgraph files (or, `whole`, the model it was split from), a training run's or model
+    card's checkpoint (quantize it first)."""
+    from pathlib import Path
+
+    path = Path(str(path))
+    try:
+        if (path / "plan.json").is_file():
+            if whole:
+                return "a split plan folder, split already: split the model_qdq.onnx written by `dpupose quantize`"
+            files = sorted(p.name for p in path.glob("dpu*.onnx"))
+            named = f" ({', '.join(str(path / f) for f in files)})" if files else ""
+            return f"a split plan folder: give one of its DPU subgraph files{named}"
+        if (path / "model_qdq.onnx").is_file() and (path / "summary.json").is_file():
+            if whole:
+                return f"a `dpupose quantize` folder: give its {path / 'model_qdq.onnx'}"
+            return (
+                f"a `dpupose quantize` folder: give one of its models, {path / 'model_fp32.onnx'} (the whole model, "
+                f"float) or {path / 'dpu_part_qdq.onnx'} (the DPU part, quantized)"
+            )
+        ckpt = next((path / f for f in ("best.pt", "model.pt", "last.pt") if (path / f).is_file()), None)
+    except OSError:
+        return None
+    if ckpt is None:
+        return None
+    then = "and split DIR/model_qdq.onnx" if whole else "which writes DIR/model_fp32.onnx and DIR/model_qdq.onnx"
+    return (
+        f"a folder holding a checkpoint, not ONNX: quantize it first, `dpupose quantize --checkpoint {ckpt} --out "
+        f"DIR`, {then}"
+    )

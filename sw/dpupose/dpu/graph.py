@@ -149,6 +149,12 @@ def load_model(model: Any) -> Any:
     if isinstance(model, onnx.ModelProto):
         return model
     path = Path(model)
+    if path.is_dir():
+        from dpupose.formats import onnx_in_folder
+
+        instead = onnx_in_folder(path, whole=False)
+        if instead is not None:
+            raise ModelFileError(f"{path} is {instead}")
     if not path.is_file():
         raise ModelFileError(f"{path}: {not_a_file(path)}; give an ONNX file")
     try:

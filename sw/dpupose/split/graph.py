@@ -130,6 +130,12 @@ def load_onnx(path: str | Path) -> Any:
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        from dpupose.formats import onnx_in_folder
+
+        instead = onnx_in_folder(path, whole=True)
+        if instead is not None:
+            raise ModelFileError(f"{path} is {instead}")
     if not path.is_file():
         raise ModelFileError(f"{path}: {not_a_file(path)}; {QUANTIZED_MODEL}")
     try:
