@@ -2452,6 +2452,21 @@ def test_plan_round_trip(tmp_path):
     assert (again / "plan.json").read_text() == (result.folder / "plan.json").read_text()
 
 
+def test_optimize_with_cpu_from_weighs_the_cuts_before_it_and_names_its_base(tmp_path):
+    """--optimize with --cpu-from NODE: every candidate keeps NODE and what follows on the CPU (the cuts weighed
+    are those before it), and the base candidate, the rules with that cut, was labelled 'rules only' beside
+    figures that were the forced cut's, not the rules'."""
+    _, rules = _split(tmp_path, "none", optimize=True)
+    _, result = _split(tmp_path, "none", optimize=True, cpu_from="conv2")
+    labels = [c["label"] for c in result.plan.metadata["candidates"]]
+    assert labels[0] == "rules and --cpu-from conv2" and "rules only" not in labels
+    assert "CPU from conv2" not in labels and "CPU from conv3" not in labels  # NODE on the CPU in every one
+    forced = next(c for c in result.plan.metadata["candidates"] if c["label"] == labels[0])
+    plain = next(c for c in rules.plan.metadata["candidates"] if c["label"] == "CPU from conv2")
+    assert forced["subgraph_ms"] == plain["subgraph_ms"]  # the figures of the cut at conv2, as the label says
+    assert _rows(result)["conv3"]["reason"] == "forced to the CPU (--cpu-from conv2)"
+
+
 def test_cpu_from_forces_the_node_and_everything_after(tmp_path):
     _, result = _split(tmp_path, "none", cpu_from="conv2")
     assert _devices(result.plan) == ["dpu", "cpu"]

@@ -70,9 +70,15 @@ def evaluate(
 
 
 def candidates(
-    g: QdqGraph, cfg: DpuConfig, base_forced: Mapping[int, str], dpu_ms: dict[int, float], a53: A53Model
+    g: QdqGraph,
+    cfg: DpuConfig,
+    base_forced: Mapping[int, str],
+    dpu_ms: dict[int, float],
+    a53: A53Model,
+    rules_label: str = RULES_ONLY,
 ) -> list[Candidate]:
-    """Every distinct candidate (module docstring), in the order weighed."""
+    """Every distinct candidate (module docstring), in the order weighed. `rules_label` names the candidate of
+    the rules with `base_forced` alone (split's 'rules and --cpu-from NODE' where the user forced a cut)."""
     base = assign(g, cfg, base_forced)
     on_dpu = [u for u in g.units if base.devices[u.index] == DPU]
     shuffles = {u.index: "pixel shuffle on the CPU (optimizer candidate)" for u in on_dpu if u.op == "DepthToSpace"}
@@ -86,7 +92,7 @@ def candidates(
             forced = dict(base_forced)
             forced.update(extra)
             if cut is None:
-                label = RULES_ONLY + suffix
+                label = rules_label + suffix
             elif cut == on_dpu[0].index:
                 label = ALL_CPU + suffix
                 for u in g.units[cut:]:

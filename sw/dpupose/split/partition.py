@@ -379,7 +379,7 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     from dpupose.split import a53 as a53_model
     from dpupose.split.cost import predict
     from dpupose.split.extract import build_subgraph, save_model
-    from dpupose.split.optimize import best, candidates, evaluate, format_candidates
+    from dpupose.split.optimize import RULES_ONLY, best, candidates, evaluate, format_candidates
 
     source = Path(opts.model)
     cfg = load_config(opts.config)
@@ -405,7 +405,10 @@ def split_model(opts: SplitOptions, a53: Any = None) -> SplitResult:
     dpu_ms = _dpu_unit_ms(g, cfg, board, name)
     cands = []
     if opts.optimize:
-        cands = candidates(g, cfg, forced, dpu_ms, a53)
+        # With --cpu-from, every candidate keeps NODE on: the cuts weighed are those before it, and the base is not
+        # the rules alone (it was labelled 'rules only' beside the cuts, with the forced cut's figures).
+        rules = f"rules and --cpu-from {opts.cpu_from}" if opts.cpu_from is not None else RULES_ONLY
+        cands = candidates(g, cfg, forced, dpu_ms, a53, rules)
         chosen = best(cands)
         log.debug("%s", format_candidates(cands))
     else:
