@@ -1019,6 +1019,13 @@ def test_resume_refuses_another_loss_or_init_and_takes_the_same_init_spelled_oth
         train(tiny(synth_root, tmp_path / "r", js_weight=0.5, init=init, **more), resume=True)
     with pytest.raises(UsageError, match=r"trained with init='.*init\.pt', not 'other\.pt'"):
         train(tiny(synth_root, tmp_path / "r", init="other.pt", **more), resume=True)
+    # Several settings changed are named together, in _RESUME_FIXED's order, not one per refusal.
+    with pytest.raises(UsageError) as info:
+        train(tiny(synth_root, tmp_path / "r", js_weight=0.5, lr=0.5, seed=7, init=init, **more), resume=True)
+    assert str(info.value) == (
+        f"--resume: {tmp_path / 'r' / 'last.pt'} was trained with seed=0, not 7; lr=0.001, not 0.5; js_weight=1.0, "
+        "not 0.5; resume with the same settings (only --epochs may change), or start a new --out"
+    )
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1
     train(tiny(synth_root, tmp_path / "r", init="./init.pt", **more), resume=True)  # the same file
     assert read_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 2

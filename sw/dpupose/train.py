@@ -179,12 +179,18 @@ def _check_resumable(state: dict, cfg: TrainConfig, path: Path, world: int = 1) 
     where = state.get("data_root_resolved")  # the data root's real path when the run started
     if where is not None and cfg.data_root is not None:
         keys = [k for k in keys if k != "data_root"]  # compared by real path below
-    for key in keys:
-        if key in saved and not _same(key, saved[key], getattr(cfg, key)):
-            raise UsageError(
-                f"--resume: {path} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}; "
-                "resume with the same settings (only --epochs may change), or start a new --out"
-            )
+    # Every setting that differs, in one line: one at a time, a resume typed again from memory was refused as
+    # often as it had settings changed, each refusal naming the next.
+    differ = [
+        f"{key}={saved[key]!r}, not {getattr(cfg, key)!r}"
+        for key in keys
+        if key in saved and not _same(key, saved[key], getattr(cfg, key))
+    ]
+    if differ:
+        raise UsageError(
+            f"--resume: {path} was trained with {'; '.join(differ)}; "
+            "resume with the same settings (only --epochs may change), or start a new --out"
+        )
     # The folder it started on, by real path, or, where both are there, as one folder by device and inode (a bind
     # mount of it, the folder a container mounts at another path), which realpath does not see through.
     given = cfg.data_root
