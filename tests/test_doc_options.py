@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from dpupose.cli import build_parser
+from dpupose.commands import deploy_check
 from dpupose.dpu.board import default_config_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,8 @@ RESOLVED = {
     ("bench", "--config"): default_config_name("ultra96v2"),
     ("split", "--config"): default_config_name("ultra96v2"),
     ("deploy-check", "--tolerance"): 0,  # with the default --against torch (1 with ort: quant.compare)
+    ("deploy-check", "--num"): deploy_check.DEFAULT_NUM,  # None in the parser: given or not, said in a note
+    ("deploy-check", "--calib-data"): deploy_check.DEFAULT_CALIB_DATA,
 }
 
 CLAIM = re.compile(r"\(default `([^`]+)`")

@@ -118,6 +118,22 @@ def test_deploy_check_dump_through_a_bind_mount_of_against_is_refused(result, tm
     assert os.listdir(dumps) == ["image.npy"] and (dumps / "image.npy").read_bytes() == b"the board's tensor"
 
 
+def test_deploy_check_says_when_a_dump_s_inputs_leave_num_and_calib_data_unused(result, synth_root, tmp_path, capsys):
+    """A dump folder holding the subgraph's input feeds the emulator, and --num / --calib-data go unused: given,
+    they went unused without a word (--num 5 compared the dump's 1 image). A note on stderr names them; without
+    them, or where the images are made from them, there is none."""
+    assert _run_cli("deploy-check", result, "--data-root", synth_root, "--num", 1, "--dump", tmp_path / "d") == 0
+    assert capsys.readouterr().err == ""
+    assert _run_cli("deploy-check", result, "--against", tmp_path / "d", "--num", 5, "--calib-data", "mpii") == 0
+    assert capsys.readouterr().err == (
+        f"note: --num and --calib-data unused: the emulator ran on the inputs {tmp_path / 'd'} holds (1 image(s))\n"
+    )
+    assert _run_cli("deploy-check", result, "--against", tmp_path / "d", "--num", 3) == 0
+    assert capsys.readouterr().err.startswith("note: --num unused: ")
+    assert _run_cli("deploy-check", result, "--against", tmp_path / "d") == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_deploy_check_against_torch_ort_and_dumps(result, synth_root, tmp_path, capsys):
     common = ("--data-root", synth_root, "--num", 1)
     assert _run_cli("deploy-check", result, *common, "--dump", tmp_path / "d", "--json", tmp_path / "r.json") == 0

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import sys
 
 from dpupose.commands.argtypes import given, given_path, nonnegative_int, output_dir, output_file, positive_int
 from dpupose.fsio import loads_json, not_a_file
+
+# --num and --calib-data when left out (None in the parser, to tell them given from left out)
+DEFAULT_NUM = 2
+DEFAULT_CALIB_DATA = "synthetic"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,16 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="torch",
         help="torch (the default: float64 fake quantization), ort (ONNX Runtime), or a folder of dumped tensors",
     )
-    p.add_argument(
-        "--calib-data", choices=("synthetic", "mpii"), default="synthetic", help="input images (default synthetic)"
-    )
+    p.add_argument("--calib-data", choices=("synthetic", "mpii"), help="input images (default synthetic)")
     p.add_argument(
         "--data-root",
         type=given_path("the data set folder"),
         help="data set folder for --calib-data (mpii: required; synthetic: default a generated set cached under "
         "build/data/)",
     )
-    p.add_argument("--num", type=positive_int, default=2, help="number of input images (default 2)")
+    p.add_argument("--num", type=positive_int, help="number of input images (default 2)")
     p.add_argument(
         "--tolerance",
         type=nonnegative_int,
@@ -98,9 +101,17 @@ def run(args: argparse.Namespace) -> int:
     for module in {"torch": ("torch", "onnx"), "ort": ("onnx",)}.get(args.against, ()):
         importlib.import_module(module)
     shape = program.inputs[0].shape_nchw if len(program.inputs) == 1 else ()
+    # The options of the input images, as given: a dump folder holding the inputs feeds them instead, and these
+    # went unused without a word (--num 5 compared the dump's 2 images).
+    for_images = [o for o, v in (("--num", args.num), ("--calib-data", args.calib_data)) if v is not None]
+    args.num = DEFAULT_NUM if args.num is None else args.num
+    args.calib_data = args.calib_data or DEFAULT_CALIB_DATA
+    made: list[bool] = []
 
     def images():  # only when no dump folder holds the inputs
         import numpy as np
+
+        made.append(True)
 
         # Calibration images are (N, 3, S, S): a subgraph of another input (not 3 channels, S x 2S) was fed them
         # and failed in the emulator ('has shape (1, 16, 16, 3), expected (N, (16, 32, 3))'). A symbolic size but
@@ -119,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
         return np.concatenate(list(batches))
 
     report = deploy_check(path, images, args.against, args.tolerance, args.dump)
+    if for_images and not made:
+        print(
+            f"note: {' and '.join(for_images)} unused: the emulator ran on the inputs {args.against} holds "
+            f"({report['samples']} image(s))",
+            file=sys.stderr,
+        )
     print(f"{'tensor':60s} {'fp':>3s} {'max':>4s} {'mean':>8s} {'differ':>7s}")
     for row in report["layers"]:
         fp = report["fix_points"][row["tensor"]]
