@@ -345,14 +345,15 @@ def test_an_unknown_config_is_refused_before_any_quantization(tmp_path, monkeypa
     monkeypatch.setattr(prepare, "quantized", no_quantize)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model.pt").write_bytes(b"a checkpoint")
-    for argv in (["--checkpoint", "model.pt"], ["--quantized", str(tmp_path)], []):
+    (tmp_path / "q").mkdir()  # a folder of its own: one holding a checkpoint is answered as a run folder
+    for argv in (["--checkpoint", "model.pt"], ["--quantized", str(tmp_path / "q")], []):
         assert main(["bench", *argv, "--config", "u96v2-b1600"]) == 2
         err = capsys.readouterr().err
         assert err == (
             f"dpupose: error: unknown DPU configuration 'u96v2-b1600'; shipped: {', '.join(list_configs())} (or "
             "give a path to a .toml file)\n"
         )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no build/ (--work, cache) made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "q"]  # no build/ (--work, cache) made
 
 
 def test_a_bench_into_a_work_folder_in_use_is_refused_before_any_quantization(tmp_path, monkeypatch):

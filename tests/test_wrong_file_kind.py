@@ -341,3 +341,37 @@ def test_a_dangling_link_at_a_plan_or_its_plan_json_is_named(tmp_path, capsys):
             "folder written by `dpupose split` (it holds a plan.json file)\n"
         )
     assert not os.path.exists(out)
+
+
+def test_a_run_folder_given_as_a_quantize_folder_or_subgraph_says_to_quantize_it_first(tmp_path, capsys):
+    """A training run's folder where a `dpupose quantize` folder or DPU subgraph goes (eval --quantized runs/x,
+    bench --quantized runs/x, deploy-check runs/x) was 'runs/x/dpu_part_qdq.onnx not found; ... must be a
+    `dpupose quantize` output folder' or 'holds no model_qdq.onnx', naming no next step: the checkpoint in it is
+    named with the quantize command. A model card's folder with its plan one level down still names the plan's
+    DPU subgraph to deploy-check."""
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    for name in ("last.pt", "best.pt"):
+        (run / name).write_bytes(b"weights")
+    before = sorted(tmp_path.rglob("*"))
+    quantize = f"`dpupose quantize --checkpoint {run / 'best.pt'} --out DIR`"
+    for argv in (["eval", "--checkpoint", str(run / "best.pt"), "--data", "synthetic", "--engine", "int8-ort",
+                  "--quantized", str(run)], ["bench", "--quantized", str(run)]):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"dpupose {argv[0]}: error: argument --quantized: {run} holds a checkpoint, not a `dpupose quantize` "
+            f"folder: quantize it first, {quantize}, and give DIR, or give --checkpoint {run / 'best.pt'} without "
+            f"--quantized (see `dpupose {argv[0]} --help`)"
+        )
+    err = one_line_error(capsys, ["deploy-check", str(run)])
+    want = f"{run} holds a checkpoint, not a DPU subgraph: quantize it first, {quantize}, and check DIR"
+    assert err == f"dpupose: error: {want}\n"
+    card = tmp_path / "models" / "mine"
+    (card / "split").mkdir(parents=True)
+    (card / "model.pt").write_bytes(b"weights")
+    (card / "split" / "plan.json").write_text(json.dumps(PLAN))
+    err = one_line_error(capsys, ["deploy-check", str(card)])
+    assert f"{card / 'split'} is a split plan folder; deploy-check takes one DPU subgraph file" in err
+    assert sorted(p for p in tmp_path.rglob("*") if "models" not in p.parts) == before  # nothing written

@@ -218,6 +218,13 @@ def quantize_folder(text: str) -> Path:
                 f"{text} is a split plan folder, not a `dpupose quantize` folder: give the folder `dpupose quantize` "
                 "wrote (the plan's model_qdq.onnx came from it)"
             )
+        ckpt = next((path / f for f in ("best.pt", "model.pt", "last.pt") if (path / f).is_file()), None)
+        if ckpt is not None and not (path / "summary.json").exists():
+            # a training run's folder (or a model card's): 'runs/x/dpu_part_qdq.onnx not found' named no next step
+            raise argparse.ArgumentTypeError(
+                f"{text} holds a checkpoint, not a `dpupose quantize` folder: quantize it first, `dpupose quantize "
+                f"--checkpoint {ckpt} --out DIR`, and give DIR, or give --checkpoint {ckpt} without --quantized"
+            )
         if not path.is_dir():
             # A FIFO or device was 'cannot read its summary.json (Not a directory)' once the run had set up, a link
             # that leads nowhere 'does not exist': each is named, as a data root's is.

@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             for inside in sorted(d for d in args.model.iterdir() if (d / "plan.json").is_file()):
                 _refuse_plan_or_checkpoint(inside)
+        ckpt = next((args.model / f for f in ("best.pt", "model.pt", "last.pt") if (args.model / f).is_file()), None)
+        if ckpt is not None:  # a run folder: 'runs/x/dpu_part_qdq.onnx not found' named no next step
+            raise UsageError(
+                f"{args.model} holds a checkpoint, not a DPU subgraph: quantize it first, `dpupose quantize "
+                f"--checkpoint {ckpt} --out DIR`, and check DIR"
+            )
     if not path.is_file():
         why = not_a_file(path, "not found")  # a FIFO, /dev/null or a link to nothing is named as such
         raise ModelFileError(f"{path} {why}; give a QDQ ONNX file or a `dpupose quantize` output folder")
