@@ -7,6 +7,8 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import tempfile
 from datetime import datetime
 
 import pytest
@@ -1993,3 +1995,41 @@ def test_status_does_not_unpack_the_trd_into_the_build_folder(capsys, env):
     assert not (env["out"] / "trd").exists()
     before = len(steps_run(env))
     assert build(capsys, env)[0] == 0 and steps_run(env)[before:] == []
+
+
+def test_ctrl_c_anywhere_in_status_leaves_no_temporary_folder(capsys, env, monkeypatch):
+    """A sweep (signal_sweep): Ctrl-C at each point of status's temporary folder's creation and removal (and of
+    the TRD unpacked there) in turn. tempfile.TemporaryDirectory left the folder, the generated files and the
+    TRD's tree, in TMPDIR where the signal came inside mkdtemp, after it made it, or during its removal, and one
+    just after rmtree closed a folder became an OSError (EBADF). The signal is not lost, and the build folder is
+    untouched byte for byte. (SIGTERM, which the CLI turns into Terminated, takes the same path.)"""
+    from signal_sweep import signal_sweep
+
+    from dpupose.hwbuild import flow
+
+    def tree(folder):
+        return {str(p.relative_to(folder)): p.is_file() and p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+    assert build(capsys, env)[0] == 0
+    shutil.rmtree(env["out"] / "trd")  # so status unpacks the TRD in its temporary folder too
+    before = tree(env["out"])
+    temp = env["tmp"] / "TMPDIR"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    contexts, real = [], flow.step_status
+    monkeypatch.setattr(flow, "step_status", lambda ctx: contexts.append(ctx) or real(ctx))
+    rc, lines = status(capsys, env)
+    assert rc == 0 and lines[:3] == [f"{s:9s} up to date" for s in ("platform", "kernel", "link")]
+    removal = False
+    for point in signal_sweep(signal.SIGINT, watched=("tempfile.py", "shutil.py")):
+        interrupted = False
+        try:
+            with point.armed():
+                assert real(contexts[0]) == dict.fromkeys(("platform", "kernel", "link"), "up to date")
+        except KeyboardInterrupt:
+            interrupted = True
+        assert interrupted == point.sent, point  # a signal sent is not lost (nor made an OSError)
+        assert os.listdir(temp) == [], point
+        removal |= point.where.startswith("_rmtree")
+    assert tree(env["out"]) == before  # nothing written in the build folder
+    assert removal and point.n > 50  # the sweep went through the removal

@@ -634,12 +634,27 @@ def step_status(ctx: BuildContext) -> dict[str, str]:
     archive not unpacked in trd/, whose post-link script the link's stamp hashes, is unpacked there too). A step
     whose own inputs hold but that reads what a tool step running before it makes is "up to date, but STEP runs
     first (a FILE that differs runs it again)": the build runs it again only if that file comes out different."""
-    with tempfile.TemporaryDirectory(prefix="dpupose-status-") as tmp:
+    # Made and removed in this frame, not by tempfile.TemporaryDirectory, which left the folder (the generated
+    # files, the TRD's tree) in TMPDIR where Ctrl-C or SIGTERM came inside mkdtemp, after it made it, or during
+    # its removal.
+    tmp: str | None = None
+    try:
+        with signals_deferred():  # until `tmp` names the folder, for the finally to remove it
+            tmp = tempfile.mkdtemp(prefix="dpupose-status-")
         generated = dataclasses.replace(ctx.paths, generated=Path(tmp) / "gen")
         ahead = dataclasses.replace(ctx, paths=generated, trd_scratch=Path(tmp) / "trd")
         generate_files(ctx.cfg, ctx.board, ctx.pfm, ahead.paths)
         changed = {n for n in GEN_FILES if not _same_bytes(ctx.paths.gen / n, ahead.paths.gen / n)}
         return _step_lines(ahead, changed)
+    finally:
+        if tmp is not None:
+            try:
+                # Held back: rmtree closes a folder's descriptor again when a signal follows its close, and the
+                # signal became an OSError (EBADF), said as the command's error.
+                with signals_deferred():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            finally:  # Ctrl-C or SIGTERM as the first began, before it removed anything
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _same_bytes(path: Path, other: Path) -> bool:
