@@ -811,3 +811,26 @@ def test_an_output_folder_given_as_the_onnx_model_names_the_file_to_give(tmp_pat
             rc, _, err = run(capsys, *argv)
             assert (rc, err) == (2, f"dpupose: error: {compare[folder]}\n")
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_compare_plot_stopped_while_drawing_leaves_no_figure_open(pose_onnx, tmp_path, monkeypatch):
+    """Ctrl-C as plot() laid out its labels (or at any point of the drawing before the write): pyplot keeps every
+    figure not closed, and plot closed its figure only around the write, so each stop left one open in the
+    caller's process (a notebook's: pyplot's 'More than 20 figures' warning). The earlier plot is kept whole."""
+    import matplotlib.pyplot as plt
+
+    from dpupose.dpu import compare as cmp
+
+    rows = cmp.compare(pose_onnx, "ultra96v2")
+    out = tmp_path / "cmp.png"
+    out.write_bytes(b"the earlier plot")
+    before = plt.get_fignums()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmp, "label_offsets", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        cmp.plot(rows, out, "title", 1000.0)
+    assert plt.get_fignums() == before
+    assert out.read_bytes() == b"the earlier plot" and os.listdir(tmp_path) == ["cmp.png"]

@@ -297,6 +297,17 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
 
     path = Path(path)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    # Closed however the drawing ends: pyplot keeps every figure not closed, so one left by Ctrl-C (or an error)
+    # in the drawing or the label layout stayed in a caller's process (a notebook's) for good.
+    try:
+        _draw(fig, ax, rows, path, fmt, title, dsp_available)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _draw(fig, ax, rows: list[CompareRow], path: Path, fmt: str, title: str, dsp_available: float | None) -> None:
+    """plot's figure drawn and written (atomically) to `path`."""
     named = [r for r in rows if r.shipped or r.path is not None]  # shipped and given: marked and labelled
     sweep = [r for r in rows if r not in named]
     if sweep:
@@ -370,9 +381,5 @@ def plot(rows: list[CompareRow], path: str | Path, title: str, dsp_available: fl
             fontweight=weight,
             va="bottom",
         )
-    try:
-        with atomic_path(path, suffix=f".{fmt}") as tmp:
-            fig.savefig(tmp, format=fmt)
-    finally:
-        plt.close(fig)
-    return path
+    with atomic_path(path, suffix=f".{fmt}") as tmp:
+        fig.savefig(tmp, format=fmt)
