@@ -208,13 +208,19 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
+def declared_sizes(vi: Any) -> tuple[int | str, ...]:
+    """A graph input's sizes as declared: each fixed size, else its symbol ('?' where it has none)."""
+    dims = vi.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+
+
 def check_fixed_input(vi: Any, source: str = "") -> None:
     """Refuse a graph input (an ONNX ValueInfoProto) of a symbolic (or zero) size past the batch, as
     torch.onnx.export's dynamic_axes for a height, width or channel count writes it, naming the input, its sizes
     and those axes; `source` ('FILE: ', or '') leads the message. One refusal for `dpu estimate`/`compare` and
     `dpupose split`, worded as the emulator's (errors.size_not_fixed)."""
     dims = vi.type.tensor_type.shape.dim
-    shown = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+    shown = declared_sizes(vi)
     symbols = [str(s) for d, s in zip(dims[1:], shown[1:]) if not d.HasField("dim_value") or d.dim_value <= 0]
     if symbols:
         raise ModelFileError(size_not_fixed(source, vi.name, shown, symbols))

@@ -131,7 +131,7 @@ def check_fixed_input_sizes(model: Any, source: Path) -> None:
     """Refuse a graph input of a symbolic (or zero) size past the batch, as torch.onnx.export's dynamic_axes for
     a height, width or channel count writes it, naming the input and those axes, or of a batch of 0, before
     shape inference (which cannot work out the model's sizes from it and said only 'needs a static shape')."""
-    from dpupose.dpu.graph import check_fixed_input  # dpu estimate's refusal of the same input, in its words
+    from dpupose.dpu.graph import check_fixed_input, declared_sizes  # dpu estimate's refusal, in its words
 
     inits = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
@@ -140,11 +140,10 @@ def check_fixed_input_sizes(model: Any, source: Path) -> None:
         check_fixed_input(vi, f"{source}: ")
         dims = vi.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value") and dims[0].dim_value <= 0:  # shape inference cannot run it either
-            shown = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
             raise ModelFileError(
-                f"{source}: input {vi.name!r} {shown} has a batch of {dims[0].dim_value}, which holds no image: "
-                "export the model with a batch of 1 or a symbolic one (torch.onnx.export's dynamic_axes for the "
-                f"batch: {{{vi.name!r}: {{0: 'batch'}}}})"
+                f"{source}: input {vi.name!r} {declared_sizes(vi)} has a batch of {dims[0].dim_value}, which holds no "
+                "image: export the model with a batch of 1 or a symbolic one (torch.onnx.export's dynamic_axes for "
+                f"the batch: {{{vi.name!r}: {{0: 'batch'}}}})"
             )
 
 
